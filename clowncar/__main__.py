@@ -1,0 +1,3 @@
+from clowncar.cli import main
+
+main()

@@ -1,0 +1,59 @@
+"""The one command, `clowncar`. Each command group lives beside the code it drives (`clowncar/<pkg>/commands.py`)
+and is registered here; command modules import heavy libraries (torch, ray) inside the commands so that
+`clowncar --help` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+import typer
+
+from clowncar.errors import ClownCarError
+
+app = typer.Typer(
+    name="clowncar",
+    help="Sweeps of weight-shared crawler language models: data, trials, sweeps, results and analysis.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# (module, group name or None for top-level commands registered by the module's `register(app)`)
+COMMAND_MODULES: list[tuple[str, str | None]] = [
+    ("clowncar.config_commands", "config"),
+]
+
+for _module, _group in COMMAND_MODULES:
+    _mod = importlib.import_module(_module)
+    if _group is None:
+        _mod.register(app)
+    else:
+        app.add_typer(_mod.app, name=_group)
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"clowncar: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    try:
+        app(args=argv, prog_name="clowncar", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        fail("aborted", 130)
+    except click.ClickException as exc:
+        fail(exc.format_message(), 2)
+    except ClownCarError as exc:
+        fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as exc:
+        if os.environ.get("CLOWNCAR_DEBUG"):
+            raise
+        fail(f"internal error: {type(exc).__name__}: {exc} (set CLOWNCAR_DEBUG=1 for the traceback)", 1)

@@ -1,0 +1,297 @@
+"""The typed trial config: the one place where every model, training, quantization and eval default lives.
+
+A trial is fully described by a `TrialConfig` (sections data / model / train / quant / eval). Configs come
+from a named preset, a YAML or JSON file and dotted overrides (`model.crawler_loops=3`), in that order.
+Unknown keys and shapes that cannot work are rejected with a one-line `ConfigError` naming the key.
+Deployment facts (where data lives, which database) are not here: see `clowncar.settings`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from clowncar.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    dataset: str = "fineweb10B_sp1024"
+    """Shard directory: a name under the data root (`CLOWNCAR_DATA_DIR`) `datasets/`, or a path."""
+    tokenizer: str = "fineweb_1024_bpe.model"
+    """SentencePiece model: a name under the data root `tokenizers/`, or a path."""
+    train_glob: str = "fineweb_train_*.bin"
+    val_glob: str = "fineweb_val_*.bin"
+
+
+class ModelConfig(Section):
+    arch: Literal["gpt", "crawler"] = "crawler"
+    vocab_size: int = Field(1024, ge=2, le=65536)
+    model_dim: int | Literal["auto"] = 512
+    """Width; `auto` picks the widest legal width whose parameter count fits `param_budget`."""
+    param_budget: int = Field(0, ge=0)
+    num_heads: int = Field(8, ge=1)
+    num_kv_heads: int = Field(4, ge=1)
+    # GPT baseline depth
+    num_layers: int = Field(9, ge=1)
+    # Crawler layout: flat encoder half, shared crawler blocks looped, flat decoder half
+    num_flat_layers: int = Field(4, ge=0)
+    num_crawler_layers: int = Field(1, ge=1)
+    crawler_loops: int = Field(4, ge=1)
+    inst_dim: int = Field(32, ge=0)
+    """Flow instructions: width of the shared down-projection; 0 uses fixed per-loop offsets."""
+    mlp_mult: float = Field(2.0, gt=0)
+    crawler_mlp_mult: float = Field(4.0, gt=0)
+    rope_dims: int = Field(0, ge=0)
+    """Rotary dims per head; 0 rotates the whole head."""
+    rope_base: float = Field(10000.0, gt=0)
+    rope_ntk_above: int = Field(0, ge=0)
+    """If > 0, use an NTK-scaled rotary base for sequences longer than this (the seed used 1024)."""
+    qk_gain_init: float = 1.5
+    logit_softcap: float = Field(30.0, ge=0)
+    tied_embed_init_std: float = Field(0.005, gt=0)
+    bigram_vocab_size: int = Field(0, ge=0)
+    """Buckets of the bigram-hash embedding; 0 disables it."""
+    bigram_dim: int = Field(128, ge=1)
+    smear_gate: bool = False
+    ln_scale: bool = False
+    """Scale each block's normed input by 1/sqrt(layer_index + 1)."""
+    xsa: Literal["off", "crawler", "all"] = "off"
+    delta_net_heads: int = Field(0, ge=0)
+    delta_net_conv: int = Field(4, ge=1)
+    delta_net_chunk: int = Field(64, ge=1)
+    attn_backend: Literal["auto", "sdpa", "flash"] = "auto"
+    deltanet_backend: Literal["auto", "torch", "fla"] = "auto"
+
+
+class TrainConfig(Section):
+    seed: int = 1337
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    iterations: int = Field(20000, ge=1)
+    max_wallclock_seconds: float = Field(600.0, ge=0)
+    """Stop training when this much training time has passed (0 = no cap). Eval time is not counted."""
+    train_batch_tokens: int = Field(524288, ge=1)
+    """Global batch in tokens, independent of the number of processes."""
+    train_seq_len: int = Field(1024, ge=2)
+    grad_accum: int = Field(8, ge=1)
+    """Micro-batches per step summed over all processes; the world size must divide it."""
+    warmup_steps: int = Field(20, ge=0)
+    """Compile warm-up steps; weights, optimizer state and data are restored after them."""
+    lr_warmup_steps: int = Field(0, ge=0)
+    warmdown_iters: int = Field(1200, ge=0)
+    matrix_lr: float = Field(0.04, ge=0)
+    scalar_lr: float = Field(0.04, ge=0)
+    tied_embed_lr: float = Field(0.05, ge=0)
+    muon_momentum: float = Field(0.95, ge=0, lt=1)
+    muon_momentum_warmup_start: float = Field(0.85, ge=0, lt=1)
+    muon_momentum_warmup_steps: int = Field(500, ge=0)
+    muon_backend_steps: int = Field(5, ge=1)
+    muon_wd: float = Field(0.0, ge=0)
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.95, ge=0, lt=1)
+    adam_eps: float = Field(1e-8, gt=0)
+    adam_wd: float = Field(0.0, ge=0)
+    grad_clip_norm: float = Field(0.0, ge=0)
+    ema: bool = False
+    ema_decay: float = Field(0.997, gt=0, lt=1)
+    ema_start_step: int = Field(0, ge=0)
+    compile: bool = False
+    cadence: int = Field(1, ge=0)
+    """Crawler firing: 0 = never crawl (N-steps only), 1 = every step, N = one C-step every N steps."""
+    cadence_offset: int = Field(0, ge=0)
+    cadence_phased: bool = False
+    """Choose the cadence by LR phase (early/main/late) instead of the fixed `cadence`."""
+    cadence_early: int = Field(2, ge=0)
+    cadence_main: int = Field(4, ge=0)
+    cadence_late: int = Field(6, ge=0)
+    log_every: int = Field(1, ge=1)
+    val_every: int = Field(0, ge=0)
+    """Full validation every N steps during training (0 = only at the end)."""
+    probe_every: int = Field(0, ge=0)
+    """Loss on a fixed held-out batch every N steps, same forward mode each time (0 = off)."""
+    probe_seqs: int = Field(8, ge=1)
+    reserve_seconds: float = Field(0.0, ge=0)
+    """Stop this much before the wallclock cap to leave time for quantization."""
+
+
+class QuantConfig(Section):
+    enabled: bool = True
+    flat_scheme: Literal["int8", "gptq_int6", "gptq_int5", "int6", "int5", "fp16"] = "int8"
+    crawler_scheme: Literal["same", "int8", "fp16"] = "same"
+    """`int8` is the seed's CRAWLER_QUANT_INT8: the shared blocks get per-row int8."""
+    embed_scheme: Literal["int8", "fp16"] = "int8"
+    passthrough_max_numel: int = Field(65536, ge=0)
+    gptq_block_size: int = Field(64, ge=1)
+    gptq_damp: float = Field(0.002, ge=0)
+    gptq_col_order: Literal["ascending", "descending", "natural"] = "ascending"
+    gptq_calib_seqs: int = Field(256, ge=1)
+    gptq_calib_seq_len: int = Field(2048, ge=2)
+    compressor: Literal["zstd", "lzma"] = "zstd"
+    zstd_level: int = Field(22, ge=1, le=22)
+    size_cap_bytes: int = Field(16_000_000, ge=1)
+
+
+class EvalConfig(Section):
+    seq_len: int = Field(0, ge=0)
+    """Eval sequence length; 0 uses train.train_seq_len."""
+    stride: int = Field(64, ge=0)
+    """Sliding-window stride; 0 skips the sliding eval."""
+    batch_tokens: int = Field(524288, ge=1)
+    """Tokens per eval forward pass summed over processes."""
+    max_tokens: int = Field(0, ge=0)
+    """Score only the first N validation tokens (0 = the whole split). For quick CPU runs."""
+
+
+class TrialConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    quant: QuantConfig = Field(default_factory=QuantConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _shapes_that_can_work(self) -> TrialConfig:
+        m, t = self.model, self.train
+        if m.num_heads % m.num_kv_heads:
+            raise ValueError(f"model.num_heads ({m.num_heads}) must be divisible by model.num_kv_heads "
+                             f"({m.num_kv_heads})")
+        if m.model_dim == "auto":
+            if m.param_budget <= 0:
+                raise ValueError("model.model_dim is 'auto' but model.param_budget is not set")
+        else:
+            if m.model_dim < 1 or m.model_dim % m.num_heads:
+                raise ValueError(f"model.model_dim ({m.model_dim}) must be a positive multiple of "
+                                 f"model.num_heads ({m.num_heads})")
+            head_dim = m.model_dim // m.num_heads
+            if head_dim % 2:
+                raise ValueError(f"head dim {head_dim} (model.model_dim / model.num_heads) must be even for rotary")
+            if m.rope_dims > head_dim or m.rope_dims % 2:
+                raise ValueError(f"model.rope_dims ({m.rope_dims}) must be even and at most the head dim {head_dim}")
+        if m.arch == "gpt" and m.delta_net_heads:
+            raise ValueError("model.delta_net_heads needs model.arch = crawler")
+        if t.train_batch_tokens % (t.train_seq_len * t.grad_accum):
+            raise ValueError(f"train.train_batch_tokens ({t.train_batch_tokens}) must be a multiple of "
+                             f"train.train_seq_len x train.grad_accum ({t.train_seq_len * t.grad_accum})")
+        if self.eval.seq_len and self.eval.stride > self.eval.seq_len:
+            raise ValueError(f"eval.stride ({self.eval.stride}) must not exceed eval.seq_len ({self.eval.seq_len})")
+        return self
+
+    # -- derived values ----------------------------------------------------------------------------------------
+    @property
+    def eval_seq_len(self) -> int:
+        return self.eval.seq_len or self.train.train_seq_len
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def content_hash(self) -> str:
+        """Stable 16-hex digest of the config's content (key order and formatting do not matter)."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def flat(self) -> dict[str, Any]:
+        """The config as dotted keys (`model.crawler_loops`), as the store and sweeps see it."""
+        return {f"{s}.{k}": v for s, sec in self.to_dict().items() for k, v in sec.items()}
+
+
+# -- loading ----------------------------------------------------------------------------------------------------
+
+def _error_line(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        value = first.get("input")
+        if isinstance(value, dict) and value:  # an unknown section: name the first key inside it too
+            key = f"{key}.{next(iter(value))}"
+        return f"unknown config key '{key}'"
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"config key '{key}': {msg}" if key else msg
+
+
+def from_dict(data: dict[str, Any]) -> TrialConfig:
+    try:
+        return TrialConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_error_line(err)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`model.crawler_loops=3` -> (['model', 'crawler_loops'], 3). Values are parsed as YAML scalars."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{text}' is not of the form section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(data)
+    items = ([parse_override(o) for o in overrides] if isinstance(overrides, list)
+             else [(k.split("."), v) for k, v in overrides.items()])
+    for path, value in items:
+        node = out
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"unknown config key '{'.'.join(path)}'")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON file that must hold a mapping; one-line errors for anything else."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read {p}: {err.strerror or err}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{p} is not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p} must hold a mapping of config sections, not {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None = None, preset: str | None = None,
+                overrides: list[str] | dict[str, Any] | None = None) -> TrialConfig:
+    """Preset, then file, then overrides. A file may name its own base with a top-level `preset:` key."""
+    from clowncar.presets import preset_dict
+
+    data = read_mapping(path) if path is not None else {}
+    file_preset = data.pop("preset", None)
+    base = preset_dict(preset or file_preset) if (preset or file_preset) else {}
+    merged = apply_overrides(deep_merge(base, data), overrides or [])
+    return from_dict(merged)

@@ -1,0 +1,39 @@
+"""`clowncar config`: resolve and check trial configs without running anything."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from clowncar.config import load_config
+from clowncar.presets import PRESETS
+
+app = typer.Typer(help="Resolve, validate and inspect trial configs.", no_args_is_help=True)
+
+ConfigArg = Annotated[Path | None, typer.Argument(help="YAML or JSON trial config (optional).")]
+PresetOpt = Annotated[str | None, typer.Option("--preset", help=f"Base preset: {', '.join(PRESETS)}.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Dotted override, e.g. model.crawler_loops=3.")]
+
+
+@app.command("show")
+def show(config: ConfigArg = None, preset: PresetOpt = None, set_: SetOpt = None,
+         as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of YAML.")] = False) -> None:
+    """Print the fully resolved config and its content hash."""
+    cfg = load_config(config, preset=preset, overrides=set_ or [])
+    if as_json:
+        typer.echo(json.dumps({"config": cfg.to_dict(), "config_hash": cfg.content_hash()}, indent=2))
+    else:
+        typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+        typer.echo(f"# config_hash: {cfg.content_hash()}")
+
+
+@app.command("presets")
+def presets() -> None:
+    """List the named presets."""
+    for name, builder in PRESETS.items():
+        doc = (builder.__doc__ or "").strip().splitlines()[0]
+        typer.echo(f"{name:10s} {doc}")

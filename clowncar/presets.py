@@ -1,0 +1,82 @@
+"""Named trial configs. Each preset is a function returning the overrides on top of the config defaults;
+variants derive from a base by changing a few fields (torchtitan style), never by copying a whole config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from clowncar.config import TrialConfig, deep_merge
+from clowncar.errors import ConfigError
+
+
+def baseline() -> dict[str, Any]:
+    """The Parameter Golf naive baseline: 9x512 GPT, U-Net skips, relu^2 MLP 2x, int8 per-row export."""
+    return {
+        "model": {"arch": "gpt", "num_layers": 9, "model_dim": 512, "num_heads": 8, "num_kv_heads": 4,
+                  "mlp_mult": 2.0},
+        "quant": {"flat_scheme": "int8", "embed_scheme": "int8"},
+        "eval": {"stride": 0},
+    }
+
+
+def clowncar() -> dict[str, Any]:
+    """The seed's ClownCar (PR #990): 4 flat + 1 shared crawler block x 4 loops with flow instructions,
+    int8 crawler, GPTQ int6 flat blocks, seq 2048, 600 s on the wallclock."""
+    return {
+        "model": {
+            "arch": "crawler", "model_dim": 512, "num_heads": 8, "num_kv_heads": 4,
+            "num_flat_layers": 4, "num_crawler_layers": 1, "crawler_loops": 4, "inst_dim": 32,
+            "mlp_mult": 3.0, "crawler_mlp_mult": 4.0, "rope_dims": 16, "rope_ntk_above": 1024,
+            "bigram_vocab_size": 2048, "bigram_dim": 128, "smear_gate": True, "ln_scale": True,
+            "xsa": "crawler",
+        },
+        "train": {
+            "train_seq_len": 2048, "train_batch_tokens": 786432, "grad_accum": 8,
+            "max_wallclock_seconds": 600.0, "warmdown_iters": 2000,
+            "matrix_lr": 0.03, "scalar_lr": 0.025, "tied_embed_lr": 0.035,
+            "muon_momentum": 0.99, "muon_momentum_warmup_start": 0.92, "muon_momentum_warmup_steps": 1500,
+            "muon_wd": 0.04, "adam_wd": 0.04, "grad_clip_norm": 0.3,
+            "ema": True, "ema_decay": 0.997, "compile": True, "log_every": 50, "cadence": 1,
+        },
+        "quant": {"flat_scheme": "gptq_int6", "crawler_scheme": "int8", "embed_scheme": "int8",
+                  "gptq_calib_seqs": 256, "gptq_calib_seq_len": 2048},
+        "eval": {"seq_len": 2048, "stride": 64},
+    }
+
+
+def tiny_cpu() -> dict[str, Any]:
+    """A crawler small enough to train for a few seconds on a laptop CPU on the demo shards."""
+    return {
+        "data": {"dataset": "demo_sp1024", "tokenizer": "demo_1024_bpe.model"},
+        "model": {
+            "arch": "crawler", "model_dim": 64, "num_heads": 4, "num_kv_heads": 2,
+            "num_flat_layers": 2, "num_crawler_layers": 1, "crawler_loops": 2, "inst_dim": 8,
+            "mlp_mult": 2.0, "crawler_mlp_mult": 2.0, "bigram_vocab_size": 256, "bigram_dim": 32,
+            "smear_gate": True, "ln_scale": True,
+        },
+        "train": {
+            "device": "cpu", "iterations": 40, "max_wallclock_seconds": 60.0, "train_seq_len": 128,
+            "train_batch_tokens": 2048, "grad_accum": 2, "warmup_steps": 0, "warmdown_iters": 10,
+            "matrix_lr": 0.02, "scalar_lr": 0.02, "tied_embed_lr": 0.03, "muon_momentum_warmup_steps": 10,
+            "log_every": 1, "probe_every": 5, "probe_seqs": 4,
+        },
+        "quant": {"flat_scheme": "gptq_int6", "crawler_scheme": "int8", "gptq_calib_seqs": 8,
+                  "gptq_calib_seq_len": 128, "zstd_level": 19},
+        "eval": {"seq_len": 128, "stride": 32, "batch_tokens": 8192, "max_tokens": 16384},
+    }
+
+
+PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
+    "baseline": baseline,
+    "clowncar": clowncar,
+    "tiny-cpu": tiny_cpu,
+}
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    try:
+        builder = PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset '{name}' (known: {', '.join(sorted(PRESETS))})") from None
+    return deep_merge(TrialConfig().to_dict(), builder())
