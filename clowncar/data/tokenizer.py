@@ -72,8 +72,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, model_prefix: str | o
 
     if not 8 <= vocab_size <= MAX_VOCAB:
         raise DataError(f"vocab size {vocab_size} out of range: shards store uint16 ids, so 8..{MAX_VOCAB}")
-    if not 0.0 < character_coverage <= 1.0:
-        raise DataError(f"character coverage must be in (0, 1], got {character_coverage}")
+    if not 0.98 <= character_coverage <= 1.0:  # sentencepiece's own bounds
+        raise DataError(f"character coverage must be between 0.98 and 1.0, got {character_coverage}")
     prefix = Path(model_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     lines = training_lines(texts)
@@ -85,7 +85,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, model_prefix: str | o
         )
     except (RuntimeError, OSError) as exc:
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        hint = " (try a lower --character-coverage or a larger --vocab-size)" if "ocab" in msg else ""
+        msg = re.sub(r"^.*?\)\s*\[.*?\]\s*", "", msg)  # drop the C++ source location and check
+        msg = msg.replace("--character_coverage option", "--character-coverage")
+        hint = "" if "character" in msg or "ocab" not in msg else " (try a larger --vocab-size)"
         raise DataError(f"sentencepiece training failed: {msg}{hint}") from None
     sp = load_tokenizer(prefix.with_suffix(".model"))
     if sp.vocab_size() > MAX_VOCAB:
