@@ -37,7 +37,7 @@ SHARD_TOKENS = 10**8
 """The challenge's shard size (a full shard is 200,001,024 bytes)."""
 TOKENIZER_FILE = "tokenizer.model"
 BUILD_INFO = "build.json"
-ENCODE_BATCH = 256
+ENCODE_BATCH = 1024
 
 
 @dataclass
@@ -121,6 +121,15 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
                 dynamic_ncols=True)
 
 
+def _documents_array(encoded: list[list[int]]) -> np.ndarray:
+    """`[BOS] + ids` for each document, concatenated (no EOS, as in the challenge's export)."""
+    flat: list[int] = []
+    for ids in encoded:
+        flat.append(BOS_ID)
+        flat.extend(ids)
+    return np.array(flat, dtype=np.uint16)
+
+
 def encode_corpus(corpus: Corpus, sp: Any, luts: ByteLUTs, stage: Path, val_docs: int, shard_tokens: int,
                   total_docs: int, progress: bool) -> dict[str, SplitStats]:
     stats = {"val": SplitStats(), "train": SplitStats()}
@@ -129,18 +138,20 @@ def encode_corpus(corpus: Corpus, sp: Any, luts: ByteLUTs, stage: Path, val_docs
     threads = min(os.cpu_count() or 1, 16)
     with _progress(total_docs, "encoding", progress) as bar:
         for batch in _batches(corpus.documents(), ENCODE_BATCH):
-            for text, ids in zip(batch, sp.encode(batch, out_type=int, num_threads=threads), strict=True):
-                split = "val" if index < val_docs else "train"
-                toks = np.empty(len(ids) + 1, dtype=np.uint16)
-                toks[0] = BOS_ID
-                toks[1:] = ids
+            encoded = sp.encode(batch, out_type=int, num_threads=threads)
+            cut = min(max(val_docs - index, 0), len(batch))  # documents [0, cut) of this batch are validation
+            for split, lo, hi in (("val", 0, cut), ("train", cut, len(batch))):
+                if lo == hi:
+                    continue
+                toks = _documents_array(encoded[lo:hi])
                 s = stats[split]
-                s.documents += 1
+                s.documents += hi - lo
                 s.tokens += len(toks)
+                # Each document starts with BOS, so counting the batch as one stream is exact per document.
                 s.bytes += count_stream_bytes(toks, luts)
-                s.text_bytes += len(text.encode("utf-8"))
+                s.text_bytes += sum(len(t.encode("utf-8")) for t in batch[lo:hi])
                 writers[split].add(toks)
-                index += 1
+            index += len(batch)
             bar.update(len(batch))
     for split, w in writers.items():
         w.flush()

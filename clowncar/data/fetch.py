@@ -62,8 +62,14 @@ class HubSource:
     def download(self, relative: str) -> Path:
         """Local path (in the HF cache) of `<remote_root>/<relative>`."""
         from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+        )
+        from huggingface_hub.utils import logging as hf_logging
 
+        hf_logging.set_verbosity_error()  # its retry warnings would bury our one-line error
         remote = _join(self.remote_root, relative)
         folder, _, name = remote.rpartition("/")
         try:
@@ -71,6 +77,11 @@ class HubSource:
                                    repo_type="dataset", revision=self.revision)
         except RepositoryNotFoundError:
             raise DataError(f"dataset repo '{self.repo_id}' not found on the hub") from None
+        except LocalEntryNotFoundError:  # the hub could not be reached and the file is not cached
+            from huggingface_hub import constants
+
+            raise DataError(f"{remote}: cannot reach the hub at {constants.ENDPOINT} and no cached copy "
+                            "(check the network, HF_ENDPOINT, HF_HUB_OFFLINE)") from None
         except EntryNotFoundError:
             raise DataError(f"{remote}: not found in dataset repo '{self.repo_id}'") from None
         except (OSError, ValueError) as exc:
@@ -108,7 +119,8 @@ def _validate_shard(dest_name: str) -> Callable[[Path], Any]:
     return check
 
 
-def load_manifest(source: HubSource, data_dir: Path) -> dict[str, Any]:
+def load_manifest(source: HubSource, data_dir: Path, log: Callable[[str], Any] = print) -> dict[str, Any]:
+    log(f"manifest: {source.repo_id}/{_join(source.remote_root, 'manifest.json')}")
     cached = source.download("manifest.json")
     try:
         manifest = json.loads(cached.read_text(encoding="utf-8"))
@@ -148,7 +160,7 @@ def plan(manifest: dict[str, Any], variant: str, train_shards: int) -> tuple[str
 def fetch_fineweb(variant: str, train_shards: int, data_dir: Path, source: HubSource | None = None,
                   log: Callable[[str], Any] = print) -> FetchResult:
     source = source or HubSource()
-    manifest = load_manifest(source, data_dir)
+    manifest = load_manifest(source, data_dir, log)
     name, val_shards, tok_files = plan(manifest, variant, train_shards)
     dataset_dir = data_dir / "datasets" / name
     result = FetchResult(dataset_dir=dataset_dir, tokenizer_files=[], val_shards=val_shards,

@@ -205,3 +205,36 @@ def test_inspect_reads_official_format_shards_without_a_tokenizer(
     assert "train       2              5          2   1023" in r.stdout
     assert "max token id 1023 (needs vocab >= 1024)" in r.stdout and "3 shard headers valid" in r.stdout
     _assert_clean_failure(run_cli("data", "inspect", str(tmp_path / "nothing")), "shard directory not found")
+
+
+def test_build_shows_a_progress_bar_on_a_terminal(tmp_path: Path, kjv_verses: list[str]) -> None:
+    """On a terminal (a pseudo-terminal here) the encoding pass draws a tqdm bar on stderr."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    text = tmp_path / "in.txt"
+    text.write_text("\n".join(kjv_verses[:500]), encoding="utf-8")
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a sized terminal
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run([sys.executable, "-m", "clowncar", "data", "build", "--text", str(text), "--docs-per",
+                           "line", "--val-docs", "10", "--vocab-size", "400", "--out", str(tmp_path / "o")],
+                          stdout=subprocess.PIPE, stderr=secondary, env=env, timeout=300, check=False)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    shown = b"".join(chunks).decode("utf-8", errors="replace")
+    assert proc.returncode == 0, shown
+    assert "encoding: 100%" in shown and "500/500" in shown

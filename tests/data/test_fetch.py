@@ -109,3 +109,9 @@ def test_a_corrupt_or_missing_download_never_lands(fetch: Callable[..., Any], tm
     _assert_clean_failure(fetch("--variant", "sp1024", "--train-shards", "3"),
                           "fineweb_train_000002.bin: not found in dataset repo")
     assert len(list(local.iterdir())) == 3
+
+
+def test_an_unreachable_hub_is_a_one_line_error(run_cli: Callable[..., Any], tmp_path: Path) -> None:
+    r = run_cli("data", "fetch-fineweb", env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    _assert_clean_failure(r, "cannot reach the hub")
+    assert not (tmp_path / "data").exists()
