@@ -61,7 +61,7 @@ def demo(
         typer.echo(f"demo data already built; reusing it (pass --force to rebuild): {result.out}")
     for line in result.summary_lines():
         typer.echo(line)
-    typer.echo("ready for: clowncar ... --preset tiny-cpu")
+    typer.echo("the tiny-cpu preset reads these (data.dataset=demo_sp1024, data.tokenizer=demo_1024_bpe.model)")
 
 
 @app.command("fetch-fineweb")

@@ -207,6 +207,14 @@ def test_inspect_reads_official_format_shards_without_a_tokenizer(
     _assert_clean_failure(run_cli("data", "inspect", str(tmp_path / "nothing")), "shard directory not found")
 
 
+def test_inspect_refuses_token_ids_beyond_the_tokenizer(
+        run_cli: Run, tmp_path: Path, tiny_tokenizer: tuple[Path, Any]) -> None:
+    write_shard(tmp_path / "fineweb_val_000000.bin", [1, 10, 11])
+    write_shard(tmp_path / "fineweb_train_000000.bin", [1, 1023, 5])  # the tiny tokenizer has 512 ids
+    r = run_cli("data", "inspect", str(tmp_path), "--tokenizer", str(tiny_tokenizer[0]))
+    _assert_clean_failure(r, "token id 1023 is beyond the tokenizer's vocab (512)")
+
+
 def test_build_shows_a_progress_bar_on_a_terminal(tmp_path: Path, kjv_verses: list[str]) -> None:
     """On a terminal (a pseudo-terminal here) the encoding pass draws a tqdm bar on stderr."""
     import fcntl
