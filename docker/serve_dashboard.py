@@ -4,7 +4,7 @@ Why not `optuna-dashboard "$CLOWNCAR_STORE"`: a command line is world-readable (
 container's arguments to every local user), and the store URL carries the database password. This launcher
 reads the URL from the environment (readable only by the process owner) and prints it with the password masked.
 
-    CLOWNCAR_STORE=postgresql+psycopg://... python docker/optuna_dashboard.py --host 127.0.0.1 --port 8080
+    CLOWNCAR_STORE=postgresql+psycopg://... python docker/serve_dashboard.py --host 127.0.0.1 --port 8080
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
 
     url = os.environ.get("CLOWNCAR_STORE", "")
     if not url:
-        print("optuna_dashboard: error: CLOWNCAR_STORE is not set (the results store URL)", file=sys.stderr)
+        print("serve_dashboard: error: CLOWNCAR_STORE is not set (the results store URL)", file=sys.stderr)
         return 2
     import optuna
     import optuna_dashboard
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         storage = optuna.storages.RDBStorage(url)
     except Exception as exc:  # any driver or connection error: one line, password masked
-        print(f"optuna_dashboard: error: cannot open store {redact_url(url)}: "
+        print(f"serve_dashboard: error: cannot open store {redact_url(url)}: "
               f"{redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}", file=sys.stderr)
         return 2
     print(f"optuna-dashboard: http://{args.host}:{args.port}/ on {redact_url(url)}", flush=True)
