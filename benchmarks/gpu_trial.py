@@ -170,17 +170,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     next_batch = batch_source(args, cfg.model.vocab_size, seqs, seq_len, device)
 
     def step() -> float:
-        loss_sum = 0.0
+        loss_sum = torch.zeros((), device=device)
         for _ in range(args.accum):
             x, y = next_batch()
             with amp:
                 loss = fwd(x, y, crawl=not args.n_step)
             (loss / args.accum).backward()
-            loss_sum += float(loss.detach())
+            loss_sum += loss.detach()  # no host sync between micro-batches, as in the worker
         for opt in optimizers:
             opt.step()
             opt.zero_grad(set_to_none=True)
-        return loss_sum / args.accum
+        return float(loss_sum) / args.accum  # one sync per step: the step's time is complete
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     times, losses = [], []
     for _ in range(args.steps):
         s0 = time.perf_counter()
-        losses.append(step())  # float(loss) synchronizes: each step's time is complete
+        losses.append(step())
         sync()
         times.append(time.perf_counter() - s0)
     step_s = statistics.median(times)
@@ -238,7 +238,7 @@ def print_table(r: dict[str, Any], argv: list[str]) -> None:
                                    f"max {r['step_ms_max']:.1f}, {r['steps']} steps)"),
             ("tokens/s", f"{r['tokens_per_s']:,.0f}"), ("peak memory", mem),
             ("FLOPs/token (6N + attention)", f"{r['flops_per_token'] / 1e6:,.1f} MFLOP"),
-            ("model FLOP/s", f"{r['model_tflops_per_s']:.2f} TFLOP/s"), ("MFU", mfu),
+            ("model FLOP/s", f"{r['model_tflops_per_s']:.3g} TFLOP/s"), ("MFU", mfu),
             ("final loss", f"{r['final_loss']:.4f}")]
     print("| metric | value |\n| --- | --- |")
     for k, v in rows:
