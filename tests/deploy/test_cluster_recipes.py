@@ -96,6 +96,19 @@ def test_launcher_declares_an_8_gpu_node_type(launcher: dict[str, Any]) -> None:
     assert launcher["docker"]["image"]
 
 
+def test_launcher_passes_rays_own_config_schema(launcher: dict[str, Any]) -> None:
+    import copy
+
+    # The same defaults-filling and JSON-schema check that `ray up` runs before it starts anything.
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(copy.deepcopy(launcher)))
+    broken = copy.deepcopy(launcher)
+    broken["available_node_types"]["gpu_8xh100"]["gpus"] = 8  # not a launcher field: must be rejected
+    with pytest.raises(Exception, match="gpus"):
+        validate_config(prepare_config(broken))
+
+
 def test_launcher_starts_every_node_with_token_auth_and_a_loopback_dashboard(launcher: dict[str, Any]) -> None:
     head = " ".join(launcher["head_start_ray_commands"])
     worker = " ".join(launcher["worker_start_ray_commands"])
