@@ -1,0 +1,64 @@
+"""Keep secrets out of logs, stored records and reports.
+
+A results store URL carries the database password (`postgresql+psycopg://user:PASSWORD@host/db`, or
+`?password=` in its query, or `password=` in a libpq keyword string), and a Ray cluster's token travels as
+`RAY_AUTH_TOKEN=...` or an `Authorization: Bearer ...` header. Whatever prints, stores or reports a URL, an
+error message or a command line passes it through `redact_url` (one URL) or `redact_text` (free text) first.
+
+    >>> redact_url("postgresql+psycopg://clowncar:s3cret@db:5432/runs")
+    'postgresql+psycopg://clowncar:***@db:5432/runs'
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote_plus
+
+MASK = "***"
+
+# Query or keyword parameters whose value is a secret (libpq, SQLAlchemy dialects, generic).
+_SECRET_KEYS = r"(?:password|passwd|pwd|sslpassword|secret|token|access_token|api_key|apikey)"
+
+# scheme://user:password@  (the password runs to the last '@' before the host; it may hold ':' or '/').
+_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)(?P<pw>\S*)(?P<at>@)")
+# ?password=...&  or  ;password=...  (URL query strings, ODBC-style strings)
+_QUERY_PARAM = re.compile(rf"(?P<head>[?&;]{_SECRET_KEYS}=)(?P<val>[^&;\s'\"#]*)", re.IGNORECASE)
+# libpq keyword/value strings and environment assignments: password=... or password='...'
+_KEYWORD = re.compile(rf"(?P<head>(?<![\w?&;]){_SECRET_KEYS}\s*=\s*)(?P<val>'(?:[^'\\]|\\.)*'|\"[^\"]*\"|\S+)",
+                      re.IGNORECASE)
+# Environment-style secrets: RAY_AUTH_TOKEN=..., POSTGRES_PASSWORD=..., CLOWNCAR_STORE is a URL (handled above).
+_ENV_SECRET = re.compile(r"(?P<head>\b[A-Z][A-Z0-9_]*(?:PASSWORD|TOKEN|SECRET)[A-Z0-9_]*=)(?P<val>\S+)")
+# JSON / YAML mappings: "password": "...", password: ...
+_MAPPING = re.compile(rf"(?P<head>(?<![\w\-])[\"']?{_SECRET_KEYS}[\"']?\s*:\s*)(?P<val>\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s,}}\]]+)",
+                      re.IGNORECASE)
+_BEARER = re.compile(r"(?P<head>\bBearer\s+)(?P<val>[A-Za-z0-9._~+/=\-]+)", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (userinfo or query parameter) replaced by `***`; other parts unchanged.
+
+    Parsed with SQLAlchemy's URL parser when it can be (which also understands passwords with '@', ':' or
+    percent-escapes); anything it cannot parse is scrubbed as text, so this never raises and never returns the
+    password.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError, TypeError):
+        return redact_text(url)
+    query = {k: (MASK if re.fullmatch(_SECRET_KEYS, k, re.IGNORECASE) else v) for k, v in parsed.query.items()}
+    rendered = parsed.set(query=query).render_as_string(hide_password=True)
+    # render_as_string percent-encodes the mask in the query; show it plainly.
+    return redact_text(rendered.replace(quote_plus(MASK), MASK))
+
+
+def redact_text(text: str) -> str:
+    """Free text (a log line, an error message, a command line) with every password and token masked."""
+    out = _USERINFO.sub(lambda m: f"{m['head']}{MASK}{m['at']}", text)
+    out = _QUERY_PARAM.sub(lambda m: f"{m['head']}{MASK}", out)
+    out = _KEYWORD.sub(lambda m: f"{m['head']}{MASK}", out)
+    out = _MAPPING.sub(lambda m: f"{m['head']}{MASK}", out)
+    out = _ENV_SECRET.sub(lambda m: f"{m['head']}{MASK}", out)
+    return _BEARER.sub(lambda m: f"{m['head']}{MASK}", out)

@@ -1,0 +1,44 @@
+"""Serve optuna-dashboard on the results store named by CLOWNCAR_STORE.
+
+Why not `optuna-dashboard "$CLOWNCAR_STORE"`: a command line is world-readable (`ps` on the host shows every
+container's arguments to every local user), and the store URL carries the database password. This launcher
+reads the URL from the environment (readable only by the process owner) and prints it with the password masked.
+
+    CLOWNCAR_STORE=postgresql+psycopg://... python docker/serve_dashboard.py --host 127.0.0.1 --port 8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+
+    from clowncar.redact import redact_text, redact_url
+
+    url = os.environ.get("CLOWNCAR_STORE", "")
+    if not url:
+        print("serve_dashboard: error: CLOWNCAR_STORE is not set (the results store URL)", file=sys.stderr)
+        return 2
+    import optuna
+    import optuna_dashboard
+
+    try:
+        storage = optuna.storages.RDBStorage(url)
+    except Exception as exc:  # any driver or connection error: one line, password masked
+        print(f"serve_dashboard: error: cannot open store {redact_url(url)}: "
+              f"{redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}", file=sys.stderr)
+        return 2
+    print(f"optuna-dashboard: http://{args.host}:{args.port}/ on {redact_url(url)}", flush=True)
+    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""docker/serve_dashboard.py serves the store named by CLOWNCAR_STORE and never prints its password."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+SECRET = "Zq9-dashboard-pw"
+
+
+def launch(repo: Path, env_extra: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "CLOWNCAR_STORE"}
+    env.update(env_extra, PYTHONPATH=str(repo))
+    return subprocess.Popen([sys.executable, str(repo / "docker/serve_dashboard.py"), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_missing_store_is_a_one_line_error(repo: Path) -> None:
+    proc = launch(repo, {})
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err.strip().count("\n") == 0 and "CLOWNCAR_STORE is not set" in err
+
+
+def test_unreachable_store_error_masks_the_password(repo: Path) -> None:
+    url = f"postgresql+psycopg://clowncar:{SECRET}@127.0.0.1:{free_port()}/runs?connect_timeout=2"
+    proc = launch(repo, {"CLOWNCAR_STORE": url})
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert SECRET not in out + err
+    assert "clowncar:***@127.0.0.1" in err and err.strip().count("\n") == 0
+
+
+def test_dashboard_serves_a_sqlite_store_on_loopback(repo: Path, tmp_path: Path) -> None:
+    port = free_port()
+    proc = launch(repo, {"CLOWNCAR_STORE": f"sqlite:///{tmp_path / 'store.db'}"}, "--port", str(port))
+    try:
+        deadline, status = time.time() + 60, None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
+                    status = resp.status
+                break
+            except OSError:
+                time.sleep(0.3)
+        if status is None:
+            pytest.fail(f"dashboard did not answer; exit {proc.poll()}")
+        assert status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,0 +1,102 @@
+"""The redaction helper hides database passwords and Ray tokens in every form they travel in."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, quote_plus
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy.engine import make_url
+
+from clowncar.redact import MASK, redact_text, redact_url
+
+PW = "Zq9-s3cret"
+
+URL_FORMS = [
+    f"postgresql+psycopg://clowncar:{PW}@db.internal:5432/runs",
+    f"postgresql://clowncar:{PW}@db/runs",
+    f"postgres://clowncar:{PW}@db/runs?sslmode=require",
+    f"postgresql+psycopg://:{PW}@db/runs",
+    f"postgresql+psycopg://clowncar@db/runs?password={PW}",
+    f"postgresql+psycopg://clowncar@db/runs?sslmode=require&password={PW}&application_name=x",
+    f"postgresql+psycopg://clowncar:{PW}@[::1]:5432/runs",
+    f"postgresql+psycopg://clowncar:{PW}@/runs?host=/var/run/postgresql",
+    f"mysql+pymysql://root:{PW}@127.0.0.1/optuna",
+    f"postgresql+psycopg://clowncar:{quote(PW + '@:/?#%')}@db/runs",
+]
+
+
+@pytest.mark.parametrize("url", URL_FORMS)
+def test_redact_url_hides_the_password_and_keeps_the_rest(url: str) -> None:
+    out = redact_url(url)
+    assert PW not in out
+    assert MASK in out
+    before, after = make_url(url), make_url(out)
+    assert (after.drivername, after.username, after.host, after.port, after.database) == (
+        before.drivername, before.username, before.host, before.port, before.database)
+    assert {k: v for k, v in after.query.items() if k != "password"} == {
+        k: v for k, v in before.query.items() if k != "password"}
+
+
+@pytest.mark.parametrize("url", URL_FORMS)
+def test_redact_text_hides_the_password_inside_a_sentence(url: str) -> None:
+    line = f"sweep smoke: cannot open store '{url}': connection refused (url={url})"
+    out = redact_text(line)
+    assert PW not in out and quote(PW) not in out
+    assert out.startswith("sweep smoke: cannot open store")
+
+
+def test_redact_url_leaves_urls_without_secrets_unchanged() -> None:
+    for url in ["sqlite:///clowncar-runs/clowncar.db", "postgresql+psycopg://clowncar@db:5432/runs",
+                "http://127.0.0.1:8265"]:
+        assert redact_url(url) == url
+
+
+def test_a_password_with_an_unescaped_at_sign_is_hidden() -> None:
+    out = redact_url("postgresql://u:p@ss@db/x")
+    assert "p@ss" not in out and "ss@db" not in out
+    assert out == "postgresql://u:***@db/x"
+
+
+def test_unparseable_input_is_scrubbed_not_raised() -> None:
+    assert redact_url(f"host=db password={PW} dbname=runs") == "host=db password=*** dbname=runs"
+    assert PW not in redact_url(f"::not a url:: password='{PW} x'")
+
+
+@pytest.mark.parametrize("text", [
+    f"host=db port=5432 password={PW} dbname=runs",
+    f"host=db password='{PW} with space' dbname=runs",
+    f"POSTGRES_PASSWORD={PW}",
+    f"RAY_AUTH_TOKEN={PW} ray start --head",
+    f"Authorization: Bearer {PW}",
+    f'{{"user": "clowncar", "password": "{PW}"}}',
+    f"password: {PW}",
+    f"{{'token': '{PW}'}}",
+    f"Server=db;Uid=clowncar;Pwd={PW};",
+])
+def test_redact_text_hides_keyword_env_header_and_mapping_secrets(text: str) -> None:
+    out = redact_text(text)
+    assert PW not in out
+    assert MASK in out
+
+
+def test_redaction_is_idempotent() -> None:
+    once = redact_text(" ".join(URL_FORMS))
+    assert redact_text(once) == once
+
+
+_pw_chars = st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(tail=st.text(alphabet=_pw_chars, min_size=0, max_size=24))
+def test_no_generated_password_survives_in_any_url_form(tail: str) -> None:
+    pw = "Zq9" + tail  # a prefix that appears nowhere else in the URL
+    encoded = quote(pw, safe="")
+    for url in (f"postgresql+psycopg://clowncar:{encoded}@db:5432/runs",
+                f"postgresql+psycopg://clowncar@db:5432/runs?password={quote_plus(pw)}"):
+        for out in (redact_url(url), redact_text(f"store={url} failed")):
+            assert pw not in out and encoded not in out and quote_plus(pw) not in out
+    raw = f"postgresql://clowncar:{pw}@db/runs"  # as a careless log line would print it, unescaped
+    assert pw not in redact_text(f"connecting to {raw} ...")
