@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -209,6 +210,23 @@ class TrialConfig(BaseModel):
 
 # -- loading ----------------------------------------------------------------------------------------------------
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """Safe loader with YAML 1.2 booleans: only true/false are booleans, so `xsa: off` stays the string 'off'."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML safely (no code execution) with YAML 1.2 booleans."""
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
 def _error_line(err: ValidationError) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"])
@@ -234,7 +252,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override '{text}' is not of the form section.key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -273,7 +291,7 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     except OSError as err:
         raise ConfigError(f"cannot read {p}: {err.strerror or err}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""

@@ -93,3 +93,12 @@ def test_cli_config_show_prints_hash_and_bad_input_exits_2(run_cli, tmp_path: Pa
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "unknown config key 'model.nope'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_yaml_words_like_off_stay_strings(tmp_path: Path) -> None:
+    cfg = load_config(preset="clowncar", overrides=["model.xsa=off", "train.ema=false"])
+    assert cfg.model.xsa == "off" and cfg.train.ema is False
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  xsa: off\ntrain:\n  compile: yes\n")
+    cfg = load_config(f)
+    assert cfg.model.xsa == "off" and cfg.train.compile is True  # 'yes' reaches pydantic as text, which reads it
