@@ -7,48 +7,149 @@ The contract (pinned by tests/store/test_contract.py, run against SQLite and Pos
 - Writing the same thing twice leaves one copy: `create_or_get_sweep` returns the existing id,
   `start_trial` keeps the first start of an attempt, `add_steps` / `add_evals` / `add_probes` ignore rows
   whose key already exists, `finish_trial` overwrites the attempt's outcome with the latest call.
-- Frames: `trials_frame` has one row per trial (its latest attempt, the one that counts), `steps_frame`,
-  `evals_frame`, `probes_frame` are long tables, `sweeps_frame` one row per sweep with trial counts.
+- Frames (see `frames.py`): `trials_frame` has one row per trial (its latest attempt, the one that counts),
+  `steps_frame`, `evals_frame`, `probes_frame` are long tables, `sweeps_frame` one row per sweep.
 - `with store.transaction():` groups several writes into one transaction (all or nothing), as the
   importers do per file.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import pandas as pd
+from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from clowncar.errors import StoreError
+from clowncar.events import TRIAL_STATUSES
+from clowncar.store import schema as s
+from clowncar.store.bulk import bulk_insert_ignore, insert_ignore, upsert
+from clowncar.store.engine import WRITE_OPTION, make_engine, parse_url, safe_url, store_error
+from clowncar.store.frames import FrameReads
+from clowncar.store.migrations import ensure_schema, numeric_metrics
 
 STEP_COLUMNS = ("step", "kind", "train_loss", "lr_scale", "phase", "elapsed_ms", "tokens")
 EVAL_COLUMNS = ("step", "mode", "weights", "val_loss", "val_bpb", "tokens_scored", "bytes_scored")
 PROBE_COLUMNS = ("step", "mode", "probe_loss")
 SWEEP_STATUSES = ("created", "running", "done", "failed", "stopped", "imported")
 SOURCES = ("run", "import")
+_STEP_CHUNK = 50_000
 
 
-class Store:
+def config_hash(config: Mapping[str, Any]) -> str:
+    """16 hex digits of the canonical JSON: the same digest as `TrialConfig.content_hash()`."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def utc(unix: float | None = None) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) if unix is None else dt.datetime.fromtimestamp(unix, dt.UTC)
+
+
+class Store(FrameReads):
     """One results database. Create it with `clowncar.store.open_store(url)`; close it with `close()`."""
 
-    url: str
-    """The SQLAlchemy URL with the password hidden (safe to print)."""
+    def __init__(self, engine: Engine, url: str, schema_found: int) -> None:
+        self.engine = engine
+        self.url = url
+        """The SQLAlchemy URL with the password hidden (safe to print)."""
+        self.schema_found = schema_found
+        """The schema version the database had when opened (before any upgrade)."""
+        self._local = threading.local()
+        self._attempt_ids: dict[tuple[str, int], int] = {}
 
     @classmethod
     def open(cls, url: str | None = None, *, create: bool = True) -> Store:
         """See `clowncar.store.open_store`."""
-        raise NotImplementedError
+        if url is None:
+            from clowncar.settings import load_settings
+
+            url = load_settings().store_url
+        parsed = parse_url(url)
+        engine = make_engine(parsed, create)
+        store = cls(engine, safe_url(parsed), 0)
+        try:
+            with store._write() as conn:
+                store.schema_found = ensure_schema(conn, create, store.url)
+        except BaseException:
+            engine.dispose()
+            raise
+        return store
 
     def close(self) -> None:
         """Release the connection pool."""
-        raise NotImplementedError
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connections -------------------------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """This thread's open transaction, or a new writing one committed at the end of the block."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{WRITE_OPTION: True})
+                self._local.conn = conn
+                try:
+                    with conn.begin():
+                        yield conn
+                except BaseException:
+                    self._attempt_ids.clear()  # ids cached inside a rolled-back transaction are gone
+                    raise
+                finally:
+                    self._local.conn = None
+        except SQLAlchemyError as err:
+            raise store_error(err, parse_url(self.url), "store write failed at") from None
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except SQLAlchemyError as err:
+            raise store_error(err, parse_url(self.url), "store read failed at") from None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Run every write of this thread inside the block in one transaction: all of it lands or none."""
-        raise NotImplementedError
-        yield
+        with self._write():
+            yield
+
+    # -- lookups -----------------------------------------------------------------------------------------------
+    def _sweep_id(self, conn: Connection, name: str) -> int:
+        sid = conn.execute(select(s.sweeps.c.id).where(s.sweeps.c.name == name)).scalar()
+        if sid is None:
+            raise StoreError(f"no sweep named {name!r} in {self.url}")
+        return int(sid)
+
+    def _attempt_id(self, conn: Connection, trial_uid: str, attempt: int) -> int:
+        key = (trial_uid, attempt)
+        if key not in self._attempt_ids:
+            aid = conn.execute(
+                select(s.attempts.c.id).join(s.trials, s.trials.c.id == s.attempts.c.trial_id)
+                .where(s.trials.c.uid == trial_uid, s.attempts.c.attempt == attempt)).scalar()
+            if aid is None:
+                raise StoreError(f"trial {trial_uid!r} attempt {attempt} was never started in {self.url}")
+            self._attempt_ids[key] = int(aid)
+        return self._attempt_ids[key]
 
     # -- writes ------------------------------------------------------------------------------------------------
     def create_or_get_sweep(self, name: str, spec: Mapping[str, Any], parent: str | None = None,
@@ -56,11 +157,25 @@ class Store:
         """Create sweep `name` (status `created`) or return the id of the existing one (its spec is kept).
 
         `parent` names the sweep this one reruns (it must exist); `source` is `run` or `import`."""
-        raise NotImplementedError
+        if source not in SOURCES:
+            raise StoreError(f"sweep source must be one of {', '.join(SOURCES)}, not {source!r}")
+        if not name:
+            raise StoreError("a sweep needs a name")
+        with self._write() as conn:
+            parent_id = self._sweep_id(conn, parent) if parent else None
+            now = utc()
+            insert_ignore(conn, s.sweeps, [{"name": name, "spec": dict(spec), "status": "created",
+                                            "source": source, "parent_id": parent_id,
+                                            "created_at": now, "updated_at": now}], keys=["name"])
+            return self._sweep_id(conn, name)
 
     def set_sweep_status(self, name: str, status: str) -> None:
         """Set a sweep's status (one of SWEEP_STATUSES). Unknown sweep -> StoreError."""
-        raise NotImplementedError
+        if status not in SWEEP_STATUSES:
+            raise StoreError(f"sweep status must be one of {', '.join(SWEEP_STATUSES)}, not {status!r}")
+        with self._write() as conn:
+            sid = self._sweep_id(conn, name)
+            conn.execute(update(s.sweeps).where(s.sweeps.c.id == sid).values(status=status, updated_at=utc()))
 
     def start_trial(self, sweep: str, trial_uid: str, number: int, attempt: int, config: Mapping[str, Any],
                     seed: int | None, node: str | None, started_at: float | None = None) -> None:
@@ -70,100 +185,113 @@ class Store:
         hash is `TrialConfig.content_hash()`'s algorithm. The attempt's status becomes `running`.
         Idempotent: a second call for the same (trial, attempt) changes nothing. The same uid under another
         sweep, or with another config, is a StoreError. `started_at` is unix seconds (default: now)."""
-        raise NotImplementedError
+        chash = config_hash(config)
+        with self._write() as conn:
+            sid = self._sweep_id(conn, sweep)
+            now = utc(started_at)
+            insert_ignore(conn, s.trials, [{"uid": trial_uid, "sweep_id": sid, "number": number,
+                                            "config": dict(config), "config_hash": chash, "seed": seed,
+                                            "created_at": now}], keys=["uid"])
+            row = conn.execute(select(s.trials.c.id, s.trials.c.sweep_id, s.trials.c.config_hash)
+                               .where(s.trials.c.uid == trial_uid)).one()
+            if row.sweep_id != sid:
+                raise StoreError(f"trial {trial_uid!r} already belongs to another sweep than {sweep!r}")
+            if row.config_hash != chash:
+                raise StoreError(f"trial {trial_uid!r} is stored with config {row.config_hash}, not {chash}")
+            insert_ignore(conn, s.attempts, [{"trial_id": row.id, "attempt": attempt, "status": "running",
+                                              "reason": None, "node": node, "started_at": now}],
+                          keys=["trial_id", "attempt"])
 
     def add_steps(self, trial_uid: str, attempt: int, rows: Iterable[Mapping[str, Any]]) -> int:
         """Bulk-insert step rows (the worker's `step` event records; keys STEP_COLUMNS, extra keys ignored,
         missing ones None). Rows whose (trial, attempt, step) exists are ignored. Returns rows offered."""
-        raise NotImplementedError
+        columns = ("attempt_id", *STEP_COLUMNS)
+        offered = 0
+        with self._write() as conn:
+            aid = self._attempt_id(conn, trial_uid, attempt)
+            batch: list[tuple[Any, ...]] = []
+            for r in rows:
+                batch.append((aid, int(r["step"]), r.get("kind"), r.get("train_loss"), r.get("lr_scale"),
+                              r.get("phase"), r.get("elapsed_ms"), r.get("tokens")))
+                if len(batch) >= _STEP_CHUNK:
+                    bulk_insert_ignore(conn, s.steps, columns, batch)
+                    offered += len(batch)
+                    batch = []
+            bulk_insert_ignore(conn, s.steps, columns, batch)
+            return offered + len(batch)
+
+    def _add_rows(self, table: Any, trial_uid: str, attempt: int, rows: Iterable[Mapping[str, Any]],
+                  columns: tuple[str, ...], defaults: Mapping[str, Any]) -> int:
+        with self._write() as conn:
+            aid = self._attempt_id(conn, trial_uid, attempt)
+            out = [{"attempt_id": aid, **{c: (r.get(c) if r.get(c) is not None else defaults.get(c))
+                                          for c in columns}} for r in rows]
+            insert_ignore(conn, table, out)
+            return len(out)
 
     def add_evals(self, trial_uid: str, attempt: int, rows: Iterable[Mapping[str, Any]]) -> int:
         """Insert eval rows (`eval` event records, keys EVAL_COLUMNS; `mode` defaults to `standard`,
         `weights` to `raw`). Key: (trial, attempt, step, mode, weights); duplicates ignored."""
-        raise NotImplementedError
+        return self._add_rows(s.evals, trial_uid, attempt, rows, EVAL_COLUMNS,
+                              {"mode": "standard", "weights": "raw"})
 
     def add_probes(self, trial_uid: str, attempt: int, rows: Iterable[Mapping[str, Any]]) -> int:
         """Insert probe rows (`probe` event records, keys PROBE_COLUMNS). Key: (trial, attempt, step, mode)."""
-        raise NotImplementedError
+        return self._add_rows(s.probes, trial_uid, attempt, rows, PROBE_COLUMNS, {"mode": "C"})
 
     def finish_trial(self, trial_uid: str, attempt: int, status: str, reason: str | None,
                      result: Mapping[str, Any] | None, ended_at: float | None = None) -> None:
         """Record an attempt's outcome. `status` is one of `events.TRIAL_STATUSES`; `result` is the worker's
         result.json dict (None when there was none, e.g. `crashed`). Every numeric result value is also
         stored as a metric row. A second call overwrites the first (the latest outcome wins)."""
-        raise NotImplementedError
+        if status not in TRIAL_STATUSES:
+            raise StoreError(f"trial status must be one of {', '.join(TRIAL_STATUSES)}, not {status!r}")
+        result = dict(result) if result is not None else None
+        with self._write() as conn:
+            aid = self._attempt_id(conn, trial_uid, attempt)
+            conn.execute(update(s.attempts).where(s.attempts.c.id == aid).values(
+                status=status, reason=reason, result=result, ended_at=utc(ended_at)))
+            conn.execute(delete(s.metrics).where(s.metrics.c.attempt_id == aid))
+            metric_rows = [{"attempt_id": aid, "name": k, "value": v}
+                           for k, v in numeric_metrics(result).items()]
+            insert_ignore(conn, s.metrics, metric_rows)
 
     def add_artifact(self, trial_uid: str, attempt: int, path: str, size_bytes: int | None,
                      code_bytes: int | None = None, sha256: str | None = None, kind: str = "model") -> None:
         """Record an artifact file of an attempt (compressed model: `size_bytes` of the file, `code_bytes`
         counted beside it). Key: (trial, attempt, path); a second call updates the row."""
-        raise NotImplementedError
+        with self._write() as conn:
+            aid = self._attempt_id(conn, trial_uid, attempt)
+            upsert(conn, s.artifacts, {"attempt_id": aid, "path": str(path), "kind": kind,
+                                       "size_bytes": size_bytes, "code_bytes": code_bytes, "sha256": sha256,
+                                       "created_at": utc()}, keys=["attempt_id", "path"])
 
     def close_running(self, sweep: str, status: str = "crashed", reason: str = "head restarted") -> int:
         """Mark every attempt of `sweep` still `running` as `status` (for resume after a head crash).
         Returns how many attempts changed."""
-        raise NotImplementedError
+        if status not in TRIAL_STATUSES:
+            raise StoreError(f"trial status must be one of {', '.join(TRIAL_STATUSES)}, not {status!r}")
+        with self._write() as conn:
+            sid = self._sweep_id(conn, sweep)
+            ids = select(s.trials.c.id).where(s.trials.c.sweep_id == sid).scalar_subquery()
+            res = conn.execute(update(s.attempts).where(s.attempts.c.trial_id.in_(ids),
+                                                        s.attempts.c.status == "running")
+                               .values(status=status, reason=reason, ended_at=utc()))
+            return int(res.rowcount or 0)
 
     # -- point reads -------------------------------------------------------------------------------------------
-    def get_sweep(self, name: str) -> dict[str, Any] | None:
-        """{id, name, spec, status, source, parent, created_at, updated_at} or None."""
-        raise NotImplementedError
-
-    def get_trial(self, trial_uid: str) -> dict[str, Any] | None:
-        """Everything about one trial for `store show`: {trial_uid, sweep, number, config, config_hash, seed,
-        attempts: [{attempt, status, reason, node, started_at, ended_at, result, steps, evals, probes,
-        artifacts: [...]}]} or None."""
-        raise NotImplementedError
-
     def trial_states(self, sweep: str) -> dict[str, tuple[int, str]]:
         """{trial_uid: (latest attempt, its status)} for a sweep (resume decides what to rerun from this)."""
-        raise NotImplementedError
+        with self._read() as conn:
+            sid = self._sweep_id(conn, sweep)
+            rows = conn.execute(select(s.trials.c.uid, s.attempts.c.attempt, s.attempts.c.status)
+                                .join(s.attempts, s.attempts.c.trial_id == s.trials.c.id)
+                                .where(s.trials.c.sweep_id == sid).order_by(s.attempts.c.attempt))
+            return {r.uid: (r.attempt, r.status) for r in rows}
 
     def max_step(self, trial_uid: str, attempt: int) -> int:
         """Highest stored step of an attempt (0 when none): a relay can skip rows it already wrote."""
-        raise NotImplementedError
-
-    def sweep_summary(self, name: str) -> dict[str, Any]:
-        """For `clowncar sweep status`: {name, status, source, parent, created_at, trials, by_status: {status:
-        n}, best: {trial_uid, number, val_bpb, q_val_bpb} | None, running: [{trial_uid, number, attempt, node,
-        started_at, last_step}]}. Unknown sweep -> StoreError."""
-        raise NotImplementedError
-
-    # -- frames ------------------------------------------------------------------------------------------------
-    def sweeps_frame(self) -> pd.DataFrame:
-        """One row per sweep: name, status, source, parent, created_at, updated_at, trials, ok, running,
-        failed (diverged/oom/error/crashed), best_val_bpb (lowest final q_val_bpb, else val_bpb)."""
-        raise NotImplementedError
-
-    def trials_frame(self, sweeps: str | Iterable[str] | None = None, status: str | Iterable[str] | None = None,
-                     where: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        """One row per trial (its latest attempt): sweep, trial_uid, number, attempt, attempts, status,
-        reason, seed, config_hash, node, started_at, ended_at (UTC timestamps), source, then every scalar
-        result.json value as its own column (val_bpb, q_val_bpb, steps, ...; missing -> NaN/None), then
-        `provenance.*`, then the config flattened as dotted columns (`model.crawler_loops`, ...).
-
-        Filters: `sweeps` and `status` (a name or several); `where` maps a column to a value or a list of
-        allowed values (`{"model.crawler_loops": [2, 3]}`); an unknown `where` column is a StoreError."""
-        raise NotImplementedError
-
-    def steps_frame(self, sweeps: str | Iterable[str] | None = None,
-                    trial_uids: str | Iterable[str] | None = None, all_attempts: bool = False) -> pd.DataFrame:
-        """Long table: sweep, trial_uid, attempt, step, kind (`C`/`N`), train_loss, lr_scale, phase,
-        elapsed_ms, tokens; sorted by trial and step. Only each trial's latest attempt unless
-        `all_attempts`. `sweep` and `trial_uid` are categoricals (cheap for millions of rows)."""
-        raise NotImplementedError
-
-    def evals_frame(self, sweeps: str | Iterable[str] | None = None,
-                    trial_uids: str | Iterable[str] | None = None, all_attempts: bool = False) -> pd.DataFrame:
-        """Long table: sweep, trial_uid, attempt, step, mode, weights, val_loss, val_bpb, tokens_scored,
-        bytes_scored."""
-        raise NotImplementedError
-
-    def probes_frame(self, sweeps: str | Iterable[str] | None = None,
-                     trial_uids: str | Iterable[str] | None = None, all_attempts: bool = False) -> pd.DataFrame:
-        """Long table: sweep, trial_uid, attempt, step, mode, probe_loss."""
-        raise NotImplementedError
-
-    def artifacts_frame(self, sweeps: str | Iterable[str] | None = None) -> pd.DataFrame:
-        """sweep, trial_uid, attempt, kind, path, size_bytes, code_bytes, sha256, created_at."""
-        raise NotImplementedError
+        with self._read() as conn:
+            aid = self._attempt_id(conn, trial_uid, attempt)
+            return int(conn.execute(select(func.max(s.steps.c.step)).where(s.steps.c.attempt_id == aid))
+                       .scalar() or 0)
