@@ -287,7 +287,7 @@ class Store(FrameReads):
             rows = conn.execute(select(s.trials.c.uid, s.attempts.c.attempt, s.attempts.c.status)
                                 .join(s.attempts, s.attempts.c.trial_id == s.trials.c.id)
                                 .where(s.trials.c.sweep_id == sid).order_by(s.attempts.c.attempt))
-            return {r.uid: (r.attempt, r.status) for r in rows}
+            return {r.uid: (r.attempt, r.status) for r in rows}  # ordered by attempt: the latest wins
 
     def max_step(self, trial_uid: str, attempt: int) -> int:
         """Highest stored step of an attempt (0 when none): a relay can skip rows it already wrote."""
