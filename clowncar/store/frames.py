@@ -21,11 +21,12 @@ FAILED = ("diverged", "oom", "error", "crashed")
 BASE_TRIAL_COLUMNS = ("sweep", "trial_uid", "number", "attempt", "attempts", "status", "reason", "seed",
                       "config_hash", "node", "started_at", "ended_at", "source")
 _ID_CHUNK = 500
-DTYPES = {"step": "int64", "kind": "object", "train_loss": "float64", "lr_scale": "float64", "phase": "object",
-          "elapsed_ms": "float64", "tokens": "Int64", "mode": "object", "weights": "object",
+DTYPES = {"step": "int64", "kind": "category", "train_loss": "float64", "lr_scale": "float64",
+          "phase": "category", "elapsed_ms": "float64", "tokens": "Int64", "mode": "category", "weights": "category",
           "val_loss": "float64", "val_bpb": "float64", "tokens_scored": "Int64", "bytes_scored": "Int64",
           "probe_loss": "float64"}
-"""Column types of the long tables, the same on every backend (nullable Int64 where a count may be missing)."""
+"""Column types of the long tables, the same on every backend and pandas version: nullable Int64 where a count
+may be missing, categoricals for the short labels (missing ones are NaN)."""
 
 
 def aware(value: Any) -> Any:
@@ -111,7 +112,10 @@ class FrameReads:
             "attempt": np.asarray([i[3] for i in index], dtype=np.int64)[pos],
         })
         for c in columns:
-            out[c] = frame[c].astype(DTYPES[c]).array if DTYPES[c] != "object" else frame[c].to_numpy()
+            col = frame[c]
+            if DTYPES[c] == "category":  # one missing marker whatever the driver handed back (None or NaN)
+                col = col.astype(object).where(col.notna(), None)
+            out[c] = col.astype(DTYPES[c]).array
         return out
 
     @staticmethod
