@@ -117,7 +117,7 @@ def test_trials_frame_has_config_columns_metrics_and_filters(store):
     assert list(store.trials_frame(status="diverged")["trial_uid"]) == ["t2"]
     assert list(store.trials_frame(where={"model.crawler_loops": [3, 9]})["trial_uid"]) == ["o0", "t1"]
     assert len(store.trials_frame(["sw", "other"], status=["ok", "running"])) == 3
-    with pytest.raises(StoreError, match="no trial column 'model.nope'"):
+    with pytest.raises(StoreError, match=r"no trial column 'model\.nope'"):
         store.trials_frame(where={"model.nope": 1})
 
 
