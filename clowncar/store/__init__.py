@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 2
 """The schema version this code writes. Older databases are upgraded on open; newer ones are refused."""
 
-__all__ = ["SCHEMA_VERSION", "Store", "StoreError", "open_store"]
+__all__ = ["SCHEMA_VERSION", "Store", "StoreError", "open_store", "optuna_engine_kwargs"]
 
 
 def open_store(url: str | None = None, *, create: bool = True) -> Store:
@@ -34,6 +34,16 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     from clowncar.store.store import Store
 
     return Store.open(url, create=create)
+
+
+def optuna_engine_kwargs(url: str) -> dict[str, object]:
+    """`engine_kwargs` for `optuna.storages.RDBStorage(url, engine_kwargs=...)` sharing the store's database.
+
+    On SQLite, Optuna's connections must wait for our writers (WAL allows one at a time) instead of failing at
+    once with "database is locked"; elsewhere, dead pooled connections are replaced."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}
+    return {"pool_pre_ping": True}
 
 
 def __getattr__(name: str) -> object:

@@ -190,7 +190,9 @@ def test_artifacts_are_updated_in_place(store):
 def test_optuna_keeps_its_own_tables_in_the_same_database(store, store_url):
     optuna = pytest.importorskip("optuna")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(store_url)
+    from clowncar.store import optuna_engine_kwargs
+
+    storage = optuna.storages.RDBStorage(store_url, engine_kwargs=optuna_engine_kwargs(store_url))
     study = optuna.create_study(study_name="sw", storage=storage)
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     _start(store)
