@@ -21,11 +21,11 @@ StoreOpt = Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL (d
                                               "sqlite:///clowncar-runs/clowncar.db).")]
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, exact: bool = False) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "-"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return repr(value) if exact else f"{value:.8g}"
     if hasattr(value, "strftime"):
         return value.strftime("%Y-%m-%d %H:%M")
     return str(value)
@@ -88,7 +88,7 @@ def show(trial: Annotated[str, typer.Argument(help="Trial uid (see `clowncar sto
         typer.echo(f"  rows: {at['steps']} steps, {at['evals']} evals, {at['probes']} probes")
         for key, value in (at["result"] or {}).items():
             if key not in ("status", "reason", "provenance"):
-                typer.echo(f"  {key} = {_fmt(value)}")
+                typer.echo(f"  {key} = {_fmt(value, exact=True)}")
         for key, value in ((at["result"] or {}).get("provenance") or {}).items():
             if key != "config":
                 typer.echo(f"  provenance.{key} = {_fmt(value)}")

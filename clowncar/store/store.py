@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -44,8 +45,24 @@ _STEP_CHUNK = 50_000
 
 def config_hash(config: Mapping[str, Any]) -> str:
     """16 hex digits of the canonical JSON: the same digest as `TrialConfig.content_hash()`."""
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(jsonable(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-safe deep copy: NaN and infinities become None (PostgreSQL's JSON has no NaN), tuples become
+    lists, anything else unknown (paths, numpy scalars) its text or number."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if hasattr(value, "item"):  # numpy scalar
+        return jsonable(value.item())
+    return str(value)
 
 
 def utc(unix: float | None = None) -> dt.datetime:
@@ -170,7 +187,7 @@ class Store(FrameReads):
         with self._write() as conn:
             parent_id = self._sweep_id(conn, parent) if parent else None
             now = utc()
-            insert_ignore(conn, s.sweeps, [{"name": name, "spec": dict(spec), "status": "created",
+            insert_ignore(conn, s.sweeps, [{"name": name, "spec": jsonable(spec), "status": "created",
                                             "source": source, "parent_id": parent_id,
                                             "created_at": now, "updated_at": now}], keys=["name"])
             return self._sweep_id(conn, name)
@@ -196,7 +213,7 @@ class Store(FrameReads):
             sid = self._sweep_id(conn, sweep)
             now = utc(started_at)
             insert_ignore(conn, s.trials, [{"uid": trial_uid, "sweep_id": sid, "number": number,
-                                            "config": dict(config), "config_hash": chash, "seed": seed,
+                                            "config": jsonable(config), "config_hash": chash, "seed": seed,
                                             "created_at": now}], keys=["uid"])
             row = conn.execute(select(s.trials.c.id, s.trials.c.sweep_id, s.trials.c.config_hash)
                                .where(s.trials.c.uid == trial_uid)).one()
@@ -252,7 +269,7 @@ class Store(FrameReads):
         stored as a metric row. A second call overwrites the first (the latest outcome wins)."""
         if status not in TRIAL_STATUSES:
             raise StoreError(f"trial status must be one of {', '.join(TRIAL_STATUSES)}, not {status!r}")
-        result = dict(result) if result is not None else None
+        result = jsonable(result) if result is not None else None
         with self._write() as conn:
             aid = self._attempt_id(conn, trial_uid, attempt)
             conn.execute(update(s.attempts).where(s.attempts.c.id == aid).values(

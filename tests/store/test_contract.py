@@ -198,3 +198,14 @@ def test_optuna_keeps_its_own_tables_in_the_same_database(store, store_url):
     _start(store)
     assert len(optuna.load_study(study_name="sw", storage=store_url).trials) == 2
     assert len(store.trials_frame()) == 1
+
+
+def test_values_json_cannot_hold_are_stored_as_none_or_text(store):
+    from pathlib import Path
+
+    store.create_or_get_sweep("sw", {"data": Path("/data/x"), "grid": (1, 2)})
+    store.start_trial("sw", "t0", 0, 0, CFG, 1, None)
+    store.finish_trial("t0", 0, "diverged", "nan loss", {"val_loss": float("nan"), "q_val_bpb": float("inf"),
+                                                         "steps": 7})
+    assert store.get_sweep("sw")["spec"] == {"data": "/data/x", "grid": [1, 2]}
+    assert store.get_trial("t0")["attempts"][0]["result"] == {"val_loss": None, "q_val_bpb": None, "steps": 7}
