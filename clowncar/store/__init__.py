@@ -20,7 +20,23 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 2
 """The schema version this code writes. Older databases are upgraded on open; newer ones are refused."""
 
-__all__ = ["SCHEMA_VERSION", "Store", "StoreError", "open_store", "optuna_engine_kwargs"]
+__all__ = ["SCHEMA_VERSION", "Store", "StoreError", "open_store", "optuna_engine_kwargs", "resolve_url"]
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The store URL to use: `url`, else the settings' (`CLOWNCAR_STORE`, else SQLite under the runs dir).
+
+    `postgresql://` and `postgres://` mean psycopg 3 (`postgresql+psycopg://`), the driver clowncar ships with;
+    hand the same string to Optuna's RDBStorage so that both open the same database the same way."""
+    if url is None:
+        from clowncar.settings import load_settings
+
+        url = load_settings().store_url
+    url = url.strip()
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg://" + url[len(bare):]
+    return url
 
 
 def open_store(url: str | None = None, *, create: bool = True) -> Store:

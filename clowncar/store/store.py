@@ -84,11 +84,9 @@ class Store(FrameReads):
     @classmethod
     def open(cls, url: str | None = None, *, create: bool = True) -> Store:
         """See `clowncar.store.open_store`."""
-        if url is None:
-            from clowncar.settings import load_settings
+        from clowncar.store import resolve_url
 
-            url = load_settings().store_url
-        parsed = parse_url(url)
+        parsed = parse_url(resolve_url(url))
         engine = make_engine(parsed, create)
         store = cls(engine, safe_url(parsed), 0)
         try:

@@ -209,3 +209,18 @@ def test_values_json_cannot_hold_are_stored_as_none_or_text(store):
                                                          "steps": 7})
     assert store.get_sweep("sw")["spec"] == {"data": "/data/x", "grid": [1, 2]}
     assert store.get_trial("t0")["attempts"][0]["result"] == {"val_loss": None, "q_val_bpb": None, "steps": 7}
+
+
+def test_a_plain_postgresql_url_means_psycopg_3(monkeypatch, tmp_path):
+    from clowncar.store import resolve_url
+
+    assert resolve_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert resolve_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
+    assert resolve_url() == f"sqlite:///{tmp_path / 'runs' / 'clowncar.db'}"
+    from clowncar.store import open_store
+
+    with open_store() as st:  # nothing configured: a SQLite file under the runs dir, directory created
+        assert st.url.endswith("runs/clowncar.db")
+    assert (tmp_path / "runs" / "clowncar.db").exists()
