@@ -98,15 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=0, help="rows per add_steps call (0 = a whole trial at once)")
     ap.add_argument("--pg-url", help="PostgreSQL URL to use instead of starting a throwaway server")
     ap.add_argument("--no-pg", action="store_true", help="SQLite only")
+    ap.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     args = ap.parse_args(argv)
     steps = max(1, int(20_000 * args.scale))
     batch = args.batch or steps
     results = []
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-store-")))
-        results.append(("sqlite", "clowncar API", bench_api(f"sqlite:///{tmp / 'api.db'}", args.trials, steps,
-                                                             batch)))
-        results.append(("sqlite", "sqlite3 driver floor", bench_sqlite_driver(tmp / "raw.db", args.trials, steps)))
+        if not args.no_sqlite:
+            results.append(("sqlite", "clowncar API", bench_api(f"sqlite:///{tmp / 'api.db'}", args.trials,
+                                                                 steps, batch)))
+            results.append(("sqlite", "sqlite3 driver floor", bench_sqlite_driver(tmp / "raw.db", args.trials,
+                                                                                  steps)))
         pg_url = args.pg_url
         if pg_url is None and not args.no_pg and find_bin_dir() is not None:
             pg_url = create_database(stack.enter_context(throwaway_postgres()), "bench")
@@ -124,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['rows'] / r['insert_cpu']:,.0f} | {r['read_s']:.2f} | {r['read_cpu']:.2f} |")
     print("\n(CPU s = this process's CPU time: the whole cost for SQLite, which runs in-process; PostgreSQL's "
           "server CPU is not in it.)")
-    api, raw = results[0][2], results[1][2]
-    print(f"\nsqlite API / driver: insert rate {raw['insert_s'] / api['insert_s']:.2f}x of the driver's, "
-          f"read time {api['read_s'] / raw['read_s']:.2f}x the bare fetchall (which builds no DataFrame)")
+    if not args.no_sqlite:
+        api, raw = results[0][2], results[1][2]
+        print(f"\nsqlite API / driver: insert rate {raw['insert_s'] / api['insert_s']:.2f}x of the driver's, "
+              f"read time {api['read_s'] / raw['read_s']:.2f}x the bare fetchall (which builds no DataFrame)")
     print(f"reproduce: PYTHONPATH=. python benchmarks/bench_store.py {' '.join(argv or sys.argv[1:])}".rstrip())
     return 0
 
