@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
 from clowncar.errors import StoreError
@@ -72,9 +73,10 @@ def utc(unix: float | None = None) -> dt.datetime:
 class Store(FrameReads):
     """One results database. Create it with `clowncar.store.open_store(url)`; close it with `close()`."""
 
-    def __init__(self, engine: Engine, url: str, schema_found: int) -> None:
+    def __init__(self, engine: Engine, url: URL, schema_found: int) -> None:
         self.engine = engine
-        self.url = url
+        self._real_url = url  # for scrubbing the password out of driver messages; never printed
+        self.url = safe_url(url)
         """The SQLAlchemy URL with the password hidden (safe to print)."""
         self.schema_found = schema_found
         """The schema version the database had when opened (before any upgrade)."""
@@ -88,7 +90,7 @@ class Store(FrameReads):
 
         parsed = parse_url(resolve_url(url))
         engine = make_engine(parsed, create)
-        store = cls(engine, safe_url(parsed), 0)
+        store = cls(engine, parsed, 0)
         try:
             with store._write() as conn:
                 store.schema_found = ensure_schema(conn, create, store.url)
@@ -127,7 +129,7 @@ class Store(FrameReads):
                 finally:
                     self._local.conn, self._local.pending = None, {}
         except SQLAlchemyError as err:
-            raise store_error(err, parse_url(self.url), "store write failed at") from None
+            raise store_error(err, self._real_url, "store write failed at") from None
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -139,7 +141,7 @@ class Store(FrameReads):
             with self.engine.connect() as conn, conn.begin():
                 yield conn
         except SQLAlchemyError as err:
-            raise store_error(err, parse_url(self.url), "store read failed at") from None
+            raise store_error(err, self._real_url, "store read failed at") from None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
