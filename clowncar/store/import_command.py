@@ -29,7 +29,7 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Legacy files o
         typer.echo(f"skipped file {f}: not a legacy run format")
     for r in reports:
         typer.echo(f"imported {r.path} ({r.format}) -> sweep {r.sweep}: {r.trials} trials ({r.new_trials} new), "
-                   f"{r.steps} step rows, {r.evals} eval rows; {len(r.skipped)} lines skipped"
+                   f"{r.steps} step rows and {r.evals} eval rows written; {len(r.skipped)} lines skipped"
                    + (f", {r.blank_lines} blank" if r.blank_lines else ""))
         if not quiet:
             for s in r.skipped:

@@ -31,7 +31,8 @@ def test_every_legacy_file_imports_with_the_source_values(run_cli, legacy_runs, 
     assert "skipped file" in out and "README.md" in out  # the directory's README is not a run
     assert "-> sweep autoresearch_frug2_results: 174 trials (174 new)" in out
     assert "-> sweep sweep_micro_crawler: 8 trials (8 new)" in out
-    assert "ortho_cadence2_long.tsv (cadence-tsv) -> sweep ortho_cadence2_long: 1 trials (1 new), 3929 step rows" in out
+    assert "ortho_cadence2_long.tsv (cadence-tsv) -> sweep ortho_cadence2_long: 1 trials (1 new), 3929 step rows" \
+        " and 78 eval rows written" in out
     assert "naive_baseline_train.log (train-gpt-log)" in out
     assert "skipped naive_baseline_train.log:8: torchrun/NCCL noise: NCCL version 2.27.5+cuda12.9" in out
     with open_store(_url(tmp_path)) as st:
@@ -77,7 +78,7 @@ def test_importing_the_same_files_again_adds_nothing(run_cli, cli, legacy_runs, 
     first = run_cli("import", *files, "--sweep", "legacy", "--store", _url(tmp_path))
     code, again, err = cli("import", *files, "--sweep", "legacy", "--store", _url(tmp_path))
     assert first.returncode == code == 0, err
-    assert "8 trials (0 new)" in again and "1 trials (0 new)" in again
+    assert "8 trials (0 new)" in again and "1 trials (0 new), 0 step rows and 0 eval rows written" in again
     with open_store(_url(tmp_path)) as st:
         trials = st.trials_frame("legacy")
         assert len(trials) == 9 and sorted(trials["number"]) == list(range(9))

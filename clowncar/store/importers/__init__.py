@@ -110,8 +110,11 @@ def _write(store: Store, path: Path, parsed: Parsed, text: str, sweep: str | Non
                 report.new_trials += 1
             trial.result.setdefault("provenance", {}).update(
                 {"imported_from": path.name, "file_sha256": sha, "format": parsed.format})
+            # start_trial refuses a uid stored under another sweep or with another config (a changed file)
             store.start_trial(name, uid, number, 0, trial.config, trial.seed, None, started_at=trial.started_at)
-            number += uid not in existing
+            if uid in existing:
+                continue  # written whole by an earlier import (one transaction per file): nothing to add
+            number += 1
             store.add_steps(uid, 0, trial.steps)
             store.add_evals(uid, 0, trial.evals)
             store.finish_trial(uid, 0, trial.status, f"imported from {path.name}", trial.result,
