@@ -25,6 +25,8 @@ app = typer.Typer(
 COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("clowncar.config_commands", "config"),
     ("clowncar.data.commands", "data"),
+    ("clowncar.store.commands", "store"),
+    ("clowncar.store.import_command", None),
 ]
 
 for _module, _group in COMMAND_MODULES:

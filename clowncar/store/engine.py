@@ -1,0 +1,118 @@
+"""Engines for the store: URL parsing, SQLite pragmas, and one-line errors that never show a password."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from clowncar.errors import StoreError
+
+SQLITE_BUSY_MS = 60_000
+"""How long a SQLite writer waits for another one before giving up (WAL allows one writer at a time)."""
+
+WRITE_OPTION = "clowncar_write"
+"""Execution option marking a connection whose transactions write (SQLite takes the write lock up front)."""
+
+
+def parse_url(url: str) -> URL:
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        raise StoreError(f"not a database URL: {safe_text(url)!r} (expected e.g. sqlite:///runs/clowncar.db "
+                         "or postgresql+psycopg://user@host/db)") from None
+
+
+def safe_url(url: URL | str) -> str:
+    """The URL as text with its password replaced by ***."""
+    if isinstance(url, str):
+        try:
+            url = make_url(url)
+        except (ArgumentError, ValueError):
+            return safe_text(url)
+    return url.render_as_string(hide_password=True)
+
+
+def safe_text(text: str) -> str:
+    """Hide a `user:password@` part in free text (for URLs that did not even parse)."""
+    return re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", text)
+
+
+def _first_line(err: BaseException, password: str | None) -> str:
+    orig = getattr(err, "orig", None) or err
+    lines = [ln.strip() for ln in str(orig).strip().splitlines() if ln.strip()]
+    line = lines[0] if lines else type(orig).__name__
+    if password:
+        line = line.replace(password, "***")
+    return line
+
+
+def store_error(err: BaseException, url: URL, doing: str) -> StoreError:
+    """A one-line StoreError for a database failure, naming the store with its password hidden."""
+    return StoreError(f"{doing} {safe_url(url)}: {_first_line(err, url.password)}")
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """WAL, a busy timeout, and BEGIN IMMEDIATE for writing transactions.
+
+    pysqlite's own transaction handling starts a deferred transaction and upgrades it to a write lock on the
+    first write; under WAL that upgrade fails at once with "database is locked" (no busy wait) when another
+    connection wrote in between. Taking the write lock at BEGIN makes a second writer wait its turn instead;
+    readers keep plain deferred transactions and never block anyone."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; safe with WAL
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def make_engine(url: URL, create: bool) -> Engine:
+    """An engine for `url`; SQLite's directory is created (when `create`), other servers are pinged."""
+    kwargs: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        db = url.database or ""
+        if db and db != ":memory:" and not db.startswith("file:"):
+            path = Path(db).expanduser()
+            if not path.exists():
+                if not create:
+                    raise StoreError(f"no store at {safe_url(url)} (nothing has been written there yet)")
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as err:
+                    raise StoreError(f"cannot create the store directory {path.parent}: "
+                                     f"{err.strerror or err}") from None
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False}
+    else:
+        kwargs["pool_pre_ping"] = True
+        if url.get_backend_name() == "postgresql":
+            kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        engine = create_engine(url, **kwargs)
+    except (NoSuchModuleError, ModuleNotFoundError, ImportError) as err:
+        raise StoreError(f"no database driver for {safe_url(url)}: {_first_line(err, url.password)} "
+                         "(PostgreSQL needs: pip install 'clowncar[postgres]')") from None
+    except (ArgumentError, SQLAlchemyError, TypeError) as err:
+        raise StoreError(f"cannot use store URL {safe_url(url)}: {_first_line(err, url.password)}") from None
+    if url.get_backend_name() == "sqlite":
+        _sqlite_setup(engine)
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as err:
+        engine.dispose()
+        raise store_error(err, url, "cannot open store") from None
+    return engine

@@ -1,0 +1,398 @@
+"""Reads of the store as pandas DataFrames and plain dicts (mixed into `Store`). pandas is imported inside the
+readers so that opening a store for writing stays light."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, func, select
+
+from clowncar.errors import StoreError
+from clowncar.store import schema as s
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FAILED = ("diverged", "oom", "error", "crashed")
+BASE_TRIAL_COLUMNS = ("sweep", "trial_uid", "number", "attempt", "attempts", "status", "reason", "seed",
+                      "config_hash", "node", "started_at", "ended_at", "source")
+_ID_CHUNK = 500
+DTYPES = {"step": "int64", "kind": "category", "train_loss": "float64", "lr_scale": "float64",
+          "phase": "category", "elapsed_ms": "float64", "tokens": "Int64", "mode": "category", "weights": "category",
+          "val_loss": "float64", "val_bpb": "float64", "tokens_scored": "Int64", "bytes_scored": "Int64",
+          "probe_loss": "float64"}
+"""Column types of the long tables, the same on every backend and pandas version: nullable Int64 where a count
+may be missing, categoricals for the short labels (missing ones are NaN)."""
+
+
+def aware(value: Any) -> Any:
+    """Datetimes as timezone-aware UTC (SQLite hands back naive ones, PostgreSQL aware ones)."""
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return value
+
+
+def _names(value: str | Iterable[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys: {"model": {"crawler_loops": 3}} -> {"model.crawler_loops": 3}."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _latest_attempts() -> Any:
+    a = s.attempts
+    return (select(a.c.trial_id, func.max(a.c.attempt).label("latest"), func.count().label("n"))
+            .group_by(a.c.trial_id).subquery())
+
+
+class FrameReads:
+    url: str
+    _read: Callable[[], AbstractContextManager[Connection]]
+    _sweep_id: Callable[[Connection, str], int]
+
+    # -- attempts selection shared by the long tables -----------------------------------------------------------
+    def _attempt_index(self, conn: Connection, sweeps: list[str] | None, uids: list[str] | None,
+                       all_attempts: bool) -> list[tuple[int, str, str, int]]:
+        """[(attempt id, sweep name, trial uid, attempt)] in trial then attempt order."""
+        a, t, sw = s.attempts, s.trials, s.sweeps
+        q = (select(a.c.id, sw.c.name, t.c.uid, a.c.attempt).join(t, t.c.id == a.c.trial_id)
+             .join(sw, sw.c.id == t.c.sweep_id))
+        if not all_attempts:
+            latest = _latest_attempts()
+            q = q.join(latest, (latest.c.trial_id == a.c.trial_id) & (latest.c.latest == a.c.attempt))
+        if sweeps is not None:
+            q = q.where(sw.c.name.in_(sweeps))
+        if uids is not None:
+            q = q.where(t.c.uid.in_(uids))
+        return [tuple(r) for r in conn.execute(q.order_by(sw.c.name, t.c.number, t.c.uid, a.c.attempt))]
+
+    def _long_frame(self, table: Any, columns: tuple[str, ...], sweeps: Any, uids: Any,
+                    all_attempts: bool, order: tuple[str, ...]) -> pd.DataFrame:
+        import numpy as np
+        import pandas as pd
+
+        with self._read() as conn:
+            index = self._attempt_index(conn, _names(sweeps), _names(uids), all_attempts)
+            ids = [i[0] for i in index]
+            chunks = [self._fetch(conn, table.name, columns, order, ids[k:k + _ID_CHUNK])
+                      for k in range(0, len(ids), _ID_CHUNK)]
+        chunks = [c for c in chunks if len(c["attempt_id"])]
+        if not chunks:
+            empty = {"sweep": pd.Categorical([]), "trial_uid": pd.Categorical([]),
+                     "attempt": np.array([], dtype=np.int64)}
+            return pd.DataFrame({**empty, **{c: pd.Series([], dtype=DTYPES[c]) for c in columns}})
+        cols = {c: _concat([ch[c] for ch in chunks]) for c in ("attempt_id", *columns)}
+        # position of each row's attempt in the index (sweep, trial number, uid, attempt order)
+        pos = pd.Index(ids).get_indexer(cols["attempt_id"])
+        if (np.diff(pos) < 0).any():
+            perm = np.argsort(pos, kind="stable")  # rows of one attempt stay in their SQL (key) order
+            cols, pos = {c: v[perm] for c, v in cols.items()}, pos[perm]
+        sweep_names = sorted({i[1] for i in index})
+        uid_names = list(dict.fromkeys(i[2] for i in index))
+        sweep_code = pd.Index(sweep_names).get_indexer([i[1] for i in index])
+        uid_code = pd.Index(uid_names).get_indexer([i[2] for i in index])
+        out = {
+            "sweep": pd.Categorical.from_codes(sweep_code[pos], sweep_names),
+            "trial_uid": pd.Categorical.from_codes(uid_code[pos], uid_names),
+            "attempt": np.asarray([i[3] for i in index], dtype=np.int64)[pos],
+        }
+        for c in columns:
+            out[c] = pd.Categorical(cols[c]) if DTYPES[c] == "category" else cols[c]
+        return pd.DataFrame(out)
+
+    @staticmethod
+    def _fetch(conn: Connection, table: str, columns: tuple[str, ...], order: tuple[str, ...],
+               ids: list[int]) -> dict[str, Any]:
+        """One chunk of rows as typed columns (labels still as object arrays: the categoricals are built
+        once over all chunks)."""
+        import numpy as np
+        import pandas as pd
+
+        cols = ("attempt_id", *columns)
+        id_list = ", ".join(str(int(i)) for i in ids)
+        sql = (f"SELECT {', '.join(cols)} FROM {table} WHERE attempt_id IN ({id_list}) "
+               f"ORDER BY attempt_id, {', '.join(order)}")
+        types = {"attempt_id": "int64", **{c: DTYPES[c] for c in columns}}
+        if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+            # COPY ... TO STDOUT: the server formats (floats exactly, shortest form) and pandas' C parser reads
+            buf = io.BytesIO()
+            cur = conn.connection.driver_connection.cursor()
+            try:
+                with cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
+                    for block in copy:
+                        buf.write(block)
+            finally:
+                cur.close()
+            if not buf.getbuffer().nbytes:
+                return {c: np.array([], dtype=object) for c in cols}
+            buf.seek(0)
+            frame = pd.read_csv(buf, names=list(cols), header=None, keep_default_na=False, na_values=[""],
+                                dtype={c: ("object" if t == "category" else t) for c, t in types.items()})
+            return {c: frame[c].to_numpy(dtype=object) if types[c] == "category" else frame[c].array
+                    for c in cols}
+        cur = conn.connection.cursor()
+        try:
+            cur.execute(sql)
+            rows = cur.fetchall()
+        finally:
+            cur.close()
+        if not rows:
+            return {c: np.array([], dtype=object) for c in cols}
+        # one 2-D object array (a C loop), then one cast per column: faster than DataFrame.from_records
+        grid = np.array(rows, dtype=object)
+        del rows
+        return {c: _typed(grid[:, i], types[c]) for i, c in enumerate(cols)}
+
+    # -- the long tables ---------------------------------------------------------------------------------------
+    def steps_frame(self, sweeps: str | Iterable[str] | None = None,
+                    trial_uids: str | Iterable[str] | None = None, all_attempts: bool = False) -> pd.DataFrame:
+        """Long table: sweep, trial_uid, attempt, step, kind (`C`/`N`), train_loss, lr_scale, phase,
+        elapsed_ms, tokens; ordered by trial, attempt and step. Only each trial's latest attempt unless
+        `all_attempts`. `sweep` and `trial_uid` are categoricals (cheap for millions of rows)."""
+        from clowncar.store.store import STEP_COLUMNS
+
+        return self._long_frame(s.steps, STEP_COLUMNS, sweeps, trial_uids, all_attempts, ("step",))
+
+    def evals_frame(self, sweeps: str | Iterable[str] | None = None,
+                    trial_uids: str | Iterable[str] | None = None, all_attempts: bool = False) -> pd.DataFrame:
+        """Long table: sweep, trial_uid, attempt, step, mode, weights, val_loss, val_bpb, tokens_scored,
+        bytes_scored."""
+        from clowncar.store.store import EVAL_COLUMNS
+
+        return self._long_frame(s.evals, EVAL_COLUMNS, sweeps, trial_uids, all_attempts,
+                                ("step", "mode", "weights"))
+
+    def probes_frame(self, sweeps: str | Iterable[str] | None = None,
+                     trial_uids: str | Iterable[str] | None = None, all_attempts: bool = False) -> pd.DataFrame:
+        """Long table: sweep, trial_uid, attempt, step, mode, probe_loss."""
+        from clowncar.store.store import PROBE_COLUMNS
+
+        return self._long_frame(s.probes, PROBE_COLUMNS, sweeps, trial_uids, all_attempts, ("step", "mode"))
+
+
+    # -- trials ------------------------------------------------------------------------------------------------
+    def _trial_rows(self, conn: Connection, sweeps: list[str] | None,
+                    status: list[str] | None) -> list[dict[str, Any]]:
+        a, t, sw = s.attempts, s.trials, s.sweeps
+        latest = _latest_attempts()
+        q = (select(sw.c.name.label("sweep"), t.c.uid.label("trial_uid"), t.c.number, a.c.attempt,
+                    latest.c.n.label("attempts"), a.c.status, a.c.reason, t.c.seed, t.c.config_hash, a.c.node,
+                    a.c.started_at, a.c.ended_at, sw.c.source, a.c.result, t.c.config)
+             .join(t, t.c.id == a.c.trial_id).join(sw, sw.c.id == t.c.sweep_id)
+             .join(latest, (latest.c.trial_id == a.c.trial_id) & (latest.c.latest == a.c.attempt)))
+        if sweeps is not None:
+            q = q.where(sw.c.name.in_(sweeps))
+        if status is not None:
+            q = q.where(a.c.status.in_(status))
+        return [dict(r._mapping) for r in conn.execute(q.order_by(sw.c.name, t.c.number, t.c.uid))]
+
+    def trials_frame(self, sweeps: str | Iterable[str] | None = None, status: str | Iterable[str] | None = None,
+                     where: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """One row per trial (its latest attempt): sweep, trial_uid, number, attempt, attempts, status,
+        reason, seed, config_hash, node, started_at, ended_at (UTC timestamps), source, then every scalar
+        result.json value as its own column (val_bpb, q_val_bpb, steps, ...; missing -> NaN/None), then
+        `provenance.*`, then the config flattened as dotted columns (`model.crawler_loops`, ...).
+
+        Filters: `sweeps` and `status` (a name or several); `where` maps a column to a value or a list of
+        allowed values (`{"model.crawler_loops": [2, 3]}`); an unknown `where` column is a StoreError."""
+        import pandas as pd
+
+        with self._read() as conn:
+            rows = self._trial_rows(conn, _names(sweeps), _names(status))
+        records, metric_cols, prov_cols, cfg_cols = [], {}, {}, {}
+        for r in rows:
+            result, config = r.pop("result") or {}, r.pop("config") or {}
+            prov = result.get("provenance") if isinstance(result.get("provenance"), Mapping) else {}
+            metrics = {k: v for k, v in result.items()
+                       if k not in ("status", "reason", "provenance") and not isinstance(v, dict | list)}
+            prov = {f"provenance.{k}": v for k, v in prov.items()
+                    if k not in ("config", "config_hash") and not isinstance(v, dict | list)}
+            cfg = flatten(config)
+            for cols, values in ((metric_cols, metrics), (prov_cols, prov), (cfg_cols, cfg)):
+                cols.update(dict.fromkeys(values))
+            records.append({**r, **metrics, **prov, **cfg})
+        columns = [*BASE_TRIAL_COLUMNS, *metric_cols, *prov_cols, *cfg_cols]
+        frame = pd.DataFrame.from_records(records, columns=columns)
+        for col in ("started_at", "ended_at"):
+            frame[col] = pd.to_datetime(frame[col], utc=True)
+        for key, allowed in (where or {}).items():
+            if key not in frame.columns:
+                raise StoreError(f"no trial column {key!r} to filter on (columns are the config keys such "
+                                 "as model.crawler_loops, the result metrics and the trial fields)")
+            values = allowed if isinstance(allowed, list | tuple | set) else [allowed]
+            frame = frame[frame[key].isin(values)]
+        return frame.reset_index(drop=True)
+
+    # -- sweeps ------------------------------------------------------------------------------------------------
+    def get_sweep(self, name: str) -> dict[str, Any] | None:
+        """{id, name, spec, status, source, parent, created_at, updated_at} or None."""
+        sw, parent = s.sweeps, s.sweeps.alias("parent")
+        with self._read() as conn:
+            row = conn.execute(select(sw, parent.c.name.label("parent"))
+                               .outerjoin(parent, parent.c.id == sw.c.parent_id)
+                               .where(sw.c.name == name)).one_or_none()
+        if row is None:
+            return None
+        out = {k: aware(v) for k, v in row._mapping.items()}
+        out.pop("parent_id", None)
+        return out
+
+    def sweeps_frame(self) -> pd.DataFrame:
+        """One row per sweep: name, status, source, parent, created_at, updated_at, trials, ok, running,
+        failed (diverged/oom/error/crashed), best_val_bpb (the lowest score of its ok trials; a trial's score
+        is the first measured of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb, val_bpb)."""
+        import pandas as pd
+
+        sw, parent = s.sweeps, s.sweeps.alias("parent")
+        with self._read() as conn:
+            sweeps = [dict(r._mapping) for r in conn.execute(
+                select(sw.c.name, sw.c.status, sw.c.source, parent.c.name.label("parent"), sw.c.created_at,
+                       sw.c.updated_at).outerjoin(parent, parent.c.id == sw.c.parent_id).order_by(sw.c.name))]
+            trials = self._trial_rows(conn, None, None)
+        for row in sweeps:
+            mine = [t for t in trials if t["sweep"] == row["name"]]
+            row["trials"] = len(mine)
+            row["ok"] = sum(t["status"] == "ok" for t in mine)
+            row["running"] = sum(t["status"] == "running" for t in mine)
+            row["failed"] = sum(t["status"] in FAILED for t in mine)
+            scores = [_score(t["result"]) for t in mine if t["status"] == "ok"]
+            scores = [x for x in scores if x is not None]
+            row["best_val_bpb"] = min(scores) if scores else None
+        columns = ["name", "status", "source", "parent", "created_at", "updated_at", "trials", "ok", "running",
+                   "failed", "best_val_bpb"]
+        frame = pd.DataFrame.from_records(sweeps, columns=columns)
+        for col in ("created_at", "updated_at"):
+            frame[col] = pd.to_datetime(frame[col], utc=True)
+        return frame
+
+    def sweep_summary(self, name: str) -> dict[str, Any]:
+        """For `clowncar sweep status`: {name, status, source, parent, created_at, trials, by_status: {status:
+        n}, best: {trial_uid, number, val_bpb, q_val_bpb, score} | None, running: [{trial_uid, number,
+        attempt, node, started_at, last_step}]}. `score` is q_val_bpb when measured, else val_bpb.
+        Unknown sweep -> StoreError."""
+        sweep = self.get_sweep(name)
+        if sweep is None:
+            raise StoreError(f"no sweep named {name!r} in {self.url}")
+        a, st = s.attempts, s.steps
+        with self._read() as conn:
+            trials = self._trial_rows(conn, [name], None)
+            ids = select(s.trials.c.id).where(s.trials.c.sweep_id == sweep["id"]).scalar_subquery()
+            last = dict(conn.execute(select(a.c.id, func.max(st.c.step)).join(st, st.c.attempt_id == a.c.id)
+                                     .where(a.c.trial_id.in_(ids), a.c.status == "running")
+                                     .group_by(a.c.id)).all())
+            running_ids = {(r.uid, r.attempt): r.id for r in conn.execute(
+                select(a.c.id, a.c.attempt, s.trials.c.uid).join(s.trials, s.trials.c.id == a.c.trial_id)
+                .where(a.c.trial_id.in_(ids), a.c.status == "running"))}
+        by_status: dict[str, int] = {}
+        for t in trials:
+            by_status[t["status"]] = by_status.get(t["status"], 0) + 1
+        scored = [(sc, t) for t in trials if t["status"] == "ok" and (sc := _score(t["result"])) is not None]
+        best = None
+        if scored:
+            sc, t = min(scored, key=lambda x: x[0])
+            best = {"trial_uid": t["trial_uid"], "number": t["number"], "score": sc,
+                    "val_bpb": (t["result"] or {}).get("val_bpb"), "q_val_bpb": (t["result"] or {}).get("q_val_bpb")}
+        running = [{"trial_uid": t["trial_uid"], "number": t["number"], "attempt": t["attempt"], "node": t["node"],
+                    "started_at": aware(t["started_at"]),
+                    "last_step": last.get(running_ids.get((t["trial_uid"], t["attempt"]), -1), 0)}
+                   for t in trials if t["status"] == "running"]
+        return {k: sweep[k] for k in ("name", "status", "source", "parent", "created_at")} | {
+            "trials": len(trials), "by_status": by_status, "best": best, "running": running}
+
+    # -- one trial ---------------------------------------------------------------------------------------------
+    def get_trial(self, trial_uid: str) -> dict[str, Any] | None:
+        """Everything about one trial for `store show`: {trial_uid, sweep, number, config, config_hash, seed,
+        attempts: [{attempt, status, reason, node, started_at, ended_at, result, steps, evals, probes,
+        artifacts: [...]}]} or None. `steps`/`evals`/`probes` are row counts."""
+        t, a = s.trials, s.attempts
+        with self._read() as conn:
+            row = conn.execute(select(t, s.sweeps.c.name.label("sweep")).join(s.sweeps, s.sweeps.c.id == t.c.sweep_id)
+                               .where(t.c.uid == trial_uid)).one_or_none()
+            if row is None:
+                return None
+            trial = {k: aware(v) for k, v in row._mapping.items()}
+            attempts = []
+            for at in conn.execute(select(a).where(a.c.trial_id == trial["id"]).order_by(a.c.attempt)):
+                item = {k: aware(v) for k, v in at._mapping.items()}
+                for key, table in (("steps", s.steps), ("evals", s.evals), ("probes", s.probes)):
+                    item[key] = conn.execute(select(func.count()).select_from(table)
+                                             .where(table.c.attempt_id == item["id"])).scalar()
+                item["artifacts"] = [{k: aware(v) for k, v in x._mapping.items()} for x in conn.execute(
+                    select(s.artifacts).where(s.artifacts.c.attempt_id == item["id"]))]
+                for x in item["artifacts"]:
+                    x.pop("attempt_id")
+                item.pop("trial_id")
+                item.pop("id")
+                attempts.append(item)
+        trial["trial_uid"] = trial.pop("uid")
+        for key in ("id", "sweep_id"):
+            trial.pop(key)
+        trial["attempts"] = attempts
+        return trial
+
+    def artifacts_frame(self, sweeps: str | Iterable[str] | None = None) -> pd.DataFrame:
+        """sweep, trial_uid, attempt, kind, path, size_bytes, code_bytes, sha256, created_at."""
+        import pandas as pd
+
+        ar, a, t, sw = s.artifacts, s.attempts, s.trials, s.sweeps
+        q = (select(sw.c.name.label("sweep"), t.c.uid.label("trial_uid"), a.c.attempt, ar.c.kind, ar.c.path,
+                    ar.c.size_bytes, ar.c.code_bytes, ar.c.sha256, ar.c.created_at)
+             .join(a, a.c.id == ar.c.attempt_id).join(t, t.c.id == a.c.trial_id).join(sw, sw.c.id == t.c.sweep_id))
+        names = _names(sweeps)
+        if names is not None:
+            q = q.where(sw.c.name.in_(names))
+        with self._read() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(q.order_by(sw.c.name, t.c.number, a.c.attempt))]
+        columns = ["sweep", "trial_uid", "attempt", "kind", "path", "size_bytes", "code_bytes", "sha256",
+                   "created_at"]
+        return pd.DataFrame.from_records(rows, columns=columns)
+
+
+def _score(result: Any) -> float | None:
+    """The number a sweep ranks trials by: the post-quantization BPB when measured, else the plain one."""
+    if not isinstance(result, Mapping):
+        return None
+    for key in ("q_sliding_val_bpb", "q_val_bpb", "sliding_val_bpb", "val_bpb"):
+        value = result.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def _typed(values: Any, dtype: str) -> Any:
+    """An object column from the driver as `dtype` (None -> NaN / <NA>; ints stay exact)."""
+    import numpy as np
+    import pandas as pd
+
+    if dtype == "category":
+        return values
+    if dtype == "Int64":
+        mask = pd.isna(values)
+        return pd.arrays.IntegerArray(np.where(mask, 0, values).astype(np.int64), mask)
+    return values.astype(dtype)
+
+
+def _concat(parts: list[Any]) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return pd.array(pd.concat([pd.Series(p) for p in parts], ignore_index=True))

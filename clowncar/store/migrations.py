@@ -1,0 +1,99 @@
+"""Schema versions and forward migrations of the `clowncar_` tables.
+
+`clowncar_schema` holds one row with the version the database was written by. Opening a store:
+- no `clowncar_` tables yet: create the current schema and record SCHEMA_VERSION;
+- an older version: run each migration `v -> v+1` in order, all in the opener's transaction (so a failed
+  upgrade leaves the database as it was; SQLite and PostgreSQL both have transactional DDL);
+- a newer version: refuse with a one-line StoreError (old code must not write a newer layout).
+
+History:
+- 1: sweeps, trials, attempts, steps, evals, artifacts.
+- 2: sweeps gain `source` (run | import) and `parent_id` (the sweep a rerun repeats); new `clowncar_probes`
+  (fixed-batch probe losses) and `clowncar_metrics` (every number of result.json as a row, backfilled from
+  the stored results).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, insert, inspect, select, text, update
+
+from clowncar.errors import StoreError
+from clowncar.store import SCHEMA_VERSION
+from clowncar.store import schema as s
+
+
+def numeric_metrics(result: Any) -> dict[str, float]:
+    """Every top-level number of a result.json dict (bools as 0/1), for the metric rows."""
+    if not isinstance(result, dict):
+        return {}
+    out: dict[str, float] = {}
+    for key, value in result.items():
+        if isinstance(value, int | float):  # bool is an int: over_cap becomes 0/1
+            out[key] = float(value)
+    return out
+
+
+def _migrate_1_to_2(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE clowncar_sweeps ADD COLUMN source VARCHAR(10) NOT NULL DEFAULT 'run'"))
+    conn.execute(text("ALTER TABLE clowncar_sweeps ADD COLUMN parent_id INTEGER "
+                      "REFERENCES clowncar_sweeps (id)"))
+    for table in s.V2_TABLES:
+        table.create(conn)
+    rows = []
+    for attempt_id, result in conn.execute(select(s.attempts.c.id, s.attempts.c.result)):
+        rows += [{"attempt_id": attempt_id, "name": k, "value": v} for k, v in numeric_metrics(result).items()]
+    if rows:
+        conn.execute(insert(s.metrics), rows)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2}
+"""MIGRATIONS[v] upgrades a version-v database to version v+1."""
+
+
+def _lock(conn: Connection) -> None:
+    """Serialize schema set-up between processes opening the same database at once."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(7340120)"))
+    # SQLite: the caller's transaction already began with BEGIN IMMEDIATE (the write lock).
+
+
+def read_version(conn: Connection) -> int | None:
+    """The stored schema version, or None when the database has no clowncar tables."""
+    names = set(inspect(conn).get_table_names())
+    if s.schema_table.name in names:
+        version = conn.execute(select(s.schema_table.c.version).where(s.schema_table.c.id == 1)).scalar()
+        if version is None:
+            raise StoreError("the store's clowncar_schema table is empty: not a clowncar store")
+        return int(version)
+    ours = sorted(n for n in names if n.startswith("clowncar_"))
+    if ours:
+        raise StoreError(f"the database has clowncar tables ({', '.join(ours)}) but no schema version")
+    return None
+
+
+def ensure_schema(conn: Connection, create: bool, where: str) -> int:
+    """Create or upgrade the schema inside `conn`'s (writing) transaction; returns the version found."""
+    _lock(conn)
+    found = read_version(conn)
+    now = dt.datetime.now(dt.UTC)
+    if found is None:
+        if not create:
+            raise StoreError(f"no clowncar store at {where}")
+        s.metadata.create_all(conn)
+        conn.execute(insert(s.schema_table).values(id=1, version=SCHEMA_VERSION, updated_at=now))
+        return SCHEMA_VERSION
+    if found > SCHEMA_VERSION:
+        raise StoreError(f"the store at {where} has schema version {found}, newer than this clowncar "
+                         f"understands ({SCHEMA_VERSION}); upgrade clowncar")
+    version = found
+    while version < SCHEMA_VERSION:
+        MIGRATIONS[version](conn)
+        version += 1
+    if version != found:
+        conn.execute(update(s.schema_table).where(s.schema_table.c.id == 1)
+                     .values(version=version, updated_at=now))
+    return found
