@@ -13,7 +13,7 @@ import torch
 from clowncar.config import TrialConfig, apply_overrides, deep_merge, from_dict, load_config, read_mapping
 from clowncar.errors import ConfigError
 from clowncar.events import EVENTS_FILE, RESULT_FILE, EventWriter, write_json_atomic
-from clowncar.worker.dist import DistInfo, cpu_threads, init_distributed, shutdown_distributed
+from clowncar.worker.dist import cpu_threads, init_distributed, shutdown_distributed
 from clowncar.worker.progress import TrialLog
 from clowncar.worker.provenance import peak_memory_bytes, provenance
 

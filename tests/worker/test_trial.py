@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from clowncar.config import TrialConfig
-from clowncar.events import RESULT_STATUSES
 from clowncar.worker.__main__ import main as worker_main
 from clowncar.worker.run import RESULT_KEYS, run_trial
 
@@ -58,7 +57,7 @@ def test_tiny_trial_end_to_end_matches_golden_trace(run_cli: Callable[..., Any],
     prov = result["provenance"]
     assert prov["config_hash"] and prov["world_size"] == 1 and prov["seed"] == 1337 and prov["torch"]
     assert prov["config"]["model"]["model_dim"] == 32 and prov["device"].startswith("cpu")
-    assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "final"
+    assert events[0]["event"] == "start" and events[-1]["event"] == "final"
     assert events[-1]["result"]["val_bpb"] == result["val_bpb"]
     assert {e["mode"] for e in events if e["event"] == "eval"} == {"standard", "sliding"}
     assert [e["step"] for e in events if e["event"] == "probe"] == [4, 8, 12]
