@@ -60,12 +60,14 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
     val_tokens = load_validation_tokens(val_files, cfg.eval_seq_len, cfg.eval.max_tokens)
     # The probe batch is the last probe_seqs sequences of the validation tokens: never trained on, and fixed
     # for the whole run. (Eval scores those tokens too; the probe only tracks the loss curve between evals.)
-    probe_len = t.probe_seqs * t.train_seq_len + 1
-    probe_tokens = torch.from_numpy(np.asarray(val_tokens[-probe_len:]).astype(np.int64)).to(device)
-    if t.probe_every and len(probe_tokens) < probe_len:
-        raise DataError(f"validation split has {len(val_tokens)} tokens, the probe needs {probe_len}")
-    probe_x = probe_tokens[:-1].view(t.probe_seqs, t.train_seq_len)
-    probe_y = probe_tokens[1:].view(t.probe_seqs, t.train_seq_len)
+    probe_x = probe_y = None
+    if t.probe_every:
+        probe_len = t.probe_seqs * t.train_seq_len + 1
+        if len(val_tokens) < probe_len:
+            raise DataError(f"validation split has {len(val_tokens)} tokens, the probe needs {probe_len}")
+        probe = torch.from_numpy(np.asarray(val_tokens[-probe_len:]).astype(np.int64)).to(device)
+        probe_x = probe[:-1].view(t.probe_seqs, t.train_seq_len)
+        probe_y = probe[1:].view(t.probe_seqs, t.train_seq_len)
 
     # -- model and optimizers -----------------------------------------------------------------------------------
     torch.manual_seed(t.seed)
@@ -151,9 +153,9 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
         if t.probe_every and step % t.probe_every == 0:  # not counted as training time
             with torch.no_grad(), amp:
                 fwd.eval()
-                probe = fwd(probe_x, probe_y, crawl=True).item()
+                probe_loss = fwd(probe_x, probe_y, crawl=True).item()
                 fwd.train()
-            emit("probe", step=step, probe_loss=probe, mode="C")
+            emit("probe", step=step, probe_loss=probe_loss, mode="C")
         if t.val_every and step % t.val_every == 0 and not stop:
             res = evaluate(fwd, 0)
             emit("eval", step=step, mode="standard", weights="raw", **res)
