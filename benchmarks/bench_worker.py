@@ -32,8 +32,8 @@ TINY = ["train.iterations=30", "train.max_wallclock_seconds=0", "train.probe_eve
         "eval.stride=0", "eval.max_tokens=4096", "quant.enabled=false"]
 MID = ["model.model_dim=192", "model.num_heads=6", "model.num_kv_heads=3", "model.num_flat_layers=4",
        "model.crawler_loops=3", "model.inst_dim=16", "model.bigram_vocab_size=1024", "model.bigram_dim=64",
-       "model.mlp_mult=3", "model.crawler_mlp_mult=4", "train.train_seq_len=256", "train.train_batch_tokens=8192",
-       "train.grad_accum=2", "train.iterations=12", "train.max_wallclock_seconds=0", "train.probe_every=0",
+       "model.mlp_mult=3", "model.crawler_mlp_mult=4", "train.train_seq_len=256", "train.train_batch_tokens=4096",
+       "train.grad_accum=2", "train.iterations=8", "train.max_wallclock_seconds=0", "train.probe_every=0",
        "eval.stride=0", "eval.max_tokens=4096", "quant.enabled=false"]
 CLOWNCAR = ["train.iterations=20", "train.max_wallclock_seconds=0", "train.warmup_steps=3",
             "eval.max_tokens=65536", "eval.stride=0", "quant.enabled=false"]
@@ -127,7 +127,7 @@ def main() -> None:
                              f"{t.train_batch_tokens} tok/step", f"{r['step_ms']:.1f} ms/step",
                              f"{r['tok_s']:,.0f} tok/s", f"peak RSS {r['result']['peak_mem_bytes'] / 2**20:,.0f} MiB"))
             for name, ov, stride in (("tiny-cpu", ["eval.max_tokens=16384"], 32),
-                                     ("mid-cpu", [*MID, "eval.max_tokens=8192"], 64)):
+                                     ("mid-cpu", [*MID, "eval.max_tokens=4096"], 64)):
                 plain, sliding, n = bench_eval("tiny-cpu", ov, data, tokenizer, stride, "cpu", reps=2)
                 seq = 128 if name == "tiny-cpu" else 256
                 rows.append((f"eval {name}", f"seq {seq}, stride {stride}, {n:,} targets",

@@ -142,13 +142,14 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
         tokens += t.train_batch_tokens
         result.update(steps=step, tokens_seen=tokens, train_seconds=elapsed_ms / 1000.0,
                       c_steps=result["c_steps"] + crawl, n_steps=result["n_steps"] + (not crawl))
-        if not math.isfinite(loss) or loss > max_loss:
-            raise Diverged(f"train loss {loss} at step {step}")
-        if step % t.log_every == 0 or step == 1 or stop or step == t.iterations:
+        diverged = not math.isfinite(loss) or loss > max_loss
+        if step % t.log_every == 0 or step == 1 or stop or step == t.iterations or diverged:
             emit("step", step=step, kind=kind, train_loss=loss, lr_scale=lr.scale, phase=lr.phase,
                  elapsed_ms=elapsed_ms, tokens=tokens)
             log.line(f"step:{step}/{t.iterations} kind:{kind} train_loss:{loss:.4f} lr_scale:{lr.scale:.4f} "
                      f"train_time:{elapsed_ms:.0f}ms step_avg:{elapsed_ms / step:.2f}ms", echo=False)
+        if diverged:
+            raise Diverged(f"train loss {loss} at step {step}")
         log.progress(step, kind, loss, tokens / max(elapsed_ms / 1000.0, 1e-9), elapsed_ms / 1000.0)
         if t.probe_every and step % t.probe_every == 0:  # not counted as training time
             with torch.no_grad(), amp:
