@@ -65,6 +65,8 @@ def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
     """Train and evaluate one trial into out_dir; returns the exit code (0 ok, 1 error, 3 diverged, 4 oom)."""
     from clowncar.worker.train import Diverged, train  # torch-heavy imports only once a trial really runs
 
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} exists and is not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = dict.fromkeys(RESULT_KEYS)
     kind = device_type(cfg)
