@@ -70,7 +70,12 @@ def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = dict.fromkeys(RESULT_KEYS)
     kind = device_type(cfg)
-    info = init_distributed(kind)
+    try:
+        info = init_distributed(kind)
+    except Exception as err:  # no process group: no rank to report through, so say it here and stop
+        result.update(status="error", reason=f"joining the process group failed: {type(err).__name__}: {err}")
+        write_json_atomic(out_dir / RESULT_FILE, result)
+        return EXIT_CODES["error"]
     device = torch.device("cuda", info.local_rank) if kind == "cuda" else torch.device("cpu")
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
     torch.set_num_threads(cpu_threads(local_world))
