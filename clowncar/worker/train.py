@@ -6,7 +6,6 @@ it got) and raises on failure; `clowncar.worker.run` turns the exception into a 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import importlib.util
 import math
@@ -28,7 +27,7 @@ from clowncar.events import EventWriter
 from clowncar.model import build_model, param_groups, resolve_model_dim
 from clowncar.settings import load_settings
 from clowncar.worker.dist import DistInfo, all_reduce_sum, average_gradients, broadcast_parameters
-from clowncar.worker.evaluate import evaluate_bpb
+from clowncar.worker.evaluate import autocast, evaluate_bpb
 from clowncar.worker.loader import TrainBatches
 from clowncar.worker.optim import EMA, build_optimizers, set_lr_scale, set_muon_momentum
 from clowncar.worker.progress import TrialLog
@@ -48,7 +47,7 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
           log: TrialLog, result: dict[str, Any]) -> None:
     t = cfg.train
     emit = events.write if events is not None else (lambda *a, **k: None)
-    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext())
+    amp = autocast(device)
 
     # -- data: train shards, validation tokens, byte tables for BPB ---------------------------------------------
     settings = load_settings()
