@@ -157,3 +157,21 @@ def test_unknown_config_key_is_one_line_and_exit_2(run_cli: Callable[..., Any], 
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "train.nope" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_out_of_memory_ends_with_oom_status(tiny_cfg: Callable[..., Any], tmp_path: Path,
+                                            read_trial: Callable[..., Any],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """No CPU test can fill a GPU, so the allocation failure is raised where the model is built."""
+    import torch
+
+    import clowncar.worker.train as train_module
+
+    def no_memory(cfg: TrialConfig) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB\nmore details")
+
+    monkeypatch.setattr(train_module, "build_model", no_memory)
+    code, result, events = _trial(tiny_cfg(), tmp_path / "out", read_trial)
+    assert code == 4 and result["status"] == "oom"
+    assert result["reason"] == "CUDA out of memory. Tried to allocate 80.00 GiB"
+    assert events[-1]["result"]["status"] == "oom"
