@@ -125,7 +125,7 @@ def main() -> None:
                              f"{t.train_batch_tokens} tok/step", f"{r['step_ms']:.1f} ms/step",
                              f"{r['tok_s']:,.0f} tok/s", f"peak RSS {r['result']['peak_mem_bytes'] / 2**20:,.0f} MiB"))
             for name, ov, stride in (("tiny-cpu", ["eval.max_tokens=16384"], 32),
-                                     ("mid-cpu", [*MID, "eval.max_tokens=8192"], 64)):
+                                     ("mid-cpu", [*MID, "eval.max_tokens=8192", "eval.batch_tokens=4096"], 64)):
                 plain, sliding, n = bench_eval("tiny-cpu", ov, data, tokenizer, stride, "cpu", reps=3)
                 seq = 128 if name == "tiny-cpu" else 256
                 rows.append((f"eval {name}", f"seq {seq}, stride {stride}, {n:,} targets",
