@@ -27,6 +27,7 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("clowncar.data.commands", "data"),
     ("clowncar.store.commands", "store"),
     ("clowncar.store.import_command", None),
+    ("clowncar.worker.commands", "trial"),
 ]
 
 for _module, _group in COMMAND_MODULES:
