@@ -82,6 +82,7 @@ class QuantResult:
     calib_tokens: int = 0
     cholesky_fallbacks: int = 0
     schemes: dict[str, str] = field(default_factory=dict)
+    """Per group, the schemes actually applied (`+`-joined); groups with no tensors are absent."""
 
     def dequantized(self) -> dict[str, Tensor]:
         out = {name: qt.dequantize() for name, qt in self.tensors.items()}
@@ -316,11 +317,19 @@ def quantize_model(model: nn.Module, qcfg: Any, calib_tokens: Tensor | None,
         if calib_tokens is None or calib_tokens.numel() == 0:
             raise ValueError("GPTQ needs calibration tokens from the training stream")
         hessians, n_tokens = collect_hessians(model, targets, calib_tokens, calib_batch_seqs)
-    result = QuantResult(tensors={}, aliases=aliases, calibrated=sorted(hessians), calib_tokens=n_tokens,
-                         schemes=group_schemes(qcfg))
+    result = QuantResult(tensors={}, aliases=aliases, calibrated=sorted(hessians), calib_tokens=n_tokens)
     for name, t in state.items():
         group, scheme = plan[name]
         qt, fell_back = quantize_tensor(name, t, group, scheme, qcfg, hessians.get(name))
         result.tensors[name] = qt
         result.cholesky_fallbacks += int(fell_back)
+    result.schemes = applied_schemes(result.tensors.values())
     return result
+
+
+def applied_schemes(tensors: Iterable[QTensor]) -> dict[str, str]:
+    """What each group really got: a gptq group whose tensors were all small reads as passthrough only."""
+    seen: dict[str, set[str]] = {}
+    for qt in tensors:
+        seen.setdefault(qt.group, set()).add(qt.scheme)
+    return {g: "+".join(sorted(seen[g])) for g in GROUPS if g in seen}

@@ -70,7 +70,7 @@ def test_dequantized_tensors_from_the_file_equal_the_in_process_ones_bit_for_bit
         assert torch.equal(loaded[name], t), name
     assert meta["config_hash"] == c.content_hash() and meta["config"] == c.to_dict()
     assert fields["quant_schemes"] == {"flat": "gptq_int6", "crawler": "int8", "embed": "int8",
-                                       "passthrough": "fp16/fp32"}
+                                       "passthrough": "fp16+fp32+raw"} == meta["quant_schemes"]
     assert meta["calibrated"] == ["fc.weight", "proj.weight"]
     assert fields["quant_seconds"] > 0
 
