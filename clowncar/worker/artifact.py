@@ -157,11 +157,27 @@ def write_artifact(result: QuantResult, cfg: Any, path: str | Path) -> dict[str,
             "over_cap": total > q.size_cap_bytes}
 
 
-def export_artifact(model: nn.Module, cfg: Any, calib_tokens: Tensor | None, path: str | Path) -> dict[str, Any]:
-    """Quantize `model` (GPTQ Hessians from `calib_tokens`, TRAINING tokens [n_seqs, seq_len]), write the
-    artifact to `path`, and return the result.json quant fields."""
+def calib_batch(tokens: Any, seq_len: int) -> Tensor | None:
+    """Calibration tokens as LongTensor [n_seqs, seq_len]: a 2-D tensor is used as is; a 1-D stream (tensor or
+    numpy array, e.g. `TokenStream.take(n)`) is cut into whole sequences of `seq_len`."""
+    if tokens is None:
+        return None
+    t = torch.as_tensor(np.asarray(tokens) if not isinstance(tokens, Tensor) else tokens).long()
+    if t.ndim == 2:
+        return t
+    n = t.numel() // seq_len
+    if n == 0:
+        raise ValueError(f"need at least {seq_len} calibration tokens, got {t.numel()}")
+    return t[: n * seq_len].view(n, seq_len)
+
+
+def export_artifact(model: nn.Module, cfg: Any, calib_tokens: Any, path: str | Path) -> dict[str, Any]:
+    """Quantize `model` (GPTQ Hessians from `calib_tokens`: TRAINING tokens, LongTensor [n_seqs, seq_len] or a
+    1-D stream cut into `quant.gptq_calib_seq_len` sequences), write the artifact to `path`, and return the
+    result.json quant fields. Pass the model whose weights are evaluated (the EMA copy when EMA is on)."""
     t0 = time.perf_counter()
-    result = quantize_model(model, cfg.quant, calib_tokens)
+    calib = calib_batch(calib_tokens, cfg.quant.gptq_calib_seq_len)
+    result = quantize_model(model, cfg.quant, calib)
     fields = write_artifact(result, cfg, path)
     return {**fields, "quant_schemes": result.schemes, "quant_seconds": time.perf_counter() - t0}
 
@@ -241,9 +257,8 @@ def load_artifact(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
 def load_model_from_artifact(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
     """A fresh model built from the config stored in the artifact, with the dequantized weights loaded.
     Returns (model in eval mode, TrialConfig)."""
-    from clowncar.model import build_model
-
     from clowncar.config import from_dict
+    from clowncar.model import build_model
 
     state, meta = load_artifact(path)
     cfg = from_dict(meta["config"])

@@ -101,14 +101,16 @@ def as_rows(w: Tensor) -> Tensor:
 
 def row_quantile(a: Tensor, q: float) -> Tensor:
     """Per-row quantile with linear interpolation (torch.quantile's rule), without its size limit."""
+    return a.amax(dim=1) if q >= 1.0 else _sorted_quantile(a.sort(dim=1).values, q)
+
+
+def _sorted_quantile(s: Tensor, q: float) -> Tensor:
     if q >= 1.0:
-        return a.amax(dim=1)
-    s, _ = a.sort(dim=1)
-    pos = q * (a.shape[1] - 1)
+        return s[:, -1]
+    pos = q * (s.shape[1] - 1)
     lo = math.floor(pos)
-    frac = pos - lo
-    hi = min(lo + 1, a.shape[1] - 1)
-    return s[:, lo] + (s[:, hi] - s[:, lo]) * frac
+    hi = min(lo + 1, s.shape[1] - 1)
+    return s[:, lo] + (s[:, hi] - s[:, lo]) * (pos - lo)
 
 
 def _fp16_scale(clip: Tensor, qmax: int) -> Tensor:
@@ -132,10 +134,10 @@ def quantize_int8_baseline(w: Tensor) -> tuple[Tensor, Tensor]:
 def search_row_scales(w: Tensor, qmax: int) -> Tensor:
     """Per row, the clip percentile whose plain rounding has the least squared error (fp16 scales)."""
     w = as_rows(w)
-    a = w.abs()
+    sorted_abs = w.abs().sort(dim=1).values  # once, for all five percentiles
     best_scale = best_err = None
     for pct in SCALE_PERCENTILES:
-        scale = _fp16_scale(row_quantile(a, pct), qmax)
+        scale = _fp16_scale(_sorted_quantile(sorted_abs, pct), qmax)
         err = (w - round_rows(w, scale, qmax).float() * scale.float()[:, None]).pow(2).sum(dim=1)
         if best_err is None:
             best_scale, best_err = scale, err

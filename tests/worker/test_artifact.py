@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -113,6 +114,16 @@ def test_schemes_and_codes_survive_the_file(model: Toy, calib: torch.Tensor, tmp
     assert back.tensors["fc.weight"].q.abs().max() <= 15
     assert back.tensors["tok_emb.weight"].scheme == "fp16"
     assert meta["group_bytes"]["flat"] > 0
+
+
+def test_a_one_dimensional_token_stream_is_cut_into_calibration_sequences(model: Toy, tmp_path: Path) -> None:
+    stream = np.arange(8 * 24 + 1) % VOCAB  # what TokenStream.take(n) returns
+    c = cfg(gptq_calib_seq_len=24)
+    export_artifact(model, c, stream, tmp_path / "a.ptz")
+    loaded, _ = load_artifact(tmp_path / "a.ptz")
+    as_batch = torch.from_numpy(stream[: 8 * 24]).long().view(8, 24)
+    expected = quantize_model(model, c.quant, as_batch).dequantized()
+    assert all(torch.equal(loaded[n], t) for n, t in expected.items())
 
 
 def _damaged(path: Path, how: str) -> None:
