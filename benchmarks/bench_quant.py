@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from typing import Any
 
@@ -106,24 +107,29 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids contention on shared hosts)")
     ap.add_argument("--calib-seqs", type=int, default=8, help="random calibration sequences of 256 tokens")
     ap.add_argument("--hessian-tokens", type=int, default=8192)
+    ap.add_argument("--skip-speed", action="store_true", help="only the size table")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     alias = {"mid": "mid d256", "clowncar": "clowncar d512"}
     labels = [alias.get(m.strip(), m.strip()) for m in args.models.split(",")]
     print(f"# bench_quant  torch {torch.__version__}  {platform.processor() or platform.machine()}  "
           f"threads {args.threads}  code bytes {code_bytes():,}\n")
-    print("## GPTQ int6 on CPU (block 64, damp 0.002, ascending order) vs plain rounding, seconds per M weights\n")
-    print(table(["layer", "shape", "GPTQ s/M", "rounding s/M", "GPTQ/rounding"], gptq_speed(args.hessian_tokens)))
-    print("\n## Artifact file bytes per parameter (flat and crawler at the scheme, embeddings int8, small fp16)\n")
+    if not args.skip_speed:
+        print("## GPTQ int6 on CPU (block 64, damp 0.002, ascending) vs plain rounding, seconds per M weights\n")
+        print(table(["layer", "shape", "GPTQ s/M", "rounding s/M", "GPTQ/rounding"], gptq_speed(args.hessian_tokens)))
+        print(flush=True)
+    print("## Artifact file bytes per parameter (flat and crawler at the scheme, embeddings int8, small fp16)\n")
     rows = []
     for label in labels:
         preset, overrides = MODELS[label]
         cfg = load_config(preset=preset, overrides=overrides)
         rows += sizes(label, cfg, args.schemes.split(","), args.compressors.split(","), args.calib_seqs)
+        print(f"  ... {label} done", file=sys.stderr, flush=True)
     print(table(["model", "params", "flat scheme", "compressor", "file bytes", "bytes/param", "quant s",
                  "compress s"], rows))
     print(f"\nreproduce: PYTHONPATH=. python benchmarks/bench_quant.py --models '{args.models}' "
-          f"--threads {args.threads}")
+          f"--schemes {args.schemes} --compressors {args.compressors} --threads {args.threads}"
+          + (" --skip-speed" if args.skip_speed else ""))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ Schemes:
   `gptq_damp`·mean(diag H), columns in `gptq_col_order` of diag H (the seed: ascending), blocks of
   `gptq_block_size`, Cholesky of H⁻¹ (more damping, then a diagonal H⁻¹ = plain rounding, if it fails).
   A module called several times per forward (a crawler block in every loop) adds every call's inputs.
+  `gptq_loop_aware` calibrates the loop-shared modules after the others are quantized (see `quantize_model`).
   A GPTQ-group tensor that is not a Linear weight has no Hessian and gets plain rounding at the same bits
   (its per-tensor scheme says so).
 - `fp16` / `fp32` / `raw`: stored as is (fp32 for the control tensors, raw for integer buffers).
@@ -32,8 +33,9 @@ draws them), never from validation.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +50,7 @@ CONTROL_PATTERNS = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weig
                     "loop_scale", "gate")
 EMBED_NAMES = ("tok_emb.weight", "bigram.embed.weight")
 CRAWLER_PREFIX = "crawler_blocks."
+LOOP_SHARED = ("crawler_blocks.", "delta_net.", "loop_inst")
 GROUPS = ("flat", "crawler", "embed", "passthrough")
 
 
@@ -306,27 +309,62 @@ def quantize_tensor(name: str, t: Tensor, group: str, scheme: str, qcfg: Any,
 
 def quantize_model(model: nn.Module, qcfg: Any, calib_tokens: Tensor | None,
                    calib_batch_seqs: int = 8) -> QuantResult:
-    """Quantize every tensor of `model` under `qcfg`. GPTQ Hessians are collected on this very model."""
+    """Quantize every tensor of `model` under `qcfg`. GPTQ Hessians are collected on this very model.
+
+    With `gptq_loop_aware`, the loop-shared GPTQ targets (`crawler_blocks.`, `delta_net.`, `loop_inst`) are
+    calibrated in a second pass, with every other tensor temporarily replaced by its quantized value, so their
+    Hessians see the inputs the quantized model will feed them (the seed's LOOP_AWARE_GPTQ); the model's own
+    weights are restored afterwards."""
     state, aliases = _unique_state(model)
     embed_names = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Embedding)}
     plan = {name: classify(name, t, qcfg, embed_names) for name, t in state.items()}
     linears = {f"{n}.weight": m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     targets = {name: linears[name] for name, (_, scheme) in plan.items()
                if scheme.startswith("gptq_") and name in linears}
+    if targets and (calib_tokens is None or calib_tokens.numel() == 0):
+        raise ValueError("GPTQ needs calibration tokens from the training stream")
+    late = {n: m for n, m in targets.items() if n.startswith(LOOP_SHARED)} if qcfg.gptq_loop_aware else {}
+    early = {n: m for n, m in targets.items() if n not in late}
+    result = QuantResult(tensors={}, aliases=aliases)
     hessians: dict[str, Tensor] = {}
-    n_tokens = 0
-    if targets:
-        if calib_tokens is None or calib_tokens.numel() == 0:
-            raise ValueError("GPTQ needs calibration tokens from the training stream")
-        hessians, n_tokens = collect_hessians(model, targets, calib_tokens, calib_batch_seqs)
-    result = QuantResult(tensors={}, aliases=aliases, calibrated=sorted(hessians), calib_tokens=n_tokens)
-    for name, t in state.items():
+    if early:
+        hessians, result.calib_tokens = collect_hessians(model, early, calib_tokens, calib_batch_seqs)
+    first = [n for n in state if n not in late]
+    _quantize_into(result, {n: state[n] for n in first}, plan, qcfg, hessians)
+    if late:
+        with _swapped_in(model, {n: result.tensors[n].dequantize() for n in first}):
+            late_h, result.calib_tokens = collect_hessians(model, late, calib_tokens, calib_batch_seqs)
+        _quantize_into(result, {n: state[n] for n in late}, plan, qcfg, late_h)
+        hessians.update(late_h)
+    result.tensors = {n: result.tensors[n] for n in state}  # state-dict order
+    result.calibrated = sorted(hessians)
+    result.schemes = applied_schemes(result.tensors.values())
+    return result
+
+
+def _quantize_into(result: QuantResult, tensors: dict[str, Tensor], plan: dict[str, tuple[str, str]],
+                   qcfg: Any, hessians: dict[str, Tensor]) -> None:
+    for name, t in tensors.items():
         group, scheme = plan[name]
         qt, fell_back = quantize_tensor(name, t, group, scheme, qcfg, hessians.get(name))
         result.tensors[name] = qt
         result.cholesky_fallbacks += int(fell_back)
-    result.schemes = applied_schemes(result.tensors.values())
-    return result
+
+
+@contextlib.contextmanager
+def _swapped_in(model: nn.Module, values: dict[str, Tensor]) -> Iterator[None]:
+    """Temporarily copy `values` into the model's parameters and buffers of the same names."""
+    live = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    saved = {n: live[n].detach().clone() for n in values if n in live}
+    try:
+        with torch.no_grad():
+            for n in saved:
+                live[n].copy_(values[n])
+        yield
+    finally:
+        with torch.no_grad():
+            for n, v in saved.items():
+                live[n].copy_(v)
 
 
 def applied_schemes(tensors: Iterable[QTensor]) -> dict[str, str]:

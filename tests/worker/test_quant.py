@@ -197,3 +197,26 @@ def test_classify_uses_the_config_not_the_code() -> None:
     assert classify("bigram.embed.weight", big, cfg) == ("embed", "fp16")
     assert classify("flat_blocks.0.attn.qkv.weight", big, cfg) == ("flat", "gptq_int5")
     assert classify("step", torch.zeros(3, dtype=torch.long), cfg) == ("passthrough", "raw")
+
+
+def test_loop_aware_gptq_calibrates_shared_layers_on_the_quantized_model_and_restores_it(trained: Toy) -> None:
+    calib = markov_tokens(16, 7)
+    cfg = qcfg(flat_scheme="gptq_int6", crawler_scheme="same", gptq_loop_aware=True)
+    before = {n: t.clone() for n, t in trained.state_dict().items()}
+    aware = quantize_model(trained, cfg, calib)
+    assert all(torch.equal(before[n], t) for n, t in trained.state_dict().items())  # weights restored
+
+    ref = copy.deepcopy(trained)
+    state = ref.state_dict()
+    for name, qt in aware.tensors.items():
+        if not name.startswith("crawler_blocks."):
+            state[name] = qt.dequantize()
+    ref.load_state_dict(state)
+    h, _ = collect_hessians(ref, {"c": ref.crawler_blocks[0]}, calib)
+    q_ref, _, _ = gptq_quantize(trained.crawler_blocks[0].weight, h["c"], "int6")
+    assert torch.equal(aware.tensors["crawler_blocks.0.weight"].q, q_ref)
+
+    plain = quantize_model(trained, qcfg(flat_scheme="gptq_int6", crawler_scheme="same"), calib)
+    assert not torch.equal(plain.tensors["crawler_blocks.0.weight"].q, q_ref)
+    assert torch.equal(plain.tensors["fc2.weight"].q, aware.tensors["fc2.weight"].q)
+    assert list(aware.tensors) == list(plain.tensors) and aware.calibrated == plain.calibrated
