@@ -24,6 +24,8 @@ app = typer.Typer(
 # (module, group name or None for top-level commands registered by the module's `register(app)`)
 COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("clowncar.config_commands", "config"),
+    ("clowncar.data.commands", "data"),
+    ("clowncar.worker.commands", "trial"),
     ("clowncar.worker.artifact_commands", "artifact"),
 ]
 

@@ -92,10 +92,12 @@ class CausalSelfAttention(nn.Module):
         self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
         self.xsa = xsa
         self.backend = backend
+        # Looked up once here, not per call: a cached import inside forward is a torch.compile hazard.
+        self._flash = flash_attn_func() if backend != "sdpa" else None
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """[B, T, H(kv), D] in, [B, T, H, D] out."""
-        fa = flash_attn_func() if self.backend != "sdpa" else None
+        fa = self._flash
         if fa is not None and q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
             out = fa(q, k, v, causal=True)
             return out[0] if isinstance(out, tuple) else out
@@ -112,7 +114,9 @@ class CausalSelfAttention(nn.Module):
         v = self.c_v(x).reshape(B, T, self.num_kv_heads, self.head_dim)
         q = apply_rotary(F.rms_norm(q, (self.head_dim,)), cos, sin)
         k = apply_rotary(F.rms_norm(k, (self.head_dim,)), cos, sin)
-        q = q * self.q_gain.to(q.dtype)[None, None, :, None]
+        # Under autocast the norms may hand back fp32; attention kernels want q, k, v in one dtype.
+        q = (q * self.q_gain.to(q.dtype)[None, None, :, None]).to(v.dtype)
+        k = k.to(v.dtype)
         y = self._attend(q, k, v)
         if self.xsa:
             y = exclude_self_value(y, v)
