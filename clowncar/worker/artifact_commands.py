@@ -84,14 +84,14 @@ def evaluate(file: FileArg,
              ) -> None:
     """Rebuild the model from the artifact alone and measure its validation BPB."""
     import torch
+
     from clowncar.data.bpb import build_byte_luts
     from clowncar.data.shards import list_shards
     from clowncar.data.stream import load_validation_tokens
     from clowncar.data.tokenizer import load_tokenizer
-    from clowncar.worker.evaluate import evaluate_bpb
-
     from clowncar.settings import load_settings
     from clowncar.worker.artifact import load_model_from_artifact
+    from clowncar.worker.evaluate import evaluate_bpb
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -109,7 +109,7 @@ def evaluate(file: FileArg,
     for mode, st in windows.items():
         if mode == "sliding" and not st:
             continue
-        res = evaluate_bpb(model, val, luts, seq_len, st, cfg.eval.batch_tokens)
+        res = evaluate_bpb(model, val, luts, seq_len, st, cfg.eval.batch_tokens, device=device)
         out[mode] = _as_dict(res)
     typer.echo(json.dumps(out, indent=2))
 
