@@ -18,17 +18,19 @@ Max params under a cap ~ (cap - code bytes) / (bytes per param).
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import sys
 import time
 from typing import Any
 
 import torch
+import zstandard
 
 from clowncar.config import TrialConfig, load_config
 from clowncar.model import build_model, count_params
 from clowncar.worker.artifact import code_bytes, pack, serialize
-from clowncar.worker.quant import gptq_quantize, quantize_model, quantize_rtn
+from clowncar.worker.quant import GROUPS, QuantResult, gptq_quantize, quantize_model, quantize_rtn
 
 D = 512
 SHAPES = {"attn q/proj": (D, D), "attn k/v": (D // 2, D), "mlp fc (x3)": (3 * D, D),
@@ -77,11 +79,12 @@ def stand_in_model(cfg: TrialConfig) -> torch.nn.Module:
 
 
 def sizes(label: str, cfg: TrialConfig, schemes: list[str], compressors: list[str],
-          calib: int) -> list[list[Any]]:
+          calib: int) -> tuple[list[list[Any]], list[list[Any]]]:
     model = stand_in_model(cfg)
     params = count_params(model)
     tokens = torch.randint(cfg.model.vocab_size, (calib, 256), generator=torch.Generator().manual_seed(1))
-    rows = []
+    rows: list[list[Any]] = []
+    groups: list[list[Any]] = []
     for scheme in schemes:
         qcfg = cfg.quant.model_copy(update={"flat_scheme": scheme, "crawler_scheme": "same"})
         t = time.perf_counter()
@@ -95,6 +98,21 @@ def sizes(label: str, cfg: TrialConfig, schemes: list[str], compressors: list[st
             t_comp = time.perf_counter() - t
             name = "zstd-22" if comp == "zstd" else "lzma-9e"
             rows.append([label, params, scheme, name, n, n / params, t_quant, t_comp])
+        groups += group_sizes(label, scheme, result)
+    return rows, groups
+
+
+def group_sizes(label: str, scheme: str, result: QuantResult) -> list[list[Any]]:
+    """Each group compressed on its own with zstd-22: bytes per parameter of int8/int6/int5/fp16 tensors."""
+    rows = []
+    for group in GROUPS:
+        tensors = {n: qt for n, qt in result.tensors.items() if qt.group == group}
+        if not tensors:
+            continue
+        numel = sum(math.prod(qt.shape) for qt in tensors.values())
+        n = len(zstandard.ZstdCompressor(level=22).compress(serialize(QuantResult(tensors=tensors))))
+        rows.append([label, scheme, group, "+".join(sorted({qt.scheme for qt in tensors.values()})), numel, n,
+                     n / numel])
     return rows
 
 
@@ -119,14 +137,18 @@ def main() -> None:
         print(table(["layer", "shape", "GPTQ s/M", "rounding s/M", "GPTQ/rounding"], gptq_speed(args.hessian_tokens)))
         print(flush=True)
     print("## Artifact file bytes per parameter (flat and crawler at the scheme, embeddings int8, small fp16)\n")
-    rows = []
+    rows, groups = [], []
     for label in labels:
         preset, overrides = MODELS[label]
         cfg = load_config(preset=preset, overrides=overrides)
-        rows += sizes(label, cfg, args.schemes.split(","), args.compressors.split(","), args.calib_seqs)
+        r, g = sizes(label, cfg, args.schemes.split(","), args.compressors.split(","), args.calib_seqs)
+        rows += r
+        groups += g
         print(f"  ... {label} done", file=sys.stderr, flush=True)
     print(table(["model", "params", "flat scheme", "compressor", "file bytes", "bytes/param", "quant s",
                  "compress s"], rows))
+    print("\n## Per group, compressed alone with zstd-22 (small tensors are the passthrough group)\n")
+    print(table(["model", "flat scheme", "group", "stored as", "params", "bytes", "bytes/param"], groups))
     print(f"\nreproduce: PYTHONPATH=. python benchmarks/bench_quant.py --models '{args.models}' "
           f"--schemes {args.schemes} --compressors {args.compressors} --threads {args.threads}"
           + (" --skip-speed" if args.skip_speed else ""))

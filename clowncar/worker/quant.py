@@ -238,9 +238,12 @@ def collect_hessians(model: nn.Module, modules: dict[str, nn.Module], calib_toke
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    # Calibrate in the precision the model is evaluated in (the worker's eval runs bf16 autocast on CUDA).
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     try:
         for i in range(0, calib_tokens.shape[0], batch_seqs):
-            model(calib_tokens[i:i + batch_seqs].to(device))
+            with amp:
+                model(calib_tokens[i:i + batch_seqs].to(device))
     finally:
         for handle in handles:
             handle.remove()
