@@ -155,6 +155,7 @@ def test_a_damaged_file_is_one_line_data_error(model: Toy, calib: torch.Tensor, 
     assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 
+@pytest.mark.slow  # two CLI processes, each importing torch
 def test_cli_inspect_prints_contents_and_damage_is_exit_2(model: Toy, calib: torch.Tensor, tmp_path: Path,
                                                            run_cli) -> None:
     path = tmp_path / "a.ptz"
