@@ -63,7 +63,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--compile", action="store_true", help="torch.compile both models")
     ap.add_argument("--no-preset", action="store_true", help="skip the clowncar preset measurement on CUDA")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads (1 by default: on a shared, loaded machine more threads mostly spin)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     dev = args.device
     torch.manual_seed(0)
     common = {"vocab_size": 1024, "model_dim": args.dim, "num_heads": args.heads,

@@ -46,7 +46,10 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--backward", action="store_true", help="time forward + backward instead of forward")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads (1 by default: on a shared, loaded machine more threads mostly spin)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     fla = fla_chunk_delta_rule() if args.device == "cuda" else None
 

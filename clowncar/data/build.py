@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from clowncar import __version__
 from clowncar.data.atomic import check_target, staged_directory
 from clowncar.data.bpb import ByteLUTs, build_byte_luts, count_stream_bytes
 from clowncar.data.corpus import Corpus
@@ -209,7 +210,7 @@ def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int = 1024, val_
         luts = build_byte_luts(sp, sp.vocab_size())
         stats = encode_corpus(corpus, sp, luts, stage, val_docs, shard_tokens, n_docs, progress)
         info = {
-            "format": "clowncar-data-build/1",
+            "format": "clowncar-data-build/1", "clowncar": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "inputs": [str(p.resolve()) for p in corpus.files],
             "docs_per": corpus.docs_per, "field": corpus.field,

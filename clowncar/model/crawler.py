@@ -50,7 +50,9 @@ class CrawlerGPT(TiedLM):
         self.num_encoder_layers = cfg.num_flat_layers // 2
         self.num_decoder_layers = cfg.num_flat_layers - self.num_encoder_layers
         num_skips = min(self.num_encoder_layers, self.num_decoder_layers)
-        self.skip_weights = nn.Parameter(torch.ones(num_skips, model_dim, dtype=torch.float32))
+        # No empty parameter when there is nothing to skip over (a single flat layer or none).
+        self.skip_weights = (nn.Parameter(torch.ones(num_skips, model_dim, dtype=torch.float32))
+                             if num_skips else None)
 
         def block(mlp_mult: float, layer_idx: int, xsa: bool) -> Block:
             return Block(model_dim, cfg.num_heads, cfg.num_kv_heads, mlp_mult, cfg.qk_gain_init,
@@ -125,7 +127,7 @@ class CrawlerGPT(TiedLM):
             skips.append(x)
         x = self._crawl(x, x0, cos, sin, self.crawler_loops if crawl else 1)
         for i, block in enumerate(self.flat_blocks[self.num_encoder_layers:]):
-            if skips:
+            if skips and self.skip_weights is not None:
                 x = x + self.skip_weights[i].to(x.dtype) * skips.pop()
             x = block(x, x0, cos, sin)
         return self.head(x, target_ids)

@@ -25,7 +25,9 @@ class GPT(TiedLM):
         self.num_encoder_layers = cfg.num_layers // 2
         self.num_decoder_layers = cfg.num_layers - self.num_encoder_layers
         num_skips = min(self.num_encoder_layers, self.num_decoder_layers)
-        self.skip_weights = nn.Parameter(torch.ones(num_skips, model_dim, dtype=torch.float32))
+        # No empty parameter when there is nothing to skip over (a single flat layer or none).
+        self.skip_weights = (nn.Parameter(torch.ones(num_skips, model_dim, dtype=torch.float32))
+                             if num_skips else None)
         self.blocks = nn.ModuleList([
             Block(model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.mlp_mult, cfg.qk_gain_init, layer_idx=i,
                   ln_scale=cfg.ln_scale, xsa=cfg.xsa == "all", attn_backend=cfg.attn_backend)
@@ -53,7 +55,7 @@ class GPT(TiedLM):
             x = block(x, x0, cos, sin)
             skips.append(x)
         for i, block in enumerate(self.blocks[self.num_encoder_layers:]):
-            if skips:
+            if skips and self.skip_weights is not None:
                 x = x + self.skip_weights[i].to(x.dtype) * skips.pop()
             x = block(x, x0, cos, sin)
         return self.head(x, target_ids)

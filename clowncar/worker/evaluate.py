@@ -69,6 +69,13 @@ def plan_windows(num_targets: int, seq_len: int, stride: int) -> WindowPlan:
     return WindowPlan(starts, ends, score_from)
 
 
+def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on GPU (the model returns fp32 logits and losses either way); plain fp32 on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def _as_token_tensor(tokens: Any) -> torch.Tensor:
     if isinstance(tokens, torch.Tensor):
         return tokens.to(torch.int64)
@@ -114,8 +121,7 @@ def evaluate_bpb(model: nn.Module, val_tokens: Any, luts: Any, seq_len: int, str
     plan = plan_windows(len(tokens) - 1, seq_len, stride).part(rank, world_size)
     on_device = tokens.to(device)
     per_batch = max(1, batch_tokens // (seq_len * world_size))
-    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-           else contextlib.nullcontext())
+    amp = autocast(device)
 
     nll_sum = torch.zeros((), dtype=torch.float64, device=device)
     scored = 0

@@ -39,6 +39,18 @@ def load_trial_config(path: str | Path, preset: str | None = None, overrides: li
     return load_config(path, preset=preset, overrides=overrides or [])
 
 
+def summary_line(result: dict[str, Any]) -> str:
+    """One line for people: status, then the headline numbers that were measured."""
+    parts = [f"status: {result['status']}" + (f" ({result['reason']})" if result["reason"] else "")]
+    for key in ("val_bpb", "sliding_val_bpb", "q_val_bpb", "q_sliding_val_bpb"):
+        if result.get(key) is not None:
+            parts.append(f"{key}:{result[key]:.6f}")
+    if result.get("steps"):
+        parts.append(f"steps:{result['steps']} ({result['c_steps']} C / {result['n_steps']} N) in "
+                     f"{result['train_seconds']:.1f}s")
+    return " ".join(parts)
+
+
 def device_type(cfg: TrialConfig) -> str:
     """cpu or cuda: `auto` takes the GPU when there is one."""
     wanted = cfg.train.device
@@ -53,10 +65,17 @@ def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
     """Train and evaluate one trial into out_dir; returns the exit code (0 ok, 1 error, 3 diverged, 4 oom)."""
     from clowncar.worker.train import Diverged, train  # torch-heavy imports only once a trial really runs
 
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} exists and is not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = dict.fromkeys(RESULT_KEYS)
     kind = device_type(cfg)
-    info = init_distributed(kind)
+    try:
+        info = init_distributed(kind)
+    except Exception as err:  # no process group: no rank to report through, so say it here and stop
+        result.update(status="error", reason=f"joining the process group failed: {type(err).__name__}: {err}")
+        write_json_atomic(out_dir / RESULT_FILE, result)
+        return EXIT_CODES["error"]
     device = torch.device("cuda", info.local_rank) if kind == "cuda" else torch.device("cpu")
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
     torch.set_num_threads(cpu_threads(local_world))
@@ -65,7 +84,7 @@ def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
         torch.backends.cudnn.allow_tf32 = True
     result["provenance"] = provenance(cfg, device, info.world_size)
     if info.is_main:
-        for name in (EVENTS_FILE, "train.log"):  # a rerun into the same folder starts clean files
+        for name in (EVENTS_FILE, "train.log", RESULT_FILE):  # a rerun into the same folder starts clean
             (out_dir / name).unlink(missing_ok=True)
     events = EventWriter(out_dir / EVENTS_FILE) if info.is_main else None
     log = TrialLog(out_dir / "train.log" if info.is_main else None, cfg.train.iterations,
@@ -85,7 +104,7 @@ def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
     result.update(status=status, reason=reason)
     if result["peak_mem_bytes"] is None:
         result["peak_mem_bytes"] = peak_memory_bytes(device)
-    log.line(f"status: {status}" + (f" ({reason})" if reason else ""))
+    log.line(summary_line(result))
     # Rank 0 writes the result; another rank that failed on its own writes one too if there is none yet, so a
     # failure on any rank leaves a reason behind even when rank 0 is killed while waiting for it.
     if info.is_main or (status != "ok" and not (out_dir / RESULT_FILE).exists()):

@@ -6,7 +6,6 @@ it got) and raises on failure; `clowncar.worker.run` turns the exception into a 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import importlib.util
 import math
@@ -28,7 +27,7 @@ from clowncar.events import EventWriter
 from clowncar.model import build_model, param_groups, resolve_model_dim
 from clowncar.settings import load_settings
 from clowncar.worker.dist import DistInfo, all_reduce_sum, average_gradients, broadcast_parameters
-from clowncar.worker.evaluate import evaluate_bpb
+from clowncar.worker.evaluate import autocast, evaluate_bpb
 from clowncar.worker.loader import TrainBatches
 from clowncar.worker.optim import EMA, build_optimizers, set_lr_scale, set_muon_momentum
 from clowncar.worker.progress import TrialLog
@@ -48,7 +47,7 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
           log: TrialLog, result: dict[str, Any]) -> None:
     t = cfg.train
     emit = events.write if events is not None else (lambda *a, **k: None)
-    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext())
+    amp = autocast(device)
 
     # -- data: train shards, validation tokens, byte tables for BPB ---------------------------------------------
     settings = load_settings()
@@ -142,13 +141,14 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
         tokens += t.train_batch_tokens
         result.update(steps=step, tokens_seen=tokens, train_seconds=elapsed_ms / 1000.0,
                       c_steps=result["c_steps"] + crawl, n_steps=result["n_steps"] + (not crawl))
-        if not math.isfinite(loss) or loss > max_loss:
-            raise Diverged(f"train loss {loss} at step {step}")
-        if step % t.log_every == 0 or step == 1 or stop or step == t.iterations:
+        diverged = not math.isfinite(loss) or loss > max_loss
+        if step % t.log_every == 0 or step == 1 or stop or step == t.iterations or diverged:
             emit("step", step=step, kind=kind, train_loss=loss, lr_scale=lr.scale, phase=lr.phase,
                  elapsed_ms=elapsed_ms, tokens=tokens)
             log.line(f"step:{step}/{t.iterations} kind:{kind} train_loss:{loss:.4f} lr_scale:{lr.scale:.4f} "
                      f"train_time:{elapsed_ms:.0f}ms step_avg:{elapsed_ms / step:.2f}ms", echo=False)
+        if diverged:
+            raise Diverged(f"train loss {loss} at step {step}")
         log.progress(step, kind, loss, tokens / max(elapsed_ms / 1000.0, 1e-9), elapsed_ms / 1000.0)
         if t.probe_every and step % t.probe_every == 0:  # not counted as training time
             with torch.no_grad(), amp:

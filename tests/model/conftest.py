@@ -25,6 +25,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "crawler-flow": {"arch": "crawler"},
     "crawler-fixed-offsets": {"arch": "crawler", "inst_dim": 0},
     "crawler-one-loop": {"arch": "crawler", "crawler_loops": 1},
+    "crawler-no-flat-layers": {"arch": "crawler", "num_flat_layers": 0},
     "crawler-2shared-3flat": {"arch": "crawler", "num_crawler_layers": 2, "num_flat_layers": 3},
     "crawler-deltanet": {"arch": "crawler", "delta_net_heads": 2, "delta_net_chunk": 8},
     "crawler-everything": {"arch": "crawler", "delta_net_heads": 2, "delta_net_chunk": 5,

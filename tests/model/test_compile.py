@@ -1,4 +1,7 @@
-"""torch.compile of the tiny crawler (DeltaNet, flow instructions, bigram, smear) runs on CPU and matches eager."""
+"""torch.compile of the tiny crawler (flow instructions, bigram, smear, XSA) runs on CPU and matches eager.
+
+DeltaNet is left out here: on CUDA it runs FLA's kernel outside the compiled graph, and compiling our chunked
+path on CPU roughly doubles this test's C++ build time."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import torch
 def test_compiled_tiny_crawler_matches_eager_on_cpu(tiny_cfg: Any, perturb: Any) -> None:
     from clowncar.model import build_model
 
-    cfg = tiny_cfg(arch="crawler", crawler_loops=2, delta_net_heads=2, delta_net_chunk=8, bigram_vocab_size=37,
+    cfg = tiny_cfg(arch="crawler", crawler_loops=2, bigram_vocab_size=37,
                    bigram_dim=16, smear_gate=True, xsa="crawler", ln_scale=True)
     torch.manual_seed(0)
     model = perturb(build_model(cfg))

@@ -62,7 +62,7 @@ def test_tiny_trial_end_to_end_matches_golden_trace(run_cli: Callable[..., Any],
     assert {e["mode"] for e in events if e["event"] == "eval"} == {"standard", "sliding"}
     assert [e["step"] for e in events if e["event"] == "probe"] == [4, 8, 12]
     log = (out / "train.log").read_text()
-    assert "step:12/12" in log and "val_bpb" in log and "status: ok" in log
+    assert "step:12/12" in log and "status: ok val_bpb:" in log
 
     trace = [e["train_loss"] for e in _steps(events)]
     if os.environ.get("CLOWNCAR_REGEN_GOLDEN"):
@@ -83,6 +83,17 @@ def test_same_config_and_seed_give_the_same_trace(tiny_cfg: Callable[..., Any], 
     _, _, other_seed = _trial(tiny_cfg("train.iterations=6", "train.cadence=2", "eval.stride=0",
                                        "train.seed=7"), tmp_path / "c", read_trial)
     assert [e["train_loss"] for e in _steps(other_seed)] != [e["train_loss"] for e in _steps(first)]
+
+
+def test_compile_warmup_steps_leave_no_trace(tiny_cfg: Callable[..., Any], tmp_path: Path,
+                                             read_trial: Callable[..., Any]) -> None:
+    """Warm-up steps train for real (to compile both step kinds) and are then undone: weights, optimizer
+    state and data position are restored, so the run is the same as one without warm-up."""
+    base = ("train.iterations=5", "train.cadence=2", "eval.stride=0")
+    _, _, cold = _trial(tiny_cfg(*base, "train.warmup_steps=0"), tmp_path / "cold", read_trial)
+    _, warm_result, warm = _trial(tiny_cfg(*base, "train.warmup_steps=3"), tmp_path / "warm", read_trial)
+    assert [e["train_loss"] for e in _steps(warm)] == [e["train_loss"] for e in _steps(cold)]
+    assert warm_result["steps"] == 5 and warm_result["tokens_seen"] == 5 * 256
 
 
 def test_wallclock_cap_stops_within_one_step_and_warmdown_reaches_zero(
@@ -125,6 +136,7 @@ def test_absurd_learning_rate_ends_diverged_within_a_few_steps(
     code, result, events = _trial(cfg, tmp_path / "out", read_trial)
     assert code == 3 and result["status"] == "diverged"
     assert "train loss" in result["reason"] and result["steps"] <= 10
+    assert _steps(events)[-1]["step"] == result["steps"]  # the step that blew up is in the trace
     assert events[-1]["event"] == "final" and events[-1]["result"]["status"] == "diverged"
 
 
@@ -145,3 +157,21 @@ def test_unknown_config_key_is_one_line_and_exit_2(run_cli: Callable[..., Any], 
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "train.nope" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_out_of_memory_ends_with_oom_status(tiny_cfg: Callable[..., Any], tmp_path: Path,
+                                            read_trial: Callable[..., Any],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """No CPU test can fill a GPU, so the allocation failure is raised where the model is built."""
+    import torch
+
+    import clowncar.worker.train as train_module
+
+    def no_memory(cfg: TrialConfig) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB\nmore details")
+
+    monkeypatch.setattr(train_module, "build_model", no_memory)
+    code, result, events = _trial(tiny_cfg(), tmp_path / "out", read_trial)
+    assert code == 4 and result["status"] == "oom"
+    assert result["reason"] == "CUDA out of memory. Tried to allocate 80.00 GiB"
+    assert events[-1]["result"]["status"] == "oom"
