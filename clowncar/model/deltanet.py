@@ -48,36 +48,50 @@ def delta_rule_recurrent(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, scale: f
     return torch.stack(outs, dim=2).transpose(1, 2).to(dtype)
 
 
+def _chunks(x: Tensor, pad: int, N: int, C: int) -> Tensor:
+    """[B, T, H, D] -> [B, H, N, C, D], zero-padded at the end, contiguous (made once, read many times)."""
+    if pad:
+        x = F.pad(x, (0, 0, 0, 0, 0, pad))
+    return x.reshape(x.size(0), N, C, x.size(2), x.size(3)).permute(0, 3, 1, 2, 4).contiguous()
+
+
 def delta_rule_chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, scale: float | None = None,
                        chunk_size: int = 64) -> Tensor:
     """The same function as `delta_rule_recurrent`, vectorized within chunks of `chunk_size` tokens."""
     dtype = v.dtype
     B, T, H, K = q.shape
+    Vd = v.size(-1)
     scale = K ** -0.5 if scale is None else scale
     C = min(chunk_size, T)
     pad = (-T) % C
-    # Zero-padded tail tokens have k = v = beta = 0: they change no state and their outputs are dropped.
-    q, k, v = (F.pad(t.float(), (0, 0, 0, 0, 0, pad)) for t in (q, k, v))
-    beta = F.pad(beta.float(), (0, 0, 0, pad))
     N = (T + pad) // C
-    # [B, H, N, C, .]
-    q, k, v = (t.reshape(B, N, C, H, -1).permute(0, 3, 1, 2, 4) for t in (q * scale, k, v))
-    beta = beta.reshape(B, N, C, H).permute(0, 3, 1, 2)[..., None]
-    strict = torch.ones(C, C, dtype=torch.bool, device=q.device).tril(-1)
-    system = torch.eye(C, device=q.device) + ((beta * k) @ k.transpose(-1, -2)).masked_fill(~strict, 0)
-    rhs = torch.cat((beta * v, beta * k), dim=-1)
-    solved = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
-    u_free, w = solved[..., : v.size(-1)], solved[..., v.size(-1):]
-    causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-    qk = (q @ k.transpose(-1, -2)).masked_fill(~causal, 0)
-    S = q.new_zeros(B, H, K, v.size(-1))
+    # Zero-padded tail tokens have k = v = beta = 0: they change no state and their outputs are dropped.
+    q, k, v = (_chunks(t.float(), pad, N, C) for t in (q, k, v))  # [B, H, N, C, .]
+    beta = F.pad(beta.float(), (0, 0, 0, pad)).reshape(B, N, C, H).permute(0, 3, 1, 2)[..., None]
+    q = q * scale
+    # Everything that does not depend on the state, for all chunks at once:
+    #   (I + tril(beta K K^T, -1)) [U_free | W] = [beta V | beta K]
+    #   O = Q S0 + tril(Q K^T) (U_free - W S0) = tril(Q K^T) U_free + (Q - tril(Q K^T) W) S0
+    system = ((beta * k) @ k.transpose(-1, -2)).tril_(-1)
+    system.diagonal(dim1=-2, dim2=-1).fill_(1.0)
+    # Inverting the C x C system and multiplying is cheaper on CPU than solving for all V + K columns.
+    eye = torch.eye(C, device=q.device).expand_as(system)
+    inverse = torch.linalg.solve_triangular(system, eye, upper=False, unitriangular=True)
+    solved = inverse @ (beta * torch.cat((v, k), dim=-1))
+    u_free, w = solved[..., :Vd], solved[..., Vd:]
+    qk = (q @ k.transpose(-1, -2)).tril_()
+    o_free = qk @ u_free
+    # Rows [Q - tril(QK^T) W ; W]: one product with the state gives both the read-out and the correction.
+    readers = torch.cat((q - qk @ w, w), dim=-2)  # [B, H, N, 2C, K]
+    k_t = k.transpose(-1, -2)
+    S = q.new_zeros(B, H, K, Vd)
     outs = []
     for n in range(N):
-        u = u_free[:, :, n] - w[:, :, n] @ S
-        outs.append(q[:, :, n] @ S + qk[:, :, n] @ u)
-        S = S + k[:, :, n].transpose(-1, -2) @ u
-    o = torch.stack(outs, dim=2)  # [B, H, N, C, V]
-    return o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, -1)[:, :T].to(dtype)
+        read = readers[:, :, n] @ S
+        outs.append(read[..., :C, :])
+        S = S + k_t[:, :, n] @ (u_free[:, :, n] - read[..., C:, :])
+    o = o_free + torch.stack(outs, dim=2)  # [B, H, N, C, V]
+    return o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, Vd)[:, :T].to(dtype)
 
 
 @cache
