@@ -28,6 +28,7 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("clowncar.store.commands", "store"),
     ("clowncar.store.import_command", None),
     ("clowncar.worker.commands", "trial"),
+    ("clowncar.worker.artifact_commands", "artifact"),
 ]
 
 for _module, _group in COMMAND_MODULES:
