@@ -62,6 +62,7 @@ def tiny_cpu() -> dict[str, Any]:
             "log_every": 1, "probe_every": 5, "probe_seqs": 4,
         },
         "quant": {"flat_scheme": "gptq_int6", "crawler_scheme": "int8", "gptq_calib_seqs": 8,
+                  "passthrough_max_numel": 1024,
                   "gptq_calib_seq_len": 128, "zstd_level": 19},
         "eval": {"seq_len": 128, "stride": 32, "batch_tokens": 8192, "max_tokens": 16384},
     }
