@@ -57,7 +57,16 @@ def _chunks(x: Tensor, pad: int, N: int, C: int) -> Tensor:
 
 def delta_rule_chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, scale: float | None = None,
                        chunk_size: int = 64) -> Tensor:
-    """The same function as `delta_rule_recurrent`, vectorized within chunks of `chunk_size` tokens."""
+    """The same function as `delta_rule_recurrent`, vectorized within chunks of `chunk_size` tokens.
+
+    Runs in fp32 whatever the caller's autocast: the triangular solve has no bf16 kernel on CUDA, and the
+    chunk systems are ill-conditioned enough that bf16 would lose the state."""
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        return _delta_rule_chunked_fp32(q, k, v, beta, scale, chunk_size)
+
+
+def _delta_rule_chunked_fp32(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, scale: float | None,
+                             chunk_size: int) -> Tensor:
     dtype = v.dtype
     B, T, H, K = q.shape
     Vd = v.size(-1)

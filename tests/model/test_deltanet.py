@@ -80,3 +80,19 @@ def test_fla_matches_torch_deltanet_bf16_needs_cuda_and_fla(rel_err: Any) -> Non
     o_fla, _ = fla_chunk_delta_rule()(q=q, k=k, v=v, beta=beta, scale=64 ** -0.5)
     o_torch = delta_rule_chunked(q.float(), k.float(), v.float(), beta.float(), 64 ** -0.5)
     assert rel_err(o_fla.float(), o_torch) < 1e-2
+
+
+def test_chunked_delta_rule_ignores_the_callers_autocast() -> None:
+    """The GPU run showed bf16 autocast turning the chunk systems into bf16 (no triangular solve kernel for it
+    on CUDA, and too little precision anyway): the chunked rule must compute in fp32 under any autocast."""
+    from clowncar.model.deltanet import delta_rule_chunked
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 70, 2, 16) for _ in range(3))
+    k = torch.nn.functional.normalize(k, dim=-1)
+    beta = torch.rand(1, 70, 2)
+    plain = delta_rule_chunked(q, k, v, beta, chunk_size=16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = delta_rule_chunked(q, k, v, beta, chunk_size=16)
+    assert under_autocast.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, plain)
