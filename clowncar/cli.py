@@ -26,6 +26,7 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("clowncar.config_commands", "config"),
     ("clowncar.store.commands", "store"),
     ("clowncar.store.import_command", None),
+    ("clowncar.analysis.commands", None),
 ]
 
 for _module, _group in COMMAND_MODULES:

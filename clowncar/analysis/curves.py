@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clowncar.analysis.frames import missing
 from clowncar.analysis.result import TestResult, decide, not_enough
 from clowncar.analysis.runlevel import seed_block
 from clowncar.analysis.stats import coef, coef_table, mde_from_se, ols
@@ -70,7 +71,8 @@ def early_boost_test(evals: pd.DataFrame, runs: pd.DataFrame) -> TestResult:
     if len(r) < 4 or r["loops"].nunique() < 2:
         return not_enough(key, title, Q, method,
                           f"{len(r)} run(s) with an eval curve (>= 2 evals, one in the first {EARLY_FRAC:.0%}) and "
-                          f"{r['loops'].nunique()} distinct loop count(s); needs >= 4 runs and >= 2 loop counts",
+                          f"{r['loops'].nunique()} distinct loop count(s); needs >= 4 runs and >= 2 loop counts"
+                          f"{missing(runs, ['loops'])}",
                           **base)
     fit = ols(formula, r)
     if fit.df_resid < 2 or not np.isfinite(fit.bse["loops"]):

@@ -23,6 +23,11 @@ SEED_COLUMNS = ("train.seed", "seed")
 # Post-quantization first: what a submission is scored on. The first column present for most runs wins.
 PRIMARY_METRICS = ("q_sliding_val_bpb", "q_val_bpb", "sliding_val_bpb", "val_bpb")
 OK_STATUSES = {"ok", "completed", "complete", "imported"}
+RUN_COLUMNS = ("run_id", "sweep", "seed", "arch", "width", "unique_layers", "loops", "cadence", "crawl_frac", "shared",
+               "params", "artifact_bytes", "bpb", "pre_bpb", "post_bpb", "quant_gap", "steps", "git_commit",
+               "config_hash", "config_key", "label")
+NUMERIC = {"seed", "width", "unique_layers", "loops", "cadence", "crawl_frac", "shared", "params", "artifact_bytes",
+           "bpb", "pre_bpb", "post_bpb", "quant_gap", "steps"}
 
 
 def _col(df: pd.DataFrame, *names: str) -> pd.Series:
@@ -60,6 +65,8 @@ def _config_key(row: pd.Series, cols: list[str]) -> str:
     """A digest of the config without the seed: runs with the same key are seed reruns of one config."""
     skip = {"train.seed"}
     items = {c: (None if _isnan(row[c]) else row[c]) for c in cols if c not in skip}
+    if isinstance(row.get("label"), str):
+        items["label"] = row["label"]
     text = json.dumps(items, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -71,7 +78,15 @@ def _isnan(v: Any) -> bool:
         return False
 
 
+def missing(runs: pd.DataFrame, columns: list[str]) -> str:
+    """' (not recorded: a, b)' for the columns that no run has, to explain a 'not enough data' verdict."""
+    gone = [c for c in columns if c not in runs or runs[c].isna().all()]
+    return f" (not recorded for any run: {', '.join(gone)})" if gone and len(runs) else ""
+
+
 def _label(r: pd.Series) -> str:
+    if _isnan(r["loops"]) and _isnan(r["unique_layers"]) and _isnan(r["width"]):
+        return str(r["run_id"])
     if r["arch"] == "gpt" or (r["arch"] != "crawler" and _isnan(r["loops"])):
         base = f"{_int(r['unique_layers'])}L"
     else:
@@ -93,7 +108,7 @@ def _int(v: Any) -> str:
 def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per run that finished, with the derived analysis columns (NaN where the data has a gap)."""
     if trials is None or trials.empty:
-        return pd.DataFrame(columns=["run_id", "bpb"])
+        return pd.DataFrame({c: pd.Series(dtype=float if c in NUMERIC else object) for c in RUN_COLUMNS})
     df = trials.copy()
     if "status" in df.columns:
         status = df["status"].astype(str).str.lower()
@@ -116,11 +131,16 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     is_gpt = out["arch"].eq("gpt")
     out["unique_layers"] = np.where(is_gpt, layers, (flat.fillna(0) + crawl).where(crawl.notna(), layers))
     loops = _num(_col(df, "model.crawler_loops"))
+    # no crawler block (a flat control imported with 0 crawler layers / 0 loops): every layer runs once
+    loops = loops.where(~((crawl == 0) | (loops == 0)), 1.0)
     out["loops"] = np.where(is_gpt, 1.0, loops)
-    cad = _num(_col(df, "train.cadence"))
-    out["cadence"] = np.where(is_gpt, 0.0, cad)
     steps = _num(_col(df, "steps"))
     c_steps = _num(_col(df, "c_steps"))
+    cad = _num(_col(df, "train.cadence"))
+    # legacy logs record the C:N split but not the cadence: steps / C-steps recovers it (0 = never crawled)
+    from_split = (steps / c_steps).round().where(c_steps > 0, np.where(c_steps == 0, 0.0, np.nan))
+    cad = cad.where(cad.notna(), from_split.where(steps > 0))
+    out["cadence"] = np.where(is_gpt, 0.0, cad)
     frac_cfg = np.where(out["cadence"] > 0, 1.0 / out["cadence"].where(out["cadence"] > 0), 0.0)
     frac_cfg = pd.Series(frac_cfg, index=df.index).where(out["cadence"].notna())
     out["crawl_frac"] = (c_steps / steps).where((steps > 0) & c_steps.notna(), frac_cfg)
@@ -151,7 +171,11 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     else:
         out["config_key"] = out["config_hash"].where(out["config_hash"].notna(), out["run_id"])
     out["_flat"], out["_crawl"] = flat.where(~is_gpt), crawl.where(~is_gpt)
-    out["label"] = [_label(r) for _, r in out.iterrows()]
+    derived = [_label(r) for _, r in out.iterrows()]
+    # an importer's own label names differences the config columns do not record (e.g. trigram on/off)
+    given = _col(df, "label").astype(object).reset_index(drop=True) if "label" in df else None
+    out["label"] = [str(g) if given is not None and isinstance(g, str) and g else d
+                    for g, d in zip(given if given is not None else derived, derived, strict=True)]
     out = out.drop(columns=["_flat", "_crawl"]).reset_index(drop=True)
     out.attrs["metric"] = metric
     return out

@@ -4,6 +4,7 @@ data for it is missing, and the report says so instead of showing an empty frame
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,9 @@ def _png(fig: Any) -> bytes:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.tight_layout()
+    with warnings.catch_warnings():  # tight_layout warns on crowded figures; the figure is still usable
+        warnings.simplefilter("ignore")
+        fig.tight_layout()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
@@ -124,7 +127,7 @@ def bpb_vs_width(runs: pd.DataFrame) -> bytes | None:
 def top_config_seeds(top: list[dict[str, Any]]) -> bytes | None:
     if not top:
         return None
-    fig, ax = _figure(6.4, 0.5 + 0.35 * len(top))
+    fig, ax = _figure(6.4, max(2.5, 1.2 + 0.35 * len(top)))
     for i, row in enumerate(top):
         vals = [p["bpb"] for p in row["per_seed"]]
         ax.scatter(vals, [i] * len(vals), s=22, color="C0")

@@ -122,4 +122,6 @@ def decide(res: TestResult, alpha: float = ALPHA) -> TestResult:
         res.status = UNDECIDED
         mde = f"; minimum detectable effect at {POWER:.0%} power: {res.mde:.4g} {unit}" if res.mde is not None else ""
         res.verdict = f"{UNDECIDED}: effect {eff}{ci}, {which} = {p:.3g}{mde}"
+    if res.extra.get("verdict_note"):
+        res.verdict += "; " + res.extra["verdict_note"]
     return res

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clowncar.analysis.frames import missing
 from clowncar.analysis.result import TestResult, decide, not_enough
 from clowncar.analysis.stats import coef, coef_table, mde_from_se, ols, vifs
 
@@ -63,7 +64,8 @@ def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
         unit = "BPB per loop" if term == "loops" else "BPB per unit C-fraction"
         base = {"unit": unit, "n_runs": len(r), "runs": r["run_id"].tolist()}
         if fit is None or term not in terms:
-            why = (f"{len(r)} run(s) with a quantization gap, loops and cadence" if term in terms or len(r) == 0
+            why = (f"{len(r)} run(s) with a quantization gap, loops and cadence{missing(runs, cols)}"
+                   if term in terms or len(r) == 0
                    else f"{term} takes a single value among the {len(r)} runs with a quantization gap")
             out.append(not_enough(keys[term], titles[term], q[term], method, why + " (needs >= 2 values and "
                                   "enough runs for the regression)", **base))
@@ -89,7 +91,7 @@ def width_tests(runs: pd.DataFrame) -> list[TestResult]:
     f_f = f_w + "".join(f" + {t}" for t in others)
     base_a = {"n_runs": len(r), "runs": r["run_id"].tolist()}
     if len(r) < 4 or not _varies(r["width"]):
-        why = f"{len(r)} run(s) with BPB and width, {r['width'].nunique()} distinct width(s)"
+        why = f"{len(r)} run(s) with BPB and width, {r['width'].nunique()} distinct width(s){missing(runs, need)}"
         return [not_enough("3a_width", "Width attribution", qa, f"OLS {f_f}, HC3", why, **base_a),
                 not_enough("3b_sharing_beyond_width", "Sharing beyond width", qb, "nested F test", why, **base_a)]
     span = math.log(r["width"].max() / r["width"].min())
@@ -119,7 +121,31 @@ def width_tests(runs: pd.DataFrame) -> list[TestResult]:
             effect=c["estimate"] * span, ci_low=c["ci_low"] * span, ci_high=c["ci_high"] * span, p_value=c["p"],
             margin=WIDTH_MARGIN, mde=_scaled(mde_from_se(c["se"], fit.df_resid), span), warnings=warnings,
             tables=tables, extra={"formula": used, "log_width_coef": c}, **base_a))
+    _seed_style(res_a, r)
+    if fit_f is not None:  # the unadjusted (width-only) estimate beside the adjusted one, for comparison
+        marginal = _fits(f_w, r)
+        if marginal is not None:
+            c = coef(marginal, "log_width")
+            res_a.tables["width_only_model"] = [{"formula": f_w, "effect": c["estimate"] * span,
+                                                 "ci_low": c["ci_low"] * span, "ci_high": c["ci_high"] * span,
+                                                 "p": c["p"], "note": "not adjusted for unique layers or loops"}]
     return [res_a, _nested(r, f_w, f_f, others, qb, base_a)]
+
+
+def _seed_style(res: TestResult, r: pd.DataFrame) -> None:
+    """Add the seed's way of quoting the width effect (best run at the narrowest width minus best at the widest)
+    to the verdict, labelled for what it is."""
+    contrast = best_width_contrast(res)
+    if contrast is None:
+        return
+    lo, hi = int(r["width"].min()), int(r["width"].max())
+    res.extra["best_per_width_contrast"] = contrast
+    res.extra["verdict_note"] = (f"seed-style contrast, best run at width {lo} minus best at {hi}: {contrast:+.4f} BPB "
+                    "(descriptive: a best-of-configs comparison, not a controlled estimate)")
+    if res.p_value is not None:
+        decide(res)
+    else:
+        res.verdict += "; " + res.extra["verdict_note"]
 
 
 def _scaled(v: float | None, k: float) -> float | None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clowncar.analysis.frames import missing
 from clowncar.analysis.result import DESCRIPTIVE, TestResult, decide, not_enough
 from clowncar.analysis.runlevel import seed_block
 from clowncar.analysis.stats import coef, coef_table, mde_from_se, mde_two_sample, ols
@@ -53,7 +54,7 @@ def sharing_test(runs: pd.DataFrame) -> TestResult:
     if n_sh < 2 or n_un < 2:
         return not_enough(key, title, q, method,
                           f"{n_sh} shared and {n_un} unshared run(s) at matched parameter count (>= 2 each "
-                          "needed)", **base)
+                          f"needed){missing(runs, need)}", **base)
     fit = ols(formula, r)
     if fit.df_resid < 2 or not np.isfinite(fit.bse["shared"]):
         return not_enough(key, title, q, method, "too few runs for the regression", **base)
@@ -105,6 +106,10 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
     lo = sd * math.sqrt(df / stats.chi2.ppf(0.975, df))
     hi = sd * math.sqrt(df / stats.chi2.ppf(0.025, df))
     n_med = int(np.median([row["n"] for row in rows]))
+    if rep["seed"].isna().any():
+        base.setdefault("warnings", []).append(
+            "some runs record no seed: repeated configs are treated as reruns, so any difference the config "
+            "columns do not record (and the legacy logs often do not) inflates this spread")
     mde = mde_two_sample(sd, max(n_med, 2))
     res = TestResult(key=key, title=title, question=q, method=method, status=DESCRIPTIVE, effect=sd, ci_low=lo,
                      ci_high=hi, mde=mde, extra={"pooled_df": df, "seeds_per_config": n_med}, **base)
