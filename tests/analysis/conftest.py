@@ -7,8 +7,10 @@ within-run drift, the structure analysis_methods.md section 5 warns about."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -144,3 +146,139 @@ def detection_rate(fn: Callable[[np.random.Generator], float | None], n: int, se
 @pytest.fixture
 def rate() -> Callable:
     return detection_rate
+
+
+# -- headless Chromium over the DevTools protocol on a pipe (no network port) -------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+class _Pipe:
+    """DevTools messages over --remote-debugging-pipe: JSON objects terminated by NUL, fd 3 in, fd 4 out."""
+
+    def __init__(self, proc, write_fd: int, read_fd: int) -> None:
+        self.proc, self.wfd, self.rfd = proc, write_fd, read_fd
+        self.buf, self.events, self.next_id = b"", [], 0
+
+    def send(self, method: str, params: dict | None = None, session: str | None = None,
+             timeout: float = 30.0) -> dict:
+        import json
+        import os
+
+        self.next_id += 1
+        msg = {"id": self.next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self.wfd, json.dumps(msg).encode() + b"\0")
+        return self.wait(lambda m: m.get("id") == self.next_id, timeout)
+
+    def wait(self, pred, timeout: float) -> dict:
+        import json
+        import os
+        import select
+        import time
+
+        end = time.monotonic() + timeout
+        while True:
+            while b"\0" in self.buf:
+                raw, self.buf = self.buf.split(b"\0", 1)
+                m = json.loads(raw)
+                if "id" not in m:
+                    self.events.append(m)
+                if pred(m):
+                    if "error" in m:
+                        raise RuntimeError(f"DevTools error: {m['error']}")
+                    return m
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no answer from chromium")
+            ready, _, _ = select.select([self.rfd], [], [], left)
+            if ready:
+                chunk = os.read(self.rfd, 1 << 20)
+                if not chunk:
+                    raise RuntimeError("chromium closed the DevTools pipe")
+                self.buf += chunk
+
+
+def open_in_chromium(html_path: Path, profile: Path) -> dict:
+    """Load a file:// page in headless Chromium; return every image's (complete, naturalWidth) and the console
+    errors and uncaught exceptions seen while loading."""
+    import os
+    import subprocess
+
+    to_chrome_r, to_chrome_w = os.pipe()
+    from_chrome_r, from_chrome_w = os.pipe()
+
+    def child_fds() -> None:
+        # copy both ends away first: a pipe may itself sit on fd 3 or 4, and dup2 onto the same fd would
+        # neither move it nor clear close-on-exec
+        src_in, src_out = os.dup(to_chrome_r), os.dup(from_chrome_w)
+        os.dup2(src_in, 3)
+        os.dup2(src_out, 4)
+
+    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"]
+    proc = subprocess.Popen(args, preexec_fn=child_fds, close_fds=False, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    os.close(to_chrome_r)
+    os.close(from_chrome_w)
+    pipe = _Pipe(proc, to_chrome_w, from_chrome_r)
+    try:
+        target = pipe.send("Target.createTarget", {"url": "about:blank"})["result"]["targetId"]
+        session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["result"]["sessionId"]
+        for method in ("Runtime.enable", "Log.enable", "Page.enable"):
+            pipe.send(method, session=session)
+        pipe.send("Page.navigate", {"url": html_path.resolve().as_uri()}, session=session)
+        pipe.wait(lambda m: m.get("method") == "Page.loadEventFired", 60)
+        expr = "JSON.stringify(Array.from(document.images).map(i => [i.complete, i.naturalWidth]))"
+        value = pipe.send("Runtime.evaluate", {"expression": expr, "returnByValue": True},
+                          session=session)["result"]["result"]["value"]
+        errors = [m for m in pipe.events
+                  if (m.get("method") == "Runtime.consoleAPICalled" and m["params"].get("type") == "error")
+                  or m.get("method") == "Runtime.exceptionThrown"
+                  or (m.get("method") == "Log.entryAdded" and m["params"]["entry"].get("level") == "error")]
+        with contextlib.suppress(RuntimeError, TimeoutError):
+            pipe.send("Browser.close", timeout=10)
+        import json
+
+        return {"images": json.loads(value), "errors": errors}
+    finally:
+        os.close(to_chrome_w)
+        os.close(from_chrome_r)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def chromium() -> Callable[[Path, Path], dict]:
+    import os
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing in CI")
+        pytest.skip(f"{CHROMIUM} not installed")
+    return open_in_chromium
+
+
+@pytest.fixture(scope="session")
+def legacy_runs() -> Path:
+    """The shared legacy runs: $CLOWNCAR_LEGACY_RUNS, else ../shared/legacy-runs beside this checkout or, in a
+    git worktree, beside the main repository (found through git's common dir)."""
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    places = [Path(p) for p in [os.environ.get("CLOWNCAR_LEGACY_RUNS")] if p]
+    places.append(repo.parent / "shared" / "legacy-runs")
+    git_dir = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=repo,
+                             capture_output=True, text=True, check=False).stdout.strip()
+    if git_dir:
+        places.append(Path(git_dir).parent.parent / "shared" / "legacy-runs")
+    found = next((p for p in places if p.is_dir()), None)
+    if found is None:
+        pytest.skip("legacy runs not found in " + ", ".join(map(str, places)))
+    return found
