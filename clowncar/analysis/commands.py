@@ -61,5 +61,9 @@ def load_and_analyse(sweeps: list[str], store_url: str | None, correction: str =
     return analyse(list(sweeps), trials, steps, evals, probes, storage_url=url, method=correction)
 
 
+app.command("analyze")(analyze)
+
+
 def register(root: typer.Typer) -> None:
+    """Top-level command: `clowncar analyze` (COMMAND_MODULES entry with group None)."""
     root.command("analyze")(analyze)

@@ -16,7 +16,7 @@ import pandas as pd
 from clowncar.analysis import explore, plots
 from clowncar.analysis.document import Doc, fmt
 from clowncar.analysis.family import run_all
-from clowncar.analysis.result import TestResult, _jsonable
+from clowncar.analysis.result import TestResult, jsonable
 
 SUMMARY_COLUMNS = ["test", "effect", "unit", "ci", "p", "p_holm", "runs", "steps", "verdict"]
 
@@ -67,7 +67,7 @@ def summary_rows(results: list[TestResult]) -> list[dict[str, Any]]:
 
 def to_json(a: dict[str, Any]) -> dict[str, Any]:
     runs: pd.DataFrame = a["runs"]
-    return _jsonable({
+    return jsonable({
         "sweeps": a["sweeps"], "metric": a["metric"], "n_runs": len(runs),
         "correction_method": a["correction_method"], "tests": [r.to_dict() for r in a["results"]],
         "correction": a["correction"], "top_configs": a["top_configs"], "pareto_front": a["pareto_front"],
@@ -90,7 +90,10 @@ def document(a: dict[str, Any]) -> Doc:
     d.h(2, f"Multiple-comparison correction ({a['correction_method']})")
     d.p("Family: the primary p-value of tests 1-5 (seed variance is descriptive). Verdicts above use the "
         "adjusted p-values.")
-    d.table(a["correction"]) if a["correction"] else d.p("No test produced a p-value: nothing to correct.")
+    if a["correction"]:
+        d.table(a["correction"])
+    else:
+        d.p("No test produced a p-value: nothing to correct.")
     d.h(2, "Figures")
     d.image(plots.loss_curves(fr["steps"], runs), "training loss per config")
     d.image(plots.eval_curves(fr["evals"], runs), "eval BPB curves per config")
@@ -106,7 +109,10 @@ def document(a: dict[str, Any]) -> Doc:
                                             "config_hash"])
     d.image(plots.top_config_seeds(a["top_configs"]), "top configs, every seed")
     d.h(2, "Pareto front (BPB vs artifact bytes)")
-    d.table(a["pareto_front"]) if a["pareto_front"] else d.p("No run has both BPB and artifact bytes.")
+    if a["pareto_front"]:
+        d.table(a["pareto_front"])
+    else:
+        d.p("No run has both BPB and artifact bytes.")
     d.h(2, "Exploratory: Optuna parameter importances")
     for sweep, imp in a["optuna"].items():
         if imp["status"] == "ok":

@@ -61,18 +61,18 @@ class TestResult:
             setattr(self, name, _num(getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
     @property
     def decided(self) -> bool:
         return self.status in (SIGNAL, NO_SIGNAL)
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if hasattr(obj, "item") and not isinstance(obj, str):  # numpy scalars
         try:
             obj = obj.item()

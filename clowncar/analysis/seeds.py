@@ -86,7 +86,7 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
         v = g["bpb"].to_numpy(float)
         row: dict[str, Any] = {"config": str(g["label"].iloc[0]), "config_key": str(ck), "n": int(v.size),
                                "mean": float(v.mean()), "sd": float(v.std(ddof=1)),
-                               "per_seed": {str(_seed(s)): float(b) for s, b in zip(g["seed"], v, strict=True)},
+                               "per_seed": {_seed_key(s, u): float(b) for s, u, b in zip(g["seed"], g["run_id"], v, strict=True)},
                                "runs": g["run_id"].tolist()}
         if row["sd"] > 0:
             ci = stats.ttest_1samp(v, 0.0).confidence_interval()
@@ -125,3 +125,7 @@ def _seed(s: Any) -> Any:
     except (TypeError, ValueError):
         return s
 
+
+def _seed_key(seed: Any, run_id: str) -> str:
+    """`seed 7`, or the run id when the run records no seed (legacy imports), so no value is lost."""
+    return f"seed {_seed(seed)}" if not pd.isna(seed) else str(run_id)

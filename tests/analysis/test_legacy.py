@@ -77,3 +77,11 @@ def test_analyze_command_rejects_an_unknown_sweep_in_one_line(legacy_store, run_
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "unknown sweep(s): no_such_sweep" in res.stderr
     assert not (tmp_path / "rep").exists()
+
+
+def test_analyze_command_rejects_bad_options_in_one_line(run_cli, tmp_path):
+    res = run_cli("analyze", "s", "--correction", "nope", "--out", str(tmp_path / "rep"))
+    assert res.returncode == 2 and "unknown correction 'nope'" in res.stderr
+    (tmp_path / "file").write_text("x")
+    res = run_cli("analyze", "s", "--out", str(tmp_path / "file"))
+    assert res.returncode == 2 and "is not a directory" in res.stderr
