@@ -19,15 +19,13 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Legacy files o
     The format is detected from the content. Each file lands in one transaction; importing a file again adds
     nothing. Prints what was imported and every skipped line with its reason."""
     from clowncar.store import open_store
-    from clowncar.store.importers import import_paths, parse_file
+    from clowncar.store.importers import prepare, write_prepared
 
-    for p in paths:  # refuse bad input before creating a database
-        if p.is_file():
-            parse_file(p)
+    prepared = prepare(paths)  # every file parsed whole before the store is even opened
     with open_store(store) as st:
-        reports, others = import_paths(st, paths, sweep)
+        reports = write_prepared(st, prepared, sweep)
         typer.echo(f"store: {st.url}")
-    for f in others:
+    for f in prepared.others:
         typer.echo(f"skipped file {f}: not a legacy run format")
     for r in reports:
         typer.echo(f"imported {r.path} ({r.format}) -> sweep {r.sweep}: {r.trials} trials ({r.new_trials} new), "

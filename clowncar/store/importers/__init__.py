@@ -28,7 +28,7 @@ from clowncar.store.importers.base import LegacyFormatError, Parsed, Skipped
 if TYPE_CHECKING:
     from clowncar.store.store import Store
 
-__all__ = ["FileReport", "LegacyFormatError", "import_paths", "parse_file"]
+__all__ = ["FileReport", "LegacyFormatError", "Prepared", "import_paths", "parse_file", "prepare", "write_prepared"]
 
 FORMATS = ("frugendorff-csv", "micro-crawler-log", "cadence-tsv", "train-gpt-log")
 
@@ -122,12 +122,31 @@ def _write(store: Store, path: Path, parsed: Parsed, text: str, sweep: str | Non
     return report
 
 
-def import_paths(store: Store, paths: list[Path], sweep: str | None = None) -> tuple[list[FileReport], list[Path]]:
-    """Parse every file first (any error aborts before a write), then write each file in its own transaction.
-    Returns the per-file reports and the files of given directories that were not legacy runs."""
+@dataclass
+class Prepared:
+    """Files parsed whole and ready to write, and the files of given directories that are not runs."""
+
+    files: list[tuple[Path, Parsed, str]]
+    others: list[Path]
+
+
+def prepare(paths: list[Path]) -> Prepared:
+    """Read and parse every file (directories are searched); any unknown, truncated or missing file raises
+    LegacyFormatError before anything is written."""
     files, others = _expand(paths)
     parsed = []
     for f in files:
         text = read_text(f)
         parsed.append((f, parse_file(f, text), text))
-    return [_write(store, f, p, text, sweep) for f, p, text in parsed], others
+    return Prepared(parsed, others)
+
+
+def write_prepared(store: Store, prepared: Prepared, sweep: str | None = None) -> list[FileReport]:
+    """Write each parsed file in its own transaction."""
+    return [_write(store, f, p, text, sweep) for f, p, text in prepared.files]
+
+
+def import_paths(store: Store, paths: list[Path], sweep: str | None = None) -> tuple[list[FileReport], list[Path]]:
+    """`prepare` then `write_prepared`: the per-file reports and the skipped non-run files."""
+    prepared = prepare(paths)
+    return write_prepared(store, prepared, sweep), prepared.others
