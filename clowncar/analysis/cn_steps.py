@@ -164,7 +164,8 @@ def next_step_test(fits: dict[str, dict[str, Any]], probes: pd.DataFrame | None,
             why += ("; without probe losses it needs cadence >= 3 (at cadence 1-2 every step after a C-step has "
                     "the other forward mode, so the update effect is confounded with the forward-mode effect)")
         else:
-            why += "; the probe interval must not be a multiple of the cadence, or C-steps per interval never vary"
+            why += ("; the probe interval must not be a multiple of the cadence (else C-steps per interval never "
+                    "vary) and every step's kind must be logged (train.log_every = 1)")
         return not_enough(key, title, Q_NEXT, method, why, **kw)
     vals = np.array(list(per_run.values()))
     t = one_sample(vals)
@@ -213,6 +214,10 @@ def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None
         order = np.argsort(p_step[sel])
         pst, pl = p_step[sel][order], p_loss[sel][order]
         if g is None or pst.size < 8:
+            continue
+        # counting C-steps per probe interval needs every step's kind: skip runs logged every k > 1 steps
+        covered = g["step"][g["step"] <= pst.max()]
+        if covered.size == 0 or covered[0] > pst.min() or np.any(np.diff(covered) != 1):
             continue
         cum = np.cumsum(g["c"])
         pos = np.searchsorted(g["step"], pst, side="right") - 1

@@ -72,6 +72,8 @@ def test_next_step_uses_probes_when_present_and_says_so(sims):
     steps, probes = sims["steps"](np.random.default_rng(0), cadence=2, probe_every=5)
     res = _by_key(cn_tests(steps, probes), "1b_next_step")
     assert res.extra["source"] == "probe" and "probe" in res.method
+    sparse = steps[steps["step"] % 2 == 0]  # logged every 2nd step: C-steps per probe interval are unknown
+    assert _by_key(cn_tests(sparse, probes), "1b_next_step").extra["source"] == "residuals"
     res = _by_key(cn_tests(steps, None), "1b_next_step")
     assert res.extra["source"] == "residuals"
     assert res.status == "not enough data to decide" and "cadence >= 3" in res.verdict
