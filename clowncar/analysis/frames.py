@@ -96,6 +96,8 @@ def _label(r: pd.Series) -> str:
                 else f"{_int(r['unique_layers'])}x{_int(r['loops'])}")
         if not _isnan(r["cadence"]):
             base += f" cad{_int(r['cadence'])}"
+    if not _isnan(r.get("_mlp")):
+        base += f" mlp{float(r['_mlp']):g}"
     if not _isnan(r["width"]):
         base += f" d{_int(r['width'])}"
     return base
@@ -171,12 +173,13 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     else:
         out["config_key"] = out["config_hash"].where(out["config_hash"].notna(), out["run_id"])
     out["_flat"], out["_crawl"] = flat.where(~is_gpt), crawl.where(~is_gpt)
+    out["_mlp"] = _num(_col(df, "model.mlp_mult"))
     derived = [_label(r) for _, r in out.iterrows()]
     # an importer's own label names differences the config columns do not record (e.g. trigram on/off)
     given = _col(df, "label").astype(object).reset_index(drop=True) if "label" in df else None
     out["label"] = [str(g) if given is not None and isinstance(g, str) and g else d
                     for g, d in zip(given if given is not None else derived, derived, strict=True)]
-    out = out.drop(columns=["_flat", "_crawl"]).reset_index(drop=True)
+    out = out.drop(columns=["_flat", "_crawl", "_mlp"]).reset_index(drop=True)
     out.attrs["metric"] = metric
     return out
 

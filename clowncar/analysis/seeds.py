@@ -113,7 +113,10 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
     mde = mde_two_sample(sd, max(n_med, 2))
     res = TestResult(key=key, title=title, question=q, method=method, status=DESCRIPTIVE, effect=sd, ci_low=lo,
                      ci_high=hi, mde=mde, extra={"pooled_df": df, "seeds_per_config": n_med}, **base)
-    res.verdict = (f"{DESCRIPTIVE}: pooled seed sd {sd:.4g} BPB (95% CI {lo:.3g} to {hi:.3g}, df {df:g}); with "
+    med = float(np.median([row["sd"] for row in rows]))
+    res.extra["median_config_sd"] = med  # robust beside the pooled sd, which one unstable config can dominate
+    res.verdict = (f"{DESCRIPTIVE}: pooled seed sd {sd:.4g} BPB (95% CI {lo:.3g} to {hi:.3g}, df {df:g}; median "
+                   f"per-config sd {med:.3g}); with "
                    f"{n_med} seeds per config, two configs must differ by about {mde:.3g} BPB to be detected with "
                    "80% power" if mde is not None else f"{DESCRIPTIVE}: pooled seed sd {sd:.4g} BPB")
     return res
