@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy import stats
 
 from clowncar.analysis.family import correct, run_all
@@ -63,6 +64,7 @@ def test_holm_table_adjusts_only_the_family_and_rewords_verdicts():
     assert "Holm-adjusted p = 0.03" in rs[0].verdict
 
 
+@pytest.mark.slow  # statsmodels' multipletests runs gc.collect() on every call: ~0.2 s per family here
 def test_holm_keeps_the_family_wise_error_rate_on_null_families():
     """200 families of five null one-sample t tests: the share with any Holm rejection stays <= alpha + 0.03."""
     rng = np.random.default_rng(7)
