@@ -29,6 +29,7 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("clowncar.store.import_command", None),
     ("clowncar.worker.commands", "trial"),
     ("clowncar.worker.artifact_commands", "artifact"),
+    ("clowncar.analysis.commands", None),
 ]
 
 for _module, _group in COMMAND_MODULES:

@@ -1,0 +1,250 @@
+"""Test 1: does firing the crawler loops (a C-step) change the training loss, and is the step after a C-step
+better or worse than the step after an N-step?
+
+The run is the unit. Within each run the C-N difference is estimated against a smooth trend in the step
+(B-spline) with HAC (Newey-West) standard errors: descriptive only, because a run's own drift makes step-level
+inference overconfident. The inferential answer collapses each run to one number (its trend-adjusted C-N
+coefficient, and its mean residual difference per training phase) and tests those numbers across runs with a
+one-sample t test (scipy), which stays calibrated however autocorrelated the steps are."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clowncar.analysis.frames import phase_bins, step_kind_table
+from clowncar.analysis.result import TestResult, decide, not_enough
+from clowncar.analysis.stats import mde_one_sample, one_sample
+
+MIN_STEPS = 20  # per run, to fit a trend plus a C/N term
+MIN_EACH = 3  # C-steps and N-steps per run
+MIN_RUNS = 3  # a t test across runs needs df >= 2
+LOSS_MARGIN = 0.01  # nats: smaller C-N differences are practically irrelevant at the seed's loss scale
+
+Q_LOSS = ("Does a C-step (crawler loops fired) have a different training loss than an N-step at matched "
+          "training phase?")
+Q_NEXT = "Is the step after a C-step better or worse than the step after an N-step?"
+
+
+_TREND_CACHE: dict[tuple[int, bytes], np.ndarray] = {}
+
+
+def _trend(step: np.ndarray, df: int | None = None) -> np.ndarray:
+    """A smooth trend basis (intercept + B-spline in the step) with few enough knots not to follow C/N
+    alternation. Cached by the step vector: runs of one sweep share it."""
+    import patsy
+
+    df = int(min(5, max(3, step.size // 40))) if df is None else df
+    key = (df, step.tobytes())
+    if key not in _TREND_CACHE:
+        if len(_TREND_CACHE) > 256:
+            _TREND_CACHE.clear()
+        _TREND_CACHE[key] = np.asarray(patsy.dmatrix(f"bs(x, df={df})", {"x": step}))
+    return _TREND_CACHE[key]
+
+
+def _hac_lags(n: int, period: int) -> int:
+    """Newey-West's rule of thumb, at least two cadence periods so the C/N pattern sits inside the window."""
+    return int(max(2 * max(period, 1), math.floor(4 * (n / 100) ** (2 / 9))))
+
+
+def _period(is_c: np.ndarray) -> int:
+    idx = np.flatnonzero(is_c > 0)
+    return int(np.median(np.diff(idx))) if idx.size > 1 else 1
+
+
+def _split_runs(s: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+    """Per run, numpy arrays of step, train_loss, is_c and phase (the frame is sorted by run and step)."""
+    uid = s["trial_uid"].astype(str).to_numpy()
+    cols = {"step": s["step"].to_numpy(float), "y": s["train_loss"].to_numpy(float),
+            "c": s["is_c"].to_numpy(float), "phase": phase_bins(s).to_numpy()}
+    bounds = [*sorted(np.unique(uid, return_index=True)[1]), uid.size]
+    out = {}
+    for a, b in itertools.pairwise(bounds):
+        out[str(uid[a])] = {k: v[a:b] for k, v in cols.items()}
+    return out
+
+
+def _fit_run(g: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """Trend-adjusted C-N coefficient with a HAC CI, residuals of the trend-only fit, per-phase differences."""
+    import statsmodels.api as sm
+
+    y, c = g["y"], g["c"]
+    if y.size < MIN_STEPS or c.sum() < MIN_EACH or (1 - c).sum() < MIN_EACH:
+        return None
+    basis = _trend(g["step"])
+    lags = _hac_lags(y.size, _period(c))
+    fit = sm.OLS(y, np.column_stack([basis, c])).fit(cov_type="HAC", cov_kwds={"maxlags": lags}, use_t=True)
+    ci = fit.conf_int()[-1]
+    resid = sm.OLS(y, basis).fit().resid
+    by_phase = {}
+    ph_arr = g["phase"]
+    for ph in np.unique(ph_arr):
+        rows = ph_arr == ph
+        rc, rn = resid[rows & (c > 0)], resid[rows & (c == 0)]
+        if rc.size >= MIN_EACH and rn.size >= MIN_EACH:
+            by_phase[str(ph)] = float(rc.mean() - rn.mean())
+    return {"coef": float(fit.params[-1]), "ci_low": float(ci[0]), "ci_high": float(ci[1]),
+            "p_hac": float(fit.pvalues[-1]), "hac_lags": lags, "n": int(y.size), "resid": resid,
+            "by_phase": by_phase}
+
+
+def cn_loss_test(steps: pd.DataFrame) -> tuple[TestResult, dict[str, dict[str, Any]]]:
+    """Test 1a on a steps frame (or an already prepared `step_kind_table`). Returns the result and the
+    per-run fits (reused by the next-step test)."""
+    key, title = "1a_cn_loss", "C-step vs N-step training loss"
+    method = ("per run: OLS train_loss ~ is_C + B-spline(step), HAC SEs (descriptive); across runs: one-sample "
+              "t test of the per-run C-N coefficients; per phase: mean residual C-N per run, t across runs")
+    s = steps if "is_c" in steps.columns else step_kind_table(steps)
+    if s.empty:
+        return not_enough(key, title, Q_LOSS, method, "no step rows with C/N kinds and training losses",
+                          unit="nats"), {}
+    fits: dict[str, dict[str, Any]] = {}
+    for rid, g in sorted(_split_runs(s).items()):
+        f = _fit_run(g)
+        if f is not None:
+            f["arrays"] = g
+            fits[rid] = f
+    within = [{"run": r, "coef": f["coef"], "ci_low": f["ci_low"], "ci_high": f["ci_high"], "p_hac": f["p_hac"],
+               "hac_maxlags": f["hac_lags"], "steps": f["n"]} for r, f in fits.items()]
+    n_steps = int(sum(f["n"] for f in fits.values()))
+    kw = {"unit": "nats", "n_runs": len(fits), "n_steps": n_steps, "runs": list(fits),
+          "tables": {"within_run_hac": within}}
+    if len(fits) < MIN_RUNS:
+        res = not_enough(key, title, Q_LOSS, method,
+                         f"{len(fits)} run(s) with both C- and N-steps (at least {MIN_RUNS} needed for a t test "
+                         "across runs; within-run HAC estimates are descriptive only)", **kw)
+        return res, fits
+    coefs = np.array([f["coef"] for f in fits.values()])
+    t = one_sample(coefs)
+    res = TestResult(key=key, title=title, question=Q_LOSS, method=method, effect=t["estimate"],
+                     ci_low=t["ci_low"], ci_high=t["ci_high"], p_value=t["p"], margin=LOSS_MARGIN,
+                     mde=mde_one_sample(t["sd"], t["n"]), **kw)
+    res.tables["by_phase_across_runs"] = _phase_table(fits)
+    return decide(res), fits
+
+
+def _phase_table(fits: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    phases = sorted({p for f in fits.values() for p in f["by_phase"]})
+    for ph in phases:
+        vals = np.array([f["by_phase"][ph] for f in fits.values() if ph in f["by_phase"]])
+        row: dict[str, Any] = {"phase": ph, "runs": int(vals.size), "mean_c_minus_n": float(vals.mean())}
+        if vals.size >= MIN_RUNS and np.ptp(vals) > 0:
+            t = one_sample(vals)
+            row.update(ci_low=t["ci_low"], ci_high=t["ci_high"], p=t["p"])
+        rows.append(row)
+    return rows
+
+
+def next_step_test(fits: dict[str, dict[str, Any]], probes: pd.DataFrame | None,
+                   steps: pd.DataFrame | None) -> TestResult:
+    """Test 1b: update effect. Probe-loss deltas when probes exist, else trend residuals of N-steps by the kind
+    of the step before them (the forward mode is held fixed so only the previous update differs)."""
+    key, title = "1b_next_step", "Step after a C-step vs after an N-step"
+    via_probe = _probe_deltas(probes, steps)
+    if via_probe is not None:
+        per_run, method, n_steps = via_probe
+        source = "probe"
+    else:
+        per_run, n_steps = _residual_after(fits)
+        method = ("no probe losses: per run, trend residual of N-steps preceded by a C-step minus those preceded "
+                  "by an N-step (same forward mode, so only the previous update differs); t across runs")
+        source = "residuals"
+    kw = {"unit": "nats", "n_runs": len(per_run), "n_steps": n_steps, "runs": list(per_run),
+          "extra": {"source": source}, "tables": {"per_run": [{"run": r, "after_c_minus_after_n": v}
+                                                             for r, v in per_run.items()]}}
+    if len(per_run) < MIN_RUNS:
+        why = (f"{len(per_run)} run(s) where the update effect is identifiable (at least {MIN_RUNS} needed)")
+        if source == "residuals":
+            why += ("; without probe losses it needs cadence >= 3 (at cadence 1-2 every step after a C-step has "
+                    "the other forward mode, so the update effect is confounded with the forward-mode effect)")
+        else:
+            why += ("; the probe interval must not be a multiple of the cadence (else C-steps per interval never "
+                    "vary) and every step's kind must be logged (train.log_every = 1)")
+        return not_enough(key, title, Q_NEXT, method, why, **kw)
+    vals = np.array(list(per_run.values()))
+    t = one_sample(vals)
+    res = TestResult(key=key, title=title, question=Q_NEXT, method=method, effect=t["estimate"],
+                     ci_low=t["ci_low"], ci_high=t["ci_high"], p_value=t["p"], margin=LOSS_MARGIN,
+                     mde=mde_one_sample(t["sd"], t["n"]), **kw)
+    return decide(res)
+
+
+def _residual_after(fits: dict[str, dict[str, Any]]) -> tuple[dict[str, float], int]:
+    out: dict[str, float] = {}
+    used = 0
+    for rid, f in fits.items():
+        step, c = f["arrays"]["step"], f["arrays"]["c"]
+        contiguous = np.r_[False, np.diff(step) == 1]
+        prev_c = np.r_[np.nan, c[:-1]]
+        sel = contiguous & (c == 0)
+        after_c, after_n = f["resid"][sel & (prev_c == 1)], f["resid"][sel & (prev_c == 0)]
+        if after_c.size >= MIN_EACH and after_n.size >= MIN_EACH:
+            out[rid] = float(after_c.mean() - after_n.mean())
+            used += int(after_c.size + after_n.size)
+    return out, used
+
+
+def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None
+                  ) -> tuple[dict[str, float], str, int] | None:
+    """Per run: regress the change in probe loss between consecutive probes on the number of C-steps in the
+    interval (with the interval length and a trend); the coefficient is the extra change per C-step update."""
+    import statsmodels.api as sm
+
+    if probes is None or probes.empty or not {"trial_uid", "step", "probe_loss"} <= set(probes.columns):
+        return None
+    s = pd.DataFrame() if steps is None else steps if "is_c" in steps.columns else step_kind_table(steps)
+    if s.empty:
+        return None
+    out: dict[str, float] = {}
+    used = 0
+    kinds = _split_runs(s)
+    p_all = probes.dropna(subset=["step", "probe_loss"])
+    p_uid = p_all["trial_uid"].astype(str).to_numpy()
+    p_step = pd.to_numeric(p_all["step"]).to_numpy(float)
+    p_loss = pd.to_numeric(p_all["probe_loss"]).to_numpy(float)
+    for rid in np.unique(p_uid):
+        g = kinds.get(rid)
+        sel = p_uid == rid
+        order = np.argsort(p_step[sel])
+        pst, pl = p_step[sel][order], p_loss[sel][order]
+        if g is None or pst.size < 8:
+            continue
+        # counting C-steps per probe interval needs every step's kind: skip runs logged every k > 1 steps
+        covered = g["step"][g["step"] <= pst.max()]
+        if covered.size == 0 or covered[0] > pst.min() or np.any(np.diff(covered) != 1):
+            continue
+        cum = np.cumsum(g["c"])
+        pos = np.searchsorted(g["step"], pst, side="right") - 1
+        at = np.where(pos >= 0, cum[np.clip(pos, 0, None)], 0.0)
+        delta, n_c, k = np.diff(pl), np.diff(at), np.diff(pst)
+        if n_c.std() == 0 or delta.size < 6:
+            continue
+        # a B-spline trend, not a line: the loss curve is convex, and a linear detrend would leave a residual
+        # that lines up with any alternation of n_c
+        cols = [n_c, _trend(pst[1:], df=int(min(5, max(3, delta.size // 8))))]
+        if k.std() > 0:
+            cols.append(k)
+        x = np.column_stack(cols)
+        if np.linalg.matrix_rank(x) < x.shape[1] or delta.size < x.shape[1] + 2:
+            continue
+        out[str(rid)] = float(sm.OLS(delta, x).fit().params[0])
+        used += int(delta.size)
+    if not out:
+        return None
+    method = ("probe loss (fixed held-out batch, same forward mode): per run, OLS of the change between "
+              "consecutive probes on the number of C-step updates in the interval (+ interval length, trend); "
+              "the coefficient is the extra change per C-step update; t across runs")
+    return out, method, used
+
+
+def cn_tests(steps: pd.DataFrame, probes: pd.DataFrame | None = None) -> list[TestResult]:
+    """Tests 1a and 1b on the steps (and probes) frames."""
+    s = step_kind_table(steps)
+    loss, fits = cn_loss_test(s)
+    return [loss, next_step_test(fits, probes, s)]

@@ -1,0 +1,69 @@
+"""`clowncar analyze SWEEP [SWEEP...] --out DIR`: the signal tests and the report for sweeps in the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clowncar.errors import ClownCarError
+
+app = typer.Typer(help="Statistical signal tests and the sweep report.")
+
+
+class AnalysisError(ClownCarError):
+    """Bad input to `clowncar analyze` (unknown sweep, unusable output directory)."""
+
+
+def analyze(
+    sweeps: Annotated[list[str], typer.Argument(help="Sweep names in the store (several are analysed together).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for report.md, report.html and report.json.")],
+    store: Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of the store "
+                                              "(default: CLOWNCAR_STORE or the runs dir's SQLite file).")] = None,
+    correction: Annotated[str, typer.Option("--correction", help="Multiple-comparison correction: holm, "
+                                            "fdr_bh or bonferroni.")] = "holm",
+) -> None:
+    """Run the seven signal tests over SWEEP(s) and write DIR/report.md, DIR/report.html, DIR/report.json."""
+    from clowncar.analysis.family import METHODS
+
+    if correction not in METHODS:
+        raise AnalysisError(f"unknown correction '{correction}' (choose from {', '.join(METHODS)})")
+    if out.exists() and not out.is_dir():
+        raise AnalysisError(f"--out {out} exists and is not a directory")
+    analysis = load_and_analyse(sweeps, store, correction)
+    from clowncar.analysis.report import printed_summary, write
+
+    try:
+        paths = write(out, analysis)
+    except OSError as err:
+        raise AnalysisError(f"cannot write the report to {out}: {err.strerror or err}") from None
+    typer.echo(printed_summary(analysis))
+    typer.echo("report: " + ", ".join(str(p) for p in paths.values()))
+
+
+def load_and_analyse(sweeps: list[str], store_url: str | None, correction: str = "holm") -> dict:
+    """Read the sweeps' frames from the store (and nothing else) and run every test."""
+    from clowncar.analysis.report import analyse
+    from clowncar.settings import load_settings
+    from clowncar.store import open_store
+
+    url = store_url or load_settings().store_url
+    with open_store(url, create=False) as st:
+        missing = [s for s in sweeps if st.get_sweep(s) is None]
+        if missing:
+            known = ", ".join(sorted(st.sweeps_frame()["name"].astype(str))) or "none"
+            raise AnalysisError(f"unknown sweep(s): {', '.join(missing)} (in the store: {known})")
+        trials = st.trials_frame(sweeps=sweeps)
+        steps = st.steps_frame(sweeps=sweeps)
+        evals = st.evals_frame(sweeps=sweeps)
+        probes = st.probes_frame(sweeps=sweeps)
+    return analyse(list(sweeps), trials, steps, evals, probes, storage_url=url, method=correction)
+
+
+app.command("analyze")(analyze)
+
+
+def register(root: typer.Typer) -> None:
+    """Top-level command: `clowncar analyze` (COMMAND_MODULES entry with group None)."""
+    root.command("analyze")(analyze)

@@ -1,0 +1,102 @@
+"""Exploratory views beside the signal tests: Optuna parameter importances, the Pareto front of BPB against
+artifact bytes, and the top configs with their seed reruns. Nothing here is a hypothesis test."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+IMPORTANCE_NOTE = ("exploratory: importances describe variance inside the region the sampler explored, carry no "
+                   "uncertainty and are not causal")
+
+
+def optuna_importances(storage_url: str | None, sweep: str) -> dict[str, Any]:
+    """Parameter importances of the Optuna study named after the sweep, read through Optuna's API with the
+    store's URL. Skipped, with the reason, when there is no such study (imported sweeps) or too few trials."""
+    if not storage_url:
+        return {"status": "skipped", "reason": "no storage URL"}
+    try:
+        import optuna
+    except ImportError:
+        return {"status": "skipped", "reason": "optuna is not installed"}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not _has_optuna_tables(storage_url):  # opening RDBStorage would create its tables: never write here
+        return {"status": "skipped", "reason": "the database holds no Optuna study tables"}
+    try:
+        names = optuna.get_all_study_names(storage=storage_url)
+    except Exception as exc:
+        return {"status": "skipped", "reason": f"no Optuna tables readable ({type(exc).__name__})"}
+    if sweep not in names:
+        return {"status": "skipped", "reason": f"no Optuna study named '{sweep}' (imported sweeps have none)"}
+    try:
+        study = optuna.load_study(study_name=sweep, storage=storage_url)
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if len(done) < 2 or len(study.directions) != 1:
+            return {"status": "skipped", "reason": f"{len(done)} completed trial(s) in study '{sweep}'"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            imp = optuna.importance.get_param_importances(study)
+    except Exception as exc:  # importances are exploratory: report why they could not be computed
+        return {"status": "skipped", "reason": f"{type(exc).__name__}: {exc}"}
+    return {"status": "ok", "study": sweep, "trials": len(done), "note": IMPORTANCE_NOTE,
+            "importances": {k: float(v) for k, v in imp.items()}}
+
+
+def pareto_front(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """Runs that no other run beats on both BPB and artifact bytes (lower is better on both)."""
+    r = runs.dropna(subset=["bpb", "artifact_bytes"]) if {"bpb", "artifact_bytes"} <= set(runs.columns) else runs.iloc[0:0]
+    if r.empty:
+        return []
+    r = r.sort_values(["artifact_bytes", "bpb"])
+    front, best = [], math.inf
+    for _, row in r.iterrows():
+        if row["bpb"] < best:
+            best = row["bpb"]
+            front.append({"run_id": str(row["run_id"]), "label": str(row["label"]), "bpb": float(row["bpb"]),
+                          "artifact_bytes": float(row["artifact_bytes"])})
+    return front
+
+
+def top_configs(runs: pd.DataFrame, k: int = 10) -> list[dict[str, Any]]:
+    """Configs ranked by mean BPB over their seed reruns, with every seed's value shown (never best-seed only)."""
+    from scipy import stats
+
+    r = runs.dropna(subset=["bpb"]) if "bpb" in runs else runs.iloc[0:0]
+    rows = []
+    for ck, g in r.groupby("config_key"):
+        v = g["bpb"].to_numpy(float)
+        row: dict[str, Any] = {"config": str(g["label"].iloc[0]), "config_key": str(ck), "seeds": int(v.size),
+                               "mean_bpb": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else None,
+                               "per_seed": [{"seed": _seed(s), "bpb": float(b), "run_id": str(u)}
+                                            for s, b, u in zip(g["seed"], v, g["run_id"], strict=True)],
+                               "config_hash": sorted({str(h) for h in g["config_hash"].dropna()})}
+        if v.size > 1 and np.ptp(v) > 0:
+            ci = stats.ttest_1samp(v, 0.0).confidence_interval()
+            row.update(ci_low=float(ci.low), ci_high=float(ci.high))
+        rows.append(row)
+    rows.sort(key=lambda x: x["mean_bpb"])
+    return rows[:k]
+
+
+def _seed(s: Any) -> Any:
+    try:
+        return int(s)
+    except (TypeError, ValueError):
+        return None
+
+
+def _has_optuna_tables(url: str) -> bool:
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(url)
+        try:
+            return sa.inspect(engine).has_table("studies")
+        finally:
+            engine.dispose()
+    except Exception:
+        return False

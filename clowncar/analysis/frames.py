@@ -1,0 +1,208 @@
+"""From the store's frames to the analysis's run table: one row per run with the quantities the tests use.
+
+The store's trials frame has result metrics as columns and the config flattened as dotted keys
+(`model.crawler_loops`). Imported legacy runs have gaps (no seed, auto-sized width, no quantization), so every
+derived column is filled from whatever is present and left NaN otherwise; a test that needs a missing column
+answers "not enough data" instead of failing.
+
+Derived columns: run_id, sweep, config_hash, config_key (the config without the seed), label, seed, arch,
+width, unique_layers, loops, cadence, crawl_frac, shared, params, artifact_bytes, bpb (the primary metric),
+pre_bpb, post_bpb, quant_gap, steps, git_commit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ID_COLUMNS = ("trial_uid", "run_id", "trial_id", "uid")
+SEED_COLUMNS = ("train.seed", "seed")
+# Post-quantization first: what a submission is scored on. The first column present for most runs wins.
+PRIMARY_METRICS = ("q_sliding_val_bpb", "q_val_bpb", "sliding_val_bpb", "val_bpb")
+OK_STATUSES = {"ok", "completed", "complete", "imported"}
+RUN_COLUMNS = ("run_id", "sweep", "seed", "arch", "width", "unique_layers", "loops", "cadence", "crawl_frac", "shared",
+               "params", "artifact_bytes", "bpb", "pre_bpb", "post_bpb", "quant_gap", "steps", "git_commit",
+               "config_hash", "config_key", "label")
+NUMERIC = {"seed", "width", "unique_layers", "loops", "cadence", "crawl_frac", "shared", "params", "artifact_bytes",
+           "bpb", "pre_bpb", "post_bpb", "quant_gap", "steps"}
+
+
+def _col(df: pd.DataFrame, *names: str) -> pd.Series:
+    """The first of `names` present as a column (numeric where possible), else all-NaN."""
+    for n in names:
+        if n in df.columns:
+            return df[n]
+    return pd.Series(np.nan, index=df.index, dtype=float)
+
+
+def _num(s: pd.Series) -> pd.Series:
+    return pd.to_numeric(s, errors="coerce").astype(float)
+
+
+def run_id_column(df: pd.DataFrame) -> str | None:
+    return next((c for c in ID_COLUMNS if c in df.columns), None)
+
+
+def choose_metric(trials: pd.DataFrame) -> str | None:
+    """The primary BPB column: the earliest in PRIMARY_METRICS among those with the most values."""
+    counts = {m: int(_num(trials[m]).notna().sum()) for m in PRIMARY_METRICS if m in trials.columns}
+    counts = {m: c for m, c in counts.items() if c > 0}
+    if not counts:
+        return None
+    best = max(counts.values())
+    return next(m for m in PRIMARY_METRICS if counts.get(m) == best)
+
+
+def _config_columns(df: pd.DataFrame) -> list[str]:
+    sections = ("data.", "model.", "train.", "quant.", "eval.")
+    return [c for c in df.columns if c.startswith(sections)]
+
+
+def _config_key(row: pd.Series, cols: list[str]) -> str:
+    """A digest of the config without the seed: runs with the same key are seed reruns of one config."""
+    skip = {"train.seed"}
+    items = {c: (None if _isnan(row[c]) else row[c]) for c in cols if c not in skip}
+    if isinstance(row.get("label"), str):
+        items["label"] = row["label"]
+    text = json.dumps(items, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _isnan(v: Any) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def missing(runs: pd.DataFrame, columns: list[str]) -> str:
+    """' (not recorded: a, b)' for the columns that no run has, to explain a 'not enough data' verdict."""
+    gone = [c for c in columns if c not in runs or runs[c].isna().all()]
+    return f" (not recorded for any run: {', '.join(gone)})" if gone and len(runs) else ""
+
+
+def _label(r: pd.Series) -> str:
+    if _isnan(r["loops"]) and _isnan(r["unique_layers"]) and _isnan(r["width"]):
+        return str(r["run_id"])
+    if r["arch"] == "gpt" or (r["arch"] != "crawler" and _isnan(r["loops"])):
+        base = f"{_int(r['unique_layers'])}L"
+    else:
+        flat = r.get("_flat")
+        crawl = r.get("_crawl")
+        base = (f"{_int(flat)}f+{_int(crawl)}cx{_int(r['loops'])}" if not _isnan(flat) and not _isnan(crawl)
+                else f"{_int(r['unique_layers'])}x{_int(r['loops'])}")
+        if not _isnan(r["cadence"]):
+            base += f" cad{_int(r['cadence'])}"
+    if not _isnan(r.get("_mlp")):
+        base += f" mlp{float(r['_mlp']):g}"
+    if not _isnan(r["width"]):
+        base += f" d{_int(r['width'])}"
+    return base
+
+
+def _int(v: Any) -> str:
+    return "?" if _isnan(v) else str(round(float(v)))
+
+
+def run_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per run that finished, with the derived analysis columns (NaN where the data has a gap)."""
+    if trials is None or trials.empty:
+        return pd.DataFrame({c: pd.Series(dtype=float if c in NUMERIC else object) for c in RUN_COLUMNS})
+    df = trials.copy()
+    if "status" in df.columns:
+        status = df["status"].astype(str).str.lower()
+        df = df[status.isin(OK_STATUSES) | df["status"].isna()]
+    rid = run_id_column(df)
+    out = pd.DataFrame(index=df.index)
+    out["run_id"] = df[rid].astype(str) if rid else [f"run{i}" for i in range(len(df))]
+    out["sweep"] = _col(df, "sweep", "sweep_name").astype(object)
+    out["seed"] = _num(_col(df, *SEED_COLUMNS))
+    arch = _col(df, "model.arch").astype(object)
+    out["arch"] = arch.where(arch.notna(), np.where(_num(_col(df, "model.crawler_loops")).notna(), "crawler", None))
+
+    width = _num(_col(df, "model_dim"))
+    cfg_width = _num(_col(df, "model.model_dim"))  # 'auto' coerces to NaN
+    out["width"] = width.where(width.notna() & (width > 0), cfg_width.where(cfg_width > 0))
+
+    flat = _num(_col(df, "model.num_flat_layers"))
+    crawl = _num(_col(df, "model.num_crawler_layers"))
+    layers = _num(_col(df, "model.num_layers"))
+    is_gpt = out["arch"].eq("gpt")
+    out["unique_layers"] = np.where(is_gpt, layers, (flat.fillna(0) + crawl).where(crawl.notna(), layers))
+    loops = _num(_col(df, "model.crawler_loops"))
+    # no crawler block (a flat control imported with 0 crawler layers / 0 loops): every layer runs once
+    loops = loops.where(~((crawl == 0) | (loops == 0)), 1.0)
+    out["loops"] = np.where(is_gpt, 1.0, loops)
+    steps = _num(_col(df, "steps"))
+    c_steps = _num(_col(df, "c_steps"))
+    cad = _num(_col(df, "train.cadence"))
+    # legacy logs record the C:N split but not the cadence: steps / C-steps recovers it (0 = never crawled)
+    from_split = (steps / c_steps).round().where(c_steps > 0, np.where(c_steps == 0, 0.0, np.nan))
+    cad = cad.where(cad.notna(), from_split.where(steps > 0))
+    out["cadence"] = np.where(is_gpt, 0.0, cad)
+    frac_cfg = np.where(out["cadence"] > 0, 1.0 / out["cadence"].where(out["cadence"] > 0), 0.0)
+    frac_cfg = pd.Series(frac_cfg, index=df.index).where(out["cadence"].notna())
+    out["crawl_frac"] = (c_steps / steps).where((steps > 0) & c_steps.notna(), frac_cfg)
+    # Weight sharing is in use when a shared block runs more than once in a forward pass at least sometimes.
+    out["shared"] = np.where(out["loops"].isna(), np.nan,
+                             ((out["loops"] > 1) & (out["crawl_frac"].fillna(1.0) > 0)).astype(float))
+
+    params = _num(_col(df, "params"))
+    budget = _num(_col(df, "model.param_budget"))
+    out["params"] = params.where(params > 0, budget.where(budget > 0))
+    out["artifact_bytes"] = _num(_col(df, "artifact_bytes"))
+    metric = choose_metric(df)
+    out["bpb"] = _num(df[metric]) if metric else np.nan
+    out.attrs["metric"] = metric
+    pre = _num(_col(df, "sliding_val_bpb")).where(_num(_col(df, "q_sliding_val_bpb")).notna(), np.nan)
+    pre = pre.fillna(_num(_col(df, "val_bpb")).where(_num(_col(df, "q_val_bpb")).notna()))
+    post = _num(_col(df, "q_sliding_val_bpb")).where(_num(_col(df, "sliding_val_bpb")).notna(), np.nan)
+    post = post.fillna(_num(_col(df, "q_val_bpb")).where(_num(_col(df, "val_bpb")).notna()))
+    out["pre_bpb"], out["post_bpb"] = pre, post
+    gap = _num(_col(df, "quant_gap"))
+    out["quant_gap"] = gap.where(gap.notna(), post - pre)
+    out["steps"] = steps
+    out["git_commit"] = _col(df, "git_commit", "provenance.git_commit").astype(object)
+    cfg_cols = _config_columns(df)
+    out["config_hash"] = _col(df, "config_hash").astype(object)
+    if cfg_cols:
+        out["config_key"] = [_config_key(r, cfg_cols) for _, r in df.iterrows()]
+    else:
+        out["config_key"] = out["config_hash"].where(out["config_hash"].notna(), out["run_id"])
+    out["_flat"], out["_crawl"] = flat.where(~is_gpt), crawl.where(~is_gpt)
+    out["_mlp"] = _num(_col(df, "model.mlp_mult"))
+    derived = [_label(r) for _, r in out.iterrows()]
+    # an importer's own label names differences the config columns do not record (e.g. trigram on/off)
+    given = _col(df, "label").astype(object).reset_index(drop=True) if "label" in df else None
+    out["label"] = [str(g) if given is not None and isinstance(g, str) and g else d
+                    for g, d in zip(given if given is not None else derived, derived, strict=True)]
+    out = out.drop(columns=["_flat", "_crawl", "_mlp"]).reset_index(drop=True)
+    out.attrs["metric"] = metric
+    return out
+
+
+def step_kind_table(steps: pd.DataFrame) -> pd.DataFrame:
+    """Steps with a boolean `is_c` and a numeric `train_loss`, sorted by run and step; unusable rows dropped."""
+    need = {"trial_uid", "step", "kind", "train_loss"}
+    if steps is None or steps.empty or not need <= set(steps.columns):
+        return pd.DataFrame(columns=[*need, "is_c"])
+    s = steps.copy()
+    s["train_loss"] = _num(s["train_loss"])
+    s["step"] = _num(s["step"])
+    s["kind"] = s["kind"].astype(str).str.upper().replace({"F": "C"})
+    s = s[s["kind"].isin(["C", "N"]) & s["train_loss"].notna() & s["step"].notna()]
+    s["is_c"] = (s["kind"] == "C").astype(float)
+    s["trial_uid"] = s["trial_uid"].astype(str)
+    return s.sort_values(["trial_uid", "step"]).reset_index(drop=True)
+
+
+def phase_bins(s: pd.DataFrame) -> pd.Series:
+    """Training phase of each step: the logged LR phase when present, else thirds of the run's steps."""
+    if "phase" in s.columns and s["phase"].notna().any():
+        ph = s["phase"].astype(object).where(s["phase"].notna(), "unknown")
+        return ph.astype(str)
+    frac = s["step"] / s.groupby("trial_uid")["step"].transform("max")
+    return pd.cut(frac, [0, 1 / 3, 2 / 3, 1.0001], labels=["early", "middle", "late"]).astype(str)

@@ -1,0 +1,172 @@
+"""The report: run every signal test and the exploratory views over the frames of one or more sweeps, then
+write DIR/report.md, DIR/report.html (one self-contained file) and DIR/report.json (every number), each to a
+temporary name first and renamed, so a reader never sees half a report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from clowncar.analysis import explore, plots
+from clowncar.analysis.document import Doc, fmt
+from clowncar.analysis.family import run_all
+from clowncar.analysis.result import TestResult, jsonable
+
+SUMMARY_COLUMNS = ["test", "effect", "unit", "ci", "p", "p_holm", "runs", "steps", "verdict"]
+
+
+def analyse(sweeps: list[str], trials: pd.DataFrame, steps: pd.DataFrame | None = None,
+            evals: pd.DataFrame | None = None, probes: pd.DataFrame | None = None,
+            storage_url: str | None = None, method: str = "holm") -> dict[str, Any]:
+    """Every number of the report, as one dict (results are TestResult objects; `to_json` flattens them)."""
+    out = run_all(trials, steps, evals, probes, method=method)
+    runs = out["runs"]
+    out["sweeps"] = sweeps
+    out["metric"] = runs.attrs.get("metric")
+    out["top_configs"] = explore.top_configs(runs)
+    out["pareto_front"] = explore.pareto_front(runs)
+    out["optuna"] = {s: explore.optuna_importances(storage_url, s) for s in sweeps}
+    out["frames"] = {"trials": trials, "steps": steps, "evals": evals, "probes": probes}
+    out["provenance"] = provenance(runs)
+    return out
+
+
+def provenance(runs: pd.DataFrame) -> dict[str, Any]:
+    cols = [c for c in ("run_id", "sweep", "label", "seed", "config_hash", "config_key", "git_commit", "bpb")
+            if c in runs]
+    return {"runs": runs[cols].to_dict("records") if len(runs) else [],
+            "git_commits": sorted({str(c) for c in runs.get("git_commit", pd.Series(dtype=object)).dropna()}),
+            "config_hashes": sorted({str(c) for c in runs.get("config_hash", pd.Series(dtype=object)).dropna()}),
+            "analysis_git_commit": _own_commit(),
+            "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+
+
+def _own_commit() -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() or None
+
+
+def summary_rows(results: list[TestResult]) -> list[dict[str, Any]]:
+    rows = []
+    for r in results:
+        ci = f"{fmt(r.ci_low)} to {fmt(r.ci_high)}" if r.ci_low is not None and r.ci_high is not None else ""
+        rows.append({"test": r.key, "effect": r.effect, "unit": r.unit, "ci": ci, "p": r.p_value,
+                     "p_holm": r.p_adjusted, "runs": r.n_runs, "steps": r.n_steps or None, "verdict": r.verdict})
+    return rows
+
+
+def to_json(a: dict[str, Any]) -> dict[str, Any]:
+    runs: pd.DataFrame = a["runs"]
+    return jsonable({
+        "sweeps": a["sweeps"], "metric": a["metric"], "n_runs": len(runs),
+        "correction_method": a["correction_method"], "tests": [r.to_dict() for r in a["results"]],
+        "correction": a["correction"], "top_configs": a["top_configs"], "pareto_front": a["pareto_front"],
+        "optuna_importances": a["optuna"], "runs": runs.to_dict("records"), "provenance": a["provenance"],
+    })
+
+
+def document(a: dict[str, Any]) -> Doc:
+    runs: pd.DataFrame = a["runs"]
+    fr = a["frames"]
+    d = Doc()
+    d.h(1, f"clowncar signal report: {', '.join(a['sweeps'])}")
+    d.p(f"{len(runs)} finished runs; primary metric: {a['metric'] or 'none'}; generated "
+        f"{a['provenance']['generated_at']} by analysis commit {a['provenance']['analysis_git_commit'] or 'unknown'}. "
+        "The run is the unit of replication: step-level numbers are aggregated per run before any test across runs.")
+    d.h(2, "Signal tests")
+    d.table(summary_rows(a["results"]), SUMMARY_COLUMNS)
+    for r in a["results"]:
+        _test_section(d, r)
+    d.h(2, f"Multiple-comparison correction ({a['correction_method']})")
+    d.p("Family: the primary p-value of tests 1-5 (seed variance is descriptive). Verdicts above use the "
+        "adjusted p-values.")
+    if a["correction"]:
+        d.table(a["correction"])
+    else:
+        d.p("No test produced a p-value: nothing to correct.")
+    d.h(2, "Figures")
+    d.image(plots.loss_curves(fr["steps"], runs), "training loss per config")
+    d.image(plots.eval_curves(fr["evals"], runs), "eval BPB curves per config")
+    d.image(plots.quant_gap_vs_loops(runs), "quantization gap vs loops")
+    d.image(plots.bpb_vs_width(runs), "BPB vs width")
+    d.image(plots.pareto(runs, a["pareto_front"]), "Pareto front of BPB against artifact bytes")
+    d.h(2, "Top configs with their seed reruns")
+    d.p("Ranked by mean BPB over seeds; every seed is listed. The best trial of a search is optimistically "
+        "biased: confirm a winner only with fresh-seed reruns.")
+    d.table([{**{k: v for k, v in row.items() if k != "per_seed"},
+              "per_seed": ", ".join(f"{p['seed']}: {p['bpb']:.5g}" for p in row["per_seed"])}
+             for row in a["top_configs"]], ["config", "seeds", "mean_bpb", "sd", "ci_low", "ci_high", "per_seed",
+                                            "config_hash"])
+    d.image(plots.top_config_seeds(a["top_configs"]), "top configs, every seed")
+    d.h(2, "Pareto front (BPB vs artifact bytes)")
+    if a["pareto_front"]:
+        d.table(a["pareto_front"])
+    else:
+        d.p("No run has both BPB and artifact bytes.")
+    d.h(2, "Exploratory: Optuna parameter importances")
+    for sweep, imp in a["optuna"].items():
+        if imp["status"] == "ok":
+            d.p(f"{sweep} ({imp['trials']} trials): {imp['note']}")
+            d.table([{"parameter": k, "importance": v} for k, v in imp["importances"].items()])
+        else:
+            d.p(f"{sweep}: skipped ({imp['reason']})")
+    d.h(2, "Provenance")
+    prov = a["provenance"]
+    d.p(f"git commits of the runs: {', '.join(prov['git_commits']) or 'not recorded'}; "
+        f"{len(prov['config_hashes'])} config hashes. Every run used:")
+    d.table(prov["runs"], limit=400)
+    return d
+
+
+def _test_section(d: Doc, r: TestResult) -> None:
+    d.h(3, f"{r.key}: {r.title}")
+    d.p(f"Question: {r.question}")
+    d.p(f"Verdict: {r.verdict}", "verdict")
+    d.p(f"Method: {r.method}. Runs used: {r.n_runs}" + (f"; steps used: {r.n_steps}" if r.n_steps else "") + ".")
+    d.items([f"warning: {w}" for w in r.warnings])
+    scope = r.extra.get("scope")
+    if scope:
+        d.p(scope)
+    for name, rows in r.tables.items():
+        if rows and name != "per_run":
+            d.p(f"{name.replace('_', ' ')}:")
+            d.table(rows)
+
+
+def write(out_dir: Path, a: dict[str, Any]) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = document(a)
+    title = f"clowncar report: {', '.join(a['sweeps'])}"
+    files = {"report.md": doc.markdown(), "report.html": doc.html(title),
+             "report.json": json.dumps(to_json(a), indent=1, sort_keys=False) + "\n"}
+    paths = {}
+    for name, text in files.items():
+        path = out_dir / name
+        tmp = out_dir / f".{name}.tmp-{os.getpid()}"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        paths[name] = path
+    return paths
+
+
+def printed_summary(a: dict[str, Any]) -> str:
+    runs: pd.DataFrame = a["runs"]
+    lines = [f"sweeps: {', '.join(a['sweeps'])} | runs: {len(runs)} | metric: {a['metric'] or 'none'} | "
+             f"correction: {a['correction_method']}"]
+    for r in a["results"]:
+        lines.append(f"  {r.key:26s} {r.verdict}")
+    top = a["top_configs"][:3]
+    if top:
+        lines.append("  best configs (mean BPB over seeds): " + "; ".join(
+            f"{t['config']} {t['mean_bpb']:.4f} (n={t['seeds']})" for t in top))
+    return "\n".join(lines)

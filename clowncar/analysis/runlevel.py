@@ -1,0 +1,220 @@
+"""Tests 2 and 3: run-level regressions (one row per run) with HC3 standard errors.
+
+2. Quantization gap (post-quant minus pre-quant BPB of the same checkpoint) against loops and cadence (as the
+   fraction of C-steps, 1/cadence, so cadence 0 = never crawl fits on the same axis), with log width as a
+   covariate when it varies.
+3. Width attribution: how much of the BPB spread tracks log(width) versus unique layers and loops, with a nested
+   F test, matched-width comparisons and a VIF collinearity warning. Parameter count is never a predictor beside
+   log width and unique layers (it is nearly a function of them)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clowncar.analysis.frames import missing
+from clowncar.analysis.result import TestResult, decide, not_enough
+from clowncar.analysis.stats import coef, coef_table, mde_from_se, ols, vifs
+
+VIF_WARN = 5.0
+GAP_MARGIN = 0.002  # BPB per loop / per unit C-fraction: below this a gap trend is practically irrelevant
+WIDTH_MARGIN = 0.002  # BPB across the width range
+
+
+def _varies(s: pd.Series) -> bool:
+    return s.dropna().nunique() > 1
+
+
+def seed_block(r: pd.DataFrame) -> str:
+    """`+ C(seed)` when seeds are shared across configs (seed as a block), else nothing."""
+    if "seed" not in r or r["seed"].isna().any() or r["seed"].nunique() < 2:
+        return ""
+    per_seed = r.groupby("seed").size()
+    return " + C(seed)" if per_seed.min() >= 2 and r["seed"].nunique() < len(r) / 2 else ""
+
+
+def _fits(formula: str, r: pd.DataFrame, min_resid_df: int = 2) -> Any | None:
+    fit = ols(formula, r)
+    if fit.df_resid < min_resid_df or not np.all(np.isfinite(fit.bse)):
+        return None
+    return fit
+
+
+def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
+    q = {"loops": "Does the quantization gap (post-quant minus pre-quant BPB) grow with the number of loops?",
+         "crawl_frac": "Does the quantization gap change with cadence (fraction of C-steps = 1/cadence)?"}
+    titles = {"loops": "Quantization gap vs loops", "crawl_frac": "Quantization gap vs cadence (C-fraction)"}
+    keys = {"loops": "2a_gap_loops", "crawl_frac": "2b_gap_cadence"}
+    cols = ["quant_gap", "loops", "crawl_frac"]
+    r = runs.dropna(subset=[c for c in cols if c in runs]) if set(cols) <= set(runs.columns) else runs.iloc[0:0]
+    terms = [t for t in ("loops", "crawl_frac") if _varies(r.get(t, pd.Series(dtype=float)))]
+    if "width" in r and r["width"].notna().all() and _varies(r["width"]):
+        r = r.assign(log_width=np.log(r["width"]))
+        covars = ["log_width"]
+    else:
+        covars = []
+    formula = "quant_gap ~ " + " + ".join(terms + covars or ["1"]) + seed_block(r)
+    method = f"OLS {formula}, HC3 standard errors, t reference; one row per run"
+    fit = _fits(formula, r) if terms and len(r) >= len(terms) + len(covars) + 3 else None
+    out = []
+    for term in ("loops", "crawl_frac"):
+        unit = "BPB per loop" if term == "loops" else "BPB per unit C-fraction"
+        base = {"unit": unit, "n_runs": len(r), "runs": r["run_id"].tolist()}
+        if fit is None or term not in terms:
+            why = (f"{len(r)} run(s) with a quantization gap, loops and cadence{missing(runs, cols)}"
+                   if term in terms or len(r) == 0
+                   else f"{term} takes a single value among the {len(r)} runs with a quantization gap")
+            out.append(not_enough(keys[term], titles[term], q[term], method, why + " (needs >= 2 values and "
+                                  "enough runs for the regression)", **base))
+            continue
+        c = coef(fit, term)
+        res = TestResult(key=keys[term], title=titles[term], question=q[term], method=method, effect=c["estimate"],
+                         ci_low=c["ci_low"], ci_high=c["ci_high"], p_value=c["p"], margin=GAP_MARGIN,
+                         mde=mde_from_se(c["se"], fit.df_resid), tables={"coefficients": coef_table(fit)}, **base)
+        out.append(decide(res))
+    return out
+
+
+def width_tests(runs: pd.DataFrame) -> list[TestResult]:
+    qa = ("How much BPB tracks model width once unique layers and loops are held fixed "
+          "(BPB at the widest minus the narrowest width)?")
+    qb = "Do unique layers and loops (sharing) explain BPB beyond width (nested F test)?"
+    need = ["bpb", "width"]
+    r = runs.dropna(subset=need) if set(need) <= set(runs.columns) else runs.iloc[0:0]
+    r = r[r["width"] > 0].assign(log_width=lambda d: np.log(d["width"]))
+    others = [t for t in ("unique_layers", "loops") if t in r and r[t].notna().all() and _varies(r[t])]
+    block = seed_block(r)
+    f_w = "bpb ~ log_width" + block
+    f_f = f_w + "".join(f" + {t}" for t in others)
+    base_a = {"n_runs": len(r), "runs": r["run_id"].tolist()}
+    if len(r) < 4 or not _varies(r["width"]):
+        why = f"{len(r)} run(s) with BPB and width, {r['width'].nunique()} distinct width(s){missing(runs, need)}"
+        return [not_enough("3a_width", "Width attribution", qa, f"OLS {f_f}, HC3", why, **base_a),
+                not_enough("3b_sharing_beyond_width", "Sharing beyond width", qb, "nested F test", why, **base_a)]
+    span = math.log(r["width"].max() / r["width"].min())
+    warnings, tables = [], {"matched": matched_width(r), "best_per_width": best_per_width(r)}
+    vif = vifs(r, ["log_width", *others]) if others else {}
+    tables["vif"] = [{"term": k, "vif": v} for k, v in vif.items()]
+    high = {k: v for k, v in vif.items() if not v < VIF_WARN}
+    if high:
+        warnings.append("collinear predictors (VIF >= {:g}): {}; partial effects are unstable and cannot be "
+                        "attributed separately".format(VIF_WARN, ", ".join(f"{k} {v:.3g}" for k, v in high.items())))
+    fit_f = _fits(f_f, r) if others else None
+    fit = fit_f or _fits(f_w, r)
+    used = f_f if fit_f is not None else f_w
+    if others and fit_f is None:
+        warnings.append("too few runs for the full model: the width effect is marginal (not adjusted)")
+    method = (f"OLS {used}, HC3 standard errors; effect = coefficient of log(width) x log(max/min width); "
+              "matched-width comparisons and best-per-width in the tables")
+    unit = f"BPB (width {int(r['width'].min())} -> {int(r['width'].max())})"
+    if fit is None:
+        res_a = not_enough("3a_width", "Width attribution", qa, method, "too few runs for the regression",
+                           unit=unit, warnings=warnings, tables=tables, **base_a)
+    else:
+        c = coef(fit, "log_width")
+        tables["coefficients"] = coef_table(fit)
+        res_a = decide(TestResult(
+            key="3a_width", title="Width attribution", question=qa, method=method, unit=unit,
+            effect=c["estimate"] * span, ci_low=c["ci_low"] * span, ci_high=c["ci_high"] * span, p_value=c["p"],
+            margin=WIDTH_MARGIN, mde=_scaled(mde_from_se(c["se"], fit.df_resid), span), warnings=warnings,
+            tables=tables, extra={"formula": used, "log_width_coef": c}, **base_a))
+    _seed_style(res_a, r)
+    if fit_f is not None:  # the unadjusted (width-only) estimate beside the adjusted one, for comparison
+        marginal = _fits(f_w, r)
+        if marginal is not None:
+            c = coef(marginal, "log_width")
+            res_a.tables["width_only_model"] = [{"formula": f_w, "effect": c["estimate"] * span,
+                                                 "ci_low": c["ci_low"] * span, "ci_high": c["ci_high"] * span,
+                                                 "p": c["p"], "note": "not adjusted for unique layers or loops"}]
+    return [res_a, _nested(r, f_w, f_f, others, qb, base_a)]
+
+
+def _seed_style(res: TestResult, r: pd.DataFrame) -> None:
+    """Add the seed's way of quoting the width effect (best run at the narrowest width minus best at the widest)
+    to the verdict, labelled for what it is."""
+    contrast = best_width_contrast(res)
+    if contrast is None:
+        return
+    lo, hi = int(r["width"].min()), int(r["width"].max())
+    res.extra["best_per_width_contrast"] = contrast
+    res.extra["verdict_note"] = (f"seed-style contrast, best run at width {lo} minus best at {hi}: {contrast:+.4f} BPB "
+                    "(descriptive: a best-of-configs comparison, not a controlled estimate)")
+    if res.p_value is not None:
+        decide(res)
+    else:
+        res.verdict += "; " + res.extra["verdict_note"]
+
+
+def _scaled(v: float | None, k: float) -> float | None:
+    return None if v is None else v * k
+
+
+def _nested(r: pd.DataFrame, f_w: str, f_f: str, others: list[str], q: str, base: dict[str, Any]) -> TestResult:
+    from statsmodels.stats.anova import anova_lm
+
+    method = f"nested F test: anova_lm(ols({f_w}), ols({f_f}))"
+    if not others:
+        return not_enough("3b_sharing_beyond_width", "Sharing beyond width", q, method,
+                          "unique layers and loops do not vary among these runs", **base)
+    small, big = ols(f_w, r, cov="nonrobust"), ols(f_f, r, cov="nonrobust")
+    if big.df_resid < 2:
+        return not_enough("3b_sharing_beyond_width", "Sharing beyond width", q, method,
+                          f"{len(r)} runs leave {int(big.df_resid)} residual df for the full model", **base)
+    table = anova_lm(small, big)
+    p = float(table["Pr(>F)"].iloc[1])
+    f = float(table["F"].iloc[1])
+    res = TestResult(key="3b_sharing_beyond_width", title="Sharing beyond width", question=q, method=method,
+                     unit="F", effect=f, p_value=p, extra={"F": f, "df_num": float(table["df_diff"].iloc[1]),
+                                                           "df_den": float(big.df_resid)}, **base)
+    return decide(res)
+
+
+def matched_width(r: pd.DataFrame) -> list[dict[str, Any]]:
+    """At each width with more than one layout: mean BPB per (unique layers, loops), so sharing is compared at
+    fixed width. And for each layout seen at several widths: the BPB difference per width."""
+    rows: list[dict[str, Any]] = []
+    keys = [k for k in ("unique_layers", "loops", "cadence") if k in r]
+    for w, g in r.groupby("width"):
+        if g[keys].drop_duplicates().shape[0] > 1:
+            for lay, h in g.groupby(keys, dropna=False):
+                rows.append({"comparison": "same width", "width": float(w),
+                             **{k: _f(v) for k, v in zip(keys, lay, strict=True)},
+                             "runs": len(h), "mean_bpb": float(h["bpb"].mean())})
+    for lay, g in r.groupby(keys, dropna=False):
+        if g["width"].nunique() > 1:
+            for w, h in g.groupby("width"):
+                rows.append({"comparison": "same layout", "width": float(w),
+                             **{k: _f(v) for k, v in zip(keys, lay, strict=True)},
+                             "runs": len(h), "mean_bpb": float(h["bpb"].mean())})
+    return rows
+
+
+def _f(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def best_per_width(r: pd.DataFrame) -> list[dict[str, Any]]:
+    """The best run at each width: the seed's way of quoting a width effect. It is a winner's-curse contrast
+    (best of several configs against best of others), shown for comparison with published numbers only."""
+    rows = []
+    for w, g in r.groupby("width"):
+        b = g.loc[g["bpb"].idxmin()]
+        rows.append({"width": float(w), "runs": len(g), "best_bpb": float(b["bpb"]), "best_run": str(b["run_id"]),
+                     "best_label": str(b.get("label", "")), "mean_bpb": float(g["bpb"].mean())})
+    return rows
+
+
+def best_width_contrast(r: TestResult) -> float | None:
+    """Best BPB at the narrowest width minus best at the widest (positive = the widest is better)."""
+    rows = r.tables.get("best_per_width") or []
+    if len(rows) < 2:
+        return None
+    rows = sorted(rows, key=lambda x: x["width"])
+    return rows[0]["best_bpb"] - rows[-1]["best_bpb"]

@@ -1,0 +1,132 @@
+"""Thin wrappers around scipy / statsmodels that the tests share: robust OLS, power and minimum detectable
+effects, collinearity. No statistic here is computed by hand when a library provides it."""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clowncar.analysis.result import ALPHA, POWER
+
+
+def ols(formula: str, data: pd.DataFrame, cov: str = "HC3", groups: Any = None, maxlags: int | None = None) -> Any:
+    """Fit `formula` by OLS with the stated covariance: HC3 (default), cluster (`groups`) or HAC (`maxlags`).
+
+    t (not normal) reference distributions throughout, because our samples are small."""
+    import statsmodels.formula.api as smf
+
+    model = smf.ols(formula, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if cov == "cluster":
+            return model.fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
+        if cov == "HAC":
+            return model.fit(cov_type="HAC", cov_kwds={"maxlags": maxlags or 1}, use_t=True)
+        if cov == "nonrobust":
+            return model.fit()
+        return model.fit(cov_type=cov, use_t=True)
+
+
+def coef(fit: Any, name: str, alpha: float = ALPHA) -> dict[str, float]:
+    """Estimate, CI, p and standard error of one coefficient of a fitted model."""
+    ci = fit.conf_int(alpha=alpha)
+    return {"estimate": float(fit.params[name]), "ci_low": float(ci.loc[name, 0]),
+            "ci_high": float(ci.loc[name, 1]), "p": float(fit.pvalues[name]), "se": float(fit.bse[name])}
+
+
+def coef_table(fit: Any, alpha: float = ALPHA) -> list[dict[str, Any]]:
+    ci = fit.conf_int(alpha=alpha)
+    return [{"term": str(k), "estimate": float(fit.params[k]), "se": float(fit.bse[k]),
+             "ci_low": float(ci.loc[k, 0]), "ci_high": float(ci.loc[k, 1]), "p": float(fit.pvalues[k])}
+            for k in fit.params.index]
+
+
+def mde_from_se(se: float, df: float, alpha: float = ALPHA, power: float = POWER) -> float | None:
+    """Minimum detectable coefficient for a t test with standard error `se` on `df` degrees of freedom.
+
+    A one-sample t test on n = df + 1 has non-centrality d * sqrt(n); solving statsmodels' TTestPower for d and
+    scaling back by se * sqrt(n) gives the coefficient whose t test has the requested power."""
+    if not (se > 0 and df >= 1 and math.isfinite(se)):
+        return None
+    n = df + 1
+    d = _solve_one_sample(n, alpha, power)
+    return None if d is None else d * se * math.sqrt(n)
+
+
+def mde_one_sample(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float | None:
+    """Smallest mean shift a one-sample (or paired) t test on n units with spread sd detects with `power`."""
+    if n < 2 or not (sd > 0):
+        return None
+    d = _solve_one_sample(n, alpha, power)
+    return None if d is None else d * sd
+
+
+def mde_two_sample(sd: float, n1: int, n2: int | None = None, alpha: float = ALPHA,
+                   power: float = POWER) -> float | None:
+    """Smallest difference between two configs a two-sample t test detects with `power` at spread sd."""
+    n2 = n1 if n2 is None else n2
+    if n1 < 2 or n2 < 2 or not (sd > 0):
+        return None
+    d = _solve_two_sample(int(n1), float(n2) / float(n1), alpha, power)
+    return None if d is None else d * sd
+
+
+@functools.lru_cache(maxsize=512)
+def _solve_two_sample(n1: int, ratio: float, alpha: float, power: float) -> float | None:
+    from statsmodels.stats.power import TTestIndPower
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            d = TTestIndPower().solve_power(effect_size=None, nobs1=n1, ratio=ratio, alpha=alpha, power=power)
+        except Exception:
+            return None
+    d = float(np.asarray(d).item())
+    return d if math.isfinite(d) and d > 0 else None
+
+
+@functools.lru_cache(maxsize=512)
+def _solve_one_sample(n: float, alpha: float, power: float) -> float | None:
+    from statsmodels.stats.power import TTestPower
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            d = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power)
+        except Exception:
+            return None
+    d = float(np.asarray(d).item())
+    return d if math.isfinite(d) and d > 0 else None
+
+
+def vifs(data: pd.DataFrame, columns: list[str]) -> dict[str, float]:
+    """Variance inflation factor of each predictor (with an intercept in the design)."""
+    from statsmodels.stats.outliers_influence import variance_inflation_factor
+
+    x = data[columns].astype(float)
+    x = x.assign(_const=1.0)[["_const", *columns]].to_numpy()
+    out: dict[str, float] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, c in enumerate(columns, start=1):
+            try:
+                out[c] = float(variance_inflation_factor(x, i))
+            except Exception:
+                out[c] = float("inf")
+    return out
+
+
+def one_sample(values: np.ndarray, alpha: float = ALPHA) -> dict[str, float]:
+    """t test of mean 0 across units with its CI (scipy)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    res = stats.ttest_1samp(v, 0.0)
+    ci = res.confidence_interval(confidence_level=1 - alpha)
+    return {"estimate": float(v.mean()), "ci_low": float(ci.low), "ci_high": float(ci.high),
+            "p": float(res.pvalue), "sd": float(v.std(ddof=1)), "n": int(v.size)}

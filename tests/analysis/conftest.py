@@ -1,0 +1,284 @@
+"""Simulated sweeps with planted effects of known size, in the store's frame shapes.
+
+Each simulator returns frames exactly as `Store.trials_frame` / `steps_frame` / `evals_frame` / `probes_frame`
+shape them (dotted config columns, trial_uid, kind C/N, ...), so the tests exercise the same code path as a
+real sweep. Effects are planted in BPB (or nats for step losses); noise is seed-level plus autocorrelated
+within-run drift, the structure analysis_methods.md section 5 warns about."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def _trial_row(uid: str, seed: int, width: int, flat: int, crawl: int, loops: int, cadence: int,
+               bpb: float, gap: float, params: float) -> dict:
+    return {
+        "sweep": "sim", "trial_uid": uid, "status": "ok", "seed": seed, "config_hash": f"h{uid}",
+        "val_bpb": bpb - gap, "q_val_bpb": bpb, "quant_gap": gap, "params": params,
+        "artifact_bytes": params * 0.8, "model_dim": width, "steps": 500,
+        "c_steps": 0 if cadence == 0 else 500 // cadence, "provenance.git_commit": "abc1234",
+        "model.arch": "crawler", "model.model_dim": width, "model.num_flat_layers": flat,
+        "model.num_crawler_layers": crawl, "model.crawler_loops": loops, "train.cadence": cadence,
+        "train.seed": seed,
+    }
+
+
+def simulate_grid(rng: np.random.Generator, *, width_effect: float = 0.0, layer_effect: float = 0.0,
+                  loop_effect: float = 0.0, gap_per_loop: float = 0.0, gap_per_cfrac: float = 0.0,
+                  seeds: int = 2, sd: float = 0.01, gap_sd: float = 0.002) -> pd.DataFrame:
+    """A width x unique-layers x loops x cadence grid (independent factors), `seeds` runs per config.
+
+    `width_effect` is the BPB change from the narrowest (384) to the widest (576) width."""
+    widths, flats, loops_, cads = (384, 480, 576), (2, 4), (1, 2, 3), (1, 2, 4)
+    span = math.log(576 / 384)
+    rows = []
+    for w in widths:
+        for f in flats:
+            for lp in loops_:
+                cad = cads[(w // 96 + f + lp) % 3]  # varies cadence without a full factorial
+                for s in range(seeds):
+                    mu = 2.0 + width_effect * math.log(w / 384) / span + layer_effect * f + loop_effect * lp
+                    cfrac = 1 / cad
+                    gap = 0.01 + gap_per_loop * lp + gap_per_cfrac * cfrac + rng.normal(0, gap_sd)
+                    uid = f"w{w}f{f}l{lp}s{s}"
+                    rows.append(_trial_row(uid, 100 + s, w, f, 1, lp, cad, mu + rng.normal(0, sd), gap,
+                                           params=w * w * (f + 1) * 12.0))
+    return pd.DataFrame(rows)
+
+
+def simulate_steps(rng: np.random.Generator, *, runs: int = 6, steps: int = 240, cadence: int = 3,
+                   cn_effect: float = 0.0, update_effect: float = 0.0, probe_every: int = 0,
+                   phi: float = 0.995, drift_sd: float = 0.01, noise_sd: float = 0.05
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-step train losses: decaying curve + run drift (AR(1), phi) + batch noise + `cn_effect` on C-steps
+    + `update_effect` on the step after a C-step (transient) and, for probes, a lasting `update_effect` per
+    C-step update on the held-out loss."""
+    t = np.arange(1, steps + 1, dtype=float)
+    is_c = ((t - 1) % cadence == 0) if cadence else np.zeros_like(t, dtype=bool)
+    prev_c = np.r_[False, is_c[:-1]]
+    curve = 3.0 + 4.0 * np.exp(-t / (steps / 4))
+    step_rows, probe_rows = [], []
+    for r in range(runs):
+        e = rng.normal(0, drift_sd * math.sqrt(1 - phi**2), steps)
+        drift = np.empty(steps)
+        drift[0] = rng.normal(0, drift_sd)
+        for i in range(1, steps):
+            drift[i] = phi * drift[i - 1] + e[i]
+        loss = curve + drift + rng.normal(0, noise_sd, steps) + cn_effect * is_c + update_effect * prev_c
+        uid = f"run{r}"
+        step_rows.append(pd.DataFrame({"sweep": "sim", "trial_uid": uid, "attempt": 0, "step": t.astype(int),
+                                       "kind": np.where(is_c, "C", "N"), "train_loss": loss,
+                                       "lr_scale": 1.0, "phase": "main", "elapsed_ms": t * 10, "tokens": t * 1024}))
+        if probe_every:
+            held = curve + drift * 0.5 + update_effect * np.cumsum(is_c) + rng.normal(0, noise_sd / 5, steps)
+            at = np.arange(probe_every, steps + 1, probe_every) - 1
+            probe_rows.append(pd.DataFrame({"sweep": "sim", "trial_uid": uid, "attempt": 0, "step": at + 1,
+                                            "mode": "N", "probe_loss": held[at]}))
+    probes = pd.concat(probe_rows, ignore_index=True) if probe_rows else pd.DataFrame()
+    return pd.concat(step_rows, ignore_index=True), probes
+
+
+def simulate_curves(rng: np.random.Generator, *, boost_per_loop: float = 0.0, runs_per_loop: int = 4,
+                    loops: tuple[int, ...] = (1, 2, 3), sd_run: float = 0.02, sd_eval: float = 0.005
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Eval curves every 50 of 500 steps; more loops lower BPB by `boost_per_loop` per loop early, fading to
+    zero by the end (exp decay), plus a constant loops effect that must not be mistaken for the interaction."""
+    steps = np.arange(50, 501, 50, dtype=float)
+    trials, evals = [], []
+    for lp in loops:
+        for s in range(runs_per_loop):
+            uid = f"l{lp}s{s}"
+            offset = rng.normal(0, sd_run) - 0.01 * lp
+            curve = 2.0 + 2.0 * np.exp(-steps / 120) + offset - boost_per_loop * lp * np.exp(-steps / 100)
+            bpb = curve + rng.normal(0, sd_eval, steps.size)
+            trials.append(_trial_row(uid, s, 512, 3, 1, lp, 2, float(bpb[-1]), 0.01, 1e6))
+            evals.append(pd.DataFrame({"sweep": "sim", "trial_uid": uid, "attempt": 0, "step": steps.astype(int),
+                                       "mode": "standard", "weights": "raw", "val_bpb": bpb}))
+    return pd.DataFrame(trials), pd.concat(evals, ignore_index=True)
+
+
+def simulate_sharing(rng: np.random.Generator, *, effect: float = 0.0, runs_per_arm: int = 6,
+                     sd: float = 0.01) -> pd.DataFrame:
+    """Shared (1 crawler block x 3 loops) vs unshared (loops 1) runs at matched parameter counts (+-3%)."""
+    rows = []
+    for arm, lp in (("sh", 3), ("un", 1)):
+        for s in range(runs_per_arm):
+            bpb = 2.0 + (effect if lp > 1 else 0.0) + rng.normal(0, sd)
+            params = 1.0e7 * (1 + rng.uniform(-0.03, 0.03))
+            rows.append(_trial_row(f"{arm}{s}", s, 512, 4, 1, lp, 1, bpb, 0.01, params))
+    return pd.DataFrame(rows)
+
+
+def simulate_seed_reruns(rng: np.random.Generator, *, configs: int = 4, seeds: int = 3,
+                         sd: float = 0.0015) -> pd.DataFrame:
+    rows = []
+    for c in range(configs):
+        for s in range(seeds):
+            rows.append(_trial_row(f"c{c}s{s}", s, 512, 2 + c, 1, 2, 2, 2.0 + 0.01 * c + rng.normal(0, sd), 0.01,
+                                   1e6))
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def sims() -> dict[str, Callable]:
+    return {"grid": simulate_grid, "steps": simulate_steps, "curves": simulate_curves,
+            "sharing": simulate_sharing, "seeds": simulate_seed_reruns}
+
+
+def detection_rate(fn: Callable[[np.random.Generator], float | None], n: int, seed: int,
+                   alpha: float = 0.05) -> float:
+    """Share of `n` simulations whose p-value is below alpha (None counts as not detected)."""
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(n):
+        p = fn(rng)
+        hits += p is not None and p < alpha
+    return hits / n
+
+
+@pytest.fixture
+def rate() -> Callable:
+    return detection_rate
+
+
+# -- headless Chromium over the DevTools protocol on a pipe (no network port) -------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+class _Pipe:
+    """DevTools messages over --remote-debugging-pipe: JSON objects terminated by NUL, fd 3 in, fd 4 out."""
+
+    def __init__(self, proc, write_fd: int, read_fd: int) -> None:
+        self.proc, self.wfd, self.rfd = proc, write_fd, read_fd
+        self.buf, self.events, self.next_id = b"", [], 0
+
+    def send(self, method: str, params: dict | None = None, session: str | None = None,
+             timeout: float = 30.0) -> dict:
+        import json
+        import os
+
+        self.next_id += 1
+        msg = {"id": self.next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self.wfd, json.dumps(msg).encode() + b"\0")
+        return self.wait(lambda m: m.get("id") == self.next_id, timeout)
+
+    def wait(self, pred, timeout: float) -> dict:
+        import json
+        import os
+        import select
+        import time
+
+        end = time.monotonic() + timeout
+        while True:
+            while b"\0" in self.buf:
+                raw, self.buf = self.buf.split(b"\0", 1)
+                m = json.loads(raw)
+                if "id" not in m:
+                    self.events.append(m)
+                if pred(m):
+                    if "error" in m:
+                        raise RuntimeError(f"DevTools error: {m['error']}")
+                    return m
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no answer from chromium")
+            ready, _, _ = select.select([self.rfd], [], [], left)
+            if ready:
+                chunk = os.read(self.rfd, 1 << 20)
+                if not chunk:
+                    raise RuntimeError("chromium closed the DevTools pipe")
+                self.buf += chunk
+
+
+def open_in_chromium(html_path: Path, profile: Path) -> dict:
+    """Load a file:// page in headless Chromium; return every image's (complete, naturalWidth) and the console
+    errors and uncaught exceptions seen while loading."""
+    import os
+    import subprocess
+
+    to_chrome_r, to_chrome_w = os.pipe()
+    from_chrome_r, from_chrome_w = os.pipe()
+
+    def child_fds() -> None:
+        # copy both ends away first: a pipe may itself sit on fd 3 or 4, and dup2 onto the same fd would
+        # neither move it nor clear close-on-exec
+        src_in, src_out = os.dup(to_chrome_r), os.dup(from_chrome_w)
+        os.dup2(src_in, 3)
+        os.dup2(src_out, 4)
+
+    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"]
+    proc = subprocess.Popen(args, preexec_fn=child_fds, close_fds=False, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    os.close(to_chrome_r)
+    os.close(from_chrome_w)
+    pipe = _Pipe(proc, to_chrome_w, from_chrome_r)
+    try:
+        target = pipe.send("Target.createTarget", {"url": "about:blank"})["result"]["targetId"]
+        session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["result"]["sessionId"]
+        for method in ("Runtime.enable", "Log.enable", "Page.enable"):
+            pipe.send(method, session=session)
+        pipe.send("Page.navigate", {"url": html_path.resolve().as_uri()}, session=session)
+        pipe.wait(lambda m: m.get("method") == "Page.loadEventFired", 60)
+        expr = "JSON.stringify(Array.from(document.images).map(i => [i.complete, i.naturalWidth]))"
+        value = pipe.send("Runtime.evaluate", {"expression": expr, "returnByValue": True},
+                          session=session)["result"]["result"]["value"]
+        errors = [m for m in pipe.events
+                  if (m.get("method") == "Runtime.consoleAPICalled" and m["params"].get("type") == "error")
+                  or m.get("method") == "Runtime.exceptionThrown"
+                  or (m.get("method") == "Log.entryAdded" and m["params"]["entry"].get("level") == "error")]
+        with contextlib.suppress(RuntimeError, TimeoutError):
+            pipe.send("Browser.close", timeout=10)
+        import json
+
+        return {"images": json.loads(value), "errors": errors}
+    finally:
+        os.close(to_chrome_w)
+        os.close(from_chrome_r)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def chromium() -> Callable[[Path, Path], dict]:
+    import os
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing in CI")
+        pytest.skip(f"{CHROMIUM} not installed")
+    return open_in_chromium
+
+
+@pytest.fixture(scope="session")
+def legacy_runs() -> Path:
+    """The shared legacy runs: $CLOWNCAR_LEGACY_RUNS, else ../shared/legacy-runs beside this checkout or, in a
+    git worktree, beside the main repository (found through git's common dir)."""
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    places = [Path(p) for p in [os.environ.get("CLOWNCAR_LEGACY_RUNS")] if p]
+    places.append(repo.parent / "shared" / "legacy-runs")
+    git_dir = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=repo,
+                             capture_output=True, text=True, check=False).stdout.strip()
+    if git_dir:
+        places.append(Path(git_dir).parent.parent / "shared" / "legacy-runs")
+    found = next((p for p in places if p.is_dir()), None)
+    if found is None:
+        pytest.skip("legacy runs not found in " + ", ".join(map(str, places)))
+    return found

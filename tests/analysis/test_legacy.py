@@ -1,0 +1,87 @@
+"""The analysis on real data: every legacy import in ../shared/legacy-runs, read through the store's importers
+and frames exactly as a user's `clowncar import` + `clowncar analyze` would."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clowncar.analysis.commands import load_and_analyse
+from clowncar.analysis.report import write
+from clowncar.analysis.runlevel import best_width_contrast
+
+
+@pytest.fixture(scope="module")
+def legacy_store(legacy_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    from clowncar.store import open_store
+    from clowncar.store.importers import import_paths
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('legacy') / 'store.db'}"
+    with open_store(url) as st:
+        import_paths(st, [legacy_runs])
+    return url
+
+
+def _sweeps(url: str) -> list[str]:
+    from clowncar.store import open_store
+
+    with open_store(url, create=False) as st:
+        return sorted(st.sweeps_frame()["name"].astype(str))
+
+
+def test_width_test_reports_the_seeds_width_effect_on_the_micro_crawler_sweep(legacy_store):
+    a = load_and_analyse(["sweep_micro_crawler"], legacy_store)
+    width = next(r for r in a["results"] if r.key == "3a_width")
+    # the seed quoted ~0.033 BPB between dim 608 (3f+1cx2, 2.157078) and dim 496 (6flat control, 2.189973)
+    assert best_width_contrast(width) == pytest.approx(0.0329, abs=0.0005)
+    assert "+0.0329 BPB" in width.verdict and "best run at width 496 minus best at 608" in width.verdict
+    # auto-sized width tracks unique layers in this sweep: the test must say the attribution is collinear
+    assert any("collinear" in w for w in width.warnings)
+    assert width.n_runs == 8
+
+
+@pytest.mark.slow
+def test_report_builds_on_every_legacy_import(legacy_store, tmp_path):
+    sweeps = _sweeps(legacy_store)
+    assert len(sweeps) >= 6
+    for sweep in [*sweeps, *[sweeps]]:
+        names = sweep if isinstance(sweep, list) else [sweep]
+        a = load_and_analyse(names, legacy_store)
+        paths = write(tmp_path / "_".join(names)[:60], a)
+        data = json.loads(paths["report.json"].read_text())
+        assert len(data["tests"]) == 9 and data["n_runs"] >= 1
+        assert all(t["verdict"] for t in data["tests"])
+        assert all(v["status"] == "skipped" for v in data["optuna_importances"].values())  # imports: no study
+
+
+def test_cadence_traces_give_within_run_descriptives_but_no_across_run_claim(legacy_store):
+    a = load_and_analyse(["clean_cadence2", "ortho_cadence2_long", "clean_always_fractal"], legacy_store)
+    cn = next(r for r in a["results"] if r.key == "1a_cn_loss")
+    assert cn.status == "not enough data to decide"
+    assert len(cn.tables["within_run_hac"]) == 2  # the two runs with both C- and N-steps
+    nxt = next(r for r in a["results"] if r.key == "1b_next_step")
+    assert "cadence >= 3" in nxt.verdict
+
+
+def test_analyze_command_prints_a_summary_and_writes_the_report(legacy_store, run_cli, tmp_path):
+    res = run_cli("analyze", "sweep_micro_crawler", "--store", legacy_store, "--out", str(tmp_path / "rep"))
+    assert res.returncode == 0, res.stderr
+    assert "3a_width" in res.stdout and "runs: 8" in res.stdout
+    assert (tmp_path / "rep" / "report.html").is_file()
+
+
+def test_analyze_command_rejects_an_unknown_sweep_in_one_line(legacy_store, run_cli, tmp_path):
+    res = run_cli("analyze", "no_such_sweep", "--store", legacy_store, "--out", str(tmp_path / "rep"))
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "unknown sweep(s): no_such_sweep" in res.stderr
+    assert not (tmp_path / "rep").exists()
+
+
+def test_analyze_command_rejects_bad_options_in_one_line(run_cli, tmp_path):
+    res = run_cli("analyze", "s", "--correction", "nope", "--out", str(tmp_path / "rep"))
+    assert res.returncode == 2 and "unknown correction 'nope'" in res.stderr
+    (tmp_path / "file").write_text("x")
+    res = run_cli("analyze", "s", "--out", str(tmp_path / "file"))
+    assert res.returncode == 2 and "is not a directory" in res.stderr

@@ -1,0 +1,94 @@
+"""Thin data gives "not enough data", never an exception; the Holm table is the family's own; the seed-variance
+minimum detectable difference has the power it claims."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from clowncar.analysis.family import correct, run_all
+from clowncar.analysis.frames import run_table
+from clowncar.analysis.result import UNDECIDED, TestResult
+from clowncar.analysis.seeds import seed_variance
+from clowncar.analysis.stats import one_sample
+
+
+def test_a_sweep_with_too_few_runs_gives_not_enough_data_for_every_test(sims):
+    rng = np.random.default_rng(0)
+    trials = sims["grid"](rng, seeds=1).head(2)  # two different configs, one seed each
+    steps, _ = sims["steps"](rng, runs=2, steps=60)
+    steps["trial_uid"] = steps["trial_uid"].map({"run0": trials["trial_uid"].iloc[0],
+                                                 "run1": trials["trial_uid"].iloc[1]})
+    out = run_all(trials, steps, pd.DataFrame(), None)
+    assert len(out["results"]) == 9
+    for r in out["results"]:
+        assert r.status == UNDECIDED, (r.key, r.verdict)
+        assert r.verdict.startswith("not enough data to decide"), r.verdict
+    assert out["correction"] == []
+
+
+def test_empty_frames_give_not_enough_data_not_an_exception():
+    out = run_all(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+    assert all(r.status == UNDECIDED for r in out["results"])
+
+
+def test_legacy_style_gaps_are_tolerated(sims):
+    """No seeds, auto width, no quantization, no cadence column: derived columns are NaN, nothing raises."""
+    trials = sims["grid"](np.random.default_rng(1))
+    trials = trials.drop(columns=["seed", "train.seed", "quant_gap", "q_val_bpb", "train.cadence", "model_dim"])
+    trials["model.model_dim"] = "auto"
+    runs = run_table(trials)
+    assert runs["width"].isna().all() and runs["seed"].isna().all()
+    assert runs["cadence"].notna().all()  # recovered from steps / c_steps
+    out = run_all(trials)
+    width = next(r for r in out["results"] if r.key == "3a_width")
+    assert width.status == UNDECIDED and "not recorded for any run: width" in width.verdict
+
+
+def _result(p: float, key: str) -> TestResult:
+    return TestResult(key=key, title=key, question="q", method="m", effect=0.1, ci_low=-0.1, ci_high=0.3,
+                      p_value=p)
+
+
+def test_holm_table_adjusts_only_the_family_and_rewords_verdicts():
+    rs = [_result(0.01, "a"), _result(0.02, "b"), _result(0.04, "c")]
+    outside = _result(0.001, "d")
+    outside.in_family = False
+    table = correct([*rs, outside])
+    assert [row["test"] for row in table] == ["a", "b", "c"]
+    assert [round(row["p_adjusted"], 6) for row in table] == [0.03, 0.04, 0.04]
+    assert all(row["reject_at_alpha"] for row in table)
+    assert outside.p_adjusted is None
+    assert "Holm-adjusted p = 0.03" in rs[0].verdict
+
+
+@pytest.mark.slow  # statsmodels' multipletests runs gc.collect() on every call: ~0.2 s per family here
+def test_holm_keeps_the_family_wise_error_rate_on_null_families():
+    """200 families of five null one-sample t tests: the share with any Holm rejection stays <= alpha + 0.03."""
+    rng = np.random.default_rng(7)
+    fam_errors = 0
+    for _ in range(200):
+        results = [_result(one_sample(rng.normal(0, 1, 6))["p"], f"t{i}") for i in range(5)]
+        fam_errors += any(row["reject_at_alpha"] for row in correct(results))
+    assert fam_errors / 200 <= 0.08
+
+
+def test_seed_variance_reports_pooled_sd_and_an_mde_with_the_stated_power(sims):
+    sd_true = 0.0015
+    res = seed_variance(run_table(sims["seeds"](np.random.default_rng(2), configs=12, seeds=3, sd=sd_true)))
+    assert res.status == "descriptive" and not res.in_family
+    assert res.ci_low < sd_true < res.ci_high
+    assert len(res.tables["per_config"]) == 12 and all(len(c["per_seed"]) == 3 for c in res.tables["per_config"])
+    # two configs that differ by the reported MDE, 3 seeds each, at the pooled spread: detected ~80% of the time
+    rng = np.random.default_rng(3)
+    a = rng.normal(0, res.effect, (4000, 3))
+    b = rng.normal(res.mde, res.effect, (4000, 3))
+    power = float(np.mean(stats.ttest_ind(a, b, axis=1).pvalue < 0.05))
+    assert 0.77 <= power <= 0.83, power
+
+
+def test_seed_variance_without_reruns_is_not_enough_data(sims):
+    res = seed_variance(run_table(sims["seeds"](np.random.default_rng(2), seeds=1)))
+    assert res.status == UNDECIDED and "more than one seed" in res.verdict
