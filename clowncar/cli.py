@@ -24,6 +24,8 @@ app = typer.Typer(
 # (module, group name or None for top-level commands registered by the module's `register(app)`)
 COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("clowncar.config_commands", "config"),
+    ("clowncar.orchestrator.commands", "sweep"),
+    ("clowncar.orchestrator.demo", None),
 ]
 
 for _module, _group in COMMAND_MODULES:

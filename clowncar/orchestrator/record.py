@@ -70,6 +70,11 @@ class StoreCallback(Callback):
             self._live = Live("", refresh_per_second=2, transient=False)
             self._live.start()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into the experiment directory, which we never restore from (see
+        # resume.py): leave out the database connection and the live display.
+        return {**self.__dict__, "store": None, "_live": None}
+
     def _ids(self, trial: Any) -> tuple[str, int, int, dict[str, Any]]:
         if trial.trial_id not in self.meta:
             cc = trial.config.get("_cc", {})
@@ -116,7 +121,7 @@ class StoreCallback(Callback):
         """Called by the searcher after its tell, for outcomes without a final report."""
         if result.get("final") or trial_id not in self.meta:
             return
-        uid, number, attempt, params = self.meta[trial_id]
+        uid, _, attempt, _ = self.meta[trial_id]
         reason = {"pruned": "stopped early by ASHA", "stopped": "sweep stopped",
                   "crashed": "trial failed after its retries (node or actor lost)"}.get(outcome)
         self.store.finish_trial(uid, attempt, outcome, reason, None)

@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from clowncar.orchestrator.record import trial_uid
-from clowncar.orchestrator.search import ATTEMPT, CONSTRAINT, NUMBER, close_trial
+from clowncar.orchestrator.search import ATTEMPT, CONSTRAINT, NUMBER, close_trial, tell
 from clowncar.orchestrator.spec import SweepSpec
 from clowncar.orchestrator.trainable import objective_value
 
@@ -47,14 +47,14 @@ def _tell_stored(study: optuna.Study, spec: SweepSpec, t: optuna.trial.FrozenTri
     value = objective_value(res, spec.objective.metric) if status == "ok" else None
     if value is None:
         state = TrialState.PRUNED if status == "pruned" else TrialState.FAIL
-        study.tell(t.number, state=state)
+        tell(study, t.number, None, state)
         return
     art = res.get("artifact_bytes")
     trial.set_constraint(CONSTRAINT, float(art) - spec.size_cap() if isinstance(art, int | float) else 0.0)
     values: list[float] = [value]
     if len(spec.metrics()) > 1:
         values.append(float(art) if isinstance(art, int | float) else math.inf)
-    study.tell(t.number, values if len(values) > 1 else values[0], state=TrialState.COMPLETE)
+    tell(study, t.number, values if len(values) > 1 else values[0], TrialState.COMPLETE)
 
 
 def reconcile(study: optuna.Study, store: Any, spec: SweepSpec) -> dict[str, int]:

@@ -59,10 +59,10 @@ def define_space(spec: SweepSpec) -> Callable[[Any], dict[str, Any] | None]:
                 continue
             if p.values is not None:
                 chosen[key] = trial.suggest_categorical(key, p.values)
-            elif p.int is not None:
-                chosen[key] = trial.suggest_int(key, p.int[0], p.int[1], step=int(p.step or 1), log=p.log)
+            elif p.int_range is not None:
+                chosen[key] = trial.suggest_int(key, p.int_range[0], p.int_range[1], step=int(p.step or 1), log=p.log)
             else:
-                lo, hi = p.float  # type: ignore[misc]
+                lo, hi = p.float_range  # type: ignore[misc]
                 chosen[key] = trial.suggest_float(key, lo, hi, step=p.step, log=p.log)
         return None
 
@@ -87,6 +87,16 @@ def gpu_seconds_used(study: optuna.Study, gpus: int) -> float:
     return total
 
 
+def tell(study: optuna.Study, trial: Any, values: Any, state: TrialState) -> None:
+    """`study.tell`, minus one false alarm: GridSampler calls `study.stop()` after the tell that exhausts the
+    grid, which raises outside an objective function; the tell itself has landed by then."""
+    try:
+        study.tell(trial, values, state=state)
+    except RuntimeError as err:
+        if "Study.stop" not in str(err):
+            raise
+
+
 def close_trial(study: optuna.Study, trial_id: int, number: int, attempt: int, params: dict[str, Any],
                 reason: str) -> None:
     """Mark a RUNNING Optuna trial FAIL/closed and enqueue a copy as attempt+1 (unless one is already queued)."""
@@ -109,6 +119,16 @@ class SweepSearch(OptunaSearch):
         self.stopping = threading.Event()
         self.asked = 0
         self.running_since: dict[str, float] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles the searcher into its experiment directory, a cache we never restore from (resume.py).
+        return {**self.__dict__, "stopping": None, "on_tell": None}
+
+    def save(self, checkpoint_path: str) -> None:
+        return None  # the study in the store is the state; nothing to snapshot (and nothing stale to restore)
+
+    def restore(self, checkpoint_path: str) -> None:
+        raise RuntimeError("clowncar sweeps resume from the Optuna study (clowncar sweep resume), not Tune state")
 
     @property
     def study(self) -> optuna.Study:
@@ -140,13 +160,17 @@ class SweepSearch(OptunaSearch):
             return Searcher.FINISHED
         params = super().suggest(trial_id)
         ot = self._ot_trials[trial_id]
-        params.update(ot.system_attrs.get("fixed_params", {}))  # enqueued keys the space may not suggest
+        params.update(self._fixed(ot))  # enqueued keys the space may not suggest
         number, attempt = int(ot.user_attrs.get(NUMBER, ot.number)), int(ot.user_attrs.get(ATTEMPT, 0))
         ot.set_user_attr(NUMBER, number)
         ot.set_user_attr(ATTEMPT, attempt)
         self.running_since[trial_id] = time.time()
         self.asked += 1
         return {**params, "_cc": {"number": number, "attempt": attempt}}
+
+    def _fixed(self, ot: optuna.Trial) -> dict[str, Any]:
+        """Enqueued parameters (optuna 5 keeps them in the trial's system attrs, not on `Trial`)."""
+        return dict(self.study._storage.get_trial_system_attrs(ot._trial_id).get("fixed_params", {}))
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         return None  # intermediate values go to ASHA and the store, never to the Optuna trial
@@ -173,17 +197,17 @@ class SweepSearch(OptunaSearch):
             if ok:
                 c = result.get("constraint")
                 ot.set_constraint(CONSTRAINT, float(c) if isinstance(c, int | float) and math.isfinite(c) else 0.0)
-                study.tell(ot, values if len(values) > 1 else values[0], state=TrialState.COMPLETE)
+                tell(study, ot, values if len(values) > 1 else values[0], TrialState.COMPLETE)
                 return status
-            study.tell(ot, state=TrialState.FAIL)
+            tell(study, ot, None, TrialState.FAIL)
             return status
         if error:
-            study.tell(ot, state=TrialState.FAIL)
+            tell(study, ot, None, TrialState.FAIL)
             return "crashed"
         if self.stopping.is_set():
             close_trial(study, ot._trial_id, int(ot.user_attrs.get(NUMBER, ot.number)),
-                        int(ot.user_attrs.get(ATTEMPT, 0)), {**ot.system_attrs.get("fixed_params", {}), **ot.params},
+                        int(ot.user_attrs.get(ATTEMPT, 0)), {**self._fixed(ot), **ot.params},
                         "sweep stopped")
             return "stopped"
-        study.tell(ot, state=TrialState.PRUNED)
+        tell(study, ot, None, TrialState.PRUNED)
         return "pruned"

@@ -42,7 +42,7 @@ Scalar = bool | int | float | str
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class ParamSpec(_Strict):
@@ -51,8 +51,8 @@ class ParamSpec(_Strict):
     grid: list[Scalar] | None = None
     """Explicit values, every one tried (grid sampler) or sampled as categories (other samplers)."""
     choice: list[Scalar] | None = None
-    int: tuple[int, int] | None = None
-    float: tuple[float, float] | None = None
+    int_range: tuple[int, int] | None = Field(None, alias="int")
+    float_range: tuple[float, float] | None = Field(None, alias="float")
     log: bool = False
     step: float | None = Field(None, gt=0)
     when: dict[str, Scalar | list[Scalar]] | None = None
@@ -60,13 +60,13 @@ class ParamSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> ParamSpec:
-        kinds = [k for k in ("grid", "choice", "int", "float") if getattr(self, k) is not None]
+        kinds = [k for k in ("grid", "choice", "int_range", "float_range") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError("give exactly one of grid, choice, int, float")
         values = self.grid if self.grid is not None else self.choice
         if values is not None and (not values or len(values) != len({repr(v) for v in values})):
             raise ValueError("needs at least one value and no repeats")
-        bounds = self.int or self.float
+        bounds = self.int_range or self.float_range
         if bounds is not None:
             lo, hi = bounds
             if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
@@ -86,7 +86,7 @@ class ParamSpec(_Strict):
     def first(self) -> Scalar:
         if self.values is not None:
             return self.values[0]
-        return (self.int or self.float)[0]  # type: ignore[index]
+        return (self.int_range or self.float_range)[0]  # type: ignore[index]
 
 
 class Objective(_Strict):
@@ -224,7 +224,7 @@ class SweepSpec(_Strict):
         return self.trial_config({}).train.max_wallclock_seconds * 1.1
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_defaults=False)
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _error_line(err: ValidationError) -> str:

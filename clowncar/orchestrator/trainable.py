@@ -13,6 +13,7 @@ runs no `finally`, so every worker process also carries PDEATHSIG (set by the la
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -74,14 +75,10 @@ def worker_env(ctx: TrialContext, cpus: float, gpus: int) -> dict[str, str]:
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the worker's process group (its ranks and anything they started), then reap it."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 class Relay:
@@ -112,7 +109,9 @@ class Relay:
         return rows
 
     def report(self, rows: dict[str, list[dict[str, Any]]], **extra: Any) -> dict[str, Any]:
-        return {"step": self.step, **self.latest, "new_rows": json.dumps(rows), **extra}
+        # Tune requires the searcher's metrics in every report; they are NaN until the final one.
+        return {"step": self.step, **self.latest, "objective": math.nan, "artifact_bytes": math.nan,
+                "new_rows": json.dumps(rows), **extra}
 
 
 def objective_value(result: dict[str, Any], metric: str) -> float | None:
@@ -187,8 +186,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     try:
         cfg = spec.trial_config(config)
     except ClownCarError as err:
-        tune.report({"step": 0, "train_loss": math.nan, "val_bpb": math.nan, "probe_loss": math.nan,
-                     "new_rows": "{}", **base, **final_report(ctx, "error", str(err), None, 0.0)})
+        tune.report(Relay(trial_dir / EVENTS_FILE).report({}, **base, **final_report(ctx, "error", str(err), None,
+                                                                                       0.0)))
         return
     write_json_atomic(trial_dir / CONFIG_FILE, {"config": cfg.to_dict(), "sweep": ctx.sweep, "params": {
         k: v for k, v in config.items() if not k.startswith("_")}, **meta})

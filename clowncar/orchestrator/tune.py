@@ -83,7 +83,6 @@ def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool) -> dict[str
 
 def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
     """Run (or resume) a sweep to the end of its budget. Returns the summary the CLI prints."""
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
