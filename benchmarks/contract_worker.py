@@ -6,7 +6,8 @@ the real `clowncar.worker`. Behaviour comes from the trial config, so a sweep sp
 - `data.dataset`: `ok` (default behaviour), `crash` (exit 1 without result.json), `diverge` (status diverged,
   exit 3), `overcap` (artifact twice the cap), `orphan` (also starts a grandchild `sleep` in its group);
 - `train.iterations`: steps to emit; `train.max_wallclock_seconds`: total seconds to spend (spread over steps);
-- objective: q_sliding_val_bpb = 1 + 0.1 * |crawler_loops - 2| + 0.01 * (seed % 7), deterministic.
+- objective: q_sliding_val_bpb = 1 + 0.1 * |crawler_loops - 2| + 0.01 * (seed % 7), minus 0.05 when over the cap
+  (a bigger model scores better but does not fit), deterministic.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def main(argv: list[str]) -> int:
     mode = cfg["data"]["dataset"]
     steps, total_s = int(cfg["train"]["iterations"]), float(cfg["train"]["max_wallclock_seconds"])
     out.mkdir(parents=True, exist_ok=True)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 writes, as the real worker does
+        return 0
     (out / "pid").write_text(str(os.getpid()))
     if mode == "orphan":
         child = subprocess.Popen(["sleep", "600"])
@@ -43,7 +46,7 @@ def main(argv: list[str]) -> int:
                                  "tokens": step * 1024}) + "\n")
             ev.flush()
         loops, seed = int(cfg["model"]["crawler_loops"]), int(cfg["train"]["seed"])
-        bpb = 1.0 + 0.1 * abs(loops - 2) + 0.01 * (seed % 7)
+        bpb = 1.0 + 0.1 * abs(loops - 2) + 0.01 * (seed % 7) - (0.05 if mode == "overcap" else 0.0)
         cap = int(cfg["quant"]["size_cap_bytes"])
         art = cap * 2 if mode == "overcap" else cap // 2
         status = "diverged" if mode == "diverge" else "ok"

@@ -10,11 +10,16 @@
 - every trial carries its clowncar number and attempt (`_cc` in the Tune config) so a re-run lands on the same
   store trial as a new attempt;
 - a budget check before each ask: the sampler is done when the trial count or the GPU-hours would be exceeded.
+
+Fault injection for the resume tests: `CLOWNCAR_FAULT=kill-before-tell:N` (or `kill-after-tell:N`) SIGKILLs the
+driver just before (after) the N-th trial outcome is told to Optuna.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import signal
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -108,6 +113,11 @@ def close_trial(study: optuna.Study, trial_id: int, number: int, attempt: int, p
     study._storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
 
+def _fault(when: str, count: int) -> None:
+    if os.environ.get("CLOWNCAR_FAULT") == f"kill-{when}-tell:{count}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class SweepSearch(OptunaSearch):
     def __init__(self, spec: SweepSpec, storage: optuna.storages.BaseStorage, max_trials: int,
                  on_tell: Callable[[str, dict[str, Any], str], None] | None = None) -> None:
@@ -117,7 +127,7 @@ class SweepSearch(OptunaSearch):
                          sampler=make_sampler(spec), study_name=spec.name, storage=storage)
         self.spec, self.max_trials, self.on_tell = spec, max_trials, on_tell
         self.stopping = threading.Event()
-        self.asked = 0
+        self.asked = self.tells = 0
         self.running_since: dict[str, float] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -180,8 +190,11 @@ class SweepSearch(OptunaSearch):
             return
         self.running_since.pop(trial_id, None)
         ot = self._ot_trials[trial_id]
+        self.tells += 1
+        _fault("before", self.tells)
         outcome = self._tell(ot, result or {}, error)
         self._completed_trials.add(trial_id)
+        _fault("after", self.tells)
         if self.on_tell:
             self.on_tell(trial_id, result or {}, outcome)
 

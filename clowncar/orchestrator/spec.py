@@ -127,6 +127,8 @@ class WorkerSpec(_Strict):
     """The program each trial runs (`python -m MODULE trial.json --out DIR`); tests swap in a tiny one."""
     pythonpath: list[str] = Field(default_factory=list)
     """Extra import paths for `module`, relative to the spec file."""
+    launcher: Literal["torchrun", "single"] = "torchrun"
+    """Trials with several GPUs: one torchrun rank per GPU, or `single` (one process drives them all)."""
 
 
 class SweepSpec(_Strict):

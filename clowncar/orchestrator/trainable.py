@@ -192,7 +192,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     write_json_atomic(trial_dir / CONFIG_FILE, {"config": cfg.to_dict(), "sweep": ctx.sweep, "params": {
         k: v for k, v in config.items() if not k.startswith("_")}, **meta})
     gpus, cpus = spec.resources.gpus, spec.resources.cpus
-    cmd = worker_command(spec.worker.module, trial_dir / CONFIG_FILE, trial_dir, gpus)
+    ranks = gpus if spec.worker.launcher == "torchrun" else 1
+    cmd = worker_command(spec.worker.module, trial_dir / CONFIG_FILE, trial_dir, ranks)
     relay = Relay(trial_dir / EVENTS_FILE)
     with (trial_dir / "worker.out").open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

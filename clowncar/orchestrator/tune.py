@@ -42,7 +42,8 @@ def init_ray(opts: RunOptions) -> None:
     if opts.address:
         ray.init(address=opts.address, log_to_driver=False, logging_level=logging.WARNING)
         return
-    # Before Ray starts: every listener on 127.0.0.1 (reference/ray_tune_optuna_facts.md section 6).
+    # Every listener on 127.0.0.1 (reference/ray_tune_optuna_facts.md section 6); must be set before Ray is
+    # imported, which run_sweep does; repeated here for callers that start Ray through this function alone.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray.init(address="local", num_cpus=opts.num_cpus or os.cpu_count() or 1, num_gpus=opts.num_gpus or 0,
              include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
@@ -83,6 +84,8 @@ def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool) -> dict[str
 
 def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
     """Run (or resume) a sweep to the end of its budget. Returns the summary the CLI prints."""
+    if not opts.address:  # Ray reads it when first imported: set it before any `import ray`
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
