@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
     if mode == "orphan":
         child = subprocess.Popen(["sleep", "600"])
         (out / "child_pid").write_text(str(child.pid))
-    loss = 5.0
+    loss, loops, seed = 5.0, int(cfg["model"]["crawler_loops"]), int(cfg["train"]["seed"])
     with (out / "events.jsonl").open("a") as ev:
         ev.write(json.dumps({"event": "start", "config_hash": "", "world_size": 1, "time": time.time()}) + "\n")
         for step in range(1, steps + 1):
@@ -40,12 +40,11 @@ def main(argv: list[str]) -> int:
             if mode == "crash" and step > steps // 2:
                 print("contract worker: simulated crash", file=sys.stderr)
                 return 1
-            loss *= 0.97 if mode != "diverge" else 1.5
+            loss *= (0.97 + 0.02 * abs(loops - 2)) if mode != "diverge" else 1.5
             ev.write(json.dumps({"event": "step", "step": step, "kind": "C", "train_loss": loss, "lr_scale": 1.0,
                                  "phase": "main", "elapsed_ms": step * 1000 * total_s / steps,
                                  "tokens": step * 1024}) + "\n")
             ev.flush()
-        loops, seed = int(cfg["model"]["crawler_loops"]), int(cfg["train"]["seed"])
         bpb = 1.0 + 0.1 * abs(loops - 2) + 0.01 * (seed % 7) - (0.05 if mode == "overcap" else 0.0)
         cap = int(cfg["quant"]["size_cap_bytes"])
         art = cap * 2 if mode == "overcap" else cap // 2

@@ -170,6 +170,16 @@ def _stderr_tail(path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def node_facts() -> dict[str, Any]:
+    """Where this trial runs: host, Ray node, the GPUs Ray gave it, the actor's PID (for the store and tests)."""
+    import ray
+
+    rc = ray.get_runtime_context()
+    node_id = rc.get_node_id()
+    return {"host": f"{socket.gethostname()}:{node_id[:12]}", "node_id": node_id, "pid": os.getpid(),
+            "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids())}
+
+
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """The function trainable (wrapped with `tune.with_parameters(run_trial, ctx=...)`)."""
     from ray import tune
@@ -182,7 +192,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     shutil.rmtree(trial_dir, ignore_errors=True)  # a retried trial starts clean: events are re-read from 0
     trial_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    base = {"host": socket.gethostname(), "pid": os.getpid()}
+    base = node_facts()
     try:
         cfg = spec.trial_config(config)
     except ClownCarError as err:
@@ -190,7 +200,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                                                                                        0.0)))
         return
     write_json_atomic(trial_dir / CONFIG_FILE, {"config": cfg.to_dict(), "sweep": ctx.sweep, "params": {
-        k: v for k, v in config.items() if not k.startswith("_")}, **meta})
+        k: v for k, v in config.items() if not k.startswith("_")}, **meta, **base})
     gpus, cpus = spec.resources.gpus, spec.resources.cpus
     ranks = gpus if spec.worker.launcher == "torchrun" else 1
     cmd = worker_command(spec.worker.module, trial_dir / CONFIG_FILE, trial_dir, ranks)

@@ -3,6 +3,7 @@ bookkeeping by PID, and a loopback check of every listening socket."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -46,10 +47,8 @@ def reap(marker: str) -> list[int]:
     """SIGKILL, by PID, every process whose command line names `marker` (this test's Ray temp dir)."""
     pids = pids_with(marker)
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     return pids
 
 
@@ -144,7 +143,7 @@ def wait_for(cond: Callable[[], bool], timeout: float, every: float = 0.2) -> bo
     return cond()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def helpers() -> Any:
     class H:
         alive = staticmethod(alive)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from optuna.trial import TrialState
 
 
 @pytest.mark.slow
@@ -35,9 +34,9 @@ def test_failed_and_infeasible_trials_are_stored_and_never_best(sweep_env, helpe
     study = sweep_env.study("mixed")
     states = sorted(t.state.name for t in study.trials)
     assert states == ["COMPLETE", "COMPLETE", "FAIL", "FAIL"]
-    over = [t for t in study.trials if t.params.get("data.dataset") == "overcap"][0]
+    over = next(t for t in study.trials if t.params.get("data.dataset") == "overcap")
     assert over.values[0] < 1.1 and max(over.constraints.values()) > 0  # better objective, but infeasible
-    ok = [t for t in study.trials if t.params.get("data.dataset") == "ok"][0]
+    ok = next(t for t in study.trials if t.params.get("data.dataset") == "ok")
     assert f"best trial {ok.user_attrs['clowncar_number']}:" in out, out
 
     steps = sweep_env.store().steps_frame(sweeps="mixed")
