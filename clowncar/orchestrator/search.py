@@ -93,12 +93,16 @@ def gpu_seconds_used(study: optuna.Study, gpus: int) -> float:
 
 
 def tell(study: optuna.Study, trial: Any, values: Any, state: TrialState) -> None:
-    """`study.tell`, minus one false alarm: GridSampler calls `study.stop()` after the tell that exhausts the
-    grid, which raises outside an objective function; the tell itself has landed by then."""
+    """`study.tell`, minus the sampler's after-the-fact complaints. Optuna stores the state in a `finally` after
+    `sampler.after_trial`, which GridSampler uses to call `study.stop()` (raises outside an objective function)
+    and to look up a `grid_id` that an enqueued re-run does not have (KeyError). Once the state has landed those
+    errors change nothing, so they are swallowed; anything that kept the state from landing is raised."""
     try:
         study.tell(trial, values, state=state)
-    except RuntimeError as err:
-        if "Study.stop" not in str(err):
+    except (RuntimeError, KeyError):
+        number = trial if isinstance(trial, int) else trial.number
+        if not study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
+                study._study_id, number)).state.is_finished():
             raise
 
 
@@ -190,10 +194,10 @@ class SweepSearch(OptunaSearch):
             return
         self.running_since.pop(trial_id, None)
         ot = self._ot_trials[trial_id]
+        self._completed_trials.add(trial_id)  # first: a second call for this trial must never tell again
         self.tells += 1
         _fault("before", self.tells)
         outcome = self._tell(ot, result or {}, error)
-        self._completed_trials.add(trial_id)
         _fault("after", self.tells)
         if self.on_tell:
             self.on_tell(trial_id, result or {}, outcome)
