@@ -26,6 +26,8 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("clowncar.config_commands", "config"),
     ("clowncar.orchestrator.commands", "sweep"),
     ("clowncar.orchestrator.demo", None),
+    ("clowncar.store.commands", "store"),
+    ("clowncar.store.import_command", None),
 ]
 
 for _module, _group in COMMAND_MODULES:

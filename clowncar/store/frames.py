@@ -3,6 +3,7 @@ readers so that opening a store for writing stays light."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
@@ -20,6 +21,19 @@ FAILED = ("diverged", "oom", "error", "crashed")
 BASE_TRIAL_COLUMNS = ("sweep", "trial_uid", "number", "attempt", "attempts", "status", "reason", "seed",
                       "config_hash", "node", "started_at", "ended_at", "source")
 _ID_CHUNK = 500
+DTYPES = {"step": "int64", "kind": "category", "train_loss": "float64", "lr_scale": "float64",
+          "phase": "category", "elapsed_ms": "float64", "tokens": "Int64", "mode": "category", "weights": "category",
+          "val_loss": "float64", "val_bpb": "float64", "tokens_scored": "Int64", "bytes_scored": "Int64",
+          "probe_loss": "float64"}
+"""Column types of the long tables, the same on every backend and pandas version: nullable Int64 where a count
+may be missing, categoricals for the short labels (missing ones are NaN)."""
+
+
+def aware(value: Any) -> Any:
+    """Datetimes as timezone-aware UTC (SQLite hands back naive ones, PostgreSQL aware ones)."""
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return value
 
 
 def _names(value: str | Iterable[str] | None) -> list[str] | None:
@@ -81,7 +95,7 @@ class FrameReads:
         if not chunks:
             empty = {"sweep": pd.Categorical([]), "trial_uid": pd.Categorical([]),
                      "attempt": np.array([], dtype=np.int64)}
-            return pd.DataFrame({**empty, **{c: [] for c in columns}})
+            return pd.DataFrame({**empty, **{c: pd.Series([], dtype=DTYPES[c]) for c in columns}})
         frame = pd.concat(chunks, ignore_index=True)
         # position of each row's attempt in the index (sweep, trial number, uid, attempt order)
         pos = pd.Index(ids).get_indexer(frame["attempt_id"])
@@ -98,7 +112,10 @@ class FrameReads:
             "attempt": np.asarray([i[3] for i in index], dtype=np.int64)[pos],
         })
         for c in columns:
-            out[c] = frame[c].to_numpy()
+            col = frame[c]
+            if DTYPES[c] == "category":  # one missing marker whatever the driver handed back (None or NaN)
+                col = col.astype(object).where(col.notna(), None)
+            out[c] = col.astype(DTYPES[c]).array
         return out
 
     @staticmethod
@@ -222,13 +239,14 @@ class FrameReads:
                                .where(sw.c.name == name)).one_or_none()
         if row is None:
             return None
-        out = dict(row._mapping)
+        out = {k: aware(v) for k, v in row._mapping.items()}
         out.pop("parent_id", None)
         return out
 
     def sweeps_frame(self) -> pd.DataFrame:
         """One row per sweep: name, status, source, parent, created_at, updated_at, trials, ok, running,
-        failed (diverged/oom/error/crashed), best_val_bpb (lowest final q_val_bpb, else val_bpb)."""
+        failed (diverged/oom/error/crashed), best_val_bpb (the lowest score of its ok trials; a trial's score
+        is the first measured of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb, val_bpb)."""
         import pandas as pd
 
         sw, parent = s.sweeps, s.sweeps.alias("parent")
@@ -281,7 +299,7 @@ class FrameReads:
             best = {"trial_uid": t["trial_uid"], "number": t["number"], "score": sc,
                     "val_bpb": (t["result"] or {}).get("val_bpb"), "q_val_bpb": (t["result"] or {}).get("q_val_bpb")}
         running = [{"trial_uid": t["trial_uid"], "number": t["number"], "attempt": t["attempt"], "node": t["node"],
-                    "started_at": t["started_at"],
+                    "started_at": aware(t["started_at"]),
                     "last_step": last.get(running_ids.get((t["trial_uid"], t["attempt"]), -1), 0)}
                    for t in trials if t["status"] == "running"]
         return {k: sweep[k] for k in ("name", "status", "source", "parent", "created_at")} | {
@@ -298,14 +316,14 @@ class FrameReads:
                                .where(t.c.uid == trial_uid)).one_or_none()
             if row is None:
                 return None
-            trial = dict(row._mapping)
+            trial = {k: aware(v) for k, v in row._mapping.items()}
             attempts = []
             for at in conn.execute(select(a).where(a.c.trial_id == trial["id"]).order_by(a.c.attempt)):
-                item = dict(at._mapping)
+                item = {k: aware(v) for k, v in at._mapping.items()}
                 for key, table in (("steps", s.steps), ("evals", s.evals), ("probes", s.probes)):
                     item[key] = conn.execute(select(func.count()).select_from(table)
                                              .where(table.c.attempt_id == item["id"])).scalar()
-                item["artifacts"] = [dict(x._mapping) for x in conn.execute(
+                item["artifacts"] = [{k: aware(v) for k, v in x._mapping.items()} for x in conn.execute(
                     select(s.artifacts).where(s.artifacts.c.attempt_id == item["id"]))]
                 for x in item["artifacts"]:
                     x.pop("attempt_id")

@@ -103,15 +103,14 @@ class Store(FrameReads):
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(**{WRITE_OPTION: True})
-                self._local.conn = conn
+                self._local.conn, self._local.pending = conn, {}
                 try:
                     with conn.begin():
                         yield conn
-                except BaseException:
-                    self._attempt_ids.clear()  # ids cached inside a rolled-back transaction are gone
-                    raise
+                    # ids seen inside the transaction are shared only once it committed
+                    self._attempt_ids.update(self._local.pending)
                 finally:
-                    self._local.conn = None
+                    self._local.conn, self._local.pending = None, {}
         except SQLAlchemyError as err:
             raise store_error(err, parse_url(self.url), "store write failed at") from None
 
@@ -142,14 +141,21 @@ class Store(FrameReads):
 
     def _attempt_id(self, conn: Connection, trial_uid: str, attempt: int) -> int:
         key = (trial_uid, attempt)
-        if key not in self._attempt_ids:
-            aid = conn.execute(
-                select(s.attempts.c.id).join(s.trials, s.trials.c.id == s.attempts.c.trial_id)
-                .where(s.trials.c.uid == trial_uid, s.attempts.c.attempt == attempt)).scalar()
-            if aid is None:
-                raise StoreError(f"trial {trial_uid!r} attempt {attempt} was never started in {self.url}")
+        pending = getattr(self._local, "pending", None)
+        if key in self._attempt_ids:
+            return self._attempt_ids[key]
+        if pending and key in pending:
+            return pending[key]
+        aid = conn.execute(
+            select(s.attempts.c.id).join(s.trials, s.trials.c.id == s.attempts.c.trial_id)
+            .where(s.trials.c.uid == trial_uid, s.attempts.c.attempt == attempt)).scalar()
+        if aid is None:
+            raise StoreError(f"trial {trial_uid!r} attempt {attempt} was never started in {self.url}")
+        if getattr(self._local, "conn", None) is not None:
+            self._local.pending[key] = int(aid)  # may still roll back: cache it after the commit
+        else:
             self._attempt_ids[key] = int(aid)
-        return self._attempt_ids[key]
+        return int(aid)
 
     # -- writes ------------------------------------------------------------------------------------------------
     def create_or_get_sweep(self, name: str, spec: Mapping[str, Any], parent: str | None = None,
@@ -287,7 +293,7 @@ class Store(FrameReads):
             rows = conn.execute(select(s.trials.c.uid, s.attempts.c.attempt, s.attempts.c.status)
                                 .join(s.attempts, s.attempts.c.trial_id == s.trials.c.id)
                                 .where(s.trials.c.sweep_id == sid).order_by(s.attempts.c.attempt))
-            return {r.uid: (r.attempt, r.status) for r in rows}
+            return {r.uid: (r.attempt, r.status) for r in rows}  # ordered by attempt: the latest wins
 
     def max_step(self, trial_uid: str, attempt: int) -> int:
         """Highest stored step of an attempt (0 when none): a relay can skip rows it already wrote."""

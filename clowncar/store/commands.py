@@ -1,0 +1,147 @@
+"""`clowncar store`: look into the results store and export it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from clowncar.errors import StoreError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+app = typer.Typer(help="Inspect and export the results store (sweeps, trials, steps, evals).",
+                  no_args_is_help=True)
+
+StoreOpt = Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL (default: CLOWNCAR_STORE, else "
+                                              "sqlite:///clowncar-runs/clowncar.db).")]
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if hasattr(value, "strftime"):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    cells = [header] + [[_fmt(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+
+
+@app.command("ls")
+def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trials instead of the sweeps.")] = None,
+       store: StoreOpt = None) -> None:
+    """List the sweeps (trial counts, best BPB), or the trials of one sweep."""
+    from clowncar.store import open_store
+
+    with open_store(store, create=False) as st:
+        if sweep is None:
+            frame = st.sweeps_frame()
+            typer.echo(f"store: {st.url}")
+            if frame.empty:
+                typer.echo("no sweeps")
+                return
+            cols = ["name", "source", "status", "trials", "ok", "running", "failed", "best_val_bpb", "created_at"]
+            typer.echo(_table(frame[cols].values.tolist(), cols))
+            return
+        if st.get_sweep(sweep) is None:
+            raise StoreError(f"no sweep named {sweep!r} in {st.url}")
+        frame = st.trials_frame(sweep)
+        cols = [c for c in ["number", "trial_uid", "attempt", "status", "val_bpb", "q_val_bpb", "steps", "node",
+                            "reason"] if c in frame.columns]
+        typer.echo(_table(frame[cols].values.tolist(), cols))
+
+
+@app.command("show")
+def show(trial: Annotated[str, typer.Argument(help="Trial uid (see `clowncar store ls SWEEP`).")],
+         store: StoreOpt = None,
+         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Print one trial: its config, every attempt with its outcome, result and row counts."""
+    from clowncar.store import open_store
+
+    with open_store(store, create=False) as st:
+        info = st.get_trial(trial)
+        if info is None:
+            raise StoreError(f"no trial {trial!r} in {st.url}")
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, default=str))
+        return
+    typer.echo(f"trial {info['trial_uid']}  sweep {info['sweep']}  number {info['number']}  seed {info['seed']}  "
+               f"config {info['config_hash']}")
+    typer.echo("config:")
+    from clowncar.store.frames import flatten
+
+    for key, value in flatten(info["config"]).items():
+        typer.echo(f"  {key} = {value}")
+    for at in info["attempts"]:
+        typer.echo(f"attempt {at['attempt']}: {at['status']}  node {_fmt(at['node'])}  "
+                   f"{_fmt(at['started_at'])} -> {_fmt(at['ended_at'])}  reason: {_fmt(at['reason'])}")
+        typer.echo(f"  rows: {at['steps']} steps, {at['evals']} evals, {at['probes']} probes")
+        for key, value in (at["result"] or {}).items():
+            if key not in ("status", "reason", "provenance"):
+                typer.echo(f"  {key} = {_fmt(value)}")
+        for key, value in ((at["result"] or {}).get("provenance") or {}).items():
+            if key != "config":
+                typer.echo(f"  provenance.{key} = {_fmt(value)}")
+        for art in at["artifacts"]:
+            typer.echo(f"  artifact {art['kind']}: {art['path']} ({_fmt(art['size_bytes'])} bytes, "
+                       f"code {_fmt(art['code_bytes'])}, sha256 {_fmt(art['sha256'])})")
+
+
+def _parquet_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns mixing types (model.model_dim: 512 or "auto") become text so that Arrow can type them."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            kinds = {type(v) for v in out[col] if v is not None and v == v}
+            if len(kinds) > 1 or kinds & {dict, list}:
+                out[col] = [None if (v is None or v != v) else (json.dumps(v) if isinstance(v, dict | list)
+                                                                else str(v)) for v in out[col]]
+    return out
+
+
+@app.command("export")
+def export(sweep: Annotated[list[str], typer.Option("--sweep", help="Sweep to export (repeatable).")],
+           out: Annotated[Path, typer.Option("--out", help="Directory to write into (created).")],
+           fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+           store: StoreOpt = None) -> None:
+    """Write the sweep's trials, steps, evals, probes and artifacts as tables (one file each)."""
+    if fmt not in ("parquet", "csv"):
+        raise StoreError(f"--format must be parquet or csv, not {fmt!r}")
+    from clowncar.store import open_store
+
+    with open_store(store, create=False) as st:
+        for name in sweep:
+            if st.get_sweep(name) is None:
+                raise StoreError(f"no sweep named {name!r} in {st.url}")
+        frames = {"trials": st.trials_frame(sweep), "steps": st.steps_frame(sweep), "evals": st.evals_frame(sweep),
+                  "probes": st.probes_frame(sweep), "artifacts": st.artifacts_frame(sweep)}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreError(f"cannot create {out}: {err.strerror or err}") from None
+    stem = sweep[0] if len(sweep) == 1 else "export"
+    written = []
+    for table, frame in frames.items():
+        final = out / f"{stem}_{table}.{fmt}"
+        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        try:
+            if fmt == "csv":
+                frame.to_csv(tmp, index=False)
+            else:
+                _parquet_ready(frame).to_parquet(tmp, index=False)
+            tmp.replace(final)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot write {final}: {err.strerror or err}") from None
+        written.append(f"{final} ({len(frame)} rows)")
+    typer.echo("\n".join(f"wrote {w}" for w in written))

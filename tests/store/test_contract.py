@@ -1,0 +1,198 @@
+"""The store's contract, run against SQLite and PostgreSQL alike (the `store` fixture is parametrized)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from clowncar.config import TrialConfig
+from clowncar.errors import StoreError
+from clowncar.store import schema as s
+
+CFG = TrialConfig().to_dict()
+
+
+def _start(store, uid="t0", number=0, attempt=0, sweep="sw", config=None, seed=1337):
+    store.create_or_get_sweep(sweep, {"space": {"model.crawler_loops": [2, 3]}})
+    store.start_trial(sweep, uid, number, attempt, config or CFG, seed, "node-a")
+
+
+def test_create_or_get_sweep_returns_the_same_id_and_keeps_the_first_spec(store):
+    first = store.create_or_get_sweep("sw", {"a": 1})
+    assert store.create_or_get_sweep("sw", {"a": 2}) == first
+    assert store.get_sweep("sw")["spec"] == {"a": 1}
+    rerun = store.create_or_get_sweep("sw-rerun", {}, parent="sw")
+    assert rerun != first and store.get_sweep("sw-rerun")["parent"] == "sw"
+    with pytest.raises(StoreError, match="no sweep named 'nope'"):
+        store.create_or_get_sweep("x", {}, parent="nope")
+
+
+def test_starting_an_attempt_twice_leaves_one_running_attempt(store):
+    _start(store)
+    _start(store)
+    assert store.trial_states("sw") == {"t0": (0, "running")}
+    info = store.get_trial("t0")
+    assert len(info["attempts"]) == 1 and info["config_hash"] == TrialConfig().content_hash()
+
+
+def test_step_rows_written_twice_or_overlapping_leave_one_copy(store, step_rows):
+    _start(store)
+    store.add_steps("t0", 0, step_rows(1, 100))
+    store.add_steps("t0", 0, step_rows(1, 100))
+    store.add_steps("t0", 0, step_rows(51, 150))
+    frame = store.steps_frame()
+    assert list(frame["step"]) == list(range(1, 151))
+    assert store.max_step("t0", 0) == 150
+
+
+def test_step_values_round_trip_exactly_and_missing_values_stay_missing(store, step_rows):
+    _start(store)
+    rows = step_rows(1, 20)
+    rows.append({"step": 21, "train_loss": None})  # an event without kind, lr, phase, elapsed or tokens
+    store.add_steps("t0", 0, rows)
+    frame = store.steps_frame("sw")
+    assert list(frame.columns) == ["sweep", "trial_uid", "attempt", "step", "kind", "train_loss", "lr_scale",
+                                   "phase", "elapsed_ms", "tokens"]
+    for row, want in zip(frame.to_dict("records"), rows[:20], strict=False):
+        for key in ("step", "kind", "train_loss", "lr_scale", "phase", "elapsed_ms", "tokens"):
+            assert row[key] == want[key], key
+    last = frame.iloc[-1]
+    assert last["step"] == 21 and math.isnan(last["train_loss"]) and pd.isna(last["kind"])
+    assert last["tokens"] is pd.NA and pd.isna(last["phase"])
+    assert str(frame["tokens"].dtype) == "Int64" and str(frame["sweep"].dtype) == "category"
+    assert list(frame["kind"].cat.categories) == ["C", "N"]
+
+
+def test_evals_and_probes_are_idempotent_and_get_their_defaults(store):
+    _start(store)
+    ev = [{"event": "eval", "step": 100, "val_loss": 2.5, "val_bpb": 1.4, "tokens_scored": 4096,
+           "bytes_scored": 10_000_000_000}, {"step": 100, "val_bpb": 1.38, "mode": "sliding", "weights": "ema"}]
+    store.add_evals("t0", 0, ev)
+    store.add_evals("t0", 0, ev)
+    store.add_probes("t0", 0, [{"step": 5, "probe_loss": 3.0, "mode": "N"}] * 2)
+    evals = store.evals_frame()
+    assert len(evals) == 2
+    assert set(zip(evals["mode"], evals["weights"], strict=True)) == {("standard", "raw"), ("sliding", "ema")}
+    assert evals["bytes_scored"].max() == 10_000_000_000
+    probes = store.probes_frame("sw")
+    assert probes[["step", "mode", "probe_loss"]].values.tolist() == [[5, "N", 3.0]]
+
+
+def test_finish_trial_keeps_the_latest_outcome_and_every_number_as_a_metric_row(store):
+    _start(store)
+    store.finish_trial("t0", 0, "error", "first", {"status": "error", "val_bpb": None})
+    result = {"status": "ok", "reason": None, "val_bpb": 1.21, "q_val_bpb": 1.23, "steps": 500, "over_cap": True,
+              "quant_schemes": {"flat": "int8"}, "provenance": {"git_commit": "abc123", "host": "h1"}}
+    store.finish_trial("t0", 0, "ok", None, result)
+    assert store.get_trial("t0")["attempts"][0]["result"] == result
+    with store.engine.connect() as conn:
+        metrics = dict(conn.execute(select(s.metrics.c.name, s.metrics.c.value)).all())
+    assert metrics == {"val_bpb": 1.21, "q_val_bpb": 1.23, "steps": 500.0, "over_cap": 1.0}
+    with pytest.raises(StoreError, match="trial status must be one of"):
+        store.finish_trial("t0", 0, "great", None, None)
+    with pytest.raises(StoreError, match="never started"):
+        store.finish_trial("t0", 7, "ok", None, None)
+
+
+def test_trials_frame_has_config_columns_metrics_and_filters(store):
+    store.create_or_get_sweep("other", {})
+    for n, loops in enumerate([2, 3, 4]):
+        cfg = TrialConfig().model_copy(deep=True)
+        cfg.model.crawler_loops = loops
+        _start(store, f"t{n}", n, config=cfg.to_dict(), seed=n)
+        store.finish_trial(f"t{n}", 0, "ok" if n < 2 else "diverged", None,
+                           {"status": "ok", "val_bpb": 1.0 + n / 10, "provenance": {"git_commit": "abc"}})
+    store.start_trial("other", "o0", 0, 0, {"model": {"crawler_loops": 9}}, None, None)
+    frame = store.trials_frame("sw")
+    assert list(frame.columns[:13]) == ["sweep", "trial_uid", "number", "attempt", "attempts", "status", "reason",
+                                        "seed", "config_hash", "node", "started_at", "ended_at", "source"]
+    assert list(frame["model.crawler_loops"]) == [2, 3, 4]
+    assert list(frame["val_bpb"]) == [1.0, 1.1, 1.2]
+    assert set(frame["provenance.git_commit"]) == {"abc"}
+    assert str(frame["started_at"].dt.tz) == "UTC"
+    assert "train.cadence" in frame.columns and (frame["source"] == "run").all()
+    assert list(store.trials_frame(status="diverged")["trial_uid"]) == ["t2"]
+    assert list(store.trials_frame(where={"model.crawler_loops": [3, 9]})["trial_uid"]) == ["o0", "t1"]
+    assert len(store.trials_frame(["sw", "other"], status=["ok", "running"])) == 3
+    with pytest.raises(StoreError, match=r"no trial column 'model\.nope'"):
+        store.trials_frame(where={"model.nope": 1})
+
+
+def test_a_retry_counts_in_trials_frame_and_steps_frame_reads_its_attempt(store, step_rows):
+    _start(store)
+    store.add_steps("t0", 0, step_rows(1, 30))
+    store.finish_trial("t0", 0, "crashed", "node lost", None)
+    _start(store, attempt=1)
+    store.add_steps("t0", 1, step_rows(1, 10))
+    store.finish_trial("t0", 1, "ok", None, {"val_bpb": 1.5})
+    row = store.trials_frame().iloc[0]
+    assert (row["attempt"], row["attempts"], row["status"], row["val_bpb"]) == (1, 2, "ok", 1.5)
+    assert len(store.steps_frame()) == 10
+    both = store.steps_frame(trial_uids="t0", all_attempts=True)
+    assert both.groupby("attempt").size().to_dict() == {0: 30, 1: 10}
+    assert store.trial_states("sw") == {"t0": (1, "ok")}
+
+
+def test_a_uid_cannot_move_to_another_sweep_or_change_its_config(store):
+    _start(store)
+    store.create_or_get_sweep("b", {})
+    with pytest.raises(StoreError, match="already belongs to another sweep"):
+        store.start_trial("b", "t0", 0, 0, CFG, 1337, None)
+    with pytest.raises(StoreError, match="is stored with config"):
+        store.start_trial("sw", "t0", 0, 1, {"model": {"crawler_loops": 1}}, 1337, None)
+    with pytest.raises(StoreError, match="no sweep named 'zzz'"):
+        store.start_trial("zzz", "t9", 0, 0, CFG, 1, None)
+
+
+def test_a_failed_transaction_leaves_nothing(store, step_rows):
+    with pytest.raises(RuntimeError), store.transaction():
+        store.create_or_get_sweep("gone", {}, source="import")
+        store.start_trial("gone", "g0", 0, 0, {}, None, None)
+        store.add_steps("g0", 0, step_rows(1, 50))
+        raise RuntimeError("parser failed half way")
+    assert store.sweeps_frame().empty and store.get_trial("g0") is None
+    _start(store, uid="g0")  # the attempt id cached inside the rolled-back transaction is not reused
+    store.add_steps("g0", 0, step_rows(1, 5))
+    assert len(store.steps_frame()) == 5
+
+
+def test_sweep_summary_and_sweeps_frame_count_trials_and_find_the_best(store, step_rows):
+    for n, (status, q) in enumerate([("ok", 1.30), ("ok", 1.25), ("oom", None)]):
+        _start(store, f"t{n}", n)
+        store.finish_trial(f"t{n}", 0, status, None, {"val_bpb": 1.2, "q_val_bpb": q})
+    _start(store, "t3", 3)
+    store.add_steps("t3", 0, step_rows(1, 42))
+    store.set_sweep_status("sw", "running")
+    summary = store.sweep_summary("sw")
+    assert summary["by_status"] == {"ok": 2, "oom": 1, "running": 1} and summary["trials"] == 4
+    assert summary["best"]["trial_uid"] == "t1" and summary["best"]["score"] == 1.25
+    assert [(r["trial_uid"], r["last_step"]) for r in summary["running"]] == [("t3", 42)]
+    row = store.sweeps_frame().iloc[0]
+    assert (row["status"], row["trials"], row["ok"], row["running"], row["failed"], row["best_val_bpb"]) == \
+        ("running", 4, 2, 1, 1, 1.25)
+    assert store.close_running("sw") == 1
+    assert store.trial_states("sw")["t3"] == (0, "crashed")
+    with pytest.raises(StoreError, match="sweep status must be one of"):
+        store.set_sweep_status("sw", "exploded")
+
+
+def test_artifacts_are_updated_in_place(store):
+    _start(store)
+    store.add_artifact("t0", 0, "runs/t0/model.ptz", 15_000_000, 48_000, "ab" * 32)
+    store.add_artifact("t0", 0, "runs/t0/model.ptz", 15_000_123, 48_000, "cd" * 32)
+    frame = store.artifacts_frame("sw")
+    assert frame[["path", "size_bytes", "sha256"]].values.tolist() == [["runs/t0/model.ptz", 15_000_123, "cd" * 32]]
+
+
+def test_optuna_keeps_its_own_tables_in_the_same_database(store, store_url):
+    optuna = pytest.importorskip("optuna")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(store_url)
+    study = optuna.create_study(study_name="sw", storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    _start(store)
+    assert len(optuna.load_study(study_name="sw", storage=store_url).trials) == 2
+    assert len(store.trials_frame()) == 1

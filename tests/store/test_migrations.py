@@ -1,0 +1,107 @@
+"""Schema versions: a version-1 database (tests/store/assets/store_v1.db, made by make_v1_db.py) is upgraded
+in place and keeps its data; a newer database is refused; a failed upgrade changes nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, select
+
+from clowncar.errors import StoreError
+from clowncar.store import SCHEMA_VERSION, migrations, open_store
+from clowncar.store import schema as s
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+@pytest.fixture
+def v1_db(tmp_path: Path) -> Path:
+    dst = tmp_path / "old.db"
+    shutil.copy(ASSETS / "store_v1.db", dst)
+    return dst
+
+
+def _layout(url: str) -> dict:
+    engine = create_engine(url)
+    insp = inspect(engine)
+    out = {t: (sorted(c["name"] for c in insp.get_columns(t)), sorted(insp.get_pk_constraint(t)["constrained_columns"]),
+               sorted(i["name"] for i in insp.get_indexes(t)))
+           for t in insp.get_table_names()}
+    engine.dispose()
+    return out
+
+
+def test_the_committed_v1_file_is_what_the_script_builds(tmp_path):
+    spec = importlib.util.spec_from_file_location("make_v1_db", ASSETS / "make_v1_db.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.build(tmp_path / "fresh.db")
+    dump = lambda p: list(sqlite3.connect(p).iterdump())  # noqa: E731
+    assert dump(tmp_path / "fresh.db") == dump(ASSETS / "store_v1.db")
+
+
+def test_a_version_1_store_is_upgraded_and_keeps_its_data(v1_db, tmp_path):
+    url = f"sqlite:///{v1_db}"
+    with open_store(url) as st:
+        assert st.schema_found == 1
+        with st.engine.connect() as conn:
+            assert conn.execute(select(s.schema_table.c.version)).scalar() == SCHEMA_VERSION == 2
+            metrics = {(a, n): v for a, n, v in conn.execute(select(s.metrics))}
+        sweeps = st.sweeps_frame()
+        assert sweeps[["name", "status", "source", "trials", "ok", "failed"]].values.tolist() == \
+            [["v1-sweep", "done", "run", 2, 1, 1]]
+        trials = st.trials_frame()
+        assert list(trials["val_bpb"].fillna(-1)) == [2.157078, -1]
+        assert list(trials["model.crawler_loops"]) == [2, 3] and list(trials["status"]) == ["ok", "diverged"]
+        assert trials["provenance.git_commit"].iloc[0] == "0123abcd"
+        assert metrics[(1, "val_bpb")] == 2.157078 and metrics[(1, "over_cap")] == 0.0
+        assert metrics[(2, "steps")] == 7.0 and (2, "val_bpb") not in metrics  # None is no number
+        steps = st.steps_frame()
+        assert len(steps) == 47 and steps["train_loss"].iloc[0] == 7.0
+        assert st.artifacts_frame()["size_bytes"].tolist() == [15_000_000]
+        st.add_probes("v1-sweep-0000", 0, [{"step": 40, "mode": "C", "probe_loss": 3.1}])  # a v2-only table
+        assert len(st.probes_frame()) == 1
+        st.create_or_get_sweep("v2-rerun", {}, parent="v1-sweep")
+    fresh = tmp_path / "fresh.db"
+    open_store(f"sqlite:///{fresh}").close()
+    assert _layout(url) == _layout(f"sqlite:///{fresh}")  # upgraded == created new
+    with open_store(url) as st:
+        assert st.schema_found == 2 and st.get_sweep("v2-rerun")["parent"] == "v1-sweep"
+
+
+def test_a_failed_upgrade_leaves_the_old_database_as_it_was(v1_db, monkeypatch):
+    def broken(conn):
+        migrations._migrate_1_to_2(conn)
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setitem(migrations.MIGRATIONS, 1, broken)
+    with pytest.raises(RuntimeError):
+        open_store(f"sqlite:///{v1_db}")
+    db = sqlite3.connect(v1_db)
+    assert db.execute("SELECT version FROM clowncar_schema").fetchone() == (1,)
+    assert "source" not in [r[1] for r in db.execute("PRAGMA table_info(clowncar_sweeps)")]
+    assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'clowncar_metrics'").fetchone() == (0,)
+
+
+def test_a_store_newer_than_the_code_is_refused_with_one_line(v1_db, run_cli):
+    db = sqlite3.connect(v1_db)
+    db.execute("UPDATE clowncar_schema SET version = 9")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="schema version 9, newer than this clowncar understands"):
+        open_store(f"sqlite:///{v1_db}")
+    proc = run_cli("store", "ls", "--store", f"sqlite:///{v1_db}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "newer than this clowncar" in proc.stderr
+
+
+def test_foreign_clowncar_tables_without_a_version_are_refused(tmp_path):
+    db = sqlite3.connect(tmp_path / "odd.db")
+    db.execute("CREATE TABLE clowncar_sweeps (id INTEGER)")
+    db.commit()
+    with pytest.raises(StoreError, match="no schema version"):
+        open_store(f"sqlite:///{tmp_path / 'odd.db'}")
