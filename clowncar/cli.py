@@ -28,6 +28,8 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("clowncar.orchestrator.demo", None),
     ("clowncar.store.commands", "store"),
     ("clowncar.store.import_command", None),
+    ("clowncar.data.commands", "data"),
+    ("clowncar.worker.commands", "trial"),
 ]
 
 for _module, _group in COMMAND_MODULES:

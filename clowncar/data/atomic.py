@@ -1,0 +1,95 @@
+"""Publishing output directories atomically: build in a hidden sibling, rename into place at the end.
+
+A failed or interrupted build leaves neither a half-written target nor the staging directory behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from clowncar.errors import DataError
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode a plain `open`/`mkdir` would give under the current umask (temp files start private)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
+def is_nonempty_dir(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+def check_target(out: Path, overwrite: bool) -> None:
+    """Refuse up front to replace existing output unless asked to."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a directory")
+    if is_nonempty_dir(out) and not overwrite:
+        raise DataError(f"{out}: output directory exists and is not empty (pass --overwrite to replace it)")
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    missing = []
+    p = path.parent
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
+@contextmanager
+def staged_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty staging directory next to `out`; on success it replaces `out` in one rename."""
+    out = Path(out)
+    check_target(out, overwrite)
+    created = _missing_parents(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    stage.chmod(default_mode(directory=True))
+    try:
+        yield stage
+        publish(stage, out, overwrite)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        for d in created:  # innermost first: remove only directories this build created and left empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def publish(stage: Path, out: Path, overwrite: bool) -> None:
+    """Move a finished staging directory to `out`, replacing an old one only when allowed."""
+    if is_nonempty_dir(out):
+        if not overwrite:
+            raise DataError(f"{out}: output directory appeared during the build; not replaced")
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.rmdir(old)
+        os.rename(out, old)
+        os.rename(stage, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        if out.is_dir():
+            out.rmdir()
+        os.rename(stage, out)
+
+
+def copy_file_atomic(src: Path, dst: Path) -> None:
+    """Copy `src` to `dst` through a temporary name in `dst`'s directory."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, default_mode())
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,113 @@
+"""Reading a text corpus as documents: plain text files, directories of `.txt` files, JSONL files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from clowncar.errors import DataError
+
+DocsPer = Literal["file", "paragraph", "line"]
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+
+def _read_error(path: Path, exc: Exception) -> DataError:
+    if isinstance(exc, UnicodeDecodeError):
+        return DataError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})")
+    if isinstance(exc, OSError):
+        return DataError(f"{path}: cannot read ({exc.strerror or exc})")
+    return DataError(f"{path}: cannot read ({exc})")
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """An ordered list of input files and how to cut them into documents.
+
+    Plain text files give one document per file, per blank-line separated paragraph or per line
+    (`docs_per`); JSONL files give one document per line, the string in `field`. Documents that are empty
+    after stripping whitespace are skipped (they would be a lone BOS in the shards).
+    """
+
+    files: tuple[Path, ...]
+    field: str = "text"
+    docs_per: DocsPer = "file"
+
+    @classmethod
+    def from_paths(cls, paths: Sequence[str | Path], field: str = "text", docs_per: DocsPer = "file") -> Corpus:
+        if not paths:
+            raise DataError("no input given: pass --text PATH (a text file, a directory of .txt files or JSONL)")
+        files: list[Path] = []
+        for raw in paths:
+            p = Path(raw).expanduser()
+            if p.is_dir():
+                found = sorted(q for q in p.rglob("*.txt") if q.is_file())
+                if not found:
+                    raise DataError(f"{p}: directory holds no .txt files")
+                files.extend(found)
+            elif p.exists():
+                files.append(p)
+            else:
+                raise DataError(f"{p}: input not found")
+        return cls(files=tuple(files), field=field, docs_per=docs_per)
+
+    def documents(self) -> Iterator[str]:
+        for path in self.files:
+            if path.suffix.lower() in JSONL_SUFFIXES:
+                yield from self._jsonl(path)
+            else:
+                yield from self._text(path)
+
+    def _jsonl(self, path: Path) -> Iterator[str]:
+        try:
+            with path.open("r", encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+                    if not isinstance(row, dict) or self.field not in row:
+                        raise DataError(f"{path}:{lineno}: no field '{self.field}' (choose one with --field)")
+                    text = row[self.field]
+                    if not isinstance(text, str):
+                        raise DataError(f"{path}:{lineno}: field '{self.field}' is {type(text).__name__}, "
+                                        "not a string")
+                    if text.strip():
+                        yield text
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _read_error(path, exc) from None
+
+    def _text(self, path: Path) -> Iterator[str]:
+        try:
+            with path.open("r", encoding="utf-8") as f:
+                if self.docs_per == "file":
+                    text = f.read()
+                    if text.strip():
+                        yield text
+                    return
+                para: list[str] = []
+                for line in f:
+                    if self.docs_per == "line":
+                        if line.strip():
+                            yield line.rstrip("\r\n")
+                    elif line.strip():
+                        para.append(line.rstrip("\r\n"))
+                    elif para:
+                        yield "\n".join(para)
+                        para = []
+                if para:
+                    yield "\n".join(para)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _read_error(path, exc) from None
+
+    def count(self) -> tuple[int, int]:
+        """(documents, UTF-8 bytes): one full read that also surfaces unreadable files before any output."""
+        docs = nbytes = 0
+        for text in self.documents():
+            docs += 1
+            nbytes += len(text.encode("utf-8"))
+        return docs, nbytes

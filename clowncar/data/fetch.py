@@ -1,0 +1,192 @@
+"""`clowncar data fetch-fineweb`: the challenge's published shards and tokenizer, through `huggingface_hub`.
+
+The layout follows the challenge's own downloader (`data/cached_challenge_fineweb.py`): in the dataset repo
+`willdepueoai/parameter-golf`, under the remote root `datasets/`, a `manifest.json` lists every export:
+`datasets[]` entries (`name` such as `fineweb10B_sp1024`, `tokenizer_name`, `stats.files_train`,
+`stats.files_val`) and `tokenizers[]` entries (`name`, and file paths under `model_path`, `vocab_path` or
+`path`, relative to the remote root). Shards live at `<root>/datasets/<name>/fineweb_{val|train}_NNNNNN.bin`.
+
+Locally the files land in the data root layout that trial configs resolve: `<data_dir>/datasets/<name>/`,
+`<data_dir>/tokenizers/`, and `<data_dir>/manifest.json`. Each file is downloaded into the Hugging Face cache,
+linked (or copied) to a temporary name beside its destination, validated (shard header and size, or a
+loadable tokenizer), then renamed: an interrupted fetch resumes, and a corrupt download never lands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clowncar.data.atomic import default_mode
+from clowncar.data.shards import read_header, shard_name
+from clowncar.data.tokenizer import load_tokenizer
+from clowncar.errors import DataError
+
+REPO_ID = "willdepueoai/parameter-golf"
+REMOTE_ROOT = "datasets"
+
+
+def dataset_name_for_variant(variant: str) -> str:
+    if variant == "byte260" or re.fullmatch(r"sp\d+", variant):
+        return f"fineweb10B_{variant}"
+    raise DataError(f"unknown variant '{variant}' (expected sp<VOCAB> such as sp1024, or byte260)")
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+@dataclass
+class FetchResult:
+    dataset_dir: Path
+    tokenizer_files: list[Path]
+    val_shards: int
+    train_shards: int
+    downloaded: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+
+
+class HubSource:
+    """Files of one Hugging Face dataset repo, fetched with `hf_hub_download` (honours HF_ENDPOINT/HF_HOME)."""
+
+    def __init__(self, repo_id: str = REPO_ID, remote_root: str = REMOTE_ROOT, revision: str | None = None):
+        self.repo_id, self.remote_root, self.revision = repo_id, remote_root.strip("/"), revision
+
+    def download(self, relative: str) -> Path:
+        """Local path (in the HF cache) of `<remote_root>/<relative>`."""
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+        )
+        from huggingface_hub.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # its retry warnings would bury our one-line error
+        remote = _join(self.remote_root, relative)
+        folder, _, name = remote.rpartition("/")
+        try:
+            path = hf_hub_download(repo_id=self.repo_id, filename=name, subfolder=folder or None,
+                                   repo_type="dataset", revision=self.revision)
+        except RepositoryNotFoundError:
+            raise DataError(f"dataset repo '{self.repo_id}' not found on the hub") from None
+        except LocalEntryNotFoundError:  # the hub could not be reached and the file is not cached
+            from huggingface_hub import constants
+
+            raise DataError(f"{remote}: cannot reach the hub at {constants.ENDPOINT} and no cached copy "
+                            "(check the network, HF_ENDPOINT, HF_HUB_OFFLINE)") from None
+        except EntryNotFoundError:
+            raise DataError(f"{remote}: not found in dataset repo '{self.repo_id}'") from None
+        except (OSError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DataError(f"{remote}: download from '{self.repo_id}' failed: {first}") from None
+        return Path(path).resolve(strict=True)
+
+
+def _place(cached: Path, dest: Path, validate: Callable[[Path], Any]) -> None:
+    """Link or copy a cached file to a temporary name beside `dest`, validate it there, then rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        tmp.unlink()
+        try:
+            os.link(cached, tmp)  # no second copy of a 200 MB shard when cache and data share a disk
+        except OSError:
+            shutil.copyfile(cached, tmp)
+            os.chmod(tmp, default_mode())
+        validate(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _validate_shard(dest_name: str) -> Callable[[Path], Any]:
+    def check(p: Path) -> None:
+        try:
+            read_header(p)
+        except DataError as exc:
+            raise DataError(f"downloaded {dest_name} is corrupt: {str(exc).split(': ', 1)[-1]}") from None
+    return check
+
+
+def load_manifest(source: HubSource, data_dir: Path, log: Callable[[str], Any] = print) -> dict[str, Any]:
+    log(f"manifest: {source.repo_id}/{_join(source.remote_root, 'manifest.json')}")
+    cached = source.download("manifest.json")
+    try:
+        manifest = json.loads(cached.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"manifest.json from '{source.repo_id}' is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise DataError(f"manifest.json from '{source.repo_id}' is not a JSON object")
+    _place(cached, data_dir / "manifest.json", lambda p: None)
+    return manifest
+
+
+def plan(manifest: dict[str, Any], variant: str, train_shards: int) -> tuple[str, int, list[str]]:
+    """(dataset name, number of val shards, tokenizer files relative to the remote root) for a variant."""
+    name = dataset_name_for_variant(variant)
+    entry = next((d for d in manifest.get("datasets", []) if d.get("name") == name), None)
+    if entry is None:
+        raise DataError(f"dataset {name} is not listed in manifest.json")
+    stats = entry.get("stats") or {}
+    try:
+        files_train, files_val = int(stats["files_train"]), int(stats["files_val"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"manifest.json: dataset {name} lacks stats.files_train/files_val") from None
+    if train_shards < 0:
+        raise DataError(f"--train-shards must be >= 0, got {train_shards}")
+    if train_shards > files_train:
+        raise DataError(f"{variant} has only {files_train} training shards, requested {train_shards}")
+    tok_name = entry.get("tokenizer_name")
+    tok = next((t for t in manifest.get("tokenizers", []) if t.get("name") == tok_name), None)
+    if tok is None:
+        raise DataError(f"manifest.json: tokenizer {tok_name!r} of dataset {name} is not listed")
+    files = [str(tok[k]) for k in ("model_path", "vocab_path", "path") if tok.get(k)]
+    if not files:
+        raise DataError(f"manifest.json: tokenizer {tok_name!r} names no files")
+    return name, files_val, files
+
+
+def fetch_fineweb(variant: str, train_shards: int, data_dir: Path, source: HubSource | None = None,
+                  log: Callable[[str], Any] = print) -> FetchResult:
+    source = source or HubSource()
+    manifest = load_manifest(source, data_dir, log)
+    name, val_shards, tok_files = plan(manifest, variant, train_shards)
+    dataset_dir = data_dir / "datasets" / name
+    result = FetchResult(dataset_dir=dataset_dir, tokenizer_files=[], val_shards=val_shards,
+                         train_shards=train_shards)
+    wanted = [("val", i) for i in range(val_shards)] + [("train", i) for i in range(train_shards)]
+    for n, (split, i) in enumerate(wanted, 1):
+        fname = shard_name(split, i)
+        dest = dataset_dir / fname
+        if dest.is_file():
+            try:
+                read_header(dest)
+                result.reused.append(fname)
+                continue
+            except DataError:
+                pass  # a bad local copy: fetch it again
+        log(f"[{n}/{len(wanted)}] {name}/{fname}")
+        _place(source.download(_join("datasets", name, fname)), dest, _validate_shard(fname))
+        result.downloaded.append(fname)
+    for rel in tok_files:
+        dest = data_dir / "tokenizers" / Path(rel).name
+        if not dest.is_file():
+            check = (lambda p: load_tokenizer(p)) if dest.suffix == ".model" else (lambda p: None)
+            log(f"tokenizer {rel}")
+            _place(source.download(rel), dest, check)
+            result.downloaded.append(rel)
+        else:
+            result.reused.append(rel)
+        result.tokenizer_files.append(dest)
+    return result

@@ -1,0 +1,123 @@
+"""Build a model from the trial config, size it to a parameter budget, and split its parameters for the
+optimizers."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from clowncar.config import ModelConfig, TrialConfig
+from clowncar.errors import ConfigError
+from clowncar.model.crawler import CrawlerGPT
+from clowncar.model.gpt import GPT
+
+MAX_AUTO_WIDTH = 16384
+
+
+def count_params(model: nn.Module) -> int:
+    """Unique parameters (the tied head is the embedding and counts once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def width_step(cfg: ModelConfig) -> int:
+    """Legal widths are the multiples of this: an even head dim for rotary, whole DeltaNet heads."""
+    step = 2 * cfg.num_heads
+    if cfg.delta_net_heads:
+        step = math.lcm(step, cfg.delta_net_heads)
+    return step
+
+
+def check_width(cfg: ModelConfig, dim: int) -> None:
+    """Raise ConfigError when `dim` cannot work with the rest of the model config."""
+    head_dim = dim // cfg.num_heads
+    if dim % cfg.num_heads or head_dim % 2:
+        raise ConfigError(f"model.model_dim {dim} must be a multiple of 2 x model.num_heads ({2 * cfg.num_heads})")
+    rope = cfg.rope_dims or head_dim
+    if rope > head_dim or rope % 2:
+        raise ConfigError(f"model.rope_dims ({cfg.rope_dims}) must be even and at most the head dim {head_dim}")
+    if cfg.rope_ntk_above and rope < 4:
+        raise ConfigError("model.rope_ntk_above needs at least 4 rotary dims (the NTK exponent is d / (d - 2))")
+    if cfg.delta_net_heads and dim % cfg.delta_net_heads:
+        raise ConfigError(f"model.model_dim {dim} must be a multiple of model.delta_net_heads "
+                          f"({cfg.delta_net_heads})")
+    if cfg.arch == "crawler" and cfg.inst_dim == 0 and cfg.crawler_loops > dim:
+        raise ConfigError(f"model.crawler_loops ({cfg.crawler_loops}) exceeds the width {dim}: the fixed "
+                          f"loop offsets need one orthogonal direction per loop")
+
+
+def check_arch(cfg: ModelConfig) -> None:
+    if cfg.arch == "gpt" and cfg.xsa == "crawler":
+        raise ConfigError("model.xsa = crawler needs model.arch = crawler (use 'all' or 'off' for a GPT)")
+    if cfg.arch == "gpt" and cfg.delta_net_heads:
+        raise ConfigError("model.delta_net_heads needs model.arch = crawler")
+
+
+def _construct(cfg: ModelConfig, dim: int) -> nn.Module:
+    return GPT(cfg, dim) if cfg.arch == "gpt" else CrawlerGPT(cfg, dim)
+
+
+def params_at_width(cfg: ModelConfig, dim: int) -> int:
+    """Exact parameter count at width `dim`, from a model built on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        return count_params(_construct(cfg, dim))
+
+
+def resolve_model_dim(cfg: ModelConfig) -> int:
+    """The configured width, or for `model_dim: auto` the widest legal width whose parameter count fits
+    `param_budget` (the parameter count grows with the width, so a binary search over legal widths finds it)."""
+    check_arch(cfg)
+    if cfg.model_dim != "auto":
+        check_width(cfg, cfg.model_dim)
+        return cfg.model_dim
+    step = width_step(cfg)
+    min_head_dim = max(2, cfg.rope_dims, 4 if cfg.rope_ntk_above else 0)  # heads must hold the rotary dims
+    lo = -(-min_head_dim * cfg.num_heads // step)
+    if params_at_width(cfg, lo * step) > cfg.param_budget:
+        raise ConfigError(f"model.param_budget {cfg.param_budget:,} is below the smallest legal model "
+                          f"({params_at_width(cfg, lo * step):,} parameters at width {lo * step})")
+    hi = lo + 1  # first multiple known (or found) to exceed the budget
+    while params_at_width(cfg, hi * step) <= cfg.param_budget:
+        if hi * step > MAX_AUTO_WIDTH:
+            raise ConfigError(f"model.param_budget {cfg.param_budget:,} asks for a width above {MAX_AUTO_WIDTH}")
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if params_at_width(cfg, mid * step) <= cfg.param_budget:
+            lo = mid
+        else:
+            hi = mid
+    dim = lo * step
+    check_width(cfg, dim)
+    return dim
+
+
+def build_model(cfg: TrialConfig | ModelConfig) -> nn.Module:
+    """The model the config describes, with its width resolved (recorded as `model.model_dim`)."""
+    model_cfg = cfg.model if isinstance(cfg, TrialConfig) else cfg
+    return _construct(model_cfg, resolve_model_dim(model_cfg))
+
+
+def param_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """Split every trainable parameter into exactly one optimizer group.
+
+    `matrix` (Muon): the weights of `nn.Linear` layers: attention, MLP, bigram projection, flow instructions,
+    DeltaNet projections. `embed` (Adam, embedding LR): `nn.Embedding` tables (the tied token embedding, the
+    bigram table). `scalar` (Adam, scalar LR): everything else: gains, scales, residual mixes, skip weights,
+    the smear gate, biases and the DeltaNet convolution kernels.
+    """
+    groups: dict[str, list[nn.Parameter]] = {"matrix": [], "embed": [], "scalar": []}
+    seen: set[int] = set()
+    for module in model.modules():
+        for pname, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            if isinstance(module, nn.Embedding):
+                groups["embed"].append(p)
+            elif isinstance(module, nn.Linear) and pname == "weight":
+                groups["matrix"].append(p)
+            else:
+                groups["scalar"].append(p)
+    return groups

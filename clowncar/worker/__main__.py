@@ -1,0 +1,34 @@
+"""`python -m clowncar.worker CONFIG --out DIR [--preset P] [--set k=v ...]`, alone or under torchrun.
+
+CONFIG is a YAML/JSON trial config or a trial.json from the orchestrator. Exit codes: 0 ok, 1 error,
+2 unusable config or arguments, 3 diverged, 4 out of memory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from clowncar.errors import ClownCarError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clowncar.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("config", type=Path, help="YAML/JSON trial config or trial.json")
+    parser.add_argument("--out", type=Path, required=True, help="trial directory for result.json, events, log")
+    parser.add_argument("--preset", default=None, help="base preset under the config")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted override, e.g. train.iterations=100 (repeatable)")
+    args = parser.parse_args(argv)
+    from clowncar.worker.run import load_trial_config, run_trial
+
+    try:
+        cfg = load_trial_config(args.config, args.preset, args.overrides)
+        return run_trial(cfg, args.out)
+    except ClownCarError as err:  # bad input found before the trial starts: one line, exit 2
+        print(f"clowncar.worker: error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Run one trial as a process: set up (distributed, device, threads, output files), call `train`, and turn
+every way it can end into a status in result.json and an exit code. Nothing here is Ray-specific."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clowncar.config import TrialConfig, apply_overrides, deep_merge, from_dict, load_config, read_mapping
+from clowncar.errors import ConfigError
+from clowncar.events import EVENTS_FILE, RESULT_FILE, EventWriter, write_json_atomic
+from clowncar.worker.dist import cpu_threads, init_distributed, shutdown_distributed
+from clowncar.worker.progress import TrialLog
+from clowncar.worker.provenance import peak_memory_bytes, provenance
+
+EXIT_CODES = {"ok": 0, "error": 1, "diverged": 3, "oom": 4}
+RESULT_KEYS = (
+    "status", "reason", "val_loss", "val_bpb", "sliding_val_loss", "sliding_val_bpb", "q_val_loss", "q_val_bpb",
+    "q_sliding_val_loss", "q_sliding_val_bpb", "quant_gap", "tokens_scored", "bytes_scored", "params",
+    "model_dim", "steps", "c_steps", "n_steps", "tokens_seen", "train_seconds", "eval_seconds", "quant_seconds",
+    "peak_mem_bytes", "artifact_bytes", "artifact_file_bytes", "artifact_code_bytes", "over_cap",
+    "evaluated_weights", "quant_schemes", "provenance",
+)
+
+
+def load_trial_config(path: str | Path, preset: str | None = None, overrides: list[str] | None = None
+                      ) -> TrialConfig:
+    """A YAML/JSON trial config, or a trial.json written by the orchestrator (`{"config": {...}, ...}`)."""
+    data = read_mapping(path)
+    if isinstance(data.get("config"), dict):
+        from clowncar.presets import preset_dict
+
+        base = preset_dict(preset) if preset else {}
+        return from_dict(apply_overrides(deep_merge(base, data["config"]), overrides or []))
+    return load_config(path, preset=preset, overrides=overrides or [])
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """One line for people: status, then the headline numbers that were measured."""
+    parts = [f"status: {result['status']}" + (f" ({result['reason']})" if result["reason"] else "")]
+    for key in ("val_bpb", "sliding_val_bpb", "q_val_bpb", "q_sliding_val_bpb"):
+        if result.get(key) is not None:
+            parts.append(f"{key}:{result[key]:.6f}")
+    if result.get("steps"):
+        parts.append(f"steps:{result['steps']} ({result['c_steps']} C / {result['n_steps']} N) in "
+                     f"{result['train_seconds']:.1f}s")
+    return " ".join(parts)
+
+
+def device_type(cfg: TrialConfig) -> str:
+    """cpu or cuda: `auto` takes the GPU when there is one."""
+    wanted = cfg.train.device
+    if wanted == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is cuda but no CUDA device is available")
+    return wanted
+
+
+def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
+    """Train and evaluate one trial into out_dir; returns the exit code (0 ok, 1 error, 3 diverged, 4 oom)."""
+    from clowncar.worker.train import Diverged, train  # torch-heavy imports only once a trial really runs
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} exists and is not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = dict.fromkeys(RESULT_KEYS)
+    kind = device_type(cfg)
+    info = init_distributed(kind)
+    device = torch.device("cuda", info.local_rank) if kind == "cuda" else torch.device("cpu")
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
+    torch.set_num_threads(cpu_threads(local_world))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    result["provenance"] = provenance(cfg, device, info.world_size)
+    if info.is_main:
+        for name in (EVENTS_FILE, "train.log", RESULT_FILE):  # a rerun into the same folder starts clean
+            (out_dir / name).unlink(missing_ok=True)
+    events = EventWriter(out_dir / EVENTS_FILE) if info.is_main else None
+    log = TrialLog(out_dir / "train.log" if info.is_main else None, cfg.train.iterations,
+                   cfg.train.max_wallclock_seconds)
+    status, reason = "ok", None
+    try:
+        train(cfg, out_dir, info, device, events, log, result)
+    except Diverged as err:
+        status, reason = "diverged", str(err)
+    except torch.OutOfMemoryError as err:
+        status, reason = "oom", str(err).splitlines()[0] if str(err) else "out of memory"
+    except MemoryError:
+        status, reason = "oom", "host out of memory"
+    except Exception as err:  # the trial must end with a status, whatever went wrong
+        status, reason = "error", f"{type(err).__name__}: {err}"
+        log.line(traceback.format_exc().rstrip(), echo=False)
+    result.update(status=status, reason=reason)
+    if result["peak_mem_bytes"] is None:
+        result["peak_mem_bytes"] = peak_memory_bytes(device)
+    log.line(summary_line(result))
+    # Rank 0 writes the result; another rank that failed on its own writes one too if there is none yet, so a
+    # failure on any rank leaves a reason behind even when rank 0 is killed while waiting for it.
+    if info.is_main or (status != "ok" and not (out_dir / RESULT_FILE).exists()):
+        write_json_atomic(out_dir / RESULT_FILE, result)
+    if events is not None:
+        events.write("final", result=result)
+        events.close()
+    log.close()
+    if status == "ok":
+        shutdown_distributed()  # after a failure a peer may be gone: tearing down could block on it
+    return EXIT_CODES[status]

@@ -1,0 +1,250 @@
+"""One trial, top to bottom: data, model, optimizers, compile warm-up, the training loop, evaluation, export.
+
+`train()` fills the `result` dict it is given as it goes (so a trial that fails half-way still reports how far
+it got) and raises on failure; `clowncar.worker.run` turns the exception into a status and an exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from clowncar.config import TrialConfig
+from clowncar.data.bpb import build_byte_luts
+from clowncar.data.shards import list_shards
+from clowncar.data.stream import TokenStream, load_validation_tokens
+from clowncar.data.tokenizer import load_tokenizer
+from clowncar.errors import DataError
+from clowncar.events import EventWriter
+from clowncar.model import build_model, param_groups, resolve_model_dim
+from clowncar.settings import load_settings
+from clowncar.worker.dist import DistInfo, all_reduce_sum, average_gradients, broadcast_parameters
+from clowncar.worker.evaluate import evaluate_bpb
+from clowncar.worker.loader import TrainBatches
+from clowncar.worker.optim import EMA, build_optimizers, set_lr_scale, set_muon_momentum
+from clowncar.worker.progress import TrialLog
+from clowncar.worker.provenance import peak_memory_bytes
+from clowncar.worker.schedule import cadence_for, is_crawl_step, lr_scale, muon_momentum, wallclock_cap_ms
+
+# A train loss this many times that of uniform guessing (ln V) means the run blew up. The logit softcap keeps
+# such runs finite, so waiting for NaN alone could let a diverged trial burn its whole budget.
+DIVERGED_LOSS_FACTOR = 3.0
+
+
+class Diverged(RuntimeError):
+    """The train loss became NaN/inf or exploded."""
+
+
+def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device, events: EventWriter | None,
+          log: TrialLog, result: dict[str, Any]) -> None:
+    t = cfg.train
+    emit = events.write if events is not None else (lambda *a, **k: None)
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext())
+
+    # -- data: train shards, validation tokens, byte tables for BPB ---------------------------------------------
+    settings = load_settings()
+    data_dir = settings.dataset_dir(cfg.data.dataset)
+    train_files = _shards(data_dir, cfg.data.train_glob, "train")
+    val_files = _shards(data_dir, cfg.data.val_glob, "validation")
+    sp = load_tokenizer(settings.tokenizer_path(cfg.data.tokenizer))
+    luts = build_byte_luts(sp, cfg.model.vocab_size)
+    val_tokens = load_validation_tokens(val_files, cfg.eval_seq_len, cfg.eval.max_tokens)
+    # The probe batch is the last probe_seqs sequences of the validation tokens: never trained on, and fixed
+    # for the whole run. (Eval scores those tokens too; the probe only tracks the loss curve between evals.)
+    probe_x = probe_y = None
+    if t.probe_every:
+        probe_len = t.probe_seqs * t.train_seq_len + 1
+        if len(val_tokens) < probe_len:
+            raise DataError(f"validation split has {len(val_tokens)} tokens, the probe needs {probe_len}")
+        probe = torch.from_numpy(np.asarray(val_tokens[-probe_len:]).astype(np.int64)).to(device)
+        probe_x = probe[:-1].view(t.probe_seqs, t.train_seq_len)
+        probe_y = probe[1:].view(t.probe_seqs, t.train_seq_len)
+
+    # -- model and optimizers -----------------------------------------------------------------------------------
+    torch.manual_seed(t.seed)
+    model = build_model(cfg).to(device)
+    broadcast_parameters(model, info)
+    optimizers = build_optimizers(param_groups(model), t, device, info.rank, info.world_size)
+    fwd: nn.Module = torch.compile(model) if t.compile else model  # type: ignore[assignment]
+    ema = EMA(model, t.ema_decay, t.ema_start_step) if t.ema else None
+    result["params"] = sum(p.numel() for p in model.parameters())
+    result["model_dim"] = resolve_model_dim(cfg.model)
+    emit("start", config_hash=cfg.content_hash(), world_size=info.world_size, params=result["params"],
+         model_dim=result["model_dim"], time=time.time())
+    log.line(f"model: {result['params']:,} params, width {result['model_dim']}, device {device}, "
+             f"world size {info.world_size}, {len(train_files)} train shards, {len(val_tokens):,} val tokens")
+
+    batches = TrainBatches(train_files, t, info.rank, info.world_size, device)
+    max_loss = DIVERGED_LOSS_FACTOR * math.log(cfg.model.vocab_size)
+    cap_ms = wallclock_cap_ms(t)
+
+    def train_step(step: int, crawl: bool, scale: float) -> float:
+        """One optimizer step over this rank's micro-batches; returns this rank's mean loss."""
+        set_lr_scale(optimizers, scale)
+        set_muon_momentum(optimizers, muon_momentum(t, step))
+        micro = batches.next()
+        loss_sum = torch.zeros((), device=device)
+        for x, y in micro:
+            with amp:
+                loss = fwd(x, y, crawl=crawl)
+            (loss / len(micro)).backward()  # gradients summed over micro-batches, averaged over ranks below
+            loss_sum += loss.detach()
+        average_gradients(model, info)
+        if t.grad_clip_norm > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip_norm)
+        for opt in optimizers:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return loss_sum.item() / len(micro)  # .item() waits for the device: step timing below is honest
+
+    def evaluate(net: nn.Module, stride: int) -> dict[str, Any]:
+        return evaluate_bpb(net, val_tokens, luts, cfg.eval_seq_len, stride, cfg.eval.batch_tokens,
+                            info.rank, info.world_size, device)
+
+    # -- compile warm-up: real steps in both forward modes, then restore weights, optimizers and data ------------
+    if t.warmup_steps:
+        saved_model = copy.deepcopy(model.state_dict())
+        saved_opts = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
+        kinds = _step_kinds(cfg)
+        for i in range(t.warmup_steps):
+            train_step(1, crawl=kinds[i % len(kinds)], scale=1.0)
+        model.load_state_dict(saved_model)
+        for opt, state in zip(optimizers, saved_opts, strict=True):
+            opt.load_state_dict(state)
+        batches.reset()
+        log.line(f"compile warm-up: {t.warmup_steps} steps, state restored")
+
+    # -- training -----------------------------------------------------------------------------------------------
+    elapsed_ms, tokens, step = 0.0, 0, 0
+    result.update(steps=0, c_steps=0, n_steps=0, tokens_seen=0, train_seconds=0.0)
+    while step < t.iterations:
+        step += 1
+        lr = lr_scale(t, step, elapsed_ms)
+        crawl = is_crawl_step(step, cadence_for(t, lr), t.cadence_offset)
+        kind = "C" if crawl else "N"
+        t0 = time.perf_counter()
+        loss = train_step(step, crawl, lr.scale)
+        if ema is not None:
+            ema.update(model, step)
+        elapsed_ms += (time.perf_counter() - t0) * 1000.0
+        # One small all-reduce: the mean loss, and whether any rank's own clock is over the cap (they stop together).
+        loss_sum, over = all_reduce_sum([loss, float(cap_ms > 0 and elapsed_ms >= cap_ms)], info, device)
+        loss, stop = loss_sum / info.world_size, over > 0
+        tokens += t.train_batch_tokens
+        result.update(steps=step, tokens_seen=tokens, train_seconds=elapsed_ms / 1000.0,
+                      c_steps=result["c_steps"] + crawl, n_steps=result["n_steps"] + (not crawl))
+        diverged = not math.isfinite(loss) or loss > max_loss
+        if step % t.log_every == 0 or step == 1 or stop or step == t.iterations or diverged:
+            emit("step", step=step, kind=kind, train_loss=loss, lr_scale=lr.scale, phase=lr.phase,
+                 elapsed_ms=elapsed_ms, tokens=tokens)
+            log.line(f"step:{step}/{t.iterations} kind:{kind} train_loss:{loss:.4f} lr_scale:{lr.scale:.4f} "
+                     f"train_time:{elapsed_ms:.0f}ms step_avg:{elapsed_ms / step:.2f}ms", echo=False)
+        if diverged:
+            raise Diverged(f"train loss {loss} at step {step}")
+        log.progress(step, kind, loss, tokens / max(elapsed_ms / 1000.0, 1e-9), elapsed_ms / 1000.0)
+        if t.probe_every and step % t.probe_every == 0:  # not counted as training time
+            with torch.no_grad(), amp:
+                fwd.eval()
+                probe_loss = fwd(probe_x, probe_y, crawl=True).item()
+                fwd.train()
+            emit("probe", step=step, probe_loss=probe_loss, mode="C")
+        if t.val_every and step % t.val_every == 0 and not stop:
+            res = evaluate(fwd, 0)
+            emit("eval", step=step, mode="standard", weights="raw", **res)
+            log.line(f"step:{step} val_loss:{res['val_loss']:.4f} val_bpb:{res['val_bpb']:.4f}")
+        if stop:
+            log.line(f"stopping at step {step}: training time {elapsed_ms / 1000:.1f}s reached the cap")
+            break
+    result["peak_mem_bytes"] = peak_memory_bytes(device)  # training peak (eval batches are sized separately)
+
+    # -- final evaluation of the weights that will be exported --------------------------------------------------
+    if ema is not None:
+        ema.copy_to(model)
+    result["evaluated_weights"] = "ema" if ema is not None else "raw"
+    t_eval = time.perf_counter()
+    final = _evaluate_all(evaluate, fwd, cfg, step, result["evaluated_weights"], emit, log)
+    result.update(val_loss=final["val_loss"], val_bpb=final["val_bpb"], tokens_scored=final["tokens_scored"],
+                  bytes_scored=final["bytes_scored"], sliding_val_loss=final.get("sliding_val_loss"),
+                  sliding_val_bpb=final.get("sliding_val_bpb"))
+    result["eval_seconds"] = time.perf_counter() - t_eval
+
+    # -- quantize, compress, round trip (part 2) ----------------------------------------------------------------
+    if cfg.quant.enabled:
+        fields = _quantize_and_roundtrip(model, cfg, train_files, out_dir, info, device, evaluate, step, emit, log)
+        result["eval_seconds"] += fields.pop("q_eval_seconds", 0.0)
+        result.update(fields)
+        if result.get("q_val_bpb") is not None:  # what quantization cost, on the non-overlapping eval
+            result["quant_gap"] = result["q_val_bpb"] - result["val_bpb"]
+
+
+def _evaluate_all(evaluate: Any, net: nn.Module, cfg: TrialConfig, step: int, weights: str, emit: Any,
+                  log: TrialLog) -> dict[str, Any]:
+    """Non-overlapping eval, then sliding-window eval when a stride below the eval length is configured."""
+    res = evaluate(net, 0)
+    emit("eval", step=step, mode="standard", weights=weights, **res)
+    log.line(f"final {weights} val_loss:{res['val_loss']:.6f} val_bpb:{res['val_bpb']:.6f} "
+             f"tokens:{res['tokens_scored']} bytes:{res['bytes_scored']}")
+    out = dict(res)
+    if 0 < cfg.eval.stride < cfg.eval_seq_len:
+        sl = evaluate(net, cfg.eval.stride)
+        emit("eval", step=step, mode="sliding", weights=weights, **sl)
+        log.line(f"final {weights} sliding stride:{cfg.eval.stride} val_loss:{sl['val_loss']:.6f} "
+                 f"val_bpb:{sl['val_bpb']:.6f}")
+        out.update(sliding_val_loss=sl["val_loss"], sliding_val_bpb=sl["val_bpb"])
+    return out
+
+
+def _quantize_and_roundtrip(model: nn.Module, cfg: TrialConfig, train_files: list[Path], out_dir: Path,
+                            info: DistInfo, device: torch.device, evaluate: Any, step: int, emit: Any,
+                            log: TrialLog) -> dict[str, Any]:
+    """The one place where part 2 plugs in: rank 0 exports the evaluated weights with
+    `clowncar.worker.artifact.export_artifact` (GPTQ calibrated on the start of the TRAINING stream), then every
+    rank rebuilds a fresh model from the artifact file alone and scores it with the same evaluation.
+    Until that module exists the quantization fields of result.json stay None."""
+    if importlib.util.find_spec("clowncar.worker.artifact") is None:
+        log.line("quantization skipped: clowncar.worker.artifact is not available")
+        return {}
+    from clowncar.worker import artifact
+
+    q = cfg.quant
+    path = out_dir / "model.ptz"
+    fields: dict[str, Any] = {}
+    if info.is_main:
+        calib = TokenStream(train_files).take(q.gptq_calib_seqs * q.gptq_calib_seq_len)
+        fields = artifact.export_artifact(model, cfg, calib, path)
+        log.line(f"artifact: {fields.get('artifact_bytes')} bytes (file {fields.get('artifact_file_bytes')}, "
+                 f"code {fields.get('artifact_code_bytes')}), over cap: {fields.get('over_cap')}")
+    if info.enabled:
+        torch.distributed.barrier()
+    t0 = time.perf_counter()
+    qmodel, _ = artifact.load_model_from_artifact(path, device)
+    qfwd = torch.compile(qmodel) if cfg.train.compile else qmodel
+    res = _evaluate_all(evaluate, qfwd, cfg, step, "quantized", emit, log)
+    fields.update(q_val_loss=res["val_loss"], q_val_bpb=res["val_bpb"],
+                  q_sliding_val_loss=res.get("sliding_val_loss"), q_sliding_val_bpb=res.get("sliding_val_bpb"),
+                  q_eval_seconds=time.perf_counter() - t0)
+    return fields
+
+
+def _step_kinds(cfg: TrialConfig) -> list[bool]:
+    """Forward modes the run will use (True = C-step), so the compile warm-up compiles each of them once."""
+    t = cfg.train
+    if not t.cadence_phased and t.cadence <= 1:
+        return [t.cadence == 1]
+    return [True, False]
+
+
+def _shards(directory: Path, pattern: str, split: str) -> list[Path]:
+    files = list_shards(directory, pattern)
+    if not files:
+        raise DataError(f"no {split} shards matching {pattern} in {directory}")
+    return files

@@ -1,0 +1,152 @@
+"""Evaluation: every validation target scored exactly once, sliding == non-overlapping at stride = seq_len,
+and BPB = sum(nll) / (ln 2 x bytes) recomputed independently of clowncar's byte tables and eval loop."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from clowncar.data.bpb import build_byte_luts
+from clowncar.data.stream import load_validation_tokens
+from clowncar.data.tokenizer import load_tokenizer
+from clowncar.model import build_model
+from clowncar.worker.evaluate import evaluate_bpb, plan_windows
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3, 5])
+@pytest.mark.parametrize("seq_len", [1, 4, 32])
+@pytest.mark.parametrize("num_targets", [1, 3, 31, 32, 33, 100, 1000])
+def test_windows_score_every_target_exactly_once(num_targets: int, seq_len: int, world_size: int) -> None:
+    for stride in sorted({0, 1, 3, 8, seq_len}):
+        counts = np.zeros(num_targets, dtype=np.int64)
+        plan = plan_windows(num_targets, seq_len, stride)
+        for rank in range(world_size):
+            part = plan.part(rank, world_size)
+            for s, f, e in zip(part.starts, part.score_from, part.ends, strict=True):
+                assert 0 <= s <= f < e <= num_targets and e - s <= seq_len
+                counts[f:e] += 1
+        assert (counts == 1).all(), (num_targets, seq_len, stride, world_size)
+
+
+def test_sliding_windows_give_each_target_at_least_seq_len_minus_stride_context() -> None:
+    plan = plan_windows(1000, 64, 16)
+    assert (plan.ends - plan.starts == 64).all()  # the tail window is pulled back, not shortened
+    later = plan.score_from[1:] - plan.starts[1:]
+    assert (later >= 64 - 16).all()
+    assert plan.ends[-1] == 1000 and len(plan) == 1 + math.ceil((1000 - 64) / 16)
+
+
+class Bigram(nn.Module):
+    """Logits from the previous token only, so every target's nll is known without any window logic."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.table = nn.Parameter(torch.randn(vocab, vocab))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.table[input_ids]
+
+
+def _val(tiny_data: Path, seq_len: int, max_tokens: int = 0) -> np.ndarray:
+    return load_validation_tokens(sorted(tiny_data.glob("fineweb_val_*.bin")), seq_len, max_tokens)
+
+
+def _independent_bytes(sp: Any, tokens: np.ndarray) -> int:
+    """Parameter Golf's byte rule written out from the tokenizer's pieces (no clowncar byte tables)."""
+    total = 0
+    for prev, tok in zip(tokens[:-1].tolist(), tokens[1:].tolist(), strict=True):
+        if sp.is_control(tok) or sp.is_unknown(tok) or sp.is_unused(tok):
+            continue
+        if sp.is_byte(tok):
+            total += 1
+            continue
+        piece = sp.id_to_piece(tok)
+        space = piece.startswith("\u2581")
+        total += len(piece.removeprefix("\u2581").encode("utf-8"))
+        prev_boundary = sp.is_control(prev) or sp.is_unknown(prev) or sp.is_unused(prev)
+        total += int(space and not prev_boundary)
+    return total
+
+
+@pytest.mark.parametrize("stride", [0, 4, 16, 32])
+def test_bpb_is_total_nll_over_ln2_times_bytes(tiny_data: Path, stride: int) -> None:
+    sp = load_tokenizer(tiny_data / "tokenizer.model")
+    vocab = int(sp.vocab_size())
+    tokens = _val(tiny_data, 32, max_tokens=1500)
+    model = Bigram(vocab)
+    res = evaluate_bpb(model, tokens, build_byte_luts(sp, vocab), seq_len=32, stride=stride, batch_tokens=256)
+
+    t = torch.from_numpy(tokens.astype(np.int64))
+    logp = torch.log_softmax(model.table.detach().double(), dim=-1)
+    nll = -logp[t[:-1], t[1:]].sum().item()
+    n_bytes = _independent_bytes(sp, tokens)
+    assert res["tokens_scored"] == len(tokens) - 1
+    assert res["bytes_scored"] == n_bytes
+    assert res["val_loss"] == pytest.approx(nll / (len(tokens) - 1), rel=1e-6)
+    assert res["val_bpb"] == pytest.approx(nll / (math.log(2) * n_bytes), rel=1e-6)
+
+
+def test_sliding_with_stride_equal_to_seq_len_equals_non_overlapping(tiny_data: Path,
+                                                                     tiny_cfg: Callable[..., Any]) -> None:
+    cfg = tiny_cfg()
+    sp = load_tokenizer(tiny_data / "tokenizer.model")
+    luts = build_byte_luts(sp, cfg.model.vocab_size)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    tokens = _val(tiny_data, 32, max_tokens=1024)
+    plain = evaluate_bpb(model, tokens, luts, seq_len=32, stride=0, batch_tokens=256)
+    same = evaluate_bpb(model, tokens, luts, seq_len=32, stride=32, batch_tokens=256)
+    sliding = evaluate_bpb(model, tokens, luts, seq_len=32, stride=8, batch_tokens=256)
+    assert same == plain
+    assert sliding["tokens_scored"] == plain["tokens_scored"] == len(tokens) - 1
+    assert sliding["bytes_scored"] == plain["bytes_scored"]
+    assert sliding["val_loss"] != plain["val_loss"]  # more context per target: a different number
+
+
+def test_world_size_without_a_process_group_is_refused(tiny_data: Path) -> None:
+    sp = load_tokenizer(tiny_data / "tokenizer.model")
+    with pytest.raises(ValueError, match="process group"):
+        evaluate_bpb(Bigram(int(sp.vocab_size())), _val(tiny_data, 32, 256), build_byte_luts(sp, 320),
+                     seq_len=32, stride=0, batch_tokens=256, rank=0, world_size=2)
+
+
+@pytest.mark.slow
+def test_eval_split_over_gloo_ranks_matches_one_process(tiny_data: Path, tiny_cfg: Callable[..., Any],
+                                                        tmp_path: Path, worker_env: dict[str, str]) -> None:
+    """The same model scored by 3 real processes: same targets, bytes and loss as one process. (Three ranks
+    split the windows unevenly; the 2-process trial in test_ddp.py checks its eval against one process too.)"""
+    world_size = 3
+    cfg = tiny_cfg("eval.max_tokens=600")
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    out = tmp_path / "dist.json"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc-per-node={world_size}",
+           "--rdzv-backend=c10d", "--rdzv-endpoint=127.0.0.1:0", str(HERE / "dist_eval_check.py"),
+           str(tmp_path / "config.json"), str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=worker_env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    multi = json.loads(out.read_text())
+
+    sp = load_tokenizer(tiny_data / "tokenizer.model")
+    luts = build_byte_luts(sp, cfg.model.vocab_size)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg)
+    tokens = _val(tiny_data, cfg.eval_seq_len, cfg.eval.max_tokens)
+    for stride, got in multi.items():
+        one = evaluate_bpb(model, tokens, luts, cfg.eval_seq_len, int(stride), cfg.eval.batch_tokens)
+        assert got["tokens_scored"] == one["tokens_scored"] == len(tokens) - 1
+        assert got["bytes_scored"] == one["bytes_scored"]
+        assert got["val_loss"] == pytest.approx(one["val_loss"], rel=1e-6)
+        assert got["val_bpb"] == pytest.approx(one["val_bpb"], rel=1e-6)

@@ -1,0 +1,87 @@
+"""LR multiplier, Muon momentum warm-up and cadence: pure functions pinned exactly."""
+
+from __future__ import annotations
+
+import pytest
+
+from clowncar.config import TrainConfig
+from clowncar.worker.schedule import (
+    cadence_for,
+    is_crawl_step,
+    lr_scale,
+    muon_momentum,
+    wallclock_cap_ms,
+)
+
+
+def test_wallclock_warmdown_is_linear_and_reaches_zero_at_the_cap() -> None:
+    train = TrainConfig(max_wallclock_seconds=100.0, warmdown_iters=50, iterations=10**6)
+    step_ms = 200.0  # mean step time -> warm-down lasts 50 x 200 ms = 10 s, from 90 s to 100 s
+    points = {}
+    for elapsed_s in (10.0, 89.9, 90.0, 95.0, 99.0, 100.0, 101.0):
+        step = int(elapsed_s * 1000 / step_ms) + 1
+        points[elapsed_s] = lr_scale(train, step, elapsed_s * 1000)
+    assert points[10.0].scale == 1.0 and points[10.0].phase == "main"
+    assert points[89.9].scale == 1.0
+    assert points[95.0].scale == pytest.approx(0.5) and points[95.0].phase == "warmdown"
+    assert points[99.0].scale == pytest.approx(0.1)
+    assert points[100.0].scale == 0.0
+    assert points[101.0].scale == 0.0
+
+
+def test_reserve_seconds_moves_the_cap_earlier() -> None:
+    train = TrainConfig(max_wallclock_seconds=100.0, reserve_seconds=30.0, warmdown_iters=10)
+    assert wallclock_cap_ms(train) == 70_000.0
+    assert lr_scale(train, 701, 70_000.0).scale == 0.0
+    assert wallclock_cap_ms(TrainConfig(max_wallclock_seconds=0)) == 0.0
+
+
+def test_iteration_limit_gets_its_own_warmdown_when_it_comes_first() -> None:
+    train = TrainConfig(iterations=100, warmdown_iters=10, max_wallclock_seconds=0)
+    assert lr_scale(train, 90, 0.0).scale == 1.0
+    assert lr_scale(train, 91, 0.0).scale == pytest.approx(1.0)
+    assert lr_scale(train, 96, 0.0).scale == pytest.approx(0.5)
+    assert lr_scale(train, 100, 0.0).scale == pytest.approx(0.1)
+    # with a far-away cap the iteration limit still wins
+    capped = TrainConfig(iterations=100, warmdown_iters=10, max_wallclock_seconds=3600)
+    assert lr_scale(capped, 96, 95 * 10.0).scale == pytest.approx(0.5)
+
+
+def test_lr_warmup_then_main() -> None:
+    train = TrainConfig(lr_warmup_steps=4, warmdown_iters=0)
+    assert [lr_scale(train, s, 0.0).scale for s in range(1, 6)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert lr_scale(train, 2, 0.0).phase == "warmup"
+    assert lr_scale(train, 5, 0.0).phase == "main"
+
+
+def test_no_warmdown_before_the_mean_step_time_is_known() -> None:
+    train = TrainConfig(max_wallclock_seconds=1.0, warmdown_iters=10**6, iterations=10**9)
+    assert lr_scale(train, 1, 0.0).scale == 1.0
+
+
+def test_muon_momentum_warms_up_linearly() -> None:
+    train = TrainConfig(muon_momentum=0.95, muon_momentum_warmup_start=0.85, muon_momentum_warmup_steps=10)
+    assert muon_momentum(train, 1) == pytest.approx(0.85)
+    assert muon_momentum(train, 6) == pytest.approx(0.90)
+    assert muon_momentum(train, 11) == pytest.approx(0.95)
+    assert muon_momentum(train, 500) == pytest.approx(0.95)
+
+
+@pytest.mark.parametrize(("cadence", "offset", "expected"), [
+    (0, 0, "NNNNNNNN"),
+    (1, 0, "CCCCCCCC"),
+    (2, 0, "CNCNCNCN"),
+    (3, 0, "CNNCNNCN"),
+    (3, 1, "NCNNCNNC"),
+    (4, 0, "CNNNCNNN"),
+])
+def test_cadence_pattern(cadence: int, offset: int, expected: str) -> None:
+    kinds = "".join("C" if is_crawl_step(s, cadence, offset) else "N" for s in range(1, 9))
+    assert kinds == expected
+
+
+def test_phased_cadence_follows_the_lr_multiplier() -> None:
+    train = TrainConfig(cadence_phased=True, cadence_early=2, cadence_main=4, cadence_late=6, cadence=1)
+    lr = lambda s: lr_scale(TrainConfig(iterations=10, warmdown_iters=10, max_wallclock_seconds=0), s, 0.0)  # noqa: E731
+    assert [cadence_for(train, lr(s)) for s in (1, 5, 6, 8, 9, 10)] == [2, 2, 4, 4, 6, 6]
+    assert cadence_for(TrainConfig(cadence=3), lr(10)) == 3
