@@ -30,6 +30,7 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("clowncar.store.import_command", None),
     ("clowncar.data.commands", "data"),
     ("clowncar.worker.commands", "trial"),
+    ("clowncar.worker.artifact_commands", "artifact"),
 ]
 
 for _module, _group in COMMAND_MODULES:

@@ -140,6 +140,9 @@ class QuantConfig(Section):
     compressor: Literal["zstd", "lzma"] = "zstd"
     zstd_level: int = Field(22, ge=1, le=22)
     size_cap_bytes: int = Field(16_000_000, ge=1)
+    gptq_loop_aware: bool = False
+    """Calibrate the loop-shared GPTQ layers (crawler blocks, DeltaNet, flow instructions) after the other
+    layers are quantized, on the quantized model's activations (the seed's LOOP_AWARE_GPTQ)."""
 
 
 class EvalConfig(Section):
