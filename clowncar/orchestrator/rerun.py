@@ -16,7 +16,7 @@ def best_configs(parent: SweepSpec, store_url: str, top: int) -> list[dict[str, 
 
     from clowncar.orchestrator.tune import open_study
 
-    storage = open_study(parent, store_url)
+    storage = open_study(store_url)
     try:
         study = optuna.load_study(study_name=parent.name, storage=storage)
     except KeyError:

@@ -43,9 +43,19 @@ def submit(spec: SweepSpec, spec_path: Path, address: str, store_url: str, pytho
         entry = " ".join(shlex.quote(a) for a in (python, "-m", "clowncar", "sweep", "run", "spec.yaml",
                                                   "--address", "auto", "--store", store_url, "--quiet"))
         job_id = f"clowncar-{spec.name}-{int(time.time())}"
-        client.submit_job(entrypoint=entry, submission_id=job_id, metadata={"clowncar_sweep": spec.name},
-                          runtime_env={"working_dir": tmp})
-    return job_id
+        # A head that has just started answers "No available agent" until its job agent is up: retry that,
+        # for a bounded time, and turn anything else into one line.
+        deadline = time.time() + 60
+        while True:
+            try:
+                client.submit_job(entrypoint=entry, submission_id=job_id, metadata={"clowncar_sweep": spec.name},
+                                  runtime_env={"working_dir": tmp})
+                return job_id
+            except Exception as err:
+                text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                if "No available agent" not in text or time.time() > deadline:
+                    raise ClownCarError(f"job submission to {address} failed: {text}") from None
+                time.sleep(2)
 
 
 def stop(name: str, address: str, store_url: str, wait_s: float = 60.0) -> tuple[int, int]:
@@ -73,7 +83,7 @@ def close_stopped(name: str, store_url: str) -> int:
     store = open_store(store_url, create=False)
     if not store.get_sweep(name):
         raise ClownCarError(f"no sweep named '{name}' in the store")
-    storage = open_study(SweepSpec(name=name), store_url)
+    storage = open_study(store_url)
     closed = 0
     if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
         study = optuna.load_study(study_name=name, storage=storage)

@@ -49,7 +49,7 @@ def init_ray(opts: RunOptions) -> None:
              include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
 
 
-def open_study(spec: SweepSpec, store_url: str) -> Any:
+def open_study(store_url: str) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -95,7 +95,7 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
     from clowncar.store import open_store
 
     store = open_store(opts.store_url)
-    storage = open_study(spec, opts.store_url)
+    storage = open_study(opts.store_url)
     reconciled = prepare(spec, store, storage, opts.resume)
     tally = Tally(total=spec.max_trials())
     callback = StoreCallback(spec, store, tally, show=opts.show)
