@@ -163,6 +163,5 @@ class StoreCallback(Callback):
 
     def close(self) -> None:
         if self._live is not None:
+            self._live.update(self.tally.line(self.spec.max_concurrent))
             self._live.stop()
-        elif self.show:
-            print(self.tally.line(self.spec.max_concurrent), flush=True)

@@ -86,6 +86,7 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
     """Run (or resume) a sweep to the end of its budget. Returns the summary the CLI prints."""
     if not opts.address:  # Ray reads it when first imported: set it before any `import ray`
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables off: our progress line says it all
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
