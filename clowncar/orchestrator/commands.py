@@ -35,6 +35,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
     typer.echo(f"sweep {summary['sweep']}: optuna trials {states}")
     if summary.get("reconciled"):
         typer.echo("resume: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary["reconciled"].items()))
+    if summary.get("fit_seconds") and summary.get("asked_this_run"):
+        n = summary["asked_this_run"]
+        typer.echo(f"ran {n} trials in {summary['fit_seconds']:.1f}s ({summary['fit_seconds'] / n:.3f} s/trial)")
     if best:
         params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
         typer.echo(f"best trial {best['number']}: objective {best['objective']:.6f} ({params})")

@@ -210,9 +210,10 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                                 env=worker_env(ctx, cpus, gpus), cwd=trial_dir, start_new_session=True)
     try:
         tune.report(relay.report(relay.poll(), worker_pid=proc.pid, **base))
-        last = time.time()
+        last, nap = time.time(), 0.01
         while proc.poll() is None:
-            time.sleep(ctx.poll_s)
+            time.sleep(nap)
+            nap = min(ctx.poll_s, nap * 2)  # short first naps: a worker that ends at once is seen at once
             rows = relay.poll()
             if any(rows.values()) or time.time() - last > ctx.heartbeat_s:
                 tune.report(relay.report(rows, **base))  # Tune's stop arrives here as SystemExit

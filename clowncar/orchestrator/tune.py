@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,7 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
                                   callbacks=[callback], verbose=0, log_to_file=False),
     )
     status = "failed"
+    fit_started = time.time()
     with _stop_on_sigterm(searcher.stopping):
         try:
             tuner.fit()
@@ -139,7 +141,7 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
         finally:
             callback.close()
             store.set_sweep_status(spec.name, status)
-    return summarize(spec, searcher.study, reconciled, searcher.asked)
+    return {**summarize(spec, searcher.study, reconciled, searcher.asked), "fit_seconds": time.time() - fit_started}
 
 
 @contextlib.contextmanager

@@ -44,3 +44,13 @@ def test_failed_and_infeasible_trials_are_stored_and_never_best(sweep_env, helpe
     assert (steps.groupby("trial_uid").size() <= 4).all()
     pids = sweep_env.worker_pids("mixed")
     assert len(pids) == 4 and not [p for p in pids if helpers.alive(p)]
+
+    # A child sweep reruns the best config (never the infeasible one) over two new seeds, with lineage.
+    r = sweep_env.cli("sweep", "rerun", "mixed", "--top", "1", "--seeds", "5,6", "--name", "mixed-seeds",
+                      "--num-cpus", "2", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    store = sweep_env.store()
+    assert store.get_sweep("mixed-seeds")["parent"] == "mixed"
+    child = store.trials_frame(sweeps="mixed-seeds")
+    assert sorted(child["train.seed"]) == [5, 6] and set(child["data.dataset"]) == {"ok"}
+    assert set(child["status"]) == {"ok"}
