@@ -117,10 +117,26 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
     summary = open_store(url, create=False).sweep_summary(name)
     typer.echo(f"sweep {summary['name']}: {summary['status']}, {summary['trials']} trials")
     typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
-    best = summary.get("best")
-    typer.echo(f"  best: {best}" if best else "  best: none yet")
+    typer.echo(f"  best (feasible, by the sweep's objective): {_study_best(name, url)}")
     for r in summary.get("running", []):
         typer.echo(f"  running: trial {r['number']} attempt {r['attempt']} on {r['node']} step {r['last_step']}")
+
+
+def _study_best(name: str, url: str) -> str:
+    """The best trial as Optuna sees it, constraints respected (the store's own summary ranks by BPB only)."""
+    import optuna
+
+    from clowncar.orchestrator.tune import best_trial, open_study
+
+    try:
+        study = optuna.load_study(study_name=name, storage=open_study(url))
+        best = best_trial(stored_spec(name, url), study)
+    except (KeyError, ClownCarError):
+        return "none (no Optuna study)"
+    if not best:
+        return "none yet"
+    params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+    return f"trial {best['number']}: objective {best['objective']:.6f} ({params})"
 
 
 @app.command("ls")

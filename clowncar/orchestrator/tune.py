@@ -87,7 +87,8 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
     """Run (or resume) a sweep to the end of its budget. Returns the summary the CLI prints."""
     if not opts.address:  # Ray reads it when first imported: set it before any `import ray`
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables off: our progress line says it all
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Tune's own tables off: our progress line says it all
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -134,19 +135,26 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
     )
     status = "failed"
     fit_started = time.time()
-    with _stop_on_sigterm(searcher.stopping):
+    with _stop_on_signals(searcher.stopping):
         try:
             tuner.fit()
-            status = "stopped" if searcher.stopping.is_set() else "done"
+            status = "done"
         finally:
             callback.close()
-            store.set_sweep_status(spec.name, status)
+            if searcher.stopping.is_set():  # Ctrl-C or `sweep stop`: nothing stays RUNNING, resume re-runs it
+                from clowncar.orchestrator.submit import close_stopped
+
+                close_stopped(spec.name, opts.store_url)
+            else:
+                store.set_sweep_status(spec.name, status)
     return {**summarize(spec, searcher.study, reconciled, searcher.asked), "fit_seconds": time.time() - fit_started}
 
 
 @contextlib.contextmanager
-def _stop_on_sigterm(flag: threading.Event) -> Any:
-    """`ray job stop` sends SIGTERM: mark the sweep as stopping and let Tune end it as for Ctrl-C."""
+def _stop_on_signals(flag: threading.Event) -> Any:
+    """Ctrl-C and `ray job stop` (SIGTERM) stop the sweep: the flag makes the searcher close (not prune) the
+    trials Tune stops, and the driver ends. Tune's own SIGINT handler is off (TUNE_DISABLE_SIGINT_HANDLER), as it
+    would end trials as if they had finished."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -155,11 +163,12 @@ def _stop_on_sigterm(flag: threading.Event) -> Any:
         flag.set()
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def best_trial(spec: SweepSpec, study: Any) -> dict[str, Any] | None:

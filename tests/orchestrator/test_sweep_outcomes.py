@@ -54,3 +54,9 @@ def test_failed_and_infeasible_trials_are_stored_and_never_best(sweep_env, helpe
     child = store.trials_frame(sweeps="mixed-seeds")
     assert sorted(child["train.seed"]) == [5, 6] and set(child["data.dataset"]) == {"ok"}
     assert set(child["status"]) == {"ok"}
+
+    r = sweep_env.cli("sweep", "status", "mixed")
+    assert r.returncode == 0 and f"trial {ok.user_attrs['clowncar_number']}: objective" in r.stdout, r.stdout
+    assert "crashed 1" in r.stdout and "diverged 1" in r.stdout
+    r = sweep_env.cli("sweep", "ls")
+    assert r.returncode == 0 and "mixed-seeds" in r.stdout and "mixed" in r.stdout
