@@ -48,17 +48,11 @@ class TrialContext:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def worker_command(module: str, config_path: Path, out: Path, gpus: int) -> list[str]:
     args = ["-m", "clowncar.orchestrator.launch", module, str(config_path), "--out", str(out)]
     if gpus > 1:  # one rank per GPU, all on this node (the trial's bundle is on one node)
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
-                f"--master-port={free_port()}", *args[1:]]
+                *args]
     return [sys.executable, *args]
 
 
