@@ -57,10 +57,18 @@ def open_study(store_url: str) -> Any:
     kwargs: dict[str, Any] = {}
     if store_url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 60}}
-    try:
-        return optuna.storages.RDBStorage(store_url, engine_kwargs=kwargs)
-    except Exception as err:  # unreachable server, bad URL: one line
-        raise StoreError(f"optuna storage at {store_url}: {type(err).__name__}: {err}") from None
+    for attempt in range(6):
+        try:
+            return optuna.storages.RDBStorage(store_url, engine_kwargs=kwargs)
+        except Exception as err:  # unreachable server, bad URL: one line
+            # Two sweeps starting at once on a new database race to create Optuna's tables; the loser sees an
+            # IntegrityError and succeeds once the winner is done.
+            if "IntegrityError" in type(err).__name__ + str(err) and attempt < 5:
+                time.sleep(1 + attempt)
+                continue
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise StoreError(f"optuna storage at {store_url}: {type(err).__name__}: {first}") from None
+    raise AssertionError("unreachable")
 
 
 def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool) -> dict[str, int]:
