@@ -59,16 +59,36 @@ def open_study(store_url: str) -> Any:
         kwargs = {"connect_args": {"timeout": 60}}
     for attempt in range(6):
         try:
-            return optuna.storages.RDBStorage(store_url, engine_kwargs=kwargs)
+            with _sqlite_lock(store_url):
+                return optuna.storages.RDBStorage(store_url, engine_kwargs=kwargs)
         except Exception as err:  # unreachable server, bad URL: one line
-            # Two sweeps starting at once on a new database race to create Optuna's tables; the loser sees an
-            # IntegrityError and succeeds once the winner is done.
-            if "IntegrityError" in type(err).__name__ + str(err) and attempt < 5:
+            # Two sweeps starting at once on a new database race to create Optuna's tables (a lock file covers
+            # SQLite); the loser sees an IntegrityError or "already exists" and succeeds once the winner is done.
+            if ("IntegrityError" in type(err).__name__ or "already exists" in str(err)) and attempt < 5:
                 time.sleep(1 + attempt)
                 continue
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise StoreError(f"optuna storage at {store_url}: {type(err).__name__}: {first}") from None
     raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _sqlite_lock(url: str) -> Any:
+    """An exclusive lock file beside a SQLite database while Optuna creates or upgrades its tables."""
+    import fcntl
+
+    path = url.split(":///", 1)[1] if url.startswith("sqlite") and ":///" in url else ""
+    if not path or path.startswith(":memory:"):
+        yield
+        return
+    lock = Path(path).with_name(Path(path).name + ".optuna-lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool) -> dict[str, int]:
