@@ -30,6 +30,8 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("clowncar.worker.commands", "trial"),
     ("clowncar.worker.artifact_commands", "artifact"),
     ("clowncar.analysis.commands", None),
+    ("clowncar.orchestrator.commands", "sweep"),
+    ("clowncar.orchestrator.demo", None),
 ]
 
 for _module, _group in COMMAND_MODULES:

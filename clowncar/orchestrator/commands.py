@@ -1,0 +1,183 @@
+"""`clowncar sweep ...`: run, resume, rerun, submit, stop, status, ls. Heavy imports live inside the commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from clowncar.errors import ClownCarError
+
+app = typer.Typer(help="Sweeps: Optuna-driven trials on Ray Tune, recorded in the results store.",
+                  no_args_is_help=True)
+
+StoreOpt = Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of the results store "
+                                                             "(default: CLOWNCAR_STORE or the runs dir's SQLite)")]
+AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster to join ('auto', 'ray://h:10001'); "
+                                                                 "default: embedded Ray on 127.0.0.1")]
+CpusOpt = Annotated[int | None, typer.Option("--num-cpus", help="Embedded Ray: CPUs to offer (default: all)")]
+GpusOpt = Annotated[int | None, typer.Option("--num-gpus", help="Embedded Ray: GPUs to offer (default: detected)")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No live progress")]
+
+
+def _settings(store: str | None, address: str | None) -> tuple[str, Path, str]:
+    from clowncar.settings import load_settings
+
+    s = load_settings()
+    return store or s.store_url, s.runs_dir, (address if address is not None else s.ray_address)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    best = summary.get("best")
+    states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(summary["optuna_states"].items()))
+    typer.echo(f"sweep {summary['sweep']}: optuna trials {states}")
+    if summary.get("reconciled"):
+        typer.echo("resume: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary["reconciled"].items()))
+    if summary.get("fit_seconds") and summary.get("asked_this_run"):
+        n = summary["asked_this_run"]
+        typer.echo(f"ran {n} trials in {summary['fit_seconds']:.1f}s ({summary['fit_seconds'] / n:.3f} s/trial)")
+    if best:
+        params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+        typer.echo(f"best trial {best['number']}: objective {best['objective']:.6f} ({params})")
+    else:
+        typer.echo("best trial: none feasible yet")
+
+
+def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | None, num_gpus: int | None,
+             quiet: bool, resume: bool) -> dict[str, Any]:
+    from clowncar.orchestrator.tune import RunOptions, run_sweep
+
+    url, runs_dir, addr = _settings(store, address)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    opts = RunOptions(store_url=url, runs_dir=runs_dir, address=addr, num_cpus=num_cpus, num_gpus=num_gpus,
+                      show=not quiet, resume=resume)
+    summary = run_sweep(spec, opts)
+    _print_summary(summary)
+    return summary
+
+
+@app.command("run")
+def run_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")], store: StoreOpt = None,
+            address: AddressOpt = None, num_cpus: CpusOpt = None, num_gpus: GpusOpt = None,
+            quiet: QuietOpt = False) -> None:
+    """Run a sweep to the end of its budget."""
+    from clowncar.orchestrator.spec import load_spec
+
+    run_spec(load_spec(spec), store, address, num_cpus, num_gpus, quiet, resume=False)
+
+
+def stored_spec(name: str, url: str) -> Any:
+    from clowncar.orchestrator.spec import spec_from_dict
+    from clowncar.store import open_store
+
+    sweep = open_store(url, create=False).get_sweep(name)
+    if not sweep:
+        raise ClownCarError(f"no sweep named '{name}' in the store")
+    spec = sweep["spec"]
+    return spec_from_dict(json.loads(spec) if isinstance(spec, str) else spec)
+
+
+@app.command("resume")
+def resume_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: StoreOpt = None,
+               address: AddressOpt = None, num_cpus: CpusOpt = None, num_gpus: GpusOpt = None,
+               quiet: QuietOpt = False) -> None:
+    """Continue a sweep whose head died or that was stopped: finished trials never run again."""
+    url, _, _ = _settings(store, address)
+    run_spec(stored_spec(name, url), url, address, num_cpus, num_gpus, quiet, resume=True)
+
+
+@app.command("rerun")
+def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
+              top: Annotated[int, typer.Option("--top", min=1, help="How many best configs")] = 3,
+              seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds")] = "1337,42,2025",
+              child: Annotated[str | None, typer.Option("--name", help="Child sweep name")] = None,
+              store: StoreOpt = None, address: AddressOpt = None, num_cpus: CpusOpt = None,
+              num_gpus: GpusOpt = None, quiet: QuietOpt = False) -> None:
+    """Rerun the K best feasible configs of a sweep over seeds, as a child sweep (lineage kept)."""
+    from clowncar.orchestrator.rerun import child_spec
+
+    url, _, _ = _settings(store, address)
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ClownCarError(f"--seeds must be comma-separated integers, not '{seeds}'") from None
+    spec = child_spec(stored_spec(name, url), url, top, seed_list, child)
+    typer.echo(f"child sweep {spec.name}: {len(spec.enqueue)} trials ({top} configs x {len(seed_list)} seeds)")
+    run_spec(spec, url, address, num_cpus, num_gpus, quiet, resume=False)
+
+
+@app.command("status")
+def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: StoreOpt = None) -> None:
+    """Counts by status, the best trial and what is running."""
+    from clowncar.store import open_store
+
+    url, _, _ = _settings(store, None)
+    summary = open_store(url, create=False).sweep_summary(name)
+    typer.echo(f"sweep {summary['name']}: {summary['status']}, {summary['trials']} trials")
+    typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
+    typer.echo(f"  best (feasible, by the sweep's objective): {_study_best(name, url)}")
+    for r in summary.get("running", []):
+        typer.echo(f"  running: trial {r['number']} attempt {r['attempt']} on {r['node']} step {r['last_step']}")
+
+
+def _study_best(name: str, url: str) -> str:
+    """The best trial as Optuna sees it, constraints respected (the store's own summary ranks by BPB only)."""
+    import optuna
+
+    from clowncar.orchestrator.tune import best_trial, open_study
+
+    try:
+        study = optuna.load_study(study_name=name, storage=open_study(url))
+        best = best_trial(stored_spec(name, url), study)
+    except (KeyError, ClownCarError):
+        return "none (no Optuna study)"
+    if not best:
+        return "none yet"
+    params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+    return f"trial {best['number']}: objective {best['objective']:.6f} ({params})"
+
+
+@app.command("ls")
+def ls_cmd(store: StoreOpt = None) -> None:
+    """Every sweep in the store."""
+    from clowncar.store import open_store
+
+    url, _, _ = _settings(store, None)
+    frame = open_store(url, create=False).sweeps_frame()
+    if frame.empty:
+        typer.echo("no sweeps")
+        return
+    cols = [c for c in ("name", "status", "source", "parent", "trials", "ok", "running", "failed", "best_val_bpb")
+            if c in frame.columns]
+    typer.echo(frame[cols].to_string(index=False))
+
+
+@app.command("submit")
+def submit_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")],
+               address: Annotated[str, typer.Option("--address", help="Ray dashboard, http://HEAD:8265")],
+               store: StoreOpt = None,
+               python: Annotated[str, typer.Option("--python", help="Python on the head")] = "python") -> None:
+    """Submit the sweep as a Ray job: the driver runs on the cluster and outlives this command."""
+    from clowncar.orchestrator.spec import load_spec
+    from clowncar.orchestrator.submit import submit
+
+    url, _, _ = _settings(store, None)
+    parsed = load_spec(spec)
+    job_id = submit(parsed, spec, address, url, python)
+    typer.echo(f"submitted sweep {parsed.name} as Ray job {job_id}")
+    typer.echo(f"watch: ray job logs --address {address} --follow {job_id}   |   "
+               f"clowncar sweep status {parsed.name} --store {url}")
+
+
+@app.command("stop")
+def stop_cmd(name: Annotated[str, typer.Argument(help="Sweep name")],
+             address: Annotated[str, typer.Option("--address", help="Ray dashboard, http://HEAD:8265")],
+             store: StoreOpt = None) -> None:
+    """Stop a submitted sweep: its job ends, its trials are marked stopped, `sweep resume` continues it."""
+    from clowncar.orchestrator.submit import stop
+
+    url, _, _ = _settings(store, None)
+    stopped, closed = stop(name, address, url)
+    typer.echo(f"stopped {stopped} job(s) of sweep {name}; {closed} trial(s) marked stopped")

@@ -1,0 +1,167 @@
+"""On the head: the Tune callback that writes the store, and the live progress view.
+
+Every Tune report of a trial carries the worker's new step / eval / probe rows (`new_rows`); the callback writes
+them as they come, so the store fills while trials run. The final report (`final: True`) is written with
+`finish_trial` in `on_trial_result`, which Tune calls before it tells the searcher (so a head that dies between
+the two leaves a result that `sweep resume` tells Optuna instead of re-running the trial). Pruned, stopped and
+crashed outcomes are written when the searcher has decided them (`on_tell`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray.tune import Callback
+
+from clowncar.config import apply_overrides
+from clowncar.orchestrator.spec import SweepSpec
+
+
+def trial_uid(sweep: str, number: int) -> str:
+    return f"{sweep}/{number}"
+
+
+@dataclass
+class Tally:
+    """What the progress line shows."""
+
+    total: int
+    started: float = field(default_factory=time.time)
+    by_status: dict[str, int] = field(default_factory=dict)
+    running: set[str] = field(default_factory=set)
+    best: tuple[float, int, dict[str, Any]] | None = None
+    gpu_seconds: float = 0.0
+    walls: list[float] = field(default_factory=list)
+
+    def done(self) -> int:
+        return sum(self.by_status.values())
+
+    def line(self, concurrency: int) -> str:
+        s = self.by_status
+        failed = sum(s.get(k, 0) for k in ("diverged", "oom", "error", "crashed"))
+        left = max(0, self.total - self.done())
+        eta = ""
+        if self.walls and left:
+            eta = f" | ETA {left * (sum(self.walls) / len(self.walls)) / max(1, concurrency):.0f}s"
+        best = "-"
+        if self.best:
+            params = ", ".join(f"{k}={v}" for k, v in self.best[2].items())
+            best = f"{self.best[0]:.4f} (trial {self.best[1]}: {params})"
+        return (f"done {self.done()}/{self.total} (ok {s.get('ok', 0)}, failed {failed}, pruned "
+                f"{s.get('pruned', 0)}, stopped {s.get('stopped', 0)}) | running {len(self.running)} | "
+                f"best {best} | GPU-h {self.gpu_seconds / 3600:.3f} | {time.time() - self.started:.0f}s{eta}")
+
+
+class StoreCallback(Callback):
+    def __init__(self, spec: SweepSpec, store: Any, tally: Tally, show: bool = True) -> None:
+        self.spec, self.store, self.tally, self.show = spec, store, tally, show
+        self.started: set[str] = set()
+        self.meta: dict[str, tuple[str, int, int, dict[str, Any]]] = {}
+        self._last_print = 0.0
+        self._live: Any = None
+        if show and sys.stdout.isatty():
+            from rich.live import Live
+
+            self._live = Live("", refresh_per_second=2, transient=False)
+            self._live.start()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into the experiment directory, which we never restore from (see
+        # resume.py): leave out the database connection and the live display.
+        return {**self.__dict__, "store": None, "_live": None}
+
+    def _ids(self, trial: Any) -> tuple[str, int, int, dict[str, Any]]:
+        if trial.trial_id not in self.meta:
+            cc = trial.config.get("_cc", {})
+            number, attempt = int(cc.get("number", 0)), int(cc.get("attempt", 0))
+            params = {k: v for k, v in trial.config.items() if not k.startswith("_")}
+            self.meta[trial.trial_id] = (trial_uid(self.spec.name, number), number, attempt, params)
+        return self.meta[trial.trial_id]
+
+    def _start(self, trial: Any, host: str | None) -> None:
+        uid, number, attempt, params = self._ids(trial)
+        if trial.trial_id in self.started:
+            return
+        try:
+            config = self.spec.trial_config(params).to_dict()
+        except Exception:  # an impossible combination: store what was asked; the trial reports the error
+            config = apply_overrides(self.spec.base_dict(), params)
+        self.store.start_trial(self.spec.name, uid, number, attempt, config, config.get("train", {}).get("seed"),
+                               host)
+        self.started.add(trial.trial_id)
+        self.tally.running.add(trial.trial_id)
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
+                        **info: Any) -> None:
+        self._start(trial, result.get("host"))
+        uid, number, attempt, params = self._ids(trial)
+        rows = json.loads(result.get("new_rows") or "{}")
+        if rows.get("steps"):
+            self.store.add_steps(uid, attempt, rows["steps"])
+        if rows.get("evals"):
+            self.store.add_evals(uid, attempt, rows["evals"])
+        if rows.get("probes"):
+            self.store.add_probes(uid, attempt, rows["probes"])
+        if result.get("final"):
+            res = json.loads(result["result_json"]) if result.get("result_json") else None
+            status = str(result["status"])
+            self.store.finish_trial(uid, attempt, status, result.get("reason") or None, res)
+            if res and res.get("artifact_path"):
+                self.store.add_artifact(uid, attempt, str(res["artifact_path"]), res.get("artifact_file_bytes"),
+                                        res.get("artifact_code_bytes"))
+            self._count(trial, status, result, number, params)
+        self._print()
+
+    def on_tell(self, trial_id: str, result: dict[str, Any], outcome: str) -> None:
+        """Called by the searcher after its tell, for outcomes without a final report."""
+        if result.get("final") or trial_id not in self.meta:
+            return
+        uid, _, attempt, _ = self.meta[trial_id]
+        reason = {"pruned": "stopped early by ASHA", "stopped": "sweep stopped",
+                  "crashed": "trial failed after its retries (node or actor lost)"}.get(outcome)
+        self.store.finish_trial(uid, attempt, outcome, reason, None)
+        self.tally.running.discard(trial_id)
+        self.tally.by_status[outcome] = self.tally.by_status.get(outcome, 0) + 1
+        self._print(force=True)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if trial.trial_id in self.meta and trial.error_file is not None:
+            uid, _, attempt, _ = self.meta[trial.trial_id]
+            msg = (trial.error_msg or "trial actor failed").strip().splitlines()
+            self.store.finish_trial(uid, attempt, "crashed", msg[-1][:300] if msg else None, None)
+
+    def _count(self, trial: Any, status: str, result: dict[str, Any], number: int, params: dict[str, Any]) -> None:
+        t = self.tally
+        t.running.discard(trial.trial_id)
+        t.by_status[status] = t.by_status.get(status, 0) + 1
+        wall = float(result.get("wall_s") or 0.0)
+        t.walls.append(wall)
+        t.gpu_seconds += wall * self.spec.resources.gpus
+        value = result.get("objective")
+        if result.get("feasible") and isinstance(value, float) and math.isfinite(value):
+            sign = 1 if self.spec.objective.mode == "min" else -1
+            if t.best is None or sign * value < sign * t.best[0]:
+                t.best = (value, number, params)
+
+    def _print(self, force: bool = False) -> None:
+        if not self.show:
+            return
+        text = self.tally.line(self.spec.max_concurrent)
+        if self._live is not None:
+            self._live.update(text)
+        elif force or time.time() - self._last_print > 10:
+            print(text, flush=True)
+            self._last_print = time.time()
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._print(force=True)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.update(self.tally.line(self.spec.max_concurrent))
+            self._live.stop()

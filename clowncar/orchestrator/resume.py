@@ -1,0 +1,74 @@
+"""Continue a sweep after its head (driver) died: the Optuna study and the store are the truth, Tune's own
+experiment directory is not used (its snapshots lag the study by up to 10 s, and restoring from one re-runs
+trials Optuna already finished: reference/ray_tune_optuna_facts.md section 3).
+
+Rules:
+- a trial finished in the study is never run again;
+- a trial left RUNNING in the study whose final outcome already reached the store (the head died between the
+  store write and the tell) is told that outcome now;
+- every other RUNNING trial was running when the head died: it is closed (FAIL, `clowncar_closed`) and a WAITING
+  copy is enqueued as the next attempt of the same store trial, so the sampler is not misled and it re-runs;
+- store attempts still `running` are closed as `crashed` (the re-run is a new attempt, the one that counts).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from clowncar.orchestrator.record import trial_uid
+from clowncar.orchestrator.search import ATTEMPT, CONSTRAINT, NUMBER, close_trial, tell
+from clowncar.orchestrator.spec import SweepSpec
+from clowncar.orchestrator.trainable import objective_value
+
+FINAL = ("ok", "diverged", "oom", "error", "crashed", "pruned", "stopped")
+
+
+def _stored_outcome(store: Any, uid: str, attempt: int) -> tuple[str, dict[str, Any] | None] | None:
+    trial = store.get_trial(uid)
+    if not trial:
+        return None
+    for a in trial.get("attempts", []):
+        if a.get("attempt") == attempt and a.get("status") in FINAL:
+            res = a.get("result")
+            return a["status"], (json.loads(res) if isinstance(res, str) else res)
+    return None
+
+
+def _tell_stored(study: optuna.Study, spec: SweepSpec, t: optuna.trial.FrozenTrial, status: str,
+                 result: dict[str, Any] | None) -> None:
+    trial = optuna.trial.Trial(study, t._trial_id)
+    trial.set_user_attr("status", status)
+    res = result or {}
+    value = objective_value(res, spec.objective.metric) if status == "ok" else None
+    if value is None:
+        state = TrialState.PRUNED if status == "pruned" else TrialState.FAIL
+        tell(study, t.number, None, state)
+        return
+    art = res.get("artifact_bytes")
+    trial.set_constraint(CONSTRAINT, float(art) - spec.size_cap() if isinstance(art, int | float) else 0.0)
+    values: list[float] = [value]
+    if len(spec.metrics()) > 1:
+        values.append(float(art) if isinstance(art, int | float) else math.inf)
+    tell(study, t.number, values if len(values) > 1 else values[0], TrialState.COMPLETE)
+
+
+def reconcile(study: optuna.Study, store: Any, spec: SweepSpec) -> dict[str, int]:
+    """Bring the study and the store into agreement after a dead head. Returns what it did."""
+    done = {"told_from_store": 0, "closed_for_rerun": 0, "store_attempts_closed": 0}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        number, attempt = int(t.user_attrs.get(NUMBER, t.number)), int(t.user_attrs.get(ATTEMPT, 0))
+        stored = _stored_outcome(store, trial_uid(spec.name, number), attempt)
+        if stored and stored[0] != "stopped":
+            _tell_stored(study, spec, t, *stored)
+            done["told_from_store"] += 1
+        else:
+            params = {**t.system_attrs.get("fixed_params", {}), **t.params}
+            close_trial(study, t._trial_id, number, attempt, params, "head died while it ran")
+            done["closed_for_rerun"] += 1
+    done["store_attempts_closed"] = store.close_running(spec.name, "crashed", "head died; re-run as a new attempt")
+    return done

@@ -1,0 +1,230 @@
+"""Optuna through Tune: the study in the store is the sweep's durable state.
+
+`SweepSearch` is Tune's `OptunaSearch` with four changes, each for a measured failure
+(reference/ray_tune_optuna_facts.md sections 3 and 5):
+- no intermediate `report` to Optuna (pruning is ASHA's job), so a re-run trial can never hit
+  `UpdateFinishedTrialError`;
+- the tell is decided by the worker's outcome: ok -> COMPLETE with the artifact-bytes constraint set on the trial
+  (constraints_func silently records nothing through Tune), failed -> FAIL, stopped by ASHA -> PRUNED, stopped by
+  the user -> FAIL marked `clowncar_closed` with a WAITING copy enqueued, so `sweep resume` runs it again;
+- every trial carries its clowncar number and attempt (`_cc` in the Tune config) so a re-run lands on the same
+  store trial as a new attempt;
+- a budget check before each ask: the sampler is done when the trial count or the GPU-hours would be exceeded.
+
+Fault injection for the resume tests: `CLOWNCAR_FAULT=kill-before-tell:N` (or `kill-after-tell:N`) SIGKILLs the
+driver just before (after) the N-th trial outcome is told to Optuna.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from clowncar.orchestrator.spec import SweepSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+CLOSED = "clowncar_closed"
+NUMBER = "clowncar_number"
+ATTEMPT = "clowncar_attempt"
+CONSTRAINT = "artifact_bytes_over_cap"
+
+
+def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    seed = spec.sampler_seed
+    if spec.sampler == "grid":
+        return optuna.samplers.GridSampler(spec.grid(), seed=seed)  # type: ignore[arg-type]
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if spec.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if spec.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True,
+                                      group=any(p.when for p in spec.space.values()))
+
+
+def define_space(spec: SweepSpec) -> Callable[[Any], dict[str, Any] | None]:
+    space = spec.search_space()
+
+    def sample(trial: Any) -> dict[str, Any] | None:
+        chosen: dict[str, Any] = {}
+        for key, p in space.items():  # dict order: a conditional param follows the ones it depends on
+            if p.when and not all(_matches(chosen.get(dep), want) for dep, want in p.when.items()):
+                continue
+            if p.values is not None:
+                chosen[key] = trial.suggest_categorical(key, p.values)
+            elif p.int_range is not None:
+                chosen[key] = trial.suggest_int(key, p.int_range[0], p.int_range[1], step=int(p.step or 1), log=p.log)
+            else:
+                lo, hi = p.float_range  # type: ignore[misc]
+                chosen[key] = trial.suggest_float(key, lo, hi, step=p.step, log=p.log)
+        return None
+
+    return sample
+
+
+def _matches(value: Any, want: Any) -> bool:
+    return value in want if isinstance(want, list) else value == want
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Trials that count against the budget: finished, and not closed for a re-run."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state.is_finished() and not t.user_attrs.get(CLOSED))
+
+
+def gpu_seconds_used(study: optuna.Study, gpus: int) -> float:
+    total = 0.0
+    for t in study.get_trials(deepcopy=False):
+        if t.state.is_finished() and t.datetime_start and t.datetime_complete:
+            total += (t.datetime_complete - t.datetime_start).total_seconds() * gpus
+    return total
+
+
+def tell(study: optuna.Study, trial: Any, values: Any, state: TrialState) -> None:
+    """`study.tell`, minus the sampler's after-the-fact complaints. Optuna stores the state in a `finally` after
+    `sampler.after_trial`, which GridSampler uses to call `study.stop()` (raises outside an objective function)
+    and to look up a `grid_id` that an enqueued re-run does not have (KeyError). Once the state has landed those
+    errors change nothing, so they are swallowed; anything that kept the state from landing is raised."""
+    try:
+        study.tell(trial, values, state=state)
+    except (RuntimeError, KeyError):
+        number = trial if isinstance(trial, int) else trial.number
+        if not study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
+                study._study_id, number)).state.is_finished():
+            raise
+
+
+def close_trial(study: optuna.Study, trial_id: int, number: int, attempt: int, params: dict[str, Any],
+                reason: str) -> None:
+    """Mark a RUNNING Optuna trial FAIL/closed and enqueue a copy as attempt+1 (unless one is already queued)."""
+    waiting = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+               if t.user_attrs.get(NUMBER) == number]
+    if not waiting:  # enqueue first: a crash between the two steps leaves a RUNNING trial, closed next time
+        study.enqueue_trial(params, user_attrs={NUMBER: number, ATTEMPT: attempt + 1}, skip_if_exists=False)
+    study._storage.set_trial_user_attr(trial_id, CLOSED, reason)
+    study._storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+def _fault(when: str, count: int) -> None:
+    if os.environ.get("CLOWNCAR_FAULT") == f"kill-{when}-tell:{count}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SweepSearch(OptunaSearch):
+    def __init__(self, spec: SweepSpec, storage: optuna.storages.BaseStorage, max_trials: int,
+                 on_tell: Callable[[str, dict[str, Any], str], None] | None = None) -> None:
+        metrics = spec.metrics()
+        mode: Any = [spec.objective.mode, "min"] if len(metrics) > 1 else spec.objective.mode
+        super().__init__(space=define_space(spec), metric=metrics if len(metrics) > 1 else metrics[0], mode=mode,
+                         sampler=make_sampler(spec), study_name=spec.name, storage=storage)
+        self.spec, self.max_trials, self.on_tell = spec, max_trials, on_tell
+        self.stopping = threading.Event()
+        self.asked = self.tells = 0
+        self.running_since: dict[str, float] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles the searcher into its experiment directory, a cache we never restore from (resume.py).
+        return {**self.__dict__, "stopping": None, "on_tell": None}
+
+    def save(self, checkpoint_path: str) -> None:
+        return None  # the study in the store is the state; nothing to snapshot (and nothing stale to restore)
+
+    def restore(self, checkpoint_path: str) -> None:
+        raise RuntimeError("clowncar sweeps resume from the Optuna study (clowncar sweep resume), not Tune state")
+
+    @property
+    def study(self) -> optuna.Study:
+        return self._ot_study
+
+    # -- budget ----------------------------------------------------------------------------------------------
+    def _expected_s(self) -> float:
+        walls = [(t.datetime_complete - t.datetime_start).total_seconds()
+                 for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                 if t.datetime_start and t.datetime_complete]
+        return sum(walls) / len(walls) if walls else self.spec.expected_trial_seconds()
+
+    def budget_left(self) -> bool:
+        if self.stopping.is_set() or finished_count(self.study) + len(self.running_since) >= self.max_trials:
+            return False
+        cap = self.spec.budget.max_gpu_hours
+        gpus = self.spec.resources.gpus
+        if cap is None or gpus == 0:
+            return True
+        now = time.time()
+        expected = self._expected_s()
+        committed = gpu_seconds_used(self.study, gpus) + sum(
+            max(expected, now - t0) * gpus for t0 in self.running_since.values())
+        return committed + expected * gpus <= cap * 3600
+
+    # -- Searcher --------------------------------------------------------------------------------------------
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if not self.budget_left():
+            return Searcher.FINISHED
+        params = super().suggest(trial_id)
+        ot = self._ot_trials[trial_id]
+        params.update(self._fixed(ot))  # enqueued keys the space may not suggest
+        number, attempt = int(ot.user_attrs.get(NUMBER, ot.number)), int(ot.user_attrs.get(ATTEMPT, 0))
+        ot.set_user_attr(NUMBER, number)
+        ot.set_user_attr(ATTEMPT, attempt)
+        self.running_since[trial_id] = time.time()
+        self.asked += 1
+        return {**params, "_cc": {"number": number, "attempt": attempt}}
+
+    def _fixed(self, ot: optuna.Trial) -> dict[str, Any]:
+        """Enqueued parameters (optuna 5 keeps them in the trial's system attrs, not on `Trial`)."""
+        return dict(self.study._storage.get_trial_system_attrs(ot._trial_id).get("fixed_params", {}))
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        return None  # intermediate values go to ASHA and the store, never to the Optuna trial
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        self.running_since.pop(trial_id, None)
+        ot = self._ot_trials[trial_id]
+        self._completed_trials.add(trial_id)  # first: a second call for this trial must never tell again
+        self.tells += 1
+        _fault("before", self.tells)
+        outcome = self._tell(ot, result or {}, error)
+        _fault("after", self.tells)
+        if self.on_tell:
+            self.on_tell(trial_id, result or {}, outcome)
+
+    def _tell(self, ot: optuna.Trial, result: dict[str, Any], error: bool) -> str:
+        study = self.study
+        if result.get("final"):
+            status = str(result.get("status"))
+            ot.set_user_attr("status", status)
+            if result.get("reason"):
+                ot.set_user_attr("reason", str(result["reason"])[:500])
+            values = [result.get(m) for m in self.spec.metrics()]
+            ok = status == "ok" and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+            if ok:
+                c = result.get("constraint")
+                ot.set_constraint(CONSTRAINT, float(c) if isinstance(c, int | float) and math.isfinite(c) else 0.0)
+                tell(study, ot, values if len(values) > 1 else values[0], TrialState.COMPLETE)
+                return status
+            tell(study, ot, None, TrialState.FAIL)
+            return status
+        if error:
+            tell(study, ot, None, TrialState.FAIL)
+            return "crashed"
+        if self.stopping.is_set():
+            close_trial(study, ot._trial_id, int(ot.user_attrs.get(NUMBER, ot.number)),
+                        int(ot.user_attrs.get(ATTEMPT, 0)), {**self._fixed(ot), **ot.params},
+                        "sweep stopped")
+            return "stopped"
+        tell(study, ot, None, TrialState.PRUNED)
+        return "pruned"

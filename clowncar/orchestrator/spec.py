@@ -1,0 +1,285 @@
+"""Sweep specs: what to vary, how to sample it, what to optimise, and what a trial may use.
+
+A spec is YAML (`sweeps/*.yaml`) validated by pydantic; every problem is one line naming the key, like the trial
+config. Parameters are dotted trial-config keys (`model.crawler_loops`). Example:
+
+    name: smoke
+    preset: tiny-cpu
+    overrides: {train.iterations: 30}
+    space:
+      model.crawler_loops: {grid: [1, 2, 3]}
+      train.matrix_lr: {float: [0.005, 0.05], log: true}
+      model.delta_net_heads: {choice: [0, 2], when: {model.num_crawler_layers: 1}}
+    seeds: [1337, 42]
+    sampler: grid              # grid | random | tpe | gp | nsga2
+    objective: {metric: auto, mode: min}
+    constraint: {max_artifact_bytes: 16000000}
+    resources: {gpus: 0, cpus: 1}
+    max_concurrent: 2
+    scheduler: {type: none}    # or {type: asha, metric: train_loss, grace_period: 10, reduction_factor: 2}
+    max_failures: 1
+    budget: {max_trials: 6, max_gpu_hours: null}
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from clowncar.config import TrialConfig, apply_overrides, deep_merge, from_dict, read_mapping
+from clowncar.errors import ConfigError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+AUTO_OBJECTIVE = ("q_sliding_val_bpb", "q_val_bpb")
+"""`objective.metric: auto`: post-quant sliding-window BPB, or post-quant BPB when the sliding eval is off."""
+SEED_KEY = "train.seed"
+Scalar = bool | int | float | str
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ParamSpec(_Strict):
+    """One searched parameter: exactly one of `grid`, `choice`, `int`, `float`."""
+
+    grid: list[Scalar] | None = None
+    """Explicit values, every one tried (grid sampler) or sampled as categories (other samplers)."""
+    choice: list[Scalar] | None = None
+    int_range: tuple[int, int] | None = Field(None, alias="int")
+    float_range: tuple[float, float] | None = Field(None, alias="float")
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    when: dict[str, Scalar | list[Scalar]] | None = None
+    """Only sample this parameter when the named parameters have these values (conditional spaces)."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ParamSpec:
+        kinds = [k for k in ("grid", "choice", "int_range", "float_range") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of grid, choice, int, float")
+        values = self.grid if self.grid is not None else self.choice
+        if values is not None and (not values or len(values) != len({repr(v) for v in values})):
+            raise ValueError("needs at least one value and no repeats")
+        bounds = self.int_range or self.float_range
+        if bounds is not None:
+            lo, hi = bounds
+            if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+                raise ValueError(f"range [{lo}, {hi}] must be finite with low <= high")
+            if self.log and lo <= 0:
+                raise ValueError("a log range needs low > 0")
+            if self.log and self.step:
+                raise ValueError("log and step cannot be combined")
+        elif self.log or self.step:
+            raise ValueError("log and step apply to int and float ranges only")
+        return self
+
+    @property
+    def values(self) -> list[Scalar] | None:
+        return self.grid if self.grid is not None else self.choice
+
+    def first(self) -> Scalar:
+        if self.values is not None:
+            return self.values[0]
+        return (self.int_range or self.float_range)[0]  # type: ignore[index]
+
+
+class Objective(_Strict):
+    metric: str = "auto"
+    """A numeric key of result.json; `auto` = q_sliding_val_bpb, falling back to q_val_bpb."""
+    mode: Literal["min", "max"] = "min"
+
+
+class Constraint(_Strict):
+    max_artifact_bytes: int | None = Field(None, ge=1)
+    """Artifact bytes (compressed model + code) must stay at or under this; None uses quant.size_cap_bytes."""
+
+
+class Resources(_Strict):
+    gpus: int = Field(0, ge=0, le=64)
+    cpus: float = Field(1, gt=0, le=1024)
+
+
+class Scheduler(_Strict):
+    type: Literal["none", "asha"] = "none"
+    metric: Literal["train_loss", "val_bpb", "probe_loss"] = "train_loss"
+    grace_period: int = Field(10, ge=1)
+    reduction_factor: float = Field(2, gt=1)
+    max_t: int | None = Field(None, ge=1)
+    """Training steps at which ASHA's top rung sits; None uses train.iterations."""
+
+
+class Budget(_Strict):
+    max_trials: int | None = Field(None, ge=1, le=100_000)
+    """None: the grid size for the grid sampler, else required."""
+    max_gpu_hours: float | None = Field(None, gt=0)
+    trial_seconds_estimate: float | None = Field(None, gt=0)
+    """Expected seconds per trial before any finished (default: train.max_wallclock_seconds + 10 %)."""
+
+
+class WorkerSpec(_Strict):
+    module: str = Field("clowncar.worker", pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    """The program each trial runs (`python -m MODULE trial.json --out DIR`); tests swap in a tiny one."""
+    pythonpath: list[str] = Field(default_factory=list)
+    """Extra import paths for `module`, relative to the spec file."""
+    launcher: Literal["torchrun", "single"] = "torchrun"
+    """Trials with several GPUs: one torchrun rank per GPU, or `single` (one process drives them all)."""
+
+
+class SweepSpec(_Strict):
+    name: str
+    description: str = ""
+    preset: str | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, ParamSpec] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=list)
+    sampler: Literal["grid", "random", "tpe", "gp", "nsga2"] = "tpe"
+    sampler_seed: int = 0
+    objective: Objective = Field(default_factory=Objective)
+    constraint: Constraint = Field(default_factory=Constraint)
+    resources: Resources = Field(default_factory=Resources)
+    max_concurrent: int = Field(1, ge=1, le=4096)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    max_failures: int = Field(1, ge=0, le=100)
+    budget: Budget = Field(default_factory=Budget)
+    worker: WorkerSpec = Field(default_factory=WorkerSpec)
+    parent: str | None = None
+    """Set by `sweep rerun`: the sweep whose best configs this one reruns."""
+    enqueue: list[dict[str, Scalar]] = Field(default_factory=list)
+    """Configs to run first (dotted keys), e.g. the K best of a parent sweep times seeds."""
+
+    @model_validator(mode="after")
+    def _coherent(self) -> SweepSpec:
+        if not NAME_RE.match(self.name):
+            raise ValueError(f"name '{self.name}' must be 1-64 letters, digits, '_', '-', '.'")
+        if SEED_KEY in self.space and self.seeds:
+            raise ValueError(f"give seeds either as 'seeds' or as space.{SEED_KEY}, not both")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds repeat")
+        for key, p in self.space.items():
+            for dep in (p.when or {}):
+                if dep not in self.space or dep == key:
+                    raise ValueError(f"space.{key}.when names '{dep}', which is not another searched parameter")
+        if self.sampler == "grid":
+            for key, p in self.space.items():
+                if p.values is None or p.when:
+                    raise ValueError(f"space.{key}: the grid sampler needs explicit values (grid/choice), "
+                                     "unconditional")
+            if self.budget.max_trials and self.budget.max_trials > self.grid_size():
+                raise ValueError(f"budget.max_trials ({self.budget.max_trials}) exceeds the grid size "
+                                 f"({self.grid_size()})")
+        elif self.budget.max_trials is None and not self.enqueue:
+            raise ValueError(f"budget.max_trials is required for the {self.sampler} sampler")
+        return self
+
+    # -- derived ---------------------------------------------------------------------------------------------
+    def search_space(self) -> dict[str, ParamSpec]:
+        """The space with seeds as one more categorical dimension (`train.seed`)."""
+        space = dict(self.space)
+        if self.seeds:
+            space[SEED_KEY] = ParamSpec(grid=list(self.seeds))
+        return space
+
+    def grid(self) -> dict[str, list[Scalar]]:
+        return {k: list(p.values or []) for k, p in self.search_space().items()}
+
+    def grid_size(self) -> int:
+        return math.prod(len(v) for v in self.grid().values()) if self.search_space() else 1
+
+    def max_trials(self) -> int:
+        if self.budget.max_trials:
+            return self.budget.max_trials
+        if self.sampler == "grid":
+            return self.grid_size() + len(self.enqueue)
+        return len(self.enqueue)
+
+    def metrics(self) -> list[str]:
+        """Objective names told to Optuna: `objective`, plus `artifact_bytes` for nsga2."""
+        return ["objective", "artifact_bytes"] if self.sampler == "nsga2" else ["objective"]
+
+    def base_dict(self) -> dict[str, Any]:
+        from clowncar.presets import preset_dict
+
+        base = preset_dict(self.preset) if self.preset else TrialConfig().to_dict()
+        nested = {k: v for k, v in self.overrides.items() if isinstance(v, dict)}
+        dotted = {k: v for k, v in self.overrides.items() if not isinstance(v, dict)}
+        return apply_overrides(deep_merge(base, nested), dotted)
+
+    def trial_config(self, params: dict[str, Any]) -> TrialConfig:
+        """The full trial config for one set of sampled parameters (dotted keys)."""
+        values = {k: v for k, v in params.items() if not k.startswith("_")}
+        return from_dict(apply_overrides(self.base_dict(), values))
+
+    def size_cap(self) -> int:
+        if self.constraint.max_artifact_bytes:
+            return self.constraint.max_artifact_bytes
+        return self.trial_config({}).quant.size_cap_bytes
+
+    def expected_trial_seconds(self) -> float:
+        if self.budget.trial_seconds_estimate:
+            return self.budget.trial_seconds_estimate
+        return self.trial_config({}).train.max_wallclock_seconds * 1.1
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _error_line(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"sweep spec: unknown key '{key}'"
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"sweep spec key '{key}': {msg}" if key else f"sweep spec: {msg}"
+
+
+def spec_from_dict(data: Any, where: Path | None = None) -> SweepSpec:
+    if not isinstance(data, dict):
+        raise ConfigError(f"sweep spec must be a mapping, not {type(data).__name__}")
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_error_line(err)) from None
+    except (TypeError, ValueError, RecursionError) as err:  # pydantic lets a few odd inputs through as these
+        raise ConfigError(f"sweep spec: {str(err).splitlines()[0][:200]}") from None
+    if where is not None:
+        base = where.parent
+        spec.worker.pythonpath = [str((base / p).resolve()) for p in spec.worker.pythonpath]
+    _check_against_config(spec)
+    return spec
+
+
+def _check_against_config(spec: SweepSpec) -> None:
+    """Every searched key must be a trial-config key, and the corners of the space must be valid configs."""
+    try:
+        spec.base_dict()
+    except ConfigError as err:
+        raise ConfigError(f"sweep spec overrides: {err}") from None
+    space = spec.search_space()
+    corners = [{k: p.first() for k, p in space.items()}]
+    if spec.sampler == "grid" and spec.grid_size() <= 64:
+        keys = list(space)
+        corners = [dict(zip(keys, combo, strict=True))
+                   for combo in itertools.product(*(space[k].values or [] for k in keys))]
+    for params in corners:
+        try:
+            spec.trial_config(params)
+        except ConfigError as err:
+            raise ConfigError(f"sweep spec space: {err} (with {params})") from None
+    for point in spec.enqueue:
+        try:
+            spec.trial_config(point)
+        except ConfigError as err:
+            raise ConfigError(f"sweep spec enqueue: {err}") from None
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"sweep spec {p} not found")
+    return spec_from_dict(read_mapping(p), where=p)

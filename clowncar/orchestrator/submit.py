@@ -1,0 +1,97 @@
+"""The service path: a sweep submitted as a Ray job runs its driver on the cluster and outlives the client.
+
+`submit` ships the project's code (the `clowncar` package) and the spec in the job's runtime environment
+(`working_dir`, zipped and uploaded by Ray) and starts `python -m clowncar sweep run spec.yaml --address auto`.
+`stop` stops the sweep's jobs (Ray sends SIGTERM, then SIGKILL to the driver's group after 3 s) and then closes
+what the driver may not have: Optuna trials still RUNNING become closed-with-a-queued-copy and running store
+attempts become `stopped`, so nothing is left RUNNING and `sweep resume` continues the sweep.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import clowncar
+from clowncar.errors import ClownCarError
+from clowncar.orchestrator.spec import SweepSpec
+
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+def _client(address: str) -> Any:
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(address)
+    except Exception as err:  # connection refused, auth: one line
+        raise ClownCarError(f"cannot reach the Ray job server at {address}: "
+                            f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
+                            ) from None
+
+
+def submit(spec: SweepSpec, spec_path: Path, address: str, store_url: str, python: str = "python") -> str:
+    client = _client(address)
+    package = Path(clowncar.__file__).resolve().parent
+    with tempfile.TemporaryDirectory(prefix="clowncar-job-") as tmp:
+        shutil.copytree(package, Path(tmp) / "clowncar", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copy(spec_path, Path(tmp) / "spec.yaml")
+        entry = " ".join(shlex.quote(a) for a in (python, "-m", "clowncar", "sweep", "run", "spec.yaml",
+                                                  "--address", "auto", "--store", store_url, "--quiet"))
+        job_id = f"clowncar-{spec.name}-{int(time.time())}"
+        # A head that has just started answers "No available agent" until its job agent is up: retry that,
+        # for a bounded time, and turn anything else into one line.
+        deadline = time.time() + 60
+        while True:
+            try:
+                client.submit_job(entrypoint=entry, submission_id=job_id, metadata={"clowncar_sweep": spec.name},
+                                  runtime_env={"working_dir": tmp})
+                return job_id
+            except Exception as err:
+                text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                if "No available agent" not in text or time.time() > deadline:
+                    raise ClownCarError(f"job submission to {address} failed: {text}") from None
+                time.sleep(2)
+
+
+def stop(name: str, address: str, store_url: str, wait_s: float = 60.0) -> tuple[int, int]:
+    client = _client(address)
+    jobs = [j for j in client.list_jobs() if (j.metadata or {}).get("clowncar_sweep") == name
+            and str(j.status) not in TERMINAL and not str(j.status).endswith(TERMINAL)]
+    for job in jobs:
+        client.stop_job(job.submission_id)
+    deadline = time.time() + wait_s
+    for job in jobs:
+        while time.time() < deadline and not str(client.get_job_status(job.submission_id)).endswith(TERMINAL):
+            time.sleep(0.5)
+    return len(jobs), close_stopped(name, store_url)
+
+
+def close_stopped(name: str, store_url: str) -> int:
+    """Nothing of a stopped sweep stays RUNNING: not in the study, not in the store."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from clowncar.orchestrator.search import ATTEMPT, NUMBER, close_trial
+    from clowncar.orchestrator.tune import open_study
+    from clowncar.store import open_store
+
+    store = open_store(store_url, create=False)
+    if not store.get_sweep(name):
+        raise ClownCarError(f"no sweep named '{name}' in the store")
+    storage = open_study(store_url)
+    closed = 0
+    if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+        study = optuna.load_study(study_name=name, storage=storage)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            params = {**t.system_attrs.get("fixed_params", {}), **t.params}
+            close_trial(study, t._trial_id, int(t.user_attrs.get(NUMBER, t.number)),
+                        int(t.user_attrs.get(ATTEMPT, 0)), params, "sweep stopped")
+            closed += 1
+    closed = max(closed, store.close_running(name, "stopped", "sweep stopped"))
+    store.set_sweep_status(name, "stopped")
+    return closed

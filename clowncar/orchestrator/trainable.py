@@ -1,0 +1,220 @@
+"""The Ray Tune trainable: one trial = one worker program, launched, tailed, relayed and always cleaned up.
+
+The trainable writes `trial.json`, starts the worker (one process, or `torchrun` for several GPUs) through
+`clowncar.orchestrator.launch` in a new process group, and relays the worker's `events.jsonl` through
+`tune.report`: every report carries the step, eval and probe rows that are new since the last one, so the store
+on the head fills while the trial runs, plus the latest step/loss/BPB for ASHA. When the worker exits, the final
+report carries the outcome (`ok` / `diverged` / `oom` / `error` / `crashed`) and result.json.
+
+Cleanup, from the measured facts (reference/ray_tune_optuna_facts.md section 2): Tune stops a trial by raising
+SystemExit inside `tune.report`, so `finally` kills the worker's whole process group; a SIGKILLed actor or driver
+runs no `finally`, so every worker process also carries PDEATHSIG (set by the launch wrapper).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clowncar.errors import ClownCarError
+from clowncar.events import CONFIG_FILE, EVENTS_FILE, RESULT_FILE, read_events, read_result, write_json_atomic
+
+EXIT_STATUS = {0: "ok", 3: "diverged", 4: "oom", 1: "error"}
+RESULT_KEYS_FOR_TUNE = ("val_bpb", "q_val_bpb", "sliding_val_bpb", "q_sliding_val_bpb", "artifact_bytes",
+                        "params", "steps", "train_seconds")
+
+
+@dataclass
+class TrialContext:
+    """Everything a trial needs besides its sampled parameters; pickled once to every worker node."""
+
+    sweep: str
+    spec: dict[str, Any]
+    runs_dir: str
+    size_cap: int
+    poll_s: float = 0.25
+    heartbeat_s: float = 5.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def worker_command(module: str, config_path: Path, out: Path, gpus: int) -> list[str]:
+    args = ["-m", "clowncar.orchestrator.launch", module, str(config_path), "--out", str(out)]
+    if gpus > 1:  # one rank per GPU, all on this node (the trial's bundle is on one node)
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
+                *args]
+    return [sys.executable, *args]
+
+
+def worker_env(ctx: TrialContext, cpus: float, gpus: int) -> dict[str, str]:
+    env = dict(os.environ)
+    threads = str(max(1, int(cpus) // max(1, gpus)))
+    # Ray sets OMP_NUM_THREADS=1 in actors; the worker gets the trial's CPUs, split over its ranks.
+    env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "CLOWNCAR_LAUNCHER_PARENT": str(os.getpid())})
+    paths = [*ctx.spec.get("worker", {}).get("pythonpath", []), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    env.update(ctx.extra_env)
+    return env
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the worker's process group (its ranks and anything they started), then reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+class Relay:
+    """Tails events.jsonl and turns new records into one Tune report."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset = path, 0
+        self.step, self.latest = 0, {"train_loss": math.nan, "val_bpb": math.nan, "probe_loss": math.nan}
+
+    def poll(self) -> dict[str, list[dict[str, Any]]]:
+        records, self.offset = read_events(self.path, self.offset)
+        rows: dict[str, list[dict[str, Any]]] = {"steps": [], "evals": [], "probes": []}
+        for rec in records:
+            kind = rec.get("event")
+            if kind == "step":
+                rows["steps"].append(rec)
+                self.step = max(self.step, int(rec.get("step") or 0))
+                if rec.get("train_loss") is not None:
+                    self.latest["train_loss"] = float(rec["train_loss"])
+            elif kind == "eval":
+                rows["evals"].append(rec)
+                if rec.get("val_bpb") is not None:
+                    self.latest["val_bpb"] = float(rec["val_bpb"])
+            elif kind == "probe":
+                rows["probes"].append(rec)
+                if rec.get("probe_loss") is not None:
+                    self.latest["probe_loss"] = float(rec["probe_loss"])
+        return rows
+
+    def report(self, rows: dict[str, list[dict[str, Any]]], **extra: Any) -> dict[str, Any]:
+        # Tune requires the searcher's metrics in every report; they are NaN until the final one.
+        return {"step": self.step, **self.latest, "objective": math.nan, "artifact_bytes": math.nan,
+                "new_rows": json.dumps(rows), **extra}
+
+
+def objective_value(result: dict[str, Any], metric: str) -> float | None:
+    keys = ("q_sliding_val_bpb", "q_val_bpb") if metric == "auto" else (metric,)
+    for key in keys:
+        value = result.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def outcome(returncode: int, result: dict[str, Any] | None, stderr_tail: str) -> tuple[str, str | None]:
+    """Map the worker's exit to (status, reason): result.json wins; no result.json means `crashed`."""
+    if result is None:
+        how = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
+        return "crashed", f"worker {how} without result.json" + (f": {stderr_tail}" if stderr_tail else "")
+    status = str(result.get("status") or EXIT_STATUS.get(returncode, "error"))
+    if status not in ("ok", "diverged", "oom", "error"):
+        status = "error"
+    if status == "ok" and returncode != 0:
+        return "error", f"worker wrote status ok but exited {returncode}"
+    return status, result.get("reason")
+
+
+def final_report(ctx: TrialContext, status: str, reason: str | None, result: dict[str, Any] | None,
+                 wall_s: float) -> dict[str, Any]:
+    spec = ctx.spec
+    res = result or {}
+    objective = objective_value(res, spec["objective"]["metric"]) if status == "ok" else None
+    cap = ctx.size_cap
+    art = res.get("artifact_bytes")
+    over = bool(res.get("over_cap")) or (isinstance(art, int | float) and art > cap)
+    if status == "ok" and over and not reason:
+        reason = f"artifact {art} bytes over the cap of {cap}"
+    if status == "ok" and objective is None:
+        status, reason = "error", f"result.json has no value for objective '{spec['objective']['metric']}'"
+    out: dict[str, Any] = {
+        "final": True, "status": status, "reason": reason or "", "wall_s": wall_s,
+        "objective": objective if objective is not None else math.nan,
+        "feasible": status == "ok" and not over,
+        # Optuna constraint: <= 0 is feasible.
+        "constraint": (float(art) - cap) if isinstance(art, int | float) else math.nan,
+        "result_json": json.dumps(result) if result is not None else "",
+    }
+    for key in RESULT_KEYS_FOR_TUNE:
+        v = res.get(key)
+        out[key] = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
+    return out
+
+
+def _stderr_tail(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def node_facts() -> dict[str, Any]:
+    """Where this trial runs: host, Ray node, the GPUs Ray gave it, the actor's PID (for the store and tests)."""
+    import ray
+
+    rc = ray.get_runtime_context()
+    node_id = rc.get_node_id()
+    return {"host": f"{socket.gethostname()}:{node_id[:12]}", "node_id": node_id, "pid": os.getpid(),
+            "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids())}
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """The function trainable (wrapped with `tune.with_parameters(run_trial, ctx=...)`)."""
+    from ray import tune
+
+    from clowncar.orchestrator.spec import SweepSpec
+
+    meta = config.get("_cc", {})
+    spec = SweepSpec.model_validate(ctx.spec)
+    trial_dir = Path(ctx.runs_dir) / "trials" / ctx.sweep / f"{meta.get('number', 0):05d}-{meta.get('attempt', 0)}"
+    shutil.rmtree(trial_dir, ignore_errors=True)  # a retried trial starts clean: events are re-read from 0
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    base = node_facts()
+    try:
+        cfg = spec.trial_config(config)
+    except ClownCarError as err:
+        tune.report(Relay(trial_dir / EVENTS_FILE).report({}, **base, **final_report(ctx, "error", str(err), None,
+                                                                                       0.0)))
+        return
+    write_json_atomic(trial_dir / CONFIG_FILE, {"config": cfg.to_dict(), "sweep": ctx.sweep, "params": {
+        k: v for k, v in config.items() if not k.startswith("_")}, **meta, **base})
+    gpus, cpus = spec.resources.gpus, spec.resources.cpus
+    ranks = gpus if spec.worker.launcher == "torchrun" else 1
+    cmd = worker_command(spec.worker.module, trial_dir / CONFIG_FILE, trial_dir, ranks)
+    relay = Relay(trial_dir / EVENTS_FILE)
+    with (trial_dir / "worker.out").open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=worker_env(ctx, cpus, gpus), cwd=trial_dir, start_new_session=True)
+    try:
+        tune.report(relay.report(relay.poll(), worker_pid=proc.pid, **base))
+        last, nap = time.time(), 0.01
+        while proc.poll() is None:
+            time.sleep(nap)
+            nap = min(ctx.poll_s, nap * 2)  # short first naps: a worker that ends at once is seen at once
+            rows = relay.poll()
+            if any(rows.values()) or time.time() - last > ctx.heartbeat_s:
+                tune.report(relay.report(rows, **base))  # Tune's stop arrives here as SystemExit
+                last = time.time()
+        rows = relay.poll()
+        result = read_result(trial_dir / RESULT_FILE)
+        status, reason = outcome(proc.returncode, result, _stderr_tail(trial_dir / "worker.out"))
+        tune.report(relay.report(rows, **base, **final_report(ctx, status, reason, result, time.time() - start)))
+    finally:
+        kill_group(proc)

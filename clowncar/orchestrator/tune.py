@@ -1,0 +1,225 @@
+"""Run a sweep: Ray Tune schedules, Optuna samples (study in the store), the store callback records.
+
+One resource bundle per trial (`PlacementGroupFactory([{"CPU": c, "GPU": g}])`), so all of a trial's GPUs are
+on one node; Ray's placement groups stop two sweeps on one cluster from double-booking GPUs. Actors are reused
+(`reuse_actors=True`): a new actor per trial costs ~1 s (measured), and the reason not to reuse (a stopped
+trial's child outlives the stop) does not apply here because the trainable kills the worker's group in `finally`
+and every worker process carries PDEATHSIG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clowncar.errors import ClownCarError, StoreError
+from clowncar.orchestrator.spec import SweepSpec
+
+
+@dataclass
+class RunOptions:
+    store_url: str
+    runs_dir: Path
+    address: str = ""
+    """'' = embedded Ray on loopback; 'auto' or 'ray://host:10001' joins a cluster."""
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    show: bool = True
+    resume: bool = False
+
+
+def init_ray(opts: RunOptions) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if opts.address:
+        ray.init(address=opts.address, log_to_driver=False, logging_level=logging.WARNING)
+        return
+    # Every listener on 127.0.0.1 (reference/ray_tune_optuna_facts.md section 6); must be set before Ray is
+    # imported, which run_sweep does; repeated here for callers that start Ray through this function alone.
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray.init(address="local", num_cpus=opts.num_cpus or os.cpu_count() or 1, num_gpus=opts.num_gpus or 0,
+             include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+
+
+def open_study(store_url: str) -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    kwargs: dict[str, Any] = {}
+    if store_url.startswith("sqlite"):
+        kwargs = {"connect_args": {"timeout": 60}}
+    for attempt in range(6):
+        try:
+            with _sqlite_lock(store_url):
+                return optuna.storages.RDBStorage(store_url, engine_kwargs=kwargs)
+        except Exception as err:  # unreachable server, bad URL: one line
+            # Two sweeps starting at once on a new database race to create Optuna's tables (a lock file covers
+            # SQLite); the loser sees an IntegrityError or "already exists" and succeeds once the winner is done.
+            if ("IntegrityError" in type(err).__name__ or "already exists" in str(err)) and attempt < 5:
+                time.sleep(1 + attempt)
+                continue
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise StoreError(f"optuna storage at {store_url}: {type(err).__name__}: {first}") from None
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _sqlite_lock(url: str) -> Any:
+    """An exclusive lock file beside a SQLite database while Optuna creates or upgrades its tables."""
+    import fcntl
+
+    path = url.split(":///", 1)[1] if url.startswith("sqlite") and ":///" in url else ""
+    if not path or path.startswith(":memory:"):
+        yield
+        return
+    lock = Path(path).with_name(Path(path).name + ".optuna-lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool) -> dict[str, int]:
+    """Create or check the sweep in the store; on resume, reconcile the study with the store."""
+    import optuna
+
+    from clowncar.orchestrator.resume import reconcile
+
+    existing = store.get_sweep(spec.name)
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    if not resume and (spec.name in names or (existing and existing.get("status") != "created")):
+        raise ClownCarError(f"sweep '{spec.name}' already exists; continue it with `clowncar sweep resume "
+                            f"{spec.name}` or pick another name")
+    if resume and spec.name not in names:
+        raise ClownCarError(f"sweep '{spec.name}' has no Optuna study to resume")
+    store.create_or_get_sweep(spec.name, spec.to_dict(), parent=spec.parent)
+    if not resume:
+        return {}
+    study = optuna.load_study(study_name=spec.name, storage=storage)
+    return reconcile(study, store, spec)
+
+
+def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
+    """Run (or resume) a sweep to the end of its budget. Returns the summary the CLI prints."""
+    if not opts.address:  # Ray reads it when first imported: set it before any `import ray`
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Tune's own tables off: our progress line says it all
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from clowncar.orchestrator.record import StoreCallback, Tally
+    from clowncar.orchestrator.search import SweepSearch, finished_count
+    from clowncar.orchestrator.trainable import TrialContext, run_trial
+    from clowncar.store import open_store
+
+    store = open_store(opts.store_url)
+    storage = open_study(opts.store_url)
+    reconciled = prepare(spec, store, storage, opts.resume)
+    tally = Tally(total=spec.max_trials())
+    callback = StoreCallback(spec, store, tally, show=opts.show)
+    searcher = SweepSearch(spec, storage, spec.max_trials(), on_tell=callback.on_tell)
+    if not opts.resume:
+        for point in spec.enqueue:
+            searcher.study.enqueue_trial(point, skip_if_exists=False)
+    already = finished_count(searcher.study)
+    tally.by_status["earlier"] = already
+    remaining = max(0, spec.max_trials() - already)
+    store.set_sweep_status(spec.name, "running")
+    if remaining == 0:
+        store.set_sweep_status(spec.name, "done")
+        return summarize(spec, searcher.study, reconciled, 0)
+    init_ray(opts)
+    ctx = TrialContext(sweep=spec.name, spec=spec.to_dict(), runs_dir=str(opts.runs_dir.resolve()),
+                       size_cap=spec.size_cap())
+    res = spec.resources
+    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
+                                    tune.PlacementGroupFactory([{"CPU": res.cpus, "GPU": res.gpus}]))
+    scheduler = None
+    if spec.scheduler.type == "asha":
+        s = spec.scheduler
+        max_t = s.max_t or spec.trial_config({}).train.iterations
+        scheduler = ASHAScheduler(time_attr="step", metric=s.metric, mode="min", max_t=max_t,
+                                  grace_period=min(s.grace_period, max_t), reduction_factor=s.reduction_factor)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
+                                    max_concurrent_trials=spec.max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(name=spec.name, storage_path=str((opts.runs_dir / "tune").resolve()),
+                                  failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                                  callbacks=[callback], verbose=0, log_to_file=False),
+    )
+    status = "failed"
+    fit_started = time.time()
+    with _stop_on_signals(searcher.stopping):
+        try:
+            tuner.fit()
+            status = "done"
+        finally:
+            callback.close()
+            if searcher.stopping.is_set():  # Ctrl-C or `sweep stop`: nothing stays RUNNING, resume re-runs it
+                from clowncar.orchestrator.submit import close_stopped
+
+                close_stopped(spec.name, opts.store_url)
+            else:
+                store.set_sweep_status(spec.name, status)
+    return {**summarize(spec, searcher.study, reconciled, searcher.asked), "fit_seconds": time.time() - fit_started}
+
+
+@contextlib.contextmanager
+def _stop_on_signals(flag: threading.Event) -> Any:
+    """Ctrl-C and `ray job stop` (SIGTERM) stop the sweep: the flag makes the searcher close (not prune) the
+    trials Tune stops, and the driver ends. Tune's own SIGINT handler is off (TUNE_DISABLE_SIGINT_HANDLER), as it
+    would end trials as if they had finished."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        flag.set()
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def best_trial(spec: SweepSpec, study: Any) -> dict[str, Any] | None:
+    """The best feasible COMPLETE trial (never one over the size cap)."""
+    from optuna.trial import TrialState
+
+    from clowncar.orchestrator.search import NUMBER
+
+    sign = 1 if spec.objective.mode == "min" else -1
+    best = None
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if any(c > 0 for c in t.constraints.values()):
+            continue
+        value = t.values[0]
+        if best is None or sign * value < sign * best["objective"]:
+            best = {"number": t.user_attrs.get(NUMBER, t.number), "objective": value, "params": dict(t.params),
+                    "values": list(t.values)}
+    return best
+
+
+def summarize(spec: SweepSpec, study: Any, reconciled: dict[str, int], asked: int) -> dict[str, Any]:
+    from collections import Counter
+
+    states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    return {"sweep": spec.name, "asked_this_run": asked, "optuna_states": dict(states), "reconciled": reconciled,
+            "best": best_trial(spec, study)}

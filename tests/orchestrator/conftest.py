@@ -1,0 +1,155 @@
+"""Helpers for the orchestrator tests: specs that run the contract worker, per-test Ray temp dirs, process
+bookkeeping by PID, and a loopback check of every listening socket."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CONTRACT = REPO / "benchmarks"
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def pids_with(marker: str) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if marker in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return out
+
+
+def reap(marker: str) -> list[int]:
+    """SIGKILL, by PID, every process whose command line names `marker` (this test's Ray temp dir)."""
+    pids = pids_with(marker)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+def non_loopback_listeners(pids: set[int]) -> list[str]:
+    """Listening TCP sockets of `pids` on anything but 127.0.0.1 / ::ffff:127.0.0.1 / ::1."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    bad = []
+    for line in out.splitlines():
+        owners = {int(p) for p in re.findall(r"pid=(\d+)", line)}
+        if not owners & pids:
+            continue
+        local = line.split()[3]
+        host = local.rsplit(":", 1)[0].strip("[]")
+        if host not in ("127.0.0.1", "::ffff:127.0.0.1", "::1"):
+            bad.append(line)
+    return bad
+
+
+class SweepEnv:
+    """One test's world: runs dir, SQLite store, Ray temp dir, and `clowncar` as a user runs it."""
+
+    def __init__(self, tmp: Path, ray_tmp: Path) -> None:
+        self.tmp, self.ray_tmp = tmp, ray_tmp
+        self.runs = tmp / "runs"
+        self.store_url = f"sqlite:///{tmp / 'store.db'}"
+        self.env = dict(os.environ)
+        self.env.update({"PYTHONPATH": str(REPO), "CLOWNCAR_RUNS_DIR": str(self.runs),
+                         "CLOWNCAR_STORE": self.store_url, "RAY_TMPDIR": str(ray_tmp),
+                         "CLOWNCAR_DATA_DIR": str(tmp / "data")})
+        self.env.pop("CLOWNCAR_DEBUG", None)
+
+    def spec(self, name: str, **fields: Any) -> Path:
+        data: dict[str, Any] = {
+            "name": name, "preset": "tiny-cpu",
+            "overrides": {"data.dataset": "ok", "train.iterations": 4, "train.max_wallclock_seconds": 0.4},
+            "space": {"model.crawler_loops": {"grid": [1, 2, 3]}}, "sampler": "grid",
+            "resources": {"cpus": 1}, "max_concurrent": 2, "max_failures": 1,
+            "worker": {"module": "contract_worker", "pythonpath": [str(CONTRACT)]}}
+        for key, value in fields.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict) and key != "space":
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        path = self.tmp / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    def cli(self, *args: str, timeout: float = 240, extra: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "clowncar", *args], capture_output=True, text=True,
+                              env={**self.env, **(extra or {})}, cwd=self.tmp, timeout=timeout)
+
+    def popen(self, *args: str, extra: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "clowncar", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env={**self.env, **(extra or {})},
+                                cwd=self.tmp)
+
+    def store(self) -> Any:
+        from clowncar.store import open_store
+
+        return open_store(self.store_url)
+
+    def study(self, name: str) -> Any:
+        import optuna
+
+        return optuna.load_study(study_name=name, storage=self.store_url)
+
+    def worker_pids(self, name: str) -> list[int]:
+        """PIDs the contract worker wrote for every trial of sweep `name` (itself and any child it started)."""
+        out = []
+        for f in (self.runs / "trials" / name).glob("*/*pid"):
+            out.append(int(f.read_text()))
+        return out
+
+
+@pytest.fixture
+def sweep_env(tmp_path: Path) -> Iterator[SweepEnv]:
+    # A short Ray temp dir (unix socket paths are limited to ~107 bytes) that marks every Ray process of this
+    # test, so leftovers (agents that outlive a SIGKILLed driver) can be killed by PID afterwards.
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+    env = SweepEnv(tmp_path, ray_tmp)
+    yield env
+    reap(str(ray_tmp))
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, every: float = 0.2) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(every)
+    return cond()
+
+
+@pytest.fixture(scope="session")
+def helpers() -> Any:
+    class H:
+        alive = staticmethod(alive)
+        reap = staticmethod(reap)
+        pids_with = staticmethod(pids_with)
+        non_loopback_listeners = staticmethod(non_loopback_listeners)
+        wait_for = staticmethod(wait_for)
+
+    return H

@@ -1,0 +1,183 @@
+"""Fault tolerance on a simulated cluster: a head with 0 CPUs and two worker nodes with 8 logical GPUs each
+(`ray.cluster_utils.Cluster`, loopback only), shared by the tests of this module. Sweeps run as a user runs them
+(`clowncar sweep run --address ...` in a new process), so their drivers can be SIGKILLed."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+GPU_NODE = {"num_cpus": 2, "num_gpus": 8}
+
+
+@pytest.fixture(scope="module")
+def cluster(helpers) -> Iterator[Any]:
+    ray_tmp = tempfile.mkdtemp(prefix="rc", dir="/tmp")
+    old = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_TMPDIR")}
+    os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": ray_tmp})
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0})
+    c.workers = [c.add_node(**GPU_NODE) for _ in range(2)]
+    c.wait_for_nodes()
+    c.ray_tmp = ray_tmp
+    try:
+        yield c
+    finally:
+        with contextlib.suppress(Exception):
+            c.shutdown()
+        helpers.reap(ray_tmp)  # by PID: whatever of this cluster is left
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def trial_dirs(env: Any, name: str) -> list[Path]:
+    return sorted((env.runs / "trials" / name).glob("*-*"))
+
+
+def trial_meta(env: Any, name: str) -> list[dict[str, Any]]:
+    out = []
+    for d in trial_dirs(env, name):
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            out.append(json.loads((d / "trial.json").read_text()))
+    return out
+
+
+def test_eight_gpu_trials_land_one_per_node(cluster, sweep_env, helpers) -> None:
+    spec = sweep_env.spec("place", resources={"gpus": 8, "cpus": 1}, max_concurrent=4,
+                          overrides={"train.iterations": 6, "train.max_wallclock_seconds": 3.0},
+                          space={"model.crawler_loops": {"grid": [1, 2, 3, 4]}},
+                          worker={"launcher": "single"})
+    r = sweep_env.cli("sweep", "run", str(spec), "--address", cluster.address, "--quiet", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    trials = sweep_env.store().trials_frame(sweeps="place")
+    assert len(trials) == 4 and set(trials["status"]) == {"ok"}
+    assert trials["node"].nunique() == 2  # both nodes used
+    for _, group in trials.groupby("node"):  # never two 8-GPU trials on one node at once
+        spans = sorted(zip(group["started_at"], group["ended_at"], strict=True))
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert start >= end, spans
+    assert {m["gpu_ids"] for m in trial_meta(sweep_env, "place")} == {"0,1,2,3,4,5,6,7"}
+
+
+def test_worker_dies_with_its_trial_on_asha_stop_and_actor_kill(cluster, sweep_env, helpers) -> None:
+    # ASHA: loops 1 and 3 learn slower, so the scheduler stops them; each worker also started a grandchild.
+    spec = sweep_env.spec("asha", overrides={"data.dataset": "orphan", "train.iterations": 20,
+                                             "train.max_wallclock_seconds": 4.0},
+                          space={"model.crawler_loops": {"grid": [2, 1, 3]}},
+                          seeds=[1, 2], max_concurrent=4,
+                          scheduler={"type": "asha", "metric": "train_loss", "grace_period": 3,
+                                     "reduction_factor": 2})
+    r = sweep_env.cli("sweep", "run", str(spec), "--address", cluster.address, "--quiet", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    trials = sweep_env.store().trials_frame(sweeps="asha")
+    assert "pruned" in set(trials["status"]), trials[["status", "model.crawler_loops"]]
+    pids = sweep_env.worker_pids("asha")  # workers and their grandchildren
+    assert len(pids) == 12
+    assert helpers.wait_for(lambda: not [p for p in pids if helpers.alive(p)], 10), \
+        [p for p in pids if helpers.alive(p)]
+
+    # Actor SIGKILLed mid-trial (as by the OOM killer): Tune retries it; the old worker is gone by PID.
+    spec = sweep_env.spec("actorkill", overrides={"train.iterations": 30, "train.max_wallclock_seconds": 6.0},
+                          space={"model.crawler_loops": {"grid": [2]}}, max_failures=2)
+    proc = sweep_env.popen("sweep", "run", str(spec), "--address", cluster.address, "--quiet")
+    assert helpers.wait_for(lambda: any((d / "pid").exists() for d in trial_dirs(sweep_env, "actorkill")), 120)
+    d = trial_dirs(sweep_env, "actorkill")[0]
+    worker_pid = int((d / "pid").read_text())
+    actor_pid = json.loads((d / "trial.json").read_text())["pid"]
+    os.kill(actor_pid, signal.SIGKILL)
+    assert helpers.wait_for(lambda: not helpers.alive(worker_pid), 10), "worker outlived its SIGKILLed actor"
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, out
+    trials = sweep_env.store().trials_frame(sweeps="actorkill")
+    assert list(trials["status"]) == ["ok"]
+    steps = sweep_env.store().steps_frame(sweeps="actorkill")
+    assert len(steps) == 30 and not steps.duplicated(["trial_uid", "attempt", "step"]).any()
+
+
+def _study_counts(env: Any, name: str) -> dict[str, int]:
+    from collections import Counter
+
+    return dict(Counter(t.state.name for t in env.study(name).trials))
+
+
+def test_driver_sigkill_then_resume_runs_only_unfinished_trials(cluster, sweep_env, helpers) -> None:
+    spec = sweep_env.spec("resume", seeds=[1, 2], max_concurrent=2,
+                          overrides={"train.iterations": 8, "train.max_wallclock_seconds": 2.0})
+    addr = ("--address", cluster.address, "--quiet")
+    # 1) killed just after the 2nd outcome was told to Optuna
+    r = sweep_env.cli("sweep", "run", str(spec), *addr, extra={"CLOWNCAR_FAULT": "kill-after-tell:2"})
+    assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
+    assert _study_counts(sweep_env, "resume").get("COMPLETE") == 2
+    # 2) killed after the store got a final result but before Optuna was told
+    r = sweep_env.cli("sweep", "resume", "resume", *addr, extra={"CLOWNCAR_FAULT": "kill-before-tell:1"})
+    assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
+    assert "RUNNING" in _study_counts(sweep_env, "resume")
+    # 3) killed in the middle of a trial (step rows already stored)
+    before = {p for p in sweep_env.worker_pids("resume")}
+    proc = sweep_env.popen("sweep", "resume", "resume", *addr)
+
+    def a_new_trial_is_training() -> bool:
+        return bool(set(sweep_env.worker_pids("resume")) - before)
+
+    assert helpers.wait_for(a_new_trial_is_training, 120)
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    pids = sweep_env.worker_pids("resume")
+    assert helpers.wait_for(lambda: not [p for p in pids if helpers.alive(p)], 30), "worker outlived the driver"
+    # 4) resume to the end
+    r = sweep_env.cli("sweep", "resume", "resume", *addr)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    study = sweep_env.study("resume")
+    counts = _study_counts(sweep_env, "resume")
+    assert "RUNNING" not in counts and "WAITING" not in counts, counts
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    points = sorted((t.params.get("model.crawler_loops"), t.params.get("train.seed")) for t in complete)
+    assert points == sorted((loops, seed) for loops in (1, 2, 3) for seed in (1, 2))  # as if never interrupted
+    store = sweep_env.store()
+    trials = store.trials_frame(sweeps="resume")
+    assert len(trials) == 6 and set(trials["status"]) == {"ok"}
+    for uid in trials["trial_uid"]:  # a trial that finished never ran again
+        statuses = [a["status"] for a in store.get_trial(uid)["attempts"]]
+        assert statuses.count("ok") == 1 and statuses[-1] == "ok", (uid, statuses)
+    steps = store.steps_frame(sweeps="resume")
+    assert not steps.duplicated(["trial_uid", "attempt", "step"]).any()
+    assert (steps.groupby("trial_uid").size() == 8).all()
+
+
+def test_node_killed_mid_trial_is_retried_on_the_other_node(cluster, sweep_env, helpers) -> None:
+    spec = sweep_env.spec("nodekill", resources={"gpus": 8, "cpus": 1}, max_concurrent=2, max_failures=3,
+                          overrides={"train.iterations": 20, "train.max_wallclock_seconds": 8.0},
+                          space={"model.crawler_loops": {"grid": [1, 2, 3]}}, worker={"launcher": "single"})
+    proc = sweep_env.popen("sweep", "run", str(spec), "--address", cluster.address, "--quiet")
+    assert helpers.wait_for(lambda: any((d / "pid").exists() for d in trial_dirs(sweep_env, "nodekill")), 120)
+    meta = trial_meta(sweep_env, "nodekill")[0]
+    victim = next(n for n in cluster.workers if n.node_id == meta["node_id"])
+    worker_pid = int((trial_dirs(sweep_env, "nodekill")[0] / "pid").read_text())
+    cluster.remove_node(victim, allow_graceful=False)
+    assert helpers.wait_for(lambda: not helpers.alive(worker_pid), 30), "worker outlived its node"
+    out = proc.communicate(timeout=400)[0]
+    cluster.workers = [n for n in cluster.workers if n is not victim] + [cluster.add_node(**GPU_NODE)]
+    assert proc.returncode == 0, out
+    store = sweep_env.store()
+    trials = store.trials_frame(sweeps="nodekill")
+    assert len(trials) == 3 and set(trials["status"]) == {"ok"}  # every trial exactly once
+    steps = store.steps_frame(sweeps="nodekill")
+    assert not steps.duplicated(["trial_uid", "attempt", "step"]).any()
+    assert (steps.groupby("trial_uid").size() == 20).all()

@@ -1,0 +1,30 @@
+"""End to end with the real worker: `clowncar demo` builds the demo data and runs a sweep of real tiny-cpu
+trials (training, quantization, sliding-window eval) on embedded Ray, recorded in the SQLite store."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_real_tiny_cpu_trials_into_the_store(sweep_env, helpers) -> None:
+    spec = sweep_env.spec("real", overrides={"data.dataset": "demo_sp1024", "train.iterations": 6,
+                                             "train.max_wallclock_seconds": 20,
+                                             "eval.max_tokens": 4096},
+                          space={"model.crawler_loops": {"grid": [1, 2]}}, worker={"module": "clowncar.worker"})
+    r = sweep_env.cli("demo", "--spec", str(spec), "--name", "real", "--num-cpus", "2", "--quiet", timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "best trial" in r.stdout and "demo data built" in r.stdout
+    store = sweep_env.store()
+    trials = store.trials_frame(sweeps="real")
+    assert len(trials) == 2 and set(trials["status"]) == {"ok"}, trials[["status", "reason"]]
+    for _, row in trials.iterrows():
+        assert math.isfinite(row["q_sliding_val_bpb"]) and 0 < row["q_sliding_val_bpb"] < 12
+        assert row["artifact_bytes"] > 0 and row["steps"] == 6
+    steps = store.steps_frame(sweeps="real")
+    assert (steps.groupby("trial_uid").size() == 6).all()
+    assert not store.evals_frame(sweeps="real").empty
+    assert sorted(trials["model.crawler_loops"]) == [1, 2]

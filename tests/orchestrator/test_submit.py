@@ -1,0 +1,98 @@
+"""`sweep submit` / `sweep stop` against a Ray head whose dashboard and job server listen on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def head(sweep_env, helpers) -> Iterator[str]:
+    # `ray start --block` in the background (stops cleanly on SIGTERM); every port is picked free so that
+    # other Ray instances on this machine (their dashboard agents take 52365 by default) do not collide.
+    port = _free_port()
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    cmd = [ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
+           f"--dashboard-port={port}", f"--port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}",
+           f"--ray-client-server-port={_free_port()}", "--num-cpus=2", "--disable-usage-stats"]
+    env = {**sweep_env.env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    address = f"http://127.0.0.1:{port}"
+    try:
+        from ray.job_submission import JobSubmissionClient
+
+        def up() -> bool:
+            with contextlib.suppress(Exception):
+                JobSubmissionClient(address).list_jobs()
+                return True
+            return False
+
+        assert helpers.wait_for(up, 180, every=1.0), "head did not come up"
+        bad = helpers.non_loopback_listeners({proc.pid, *helpers.pids_with(str(sweep_env.ray_tmp))})
+        assert not bad, bad
+        yield address
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=20)
+        helpers.reap(str(sweep_env.ray_tmp))
+
+
+def _job_status(address: str, job_id: str) -> str:
+    from ray.job_submission import JobSubmissionClient
+
+    return str(JobSubmissionClient(address).get_job_status(job_id)).rsplit(".", 1)[-1]
+
+
+def test_submitted_sweep_runs_on_the_head_and_stop_leaves_nothing_running(head, sweep_env, helpers) -> None:
+    env = {"RAY_AUTH_MODE": "disabled"}
+    spec = sweep_env.spec("jobsweep", overrides={"train.iterations": 3, "train.max_wallclock_seconds": 0.3})
+    r = sweep_env.cli("sweep", "submit", str(spec), "--address", head, "--python", sys.executable, extra=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    job_id = r.stdout.split("Ray job ", 1)[1].split()[0]
+    assert "ray job logs" in r.stdout
+    assert helpers.wait_for(lambda: _job_status(head, job_id) in ("SUCCEEDED", "FAILED", "STOPPED"), 300, 1.0)
+    assert _job_status(head, job_id) == "SUCCEEDED"
+    trials = sweep_env.store().trials_frame(sweeps="jobsweep")
+    assert len(trials) == 3 and set(trials["status"]) == {"ok"}
+
+    long = sweep_env.spec("jobstop", overrides={"train.iterations": 100, "train.max_wallclock_seconds": 100.0})
+    r = sweep_env.cli("sweep", "submit", str(long), "--address", head, "--python", sys.executable, extra=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    def training() -> bool:
+        return bool(sweep_env.worker_pids("jobstop"))
+
+    assert helpers.wait_for(training, 300, 1.0)
+    pids = sweep_env.worker_pids("jobstop")
+    r = sweep_env.cli("sweep", "stop", "jobstop", "--address", head, extra=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "stopped 1 job" in r.stdout
+    study: Any = sweep_env.study("jobstop")
+    assert not [t for t in study.trials if t.state.name == "RUNNING"]
+    store = sweep_env.store()
+    assert store.get_sweep("jobstop")["status"] == "stopped"
+    assert "running" not in set(store.trials_frame(sweeps="jobstop")["status"])
+    assert helpers.wait_for(lambda: not [p for p in pids if helpers.alive(p)], 20)
+    time.sleep(0.1)
