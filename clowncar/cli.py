@@ -31,7 +31,7 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("clowncar.worker.artifact_commands", "artifact"),
     ("clowncar.analysis.commands", None),
     ("clowncar.orchestrator.commands", "sweep"),
-    ("clowncar.orchestrator.demo", None),
+    ("clowncar.demo", None),
 ]
 
 for _module, _group in COMMAND_MODULES:

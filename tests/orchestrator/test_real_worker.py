@@ -1,9 +1,11 @@
 """End to end with the real worker: `clowncar demo` builds the demo data and runs a sweep of real tiny-cpu
-trials (training, quantization, sliding-window eval) on embedded Ray, recorded in the SQLite store."""
+trials (training, quantization, sliding-window eval) on embedded Ray, recorded in the SQLite store, and writes
+the signal report for it."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,8 @@ def test_demo_runs_real_tiny_cpu_trials_into_the_store(sweep_env, helpers) -> No
     r = sweep_env.cli("demo", "--spec", str(spec), "--name", "real", "--num-cpus", "2", "--quiet", timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "best trial" in r.stdout and "demo data built" in r.stdout
+    report = next(Path(w) for w in r.stdout.split() if w.endswith("report.html"))
+    assert report.is_file() and (report.parent / "report.json").is_file()  # the demo ends with the signal report
     store = sweep_env.store()
     trials = store.trials_frame(sweeps="real")
     assert len(trials) == 2 and set(trials["status"]) == {"ok"}, trials[["status", "reason"]]

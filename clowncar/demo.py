@@ -1,4 +1,6 @@
-"""`clowncar demo`: demo data (built once), then `sweeps/smoke.yaml` on embedded Ray with the SQLite store."""
+"""`clowncar demo`: demo data (built once), then `sweeps/smoke.yaml` on embedded Ray with the SQLite store, then
+the signal report for that sweep. It lives at the top of the package because it drives data, orchestrator and
+analysis together (the orchestrator never imports the analysis)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import typer
 
 from clowncar.errors import ClownCarError
 
-SMOKE = Path(__file__).resolve().parents[2] / "sweeps" / "smoke.yaml"
+SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml"
 
 
 def register(app: typer.Typer) -> None:
@@ -43,5 +45,16 @@ def demo(
     spec = spec_from_dict(data)
     typer.echo(f"sweep {spec.name}: {spec.max_trials()} trials, store {store or settings.store_url}")
     run_spec(spec, store, "", num_cpus, None, quiet, resume=False)
+    report_dir = settings.runs_dir / "reports" / spec.name
+    _write_report(spec.name, store or settings.store_url, report_dir)
     typer.echo(f"demo finished in {time.time() - started:.0f}s; look closer with "
-               f"`clowncar sweep status {spec.name}`")
+               f"`clowncar sweep status {spec.name}` and {report_dir / 'report.html'}")
+
+
+def _write_report(sweep: str, store_url: str, out: Path) -> None:
+    from clowncar.analysis.commands import load_and_analyse
+    from clowncar.analysis.report import printed_summary, write
+
+    analysis = load_and_analyse([sweep], store_url)
+    write(out, analysis)
+    typer.echo(printed_summary(analysis))
