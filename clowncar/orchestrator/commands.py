@@ -162,13 +162,14 @@ def submit_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")],
     """Submit the sweep as a Ray job: the driver runs on the cluster and outlives this command."""
     from clowncar.orchestrator.spec import load_spec
     from clowncar.orchestrator.submit import submit
+    from clowncar.redact import redact_url
 
-    url, _, _ = _settings(store, None)
     parsed = load_spec(spec)
-    job_id = submit(parsed, spec, address, url, python)
+    job_id = submit(parsed, spec, address, store, python)
+    where = f" --store {redact_url(store)}" if store else ""
     typer.echo(f"submitted sweep {parsed.name} as Ray job {job_id}")
     typer.echo(f"watch: ray job logs --address {address} --follow {job_id}   |   "
-               f"clowncar sweep status {parsed.name} --store {url}")
+               f"clowncar sweep status {parsed.name}{where}")
 
 
 @app.command("stop")

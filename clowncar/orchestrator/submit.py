@@ -34,14 +34,22 @@ def _client(address: str) -> Any:
                             ) from None
 
 
-def submit(spec: SweepSpec, spec_path: Path, address: str, store_url: str, python: str = "python") -> str:
+def submit(spec: SweepSpec, spec_path: Path, address: str, store_url: str | None, python: str = "python") -> str:
+    """Ship the package and the spec as the job's working dir and run `clowncar sweep run` on the head.
+
+    The store URL never goes into the entrypoint (anyone holding the cluster token can list entrypoints): with
+    no `store_url` the head's own CLOWNCAR_STORE is used (the cluster recipes set it there); an explicit URL
+    travels as an environment variable of the job's runtime environment."""
     client = _client(address)
+    runtime_env: dict[str, object] = {}
+    if store_url:
+        runtime_env["env_vars"] = {"CLOWNCAR_STORE": store_url}
     package = Path(clowncar.__file__).resolve().parent
     with tempfile.TemporaryDirectory(prefix="clowncar-job-") as tmp:
         shutil.copytree(package, Path(tmp) / "clowncar", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         shutil.copy(spec_path, Path(tmp) / "spec.yaml")
         entry = " ".join(shlex.quote(a) for a in (python, "-m", "clowncar", "sweep", "run", "spec.yaml",
-                                                  "--address", "auto", "--store", store_url, "--quiet"))
+                                                  "--address", "auto", "--quiet"))
         job_id = f"clowncar-{spec.name}-{int(time.time())}"
         # A head that has just started answers "No available agent" until its job agent is up: retry that,
         # for a bounded time, and turn anything else into one line.
@@ -49,7 +57,7 @@ def submit(spec: SweepSpec, spec_path: Path, address: str, store_url: str, pytho
         while True:
             try:
                 client.submit_job(entrypoint=entry, submission_id=job_id, metadata={"clowncar_sweep": spec.name},
-                                  runtime_env={"working_dir": tmp})
+                                  runtime_env={**runtime_env, "working_dir": tmp})
                 return job_id
             except Exception as err:
                 text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -74,6 +74,10 @@ def test_submitted_sweep_runs_on_the_head_and_stop_leaves_nothing_running(head, 
     assert "ray job logs" in r.stdout
     assert helpers.wait_for(lambda: _job_status(head, job_id) in ("SUCCEEDED", "FAILED", "STOPPED"), 300, 1.0)
     assert _job_status(head, job_id) == "SUCCEEDED"
+    from ray.job_submission import JobSubmissionClient
+
+    # the store URL (and its password) never travels in the entrypoint: the head's CLOWNCAR_STORE is used
+    assert "--store" not in JobSubmissionClient(head).get_job_info(job_id).entrypoint
     trials = sweep_env.store().trials_frame(sweeps="jobsweep")
     assert len(trials) == 3 and set(trials["status"]) == {"ok"}
 
