@@ -17,11 +17,7 @@ from clowncar.model.layers import Block, TiedLM
 class GPT(TiedLM):
     def __init__(self, cfg: ModelConfig, model_dim: int) -> None:
         super().__init__()
-        self._init_io(cfg.vocab_size, model_dim, cfg.num_heads, rope_dims=cfg.rope_dims,
-                      rope_base=cfg.rope_base, rope_ntk_above=cfg.rope_ntk_above,
-                      logit_softcap=cfg.logit_softcap, tied_embed_init_std=cfg.tied_embed_init_std,
-                      bigram_vocab_size=cfg.bigram_vocab_size, bigram_dim=cfg.bigram_dim,
-                      smear_gate=cfg.smear_gate)
+        self._init_io(cfg, model_dim)
         self.num_encoder_layers = cfg.num_layers // 2
         self.num_decoder_layers = cfg.num_layers - self.num_encoder_layers
         num_skips = min(self.num_encoder_layers, self.num_decoder_layers)

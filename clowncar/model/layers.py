@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from clowncar.config import ModelConfig
+
 
 class CastedLinear(nn.Linear):
     """`nn.Linear` that multiplies in the input's dtype (weights may be kept in fp32 for the optimizer)."""
@@ -220,18 +222,18 @@ class TiedLM(nn.Module):
     """Token embedding tied to the output head, optional bigram hash and smear gate, rotary tables, soft-capped
     logits and the fp32 cross-entropy. GPT and CrawlerGPT differ only in what runs between `embed` and `head`."""
 
-    def _init_io(self, vocab_size: int, dim: int, num_heads: int, *, rope_dims: int, rope_base: float,
-                 rope_ntk_above: int, logit_softcap: float, tied_embed_init_std: float,
-                 bigram_vocab_size: int, bigram_dim: int, smear_gate: bool) -> None:
+    def _init_io(self, cfg: ModelConfig, dim: int) -> None:
+        """Embeddings, rotary settings and the tied head: what the GPT and the crawler share."""
         self.model_dim = dim
-        self.tok_emb = nn.Embedding(vocab_size, dim)
-        self.tied_embed_init_std = tied_embed_init_std
-        self.bigram = BigramHashEmbedding(bigram_vocab_size, bigram_dim, dim) if bigram_vocab_size else None
-        self.smear = SmearGate(dim) if smear_gate else None
+        self.tok_emb = nn.Embedding(cfg.vocab_size, dim)
+        self.tied_embed_init_std = cfg.tied_embed_init_std
+        self.bigram = (BigramHashEmbedding(cfg.bigram_vocab_size, cfg.bigram_dim, dim)
+                       if cfg.bigram_vocab_size else None)
+        self.smear = SmearGate(dim) if cfg.smear_gate else None
         self.final_norm = RMSNorm()
-        self.logit_softcap = logit_softcap
-        self.rope_dims = rope_dims or dim // num_heads
-        self.rope_base, self.rope_ntk_above = rope_base, rope_ntk_above
+        self.logit_softcap = cfg.logit_softcap
+        self.rope_dims = cfg.rope_dims or dim // cfg.num_heads
+        self.rope_base, self.rope_ntk_above = cfg.rope_base, cfg.rope_ntk_above
 
     def embed(self, input_ids: Tensor) -> Tensor:
         """x0: the normed (and smeared) embedding stream every block mixes back in."""
