@@ -26,7 +26,8 @@ def demo(
     num_cpus: Annotated[int | None, typer.Option("--num-cpus", help="CPUs for embedded Ray")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No live progress")] = False,
 ) -> None:
-    """The one-command tour: build demo data if needed, run the smoke sweep locally, print the best trial."""
+    """The one-command tour: build demo data if needed, run the smoke sweep locally, print the best trial and
+    write its signal report."""
     from clowncar.orchestrator.commands import run_spec
     from clowncar.orchestrator.spec import load_spec, spec_from_dict
     from clowncar.settings import load_settings
