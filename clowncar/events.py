@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +94,6 @@ def read_events(path: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]]
             except json.JSONDecodeError:
                 continue  # a torn line from a killed writer: skip it, never fail the reader
     return records, offset + end + 1
-
-
-def iter_events(path: str | Path) -> Iterator[dict[str, Any]]:
-    records, _ = read_events(path)
-    yield from records
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clowncar.analysis.frames import complete_rows
+
 IMPORTANCE_NOTE = ("exploratory: importances describe variance inside the region the sampler explored, carry no "
                    "uncertainty and are not causal")
 
@@ -48,7 +50,7 @@ def optuna_importances(storage_url: str | None, sweep: str) -> dict[str, Any]:
 
 def pareto_front(runs: pd.DataFrame) -> list[dict[str, Any]]:
     """Runs that no other run beats on both BPB and artifact bytes (lower is better on both)."""
-    r = runs.dropna(subset=["bpb", "artifact_bytes"]) if {"bpb", "artifact_bytes"} <= set(runs.columns) else runs.iloc[0:0]
+    r = complete_rows(runs, ["bpb", "artifact_bytes"])
     if r.empty:
         return []
     r = r.sort_values(["artifact_bytes", "bpb"])
@@ -65,7 +67,7 @@ def top_configs(runs: pd.DataFrame, k: int = 10) -> list[dict[str, Any]]:
     """Configs ranked by mean BPB over their seed reruns, with every seed's value shown (never best-seed only)."""
     from scipy import stats
 
-    r = runs.dropna(subset=["bpb"]) if "bpb" in runs else runs.iloc[0:0]
+    r = complete_rows(runs, ["bpb"])
     rows = []
     for ck, g in r.groupby("config_key"):
         v = g["bpb"].to_numpy(float)

@@ -78,6 +78,11 @@ def _isnan(v: Any) -> bool:
         return False
 
 
+def complete_rows(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The runs that have every one of `columns`; no rows at all when a column is absent from the frame."""
+    return runs.dropna(subset=columns) if set(columns) <= set(runs.columns) else runs.iloc[0:0]
+
+
 def missing(runs: pd.DataFrame, columns: list[str]) -> str:
     """' (not recorded: a, b)' for the columns that no run has, to explain a 'not enough data' verdict."""
     gone = [c for c in columns if c not in runs or runs[c].isna().all()]

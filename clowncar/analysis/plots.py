@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clowncar.analysis.frames import complete_rows
+
 MAX_CURVES = 12
 
 
@@ -78,7 +80,7 @@ def eval_curves(evals: pd.DataFrame, runs: pd.DataFrame) -> bytes | None:
 
 
 def quant_gap_vs_loops(runs: pd.DataFrame) -> bytes | None:
-    r = runs.dropna(subset=["quant_gap", "loops"]) if {"quant_gap", "loops"} <= set(runs.columns) else runs.iloc[0:0]
+    r = complete_rows(runs, ["quant_gap", "loops"])
     if r.empty:
         return None
     fig, ax = _figure()
@@ -95,7 +97,7 @@ def quant_gap_vs_loops(runs: pd.DataFrame) -> bytes | None:
 
 
 def pareto(runs: pd.DataFrame, front: list[dict[str, Any]]) -> bytes | None:
-    r = runs.dropna(subset=["bpb", "artifact_bytes"]) if {"bpb", "artifact_bytes"} <= set(runs.columns) else runs.iloc[0:0]
+    r = complete_rows(runs, ["bpb", "artifact_bytes"])
     if r.empty:
         return None
     fig, ax = _figure()
@@ -111,7 +113,7 @@ def pareto(runs: pd.DataFrame, front: list[dict[str, Any]]) -> bytes | None:
 
 
 def bpb_vs_width(runs: pd.DataFrame) -> bytes | None:
-    r = runs.dropna(subset=["bpb", "width"]) if {"bpb", "width"} <= set(runs.columns) else runs.iloc[0:0]
+    r = complete_rows(runs, ["bpb", "width"])
     if r.empty or r["width"].nunique() < 2:
         return None
     fig, ax = _figure()

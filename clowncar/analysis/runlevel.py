@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clowncar.analysis.frames import missing
+from clowncar.analysis.frames import complete_rows, missing
 from clowncar.analysis.result import TestResult, decide, not_enough
 from clowncar.analysis.stats import coef, coef_table, mde_from_se, ols, vifs
 
@@ -49,7 +49,7 @@ def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
     titles = {"loops": "Quantization gap vs loops", "crawl_frac": "Quantization gap vs cadence (C-fraction)"}
     keys = {"loops": "2a_gap_loops", "crawl_frac": "2b_gap_cadence"}
     cols = ["quant_gap", "loops", "crawl_frac"]
-    r = runs.dropna(subset=[c for c in cols if c in runs]) if set(cols) <= set(runs.columns) else runs.iloc[0:0]
+    r = complete_rows(runs, cols)
     terms = [t for t in ("loops", "crawl_frac") if _varies(r.get(t, pd.Series(dtype=float)))]
     if "width" in r and r["width"].notna().all() and _varies(r["width"]):
         r = r.assign(log_width=np.log(r["width"]))
@@ -83,7 +83,7 @@ def width_tests(runs: pd.DataFrame) -> list[TestResult]:
           "(BPB at the widest minus the narrowest width)?")
     qb = "Do unique layers and loops (sharing) explain BPB beyond width (nested F test)?"
     need = ["bpb", "width"]
-    r = runs.dropna(subset=need) if set(need) <= set(runs.columns) else runs.iloc[0:0]
+    r = complete_rows(runs, need)
     r = r[r["width"] > 0].assign(log_width=lambda d: np.log(d["width"]))
     others = [t for t in ("unique_layers", "loops") if t in r and r[t].notna().all() and _varies(r[t])]
     block = seed_block(r)

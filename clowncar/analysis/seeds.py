@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clowncar.analysis.frames import missing
+from clowncar.analysis.frames import complete_rows, missing
 from clowncar.analysis.result import DESCRIPTIVE, TestResult, decide, not_enough
 from clowncar.analysis.runlevel import seed_block
 from clowncar.analysis.stats import coef, coef_table, mde_from_se, mde_two_sample, ols
@@ -40,7 +40,7 @@ def sharing_test(runs: pd.DataFrame) -> TestResult:
     key, title = "5_sharing_matched_params", "Weight sharing at matched parameter count"
     q = "At matched parameter count, do shared-weight models reach a different BPB than unshared ones?"
     need = ["bpb", "shared", "params"]
-    r = runs.dropna(subset=need) if set(need) <= set(runs.columns) else runs.iloc[0:0]
+    r = complete_rows(runs, need)
     r = r.assign(stratum=_strata(r["params"])) if len(r) else r.assign(stratum=[])
     # keep only strata holding both shared and unshared runs
     mixed = r.groupby("stratum")["shared"].transform("nunique") > 1 if len(r) else pd.Series(dtype=bool)
@@ -78,7 +78,7 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
     q = "How much does BPB vary between seeds of one config, and what difference can the sweep resolve?"
     method = ("per config: mean, sd, t-based 95% CI; pooled sd = residual sd of OLS bpb ~ C(config) with a "
               "chi-square CI; MDE = TTestIndPower at the pooled sd and the median seeds per config")
-    r = runs.dropna(subset=["bpb"]) if "bpb" in runs else runs.iloc[0:0]
+    r = complete_rows(runs, ["bpb"])
     sizes = r.groupby("config_key")["bpb"].transform("size") if len(r) else pd.Series(dtype=int)
     rep = r[sizes >= 2] if len(r) else r
     rows = []
