@@ -21,19 +21,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clowncar.model.deltanet import delta_rule_chunked, delta_rule_recurrent, fla_chunk_delta_rule
 
 
-def timed(fn: Callable[[], torch.Tensor], reps: int, device: str) -> float:
-    """Median milliseconds per call over `reps` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
+def timed(fns: dict[str, Callable[[], torch.Tensor]], reps: int, device: str) -> dict[str, float]:
+    """Median milliseconds per call of each function over `reps` rounds, after one warm-up call each.
+
+    The functions take turns within every round, so a slow spell on a shared machine hits all of them alike
+    instead of whichever happened to be running."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
         fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) * 1000)
-    return sorted(times)[len(times) // 2]
+    for _ in range(reps):
+        for name, fn in fns.items():
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - t0) * 1000)
+    return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
 
 
 def main() -> None:
@@ -43,13 +48,20 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--head-dim", type=int, default=64)
-    ap.add_argument("--chunk", type=int, default=64)
+    ap.add_argument("--chunk", type=int, default=32, help="chunk size of the PyTorch path (the model default is 32)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--backward", action="store_true", help="time forward + backward instead of forward")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="CPU threads (1 by default: on a shared, loaded machine more threads mostly spin)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1],
+                    help="CPU thread counts to run the table at (default 1: on a shared, loaded machine more "
+                         "threads mostly spin; try e.g. --threads 1 2 on an idle one)")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    for threads in dict.fromkeys(args.threads):  # each count once, in the order given
+        torch.set_num_threads(threads)
+        table(args)
+    print(f"# reproduce: python {shlex.join(['benchmarks/bench_deltanet.py', *sys.argv[1:]])}")
+
+
+def table(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     fla = fla_chunk_delta_rule() if args.device == "cuda" else None
 
@@ -78,15 +90,14 @@ def main() -> None:
                 return o
             return call
 
-        rec = timed(run(delta_rule_recurrent), args.reps, args.device)
-        chk = timed(run(lambda *xs: delta_rule_chunked(*xs, chunk_size=args.chunk)), args.reps, args.device)
-        row = f"{T:>6} | {rec:>12.1f} | {chk:>10.2f} | {rec / chk:>7.1f}x"
+        fns = {"recurrent": run(delta_rule_recurrent),
+               "chunked": run(lambda *xs: delta_rule_chunked(*xs, chunk_size=args.chunk))}
         if fla:
             half = [t.detach().bfloat16().requires_grad_(args.backward) for t in inputs]
-            ms = timed(run(lambda *xs: fla(q=xs[0], k=xs[1], v=xs[2], beta=xs[3])[0], half), args.reps, args.device)
-            row += f" | {ms:>11.3f}"
-        print(row)
-    print(f"# reproduce: python {shlex.join(['benchmarks/bench_deltanet.py', *sys.argv[1:]])}")
+            fns["fla"] = run(lambda *xs: fla(q=xs[0], k=xs[1], v=xs[2], beta=xs[3])[0], half)
+        ms = timed(fns, args.reps, args.device)
+        row = f"{T:>6} | {ms['recurrent']:>12.1f} | {ms['chunked']:>10.2f} | {ms['recurrent'] / ms['chunked']:>7.1f}x"
+        print(row + (f" | {ms['fla']:>11.3f}" if fla else ""))
 
 
 if __name__ == "__main__":

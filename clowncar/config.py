@@ -71,7 +71,9 @@ class ModelConfig(Section):
     xsa: Literal["off", "crawler", "all"] = "off"
     delta_net_heads: int = Field(0, ge=0)
     delta_net_conv: int = Field(4, ge=1)
-    delta_net_chunk: int = Field(64, ge=1)
+    delta_net_chunk: int = Field(32, ge=1)
+    """Chunk length of the PyTorch delta rule (FLA on CUDA picks its own). Any length gives the same function;
+    32 is the fastest on CPU (benchmarks/bench_deltanet.py --chunk)."""
     attn_backend: Literal["auto", "sdpa", "flash"] = "auto"
     deltanet_backend: Literal["auto", "torch", "fla"] = "auto"
 

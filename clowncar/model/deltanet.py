@@ -48,19 +48,22 @@ def delta_rule_recurrent(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, scale: f
     return torch.stack(outs, dim=2).transpose(1, 2).to(dtype)
 
 
-def _chunks(x: Tensor, pad: int, N: int, C: int) -> Tensor:
-    """[B, T, H, D] -> [B, H, N, C, D], zero-padded at the end, contiguous (made once, read many times)."""
-    if pad:
-        x = F.pad(x, (0, 0, 0, 0, 0, pad))
-    return x.reshape(x.size(0), N, C, x.size(2), x.size(3)).permute(0, 3, 1, 2, 4).contiguous()
+def _chunk_major(x: Tensor, pad: int, N: int, C: int) -> Tensor:
+    """[B, T, H, D] -> [B*H*N, C, D] in fp32, zero-padded at the end: one copy, then every product below is a
+    plain batched matmul over (batch, head, chunk)."""
+    B, _, H, D = x.shape
+    x = F.pad(x.float(), (0, 0, 0, 0, 0, pad)) if pad else x.float()
+    return x.reshape(B, N, C, H, D).permute(0, 3, 1, 2, 4).reshape(B * H * N, C, D)
 
 
 def delta_rule_chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, scale: float | None = None,
-                       chunk_size: int = 64) -> Tensor:
+                       chunk_size: int = 32) -> Tensor:
     """The same function as `delta_rule_recurrent`, vectorized within chunks of `chunk_size` tokens.
 
     Runs in fp32 whatever the caller's autocast: the triangular solve has no bf16 kernel on CUDA, and the
-    chunk systems are ill-conditioned enough that bf16 would lose the state."""
+    chunk systems are ill-conditioned enough that bf16 would lose the state. On CPU 32 is the fastest chunk
+    size (benchmarks/bench_deltanet.py --chunk 16, 32 or 64): smaller chunks mean more steps in the loop over
+    chunks, larger ones more work in the per-chunk products."""
     with torch.autocast(device_type=q.device.type, enabled=False):
         return _delta_rule_chunked_fp32(q, k, v, beta, scale, chunk_size)
 
@@ -75,32 +78,31 @@ def _delta_rule_chunked_fp32(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, scal
     pad = (-T) % C
     N = (T + pad) // C
     # Zero-padded tail tokens have k = v = beta = 0: they change no state and their outputs are dropped.
-    q, k, v = (_chunks(t.float(), pad, N, C) for t in (q, k, v))  # [B, H, N, C, .]
-    beta = F.pad(beta.float(), (0, 0, 0, pad)).reshape(B, N, C, H).permute(0, 3, 1, 2)[..., None]
-    q = q * scale
-    # Everything that does not depend on the state, for all chunks at once:
-    #   (I + tril(beta K K^T, -1)) [U_free | W] = [beta V | beta K]
-    #   O = Q S0 + tril(Q K^T) (U_free - W S0) = tril(Q K^T) U_free + (Q - tril(Q K^T) W) S0
-    system = ((beta * k) @ k.transpose(-1, -2)).tril_(-1)
-    system.diagonal(dim1=-2, dim2=-1).fill_(1.0)
-    # Inverting the C x C system and multiplying is cheaper on CPU than solving for all V + K columns.
-    eye = torch.eye(C, device=q.device).expand_as(system)
-    inverse = torch.linalg.solve_triangular(system, eye, upper=False, unitriangular=True)
-    solved = inverse @ (beta * torch.cat((v, k), dim=-1))
-    u_free, w = solved[..., :Vd], solved[..., Vd:]
-    qk = (q @ k.transpose(-1, -2)).tril_()
-    o_free = qk @ u_free
-    # Rows [Q - tril(QK^T) W ; W]: one product with the state gives both the read-out and the correction.
-    readers = torch.cat((q - qk @ w, w), dim=-2)  # [B, H, N, 2C, K]
+    q, k, v = (_chunk_major(t, pad, N, C) for t in (q, k, v))  # [B*H*N, C, .]
+    beta = F.pad(beta.float(), (0, 0, 0, pad)).reshape(B, N, C, H).permute(0, 3, 1, 2).reshape(B * H * N, C, 1)
     k_t = k.transpose(-1, -2)
-    S = q.new_zeros(B, H, K, Vd)
-    outs = []
-    for n in range(N):
-        read = readers[:, :, n] @ S
-        outs.append(read[..., :C, :])
-        S = S + k_t[:, :, n] @ (u_free[:, :, n] - read[..., C:, :])
-    o = o_free + torch.stack(outs, dim=2)  # [B, H, N, C, V]
-    return o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, Vd)[:, :T].to(dtype)
+    # Everything that does not depend on the state, for all chunks at once (T_beta = A^-1 diag(beta)):
+    #   A = I + tril(diag(beta) K K^T, -1),   U = T_beta V,   W = T_beta K
+    #   O = Q S0 + tril(Q K^T) (U - W S0) = tril(Q K^T) U + (Q - tril(Q K^T) W) S0
+    system = torch.bmm(k, k_t).mul_(beta).tril_(-1)
+    system.diagonal(dim1=-2, dim2=-1).fill_(1.0)
+    # Inverting the C x C system once and multiplying is cheaper on CPU than solving for V and K separately.
+    eye = torch.eye(C, device=q.device).expand_as(system)
+    t_beta = torch.linalg.solve_triangular(system, eye, upper=False, unitriangular=True) * beta.mT
+    u, w = torch.bmm(t_beta, v), torch.bmm(t_beta, k)
+    qk = torch.bmm(q, k_t).tril_().mul_(scale)
+    o = torch.bmm(qk, u)
+    readers = torch.baddbmm(q, qk, w, beta=scale, alpha=-1)  # scale Q - tril(Q K^T) W
+    # Only the state hand-off runs as a loop over chunks: S_{n+1} = S_n + K_n^T (U_n - W_n S_n). The states
+    # are kept and read out afterwards in one batched product, which keeps the loop at two small matmuls.
+    by_chunk = lambda x: x.unflatten(0, (B * H, N)).unbind(1)  # noqa: E731
+    S = q.new_zeros(B * H, K, Vd)
+    states = [S]
+    for w_n, u_n, k_t_n in list(zip(by_chunk(w), by_chunk(u), by_chunk(k_t), strict=True))[:-1]:
+        S = torch.baddbmm(S, k_t_n, torch.baddbmm(u_n, w_n, S, alpha=-1))
+        states.append(S)
+    o = torch.baddbmm(o, readers, torch.stack(states, dim=1).flatten(0, 1))
+    return o.reshape(B, H, N * C, Vd).transpose(1, 2)[:, :T].to(dtype)
 
 
 @cache
@@ -127,7 +129,7 @@ class DeltaNet(nn.Module):
     L2-normalized q and k, beta = sigmoid(b_proj(x)), the delta rule per head, a per-head RMS norm of the
     read-out and a zero-initialized output projection added to the residual stream."""
 
-    def __init__(self, dim: int, num_heads: int, conv_size: int = 4, chunk_size: int = 64,
+    def __init__(self, dim: int, num_heads: int, conv_size: int = 4, chunk_size: int = 32,
                  backend: str = "auto") -> None:
         super().__init__()
         self.num_heads, self.head_dim = num_heads, dim // num_heads
