@@ -43,6 +43,17 @@ def _print_summary(summary: dict[str, Any]) -> None:
         typer.echo(f"best trial {best['number']}: objective {best['objective']:.6f} ({params})")
     else:
         typer.echo("best trial: none feasible yet")
+    _print_pareto(summary.get("pareto") or [], "")
+    if summary.get("ended"):
+        typer.echo(f"ended: {summary['ended']}")
+
+
+def _print_pareto(front: list[dict[str, Any]], indent: str) -> None:
+    if front:
+        typer.echo(f"{indent}pareto front (objective, artifact bytes), feasible trials only:")
+    for row in front:
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
+        typer.echo(f"{indent}  trial {row['number']}: {row['values'][0]:.6f}, {row['values'][1]:.0f} B ({params})")
 
 
 def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | None, num_gpus: int | None,
@@ -117,26 +128,34 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
     summary = open_store(url, create=False).sweep_summary(name)
     typer.echo(f"sweep {summary['name']}: {summary['status']}, {summary['trials']} trials")
     typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
-    typer.echo(f"  best (feasible, by the sweep's objective): {_study_best(name, url)}")
+    _print_study(name, url, summary["status"])
     for r in summary.get("running", []):
         typer.echo(f"  running: trial {r['number']} attempt {r['attempt']} on {r['node']} step {r['last_step']}")
 
 
-def _study_best(name: str, url: str) -> str:
-    """The best trial as Optuna sees it, constraints respected (the store's own summary ranks by BPB only)."""
+def _print_study(name: str, url: str, status: str) -> None:
+    """The best trial as Optuna sees it, constraints respected (the store's own summary ranks by BPB only), the
+    Pareto front of a multi-objective sweep, and why a finished sweep ended."""
     import optuna
 
-    from clowncar.orchestrator.tune import best_trial, open_study
+    from clowncar.orchestrator.search import END_REASON
+    from clowncar.orchestrator.tune import best_trial, open_study, pareto_front
 
     try:
         study = optuna.load_study(study_name=name, storage=open_study(url))
-        best = best_trial(stored_spec(name, url), study)
+        spec = stored_spec(name, url)
     except (KeyError, ClownCarError):
-        return "none (no Optuna study)"
-    if not best:
-        return "none yet"
-    params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
-    return f"trial {best['number']}: objective {best['objective']:.6f} ({params})"
+        typer.echo("  best (feasible, by the sweep's objective): none (no Optuna study)")
+        return
+    best = best_trial(spec, study)
+    text = "none yet"
+    if best:
+        params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+        text = f"trial {best['number']}: objective {best['objective']:.6f} ({params})"
+    typer.echo(f"  best (feasible, by the sweep's objective): {text}")
+    _print_pareto(pareto_front(spec, study), "  ")
+    if status == "done" and study.user_attrs.get(END_REASON):
+        typer.echo(f"  ended: {study.user_attrs[END_REASON]}")
 
 
 @app.command("ls")
