@@ -22,6 +22,12 @@ GpusOpt = Annotated[int | None, typer.Option("--num-gpus", help="Embedded Ray: G
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No live progress")]
 
 
+class SweepInterrupted(ClownCarError):
+    """Ctrl-C or SIGTERM stopped the sweep; it can be resumed."""
+
+    exit_code = 130
+
+
 def _settings(store: str | None, address: str | None) -> tuple[str, Path, str]:
     from clowncar.settings import load_settings
 
@@ -64,7 +70,13 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
     runs_dir.mkdir(parents=True, exist_ok=True)
     opts = RunOptions(store_url=url, runs_dir=runs_dir, address=addr, num_cpus=num_cpus, num_gpus=num_gpus,
                       show=not quiet, resume=resume)
-    summary = run_sweep(spec, opts)
+    try:
+        summary = run_sweep(spec, opts)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (`ray job stop`), which the sweep turns into one
+        # Said here, not left to `clowncar.cli`: typer turns a KeyboardInterrupt into a *returned* 130 under
+        # standalone_mode=False, and the CLI then exited 0, silently (measured).
+        raise SweepInterrupted(f"sweep {spec.name} interrupted: its running trials were stopped; continue it "
+                               f"with `clowncar sweep resume {spec.name}`") from None
     _print_summary(summary)
     return summary
 

@@ -24,12 +24,6 @@ from clowncar.errors import ClownCarError, StoreError
 from clowncar.orchestrator.spec import SweepSpec
 
 
-class SweepInterrupted(ClownCarError):
-    """Ctrl-C or SIGTERM stopped the sweep (resumable)."""
-
-    exit_code = 130
-
-
 @dataclass
 class RunOptions:
     store_url: str
@@ -197,11 +191,6 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
             status = "done"
             if not searcher.end_reason:  # Tune stopped at num_samples without asking again: record why
                 searcher.budget_left()
-        except KeyboardInterrupt:
-            # Said here, not left to the CLI: typer turns a KeyboardInterrupt into a *returned* 130 under
-            # standalone_mode=False, which `clowncar` then exited 0 on, silently.
-            raise SweepInterrupted(f"sweep {spec.name} interrupted: its running trials were stopped; continue "
-                                   f"it with `clowncar sweep resume {spec.name}`") from None
         finally:
             callback.close()
             if searcher.stopping.is_set():  # Ctrl-C or `sweep stop`: nothing stays RUNNING, resume re-runs it

@@ -44,7 +44,7 @@ def _ray_env(pid: int) -> dict[str, str]:
 
 def test_ctrl_c_exits_with_one_line_and_resume_runs_every_point_once(sweep_env, helpers) -> None:
     spec = sweep_env.spec("ctrlc", seeds=[1, 2], max_concurrent=2,
-                          overrides={"train.iterations": 10, "train.max_wallclock_seconds": 3.0})
+                          overrides={"train.iterations": 6, "train.max_wallclock_seconds": 2.0})
     proc = sweep_env.popen("sweep", "run", str(spec), "--num-cpus", "2", "--quiet")
     assert helpers.wait_for(lambda: len(_started(sweep_env, "ctrlc")) >= 2, 120)
     workers = [int(p.read_text()) for p in _started(sweep_env, "ctrlc")]
@@ -71,7 +71,7 @@ def test_ctrl_c_exits_with_one_line_and_resume_runs_every_point_once(sweep_env, 
 
 def test_embedded_driver_sigkill_leaves_nothing_behind_and_resume_finishes(sweep_env, helpers) -> None:
     spec = sweep_env.spec("embkill", seeds=[1, 2], max_concurrent=2,
-                          overrides={"train.iterations": 8, "train.max_wallclock_seconds": 2.0})
+                          overrides={"train.iterations": 6, "train.max_wallclock_seconds": 1.5})
     proc = sweep_env.popen("sweep", "run", str(spec), "--num-cpus", "2", "--quiet")
     # Killed mid-trial, after at least one trial has finished: the third worker has started.
     assert helpers.wait_for(lambda: len(_started(sweep_env, "embkill")) >= 3, 150)
