@@ -150,7 +150,7 @@ def _print_study(name: str, url: str, status: str) -> None:
     Pareto front of a multi-objective sweep, and why a finished sweep ended."""
     import optuna
 
-    from clowncar.orchestrator.search import END_REASON
+    from clowncar.orchestrator.search import END_REASON, gpu_seconds_used
     from clowncar.orchestrator.tune import best_trial, open_study, pareto_front
 
     try:
@@ -166,6 +166,10 @@ def _print_study(name: str, url: str, status: str) -> None:
         text = f"trial {best['number']}: objective {best['objective']:.6f} ({params})"
     typer.echo(f"  best (feasible, by the sweep's objective): {text}")
     _print_pareto(pareto_front(spec, study), "  ")
+    if spec.resources.gpus:
+        cap = spec.budget.max_gpu_hours
+        typer.echo(f"  GPU-hours used: {gpu_seconds_used(study, spec.resources.gpus) / 3600:.4f}"
+                   + (f" of {cap:g}" if cap else ""))
     if status == "done" and study.user_attrs.get(END_REASON):
         typer.echo(f"  ended: {study.user_attrs[END_REASON]}")
 

@@ -19,7 +19,8 @@ def _complete(env: Any, name: str) -> list[Any]:
     return trials
 
 
-def _resume_starts_nothing(env: Any, name: str, reason: str) -> None:
+def _resume_starts_nothing(env: Any, name: str, reason: str) -> str:
+    """`sweep resume` of an ended sweep runs nothing; `sweep status` says why it ended. Returns the status."""
     before = len(env.study(name).trials)
     r = env.cli("sweep", "resume", name, "--num-cpus", "2", "--quiet")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -27,6 +28,7 @@ def _resume_starts_nothing(env: Any, name: str, reason: str) -> None:
     assert len(env.study(name).trials) == before
     status = env.cli("sweep", "status", name)
     assert status.returncode == 0 and f"ended: {reason}" in status.stdout and ": done," in status.stdout, status.stdout
+    return status.stdout
 
 
 def test_gpu_hour_budget_never_starts_a_trial_that_would_exceed_it(sweep_env) -> None:
@@ -51,7 +53,8 @@ def test_gpu_hour_budget_never_starts_a_trial_that_would_exceed_it(sweep_env) ->
     assert used + sum(walls) / len(walls) > cap_s, (used, walls)  # and the next one would not have fit
     frame = sweep_env.store().trials_frame(sweeps="gpubudget")
     assert len(frame) == len(trials) and set(frame["status"]) == {"ok"}
-    _resume_starts_nothing(sweep_env, "gpubudget", "GPU-hour budget reached")
+    status = _resume_starts_nothing(sweep_env, "gpubudget", "GPU-hour budget reached")
+    assert f"GPU-hours used: {used / 3600:.4f} of {cap_s / 3600:g}" in status, status
 
 
 def test_gp_sampler_runs_exactly_max_trials_past_its_startup_trials(sweep_env) -> None:
