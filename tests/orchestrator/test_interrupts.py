@@ -59,6 +59,7 @@ def test_ctrl_c_exits_with_one_line_and_resume_runs_every_point_once(sweep_env, 
         "clowncar: error: sweep ctrlc interrupted: its running trials were stopped; continue it with "
         "`clowncar sweep resume ctrlc`"], out
     assert helpers.wait_for(lambda: not [p for p in workers if helpers.alive(p)], 15), "worker outlived Ctrl-C"
+    assert helpers.wait_for(lambda: not [p for p in ray_pids if helpers.alive(p)], 20), "Ray outlived Ctrl-C"
     states = Counter(t.state.name for t in sweep_env.study("ctrlc").trials)
     assert "RUNNING" not in states, states
     assert sweep_env.store().get_sweep("ctrlc")["status"] == "stopped"
