@@ -22,6 +22,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -189,7 +190,11 @@ class SweepSearch(OptunaSearch):
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if not self.budget_left():
             return Searcher.FINISHED
-        params = super().suggest(trial_id)
+        with warnings.catch_warnings():
+            # Optuna samples lazily, inside the define-by-run space function, so a GP fit (seconds on CPU) makes
+            # Ray warn that the *space function* is slow and to move training into the trainable: not actionable.
+            warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space`")
+            params = super().suggest(trial_id)
         ot = self._ot_trials[trial_id]
         params.update(self._fixed(ot))  # enqueued keys the space may not suggest
         number, attempt = int(ot.user_attrs.get(NUMBER, ot.number)), int(ot.user_attrs.get(ATTEMPT, 0))
