@@ -189,8 +189,7 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
         try:
             tuner.fit()
             status = "done"
-            if not searcher.end_reason:  # Tune stopped at num_samples without asking again: record why
-                searcher.budget_left()
+            searcher.budget_left()  # why it ended, with the final counts (Tune may stop at num_samples unasked)
         finally:
             callback.close()
             if searcher.stopping.is_set():  # Ctrl-C or `sweep stop`: nothing stays RUNNING, resume re-runs it
