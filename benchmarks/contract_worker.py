@@ -7,7 +7,9 @@ the real `clowncar.worker`. Behaviour comes from the trial config, so a sweep sp
   exit 3), `overcap` (artifact twice the cap), `orphan` (also starts a grandchild `sleep` in its group);
 - `train.iterations`: steps to emit; `train.max_wallclock_seconds`: total seconds to spend (spread over steps);
 - objective: q_sliding_val_bpb = 1 + 0.1 * |crawler_loops - 2| + 0.01 * (seed % 7), minus 0.05 when over the cap
-  (a bigger model scores better but does not fit), deterministic.
+  (a bigger model scores better but does not fit), deterministic;
+- artifact bytes: cap * (1 + crawler_loops) / 8 (within the cap up to 7 loops), or twice the cap for `overcap`:
+  loops 1 is smallest, loops 2 scores best, so a two-objective sweep has a real Pareto front.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def main(argv: list[str]) -> int:
             ev.flush()
         bpb = 1.0 + 0.1 * abs(loops - 2) + 0.01 * (seed % 7) - (0.05 if mode == "overcap" else 0.0)
         cap = int(cfg["quant"]["size_cap_bytes"])
-        art = cap * 2 if mode == "overcap" else cap // 2
+        art = cap * 2 if mode == "overcap" else cap * (1 + loops) // 8  # more loops, bigger (nsga2 trade-off)
         status = "diverged" if mode == "diverge" else "ok"
         result = {"status": status, "reason": "train_loss is not finite" if status == "diverged" else None,
                   "val_bpb": bpb, "q_val_bpb": bpb + 0.01, "q_sliding_val_bpb": bpb, "steps": steps,

@@ -22,6 +22,12 @@ GpusOpt = Annotated[int | None, typer.Option("--num-gpus", help="Embedded Ray: G
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No live progress")]
 
 
+class SweepInterrupted(ClownCarError):
+    """Ctrl-C or SIGTERM stopped the sweep; it can be resumed."""
+
+    exit_code = 130
+
+
 def _settings(store: str | None, address: str | None) -> tuple[str, Path, str]:
     from clowncar.settings import load_settings
 
@@ -43,6 +49,17 @@ def _print_summary(summary: dict[str, Any]) -> None:
         typer.echo(f"best trial {best['number']}: objective {best['objective']:.6f} ({params})")
     else:
         typer.echo("best trial: none feasible yet")
+    _print_pareto(summary.get("pareto") or [], "")
+    if summary.get("ended"):
+        typer.echo(f"ended: {summary['ended']}")
+
+
+def _print_pareto(front: list[dict[str, Any]], indent: str) -> None:
+    if front:
+        typer.echo(f"{indent}pareto front (objective, artifact bytes), feasible trials only:")
+    for row in front:
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
+        typer.echo(f"{indent}  trial {row['number']}: {row['values'][0]:.6f}, {row['values'][1]:.0f} B ({params})")
 
 
 def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | None, num_gpus: int | None,
@@ -53,7 +70,13 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
     runs_dir.mkdir(parents=True, exist_ok=True)
     opts = RunOptions(store_url=url, runs_dir=runs_dir, address=addr, num_cpus=num_cpus, num_gpus=num_gpus,
                       show=not quiet, resume=resume)
-    summary = run_sweep(spec, opts)
+    try:
+        summary = run_sweep(spec, opts)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (`ray job stop`), which the sweep turns into one
+        # Said here, not left to `clowncar.cli`: typer turns a KeyboardInterrupt into a *returned* 130 under
+        # standalone_mode=False, and the CLI then exited 0, silently (measured).
+        raise SweepInterrupted(f"sweep {spec.name} interrupted: its running trials were stopped; continue it "
+                               f"with `clowncar sweep resume {spec.name}`") from None
     _print_summary(summary)
     return summary
 
@@ -117,26 +140,38 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
     summary = open_store(url, create=False).sweep_summary(name)
     typer.echo(f"sweep {summary['name']}: {summary['status']}, {summary['trials']} trials")
     typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
-    typer.echo(f"  best (feasible, by the sweep's objective): {_study_best(name, url)}")
+    _print_study(name, url, summary["status"])
     for r in summary.get("running", []):
         typer.echo(f"  running: trial {r['number']} attempt {r['attempt']} on {r['node']} step {r['last_step']}")
 
 
-def _study_best(name: str, url: str) -> str:
-    """The best trial as Optuna sees it, constraints respected (the store's own summary ranks by BPB only)."""
+def _print_study(name: str, url: str, status: str) -> None:
+    """The best trial as Optuna sees it, constraints respected (the store's own summary ranks by BPB only), the
+    Pareto front of a multi-objective sweep, and why a finished sweep ended."""
     import optuna
 
-    from clowncar.orchestrator.tune import best_trial, open_study
+    from clowncar.orchestrator.search import END_REASON, gpu_seconds_used
+    from clowncar.orchestrator.tune import best_trial, open_study, pareto_front
 
     try:
         study = optuna.load_study(study_name=name, storage=open_study(url))
-        best = best_trial(stored_spec(name, url), study)
+        spec = stored_spec(name, url)
     except (KeyError, ClownCarError):
-        return "none (no Optuna study)"
-    if not best:
-        return "none yet"
-    params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
-    return f"trial {best['number']}: objective {best['objective']:.6f} ({params})"
+        typer.echo("  best (feasible, by the sweep's objective): none (no Optuna study)")
+        return
+    best = best_trial(spec, study)
+    text = "none yet"
+    if best:
+        params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+        text = f"trial {best['number']}: objective {best['objective']:.6f} ({params})"
+    typer.echo(f"  best (feasible, by the sweep's objective): {text}")
+    _print_pareto(pareto_front(spec, study), "  ")
+    if spec.resources.gpus:
+        cap = spec.budget.max_gpu_hours
+        typer.echo(f"  GPU-hours used: {gpu_seconds_used(study, spec.resources.gpus) / 3600:.4f}"
+                   + (f" of {cap:g}" if cap else ""))
+    if status == "done" and study.user_attrs.get(END_REASON):
+        typer.echo(f"  ended: {study.user_attrs[END_REASON]}")
 
 
 @app.command("ls")

@@ -22,6 +22,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -38,6 +39,8 @@ CLOSED = "clowncar_closed"
 NUMBER = "clowncar_number"
 ATTEMPT = "clowncar_attempt"
 CONSTRAINT = "artifact_bytes_over_cap"
+END_REASON = "clowncar_end_reason"
+"""Study user attr: why the sampler stopped asking (max_trials or the GPU-hour budget), for `sweep status`."""
 
 
 def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
@@ -132,6 +135,7 @@ class SweepSearch(OptunaSearch):
         self.spec, self.max_trials, self.on_tell = spec, max_trials, on_tell
         self.stopping = threading.Event()
         self.asked = self.tells = 0
+        self.end_reason = ""
         self.running_since: dict[str, float] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -156,7 +160,13 @@ class SweepSearch(OptunaSearch):
         return sum(walls) / len(walls) if walls else self.spec.expected_trial_seconds()
 
     def budget_left(self) -> bool:
-        if self.stopping.is_set() or finished_count(self.study) + len(self.running_since) >= self.max_trials:
+        """Whether one more trial may start; when not, `end_reason` says why (stored on the study)."""
+        if self.stopping.is_set():
+            return False
+        done = finished_count(self.study)
+        if done + len(self.running_since) >= self.max_trials:
+            self._end(f"max_trials reached: {done} finished, {len(self.running_since)} running, "
+                      f"budget {self.max_trials}")
             return False
         cap = self.spec.budget.max_gpu_hours
         gpus = self.spec.resources.gpus
@@ -164,15 +174,27 @@ class SweepSearch(OptunaSearch):
             return True
         now = time.time()
         expected = self._expected_s()
-        committed = gpu_seconds_used(self.study, gpus) + sum(
-            max(expected, now - t0) * gpus for t0 in self.running_since.values())
-        return committed + expected * gpus <= cap * 3600
+        used = gpu_seconds_used(self.study, gpus)
+        committed = used + sum(max(expected, now - t0) * gpus for t0 in self.running_since.values())
+        if committed + expected * gpus <= cap * 3600:
+            return True
+        self._end(f"GPU-hour budget reached: {used / 3600:.4f} of {cap:g} GPU-hours used "
+                  f"({committed / 3600:.4f} committed); the next trial needs ~{expected * gpus / 3600:.4f}")
+        return False
+
+    def _end(self, reason: str) -> None:
+        self.end_reason = reason
+        self.study.set_user_attr(END_REASON, reason)
 
     # -- Searcher --------------------------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if not self.budget_left():
             return Searcher.FINISHED
-        params = super().suggest(trial_id)
+        with warnings.catch_warnings():
+            # Optuna samples lazily, inside the define-by-run space function, so a GP fit (seconds on CPU) makes
+            # Ray warn that the *space function* is slow and to move training into the trainable: not actionable.
+            warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space`")
+            params = super().suggest(trial_id)
         ot = self._ot_trials[trial_id]
         params.update(self._fixed(ot))  # enqueued keys the space may not suggest
         number, attempt = int(ot.user_attrs.get(NUMBER, ot.number)), int(ot.user_attrs.get(ATTEMPT, 0))

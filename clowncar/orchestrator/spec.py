@@ -161,6 +161,10 @@ class SweepSpec(_Strict):
             raise ValueError(f"give seeds either as 'seeds' or as space.{SEED_KEY}, not both")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds repeat")
+        if self.budget.max_gpu_hours is not None and self.resources.gpus == 0:
+            # A CPU trial uses no GPU-hours: the cap would never stop anything, which is not what was asked.
+            raise ValueError("budget.max_gpu_hours needs resources.gpus > 0 (CPU trials use no GPU-hours); "
+                             "cap a CPU sweep with budget.max_trials")
         for key, p in self.space.items():
             for dep in (p.when or {}):
                 if dep not in self.space or dep == key:

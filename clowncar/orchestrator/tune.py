@@ -9,6 +9,7 @@ and every worker process carries PDEATHSIG.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -43,11 +44,32 @@ def init_ray(opts: RunOptions) -> None:
     if opts.address:
         ray.init(address=opts.address, log_to_driver=False, logging_level=logging.WARNING)
         return
+    from clowncar.orchestrator import embedded
+
     # Every listener on 127.0.0.1 (reference/ray_tune_optuna_facts.md section 6); must be set before Ray is
     # imported, which run_sweep does; repeated here for callers that start Ray through this function alone.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    _token_auth_explicit()
+    embedded.reap_dead_drivers(opts.runs_dir)
     ray.init(address="local", num_cpus=opts.num_cpus or os.cpu_count() or 1, num_gpus=opts.num_gpus or 0,
              include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    mine = embedded.record(opts.runs_dir)
+    if mine is not None:
+        atexit.register(mine.unlink, missing_ok=True)
+
+
+def _token_auth_explicit() -> None:
+    """Embedded Ray keeps Ray 2.60's default, token authentication, but says so: with RAY_AUTH_MODE unset,
+    `ray.init` turns it on itself and logs a warning on every run that asks the user to act on nothing. Setting the
+    mode to what Ray would choose, and refreshing Ray's cached config as Ray's own `_enable_token_auth` does, is the
+    same protection without the warning. A mode the user set (disabled, token) is respected."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    with contextlib.suppress(ImportError, AttributeError):
+        from ray._raylet import Config
+
+        Config.initialize("")
 
 
 def open_study(store_url: str) -> Any:
@@ -138,9 +160,9 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
     tally.by_status["earlier"] = already
     remaining = max(0, spec.max_trials() - already)
     store.set_sweep_status(spec.name, "running")
-    if remaining == 0:
+    if not searcher.budget_left():  # max_trials reached or no GPU-hours left: nothing starts, no Ray
         store.set_sweep_status(spec.name, "done")
-        return summarize(spec, searcher.study, reconciled, 0)
+        return {**summarize(spec, searcher.study, reconciled, 0), "ended": searcher.end_reason}
     init_ray(opts)
     ctx = TrialContext(sweep=spec.name, spec=spec.to_dict(), runs_dir=str(opts.runs_dir.resolve()),
                        size_cap=spec.size_cap())
@@ -167,6 +189,7 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
         try:
             tuner.fit()
             status = "done"
+            searcher.budget_left()  # why it ended, with the final counts (Tune may stop at num_samples unasked)
         finally:
             callback.close()
             if searcher.stopping.is_set():  # Ctrl-C or `sweep stop`: nothing stays RUNNING, resume re-runs it
@@ -175,7 +198,8 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
                 close_stopped(spec.name, opts.store_url)
             else:
                 store.set_sweep_status(spec.name, status)
-    return {**summarize(spec, searcher.study, reconciled, searcher.asked), "fit_seconds": time.time() - fit_started}
+    return {**summarize(spec, searcher.study, reconciled, searcher.asked), "fit_seconds": time.time() - fit_started,
+            "ended": searcher.end_reason}
 
 
 @contextlib.contextmanager
@@ -217,9 +241,22 @@ def best_trial(spec: SweepSpec, study: Any) -> dict[str, Any] | None:
     return best
 
 
+def pareto_front(spec: SweepSpec, study: Any) -> list[dict[str, Any]]:
+    """Multi-objective sweeps (nsga2: objective and artifact bytes): the feasible non-dominated trials."""
+    from clowncar.orchestrator.search import NUMBER
+
+    if len(spec.metrics()) < 2:
+        return []
+    # Optuna 5's best_trials already leaves out trials with a violated constraint; checked again here because
+    # an infeasible trial must never be reported, whatever the Optuna version.
+    front = [t for t in study.best_trials if not any(c > 0 for c in t.constraints.values())]
+    return sorted(({"number": t.user_attrs.get(NUMBER, t.number), "values": list(t.values),
+                    "params": dict(t.params)} for t in front), key=lambda r: r["values"])
+
+
 def summarize(spec: SweepSpec, study: Any, reconciled: dict[str, int], asked: int) -> dict[str, Any]:
     from collections import Counter
 
     states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
     return {"sweep": spec.name, "asked_this_run": asked, "optuna_states": dict(states), "reconciled": reconciled,
-            "best": best_trial(spec, study)}
+            "best": best_trial(spec, study), "pareto": pareto_front(spec, study)}

@@ -32,11 +32,14 @@ def alive(pid: int) -> bool:
 
 
 def pids_with(marker: str) -> list[int]:
+    """Processes whose command line names `marker`, or whose environment does (Ray's agents rename themselves
+    `ray::DashboardAgent` etc., so only their environment, RAY_TMPDIR, still names the test's Ray temp dir)."""
     out = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit() and int(d.name) != os.getpid():
             try:
-                if marker in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                if marker in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace") or \
+                        f"RAY_TMPDIR={marker}".encode() in (d / "environ").read_bytes().split(b"\0"):
                     out.append(int(d.name))
             except OSError:
                 continue

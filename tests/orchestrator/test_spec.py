@@ -36,6 +36,7 @@ BAD: list[tuple[dict[str, Any] | Any, str]] = [
     ({**GOOD, "sampler": "tpe"}, "max_trials is required"),
     ({**GOOD, "budget": {"max_trials": 99}}, "exceeds the grid size"),
     ({**GOOD, "budget": {"max_gpu_hours": -1}}, "max_gpu_hours"),
+    ({**GOOD, "budget": {"max_gpu_hours": 1.0}}, "max_gpu_hours needs resources.gpus > 0"),
     ({**GOOD, "resources": {"gpus": -1}}, "resources.gpus"),
     ({**GOOD, "max_concurrent": 0}, "max_concurrent"),
     ({**GOOD, "seeds": [1, 1]}, "seeds repeat"),

@@ -1,0 +1,83 @@
+"""Embedded Ray (the default `sweep run` / `sweep resume`): what a SIGKILLed driver leaves behind.
+
+When the driver of an embedded `ray.init` is SIGKILLed, GCS, raylet and the trial actors die with it (and the
+workers with them, by PDEATHSIG), but Ray 2.60's `ray::DashboardAgent` and `ray::RuntimeEnvAgent` do not: they
+notice the raylet is gone, then block for up to 60 s trying to report it to the GCS that died too, re-parented
+to PID 1 (measured; reference/ray_tune_optuna_facts.md section 6). So every embedded driver records its Ray
+process tree (PID and start time) in `RUNS_DIR/ray-embedded/DRIVER_PID.json`, deletes the record when it ends
+normally, and the next embedded start kills, by PID, what a dead driver's record still lists. The start time
+guards against a reused PID: a process that is not the one recorded is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+from pathlib import Path
+
+RECORDS = "ray-embedded"
+
+
+def _start_time(pid: int) -> int | None:
+    """The kernel's start time of `pid` (clock ticks since boot), None if it is gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                tree.setdefault(ppid, []).append(int(d.name))
+    return tree
+
+
+def descendants(pid: int) -> list[int]:
+    tree, out, todo = _children(), [], [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def record(runs_dir: Path) -> Path | None:
+    """Write this driver's Ray process tree; returns the record to delete at a normal end (None off Linux)."""
+    me = _start_time(os.getpid())
+    if me is None:
+        return None
+    procs = [[p, t] for p in descendants(os.getpid()) if (t := _start_time(p)) is not None]
+    folder = runs_dir / RECORDS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{os.getpid()}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"driver": [os.getpid(), me], "procs": procs}))
+    tmp.replace(path)
+    return path
+
+
+def reap_dead_drivers(runs_dir: Path) -> list[int]:
+    """Kill what the records of dead embedded drivers still list (by PID and start time); returns the PIDs."""
+    killed: list[int] = []
+    for path in sorted((runs_dir / RECORDS).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            driver, started = data["driver"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if _start_time(int(driver)) == started:
+            continue  # that driver is alive: its Ray is in use
+        for pid, t in data.get("procs", []):
+            if _start_time(int(pid)) == t:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed.append(int(pid))
+        path.unlink(missing_ok=True)
+    return killed

@@ -1,0 +1,106 @@
+"""The default user path, embedded Ray on loopback, interrupted: Ctrl-C ends `sweep run` with one line and
+nothing left running; a SIGKILLed driver leaves no worker and no Ray process that outlives the next start; in
+both cases `sweep resume` runs only what did not finish, every point exactly once."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+POINTS = sorted((loops, seed) for loops in (1, 2, 3) for seed in (1, 2))
+
+
+def _started(env: Any, name: str) -> list[Path]:
+    return sorted((env.runs / "trials" / name).glob("*/pid"))
+
+
+def _every_point_once(env: Any, name: str) -> None:
+    study = env.study(name)
+    states = Counter(t.state.name for t in study.trials)
+    assert "RUNNING" not in states and "WAITING" not in states, states
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert sorted((t.params["model.crawler_loops"], t.params["train.seed"]) for t in complete) == POINTS
+    store = env.store()
+    trials = store.trials_frame(sweeps=name)
+    assert len(trials) == 6 and set(trials["status"]) == {"ok"}
+    for uid in trials["trial_uid"]:  # a trial that finished never ran again
+        statuses = [a["status"] for a in store.get_trial(uid)["attempts"]]
+        assert statuses.count("ok") == 1 and statuses[-1] == "ok", (uid, statuses)
+    steps = store.steps_frame(sweeps=name)
+    assert not steps.duplicated(["trial_uid", "attempt", "step"]).any()
+
+
+def _ray_env(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(kv.decode(errors="replace").split("=", 1) for kv in raw if b"=" in kv)
+
+
+def test_ctrl_c_exits_with_one_line_and_resume_runs_every_point_once(sweep_env, helpers) -> None:
+    spec = sweep_env.spec("ctrlc", seeds=[1, 2], max_concurrent=2,
+                          overrides={"train.iterations": 6, "train.max_wallclock_seconds": 2.0})
+    proc = sweep_env.popen("sweep", "run", str(spec), "--num-cpus", "2", "--quiet")
+    assert helpers.wait_for(lambda: len(_started(sweep_env, "ctrlc")) >= 2, 120)
+    workers = [int(p.read_text()) for p in _started(sweep_env, "ctrlc")]
+    ray_pids = [p for p in helpers.pids_with(str(sweep_env.ray_tmp)) if p != proc.pid and p not in workers]
+    # Embedded Ray keeps token authentication on (Ray 2.60's default), said explicitly so Ray does not warn.
+    assert ray_pids and all(_ray_env(p).get("RAY_AUTH_MODE") == "token" for p in ray_pids if helpers.alive(p))
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=90)[0]
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out and "Token authentication" not in out, out
+    assert [line for line in out.splitlines() if line.startswith("clowncar:")] == [
+        "clowncar: error: sweep ctrlc interrupted: its running trials were stopped; continue it with "
+        "`clowncar sweep resume ctrlc`"], out
+    assert helpers.wait_for(lambda: not [p for p in workers if helpers.alive(p)], 15), "worker outlived Ctrl-C"
+    assert helpers.wait_for(lambda: not [p for p in ray_pids if helpers.alive(p)], 20), "Ray outlived Ctrl-C"
+    states = Counter(t.state.name for t in sweep_env.study("ctrlc").trials)
+    assert "RUNNING" not in states, states
+    assert sweep_env.store().get_sweep("ctrlc")["status"] == "stopped"
+    assert not sweep_env.store().sweep_summary("ctrlc")["running"]
+
+    r = sweep_env.cli("sweep", "resume", "ctrlc", "--num-cpus", "2", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    _every_point_once(sweep_env, "ctrlc")
+
+
+def test_embedded_driver_sigkill_leaves_nothing_behind_and_resume_finishes(sweep_env, helpers) -> None:
+    spec = sweep_env.spec("embkill", seeds=[1, 2], max_concurrent=2,
+                          overrides={"train.iterations": 6, "train.max_wallclock_seconds": 1.5})
+    proc = sweep_env.popen("sweep", "run", str(spec), "--num-cpus", "2", "--quiet")
+    # Killed mid-trial, after at least one trial has finished: the third worker has started.
+    assert helpers.wait_for(lambda: len(_started(sweep_env, "embkill")) >= 3, 150)
+    time.sleep(0.3)
+    record = json.loads((sweep_env.runs / "ray-embedded" / f"{proc.pid}.json").read_text())
+    proc.kill()
+    proc.wait()
+    workers = [int(p.read_text()) for p in _started(sweep_env, "embkill")]
+    assert helpers.wait_for(lambda: not [p for p in workers if helpers.alive(p)], 15), "worker outlived the driver"
+    finished = {t.number for t in sweep_env.study("embkill").trials if t.state.name == "COMPLETE"}
+    assert finished and "RUNNING" in {t.state.name for t in sweep_env.study("embkill").trials}
+
+    def still_there() -> list[int]:
+        return [pid for pid, started in record["procs"] if _start_time(pid) == started]
+
+    assert still_there(), "nothing of the dead driver's Ray lingered: the reaping below proves nothing"
+    r = sweep_env.cli("sweep", "resume", "embkill", "--num-cpus", "2", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not still_there()  # the resume killed what the dead driver's Ray had left (by PID and start time)
+    assert not list((sweep_env.runs / "ray-embedded").glob("*.json"))  # and its own record went with it
+    _every_point_once(sweep_env, "embkill")
+    again = [t for t in sweep_env.study("embkill").trials if t.state.name == "COMPLETE" and t.number in finished]
+    assert len(again) == len(finished)  # what had finished before the kill is still the one result
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
