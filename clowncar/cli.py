@@ -50,7 +50,7 @@ def fail(message: str, code: int = 2) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:
-        app(args=argv, prog_name="clowncar", standalone_mode=False)
+        code = app(args=argv, prog_name="clowncar", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
@@ -65,3 +65,6 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("CLOWNCAR_DEBUG"):
             raise
         fail(f"internal error: {type(exc).__name__}: {exc} (set CLOWNCAR_DEBUG=1 for the traceback)", 1)
+    # Outside standalone mode typer turns Ctrl-C into a returned 130 instead of raising: say so, exit with it.
+    if code == 130:
+        fail("interrupted", 130)
