@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -135,6 +136,7 @@ def sweep_env(tmp_path: Path) -> Iterator[SweepEnv]:
     env = SweepEnv(tmp_path, ray_tmp)
     yield env
     reap(str(ray_tmp))
+    shutil.rmtree(ray_tmp, ignore_errors=True)  # Ray's session logs: tens of MB per test
 
 
 def wait_for(cond: Callable[[], bool], timeout: float, every: float = 0.2) -> bool:
