@@ -3,8 +3,8 @@
 A sweep's step table runs to millions of rows, so these readers skip SQLAlchemy's row objects and talk to the
 DBAPI connection under it:
 
-- SQLite: one query per attempt on the primary key (`WHERE attempt_id = ?`, already in key order, no sort and
-  no `attempt_id` column to convert: the attempt of each row is known from the per-attempt row counts), and
+- SQLite: one query per attempt on the primary key (`WHERE attempt_id = ?`, which walks the key in order: no
+  sort, and no `attempt_id` column to convert: each row's attempt is known from the per-attempt counts), and
   each column built straight from the fetched tuples with `np.fromiter` (a C loop per column) in batches of
   rows, so the Python tuples never all live at once.
 - PostgreSQL through psycopg: `COPY (...) TO STDOUT` as CSV (the server formats the floats exactly) read by
@@ -40,18 +40,20 @@ Columns = dict[str, Any]
 
 
 def read_long(conn: Connection, table: str, columns: Sequence[str], order: Sequence[str],
-              ids: Sequence[int]) -> tuple[Columns, Any]:
-    """The rows of the attempts `ids` as {column: array} (labels still object arrays: `categorical` turns them
-    into categoricals once over everything) and, for each row, the position of its attempt in `ids`. Rows are
-    ordered by that position, then by `order` (the table's key after attempt_id)."""
+              ids: Sequence[int], portable: bool = False) -> tuple[Columns, Any]:
+    """The rows of the attempts `ids` as {column: array} (label columns as object arrays or `Labels`:
+    `categorical` turns them into categoricals) and, for each row, the position of its attempt in `ids`. Rows
+    are ordered by that position, then by `order` (the table's key after attempt_id, which the SQLite path
+    relies on). `portable` takes the plain DBAPI path whatever the backend: the reference that the fast paths
+    are tested against."""
     import numpy as np
     import pandas as pd
 
-    if conn.dialect.name == "sqlite":
-        cols, counts = sqlite_columns(conn, table, columns, ids)
+    if conn.dialect.name == "sqlite" and not portable:
+        cols, counts = sqlite_columns(conn, table, columns, order, ids)
         return cols, np.repeat(np.arange(len(ids), dtype=np.intp), counts)
-    read = copy_columns if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg" \
-        else fetch_columns
+    fast_pg = conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg" and not portable
+    read = copy_columns if fast_pg else fetch_columns
     chunks = [read(conn, query(table, columns, order, ids[k:k + ID_CHUNK]), columns)
               for k in range(0, len(ids), ID_CHUNK)]
     chunks = [c for c in chunks if len(c["attempt_id"])]
@@ -62,6 +64,8 @@ def read_long(conn: Connection, table: str, columns: Sequence[str], order: Seque
     if (np.diff(pos) < 0).any():
         perm = np.argsort(pos, kind="stable")  # rows of one attempt stay in their SQL (key) order
         cols, pos = {c: v[perm] for c, v in cols.items()}, pos[perm]
+    if fast_pg:
+        cols = {c: Labels.of(v) if DTYPES[c] == "category" else v for c, v in cols.items()}
     return cols, pos
 
 
@@ -72,14 +76,19 @@ def query(table: str, columns: Sequence[str], order: Sequence[str], ids: Sequenc
             f"ORDER BY attempt_id, {', '.join(order)}")
 
 
-def sqlite_columns(conn: Connection, table: str, columns: Sequence[str],
+def sqlite_query(table: str, columns: Sequence[str], order: Sequence[str]) -> str:
+    """One attempt's rows in key order. `order` is the primary key after attempt_id, so SQLite walks the key
+    and sorts nothing (EXPLAIN QUERY PLAN: SEARCH ... USING PRIMARY KEY / INDEX, no TEMP B-TREE)."""
+    return f"SELECT {', '.join(columns)} FROM {table} WHERE attempt_id = ? ORDER BY {', '.join(order)}"
+
+
+def sqlite_columns(conn: Connection, table: str, columns: Sequence[str], order: Sequence[str],
                    ids: Sequence[int]) -> tuple[Columns, Any]:
-    """SQLite: (columns, rows per attempt). The primary key (attempt_id, ...) gives each attempt's rows in key
-    order, so the query needs no ORDER BY work (`EXPLAIN QUERY PLAN`: SEARCH ... USING PRIMARY KEY). Label
+    """SQLite: (columns, rows per attempt), one query per attempt (no attempt_id column to convert). Label
     columns come back as `Labels` (codes per batch), not as millions of strings."""
     import numpy as np
 
-    sql = f"SELECT {', '.join(columns)} FROM {table} WHERE attempt_id = ?"
+    sql = sqlite_query(table, columns, order)
     counts = np.zeros(len(ids), dtype=np.int64)
     parts: list[Columns] = []
     rows: list[tuple[Any, ...]] = []
@@ -215,8 +224,11 @@ class Labels:
 
 
 def categorical(values: Any) -> Any:
-    """A label column (object array or `Labels`) as a categorical, the same as `pd.Categorical(values)`."""
-    return (values if isinstance(values, Labels) else Labels.of(values)).categorical()
+    """A label column as a categorical: `Labels` from the fast paths, `pd.Categorical` of an object array from
+    the portable one (the reference the tests hold `Labels` to)."""
+    import pandas as pd
+
+    return values.categorical() if isinstance(values, Labels) else pd.Categorical(values)
 
 
 def concat(parts: list[Any]) -> Any:
