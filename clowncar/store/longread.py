@@ -96,12 +96,12 @@ def sqlite_columns(conn: Connection, table: str, columns: Sequence[str], order: 
     try:
         for k, attempt_id in enumerate(ids):
             cur.execute(sql, (int(attempt_id),))
-            got = cur.fetchall()
-            counts[k] = len(got)
-            rows += got
-            if len(rows) >= ROW_BATCH:
-                parts.append(tuple_columns(rows, columns))
-                rows = []
+            while got := cur.fetchmany(ROW_BATCH - len(rows)):
+                counts[k] += len(got)
+                rows += got
+                if len(rows) >= ROW_BATCH:
+                    parts.append(tuple_columns(rows, columns))
+                    rows = []
     finally:
         cur.close()
     if rows or not parts:
