@@ -34,7 +34,7 @@ may be missing, categoricals for the short labels (missing ones are NaN)."""
 ID_CHUNK = 500
 """Attempt ids per `IN (...)` query on the backends that read several attempts per query."""
 ROW_BATCH = 1 << 18
-"""SQLite rows turned into columns at a time: bounds the memory held by Python tuples (~50 MB of them)."""
+"""SQLite rows turned into columns at a time: bounds the memory held by Python row tuples (~80 MB of them)."""
 
 Columns = dict[str, Any]
 
