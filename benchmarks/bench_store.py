@@ -4,12 +4,14 @@
     PYTHONPATH=. python benchmarks/bench_store.py --scale 0.05    # 1,000 steps per trial (quick)
     PYTHONPATH=. python benchmarks/bench_store.py --pg-url postgresql+psycopg://user@host/db   # an existing server
     PYTHONPATH=. python benchmarks/bench_store.py --batch 500     # relay-sized add_steps calls
+    PYTHONPATH=. python benchmarks/bench_store.py --no-pg --reads 3   # SQLite only; fastest of 3 reads each
 
 Targets (issue 6): >= 200,000 rows/s inserted on SQLite; the read < 10 s. Rows go through the public API
 (`start_trial`, `add_steps` with event-record dicts, `steps_frame`) exactly as the head writes them. Beside them,
 measured in the same run on the same schema, the floor of the driver itself: plain `sqlite3` executemany of
 ready-made tuples and a plain `fetchall` of the same rows. Compare the ratio (API / driver) and the CPU-time
-columns, which do not depend on how busy the machine is; the wall-clock figures do.
+columns, which depend less on how busy the machine is than the wall-clock figures do; on a shared machine,
+`--reads N` times N reads of each kind, alternating, and reports the fastest.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -38,7 +41,18 @@ def step_rows(n: int) -> list[dict[str, Any]]:
              "elapsed_ms": i * 85.3, "tokens": i * 524288} for i in range(1, n + 1)]
 
 
-def bench_api(url: str, trials: int, steps: int, batch: int) -> dict[str, float]:
+def timed(read: Callable[[], Any]) -> tuple[Any, float, float]:
+    """(result, wall s, CPU s) of one call."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = read()
+    return out, time.perf_counter() - t0, time.process_time() - c0
+
+
+def fastest(results: list[tuple[Any, float, float]]) -> tuple[Any, float, float]:
+    return min(results, key=lambda r: r[1])
+
+
+def bench_api(url: str, trials: int, steps: int, batch: int) -> dict[str, Any]:
     import pandas  # noqa: F401  (a reader has pandas loaded already; its import is not the store's cost)
 
     rows = step_rows(steps)
@@ -51,17 +65,17 @@ def bench_api(url: str, trials: int, steps: int, batch: int) -> dict[str, float]
         for k in range(0, steps, batch):
             store.add_steps(uid, 0, rows[k:k + batch])
     insert_s, insert_cpu = time.perf_counter() - t0, time.process_time() - c0
-    t0, c0 = time.perf_counter(), time.process_time()
-    frame = store.steps_frame("bench")
-    read_s, read_cpu = time.perf_counter() - t0, time.process_time() - c0
-    store.close()
-    if len(frame) != trials * steps:
-        raise SystemExit(f"read back {len(frame)} rows, wrote {trials * steps}")
-    return {"rows": trials * steps, "insert_s": insert_s, "read_s": read_s, "insert_cpu": insert_cpu,
-            "read_cpu": read_cpu}
+    def read() -> tuple[Any, float, float]:
+        frame, read_s, read_cpu = timed(lambda: store.steps_frame("bench"))
+        if len(frame) != trials * steps:
+            raise SystemExit(f"read back {len(frame)} rows, wrote {trials * steps}")
+        return None, read_s, read_cpu  # the frame is dropped before the next read
+
+    return {"rows": trials * steps, "insert_s": insert_s, "insert_cpu": insert_cpu, "read": read,
+            "close": store.close}
 
 
-def bench_sqlite_driver(path: Path, trials: int, steps: int) -> dict[str, float]:
+def bench_sqlite_driver(path: Path, trials: int, steps: int) -> dict[str, Any]:
     """The same rows through plain sqlite3 into the same schema (attempt rows made by the API, not timed)."""
     store = open_store(f"sqlite:///{path}")
     store.create_or_get_sweep("bench", {})
@@ -83,12 +97,27 @@ def bench_sqlite_driver(path: Path, trials: int, steps: int) -> dict[str, float]
         db.executemany(sql, tuples)
         db.execute("COMMIT")
         insert_s, insert_cpu = insert_s + time.perf_counter() - t0, insert_cpu + time.process_time() - c0
-    t0, c0 = time.perf_counter(), time.process_time()
-    got = db.execute(f"SELECT attempt_id, {', '.join(COLS)} FROM clowncar_steps").fetchall()
-    read_s, read_cpu = time.perf_counter() - t0, time.process_time() - c0
-    db.close()
-    return {"rows": len(got), "insert_s": insert_s, "read_s": read_s, "insert_cpu": insert_cpu,
-            "read_cpu": read_cpu}
+    def read() -> tuple[Any, float, float]:
+        got, read_s, read_cpu = timed(
+            lambda: db.execute(f"SELECT attempt_id, {', '.join(COLS)} FROM clowncar_steps").fetchall())
+        if len(got) != trials * steps:
+            raise SystemExit(f"fetched {len(got)} rows, wrote {trials * steps}")
+        return None, read_s, read_cpu
+
+    return {"rows": trials * steps, "insert_s": insert_s, "insert_cpu": insert_cpu, "read": read,
+            "close": db.close}
+
+
+def measure_reads(results: list[tuple[str, str, dict[str, Any]]], reads: int) -> None:
+    """Each bench's read `reads` times, the benches alternating (so that a burst of load on a shared machine
+    hits them alike); keep the fastest, then close."""
+    timings: list[list[tuple[Any, float, float]]] = [[] for _ in results]
+    for _ in range(reads):
+        for k, (_, _, r) in enumerate(results):
+            timings[k].append(r["read"]())
+    for (_, _, r), runs in zip(results, timings, strict=True):
+        _, r["read_s"], r["read_cpu"] = fastest(runs)
+        r["close"]()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pg-url", help="PostgreSQL URL to use instead of starting a throwaway server")
     ap.add_argument("--no-pg", action="store_true", help="SQLite only")
     ap.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    ap.add_argument("--reads", type=int, default=1, help="reads of each kind, alternating; the fastest counts")
     args = ap.parse_args(argv)
     steps = max(1, int(20_000 * args.scale))
     batch = args.batch or steps
@@ -116,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         if pg_url:
             label = "postgresql" if args.pg_url else "postgresql (throwaway, fsync off)"
             results.append((label, "clowncar API", bench_api(pg_url, args.trials, steps, batch)))
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\n{args.trials} trials x {steps:,} steps, add_steps batch {batch:,}; {os.cpu_count()} CPUs "
-          f"({platform.machine()}), load average {load:.1f}, python {sys.version.split()[0]}, "
+        measure_reads(results, max(1, args.reads))  # while the throwaway server still runs
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    print(f"\n{args.trials} trials x {steps:,} steps, add_steps batch {batch:,}, fastest of {max(1, args.reads)} "
+          f"read(s); {os.cpu_count()} CPUs "
+          f"({platform.machine()}), load average (1/5/15 min) {load}, python {sys.version.split()[0]}, "
           f"sqlite {sqlite3.sqlite_version}\n")
     print("| backend | path | rows | insert s | rows/s | rows per CPU s | read s | read CPU s |\n"
           "|---|---|---|---|---|---|---|---|")
