@@ -103,6 +103,9 @@ class Constraint(_Strict):
 class Resources(_Strict):
     gpus: int = Field(0, ge=0, le=64)
     cpus: float = Field(1, gt=0, le=1024)
+    placement: Literal["ledger", "ray"] = "ledger"
+    """GPU trials: `ledger` = admitted by the cluster's GPU ledger (whole-node trials first, small trials packed
+    node by node; orchestrator/placement.py); `ray` = Ray places each trial as it comes."""
 
 
 class Scheduler(_Strict):

@@ -1,15 +1,18 @@
 """Run a sweep: Ray Tune schedules, Optuna samples (study in the store), the store callback records.
 
 One resource bundle per trial (`PlacementGroupFactory([{"CPU": c, "GPU": g}])`), so all of a trial's GPUs are
-on one node; Ray's placement groups stop two sweeps on one cluster from double-booking GPUs. Actors are reused
-(`reuse_actors=True`): a new actor per trial costs ~1 s (measured), and the reason not to reuse (a stopped
+on one node; Ray's placement groups stop two sweeps on one cluster from double-booking GPUs, and GPU trials are
+admitted by the cluster's GPU ledger (ledger.py: whole-node trials first, small ones packed). CPU sweeps reuse
+actors (`reuse_actors=True`): a new actor per trial costs ~1 s (measured), and the reason not to reuse (a stopped
 trial's child outlives the stop) does not apply here because the trainable kills the worker's group in `finally`
-and every worker process carries PDEATHSIG.
+and every worker process carries PDEATHSIG. GPU sweeps under the ledger do not: a cached actor would keep GPUs
+the ledger has already given to another sweep, and ~1 s is small against a GPU trial.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -145,8 +148,15 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
     ctx = TrialContext(sweep=spec.name, spec=spec.to_dict(), runs_dir=str(opts.runs_dir.resolve()),
                        size_cap=spec.size_cap())
     res = spec.resources
-    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
-                                    tune.PlacementGroupFactory([{"CPU": res.cpus, "GPU": res.gpus}]))
+    gated = res.gpus > 0 and res.placement == "ledger"
+    if gated:
+        from clowncar.orchestrator.ledger import Gate, trial_resources
+
+        searcher.gate = Gate(res.gpus)
+        resources: Any = functools.partial(trial_resources, res.cpus, res.gpus)
+    else:
+        resources = tune.PlacementGroupFactory([{"CPU": res.cpus, "GPU": res.gpus}])
+    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources)
     scheduler = None
     if spec.scheduler.type == "asha":
         s = spec.scheduler
@@ -156,7 +166,7 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
-                                    max_concurrent_trials=spec.max_concurrent, reuse_actors=True),
+                                    max_concurrent_trials=spec.max_concurrent, reuse_actors=not gated),
         run_config=tune.RunConfig(name=spec.name, storage_path=str((opts.runs_dir / "tune").resolve()),
                                   failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                                   callbacks=[callback], verbose=0, log_to_file=False),
@@ -169,6 +179,8 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
             status = "done"
         finally:
             callback.close()
+            if searcher.gate is not None:
+                searcher.gate.close()
             if searcher.stopping.is_set():  # Ctrl-C or `sweep stop`: nothing stays RUNNING, resume re-runs it
                 from clowncar.orchestrator.submit import close_stopped
 
