@@ -2,14 +2,14 @@
 
 Each sweep's driver holds a `Gate`. Before Tune gets a trial, the searcher asks the gate; the gate asks the ledger
 (`placement.GpuBook` decides: gangs first, reservation, backfill, packing) and, once granted, the trial's
-placement group is pinned to the granted node (`_soft_target_node_id`: soft, so a retried trial whose node died
-still lands elsewhere). Ray's placement groups remain what stops double-booking; the ledger only decides order
+placement group is pinned to the granted node (a node label selector; a retried trial whose node died is placed
+anywhere). Ray's placement groups remain what stops double-booking; the ledger only decides order
 and node, so if it is unreachable the gate admits at once and Ray's own placement applies (logged once).
 
 Leases end when the trial ends (`release`), when the driver closes the gate, or, for a SIGKILLed driver, when
 its heartbeat has been silent for `ttl_s`. A ledger that restarts (head restart) relearns the leases from the
-drivers' heartbeats. GPU sweeps run without actor reuse: a cached actor keeps its trial's GPUs, which the ledger
-would already have handed to another sweep.
+drivers' heartbeats. A released lease keeps its GPUs booked until Ray has removed the trial's placement group
+(Tune keeps a finished trial's actor, and its GPUs, for reuse by the same sweep).
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from typing import Any
+
+from ray.tune import PlacementGroupFactory
 
 from clowncar.orchestrator.placement import GpuBook
 
@@ -29,11 +32,13 @@ log = logging.getLogger(__name__)
 
 
 class Ledger:
-    """The actor's body (`ray.remote` is applied in `ledger_handle`, so this module imports without Ray)."""
+    """The actor's body (`ray.remote` is applied in `ledger_handle`)."""
 
     def __init__(self, ttl_s: float, settle_s: float) -> None:
         self.book = GpuBook(ttl_s=ttl_s, settle_s=settle_s)
         self.nodes_at = 0.0
+        self.log: deque[tuple[float, str, str, str]] = deque(maxlen=20_000)
+        """(time, 'grant' | 'release', lease key, node): what `clowncar sweep` benchmarks and tests read."""
 
     def _refresh(self, now: float) -> None:
         import ray
@@ -59,11 +64,23 @@ class Ledger:
     def request(self, owner: str, key: str, gpus: int, expected_s: float) -> str | None:
         now = time.time()
         self._refresh(now)
-        return self.book.request(owner, key, gpus, expected_s, now, gone=self._gone)
+        before = set(self.book.leases)
+        node = self.book.request(owner, key, gpus, expected_s, now, gone=self._gone)
+        self._log_grants(before, now)
+        return node
+
+    def _log_grants(self, before: set[str], now: float) -> None:
+        for key in set(self.book.leases) - before:
+            self.log.append((now, "grant", key, self.book.leases[key].node))
 
     def release(self, key: str) -> None:
-        self.book.release(key, time.time())
-        self.book.tick(time.time(), gone=self._gone)
+        now = time.time()
+        if key in self.book.leases:
+            self.log.append((now, "release", key, self.book.leases[key].node))
+        self.book.release(key, now)
+        before = set(self.book.leases)
+        self.book.tick(now, gone=self._gone)
+        self._log_grants(before, now)
 
     def confirm(self, key: str, node: str, pg: str) -> None:
         self.book.confirm(key, node, pg)
@@ -81,8 +98,11 @@ class Ledger:
         self.book.tick(time.time(), gone=self._gone)
         return self.book.snapshot()
 
+    def history(self) -> list[tuple[float, str, str, str]]:
+        return list(self.log)
 
-def ledger_handle(ttl_s: float | None = None, settle_s: float = 10.0) -> Any:
+
+def ledger_handle(ttl_s: float | None = None, settle_s: float = 60.0) -> Any:
     """The cluster's ledger actor, created on the head by the first sweep that needs it."""
     import ray
 
@@ -159,12 +179,32 @@ class Gate:
         self._call("close", self.owner)
 
 
+NODE_LABEL = "ray.io/node-id"
+
+
+class PinnedBundle(PlacementGroupFactory):
+    """A trial's bundle pinned to one node while that node is alive."""
+
+    def to_placement_group(self) -> Any:
+        import ray
+        from ray.util.placement_group import placement_group
+
+        node = self._bound.kwargs["bundle_label_selector"][0][NODE_LABEL]
+        if any(n.get("NodeID") == node and n.get("Alive") for n in ray.nodes()):
+            return super().to_placement_group()
+        return placement_group(self.bundles, strategy="PACK")  # its node died: the retry goes anywhere
+
+
 def trial_resources(cpus: float, gpus: int, config: dict[str, Any]) -> Any:
-    """A trial's one bundle, pinned (softly) to the node the ledger granted (`_cc.node` in its config)."""
+    """A trial's one bundle, pinned to the node the ledger granted (`_cc.node` in its config).
+
+    A hard pin (node label selector), not Ray's soft target: with a soft target, a trial whose node is still
+    held by the previous trial's actor lands on any node with room, which may be the very node being drained for
+    a whole-node trial. A pinned trial whose node has died is placed anywhere (see `PinnedBundle`)."""
     from ray import tune
 
     node = (config.get("_cc") or {}).get("node") or None
     if node is None:
         return tune.PlacementGroupFactory([{"CPU": cpus, "GPU": gpus}])
-    return tune.PlacementGroupFactory([{"CPU": cpus, "GPU": gpus}], strategy="STRICT_PACK",
-                                      _soft_target_node_id=node)
+    return PinnedBundle([{"CPU": cpus, "GPU": gpus}], strategy="STRICT_PACK",
+                        bundle_label_selector=[{NODE_LABEL: node}])

@@ -12,11 +12,13 @@ that shares the cluster (each driver asks it before handing a trial to Tune, `le
 - **Backfill.** A smaller request may still start on a reserved node if, by its own expected duration, it ends
   before the reservation's expected start (the HPC schedulers' EASY backfill), so a drain idles fewer GPUs.
 - **Packing.** A request goes to the node it fills most (best fit), so small trials fill one node after another
-  and whole nodes stay free for gangs instead of every node being a little busy.
+  and whole nodes stay free for gangs instead of every node being a little busy. A sweep's next trial goes first
+  where its previous trial of the same size just ended, so Tune reuses that actor and its placement group.
 
 Leases are soft state: the owner (a sweep's driver) heartbeats; an owner silent for `ttl_s` (a SIGKILLed driver)
-loses its leases and requests. A released lease whose placement group Ray has not removed yet still counts
-(`settle_s` at most), so the next trial is not promised GPUs that the previous trial's actor still holds.
+loses its leases and requests. A released lease whose placement group Ray has not removed yet (Tune keeps a
+finished trial's actor for reuse) still counts, for `settle_s` at most, so no trial is promised GPUs that another
+trial's actor still holds.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class Request:
 
 
 class GpuBook:
-    def __init__(self, ttl_s: float = 30.0, settle_s: float = 10.0) -> None:
+    def __init__(self, ttl_s: float = 30.0, settle_s: float = 60.0) -> None:
         self.ttl_s, self.settle_s = ttl_s, settle_s
         self.nodes: dict[str, int] = {}
         """Alive nodes with GPUs: node id -> GPUs, in a fixed order (the packing order)."""
@@ -159,9 +161,14 @@ class GpuBook:
             if req.gpus > biggest:
                 node = UNPINNED
             else:
-                fits = [n for n in order if self.free(n) >= req.gpus and self._may_use(n, req, now)]
-                if fits:  # best fit, off reserved nodes first
-                    node = min(fits, key=lambda n: (n in self.reserved, self.free(n) - req.gpus, order.index(n)))
+                own = {n: self._own_drained(n, req) for n in order}
+                fits = [n for n in order if self.free(n) + (req.gpus if own[n] else 0) >= req.gpus
+                        and self._may_use(n, req, now)]
+                if fits:  # off reserved nodes first, then where the owner's last trial ends, then best fit
+                    node = min(fits, key=lambda n: (n in self.reserved, own[n] is None, self.free(n) - req.gpus,
+                                                    order.index(n)))
+                    if own[node]:  # hand over: Tune reuses that trial's actor and placement group
+                        del self.leases[own[node]]  # type: ignore[arg-type]
                 else:
                     self._reserve(key, req, now)
             if node is not None:
@@ -173,6 +180,14 @@ class GpuBook:
     @staticmethod
     def _priority(key: str, req: Request) -> tuple[float, float, str]:
         return (-req.gpus, req.since, key)
+
+    def _own_drained(self, node: str, req: Request) -> str | None:
+        """A released lease of the same owner and size on `node` whose placement group Ray still holds."""
+        for key, lease in self.leases.items():
+            if (lease.node == node and lease.released is not None and lease.owner == req.owner
+                    and lease.gpus == req.gpus):
+                return key
+        return None
 
     def _may_use(self, node: str, req: Request, now: float) -> bool:
         if node not in self.reserved:

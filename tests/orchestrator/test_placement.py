@@ -94,3 +94,14 @@ def test_owner_close_drops_requests_and_drains_leases() -> None:
     b.close("a", now=1.0)
     assert b.snapshot()["requests"] == {}
     assert b.request("b", "b", 8, 0.0, now=2.0, gone=lambda pg: True) == "n0"
+
+
+def test_next_trial_of_a_sweep_takes_over_its_finished_trials_slot() -> None:
+    b = book()
+    for i in range(9):  # n0 full, one on n1
+        b.request("a", f"a{i}", 1, 0.0, now=0.0)
+        b.confirm(f"a{i}", "n0" if i < 8 else "n1", f"pg{i}")
+    b.release("a3", now=1.0)  # its actor (and GPU) kept by Tune for reuse
+    assert b.request("other", "o", 1, 0.0, now=1.5, gone=lambda pg: False) == "n1"  # not promised to others
+    assert b.request("a", "a9", 1, 0.0, now=2.0, gone=lambda pg: False) == "n0"  # the same sweep reuses it
+    assert b.free("n0") == 0 and "a3" not in b.snapshot()["leases"]
