@@ -14,7 +14,7 @@ config. Parameters are dotted trial-config keys (`model.crawler_loops`). Example
     sampler: grid              # grid | random | tpe | gp | nsga2
     objective: {metric: auto, mode: min}
     constraint: {max_artifact_bytes: 16000000}
-    resources: {gpus: 0, cpus: 1}
+    resources: {gpus: 0, cpus: 1}   # placement: ledger (default) | ray, for GPU trials
     max_concurrent: 2
     scheduler: {type: none}    # or {type: asha, metric: train_loss, grace_period: 10, reduction_factor: 2}
     max_failures: 1
