@@ -1,7 +1,7 @@
 """The cluster-wide GPU ledger: one detached Ray actor on the head that every GPU sweep asks before a trial starts.
 
 Each sweep's driver holds a `Gate`. Before Tune gets a trial, the searcher asks the gate; the gate asks the ledger
-(`placement.GpuBook` decides: gangs first, reservation, backfill, packing) and, once granted, the trial's
+(`placement.GpuBook` decides: first come first served, reservation, backfill, packing) and, once granted, the trial's
 placement group is pinned to the granted node (a node label selector; a retried trial whose node died is placed
 anywhere). Ray's placement groups remain what stops double-booking; the ledger only decides order
 and node, so if it is unreachable the gate admits at once and Ray's own placement applies (logged once).
@@ -121,10 +121,15 @@ class Gate:
 
         self.gpus, self.timeout_s = gpus, timeout_s
         self.owner = f"{ray.get_runtime_context().get_job_id()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.handle = ledger_handle()
         self.leases: dict[str, tuple[str, int, str, float, float]] = {}
         """Tune trial id -> (lease key, gpus, node, expected_s, start)."""
+        self.pgs: dict[str, str] = {}
+        """Tune trial id -> the placement group last told to the ledger."""
         self.broken = False
+        try:
+            self.handle = ledger_handle()
+        except Exception as err:  # e.g. the head cannot host the actor: Ray places trials alone
+            self._fail(err)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._beat = threading.Thread(target=self._heartbeat, args=(beat_s,), name="clowncar-gate", daemon=True)
@@ -138,10 +143,13 @@ class Gate:
         try:
             return ray.get(getattr(self.handle, method).remote(*args), timeout=self.timeout_s)
         except Exception as err:  # the sweep goes on under Ray's own placement
-            self.broken = True
-            log.warning("GPU ledger unreachable (%s: %s); trials are placed by Ray alone from now on",
-                        type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+            self._fail(err)
             return None
+
+    def _fail(self, err: Exception) -> None:
+        self.broken = True
+        log.warning("GPU ledger unreachable (%s: %s); trials are placed by Ray alone from now on",
+                    type(err).__name__, str(err).splitlines()[0] if str(err) else "")
 
     def admit(self, trial_id: str, key: str, expected_s: float) -> str | None:
         """The node to pin trial `trial_id` to ('' = no pin), or None: not yet, ask again later."""
@@ -157,14 +165,16 @@ class Gate:
     def confirm(self, trial_id: str, node: str, pg: str) -> None:
         with self._lock:
             held = self.leases.get(trial_id)
-            if held is None or (held[2] == node and not pg):
-                return
+            if held is None or (held[2] == node and self.pgs.get(trial_id, "") == pg):
+                return  # nothing new: no call
             self.leases[trial_id] = (held[0], held[1], node, held[3], held[4])
+            self.pgs[trial_id] = pg
         self._call("confirm", held[0], node, pg)
 
     def release(self, trial_id: str) -> None:
         with self._lock:
             held = self.leases.pop(trial_id, None)
+            self.pgs.pop(trial_id, None)
         if held is not None:
             self._call("release", held[0])
 

@@ -5,10 +5,11 @@ one sweep spread over every node, each GPU that frees is taken by the next 1-GPU
 another sweep waits until the stream of small trials runs dry. The book below decides instead, for every sweep
 that shares the cluster (each driver asks it before handing a trial to Tune, `ledger.py`):
 
-- **Largest request first, then first come.** A trial that needs a whole node is the hardest to place; small
-  ones fit around it, not the other way round.
-- **Reservation.** A request that fits nowhere now reserves the node where it can start soonest (from the
-  expected end of the leases on it): nothing new starts there, so the node drains and the gang gets it.
+- **First come, first served, with reservation.** Requests are served in the order they arrived. One that fits
+  nowhere now reserves the node where it can start soonest (from the expected end of the leases on it): nothing
+  that arrived later starts there, so the node drains and the whole-node trial gets it. A stream of small
+  trials cannot starve a gang, and a stream of gangs cannot starve small trials either (largest-first would;
+  it also did worse in bench_utilization's simulation: 0.851 against 0.875).
 - **Backfill.** A smaller request may still start on a reserved node if, by its own expected duration, it ends
   before the reservation's expected start (the HPC schedulers' EASY backfill), so a drain idles fewer GPUs.
 - **Packing.** A request goes to the node it fills most (best fit), so small trials fill one node after another
@@ -151,7 +152,7 @@ class GpuBook:
             del self.seen[owner]
 
     def _schedule(self, now: float) -> list[str]:
-        """One pass over the waiting requests, largest first; returns the keys granted."""
+        """One pass over the waiting requests, oldest first; returns the keys granted."""
         granted: list[str] = []
         self.reserved = {}
         order = list(self.nodes)
@@ -179,7 +180,7 @@ class GpuBook:
 
     @staticmethod
     def _priority(key: str, req: Request) -> tuple[float, float, str]:
-        return (-req.gpus, req.since, key)
+        return (req.since, -req.gpus, key)
 
     def _own_drained(self, node: str, req: Request) -> str | None:
         """A released lease of the same owner and size on `node` whose placement group Ray still holds."""

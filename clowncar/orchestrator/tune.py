@@ -2,10 +2,11 @@
 
 One resource bundle per trial (`PlacementGroupFactory([{"CPU": c, "GPU": g}])`), so all of a trial's GPUs are
 on one node; Ray's placement groups stop two sweeps on one cluster from double-booking GPUs, and GPU trials are
-admitted by the cluster's GPU ledger (ledger.py: whole-node trials first, small ones packed). Actors are reused
-(`reuse_actors=True`): a new actor per trial costs ~1 s (measured, and ~20 s with 8 starting at once on 2 busy
-cores), and the reason not to reuse (a stopped trial's child outlives the stop) does not apply here because the
-trainable kills the worker's group in `finally` and every worker process carries PDEATHSIG.
+admitted by the cluster's GPU ledger (ledger.py: a waiting whole-node trial gets a node reserved, small trials
+are packed). Actors are reused (`reuse_actors=True`): a new actor per trial costs ~1 s (measured; ~20 s with 8
+starting at once on 2 busy cores), and the reason not to reuse (a stopped trial's child outlives the stop) does
+not apply here because the trainable kills the worker's group in `finally` and every worker process carries
+PDEATHSIG.
 """
 
 from __future__ import annotations

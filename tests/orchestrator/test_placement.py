@@ -105,3 +105,13 @@ def test_next_trial_of_a_sweep_takes_over_its_finished_trials_slot() -> None:
     assert b.request("other", "o", 1, 0.0, now=1.5, gone=lambda pg: False) == "n1"  # not promised to others
     assert b.request("a", "a9", 1, 0.0, now=2.0, gone=lambda pg: False) == "n0"  # the same sweep reuses it
     assert b.free("n0") == 0 and "a3" not in b.snapshot()["leases"]
+
+
+def test_stream_of_whole_node_trials_cannot_starve_an_earlier_small_trial() -> None:
+    b = book(nodes=1, ttl_s=100.0)
+    assert b.request("gangs", "g1", 8, 50.0, now=0.0) == "n0"
+    assert b.request("small", "s", 1, 50.0, now=1.0) is None
+    assert b.request("gangs", "g2", 8, 50.0, now=2.0) is None
+    b.release("g1", now=50.0)
+    assert b.request("gangs", "g2", 8, 50.0, now=50.0) is None  # first come, first served
+    assert b.request("small", "s", 1, 50.0, now=50.0) == "n0"
