@@ -193,16 +193,22 @@ NODE_LABEL = "ray.io/node-id"
 
 
 class PinnedBundle(PlacementGroupFactory):
-    """A trial's bundle pinned to one node while that node is alive."""
+    """A trial's bundle pinned to the granted node for its first placement only.
+
+    Tune asks again for the same trial only to restart it, typically after its actor or node died: Ray's GCS
+    may not know the node is dead yet, and a placement group pinned to a dead node waits forever, so a restart
+    goes wherever Ray finds room (the ledger learns the new node from the trial's first report)."""
 
     def to_placement_group(self) -> Any:
         import ray
         from ray.util.placement_group import placement_group
 
+        first = not getattr(self, "_placed", False)
+        self._placed = True
         node = self._bound.kwargs["bundle_label_selector"][0][NODE_LABEL]
-        if any(n.get("NodeID") == node and n.get("Alive") for n in ray.nodes()):
+        if first and any(n.get("NodeID") == node and n.get("Alive") for n in ray.nodes()):
             return super().to_placement_group()
-        return placement_group(self.bundles, strategy="PACK")  # its node died: the retry goes anywhere
+        return placement_group(self.bundles, strategy="PACK")
 
 
 def trial_resources(cpus: float, gpus: int, config: dict[str, Any]) -> Any:
@@ -210,7 +216,7 @@ def trial_resources(cpus: float, gpus: int, config: dict[str, Any]) -> Any:
 
     A hard pin (node label selector), not Ray's soft target: with a soft target, a trial whose node is still
     held by the previous trial's actor lands on any node with room, which may be the very node being drained for
-    a whole-node trial. A pinned trial whose node has died is placed anywhere (see `PinnedBundle`)."""
+    a whole-node trial. A restarted trial is placed anywhere (see `PinnedBundle`)."""
     from ray import tune
 
     node = (config.get("_cc") or {}).get("node") or None
