@@ -1,22 +1,31 @@
 """GPU utilization of clowncar sweeps on a simulated cluster: 4 nodes x 8 logical GPUs (ray.cluster_utils, loopback).
 
-Two sweeps share the cluster at once (as two users' sweeps would): 48 one-GPU trials and 16 eight-GPU trials, each
-a contract worker that sleeps a different duration. Busy GPU-seconds = sum(sleep x GPUs); utilization =
-busy / (32 GPUs x wall), wall from the first trial's start to the last trial's end (from the store). Also checks
-that no node ever held more than 8 GPUs of trials at once. Target: utilization >= 0.95.
+Two sweeps share the cluster at once (as two users' sweeps would): 48 one-GPU trials (30..90 s) and 16 eight-GPU
+trials (30..70 s) at --scale 1, each a contract worker that sleeps its trial's duration, through the real
+`clowncar sweep run` path. Busy GPU-seconds = sum(sleep x GPUs); utilization = busy / (32 GPUs x wall), wall from
+the first trial's start to the last trial's end (from the store). Run once per placement policy, side by side:
+`ray` (Ray places each trial as it comes) and `ledger` (clowncar's GPU ledger: orchestrator/placement.py).
 
-Reproduce: PYTHONPATH=$PWD python benchmarks/bench_utilization.py [--scale 1.0]
+Next to each measurement: the best any scheduler could do (makespan >= max(busy / 32, longest trial)), and the
+ledger's own policy replayed in an event simulation with zero per-trial overhead (the sampler hands out trials in
+a random order; mean over seeds), which separates what the policy costs from what this machine's overhead costs.
+Target: utilization >= 0.95.
+
+Reproduce: PYTHONPATH=$PWD python benchmarks/bench_utilization.py [--scale 0.5] [--placement both|ledger|ray]
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import os
+import random
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -25,52 +34,105 @@ HERE = REPO / "benchmarks"
 NODES, GPUS = 4, 8
 
 
-def spec(name: str, gpus: int, durations: list[float], concurrent: int) -> dict:
+def workload(scale: float) -> dict[int, list[float]]:
+    return {1: [round((30 + 60 * i / 47) * scale, 2) for i in range(48)],
+            8: [round((30 + 40 * i / 15) * scale, 2) for i in range(16)]}
+
+
+def spec(name: str, gpus: int, durations: list[float], concurrent: int, placement: str) -> dict[str, Any]:
     return {"name": name, "preset": "tiny-cpu", "sampler": "grid",
             "overrides": {"data.dataset": "ok", "train.iterations": 3},
             "space": {"train.max_wallclock_seconds": {"grid": durations}},
-            "resources": {"gpus": gpus, "cpus": 1}, "max_concurrent": concurrent,
+            "resources": {"gpus": gpus, "cpus": 1, "placement": placement}, "max_concurrent": concurrent,
             "worker": {"module": "contract_worker", "pythonpath": [str(HERE)], "launcher": "single"}}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", type=float, default=1.0, help="multiply every sleep by this")
-    args = ap.parse_args()
+def best_makespan(work: dict[int, list[float]]) -> float:
+    """No schedule beats this: the GPUs' total work spread perfectly, or the longest trial."""
+    busy = sum(g * d for g, ds in work.items() for d in ds)
+    return max(busy / (NODES * GPUS), max(max(ds) for ds in work.values()))
+
+
+def simulate(work: dict[int, list[float]], seed: int) -> float:
+    """The ledger's policy (GpuBook) with zero overhead: each sweep keeps one request open, as a driver does."""
+    from clowncar.orchestrator.placement import GpuBook
+
+    rng = random.Random(seed)
+    book = GpuBook(ttl_s=1e12)
+    book.set_nodes({f"n{i}": GPUS for i in range(NODES)})
+    sweeps = []
+    for gpus, durations in work.items():
+        order = list(durations)
+        rng.shuffle(order)
+        sweeps.append({"gpus": gpus, "todo": order, "cap": NODES * GPUS // gpus, "running": 0, "want": None})
+    now, ends, count = 0.0, [], 0
+    while True:
+        moved = True
+        while moved:
+            moved = False
+            for i, s in enumerate(sweeps):
+                if s["want"] is None and s["todo"] and s["running"] < s["cap"]:
+                    count += 1
+                    s["want"] = (f"t{count}", s["todo"].pop())
+                if s["want"] and book.request(str(i), s["want"][0], s["gpus"], s["want"][1] * 1.1, now) is not None:
+                    heapq.heappush(ends, (now + s["want"][1], s["want"][0], i))
+                    s["running"], s["want"], moved = s["running"] + 1, None, True
+        if not ends:
+            break
+        now, key, i = heapq.heappop(ends)
+        book.release(key, now)
+        sweeps[i]["running"] -= 1
+    busy = sum(g * d for g, ds in work.items() for d in ds)
+    return busy / (NODES * GPUS * now)
+
+
+def measure(work: dict[int, list[float]], placement: str) -> dict[str, Any]:
     ray_tmp = tempfile.mkdtemp(prefix="ru", dir="/tmp")
     os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": ray_tmp})
     from ray.cluster_utils import Cluster
 
     from clowncar.store import open_store
 
-    one = [round((30 + 60 * i / 47) * args.scale, 2) for i in range(48)]   # 30..90 s
-    eight = [round((30 + 40 * i / 15) * args.scale, 2) for i in range(16)]  # 30..70 s
     cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0})
     for _ in range(NODES):
         cluster.add_node(num_cpus=GPUS, num_gpus=GPUS)
     cluster.wait_for_nodes()
-    with tempfile.TemporaryDirectory(prefix="ccutil") as d:
-        tmp = Path(d)
-        url = f"sqlite:///{tmp / 'store.db'}"
-        env = {**os.environ, "PYTHONPATH": str(REPO), "CLOWNCAR_RUNS_DIR": str(tmp / "runs"), "CLOWNCAR_STORE": url}
-        procs = []
-        for s in (spec("util-1gpu", 1, one, NODES * GPUS), spec("util-8gpu", 8, eight, NODES)):
-            path = tmp / f"{s['name']}.yaml"
-            path.write_text(yaml.safe_dump(s))
-            procs.append(subprocess.Popen([sys.executable, "-m", "clowncar", "sweep", "run", str(path), "--address",
-                                           cluster.address, "--quiet"], env=env, cwd=tmp, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, text=True))
-        t0 = time.time()
-        outs = [p.communicate()[0] for p in procs]
-        if any(p.returncode for p in procs):
-            sys.exit("a sweep failed:\n" + "\n".join(outs))
-        frame = open_store(url).trials_frame(sweeps=["util-1gpu", "util-8gpu"])
+    names = {1: f"util-1gpu-{placement}", 8: f"util-8gpu-{placement}"}
+    try:
+        with tempfile.TemporaryDirectory(prefix="ccutil") as d:
+            tmp = Path(d)
+            url = f"sqlite:///{tmp / 'store.db'}"
+            env = {**os.environ, "PYTHONPATH": str(REPO), "CLOWNCAR_RUNS_DIR": str(tmp / "runs"),
+                   "CLOWNCAR_STORE": url}
+            procs = []
+            for gpus, durations in work.items():
+                s = spec(names[gpus], gpus, durations, NODES * GPUS // gpus, placement)
+                path = tmp / f"{s['name']}.yaml"
+                path.write_text(yaml.safe_dump(s))
+                procs.append(subprocess.Popen([sys.executable, "-m", "clowncar", "sweep", "run", str(path),
+                                               "--address", cluster.address, "--quiet"], env=env, cwd=tmp,
+                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            t0 = time.time()
+            outs = [p.communicate()[0] for p in procs]
+            if any(p.returncode for p in procs):
+                sys.exit("a sweep failed:\n" + "\n".join(outs))
+            frame = open_store(url).trials_frame(sweeps=list(names.values()))
+    finally:
         cluster.shutdown()
-    frame["gpus"] = frame["sweep"].map({"util-1gpu": 1, "util-8gpu": 8})
-    start, end = frame["started_at"].min(), frame["ended_at"].max()
-    wall = (end - start).total_seconds()
+        reap(ray_tmp)
+    frame["gpus"] = frame["sweep"].map({v: k for k, v in names.items()})
+    wall = (frame["ended_at"].max() - frame["started_at"].min()).total_seconds()
     busy = float((frame["train.max_wallclock_seconds"] * frame["gpus"]).sum())
     held = float(((frame["ended_at"] - frame["started_at"]).dt.total_seconds() * frame["gpus"]).sum())
+    start = frame["started_at"].min()
+    done = {g: (frame[frame.gpus == g]["ended_at"].max() - start).total_seconds() for g in (1, 8)}
+    return {"wall": wall, "busy": busy, "held": held, "util": busy / (NODES * GPUS * wall),
+            "held_util": held / (NODES * GPUS * wall), "peak": peak_per_node(frame), "done": done,
+            "statuses": ",".join(sorted(set(frame["status"]))), "n": len(frame), "runtime": time.time() - t0}
+
+
+def peak_per_node(frame: Any) -> int:
+    """Most GPUs held by trials on one node at once (must never exceed 8)."""
     events = sorted([(r.started_at, r.gpus, r.node) for r in frame.itertuples()] +
                     [(r.ended_at, -r.gpus, r.node) for r in frame.itertuples()], key=lambda e: (e[0], e[1]))
     per_node: dict[str, int] = {}
@@ -78,26 +140,55 @@ def main() -> None:
     for _, delta, node in events:
         per_node[node] = per_node.get(node, 0) + delta
         peak = max(peak, per_node[node])
-    print(f"\n{'quantity':<52} {'value':>10}")
-    rows = [("trials (1-GPU + 8-GPU)", f"{(frame.gpus == 1).sum()} + {(frame.gpus == 8).sum()}"),
-            ("statuses", ",".join(sorted(set(frame["status"])))),
-            ("GPUs (4 nodes x 8)", NODES * GPUS), ("wall, first start to last end (s)", f"{wall:.1f}"),
-            ("busy GPU-s (sleep x GPUs)", f"{busy:.0f}"), ("held GPU-s (trial start..end x GPUs)", f"{held:.0f}"),
-            ("utilization busy / (GPUs x wall)", f"{busy / (NODES * GPUS * wall):.3f}"),
-            ("held / (GPUs x wall)", f"{held / (NODES * GPUS * wall):.3f}"),
-            ("most GPUs held on one node at once", peak),
-            ("sweeps' own runtime (s)", f"{time.time() - t0:.1f}")]
-    for name, value in rows:
-        print(f"{name:<52} {value!s:>10}")
-    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"reproduce: PYTHONPATH=$PWD python benchmarks/bench_utilization.py --scale {args.scale}")
-    for pid_dir in Path("/proc").iterdir():  # Ray leftovers of this run, by PID
+    return peak
+
+
+def reap(ray_tmp: str) -> None:
+    """Ray leftovers of one run, by PID (their command lines name its temp dir)."""
+    for pid_dir in Path("/proc").iterdir():
         if pid_dir.name.isdigit():
             try:
                 if ray_tmp in (pid_dir / "cmdline").read_bytes().decode(errors="replace"):
                     os.kill(int(pid_dir.name), 9)
             except (OSError, ProcessLookupError):
                 continue
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=0.5, help="multiply every sleep by this (1 = 30..90 s)")
+    ap.add_argument("--placement", choices=("both", "ledger", "ray"), default="both")
+    ap.add_argument("--seeds", type=int, default=20, help="sampler orders replayed in the policy simulation")
+    args = ap.parse_args()
+    work = workload(args.scale)
+    busy = sum(g * d for g, ds in work.items() for d in ds)
+    bound = best_makespan(work)
+    sims = [simulate(work, seed) for seed in range(args.seeds)]
+    print(f"workload: {len(work[1])} x 1 GPU ({min(work[1])}..{max(work[1])} s) + {len(work[8])} x 8 GPUs "
+          f"({min(work[8])}..{max(work[8])} s) = {busy:.0f} busy GPU-s on {NODES} x {GPUS} GPUs")
+    print(f"best possible: makespan >= {bound:.1f} s -> utilization <= {busy / (NODES * GPUS * bound):.3f}")
+    print(f"ledger policy, simulated without overhead over {args.seeds} sampler orders: utilization "
+          f"mean {sum(sims) / len(sims):.3f}, min {min(sims):.3f}, max {max(sims):.3f}")
+    results = {}
+    for placement in (("ray", "ledger") if args.placement == "both" else (args.placement,)):
+        results[placement] = measure(work, placement)
+        print(f"measured {placement}: {results[placement]['runtime']:.0f} s, load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+    rows = [("trials, statuses", lambda r: f"{r['n']} {r['statuses']}"),
+            ("wall, first start to last end (s)", lambda r: f"{r['wall']:.1f}"),
+            ("1-GPU sweep done at (s)", lambda r: f"{r['done'][1]:.1f}"),
+            ("8-GPU sweep done at (s)", lambda r: f"{r['done'][8]:.1f}"),
+            ("busy GPU-s (sleep x GPUs)", lambda r: f"{r['busy']:.0f}"),
+            ("utilization busy / (GPUs x wall)", lambda r: f"{r['util']:.3f}"),
+            ("held / (GPUs x wall) (trial start..end)", lambda r: f"{r['held_util']:.3f}"),
+            ("best possible utilization (bound)", lambda r: f"{busy / (NODES * GPUS * bound):.3f}"),
+            ("most GPUs held on one node at once", lambda r: str(r["peak"]))]
+    print(f"\n{'quantity':<44}" + "".join(f"{p:>12}" for p in results))
+    for name, cell in rows:
+        print(f"{name:<44}" + "".join(f"{cell(r):>12}" for r in results.values()))
+    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"reproduce: PYTHONPATH=$PWD python benchmarks/bench_utilization.py --scale {args.scale} "
+          f"--placement {args.placement}")
 
 
 if __name__ == "__main__":

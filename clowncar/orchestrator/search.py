@@ -137,10 +137,13 @@ class SweepSearch(OptunaSearch):
         self.asked = self.tells = 0
         self.end_reason = ""
         self.running_since: dict[str, float] = {}
+        self.gate: Any = None
+        """A `ledger.Gate` when GPU trials are admitted by the cluster's GPU ledger (set by run_sweep)."""
+        self._held: tuple[str, dict[str, Any]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles the searcher into its experiment directory, a cache we never restore from (resume.py).
-        return {**self.__dict__, "stopping": None, "on_tell": None}
+        return {**self.__dict__, "stopping": None, "on_tell": None, "gate": None}
 
     def save(self, checkpoint_path: str) -> None:
         return None  # the study in the store is the state; nothing to snapshot (and nothing stale to restore)
@@ -188,8 +191,33 @@ class SweepSearch(OptunaSearch):
 
     # -- Searcher --------------------------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if not self.budget_left():
-            return Searcher.FINISHED
+        if self.gate is None:
+            return self._ask(trial_id) if self.budget_left() else Searcher.FINISHED
+        # With the GPU ledger the trial is asked first (its expected duration comes from its parameters), then
+        # held here until the ledger admits it; Tune calls again with a fresh id, which takes the held trial over.
+        if self._held is None:
+            if not self.budget_left():
+                return Searcher.FINISHED
+            self._held = (trial_id, self._ask(trial_id))
+        first_id, params = self._held
+        node = self.gate.admit(trial_id, first_id, self._expected_for(params))
+        if node is None:
+            return None
+        self._held = None
+        if first_id != trial_id:
+            self._ot_trials[trial_id] = self._ot_trials.pop(first_id)
+            self.running_since[trial_id] = self.running_since.pop(first_id)
+        return {**params, "_cc": {**params["_cc"], "node": node}}
+
+    def _expected_for(self, params: dict[str, Any]) -> float:
+        if self.spec.budget.trial_seconds_estimate:
+            return self.spec.budget.trial_seconds_estimate
+        try:
+            return self.spec.trial_config(params).train.max_wallclock_seconds * 1.1
+        except Exception:  # the trial itself reports a bad config; the ledger just gets no estimate
+            return 0.0
+
+    def _ask(self, trial_id: str) -> dict[str, Any]:
         with warnings.catch_warnings():
             # Optuna samples lazily, inside the define-by-run space function, so a GP fit (seconds on CPU) makes
             # Ray warn that the *space function* is slow and to move training into the trainable: not actionable.
@@ -209,12 +237,17 @@ class SweepSearch(OptunaSearch):
         return dict(self.study._storage.get_trial_system_attrs(ot._trial_id).get("fixed_params", {}))
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        return None  # intermediate values go to ASHA and the store, never to the Optuna trial
+        # Intermediate values go to ASHA and the store, never to the Optuna trial; the ledger learns where the
+        # trial really runs (a retried trial may have moved).
+        if self.gate is not None and result.get("node_id"):
+            self.gate.confirm(trial_id, str(result["node_id"]), str(result.get("pg") or ""))
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         self.running_since.pop(trial_id, None)
+        if self.gate is not None:
+            self.gate.release(trial_id)
         ot = self._ot_trials[trial_id]
         self._completed_trials.add(trial_id)  # first: a second call for this trial must never tell again
         self.tells += 1

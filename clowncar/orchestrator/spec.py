@@ -14,7 +14,7 @@ config. Parameters are dotted trial-config keys (`model.crawler_loops`). Example
     sampler: grid              # grid | random | tpe | gp | nsga2
     objective: {metric: auto, mode: min}
     constraint: {max_artifact_bytes: 16000000}
-    resources: {gpus: 0, cpus: 1}
+    resources: {gpus: 0, cpus: 1}   # placement: ledger (default) | ray, for GPU trials
     max_concurrent: 2
     scheduler: {type: none}    # or {type: asha, metric: train_loss, grace_period: 10, reduction_factor: 2}
     max_failures: 1
@@ -103,6 +103,9 @@ class Constraint(_Strict):
 class Resources(_Strict):
     gpus: int = Field(0, ge=0, le=64)
     cpus: float = Field(1, gt=0, le=1024)
+    placement: Literal["ledger", "ray"] = "ledger"
+    """GPU trials: `ledger` = admitted by the cluster's GPU ledger (whole-node trials first, small trials packed
+    node by node; orchestrator/placement.py); `ray` = Ray places each trial as it comes."""
 
 
 class Scheduler(_Strict):

@@ -165,13 +165,16 @@ def _stderr_tail(path: Path) -> str:
 
 
 def node_facts() -> dict[str, Any]:
-    """Where this trial runs: host, Ray node, the GPUs Ray gave it, the actor's PID (for the store and tests)."""
+    """Where this trial runs: host, Ray node, the GPUs Ray gave it, the actor's PID, its placement group (for
+    the store, the GPU ledger and tests)."""
     import ray
+    from ray.util import get_current_placement_group
 
     rc = ray.get_runtime_context()
     node_id = rc.get_node_id()
+    pg = get_current_placement_group()
     return {"host": f"{socket.gethostname()}:{node_id[:12]}", "node_id": node_id, "pid": os.getpid(),
-            "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids())}
+            "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()), "pg": pg.id.hex() if pg else ""}
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:

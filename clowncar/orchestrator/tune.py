@@ -1,16 +1,19 @@
 """Run a sweep: Ray Tune schedules, Optuna samples (study in the store), the store callback records.
 
 One resource bundle per trial (`PlacementGroupFactory([{"CPU": c, "GPU": g}])`), so all of a trial's GPUs are
-on one node; Ray's placement groups stop two sweeps on one cluster from double-booking GPUs. Actors are reused
-(`reuse_actors=True`): a new actor per trial costs ~1 s (measured), and the reason not to reuse (a stopped
-trial's child outlives the stop) does not apply here because the trainable kills the worker's group in `finally`
-and every worker process carries PDEATHSIG.
+on one node; Ray's placement groups stop two sweeps on one cluster from double-booking GPUs, and GPU trials are
+admitted by the cluster's GPU ledger (ledger.py: a waiting whole-node trial gets a node reserved, small trials
+are packed). Actors are reused (`reuse_actors=True`): a new actor per trial costs ~1 s (measured; ~20 s with 8
+starting at once on 2 busy cores), and the reason not to reuse (a stopped trial's child outlives the stop) does
+not apply here because the trainable kills the worker's group in `finally` and every worker process carries
+PDEATHSIG.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -167,8 +170,15 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
     ctx = TrialContext(sweep=spec.name, spec=spec.to_dict(), runs_dir=str(opts.runs_dir.resolve()),
                        size_cap=spec.size_cap())
     res = spec.resources
-    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
-                                    tune.PlacementGroupFactory([{"CPU": res.cpus, "GPU": res.gpus}]))
+    gated = res.gpus > 0 and res.placement == "ledger"
+    if gated:
+        from clowncar.orchestrator.ledger import Gate, trial_resources
+
+        searcher.gate = Gate(res.gpus)
+        resources: Any = functools.partial(trial_resources, res.cpus, res.gpus)
+    else:
+        resources = tune.PlacementGroupFactory([{"CPU": res.cpus, "GPU": res.gpus}])
+    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources)
     scheduler = None
     if spec.scheduler.type == "asha":
         s = spec.scheduler
@@ -192,6 +202,8 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
             searcher.budget_left()  # why it ended, with the final counts (Tune may stop at num_samples unasked)
         finally:
             callback.close()
+            if searcher.gate is not None:
+                searcher.gate.close()
             if searcher.stopping.is_set():  # Ctrl-C or `sweep stop`: nothing stays RUNNING, resume re-runs it
                 from clowncar.orchestrator.submit import close_stopped
 

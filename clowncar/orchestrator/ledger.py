@@ -1,0 +1,226 @@
+"""The cluster-wide GPU ledger: one detached Ray actor on the head that every GPU sweep asks before a trial starts.
+
+Each sweep's driver holds a `Gate`. Before Tune gets a trial, the searcher asks the gate; the gate asks the ledger
+(`placement.GpuBook` decides: first come first served, reservation, backfill, packing) and, once granted, the trial's
+placement group is pinned to the granted node (a node label selector; a retried trial whose node died is placed
+anywhere). Ray's placement groups remain what stops double-booking; the ledger only decides order
+and node, so if it is unreachable the gate admits at once and Ray's own placement applies (logged once).
+
+Leases end when the trial ends (`release`), when the driver closes the gate, or, for a SIGKILLed driver, when
+its heartbeat has been silent for `ttl_s`. A ledger that restarts (head restart) relearns the leases from the
+drivers' heartbeats. A released lease keeps its GPUs booked until Ray has removed the trial's placement group
+(Tune keeps a finished trial's actor, and its GPUs, for reuse by the same sweep).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from ray.tune import PlacementGroupFactory
+
+from clowncar.orchestrator.placement import GpuBook
+
+NAME, NAMESPACE = "clowncar-gpu-ledger", "clowncar"
+TTL_ENV = "CLOWNCAR_LEASE_TTL_S"
+log = logging.getLogger(__name__)
+
+
+class Ledger:
+    """The actor's body (`ray.remote` is applied in `ledger_handle`)."""
+
+    def __init__(self, ttl_s: float, settle_s: float) -> None:
+        self.book = GpuBook(ttl_s=ttl_s, settle_s=settle_s)
+        self.nodes_at = 0.0
+        self.log: deque[tuple[float, str, str, str]] = deque(maxlen=20_000)
+        """(time, 'grant' | 'release', lease key, node): what `clowncar sweep` benchmarks and tests read."""
+
+    def _refresh(self, now: float) -> None:
+        import ray
+
+        if now - self.nodes_at < 2.0:
+            return
+        self.nodes_at = now
+        self.book.set_nodes({n["NodeID"]: int(n.get("Resources", {}).get("GPU", 0))
+                             for n in ray.nodes() if n.get("Alive")})
+
+    @staticmethod
+    def _gone(pg_hex: str) -> bool:
+        """True once Ray has removed the placement group (its GPUs are really free)."""
+        import ray
+        from ray.util.placement_group import PlacementGroup, placement_group_table
+
+        try:
+            table = placement_group_table(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_hex))))
+        except Exception:  # unknown id: nothing holds it
+            return True
+        return not table or table.get("state") == "REMOVED"
+
+    def request(self, owner: str, key: str, gpus: int, expected_s: float) -> str | None:
+        now = time.time()
+        self._refresh(now)
+        before = set(self.book.leases)
+        node = self.book.request(owner, key, gpus, expected_s, now, gone=self._gone)
+        self._log_grants(before, now)
+        return node
+
+    def _log_grants(self, before: set[str], now: float) -> None:
+        for key in set(self.book.leases) - before:
+            self.log.append((now, "grant", key, self.book.leases[key].node))
+
+    def release(self, key: str) -> None:
+        now = time.time()
+        if key in self.book.leases:
+            self.log.append((now, "release", key, self.book.leases[key].node))
+        self.book.release(key, now)
+        before = set(self.book.leases)
+        self.book.tick(now, gone=self._gone)
+        self._log_grants(before, now)
+
+    def confirm(self, key: str, node: str, pg: str) -> None:
+        self.book.confirm(key, node, pg)
+
+    def heartbeat(self, owner: str, held: list[tuple[str, int, str, float, float]]) -> None:
+        now = time.time()
+        self.book.heartbeat(owner, held, now)
+        self._refresh(now)
+        self.book.tick(now, gone=self._gone)
+
+    def close(self, owner: str) -> None:
+        self.book.close(owner, time.time())
+
+    def snapshot(self) -> dict[str, object]:
+        self.book.tick(time.time(), gone=self._gone)
+        return self.book.snapshot()
+
+    def history(self) -> list[tuple[float, str, str, str]]:
+        return list(self.log)
+
+
+def ledger_handle(ttl_s: float | None = None, settle_s: float = 60.0) -> Any:
+    """The cluster's ledger actor, created on the head by the first sweep that needs it."""
+    import ray
+
+    ttl = ttl_s if ttl_s is not None else float(os.environ.get(TTL_ENV, "30"))
+    actor = ray.remote(Ledger).options(
+        name=NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0, max_restarts=-1,
+        max_task_retries=-1, resources={"node:__internal_head__": 0.001})
+    return actor.remote(ttl, settle_s)
+
+
+class Gate:
+    """A driver's side of the ledger: asks, releases, and heartbeats every `beat_s` from a daemon thread."""
+
+    def __init__(self, gpus: int, beat_s: float = 5.0, timeout_s: float = 10.0) -> None:
+        import ray
+
+        self.gpus, self.timeout_s = gpus, timeout_s
+        self.owner = f"{ray.get_runtime_context().get_job_id()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.leases: dict[str, tuple[str, int, str, float, float]] = {}
+        """Tune trial id -> (lease key, gpus, node, expected_s, start)."""
+        self.pgs: dict[str, str] = {}
+        """Tune trial id -> the placement group last told to the ledger."""
+        self.broken = False
+        try:
+            self.handle = ledger_handle()
+        except Exception as err:  # e.g. the head cannot host the actor: Ray places trials alone
+            self._fail(err)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._beat = threading.Thread(target=self._heartbeat, args=(beat_s,), name="clowncar-gate", daemon=True)
+        self._beat.start()
+
+    def _call(self, method: str, *args: Any) -> Any:
+        import ray
+
+        if self.broken:
+            return None
+        try:
+            return ray.get(getattr(self.handle, method).remote(*args), timeout=self.timeout_s)
+        except Exception as err:  # the sweep goes on under Ray's own placement
+            self._fail(err)
+            return None
+
+    def _fail(self, err: Exception) -> None:
+        self.broken = True
+        log.warning("GPU ledger unreachable (%s: %s); trials are placed by Ray alone from now on",
+                    type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+
+    def admit(self, trial_id: str, key: str, expected_s: float) -> str | None:
+        """The node to pin trial `trial_id` to ('' = no pin), or None: not yet, ask again later."""
+        lease_key = f"{self.owner}/{key}"
+        node = self._call("request", self.owner, lease_key, self.gpus, expected_s)
+        if node is None and not self.broken:
+            return None
+        node = node or ""
+        with self._lock:
+            self.leases[trial_id] = (lease_key, self.gpus, node, expected_s, time.time())
+        return node
+
+    def confirm(self, trial_id: str, node: str, pg: str) -> None:
+        with self._lock:
+            held = self.leases.get(trial_id)
+            if held is None or (held[2] == node and self.pgs.get(trial_id, "") == pg):
+                return  # nothing new: no call
+            self.leases[trial_id] = (held[0], held[1], node, held[3], held[4])
+            self.pgs[trial_id] = pg
+        self._call("confirm", held[0], node, pg)
+
+    def release(self, trial_id: str) -> None:
+        with self._lock:
+            held = self.leases.pop(trial_id, None)
+            self.pgs.pop(trial_id, None)
+        if held is not None:
+            self._call("release", held[0])
+
+    def _heartbeat(self, every: float) -> None:
+        while not self._stop.wait(every):
+            with self._lock:
+                held = list(self.leases.values())
+            self._call("heartbeat", self.owner, held)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._call("close", self.owner)
+
+
+NODE_LABEL = "ray.io/node-id"
+
+
+class PinnedBundle(PlacementGroupFactory):
+    """A trial's bundle pinned to the granted node for its first placement only.
+
+    Tune asks again for the same trial only to restart it, typically after its actor or node died: Ray's GCS
+    may not know the node is dead yet, and a placement group pinned to a dead node waits forever, so a restart
+    goes wherever Ray finds room (the ledger learns the new node from the trial's first report)."""
+
+    def to_placement_group(self) -> Any:
+        import ray
+        from ray.util.placement_group import placement_group
+
+        first = not getattr(self, "_placed", False)
+        self._placed = True
+        node = self._bound.kwargs["bundle_label_selector"][0][NODE_LABEL]
+        if first and any(n.get("NodeID") == node and n.get("Alive") for n in ray.nodes()):
+            return super().to_placement_group()
+        return placement_group(self.bundles, strategy="PACK")
+
+
+def trial_resources(cpus: float, gpus: int, config: dict[str, Any]) -> Any:
+    """A trial's one bundle, pinned to the node the ledger granted (`_cc.node` in its config).
+
+    A hard pin (node label selector), not Ray's soft target: with a soft target, a trial whose node is still
+    held by the previous trial's actor lands on any node with room, which may be the very node being drained for
+    a whole-node trial. A restarted trial is placed anywhere (see `PinnedBundle`)."""
+    from ray import tune
+
+    node = (config.get("_cc") or {}).get("node") or None
+    if node is None:
+        return tune.PlacementGroupFactory([{"CPU": cpus, "GPU": gpus}])
+    return PinnedBundle([{"CPU": cpus, "GPU": gpus}], strategy="STRICT_PACK",
+                        bundle_label_selector=[{NODE_LABEL: node}])

@@ -1,0 +1,111 @@
+"""The cluster-wide GPU ledger on a simulated cluster (`ray.cluster_utils.Cluster`, loopback): a head with 0 CPUs
+and two worker nodes with 4 logical GPUs each. Sweeps run as a user runs them (`clowncar sweep run --address`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+NODE = {"num_cpus": 8, "num_gpus": 4}
+
+
+@pytest.fixture(scope="module")
+def cluster(helpers) -> Iterator[Any]:
+    ray_tmp = tempfile.mkdtemp(prefix="rl", dir="/tmp")
+    old = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_TMPDIR")}
+    os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": ray_tmp})
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0})
+    c.workers = [c.add_node(**NODE) for _ in range(2)]
+    c.wait_for_nodes()
+    try:
+        yield c
+    finally:
+        with contextlib.suppress(Exception):
+            c.shutdown()
+        helpers.reap(ray_tmp)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def sweep_spec(env: Any, name: str, gpus: int, seconds: list[float], concurrent: int) -> Any:
+    placement = os.environ.get("CLOWNCAR_TEST_PLACEMENT", "ledger")  # `ray`: see the test fail without the ledger
+    return env.spec(name, resources={"gpus": gpus, "cpus": 0.5, "placement": placement}, max_concurrent=concurrent,
+                    overrides={"train.iterations": 2},
+                    space={"train.max_wallclock_seconds": {"grid": seconds}}, worker={"launcher": "single"})
+
+
+def test_waiting_whole_node_trial_starts_before_later_small_trials(cluster, sweep_env, helpers) -> None:
+    # A 1-GPU sweep fills both nodes and has many trials still to go; a 4-GPU (whole-node) sweep arrives. Under
+    # Ray alone the whole-node trial waits until the small sweep has no trial left to start (each freed GPU goes
+    # to the next small trial); under the ledger a node is reserved and drained for it.
+    small = sweep_spec(sweep_env, "small", 1, [5.0 + 0.01 * i for i in range(32)], 8)
+    gang = sweep_spec(sweep_env, "gang", 4, [2.0, 2.5], 1)
+    p_small = sweep_env.popen("sweep", "run", str(small), "--address", cluster.address, "--quiet")
+    try:
+        assert helpers.wait_for(lambda: len(list((sweep_env.runs / "trials" / "small").glob("*"))) >= 8, 120)
+        r = sweep_env.cli("sweep", "run", str(gang), "--address", cluster.address, "--quiet", timeout=240)
+        assert r.returncode == 0, r.stdout + r.stderr
+        out = p_small.communicate(timeout=240)[0]
+        assert p_small.returncode == 0, out
+    finally:
+        p_small.kill()
+    frame = sweep_env.store().trials_frame(sweeps=["small", "gang"])
+    assert set(frame["status"]) == {"ok"} and len(frame) == 34
+    small_rows, gang_rows = frame[frame["sweep"] == "small"], frame[frame["sweep"] == "gang"]
+    first_gang = gang_rows["started_at"].min()
+    later = int((small_rows["started_at"] > first_gang).sum())
+    assert later >= 4, f"only {later} small trials started after the whole-node trial: it waited for the stream"
+    for g in gang_rows.itertuples():  # the gang had its node to itself
+        same = small_rows[small_rows["node"] == g.node]
+        assert not ((same["started_at"] < g.ended_at) & (same["ended_at"] > g.started_at)).any()
+
+
+DRIVER = """
+import sys, time, ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+from clowncar.orchestrator.ledger import Gate
+g = Gate(4, beat_s=0.5)
+for i in range(3):
+    print(g.admit(f"t{i}", f"k{i}", 60.0), flush=True)
+time.sleep(600)
+"""
+
+
+def test_leases_and_reservation_of_a_killed_driver_are_released(cluster, sweep_env, helpers) -> None:
+    import ray
+
+    from clowncar.orchestrator.ledger import Gate, ledger_handle
+
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        ledger = ledger_handle(ttl_s=3.0)  # first caller creates it: leases of a silent owner last 3 s
+        proc = subprocess.Popen([sys.executable, "-c", DRIVER, cluster.address], stdout=subprocess.PIPE, text=True,
+                                env=sweep_env.env)
+        lines = [proc.stdout.readline().strip() for _ in range(3)]
+        assert lines[0] and lines[1] and lines[0] != lines[1] and lines[2] == "None", lines  # 2 nodes, 1 waiting
+        snap = ray.get(ledger.snapshot.remote())
+        assert len(snap["leases"]) == 2 and len(snap["requests"]) == 1 and len(snap["reserved"]) == 1
+        mine = Gate(1, beat_s=0.5)
+        assert mine.admit("m0", "m0", 0.0) is None  # the cluster is held by the driver
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert helpers.wait_for(lambda: mine.admit("m0", "m0", 0.0) is not None, 30)
+        snap = ray.get(ledger.snapshot.remote())
+        assert all(owner == mine.owner for owner, *_ in snap["leases"].values()) and not snap["requests"]
+        mine.close()
+    finally:
+        ray.shutdown()

@@ -1,0 +1,117 @@
+"""The GPU ledger's policy (orchestrator/placement.py), decided without Ray: packing, gang reservation, backfill,
+leases that expire with a silent owner, GPUs that stay booked until Ray has removed the trial's placement group."""
+
+from __future__ import annotations
+
+from clowncar.orchestrator.placement import UNPINNED, GpuBook
+
+
+def book(nodes: int = 2, gpus: int = 8, **kw: float) -> GpuBook:
+    b = GpuBook(**kw)
+    b.set_nodes({f"n{i}": gpus for i in range(nodes)})
+    return b
+
+
+def test_small_trials_fill_one_node_before_the_next() -> None:
+    b = book()
+    nodes = [b.request("a", f"a{i}", 1, 60.0, now=0.0) for i in range(10)]
+    assert nodes == ["n0"] * 8 + ["n1"] * 2
+
+
+def test_waiting_whole_node_trial_gets_the_node_before_later_small_trials() -> None:
+    b = book()
+    for i in range(12):  # n0 full, n1 half full, each small trial ends at t=100 at the latest
+        assert b.request("small", f"s{i}", 1, 100.0, now=0.0) is not None
+    assert b.request("gang", "g0", 8, 50.0, now=1.0) is None
+    assert b.snapshot()["reserved"] == {"n1": "g0"}  # the node with the fewest GPUs to drain
+    # More small trials arrive: n1 is held for the gang (they would end after it could start), n0 is full.
+    assert b.request("small", "s12", 1, 100.0, now=2.0) is None
+    for i in range(8, 12):
+        b.release(f"s{i}", now=3.0)
+    assert b.request("small", "s12", 1, 100.0, now=3.0) is None
+    assert b.request("gang", "g0", 8, 50.0, now=3.0) == "n1"
+
+
+def test_short_trial_backfills_a_draining_node_without_delaying_the_gang() -> None:
+    b = book(nodes=1)
+    for i in range(4):
+        b.request("small", f"s{i}", 1, 100.0, now=0.0)
+    assert b.request("gang", "g", 8, 50.0, now=0.0) is None  # expected start: t=100
+    assert b.request("other", "short", 1, 30.0, now=10.0) == "n0"  # ends at 40, before 100
+    assert b.request("other", "long", 1, 200.0, now=10.0) is None  # would end at 210: waits
+    assert b.request("other", "unknown", 1, 0.0, now=10.0) is None  # no estimate, no backfill
+
+
+def test_silent_owner_loses_leases_and_reservation() -> None:
+    b = book(nodes=1, ttl_s=30.0)
+    assert b.request("dead", "d", 8, 0.0, now=0.0) == "n0"
+    assert b.request("gang", "g", 8, 0.0, now=1.0) is None
+    assert b.request("small", "s", 1, 10.0, now=2.0) is None
+    b.heartbeat("gang", [], now=25.0)
+    b.heartbeat("small", [], now=25.0)
+    assert b.request("small", "s", 1, 10.0, now=29.0) is None  # 'dead' spoke 29 s ago: still held
+    assert b.request("gang", "g", 8, 0.0, now=31.0) == "n0"  # silent for 31 s: its lease is gone
+    assert "d" not in b.snapshot()["leases"]
+
+
+def test_released_gpus_stay_booked_until_the_placement_group_is_gone() -> None:
+    b = book(nodes=1, settle_s=10.0)
+    assert b.request("a", "a", 8, 0.0, now=0.0) == "n0"
+    b.confirm("a", "n0", "pg1")
+    b.release("a", now=5.0)
+    removed: set[str] = set()
+    assert b.request("b", "b", 8, 0.0, now=6.0, gone=lambda pg: pg in removed) is None
+    removed.add("pg1")
+    assert b.request("b", "b", 8, 0.0, now=7.0, gone=lambda pg: pg in removed) == "n0"
+    b.confirm("b", "n0", "pg2")
+    b.release("b", now=8.0)
+    assert b.request("c", "c", 8, 0.0, now=18.5, gone=lambda pg: False) == "n0"  # settle_s passed
+
+
+def test_restarted_ledger_relearns_leases_from_heartbeats() -> None:
+    b = book(nodes=1)
+    b.heartbeat("a", [("a0", 6, "n0", 60.0, 0.0)], now=1.0)
+    assert b.free("n0") == 2
+    assert b.request("b", "b0", 4, 10.0, now=1.0) is None
+
+
+def test_confirm_moves_a_lease_to_the_node_where_the_trial_runs() -> None:
+    b = book()
+    assert b.request("a", "a", 8, 0.0, now=0.0) == "n0"
+    b.confirm("a", "n1", "pg")
+    assert (b.free("n0"), b.free("n1")) == (8, 0)
+
+
+def test_request_larger_than_every_node_is_left_to_ray() -> None:
+    assert book().request("a", "huge", 16, 0.0, now=0.0) == UNPINNED
+
+
+def test_owner_close_drops_requests_and_drains_leases() -> None:
+    b = book(nodes=1)
+    b.request("a", "a0", 4, 0.0, now=0.0)
+    b.confirm("a0", "n0", "pg")
+    b.request("a", "a1", 8, 0.0, now=0.0)
+    b.close("a", now=1.0)
+    assert b.snapshot()["requests"] == {}
+    assert b.request("b", "b", 8, 0.0, now=2.0, gone=lambda pg: True) == "n0"
+
+
+def test_next_trial_of_a_sweep_takes_over_its_finished_trials_slot() -> None:
+    b = book()
+    for i in range(9):  # n0 full, one on n1
+        b.request("a", f"a{i}", 1, 0.0, now=0.0)
+        b.confirm(f"a{i}", "n0" if i < 8 else "n1", f"pg{i}")
+    b.release("a3", now=1.0)  # its actor (and GPU) kept by Tune for reuse
+    assert b.request("other", "o", 1, 0.0, now=1.5, gone=lambda pg: False) == "n1"  # not promised to others
+    assert b.request("a", "a9", 1, 0.0, now=2.0, gone=lambda pg: False) == "n0"  # the same sweep reuses it
+    assert b.free("n0") == 0 and "a3" not in b.snapshot()["leases"]
+
+
+def test_stream_of_whole_node_trials_cannot_starve_an_earlier_small_trial() -> None:
+    b = book(nodes=1, ttl_s=100.0)
+    assert b.request("gangs", "g1", 8, 50.0, now=0.0) == "n0"
+    assert b.request("small", "s", 1, 50.0, now=1.0) is None
+    assert b.request("gangs", "g2", 8, 50.0, now=2.0) is None
+    b.release("g1", now=50.0)
+    assert b.request("gangs", "g2", 8, 50.0, now=50.0) is None  # first come, first served
+    assert b.request("small", "s", 1, 50.0, now=50.0) == "n0"
