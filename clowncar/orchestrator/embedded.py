@@ -20,7 +20,7 @@ from pathlib import Path
 RECORDS = "ray-embedded"
 
 
-def _start_time(pid: int) -> int | None:
+def start_time(pid: int) -> int | None:
     """The kernel's start time of `pid` (clock ticks since boot), None if it is gone or a zombie."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -50,10 +50,10 @@ def descendants(pid: int) -> list[int]:
 
 def record(runs_dir: Path) -> Path | None:
     """Write this driver's Ray process tree; returns the record to delete at a normal end (None off Linux)."""
-    me = _start_time(os.getpid())
+    me = start_time(os.getpid())
     if me is None:
         return None
-    procs = [[p, t] for p in descendants(os.getpid()) if (t := _start_time(p)) is not None]
+    procs = [[p, t] for p in descendants(os.getpid()) if (t := start_time(p)) is not None]
     folder = runs_dir / RECORDS
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{os.getpid()}.json"
@@ -72,10 +72,10 @@ def reap_dead_drivers(runs_dir: Path) -> list[int]:
             driver, started = data["driver"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if _start_time(int(driver)) == started:
+        if start_time(int(driver)) == started:
             continue  # that driver is alive: its Ray is in use
         for pid, t in data.get("procs", []):
-            if _start_time(int(pid)) == t:
+            if start_time(int(pid)) == t:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(int(pid), signal.SIGKILL)
                     killed.append(int(pid))

@@ -148,6 +148,33 @@ def wait_for(cond: Callable[[], bool], timeout: float, every: float = 0.2) -> bo
     return cond()
 
 
+@contextlib.contextmanager
+def loopback_cluster(node: dict[str, Any], prefix: str) -> Iterator[Any]:
+    """A Ray head with 0 CPUs and two worker nodes of `node` resources, all on 127.0.0.1, in a temp dir that
+    marks its processes; afterwards whatever of it is left is killed by PID and the environment restored."""
+    ray_tmp = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    old = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_TMPDIR")}
+    os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": ray_tmp})
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0})
+    c.workers = [c.add_node(**node) for _ in range(2)]
+    c.wait_for_nodes()
+    c.ray_tmp = ray_tmp
+    try:
+        yield c
+    finally:
+        with contextlib.suppress(Exception):
+            c.shutdown()
+        reap(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 @pytest.fixture(scope="session")
 def helpers() -> Any:
     class H:
@@ -156,5 +183,6 @@ def helpers() -> Any:
         pids_with = staticmethod(pids_with)
         non_loopback_listeners = staticmethod(non_loopback_listeners)
         wait_for = staticmethod(wait_for)
+        loopback_cluster = staticmethod(loopback_cluster)
 
     return H

@@ -9,7 +9,6 @@ import itertools
 import json
 import os
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,26 +22,8 @@ GPU_NODE = {"num_cpus": 2, "num_gpus": 8}
 
 @pytest.fixture(scope="module")
 def cluster(helpers) -> Iterator[Any]:
-    ray_tmp = tempfile.mkdtemp(prefix="rc", dir="/tmp")
-    old = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_TMPDIR")}
-    os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": ray_tmp})
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0})
-    c.workers = [c.add_node(**GPU_NODE) for _ in range(2)]
-    c.wait_for_nodes()
-    c.ray_tmp = ray_tmp
-    try:
+    with helpers.loopback_cluster(GPU_NODE, "rc") as c:
         yield c
-    finally:
-        with contextlib.suppress(Exception):
-            c.shutdown()
-        helpers.reap(ray_tmp)  # by PID: whatever of this cluster is left
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def trial_dirs(env: Any, name: str) -> list[Path]:

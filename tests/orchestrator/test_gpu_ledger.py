@@ -3,12 +3,10 @@ and two worker nodes with 4 logical GPUs each. Sweeps run as a user runs them (`
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,25 +18,8 @@ NODE = {"num_cpus": 8, "num_gpus": 4}
 
 @pytest.fixture(scope="module")
 def cluster(helpers) -> Iterator[Any]:
-    ray_tmp = tempfile.mkdtemp(prefix="rl", dir="/tmp")
-    old = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_TMPDIR")}
-    os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": ray_tmp})
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0})
-    c.workers = [c.add_node(**NODE) for _ in range(2)]
-    c.wait_for_nodes()
-    try:
+    with helpers.loopback_cluster(NODE, "rl") as c:
         yield c
-    finally:
-        with contextlib.suppress(Exception):
-            c.shutdown()
-        helpers.reap(ray_tmp)
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def sweep_spec(env: Any, name: str, gpus: int, seconds: list[float], concurrent: int) -> Any:

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from clowncar.orchestrator.embedded import start_time
+
 pytestmark = pytest.mark.slow
 POINTS = sorted((loops, seed) for loops in (1, 2, 3) for seed in (1, 2))
 
@@ -86,7 +88,7 @@ def test_embedded_driver_sigkill_leaves_nothing_behind_and_resume_finishes(sweep
     assert finished and "RUNNING" in {t.state.name for t in sweep_env.study("embkill").trials}
 
     def still_there() -> list[int]:
-        return [pid for pid, started in record["procs"] if _start_time(pid) == started]
+        return [pid for pid, started in record["procs"] if start_time(pid) == started]
 
     assert still_there(), "nothing of the dead driver's Ray lingered: the reaping below proves nothing"
     r = sweep_env.cli("sweep", "resume", "embkill", "--num-cpus", "2", "--quiet")
@@ -96,11 +98,3 @@ def test_embedded_driver_sigkill_leaves_nothing_behind_and_resume_finishes(sweep
     _every_point_once(sweep_env, "embkill")
     again = [t for t in sweep_env.study("embkill").trials if t.state.name == "COMPLETE" and t.number in finished]
     assert len(again) == len(finished)  # what had finished before the kill is still the one result
-
-
-def _start_time(pid: int) -> int | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] == "Z" else int(fields[19])
