@@ -18,7 +18,7 @@ UNDECIDED = "not enough data to decide"
 DESCRIPTIVE = "descriptive"
 
 
-def _num(x: Any) -> float | None:
+def finite_or_none(x: Any) -> float | None:
     """A finite float or None (JSON has no NaN)."""
     try:
         v = float(x)
@@ -58,7 +58,7 @@ class TestResult:
 
     def __post_init__(self) -> None:
         for name in ("effect", "ci_low", "ci_high", "p_value", "p_adjusted", "mde", "margin"):
-            setattr(self, name, _num(getattr(self, name)))
+            setattr(self, name, finite_or_none(getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))
@@ -79,7 +79,7 @@ def jsonable(obj: Any) -> Any:
         except (TypeError, ValueError):
             return str(obj)
     if isinstance(obj, float):
-        return _num(obj)
+        return finite_or_none(obj)
     if obj is None or isinstance(obj, bool | int | str):
         return obj
     return str(obj)
@@ -87,7 +87,7 @@ def jsonable(obj: Any) -> Any:
 
 def not_enough(key: str, title: str, question: str, method: str, reason: str, **kw: Any) -> TestResult:
     """The answer for a sweep that cannot support the test: a verdict, never an exception."""
-    mde = _num(kw.get("mde"))
+    mde = finite_or_none(kw.get("mde"))
     text = f"{UNDECIDED}: {reason}"
     if mde is not None:
         text += f"; the smallest effect this data could detect with {POWER:.0%} power is {mde:.4g} {kw.get('unit', 'BPB')}"

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from clowncar.analysis.frames import complete_rows, missing
-from clowncar.analysis.result import TestResult, decide, not_enough
+from clowncar.analysis.result import TestResult, decide, finite_or_none, not_enough
 from clowncar.analysis.stats import coef, coef_table, mde_from_se, ols, vifs
 
 VIF_WARN = 5.0
@@ -181,23 +181,16 @@ def matched_width(r: pd.DataFrame) -> list[dict[str, Any]]:
         if g[keys].drop_duplicates().shape[0] > 1:
             for lay, h in g.groupby(keys, dropna=False):
                 rows.append({"comparison": "same width", "width": float(w),
-                             **{k: _f(v) for k, v in zip(keys, lay, strict=True)},
+                             **{k: finite_or_none(v) for k, v in zip(keys, lay, strict=True)},
                              "runs": len(h), "mean_bpb": float(h["bpb"].mean())})
     for lay, g in r.groupby(keys, dropna=False):
         if g["width"].nunique() > 1:
             for w, h in g.groupby("width"):
                 rows.append({"comparison": "same layout", "width": float(w),
-                             **{k: _f(v) for k, v in zip(keys, lay, strict=True)},
+                             **{k: finite_or_none(v) for k, v in zip(keys, lay, strict=True)},
                              "runs": len(h), "mean_bpb": float(h["bpb"].mean())})
     return rows
 
-
-def _f(v: Any) -> float | None:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def best_per_width(r: pd.DataFrame) -> list[dict[str, Any]]:
