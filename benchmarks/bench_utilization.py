@@ -20,6 +20,7 @@ import argparse
 import heapq
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -86,7 +87,7 @@ def simulate(work: dict[int, list[float]], seed: int) -> float:
     return busy / (NODES * GPUS * now)
 
 
-def measure(work: dict[int, list[float]], placement: str) -> dict[str, Any]:
+def measure(work: dict[int, list[float]], placement: str, keep: Path | None = None) -> dict[str, Any]:
     ray_tmp = tempfile.mkdtemp(prefix="ru", dir="/tmp")
     os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": ray_tmp})
     from ray.cluster_utils import Cluster
@@ -117,6 +118,8 @@ def measure(work: dict[int, list[float]], placement: str) -> dict[str, Any]:
             if any(p.returncode for p in procs):
                 sys.exit("a sweep failed:\n" + "\n".join(outs))
             frame = open_store(url).trials_frame(sweeps=list(names.values()))
+            if keep is not None:  # the store and the trials' folders, for a closer look afterwards
+                shutil.copytree(tmp, keep / placement, dirs_exist_ok=True)
     finally:
         cluster.shutdown()
         reap(ray_tmp)
@@ -158,6 +161,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=0.5, help="multiply every sleep by this (1 = 30..90 s)")
     ap.add_argument("--placement", choices=("both", "ledger", "ray"), default="both")
+    ap.add_argument("--keep", type=Path, help="copy each run's store and trial folders under this folder")
     ap.add_argument("--seeds", type=int, default=20, help="sampler orders replayed in the policy simulation")
     args = ap.parse_args()
     work = workload(args.scale)
@@ -171,7 +175,7 @@ def main() -> None:
           f"mean {sum(sims) / len(sims):.3f}, min {min(sims):.3f}, max {max(sims):.3f}")
     results = {}
     for placement in (("ray", "ledger") if args.placement == "both" else (args.placement,)):
-        results[placement] = measure(work, placement)
+        results[placement] = measure(work, placement, args.keep)
         print(f"measured {placement}: {results[placement]['runtime']:.0f} s, load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     rows = [("trials, statuses", lambda r: f"{r['n']} {r['statuses']}"),
