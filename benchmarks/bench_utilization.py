@@ -7,9 +7,12 @@ the first trial's start to the last trial's end (from the store). Run once per p
 `ray` (Ray places each trial as it comes) and `ledger` (clowncar's GPU ledger: orchestrator/placement.py).
 
 Next to each measurement: the best any scheduler could do (makespan >= max(busy / 32, longest trial)), and the
-ledger's own policy replayed in an event simulation with zero per-trial overhead (the sampler hands out trials in
-a random order; mean over seeds), which separates what the policy costs from what this machine's overhead costs.
-Target: utilization >= 0.95.
+ledger's own policy replayed in an event simulation with zero per-trial overhead (clowncar's grid hands out the
+longest trials first; Optuna's plain grid order, random, for comparison), which separates what the policy costs
+from what this machine's overhead costs. The lost GPU-seconds are split three ways: GPUs free on a node while the
+trial about to use them was being started (ledger answer, Tune's loop, a new trial actor: ~20 s for 8 at once on
+2 cores), GPUs held by a trial whose worker was starting or reporting, and GPUs idle with nothing waiting (the
+policy's drains and the tail). Target: utilization >= 0.95.
 
 Reproduce: PYTHONPATH=$PWD python benchmarks/bench_utilization.py [--scale 0.5] [--placement both|ledger|ray]
 """
@@ -54,8 +57,9 @@ def best_makespan(work: dict[int, list[float]]) -> float:
     return max(busy / (NODES * GPUS), max(max(ds) for ds in work.values()))
 
 
-def simulate(work: dict[int, list[float]], seed: int) -> float:
-    """The ledger's policy (GpuBook) with zero overhead: each sweep keeps one request open, as a driver does."""
+def simulate(work: dict[int, list[float]], seed: int, longest_first: bool = True) -> float:
+    """The ledger's policy (GpuBook) with zero overhead: each sweep keeps one request open, as a driver does, and
+    hands out its trials longest first (as clowncar's grid does) or in a random order (Optuna's plain grid)."""
     from clowncar.orchestrator.placement import GpuBook
 
     rng = random.Random(seed)
@@ -65,6 +69,8 @@ def simulate(work: dict[int, list[float]], seed: int) -> float:
     for gpus, durations in work.items():
         order = list(durations)
         rng.shuffle(order)
+        if longest_first:
+            order.sort()  # popped from the end
         sweeps.append({"gpus": gpus, "todo": order, "cap": NODES * GPUS // gpus, "running": 0, "want": None})
     now, ends, count = 0.0, [], 0
     while True:
@@ -129,9 +135,32 @@ def measure(work: dict[int, list[float]], placement: str, keep: Path | None = No
     held = float(((frame["ended_at"] - frame["started_at"]).dt.total_seconds() * frame["gpus"]).sum())
     start = frame["started_at"].min()
     done = {g: (frame[frame.gpus == g]["ended_at"].max() - start).total_seconds() for g in (1, 8)}
-    return {"wall": wall, "busy": busy, "held": held, "util": busy / (NODES * GPUS * wall),
+    waits = start_waits(frame)
+    return {"wall": wall, "busy": busy, "held": held, "util": busy / (NODES * GPUS * wall), "waits": waits,
+            "gpus": frame["gpus"],
+            "wait_gpu_s": float((waits * frame["gpus"]).sum()),
             "held_util": held / (NODES * GPUS * wall), "peak": peak_per_node(frame), "done": done,
             "statuses": ",".join(sorted(set(frame["status"]))), "n": len(frame), "runtime": time.time() - t0}
+
+
+def start_waits(frame: Any) -> Any:
+    """Per trial: seconds its GPUs sat free on its node right before it started (the ledger's answer, Tune's
+    loop, a new trial actor where none could be reused): what starting a trial costs on this machine."""
+    import pandas as pd
+
+    first = frame.started_at.min()
+    waits = []
+    for r in frame.itertuples():
+        others = frame[(frame.node == r.node) & (frame.index != r.Index)]
+        bounds = {x for x in [*others.started_at, *others.ended_at] if first <= x < r.started_at} | {first}
+        free_since = r.started_at
+        for x in sorted(bounds, reverse=True):  # usage is constant on [x, free_since): walk back while it fits
+            used = int(others[(others.started_at <= x) & (others.ended_at > x)].gpus.sum())
+            if GPUS - used < r.gpus:
+                break
+            free_since = x
+        waits.append((r.started_at - free_since).total_seconds())
+    return pd.Series(waits, index=frame.index)
 
 
 def peak_per_node(frame: Any) -> int:
@@ -157,6 +186,11 @@ def reap(ray_tmp: str) -> None:
                 continue
 
 
+def wait_cell(r: dict[str, Any], gpus: int) -> str:
+    waits = r["waits"][r["gpus"] == gpus]
+    return f"{waits.mean():.1f} / {waits.max():.1f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=0.5, help="multiply every sleep by this (1 = 30..90 s)")
@@ -168,11 +202,13 @@ def main() -> None:
     busy = sum(g * d for g, ds in work.items() for d in ds)
     bound = best_makespan(work)
     sims = [simulate(work, seed) for seed in range(args.seeds)]
+    plain = [simulate(work, seed, longest_first=False) for seed in range(args.seeds)]
     print(f"workload: {len(work[1])} x 1 GPU ({min(work[1])}..{max(work[1])} s) + {len(work[8])} x 8 GPUs "
           f"({min(work[8])}..{max(work[8])} s) = {busy:.0f} busy GPU-s on {NODES} x {GPUS} GPUs")
     print(f"best possible: makespan >= {bound:.1f} s -> utilization <= {busy / (NODES * GPUS * bound):.3f}")
-    print(f"ledger policy, simulated without overhead over {args.seeds} sampler orders: utilization "
-          f"mean {sum(sims) / len(sims):.3f}, min {min(sims):.3f}, max {max(sims):.3f}")
+    print(f"ledger policy simulated without overhead, clowncar's grid (longest first): utilization "
+          f"{sum(sims) / len(sims):.3f}; Optuna's plain grid (random order, {args.seeds} seeds): mean "
+          f"{sum(plain) / len(plain):.3f}, min {min(plain):.3f}, max {max(plain):.3f}")
     results = {}
     for placement in (("ray", "ledger") if args.placement == "both" else (args.placement,)):
         results[placement] = measure(work, placement, args.keep)
@@ -186,6 +222,12 @@ def main() -> None:
             ("utilization busy / (GPUs x wall)", lambda r: f"{r['util']:.3f}"),
             ("held / (GPUs x wall) (trial start..end)", lambda r: f"{r['held_util']:.3f}"),
             ("best possible utilization (bound)", lambda r: f"{busy / (NODES * GPUS * bound):.3f}"),
+            ("start wait, 1-GPU trials: mean / max (s)", lambda r: wait_cell(r, 1)),
+            ("start wait, 8-GPU trials: mean / max (s)", lambda r: wait_cell(r, 8)),
+            ("idle GPU-s: trial about to start", lambda r: f"{r['wait_gpu_s']:.0f}"),
+            ("idle GPU-s: in trials (worker start, end)", lambda r: f"{r['held'] - r['busy']:.0f}"),
+            ("idle GPU-s: nothing waiting (policy, tail)",
+             lambda r: f"{NODES * GPUS * r['wall'] - r['held'] - r['wait_gpu_s']:.0f}"),
             ("most GPUs held on one node at once", lambda r: str(r["peak"]))]
     print(f"\n{'quantity':<44}" + "".join(f"{p:>12}" for p in results))
     for name, cell in rows:
