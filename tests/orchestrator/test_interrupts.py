@@ -4,6 +4,7 @@ both cases `sweep resume` runs only what did not finish, every point exactly onc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -39,9 +40,24 @@ def _every_point_once(env: Any, name: str) -> None:
     assert not steps.duplicated(["trial_uid", "attempt", "step"]).any()
 
 
-def _ray_env(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(kv.decode(errors="replace").split("=", 1) for kv in raw if b"=" in kv)
+def _ray_env(pid: int) -> dict[str, str] | None:
+    """The process's environment; None once it is gone or exiting (its environ then reads empty)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    return dict(kv.decode(errors="replace").split("=", 1) for kv in raw.split(b"\0") if b"=" in kv) or None
+
+
+def _without_token(pids: list[int]) -> list[str]:
+    """Command lines of the live processes among `pids` that do not run with RAY_AUTH_MODE=token."""
+    wrong = []
+    for pid in pids:
+        env = _ray_env(pid)
+        if env is not None and env.get("RAY_AUTH_MODE") != "token":
+            with contextlib.suppress(OSError):
+                wrong.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200])
+    return wrong
 
 
 def test_ctrl_c_exits_with_one_line_and_resume_runs_every_point_once(sweep_env, helpers) -> None:
@@ -52,7 +68,7 @@ def test_ctrl_c_exits_with_one_line_and_resume_runs_every_point_once(sweep_env, 
     workers = [int(p.read_text()) for p in _started(sweep_env, "ctrlc")]
     ray_pids = [p for p in helpers.pids_with(str(sweep_env.ray_tmp)) if p != proc.pid and p not in workers]
     # Embedded Ray keeps token authentication on (Ray 2.60's default), said explicitly so Ray does not warn.
-    assert ray_pids and all(_ray_env(p).get("RAY_AUTH_MODE") == "token" for p in ray_pids if helpers.alive(p))
+    assert ray_pids and not _without_token(ray_pids), _without_token(ray_pids)
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=90)[0]
     assert proc.returncode == 130, out
