@@ -159,7 +159,7 @@ class _ChunkedDeltaRule(torch.autograd.Function):
             # A = I + tril(diag(beta) G, -1), G = K K^T
             db += (dA * G).sum(-1)
             dG = dA.mul_(flat(b))
-            dK.baddbmm_(dG, fK).baddbmm_(dG.mT, fK)
+            dK.baddbmm_(dG + dG.mT, fK)  # G = K K^T is symmetric in K
         shape = (N, -1, C)
         return (_unchunk(dQ.view(*shape, dQ.size(-1)), B, T, H, ctx.dtypes[0]),
                 _unchunk(dK.view(*shape, dK.size(-1)), B, T, H, ctx.dtypes[1]),
