@@ -2,6 +2,10 @@
 
 Prints a table of milliseconds per call and the speed-up, plus the command that reproduces it.
 Target (issue 3): the chunked path at least 20x faster than the reference at T = 2048 on CPU.
+
+On CPU it first applies the worker's malloc settings (clowncar/worker/heap.py), as a trial does: without them
+the multi-MB buffers of each call are page-faulted in again whenever the heap was trimmed in between, and the
+chunked path runs in a slow mode about twice as slow. `--system-malloc` leaves glibc's defaults, to see that.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clowncar.model.deltanet import delta_rule_chunked, delta_rule_recurrent, fla_chunk_delta_rule
+from clowncar.worker.heap import keep_freed_memory
 
 
 def timed(fns: dict[str, Callable[[], torch.Tensor]], reps: int, device: str) -> dict[str, float]:
@@ -54,7 +59,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1],
                     help="CPU thread counts to run the table at (default 1: on a shared, loaded machine more "
                          "threads mostly spin; try e.g. --threads 1 2 on an idle one)")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="keep glibc's default malloc settings instead of the worker's (clowncar/worker/heap.py)")
     args = ap.parse_args()
+    if args.device == "cpu" and not args.system_malloc:
+        kept = keep_freed_memory()
+        print(f"# malloc: {'freed memory kept in the process (worker setting)' if kept else 'settings not applied'}")
+    elif args.device == "cpu":
+        print("# malloc: glibc defaults (--system-malloc)")
     for threads in dict.fromkeys(args.threads):  # each count once, in the order given
         torch.set_num_threads(threads)
         table(args)

@@ -138,3 +138,41 @@ def test_chunked_delta_rule_ignores_the_callers_autocast() -> None:
         under_autocast = delta_rule_chunked(q, k, v, beta, chunk_size=16)
     assert under_autocast.dtype == torch.float32
     torch.testing.assert_close(under_autocast, plain)
+
+
+def test_worker_malloc_setting_keeps_freed_buffers_in_the_process() -> None:
+    """clowncar/worker/heap.py (called by the CPU worker and the DeltaNet benchmark): two 16 MB tensors that
+    are freed stay in the process heap, ready for the next step, instead of going back to the kernel (to be
+    page-faulted in again). Runs in subprocesses, because the setting is process-wide; glibc's defaults give
+    the memory back, so the check can fail."""
+    import subprocess
+    import sys
+
+    script = """
+import ctypes, sys, torch
+from clowncar.worker.heap import keep_freed_memory
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+applied = keep_freed_memory() if sys.argv[1] == "keep" else None
+x, y = torch.ones(4 << 20), torch.ones(4 << 20)  # 2 x 16 MB, written in full
+del x, y
+print(applied, libc.mallinfo2().fordblks >> 20)  # MB that are free but still held by malloc
+"""
+    import ctypes
+    import os
+    from pathlib import Path
+
+    import clowncar
+
+    if not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("needs glibc >= 2.33 (mallopt, mallinfo2)")
+    root = str(Path(clowncar.__file__).resolve().parents[1])  # this checkout's code in the subprocess
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    runs = {mode: subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, env=env,
+                                 check=True).stdout.split() for mode in ("keep", "default")}
+    assert runs["keep"][0] == "True"
+    assert int(runs["keep"][1]) >= 32
+    assert int(runs["default"][1]) < 16  # the defaults unmapped them on free
