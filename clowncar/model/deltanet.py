@@ -14,7 +14,10 @@ unit lower-triangular system (the WY / UT form):
     O = Q S0 + tril(Q K^T) U,    S_C = S0 + K^T U
 
 A(beta V) and A(beta K) do not depend on the state, so they are computed for all chunks at once with one
-batched triangular solve; only the cheap state hand-off runs as a loop over chunks (T / C steps).
+batched triangular solve; only the cheap state hand-off runs as a loop over chunks (T / C steps). It is an
+autograd Function with a hand-derived backward (`_ChunkedDeltaRule`, checked against finite differences in
+float64 and against autograd through the reference): inside it nothing is tracked, so it writes into buffers
+in place instead of stacking states and copying inputs of every product, which autograd-visible code must.
 
 On CUDA with flash-linear-attention installed, `DeltaNet` calls its Triton `chunk_delta_rule` instead. Every
 call starts from a zero state: the crawler runs this layer once per loop over the same sequence, and a state
