@@ -14,7 +14,10 @@ unit lower-triangular system (the WY / UT form):
     O = Q S0 + tril(Q K^T) U,    S_C = S0 + K^T U
 
 A(beta V) and A(beta K) do not depend on the state, so they are computed for all chunks at once with one
-batched triangular solve; only the cheap state hand-off runs as a loop over chunks (T / C steps).
+batched triangular solve; only the cheap state hand-off runs as a loop over chunks (T / C steps). It is an
+autograd Function with a hand-derived backward (`_ChunkedDeltaRule`, checked against finite differences in
+float64 and against autograd through the reference): inside it nothing is tracked, so it writes into buffers
+in place instead of stacking states and copying inputs of every product, which autograd-visible code must.
 
 On CUDA with flash-linear-attention installed, `DeltaNet` calls its Triton `chunk_delta_rule` instead. Every
 call starts from a zero state: the crawler runs this layer once per loop over the same sequence, and a state
@@ -25,10 +28,12 @@ from __future__ import annotations
 
 import math
 from functools import cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from clowncar.model.layers import CastedLinear
 
@@ -48,61 +53,136 @@ def delta_rule_recurrent(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, scale: f
     return torch.stack(outs, dim=2).transpose(1, 2).to(dtype)
 
 
-def _chunk_major(x: Tensor, pad: int, N: int, C: int) -> Tensor:
-    """[B, T, H, D] -> [B*H*N, C, D] in fp32, zero-padded at the end: one copy, then every product below is a
-    plain batched matmul over (batch, head, chunk)."""
-    B, _, H, D = x.shape
-    x = F.pad(x.float(), (0, 0, 0, 0, 0, pad)) if pad else x.float()
-    return x.reshape(B, N, C, H, D).permute(0, 3, 1, 2, 4).reshape(B * H * N, C, D)
+def _chunks(x: Tensor, N: int, C: int, dtype: torch.dtype) -> Tensor:
+    """[B, T, H, D] -> a fresh [N, B*H, C, D] tensor of `dtype`, zero-padded at the end. Chunk-major with the
+    chunk index outermost, so that chunk n of every (batch, head) is one contiguous [B*H, C, D] block: the
+    loops over chunks read and write `x[n]` in place, and the batched products see all N*B*H blocks at once."""
+    B, T, H, D = x.shape
+    out = x.new_empty((N, B, H, C, D), dtype=dtype)
+    full, rem = divmod(T, C)
+    if full:
+        out[:full].copy_(x[:, :full * C].reshape(B, full, C, H, D).permute(1, 0, 3, 2, 4))
+    if rem:
+        out[full, :, :, :rem].copy_(x[:, full * C:].transpose(1, 2))
+        out[full, :, :, rem:].zero_()
+    return out.view(N, B * H, C, D)
 
 
+def _unchunk(y: Tensor, B: int, T: int, H: int, dtype: torch.dtype) -> Tensor:
+    """The inverse of `_chunks`: [N, B*H, C, D] -> a contiguous [B, T, H, D] of `dtype`, padding dropped."""
+    N, _, C, D = y.shape
+    y = y.view(N, B, H, C, D)
+    out = y.new_empty((B, T, H, D), dtype=dtype)
+    full, rem = divmod(T, C)
+    if full:
+        out[:, :full * C].view(B, full, C, H, D).copy_(y[:full].permute(1, 0, 3, 2, 4))
+    if rem:
+        out[:, full * C:].copy_(y[full, :, :, :rem].transpose(1, 2))
+    return out
+
+
+class _ChunkedDeltaRule(torch.autograd.Function):
+    """The chunked delta rule with a hand-written backward. Nothing inside is tracked by autograd, so every
+    product writes into a buffer allocated once per call (`out=`, in-place `baddbmm_`): no stacked states, no
+    copies of a `baddbmm` input, and a few large allocations instead of hundreds of small ones.
+
+    Per chunk n (all [C, .] blocks of one (batch, head); S_n is the state before the chunk):
+        G = K K^T,  A = I + tril(diag(beta) G, -1),  X = A^-1,  T = X diag(beta),  U = T V,  W = T K
+        D_n = U_n - W_n S_n,   S_{n+1} = S_n + K_n^T D_n,   P = scale tril(Q K^T) (diagonal included)
+        O_n = scale Q_n S_n + P_n D_n
+    Only the two products that carry the state run in the loop over chunks; the rest is batched."""
+
+    @staticmethod
+    def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, beta: Tensor, scale: float,  # type: ignore[override]
+                chunk_size: int) -> Tensor:
+        B, T, H, _ = q.shape
+        ct = torch.float64 if torch.float64 in (q.dtype, k.dtype, v.dtype, beta.dtype) else torch.float32
+        C = min(chunk_size, T)
+        N = -(-T // C)
+        # Zero-padded tail tokens have k = v = beta = 0: they change no state and their outputs are dropped.
+        Q, K, V = (_chunks(t, N, C, ct) for t in (q, k, v))  # [N, B*H, C, .]
+        b = _chunks(beta[..., None], N, C, ct)  # [N, B*H, C, 1]
+        flat = lambda x: x.flatten(0, 1)  # noqa: E731  [N, M, ...] -> [N*M, ...] for the batched products
+        G = torch.bmm(flat(K), flat(K).mT)
+        A = (G * flat(b)).tril_(-1)
+        A.diagonal(dim1=-2, dim2=-1).fill_(1.0)
+        # Inverting the C x C systems once and multiplying is cheaper on CPU than solving for V and K, and the
+        # right-sided solve X A = I runs about twice as fast as A X = I in MKL's small triangular solves.
+        X = torch.linalg.solve_triangular(A, torch.eye(C, dtype=ct, device=q.device).expand_as(A), upper=False,
+                                          left=False, unitriangular=True)
+        Tb = X * flat(b).mT
+        D = torch.bmm(Tb, flat(V)).view_as(V)  # U for now: the loop turns D[n] into U_n - W_n S_n in place
+        W = torch.bmm(Tb, flat(K)).view_as(K)
+        S = Q.new_empty(N, *K.shape[1:2], K.size(-1), V.size(-1))  # S[n]: the state before chunk n
+        S[0].zero_()
+        Ss, Ds, Ws, Kts = S.unbind(0), D.unbind(0), W.unbind(0), K.mT.unbind(0)  # one view op each, not N
+        for n in range(N):
+            Ds[n].baddbmm_(Ws[n], Ss[n], alpha=-1)
+            if n + 1 < N:
+                torch.baddbmm(Ss[n], Kts[n], Ds[n], out=Ss[n + 1])
+        P = torch.bmm(flat(Q), flat(K).mT).tril_().mul_(scale)
+        out = torch.bmm(P, flat(D)).baddbmm_(flat(Q), flat(S), alpha=scale)
+        ctx.save_for_backward(Q, K, V, b, G, X, W, P, S, D)
+        ctx.scale, ctx.shape, ctx.dtypes = scale, (B, T, H), (q.dtype, k.dtype, v.dtype, beta.dtype)
+        return _unchunk(out.view_as(V), B, T, H, v.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, do: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        Q, K, V, b, G, X, W, P, S, D = ctx.saved_tensors
+        scale, (B, T, H) = ctx.scale, ctx.shape
+        N, _, C, _ = Q.shape
+        flat = lambda x: x.flatten(0, 1)  # noqa: E731
+        with torch.autocast(device_type=Q.device.type, enabled=False):
+            dO = _chunks(do, N, C, Q.dtype)
+            fO, fQ, fK, fV, fD, fS = (flat(x) for x in (dO, Q, K, V, D, S))
+            dPm = torch.bmm(fO, fD.mT).tril_()  # dL/dP, masked like P
+            dQ = torch.bmm(dPm, fK).baddbmm_(fO, fS.mT).mul_(scale)
+            dK = torch.bmm(dPm.mT, fQ).mul_(scale)
+            dD = torch.bmm(P.mT, fO).view_as(D)  # the read-out's share of dL/dD; the loop adds the state's
+            dS = torch.bmm(fQ.mT, fO).mul_(scale).view_as(S)  # becomes dS[n] = dL/dS_n, chunk by chunk
+            for n in range(N - 1, -1, -1):
+                if n + 1 < N:  # S_{n+1} = S_n + K_n^T D_n
+                    dD[n].baddbmm_(K[n], dS[n + 1])
+                    dS[n].add_(dS[n + 1])
+                if n:  # D_n = U_n - W_n S_n (S_0 = 0 needs no gradient)
+                    dS[n].baddbmm_(W[n].mT, dD[n], alpha=-1)
+            if N > 1:
+                flat(dK.view_as(K)[:-1]).baddbmm_(flat(D[:-1]), flat(dS[1:]).mT)
+            fdD = flat(dD)
+            dW = torch.bmm(fdD, fS.mT).neg_()
+            # U = T V, W = T K
+            Tb = X * flat(b).mT
+            dT = torch.bmm(fdD, fV.mT).baddbmm_(dW, fK.mT)
+            dV = torch.bmm(Tb.mT, fdD)
+            dK.baddbmm_(Tb.mT, dW)
+            # T = X diag(beta), X = A^-1: dA = -X^T dX X^T
+            db = (dT * X).sum(-2)
+            dA = torch.bmm(torch.bmm(X.mT, dT.mul_(flat(b).mT)), X.mT).neg_().tril_(-1)
+            # A = I + tril(diag(beta) G, -1), G = K K^T
+            db += (dA * G).sum(-1)
+            dG = dA.mul_(flat(b))
+            dK.baddbmm_(dG + dG.mT, fK)  # G = K K^T is symmetric in K
+        shape = (N, -1, C)
+        return (_unchunk(dQ.view(*shape, dQ.size(-1)), B, T, H, ctx.dtypes[0]),
+                _unchunk(dK.view(*shape, dK.size(-1)), B, T, H, ctx.dtypes[1]),
+                _unchunk(dV.view(*shape, dV.size(-1)), B, T, H, ctx.dtypes[2]),
+                _unchunk(db.view(*shape, 1), B, T, H, ctx.dtypes[3])[..., 0], None, None)
+
+
+@torch.compiler.disable  # a hand-written kernel with its own backward: run it eagerly between compiled regions
 def delta_rule_chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, scale: float | None = None,
                        chunk_size: int = 32) -> Tensor:
     """The same function as `delta_rule_recurrent`, vectorized within chunks of `chunk_size` tokens.
 
-    Runs in fp32 whatever the caller's autocast: the triangular solve has no bf16 kernel on CUDA, and the
-    chunk systems are ill-conditioned enough that bf16 would lose the state. On CPU 32 is the fastest chunk
-    size (benchmarks/bench_deltanet.py --chunk 16, 32 or 64): smaller chunks mean more steps in the loop over
-    chunks, larger ones more work in the per-chunk products."""
+    Runs in fp32 whatever the caller's autocast (float64 inputs run in float64, for gradcheck): the triangular
+    solve has no bf16 kernel on CUDA, and the chunk systems are ill-conditioned enough that bf16 would lose the
+    state. Returns v's dtype. On CPU 32 is the fastest chunk size (benchmarks/bench_deltanet.py --chunk 16, 32
+    or 64): smaller chunks mean more steps in the loop over chunks, larger ones more work in the per-chunk
+    products."""
+    scale = q.size(-1) ** -0.5 if scale is None else scale
     with torch.autocast(device_type=q.device.type, enabled=False):
-        return _delta_rule_chunked_fp32(q, k, v, beta, scale, chunk_size)
-
-
-def _delta_rule_chunked_fp32(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, scale: float | None,
-                             chunk_size: int) -> Tensor:
-    dtype = v.dtype
-    B, T, H, K = q.shape
-    Vd = v.size(-1)
-    scale = K ** -0.5 if scale is None else scale
-    C = min(chunk_size, T)
-    pad = (-T) % C
-    N = (T + pad) // C
-    # Zero-padded tail tokens have k = v = beta = 0: they change no state and their outputs are dropped.
-    q, k, v = (_chunk_major(t, pad, N, C) for t in (q, k, v))  # [B*H*N, C, .]
-    beta = F.pad(beta.float(), (0, 0, 0, pad)).reshape(B, N, C, H).permute(0, 3, 1, 2).reshape(B * H * N, C, 1)
-    k_t = k.transpose(-1, -2)
-    # Everything that does not depend on the state, for all chunks at once (T_beta = A^-1 diag(beta)):
-    #   A = I + tril(diag(beta) K K^T, -1),   U = T_beta V,   W = T_beta K
-    #   O = Q S0 + tril(Q K^T) (U - W S0) = tril(Q K^T) U + (Q - tril(Q K^T) W) S0
-    system = torch.bmm(k, k_t).mul_(beta).tril_(-1)
-    system.diagonal(dim1=-2, dim2=-1).fill_(1.0)
-    # Inverting the C x C system once and multiplying is cheaper on CPU than solving for V and K separately.
-    eye = torch.eye(C, device=q.device).expand_as(system)
-    t_beta = torch.linalg.solve_triangular(system, eye, upper=False, unitriangular=True) * beta.mT
-    u, w = torch.bmm(t_beta, v), torch.bmm(t_beta, k)
-    qk = torch.bmm(q, k_t).tril_().mul_(scale)
-    o = torch.bmm(qk, u)
-    readers = torch.baddbmm(q, qk, w, beta=scale, alpha=-1)  # scale Q - tril(Q K^T) W
-    # Only the state hand-off runs as a loop over chunks: S_{n+1} = S_n + K_n^T (U_n - W_n S_n). The states
-    # are kept and read out afterwards in one batched product, which keeps the loop at two small matmuls.
-    by_chunk = lambda x: x.unflatten(0, (B * H, N)).unbind(1)  # noqa: E731
-    S = q.new_zeros(B * H, K, Vd)
-    states = [S]
-    for w_n, u_n, k_t_n in list(zip(by_chunk(w), by_chunk(u), by_chunk(k_t), strict=True))[:-1]:
-        S = torch.baddbmm(S, k_t_n, torch.baddbmm(u_n, w_n, S, alpha=-1))
-        states.append(S)
-    o = torch.baddbmm(o, readers, torch.stack(states, dim=1).flatten(0, 1))
-    return o.reshape(B, H, N * C, Vd).transpose(1, 2)[:, :T].to(dtype)
+        return _ChunkedDeltaRule.apply(q, k, v, beta, scale, chunk_size)
 
 
 @cache

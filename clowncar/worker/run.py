@@ -14,6 +14,7 @@ from clowncar.config import TrialConfig, apply_overrides, deep_merge, from_dict,
 from clowncar.errors import ConfigError
 from clowncar.events import EVENTS_FILE, RESULT_FILE, EventWriter, write_json_atomic
 from clowncar.worker.dist import cpu_threads, init_distributed, shutdown_distributed
+from clowncar.worker.heap import keep_freed_memory
 from clowncar.worker.progress import TrialLog
 from clowncar.worker.provenance import peak_memory_bytes, provenance
 
@@ -79,6 +80,8 @@ def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
     device = torch.device("cuda", info.local_rank) if kind == "cuda" else torch.device("cpu")
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
     torch.set_num_threads(cpu_threads(local_world))
+    if device.type == "cpu":
+        keep_freed_memory()  # multi-MB activations would otherwise page-fault back in every step
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

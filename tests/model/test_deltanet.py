@@ -22,7 +22,7 @@ def random_inputs(B: int, T: int, H: int, K: int, V: int, seed: int = 0,
 
 
 @pytest.mark.parametrize(("T", "chunk", "H"), [(1, 8, 1), (7, 8, 2), (64, 16, 3), (100, 16, 2), (100, 64, 1),
-                                               (130, 32, 4)],
+                                               (130, 32, 4), (33, 32, 1), (96, 32, 2)],
                          ids=lambda x: str(x))
 def test_chunked_delta_rule_equals_recurrent_reference_fp32(T: int, chunk: int, H: int, rel_err: Any) -> None:
     inputs = random_inputs(2, T, H, 16, 12)
@@ -35,6 +35,48 @@ def test_chunked_delta_rule_equals_recurrent_reference_fp32(T: int, chunk: int, 
     grads = torch.autograd.grad(out, inputs, do)
     for name, g, g_ref in zip(["q", "k", "v", "beta"], grads, grads_ref, strict=True):
         assert rel_err(g, g_ref) < 1e-5, name
+
+
+def float64_inputs(B: int, T: int, H: int, K: int, V: int) -> list[torch.Tensor]:
+    return [t.detach().double().requires_grad_() for t in random_inputs(B, T, H, K, V, seed=3)]
+
+
+@pytest.mark.parametrize(("B", "T", "H", "K", "V", "chunk"), [(1, 7, 2, 4, 3, 4), (2, 9, 1, 3, 5, 4),
+                                                            (2, 8, 2, 4, 3, 4), (1, 3, 1, 4, 4, 8)],
+                         ids=lambda x: str(x))
+def test_chunked_delta_rule_backward_passes_float64_gradcheck(B: int, T: int, H: int, K: int, V: int,
+                                                              chunk: int) -> None:
+    """The hand-written backward against finite differences, for every input (T not a multiple of the chunk,
+    T shorter than a chunk, several chunks, B > 1)."""
+    inputs = float64_inputs(B, T, H, K, V)
+    assert delta_rule_chunked(*inputs, chunk_size=chunk).dtype == torch.float64  # float64 stays float64
+    assert torch.autograd.gradcheck(lambda *xs: delta_rule_chunked(*xs, chunk_size=chunk), inputs)
+
+
+def test_gradcheck_catches_a_backward_that_is_wrong_in_one_entry() -> None:
+    """The check above can fail: a backward that loses one token's beta gradient is rejected."""
+    from clowncar.model.deltanet import _ChunkedDeltaRule
+
+    class OneEntryWrong(_ChunkedDeltaRule):
+        @staticmethod
+        def backward(ctx: Any, do: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+            grads = _ChunkedDeltaRule.backward(ctx, do)
+            grads[3][0, 5, 1] = 0.0  # a token in the second chunk, second head
+            return grads
+
+    inputs = float64_inputs(1, 7, 2, 4, 3)
+    assert torch.autograd.gradcheck(lambda *xs: _ChunkedDeltaRule.apply(*xs, 0.5, 4), inputs)
+    assert not torch.autograd.gradcheck(lambda *xs: OneEntryWrong.apply(*xs, 0.5, 4), inputs,
+                                        raise_exception=False)
+
+
+def test_chunked_delta_rule_keeps_the_input_dtype_for_outputs_and_grads() -> None:
+    inputs = [t.detach().bfloat16().requires_grad_() for t in random_inputs(2, 11, 2, 8, 8)]
+    out = delta_rule_chunked(*inputs, chunk_size=4)
+    assert out.dtype == torch.bfloat16
+    grads = torch.autograd.grad(out.float().square().sum(), inputs)
+    assert [g.dtype for g in grads] == [torch.bfloat16] * 4
+    assert all(g.shape == x.shape and g.abs().sum() > 0 for g, x in zip(grads, inputs, strict=True))
 
 
 def test_reference_reads_after_writing_the_current_token() -> None:
@@ -96,3 +138,41 @@ def test_chunked_delta_rule_ignores_the_callers_autocast() -> None:
         under_autocast = delta_rule_chunked(q, k, v, beta, chunk_size=16)
     assert under_autocast.dtype == torch.float32
     torch.testing.assert_close(under_autocast, plain)
+
+
+def test_worker_malloc_setting_keeps_freed_buffers_in_the_process() -> None:
+    """clowncar/worker/heap.py (called by the CPU worker and the DeltaNet benchmark): two 16 MB tensors that
+    are freed stay in the process heap, ready for the next step, instead of going back to the kernel (to be
+    page-faulted in again). Runs in subprocesses, because the setting is process-wide; glibc's defaults give
+    the memory back, so the check can fail."""
+    import subprocess
+    import sys
+
+    script = """
+import ctypes, sys, torch
+from clowncar.worker.heap import keep_freed_memory
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+applied = keep_freed_memory() if sys.argv[1] == "keep" else None
+x, y = torch.ones(4 << 20), torch.ones(4 << 20)  # 2 x 16 MB, written in full
+del x, y
+print(applied, libc.mallinfo2().fordblks >> 20)  # MB that are free but still held by malloc
+"""
+    import ctypes
+    import os
+    from pathlib import Path
+
+    import clowncar
+
+    if not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("needs glibc >= 2.33 (mallopt, mallinfo2)")
+    root = str(Path(clowncar.__file__).resolve().parents[1])  # this checkout's code in the subprocess
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    runs = {mode: subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, env=env,
+                                 check=True).stdout.split() for mode in ("keep", "default")}
+    assert runs["keep"][0] == "True"
+    assert int(runs["keep"][1]) >= 32
+    assert int(runs["default"][1]) < 16  # the defaults unmapped them on free
