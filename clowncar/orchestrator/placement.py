@@ -81,24 +81,12 @@ class GpuBook:
     def start_estimate(self, node: str, gpus: int, now: float) -> float:
         """When `gpus` GPUs will be free on `node`, if every lease there ends when it is expected to."""
         free, at = self.free(node), now
-        ends = [(self._expected_end(x, now), x) for x in self.leases.values() if x.node == node]
-        for end, lease in sorted(ends, key=lambda e: e[0]):
+        for lease in sorted((x for x in self.leases.values() if x.node == node), key=lambda x: x.end):
             if free >= gpus:
                 break
             free += lease.gpus
-            at = max(at, end)
+            at = max(at, now if lease.released is not None else lease.end)
         return at
-
-    def _expected_end(self, lease: Lease, now: float) -> float:
-        """A running lease ends when expected. A released one whose placement group Ray still holds is a trial
-        actor Tune keeps for its sweep's next trial: if that sweep is waiting for a slot of this size, the next
-        trial runs there (hand-over), so the GPUs stay busy one more trial; otherwise Tune drops the actor as
-        soon as the sweep stages any trial. Assuming "free now" for a handed-over actor made a whole-node trial
-        reserve a node it could not get while the small trials it held back could (a 60 s stall per drain)."""
-        if lease.released is None:
-            return lease.end
-        waiting = [r.expected_s for r in self.requests.values() if r.owner == lease.owner and r.gpus == lease.gpus]
-        return now + max(waiting) if waiting else now
 
     # -- owners' calls ---------------------------------------------------------------------------------------
     def request(self, owner: str, key: str, gpus: int, expected_s: float, now: float,
