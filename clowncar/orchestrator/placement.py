@@ -20,6 +20,14 @@ Leases are soft state: the owner (a sweep's driver) heartbeats; an owner silent 
 loses its leases and requests. A released lease whose placement group Ray has not removed yet (Tune keeps a
 finished trial's actor for reuse) still counts, for `settle_s` at most, so no trial is promised GPUs that another
 trial's actor still holds.
+
+Known limit (bench_utilization, measured): Tune keeps one finished trial's actor, and its GPUs, for as long as
+its sweep has no staged trial, and a trial held here waiting for a slot is not staged. So a node whose last
+lease is such an idle actor looks free "now" to a waiting gang, which reserves it, cannot start there, and
+holds back the small trials that could, until `settle_s` passes (a 40-60 s stall per drain). Counting that
+actor as busy for one more trial of its sweep removes the stall but lets every sweep keep its own nodes (the
+1-GPU sweep then ran on one node all run long: 0.887 against 0.914 at --scale 2), so it was reverted. The
+real fix is for the driver to drop the idle actor as soon as its sweep's next trial is granted elsewhere.
 """
 
 from __future__ import annotations
