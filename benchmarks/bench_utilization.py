@@ -14,7 +14,7 @@ trial about to use them was being started (ledger answer, Tune's loop, a new tri
 2 cores), GPUs held by a trial whose worker was starting or reporting, and GPUs idle with nothing waiting (the
 policy's drains and the tail). Target: utilization >= 0.95.
 
-Reproduce: PYTHONPATH=$PWD python benchmarks/bench_utilization.py [--scale 0.5] [--placement both|ledger|ray]
+Reproduce: PYTHONPATH=$PWD python benchmarks/bench_utilization.py [--scale 0.5] [--placement both|ledger|ray] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -129,6 +129,7 @@ def measure(work: dict[int, list[float]], placement: str, keep: Path | None = No
     finally:
         cluster.shutdown()
         reap(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     frame["gpus"] = frame["sweep"].map({v: k for k, v in names.items()})
     wall = (frame["ended_at"].max() - frame["started_at"].min()).total_seconds()
     busy = float((frame["train.max_wallclock_seconds"] * frame["gpus"]).sum())
