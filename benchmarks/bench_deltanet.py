@@ -73,13 +73,14 @@ def main() -> None:
         print(f"# malloc: {'freed memory kept in the process (worker setting)' if kept else 'settings not applied'}")
     elif args.device == "cpu":
         print("# malloc: glibc defaults (--system-malloc)")
+    other = load_other(args.other) if args.other else None
     for threads in dict.fromkeys(args.threads):  # each count once, in the order given
         torch.set_num_threads(threads)
-        table(args)
+        table(args, other)
     print(f"# reproduce: python {shlex.join(['benchmarks/bench_deltanet.py', *sys.argv[1:]])}")
 
 
-def table(args: argparse.Namespace) -> None:
+def table(args: argparse.Namespace, other: Callable[..., torch.Tensor] | None) -> None:
     torch.manual_seed(0)
     fla = fla_chunk_delta_rule() if args.device == "cuda" else None
 
@@ -88,7 +89,6 @@ def table(args: argparse.Namespace) -> None:
           f"{', FLA in bf16' if fla else ''}")
     print(f"# device: {args.device} ({torch.cuda.get_device_name() if args.device == 'cuda' else platform.processor() or platform.machine()}), "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    other = load_other(args.other) if args.other else None
     header = f"{'T':>6} | {'recurrent ms':>12} | {'chunked ms':>10} | {'speed-up':>8}"
     extra = (f" | {'fla bf16 ms':>11}" if fla else "") + (f" | {'other ms':>8} | {'other x':>7}" if other else "")
     print(header + extra)

@@ -43,16 +43,6 @@ END_REASON = "clowncar_end_reason"
 """Study user attr: why the sampler stopped asking (max_trials or the GPU-hour budget), for `sweep status`."""
 
 
-def expected_seconds(spec: SweepSpec, params: dict[str, Any]) -> float:
-    """How long a trial with these parameters should take, for the GPU ledger and the grid order (0: unknown)."""
-    if spec.budget.trial_seconds_estimate:
-        return spec.budget.trial_seconds_estimate
-    try:
-        return spec.trial_config(params).train.max_wallclock_seconds * 1.1
-    except Exception:  # the trial itself reports a bad config; the ledger just gets no estimate
-        return 0.0
-
-
 class LongestFirstGrid(optuna.samplers.GridSampler):
     """Optuna's grid sampler, with the grid run longest expected trial first (ties keep the seeded shuffle).
 
@@ -66,7 +56,7 @@ class LongestFirstGrid(optuna.samplers.GridSampler):
     def __init__(self, spec: SweepSpec) -> None:
         super().__init__(spec.grid(), seed=spec.sampler_seed)  # type: ignore[arg-type]
         names = self._param_names
-        seconds = {point: expected_seconds(spec, dict(zip(names, point, strict=True))) for point in self._all_grids}
+        seconds = {p: spec.expected_trial_seconds(dict(zip(names, p, strict=True))) for p in self._all_grids}
         self._all_grids.sort(key=lambda point: -seconds[point])
 
 
@@ -227,7 +217,7 @@ class SweepSearch(OptunaSearch):
                 return Searcher.FINISHED
             self._held = (trial_id, self._ask(trial_id))
         first_id, params = self._held
-        node = self.gate.admit(trial_id, first_id, expected_seconds(self.spec, params))
+        node = self.gate.admit(trial_id, first_id, self.spec.expected_trial_seconds(params))
         if node is None:
             return None
         self._held = None

@@ -227,10 +227,16 @@ class SweepSpec(_Strict):
             return self.constraint.max_artifact_bytes
         return self.trial_config({}).quant.size_cap_bytes
 
-    def expected_trial_seconds(self) -> float:
+    def expected_trial_seconds(self, params: dict[str, Any] | None = None) -> float:
+        """How long a trial (with these sampled parameters) should take: the budget's estimate, else its
+        `train.max_wallclock_seconds` + 10 %; 0 (unknown) for parameters that make no valid config, which the
+        trial itself reports. Used by the GPU-hour budget, the GPU ledger and the grid order."""
         if self.budget.trial_seconds_estimate:
             return self.budget.trial_seconds_estimate
-        return self.trial_config({}).train.max_wallclock_seconds * 1.1
+        try:
+            return self.trial_config(params or {}).train.max_wallclock_seconds * 1.1
+        except Exception:
+            return 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -19,17 +19,15 @@ from typing import Any
 import pytest
 import yaml
 
+from clowncar.orchestrator.embedded import start_time
+
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = REPO / "benchmarks"
 
 
 def alive(pid: int) -> bool:
     """True while `pid` exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    return start_time(pid) is not None
 
 
 def pids_with(marker: str) -> list[int]:
