@@ -8,6 +8,7 @@
 #   4. DeltaNet chunked vs recurrent reference on CUDA; crawler vs same-depth GPT tokens/s on CUDA
 # Wheels the GPU image lacks (pydantic, zstandard, flash-linear-attention) are carried in ./.whl.
 #   run: bash benchmarks/gpu_session.sh      (device tool: carry [".whl"], timeout_s 560)
+#   STEPS="cuda_tests bench_deltanet" bash benchmarks/gpu_session.sh runs only the named steps.
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -15,11 +16,15 @@ if compgen -G ".whl/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site:$PWD
 fi
-step() { local name=$1 limit=$2; shift 2; echo "=== $name (limit ${limit}s)"; timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"; echo "=== $name exit ${PIPESTATUS[0]}"; }
+step() {
+  local name=$1 limit=$2; shift 2
+  [[ -z "${STEPS:-}" || " $STEPS " == *" $name "* ]] || return 0
+  echo "=== $name (limit ${limit}s)"; timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"; echo "=== $name exit ${PIPESTATUS[0]}"
+}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 python3 -c "import torch, importlib.util as u; print('torch', torch.__version__, 'cuda', torch.version.cuda, *(f'{m}={u.find_spec(m) is not None}' for m in ('fla', 'flash_attn', 'triton')))" | tee -a "$OUT/device.txt"
 
-step cuda_tests 100 python3 -m pytest -q -p no:cacheprovider tests/model/test_cuda.py tests/model/test_deltanet.py -rs
+step cuda_tests 180 python3 -m pytest -q -p no:cacheprovider tests/model/test_cuda.py tests/model/test_deltanet.py -rs
 
 mkdir -p /tmp/cc && python3 -c "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; from bench_worker import make_dataset; make_dataset(Path('/tmp/cc'), train_tokens=2_000_000, val_tokens=140_000)"
 step trial_gpu 110 python3 -m clowncar.worker /dev/null --preset clowncar --out /tmp/cc/out \
