@@ -28,6 +28,10 @@ holds back the small trials that could, until `settle_s` passes (a 40-60 s stall
 actor as busy for one more trial of its sweep removes the stall but lets every sweep keep its own nodes (the
 1-GPU sweep then ran on one node all run long: 0.887 against 0.914 at --scale 2), so it was reverted. The
 real fix is for the driver to drop the idle actor as soon as its sweep's next trial is granted elsewhere.
+Granting such a sweep its reservation at once (a "queued" lease: Tune stages the trial, pinned, and drops the
+idle actor) was tried on branch wip/queued-grants: the stall went (drains took 4-5 s instead of 40-60 s) but
+utilization at --scale 2 was 0.892, and a placement group pinned to a node that dies while it waits stays
+PENDING forever in Ray 2.60; removing it did not make Tune restart the trial. So it is not on main.
 """
 
 from __future__ import annotations
