@@ -30,8 +30,10 @@ actor as busy for one more trial of its sweep removes the stall but lets every s
 real fix is for the driver to drop the idle actor as soon as its sweep's next trial is granted elsewhere.
 Granting such a sweep its reservation at once (a "queued" lease: Tune stages the trial, pinned, and drops the
 idle actor) was tried on branch wip/queued-grants: the stall went (drains took 4-5 s instead of 40-60 s) but
-utilization at --scale 2 was 0.892, and a placement group pinned to a node that dies while it waits stays
-PENDING forever in Ray 2.60; removing it did not make Tune restart the trial. So it is not on main.
+utilization at --scale 2 was 0.892 (main: 0.914 and 0.930), so it is not on main. It also needs a watchdog: a
+placement group pinned to a node that dies while it waits stays PENDING forever in Ray 2.60, and so does a trial
+actor Tune already created in it; the branch removes the group and kills that actor (private core-worker kill),
+and Tune restarts the trial elsewhere.
 """
 
 from __future__ import annotations
