@@ -30,6 +30,14 @@ def alive(pid: int) -> bool:
     return start_time(pid) is not None
 
 
+def cmdline(pid: int | str) -> str | None:
+    """The process's command line, arguments joined by spaces; None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+
+
 def pids_with(marker: str) -> list[int]:
     """Processes whose command line names `marker`, or whose environment does (Ray's agents rename themselves
     `ray::DashboardAgent` etc., so only their environment, RAY_TMPDIR, still names the test's Ray temp dir)."""
@@ -37,7 +45,7 @@ def pids_with(marker: str) -> list[int]:
     for d in Path("/proc").iterdir():
         if d.name.isdigit() and int(d.name) != os.getpid():
             try:
-                if marker in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace") or \
+                if marker in (cmdline(d.name) or "") or \
                         f"RAY_TMPDIR={marker}".encode() in (d / "environ").read_bytes().split(b"\0"):
                     out.append(int(d.name))
             except OSError:
@@ -177,6 +185,7 @@ def loopback_cluster(node: dict[str, Any], prefix: str) -> Iterator[Any]:
 def helpers() -> Any:
     class H:
         alive = staticmethod(alive)
+        cmdline = staticmethod(cmdline)
         reap = staticmethod(reap)
         pids_with = staticmethod(pids_with)
         non_loopback_listeners = staticmethod(non_loopback_listeners)

@@ -8,6 +8,7 @@ import json
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,20 +49,13 @@ def _ray_env(pid: int) -> dict[str, str] | None:
     return dict(kv.decode(errors="replace").split("=", 1) for kv in raw.split(b"\0") if b"=" in kv) or None
 
 
-def _cmdline(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return None
-
-
-def _without_token(pids: list[int]) -> tuple[int, list[str]]:
+def _without_token(pids: list[int], cmdline: Callable[[int], str | None]) -> tuple[int, list[str]]:
     """How many of `pids` could be checked, and the command lines of those that do not run with
     RAY_AUTH_MODE=token. Processes titled `ray::...` are skipped: setproctitle grows the title into the memory
     /proc/PID/environ reads, so what is left there is a torn remnant, not the environment."""
     checked, wrong = 0, []
     for pid in pids:
-        cmd, env = _cmdline(pid), _ray_env(pid)
+        cmd, env = cmdline(pid), _ray_env(pid)
         if cmd is None or env is None or cmd.startswith("ray::"):
             continue
         checked += 1
@@ -78,7 +72,7 @@ def test_ctrl_c_exits_with_one_line_and_resume_runs_every_point_once(sweep_env, 
     workers = [int(p.read_text()) for p in _started(sweep_env, "ctrlc")]
     ray_pids = [p for p in helpers.pids_with(str(sweep_env.ray_tmp)) if p != proc.pid and p not in workers]
     # Embedded Ray keeps token authentication on (Ray 2.60's default), said explicitly so Ray does not warn.
-    checked, wrong = _without_token(ray_pids)
+    checked, wrong = _without_token(ray_pids, helpers.cmdline)
     assert checked and not wrong, (checked, wrong)  # GCS, raylet and dashboard at least
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=90)[0]
