@@ -148,9 +148,11 @@ def test_node_killed_mid_trial_is_retried_on_the_other_node(cluster, sweep_env, 
                           space={"model.crawler_loops": {"grid": [1, 2, 3]}}, worker={"launcher": "single"})
     proc = sweep_env.popen("sweep", "run", str(spec), "--address", cluster.address, "--quiet")
     assert helpers.wait_for(lambda: any((d / "pid").exists() for d in trial_dirs(sweep_env, "nodekill")), 120)
-    meta = trial_meta(sweep_env, "nodekill")[0]
+    # the trial whose worker has started (with two running at once, the first folder's may not have yet)
+    running = next(d for d in trial_dirs(sweep_env, "nodekill") if (d / "pid").exists())
+    meta = json.loads((running / "trial.json").read_text())
     victim = next(n for n in cluster.workers if n.node_id == meta["node_id"])
-    worker_pid = int((trial_dirs(sweep_env, "nodekill")[0] / "pid").read_text())
+    worker_pid = int((running / "pid").read_text())
     cluster.remove_node(victim, allow_graceful=False)
     assert helpers.wait_for(lambda: not helpers.alive(worker_pid), 30), "worker outlived its node"
     out = proc.communicate(timeout=400)[0]
