@@ -34,6 +34,16 @@ utilization at --scale 2 was 0.892 (main: 0.914 and 0.930), so it is not on main
 placement group pinned to a node that dies while it waits stays PENDING forever in Ray 2.60, and so does a trial
 actor Tune already created in it; the branch removes the group and kills that actor (private core-worker kill),
 and Tune restarts the trial elsewhere.
+Also tried, each one run at --scale 2 on the same 2-core machine as main's 0.931 (branch wip/asym):
+- a kept actor of a sweep whose request waits counts as never freeing when planning a reservation: 0.875 (gangs
+  then kept their nodes by hand-over and the 1-GPU sweep ran on one node, then formed the tail);
+- the same, but only for a larger request (so only gangs avoid such nodes): the stall went (1-GPU start wait
+  3.2 s mean against 12.2 s) but 0.901, because the 1-GPU sweep finished 130 s before the gangs, which ran alone;
+- that plus larger requests first (with a bound: a request overdue by its own expected duration goes first):
+  0.893, the mirror image (the 1-GPU sweep starved on one node, then ran alone).
+What decides this workload is which sweep ends last, not the stall: the stall happens to hold the 1-GPU sweep
+back so both end together. The replay in bench_utilization reproduces main (0.928 with Tune's actor cache, 0.929
+to 0.931 measured) but not these variants (it predicted ~0.948 for each), so it cannot stand in for a measurement.
 """
 
 from __future__ import annotations
