@@ -12,10 +12,10 @@ own ceiling, 0.968 here, since 64 trials of 30..90 s leave a tail); and the ledg
 event simulation with zero per-trial overhead (clowncar's grid hands out the longest trials first; Optuna's plain
 grid order, random, for comparison), alone and with Tune's actor cache, which keeps one finished trial's actor,
 and its GPUs, while its sweep waits for the ledger. That separates what the policy costs, what its interplay
-with Tune costs and what this machine's overhead costs. The lost GPU-seconds are split three ways: GPUs free on a node while the
-trial about to use them was being started (ledger answer, Tune's loop, a new trial actor: ~20 s for 8 at once on
-2 cores), GPUs held by a trial whose worker was starting or reporting, and GPUs idle with nothing waiting (the
-policy's drains and the tail). Target: utilization >= 0.95.
+with Tune costs and what this machine's overhead costs. The lost GPU-seconds are split three ways: GPUs free on
+a node while the trial about to use them was being started (ledger answer, Tune's loop, a new trial actor: ~20 s
+for 8 at once on 2 cores), GPUs held by a trial whose worker was starting or reporting, and GPUs idle with
+nothing waiting (the policy's drains and the tail). Target: utilization >= 0.95.
 
 Reproduce: PYTHONPATH=$PWD python benchmarks/bench_utilization.py [--scale 0.5] [--placement both|ledger|ray] [--keep DIR]
 """
@@ -54,10 +54,22 @@ def spec(name: str, gpus: int, durations: list[float], concurrent: int, placemen
             "worker": {"module": "contract_worker", "pythonpath": [str(HERE)], "launcher": "single"}}
 
 
+def trials_of(work: dict[int, list[float]]) -> list[tuple[int, float]]:
+    """The workload as (GPUs, seconds) per trial."""
+    return [(g, d) for g, ds in work.items() for d in ds]
+
+
+def busy_gpu_s(work: dict[int, list[float]]) -> float:
+    return sum(g * d for g, d in trials_of(work))
+
+
+def utilization(work: dict[int, list[float]], makespan: float) -> float:
+    return busy_gpu_s(work) / (NODES * GPUS * makespan)
+
+
 def best_makespan(work: dict[int, list[float]]) -> float:
     """No schedule beats this: the GPUs' total work spread perfectly, or the longest trial."""
-    busy = sum(g * d for g, ds in work.items() for d in ds)
-    return max(busy / (NODES * GPUS), max(max(ds) for ds in work.values()))
+    return max(busy_gpu_s(work) / (NODES * GPUS), max(max(ds) for ds in work.values()))
 
 
 def simulate(work: dict[int, list[float]], seed: int, longest_first: bool = True, tune_cache: bool = False) -> float:
@@ -118,8 +130,7 @@ def simulate(work: dict[int, list[float]], seed: int, longest_first: bool = True
             s["kept"] = key
         else:
             alive.discard(key)
-    busy = sum(g * d for g, ds in work.items() for d in ds)
-    return busy / (NODES * GPUS * now)
+    return utilization(work, now)
 
 
 def list_schedule(order: list[tuple[int, float]]) -> float:
@@ -147,14 +158,13 @@ def offline_best(work: dict[int, list[float]], orders: int, seed: int = 0) -> fl
     the classic orders (longest first, whole-node trials first, most GPU-seconds first) and `orders` random ones.
     Not an optimum (the problem is NP-hard): what a clairvoyant scheduler reaches, so the gap between it and the
     ledger's replay is what scheduling online, one request per sweep, costs."""
-    jobs = [(g, d) for g, ds in work.items() for d in ds]
+    jobs = trials_of(work)
     rng = random.Random(seed)
     candidates = [sorted(jobs, key=lambda j: -j[1]), sorted(jobs, key=lambda j: (-j[0], -j[1])),
                   sorted(jobs, key=lambda j: -j[0] * j[1])]
     for _ in range(orders):
         candidates.append(rng.sample(jobs, len(jobs)))
-    busy = sum(g * d for g, d in jobs)
-    return busy / (NODES * GPUS * min(list_schedule(o) for o in candidates))
+    return utilization(work, min(list_schedule(o) for o in candidates))
 
 
 def measure(work: dict[int, list[float]], placement: str, keep: Path | None = None) -> dict[str, Any]:
@@ -265,14 +275,13 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=2000, help="random orders tried by the clairvoyant reference")
     args = ap.parse_args()
     work = workload(args.scale)
-    busy = sum(g * d for g, ds in work.items() for d in ds)
-    bound = best_makespan(work)
+    busy, bound = busy_gpu_s(work), best_makespan(work)
     sims = [simulate(work, seed) for seed in range(args.seeds)]
     cached = [simulate(work, seed, tune_cache=True) for seed in range(args.seeds)]
     plain = [simulate(work, seed, longest_first=False) for seed in range(args.seeds)]
     print(f"workload: {len(work[1])} x 1 GPU ({min(work[1])}..{max(work[1])} s) + {len(work[8])} x 8 GPUs "
           f"({min(work[8])}..{max(work[8])} s) = {busy:.0f} busy GPU-s on {NODES} x {GPUS} GPUs")
-    print(f"best possible: makespan >= {bound:.1f} s -> utilization <= {busy / (NODES * GPUS * bound):.3f}")
+    print(f"best possible: makespan >= {bound:.1f} s -> utilization <= {utilization(work, bound):.3f}")
     print(f"clairvoyant list scheduling (every duration known in advance, best of {args.orders} orders + 3 "
           f"classic ones): utilization {offline_best(work, args.orders):.3f}")
     print(f"ledger policy simulated without overhead, clowncar's grid (longest first): utilization "
@@ -291,7 +300,7 @@ def main() -> None:
             ("busy GPU-s (sleep x GPUs)", lambda r: f"{r['busy']:.0f}"),
             ("utilization busy / (GPUs x wall)", lambda r: f"{r['util']:.3f}"),
             ("held / (GPUs x wall) (trial start..end)", lambda r: f"{r['held_util']:.3f}"),
-            ("best possible utilization (bound)", lambda r: f"{busy / (NODES * GPUS * bound):.3f}"),
+            ("best possible utilization (bound)", lambda r: f"{utilization(work, bound):.3f}"),
             ("start wait, 1-GPU trials: mean / max (s)", lambda r: wait_cell(r, 1)),
             ("start wait, 8-GPU trials: mean / max (s)", lambda r: wait_cell(r, 8)),
             ("idle GPU-s: trial about to start", lambda r: f"{r['wait_gpu_s']:.0f}"),

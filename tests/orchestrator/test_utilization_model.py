@@ -22,11 +22,9 @@ def test_list_schedule_lets_a_small_trial_pass_a_gang_that_does_not_fit_yet() ->
 
 def test_clairvoyant_reference_is_within_the_bound_and_beats_longest_first_alone() -> None:
     work = bench.workload(1.0)
-    busy = sum(g * d for g, ds in work.items() for d in ds)
     best = bench.offline_best(work, orders=50)
-    lpt = busy / (bench.NODES * bench.GPUS * bench.list_schedule(
-        sorted(((g, d) for g, ds in work.items() for d in ds), key=lambda j: -j[1])))
-    assert lpt <= best <= busy / (bench.NODES * bench.GPUS * bench.best_makespan(work))
+    lpt = bench.utilization(work, bench.list_schedule(sorted(bench.trials_of(work), key=lambda j: -j[1])))
+    assert lpt <= best <= bench.utilization(work, bench.best_makespan(work))
 
 
 def test_replay_with_tune_actor_cache_shows_the_idle_actor_stall() -> None:
