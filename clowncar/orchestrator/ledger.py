@@ -9,7 +9,8 @@ and node, so if it is unreachable the gate admits at once and Ray's own placemen
 Leases end when the trial ends (`release`), when the driver closes the gate, or, for a SIGKILLed driver, when
 its heartbeat has been silent for `ttl_s`. A ledger that restarts (head restart) relearns the leases from the
 drivers' heartbeats. A released lease keeps its GPUs booked until Ray has removed the trial's placement group
-(Tune keeps a finished trial's actor, and its GPUs, for reuse by the same sweep).
+(Tune keeps a finished trial's actor, and its GPUs, for reuse by the same sweep); when another sweep's trial
+waits for those GPUs, the ledger's answer tells the owner's driver to drop that actor (`DropsIdleActor`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune import PlacementGroupFactory
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from clowncar.orchestrator.placement import GpuBook
 
@@ -61,13 +64,14 @@ class Ledger:
             return True
         return not table or table.get("state") == "REMOVED"
 
-    def request(self, owner: str, key: str, gpus: int, expected_s: float) -> str | None:
+    def request(self, owner: str, key: str, gpus: int, expected_s: float) -> tuple[str | None, bool]:
+        """The granted node (None: not yet), and whether the owner should drop its idle actor (`idle_blocks`)."""
         now = time.time()
         self._refresh(now)
         before = set(self.book.leases)
         node = self.book.request(owner, key, gpus, expected_s, now, gone=self._gone)
         self._log_grants(before, now)
-        return node
+        return node, node is None and self.book.idle_blocks(owner)
 
     def _log_grants(self, before: set[str], now: float) -> None:
         for key in set(self.book.leases) - before:
@@ -126,6 +130,9 @@ class Gate:
         self.pgs: dict[str, str] = {}
         """Tune trial id -> the placement group last told to the ledger."""
         self.broken = False
+        self.on_idle_blocks: Callable[[], None] | None = None
+        """Called when the ledger says this sweep's idle Tune actor holds GPUs another sweep waits for (set by
+        `DropsIdleActor`); it runs on Tune's control thread, inside the searcher's call."""
         try:
             self.handle = ledger_handle()
         except Exception as err:  # e.g. the head cannot host the actor: Ray places trials alone
@@ -154,7 +161,9 @@ class Gate:
     def admit(self, trial_id: str, key: str, expected_s: float) -> str | None:
         """The node to pin trial `trial_id` to ('' = no pin), or None: not yet, ask again later."""
         lease_key = f"{self.owner}/{key}"
-        node = self._call("request", self.owner, lease_key, self.gpus, expected_s)
+        node, drop = self._call("request", self.owner, lease_key, self.gpus, expected_s) or (None, False)
+        if drop and self.on_idle_blocks is not None:
+            self.on_idle_blocks()
         if node is None and not self.broken:
             return None
         node = node or ""
@@ -187,6 +196,58 @@ class Gate:
     def close(self) -> None:
         self._stop.set()
         self._call("close", self.owner)
+
+
+class DropsIdleActor:
+    """Mixed into the Tune trial scheduler of a gated sweep: drops the sweep's idle trial actor, and its GPUs,
+    when the ledger says another sweep's trial waits for them (`GpuBook.idle_blocks`).
+
+    Tune keeps one finished trial's actor for reuse while its sweep has nothing staged, and offers no call to drop
+    it. The scheduler is the component Tune hands its controller to, so it keeps that controller and, on the
+    ledger's word, runs the controller's own clean-up of cached actors (the one Tune runs when a sweep ends; never
+    a kill from outside, which Tune would fail on). A sweep with no trial running waits inside Tune's blocking poll
+    of the searcher, where no actor event is handled, so the actor's placement group is also removed here at
+    once: that is what frees the GPUs. Both use Tune internals (pinned Ray; `test_gpu_ledger` checks them)."""
+
+    gate: Gate | None = None
+    controller: Any = None
+
+    def listen(self, gate: Gate) -> None:
+        self.gate = gate
+        gate.on_idle_blocks = self.drop_idle_actors
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self.controller = getattr(tune_controller, "_tune_controller", tune_controller)
+        super().on_trial_add(tune_controller, trial)  # type: ignore[misc]
+
+    def drop_idle_actors(self) -> None:
+        controller = self.controller
+        if controller is None:
+            return
+        try:
+            live = controller._actor_manager._live_actors_to_ray_actors_resources  # actor -> (handle, resources)
+            idle = controller._actor_cache._cached_objects  # resource request -> cached actors
+            groups = [live[a][1].placement_group for actors in idle.values() for a in actors if a in live]
+            controller._cleanup_cached_actors(force_all=True)
+        except AttributeError as err:  # another Ray: the idle actor stays until Tune drops it itself
+            log.warning("this Ray Tune cannot drop an idle trial actor (%s); a waiting gang may stall", err)
+            self.controller = None
+            return
+        from ray.util.placement_group import remove_placement_group
+
+        for group in groups:
+            remove_placement_group(group)
+
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles its config: no gate (threads), no controller
+        return {**self.__dict__, "gate": None, "controller": None}
+
+
+class GatedFIFO(DropsIdleActor, FIFOScheduler):
+    """Tune's default scheduler, for a gated sweep."""
+
+
+class GatedASHA(DropsIdleActor, ASHAScheduler):
+    """ASHA, for a gated sweep."""
 
 
 NODE_LABEL = "ray.io/node-id"

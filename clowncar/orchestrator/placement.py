@@ -5,11 +5,13 @@ one sweep spread over every node, each GPU that frees is taken by the next 1-GPU
 another sweep waits until the stream of small trials runs dry. The book below decides instead, for every sweep
 that shares the cluster (each driver asks it before handing a trial to Tune, `ledger.py`):
 
-- **First come, first served, with reservation.** Requests are served in the order they arrived. One that fits
-  nowhere now reserves the node where it can start soonest (from the expected end of the leases on it): nothing
-  that arrived later starts there, so the node drains and the whole-node trial gets it. A stream of small
-  trials cannot starve a gang, and a stream of gangs cannot starve small trials either (largest-first would;
-  it also did worse in bench_utilization's simulation: 0.851 against 0.875).
+- **Larger requests first, with reservation and a bound.** Waiting requests are served largest first, then in
+  the order they arrived; one that has waited as long as its own expected duration (60 s at least) goes before
+  all others. A request that fits nowhere now reserves the node where it can start soonest (from the expected
+  end of the leases on it): nothing else starts there, so the node drains and the whole-node trial gets it.
+  Larger first lets the gangs finish first and the small trials fill the end (the clairvoyant order in
+  bench_utilization), where arrival order left the gangs as the tail; the bound means a stream of gangs delays
+  a small trial by about one trial of its own, never for good.
 - **Backfill.** A smaller request may still start on a reserved node if, by its own expected duration, it ends
   before the reservation's expected start (the HPC schedulers' EASY backfill), so a drain idles fewer GPUs.
 - **Packing.** A request goes to the node it fills most (best fit), so small trials fill one node after another
@@ -21,29 +23,22 @@ loses its leases and requests. A released lease whose placement group Ray has no
 finished trial's actor for reuse) still counts, for `settle_s` at most, so no trial is promised GPUs that another
 trial's actor still holds.
 
-Known limit (bench_utilization, measured): Tune keeps one finished trial's actor, and its GPUs, for as long as
-its sweep has no staged trial, and a trial held here waiting for a slot is not staged. So a node whose last
-lease is such an idle actor looks free "now" to a waiting gang, which reserves it, cannot start there, and
-holds back the small trials that could, until `settle_s` passes (a 40-60 s stall per drain). Counting that
-actor as busy for one more trial of its sweep removes the stall but lets every sweep keep its own nodes (the
-1-GPU sweep then ran on one node all run long: 0.887 against 0.914 at --scale 2), so it was reverted. The
-real fix is for the driver to drop the idle actor as soon as its sweep's next trial is granted elsewhere.
-Granting such a sweep its reservation at once (a "queued" lease: Tune stages the trial, pinned, and drops the
-idle actor) was tried on branch wip/queued-grants: the stall went (drains took 4-5 s instead of 40-60 s) but
-utilization at --scale 2 was 0.892 (main: 0.914 and 0.930), so it is not on main. It also needs a watchdog: a
-placement group pinned to a node that dies while it waits stays PENDING forever in Ray 2.60, and so does a trial
-actor Tune already created in it; the branch removes the group and kills that actor (private core-worker kill),
-and Tune restarts the trial elsewhere.
-Also tried, each one run at --scale 2 on the same 2-core machine as main's 0.931 (branch wip/asym):
-- a kept actor of a sweep whose request waits counts as never freeing when planning a reservation: 0.875 (gangs
-  then kept their nodes by hand-over and the 1-GPU sweep ran on one node, then formed the tail);
-- the same, but only for a larger request (so only gangs avoid such nodes): the stall went (1-GPU start wait
-  3.2 s mean against 12.2 s) but 0.901, because the 1-GPU sweep finished 130 s before the gangs, which ran alone;
-- that plus larger requests first (with a bound: a request overdue by its own expected duration goes first):
-  0.893, the mirror image (the 1-GPU sweep starved on one node, then ran alone).
-What decides this workload is which sweep ends last, not the stall: the stall happens to hold the 1-GPU sweep
-back so both end together. The replay in bench_utilization reproduces main (0.928 with Tune's actor cache, 0.929
-to 0.931 measured) but not these variants (it predicted ~0.948 for each), so it cannot stand in for a measurement.
+**Idle actors.** Tune keeps one finished trial's actor, and its GPUs, for as long as its sweep has no staged
+trial, and a trial held here waiting for a slot is not staged. On a node being drained for another sweep's gang
+that actor is of no use to its own sweep (its next trial may not start there) and holds the gang off: a 40-60 s
+stall per drain in bench_utilization, and on a one-node cluster a deadlock (after `settle_s` the gang is granted,
+its placement group waits for the actor's GPU, and the small sweep waits for the gang's node). So the answer to
+a waiting request says so (`idle_blocks`) and the driver drops the idle actor and its placement group
+(`ledger.DropsIdleActor`). With it, at bench_utilization --scale 2 on the 2-core machine, the start waits fell
+(1-GPU trials 8.5 s mean / 19.6 s max, 8-GPU trials 1.4 / 4.2, against 12.2 / 55.3 and 3.6 / 23.1) but
+utilization did not rise (0.912, against 0.914-0.931 before): the tail took what the stall gave back.
+What decides this workload's last points is which sweep ends last. Measured and not kept (each one run at
+--scale 2, same machine): counting that actor as busy for one more trial of its sweep (0.887: sweeps then keep
+their nodes by hand-over); granting the waiting request its reservation at once so Tune stages it and drops the
+actor itself (0.892, branch wip/queued-grants); the same counting only for larger requests, and with larger
+requests first (0.901, 0.893, branch wip/asym); with the drop, planning reservations larger requests first
+(0.892: the gangs ended 139 s after the small sweep). The replay in bench_utilization reproduces main but not
+these variants, so it cannot stand in for a measurement.
 """
 
 from __future__ import annotations
@@ -181,7 +176,7 @@ class GpuBook:
         self.reserved = {}
         order = list(self.nodes)
         biggest = max(self.nodes.values(), default=0)
-        for key, req in sorted(self.requests.items(), key=lambda kv: self._priority(kv[0], kv[1])):
+        for key, req in sorted(self.requests.items(), key=lambda kv: self._priority(kv[0], kv[1], now)):
             node: str | None = None
             if req.gpus > biggest:
                 node = UNPINNED
@@ -202,9 +197,24 @@ class GpuBook:
                 granted.append(key)
         return granted
 
+    def idle_blocks(self, owner: str) -> bool:
+        """Whether `owner` holds an idle actor (a released lease whose placement group Ray still has) on a node
+        reserved for another owner's request: its own next trial cannot start there, so it should drop it."""
+        for lease in self.leases.values():
+            held = self.reserved.get(lease.node)
+            if lease.owner == owner and lease.released is not None and held is not None:
+                req = self.requests.get(held[0])
+                if req is not None and req.owner != owner:
+                    return True
+        return False
+
     @staticmethod
-    def _priority(key: str, req: Request) -> tuple[float, float, str]:
-        return (req.since, -req.gpus, key)
+    def _priority(key: str, req: Request, now: float) -> tuple[bool, int, float, str]:
+        """Larger requests first, except that one that has waited as long as its own expected duration (60 s at
+        least) goes before every request that has not: a stream of gangs delays a small trial by about one trial
+        of its own, never for good."""
+        overdue = now - req.since >= max(req.expected_s, 60.0)
+        return (not overdue, -req.gpus, req.since, key)
 
     def _own_drained(self, node: str, req: Request) -> str | None:
         """A released lease of the same owner and size on `node` whose placement group Ray still holds."""

@@ -143,7 +143,6 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Tune's own tables off: our progress line says it all
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     from clowncar.orchestrator.record import StoreCallback, Tally
     from clowncar.orchestrator.search import SweepSearch, finished_count
@@ -179,12 +178,7 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
     else:
         resources = tune.PlacementGroupFactory([{"CPU": res.cpus, "GPU": res.gpus}])
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources)
-    scheduler = None
-    if spec.scheduler.type == "asha":
-        s = spec.scheduler
-        max_t = s.max_t or spec.trial_config({}).train.iterations
-        scheduler = ASHAScheduler(time_attr="step", metric=s.metric, mode="min", max_t=max_t,
-                                  grace_period=min(s.grace_period, max_t), reduction_factor=s.reduction_factor)
+    scheduler = build_scheduler(spec, searcher.gate)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
@@ -212,6 +206,26 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
                 store.set_sweep_status(spec.name, status)
     return {**summarize(spec, searcher.study, reconciled, searcher.asked), "fit_seconds": time.time() - fit_started,
             "ended": searcher.end_reason}
+
+
+def build_scheduler(spec: SweepSpec, gate: Any) -> Any:
+    """The sweep's Tune trial scheduler: ASHA when asked, else Tune's default; one that drops the sweep's idle
+    trial actor on the ledger's word when its trials are admitted by the GPU ledger (`gate`)."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from clowncar.orchestrator import ledger
+
+    asha, fifo = (ledger.GatedASHA, ledger.GatedFIFO) if gate is not None else (ASHAScheduler, FIFOScheduler)
+    if spec.scheduler.type == "asha":
+        s = spec.scheduler
+        max_t = s.max_t or spec.trial_config({}).train.iterations
+        scheduler = asha(time_attr="step", metric=s.metric, mode="min", max_t=max_t,
+                         grace_period=min(s.grace_period, max_t), reduction_factor=s.reduction_factor)
+    else:
+        scheduler = fifo()
+    if gate is not None:
+        scheduler.listen(gate)
+    return scheduler
 
 
 @contextlib.contextmanager

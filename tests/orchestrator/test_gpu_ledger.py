@@ -90,3 +90,36 @@ def test_leases_and_reservation_of_a_killed_driver_are_released(cluster, sweep_e
         mine.close()
     finally:
         ray.shutdown()
+
+
+def test_waiting_sweep_drops_its_idle_actor_for_another_sweeps_whole_node_trial(cluster, sweep_env, helpers) -> None:
+    # Tune keeps a finished trial's actor (and its GPU) while the sweep's next trial waits for the ledger. On a node
+    # drained for another sweep's whole-node trial that actor would hold the node until the ledger's settle time
+    # (60 s) ran out; the sweep must drop it instead. This test holds both nodes through its own gate.
+    import ray
+
+    from clowncar.orchestrator.ledger import Gate
+
+    ray.init(address=cluster.address, log_to_driver=False)
+    small = sweep_spec(sweep_env, "idle", 1, [3.0 + 0.01 * i for i in range(8)], 2)
+    proc = None
+    try:
+        mine = Gate(4, beat_s=0.5)
+        assert mine.admit("hold", "hold", 600.0)  # one node is ours, so the small sweep runs on the other
+        proc = sweep_env.popen("sweep", "run", str(small), "--address", cluster.address, "--quiet")
+        assert helpers.wait_for(lambda: any((sweep_env.runs / "trials" / "idle").glob("*")), 120)
+        # Ask for the other node too: reserved, drained, then ours, with the small sweep's next trial still waiting.
+        assert helpers.wait_for(lambda: mine.admit("gang", "gang", 60.0) is not None, 45, every=0.5), \
+            "the drained node was not granted before the settle time: the idle actor kept it"
+        assert helpers.wait_for(lambda: ray.available_resources().get("GPU", 0) == 8, 20), \
+            f"an idle actor still holds a GPU: {ray.available_resources()}"
+        assert proc.poll() is None  # the small sweep is still waiting for a GPU
+        mine.close()
+        out = proc.communicate(timeout=180)[0]
+        assert proc.returncode == 0, out
+        frame = sweep_env.store().trials_frame(sweeps=["idle"])
+        assert len(frame) == 8 and set(frame["status"]) == {"ok"}
+    finally:
+        if proc is not None:
+            proc.kill()
+        ray.shutdown()

@@ -107,11 +107,43 @@ def test_next_trial_of_a_sweep_takes_over_its_finished_trials_slot() -> None:
     assert b.free("n0") == 0 and "a3" not in b.snapshot()["leases"]
 
 
-def test_stream_of_whole_node_trials_cannot_starve_an_earlier_small_trial() -> None:
-    b = book(nodes=1, ttl_s=100.0)
-    assert b.request("gangs", "g1", 8, 50.0, now=0.0) == "n0"
-    assert b.request("small", "s", 1, 50.0, now=1.0) is None
-    assert b.request("gangs", "g2", 8, 50.0, now=2.0) is None
+def test_stream_of_whole_node_trials_delays_a_small_trial_by_one_trial_at_most() -> None:
+    b = book(nodes=1, ttl_s=1000.0)
+    assert b.request("gangs", "g1", 8, 100.0, now=0.0) == "n0"
+    assert b.request("small", "s", 1, 100.0, now=1.0) is None
+    assert b.request("gangs", "g2", 8, 100.0, now=2.0) is None
     b.release("g1", now=50.0)
-    assert b.request("gangs", "g2", 8, 50.0, now=50.0) is None  # first come, first served
-    assert b.request("small", "s", 1, 50.0, now=50.0) == "n0"
+    assert b.request("small", "s", 1, 100.0, now=50.0) is None  # the larger request first: it needs the whole node
+    assert b.request("gangs", "g2", 8, 100.0, now=50.0) == "n0"
+    assert b.request("gangs", "g3", 8, 100.0, now=51.0) is None
+    b.release("g2", now=150.0)  # 'small' has waited its own expected duration: it goes first now
+    assert b.request("gangs", "g3", 8, 100.0, now=150.0) is None
+    assert b.request("small", "s", 1, 100.0, now=150.0) == "n0"
+
+
+def test_idle_actor_on_a_node_reserved_for_another_sweep_is_told_to_go() -> None:
+    b = book(nodes=1)
+    for i in range(8):  # a 1-GPU sweep fills the node
+        assert b.request("small", f"s{i}", 1, 30.0, now=0.0) == "n0"
+        b.confirm(f"s{i}", "n0", f"pg{i}")
+    assert b.request("gang", "g", 8, 60.0, now=1.0) is None  # reserves n0: it drains
+    for i in range(8):
+        b.release(f"s{i}", now=30.0)
+    held = {"pg7"}  # Tune keeps the last trial's actor (and its GPU) while the sweep's next trial waits
+    assert b.request("small", "s8", 1, 30.0, now=30.5, gone=lambda pg: pg not in held) is None
+    assert b.idle_blocks("small") and not b.idle_blocks("gang")
+    assert b.request("gang", "g", 8, 60.0, now=31.0, gone=lambda pg: pg not in held) is None  # the actor holds it
+    held.clear()  # the driver dropped it
+    assert b.request("gang", "g", 8, 60.0, now=32.0, gone=lambda pg: pg not in held) == "n0"
+    assert not b.idle_blocks("small")
+
+
+def test_idle_actor_on_a_node_no_other_sweep_waits_for_is_kept() -> None:
+    b = book()
+    for i in range(4):
+        assert b.request("small", f"s{i}", 1, 30.0, now=0.0) == "n0"
+        b.confirm(f"s{i}", "n0", f"pg{i}")
+    b.release("s3", now=10.0)  # kept by Tune: the sweep's next trial may reuse it there
+    assert b.request("gang", "g", 8, 60.0, now=11.0, gone=lambda pg: False) == "n1"  # a free node: no reservation
+    assert b.request("other", "o", 1, 60.0, now=11.0, gone=lambda pg: False) == "n0"
+    assert not b.idle_blocks("small")

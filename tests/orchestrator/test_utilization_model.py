@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import bench_utilization as bench
@@ -27,9 +29,13 @@ def test_clairvoyant_reference_is_within_the_bound_and_beats_longest_first_alone
     assert lpt <= best <= bench.utilization(work, bench.best_makespan(work))
 
 
-def test_replay_with_tune_actor_cache_shows_the_idle_actor_stall() -> None:
-    # The kept actor holds GPUs that a waiting gang's reservation counts on: the replay loses utilization to it
-    # (0.950 -> 0.928 on the benchmark's workload; measured on the 2-core machine: 0.929, 0.930, 0.931).
-    work = bench.workload(1.0)
-    plain, cached = bench.simulate(work, 0), bench.simulate(work, 0, tune_cache=True)
-    assert cached < plain - 0.01
+def test_replay_of_the_idle_actor_drop_matches_the_replay_without_tune_cache() -> None:
+    # Without overhead, dropping the idle actor once another sweep waits for its node leaves nothing of Tune's
+    # cache to lose; keeping it (Tune alone) never does better. (Under arrival-order priority the kept actor cost
+    # 0.950 -> 0.928 here; main then measured 0.929-0.931 on the 2-core machine.)
+    for scale in (1.0, 2.0):
+        work = bench.workload(scale)
+        plain = bench.simulate(work, 0)
+        dropped = bench.simulate(work, 0, tune_cache=True)
+        kept = bench.simulate(work, 0, tune_cache=True, drop_idle=False)
+        assert dropped == pytest.approx(plain) and kept <= dropped + 1e-9
