@@ -7,15 +7,15 @@ the first trial's start to the last trial's end (from the store). Run once per p
 `ray` (Ray places each trial as it comes) and `ledger` (clowncar's GPU ledger: orchestrator/placement.py).
 
 Next to each measurement: the bound no scheduler beats (makespan >= max(busy / 32, longest trial)); what a
-clairvoyant scheduler reaches (list scheduling with every duration known, best of many orders: the workload's
-own ceiling, 0.968 here, since 64 trials of 30..90 s leave a tail); and the ledger's own policy replayed in an
-event simulation with zero per-trial overhead (clowncar's grid hands out the longest trials first; Optuna's plain
-grid order, random, for comparison), alone and with Tune's actor cache, which keeps one finished trial's actor,
-and its GPUs, while its sweep waits for the ledger. That separates what the policy costs, what its interplay
-with Tune costs and what this machine's overhead costs. The lost GPU-seconds are split three ways: GPUs free on
-a node while the trial about to use them was being started (ledger answer, Tune's loop, a new trial actor: ~20 s
-for 8 at once on 2 cores), GPUs held by a trial whose worker was starting or reporting, and GPUs idle with
-nothing waiting (the policy's drains and the tail). Target: utilization >= 0.95.
+clairvoyant scheduler reaches (list scheduling with every duration known, best of many orders: the workload's own
+ceiling, 0.986 here: all 1-GPU trials first, then the whole-node ones, each longest first); and the ledger's own
+policy replayed in an event simulation with zero per-trial overhead (clowncar's grid hands out the longest trials
+first; Optuna's plain grid order, random, for comparison), alone and with Tune's actor cache, which keeps one
+finished trial's actor, and its GPUs, while its sweep waits for the ledger. That separates what the policy costs,
+what its interplay with Tune costs and what this machine's overhead costs. The lost GPU-seconds are split three
+ways: GPUs free on a node while the trial about to use them was being started (ledger answer, Tune's loop, a new
+trial actor: ~20 s for 8 at once on 2 cores), GPUs held by a trial whose worker was starting or reporting, and GPUs
+idle with nothing waiting (the policy's drains and the tail). Target: utilization >= 0.95.
 
 Reproduce: PYTHONPATH=$PWD python benchmarks/bench_utilization.py [--scale 0.5] [--placement both|ledger|ray] [--keep DIR]
 """
@@ -73,7 +73,7 @@ def best_makespan(work: dict[int, list[float]]) -> float:
 
 
 def simulate(work: dict[int, list[float]], seed: int, longest_first: bool = True, tune_cache: bool = False,
-             drop_idle: bool = True) -> float:
+             drop_idle: bool = True, order: str = "finish") -> float:
     """The ledger's policy (GpuBook) with zero overhead: each sweep keeps one request open, as a driver does, and
     hands out its trials longest first (as clowncar's grid does) or in a random order (Optuna's plain grid).
 
@@ -85,7 +85,7 @@ def simulate(work: dict[int, list[float]], seed: int, longest_first: bool = True
     from clowncar.orchestrator.placement import GpuBook
 
     rng = random.Random(seed)
-    book = GpuBook(ttl_s=1e12)
+    book = GpuBook(ttl_s=1e12, order=order)
     book.set_nodes({f"n{i}": GPUS for i in range(NODES)})
     sweeps: list[dict[str, Any]] = []
     for gpus, durations in work.items():
@@ -112,7 +112,8 @@ def simulate(work: dict[int, list[float]], seed: int, longest_first: bool = True
                 if not s["want"]:
                     continue
                 key, seconds = s["want"]
-                node = book.request(str(i), key, s["gpus"], seconds * 1.1, now, gone=gone)
+                node = book.request(str(i), key, s["gpus"], seconds * 1.1, now, gone=gone,
+                                    backlog_gpu_s=s["gpus"] * sum(s["todo"]) * 1.1)
                 if node is None:
                     continue
                 if tune_cache:  # the kept actor is reused here or dropped; either way its old group goes
@@ -140,6 +141,27 @@ def simulate(work: dict[int, list[float]], seed: int, longest_first: bool = True
     return utilization(work, now)
 
 
+def random_workloads(count: int, seed: int = 1) -> list[dict[int, list[float]]]:
+    """Two-sweep workloads unlike the benchmark's own: 16..64 one-GPU trials of 60..180 s and 6..24 eight-GPU
+    trials of 60..140 s, counts and lengths drawn at random, so a policy is not judged on one workload."""
+    rng = random.Random(seed)
+    return [{1: [round(rng.uniform(60, 180), 1) for _ in range(rng.randint(16, 64))],
+             8: [round(rng.uniform(60, 140), 1) for _ in range(rng.randint(6, 24))]} for _ in range(count)]
+
+
+def order_replay(count: int) -> dict[str, tuple[float, float]]:
+    """Each order of waiting requests the ledger knows (placement.ORDERS) replayed without overhead over `count`
+    random workloads: (mean, worst) utilization."""
+    from clowncar.orchestrator.placement import ORDERS
+
+    works = random_workloads(count)
+    out = {}
+    for order in ORDERS:
+        utils = [simulate(work, 0, order=order) for work in works]
+        out[order] = (sum(utils) / len(utils), min(utils))
+    return out
+
+
 def list_schedule(order: list[tuple[int, float]]) -> float:
     """Makespan of list scheduling: trials in `order` start as soon as they fit (a later one may pass one that does
     not fit yet), each on the node it fills most."""
@@ -162,13 +184,14 @@ def list_schedule(order: list[tuple[int, float]]) -> float:
 
 def offline_best(work: dict[int, list[float]], orders: int, seed: int = 0) -> float:
     """A reachable reference for this workload: list scheduling with every duration known in advance, the best over
-    the classic orders (longest first, whole-node trials first, most GPU-seconds first) and `orders` random ones.
+    the classic orders (longest first, whole-node trials first, most GPU-seconds first, 1-GPU trials first, each
+    longest first) and `orders` random ones.
     Not an optimum (the problem is NP-hard): what a clairvoyant scheduler reaches, so the gap between it and the
     ledger's replay is what scheduling online, one request per sweep, costs."""
     jobs = trials_of(work)
     rng = random.Random(seed)
     candidates = [sorted(jobs, key=lambda j: -j[1]), sorted(jobs, key=lambda j: (-j[0], -j[1])),
-                  sorted(jobs, key=lambda j: -j[0] * j[1])]
+                  sorted(jobs, key=lambda j: -j[0] * j[1]), sorted(jobs, key=lambda j: (j[0], -j[1]))]
     for _ in range(orders):
         candidates.append(rng.sample(jobs, len(jobs)))
     return utilization(work, min(list_schedule(o) for o in candidates))
@@ -280,6 +303,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="copy each run's store and trial folders under this folder")
     ap.add_argument("--seeds", type=int, default=20, help="sampler orders replayed in the policy simulation")
     ap.add_argument("--orders", type=int, default=2000, help="random orders tried by the clairvoyant reference")
+    ap.add_argument("--workloads", type=int, default=40, help="random workloads, ledger orders' replay")
     args = ap.parse_args()
     work = workload(args.scale)
     busy, bound = busy_gpu_s(work), best_makespan(work)
@@ -290,7 +314,7 @@ def main() -> None:
     print(f"workload: {len(work[1])} x 1 GPU ({min(work[1])}..{max(work[1])} s) + {len(work[8])} x 8 GPUs "
           f"({min(work[8])}..{max(work[8])} s) = {busy:.0f} busy GPU-s on {NODES} x {GPUS} GPUs")
     print(f"best possible: makespan >= {bound:.1f} s -> utilization <= {utilization(work, bound):.3f}")
-    print(f"clairvoyant list scheduling (every duration known in advance, best of {args.orders} orders + 3 "
+    print(f"clairvoyant list scheduling (every duration known in advance, best of {args.orders} orders + 4 "
           f"classic ones): utilization {offline_best(work, args.orders):.3f}")
     print(f"ledger policy simulated without overhead, clowncar's grid (longest first): utilization "
           f"{sum(sims) / len(sims):.3f}; plus Tune's actor cache, the idle actor dropped when another sweep "
@@ -298,6 +322,9 @@ def main() -> None:
           f"trial starts (before the drop): {sum(kept) / len(kept):.3f}; Optuna's plain grid (random order, "
           f"{args.seeds} seeds): mean "
           f"{sum(plain) / len(plain):.3f}, min {min(plain):.3f}, max {max(plain):.3f}")
+    replay = order_replay(args.workloads)
+    print(f"ledger orders replayed without overhead over {args.workloads} random two-sweep workloads, mean (worst): "
+          + ", ".join(f"{order} {mean:.3f} ({worst:.3f})" for order, (mean, worst) in replay.items()))
     results = {}
     for placement in (("ray", "ledger") if args.placement == "both" else (args.placement,)):
         results[placement] = measure(work, placement, args.keep)

@@ -1,10 +1,10 @@
 """The cluster-wide GPU ledger: one detached Ray actor on the head that every GPU sweep asks before a trial starts.
 
 Each sweep's driver holds a `Gate`. Before Tune gets a trial, the searcher asks the gate; the gate asks the ledger
-(`placement.GpuBook` decides: first come first served, reservation, backfill, packing) and, once granted, the trial's
-placement group is pinned to the granted node (a node label selector; a retried trial whose node died is placed
-anywhere). Ray's placement groups remain what stops double-booking; the ledger only decides order
-and node, so if it is unreachable the gate admits at once and Ray's own placement applies (logged once).
+(`placement.GpuBook` decides: the sweep that would finish last first, reservation, backfill, packing) and, once
+granted, the trial's placement group is pinned to the granted node (a node label selector; a retried trial whose
+node died is placed anywhere). Ray's placement groups remain what stops double-booking; the ledger only decides
+order and node, so if it is unreachable the gate admits at once and Ray's own placement applies (logged once).
 
 Leases end when the trial ends (`release`), when the driver closes the gate, or, for a SIGKILLed driver, when
 its heartbeat has been silent for `ttl_s`. A ledger that restarts (head restart) relearns the leases from the
@@ -64,12 +64,13 @@ class Ledger:
             return True
         return not table or table.get("state") == "REMOVED"
 
-    def request(self, owner: str, key: str, gpus: int, expected_s: float) -> tuple[str | None, bool]:
+    def request(self, owner: str, key: str, gpus: int, expected_s: float,
+                backlog_gpu_s: float = 0.0) -> tuple[str | None, bool]:
         """The granted node (None: not yet), and whether the owner should drop its idle actor (`idle_blocks`)."""
         now = time.time()
         self._refresh(now)
         before = set(self.book.leases)
-        node = self.book.request(owner, key, gpus, expected_s, now, gone=self._gone)
+        node = self.book.request(owner, key, gpus, expected_s, now, gone=self._gone, backlog_gpu_s=backlog_gpu_s)
         self._log_grants(before, now)
         return node, node is None and self.book.idle_blocks(owner)
 
@@ -158,10 +159,12 @@ class Gate:
         log.warning("GPU ledger unreachable (%s: %s); trials are placed by Ray alone from now on",
                     type(err).__name__, str(err).splitlines()[0] if str(err) else "")
 
-    def admit(self, trial_id: str, key: str, expected_s: float) -> str | None:
-        """The node to pin trial `trial_id` to ('' = no pin), or None: not yet, ask again later."""
+    def admit(self, trial_id: str, key: str, expected_s: float, backlog_gpu_s: float = 0.0) -> str | None:
+        """The node to pin trial `trial_id` to ('' = no pin), or None: not yet, ask again later. `backlog_gpu_s`:
+        GPU-seconds of the sweep's trials still to come after this one (the ledger's finish estimate)."""
         lease_key = f"{self.owner}/{key}"
-        node, drop = self._call("request", self.owner, lease_key, self.gpus, expected_s) or (None, False)
+        node, drop = (self._call("request", self.owner, lease_key, self.gpus, expected_s, backlog_gpu_s)
+                      or (None, False))
         if drop and self.on_idle_blocks is not None:
             self.on_idle_blocks()
         if node is None and not self.broken:

@@ -5,13 +5,14 @@ one sweep spread over every node, each GPU that frees is taken by the next 1-GPU
 another sweep waits until the stream of small trials runs dry. The book below decides instead, for every sweep
 that shares the cluster (each driver asks it before handing a trial to Tune, `ledger.py`):
 
-- **Larger requests first, with reservation and a bound.** Waiting requests are served largest first, then in
-  the order they arrived; one that has waited as long as its own expected duration (60 s at least) goes before
-  all others. A request that fits nowhere now reserves the node where it can start soonest (from the expected
-  end of the leases on it): nothing else starts there, so the node drains and the whole-node trial gets it.
-  Larger first lets the gangs finish first and the small trials fill the end (the clairvoyant order in
-  bench_utilization), where arrival order left the gangs as the tail; the bound means a stream of gangs delays
-  a small trial by about one trial of its own, never for good.
+- **The sweep that would finish last goes first, with reservation and a bound.** Each request carries its
+  sweep's backlog (GPU-seconds of the trials it has still to ask); a sweep's finish estimate is its running
+  trials' expected remainder, its waiting requests and its backlog, over the GPUs it holds now. Waiting requests
+  are served latest finish first (then larger, then older): the rule that keeps sweeps ending together, as
+  longest-processing-time-first does for single trials, so the end of a shared run is not one sweep's tail.
+  A request that has waited as long as its own expected duration (60 s at least) goes before all others, so
+  none waits for good. A request that fits nowhere now reserves the node where it can start soonest (from the
+  expected end of the leases on it): nothing else starts there, so the node drains and the gang gets it.
 - **Backfill.** A smaller request may still start on a reserved node if, by its own expected duration, it ends
   before the reservation's expected start (the HPC schedulers' EASY backfill), so a drain idles fewer GPUs.
 - **Packing.** A request goes to the node it fills most (best fit), so small trials fill one node after another
@@ -30,21 +31,31 @@ stall per drain in bench_utilization, and on a one-node cluster a deadlock (afte
 its placement group waits for the actor's GPU, and the small sweep waits for the gang's node). So the answer to
 a waiting request says so (`idle_blocks`) and the driver drops the idle actor and its placement group
 (`ledger.DropsIdleActor`). With it, at bench_utilization --scale 2 on the 2-core machine, the start waits fell
-(1-GPU trials 8.5 s mean / 19.6 s max, 8-GPU trials 1.4 / 4.2, against 12.2 / 55.3 and 3.6 / 23.1) but
-utilization did not rise (0.912, against 0.914-0.931 before): the tail took what the stall gave back.
-What decides this workload's last points is which sweep ends last. Measured and not kept (each one run at
---scale 2, same machine): counting that actor as busy for one more trial of its sweep (0.887: sweeps then keep
-their nodes by hand-over); granting the waiting request its reservation at once so Tune stages it and drops the
-actor itself (0.892, branch wip/queued-grants); the same counting only for larger requests, and with larger
-requests first (0.901, 0.893, branch wip/asym); with the drop, planning reservations larger requests first
-(0.892: the gangs ended 139 s after the small sweep). The replay in bench_utilization reproduces main but not
-these variants, so it cannot stand in for a measurement.
+(1-GPU trials 8.5 s mean / 19.6 s max, 8-GPU trials 1.4 / 4.2, against 12.2 / 55.3 and 3.6 / 23.1).
+
+**Measured** (bench_utilization --scale 2, the 2-core machine; target 0.95, clairvoyant list scheduling 0.986):
+arrival order 0.914-0.931 without the drop, 0.912 with it (the gangs ended 80 s after the small sweep); larger
+requests first with the bound and the drop 0.925 (the small sweep, on one node all run long, ended 70 s after the
+gangs); the sweep that would finish last first, with the drop, 0.924 (both sweeps ended within 6 s of each other;
+what is left is drains when a node changes hands, the last gang alone on its node, and ~6 s to start each 1-GPU
+trial). Replayed without overhead over 40 random two-sweep workloads (bench_utilization's `order_replay`; `order`
+here), latest finish first averages 0.928 (worst 0.858), arrival order 0.923 (0.822), larger first 0.920 (0.834).
+Tried and not kept, each at --scale 2: counting an idle actor as busy for one more trial of its sweep (0.887:
+sweeps then keep their nodes by hand-over); granting the waiting request its reservation at once so that Tune
+stages it and drops the actor itself (0.892; a placement group pinned to a node that dies while it waits then
+stays PENDING forever in Ray 2.60, so it needs a watchdog); planning reservations larger requests first (0.892).
+The replay in bench_utilization does not rank these policies the way the measurements do, so it cannot stand in
+for a measurement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
+ORDERS = ("finish", "arrival", "larger")
+"""Orders of waiting requests: latest finish first (the ledger's), arrival order, larger first (both with the
+reservation; `larger` with the same bound as `finish`)."""
 
 UNPINNED = ""
 """The node of a grant that no node can hold (a request larger than every node): Ray decides."""
@@ -74,11 +85,16 @@ class Request:
     expected_s: float
     since: float
     seen: float
+    backlog_gpu_s: float = 0.0
+    """GPU-seconds of the owner's trials not asked yet (0: none or unknown), for the finish estimate."""
 
 
 class GpuBook:
-    def __init__(self, ttl_s: float = 30.0, settle_s: float = 60.0) -> None:
-        self.ttl_s, self.settle_s = ttl_s, settle_s
+    def __init__(self, ttl_s: float = 30.0, settle_s: float = 60.0, order: str = "finish") -> None:
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+        self.ttl_s, self.settle_s, self.order = ttl_s, settle_s, order
+        """`order`: which waiting request goes first (ORDERS; the others stay for bench_utilization's replay)."""
         self.nodes: dict[str, int] = {}
         """Alive nodes with GPUs: node id -> GPUs, in a fixed order (the packing order)."""
         self.leases: dict[str, Lease] = {}
@@ -109,12 +125,13 @@ class GpuBook:
 
     # -- owners' calls ---------------------------------------------------------------------------------------
     def request(self, owner: str, key: str, gpus: int, expected_s: float, now: float,
-                gone: Callable[[str], bool] | None = None) -> str | None:
-        """Ask for `gpus` GPUs on one node under `key` (repeat the call to wait): the node, or None for not yet."""
+                gone: Callable[[str], bool] | None = None, backlog_gpu_s: float = 0.0) -> str | None:
+        """Ask for `gpus` GPUs on one node under `key` (repeat the call to wait): the node, or None for not yet.
+        `backlog_gpu_s`: the GPU-seconds of the owner's trials still to come after this one."""
         self.seen[owner] = now
         if key not in self.leases:
             req = self.requests.setdefault(key, Request(owner, gpus, max(0.0, expected_s), now, now))
-            req.seen = now
+            req.seen, req.backlog_gpu_s = now, max(0.0, backlog_gpu_s)
             self.tick(now, gone)
         lease = self.leases.get(key)
         return lease.node if lease is not None else None
@@ -176,7 +193,9 @@ class GpuBook:
         self.reserved = {}
         order = list(self.nodes)
         biggest = max(self.nodes.values(), default=0)
-        for key, req in sorted(self.requests.items(), key=lambda kv: self._priority(kv[0], kv[1], now)):
+        finish = self.finish_estimates(now)
+        waiting = sorted(self.requests.items(), key=lambda kv: (*self._priority(kv[1], now, finish), kv[0]))
+        for key, req in waiting:
             node: str | None = None
             if req.gpus > biggest:
                 node = UNPINNED
@@ -208,13 +227,32 @@ class GpuBook:
                     return True
         return False
 
-    @staticmethod
-    def _priority(key: str, req: Request, now: float) -> tuple[bool, int, float, str]:
-        """Larger requests first, except that one that has waited as long as its own expected duration (60 s at
-        least) goes before every request that has not: a stream of gangs delays a small trial by about one trial
-        of its own, never for good."""
+    def finish_estimates(self, now: float) -> dict[str, float]:
+        """Per owner with a waiting request: seconds until its work would be done at the width it holds now (its
+        running leases' expected remainder, its waiting requests and its backlog, in GPU-seconds, over the GPUs
+        it holds, at least one request's worth)."""
+        work: dict[str, float] = {}
+        width: dict[str, int] = {}
+        for req in self.requests.values():
+            work[req.owner] = work.get(req.owner, 0.0) + req.gpus * req.expected_s + req.backlog_gpu_s
+            width[req.owner] = max(width.get(req.owner, 0), req.gpus)
+        held: dict[str, int] = {}
+        for lease in self.leases.values():
+            if lease.owner in work and lease.released is None:
+                work[lease.owner] += lease.gpus * max(0.0, lease.end - now)
+                held[lease.owner] = held.get(lease.owner, 0) + lease.gpus
+        return {o: w / max(width[o], held.get(o, 0)) for o, w in work.items()}
+
+    def _priority(self, req: Request, now: float, finish: dict[str, float]) -> tuple[float, ...]:
+        """The sweep that would finish last goes first (then larger requests, then arrival), except that a request
+        that has waited as long as its own expected duration (60 s at least) goes before every one that has not,
+        so no request waits for good."""
         overdue = now - req.since >= max(req.expected_s, 60.0)
-        return (not overdue, -req.gpus, req.since, key)
+        if self.order == "arrival":
+            return (req.since, -req.gpus)
+        if self.order == "larger":
+            return (not overdue, -req.gpus, req.since)
+        return (not overdue, -finish.get(req.owner, 0.0), -req.gpus, req.since)
 
     def _own_drained(self, node: str, req: Request) -> str | None:
         """A released lease of the same owner and size on `node` whose placement group Ray still holds."""

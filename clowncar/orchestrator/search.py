@@ -56,8 +56,12 @@ class LongestFirstGrid(optuna.samplers.GridSampler):
     def __init__(self, spec: SweepSpec) -> None:
         super().__init__(spec.grid(), seed=spec.sampler_seed)  # type: ignore[arg-type]
         names = self._param_names
-        seconds = {p: spec.expected_trial_seconds(dict(zip(names, p, strict=True))) for p in self._all_grids}
-        self._all_grids.sort(key=lambda point: -seconds[point])
+        self._seconds = {p: spec.expected_trial_seconds(dict(zip(names, p, strict=True))) for p in self._all_grids}
+        self._all_grids.sort(key=lambda point: -self._seconds[point])
+
+    def unvisited_seconds(self, study: optuna.Study) -> list[float]:
+        """Expected seconds of each grid point no trial has taken yet."""
+        return [self._seconds[self._all_grids[i]] for i in self._get_unvisited_grid_ids(study)]
 
 
 def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
@@ -156,7 +160,7 @@ class SweepSearch(OptunaSearch):
         self.running_since: dict[str, float] = {}
         self.gate: Any = None
         """A `ledger.Gate` when GPU trials are admitted by the cluster's GPU ledger (set by run_sweep)."""
-        self._held: tuple[str, dict[str, Any]] | None = None
+        self._held: tuple[str, dict[str, Any], float] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles the searcher into its experiment directory, a cache we never restore from (resume.py).
@@ -202,6 +206,18 @@ class SweepSearch(OptunaSearch):
                   f"({committed / 3600:.4f} committed); the next trial needs ~{expected * gpus / 3600:.4f}")
         return False
 
+    def backlog_gpu_s(self) -> float:
+        """GPU-seconds of the trials this sweep has still to ask (after the running ones): for a grid, its unvisited
+        points' expected durations (longest first, as they will run, up to the trial budget); otherwise the trials
+        left in the budget at the expected trial duration. The GPU ledger weighs sweeps by it."""
+        left = max(0, self.max_trials - finished_count(self.study) - len(self.running_since))
+        sampler = self.study.sampler
+        if isinstance(sampler, LongestFirstGrid):
+            seconds = sorted(sampler.unvisited_seconds(self.study), reverse=True)[:left]
+        else:
+            seconds = [self._expected_s()] * left
+        return self.spec.resources.gpus * sum(seconds)
+
     def _end(self, reason: str) -> None:
         self.end_reason = reason
         self.study.set_user_attr(END_REASON, reason)
@@ -215,9 +231,9 @@ class SweepSearch(OptunaSearch):
         if self._held is None:
             if not self.budget_left():
                 return Searcher.FINISHED
-            self._held = (trial_id, self._ask(trial_id))
-        first_id, params = self._held
-        node = self.gate.admit(trial_id, first_id, self.spec.expected_trial_seconds(params))
+            self._held = (trial_id, self._ask(trial_id), self.backlog_gpu_s())
+        first_id, params, backlog = self._held
+        node = self.gate.admit(trial_id, first_id, self.spec.expected_trial_seconds(params), backlog)
         if node is None:
             return None
         self._held = None

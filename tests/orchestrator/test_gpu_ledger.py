@@ -30,11 +30,12 @@ def sweep_spec(env: Any, name: str, gpus: int, seconds: list[float], concurrent:
 
 
 def test_waiting_whole_node_trial_starts_before_later_small_trials(cluster, sweep_env, helpers) -> None:
-    # A 1-GPU sweep fills both nodes and has many trials still to go; a 4-GPU (whole-node) sweep arrives. Under
-    # Ray alone the whole-node trial waits until the small sweep has no trial left to start (each freed GPU goes
-    # to the next small trial); under the ledger a node is reserved and drained for it.
+    # A 1-GPU sweep fills both nodes and has many trials still to go; a 4-GPU (whole-node) sweep with more work
+    # left per GPU arrives (~28 s at one node against ~22 s at two). Under Ray alone the whole-node trial waits
+    # until the small sweep has no trial left to start (each freed GPU goes to the next small trial); under the
+    # ledger, which serves the sweep that would finish last first, a node is reserved and drained for it.
     small = sweep_spec(sweep_env, "small", 1, [5.0 + 0.01 * i for i in range(32)], 8)
-    gang = sweep_spec(sweep_env, "gang", 4, [2.0, 2.5], 1)
+    gang = sweep_spec(sweep_env, "gang", 4, [8.0, 8.5, 9.0], 1)
     p_small = sweep_env.popen("sweep", "run", str(small), "--address", cluster.address, "--quiet")
     try:
         assert helpers.wait_for(lambda: len(list((sweep_env.runs / "trials" / "small").glob("*"))) >= 8, 120)
@@ -45,7 +46,7 @@ def test_waiting_whole_node_trial_starts_before_later_small_trials(cluster, swee
     finally:
         p_small.kill()
     frame = sweep_env.store().trials_frame(sweeps=["small", "gang"])
-    assert set(frame["status"]) == {"ok"} and len(frame) == 34
+    assert set(frame["status"]) == {"ok"} and len(frame) == 35
     small_rows, gang_rows = frame[frame["sweep"] == "small"], frame[frame["sweep"] == "gang"]
     first_gang = gang_rows["started_at"].min()
     later = int((small_rows["started_at"] > first_gang).sum())

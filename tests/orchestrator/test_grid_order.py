@@ -47,3 +47,33 @@ def test_grid_of_equal_trials_keeps_optunas_own_order() -> None:
     spec = _spec(seed=3, budget={"trial_seconds_estimate": 60})  # one estimate for all: nothing to sort by
     plain = optuna.samplers.GridSampler(spec.grid(), seed=3)  # type: ignore[arg-type]
     assert _asked(spec, LongestFirstGrid(spec)) == _asked(spec, plain)
+
+
+def _seconds(spec: SweepSpec) -> list[float]:
+    """Each grid point's expected duration (three points per wall-clock budget)."""
+    return [spec.expected_trial_seconds({"train.max_wallclock_seconds": w}) for w in WALLS for _ in range(3)]
+
+
+def test_unvisited_seconds_leave_out_the_points_already_asked() -> None:
+    spec = _spec()
+    sampler = LongestFirstGrid(spec)
+    study = optuna.create_study(sampler=sampler)
+    expected = sorted(_seconds(spec))
+    assert sorted(sampler.unvisited_seconds(study)) == expected
+    space = define_space(spec)
+    for _ in range(2):  # the two asked trials (the longest: running, then finished) are no longer to come
+        trial = study.ask()
+        space(trial)
+    tell(study, trial, 0.0, optuna.trial.TrialState.COMPLETE)
+    assert sorted(sampler.unvisited_seconds(study)) == expected[:-2]
+
+
+def test_sweep_backlog_is_the_grid_left_in_gpu_seconds_within_the_trial_budget() -> None:
+    from clowncar.orchestrator.search import SweepSearch
+
+    spec = _spec(resources={"gpus": 2})
+    search = SweepSearch(spec, optuna.storages.InMemoryStorage(), max_trials=5)
+    seconds = sorted(_seconds(spec), reverse=True)
+    assert search.backlog_gpu_s() == 2 * sum(seconds[:5])  # the five longest points: the budget's five trials
+    search.suggest("t0")  # no gate: asked at once, and running
+    assert search.backlog_gpu_s() == 2 * sum(seconds[1:5])

@@ -18,25 +18,28 @@ def test_small_trials_fill_one_node_before_the_next() -> None:
     assert nodes == ["n0"] * 8 + ["n1"] * 2
 
 
+GANG_BACKLOG = 8 * 50.0 * 9  # nine more whole-node trials of 50 s: the gang sweep would finish last
+
+
 def test_waiting_whole_node_trial_gets_the_node_before_later_small_trials() -> None:
     b = book()
     for i in range(12):  # n0 full, n1 half full, each small trial ends at t=100 at the latest
         assert b.request("small", f"s{i}", 1, 100.0, now=0.0) is not None
-    assert b.request("gang", "g0", 8, 50.0, now=1.0) is None
+    assert b.request("gang", "g0", 8, 50.0, now=1.0, backlog_gpu_s=GANG_BACKLOG) is None
     assert b.snapshot()["reserved"] == {"n1": "g0"}  # the node with the fewest GPUs to drain
     # More small trials arrive: n1 is held for the gang (they would end after it could start), n0 is full.
     assert b.request("small", "s12", 1, 100.0, now=2.0) is None
     for i in range(8, 12):
         b.release(f"s{i}", now=3.0)
     assert b.request("small", "s12", 1, 100.0, now=3.0) is None
-    assert b.request("gang", "g0", 8, 50.0, now=3.0) == "n1"
+    assert b.request("gang", "g0", 8, 50.0, now=3.0, backlog_gpu_s=GANG_BACKLOG) == "n1"
 
 
 def test_short_trial_backfills_a_draining_node_without_delaying_the_gang() -> None:
     b = book(nodes=1)
     for i in range(4):
         b.request("small", f"s{i}", 1, 100.0, now=0.0)
-    assert b.request("gang", "g", 8, 50.0, now=0.0) is None  # expected start: t=100
+    assert b.request("gang", "g", 8, 50.0, now=0.0, backlog_gpu_s=GANG_BACKLOG) is None  # expected start: t=100
     assert b.request("other", "short", 1, 30.0, now=10.0) == "n0"  # ends at 40, before 100
     assert b.request("other", "long", 1, 200.0, now=10.0) is None  # would end at 210: waits
     assert b.request("other", "unknown", 1, 0.0, now=10.0) is None  # no estimate, no backfill
@@ -45,12 +48,12 @@ def test_short_trial_backfills_a_draining_node_without_delaying_the_gang() -> No
 def test_silent_owner_loses_leases_and_reservation() -> None:
     b = book(nodes=1, ttl_s=30.0)
     assert b.request("dead", "d", 8, 0.0, now=0.0) == "n0"
-    assert b.request("gang", "g", 8, 0.0, now=1.0) is None
+    assert b.request("gang", "g", 8, 0.0, now=1.0, backlog_gpu_s=GANG_BACKLOG) is None
     assert b.request("small", "s", 1, 10.0, now=2.0) is None
     b.heartbeat("gang", [], now=25.0)
     b.heartbeat("small", [], now=25.0)
     assert b.request("small", "s", 1, 10.0, now=29.0) is None  # 'dead' spoke 29 s ago: still held
-    assert b.request("gang", "g", 8, 0.0, now=31.0) == "n0"  # silent for 31 s: its lease is gone
+    assert b.request("gang", "g", 8, 0.0, now=31.0, backlog_gpu_s=GANG_BACKLOG) == "n0"  # 'dead' silent 31 s
     assert "d" not in b.snapshot()["leases"]
 
 
@@ -107,17 +110,29 @@ def test_next_trial_of_a_sweep_takes_over_its_finished_trials_slot() -> None:
     assert b.free("n0") == 0 and "a3" not in b.snapshot()["leases"]
 
 
+def test_the_sweep_that_would_finish_last_gets_freed_gpus_first() -> None:
+    b = book(nodes=1)
+    assert b.request("a", "a0", 4, 100.0, now=0.0) == "n0"
+    assert b.request("b", "b0", 4, 100.0, now=0.0) == "n0"
+    assert b.request("a", "a1", 4, 100.0, now=1.0) is None  # the node is full: both wait
+    assert b.request("b", "b1", 4, 100.0, now=2.0, backlog_gpu_s=2000.0) is None
+    assert b.finish_estimates(2.0) == {"a": (4 * 98 + 4 * 100) / 4, "b": (4 * 98 + 4 * 100 + 2000) / 4}
+    b.release("a0", now=10.0)
+    assert b.request("a", "a1", 4, 100.0, now=10.0) is None  # 'a' asked first, but 'b' has far more left to do
+    assert b.request("b", "b1", 4, 100.0, now=10.0, backlog_gpu_s=2000.0) == "n0"
+
+
 def test_stream_of_whole_node_trials_delays_a_small_trial_by_one_trial_at_most() -> None:
     b = book(nodes=1, ttl_s=1000.0)
-    assert b.request("gangs", "g1", 8, 100.0, now=0.0) == "n0"
+    assert b.request("gangs", "g1", 8, 100.0, now=0.0, backlog_gpu_s=GANG_BACKLOG) == "n0"
     assert b.request("small", "s", 1, 100.0, now=1.0) is None
-    assert b.request("gangs", "g2", 8, 100.0, now=2.0) is None
+    assert b.request("gangs", "g2", 8, 100.0, now=2.0, backlog_gpu_s=GANG_BACKLOG) is None
     b.release("g1", now=50.0)
-    assert b.request("small", "s", 1, 100.0, now=50.0) is None  # the larger request first: it needs the whole node
-    assert b.request("gangs", "g2", 8, 100.0, now=50.0) == "n0"
-    assert b.request("gangs", "g3", 8, 100.0, now=51.0) is None
+    assert b.request("small", "s", 1, 100.0, now=50.0) is None  # the gang sweep would finish last: it goes first
+    assert b.request("gangs", "g2", 8, 100.0, now=50.0, backlog_gpu_s=GANG_BACKLOG) == "n0"
+    assert b.request("gangs", "g3", 8, 100.0, now=51.0, backlog_gpu_s=GANG_BACKLOG) is None
     b.release("g2", now=150.0)  # 'small' has waited its own expected duration: it goes first now
-    assert b.request("gangs", "g3", 8, 100.0, now=150.0) is None
+    assert b.request("gangs", "g3", 8, 100.0, now=150.0, backlog_gpu_s=GANG_BACKLOG) is None
     assert b.request("small", "s", 1, 100.0, now=150.0) == "n0"
 
 
