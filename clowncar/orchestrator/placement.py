@@ -38,14 +38,15 @@ arrival order 0.914-0.931 without the drop, 0.912 with it (the gangs ended 80 s 
 requests first with the bound and the drop 0.925 (the small sweep, on one node all run long, ended 70 s after the
 gangs); the sweep that would finish last first, with the drop, 0.924 (both sweeps ended within 6 s of each other;
 what is left is drains when a node changes hands, the last gang alone on its node, and ~6 s to start each 1-GPU
-trial). Replayed without overhead over 40 random two-sweep workloads (bench_utilization's `order_replay`; `order`
-here), latest finish first averages 0.928 (worst 0.858), arrival order 0.923 (0.822), larger first 0.920 (0.834).
-Tried and not kept, each at --scale 2: counting an idle actor as busy for one more trial of its sweep (0.887:
-sweeps then keep their nodes by hand-over); granting the waiting request its reservation at once so that Tune
-stages it and drops the actor itself (0.892; a placement group pinned to a node that dies while it waits then
-stays PENDING forever in Ray 2.60, so it needs a watchdog); planning reservations larger requests first (0.892).
-The replay in bench_utilization does not rank these policies the way the measurements do, so it cannot stand in
-for a measurement.
+trial); at --scale 4, 0.927 (there the gangs ended 118 s after the small sweep: the finish estimates misjudge the
+end, where a few long trials decide it). Replayed without overhead over 40 random two-sweep workloads
+(bench_utilization's `order_replay`; `order` here), latest finish first averages 0.928 (worst 0.858), arrival
+order 0.923 (0.822), larger first 0.920 (0.834). Tried and not kept, each at --scale 2: counting an idle actor as
+busy for one more trial of its sweep (0.887: sweeps then keep their nodes by hand-over); granting the waiting
+request its reservation at once so that Tune stages it and drops the actor itself (0.892; a placement group pinned
+to a node that dies while it waits then stays PENDING forever in Ray 2.60, so it needs a watchdog); planning
+reservations larger requests first (0.892). The replay in bench_utilization does not rank these policies the way
+the measurements do, so it cannot stand in for a measurement.
 """
 
 from __future__ import annotations
