@@ -212,11 +212,9 @@ class DropsIdleActor:
     of the searcher, where no actor event is handled, so the actor's placement group is also removed here at
     once: that is what frees the GPUs. Both use Tune internals (pinned Ray; `test_gpu_ledger` checks them)."""
 
-    gate: Gate | None = None
     controller: Any = None
 
     def listen(self, gate: Gate) -> None:
-        self.gate = gate
         gate.on_idle_blocks = self.drop_idle_actors
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
@@ -241,8 +239,8 @@ class DropsIdleActor:
         for group in groups:
             remove_placement_group(group)
 
-    def __getstate__(self) -> dict[str, Any]:  # Tune pickles its config: no gate (threads), no controller
-        return {**self.__dict__, "gate": None, "controller": None}
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles its config: not the controller
+        return {**self.__dict__, "controller": None}
 
 
 class GatedFIFO(DropsIdleActor, FIFOScheduler):

@@ -194,7 +194,7 @@ class GpuBook:
         self.reserved = {}
         order = list(self.nodes)
         biggest = max(self.nodes.values(), default=0)
-        finish = self.finish_estimates(now)
+        finish = self.finish_estimates(now) if self.order == "finish" else {}
         waiting = sorted(self.requests.items(), key=lambda kv: (*self._priority(kv[1], now, finish), kv[0]))
         for key, req in waiting:
             node: str | None = None
