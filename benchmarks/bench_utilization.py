@@ -73,7 +73,7 @@ def best_makespan(work: dict[int, list[float]]) -> float:
 
 
 def simulate(work: dict[int, list[float]], seed: int, longest_first: bool = True, tune_cache: bool = False,
-             drop_idle: bool = True, order: str = "finish") -> float:
+             drop_idle: bool = True, order: str = "plan", start_s: float = 0.0) -> float:
     """The ledger's policy (GpuBook) with zero overhead: each sweep keeps one request open, as a driver does, and
     hands out its trials longest first (as clowncar's grid does) or in a random order (Optuna's plain grid).
 
@@ -100,7 +100,7 @@ def simulate(work: dict[int, list[float]], seed: int, longest_first: bool = True
     def gone(pg: str) -> bool:
         return pg not in alive
 
-    now, ends, count = 0.0, [], 0
+    now, ends, count, starter = 0.0, [], 0, 0.0
     while True:
         moved = True
         while moved:
@@ -113,15 +113,18 @@ def simulate(work: dict[int, list[float]], seed: int, longest_first: bool = True
                     continue
                 key, seconds = s["want"]
                 node = book.request(str(i), key, s["gpus"], seconds * 1.1, now, gone=gone,
-                                    backlog_gpu_s=s["gpus"] * sum(s["todo"]) * 1.1)
+                                    backlog=[x * 1.1 for x in reversed(s["todo"])], limit=s["cap"])
                 if node is None:
                     continue
                 if tune_cache:  # the kept actor is reused here or dropped; either way its old group goes
                     alive.discard(s["kept"] or "")
                     alive.add(key)
-                    book.confirm(key, node, key)
                     s["kept"] = None
-                heapq.heappush(ends, (now + seconds, key, i))
+                begin = now
+                if start_s and not book.leases[key].warm:  # new actors start one after another, start_s each
+                    starter = begin = max(now, starter) + start_s  # (one machine's CPUs start them all)
+                heapq.heappush(ends, (begin, 0, key, i, node))  # its first report
+                heapq.heappush(ends, (begin + seconds, 1, key, i, node))
                 s["running"], s["want"], moved = s["running"] + 1, None, True
             if tune_cache and drop_idle:  # the ledger's answer to a waiting sweep: drop the idle actor
                 for i, s in enumerate(sweeps):
@@ -130,7 +133,10 @@ def simulate(work: dict[int, list[float]], seed: int, longest_first: bool = True
                         s["kept"], moved = None, True
         if not ends:
             break
-        now, key, i = heapq.heappop(ends)
+        now, kind, key, i, node = heapq.heappop(ends)
+        if kind == 0:
+            book.confirm(key, node, key if tune_cache else "", now=now)
+            continue
         book.release(key, now)
         s = sweeps[i]
         s["running"] -= 1

@@ -3,8 +3,8 @@
 # image has no Ray, Optuna or SQLAlchemy. Two steps:
 #   here:   bash benchmarks/device_utilization.sh wheels     (fills ./.whlray, ~57 MB; add /.whlray/ to
 #           .git/info/exclude first)
-#   device: bash benchmarks/device_utilization.sh run [SCALE] (device tool: carry [".whlray"], timeout_s 580;
-#           SCALE 1 takes ~6 min there)
+#   device: bash benchmarks/device_utilization.sh run [SCALE [BENCH ARGS...]] (device tool: carry [".whlray"],
+#           timeout_s 580; SCALE 1 takes ~6 min there)
 # Ray's wheel (79 MB) is over the 64 MiB a call may carry, so its Java jars and dashboard web UI (unused by the
 # benchmark) are left out and the rest is carried as a plain zip, unpacked with its file modes.
 set -euo pipefail
@@ -42,6 +42,6 @@ PY
   echo "$site" > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/zz_clowncar.pth"
   OUT=${OUT:-/tmp/util_out}; mkdir -p "$OUT"
   PYTHONUNBUFFERED=1 PYTHONPATH=$PWD timeout 500 python3 benchmarks/bench_utilization.py --scale "${2:-1}" \
-    --placement ledger --orders 200 2>&1 | tee "$OUT/bench.txt" ;;
-*) echo "usage: $0 wheels | run [SCALE]" >&2; exit 2 ;;
+    --placement ledger --orders 200 "${@:3}" 2>&1 | tee "$OUT/bench.txt" ;;
+*) echo "usage: $0 wheels | run [SCALE [BENCH ARGS...]]" >&2; exit 2 ;;
 esac

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ray.tune import PlacementGroupFactory
@@ -64,13 +64,13 @@ class Ledger:
             return True
         return not table or table.get("state") == "REMOVED"
 
-    def request(self, owner: str, key: str, gpus: int, expected_s: float,
-                backlog_gpu_s: float = 0.0) -> tuple[str | None, bool]:
+    def request(self, owner: str, key: str, gpus: int, expected_s: float, backlog: Sequence[float] = (),
+                limit: int = 0) -> tuple[str | None, bool]:
         """The granted node (None: not yet), and whether the owner should drop its idle actor (`idle_blocks`)."""
         now = time.time()
         self._refresh(now)
         before = set(self.book.leases)
-        node = self.book.request(owner, key, gpus, expected_s, now, gone=self._gone, backlog_gpu_s=backlog_gpu_s)
+        node = self.book.request(owner, key, gpus, expected_s, now, gone=self._gone, backlog=backlog, limit=limit)
         self._log_grants(before, now)
         return node, node is None and self.book.idle_blocks(owner)
 
@@ -88,7 +88,7 @@ class Ledger:
         self._log_grants(before, now)
 
     def confirm(self, key: str, node: str, pg: str) -> None:
-        self.book.confirm(key, node, pg)
+        self.book.confirm(key, node, pg, time.time())
 
     def heartbeat(self, owner: str, held: list[tuple[str, int, str, float, float]]) -> None:
         now = time.time()
@@ -121,10 +121,11 @@ def ledger_handle(ttl_s: float | None = None, settle_s: float = 60.0) -> Any:
 class Gate:
     """A driver's side of the ledger: asks, releases, and heartbeats every `beat_s` from a daemon thread."""
 
-    def __init__(self, gpus: int, beat_s: float = 5.0, timeout_s: float = 10.0) -> None:
+    def __init__(self, gpus: int, limit: int = 0, beat_s: float = 5.0, timeout_s: float = 10.0) -> None:
+        """`limit`: the sweep's max concurrent trials (the ledger plans no more of them at once)."""
         import ray
 
-        self.gpus, self.timeout_s = gpus, timeout_s
+        self.gpus, self.limit, self.timeout_s = gpus, limit, timeout_s
         self.owner = f"{ray.get_runtime_context().get_job_id()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.leases: dict[str, tuple[str, int, str, float, float]] = {}
         """Tune trial id -> (lease key, gpus, node, expected_s, start)."""
@@ -159,11 +160,12 @@ class Gate:
         log.warning("GPU ledger unreachable (%s: %s); trials are placed by Ray alone from now on",
                     type(err).__name__, str(err).splitlines()[0] if str(err) else "")
 
-    def admit(self, trial_id: str, key: str, expected_s: float, backlog_gpu_s: float = 0.0) -> str | None:
-        """The node to pin trial `trial_id` to ('' = no pin), or None: not yet, ask again later. `backlog_gpu_s`:
-        GPU-seconds of the sweep's trials still to come after this one (the ledger's finish estimate)."""
+    def admit(self, trial_id: str, key: str, expected_s: float, backlog: Sequence[float] = ()) -> str | None:
+        """The node to pin trial `trial_id` to ('' = no pin), or None: not yet, ask again later. `backlog`: the
+        expected seconds of the sweep's trials still to come after this one, in the order it will ask them (the
+        ledger plans them)."""
         lease_key = f"{self.owner}/{key}"
-        node, drop = (self._call("request", self.owner, lease_key, self.gpus, expected_s, backlog_gpu_s)
+        node, drop = (self._call("request", self.owner, lease_key, self.gpus, expected_s, list(backlog), self.limit)
                       or (None, False))
         if drop and self.on_idle_blocks is not None:
             self.on_idle_blocks()
@@ -209,12 +211,16 @@ class DropsIdleActor:
     it. The scheduler is the component Tune hands its controller to, so it keeps that controller and, on the
     ledger's word, runs the controller's own clean-up of cached actors (the one Tune runs when a sweep ends; never
     a kill from outside, which Tune would fail on). A sweep with no trial running waits inside Tune's blocking poll
-    of the searcher, where no actor event is handled, so the actor's placement group is also removed here at
-    once: that is what frees the GPUs. Both use Tune internals (pinned Ray; `test_gpu_ledger` checks them)."""
+    of the searcher, where no actor event is handled, so neither those actors nor the ones Tune was already
+    stopping (a finished trial's actor that the one-actor cache did not take) ever give their GPUs back while it
+    waits: their placement groups are removed here at once, which is what frees the GPUs (Tune then sees the stop
+    it asked for). Both use Tune internals (pinned Ray; `test_gpu_ledger` checks them)."""
 
     controller: Any = None
+    removed: set[Any]
 
     def listen(self, gate: Gate) -> None:
+        self.removed = set()
         gate.on_idle_blocks = self.drop_idle_actors
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
@@ -227,9 +233,9 @@ class DropsIdleActor:
             return
         try:
             live = controller._actor_manager._live_actors_to_ray_actors_resources  # actor -> (handle, resources)
-            idle = controller._actor_cache._cached_objects  # resource request -> cached actors
-            groups = [live[a][1].placement_group for actors in idle.values() for a in actors if a in live]
-            controller._cleanup_cached_actors(force_all=True)
+            controller._cleanup_cached_actors(force_all=True)  # cached actors: now stopping too
+            stopping = list(controller._stopping_actors)
+            groups = [live[a][1].placement_group for a in stopping if a in live]
         except AttributeError as err:  # another Ray: the idle actor stays until Tune drops it itself
             log.warning("this Ray Tune cannot drop an idle trial actor (%s); a waiting gang may stall", err)
             self.controller = None
@@ -237,7 +243,9 @@ class DropsIdleActor:
         from ray.util.placement_group import remove_placement_group
 
         for group in groups:
-            remove_placement_group(group)
+            if group.id not in self.removed:  # a stopping actor stays listed until Tune's loop sees it stop
+                self.removed.add(group.id)
+                remove_placement_group(group)
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles its config: not the controller
         return {**self.__dict__, "controller": None}

@@ -5,58 +5,64 @@ one sweep spread over every node, each GPU that frees is taken by the next 1-GPU
 another sweep waits until the stream of small trials runs dry. The book below decides instead, for every sweep
 that shares the cluster (each driver asks it before handing a trial to Tune, `ledger.py`):
 
-- **The sweep that would finish last goes first, with reservation and a bound.** Each request carries its
-  sweep's backlog (GPU-seconds of the trials it has still to ask); a sweep's finish estimate is its running
-  trials' expected remainder, its waiting requests and its backlog, over the GPUs it holds now. Waiting requests
-  are served latest finish first (then larger, then older): the rule that keeps sweeps ending together, as
-  longest-processing-time-first does for single trials, so the end of a shared run is not one sweep's tail.
-  A request that has waited as long as its own expected duration (60 s at least) goes before all others, so
-  none waits for good. A request that fits nowhere now reserves the node where it can start soonest (from the
-  expected end of the leases on it): nothing else starts there, so the node drains and the gang gets it.
-- **Backfill.** A smaller request may still start on a reserved node if, by its own expected duration, it ends
-  before the reservation's expected start (the HPC schedulers' EASY backfill), so a drain idles fewer GPUs.
-- **Packing.** A request goes to the node it fills most (best fit), so small trials fill one node after another
-  and whole nodes stay free for gangs instead of every node being a little busy. A sweep's next trial goes first
-  where its previous trial of the same size just ended, so Tune reuses that actor and its placement group.
+- **Plan the rest of the run** (`order="plan"`, the ledger's). Each request carries the expected durations of
+  its sweep's trials still to come and its concurrency limit; the book keeps the latest of these per sweep, so a
+  sweep between two requests still counts. Each pass list-schedules all of it from the cluster as it is, for
+  every order of the sweeps, with and without reservation, and starts what the plan that ends soonest starts now
+  (`plan.py`). GPUs the plan gives a sweep's next trial are not granted to another sweep's request meanwhile.
+- **Packing.** A trial goes to the node it fills most (best fit), so small trials fill one node after another and
+  whole nodes stay free for gangs. A sweep's next trial goes first where its previous trial of the same size just
+  ended, so Tune reuses that actor and its placement group, and last where another sweep's idle actor sits.
+- The rules of thumb it replaced stay as `order="finish" | "arrival" | "larger"` for bench_utilization's replay:
+  one request served at a time (the sweep that would finish last, the oldest, the largest), a blocked request
+  reserving the node where it can start soonest, EASY backfill, and a bound (a request that has waited its own
+  expected duration, 60 s at least, goes first).
 
 Leases are soft state: the owner (a sweep's driver) heartbeats; an owner silent for `ttl_s` (a SIGKILLed driver)
-loses its leases and requests. A released lease whose placement group Ray has not removed yet (Tune keeps a
-finished trial's actor for reuse) still counts, for `settle_s` at most, so no trial is promised GPUs that another
-trial's actor still holds.
+loses its leases, requests and planned trials. A released lease whose placement group Ray has not removed yet
+(Tune keeps a finished trial's actor for reuse) still counts, for `settle_s` at most, so no trial is promised GPUs
+that another trial's actor still holds.
 
 **Idle actors.** Tune keeps one finished trial's actor, and its GPUs, for as long as its sweep has no staged
-trial, and a trial held here waiting for a slot is not staged. On a node being drained for another sweep's gang
-that actor is of no use to its own sweep (its next trial may not start there) and holds the gang off: a 40-60 s
-stall per drain in bench_utilization, and on a one-node cluster a deadlock (after `settle_s` the gang is granted,
-its placement group waits for the actor's GPU, and the small sweep waits for the gang's node). So the answer to
-a waiting request says so (`idle_blocks`) and the driver drops the idle actor and its placement group
-(`ledger.DropsIdleActor`). With it, at bench_utilization --scale 2 on the 2-core machine, the start waits fell
-(1-GPU trials 8.5 s mean / 19.6 s max, 8-GPU trials 1.4 / 4.2, against 12.2 / 55.3 and 3.6 / 23.1).
+trial, and a trial held here waiting for a slot is not staged. When the plan starts another sweep's trial on
+those GPUs, the answer to the owner's next request says so (`idle_blocks`) and its driver drops the idle actor and
+its placement group (`ledger.DropsIdleActor`); without that a drain stalled 40-60 s, and a one-node cluster
+deadlocked (after `settle_s` the gang is granted, its placement group waits for the actor's GPU, and the small
+sweep waits for the gang's node).
 
-**Measured** (bench_utilization --scale 2, the 2-core machine; target 0.95, clairvoyant list scheduling 0.986):
-arrival order 0.914-0.931 without the drop, 0.912 with it (the gangs ended 80 s after the small sweep); larger
-requests first with the bound and the drop 0.925 (the small sweep, on one node all run long, ended 70 s after the
-gangs); the sweep that would finish last first, with the drop, 0.924 (both sweeps ended within 6 s of each other;
-what is left is drains when a node changes hands, the last gang alone on its node, and ~6 s to start each 1-GPU
-trial); at --scale 4, 0.927 (there the gangs ended 118 s after the small sweep: the finish estimates misjudge the
-end, where a few long trials decide it). Replayed without overhead over 40 random two-sweep workloads
-(bench_utilization's `order_replay`; `order` here), latest finish first averages 0.928 (worst 0.858), arrival
-order 0.923 (0.822), larger first 0.920 (0.834). Tried and not kept, each at --scale 2: counting an idle actor as
-busy for one more trial of its sweep (0.887: sweeps then keep their nodes by hand-over); granting the waiting
-request its reservation at once so that Tune stages it and drops the actor itself (0.892; a placement group pinned
-to a node that dies while it waits then stays PENDING forever in Ray 2.60, so it needs a watchdog); planning
-reservations larger requests first (0.892). The replay in bench_utilization does not rank these policies the way
-the measurements do, so it cannot stand in for a measurement.
+**Start costs.** Each grant that needs a new trial actor (not a hand-over) is timed to the trial's first report,
+shared by the new actors starting then (`start_s`, START_PRIOR_S before the first); the plan queues new actors'
+starts at that cost. Without it the plan started 32 small trials at once on the 2-core machine (23 s mean start
+wait, 0.922); with it the same run started them in smaller steps (2.2 s, 0.963).
+
+**Measured** (bench_utilization --scale 2: 48 x 1-GPU and 16 x 8-GPU trials on 4 x 8 GPUs, the 2-core machine;
+target 0.95). The plan with start costs: 0.963 (the 8-GPU sweep ran alone for its last 99 s; a 1-GPU trial waited
+2.2 s to start). On a 16-core machine at --scale 1 (trials half as long): 0.935. Before it, every rule of thumb
+measured between 0.91 and 0.93 at --scale 2 (arrival order 0.914-0.931, larger first 0.925, the sweep that would
+finish last first 0.924, 0.927 at --scale 4) and 0.904-0.921 on the 16-core machine at --scale 1: they lost
+GPU-seconds to drains when a node changed hands and to a tail of gangs alone, which one request per sweep cannot
+see coming. Replayed without overhead and with starts free, the plan reaches 0.986 on this workload (what list
+scheduling with every duration known reaches); over 40 random two-sweep workloads 0.944 mean (0.871 worst)
+against finish 0.928 (0.858), arrival 0.923 (0.822), larger 0.920 (0.834).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import median
 
-ORDERS = ("finish", "arrival", "larger")
-"""Orders of waiting requests: latest finish first (the ledger's), arrival order, larger first (both with the
-reservation; `larger` with the same bound as `finish`)."""
+from clowncar.orchestrator.plan import Plan, Queue, Running, best_plan
+
+ORDERS = ("plan", "finish", "arrival", "larger")
+"""How waiting requests are served: the plan of the rest of the run (the ledger's); one at a time, latest finish
+first, arrival order or larger first (with reservation and backfill; `finish` and `larger` with the bound)."""
+
+START_PRIOR_S = 2.0
+"""Seconds each new trial actor is taken to cost before one has been measured (a Ray actor and a worker process
+on a busy node). It decides the first pass of a shared run, where every sweep starts at once: bench_utilization's
+replay, with starts costing 1.3 s each, reaches 0.956 with it and 0.942 with none."""
 
 UNPINNED = ""
 """The node of a grant that no node can hold (a request larger than every node): Ray decides."""
@@ -73,6 +79,10 @@ class Lease:
     pg: str = ""
     """Hex id of the trial's placement group, once the trial has told it."""
     released: float | None = None
+    warm: bool = False
+    """Granted as a hand-over: its trial took over the actor of the owner's trial that had just ended there."""
+    starting: int = 1
+    """New actors starting when it was granted (itself included; 0: warm): how its start time is shared out."""
 
     @property
     def end(self) -> float:
@@ -86,16 +96,21 @@ class Request:
     expected_s: float
     since: float
     seen: float
-    backlog_gpu_s: float = 0.0
-    """GPU-seconds of the owner's trials not asked yet (0: none or unknown), for the finish estimate."""
+    backlog: tuple[float, ...] = ()
+    """Expected seconds of the owner's trials not asked yet, in the order it will ask them (the plan's queue)."""
+
+    @property
+    def backlog_gpu_s(self) -> float:
+        return self.gpus * sum(self.backlog)
 
 
 class GpuBook:
-    def __init__(self, ttl_s: float = 30.0, settle_s: float = 60.0, order: str = "finish") -> None:
+    def __init__(self, ttl_s: float = 30.0, settle_s: float = 60.0, order: str = "plan",
+                 start_prior_s: float | None = None) -> None:
         if order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
         self.ttl_s, self.settle_s, self.order = ttl_s, settle_s, order
-        """`order`: which waiting request goes first (ORDERS; the others stay for bench_utilization's replay)."""
+        """`order`: how waiting requests are served (ORDERS; all but `plan` stay for bench_utilization's replay)."""
         self.nodes: dict[str, int] = {}
         """Alive nodes with GPUs: node id -> GPUs, in a fixed order (the packing order)."""
         self.leases: dict[str, Lease] = {}
@@ -103,6 +118,15 @@ class GpuBook:
         self.seen: dict[str, float] = {}
         self.reserved: dict[str, tuple[str, float]] = {}
         """After each pass: node -> (request key, expected start) of the reservations made."""
+        self.start_prior_s = START_PRIOR_S if start_prior_s is None else start_prior_s
+        self.replan_s = 5.0
+        self.cold_starts: deque[float] = deque(maxlen=32)
+        """Per trial that needed a new actor: seconds from its grant to its first report, over the new actors that
+        were starting then (`start_s`)."""
+        self._cached: tuple[tuple[object, ...], Plan] | None = None
+        self.queued: dict[str, tuple[int, tuple[float, ...], int]] = {}
+        """Per owner, from its latest request: (GPUs per trial, expected seconds of its trials still to ask after
+        that request, most trials at once): what the plan counts on while the owner has no request waiting."""
 
     # -- accounting ------------------------------------------------------------------------------------------
     def set_nodes(self, nodes: dict[str, int]) -> None:
@@ -126,13 +150,15 @@ class GpuBook:
 
     # -- owners' calls ---------------------------------------------------------------------------------------
     def request(self, owner: str, key: str, gpus: int, expected_s: float, now: float,
-                gone: Callable[[str], bool] | None = None, backlog_gpu_s: float = 0.0) -> str | None:
+                gone: Callable[[str], bool] | None = None, backlog: Sequence[float] = (), limit: int = 0) -> str | None:
         """Ask for `gpus` GPUs on one node under `key` (repeat the call to wait): the node, or None for not yet.
-        `backlog_gpu_s`: the GPU-seconds of the owner's trials still to come after this one."""
+        `backlog`: the expected seconds of the owner's trials still to come after this one, in its order; `limit`:
+        how many of its trials may run at once (0: no limit)."""
         self.seen[owner] = now
+        self.queued[owner] = (gpus, tuple(max(0.0, float(x)) for x in backlog), max(0, limit))
         if key not in self.leases:
             req = self.requests.setdefault(key, Request(owner, gpus, max(0.0, expected_s), now, now))
-            req.seen, req.backlog_gpu_s = now, max(0.0, backlog_gpu_s)
+            req.seen, req.backlog = now, self.queued[owner][1]
             self.tick(now, gone)
         lease = self.leases.get(key)
         return lease.node if lease is not None else None
@@ -148,10 +174,13 @@ class GpuBook:
         else:
             del self.leases[key]
 
-    def confirm(self, key: str, node: str, pg: str) -> None:
-        """Where the lease's trial actually runs (Ray may place it elsewhere, e.g. when its node died)."""
+    def confirm(self, key: str, node: str, pg: str, now: float | None = None) -> None:
+        """Where the lease's trial actually runs (Ray may place it elsewhere, e.g. when its node died), told by its
+        first report; at `now`, which times the start of a trial that needed a new actor."""
         lease = self.leases.get(key)
         if lease is not None and lease.released is None:
+            if now is not None and not lease.pg and not lease.warm:
+                self.cold_starts.append(max(0.0, now - lease.start) / max(1, lease.starting))
             lease.node, lease.pg = node or lease.node, pg or lease.pg
 
     def heartbeat(self, owner: str, held: list[tuple[str, int, str, float, float]], now: float) -> None:
@@ -165,6 +194,7 @@ class GpuBook:
 
     def close(self, owner: str, now: float) -> None:
         """The owner is done: its requests go, its leases drain."""
+        self.queued.pop(owner, None)
         for key in [k for k, r in self.requests.items() if r.owner == owner]:
             del self.requests[key]
         for key in [k for k, lease in self.leases.items() if lease.owner == owner]:
@@ -187,9 +217,12 @@ class GpuBook:
                 del self.requests[key]
         for owner in dead:
             del self.seen[owner]
+            self.queued.pop(owner, None)
 
     def _schedule(self, now: float) -> list[str]:
         """One pass over the waiting requests, oldest first; returns the keys granted."""
+        if self.order == "plan":
+            return self._schedule_planned(now)
         granted: list[str] = []
         self.reserved = {}
         order = list(self.nodes)
@@ -216,6 +249,75 @@ class GpuBook:
                 self.leases[key] = Lease(req.owner, req.gpus, node, now, req.expected_s)
                 granted.append(key)
         return granted
+
+    @property
+    def start_s(self) -> float:
+        """What each new trial actor costs to start here, when starts queue one after another: the median of the
+        last measured (`cold_starts`), or `start_prior_s` (START_PRIOR_S) before any was."""
+        return median(self.cold_starts) if self.cold_starts else self.start_prior_s
+
+    def _schedule_planned(self, now: float) -> list[str]:
+        """Start what the best plan of the rest of the run starts now (`plan.best_plan`); a planned start blocked
+        by another sweep's idle actor reserves its node, so that sweep drops it (`idle_blocks`)."""
+        self.reserved = {}
+        granted: list[str] = []
+        biggest = max(self.nodes.values(), default=0)
+        mine: dict[str, list[tuple[str, Request]]] = {o: [] for o, q in self.queued.items()
+                                                      if q[1] and q[0] <= biggest}
+        for key, req in sorted(self.requests.items(), key=lambda kv: (kv[1].since, kv[0])):
+            if req.gpus > biggest:
+                granted.append(self._grant(key, req, UNPINNED, now))
+            else:
+                mine.setdefault(req.owner, []).append((key, req))
+        if not any(mine.values()):
+            return granted
+        start_s = self.start_s
+        running = [(x.node, x.gpus, max(x.end + start_s * x.starting, now + 1.0), x.owner)
+                   for x in self.leases.values() if x.released is None]
+        queues = [self._queue(owner, reqs) for owner, reqs in mine.items()]
+        plan = self._plan(running, queues, now)
+        for queue, reqs in zip(queues, mine.values(), strict=True):  # an owner with no request waiting: held now
+            for (key, req), (node, start) in zip(reqs, plan.starts[queue.owner], strict=False):
+                if start > plan.at:
+                    break
+                own = self._own_drained(node, req)
+                if self.free(node) + (req.gpus if own else 0) >= req.gpus:
+                    if own:  # hand over: Tune reuses that trial's actor and placement group
+                        del self.leases[own]
+                    granted.append(self._grant(key, req, node, now))
+                    lease = self.leases[key]
+                    lease.warm = own is not None
+                    lease.starting = 0 if lease.warm else 1 + sum(
+                        1 for x in self.leases.values() if x.starting and not x.pg and x is not lease)
+                else:  # another sweep's idle actor holds the GPUs
+                    self.reserved.setdefault(node, (key, now))
+        return granted
+
+    def _plan(self, running: list[Running], queues: list[Queue], now: float) -> Plan:
+        """The best plan, kept while nothing it was made from changes (drivers ask again every fraction of a
+        second; a plan of hundreds of trials takes milliseconds), for `replan_s` at most."""
+        state = (tuple(self.nodes.items()), tuple((k, x.node, x.released) for k, x in self.leases.items()),
+                 tuple(queues), round(self.start_s, 1))
+        if self._cached is not None and self._cached[0] == state and now - self._cached[1].at < self.replan_s:
+            return self._cached[1]
+        plan = best_plan(self.nodes, running, queues, now, self.start_s)
+        self._cached = (state, plan)
+        return plan
+
+    def _queue(self, owner: str, reqs: list[tuple[str, Request]]) -> Queue:
+        """The owner's trials to plan: its waiting requests, then the rest of its backlog."""
+        gpus, backlog, limit = self.queued.get(owner, (reqs[0][1].gpus if reqs else 0, (), 0))
+        if reqs:
+            gpus = reqs[0][1].gpus
+        idle = [x for x in self.leases.values() if x.released is not None]
+        return Queue(owner, gpus, (*(r.expected_s for _, r in reqs), *backlog),
+                     prefer=frozenset(x.node for x in idle if x.owner == owner and x.gpus == gpus),
+                     avoid=frozenset(x.node for x in idle if x.owner != owner), limit=limit)
+
+    def _grant(self, key: str, req: Request, node: str, now: float) -> str:
+        del self.requests[key]
+        self.leases[key] = Lease(req.owner, req.gpus, node, now, req.expected_s)
+        return key
 
     def idle_blocks(self, owner: str) -> bool:
         """Whether `owner` holds an idle actor (a released lease whose placement group Ray still has) on a node

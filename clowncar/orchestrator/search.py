@@ -40,6 +40,8 @@ NUMBER = "clowncar_number"
 ATTEMPT = "clowncar_attempt"
 CONSTRAINT = "artifact_bytes_over_cap"
 END_REASON = "clowncar_end_reason"
+BACKLOG_MAX = 512
+"""Most trials a sweep tells the GPU ledger it has still to ask: its plan looks no further ahead."""
 """Study user attr: why the sampler stopped asking (max_trials or the GPU-hour budget), for `sweep status`."""
 
 
@@ -160,7 +162,7 @@ class SweepSearch(OptunaSearch):
         self.running_since: dict[str, float] = {}
         self.gate: Any = None
         """A `ledger.Gate` when GPU trials are admitted by the cluster's GPU ledger (set by run_sweep)."""
-        self._held: tuple[str, dict[str, Any], float] | None = None
+        self._held: tuple[str, dict[str, Any], tuple[float, ...]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles the searcher into its experiment directory, a cache we never restore from (resume.py).
@@ -206,17 +208,17 @@ class SweepSearch(OptunaSearch):
                   f"({committed / 3600:.4f} committed); the next trial needs ~{expected * gpus / 3600:.4f}")
         return False
 
-    def backlog_gpu_s(self) -> float:
-        """GPU-seconds of the trials this sweep has still to ask (after the running ones): for a grid, its unvisited
-        points' expected durations (longest first, as they will run, up to the trial budget); otherwise the trials
-        left in the budget at the expected trial duration. The GPU ledger weighs sweeps by it."""
+    def backlog_seconds(self) -> tuple[float, ...]:
+        """Expected seconds of each trial this sweep has still to ask (after the running ones), in the order it
+        will ask them: for a grid, its unvisited points' (longest first, up to the trial budget); otherwise the
+        trials left in the budget at the expected trial duration (at most BACKLOG_MAX). The GPU ledger plans them."""
         left = max(0, self.max_trials - finished_count(self.study) - len(self.running_since))
         sampler = self.study.sampler
         if isinstance(sampler, LongestFirstGrid):
             seconds = sorted(sampler.unvisited_seconds(self.study), reverse=True)[:left]
         else:
-            seconds = [self._expected_s()] * left
-        return self.spec.resources.gpus * sum(seconds)
+            seconds = [self._expected_s()] * min(left, BACKLOG_MAX)
+        return tuple(seconds[:BACKLOG_MAX])
 
     def _end(self, reason: str) -> None:
         self.end_reason = reason
@@ -231,7 +233,7 @@ class SweepSearch(OptunaSearch):
         if self._held is None:
             if not self.budget_left():
                 return Searcher.FINISHED
-            self._held = (trial_id, self._ask(trial_id), self.backlog_gpu_s())
+            self._held = (trial_id, self._ask(trial_id), self.backlog_seconds())
         first_id, params, backlog = self._held
         node = self.gate.admit(trial_id, first_id, self.spec.expected_trial_seconds(params), backlog)
         if node is None:

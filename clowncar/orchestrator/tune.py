@@ -173,7 +173,7 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
     if gated:
         from clowncar.orchestrator.ledger import Gate, trial_resources
 
-        searcher.gate = Gate(res.gpus)
+        searcher.gate = Gate(res.gpus, limit=spec.max_concurrent)
         resources: Any = functools.partial(trial_resources, res.cpus, res.gpus)
     else:
         resources = tune.PlacementGroupFactory([{"CPU": res.cpus, "GPU": res.gpus}])

@@ -68,12 +68,12 @@ def test_unvisited_seconds_leave_out_the_points_already_asked() -> None:
     assert sorted(sampler.unvisited_seconds(study)) == expected[:-2]
 
 
-def test_sweep_backlog_is_the_grid_left_in_gpu_seconds_within_the_trial_budget() -> None:
+def test_sweep_backlog_is_the_grid_left_longest_first_within_the_trial_budget() -> None:
     from clowncar.orchestrator.search import SweepSearch
 
     spec = _spec(resources={"gpus": 2})
     search = SweepSearch(spec, optuna.storages.InMemoryStorage(), max_trials=5)
     seconds = sorted(_seconds(spec), reverse=True)
-    assert search.backlog_gpu_s() == 2 * sum(seconds[:5])  # the five longest points: the budget's five trials
+    assert search.backlog_seconds() == tuple(seconds[:5])  # the five longest points: the budget's five trials
     search.suggest("t0")  # no gate: asked at once, and running
-    assert search.backlog_gpu_s() == 2 * sum(seconds[1:5])
+    assert search.backlog_seconds() == tuple(seconds[1:5])
