@@ -1,7 +1,7 @@
 """The cluster-wide GPU ledger: one detached Ray actor on the head that every GPU sweep asks before a trial starts.
 
 Each sweep's driver holds a `Gate`. Before Tune gets a trial, the searcher asks the gate; the gate asks the ledger
-(`placement.GpuBook` decides: the sweep that would finish last first, reservation, backfill, packing) and, once
+(`placement.GpuBook` decides: a plan of the rest of the shared run, packing, measured start costs) and, once
 granted, the trial's placement group is pinned to the granted node (a node label selector; a retried trial whose
 node died is placed anywhere). Ray's placement groups remain what stops double-booking; the ledger only decides
 order and node, so if it is unreachable the gate admits at once and Ray's own placement applies (logged once).

@@ -17,12 +17,19 @@ misjudged costs one pass, not the run.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from itertools import permutations
 
 MAX_ORDERS = 4
 """Up to this many sweeps with waiting requests every order of them is tried; beyond, larger-first and
 smaller-first only (4! x 2 = 48 plans per pass at most)."""
+HORIZON = 128
+"""Trials of each sweep a plan looks at (the first ones it will ask): what starts now depends on the near future,
+and a pass stays in milliseconds to tenths of a second (benchmarks/bench_plan.py)."""
+BUDGET_S = 1.0
+"""A pass stops trying further orders after this many seconds (the ledger is one actor that every driver's
+request waits for). Larger-first and smaller-first, with and without reservation, are tried first."""
 
 
 END_TOLERANCE, END_TOLERANCE_S = 0.002, 1.0
@@ -69,13 +76,17 @@ def best_plan(nodes: dict[str, int], running: list[Running], queues: list[Queue]
               start_s: float = 0.0) -> Plan:
     """The plan, over the candidate rules, whose last trial ends first. `nodes`: node -> GPUs, in packing order;
     `start_s`: what starting a trial on a node where its sweep has no actor to hand over costs (`list_schedule`)."""
+    queues = [replace(q, seconds=q.seconds[:HORIZON]) for q in queues]
+    by_size = sorted(range(len(queues)), key=lambda i: queues[i].gpus)
+    orders = [by_size[::-1], by_size]
     if len(queues) <= MAX_ORDERS:
-        orders = [list(p) for p in permutations(range(len(queues)))]
-    else:
-        by_size = sorted(range(len(queues)), key=lambda i: queues[i].gpus)
-        orders = [by_size[::-1], by_size]
-    plans = [list_schedule(nodes, running, queues, order, reserve, now, start_s)
-             for order in orders for reserve in ((False, True) if len(queues) > 1 else (False,))]
+        orders += [list(p) for p in permutations(range(len(queues))) if list(p) not in orders]
+    began, plans = time.monotonic(), []
+    for order in orders if len(queues) > 1 else orders[:1]:
+        for reserve in (False, True) if len(queues) > 1 else (False,):
+            if plans and time.monotonic() - began > BUDGET_S:
+                break
+            plans.append(list_schedule(nodes, running, queues, order, reserve, now, start_s))
     soonest = min(p.end for p in plans)
     close = soonest + max(END_TOLERANCE_S, END_TOLERANCE * (soonest - now))
     return min((p for p in plans if p.end <= close), key=lambda p: (sum(p.ends.values()), p.end))
@@ -111,6 +122,7 @@ def list_schedule(nodes: dict[str, int], running: list[Running], queues: list[Qu
     t = now
     while True:
         reserved: dict[str, float] = {}
+        by_node: dict[str, list[tuple[float, int]]] | None = None  # made once per moment, when a trial reserves
         for i in order:
             q = queues[i]
             while heads[i] < len(q.seconds) and (not q.limit or count[i] < q.limit):
@@ -121,7 +133,9 @@ def list_schedule(nodes: dict[str, int], running: list[Running], queues: list[Qu
                                             or t + (seconds if warm.get((n, i), 0) else cold) <= reserved[n])]
                 if not fits:
                     if reserve:
-                        _reserve(nodes, free, ends, reserved, q.gpus, t)
+                        if by_node is None:
+                            by_node = _ends_by_node(ends)
+                        _reserve(nodes, free, by_node, reserved, q.gpus, t)
                     break
                 node = min(fits, key=lambda n: (n in reserved, warm.get((n, i), 0) == 0, n in q.avoid,
                                                 free[n] - q.gpus, index[n]))
@@ -132,6 +146,7 @@ def list_schedule(nodes: dict[str, int], running: list[Running], queues: list[Qu
                     seconds = cold
                 free[node] -= q.gpus
                 heapq.heappush(ends, (t + seconds, node, q.gpus, i))
+                by_node = None
                 count[i] += 1
                 plan.ends[q.owner] = max(plan.ends[q.owner], t + seconds)
                 starts = plan.starts[q.owner]
@@ -151,7 +166,14 @@ def list_schedule(nodes: dict[str, int], running: list[Running], queues: list[Qu
     return plan
 
 
-def _reserve(nodes: dict[str, int], free: dict[str, int], ends: list[tuple[float, str, int, int]],
+def _ends_by_node(ends: list[tuple[float, str, int, int]]) -> dict[str, list[tuple[float, int]]]:
+    out: dict[str, list[tuple[float, int]]] = {}
+    for end, node, gpus, _ in sorted(ends):
+        out.setdefault(node, []).append((end, gpus))
+    return out
+
+
+def _reserve(nodes: dict[str, int], free: dict[str, int], by_node: dict[str, list[tuple[float, int]]],
              reserved: dict[str, float], gpus: int, now: float) -> None:
     """Reserve, for a trial of `gpus`, the unreserved node where that many GPUs free up soonest."""
     best: tuple[float, str] | None = None
@@ -159,10 +181,12 @@ def _reserve(nodes: dict[str, int], free: dict[str, int], ends: list[tuple[float
         if node in reserved or size < gpus:
             continue
         have, at = free[node], now
-        for end, _, g, _ in sorted(e for e in ends if e[1] == node):
+        for end, g in by_node.get(node, ()):
             if have >= gpus:
                 break
             have, at = have + g, end
+        if have < gpus:  # held by something the plan does not see end
+            continue
         if best is None or at < best[0]:
             best = (at, node)
     if best is not None:

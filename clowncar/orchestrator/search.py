@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from clowncar.orchestrator.plan import HORIZON
 from clowncar.orchestrator.spec import SweepSpec
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ NUMBER = "clowncar_number"
 ATTEMPT = "clowncar_attempt"
 CONSTRAINT = "artifact_bytes_over_cap"
 END_REASON = "clowncar_end_reason"
-BACKLOG_MAX = 512
+BACKLOG_MAX = HORIZON
 """Most trials a sweep tells the GPU ledger it has still to ask: its plan looks no further ahead."""
 """Study user attr: why the sampler stopped asking (max_trials or the GPU-hour budget), for `sweep status`."""
 

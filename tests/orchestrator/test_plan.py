@@ -3,6 +3,8 @@ order of the sweeps, with and without reservation, and the plan that ends soones
 
 from __future__ import annotations
 
+import pytest
+
 from clowncar.orchestrator.plan import Queue, best_plan, list_schedule
 
 NODES = {f"n{i}": 8 for i in range(4)}
@@ -68,3 +70,12 @@ def test_new_actors_queue_to_start_and_a_trial_taking_over_its_sweeps_actor_does
     # One takes over the idle actor at once; the two new actors start one after the other (2 s, then 4 s).
     assert plan.end == 14.0 and plan.ends == {"a": 14.0}
 
+
+
+def test_a_pass_over_its_time_budget_keeps_the_plans_it_has_tried(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clowncar.orchestrator import plan as plan_module
+
+    full = best_plan(NODES, [], [SMALL, GANGS], 0.0)
+    monkeypatch.setattr(plan_module, "BUDGET_S", 0.0)
+    only = best_plan(NODES, [], [SMALL, GANGS], 0.0)
+    assert only.rule == "gangs>small" and only.end > full.end  # larger first is tried first; smaller first wins
