@@ -17,7 +17,9 @@ ways: GPUs free on a node while the trial about to use them was being started (l
 trial actor: ~20 s for 8 at once on 2 cores), GPUs held by a trial whose worker was starting or reporting, and GPUs
 idle with nothing waiting (the policy's drains and the tail). Target: utilization >= 0.95.
 
-Reproduce: PYTHONPATH=$PWD python benchmarks/bench_utilization.py [--scale 0.5] [--placement both|ledger|ray] [--keep DIR]
+Reproduce: PYTHONPATH=$PWD python benchmarks/bench_utilization.py [--scale 2] [--placement both|ledger|ray] [--keep DIR]
+(--scale 2, trials of 60..180 s, is what the figures in orchestrator/placement.py were measured at: ~11 min a
+placement on 2 cores.)
 """
 
 from __future__ import annotations
@@ -304,7 +306,7 @@ def wait_cell(r: dict[str, Any], gpus: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", type=float, default=0.5, help="multiply every sleep by this (1 = 30..90 s)")
+    ap.add_argument("--scale", type=float, default=2.0, help="multiply every sleep by this (1 = 30..90 s)")
     ap.add_argument("--placement", choices=("both", "ledger", "ray"), default="both")
     ap.add_argument("--keep", type=Path, help="copy each run's store and trial folders under this folder")
     ap.add_argument("--seeds", type=int, default=20, help="sampler orders replayed in the policy simulation")
