@@ -83,7 +83,8 @@ def simulate(work: dict[int, list[float]], seed: int, longest_first: bool = True
     finished trial's actor, and its GPUs, until that trial is granted (reused if on the same node, dropped
     otherwise; Tune's `may_keep_one`), and the ledger sees those GPUs as held until then (released lease, live
     placement group); with `drop_idle` (as clowncar does) the sweep drops that actor as soon as the ledger says
-    its node is reserved for another sweep's trial."""
+    its node is reserved for another sweep's trial. With `start_s`, each trial that needs a new actor (not a
+    hand-over) begins only after the ones before it have started, start_s each, as on the 2-core machine."""
     from clowncar.orchestrator.placement import GpuBook
 
     rng = random.Random(seed)

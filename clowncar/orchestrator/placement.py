@@ -79,14 +79,17 @@ class Lease:
     pg: str = ""
     """Hex id of the trial's placement group, once the trial has told it."""
     released: float | None = None
-    warm: bool = False
-    """Granted as a hand-over: its trial took over the actor of the owner's trial that had just ended there."""
     starting: int = 1
-    """New actors starting when it was granted (itself included; 0: warm): how its start time is shared out."""
+    """New actors starting when it was granted, itself included; 0 for a hand-over (its trial took over the actor
+    of the owner's trial that had just ended there): how its start time is shared out."""
 
     @property
     def end(self) -> float:
         return self.start + self.expected_s
+
+    @property
+    def warm(self) -> bool:
+        return self.starting == 0
 
 
 @dataclass
@@ -96,12 +99,6 @@ class Request:
     expected_s: float
     since: float
     seen: float
-    backlog: tuple[float, ...] = ()
-    """Expected seconds of the owner's trials not asked yet, in the order it will ask them (the plan's queue)."""
-
-    @property
-    def backlog_gpu_s(self) -> float:
-        return self.gpus * sum(self.backlog)
 
 
 class GpuBook:
@@ -157,8 +154,7 @@ class GpuBook:
         self.seen[owner] = now
         self.queued[owner] = (gpus, tuple(max(0.0, float(x)) for x in backlog), max(0, limit))
         if key not in self.leases:
-            req = self.requests.setdefault(key, Request(owner, gpus, max(0.0, expected_s), now, now))
-            req.seen, req.backlog = now, self.queued[owner][1]
+            self.requests.setdefault(key, Request(owner, gpus, max(0.0, expected_s), now, now)).seen = now
             self.tick(now, gone)
         lease = self.leases.get(key)
         return lease.node if lease is not None else None
@@ -275,7 +271,7 @@ class GpuBook:
         running = [(x.node, x.gpus, max(x.end + start_s * x.starting, now + 1.0), x.owner)
                    for x in self.leases.values() if x.released is None]
         queues = [self._queue(owner, reqs) for owner, reqs in mine.items()]
-        plan = self._plan(running, queues, now)
+        plan = self._plan(running, queues, now, start_s)
         for queue, reqs in zip(queues, mine.values(), strict=True):  # an owner with no request waiting: held now
             for (key, req), (node, start) in zip(reqs, plan.starts[queue.owner], strict=False):
                 if start > plan.at:
@@ -284,31 +280,28 @@ class GpuBook:
                 if self.free(node) + (req.gpus if own else 0) >= req.gpus:
                     if own:  # hand over: Tune reuses that trial's actor and placement group
                         del self.leases[own]
+                    starting = 0 if own else 1 + sum(1 for x in self.leases.values() if x.starting and not x.pg)
                     granted.append(self._grant(key, req, node, now))
-                    lease = self.leases[key]
-                    lease.warm = own is not None
-                    lease.starting = 0 if lease.warm else 1 + sum(
-                        1 for x in self.leases.values() if x.starting and not x.pg and x is not lease)
+                    self.leases[key].starting = starting
                 else:  # another sweep's idle actor holds the GPUs
                     self.reserved.setdefault(node, (key, now))
         return granted
 
-    def _plan(self, running: list[Running], queues: list[Queue], now: float) -> Plan:
-        """The best plan, kept while nothing it was made from changes (drivers ask again every fraction of a
-        second; a plan of hundreds of trials takes milliseconds), for `replan_s` at most."""
+    def _plan(self, running: list[Running], queues: list[Queue], now: float, start_s: float) -> Plan:
+        """The best plan, kept while nothing it was made from changes, for `replan_s` at most: drivers ask again
+        every fraction of a second, and a pass over hundreds of trials takes up to tenths of a second
+        (benchmarks/bench_plan.py)."""
         state = (tuple(self.nodes.items()), tuple((k, x.node, x.released) for k, x in self.leases.items()),
-                 tuple(queues), round(self.start_s, 1))
+                 tuple(queues), round(start_s, 1))
         if self._cached is not None and self._cached[0] == state and now - self._cached[1].at < self.replan_s:
             return self._cached[1]
-        plan = best_plan(self.nodes, running, queues, now, self.start_s)
+        plan = best_plan(self.nodes, running, queues, now, start_s)
         self._cached = (state, plan)
         return plan
 
     def _queue(self, owner: str, reqs: list[tuple[str, Request]]) -> Queue:
         """The owner's trials to plan: its waiting requests, then the rest of its backlog."""
-        gpus, backlog, limit = self.queued.get(owner, (reqs[0][1].gpus if reqs else 0, (), 0))
-        if reqs:
-            gpus = reqs[0][1].gpus
+        gpus, backlog, limit = self.queued[owner]  # every request updates it
         idle = [x for x in self.leases.values() if x.released is not None]
         return Queue(owner, gpus, (*(r.expected_s for _, r in reqs), *backlog),
                      prefer=frozenset(x.node for x in idle if x.owner == owner and x.gpus == gpus),
@@ -337,7 +330,10 @@ class GpuBook:
         work: dict[str, float] = {}
         width: dict[str, int] = {}
         for req in self.requests.values():
-            work[req.owner] = work.get(req.owner, 0.0) + req.gpus * req.expected_s + req.backlog_gpu_s
+            if req.owner not in work:  # the backlog, once per owner
+                gpus, backlog, _ = self.queued[req.owner]
+                work[req.owner] = gpus * sum(backlog)
+            work[req.owner] += req.gpus * req.expected_s
             width[req.owner] = max(width.get(req.owner, 0), req.gpus)
         held: dict[str, int] = {}
         for lease in self.leases.values():

@@ -30,8 +30,6 @@ and a pass stays in milliseconds to tenths of a second (benchmarks/bench_plan.py
 BUDGET_S = 1.0
 """A pass stops trying further orders after this many seconds (the ledger is one actor that every driver's
 request waits for). Larger-first and smaller-first, with and without reservation, are tried first."""
-
-
 END_TOLERANCE, END_TOLERANCE_S = 0.002, 1.0
 """Plans whose last trial ends within this fraction of the time left (and at least this many seconds) of the
 soonest are equal: durations are estimates, and a plan that ends 0.02 s later on paper is no worse. Among them,
@@ -65,7 +63,6 @@ class Plan:
     starts: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     """Per sweep: (node, start) of its trials that start at `at`, then of the first one that starts later."""
     rule: str = ""
-
 
 
 Running = tuple[str, int, float, str]

@@ -41,9 +41,9 @@ NUMBER = "clowncar_number"
 ATTEMPT = "clowncar_attempt"
 CONSTRAINT = "artifact_bytes_over_cap"
 END_REASON = "clowncar_end_reason"
+"""Study user attr: why the sampler stopped asking (max_trials or the GPU-hour budget), for `sweep status`."""
 BACKLOG_MAX = HORIZON
 """Most trials a sweep tells the GPU ledger it has still to ask: its plan looks no further ahead."""
-"""Study user attr: why the sampler stopped asking (max_trials or the GPU-hour budget), for `sweep status`."""
 
 
 class LongestFirstGrid(optuna.samplers.GridSampler):
@@ -213,13 +213,11 @@ class SweepSearch(OptunaSearch):
         """Expected seconds of each trial this sweep has still to ask (after the running ones), in the order it
         will ask them: for a grid, its unvisited points' (longest first, up to the trial budget); otherwise the
         trials left in the budget at the expected trial duration (at most BACKLOG_MAX). The GPU ledger plans them."""
-        left = max(0, self.max_trials - finished_count(self.study) - len(self.running_since))
+        left = min(BACKLOG_MAX, max(0, self.max_trials - finished_count(self.study) - len(self.running_since)))
         sampler = self.study.sampler
         if isinstance(sampler, LongestFirstGrid):
-            seconds = sorted(sampler.unvisited_seconds(self.study), reverse=True)[:left]
-        else:
-            seconds = [self._expected_s()] * min(left, BACKLOG_MAX)
-        return tuple(seconds[:BACKLOG_MAX])
+            return tuple(sorted(sampler.unvisited_seconds(self.study), reverse=True)[:left])
+        return (self._expected_s(),) * left
 
     def _end(self, reason: str) -> None:
         self.end_reason = reason
