@@ -32,6 +32,8 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("clowncar.analysis.commands", None),
     ("clowncar.orchestrator.commands", "sweep"),
     ("clowncar.demo", None),
+    ("clowncar.doctor", None),
+    ("clowncar.dashboard", None),
 ]
 
 for _module, _group in COMMAND_MODULES:
@@ -68,3 +70,6 @@ def main(argv: list[str] | None = None) -> None:
     # Outside standalone mode typer turns Ctrl-C into a returned 130 instead of raising: say so, exit with it.
     if code == 130:
         fail("interrupted", 130)
+    # ... and a command's `typer.Exit(N)` into a returned N.
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -4,6 +4,7 @@ analysis together (the orchestrator never imports the analysis)."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,7 @@ from typing import Annotated
 import typer
 
 from clowncar.errors import ClownCarError
+from clowncar.redact import redact_url
 
 SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml"
 
@@ -44,12 +46,40 @@ def demo(
     data = spec.to_dict()
     data["name"] = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     spec = spec_from_dict(data)
-    typer.echo(f"sweep {spec.name}: {spec.max_trials()} trials, store {store or settings.store_url}")
+    store_url = store or settings.store_url
+    typer.echo(f"sweep {spec.name}: {spec.max_trials()} trials, store {redact_url(store_url)}")
     run_spec(spec, store, "", num_cpus, None, quiet, resume=False)
     report_dir = settings.runs_dir / "reports" / spec.name
-    _write_report(spec.name, store or settings.store_url, report_dir)
-    typer.echo(f"demo finished in {time.time() - started:.0f}s; look closer with "
-               f"`clowncar sweep status {spec.name}` and {report_dir / 'report.html'}")
+    _write_report(spec.name, store_url, report_dir)
+    typer.echo(f"demo finished in {time.time() - started:.0f}s")
+    typer.echo(f"report: {(report_dir / 'report.html').resolve()} (also report.md, report.json)")
+    typer.echo(f"trials: {_command()} sweep status {spec.name}")
+    typer.echo(f"live dashboard on the same store: {dashboard_command(store_url)}")
+
+
+def _command() -> str:
+    """How to call clowncar from the user's shell: the venv's script when it is not on PATH (not activated)."""
+    import shutil
+    import sys
+
+    script = Path(sys.executable).with_name("clowncar")
+    if script.exists() and shutil.which("clowncar") != str(script):
+        return str(Path(os.path.relpath(script)) if script.is_relative_to(Path.cwd()) else script)
+    return "clowncar"
+
+
+def dashboard_command(store_url: str) -> str:
+    """The command that serves optuna-dashboard on `store_url`, with no password in it: a SQLite path is made
+    absolute (it works from any folder); a URL with a password is left to CLOWNCAR_STORE."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(store_url)
+    if url.password:
+        return (f"{_command()} dashboard (with CLOWNCAR_STORE set to {redact_url(store_url)}), "
+                "then open http://127.0.0.1:8080/")
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_absolute():
+        url = url.set(database=str(Path(url.database).resolve()))
+    return f"{_command()} dashboard --store {url.render_as_string(hide_password=False)}, then open http://127.0.0.1:8080/"
 
 
 def _write_report(sweep: str, store_url: str, out: Path) -> None:

