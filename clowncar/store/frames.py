@@ -126,6 +126,15 @@ class FrameReads:
 
         return self._long_frame(s.probes, PROBE_COLUMNS, sweeps, trial_uids, all_attempts, ("step", "mode"))
 
+    def named_evals_frame(self, sweeps: str | Iterable[str] | None = None,
+                          trial_uids: str | Iterable[str] | None = None, all_attempts: bool = False) -> pd.DataFrame:
+        """Long table of the final / eval lines of imported logs: sweep, trial_uid, attempt, seq, name, mode,
+        weights, quant, step, val_loss, val_bpb, eval_ms, line, repeats; per trial in `seq` order (the last row
+        of a trial is its headline)."""
+        from clowncar.store.store import NAMED_EVAL_COLUMNS
+
+        return self._long_frame(s.named_evals, NAMED_EVAL_COLUMNS, sweeps, trial_uids, all_attempts, ("seq",))
+
 
     # -- trials ------------------------------------------------------------------------------------------------
     def _trial_rows(self, conn: Connection, sweeps: list[str] | None,
@@ -260,7 +269,7 @@ class FrameReads:
     def get_trial(self, trial_uid: str) -> dict[str, Any] | None:
         """Everything about one trial for `store show`: {trial_uid, sweep, number, config, config_hash, seed,
         attempts: [{attempt, status, reason, node, started_at, ended_at, result, steps, evals, probes,
-        artifacts: [...]}]} or None. `steps`/`evals`/`probes` are row counts."""
+        named_evals: [...], artifacts: [...]}]} or None. `steps`/`evals`/`probes` are row counts."""
         t, a = s.trials, s.attempts
         with self._read() as conn:
             row = conn.execute(select(t, s.sweeps.c.name.label("sweep")).join(s.sweeps, s.sweeps.c.id == t.c.sweep_id)
@@ -276,7 +285,10 @@ class FrameReads:
                                              .where(table.c.attempt_id == item["id"])).scalar()
                 item["artifacts"] = [{k: aware(v) for k, v in x._mapping.items()} for x in conn.execute(
                     select(s.artifacts).where(s.artifacts.c.attempt_id == item["id"]))]
-                for x in item["artifacts"]:
+                item["named_evals"] = [dict(x._mapping) for x in conn.execute(
+                    select(s.named_evals).where(s.named_evals.c.attempt_id == item["id"])
+                    .order_by(s.named_evals.c.seq))]
+                for x in [*item["artifacts"], *item["named_evals"]]:
                     x.pop("attempt_id")
                 item.pop("trial_id")
                 item.pop("id")
