@@ -33,13 +33,14 @@ def scan_runs(text: str) -> list[dict]:
         if c:
             step = int(c.group(1))
             if last is None or step < last:
-                runs.append({"steps": [], "final": None, "total": int(c.group(2)), "last_step": 0})
+                runs.append({"steps": [], "final": None, "finals": 0, "total": int(c.group(2)), "last_step": 0})
             last = step
             runs[-1]["last_step"] = step
             if TRAIN.match(line):
                 runs[-1]["steps"].append(step)
         elif runs and line[:1] not in (" ", "\t", '"', "{") and (m := FINAL_BPB.search(line)):
             runs[-1]["final"] = float(m.group(1))
+            runs[-1]["finals"] += 1
     return runs
 
 
@@ -137,6 +138,9 @@ def test_each_headline_is_the_last_final_or_eval_line_of_its_run(imported):
     assert len(equal) == len(with_final), [str(p) for p, run, t in with_final if t["headline_bpb"] != run["final"]]
     no_final = [t for p, run, t in pairs if run["final"] is None]
     assert all(t.get("headline_bpb") is None or t["headline_bpb"] != t["headline_bpb"] for t in no_final)
+    kept = imported["named"].groupby("trial_uid", observed=True).size()
+    for p, run, t in pairs:  # every final/eval line is kept, each as its own metric
+        assert kept.get(t.name, 0) == run["finals"], p
 
 
 def test_a_sliding_value_is_never_stored_as_a_standard_one(imported):
