@@ -27,8 +27,8 @@ SEED_COLUMNS = ("train.seed", "seed")
 # Post-quantization first: what a submission is scored on. The first column present for most runs wins.
 PRIMARY_METRICS = ("q_sliding_val_bpb", "q_val_bpb", "sliding_val_bpb", "val_bpb")
 METRIC_MODES = {"q_sliding_val_bpb": "quantized weights, sliding-window eval",
-                "q_val_bpb": "quantized weights, standard eval", "sliding_val_bpb": "raw weights, sliding-window eval",
-                "val_bpb": "raw weights, standard eval"}
+                "q_val_bpb": "quantized weights, standard eval",
+                "sliding_val_bpb": "raw weights, sliding-window eval", "val_bpb": "raw weights, standard eval"}
 """How each primary metric was measured: reports say it beside the metric's name."""
 OK_STATUSES = {"ok", "completed", "complete", "imported"}
 RUN_COLUMNS = ("run_id", "sweep", "seed", "arch", "width", "unique_layers", "loops", "cadence", "crawl_frac", "shared",

@@ -52,14 +52,24 @@ def _groups(skipped: list[Skipped], blank: set[int]) -> list[tuple[int, int, int
     return out
 
 
-def _skipped_lines(r: FileReport) -> list[str]:
+def _skipped_lines(r: FileReport, every: bool) -> list[str]:
+    """What was not stored from a file: one line per file (how many lines were skipped for each reason), or with
+    `every` each block of skipped lines with its reason and first text."""
     assert r.parsed is not None
+    groups = _groups(r.parsed.skipped, r.parsed.blank_at)
     lines = []
-    for first, last, n, reason, text in _groups(r.parsed.skipped, r.parsed.blank_at):
-        text = text if len(text) <= 100 else text[:97] + "..."
-        span = f"{first}" if first == last else f"{first}-{last}"
-        count = "" if n == 1 else f" ({n} lines)"
-        lines.append(f"  skipped {_quote(r.path)}:{span}: {reason}{count}: {text}")
+    if every:
+        for first, last, n, reason, text in groups:
+            text = text if len(text) <= 100 else text[:97] + "..."
+            span = f"{first}" if first == last else f"{first}-{last}"
+            count = "" if n == 1 else f" ({n} lines)"
+            lines.append(f"  skipped {_quote(r.path)}:{span}: {reason}{count}: {text}")
+    elif groups:
+        counts: dict[str, int] = {}
+        for _, _, n, reason, _ in groups:
+            counts[reason] = counts.get(reason, 0) + n
+        lines.append(f"  skipped lines of {_quote(r.path)}: "
+                     + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda x: -x[1])))
     if r.parsed.unstored_fields:
         fields = ", ".join(f"{k} ({n} lines)" for k, n in sorted(r.parsed.unstored_fields.items()))
         lines.append(f"  not stored from the step lines of {_quote(r.path)}: {fields}")
@@ -86,9 +96,9 @@ def _headlines(r: FileReport) -> str:
 def _row(r: FileReport) -> str:
     path = _quote(r.path)
     if r.status == "imported":
-        return (f"imported         {path} ({r.format}) -> sweep {r.sweep}: {r.trials} trials ({r.new_trials} new), "
-                f"{r.steps} step rows, {r.evals} eval rows and {r.named_evals} named evals written"
-                + _headlines(r))
+        return (f"imported         {path} ({r.format}) -> sweep {r.sweep}: {r.trials} trials "
+                f"({r.new_trials} new), {r.steps} step rows, {r.evals} eval rows and {r.named_evals} named evals "
+                "written" + _headlines(r))
     if r.status == "present":
         return (f"already present  {path} ({r.format}): {r.trials} trials already stored in sweep "
                 f"{', '.join(r.present_in)}")
@@ -113,7 +123,10 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or direc
                 keep_going: Annotated[bool, typer.Option(
                     "--keep-going", help="Import the other files when some are refused (default: a refused file "
                     "stops the import before anything is written). The exit code is 2 either way.")] = False,
-                quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not list skipped lines.")] = False,
+                quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not say what was skipped.")] = False,
+                verbose: Annotated[bool, typer.Option(
+                    "--verbose", "-v", help="List every block of skipped lines with its reason (default: how "
+                    "many lines of each file were skipped for each reason).")] = False,
                 ) -> None:
     from clowncar.store import open_store
     from clowncar.store.importers import LegacyFormatError, scan, write
@@ -127,7 +140,7 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or direc
     if not quiet:
         for r in reports:
             if r.parsed is not None and r.status == "imported":
-                for line in _skipped_lines(r):
+                for line in _skipped_lines(r, verbose):
                     typer.echo(line)
     for r in reports:
         typer.echo(_row(r))

@@ -35,7 +35,7 @@ def _one_line_error(proc, *needles: str) -> None:
 
 
 def test_every_legacy_file_imports_with_the_source_values(run_cli, legacy_runs, tmp_path):
-    proc = run_cli("import", *(str(legacy_runs / f) for f in FOLDERS), "--store", _url(tmp_path))
+    proc = run_cli("import", *(str(legacy_runs / f) for f in FOLDERS), "--store", _url(tmp_path), "-v")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "-> sweep autoresearch_frug2_results: 174 trials (174 new)" in out
@@ -93,6 +93,7 @@ def test_importing_the_same_files_again_adds_nothing(run_cli, cli, legacy_runs, 
     first = run_cli("import", *files, "--sweep", "legacy", "--store", _url(tmp_path))
     code, again, err = cli("import", *files, "--sweep", "legacy", "--store", _url(tmp_path))
     assert first.returncode == code == 0, err
+    assert "skipped lines of" in first.stdout and "sweep_micro_crawler.log: " in first.stdout  # one line per file
     assert "sweep_micro_crawler.log (micro-crawler-log): 8 trials already stored in sweep legacy" in again
     assert "clean_cadence2.tsv (cadence-tsv): 1 trials already stored in sweep legacy" in again
     assert "2 files: 0 imported (0 new trials), 2 already present, 0 refused" in again

@@ -2,20 +2,28 @@
 
 Every line is read with the one grammar of `lines.py`; what a line holds decides what it becomes:
 
-| line | example | stored as |
-| --- | --- | --- |
-| counter + train metric | `step:20/20000 train_loss:3.21 train_time:940ms step_avg:47ms`, `20/20000 train_loss: 3.21 train_time: 0.8m tok/s: 8e6`, `step:5/10 loss:3.2 t:900ms`, `step:5/10 [JEPA] train_loss:3.2`, `step:5/10 fitness:-3.0` | a step row: `train_loss` (`train_loss` or `loss`), `elapsed_ms` (`train_time`, `t`, `time`: ms, s or m), `lr_scale` (`lr_mul`, `lr_scale`), `phase` (the `[tag]`), `tokens` (step x `train_batch_tokens`) |
-| counter + `val_bpb` | `step:4000/20000 val_loss:2.15 val_bpb:1.27`, `4000/20000 val_loss: 2.67 val_bpb: 1.16` | an eval row (mode standard, raw weights) |
-| `val_bpb`, no counter | `final_int6_sliding_window_exact val_loss:1.89 val_bpb:1.12`, `quantized_ttt_phased val_loss:2.32 val_bpb:1.06 eval_time:416500ms`, `legal_ttt_exact ...` | a named eval (its own metric, with its eval mode: see `finals.py`); the last one of the run is its headline |
-| header / summary fields | `seed:1337`, `  iterations: 20000`, `model_params:17059912`, `final_eval_mode:sliding_window stride:64`, `stopping_early: ...`, `Serialized model int8+zlib: N bytes`, `Code size: N bytes`, `Total submission size int6+brotli: N bytes`, `peak memory allocated: N MiB` | config (`train.*`, `model.*`, `eval.stride`) and result fields |
+- a step counter and a train metric (`step:20/20000 train_loss:3.21 train_time:940ms step_avg:47ms`,
+  `20/20000 train_loss: 3.21 train_time: 0.8m tok/s: 8e6`, `step:5/10 loss:3.2 t:900ms`,
+  `step:5/10 [JEPA] train_loss:3.2`, `step:5/10 fitness:-3.0`, `step 5/10 | loss 3.2`): a step row with
+  `train_loss` (`train_loss` or `loss`), `elapsed_ms` (`train_time`, `t`, `time`: ms, s or m), `lr_scale`
+  (`lr_mul`, `lr_scale`), `phase` (the `[tag]`) and `tokens` (step x `train_batch_tokens`);
+- a step counter and `val_bpb` (`step:4000/20000 val_loss:2.15 val_bpb:1.27`, `4000/20000 val_loss: 2.67
+  val_bpb: 1.16`): an eval row (mode standard, raw weights);
+- `val_bpb` and no counter (`final_int6_sliding_window_exact val_loss:1.89 val_bpb:1.12`,
+  `quantized_ttt_phased val_loss:2.32 val_bpb:1.06 eval_time:416500ms`, `legal_ttt_exact ...`): a named eval,
+  its own metric with its eval mode (see `finals.py`); the last one of the run is its headline;
+- header and summary fields (`seed:1337`, `  iterations: 20000`, `model_params:17059912`,
+  `final_eval_mode:sliding_window stride:64`, `stopping_early: ...`, `Serialized model int8+zlib: N bytes`,
+  `Code size: N bytes`, `Total submission size int6+brotli: N bytes`, `peak memory allocated: N MiB`): config
+  (`train.*`, `model.*`, `eval.stride`, the first value of each) and result fields.
 
 Any line may start with a unix or ISO time stamp (the first one becomes the trial's start time); fields may be
 `k:v`, `k: v` or `k=v`, in any order, with extra fields (listed as not stored). Script source printed into the
 log, torchrun/NCCL noise, warm-up steps, banners and tables are skipped, each with its reason; a step number
 seen twice in one run is skipped with a reason too (the store keeps one row per step).
 
-Runs: a step counter that goes back (or a new total) starts a new run, so a file holding several runs gives one
-trial per run, each with its own steps; header lines after the previous run's last step or eval go to the new
+Runs: a step counter that goes back (or a new total) starts a new run, so a file holding several runs gives
+one trial per run, each with its own steps; header lines after the previous run's last step or eval go to the new
 run. A run that ends with no named eval, before its last step (`N < M`) and without `stopping_early`, was cut
 off: the whole file is refused. A last line without a line end is accepted only when it is a complete log line
 (a named eval whose val_loss and val_bpb carry the same number of decimals). A file with no step line is not a
@@ -49,7 +57,8 @@ SETTINGS: dict[str, tuple[str, type]] = {
     "vocab_size": ("model.vocab_size", int), "mlp_mult": ("model.mlp_mult", float),
     "eval_stride": ("eval.stride", int)}
 TRAIN_KEYS = ("train_loss", "loss", "fitness")
-STEP_KEYS = {"train_loss", "loss", "val_loss", "val_bpb", "train_time", "t", "time", "elapsed", "lr_mul", "lr_scale"}
+STEP_KEYS = {"train_loss", "loss", "val_loss", "val_bpb", "train_time", "t", "time", "elapsed", "lr_mul",
+             "lr_scale"}
 _NOISE = re.compile(r"^(?:[WIE]\d{4} |NCCL|\[W|\[rank|\*{5}|Setting OMP_NUM_THREADS|Running: |W\d{4})|NCCL")
 _TABLE = re.compile(r"^[|+=-]")
 _BYTES = ((re.compile(r"^Serialized model (\S+): (\d+) bytes"), "artifact_file_bytes"),
