@@ -205,8 +205,8 @@ class FrameReads:
 
     def sweeps_frame(self) -> pd.DataFrame:
         """One row per sweep: name, status, source, parent, created_at, updated_at, trials, ok, running,
-        failed (diverged/oom/error/crashed), best_val_bpb (the lowest score of its ok trials; a trial's score
-        is the first measured of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb, val_bpb)."""
+        failed (diverged/oom/error/crashed), best_val_bpb (the lowest score of its ok trials, all scored on the
+        one of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb, val_bpb that most of them measured)."""
         import pandas as pd
 
         sw, parent = s.sweeps, s.sweeps.alias("parent")
@@ -221,9 +221,8 @@ class FrameReads:
             row["ok"] = sum(t["status"] == "ok" for t in mine)
             row["running"] = sum(t["status"] == "running" for t in mine)
             row["failed"] = sum(t["status"] in FAILED for t in mine)
-            scores = [_score(t["result"]) for t in mine if t["status"] == "ok"]
-            scores = [x for x in scores if x is not None]
-            row["best_val_bpb"] = min(scores) if scores else None
+            found = _best(mine)
+            row["best_val_bpb"] = found[0] if found else None
         columns = ["name", "status", "source", "parent", "created_at", "updated_at", "trials", "ok", "running",
                    "failed", "best_val_bpb"]
         frame = pd.DataFrame.from_records(sweeps, columns=columns)
@@ -234,7 +233,7 @@ class FrameReads:
     def sweep_summary(self, name: str) -> dict[str, Any]:
         """For `clowncar sweep status`: {name, status, source, parent, created_at, trials, by_status: {status:
         n}, best: {trial_uid, number, val_bpb, q_val_bpb, score} | None, running: [{trial_uid, number,
-        attempt, node, started_at, last_step}]}. `score` is q_val_bpb when measured, else val_bpb.
+        attempt, node, started_at, last_step}]}. `score`: see `sweeps_frame`'s best_val_bpb.
         Unknown sweep -> StoreError."""
         sweep = self.get_sweep(name)
         if sweep is None:
@@ -252,10 +251,9 @@ class FrameReads:
         by_status: dict[str, int] = {}
         for t in trials:
             by_status[t["status"]] = by_status.get(t["status"], 0) + 1
-        scored = [(sc, t) for t in trials if t["status"] == "ok" and (sc := _score(t["result"])) is not None]
         best = None
-        if scored:
-            sc, t = min(scored, key=lambda x: x[0])
+        if (found := _best(trials)) is not None:
+            sc, t = found
             best = {"trial_uid": t["trial_uid"], "number": t["number"], "score": sc,
                     "val_bpb": (t["result"] or {}).get("val_bpb"), "q_val_bpb": (t["result"] or {}).get("q_val_bpb")}
         running = [{"trial_uid": t["trial_uid"], "number": t["number"], "attempt": t["attempt"], "node": t["node"],
@@ -317,13 +315,16 @@ class FrameReads:
         return pd.DataFrame.from_records(rows, columns=columns)
 
 
-def _score(result: Any) -> float | None:
-    """The number a sweep ranks trials by: the post-quantization BPB when measured, else the plain one."""
-    if not isinstance(result, Mapping):
-        return None
-    for key in ("q_sliding_val_bpb", "q_val_bpb", "sliding_val_bpb", "val_bpb"):
-        value = result.get(key)
-        if isinstance(value, int | float):
-            return float(value)
-    return None
+SCORE_KEYS = ("q_sliding_val_bpb", "q_val_bpb", "sliding_val_bpb", "val_bpb")
 
+
+def _best(trials: list[dict[str, Any]]) -> tuple[float, dict[str, Any]] | None:
+    """The lowest score among ok trials, like with like: the score is the one of SCORE_KEYS (post-quantization
+    first) that most ok trials measured, so a sliding-window value never beats a standard one."""
+    ok = [t for t in trials if t["status"] == "ok" and isinstance(t["result"], Mapping)]
+    counts = {k: sum(isinstance(t["result"].get(k), int | float) for t in ok) for k in SCORE_KEYS}
+    if not ok or not max(counts.values()):
+        return None
+    key = max(SCORE_KEYS, key=lambda k: (counts[k], -SCORE_KEYS.index(k)))
+    return min(((float(t["result"][key]), t) for t in ok if isinstance(t["result"].get(key), int | float)),
+               key=lambda x: x[0])

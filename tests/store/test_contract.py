@@ -156,6 +156,15 @@ def test_a_retry_counts_in_trials_frame_and_steps_frame_reads_its_attempt(store,
     assert store.trial_states("sw") == {"t0": (1, "ok")}
 
 
+def test_the_best_trial_is_found_among_scores_of_one_eval_mode(store):
+    results = [{"q_val_bpb": 1.22}, {"q_val_bpb": 1.20}, {"q_sliding_val_bpb": 1.16}]  # the last: another eval
+    for n, result in enumerate(results):
+        _start(store, f"t{n}", n)
+        store.finish_trial(f"t{n}", 0, "ok", None, result)
+    assert store.sweep_summary("sw")["best"]["trial_uid"] == "t1"  # never a sliding value beating standard ones
+    assert store.sweeps_frame().iloc[0]["best_val_bpb"] == 1.20
+
+
 def test_a_uid_cannot_move_to_another_sweep_or_change_its_config(store):
     _start(store)
     store.create_or_get_sweep("b", {})
