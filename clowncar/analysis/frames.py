@@ -7,7 +7,11 @@ answers "not enough data" instead of failing.
 
 Derived columns: run_id, sweep, config_hash, config_key (the config without the seed), label, seed, arch,
 width, unique_layers, loops, cadence, crawl_frac, shared, params, artifact_bytes, bpb (the primary metric),
-pre_bpb, post_bpb, quant_gap, steps, git_commit."""
+pre_bpb, post_bpb, quant_gap, steps, git_commit.
+
+Like with like: `bpb` is one result column for every run (runs without it are NaN, never filled from another
+eval mode), and the quantization gap is taken in one eval mode for the whole table (standard when any run has
+a standard pair, else sliding-window). `attrs` say which: `metric`, `metric_mode`, `gap_mode`."""
 
 from __future__ import annotations
 
@@ -22,6 +26,10 @@ ID_COLUMNS = ("trial_uid", "run_id", "trial_id", "uid")
 SEED_COLUMNS = ("train.seed", "seed")
 # Post-quantization first: what a submission is scored on. The first column present for most runs wins.
 PRIMARY_METRICS = ("q_sliding_val_bpb", "q_val_bpb", "sliding_val_bpb", "val_bpb")
+METRIC_MODES = {"q_sliding_val_bpb": "quantized weights, sliding-window eval",
+                "q_val_bpb": "quantized weights, standard eval",
+                "sliding_val_bpb": "raw weights, sliding-window eval", "val_bpb": "raw weights, standard eval"}
+"""How each primary metric was measured: reports say it beside the metric's name."""
 OK_STATUSES = {"ok", "completed", "complete", "imported"}
 RUN_COLUMNS = ("run_id", "sweep", "seed", "arch", "width", "unique_layers", "loops", "cadence", "crawl_frac", "shared",
                "params", "artifact_bytes", "bpb", "pre_bpb", "post_bpb", "quant_gap", "steps", "git_commit",
@@ -162,13 +170,7 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     metric = choose_metric(df)
     out["bpb"] = _num(df[metric]) if metric else np.nan
     out.attrs["metric"] = metric
-    pre = _num(_col(df, "sliding_val_bpb")).where(_num(_col(df, "q_sliding_val_bpb")).notna(), np.nan)
-    pre = pre.fillna(_num(_col(df, "val_bpb")).where(_num(_col(df, "q_val_bpb")).notna()))
-    post = _num(_col(df, "q_sliding_val_bpb")).where(_num(_col(df, "sliding_val_bpb")).notna(), np.nan)
-    post = post.fillna(_num(_col(df, "q_val_bpb")).where(_num(_col(df, "val_bpb")).notna()))
-    out["pre_bpb"], out["post_bpb"] = pre, post
-    gap = _num(_col(df, "quant_gap"))
-    out["quant_gap"] = gap.where(gap.notna(), post - pre)
+    out["pre_bpb"], out["post_bpb"], out["quant_gap"], gap_mode = _quant_gap(df)
     out["steps"] = steps
     out["git_commit"] = _col(df, "git_commit", "provenance.git_commit").astype(object)
     cfg_cols = _config_columns(df)
@@ -185,8 +187,21 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     out["label"] = [str(g) if given is not None and isinstance(g, str) and g else d
                     for g, d in zip(given if given is not None else derived, derived, strict=True)]
     out = out.drop(columns=["_flat", "_crawl", "_mlp"]).reset_index(drop=True)
-    out.attrs["metric"] = metric
+    out.attrs.update(metric=metric, metric_mode=METRIC_MODES.get(metric or ""), gap_mode=gap_mode)
     return out
+
+
+def _quant_gap(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series, str]:
+    """Pre- and post-quantization BPB and their gap, all in one eval mode: standard (the worker's stored
+    `quant_gap` is standard) when any run has a standard pair, else sliding-window. A run measured only in the
+    other mode gets NaN, never a gap from another mode."""
+    pre, post = _num(_col(df, "val_bpb")), _num(_col(df, "q_val_bpb"))
+    stored = _num(_col(df, "quant_gap"))
+    gap = stored.where(stored.notna(), post - pre)
+    if gap.notna().any():
+        return pre.where(post.notna()), post.where(pre.notna()), gap, "standard"
+    pre, post = _num(_col(df, "sliding_val_bpb")), _num(_col(df, "q_sliding_val_bpb"))
+    return pre.where(post.notna()), post.where(pre.notna()), post - pre, "sliding"
 
 
 def step_kind_table(steps: pd.DataFrame) -> pd.DataFrame:

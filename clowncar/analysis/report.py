@@ -29,6 +29,7 @@ def analyse(sweeps: list[str], trials: pd.DataFrame, steps: pd.DataFrame | None 
     runs = out["runs"]
     out["sweeps"] = sweeps
     out["metric"] = runs.attrs.get("metric")
+    out["metric_mode"] = runs.attrs.get("metric_mode")
     out["top_configs"] = explore.top_configs(runs)
     out["pareto_front"] = explore.pareto_front(runs)
     out["optuna"] = {s: explore.optuna_importances(storage_url, s) for s in sweeps}
@@ -68,7 +69,7 @@ def summary_rows(results: list[TestResult]) -> list[dict[str, Any]]:
 def to_json(a: dict[str, Any]) -> dict[str, Any]:
     runs: pd.DataFrame = a["runs"]
     return jsonable({
-        "sweeps": a["sweeps"], "metric": a["metric"], "n_runs": len(runs),
+        "sweeps": a["sweeps"], "metric": a["metric"], "metric_mode": a.get("metric_mode"), "n_runs": len(runs),
         "correction_method": a["correction_method"], "tests": [r.to_dict() for r in a["results"]],
         "correction": a["correction"], "top_configs": a["top_configs"], "pareto_front": a["pareto_front"],
         "optuna_importances": a["optuna"], "runs": runs.to_dict("records"), "provenance": a["provenance"],
@@ -80,7 +81,7 @@ def document(a: dict[str, Any]) -> Doc:
     fr = a["frames"]
     d = Doc()
     d.h(1, f"clowncar signal report: {', '.join(a['sweeps'])}")
-    d.p(f"{len(runs)} finished runs; primary metric: {a['metric'] or 'none'}; generated "
+    d.p(f"{len(runs)} finished runs; primary metric: {_metric(a)}; generated "
         f"{a['provenance']['generated_at']} by analysis commit {a['provenance']['analysis_git_commit'] or 'unknown'}. "
         "The run is the unit of replication: step-level numbers are aggregated per run before any test across runs.")
     d.h(2, "Signal tests")
@@ -159,9 +160,16 @@ def write(out_dir: Path, a: dict[str, Any]) -> dict[str, Path]:
     return paths
 
 
+def _metric(a: dict[str, Any]) -> str:
+    """The primary metric and how it was measured; runs measured another way are not compared with it."""
+    if not a["metric"]:
+        return "none"
+    return f"{a['metric']} ({a['metric_mode']})" if a.get("metric_mode") else a["metric"]
+
+
 def printed_summary(a: dict[str, Any]) -> str:
     runs: pd.DataFrame = a["runs"]
-    lines = [f"sweeps: {', '.join(a['sweeps'])} | runs: {len(runs)} | metric: {a['metric'] or 'none'} | "
+    lines = [f"sweeps: {', '.join(a['sweeps'])} | runs: {len(runs)} | metric: {_metric(a)} | "
              f"correction: {a['correction_method']}"]
     for r in a["results"]:
         lines.append(f"  {r.key:26s} {r.verdict}")

@@ -57,7 +57,9 @@ def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
     else:
         covars = []
     formula = "quant_gap ~ " + " + ".join(terms + covars or ["1"]) + seed_block(r)
-    method = f"OLS {formula}, HC3 standard errors, t reference; one row per run"
+    mode = runs.attrs.get("gap_mode", "standard")
+    method = (f"OLS {formula}, HC3 standard errors, t reference; one row per run; the gap in the {mode} eval "
+              "for every run")
     fit = _fits(formula, r) if terms and len(r) >= len(terms) + len(covars) + 3 else None
     out = []
     for term in ("loops", "crawl_frac"):

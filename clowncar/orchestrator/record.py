@@ -111,9 +111,9 @@ class StoreCallback(Callback):
             res = json.loads(result["result_json"]) if result.get("result_json") else None
             status = str(result["status"])
             self.store.finish_trial(uid, attempt, status, result.get("reason") or None, res)
-            if res and res.get("artifact_path"):
+            if res and res.get("artifact_path"):  # the worker's model.ptz: where, how big, which bytes
                 self.store.add_artifact(uid, attempt, str(res["artifact_path"]), res.get("artifact_file_bytes"),
-                                        res.get("artifact_code_bytes"))
+                                        res.get("artifact_code_bytes"), res.get("artifact_sha256"))
             self._count(trial, status, result, number, params)
         self._print()
 

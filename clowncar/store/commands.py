@@ -92,6 +92,10 @@ def show(trial: Annotated[str, typer.Argument(help="Trial uid (see `clowncar sto
         for key, value in ((at["result"] or {}).get("provenance") or {}).items():
             if key != "config":
                 typer.echo(f"  provenance.{key} = {_fmt(value)}")
+        for e in at.get("named_evals", []):
+            typer.echo(f"  eval line {_fmt(e['line'])}: {e['name']} val_bpb {_fmt(e['val_bpb'], exact=True)} "
+                       f"({e['mode']}, {e['weights']}{', ' + e['quant'] if e['quant'] else ''}"
+                       f"{', repeats ' + e['repeats'] if e['repeats'] else ''})")
         for art in at["artifacts"]:
             typer.echo(f"  artifact {art['kind']}: {art['path']} ({_fmt(art['size_bytes'])} bytes, "
                        f"code {_fmt(art['code_bytes'])}, sha256 {_fmt(art['sha256'])})")
@@ -114,7 +118,7 @@ def export(sweep: Annotated[list[str], typer.Option("--sweep", help="Sweep to ex
            out: Annotated[Path, typer.Option("--out", help="Directory to write into (created).")],
            fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
            store: StoreOpt = None) -> None:
-    """Write the sweep's trials, steps, evals, probes and artifacts as tables (one file each)."""
+    """Write the sweep's trials, steps, evals, named evals, probes and artifacts as tables (one file each)."""
     if fmt not in ("parquet", "csv"):
         raise StoreError(f"--format must be parquet or csv, not {fmt!r}")
     from clowncar.store import open_store
@@ -124,7 +128,8 @@ def export(sweep: Annotated[list[str], typer.Option("--sweep", help="Sweep to ex
             if st.get_sweep(name) is None:
                 raise StoreError(f"no sweep named {name!r} in {st.url}")
         frames = {"trials": st.trials_frame(sweep), "steps": st.steps_frame(sweep), "evals": st.evals_frame(sweep),
-                  "probes": st.probes_frame(sweep), "artifacts": st.artifacts_frame(sweep)}
+                  "named_evals": st.named_evals_frame(sweep), "probes": st.probes_frame(sweep),
+                  "artifacts": st.artifacts_frame(sweep)}
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

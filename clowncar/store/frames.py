@@ -126,6 +126,15 @@ class FrameReads:
 
         return self._long_frame(s.probes, PROBE_COLUMNS, sweeps, trial_uids, all_attempts, ("step", "mode"))
 
+    def named_evals_frame(self, sweeps: str | Iterable[str] | None = None,
+                          trial_uids: str | Iterable[str] | None = None, all_attempts: bool = False) -> pd.DataFrame:
+        """Long table of the final / eval lines of imported logs: sweep, trial_uid, attempt, seq, name, mode,
+        weights, quant, step, val_loss, val_bpb, eval_ms, line, repeats; per trial in `seq` order (the last row
+        of a trial is its headline)."""
+        from clowncar.store.store import NAMED_EVAL_COLUMNS
+
+        return self._long_frame(s.named_evals, NAMED_EVAL_COLUMNS, sweeps, trial_uids, all_attempts, ("seq",))
+
 
     # -- trials ------------------------------------------------------------------------------------------------
     def _trial_rows(self, conn: Connection, sweeps: list[str] | None,
@@ -196,8 +205,8 @@ class FrameReads:
 
     def sweeps_frame(self) -> pd.DataFrame:
         """One row per sweep: name, status, source, parent, created_at, updated_at, trials, ok, running,
-        failed (diverged/oom/error/crashed), best_val_bpb (the lowest score of its ok trials; a trial's score
-        is the first measured of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb, val_bpb)."""
+        failed (diverged/oom/error/crashed), best_val_bpb (the lowest score of its ok trials, all scored on the
+        one of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb, val_bpb that most of them measured)."""
         import pandas as pd
 
         sw, parent = s.sweeps, s.sweeps.alias("parent")
@@ -212,9 +221,8 @@ class FrameReads:
             row["ok"] = sum(t["status"] == "ok" for t in mine)
             row["running"] = sum(t["status"] == "running" for t in mine)
             row["failed"] = sum(t["status"] in FAILED for t in mine)
-            scores = [_score(t["result"]) for t in mine if t["status"] == "ok"]
-            scores = [x for x in scores if x is not None]
-            row["best_val_bpb"] = min(scores) if scores else None
+            found = _best(mine)
+            row["best_val_bpb"] = found[0] if found else None
         columns = ["name", "status", "source", "parent", "created_at", "updated_at", "trials", "ok", "running",
                    "failed", "best_val_bpb"]
         frame = pd.DataFrame.from_records(sweeps, columns=columns)
@@ -225,7 +233,7 @@ class FrameReads:
     def sweep_summary(self, name: str) -> dict[str, Any]:
         """For `clowncar sweep status`: {name, status, source, parent, created_at, trials, by_status: {status:
         n}, best: {trial_uid, number, val_bpb, q_val_bpb, score} | None, running: [{trial_uid, number,
-        attempt, node, started_at, last_step}]}. `score` is q_val_bpb when measured, else val_bpb.
+        attempt, node, started_at, last_step}]}. `score`: see `sweeps_frame`'s best_val_bpb.
         Unknown sweep -> StoreError."""
         sweep = self.get_sweep(name)
         if sweep is None:
@@ -243,10 +251,9 @@ class FrameReads:
         by_status: dict[str, int] = {}
         for t in trials:
             by_status[t["status"]] = by_status.get(t["status"], 0) + 1
-        scored = [(sc, t) for t in trials if t["status"] == "ok" and (sc := _score(t["result"])) is not None]
         best = None
-        if scored:
-            sc, t = min(scored, key=lambda x: x[0])
+        if (found := _best(trials)) is not None:
+            sc, t = found
             best = {"trial_uid": t["trial_uid"], "number": t["number"], "score": sc,
                     "val_bpb": (t["result"] or {}).get("val_bpb"), "q_val_bpb": (t["result"] or {}).get("q_val_bpb")}
         running = [{"trial_uid": t["trial_uid"], "number": t["number"], "attempt": t["attempt"], "node": t["node"],
@@ -260,7 +267,7 @@ class FrameReads:
     def get_trial(self, trial_uid: str) -> dict[str, Any] | None:
         """Everything about one trial for `store show`: {trial_uid, sweep, number, config, config_hash, seed,
         attempts: [{attempt, status, reason, node, started_at, ended_at, result, steps, evals, probes,
-        artifacts: [...]}]} or None. `steps`/`evals`/`probes` are row counts."""
+        named_evals: [...], artifacts: [...]}]} or None. `steps`/`evals`/`probes` are row counts."""
         t, a = s.trials, s.attempts
         with self._read() as conn:
             row = conn.execute(select(t, s.sweeps.c.name.label("sweep")).join(s.sweeps, s.sweeps.c.id == t.c.sweep_id)
@@ -276,7 +283,10 @@ class FrameReads:
                                              .where(table.c.attempt_id == item["id"])).scalar()
                 item["artifacts"] = [{k: aware(v) for k, v in x._mapping.items()} for x in conn.execute(
                     select(s.artifacts).where(s.artifacts.c.attempt_id == item["id"]))]
-                for x in item["artifacts"]:
+                item["named_evals"] = [dict(x._mapping) for x in conn.execute(
+                    select(s.named_evals).where(s.named_evals.c.attempt_id == item["id"])
+                    .order_by(s.named_evals.c.seq))]
+                for x in [*item["artifacts"], *item["named_evals"]]:
                     x.pop("attempt_id")
                 item.pop("trial_id")
                 item.pop("id")
@@ -305,13 +315,16 @@ class FrameReads:
         return pd.DataFrame.from_records(rows, columns=columns)
 
 
-def _score(result: Any) -> float | None:
-    """The number a sweep ranks trials by: the post-quantization BPB when measured, else the plain one."""
-    if not isinstance(result, Mapping):
-        return None
-    for key in ("q_sliding_val_bpb", "q_val_bpb", "sliding_val_bpb", "val_bpb"):
-        value = result.get(key)
-        if isinstance(value, int | float):
-            return float(value)
-    return None
+SCORE_KEYS = ("q_sliding_val_bpb", "q_val_bpb", "sliding_val_bpb", "val_bpb")
 
+
+def _best(trials: list[dict[str, Any]]) -> tuple[float, dict[str, Any]] | None:
+    """The lowest score among ok trials, like with like: the score is the one of SCORE_KEYS (post-quantization
+    first) that most ok trials measured, so a sliding-window value never beats a standard one."""
+    ok = [t for t in trials if t["status"] == "ok" and isinstance(t["result"], Mapping)]
+    counts = {k: sum(isinstance(t["result"].get(k), int | float) for t in ok) for k in SCORE_KEYS}
+    if not ok or not max(counts.values()):
+        return None
+    key = max(SCORE_KEYS, key=lambda k: (counts[k], -SCORE_KEYS.index(k)))
+    return min(((float(t["result"][key]), t) for t in ok if isinstance(t["result"].get(key), int | float)),
+               key=lambda x: x[0])

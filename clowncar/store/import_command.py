@@ -1,40 +1,159 @@
-"""`clowncar import PATH...`: read legacy run files (or directories of them) into the store."""
+"""`clowncar import PATH...`: read training logs and legacy run files (or directories of them) into the store."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from clowncar.store.importers import FileReport
+    from clowncar.store.importers.base import Skipped
 
-def import_runs(paths: Annotated[list[Path], typer.Argument(help="Legacy files or directories of them.")],
+HELP = (
+    "Import training logs and legacy run files (or directories of them) into the store.\n\n"
+    "Every file is tried; each is imported whole or not at all. The command ends with a table: imported, "
+    "already present, refused (with the reason) and skipped (not a training log: a README, a submission.json, "
+    "an evaluation-only log). It exits 0 only when no file was refused.\n\n"
+    "Formats, detected from the content:\n\n"
+    "- Training logs of train_gpt.py and other trainers: one trial per run (a file where the step counter "
+    "starts again holds several). One line grammar reads `step:N/M train_loss:X train_time:Tms step_avg:Tms`, "
+    "`step:N/M val_loss:X val_bpb:X`, `N/M train_loss: X train_time: Tm tok/s: X`, `step:N/M loss:X`, "
+    "`step:N/M \\[tag] train_loss:X`, `step N/M | loss X`, with or without a leading unix or ISO time stamp, "
+    "with extra key:value or key=value fields, with or without a trailing newline.\n"
+    "- Every final / eval line (`final_int8_zlib_roundtrip_exact`, `final_int6_sliding_window_exact`, "
+    "`legal_ttt_exact`, `quantized_sliding_window`, `quantized_ttt_phased`, `pre-quantization post-ema`, "
+    "`*_ngram*_exact`, ...) is its own named metric with its eval mode (standard, sliding, ttt, ngram, temp), "
+    "weights (raw or quantized) and quant scheme. A trial's headline is the last one of its run; which line it "
+    "was is stored (headline_name, headline_line; `clowncar store show TRIAL` lists them all).\n"
+    "- The Frugendorff sweep CSV (one trial per row), the micro-crawler sweep log (one per RESULTS block) and "
+    "cadence TSVs (one per file).\n\n"
+    "Trial ids come from the content (and the run index), never from the file name: the same file imported "
+    "twice, under any name, is one trial; two different files are two trials.")
+
+
+def _quote(path: Path) -> str:
+    from clowncar.store.importers import where
+
+    return where(path)
+
+
+def _groups(skipped: list[Skipped], blank: set[int]) -> list[tuple[int, int, int, str, str]]:
+    """Blocks of skipped lines with one reason, with nothing but blank lines between them: (first line, last
+    line, how many, reason, first text)."""
+    out: list[tuple[int, int, int, str, str]] = []
+    for s in skipped:
+        if out and out[-1][3] == s.reason and all(n in blank for n in range(out[-1][1] + 1, s.line)):
+            first, _, n, reason, text = out[-1]
+            out[-1] = (first, s.line, n + 1, reason, text)
+        else:
+            out.append((s.line, s.line, 1, s.reason, s.text))
+    return out
+
+
+def _skipped_lines(r: FileReport, every: bool) -> list[str]:
+    """What was not stored from a file: one line per file (how many lines were skipped for each reason), or with
+    `every` each block of skipped lines with its reason and first text."""
+    assert r.parsed is not None
+    groups = _groups(r.parsed.skipped, r.parsed.blank_at)
+    lines = []
+    if every:
+        for first, last, n, reason, text in groups:
+            text = text if len(text) <= 100 else text[:97] + "..."
+            span = f"{first}" if first == last else f"{first}-{last}"
+            count = "" if n == 1 else f" ({n} lines)"
+            lines.append(f"  skipped {_quote(r.path)}:{span}: {reason}{count}: {text}")
+    elif groups:
+        counts: dict[str, int] = {}
+        for _, _, n, reason, _ in groups:
+            counts[reason] = counts.get(reason, 0) + n
+        lines.append(f"  skipped lines of {_quote(r.path)}: "
+                     + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda x: -x[1])))
+    if r.parsed.unstored_fields:
+        fields = ", ".join(f"{k} ({n} lines)" for k, n in sorted(r.parsed.unstored_fields.items()))
+        lines.append(f"  not stored from the step lines of {_quote(r.path)}: {fields}")
+    return lines
+
+
+def _headlines(r: FileReport) -> str:
+    assert r.parsed is not None
+    if r.format != "training-log":
+        return ""
+    parts = []
+    for i, t in enumerate(r.parsed.trials, start=1):
+        run = f"run {i}: " if len(r.parsed.trials) > 1 else ""
+        if not t.named_evals:
+            parts.append(f"{run}no final/eval line, so no headline")
+            continue
+        h = t.named_evals[-1]
+        how = ", ".join(x for x in (h["mode"], h["weights"], h["quant"]) if x)
+        again = f", repeats {h['repeats']}" if h["repeats"] else ""
+        parts.append(f"{run}headline {h['name']} val_bpb {h['val_bpb']!r} ({how}{again}; line {h['line']})")
+    return "; " + "; ".join(parts)
+
+
+def _row(r: FileReport) -> str:
+    path = _quote(r.path)
+    if r.status == "imported":
+        return (f"imported         {path} ({r.format}) -> sweep {r.sweep}: {r.trials} trials "
+                f"({r.new_trials} new), {r.steps} step rows, {r.evals} eval rows and {r.named_evals} named evals "
+                "written" + _headlines(r))
+    if r.status == "present":
+        return (f"already present  {path} ({r.format}): {r.trials} trials already stored in sweep "
+                f"{', '.join(r.present_in)}")
+    if r.status == "ready":
+        return f"not written      {path} ({r.format}): {r.trials} trials (the import stopped)"
+    label = "refused" if r.status == "refused" else "skipped"
+    return f"{label:<16} {path}: {r.reason.removeprefix(path + ': ')}"
+
+
+def _totals(reports: list[FileReport]) -> str:
+    n = {s: sum(r.status == s for r in reports) for s in ("imported", "present", "refused", "skipped", "ready")}
+    trials = sum(r.new_trials for r in reports)
+    text = (f"{len(reports)} files: {n['imported']} imported ({trials} new trials), {n['present']} already "
+            f"present, {n['refused']} refused, {n['skipped']} skipped (not a training log)")
+    return text + (f", {n['ready']} not written" if n["ready"] else "")
+
+
+def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or directories (searched recursively).")],
                 sweep: Annotated[str | None, typer.Option("--sweep", help="Put every trial into this sweep "
                                                           "(default: one sweep per file, named after it).")] = None,
                 store: Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of the store.")] = None,
-                quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not list skipped lines.")] = False,
+                keep_going: Annotated[bool, typer.Option(
+                    "--keep-going", help="Import the other files when some are refused (default: a refused file "
+                    "stops the import before anything is written). The exit code is 2 either way.")] = False,
+                quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not say what was skipped.")] = False,
+                verbose: Annotated[bool, typer.Option(
+                    "--verbose", "-v", help="List every block of skipped lines with its reason (default: how "
+                    "many lines of each file were skipped for each reason).")] = False,
                 ) -> None:
-    """Import legacy runs (Frugendorff sweep CSV, micro-crawler log, cadence TSVs, train_gpt.py logs).
-
-    The format is detected from the content. Each file lands in one transaction; importing a file again adds
-    nothing. Prints what was imported and every skipped line with its reason."""
     from clowncar.store import open_store
-    from clowncar.store.importers import prepare, write_prepared
+    from clowncar.store.importers import LegacyFormatError, scan, write
 
-    prepared = prepare(paths)  # every file parsed whole before the store is even opened
-    with open_store(store) as st:
-        reports = write_prepared(st, prepared, sweep)
-        typer.echo(f"store: {st.url}")
-    for f in prepared.others:
-        typer.echo(f"skipped file {f}: not a legacy run format")
+    reports = scan(paths)  # every file read and parsed before the store is even opened
+    refused = [r for r in reports if r.status == "refused"]
+    if (keep_going or not refused) and any(r.status == "ready" for r in reports):
+        with open_store(store) as st:
+            write(st, reports, sweep, keep_going)
+            typer.echo(f"store: {st.url}")
+    if not quiet:
+        for r in reports:
+            if r.parsed is not None and r.status == "imported":
+                for line in _skipped_lines(r, verbose):
+                    typer.echo(line)
     for r in reports:
-        typer.echo(f"imported {r.path} ({r.format}) -> sweep {r.sweep}: {r.trials} trials ({r.new_trials} new), "
-                   f"{r.steps} step rows and {r.evals} eval rows written; {len(r.skipped)} lines skipped"
-                   + (f", {r.blank_lines} blank" if r.blank_lines else ""))
-        if not quiet:
-            for s in r.skipped:
-                text = s.text if len(s.text) <= 100 else s.text[:97] + "..."
-                typer.echo(f"  skipped {r.path.name}:{s.line}: {s.reason}: {text}")
+        typer.echo(_row(r))
+    typer.echo(_totals(reports))
+    refused = [r for r in reports if r.status == "refused"]
+    if refused:
+        unwritten = any(r.status == "ready" for r in reports)
+        tail = "; nothing was written: --keep-going imports the others" if unwritten and len(reports) > 1 else ""
+        more = f" ({len(refused)} of {len(reports)} files refused{tail})" if len(reports) > 1 else ""
+        raise LegacyFormatError(refused[0].reason + more)
+
+
+import_runs.__doc__ = HELP
 
 
 def register(app: typer.Typer) -> None:

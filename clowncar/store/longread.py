@@ -27,7 +27,8 @@ from sqlalchemy import Connection
 DTYPES = {"step": "int64", "kind": "category", "train_loss": "float64", "lr_scale": "float64",
           "phase": "category", "elapsed_ms": "float64", "tokens": "Int64", "mode": "category", "weights": "category",
           "val_loss": "float64", "val_bpb": "float64", "tokens_scored": "Int64", "bytes_scored": "Int64",
-          "probe_loss": "float64"}
+          "probe_loss": "float64", "seq": "int64", "name": "category", "quant": "category", "eval_ms": "float64",
+          "line": "Int64", "repeats": "category"}
 """Column types of the long tables, the same on every backend and pandas version: nullable Int64 where a count
 may be missing, categoricals for the short labels (missing ones are NaN)."""
 

@@ -1,8 +1,9 @@
-"""The `clowncar_` tables (schema version 2). Optuna's RDBStorage keeps its own tables in the same database;
+"""The `clowncar_` tables (schema version 3). Optuna's RDBStorage keeps its own tables in the same database;
 every name here carries the `clowncar_` prefix so the two never collide.
 
 Layout: a sweep has trials (one per `uid`), a trial has attempts (0, 1, ... for retries and resumes), and an
-attempt has step, eval and probe rows, metric rows (every number of result.json, for SQL queries) and artifacts.
+attempt has step, eval and probe rows, named evals (every final / eval line of an imported log, with its eval
+mode), metric rows (every number of result.json, for SQL queries) and artifacts.
 Step rows use the integer attempt id as the first key column so that millions of rows stay compact.
 """
 
@@ -133,3 +134,24 @@ Index("ix_clowncar_metrics_name_value", metrics.c.name, metrics.c.value)
 
 V2_TABLES = (probes, metrics)
 """Tables that version 2 added; the 1 -> 2 migration creates exactly these."""
+
+# -- added in version 3 -------------------------------------------------------------------------------------------
+named_evals = Table(
+    "clowncar_named_evals", metadata,
+    Column("attempt_id", Integer, ForeignKey("clowncar_attempts.id"), nullable=False),
+    Column("seq", Integer, nullable=False),  # order in the run: the last one is the trial's headline
+    Column("name", String(200), nullable=False),
+    Column("mode", String(10), nullable=False),
+    Column("weights", String(10), nullable=False),
+    Column("quant", String(20), nullable=True),
+    Column("step", Integer, nullable=False),
+    Column("val_loss", Float, nullable=True),
+    Column("val_bpb", Float, nullable=True),
+    Column("eval_ms", Float, nullable=True),
+    Column("line", Integer, nullable=True),  # line number in the imported file
+    Column("repeats", String(200), nullable=True),  # the earlier eval whose numbers this line prints again
+    PrimaryKeyConstraint("attempt_id", "seq", name="pk_clowncar_named_evals"),
+)
+
+V3_TABLES = (named_evals,)
+"""Tables that version 3 added; the 2 -> 3 migration creates exactly these."""

@@ -39,6 +39,8 @@ from clowncar.store.migrations import ensure_schema, numeric_metrics
 STEP_COLUMNS = ("step", "kind", "train_loss", "lr_scale", "phase", "elapsed_ms", "tokens")
 EVAL_COLUMNS = ("step", "mode", "weights", "val_loss", "val_bpb", "tokens_scored", "bytes_scored")
 PROBE_COLUMNS = ("step", "mode", "probe_loss")
+NAMED_EVAL_COLUMNS = ("seq", "name", "mode", "weights", "quant", "step", "val_loss", "val_bpb", "eval_ms", "line",
+                      "repeats")
 SWEEP_STATUSES = ("created", "running", "done", "failed", "stopped", "imported")
 SOURCES = ("run", "import")
 _STEP_CHUNK = 50_000
@@ -258,6 +260,12 @@ class Store(FrameReads):
         return self._add_rows(s.evals, trial_uid, attempt, rows, EVAL_COLUMNS,
                               {"mode": "standard", "weights": "raw"})
 
+    def add_named_evals(self, trial_uid: str, attempt: int, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Insert named evals (keys NAMED_EVAL_COLUMNS: one row per final / eval line, `seq` its order in the
+        run, the last one the headline). Key: (trial, attempt, seq); duplicates ignored."""
+        return self._add_rows(s.named_evals, trial_uid, attempt, rows, NAMED_EVAL_COLUMNS,
+                              {"mode": "standard", "weights": "quantized"})
+
     def add_probes(self, trial_uid: str, attempt: int, rows: Iterable[Mapping[str, Any]]) -> int:
         """Insert probe rows (`probe` event records, keys PROBE_COLUMNS). Key: (trial, attempt, step, mode)."""
         return self._add_rows(s.probes, trial_uid, attempt, rows, PROBE_COLUMNS, {"mode": "C"})
@@ -311,6 +319,19 @@ class Store(FrameReads):
                                 .join(s.attempts, s.attempts.c.trial_id == s.trials.c.id)
                                 .where(s.trials.c.sweep_id == sid).order_by(s.attempts.c.attempt))
             return {r.uid: (r.attempt, r.status) for r in rows}  # ordered by attempt: the latest wins
+
+    def trial_sweeps(self, trial_uids: Iterable[str]) -> dict[str, str]:
+        """{trial_uid: its sweep's name} for those of `trial_uids` that are stored (an importer's "already
+        present" check)."""
+        uids = list(trial_uids)
+        out: dict[str, str] = {}
+        with self._read() as conn:
+            for k in range(0, len(uids), 500):
+                rows = conn.execute(select(s.trials.c.uid, s.sweeps.c.name)
+                                    .join(s.sweeps, s.sweeps.c.id == s.trials.c.sweep_id)
+                                    .where(s.trials.c.uid.in_(uids[k:k + 500])))
+                out.update({r.uid: r.name for r in rows})
+        return out
 
     def max_step(self, trial_uid: str, attempt: int) -> int:
         """Highest stored step of an attempt (0 when none): a relay can skip rows it already wrote."""

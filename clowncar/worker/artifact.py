@@ -27,6 +27,7 @@ TRAINING stream; the model passed in must be the one whose weights are evaluated
 
 from __future__ import annotations
 
+import hashlib
 import json
 import lzma
 import os
@@ -153,8 +154,10 @@ def write_artifact(result: QuantResult, cfg: Any, path: str | Path) -> dict[str,
     file_bytes = path.stat().st_size
     code = code_bytes()
     total = file_bytes + code
+    # where the file is and what it holds, for the store's artifacts table (the bytes just written, not re-read)
     return {"artifact_bytes": total, "artifact_file_bytes": file_bytes, "artifact_code_bytes": code,
-            "over_cap": total > q.size_cap_bytes}
+            "over_cap": total > q.size_cap_bytes, "artifact_path": str(path.resolve()),
+            "artifact_sha256": hashlib.sha256(blob).hexdigest()}
 
 
 def calib_batch(tokens: Any, seq_len: int) -> Tensor | None:

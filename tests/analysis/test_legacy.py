@@ -1,5 +1,6 @@
-"""The analysis on real data: every legacy import in ../shared/legacy-runs, read through the store's importers
-and frames exactly as a user's `clowncar import` + `clowncar analyze` would."""
+"""The analysis on real data: the Frugendorff line's legacy files in ../shared/legacy-runs (and the challenge's
+record logs, for the eval modes), read through the store's importers and frames exactly as a user's
+`clowncar import` + `clowncar analyze` would."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def legacy_store(legacy_runs: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     url = f"sqlite:///{tmp_path_factory.mktemp('legacy') / 'store.db'}"
     with open_store(url) as st:
-        import_paths(st, [legacy_runs])
+        import_paths(st, [legacy_runs / f for f in ("train_logs", "sweep_csv", "cadence_tsv", "micro_crawler")])
     return url
 
 
@@ -85,3 +86,47 @@ def test_analyze_command_rejects_bad_options_in_one_line(run_cli, tmp_path):
     (tmp_path / "file").write_text("x")
     res = run_cli("analyze", "s", "--out", str(tmp_path / "file"))
     assert res.returncode == 2 and "is not a directory" in res.stderr
+
+
+def test_the_run_table_never_fills_a_missing_metric_or_gap_from_another_eval_mode():
+    import pandas as pd
+
+    from clowncar.analysis.frames import run_table
+
+    trials = pd.DataFrame({  # run a measured in the standard eval only, run b in the sliding-window eval only
+        "trial_uid": ["a", "b", "c"], "status": ["ok"] * 3, "val_bpb": [1.30, None, 1.25],
+        "q_val_bpb": [1.32, None, 1.28], "sliding_val_bpb": [None, 1.20, 1.18],
+        "q_sliding_val_bpb": [None, 1.23, 1.21]})
+    runs = run_table(trials)
+    assert runs.attrs["metric"] == "q_sliding_val_bpb"  # a tie on counts: the first of PRIMARY_METRICS wins
+    assert runs.attrs["metric_mode"] == "quantized weights, sliding-window eval"
+    assert pd.isna(runs["bpb"].iloc[0]) and runs["bpb"].tolist()[1:] == [1.23, 1.21]  # a: no stand-in value
+    assert runs.attrs["gap_mode"] == "standard"  # the gap: one mode for the table too
+    assert runs["quant_gap"].round(6).tolist()[::2] == [0.02, 0.03] and pd.isna(runs["quant_gap"].iloc[1])
+    assert pd.isna(runs["pre_bpb"].iloc[1]) and pd.isna(runs["post_bpb"].iloc[1])
+
+
+def test_the_record_logs_are_compared_in_one_eval_mode_and_the_report_says_which(legacy_runs, run_cli,
+                                                                                 tmp_path):
+    records = legacy_runs / "parameter-golf-records" / "track_10min_16mb"
+    if not records.is_dir():
+        pytest.skip("record logs not found")
+    url = f"sqlite:///{tmp_path / 'records.db'}"
+    proc = run_cli("import", str(records), "--sweep", "records", "--store", url, "-q")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    from clowncar.analysis.frames import METRIC_MODES, run_table
+    from clowncar.store import open_store
+
+    with open_store(url) as st:
+        trials = st.trials_frame("records")
+    assert set(trials["headline_mode"].dropna()) == {"standard", "sliding", "ttt"}  # the headlines are mixed...
+    runs = run_table(trials)
+    metric = runs.attrs["metric"]  # ...so the table takes one column, measured one way, for every run
+    column = trials[metric].astype(float).reset_index(drop=True)
+    assert runs["bpb"].isna().tolist() == column.isna().tolist()  # a run without it is left out, not filled in
+    assert (runs["bpb"].dropna() == column.dropna()).all()
+    gap = (trials["q_val_bpb"].astype(float) - trials["val_bpb"].astype(float)).reset_index(drop=True)
+    assert runs.attrs["gap_mode"] == "standard" and runs["quant_gap"].isna().tolist() == gap.isna().tolist()
+    res = run_cli("analyze", "records", "--store", url, "--out", str(tmp_path / "rep"))
+    assert res.returncode == 0, res.stderr
+    assert f"metric: {metric} ({METRIC_MODES[metric]})" in res.stdout  # and the report says which

@@ -4,6 +4,7 @@ the signal report for it."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -33,3 +34,12 @@ def test_demo_runs_real_tiny_cpu_trials_into_the_store(sweep_env, helpers) -> No
     assert (steps.groupby("trial_uid").size() == 6).all()
     assert not store.evals_frame(sweeps="real").empty
     assert sorted(trials["model.crawler_loops"]) == [1, 2]
+    # each trial's model.ptz is in the artifacts table: where it is, its size and the digest of its bytes
+    arts = store.artifacts_frame("real").set_index("trial_uid")
+    assert sorted(arts.index) == sorted(trials["trial_uid"])
+    for _, row in trials.iterrows():
+        art = arts.loc[row["trial_uid"]]
+        path = Path(art["path"])
+        assert path.name == "model.ptz" and path.is_file()
+        assert art["size_bytes"] == path.stat().st_size == row["artifact_file_bytes"]
+        assert art["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -66,6 +66,26 @@ def test_step_values_round_trip_exactly_and_missing_values_stay_missing(store, s
     assert list(frame["kind"].cat.categories) == ["C", "N"]
 
 
+def test_named_evals_keep_their_order_mode_and_source_line_and_are_idempotent(store):
+    _start(store)
+    rows = [{"seq": 0, "name": "final_int6_roundtrip_exact", "mode": "standard", "weights": "quantized",
+             "quant": "int6", "step": 7096, "val_loss": 1.93592275, "val_bpb": 1.1465625, "line": 78},
+            {"seq": 1, "name": "final_int8_zlib_roundtrip_exact", "mode": "sliding", "weights": "quantized",
+             "quant": "int6", "step": 7096, "val_loss": 1.89576235, "val_bpb": 1.12278022, "eval_ms": 73133.0,
+             "line": 81, "repeats": "final_int6_sliding_window_exact"},
+            {"seq": 2, "name": "legal_ttt_exact", "mode": "ttt", "step": 7096, "val_bpb": 1.11922988}]
+    store.add_named_evals("t0", 0, rows)
+    store.add_named_evals("t0", 0, rows)
+    named = store.named_evals_frame("sw")
+    assert list(named.columns) == ["sweep", "trial_uid", "attempt", "seq", "name", "mode", "weights", "quant",
+                                   "step", "val_loss", "val_bpb", "eval_ms", "line", "repeats"]
+    assert named["seq"].tolist() == [0, 1, 2] and named["val_bpb"].tolist() == [1.1465625, 1.12278022, 1.11922988]
+    assert named["mode"].tolist() == ["standard", "sliding", "ttt"] and named["weights"].iloc[2] == "quantized"
+    assert named["line"].tolist()[:2] == [78, 81] and named["line"].iloc[2] is pd.NA
+    assert named["repeats"].iloc[1] == "final_int6_sliding_window_exact" and pd.isna(named["quant"].iloc[2])
+    assert [e["name"] for e in store.get_trial("t0")["attempts"][0]["named_evals"]] == [r["name"] for r in rows]
+
+
 def test_evals_and_probes_are_idempotent_and_get_their_defaults(store):
     _start(store)
     ev = [{"event": "eval", "step": 100, "val_loss": 2.5, "val_bpb": 1.4, "tokens_scored": 4096,
@@ -134,6 +154,15 @@ def test_a_retry_counts_in_trials_frame_and_steps_frame_reads_its_attempt(store,
     both = store.steps_frame(trial_uids="t0", all_attempts=True)
     assert both.groupby("attempt").size().to_dict() == {0: 30, 1: 10}
     assert store.trial_states("sw") == {"t0": (1, "ok")}
+
+
+def test_the_best_trial_is_found_among_scores_of_one_eval_mode(store):
+    results = [{"q_val_bpb": 1.22}, {"q_val_bpb": 1.20}, {"q_sliding_val_bpb": 1.16}]  # the last: another eval
+    for n, result in enumerate(results):
+        _start(store, f"t{n}", n)
+        store.finish_trial(f"t{n}", 0, "ok", None, result)
+    assert store.sweep_summary("sw")["best"]["trial_uid"] == "t1"  # never a sliding value beating standard ones
+    assert store.sweeps_frame().iloc[0]["best_val_bpb"] == 1.20
 
 
 def test_a_uid_cannot_move_to_another_sweep_or_change_its_config(store):

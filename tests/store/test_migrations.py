@@ -49,7 +49,7 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_data(v1_db, tmp_path):
     with open_store(url) as st:
         assert st.schema_found == 1
         with st.engine.connect() as conn:
-            assert conn.execute(select(s.schema_table.c.version)).scalar() == SCHEMA_VERSION == 2
+            assert conn.execute(select(s.schema_table.c.version)).scalar() == SCHEMA_VERSION == 3
             metrics = {(a, n): v for a, n, v in conn.execute(select(s.metrics))}
         sweeps = st.sweeps_frame()
         assert sweeps[["name", "status", "source", "trials", "ok", "failed"]].values.tolist() == \
@@ -70,7 +70,27 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_data(v1_db, tmp_path):
     open_store(f"sqlite:///{fresh}").close()
     assert _layout(url) == _layout(f"sqlite:///{fresh}")  # upgraded == created new
     with open_store(url) as st:
-        assert st.schema_found == 2 and st.get_sweep("v2-rerun")["parent"] == "v1-sweep"
+        assert st.schema_found == 3 and st.get_sweep("v2-rerun")["parent"] == "v1-sweep"
+
+
+def test_a_version_2_store_gains_the_named_evals_table_and_keeps_its_data(v1_db, monkeypatch):
+    url = f"sqlite:///{v1_db}"
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 2)  # the code of version 2 upgrades the v1 file to v2
+    open_store(url).close()
+    db = sqlite3.connect(v1_db)
+    assert db.execute("SELECT version FROM clowncar_schema").fetchone() == (2,)
+    assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'clowncar_named_evals'").fetchone() == (0,)
+    db.close()
+    monkeypatch.undo()
+    with open_store(url) as st:  # this code: 2 -> 3 creates the table, and nothing else changes
+        assert st.schema_found == 2
+        assert len(st.steps_frame()) == 47 and st.named_evals_frame().empty
+        st.add_named_evals("v1-sweep-0000", 0, [{"seq": 0, "name": "final_int6_sliding_window_exact",
+                                                 "mode": "sliding", "weights": "quantized", "quant": "int6",
+                                                 "step": 40, "val_loss": 1.9, "val_bpb": 1.12, "line": 81}])
+        named = st.named_evals_frame()
+        assert named[["name", "mode", "quant", "line"]].values.tolist() == \
+            [["final_int6_sliding_window_exact", "sliding", "int6", 81]]
 
 
 def test_a_failed_upgrade_leaves_the_old_database_as_it_was(v1_db, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,9 @@ def test_reported_bytes_are_the_file_plus_the_counted_code(model: Toy, calib: to
     assert fields["artifact_file_bytes"] == path.stat().st_size
     assert fields["artifact_code_bytes"] == code_bytes() > 0
     assert fields["artifact_bytes"] == path.stat().st_size + code_bytes()
+    # what the store's artifacts table records: the file itself and a digest of exactly its bytes
+    assert fields["artifact_path"] == str(path.resolve())
+    assert fields["artifact_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     files = {str(p) for p in code_files()}
     assert {"clowncar/config.py", "clowncar/worker/quant.py", "clowncar/worker/artifact.py"} <= files
     root = Path(__file__).resolve().parents[2]

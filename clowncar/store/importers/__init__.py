@@ -1,4 +1,5 @@
-"""Legacy-run importers: read the Frugendorff research line's files into the store as sweeps with source=import.
+"""Legacy-run importers: read training logs and the Frugendorff research line's files into the store as sweeps
+with source=import.
 
 Formats (detected from the content, never from the file name):
 
@@ -7,149 +8,210 @@ Formats (detected from the content, never from the file name):
 | `frugendorff-csv` | `sweep_csv` | CSV row |
 | `micro-crawler-log` | `micro_log` | RESULTS block |
 | `cadence-tsv` | `cadence_tsv` | file (step rows C/N, EVAL rows) |
-| `train-gpt-log` | `train_log` | file (step rows, eval rows, final round-trip BPB) |
+| `training-log` | `train_log` (one line grammar: `lines.py`) | run (a file may hold several) |
 
-Every file is parsed whole before anything is written, and written in one transaction: a truncated or unknown
-file raises `LegacyFormatError` and leaves nothing behind. Trial uids are `<file stem>/<key>` (the key is the
-run id, config log name or the stem itself), so importing the same file again adds nothing; a changed file
-whose trials already exist with another config is refused.
+Every file is parsed whole before anything is written, and each is written in its own transaction: a file is
+imported whole or not at all. Trial ids come from the content: a training log's or TSV's trials are
+`log-<sha256 of the file, 16 hex>` (`-run<i>` when the file holds several runs), a CSV row's or RESULTS
+block's `<run id>-<digest of the trial's own rows, 12 hex>`. So the same file imported twice (under any name)
+is one trial, and two different files are two trials. A file whose trials are all stored already is reported
+as already present and changes nothing.
+
+`scan` reads and parses every file (directories are searched) and says for each: ready, refused (with the
+reason: truncated, cut off, malformed) or skipped (not a training log: a README, a submission.json, an
+evaluation-only log; only inside a directory, a file named on its own is refused instead). `write` then writes
+the ready ones.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clowncar.errors import StoreError
 from clowncar.store.importers import cadence_tsv, micro_log, sweep_csv, train_log
-from clowncar.store.importers.base import LegacyFormatError, Parsed, Skipped
+from clowncar.store.importers.base import LegacyFormatError, LegacyTrial, NotATrainingLog, Parsed
 
 if TYPE_CHECKING:
     from clowncar.store.store import Store
 
-__all__ = ["FileReport", "LegacyFormatError", "Prepared", "import_paths", "parse_file", "prepare", "write_prepared"]
+__all__ = ["FileReport", "LegacyFormatError", "NotATrainingLog", "import_paths", "parse_file", "scan", "where",
+           "write"]
 
-FORMATS = ("frugendorff-csv", "micro-crawler-log", "cadence-tsv", "train-gpt-log")
+FORMATS = ("frugendorff-csv", "micro-crawler-log", "cadence-tsv", "training-log")
+_PREFIX = {"cadence-tsv": "tsv", "training-log": "log"}
 
 
 @dataclass
 class FileReport:
+    """One file of an import and what became of it. `status`: ready (parsed, not written yet), imported,
+    present (every trial already stored), refused, skipped."""
+
     path: Path
-    format: str
-    sweep: str
-    trials: int
-    new_trials: int
-    steps: int
-    evals: int
-    skipped: list[Skipped] = field(default_factory=list)
-    blank_lines: int = 0
+    status: str
+    reason: str = ""
+    parsed: Parsed | None = None
+    uids: list[str] = field(default_factory=list)
+    sha256: str = ""
+    sweep: str = ""
+    new_trials: int = 0
+    steps: int = 0
+    evals: int = 0
+    named_evals: int = 0
+    present_in: list[str] = field(default_factory=list)
+
+    @property
+    def format(self) -> str:
+        return self.parsed.format if self.parsed else ""
+
+    @property
+    def trials(self) -> int:
+        return len(self.parsed.trials) if self.parsed else 0
 
 
-def read_text(path: Path) -> str:
+def where(path: Path) -> str:
+    """The full path of a file as messages print it (quoted when it holds blanks or shell characters)."""
+    return shlex.quote(os.path.abspath(path))
+
+
+def _read(path: Path) -> tuple[bytes, str]:
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise LegacyFormatError(f"cannot read {path}: {err.strerror or err}") from None
+        raise LegacyFormatError(f"cannot read {where(path)}: {err.strerror or err}") from None
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise LegacyFormatError(f"{path}: unknown format (not UTF-8 text)") from None
+        return data, data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise NotATrainingLog(f"{where(path)}: not a training log: not UTF-8 text (byte {err.start} is "
+                              f"0x{data[err.start]:02x})") from None
 
 
 def parse_file(path: Path, text: str | None = None) -> Parsed:
-    """Detect the format of `path` and parse it whole (LegacyFormatError when unknown or truncated)."""
-    text = read_text(path) if text is None else text
-    name, stem = path.name, path.stem
+    """Detect the format of `path` and parse it whole (LegacyFormatError when truncated or malformed,
+    NotATrainingLog when it holds no run)."""
+    text = _read(path)[1] if text is None else text
+    at = where(path)
     if not text.strip():
-        raise LegacyFormatError(f"{name}: empty file")
+        raise NotATrainingLog(f"{at}: not a training log: empty file")
     if sweep_csv.detect(text):
-        return sweep_csv.parse(text, name)
+        return sweep_csv.parse(text, at)
     if cadence_tsv.detect(text):
-        return cadence_tsv.parse(text, name, stem)
+        return cadence_tsv.parse(text, at, path.stem)
     if micro_log.detect(text):
-        return micro_log.parse(text, name)
-    if train_log.detect(text):
-        return train_log.parse(text, name, stem)
-    raise LegacyFormatError(f"{name}: unknown format (expected one of: {', '.join(FORMATS)})")
+        return micro_log.parse(text, at)
+    return train_log.parse(text, at)
 
 
-def _expand(paths: list[Path]) -> tuple[list[Path], list[Path]]:
-    """Files to import, and files of a given directory that are not legacy runs (skipped, not errors)."""
-    files, others = [], []
+def _digest(trial: LegacyTrial) -> str:
+    from clowncar.store.store import jsonable
+
+    body = {"key": trial.key, "config": trial.config, "result": trial.result, "seed": trial.seed,
+            "steps": trial.steps, "evals": trial.evals, "named": trial.named_evals}
+    return hashlib.sha256(json.dumps(jsonable(body), sort_keys=True).encode()).hexdigest()
+
+
+def uids_of(parsed: Parsed, sha256: str) -> list[str]:
+    """The trial ids of a parsed file (see the module docstring)."""
+    if parsed.per_trial_identity:
+        return [f"{t.key}-{_digest(t)[:12]}" for t in parsed.trials]
+    base = f"{_PREFIX.get(parsed.format, 'file')}-{sha256[:16]}"
+    if len(parsed.trials) == 1:
+        return [base]
+    return [f"{base}-run{i}" for i in range(1, len(parsed.trials) + 1)]
+
+
+def _files(paths: list[Path]) -> list[tuple[Path, bool]]:
+    """(file, named on its own) for every file to try; a missing path is an error before anything is read."""
+    out: list[tuple[Path, bool]] = []
     for p in paths:
         if p.is_dir():
-            for f in sorted(x for x in p.rglob("*") if x.is_file()):
-                try:
-                    parse_file(f)
-                except LegacyFormatError as err:
-                    if "unknown format" not in str(err) and "empty file" not in str(err):
-                        raise
-                    others.append(f)
-                    continue
-                files.append(f)
+            out += [(f, False) for f in sorted(x for x in p.rglob("*") if x.is_file())]
         elif p.is_file():
-            files.append(p)
+            out.append((p, True))
         else:
-            raise LegacyFormatError(f"no such file or directory: {p}")
-    return files, others
+            raise LegacyFormatError(f"no such file or directory: {where(p)}")
+    return out
 
 
-def _write(store: Store, path: Path, parsed: Parsed, text: str, sweep: str | None) -> FileReport:
-    sha = hashlib.sha256(text.encode()).hexdigest()
-    name = sweep or path.stem
-    report = FileReport(path, parsed.format, name, len(parsed.trials), 0, 0, 0, parsed.skipped,
-                        parsed.blank_lines)
+def scan(paths: list[Path]) -> list[FileReport]:
+    """Read and parse every file (directories searched, in path order): one report per file."""
+    reports = []
+    for path, named in _files(paths):
+        try:
+            data, text = _read(path)
+            parsed = parse_file(path, text)
+        except NotATrainingLog as err:
+            status = "refused" if named else "skipped"
+            detail = f" (expected one of: {', '.join(FORMATS)})" if named else ""
+            reports.append(FileReport(path, status, str(err) + detail))
+            continue
+        except LegacyFormatError as err:
+            reports.append(FileReport(path, "refused", str(err)))
+            continue
+        sha = hashlib.sha256(data).hexdigest()
+        reports.append(FileReport(path, "ready", parsed=parsed, uids=uids_of(parsed, sha), sha256=sha))
+    return reports
+
+
+def _write_one(store: Store, rep: FileReport, sweep: str | None) -> None:
+    parsed = rep.parsed
+    assert parsed is not None
+    rep.sweep = sweep or rep.path.stem
     with store.transaction():
-        store.create_or_get_sweep(name, {"imported": True, "format": parsed.format}, source="import")
-        existing = store.trial_states(name)
-        number = len(existing)
-        for trial in parsed.trials:
-            uid = f"{path.stem}/{trial.key}" if trial.key != path.stem else path.stem
-            if uid not in existing:
-                report.new_trials += 1
+        stored = store.trial_sweeps(rep.uids)
+        if len(stored) == len(rep.uids):
+            rep.status, rep.present_in = "present", sorted(set(stored.values()))
+            return
+        store.create_or_get_sweep(rep.sweep, {"imported": True, "format": parsed.format}, source="import")
+        number = len(store.trial_states(rep.sweep))
+        for uid, trial in zip(rep.uids, parsed.trials, strict=True):
+            if uid in stored:
+                continue  # a file that grew: its old trials are already there
             trial.result.setdefault("provenance", {}).update(
-                {"imported_from": path.name, "file_sha256": sha, "format": parsed.format})
-            # start_trial refuses a uid stored under another sweep or with another config (a changed file)
-            store.start_trial(name, uid, number, 0, trial.config, trial.seed, None, started_at=trial.started_at)
-            if uid in existing:
-                continue  # written whole by an earlier import (one transaction per file): nothing to add
+                {"imported_from": os.path.abspath(rep.path), "file_sha256": rep.sha256, "format": parsed.format})
+            store.start_trial(rep.sweep, uid, number, 0, trial.config, trial.seed, None,
+                              started_at=trial.started_at)
             number += 1
             store.add_steps(uid, 0, trial.steps)
             store.add_evals(uid, 0, trial.evals)
-            store.finish_trial(uid, 0, trial.status, f"imported from {path.name}", trial.result,
+            store.add_named_evals(uid, 0, trial.named_evals)
+            store.finish_trial(uid, 0, trial.status, f"imported from {os.path.abspath(rep.path)}", trial.result,
                                ended_at=trial.started_at)
-            report.steps += len(trial.steps)
-            report.evals += len(trial.evals)
-        store.set_sweep_status(name, "imported")
-    return report
+            rep.new_trials += 1
+            rep.steps += len(trial.steps)
+            rep.evals += len(trial.evals)
+            rep.named_evals += len(trial.named_evals)
+        store.set_sweep_status(rep.sweep, "imported")
+        rep.status = "imported"
 
 
-@dataclass
-class Prepared:
-    """Files parsed whole and ready to write, and the files of given directories that are not runs."""
-
-    files: list[tuple[Path, Parsed, str]]
-    others: list[Path]
-
-
-def prepare(paths: list[Path]) -> Prepared:
-    """Read and parse every file (directories are searched); any unknown, truncated or missing file raises
-    LegacyFormatError before anything is written."""
-    files, others = _expand(paths)
-    parsed = []
-    for f in files:
-        text = read_text(f)
-        parsed.append((f, parse_file(f, text), text))
-    return Prepared(parsed, others)
+def write(store: Store, reports: list[FileReport], sweep: str | None = None, keep_going: bool = False) -> None:
+    """Write every ready file, each in its own transaction. A file the store refuses (a trial id stored with
+    another config) is marked refused; without `keep_going` the files after it are left unwritten."""
+    for rep in reports:
+        if rep.status != "ready":
+            continue
+        try:
+            _write_one(store, rep, sweep)
+        except StoreError as err:
+            rep.status, rep.reason = "refused", f"{where(rep.path)}: {err}"
+            rep.new_trials = rep.steps = rep.evals = rep.named_evals = 0
+            if not keep_going:
+                return
 
 
-def write_prepared(store: Store, prepared: Prepared, sweep: str | None = None) -> list[FileReport]:
-    """Write each parsed file in its own transaction."""
-    return [_write(store, f, p, text, sweep) for f, p, text in prepared.files]
-
-
-def import_paths(store: Store, paths: list[Path], sweep: str | None = None) -> tuple[list[FileReport], list[Path]]:
-    """`prepare` then `write_prepared`: the per-file reports and the skipped non-run files."""
-    prepared = prepare(paths)
-    return write_prepared(store, prepared, sweep), prepared.others
+def import_paths(store: Store, paths: list[Path], sweep: str | None = None,
+                 keep_going: bool = False) -> list[FileReport]:
+    """`scan` then `write`. Without `keep_going`, a refused file stops the import before anything is written
+    (LegacyFormatError with its reason); with it the other files are written and the refused ones reported."""
+    reports = scan(paths)
+    refused = [r for r in reports if r.status == "refused"]
+    if refused and not keep_going:
+        raise LegacyFormatError(refused[0].reason)
+    write(store, reports, sweep, keep_going)
+    return reports

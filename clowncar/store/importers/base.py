@@ -12,6 +12,11 @@ class LegacyFormatError(ClownCarError):
     """A legacy file of unknown format, or one that is truncated or malformed: nothing of it is imported."""
 
 
+class NotATrainingLog(LegacyFormatError):
+    """A file that holds no training run we can read (a README, a submission.json, an evaluation-only log).
+    A directory import skips it and says why; naming it on the command line is an error."""
+
+
 @dataclass
 class LegacyTrial:
     """One trial read from a legacy file. `key` is its name inside the file (run id, config label, stem)."""
@@ -24,6 +29,8 @@ class LegacyTrial:
     started_at: float | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
+    named_evals: list[dict[str, Any]] = field(default_factory=list)
+    """Final / eval lines, each its own metric (see `finals.py`); the last one is the headline."""
 
 
 @dataclass
@@ -39,6 +46,14 @@ class Parsed:
     trials: list[LegacyTrial]
     skipped: list[Skipped] = field(default_factory=list)
     blank_lines: int = 0
+    blank_at: set[int] = field(default_factory=set)
+    """Line numbers of the blank lines (where a parser records them), so that a listing of skipped lines can
+    show a block of noise broken by blank lines as one block."""
+    per_trial_identity: bool = False
+    """True: each trial's id is its key plus a digest of its own rows (a CSV row, a RESULTS block), so a file
+    that grows keeps the ids of its old trials. False: the id is the file's digest (plus the run index)."""
+    unstored_fields: dict[str, int] = field(default_factory=dict)
+    """Fields of step lines that have no column in the store: name -> how many lines carried it."""
 
 
 def fnum(text: str) -> float | None:

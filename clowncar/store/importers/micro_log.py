@@ -65,7 +65,7 @@ def _trial(label: str, fields: dict[str, str]) -> LegacyTrial:
 
 
 def parse(text: str, name: str) -> Parsed:
-    out = Parsed(FORMAT, [])
+    out = Parsed(FORMAT, [], per_trial_identity=True)
     label, fields, start, in_results = "", {}, 0, False
     lines = text.split("\n")
     if lines and lines[-1] == "":

@@ -83,7 +83,7 @@ def parse(text: str, name: str) -> Parsed:
     missing = [h for h in HEADER if h not in header]
     if missing:
         raise LegacyFormatError(f"{name}: header lacks column(s) {', '.join(missing)}")
-    out = Parsed(FORMAT, [])
+    out = Parsed(FORMAT, [], per_trial_identity=True)
     seen: set[str] = set()
     for lineno, fields in enumerate(rows[1:], start=2):
         if not any(f.strip() for f in fields):

@@ -1,16 +1,33 @@
-"""Parameter Golf `train_gpt.py` logs (torchrun stdout): one trial per file.
+"""Training logs (the stdout of Parameter Golf's `train_gpt.py` and of other trainers): one trial per run.
 
-Read: `step:N/M train_loss:L train_time:Tms step_avg:Ams` (step rows: elapsed_ms = T, tokens = N x
-train_batch_tokens when the header states it), `step:N/M val_loss:L val_bpb:B ...` (eval rows, mode standard,
-raw weights), and `final_int8_zlib_roundtrip_exact val_loss:L val_bpb:B` (an eval row of the quantized weights at
-the last step; result `q_val_*`, or `q_sliding_val_*` after `final_eval_mode:sliding_window`). The header gives
-config fields (`train.train_batch_tokens`, `train.train_seq_len`, `train.iterations`, `train.warmup_steps`,
-`train.max_wallclock_seconds`, `train.seed`, `train.matrix_lr`, `train.scalar_lr`, `train.tied_embed_lr`,
-`model.num_heads`, `model.num_kv_heads`, `eval.stride`) and results (`params`, `peak_mem_bytes`,
-`artifact_file_bytes`, `artifact_code_bytes`, `artifact_bytes`, `train_seconds`, `eval_seconds`). `val_loss` /
-`val_bpb` are the last pre-quantization eval; `quant_gap` is filled only when both evals use the same mode.
-torchrun banners, NCCL warnings, warm-up steps and other lines are skipped, each with its reason. A log without
-the final round-trip line is a cut-off run and is refused whole.
+Every line is read with the one grammar of `lines.py`; what a line holds decides what it becomes:
+
+- a step counter and a train metric (`step:20/20000 train_loss:3.21 train_time:940ms step_avg:47ms`,
+  `20/20000 train_loss: 3.21 train_time: 0.8m tok/s: 8e6`, `step:5/10 loss:3.2 t:900ms`,
+  `step:5/10 [JEPA] train_loss:3.2`, `step:5/10 fitness:-3.0`, `step 5/10 | loss 3.2`): a step row with
+  `train_loss` (`train_loss` or `loss`), `elapsed_ms` (`train_time`, `t`, `time`: ms, s or m), `lr_scale`
+  (`lr_mul`, `lr_scale`), `phase` (the `[tag]`) and `tokens` (step x `train_batch_tokens`);
+- a step counter and `val_bpb` (`step:4000/20000 val_loss:2.15 val_bpb:1.27`, `4000/20000 val_loss: 2.67
+  val_bpb: 1.16`): an eval row (mode standard, raw weights);
+- `val_bpb` and no counter (`final_int6_sliding_window_exact val_loss:1.89 val_bpb:1.12`,
+  `quantized_ttt_phased val_loss:2.32 val_bpb:1.06 eval_time:416500ms`, `legal_ttt_exact ...`): a named eval,
+  its own metric with its eval mode (see `finals.py`); the last one of the run is its headline;
+- header and summary fields (`seed:1337`, `  iterations: 20000`, `model_params:17059912`,
+  `final_eval_mode:sliding_window stride:64`, `stopping_early: ...`, `Serialized model int8+zlib: N bytes`,
+  `Code size: N bytes`, `Total submission size int6+brotli: N bytes`, `peak memory allocated: N MiB`): config
+  (`train.*`, `model.*`, `eval.stride`, the first value of each) and result fields.
+
+Any line may start with a unix or ISO time stamp (the first one becomes the trial's start time); fields may be
+`k:v`, `k: v` or `k=v`, in any order, with extra fields (listed as not stored). Script source printed into the
+log, torchrun/NCCL noise, warm-up steps, banners and tables are skipped, each with its reason; a step number
+seen twice in one run is skipped with a reason too (the store keeps one row per step).
+
+Runs: a step counter that goes back (or a new total) starts a new run, so a file holding several runs gives
+one trial per run, each with its own steps; header lines after the previous run's last step or eval go to the new
+run. A run that ends with no named eval, before its last step (`N < M`) and without `stopping_early`, was cut
+off: the whole file is refused. A last line without a line end is accepted only when it is a complete log line
+(a named eval whose val_loss and val_bpb carry the same number of decimals). A file with no step line is not a
+training log (an evaluation-only log says what it holds).
 """
 
 from __future__ import annotations
@@ -18,146 +35,280 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from clowncar.store.importers.base import LegacyFormatError, LegacyTrial, Parsed, Skipped, set_path
+from clowncar.store.importers.base import (
+    LegacyFormatError,
+    LegacyTrial,
+    NotATrainingLog,
+    Parsed,
+    Skipped,
+    set_path,
+)
+from clowncar.store.importers.finals import mode_of, named_eval, result_keys
+from clowncar.store.importers.lines import Line, parse_line
 
-FORMAT = "train-gpt-log"
-_STEP = re.compile(r"^step:(\d+)/(\d+) train_loss:(\S+) train_time:([\d.]+)ms step_avg:([\d.]+)ms$")
-_VAL = re.compile(r"^step:(\d+)/(\d+) val_loss:(\S+) val_bpb:(\S+) train_time:([\d.]+)ms")
-_FINAL = re.compile(r"^final_int8_zlib_roundtrip_exact val_loss:(\S+) val_bpb:(\S+)$")
-_FINAL_ROUNDED = re.compile(r"^final_int8_zlib_roundtrip val_loss:\S+ val_bpb:\S+ eval_time:([\d.]+)ms$")
-_KV = re.compile(r"(\w+):(\S+)")
-HEADER_CONFIG = {"train_batch_tokens": ("train.train_batch_tokens", int), "train_seq_len": ("train.train_seq_len", int),
-                 "iterations": ("train.iterations", int), "warmup_steps": ("train.warmup_steps", int),
-                 "max_wallclock_seconds": ("train.max_wallclock_seconds", float),
-                 "matrix_lr": ("train.matrix_lr", float), "scalar_lr": ("train.scalar_lr", float),
-                 "num_heads": ("model.num_heads", int), "num_kv_heads": ("model.num_kv_heads", int)}
-_BYTES = {"Serialized model int8+zlib:": "artifact_file_bytes", "Code size:": "artifact_code_bytes",
-          "Total submission size int8+zlib:": "artifact_bytes"}
-_NOISE = ("NCCL", "[W", "W0", "[rank", "*****", "Setting OMP_NUM_THREADS")
+FORMAT = "training-log"
+SETTINGS: dict[str, tuple[str, type]] = {
+    "seed": ("train.seed", int), "train_batch_tokens": ("train.train_batch_tokens", int),
+    "train_seq_len": ("train.train_seq_len", int), "iterations": ("train.iterations", int),
+    "warmup_steps": ("train.warmup_steps", int), "max_wallclock_seconds": ("train.max_wallclock_seconds", float),
+    "matrix_lr": ("train.matrix_lr", float), "scalar_lr": ("train.scalar_lr", float),
+    "num_heads": ("model.num_heads", int), "num_kv_heads": ("model.num_kv_heads", int),
+    "num_layers": ("model.num_layers", int), "model_dim": ("model.model_dim", int),
+    "vocab_size": ("model.vocab_size", int), "mlp_mult": ("model.mlp_mult", float),
+    "eval_stride": ("eval.stride", int)}
+TRAIN_KEYS = ("train_loss", "loss", "fitness")
+STEP_KEYS = {"train_loss", "loss", "val_loss", "val_bpb", "train_time", "t", "time", "elapsed", "lr_mul",
+             "lr_scale"}
+_NOISE = re.compile(r"^(?:[WIE]\d{4} |NCCL|\[W|\[rank|\*{5}|Setting OMP_NUM_THREADS|Running: |W\d{4})|NCCL")
+_TABLE = re.compile(r"^[|+=-]")
+_BYTES = ((re.compile(r"^Serialized model (\S+): (\d+) bytes"), "artifact_file_bytes"),
+          (re.compile(r"^Code size: (\d+) bytes"), "artifact_code_bytes"),
+          (re.compile(r"^Total submission size (\S+): (\d+) bytes"), "artifact_bytes"))
+_PEAK = re.compile(r"^peak memory allocated: (\d+) MiB")
 
 
 def detect(text: str) -> bool:
-    return bool(re.search(r"^step:\d+/\d+ (train_loss|val_loss):", text, re.M))
+    """Any text may be a training log: this parser is the fallback and says itself when it is not one."""
+    return True
 
 
-class _State:
-    def __init__(self) -> None:
+def _kind(ln: Line) -> str:
+    """step | final | setting, or `skip:<reason>`."""
+    if _NOISE.search(ln.body):
+        return "skip:torchrun/NCCL noise"
+    if ln.code:
+        return "skip:script source"
+    if ln.step is not None:
+        if any(ln.num(k) is not None for k in TRAIN_KEYS) or ln.num("val_bpb") is not None:
+            return "step"
+        return "skip:progress line without a train or val metric"
+    if ln.num("val_bpb") is not None:
+        return "final"
+    if any(k.endswith("warmup_step") for k in ln.fields):
+        return "skip:compile warm-up step (weights restored after it)"
+    if ln.fields:
+        return "setting"
+    if _TABLE.match(ln.body):
+        return "skip:separator or table"
+    return "skip:text without a value (banner or prose)"
+
+
+class _Run:
+    """What one run of the file collects while its lines are read."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
         self.config: dict[str, Any] = {}
         self.result: dict[str, Any] = {"status": "ok", "reason": None}
         self.steps: list[dict[str, Any]] = []
         self.evals: list[dict[str, Any]] = []
+        self.named: list[dict[str, Any]] = []
+        self.step_lines: dict[int, int] = {}
+        self.val_lines: dict[int, int] = {}
+        self.last: Line | None = None
+        self.mode = "standard"
+        self.stopped = False
+        self.started_at: float | None = None
         self.seed: int | None = None
-        self.sliding = False
-        self.final: tuple[float, float] | None = None
-        self.final_seconds: float | None = None
+        self.tie_lr: float | None = None
+
+    @property
+    def max_step(self) -> int:
+        return max([*self.step_lines, *self.val_lines, 0])
 
 
-def _header(line: str, st: _State) -> str | None:
-    """Consume a header or summary line; return a skip reason when it carries nothing we store."""
-    pairs = dict(_KV.findall(line))
-    if line.startswith("model_params:"):
-        st.result["params"] = int(pairs["model_params"])
-    elif line.startswith("seed:"):
-        st.seed = int(pairs["seed"])
-        set_path(st.config, "train.seed", st.seed)
-    elif line.startswith("world_size:"):
-        st.result.setdefault("provenance", {})["world_size"] = int(pairs["world_size"])
-    elif line.startswith(("train_batch_tokens:", "attention_mode:", "tie_embeddings:")):
-        for key, (dotted, conv) in HEADER_CONFIG.items():
-            if key in pairs:
-                set_path(st.config, dotted, conv(pairs[key]))
-        if pairs.get("tie_embeddings") == "True" and "embed_lr" in pairs:
-            set_path(st.config, "train.tied_embed_lr", float(pairs["embed_lr"]))
-    elif line.startswith("final_eval_mode:"):
-        st.sliding = pairs["final_eval_mode"] == "sliding_window"
-        if "stride" in pairs:
-            set_path(st.config, "eval.stride", int(pairs["stride"]))
-    elif line.startswith("stopping_early:"):
-        st.result["train_seconds"] = float(pairs["train_time"].removesuffix("ms")) / 1000
-    elif m := re.match(r"^peak memory allocated: (\d+) MiB", line):
-        st.result["peak_mem_bytes"] = int(m.group(1)) * 2**20
-    elif any(line.startswith(p) for p in _BYTES):
-        prefix = next(p for p in _BYTES if line.startswith(p))
-        st.result[_BYTES[prefix]] = int(line[len(prefix):].split()[0])
-    elif m := _FINAL_ROUNDED.match(line):
-        st.final_seconds = float(m.group(1)) / 1000
-        return None
-    elif line.startswith(("Serialized model:", "Total submission size:")):
-        return "size before quantization (the artifact is the int8+zlib file)"
-    elif line.startswith(("val_bpb:enabled", "train_loader:", "val_loader:", "logs/")):
-        return "paths on the original machine"
-    else:
-        return "not a metric this importer stores"
-    return None
+def _setting(ln: Line, run: _Run) -> bool:
+    """Read a header / summary line into the run; False when it holds nothing we store."""
+    stored = False
+    for key, (dotted, conv) in SETTINGS.items():
+        if key in ln.colon_keys and (value := ln.num(key)) is not None:
+            section, name = dotted.split(".")
+            if name not in run.config.get(section, {}):
+                set_path(run.config, dotted, conv(value))
+            stored = True
+    if run.seed is None and "seed" in run.config.get("train", {}):
+        run.seed = run.config["train"]["seed"]
+    if "model_params" in ln.fields and (value := ln.num("model_params")) is not None:
+        run.result.setdefault("params", int(value))
+        stored = True
+    if (value := ln.num("world_size")) is not None:
+        run.result.setdefault("provenance", {})["world_size"] = int(value)
+        stored = True
+    if ln.fields.get("tie_embeddings") == "True" and (value := ln.num("embed_lr")) is not None:
+        run.tie_lr = value
+    if mode_key := next((k for k in ln.fields if k.endswith("eval_mode")), None):
+        run.mode = mode_of(ln.fields[mode_key]) or run.mode
+        if (stride := ln.num("stride")) is not None:
+            set_path(run.config, "eval.stride", int(stride))
+        stored = True
+    if "stopping_early" in ln.fields:
+        run.stopped = True
+        if (ms := ln.ms("train_time")) is not None:
+            run.result["train_seconds"] = ms / 1000
+        stored = True
+    if m := _PEAK.match(ln.body):
+        run.result["peak_mem_bytes"] = int(m.group(1)) * 2**20
+        stored = True
+    for pattern, key in _BYTES:
+        if m := pattern.match(ln.body):
+            run.result[key] = int(m.group(m.lastindex or 1))
+            stored = True
+    return stored
 
 
-def _line(line: str, st: _State) -> str | None:
-    if m := _STEP.match(line):
-        step = int(m.group(1))
-        st.steps.append({"step": step, "train_loss": float(m.group(3)), "elapsed_ms": float(m.group(4))})
-    elif m := _VAL.match(line):
-        st.evals.append({"step": int(m.group(1)), "val_loss": float(m.group(3)), "val_bpb": float(m.group(4)),
-                         "mode": "standard", "weights": "raw"})
-        st.result["train_seconds_at_eval"] = float(m.group(5)) / 1000
-    elif m := _FINAL.match(line):
-        st.final = (float(m.group(1)), float(m.group(2)))
-    elif line.startswith(_NOISE) or "NCCL" in line:
-        return "torchrun/NCCL noise"
-    elif line.startswith("warmup_step:"):
-        return "compile warm-up step (weights restored after it)"
-    else:
-        return _header(line, st)
-    return None
+def _step(ln: Line, run: _Run, out: Parsed) -> None:
+    train = next((v for k in TRAIN_KEYS if (v := ln.num(k)) is not None), None)
+    step = ln.step or 0
+    elapsed = ln.ms("train_time", "t", "time", "elapsed")
+    for key in ln.fields.keys() - STEP_KEYS:
+        out.unstored_fields[key] = out.unstored_fields.get(key, 0) + 1
+    if train is not None:
+        if step in run.step_lines:
+            out.skipped.append(Skipped(ln.number, f"repeats step {step} of line {run.step_lines[step]}", ln.text))
+        else:
+            run.step_lines[step] = ln.number
+            phase = ln.tags[0].split()[0][:10] if ln.tags and ln.tags[0].split() else None
+            run.steps.append({"step": step, "train_loss": ln.num("train_loss", "loss"), "elapsed_ms": elapsed,
+                              "lr_scale": ln.num("lr_mul", "lr_scale"), "phase": phase})
+    if (bpb := ln.num("val_bpb")) is not None:
+        if step in run.val_lines:
+            out.skipped.append(Skipped(ln.number, f"repeats the eval at step {step} of line "
+                                                  f"{run.val_lines[step]}", ln.text))
+        else:
+            run.val_lines[step] = ln.number
+            run.evals.append({"step": step, "val_loss": ln.num("val_loss"), "val_bpb": bpb, "mode": "standard",
+                              "weights": "raw"})
+            if elapsed is not None:
+                run.result["train_seconds_at_eval"] = elapsed / 1000
 
 
-def _finish(st: _State, name: str, key: str) -> LegacyTrial:
-    if st.final is None:
-        raise LegacyFormatError(f"{name}: no final_int8_zlib_roundtrip_exact line (run cut off or truncated file)")
-    batch = st.config.get("train", {}).get("train_batch_tokens")
-    for row in st.steps:
+def _trial(run: _Run, where: str, runs: int) -> LegacyTrial:
+    res, last_step = run.result, run.max_step
+    batch = run.config.get("train", {}).get("train_batch_tokens")
+    for row in run.steps:
         row["tokens"] = row["step"] * batch if batch else None
-    res = st.result
+    if run.tie_lr is not None:
+        set_path(run.config, "train.tied_embed_lr", run.tie_lr)
     at_eval = res.pop("train_seconds_at_eval", None)
-    last_step = max([r["step"] for r in st.steps] + [e["step"] for e in st.evals])
     res["steps"] = last_step
     res.setdefault("train_seconds", at_eval)
     if batch:
         res["tokens_seen"] = last_step * batch
-    raw = [e for e in st.evals if e["step"] > 0]
-    if raw:
-        res["val_loss"], res["val_bpb"] = raw[-1]["val_loss"], raw[-1]["val_bpb"]
-    prefix = "q_sliding_val" if st.sliding else "q_val"
-    res[f"{prefix}_loss"], res[f"{prefix}_bpb"] = st.final
-    if raw and not st.sliding:
-        res["quant_gap"] = st.final[1] - raw[-1]["val_bpb"]
-    if st.final_seconds is not None:
-        res["eval_seconds"] = st.final_seconds
-    res["evaluated_weights"] = "quantized"
-    st.evals.append({"step": last_step, "val_loss": st.final[0], "val_bpb": st.final[1],
-                     "mode": "sliding" if st.sliding else "standard", "weights": "quantized"})
-    return LegacyTrial(key=key, config=st.config, result=res, seed=st.seed, steps=st.steps, evals=st.evals)
+    trained = [e for e in run.evals if e["step"] > 0]
+    if trained:
+        res["val_loss"], res["val_bpb"] = trained[-1]["val_loss"], trained[-1]["val_bpb"]
+    res.update(result_keys(run.named))
+    times = [e["eval_ms"] for e in run.named if e["eval_ms"] is not None]
+    if times:
+        res["eval_seconds"] = sum(times) / 1000
+    if res.get("q_val_bpb") is not None and res.get("val_bpb") is not None:
+        res["quant_gap"] = res["q_val_bpb"] - res["val_bpb"]
+    res.setdefault("provenance", {})["run"] = f"{run.index} of {runs}"
+    # the quantized evals also go to the eval table (one row per mode at the last step, as a worker writes them)
+    last_of_mode = {e["mode"]: e for e in run.named if e["weights"] == "quantized"}
+    run.evals += [{"step": last_step, "val_loss": e["val_loss"], "val_bpb": e["val_bpb"], "mode": e["mode"],
+                   "weights": "quantized"} for e in last_of_mode.values()]
+    for e in run.named:
+        e["step"] = last_step
+    return LegacyTrial(key=f"run{run.index}", config=run.config, result=res, seed=run.seed,
+                       started_at=run.started_at, steps=run.steps, evals=run.evals, named_evals=run.named)
 
 
-def parse(text: str, name: str, key: str) -> Parsed:
+def _check_last_line(ln: Line, kind: str, where: str) -> None:
+    """A last line without its line end must be a whole log line, or the file was cut while being written."""
+    loss_decimals = ln.decimals("val_loss")
+    if kind == "final" and loss_decimals is not None and ln.decimals("val_bpb") != loss_decimals:
+        raise LegacyFormatError(
+            f"{where}: last line {ln.number} has no line end and its val_bpb has {ln.decimals('val_bpb')} "
+            f"decimals where its val_loss has {loss_decimals}: expected a whole eval line, found one "
+            "cut short (truncated file?)")
+    if kind.startswith("skip:") and kind != "skip:torchrun/NCCL noise":
+        text = ln.text if len(ln.text) <= 60 else ln.text[:57] + "..."
+        raise LegacyFormatError(f"{where}: last line {ln.number} has no line end and is not a whole log line "
+                                f"(found {text!r}; expected a step, eval or summary line): truncated file?")
+
+
+def _cut_off(run: _Run, where: str) -> str:
+    last = run.last
+    total = f"/{last.total}" if last is not None and last.total else ""
+    return (f"{where}: run {run.index} stops at step {run.max_step}{total} (line {last.number if last else '?'}) "
+            "with no final/eval line after it: expected training to reach its last step, a stopping_early "
+            "line or a line such as `final_int8_zlib_roundtrip_exact val_loss:X val_bpb:X`; found none, so the "
+            "log is cut off (run still going, or file truncated)")
+
+
+def _split_runs(records: list[tuple[str, Line]]) -> list[list[tuple[str, Line]]]:
+    """Group the file's records into runs: a step counter that goes back, or a new total, starts a run."""
+    runs: list[list[tuple[str, Line]]] = [[]]
+    last: Line | None = None
+    for kind, ln in records:
+        if kind == "step":
+            if last is not None and ln.step is not None and last.step is not None and (
+                    ln.step < last.step or ln.total != last.total):
+                cur = runs[-1]
+                cut = max(i for i, (k, _) in enumerate(cur) if k in ("step", "final")) + 1
+                runs.append(cur[cut:])
+                del cur[cut:]
+            last = ln
+        runs[-1].append((kind, ln))
+    return runs
+
+
+def _not_a_log(records: list[tuple[str, Line]]) -> str:
+    finals = [ln for kind, ln in records if kind == "final"]
+    if finals:
+        last = finals[-1]
+        return (f"not a training log: an evaluation-only log ({len(finals)} eval line(s), the last "
+                f"`{last.name or 'val_bpb'}` val_bpb {last.fields.get('val_bpb')} at line {last.number}) with no "
+                "training step lines")
+    if any("bpb" in ln.text.lower() for _, ln in records):
+        return "not a training log: it mentions bpb but holds no step or eval line we can read"
+    return "not a training log: no step or eval lines"
+
+
+def parse(text: str, where: str) -> Parsed:
+    """Parse a training log whole; `where` (the file's path) starts every error message."""
     out = Parsed(FORMAT, [])
-    st = _State()
     lines = text.split("\n")
     complete = text.endswith("\n")
     if complete:
         lines.pop()
-    for lineno, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line:
+    records: list[tuple[str, Line]] = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
             out.blank_lines += 1
+            out.blank_at.add(number)
             continue
-        if lineno == len(lines) and not complete and not (line.startswith(_NOISE) or "NCCL" in line):
-            # a log is written line by line: a last line without its newline was cut mid-write
-            raise LegacyFormatError(f"{name}: last line {lineno} has no line end (truncated file?)")
-        try:
-            reason = _line(line, st)
-        except (ValueError, KeyError) as err:
-            reason = f"unreadable ({err})"
-        if reason is not None:
-            out.skipped.append(Skipped(lineno, reason, line))
-    out.trials.append(_finish(st, name, key))
+        ln = parse_line(number, raw)
+        records.append((_kind(ln), ln))
+    if not any(kind == "step" for kind, _ in records):
+        raise NotATrainingLog(f"{where}: {_not_a_log(records)}")
+    if not complete and records and records[-1][1].number == len(lines):
+        _check_last_line(records[-1][1], records[-1][0], where)
+    groups = _split_runs(records)
+    runs: list[_Run] = []
+    for index, group in enumerate(groups, start=1):
+        run = _Run(index)
+        for kind, ln in group:
+            if run.started_at is None and ln.stamp is not None:
+                run.started_at = ln.stamp
+            if kind == "step":
+                _step(ln, run, out)
+                run.last = ln
+            elif kind == "final":
+                run.named.append(named_eval(ln, len(run.named), run.max_step, run.mode, run.named))
+            elif kind == "setting":
+                if not _setting(ln, run):
+                    out.skipped.append(Skipped(ln.number, "no value we store", ln.text))
+            else:
+                out.skipped.append(Skipped(ln.number, kind.removeprefix("skip:"), ln.text))
+        runs.append(run)
+    for run in runs:
+        last = run.last
+        finished = run.named or run.stopped or run is not runs[-1] or (
+            last is not None and last.total is not None and run.max_step >= last.total)
+        if not finished:
+            raise LegacyFormatError(_cut_off(run, where))
+        out.trials.append(_trial(run, where, len(runs)))
+    out.skipped.sort(key=lambda s: s.line)
     return out
