@@ -31,8 +31,11 @@ def canonical(cfg: TrialConfig) -> TrialConfig:
             data[section][key] = defaults[section][key]
 
     _canonical_model(model, reset)
-    if model["arch"] == "gpt" or not model["num_crawler_layers"] or _loops_are_one_pass(model):
+    crawls = model["arch"] == "crawler" and model["num_crawler_layers"] > 0
+    if not crawls or _loops_are_one_pass(model):
         reset("train", *CADENCE)  # C-steps and N-steps run the same computation: the cadence is moot
+        if not crawls:
+            train["cadence"] = 0  # nothing to crawl: every step counts as an N-step, as the seed counted them
     _canonical_cadence(train, reset)
     if train["lr_schedule"] == "cosine":
         reset("train", "warmdown_iters", "lr_hold_steps")
