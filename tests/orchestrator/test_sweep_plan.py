@@ -155,3 +155,15 @@ def test_shipped_specs_state_what_they_reproduce_and_what_differs() -> None:
         text = (REPO / "sweeps" / f"{name}.yaml").read_text()
         assert "# What it reproduces:" in text and "# What differs:" in text, name
         assert yaml.safe_load(text)["name"]
+
+
+@pytest.mark.slow  # embedded Ray
+def test_a_sweep_with_repeated_points_runs_each_trial_once_per_seed(sweep_env: Any) -> None:
+    spec = sweep_env.spec("dedup", space={"model.crawler_loops": {"grid": [1]}, "train.cadence": {"grid": [1, 2, 3]}},
+                          seeds=[1, 2])
+    r = sweep_env.cli("sweep", "run", str(spec), "--num-cpus", "2", "--quiet", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("sweep dedup (grid): 6 grid points, 2 distinct trials")
+    trials = sweep_env.store().trials_frame(sweeps="dedup")
+    assert len(trials) == 2 and sorted(trials["train.seed"]) == [1, 2] and set(trials["train.cadence"]) == {1}
+    assert trials["config_hash"].nunique() == 2
