@@ -48,7 +48,8 @@ class ModelConfig(Section):
     num_layers: int = Field(9, ge=1)
     # Crawler layout: flat encoder half, shared crawler blocks looped, flat decoder half
     num_flat_layers: int = Field(4, ge=0)
-    num_crawler_layers: int = Field(1, ge=1)
+    num_crawler_layers: int = Field(1, ge=0)
+    """Shared crawler blocks; 0 leaves only the flat blocks (the seed's 6-flat control)."""
     crawler_loops: int = Field(4, ge=1)
     inst_dim: int = Field(32, ge=0)
     """Flow instructions: width of the shared down-projection; 0 uses fixed per-loop offsets."""
@@ -76,6 +77,43 @@ class ModelConfig(Section):
     32 is the fastest on CPU (benchmarks/bench_deltanet.py --chunk)."""
     attn_backend: Literal["auto", "sdpa", "flash"] = "auto"
     deltanet_backend: Literal["auto", "torch", "fla"] = "auto"
+    # -- the parts of the seed's sweep trainers (reference/seed_facts.md section 9) -----------------------------
+    crawler_position: Literal["middle", "end"] = "middle"
+    """`middle`: flat encoder half, crawler, flat decoder half with U-Net skips (ClownCar). `end`: every flat
+    block once, then the crawler at the top of the stack, no skips (the seed's micro-crawler)."""
+    crawler_mode: Literal["loop", "deliberate"] = "loop"
+    """`loop`: the crawler blocks run crawler_loops times in sequence. `deliberate` (the seed's production
+    cadence trainer): a C-step fires them twice in parallel from the same input and a learned gate merges the
+    two with a learned consensus vector; an N-step fires once and gates against the consensus. Needs
+    crawler_loops = 2 and inst_dim = 0."""
+    loop_offsets: Literal["fixed", "learned", "learned_n_row"] = "fixed"
+    """With inst_dim = 0, the vector added before each loop. `fixed`: untrained orthogonal rows of norm 0.01,
+    an N-step adds the first. `learned`: the same rows drawn from the trial seed and trained. `learned_n_row`:
+    one more trained row, which an N-step adds instead (the seed's fractal and micro-crawler trainers)."""
+    resid_mix: bool = True
+    """Each block mixes its input with the embedding stream x0 (learned, init (1, 0)); the seed's small
+    trainers have no such mix."""
+    q_gain: bool = True
+    """A learned per-head query gain (init qk_gain_init); the seed's small trainers have none."""
+    weight_init: Literal["auto", "normal"] = "auto"
+    """`auto`: the architecture's own (GPT: PyTorch defaults; crawler: orthogonal). `normal`: N(0, 0.02) for
+    q, k, v and the MLP input, PyTorch defaults for other matrices (the seed's small trainers). Output
+    projections start at zero either way."""
+    trigram_vocab_size: int = Field(0, ge=0)
+    """Buckets of the trigram-hash embedding (hash of the token and the two before it); 0 disables it."""
+    trigram_dim: int = Field(128, ge=1)
+    trigram_zero_init: bool = False
+    """Start the trigram projection at zero as well as its table. Both zero means no gradient ever reaches
+    either: the path stays dead, as in the seed's micro-crawler trainer. Off: the projection is random and the
+    trigram learns."""
+    value_embed_dim: int = Field(0, ge=0)
+    """A shared token embedding of this width, projected to the value width and added to the attention values
+    of every crawler block with a learned per-block scale (the seed's VE, live on its crawler blocks in the
+    production cadence trainer); 0 disables it."""
+    param_budget_counts: Literal["all", "blocks"] = "all"
+    """What `model_dim: auto` counts against param_budget: every parameter, or (`blocks`) the token embedding
+    and the blocks only, as the seed's small trainers estimated it (hash embeddings, loop offsets, skips and
+    gates left out)."""
 
 
 class TrainConfig(Section):
@@ -126,6 +164,23 @@ class TrainConfig(Section):
     probe_seqs: int = Field(8, ge=1)
     reserve_seconds: float = Field(0.0, ge=0)
     """Stop this much before the wallclock cap to leave time for quantization."""
+    # -- the optimizer and schedule of the seed's sweep trainers (reference/seed_facts.md section 9) -------------
+    optimizer: Literal["muon", "adamw"] = "muon"
+    """`muon`: Muon for matrices, AdamW for embeddings and scalars. `adamw`: AdamW for everything (each group
+    at its own LR: matrix_lr, tied_embed_lr, scalar_lr), weight decay adam_wd on every parameter of two or
+    more dimensions and none on vectors and scalars (the seed's fractal and micro-crawler trainers)."""
+    lr_schedule: Literal["warmdown", "cosine"] = "warmdown"
+    """`warmdown`: full LR, then a linear warm-down (wallclock- or iteration-driven, see warmdown_iters).
+    `cosine`: cosine decay from the end of the LR warm-up to lr_min_ratio at train.iterations; the wallclock
+    cap only truncates it (the seed's fractal and micro-crawler trainers)."""
+    lr_min_ratio: float = Field(0.0, ge=0, le=1)
+    """Floor of the cosine schedule, as a fraction of the LR (the seed: 0.1)."""
+    lr_hold_steps: int = Field(0, ge=0)
+    """The warm-down does not start before this step, whatever the wallclock says (the seed's production
+    cadence trainer: 50)."""
+    late_qat_threshold: float = Field(0.0, ge=0, le=1)
+    """Once the LR multiplier falls below this, train through int6 fake quantization of every matrix
+    (straight-through, per-row clip at the 99.95th percentile of |w|); 0 = never (the seed's late QAT)."""
 
 
 class QuantConfig(Section):
@@ -188,6 +243,12 @@ class TrialConfig(BaseModel):
                 raise ValueError(f"model.rope_dims ({m.rope_dims}) must be even and at most the head dim {head_dim}")
         if m.arch == "gpt" and m.delta_net_heads:
             raise ValueError("model.delta_net_heads needs model.arch = crawler")
+        if m.loop_offsets != "fixed" and m.inst_dim:
+            raise ValueError(f"model.loop_offsets = {m.loop_offsets} needs model.inst_dim = 0 (flow instructions "
+                             "replace the loop offsets)")
+        if m.crawler_mode == "deliberate" and (m.crawler_loops != 2 or m.inst_dim or not m.num_crawler_layers):
+            raise ValueError("model.crawler_mode = deliberate needs model.crawler_loops = 2, model.inst_dim = 0 "
+                             "and at least one crawler layer")
         if t.train_batch_tokens % (t.train_seq_len * t.grad_accum):
             raise ValueError(f"train.train_batch_tokens ({t.train_batch_tokens}) must be a multiple of "
                              f"train.train_seq_len x train.grad_accum ({t.train_seq_len * t.grad_accum})")

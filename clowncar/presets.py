@@ -68,10 +68,62 @@ def tiny_cpu() -> dict[str, Any]:
     }
 
 
+# -- the seed's sweep trainers (reference/seed_facts.md section 9) ------------------------------------------------
+
+SEED_SMALL_BUDGET = 17_048_576
+"""The seed's small trainers size the width to the naive baseline's estimated parameter count (9 x 512, MLP 2)."""
+
+
+def _seed_small_trainer() -> dict[str, Any]:
+    """What `train_fractal_cadence.py` and `train_micro_crawler.py` share: a plain pre-norm crawler (no x0 mix,
+    no q gain, no skips, no bigram or smear), N(0, 0.02) init, width auto-sized on the blocks and the embedding,
+    AdamW at 2e-3 (decay 0.1 on matrices) with a 20-step warm-up and a cosine to 0.1x over 500 iterations of
+    32 x 1024 tokens, clip 5, no EMA, no quantization, scored on the first 100,000 validation tokens."""
+    return {
+        "model": {
+            "arch": "crawler", "model_dim": "auto", "param_budget": SEED_SMALL_BUDGET,
+            "param_budget_counts": "blocks", "num_heads": 8, "num_kv_heads": 4, "inst_dim": 0,
+            "loop_offsets": "learned_n_row", "resid_mix": False, "q_gain": False, "weight_init": "normal",
+            "mlp_mult": 4.0, "crawler_mlp_mult": 4.0, "rope_dims": 0, "rope_ntk_above": 0,
+        },
+        "train": {
+            "iterations": 500, "max_wallclock_seconds": 600.0, "train_batch_tokens": 32768,
+            "train_seq_len": 1024, "grad_accum": 1, "warmup_steps": 0, "lr_warmup_steps": 20,
+            "optimizer": "adamw", "lr_schedule": "cosine", "lr_min_ratio": 0.1,
+            "matrix_lr": 0.002, "scalar_lr": 0.002, "tied_embed_lr": 0.002,
+            "adam_beta1": 0.9, "adam_beta2": 0.95, "adam_eps": 1e-8, "adam_wd": 0.1, "grad_clip_norm": 5.0,
+            "ema": False, "compile": False, "log_every": 10, "val_every": 50,
+        },
+        "quant": {"enabled": False},
+        "eval": {"seq_len": 1024, "stride": 0, "batch_tokens": 32768, "max_tokens": 100000},
+    }
+
+
+def frugendorff_v2() -> dict[str, Any]:
+    """The seed's Frugendorff v2 sweep trainer (train_fractal_cadence.py): 5 shared blocks looped twice, no
+    flat blocks, one full C-step in 4, 500 AdamW steps; width auto-sized (544)."""
+    return deep_merge(_seed_small_trainer(), {
+        "model": {"num_flat_layers": 0, "num_crawler_layers": 5, "crawler_loops": 2},
+        "train": {"cadence": 4},
+    })
+
+
+def micro_crawler() -> dict[str, Any]:
+    """The seed's micro-crawler trainer (train_micro_crawler.py): 4 flat blocks, then 1 shared block x 2 at the
+    top, cadence 2, the dead trigram hash (8192 x 128); width auto-sized (544)."""
+    return deep_merge(_seed_small_trainer(), {
+        "model": {"crawler_position": "end", "num_flat_layers": 4, "num_crawler_layers": 1, "crawler_loops": 2,
+                  "trigram_vocab_size": 8192, "trigram_dim": 128, "trigram_zero_init": True},
+        "train": {"cadence": 2},
+    })
+
+
 PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
     "baseline": baseline,
     "clowncar": clowncar,
     "tiny-cpu": tiny_cpu,
+    "frugendorff-v2": frugendorff_v2,
+    "micro-crawler": micro_crawler,
 }
 
 

@@ -42,8 +42,9 @@ def check_width(cfg: ModelConfig, dim: int) -> None:
     if cfg.delta_net_heads and dim % cfg.delta_net_heads:
         raise ConfigError(f"model.model_dim {dim} must be a multiple of model.delta_net_heads "
                           f"({cfg.delta_net_heads})")
-    if cfg.arch == "crawler" and cfg.inst_dim == 0 and cfg.crawler_loops > dim:
-        raise ConfigError(f"model.crawler_loops ({cfg.crawler_loops}) exceeds the width {dim}: the fixed "
+    rows = cfg.crawler_loops + (cfg.loop_offsets == "learned_n_row")
+    if cfg.arch == "crawler" and cfg.inst_dim == 0 and rows > dim:
+        raise ConfigError(f"model.crawler_loops ({cfg.crawler_loops}) exceeds the width {dim}: the "
                           f"loop offsets need one orthogonal direction per loop")
 
 
@@ -58,10 +59,24 @@ def _construct(cfg: ModelConfig, dim: int) -> nn.Module:
     return GPT(cfg, dim) if cfg.arch == "gpt" else CrawlerGPT(cfg, dim)
 
 
+BUDGET_BLOCKS = ("tok_emb.", "blocks.", "flat_blocks.", "crawler_blocks.")
+"""What `param_budget_counts: blocks` counts: the token embedding and the transformer blocks."""
+
+
 def params_at_width(cfg: ModelConfig, dim: int) -> int:
     """Exact parameter count at width `dim`, from a model built on the meta device (no memory, no init)."""
     with torch.device("meta"):
         return count_params(_construct(cfg, dim))
+
+
+def budget_params_at_width(cfg: ModelConfig, dim: int) -> int:
+    """The parameters `model_dim: auto` counts against `param_budget` at width `dim`: all of them, or with
+    `param_budget_counts: blocks` the token embedding and the blocks only (the seed's small trainers' estimate)."""
+    if cfg.param_budget_counts == "all":
+        return params_at_width(cfg, dim)
+    with torch.device("meta"):
+        model = _construct(cfg, dim)
+    return sum(p.numel() for name, p in model.named_parameters() if name.startswith(BUDGET_BLOCKS))
 
 
 def resolve_model_dim(cfg: ModelConfig) -> int:
@@ -74,17 +89,17 @@ def resolve_model_dim(cfg: ModelConfig) -> int:
     step = width_step(cfg)
     min_head_dim = max(2, cfg.rope_dims, 4 if cfg.rope_ntk_above else 0)  # heads must hold the rotary dims
     lo = -(-min_head_dim * cfg.num_heads // step)
-    if params_at_width(cfg, lo * step) > cfg.param_budget:
+    if budget_params_at_width(cfg, lo * step) > cfg.param_budget:
         raise ConfigError(f"model.param_budget {cfg.param_budget:,} is below the smallest legal model "
-                          f"({params_at_width(cfg, lo * step):,} parameters at width {lo * step})")
+                          f"({budget_params_at_width(cfg, lo * step):,} parameters at width {lo * step})")
     hi = lo + 1  # first multiple known (or found) to exceed the budget
-    while params_at_width(cfg, hi * step) <= cfg.param_budget:
+    while budget_params_at_width(cfg, hi * step) <= cfg.param_budget:
         if hi * step > MAX_AUTO_WIDTH:
             raise ConfigError(f"model.param_budget {cfg.param_budget:,} asks for a width above {MAX_AUTO_WIDTH}")
         lo, hi = hi, hi * 2
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if params_at_width(cfg, mid * step) <= cfg.param_budget:
+        if budget_params_at_width(cfg, mid * step) <= cfg.param_budget:
             lo = mid
         else:
             hi = mid

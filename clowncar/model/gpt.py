@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from clowncar.config import ModelConfig
-from clowncar.model.layers import Block, TiedLM
+from clowncar.model.layers import Block, TiedLM, init_normal
 
 
 class GPT(TiedLM):
@@ -26,9 +26,11 @@ class GPT(TiedLM):
                              if num_skips else None)
         self.blocks = nn.ModuleList([
             Block(model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.mlp_mult, cfg.qk_gain_init, layer_idx=i,
-                  ln_scale=cfg.ln_scale, xsa=cfg.xsa == "all", attn_backend=cfg.attn_backend)
+                  ln_scale=cfg.ln_scale, xsa=cfg.xsa == "all", attn_backend=cfg.attn_backend,
+                  resid_mix=cfg.resid_mix, q_gain=cfg.q_gain)
             for i in range(cfg.num_layers)
         ])
+        self.weight_init = cfg.weight_init
         self._init_weights()
 
     @torch.no_grad()
@@ -38,6 +40,8 @@ class GPT(TiedLM):
         if self.tok_emb.weight.is_meta:
             return
         nn.init.normal_(self.tok_emb.weight, std=self.tied_embed_init_std)
+        if self.weight_init == "normal":
+            init_normal(self)
         for m in self.modules():
             if isinstance(m, nn.Linear) and getattr(m, "_zero_init", False):
                 nn.init.zeros_(m.weight)

@@ -20,11 +20,28 @@ from clowncar.config import ModelConfig
 
 
 class CastedLinear(nn.Linear):
-    """`nn.Linear` that multiplies in the input's dtype (weights may be kept in fp32 for the optimizer)."""
+    """`nn.Linear` that multiplies in the input's dtype (weights may be kept in fp32 for the optimizer).
+
+    With `fake_quant` set (late QAT) the forward uses the weight rounded to int6 per row, and the gradient
+    passes straight through the rounding to the float weight."""
+
+    fake_quant = False
 
     def forward(self, x: Tensor) -> Tensor:
         bias = self.bias.to(x.dtype) if self.bias is not None else None
-        return F.linear(x, self.weight.to(x.dtype), bias)
+        w = self.weight
+        if self.fake_quant:
+            w = w + (fake_int6(w.detach()) - w).detach()
+        return F.linear(x, w.to(x.dtype), bias)
+
+
+def fake_int6(w: Tensor) -> Tensor:
+    """w rounded to 63 levels per row, the row's step being its 99.95th percentile of |w| / 31 (the seed's
+    late-QAT rounding)."""
+    rows = w.float().reshape(w.size(0), -1)
+    clip = torch.quantile(rows.abs(), 0.9995, dim=1, keepdim=True).clamp_min(1e-8)
+    step = clip / 31.0
+    return (torch.clamp(torch.round(rows / step), -31, 31) * step).reshape(w.shape).to(w.dtype)
 
 
 class RMSNorm(nn.Module):
@@ -81,7 +98,7 @@ class CausalSelfAttention(nn.Module):
     """GQA attention: q/k RMS-normed, rotary on `rope_dims`, learned per-head q gain, optional XSA."""
 
     def __init__(self, dim: int, num_heads: int, num_kv_heads: int, qk_gain_init: float,
-                 xsa: bool = False, backend: str = "auto") -> None:
+                 xsa: bool = False, backend: str = "auto", q_gain: bool = True) -> None:
         super().__init__()
         self.num_heads, self.num_kv_heads = num_heads, num_kv_heads
         self.head_dim = dim // num_heads
@@ -91,7 +108,8 @@ class CausalSelfAttention(nn.Module):
         self.c_v = CastedLinear(dim, kv_dim, bias=False)
         self.proj = CastedLinear(dim, dim, bias=False)
         self.proj._zero_init = True
-        self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
+        self.q_gain = (nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
+                       if q_gain else None)
         self.xsa = xsa
         self.backend = backend
         # Looked up once here, not per call: a cached import inside forward is a torch.compile hazard.
@@ -109,15 +127,21 @@ class CausalSelfAttention(nn.Module):
                                            is_causal=True, enable_gqa=self.num_kv_heads != self.num_heads)
         return y.transpose(1, 2)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, v_extra: Tensor | None = None) -> Tensor:
+        """`v_extra` [B, T, kv_dim] is added to the values (a value embedding)."""
         B, T, _ = x.shape
         q = self.c_q(x).reshape(B, T, self.num_heads, self.head_dim)
         k = self.c_k(x).reshape(B, T, self.num_kv_heads, self.head_dim)
-        v = self.c_v(x).reshape(B, T, self.num_kv_heads, self.head_dim)
+        v = self.c_v(x)
+        if v_extra is not None:
+            v = v + v_extra.to(v.dtype)
+        v = v.reshape(B, T, self.num_kv_heads, self.head_dim)
         q = apply_rotary(F.rms_norm(q, (self.head_dim,)), cos, sin)
         k = apply_rotary(F.rms_norm(k, (self.head_dim,)), cos, sin)
+        if self.q_gain is not None:
+            q = q * self.q_gain.to(q.dtype)[None, None, :, None]
         # Under autocast the norms may hand back fp32; attention kernels want q, k, v in one dtype.
-        q = (q * self.q_gain.to(q.dtype)[None, None, :, None]).to(v.dtype)
+        q = q.to(v.dtype)
         k = k.to(v.dtype)
         y = self._attend(q, k, v)
         if self.xsa:
@@ -149,26 +173,42 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block. Its input is first mixed with x0 (`resid_mix`, init (1, 0)); the attention
-    and MLP outputs are added with learned per-channel scales; `ln_scale` damps deep layers' normed inputs."""
+    """Pre-norm transformer block. Its input is first mixed with x0 (`resid_mix`, init (1, 0); optional); the
+    attention and MLP outputs are added with learned per-channel scales; `ln_scale` damps deep layers' normed
+    inputs."""
 
     def __init__(self, dim: int, num_heads: int, num_kv_heads: int, mlp_mult: float, qk_gain_init: float,
                  layer_idx: int = 0, ln_scale: bool = False, xsa: bool = False,
-                 attn_backend: str = "auto") -> None:
+                 attn_backend: str = "auto", resid_mix: bool = True, q_gain: bool = True) -> None:
         super().__init__()
         self.norm = RMSNorm()
-        self.attn = CausalSelfAttention(dim, num_heads, num_kv_heads, qk_gain_init, xsa, attn_backend)
+        self.attn = CausalSelfAttention(dim, num_heads, num_kv_heads, qk_gain_init, xsa, attn_backend, q_gain)
         self.mlp = MLP(dim, mlp_mult)
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
-        self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
+        self.resid_mix = (nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
+                          if resid_mix else None)
         self.ln_scale_factor = 1.0 / math.sqrt(layer_idx + 1) if ln_scale else 1.0
 
-    def forward(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        mix = self.resid_mix.to(x.dtype)
-        x = mix[0] * x + mix[1] * x0
-        x = x + self.attn_scale.to(x.dtype) * self.attn(self.norm(x) * self.ln_scale_factor, cos, sin)
+    def forward(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor, v_extra: Tensor | None = None) -> Tensor:
+        if self.resid_mix is not None:
+            mix = self.resid_mix.to(x.dtype)
+            x = mix[0] * x + mix[1] * x0
+        x = x + self.attn_scale.to(x.dtype) * self.attn(self.norm(x) * self.ln_scale_factor, cos, sin, v_extra)
         return x + self.mlp_scale.to(x.dtype) * self.mlp(self.norm(x) * self.ln_scale_factor)
+
+
+@torch.no_grad()
+def init_normal(model: nn.Module) -> None:
+    """The seed's small trainers' init: N(0, 0.02) for q, k, v and the MLP input, zero for the matrices flagged
+    `_zero_init` (output projections), PyTorch's default (as constructed) for every other matrix."""
+    for name, m in model.named_modules():
+        if not isinstance(m, nn.Linear):
+            continue
+        if getattr(m, "_zero_init", False):
+            nn.init.zeros_(m.weight)
+        elif name.rsplit(".", 1)[-1] in ("c_q", "c_k", "c_v", "fc"):
+            nn.init.normal_(m.weight, std=0.02)
 
 
 # -- input side ------------------------------------------------------------------------------------------------
@@ -203,6 +243,44 @@ class BigramHashEmbedding(nn.Module):
         return h * self.scale.to(h.dtype)
 
 
+class TrigramHashEmbedding(BigramHashEmbedding):
+    """The bigram hash with the token two back mixed in (the seed's trigram): position 0 uses bucket V - 1,
+    position 1 the bigram hash, position n >= 2 (36313 t_n XOR 27191 t_{n-1} XOR 51647 t_{n-2}) mod (V - 1).
+    With `zero_proj` the projection starts at zero too, which leaves table and projection without gradient."""
+
+    def __init__(self, buckets: int, dim: int, model_dim: int, zero_proj: bool = False) -> None:
+        super().__init__(buckets, dim, model_dim)
+        if zero_proj and self.proj is not None:
+            self.proj._zero_init = True
+            nn.init.zeros_(self.proj.weight)
+
+    def bucket_ids(self, tokens: Tensor) -> Tensor:
+        ids = super().bucket_ids(tokens)
+        if tokens.size(1) > 2:
+            t = tokens.long()
+            tri = torch.bitwise_xor(torch.bitwise_xor(36313 * t[:, 2:], 27191 * t[:, 1:-1]), 51647 * t[:, :-2])
+            ids = torch.cat((ids[:, :2], tri % (self.buckets - 1)), dim=1)
+        return ids
+
+
+class ValueEmbedding(nn.Module):
+    """A token embedding projected to the value width, `scale * proj(embed[t])`, that crawler blocks add to
+    their attention values (each with its own learned scale). Table N(0, 0.01), projection zero (the crawler's
+    orthogonal init replaces it, as the seed's did), scale 0.1."""
+
+    def __init__(self, vocab_size: int, dim: int, kv_dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim)
+        nn.init.normal_(self.embed.weight, std=0.01)
+        self.proj = CastedLinear(dim, kv_dim, bias=False)
+        nn.init.zeros_(self.proj.weight)
+        self.scale = nn.Parameter(torch.tensor(0.1, dtype=torch.float32))
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        h = self.proj(self.embed(tokens))
+        return h * self.scale.to(h.dtype)
+
+
 class SmearGate(nn.Module):
     """x_t <- (1 - g) x_t + g x_{t-1} with a learned per-channel gate g = sigmoid(gate), gate init 0."""
 
@@ -229,6 +307,8 @@ class TiedLM(nn.Module):
         self.tied_embed_init_std = cfg.tied_embed_init_std
         self.bigram = (BigramHashEmbedding(cfg.bigram_vocab_size, cfg.bigram_dim, dim)
                        if cfg.bigram_vocab_size else None)
+        self.trigram = (TrigramHashEmbedding(cfg.trigram_vocab_size, cfg.trigram_dim, dim, cfg.trigram_zero_init)
+                        if cfg.trigram_vocab_size else None)
         self.smear = SmearGate(dim) if cfg.smear_gate else None
         self.final_norm = RMSNorm()
         self.logit_softcap = cfg.logit_softcap
@@ -240,6 +320,8 @@ class TiedLM(nn.Module):
         x = self.tok_emb(input_ids)
         if self.bigram is not None:
             x = x + self.bigram(input_ids)
+        if self.trigram is not None:
+            x = x + self.trigram(input_ids)
         x = F.rms_norm(x, (x.size(-1),))
         return self.smear(x) if self.smear is not None else x
 

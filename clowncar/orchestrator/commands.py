@@ -85,10 +85,24 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
 def run_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")], store: StoreOpt = None,
             address: AddressOpt = None, num_cpus: CpusOpt = None, num_gpus: GpusOpt = None,
             quiet: QuietOpt = False) -> None:
-    """Run a sweep to the end of its budget."""
+    """Run a sweep to the end of its budget (its plan is printed first, as `sweep plan` prints it)."""
     from clowncar.orchestrator.spec import load_spec
+    from clowncar.orchestrator.sweep_plan import plan_lines
 
-    run_spec(load_spec(spec), store, address, num_cpus, num_gpus, quiet, resume=False)
+    parsed = load_spec(spec)
+    for line in plan_lines(parsed):
+        typer.echo(line)
+    run_spec(parsed, store, address, num_cpus, num_gpus, quiet, resume=False)
+
+
+@app.command("plan")
+def plan_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")]) -> None:
+    """What a spec would run, without running it: distinct trials, merged points, estimated GPU-hours."""
+    from clowncar.orchestrator.spec import load_spec
+    from clowncar.orchestrator.sweep_plan import plan_lines
+
+    for line in plan_lines(load_spec(spec)):
+        typer.echo(line)
 
 
 def stored_spec(name: str, url: str) -> Any:

@@ -49,7 +49,8 @@ BACKLOG_MAX = HORIZON
 class LongestFirstGrid(optuna.samplers.GridSampler):
     """Optuna's grid sampler, with the grid run longest expected trial first (ties keep the seeded shuffle).
 
-    Optuna gives trial k the k-th point of its shuffled grid; sorting that list (stably, by each point's
+    Only the grid's distinct points are kept (`SweepSpec.distinct_grid`). Optuna gives trial k the k-th point of
+    its shuffled grid; sorting that list (stably, by each point's
     `train.max_wallclock_seconds`) makes the sweep hand out its long trials first and keep the short ones for
     the end, where they fill the GPUs that the last long trials leave idle (longest-processing-time-first list
     scheduling). In bench_utilization's simulation that alone takes the GPU ledger's utilization from 0.875
@@ -59,6 +60,10 @@ class LongestFirstGrid(optuna.samplers.GridSampler):
     def __init__(self, spec: SweepSpec) -> None:
         super().__init__(spec.grid(), seed=spec.sampler_seed)  # type: ignore[arg-type]
         names = self._param_names
+        # Points that would repeat another point's trial (same canonical config) are left out of the grid.
+        distinct = {tuple(point[n] for n in names) for point in spec.distinct_grid().points}
+        self._all_grids = [p for p in self._all_grids if p in distinct]
+        self._n_min_trials = len(self._all_grids)
         self._seconds = {p: spec.expected_trial_seconds(dict(zip(names, p, strict=True))) for p in self._all_grids}
         self._all_grids.sort(key=lambda point: -self._seconds[point])
 

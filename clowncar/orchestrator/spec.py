@@ -6,6 +6,9 @@ config. Parameters are dotted trial-config keys (`model.crawler_loops`). Example
     name: smoke
     preset: tiny-cpu
     overrides: {train.iterations: 30}
+    points:                    # named configs, one more dimension of the space (`point`)
+      wide: {model.model_dim: 96}
+      deep: {model.num_flat_layers: 4}
     space:
       model.crawler_loops: {grid: [1, 2, 3]}
       train.matrix_lr: {float: [0.005, 0.05], log: true}
@@ -19,6 +22,10 @@ config. Parameters are dotted trial-config keys (`model.crawler_loops`). Example
     scheduler: {type: none}    # or {type: asha, metric: train_loss, grace_period: 10, reduction_factor: 2}
     max_failures: 1
     budget: {max_trials: 6, max_gpu_hours: null}
+
+A trial's config is the canonical form of its point (clowncar/config_canonical.py), so grid points that would
+compute the same trial have one config hash; the grid runs each such trial once (`sweep plan` lists the merged
+points). Seeds are part of the config: every seed stays its own trial.
 """
 
 from __future__ import annotations
@@ -29,15 +36,20 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from clowncar.config import TrialConfig, apply_overrides, deep_merge, from_dict, read_mapping
+from clowncar.config_canonical import canonical
 from clowncar.errors import ConfigError
+from clowncar.orchestrator.distinct import Distinct, distinct_points, grid_points
+from clowncar.orchestrator.rungs import rung_problem
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 AUTO_OBJECTIVE = ("q_sliding_val_bpb", "q_val_bpb")
 """`objective.metric: auto`: post-quant sliding-window BPB, or post-quant BPB when the sliding eval is off."""
 SEED_KEY = "train.seed"
+POINT_KEY = "point"
+"""The parameter that picks one of the spec's named `points` (a bare word: config keys are dotted)."""
 Scalar = bool | int | float | str
 
 
@@ -109,6 +121,8 @@ class Resources(_Strict):
 
 
 class Scheduler(_Strict):
+    """ASHA on training steps. Its first rung must not come before the LR warm-down (orchestrator/rungs.py)."""
+
     type: Literal["none", "asha"] = "none"
     metric: Literal["train_loss", "val_bpb", "probe_loss"] = "train_loss"
     grace_period: int = Field(10, ge=1)
@@ -135,10 +149,17 @@ class WorkerSpec(_Strict):
 
 
 class SweepSpec(_Strict):
+    _base: dict[str, Any] | None = PrivateAttr(None)
+    _distinct_grid: Distinct | None = PrivateAttr(None)
+    _distinct_enqueue: Distinct | None = PrivateAttr(None)
+
     name: str
     description: str = ""
     preset: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
+    points: dict[str, dict[str, Scalar]] = Field(default_factory=dict)
+    """Named configs (dotted keys over the base), tried as one more dimension of the space (`point`): layouts
+    that are no product of values, such as the seed's eight micro-crawler configs."""
     space: dict[str, ParamSpec] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=list)
     sampler: Literal["grid", "random", "tpe", "gp", "nsga2"] = "tpe"
@@ -168,9 +189,16 @@ class SweepSpec(_Strict):
             # A CPU trial uses no GPU-hours: the cap would never stop anything, which is not what was asked.
             raise ValueError("budget.max_gpu_hours needs resources.gpus > 0 (CPU trials use no GPU-hours); "
                              "cap a CPU sweep with budget.max_trials")
+        for name, point in self.points.items():
+            if not NAME_RE.match(name):
+                raise ValueError(f"points: name '{name}' must be 1-64 letters, digits, '_', '-', '.'")
+            both = sorted(set(point) & (set(self.space) | {SEED_KEY}))
+            if both:
+                raise ValueError(f"points.{name} sets {both[0]}, which the space (or seeds) also sets")
+        searched = set(self.space) | ({POINT_KEY} if self.points else set())
         for key, p in self.space.items():
             for dep in (p.when or {}):
-                if dep not in self.space or dep == key:
+                if dep not in searched or dep == key:
                     raise ValueError(f"space.{key}.when names '{dep}', which is not another searched parameter")
         if self.sampler == "grid":
             for key, p in self.space.items():
@@ -186,8 +214,10 @@ class SweepSpec(_Strict):
 
     # -- derived ---------------------------------------------------------------------------------------------
     def search_space(self) -> dict[str, ParamSpec]:
-        """The space with seeds as one more categorical dimension (`train.seed`)."""
-        space = dict(self.space)
+        """The space with the named points first (`point`) and seeds as one more categorical dimension
+        (`train.seed`)."""
+        space = {POINT_KEY: ParamSpec(grid=list(self.points))} if self.points else {}
+        space.update(self.space)
         if self.seeds:
             space[SEED_KEY] = ParamSpec(grid=list(self.seeds))
         return space
@@ -202,8 +232,20 @@ class SweepSpec(_Strict):
         if self.budget.max_trials:
             return self.budget.max_trials
         if self.sampler == "grid":
-            return self.grid_size() + len(self.enqueue)
-        return len(self.enqueue)
+            return len(self.distinct_grid().points) + len(self.distinct_enqueue().points)
+        return len(self.distinct_enqueue().points)
+
+    def distinct_grid(self) -> Distinct:
+        """The grid's points (empty for other samplers) that make distinct trials, in product order, and the
+        merged ones (computed once per spec)."""
+        if self._distinct_grid is None:
+            self._distinct_grid = distinct_points(self, grid_points(self) if self.sampler == "grid" else [])
+        return self._distinct_grid
+
+    def distinct_enqueue(self) -> Distinct:
+        if self._distinct_enqueue is None:
+            self._distinct_enqueue = distinct_points(self, list(self.enqueue))
+        return self._distinct_enqueue
 
     def metrics(self) -> list[str]:
         """Objective names told to Optuna: `objective`, plus `artifact_bytes` for nsga2."""
@@ -218,9 +260,17 @@ class SweepSpec(_Strict):
         return apply_overrides(deep_merge(base, nested), dotted)
 
     def trial_config(self, params: dict[str, Any]) -> TrialConfig:
-        """The full trial config for one set of sampled parameters (dotted keys)."""
+        """The full trial config for one set of sampled parameters (dotted keys, and `point`): the named point's
+        keys over the base, then the other parameters, in canonical form (moot fields at fixed values)."""
         values = {k: v for k, v in params.items() if not k.startswith("_")}
-        return from_dict(apply_overrides(self.base_dict(), values))
+        base = self._base if self._base is not None else self.base_dict()
+        self._base = base
+        if POINT_KEY in values:
+            name = values.pop(POINT_KEY)
+            if name not in self.points:
+                raise ConfigError(f"unknown point '{name}' (the spec's points: {', '.join(self.points)})")
+            base = apply_overrides(base, dict(self.points[name]))
+        return canonical(from_dict(apply_overrides(base, values)))
 
     def size_cap(self) -> int:
         if self.constraint.max_artifact_bytes:
@@ -275,20 +325,32 @@ def _check_against_config(spec: SweepSpec) -> None:
         raise ConfigError(f"sweep spec overrides: {err}") from None
     space = spec.search_space()
     corners = [{k: p.first() for k, p in space.items()}]
+    corners += [{**corners[0], POINT_KEY: name} for name in list(spec.points)[1:]]
     if spec.sampler == "grid" and spec.grid_size() <= 64:
         keys = list(space)
         corners = [dict(zip(keys, combo, strict=True))
                    for combo in itertools.product(*(space[k].values or [] for k in keys))]
+    asha = spec.scheduler
     for params in corners:
         try:
-            spec.trial_config(params)
+            cfg = spec.trial_config(params)
         except ConfigError as err:
             raise ConfigError(f"sweep spec space: {err} (with {params})") from None
+        problem = (rung_problem(cfg.train, asha.grace_period, asha.reduction_factor, asha.max_t)
+                   if asha.type == "asha" else None)
+        if problem:
+            raise ConfigError(f"sweep spec {problem}" + (f" (with {params})" if params else ""))
     for point in spec.enqueue:
         try:
             spec.trial_config(point)
         except ConfigError as err:
             raise ConfigError(f"sweep spec enqueue: {err}") from None
+    if spec.sampler == "grid" and spec.budget.max_trials:
+        distinct = spec.distinct_grid()
+        if spec.budget.max_trials > len(distinct.points) + len(spec.enqueue):
+            raise ConfigError(f"sweep spec key 'budget.max_trials': {spec.budget.max_trials} exceeds the grid's "
+                              f"{len(distinct.points)} distinct trials ({len(distinct.merged)} of its points repeat "
+                              "another's trial; see `clowncar sweep plan`)")
 
 
 def load_spec(path: str | Path) -> SweepSpec:

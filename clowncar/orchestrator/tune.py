@@ -156,7 +156,7 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
     callback = StoreCallback(spec, store, tally, show=opts.show)
     searcher = SweepSearch(spec, storage, spec.max_trials(), on_tell=callback.on_tell)
     if not opts.resume:
-        for point in spec.enqueue:
+        for point in spec.distinct_enqueue().points:
             searcher.study.enqueue_trial(point, skip_if_exists=False)
     already = finished_count(searcher.study)
     tally.by_status["earlier"] = already
@@ -219,8 +219,11 @@ def build_scheduler(spec: SweepSpec, gate: Any) -> Any:
     if spec.scheduler.type == "asha":
         s = spec.scheduler
         max_t = s.max_t or spec.trial_config({}).train.iterations
+        # stop_last_trials=False: Tune's default stops every trial whose step reaches max_t, which is the last
+        # training step, before the trial's final evaluation; it would then end pruned, without a score.
         scheduler = asha(time_attr="step", metric=s.metric, mode="min", max_t=max_t,
-                         grace_period=min(s.grace_period, max_t), reduction_factor=s.reduction_factor)
+                         grace_period=min(s.grace_period, max_t), reduction_factor=s.reduction_factor,
+                         stop_last_trials=False)
     else:
         scheduler = fifo()
     if gate is not None:

@@ -94,9 +94,12 @@ class Muon(torch.optim.Optimizer):
 
 def build_optimizers(groups: dict[str, list[nn.Parameter]], train: TrainConfig, device: torch.device,
                      rank: int = 0, world_size: int = 1) -> list[torch.optim.Optimizer]:
-    """Muon for `matrix`, AdamW for `embed` (tied_embed_lr) and `scalar` (scalar_lr).
+    """Muon for `matrix`, AdamW for `embed` (tied_embed_lr) and `scalar` (scalar_lr); with
+    `train.optimizer: adamw`, one AdamW for all three (see `build_adamw`).
 
     Each param group remembers its base LR as `base_lr`; the schedule multiplies it (see `set_lr_scale`)."""
+    if train.optimizer == "adamw":
+        return [build_adamw(groups, train, device)]
     optimizers: list[torch.optim.Optimizer] = []
     if groups.get("matrix"):
         muon = Muon(groups["matrix"], lr=train.matrix_lr, momentum=train.muon_momentum,
@@ -113,6 +116,23 @@ def build_optimizers(groups: dict[str, list[nn.Parameter]], train: TrainConfig, 
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
     return optimizers
+
+
+def build_adamw(groups: dict[str, list[nn.Parameter]], train: TrainConfig, device: torch.device
+                ) -> torch.optim.Optimizer:
+    """The seed's small trainers' optimizer: AdamW over every parameter, weight decay `adam_wd` on parameters
+    of two or more dimensions (matrices, embedding tables, loop offsets) and none on vectors and scalars. Each
+    of our groups keeps its LR (matrix_lr, tied_embed_lr, scalar_lr; the seed used one LR for all)."""
+    lrs = {"matrix": train.matrix_lr, "embed": train.tied_embed_lr, "scalar": train.scalar_lr}
+    param_groups = []
+    for name, lr in lrs.items():
+        for decay in (True, False):
+            params = [p for p in groups.get(name, []) if (p.ndim >= 2) == decay]
+            if params:
+                param_groups.append({"params": params, "lr": lr, "base_lr": lr,
+                                     "weight_decay": train.adam_wd if decay else 0.0})
+    return torch.optim.AdamW(param_groups, betas=(train.adam_beta1, train.adam_beta2), eps=train.adam_eps,
+                             fused=device.type == "cuda")
 
 
 def set_lr_scale(optimizers: list[torch.optim.Optimizer], scale: float) -> None:

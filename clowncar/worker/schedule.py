@@ -4,6 +4,7 @@ N-steps). All are pure functions of the step and the training time, so tests can
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from clowncar.config import TrainConfig
@@ -21,10 +22,13 @@ def lr_scale(train: TrainConfig, step: int, elapsed_ms: float) -> LRPoint:
     Warm-up: linear from 1/lr_warmup_steps to 1 over the first lr_warmup_steps steps.
     Warm-down (the Parameter Golf reference): with a wallclock cap, it lasts `warmdown_iters x mean step time`
     and falls linearly to zero exactly at the cap (`remaining_ms / warmdown_ms`). Whichever limit comes first
-    wins, so the iteration limit gets its own linear warm-down over the last `warmdown_iters` steps."""
+    wins, so the iteration limit gets its own linear warm-down over the last `warmdown_iters` steps. No
+    warm-down before step `lr_hold_steps + 1`. `lr_schedule: cosine` replaces all of this (`cosine_scale`)."""
     if train.lr_warmup_steps and step <= train.lr_warmup_steps:
         return LRPoint(step / train.lr_warmup_steps, "warmup")
-    if train.warmdown_iters <= 0:
+    if train.lr_schedule == "cosine":
+        return cosine_scale(train, step)
+    if train.warmdown_iters <= 0 or step <= train.lr_hold_steps:
         return LRPoint(1.0, "main")
     # Iteration limit: step `iterations` is the last one and trains at 1/warmdown_iters.
     scale = (train.iterations - step + 1) / train.warmdown_iters
@@ -37,6 +41,16 @@ def lr_scale(train: TrainConfig, step: int, elapsed_ms: float) -> LRPoint:
     if scale >= 1.0:
         return LRPoint(1.0, "main")
     return LRPoint(max(scale, 0.0), "warmdown")
+
+
+def cosine_scale(train: TrainConfig, step: int) -> LRPoint:
+    """The seed's small trainers' schedule after the warm-up: lr_min_ratio + (1 - lr_min_ratio) x half a cosine
+    from 1 at the end of the warm-up to lr_min_ratio at `iterations`. The wallclock cap only truncates it."""
+    span = max(train.iterations - train.lr_warmup_steps, 1)
+    progress = min(max(step - train.lr_warmup_steps, 0) / span, 1.0)
+    floor = train.lr_min_ratio
+    scale = floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return LRPoint(scale, "main" if progress == 0 else "warmdown")
 
 
 def wallclock_cap_ms(train: TrainConfig) -> float:

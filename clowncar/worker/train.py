@@ -25,6 +25,7 @@ from clowncar.data.tokenizer import load_tokenizer
 from clowncar.errors import DataError
 from clowncar.events import EventWriter
 from clowncar.model import build_model, param_groups, resolve_model_dim
+from clowncar.model.layers import CastedLinear
 from clowncar.settings import load_settings
 from clowncar.worker.dist import DistInfo, all_reduce_sum, average_gradients, broadcast_parameters
 from clowncar.worker.evaluate import autocast, evaluate_bpb
@@ -128,6 +129,10 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
     while step < t.iterations:
         step += 1
         lr = lr_scale(t, step, elapsed_ms)
+        if t.late_qat_threshold and lr.scale < t.late_qat_threshold and not result.get("late_qat_step"):
+            set_fake_quant(model, True)  # stays on to the end of training, as the seed's late QAT did
+            result["late_qat_step"] = step
+            log.line(f"late QAT on at step {step} (lr scale {lr.scale:.4f} < {t.late_qat_threshold})")
         crawl = is_crawl_step(step, cadence_for(t, lr), t.cadence_offset)
         kind = "C" if crawl else "N"
         t0 = time.perf_counter()
@@ -164,6 +169,7 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
             log.line(f"stopping at step {step}: training time {elapsed_ms / 1000:.1f}s reached the cap")
             break
     result["peak_mem_bytes"] = peak_memory_bytes(device)  # training peak (eval batches are sized separately)
+    set_fake_quant(model, False)  # the float weights are evaluated and exported (the artifact quantizes them)
 
     # -- final evaluation of the weights that will be exported --------------------------------------------------
     if ema is not None:
@@ -232,6 +238,13 @@ def _quantize_and_roundtrip(model: nn.Module, cfg: TrialConfig, train_files: lis
                   q_sliding_val_loss=res.get("sliding_val_loss"), q_sliding_val_bpb=res.get("sliding_val_bpb"),
                   q_eval_seconds=time.perf_counter() - t0)
     return fields
+
+
+def set_fake_quant(model: nn.Module, on: bool) -> None:
+    """Late QAT: every `CastedLinear` multiplies by its int6-rounded weight (straight-through) while on."""
+    for m in model.modules():
+        if isinstance(m, CastedLinear):
+            m.fake_quant = on
 
 
 def _step_kinds(cfg: TrialConfig) -> list[bool]:

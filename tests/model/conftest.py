@@ -31,6 +31,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "crawler-everything": {"arch": "crawler", "delta_net_heads": 2, "delta_net_chunk": 5,
                            "bigram_vocab_size": 37, "bigram_dim": 16, "smear_gate": True, "xsa": "crawler",
                            "ln_scale": True, "rope_dims": 4, "rope_ntk_above": 8},
+    # The seed's sweep trainers' layouts (reference/seed_facts.md section 9).
+    "fractal-shared-stack": {"arch": "crawler", "num_flat_layers": 0, "num_crawler_layers": 2, "crawler_loops": 2,
+                             "inst_dim": 0, "loop_offsets": "learned_n_row", "resid_mix": False, "q_gain": False,
+                             "weight_init": "normal"},
+    "micro-crawler-at-end-trigram": {"arch": "crawler", "crawler_position": "end", "num_flat_layers": 3,
+                                     "inst_dim": 0, "loop_offsets": "learned_n_row", "trigram_vocab_size": 37,
+                                     "trigram_dim": 16, "resid_mix": False, "q_gain": False},
+    "flat-control-no-crawler": {"arch": "crawler", "crawler_position": "end", "num_flat_layers": 3,
+                                "num_crawler_layers": 0},
+    "deliberate-value-embed": {"arch": "crawler", "crawler_mode": "deliberate", "crawler_loops": 2, "inst_dim": 0,
+                               "loop_offsets": "learned", "num_crawler_layers": 2, "value_embed_dim": 8,
+                               "trigram_vocab_size": 37, "trigram_dim": 16, "xsa": "crawler", "smear_gate": True},
 }
 
 

@@ -18,7 +18,7 @@ def c_step(model: torch.nn.Module, opt: torch.optim.Optimizer, tokens: torch.Ten
     return loss.item()
 
 
-def test_every_parameter_gets_gradient_after_one_c_step(model_variant: dict[str, Any], tiny_cfg: Any) -> None:
+def test_every_parameter_gets_gradient_after_two_c_steps(model_variant: dict[str, Any], tiny_cfg: Any) -> None:
     cfg = tiny_cfg(**model_variant)
     torch.manual_seed(0)
     model = build_model(cfg)
@@ -27,10 +27,13 @@ def test_every_parameter_gets_gradient_after_one_c_step(model_variant: dict[str,
     tokens = torch.randint(0, cfg.vocab_size, (4, 17))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     c_step(model, opt, tokens)
+    c_step(model, opt, tokens)
     # Zero-initialized projections (attention/MLP outputs, flow-instruction ups, the DeltaNet read-out) block
-    # the gradient of what feeds them at step 0; after one step every path is open.
+    # the gradient of what feeds them at step 0; after two steps every path is open (the value embedding sits
+    # behind two of them: its own projection and the attention output). An N-step is added because
+    # it alone reaches the N-step's own loop offset (`loop_offsets: learned_n_row`).
     opt.zero_grad(set_to_none=True)
-    model(tokens[:, :-1], tokens[:, 1:]).backward()
+    (model(tokens[:, :-1], tokens[:, 1:]) + model(tokens[:, :-1], tokens[:, 1:], crawl=False)).backward()
     no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not no_grad, f"no gradient: {no_grad}"
     opt.step()  # and the optimizer groups move every one of them

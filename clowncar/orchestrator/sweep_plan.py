@@ -1,0 +1,102 @@
+"""`clowncar sweep plan SPEC`, also printed by `sweep run` before it starts: how many distinct trials the spec
+makes, which of its points were merged because they would repeat another point's trial, and what it should cost.
+
+The cost is the expected seconds of each trial that will run (`budget.trial_seconds_estimate`, else each point's
+`train.max_wallclock_seconds` + 10 %) times its GPUs; with ASHA it is what the sweep takes if no trial is stopped
+early, and `budget.max_gpu_hours` stops a sweep sooner when it is lower.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from clowncar.orchestrator.distinct import Merged
+from clowncar.orchestrator.spec import SweepSpec
+
+MERGED_SHOWN = 12
+"""Merged points listed one by one; beyond, a count."""
+
+
+@dataclass
+class SweepPlan:
+    name: str
+    sampler: str
+    points: int
+    """Grid points as written (named points x space x seeds), or the enqueued points of another sampler."""
+    distinct: int
+    trials: int
+    """Trials the sweep will run (distinct points, at most budget.max_trials)."""
+    merged: list[Merged] = field(default_factory=list)
+    trial_seconds: float = 0.0
+    """Sum of the expected seconds of the trials that will run."""
+    gpus: int = 0
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.trial_seconds * self.gpus / 3600.0
+
+
+def make_plan(spec: SweepSpec) -> SweepPlan:
+    if spec.sampler == "grid":
+        grid, queued = spec.distinct_grid(), spec.distinct_enqueue()
+        distinct = [*queued.points, *grid.points]
+        merged = [*queued.merged, *grid.merged]
+        points = spec.grid_size() + len(spec.enqueue)
+    else:
+        queued = spec.distinct_enqueue()
+        distinct, merged, points = queued.points, queued.merged, len(spec.enqueue)
+    trials = spec.max_trials()
+    seconds = sorted((spec.expected_trial_seconds(p) for p in distinct), reverse=True)  # longest first, as run
+    if trials > len(seconds):  # sampled trials beyond the enqueued ones: at the spec's expected length
+        seconds += [spec.expected_trial_seconds()] * (trials - len(seconds))
+    return SweepPlan(spec.name, spec.sampler, points, len(distinct), trials, merged, sum(seconds[:trials]),
+                     spec.resources.gpus)
+
+
+def _params(point: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.items())
+
+
+def _merged_lines(merged: list[Merged]) -> list[str]:
+    """One line per point that runs and the points merged into it: what they share, then what differs."""
+    groups: dict[str, list[Merged]] = {}
+    for m in merged:
+        groups.setdefault(repr(sorted(m.same_as.items())), []).append(m)
+    lines = []
+    for group in groups.values():
+        runs = group[0].same_as
+        shared = {k: v for k, v in runs.items() if all(m.point.get(k) == v for m in group)}
+        mine = " | ".join(_params({k: v for k, v in m.point.items() if k not in shared}) for m in group)
+        lines.append(f"    {_params(shared)}: {mine} -> runs as {_params({k: v for k, v in runs.items() if k not in shared})}")
+    return lines
+
+
+def plan_lines(spec: SweepSpec) -> list[str]:
+    plan = make_plan(spec)
+    what = "grid points" if plan.sampler == "grid" else "enqueued points"
+    lines = [f"sweep {plan.name} ({plan.sampler}): {plan.points} {what}, {plan.distinct} distinct trials"]
+    if plan.sampler != "grid":
+        lines[0] += f"; runs {plan.trials} trials (budget.max_trials), the rest sampled"
+    elif plan.trials < plan.distinct:
+        lines[0] += f"; runs {plan.trials} (budget.max_trials)"
+    if plan.merged:
+        lines.append(f"  merged before the start ({len(plan.merged)} points would repeat another's trial, "
+                     "same config hash):")
+        grouped = _merged_lines(plan.merged)
+        lines += grouped[:MERGED_SHOWN]
+        if len(grouped) > MERGED_SHOWN:
+            lines.append(f"    ... and {len(grouped) - MERGED_SHOWN} more")
+    mean = plan.trial_seconds / max(plan.trials, 1)
+    if plan.gpus:
+        cost = (f"  estimated: {plan.gpu_hours:.2f} GPU-hours ({plan.trials} trials x {plan.gpus} GPU x "
+                f"{mean:.0f} s on average")
+        cap = spec.budget.max_gpu_hours
+        cost += f"; budget.max_gpu_hours {cap:g} stops it sooner)" if cap and cap < plan.gpu_hours else ")"
+    else:
+        cost = (f"  estimated: {plan.trial_seconds / 3600:.2f} trial-hours on CPU ({plan.trials} trials x "
+                f"{mean:.0f} s on average, no GPU)")
+    if spec.scheduler.type == "asha":
+        cost += "; ASHA may stop trials early: this is the most it takes"
+    lines.append(cost)
+    return lines

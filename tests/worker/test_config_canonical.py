@@ -1,0 +1,76 @@
+"""Canonical configs (clowncar/config_canonical.py): each rule that sets a moot field merges only configs that
+compute the same trial. Proven by running both, the config as written and its canonical form, as real trials:
+the same losses at every step and the same score, bit for bit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clowncar.config_canonical import canonical
+from clowncar.worker.run import run_trial
+
+SHORT = ("train.iterations=4", "train.warmdown_iters=2", "eval.stride=0", "train.probe_every=0")
+
+MOOT = {
+    "one-loop-cadence-and-flow-instructions": ["model.crawler_loops=1", "train.cadence=3", "train.cadence_offset=2"],
+    "no-crawler-blocks": ["model.num_crawler_layers=0", "model.crawler_loops=3", "train.cadence=2",
+                          "model.crawler_mlp_mult=3.0", "model.xsa=crawler"],
+    "no-flat-blocks": ["model.num_flat_layers=0", "model.mlp_mult=3.0", "model.crawler_position=end",
+                       "model.xsa=all"],
+    "offset-beyond-the-cadence": ["model.crawler_loops=2", "train.cadence=3", "train.cadence_offset=5"],
+    "offset-at-cadence-0": ["train.cadence=0", "train.cadence_offset=1"],
+    "unphased-phase-cadences": ["train.cadence=2", "train.cadence_early=5", "train.cadence_late=1"],
+    "cosine-ignores-the-warmdown": ["train.lr_schedule=cosine", "train.lr_warmup_steps=1", "train.lr_min_ratio=0.2",
+                                    "train.warmdown_iters=7", "train.lr_hold_steps=3"],
+    "warmdown-ignores-the-cosine-floor": ["train.lr_min_ratio=0.3"],
+    "adamw-ignores-muon": ["train.optimizer=adamw", "train.muon_momentum=0.5", "train.muon_wd=0.1",
+                           "train.muon_backend_steps=3"],
+    "no-ema-ignores-its-decay": ["train.ema=false", "train.ema_decay=0.5", "train.ema_start_step=2"],
+    "no-quantization-ignores-quant": ["quant.enabled=false", "quant.flat_scheme=int6", "quant.zstd_level=3"],
+    "no-hash-tables-ignore-their-widths": ["model.bigram_vocab_size=0", "model.bigram_dim=8",
+                                           "model.trigram_dim=8", "model.trigram_zero_init=true"],
+    "fixed-width-ignores-the-budget": ["model.param_budget=123", "model.param_budget_counts=blocks"],
+    "stride-of-a-whole-window": ["eval.stride=32"],
+    "gpt-ignores-crawler-fields": ["model.arch=gpt", "model.num_layers=3", "model.crawler_loops=3",
+                                   "model.inst_dim=8", "train.cadence=2"],
+}
+
+
+def trace(cfg: Any, out: Path) -> tuple[list[float], dict[str, Any]]:
+    assert run_trial(cfg, out) == 0, (out / "train.log").read_text()[-2000:]
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    result = json.loads((out / "result.json").read_text())
+    return [e["train_loss"] for e in events if e["event"] == "step"], result
+
+
+@pytest.mark.parametrize("overrides", list(MOOT.values()), ids=list(MOOT))
+def test_canonical_form_computes_the_same_trial(overrides: list[str], tiny_cfg: Callable[..., Any],
+                                                tmp_path: Path) -> None:
+    raw = tiny_cfg(*SHORT, *overrides)
+    canon = canonical(raw)
+    assert canon.content_hash() != raw.content_hash()  # the rule did change something ...
+    assert canonical(canon).content_hash() == canon.content_hash()
+    losses, result = trace(raw, tmp_path / "raw")
+    canon_losses, canon_result = trace(canon, tmp_path / "canonical")
+    assert canon_losses == losses  # ... and nothing of what the trial computes
+    for key in ("val_loss", "val_bpb", "sliding_val_bpb", "params", "model_dim"):
+        assert canon_result[key] == result[key], key
+
+
+def test_one_loop_with_an_n_step_row_keeps_its_cadence(tiny_cfg: Callable[..., Any], tmp_path: Path) -> None:
+    # The seed's 6x1 "flat control": its F and N steps add different learned rows, so cadence is not moot.
+    base = (*SHORT, "model.crawler_loops=1", "model.inst_dim=0", "model.loop_offsets=learned_n_row")
+    every, some = tiny_cfg(*base, "train.cadence=1"), tiny_cfg(*base, "train.cadence=3")
+    assert canonical(every).content_hash() != canonical(some).content_hash()
+    assert trace(every, tmp_path / "c1")[0] != trace(some, tmp_path / "c3")[0]
+
+
+def test_configs_that_differ_in_a_live_field_stay_apart(tiny_cfg: Callable[..., Any]) -> None:
+    a, b = tiny_cfg("model.crawler_loops=2", "train.cadence=2"), tiny_cfg("model.crawler_loops=2", "train.cadence=3")
+    assert canonical(a).content_hash() != canonical(b).content_hash()
+    assert canonical(tiny_cfg("train.seed=1")).content_hash() != canonical(tiny_cfg("train.seed=2")).content_hash()
