@@ -11,6 +11,8 @@ History:
 - 2: sweeps gain `source` (run | import) and `parent_id` (the sweep a rerun repeats); new `clowncar_probes`
   (fixed-batch probe losses) and `clowncar_metrics` (every number of result.json as a row, backfilled from
   the stored results).
+- 3: sweeps gain `reason` (why a sweep failed); new `clowncar_leases` (the one live driver of each sweep:
+  `clowncar.store.lease`). A step of its own, so another schema change can be ordered before or after it.
 """
 
 from __future__ import annotations
@@ -50,7 +52,13 @@ def _migrate_1_to_2(conn: Connection) -> None:
         conn.execute(insert(s.metrics), rows)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2}
+def _migrate_2_to_3(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE clowncar_sweeps ADD COLUMN reason TEXT"))
+    for table in s.V3_TABLES:
+        table.create(conn)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 """MIGRATIONS[v] upgrades a version-v database to version v+1."""
 
 

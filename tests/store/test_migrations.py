@@ -49,7 +49,7 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_data(v1_db, tmp_path):
     with open_store(url) as st:
         assert st.schema_found == 1
         with st.engine.connect() as conn:
-            assert conn.execute(select(s.schema_table.c.version)).scalar() == SCHEMA_VERSION == 2
+            assert conn.execute(select(s.schema_table.c.version)).scalar() == SCHEMA_VERSION == 3
             metrics = {(a, n): v for a, n, v in conn.execute(select(s.metrics))}
         sweeps = st.sweeps_frame()
         assert sweeps[["name", "status", "source", "trials", "ok", "failed"]].values.tolist() == \
@@ -70,7 +70,7 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_data(v1_db, tmp_path):
     open_store(f"sqlite:///{fresh}").close()
     assert _layout(url) == _layout(f"sqlite:///{fresh}")  # upgraded == created new
     with open_store(url) as st:
-        assert st.schema_found == 2 and st.get_sweep("v2-rerun")["parent"] == "v1-sweep"
+        assert st.schema_found == 3 and st.get_sweep("v2-rerun")["parent"] == "v1-sweep"
 
 
 def test_a_failed_upgrade_leaves_the_old_database_as_it_was(v1_db, monkeypatch):
