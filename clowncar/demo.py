@@ -30,6 +30,7 @@ def demo(
     write its signal report."""
     from clowncar.orchestrator.commands import run_spec
     from clowncar.orchestrator.spec import load_spec, spec_from_dict
+    from clowncar.redact import redact_url
     from clowncar.settings import load_settings
 
     settings = load_settings()
@@ -44,7 +45,7 @@ def demo(
     data = spec.to_dict()
     data["name"] = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     spec = spec_from_dict(data)
-    typer.echo(f"sweep {spec.name}: {spec.max_trials()} trials, store {store or settings.store_url}")
+    typer.echo(f"sweep {spec.name}: {spec.max_trials()} trials, store {redact_url(store or settings.store_url)}")
     run_spec(spec, store, "", num_cpus, None, quiet, resume=False)
     report_dir = settings.runs_dir / "reports" / spec.name
     _write_report(spec.name, store or settings.store_url, report_dir)
