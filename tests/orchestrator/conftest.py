@@ -193,3 +193,20 @@ def helpers() -> Any:
         loopback_cluster = staticmethod(loopback_cluster)
 
     return H
+
+
+@pytest.fixture
+def pg_password_store() -> Iterator[tuple[str, str]]:
+    """A PostgreSQL database on 127.0.0.1 that asks for a password: (its URL, password included; the password)."""
+    import secrets
+
+    from clowncar.store.pgserver import create_database, find_bin_dir, throwaway_postgres
+
+    if find_bin_dir() is None:
+        message = "PostgreSQL server binaries not found (apt-get install postgresql, or set PG_BIN)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    password = f"Pw-{secrets.token_hex(12)}"  # appears nowhere else, so any copy of it is a leak
+    with throwaway_postgres(password=password) as admin:
+        yield create_database(admin, "clowncar"), password
