@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,36 +15,6 @@ from sqlalchemy import MetaData, create_engine, select
 from sqlalchemy.engine import make_url
 
 pytestmark = pytest.mark.slow
-
-
-class ProcessWatch(threading.Thread):
-    """Reads every process's command line and environment a few times a second while the demo runs."""
-
-    def __init__(self, secret: bytes, skip: set[int]) -> None:
-        super().__init__(daemon=True)
-        self.secret, self.skip = secret, skip
-        self.stop, self.leaks, self.seen = threading.Event(), set(), set()
-
-    def run(self) -> None:
-        while not self.stop.wait(0.3):
-            for d in Path("/proc").iterdir():
-                if not d.name.isdigit() or int(d.name) in self.skip:
-                    continue
-                try:
-                    cmd = (d / "cmdline").read_bytes()
-                    env = (d / "environ").read_bytes()
-                except OSError:
-                    continue
-                text = cmd.replace(b"\0", b" ").decode(errors="replace")[:160]
-                for where, data in (("command line", cmd), ("environment", env)):
-                    if self.secret in data:
-                        self.leaks.add((where, text))
-                if "clowncar.orchestrator.launch" in text:
-                    self.seen.add("trial worker")
-                elif "raylet" in text:
-                    self.seen.add("raylet")
-                elif "ray::" in text:
-                    self.seen.add("ray actor")
 
 
 def _files_holding(secret: bytes, roots: list[Path]) -> list[str]:
@@ -75,7 +44,7 @@ def _rows_holding(secret: str, url: str) -> list[str]:
     return found
 
 
-def test_a_demo_on_a_password_store_leaves_the_password_nowhere(sweep_env, pg_password_store) -> None:
+def test_a_demo_on_a_password_store_leaves_the_password_nowhere(sweep_env, helpers, pg_password_store) -> None:
     url, password = pg_password_store
     secret = password.encode()
     home = sweep_env.tmp / "home"
@@ -90,7 +59,7 @@ def test_a_demo_on_a_password_store_leaves_the_password_nowhere(sweep_env, pg_pa
     demo = subprocess.Popen([sys.executable, "-m", "clowncar", "demo", "--spec", str(spec), "--name", "sec",
                              "--store", url, "--num-cpus", "2", "--quiet"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=sweep_env.tmp)
-    watch = ProcessWatch(secret, skip={os.getpid(), demo.pid})
+    watch = helpers.ProcessWatch(secret, skip={os.getpid(), demo.pid})
     watch.start()
     try:
         out, err = demo.communicate(timeout=900)
