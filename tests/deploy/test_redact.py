@@ -131,3 +131,15 @@ def test_a_private_file_is_owner_only_from_its_first_byte(tmp_path) -> None:
     fresh = tmp_path / "fresh"
     write_private(fresh, PW, exclusive=True)
     assert fresh.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("url", [f"postgresql+psycopg://clowncar:{PW}@127.0.0.1:1/runs",
+                                 f"postgresql+psycopg://clowncar@127.0.0.1:1/runs?password={PW}"])
+def test_the_study_open_error_shows_no_password(url: str) -> None:
+    from clowncar.errors import StoreError
+    from clowncar.orchestrator.tune import open_study
+
+    with pytest.raises(StoreError) as err:  # nothing listens on port 1: Optuna's storage cannot connect
+        open_study(url)
+    assert str(err.value).startswith("optuna storage at postgresql+psycopg://clowncar")
+    assert PW not in str(err.value) and MASK in str(err.value) and "\n" not in str(err.value)
