@@ -45,7 +45,9 @@ for _module, _group in COMMAND_MODULES:
 
 
 def fail(message: str, code: int = 2) -> None:
-    print(f"clowncar: error: {message}", file=sys.stderr)
+    from clowncar.redact import redact_text
+
+    print(f"clowncar: error: {redact_text(message)}", file=sys.stderr)  # no password in any error line
     sys.exit(code)
 
 

@@ -32,6 +32,7 @@ def demo(
     write its signal report."""
     from clowncar.orchestrator.commands import run_spec
     from clowncar.orchestrator.spec import load_spec, spec_from_dict
+    from clowncar.redact import redact_url
     from clowncar.settings import load_settings
 
     settings = load_settings()
@@ -74,7 +75,7 @@ def dashboard_command(store_url: str) -> str:
     from sqlalchemy.engine import make_url
 
     url = make_url(store_url)
-    if url.password:
+    if redact_url(store_url) != store_url:  # a password in the userinfo or in the query (?password=)
         return (f"{_command()} dashboard (with CLOWNCAR_STORE set to {redact_url(store_url)}), "
                 "then open http://127.0.0.1:8080/")
     if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_absolute():

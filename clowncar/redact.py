@@ -4,6 +4,7 @@ A results store URL carries the database password (`postgresql+psycopg://user:PA
 `?password=` in its query, or `password=` in a libpq keyword string), and a Ray cluster's token travels as
 `RAY_AUTH_TOKEN=...` or an `Authorization: Bearer ...` header. Whatever prints, stores or reports a URL, an
 error message or a command line passes it through `redact_url` (one URL) or `redact_text` (free text) first.
+A file that holds a secret is written with `write_private` (mode 0600 from its first byte).
 
     >>> redact_url("postgresql+psycopg://clowncar:s3cret@db:5432/runs")
     'postgresql+psycopg://clowncar:***@db:5432/runs'
@@ -11,7 +12,9 @@ error message or a command line passes it through `redact_url` (one URL) or `red
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from urllib.parse import quote_plus
 
 MASK = "***"
@@ -62,3 +65,13 @@ def redact_text(text: str) -> str:
     out = _MAPPING.sub(lambda m: f"{m['head']}{MASK}", out)
     out = _ENV_SECRET.sub(lambda m: f"{m['head']}{MASK}", out)
     return _BEARER.sub(lambda m: f"{m['head']}{MASK}", out)
+
+
+def write_private(path: Path, text: str, exclusive: bool = False) -> None:
+    """Write `text` to a file only its owner can read (0600 from creation on, so no reader catches it open).
+    `exclusive`: fail with FileExistsError instead of replacing an existing file."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # an existing file keeps its old mode through O_CREAT
+        fh.write(text)

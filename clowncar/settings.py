@@ -7,6 +7,7 @@ environment. Model and training knobs never do: they are fields of `clowncar.con
 | --- | --- | --- |
 | CLOWNCAR_DATA_DIR | data root holding `datasets/<name>/` shards and `tokenizers/<file>` | `~/.cache/clowncar/data` |
 | CLOWNCAR_STORE | SQLAlchemy URL of the results store | `sqlite:///clowncar-runs/clowncar.db` |
+| CLOWNCAR_STORE_FILE | a file holding that URL (not readable by other users: `chmod 600`), instead of CLOWNCAR_STORE | unset |
 | CLOWNCAR_RUNS_DIR | where trial directories, Ray Tune's cache and reports go | `./clowncar-runs` |
 | CLOWNCAR_RAY_ADDRESS | Ray cluster to join (`auto`, `ray://host:10001`); empty = embedded Ray on loopback | empty |
 """
@@ -14,16 +15,34 @@ environment. Model and training knobs never do: they are fields of `clowncar.con
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from clowncar.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
     runs_dir: Path
-    store_url: str
     ray_address: str
+    store_env: str = ""
+    """CLOWNCAR_STORE as set (a URL that may carry the database password)."""
+    store_file: Path | None = None
+    """CLOWNCAR_STORE_FILE: where the URL is kept when it must not travel in an environment (cluster heads,
+    submitted jobs). Read only when the URL is asked for, so processes that never open the store (trial
+    workers) do not need the file."""
+
+    @property
+    def store_url(self) -> str:
+        """The results store's URL: CLOWNCAR_STORE, else the contents of CLOWNCAR_STORE_FILE, else SQLite under
+        the runs dir."""
+        if self.store_env and self.store_file:
+            raise ConfigError("set CLOWNCAR_STORE or CLOWNCAR_STORE_FILE, not both")
+        if self.store_file:
+            return read_secret_file(self.store_file, "CLOWNCAR_STORE_FILE")
+        return self.store_env or f"sqlite:///{self.runs_dir / 'clowncar.db'}"
 
     def dataset_dir(self, dataset: str) -> Path:
         """A dataset name resolves under `<data_dir>/datasets/`; a path (absolute or with a slash) is used as is."""
@@ -40,10 +59,29 @@ def _resolve(name: str, root: Path) -> Path:
     return root / name
 
 
+def read_secret_file(path: Path, what: str) -> str:
+    """The stripped text of a file that holds a secret; one-line errors when it is missing, empty, or readable
+    by other users (group access is allowed: Kubernetes gives mounted Secrets to the pod's fsGroup)."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise ConfigError(f"{what} {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path}: not UTF-8 text") from None
+    if mode & 0o007:
+        raise ConfigError(f"{what} {path} is readable by other users (mode {stat.S_IMODE(mode):04o}): "
+                          f"chmod 600 {path}")
+    if not text:
+        raise ConfigError(f"{what} {path} is empty")
+    return text
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ) if env is None else env
     runs_dir = Path(env.get("CLOWNCAR_RUNS_DIR") or "clowncar-runs").expanduser()
     data_dir = Path(env.get("CLOWNCAR_DATA_DIR") or "~/.cache/clowncar/data").expanduser()
-    store_url = env.get("CLOWNCAR_STORE") or f"sqlite:///{runs_dir / 'clowncar.db'}"
-    return Settings(data_dir=data_dir, runs_dir=runs_dir, store_url=store_url,
-                    ray_address=env.get("CLOWNCAR_RAY_ADDRESS", ""))
+    store_file = env.get("CLOWNCAR_STORE_FILE") or ""
+    return Settings(data_dir=data_dir, runs_dir=runs_dir, ray_address=env.get("CLOWNCAR_RAY_ADDRESS", ""),
+                    store_env=env.get("CLOWNCAR_STORE") or "",
+                    store_file=Path(store_file).expanduser() if store_file else None)

@@ -43,7 +43,9 @@ def optuna_importances(storage_url: str | None, sweep: str) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             imp = optuna.importance.get_param_importances(study)
     except Exception as exc:  # importances are exploratory: report why they could not be computed
-        return {"status": "skipped", "reason": f"{type(exc).__name__}: {exc}"}
+        from clowncar.redact import redact_text
+
+        return {"status": "skipped", "reason": redact_text(f"{type(exc).__name__}: {exc}")}
     return {"status": "ok", "study": sweep, "trials": len(done), "note": IMPORTANCE_NOTE,
             "importances": {k: float(v) for k, v in imp.items()}}
 

@@ -116,6 +116,14 @@ def stored_spec(name: str, url: str) -> Any:
     return spec_from_dict(json.loads(spec) if isinstance(spec, str) else spec)
 
 
+def _refuse_while_driven(name: str, url: str) -> None:
+    from clowncar.orchestrator.lease import refuse_if_driven
+    from clowncar.store import open_store
+
+    with open_store(url, create=False) as store:
+        refuse_if_driven(store, name)
+
+
 @app.command("resume")
 def resume_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: StoreOpt = None,
                address: AddressOpt = None, num_cpus: CpusOpt = None, num_gpus: GpusOpt = None,
@@ -140,6 +148,7 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise ClownCarError(f"--seeds must be comma-separated integers, not '{seeds}'") from None
+    _refuse_while_driven(name, url)  # its best configs are not final while it runs
     spec = child_spec(stored_spec(name, url), url, top, seed_list, child)
     typer.echo(f"child sweep {spec.name}: {len(spec.enqueue)} trials ({top} configs x {len(seed_list)} seeds)")
     run_spec(spec, url, address, num_cpus, num_gpus, quiet, resume=False)
@@ -151,12 +160,25 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
     from clowncar.store import open_store
 
     url, _, _ = _settings(store, None)
-    summary = open_store(url, create=False).sweep_summary(name)
-    typer.echo(f"sweep {summary['name']}: {summary['status']}, {summary['trials']} trials")
+    store = open_store(url, create=False)
+    summary = store.sweep_summary(name)
+    why = f" ({summary['reason']})" if summary.get("reason") else ""
+    typer.echo(f"sweep {summary['name']}: {summary['status']}{why}, {summary['trials']} trials")
+    _print_driver(store, name)
     typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
     _print_study(name, url, summary["status"])
     for r in summary.get("running", []):
         typer.echo(f"  running: trial {r['number']} attempt {r['attempt']} on {r['node']} step {r['last_step']}")
+
+
+def _print_driver(store: Any, name: str) -> None:
+    from clowncar.orchestrator.lease import holder_gone
+    from clowncar.store.lease import is_live
+
+    lease = store.get_lease(name)
+    if lease is not None and is_live(lease, holder_gone=holder_gone):
+        typer.echo(f"  driver: {lease['holder']}, lease renewed {lease['renewed_at']:%H:%M:%S}, "
+                   f"until {lease['expires_at']:%Y-%m-%d %H:%M:%S} UTC")
 
 
 def _print_study(name: str, url: str, status: str) -> None:

@@ -171,8 +171,11 @@ class SweepSearch(OptunaSearch):
         self._held: tuple[str, dict[str, Any], tuple[float, ...]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles the searcher into its experiment directory, a cache we never restore from (resume.py).
-        return {**self.__dict__, "stopping": None, "on_tell": None, "gate": None}
+        # Tune pickles the searcher into its experiment directory (tuner.pkl), a cache we never restore from
+        # (resume.py). The storage, the study and its trials carry the store's URL and its password; the sampler
+        # may hold a lock (Optuna 5.1's NSGA-II does, which fails the pickle): all left out.
+        return {**self.__dict__, "stopping": None, "on_tell": None, "gate": None, "_storage": None,
+                "_ot_study": None, "_ot_trials": {}, "_sampler": None}
 
     def save(self, checkpoint_path: str) -> None:
         return None  # the study in the store is the state; nothing to snapshot (and nothing stale to restore)

@@ -19,8 +19,32 @@ from typing import Any
 import clowncar
 from clowncar.errors import ClownCarError
 from clowncar.orchestrator.spec import SweepSpec
+from clowncar.redact import write_private
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+STORE_FILE = "store.url"
+"""The file in a submitted job's working dir that holds an explicit `--store` URL (mode 0600)."""
+
+
+def _refuse_if_driven(store_url: str, name: str) -> None:
+    """Refuse here, before anything is shipped, when a live driver runs the sweep. The URL is the one the head
+    sees, which this machine may not reach: then the job's own driver refuses on the head instead."""
+    from clowncar.errors import StoreError
+    from clowncar.orchestrator.lease import refuse_if_driven
+    from clowncar.store import open_store
+    from clowncar.store.lease import LeaseHeld
+
+    try:
+        store = open_store(store_url, create=False)
+    except StoreError:
+        return
+    with store:
+        try:
+            refuse_if_driven(store, name)
+        except LeaseHeld:
+            raise
+        except StoreError:  # an older store without leases, a dropped connection: the head decides
+            return
 
 
 def _client(address: str) -> Any:
@@ -37,19 +61,22 @@ def _client(address: str) -> Any:
 def submit(spec: SweepSpec, spec_path: Path, address: str, store_url: str | None, python: str = "python") -> str:
     """Ship the package and the spec as the job's working dir and run `clowncar sweep run` on the head.
 
-    The store URL never goes into the entrypoint (anyone holding the cluster token can list entrypoints): with
-    no `store_url` the head's own CLOWNCAR_STORE is used (the cluster recipes set it there); an explicit URL
-    travels as an environment variable of the job's runtime environment."""
-    client = _client(address)
-    runtime_env: dict[str, object] = {}
+    The store URL never travels in the entrypoint, the job's metadata or its environment (anyone holding the
+    cluster token can list those, and every worker of the job would inherit the environment): with no
+    `store_url` the head's own CLOWNCAR_STORE / CLOWNCAR_STORE_FILE is used (the cluster recipes set the file);
+    an explicit URL travels as a file of mode 0600 in the job's working dir, which only the driver reads."""
     if store_url:
-        runtime_env["env_vars"] = {"CLOWNCAR_STORE": store_url}
+        _refuse_if_driven(store_url, spec.name)
+    client = _client(address)
     package = Path(clowncar.__file__).resolve().parent
     with tempfile.TemporaryDirectory(prefix="clowncar-job-") as tmp:
         shutil.copytree(package, Path(tmp) / "clowncar", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         shutil.copy(spec_path, Path(tmp) / "spec.yaml")
         entry = " ".join(shlex.quote(a) for a in (python, "-m", "clowncar", "sweep", "run", "spec.yaml",
                                                   "--address", "auto", "--quiet"))
+        if store_url:
+            write_private(Path(tmp) / STORE_FILE, store_url)  # Ray keeps the mode when it unpacks the dir
+            entry = f'CLOWNCAR_STORE= CLOWNCAR_STORE_FILE="$PWD/{STORE_FILE}" {entry}'
         job_id = f"clowncar-{spec.name}-{int(time.time())}"
         # A head that has just started answers "No available agent" until its job agent is up: retry that,
         # for a bounded time, and turn anything else into one line.
@@ -57,7 +84,7 @@ def submit(spec: SweepSpec, spec_path: Path, address: str, store_url: str | None
         while True:
             try:
                 client.submit_job(entrypoint=entry, submission_id=job_id, metadata={"clowncar_sweep": spec.name},
-                                  runtime_env={**runtime_env, "working_dir": tmp})
+                                  runtime_env={"working_dir": tmp})
                 return job_id
             except Exception as err:
                 text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clowncar.errors import ClownCarError, StoreError
+from clowncar.errors import StoreError
 from clowncar.orchestrator.spec import SweepSpec
+from clowncar.redact import write_private
 
 
 @dataclass
@@ -53,9 +54,11 @@ def init_ray(opts: RunOptions) -> None:
     # imported, which run_sweep does; repeated here for callers that start Ray through this function alone.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     _token_auth_explicit()
+    _private_auth_token()
     embedded.reap_dead_drivers(opts.runs_dir)
-    ray.init(address="local", num_cpus=opts.num_cpus or os.cpu_count() or 1, num_gpus=opts.num_gpus or 0,
-             include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    with _secrets_kept_from_ray():
+        ray.init(address="local", num_cpus=opts.num_cpus or os.cpu_count() or 1, num_gpus=opts.num_gpus or 0,
+                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     mine = embedded.record(opts.runs_dir)
     if mine is not None:
         atexit.register(mine.unlink, missing_ok=True)
@@ -75,6 +78,42 @@ def _token_auth_explicit() -> None:
         Config.initialize("")
 
 
+SECRET_ENV = ("CLOWNCAR_STORE", "CLOWNCAR_STORE_FILE", "PGPASSWORD")
+"""Variables only the driver needs: the store's URL (or where it is kept) and a libpq password."""
+
+
+@contextlib.contextmanager
+def _secrets_kept_from_ray() -> Any:
+    """Embedded Ray's processes (GCS, raylet, and through it every actor, trial and worker) take a copy of this
+    process's environment when they start: the store's URL stays in the driver (workers report through Ray and
+    never open the store)."""
+    saved = {k: os.environ.pop(k) for k in SECRET_ENV if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def _private_auth_token() -> None:
+    """Token authentication with Ray's default token file (~/.ray/auth_token): create it readable by its owner
+    only (Ray's own first start writes it 0644), and close one that an earlier start left readable by others."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token" or os.environ.get("RAY_AUTH_TOKEN") \
+            or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    path = Path.home() / ".ray" / "auth_token"
+    with contextlib.suppress(OSError, ImportError):
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            from ray._private.authentication.authentication_token_generator import (
+                generate_new_authentication_token,
+            )
+
+            with contextlib.suppress(FileExistsError):  # another driver made it first
+                write_private(path, generate_new_authentication_token(), exclusive=True)
+        if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+
+
 def open_study(store_url: str) -> Any:
     import optuna
 
@@ -92,8 +131,10 @@ def open_study(store_url: str) -> Any:
             if ("IntegrityError" in type(err).__name__ or "already exists" in str(err)) and attempt < 5:
                 time.sleep(1 + attempt)
                 continue
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            raise StoreError(f"optuna storage at {store_url}: {type(err).__name__}: {first}") from None
+            from clowncar.orchestrator.start import one_line
+            from clowncar.redact import redact_url
+
+            raise StoreError(f"optuna storage at {redact_url(store_url)}: {one_line(err)}") from None
     raise AssertionError("unreachable")
 
 
@@ -116,58 +157,85 @@ def _sqlite_lock(url: str) -> Any:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool) -> dict[str, int]:
-    """Create or check the sweep in the store; on resume, reconcile the study with the store."""
-    import optuna
-
-    from clowncar.orchestrator.resume import reconcile
-
-    existing = store.get_sweep(spec.name)
-    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
-    if not resume and (spec.name in names or (existing and existing.get("status") != "created")):
-        raise ClownCarError(f"sweep '{spec.name}' already exists; continue it with `clowncar sweep resume "
-                            f"{spec.name}` or pick another name")
-    if resume and spec.name not in names:
-        raise ClownCarError(f"sweep '{spec.name}' has no Optuna study to resume")
-    store.create_or_get_sweep(spec.name, spec.to_dict(), parent=spec.parent)
-    if not resume:
-        return {}
-    study = optuna.load_study(study_name=spec.name, storage=storage)
-    return reconcile(study, store, spec)
-
-
 def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
-    """Run (or resume) a sweep to the end of its budget. Returns the summary the CLI prints."""
+    """Run (or resume) a sweep to the end of its budget. Returns the summary the CLI prints.
+
+    The driver holds the sweep's lease throughout (orchestrator/lease.py): a second driver of the same sweep is
+    refused with one line before it touches anything."""
     if not opts.address:  # Ray reads it when first imported: set it before any `import ray`
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Tune's own tables off: our progress line says it all
+    from clowncar.orchestrator.lease import DriverLease
+    from clowncar.store import open_store
+
+    store = open_store(opts.store_url)
+    with DriverLease(store, spec.name) as lease:
+        return _drive(spec, opts, store, lease)
+
+
+def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[str, Any]:
     from ray import tune
 
     from clowncar.orchestrator.record import StoreCallback, Tally
     from clowncar.orchestrator.search import SweepSearch, finished_count
+    from clowncar.orchestrator.start import StartFailed, failed_start_marked, one_line, prepare
     from clowncar.orchestrator.trainable import TrialContext, run_trial
-    from clowncar.store import open_store
 
-    store = open_store(opts.store_url)
     storage = open_study(opts.store_url)
     reconciled = prepare(spec, store, storage, opts.resume)
-    tally = Tally(total=spec.max_trials())
-    callback = StoreCallback(spec, store, tally, show=opts.show)
-    searcher = SweepSearch(spec, storage, spec.max_trials(), on_tell=callback.on_tell)
-    if not opts.resume:
-        for point in spec.distinct_enqueue().points:
-            searcher.study.enqueue_trial(point, skip_if_exists=False)
-    already = finished_count(searcher.study)
-    tally.by_status["earlier"] = already
-    remaining = max(0, spec.max_trials() - already)
-    store.set_sweep_status(spec.name, "running")
-    if not searcher.budget_left():  # max_trials reached or no GPU-hours left: nothing starts, no Ray
-        store.set_sweep_status(spec.name, "done")
-        return {**summarize(spec, searcher.study, reconciled, 0), "ended": searcher.end_reason}
-    init_ray(opts)
-    ctx = TrialContext(sweep=spec.name, spec=spec.to_dict(), runs_dir=str(opts.runs_dir.resolve()),
-                       size_cap=spec.size_cap())
+    with failed_start_marked(store, spec.name):  # from here to the first trial: a failure leaves no half sweep
+        tally = Tally(total=spec.max_trials())
+        callback = StoreCallback(spec, store, tally, show=opts.show)
+        searcher = SweepSearch(spec, storage, spec.max_trials(), on_tell=callback.on_tell)
+        lease.on_lost = searcher.stopping.set  # another driver owns the sweep now: start no more trials
+        if not opts.resume:
+            for point in spec.distinct_enqueue().points:
+                searcher.study.enqueue_trial(point, skip_if_exists=False)
+        already = finished_count(searcher.study)
+        tally.by_status["earlier"] = already
+        remaining = max(0, spec.max_trials() - already)
+        store.set_sweep_status(spec.name, "running")
+        if not searcher.budget_left():  # max_trials reached or no GPU-hours left: nothing starts, no Ray
+            store.set_sweep_status(spec.name, "done")
+            return {**summarize(spec, searcher.study, reconciled, 0), "ended": searcher.end_reason}
+        try:
+            init_ray(opts)
+        except Exception as err:
+            raise StartFailed(f"Ray did not start: {one_line(err)}") from err
+        tuner = _tuner(spec, opts, searcher, callback, remaining, tune, run_trial, TrialContext)
+    status, reason = "failed", None
+    fit_started = time.time()
+    with _stop_on_signals(searcher.stopping):
+        try:
+            tuner.fit()
+            status = "done"
+            searcher.budget_left()  # why it ended, with the final counts (Tune may stop at num_samples unasked)
+        except Exception as err:
+            reason = one_line(err)
+            raise
+        finally:
+            callback.close()
+            if searcher.gate is not None:
+                searcher.gate.close()
+            if lease.lost.is_set():
+                pass  # the sweep's new driver reconciles what this one leaves; writing here would undo its work
+            elif searcher.stopping.is_set():  # Ctrl-C or `sweep stop`: nothing stays RUNNING, resume re-runs it
+                from clowncar.orchestrator.submit import close_stopped
+
+                close_stopped(spec.name, opts.store_url)
+            else:
+                store.set_sweep_status(spec.name, status, reason)
+    return {**summarize(spec, searcher.study, reconciled, searcher.asked), "fit_seconds": time.time() - fit_started,
+            "ended": searcher.end_reason}
+
+
+def _tuner(spec: SweepSpec, opts: RunOptions, searcher: Any, callback: Any, remaining: int, tune: Any,
+           run_trial: Any, context: Any) -> Any:
+    """The Tuner: one resource bundle per trial (or the GPU ledger's), the searcher, the scheduler, the store
+    callback."""
+    ctx = context(sweep=spec.name, spec=spec.to_dict(), runs_dir=str(opts.runs_dir.resolve()),
+                  size_cap=spec.size_cap())
     res = spec.resources
     gated = res.gpus > 0 and res.placement == "ledger"
     if gated:
@@ -179,7 +247,7 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
         resources = tune.PlacementGroupFactory([{"CPU": res.cpus, "GPU": res.gpus}])
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources)
     scheduler = build_scheduler(spec, searcher.gate)
-    tuner = tune.Tuner(
+    return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
                                     max_concurrent_trials=spec.max_concurrent, reuse_actors=True),
@@ -187,25 +255,6 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
                                   failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                                   callbacks=[callback], verbose=0, log_to_file=False),
     )
-    status = "failed"
-    fit_started = time.time()
-    with _stop_on_signals(searcher.stopping):
-        try:
-            tuner.fit()
-            status = "done"
-            searcher.budget_left()  # why it ended, with the final counts (Tune may stop at num_samples unasked)
-        finally:
-            callback.close()
-            if searcher.gate is not None:
-                searcher.gate.close()
-            if searcher.stopping.is_set():  # Ctrl-C or `sweep stop`: nothing stays RUNNING, resume re-runs it
-                from clowncar.orchestrator.submit import close_stopped
-
-                close_stopped(spec.name, opts.store_url)
-            else:
-                store.set_sweep_status(spec.name, status)
-    return {**summarize(spec, searcher.study, reconciled, searcher.asked), "fit_seconds": time.time() - fit_started,
-            "ended": searcher.end_reason}
 
 
 def build_scheduler(spec: SweepSpec, gate: Any) -> Any:

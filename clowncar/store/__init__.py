@@ -17,7 +17,7 @@ from clowncar.errors import StoreError
 if TYPE_CHECKING:
     from clowncar.store.store import Store
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema version this code writes. Older databases are upgraded on open; newer ones are refused."""
 
 __all__ = ["SCHEMA_VERSION", "Store", "StoreError", "open_store", "optuna_engine_kwargs", "resolve_url"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from clowncar.errors import StoreError
+from clowncar.redact import redact_text, redact_url
 
 SQLITE_BUSY_MS = 60_000
 """How long a SQLite writer waits for another one before giving up (WAL allows one writer at a time)."""
@@ -28,18 +28,13 @@ def parse_url(url: str) -> URL:
 
 
 def safe_url(url: URL | str) -> str:
-    """The URL as text with its password replaced by ***."""
-    if isinstance(url, str):
-        try:
-            url = make_url(url)
-        except (ArgumentError, ValueError):
-            return safe_text(url)
-    return url.render_as_string(hide_password=True)
+    """The URL as text with its password (userinfo or query form) replaced by *** (`clowncar.redact`)."""
+    return redact_url(url if isinstance(url, str) else url.render_as_string(hide_password=False))
 
 
 def safe_text(text: str) -> str:
-    """Hide a `user:password@` part in free text (for URLs that did not even parse)."""
-    return re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", text)
+    """Free text with every password masked (`clowncar.redact`), for URLs that did not even parse."""
+    return redact_text(text)
 
 
 def _first_line(err: BaseException, password: str | None) -> str:
@@ -48,7 +43,7 @@ def _first_line(err: BaseException, password: str | None) -> str:
     line = lines[0] if lines else type(orig).__name__
     if password:
         line = line.replace(password, "***")
-    return line
+    return redact_text(line)
 
 
 def store_error(err: BaseException, url: URL, doing: str) -> StoreError:

@@ -191,7 +191,7 @@ class FrameReads:
 
     # -- sweeps ------------------------------------------------------------------------------------------------
     def get_sweep(self, name: str) -> dict[str, Any] | None:
-        """{id, name, spec, status, source, parent, created_at, updated_at} or None."""
+        """{id, name, spec, status, reason, source, parent, created_at, updated_at} or None."""
         sw, parent = s.sweeps, s.sweeps.alias("parent")
         with self._read() as conn:
             row = conn.execute(select(sw, parent.c.name.label("parent"))
@@ -231,7 +231,7 @@ class FrameReads:
         return frame
 
     def sweep_summary(self, name: str) -> dict[str, Any]:
-        """For `clowncar sweep status`: {name, status, source, parent, created_at, trials, by_status: {status:
+        """For `clowncar sweep status`: {name, status, reason, source, parent, created_at, trials, by_status: {status:
         n}, best: {trial_uid, number, val_bpb, q_val_bpb, score} | None, running: [{trial_uid, number,
         attempt, node, started_at, last_step}]}. `score`: see `sweeps_frame`'s best_val_bpb.
         Unknown sweep -> StoreError."""
@@ -260,7 +260,7 @@ class FrameReads:
                     "started_at": aware(t["started_at"]),
                     "last_step": last.get(running_ids.get((t["trial_uid"], t["attempt"]), -1), 0)}
                    for t in trials if t["status"] == "running"]
-        return {k: sweep[k] for k in ("name", "status", "source", "parent", "created_at")} | {
+        return {k: sweep[k] for k in ("name", "status", "reason", "source", "parent", "created_at")} | {
             "trials": len(trials), "by_status": by_status, "best": best, "running": running}
 
     # -- one trial ---------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ History:
   the stored results).
 - 3: new `clowncar_named_evals` (every final / eval line of an imported log as its own metric, with its eval
   mode, weights, quant scheme and source line). A migration step of its own: it only creates that table.
+- 4: sweeps gain `reason` (why a sweep failed); new `clowncar_leases` (the one live driver of each sweep:
+  `clowncar.store.lease`). A step of its own.
 """
 
 from __future__ import annotations
@@ -57,7 +59,14 @@ def _migrate_2_to_3(conn: Connection) -> None:
         table.create(conn)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+def _migrate_3_to_4(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE clowncar_sweeps ADD COLUMN reason TEXT"))
+    for table in s.V4_TABLES:
+        table.create(conn)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3,
+                                                       3: _migrate_3_to_4}
 """MIGRATIONS[v] upgrades a version-v database to version v+1."""
 
 

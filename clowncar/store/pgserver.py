@@ -17,8 +17,10 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from clowncar.errors import StoreError
+from clowncar.redact import write_private
 
 
 def find_bin_dir() -> Path | None:
@@ -45,8 +47,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def throwaway_postgres(bin_dir: Path | None = None) -> Iterator[str]:
-    """Start a server, yield its admin URL (`postgresql+psycopg://postgres@127.0.0.1:PORT/postgres`), stop it."""
+def throwaway_postgres(bin_dir: Path | None = None, password: str | None = None) -> Iterator[str]:
+    """Start a server, yield its admin URL (`postgresql+psycopg://postgres@127.0.0.1:PORT/postgres`), stop it.
+
+    With `password`, TCP connections must authenticate with it (SCRAM) and the URL carries it
+    (`postgres:PASSWORD@`); the socket in the server's own directory stays trusted, for pg_ctl."""
     bin_dir = bin_dir or find_bin_dir()
     if bin_dir is None:
         raise StoreError("PostgreSQL server binaries (initdb, pg_ctl) not found; set PG_BIN")
@@ -67,15 +72,25 @@ def throwaway_postgres(bin_dir: Path | None = None) -> Iterator[str]:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise StoreError(f"{Path(args[0]).name} failed: {tail[0]}")
 
+    auth = ["--auth=trust"]
+    if password is not None:
+        pwfile = root / "pwfile"
+        write_private(pwfile, password)
+        if prefix:
+            os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
     started = False
     try:
-        run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+        run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", *auth, "-E", "UTF8",
             "--locale=C", "--no-sync")
+        if password is not None:
+            pwfile.unlink()
         opts = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off "
                 "-c full_page_writes=off -c max_connections=100")
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", opts, "start")
         started = True
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        userinfo = "postgres" if password is None else f"postgres:{quote(password, safe='')}"
+        yield f"postgresql+psycopg://{userinfo}@127.0.0.1:{port}/postgres"
     finally:
         if started:
             subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",

@@ -46,6 +46,8 @@ sweeps = Table(
     # added in version 2
     Column("source", String(10), nullable=False, server_default="run"),
     Column("parent_id", Integer, ForeignKey("clowncar_sweeps.id"), nullable=True),
+    # added in version 3: why the sweep is `failed` (a start that did not get to its first trial, a crash)
+    Column("reason", Text, nullable=True),
 )
 
 trials = Table(
@@ -155,3 +157,23 @@ named_evals = Table(
 
 V3_TABLES = (named_evals,)
 """Tables that version 3 added; the 2 -> 3 migration creates exactly these."""
+
+# -- added in version 4 -------------------------------------------------------------------------------------------
+leases = Table(
+    "clowncar_leases", metadata,
+    # A sweep's name, not its id: a driver takes the lease before it creates the sweep.
+    Column("sweep", String(200), primary_key=True),
+    Column("token", String(64), nullable=False),
+    Column("holder", String(300), nullable=False),
+    # Where `pid` names a process (boot id and PID namespace), so a driver on the same machine can tell that
+    # the holder is dead without waiting for the lease to expire.
+    Column("machine", String(200), nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("pid_started", BigInteger, nullable=True),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("renewed_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+V4_TABLES = (leases,)
+"""Tables that version 4 added; the 3 -> 4 migration creates exactly these (and sweeps' `reason` column)."""

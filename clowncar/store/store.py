@@ -11,6 +11,7 @@ The contract (pinned by tests/store/test_contract.py, run against SQLite and Pos
   `steps_frame`, `evals_frame`, `probes_frame` are long tables, `sweeps_frame` one row per sweep.
 - `with store.transaction():` groups several writes into one transaction (all or nothing), as the
   importers do per file.
+- A sweep has at most one live driver: `acquire_lease` / `renew_lease` / `release_lease` (see `lease.py`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from clowncar.store import schema as s
 from clowncar.store.bulk import bulk_insert_ignore, insert_ignore, upsert
 from clowncar.store.engine import WRITE_OPTION, make_engine, parse_url, safe_url, store_error
 from clowncar.store.frames import FrameReads
+from clowncar.store.lease import LeaseOps
 from clowncar.store.migrations import ensure_schema, numeric_metrics
 
 STEP_COLUMNS = ("step", "kind", "train_loss", "lr_scale", "phase", "elapsed_ms", "tokens")
@@ -72,7 +74,7 @@ def utc(unix: float | None = None) -> dt.datetime:
     return dt.datetime.now(dt.UTC) if unix is None else dt.datetime.fromtimestamp(unix, dt.UTC)
 
 
-class Store(FrameReads):
+class Store(FrameReads, LeaseOps):
     """One results database. Create it with `clowncar.store.open_store(url)`; close it with `close()`."""
 
     def __init__(self, engine: Engine, url: URL, schema_found: int) -> None:
@@ -194,13 +196,25 @@ class Store(FrameReads):
                                             "created_at": now, "updated_at": now}], keys=["name"])
             return self._sweep_id(conn, name)
 
-    def set_sweep_status(self, name: str, status: str) -> None:
-        """Set a sweep's status (one of SWEEP_STATUSES). Unknown sweep -> StoreError."""
+    def set_sweep_status(self, name: str, status: str, reason: str | None = None) -> None:
+        """Set a sweep's status (one of SWEEP_STATUSES) and why (`reason`, e.g. what stopped a failed start;
+        None clears it). Unknown sweep -> StoreError."""
         if status not in SWEEP_STATUSES:
             raise StoreError(f"sweep status must be one of {', '.join(SWEEP_STATUSES)}, not {status!r}")
         with self._write() as conn:
             sid = self._sweep_id(conn, name)
-            conn.execute(update(s.sweeps).where(s.sweeps.c.id == sid).values(status=status, updated_at=utc()))
+            conn.execute(update(s.sweeps).where(s.sweeps.c.id == sid).values(status=status, reason=reason,
+                                                                            updated_at=utc()))
+
+    def restart_sweep(self, name: str, spec: Mapping[str, Any]) -> None:
+        """Start a sweep that never got to a trial over: its spec becomes `spec`, its status `created`, its
+        reason none. A sweep with trials is a StoreError (it continues with resume, it is not restarted)."""
+        with self._write() as conn:
+            sid = self._sweep_id(conn, name)
+            if conn.execute(select(func.count()).select_from(s.trials).where(s.trials.c.sweep_id == sid)).scalar():
+                raise StoreError(f"sweep {name!r} has trials: it cannot start over")
+            conn.execute(update(s.sweeps).where(s.sweeps.c.id == sid).values(
+                spec=jsonable(spec), status="created", reason=None, updated_at=utc()))
 
     def start_trial(self, sweep: str, trial_uid: str, number: int, attempt: int, config: Mapping[str, Any],
                     seed: int | None, node: str | None, started_at: float | None = None) -> None:

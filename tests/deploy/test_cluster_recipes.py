@@ -46,13 +46,19 @@ def test_raycluster_has_an_8_gpu_worker_group(raycluster: dict[str, Any]) -> Non
 
 
 def test_raycluster_head_reads_the_store_url_from_a_secret(raycluster: dict[str, Any]) -> None:
-    head = containers(raycluster["spec"]["headGroupSpec"]["template"])
-    for c in head:
-        store = env_of(c).get("CLOWNCAR_STORE")
-        assert store is not None, c["name"]
-        assert "value" not in store
-        ref = store["valueFrom"]["secretKeyRef"]
-        assert ref["name"] and ref["key"]
+    pod = raycluster["spec"]["headGroupSpec"]["template"]["spec"]
+    head, dash = containers(raycluster["spec"]["headGroupSpec"]["template"])
+    # The Ray container: a file from the Secret, never a variable (Ray jobs, actors and workers inherit those).
+    assert "CLOWNCAR_STORE" not in env_of(head)
+    path = env_of(head)["CLOWNCAR_STORE_FILE"]["value"]
+    mount = next(m for m in head["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
+    assert mount.get("readOnly") is True
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "clowncar-store" and path.endswith("/url")
+    assert volume["secret"]["defaultMode"] & 0o077 == 0  # the pod's fsGroup may add group read, nobody else
+    # optuna-dashboard (not a Ray process) takes it as a Secret reference.
+    ref = env_of(dash)["CLOWNCAR_STORE"]["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == ("clowncar-store", "url") and "value" not in env_of(dash)["CLOWNCAR_STORE"]
 
 
 def test_raycluster_keeps_token_auth_on_every_ray_node(raycluster: dict[str, Any]) -> None:
@@ -68,7 +74,8 @@ def test_raycluster_keeps_token_auth_on_every_ray_node(raycluster: dict[str, Any
 def test_raycluster_workers_get_no_database_credentials_and_nothing_is_exposed(raycluster: dict[str, Any]) -> None:
     for group in raycluster["spec"]["workerGroupSpecs"]:
         for c in containers(group["template"], init=True):
-            assert "CLOWNCAR_STORE" not in env_of(c), c["name"]
+            assert not any(k.startswith("CLOWNCAR_STORE") for k in env_of(c)), c["name"]
+        assert not any("secret" in v for v in group["template"]["spec"].get("volumes", [])), group["groupName"]
     head = raycluster["spec"]["headGroupSpec"]
     assert head.get("serviceType", "ClusterIP") == "ClusterIP"
     dash = [c for c in containers(head["template"]) if c["name"] == "optuna-dashboard"]
@@ -117,13 +124,27 @@ def test_launcher_starts_every_node_with_token_auth_and_a_loopback_dashboard(lau
         assert "RAY_AUTH_TOKEN_PATH=" in cmds
     assert "--dashboard-host=127.0.0.1" in head
     assert "--host 127.0.0.1" in head  # optuna-dashboard
-    assert "CLOWNCAR_STORE=" in head and "CLOWNCAR_STORE" not in worker
+    assert "CLOWNCAR_STORE" not in worker
+
+
+def test_launcher_keeps_the_store_url_on_the_head_in_a_file(launcher: dict[str, Any], repo: Path) -> None:
+    start = launcher["head_start_ray_commands"]
+    ray_start = next(c for c in start if "ray start --head" in c)
+    # Ray's own environment (inherited by every job, actor and worker) names the file, never the URL.
+    assert "CLOWNCAR_STORE_FILE=$HOME/clowncar-store/store_url" in ray_start
+    assert "CLOWNCAR_STORE=" not in ray_start
+    # file_mounts reach every node: they carry the Ray token, not the store URL.
+    assert not any("store_url" in k or "store_url" in v or v.rstrip("/").endswith("secrets")
+                   for k, v in launcher["file_mounts"].items())
+    header = (repo / "docker/cluster/aws.yaml").read_text().split("\ncluster_name:", 1)[0]
+    assert "ray rsync-up docker/cluster/aws.yaml docker/cluster/secrets/store_url '~/clowncar-store/store_url'" \
+        in header  # to the head only
 
 
 def test_launcher_secrets_are_git_ignored(launcher: dict[str, Any], git_ignored: Callable[[str], bool]) -> None:
     for local in launcher["file_mounts"].values():
-        rel = local.removeprefix("./").rstrip("/")
-        assert git_ignored(f"{rel}/ray_auth_token") and git_ignored(f"{rel}/store_url")
+        assert git_ignored(local.removeprefix("./")), local
+    assert git_ignored("docker/cluster/secrets/store_url")
 
 
 def test_launcher_fetches_the_fineweb_shards_on_the_gpu_nodes(launcher: dict[str, Any]) -> None:

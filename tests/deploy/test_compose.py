@@ -1,9 +1,13 @@
 """docker/compose.yaml carries what clowncar relies on: loopback-only ports, GPU reservations on the workers, a
-PostgreSQL volume, optuna-dashboard on the head's database, credentials from a git-ignored env file, Ray token
+PostgreSQL volume, optuna-dashboard on the head's database, credentials from git-ignored files, the database
+password for PostgreSQL only, the store URL as a secret file (never in a Ray process's environment), Ray token
 authentication on every Ray node and no database credentials on the workers."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,11 +63,23 @@ def test_postgres_keeps_its_data_in_a_named_volume(compose: dict[str, Any]) -> N
 
 def test_dashboard_reads_the_same_store_as_the_ray_head(compose: dict[str, Any]) -> None:
     head, dash = services(compose)["ray-head"], services(compose)["optuna-dashboard"]
-    assert env_files(head) == env_files(dash) and env_files(head)
+    assert compose["secrets"]["store_url"]["file"] == "./store_url"
     for svc in (head, dash):
-        assert "CLOWNCAR_STORE" not in (svc.get("environment") or {})  # nothing overrides the env file's URL
-    assert "/opt/clowncar/serve_dashboard.py" in _command(dash)
-    assert not any("postgresql" in part for part in _command(dash))  # the URL never goes on a command line
+        assert "store_url" in svc["secrets"]
+        assert "CLOWNCAR_STORE" not in (svc.get("environment") or {})  # the URL is never a service variable
+    assert head["environment"]["CLOWNCAR_STORE_FILE"] == "/run/secrets/store_url"
+    script = " ".join(_command(dash))
+    assert "/opt/clowncar/serve_dashboard.py" in script and 'CLOWNCAR_STORE="$$(cat /run/secrets/store_url)"' in script
+    assert "postgresql" not in script  # the URL never goes on a command line
+
+
+def test_only_postgres_gets_the_database_password(compose: dict[str, Any]) -> None:
+    for name, svc in services(compose).items():
+        if name == "postgres":
+            assert env_files(svc) == ["postgres.env"]
+            continue
+        assert not env_files(svc), f"{name} must not read an env file (it holds the database password)"
+        assert not any("POSTGRES" in k for k in (svc.get("environment") or {})), name
 
 
 def test_env_file_is_used_and_never_committed(compose: dict[str, Any], repo: Path,
@@ -77,12 +93,27 @@ def test_env_file_is_used_and_never_committed(compose: dict[str, Any], repo: Pat
         assert git_ignored(f"docker/{Path(secret['file']).as_posix().removeprefix('./')}")
     example = read_env_file(repo / "docker/example.env")
     assert not git_ignored("docker/example.env")
-    assert {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "CLOWNCAR_STORE"} <= set(example)
-    url = make_url(example["CLOWNCAR_STORE"])
+    assert set(example) == {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}
+    assert example["POSTGRES_PASSWORD"] == "CHANGE-ME"  # a template, not a credential
+
+
+def test_the_documented_store_url_matches_the_database(compose: dict[str, Any], repo: Path,
+                                                       read_env_file: Callable[[Path], dict[str, str]]) -> None:
+    header = (repo / "docker/compose.yaml").read_text().split("\nname:", 1)[0]
+    recipe = re.search(r"^#   (\(\. docker/postgres\.env.*?> docker/store_url\))$", header, re.MULTILINE | re.DOTALL)
+    assert recipe, "the header shows how docker/store_url is made from docker/postgres.env"
+    command = re.sub(r"\\\n#\s*", "", recipe.group(1))  # the shell's own line continuation
+    example = read_env_file(repo / "docker/example.env")
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "docker").mkdir()
+        (Path(tmp) / "docker/postgres.env").write_text((repo / "docker/example.env").read_text())
+        subprocess.run(["sh", "-c", command], cwd=tmp, check=True)
+        made = Path(tmp) / "docker/store_url"
+        url = make_url(made.read_text())
+        assert made.stat().st_mode & 0o777 == 0o600
     assert url.drivername == "postgresql+psycopg" and url.host == "postgres"
     assert (url.username, url.password, url.database) == (
         example["POSTGRES_USER"], example["POSTGRES_PASSWORD"], example["POSTGRES_DB"])
-    assert example["POSTGRES_PASSWORD"] == "CHANGE-ME"  # a template, not a credential
 
 
 def test_every_ray_node_keeps_token_authentication_on(compose: dict[str, Any]) -> None:
@@ -102,3 +133,4 @@ def test_workers_get_no_database_credentials(compose: dict[str, Any]) -> None:
             continue
         assert not env_files(svc), f"{name} must not read the database env file"
         assert not any("STORE" in k or "POSTGRES" in k for k in (svc.get("environment") or {})), name
+        assert "store_url" not in svc.get("secrets", []), name

@@ -123,9 +123,23 @@ def test_build_context_sends_every_file_the_dockerfile_copies(repo: Path) -> Non
         assert (repo / src).exists()
 
 
-@pytest.mark.parametrize("secret", ["docker/clowncar.env", "docker/ray_auth_token",
+@pytest.mark.parametrize("secret", ["docker/clowncar.env", "docker/postgres.env", "docker/store_url",
+                                    "docker/ray_auth_token",
                                     "docker/cluster/secrets/store_url"])
 def test_secrets_stay_out_of_the_build_context(repo: Path, secret: str) -> None:
     allowed = [ln[1:].rstrip("/") for ln in (repo / "docker/Dockerfile.dockerignore").read_text().splitlines()
                if ln.startswith("!")]
     assert not any(secret == a or secret.startswith(a + "/") for a in allowed)
+
+
+def test_the_flash_attn_wheel_is_installed_by_its_hash(repo: Path) -> None:
+    text = (repo / DOCKERFILE).read_text()
+    digest = re.search(r"^ARG FLASH_ATTN_SHA256=(\S+)$", text, re.MULTILINE)
+    assert digest and re.fullmatch(r"[0-9a-f]{64}", digest.group(1))
+    runs = [i for s in stages(text) for i in s if i.startswith("RUN ") and "FLASH_ATTN_WHEEL" in i]
+    assert len(runs) == 1, runs
+    run = runs[0]
+    # pip's hash-checking mode: the requirement names the wheel and its digest, and nothing installs unhashed
+    assert '"flash-attn @ ${FLASH_ATTN_WHEEL} --hash=sha256:${FLASH_ATTN_SHA256}"' in run
+    assert "--require-hashes" in run and "--no-deps" in run
+    assert not re.search(r"pip install[^&]*\$\{?FLASH_ATTN_WHEEL", run)  # never the bare URL

@@ -100,3 +100,46 @@ def test_no_generated_password_survives_in_any_url_form(tail: str) -> None:
             assert pw not in out and encoded not in out and quote_plus(pw) not in out
     raw = f"postgresql://clowncar:{pw}@db/runs"  # as a careless log line would print it, unescaped
     assert pw not in redact_text(f"connecting to {raw} ...")
+
+
+@pytest.mark.parametrize("url", URL_FORMS)
+def test_the_store_shows_urls_through_the_same_rule(url: str) -> None:
+    from clowncar.store.engine import safe_text, safe_url
+
+    for shown in (safe_url(url), safe_url(make_url(url)), safe_text(f"cannot open {url}")):
+        assert PW not in shown and quote(PW) not in shown and MASK in shown
+
+
+@pytest.mark.parametrize("url", [f"postgresql+psycopg://clowncar@db:notaport/runs?password={PW}",
+                                 f"postgresql+psycopg://clowncar:{PW}@db:notaport/runs"])
+def test_an_error_line_about_a_bad_store_url_shows_no_password(run_cli, url: str) -> None:
+    r = run_cli("store", "ls", "--store", url)
+    assert r.returncode == 2 and r.stderr.startswith("clowncar: error: not a database URL"), r.stderr
+    assert PW not in r.stderr + r.stdout and r.stderr.count("\n") == 1
+
+
+def test_a_private_file_is_owner_only_from_its_first_byte(tmp_path) -> None:
+    from clowncar.redact import write_private
+
+    path = tmp_path / "secret"
+    path.write_text("old")
+    path.chmod(0o644)
+    write_private(path, PW)  # an existing file loses its old mode too
+    assert path.read_text() == PW and path.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):
+        write_private(path, "other", exclusive=True)
+    fresh = tmp_path / "fresh"
+    write_private(fresh, PW, exclusive=True)
+    assert fresh.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("url", [f"postgresql+psycopg://clowncar:{PW}@127.0.0.1:1/runs",
+                                 f"postgresql+psycopg://clowncar@127.0.0.1:1/runs?password={PW}"])
+def test_the_study_open_error_shows_no_password(url: str) -> None:
+    from clowncar.errors import StoreError
+    from clowncar.orchestrator.tune import open_study
+
+    with pytest.raises(StoreError) as err:  # nothing listens on port 1: Optuna's storage cannot connect
+        open_study(url)
+    assert str(err.value).startswith("optuna storage at postgresql+psycopg://clowncar")
+    assert PW not in str(err.value) and MASK in str(err.value) and "\n" not in str(err.value)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -181,6 +182,37 @@ def loopback_cluster(node: dict[str, Any], prefix: str) -> Iterator[Any]:
                 os.environ[k] = v
 
 
+class ProcessWatch(threading.Thread):
+    """Reads every process's command line and environment a few times a second, looking for `secret`
+    (processes in `skip` aside); `seen` names the kinds of process it read (trial worker, raylet, Ray actor)."""
+
+    def __init__(self, secret: bytes, skip: set[int]) -> None:
+        super().__init__(daemon=True)
+        self.secret, self.skip = secret, skip
+        self.stop, self.leaks, self.seen = threading.Event(), set(), set()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.3):
+            for d in Path("/proc").iterdir():
+                if not d.name.isdigit() or int(d.name) in self.skip:
+                    continue
+                try:
+                    cmd = (d / "cmdline").read_bytes()
+                    env = (d / "environ").read_bytes()
+                except OSError:
+                    continue
+                text = cmd.replace(b"\0", b" ").decode(errors="replace")[:160]
+                for where, data in (("command line", cmd), ("environment", env)):
+                    if self.secret in data:
+                        self.leaks.add((where, text))
+                if "clowncar.orchestrator.launch" in text:
+                    self.seen.add("trial worker")
+                elif "raylet" in text:
+                    self.seen.add("raylet")
+                elif "ray::" in text:
+                    self.seen.add("ray actor")
+
+
 @pytest.fixture(scope="session")
 def helpers() -> Any:
     class H:
@@ -192,4 +224,22 @@ def helpers() -> Any:
         wait_for = staticmethod(wait_for)
         loopback_cluster = staticmethod(loopback_cluster)
 
+    H.ProcessWatch = ProcessWatch  # a class, not a function: set after the class body
     return H
+
+
+@pytest.fixture
+def pg_password_store() -> Iterator[tuple[str, str]]:
+    """A PostgreSQL database on 127.0.0.1 that asks for a password: (its URL, password included; the password)."""
+    import secrets
+
+    from clowncar.store.pgserver import create_database, find_bin_dir, throwaway_postgres
+
+    if find_bin_dir() is None:
+        message = "PostgreSQL server binaries not found (apt-get install postgresql, or set PG_BIN)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    password = f"Pw-{secrets.token_hex(12)}"  # appears nowhere else, so any copy of it is a leak
+    with throwaway_postgres(password=password) as admin:
+        yield create_database(admin, "clowncar"), password

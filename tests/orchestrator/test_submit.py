@@ -100,3 +100,41 @@ def test_submitted_sweep_runs_on_the_head_and_stop_leaves_nothing_running(head, 
     assert "running" not in set(store.trials_frame(sweeps="jobstop")["status"])
     assert helpers.wait_for(lambda: not [p for p in pids if helpers.alive(p)], 20)
     time.sleep(0.1)
+
+
+def test_a_submitted_store_url_reaches_only_the_driver_through_a_private_file(head, sweep_env, helpers,
+                                                                              pg_password_store) -> None:
+    from ray.job_submission import JobSubmissionClient
+
+    from clowncar.store import open_store
+
+    url, password = pg_password_store
+    spec = sweep_env.spec("jobsecret", overrides={"train.iterations": 3, "train.max_wallclock_seconds": 0.3})
+    client = subprocess.Popen([sys.executable, "-m", "clowncar", "sweep", "submit", str(spec), "--address", head,
+                               "--store", url, "--python", sys.executable], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=sweep_env.tmp,
+                              env={**sweep_env.env, "RAY_AUTH_MODE": "disabled"})
+    # The client was handed the URL on its command line by the user; every other process must not see it.
+    watch = helpers.ProcessWatch(password.encode(), skip={os.getpid(), client.pid})
+    watch.start()
+    try:
+        out, err = client.communicate(timeout=120)
+        assert client.returncode == 0, out + err
+        job_id = out.split("Ray job ", 1)[1].split()[0]
+        assert helpers.wait_for(lambda: _job_status(head, job_id) in ("SUCCEEDED", "FAILED", "STOPPED"), 300, 1.0)
+    finally:
+        watch.stop.set()
+        watch.join()
+    jobs = JobSubmissionClient(head)
+    assert _job_status(head, job_id) == "SUCCEEDED", jobs.get_job_logs(job_id)[-3000:]
+    info = jobs.get_job_info(job_id)
+    listed = repr(jobs.list_jobs())
+    assert password not in repr(info) and password not in listed  # entrypoint, metadata, runtime env
+    assert "store.url" in info.entrypoint and "--store" not in info.entrypoint
+    assert password not in jobs.get_job_logs(job_id) and password not in out + err
+    assert "trial worker" in watch.seen and not watch.leaks, (watch.seen, watch.leaks)
+    shipped = list(sweep_env.ray_tmp.rglob("store.url"))
+    assert shipped and all(p.stat().st_mode & 0o777 == 0o600 for p in shipped), shipped
+    with open_store(url) as store:
+        trials = store.trials_frame(sweeps="jobsecret")
+    assert len(trials) == 3 and set(trials["status"]) == {"ok"}

@@ -253,3 +253,104 @@ def test_a_plain_postgresql_url_means_psycopg_3(monkeypatch, tmp_path):
     with open_store() as st:  # nothing configured: a SQLite file under the runs dir, directory created
         assert st.url.endswith("runs/clowncar.db")
     assert (tmp_path / "runs" / "clowncar.db").exists()
+
+
+# -- driver leases ------------------------------------------------------------------------------------------------
+
+def test_a_lease_has_one_holder_until_it_is_released(store):
+    from clowncar.store.lease import Claimant, LeaseHeld
+
+    a, b = Claimant("tok-a", "pid 11 on node-a", "m1", 11, 500), Claimant("tok-b", "pid 22 on node-b", "m2", 22, 7)
+    first = store.acquire_lease("sw", a, ttl_s=60)  # before the sweep exists: a driver leases, then creates
+    assert first["holder"] == "pid 11 on node-a" and store.get_sweep("sw") is None
+    with pytest.raises(LeaseHeld, match=r"sweep 'sw' is being run by pid 11 on node-a \(its lease runs until "
+                                        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC") as held:
+        store.acquire_lease("sw", b, ttl_s=60)
+    assert held.value.exit_code == 2
+    assert store.renew_lease("sw", "tok-a", 60) and not store.renew_lease("sw", "tok-b", 60)
+    again = store.acquire_lease("sw", a, ttl_s=60)  # the holder may take it again (its acquired time is kept)
+    assert again["acquired_at"] == first["acquired_at"]
+    lease = store.get_lease("sw")
+    assert (lease["token"], lease["pid"], lease["pid_started"], lease["machine"]) == ("tok-a", 11, 500, "m1")
+    assert lease["expires_at"] > lease["renewed_at"] >= lease["acquired_at"]
+    assert not store.release_lease("sw", "tok-b") and store.release_lease("sw", "tok-a")
+    assert store.get_lease("sw") is None
+    assert store.acquire_lease("sw", b, ttl_s=60)["holder"] == "pid 22 on node-b"
+    assert store.acquire_lease("other", a, ttl_s=60)  # leases are per sweep
+
+
+def test_an_expired_lease_or_a_dead_holder_is_taken_over(store):
+    import time
+
+    from clowncar.store.lease import Claimant, LeaseHeld, is_live
+
+    a, b, c = (Claimant(f"tok-{x}", f"driver {x}", pid=n) for n, x in enumerate("abc"))
+    store.acquire_lease("sw", a, ttl_s=0.5)
+    with pytest.raises(LeaseHeld):
+        store.acquire_lease("sw", b, ttl_s=60)
+    time.sleep(0.6)  # a stopped renewing (SIGKILLed, its machine gone): the lease expires on its own
+    assert not is_live(store.get_lease("sw"))
+    store.acquire_lease("sw", b, ttl_s=60)
+    assert not store.renew_lease("sw", "tok-a", 60)  # the old holder learns that it lost the lease
+    with pytest.raises(LeaseHeld):
+        store.acquire_lease("sw", c, ttl_s=60, holder_gone=lambda row: row["pid"] == 99)
+    store.acquire_lease("sw", c, ttl_s=60, holder_gone=lambda row: row["pid"] == 1)  # b's process is known dead
+    assert store.get_lease("sw")["token"] == "tok-c"
+
+
+def _race_for_lease(stores: list, sweep: str) -> tuple[list[int], list[int], list[str]]:
+    """Every store asks for the lease of `sweep` at the same moment (one thread each)."""
+    import threading
+
+    from clowncar.store.lease import Claimant, LeaseHeld
+
+    barrier, won, refused, errors = threading.Barrier(len(stores)), [], [], []
+
+    def ask(i: int) -> None:
+        barrier.wait()
+        try:
+            stores[i].acquire_lease(sweep, Claimant(f"tok-{i}", f"driver {i}"), ttl_s=60)
+            won.append(i)
+        except LeaseHeld:
+            refused.append(i)
+        except Exception as err:  # any other failure fails the test, with its text
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return won, refused, errors
+
+
+def test_drivers_asking_at_the_same_moment_get_one_lease(store_url):
+    import time
+
+    from clowncar.store import open_store
+    from clowncar.store.lease import Claimant
+
+    stores = [open_store(store_url) for _ in range(6)]
+    stores[0].acquire_lease("expired", Claimant("tok-old", "a dead driver"), ttl_s=0.01)
+    time.sleep(0.05)
+    for sweep in ("fresh", "expired"):  # no row yet (insert race), and a row to claim (update race)
+        won, refused, errors = _race_for_lease(stores, sweep)
+        assert not errors and len(won) == 1 and len(refused) == len(stores) - 1, (sweep, won, refused, errors)
+        assert stores[0].get_lease(sweep)["token"] == f"tok-{won[0]}"
+    for st in stores:
+        st.close()
+
+
+def test_a_failed_sweep_says_why_and_one_that_never_ran_a_trial_can_start_over(store):
+    store.create_or_get_sweep("sw", {"v": 1})
+    store.set_sweep_status("sw", "failed", "Ray did not start: NotADirectoryError")
+    assert (store.get_sweep("sw")["status"], store.get_sweep("sw")["reason"]) == \
+        ("failed", "Ray did not start: NotADirectoryError")
+    store.restart_sweep("sw", {"v": 2})
+    sweep = store.get_sweep("sw")
+    assert (sweep["status"], sweep["reason"], sweep["spec"]) == ("created", None, {"v": 2})
+    _start(store)
+    store.set_sweep_status("sw", "running")
+    assert store.get_sweep("sw")["reason"] is None
+    with pytest.raises(StoreError, match="has trials: it cannot start over"):
+        store.restart_sweep("sw", {"v": 3})

@@ -49,7 +49,7 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_data(v1_db, tmp_path):
     with open_store(url) as st:
         assert st.schema_found == 1
         with st.engine.connect() as conn:
-            assert conn.execute(select(s.schema_table.c.version)).scalar() == SCHEMA_VERSION == 3
+            assert conn.execute(select(s.schema_table.c.version)).scalar() == SCHEMA_VERSION == 4
             metrics = {(a, n): v for a, n, v in conn.execute(select(s.metrics))}
         sweeps = st.sweeps_frame()
         assert sweeps[["name", "status", "source", "trials", "ok", "failed"]].values.tolist() == \
@@ -70,7 +70,7 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_data(v1_db, tmp_path):
     open_store(f"sqlite:///{fresh}").close()
     assert _layout(url) == _layout(f"sqlite:///{fresh}")  # upgraded == created new
     with open_store(url) as st:
-        assert st.schema_found == 3 and st.get_sweep("v2-rerun")["parent"] == "v1-sweep"
+        assert st.schema_found == 4 and st.get_sweep("v2-rerun")["parent"] == "v1-sweep"
 
 
 def test_a_version_2_store_gains_the_named_evals_table_and_keeps_its_data(v1_db, monkeypatch):
@@ -92,6 +92,25 @@ def test_a_version_2_store_gains_the_named_evals_table_and_keeps_its_data(v1_db,
         assert named[["name", "mode", "quant", "line"]].values.tolist() == \
             [["final_int6_sliding_window_exact", "sliding", "int6", 81]]
 
+
+
+def test_a_version_3_store_gains_leases_and_sweep_reasons_and_keeps_its_data(v1_db, monkeypatch):
+    from clowncar.store.lease import Claimant
+
+    url = f"sqlite:///{v1_db}"
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 3)  # the code of version 3 upgrades the v1 file to v3
+    open_store(url).close()
+    db = sqlite3.connect(v1_db)
+    assert db.execute("SELECT version FROM clowncar_schema").fetchone() == (3,)
+    assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'clowncar_leases'").fetchone() == (0,)
+    assert "reason" not in [row[1] for row in db.execute("PRAGMA table_info(clowncar_sweeps)")]
+    db.close()
+    monkeypatch.undo()
+    with open_store(url) as st:  # this code: 3 -> 4 adds the leases table and sweeps' reason
+        assert st.schema_found == 3 and len(st.steps_frame()) == 47
+        st.set_sweep_status("v1-sweep", "failed", "Ray did not start")
+        assert st.get_sweep("v1-sweep")["reason"] == "Ray did not start"
+        assert st.acquire_lease("v1-sweep", Claimant(token="t1", holder="test"), ttl_s=30)["token"] == "t1"
 
 def test_a_failed_upgrade_leaves_the_old_database_as_it_was(v1_db, monkeypatch):
     def broken(conn):

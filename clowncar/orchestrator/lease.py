@@ -1,0 +1,107 @@
+"""One driver per sweep: the driver's side of the store's lease (`clowncar.store.lease`).
+
+`run_sweep` holds `DriverLease` for as long as it drives a sweep (`sweep run`, `resume`, `rerun`, and the
+submitted job that runs `sweep run` on the head); a second driver of the same sweep is refused with one line
+naming the holder and when its lease ends. A heartbeat thread renews the lease every HEARTBEAT_S seconds; a
+driver that stops renewing (SIGKILL, a dead machine) loses it after LEASE_TTL_S. On the holder's own machine a
+dead holder is recognised at once (its PID no longer runs the process that took the lease), so `sweep resume`
+right after a SIGKILL does not wait for the lease to expire.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from clowncar.errors import StoreError
+from clowncar.orchestrator.embedded import start_time
+from clowncar.store.lease import Claimant, LeaseHeld, is_live
+
+LEASE_TTL_S = 60.0
+"""How long a lease outlives its last heartbeat: a SIGKILLed driver on another machine blocks its sweep this long."""
+HEARTBEAT_S = 10.0
+"""How often a driver renews its lease (several renewals fit in one LEASE_TTL_S, so a slow database is no loss)."""
+
+
+def machine_id() -> str | None:
+    """This kernel's boot id and this process's PID namespace: where two equal ids mean the same PIDs."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        pidns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{boot}/{pidns}"
+
+
+def claimant() -> Claimant:
+    """This process as a lease holder (a new token per driver run)."""
+    pid = os.getpid()
+    return Claimant(token=uuid.uuid4().hex, holder=f"pid {pid} on {socket.gethostname()}", machine=machine_id(),
+                    pid=pid, pid_started=start_time(pid))
+
+
+def holder_gone(lease: Mapping[str, Any]) -> bool:
+    """True when the lease's holder ran on this machine and its process is gone (or the PID is reused)."""
+    mine = machine_id()
+    if mine is None or lease.get("machine") != mine or lease.get("pid") is None:
+        return False
+    return start_time(int(lease["pid"])) != lease.get("pid_started")
+
+
+def refuse_if_driven(store: Any, sweep: str) -> None:
+    """Raise `LeaseHeld` (one line, exit 2) when a live driver holds `sweep`."""
+    lease = store.get_lease(sweep)
+    if is_live(lease, holder_gone=holder_gone):
+        raise LeaseHeld(sweep, lease or {})
+
+
+class DriverLease:
+    """`with DriverLease(store, sweep):` holds the sweep's lease, renewed in the background, released at the end.
+
+    When a renewal finds that another driver has taken the lease (this one went LEASE_TTL_S without a
+    heartbeat reaching the store), `lost` is set and `on_lost` is called once: the driver then starts no more
+    trials and leaves the sweep's state to the new holder."""
+
+    def __init__(self, store: Any, sweep: str, ttl_s: float = LEASE_TTL_S, beat_s: float = HEARTBEAT_S,
+                 on_lost: Callable[[], None] | None = None) -> None:
+        self.store, self.sweep, self.ttl_s, self.beat_s, self.on_lost = store, sweep, ttl_s, beat_s, on_lost
+        self.me = claimant()
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> DriverLease:
+        self.store.acquire_lease(self.sweep, self.me, self.ttl_s, holder_gone=holder_gone)
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{self.sweep}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.beat_s):
+            try:
+                if self.store.renew_lease(self.sweep, self.me.token, self.ttl_s):
+                    continue
+            except StoreError:
+                continue  # the database is away for a moment: the next beat tries again before the lease ends
+            self.lost.set()
+            print(f"clowncar: warning: sweep {self.sweep}: another driver took over its lease (no heartbeat "
+                  f"reached the store for {self.ttl_s:.0f} s); this driver starts no more trials",
+                  file=sys.stderr, flush=True)
+            if self.on_lost is not None:
+                self.on_lost()
+            return
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.beat_s + 5)
+        if not self.lost.is_set():
+            with contextlib.suppress(Exception):  # unreachable store: the lease expires on its own
+                self.store.release_lease(self.sweep, self.me.token)

@@ -1,0 +1,98 @@
+"""Starting a sweep without leaving half of one behind.
+
+`prepare` refuses what must not start (a name that is taken, a resume without a study) before it writes
+anything, then creates or reconciles the sweep. Everything between that point and the first trial (the study,
+the queued points, Ray, the trainable) runs under `failed_start_marked`: a failure marks the sweep `failed` with
+its reason, and because such a sweep never ran a trial, the same `sweep run` starts it over
+(`never_started`: no store trial, nothing in the study but queued points) instead of calling it taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from clowncar.errors import ClownCarError
+from clowncar.orchestrator.spec import SweepSpec
+from clowncar.redact import redact_text
+
+RESTARTABLE = ("created", "running", "failed")
+"""Statuses a sweep without trials can be in after a failed start (`running`: a start before this fix)."""
+
+
+class StartFailed(ClownCarError):
+    """A sweep could not start (Ray, the study, ...): it is marked failed, and the same command starts it again."""
+
+    exit_code = 1
+
+
+def one_line(err: BaseException) -> str:
+    """`Type: first line of the message`, secrets masked: how a failure is stored and shown."""
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else ""
+    return redact_text(f"{type(err).__name__}: {first}" if first else type(err).__name__)[:1000]
+
+
+def never_started(name: str, store: Any, storage: Any, studies: set[str]) -> bool:
+    """Whether sweep `name` got no further than its start: no trial in the store, and nothing in its study
+    (if it has one) but the points queued before the start failed."""
+    import optuna
+    from optuna.trial import TrialState
+
+    sweep = store.get_sweep(name)
+    if not sweep or sweep["status"] not in RESTARTABLE or store.trial_states(name):
+        return False
+    if name not in studies:
+        return True
+    study = optuna.load_study(study_name=name, storage=storage)
+    return all(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
+
+
+def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool) -> dict[str, int]:
+    """Create or check the sweep in the store; on resume, reconcile the study with the store. The caller holds
+    the sweep's lease, so no other driver is starting or running it."""
+    import optuna
+
+    from clowncar.orchestrator.resume import reconcile
+
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    if not resume and never_started(spec.name, store, storage, names):
+        if spec.name in names:  # only the points queued by the failed start: they are queued again below
+            optuna.delete_study(study_name=spec.name, storage=storage)
+            names.discard(spec.name)
+        store.restart_sweep(spec.name, spec.to_dict())
+    existing = store.get_sweep(spec.name)
+    if not resume and (spec.name in names or (existing and existing.get("status") != "created")):
+        raise ClownCarError(f"sweep '{spec.name}' already exists; continue it with `clowncar sweep resume "
+                            f"{spec.name}` or pick another name")
+    if resume and spec.name not in names:
+        raise ClownCarError(f"sweep '{spec.name}' has no Optuna study to resume")
+    store.create_or_get_sweep(spec.name, spec.to_dict(), parent=spec.parent)
+    if not resume:
+        return {}
+    study = optuna.load_study(study_name=spec.name, storage=storage)
+    return reconcile(study, store, spec)
+
+
+def _mark_failed(store: Any, name: str, reason: str) -> None:
+    with contextlib.suppress(Exception):  # no sweep row yet, or the store itself is what failed
+        store.set_sweep_status(name, "failed", reason)
+
+
+@contextlib.contextmanager
+def failed_start_marked(store: Any, name: str) -> Iterator[None]:
+    """Any failure inside the block marks sweep `name` failed with its reason. Bad input (a ClownCarError)
+    keeps its own message and exit code; anything else becomes one `StartFailed` line (exit 1)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        _mark_failed(store, name, "interrupted while starting")
+        raise
+    except Exception as err:
+        reason = redact_text(str(err)) if isinstance(err, ClownCarError) else one_line(err)
+        _mark_failed(store, name, reason)
+        if isinstance(err, ClownCarError) and not isinstance(err, StartFailed):
+            raise
+        raise StartFailed(f"sweep {name} did not start: {reason}; it is marked failed, and the same command "
+                          "starts it again") from err
