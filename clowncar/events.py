@@ -34,6 +34,14 @@ from typing import Any
 RESULT_STATUSES = ("ok", "diverged", "oom", "error")
 TRIAL_STATUSES = (*RESULT_STATUSES, "crashed", "stopped", "pruned", "running")
 
+RESULT_METRICS = (
+    "val_loss", "val_bpb", "sliding_val_loss", "sliding_val_bpb", "q_val_loss", "q_val_bpb", "q_sliding_val_loss",
+    "q_sliding_val_bpb", "quant_gap", "tokens_scored", "bytes_scored", "params", "model_dim", "steps", "c_steps",
+    "n_steps", "tokens_seen", "train_seconds", "eval_seconds", "quant_seconds", "peak_mem_bytes", "artifact_bytes",
+    "artifact_file_bytes", "artifact_code_bytes",
+)
+"""The numbers of result.json: what a sweep's `objective.metric` may name."""
+
 EVENTS_FILE = "events.jsonl"
 RESULT_FILE = "result.json"
 CONFIG_FILE = "trial.json"

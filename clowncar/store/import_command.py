@@ -19,9 +19,12 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Legacy files o
     The format is detected from the content. Each file lands in one transaction; importing a file again adds
     nothing. Prints what was imported and every skipped line with its reason."""
     from clowncar.store import open_store
-    from clowncar.store.importers import prepare, write_prepared
+    from clowncar.store.importers import LegacyFormatError, prepare, write_prepared
 
     prepared = prepare(paths)  # every file parsed whole before the store is even opened
+    if not prepared.files:  # nothing to import is bad input, not an empty store created for it
+        raise LegacyFormatError(f"no legacy runs found in {', '.join(str(p) for p in paths)} "
+                                f"({len(prepared.others)} files, none in a known format)")
     with open_store(store) as st:
         reports = write_prepared(st, prepared, sweep)
         typer.echo(f"store: {st.url}")
