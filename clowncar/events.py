@@ -99,8 +99,8 @@ def read_events(path: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]]
         if line.strip():
             try:
                 records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn line from a killed writer: skip it, never fail the reader
+            except (ValueError, RecursionError):
+                continue  # a torn line from a killed writer (or garbage): skip it, never fail the reader
     return records, offset + end + 1
 
 
@@ -115,6 +115,7 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 def read_result(path: str | Path) -> dict[str, Any] | None:
     p = Path(path)
     try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
+        result = json.loads(p.read_text())
+    except (OSError, ValueError, RecursionError):  # missing, not UTF-8, not JSON, nested too deeply
         return None
+    return result if isinstance(result, dict) else None
