@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from clowncar.errors import StoreError
+from clowncar.redact import redact_text, redact_url
 
 SQLITE_BUSY_MS = 60_000
 """How long a SQLite writer waits for another one before giving up (WAL allows one writer at a time)."""
@@ -28,18 +28,13 @@ def parse_url(url: str) -> URL:
 
 
 def safe_url(url: URL | str) -> str:
-    """The URL as text with its password replaced by ***."""
-    if isinstance(url, str):
-        try:
-            url = make_url(url)
-        except (ArgumentError, ValueError):
-            return safe_text(url)
-    return url.render_as_string(hide_password=True)
+    """The URL as text with its password (userinfo or query form) replaced by *** (`clowncar.redact`)."""
+    return redact_url(url if isinstance(url, str) else url.render_as_string(hide_password=False))
 
 
 def safe_text(text: str) -> str:
-    """Hide a `user:password@` part in free text (for URLs that did not even parse)."""
-    return re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", text)
+    """Free text with every password masked (`clowncar.redact`), for URLs that did not even parse."""
+    return redact_text(text)
 
 
 def _first_line(err: BaseException, password: str | None) -> str:
@@ -48,7 +43,7 @@ def _first_line(err: BaseException, password: str | None) -> str:
     line = lines[0] if lines else type(orig).__name__
     if password:
         line = line.replace(password, "***")
-    return line
+    return redact_text(line)
 
 
 def store_error(err: BaseException, url: URL, doing: str) -> StoreError:
@@ -80,6 +75,16 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def _make_store_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file where a directory of the path should be
+        raise StoreError(f"cannot create the store directory {directory}: it (or a folder above it) exists and "
+                         "is not a directory") from None
+    except OSError as err:
+        raise StoreError(f"cannot create the store directory {directory}: {err.strerror or err}") from None
+
+
 def make_engine(url: URL, create: bool) -> Engine:
     """An engine for `url`; SQLite's directory is created (when `create`), other servers are pinged."""
     kwargs: dict[str, Any] = {}
@@ -90,11 +95,10 @@ def make_engine(url: URL, create: bool) -> Engine:
             if not path.exists():
                 if not create:
                     raise StoreError(f"no store at {safe_url(url)} (nothing has been written there yet)")
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                except OSError as err:
-                    raise StoreError(f"cannot create the store directory {path.parent}: "
-                                     f"{err.strerror or err}") from None
+                _make_store_dir(path.parent)
+            elif not create and path.is_file() and path.stat().st_size == 0:
+                # SQLite would take an empty file for an empty database and write its header (WAL) into it.
+                raise StoreError(f"no store at {safe_url(url)} (the file is empty)")
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
@@ -103,8 +107,8 @@ def make_engine(url: URL, create: bool) -> Engine:
     try:
         engine = create_engine(url, **kwargs)
     except (NoSuchModuleError, ModuleNotFoundError, ImportError) as err:
-        raise StoreError(f"no database driver for {safe_url(url)}: {_first_line(err, url.password)} "
-                         "(PostgreSQL needs: pip install 'clowncar[postgres]')") from None
+        hint = " (PostgreSQL needs: pip install 'clowncar[postgres]')" if url.get_backend_name() == "postgresql" else ""
+        raise StoreError(f"no database driver for {safe_url(url)}: {_first_line(err, url.password)}{hint}") from None
     except (ArgumentError, SQLAlchemyError, TypeError) as err:
         raise StoreError(f"cannot use store URL {safe_url(url)}: {_first_line(err, url.password)}") from None
     if url.get_backend_name() == "sqlite":
