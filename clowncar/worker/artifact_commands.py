@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from clowncar.errors import ClownCarError, DataError
+from clowncar.errors import ClownCarError, ConfigError, DataError
 
 app = typer.Typer(help="Inspect and evaluate quantized model artifacts (model.ptz).", no_args_is_help=True)
 
@@ -101,9 +101,11 @@ def evaluate(file: FileArg,
              tokenizer: Annotated[Path | None, typer.Option(
                  "--tokenizer", help="SentencePiece model (default: the one named in the stored config).")] = None,
              max_tokens: Annotated[int | None, typer.Option(
-                 "--max-tokens", help="Score only the first N validation tokens (default: the config's).")] = None,
+                 "--max-tokens", min=0,
+                 help="Score only the first N validation tokens; 0 scores them all (default: the config's).")] = None,
              stride: Annotated[int | None, typer.Option(
-                 "--stride", help="Sliding-window stride; 0 skips the sliding eval (default: the config's).")] = None,
+                 "--stride", min=0,
+                 help="Sliding-window stride; 0 skips the sliding eval (default: the config's).")] = None,
              device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "auto",
              ) -> None:
     """Rebuild the model from the artifact alone and measure its validation BPB."""
@@ -117,11 +119,12 @@ def evaluate(file: FileArg,
     from clowncar.worker.artifact import load_artifact, model_from_state
     from clowncar.worker.evaluate import evaluate_bpb
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _device(device, torch.cuda.is_available())
     state, meta = load_artifact(file)
     model, cfg = model_from_state(file, state, meta, device)
     seq_len = cfg.eval_seq_len
+    if stride is not None and stride > seq_len:
+        raise ConfigError(f"--stride {stride} must not exceed the eval sequence length ({seq_len})")
     files = list_shards(data, cfg.data.val_glob)
     if not files:
         raise DataError(f"no validation shards matching {cfg.data.val_glob} in {data}")
@@ -137,6 +140,15 @@ def evaluate(file: FileArg,
         res = evaluate_bpb(model, val, luts, seq_len, st, cfg.eval.batch_tokens, device=device)
         out[mode] = _as_dict(res)
     typer.echo(json.dumps(out, indent=2))
+
+
+def _device(wanted: str, have_cuda: bool) -> str:
+    """cpu or cuda, as for a trial (`train.device`): auto takes the GPU when there is one."""
+    if wanted not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device must be cpu, cuda or auto, not {wanted!r}")
+    if wanted == "cuda" and not have_cuda:
+        raise ConfigError("--device is cuda but no CUDA device is available")
+    return ("cuda" if have_cuda else "cpu") if wanted == "auto" else wanted
 
 
 def _as_dict(res: Any) -> dict[str, Any]:
