@@ -4,11 +4,13 @@ and is registered here; command modules import heavy libraries (torch, ray) insi
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
 import traceback
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import click
 import typer
@@ -69,11 +71,19 @@ def usage_line(exc: Exception) -> str:
     return f"{message} (see '{path} --help')" if path else message
 
 
+@functools.lru_cache(maxsize=4)
+def _command(typer_app: typer.Typer) -> Callable[..., Any]:
+    """The click command tree of `typer_app`. typer rebuilds it from every command's signature on each call
+    (~30 ms of CPU); built once per app, running many commands in one process (the tests, the bad-input corpus)
+    does not pay that each time."""
+    return typer.main.get_command(typer_app)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every way a command can fail ends in one line on stderr and a documented exit code
     (`clowncar.errors.EXIT_CODES`), never a traceback unless CLOWNCAR_DEBUG=1."""
     try:
-        code = app(args=argv, prog_name="clowncar", standalone_mode=False)
+        code = _command(app)(args=argv, prog_name="clowncar", standalone_mode=False)
     except _EXITS as exc:
         sys.exit(exc.exit_code)
     except _ABORTS:
