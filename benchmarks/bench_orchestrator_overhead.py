@@ -53,10 +53,10 @@ def clowncar_run(tmp: Path, trials: int) -> float:
             "overrides": {"data.dataset": "ok", "train.iterations": 1, "train.max_wallclock_seconds": 0},
             "space": {"train.matrix_lr": {"float": [0.001, 0.1], "log": True}},
             "max_concurrent": 2, "resources": {"cpus": 1},
-            "worker": {"module": "contract_worker", "pythonpath": [str(HERE)]}}
+            "worker": {"module": "contract_worker"}}  # registered by HERE's entry point, on PYTHONPATH below
     path = tmp / "overhead.yaml"
     path.write_text(yaml.safe_dump(spec))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CLOWNCAR_RUNS_DIR": str(tmp / "runs"),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "CLOWNCAR_RUNS_DIR": str(tmp / "runs"),
            "CLOWNCAR_STORE": f"sqlite:///{tmp / 'store.db'}"}
     r = subprocess.run([sys.executable, "-m", "clowncar", "sweep", "run", str(path), "--num-cpus", "2", "--quiet"],
                        capture_output=True, text=True, env=env, cwd=tmp)

@@ -53,7 +53,7 @@ def spec(name: str, gpus: int, durations: list[float], concurrent: int, placemen
             "overrides": {"data.dataset": "ok", "train.iterations": 3},
             "space": {"train.max_wallclock_seconds": {"grid": durations}},
             "resources": {"gpus": gpus, "cpus": 1, "placement": placement}, "max_concurrent": concurrent,
-            "worker": {"module": "contract_worker", "pythonpath": [str(HERE)], "launcher": "single"}}
+            "worker": {"module": "contract_worker", "launcher": "single"}}  # registered by HERE on PYTHONPATH
 
 
 def trials_of(work: dict[int, list[float]]) -> list[tuple[int, float]]:
@@ -208,7 +208,8 @@ def offline_best(work: dict[int, list[float]], orders: int, seed: int = 0) -> fl
 
 def measure(work: dict[int, list[float]], placement: str, keep: Path | None = None) -> dict[str, Any]:
     ray_tmp = tempfile.mkdtemp(prefix="ru", dir="/tmp")
-    os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": ray_tmp})
+    path = os.pathsep.join([str(REPO), str(HERE)])  # the nodes' trials import the registered contract worker
+    os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": ray_tmp, "PYTHONPATH": path})
     from ray.cluster_utils import Cluster
 
     from clowncar.store import open_store
@@ -222,7 +223,7 @@ def measure(work: dict[int, list[float]], placement: str, keep: Path | None = No
         with tempfile.TemporaryDirectory(prefix="ccutil") as d:
             tmp = Path(d)
             url = f"sqlite:///{tmp / 'store.db'}"
-            env = {**os.environ, "PYTHONPATH": str(REPO), "CLOWNCAR_RUNS_DIR": str(tmp / "runs"),
+            env = {**os.environ, "CLOWNCAR_RUNS_DIR": str(tmp / "runs"),
                    "CLOWNCAR_STORE": url}
             procs = []
             for gpus, durations in work.items():

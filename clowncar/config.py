@@ -24,7 +24,7 @@ from clowncar.errors import ConfigError
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(Section):
@@ -266,12 +266,18 @@ class TrialConfig(BaseModel):
 
     def content_hash(self) -> str:
         """Stable 16-hex digest of the config's content (key order and formatting do not matter)."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return dict_hash(self.to_dict())
 
     def flat(self) -> dict[str, Any]:
         """The config as dotted keys (`model.crawler_loops`), as the store and sweeps see it."""
         return {f"{s}.{k}": v for s, sec in self.to_dict().items() for k, v in sec.items()}
+
+
+def dict_hash(data: dict[str, Any]) -> str:
+    """`TrialConfig.content_hash()` of a config as stored (`to_dict()`), without validating it: how a stored hash
+    is checked against the config stored beside it, whatever fields this version's TrialConfig has."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 # -- loading ----------------------------------------------------------------------------------------------------
@@ -288,9 +294,43 @@ _Yaml12Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
+MAX_YAML_DEPTH = 64
+"""Configs and specs nest a few levels; anything deeper is rejected before it can exhaust the stack."""
+MAX_CONFIG_BYTES = 16 << 20
+"""Configs and specs are a few KB; a larger file is refused instead of read whole into memory."""
+
+
+class _StrictYamlLoader(_Yaml12Loader):
+    """The config loader: YAML 1.2 booleans, and a duplicate key or nesting deeper than MAX_YAML_DEPTH is an error
+    (plain YAML keeps the last of two equal keys silently, so a typo'd copy would quietly win)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key_node.value}'",
+                                                            key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def yaml_load(text: str) -> Any:
-    """Parse YAML safely (no code execution) with YAML 1.2 booleans."""
-    return yaml.load(text, Loader=_Yaml12Loader)
+    """Parse YAML safely (no code execution) with YAML 1.2 booleans; duplicate keys and deep nesting are errors."""
+    return yaml.load(text, Loader=_StrictYamlLoader)
 
 
 def _error_line(err: ValidationError) -> str:
@@ -353,14 +393,22 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON file that must hold a mapping; one-line errors for anything else."""
     p = Path(path)
     try:
-        text = p.read_text()
+        with p.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as err:
         raise ConfigError(f"cannot read {p}: {err.strerror or err}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p} is larger than {MAX_CONFIG_BYTES >> 20} MiB: not a config")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{p} is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start})") from None
     try:
         data = yaml_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
+        problem = getattr(err, "problem", None)
+        where = f" (line {mark.line + 1}{': ' + problem if problem else ''})" if mark else ""
         raise ConfigError(f"{p} is not valid YAML{where}") from None
     if data is None:
         return {}
@@ -376,6 +424,8 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
 
     data = read_mapping(path) if path is not None else {}
     file_preset = data.pop("preset", None)
+    if file_preset is not None and not isinstance(file_preset, str):
+        raise ConfigError(f"{path}: preset must be a name, not {type(file_preset).__name__}")
     base = preset_dict(preset or file_preset) if (preset or file_preset) else {}
     merged = apply_overrides(deep_merge(base, data), overrides or [])
     return from_dict(merged)

@@ -1,12 +1,31 @@
-"""Errors a user can cause. The CLI prints them as one line and exits with code 2."""
+"""Errors a user can cause, and the exit codes of every clowncar command. The CLI prints an error as one line
+(`clowncar: error: ...`) and exits with its code; a traceback only with CLOWNCAR_DEBUG=1."""
 
 from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+EXIT_OOM = 4
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "ok (a trial over the size cap too: `over_cap: true` in result.json; `--help` and a bare command "
+             "group, which print help)",
+    EXIT_FAILED: "a run failed: the trial errored, a worker or the driver failed, or an internal error (a bug)",
+    EXIT_BAD_INPUT: "bad input, found before anything runs: usage, config, sweep spec, data, artifact, store URL",
+    EXIT_DIVERGED: "the trial diverged (NaN/inf loss or loss > 3 ln V)",
+    EXIT_OOM: "the trial ran out of memory (GPU or host)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM); a sweep can be resumed",
+}
+"""What each exit code means; README.md's table says the same (tests/test_exit_codes.py checks it)."""
 
 
 class ClownCarError(Exception):
     """Bad input or an unusable environment: shown to the user as one line, never as a traceback."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
 
 class ConfigError(ClownCarError):
@@ -19,3 +38,11 @@ class DataError(ClownCarError):
 
 class StoreError(ClownCarError):
     """The results store cannot be reached or refuses the operation."""
+
+
+class RunFailed(ClownCarError):
+    """Something ran and did not succeed (a trial errored, diverged or ran out of memory): its exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

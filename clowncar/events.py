@@ -35,6 +35,14 @@ from typing import Any
 RESULT_STATUSES = ("ok", "diverged", "oom", "error")
 TRIAL_STATUSES = (*RESULT_STATUSES, "crashed", "stopped", "pruned", "running")
 
+RESULT_METRICS = (
+    "val_loss", "val_bpb", "sliding_val_loss", "sliding_val_bpb", "q_val_loss", "q_val_bpb", "q_sliding_val_loss",
+    "q_sliding_val_bpb", "quant_gap", "tokens_scored", "bytes_scored", "params", "model_dim", "steps", "c_steps",
+    "n_steps", "tokens_seen", "train_seconds", "eval_seconds", "quant_seconds", "peak_mem_bytes", "artifact_bytes",
+    "artifact_file_bytes", "artifact_code_bytes",
+)
+"""The numbers of result.json: what a sweep's `objective.metric` may name."""
+
 EVENTS_FILE = "events.jsonl"
 RESULT_FILE = "result.json"
 CONFIG_FILE = "trial.json"
@@ -92,8 +100,8 @@ def read_events(path: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]]
         if line.strip():
             try:
                 records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn line from a killed writer: skip it, never fail the reader
+            except (ValueError, RecursionError):
+                continue  # a torn line from a killed writer (or garbage): skip it, never fail the reader
     return records, offset + end + 1
 
 
@@ -108,6 +116,7 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 def read_result(path: str | Path) -> dict[str, Any] | None:
     p = Path(path)
     try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
+        result = json.loads(p.read_text())
+    except (OSError, ValueError, RecursionError):  # missing, not UTF-8, not JSON, nested too deeply
         return None
+    return result if isinstance(result, dict) else None

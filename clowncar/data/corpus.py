@@ -70,6 +70,8 @@ class Corpus:
                         row = json.loads(line)
                     except json.JSONDecodeError as exc:
                         raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+                    except RecursionError:
+                        raise DataError(f"{path}:{lineno}: JSON nested too deeply") from None
                     if not isinstance(row, dict) or self.field not in row:
                         raise DataError(f"{path}:{lineno}: no field '{self.field}' (choose one with --field)")
                     text = row[self.field]

@@ -124,7 +124,7 @@ def load_manifest(source: HubSource, data_dir: Path, log: Callable[[str], Any] =
     cached = source.download("manifest.json")
     try:
         manifest = json.loads(cached.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DataError(f"manifest.json from '{source.repo_id}' is not valid JSON ({exc})") from None
     if not isinstance(manifest, dict):
         raise DataError(f"manifest.json from '{source.repo_id}' is not a JSON object")

@@ -86,7 +86,7 @@ def find_tokenizer(directory: Path) -> Path | None:
         tok = next(t for t in manifest.get("tokenizers", []) if t.get("name") == entry.get("tokenizer_name"))
         candidate = root / "tokenizers" / Path(str(tok.get("model_path") or tok.get("path"))).name
         return candidate if candidate.is_file() else None
-    except (OSError, ValueError, StopIteration, AttributeError):
+    except (OSError, ValueError, StopIteration, AttributeError, TypeError, RecursionError):
         return None
 
 

@@ -17,8 +17,10 @@ StoreOpt = Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of
                                                              "(default: CLOWNCAR_STORE or the runs dir's SQLite)")]
 AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster to join ('auto', 'ray://h:10001'); "
                                                                  "default: embedded Ray on 127.0.0.1")]
-CpusOpt = Annotated[int | None, typer.Option("--num-cpus", help="Embedded Ray: CPUs to offer (default: all)")]
-GpusOpt = Annotated[int | None, typer.Option("--num-gpus", help="Embedded Ray: GPUs to offer (default: detected)")]
+CpusOpt = Annotated[int | None, typer.Option("--num-cpus", min=1,
+                                             help="Embedded Ray: CPUs to offer (default: all)")]
+GpusOpt = Annotated[int | None, typer.Option("--num-gpus", min=0,
+                                             help="Embedded Ray: GPUs to offer (default: detected)")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No live progress")]
 
 
@@ -66,8 +68,8 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
              quiet: bool, resume: bool) -> dict[str, Any]:
     from clowncar.orchestrator.tune import RunOptions, run_sweep
 
-    url, runs_dir, addr = _settings(store, address)
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    url, runs_dir, addr = _settings(store, address)  # runs_dir is created by what first writes there, so a
+    # sweep refused before it starts (store unreachable, name taken) leaves no folder behind
     opts = RunOptions(store_url=url, runs_dir=runs_dir, address=addr, num_cpus=num_cpus, num_gpus=num_gpus,
                       show=not quiet, resume=resume)
     try:

@@ -43,6 +43,7 @@ from clowncar.config_canonical import canonical
 from clowncar.errors import ConfigError
 from clowncar.orchestrator.distinct import Distinct, distinct_points, grid_points
 from clowncar.orchestrator.rungs import rung_problem
+from clowncar.orchestrator.workers import check_objective, check_worker
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 AUTO_OBJECTIVE = ("q_sliding_val_bpb", "q_val_bpb")
@@ -54,7 +55,7 @@ Scalar = bool | int | float | str
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class ParamSpec(_Strict):
@@ -141,9 +142,11 @@ class Budget(_Strict):
 
 class WorkerSpec(_Strict):
     module: str = Field("clowncar.worker", pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-    """The program each trial runs (`python -m MODULE trial.json --out DIR`); tests swap in a tiny one."""
+    """The program each trial runs (`python -m MODULE trial.json --out DIR`): `clowncar.worker` or a module
+    registered as an entry point of the group `clowncar.workers` (orchestrator/workers.py); tests register a tiny
+    one."""
     pythonpath: list[str] = Field(default_factory=list)
-    """Extra import paths for `module`, relative to the spec file."""
+    """Must stay empty (kept so that specs stored before it was refused still load): see orchestrator/workers.py."""
     launcher: Literal["torchrun", "single"] = "torchrun"
     """Trials with several GPUs: one torchrun rank per GPU, or `single` (one process drives them all)."""
 
@@ -301,7 +304,7 @@ def _error_line(err: ValidationError) -> str:
     return f"sweep spec key '{key}': {msg}" if key else f"sweep spec: {msg}"
 
 
-def spec_from_dict(data: Any, where: Path | None = None) -> SweepSpec:
+def spec_from_dict(data: Any) -> SweepSpec:
     if not isinstance(data, dict):
         raise ConfigError(f"sweep spec must be a mapping, not {type(data).__name__}")
     try:
@@ -310,9 +313,7 @@ def spec_from_dict(data: Any, where: Path | None = None) -> SweepSpec:
         raise ConfigError(_error_line(err)) from None
     except (TypeError, ValueError, RecursionError) as err:  # pydantic lets a few odd inputs through as these
         raise ConfigError(f"sweep spec: {str(err).splitlines()[0][:200]}") from None
-    if where is not None:
-        base = where.parent
-        spec.worker.pythonpath = [str((base / p).resolve()) for p in spec.worker.pythonpath]
+    check_worker(spec.worker)
     _check_against_config(spec)
     return spec
 
@@ -340,6 +341,7 @@ def _check_against_config(spec: SweepSpec) -> None:
                    if asha.type == "asha" else None)
         if problem:
             raise ConfigError(f"sweep spec {problem}" + (f" (with {params})" if params else ""))
+        check_objective(spec.objective.metric, cfg, f"the space point {params}" if params else "the base config")
     for point in spec.enqueue:
         try:
             spec.trial_config(point)
@@ -357,4 +359,4 @@ def load_spec(path: str | Path) -> SweepSpec:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"sweep spec {p} not found")
-    return spec_from_dict(read_mapping(p), where=p)
+    return spec_from_dict(read_mapping(p))

@@ -75,6 +75,16 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def _make_store_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file where a directory of the path should be
+        raise StoreError(f"cannot create the store directory {directory}: it (or a folder above it) exists and "
+                         "is not a directory") from None
+    except OSError as err:
+        raise StoreError(f"cannot create the store directory {directory}: {err.strerror or err}") from None
+
+
 def make_engine(url: URL, create: bool) -> Engine:
     """An engine for `url`; SQLite's directory is created (when `create`), other servers are pinged."""
     kwargs: dict[str, Any] = {}
@@ -85,11 +95,10 @@ def make_engine(url: URL, create: bool) -> Engine:
             if not path.exists():
                 if not create:
                     raise StoreError(f"no store at {safe_url(url)} (nothing has been written there yet)")
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                except OSError as err:
-                    raise StoreError(f"cannot create the store directory {path.parent}: "
-                                     f"{err.strerror or err}") from None
+                _make_store_dir(path.parent)
+            elif not create and path.is_file() and path.stat().st_size == 0:
+                # SQLite would take an empty file for an empty database and write its header (WAL) into it.
+                raise StoreError(f"no store at {safe_url(url)} (the file is empty)")
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
@@ -98,8 +107,8 @@ def make_engine(url: URL, create: bool) -> Engine:
     try:
         engine = create_engine(url, **kwargs)
     except (NoSuchModuleError, ModuleNotFoundError, ImportError) as err:
-        raise StoreError(f"no database driver for {safe_url(url)}: {_first_line(err, url.password)} "
-                         "(PostgreSQL needs: pip install 'clowncar[postgres]')") from None
+        hint = " (PostgreSQL needs: pip install 'clowncar[postgres]')" if url.get_backend_name() == "postgresql" else ""
+        raise StoreError(f"no database driver for {safe_url(url)}: {_first_line(err, url.password)}{hint}") from None
     except (ArgumentError, SQLAlchemyError, TypeError) as err:
         raise StoreError(f"cannot use store URL {safe_url(url)}: {_first_line(err, url.password)}") from None
     if url.get_backend_name() == "sqlite":

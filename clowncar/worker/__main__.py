@@ -1,7 +1,7 @@
 """`python -m clowncar.worker CONFIG --out DIR [--preset P] [--set k=v ...]`, alone or under torchrun.
 
 CONFIG is a YAML/JSON trial config or a trial.json from the orchestrator. Exit codes: 0 ok, 1 error,
-2 unusable config or arguments, 3 diverged, 4 out of memory."""
+2 unusable config, arguments or data (found before the first step), 3 diverged, 4 out of memory."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from clowncar.errors import ClownCarError
+from clowncar.errors import EXIT_BAD_INPUT, ClownCarError
+from clowncar.events import RESULT_FILE, read_result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,10 +25,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = load_trial_config(args.config, args.preset, args.overrides)
-        return run_trial(cfg, args.out)
+        code = run_trial(cfg, args.out)
     except ClownCarError as err:  # bad input found before the trial starts: one line, exit 2
         print(f"clowncar.worker: error: {err}", file=sys.stderr)
         return err.exit_code
+    if code == EXIT_BAD_INPUT:  # rejected before its first step: result.json holds why
+        reason = (read_result(args.out / RESULT_FILE) or {}).get("reason")
+        print(f"clowncar.worker: error: trial rejected: {reason}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

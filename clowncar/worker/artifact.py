@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import lzma
+import math
 import os
 import struct
 import time
@@ -186,6 +187,39 @@ def export_artifact(model: nn.Module, cfg: Any, calib_tokens: Any, path: str | P
 
 
 # -- load --------------------------------------------------------------------------------------------------------
+# An artifact may come from anyone, so every field is checked before it is used and nothing is allocated from a
+# size the file declares until that size is bounded: the payload by the compressed size, the tensors by the
+# payload, the model by the stored tensors.
+
+MIN_PAYLOAD_LIMIT = 64 << 20
+PAYLOAD_RATIO_LIMIT = 64
+"""The decompressed payload may be at most max(64 MiB, 64 x the compressed bytes). Real artifacts compress about
+1.2x (int6/int8 codes are nearly incompressible); a forged 236 KB file used to inflate to 3.4 GB."""
+LZMA_MEMLIMIT = 256 << 20
+"""The lzma decoder's own memory (its dictionary): `pack` writes preset 9e, which needs about 65 MiB."""
+_PART_KINDS = ("q", "scale", "data")
+
+
+def payload_limit(compressed_bytes: int) -> int:
+    return max(MIN_PAYLOAD_LIMIT, PAYLOAD_RATIO_LIMIT * compressed_bytes)
+
+
+def _decompress(comp: bytes, body: bytes, length: int) -> bytes:
+    """At most `length` + 1 bytes of the payload, streamed: a body that inflates past its declared length stops
+    there instead of filling memory."""
+    if comp == b"Z":
+        out = bytearray()
+        with zstandard.ZstdDecompressor().stream_reader(body) as reader:
+            while len(out) <= length:
+                chunk = reader.read(min(1 << 20, length + 1 - len(out)))
+                if not chunk:
+                    break
+                out += chunk
+        return bytes(out)
+    if comp == b"X":
+        return lzma.LZMADecompressor(memlimit=LZMA_MEMLIMIT).decompress(body, max_length=length + 1)
+    raise ValueError(f"unknown compressor tag {comp!r}")
+
 
 def unpack(raw: bytes) -> tuple[dict[str, Any], bytes]:
     """(meta, decompressed payload), checked against the stored CRC-32 and length."""
@@ -194,36 +228,103 @@ def unpack(raw: bytes) -> tuple[dict[str, Any], bytes]:
     magic, comp, meta_len = _PREFIX.unpack_from(raw)
     if magic != MAGIC:
         raise ValueError("not a clowncar artifact (bad magic)")
+    if _PREFIX.size + meta_len + _CHECK.size > len(raw):
+        raise ValueError(f"meta length {meta_len} runs past the end of the file (truncated?)")
     head = raw[_PREFIX.size:_PREFIX.size + meta_len]
     crc, length = _CHECK.unpack_from(raw, _PREFIX.size + meta_len)
     body = raw[_PREFIX.size + meta_len + _CHECK.size:]
-    if comp == b"Z":
-        payload = zstandard.ZstdDecompressor().decompress(body, max_output_size=length)
-    elif comp == b"X":
-        payload = lzma.decompress(body)
-    else:
-        raise ValueError(f"unknown compressor tag {comp!r}")
+    if length > payload_limit(len(body)):
+        raise ValueError(f"declares a {length:,}-byte payload, more than the {payload_limit(len(body)):,} bytes "
+                         f"allowed for {len(body):,} compressed bytes (a decompression bomb?)")
+    payload = _decompress(comp, body, length)
     if len(payload) != length or zlib.crc32(payload, zlib.crc32(head)) != crc:
         raise ValueError("checksum mismatch (file corrupt or truncated)")
     meta = json.loads(head.decode())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"unknown format {meta.get('format')!r}")
+    _check_meta(meta)
     return meta, payload
 
 
-def _part(blob: memoryview, spec: dict[str, Any]) -> Tensor:
-    name, shape, off, nbytes = spec["dtype"], [int(s) for s in spec["shape"]], int(spec["offset"]), int(spec["nbytes"])
-    dtype = _DTYPES[name]
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    if off < 0 or off + nbytes > len(blob) or nbytes != itemsize * int(np.prod(shape, dtype=np.int64)):
-        raise ValueError("tensor bytes out of range")
+def _check_meta(meta: Any) -> None:
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta is a {type(meta).__name__}, not an object")
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"unknown format {meta.get('format')!r}")
+    if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("config_hash"), str):
+        raise ValueError("meta lacks the config or its hash")
+    schemes = meta.get("quant_schemes", {})
+    if not isinstance(schemes, dict) or not all(isinstance(v, str) for v in schemes.values()):
+        raise ValueError("meta field quant_schemes is not a map of group to scheme")
+    if not _is_count(meta.get("calib_tokens", 0)):
+        raise ValueError("meta field calib_tokens is not a non-negative integer")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _shape(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) > 8 or not all(_is_count(d) for d in value):
+        raise ValueError(f"{what}: shape {value!r} is not a list of at most 8 non-negative integers")
+    return tuple(value)
+
+
+def _part(blob: memoryview, spec: Any, what: str) -> Tensor:
+    if not isinstance(spec, dict) or spec.get("dtype") not in _DTYPES:
+        raise ValueError(f"{what}: unknown dtype {spec.get('dtype') if isinstance(spec, dict) else spec!r}")
+    name, shape = spec["dtype"], _shape(spec.get("shape"), what)
+    off, nbytes = spec.get("offset"), spec.get("nbytes")
+    if not (_is_count(off) and _is_count(nbytes)) or off + nbytes > len(blob):
+        raise ValueError(f"{what}: bytes [{off}, +{nbytes}) out of range (payload holds {len(blob)})")
+    if nbytes != _DTYPES[name].itemsize * math.prod(shape):
+        raise ValueError(f"{what}: {nbytes} bytes do not hold a {name} tensor of shape {list(shape)}")
     view = np.frombuffer(blob[off:off + nbytes], dtype=np.int16 if name == "bfloat16" else _NUMPY[name])
     t = torch.from_numpy(view.copy()).reshape(shape)
     return t.view(torch.bfloat16) if name == "bfloat16" else t
 
 
+def _qtensor(blob: memoryview, name: Any, e: Any) -> QTensor:
+    if not isinstance(name, str) or not isinstance(e, dict) or not isinstance(e.get("parts"), dict):
+        raise ValueError(f"tensor entry {name!r} is not an object with parts")
+    if e.get("group") not in GROUPS or not isinstance(e.get("scheme"), str) or e.get("dtype") not in _DTYPES:
+        raise ValueError(f"tensor {name}: bad group, scheme or dtype")
+    shape = _shape(e.get("shape"), name)
+    kinds = set(e["parts"])
+    if kinds not in ({"data"}, {"q", "scale"}):
+        raise ValueError(f"tensor {name}: parts {sorted(kinds)} (expected data, or q and scale)")
+    parts = {kind: _part(blob, e["parts"][kind], f"{name}.{kind}") for kind in _PART_KINDS if kind in kinds}
+    stored = parts.get("data", parts.get("q"))
+    if stored.numel() != math.prod(shape):
+        raise ValueError(f"tensor {name}: {stored.numel()} stored values for shape {list(shape)}")
+    if "q" in parts and (parts["q"].ndim != 2 or parts["scale"].shape != parts["q"].shape[:1]):
+        raise ValueError(f"tensor {name}: scales {list(parts['scale'].shape)} do not match codes "
+                         f"{list(parts['q'].shape)}")
+    return QTensor(name, e["group"], e["scheme"], shape, _DTYPES[e["dtype"]], q=parts.get("q"),
+                   scale=parts.get("scale"), data=parts.get("data"))
+
+
+def _index(payload: bytes) -> tuple[dict[str, Any], memoryview]:
+    if len(payload) < 8:
+        raise ValueError("payload is shorter than its index length")
+    (index_len,) = struct.unpack_from("<Q", payload)
+    if 8 + index_len > len(payload):
+        raise ValueError(f"index length {index_len} runs past the payload")
+    index = json.loads(payload[8:8 + index_len].decode())
+    if not isinstance(index, dict) or not isinstance(index.get("tensors"), dict):
+        raise ValueError("index lacks its tensors")
+    aliases, calibrated = index.get("aliases", {}), index.get("calibrated", [])
+    if not isinstance(aliases, dict) or any(not isinstance(a, str) or t not in index["tensors"]
+                                            for a, t in aliases.items()):
+        raise ValueError("index aliases name tensors that are not stored")
+    if not isinstance(calibrated, list) or not all(isinstance(c, str) for c in calibrated):
+        raise ValueError("index field calibrated is not a list of names")
+    return index, memoryview(payload)[8 + index_len:]
+
+
 def read_artifact(path: str | Path) -> tuple[QuantResult, dict[str, Any]]:
-    """The stored tensors (still quantized) and the meta. Any damage is a one-line DataError."""
+    """The stored tensors (still quantized) and the meta. Any damage is a one-line DataError. The meta gains
+    `config_hash_ok`: whether its config_hash is the hash of the config stored beside it."""
+    from clowncar.config import dict_hash
+
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -231,24 +332,20 @@ def read_artifact(path: str | Path) -> tuple[QuantResult, dict[str, Any]]:
         raise DataError(f"cannot read artifact {path}: {err.strerror or err}") from None
     try:
         meta, payload = unpack(raw)
-        (index_len,) = struct.unpack_from("<Q", payload)
-        index = json.loads(payload[8:8 + index_len].decode())
-        blob = memoryview(payload)[8 + index_len:]
-        tensors = {}
-        for name, e in index["tensors"].items():
-            parts = {kind: _part(blob, spec) for kind, spec in e["parts"].items()}
-            tensors[name] = QTensor(name, e["group"], e["scheme"], tuple(e["shape"]), _DTYPES[e["dtype"]],
-                                    q=parts.get("q"), scale=parts.get("scale"), data=parts.get("data"))
-            tensors[name].dequantize()  # shapes must agree now, not later inside the model
+        index, blob = _index(payload)
+        tensors = {name: _qtensor(blob, name, e) for name, e in index["tensors"].items()}
+        for qt in tensors.values():
+            qt.dequantize()  # shapes must agree now, not later inside the model
         result = QuantResult(tensors=tensors, aliases=dict(index.get("aliases", {})),
                              calibrated=list(index.get("calibrated", [])),
                              calib_tokens=int(meta.get("calib_tokens", 0)),
                              schemes=dict(meta.get("quant_schemes", {})))
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RuntimeError, struct.error,
-            zstandard.ZstdError, lzma.LZMAError, EOFError, UnicodeDecodeError) as err:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RuntimeError, RecursionError,
+            struct.error, zstandard.ZstdError, lzma.LZMAError, EOFError, MemoryError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(f"{path} is not a valid clowncar artifact: {reason}") from None
-    return result, {**meta, "calibrated": result.calibrated}
+    ok = dict_hash(meta["config"]) == meta["config_hash"]
+    return result, {**meta, "calibrated": result.calibrated, "config_hash_ok": ok}
 
 
 def load_artifact(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -257,14 +354,43 @@ def load_artifact(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     return result.dequantized(), meta
 
 
+def _check_fits(path: Path, state: dict[str, Tensor], cfg: Any) -> None:
+    """The stored config must build a model of exactly the stored tensors; checked on the meta device (no memory)
+    so a forged config cannot ask for a huge model before its shapes are compared."""
+    from clowncar.model import build_model
+
+    m = cfg.model
+    layers = m.num_layers if m.arch == "gpt" else m.num_flat_layers + m.num_crawler_layers
+    if layers > len(state):
+        raise DataError(f"{path}: the stored config asks for {layers} layers, the file stores {len(state)} tensors")
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in build_model(cfg).state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in state.items()}
+    if shapes != stored:
+        diff = sorted(set(shapes) ^ set(stored)) or sorted(k for k in shapes if shapes[k] != stored[k])
+        raise DataError(f"{path}: the artifact does not fit the model its config builds ({diff[0]}"
+                        f"{f' and {len(diff) - 1} more' if len(diff) > 1 else ''})")
+
+
 def load_model_from_artifact(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
     """A fresh model built from the config stored in the artifact, with the dequantized weights loaded.
     Returns (model in eval mode, TrialConfig)."""
+    state, meta = load_artifact(path)
+    return model_from_state(Path(path), state, meta, device)
+
+
+def model_from_state(path: Path, state: dict[str, Tensor], meta: dict[str, Any],
+                     device: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
+    """`load_model_from_artifact` for an artifact already read with `load_artifact`."""
     from clowncar.config import from_dict
+    from clowncar.errors import ConfigError
     from clowncar.model import build_model
 
-    state, meta = load_artifact(path)
-    cfg = from_dict(meta["config"])
+    try:
+        cfg = from_dict(meta["config"])
+        _check_fits(path, state, cfg)
+    except ConfigError as err:
+        raise DataError(f"{path}: its stored config is not usable: {err}") from None
     model = build_model(cfg)
     try:
         model.load_state_dict(state, strict=True)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from clowncar.errors import ClownCarError, DataError
+from clowncar.errors import ClownCarError, ConfigError, DataError
 
 app = typer.Typer(help="Inspect and evaluate quantized model artifacts (model.ptz).", no_args_is_help=True)
 
@@ -37,12 +37,36 @@ def _summary(path: Path) -> dict[str, Any]:
         g["schemes"] = sorted(g["schemes"])
     file_bytes = path.stat().st_size
     code = code_bytes()
-    cap = int(meta["config"]["quant"]["size_cap_bytes"])
-    return {"file": str(path), "format": meta["format"], "config_hash": meta["config_hash"],
+    cap = _size_cap(path, meta["config"])
+    return {"file": str(path), "format": meta["format"], **_hash_fields(meta),
             "artifact_file_bytes": file_bytes, "artifact_code_bytes": code, "artifact_bytes": file_bytes + code,
             "size_cap_bytes": cap, "over_cap": file_bytes + code > cap, "quant_schemes": meta["quant_schemes"],
             "calibrated": meta.get("calibrated", []), "calib_tokens": meta.get("calib_tokens", 0),
             "aliases": result.aliases, "groups": groups, "tensors": tensors}
+
+
+def _size_cap(path: Path, config: dict[str, Any]) -> int:
+    quant = config.get("quant")
+    cap = quant.get("size_cap_bytes") if isinstance(quant, dict) else None
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+        raise DataError(f"{path}: its stored config has no valid quant.size_cap_bytes")
+    return cap
+
+
+def _hash_fields(meta: dict[str, Any]) -> dict[str, Any]:
+    """The hash of the config actually stored, and whether the hash written beside it agrees: a file whose
+    config was edited keeps its old hash, which must not be shown as if it were true."""
+    from clowncar.config import dict_hash
+
+    return {"config_hash": dict_hash(meta["config"]), "config_hash_written": meta["config_hash"],
+            "config_hash_matches": bool(meta["config_hash_ok"])}
+
+
+def _hash_text(s: dict[str, Any]) -> str:
+    if s["config_hash_matches"]:
+        return f"config_hash {s['config_hash']}"
+    return (f"config_hash {s['config_hash']}; the file claims {s['config_hash_written']}, which does NOT match "
+            "its stored config")
 
 
 @app.command("inspect")
@@ -54,7 +78,7 @@ def inspect(file: FileArg,
         typer.echo(json.dumps(s, indent=2))
         return
     state = "OVER the cap" if s["over_cap"] else "under the cap"
-    typer.echo(f"{s['file']}  ({s['format']}, config_hash {s['config_hash']})")
+    typer.echo(f"{s['file']}  ({s['format']}, {_hash_text(s)})")
     typer.echo(f"artifact bytes {s['artifact_bytes']:,} = file {s['artifact_file_bytes']:,} + code "
                f"{s['artifact_code_bytes']:,}; cap {s['size_cap_bytes']:,} ({state})")
     typer.echo("schemes: " + ", ".join(f"{g}={v}" for g, v in s["quant_schemes"].items()))
@@ -77,9 +101,11 @@ def evaluate(file: FileArg,
              tokenizer: Annotated[Path | None, typer.Option(
                  "--tokenizer", help="SentencePiece model (default: the one named in the stored config).")] = None,
              max_tokens: Annotated[int | None, typer.Option(
-                 "--max-tokens", help="Score only the first N validation tokens (default: the config's).")] = None,
+                 "--max-tokens", min=0,
+                 help="Score only the first N validation tokens; 0 scores them all (default: the config's).")] = None,
              stride: Annotated[int | None, typer.Option(
-                 "--stride", help="Sliding-window stride; 0 skips the sliding eval (default: the config's).")] = None,
+                 "--stride", min=0,
+                 help="Sliding-window stride; 0 skips the sliding eval (default: the config's).")] = None,
              device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "auto",
              ) -> None:
     """Rebuild the model from the artifact alone and measure its validation BPB."""
@@ -90,13 +116,15 @@ def evaluate(file: FileArg,
     from clowncar.data.stream import load_validation_tokens
     from clowncar.data.tokenizer import load_tokenizer
     from clowncar.settings import load_settings
-    from clowncar.worker.artifact import load_model_from_artifact
+    from clowncar.worker.artifact import load_artifact, model_from_state
     from clowncar.worker.evaluate import evaluate_bpb
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, cfg = load_model_from_artifact(file, device)
+    device = _device(device, torch.cuda.is_available())
+    state, meta = load_artifact(file)
+    model, cfg = model_from_state(file, state, meta, device)
     seq_len = cfg.eval_seq_len
+    if stride is not None and stride > seq_len:
+        raise ConfigError(f"--stride {stride} must not exceed the eval sequence length ({seq_len})")
     files = list_shards(data, cfg.data.val_glob)
     if not files:
         raise DataError(f"no validation shards matching {cfg.data.val_glob} in {data}")
@@ -104,7 +132,7 @@ def evaluate(file: FileArg,
     val = torch.from_numpy(load_validation_tokens(files, seq_len, limit).astype("int64"))
     sp = load_tokenizer(tokenizer or load_settings().tokenizer_path(cfg.data.tokenizer))
     luts = build_byte_luts(sp, cfg.model.vocab_size)
-    out: dict[str, Any] = {"file": str(file), "config_hash": cfg.content_hash(), "weights": "quantized"}
+    out: dict[str, Any] = {"file": str(file), **_hash_fields(meta), "weights": "quantized"}
     windows = {"standard": 0, "sliding": cfg.eval.stride if stride is None else stride}
     for mode, st in windows.items():
         if mode == "sliding" and not st:
@@ -112,6 +140,15 @@ def evaluate(file: FileArg,
         res = evaluate_bpb(model, val, luts, seq_len, st, cfg.eval.batch_tokens, device=device)
         out[mode] = _as_dict(res)
     typer.echo(json.dumps(out, indent=2))
+
+
+def _device(wanted: str, have_cuda: bool) -> str:
+    """cpu or cuda, as for a trial (`train.device`): auto takes the GPU when there is one."""
+    if wanted not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device must be cpu, cuda or auto, not {wanted!r}")
+    if wanted == "cuda" and not have_cuda:
+        raise ConfigError("--device is cuda but no CUDA device is available")
+    return ("cuda" if have_cuda else "cpu") if wanted == "auto" else wanted
 
 
 def _as_dict(res: Any) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -18,12 +19,23 @@ def run(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Dotted override, e.g. train.iterations=100.")
                     ] = None,
 ) -> None:
-    """Train, evaluate (and, with part 2, quantize) one trial. Exit code: 0 ok, 1 error, 3 diverged, 4 OOM.
+    """Train, evaluate and quantize one trial. Exit code: 0 ok (also over the size cap), 1 error, 2 bad input,
+    3 diverged, 4 OOM.
 
     For several processes use `torchrun --nproc-per-node N -m clowncar.worker CONFIG --out DIR`."""
+    from clowncar.errors import EXIT_BAD_INPUT, RunFailed
+    from clowncar.events import RESULT_FILE, read_result
     from clowncar.worker.run import load_trial_config, run_trial
 
     cfg = load_trial_config(config, preset, set_ or [])
+    created = not out.exists()
     code = run_trial(cfg, out)
-    if code:
-        raise typer.Exit(code)
+    if not code:
+        return
+    result = read_result(out / RESULT_FILE) or {}
+    reason = str(result.get("reason") or "no reason recorded")
+    if code == EXIT_BAD_INPUT:  # rejected before its first step: nothing worth keeping, so no folder is left
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise RunFailed(f"trial rejected: {reason.split(': ', 1)[-1]}", code)
+    raise RunFailed(f"trial {result.get('status', 'error')}: {reason} (log: {out / 'train.log'})", code)

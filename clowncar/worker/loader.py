@@ -17,15 +17,16 @@ from torch import Tensor
 
 from clowncar.config import TrainConfig
 from clowncar.data.stream import TokenStream
+from clowncar.errors import DataError
 
 
 class TrainBatches:
     def __init__(self, files: list[Path], train: TrainConfig, rank: int, world_size: int,
-                 device: torch.device) -> None:
+                 device: torch.device, vocab_size: int | None = None) -> None:
         if train.grad_accum % world_size:
             raise ValueError(f"train.grad_accum ({train.grad_accum}) must be divisible by the number of "
                              f"processes ({world_size})")
-        self.files, self.device = files, device
+        self.files, self.device, self.vocab_size = files, device, vocab_size
         self.seq_len = train.train_seq_len
         self.step_tokens = train.train_batch_tokens
         self.micro_tokens = train.train_batch_tokens // train.grad_accum
@@ -40,6 +41,10 @@ class TrainBatches:
     def next(self) -> list[tuple[Tensor, Tensor]]:
         """This rank's micro-batches of the next step, as (inputs, targets) of shape [B, seq_len]."""
         chunk = np.asarray(self.stream.take(self.step_tokens + 1))
+        if self.vocab_size is not None and chunk.size and int(chunk.max()) >= self.vocab_size:
+            # An id past the embedding would be an IndexError (CPU) or a device assert (CUDA) inside the model.
+            raise DataError(f"train shards: token id {int(chunk.max())} does not fit model.vocab_size "
+                            f"({self.vocab_size})")
         out = []
         for m in range(self.first, self.first + self.local):
             span = torch.from_numpy(chunk[m * self.micro_tokens:(m + 1) * self.micro_tokens + 1].astype(np.int64))

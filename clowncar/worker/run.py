@@ -11,14 +11,14 @@ from typing import Any
 import torch
 
 from clowncar.config import TrialConfig, apply_overrides, deep_merge, from_dict, load_config, read_mapping
-from clowncar.errors import ConfigError
+from clowncar.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, EXIT_OOM, ClownCarError, ConfigError
 from clowncar.events import EVENTS_FILE, RESULT_FILE, EventWriter, write_json_atomic
 from clowncar.worker.dist import cpu_threads, init_distributed, shutdown_distributed
 from clowncar.worker.heap import keep_freed_memory
 from clowncar.worker.progress import TrialLog
 from clowncar.worker.provenance import peak_memory_bytes, provenance
 
-EXIT_CODES = {"ok": 0, "error": 1, "diverged": 3, "oom": 4}
+EXIT_CODES = {"ok": EXIT_OK, "error": EXIT_FAILED, "diverged": EXIT_DIVERGED, "oom": EXIT_OOM}
 RESULT_KEYS = (
     "status", "reason", "val_loss", "val_bpb", "sliding_val_loss", "sliding_val_bpb", "q_val_loss", "q_val_bpb",
     "q_sliding_val_loss", "q_sliding_val_bpb", "quant_gap", "tokens_scored", "bytes_scored", "params",
@@ -63,7 +63,8 @@ def device_type(cfg: TrialConfig) -> str:
 
 
 def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
-    """Train and evaluate one trial into out_dir; returns the exit code (0 ok, 1 error, 3 diverged, 4 oom)."""
+    """Train and evaluate one trial into out_dir; returns the exit code (0 ok, 1 error, 3 diverged, 4 oom, and
+    2 when bad input (data, tokenizer, a vocabulary too small for them) stopped it before its first step)."""
     from clowncar.worker.train import Diverged, train  # torch-heavy imports only once a trial really runs
 
     if out_dir.exists() and not out_dir.is_dir():
@@ -92,9 +93,12 @@ def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
     events = EventWriter(out_dir / EVENTS_FILE) if info.is_main else None
     log = TrialLog(out_dir / "train.log" if info.is_main else None, cfg.train.iterations,
                    cfg.train.max_wallclock_seconds)
-    status, reason = "ok", None
+    status, reason, code = "ok", None, None
     try:
         train(cfg, out_dir, info, device, events, log, result)
+    except ClownCarError as err:  # bad input: before the first step it is a rejected run, exit 2
+        status, reason = "error", f"{type(err).__name__}: {err}"
+        code = err.exit_code if result["steps"] is None else EXIT_FAILED
     except Diverged as err:
         status, reason = "diverged", str(err)
     except torch.OutOfMemoryError as err:
@@ -107,7 +111,7 @@ def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
     result.update(status=status, reason=reason)
     if result["peak_mem_bytes"] is None:
         result["peak_mem_bytes"] = peak_memory_bytes(device)
-    log.line(summary_line(result))
+    log.line(summary_line(result), echo=code is None)  # a rejected run is said once, by whoever called it
     # Rank 0 writes the result; another rank that failed on its own writes one too if there is none yet, so a
     # failure on any rank leaves a reason behind even when rank 0 is killed while waiting for it.
     if info.is_main or (status != "ok" and not (out_dir / RESULT_FILE).exists()):
@@ -118,4 +122,4 @@ def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
     log.close()
     if status == "ok":
         shutdown_distributed()  # after a failure a peer may be gone: tearing down could block on it
-    return EXIT_CODES[status]
+    return EXIT_CODES[status] if code is None else code

@@ -19,10 +19,10 @@ from torch import nn
 
 from clowncar.config import TrialConfig
 from clowncar.data.bpb import build_byte_luts
-from clowncar.data.shards import list_shards
+from clowncar.data.shards import list_shards, read_shard
 from clowncar.data.stream import TokenStream, load_validation_tokens
 from clowncar.data.tokenizer import load_tokenizer
-from clowncar.errors import DataError
+from clowncar.errors import ConfigError, DataError
 from clowncar.events import EventWriter
 from clowncar.model import build_model, param_groups, resolve_model_dim
 from clowncar.model.layers import CastedLinear
@@ -58,6 +58,7 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
     sp = load_tokenizer(settings.tokenizer_path(cfg.data.tokenizer))
     luts = build_byte_luts(sp, cfg.model.vocab_size)
     val_tokens = load_validation_tokens(val_files, cfg.eval_seq_len, cfg.eval.max_tokens)
+    _check_vocab(cfg.model.vocab_size, int(sp.vocab_size()), val_tokens, train_files[0])
     # The probe batch is the last probe_seqs sequences of the validation tokens: never trained on, and fixed
     # for the whole run. (Eval scores those tokens too; the probe only tracks the loss curve between evals.)
     probe_x = probe_y = None
@@ -83,7 +84,7 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
     log.line(f"model: {result['params']:,} params, width {result['model_dim']}, device {device}, "
              f"world size {info.world_size}, {len(train_files)} train shards, {len(val_tokens):,} val tokens")
 
-    batches = TrainBatches(train_files, t, info.rank, info.world_size, device)
+    batches = TrainBatches(train_files, t, info.rank, info.world_size, device, cfg.model.vocab_size)
     max_loss = DIVERGED_LOSS_FACTOR * math.log(cfg.model.vocab_size)
     cap_ms = wallclock_cap_ms(t)
 
@@ -253,6 +254,19 @@ def _step_kinds(cfg: TrialConfig) -> list[bool]:
     if not t.cadence_phased and t.cadence <= 1:
         return [t.cadence == 1]
     return [True, False]
+
+
+def _check_vocab(vocab_size: int, tokenizer_vocab: int, val_tokens: np.ndarray, first_train_shard: Path) -> None:
+    """Every token id must index the embedding: checked before the first step (the tokenizer, the validation
+    tokens, the first train shard), so a vocabulary too small for the data is bad input, not an IndexError at
+    step 1. The loader checks every later batch as it reads it."""
+    if tokenizer_vocab > vocab_size:
+        raise ConfigError(f"model.vocab_size ({vocab_size}) is smaller than the tokenizer's vocabulary "
+                          f"({tokenizer_vocab} ids)")
+    for where, tokens in (("validation", val_tokens), (str(first_train_shard), read_shard(first_train_shard))):
+        top = int(tokens.max()) if len(tokens) else -1
+        if top >= vocab_size:
+            raise DataError(f"{where}: token id {top} does not fit model.vocab_size ({vocab_size})")
 
 
 def _shards(directory: Path, pattern: str, split: str) -> list[Path]:

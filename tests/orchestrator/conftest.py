@@ -86,7 +86,8 @@ class SweepEnv:
         self.runs = tmp / "runs"
         self.store_url = f"sqlite:///{tmp / 'store.db'}"
         self.env = dict(os.environ)
-        self.env.update({"PYTHONPATH": str(REPO), "CLOWNCAR_RUNS_DIR": str(self.runs),
+        # benchmarks/ holds the contract worker and the entry point that registers it (orchestrator/workers.py)
+        self.env.update({"PYTHONPATH": os.pathsep.join([str(REPO), str(CONTRACT)]), "CLOWNCAR_RUNS_DIR": str(self.runs),
                          "CLOWNCAR_STORE": self.store_url, "RAY_TMPDIR": str(ray_tmp),
                          "CLOWNCAR_DATA_DIR": str(tmp / "data")})
         self.env.pop("CLOWNCAR_DEBUG", None)
@@ -97,7 +98,7 @@ class SweepEnv:
             "overrides": {"data.dataset": "ok", "train.iterations": 4, "train.max_wallclock_seconds": 0.4},
             "space": {"model.crawler_loops": {"grid": [1, 2, 3]}}, "sampler": "grid",
             "resources": {"cpus": 1}, "max_concurrent": 2, "max_failures": 1,
-            "worker": {"module": "contract_worker", "pythonpath": [str(CONTRACT)]}}
+            "worker": {"module": "contract_worker"}}
         for key, value in fields.items():
             if isinstance(value, dict) and isinstance(data.get(key), dict) and key != "space":
                 data[key] = {**data[key], **value}
@@ -160,8 +161,11 @@ def loopback_cluster(node: dict[str, Any], prefix: str) -> Iterator[Any]:
     """A Ray head with 0 CPUs and two worker nodes of `node` resources, all on 127.0.0.1, in a temp dir that
     marks its processes; afterwards whatever of it is left is killed by PID and the environment restored."""
     ray_tmp = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
-    old = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_TMPDIR")}
-    os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": ray_tmp})
+    old = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_TMPDIR", "PYTHONPATH")}
+    # The nodes' trial processes import the contract worker from benchmarks/, where its entry point registers it.
+    paths = [str(REPO), str(CONTRACT), os.environ.get("PYTHONPATH", "")]
+    os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": ray_tmp,
+                       "PYTHONPATH": os.pathsep.join(p for p in paths if p)})
     from ray.cluster_utils import Cluster
 
     c = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0})

@@ -144,10 +144,55 @@ def test_missing_data_ends_with_error_status(tmp_path: Path, read_trial: Callabl
     config = tmp_path / "trial.json"  # the orchestrator's form
     config.write_text(json.dumps({"config": {"data": {"dataset": str(tmp_path / "nowhere")}}, "trial_id": "x"}))
     code = worker_main([str(config), "--out", str(tmp_path / "out"), "--preset", "tiny-cpu"])
-    assert code == 1
+    assert code == 2  # bad input found before the first step; result.json still says why, for the orchestrator
     result, events = read_trial(tmp_path / "out")
     assert result["status"] == "error" and "DataError" in result["reason"] and "nowhere" in result["reason"]
     assert events[-1]["event"] == "final" and events[-1]["result"]["status"] == "error"
+
+
+def test_trial_run_exits_with_the_trials_code_and_says_why_in_one_line(
+        run_cli: Callable[..., Any], tiny_overrides: list[str], tmp_path: Path) -> None:
+    config = tmp_path / "trial.yaml"
+    config.write_text("preset: tiny-cpu\n")
+    sets = [a for o in [*tiny_overrides, "train.matrix_lr=1e6", "train.scalar_lr=1e6", "train.tied_embed_lr=1e6",
+                        "train.iterations=50"] for a in ("--set", o)]
+    proc = run_cli("trial", "run", str(config), "--out", str(tmp_path / "out"), *sets,
+                   env={"OMP_NUM_THREADS": "1"}, timeout=180)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("clowncar: error: trial diverged: train loss") and "Traceback" not in proc.stderr
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["status"] == "diverged"
+
+
+def test_vocab_smaller_than_the_tokenizer_is_rejected_before_step_1_leaving_no_folder(
+        run_cli: Callable[..., Any], tiny_overrides: list[str], tmp_path: Path) -> None:
+    config = tmp_path / "trial.yaml"
+    config.write_text("preset: tiny-cpu\n")
+    sets = [a for o in [*tiny_overrides, "model.vocab_size=100"] for a in ("--set", o)]
+    proc = run_cli("trial", "run", str(config), "--out", str(tmp_path / "out"), *sets,
+                   env={"OMP_NUM_THREADS": "1"}, timeout=180)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "clowncar: error: trial rejected: model.vocab_size (100) is smaller than the tokenizer's vocabulary (320 ids)"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_ids_beyond_the_vocab_are_bad_input_before_step_1(
+        tiny_cfg: Callable[..., Any], tiny_data: Path, tmp_path: Path, read_trial: Callable[..., Any]) -> None:
+    import numpy as np
+
+    from clowncar.data.shards import read_shard, write_shard
+
+    data = tmp_path / "data"  # the fixture's shards with one validation id past the 320-id tokenizer
+    for shard in tiny_data.glob("*.bin"):
+        tokens = np.array(read_shard(shard))
+        if "val" in shard.name:
+            tokens[5] = 400
+        write_shard(data / shard.name, tokens)
+    code, result, events = _trial(tiny_cfg(f"data.dataset={data}"), tmp_path / "out", read_trial)
+    assert code == 2 and result["steps"] is None
+    assert "token id 400 does not fit model.vocab_size (320)" in result["reason"]
+    assert not [e for e in events if e["event"] == "step"]
 
 
 def test_unknown_config_key_is_one_line_and_exit_2(run_cli: Callable[..., Any], tmp_path: Path) -> None:
