@@ -114,6 +114,30 @@ class ModelConfig(Section):
     """What `model_dim: auto` counts against param_budget: every parameter, or (`blocks`) the token embedding
     and the blocks only, as the seed's small trainers estimated it (hash embeddings, loop offsets, skips and
     gates left out)."""
+    param_dtype: Literal["fp32", "bf16"] = "fp32"
+    """bf16 stores the model as the seed's `.bfloat16()` build did: embeddings, untrained matrices and other
+    tensors of 2+ dims in bf16; 1-D and control tensors (resid_mix, skip weights) and the matrices Muon
+    updates stay fp32 (their master copies; they are cast to the activation dtype where they are used)."""
+    # Seed-exact switches: the other value reproduces what the seed computed (docs/fidelity.md says why ours
+    # is the default and what flipping each one measured).
+    softcap_dtype: Literal["fp32", "activation"] = "fp32"
+    """`activation` soft-caps the logits in the activation dtype (bf16 under autocast) before the fp32
+    cross-entropy, as the seed did; fp32 casts first."""
+    rope_table_dtype: Literal["fp32", "bf16"] = "fp32"
+    """`bf16` computes rotary positions and frequencies in bf16 when no NTK scaling applies, as the seed's
+    bf16-cast frequency buffer did (positions above 256 are rounded)."""
+    unused_value_embed_dim: int = Field(0, ge=0)
+    """> 0 builds the seed's value embedding (vocab x this table, projection to the KV width, two layer
+    scales) that is exported but never used in the forward pass: it only adds artifact bytes. Seed: 128."""
+    delta_net_conv_silu: bool = True
+    """SiLU after the DeltaNet short convolutions (the canonical layer); the seed's ClownCar_II had none."""
+    delta_net_head_norm: bool = True
+    """Per-head RMS norm of the DeltaNet read-out; the seed's ClownCar_II had none."""
+    delta_net_out_norm: bool = False
+    """RMS-norm the residual stream after the DeltaNet (`norm(x + o_proj(y))`), as the seed's ClownCar_II did."""
+    delta_net_o_init: Literal["zero", "orthogonal"] = "zero"
+    """`orthogonal`: the seed meant o_proj to start at zero but its generic init overwrote it with an orthogonal
+    matrix (when both sides are >= 64)."""
 
 
 class TrainConfig(Section):
@@ -181,6 +205,12 @@ class TrainConfig(Section):
     late_qat_threshold: float = Field(0.0, ge=0, le=1)
     """Once the LR multiplier falls below this, train through int6 fake quantization of every matrix
     (straight-through, per-row clip at the 99.95th percentile of |w|); 0 = never (the seed's late QAT)."""
+    # Seed-exact switches (docs/fidelity.md).
+    train_flow_instructions: bool = True
+    """false keeps the flow instructions (`loop_inst_*`) out of every optimizer group, as the seed did: they
+    keep their initial values (the up-projections start at zero, so they stay inert)."""
+    train_delta_net: bool = True
+    """false keeps the DeltaNet layer out of every optimizer group, as the seed's ClownCar_II did."""
 
 
 class QuantConfig(Section):
@@ -201,6 +231,30 @@ class QuantConfig(Section):
     gptq_loop_aware: bool = False
     """Calibrate the loop-shared GPTQ layers (crawler blocks, DeltaNet, flow instructions) after the other
     layers are quantized, on the quantized model's activations (the seed's LOOP_AWARE_GPTQ)."""
+    code_bytes: Literal["challenge", "eval_path"] = "challenge"
+    """Code counted in the artifact bytes: `challenge` = every project module a trial imports to train and
+    evaluate (the challenge counts the whole training script); `eval_path` = only the modules that rebuild and
+    score the model from the artifact."""
+    # Seed-exact switches: the seed's quantizer, piece by piece (docs/fidelity.md).
+    scale_floor: bool = False
+    """Floor every per-row scale at 1/qmax (int8 1/127, int6 1/31), also inside the clip search, as the seed."""
+    gptq_feedback: Literal["cholesky", "full_inverse"] = "cholesky"
+    """How GPTQ feeds a column's error forward: through the Cholesky factor of H^-1 (GPTQ), or, as the seed,
+    through the full inverse H^-1 (with its 1/diag fallback and no special case for dead inputs)."""
+    passthrough_order: Literal["control_first", "size_first"] = "control_first"
+    """`size_first` stores every float tensor of <= passthrough_max_numel elements as fp16 before the control
+    patterns are looked at (the seed), so small control tensors lose their fp32."""
+    rtn_clip: Literal["row", "tensor"] = "row"
+    """Plain int6/int5 rounding: the clip percentile is chosen per row, or once per tensor (the seed)."""
+    quantile_impl: Literal["exact", "torch"] = "exact"
+    """Clip quantiles: `exact` interpolates at rank q(n-1) computed in float64; `torch` is torch.quantile's
+    arithmetic (rank in float32) with the seed's int8 q = 99.99984/100."""
+    scale_rounding: Literal["stored", "fp32"] = "stored"
+    """int8 and GPTQ round against the fp16 scale that is stored, or (the seed) against the fp32 scale, which
+    is then stored in fp16."""
+    delta_net_scheme: Literal["same", "int8", "fp16"] = "same"
+    """The DeltaNet projections' scheme: `same` as the other flat tensors, or int8 per row (the seed, where they
+    fell in its `other` class)."""
 
 
 class EvalConfig(Section):
@@ -254,6 +308,22 @@ class TrialConfig(BaseModel):
                              f"train.train_seq_len x train.grad_accum ({t.train_seq_len * t.grad_accum})")
         if self.eval.seq_len and self.eval.stride > self.eval.seq_len:
             raise ValueError(f"eval.stride ({self.eval.stride}) must not exceed eval.seq_len ({self.eval.seq_len})")
+        return self
+
+    @model_validator(mode="after")
+    def _seed_switches_that_can_work(self) -> TrialConfig:
+        """Seed-exact switches only combine with what the seed had (docs/fidelity.md)."""
+        q = self.quant
+        seed_quant = [name for name, on in (("scale_floor", q.scale_floor),
+                                            ("gptq_feedback", q.gptq_feedback == "full_inverse"),
+                                            ("rtn_clip", q.rtn_clip == "tensor"),
+                                            ("scale_rounding", q.scale_rounding == "fp32")) if on]
+        if seed_quant and q.flat_scheme in ("int5", "gptq_int5"):
+            raise ValueError(f"quant.{seed_quant[0]} reproduces the seed's int8/int6 quantizer, which had no "
+                             f"int5 (quant.flat_scheme = {q.flat_scheme})")
+        if self.model.unused_value_embed_dim and self.model.arch != "crawler":
+            raise ValueError("model.unused_value_embed_dim reproduces the seed crawler's unused value embedding "
+                             "and needs model.arch = crawler")
         return self
 
     # -- derived values ----------------------------------------------------------------------------------------

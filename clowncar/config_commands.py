@@ -33,7 +33,8 @@ def show(config: ConfigArg = None, preset: PresetOpt = None, set_: SetOpt = None
 
 @app.command("presets")
 def presets() -> None:
-    """List the named presets."""
+    """List the named presets, one line each on what it is."""
+    width = max(map(len, PRESETS))
     for name, builder in PRESETS.items():
         doc = (builder.__doc__ or "").strip().splitlines()[0]
-        typer.echo(f"{name:10s} {doc}")
+        typer.echo(f"{name:{width}s}  {doc}")

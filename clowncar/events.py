@@ -18,8 +18,9 @@ result.json keys (numbers are None when not measured):
 (pre-quantization), `q_val_loss`, `q_val_bpb`, `q_sliding_val_loss`, `q_sliding_val_bpb` (after the artifact
 round trip), `quant_gap`, `tokens_scored`, `bytes_scored`, `params`, `model_dim`, `steps`, `c_steps`, `n_steps`,
 `tokens_seen`, `train_seconds`, `eval_seconds`, `quant_seconds`, `peak_mem_bytes`, `artifact_bytes`,
-`artifact_file_bytes`, `artifact_code_bytes`, `over_cap`, `artifact_path` (the model.ptz file, absolute),
-`artifact_sha256` (of its bytes), `evaluated_weights`, `quant_schemes`, `provenance`
+`artifact_file_bytes`, `artifact_code_bytes`, `artifact_code_rule` (challenge | eval_path), `over_cap`,
+`artifact_path` (the model.ptz file, absolute), `artifact_sha256` (of its bytes), `evaluated_weights`,
+`quant_schemes`, `late_qat_step`, `provenance`
 (`git_commit`, `git_dirty`, `config`, `config_hash`, `torch`, `python`, `device`, `world_size`, `seed`, `host`).
 """
 

@@ -109,13 +109,51 @@ def resolve_model_dim(cfg: ModelConfig) -> int:
 
 
 def build_model(cfg: TrialConfig | ModelConfig) -> nn.Module:
-    """The model the config describes, with its width resolved (recorded as `model.model_dim`)."""
+    """The model the config describes, with its width resolved (recorded as `model.model_dim`) and its
+    parameters in `model.param_dtype` (given a TrialConfig, the untrained ones are known; see `untrained`)."""
     model_cfg = cfg.model if isinstance(cfg, TrialConfig) else cfg
-    return _construct(model_cfg, resolve_model_dim(model_cfg))
+    model = _construct(model_cfg, resolve_model_dim(model_cfg))
+    if model_cfg.param_dtype == "bf16":
+        cast_params_bf16(model, untrained(cfg) if isinstance(cfg, TrialConfig) else ())
+    return model
 
 
-def param_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
-    """Split every trainable parameter into exactly one optimizer group.
+def untrained(cfg: TrialConfig) -> tuple[str, ...]:
+    """Name prefixes of the parameters the config keeps out of every optimizer group (the seed's flow
+    instructions and DeltaNet). They still get gradients, which, as in the seed, no optimizer applies or
+    clears, and which the gradient-norm clip counts (the seed clipped over every parameter)."""
+    prefixes = []
+    if not cfg.train.train_flow_instructions:
+        prefixes.append("loop_inst_")
+    if not cfg.train.train_delta_net:
+        prefixes.append("delta_net.")
+    return tuple(prefixes)
+
+
+# 2-D control tensors that the seed kept in fp32 in its bf16 model (its CONTROL_TENSOR_NAME_PATTERNS).
+FP32_CONTROLS = ("resid_mix", "skip_weights")
+
+
+@torch.no_grad()
+def cast_params_bf16(model: nn.Module, untrained_prefixes: tuple[str, ...] = ()) -> None:
+    """The seed's bf16 build: `model.bfloat16()`, then its CastedLinear matrices and its low-dim and control
+    tensors back to fp32. Here: the weights of trained `nn.Linear` layers (the matrices Muon updates, cast to the
+    activation dtype where they are used) and every tensor of < 2 dims or named in FP32_CONTROLS stay fp32;
+    the rest (embeddings, untrained matrices, convolution kernels, float buffers) become bf16."""
+    linear_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
+    for name, p in model.named_parameters():
+        trained_matrix = id(p) in linear_weights and not name.startswith(untrained_prefixes)
+        if p.ndim >= 2 and not trained_matrix and not any(c in name for c in FP32_CONTROLS):
+            p.data = p.data.to(torch.bfloat16)
+    for module in model.modules():
+        for bname, b in module.named_buffers(recurse=False):
+            if b is not None and b.is_floating_point():
+                setattr(module, bname, b.to(torch.bfloat16))
+
+
+def param_groups(model: nn.Module, untrained_prefixes: tuple[str, ...] = ()) -> dict[str, list[nn.Parameter]]:
+    """Split every trainable parameter into exactly one optimizer group (none for names starting with one of
+    `untrained_prefixes`, see `untrained`).
 
     `matrix` (Muon): the weights of `nn.Linear` layers: attention, MLP, bigram projection, flow instructions,
     DeltaNet projections. `embed` (Adam, embedding LR): `nn.Embedding` tables (the tied token embedding, the
@@ -124,11 +162,13 @@ def param_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """
     groups: dict[str, list[nn.Parameter]] = {"matrix": [], "embed": [], "scalar": []}
     seen: set[int] = set()
-    for module in model.modules():
+    for mname, module in model.named_modules():
         for pname, p in module.named_parameters(recurse=False):
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
+            if f"{mname}.{pname}".removeprefix(".").startswith(untrained_prefixes):
+                continue
             if isinstance(module, nn.Embedding):
                 groups["embed"].append(p)
             elif isinstance(module, nn.Linear) and pname == "weight":

@@ -23,6 +23,11 @@ The seed's sweep trainers (reference/seed_facts.md section 9) are layouts of the
 - micro-crawler (`train_micro_crawler.py`): `crawler_position: end`, the flat blocks first (no skips), then the
   crawler at the top; 0 crawler layers is its flat control.
 - the production cadence trainer: `crawler_mode: deliberate` (see `Deliberation`).
+
+`unused_value_embed_dim > 0` adds the seed's value embedding (`ve_shared`, `ve_layer_scales`): built, exported,
+never used in the forward pass (its layer list named blocks the crawler does not have). It exists so that a
+seed-exact artifact carries the same bytes; it is initialized from its own generator, so adding it changes no
+other tensor's initial values.
 """
 
 from __future__ import annotations
@@ -83,6 +88,30 @@ class Deliberation(nn.Module):
         return last + self.delib_scale.to(last.dtype) * (rho - last)
 
 
+UNUSED_VE_SEED = 0x5EED_0E
+
+
+class UnusedValueEmbedding(nn.Module):
+    """The seed's `ValueEmbedding` as ClownCar built it: a table (init N(0, 0.01)), a projection to the KV width
+    (orthogonal x 1/sqrt(2 x layers) when both sides are >= 64, else zero, as its generic init left it) and a
+    scale of 0.1. Nothing calls it; it never gets a gradient, so training leaves it at its initial values."""
+
+    def __init__(self, vocab_size: int, dim: int, kv_dim: int, total_layers: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.proj = CastedLinear(dim, kv_dim, bias=False) if dim != kv_dim else None
+        self.scale = nn.Parameter(torch.tensor(0.1, dtype=torch.float32))
+        if self.embed.weight.is_meta:
+            return
+        with torch.no_grad():
+            nn.init.normal_(self.embed.weight, std=0.01)
+            if self.proj is not None and min(self.proj.weight.shape) >= 64:
+                nn.init.orthogonal_(self.proj.weight)
+                self.proj.weight.mul_(1.0 / math.sqrt(2 * total_layers))
+            elif self.proj is not None:
+                nn.init.zeros_(self.proj.weight)
+
+
 class CrawlerGPT(TiedLM):
     def __init__(self, cfg: ModelConfig, model_dim: int) -> None:
         super().__init__()
@@ -134,8 +163,22 @@ class CrawlerGPT(TiedLM):
         self.value_embed_scales = (nn.Parameter(torch.ones(cfg.num_crawler_layers, dtype=torch.float32))
                                    if self.value_embed is not None else None)
         self.delta_net = (DeltaNet(model_dim, cfg.delta_net_heads, cfg.delta_net_conv, cfg.delta_net_chunk,
-                                   cfg.deltanet_backend) if cfg.delta_net_heads else None)
+                                   cfg.deltanet_backend, conv_silu=cfg.delta_net_conv_silu,
+                                   head_norm=cfg.delta_net_head_norm, out_norm=cfg.delta_net_out_norm)
+                          if cfg.delta_net_heads else None)
+        if self.delta_net is not None and cfg.delta_net_o_init == "orthogonal":
+            self.delta_net.o_proj._zero_init = False  # the generic init below makes it orthogonal, as the seed's did
         self._init_weights(cfg.num_flat_layers + cfg.num_crawler_layers)
+        self.ve_shared: UnusedValueEmbedding | None = None
+        self.ve_layer_scales: nn.ParameterList | None = None
+        if cfg.unused_value_embed_dim:
+            kv_dim = cfg.num_kv_heads * (model_dim // cfg.num_heads)
+            with torch.random.fork_rng(devices=[]):  # its own random stream: the other tensors' init is unchanged
+                torch.manual_seed(UNUSED_VE_SEED)
+                self.ve_shared = UnusedValueEmbedding(cfg.vocab_size, cfg.unused_value_embed_dim, kv_dim,
+                                                      cfg.num_flat_layers + cfg.num_crawler_layers)
+                # The seed's VE_LAYERS "9,10": one scale per listed layer, none of which the crawler has.
+                self.ve_layer_scales = nn.ParameterList([nn.Parameter(torch.ones(1)) for _ in range(2)])
 
     @torch.no_grad()
     def _init_weights(self, total_layers: int) -> None:

@@ -207,13 +207,20 @@ def _fla_delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, scale: float)
 class DeltaNet(nn.Module):
     """Canonical DeltaNet layer: q/k/v projections through short causal depthwise convolutions (SiLU),
     L2-normalized q and k, beta = sigmoid(b_proj(x)), the delta rule per head, a per-head RMS norm of the
-    read-out and a zero-initialized output projection added to the residual stream."""
+    read-out and a zero-initialized output projection added to the residual stream.
+
+    The seed's ClownCar_II layer differed in three places, each a switch here: no SiLU after the convolutions
+    (`conv_silu=False`), no per-head norm of the read-out (`head_norm=False`), and an RMS norm of the
+    residual stream after the addition (`out_norm=True`). Its output projection's zero start is the crawler's
+    `model.delta_net_o_init` (the seed's generic init overwrote it)."""
 
     def __init__(self, dim: int, num_heads: int, conv_size: int = 4, chunk_size: int = 32,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", conv_silu: bool = True, head_norm: bool = True,
+                 out_norm: bool = False) -> None:
         super().__init__()
         self.num_heads, self.head_dim = num_heads, dim // num_heads
         self.chunk_size, self.backend = chunk_size, backend
+        self.conv_silu, self.head_norm, self.out_norm = conv_silu, head_norm, out_norm
         self.q_proj = CastedLinear(dim, dim, bias=False)
         self.k_proj = CastedLinear(dim, dim, bias=False)
         self.v_proj = CastedLinear(dim, dim, bias=False)
@@ -227,8 +234,8 @@ class DeltaNet(nn.Module):
     def _short_conv(self, conv: nn.Conv1d, x: Tensor) -> Tensor:
         # Left padding only: the output at t sees inputs t - conv_size + 1 .. t.
         y = F.conv1d(F.pad(x.transpose(1, 2), (conv.kernel_size[0] - 1, 0)), conv.weight.to(x.dtype),
-                     groups=conv.groups)
-        return F.silu(y.transpose(1, 2))
+                     groups=conv.groups).transpose(1, 2)
+        return F.silu(y) if self.conv_silu else y
 
     def use_fla(self, x: Tensor) -> bool:
         if self.backend == "torch" or not x.is_cuda:
@@ -252,5 +259,7 @@ class DeltaNet(nn.Module):
             o = _fla_delta_rule(q, k, v, beta, scale)
         else:
             o = delta_rule_chunked(q, k, v, beta, scale, self.chunk_size)
-        o = F.rms_norm(o, (self.head_dim,)).reshape(B, T, D)
-        return x + self.o_proj(o)
+        if self.head_norm:
+            o = F.rms_norm(o, (self.head_dim,))
+        y = x + self.o_proj(o.reshape(B, T, D))
+        return F.rms_norm(y, (D,)) if self.out_norm else y

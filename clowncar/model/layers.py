@@ -53,18 +53,23 @@ class RMSNorm(nn.Module):
 
 # -- rotary ----------------------------------------------------------------------------------------------------
 
-def rotary_tables(seq_len: int, rope_dims: int, base: float, ntk_above: int,
-                  device: torch.device) -> tuple[Tensor, Tensor]:
-    """cos/sin tables `[1, T, 1, rope_dims/2]` in fp32.
+def rotary_tables(seq_len: int, rope_dims: int, base: float, ntk_above: int, device: torch.device,
+                  dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    """cos/sin tables `[1, T, 1, rope_dims/2]`, fp32 unless `dtype` is bf16 (below).
 
     With `ntk_above > 0` and a sequence longer than it, the base is NTK-scaled by
     `(T / ntk_above) ** (d / (d - 2))` so that the lowest frequency stretches over the longer context
     (the seed did this above 1024 tokens: base 10000 becomes ~22,082 at T=2048 with 16 rotary dims).
+    `dtype=bf16` reproduces the seed's bf16 model: its frequency buffer was cast to bf16 with the model, and
+    without NTK scaling it built positions and their products in that dtype (the NTK path recomputed fp32).
     """
-    if ntk_above > 0 and seq_len > ntk_above:
+    ntk = ntk_above > 0 and seq_len > ntk_above
+    if ntk:
         base = base * (seq_len / ntk_above) ** (rope_dims / (rope_dims - 2))
     inv_freq = 1.0 / (base ** (torch.arange(0, rope_dims, 2, dtype=torch.float32, device=device) / rope_dims))
-    freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32, device=device), inv_freq)
+    table_dtype = torch.float32 if ntk else dtype
+    inv_freq = inv_freq.to(table_dtype)
+    freqs = torch.outer(torch.arange(seq_len, dtype=table_dtype, device=device), inv_freq)
     return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
 
 
@@ -314,6 +319,8 @@ class TiedLM(nn.Module):
         self.logit_softcap = cfg.logit_softcap
         self.rope_dims = cfg.rope_dims or dim // cfg.num_heads
         self.rope_base, self.rope_ntk_above = cfg.rope_base, cfg.rope_ntk_above
+        self.rope_table_dtype = torch.bfloat16 if cfg.rope_table_dtype == "bf16" else torch.float32
+        self.softcap_in_activation_dtype = cfg.softcap_dtype == "activation"
 
     def embed(self, input_ids: Tensor) -> Tensor:
         """x0: the normed (and smeared) embedding stream every block mixes back in."""
@@ -326,12 +333,17 @@ class TiedLM(nn.Module):
         return self.smear(x) if self.smear is not None else x
 
     def rotary(self, seq_len: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        return rotary_tables(seq_len, self.rope_dims, self.rope_base, self.rope_ntk_above, device)
+        return rotary_tables(seq_len, self.rope_dims, self.rope_base, self.rope_ntk_above, device,
+                             self.rope_table_dtype)
 
     def head(self, x: Tensor, target_ids: Tensor | None) -> Tensor:
-        """Mean cross-entropy in fp32 when targets are given, else soft-capped fp32 logits [B, T, V]."""
-        logits = F.linear(self.final_norm(x), self.tok_emb.weight.to(x.dtype)).float()
-        if self.logit_softcap > 0:
+        """Mean cross-entropy in fp32 when targets are given, else soft-capped fp32 logits [B, T, V].
+        The cap runs in fp32, or (`softcap_dtype: activation`, the seed) in the activation dtype first."""
+        logits = F.linear(self.final_norm(x), self.tok_emb.weight.to(x.dtype))
+        if self.logit_softcap > 0 and self.softcap_in_activation_dtype:
+            logits = self.logit_softcap * torch.tanh(logits / self.logit_softcap)
+        logits = logits.float()
+        if self.logit_softcap > 0 and not self.softcap_in_activation_dtype:
             logits = self.logit_softcap * torch.tanh(logits / self.logit_softcap)
         if target_ids is None:
             return logits

@@ -14,12 +14,8 @@ every stored part, its dtype, shape, offset and length, plus tied-weight aliases
 Quantized tensors are int8 codes (int6/int5 values live in int8 containers; zstd/lzma squeeze out the unused
 bits) plus fp16 row scales; codes are laid out first, then scales, then passthrough tensors.
 
-Artifact bytes = bytes of the compressed file on disk + code bytes. Code bytes count the source files needed
-to rebuild and evaluate the model from the file (`CODE_FILES`, globs relative to the repository root):
-config + errors (the config is rebuilt from the meta), the model package, this module and `quant.py`
-(deserialize + dequantize), the evaluator (`worker/evaluate.py`) and the byte accounting and validation
-reading it uses (`data/bpb.py`, `data/shards.py`, `data/stream.py`). Files that are not in this checkout are
-not counted; `code_files()` lists what was.
+Artifact bytes = bytes of the compressed file on disk + code bytes, counted by the rule `quant.code_bytes`
+(see `code_bytes.py`; recorded in the meta as `code_rule`, in result.json as `artifact_code_rule`).
 
 Calibration tokens (`calib_tokens`, LongTensor [n_seqs, seq_len]) must be drawn by the caller from the
 TRAINING stream; the model passed in must be the one whose weights are evaluated (the EMA copy when EMA is on).
@@ -44,6 +40,7 @@ import zstandard
 from torch import Tensor, nn
 
 from clowncar.errors import DataError
+from clowncar.worker.code_bytes import code_bytes, code_files  # noqa: F401  (re-exported: callers import them here)
 from clowncar.worker.quant import GROUPS, QTensor, QuantResult, quantize_model
 
 MAGIC = b"CCARTIF1"
@@ -51,10 +48,6 @@ FORMAT = "clowncar-artifact/1"
 _PREFIX = struct.Struct("<8scI")
 _CHECK = struct.Struct("<IQ")
 _COMPRESSORS = {"zstd": b"Z", "lzma": b"X"}
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-CODE_FILES = ("clowncar/__init__.py", "clowncar/config.py", "clowncar/errors.py", "clowncar/model/*.py",
-              "clowncar/worker/quant.py", "clowncar/worker/artifact.py", "clowncar/worker/evaluate.py",
-              "clowncar/data/bpb.py", "clowncar/data/shards.py", "clowncar/data/stream.py")
 _DTYPES = {"float16": torch.float16, "float32": torch.float32, "float64": torch.float64,
            "bfloat16": torch.bfloat16, "int8": torch.int8, "uint8": torch.uint8, "int16": torch.int16,
            "int32": torch.int32, "int64": torch.int64, "bool": torch.bool}
@@ -65,20 +58,6 @@ _PART_ORDER = {"q": 0, "scale": 1, "data": 2}
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
-
-
-# -- code bytes --------------------------------------------------------------------------------------------------
-
-def code_files() -> list[Path]:
-    """The source files counted in the artifact size, sorted, relative to the repository root."""
-    root = PACKAGE_ROOT.parent
-    found = {p for pattern in CODE_FILES for p in root.glob(pattern) if p.is_file()}
-    return sorted(p.relative_to(root) for p in found)
-
-
-def code_bytes() -> int:
-    root = PACKAGE_ROOT.parent
-    return sum((root / p).stat().st_size for p in code_files())
 
 
 # -- serialize ---------------------------------------------------------------------------------------------------
@@ -148,17 +127,18 @@ def write_artifact(result: QuantResult, cfg: Any, path: str | Path) -> dict[str,
     """Serialize + compress `result` to `path` (temp name, then rename). Returns the size fields."""
     q = cfg.quant
     meta = {"config": cfg.to_dict(), "config_hash": cfg.content_hash(), "quant_schemes": result.schemes,
-            "calib_tokens": result.calib_tokens, "group_bytes": group_bytes(result), "torch": torch.__version__}
+            "calib_tokens": result.calib_tokens, "group_bytes": group_bytes(result), "torch": torch.__version__,
+            "code_rule": q.code_bytes}
     blob = pack(meta, serialize(result), q.compressor, q.zstd_level)
     path = Path(path)
     write_atomic(path, blob)
     file_bytes = path.stat().st_size
-    code = code_bytes()
+    code = code_bytes(q.code_bytes)
     total = file_bytes + code
     # where the file is and what it holds, for the store's artifacts table (the bytes just written, not re-read)
     return {"artifact_bytes": total, "artifact_file_bytes": file_bytes, "artifact_code_bytes": code,
-            "over_cap": total > q.size_cap_bytes, "artifact_path": str(path.resolve()),
-            "artifact_sha256": hashlib.sha256(blob).hexdigest()}
+            "artifact_code_rule": q.code_bytes, "over_cap": total > q.size_cap_bytes,
+            "artifact_path": str(path.resolve()), "artifact_sha256": hashlib.sha256(blob).hexdigest()}
 
 
 def calib_batch(tokens: Any, seq_len: int) -> Tensor | None:

@@ -16,7 +16,8 @@ FileArg = Annotated[Path, typer.Argument(help="Artifact file written by a trial 
 
 
 def _summary(path: Path) -> dict[str, Any]:
-    from clowncar.worker.artifact import code_bytes, read_artifact
+    from clowncar.worker.artifact import read_artifact
+    from clowncar.worker.code_bytes import CODE_RULES, code_bytes
 
     result, meta = read_artifact(path)
     groups: dict[str, dict[str, Any]] = {}
@@ -36,10 +37,14 @@ def _summary(path: Path) -> dict[str, Any]:
     for g in groups.values():
         g["schemes"] = sorted(g["schemes"])
     file_bytes = path.stat().st_size
-    code = code_bytes()
+    rule = meta.get("code_rule", "eval_path")  # artifacts written before the rule was recorded used eval_path
+    if rule not in CODE_RULES:
+        raise DataError(f"{path} is not a valid clowncar artifact: unknown code-byte rule {rule!r}")
+    code = code_bytes(rule)
     cap = _size_cap(path, meta["config"])
     return {"file": str(path), "format": meta["format"], **_hash_fields(meta),
-            "artifact_file_bytes": file_bytes, "artifact_code_bytes": code, "artifact_bytes": file_bytes + code,
+            "artifact_file_bytes": file_bytes, "artifact_code_bytes": code, "artifact_code_rule": rule,
+            "artifact_bytes": file_bytes + code,
             "size_cap_bytes": cap, "over_cap": file_bytes + code > cap, "quant_schemes": meta["quant_schemes"],
             "calibrated": meta.get("calibrated", []), "calib_tokens": meta.get("calib_tokens", 0),
             "aliases": result.aliases, "groups": groups, "tensors": tensors}
@@ -80,7 +85,8 @@ def inspect(file: FileArg,
     state = "OVER the cap" if s["over_cap"] else "under the cap"
     typer.echo(f"{s['file']}  ({s['format']}, {_hash_text(s)})")
     typer.echo(f"artifact bytes {s['artifact_bytes']:,} = file {s['artifact_file_bytes']:,} + code "
-               f"{s['artifact_code_bytes']:,}; cap {s['size_cap_bytes']:,} ({state})")
+               f"{s['artifact_code_bytes']:,} ({s['artifact_code_rule']} rule); cap {s['size_cap_bytes']:,} "
+               f"({state})")
     typer.echo("schemes: " + ", ".join(f"{g}={v}" for g, v in s["quant_schemes"].items()))
     typer.echo(f"GPTQ-calibrated weights: {len(s['calibrated'])} on {s['calib_tokens']:,} calibration tokens")
     typer.echo(f"\n{'group':12s} {'tensors':>7s} {'params':>12s} {'stored bytes':>13s}  schemes")

@@ -9,22 +9,26 @@ Tensor groups (one scheme per group, chosen in `QuantConfig`, never by code edit
 | crawler | the shared blocks, `crawler_blocks.*` | `crawler_scheme` (`same` = the flat scheme, int8, fp16) |
 | flat | every other float tensor | `flat_scheme` (int8, gptq_int6, gptq_int5, int6, int5, fp16) |
 
-Schemes:
+Schemes (scales and plain rounding live in `qscale.py`, with the seed's variants of each):
 - `int8`: the Parameter Golf baseline. Per row, clip at the 99.99984th percentile of |w|, scale = clip/127 stored
-  in fp16, q in [-127, 127]. Deviation, on purpose: the seed floors the scale at 1/127 (1/31 for int6), which
-  forces a step of at least 0.0079 on every row whose weights are below 1 in magnitude (most rows of a small
-  model); we only replace a zero scale by 1 so that all-zero rows stay exact.
+  in fp16, q in [-127, 127]. Deviation, on purpose: the seed floors the scale at 1/127 (1/31 for int6)
+  (`quant.scale_floor`, docs/fidelity.md).
 - `int6` / `int5`: plain per-row rounding to q in [-31, 31] / [-15, 15] (stored as int8), with the per-row
   scale chosen from the clip percentiles {0.999, 0.9995, 0.9999, 0.99999, 1.0} by minimum squared error.
 - `gptq_int6` / `gptq_int5`: the same scales, fixed before GPTQ, then GPTQ with error feedback: H = XᵀX / n
   from forward pre-hooks on exactly the `nn.Linear` modules whose weights are quantized, damping
   `gptq_damp`·mean(diag H), columns in `gptq_col_order` of diag H (the seed: ascending), blocks of
   `gptq_block_size`, Cholesky of H⁻¹ (more damping, then a diagonal H⁻¹ = plain rounding, if it fails).
+  `gptq_feedback: full_inverse` is the seed's variant: the error fed back through H⁻¹ itself, which agrees
+  with GPTQ on the first column and departs from it on every later one.
   A module called several times per forward (a crawler block in every loop) adds every call's inputs.
   `gptq_loop_aware` calibrates the loop-shared modules after the others are quantized (see `quantize_model`).
   A GPTQ-group tensor that is not a Linear weight has no Hessian and gets plain rounding at the same bits
   (its per-tensor scheme says so).
-- `fp16` / `fp32` / `raw`: stored as is (fp32 for the control tensors, raw for integer buffers).
+- `fp16` / `fp32` / `raw`: stored as is (fp32 for the control tensors, raw for integer buffers). The seed
+  looked at the size before the control patterns (`quant.passthrough_order: size_first`), so every small
+  tensor, control or not, went to fp16.
+- `quant.delta_net_scheme` overrides the scheme of the DeltaNet projections (the seed: int8).
 
 The Hessians come from the model object passed in, so the weights calibrated are the weights quantized: pass the
 model you evaluate (the EMA copy when EMA is on). Calibration tokens come from the TRAINING stream (the caller
@@ -34,7 +38,6 @@ draws them), never from validation.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,14 +45,23 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-QMAX = {"int8": 127, "int6": 31, "int5": 15}
-INT8_CLIP_Q = 0.9999984
-SCALE_PERCENTILES = (0.999, 0.9995, 0.9999, 0.99999, 1.0)
+from clowncar.worker.qscale import (
+    OURS,
+    QMAX,
+    Rounding,
+    as_rows,
+    quantize_int8_baseline,
+    quantize_rtn,
+    search_row_scales,
+)
+from clowncar.worker.qscale import row_quantile as row_quantile  # re-exported: callers import it from here
+
 # Small learned gains and mixes: their exact values matter more than their bytes, so they stay fp32.
 CONTROL_PATTERNS = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weight", "smear", "ln_scale",
                     "loop_scale", "gate")
 EMBED_NAMES = ("tok_emb.weight", "bigram.embed.weight")
 CRAWLER_PREFIX = "crawler_blocks."
+DELTA_NET_PREFIX = "delta_net."
 LOOP_SHARED = ("crawler_blocks.", "delta_net.", "loop_inst")
 GROUPS = ("flat", "crawler", "embed", "passthrough")
 
@@ -94,72 +106,6 @@ class QuantResult:
         return out
 
 
-# -- scales and plain rounding ----------------------------------------------------------------------------------
-
-def as_rows(w: Tensor) -> Tensor:
-    """View any tensor as [rows, cols] in fp32 (a vector is one row)."""
-    w = w.detach().float()
-    return w.reshape(1, -1) if w.ndim < 2 else w.reshape(w.shape[0], -1)
-
-
-def row_quantile(a: Tensor, q: float) -> Tensor:
-    """Per-row quantile with linear interpolation (torch.quantile's rule), without its size limit."""
-    return a.amax(dim=1) if q >= 1.0 else _sorted_quantile(a.sort(dim=1).values, q)
-
-
-def _sorted_quantile(s: Tensor, q: float) -> Tensor:
-    if q >= 1.0:
-        return s[:, -1]
-    pos = q * (s.shape[1] - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, s.shape[1] - 1)
-    return s[:, lo] + (s[:, hi] - s[:, lo]) * (pos - lo)
-
-
-def _fp16_scale(clip: Tensor, qmax: int) -> Tensor:
-    s = (clip / qmax).to(torch.float16)
-    return torch.where(s > 0, s, torch.ones_like(s))
-
-
-def round_rows(w: Tensor, scale: Tensor, qmax: int) -> Tensor:
-    return torch.clamp(torch.round(w / scale.float()[:, None]), -qmax, qmax).to(torch.int8)
-
-
-def quantize_int8_baseline(w: Tensor) -> tuple[Tensor, Tensor]:
-    """The baseline's per-row int8: 99.99984th-percentile clip, fp16 scales."""
-    w = as_rows(w)
-    clip = row_quantile(w.abs(), INT8_CLIP_Q)
-    scale = _fp16_scale(clip, 127)
-    w = torch.maximum(torch.minimum(w, clip[:, None]), -clip[:, None])
-    return round_rows(w, scale, 127), scale
-
-
-def search_row_scales(w: Tensor, qmax: int) -> Tensor:
-    """Per row, the clip percentile whose plain rounding has the least squared error (fp16 scales)."""
-    w = as_rows(w)
-    sorted_abs = w.abs().sort(dim=1).values  # once, for all five percentiles
-    best_scale = best_err = None
-    for pct in SCALE_PERCENTILES:
-        scale = _fp16_scale(_sorted_quantile(sorted_abs, pct), qmax)
-        err = (w - round_rows(w, scale, qmax).float() * scale.float()[:, None]).pow(2).sum(dim=1)
-        if best_err is None:
-            best_scale, best_err = scale, err
-        else:
-            better = err < best_err
-            best_scale = torch.where(better, scale, best_scale)
-            best_err = torch.where(better, err, best_err)
-    assert best_scale is not None
-    return best_scale
-
-
-def quantize_rtn(w: Tensor, bits: str) -> tuple[Tensor, Tensor]:
-    """Plain per-row rounding at int6/int5 with the searched scales."""
-    qmax = QMAX[bits]
-    w = as_rows(w)
-    scale = search_row_scales(w, qmax)
-    return round_rows(w, scale, qmax), scale
-
-
 # -- GPTQ -------------------------------------------------------------------------------------------------------
 
 def _upper_inverse_factor(h: Tensor, damp: float) -> tuple[Tensor, bool]:
@@ -176,42 +122,70 @@ def _upper_inverse_factor(h: Tensor, damp: float) -> tuple[Tensor, bool]:
     return torch.diag(1.0 / torch.sqrt(h.diagonal().clamp_min(1e-12))), True
 
 
+def _full_inverse(h: Tensor, damp: float) -> tuple[Tensor, bool]:
+    """The seed's factor: (H + damp·mean(diag H)·I)⁻¹ itself; 1/diag if Cholesky fails."""
+    h = h.clone()
+    h.diagonal().add_(damp * h.diagonal().mean())
+    try:
+        return torch.cholesky_inverse(torch.linalg.cholesky(h)), False
+    except torch.linalg.LinAlgError:
+        return torch.diag(1.0 / h.diagonal().clamp_min(1e-6)), True
+
+
+def gptq_columns(work: Tensor, scale: Tensor, factor: Tensor, qmax: int, block_size: int,
+                 pivot_floor: float = 0.0) -> Tensor:
+    """GPTQ's column loop over `work` [rows, cols] (modified in place): round column j against `scale`, then
+    subtract err_j · factor[j, j+1:] from the columns after it, with err_j = (w_j - q_j·s) / factor[j, j]
+    (lazily, a block of columns at a time). With the upper Cholesky factor U of H⁻¹ this is GPTQ; with H⁻¹
+    itself (the seed) the first column's update is the same and every later one differs. Returns the codes."""
+    rows, cols = work.shape
+    s = scale.float()
+    q = torch.zeros(rows, cols, dtype=torch.int8, device=work.device)
+    for i1 in range(0, cols, block_size):
+        i2 = min(i1 + block_size, cols)
+        blk = work[:, i1:i2].clone()
+        errs = torch.zeros_like(blk)
+        f_blk = factor[i1:i2, i1:i2]
+        for j in range(i2 - i1):
+            col = blk[:, j]
+            qj = torch.clamp(torch.round(col / s), -qmax, qmax)
+            q[:, i1 + j] = qj.to(torch.int8)
+            pivot = f_blk[j, j].clamp_min(pivot_floor) if pivot_floor else f_blk[j, j]
+            err = (col - qj * s) / pivot
+            blk[:, j:] -= err[:, None] * f_blk[j, j:][None, :]
+            errs[:, j] = err
+        work[:, i2:] -= errs @ factor[i1:i2, i2:]
+    return q
+
+
 def gptq_quantize(w: Tensor, hessian: Tensor, bits: str, block_size: int = 64, damp: float = 0.002,
-                  col_order: str = "ascending") -> tuple[Tensor, Tensor, bool]:
-    """GPTQ of a [rows, cols] weight against H [cols, cols]. Returns (q int8, fp16 row scales, fell_back)."""
+                  col_order: str = "ascending", feedback: str = "cholesky",
+                  rnd: Rounding = OURS) -> tuple[Tensor, Tensor, bool]:
+    """GPTQ of a [rows, cols] weight against H [cols, cols]. Returns (q int8, fp16 row scales, fell_back).
+    `feedback`: `cholesky` (GPTQ) or `full_inverse` (the seed, which also kept dead inputs as they were)."""
     qmax = QMAX[bits]
     w = as_rows(w)
-    rows, cols = w.shape
+    cols = w.shape[1]
     h = hessian.to(w.device, torch.float32).clone()
-    scale = search_row_scales(w, qmax)  # fixed before the error feedback, as in the seed
-    s = scale.float()[:, None]
+    stored, used = search_row_scales(w, qmax, rnd)  # fixed before the error feedback, as in the seed
     work = w.clone()
-    dead = h.diagonal() == 0  # inputs that never fired: their weights cannot matter
-    h[dead, dead] = 1.0
-    work[:, dead] = 0.0
+    if feedback == "cholesky":
+        dead = h.diagonal() == 0  # inputs that never fired: their weights cannot matter
+        h[dead, dead] = 1.0
+        work[:, dead] = 0.0
     diag = h.diagonal()
     if col_order == "natural":
         perm = torch.arange(cols, device=w.device)
     else:
         perm = torch.argsort(diag, descending=col_order == "descending", stable=True)
-    work = work[:, perm]
     h = h[perm][:, perm]
-    u, fell_back = _upper_inverse_factor(h, damp)
-    q = torch.zeros(rows, cols, dtype=torch.int8, device=w.device)
-    for i1 in range(0, cols, block_size):
-        i2 = min(i1 + block_size, cols)
-        blk = work[:, i1:i2].clone()
-        errs = torch.zeros_like(blk)
-        u_blk = u[i1:i2, i1:i2]
-        for j in range(i2 - i1):
-            col = blk[:, j]
-            qj = torch.clamp(torch.round(col / s[:, 0]), -qmax, qmax)
-            q[:, i1 + j] = qj.to(torch.int8)
-            err = (col - qj * s[:, 0]) / u_blk[j, j]
-            blk[:, j:] -= err[:, None] * u_blk[j, j:][None, :]
-            errs[:, j] = err
-        work[:, i2:] -= errs @ u[i1:i2, i2:]
-    return q[:, torch.argsort(perm)].contiguous(), scale, fell_back
+    if feedback == "cholesky":
+        factor, fell_back = _upper_inverse_factor(h, damp)
+        q = gptq_columns(work[:, perm], used, factor, qmax, block_size)
+    else:
+        factor, fell_back = _full_inverse(h, damp)
+        q = gptq_columns(work[:, perm], used, factor, qmax, block_size, pivot_floor=1e-8)
+    return q[:, torch.argsort(perm)].contiguous(), stored, fell_back
 
 
 # -- calibration --------------------------------------------------------------------------------------------------
@@ -264,15 +238,20 @@ def classify(name: str, t: Tensor, qcfg: Any, embed_names: Iterable[str] = ()) -
     """(group, scheme) for one state-dict entry."""
     if not t.is_floating_point():
         return "passthrough", "raw"
+    small = t.numel() <= qcfg.passthrough_max_numel
+    if small and qcfg.passthrough_order == "size_first":  # the seed: size before the control patterns
+        return "passthrough", "fp16"
     if any(p in name for p in CONTROL_PATTERNS):
         return "passthrough", "fp32"
-    if t.numel() <= qcfg.passthrough_max_numel:
+    if small:
         return "passthrough", "fp16"
     schemes = group_schemes(qcfg)
     if name in EMBED_NAMES or name in set(embed_names):
         return "embed", schemes["embed"]
     if name.startswith(CRAWLER_PREFIX):
         return "crawler", schemes["crawler"]
+    if name.startswith(DELTA_NET_PREFIX) and qcfg.delta_net_scheme != "same":
+        return "flat", qcfg.delta_net_scheme
     return "flat", schemes["flat"]
 
 
@@ -299,14 +278,15 @@ def quantize_tensor(name: str, t: Tensor, group: str, scheme: str, qcfg: Any,
         store = {"raw": t.dtype, "fp32": torch.float32}.get(scheme, torch.float16)
         return QTensor(name, group, scheme, shape, dtype, data=t.detach().to("cpu", store).contiguous()), False
     fell_back = False
+    rnd = Rounding.of(qcfg)
     if scheme == "int8":
-        q, s = quantize_int8_baseline(t)
+        q, s = quantize_int8_baseline(t, rnd)
     elif scheme.startswith("gptq_") and hessian is not None:
         q, s, fell_back = gptq_quantize(t, hessian, scheme[5:], qcfg.gptq_block_size, qcfg.gptq_damp,
-                                        qcfg.gptq_col_order)
+                                        qcfg.gptq_col_order, qcfg.gptq_feedback, rnd)
     else:
         scheme = scheme.removeprefix("gptq_")  # no Hessian: say honestly that it was plain rounding
-        q, s = quantize_rtn(t, scheme)
+        q, s = quantize_rtn(t, scheme, rnd)
     return QTensor(name, group, scheme, shape, dtype, q=q.cpu().contiguous(), scale=s.cpu().contiguous()), fell_back
 
 

@@ -23,8 +23,9 @@ RESULT_KEYS = (
     "status", "reason", "val_loss", "val_bpb", "sliding_val_loss", "sliding_val_bpb", "q_val_loss", "q_val_bpb",
     "q_sliding_val_loss", "q_sliding_val_bpb", "quant_gap", "tokens_scored", "bytes_scored", "params",
     "model_dim", "steps", "c_steps", "n_steps", "tokens_seen", "train_seconds", "eval_seconds", "quant_seconds",
-    "peak_mem_bytes", "artifact_bytes", "artifact_file_bytes", "artifact_code_bytes", "over_cap", "artifact_path",
-    "artifact_sha256", "evaluated_weights", "quant_schemes", "provenance", "late_qat_step",
+    "peak_mem_bytes", "artifact_bytes", "artifact_file_bytes", "artifact_code_bytes", "artifact_code_rule",
+    "over_cap", "artifact_path", "artifact_sha256", "evaluated_weights", "quant_schemes", "provenance",
+    "late_qat_step",
 )
 
 

@@ -24,7 +24,7 @@ from clowncar.data.stream import TokenStream, load_validation_tokens
 from clowncar.data.tokenizer import load_tokenizer
 from clowncar.errors import ConfigError, DataError
 from clowncar.events import EventWriter
-from clowncar.model import build_model, param_groups, resolve_model_dim
+from clowncar.model import build_model, param_groups, resolve_model_dim, untrained
 from clowncar.model.layers import CastedLinear
 from clowncar.settings import load_settings
 from clowncar.worker.dist import DistInfo, all_reduce_sum, average_gradients, broadcast_parameters
@@ -74,7 +74,7 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
     torch.manual_seed(t.seed)
     model = build_model(cfg).to(device)
     broadcast_parameters(model, info)
-    optimizers = build_optimizers(param_groups(model), t, device, info.rank, info.world_size)
+    optimizers = build_optimizers(param_groups(model, untrained(cfg)), t, device, info.rank, info.world_size)
     fwd: nn.Module = torch.compile(model) if t.compile else model  # type: ignore[assignment]
     ema = EMA(model, t.ema_decay, t.ema_start_step) if t.ema else None
     result["params"] = sum(p.numel() for p in model.parameters())

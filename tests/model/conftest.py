@@ -43,6 +43,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "deliberate-value-embed": {"arch": "crawler", "crawler_mode": "deliberate", "crawler_loops": 2, "inst_dim": 0,
                                "loop_offsets": "learned", "num_crawler_layers": 2, "value_embed_dim": 8,
                                "trigram_vocab_size": 37, "trigram_dim": 16, "xsa": "crawler", "smear_gate": True},
+    # The seed-exact switches (docs/fidelity.md): its DeltaNet layer, a bf16 model, bf16 logits and rotary.
+    "crawler-seed-deltanet": {"arch": "crawler", "delta_net_heads": 2, "delta_net_chunk": 8,
+                              "delta_net_conv_silu": False, "delta_net_head_norm": False,
+                              "delta_net_out_norm": True, "delta_net_o_init": "orthogonal"},
+    "crawler-seed-bf16": {"arch": "crawler", "param_dtype": "bf16", "softcap_dtype": "activation",
+                          "rope_table_dtype": "bf16", "bigram_vocab_size": 37, "bigram_dim": 16},
 }
 
 

@@ -1,0 +1,80 @@
+"""The seed-exact presets select every seed switch (and nothing else), their sizes are the seed's, the
+baseline compiles as the seed's did, and switch combinations that cannot work are one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from clowncar.config import TrialConfig, load_config
+from clowncar.errors import ConfigError
+from clowncar.model import build_model, count_params
+from clowncar.presets import PRESETS
+from clowncar.store.frames import flatten
+
+SEED_SWITCHES = {
+    "model.param_dtype": "bf16", "model.softcap_dtype": "activation", "model.rope_table_dtype": "bf16",
+    "model.unused_value_embed_dim": 128, "train.train_flow_instructions": False,
+    "quant.scale_floor": True, "quant.gptq_feedback": "full_inverse", "quant.passthrough_order": "size_first",
+    "quant.rtn_clip": "tensor", "quant.quantile_impl": "torch", "quant.scale_rounding": "fp32",
+    "quant.delta_net_scheme": "int8",
+}
+DELTANET_SWITCHES = {
+    "model.delta_net_heads": 4, "model.delta_net_conv_silu": False, "model.delta_net_head_norm": False,
+    "model.delta_net_out_norm": True, "model.delta_net_o_init": "orthogonal", "train.train_delta_net": False,
+}
+
+
+def differences(a: str, b: str) -> dict[str, Any]:
+    fa, fb = flatten(load_config(preset=a).to_dict()), flatten(load_config(preset=b).to_dict())
+    return {k: fb[k] for k in fb if fa[k] != fb[k]}
+
+
+def test_clowncar_seed_is_clowncar_with_every_seed_switch_flipped() -> None:
+    assert differences("clowncar", "clowncar-seed") == SEED_SWITCHES
+    defaults = flatten(TrialConfig().to_dict())
+    assert all(defaults[k] != v for k, v in SEED_SWITCHES.items())  # ours is the default of every switch
+    assert defaults["quant.code_bytes"] == "challenge" == load_config(preset="clowncar-seed").quant.code_bytes
+
+
+def test_clowncar_ii_seed_adds_the_seeds_deltanet_layer() -> None:
+    assert differences("clowncar-seed", "clowncar-ii-seed") == DELTANET_SWITCHES
+
+
+@pytest.mark.parametrize("preset, params", [("clowncar-seed", 13_430_316), ("clowncar-ii-seed", 14_487_088)])
+def test_seed_presets_have_the_seeds_parameter_counts(preset: str, params: int) -> None:
+    # ClownCar's own count (computed from its code) and Medusa's logged model_params (ClownCar + 4-head DeltaNet).
+    assert count_params(build_model(load_config(preset=preset))) == params
+
+
+def test_baseline_compiles_like_the_seeds_baseline() -> None:
+    assert load_config(preset="baseline").train.compile is True
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["quant.flat_scheme=gptq_int5"], "which had no int5 (quant.flat_scheme = gptq_int5)"),
+    (["quant.flat_scheme=int5", "quant.scale_floor=false", "quant.gptq_feedback=cholesky",
+      "quant.scale_rounding=stored"], "quant.rtn_clip reproduces the seed's int8/int6 quantizer"),
+    (["model.arch=gpt", "model.xsa=off"], "model.unused_value_embed_dim reproduces the seed crawler's"),
+])
+def test_switch_combinations_that_cannot_work_are_config_errors(overrides: list[str], fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(preset="clowncar-seed", overrides=overrides)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_cli_rejects_them_with_one_line_and_exit_2(run_cli: Any) -> None:
+    bad = run_cli("config", "show", "--preset", "clowncar-seed", "--set", "quant.flat_scheme=gptq_int5")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "no int5" in bad.stderr and "Traceback" not in bad.stderr
+    ok = run_cli("config", "show", "--preset", "clowncar", "--set", "quant.flat_scheme=gptq_int5")
+    assert ok.returncode == 0, ok.stderr  # our quantizer has int5
+
+
+def test_config_presets_lists_every_preset_with_one_line(run_cli: Any) -> None:
+    proc = run_cli("config", "presets")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list(PRESETS)
+    assert all(len(line.split(maxsplit=1)) == 2 for line in lines)
