@@ -77,8 +77,25 @@ def read_secret_file(path: Path, what: str) -> str:
     return text
 
 
+SECRET_ENV = ("CLOWNCAR_STORE",)
+"""Variables that may carry the store's password. `hold_secret_env` moves them out of the process environment,
+where every child process (Ray, trial workers, git, matplotlib's fc-list...) would get a copy."""
+
+_held: dict[str, str] = {}
+
+
+def hold_secret_env() -> None:
+    """Keep the secret variables in this process's memory only: removed from `os.environ` (so no child process
+    inherits them) and still seen by `load_settings`. The CLI calls this first thing in every command (tests
+    call the CLI many times in one process, so what is held is what the environment holds now)."""
+    _held.clear()
+    for key in SECRET_ENV:
+        if key in os.environ:
+            _held[key] = os.environ.pop(key)
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
-    env = dict(os.environ) if env is None else env
+    env = {**_held, **os.environ} if env is None else env
     runs_dir = Path(env.get("CLOWNCAR_RUNS_DIR") or "clowncar-runs").expanduser()
     data_dir = Path(env.get("CLOWNCAR_DATA_DIR") or "~/.cache/clowncar/data").expanduser()
     store_file = env.get("CLOWNCAR_STORE_FILE") or ""

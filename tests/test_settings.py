@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +61,22 @@ def test_the_cli_says_so_in_one_line(run_cli, tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stderr == (f"clowncar: error: CLOWNCAR_STORE_FILE {path} is readable by other users (mode 0644): "
                         f"chmod 600 {path}\n")
+
+
+def test_the_cli_keeps_the_store_url_out_of_every_child_process(tmp_path: Path) -> None:
+    """CLOWNCAR_STORE may hold the password: a clowncar command reads it, and no process it starts inherits it
+    (seen on matplotlib's fc-list during a report; Ray, workers and git would get it too)."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import contextlib, subprocess, sys\n"
+        "from clowncar import cli\n"
+        "from clowncar.settings import load_settings\n"
+        "with contextlib.suppress(SystemExit):\n"
+        "    cli.main(['config', 'presets'])\n"
+        "child = subprocess.run([sys.executable, '-c', 'import os; print(os.environ.get(\"CLOWNCAR_STORE\"))'],\n"
+        "                       capture_output=True, text=True).stdout.strip()\n"
+        "print('RESULT', load_settings().store_url, child)\n")
+    env = {**os.environ, "CLOWNCAR_STORE": "postgresql+psycopg://u:S3cret@127.0.0.1:9/db"}
+    out = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, env=env, timeout=120)
+    result = next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))
+    assert result.split()[1:] == ["postgresql+psycopg://u:S3cret@127.0.0.1:9/db", "None"], out.stderr
