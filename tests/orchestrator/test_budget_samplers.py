@@ -33,7 +33,8 @@ def _resume_starts_nothing(env: Any, name: str, reason: str) -> str:
 
 def test_gpu_hour_budget_never_starts_a_trial_that_would_exceed_it(sweep_env) -> None:
     cap_s, estimate = 5.0, 2.0  # GPU-seconds; ~1 s trials on 1 logical GPU: a few fit, far fewer than max_trials
-    spec = sweep_env.spec("gpubudget", sampler="random", space={"model.crawler_loops": {"int": [1, 3]}},
+    # 8 configs: the search ends on the GPU hours, not because every config has run (one trial per config)
+    spec = sweep_env.spec("gpubudget", sampler="random", space={"model.crawler_loops": {"int": [1, 8]}},
                           resources={"gpus": 1}, max_concurrent=1,
                           overrides={"train.iterations": 4, "train.max_wallclock_seconds": 1.0},
                           budget={"max_trials": 10, "max_gpu_hours": cap_s / 3600,
@@ -58,8 +59,8 @@ def test_gpu_hour_budget_never_starts_a_trial_that_would_exceed_it(sweep_env) ->
 
 
 def test_gp_sampler_runs_exactly_max_trials_past_its_startup_trials(sweep_env) -> None:
-    # GPSampler samples at random for its first 10 trials, then fits a Gaussian process (torch): with 2 running
-    # at a time, the 12th trial is asked once the first 10 are complete, so the GP path runs.
+    # GPSampler samples at random for its start-up trials (3 for a 12-trial budget, suggest.startup_trials), then
+    # fits a Gaussian process (torch) for every later trial, so the GP path runs.
     spec = sweep_env.spec("gp", sampler="gp", budget={"max_trials": 12}, max_concurrent=2,
                           overrides={"train.iterations": 2, "train.max_wallclock_seconds": 0.1},
                           space={"model.crawler_loops": {"int": [1, 4]},
