@@ -207,23 +207,29 @@ def live_outcome(keep: Path, grid: Grid, name: str, child: str) -> dict[str, Any
         steps = st.steps_frame(sweeps=[name])
     objective = GRID_SPEC["objective"]["metric"]
     trained = steps.groupby("trial_uid")["elapsed_ms"].max() / 1000.0
-    cost, finals, mismatches = 0.0, {}, 0
+    last = steps.groupby("trial_uid")["step"].max()
+    cost, priced, finals, mismatches, stops = 0.0, 0.0, {}, 0, []
     for _, t in trials.iterrows():
         config = tuple(t[p] for p in grid.params)
+        seed = int(t["train.seed"])
         if t["status"] == "ok":
             cost += float(t["train_seconds"]) + float(t["eval_seconds"]) + float(t["quant_seconds"])
-            seed = int(t["train.seed"])
+            priced += grid.runs[config, seed].cost
             finals[config, seed] = float(t[objective])
             mismatches += abs(finals[config, seed] - grid.runs[config, seed].final) > 1e-9
-        else:  # pruned: its training up to where ASHA stopped it
+        else:  # pruned: its training up to where ASHA stopped it (the stop lands a few steps after the rung)
             cost += float(trained.get(t["trial_uid"], 0.0))
+            stop = int(last.get(t["trial_uid"], 0))
+            priced += grid.runs[config, seed].train_at.get(stop, 0.0)
+            stops.append(stop)
     reran = [c for (c, s) in finals if s == SEEDS[1]]
     pick = min(reran, key=lambda c: finals[c, SEEDS[0]] + finals[c, SEEDS[1]])
     gap = grid.mean(pick) - grid.best[1]
     search = trials[trials["sweep"] == name]
     return {"trials": len(search), "pruned": int((search["status"] == "pruned").sum()), "cost": cost,
-            "share": cost / grid.total_cost(), "pick": pick, "gap": gap, "success": gap <= grid.pooled_sd()[0],
-            "mismatches": mismatches, "scored": len(finals)}
+            "share": cost / grid.total_cost(), "priced": priced / grid.total_cost(), "stops": sorted(stops),
+            "pick": pick, "gap": gap, "success": gap <= grid.pooled_sd()[0], "mismatches": mismatches,
+            "scored": len(finals)}
 
 
 def live_cmd(args: argparse.Namespace, grid: Grid) -> None:
@@ -235,8 +241,9 @@ def live_cmd(args: argparse.Namespace, grid: Grid) -> None:
         child = run_rerun(args.keep, spec["name"], quiet=args.quiet)
         live = live_outcome(args.keep, grid, spec["name"], child)
         rep = replay(grid, GRID_SPEC, Method("TPE + ASHA", "tpe", DESIGN), BUDGET, k, seed=SEEDS[0])
-        print(f"  run {k}: live {live['trials']} trials ({live['pruned']} pruned), cost {live['share']:.1%} of the "
-              f"grid, pick {dict(zip(grid.params, live['pick'], strict=True))} {live['gap']:+.4f} from the best "
+        print(f"  run {k}: live {live['trials']} trials ({live['pruned']} pruned, last steps {live['stops']}), "
+              f"cost {live['share']:.1%} of the grid ({live['priced']:.1%} at the grid's recorded seconds), pick "
+              f"{dict(zip(grid.params, live['pick'], strict=True))} {live['gap']:+.4f} from the best "
               f"({'within' if live['success'] else 'outside'} 1 sd); {live['scored']} scores, "
               f"{live['mismatches']} differ from the grid's | replay: {rep.trials} trials ({rep.pruned} pruned), "
               f"cost {rep.cost / grid.total_cost():.1%}, pick {rep.gap:+.4f} "
