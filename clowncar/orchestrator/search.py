@@ -45,6 +45,7 @@ END_REASON = "clowncar_end_reason"
 DISTINCT_SAMPLERS = ("tpe", "random", "gp")
 """Samplers held to one trial per config (suggest.py). The grid holds distinct points already; NSGA-II's
 offspring are left as its genetic operators make them."""
+EXHAUSTED = "every distinct config of the search space has run"
 BACKLOG_MAX = HORIZON
 """Most trials a sweep tells the GPU ledger it has still to ask: its plan looks no further ahead."""
 
@@ -207,6 +208,9 @@ class SweepSearch(OptunaSearch):
             self._end(f"max_trials reached: {done} finished, {len(self.running_since)} running, "
                       f"budget {self.max_trials}")
             return False
+        if self.distinct is not None and self.distinct.exhausted(self.study):
+            self._end(EXHAUSTED)
+            return False
         cap = self.spec.budget.max_gpu_hours
         gpus = self.spec.resources.gpus
         if cap is None or gpus == 0:
@@ -276,7 +280,7 @@ class SweepSearch(OptunaSearch):
                                lambda t: tell(self.study, t, None, TrialState.FAIL))
             if got is None:
                 self._ot_trials.pop(trial_id, None)
-                self._end("every distinct config of the search space has run")
+                self._end(EXHAUSTED)
                 return None
             ot, params = got
         number, attempt = int(ot.user_attrs.get(NUMBER, ot.number)), int(ot.user_attrs.get(ATTEMPT, 0))

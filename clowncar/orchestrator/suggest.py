@@ -133,6 +133,13 @@ class DistinctAsk:
             out.setdefault(key, int(t.user_attrs.get(NUMBER, t.number)))
         return out
 
+    def exhausted(self, study: optuna.Study) -> bool:
+        """Whether every point of a finite space has run or is running."""
+        if self.points is None:
+            return False
+        visited = self.visited(study)
+        return all(self.key(point) in visited for point in self.points)
+
     def nearest_unvisited(self, params: dict[str, Any], visited: dict[str, int], salt: int
                           ) -> dict[str, Any] | None:
         """The unvisited point of the space closest to `params` (value ranks, summed), ties by a seeded draw."""

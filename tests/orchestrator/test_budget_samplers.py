@@ -14,7 +14,9 @@ pytestmark = pytest.mark.slow
 
 
 def _complete(env: Any, name: str) -> list[Any]:
-    trials = sorted(env.study(name).trials, key=lambda t: t.number)
+    """The study's trials that ran (a repeated suggestion is told FAIL and never runs: suggest.py)."""
+    trials = sorted((t for t in env.study(name).trials if t.user_attrs.get("clowncar_duplicate_of") is None),
+                    key=lambda t: t.number)
     assert {t.state.name for t in trials} == {"COMPLETE"}, [t.state.name for t in trials]
     return trials
 
@@ -79,6 +81,20 @@ def test_gp_sampler_runs_exactly_max_trials_past_its_startup_trials(sweep_env) -
     best = min(trials, key=lambda t: t.values[0])
     assert f"best trial {best.user_attrs['clowncar_number']}: objective {best.values[0]:.6f}" in r.stdout
     _resume_starts_nothing(sweep_env, "gp", "max_trials reached")
+
+
+def test_a_random_search_runs_each_config_once_and_ends_when_all_have_run(sweep_env) -> None:
+    spec = sweep_env.spec("once", sampler="random", budget={"max_trials": 6}, max_concurrent=2,
+                          overrides={"train.iterations": 2, "train.max_wallclock_seconds": 0.1},
+                          space={"model.crawler_loops": {"choice": [1, 2, 3]}})
+    r = sweep_env.cli("sweep", "run", str(spec), "--num-cpus", "2", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ended: every distinct config of the search space has run" in r.stdout, r.stdout
+    trials = _complete(sweep_env, "once")
+    assert sorted(t.params["model.crawler_loops"] for t in trials) == [1, 2, 3]
+    frame = sweep_env.store().trials_frame(sweeps="once")
+    assert len(frame) == 3 and set(frame["status"]) == {"ok"}  # repeats never reached the store
+    _resume_starts_nothing(sweep_env, "once", "every distinct config of the search space has run")
 
 
 def _feasible_front(trials: list[Any]) -> set[int]:
