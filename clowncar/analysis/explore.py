@@ -67,7 +67,9 @@ def pareto_front(runs: pd.DataFrame) -> list[dict[str, Any]]:
         if row["bpb"] < best:
             best = row["bpb"]
             front.append({"run_id": str(row["run_id"]), "label": str(row["label"]), "bpb": float(row["bpb"]),
-                          "artifact_bytes": float(row["artifact_bytes"])})
+                          "artifact_bytes": float(row["artifact_bytes"]), "width": _value(row, "width"),
+                          "params": _value(row, "params"), "quant_gap": _value(row, "quant_gap"),
+                          "eval_mode": runs.attrs.get("metric_mode")})
     return front
 
 
@@ -96,6 +98,11 @@ def top_configs(runs: pd.DataFrame, k: int = 10) -> list[dict[str, Any]]:
         rows.append(row)
     rows.sort(key=lambda x: x["mean_bpb"])
     return rows[:k]
+
+
+def _value(row: pd.Series, col: str) -> float | None:
+    v = row.get(col)
+    return None if v is None or pd.isna(v) else float(v)
 
 
 def _mean(g: pd.DataFrame, col: str) -> float | None:

@@ -56,6 +56,9 @@ def test_report_tables_carry_width_params_quant_gap_and_eval_mode() -> None:
         assert row["eval_mode"] == "quantized weights, standard eval"
     for row in a["provenance"]["runs"]:
         assert {"width", "params", "quant_gap", "eval_mode"} <= set(row) and row["width"] == 64
+    trials["artifact_bytes"] = [3e5, 2e5, 1e5]
+    for row in analyse(["s"], trials)["pareto_front"]:
+        assert row["width"] == 64 and row["params"] > 0 and row["eval_mode"] == "quantized weights, standard eval"
     text = document(a).markdown()
     header = next(line for line in text.splitlines() if line.startswith("| config | seeds"))
     assert all(c in header for c in ("width", "params", "quant_gap", "eval_mode", "caveat"))
