@@ -15,6 +15,8 @@ from clowncar.errors import ClownCarError
 from clowncar.redact import redact_url
 
 SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml"
+SIGNALS = SMOKE.with_name("signals.yaml")
+"""`clowncar demo --signals`: 28 trials designed so that every signal test gets a result (~5 min on 2 idle cores)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -22,19 +24,24 @@ def register(app: typer.Typer) -> None:
 
 
 def demo(
-    spec_path: Annotated[Path, typer.Option("--spec", help="Sweep spec to run")] = SMOKE,
+    spec_path: Annotated[Path | None, typer.Option("--spec", help="Sweep spec to run (default: the smoke sweep)")
+                         ] = None,
+    signals: Annotated[bool, typer.Option("--signals", help="Run sweeps/signals.yaml, designed so that every "
+                                          "signal test of the report has the data it needs")] = False,
     name: Annotated[str | None, typer.Option("--name", help="Sweep name (default: smoke-<time>)")] = None,
     store: Annotated[str | None, typer.Option("--store", help="Results store URL")] = None,
     num_cpus: Annotated[int | None, typer.Option("--num-cpus", help="CPUs for embedded Ray")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No live progress")] = False,
 ) -> None:
-    """The one-command tour: build demo data if needed, run the smoke sweep locally, print the best trial and
-    write its signal report."""
+    """The one-command tour: build demo data if needed, run the smoke sweep (or, with --signals, the signal
+    sweep) locally, print the best trial and write its signal report."""
     from clowncar.orchestrator.commands import run_spec
     from clowncar.orchestrator.spec import load_spec, spec_from_dict
     from clowncar.redact import redact_url
     from clowncar.settings import load_settings
 
+    if signals and spec_path is not None:
+        raise ClownCarError("give --signals or --spec, not both")
     settings = load_settings()
     try:
         from clowncar.data.demo import run_demo
@@ -43,7 +50,7 @@ def demo(
     started = time.time()
     _, reused = run_demo(settings.data_dir, log=typer.echo)
     typer.echo(f"demo data {'reused' if reused else 'built'}: {settings.data_dir} ({time.time() - started:.1f}s)")
-    spec = load_spec(spec_path)
+    spec = load_spec(SIGNALS if signals else spec_path or SMOKE)
     data = spec.to_dict()
     data["name"] = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     spec = spec_from_dict(data)

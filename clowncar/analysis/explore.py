@@ -13,7 +13,10 @@ import pandas as pd
 from clowncar.analysis.frames import complete_rows
 
 IMPORTANCE_NOTE = ("exploratory: importances describe variance inside the region the sampler explored, carry no "
-                   "uncertainty and are not causal")
+                   "uncertainty and are not causal; the seed is left out (it is a replicate, not a hyperparameter)")
+SEED_PARAMS = ("train.seed", "seed")
+SINGLE_RUN = "single run (n = 1): no seed repeat, its mean is one run's value"
+"""The caveat of a config seen once; the table ranks it by that one value."""
 
 
 def optuna_importances(storage_url: str | None, sweep: str) -> dict[str, Any]:
@@ -39,9 +42,12 @@ def optuna_importances(storage_url: str | None, sweep: str) -> dict[str, Any]:
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if len(done) < 2 or len(study.directions) != 1:
             return {"status": "skipped", "reason": f"{len(done)} completed trial(s) in study '{sweep}'"}
+        params = sorted({p for t in done for p in t.params if p not in SEED_PARAMS})
+        if not params:
+            return {"status": "skipped", "reason": f"only the seed varies in study '{sweep}'"}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            imp = optuna.importance.get_param_importances(study)
+            imp = optuna.importance.get_param_importances(study, params=params)
     except Exception as exc:  # importances are exploratory: report why they could not be computed
         from clowncar.redact import redact_text
 
@@ -61,20 +67,28 @@ def pareto_front(runs: pd.DataFrame) -> list[dict[str, Any]]:
         if row["bpb"] < best:
             best = row["bpb"]
             front.append({"run_id": str(row["run_id"]), "label": str(row["label"]), "bpb": float(row["bpb"]),
-                          "artifact_bytes": float(row["artifact_bytes"])})
+                          "artifact_bytes": float(row["artifact_bytes"]), "width": _value(row, "width"),
+                          "params": _value(row, "params"), "quant_gap": _value(row, "quant_gap"),
+                          "eval_mode": runs.attrs.get("metric_mode")})
     return front
 
 
 def top_configs(runs: pd.DataFrame, k: int = 10) -> list[dict[str, Any]]:
-    """Configs ranked by mean BPB over their seed reruns, with every seed's value shown (never best-seed only)."""
+    """Configs ranked by mean BPB over their seed reruns, with every seed's value shown (never best-seed only),
+    their width, parameter count and mean quantization gap, and the eval mode of the BPB. A config seen once
+    carries the SINGLE_RUN caveat wherever it ranks."""
     from scipy import stats
 
     r = complete_rows(runs, ["bpb"])
+    mode = runs.attrs.get("metric_mode")
     rows = []
     for ck, g in r.groupby("config_key"):
         v = g["bpb"].to_numpy(float)
         row: dict[str, Any] = {"config": str(g["label"].iloc[0]), "config_key": str(ck), "seeds": int(v.size),
                                "mean_bpb": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else None,
+                               "caveat": SINGLE_RUN if v.size == 1 else "",
+                               "width": _mean(g, "width"), "params": _mean(g, "params"),
+                               "quant_gap": _mean(g, "quant_gap"), "eval_mode": mode,
                                "per_seed": [{"seed": _seed(s), "bpb": float(b), "run_id": str(u)}
                                             for s, b, u in zip(g["seed"], v, g["run_id"], strict=True)],
                                "config_hash": sorted({str(h) for h in g["config_hash"].dropna()})}
@@ -84,6 +98,18 @@ def top_configs(runs: pd.DataFrame, k: int = 10) -> list[dict[str, Any]]:
         rows.append(row)
     rows.sort(key=lambda x: x["mean_bpb"])
     return rows[:k]
+
+
+def _value(row: pd.Series, col: str) -> float | None:
+    v = row.get(col)
+    return None if v is None or pd.isna(v) else float(v)
+
+
+def _mean(g: pd.DataFrame, col: str) -> float | None:
+    """The mean of a column over a config's runs, None when no run records it."""
+    if col not in g or g[col].isna().all():
+        return None
+    return float(g[col].mean())
 
 
 def _seed(s: Any) -> Any:

@@ -39,9 +39,10 @@ def analyse(sweeps: list[str], trials: pd.DataFrame, steps: pd.DataFrame | None 
 
 
 def provenance(runs: pd.DataFrame) -> dict[str, Any]:
-    cols = [c for c in ("run_id", "sweep", "label", "seed", "config_hash", "config_key", "git_commit", "bpb")
-            if c in runs]
-    return {"runs": runs[cols].to_dict("records") if len(runs) else [],
+    cols = [c for c in ("run_id", "sweep", "label", "seed", "config_hash", "config_key", "git_commit", "bpb",
+                        "width", "params", "quant_gap") if c in runs]
+    records = runs[cols].assign(eval_mode=runs.attrs.get("metric_mode")).to_dict("records") if len(runs) else []
+    return {"runs": records,
             "git_commits": sorted({str(c) for c in runs.get("git_commit", pd.Series(dtype=object)).dropna()}),
             "config_hashes": sorted({str(c) for c in runs.get("config_hash", pd.Series(dtype=object)).dropna()}),
             "analysis_git_commit": _own_commit(),
@@ -87,7 +88,7 @@ def document(a: dict[str, Any]) -> Doc:
     d.h(2, "Signal tests")
     d.table(summary_rows(a["results"]), SUMMARY_COLUMNS)
     for r in a["results"]:
-        _test_section(d, r)
+        _test_section(d, r, a["correction_method"])
     d.h(2, f"Multiple-comparison correction ({a['correction_method']})")
     d.p("Family: the primary p-value of tests 1-5 (seed variance is descriptive). Verdicts above use the "
         "adjusted p-values.")
@@ -103,10 +104,12 @@ def document(a: dict[str, Any]) -> Doc:
     d.image(plots.pareto(runs, a["pareto_front"]), "Pareto front of BPB against artifact bytes")
     d.h(2, "Top configs with their seed reruns")
     d.p("Ranked by mean BPB over seeds; every seed is listed. The best trial of a search is optimistically "
-        "biased: confirm a winner only with fresh-seed reruns.")
+        "biased: confirm a winner only with fresh-seed reruns. A config run once carries a caveat: its rank rests "
+        "on one run.")
     d.table([{**{k: v for k, v in row.items() if k != "per_seed"},
               "per_seed": ", ".join(f"{p['seed']}: {p['bpb']:.5g}" for p in row["per_seed"])}
-             for row in a["top_configs"]], ["config", "seeds", "mean_bpb", "sd", "ci_low", "ci_high", "per_seed",
+             for row in a["top_configs"]], ["config", "seeds", "mean_bpb", "sd", "ci_low", "ci_high", "caveat",
+                                            "per_seed", "width", "params", "quant_gap", "eval_mode",
                                             "config_hash"])
     d.image(plots.top_config_seeds(a["top_configs"]), "top configs, every seed")
     d.h(2, "Pareto front (BPB vs artifact bytes)")
@@ -129,10 +132,11 @@ def document(a: dict[str, Any]) -> Doc:
     return d
 
 
-def _test_section(d: Doc, r: TestResult) -> None:
+def _test_section(d: Doc, r: TestResult, correction: str) -> None:
     d.h(3, f"{r.key}: {r.title}")
     d.p(f"Question: {r.question}")
     d.p(f"Verdict: {r.verdict}", "verdict")
+    d.p(result_line(r, correction))
     d.p(f"Method: {r.method}. Runs used: {r.n_runs}" + (f"; steps used: {r.n_steps}" if r.n_steps else "") + ".")
     d.items([f"warning: {w}" for w in r.warnings])
     scope = r.extra.get("scope")
@@ -142,6 +146,21 @@ def _test_section(d: Doc, r: TestResult) -> None:
         if rows and name != "per_run":
             d.p(f"{name.replace('_', ' ')}:")
             d.table(rows)
+
+
+def result_line(r: TestResult, correction: str) -> str:
+    """The test's numbers in one line: effect with its interval, raw and corrected p, n."""
+    n = f"n = {r.n_runs} runs" + (f" ({r.n_steps} steps)" if r.n_steps else "")
+    if r.effect is None:
+        return f"Result: no estimate ({r.status}); {n}."
+    ci = f" (95% CI {fmt(r.ci_low)} to {fmt(r.ci_high)})" if r.ci_low is not None and r.ci_high is not None else ""
+    if r.p_value is None:
+        p = "no p-value (descriptive, outside the corrected family)"
+    elif r.p_adjusted is None:
+        p = f"p = {fmt(r.p_value, 3)} (outside the corrected family)"
+    else:
+        p = f"p = {fmt(r.p_value, 3)}, {correction}-corrected p = {fmt(r.p_adjusted, 3)}"
+    return f"Result: effect {fmt(r.effect)} {r.unit}{ci}; {p}; {n}."
 
 
 def write(out_dir: Path, a: dict[str, Any]) -> dict[str, Path]:
@@ -176,5 +195,6 @@ def printed_summary(a: dict[str, Any]) -> str:
     top = a["top_configs"][:3]
     if top:
         lines.append("  best configs (mean BPB over seeds): " + "; ".join(
-            f"{t['config']} {t['mean_bpb']:.4f} (n={t['seeds']})" for t in top))
+            f"{t['config']} {t['mean_bpb']:.4f} (n={t['seeds']}" + (", a single run)" if t["seeds"] == 1 else ")")
+            for t in top))
     return "\n".join(lines)

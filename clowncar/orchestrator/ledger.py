@@ -25,8 +25,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ray.tune import PlacementGroupFactory
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler
 
+from clowncar.orchestrator.asha import FinishingASHA
 from clowncar.orchestrator.placement import GpuBook
 
 NAME, NAMESPACE = "clowncar-gpu-ledger", "clowncar"
@@ -255,7 +256,7 @@ class GatedFIFO(DropsIdleActor, FIFOScheduler):
     """Tune's default scheduler, for a gated sweep."""
 
 
-class GatedASHA(DropsIdleActor, ASHAScheduler):
+class GatedASHA(DropsIdleActor, FinishingASHA):
     """ASHA, for a gated sweep."""
 
 

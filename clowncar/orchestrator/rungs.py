@@ -23,6 +23,11 @@ import math
 from clowncar.config import TrainConfig
 
 
+def clock(metric: str) -> str:
+    """The result key ASHA counts steps by for `metric`: the step its latest value was measured at (asha.py)."""
+    return f"{metric}_step"
+
+
 def asha_rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[int]:
     """The steps of Tune's ASHA rungs (one bracket): grace_period x reduction_factor^k up to max_t."""
     count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)

@@ -9,7 +9,8 @@
   the user -> FAIL marked `clowncar_closed` with a WAITING copy enqueued, so `sweep resume` runs it again;
 - every trial carries its clowncar number and attempt (`_cc` in the Tune config) so a re-run lands on the same
   store trial as a new attempt;
-- a budget check before each ask: the sampler is done when the trial count or the GPU-hours would be exceeded.
+- a budget check before each ask: the sampler is done when the trial count or the GPU-hours would be exceeded;
+- one trial per config: a suggestion that repeats a config the study has run is not run again (suggest.py).
 
 Fault injection for the resume tests: `CLOWNCAR_FAULT=kill-before-tell:N` (or `kill-after-tell:N`) SIGKILLs the
 driver just before (after) the N-th trial outcome is told to Optuna.
@@ -32,16 +33,19 @@ from ray.tune.search.optuna import OptunaSearch
 
 from clowncar.orchestrator.plan import HORIZON
 from clowncar.orchestrator.spec import SweepSpec
+from clowncar.orchestrator.suggest import CLOSED, DUPLICATE, NUMBER, DistinctAsk, ask_distinct, startup_trials
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-CLOSED = "clowncar_closed"
-NUMBER = "clowncar_number"
 ATTEMPT = "clowncar_attempt"
 CONSTRAINT = "artifact_bytes_over_cap"
 END_REASON = "clowncar_end_reason"
 """Study user attr: why the sampler stopped asking (max_trials or the GPU-hour budget), for `sweep status`."""
+DISTINCT_SAMPLERS = ("tpe", "random", "gp")
+"""Samplers held to one trial per config (suggest.py). The grid holds distinct points already; NSGA-II's
+offspring are left as its genetic operators make them."""
+EXHAUSTED = "every distinct config of the search space has run"
 BACKLOG_MAX = HORIZON
 """Most trials a sweep tells the GPU ledger it has still to ask: its plan looks no further ahead."""
 
@@ -79,10 +83,10 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(spec))
     if spec.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True,
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup_trials(spec),
                                       group=any(p.when for p in spec.space.values()))
 
 
@@ -113,13 +117,13 @@ def _matches(value: Any, want: Any) -> bool:
 def finished_count(study: optuna.Study) -> int:
     """Trials that count against the budget: finished, and not closed for a re-run."""
     return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state.is_finished() and not t.user_attrs.get(CLOSED))
+               if t.state.is_finished() and not t.user_attrs.get(CLOSED) and t.user_attrs.get(DUPLICATE) is None)
 
 
 def gpu_seconds_used(study: optuna.Study, gpus: int) -> float:
     total = 0.0
     for t in study.get_trials(deepcopy=False):
-        if t.state.is_finished() and t.datetime_start and t.datetime_complete:
+        if t.state.is_finished() and t.datetime_start and t.datetime_complete and t.user_attrs.get(DUPLICATE) is None:
             total += (t.datetime_complete - t.datetime_start).total_seconds() * gpus
     return total
 
@@ -169,6 +173,7 @@ class SweepSearch(OptunaSearch):
         self.gate: Any = None
         """A `ledger.Gate` when GPU trials are admitted by the cluster's GPU ledger (set by run_sweep)."""
         self._held: tuple[str, dict[str, Any], tuple[float, ...]] | None = None
+        self.distinct = DistinctAsk(spec) if spec.sampler in DISTINCT_SAMPLERS else None
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles the searcher into its experiment directory (tuner.pkl), a cache we never restore from
@@ -203,6 +208,9 @@ class SweepSearch(OptunaSearch):
             self._end(f"max_trials reached: {done} finished, {len(self.running_since)} running, "
                       f"budget {self.max_trials}")
             return False
+        if self.distinct is not None and self.distinct.exhausted(self.study):
+            self._end(EXHAUSTED)
+            return False
         cap = self.spec.budget.max_gpu_hours
         gpus = self.spec.resources.gpus
         if cap is None or gpus == 0:
@@ -234,13 +242,15 @@ class SweepSearch(OptunaSearch):
     # -- Searcher --------------------------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.gate is None:
-            return self._ask(trial_id) if self.budget_left() else Searcher.FINISHED
+            params = self._ask(trial_id) if self.budget_left() else None
+            return Searcher.FINISHED if params is None else params
         # With the GPU ledger the trial is asked first (its expected duration comes from its parameters), then
         # held here until the ledger admits it; Tune calls again with a fresh id, which takes the held trial over.
         if self._held is None:
-            if not self.budget_left():
+            asked = self._ask(trial_id) if self.budget_left() else None
+            if asked is None:
                 return Searcher.FINISHED
-            self._held = (trial_id, self._ask(trial_id), self.backlog_seconds())
+            self._held = (trial_id, asked, self.backlog_seconds())
         first_id, params, backlog = self._held
         node = self.gate.admit(trial_id, first_id, self.spec.expected_trial_seconds(params), backlog)
         if node is None:
@@ -251,14 +261,28 @@ class SweepSearch(OptunaSearch):
             self.running_since[trial_id] = self.running_since.pop(first_id)
         return {**params, "_cc": {**params["_cc"], "node": node}}
 
-    def _ask(self, trial_id: str) -> dict[str, Any]:
+    def _ask_once(self, trial_id: str) -> tuple[optuna.Trial, dict[str, Any]]:
+        self._ot_trials.pop(trial_id, None)  # a repeat was told FAIL: Tune's OptunaSearch asks anew
         with warnings.catch_warnings():
             # Optuna samples lazily, inside the define-by-run space function, so a GP fit (seconds on CPU) makes
             # Ray warn that the *space function* is slow and to move training into the trainable: not actionable.
             warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space`")
             params = super().suggest(trial_id)
         ot = self._ot_trials[trial_id]
-        params.update(self._fixed(ot))  # enqueued keys the space may not suggest
+        return ot, {**params, **self._fixed(ot)}  # enqueued keys the space may not suggest
+
+    def _ask(self, trial_id: str) -> dict[str, Any] | None:
+        """The next trial's parameters (with `_cc`), or None when every config of a finite space has run."""
+        if self.distinct is None:
+            ot, params = self._ask_once(trial_id)
+        else:
+            got = ask_distinct(self.study, lambda: self._ask_once(trial_id), self.distinct,
+                               lambda t: tell(self.study, t, None, TrialState.FAIL))
+            if got is None:
+                self._ot_trials.pop(trial_id, None)
+                self._end(EXHAUSTED)
+                return None
+            ot, params = got
         number, attempt = int(ot.user_attrs.get(NUMBER, ot.number)), int(ot.user_attrs.get(ATTEMPT, 0))
         ot.set_user_attr(NUMBER, number)
         ot.set_user_attr(ATTEMPT, attempt)

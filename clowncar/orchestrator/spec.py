@@ -167,6 +167,9 @@ class SweepSpec(_Strict):
     seeds: list[int] = Field(default_factory=list)
     sampler: Literal["grid", "random", "tpe", "gp", "nsga2"] = "tpe"
     sampler_seed: int = 0
+    startup_trials: int | None = Field(None, ge=1, le=100_000)
+    """TPE and GP: random trials before the model takes over; None = a fifth of the trial budget, 3 to 10
+    (orchestrator/suggest.py)."""
     objective: Objective = Field(default_factory=Objective)
     constraint: Constraint = Field(default_factory=Constraint)
     resources: Resources = Field(default_factory=Resources)

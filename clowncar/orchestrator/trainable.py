@@ -29,6 +29,7 @@ from typing import Any
 
 from clowncar.errors import ClownCarError
 from clowncar.events import CONFIG_FILE, EVENTS_FILE, RESULT_FILE, read_events, read_result, write_json_atomic
+from clowncar.orchestrator.rungs import clock
 
 EXIT_STATUS = {0: "ok", 3: "diverged", 4: "oom", 1: "error"}
 RESULT_KEYS_FOR_TUNE = ("val_bpb", "q_val_bpb", "sliding_val_bpb", "q_sliding_val_bpb", "artifact_bytes",
@@ -78,9 +79,11 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
 class Relay:
     """Tails events.jsonl and turns new records into one Tune report."""
 
-    def __init__(self, path: Path) -> None:
-        self.path, self.offset = path, 0
+    def __init__(self, path: Path, last_step: int | None = None) -> None:
+        self.path, self.offset, self.last_step = path, 0, last_step
         self.step, self.latest = 0, {"train_loss": math.nan, "val_bpb": math.nan, "probe_loss": math.nan}
+        self.measured_at = dict.fromkeys(self.latest, 0)
+        """The step at which each ASHA metric's latest value was measured: ASHA's clock (asha.py)."""
 
     def poll(self) -> dict[str, list[dict[str, Any]]]:
         records, self.offset = read_events(self.path, self.offset)
@@ -91,21 +94,26 @@ class Relay:
                 rows["steps"].append(rec)
                 self.step = max(self.step, int(rec.get("step") or 0))
                 if rec.get("train_loss") is not None:
-                    self.latest["train_loss"] = float(rec["train_loss"])
+                    self._measured("train_loss", rec["train_loss"], rec)
             elif kind == "eval":
                 rows["evals"].append(rec)
-                if rec.get("val_bpb") is not None:
-                    self.latest["val_bpb"] = float(rec["val_bpb"])
+                if rec.get("val_bpb") is not None and rec.get("weights") != "quantized":
+                    self._measured("val_bpb", rec["val_bpb"], rec)
             elif kind == "probe":
                 rows["probes"].append(rec)
                 if rec.get("probe_loss") is not None:
-                    self.latest["probe_loss"] = float(rec["probe_loss"])
+                    self._measured("probe_loss", rec["probe_loss"], rec)
         return rows
+
+    def _measured(self, metric: str, value: Any, rec: dict[str, Any]) -> None:
+        self.latest[metric] = float(value)
+        self.measured_at[metric] = int(rec.get("step") or 0)
 
     def report(self, rows: dict[str, list[dict[str, Any]]], **extra: Any) -> dict[str, Any]:
         # Tune requires the searcher's metrics in every report; they are NaN until the final one.
-        return {"step": self.step, **self.latest, "objective": math.nan, "artifact_bytes": math.nan,
-                "new_rows": json.dumps(rows), **extra}
+        return {"step": self.step, **self.latest, **{clock(m): s for m, s in self.measured_at.items()},
+                "last_step": self.last_step if self.last_step is not None else math.nan,
+                "objective": math.nan, "artifact_bytes": math.nan, "new_rows": json.dumps(rows), **extra}
 
 
 def objective_value(result: dict[str, Any], metric: str) -> float | None:
@@ -201,7 +209,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     gpus, cpus = spec.resources.gpus, spec.resources.cpus
     ranks = gpus if spec.worker.launcher == "torchrun" else 1
     cmd = worker_command(spec.worker.module, trial_dir / CONFIG_FILE, trial_dir, ranks)
-    relay = Relay(trial_dir / EVENTS_FILE)
+    relay = Relay(trial_dir / EVENTS_FILE, last_step=cfg.train.iterations)
     with (trial_dir / "worker.out").open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=worker_env(ctx, cpus, gpus), cwd=trial_dir, start_new_session=True)

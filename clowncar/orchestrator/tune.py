@@ -260,17 +260,19 @@ def _tuner(spec: SweepSpec, opts: RunOptions, searcher: Any, callback: Any, rema
 def build_scheduler(spec: SweepSpec, gate: Any) -> Any:
     """The sweep's Tune trial scheduler: ASHA when asked, else Tune's default; one that drops the sweep's idle
     trial actor on the ledger's word when its trials are admitted by the GPU ledger (`gate`)."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
 
     from clowncar.orchestrator import ledger
+    from clowncar.orchestrator.asha import FinishingASHA, clock
 
-    asha, fifo = (ledger.GatedASHA, ledger.GatedFIFO) if gate is not None else (ASHAScheduler, FIFOScheduler)
+    asha, fifo = (ledger.GatedASHA, ledger.GatedFIFO) if gate is not None else (FinishingASHA, FIFOScheduler)
     if spec.scheduler.type == "asha":
         s = spec.scheduler
         max_t = s.max_t or spec.trial_config({}).train.iterations
         # stop_last_trials=False: Tune's default stops every trial whose step reaches max_t, which is the last
         # training step, before the trial's final evaluation; it would then end pruned, without a score.
-        scheduler = asha(time_attr="step", metric=s.metric, mode="min", max_t=max_t,
+        # FinishingASHA also spares a trial at its last step from a rung at max_t (asha.py).
+        scheduler = asha(time_attr=clock(s.metric), metric=s.metric, mode="min", max_t=max_t,
                          grace_period=min(s.grace_period, max_t), reduction_factor=s.reduction_factor,
                          stop_last_trials=False)
     else:
@@ -335,6 +337,10 @@ def pareto_front(spec: SweepSpec, study: Any) -> list[dict[str, Any]]:
 def summarize(spec: SweepSpec, study: Any, reconciled: dict[str, int], asked: int) -> dict[str, Any]:
     from collections import Counter
 
-    states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    from clowncar.orchestrator.suggest import DUPLICATE
+
+    # a repeated suggestion (told FAIL, never run) is counted as what it is
+    states = Counter("DUPLICATE" if t.user_attrs.get(DUPLICATE) is not None else t.state.name
+                     for t in study.get_trials(deepcopy=False))
     return {"sweep": spec.name, "asked_this_run": asked, "optuna_states": dict(states), "reconciled": reconciled,
             "best": best_trial(spec, study), "pareto": pareto_front(spec, study)}

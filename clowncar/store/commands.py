@@ -118,16 +118,19 @@ def export(sweep: Annotated[list[str], typer.Option("--sweep", help="Sweep to ex
            out: Annotated[Path, typer.Option("--out", help="Directory to write into (created).")],
            fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
            store: StoreOpt = None) -> None:
-    """Write the sweep's trials, steps, evals, named evals, probes and artifacts as tables (one file each)."""
+    """Write the sweep's trials, steps, evals, named evals, probes and artifacts as tables (one file each). The
+    trials table leads with bpb, its metric and eval mode, width, params and the quantization gap with its mode."""
     if fmt not in ("parquet", "csv"):
         raise StoreError(f"--format must be parquet or csv, not {fmt!r}")
     from clowncar.store import open_store
+    from clowncar.store.summary import with_summary
 
     with open_store(store, create=False) as st:
         for name in sweep:
             if st.get_sweep(name) is None:
                 raise StoreError(f"no sweep named {name!r} in {st.url}")
-        frames = {"trials": st.trials_frame(sweep), "steps": st.steps_frame(sweep), "evals": st.evals_frame(sweep),
+        frames = {"trials": with_summary(st.trials_frame(sweep)), "steps": st.steps_frame(sweep),
+                  "evals": st.evals_frame(sweep),
                   "named_evals": st.named_evals_frame(sweep), "probes": st.probes_frame(sweep),
                   "artifacts": st.artifacts_frame(sweep)}
     try:

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.slow
 
 
 def _complete(env: Any, name: str) -> list[Any]:
-    trials = sorted(env.study(name).trials, key=lambda t: t.number)
+    """The study's trials that ran (a repeated suggestion is told FAIL and never runs: suggest.py)."""
+    trials = sorted((t for t in env.study(name).trials if t.user_attrs.get("clowncar_duplicate_of") is None),
+                    key=lambda t: t.number)
     assert {t.state.name for t in trials} == {"COMPLETE"}, [t.state.name for t in trials]
     return trials
 
@@ -33,7 +35,8 @@ def _resume_starts_nothing(env: Any, name: str, reason: str) -> str:
 
 def test_gpu_hour_budget_never_starts_a_trial_that_would_exceed_it(sweep_env) -> None:
     cap_s, estimate = 5.0, 2.0  # GPU-seconds; ~1 s trials on 1 logical GPU: a few fit, far fewer than max_trials
-    spec = sweep_env.spec("gpubudget", sampler="random", space={"model.crawler_loops": {"int": [1, 3]}},
+    # 8 configs: the search ends on the GPU hours, not because every config has run (one trial per config)
+    spec = sweep_env.spec("gpubudget", sampler="random", space={"model.crawler_loops": {"int": [1, 8]}},
                           resources={"gpus": 1}, max_concurrent=1,
                           overrides={"train.iterations": 4, "train.max_wallclock_seconds": 1.0},
                           budget={"max_trials": 10, "max_gpu_hours": cap_s / 3600,
@@ -58,8 +61,8 @@ def test_gpu_hour_budget_never_starts_a_trial_that_would_exceed_it(sweep_env) ->
 
 
 def test_gp_sampler_runs_exactly_max_trials_past_its_startup_trials(sweep_env) -> None:
-    # GPSampler samples at random for its first 10 trials, then fits a Gaussian process (torch): with 2 running
-    # at a time, the 12th trial is asked once the first 10 are complete, so the GP path runs.
+    # GPSampler samples at random for its start-up trials (3 for a 12-trial budget, suggest.startup_trials), then
+    # fits a Gaussian process (torch) for every later trial, so the GP path runs.
     spec = sweep_env.spec("gp", sampler="gp", budget={"max_trials": 12}, max_concurrent=2,
                           overrides={"train.iterations": 2, "train.max_wallclock_seconds": 0.1},
                           space={"model.crawler_loops": {"int": [1, 4]},
@@ -78,6 +81,20 @@ def test_gp_sampler_runs_exactly_max_trials_past_its_startup_trials(sweep_env) -
     best = min(trials, key=lambda t: t.values[0])
     assert f"best trial {best.user_attrs['clowncar_number']}: objective {best.values[0]:.6f}" in r.stdout
     _resume_starts_nothing(sweep_env, "gp", "max_trials reached")
+
+
+def test_a_random_search_runs_each_config_once_and_ends_when_all_have_run(sweep_env) -> None:
+    spec = sweep_env.spec("once", sampler="random", budget={"max_trials": 6}, max_concurrent=2,
+                          overrides={"train.iterations": 2, "train.max_wallclock_seconds": 0.1},
+                          space={"model.crawler_loops": {"choice": [1, 2, 3]}})
+    r = sweep_env.cli("sweep", "run", str(spec), "--num-cpus", "2", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ended: every distinct config of the search space has run" in r.stdout, r.stdout
+    trials = _complete(sweep_env, "once")
+    assert sorted(t.params["model.crawler_loops"] for t in trials) == [1, 2, 3]
+    frame = sweep_env.store().trials_frame(sweeps="once")
+    assert len(frame) == 3 and set(frame["status"]) == {"ok"}  # repeats never reached the store
+    _resume_starts_nothing(sweep_env, "once", "every distinct config of the search space has run")
 
 
 def _feasible_front(trials: list[Any]) -> set[int]:

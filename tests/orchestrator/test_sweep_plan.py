@@ -147,7 +147,8 @@ def test_asha_lets_a_trial_that_reaches_its_last_step_finish_its_evaluation() ->
     trial = Trial("t", stub=True)
     scheduler.on_trial_add(None, trial)
     # Step 40 is train.iterations (ASHA's max_t): the worker reports it before its final eval and export.
-    assert scheduler.on_trial_result(None, trial, {"step": 40, "train_loss": 1.0}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, trial, {"step": 40, "train_loss": 1.0, "train_loss_step": 40,
+                                                   "last_step": 40}) == TrialScheduler.CONTINUE
 
 
 def test_shipped_specs_state_what_they_reproduce_and_what_differs() -> None:

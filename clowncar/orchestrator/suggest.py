@@ -1,0 +1,197 @@
+"""What the sampler may ask for: one trial per configuration, and how many random trials before TPE models.
+
+A sampled space of categorical (or stepped) parameters is finite, and TPE and the random sampler both suggest
+points they have already tried: on the 36-point space of benchmarks/bench_search.py, a 16-trial random search
+repeats a point in most runs, and TPE, once it has a favourite, suggests it again and again. Each repeat costs a
+full trial and teaches nothing (training is deterministic for a config and seed). So before a trial suggested
+in a TPE, random or GP sweep runs, `ask_distinct` compares its canonical config (the seed included: seeds stay
+distinct trials) with every trial the study has run, is running or has queued:
+- a new config runs;
+- a repeat is told FAIL at once, marked `clowncar_duplicate_of` (it never reaches Tune, the store or the budget),
+  and the sampler is asked again, up to REASKS times (a random sampler then almost always finds a new point);
+- when the sampler insists (TPE around its favourite), the nearest unvisited point of the space runs instead:
+  nearest in value ranks, summed over parameters, ties broken by a seeded draw. That keeps the search where the
+  sampler wants it and moves it one step, which is what a repeat was asking for;
+- when every point has run, the search is over.
+Spaces with a continuous parameter are never exhausted; there only the re-asks apply.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from optuna.trial import TrialState
+
+from clowncar.errors import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from clowncar.orchestrator.spec import ParamSpec, SweepSpec
+
+DUPLICATE = "clowncar_duplicate_of"
+"""User attr of a suggestion that repeated an earlier trial's config: the earlier trial's number."""
+REASKS = 3
+MAX_POINTS = 100_000
+"""Spaces with more points than this are treated as continuous (no nearest-point fallback)."""
+CLOSED = "clowncar_closed"  # search.CLOSED (search.py imports this module)
+NUMBER = "clowncar_number"
+
+
+def startup_trials(spec: SweepSpec) -> int:
+    """Random trials before TPE (or GP) models the space: the spec's `startup_trials`, else a fifth of the
+    trial budget, between 3 and Optuna's default 10. Optuna's fixed 10 is most of a small budget: on the
+    36-point benchmark grid a 14-trial TPE search with 10 start-up trials is a random search with 4 guided
+    trials at the end (benchmarks/README.md, "search")."""
+    if spec.startup_trials is not None:
+        return spec.startup_trials
+    return min(10, max(3, round(spec.max_trials() / 5)))
+
+
+def _values(p: ParamSpec) -> list[Any] | None:
+    """Every value a parameter can take, or None when it is continuous (or has too many values)."""
+    if p.values is not None:
+        return list(p.values)
+    if p.int_range is not None:
+        lo, hi = p.int_range
+        step = int(p.step or 1)
+        return None if (hi - lo) // step + 1 > MAX_POINTS else list(range(lo, hi + 1, step))
+    if p.float_range is not None and p.step:
+        lo, hi = p.float_range
+        n = math.floor((hi - lo) / p.step + 1e-9) + 1
+        return None if n > MAX_POINTS else [lo + i * p.step for i in range(n)]
+    return None
+
+
+def finite_points(spec: SweepSpec) -> list[dict[str, Any]] | None:
+    """Every point of the searched space (conditional parameters only where their condition holds), or None
+    when a parameter is continuous or the space is too large to list."""
+    space = spec.search_space()
+    values = {k: _values(p) for k, p in space.items()}
+    if any(v is None for v in values.values()):
+        return None
+    if math.prod(len(v) for v in values.values() if v) > MAX_POINTS:
+        return None
+    points: list[dict[str, Any]] = [{}]
+    for key, p in space.items():  # dict order: a conditional parameter follows the ones it depends on
+        grown = []
+        for point in points:
+            if p.when and not all(_matches(point.get(dep), want) for dep, want in p.when.items()):
+                grown.append(point)
+            else:
+                grown.extend({**point, key: v} for v in values[key] or [])
+        points = grown
+    return points
+
+
+def _matches(value: Any, want: Any) -> bool:
+    return value in want if isinstance(want, list) else value == want
+
+
+class DistinctAsk:
+    """Keeps one sweep from running one config twice (see the module docstring)."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.spec = spec
+        self.points = finite_points(spec)
+        self._ranks = {k: {repr(v): i / max(1, len(vals) - 1) for i, v in enumerate(vals)}
+                       for k, vals in ((k, _values(p) or []) for k, p in spec.search_space().items())}
+        self._keys: dict[int, str] = {}
+        self._hashes: dict[str, str] = {}
+
+    def key(self, params: dict[str, Any]) -> str:
+        """The trial's canonical config hash (the seed included), or the parameters when they make no config."""
+        text = repr(sorted(params.items()))
+        if text not in self._hashes:
+            try:
+                self._hashes[text] = self.spec.trial_config(params).content_hash()
+            except ConfigError:
+                self._hashes[text] = "invalid:" + text
+        return self._hashes[text]
+
+    def visited(self, study: optuna.Study, but: int | None = None) -> dict[str, int]:
+        """Config key -> trial number of every trial that ran, runs or waits (duplicates and closed trials,
+        whose re-run is queued as a copy, left out)."""
+        out: dict[str, int] = {}
+        for t in study.get_trials(deepcopy=False):
+            if t.number == but or t.user_attrs.get(DUPLICATE) is not None or t.user_attrs.get(CLOSED):
+                continue
+            if t.state == TrialState.WAITING:
+                params = dict(t.system_attrs.get("fixed_params", {}))
+            elif t.number in self._keys:
+                out.setdefault(self._keys[t.number], int(t.user_attrs.get(NUMBER, t.number)))
+                continue
+            else:
+                params = {**t.system_attrs.get("fixed_params", {}), **t.params}
+            key = self.key(params)
+            if t.state != TrialState.WAITING and t.state != TrialState.RUNNING:
+                self._keys[t.number] = key  # finished trials never change
+            out.setdefault(key, int(t.user_attrs.get(NUMBER, t.number)))
+        return out
+
+    def exhausted(self, study: optuna.Study) -> bool:
+        """Whether every point of a finite space has run or is running."""
+        if self.points is None:
+            return False
+        visited = self.visited(study)
+        return all(self.key(point) in visited for point in self.points)
+
+    def nearest_unvisited(self, params: dict[str, Any], visited: dict[str, int], salt: int
+                          ) -> dict[str, Any] | None:
+        """The unvisited point of the space closest to `params` (value ranks, summed), ties by a seeded draw."""
+        if self.points is None:
+            return None
+        best: list[dict[str, Any]] = []
+        best_d = math.inf
+        for point in self.points:
+            if self.key(point) in visited:
+                continue
+            d = self._distance(params, point)
+            if d < best_d - 1e-12:
+                best, best_d = [point], d
+            elif abs(d - best_d) <= 1e-12:
+                best.append(point)
+        if not best:
+            return None
+        return random.Random(f"{self.spec.sampler_seed}:{salt}").choice(best)
+
+    def _distance(self, a: dict[str, Any], b: dict[str, Any]) -> float:
+        d = 0.0
+        for k in set(a) | set(b):
+            if k not in a or k not in b:
+                d += 1.0
+            else:
+                ranks = self._ranks.get(k, {})
+                ra, rb = ranks.get(repr(a[k])), ranks.get(repr(b[k]))
+                d += abs(ra - rb) if ra is not None and rb is not None else float(a[k] != b[k])
+        return d
+
+
+Ask = Callable[[], tuple[Any, dict[str, Any]]]
+"""Asks the sampler for one trial: (the Optuna trial, its parameters with enqueued ones included)."""
+
+
+def ask_distinct(study: optuna.Study, ask: Ask, guard: DistinctAsk,
+                 tell_fail: Callable[[Any], None]) -> tuple[Any, dict[str, Any]] | None:
+    """Ask until the trial's config is new; None when every point of a finite space has run.
+
+    `tell_fail(trial)` tells a repeated suggestion FAIL (it is marked DUPLICATE first)."""
+    for attempt in itertools.count():
+        trial, params = ask()
+        visited = guard.visited(study, but=trial.number)
+        earlier = visited.get(guard.key(params))
+        if earlier is None:
+            return trial, params
+        trial.set_user_attr(DUPLICATE, earlier)
+        tell_fail(trial)
+        if attempt < REASKS:
+            continue
+        alternative = guard.nearest_unvisited(params, visited, salt=trial.number)
+        if alternative is None:
+            return None
+        study.enqueue_trial(alternative, skip_if_exists=False)
+    raise AssertionError("unreachable")
