@@ -7,6 +7,7 @@ import gc
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy import stats
 
 from clowncar.analysis.family import correct, run_all
@@ -63,6 +64,36 @@ def test_holm_table_adjusts_only_the_family_and_rewords_verdicts():
     assert all(row["reject_at_alpha"] for row in table)
     assert outside.p_adjusted is None
     assert "Holm-adjusted p = 0.03" in rs[0].verdict
+
+
+@pytest.mark.parametrize(("method", "label", "adjusted"), [
+    ("holm", "Holm-adjusted p", [0.04, 0.06, 0.06, 0.06]),
+    ("bonferroni", "Bonferroni-adjusted p", [0.04, 0.08, 0.12, 0.16]),
+    ("fdr_bh", "BH (FDR) adjusted p", [0.04, 0.04, 0.04, 0.04]),
+])
+def test_each_correction_gives_its_own_adjusted_p_and_the_verdict_names_it(method: str, label: str,
+                                                                         adjusted: list[float]) -> None:
+    rs = [_result(p, k) for p, k in [(0.03, "c"), (0.01, "a"), (0.04, "d"), (0.02, "b")]]
+    table = correct(rs, method=method)
+    by_key = {row["test"]: row["p_adjusted"] for row in table}
+    assert [round(by_key[k], 6) for k in "abcd"] == adjusted
+    assert all(row["method"] == method and row["family_size"] == 4 for row in table)
+    for r in rs:
+        assert r.p_adjust_method == method
+        assert f"{label} = {r.p_adjusted:.3g}" in r.verdict
+        assert label == "Holm-adjusted p" or "Holm" not in r.verdict
+
+
+def test_holm_adjusted_p_values_are_monotone_in_the_raw_p_values() -> None:
+    """The step-down products 4p, 3p, 2p, 1p fall at the end (0.06 then 0.04): Holm carries the running maximum,
+    so a larger raw p never gets a smaller adjusted p."""
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        raw = np.sort(rng.uniform(0, 0.2, 6))
+        table = correct([_result(float(p), f"t{i}") for i, p in enumerate(raw)])
+        adj = [row["p_adjusted"] for row in table]
+        assert all(b >= a for a, b in zip(adj, adj[1:], strict=False))
+        assert all(a >= p for a, p in zip(adj, raw, strict=True))
 
 
 def test_holm_keeps_the_family_wise_error_rate_on_null_families(monkeypatch):

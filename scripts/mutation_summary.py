@@ -1,0 +1,77 @@
+"""The figures of one mutmut run (scripts/mutation.sh) for docs/testing.md, and the diffs of its survivors.
+
+    python scripts/mutation_summary.py WORKDIR MODULE
+
+Counts come from mutmut's own result file (WORKDIR/mutants/MODULE.meta). A timeout counts as killed (the mutant
+made the tests hang, which the suite's per-test timeout turns into a failure); a mutant no selected test reaches
+counts as survived. Survivors listed in scripts/mutation_equivalent.txt (`name  reason`, one a line) are
+equivalent: they leave the module's behaviour unchanged and so are left out of the score. The diff of every
+other survivor is written to WORKDIR/survivors.txt."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+KILLED = {1, 3, 24, -24, 152, 255, 36, 37}  # test failure, pytest internal error, timeouts, type check
+EQUIVALENT_LIST = Path(__file__).with_name("mutation_equivalent.txt")
+
+
+def equivalent_names() -> dict[str, str]:
+    out = {}
+    for line in EQUIVALENT_LIST.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, why = line.partition(" ")
+            out[name] = why.strip()
+    return out
+
+
+def summarize(work: Path, module: str) -> dict[str, object]:
+    meta = json.loads((work / "mutants" / (module + ".meta")).read_text())
+    codes: dict[str, int | None] = meta["exit_code_by_key"]
+    equivalent = equivalent_names()
+    kinds: Counter[str] = Counter()
+    survivors = []
+    for name, code in sorted(codes.items()):
+        if code in KILLED:
+            kinds["killed"] += 1
+        elif code is None:
+            kinds["not checked"] += 1
+        elif name in equivalent:
+            kinds["equivalent"] += 1
+        else:
+            kinds["survived"] += 1
+            survivors.append(name)
+    total = len(codes)
+    scored = total - kinds["equivalent"]
+    score = kinds["killed"] / scored if scored else 1.0
+    return {"module": module, "mutants": total, "killed": kinds["killed"], "survived": kinds["survived"],
+            "equivalent": kinds["equivalent"], "not_checked": kinds["not checked"], "score": round(score, 4),
+            "survivors": survivors}
+
+
+def write_survivor_diffs(work: Path, names: list[str]) -> None:
+    with open(work / "survivors.txt", "w") as f:
+        for name in names:
+            diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, capture_output=True,
+                                  text=True).stdout
+            f.write(f"### {name}\n{diff}\n")
+
+
+def main() -> None:
+    work, module = Path(sys.argv[1]), sys.argv[2]
+    s = summarize(work, module)
+    write_survivor_diffs(work, s["survivors"])  # type: ignore[arg-type]
+    print(f"   {module}: {s['mutants']} mutants, {s['killed']} killed, {s['survived']} survived, "
+          f"{s['equivalent']} equivalent, {s['not_checked']} not checked; score {s['score']:.1%}")
+    if s["survivors"]:
+        print(f"   survivors' diffs: {work / 'survivors.txt'}")
+    (work / "summary.json").write_text(json.dumps(s, indent=1))
+
+
+if __name__ == "__main__":
+    main()
