@@ -13,6 +13,14 @@ import typer
 
 from clowncar.errors import ClownCarError
 
+try:  # recent typer ships its own copy of click, whose exceptions are not click's
+    from typer._click.exceptions import ClickException as _TyperClickException
+except ImportError:  # older typer raises click's own
+    _TyperClickException = click.ClickException
+EXIT = (click.exceptions.Exit, typer.Exit)
+ABORT = (click.exceptions.Abort, typer.Abort)
+USAGE = (click.ClickException, _TyperClickException)
+
 app = typer.Typer(
     name="clowncar",
     help="Sweeps of weight-shared crawler language models: data, trials, sweeps, results and analysis.",
@@ -51,11 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:
         code = app(args=argv, prog_name="clowncar", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except EXIT as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except ABORT:
         fail("aborted", 130)
-    except click.ClickException as exc:
+    except USAGE as exc:
         fail(exc.format_message(), 2)
     except ClownCarError as exc:
         fail(str(exc), exc.exit_code)

@@ -32,3 +32,24 @@ def test_interrupt_or_crash_in_any_command_is_one_line_and_nonzero(
 def test_a_command_that_finishes_exits_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "app", one_command_app(lambda: None))
     cli.main(["other"])  # returns normally: exit status 0
+
+
+@pytest.mark.parametrize("argv", [["data", "nosuch"], ["--no-such-flag"],
+                                  ["data", "build", "--text", "x", "--val-docs", "many", "--out", "o"]],
+                         ids=["unknown command", "unknown option", "bad value"])
+def test_usage_errors_are_one_line_and_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Whichever click typer raises through (recent typer ships its own copy), a usage error is the user's:
+    exit 2, never reported as an internal error."""
+    with pytest.raises(SystemExit) as ended:
+        cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert ended.value.code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("clowncar: error: ") and "internal error" not in err
+
+
+def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        cli.main(["data", "--help"])
+    except SystemExit as ended:
+        assert ended.code in (0, None)
+    assert "build" in capsys.readouterr().out

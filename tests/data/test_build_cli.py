@@ -5,7 +5,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Callable
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,13 +151,47 @@ def test_bad_corpus_fails_cleanly_and_writes_nothing(run_cli: Run, tmp_path: Pat
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file_fails_cleanly(run_cli: Run, tmp_path: Path) -> None:
-    f = tmp_path / "secret.txt"
+NOBODY = 65534  # the conventional unprivileged uid and gid
+
+
+@pytest.fixture
+def unprivileged(tmp_path: Path) -> Iterator[tuple[Path, Callable[[list[str]], list[str]]]]:
+    """(a directory the test may write to, a wrapper for a command line) that runs the command as an unprivileged
+    user. Root reads files whatever their mode, and CI runs as root: there the command runs as uid/gid 65534
+    through setpriv (util-linux), in a world-readable directory of its own, so the permission check is real."""
+    if os.geteuid() != 0:
+        yield tmp_path, lambda cmd: cmd
+        return
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to test file permissions as root"
+    work = Path(tempfile.mkdtemp(prefix="unpriv-"))
+    os.chown(work, NOBODY, NOBODY)
+    work.chmod(0o755)
+    try:
+        yield work, lambda cmd: [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *cmd]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_unreadable_file_fails_cleanly(unprivileged: tuple[Path, Callable[[list[str]], list[str]]]) -> None:
+    work, as_user = unprivileged
+    repo = str(Path(__file__).resolve().parents[2])  # this checkout's code, whatever is installed
+    env = {**os.environ, "PYTHONPATH": repo, "HOME": str(work), "CLOWNCAR_RUNS_DIR": str(work / "runs"),
+           "CLOWNCAR_DATA_DIR": str(work / "data")}
+    env.pop("CLOWNCAR_DEBUG", None)
+    probe = subprocess.run(as_user([sys.executable, "-c", "import clowncar.data.build"]), env=env, cwd=work,
+                           capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, f"the unprivileged user cannot import this checkout: {probe.stderr}"
+    f = work / "secret.txt"
     f.write_text("text")
+    os.chown(f, 0, 0)
     f.chmod(0)
-    r = run_cli("data", "build", "--text", str(f), "--val-docs", "1", "--out", str(tmp_path / "o"))
-    _assert_clean_failure(r, "cannot read")
+    r = subprocess.run(as_user([sys.executable, "-m", "clowncar", "data", "build", "--text", str(f), "--val-docs",
+                                "1", "--out", str(work / "o")]), env=env, cwd=work, capture_output=True, text=True,
+                       timeout=300)
+    _assert_clean_failure(r, str(f))  # one line naming the file (typer's own check, or the reader's)
+    assert "not readable" in r.stderr or "cannot read" in r.stderr
+    assert not (work / "o").exists()
 
 
 def test_failure_inside_the_build_removes_the_staging_directory(run_cli: Run, tmp_path: Path,
