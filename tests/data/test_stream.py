@@ -84,7 +84,7 @@ def test_take_hands_out_fresh_uint16_arrays_and_refuses_a_negative_count(tmp_pat
     assert got.dtype == np.uint16 and got.tolist() == all_toks[:6].tolist()
     with pytest.raises(ValueError, match="n must be >= 0, got -1"):
         stream.take(-1)
-    with pytest.raises(DataError, match="^token stream: no shard files given$"):
+    with pytest.raises(DataError, match=r"^token stream: no shard files given$"):
         TokenStream([])
 
 
@@ -101,9 +101,9 @@ def test_validation_reads_exactly_max_tokens_plus_one_across_shards(tmp_path: Pa
 def test_validation_accepts_seq_len_one_and_two_tokens_but_not_fewer(tmp_path: Path) -> None:
     files, _ = _shards(tmp_path, [2], split="val")
     assert load_validation_tokens(files, seq_len=1).tolist() == [0, 1]
-    with pytest.raises(DataError, match="^validation: seq_len must be >= 1, got 0$"):
+    with pytest.raises(DataError, match=r"^validation: seq_len must be >= 1, got 0$"):
         load_validation_tokens(files, seq_len=0)
-    with pytest.raises(DataError, match="^validation: no validation shards found$"):
+    with pytest.raises(DataError, match=r"^validation: no validation shards found$"):
         load_validation_tokens([], seq_len=1)
     (tmp_path / "e").mkdir()
     empty, _ = _shards(tmp_path / "e", [0], split="val")
