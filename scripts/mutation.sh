@@ -3,6 +3,7 @@
 #
 #   scripts/mutation.sh clowncar/data/bpb.py [MODULE...]     # or `all`, or `list`
 #
+# MODULE is a file, or FILE:Class for the mutants of one class only (the EMA lives in optim.py beside Muon).
 # Each module is mutated alone in its own scratch copy of the checkout (.mutation/<module>/, git-ignored),
 # with only the fast unit tests that cover it (the TESTS table below), so runs of different modules never share
 # state and a rerun of one module starts clean. The figures for docs/testing.md come from
@@ -21,6 +22,7 @@ declare -A TESTS=(
   [clowncar/data/stream.py]="tests/data/test_stream.py"
   [clowncar/worker/evaluate.py]="tests/worker/test_evaluate.py"
   [clowncar/worker/schedule.py]="tests/worker/test_schedule.py"
+  [clowncar/worker/optim.py:EMA]="tests/worker/test_optim.py"
   [clowncar/analysis/stats.py]="tests/analysis/test_stats.py"
   [clowncar/analysis/family.py]="tests/analysis/test_stats.py tests/analysis/test_results_and_family.py"
   [clowncar/analysis/result.py]="tests/analysis/test_stats.py tests/analysis/test_results_and_family.py"
@@ -29,6 +31,7 @@ declare -A TESTS=(
   [clowncar/worker/artifact.py]="tests/worker/test_artifact.py tests/worker/test_artifact_model.py"
 )
 ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/worker/evaluate.py clowncar/worker/schedule.py
+       clowncar/worker/optim.py:EMA
        clowncar/analysis/stats.py clowncar/analysis/family.py clowncar/analysis/result.py
        clowncar/orchestrator/resume.py clowncar/worker/quant.py clowncar/worker/artifact.py)
 
@@ -49,8 +52,12 @@ for m in "$@"; do
 done
 
 for m in "$@"; do
-  slug=${m//\//.}
-  work=$REPO/.mutation/${slug%.py}
+  file=${m%%:*}
+  cls=${m#"$file"}; cls=${cls#:}
+  mod=${file%.py}; mod=${mod//\//.}
+  pattern=()  # mutmut's names: MODULE.x_FUNCTION__mutmut_N, MODULE.xǁCLASSǁMETHOD__mutmut_N
+  [ -n "$cls" ] && pattern=("$mod.xǁ${cls}ǁ*")
+  work=$REPO/.mutation/$mod${cls:+.$cls}
   rm -rf "$work"
   mkdir -p "$work"
   # a copy of what the tests import and read; the worktree itself is never mutated
@@ -59,7 +66,7 @@ for m in "$@"; do
   {
     echo "[mutmut]"
     echo "source_paths = clowncar"
-    echo "only_mutate = $m"
+    echo "only_mutate = $file"
     echo "pytest_add_cli_args_test_selection ="
     for t in ${TESTS[$m]}; do echo "    $t"; done
     echo "pytest_add_cli_args ="
@@ -75,11 +82,11 @@ for m in "$@"; do
   start=$(date +%s)
   # No PYTHONPATH: mutmut puts mutants/ first on sys.path itself, and a PYTHONPATH entry naming mutants/
   # before it exists would be cached as "nothing here", so the installed package would be imported instead.
-  (cd "$work" && env -u PYTHONPATH CI= "$PY" -m mutmut run --max-children "$JOBS" > run.log 2>&1) || {
+  (cd "$work" && env -u PYTHONPATH CI= "$PY" -m mutmut run --max-children "$JOBS" "${pattern[@]}" > run.log 2>&1) || {
     echo "mutmut failed on $m; see $work/run.log" >&2
     tr '\r' '\n' < "$work/run.log" | grep -v '^.Generating\|^.Running' | tail -20 >&2
     exit 1
   }
   echo "   took $(( $(date +%s) - start )) s"
-  "$PY" scripts/mutation_summary.py "$work" "$m"
+  "$PY" scripts/mutation_summary.py "$work" "$file" "${pattern[@]}"
 done

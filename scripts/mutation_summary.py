@@ -1,10 +1,10 @@
 """The figures of one mutmut run (scripts/mutation.sh) for docs/testing.md, and the diffs of its survivors.
 
-    python scripts/mutation_summary.py WORKDIR MODULE
+    python scripts/mutation_summary.py WORKDIR MODULE [PATTERN]
 
 Counts come from mutmut's own result file (WORKDIR/mutants/MODULE.meta). A timeout counts as killed (the mutant
 made the tests hang, which the suite's per-test timeout turns into a failure); a mutant no selected test reaches
-counts as survived. Survivors listed in scripts/mutation_equivalent.txt (`name  reason`, one a line) are
+counts as survived. PATTERN (fnmatch) keeps only the mutants whose names match it. Survivors listed in scripts/mutation_equivalent.txt (`name  reason`, one a line) are
 equivalent: they leave the module's behaviour unchanged and so are left out of the score. The diff of every
 other survivor is written to WORKDIR/survivors.txt."""
 
@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from fnmatch import fnmatch
 from pathlib import Path
 
 KILLED = {1, 3, 24, -24, 152, 255, 36, 37}  # test failure, pytest internal error, timeouts, type check
@@ -30,9 +31,9 @@ def equivalent_names() -> dict[str, str]:
     return out
 
 
-def summarize(work: Path, module: str) -> dict[str, object]:
+def summarize(work: Path, module: str, pattern: str = "*") -> dict[str, object]:
     meta = json.loads((work / "mutants" / (module + ".meta")).read_text())
-    codes: dict[str, int | None] = meta["exit_code_by_key"]
+    codes: dict[str, int | None] = {k: v for k, v in meta["exit_code_by_key"].items() if fnmatch(k, pattern)}
     equivalent = equivalent_names()
     kinds: Counter[str] = Counter()
     survivors = []
@@ -64,9 +65,9 @@ def write_survivor_diffs(work: Path, names: list[str]) -> None:
 
 def main() -> None:
     work, module = Path(sys.argv[1]), sys.argv[2]
-    s = summarize(work, module)
+    s = summarize(work, module, *sys.argv[3:4])
     write_survivor_diffs(work, s["survivors"])  # type: ignore[arg-type]
-    print(f"   {module}: {s['mutants']} mutants, {s['killed']} killed, {s['survived']} survived, "
+    print(f"   {' '.join(sys.argv[2:])}: {s['mutants']} mutants, {s['killed']} killed, {s['survived']} survived, "
           f"{s['equivalent']} equivalent, {s['not_checked']} not checked; score {s['score']:.1%}")
     if s["survivors"]:
         print(f"   survivors' diffs: {work / 'survivors.txt'}")
