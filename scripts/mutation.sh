@@ -74,6 +74,8 @@ for m in "$@"; do
     echo "    no:cacheprovider"
     echo "    -p"
     echo "    mutation_plugin"
+    echo "    -m"
+    echo "    not slow"
     echo "also_copy = mutation_plugin.py"
     echo "process_isolation = forkserver"
     echo "use_git_change_detection = false"
