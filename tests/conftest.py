@@ -13,6 +13,13 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
+SLOW_TIMEOUT_S = 1200  # per-test limit of tests marked slow (pyproject's `timeout` is the default for the rest)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
