@@ -24,8 +24,8 @@ declare -A TESTS=(
   [clowncar/worker/schedule.py]="tests/worker/test_schedule.py"
   [clowncar/worker/optim.py:EMA]="tests/worker/test_optim.py"
   [clowncar/analysis/stats.py]="tests/analysis/test_stats.py"
-  [clowncar/analysis/family.py]="tests/analysis/test_stats.py tests/analysis/test_results_and_family.py"
-  [clowncar/analysis/result.py]="tests/analysis/test_stats.py tests/analysis/test_results_and_family.py"
+  [clowncar/analysis/family.py]="tests/analysis/test_results_and_family.py"
+  [clowncar/analysis/result.py]="tests/analysis/test_verdicts.py tests/analysis/test_results_and_family.py"
   [clowncar/orchestrator/resume.py]="tests/orchestrator/test_resume.py"
   [clowncar/worker/quant.py]="tests/worker/test_quant.py"
   [clowncar/worker/artifact.py]="tests/worker/test_artifact.py tests/worker/test_artifact_model.py"
@@ -51,44 +51,49 @@ for m in "$@"; do
   fi
 done
 
-for m in "$@"; do
-  file=${m%%:*}
-  cls=${m#"$file"}; cls=${cls#:}
-  mod=${file%.py}; mod=${mod//\//.}
-  pattern=()  # mutmut's names: MODULE.x_FUNCTION__mutmut_N, MODULE.xǁCLASSǁMETHOD__mutmut_N
-  [ -n "$cls" ] && pattern=("$mod.xǁ${cls}ǁ*")
-  work=$REPO/.mutation/$mod${cls:+.$cls}
-  rm -rf "$work"
-  mkdir -p "$work"
-  # a copy of what the tests import and read; the worktree itself is never mutated
-  cp -r clowncar tests benchmarks pyproject.toml scripts/mutation_plugin.py "$work"/
-  find "$work" -name __pycache__ -prune -exec rm -rf {} +
-  {
-    echo "[mutmut]"
-    echo "source_paths = clowncar"
-    echo "only_mutate = $file"
-    echo "pytest_add_cli_args_test_selection ="
-    for t in ${TESTS[$m]}; do echo "    $t"; done
-    echo "pytest_add_cli_args ="
-    echo "    -p"
-    echo "    no:cacheprovider"
-    echo "    -p"
-    echo "    mutation_plugin"
-    echo "    -m"
-    echo "    not slow"
-    echo "also_copy = mutation_plugin.py"
-    echo "process_isolation = forkserver"
-    echo "use_git_change_detection = false"
-  } > "$work/setup.cfg"
-  echo "== $m (tests: ${TESTS[$m]}; $JOBS process(es)); started $(date -u +%FT%TZ)"
-  start=$(date +%s)
-  # No PYTHONPATH: mutmut puts mutants/ first on sys.path itself, and a PYTHONPATH entry naming mutants/
-  # before it exists would be cached as "nothing here", so the installed package would be imported instead.
-  (cd "$work" && env -u PYTHONPATH CI= "$PY" -m mutmut run --max-children "$JOBS" "${pattern[@]}" > run.log 2>&1) || {
-    echo "mutmut failed on $m; see $work/run.log" >&2
-    tr '\r' '\n' < "$work/run.log" | grep -v '^.Generating\|^.Running' | tail -20 >&2
-    exit 1
-  }
-  echo "   took $(( $(date +%s) - start )) s"
-  "$PY" scripts/mutation_summary.py "$work" "$file" "${pattern[@]}"
-done
+# Everything below runs inside one function, which bash reads whole before running it: editing this file
+# while a long run is going cannot change what that run does.
+run_modules() {
+  for m in "$@"; do
+    file=${m%%:*}
+    cls=${m#"$file"}; cls=${cls#:}
+    mod=${file%.py}; mod=${mod//\//.}
+    pattern=()  # mutmut's names: MODULE.x_FUNCTION__mutmut_N, MODULE.xǁCLASSǁMETHOD__mutmut_N
+    [ -n "$cls" ] && pattern=("$mod.xǁ${cls}ǁ*")
+    work=$REPO/.mutation/$mod${cls:+.$cls}
+    rm -rf "$work"
+    mkdir -p "$work"
+    # a copy of what the tests import and read; the worktree itself is never mutated
+    cp -r clowncar tests benchmarks pyproject.toml scripts/mutation_plugin.py "$work"/
+    find "$work" -name __pycache__ -prune -exec rm -rf {} +
+    {
+      echo "[mutmut]"
+      echo "source_paths = clowncar"
+      echo "only_mutate = $file"
+      echo "pytest_add_cli_args_test_selection ="
+      for t in ${TESTS[$m]}; do echo "    $t"; done
+      echo "pytest_add_cli_args ="
+      echo "    -p"
+      echo "    no:cacheprovider"
+      echo "    -p"
+      echo "    mutation_plugin"
+      echo "    -m"
+      echo "    not slow"
+      echo "also_copy = mutation_plugin.py"
+      echo "process_isolation = forkserver"
+      echo "use_git_change_detection = false"
+    } > "$work/setup.cfg"
+    echo "== $m (tests: ${TESTS[$m]}; $JOBS process(es)); started $(date -u +%FT%TZ)"
+    start=$(date +%s)
+    # No PYTHONPATH: mutmut puts mutants/ first on sys.path itself, and a PYTHONPATH entry naming mutants/
+    # before it exists would be cached as "nothing here", so the installed package would be imported instead.
+    (cd "$work" && env -u PYTHONPATH CI= "$PY" -m mutmut run --max-children "$JOBS" "${pattern[@]}" > run.log 2>&1) || {
+      echo "mutmut failed on $m; see $work/run.log" >&2
+      tr '\r' '\n' < "$work/run.log" | grep -v '^.Generating\|^.Running' | tail -20 >&2
+      exit 1
+    }
+    echo "   took $(( $(date +%s) - start )) s"
+    "$PY" scripts/mutation_summary.py "$work" "$file" "${pattern[@]}"
+  done
+}
+run_modules "$@"; exit

@@ -107,3 +107,14 @@ def test_ema_keeps_fp32_shadows_of_trainable_parameters_only_and_loads_them_in_t
     ema.copy_to(model)
     assert model[0].weight.dtype == torch.bfloat16 and torch.equal(model[0].weight.float(), torch.full((2, 2), 6.0))
     assert torch.equal(model[1].weight.float(), torch.full((2, 2), 7.0))
+
+
+def test_ema_averages_from_the_first_step_by_default() -> None:
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, decay=0.75)
+    with torch.no_grad():
+        model.weight.fill_(4.0)
+    ema.update(model, step=1)  # start_step 0: step 1 already averages, 0.75 * 0 + 0.25 * 4
+    assert torch.equal(ema.shadow[0], torch.full((1, 1), 1.0))

@@ -122,3 +122,7 @@ def test_muon_momentum_without_or_with_a_one_step_warmup() -> None:
     assert muon_momentum(none, 1) == 0.95
     one = TrainConfig(muon_momentum=0.95, muon_momentum_warmup_start=0.85, muon_momentum_warmup_steps=1)
     assert muon_momentum(one, 1) == pytest.approx(0.85) and muon_momentum(one, 2) == pytest.approx(0.95)
+
+
+def test_crawl_steps_start_at_the_first_step_by_default() -> None:
+    assert [is_crawl_step(s, 3) for s in range(1, 5)] == [True, False, False, True]
