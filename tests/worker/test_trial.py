@@ -237,7 +237,7 @@ def test_gptq_calibrates_on_the_start_of_the_training_stream_never_on_validation
 
     monkeypatch.setattr(artifact, "export_artifact", recording_export)
     cfg = tiny_cfg("train.iterations=2", "eval.stride=0", *QUANT)
-    code, result, _ = _trial(cfg, tmp_path / "t", read_trial)
+    code, _, _ = _trial(cfg, tmp_path / "t", read_trial)
     assert code == 0 and len(seen) == 1
     data = Path(cfg.data.dataset)
     n = cfg.quant.gptq_calib_seqs * cfg.quant.gptq_calib_seq_len
