@@ -118,3 +118,9 @@ def test_ema_averages_from_the_first_step_by_default() -> None:
         model.weight.fill_(4.0)
     ema.update(model, step=1)  # start_step 0: step 1 already averages, 0.75 * 0 + 0.25 * 4
     assert torch.equal(ema.shadow[0], torch.full((1, 1), 1.0))
+
+
+def test_ema_refuses_to_load_into_a_model_of_another_shape() -> None:
+    ema = EMA(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)), decay=0.9)
+    with pytest.raises(ValueError, match="zip"):
+        ema.copy_to(nn.Linear(2, 2))  # two parameters against four shadows: never a silent partial load
