@@ -92,8 +92,10 @@ run_modules() {
       tr '\r' '\n' < "$work/run.log" | grep -v '^.Generating\|^.Running' | tail -20 >&2
       exit 1
     }
-    echo "   took $(( $(date +%s) - start )) s"
-    "$PY" scripts/mutation_summary.py "$work" "$file" "${pattern[@]}"
+    seconds=$(( $(date +%s) - start ))
+    echo "   took $seconds s"
+    MUTATION_LABEL=$m MUTATION_TESTS="${TESTS[$m]}" MUTATION_SECONDS=$seconds MUTATION_DATE=$(date -u +%F) \
+      "$PY" scripts/mutation_summary.py "$work" "$file" "${pattern[@]}"
   done
 }
 run_modules "$@"; exit

@@ -1,6 +1,7 @@
 """The figures of one mutmut run (scripts/mutation.sh) for docs/testing.md, and the diffs of its survivors.
 
     python scripts/mutation_summary.py WORKDIR MODULE [PATTERN]
+    python scripts/mutation_summary.py --table      # the markdown tables of docs/testing.md, from every run
 
 Counts come from mutmut's own result file (WORKDIR/mutants/MODULE.meta). A timeout counts as killed (the mutant
 made the tests hang, which the suite's per-test timeout turns into a failure); a mutant no selected test reaches
@@ -11,6 +12,7 @@ other survivor is written to WORKDIR/survivors.txt."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -36,7 +38,8 @@ def summarize(work: Path, module: str, pattern: str = "*") -> dict[str, object]:
     codes: dict[str, int | None] = {k: v for k, v in meta["exit_code_by_key"].items() if fnmatch(k, pattern)}
     equivalent = equivalent_names()
     kinds: Counter[str] = Counter()
-    survivors = []
+    survivors: list[str] = []
+    equivalents: list[str] = []
     for name, code in sorted(codes.items()):
         if code in KILLED:
             kinds["killed"] += 1
@@ -44,6 +47,7 @@ def summarize(work: Path, module: str, pattern: str = "*") -> dict[str, object]:
             kinds["not checked"] += 1
         elif name in equivalent:
             kinds["equivalent"] += 1
+            equivalents.append(name)
         else:
             kinds["survived"] += 1
             survivors.append(name)
@@ -52,7 +56,7 @@ def summarize(work: Path, module: str, pattern: str = "*") -> dict[str, object]:
     score = kinds["killed"] / scored if scored else 1.0
     return {"module": module, "mutants": total, "killed": kinds["killed"], "survived": kinds["survived"],
             "equivalent": kinds["equivalent"], "not_checked": kinds["not checked"], "score": round(score, 4),
-            "survivors": survivors}
+            "survivors": survivors, "equivalent_names": equivalents}
 
 
 def write_survivor_diffs(work: Path, names: list[str]) -> None:
@@ -63,9 +67,33 @@ def write_survivor_diffs(work: Path, names: list[str]) -> None:
             f.write(f"### {name}\n{diff}\n")
 
 
+def markdown_tables(root: Path) -> str:
+    """The per-module table and the equivalent-mutant table, from every .mutation/*/summary.json."""
+    rows = ["| module | tests run | mutants | killed | survived | equivalent | score | run took | date | command |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    equivalent = equivalent_names()
+    listed = []
+    for f in sorted(root.glob("*/summary.json")):
+        s = json.loads(f.read_text())
+        label = s.get("label", s["module"])
+        rows.append(f"| `{label}` | {s.get('tests', '')} | {s['mutants']} | {s['killed']} | {s['survived']} | "
+                    f"{s['equivalent']} | {s['score']:.1%} | {s.get('seconds', '?')} s | {s.get('date', '')} | "
+                    f"`scripts/mutation.sh {label}` |")
+        listed += [(name, equivalent[name]) for name in s.get("equivalent_names", [])]
+    eq = ["| mutant | why it cannot change the result |", "|---|---|"]
+    eq += [f"| `{name}` | {why} |" for name, why in listed]
+    return "\n".join(rows) + "\n\n" + "\n".join(eq) + "\n"
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--table"]:
+        print(markdown_tables(Path(__file__).resolve().parents[1] / ".mutation"), end="")
+        return
     work, module = Path(sys.argv[1]), sys.argv[2]
     s = summarize(work, module, *sys.argv[3:4])
+    s.update(label=os.environ.get("MUTATION_LABEL", module), tests=os.environ.get("MUTATION_TESTS", ""),
+             seconds=int(os.environ.get("MUTATION_SECONDS", "0") or 0) or "?",
+             date=os.environ.get("MUTATION_DATE", ""))
     write_survivor_diffs(work, s["survivors"])  # type: ignore[arg-type]
     print(f"   {' '.join(sys.argv[2:])}: {s['mutants']} mutants, {s['killed']} killed, {s['survived']} survived, "
           f"{s['equivalent']} equivalent, {s['not_checked']} not checked; score {s['score']:.1%}")
