@@ -17,7 +17,8 @@ from clowncar.analysis.result import ALPHA, POWER
 
 
 def ols(formula: str, data: pd.DataFrame, cov: str = "HC3", groups: Any = None, maxlags: int | None = None) -> Any:
-    """Fit `formula` by OLS with the stated covariance: HC3 (default), cluster (`groups`) or HAC (`maxlags`).
+    """Fit `formula` by OLS with the stated covariance: HC3 (default), cluster (`groups`), HAC (`maxlags`) or
+    any other statsmodels `cov_type` (`nonrobust` is the classical one).
 
     t (not normal) reference distributions throughout, because our samples are small."""
     import statsmodels.formula.api as smf
@@ -29,8 +30,6 @@ def ols(formula: str, data: pd.DataFrame, cov: str = "HC3", groups: Any = None, 
             return model.fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
         if cov == "HAC":
             return model.fit(cov_type="HAC", cov_kwds={"maxlags": maxlags or 1}, use_t=True)
-        if cov == "nonrobust":
-            return model.fit()
         return model.fit(cov_type=cov, use_t=True)
 
 
@@ -118,8 +117,7 @@ def _effect_with_power(df: float, scale: float, alpha: float, power: float) -> f
                 return None
         if not gap(lo) < 0:  # the target power is at or below alpha: no effect size needed
             return None
-        d = float(brentq(gap, lo, hi, xtol=1e-12, rtol=1e-12))
-    return d if math.isfinite(d) and d > 0 else None
+        return float(brentq(gap, lo, hi))  # a root inside [lo, hi]: finite and positive
 
 
 def vifs(data: pd.DataFrame, columns: list[str]) -> dict[str, float]:

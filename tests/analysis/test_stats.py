@@ -166,3 +166,19 @@ def test_power_helper_is_right() -> None:
     assert _power_t(0.0, 5) == pytest.approx(0.05)
     root = optimize.brentq(lambda nc: _power_t(nc, 1000) - 0.8, 0.1, 10)
     assert root == pytest.approx(stats.norm.isf(0.025) + stats.norm.isf(0.2), abs=0.01)
+
+
+def test_a_power_at_or_below_alpha_needs_no_effect_and_gives_no_mde() -> None:
+    from clowncar.analysis.stats import t_test_power
+
+    assert t_test_power(0.0, 5) == pytest.approx(0.05)  # both tails of a two-sided test
+    assert t_test_power(0.0, 5, alpha=0.2) == pytest.approx(0.2)
+    assert t_test_power(3.0, 5) == pytest.approx(_power_t(3.0, 5))
+    assert mde_one_sample(1.0, 5, power=0.04) is None
+    assert mde_two_sample(1.0, 5, power=0.04) is None
+    assert mde_from_se(0.1, 5, power=0.04) is None
+
+
+def test_vifs_of_data_that_cannot_be_fitted_are_infinite() -> None:
+    empty = vif_of(pd.DataFrame({"a": [], "b": []}), ["a", "b"])
+    assert empty == {"a": math.inf, "b": math.inf}
