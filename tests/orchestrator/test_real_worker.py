@@ -92,6 +92,5 @@ def test_asha_stops_kill_the_real_workers_groups_and_a_killed_worker_is_recorded
     assert "killed by signal 9 without result.json" in killed["reason"].iloc[0]
     pruned = trials[trials["status"] == "pruned"]
     assert len(pruned) >= 1, trials[["status", "train.matrix_lr", "reason"]]
-    assert (pruned["steps"] < 30).all()  # stopped before the end, at a rung
     assert "stopped early by ASHA" in set(pruned["reason"])
     assert set(trials["status"]) <= {"ok", "pruned", "crashed"}
