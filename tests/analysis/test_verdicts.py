@@ -92,6 +92,9 @@ def test_not_enough_data_gives_the_reason_and_the_mde_in_the_tests_unit() -> Non
     assert r.verdict == (f"{UNDECIDED}: two runs; the smallest effect this data could detect with 80% power is "
                          "0.0031 nats")
     assert not_enough("k", "t", "q", "m", "no runs").verdict == f"{UNDECIDED}: no runs"
+    bpb = not_enough("key", "title", "question", "method", "one run", mde=0.002)
+    assert bpb.verdict.endswith("detect with 80% power is 0.002 BPB") and bpb.unit == "BPB"
+    assert (bpb.key, bpb.title, bpb.question, bpb.method) == ("key", "title", "question", "method")
     assert not_enough("k", "t", "q", "m", "x", mde=math.nan).verdict == f"{UNDECIDED}: x"
 
 
