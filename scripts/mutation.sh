@@ -27,8 +27,8 @@ declare -A TESTS=(
   [clowncar/analysis/family.py]="tests/analysis/test_results_and_family.py"
   [clowncar/analysis/result.py]="tests/analysis/test_verdicts.py tests/analysis/test_results_and_family.py"
   [clowncar/orchestrator/resume.py]="tests/orchestrator/test_resume.py"
-  [clowncar/worker/quant.py]="tests/worker/test_quant.py"
-  [clowncar/worker/artifact.py]="tests/worker/test_artifact.py tests/worker/test_artifact_model.py"
+  [clowncar/worker/quant.py]="tests/worker/test_quant.py tests/worker/test_artifact.py tests/worker/test_quant_gap.py"
+  [clowncar/worker/artifact.py]="tests/worker/test_artifact.py tests/worker/test_artifact_model.py tests/worker/test_quant_gap.py"
 )
 ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/worker/evaluate.py clowncar/worker/schedule.py
        clowncar/worker/optim.py:EMA
