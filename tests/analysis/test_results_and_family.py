@@ -128,3 +128,17 @@ def test_seed_variance_reports_pooled_sd_and_an_mde_with_the_stated_power(sims):
 def test_seed_variance_without_reruns_is_not_enough_data(sims):
     res = seed_variance(run_table(sims["seeds"](np.random.default_rng(2), seeds=1)))
     assert res.status == UNDECIDED and "more than one seed" in res.verdict
+
+
+def test_the_correction_table_carries_raw_and_adjusted_p_and_rejects_at_the_given_alpha() -> None:
+    rs = [_result(0.004, "a"), _result(0.02, "b")]
+    rs[0].title = "first test"
+    no_p = _result(0.5, "c")
+    no_p.p_value = None  # a test that produced no p-value is not part of the family
+    table = correct([*rs, no_p], method="holm", alpha=0.01)
+    assert [(r["test"], r["title"], r["p_raw"], r["alpha"], r["family_size"]) for r in table] == [
+        ("a", "first test", 0.004, 0.01, 2), ("b", "b", 0.02, 0.01, 2)]
+    assert [r["reject_at_alpha"] for r in table] == [True, False]  # 0.008 < 0.01 < 0.02
+    assert rs[0].status == "signal" and rs[1].status != "signal"  # verdicts use the same alpha
+    assert no_p.p_adjusted is None
+    assert correct([no_p]) == [] and correct([]) == []
