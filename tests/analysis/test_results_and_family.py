@@ -142,3 +142,25 @@ def test_the_correction_table_carries_raw_and_adjusted_p_and_rejects_at_the_give
     assert rs[0].status == "signal" and rs[1].status != "signal"  # verdicts use the same alpha
     assert no_p.p_adjusted is None
     assert correct([no_p]) == [] and correct([]) == []
+
+
+def test_run_all_gives_each_test_its_own_frame_and_holm_by_default(sims, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gc, "collect", lambda *args, **kwargs: 0)
+    rng = np.random.default_rng(11)
+    trials, evals = sims["curves"](rng, boost_per_loop=0.03)
+    steps, probes = sims["steps"](rng, runs=len(trials), steps=90, cadence=2, probe_every=5)
+    uid = dict(zip([f"run{i}" for i in range(len(trials))], trials["trial_uid"], strict=True))
+    steps["trial_uid"], probes["trial_uid"] = steps["trial_uid"].map(uid), probes["trial_uid"].map(uid)
+
+    full = run_all(trials, steps, evals, probes)
+    by = {r.key: r for r in full["results"]}
+    assert by["1a_cn_loss"].n_steps > 0 and by["1a_cn_loss"].p_value is not None  # the steps frame
+    assert by["1b_next_step"].extra["source"] == "probe"  # the probes frame
+    assert by["4_early_boost"].p_value is not None  # the evals frame
+    assert full["correction_method"] == "holm" and {row["method"] for row in full["correction"]} == {"holm"}
+
+    bare = {r.key: r for r in run_all(trials)["results"]}  # no steps, evals or probes: those tests say so
+    assert bare["1a_cn_loss"].status == UNDECIDED and bare["1a_cn_loss"].p_value is None
+    assert bare["4_early_boost"].status == UNDECIDED and bare["4_early_boost"].p_value is None
+    no_probes = {r.key: r for r in run_all(trials, steps, evals)["results"]}
+    assert no_probes["1b_next_step"].extra["source"] == "residuals"
