@@ -158,6 +158,10 @@ def test_run_all_gives_each_test_its_own_frame_and_holm_by_default(sims, monkeyp
     assert by["1b_next_step"].extra["source"] == "probe"  # the probes frame
     assert by["4_early_boost"].p_value is not None  # the evals frame
     assert full["correction_method"] == "holm" and {row["method"] for row in full["correction"]} == {"holm"}
+    assert len(full["runs"]) == len(trials) and "bpb" in full["runs"]
+    bonf = run_all(trials, steps, evals, probes, method="bonferroni")
+    assert bonf["correction_method"] == "bonferroni" and {row["method"] for row in bonf["correction"]} == {
+        "bonferroni"}
 
     bare = {r.key: r for r in run_all(trials)["results"]}  # no steps, evals or probes: those tests say so
     assert bare["1a_cn_loss"].status == UNDECIDED and bare["1a_cn_loss"].p_value is None
