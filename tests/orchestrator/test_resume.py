@@ -16,7 +16,6 @@ from clowncar.orchestrator.record import trial_uid
 from clowncar.orchestrator.resume import reconcile
 from clowncar.orchestrator.search import ATTEMPT, CLOSED, CONSTRAINT, NUMBER
 from clowncar.orchestrator.spec import spec_from_dict
-from clowncar.orchestrator.tune import open_study
 from clowncar.store import open_store
 
 KEY = "model.crawler_loops"
@@ -33,7 +32,9 @@ class World:
                                     **({} if sampler == "grid" else {"budget": {"max_trials": 8}})})
         self.store = open_store(self.url)
         self.store.create_or_get_sweep("rs", self.spec.model_dump())
-        self.study = optuna.create_study(study_name="rs", storage=open_study(self.url),
+        # Optuna's in-memory storage: reconcile only talks to the study's API, and it keeps each test fast
+        # (the sweep tests run it on the SQLite storage the CLI uses).
+        self.study = optuna.create_study(study_name="rs", storage=optuna.storages.InMemoryStorage(),
                                          directions=["minimize"] * len(self.spec.metrics()))
 
     def running(self, number: int, loops: int, attempt: int = 0) -> optuna.trial.Trial:
