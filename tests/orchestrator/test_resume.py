@@ -139,3 +139,16 @@ def test_two_objectives_get_the_artifact_bytes_too(tmp_path: Path) -> None:
     assert w.trial(0, 0).constraints == {CONSTRAINT: 1234.0 - w.spec.size_cap()}
     one = w.trial(1, 0)
     assert one.values[0] == 1.75 and math.isinf(one.values[1]) and one.constraints == {CONSTRAINT: 0.0}
+
+
+def test_a_trial_without_clowncar_attributes_counts_as_its_own_number_and_attempt_zero(world: World) -> None:
+    bare = world.study.ask()  # neither number nor attempt recorded (a trial started outside clowncar's search)
+    world.study._storage.set_trial_param(bare._trial_id, KEY, 1.0,
+                                         optuna.distributions.CategoricalDistribution([1, 2, 3, 4]))
+    world.stored(bare.number, 0, "ok", {"q_sliding_val_bpb": 1.5, "artifact_bytes": 1})
+    numbered = world.study.ask()
+    numbered.set_user_attr(NUMBER, 5)  # attempt missing: attempt 0
+    world.stored(5, 0, "diverged", {})
+    assert reconcile(world.study, world.store, world.spec)["told_from_store"] == 2
+    assert world.study.trials[bare.number].values == [1.5]
+    assert world.study.trials[numbered.number].state == TrialState.FAIL
