@@ -57,8 +57,11 @@ class World:
         return t
 
     def attempt_status(self, number: int, attempt: int) -> str:
+        return self.attempt(number, attempt)["status"]
+
+    def attempt(self, number: int, attempt: int) -> dict[str, Any]:
         trial = self.store.get_trial(trial_uid("rs", number))
-        return next(a["status"] for a in trial["attempts"] if a["attempt"] == attempt)
+        return next(a for a in trial["attempts"] if a["attempt"] == attempt)
 
 
 @pytest.fixture
@@ -99,6 +102,7 @@ def test_reconcile_tells_what_finished_and_requeues_what_was_running(world: Worl
         again = world.trial(number, attempt + 1)  # queued once, with the same parameters
         assert again.state == TrialState.WAITING and again.system_attrs["fixed_params"] == {KEY: loops}
     assert world.attempt_status(3, 0) == "crashed"
+    assert world.attempt(3, 0)["reason"] == "head died; re-run as a new attempt"
     assert world.attempt_status(0, 0) == "ok" and world.attempt_status(4, 0) == "stopped"
     assert [(t.state, t.values) for t in world.study.get_trials() if t.user_attrs.get(NUMBER) == 7] == [
         (TrialState.COMPLETE, [2.0])]  # finished before the head died: untouched, never queued again
