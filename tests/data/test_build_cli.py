@@ -8,8 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -151,47 +150,34 @@ def test_bad_corpus_fails_cleanly_and_writes_nothing(run_cli: Run, tmp_path: Pat
     assert not (tmp_path / "o").exists()
 
 
-NOBODY = 65534  # the conventional unprivileged uid and gid
-
-
 @pytest.fixture
-def unprivileged(tmp_path: Path) -> Iterator[tuple[Path, Callable[[list[str]], list[str]]]]:
-    """(a directory the test may write to, a wrapper for a command line) that runs the command as an unprivileged
-    user. Root reads files whatever their mode, and CI runs as root: there the command runs as uid/gid 65534
-    through setpriv (util-linux), in a world-readable directory of its own, so the permission check is real."""
+def without_root_reads() -> Callable[[list[str]], list[str]]:
+    """A wrapper for a command line under which file modes hold. Root reads files whatever their mode, and CI
+    runs as root: there the command runs through setpriv (util-linux) without the two capabilities that let root
+    ignore them (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so a mode-000 file really is unreadable while every
+    root-owned file the command needs (this checkout, its virtual environment) stays readable."""
     if os.geteuid() != 0:
-        yield tmp_path, lambda cmd: cmd
-        return
+        return lambda cmd: cmd
     setpriv = shutil.which("setpriv")
     assert setpriv, "setpriv (util-linux) is needed to test file permissions as root"
-    work = Path(tempfile.mkdtemp(prefix="unpriv-"))
-    os.chown(work, NOBODY, NOBODY)
-    work.chmod(0o755)
-    try:
-        yield work, lambda cmd: [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *cmd]
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return lambda cmd: [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--", *cmd]
 
 
-def test_unreadable_file_fails_cleanly(unprivileged: tuple[Path, Callable[[list[str]], list[str]]]) -> None:
-    work, as_user = unprivileged
-    repo = str(Path(__file__).resolve().parents[2])  # this checkout's code, whatever is installed
-    env = {**os.environ, "PYTHONPATH": repo, "HOME": str(work), "CLOWNCAR_RUNS_DIR": str(work / "runs"),
-           "CLOWNCAR_DATA_DIR": str(work / "data")}
-    env.pop("CLOWNCAR_DEBUG", None)
-    probe = subprocess.run(as_user([sys.executable, "-c", "import clowncar.data.build"]), env=env, cwd=work,
-                           capture_output=True, text=True, timeout=120)
-    assert probe.returncode == 0, f"the unprivileged user cannot import this checkout: {probe.stderr}"
-    f = work / "secret.txt"
+def test_unreadable_file_fails_cleanly(without_root_reads: Callable[[list[str]], list[str]],
+                                       tmp_path: Path) -> None:
+    f = tmp_path / "secret.txt"
     f.write_text("text")
-    os.chown(f, 0, 0)
     f.chmod(0)
-    r = subprocess.run(as_user([sys.executable, "-m", "clowncar", "data", "build", "--text", str(f), "--val-docs",
-                                "1", "--out", str(work / "o")]), env=env, cwd=work, capture_output=True, text=True,
-                       timeout=300)
+    repo = str(Path(__file__).resolve().parents[2])  # this checkout's code, whatever is installed
+    env = {**os.environ, "PYTHONPATH": repo, "CLOWNCAR_RUNS_DIR": str(tmp_path / "runs"),
+           "CLOWNCAR_DATA_DIR": str(tmp_path / "data")}
+    env.pop("CLOWNCAR_DEBUG", None)
+    r = subprocess.run(without_root_reads([sys.executable, "-m", "clowncar", "data", "build", "--text", str(f),
+                                           "--val-docs", "1", "--out", str(tmp_path / "o")]),
+                       env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     _assert_clean_failure(r, str(f))  # one line naming the file (typer's own check, or the reader's)
     assert "not readable" in r.stderr or "cannot read" in r.stderr
-    assert not (work / "o").exists()
+    assert not (tmp_path / "o").exists()
 
 
 def test_failure_inside_the_build_removes_the_staging_directory(run_cli: Run, tmp_path: Path,
