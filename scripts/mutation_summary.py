@@ -91,9 +91,12 @@ def main() -> None:
         return
     work, module = Path(sys.argv[1]), sys.argv[2]
     s = summarize(work, module, *sys.argv[3:4])
-    s.update(label=os.environ.get("MUTATION_LABEL", module), tests=os.environ.get("MUTATION_TESTS", ""),
-             seconds=int(os.environ.get("MUTATION_SECONDS", "0") or 0) or "?",
-             date=os.environ.get("MUTATION_DATE", ""))
+    before = json.loads((work / "summary.json").read_text()) if (work / "summary.json").is_file() else {}
+    # a re-summary (after listing more equivalent mutants) keeps what the run itself recorded
+    s.update(label=os.environ.get("MUTATION_LABEL") or before.get("label", module),
+             tests=os.environ.get("MUTATION_TESTS") or before.get("tests", ""),
+             seconds=int(os.environ.get("MUTATION_SECONDS") or 0) or before.get("seconds", "?"),
+             date=os.environ.get("MUTATION_DATE") or before.get("date", ""))
     write_survivor_diffs(work, s["survivors"])  # type: ignore[arg-type]
     print(f"   {' '.join(sys.argv[2:])}: {s['mutants']} mutants, {s['killed']} killed, {s['survived']} survived, "
           f"{s['equivalent']} equivalent, {s['not_checked']} not checked; score {s['score']:.1%}")
