@@ -204,3 +204,15 @@ def test_evaluation_leaves_the_model_in_the_mode_it_found(tiny_data: Path) -> No
 def test_a_plan_needs_targets_and_a_positive_length(targets: int, seq_len: int) -> None:
     with pytest.raises(ValueError, match=f"got {targets}, {seq_len}"):
         plan_windows(targets, seq_len, 0)
+
+
+def test_stride_one_slides_one_target_at_a_time_and_stride_seq_len_is_non_overlapping() -> None:
+    one = plan_windows(100, 8, 1)
+    assert len(one) == 1 + (100 - 8)  # the first window, then one per target
+    assert (one.ends - one.starts == 8).all() and (one.ends[1:] - one.score_from[1:] == 1).all()
+    plain = plan_windows(100, 32, 0)  # 32, 32, 32 and a last window of 4
+    for stride in (32, 33, 1000):
+        same = plan_windows(100, 32, stride)
+        assert [a.tolist() for a in (same.starts, same.ends, same.score_from)] == \
+            [a.tolist() for a in (plain.starts, plain.ends, plain.score_from)]
+    assert plain.ends.tolist() == [32, 64, 96, 100] and plain.starts[-1] == 96
