@@ -13,6 +13,13 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
+SLOW_TIMEOUT_S = 1200  # per-test limit of tests marked slow (pyproject's `timeout` is the default for the rest)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -37,9 +44,25 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 
 
+def missing(message: str) -> None:
+    """A fixture's file or service is not here: skip on a developer's machine, fail in CI (CI set), where
+    everything the suite needs must be present and a skip would hide that it no longer ran."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI is set: a missing fixture is a failure there)", pytrace=False)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def legacy_runs() -> Path:
-    path = SHARED / "legacy-runs"
-    if not path.is_dir():
-        pytest.skip(f"legacy runs not found at {path}")
-    return path
+    """The shared legacy runs: $CLOWNCAR_LEGACY_RUNS, else ../shared/legacy-runs beside this checkout or, in a
+    git worktree, beside the main repository (found through git's common dir)."""
+    places = [Path(p) for p in [os.environ.get("CLOWNCAR_LEGACY_RUNS")] if p]
+    places.append(SHARED / "legacy-runs")
+    git_dir = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, check=False).stdout.strip()
+    if git_dir:
+        places.append(Path(git_dir).parent.parent / "shared" / "legacy-runs")
+    found = next((p for p in places if p.is_dir()), None)
+    if found is None:
+        missing("legacy runs not found in " + ", ".join(map(str, places)))
+    return found

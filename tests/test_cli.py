@@ -86,3 +86,11 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_code(monkeypatch: pytest.M
     err = capsys.readouterr().err
     assert ended.value.code == 3
     assert "Traceback" in err and err.strip().splitlines()[-1] == "clowncar: error: trial diverged: loss nan"
+
+
+def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        cli.main(["data", "--help"])
+    except SystemExit as ended:
+        assert ended.code in (0, None)
+    assert "build" in capsys.readouterr().out

@@ -23,7 +23,7 @@ def correct(results: list[TestResult], method: str = "holm", alpha: float = ALPH
     reject, adj, _, _ = multipletests([r.p_value for r in fam], alpha=alpha, method=method)
     rows = []
     for r, a, rej in zip(fam, adj, reject, strict=True):
-        r.p_adjusted = float(a)
+        r.p_adjusted, r.p_adjust_method = float(a), method
         decide(r, alpha)
         rows.append({"test": r.key, "title": r.title, "p_raw": r.p_value, "p_adjusted": float(a),
                      "reject_at_alpha": bool(rej), "method": method, "alpha": alpha, "family_size": len(fam)})

@@ -18,7 +18,7 @@ from clowncar.analysis.document import Doc, fmt
 from clowncar.analysis.family import run_all
 from clowncar.analysis.result import TestResult, jsonable
 
-SUMMARY_COLUMNS = ["test", "effect", "unit", "ci", "p", "p_holm", "runs", "steps", "verdict"]
+SUMMARY_COLUMNS = ["test", "effect", "unit", "ci", "p", "p_adjusted", "runs", "steps", "verdict"]
 
 
 def analyse(sweeps: list[str], trials: pd.DataFrame, steps: pd.DataFrame | None = None,
@@ -63,7 +63,7 @@ def summary_rows(results: list[TestResult]) -> list[dict[str, Any]]:
     for r in results:
         ci = f"{fmt(r.ci_low)} to {fmt(r.ci_high)}" if r.ci_low is not None and r.ci_high is not None else ""
         rows.append({"test": r.key, "effect": r.effect, "unit": r.unit, "ci": ci, "p": r.p_value,
-                     "p_holm": r.p_adjusted, "runs": r.n_runs, "steps": r.n_steps or None, "verdict": r.verdict})
+                     "p_adjusted": r.p_adjusted, "runs": r.n_runs, "steps": r.n_steps or None, "verdict": r.verdict})
     return rows
 
 

@@ -29,7 +29,8 @@ def finite_or_none(x: Any) -> float | None:
 
 @dataclass
 class TestResult:
-    """One signal test's answer. `effect` is in `unit`; `p_adjusted` is filled by the Holm step."""
+    """One signal test's answer. `effect` is in `unit`; `p_adjusted` is filled by the family's correction,
+    whose name (`holm`, `fdr_bh`, `bonferroni`) goes in `p_adjust_method`."""
 
     __test__ = False  # not a pytest class
 
@@ -45,6 +46,7 @@ class TestResult:
     ci_high: float | None = None
     p_value: float | None = None
     p_adjusted: float | None = None
+    p_adjust_method: str | None = None
     mde: float | None = None
     margin: float | None = None
     n_runs: int = 0
@@ -54,7 +56,7 @@ class TestResult:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     in_family: bool = True
-    """Whether the p-value belongs to the confirmatory family that the Holm correction covers."""
+    """Whether the p-value belongs to the confirmatory family that the multiple-comparison correction covers."""
 
     def __post_init__(self) -> None:
         for name in ("effect", "ci_low", "ci_high", "p_value", "p_adjusted", "mde", "margin"):
@@ -95,6 +97,18 @@ def not_enough(key: str, title: str, question: str, method: str, reason: str, **
                       p_value=None, **kw)
 
 
+ADJUSTED_LABELS = {"holm": "Holm-adjusted p", "bonferroni": "Bonferroni-adjusted p",
+                   "fdr_bh": "BH (FDR) adjusted p"}
+
+
+def p_label(res: TestResult) -> str:
+    """How the verdict names the p-value it used: raw, or adjusted by the named correction."""
+    if res.p_adjusted is None:
+        return "p"
+    method = res.p_adjust_method or ""
+    return ADJUSTED_LABELS.get(method, f"{method}-adjusted p" if method else "adjusted p")
+
+
 def decide(res: TestResult, alpha: float = ALPHA) -> TestResult:
     """Word the verdict from the (adjusted, when present) p-value, the CI and the minimum detectable effect.
 
@@ -105,7 +119,7 @@ def decide(res: TestResult, alpha: float = ALPHA) -> TestResult:
     ci = (f" (95% CI {res.ci_low:+.4g} to {res.ci_high:+.4g} {unit})"
           if res.ci_low is not None and res.ci_high is not None else "")
     eff = f"{res.effect:+.4g} {unit}" if res.effect is not None else "n/a"
-    which = "Holm-adjusted p" if res.p_adjusted is not None else "p"
+    which = p_label(res)
     if p is None:
         if res.status != DESCRIPTIVE:
             res.status = UNDECIDED

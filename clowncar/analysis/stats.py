@@ -1,5 +1,7 @@
 """Thin wrappers around scipy / statsmodels that the tests share: robust OLS, power and minimum detectable
-effects, collinearity. No statistic here is computed by hand when a library provides it."""
+effects, collinearity. No statistic here is computed by hand when a library provides it reliably (the power of a
+t test is scipy's non-central t: statsmodels' power solver is wrong at two or three units, see
+`_effect_with_power`)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from clowncar.analysis.result import ALPHA, POWER
 
 
 def ols(formula: str, data: pd.DataFrame, cov: str = "HC3", groups: Any = None, maxlags: int | None = None) -> Any:
-    """Fit `formula` by OLS with the stated covariance: HC3 (default), cluster (`groups`) or HAC (`maxlags`).
+    """Fit `formula` by OLS with the stated covariance: HC3 (default), cluster (`groups`), HAC (`maxlags`) or
+    any other statsmodels `cov_type` (`nonrobust` is the classical one).
 
     t (not normal) reference distributions throughout, because our samples are small."""
     import statsmodels.formula.api as smf
@@ -27,8 +30,6 @@ def ols(formula: str, data: pd.DataFrame, cov: str = "HC3", groups: Any = None, 
             return model.fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
         if cov == "HAC":
             return model.fit(cov_type="HAC", cov_kwds={"maxlags": maxlags or 1}, use_t=True)
-        if cov == "nonrobust":
-            return model.fit()
         return model.fit(cov_type=cov, use_t=True)
 
 
@@ -49,8 +50,8 @@ def coef_table(fit: Any, alpha: float = ALPHA) -> list[dict[str, Any]]:
 def mde_from_se(se: float, df: float, alpha: float = ALPHA, power: float = POWER) -> float | None:
     """Minimum detectable coefficient for a t test with standard error `se` on `df` degrees of freedom.
 
-    A one-sample t test on n = df + 1 has non-centrality d * sqrt(n); solving statsmodels' TTestPower for d and
-    scaling back by se * sqrt(n) gives the coefficient whose t test has the requested power."""
+    A one-sample t test on n = df + 1 has non-centrality d * sqrt(n); solving it for d and scaling back by
+    se * sqrt(n) gives the coefficient whose t test has the requested power."""
     if not (se > 0 and df >= 1 and math.isfinite(se)):
         return None
     n = df + 1
@@ -78,30 +79,45 @@ def mde_two_sample(sd: float, n1: int, n2: int | None = None, alpha: float = ALP
 
 @functools.lru_cache(maxsize=512)
 def _solve_two_sample(n1: int, ratio: float, alpha: float, power: float) -> float | None:
-    from statsmodels.stats.power import TTestIndPower
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            d = TTestIndPower().solve_power(effect_size=None, nobs1=n1, ratio=ratio, alpha=alpha, power=power)
-        except Exception:
-            return None
-    d = float(np.asarray(d).item())
-    return d if math.isfinite(d) and d > 0 else None
+    n2 = n1 * ratio
+    return _effect_with_power(n1 + n2 - 2, math.sqrt(1 / (1 / n1 + 1 / n2)), alpha, power)
 
 
 @functools.lru_cache(maxsize=512)
 def _solve_one_sample(n: float, alpha: float, power: float) -> float | None:
-    from statsmodels.stats.power import TTestPower
+    return _effect_with_power(n - 1, math.sqrt(n), alpha, power)
+
+
+def t_test_power(noncentrality: float, df: float, alpha: float = ALPHA) -> float:
+    """Power of a two-sided t test at `alpha` whose statistic is non-central t(df, noncentrality) (scipy)."""
+    from scipy import stats
+
+    crit = stats.t.isf(alpha / 2, df)
+    lower = stats.nct.cdf(-crit, df, noncentrality)  # NaN where it underflows: it is ~0 there
+    return float(stats.nct.sf(crit, df, noncentrality) + (0.0 if math.isnan(lower) else lower))
+
+
+def _effect_with_power(df: float, scale: float, alpha: float, power: float) -> float | None:
+    """The standardized effect d whose t test (non-centrality d x scale, `df` degrees of freedom) has `power`.
+
+    statsmodels' `solve_power` stops short on very few units and returns a point that is not a solution (at
+    n = 2, alpha 0.05, power 0.5 its answer has power 0.48) and its power function is NaN where scipy's
+    lower tail underflows; so the power is scipy's non-central t and the root is bracketed and bisected."""
+    from scipy.optimize import brentq
+
+    def gap(d: float) -> float:
+        return t_test_power(d * scale, df, alpha) - power
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            d = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power)
-        except Exception:
+        lo, hi = 1e-9, 1.0
+        while gap(hi) < 0:
+            lo, hi = hi, hi * 2
+            if hi > 1e6:
+                return None
+        if not gap(lo) < 0:  # the target power is at or below alpha: no effect size needed
             return None
-    d = float(np.asarray(d).item())
-    return d if math.isfinite(d) and d > 0 else None
+        return float(brentq(gap, lo, hi))  # a root inside [lo, hi]: finite and positive
 
 
 def vifs(data: pd.DataFrame, columns: list[str]) -> dict[str, float]:

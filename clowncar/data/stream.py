@@ -80,8 +80,8 @@ def load_validation_tokens(files: Sequence[str | os.PathLike[str]], seq_len: int
         have += len(toks)
         if budget is not None and have >= budget:
             break
-    tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint16)
-    usable = ((len(tokens) - 1) // seq_len) * seq_len if len(tokens) else 0
+    tokens = np.concatenate(parts)  # `paths` is not empty, so neither is `parts`
+    usable = ((len(tokens) - 1) // seq_len) * seq_len  # negative for no tokens at all
     if usable <= 0:
         raise DataError(f"validation: {len(tokens)} tokens in {len(paths)} shard(s) are too few for one "
                         f"sequence of {seq_len}")

@@ -106,7 +106,6 @@ def _batches(plan: WindowPlan, per_batch: int) -> list[tuple[int, int]]:
     return out
 
 
-@torch.no_grad()
 def evaluate_bpb(model: nn.Module, val_tokens: Any, luts: Any, seq_len: int, stride: int,
                  batch_tokens: int, rank: int = 0, world_size: int = 1,
                  device: torch.device | str = "cpu") -> dict[str, float | int]:
@@ -114,44 +113,45 @@ def evaluate_bpb(model: nn.Module, val_tokens: Any, luts: Any, seq_len: int, str
 
     Returns val_loss (mean nll in nats), val_bpb, tokens_scored, bytes_scored, summed over all ranks.
     `batch_tokens` is the tokens per forward pass summed over ranks."""
-    device = torch.device(device)
-    if world_size > 1 and not (dist.is_available() and dist.is_initialized()):
-        raise ValueError("evaluate_bpb with world_size > 1 needs an initialized process group")
-    tokens = _as_token_tensor(val_tokens)
-    plan = plan_windows(len(tokens) - 1, seq_len, stride).part(rank, world_size)
-    on_device = tokens.to(device)
-    per_batch = max(1, batch_tokens // (seq_len * world_size))
-    amp = autocast(device)
+    with torch.no_grad():  # not a decorator: mutation testing (mutmut) skips decorated functions
+        device = torch.device(device)
+        if world_size > 1 and not (dist.is_available() and dist.is_initialized()):
+            raise ValueError("evaluate_bpb with world_size > 1 needs an initialized process group")
+        tokens = _as_token_tensor(val_tokens)
+        plan = plan_windows(len(tokens) - 1, seq_len, stride).part(rank, world_size)
+        on_device = tokens.to(device)
+        per_batch = max(1, batch_tokens // (seq_len * world_size))
+        amp = autocast(device)
 
-    nll_sum = torch.zeros((), dtype=torch.float64, device=device)
-    scored = 0
-    was_training = model.training
-    model.eval()
-    try:
-        for lo, hi in _batches(plan, per_batch):
-            starts = torch.from_numpy(plan.starts[lo:hi]).to(device)
-            length = int(plan.ends[lo] - plan.starts[lo])
-            idx = starts[:, None] + torch.arange(length, device=device)
-            x, y = on_device[idx], on_device[idx + 1]
-            with amp:
-                logits = model(x)
-            nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
-                                  reduction="none").view_as(y)
-            first = torch.from_numpy(plan.score_from[lo:hi] - plan.starts[lo:hi]).to(device)
-            mask = torch.arange(length, device=device)[None, :] >= first[:, None]
-            nll_sum += (nll.double() * mask).sum()  # no boolean indexing: it would sync every batch
-            scored += int((plan.ends[lo:hi] - plan.score_from[lo:hi]).sum())
-    finally:
-        model.train(was_training)
+        nll_sum = torch.zeros((), dtype=torch.float64, device=device)
+        scored = 0
+        was_training = model.training
+        model.eval()
+        try:
+            for lo, hi in _batches(plan, per_batch):
+                starts = torch.from_numpy(plan.starts[lo:hi]).to(device)
+                length = int(plan.ends[lo] - plan.starts[lo])
+                idx = starts[:, None] + torch.arange(length, device=device)
+                x, y = on_device[idx], on_device[idx + 1]
+                with amp:
+                    logits = model(x)
+                nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
+                                      reduction="none").view_as(y)
+                first = torch.from_numpy(plan.score_from[lo:hi] - plan.starts[lo:hi]).to(device)
+                mask = torch.arange(length, device=device)[None, :] >= first[:, None]
+                nll_sum += (nll.double() * mask).sum()  # no boolean indexing: it would sync every batch
+                scored += int((plan.ends[lo:hi] - plan.score_from[lo:hi]).sum())
+        finally:
+            model.train(was_training)
 
-    n_bytes = _count_bytes(tokens, int(plan.score_from[0]), int(plan.ends[-1]), luts) if len(plan) else 0
-    totals = torch.tensor([nll_sum.item(), float(scored), float(n_bytes)], dtype=torch.float64, device=device)
-    if world_size > 1:
-        dist.all_reduce(totals, op=dist.ReduceOp.SUM)
-    total_nll, total_tokens, total_bytes = totals.tolist()
-    return {
-        "val_loss": total_nll / total_tokens,
-        "val_bpb": total_nll / (math.log(2) * total_bytes),
-        "tokens_scored": int(total_tokens),
-        "bytes_scored": int(total_bytes),
-    }
+        n_bytes = _count_bytes(tokens, int(plan.score_from[0]), int(plan.ends[-1]), luts) if len(plan) else 0
+        totals = torch.tensor([nll_sum.item(), float(scored), float(n_bytes)], dtype=torch.float64, device=device)
+        if world_size > 1:
+            dist.all_reduce(totals, op=dist.ReduceOp.SUM)
+        total_nll, total_tokens, total_bytes = totals.tolist()
+        return {
+            "val_loss": total_nll / total_tokens,
+            "val_bpb": total_nll / (math.log(2) * total_bytes),
+            "tokens_scored": int(total_tokens),
+            "bytes_scored": int(total_bytes),
+        }

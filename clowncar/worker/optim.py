@@ -158,17 +158,18 @@ class EMA:
         self.decay, self.start_step = decay, start_step
         self.shadow = [p.detach().float().clone() for p in model.parameters() if p.requires_grad]
 
-    @torch.no_grad()
+    # `with torch.no_grad()` inside rather than as a decorator: mutation testing (mutmut) skips decorated functions.
     def update(self, model: nn.Module, step: int) -> None:
-        params = [p.detach().float() for p in model.parameters() if p.requires_grad]
-        if step <= self.start_step:
-            torch._foreach_copy_(self.shadow, params)
-        else:
-            torch._foreach_lerp_(self.shadow, params, 1.0 - self.decay)
+        with torch.no_grad():
+            params = [p.detach().float() for p in model.parameters() if p.requires_grad]
+            if step <= self.start_step:
+                torch._foreach_copy_(self.shadow, params)
+            else:
+                torch._foreach_lerp_(self.shadow, params, 1.0 - self.decay)
 
-    @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         """Load the averaged weights into `model` (what gets evaluated and exported)."""
-        params = [p for p in model.parameters() if p.requires_grad]
-        for p, s in zip(params, self.shadow, strict=True):
-            p.copy_(s.to(p.dtype))
+        with torch.no_grad():
+            params = [p for p in model.parameters() if p.requires_grad]
+            for p, s in zip(params, self.shadow, strict=True):
+                p.copy_(s.to(p.dtype))

@@ -262,23 +262,3 @@ def chromium() -> Callable[[Path, Path], dict]:
             pytest.fail(f"{CHROMIUM} is missing in CI")
         pytest.skip(f"{CHROMIUM} not installed")
     return open_in_chromium
-
-
-@pytest.fixture(scope="session")
-def legacy_runs() -> Path:
-    """The shared legacy runs: $CLOWNCAR_LEGACY_RUNS, else ../shared/legacy-runs beside this checkout or, in a
-    git worktree, beside the main repository (found through git's common dir)."""
-    import os
-    import subprocess
-
-    repo = Path(__file__).resolve().parents[2]
-    places = [Path(p) for p in [os.environ.get("CLOWNCAR_LEGACY_RUNS")] if p]
-    places.append(repo.parent / "shared" / "legacy-runs")
-    git_dir = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=repo,
-                             capture_output=True, text=True, check=False).stdout.strip()
-    if git_dir:
-        places.append(Path(git_dir).parent.parent / "shared" / "legacy-runs")
-    found = next((p for p in places if p.is_dir()), None)
-    if found is None:
-        pytest.skip("legacy runs not found in " + ", ".join(map(str, places)))
-    return found

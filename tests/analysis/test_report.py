@@ -35,6 +35,7 @@ def test_report_writes_markdown_html_and_json_with_every_number(simulated_analys
     assert all("config_hash" in r for r in data["provenance"]["runs"])
     md = paths["report.md"].read_text()
     assert "## Multiple-comparison correction (holm)" in md and "4_early_boost" in md
+    assert "p_adjusted" in md and "p_holm" not in md
     summary = printed_summary(simulated_analysis)
     assert "runs: 12" in summary and "4_early_boost" in summary
 

@@ -4,9 +4,11 @@ minimum detectable difference has the power it claims."""
 from __future__ import annotations
 
 import gc
+import itertools
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy import stats
 
 from clowncar.analysis.family import correct, run_all
@@ -65,6 +67,37 @@ def test_holm_table_adjusts_only_the_family_and_rewords_verdicts():
     assert "Holm-adjusted p = 0.03" in rs[0].verdict
 
 
+@pytest.mark.parametrize(("method", "label", "adjusted"), [
+    ("holm", "Holm-adjusted p", [0.04, 0.06, 0.06, 0.06]),
+    ("bonferroni", "Bonferroni-adjusted p", [0.04, 0.08, 0.12, 0.16]),
+    ("fdr_bh", "BH (FDR) adjusted p", [0.04, 0.04, 0.04, 0.04]),
+])
+def test_each_correction_gives_its_own_adjusted_p_and_the_verdict_names_it(method: str, label: str,
+                                                                         adjusted: list[float]) -> None:
+    rs = [_result(p, k) for p, k in [(0.03, "c"), (0.01, "a"), (0.04, "d"), (0.02, "b")]]
+    table = correct(rs, method=method)
+    by_key = {row["test"]: row["p_adjusted"] for row in table}
+    assert [round(by_key[k], 6) for k in "abcd"] == adjusted
+    assert all(row["method"] == method and row["family_size"] == 4 for row in table)
+    for r in rs:
+        assert r.p_adjust_method == method
+        assert f"{label} = {r.p_adjusted:.3g}" in r.verdict
+        assert label == "Holm-adjusted p" or "Holm" not in r.verdict
+
+
+def test_holm_adjusted_p_values_are_monotone_in_the_raw_p_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step-down products 4p, 3p, 2p, 1p fall at the end (0.06 then 0.04): Holm carries the running maximum,
+    so a larger raw p never gets a smaller adjusted p."""
+    monkeypatch.setattr(gc, "collect", lambda *args, **kwargs: 0)  # multipletests' gc pass: see below
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        raw = np.sort(rng.uniform(0, 0.2, 6))
+        table = correct([_result(float(p), f"t{i}") for i, p in enumerate(raw)])
+        adj = [row["p_adjusted"] for row in table]
+        assert all(b >= a for a, b in itertools.pairwise(adj))
+        assert all(a >= p for a, p in zip(adj, raw, strict=True))
+
+
 def test_holm_keeps_the_family_wise_error_rate_on_null_families(monkeypatch):
     """200 families of five null one-sample t tests: the share with any Holm rejection stays <= alpha + 0.03."""
     # statsmodels' multipletests runs a full gc.collect() on every call: 0.2-0.4 s per family late in the suite,
@@ -95,3 +128,43 @@ def test_seed_variance_reports_pooled_sd_and_an_mde_with_the_stated_power(sims):
 def test_seed_variance_without_reruns_is_not_enough_data(sims):
     res = seed_variance(run_table(sims["seeds"](np.random.default_rng(2), seeds=1)))
     assert res.status == UNDECIDED and "more than one seed" in res.verdict
+
+
+def test_the_correction_table_carries_raw_and_adjusted_p_and_rejects_at_the_given_alpha() -> None:
+    rs = [_result(0.004, "a"), _result(0.02, "b")]
+    rs[0].title = "first test"
+    no_p = _result(0.5, "c")
+    no_p.p_value = None  # a test that produced no p-value is not part of the family
+    table = correct([*rs, no_p], method="holm", alpha=0.01)
+    assert [(r["test"], r["title"], r["p_raw"], r["alpha"], r["family_size"]) for r in table] == [
+        ("a", "first test", 0.004, 0.01, 2), ("b", "b", 0.02, 0.01, 2)]
+    assert [r["reject_at_alpha"] for r in table] == [True, False]  # 0.008 < 0.01 < 0.02
+    assert rs[0].status == "signal" and rs[1].status != "signal"  # verdicts use the same alpha
+    assert no_p.p_adjusted is None
+    assert correct([no_p]) == [] and correct([]) == []
+
+
+def test_run_all_gives_each_test_its_own_frame_and_holm_by_default(sims, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gc, "collect", lambda *args, **kwargs: 0)
+    rng = np.random.default_rng(11)
+    trials, evals = sims["curves"](rng, boost_per_loop=0.03)
+    steps, probes = sims["steps"](rng, runs=len(trials), steps=90, cadence=2, probe_every=5)
+    uid = dict(zip([f"run{i}" for i in range(len(trials))], trials["trial_uid"], strict=True))
+    steps["trial_uid"], probes["trial_uid"] = steps["trial_uid"].map(uid), probes["trial_uid"].map(uid)
+
+    full = run_all(trials, steps, evals, probes)
+    by = {r.key: r for r in full["results"]}
+    assert by["1a_cn_loss"].n_steps > 0 and by["1a_cn_loss"].p_value is not None  # the steps frame
+    assert by["1b_next_step"].extra["source"] == "probe"  # the probes frame
+    assert by["4_early_boost"].p_value is not None  # the evals frame
+    assert full["correction_method"] == "holm" and {row["method"] for row in full["correction"]} == {"holm"}
+    assert len(full["runs"]) == len(trials) and "bpb" in full["runs"]
+    bonf = run_all(trials, steps, evals, probes, method="bonferroni")
+    assert bonf["correction_method"] == "bonferroni" and {row["method"] for row in bonf["correction"]} == {
+        "bonferroni"}
+
+    bare = {r.key: r for r in run_all(trials)["results"]}  # no steps, evals or probes: those tests say so
+    assert bare["1a_cn_loss"].status == UNDECIDED and bare["1a_cn_loss"].p_value is None
+    assert bare["4_early_boost"].status == UNDECIDED and bare["4_early_boost"].p_value is None
+    no_probes = {r.key: r for r in run_all(trials, steps, evals)["results"]}
+    assert no_probes["1b_next_step"].extra["source"] == "residuals"

@@ -97,3 +97,52 @@ def test_counted_bytes_equal_the_utf8_length_of_the_decoded_document(sp_luts: tu
     ids = sp.encode(doc)
     assert all(i != sp.unk_id() for i in ids)  # byte fallback: nothing is ever unknown
     assert _doc_bytes(sp, ids, luts) == len(sp.decode(ids).encode("utf-8"))
+
+
+def test_tables_have_the_documented_types(sp_luts: tuple[Any, Any]) -> None:
+    _, luts = sp_luts
+    assert luts.base_bytes.dtype == np.int16
+    assert luts.has_leading_space.dtype == np.bool_ and luts.is_boundary.dtype == np.bool_
+
+
+def test_a_hand_made_sequence_counts_the_bytes_of_its_decoded_text_on_both_paths(sp_luts: tuple[Any, Any]) -> None:
+    """Three documents, each after a boundary token, with pieces that start with a space mid-document and right
+    after the boundary: both counters give the UTF-8 bytes of each document's decoded text, and no more."""
+    sp, luts = sp_luts
+    the, a, lone = sp.piece_to_id(f"{SPACE}the"), sp.piece_to_id("a"), sp.piece_to_id(SPACE)
+    docs = [[the, a, the], [a, the, lone, the], [the]]
+    stream = np.array([t for d in docs for t in (BOS_ID, *d)] + [EOS_ID, the], dtype=np.uint16)
+    expected = sum(len(sp.decode(d).encode()) for d in docs) + len(sp.decode([the]).encode())
+    assert expected == 3 + 1 + 4 + (1 + 4 + 1 + 4) + 3 + 3  # "the" after a boundary has no space
+    per_token = count_target_bytes(torch.from_numpy(stream[:-1].astype(np.int64)),
+                                   torch.from_numpy(stream[1:].astype(np.int64)), luts)
+    assert int(per_token.sum()) == expected
+    assert count_stream_bytes(stream, luts) == expected  # the first token, BOS, counts 0
+
+
+def test_numpy_counter_takes_the_token_before_the_first_from_prev(sp_luts: tuple[Any, Any]) -> None:
+    sp, luts = sp_luts
+    the, a = sp.piece_to_id(f"{SPACE}the"), sp.piece_to_id("a")
+    assert count_stream_bytes(np.array([the]), luts) == 3  # no prev: after a boundary
+    assert count_stream_bytes(np.array([the]), luts, prev=BOS_ID) == 3
+    assert count_stream_bytes(np.array([the]), luts, prev=a) == 4
+    assert count_stream_bytes(np.array([the, the]), luts, prev=a) == 8
+    assert count_stream_bytes(np.array([], dtype=np.uint16), luts) == 0
+
+
+def test_numpy_counter_refuses_ids_beyond_the_tables(sp_luts: tuple[Any, Any]) -> None:
+    _, luts = sp_luts
+    with pytest.raises(ValueError, match=f"token id {luts.size} beyond the byte tables"):
+        count_stream_bytes(np.array([1, luts.size]), luts)
+    assert count_stream_bytes(np.array([luts.size - 1]), luts) >= 0  # the last id is inside
+
+
+def test_torch_tables_are_built_on_the_device_of_the_tokens(sp_luts: tuple[Any, Any]) -> None:
+    """The meta device stands in for a GPU: the tables and the counts follow the tokens' device."""
+    sp, luts = sp_luts
+    assert all(t.device.type == "cpu" for t in luts.torch_tables("cpu"))
+    assert all(t.device.type == "meta" for t in luts.torch_tables(torch.device("meta")))
+    assert all(t.device.type == "cpu" for t in luts.torch_tables("cpu"))
+    ids = torch.tensor([BOS_ID, sp.piece_to_id(f"{SPACE}the")], device="meta")
+    out = count_target_bytes(ids[:1], ids[1:], luts)
+    assert out.device.type == "meta" and out.dtype == torch.int64

@@ -74,3 +74,38 @@ def test_validation_too_short_for_one_sequence_is_an_error(tmp_path: Path) -> No
         load_validation_tokens(files, seq_len=8)
     with pytest.raises(DataError, match="no validation shards"):
         load_validation_tokens([], seq_len=8)
+
+
+def test_take_hands_out_fresh_uint16_arrays_and_refuses_a_negative_count(tmp_path: Path) -> None:
+    files, all_toks = _shards(tmp_path, [5, 3])
+    stream = TokenStream(files)
+    assert stream.take(0).tolist() == [] and stream.take(0).dtype == np.uint16
+    got = stream.take(6)
+    assert got.dtype == np.uint16 and got.tolist() == all_toks[:6].tolist()
+    with pytest.raises(ValueError, match="n must be >= 0, got -1"):
+        stream.take(-1)
+    with pytest.raises(DataError, match=r"^token stream: no shard files given$"):
+        TokenStream([])
+
+
+def test_validation_reads_exactly_max_tokens_plus_one_across_shards(tmp_path: Path) -> None:
+    """With seq_len 1 every token read is kept, so the count shows the budget exactly, also where it spans
+    several shards."""
+    files, all_toks = _shards(tmp_path, [5, 5, 5], split="val")
+    for max_tokens in (1, 2, 4, 7, 12):
+        val = load_validation_tokens(files, seq_len=1, max_tokens=max_tokens)
+        assert val.dtype == np.uint16 and val.tolist() == all_toks[:max_tokens + 1].tolist()
+    assert len(load_validation_tokens(files, seq_len=1)) == 15  # no cap: everything
+
+
+def test_validation_accepts_seq_len_one_and_two_tokens_but_not_fewer(tmp_path: Path) -> None:
+    files, _ = _shards(tmp_path, [2], split="val")
+    assert load_validation_tokens(files, seq_len=1).tolist() == [0, 1]
+    with pytest.raises(DataError, match=r"^validation: seq_len must be >= 1, got 0$"):
+        load_validation_tokens(files, seq_len=0)
+    with pytest.raises(DataError, match=r"^validation: no validation shards found$"):
+        load_validation_tokens([], seq_len=1)
+    (tmp_path / "e").mkdir()
+    empty, _ = _shards(tmp_path / "e", [0], split="val")
+    with pytest.raises(DataError, match="0 tokens in 1 shard"):
+        load_validation_tokens(empty, seq_len=1)

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -43,3 +46,62 @@ def test_demo_runs_real_tiny_cpu_trials_into_the_store(sweep_env, helpers) -> No
         assert path.name == "model.ptz" and path.is_file()
         assert art["size_bytes"] == path.stat().st_size == row["artifact_file_bytes"]
         assert art["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _pgid(pid: int) -> int | None:
+    try:  # field 5 of /proc/PID/stat, after the parenthesised command name
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _group_alive(pgid: int) -> list[int]:
+    return [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _pgid(int(d.name)) == pgid]
+
+
+def test_asha_stops_kill_the_real_workers_groups_and_a_killed_worker_is_recorded_crashed(sweep_env,
+                                                                                        helpers) -> None:
+    """Six real tiny-cpu trials under ASHA (three with zero learning rates, whose loss never falls, so some
+    trial is always behind at a rung). The test SIGKILLs the first worker mid-training, as the OOM killer would.
+    Every worker seen is watched by its process group: none is left once the sweep ends."""
+    r = sweep_env.cli("data", "demo", timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    name = "realasha"
+    spec = sweep_env.spec(name, overrides={"data.dataset": "demo_sp1024", "train.iterations": 30,
+                                           "train.max_wallclock_seconds": 120, "eval.max_tokens": 4096,
+                                           "train.scalar_lr": 0.0, "train.tied_embed_lr": 0.0},
+                          space={"train.matrix_lr": {"grid": [0.04, 0.0]}}, seeds=[1, 2, 3], max_concurrent=2,
+                          scheduler={"type": "asha", "metric": "train_loss", "grace_period": 4,
+                                     "reduction_factor": 2},
+                          worker={"module": "clowncar.worker"})
+    proc = sweep_env.popen("sweep", "run", str(spec), "--num-cpus", "2", "--quiet")
+    marker = str(sweep_env.runs / "trials" / name)
+    groups: dict[int, int] = {}  # worker pid -> its process group
+    victim: Path | None = None
+    deadline = time.time() + 900
+    while proc.poll() is None and time.time() < deadline:
+        for pid in helpers.pids_with(marker):
+            if "clowncar.worker" in (helpers.cmdline(pid) or "") and (g := _pgid(pid)) is not None:
+                groups.setdefault(pid, g)
+                trial_dir = Path(marker) / next(p for p in (helpers.cmdline(pid) or "").split() if marker in p
+                                                ).removeprefix(marker + "/").split("/")[0]
+                events = trial_dir / "events.jsonl"
+                if victim is None and events.is_file() and events.read_text().count('"event":"step"') >= 2:
+                    victim = trial_dir  # training: steps are being written
+                    os.kill(pid, signal.SIGKILL)
+        time.sleep(0.3)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, out
+    assert victim is not None and len(groups) >= 6, (victim, groups)
+    assert helpers.wait_for(lambda: not [g for g in set(groups.values()) if _group_alive(g)], 20), \
+        {g: _group_alive(g) for g in set(groups.values())}
+
+    trials = sweep_env.store().trials_frame(sweeps=name)
+    assert len(trials) == 6, trials[["status", "reason"]]
+    killed = trials[trials["trial_uid"] == f"{name}/{int(victim.name.split('-')[0])}"]
+    assert list(killed["status"]) == ["crashed"], trials[["trial_uid", "status", "reason"]]
+    assert "killed by signal 9 without result.json" in killed["reason"].iloc[0]
+    pruned = trials[trials["status"] == "pruned"]
+    assert len(pruned) >= 1, trials[["status", "train.matrix_lr", "reason"]]
+    assert "stopped early by ASHA" in set(pruned["reason"])
+    assert set(trials["status"]) <= {"ok", "pruned", "crashed"}

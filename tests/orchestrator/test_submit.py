@@ -1,4 +1,5 @@
-"""`sweep submit` / `sweep stop` against a Ray head whose dashboard and job server listen on 127.0.0.1."""
+"""`sweep submit` / `sweep stop` against a Ray head whose dashboard and job server listen on 127.0.0.1, with Ray
+token authentication on (as every cluster recipe runs it) and the store given with `--store`."""
 
 from __future__ import annotations
 
@@ -25,7 +26,22 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def head(sweep_env, helpers) -> Iterator[str]:
+def auth_env(sweep_env, monkeypatch) -> dict[str, str]:
+    """Token authentication for the head and its clients: a random token in a file of its own, also set in this
+    process's environment (Ray's job client reads it there on every request)."""
+    import secrets
+
+    token = sweep_env.tmp / "ray_auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env
+
+
+@pytest.fixture
+def head(sweep_env, helpers, auth_env) -> Iterator[str]:
     # `ray start --block` in the background (stops cleanly on SIGTERM); every port is picked free so that
     # other Ray instances on this machine (their dashboard agents take 52365 by default) do not collide.
     port = _free_port()
@@ -33,17 +49,16 @@ def head(sweep_env, helpers) -> Iterator[str]:
     cmd = [ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
            f"--dashboard-port={port}", f"--port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}",
            f"--ray-client-server-port={_free_port()}", "--num-cpus=2", "--disable-usage-stats"]
-    env = {**sweep_env.env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
+    env = {**sweep_env.env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **auth_env,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("CLOWNCAR_STORE")  # the head has no store of its own: the one given with --store must reach the job
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     address = f"http://127.0.0.1:{port}"
     try:
-        from ray.job_submission import JobSubmissionClient
-
         def up() -> bool:
             with contextlib.suppress(Exception):
-                JobSubmissionClient(address).list_jobs()
+                _client(address, auth_env).list_jobs()
                 return True
             return False
 
@@ -59,30 +74,43 @@ def head(sweep_env, helpers) -> Iterator[str]:
         helpers.reap(str(sweep_env.ray_tmp))
 
 
-def _job_status(address: str, job_id: str) -> str:
+def _client(address: str, auth_env: dict[str, str]) -> Any:
+    """A job client of this process; it presents the token that `auth_env` put in the environment."""
     from ray.job_submission import JobSubmissionClient
 
-    return str(JobSubmissionClient(address).get_job_status(job_id)).rsplit(".", 1)[-1]
+    assert os.environ.get("RAY_AUTH_TOKEN_PATH") == auth_env["RAY_AUTH_TOKEN_PATH"]
+    return JobSubmissionClient(address)
 
 
-def test_submitted_sweep_runs_on_the_head_and_stop_leaves_nothing_running(head, sweep_env, helpers) -> None:
-    env = {"RAY_AUTH_MODE": "disabled"}
+def _job_status(address: str, job_id: str, auth_env: dict[str, str]) -> str:
+    return str(_client(address, auth_env).get_job_status(job_id)).rsplit(".", 1)[-1]
+
+
+def test_submitted_sweep_runs_on_the_head_and_stop_leaves_nothing_running(head, sweep_env, helpers,
+                                                                          auth_env) -> None:
+    env = {**auth_env, "CLOWNCAR_STORE": ""}  # the client names the store only with --store
+    store = ["--store", sweep_env.store_url]
     spec = sweep_env.spec("jobsweep", overrides={"train.iterations": 3, "train.max_wallclock_seconds": 0.3})
-    r = sweep_env.cli("sweep", "submit", str(spec), "--address", head, "--python", sys.executable, extra=env)
+    r = sweep_env.cli("sweep", "submit", str(spec), "--address", head, "--python", sys.executable,
+                      extra={**env, "RAY_AUTH_MODE": "disabled"})
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stdout + r.stderr  # no token: refused
+    r = sweep_env.cli("sweep", "submit", str(spec), "--address", head, "--python", sys.executable, *store,
+                      extra=env)
     assert r.returncode == 0, r.stdout + r.stderr
     job_id = r.stdout.split("Ray job ", 1)[1].split()[0]
     assert "ray job logs" in r.stdout
-    assert helpers.wait_for(lambda: _job_status(head, job_id) in ("SUCCEEDED", "FAILED", "STOPPED"), 300, 1.0)
-    assert _job_status(head, job_id) == "SUCCEEDED"
-    from ray.job_submission import JobSubmissionClient
-
-    # the store URL (and its password) never travels in the entrypoint: the head's CLOWNCAR_STORE is used
-    assert "--store" not in JobSubmissionClient(head).get_job_info(job_id).entrypoint
+    done = ("SUCCEEDED", "FAILED", "STOPPED")
+    assert helpers.wait_for(lambda: _job_status(head, job_id, auth_env) in done, 300, 1.0)
+    assert _job_status(head, job_id, auth_env) == "SUCCEEDED"
+    # the store URL never travels in the entrypoint (anyone with the token can list entrypoints)
+    entrypoint = _client(head, auth_env).get_job_info(job_id).entrypoint
+    assert "--store" not in entrypoint and sweep_env.store_url not in entrypoint
     trials = sweep_env.store().trials_frame(sweeps="jobsweep")
     assert len(trials) == 3 and set(trials["status"]) == {"ok"}
 
     long = sweep_env.spec("jobstop", overrides={"train.iterations": 100, "train.max_wallclock_seconds": 100.0})
-    r = sweep_env.cli("sweep", "submit", str(long), "--address", head, "--python", sys.executable, extra=env)
+    r = sweep_env.cli("sweep", "submit", str(long), "--address", head, "--python", sys.executable, *store,
+                      extra=env)
     assert r.returncode == 0, r.stdout + r.stderr
 
     def training() -> bool:
@@ -90,7 +118,7 @@ def test_submitted_sweep_runs_on_the_head_and_stop_leaves_nothing_running(head, 
 
     assert helpers.wait_for(training, 300, 1.0)
     pids = sweep_env.worker_pids("jobstop")
-    r = sweep_env.cli("sweep", "stop", "jobstop", "--address", head, extra=env)
+    r = sweep_env.cli("sweep", "stop", "jobstop", "--address", head, *store, extra=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "stopped 1 job" in r.stdout
     study: Any = sweep_env.study("jobstop")

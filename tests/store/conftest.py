@@ -70,25 +70,6 @@ def legacy_copy(legacy_runs: Path, tmp_path: Path) -> Callable[[str], Path]:
     return copy
 
 
-@pytest.fixture(scope="session")
-def legacy_runs() -> Path:
-    """../shared/legacy-runs beside this checkout, or beside the main checkout when this one is a git worktree
-    (or CLOWNCAR_LEGACY_RUNS)."""
-    import subprocess
-
-    repo = Path(__file__).resolve().parents[2]
-    candidates = [Path(os.environ["CLOWNCAR_LEGACY_RUNS"])] if os.environ.get("CLOWNCAR_LEGACY_RUNS") else []
-    candidates.append(repo.parent / "shared" / "legacy-runs")
-    common = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=repo,
-                            capture_output=True, text=True, check=False).stdout.strip()
-    if common:
-        candidates.append(Path(common).parent.parent / "shared" / "legacy-runs")
-    for c in candidates:
-        if c.is_dir():
-            return c
-    pytest.skip(f"legacy runs not found (looked in {', '.join(map(str, candidates))})")
-
-
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
     """`clowncar ARGS` run in this process through the real entry point (exit code, stdout, stderr): the same

@@ -217,7 +217,8 @@ def test_artifacts_are_updated_in_place(store):
 
 
 def test_optuna_keeps_its_own_tables_in_the_same_database(store, store_url):
-    optuna = pytest.importorskip("optuna")
+    import optuna  # a dependency of clowncar: never skipped
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from clowncar.store import optuna_engine_kwargs
 

@@ -118,9 +118,10 @@ def test_sliding_with_stride_equal_to_seq_len_equals_non_overlapping(tiny_data: 
 
 def test_world_size_without_a_process_group_is_refused(tiny_data: Path) -> None:
     sp = load_tokenizer(tiny_data / "tokenizer.model")
-    with pytest.raises(ValueError, match="process group"):
-        evaluate_bpb(Bigram(int(sp.vocab_size())), _val(tiny_data, 32, 256), build_byte_luts(sp, 320),
-                     seq_len=32, stride=0, batch_tokens=256, rank=0, world_size=2)
+    for world_size in (2, 3):  # refused up front, not by torch.distributed halfway through
+        with pytest.raises(ValueError, match=r"^evaluate_bpb with world_size > 1 needs an initialized process group$"):
+            evaluate_bpb(Bigram(int(sp.vocab_size())), _val(tiny_data, 32, 256), build_byte_luts(sp, 320),
+                         seq_len=32, stride=0, batch_tokens=256, rank=0, world_size=world_size)
 
 
 @pytest.mark.slow
@@ -150,3 +151,69 @@ def test_eval_split_over_gloo_ranks_matches_one_process(tiny_data: Path, tiny_cf
         assert got["bytes_scored"] == one["bytes_scored"]
         assert got["val_loss"] == pytest.approx(one["val_loss"], rel=1e-6)
         assert got["val_bpb"] == pytest.approx(one["val_bpb"], rel=1e-6)
+
+
+def test_batching_chunking_and_token_type_never_change_the_numbers(tiny_data: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows of unequal length (the last non-overlapping one is short here) are never batched together, any
+    batch size gives the same sums, bytes are counted the same in chunks, and tokens may come as numpy or torch."""
+    import clowncar.worker.evaluate as evaluate
+
+    sp = load_tokenizer(tiny_data / "tokenizer.model")
+    luts = build_byte_luts(sp, int(sp.vocab_size()))
+    tokens = _val(tiny_data, 32, max_tokens=1000)[:-7]  # 985 targets: 30 windows of 32, then one of 25
+    assert (len(tokens) - 1) % 32 == 25
+    model = Bigram(int(sp.vocab_size()))
+    ref = evaluate_bpb(model, tokens, luts, seq_len=32, stride=0, batch_tokens=4096)
+    assert ref["tokens_scored"] == len(tokens) - 1
+    for batch_tokens in (1, 32, 96, 1000):
+        got = evaluate_bpb(model, tokens, luts, seq_len=32, stride=0, batch_tokens=batch_tokens)
+        assert got["tokens_scored"] == ref["tokens_scored"] and got["bytes_scored"] == ref["bytes_scored"]
+        assert got["val_loss"] == pytest.approx(ref["val_loss"], rel=1e-9)
+    sliding = evaluate_bpb(model, torch.from_numpy(tokens.astype(np.int32)), luts, seq_len=32, stride=8,
+                           batch_tokens=64, device="cpu")
+    assert sliding["bytes_scored"] == ref["bytes_scored"] and sliding["tokens_scored"] == ref["tokens_scored"]
+    monkeypatch.setattr(evaluate, "BYTE_CHUNK", 7)
+    chunked = evaluate_bpb(model, tokens, luts, seq_len=32, stride=8, batch_tokens=64)
+    assert chunked == sliding
+
+
+def test_evaluation_leaves_the_model_in_the_mode_it_found(tiny_data: Path) -> None:
+    sp = load_tokenizer(tiny_data / "tokenizer.model")
+    luts = build_byte_luts(sp, int(sp.vocab_size()))
+    tokens = _val(tiny_data, 32, max_tokens=256)
+    seen: list[bool] = []
+    grads: list[bool] = []
+
+    class Watch(Bigram):
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            seen.append(self.training)
+            grads.append(torch.is_grad_enabled())
+            return super().forward(input_ids)
+
+    model = Watch(int(sp.vocab_size()))
+    for mode in (True, False):
+        model.train(mode)
+        seen.clear()
+        evaluate_bpb(model, tokens, luts, seq_len=32, stride=0, batch_tokens=256)
+        assert seen and not any(seen)  # scored in eval mode
+        assert model.training is mode  # and handed back as it was
+    assert grads and not any(grads)  # no autograd graph is built while scoring
+
+
+@pytest.mark.parametrize(("targets", "seq_len"), [(0, 4), (5, 0), (-1, 4)])
+def test_a_plan_needs_targets_and_a_positive_length(targets: int, seq_len: int) -> None:
+    with pytest.raises(ValueError, match=f"got {targets}, {seq_len}"):
+        plan_windows(targets, seq_len, 0)
+
+
+def test_stride_one_slides_one_target_at_a_time_and_stride_seq_len_is_non_overlapping() -> None:
+    one = plan_windows(100, 8, 1)
+    assert len(one) == 1 + (100 - 8)  # the first window, then one per target
+    assert (one.ends - one.starts == 8).all() and (one.ends[1:] - one.score_from[1:] == 1).all()
+    plain = plan_windows(100, 32, 0)  # 32, 32, 32 and a last window of 4
+    for stride in (32, 33, 1000):
+        same = plan_windows(100, 32, stride)
+        assert [a.tolist() for a in (same.starts, same.ends, same.score_from)] == \
+            [a.tolist() for a in (plain.starts, plain.ends, plain.score_from)]
+    assert plain.ends.tolist() == [32, 64, 96, 100] and plain.starts[-1] == 96

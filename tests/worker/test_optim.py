@@ -82,3 +82,45 @@ def test_ema_follows_until_start_then_averages_and_loads() -> None:
     assert torch.allclose(ema.shadow[0], torch.full((2, 2), 4.0))
     ema.copy_to(model)
     assert torch.allclose(model.weight, torch.full((2, 2), 4.0))
+
+
+def test_ema_keeps_fp32_shadows_of_trainable_parameters_only_and_loads_them_in_the_model_dtype() -> None:
+    model = nn.Sequential(nn.Linear(2, 2, bias=False), nn.Linear(2, 2, bias=False)).to(torch.bfloat16)
+    model[1].weight.requires_grad_(False)  # frozen: not averaged, never overwritten
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[1].weight.fill_(7.0)
+    ema = EMA(model, decay=0.5, start_step=2)
+    assert len(ema.shadow) == 1 and ema.shadow[0].dtype == torch.float32
+    assert torch.equal(ema.shadow[0], torch.ones(2, 2))
+    for step, value in [(1, 2.0), (2, 4.0)]:  # up to and including start_step: follows
+        with torch.no_grad():
+            model[0].weight.fill_(value)
+        ema.update(model, step=step)
+        assert torch.equal(ema.shadow[0], torch.full((2, 2), value))
+    with torch.no_grad():
+        model[0].weight.fill_(8.0)
+    ema.update(model, step=3)  # 0.5 * 4 + 0.5 * 8
+    assert torch.equal(ema.shadow[0], torch.full((2, 2), 6.0))
+    with torch.no_grad():
+        model[0].weight.fill_(0.0)
+    ema.copy_to(model)
+    assert model[0].weight.dtype == torch.bfloat16 and torch.equal(model[0].weight.float(), torch.full((2, 2), 6.0))
+    assert torch.equal(model[1].weight.float(), torch.full((2, 2), 7.0))
+
+
+def test_ema_averages_from_the_first_step_by_default() -> None:
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, decay=0.75)
+    with torch.no_grad():
+        model.weight.fill_(4.0)
+    ema.update(model, step=1)  # start_step 0: step 1 already averages, 0.75 * 0 + 0.25 * 4
+    assert torch.equal(ema.shadow[0], torch.full((1, 1), 1.0))
+
+
+def test_ema_refuses_to_load_into_a_model_of_another_shape() -> None:
+    ema = EMA(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)), decay=0.9)
+    with pytest.raises(ValueError, match="zip"):
+        ema.copy_to(nn.Linear(2, 2))  # two parameters against four shadows: never a silent partial load

@@ -6,6 +6,7 @@ import pytest
 
 from clowncar.config import TrainConfig
 from clowncar.worker.schedule import (
+    LRPoint,
     cadence_for,
     is_crawl_step,
     lr_scale,
@@ -85,3 +86,43 @@ def test_phased_cadence_follows_the_lr_multiplier() -> None:
     lr = lambda s: lr_scale(TrainConfig(iterations=10, warmdown_iters=10, max_wallclock_seconds=0), s, 0.0)  # noqa: E731
     assert [cadence_for(train, lr(s)) for s in (1, 5, 6, 8, 9, 10)] == [2, 2, 4, 4, 6, 6]
     assert cadence_for(TrainConfig(cadence=3), lr(10)) == 3
+
+
+def test_a_cap_under_a_second_is_still_a_cap() -> None:
+    assert wallclock_cap_ms(TrainConfig(max_wallclock_seconds=0.5)) == 500.0
+    assert wallclock_cap_ms(TrainConfig(max_wallclock_seconds=1.0)) == 1000.0
+    assert wallclock_cap_ms(TrainConfig(max_wallclock_seconds=2.0, reserve_seconds=0.5)) == 1500.0
+
+
+def test_warmdown_law_holds_for_the_shortest_cap_and_warmdown() -> None:
+    """remaining / (warmdown_iters x mean step time) exactly, even for a 1 ms cap and a one-step warm-down."""
+    train = TrainConfig(max_wallclock_seconds=0.001, warmdown_iters=1, iterations=10**6)
+    assert lr_scale(train, 2, 0.75).scale == pytest.approx(0.25 / 0.75)
+    assert lr_scale(train, 2, 0.75).phase == "warmdown"
+    long = TrainConfig(max_wallclock_seconds=10.0, warmdown_iters=1, iterations=10**6)
+    assert lr_scale(long, 10, 9_500.0).scale == pytest.approx(500.0 / (9_500.0 / 9))
+
+
+def test_warmdown_starts_from_the_second_step_once_one_step_time_is_known() -> None:
+    train = TrainConfig(max_wallclock_seconds=10.0, warmdown_iters=10, iterations=10**6)
+    # one step took 9.5 s: the warm-down would last 95 s, and 0.5 s are left
+    assert lr_scale(train, 2, 9_500.0).scale == pytest.approx(500.0 / 95_000.0)
+
+
+def test_phase_boundaries_belong_to_the_phase_they_end() -> None:
+    warm = TrainConfig(lr_warmup_steps=4, warmdown_iters=0)
+    assert lr_scale(warm, 4, 0.0) == LRPoint(1.0, "warmup")  # the last warm-up step reaches 1
+    limit = TrainConfig(iterations=100, warmdown_iters=10, max_wallclock_seconds=0)
+    assert lr_scale(limit, 91, 0.0) == LRPoint(1.0, "main")  # scale exactly 1: not yet warming down
+    assert lr_scale(limit, 92, 0.0).phase == "warmdown"
+
+
+def test_muon_momentum_without_or_with_a_one_step_warmup() -> None:
+    none = TrainConfig(muon_momentum=0.95, muon_momentum_warmup_start=0.85, muon_momentum_warmup_steps=0)
+    assert muon_momentum(none, 1) == 0.95
+    one = TrainConfig(muon_momentum=0.95, muon_momentum_warmup_start=0.85, muon_momentum_warmup_steps=1)
+    assert muon_momentum(one, 1) == pytest.approx(0.85) and muon_momentum(one, 2) == pytest.approx(0.95)
+
+
+def test_crawl_steps_start_at_the_first_step_by_default() -> None:
+    assert [is_crawl_step(s, 3) for s in range(1, 5)] == [True, False, False, True]

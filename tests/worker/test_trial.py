@@ -220,3 +220,73 @@ def test_out_of_memory_ends_with_oom_status(tiny_cfg: Callable[..., Any], tmp_pa
     assert code == 4 and result["status"] == "oom"
     assert result["reason"] == "CUDA out of memory. Tried to allocate 80.00 GiB"
     assert events[-1]["result"]["status"] == "oom"
+
+
+QUANT = ["quant.enabled=true", "quant.flat_scheme=gptq_int6", "quant.crawler_scheme=int8",
+         "quant.passthrough_max_numel=256", "quant.gptq_calib_seqs=4", "quant.gptq_calib_seq_len=32",
+         "quant.zstd_level=3"]
+
+
+def _relative_distance(state: dict[str, Any], ref: dict[str, Any]) -> float:
+    """||state - ref|| / ||ref|| over every floating tensor the two share."""
+    num = den = 0.0
+    for k, v in state.items():
+        if k in ref and v.is_floating_point():
+            num += float((v.float() - ref[k].float()).pow(2).sum())
+            den += float(ref[k].float().pow(2).sum())
+    return (num / den) ** 0.5 if den else float("nan")
+
+
+def test_the_exported_weights_are_the_ema_weights_when_ema_is_on(tiny_cfg: Callable[..., Any],
+                                                                  tmp_path: Path,
+                                                                  read_trial: Callable[..., Any]) -> None:
+    """With a decay this close to 1 the average barely leaves the initial weights, while training moves the
+    raw ones far: the artifact must hold the former (what was evaluated), not the latter."""
+    import torch
+
+    from clowncar.model import build_model
+    from clowncar.worker.artifact import load_artifact
+
+    base = ("train.iterations=6", "eval.stride=0", *QUANT)
+    raw_cfg = tiny_cfg(*base)
+    ema_cfg = tiny_cfg(*base, "train.ema=true", "train.ema_decay=0.999999", "train.ema_start_step=0")
+    assert _trial(raw_cfg, tmp_path / "raw", read_trial)[0] == 0
+    code, result, _ = _trial(ema_cfg, tmp_path / "ema", read_trial)
+    assert code == 0 and result["evaluated_weights"] == "ema"
+    torch.manual_seed(ema_cfg.train.seed)  # the worker seeds this way before building the model
+    init = build_model(ema_cfg).state_dict()
+    ema_state, _ = load_artifact(tmp_path / "ema" / "model.ptz")
+    raw_state, _ = load_artifact(tmp_path / "raw" / "model.ptz")
+    moved = _relative_distance(raw_state, init)
+    kept = _relative_distance(ema_state, init)
+    assert moved > 0.1, moved  # training moved the raw weights
+    assert kept < 0.05 and kept < moved / 4, (kept, moved)  # the export is the average: quantization error only
+
+
+def test_gptq_calibrates_on_the_start_of_the_training_stream_never_on_validation(
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The calibration tokens handed to the export are the first tokens of the training shards; validation
+    tokens would leak the scored data into the quantizer and lower the reported BPB."""
+    import numpy as np
+
+    import clowncar.worker.artifact as artifact
+    from clowncar.data.stream import TokenStream, load_validation_tokens
+
+    seen: list[np.ndarray] = []
+    real = artifact.export_artifact
+
+    def recording_export(model: Any, cfg: Any, calib_tokens: Any, path: Any) -> dict[str, Any]:
+        seen.append(np.asarray(calib_tokens).reshape(-1).copy())
+        return real(model, cfg, calib_tokens, path)
+
+    monkeypatch.setattr(artifact, "export_artifact", recording_export)
+    cfg = tiny_cfg("train.iterations=2", "eval.stride=0", *QUANT)
+    code, _, _ = _trial(cfg, tmp_path / "t", read_trial)
+    assert code == 0 and len(seen) == 1
+    data = Path(cfg.data.dataset)
+    n = cfg.quant.gptq_calib_seqs * cfg.quant.gptq_calib_seq_len
+    train_start = TokenStream(sorted(data.glob("fineweb_train_*.bin"))).take(n)
+    assert seen[0].tolist() == train_start.tolist()
+    val = load_validation_tokens(sorted(data.glob("fineweb_val_*.bin")), 1)
+    assert seen[0][:64].tolist() != val[:64].tolist()

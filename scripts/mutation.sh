@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Mutation testing of the scoring path with mutmut 3 (a dev dependency), one module at a time:
+#
+#   scripts/mutation.sh clowncar/data/bpb.py [MODULE...]     # or `all`, or `list`
+#
+# MODULE is a file, or FILE:Class for the mutants of one class only (the EMA lives in optim.py beside Muon).
+# Each module is mutated alone in its own scratch copy of the checkout (.mutation/<module>/, git-ignored),
+# with only the fast unit tests that cover it (the TESTS table below), so runs of different modules never share
+# state and a rerun of one module starts clean. The figures for docs/testing.md come from
+# scripts/mutation_summary.py, which also counts the survivors that scripts/mutation_equivalent.txt lists as
+# equivalent (each with its reason). MUTATION_JOBS (default 1) sets mutmut's worker processes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+PY=${PY:-$REPO/.venv/bin/python}
+[ -x "$PY" ] || PY=$(command -v python3)
+JOBS=${MUTATION_JOBS:-1}
+
+# module -> the unit tests that cover it (space-separated pytest paths or node ids, relative to the repo)
+declare -A TESTS=(
+  [clowncar/data/bpb.py]="tests/data/test_bpb.py"
+  [clowncar/data/stream.py]="tests/data/test_stream.py"
+  [clowncar/worker/evaluate.py]="tests/worker/test_evaluate.py"
+  [clowncar/worker/schedule.py]="tests/worker/test_schedule.py"
+  [clowncar/worker/optim.py:EMA]="tests/worker/test_optim.py"
+  [clowncar/analysis/stats.py]="tests/analysis/test_stats.py"
+  [clowncar/analysis/family.py]="tests/analysis/test_results_and_family.py"
+  [clowncar/analysis/result.py]="tests/analysis/test_verdicts.py tests/analysis/test_results_and_family.py"
+  [clowncar/orchestrator/resume.py]="tests/orchestrator/test_resume.py"
+  [clowncar/worker/quant.py]="tests/worker/test_quant.py tests/worker/test_artifact.py tests/worker/test_quant_gap.py"
+  [clowncar/worker/artifact.py]="tests/worker/test_artifact.py tests/worker/test_artifact_model.py tests/worker/test_quant_gap.py"
+)
+ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/worker/evaluate.py clowncar/worker/schedule.py
+       clowncar/worker/optim.py:EMA
+       clowncar/analysis/stats.py clowncar/analysis/family.py clowncar/analysis/result.py
+       clowncar/orchestrator/resume.py clowncar/worker/quant.py clowncar/worker/artifact.py)
+
+if [ $# -eq 0 ]; then
+  echo "usage: scripts/mutation.sh MODULE... | all | list" >&2
+  exit 2
+fi
+if [ "$1" = list ]; then
+  for m in "${ORDER[@]}"; do echo "$m: ${TESTS[$m]}"; done
+  exit 0
+fi
+[ "$1" = all ] && set -- "${ORDER[@]}"
+for m in "$@"; do
+  if [ -z "${TESTS[$m]:-}" ]; then
+    echo "mutation.sh: no tests listed for $m (scripts/mutation.sh list shows the modules)" >&2
+    exit 2
+  fi
+done
+
+# Everything below runs inside one function, which bash reads whole before running it: editing this file
+# while a long run is going cannot change what that run does.
+run_modules() {
+  for m in "$@"; do
+    file=${m%%:*}
+    cls=${m#"$file"}; cls=${cls#:}
+    mod=${file%.py}; mod=${mod//\//.}
+    pattern=()  # mutmut's names: MODULE.x_FUNCTION__mutmut_N, MODULE.xǁCLASSǁMETHOD__mutmut_N
+    [ -n "$cls" ] && pattern=("$mod.xǁ${cls}ǁ*")
+    work=$REPO/.mutation/$mod${cls:+.$cls}
+    rm -rf "$work"
+    mkdir -p "$work"
+    # a copy of what the tests import and read; the worktree itself is never mutated
+    cp -r clowncar tests benchmarks pyproject.toml scripts/mutation_plugin.py "$work"/
+    find "$work" -name __pycache__ -prune -exec rm -rf {} +
+    {
+      echo "[mutmut]"
+      echo "source_paths = clowncar"
+      echo "only_mutate = $file"
+      echo "pytest_add_cli_args_test_selection ="
+      for t in ${TESTS[$m]}; do echo "    $t"; done
+      echo "pytest_add_cli_args ="
+      echo "    -p"
+      echo "    no:cacheprovider"
+      echo "    -p"
+      echo "    mutation_plugin"
+      echo "    -m"
+      echo "    not slow"
+      echo "also_copy = mutation_plugin.py"
+      echo "process_isolation = forkserver"
+      echo "use_git_change_detection = false"
+    } > "$work/setup.cfg"
+    echo "== $m (tests: ${TESTS[$m]}; $JOBS process(es)); started $(date -u +%FT%TZ)"
+    start=$(date +%s)
+    # No PYTHONPATH: mutmut puts mutants/ first on sys.path itself, and a PYTHONPATH entry naming mutants/
+    # before it exists would be cached as "nothing here", so the installed package would be imported instead.
+    (cd "$work" && env -u PYTHONPATH CI= "$PY" -m mutmut run --max-children "$JOBS" "${pattern[@]}" > run.log 2>&1) || {
+      echo "mutmut failed on $m; see $work/run.log" >&2
+      tr '\r' '\n' < "$work/run.log" | grep -v '^.Generating\|^.Running' | tail -20 >&2
+      exit 1
+    }
+    seconds=$(( $(date +%s) - start ))
+    echo "   took $seconds s"
+    MUTATION_LABEL=$m MUTATION_TESTS="${TESTS[$m]}" MUTATION_SECONDS=$seconds MUTATION_DATE=$(date -u +%F) \
+      "$PY" scripts/mutation_summary.py "$work" "$file" "${pattern[@]}"
+  done
+}
+run_modules "$@"; exit

@@ -1,0 +1,158 @@
+"""`reconcile` after a dead head, on a real Optuna study and a real store (SQLite), without Ray: finished trials
+are never run again, outcomes that reached the store are told to the study, everything else is closed and queued
+once more as its next attempt, and the store's running attempts become `crashed`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from clowncar.orchestrator.record import trial_uid
+from clowncar.orchestrator.resume import reconcile
+from clowncar.orchestrator.search import ATTEMPT, CLOSED, CONSTRAINT, NUMBER
+from clowncar.orchestrator.spec import spec_from_dict
+from clowncar.store import open_store
+
+KEY = "model.crawler_loops"
+
+
+class World:
+    """A sweep's study and store, with helpers that leave trials as a dead head would."""
+
+    def __init__(self, tmp: Path, sampler: str = "grid") -> None:
+        self.url = f"sqlite:///{tmp / 'store.db'}"
+        self.spec = spec_from_dict({"name": "rs", "preset": "tiny-cpu", "sampler": sampler,
+                                    "space": {KEY: {"grid": [1, 2, 3, 4]} if sampler == "grid"
+                                              else {"choice": [1, 2, 3, 4]}},
+                                    **({} if sampler == "grid" else {"budget": {"max_trials": 8}})})
+        self.store = open_store(self.url)
+        self.store.create_or_get_sweep("rs", self.spec.model_dump())
+        # Optuna's in-memory storage: reconcile only talks to the study's API, and it keeps each test fast
+        # (the sweep tests run it on the SQLite storage the CLI uses).
+        self.study = optuna.create_study(study_name="rs", storage=optuna.storages.InMemoryStorage(),
+                                         directions=["minimize"] * len(self.spec.metrics()))
+
+    def running(self, number: int, loops: int, attempt: int = 0) -> optuna.trial.Trial:
+        t = self.study.ask()
+        self.study._storage.set_trial_param(t._trial_id, KEY, float([1, 2, 3, 4].index(loops)),
+                                            optuna.distributions.CategoricalDistribution([1, 2, 3, 4]))
+        t.set_user_attr(NUMBER, number)
+        t.set_user_attr(ATTEMPT, attempt)
+        return t
+
+    def stored(self, number: int, attempt: int, status: str, result: dict[str, Any] | None = None) -> None:
+        uid = trial_uid("rs", number)
+        self.store.start_trial("rs", uid, number, attempt, {"model": {"crawler_loops": number}}, None, "n0")
+        if status != "running":
+            self.store.finish_trial(uid, attempt, status, f"{status} here", result)
+
+    def trial(self, number: int, attempt: int) -> optuna.trial.FrozenTrial:
+        (t,) = [t for t in self.study.get_trials() if t.user_attrs.get(NUMBER) == number
+                and t.user_attrs.get(ATTEMPT) == attempt]
+        return t
+
+    def attempt_status(self, number: int, attempt: int) -> str:
+        return self.attempt(number, attempt)["status"]
+
+    def attempt(self, number: int, attempt: int) -> dict[str, Any]:
+        trial = self.store.get_trial(trial_uid("rs", number))
+        return next(a for a in trial["attempts"] if a["attempt"] == attempt)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def test_reconcile_tells_what_finished_and_requeues_what_was_running(world: World) -> None:
+    cap = world.spec.size_cap()
+    world.running(0, 1)
+    world.stored(0, 0, "ok", {"q_sliding_val_bpb": 1.25, "artifact_bytes": cap + 7})
+    world.running(1, 2)
+    world.stored(1, 0, "diverged", {"q_sliding_val_bpb": 9.0})
+    world.running(2, 3)
+    world.stored(2, 0, "pruned")
+    world.running(3, 4)
+    world.stored(3, 0, "running")  # the head died while it trained
+    world.running(4, 1)
+    world.stored(4, 0, "stopped")  # stopped by the user: runs again
+    world.running(5, 2, attempt=1)
+    world.stored(5, 0, "ok", {"q_sliding_val_bpb": 1.0, "artifact_bytes": 5})  # an earlier attempt only
+    world.running(6, 3)  # never reached the store
+    done = world.study.ask()  # finished before the head died: left alone
+    done.set_user_attr(NUMBER, 7)
+    world.study.tell(done, 2.0)
+
+    assert reconcile(world.study, world.store, world.spec) == {
+        "told_from_store": 3, "closed_for_rerun": 4, "store_attempts_closed": 1}
+
+    ok = world.trial(0, 0)
+    assert ok.state == TrialState.COMPLETE and ok.values == [1.25] and ok.user_attrs["status"] == "ok"
+    assert ok.constraints == {CONSTRAINT: 7.0}  # 7 bytes over the cap: infeasible
+    assert world.trial(1, 0).state == TrialState.FAIL and world.trial(1, 0).user_attrs["status"] == "diverged"
+    assert world.trial(2, 0).state == TrialState.PRUNED and world.trial(2, 0).user_attrs["status"] == "pruned"
+    for number, attempt, loops in [(3, 0, 4), (4, 0, 1), (5, 1, 2), (6, 0, 3)]:
+        closed = world.trial(number, attempt)
+        assert closed.state == TrialState.FAIL and closed.user_attrs[CLOSED] == "head died while it ran"
+        again = world.trial(number, attempt + 1)  # queued once, with the same parameters
+        assert again.state == TrialState.WAITING and again.system_attrs["fixed_params"] == {KEY: loops}
+    assert world.attempt_status(3, 0) == "crashed"
+    assert world.attempt(3, 0)["reason"] == "head died; re-run as a new attempt"
+    assert world.attempt_status(0, 0) == "ok" and world.attempt_status(4, 0) == "stopped"
+    assert [(t.state, t.values) for t in world.study.get_trials() if t.user_attrs.get(NUMBER) == 7] == [
+        (TrialState.COMPLETE, [2.0])]  # finished before the head died: untouched, never queued again
+
+    # A second reconcile finds nothing RUNNING: nothing is told or queued twice.
+    assert reconcile(world.study, world.store, world.spec) == {
+        "told_from_store": 0, "closed_for_rerun": 0, "store_attempts_closed": 0}
+    assert len(world.study.get_trials(states=(TrialState.WAITING,))) == 4
+
+
+def test_a_requeued_trial_that_was_running_again_keeps_its_parameters(world: World) -> None:
+    """A re-run takes its parameters from the queue (fixed_params), not from suggestions: closing it again must
+    queue the same point as the next attempt."""
+    world.study.enqueue_trial({KEY: 3}, user_attrs={NUMBER: 9, ATTEMPT: 2})
+    t = world.study.ask()  # the queued copy starts
+    assert t.user_attrs[ATTEMPT] == 2 and not world.study._storage.get_trial(t._trial_id).params
+    assert reconcile(world.study, world.store, world.spec)["closed_for_rerun"] == 1
+    again = world.trial(9, 3)
+    assert again.state == TrialState.WAITING and again.system_attrs["fixed_params"] == {KEY: 3}
+
+
+def test_an_ok_outcome_without_the_objective_is_a_failure(world: World) -> None:
+    world.running(0, 1)
+    world.stored(0, 0, "ok", {"val_bpb": 1.3})  # no quantized metric: nothing to rank it by
+    reconcile(world.study, world.store, world.spec)
+    t = world.trial(0, 0)
+    assert t.state == TrialState.FAIL and t.user_attrs["status"] == "ok"
+
+
+def test_two_objectives_get_the_artifact_bytes_too(tmp_path: Path) -> None:
+    w = World(tmp_path, sampler="nsga2")
+    w.running(0, 1)
+    w.stored(0, 0, "ok", {"q_sliding_val_bpb": 1.5, "artifact_bytes": 1234})
+    w.running(1, 2)
+    w.stored(1, 0, "ok", {"q_val_bpb": 1.75})  # falls back to q_val_bpb; no artifact size recorded
+    reconcile(w.study, w.store, w.spec)
+    assert w.trial(0, 0).values == [1.5, 1234.0]
+    assert w.trial(0, 0).constraints == {CONSTRAINT: 1234.0 - w.spec.size_cap()}
+    one = w.trial(1, 0)
+    assert one.values[0] == 1.75 and math.isinf(one.values[1]) and one.constraints == {CONSTRAINT: 0.0}
+
+
+def test_a_trial_without_clowncar_attributes_counts_as_its_own_number_and_attempt_zero(world: World) -> None:
+    bare = world.study.ask()  # neither number nor attempt recorded (a trial started outside clowncar's search)
+    world.study._storage.set_trial_param(bare._trial_id, KEY, 1.0,
+                                         optuna.distributions.CategoricalDistribution([1, 2, 3, 4]))
+    world.stored(bare.number, 0, "ok", {"q_sliding_val_bpb": 1.5, "artifact_bytes": 1})
+    numbered = world.study.ask()
+    numbered.set_user_attr(NUMBER, 5)  # attempt missing: attempt 0
+    world.stored(5, 0, "diverged", {})
+    assert reconcile(world.study, world.store, world.spec)["told_from_store"] == 2
+    assert world.study.trials[bare.number].values == [1.5]
+    assert world.study.trials[numbered.number].state == TrialState.FAIL
