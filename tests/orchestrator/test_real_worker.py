@@ -69,7 +69,9 @@ def test_asha_stops_kill_the_real_workers_groups_and_a_killed_worker_is_recorded
     name = "realasha"
     spec = sweep_env.spec(name, overrides={"data.dataset": "demo_sp1024", "train.iterations": 30,
                                            "train.max_wallclock_seconds": 120, "eval.max_tokens": 4096,
-                                           "train.scalar_lr": 0.0, "train.tied_embed_lr": 0.0},
+                                           "train.scalar_lr": 0.0, "train.tied_embed_lr": 0.0,
+                                           # a constant LR: ASHA refuses rungs before a warm-down (rungs.py)
+                                           "train.warmdown_iters": 0},
                           space={"train.matrix_lr": {"grid": [0.04, 0.0]}}, seeds=[1, 2, 3], max_concurrent=2,
                           scheduler={"type": "asha", "metric": "train_loss", "grace_period": 4,
                                      "reduction_factor": 2},
