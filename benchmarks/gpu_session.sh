@@ -6,6 +6,10 @@
 #      int8 crawler export and the artifact round trip, on random-token shards
 #   3. the `clowncar` preset's training step at seq 2048 with torch.compile, its peak memory, eval plain vs sliding
 #   4. DeltaNet chunked vs recurrent reference on CUDA; crawler vs same-depth GPT tokens/s on CUDA
+#   5. issue #26: 20 steps eager vs CUDA graphs in a real trial (the gpu test), then the `clowncar` preset's
+#      step side by side: eager / compile / compile + CUDA graphs x fp32 / bf16 parameters, and trial start-up
+#      with a cold and a warm compile cache. With a 15-minute device budget run only this:
+#        STEPS="cuda_graph_test gpu_speed" bash benchmarks/gpu_session.sh     (device tool: timeout_s 560)
 # Wheels the GPU image lacks (pydantic, zstandard, flash-linear-attention) are carried in ./.whl.
 #   run: bash benchmarks/gpu_session.sh      (device tool: carry [".whl"], timeout_s 560)
 #   STEPS="cuda_tests bench_deltanet" bash benchmarks/gpu_session.sh runs only the named steps.
@@ -37,3 +41,6 @@ cp /tmp/cc/out/result.json "$OUT/trial_result.json" 2>/dev/null
 step bench_worker 170 python3 benchmarks/bench_worker.py --device cuda --skip-cpu
 step bench_deltanet 45 python3 benchmarks/bench_deltanet.py --device cuda --reps 10
 step bench_crawler 80 python3 benchmarks/bench_crawler_overhead.py --device cuda --dim 512 --heads 8 --seq 1024 --batch 8 --reps 10 --warmup 2 --no-preset
+
+step cuda_graph_test 120 python3 -m pytest -q -p no:cacheprovider tests/worker/test_compile_modes.py -rs -k needs_cuda
+step gpu_speed 420 python3 benchmarks/gpu_trial.py --startup --json "$OUT/gpu_speed.json"

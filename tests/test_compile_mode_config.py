@@ -39,7 +39,7 @@ def test_a_compile_mode_needs_compile_on(mode: str) -> None:
 
 
 def test_unknown_compile_mode_is_named(run_cli) -> None:
-    with pytest.raises(ConfigError, match="config key 'train.compile_mode'"):
+    with pytest.raises(ConfigError, match=r"config key 'train\.compile_mode'"):
         load_config(preset="clowncar", overrides=["train.compile_mode=cudagraphs"])
     ok = run_cli("config", "show", "--preset", "clowncar", "--set", "train.compile_mode=reduce-overhead")
     assert ok.returncode == 0 and "compile_mode: reduce-overhead" in ok.stdout
