@@ -34,7 +34,8 @@ for path in (REPO, REPO / "benchmarks"):
 
 PHASE_ROWS = (("launch", "launch -> process start"), ("imports", "imports, config, process group"),
               ("data", "data: shards, tokenizer, byte tables, val tokens"), ("model", "model build"),
-              ("optimizer", "optimizers"), ("compile", "compile warm-up steps"), ("first_step", "first step"))
+              ("optimizer", "optimizers"), ("compile", "torch.compile set-up, compile warm-up steps"),
+              ("first_step", "first step"))
 # A few steps of the tiny model: the compile warm-up traces both step kinds (cadence 2), as a real trial does.
 TINY_CPU = ["train.iterations=2", "train.warmup_steps=2", "train.cadence=2", "train.max_wallclock_seconds=0",
             "train.probe_every=0", "eval.stride=0", "eval.max_tokens=2048", "quant.enabled=false"]
@@ -98,6 +99,10 @@ def table(runs: dict[str, dict[str, Any]]) -> list[str]:
         row(label, [f"{r['result']['startup'][key]:.2f}" for r in runs.values()])
     row("**start-up, launch -> end of step 1**", [f"**{r['result']['startup_seconds']:.2f}**" for r in runs.values()])
     row("worker process CPU to end of step 1", [f"{r['result']['startup']['cpu_seconds']:.2f}" for r in runs.values()])
+    row("compiled graphs: from the cache / compiled", [
+        "-" if r["result"]["startup"].get("compile_cache_hits") is None else
+        f"{r['result']['startup']['compile_cache_hits']} / {r['result']['startup']['compile_cache_misses']}"
+        for r in runs.values()])
     row("whole trial: wall", [f"{r['wall_s']:.2f}" for r in runs.values()])
     row("whole trial: user + sys CPU (with compile workers)", [f"{r['user_s']:.2f} + {r['sys_s']:.2f}"
                                                                for r in runs.values()])

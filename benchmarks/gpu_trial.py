@@ -39,6 +39,7 @@ dense bf16 peak (H100 SXM and H200: 989 TFLOP/s; `--peak-tflops` for other devic
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import statistics
@@ -184,7 +185,8 @@ def run_variant(args: argparse.Namespace, mode: str, dtype: str, device: torch.d
     t = cfg.train
     seq_len = t.train_seq_len
     seqs = args.micro_batch or max(1, t.train_batch_tokens // (seq_len * t.grad_accum))
-    torch._dynamo.reset()
+    torch._dynamo.reset()  # also drops the CUDA graph trees of the variant before
+    gc.collect()  # the previous variant's model and gradients (gradient hooks make reference cycles)
     counters.clear()
     torch.manual_seed(t.seed)
     model = build_model(cfg).to(device)

@@ -25,7 +25,8 @@ round trip), `quant_gap`, `tokens_scored`, `bytes_scored`, `params`, `model_dim`
 (`git_commit`, `git_dirty`, `config`, `config_hash`, `torch`, `python`, `device`, `world_size`, `seed`, `host`),
 `startup_seconds` (launch -> end of the first training step) and `startup` (its phases in seconds: `launch`,
 `imports`, `data`, `model`, `optimizer`, `compile`, `first_step`; `cpu_seconds`; `from` (`launch` or
-`process start`); `compile_mode`, `compiled_as`, `cuda_graphs`, `compile_cache`; clowncar/worker/startup.py).
+`process start`); `compile_mode`, `compiled_as`, `cuda_graphs`, `compile_cache`, `compile_cache_hits`,
+`compile_cache_misses`; clowncar/worker/startup.py).
 """
 
 from __future__ import annotations

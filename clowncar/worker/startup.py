@@ -11,11 +11,12 @@ them to result.json (`startup_seconds`, `startup`) and events.jsonl (a `startup`
 | `data` | shard lists, tokenizer, byte tables, validation tokens, the vocabulary check |
 | `model` | build, move to the device, broadcast |
 | `optimizer` | optimizers built |
-| `compile` | the compile warm-up steps, weights restored (0 without warm-up: compiling then happens in the first step) |
+| `compile` | torch.compile's set-up (it imports dynamo and inductor) and the compile warm-up steps, weights restored (without warm-up steps compiling happens in the first step) |
 | `first_step` | the first training step |
 
 `cpu_seconds` is this process's CPU time (user + system) over the same span; inductor's compile workers are
-other processes and not in it.
+other processes and not in it. With compile on, `compile_cache_hits` / `compile_cache_misses` count the graphs
+(FX graphs and AOTAutograd graphs) found in / missing from the on-disk compile cache up to the first step.
 """
 
 from __future__ import annotations

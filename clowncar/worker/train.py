@@ -262,12 +262,23 @@ def _startup_done(clock: StartupClock, plan: CompilePlan, result: dict[str, Any]
     # Inductor writes the cache dir it chose into the environment when it first compiles.
     cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR") if plan.mode is not None else None
     fields = clock.fields(compile_mode=plan.asked, compiled_as=plan.mode or "eager", cuda_graphs=plan.cuda_graphs,
-                          compile_cache=cache)
+                          compile_cache=cache, **_compile_cache_counts(plan))
     result.update(fields)
     emit("startup", **fields)
     phases = ", ".join(f"{k} {fields['startup'][k]:.2f}" for k in clock.phases)
     log.line(f"start-up: {fields['startup_seconds']:.2f}s to the end of step 1 ({phases}; "
              f"cpu {fields['startup']['cpu_seconds']:.2f}s)")
+
+
+def _compile_cache_counts(plan: CompilePlan) -> dict[str, int | None]:
+    """Graphs compiled so far that inductor's on-disk caches (FX graph, AOTAutograd) had, and those they lacked."""
+    if plan.mode is None:
+        return {"compile_cache_hits": None, "compile_cache_misses": None}
+    from torch._dynamo.utils import counters
+
+    hits = counters["inductor"]["fxgraph_cache_hit"] + counters["aot_autograd"]["autograd_cache_hit"]
+    misses = counters["inductor"]["fxgraph_cache_miss"] + counters["aot_autograd"]["autograd_cache_miss"]
+    return {"compile_cache_hits": hits, "compile_cache_misses": misses}
 
 
 def set_fake_quant(model: nn.Module, on: bool) -> None:

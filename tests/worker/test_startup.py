@@ -33,6 +33,7 @@ def test_trial_reports_each_phase_once_and_they_add_up(tiny_cfg: Callable[..., A
     assert startup["compile"] > 0  # two warm-up steps ran, then the state was restored
     assert startup["from"] == "process start" and startup["launch"] == 0  # no launcher stamped this run
     assert startup["compile_mode"] == "eager" and startup["compile_cache"] is None and not startup["cuda_graphs"]
+    assert startup["compile_cache_hits"] is None and startup["compile_cache_misses"] is None
     assert startup["cpu_seconds"] > 0
     kinds = [e["event"] for e in events]
     assert kinds[:3] == ["start", "startup", "step"] and kinds.count("startup") == 1
