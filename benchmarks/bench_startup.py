@@ -4,11 +4,11 @@
     PYTHONPATH=$PWD python benchmarks/bench_startup.py --device cuda --preset clowncar \\
         --set train.train_batch_tokens=98304 --set train.grad_accum=1   # one rank's share of an 8-GPU trial
 
-Each run is launched as the trainable launches a trial: `worker_command` (the launch wrapper, then
-`python -m clowncar.worker` on a trial.json) in `worker_env` (threads, CLOWNCAR_LAUNCH_TIME, the compile cache as
-TORCHINDUCTOR_CACHE_DIR), on random-token shards and a tokenizer trained on this repository's text. Three runs:
-eager; compiled into an empty cache directory (cold); compiled again into that directory (warm: what every
-trial after the first on a node pays). The phases are the worker's own (result.json `startup`,
+Each run is launched as the trainable launches a trial: `worker_command` (the launch wrapper, then `python -m
+clowncar.worker` on a trial.json) in `worker_env` (threads, CLOWNCAR_LAUNCH_TIME, the compile cache as
+TORCHINDUCTOR_CACHE_DIR), on random-token shards and a tokenizer trained on this repository's text. Three
+runs: eager; compiled into an empty cache directory (cold); compiled again into that directory (warm: what
+every trial after the first on a node pays). The phases are the worker's own (result.json `startup`,
 clowncar/worker/startup.py). Besides wall seconds the table gives the worker's CPU seconds: its own process up
 to the first step (from result.json), and user + system for the whole trial including the compile worker
 processes it reaped (os.wait4), which a loaded machine inflates far less than wall time. The load average is
@@ -36,9 +36,11 @@ PHASE_ROWS = (("launch", "launch -> process start"), ("imports", "imports, confi
               ("data", "data: shards, tokenizer, byte tables, val tokens"), ("model", "model build"),
               ("optimizer", "optimizers"), ("compile", "torch.compile set-up, compile warm-up steps"),
               ("first_step", "first step"))
-# A few steps of the tiny model: the compile warm-up traces both step kinds (cadence 2), as a real trial does.
-TINY_CPU = ["train.iterations=2", "train.warmup_steps=2", "train.cadence=2", "train.max_wallclock_seconds=0",
-            "train.probe_every=0", "eval.stride=0", "eval.max_tokens=2048", "quant.enabled=false"]
+# Every run is a short trial: start-up is measured to its first step, and what follows is kept small.
+SHORT = ["train.iterations=2", "train.max_wallclock_seconds=0", "train.probe_every=0", "train.val_every=0",
+         "eval.stride=0", "eval.max_tokens=16384", "quant.enabled=false"]
+# tiny-cpu has no compile warm-up: give it two steps, one of each kind (cadence 2), as a real trial compiles.
+TINY_CPU = ["train.warmup_steps=2", "train.cadence=2"]
 
 
 def launch_trial(config: dict[str, Any], out: Path, cache: Path, cpus: int) -> dict[str, Any]:
@@ -52,7 +54,8 @@ def launch_trial(config: dict[str, Any], out: Path, cache: Path, cpus: int) -> d
     cmd = worker_command("clowncar.worker", out / "trial.json", out, 1)
     t0 = time.time()
     with (out / "worker.out").open("wb") as log:
-        proc = subprocess.Popen(cmd, env=worker_env(ctx, cpus, 0), stdout=log, stderr=subprocess.STDOUT, cwd=out)
+        proc = subprocess.Popen(cmd, env=worker_env(ctx, cpus, 0), stdout=log, stderr=subprocess.STDOUT,
+                                cwd=out)
         _, status, usage = os.wait4(proc.pid, 0)  # reaps it: rusage covers the worker and its reaped children
         proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.time() - t0
@@ -63,12 +66,13 @@ def launch_trial(config: dict[str, Any], out: Path, cache: Path, cpus: int) -> d
     return {"result": result, "wall_s": wall, "user_s": usage.ru_utime, "sys_s": usage.ru_stime}
 
 
-RUNS = {"eager": ["train.compile=false"], "compile, cold cache": ["train.compile=true"],
-        "compile, warm cache": ["train.compile=true"]}
+RUNS = {"eager": ["train.compile=false", "train.compile_mode=default"],  # whatever mode the others compile in
+        "compile, cold cache": ["train.compile=true"], "compile, warm cache": ["train.compile=true"]}
 
 
 def measure(preset: str, overrides: list[str], device: str, root: Path, cpus: int,
-            data: tuple[Path, Path] | None = None, runs: tuple[str, ...] = tuple(RUNS)) -> dict[str, dict[str, Any]]:
+            data: tuple[Path, Path] | None = None, runs: tuple[str, ...] = tuple(RUNS)
+            ) -> dict[str, dict[str, Any]]:
     """Eager, compile with a cold cache, compile with the warm cache (in that order, one cache directory under
     `root`): {run name: launch_trial's dict}."""
     from clowncar.config import load_config
@@ -79,7 +83,8 @@ def measure(preset: str, overrides: list[str], device: str, root: Path, cpus: in
         (root / "data").mkdir(parents=True)
         data = make_dataset(root / "data", train_tokens=400_000, val_tokens=40_000)
     shards, tokenizer = data
-    base = [f"data.dataset={shards}", f"data.tokenizer={tokenizer}", f"train.device={device}", *overrides]
+    base = [f"data.dataset={shards}", f"data.tokenizer={tokenizer}", f"train.device={device}", *SHORT,
+            *overrides]
     out: dict[str, dict[str, Any]] = {}
     for i, name in enumerate(runs):
         cfg = load_config(preset=preset, overrides=[*base, *RUNS[name]])
@@ -97,8 +102,9 @@ def table(runs: dict[str, dict[str, Any]]) -> list[str]:
 
     for key, label in PHASE_ROWS:
         row(label, [f"{r['result']['startup'][key]:.2f}" for r in runs.values()])
-    row("**start-up, launch -> end of step 1**", [f"**{r['result']['startup_seconds']:.2f}**" for r in runs.values()])
-    row("worker process CPU to end of step 1", [f"{r['result']['startup']['cpu_seconds']:.2f}" for r in runs.values()])
+    results = [r["result"] for r in runs.values()]
+    row("**start-up, launch -> end of step 1**", [f"**{r['startup_seconds']:.2f}**" for r in results])
+    row("worker process CPU to end of step 1", [f"{r['startup']['cpu_seconds']:.2f}" for r in results])
     row("compiled graphs: from the cache / compiled", [
         "-" if r["result"]["startup"].get("compile_cache_hits") is None else
         f"{r['result']['startup']['compile_cache_hits']} / {r['result']['startup']['compile_cache_misses']}"

@@ -1,24 +1,24 @@
-"""One GPU's share of a trial's training, side by side in one run: eager, torch.compile and compile + CUDA graphs,
-with fp32 and bf16 parameters: ms/step, tokens/s, peak memory, MFU, the loss curve against eager; and the trial's
-start-up (launch -> first step) with a cold and a warm compile cache.
+"""One GPU's share of a trial's training, side by side in one run: eager, torch.compile and compile + CUDA
+graphs, with fp32 and bf16 parameters: ms/step, tokens/s, peak memory, MFU, the loss curve against eager; and
+the trial's start-up (launch -> first step) with a cold and a warm compile cache.
 
-    python benchmarks/gpu_trial.py --startup                       # `clowncar` preset, random tokens, 20 steps
+    python benchmarks/gpu_trial.py --startup                 # `clowncar` preset, random tokens, 20 steps
     python benchmarks/gpu_trial.py --modes default,reduce-overhead --dtypes fp32
     python benchmarks/gpu_trial.py --shards /data/datasets/fineweb10B_sp1024
-    python benchmarks/gpu_trial.py --preset tiny-cpu --device cpu --steps 3 --modes eager   # same path on CPU
+    python benchmarks/gpu_trial.py --preset tiny-cpu --device cpu --steps 3 --modes eager   # CPU, same path
 
-Each variant (a compile mode `--modes`: eager or a `train.compile_mode`, times a `model.param_dtype` `--dtypes`)
-builds the model from the same seed and trains it on the same batches as the worker trains it: bf16 autocast on
-CUDA, the worker's optimizers (Muon + AdamW) over the groups the config trains (`untrained`), the worker's compile
-plan (`clowncar.worker.compiled`: CUDA-graph steps marked per micro-batch, first gradients cloned out of the graph
-pool). One step is `--accum` micro-batches of the per-GPU micro-batch of the config on 8 GPUs
-(train_batch_tokens / (train_seq_len x grad_accum) tokens) followed by the optimizer step; every step fires the
-crawler loops (a C-step) unless `--n-step`. A variant that fails is reported with its error; the others still run.
-`vs compile` is the variant's ms/step over the plain-compile ms/step at the same dtype (the issue's bar for CUDA
-graphs: <= 0.85); `loss vs eager` the largest relative difference of its per-step losses from eager's at the same
-dtype, over the warm-up and timed steps. `--startup` adds benchmarks/bench_startup.py's three trials (eager,
-cold cache, warm cache) of the same preset at one rank's share of an 8-GPU batch, compiled in the fastest mode
-asked for.
+Each variant (a compile mode `--modes`: eager or a `train.compile_mode`, times a `model.param_dtype`
+`--dtypes`) builds the model from the same seed and trains it on the same batches as the worker trains it:
+bf16 autocast on CUDA, the worker's optimizers (Muon + AdamW) over the groups the config trains (`untrained`),
+the worker's compile plan (`clowncar.worker.compiled`: CUDA-graph steps marked per micro-batch, first
+gradients cloned out of the graph pool). One step is `--accum` micro-batches of the per-GPU micro-batch of the
+config on 8 GPUs (train_batch_tokens / (train_seq_len x grad_accum) tokens) followed by the optimizer step;
+every step fires the crawler loops (a C-step) unless `--n-step`. A variant that fails is reported with its
+error; the others still run. `vs compile` is the variant's ms/step over the plain-compile ms/step at the same
+dtype (the issue's bar for CUDA graphs: <= 0.85); `loss vs eager` the largest relative difference of its
+per-step losses from eager's at the same dtype, over the warm-up and timed steps. `--startup` adds
+benchmarks/bench_startup.py's three trials (eager, cold cache, warm cache) of the same preset at one rank's
+share of an 8-GPU batch, compiled in the fastest mode asked for.
 
 FLOPs per trained token, forward + backward:
 
@@ -195,7 +195,8 @@ def run_variant(args: argparse.Namespace, mode: str, dtype: str, device: torch.d
     fwd = plan.compile(model)
     if plan.cuda_graphs:
         keep_grads_out_of_graph_pool(model)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+           else torch.autocast("cpu", enabled=False))
     next_batch = batch_source(args, cfg.model.vocab_size, seqs, seq_len, device)
 
     def step() -> float:
@@ -217,7 +218,7 @@ def run_variant(args: argparse.Namespace, mode: str, dtype: str, device: torch.d
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    losses = [step() for _ in range(args.warmup)]  # compilation, autotuning and CUDA graph recording happen here
+    losses = [step() for _ in range(args.warmup)]  # compiling, autotuning, CUDA graph recording happen here
     sync()
     warmup_s = time.perf_counter() - t0
     times = []
@@ -239,7 +240,8 @@ def run_variant(args: argparse.Namespace, mode: str, dtype: str, device: torch.d
         "step_ms_max": max(times) * 1e3, "tokens_per_step": tokens_per_step, "tokens_per_s": tok_s,
         "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
         "flops_per_token": flops_tok, "model_tflops_per_s": flops_tok * tok_s / 1e12, "peak_tflops": peak,
-        "mfu": flops_tok * tok_s / (peak * 1e12) if peak else None, "losses": losses, "final_loss": losses[-1],
+        "mfu": flops_tok * tok_s / (peak * 1e12) if peak else None, "losses": losses,
+        "final_loss": losses[-1],
     }
 
 
@@ -250,8 +252,8 @@ def compare(variants: list[dict[str, Any]]) -> None:
     for v in ok.values():
         plain, eager = ok.get(("default", v["param_dtype"])), ok.get(("eager", v["param_dtype"]))
         v["vs_compile"] = v["step_ms_median"] / plain["step_ms_median"] if plain else None
-        v["loss_vs_eager"] = (max(abs(a - b) / abs(b) for a, b in zip(v["losses"], eager["losses"], strict=True))
-                              if eager else None)
+        pairs = zip(v["losses"], eager["losses"], strict=True) if eager else None
+        v["loss_vs_eager"] = max(abs(a - b) / abs(b) for a, b in pairs) if pairs else None
 
 
 def run(args: argparse.Namespace, progress: Any = print) -> dict[str, Any]:
@@ -285,8 +287,8 @@ def run(args: argparse.Namespace, progress: Any = print) -> dict[str, Any]:
 
 
 def startup_runs(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
-    """Three real trials through the trainable's launch path (benchmarks/bench_startup.py), at one rank's share
-    of an 8-GPU batch, compiled in the fastest mode asked for."""
+    """Three real trials through the trainable's launch path (benchmarks/bench_startup.py), at one rank's
+    share of an 8-GPU batch, compiled in the fastest mode asked for."""
     import tempfile
 
     from bench_startup import measure
@@ -295,13 +297,13 @@ def startup_runs(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
     fastest = [m for m in args.modes if m != "eager"][-1:] or ["default"]
     sets = [*args.set, f"train.train_batch_tokens={max(t.train_seq_len, t.train_batch_tokens // 8)}",
             f"train.grad_accum={max(1, t.grad_accum // 8)}", f"train.compile_mode={fastest[0]}",
-            "train.iterations=2", "train.max_wallclock_seconds=0", "quant.enabled=false", "eval.stride=0",
-            f"eval.max_tokens={8 * t.train_seq_len}", "train.probe_every=0", "train.val_every=0"]
+            f"eval.max_tokens={8 * t.train_seq_len}"]  # bench_startup makes it a short trial
     with tempfile.TemporaryDirectory(prefix="gpu_trial_startup_") as tmp:
         runs = measure(args.preset, sets, args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
                        Path(tmp), args.startup_cpus)
     return {name: {"startup_seconds": r["result"]["startup_seconds"], "startup": r["result"]["startup"],
-                   "wall_s": r["wall_s"], "user_s": r["user_s"], "sys_s": r["sys_s"]} for name, r in runs.items()}
+                   "wall_s": r["wall_s"], "user_s": r["user_s"], "sys_s": r["sys_s"]}
+            for name, r in runs.items()}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -344,8 +346,9 @@ def print_table(r: dict[str, Any], argv: list[str]) -> None:
           f"forward, {c['n_used']:,} matmul params per token; optimizer: {first and first['optimizer']}")
     if first:
         print(f"  step: {first['accum']} x {first['micro_batch_seqs']} seqs x {first['seq_len']} tokens = "
-              f"{first['tokens_per_step']:,} tokens, {'C' if r['crawl'] else 'N'}-steps; {first['warmup_steps']} "
-              f"warm-up + {first['steps']} timed steps per variant; FLOPs/token (6N + attention) "
+              f"{first['tokens_per_step']:,} tokens, {'C' if r['crawl'] else 'N'}-steps; "
+              f"{first['warmup_steps']} warm-up + {first['steps']} timed steps per variant; FLOPs/token (6N + "
+              f"attention) "
               f"{first['flops_per_token'] / 1e6:,.1f} M")
     cols = r["variants"]
 
@@ -355,14 +358,16 @@ def print_table(r: dict[str, Any], argv: list[str]) -> None:
         value = v.get(key)
         if value is None:
             return "n/a"
-        return {"step_ms_median": f"{value:.1f}", "tokens_per_s": f"{value:,.0f}", "peak_mem_gib": f"{value:.2f}",
-                "mfu": f"{100 * value:.1f} %", "warmup_s": f"{value:.1f}", "vs_compile": f"{value:.3f}x",
+        return {"step_ms_median": f"{value:.1f}", "tokens_per_s": f"{value:,.0f}",
+                "peak_mem_gib": f"{value:.2f}", "mfu": f"{100 * value:.1f} %", "warmup_s": f"{value:.1f}",
+                "vs_compile": f"{value:.3f}x",
                 "loss_vs_eager": f"{value:.2e}", "final_loss": f"{value:.4f}",
                 "cudagraph_skips": str(value)}[key]
 
-    rows = (("ms/step (median)", "step_ms_median"), ("tokens/s", "tokens_per_s"), ("peak memory GiB", "peak_mem_gib"),
-            ("MFU", "mfu"), ("vs compile (ms/step ratio)", "vs_compile"), ("loss vs eager (max rel.)", "loss_vs_eager"),
-            ("final loss", "final_loss"), ("warm-up s (compile)", "warmup_s"), ("CUDA graph skips", "cudagraph_skips"))
+    rows = (("ms/step (median)", "step_ms_median"), ("tokens/s", "tokens_per_s"),
+            ("peak memory GiB", "peak_mem_gib"), ("MFU", "mfu"), ("vs compile (ms/step ratio)", "vs_compile"),
+            ("loss vs eager (max rel.)", "loss_vs_eager"), ("final loss", "final_loss"),
+            ("warm-up s (compile)", "warmup_s"), ("CUDA graph skips", "cudagraph_skips"))
     print("| metric | " + " | ".join(_label(v) for v in cols) + " |\n| --- |" + " ---: |" * len(cols))
     for label, key in rows:
         print(f"| {label} | " + " | ".join(cell(v, key) for v in cols) + " |")
@@ -373,7 +378,8 @@ def print_table(r: dict[str, Any], argv: list[str]) -> None:
         from bench_startup import PHASE_ROWS
 
         runs = r["startup"]
-        print("\nstart-up, launch -> end of step 1 (s) | " + " | ".join(runs) + " |\n| --- |" + " ---: |" * len(runs))
+        print("\nstart-up, launch -> end of step 1 (s) | " + " | ".join(runs) + " |")
+        print("| --- |" + " ---: |" * len(runs))
         for key, label in PHASE_ROWS:
             print(f"| {label} | " + " | ".join(f"{x['startup'][key]:.2f}" for x in runs.values()) + " |")
         print("| **total** | " + " | ".join(f"**{x['startup_seconds']:.2f}**" for x in runs.values()) + " |")

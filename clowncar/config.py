@@ -173,11 +173,12 @@ class TrainConfig(Section):
     ema_start_step: int = Field(0, ge=0)
     compile: bool = False
     """torch.compile the model (inductor) for training and evaluation."""
-    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
-    """torch.compile's mode when `compile` is on. `reduce-overhead` captures each compiled forward and backward
-    (every crawler loop of a C- or N-step) in CUDA graphs; `max-autotune` also autotunes kernels, `-no-cudagraphs`
-    without the graphs. On CPU there are no CUDA graphs: the two graph modes run as `default` and
-    `max-autotune-no-cudagraphs`, the same computation."""
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune",
+                          "max-autotune-no-cudagraphs"] = "default"
+    """torch.compile's mode when `compile` is on. `reduce-overhead` captures each compiled forward and
+    backward (every crawler loop of a C- or N-step) in CUDA graphs; `max-autotune` also autotunes kernels,
+    `-no-cudagraphs` without the graphs. On CPU there are no CUDA graphs: the two graph modes run as `default`
+    and `max-autotune-no-cudagraphs`, the same computation."""
     cadence: int = Field(1, ge=0)
     """Crawler firing: 0 = never crawl (N-steps only), 1 = every step, N = one C-step every N steps."""
     cadence_offset: int = Field(0, ge=0)

@@ -31,8 +31,8 @@ class Settings:
     runs_dir: Path
     ray_address: str
     compile_cache_dir: Path
-    """Where inductor keeps compiled graphs (FX graph and AOTAutograd caches, Triton kernels) across processes: a
-    trial that compiles what an earlier trial on the node compiled loads it instead of compiling again."""
+    """Where inductor keeps compiled graphs (FX graph and AOTAutograd caches, Triton kernels) across
+    processes: a trial that compiles what an earlier trial on the node compiled loads it instead."""
     store_env: str = ""
     """CLOWNCAR_STORE as set (a URL that may carry the database password)."""
     store_file: Path | None = None

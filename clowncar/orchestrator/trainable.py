@@ -66,7 +66,8 @@ def worker_env(ctx: TrialContext, cpus: float, gpus: int) -> dict[str, str]:
     paths = [*ctx.spec.get("worker", {}).get("pythonpath", []), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.update(ctx.extra_env)
-    # Every trial of this node compiles into (and loads from) one cache; the launch time starts its start-up clock.
+    # Every trial of this node compiles into (and loads from) one cache; the launch time starts its start-up
+    # clock (clowncar/worker/startup.py).
     env.update(load_settings(env).compile_cache_env(env))
     env[LAUNCH_TIME_ENV] = repr(time.time())
     return env

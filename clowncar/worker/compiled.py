@@ -2,8 +2,8 @@
 
 `CompilePlan` turns the config and the device into one torch.compile call. The CUDA-graph modes
 (`reduce-overhead`, `max-autotune`) capture each compiled graph, forward and backward, in a CUDA graph through
-inductor's CUDA graph trees. The crawler's loops are a Python loop that dynamo unrolls, so one C-step forward is
-one graph holding every loop and one N-step forward is another (tests/worker/test_compile_modes.py checks there
+inductor's CUDA graph trees. The crawler's loops are a Python loop that dynamo unrolls, so one C-step forward
+is one graph holding every loop and one N-step forward is another (tests/model/test_one_graph.py checks there
 is no graph break): the whole forward and backward of a micro-batch replays as one graph each, which is the
 seed's ClownCar_III plan. On CPU there are no CUDA graphs, so those modes compile as their graph-free
 equivalents: the same computation as plain compile, and the log says so.
@@ -36,7 +36,7 @@ WITHOUT_CUDA_GRAPHS = {"reduce-overhead": "default", "max-autotune": "max-autotu
 
 @dataclass(frozen=True)
 class CompilePlan:
-    """What runs: `mode` None is eager; otherwise torch.compile's mode name ("default" is torch's own default)."""
+    """What runs: `mode` None is eager, else torch.compile's mode name ("default" is torch's own default)."""
 
     mode: str | None
     cuda_graphs: bool
@@ -57,11 +57,13 @@ class CompilePlan:
         if self.mode is None:
             return model
         # mode None is torch.compile's "default": `train.compile: true` compiles exactly as it always did.
-        return torch.compile(model, mode=None if self.mode == "default" else self.mode)  # type: ignore[return-value]
+        mode = None if self.mode == "default" else self.mode
+        return torch.compile(model, mode=mode)  # type: ignore[return-value]
 
     def for_evaluation(self) -> CompilePlan:
         """The same compilation without CUDA graphs, for a model that is only evaluated (the quantized round
-        trip): a few large eval batches gain nothing from graph replay, and each batch shape would record one."""
+        trip): a few large eval batches gain nothing from graph replay, and each batch shape would record
+        one."""
         if not self.cuda_graphs:
             return self
         return CompilePlan(WITHOUT_CUDA_GRAPHS[self.mode or ""], False, self.asked)

@@ -92,8 +92,8 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
     emit("start", config_hash=cfg.content_hash(), world_size=info.world_size, params=result["params"],
          model_dim=result["model_dim"], time=time.time())
     log.line(f"model: {result['params']:,} params, width {result['model_dim']}, device {device}, "
-             f"world size {info.world_size}, {len(train_files)} train shards, {len(val_tokens):,} val tokens, "
-             f"{plan.label}")
+             f"world size {info.world_size}, {len(train_files)} train shards, {len(val_tokens):,} val "
+             f"tokens, {plan.label}")
 
     batches = TrainBatches(train_files, t, info.rank, info.world_size, device, cfg.model.vocab_size)
     max_loss = DIVERGED_LOSS_FACTOR * math.log(cfg.model.vocab_size)
@@ -256,13 +256,14 @@ def _quantize_and_roundtrip(model: nn.Module, cfg: TrialConfig, train_files: lis
     return fields
 
 
-def _startup_done(clock: StartupClock, plan: CompilePlan, result: dict[str, Any], emit: Any, log: TrialLog) -> None:
+def _startup_done(clock: StartupClock, plan: CompilePlan, result: dict[str, Any], emit: Any,
+                  log: TrialLog) -> None:
     """The first step is done: start-up's phases into result.json, a `startup` event and the log."""
     clock.mark("first_step")
     # Inductor writes the cache dir it chose into the environment when it first compiles.
     cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR") if plan.mode is not None else None
-    fields = clock.fields(compile_mode=plan.asked, compiled_as=plan.mode or "eager", cuda_graphs=plan.cuda_graphs,
-                          compile_cache=cache, **_compile_cache_counts(plan))
+    fields = clock.fields(compile_mode=plan.asked, compiled_as=plan.mode or "eager",
+                          cuda_graphs=plan.cuda_graphs, compile_cache=cache, **_compile_cache_counts(plan))
     result.update(fields)
     emit("startup", **fields)
     phases = ", ".join(f"{k} {fields['startup'][k]:.2f}" for k in clock.phases)
@@ -271,7 +272,8 @@ def _startup_done(clock: StartupClock, plan: CompilePlan, result: dict[str, Any]
 
 
 def _compile_cache_counts(plan: CompilePlan) -> dict[str, int | None]:
-    """Graphs compiled so far that inductor's on-disk caches (FX graph, AOTAutograd) had, and those they lacked."""
+    """Graphs compiled so far that inductor's on-disk caches (FX graph, AOTAutograd) had, and those they
+    lacked."""
     if plan.mode is None:
         return {"compile_cache_hits": None, "compile_cache_misses": None}
     from torch._dynamo.utils import counters

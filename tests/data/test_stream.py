@@ -77,7 +77,7 @@ def test_validation_too_short_for_one_sequence_is_an_error(tmp_path: Path) -> No
 
 
 def test_one_validation_shard_is_a_view_of_its_memory_map_not_a_copy(tmp_path: Path) -> None:
-    """Trials on a node share the split's page-cache pages, and start-up copies nothing (docs: bench_startup)."""
+    """Trials on a node share the split's page-cache pages, and start-up copies nothing."""
     files, all_toks = _shards(tmp_path, [101], split="val")
     val = load_validation_tokens(files, seq_len=10)
     assert isinstance(val, np.memmap) and not val.flags.writeable

@@ -1,6 +1,7 @@
 """benchmarks/gpu_trial.py: its FLOP formula equals PyTorch's own FLOP counter, crawler loops count as depth, a
 missing kernel package is reported (not raised), it trains what the config trains, variants are compared with
-their own dtype's compile and eager runs, and the whole script runs on CPU (eager, fp32 and bf16 parameters)."""
+their own dtype's compile and eager runs, and the whole script runs on CPU (eager, fp32 and bf16
+parameters)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def test_missing_kernels_are_reported_not_raised(gpu_trial: ModuleType, monkeypa
     assert all(v.startswith("missing (RuntimeError: 0 active drivers") for v in report.values())
 
 
-@pytest.mark.slow  # a fresh process importing torch and training 2 x 2 steps: ~15 s alone, more on a busy machine
+@pytest.mark.slow  # a fresh process importing torch and training 2 x 3 steps: ~15 s alone, more when busy
 def test_gpu_trial_runs_end_to_end_on_cpu(repo: Path, tmp_path: Path) -> None:
     out = tmp_path / "trial.json"
     proc = subprocess.run([sys.executable, str(repo / "benchmarks/gpu_trial.py"), "--preset", "tiny-cpu",
@@ -85,7 +86,7 @@ def test_gpu_trial_runs_end_to_end_on_cpu(repo: Path, tmp_path: Path) -> None:
         assert v["tokens_per_s"] > 0 and v["step_ms_median"] > 0
         assert v["flops_per_token"] == 6 * r["census"]["n_used"] + 12 * 128 * r["census"]["attn_dim_sum"]
         assert v["mfu"] is None and v["peak_mem_gib"] is None  # no peak to compare with on CPU
-        assert v["loss_vs_eager"] == 0 and v["vs_compile"] is None  # eager is its own reference; no compile ran
+        assert v["loss_vs_eager"] == 0 and v["vs_compile"] is None  # eager is its own reference, no compile
     assert r["variants"][0]["losses"] != r["variants"][1]["losses"]  # bf16 parameters compute differently
     assert set(r["kernels"]) == {"flash-attn", "flash-linear-attention", "fla delta-rule kernel"}
 
