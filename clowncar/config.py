@@ -172,6 +172,13 @@ class TrainConfig(Section):
     ema_decay: float = Field(0.997, gt=0, lt=1)
     ema_start_step: int = Field(0, ge=0)
     compile: bool = False
+    """torch.compile the model (inductor) for training and evaluation."""
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune",
+                          "max-autotune-no-cudagraphs"] = "default"
+    """torch.compile's mode when `compile` is on. `reduce-overhead` captures each compiled forward and
+    backward (every crawler loop of a C- or N-step) in CUDA graphs; `max-autotune` also autotunes kernels,
+    `-no-cudagraphs` without the graphs. On CPU there are no CUDA graphs: the two graph modes run as `default`
+    and `max-autotune-no-cudagraphs`, the same computation."""
     cadence: int = Field(1, ge=0)
     """Crawler firing: 0 = never crawl (N-steps only), 1 = every step, N = one C-step every N steps."""
     cadence_offset: int = Field(0, ge=0)
@@ -306,6 +313,8 @@ class TrialConfig(BaseModel):
         if t.train_batch_tokens % (t.train_seq_len * t.grad_accum):
             raise ValueError(f"train.train_batch_tokens ({t.train_batch_tokens}) must be a multiple of "
                              f"train.train_seq_len x train.grad_accum ({t.train_seq_len * t.grad_accum})")
+        if t.compile_mode != "default" and not t.compile:
+            raise ValueError(f"train.compile_mode = {t.compile_mode} needs train.compile = true")
         if self.eval.seq_len and self.eval.stride > self.eval.seq_len:
             raise ValueError(f"eval.stride ({self.eval.stride}) must not exceed eval.seq_len ({self.eval.seq_len})")
         return self

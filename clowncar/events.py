@@ -8,6 +8,7 @@ Event records (every record has `event`):
 | event | fields |
 | --- | --- |
 | `start` | `config_hash`, `world_size`, `params`, `model_dim`, `time` (unix seconds) |
+| `startup` | once, after step 1: `startup_seconds` and `startup`, as in result.json |
 | `step` | `step` (1-based), `kind` (`C` crawler loops fired / `N` single pass), `train_loss`, `lr_scale`, `phase` (`warmup`/`main`/`warmdown`), `elapsed_ms` (training time), `tokens` (seen so far) |
 | `probe` | `step`, `probe_loss` (fixed held-out batch, same forward mode every time), `mode` (`C`/`N`) |
 | `eval` | `step`, `val_loss`, `val_bpb`, `tokens_scored`, `bytes_scored`, `mode` (`standard`/`sliding`), `weights` (`raw`/`ema`/`quantized`) |
@@ -21,7 +22,11 @@ round trip), `quant_gap`, `tokens_scored`, `bytes_scored`, `params`, `model_dim`
 `artifact_file_bytes`, `artifact_code_bytes`, `artifact_code_rule` (challenge | eval_path), `over_cap`,
 `artifact_path` (the model.ptz file, absolute), `artifact_sha256` (of its bytes), `evaluated_weights`,
 `quant_schemes`, `late_qat_step`, `provenance`
-(`git_commit`, `git_dirty`, `config`, `config_hash`, `torch`, `python`, `device`, `world_size`, `seed`, `host`).
+(`git_commit`, `git_dirty`, `config`, `config_hash`, `torch`, `python`, `device`, `world_size`, `seed`,
+`host`), `startup_seconds` (launch -> end of the first training step) and `startup` (its phases in seconds: `launch`,
+`imports`, `data`, `model`, `optimizer`, `compile`, `first_step`; `cpu_seconds`; `from` (`launch` or
+`process start`); `compile_mode`, `compiled_as`, `cuda_graphs`, `compile_cache`, `compile_cache_hits`,
+`compile_cache_misses`; clowncar/worker/startup.py).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ environment. Model and training knobs never do: they are fields of `clowncar.con
 | CLOWNCAR_STORE_FILE | a file holding that URL (not readable by other users: `chmod 600`), instead of CLOWNCAR_STORE | unset |
 | CLOWNCAR_RUNS_DIR | where trial directories, Ray Tune's cache and reports go | `./clowncar-runs` |
 | CLOWNCAR_RAY_ADDRESS | Ray cluster to join (`auto`, `ray://host:10001`); empty = embedded Ray on loopback | empty |
+| CLOWNCAR_COMPILE_CACHE | torch.compile's on-disk cache shared by the trials of a node (given to each worker as `TORCHINDUCTOR_CACHE_DIR` unless that is set) | `~/.cache/clowncar/compile` |
 """
 
 from __future__ import annotations
@@ -21,12 +22,17 @@ from pathlib import Path
 
 from clowncar.errors import ConfigError
 
+DEFAULT_COMPILE_CACHE = "~/.cache/clowncar/compile"
+
 
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
     runs_dir: Path
     ray_address: str
+    compile_cache_dir: Path
+    """Where inductor keeps compiled graphs (FX graph and AOTAutograd caches, Triton kernels) across
+    processes: a trial that compiles what an earlier trial on the node compiled loads it instead."""
     store_env: str = ""
     """CLOWNCAR_STORE as set (a URL that may carry the database password)."""
     store_file: Path | None = None
@@ -43,6 +49,13 @@ class Settings:
         if self.store_file:
             return read_secret_file(self.store_file, "CLOWNCAR_STORE_FILE")
         return self.store_env or f"sqlite:///{self.runs_dir / 'clowncar.db'}"
+
+    def compile_cache_env(self, env: dict[str, str]) -> dict[str, str]:
+        """The variables that point a worker with environment `env` at the node's compile cache (none when
+        TORCHINDUCTOR_CACHE_DIR is already chosen there)."""
+        if env.get("TORCHINDUCTOR_CACHE_DIR"):
+            return {}
+        return {"TORCHINDUCTOR_CACHE_DIR": str(self.compile_cache_dir)}
 
     def dataset_dir(self, dataset: str) -> Path:
         """A dataset name resolves under `<data_dir>/datasets/`; a path (absolute or with a slash) is used as is."""
@@ -99,6 +112,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     runs_dir = Path(env.get("CLOWNCAR_RUNS_DIR") or "clowncar-runs").expanduser()
     data_dir = Path(env.get("CLOWNCAR_DATA_DIR") or "~/.cache/clowncar/data").expanduser()
     store_file = env.get("CLOWNCAR_STORE_FILE") or ""
+    compile_cache = Path(env.get("CLOWNCAR_COMPILE_CACHE") or DEFAULT_COMPILE_CACHE).expanduser()
     return Settings(data_dir=data_dir, runs_dir=runs_dir, ray_address=env.get("CLOWNCAR_RAY_ADDRESS", ""),
+                    compile_cache_dir=compile_cache.absolute(),
                     store_env=env.get("CLOWNCAR_STORE") or "",
                     store_file=Path(store_file).expanduser() if store_file else None)

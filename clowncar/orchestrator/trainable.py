@@ -30,10 +30,12 @@ from typing import Any
 from clowncar.errors import ClownCarError
 from clowncar.events import CONFIG_FILE, EVENTS_FILE, RESULT_FILE, read_events, read_result, write_json_atomic
 from clowncar.orchestrator.rungs import clock
+from clowncar.settings import load_settings
+from clowncar.worker.startup import LAUNCH_TIME_ENV
 
 EXIT_STATUS = {0: "ok", 3: "diverged", 4: "oom", 1: "error"}
 RESULT_KEYS_FOR_TUNE = ("val_bpb", "q_val_bpb", "sliding_val_bpb", "q_sliding_val_bpb", "artifact_bytes",
-                        "params", "steps", "train_seconds")
+                        "params", "steps", "train_seconds", "startup_seconds")
 
 
 @dataclass
@@ -65,6 +67,10 @@ def worker_env(ctx: TrialContext, cpus: float, gpus: int) -> dict[str, str]:
     paths = [*ctx.spec.get("worker", {}).get("pythonpath", []), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.update(ctx.extra_env)
+    # Every trial of this node compiles into (and loads from) one cache; the launch time starts its start-up
+    # clock (clowncar/worker/startup.py).
+    env.update(load_settings(env).compile_cache_env(env))
+    env[LAUNCH_TIME_ENV] = repr(time.time())
     return env
 
 

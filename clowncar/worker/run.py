@@ -25,7 +25,7 @@ RESULT_KEYS = (
     "model_dim", "steps", "c_steps", "n_steps", "tokens_seen", "train_seconds", "eval_seconds", "quant_seconds",
     "peak_mem_bytes", "artifact_bytes", "artifact_file_bytes", "artifact_code_bytes", "artifact_code_rule",
     "over_cap", "artifact_path", "artifact_sha256", "evaluated_weights", "quant_schemes", "provenance",
-    "late_qat_step",
+    "late_qat_step", "startup_seconds", "startup",
 )
 
 
@@ -66,6 +66,7 @@ def device_type(cfg: TrialConfig) -> str:
 def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
     """Train and evaluate one trial into out_dir; returns the exit code (0 ok, 1 error, 3 diverged, 4 oom, and
     2 when bad input (data, tokenizer, a vocabulary too small for them) stopped it before its first step)."""
+    from clowncar.worker.startup import StartupClock
     from clowncar.worker.train import Diverged, train  # torch-heavy imports only once a trial really runs
 
     if out_dir.exists() and not out_dir.is_dir():
@@ -96,7 +97,7 @@ def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
                    cfg.train.max_wallclock_seconds)
     status, reason, code = "ok", None, None
     try:
-        train(cfg, out_dir, info, device, events, log, result)
+        train(cfg, out_dir, info, device, events, log, result, StartupClock())
     except ClownCarError as err:  # bad input: before the first step it is a rejected run, exit 2
         status, reason = "error", f"{type(err).__name__}: {err}"
         code = err.exit_code if result["steps"] is None else EXIT_FAILED

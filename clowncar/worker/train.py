@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from clowncar.events import EventWriter
 from clowncar.model import build_model, param_groups, resolve_model_dim, untrained
 from clowncar.model.layers import CastedLinear
 from clowncar.settings import load_settings
+from clowncar.worker.compiled import CompilePlan, compile_plan, keep_grads_out_of_graph_pool
 from clowncar.worker.dist import DistInfo, all_reduce_sum, average_gradients, broadcast_parameters
 from clowncar.worker.evaluate import autocast, evaluate_bpb
 from clowncar.worker.loader import TrainBatches
@@ -34,6 +36,7 @@ from clowncar.worker.optim import EMA, build_optimizers, set_lr_scale, set_muon_
 from clowncar.worker.progress import TrialLog
 from clowncar.worker.provenance import peak_memory_bytes
 from clowncar.worker.schedule import cadence_for, is_crawl_step, lr_scale, muon_momentum, wallclock_cap_ms
+from clowncar.worker.startup import StartupClock
 
 # A train loss this many times that of uniform guessing (ln V) means the run blew up. The logit softcap keeps
 # such runs finite, so waiting for NaN alone could let a diverged trial burn its whole budget.
@@ -45,8 +48,9 @@ class Diverged(RuntimeError):
 
 
 def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device, events: EventWriter | None,
-          log: TrialLog, result: dict[str, Any]) -> None:
+          log: TrialLog, result: dict[str, Any], clock: StartupClock | None = None) -> None:
     t = cfg.train
+    clock = clock or StartupClock()
     emit = events.write if events is not None else (lambda *a, **k: None)
     amp = autocast(device)
 
@@ -69,20 +73,27 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
         probe = torch.from_numpy(np.asarray(val_tokens[-probe_len:]).astype(np.int64)).to(device)
         probe_x = probe[:-1].view(t.probe_seqs, t.train_seq_len)
         probe_y = probe[1:].view(t.probe_seqs, t.train_seq_len)
+    clock.mark("data")
 
     # -- model and optimizers -----------------------------------------------------------------------------------
     torch.manual_seed(t.seed)
     model = build_model(cfg).to(device)
     broadcast_parameters(model, info)
+    clock.mark("model")
     optimizers = build_optimizers(param_groups(model, untrained(cfg)), t, device, info.rank, info.world_size)
-    fwd: nn.Module = torch.compile(model) if t.compile else model  # type: ignore[assignment]
+    clock.mark("optimizer")
+    plan = compile_plan(t, device)
+    fwd = plan.compile(model)
+    if plan.cuda_graphs:
+        keep_grads_out_of_graph_pool(model)
     ema = EMA(model, t.ema_decay, t.ema_start_step) if t.ema else None
     result["params"] = sum(p.numel() for p in model.parameters())
     result["model_dim"] = resolve_model_dim(cfg.model)
     emit("start", config_hash=cfg.content_hash(), world_size=info.world_size, params=result["params"],
          model_dim=result["model_dim"], time=time.time())
     log.line(f"model: {result['params']:,} params, width {result['model_dim']}, device {device}, "
-             f"world size {info.world_size}, {len(train_files)} train shards, {len(val_tokens):,} val tokens")
+             f"world size {info.world_size}, {len(train_files)} train shards, {len(val_tokens):,} val "
+             f"tokens, {plan.label}")
 
     batches = TrainBatches(train_files, t, info.rank, info.world_size, device, cfg.model.vocab_size)
     max_loss = DIVERGED_LOSS_FACTOR * math.log(cfg.model.vocab_size)
@@ -95,6 +106,7 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
         micro = batches.next()
         loss_sum = torch.zeros((), device=device)
         for x, y in micro:
+            plan.begin_step()
             with amp:
                 loss = fwd(x, y, crawl=crawl)
             (loss / len(micro)).backward()  # gradients summed over micro-batches, averaged over ranks below
@@ -123,6 +135,7 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
             opt.load_state_dict(state)
         batches.reset()
         log.line(f"compile warm-up: {t.warmup_steps} steps, state restored")
+    clock.mark("compile")
 
     # -- training -----------------------------------------------------------------------------------------------
     elapsed_ms, tokens, step = 0.0, 0, 0
@@ -141,6 +154,8 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
         if ema is not None:
             ema.update(model, step)
         elapsed_ms += (time.perf_counter() - t0) * 1000.0
+        if not clock.done:
+            _startup_done(clock, plan, result, emit, log)
         # One small all-reduce: the mean loss, and whether any rank's own clock is over the cap (they stop together).
         loss_sum, over = all_reduce_sum([loss, float(cap_ms > 0 and elapsed_ms >= cap_ms)], info, device)
         loss, stop = loss_sum / info.world_size, over > 0
@@ -233,12 +248,39 @@ def _quantize_and_roundtrip(model: nn.Module, cfg: TrialConfig, train_files: lis
         torch.distributed.barrier()
     t0 = time.perf_counter()
     qmodel, _ = artifact.load_model_from_artifact(path, device)
-    qfwd = torch.compile(qmodel) if cfg.train.compile else qmodel
+    qfwd = compile_plan(cfg.train, device).for_evaluation().compile(qmodel)
     res = _evaluate_all(evaluate, qfwd, cfg, step, "quantized", emit, log)
     fields.update(q_val_loss=res["val_loss"], q_val_bpb=res["val_bpb"],
                   q_sliding_val_loss=res.get("sliding_val_loss"), q_sliding_val_bpb=res.get("sliding_val_bpb"),
                   q_eval_seconds=time.perf_counter() - t0)
     return fields
+
+
+def _startup_done(clock: StartupClock, plan: CompilePlan, result: dict[str, Any], emit: Any,
+                  log: TrialLog) -> None:
+    """The first step is done: start-up's phases into result.json, a `startup` event and the log."""
+    clock.mark("first_step")
+    # Inductor writes the cache dir it chose into the environment when it first compiles.
+    cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR") if plan.mode is not None else None
+    fields = clock.fields(compile_mode=plan.asked, compiled_as=plan.mode or "eager",
+                          cuda_graphs=plan.cuda_graphs, compile_cache=cache, **_compile_cache_counts(plan))
+    result.update(fields)
+    emit("startup", **fields)
+    phases = ", ".join(f"{k} {fields['startup'][k]:.2f}" for k in clock.phases)
+    log.line(f"start-up: {fields['startup_seconds']:.2f}s to the end of step 1 ({phases}; "
+             f"cpu {fields['startup']['cpu_seconds']:.2f}s)")
+
+
+def _compile_cache_counts(plan: CompilePlan) -> dict[str, int | None]:
+    """Graphs compiled so far that inductor's on-disk caches (FX graph, AOTAutograd) had, and those they
+    lacked."""
+    if plan.mode is None:
+        return {"compile_cache_hits": None, "compile_cache_misses": None}
+    from torch._dynamo.utils import counters
+
+    hits = counters["inductor"]["fxgraph_cache_hit"] + counters["aot_autograd"]["autograd_cache_hit"]
+    misses = counters["inductor"]["fxgraph_cache_miss"] + counters["aot_autograd"]["autograd_cache_miss"]
+    return {"compile_cache_hits": hits, "compile_cache_misses": misses}
 
 
 def set_fake_quant(model: nn.Module, on: bool) -> None:

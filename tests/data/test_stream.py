@@ -109,3 +109,15 @@ def test_validation_accepts_seq_len_one_and_two_tokens_but_not_fewer(tmp_path: P
     empty, _ = _shards(tmp_path / "e", [0], split="val")
     with pytest.raises(DataError, match="0 tokens in 1 shard"):
         load_validation_tokens(empty, seq_len=1)
+
+
+def test_one_validation_shard_is_a_view_of_its_memory_map_not_a_copy(tmp_path: Path) -> None:
+    """Trials on a node share the split's page-cache pages, and start-up copies nothing."""
+    files, all_toks = _shards(tmp_path, [101], split="val")
+    val = load_validation_tokens(files, seq_len=10)
+    assert isinstance(val, np.memmap) and not val.flags.writeable
+    assert val.tolist() == all_toks[:101].tolist()
+    capped = load_validation_tokens(files, seq_len=10, max_tokens=30)
+    assert isinstance(capped, np.memmap) and len(capped) == 31
+    two, _ = _shards(tmp_path / "two", [50, 51], split="val")  # several shards: concatenated once
+    assert not isinstance(load_validation_tokens(two, seq_len=10), np.memmap)
