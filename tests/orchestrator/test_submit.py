@@ -130,10 +130,8 @@ def test_submitted_sweep_runs_on_the_head_and_stop_leaves_nothing_running(head, 
     time.sleep(0.1)
 
 
-def test_a_submitted_store_url_reaches_only_the_driver_through_a_private_file(head, sweep_env, helpers,
+def test_a_submitted_store_url_reaches_only_the_driver_through_a_private_file(head, sweep_env, helpers, auth_env,
                                                                               pg_password_store) -> None:
-    from ray.job_submission import JobSubmissionClient
-
     from clowncar.store import open_store
 
     url, password = pg_password_store
@@ -141,7 +139,7 @@ def test_a_submitted_store_url_reaches_only_the_driver_through_a_private_file(he
     client = subprocess.Popen([sys.executable, "-m", "clowncar", "sweep", "submit", str(spec), "--address", head,
                                "--store", url, "--python", sys.executable], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=sweep_env.tmp,
-                              env={**sweep_env.env, "RAY_AUTH_MODE": "disabled"})
+                              env={**sweep_env.env, **auth_env})
     # The client was handed the URL on its command line by the user; every other process must not see it.
     watch = helpers.ProcessWatch(password.encode(), skip={os.getpid(), client.pid})
     watch.start()
@@ -149,12 +147,13 @@ def test_a_submitted_store_url_reaches_only_the_driver_through_a_private_file(he
         out, err = client.communicate(timeout=120)
         assert client.returncode == 0, out + err
         job_id = out.split("Ray job ", 1)[1].split()[0]
-        assert helpers.wait_for(lambda: _job_status(head, job_id) in ("SUCCEEDED", "FAILED", "STOPPED"), 300, 1.0)
+        ended = ("SUCCEEDED", "FAILED", "STOPPED")
+        assert helpers.wait_for(lambda: _job_status(head, job_id, auth_env) in ended, 300, 1.0)
     finally:
         watch.stop.set()
         watch.join()
-    jobs = JobSubmissionClient(head)
-    assert _job_status(head, job_id) == "SUCCEEDED", jobs.get_job_logs(job_id)[-3000:]
+    jobs = _client(head, auth_env)
+    assert _job_status(head, job_id, auth_env) == "SUCCEEDED", jobs.get_job_logs(job_id)[-3000:]
     info = jobs.get_job_info(job_id)
     listed = repr(jobs.list_jobs())
     assert password not in repr(info) and password not in listed  # entrypoint, metadata, runtime env
