@@ -25,16 +25,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def auth_env(sweep_env, monkeypatch) -> dict[str, str]:
-    """Token authentication for the head and its clients: a random token in a file of its own, also set in this
-    process's environment (Ray's job client reads it there on every request)."""
+@pytest.fixture(scope="session")
+def auth_token(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One random token for every head of the session: Ray's client loads the token once per process and keeps
+    it, so a second head with a new token would refuse this process's requests."""
     import secrets
 
-    token = sweep_env.tmp / "ray_auth_token"
+    token = tmp_path_factory.mktemp("ray-auth") / "ray_auth_token"
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
-    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    return token
+
+
+@pytest.fixture
+def auth_env(auth_token: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Token authentication for the head and its clients: the token in a file of its own, also set in this
+    process's environment (Ray's job client reads it there)."""
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(auth_token)}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env
