@@ -66,3 +66,38 @@ def legacy_runs() -> Path:
     if found is None:
         missing("legacy runs not found in " + ", ".join(map(str, places)))
     return found
+
+
+@pytest.fixture(scope="session")
+def records(legacy_runs: Path) -> Path:
+    """The Parameter Golf record logs (legacy-runs/parameter-golf-records)."""
+    path = legacy_runs / "parameter-golf-records"
+    if not path.is_dir():
+        missing(f"record logs not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def kjv_dataset(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Builds (once per argument set) shards and a SentencePiece model from the first `lines` KJV verses with
+    clowncar.data: a small real dataset for trials and bad-input cases."""
+    import json
+
+    built: dict[tuple[int, int, int, int], Path] = {}
+
+    def build(lines: int, vocab_size: int, val_docs: int, shard_tokens: int) -> Path:
+        from clowncar.data.build import build_dataset
+        from clowncar.data.demo import locate_kjv
+
+        key = (lines, vocab_size, val_docs, shard_tokens)
+        if key not in built:
+            root = tmp_path_factory.mktemp("kjv")
+            verses = locate_kjv().read_text(encoding="utf-8").splitlines()[:lines]
+            text = root / "verses.jsonl"
+            text.write_text("\n".join(json.dumps({"text": json.loads(v)["text"]}) for v in verses) + "\n")
+            build_dataset([text], root / "kjv", vocab_size=vocab_size, val_docs=val_docs,
+                          shard_tokens=shard_tokens, progress=False, log=lambda *_: None)
+            built[key] = root / "kjv"
+        return built[key]
+
+    return build

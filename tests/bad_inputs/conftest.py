@@ -31,18 +31,9 @@ def closed_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_dataset(kjv_dataset: Callable[..., Path]) -> Path:
     """Shards and a 320-id tokenizer built by clowncar.data from the first 600 KJV verses."""
-    from clowncar.data.build import build_dataset
-    from clowncar.data.demo import locate_kjv
-
-    root = tmp_path_factory.mktemp("bad-inputs-data")
-    lines = locate_kjv().read_text(encoding="utf-8").splitlines()[:600]
-    text = root / "verses.jsonl"
-    text.write_text("\n".join(json.dumps({"text": json.loads(line)["text"]}) for line in lines) + "\n")
-    build_dataset([text], root / "kjv", vocab_size=320, val_docs=60, shard_tokens=8192, progress=False,
-                  log=lambda *_: None)
-    return root / "kjv"
+    return kjv_dataset(lines=600, vocab_size=320, val_docs=60, shard_tokens=8192)
 
 
 @pytest.fixture(scope="session")

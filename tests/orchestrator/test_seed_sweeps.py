@@ -6,8 +6,8 @@ real sweep."""
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,18 +143,9 @@ def test_cadence_ablation_is_the_seeds_eight_arms_with_their_schedule() -> None:
 # -- each spec, scaled down, as a real CPU sweep -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tiny_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_shards(kjv_dataset: Callable[..., Path]) -> Path:
     """Shards and a SentencePiece model (vocab 320) from the first KJV verses, built with clowncar.data."""
-    from clowncar.data.build import build_dataset
-    from clowncar.data.demo import locate_kjv
-
-    root = tmp_path_factory.mktemp("seed-sweeps-data")
-    lines = locate_kjv().read_text(encoding="utf-8").splitlines()[:1500]
-    text = root / "verses.jsonl"
-    text.write_text("\n".join(json.dumps({"text": json.loads(line)["text"]}) for line in lines) + "\n")
-    build_dataset([text], root / "kjv", vocab_size=320, val_docs=150, shard_tokens=16384, progress=False,
-                  log=lambda *_: None)
-    return root / "kjv"
+    return kjv_dataset(lines=1500, vocab_size=320, val_docs=150, shard_tokens=16384)
 
 
 SCALE_DOWN = {

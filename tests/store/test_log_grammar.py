@@ -53,14 +53,6 @@ def _summary(path: Path) -> list[tuple]:
     return out
 
 
-@pytest.fixture(scope="module")
-def records(legacy_runs: Path) -> Path:
-    path = legacy_runs / "parameter-golf-records"
-    if not path.is_dir():
-        pytest.skip(f"record logs not found at {path}")
-    return path
-
-
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize("sample", sorted(SAMPLES))
 def test_a_rewritten_record_log_gives_the_same_trials(records, tmp_path, sample, variant):

@@ -72,14 +72,6 @@ def _equal_at_precision(value: float, claim: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def records(legacy_runs: Path) -> Path:
-    path = legacy_runs / "parameter-golf-records"
-    if not path.is_dir():
-        pytest.skip(f"record logs not found at {path}")
-    return path
-
-
-@pytest.fixture(scope="module")
 def imported(records: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     url = f"sqlite:///{tmp_path_factory.mktemp('records') / 'store.db'}"
     with open_store(url) as st:
