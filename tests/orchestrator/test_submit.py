@@ -69,7 +69,10 @@ def head(sweep_env, helpers, auth_env) -> Iterator[str]:
                 return True
             return False
 
-        assert helpers.wait_for(up, 180, every=1.0), "head did not come up"
+        if not helpers.wait_for(up, 180, every=1.0):
+            os.killpg(proc.pid, signal.SIGTERM)
+            out = proc.communicate(timeout=30)[0]
+            pytest.fail(f"head did not come up; `ray start` printed:\n{out[-4000:]}")
         bad = helpers.non_loopback_listeners({proc.pid, *helpers.pids_with(str(sweep_env.ray_tmp))})
         assert not bad, bad
         yield address
@@ -82,11 +85,13 @@ def head(sweep_env, helpers, auth_env) -> Iterator[str]:
 
 
 def _client(address: str, auth_env: dict[str, str]) -> Any:
-    """A job client of this process; it presents the token that `auth_env` put in the environment."""
+    """A job client of this process that presents the session's token itself: Ray decides whether to send a
+    token from process-wide state that the first `ray.init` of this pytest process fixed (auth off for the
+    embedded tests), so a client that relied on it sent none once another test had started Ray."""
     from ray.job_submission import JobSubmissionClient
 
-    assert os.environ.get("RAY_AUTH_TOKEN_PATH") == auth_env["RAY_AUTH_TOKEN_PATH"]
-    return JobSubmissionClient(address)
+    token = Path(auth_env["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
+    return JobSubmissionClient(address, headers={"Authorization": f"Bearer {token}"})
 
 
 def _job_status(address: str, job_id: str, auth_env: dict[str, str]) -> str:
