@@ -38,12 +38,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from clowncar.config import TrialConfig, apply_overrides, deep_merge, from_dict, read_mapping
+from clowncar.config import TrialConfig, apply_overrides, deep_merge, from_dict
 from clowncar.config_canonical import canonical
 from clowncar.errors import ConfigError
 from clowncar.orchestrator.distinct import Distinct, distinct_points, grid_points
 from clowncar.orchestrator.rungs import rung_problem
 from clowncar.orchestrator.workers import check_objective, check_worker
+from clowncar.strict_yaml import read_mapping
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 AUTO_OBJECTIVE = ("q_sliding_val_bpb", "q_val_bpb")

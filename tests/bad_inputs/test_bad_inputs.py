@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from clowncar.config import yaml_load
+from clowncar.strict_yaml import yaml_load
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,91 @@
+"""Reading config and spec files: YAML 1.2 booleans, duplicate keys and deep nesting refused, a size cap, and
+one-line `ConfigError`s for anything that is not a mapping of sections."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clowncar.errors import ConfigError
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """Safe loader with YAML 1.2 booleans: only true/false are booleans, so `xsa: off` stays the string 'off'."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+MAX_YAML_DEPTH = 64
+"""Configs and specs nest a few levels; anything deeper is rejected before it can exhaust the stack."""
+MAX_CONFIG_BYTES = 16 << 20
+"""Configs and specs are a few KB; a larger file is refused instead of read whole into memory."""
+
+
+class _StrictYamlLoader(_Yaml12Loader):
+    """The config loader: YAML 1.2 booleans, and a duplicate key or nesting deeper than MAX_YAML_DEPTH is an error
+    (plain YAML keeps the last of two equal keys silently, so a typo'd copy would quietly win)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key_node.value}'",
+                                                            key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML safely (no code execution) with YAML 1.2 booleans; duplicate keys and deep nesting are errors."""
+    return yaml.load(text, Loader=_StrictYamlLoader)
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON file that must hold a mapping; one-line errors for anything else."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"cannot read {p}: {err.strerror or err}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p} is larger than {MAX_CONFIG_BYTES >> 20} MiB: not a config")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{p} is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start})") from None
+    try:
+        data = yaml_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None)
+        where = f" (line {mark.line + 1}{': ' + problem if problem else ''})" if mark else ""
+        raise ConfigError(f"{p} is not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p} must hold a mapping of config sections, not {type(data).__name__}")
+    return data
