@@ -73,15 +73,22 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_data(v1_db, tmp_path):
         assert st.schema_found == 4 and st.get_sweep("v2-rerun")["parent"] == "v1-sweep"
 
 
+def _store_of_version(v1_db: Path, monkeypatch: pytest.MonkeyPatch, version: int) -> sqlite3.Connection:
+    """Upgrade the version-1 file with the migrations of `version` (what that release's code did), and hand back
+    a connection to look at the file before this code opens it."""
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", version)
+    open_store(f"sqlite:///{v1_db}").close()
+    monkeypatch.undo()
+    db = sqlite3.connect(v1_db)
+    assert db.execute("SELECT version FROM clowncar_schema").fetchone() == (version,)
+    return db
+
+
 def test_a_version_2_store_gains_the_named_evals_table_and_keeps_its_data(v1_db, monkeypatch):
     url = f"sqlite:///{v1_db}"
-    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 2)  # the code of version 2 upgrades the v1 file to v2
-    open_store(url).close()
-    db = sqlite3.connect(v1_db)
-    assert db.execute("SELECT version FROM clowncar_schema").fetchone() == (2,)
+    db = _store_of_version(v1_db, monkeypatch, 2)
     assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'clowncar_named_evals'").fetchone() == (0,)
     db.close()
-    monkeypatch.undo()
     with open_store(url) as st:  # this code: 2 -> 3 creates the table, and nothing else changes
         assert st.schema_found == 2
         assert len(st.steps_frame()) == 47 and st.named_evals_frame().empty
@@ -98,14 +105,10 @@ def test_a_version_3_store_gains_leases_and_sweep_reasons_and_keeps_its_data(v1_
     from clowncar.store.lease import Claimant
 
     url = f"sqlite:///{v1_db}"
-    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 3)  # the code of version 3 upgrades the v1 file to v3
-    open_store(url).close()
-    db = sqlite3.connect(v1_db)
-    assert db.execute("SELECT version FROM clowncar_schema").fetchone() == (3,)
+    db = _store_of_version(v1_db, monkeypatch, 3)
     assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'clowncar_leases'").fetchone() == (0,)
     assert "reason" not in [row[1] for row in db.execute("PRAGMA table_info(clowncar_sweeps)")]
     db.close()
-    monkeypatch.undo()
     with open_store(url) as st:  # this code: 3 -> 4 adds the leases table and sweeps' reason
         assert st.schema_found == 3 and len(st.steps_frame()) == 47
         st.set_sweep_status("v1-sweep", "failed", "Ray did not start")
