@@ -100,7 +100,6 @@ def test_a_version_2_store_gains_the_named_evals_table_and_keeps_its_data(v1_db,
             [["final_int6_sliding_window_exact", "sliding", "int6", 81]]
 
 
-
 def test_a_version_3_store_gains_leases_and_sweep_reasons_and_keeps_its_data(v1_db, monkeypatch):
     from clowncar.store.lease import Claimant
 
@@ -114,6 +113,7 @@ def test_a_version_3_store_gains_leases_and_sweep_reasons_and_keeps_its_data(v1_
         st.set_sweep_status("v1-sweep", "failed", "Ray did not start")
         assert st.get_sweep("v1-sweep")["reason"] == "Ray did not start"
         assert st.acquire_lease("v1-sweep", Claimant(token="t1", holder="test"), ttl_s=30)["token"] == "t1"
+
 
 def test_a_failed_upgrade_leaves_the_old_database_as_it_was(v1_db, monkeypatch):
     def broken(conn):
