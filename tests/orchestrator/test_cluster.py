@@ -57,9 +57,10 @@ def test_eight_gpu_trials_land_one_per_node(cluster, sweep_env, helpers) -> None
 
 def test_worker_dies_with_its_trial_on_asha_stop_and_actor_kill(cluster, sweep_env, helpers) -> None:
     # ASHA: loops 1 and 3 learn slower, so the scheduler stops them; each worker also started a grandchild.
-    # A constant LR (no warm-down), so that rungs before the end are allowed (orchestrator/rungs.py).
-    spec = sweep_env.spec("asha", overrides={"data.dataset": "orphan", "train.iterations": 20,
-                                             "train.max_wallclock_seconds": 4.0, "train.warmdown_iters": 0},
+    # A constant LR (no warm-down), so that rungs before the end are allowed (orchestrator/rungs.py). Steps of
+    # 0.3 s: on a loaded machine, 0.2 s steps let whole trials end before the driver read their first rung.
+    spec = sweep_env.spec("asha", overrides={"data.dataset": "orphan", "train.iterations": 30,
+                                             "train.max_wallclock_seconds": 9.0, "train.warmdown_iters": 0},
                           space={"model.crawler_loops": {"grid": [2, 1, 3]}},
                           seeds=[1, 2], max_concurrent=4,
                           scheduler={"type": "asha", "metric": "train_loss", "grace_period": 3,

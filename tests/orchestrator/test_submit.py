@@ -79,8 +79,10 @@ def head(sweep_env, helpers, auth_env) -> Iterator[str]:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=20)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # `ray start --block` takes over 20 s to stop here:
+            proc.wait(timeout=5)                               # what is left of the head is killed here
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         helpers.reap(str(sweep_env.ray_tmp))
 
 
