@@ -24,6 +24,9 @@ def serve(url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
         import optuna_dashboard
     except ImportError:
         raise StoreError("optuna-dashboard is not installed (pip install -e '.[dashboard]')") from None
+    from clowncar.store.engine import parse_url
+
+    parse_url(url)  # a malformed URL is refused before a driver can print part of its password
     try:
         storage = optuna.storages.RDBStorage(url)
     except Exception as exc:  # any driver or connection error: one line, password masked

@@ -21,10 +21,16 @@ WRITE_OPTION = "clowncar_write"
 
 def parse_url(url: str) -> URL:
     try:
-        return make_url(url)
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
         raise StoreError(f"not a database URL: {safe_text(url)!r} (expected e.g. sqlite:///runs/clowncar.db "
                          "or postgresql+psycopg://user@host/db)") from None
+    if parsed.host and "@" in parsed.host:
+        # user:p@ss@host splits at the first '@': the driver would try to resolve 'ss@host' and print it, half
+        # of the password, in its error. Refuse it before any connection, without naming any part of it.
+        raise StoreError(f"the store URL {safe_text(url)} has an '@' in its password (percent-encode it: '@' "
+                         "is %40)")
+    return parsed
 
 
 def safe_url(url: URL | str) -> str:
