@@ -27,8 +27,8 @@ declare -A TESTS=(
   [clowncar/analysis/family.py]="tests/analysis/test_results_and_family.py"
   [clowncar/analysis/result.py]="tests/analysis/test_verdicts.py tests/analysis/test_results_and_family.py"
   [clowncar/orchestrator/resume.py]="tests/orchestrator/test_resume.py"
-  [clowncar/worker/quant.py]="tests/worker/test_quant.py tests/worker/test_seed_quant.py tests/worker/test_artifact.py tests/worker/test_quant_gap.py"
-  [clowncar/worker/qscale.py]="tests/worker/test_quant.py tests/worker/test_seed_quant.py tests/worker/test_quant_gap.py"
+  [clowncar/worker/quant.py]="tests/worker/test_gptq.py tests/worker/test_quant_plan.py tests/worker/test_quant.py tests/worker/test_seed_quant.py tests/worker/test_artifact.py tests/worker/test_quant_gap.py"
+  [clowncar/worker/qscale.py]="tests/worker/test_qscale.py tests/worker/test_quant.py tests/worker/test_seed_quant.py tests/worker/test_quant_gap.py"
   [clowncar/worker/artifact.py]="tests/worker/test_artifact.py tests/worker/test_artifact_model.py tests/worker/test_code_bytes.py tests/bad_inputs/test_bad_inputs.py"
   [clowncar/worker/code_bytes.py]="tests/worker/test_code_bytes.py"
 )
