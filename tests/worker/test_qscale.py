@@ -116,6 +116,24 @@ def test_the_torch_rule_is_used_only_when_asked_and_below_one() -> None:
     assert torch.equal(sorted_quantile(s, 1.0, "torch"), s[:, -1])
 
 
+def test_the_top_percentile_of_a_row_holding_inf_is_inf_not_nan() -> None:
+    """q = 1 is the largest value itself, never an interpolation (inf - inf would make it NaN)."""
+    s = torch.tensor([[0.0, 1.0, math.inf], [0.0, 1.0, 2.0]])
+    for impl in ("exact", "torch"):
+        assert sorted_quantile(s, 1.0, impl).tolist() == [math.inf, 2.0], impl
+    assert row_quantile(s, 1.0).tolist() == [math.inf, 2.0]
+
+
+def test_the_torch_rule_ranks_in_the_rows_own_dtype() -> None:
+    """In float64 the rank is float64 too, as torch.quantile computes it (a float32 rank moves the result)."""
+    a = torch.rand(3, 1537, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    s = a.sort(dim=1).values
+    for q in (0.999, 0.9995, 0.9999, 0.99999, 0.9999984):
+        assert torch.equal(torch_row_quantile(s, q), torch.quantile(a, q, dim=1)), q
+    q32 = torch.tensor(0.9999984, dtype=torch.float32).double() * 1536
+    assert q32 != torch.tensor(0.9999984, dtype=torch.float64) * 1536  # the two ranks differ here
+
+
 # -- scales and rounding ------------------------------------------------------------------------------------------
 
 def test_row_scales_by_hand() -> None:
