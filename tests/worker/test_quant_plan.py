@@ -11,9 +11,12 @@ from clowncar.config import QuantConfig
 from clowncar.worker.qscale import Rounding, quantize_int8_baseline, quantize_rtn
 from clowncar.worker.quant import (
     QTensor,
+    QuantResult,
+    _quantize_into,
     _unique_state,
     applied_schemes,
     classify,
+    gptq_quantize,
     quantize_model,
     quantize_tensor,
 )
@@ -96,6 +99,29 @@ def test_a_gptq_tensor_without_a_hessian_is_plain_rounding_and_says_so() -> None
     qt8, _ = quantize_tensor("w", w, "flat", "int8", QuantConfig(scale_floor=True), None)
     q8, s8 = quantize_int8_baseline(w, Rounding(floor=True))
     assert qt8.scheme == "int8" and torch.equal(qt8.q, q8) and torch.equal(qt8.scale, s8)
+
+
+def test_a_gptq_tensor_is_quantized_with_every_gptq_setting_of_the_config() -> None:
+    g = torch.Generator().manual_seed(4)
+    w = torch.randn(6, 12, generator=g) * 0.05
+    x = torch.randn(64, 1, generator=g) + 0.3 * torch.randn(64, 12, generator=g)
+    h = x.T @ x / 64
+    cfg = QuantConfig(gptq_block_size=3, gptq_damp=0.05, gptq_col_order="natural", gptq_feedback="full_inverse",
+                      scale_floor=True)
+    qt, _ = quantize_tensor("w", w, "flat", "gptq_int5", cfg, h)
+    q, s, _ = gptq_quantize(w, h, "int5", 3, 0.05, "natural", "full_inverse", Rounding(floor=True))
+    assert qt.scheme == "gptq_int5" and torch.equal(qt.q, q) and torch.equal(qt.scale, s)
+    assert not torch.equal(qt.q, gptq_quantize(w, h, "int5")[0])  # the settings matter for this tensor
+
+
+def test_cholesky_fallbacks_are_counted() -> None:
+    w = torch.randn(4, 2, generator=torch.Generator().manual_seed(5))
+    indefinite = torch.tensor([[4.0, 0.0], [0.0, -10.0]])  # no damping helps: the diagonal fallback
+    result = QuantResult(tensors={})
+    plan = {"a": ("flat", "gptq_int6"), "b": ("flat", "gptq_int6"), "c": ("flat", "int8")}
+    _quantize_into(result, {"a": w, "b": w, "c": w}, plan, QuantConfig(), {"a": indefinite, "b": indefinite})
+    assert result.cholesky_fallbacks == 2 and list(result.tensors) == ["a", "b", "c"]
+    assert result.tensors["c"].scheme == "int8"
 
 
 class TwoLayers(nn.Module):
