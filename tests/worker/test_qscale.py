@@ -4,6 +4,7 @@ plain reference written here in float64 numpy (one row at a time, the percentile
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -49,11 +50,16 @@ def ref_codes(row: np.ndarray, scale: float, qmax: int) -> np.ndarray:
     return np.clip(np.round(row.astype(np.float64) / scale), -qmax, qmax)
 
 
-def ref_search(row: np.ndarray, qmax: int) -> float:
+def torch_quantile(row: np.ndarray, q: float) -> float:
+    """torch.quantile itself, on the row in float32 (the seed's rule)."""
+    return float(torch.quantile(torch.from_numpy(row.astype(np.float32)), q))
+
+
+def ref_search(row: np.ndarray, qmax: int, quantile: Callable[[np.ndarray, float], float] = ref_quantile) -> float:
     """The stored scale of the percentile whose rounding has the least squared error (the first on a tie)."""
     best_err, best_scale = math.inf, 0.0
     for pct in (0.999, 0.9995, 0.9999, 0.99999, 1.0):
-        scale = ref_scale(ref_quantile(np.abs(row), pct), qmax)
+        scale = ref_scale(quantile(np.abs(row), pct), qmax)
         err = float(((row - ref_codes(row, scale, qmax) * scale) ** 2).sum())
         if err < best_err:
             best_err, best_scale = err, scale
@@ -171,6 +177,13 @@ def test_int8_row_by_hand() -> None:
     assert q.tolist() == [[127, -127, 19, -45, 0, 64]]  # 0.3 * 64 = 19.2, -0.7 * 64 = -44.8
 
 
+def test_an_int8_scale_that_underflows_fp16_still_clamps_the_codes_at_127() -> None:
+    """|w| up to 1e-5: clip / 127 = 7.9e-8 is stored as the smallest fp16 subnormal, 2^-24 = 6e-8, on which
+    1e-5 would be code 168: it is clamped to 127 (5e-6 -> 83.9 -> 84)."""
+    q, s = quantize_int8_baseline(torch.tensor([[1e-5, -1e-5, 5e-6, 0.0]]))
+    assert s.tolist() == [2.0**-24] and q.tolist() == [[127, -127, 84, 0]]
+
+
 def outlier_row() -> torch.Tensor:
     """1,000,001 weights: 999,999 of 0.001, then 0.1 and 0.9. The 99.99984th percentile sits at rank 999998.4:
     0.001 + 0.4 * (0.1 - 0.001) = 0.0406, far below the largest weight."""
@@ -209,12 +222,48 @@ def test_the_clip_search_picks_the_reference_scale_for_every_row(bits: str, qmax
                                                                                          strict=True)]
 
 
-def test_plain_rounding_rounds_against_the_stored_scale_even_under_fp32_rounding() -> None:
-    w = spread_rows(16, 200, seed=5)
-    assert all(torch.equal(a, b) for a, b in zip(quantize_rtn(w, "int6"),
-                                                 quantize_rtn(w, "int6", Rounding(fp32_scale=True)), strict=True))
-    stored, used = search_row_scales(w, 31, Rounding(fp32_scale=True))  # GPTQ's scales do keep the fp32 grid
-    assert not torch.equal(used, stored.float())
+def test_plain_rounding_searches_and_rounds_on_the_stored_scale_even_under_fp32_rounding() -> None:
+    w = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
+    fp32_choice, used = search_row_scales(w, 31, Rounding(fp32_scale=True))  # GPTQ's: errors on the fp32 grid
+    assert not torch.equal(used, fp32_choice.float())
+    assert not torch.equal(fp32_choice, search_row_scales(w, 31)[0])  # which picks other percentiles here
+    expected = [ref_search(r, 31) for r in w.numpy()]
+    for rnd in (OURS, Rounding(fp32_scale=True)):
+        q, scale = quantize_rtn(w, "int6", rnd)
+        assert scale.tolist() == expected
+        assert q.tolist() == [ref_codes(r, s, 31).astype(int).tolist() for r, s in zip(w.numpy(), expected,
+                                                                                         strict=True)]
+
+
+def test_on_a_tie_the_first_percentile_wins() -> None:
+    """This row's squared error is 0.00152587890625 exactly at both 99.95 and 99.99 (scales 0.07855224609375
+    and 0.07861328125): the search keeps the first."""
+    w = torch.tensor([[-1.5, -0.9375, -2.4375, 0.75, 0.875, -1.5]])
+    assert ref_search(w[0].numpy(), 31) == 0.07855224609375
+    assert search_row_scales(w, 31)[0].tolist() == [0.07855224609375]
+    assert quantize_rtn(w, "int6", Rounding(per_tensor=True))[1].tolist() == [0.07855224609375]
+
+
+def test_the_seed_quantile_rule_reaches_the_clip_search() -> None:
+    w = torch.randn(64, 1536, generator=torch.Generator().manual_seed(3))
+    stored, _ = search_row_scales(w, 31, Rounding(quantile="torch"))
+    expected = [ref_search(r, 31, torch_quantile) for r in w.numpy()]
+    assert stored.tolist() == expected
+    assert expected != [ref_search(r, 31) for r in w.numpy()]  # here the rule changes a row's scale
+
+
+def test_plain_rounding_applies_the_floor_and_the_quantile_rule_per_row_and_per_tensor() -> None:
+    small = torch.full((2, 64), 0.001)
+    small[1] = torch.linspace(-1, 1, 64)
+    for per_tensor in (False, True):
+        _, scale = quantize_rtn(small, "int6", Rounding(floor=True, per_tensor=per_tensor))
+        assert scale[0] == torch.tensor(1 / 31, dtype=F16), per_tensor
+    w = torch.randn(64, 1536, generator=torch.Generator().manual_seed(3))
+    _, per_tensor = quantize_rtn(w, "int6", Rounding(quantile="torch", per_tensor=True))
+    candidates = [[ref_scale(torch_quantile(np.abs(r), pct), 31) for r in w.numpy()] for pct in SCALE_PERCENTILES]
+    assert per_tensor.tolist() in candidates
+    exact = [[ref_scale(ref_quantile(np.abs(r), pct), 31) for r in w.numpy()] for pct in SCALE_PERCENTILES]
+    assert per_tensor.tolist() not in exact
 
 
 def test_the_per_tensor_clip_is_the_percentile_with_the_least_mean_squared_error() -> None:
