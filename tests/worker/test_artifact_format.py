@@ -85,6 +85,20 @@ def test_the_file_is_prefix_plain_meta_checksum_length_and_compressed_payload(co
     assert _decompress(tag, body, length) == payload
 
 
+def test_a_bfloat16_part_is_stored_as_its_16_bit_patterns(tmp_path: Path) -> None:
+    """numpy has no bfloat16: the bits go as int16 (1.0 = 0x3F80, -2.0 = 0xC000, little-endian)."""
+    t = QTensor("t", "passthrough", "raw", (2,), torch.bfloat16, data=torch.tensor([1.0, -2.0],
+                                                                                  dtype=torch.bfloat16))
+    payload = serialize(QuantResult(tensors={"t": t}))
+    (index_len,) = struct.unpack_from("<Q", payload)
+    assert json.loads(payload[8:8 + index_len])["tensors"]["t"]["parts"]["data"]["dtype"] == "bfloat16"
+    assert payload[8 + index_len:] == b"\x80\x3f\x00\xc0"
+    write_artifact(QuantResult(tensors={"t": t}), TrialConfig.model_validate({"quant": {"zstd_level": 3}}),
+                   tmp_path / "a.ptz")
+    back, _ = read_artifact(tmp_path / "a.ptz")
+    assert back.tensors["t"].data.dtype == torch.bfloat16 and back.tensors["t"].data.tolist() == [1.0, -2.0]
+
+
 def test_zstd_level_22_is_the_default_and_other_compressors_are_refused() -> None:
     payload = serialize(tiny_result())
     raw = pack({}, payload, "zstd")
