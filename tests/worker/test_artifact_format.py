@@ -24,6 +24,7 @@ from clowncar.worker.artifact import (
     payload_limit,
     read_artifact,
     serialize,
+    unpack,
     write_artifact,
     write_atomic,
 )
@@ -150,6 +151,17 @@ def test_calibration_tokens_are_cut_into_whole_sequences() -> None:
     assert calib_batch(list(range(16)), 8).tolist() == [list(range(8)), list(range(8, 16))]
     with pytest.raises(ValueError, match=r"^need at least 8 calibration tokens, got 7$"):
         calib_batch(np.arange(7), 8)
+
+
+def test_a_file_that_ends_right_after_its_checksum_has_an_empty_body() -> None:
+    """Prefix, meta and checksum fill the file exactly: the empty payload is read and checked, and the reader
+    goes on to the meta, rather than saying the meta runs past the end."""
+    head = b'{"format":"clowncar-artifact/1"}'
+    raw = b"CCARTIF1Z" + struct.pack("<I", len(head)) + head + struct.pack("<IQ", zlib.crc32(head), 0)
+    with pytest.raises(ValueError, match="meta lacks the config"):  # got as far as the meta
+        unpack(raw)
+    with pytest.raises(ValueError, match="runs past the end of the file"):
+        unpack(raw[:-1])
 
 
 # -- reading: the bounds ------------------------------------------------------------------------------------------
