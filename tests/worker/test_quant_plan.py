@@ -3,6 +3,8 @@ a hand-made model, with every expectation written out."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -16,7 +18,9 @@ from clowncar.worker.quant import (
     _unique_state,
     applied_schemes,
     classify,
+    collect_hessians,
     gptq_quantize,
+    group_schemes,
     quantize_model,
     quantize_tensor,
 )
@@ -158,3 +162,51 @@ def test_applied_schemes_join_what_each_group_got_in_group_order() -> None:
     got = applied_schemes([qt("passthrough", "fp32"), qt("flat", "int6"), qt("flat", "gptq_int6"),
                            qt("passthrough", "fp16"), qt("embed", "int8"), qt("flat", "int6")])
     assert list(got.items()) == [("flat", "gptq_int6+int6"), ("embed", "int8"), ("passthrough", "fp16+fp32")]
+
+
+def test_group_schemes_under_a_config() -> None:
+    cfg = QuantConfig(flat_scheme="gptq_int5", crawler_scheme="same", embed_scheme="fp16")
+    assert group_schemes(cfg) == {"flat": "gptq_int5", "crawler": "gptq_int5", "embed": "fp16",
+                                  "passthrough": "fp16/fp32"}
+    assert group_schemes(QuantConfig(crawler_scheme="int8"))["crawler"] == "int8"
+
+
+class LoopShared(nn.Module):
+    """An early flat layer, then the three kinds of loop-shared modules, each a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tok_emb = nn.Embedding(16, 24)
+        self.fc = nn.Linear(24, 24, bias=False)
+        self.crawler_blocks = nn.ModuleList([nn.Linear(24, 24, bias=False)])
+        self.delta_net = nn.ModuleDict({"q_proj": nn.Linear(24, 24, bias=False)})
+        self.loop_inst = nn.Linear(24, 24, bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.fc(self.tok_emb(ids)))
+        x = x + torch.relu(self.crawler_blocks[0](x))
+        return self.loop_inst(x + self.delta_net["q_proj"](x))
+
+
+def test_loop_aware_gptq_calibrates_every_loop_shared_kind_on_the_quantized_early_layers() -> None:
+    torch.manual_seed(0)
+    model = LoopShared()
+    calib = torch.randint(16, (6, 16), generator=torch.Generator().manual_seed(2))
+    cfg = QuantConfig(passthrough_max_numel=100, flat_scheme="gptq_int5", crawler_scheme="same",
+                      embed_scheme="int8", gptq_loop_aware=True)
+    aware = quantize_model(model, cfg, calib)
+    plain = quantize_model(model, cfg.model_copy(update={"gptq_loop_aware": False}), calib)
+    late = {"crawler_blocks.0.weight": model.crawler_blocks[0], "delta_net.q_proj.weight": model.delta_net["q_proj"],
+            "loop_inst.weight": model.loop_inst}
+    ref = copy.deepcopy(model)
+    ref.load_state_dict({n: (t if n in late else aware.tensors[n].dequantize()) for n, t in
+                         model.state_dict().items()})
+    ref_late = {"crawler_blocks.0.weight": ref.crawler_blocks[0], "delta_net.q_proj.weight": ref.delta_net["q_proj"],
+                "loop_inst.weight": ref.loop_inst}
+    hessians, _ = collect_hessians(ref, ref_late, calib)
+    for name, module in late.items():
+        expected, _, _ = gptq_quantize(module.weight, hessians[name], "int5")
+        assert torch.equal(aware.tensors[name].q, expected), name
+        assert not torch.equal(plain.tensors[name].q, expected), name
+    assert torch.equal(aware.tensors["fc.weight"].q, plain.tensors["fc.weight"].q)
+    assert aware.calibrated == plain.calibrated == sorted([*late, "fc.weight"]) and aware.calib_tokens == 96
