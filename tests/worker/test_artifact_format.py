@@ -109,8 +109,12 @@ def test_zstd_level_22_is_the_default_and_other_compressors_are_refused() -> Non
         pack({}, payload, "gzip")
 
 
-def test_group_bytes_count_every_stored_part_of_every_group() -> None:
-    assert group_bytes(tiny_result()) == {"flat": 6 + 4, "crawler": 2 + 2, "embed": 0, "passthrough": 8}
+def test_group_bytes_count_every_stored_part_of_every_tensor_of_every_group() -> None:
+    result = tiny_result()
+    assert group_bytes(result) == {"flat": 6 + 4, "crawler": 2 + 2, "embed": 0, "passthrough": 8}
+    result.tensors["c"] = QTensor("c", "flat", "int6", (1, 4), torch.float32, q=torch.zeros(1, 4, dtype=I8),
+                                  scale=torch.ones(1, dtype=F16))
+    assert group_bytes(result)["flat"] == 10 + 4 + 2
 
 
 def test_write_atomic_makes_the_folders_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
