@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import lzma
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from clowncar.config import TrialConfig
 from clowncar.worker.artifact import (
     _decompress,
     calib_batch,
+    export_artifact,
     group_bytes,
     pack,
     payload_limit,
@@ -130,6 +132,7 @@ def test_written_size_fields_and_meta(tmp_path: Path) -> None:
     raw = (tmp_path / "a.ptz").read_bytes()
     (meta_len,) = struct.unpack_from("<I", raw, 9)
     meta = json.loads(raw[13:13 + meta_len])
+    assert raw[13 + meta_len + 12:] == zstandard.ZstdCompressor(level=3).compress(serialize(tiny_result()))
     assert meta == {"format": "clowncar-artifact/1", "config": cfg.to_dict(), "config_hash": cfg.content_hash(),
                     "quant_schemes": tiny_result().schemes, "calib_tokens": 96,
                     "group_bytes": {"flat": 10, "crawler": 4, "embed": 0, "passthrough": 8},
@@ -147,8 +150,10 @@ def test_written_size_fields_and_meta(tmp_path: Path) -> None:
 
 def test_calibration_tokens_are_cut_into_whole_sequences() -> None:
     assert calib_batch(None, 8) is None
+    batch = torch.arange(12).view(3, 4)
+    assert calib_batch(batch, 8) is batch  # a batch is used as it is, whatever seq_len says
     two_d = torch.arange(12, dtype=torch.int32).view(3, 4)
-    got = calib_batch(two_d, 8)  # a batch is used as it is, whatever seq_len says
+    got = calib_batch(two_d, 8)
     assert got.dtype == torch.int64 and got.tolist() == two_d.tolist()
     got = calib_batch(np.arange(50, dtype=np.uint16), 8)
     assert got.dtype == torch.int64 and got.shape == (6, 8) and got[5].tolist() == list(range(40, 48))
@@ -166,6 +171,16 @@ def test_a_file_that_ends_right_after_its_checksum_has_an_empty_body() -> None:
         unpack(raw)
     with pytest.raises(ValueError, match="runs past the end of the file"):
         unpack(raw[:-1])
+
+
+def test_export_times_the_quantization_and_writes_at_the_configured_level(tmp_path: Path) -> None:
+    cfg = TrialConfig.model_validate({"quant": {"zstd_level": 3, "passthrough_max_numel": 8}})
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    fields = export_artifact(torch.nn.Linear(16, 16), cfg, None, tmp_path / "a.ptz")
+    elapsed = time.perf_counter() - start
+    assert 0 < fields["quant_seconds"] <= elapsed
+    assert fields["quant_schemes"] == {"flat": "int8"}  # the weight and the 16-value bias
 
 
 # -- reading: the bounds ------------------------------------------------------------------------------------------
@@ -192,3 +207,4 @@ def test_a_payload_longer_than_one_read_comes_back_whole_or_cut_one_past_the_len
     body = zstandard.ZstdCompressor(level=1).compress(data)
     assert _decompress(b"Z", body, len(data)) == data
     assert _decompress(b"Z", body, (1 << 20) + 5) == data[:(1 << 20) + 6]
+    assert _decompress(b"Z", body, 2 << 20) == data[:(2 << 20) + 1]  # a length that is a whole number of reads
