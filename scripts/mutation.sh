@@ -29,7 +29,7 @@ declare -A TESTS=(
   [clowncar/orchestrator/resume.py]="tests/orchestrator/test_resume.py"
   [clowncar/worker/quant.py]="tests/worker/test_gptq.py tests/worker/test_quant_plan.py tests/worker/test_quant.py tests/worker/test_seed_quant.py tests/worker/test_artifact.py tests/worker/test_quant_gap.py"
   [clowncar/worker/qscale.py]="tests/worker/test_qscale.py tests/worker/test_quant.py tests/worker/test_seed_quant.py tests/worker/test_quant_gap.py"
-  [clowncar/worker/artifact.py]="tests/worker/test_artifact_format.py tests/worker/test_artifact_reader.py tests/worker/test_artifact.py tests/worker/test_artifact_model.py tests/worker/test_code_bytes.py tests/bad_inputs/test_bad_inputs.py"
+  [clowncar/worker/artifact.py]="tests/worker/test_artifact_format.py tests/worker/test_artifact_reader.py tests/worker/test_artifact.py tests/worker/test_artifact_model.py tests/bad_inputs/test_bad_inputs.py"
   [clowncar/worker/code_bytes.py]="tests/worker/test_code_bytes.py"
 )
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on

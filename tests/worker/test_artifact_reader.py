@@ -136,6 +136,13 @@ def test_the_hand_made_file_itself_is_valid_and_its_optional_fields_may_be_missi
     assert meta["calibrated"] == [] and meta["config_hash_ok"] is False  # "h" is not the hash of {}
 
 
+def test_a_tensor_may_have_eight_dimensions(tmp_path: Path) -> None:
+    path = tmp_path / "a.ptz"
+    path.write_bytes(file_of(payload=payload_of(edited(shape=[1, 1, 1, 1, 1, 1, 1, 2]))))
+    result, _ = read_artifact(path)
+    assert result.tensors["w"].dequantize().shape == (1, 1, 1, 1, 1, 1, 1, 2)
+
+
 def test_a_missing_file_is_named_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         read_artifact(tmp_path / "nope.ptz")
