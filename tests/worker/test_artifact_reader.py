@@ -43,12 +43,12 @@ def file_of(meta: dict[str, Any] | bytes = META, payload: bytes | None = None, d
 
 
 def edited(**changes: Any) -> dict[str, Any]:
-    """INDEX with fields of tensor w's entry changed (scale_part: fields of its scale part)."""
+    """INDEX with fields of tensor w's entry changed (q_part, scale_part: fields of one of its parts)."""
     index = copy.deepcopy(INDEX)
     entry = index["tensors"]["w"]
     for key, value in changes.items():
-        if key == "scale_part":
-            entry["parts"]["scale"].update(value)
+        if key in ("q_part", "scale_part"):
+            entry["parts"][key.removesuffix("_part")].update(value)
         else:
             entry[key] = value
     return index
@@ -117,6 +117,8 @@ DAMAGE: dict[str, tuple[Any, str]] = {
     "values": (lambda: file_of(payload=payload_of(edited(shape=[3]))), "tensor w: 2 stored values for shape [3]"),
     "scales": (lambda: file_of(payload=payload_of(edited(scale_part={"shape": [1, 1]}))),
                "tensor w: scales [1, 1] do not match codes [1, 2]"),
+    "codes 3-d": (lambda: file_of(payload=payload_of(edited(q_part={"shape": [1, 1, 2]}))),
+                  "tensor w: scales [1] do not match codes [1, 1, 2]"),
 }
 
 
@@ -134,6 +136,14 @@ def test_the_hand_made_file_itself_is_valid_and_its_optional_fields_may_be_missi
     assert result.tensors["w"].dequantize().tolist() == [[1.5, -1.5]]
     assert result.schemes == {} and result.calib_tokens == 0 and result.aliases == {} and result.calibrated == []
     assert meta["calibrated"] == [] and meta["config_hash_ok"] is False  # "h" is not the hash of {}
+
+
+def test_an_artifact_may_store_no_tensor_at_all(tmp_path: Path) -> None:
+    """The index then fills the payload to its last byte."""
+    path = tmp_path / "a.ptz"
+    path.write_bytes(file_of(payload=payload_of({"tensors": {}}, b"")))
+    result, _ = read_artifact(path)
+    assert result.tensors == {}
 
 
 def test_a_tensor_may_have_eight_dimensions(tmp_path: Path) -> None:
