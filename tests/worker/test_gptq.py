@@ -52,7 +52,7 @@ def correlated_problem(rows: int, cols: int, seed: int) -> tuple[torch.Tensor, t
 
 @pytest.mark.parametrize("feedback", ["cholesky", "full_inverse"])
 @pytest.mark.parametrize("order", ["ascending", "descending", "natural"])
-@pytest.mark.parametrize("block_size", [1, 3, 64])
+@pytest.mark.parametrize("block_size", [1, 3, 5, 64])  # 5: the last block is a partial one
 def test_gptq_codes_equal_the_column_by_column_reference(feedback: str, order: str, block_size: int) -> None:
     w, h = correlated_problem(8, 12, seed=12)
     q, stored, fell_back = gptq_quantize(w, h, "int5", block_size=block_size, damp=0.05, col_order=order,
@@ -86,6 +86,18 @@ def test_an_input_that_never_fired_gets_zero_codes_and_no_say_in_the_others() ->
     q_seed, _, _ = gptq_quantize(w, h, "int6", damp=0.05, col_order="natural", feedback="full_inverse")
     assert q_seed.tolist() == ref_gptq(w, h, stored.float(), 31, 0.05, "natural", "full_inverse").tolist()
     assert q_seed[:, 3].abs().sum() > 0
+
+
+def test_inputs_of_equal_weight_keep_their_natural_order() -> None:
+    """With every diagonal entry of H equal, the ascending and descending orders are the natural one (a stable
+    sort), and so are the codes."""
+    w, h = correlated_problem(8, 12, seed=12)
+    d = h.diagonal().sqrt()
+    h = (h / d[:, None] / d[None, :]).fill_diagonal_(1.0)  # a correlation matrix: a diagonal of exact ones
+    q, stored, _ = gptq_quantize(w, h, "int5", damp=0.05, col_order="natural")
+    assert q.tolist() == ref_gptq(w, h, stored.float(), 15, 0.05, "natural", "cholesky").tolist()
+    for order in ("ascending", "descending"):
+        assert torch.equal(gptq_quantize(w, h, "int5", damp=0.05, col_order=order)[0], q), order
 
 
 def test_the_default_gptq_settings() -> None:
