@@ -27,20 +27,29 @@ declare -A TESTS=(
   [clowncar/analysis/family.py]="tests/analysis/test_results_and_family.py"
   [clowncar/analysis/result.py]="tests/analysis/test_verdicts.py tests/analysis/test_results_and_family.py"
   [clowncar/orchestrator/resume.py]="tests/orchestrator/test_resume.py"
-  [clowncar/worker/quant.py]="tests/worker/test_quant.py tests/worker/test_artifact.py tests/worker/test_quant_gap.py"
-  [clowncar/worker/artifact.py]="tests/worker/test_artifact.py tests/worker/test_artifact_model.py tests/worker/test_quant_gap.py"
+  [clowncar/worker/quant.py]="tests/worker/test_gptq.py tests/worker/test_quant_plan.py tests/worker/test_quant.py tests/worker/test_seed_quant.py tests/worker/test_artifact.py tests/worker/test_quant_gap.py"
+  [clowncar/worker/qscale.py]="tests/worker/test_qscale.py tests/worker/test_quant.py tests/worker/test_seed_quant.py tests/worker/test_quant_gap.py"
+  [clowncar/worker/artifact.py]="tests/worker/test_artifact_format.py tests/worker/test_artifact_reader.py tests/worker/test_artifact.py tests/worker/test_artifact_model.py tests/bad_inputs/test_bad_inputs.py"
+  [clowncar/worker/code_bytes.py]="tests/worker/test_code_bytes.py"
+)
+# module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
+# spaces). artifact.py: of the bad-input corpus, only the artifact cases that run in this process (the one run as
+# `python -m clowncar`, bomb-subprocess, imports the installed package, never the mutant).
+declare -A KEYWORDS=(
+  [clowncar/worker/artifact.py]="not test_bad_inputs.py or (artifacts: and not subprocess)"
 )
 ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/worker/evaluate.py clowncar/worker/schedule.py
        clowncar/worker/optim.py:EMA
        clowncar/analysis/stats.py clowncar/analysis/family.py clowncar/analysis/result.py
-       clowncar/orchestrator/resume.py clowncar/worker/quant.py clowncar/worker/artifact.py)
+       clowncar/orchestrator/resume.py clowncar/worker/quant.py clowncar/worker/qscale.py
+       clowncar/worker/artifact.py clowncar/worker/code_bytes.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2
   exit 2
 fi
 if [ "$1" = list ]; then
-  for m in "${ORDER[@]}"; do echo "$m: ${TESTS[$m]}"; done
+  for m in "${ORDER[@]}"; do echo "$m: ${TESTS[$m]}${KEYWORDS[$m]:+ -k \"${KEYWORDS[$m]}\"}"; done
   exit 0
 fi
 [ "$1" = all ] && set -- "${ORDER[@]}"
@@ -72,6 +81,7 @@ run_modules() {
       echo "only_mutate = $file"
       echo "pytest_add_cli_args_test_selection ="
       for t in ${TESTS[$m]}; do echo "    $t"; done
+      if [ -n "${KEYWORDS[$m]:-}" ]; then echo "    -k"; echo "    ${KEYWORDS[$m]}"; fi
       echo "pytest_add_cli_args ="
       echo "    -p"
       echo "    no:cacheprovider"
@@ -94,7 +104,7 @@ run_modules() {
     }
     seconds=$(( $(date +%s) - start ))
     echo "   took $seconds s"
-    MUTATION_LABEL=$m MUTATION_TESTS="${TESTS[$m]}" MUTATION_SECONDS=$seconds MUTATION_DATE=$(date -u +%F) \
+    MUTATION_LABEL=$m MUTATION_TESTS="${TESTS[$m]}${KEYWORDS[$m]:+ -k \"${KEYWORDS[$m]}\"}" MUTATION_SECONDS=$seconds MUTATION_DATE=$(date -u +%F) \
       "$PY" scripts/mutation_summary.py "$work" "$file" "${pattern[@]}"
   done
 }

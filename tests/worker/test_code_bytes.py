@@ -5,6 +5,8 @@ artifact, in result.json and in the store."""
 from __future__ import annotations
 
 import json
+import modulefinder
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from torch import nn
 
 from clowncar.config import TrialConfig
 from clowncar.worker.artifact import export_artifact, read_artifact
-from clowncar.worker.code_bytes import CODE_FILES, code_bytes, code_files
+from clowncar.worker.code_bytes import CODE_FILES, _imports_of, code_bytes, code_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUANT = ["quant.enabled=true", "quant.flat_scheme=gptq_int6", "quant.passthrough_max_numel=256",
@@ -89,8 +91,71 @@ def test_eval_path_files_are_a_subset_of_the_challenge_files() -> None:
     eval_path, challenge = set(code_files("eval_path")), set(code_files("challenge"))
     assert eval_path < challenge
     assert {Path(p) for p in CODE_FILES if "*" not in p} <= eval_path
-    with pytest.raises(ValueError, match="unknown code-byte rule"):
+    with pytest.raises(ValueError, match=r"^unknown code-byte rule 'whole_repo' \(known: challenge, eval_path\)$"):
         code_files("whole_repo")
+
+
+def test_the_default_rule_is_the_challenges() -> None:
+    assert code_files() == code_files("challenge") != code_files("eval_path")
+    assert code_bytes() == code_bytes("challenge") != code_bytes("eval_path")
+
+
+class ProjectModules(modulefinder.ModuleFinder):
+    """The standard library's static import finder, kept inside the clowncar package (it would otherwise read
+    torch and everything torch imports)."""
+
+    def import_hook(self, name: str, caller: Any = None, fromlist: Any = None, level: int = -1) -> Any:
+        if level <= 0 and name.split(".")[0] != "clowncar":
+            return None
+        return super().import_hook(name, caller, fromlist, level)
+
+
+def test_challenge_files_are_the_import_closure_that_the_standard_library_finds() -> None:
+    finder = ProjectModules(path=[str(REPO_ROOT)])
+    finder.run_script(str(REPO_ROOT / "clowncar" / "worker" / "__main__.py"))
+    found = {Path(m.__file__).relative_to(REPO_ROOT) for m in finder.modules.values() if m.__file__}
+    assert code_files("challenge") == sorted(found)
+    assert Path("clowncar/cli.py") not in found and Path("clowncar/analysis/stats.py") not in found
+
+
+def test_imports_are_resolved_absolute_relative_and_inside_functions(tmp_path: Path) -> None:
+    """A module `clowncar.worker.probe` and a package `clowncar.worker` (its __init__.py), with every form
+    of import statement; only names that are clowncar modules (files of this checkout) are kept."""
+    source = (
+        "import os, torch.nn\n"
+        "import clowncar.config\n"
+        "from clowncar.data import bpb, nothing_here\n"
+        "from . import quant\n"
+        "from .qscale import QMAX\n"
+        "from ..model import build_model\n"
+        "from .. import errors\n"
+        "def lazy() -> None:\n"
+        "    from clowncar.analysis import stats\n"
+        "    text = 'non-ASCII text: H\u207b\u00b9 \u00b7 \u00e9'\n")
+    common = {"clowncar.config", "clowncar.data", "clowncar.data.bpb", "clowncar.analysis",
+              "clowncar.analysis.stats", "clowncar", "clowncar.errors", "clowncar.model"}
+    probe = tmp_path / "probe.py"
+    probe.write_text(source, encoding="utf-8")
+    relative = {"clowncar.worker", "clowncar.worker.quant", "clowncar.worker.qscale"}
+    assert _imports_of("clowncar.worker.probe", probe) == common | relative
+    # in a package's __init__.py, `.` is the package itself: the same statements name the same modules
+    package = tmp_path / "__init__.py"
+    package.write_text(source, encoding="utf-8")
+    assert _imports_of("clowncar.worker", package) == common | relative
+
+
+def test_the_count_does_not_depend_on_the_locale(tmp_path: Path) -> None:
+    """Sources are read as UTF-8 even where the locale's encoding is ASCII (the C locale, UTF-8 mode off)."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("import clowncar.config\nNOTE = 'H\u207b\u00b9 \u00b7 \u00e9'\n", encoding="utf-8")
+    script = ("import sys; from pathlib import Path; from clowncar.worker.code_bytes import _imports_of; "
+              "print(sorted(_imports_of('clowncar.worker.probe', Path(sys.argv[1]))))")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "LC_ALL": "C", "PYTHONUTF8": "0",
+           "PYTHONCOERCECLOCALE": "0"}
+    proc = subprocess.run([sys.executable, "-c", script, str(probe)], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "['clowncar.config']"
 
 
 def test_the_rule_reaches_the_store_with_the_result(tmp_path: Path) -> None:
