@@ -40,7 +40,7 @@ def auth_token(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def auth_env(auth_token: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Token authentication for the head and its clients: the token in a file of its own, also set in this
-    process's environment (Ray's job client reads it there)."""
+    process's environment for anything of Ray's that reads it there (`_client` sends the token itself)."""
     env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(auth_token)}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
