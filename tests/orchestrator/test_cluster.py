@@ -56,12 +56,15 @@ def test_eight_gpu_trials_land_one_per_node(cluster, sweep_env, helpers) -> None
 
 
 def test_worker_dies_with_its_trial_on_asha_stop_and_actor_kill(cluster, sweep_env, helpers) -> None:
-    # ASHA: loops 1 and 3 learn slower, so the scheduler stops them; each worker also started a grandchild.
-    # A constant LR (no warm-down), so that rungs before the end are allowed (orchestrator/rungs.py). Steps of
-    # 0.3 s: on a loaded machine, 0.2 s steps let whole trials end before the driver read their first rung.
+    # ASHA: loops 1 and 3 learn slower (the contract worker's loss), so the scheduler stops them; each worker also
+    # started a grandchild. A constant LR (no warm-down), so that rungs before the end are allowed
+    # (orchestrator/rungs.py). Whether a trial of the first four is stopped depends on which reaches a rung first
+    # (timing); sampler seed 8 orders the grid loops [2, 1, 3, 2 | 3, 1], so the two trials that start only
+    # after one of the first four has ended are slow learners that meet rungs already holding both loops-2
+    # trials: at least one stop does not depend on timing.
     spec = sweep_env.spec("asha", overrides={"data.dataset": "orphan", "train.iterations": 30,
                                              "train.max_wallclock_seconds": 9.0, "train.warmdown_iters": 0},
-                          space={"model.crawler_loops": {"grid": [2, 1, 3]}},
+                          space={"model.crawler_loops": {"grid": [2, 1, 3]}}, sampler_seed=8,
                           seeds=[1, 2], max_concurrent=4,
                           scheduler={"type": "asha", "metric": "train_loss", "grace_period": 3,
                                      "reduction_factor": 2})
@@ -69,6 +72,9 @@ def test_worker_dies_with_its_trial_on_asha_stop_and_actor_kill(cluster, sweep_e
     assert r.returncode == 0, r.stdout + r.stderr
     trials = sweep_env.store().trials_frame(sweeps="asha")
     assert "pruned" in set(trials["status"]), trials[["status", "model.crawler_loops"]]
+    assert set(trials[trials["status"] == "pruned"]["model.crawler_loops"]) <= {1, 3}  # never the best learner
+    asked = [t.params["model.crawler_loops"] for t in sorted(sweep_env.study("asha").trials, key=lambda t: t.number)]
+    assert asked == [2, 1, 3, 2, 3, 1], asked  # the order the comment above relies on
     pids = sweep_env.worker_pids("asha")  # workers and their grandchildren
     assert len(pids) == 12
     assert helpers.wait_for(lambda: not [p for p in pids if helpers.alive(p)], 10), \
