@@ -166,6 +166,10 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Tune's own tables off: our progress line says it all
+    # Tune's own CSV/JSON/TensorBoard result files copy what the store already holds, and its TensorBoard logger
+    # imports tensorboardX and through it torch in the driver: 1.8 s of every sweep's start (measured), per trial
+    # files nobody reads. A user who wants them sets the variable to 0.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     from clowncar.orchestrator.lease import DriverLease
     from clowncar.store import open_store
 
