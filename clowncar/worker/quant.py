@@ -132,8 +132,7 @@ def _full_inverse(h: Tensor, damp: float) -> tuple[Tensor, bool]:
         return torch.diag(1.0 / h.diagonal().clamp_min(1e-6)), True
 
 
-def gptq_columns(work: Tensor, scale: Tensor, factor: Tensor, qmax: int, block_size: int,
-                 pivot_floor: float = 0.0) -> Tensor:
+def gptq_columns(work: Tensor, scale: Tensor, factor: Tensor, qmax: int, block_size: int) -> Tensor:
     """GPTQ's column loop over `work` [rows, cols] (modified in place): round column j against `scale`, then
     subtract err_j · factor[j, j+1:] from the columns after it, with err_j = (w_j - q_j·s) / factor[j, j]
     (lazily, a block of columns at a time). With the upper Cholesky factor U of H⁻¹ this is GPTQ; with H⁻¹
@@ -150,8 +149,7 @@ def gptq_columns(work: Tensor, scale: Tensor, factor: Tensor, qmax: int, block_s
             col = blk[:, j]
             qj = torch.clamp(torch.round(col / s), -qmax, qmax)
             q[:, i1 + j] = qj.to(torch.int8)
-            pivot = f_blk[j, j].clamp_min(pivot_floor) if pivot_floor else f_blk[j, j]
-            err = (col - qj * s) / pivot
+            err = (col - qj * s) / f_blk[j, j]  # > 0: a diagonal of (a factor of) a damped PD inverse
             blk[:, j:] -= err[:, None] * f_blk[j, j:][None, :]
             errs[:, j] = err
         work[:, i2:] -= errs @ factor[i1:i2, i2:]
@@ -162,7 +160,14 @@ def gptq_quantize(w: Tensor, hessian: Tensor, bits: str, block_size: int = 64, d
                   col_order: str = "ascending", feedback: str = "cholesky",
                   rnd: Rounding = OURS) -> tuple[Tensor, Tensor, bool]:
     """GPTQ of a [rows, cols] weight against H [cols, cols]. Returns (q int8, fp16 row scales, fell_back).
-    `feedback`: `cholesky` (GPTQ) or `full_inverse` (the seed, which also kept dead inputs as they were)."""
+    `feedback`: `cholesky` (GPTQ) or `full_inverse` (the seed, which also kept dead inputs as they were).
+
+    The codes depend on H only up to a positive factor (the damping is relative to mean(diag H)), and, with
+    `cholesky`, an input that never fired changes nothing for the others: its diagonal is set to the mean of the
+    live ones, where GPTQ's usual 1.0 would move the damping of every other column by an amount that depends on
+    the activations' scale (tests/worker/test_gptq.py)."""
+    if col_order not in ("ascending", "descending", "natural"):
+        raise ValueError(f"GPTQ column order must be ascending, descending or natural, not {col_order!r}")
     qmax = QMAX[bits]
     w = as_rows(w)
     cols = w.shape[1]
@@ -171,7 +176,8 @@ def gptq_quantize(w: Tensor, hessian: Tensor, bits: str, block_size: int = 64, d
     work = w.clone()
     if feedback == "cholesky":
         dead = h.diagonal() == 0  # inputs that never fired: their weights cannot matter
-        h[dead, dead] = 1.0
+        live = h.diagonal()[~dead]
+        h[dead, dead] = live.mean() if live.numel() else 1.0
         work[:, dead] = 0.0
     diag = h.diagonal()
     if col_order == "natural":
@@ -184,7 +190,7 @@ def gptq_quantize(w: Tensor, hessian: Tensor, bits: str, block_size: int = 64, d
         q = gptq_columns(work[:, perm], used, factor, qmax, block_size)
     else:
         factor, fell_back = _full_inverse(h, damp)
-        q = gptq_columns(work[:, perm], used, factor, qmax, block_size, pivot_floor=1e-8)
+        q = gptq_columns(work[:, perm], used, factor, qmax, block_size)
     return q[:, torch.argsort(perm)].contiguous(), stored, fell_back
 
 

@@ -15,14 +15,14 @@ from clowncar.worker.quant import _full_inverse, _upper_inverse_factor, gptq_qua
 def ref_gptq(w: torch.Tensor, h: torch.Tensor, scale: torch.Tensor, qmax: int, damp: float, order: str,
              feedback: str) -> np.ndarray:
     """GPTQ as the docs describe it. cholesky: inputs that never fired (zero diagonal) are dropped (weights 0,
-    diagonal 1); columns in `order` of diag H; H += damp * mean(diag H) * I; the error of each column, divided by
+    diagonal the mean of the live ones); columns in `order` of diag H; H += damp * mean(diag H) * I; the error of each column, divided by
     the factor's diagonal, is fed to the later columns through the upper Cholesky factor U of H^-1
-    (H^-1 = U^T U), or through H^-1 itself (full_inverse, pivot at least 1e-8)."""
+    (H^-1 = U^T U), or through H^-1 itself (full_inverse)."""
     w, h, s = w.double().numpy().copy(), h.double().numpy().copy(), scale.double().numpy()
     n = h.shape[0]
     if feedback == "cholesky":
         dead = np.diag(h) == 0
-        h[dead, dead] = 1.0
+        h[dead, dead] = np.diag(h)[~dead].mean()
         w[:, dead] = 0.0
     d = np.diag(h)
     perm = {"natural": np.arange(n), "ascending": np.argsort(d, kind="stable"),
@@ -34,8 +34,7 @@ def ref_gptq(w: torch.Tensor, h: torch.Tensor, scale: torch.Tensor, qmax: int, d
     codes = np.zeros_like(work)
     for j in range(n):
         codes[:, j] = np.clip(np.round(work[:, j] / s), -qmax, qmax)
-        pivot = factor[j, j] if feedback == "cholesky" else max(factor[j, j], 1e-8)
-        err = (work[:, j] - codes[:, j] * s) / pivot
+        err = (work[:, j] - codes[:, j] * s) / factor[j, j]
         work[:, j + 1:] -= err[:, None] * factor[j, j + 1:][None, :]
     return codes[:, np.argsort(perm)].astype(int)
 
@@ -142,3 +141,49 @@ def test_then_a_hundred_times_then_a_diagonal() -> None:
 def test_an_all_zero_hessian_is_damped_from_a_floor_of_1e_minus_12() -> None:
     u, fell_back = _upper_inverse_factor(torch.zeros(2, 2), 0.01)  # H + 0.01 * 1e-12 * I: U = 1e7 * I
     assert not fell_back and torch.allclose(u, torch.eye(2) * 1e7)
+
+
+# -- invariances: the scale of H, inputs that never fired, the Hessian's dtype ---------------------------------------
+
+@pytest.mark.parametrize("feedback", ["cholesky", "full_inverse"])
+@pytest.mark.parametrize("power", [40, -30])
+def test_codes_depend_on_the_hessian_only_up_to_its_scale(feedback: str, power: int) -> None:
+    """H from activations a million times larger (or smaller) asks for the same codes. A power of two scales
+    every floating-point step exactly, so the codes must be equal, not close: a fixed floor or constant anywhere
+    in the damping, the dead inputs or the pivots breaks this."""
+    w, h = correlated_problem(8, 12, seed=12)
+    h[5, :] = 0.0
+    h[:, 5] = 0.0  # one input that never fired
+    q, _, _ = gptq_quantize(w, h, "int5", block_size=5, damp=0.05, feedback=feedback)
+    scaled, _, _ = gptq_quantize(w, h * 2.0 ** power, "int5", block_size=5, damp=0.05, feedback=feedback)
+    assert torch.equal(q, scaled)
+
+
+def test_an_input_that_never_fired_changes_nothing_for_the_live_ones() -> None:
+    """The codes of the live columns are those of the problem without the dead input: GPTQ's usual diagonal
+    of 1.0 for it would change the damping of every other column."""
+    w, h = correlated_problem(6, 10, seed=3)
+    h = h * 1e-3  # activations of a small scale, as after a squared ReLU
+    h[4, :] = 0.0
+    h[:, 4] = 0.0
+    live = [i for i in range(10) if i != 4]
+    for order in ("ascending", "natural"):
+        q, stored, _ = gptq_quantize(w, h, "int5", damp=0.05, col_order=order)
+        alone, _, _ = gptq_quantize(w[:, live], h[live][:, live], "int5", damp=0.05, col_order=order)
+        assert q[:, 4].abs().sum() == 0 and torch.equal(q[:, live], alone), order
+        # the scales come from the weights alone, the dead column's included
+        assert torch.equal(stored, search_row_scales(w, 15)[0])
+
+
+def test_a_half_precision_hessian_gives_the_codes_of_its_float32_copy() -> None:
+    w, h = correlated_problem(6, 10, seed=5)
+    h16 = h.to(torch.float16)
+    for feedback in ("cholesky", "full_inverse"):
+        q16, _, _ = gptq_quantize(w, h16, "int6", damp=0.05, feedback=feedback)
+        assert torch.equal(q16, gptq_quantize(w, h16.float(), "int6", damp=0.05, feedback=feedback)[0])
+
+
+def test_an_unknown_column_order_is_refused() -> None:
+    w, h = correlated_problem(2, 4, seed=1)
+    with pytest.raises(ValueError, match="column order must be ascending, descending or natural, not 'sorted'"):
+        gptq_quantize(w, h, "int6", col_order="sorted")

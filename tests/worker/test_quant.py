@@ -180,7 +180,7 @@ def test_tied_weights_are_stored_once() -> None:
 
 
 def test_gptq_without_calibration_tokens_is_refused(trained: Toy) -> None:
-    with pytest.raises(ValueError, match="calibration tokens"):
+    with pytest.raises(ValueError, match=r"^GPTQ needs calibration tokens from the training stream$"):
         quantize_model(trained, qcfg(flat_scheme="gptq_int5"), None)
 
 
@@ -220,3 +220,29 @@ def test_loop_aware_gptq_calibrates_shared_layers_on_the_quantized_model_and_res
     assert not torch.equal(plain.tensors["crawler_blocks.0.weight"].q, q_ref)
     assert torch.equal(plain.tensors["fc2.weight"].q, aware.tensors["fc2.weight"].q)
     assert list(aware.tensors) == list(plain.tensors) and aware.calibrated == plain.calibrated
+
+
+class Named(nn.Module):
+    """An embedding under a name the quantizer has no rule for, and a tied weight in the middle of the state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vocab = nn.Embedding(VOCAB, DIM)
+        self.a = nn.Linear(DIM, DIM)
+        self.b = nn.Linear(DIM, DIM)
+        self.b.weight = self.a.weight
+        self.c = nn.Linear(DIM, DIM)
+
+
+def test_every_tensor_after_a_tied_one_is_kept_under_its_own_name() -> None:
+    result = quantize_model(Named(), qcfg(flat_scheme="int6"), None)
+    assert result.aliases == {"b.weight": "a.weight"}
+    assert list(result.tensors) == ["vocab.weight", "a.weight", "a.bias", "b.bias", "c.weight", "c.bias"]
+    assert {n: qt.name for n, qt in result.tensors.items()} == {n: n for n in result.tensors}
+    assert result.tensors["c.weight"].q is not None and result.tensors["c.bias"].data is not None
+
+
+def test_any_embedding_module_is_quantized_as_an_embedding() -> None:
+    result = quantize_model(Named(), qcfg(flat_scheme="int6", embed_scheme="fp16"), None)
+    assert (result.tensors["vocab.weight"].group, result.tensors["vocab.weight"].scheme) == ("embed", "fp16")
+    assert (result.tensors["c.weight"].group, result.tensors["c.weight"].scheme) == ("flat", "int6")

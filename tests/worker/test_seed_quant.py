@@ -79,7 +79,7 @@ def test_gptq_variants_differ_exactly_where_the_feedback_rule_differs(block_size
     w = torch.tensor([[0.4, 1.6, 0.92]])
     one = torch.ones(1)
     q_chol = gptq_columns(w.clone(), one, U, 31, block_size)
-    q_full = gptq_columns(w.clone(), one, M, 31, block_size, pivot_floor=1e-8)
+    q_full = gptq_columns(w.clone(), one, M, 31, block_size)
     assert q_chol.tolist() == [[0, 1, 1]]
     assert q_full.tolist() == [[0, 1, 0]]
 
@@ -103,8 +103,7 @@ def test_gptq_quantize_feeds_back_through_the_factor_its_switch_names(feedback: 
     damped = h + torch.eye(12) * 0.01 * h.diagonal().mean()
     inverse = torch.cholesky_inverse(torch.linalg.cholesky(damped))
     factor = torch.linalg.cholesky(inverse, upper=True) if feedback == "cholesky" else inverse
-    expected = gptq_columns(w.clone(), scale.float(), factor, 31, 4, pivot_floor=0.0 if feedback == "cholesky"
-                            else 1e-8)
+    expected = gptq_columns(w.clone(), scale.float(), factor, 31, 4)
     assert not fell_back and torch.equal(q, expected)
     other = "full_inverse" if feedback == "cholesky" else "cholesky"
     assert not torch.equal(q, gptq_quantize(w, h, "int6", 4, 0.01, "natural", other)[0])
@@ -219,3 +218,18 @@ def test_quantize_model_applies_the_seed_quantizer_from_the_config() -> None:
     assert torch.equal(seed.tensors["fc.weight"].scale, search_row_scales(fc_w, 31, Rounding(
         floor=True, quantile="torch", fp32_scale=True))[0])
     assert not torch.equal(seed.tensors["fc.weight"].q, ours.tensors["fc.weight"].q)
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int6", "gptq_int6"])
+def test_each_scheme_of_a_tensor_rounds_by_the_configs_rule(scheme: str) -> None:
+    """The scale floor reaches the int8, plain-rounding and GPTQ paths of quantize_tensor alike."""
+    from clowncar.worker.quant import quantize_tensor
+
+    w = small_and_normal_rows()
+    cfgs = {rule: QuantConfig(scale_floor=rule == "seed") for rule in ("seed", "ours")}
+    scales = {rule: quantize_tensor("fc.weight", w, "flat", scheme, cfg, torch.eye(64))[0].scale
+              for rule, cfg in cfgs.items()}
+    expected = {"int8": quantize_int8_baseline(w, Rounding(floor=True))[1],
+                "int6": quantize_rtn(w, "int6", Rounding(floor=True))[1],
+                "gptq_int6": search_row_scales(w, 31, Rounding(floor=True))[0]}[scheme]
+    assert torch.equal(scales["seed"], expected) and not torch.equal(scales["ours"], expected)
