@@ -6,6 +6,8 @@ in a thousand, whatever the seed, and still fails a test whose real rate is thre
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -29,11 +31,23 @@ def null_interval(n: int = N_NULL, alpha: float = ALPHA, miss: float = MISS) -> 
     return int(lo), int(hi)
 
 
+_NULL_JOB: tuple = ()
+"""(rate, p_of, per_seed, seed) of the check in progress: forked workers inherit it (closures do not pickle)."""
+
+
+def _null_hits(k: int) -> int:
+    rate, p_of, per_seed, seed = _NULL_JOB
+    return round(rate(p_of, per_seed, seed + 1000 * k) * per_seed)
+
+
 def assert_calibrated(rate, p_of, seed: int) -> None:
     """False positives of `p_of` over N_NULL null simulations (NULL_SEEDS seeds from `seed` on) lie inside
-    null_interval(): consistent with a false-positive rate of ALPHA."""
-    per_seed = N_NULL // NULL_SEEDS
-    hits = sum(round(rate(p_of, per_seed, seed + 1000 * k) * per_seed) for k in range(NULL_SEEDS))
+    null_interval(): consistent with a false-positive rate of ALPHA. The seeds' streams are independent, so two
+    forked processes run them (the same counts as one process, in half the time on two cores)."""
+    global _NULL_JOB
+    _NULL_JOB = (rate, p_of, N_NULL // NULL_SEEDS, seed)
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        hits = sum(pool.map(_null_hits, range(NULL_SEEDS)))
     lo, hi = null_interval()
     assert lo <= hits <= hi, f"{hits}/{N_NULL} false positives; a test at alpha={ALPHA} gives {lo}..{hi}"
 
