@@ -162,17 +162,24 @@ def test_codes_depend_on_the_hessian_only_up_to_its_scale(feedback: str, power: 
 def test_an_input_that_never_fired_changes_nothing_for_the_live_ones() -> None:
     """The codes of the live columns are those of the problem without the dead input: GPTQ's usual diagonal
     of 1.0 for it would change the damping of every other column."""
-    w, h = correlated_problem(6, 10, seed=3)
+    w, h = correlated_problem(8, 12, seed=12)
     h = h * 1e-3  # activations of a small scale, as after a squared ReLU
-    h[4, :] = 0.0
-    h[:, 4] = 0.0
-    live = [i for i in range(10) if i != 4]
-    for order in ("ascending", "natural"):
-        q, stored, _ = gptq_quantize(w, h, "int5", damp=0.05, col_order=order)
-        alone, _, _ = gptq_quantize(w[:, live], h[live][:, live], "int5", damp=0.05, col_order=order)
-        assert q[:, 4].abs().sum() == 0 and torch.equal(q[:, live], alone), order
+    dead = [1, 4, 7]
+    h[dead, :] = 0.0
+    h[:, dead] = 0.0
+    live = [i for i in range(12) if i not in dead]
+    for order in ("ascending", "natural"):  # strong damping (natural: damping 0.35 would move two codes)
+        q, stored, _ = gptq_quantize(w, h, "int5", damp=0.5, col_order=order)
+        alone, _, _ = gptq_quantize(w[:, live], h[live][:, live], "int5", damp=0.5, col_order=order)
+        assert q[:, dead].abs().sum() == 0 and torch.equal(q[:, live], alone), order
         # the scales come from the weights alone, the dead column's included
         assert torch.equal(stored, search_row_scales(w, 15)[0])
+
+
+def test_a_layer_whose_inputs_never_fired_gets_zero_codes_without_a_fallback() -> None:
+    w, _ = correlated_problem(3, 6, seed=2)
+    q, stored, fell_back = gptq_quantize(w, torch.zeros(6, 6), "int6")
+    assert q.abs().sum() == 0 and not fell_back and torch.equal(stored, search_row_scales(w, 31)[0])
 
 
 def test_a_half_precision_hessian_gives_the_codes_of_its_float32_copy() -> None:
