@@ -20,7 +20,7 @@ from clowncar.worker.qscale import (
     sorted_quantile,
     torch_row_quantile,
 )
-from clowncar.worker.quant import classify, gptq_columns, gptq_quantize, quantize_model
+from clowncar.worker.quant import classify, gptq_columns, gptq_quantize, quantize_model, quantize_tensor
 
 SEED = Rounding(floor=True, quantile="torch", fp32_scale=True, per_tensor=True)
 
@@ -223,8 +223,6 @@ def test_quantize_model_applies_the_seed_quantizer_from_the_config() -> None:
 @pytest.mark.parametrize("scheme", ["int8", "int6", "gptq_int6"])
 def test_each_scheme_of_a_tensor_rounds_by_the_configs_rule(scheme: str) -> None:
     """The scale floor reaches the int8, plain-rounding and GPTQ paths of quantize_tensor alike."""
-    from clowncar.worker.quant import quantize_tensor
-
     w = small_and_normal_rows()
     cfgs = {rule: QuantConfig(scale_floor=rule == "seed") for rule in ("seed", "ours")}
     scales = {rule: quantize_tensor("fc.weight", w, "flat", scheme, cfg, torch.eye(64))[0].scale
