@@ -217,3 +217,29 @@ def test_stride_one_slides_one_target_at_a_time_and_stride_seq_len_is_non_overla
         assert [a.tolist() for a in (same.starts, same.ends, same.score_from)] == \
             [a.tolist() for a in (plain.starts, plain.ends, plain.score_from)]
     assert plain.ends.tolist() == [32, 64, 96, 100] and plain.starts[-1] == 96
+
+
+def test_sums_stay_exact_at_the_size_of_a_real_validation_split() -> None:
+    """FineWeb's validation split has ~62M targets and ~151M bytes: past 2^24, where float32 stops counting
+    integers exactly. 1.2M targets of 29-31 bytes each (36M bytes, an odd total) must give the exact byte count
+    and a loss equal to fsum of the per-target nll to 1e-12: float32 sums anywhere on the way are caught."""
+    from clowncar.data.bpb import ByteLUTs
+
+    vocab = 8
+    rng = np.random.default_rng(5)
+    tokens = rng.integers(0, vocab, size=1_200_001)
+    base = np.array([29, 30, 31, 29, 30, 31, 29, 30], dtype=np.int16)
+    lead = np.array([0, 1, 0, 1, 0, 0, 1, 0], dtype=bool)
+    boundary = np.array([1, 0, 0, 0, 0, 0, 0, 0], dtype=bool)
+    luts = ByteLUTs(base, lead, boundary)
+    model = Bigram(vocab)
+    res = evaluate_bpb(model, tokens, luts, seq_len=1024, stride=0, batch_tokens=1 << 17)
+
+    t = torch.from_numpy(tokens)
+    per_target = torch.nn.functional.cross_entropy(model.table.detach()[t[:-1]], t[1:], reduction="none")
+    nll = math.fsum(per_target.double().tolist())
+    n_bytes = int(base[tokens[1:]].astype(np.int64).sum() + (lead[tokens[1:]] & ~boundary[tokens[:-1]]).sum())
+    assert n_bytes > 1 << 25 and n_bytes % 2 == 1  # not a float32 integer
+    assert res["bytes_scored"] == n_bytes and res["tokens_scored"] == len(tokens) - 1
+    assert res["val_loss"] == pytest.approx(nll / (len(tokens) - 1), rel=1e-12)
+    assert res["val_bpb"] == pytest.approx(nll / (math.log(2) * n_bytes), rel=1e-12)
