@@ -59,6 +59,10 @@ def test_a_config_that_asks_for_more_layers_than_tensors_is_refused_before_build
     with pytest.raises(DataError) as info:
         model_from_state(Path("x.ptz"), state, meta)
     assert str(info.value) == f"x.ptz: the stored config asks for 101 layers, the file stores {len(state)} tensors"
+    state, meta = _state_and_meta(num_flat_layers=len(state) - 1)  # as many layers as tensors: built, compared
+    with pytest.raises(DataError) as info:
+        model_from_state(Path("x.ptz"), state, meta)
+    assert str(info.value).startswith("x.ptz: the artifact does not fit the model its config builds (")
     state, meta = _state_and_meta(arch="gpt", num_layers=len(state) + 1)  # gpt: num_layers
     with pytest.raises(DataError) as info:
         model_from_state(Path("x.ptz"), state, meta)
@@ -72,6 +76,10 @@ def test_a_state_that_does_not_fit_names_the_first_difference_and_counts_the_res
     with pytest.raises(DataError) as info:
         model_from_state(Path("x.ptz"), one, meta)
     assert str(info.value) == "x.ptz: the artifact does not fit the model its config builds (tok_emb.weight)"
+    two = {k: v for k, v in state.items() if k != "smear.gate"} | {"zz": torch.zeros(1)}
+    with pytest.raises(DataError) as info:
+        model_from_state(Path("x.ptz"), two, meta)
+    assert str(info.value) == "x.ptz: the artifact does not fit the model its config builds (smear.gate and 1 more)"
     three = {k: v for k, v in state.items() if k not in ("smear.gate", "bigram.scale")} | {"zz": torch.zeros(1)}
     with pytest.raises(DataError) as info:
         model_from_state(Path("x.ptz"), three, meta)

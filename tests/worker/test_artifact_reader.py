@@ -88,6 +88,8 @@ DAMAGE: dict[str, tuple[Any, str]] = {
                        "meta field calib_tokens is not a non-negative integer"),
     "payload short": (lambda: file_of(payload=b"1234567"), "payload is shorter than its index length"),
     "index length": (lambda: file_of(payload=struct.pack("<Q", 99) + b"{}"), "index length 99 runs past the payload"),
+    "index empty": (lambda: file_of(payload=payload_of(b"", blob=b"")),  # 8 bytes: long enough, but no JSON
+                    "Expecting value: line 1 column 1 (char 0)"),
     "no tensors": (lambda: file_of(payload=payload_of({"tensors": []})), "index lacks its tensors"),
     "index list": (lambda: file_of(payload=payload_of(b"[]")), "index lacks its tensors"),
     "aliases": (lambda: file_of(payload=payload_of({**INDEX, "aliases": {"v": "nope"}})),
