@@ -8,4 +8,6 @@ bash scripts/setup.sh
 bash scripts/setup-system.sh
 PY=.venv/bin/python
 "$PY" -m ruff check .
-"$PY" -m pytest -q "$@"
+# Two pytest-xdist workers: tests/orchestrator (Ray clusters, timed trials, mostly waiting) runs on one of them in
+# order while the other takes the rest (tests/conftest.py). TEST_WORKERS=0 runs all of it in one process.
+"$PY" -m pytest -q -n "${TEST_WORKERS:-2}" "$@"

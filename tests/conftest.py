@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: `scripts/test.sh` runs the suite on two workers
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Every test of tests/orchestrator runs on one worker, one after another (a single work unit, and the biggest,
+    so it is handed out first): they start Ray clusters and time trials against each other, and they leave most of
+    the CPU idle while they wait, which the other worker fills with the rest of the suite, one test at a time.
+    (xdist's own `loadgroup` cannot do this under pytest 9: it renames node ids through an attribute pytest no
+    longer reads.)"""
+    if config.getvalue("dist") != "load":
+        return None  # another mode asked for by name: xdist's own scheduler
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OrchestratorApart(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/orchestrator" if nodeid.startswith("tests/orchestrator/") else nodeid
+
+    return OrchestratorApart(config, log)
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
