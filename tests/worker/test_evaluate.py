@@ -128,7 +128,8 @@ def test_world_size_without_a_process_group_is_refused(tiny_data: Path) -> None:
 def test_eval_split_over_gloo_ranks_matches_one_process(tiny_data: Path, tiny_cfg: Callable[..., Any],
                                                         tmp_path: Path, worker_env: dict[str, str]) -> None:
     """The same model scored by 3 real processes: same targets, bytes and loss as one process. (Three ranks
-    split the windows unevenly; the 2-process trial in test_ddp.py checks its eval against one process too.)"""
+    split the windows unevenly, and a split of two windows leaves rank 0 without any; the 2-process trial in
+    test_ddp.py checks its eval against one process too.)"""
     world_size = 3
     cfg = tiny_cfg("eval.max_tokens=600")
     (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
@@ -145,9 +146,13 @@ def test_eval_split_over_gloo_ranks_matches_one_process(tiny_data: Path, tiny_cf
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg)
     tokens = _val(tiny_data, cfg.eval_seq_len, cfg.eval.max_tokens)
+    short = tokens[:2 * cfg.eval_seq_len + 1]  # two windows: the writing rank has none of them
+    assert len(plan_windows(len(short) - 1, cfg.eval_seq_len, 0).part(0, world_size)) == 0
     for stride, got in multi.items():
-        one = evaluate_bpb(model, tokens, luts, cfg.eval_seq_len, int(stride), cfg.eval.batch_tokens)
-        assert got["tokens_scored"] == one["tokens_scored"] == len(tokens) - 1
+        split = short if stride == "short" else tokens
+        one = evaluate_bpb(model, split, luts, cfg.eval_seq_len, 0 if stride == "short" else int(stride),
+                           cfg.eval.batch_tokens)
+        assert got["tokens_scored"] == one["tokens_scored"] == len(split) - 1
         assert got["bytes_scored"] == one["bytes_scored"]
         assert got["val_loss"] == pytest.approx(one["val_loss"], rel=1e-6)
         assert got["val_bpb"] == pytest.approx(one["val_bpb"], rel=1e-6)
