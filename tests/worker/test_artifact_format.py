@@ -158,6 +158,8 @@ def test_calibration_tokens_are_cut_into_whole_sequences() -> None:
     got = calib_batch(np.arange(50, dtype=np.uint16), 8)
     assert got.dtype == torch.int64 and got.shape == (6, 8) and got[5].tolist() == list(range(40, 48))
     assert calib_batch(list(range(16)), 8).tolist() == [list(range(8)), list(range(8, 16))]
+    sequences = [torch.arange(8), torch.arange(8, 16)]  # a list of token tensors: one sequence each
+    assert calib_batch(sequences, 8).tolist() == [list(range(8)), list(range(8, 16))]
     with pytest.raises(ValueError, match=r"^need at least 8 calibration tokens, got 7$"):
         calib_batch(np.arange(7), 8)
 

@@ -30,6 +30,8 @@ def test_a_fresh_model_from_the_artifact_matches_the_in_process_quantized_model(
 
     fresh, stored_cfg = load_model_from_artifact(tmp_path / "model.ptz")
     assert stored_cfg.content_hash() == cfg.content_hash()
+    elsewhere, _ = load_model_from_artifact(tmp_path / "model.ptz", device="meta")  # built where it is asked
+    assert {p.device.type for p in elsewhere.parameters()} == {"meta"} and not elsewhere.training
     reference = build_model(cfg)
     reference.load_state_dict(expected.dequantized())
     reference.eval()

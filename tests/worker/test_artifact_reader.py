@@ -135,7 +135,7 @@ def test_the_hand_made_file_itself_is_valid_and_its_optional_fields_may_be_missi
     path = tmp_path / "a.ptz"
     path.write_bytes(file_of())
     result, meta = read_artifact(path)
-    assert result.tensors["w"].dequantize().tolist() == [[1.5, -1.5]]
+    assert result.tensors["w"].dequantize().tolist() == [[1.5, -1.5]] and result.tensors["w"].name == "w"
     assert result.schemes == {} and result.calib_tokens == 0 and result.aliases == {} and result.calibrated == []
     assert meta["calibrated"] == [] and meta["config_hash_ok"] is False  # "h" is not the hash of {}
 
@@ -153,6 +153,27 @@ def test_a_tensor_may_have_eight_dimensions(tmp_path: Path) -> None:
     path.write_bytes(file_of(payload=payload_of(edited(shape=[1, 1, 1, 1, 1, 1, 1, 2]))))
     result, _ = read_artifact(path)
     assert result.tensors["w"].dequantize().shape == (1, 1, 1, 1, 1, 1, 1, 2)
+
+
+def test_an_error_without_a_message_is_named_by_its_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import clowncar.worker.artifact as artifact
+
+    def fails(raw: bytes) -> None:
+        raise EOFError
+
+    monkeypatch.setattr(artifact, "unpack", fails)
+    assert reason(tmp_path, file_of()) == "EOFError"
+
+
+def test_a_model_from_a_file_whose_config_does_not_fit_names_the_file(tmp_path: Path) -> None:
+    from clowncar.worker.artifact import load_model_from_artifact
+
+    path = tmp_path / "a.ptz"
+    path.write_bytes(file_of())  # the default config of {} builds more layers than the one tensor stored
+    with pytest.raises(DataError) as info:
+        load_model_from_artifact(path)
+    assert str(info.value).startswith(f"{path}: the stored config asks for ")
+    assert str(info.value).endswith(" layers, the file stores 1 tensors")
 
 
 def test_a_missing_file_is_named_with_the_reason(tmp_path: Path) -> None:
