@@ -148,10 +148,9 @@ def test_eval_split_over_gloo_ranks_matches_one_process(tiny_data: Path, tiny_cf
     tokens = _val(tiny_data, cfg.eval_seq_len, cfg.eval.max_tokens)
     short = tokens[:2 * cfg.eval_seq_len + 1]  # two windows: the writing rank has none of them
     assert len(plan_windows(len(short) - 1, cfg.eval_seq_len, 0).part(0, world_size)) == 0
-    for stride, got in multi.items():
-        split = short if stride == "short" else tokens
-        one = evaluate_bpb(model, split, luts, cfg.eval_seq_len, 0 if stride == "short" else int(stride),
-                           cfg.eval.batch_tokens)
+    for key, got in multi.items():
+        split, stride = (short, 0) if key == "short" else (tokens, int(key))
+        one = evaluate_bpb(model, split, luts, cfg.eval_seq_len, stride, cfg.eval.batch_tokens)
         assert got["tokens_scored"] == one["tokens_scored"] == len(split) - 1
         assert got["bytes_scored"] == one["bytes_scored"]
         assert got["val_loss"] == pytest.approx(one["val_loss"], rel=1e-6)
