@@ -84,8 +84,10 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
     rows = []
     for ck, g in rep.groupby("config_key"):
         v = g["bpb"].to_numpy(float)
+        # identical reruns have sd 0, not the rounding noise of their mean (3 x 0.1 / 3 is not 0.1)
+        spread = float(v.std(ddof=1)) if np.ptp(v) > 0 else 0.0
         row: dict[str, Any] = {"config": str(g["label"].iloc[0]), "config_key": str(ck), "n": int(v.size),
-                               "mean": float(v.mean()), "sd": float(v.std(ddof=1)),
+                               "mean": float(v.mean()), "sd": spread,
                                "per_seed": {_seed_key(s, u): float(b) for s, u, b in zip(g["seed"], g["run_id"], v, strict=True)},
                                "runs": g["run_id"].tolist()}
         if row["sd"] > 0:
@@ -101,7 +103,8 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
         ols("bpb ~ 1", rep, cov="nonrobust")
     df = float(fit.df_resid)
     sd = math.sqrt(fit.scale) if df > 0 else float("nan")
-    if not (df > 0 and sd > 0):
+    # the fit's residuals of identical reruns are rounding noise (sd ~1e-16), not a spread
+    if not (df > 0 and sd > 0 and any(row["sd"] > 0 for row in rows)):
         return not_enough(key, title, q, method, "seed reruns have identical BPB: no spread to estimate", **base)
     lo = sd * math.sqrt(df / stats.chi2.ppf(0.975, df))
     hi = sd * math.sqrt(df / stats.chi2.ppf(0.025, df))

@@ -1,0 +1,373 @@
+"""The numbers of the run-level signal tests (quantization gap, width attribution, sharing at matched parameters,
+seed variance) equal the same fits made independently here with statsmodels and scipy: effect, CI, p, the
+minimum detectable effect (checked by its power), run counts, and the rules that pick the formula. The power
+tests beside these show that a test finds what it should; these pin what the report prints."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+from scipy import stats
+from statsmodels.stats.anova import anova_lm
+from statsmodels.stats.outliers_influence import variance_inflation_factor
+
+from clowncar.analysis.result import DESCRIPTIVE, UNDECIDED
+from clowncar.analysis.runlevel import (
+    GAP_MARGIN,
+    WIDTH_MARGIN,
+    best_per_width,
+    matched_width,
+    quant_gap_tests,
+    seed_block,
+    width_tests,
+)
+from clowncar.analysis.seeds import PARAM_TOL, SHARE_MARGIN, _strata, seed_variance, sharing_test
+
+
+def power_of(effect: float, se: float, df: float) -> float:
+    """Power of a two-sided t test at alpha 0.05 for a coefficient `effect` with standard error `se`."""
+    crit = stats.t.isf(0.025, df)
+    nc = effect / se
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+
+
+def hc3(formula: str, data: pd.DataFrame, cov: str = "HC3"):
+    return smf.ols(formula, data).fit(cov_type=cov, use_t=True)
+
+
+def assert_coef(res, fit, term: str, scale: float = 1.0) -> None:
+    ci = fit.conf_int(alpha=0.05).loc[term]
+    assert res.effect == pytest.approx(fit.params[term] * scale, rel=1e-9, abs=1e-15)
+    assert (res.ci_low, res.ci_high) == pytest.approx((ci[0] * scale, ci[1] * scale), rel=1e-9, abs=1e-15)
+    assert res.p_value == pytest.approx(fit.pvalues[term], rel=1e-9, abs=1e-300)
+    # the minimum detectable effect is the one a t test on this coefficient finds with 80% power
+    assert power_of(res.mde / scale, fit.bse[term], fit.df_resid) == pytest.approx(0.8, abs=1e-6)
+
+
+def runs_frame(n: int = 24, seed: int = 5, *, seeds: list[int] | None = None) -> pd.DataFrame:
+    """Runs with loops, cadence, width and unique layers varying independently, and planted slopes."""
+    rng = np.random.default_rng(seed)
+    i = np.arange(n)
+    loops = 1 + i % 4
+    cadence = np.array([1, 2, 4])[(i // 4) % 3]
+    width = np.array([384, 448, 512, 576])[(i * 3 + i // 4) % 4]
+    layers = np.array([3, 5])[(i + i // 4) % 2]
+    gap = 0.01 + 0.002 * loops + 0.003 / cadence + rng.normal(0, 0.001, n)
+    bpb = 2.0 - 0.02 * np.log(width / 384) + 0.004 * loops + 0.002 * layers + rng.normal(0, 0.003, n)
+    return pd.DataFrame({"run_id": [f"r{k}" for k in i], "loops": loops.astype(float),
+                         "cadence": cadence.astype(float), "crawl_frac": 1.0 / cadence, "width": width.astype(float),
+                         "unique_layers": layers.astype(float), "quant_gap": gap, "bpb": bpb,
+                         "seed": np.array(seeds if seeds is not None else 100 + i, dtype=float)})
+
+
+def by_key(results, key):
+    return next(r for r in results if r.key == key)
+
+
+# -- quantization gap --------------------------------------------------------------------------------------------
+
+def test_quant_gap_slopes_are_the_hc3_fit_with_log_width_as_covariate() -> None:
+    runs = runs_frame()
+    d = runs.assign(log_width=np.log(runs["width"]))
+    fit = hc3("quant_gap ~ loops + crawl_frac + log_width", d)
+    out = quant_gap_tests(runs)
+    assert [r.key for r in out] == ["2a_gap_loops", "2b_gap_cadence"]
+    loops, cad = out
+    assert_coef(loops, fit, "loops")
+    assert_coef(cad, fit, "crawl_frac")
+    for r in out:
+        assert r.n_runs == 24 and r.runs == runs["run_id"].tolist() and r.margin == GAP_MARGIN
+        assert "OLS quant_gap ~ loops + crawl_frac + log_width, HC3" in r.method
+        assert [row["term"] for row in r.tables["coefficients"]] == ["Intercept", "loops", "crawl_frac", "log_width"]
+    assert loops.unit == "BPB per loop" and cad.unit == "BPB per unit C-fraction"
+    assert loops.status == "signal" and loops.p_value < 1e-6  # the planted 0.002 BPB per loop
+
+
+def test_quant_gap_drops_a_run_without_a_gap_and_names_the_eval_mode() -> None:
+    runs = runs_frame()
+    runs.loc[3, "quant_gap"] = np.nan
+    runs.attrs["gap_mode"] = "sliding"
+    d = runs.drop(index=3).assign(log_width=lambda x: np.log(x["width"]))
+    fit = hc3("quant_gap ~ loops + crawl_frac + log_width", d)
+    loops = by_key(quant_gap_tests(runs), "2a_gap_loops")
+    assert loops.n_runs == 23 and "r3" not in loops.runs
+    assert_coef(loops, fit, "loops")
+    assert "the gap in the sliding eval" in loops.method
+
+
+def test_quant_gap_without_width_variation_fits_loops_and_cadence_only() -> None:
+    runs = runs_frame().assign(width=512.0)
+    fit = hc3("quant_gap ~ loops + crawl_frac", runs)
+    loops, cad = quant_gap_tests(runs)
+    assert_coef(loops, fit, "loops")
+    assert_coef(cad, fit, "crawl_frac")
+    assert "log_width" not in loops.method
+
+
+def test_a_single_loop_count_leaves_the_cadence_slope_fitted_alone() -> None:
+    runs = runs_frame().assign(loops=2.0)
+    d = runs.assign(log_width=np.log(runs["width"]))
+    fit = hc3("quant_gap ~ crawl_frac + log_width", d)
+    loops, cad = quant_gap_tests(runs)
+    assert loops.status == UNDECIDED and loops.effect is None
+    assert "loops takes a single value among the 24 runs with a quantization gap" in loops.verdict
+    assert_coef(cad, fit, "crawl_frac")
+
+
+def test_seeds_shared_across_configs_enter_the_gap_fit_as_blocks() -> None:
+    runs = runs_frame(seeds=[1, 2, 3] * 8)
+    assert seed_block(runs) == " + C(seed)"
+    d = runs.assign(log_width=np.log(runs["width"]))
+    fit = hc3("quant_gap ~ loops + crawl_frac + log_width + C(seed)", d)
+    loops = by_key(quant_gap_tests(runs), "2a_gap_loops")
+    assert_coef(loops, fit, "loops")
+    assert "+ C(seed)" in loops.method
+
+
+@pytest.mark.parametrize(("seeds", "block"), [
+    ([1, 2, 3, 1, 2, 3, 1, 2], " + C(seed)"),  # 3 seeds over 8 runs, each seed at least twice
+    ([1, 2, 3, 4, 1, 2, 3, 4], ""),  # 4 seeds over 8 runs: not fewer than half the runs
+    ([1, 1, 1, 1, 1, 1, 1, 2], ""),  # seed 2 appears once: no block can be estimated for it
+    ([1] * 8, ""),  # one seed: nothing to block
+    ([1, 2, 3, 1, 2, 3, 1, None], ""),  # a run without a seed
+])
+def test_the_seed_enters_as_a_block_only_when_every_seed_repeats_across_configs(seeds, block) -> None:
+    assert seed_block(pd.DataFrame({"seed": pd.array(seeds, dtype="Float64").astype(float)})) == block
+
+
+def test_seed_block_needs_a_seed_column() -> None:
+    assert seed_block(pd.DataFrame({"bpb": [1.0, 2.0]})) == ""
+
+
+@pytest.mark.parametrize(("n", "fitted"), [(5, False), (6, True)])
+def test_the_gap_regression_needs_three_runs_more_than_its_terms(n: int, fitted: bool) -> None:
+    runs = runs_frame(n=12).iloc[[0, 1, 2, 5, 6, 9][:n]].reset_index(drop=True)
+    loops = by_key(quant_gap_tests(runs), "2a_gap_loops")
+    assert (loops.p_value is not None) is fitted, loops.verdict
+    if not fitted:
+        assert "5 run(s) with a quantization gap, loops and cadence" in loops.verdict
+
+
+def test_an_empty_run_table_gives_not_enough_data_for_both_gap_slopes() -> None:
+    out = quant_gap_tests(runs_frame().iloc[0:0])
+    assert [r.status for r in out] == [UNDECIDED, UNDECIDED]
+    assert all("0 run(s) with a quantization gap" in r.verdict for r in out)
+
+
+# -- width attribution -------------------------------------------------------------------------------------------
+
+def test_width_effect_is_the_log_width_slope_times_the_log_width_span() -> None:
+    runs = runs_frame()
+    d = runs.assign(log_width=np.log(runs["width"]))
+    full = hc3("bpb ~ log_width + unique_layers + loops", d)
+    marginal = hc3("bpb ~ log_width", d)
+    span = math.log(576 / 384)
+    res = by_key(width_tests(runs), "3a_width")
+    assert_coef(res, full, "log_width", scale=span)
+    assert res.extra["formula"] == "bpb ~ log_width + unique_layers + loops"
+    assert res.extra["log_width_coef"]["estimate"] == pytest.approx(full.params["log_width"], rel=1e-12)
+    assert res.unit == "BPB (width 384 -> 576)" and res.margin == WIDTH_MARGIN and res.n_runs == 24
+    only = res.tables["width_only_model"][0]
+    ci = marginal.conf_int().loc["log_width"]
+    assert (only["effect"], only["ci_low"], only["ci_high"], only["p"]) == pytest.approx(
+        (marginal.params["log_width"] * span, ci[0] * span, ci[1] * span, marginal.pvalues["log_width"]), rel=1e-9)
+    assert res.effect == pytest.approx(-0.02 * span, abs=0.006)  # the planted width effect
+    x = np.column_stack([np.ones(24), d["log_width"], d["unique_layers"], d["loops"]])
+    assert [row["vif"] for row in res.tables["vif"]] == pytest.approx(
+        [variance_inflation_factor(x, i) for i in (1, 2, 3)], rel=1e-9)
+    assert not res.warnings
+
+
+def test_sharing_beyond_width_is_the_nested_f_test_of_the_classical_fits() -> None:
+    runs = runs_frame()
+    d = runs.assign(log_width=np.log(runs["width"]))
+    small = smf.ols("bpb ~ log_width", d).fit()
+    big = smf.ols("bpb ~ log_width + unique_layers + loops", d).fit()
+    f = ((small.ssr - big.ssr) / 2) / (big.ssr / big.df_resid)
+    res = by_key(width_tests(runs), "3b_sharing_beyond_width")
+    assert res.effect == pytest.approx(f, rel=1e-9) and res.extra["F"] == res.effect
+    assert res.p_value == pytest.approx(stats.f.sf(f, 2, 20), rel=1e-9)
+    assert res.extra["df_num"] == 2 and res.extra["df_den"] == 20 and res.unit == "F"
+    assert float(anova_lm(small, big)["F"].iloc[1]) == pytest.approx(f, rel=1e-9)
+
+
+def test_collinear_width_and_layers_are_warned_about() -> None:
+    runs = runs_frame()
+    runs["unique_layers"] = np.round(runs["width"] / 64) + np.where(runs.index % 7 == 0, 1.0, 0.0)
+    res = by_key(width_tests(runs), "3a_width")
+    assert any(w.startswith("collinear predictors (VIF >= 5): log_width") for w in res.warnings), res.warnings
+
+
+def test_too_few_runs_for_the_full_model_fall_back_to_width_alone_and_say_so() -> None:
+    runs = runs_frame(n=5)  # 3 predictors + intercept leave 1 residual df: the full model is not fitted
+    d = runs.assign(log_width=np.log(runs["width"]))
+    res, nested = width_tests(runs)
+    assert_coef(res, hc3("bpb ~ log_width", d), "log_width", scale=math.log(576 / 384))
+    assert res.extra["formula"] == "bpb ~ log_width"
+    assert "too few runs for the full model: the width effect is marginal (not adjusted)" in res.warnings
+    assert "width_only_model" not in res.tables
+    assert nested.status == UNDECIDED and "5 runs leave 1 residual df for the full model" in nested.verdict
+
+
+def test_width_attribution_needs_four_runs_and_two_widths() -> None:
+    for runs in (runs_frame(n=3), runs_frame().assign(width=512.0)):
+        a, b = width_tests(runs)
+        assert a.status == b.status == UNDECIDED
+        assert f"{len(runs)} run(s) with BPB and width" in a.verdict
+    a, _ = width_tests(runs_frame().assign(width=512.0))
+    assert "1 distinct width(s)" in a.verdict
+
+
+def test_runs_of_zero_width_are_left_out_of_the_width_test() -> None:
+    runs = runs_frame()
+    runs.loc[0, "width"] = 0.0
+    assert by_key(width_tests(runs), "3a_width").n_runs == 23
+
+
+def test_without_layout_variation_there_is_no_nested_test() -> None:
+    runs = runs_frame().assign(unique_layers=4.0, loops=2.0)
+    a, b = width_tests(runs)
+    assert a.extra["formula"] == "bpb ~ log_width" and "width_only_model" not in a.tables
+    assert b.status == UNDECIDED and "unique layers and loops do not vary" in b.verdict
+
+
+def test_matched_width_and_best_per_width_tables() -> None:
+    r = pd.DataFrame({"run_id": ["a", "b", "c", "d", "e"], "width": [384.0, 384.0, 384.0, 512.0, 512.0],
+                      "unique_layers": [3.0, 3.0, 5.0, 3.0, 3.0], "loops": [2.0] * 5, "cadence": [1.0] * 5,
+                      "bpb": [2.0, 2.2, 1.9, 1.8, 1.7], "label": ["A", "B", "C", "D", "E"]})
+    rows = matched_width(r)
+    assert [(x["comparison"], x["width"], x["unique_layers"], x["runs"], round(x["mean_bpb"], 9)) for x in rows] == [
+        ("same width", 384.0, 3.0, 2, 2.1), ("same width", 384.0, 5.0, 1, 1.9),
+        ("same layout", 384.0, 3.0, 2, 2.1), ("same layout", 512.0, 3.0, 2, 1.75)]
+    best = best_per_width(r)
+    assert [(x["width"], x["runs"], x["best_bpb"], x["best_run"], x["best_label"], round(x["mean_bpb"], 9))
+            for x in best] == [(384.0, 3, 1.9, "c", "C", 2.033333333), (512.0, 2, 1.7, "e", "E", 1.75)]
+
+
+def test_the_seeds_best_per_width_contrast_is_quoted_beside_the_estimate() -> None:
+    runs = runs_frame()
+    res = by_key(width_tests(runs), "3a_width")
+    best = runs.groupby("width")["bpb"].min()
+    contrast = best[384.0] - best[576.0]
+    assert res.extra["best_per_width_contrast"] == pytest.approx(contrast, rel=1e-12)
+    assert f"best run at width 384 minus best at 576: {contrast:+.4f} BPB" in res.verdict
+
+
+# -- sharing at matched parameter count --------------------------------------------------------------------------
+
+def test_parameter_strata_open_a_new_group_only_past_ten_percent() -> None:
+    edge = 1000 * (1 + PARAM_TOL)  # exactly 10% above the group's smallest: still the same group
+    params = pd.Series([1376.0, 1000.0, 1600.0, edge, 1374.0, 1250.0], index=list("uvwxyz"))
+    assert _strata(params).tolist() == [2, 0, 3, 0, 1, 1]
+
+
+def sharing_frame() -> pd.DataFrame:
+    rng = np.random.default_rng(9)
+    rows = []
+    for k, p in enumerate([1.0e6, 1.05e6, 2.0e6, 2.08e6, 4.0e6, 4.1e6, 8.0e6, 8.3e6]):
+        for j in range(3):
+            shared = float((k + j) % 2)
+            rows.append({"run_id": f"s{k}{j}", "params": p * (1 + 0.01 * j), "shared": shared,
+                         "bpb": 2.0 - 0.05 * math.log2(p / 1e6) - 0.01 * shared + rng.normal(0, 0.004),
+                         "quant_gap": 0.01 + 0.003 * shared + 0.0005 * j, "seed": 100.0 + 10 * k + j})
+    rows.append({"run_id": "alone", "params": 3.0e7, "shared": 1.0, "bpb": 1.5, "quant_gap": 0.02, "seed": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_sharing_effect_is_the_shared_coefficient_within_parameter_strata() -> None:
+    runs = sharing_frame()
+    res = sharing_test(runs)
+    kept = runs[runs["run_id"] != "alone"].assign(stratum=lambda d: _strata(d["params"]))
+    assert sorted(kept["stratum"].unique()) == [0, 1, 2, 3]
+    assert_coef(res, hc3("bpb ~ shared + C(stratum)", kept), "shared")
+    assert res.n_runs == 24 and "alone" not in res.runs and res.margin == SHARE_MARGIN
+    assert res.extra["shared_runs"] == 12 and res.extra["unshared_runs"] == 12
+    gaps = {row["shared"]: row for row in res.tables["quant_gap_by_sharing"]}
+    for flag in (False, True):
+        want = kept.loc[kept["shared"] == float(flag), "quant_gap"]
+        assert gaps[flag]["runs"] == 12 and gaps[flag]["mean_quant_gap"] == pytest.approx(want.mean(), rel=1e-12)
+
+
+def test_sharing_needs_two_runs_of_each_kind_at_matched_parameters() -> None:
+    runs = sharing_frame()
+    one_unshared = runs[(runs["shared"] == 1) | (runs["run_id"] == "s00")]  # strata of one kind are dropped
+    res = sharing_test(one_unshared)
+    assert res.status == UNDECIDED and "3 shared and 1 unshared run(s) at matched parameter count" in res.verdict
+    assert sorted(res.runs) == ["s00", "s01", "s10", "s12"]
+
+
+# -- seed variance -----------------------------------------------------------------------------------------------
+
+def seed_frame() -> pd.DataFrame:
+    bpb = {"A": [2.00, 2.01, 2.03], "B": [1.90, 1.94], "C": [1.80, 1.83, 1.81, 1.79], "D": [1.7]}
+    rows = [{"run_id": f"{c}{i}", "config_key": c, "label": f"cfg {c}", "seed": float(7 + i), "bpb": v}
+            for c, vals in bpb.items() for i, v in enumerate(vals)]
+    return pd.DataFrame(rows)
+
+
+def test_seed_variance_pools_the_within_config_spread_with_a_chi_square_interval() -> None:
+    runs = seed_frame()
+    res = seed_variance(runs)
+    rep = runs[runs["config_key"] != "D"]
+    ss = sum(((g - g.mean()) ** 2).sum() for _, g in rep.groupby("config_key")["bpb"])
+    df = len(rep) - 3
+    sd = math.sqrt(ss / df)
+    assert res.status == DESCRIPTIVE and not res.in_family and res.unit == "BPB (seed sd)"
+    assert res.effect == pytest.approx(sd, rel=1e-9)
+    assert res.ci_low == pytest.approx(sd * math.sqrt(df / stats.chi2.ppf(0.975, df)), rel=1e-9)
+    assert res.ci_high == pytest.approx(sd * math.sqrt(df / stats.chi2.ppf(0.025, df)), rel=1e-9)
+    assert res.extra["pooled_df"] == df and res.extra["seeds_per_config"] == 3
+    assert res.n_runs == 9 and "D0" not in res.runs
+    # two configs this far apart with 3 seeds each at the pooled spread: a t test finds them 80% of the time
+    assert power_of(res.mde, sd * math.sqrt(2 / 3), 4) == pytest.approx(0.8, abs=1e-6)
+    sds = [np.std(v, ddof=1) for v in ([2.00, 2.01, 2.03], [1.90, 1.94], [1.80, 1.83, 1.81, 1.79])]
+    assert res.extra["median_config_sd"] == pytest.approx(float(np.median(sds)), rel=1e-12)
+    assert res.verdict.startswith(f"{DESCRIPTIVE}: pooled seed sd {sd:.4g} BPB (95% CI {res.ci_low:.3g} to "
+                                  f"{res.ci_high:.3g}, df {df:g}; median per-config sd {np.median(sds):.3g})")
+    assert f"with 3 seeds per config, two configs must differ by about {res.mde:.3g} BPB" in res.verdict
+    assert not res.warnings
+
+
+def test_each_config_row_has_its_mean_sd_t_interval_and_per_seed_values() -> None:
+    rows = {row["config_key"]: row for row in seed_variance(seed_frame()).tables["per_config"]}
+    assert sorted(rows) == ["A", "B", "C"]
+    v = np.array([1.80, 1.83, 1.81, 1.79])
+    c = rows["C"]
+    half = stats.t.ppf(0.975, 3) * v.std(ddof=1) / 2
+    assert (c["config"], c["n"], c["runs"]) == ("cfg C", 4, ["C0", "C1", "C2", "C3"])
+    assert (c["mean"], c["sd"]) == pytest.approx((v.mean(), v.std(ddof=1)), rel=1e-12)
+    assert (c["ci_low"], c["ci_high"]) == pytest.approx((v.mean() - half, v.mean() + half), rel=1e-9)
+    assert c["per_seed"] == {"seed 7": 1.80, "seed 8": 1.83, "seed 9": 1.81, "seed 10": 1.79}
+    assert power_of(c["mde_vs_same_n"], v.std(ddof=1) * math.sqrt(2 / 4), 6) == pytest.approx(0.8, abs=1e-6)
+
+
+def test_one_repeated_config_is_its_own_pooled_spread() -> None:
+    runs = seed_frame()
+    res = seed_variance(runs[runs["config_key"] == "C"])
+    assert res.effect == pytest.approx(np.std([1.80, 1.83, 1.81, 1.79], ddof=1), rel=1e-9)
+    assert res.extra["pooled_df"] == 3 and res.extra["seeds_per_config"] == 4
+
+
+def test_runs_without_a_seed_are_kept_by_run_id_and_warned_about() -> None:
+    runs = seed_frame()
+    runs.loc[runs["run_id"] == "A1", "seed"] = np.nan
+    res = seed_variance(runs)
+    a = next(row for row in res.tables["per_config"] if row["config_key"] == "A")
+    assert a["per_seed"] == {"seed 7": 2.00, "A1": 2.01, "seed 9": 2.03}
+    assert any(w.startswith("some runs record no seed") for w in res.warnings)
+
+
+def test_identical_reruns_have_no_spread_to_estimate() -> None:
+    runs = pd.DataFrame({"run_id": ["a", "b", "c", "d"], "config_key": ["x", "x", "y", "y"], "label": "l",
+                         "seed": [1.0, 2.0, 1.0, 2.0], "bpb": [2.0, 2.0, 1.5, 1.5]})
+    res = seed_variance(runs)
+    assert res.status == UNDECIDED and "identical BPB: no spread to estimate" in res.verdict
+    assert all("ci_low" not in row for row in res.tables["per_config"])
+    thirds = pd.DataFrame({"run_id": ["a", "b", "c"], "config_key": "x", "label": "l", "seed": [1.0, 2.0, 3.0],
+                           "bpb": [0.1, 0.1, 0.1]})  # their mean is not exactly 0.1
+    res = seed_variance(thirds)
+    assert res.status == UNDECIDED and res.tables["per_config"][0]["sd"] == 0.0
