@@ -30,6 +30,7 @@ declare -A TESTS=(
   [clowncar/analysis/seeds.py]="tests/analysis/test_runlevel_numbers.py tests/analysis/test_results_and_family.py"
   [clowncar/analysis/cn_steps.py]="tests/analysis/test_step_numbers.py"
   [clowncar/analysis/curves.py]="tests/analysis/test_step_numbers.py"
+  [clowncar/analysis/frames.py]="tests/analysis/test_run_table.py"
   [clowncar/orchestrator/resume.py]="tests/orchestrator/test_resume.py"
   [clowncar/worker/quant.py]="tests/worker/test_gptq.py tests/worker/test_quant_plan.py tests/worker/test_quant.py tests/worker/test_seed_quant.py tests/worker/test_artifact.py tests/worker/test_quant_gap.py"
   [clowncar/worker/qscale.py]="tests/worker/test_qscale.py tests/worker/test_quant.py tests/worker/test_seed_quant.py tests/worker/test_quant_gap.py"
@@ -46,7 +47,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/worker/evaluate.py 
        clowncar/worker/optim.py:EMA
        clowncar/analysis/stats.py clowncar/analysis/family.py clowncar/analysis/result.py
        clowncar/analysis/runlevel.py clowncar/analysis/seeds.py clowncar/analysis/cn_steps.py
-       clowncar/analysis/curves.py
+       clowncar/analysis/curves.py clowncar/analysis/frames.py
        clowncar/orchestrator/resume.py clowncar/worker/quant.py clowncar/worker/qscale.py
        clowncar/worker/artifact.py clowncar/worker/code_bytes.py)
 

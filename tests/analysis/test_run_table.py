@@ -1,0 +1,175 @@
+"""The run table derives every quantity the signal tests use (width, unique layers, loops, cadence, C-fraction,
+sharing, the primary metric and the quantization gap) from whatever a run recorded; these tests pin each rule
+on hand-made trials, including the gaps of legacy imports."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clowncar.analysis.frames import (
+    RUN_COLUMNS,
+    choose_metric,
+    phase_bins,
+    run_table,
+    step_kind_table,
+)
+
+
+def one(**cols) -> pd.Series:
+    """The run table's row of a single trial with these columns."""
+    return run_table(pd.DataFrame([cols])).iloc[0]
+
+
+CRAWLER = {"trial_uid": "t", "model.arch": "crawler", "model.num_flat_layers": 4, "model.num_crawler_layers": 1,
+           "model.crawler_loops": 4, "model.model_dim": 512, "train.cadence": 2, "q_val_bpb": 1.2}
+
+
+def test_a_crawler_run_gets_its_layout_cadence_and_label() -> None:
+    r = one(**CRAWLER)
+    assert (r["arch"], r["width"], r["unique_layers"], r["loops"], r["cadence"], r["crawl_frac"], r["shared"]) == \
+        ("crawler", 512.0, 5.0, 4.0, 2.0, 0.5, 1.0)
+    assert r["label"] == "4f+1cx4 cad2 d512" and r["bpb"] == 1.2
+
+
+def test_a_gpt_run_has_its_layer_count_one_loop_and_no_crawling() -> None:
+    r = one(trial_uid="g", **{"model.arch": "gpt", "model.num_layers": 9, "model.model_dim": 512,
+                              "model.num_flat_layers": 4, "model.num_crawler_layers": 1, "model.crawler_loops": 3,
+                              "train.cadence": 2, "model.mlp_mult": 3, "val_bpb": 1.3})
+    assert (r["unique_layers"], r["loops"], r["cadence"], r["crawl_frac"], r["shared"]) == (9.0, 1.0, 0.0, 0.0, 0.0)
+    assert r["label"] == "9L mlp3 d512"
+
+
+def test_the_recorded_width_wins_over_the_config_and_auto_is_no_width() -> None:
+    assert one(**CRAWLER, model_dim=640)["width"] == 640.0
+    assert one(**CRAWLER, model_dim=0)["width"] == 512.0  # 0 = not measured: the config's width
+    assert math.isnan(one(**{**CRAWLER, "model.model_dim": "auto"})["width"])
+    assert math.isnan(one(**{**CRAWLER, "model.model_dim": 0})["width"])
+
+
+def test_layers_fall_back_to_num_layers_without_a_crawler_count() -> None:
+    r = one(trial_uid="x", **{"model.num_layers": 7, "model.crawler_loops": 2})
+    assert (r["arch"], r["unique_layers"], r["loops"]) == ("crawler", 7.0, 2.0)
+    assert r["label"] == "7x2"
+    r = one(trial_uid="y", **{"model.num_crawler_layers": 2, "model.crawler_loops": 2})  # no flat count: 0 flat
+    assert r["unique_layers"] == 2.0
+
+
+@pytest.mark.parametrize(("crawl", "loops"), [(0, 3), (2, 0)])
+def test_a_flat_control_without_a_crawler_block_runs_every_layer_once(crawl: int, loops: int) -> None:
+    r = one(**{**CRAWLER, "model.num_crawler_layers": crawl, "model.crawler_loops": loops})
+    assert r["loops"] == 1.0 and r["shared"] == 0.0
+
+
+@pytest.mark.parametrize(("steps", "c_steps", "cadence", "frac"), [
+    (1000, 250, 4.0, 0.25),  # legacy split: cadence recovered from steps / C-steps
+    (1000, 333, 3.0, 0.333),  # rounded
+    (1000, 0, 0.0, 0.0),  # never crawled
+    (0, 5, math.nan, math.nan),  # no steps: nothing to divide
+])
+def test_cadence_and_c_fraction_come_from_the_c_n_split_when_no_cadence_is_recorded(
+        steps: int, c_steps: int, cadence: float, frac: float) -> None:
+    cfg = {k: v for k, v in CRAWLER.items() if k != "train.cadence"}
+    r = one(**cfg, steps=steps, c_steps=c_steps)
+    assert r["cadence"] == pytest.approx(cadence, nan_ok=True)
+    assert r["crawl_frac"] == pytest.approx(frac, nan_ok=True)
+
+
+def test_the_measured_c_fraction_wins_over_the_cadence() -> None:
+    assert one(**CRAWLER, steps=999, c_steps=333)["crawl_frac"] == pytest.approx(1 / 3)
+    assert one(**CRAWLER)["crawl_frac"] == 0.5  # cadence 2, no split recorded
+    assert one(**{**CRAWLER, "train.cadence": 0})["crawl_frac"] == 0.0
+    r = one(**{k: v for k, v in CRAWLER.items() if k != "train.cadence"})
+    assert math.isnan(r["cadence"]) and math.isnan(r["crawl_frac"])
+
+
+def test_sharing_means_a_block_that_loops_and_is_sometimes_fired() -> None:
+    assert one(**CRAWLER)["shared"] == 1.0
+    assert one(**{**CRAWLER, "train.cadence": 0})["shared"] == 0.0  # loops never fire
+    assert one(**{**CRAWLER, "model.crawler_loops": 1})["shared"] == 0.0
+    no_cadence = {k: v for k, v in CRAWLER.items() if k != "train.cadence"}
+    assert one(**no_cadence)["shared"] == 1.0  # an unknown C-fraction counts as fired
+    assert math.isnan(one(trial_uid="u", val_bpb=1.0)["shared"])
+
+
+def test_parameters_fall_back_to_the_budget() -> None:
+    assert one(**CRAWLER, params=123.0)["params"] == 123.0
+    assert one(**CRAWLER, params=0, **{"model.param_budget": 9e6})["params"] == 9e6
+    assert math.isnan(one(**CRAWLER, **{"model.param_budget": 0})["params"])
+
+
+@pytest.mark.parametrize(("columns", "metric"), [
+    ({"val_bpb": [1, 1, 1], "q_val_bpb": [1, 1, None]}, "val_bpb"),  # most values wins
+    ({"val_bpb": [1, 1, 1], "q_val_bpb": [1, 1, 1]}, "q_val_bpb"),  # a tie goes to post-quantization
+    ({"sliding_val_bpb": [1, 1], "q_sliding_val_bpb": [1, 1], "q_val_bpb": [1, 1]}, "q_sliding_val_bpb"),
+    ({"val_bpb": ["x", "y"], "sliding_val_bpb": [1, None]}, "sliding_val_bpb"),  # text is no value
+    ({"val_bpb": [None, None]}, None),
+])
+def test_the_primary_metric_is_the_most_recorded_then_the_earliest_listed(columns, metric) -> None:
+    assert choose_metric(pd.DataFrame(columns)) == metric
+
+
+def test_only_finished_runs_are_kept() -> None:
+    trials = pd.DataFrame({"trial_uid": list("abcdef"), "val_bpb": 1.0,
+                           "status": ["OK", "completed", "imported", None, "failed", "diverged"]})
+    assert run_table(trials)["run_id"].tolist() == ["a", "b", "c", "d"]
+
+
+def test_run_ids_and_seeds_come_from_the_first_column_present() -> None:
+    t = run_table(pd.DataFrame({"run_id": ["r"], "uid": ["u"], "seed": [1], "train.seed": [7], "val_bpb": [1.0]}))
+    assert t["run_id"].tolist() == ["r"] and t["seed"].tolist() == [7.0]
+    t = run_table(pd.DataFrame({"val_bpb": [1.0, 2.0]}))
+    assert t["run_id"].tolist() == ["run0", "run1"] and t["label"].tolist() == ["run0", "run1"]
+
+
+def test_the_quantization_gap_is_stored_or_post_minus_pre_in_one_eval_mode() -> None:
+    trials = pd.DataFrame({"trial_uid": list("abc"), "val_bpb": [1.20, 1.30, None], "q_val_bpb": [1.25, 1.32, 1.4],
+                           "quant_gap": [0.07, None, None], "sliding_val_bpb": [1.1, 1.2, 1.3],
+                           "q_sliding_val_bpb": [1.15, 1.21, 1.33]})
+    t = run_table(trials)
+    assert t.attrs["gap_mode"] == "standard"
+    assert t["quant_gap"].tolist()[:2] == pytest.approx([0.07, 0.02])  # the stored gap is the worker's own
+    assert math.isnan(t["quant_gap"][2]) and math.isnan(t["post_bpb"][2])  # never a sliding gap beside standard
+    assert t["pre_bpb"].tolist()[:2] == [1.20, 1.30] and t["post_bpb"].tolist()[:2] == [1.25, 1.32]
+    sliding = run_table(trials.drop(columns=["val_bpb", "quant_gap"]))
+    assert sliding.attrs["gap_mode"] == "sliding"
+    assert sliding["quant_gap"].tolist() == pytest.approx([0.05, 0.01, 0.03])
+
+
+def test_seed_reruns_share_a_config_key_and_any_other_difference_splits_it() -> None:
+    base = {**CRAWLER, "train.seed": 1}
+    t = run_table(pd.DataFrame([base, {**base, "train.seed": 2}, {**base, "model.crawler_loops": 3},
+                                {**base, "label": "trigram"}, {**base, "quant.bits": None},
+                                {**base, "quant.bits": 6}]))
+    keys = t["config_key"].tolist()
+    assert keys[0] == keys[1] == keys[4] and len({keys[0], keys[2], keys[3], keys[5]}) == 4
+    assert t["label"].tolist()[3] == "trigram"  # an importer's label names what the config does not
+    assert run_table(pd.DataFrame({"config_hash": ["h", None], "trial_uid": ["a", "b"]}))["config_key"].tolist() == \
+        ["h", "b"]
+
+
+def test_an_empty_trials_frame_gives_the_columns_and_no_rows() -> None:
+    t = run_table(pd.DataFrame())
+    assert tuple(t.columns) == RUN_COLUMNS and len(t) == 0
+    assert t["bpb"].dtype == float and t["label"].dtype == object
+
+
+def test_step_kinds_are_upper_cased_f_counts_as_c_and_unusable_rows_go() -> None:
+    steps = pd.DataFrame({"trial_uid": [2, 1, 1, 1, 1, 1], "step": [1, 3, 1, 2, "x", 4],
+                          "kind": ["n", "F", "c", "warmup", "N", "N"], "train_loss": [1, 2, 3, 4, 5, None]})
+    s = step_kind_table(steps)
+    assert s[["trial_uid", "step", "kind", "is_c"]].values.tolist() == [
+        ["1", 1.0, "C", 1.0], ["1", 3.0, "C", 1.0], ["2", 1.0, "N", 0.0]]
+    empty = step_kind_table(pd.DataFrame({"step": [1]}))  # no kind or loss column: no usable row
+    assert empty.empty and set(empty.columns) == {"trial_uid", "step", "kind", "train_loss", "is_c"}
+
+
+def test_phases_are_the_logged_ones_else_thirds_of_the_run() -> None:
+    s = pd.DataFrame({"trial_uid": ["a"] * 6 + ["b"] * 3, "step": [1, 2, 3, 4, 5, 6, 10, 20, 30]})
+    assert phase_bins(s).tolist() == ["early", "early", "middle", "middle", "late", "late", "early", "middle", "late"]
+    logged = s.assign(phase=["warmup", None, "main", "main", "warmdown", "warmdown", np.nan, "main", "main"])
+    assert phase_bins(logged).tolist() == ["warmup", "unknown", "main", "main", "warmdown", "warmdown", "unknown",
+                                           "main", "main"]
