@@ -38,9 +38,21 @@ def seed_block(r: pd.DataFrame) -> str:
 
 def _fits(formula: str, r: pd.DataFrame, min_resid_df: int = 2) -> Any | None:
     fit = ols(formula, r)
-    if fit.df_resid < min_resid_df or not np.all(np.isfinite(fit.bse)):
+    if fit.df_resid < min_resid_df or not np.all(np.isfinite(fit.bse)) or collinear(fit):
         return None
     return fit
+
+
+def collinear(fit: Any) -> bool:
+    """Predictors that vary together (each loop count run at its own cadence): the design has dependent columns,
+    statsmodels fits it through a pseudo-inverse and splits the effect between them arbitrarily, so no
+    coefficient of such a fit means anything."""
+    x = np.asarray(fit.model.exog)
+    return bool(x.shape[0] > x.shape[1] > np.linalg.matrix_rank(x))  # fewer runs than columns: too few runs
+
+
+COLLINEAR = ("the predictors vary together among these runs (collinear: e.g. each loop count at its own cadence), "
+             "so their effects cannot be separated; sweep them independently")
 
 
 def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
@@ -61,16 +73,21 @@ def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
     method = (f"OLS {formula}, HC3 standard errors, t reference; one row per run; the gap in the {mode} eval "
               "for every run")
     fit = _fits(formula, r) if terms and len(r) >= len(terms) + len(covars) + 3 else None
+    dependent = fit is None and bool(terms) and collinear(ols(formula, r))
     out = []
     for term in ("loops", "crawl_frac"):
         unit = "BPB per loop" if term == "loops" else "BPB per unit C-fraction"
         base = {"unit": unit, "n_runs": len(r), "runs": r["run_id"].tolist()}
         if fit is None or term not in terms:
-            why = (f"{len(r)} run(s) with a quantization gap, loops and cadence{missing(runs, cols)}"
-                   if term in terms or len(r) == 0
-                   else f"{term} takes a single value among the {len(r)} runs with a quantization gap")
-            out.append(not_enough(keys[term], titles[term], q[term], method, why + " (needs >= 2 values and "
-                                  "enough runs for the regression)", **base))
+            if term in terms and dependent:
+                why = f"{formula}: {COLLINEAR}"
+            elif term in terms or len(r) == 0:
+                why = (f"{len(r)} run(s) with a quantization gap, loops and cadence{missing(runs, cols)} (needs >= 2 "
+                       "values and enough runs for the regression)")
+            else:
+                why = (f"{term} takes a single value among the {len(r)} runs with a quantization gap (needs >= 2 "
+                       "values and enough runs for the regression)")
+            out.append(not_enough(keys[term], titles[term], q[term], method, why, **base))
             continue
         c = coef(fit, term)
         res = TestResult(key=keys[term], title=titles[term], question=q[term], method=method, effect=c["estimate"],
@@ -108,7 +125,9 @@ def width_tests(runs: pd.DataFrame) -> list[TestResult]:
     fit = fit_f or _fits(f_w, r)
     used = f_f if fit_f is not None else f_w
     if others and fit_f is None:
-        warnings.append("too few runs for the full model: the width effect is marginal (not adjusted)")
+        warnings.append(f"{f_f}: {COLLINEAR}; the width effect is marginal (not adjusted)"
+                        if collinear(ols(f_f, r)) else
+                        "too few runs for the full model: the width effect is marginal (not adjusted)")
     method = (f"OLS {used}, HC3 standard errors; effect = coefficient of log(width) x log(max/min width); "
               "matched-width comparisons and best-per-width in the tables")
     unit = f"BPB (width {int(r['width'].min())} -> {int(r['width'].max())})"

@@ -17,6 +17,7 @@ from statsmodels.stats.outliers_influence import variance_inflation_factor
 
 from clowncar.analysis.result import DESCRIPTIVE, UNDECIDED
 from clowncar.analysis.runlevel import (
+    COLLINEAR,
     GAP_MARGIN,
     WIDTH_MARGIN,
     best_per_width,
@@ -126,6 +127,28 @@ def test_seeds_shared_across_configs_enter_the_gap_fit_as_blocks() -> None:
     loops = by_key(quant_gap_tests(runs), "2a_gap_loops")
     assert_coef(loops, fit, "loops")
     assert "+ C(seed)" in loops.method
+
+
+def test_loops_and_cadence_that_vary_together_are_not_split_between_them() -> None:
+    """Two layouts (2 loops at cadence 2, 4 loops at cadence 4): any two points are collinear, so a fit would
+    split one gap difference between loops and cadence arbitrarily (statsmodels' pseudo-inverse) and call both
+    a signal."""
+    runs = runs_frame().assign(width=512.0)
+    runs["loops"] = np.where(runs.index % 2 == 0, 2.0, 4.0)
+    runs["crawl_frac"] = 1 / runs["loops"]
+    for r in quant_gap_tests(runs):
+        assert r.status == UNDECIDED and r.p_value is None and r.effect is None
+        assert r.verdict.endswith(f"quant_gap ~ loops + crawl_frac: {COLLINEAR}")
+
+
+def test_width_collinear_with_layers_falls_back_to_width_alone_and_says_why() -> None:
+    runs = runs_frame()
+    runs["unique_layers"] = np.log(runs["width"]) * 2
+    d = runs.assign(log_width=np.log(runs["width"]))
+    res = by_key(width_tests(runs), "3a_width")
+    assert_coef(res, hc3("bpb ~ log_width", d), "log_width", scale=math.log(576 / 384))
+    assert f"bpb ~ log_width + unique_layers + loops: {COLLINEAR}; the width effect is marginal (not adjusted)" \
+        in res.warnings
 
 
 @pytest.mark.parametrize(("seeds", "block"), [
