@@ -51,8 +51,8 @@ def collinear(fit: Any) -> bool:
     return bool(x.shape[0] > x.shape[1] > np.linalg.matrix_rank(x))  # fewer runs than columns: too few runs
 
 
-COLLINEAR = ("the predictors vary together among these runs (collinear: e.g. each loop count at its own cadence), "
-             "so their effects cannot be separated; sweep them independently")
+COLLINEAR = ("some of these predictors vary together among these runs (collinear), so their effects cannot be "
+             "separated; sweep them independently")
 
 
 def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
@@ -72,7 +72,7 @@ def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
     mode = runs.attrs.get("gap_mode", "standard")
     method = (f"OLS {formula}, HC3 standard errors, t reference; one row per run; the gap in the {mode} eval "
               "for every run")
-    fit = _fits(formula, r) if terms and len(r) >= len(terms) + len(covars) + 3 else None
+    fit = _fits(formula, r) if terms else None  # _fits asks for 2 residual df: runs >= terms + 3
     dependent = fit is None and bool(terms) and collinear(ols(formula, r))
     out = []
     for term in ("loops", "crawl_frac"):
@@ -132,8 +132,9 @@ def width_tests(runs: pd.DataFrame) -> list[TestResult]:
               "matched-width comparisons and best-per-width in the tables")
     unit = f"BPB (width {int(r['width'].min())} -> {int(r['width'].max())})"
     if fit is None:
-        res_a = not_enough("3a_width", "Width attribution", qa, method, "too few runs for the regression",
-                           unit=unit, warnings=warnings, tables=tables, **base_a)
+        why = f"{f_w}: {COLLINEAR}" if collinear(ols(f_w, r)) else "too few runs for the regression"
+        res_a = not_enough("3a_width", "Width attribution", qa, method, why, unit=unit, warnings=warnings,
+                           tables=tables, **base_a)
     else:
         c = coef(fit, "log_width")
         tables["coefficients"] = coef_table(fit)

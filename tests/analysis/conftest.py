@@ -148,6 +148,59 @@ def rate() -> Callable:
     return detection_rate
 
 
+# -- snapshots of whole results: every text, table and number a report prints --------------------------------------
+
+SNAPSHOTS = Path(__file__).parent / "assets"
+
+
+def _rounded(obj: object) -> object:
+    """Floats to 9 significant digits (what a fit reproduces across BLAS builds); everything else as is."""
+    if isinstance(obj, float):
+        return float(f"{obj:.9g}")
+    if isinstance(obj, dict):
+        return {str(k): _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_rounded(v) for v in obj]
+    return obj
+
+
+def _assert_same(got: object, want: object, where: str) -> None:
+    if isinstance(want, float) and isinstance(got, float):
+        assert got == pytest.approx(want, rel=1e-7, abs=1e-300), where
+    elif isinstance(want, dict) and isinstance(got, dict):
+        assert sorted(got) == sorted(want), f"{where}: keys {sorted(got)} != {sorted(want)}"
+        for k in want:
+            _assert_same(got[k], want[k], f"{where}.{k}")
+    elif isinstance(want, list) and isinstance(got, list):
+        assert len(got) == len(want), f"{where}: {len(got)} items != {len(want)}"
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            _assert_same(g, w, f"{where}[{i}]")
+    else:
+        assert got == want, where
+
+
+@pytest.fixture
+def snapshot() -> Callable[[str, dict], None]:
+    """Compare named results (TestResult.to_dict() of each) with tests/analysis/assets/<name>.json.
+
+    The snapshot pins what the exact-number tests do not: the wording of every question, method, verdict and
+    reason, and every table. It changes when a test's output changes on purpose; regenerate it then with
+    `CLOWNCAR_REGEN_GOLDEN=1 PYTHONPATH=$PWD python -m pytest -q -p no:xdist tests/analysis -k snapshot` and
+    commit the new file with the change that explains it."""
+    import json
+    import os
+
+    def check(name: str, cases: dict) -> None:
+        got = _rounded({case: [r.to_dict() for r in results] for case, results in cases.items()})
+        path = SNAPSHOTS / f"{name}.json"
+        if os.environ.get("CLOWNCAR_REGEN_GOLDEN"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+        _assert_same(json.loads(json.dumps(got)), json.loads(path.read_text()), name)
+
+    return check
+
+
 # -- headless Chromium over the DevTools protocol on a pipe (no network port) -------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"

@@ -20,6 +20,7 @@ from clowncar.analysis.runlevel import (
     COLLINEAR,
     GAP_MARGIN,
     WIDTH_MARGIN,
+    _scaled,
     best_per_width,
     matched_width,
     quant_gap_tests,
@@ -153,6 +154,7 @@ def test_width_collinear_with_layers_falls_back_to_width_alone_and_says_why() ->
 
 @pytest.mark.parametrize(("seeds", "block"), [
     ([1, 2, 3, 1, 2, 3, 1, 2], " + C(seed)"),  # 3 seeds over 8 runs, each seed at least twice
+    ([1, 2, 1, 2, 1, 2, 1, 2], " + C(seed)"),  # two seeds are enough
     ([1, 2, 3, 4, 1, 2, 3, 4], ""),  # 4 seeds over 8 runs: not fewer than half the runs
     ([1, 1, 1, 1, 1, 1, 1, 2], ""),  # seed 2 appears once: no block can be estimated for it
     ([1] * 8, ""),  # one seed: nothing to block
@@ -245,9 +247,14 @@ def test_width_attribution_needs_four_runs_and_two_widths() -> None:
     assert "1 distinct width(s)" in a.verdict
 
 
+def test_a_missing_mde_stays_missing_when_scaled_to_the_width_span() -> None:
+    assert _scaled(None, 0.4) is None and _scaled(0.5, 0.4) == pytest.approx(0.2)
+
+
 def test_runs_of_zero_width_are_left_out_of_the_width_test() -> None:
     runs = runs_frame()
     runs.loc[0, "width"] = 0.0
+    runs.loc[1, "width"] = 1.0  # tiny but a width
     assert by_key(width_tests(runs), "3a_width").n_runs == 23
 
 
@@ -394,3 +401,36 @@ def test_identical_reruns_have_no_spread_to_estimate() -> None:
                            "bpb": [0.1, 0.1, 0.1]})  # their mean is not exactly 0.1
     res = seed_variance(thirds)
     assert res.status == UNDECIDED and res.tables["per_config"][0]["sd"] == 0.0
+
+
+def test_every_text_and_table_of_the_run_level_tests_matches_the_snapshot(snapshot) -> None:
+    collinear = runs_frame().assign(width=512.0, loops=lambda d: np.where(d.index % 2 == 0, 2.0, 4.0))
+    collinear["crawl_frac"] = 1 / collinear["loops"]
+    tied = runs_frame().assign(unique_layers=lambda d: np.log(d["width"]) * 2)
+    seeds = seed_frame()
+    no_seed = seeds.assign(seed=np.where(seeds["run_id"] == "A1", np.nan, seeds["seed"]))
+    sharing = sharing_frame()
+    snapshot("runlevel_snapshot", {
+        "gap": quant_gap_tests(runs_frame()),
+        "gap_seed_blocks": quant_gap_tests(runs_frame(seeds=[1, 2, 3] * 8)),
+        "gap_one_loop_count": quant_gap_tests(runs_frame().assign(loops=2.0)),
+        "gap_collinear": quant_gap_tests(collinear),
+        "gap_five_runs": quant_gap_tests(runs_frame(n=12).iloc[[0, 1, 2, 5, 6]]),
+        "gap_empty": quant_gap_tests(runs_frame().iloc[0:0]),
+        "width": width_tests(runs_frame()),
+        "width_six_runs": width_tests(runs_frame(n=6)),
+        "width_five_runs": width_tests(runs_frame(n=5)),
+        "width_tied_to_layers": width_tests(tied),
+        "width_one_layout": width_tests(runs_frame().assign(unique_layers=4.0, loops=2.0)),
+        "width_three_runs": width_tests(runs_frame(n=3)),
+        "width_unlabelled_two_widths": width_tests(runs_frame(n=12).assign(width=lambda d: np.where(
+            d.index % 2 == 0, 384.0, 512.0), cadence=np.nan)),
+        "width_confounded_with_seed": width_tests(runs_frame(n=6).assign(
+            width=[384.0] * 3 + [512.0] * 3, seed=[1.0] * 3 + [2.0] * 3)),
+        "gap_no_cadence_column": quant_gap_tests(runs_frame().drop(columns=["crawl_frac"])),
+        "sharing": [sharing_test(sharing)],
+        "sharing_one_unshared": [sharing_test(sharing[(sharing["shared"] == 1) | (sharing["run_id"] == "s00")])],
+        "seeds": [seed_variance(seeds)],
+        "seeds_without_a_seed": [seed_variance(no_seed)],
+        "seeds_never_repeated": [seed_variance(seeds[seeds["config_key"] == "D"])],
+    })
