@@ -219,18 +219,17 @@ def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None
         covered = g["step"][g["step"] <= pst.max()]
         if covered.size == 0 or covered[0] > pst.min() or np.any(np.diff(covered) != 1):
             continue
-        cum = np.cumsum(g["c"])
-        pos = np.searchsorted(g["step"], pst, side="right") - 1
-        at = np.where(pos >= 0, cum[np.clip(pos, 0, None)], 0.0)
+        # C-steps done by each probe (the check above puts the first logged step at or before the first probe)
+        at = np.cumsum(g["c"])[np.searchsorted(g["step"], pst, side="right") - 1]
         delta, n_c, k = np.diff(pl), np.diff(at), np.diff(pst)
-        if n_c.std() == 0 or delta.size < 6:
-            continue
         # a B-spline trend, not a line: the loss curve is convex, and a linear detrend would leave a residual
         # that lines up with any alternation of n_c
         cols = [n_c, _trend(pst[1:], df=int(min(5, max(3, delta.size // 8))))]
         if k.std() > 0:
             cols.append(k)
         x = np.column_stack(cols)
+        # rank: C-steps per interval that never vary (an interval that is a multiple of the cadence) are the
+        # trend's intercept over again; size: two residual df at least
         if np.linalg.matrix_rank(x) < x.shape[1] or delta.size < x.shape[1] + 2:
             continue
         out[str(rid)] = float(sm.OLS(delta, x).fit().params[0])

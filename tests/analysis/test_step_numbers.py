@@ -14,7 +14,16 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from scipy import stats
 
-from clowncar.analysis.cn_steps import LOSS_MARGIN, _hac_lags, _period, _trend, cn_loss_test, cn_tests
+from clowncar.analysis.cn_steps import (
+    LOSS_MARGIN,
+    _hac_lags,
+    _period,
+    _phase_table,
+    _trend,
+    cn_loss_test,
+    cn_tests,
+    next_step_test,
+)
 from clowncar.analysis.curves import BOOST_MARGIN, early_boost_test, eval_curves
 from clowncar.analysis.frames import step_kind_table
 from clowncar.analysis.result import UNDECIDED
@@ -64,13 +73,13 @@ def run_fit(g: pd.DataFrame, lags: int) -> tuple[sm.regression.linear_model.Regr
 
 
 @pytest.mark.parametrize(("n", "period", "lags"), [(100, 3, 6), (240, 1, 4), (10000, 1, 11), (10000, 8, 16),
-                                                   (100, 0, 4), (1000, 2, 6)])
+                                                   (100, 0, 4), (1000, 2, 6), (20, 1, 2), (20, 0, 2)])
 def test_hac_lags_are_newey_west_or_two_cadence_periods(n: int, period: int, lags: int) -> None:
     assert _hac_lags(n, period) == lags
 
 
 @pytest.mark.parametrize(("c_at", "period"), [([0, 3, 6, 9], 3), ([0, 3, 7, 9], 3), ([5], 1), ([], 1),
-                                              ([0, 4, 8, 9], 4)])
+                                              ([0, 4, 8, 9], 4), ([2, 7], 5)])
 def test_the_cadence_period_is_the_median_gap_between_c_steps(c_at: list[int], period: int) -> None:
     c = np.zeros(12)
     c[c_at] = 1
@@ -128,6 +137,56 @@ def test_a_run_needs_twenty_steps_and_three_of_each_kind() -> None:
     assert res.n_steps == 3 * 60 + 20 + 60
 
 
+def kinds_run(uid: str, kinds: str, phases: str | None = None, seed: int = 0) -> pd.DataFrame:
+    """A run whose step t has kind kinds[t - 1] (and phase phases[t - 1]): a decaying loss plus noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, len(kinds) + 1)
+    f = pd.DataFrame({"trial_uid": uid, "step": t, "kind": list(kinds),
+                      "train_loss": 3 + np.exp(-t / 10) + rng.normal(0, 0.02, t.size)})
+    return f.assign(phase=list(phases)) if phases else f
+
+
+def test_a_run_needs_three_n_steps_as_well() -> None:
+    runs = [kinds_run("three_n", "C" * 17 + "NNN", seed=1), kinds_run("two_n", "C" * 18 + "NN", seed=2)]
+    _, fits = cn_loss_test(step_kind_table(pd.concat(runs)))
+    assert list(fits) == ["three_n"]
+
+
+def test_a_phase_difference_needs_three_c_and_three_n_steps_in_that_phase() -> None:
+    kinds = "CNCNCN" + "CCNNNN" + "CNNNNN" + "NNNNN"  # phase a: 3 C 3 N; b: 2 C 4 N; c: 1 C 5 N; d: 5 N
+    phases = "aaaaaa" + "bbbbbb" + "cccccc" + "ddddd"
+    _, fits = cn_loss_test(step_kind_table(kinds_run("r", kinds, phases)))
+    assert list(fits["r"]["by_phase"]) == ["a"]
+    kinds = "CNCNCN" + "CNNCCC" + "NNNNN" + "CCCCC"  # b: 4 C 2 N
+    _, fits = cn_loss_test(step_kind_table(kinds_run("r", kinds, "aaaaaa" + "bbbbbb" + "ccccc" + "ddddd")))
+    assert list(fits["r"]["by_phase"]) == ["a"]
+
+
+def test_a_phase_row_gets_a_t_test_from_three_runs_that_differ() -> None:
+    fits = {"r1": {"by_phase": {"x": 0.1, "y": 0.2, "z": 0.3, "w": 0.5}},
+            "r2": {"by_phase": {"x": 0.2, "y": 0.2, "z": 0.4}},
+            "r3": {"by_phase": {"x": 0.4, "y": 0.2}}}
+    rows = {row["phase"]: row for row in _phase_table(fits)}
+    t = stats.ttest_1samp([0.1, 0.2, 0.4], 0.0)
+    assert (rows["x"]["runs"], rows["x"]["mean_c_minus_n"], rows["x"]["p"]) == pytest.approx((3, 0.7 / 3, t.pvalue))
+    assert (rows["x"]["ci_low"], rows["x"]["ci_high"]) == pytest.approx(tuple(t.confidence_interval()))
+    assert rows["y"] == {"phase": "y", "runs": 3, "mean_c_minus_n": pytest.approx(0.2)}  # no spread: no t test
+    assert rows["z"] == {"phase": "z", "runs": 2, "mean_c_minus_n": pytest.approx(0.35)}
+    assert rows["w"] == {"phase": "w", "runs": 1, "mean_c_minus_n": 0.5}
+
+
+def test_the_step_after_needs_three_n_steps_after_each_kind() -> None:
+    runs = {"after_c_3": "CNNNNNNCNNNNNNCNNNNN",  # C at 1, 8, 15: three N-steps right after a C
+            "after_c_2": "CNNNNNNNNNCNNNNNNNNC",  # the last C ends the run: two
+            "after_n_3": "CNCNCNCNCNCNNCNNCNNC",  # N after N at 13, 16, 19: three
+            "after_n_2": "CNCNCNCNCNCNCNCNNCNN"}  # N after N at 17 and 20: two
+    frames = [kinds_run(uid, k, seed=i) for i, (uid, k) in enumerate(runs.items())]
+    fits = cn_loss_test(step_kind_table(pd.concat(frames)))[1]
+    assert len(fits) == 4
+    res = next_step_test(fits, None, None)
+    assert sorted(res.runs) == ["after_c_3", "after_n_3"]
+
+
 def test_fewer_than_three_runs_give_not_enough_data_with_the_within_run_estimates() -> None:
     res, fits = cn_loss_test(step_kind_table(steps_frame(runs=2)))
     assert res.status == UNDECIDED and "2 run(s) with both C- and N-steps (at least 3 needed" in res.verdict
@@ -153,34 +212,72 @@ def test_the_step_after_a_c_step_is_the_residual_difference_of_contiguous_n_step
         pytest.approx(per_run, rel=1e-9)
 
 
-def probes_frame(steps: pd.DataFrame, every: int, per_c: float, seed: int = 2) -> pd.DataFrame:
+def probe_rows(uid: str, at_steps: list[int] | np.ndarray, per_c: float, cadence: int = 3, seed: int = 2
+               ) -> pd.DataFrame:
+    """Probe losses at `at_steps` of a run whose step t is a C-step when (t - 1) % cadence == 0: a decaying
+    curve plus `per_c` for every C-step update done so far."""
     rng = np.random.default_rng(seed)
-    frames = []
-    for uid, g in steps.groupby("trial_uid"):
-        c_count = np.cumsum(g["kind"].eq("C").to_numpy())
-        t = g["step"].to_numpy()
-        held = 3 + 2 * np.exp(-t / 50) + per_c * c_count + rng.normal(0, 0.002, t.size)
-        at = np.arange(every, t.size + 1, every) - 1
-        frames.append(pd.DataFrame({"trial_uid": uid, "step": t[at], "probe_loss": held[at]}))
-    return pd.concat(frames, ignore_index=True)
+    t = np.asarray(at_steps)
+    c_done = (t - 1) // cadence + 1
+    return pd.DataFrame({"trial_uid": uid, "step": t, "mode": "N",
+                         "probe_loss": 3 + 2 * np.exp(-t / 50) + per_c * c_done + rng.normal(0, 0.002, t.size)})
+
+
+def probe_fit(steps: pd.DataFrame, p: pd.DataFrame) -> float:
+    """The per-run probe regression done by hand: change in probe loss on C-steps per interval, a B-spline
+    trend (df from the number of intervals) and the interval length when it varies."""
+    pst, pl = p["step"].to_numpy(float), p["probe_loss"].to_numpy(float)
+    c_by_step = np.cumsum(steps["kind"].eq("C").to_numpy())[pst.astype(int) - int(steps["step"].min())]
+    delta, n_c, k = np.diff(pl), np.diff(c_by_step), np.diff(pst)
+    trend = np.asarray(patsy.dmatrix(f"bs(x, df={min(5, max(3, delta.size // 8))})", {"x": pst[1:]}))
+    x = np.column_stack([n_c, trend, k] if k.std() > 0 else [n_c, trend])
+    return float(sm.OLS(delta, x).fit().params[0])
 
 
 def test_with_probes_the_update_effect_is_the_per_run_regression_on_c_steps_per_interval() -> None:
-    steps = steps_frame(runs=3, steps=150, cadence=3, cn=0.0, seed=6)
-    probes = probes_frame(steps, every=7, per_c=0.01)
+    def run(uid: str, n: int, seed: int) -> pd.DataFrame:
+        return steps_frame(runs=1, steps=n, cadence=3, cn=0.0, seed=seed).assign(trial_uid=uid)
+
+    irregular = np.cumsum(np.tile([7, 8, 7], 12))
+    used = {  # uid: (steps, probe steps): sorted after the skipped ones, so a skip that stopped the loop shows
+        "u0_first_step": (run("u0_first_step", 150, 1), np.r_[1, np.arange(7, 151, 7)]),
+        "u1_df4": (run("u1_df4", 240, 2), np.arange(7, 241, 7)),  # 33 intervals: a trend of 4 df
+        "u2_df5": (run("u2_df5", 360, 3), np.arange(7, 361, 7)),  # 50 intervals: 5 df (the cap)
+        "u3_irregular": (run("u3_irregular", 260, 4), irregular[irregular <= 260]),  # interval length varies
+        "u4_eight": (run("u4_eight", 60, 5), np.arange(7, 57, 7)),  # 8 probes: 7 intervals for 5 columns
+    }
+    skipped = {
+        "a_no_steps": (None, np.arange(7, 151, 7)),
+        "b_seven": (run("b_seven", 60, 6), np.arange(7, 50, 7)),  # 7 probes
+        "c_sparse": (run("c_sparse", 150, 7).iloc[1::2], np.arange(7, 151, 7)),  # every 2nd step logged
+        "d_multiple": (run("d_multiple", 150, 8), np.arange(6, 151, 6)),  # 2 C-steps in every interval
+        "e_late": (run("e_late", 150, 9).iloc[19:], np.arange(7, 151, 7)),  # steps logged from step 20
+        "f_gap": (run("f_gap", 150, 10).drop(index=145), np.arange(7, 148, 7)),  # step 146 missing, probe at 147
+        "g_after": (run("g_after", 150, 11).iloc[100:], np.arange(7, 71, 7)),  # no logged step by the last probe
+        "h_eight_irregular": (run("h_eight_irregular", 60, 12), irregular[:8]),  # 7 intervals for 6 columns
+    }
+    steps = pd.concat([f for f, _ in {**used, **skipped}.values() if f is not None], ignore_index=True)
+    probes = pd.concat([probe_rows(uid, at, 0.01, seed=i) for i, (uid, (_, at)) in
+                        enumerate({**used, **skipped}.items())], ignore_index=True)
+    probes.loc[probes["trial_uid"] == "u1_df4", "mode"] = None  # a gap in a column the test does not read
     res = next(r for r in cn_tests(steps, probes) if r.key == "1b_next_step")
     assert res.extra["source"] == "probe"
-    per_run = []
-    for uid, p in probes.groupby("trial_uid"):
-        g = steps[steps["trial_uid"] == uid]
-        pst, pl = p["step"].to_numpy(float), p["probe_loss"].to_numpy(float)
-        c_by_step = np.cumsum(g["kind"].eq("C").to_numpy())[pst.astype(int) - 1]
-        delta, n_c = np.diff(pl), np.diff(c_by_step)
-        trend = np.asarray(patsy.dmatrix(f"bs(x, df={min(5, max(3, delta.size // 8))})", {"x": pst[1:]}))
-        per_run.append(sm.OLS(delta, np.column_stack([n_c, trend])).fit().params[0])
+    per_run = [probe_fit(f, probes[probes["trial_uid"] == uid]) for uid, (f, _) in used.items()]
+    assert res.runs == list(used)
     assert_t_across(res, per_run)
-    assert res.n_steps == sum(len(p) - 1 for _, p in probes.groupby("trial_uid"))
+    assert res.n_steps == sum(len(at) - 1 for _, at in used.values())
     assert res.effect == pytest.approx(0.01, abs=0.003)
+    raw = next_step_test(cn_loss_test(step_kind_table(steps))[1], probes, steps)  # steps not yet prepared
+    assert raw.effect == res.effect and raw.runs == res.runs
+
+
+def test_probes_without_a_loss_column_or_steps_fall_back_to_residuals() -> None:
+    steps = steps_frame(runs=3, steps=150, cadence=3, cn=0.0, seed=6)
+    probes = pd.concat([probe_rows(f"run{i}", np.arange(7, 151, 7), 0.01) for i in range(3)])
+    fits = cn_loss_test(step_kind_table(steps))[1]
+    assert next_step_test(fits, probes.drop(columns=["probe_loss"]), steps).extra["source"] == "residuals"
+    assert next_step_test(fits, probes, None).extra["source"] == "residuals"
+    assert next_step_test(fits, probes, steps).extra["source"] == "probe"
 
 
 # -- test 4: early boost -----------------------------------------------------------------------------------------
@@ -250,3 +347,24 @@ def test_early_boost_needs_four_runs_and_two_loop_counts() -> None:
     runs, evals = curves()
     res = early_boost_test(evals, runs.assign(loops=2.0))
     assert res.status == UNDECIDED and "1 distinct loop count(s)" in res.verdict
+
+
+def test_every_text_and_table_of_the_step_and_curve_tests_matches_the_snapshot(snapshot) -> None:
+    two_probed = steps_frame(runs=3, steps=150, cadence=3, cn=0.0, seed=6)
+    probes = pd.concat([probe_rows(f"run{i}", np.arange(7, 151, 7), 0.01, seed=i) for i in range(2)])
+    runs, evals = curves()
+    few_runs, few_evals = curves(runs_per_loop=1)
+    snapshot("step_snapshot", {
+        "cn": cn_tests(steps_frame()),
+        "cn_raw_steps": [cn_loss_test(steps_frame())[0]],
+        "cn_three_runs": cn_tests(steps_frame(runs=3)),
+        "cn_two_runs": cn_tests(steps_frame(runs=2)),
+        "cn_no_phases": cn_tests(steps_frame(phases=False)),
+        "cn_empty": cn_tests(pd.DataFrame()),
+        "next_residuals": cn_tests(steps_frame(cn=0.0, after_c=0.05, seed=4)),
+        "next_cadence_two": cn_tests(steps_frame(cadence=2)),
+        "next_probes_of_two_runs": cn_tests(two_probed, probes),
+        "boost": [early_boost_test(evals, runs)],
+        "boost_three_runs": [early_boost_test(few_evals, few_runs)],
+        "boost_one_loop_count": [early_boost_test(evals, runs.assign(loops=2.0))],
+    })
