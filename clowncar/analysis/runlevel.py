@@ -17,7 +17,7 @@ import pandas as pd
 
 from clowncar.analysis.frames import complete_rows, missing
 from clowncar.analysis.result import TestResult, decide, finite_or_none, not_enough
-from clowncar.analysis.stats import coef, coef_table, mde_from_se, ols, vifs
+from clowncar.analysis.stats import coef, coef_table, mde_from_se, ols, unusable, vifs
 
 VIF_WARN = 5.0
 GAP_MARGIN = 0.002  # BPB per loop / per unit C-fraction: below this a gap trend is practically irrelevant
@@ -34,25 +34,6 @@ def seed_block(r: pd.DataFrame) -> str:
         return ""
     per_seed = r.groupby("seed").size()
     return " + C(seed)" if per_seed.min() >= 2 and r["seed"].nunique() < len(r) / 2 else ""
-
-
-def _fits(formula: str, r: pd.DataFrame, min_resid_df: int = 2) -> Any | None:
-    fit = ols(formula, r)
-    if fit.df_resid < min_resid_df or not np.all(np.isfinite(fit.bse)) or collinear(fit):
-        return None
-    return fit
-
-
-def collinear(fit: Any) -> bool:
-    """Predictors that vary together (each loop count run at its own cadence): the design has dependent columns,
-    statsmodels fits it through a pseudo-inverse and splits the effect between them arbitrarily, so no
-    coefficient of such a fit means anything."""
-    x = np.asarray(fit.model.exog)
-    return bool(x.shape[0] > x.shape[1] > np.linalg.matrix_rank(x))  # fewer runs than columns: too few runs
-
-
-COLLINEAR = ("some of these predictors vary together among these runs (collinear), so their effects cannot be "
-             "separated; sweep them independently")
 
 
 def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
@@ -72,15 +53,15 @@ def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
     mode = runs.attrs.get("gap_mode", "standard")
     method = (f"OLS {formula}, HC3 standard errors, t reference; one row per run; the gap in the {mode} eval "
               "for every run")
-    fit = _fits(formula, r) if terms else None  # _fits asks for 2 residual df: runs >= terms + 3
-    dependent = fit is None and bool(terms) and collinear(ols(formula, r))
+    fit = ols(formula, r) if terms else None
+    unfit = unusable(fit) if fit is not None else None
     out = []
     for term in ("loops", "crawl_frac"):
         unit = "BPB per loop" if term == "loops" else "BPB per unit C-fraction"
         base = {"unit": unit, "n_runs": len(r), "runs": r["run_id"].tolist()}
-        if fit is None or term not in terms:
-            if term in terms and dependent:
-                why = f"{formula}: {COLLINEAR}"
+        if fit is None or unfit or term not in terms:
+            if term in terms and unfit:
+                why = f"{formula}: {unfit}"
             elif term in terms or len(r) == 0:
                 why = (f"{len(r)} run(s) with a quantization gap, loops and cadence{missing(runs, cols)} (needs >= 2 "
                        "values and enough runs for the regression)")
@@ -121,20 +102,21 @@ def width_tests(runs: pd.DataFrame) -> list[TestResult]:
     if high:
         warnings.append("collinear predictors (VIF >= {:g}): {}; partial effects are unstable and cannot be "
                         "attributed separately".format(VIF_WARN, ", ".join(f"{k} {v:.3g}" for k, v in high.items())))
-    fit_f = _fits(f_f, r) if others else None
-    fit = fit_f or _fits(f_w, r)
+    full = ols(f_f, r) if others else None
+    unfit_f = unusable(full) if full is not None else None
+    fit_f = full if full is not None and not unfit_f else None
+    marginal = ols(f_w, r)
+    unfit_w = unusable(marginal)
+    fit = fit_f or (marginal if not unfit_w else None)
     used = f_f if fit_f is not None else f_w
-    if others and fit_f is None:
-        warnings.append(f"{f_f}: {COLLINEAR}; the width effect is marginal (not adjusted)"
-                        if collinear(ols(f_f, r)) else
-                        "too few runs for the full model: the width effect is marginal (not adjusted)")
+    if unfit_f:
+        warnings.append(f"{f_f}: {unfit_f}; the width effect is marginal (not adjusted)")
     method = (f"OLS {used}, HC3 standard errors; effect = coefficient of log(width) x log(max/min width); "
               "matched-width comparisons and best-per-width in the tables")
     unit = f"BPB (width {int(r['width'].min())} -> {int(r['width'].max())})"
     if fit is None:
-        why = f"{f_w}: {COLLINEAR}" if collinear(ols(f_w, r)) else "too few runs for the regression"
-        res_a = not_enough("3a_width", "Width attribution", qa, method, why, unit=unit, warnings=warnings,
-                           tables=tables, **base_a)
+        res_a = not_enough("3a_width", "Width attribution", qa, method, f"{f_w}: {unfit_w}", unit=unit,
+                           warnings=warnings, tables=tables, **base_a)
     else:
         c = coef(fit, "log_width")
         tables["coefficients"] = coef_table(fit)
@@ -144,13 +126,11 @@ def width_tests(runs: pd.DataFrame) -> list[TestResult]:
             margin=WIDTH_MARGIN, mde=_scaled(mde_from_se(c["se"], fit.df_resid), span), warnings=warnings,
             tables=tables, extra={"formula": used, "log_width_coef": c}, **base_a))
     _seed_style(res_a, r)
-    if fit_f is not None:  # the unadjusted (width-only) estimate beside the adjusted one, for comparison
-        marginal = _fits(f_w, r)
-        if marginal is not None:
-            c = coef(marginal, "log_width")
-            res_a.tables["width_only_model"] = [{"formula": f_w, "effect": c["estimate"] * span,
-                                                 "ci_low": c["ci_low"] * span, "ci_high": c["ci_high"] * span,
-                                                 "p": c["p"], "note": "not adjusted for unique layers or loops"}]
+    if fit_f is not None and not unfit_w:  # the unadjusted (width-only) estimate beside the adjusted one
+        c = coef(marginal, "log_width")
+        res_a.tables["width_only_model"] = [{"formula": f_w, "effect": c["estimate"] * span,
+                                             "ci_low": c["ci_low"] * span, "ci_high": c["ci_high"] * span,
+                                             "p": c["p"], "note": "not adjusted for unique layers or loops"}]
     return [res_a, _nested(r, f_w, f_f, others, qb, base_a)]
 
 

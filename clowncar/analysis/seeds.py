@@ -11,7 +11,7 @@ import pandas as pd
 from clowncar.analysis.frames import complete_rows, missing
 from clowncar.analysis.result import DESCRIPTIVE, TestResult, decide, not_enough
 from clowncar.analysis.runlevel import seed_block
-from clowncar.analysis.stats import coef, coef_table, mde_from_se, mde_two_sample, ols
+from clowncar.analysis.stats import coef, coef_table, mde_from_se, mde_two_sample, ols, unusable
 
 PARAM_TOL = 0.10  # runs whose parameter counts differ by less than 10% count as matched
 SHARE_MARGIN = 0.002
@@ -56,8 +56,9 @@ def sharing_test(runs: pd.DataFrame) -> TestResult:
                           f"{n_sh} shared and {n_un} unshared run(s) at matched parameter count (>= 2 each "
                           f"needed){missing(runs, need)}", **base)
     fit = ols(formula, r)
-    if fit.df_resid < 2 or not np.isfinite(fit.bse["shared"]):
-        return not_enough(key, title, q, method, "too few runs for the regression", **base)
+    unfit = unusable(fit)
+    if unfit:
+        return not_enough(key, title, q, method, f"{formula}: {unfit}", **base)
     c = coef(fit, "shared")
     res = TestResult(key=key, title=title, question=q, method=method, effect=c["estimate"], ci_low=c["ci_low"],
                      ci_high=c["ci_high"], p_value=c["p"], margin=SHARE_MARGIN,

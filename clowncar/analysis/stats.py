@@ -33,6 +33,32 @@ def ols(formula: str, data: pd.DataFrame, cov: str = "HC3", groups: Any = None, 
         return model.fit(cov_type=cov, use_t=True)
 
 
+COLLINEAR = ("some of these predictors vary together among these runs (collinear), so their effects cannot be "
+             "separated; sweep them independently")
+LONE_RUN = ("a run alone at its value of a predictor is fitted exactly (leverage 1), which leaves its robust "
+            "variance 0/0; give that value more than one run")
+
+
+def unusable(fit: Any, min_resid_df: int = 2) -> str | None:
+    """Why the coefficients of a fit (with a heteroskedasticity-robust covariance) mean nothing, or None.
+
+    statsmodels fits a design with dependent columns through a pseudo-inverse, which splits one effect between
+    the columns arbitrarily, and an HC covariance divides by 1 - leverage, which a lone run makes 0 up to
+    rounding: finite but meaningless standard errors as often as NaN ones."""
+    x = np.asarray(fit.model.exog)
+    if x.shape[0] <= x.shape[1] or fit.df_resid < min_resid_df:
+        return (f"{x.shape[0]} runs leave {max(int(fit.df_resid), 0)} residual df for {x.shape[1]} coefficients "
+                f"(at least {min_resid_df} needed)")
+    if np.linalg.matrix_rank(x) < x.shape[1]:
+        return COLLINEAR
+    leverage = np.einsum("ij,ji->i", x, np.linalg.pinv(x))  # the diagonal of the hat matrix X (X'X)^-1 X'
+    if leverage.max() > 1 - 1e-8:
+        return LONE_RUN
+    if not np.all(np.isfinite(fit.bse)):
+        return "the standard errors are not finite"
+    return None
+
+
 def coef(fit: Any, name: str, alpha: float = ALPHA) -> dict[str, float]:
     """Estimate, CI, p and standard error of one coefficient of a fitted model."""
     ci = fit.conf_int(alpha=alpha)

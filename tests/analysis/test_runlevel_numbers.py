@@ -17,7 +17,6 @@ from statsmodels.stats.outliers_influence import variance_inflation_factor
 
 from clowncar.analysis.result import DESCRIPTIVE, UNDECIDED
 from clowncar.analysis.runlevel import (
-    COLLINEAR,
     GAP_MARGIN,
     WIDTH_MARGIN,
     _scaled,
@@ -28,6 +27,7 @@ from clowncar.analysis.runlevel import (
     width_tests,
 )
 from clowncar.analysis.seeds import PARAM_TOL, SHARE_MARGIN, _strata, seed_variance, sharing_test
+from clowncar.analysis.stats import COLLINEAR, LONE_RUN
 
 
 def power_of(effect: float, se: float, df: float) -> float:
@@ -174,7 +174,9 @@ def test_the_gap_regression_needs_three_runs_more_than_its_terms(n: int, fitted:
     loops = by_key(quant_gap_tests(runs), "2a_gap_loops")
     assert (loops.p_value is not None) is fitted, loops.verdict
     if not fitted:
-        assert "5 run(s) with a quantization gap, loops and cadence" in loops.verdict
+        assert loops.verdict.endswith(
+            "quant_gap ~ loops + crawl_frac + log_width: 5 runs leave 1 residual df for 4 coefficients (at least 2 "
+            "needed)")
 
 
 def test_an_empty_run_table_gives_not_enough_data_for_both_gap_slopes() -> None:
@@ -233,7 +235,8 @@ def test_too_few_runs_for_the_full_model_fall_back_to_width_alone_and_say_so() -
     res, nested = width_tests(runs)
     assert_coef(res, hc3("bpb ~ log_width", d), "log_width", scale=math.log(576 / 384))
     assert res.extra["formula"] == "bpb ~ log_width"
-    assert "too few runs for the full model: the width effect is marginal (not adjusted)" in res.warnings
+    assert ("bpb ~ log_width + unique_layers + loops: 5 runs leave 1 residual df for 4 coefficients (at least 2 "
+            "needed); the width effect is marginal (not adjusted)") in res.warnings
     assert "width_only_model" not in res.tables
     assert nested.status == UNDECIDED and "5 runs leave 1 residual df for the full model" in nested.verdict
 
@@ -245,6 +248,13 @@ def test_width_attribution_needs_four_runs_and_two_widths() -> None:
         assert f"{len(runs)} run(s) with BPB and width" in a.verdict
     a, _ = width_tests(runs_frame().assign(width=512.0))
     assert "1 distinct width(s)" in a.verdict
+
+
+def test_one_run_at_the_widest_width_cannot_carry_a_robust_width_effect() -> None:
+    runs = runs_frame(n=12).assign(width=[384.0] * 11 + [512.0], unique_layers=3.0, loops=2.0)
+    res = by_key(width_tests(runs), "3a_width")
+    assert res.status == UNDECIDED and res.p_value is None
+    assert res.verdict.startswith(f"not enough data to decide: bpb ~ log_width: {LONE_RUN}")
 
 
 def test_a_missing_mde_stays_missing_when_scaled_to_the_width_span() -> None:

@@ -12,6 +12,8 @@ import pytest
 from scipy import optimize, stats
 
 from clowncar.analysis.stats import (
+    COLLINEAR,
+    LONE_RUN,
     coef,
     coef_table,
     mde_from_se,
@@ -19,6 +21,7 @@ from clowncar.analysis.stats import (
     mde_two_sample,
     ols,
     one_sample,
+    unusable,
 )
 from clowncar.analysis.stats import vifs as vif_of
 
@@ -182,3 +185,45 @@ def test_a_power_at_or_below_alpha_needs_no_effect_and_gives_no_mde() -> None:
 def test_vifs_of_data_that_cannot_be_fitted_are_infinite() -> None:
     empty = vif_of(pd.DataFrame({"a": [], "b": []}), ["a", "b"])
     assert empty == {"a": math.inf, "b": math.inf}
+
+
+def _xy(x: list[float], **more: list[float]) -> pd.DataFrame:
+    y = np.random.default_rng(len(x)).normal(0, 1, len(x))
+    return pd.DataFrame({"x": x, "y": y, **more})
+
+
+def test_a_fit_with_spare_residual_df_and_no_lone_run_is_usable() -> None:
+    assert unusable(ols("y ~ x", _xy([1, 1, 2, 2, 3, 3.0]))) is None
+    # a high but not total leverage (0.99 for the run at 9) is a fit, not a lone run
+    assert unusable(ols("y ~ x", _xy([1, 1, 1, 1, 1, 1, 2, 9.0]))) is None
+
+
+@pytest.mark.parametrize(("x", "why"), [
+    ([1, 2, 3.0], "3 runs leave 1 residual df for 2 coefficients (at least 2 needed)"),
+    ([1, 2.0], "2 runs leave 0 residual df for 2 coefficients (at least 2 needed)"),
+])
+def test_too_few_runs_for_the_coefficients_say_how_many_df_are_left(x: list[float], why: str) -> None:
+    assert unusable(ols("y ~ x", _xy(x))) == why
+
+
+def test_the_residual_df_asked_for_is_the_bar() -> None:
+    fit = ols("y ~ x", _xy([1, 2, 3, 4, 5.0]))
+    assert unusable(fit, min_resid_df=3) is None
+    assert unusable(fit, min_resid_df=4) == "5 runs leave 3 residual df for 2 coefficients (at least 4 needed)"
+
+
+def test_predictors_that_vary_together_are_collinear() -> None:
+    fit = ols("y ~ x + z", _xy([1, 2, 3, 4, 5, 6.0], z=[3, 5, 7, 9, 11, 13.0]))  # z = 2x + 1
+    assert fit.df_resid >= 2 and np.all(np.isfinite(fit.bse))  # statsmodels fits it anyway
+    assert unusable(fit) == COLLINEAR
+
+
+@pytest.mark.parametrize("cov", ["HC2", "HC3", "nonrobust"])
+def test_a_run_alone_at_its_value_is_a_lone_run_whatever_the_covariance(cov: str) -> None:
+    assert unusable(ols("y ~ x", _xy([1, 1, 1, 1, 1, 1, 1, 2.0]), cov=cov)) == LONE_RUN
+
+
+def test_infinite_standard_errors_are_named() -> None:
+    d = _xy([0, 1, 2, 3, 4, 5, 6, 7.0])
+    d.loc[0, "y"], d.loc[1, "y"] = 1e200, -1e200
+    assert unusable(ols("y ~ x", d)) == "the standard errors are not finite"

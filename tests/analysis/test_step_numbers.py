@@ -27,6 +27,7 @@ from clowncar.analysis.cn_steps import (
 from clowncar.analysis.curves import BOOST_MARGIN, early_boost_test, eval_curves
 from clowncar.analysis.frames import step_kind_table
 from clowncar.analysis.result import UNDECIDED
+from clowncar.analysis.stats import LONE_RUN
 
 
 def power_of(effect: float, se: float, df: float) -> float:
@@ -368,3 +369,12 @@ def test_every_text_and_table_of_the_step_and_curve_tests_matches_the_snapshot(s
         "boost_three_runs": [early_boost_test(few_evals, few_runs)],
         "boost_one_loop_count": [early_boost_test(evals, runs.assign(loops=2.0))],
     })
+
+
+def test_one_run_alone_at_a_loop_count_gives_no_boost_estimate() -> None:
+    """Four runs, one of them at 1 loop: its robust variance is 0/0, which rounding made a finite number (and
+    a 'signal' at p = 0.02) before this was checked."""
+    runs, evals = curves()
+    keep = ["l1s0", "l2s0", "l2s1", "l2s2"]
+    res = early_boost_test(evals[evals["trial_uid"].isin(keep)], runs[runs["run_id"].isin(keep)])
+    assert res.status == UNDECIDED and res.verdict.endswith(f"boost ~ loops: {LONE_RUN}")
