@@ -42,6 +42,7 @@ declare -A TESTS=(
 # `python -m clowncar`, bomb-subprocess, imports the installed package, never the mutant).
 declare -A KEYWORDS=(
   [clowncar/worker/artifact.py]="not test_bad_inputs.py or (artifacts: and not subprocess)"
+  [clowncar/analysis/seeds.py]="not test_results_and_family.py or seed_variance"
 )
 ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/worker/evaluate.py clowncar/worker/schedule.py
        clowncar/worker/optim.py:EMA

@@ -285,7 +285,7 @@ def test_probes_without_a_loss_column_or_steps_fall_back_to_residuals() -> None:
 
 def curves(seed: int = 3, runs_per_loop: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
-    steps = np.arange(0, 501, 50)
+    steps = np.r_[0, 1, np.arange(50, 501, 50)]  # step 0 is before training: never an early eval
     runs, evals = [], []
     for lp in (1, 2, 3):
         for s in range(runs_per_loop):
@@ -293,7 +293,7 @@ def curves(seed: int = 3, runs_per_loop: int = 3) -> tuple[pd.DataFrame, pd.Data
             bpb = 2 + 2 * np.exp(-steps / 120) - 0.03 * lp * np.exp(-steps / 100) + rng.normal(0, 0.004, steps.size)
             runs.append({"run_id": uid, "loops": float(lp), "seed": float(100 * lp + s)})
             evals.append(pd.DataFrame({"trial_uid": uid, "step": steps, "mode": "standard", "weights": "raw",
-                                       "val_bpb": bpb}))
+                                       "val_bpb": bpb, "note": np.where(steps == 50, None, "x")}))
             # rows the test must ignore: a quantized eval and a sliding eval of another mode, both very low
             evals.append(pd.DataFrame({"trial_uid": uid, "step": [500, 250], "mode": ["standard", "sliding"],
                                        "weights": ["quantized", "raw"], "val_bpb": [0.5, 0.5]}))
@@ -315,7 +315,7 @@ def test_early_boost_is_the_hc2_slope_of_early_minus_final_bpb_on_loops() -> Non
     assert res.effect == pytest.approx(fit.params["loops"], rel=1e-9)
     assert (res.ci_low, res.ci_high, res.p_value) == pytest.approx((ci[0], ci[1], fit.pvalues["loops"]), rel=1e-9)
     assert power_of(res.mde, fit.bse["loops"], fit.df_resid) == pytest.approx(0.8, abs=1e-6)
-    assert res.margin == BOOST_MARGIN and res.n_runs == 9 and res.n_steps == 9 * 11
+    assert res.margin == BOOST_MARGIN and res.n_runs == 9 and res.n_steps == 9 * 12
     assert res.effect < 0 and res.status == "signal"  # the planted early advantage of more loops
 
 
@@ -328,14 +328,14 @@ def test_the_boost_check_is_a_cluster_robust_wald_test_of_loops_by_phase() -> No
     fit = smf.ols("val_bpb ~ loops * C(phase)", d).fit(cov_type="cluster", use_t=True,
                                                        cov_kwds={"groups": pd.factorize(d["trial_uid"])[0]})
     w = fit.wald_test("loops:C(phase)[T.final] = 0, loops:C(phase)[T.middle] = 0", scalar=True)
-    assert check["status"] == "ok" and check["evals"] == 99
+    assert check["status"] == "ok" and check["evals"] == 108
     assert (check["wald_F"], check["wald_p"]) == pytest.approx((float(w.statistic), float(w.pvalue)), rel=1e-9)
 
 
 def test_eval_curves_keep_one_mode_of_unquantized_evals() -> None:
     _, evals = curves(runs_per_loop=1)
     e = eval_curves(evals.assign(step=evals["step"].astype(str)))
-    assert set(e["mode"]) == {"standard"} and set(e["weights"]) == {"raw"} and len(e) == 33
+    assert set(e["mode"]) == {"standard"} and set(e["weights"]) == {"raw"} and len(e) == 36
     assert e["step"].dtype.kind in "if" and e["val_bpb"].min() > 1.0
     assert list(e["trial_uid"].unique()) == ["l1s0", "l2s0", "l3s0"]
     assert all(g["step"].is_monotonic_increasing for _, g in e.groupby("trial_uid"))
@@ -368,6 +368,8 @@ def test_every_text_and_table_of_the_step_and_curve_tests_matches_the_snapshot(s
         "boost": [early_boost_test(evals, runs)],
         "boost_three_runs": [early_boost_test(few_evals, few_runs)],
         "boost_one_loop_count": [early_boost_test(evals, runs.assign(loops=2.0))],
+        "boost_four_runs": [early_boost_test(evals, runs[runs["run_id"].isin(["l1s0", "l1s1", "l2s0", "l2s1"])])],
+        "boost_no_evals": [early_boost_test(pd.DataFrame(), runs)],
     })
 
 
@@ -378,3 +380,42 @@ def test_one_run_alone_at_a_loop_count_gives_no_boost_estimate() -> None:
     keep = ["l1s0", "l2s0", "l2s1", "l2s2"]
     res = early_boost_test(evals[evals["trial_uid"].isin(keep)], runs[runs["run_id"].isin(keep)])
     assert res.status == UNDECIDED and res.verdict.endswith(f"boost ~ loops: {LONE_RUN}")
+
+
+def test_runs_without_an_early_eval_are_left_out_and_none_at_all_is_not_enough_data(monkeypatch) -> None:
+    runs, evals = curves()
+    late = evals.assign(trial_uid="a_late", step=evals["step"] + 400)[evals["trial_uid"] == "l1s0"]
+    res = early_boost_test(pd.concat([late, evals]), pd.concat([runs, pd.DataFrame([{"run_id": "a_late",
+                                                                                      "loops": 2.0}])]))
+    assert res.n_runs == 9 and "a_late" not in res.runs
+    res = early_boost_test(late, pd.DataFrame([{"run_id": "a_late", "loops": 2.0, "seed": 1.0}]))
+    assert res.status == UNDECIDED and res.n_runs == 0
+    assert early_boost_test(pd.DataFrame(), runs).status == UNDECIDED
+
+
+def test_eval_rows_are_read_from_text_and_a_run_without_a_seed_still_counts() -> None:
+    runs, evals = curves()
+    evals = evals[["trial_uid", "step", "val_bpb"]].astype(object)  # exactly the columns it needs, as text
+    evals = evals[~evals.index.isin(evals.index[evals["val_bpb"] == 0.5])]
+    evals = pd.concat([evals, pd.DataFrame({"trial_uid": ["l1s0", "l1s0"], "step": ["n/a", 75],
+                                            "val_bpb": [1.5, "x"]}, dtype=object)], ignore_index=True)
+    e = eval_curves(evals)
+    assert len(e) == 9 * 12 and e["val_bpb"].dtype.kind == "f"
+    res = early_boost_test(evals, runs.assign(seed=np.where(runs["run_id"] == "l1s0", np.nan, runs["seed"])))
+    assert res.n_runs == 9 and res.p_value is not None
+
+
+def test_a_failing_interaction_check_says_why_and_leaves_the_test_standing(monkeypatch) -> None:
+    import clowncar.analysis.curves as curves_module
+
+    real = curves_module.ols
+
+    def no_cluster(formula, data, cov="HC3", **kw):
+        if cov == "cluster":
+            raise ValueError("boom")
+        return real(formula, data, cov=cov, **kw)
+
+    monkeypatch.setattr(curves_module, "ols", no_cluster)
+    runs, evals = curves()
+    res = early_boost_test(evals, runs)
+    assert res.extra["interaction_check"] == {"status": "skipped: ValueError: boom"} and res.p_value is not None
