@@ -279,6 +279,8 @@ def test_probes_without_a_loss_column_or_steps_fall_back_to_residuals() -> None:
     assert next_step_test(fits, probes.drop(columns=["probe_loss"]), steps).extra["source"] == "residuals"
     assert next_step_test(fits, probes, None).extra["source"] == "residuals"
     assert next_step_test(fits, probes, steps).extra["source"] == "probe"
+    only = probes[["trial_uid", "step", "probe_loss"]]  # exactly the columns it reads
+    assert next_step_test(fits, only, steps).extra["source"] == "probe"
 
 
 # -- test 4: early boost -----------------------------------------------------------------------------------------
