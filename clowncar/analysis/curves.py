@@ -59,7 +59,7 @@ def early_boost_test(evals: pd.DataFrame, runs: pd.DataFrame) -> TestResult:
     key, title = "4_early_boost", "Early boost from loops that decays"
     e = eval_curves(evals)
     per = _per_run(e)
-    r = per.merge(runs[["run_id", "loops", "seed"]], on="run_id", how="inner").dropna(subset=["loops"])
+    r = per.merge(runs.reindex(columns=["run_id", "loops", "seed"]), on="run_id", how="inner").dropna(subset=["loops"])
     r = r.assign(boost=r["early"] - r["final"])
     formula = "boost ~ loops" + seed_block(r)
     method = (f"per run: early = mean eval BPB over the first {EARLY_FRAC:.0%} of steps, final = last eval; "

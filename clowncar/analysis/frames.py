@@ -87,8 +87,10 @@ def _isnan(v: Any) -> bool:
 
 
 def complete_rows(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """The runs that have every one of `columns`; no rows at all when a column is absent from the frame."""
-    return runs.dropna(subset=columns) if set(columns) <= set(runs.columns) else runs.iloc[0:0]
+    """The runs that have every one of `columns`; no rows at all (but every column) when one is absent."""
+    if set(columns) <= set(runs.columns):
+        return runs.dropna(subset=columns)
+    return runs.iloc[0:0].assign(**{c: pd.Series(dtype=float) for c in columns if c not in runs.columns})
 
 
 def missing(runs: pd.DataFrame, columns: list[str]) -> str:

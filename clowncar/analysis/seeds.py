@@ -41,10 +41,11 @@ def sharing_test(runs: pd.DataFrame) -> TestResult:
     q = "At matched parameter count, do shared-weight models reach a different BPB than unshared ones?"
     need = ["bpb", "shared", "params"]
     r = complete_rows(runs, need)
-    r = r.assign(stratum=_strata(r["params"])) if len(r) else r.assign(stratum=[])
-    # keep only strata holding both shared and unshared runs
-    mixed = r.groupby("stratum")["shared"].transform("nunique") > 1 if len(r) else pd.Series(dtype=bool)
-    r = r[mixed] if len(r) else r
+    if len(r):  # keep only strata holding both shared and unshared runs
+        r = r.assign(stratum=_strata(r["params"]))
+        r = r[r.groupby("stratum")["shared"].transform("nunique") > 1]
+    else:
+        r = r.assign(stratum=pd.Series(dtype=float))
     formula = "bpb ~ shared" + (" + C(stratum)" if r["stratum"].nunique() > 1 else "") + seed_block(r)
     method = (f"OLS {formula}, HC3; runs matched when parameter counts differ by < {PARAM_TOL:.0%}; "
               "effect = shared minus unshared BPB")
@@ -77,13 +78,13 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
 
     key, title = "6_seed_variance", "Seed variance per config"
     q = "How much does BPB vary between seeds of one config, and what difference can the sweep resolve?"
-    method = ("per config: mean, sd, t-based 95% CI; pooled sd = residual sd of OLS bpb ~ C(config) with a "
-              "chi-square CI; MDE = TTestIndPower at the pooled sd and the median seeds per config")
-    r = complete_rows(runs, ["bpb"])
-    sizes = r.groupby("config_key")["bpb"].transform("size") if len(r) else pd.Series(dtype=int)
-    rep = r[sizes >= 2] if len(r) else r
+    method = ("per config: mean, sd, t-based 95% CI; pooled sd = within-config sum of squares over its df (the "
+              "residual sd of OLS bpb ~ C(config)) with a chi-square CI; MDE = two-sample t test at the pooled sd "
+              "and the median seeds per config")
+    r = complete_rows(runs, ["bpb", "config_key"])
+    rep = r[r.groupby("config_key")["bpb"].transform("size") >= 2] if len(r) else r
     rows = []
-    for ck, g in rep.groupby("config_key"):
+    for ck, g in (rep.groupby("config_key") if len(rep) else []):
         v = g["bpb"].to_numpy(float)
         # identical reruns have sd 0, not the rounding noise of their mean (3 x 0.1 / 3 is not 0.1)
         spread = float(v.std(ddof=1)) if np.ptp(v) > 0 else 0.0
@@ -100,12 +101,11 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
             "unit": "BPB (seed sd)"}
     if not rows:
         return not_enough(key, title, q, method, "no config was run with more than one seed", **base)
-    fit = ols("bpb ~ C(config_key)", rep, cov="nonrobust") if rep["config_key"].nunique() > 1 else \
-        ols("bpb ~ 1", rep, cov="nonrobust")
-    df = float(fit.df_resid)
-    sd = math.sqrt(fit.scale) if df > 0 else float("nan")
-    # the fit's residuals of identical reruns are rounding noise (sd ~1e-16), not a spread
-    if not (df > 0 and sd > 0 and any(row["sd"] > 0 for row in rows)):
+    # every config here has >= 2 runs, so df >= 1; identical reruns add exactly 0 (a fit's residuals would add
+    # rounding noise, sd ~1e-16, and an MDE of ~1e-15 BPB)
+    df = float(sum(row["n"] - 1 for row in rows))
+    sd = math.sqrt(sum((row["n"] - 1) * row["sd"] ** 2 for row in rows) / df)
+    if not sd > 0:
         return not_enough(key, title, q, method, "seed reruns have identical BPB: no spread to estimate", **base)
     lo = sd * math.sqrt(df / stats.chi2.ppf(0.975, df))
     hi = sd * math.sqrt(df / stats.chi2.ppf(0.025, df))
@@ -114,7 +114,7 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
         base.setdefault("warnings", []).append(
             "some runs record no seed: repeated configs are treated as reruns, so any difference the config "
             "columns do not record (and the legacy logs often do not) inflates this spread")
-    mde = mde_two_sample(sd, max(n_med, 2))
+    mde = mde_two_sample(sd, n_med)
     res = TestResult(key=key, title=title, question=q, method=method, status=DESCRIPTIVE, effect=sd, ci_low=lo,
                      ci_high=hi, mde=mde, extra={"pooled_df": df, "seeds_per_config": n_med}, **base)
     med = float(np.median([row["sd"] for row in rows]))

@@ -13,6 +13,7 @@ import pytest
 from clowncar.analysis.frames import (
     RUN_COLUMNS,
     choose_metric,
+    complete_rows,
     phase_bins,
     run_table,
     step_kind_table,
@@ -173,3 +174,10 @@ def test_phases_are_the_logged_ones_else_thirds_of_the_run() -> None:
     logged = s.assign(phase=["warmup", None, "main", "main", "warmdown", "warmdown", np.nan, "main", "main"])
     assert phase_bins(logged).tolist() == ["warmup", "unknown", "main", "main", "warmdown", "warmdown", "unknown",
                                            "main", "main"]
+
+
+def test_complete_rows_keep_runs_with_every_column_and_add_a_column_no_run_has() -> None:
+    runs = pd.DataFrame({"run_id": ["a", "b", "c"], "bpb": [1.0, None, 2.0], "loops": [1.0, 2.0, None]})
+    assert complete_rows(runs, ["bpb", "loops"])["run_id"].tolist() == ["a"]
+    none = complete_rows(runs, ["bpb", "width"])
+    assert none.empty and list(none.columns) == ["run_id", "bpb", "loops", "width"]

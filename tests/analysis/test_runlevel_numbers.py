@@ -261,6 +261,11 @@ def test_a_missing_mde_stays_missing_when_scaled_to_the_width_span() -> None:
     assert _scaled(None, 0.4) is None and _scaled(0.5, 0.4) == pytest.approx(0.2)
 
 
+def test_runs_without_a_width_column_are_not_enough_data_and_say_so() -> None:
+    for res in width_tests(runs_frame().drop(columns=["width"])):
+        assert res.status == UNDECIDED and res.verdict.endswith("(not recorded for any run: width)")
+
+
 def test_runs_of_zero_width_are_left_out_of_the_width_test() -> None:
     runs = runs_frame()
     runs.loc[0, "width"] = 0.0
@@ -340,6 +345,38 @@ def test_sharing_needs_two_runs_of_each_kind_at_matched_parameters() -> None:
     assert sorted(res.runs) == ["s00", "s01", "s10", "s12"]
 
 
+def test_two_strata_are_blocks_and_two_runs_of_each_kind_are_enough() -> None:
+    runs = sharing_frame()
+    two = runs[runs["params"] < 2.5e6].assign(stratum=lambda d: _strata(d["params"]))
+    assert sorted(two["stratum"].unique()) == [0, 1]
+    assert_coef(sharing_test(two), hc3("bpb ~ shared + C(stratum)", two), "shared")
+    pairs = runs[runs["run_id"].isin(["s00", "s01", "s10", "s11"])]  # one stratum: 2 shared, 2 unshared
+    assert sorted(pairs["shared"]) == [0.0, 0.0, 1.0, 1.0]
+    assert_coef(sharing_test(pairs), hc3("bpb ~ shared", pairs), "shared")
+
+
+def test_a_seed_that_is_also_the_stratum_leaves_sharing_collinear() -> None:
+    runs = sharing_frame()
+    runs = runs[runs["params"] < 2.5e6].assign(seed=lambda d: np.where(d["params"] < 1.5e6, 1.0, 2.0))
+    res = sharing_test(runs)
+    assert res.status == UNDECIDED and res.verdict.endswith(f"bpb ~ shared + C(stratum) + C(seed): {COLLINEAR}")
+
+
+def test_the_quant_gap_table_needs_four_gaps_and_a_gap_column() -> None:
+    runs = sharing_frame()
+    assert "quant_gap_by_sharing" not in sharing_test(runs.drop(columns=["quant_gap"])).tables
+    four = runs.assign(quant_gap=np.where(runs.index < 4, runs["quant_gap"], np.nan))
+    assert [row["runs"] for row in sharing_test(four).tables["quant_gap_by_sharing"]] == [2, 2]
+    three = runs.assign(quant_gap=np.where(runs.index < 3, runs["quant_gap"], np.nan))
+    assert "quant_gap_by_sharing" not in sharing_test(three).tables
+
+
+@pytest.mark.parametrize("column", ["bpb", "shared", "params"])
+def test_sharing_without_a_column_it_needs_is_not_enough_data(column: str) -> None:
+    res = sharing_test(sharing_frame().drop(columns=[column]))
+    assert res.status == UNDECIDED and f"not recorded for any run: {column}" in res.verdict
+
+
 # -- seed variance -----------------------------------------------------------------------------------------------
 
 def seed_frame() -> pd.DataFrame:
@@ -390,6 +427,17 @@ def test_one_repeated_config_is_its_own_pooled_spread() -> None:
     res = seed_variance(runs[runs["config_key"] == "C"])
     assert res.effect == pytest.approx(np.std([1.80, 1.83, 1.81, 1.79], ddof=1), rel=1e-9)
     assert res.extra["pooled_df"] == 3 and res.extra["seeds_per_config"] == 4
+
+
+def test_one_config_with_two_seeds_has_one_df() -> None:
+    res = seed_variance(seed_frame()[lambda d: d["config_key"] == "B"])
+    assert res.effect == pytest.approx(np.std([1.90, 1.94], ddof=1), rel=1e-9) and res.extra["pooled_df"] == 1
+
+
+@pytest.mark.parametrize("column", ["bpb", "config_key"])
+def test_seed_variance_without_a_column_it_needs_is_not_enough_data(column: str) -> None:
+    res = seed_variance(seed_frame().drop(columns=[column]))
+    assert res.status == UNDECIDED and res.n_runs == 0
 
 
 def test_runs_without_a_seed_are_kept_by_run_id_and_warned_about() -> None:
@@ -443,4 +491,6 @@ def test_every_text_and_table_of_the_run_level_tests_matches_the_snapshot(snapsh
         "seeds": [seed_variance(seeds)],
         "seeds_without_a_seed": [seed_variance(no_seed)],
         "seeds_never_repeated": [seed_variance(seeds[seeds["config_key"] == "D"])],
+        "seeds_identical": [seed_variance(seeds.assign(bpb=seeds["config_key"].map({"A": 2.0, "B": 1.9, "C": 1.8,
+                                                                                     "D": 1.7})))],
     })

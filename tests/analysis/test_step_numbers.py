@@ -407,6 +407,14 @@ def test_eval_rows_are_read_from_text_and_a_run_without_a_seed_still_counts() ->
     assert res.n_runs == 9 and res.p_value is not None
 
 
+def test_runs_without_loops_are_not_enough_data_and_runs_without_seeds_have_no_seed_blocks() -> None:
+    runs, evals = curves()
+    res = early_boost_test(evals, runs.drop(columns=["loops"]))
+    assert res.status == UNDECIDED and res.verdict.endswith("(not recorded for any run: loops)")
+    res = early_boost_test(evals, runs.drop(columns=["seed"]))
+    assert res.n_runs == 9 and "C(seed)" not in res.method
+
+
 def test_a_failing_interaction_check_says_why_and_leaves_the_test_standing(monkeypatch) -> None:
     import clowncar.analysis.curves as curves_module
 
