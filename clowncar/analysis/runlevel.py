@@ -43,7 +43,7 @@ def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
     keys = {"loops": "2a_gap_loops", "crawl_frac": "2b_gap_cadence"}
     cols = ["quant_gap", "loops", "crawl_frac"]
     r = complete_rows(runs, cols)
-    terms = [t for t in ("loops", "crawl_frac") if _varies(r.get(t, pd.Series(dtype=float)))]
+    terms = [t for t in ("loops", "crawl_frac") if _varies(r[t])]  # complete_rows keeps every column
     if "width" in r and r["width"].notna().all() and _varies(r["width"]):
         r = r.assign(log_width=np.log(r["width"]))
         covars = ["log_width"]

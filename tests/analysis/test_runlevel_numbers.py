@@ -261,6 +261,20 @@ def test_a_missing_mde_stays_missing_when_scaled_to_the_width_span() -> None:
     assert _scaled(None, 0.4) is None and _scaled(0.5, 0.4) == pytest.approx(0.2)
 
 
+def test_four_runs_at_two_widths_are_enough_for_a_width_estimate() -> None:
+    runs = runs_frame(n=4).assign(width=[384.0, 384.0, 512.0, 512.0], unique_layers=3.0, loops=2.0)
+    d = runs.assign(log_width=np.log(runs["width"]))
+    assert_coef(by_key(width_tests(runs), "3a_width"), hc3("bpb ~ log_width", d), "log_width",
+                scale=math.log(512 / 384))
+
+
+def test_a_lone_run_in_the_cadence_fit_is_named_for_cadence_only() -> None:
+    runs = runs_frame(n=12).assign(loops=2.0, width=512.0, crawl_frac=[0.5] * 11 + [0.25])
+    loops, cad = quant_gap_tests(runs)
+    assert "loops takes a single value among the 12 runs" in loops.verdict
+    assert cad.verdict.endswith(f"quant_gap ~ crawl_frac: {LONE_RUN}")
+
+
 def test_runs_without_a_width_column_are_not_enough_data_and_say_so() -> None:
     for res in width_tests(runs_frame().drop(columns=["width"])):
         assert res.status == UNDECIDED and res.verdict.endswith("(not recorded for any run: width)")
@@ -288,6 +302,10 @@ def test_matched_width_and_best_per_width_tables() -> None:
     assert [(x["comparison"], x["width"], x["unique_layers"], x["runs"], round(x["mean_bpb"], 9)) for x in rows] == [
         ("same width", 384.0, 3.0, 2, 2.1), ("same width", 384.0, 5.0, 1, 1.9),
         ("same layout", 384.0, 3.0, 2, 2.1), ("same layout", 512.0, 3.0, 2, 1.75)]
+    no_cadence = matched_width(r.assign(cadence=np.nan))  # a layout key no run records still groups
+    assert [(x["comparison"], x["width"], x["cadence"], x["runs"]) for x in no_cadence] == [
+        ("same width", 384.0, None, 2), ("same width", 384.0, None, 1),
+        ("same layout", 384.0, None, 2), ("same layout", 512.0, None, 2)]
     best = best_per_width(r)
     assert [(x["width"], x["runs"], x["best_bpb"], x["best_run"], x["best_label"], round(x["mean_bpb"], 9))
             for x in best] == [(384.0, 3, 1.9, "c", "C", 2.033333333), (512.0, 2, 1.7, "e", "E", 1.75)]
