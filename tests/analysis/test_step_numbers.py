@@ -338,6 +338,30 @@ def test_eval_curves_keep_one_mode_of_unquantized_evals() -> None:
     assert all(g["step"].is_monotonic_increasing for _, g in e.groupby("trial_uid"))
 
 
+def test_eval_curves_drop_quantized_evals_and_keep_the_most_common_weights_and_mode() -> None:
+    _, evals = curves(runs_per_loop=1)
+    raw = evals[evals["weights"] == "raw"]
+    quantized = raw.assign(weights="quantized", val_bpb=0.1)
+    ema = raw.iloc[:5].assign(weights="ema", val_bpb=0.2)
+    e = eval_curves(pd.concat([raw, quantized, quantized, ema]))  # quantized evals outnumber the raw ones
+    assert set(e["weights"]) == {"raw"} and e["val_bpb"].min() > 1.0
+    assert "index" not in e.columns and list(e.index) == list(range(len(e)))
+
+
+def test_integer_run_ids_match_the_run_tables_text_ids() -> None:
+    runs, evals = curves()
+    ids = {uid: i for i, uid in enumerate(runs["run_id"])}
+    res = early_boost_test(evals.assign(trial_uid=evals["trial_uid"].map(ids)),
+                           runs.assign(run_id=runs["run_id"].map(ids).astype(str)))
+    assert res.n_runs == 9
+
+
+def test_no_evals_or_evals_without_bpb_are_not_enough_data() -> None:
+    runs, evals = curves()
+    for e in (None, pd.DataFrame(), evals.drop(columns=["val_bpb"])):
+        assert early_boost_test(e, runs).status == UNDECIDED
+
+
 def test_early_boost_needs_four_runs_and_two_loop_counts() -> None:
     runs, evals = curves(runs_per_loop=1)
     res = early_boost_test(evals, runs)
@@ -367,6 +391,8 @@ def test_every_text_and_table_of_the_step_and_curve_tests_matches_the_snapshot(s
         "boost_one_loop_count": [early_boost_test(evals, runs.assign(loops=2.0))],
         "boost_four_runs": [early_boost_test(evals, runs[runs["run_id"].isin(["l1s0", "l1s1", "l2s0", "l2s1"])])],
         "boost_no_evals": [early_boost_test(pd.DataFrame(), runs)],
+        "boost_lone_loop_count": [early_boost_test(evals[evals["trial_uid"].isin(["l1s0", "l2s0", "l2s1", "l2s2"])],
+                                                   runs)],
     })
 
 
