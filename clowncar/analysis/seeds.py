@@ -40,12 +40,8 @@ def sharing_test(runs: pd.DataFrame) -> TestResult:
     key, title = "5_sharing_matched_params", "Weight sharing at matched parameter count"
     q = "At matched parameter count, do shared-weight models reach a different BPB than unshared ones?"
     need = ["bpb", "shared", "params"]
-    r = complete_rows(runs, need)
-    if len(r):  # keep only strata holding both shared and unshared runs
-        r = r.assign(stratum=_strata(r["params"]))
-        r = r[r.groupby("stratum")["shared"].transform("nunique") > 1]
-    else:
-        r = r.assign(stratum=pd.Series(dtype=float))
+    r = complete_rows(runs, need).pipe(lambda d: d.assign(stratum=_strata(d["params"])))
+    r = r[r.groupby("stratum")["shared"].transform("nunique") > 1]  # strata holding shared and unshared runs
     formula = "bpb ~ shared" + (" + C(stratum)" if r["stratum"].nunique() > 1 else "") + seed_block(r)
     method = (f"OLS {formula}, HC3; runs matched when parameter counts differ by < {PARAM_TOL:.0%}; "
               "effect = shared minus unshared BPB")
@@ -82,9 +78,9 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
               "residual sd of OLS bpb ~ C(config)) with a chi-square CI; MDE = two-sample t test at the pooled sd "
               "and the median seeds per config")
     r = complete_rows(runs, ["bpb", "config_key"])
-    rep = r[r.groupby("config_key")["bpb"].transform("size") >= 2] if len(r) else r
+    rep = r[r.groupby("config_key")["bpb"].transform("size") >= 2]
     rows = []
-    for ck, g in (rep.groupby("config_key") if len(rep) else []):
+    for ck, g in rep.groupby("config_key"):
         v = g["bpb"].to_numpy(float)
         # identical reruns have sd 0, not the rounding noise of their mean (3 x 0.1 / 3 is not 0.1)
         spread = float(v.std(ddof=1)) if np.ptp(v) > 0 else 0.0

@@ -498,6 +498,8 @@ def test_every_text_and_table_of_the_run_level_tests_matches_the_snapshot(snapsh
             width=[384.0] * 3 + [512.0] * 3, seed=[1.0] * 3 + [2.0] * 3)),
         "gap_no_cadence_column": quant_gap_tests(runs_frame().drop(columns=["crawl_frac"])),
         "sharing": [sharing_test(sharing)],
+        "sharing_seed_is_stratum": [sharing_test(sharing[sharing["params"] < 2.5e6].assign(
+            seed=lambda d: np.where(d["params"] < 1.5e6, 1.0, 2.0)))],
         "sharing_one_unshared": [sharing_test(sharing[(sharing["shared"] == 1) | (sharing["run_id"] == "s00")])],
         "seeds": [seed_variance(seeds)],
         "seeds_without_a_seed": [seed_variance(no_seed)],

@@ -206,6 +206,11 @@ def test_too_few_runs_for_the_coefficients_say_how_many_df_are_left(x: list[floa
     assert unusable(ols("y ~ x", _xy(x))) == why
 
 
+def test_as_many_coefficients_as_runs_is_too_few_even_when_no_residual_df_is_asked_for() -> None:
+    fit = ols("y ~ x", _xy([1, 2.0]))
+    assert unusable(fit, min_resid_df=0) == "2 runs leave 0 residual df for 2 coefficients (at least 0 needed)"
+
+
 def test_the_residual_df_asked_for_is_the_bar() -> None:
     fit = ols("y ~ x", _xy([1, 2, 3, 4, 5.0]))
     assert unusable(fit, min_resid_df=3) is None
