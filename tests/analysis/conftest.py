@@ -181,7 +181,7 @@ def _assert_same(got: object, want: object, where: str) -> None:
 
 @pytest.fixture
 def snapshot() -> Callable[[str, dict], None]:
-    """Compare named results (TestResult.to_dict() of each) with tests/analysis/assets/<name>.json.
+    """Compare named results (TestResult.to_dict() of each, or plain dicts) with tests/analysis/assets/<name>.json.
 
     The snapshot pins what the exact-number tests do not: the wording of every question, method, verdict and
     reason, and every table. It changes when a test's output changes on purpose; regenerate it then with
@@ -191,7 +191,8 @@ def snapshot() -> Callable[[str, dict], None]:
     import os
 
     def check(name: str, cases: dict) -> None:
-        got = _rounded({case: [r.to_dict() for r in results] for case, results in cases.items()})
+        got = _rounded({case: [r if isinstance(r, dict) else r.to_dict() for r in results]
+                        for case, results in cases.items()})
         path = SNAPSHOTS / f"{name}.json"
         if os.environ.get("CLOWNCAR_REGEN_GOLDEN"):
             path.parent.mkdir(parents=True, exist_ok=True)

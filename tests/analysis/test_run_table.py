@@ -164,6 +164,8 @@ def test_step_kinds_are_upper_cased_f_counts_as_c_and_unusable_rows_go() -> None
     s = step_kind_table(steps)
     assert s[["trial_uid", "step", "kind", "is_c"]].values.tolist() == [
         ["1", 1.0, "C", 1.0], ["1", 3.0, "C", 1.0], ["2", 1.0, "N", 0.0]]
+    assert "index" not in s.columns and list(s.index) == [0, 1, 2]
+    assert step_kind_table(None).empty
     empty = step_kind_table(pd.DataFrame({"step": [1]}))  # no kind or loss column: no usable row
     assert empty.empty and set(empty.columns) == {"trial_uid", "step", "kind", "train_loss", "is_c"}
 
@@ -181,3 +183,34 @@ def test_complete_rows_keep_runs_with_every_column_and_add_a_column_no_run_has()
     assert complete_rows(runs, ["bpb", "loops"])["run_id"].tolist() == ["a"]
     none = complete_rows(runs, ["bpb", "width"])
     assert none.empty and list(none.columns) == ["run_id", "bpb", "loops", "width"]
+
+
+def _records(t: pd.DataFrame) -> list[dict]:
+    rows = t.astype(object).where(t.notna(), None).to_dict("records")
+    return [{"attrs": {k: t.attrs[k] for k in sorted(t.attrs)}, "columns": list(t.columns)}, *rows]
+
+
+def test_the_run_tables_of_varied_trials_match_the_snapshot(snapshot) -> None:
+    """Every column and attribute of the run table, for trials that reach each rule's edges (a width, C-step
+    count, step count, cadence or parameter count of exactly 1; every fallback column), so a mutant that changes
+    any value, label, key or passthrough column shows."""
+    edge = {"trial_uid": "edge", "sweep": "s1", "model_dim": 1, "model.model_dim": 1, "model.num_flat_layers": 1,
+            "model.num_crawler_layers": 1, "model.crawler_loops": 2, "steps": 1, "c_steps": 1, "params": 1,
+            "model.param_budget": 1, "artifact_bytes": 123456, "git_commit": "abc", "val_bpb": 1.5,
+            "q_val_bpb": 1.52, "train.seed": 3, "train.cadence": 1, "status": "ok"}
+    fallback = {"trial_uid": "fallback", "sweep_name": "s2", "model.model_dim": 1, "model.num_layers": 6,
+                "model.crawler_loops": 3, "steps": 10, "c_steps": 1, "model.param_budget": 1, "seed": 7,
+                "provenance.git_commit": "def", "val_bpb": 1.7, "q_val_bpb": 1.75, "label": ""}
+    split = {"trial_uid": "split", "model.arch": "crawler", "model.num_flat_layers": 3,
+             "model.num_crawler_layers": 1, "model.crawler_loops": 2, "steps": 1, "c_steps": 0, "q_val_bpb": 1.6,
+             "label": "trigram on", "model.mlp_mult": 2.5}
+    crawler = run_table(pd.DataFrame([edge, fallback, split, {**CRAWLER, "train.cadence": 1, "seed": 9},
+                                      {**CRAWLER, "trial_uid": "u", "model.crawler_loops": 1, "steps": 4,
+                                       "c_steps": 2}]))
+    sliding = run_table(pd.DataFrame([{"uid": "a", "sliding_val_bpb": 1.1, "q_sliding_val_bpb": 1.15,
+                                       "sweep_name": "s3", "provenance.git_commit": "p1"},
+                                      {"uid": "b", "sliding_val_bpb": 1.2, "q_sliding_val_bpb": None}]))
+    gpt = run_table(pd.DataFrame([{"run_id": "g", "model.arch": "gpt", "model.num_layers": 9, "model_dim": 512,
+                                   "val_bpb": 1.3, "steps": 8, "c_steps": 4}]))
+    snapshot("run_table_snapshot", {"crawler": _records(crawler), "sliding": _records(sliding), "gpt": _records(gpt),
+                                    "empty": _records(run_table(pd.DataFrame()))})
