@@ -171,7 +171,6 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     out["artifact_bytes"] = _num(_col(df, "artifact_bytes"))
     metric = choose_metric(df)
     out["bpb"] = _num(df[metric]) if metric else np.nan
-    out.attrs["metric"] = metric
     out["pre_bpb"], out["post_bpb"], out["quant_gap"], gap_mode = _quant_gap(df)
     out["steps"] = steps
     out["git_commit"] = _col(df, "git_commit", "provenance.git_commit").astype(object)
@@ -185,11 +184,10 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     out["_mlp"] = _num(_col(df, "model.mlp_mult"))
     derived = [_label(r) for _, r in out.iterrows()]
     # an importer's own label names differences the config columns do not record (e.g. trigram on/off)
-    given = _col(df, "label").astype(object).reset_index(drop=True) if "label" in df else None
-    out["label"] = [str(g) if given is not None and isinstance(g, str) and g else d
-                    for g, d in zip(given if given is not None else derived, derived, strict=True)]
+    given = _col(df, "label").astype(object).reset_index(drop=True)  # all NaN when no importer gave one
+    out["label"] = [g if isinstance(g, str) and g else d for g, d in zip(given, derived, strict=True)]
     out = out.drop(columns=["_flat", "_crawl", "_mlp"]).reset_index(drop=True)
-    out.attrs.update(metric=metric, metric_mode=METRIC_MODES.get(metric or ""), gap_mode=gap_mode)
+    out.attrs.update(metric=metric, metric_mode=METRIC_MODES.get(metric) if metric else None, gap_mode=gap_mode)
     return out
 
 

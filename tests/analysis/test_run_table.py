@@ -14,6 +14,7 @@ from clowncar.analysis.frames import (
     RUN_COLUMNS,
     choose_metric,
     complete_rows,
+    missing,
     phase_bins,
     run_table,
     step_kind_table,
@@ -194,17 +195,18 @@ def test_the_run_tables_of_varied_trials_match_the_snapshot(snapshot) -> None:
     """Every column and attribute of the run table, for trials that reach each rule's edges (a width, C-step
     count, step count, cadence or parameter count of exactly 1; every fallback column), so a mutant that changes
     any value, label, key or passthrough column shows."""
-    edge = {"trial_uid": "edge", "sweep": "s1", "model_dim": 1, "model.model_dim": 1, "model.num_flat_layers": 1,
+    failed = {"trial_uid": "failed", "status": "failed", "val_bpb": 9.9}  # filtered out first: index from 1
+    edge = {"trial_uid": "edge", "sweep": "s1", "model_dim": 1, "model.model_dim": 2, "model.num_flat_layers": 1,
             "model.num_crawler_layers": 1, "model.crawler_loops": 2, "steps": 1, "c_steps": 1, "params": 1,
-            "model.param_budget": 1, "artifact_bytes": 123456, "git_commit": "abc", "val_bpb": 1.5,
-            "q_val_bpb": 1.52, "train.seed": 3, "train.cadence": 1, "status": "ok"}
+            "model.param_budget": 2, "artifact_bytes": 123456, "git_commit": "abc", "val_bpb": 1.5,
+            "q_val_bpb": 1.52, "train.seed": 3, "train.cadence": 2, "status": "ok"}
     fallback = {"trial_uid": "fallback", "sweep_name": "s2", "model.model_dim": 1, "model.num_layers": 6,
                 "model.crawler_loops": 3, "steps": 10, "c_steps": 1, "model.param_budget": 1, "seed": 7,
                 "provenance.git_commit": "def", "val_bpb": 1.7, "q_val_bpb": 1.75, "label": ""}
     split = {"trial_uid": "split", "model.arch": "crawler", "model.num_flat_layers": 3,
              "model.num_crawler_layers": 1, "model.crawler_loops": 2, "steps": 1, "c_steps": 0, "q_val_bpb": 1.6,
              "label": "trigram on", "model.mlp_mult": 2.5}
-    crawler = run_table(pd.DataFrame([edge, fallback, split, {**CRAWLER, "train.cadence": 1, "seed": 9},
+    crawler = run_table(pd.DataFrame([failed, edge, fallback, split, {**CRAWLER, "train.cadence": 1, "seed": 9},
                                       {**CRAWLER, "trial_uid": "u", "model.crawler_loops": 1, "steps": 4,
                                        "c_steps": 2}]))
     sliding = run_table(pd.DataFrame([{"uid": "a", "sliding_val_bpb": 1.1, "q_sliding_val_bpb": 1.15,
@@ -214,3 +216,46 @@ def test_the_run_tables_of_varied_trials_match_the_snapshot(snapshot) -> None:
                                    "val_bpb": 1.3, "steps": 8, "c_steps": 4}]))
     snapshot("run_table_snapshot", {"crawler": _records(crawler), "sliding": _records(sliding), "gpt": _records(gpt),
                                     "empty": _records(run_table(pd.DataFrame()))})
+
+
+@pytest.mark.parametrize(("cols", "label"), [
+    ({"model_dim": 512}, "?L d512"),  # only a width
+    ({"model.num_layers": 9}, "9L"),  # only a layer count
+    ({"model.crawler_loops": 2}, "?x2"),  # only loops: a crawler
+    ({"model.arch": "crawler", "model.num_flat_layers": 4, "model.num_crawler_layers": 1}, "4f+1cx?"),
+    ({"model.arch": "mamba", "model.num_layers": 6, "model.crawler_loops": 2}, "6x2"),
+    ({"model.num_flat_layers": 4, "model.num_layers": 6, "model.crawler_loops": 2}, "6x2"),  # no crawler count
+    ({"val_bpb": 1.0}, "t"),  # nothing of the layout: the run id
+])
+def test_a_label_says_what_a_run_records_and_question_marks_the_rest(cols: dict, label: str) -> None:
+    assert one(trial_uid="t", **cols)["label"] == label
+
+
+def test_config_keys_see_every_config_section_and_values_json_cannot_write() -> None:
+    base = {**CRAWLER, "data.variant": "sp1024", "eval.stride": 64}
+    rows = [base, {**base, "data.variant": "sp4096"}, {**base, "eval.stride": 0},
+            {**base, "model.schedule": [1, 2]}, {**base, "model.schedule": [1, 3]}]
+    t = run_table(pd.DataFrame(rows))
+    assert len(set(t["config_key"])) == 5
+    odd = pd.DataFrame([base, base]).assign(**{"model.extra": pd.Series([np.int64(3), np.int64(4)], dtype=object)})
+    keys = run_table(odd)["config_key"]  # numpy ints are not JSON: written as text, still told apart
+    assert keys[0] != keys[1]
+
+
+def test_missing_names_the_columns_no_run_records() -> None:
+    runs = pd.DataFrame({"a": [1.0, None], "b": [None, None]})
+    assert missing(runs, ["a", "b", "c"]) == " (not recorded for any run: b, c)"
+    assert missing(runs, ["a"]) == ""
+    assert missing(runs.iloc[0:0], ["b"]) == ""  # no runs at all: nothing to single out
+
+
+def test_complete_rows_of_exactly_the_frames_columns_keep_its_rows() -> None:
+    runs = pd.DataFrame({"bpb": [1.0, None], "loops": [None, 2.0]})
+    assert complete_rows(runs[["bpb"]], ["bpb"])["bpb"].tolist() == [1.0]
+    assert complete_rows(runs, ["bpb"])["bpb"].tolist() == [1.0]  # a gap in another column does not matter
+
+
+def test_step_losses_given_as_text_are_read_as_numbers() -> None:
+    s = step_kind_table(pd.DataFrame({"trial_uid": ["a", "a"], "step": [1, 2], "kind": ["C", "N"],
+                                      "train_loss": ["2.5", "3"]}))
+    assert s["train_loss"].tolist() == [2.5, 3.0] and s["is_c"].dtype == float
