@@ -269,7 +269,7 @@ def test_with_probes_the_update_effect_is_the_per_run_regression_on_c_steps_per_
 
 def test_probes_without_a_loss_column_or_steps_fall_back_to_residuals() -> None:
     steps = steps_frame(runs=3, steps=150, cadence=3, cn=0.0, seed=6)
-    probes = pd.concat([probe_rows(f"run{i}", np.arange(7, 151, 7), 0.01) for i in range(3)])
+    probes = pd.concat([probe_rows(f"run{i}", np.arange(7, 151, 7), 0.01, seed=i) for i in range(3)])
     fits = cn_loss_test(step_kind_table(steps))[1]
     assert next_step_test(fits, probes.drop(columns=["probe_loss"]), steps).extra["source"] == "residuals"
     assert next_step_test(fits, probes, None).extra["source"] == "residuals"
