@@ -40,7 +40,8 @@ def sharing_test(runs: pd.DataFrame) -> TestResult:
     key, title = "5_sharing_matched_params", "Weight sharing at matched parameter count"
     q = "At matched parameter count, do shared-weight models reach a different BPB than unshared ones?"
     need = ["bpb", "shared", "params"]
-    r = complete_rows(runs, need).pipe(lambda d: d.assign(stratum=_strata(d["params"])))
+    r = complete_rows(runs, need)
+    r = r.assign(stratum=_strata(r["params"]))
     r = r[r.groupby("stratum")["shared"].transform("nunique") > 1]  # strata holding shared and unshared runs
     formula = "bpb ~ shared" + (" + C(stratum)" if r["stratum"].nunique() > 1 else "") + seed_block(r)
     method = (f"OLS {formula}, HC3; runs matched when parameter counts differ by < {PARAM_TOL:.0%}; "

@@ -1,0 +1,110 @@
+"""The numbers of the seed-variance test equal the same computation made here by hand: the per-config mean, sd
+and t interval, the pooled within-config spread with its chi-square interval, and minimum detectable differences
+with the power they claim (the power function is checked against scipy's non-central t in test_stats.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from clowncar.analysis.result import DESCRIPTIVE, UNDECIDED
+from clowncar.analysis.seeds import seed_variance
+from clowncar.analysis.stats import t_test_power
+
+
+def seed_frame() -> pd.DataFrame:
+    bpb = {"A": [2.00, 2.01, 2.03], "B": [1.90, 1.94], "C": [1.80, 1.83, 1.81, 1.79], "D": [1.7]}
+    rows = [{"run_id": f"{c}{i}", "config_key": c, "label": f"cfg {c}", "seed": float(7 + i), "bpb": v}
+            for c, vals in bpb.items() for i, v in enumerate(vals)]
+    return pd.DataFrame(rows)
+
+
+def test_seed_variance_pools_the_within_config_spread_with_a_chi_square_interval() -> None:
+    runs = seed_frame()
+    res = seed_variance(runs)
+    rep = runs[runs["config_key"] != "D"]
+    ss = sum(((g - g.mean()) ** 2).sum() for _, g in rep.groupby("config_key")["bpb"])
+    df = len(rep) - 3
+    sd = math.sqrt(ss / df)
+    assert res.status == DESCRIPTIVE and not res.in_family and res.unit == "BPB (seed sd)"
+    assert res.effect == pytest.approx(sd, rel=1e-9)
+    assert res.ci_low == pytest.approx(sd * math.sqrt(df / stats.chi2.ppf(0.975, df)), rel=1e-9)
+    assert res.ci_high == pytest.approx(sd * math.sqrt(df / stats.chi2.ppf(0.025, df)), rel=1e-9)
+    assert res.extra["pooled_df"] == df and res.extra["seeds_per_config"] == 3
+    assert res.n_runs == 9 and "D0" not in res.runs
+    # two configs this far apart with 3 seeds each at the pooled spread: a t test finds them 80% of the time
+    assert t_test_power(res.mde / (sd * math.sqrt(2 / 3)), 4) == pytest.approx(0.8, abs=1e-6)
+    sds = [np.std(v, ddof=1) for v in ([2.00, 2.01, 2.03], [1.90, 1.94], [1.80, 1.83, 1.81, 1.79])]
+    assert res.extra["median_config_sd"] == pytest.approx(float(np.median(sds)), rel=1e-12)
+    assert res.verdict.startswith(f"{DESCRIPTIVE}: pooled seed sd {sd:.4g} BPB (95% CI {res.ci_low:.3g} to "
+                                  f"{res.ci_high:.3g}, df {df:g}; median per-config sd {np.median(sds):.3g})")
+    assert f"with 3 seeds per config, two configs must differ by about {res.mde:.3g} BPB" in res.verdict
+    assert not res.warnings
+
+
+def test_each_config_row_has_its_mean_sd_t_interval_and_per_seed_values() -> None:
+    rows = {row["config_key"]: row for row in seed_variance(seed_frame()).tables["per_config"]}
+    assert sorted(rows) == ["A", "B", "C"]
+    v = np.array([1.80, 1.83, 1.81, 1.79])
+    c = rows["C"]
+    half = stats.t.ppf(0.975, 3) * v.std(ddof=1) / 2
+    assert (c["config"], c["n"], c["runs"]) == ("cfg C", 4, ["C0", "C1", "C2", "C3"])
+    assert (c["mean"], c["sd"]) == pytest.approx((v.mean(), v.std(ddof=1)), rel=1e-12)
+    assert (c["ci_low"], c["ci_high"]) == pytest.approx((v.mean() - half, v.mean() + half), rel=1e-9)
+    assert c["per_seed"] == {"seed 7": 1.80, "seed 8": 1.83, "seed 9": 1.81, "seed 10": 1.79}
+    assert t_test_power(c["mde_vs_same_n"] / (v.std(ddof=1) * math.sqrt(2 / 4)), 6) == pytest.approx(0.8, abs=1e-6)
+
+
+def test_one_repeated_config_is_its_own_pooled_spread() -> None:
+    runs = seed_frame()
+    res = seed_variance(runs[runs["config_key"] == "C"])
+    assert res.effect == pytest.approx(np.std([1.80, 1.83, 1.81, 1.79], ddof=1), rel=1e-9)
+    assert res.extra["pooled_df"] == 3 and res.extra["seeds_per_config"] == 4
+
+
+def test_one_config_with_two_seeds_has_one_df() -> None:
+    res = seed_variance(seed_frame()[lambda d: d["config_key"] == "B"])
+    assert res.effect == pytest.approx(np.std([1.90, 1.94], ddof=1), rel=1e-9) and res.extra["pooled_df"] == 1
+
+
+@pytest.mark.parametrize("column", ["bpb", "config_key"])
+def test_seed_variance_without_a_column_it_needs_is_not_enough_data(column: str) -> None:
+    res = seed_variance(seed_frame().drop(columns=[column]))
+    assert res.status == UNDECIDED and res.n_runs == 0
+
+
+def test_runs_without_a_seed_are_kept_by_run_id_and_warned_about() -> None:
+    runs = seed_frame()
+    runs.loc[runs["run_id"] == "A1", "seed"] = np.nan
+    res = seed_variance(runs)
+    a = next(row for row in res.tables["per_config"] if row["config_key"] == "A")
+    assert a["per_seed"] == {"seed 7": 2.00, "A1": 2.01, "seed 9": 2.03}
+    assert any(w.startswith("some runs record no seed") for w in res.warnings)
+
+
+def test_identical_reruns_have_no_spread_to_estimate() -> None:
+    runs = pd.DataFrame({"run_id": ["a", "b", "c", "d"], "config_key": ["x", "x", "y", "y"], "label": "l",
+                         "seed": [1.0, 2.0, 1.0, 2.0], "bpb": [2.0, 2.0, 1.5, 1.5]})
+    res = seed_variance(runs)
+    assert res.status == UNDECIDED and "identical BPB: no spread to estimate" in res.verdict
+    assert all("ci_low" not in row for row in res.tables["per_config"])
+    thirds = pd.DataFrame({"run_id": ["a", "b", "c"], "config_key": "x", "label": "l", "seed": [1.0, 2.0, 3.0],
+                           "bpb": [0.1, 0.1, 0.1]})  # their mean is not exactly 0.1
+    res = seed_variance(thirds)
+    assert res.status == UNDECIDED and res.tables["per_config"][0]["sd"] == 0.0
+
+
+def test_every_text_and_table_of_the_seed_variance_test_matches_the_snapshot(snapshot) -> None:
+    seeds = seed_frame()
+    no_seed = seeds.assign(seed=np.where(seeds["run_id"] == "A1", np.nan, seeds["seed"]))
+    snapshot("seed_variance_snapshot", {
+        "seeds": [seed_variance(seeds)],
+        "seeds_without_a_seed": [seed_variance(no_seed)],
+        "seeds_never_repeated": [seed_variance(seeds[seeds["config_key"] == "D"])],
+        "seeds_identical": [seed_variance(seeds.assign(bpb=seeds["config_key"].map({"A": 2.0, "B": 1.9, "C": 1.8,
+                                                                                     "D": 1.7})))],
+    })
