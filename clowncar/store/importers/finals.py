@@ -12,7 +12,8 @@ Its name says how it was measured:
 | `temp` | `temped`, `temp`, `temperature` (a temperature-calibrated eval) |
 | `standard` | anything else, unless the log declared `final_eval_mode:<mode>` before the line |
 
-Weights are `raw` when the name says `pre`(-quantization), `raw`, `ema` or `post_ema` (and not `quantized`), else
+Weights are `raw` when the name says `pre`(-quantization), `raw`, `ema`, `post_ema`, `unquantized`, `fp32` or
+`bf16` (and neither `quantized` nor a scheme), else
 `quantized` (the challenge scores the round-tripped artifact: `final_*`, `quantized*`, `legal_ttt*`). The quant
 scheme is the name's `int8`, `int6`, `ternary`, `binary`, `xnor`, ... word, when it has one.
 
@@ -36,7 +37,8 @@ from typing import Any
 from clowncar.store.importers.lines import Line
 
 MODES = ("standard", "sliding", "ttt", "ngram", "temp")
-_QUANT = re.compile(r"^(int\d+|uint\d+|fp\d+|nf4|ternary|binary|xnor|gptq|mixed)$")
+# fp32 is the trained weights' own precision, never a quantization scheme (fp8 and fp16 are export formats)
+_QUANT = re.compile(r"^(int\d+|uint\d+|fp(?!32$)\d+|nf4|ternary|binary|xnor|gptq|mixed)$")
 _SPLIT = re.compile(r"[\s_:\-.+/]+")
 
 

@@ -96,9 +96,8 @@ def _stamp(m: re.Match[str]) -> float | None:
     if m.group("unix"):
         return float(m.group("unix"))
     if m.group("iso"):
-        iso = m.group("iso").replace(",", ".").replace("Z", "+00:00")
-        try:
-            when = dt.datetime.fromisoformat(iso)
+        try:  # Python 3.11 reads a decimal comma and a `Z` itself
+            when = dt.datetime.fromisoformat(m.group("iso"))
         except ValueError:
             return None
         return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()

@@ -136,6 +136,7 @@ def _setting(ln: Line, run: _Run) -> bool:
         stored = True
     if ln.fields.get("tie_embeddings") == "True" and (value := ln.num("embed_lr")) is not None:
         run.tie_lr = value
+        stored = True
     if mode_key := next((k for k in ln.fields if k.endswith("eval_mode")), None):
         run.mode = mode_of(ln.fields[mode_key]) or run.mode
         if (stride := ln.num("stride")) is not None:

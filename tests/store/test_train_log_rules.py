@@ -1,0 +1,214 @@
+"""The training-log importer (`train_log.py`) rule by rule, on short logs written here: what each kind of line
+becomes, which header values are config, what the summary lines give, how runs are split, and the messages
+for logs that are cut off or are not training logs."""
+
+from __future__ import annotations
+
+import pytest
+
+from clowncar.store.importers.base import LegacyFormatError, NotATrainingLog
+from clowncar.store.importers.train_log import detect, parse
+
+END = "final_int8_zlib_roundtrip_exact val_loss:2.10000000 val_bpb:1.30000000\n"
+
+
+def _one(text: str):
+    parsed = parse(text, "run.log")
+    (trial,) = parsed.trials
+    return trial, parsed
+
+
+def _skips(parsed) -> dict[int, str]:
+    return {s.line: s.reason for s in parsed.skipped}
+
+
+def test_every_line_that_is_not_stored_is_skipped_with_its_reason():
+    trial, parsed = _one(
+        "W1203 12:00:00 torch warning\n"            # 1 noise
+        "NCCL INFO Bootstrap\n"                     # 2 noise
+        "[rank0]: something\n"                      # 3 noise
+        "*****\n"                                   # 4 noise
+        "Setting OMP_NUM_THREADS environment variable\n"  # 5 noise
+        "Running: torchrun train.py\n"              # 6 noise
+        "x = torch.zeros(3)\n"                      # 7 script source
+        "warmup_step:1/20\n"                        # 8 compile warm-up
+        "step:0/2 tok/s:5\n"                        # 9 progress without a metric
+        "|---|---|\n"                               # 10 table
+        "==== banner ====\n"                        # 11 table
+        "Training a model\n"                        # 12 prose
+        "foo:bar\n"                                 # 13 no value we store
+        "step:1/2 train_loss:3.0\n"
+        "nothing here NCCL noise at the end\n"      # 15 noise anywhere: NCCL
+        "step:2/2 train_loss:2.9\n" + END)
+    assert _skips(parsed) == {
+        1: "torchrun/NCCL noise", 2: "torchrun/NCCL noise", 3: "torchrun/NCCL noise", 4: "torchrun/NCCL noise",
+        5: "torchrun/NCCL noise", 6: "torchrun/NCCL noise", 7: "script source",
+        8: "compile warm-up step (weights restored after it)", 9: "progress line without a train or val metric",
+        10: "separator or table", 11: "separator or table", 12: "text without a value (banner or prose)",
+        13: "no value we store", 15: "torchrun/NCCL noise"}
+    assert [s.text for s in parsed.skipped][:2] == ["W1203 12:00:00 torch warning", "NCCL INFO Bootstrap"]
+    assert [s["step"] for s in trial.steps] == [1, 2]
+
+
+def test_header_values_become_config_with_their_types_and_the_first_value_wins():
+    trial, _ = _one(
+        "seed:1337\ntrain_batch_tokens:1024 train_seq_len:256 iterations:2 warmup_steps:20\n"
+        "max_wallclock_seconds:600 matrix_lr:0.04 scalar_lr:0.02\n"
+        "num_heads:8 num_kv_heads:4 num_layers:11 model_dim:512 vocab_size:1024 mlp_mult:3 eval_stride:64\n"
+        "seed:42 model_dim=768 iterations=9\n"  # a later seed is ignored; `k=v` is not a header setting
+        "step:1/2 train_loss:3.0\nstep:2/2 train_loss:2.9\n" + END)
+    assert trial.config == {
+        "train": {"seed": 1337, "train_batch_tokens": 1024, "train_seq_len": 256, "iterations": 2,
+                  "warmup_steps": 20, "max_wallclock_seconds": 600.0, "matrix_lr": 0.04, "scalar_lr": 0.02},
+        "model": {"num_heads": 8, "num_kv_heads": 4, "num_layers": 11, "model_dim": 512, "vocab_size": 1024,
+                  "mlp_mult": 3.0},
+        "eval": {"stride": 64}}
+    types = {k: type(v) for k, v in trial.config["train"].items()}
+    assert types["seed"] is int and types["max_wallclock_seconds"] is float and types["iterations"] is int
+    assert type(trial.config["model"]["mlp_mult"]) is float and trial.seed == 1337
+
+
+def test_summary_lines_give_params_world_size_memory_bytes_and_times():
+    trial, parsed = _one(
+        "model_params:17059912\nworld_size:8\ntie_embeddings:True embed_lr:0.05\n"
+        "train_batch_tokens:1000\n"
+        "step:1/4 train_loss:3.0 train_time:100ms\nstep:2/4 train_loss:2.9 train_time:200ms\n"
+        "step:2/4 val_loss:2.5 val_bpb:1.5 train_time:0.5s\n"
+        "stopping_early: wallclock_cap train_time:600011ms step:2/4\n"
+        "peak memory allocated: 10184 MiB reserved: 10498 MiB\n"
+        "Serialized model int8+zlib: 15814468 bytes\nCode size: 58380 bytes\n"
+        "Total submission size int8+zlib: 15872848 bytes\n"
+        "final_int8_zlib_roundtrip_exact val_loss:2.60000000 val_bpb:1.56000000 eval_time:1500ms\n"
+        "final_sliding_window_exact val_loss:2.55000000 val_bpb:1.54000000 eval_time:2.5s\n")
+    r = trial.result
+    assert {k: r[k] for k in ("params", "provenance", "peak_mem_bytes", "artifact_file_bytes", "artifact_code_bytes",
+                              "artifact_bytes", "train_seconds", "steps", "tokens_seen", "eval_seconds")} == {
+        "params": 17059912, "provenance": {"world_size": 8, "run": "1 of 1"}, "peak_mem_bytes": 10184 * 2**20,
+        "artifact_file_bytes": 15814468, "artifact_code_bytes": 58380, "artifact_bytes": 15872848,
+        "train_seconds": 600.011, "steps": 2, "tokens_seen": 2000, "eval_seconds": 4.0}
+    assert (r["val_bpb"], r["q_val_bpb"], r["quant_gap"]) == (1.5, 1.56, 1.56 - 1.5)
+    assert trial.config["train"]["tied_embed_lr"] == 0.05
+    assert [s["tokens"] for s in trial.steps] == [1000, 2000]
+    assert parsed.skipped == []
+
+
+def test_train_seconds_come_from_the_last_eval_when_the_run_did_not_stop_early():
+    trial, _ = _one("step:1/2 train_loss:3.0 train_time:1000ms\nstep:2/2 val_loss:2.5 val_bpb:1.5 train_time:2.5s\n"
+                    "step:2/2 train_loss:2.9 train_time:3000ms\n")
+    assert trial.result["train_seconds"] == 2.5 and "train_seconds_at_eval" not in trial.result
+    assert "tokens_seen" not in trial.result and trial.steps[0]["tokens"] is None
+    assert "tied_embed_lr" not in trial.config.get("train", {})
+    trial, _ = _one("tie_embeddings:False embed_lr:0.6\nstep:1/1 train_loss:3.0\n")
+    assert trial.config == {} and trial.result["train_seconds"] is None
+
+
+def test_step_lines_give_loss_time_lr_and_phase_and_count_fields_we_do_not_store():
+    trial, parsed = _one(
+        "step:1/3 [JEPA pretrain] train_loss:3.0 train_time:1.5s lr_mul:0.5 grad:1\n"
+        "step:2/3 loss:2.9 t:2s lr_scale:0.25 grad:2 mem:3\n"
+        "step:3/3 fitness:-3.0 time:0.1m [averylongphasename x]\n" + END)
+    assert trial.steps == [
+        {"step": 1, "train_loss": 3.0, "elapsed_ms": 1500.0, "lr_scale": 0.5, "phase": "JEPA", "tokens": None},
+        {"step": 2, "train_loss": 2.9, "elapsed_ms": 2000.0, "lr_scale": 0.25, "phase": None, "tokens": None},
+        {"step": 3, "train_loss": None, "elapsed_ms": 6000.0, "lr_scale": None, "phase": "averylongp",
+         "tokens": None}]
+    assert parsed.unstored_fields == {"grad": 2, "mem": 1, "fitness": 1}
+    trial, _ = _one("step:1/1 [ ] train_loss:3.0\n")  # an empty tag is no phase
+    assert trial.steps[0]["phase"] is None
+
+
+def test_a_step_or_eval_printed_twice_is_kept_once_and_the_repeat_skipped():
+    trial, parsed = _one("step:1/2 train_loss:3.0\nstep:1/2 train_loss:3.1\nstep:2/2 val_loss:2.5 val_bpb:1.5\n"
+                         "step:2/2 val_loss:2.6 val_bpb:1.6\nstep:2/2 train_loss:2.9\n")
+    assert _skips(parsed) == {2: "repeats step 1 of line 1", 4: "repeats the eval at step 2 of line 3"}
+    assert [s["train_loss"] for s in trial.steps] == [3.0, 2.9]
+    assert trial.evals == [{"step": 2, "val_loss": 2.5, "val_bpb": 1.5, "mode": "standard", "weights": "raw"}]
+
+
+def test_the_raw_metric_is_the_last_eval_after_training_and_quantized_evals_join_the_eval_table():
+    trial, _ = _one(
+        "step:0/3 val_loss:6.9 val_bpb:4.0\nstep:1/3 train_loss:3.0\nstep:2/3 val_loss:2.5 val_bpb:1.5\n"
+        "step:3/3 train_loss:2.9\nstep:3/3 val_loss:2.4 val_bpb:1.45\n"
+        "final_int8_roundtrip val_loss:2.7 val_bpb:1.7\nfinal_int8_roundtrip_exact val_loss:2.60 val_bpb:1.60\n"
+        "final_sliding_window val_loss:2.50 val_bpb:1.55\npre-quantization post-ema val_loss:2.3 val_bpb:1.4\n")
+    r = trial.result
+    assert (r["val_bpb"], r["val_loss"], r["q_val_bpb"]) == (1.4, 2.3, 1.6)  # the named raw eval wins
+    assert r["quant_gap"] == 1.6 - 1.4 and r["steps"] == 3
+    assert trial.evals[3:] == [
+        {"step": 3, "val_loss": 2.60, "val_bpb": 1.60, "mode": "standard", "weights": "quantized"},
+        {"step": 3, "val_loss": 2.50, "val_bpb": 1.55, "mode": "sliding", "weights": "quantized"}]
+    assert [e["step"] for e in trial.named_evals] == [3, 3, 3, 3]
+    trial, _ = _one("step:0/1 val_loss:6.9 val_bpb:4.0\nstep:1/1 train_loss:3.0\n")
+    assert "val_bpb" not in trial.result and "quant_gap" not in trial.result  # step 0 is before training
+
+
+def test_a_declared_eval_mode_applies_to_the_eval_lines_after_it():
+    trial, _ = _one("step:1/1 train_loss:3.0\nfinal_eval_mode:sliding_window stride:64\n" + END)
+    assert (trial.named_evals[0]["mode"], trial.config["eval"]["stride"]) == ("sliding", 64)
+    assert trial.result["q_sliding_val_bpb"] == 1.3
+    trial, _ = _one("eval_mode:whatever\nstep:1/1 train_loss:3.0\n" + END)  # an unknown mode keeps the default
+    assert trial.named_evals[0]["mode"] == "standard" and "eval" not in trial.config
+
+
+def test_the_first_time_stamp_is_the_start_time_of_its_run():
+    trial, _ = _one("banner\n1776142348.5 step:1/1 train_loss:3.0\n1776142999.0 " + END)
+    assert trial.started_at == 1776142348.5
+
+
+def test_a_step_counter_that_goes_back_or_changes_total_starts_a_new_run_with_the_headers_before_it():
+    parsed = parse("seed:1\nstep:1/2 train_loss:3.0\nstep:2/2 train_loss:2.9\n" + END +
+                   "seed:2\nstep:1/2 train_loss:3.5\nstep:2/2 train_loss:3.4\n"  # goes back
+                   "seed:3\nstep:3/5 train_loss:3.3\nstep:5/5 train_loss:3.2\n", "x.log")  # new total
+    assert [(t.key, t.seed, [s["step"] for s in t.steps]) for t in parsed.trials] == [
+        ("run1", 1, [1, 2]), ("run2", 2, [1, 2]), ("run3", 3, [3, 5])]
+    assert [t.result["provenance"]["run"] for t in parsed.trials] == ["1 of 3", "2 of 3", "3 of 3"]
+    assert parsed.trials[0].result["headline_bpb"] == 1.3 and "headline_bpb" not in parsed.trials[1].result
+
+
+def test_a_run_cut_off_before_its_last_step_refuses_the_file_and_says_where():
+    with pytest.raises(LegacyFormatError) as err:
+        parse("step:1/9 train_loss:3.0\nstep:2/9 train_loss:2.9\n", "cut.log")
+    assert str(err.value) == (
+        "cut.log: run 1 stops at step 2/9 (line 2) with no final/eval line after it: expected training to reach "
+        "its last step, a stopping_early line or a line such as `final_int8_zlib_roundtrip_exact val_loss:X "
+        "val_bpb:X`; found none, so the log is cut off (run still going, or file truncated)")
+    # an earlier run of the file that stops short is a run someone restarted: it is kept
+    parsed = parse("step:1/9 train_loss:3.0\nstep:1/1 train_loss:2.9\n", "restart.log")
+    assert len(parsed.trials) == 2
+    assert len(parse("step:1/9 train_loss:3.0\nstopping_early: wallclock_cap\n", "x").trials) == 1
+
+
+def test_a_last_line_without_its_line_end_must_be_whole():
+    ok = parse("step:1/1 train_loss:3.0\nfinal_int8_zlib_roundtrip_exact val_loss:2.1 val_bpb:1.3", "a")
+    assert ok.trials[0].result["headline_bpb"] == 1.3
+    for tail in ("step:1/1 train_loss:3.0\nNCCL INFO", "step:1/1 train_loss:3.0\nfinal val_bpb:1.3",
+                 "step:1/1 train_loss:3.0"):
+        parse(tail, "b")  # noise, an eval with no loss to compare, and a step line are whole lines
+    with pytest.raises(LegacyFormatError) as err:
+        parse("step:1/1 train_loss:3.0\n" + END + "Some banner that was cut of", "c.log")
+    assert str(err.value) == ("c.log: last line 3 has no line end and is not a whole log line (found 'Some banner "
+                              "that was cut of'; expected a step, eval or summary line): truncated file?")
+    with pytest.raises(LegacyFormatError, match=r"found 'x{57}\.\.\.'; expected"):
+        parse("step:1/1 train_loss:3.0\n" + END + "x" * 61, "d.log")
+    parse("step:1/1 train_loss:3.0\n" + END + "x" * 60 + "\n", "e.log")  # with its line end: a skipped banner
+
+
+def test_a_file_without_step_lines_is_not_a_training_log_and_says_what_it_holds():
+    with pytest.raises(NotATrainingLog) as err:
+        parse("ttt_start\nquantized_ttt val_loss:2.3 val_bpb:1.06\nlegal_ttt val_loss:2.2 val_bpb:1.05\n", "e.log")
+    assert str(err.value) == ("e.log: not a training log: an evaluation-only log (2 eval line(s), the last "
+                              "`legal_ttt` val_bpb 1.05 at line 3) with no training step lines")
+    with pytest.raises(NotATrainingLog, match=r"the last `val_bpb` val_bpb 1.05 at line 1\)"):
+        parse("val_bpb:1.05\n", "f.log")
+    with pytest.raises(NotATrainingLog) as err:
+        parse("We report the BPB of our model.\n", "g.md")
+    assert str(err.value) == "g.md: not a training log: it mentions bpb but holds no step or eval line we can read"
+    with pytest.raises(NotATrainingLog) as err:
+        parse("hello\n\n", "h.txt")
+    assert str(err.value) == "h.txt: not a training log: no step or eval lines"
+    assert detect("anything at all")  # the fallback parser: it says itself when a text is not a log
+
+
+def test_blank_lines_are_counted_where_they_are():
+    _, parsed = _one("\nstep:1/1 train_loss:3.0\n   \n" + END)
+    assert (parsed.blank_lines, parsed.blank_at) == (2, {1, 3})
