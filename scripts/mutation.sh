@@ -36,9 +36,9 @@ declare -A TESTS=(
   [clowncar/worker/qscale.py]="tests/worker/test_qscale.py tests/worker/test_quant.py tests/worker/test_seed_quant.py tests/worker/test_quant_gap.py"
   [clowncar/worker/artifact.py]="tests/worker/test_artifact_format.py tests/worker/test_artifact_reader.py tests/worker/test_artifact.py tests/worker/test_artifact_model.py tests/bad_inputs/test_bad_inputs.py"
   [clowncar/worker/code_bytes.py]="tests/worker/test_code_bytes.py"
-  [clowncar/store/importers/train_log.py]="tests/store/test_train_log_rules.py tests/store/test_log_lines.py tests/store/test_train_log_numbers.py"
-  [clowncar/store/importers/lines.py]="tests/store/test_log_lines.py tests/store/test_train_log_rules.py tests/store/test_train_log_numbers.py"
-  [clowncar/store/importers/finals.py]="tests/store/test_log_lines.py tests/store/test_train_log_rules.py tests/store/test_train_log_numbers.py"
+  [clowncar/store/importers/train_log.py]="tests/store/test_train_log_rules.py tests/store/test_log_lines.py tests/store/test_parse_snapshots.py"
+  [clowncar/store/importers/lines.py]="tests/store/test_log_lines.py tests/store/test_train_log_rules.py tests/store/test_parse_snapshots.py"
+  [clowncar/store/importers/finals.py]="tests/store/test_log_lines.py tests/store/test_train_log_rules.py tests/store/test_parse_snapshots.py"
 )
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
 # spaces). artifact.py: of the bad-input corpus, only the artifact cases that run in this process (the one run as

@@ -1,11 +1,14 @@
-"""What the training-log importer reads from every record log of the challenge, pinned value by value.
+"""What the importers read from every legacy file, pinned value by value: the challenge's 165 record logs
+(through the training-log importer) and the earlier sweeps' CSV, TSV and logs (through the importer each one is
+detected as).
 
-`test_records_import.py` checks the importer against an independent scan (headlines, step counts, the claims of
-submission.json); this file pins everything else it stores: every config value, result field (bytes, params,
-peak memory, train and eval seconds, tokens, the quantization gap), named eval (mode, weights, scheme, repeats,
-line), step and eval row, and the reason each skipped line was skipped. The snapshot
-(`assets/records_parse_snapshot.json`, one line per log) was read against the logs when it was written; when
-the importer changes on purpose, rewrite it with
+`test_records_import.py` and `test_importers.py` check the importers against independent readings (headlines,
+step counts, the claims of submission.json, source values); this file pins everything else they store: every
+config value, result field (bytes, params, peak memory, train and eval seconds, tokens, the quantization gap),
+named eval (mode, weights, scheme, repeats, line), step and eval row, and the reason each skipped line was
+skipped. The snapshots (`assets/records_parse_snapshot.json` and `assets/legacy_parse_snapshot.json`, one line
+per file) were read against the files when they were written; when an importer changes on purpose, rewrite them
+with
 `CLOWNCAR_REGEN_GOLDEN=1 PYTHONPATH=$PWD python -m pytest -q -p no:xdist tests/store -k snapshot`
 and let the diff say what changed."""
 
@@ -17,10 +20,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from clowncar.store.importers import train_log
+from clowncar.store.importers import parse_file, train_log
 from clowncar.store.importers.base import LegacyFormatError, Parsed
 
-SNAPSHOT = Path(__file__).parent / "assets" / "records_parse_snapshot.json"
+ASSETS = Path(__file__).parent / "assets"
+LEGACY_FOLDERS = ("cadence_tsv", "micro_crawler", "sweep_csv", "train_logs")
 
 
 def _digest(rows: Any) -> str:
@@ -43,7 +47,7 @@ def _summary(parsed: Parsed) -> dict[str, Any]:
             "unstored_fields": parsed.unstored_fields}
 
 
-def _read_all(records: Path) -> dict[str, Any]:
+def _read_records(records: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for path in sorted(records.rglob("*")):
         if path.suffix not in (".log", ".txt") or not path.is_file():
@@ -73,11 +77,28 @@ def _first_difference(got: Any, want: Any, where: str = "") -> str | None:
     return None if got == want and type(got) is type(want) else f"{where}: {got!r} here, {want!r} in the snapshot"
 
 
-def test_every_record_log_parses_as_its_snapshot(records):
-    got = json.loads(json.dumps(_read_all(records)))
+def _check(name: str, got: dict[str, Any]) -> dict[str, Any]:
+    got = json.loads(json.dumps(got))
+    path = ASSETS / f"{name}.json"
     if os.environ.get("CLOWNCAR_REGEN_GOLDEN"):
-        SNAPSHOT.write_text("{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}"
-                                               for k, v in got.items()) + "\n}\n")
-    want = json.loads(SNAPSHOT.read_text())
-    assert len(want) == 165  # every .log / .txt of the records folder
+        path.write_text("{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}"
+                                             for k, v in got.items()) + "\n}\n")
+    want = json.loads(path.read_text())
     assert (diff := _first_difference(got, want)) is None, diff
+    return want
+
+
+def test_every_record_log_parses_as_its_snapshot(records):
+    want = _check("records_parse_snapshot", _read_records(records))
+    assert len(want) == 165  # every .log / .txt of the records folder
+
+
+def test_every_legacy_sweep_file_parses_as_its_snapshot(legacy_runs):
+    got = {}
+    for folder in LEGACY_FOLDERS:
+        for path in sorted((legacy_runs / folder).rglob("*")):
+            if path.is_file():
+                got[str(path.relative_to(legacy_runs))] = _summary(parse_file(path))
+    want = _check("legacy_parse_snapshot", got)
+    assert [v["format"] for v in want.values()] == ["cadence-tsv"] * 3 + ["micro-crawler-log", "frugendorff-csv"] + \
+        ["training-log"] * 2
