@@ -111,4 +111,5 @@ def parse(text: str, name: str) -> Parsed:
         raise LegacyFormatError(f"{name}: no complete RESULTS block")
     if not text.endswith("\n") and "SWEEP COMPLETE" not in text:
         raise LegacyFormatError(f"{name}: ends mid-line without SWEEP COMPLETE (truncated file?)")
+    out.skipped.sort(key=lambda s: s.line)  # a config without results is found when the next one starts
     return out
