@@ -39,6 +39,9 @@ declare -A TESTS=(
   [clowncar/store/importers/train_log.py]="tests/store/test_train_log_rules.py tests/store/test_log_lines.py tests/store/test_parse_snapshots.py"
   [clowncar/store/importers/lines.py]="tests/store/test_log_lines.py tests/store/test_train_log_rules.py tests/store/test_parse_snapshots.py"
   [clowncar/store/importers/finals.py]="tests/store/test_log_lines.py tests/store/test_train_log_rules.py tests/store/test_parse_snapshots.py"
+  [clowncar/store/importers/sweep_csv.py]="tests/store/test_sweep_file_rules.py tests/store/test_parse_snapshots.py"
+  [clowncar/store/importers/micro_log.py]="tests/store/test_sweep_file_rules.py tests/store/test_parse_snapshots.py"
+  [clowncar/store/importers/cadence_tsv.py]="tests/store/test_sweep_file_rules.py tests/store/test_parse_snapshots.py"
 )
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
 # spaces). artifact.py: of the bad-input corpus, only the artifact cases that run in this process (the one run as
@@ -46,6 +49,9 @@ declare -A TESTS=(
 declare -A KEYWORDS=(
   [clowncar/worker/artifact.py]="not test_bad_inputs.py or (artifacts: and not subprocess)"
   [clowncar/analysis/seeds.py]="not test_results_and_family.py or seed_variance"
+  [clowncar/store/importers/sweep_csv.py]="not test_parse_snapshots.py or legacy_sweep"
+  [clowncar/store/importers/micro_log.py]="not test_parse_snapshots.py or legacy_sweep"
+  [clowncar/store/importers/cadence_tsv.py]="not test_parse_snapshots.py or legacy_sweep"
 )
 ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/worker/evaluate.py clowncar/worker/schedule.py
        clowncar/worker/optim.py:EMA
@@ -54,7 +60,9 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/worker/evaluate.py 
        clowncar/analysis/curves.py clowncar/analysis/frames.py
        clowncar/orchestrator/resume.py clowncar/worker/quant.py clowncar/worker/qscale.py
        clowncar/worker/artifact.py clowncar/worker/code_bytes.py
-       clowncar/store/importers/train_log.py clowncar/store/importers/lines.py clowncar/store/importers/finals.py)
+       clowncar/store/importers/train_log.py clowncar/store/importers/lines.py clowncar/store/importers/finals.py
+       clowncar/store/importers/sweep_csv.py clowncar/store/importers/micro_log.py
+       clowncar/store/importers/cadence_tsv.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

@@ -143,6 +143,7 @@ def test_decimals_count_what_was_written(text, decimals):
     ("final_int6_ngram8_mix_exact", "ngram"), ("n-gram blend", "ngram"), ("2gram", "ngram"),
     ("legal_ttt_exact", "ttt"), ("quantized_ttt_phased", "ttt"), ("final_int8_sliding_window", "sliding"),
     ("sliding", "sliding"), ("x_sliding_windows", "sliding"), ("final temped", "temp"), ("temperature eval", "temp"),
+    ("temp-eval", "temp"),
     ("standard", "standard"), ("nonoverlapping", "standard"), ("final_int8_zlib_roundtrip_exact", None),
     ("attempt", None), ("template", None),
 ])
@@ -161,19 +162,22 @@ def test_an_eval_name_states_its_mode_by_whole_words(text, mode):
     ("ema_bf16_sliding", [], "standard", ("sliding", "raw", None)),
     ("unquantized", ["legal_ttt"], "standard", ("ttt", "raw", None)),
     ("final_nf4_then_int8", [], "standard", ("standard", "quantized", "nf4")),
+    *[(f"final {word}", [], "standard", ("standard", "raw", None))  # each word alone says raw
+      for word in ("pre", "PREQUANT", "raw", "ema", "unquantized", "fp32", "bf16")],
+    ("final", ["fp16"], "standard", ("standard", "quantized", "fp16")),
 ])
 def test_an_eval_line_says_its_weights_and_scheme(name, words, default, want):
     assert classify(name, words, default) == want
 
 
 def _eval(raw: str, earlier: list[dict], number_: int = 10) -> dict:
-    return named_eval(parse_line(number_, raw), len(earlier), 500, "standard", earlier)
+    return named_eval(parse_line(number_, raw), len(earlier), "standard", earlier)
 
 
 def test_an_eval_line_becomes_one_row_with_its_numbers_and_where_it_is():
     row = _eval("final_int6_sliding_window_exact val_loss:1.89 val_bpb:1.12 eval_time:8.5s", [], 12)
     assert row == {"seq": 0, "name": "final_int6_sliding_window_exact", "mode": "sliding", "weights": "quantized",
-                   "quant": "int6", "step": 500, "val_loss": 1.89, "val_bpb": 1.12, "eval_ms": 8500.0, "line": 12,
+                   "quant": "int6", "step": None, "val_loss": 1.89, "val_bpb": 1.12, "eval_ms": 8500.0, "line": 12,
                    "repeats": None}
     assert _eval("val_bpb: 1.5 loss:2.5 time:3", [])["name"] == "val_bpb"  # no name: named by its metric
     assert (_eval("x val_bpb:1.5 loss:2.5 elapsed:3", [])["val_loss"], _eval("x val_bpb:1.5 elapsed:3", [])["eval_ms"]) \

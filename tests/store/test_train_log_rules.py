@@ -104,14 +104,15 @@ def test_train_seconds_come_from_the_last_eval_when_the_run_did_not_stop_early()
 
 def test_step_lines_give_loss_time_lr_and_phase_and_count_fields_we_do_not_store():
     trial, parsed = _one(
-        "step:1/3 [JEPA pretrain] train_loss:3.0 train_time:1.5s lr_mul:0.5 grad:1\n"
-        "step:2/3 loss:2.9 t:2s lr_scale:0.25 grad:2 mem:3\n"
-        "step:3/3 fitness:-3.0 time:0.1m [averylongphasename x]\n" + END)
+        "step:1/4 [JEPA pretrain] train_loss:3.0 train_time:1.5s lr_mul:0.5 grad:1\n"
+        "step:2/4 loss:2.9 t:2s lr_scale:0.25 grad:2 mem:3\n"
+        "step:3/4 fitness:-3.0 time:0.1m [averylongphasename x]\nstep:4/4 loss:2.8 elapsed:1s\n" + END)
     assert trial.steps == [
         {"step": 1, "train_loss": 3.0, "elapsed_ms": 1500.0, "lr_scale": 0.5, "phase": "JEPA", "tokens": None},
         {"step": 2, "train_loss": 2.9, "elapsed_ms": 2000.0, "lr_scale": 0.25, "phase": None, "tokens": None},
         {"step": 3, "train_loss": None, "elapsed_ms": 6000.0, "lr_scale": None, "phase": "averylongp",
-         "tokens": None}]
+         "tokens": None},
+        {"step": 4, "train_loss": 2.8, "elapsed_ms": 1000.0, "lr_scale": None, "phase": None, "tokens": None}]
     assert parsed.unstored_fields == {"grad": 2, "mem": 1, "fitness": 1}
     trial, _ = _one("step:1/1 [ ] train_loss:3.0\n")  # an empty tag is no phase
     assert trial.steps[0]["phase"] is None
@@ -121,6 +122,7 @@ def test_a_step_or_eval_printed_twice_is_kept_once_and_the_repeat_skipped():
     trial, parsed = _one("step:1/2 train_loss:3.0\nstep:1/2 train_loss:3.1\nstep:2/2 val_loss:2.5 val_bpb:1.5\n"
                          "step:2/2 val_loss:2.6 val_bpb:1.6\nstep:2/2 train_loss:2.9\n")
     assert _skips(parsed) == {2: "repeats step 1 of line 1", 4: "repeats the eval at step 2 of line 3"}
+    assert [s.text for s in parsed.skipped] == ["step:1/2 train_loss:3.1", "step:2/2 val_loss:2.6 val_bpb:1.6"]
     assert [s["train_loss"] for s in trial.steps] == [3.0, 2.9]
     assert trial.evals == [{"step": 2, "val_loss": 2.5, "val_bpb": 1.5, "mode": "standard", "weights": "raw"}]
 
@@ -140,6 +142,8 @@ def test_the_raw_metric_is_the_last_eval_after_training_and_quantized_evals_join
     assert [e["step"] for e in trial.named_evals] == [3, 3, 3, 3]
     trial, _ = _one("step:0/1 val_loss:6.9 val_bpb:4.0\nstep:1/1 train_loss:3.0\n")
     assert "val_bpb" not in trial.result and "quant_gap" not in trial.result  # step 0 is before training
+    trial, _ = _one("step:1/1 train_loss:3.0\nstep:1/1 val_loss:2.9 val_bpb:1.9\n")
+    assert trial.result["val_bpb"] == 1.9  # step 1 is after one step of training
 
 
 def test_a_declared_eval_mode_applies_to_the_eval_lines_after_it():
@@ -190,6 +194,14 @@ def test_a_last_line_without_its_line_end_must_be_whole():
                               "that was cut of'; expected a step, eval or summary line): truncated file?")
     with pytest.raises(LegacyFormatError, match=r"found 'x{57}\.\.\.'; expected"):
         parse("step:1/1 train_loss:3.0\n" + END + "x" * 61, "d.log")
+    with pytest.raises(LegacyFormatError, match=r"found 'x{60}'; expected"):
+        parse("step:1/1 train_loss:3.0\n" + END + "x" * 60, "d.log")
+    with pytest.raises(LegacyFormatError) as err:
+        parse("step:1/1 train_loss:3.0\nfinal_int8 val_loss:2.10000000 val_bpb:1.3", "f.log")
+    assert str(err.value) == ("f.log: last line 2 has no line end and its val_bpb has 1 decimals where its val_loss "
+                              "has 8: expected a whole eval line, found one cut short (truncated file?)")
+    # a step line's numbers are not compared (its val_bpb and val_loss may be written to other precisions)
+    parse("step:1/2 train_loss:3.0\nstep:2/2 val_loss:2.10000000 val_bpb:1.3", "g.log")
     parse("step:1/1 train_loss:3.0\n" + END + "x" * 60 + "\n", "e.log")  # with its line end: a skipped banner
 
 

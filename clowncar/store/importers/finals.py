@@ -50,7 +50,7 @@ def mode_of(text: str) -> str | None:
         return "ngram"
     if "ttt" in words:
         return "ttt"
-    if "sliding" in words or "sliding_window" in low:
+    if "sliding" in words:
         return "sliding"
     if words & {"temped", "temp", "temperature"}:
         return "temp"
@@ -70,12 +70,13 @@ def classify(name: str, words: list[str], default_mode: str) -> tuple[str, str, 
     return mode, weights, quant
 
 
-def named_eval(ln: Line, seq: int, step: int, default_mode: str, earlier: list[dict[str, Any]]) -> dict[str, Any]:
-    """The row of one eval line (see the module docstring); `earlier` are the run's named evals before it."""
+def named_eval(ln: Line, seq: int, default_mode: str, earlier: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row of one eval line (see the module docstring); `earlier` are the run's named evals before it. Its
+    step is left for the caller: the eval lines of a run measure the weights of its last step."""
     loss, bpb = ln.num("val_loss", "loss"), ln.num("val_bpb")
     mode, weights, quant = classify(ln.name, ln.words, default_mode)
     row: dict[str, Any] = {"seq": seq, "name": (ln.name or "val_bpb")[:200], "mode": mode, "weights": weights,
-                           "quant": quant, "step": step, "val_loss": loss, "val_bpb": bpb,
+                           "quant": quant, "step": None, "val_loss": loss, "val_bpb": bpb,
                            "eval_ms": ln.ms("eval_time", "time", "elapsed"), "line": ln.number, "repeats": None}
     # a repeat matches both numbers; a line with val_bpb alone (a summary) matches when it is written to 6+
     # decimals, where two different measurements agreeing by chance is out of the question

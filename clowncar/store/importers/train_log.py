@@ -152,7 +152,7 @@ def _setting(ln: Line, run: _Run) -> bool:
         stored = True
     for pattern, key in _BYTES:
         if m := pattern.match(ln.body):
-            run.result[key] = int(m.group(m.lastindex or 1))
+            run.result[key] = int(m.groups()[-1])
             stored = True
     return stored
 
@@ -183,7 +183,7 @@ def _step(ln: Line, run: _Run, out: Parsed) -> None:
                 run.result["train_seconds_at_eval"] = elapsed / 1000
 
 
-def _trial(run: _Run, where: str, runs: int) -> LegacyTrial:
+def _trial(run: _Run, runs: int) -> LegacyTrial:
     res, last_step = run.result, run.max_step
     batch = run.config.get("train", {}).get("train_batch_tokens")
     for row in run.steps:
@@ -231,8 +231,8 @@ def _check_last_line(ln: Line, kind: str, where: str) -> None:
 
 def _cut_off(run: _Run, where: str) -> str:
     last = run.last
-    total = f"/{last.total}" if last is not None and last.total else ""
-    return (f"{where}: run {run.index} stops at step {run.max_step}{total} (line {last.number if last else '?'}) "
+    assert last is not None  # every run starts at a step line
+    return (f"{where}: run {run.index} stops at step {run.max_step}/{last.total} (line {last.number}) "
             "with no final/eval line after it: expected training to reach its last step, a stopping_early "
             "line or a line such as `final_int8_zlib_roundtrip_exact val_loss:X val_bpb:X`; found none, so the "
             "log is cut off (run still going, or file truncated)")
@@ -297,7 +297,7 @@ def parse(text: str, where: str) -> Parsed:
                 _step(ln, run, out)
                 run.last = ln
             elif kind == "final":
-                run.named.append(named_eval(ln, len(run.named), run.max_step, run.mode, run.named))
+                run.named.append(named_eval(ln, len(run.named), run.mode, run.named))
             elif kind == "setting":
                 if not _setting(ln, run):
                     out.skipped.append(Skipped(ln.number, "no value we store", ln.text))
@@ -310,6 +310,6 @@ def parse(text: str, where: str) -> Parsed:
             last is not None and last.total is not None and run.max_step >= last.total)
         if not finished:
             raise LegacyFormatError(_cut_off(run, where))
-        out.trials.append(_trial(run, where, len(runs)))
+        out.trials.append(_trial(run, len(runs)))
     out.skipped.sort(key=lambda s: s.line)
     return out
