@@ -18,7 +18,7 @@ KINDS = {"F": "C", "N": "N"}
 
 
 def detect(text: str) -> bool:
-    return text.split("\n", 1)[0].rstrip("\r").split("\t")[:5] == HEADER
+    return [name.strip() for name in text.split("\n", 1)[0].split("\t")][:5] == HEADER
 
 
 def parse(text: str, name: str, key: str) -> Parsed:
