@@ -47,6 +47,12 @@ def test_a_csv_is_this_format_when_its_first_line_is_the_header():
     assert not sweep_csv.detect("timestamp,run_id,val_bpb,num_loops x,y\n")  # a column is the whole cell
 
 
+def test_a_csv_with_old_mac_line_ends_reads_like_one_with_lf():
+    text = CSV_HEAD + CSV_ROW + CSV_ROW.replace("frug2_001", "frug2_002")
+    lf, cr = sweep_csv.parse(text, "f.csv"), sweep_csv.parse(text.replace("\n", "\r"), "f.csv")
+    assert [(t.key, t.result) for t in cr.trials] == [(t.key, t.result) for t in lf.trials]
+
+
 def test_a_quoted_csv_cell_keeps_its_line_ends():
     row = CSV_ROW.replace("\n", "\r\n").replace(",why,", ',"line one\r\nline two",')
     (t,) = sweep_csv.parse(CSV_HEAD.replace("\n", "\r\n") + row, "f.csv").trials
@@ -207,9 +213,11 @@ def test_a_cadence_trace_gives_c_and_n_steps_running_time_and_a_closing_eval():
 
 
 def test_cadence_times_are_kept_to_the_nanosecond_without_float_noise():
-    text = "step\ttype\ttrain_loss\tval_bpb\tstep_ms\n1\tN\t3\t\t0.1\n2\tN\t3\t\t0.2\n3\tN\t3\t\t0.0000004\n"
+    text = ("step\ttype\ttrain_loss\tval_bpb\tstep_ms\n1\tN\t3\t\t0.1\n2\tN\t3\t\t0.2\n3\tN\t3\t\t0.0004\n"
+            "4\tN\t3\t\t0.0000004\n")
     (t,) = cadence_tsv.parse(text, "t.tsv", "k").trials
-    assert [s["elapsed_ms"] for s in t.steps] == [0.1, 0.3, 0.3] and t.result["train_seconds"] == 0.0003
+    assert [s["elapsed_ms"] for s in t.steps] == [0.1, 0.3, 0.3004, 0.3004]
+    assert t.result["train_seconds"] == 0.0003  # seconds to the microsecond
 
 
 def test_a_five_column_trace_with_crlf_line_ends_reads_like_one_with_lf():
@@ -225,12 +233,13 @@ def test_a_trace_that_stops_between_evals_has_no_final_bpb():
 
 
 def test_cadence_rows_that_cannot_be_read_are_skipped_and_a_cut_last_row_refuses_the_file():
-    bad = TSV + "step\ttype\ttrain_loss\tval_bpb\tstep_ms\tgravity\n4\tX\t3\t\t1\n4\tEVAL\t\t\t\t\nx\tN\t3\t\t1\n4\tN\n"
+    bad = TSV + "step\ttype\ttrain_loss\tval_bpb\tstep_ms\tgravity\n4\tX\t3\t\t1\n4\tEVAL\t\t\t\t\nx\tN\t3\t\t1\n4\tN\n4\tN\t3\t\t1X\n"
     parsed = cadence_tsv.parse(bad, "t.tsv", "k")
     assert [(s.line, s.reason) for s in parsed.skipped] == [
         (8, "repeated header"), (9, "unreadable row (type 'X' is not F, N or EVAL)"),
         (10, "unreadable row (EVAL row without val_bpb)"),
-        (11, "unreadable row (invalid literal for int() with base 10: 'x')"), (12, "unreadable row (2 fields)")]
+        (11, "unreadable row (invalid literal for int() with base 10: 'x')"), (12, "unreadable row (2 fields)"),
+        (13, "unreadable row (could not convert string to float: '1X')")]
     assert [s.text for s in parsed.skipped] == bad.splitlines()[7:]
     with pytest.raises(LegacyFormatError, match=r"^t.tsv: last line 8 has 2 of 6 fields \(truncated file\?\)$"):
         cadence_tsv.parse(TSV + "4\tN", "t.tsv", "k")
