@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +13,7 @@ import pytest
 from clowncar.data.shards import (
     HEADER_BYTES,
     MAGIC,
+    ShardHeader,
     list_shards,
     read_header,
     read_shard,
@@ -106,3 +111,127 @@ def test_list_shards_sorts_by_name_and_filters_by_glob(tmp_path: Path) -> None:
         "fineweb_train_000000.bin", "fineweb_train_000001.bin", "fineweb_train_000002.bin"]
     with pytest.raises(DataError, match="shard directory not found"):
         list_shards(tmp_path / "missing", "*.bin")
+
+
+def test_a_header_reads_as_its_fields(tmp_path: Path) -> None:
+    p = write_shard(tmp_path / "s.bin", np.arange(100))
+    h = read_header(p)
+    assert h == ShardHeader(path=p, magic=MAGIC, version=1, num_tokens=100) and h.file_bytes == HEADER_BYTES + 200
+
+
+def test_reading_a_header_reads_only_the_header(tmp_path: Path) -> None:
+    """A 200 MB shard (sparse on disk): validating it must not pull its tokens into memory."""
+    p = write_shard(tmp_path / "big.bin", [])
+    n = 100_000_000
+    with p.open("r+b") as f:
+        f.seek(8)
+        f.write(np.array([n], dtype="<i4").tobytes())
+        f.truncate(HEADER_BYTES + 2 * n)
+    tracemalloc.start()
+    try:
+        assert read_header(p).num_tokens == n
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+
+
+def test_a_shard_is_mapped_read_only_whatever_its_length(tmp_path: Path) -> None:
+    for toks in ([7], [1, 2, 3]):
+        back = read_shard(write_shard(tmp_path / "s.bin", toks))
+        assert back.tolist() == toks and back.dtype == np.uint16 and not back.flags.writeable
+    empty = read_shard(write_shard(tmp_path / "e.bin", []))
+    assert empty.dtype == np.uint16 and empty.shape == (0,)
+
+
+def test_uint16_and_other_integer_tokens_are_written_as_the_same_bytes(tmp_path: Path) -> None:
+    toks = np.arange(0, 65536, 257)
+    a = write_shard(tmp_path / "a.bin", toks.astype(np.uint16)).read_bytes()
+    b = write_shard(tmp_path / "b.bin", toks.astype(np.int32)).read_bytes()
+    assert a == b and len(a) == HEADER_BYTES + 2 * toks.size
+
+
+def test_the_writer_says_what_is_wrong_with_its_tokens(tmp_path: Path) -> None:
+    p = tmp_path / "s.bin"
+    cases = [(np.zeros((2, 2), dtype=np.int64), f"{p}: tokens must be a 1-D sequence, got shape (2, 2)"),
+             ([1.5, 2.0], f"{p}: tokens must be integers, got float64"),
+             ([70000, -1], f"{p}: token id 70000 does not fit uint16 (vocab must be <= 65536)"),
+             ([65536, 3], f"{p}: token id 65536 does not fit uint16 (vocab must be <= 65536)"),
+             ([-1, 3], f"{p}: token id -1 does not fit uint16 (vocab must be <= 65536)")]
+    for tokens, message in cases:
+        with pytest.raises(DataError) as err:
+            write_shard(p, tokens)
+        assert str(err.value) == message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_more_tokens_than_the_int32_header_holds_are_refused_before_anything_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_write(*args: object, **kwargs: object) -> None:
+        raise AssertionError("nothing may be written")
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_write)
+    p = tmp_path / "s.bin"
+    with pytest.raises(DataError) as err:
+        write_shard(p, np.broadcast_to(np.uint16(1), (2**31,)))  # a view: no memory behind it
+    assert str(err.value) == f"{p}: 2147483648 tokens do not fit the int32 header"
+    monkeypatch.undo()
+    assert read_shard(write_shard(p, np.ones(100, dtype=np.uint16))).size == 100
+
+
+def test_the_writer_makes_missing_folders_and_a_file_mode_from_the_umask(tmp_path: Path) -> None:
+    for umask, mode in ((0o027, 0o640), (0o022, 0o644)):
+        old = os.umask(umask)
+        try:
+            p = write_shard(tmp_path / "a" / "b" / f"{umask}.bin", [1, 2])
+        finally:
+            os.umask(old)
+        assert stat.S_IMODE(p.stat().st_mode) == mode and read_shard(p).tolist() == [1, 2]
+
+
+def test_a_shard_being_written_is_a_hidden_temp_file_beside_it_that_no_shard_glob_sees(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[Path, list[str]]] = []
+    replace = os.replace
+
+    def spy(src: str, dst: str) -> None:
+        seen.append((Path(src), [q.name for q in list_shards(tmp_path, "fineweb_train_*.bin")]))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    write_shard(tmp_path / shard_name("train", 0), [1, 2, 3])
+    ((src, listed),) = seen
+    assert src.parent == tmp_path and src.name.startswith(".fineweb_train_000000.bin.")
+    assert src.name.endswith(".tmp") and listed == []
+
+
+def test_a_failed_write_leaves_no_temp_file_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full_disk(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
+        write_shard(tmp_path / "s.bin", [1, 2, 3])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_or_a_missing_file_is_named_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as err:
+        read_header(tmp_path)
+    assert str(err.value) == f"{tmp_path}: is a directory, not a shard"
+    with pytest.raises(DataError) as err:
+        read_header(tmp_path / "nope.bin")
+    assert str(err.value) == f"{tmp_path / 'nope.bin'}: cannot read shard (No such file or directory)"
+
+
+def test_a_shard_that_cannot_be_mapped_is_a_data_error_naming_it(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    p = write_shard(tmp_path / "s.bin", [1, 2, 3])
+
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(np, "memmap", no_memory)
+    with pytest.raises(DataError) as err:
+        read_shard(p)
+    assert str(err.value) == f"{p}: cannot map shard ([Errno 12] Cannot allocate memory)"
