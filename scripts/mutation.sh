@@ -21,6 +21,7 @@ declare -A TESTS=(
   [clowncar/data/bpb.py]="tests/data/test_bpb.py"
   [clowncar/data/stream.py]="tests/data/test_stream.py"
   [clowncar/data/shards.py]="tests/data/test_shards.py"
+  [clowncar/data/tokenizer.py]="tests/data/test_tokenizer.py"
   [clowncar/worker/evaluate.py]="tests/worker/test_evaluate.py"
   [clowncar/worker/schedule.py]="tests/worker/test_schedule.py"
   [clowncar/worker/optim.py:EMA]="tests/worker/test_optim.py"
@@ -54,7 +55,7 @@ declare -A KEYWORDS=(
   [clowncar/store/importers/micro_log.py]="not test_parse_snapshots.py or legacy_sweep"
   [clowncar/store/importers/cadence_tsv.py]="not test_parse_snapshots.py or legacy_sweep"
 )
-ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clowncar/worker/evaluate.py clowncar/worker/schedule.py
+ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clowncar/data/tokenizer.py clowncar/worker/evaluate.py clowncar/worker/schedule.py
        clowncar/worker/optim.py:EMA
        clowncar/analysis/stats.py clowncar/analysis/family.py clowncar/analysis/result.py
        clowncar/analysis/runlevel.py clowncar/analysis/seeds.py clowncar/analysis/cn_steps.py

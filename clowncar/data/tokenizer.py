@@ -87,12 +87,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, model_prefix: str | o
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         msg = re.sub(r"^.*?\)\s*\[.*?\]\s*", "", msg)  # drop the C++ source location and check
         msg = msg.replace("--character_coverage option", "--character-coverage")
-        hint = "" if "character" in msg or "ocab" not in msg else " (try a larger --vocab-size)"
-        raise DataError(f"sentencepiece training failed: {msg}{hint}") from None
-    sp = load_tokenizer(prefix.with_suffix(".model"))
-    if sp.vocab_size() > MAX_VOCAB:
-        raise DataError(f"tokenizer vocab {sp.vocab_size()} does not fit uint16 shards (max {MAX_VOCAB})")
-    return sp
+        raise DataError(f"sentencepiece training failed: {msg}") from None
+    # hard_vocab_limit=False lets the trainer stop below vocab_size, never above it: the ids fit uint16
+    return load_tokenizer(prefix.with_suffix(".model"))
 
 
 def load_tokenizer(path: str | os.PathLike[str]) -> spm.SentencePieceProcessor:
@@ -106,7 +103,8 @@ def load_tokenizer(path: str | os.PathLike[str]) -> spm.SentencePieceProcessor:
     try:
         sp.Load(str(p))
     except (OSError, RuntimeError) as exc:
-        raise DataError(f"{p}: not a SentencePiece model ({str(exc).strip().splitlines()[-1:]})") from None
+        lines = str(exc).strip().splitlines()
+        raise DataError(f"{p}: not a SentencePiece model ({lines[-1] if lines else type(exc).__name__})") from None
     return sp
 
 

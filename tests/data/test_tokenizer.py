@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,97 @@ def test_loading_a_missing_or_corrupt_model_is_a_data_error(tmp_path: Path) -> N
     bad.write_bytes(b"not a model")
     with pytest.raises(DataError, match="not a SentencePiece model"):
         load_tokenizer(bad)
+
+
+@pytest.mark.parametrize(("text", "lines"), [
+    ("a" * 9, ["a" * 9]),  # 9 bytes: under a limit of 10
+    ("a" * 10, ["a" * 9, "a"]),  # 10 bytes: cut
+    ("a" * 20, ["a" * 9, "a" * 9, "aa"]),  # no blank: cut at the limit
+    ("aaaa   bbbbbbbb", ["aaaa", "bbbbbbbb"]),  # at the blank run, which neither piece keeps
+    ("é" * 10, ["éééé", "éééé", "éé"]),  # two-byte characters are never split
+    ("  x  \n\n y\x00z", ["x", "y z"]),  # per line, stripped; NUL (the trainer's terminator) becomes a blank
+])
+def test_training_lines_are_cut_below_the_limit_at_blanks_or_characters(text: str, lines: list[str]) -> None:
+    assert list(training_lines([text], limit=10)) == lines
+
+
+def test_training_is_silent_and_makes_missing_folders(tmp_path: Path, kjv_verses: list[str],
+                                                      capfd: pytest.CaptureFixture[str]) -> None:
+    spm.set_min_log_level(0)  # the level is process-wide: an earlier quiet call must not make this one quiet
+    sp = train_tokenizer(kjv_verses[:200], 400, tmp_path / "a" / "b" / "t")
+    assert sp.vocab_size() == 400 and (tmp_path / "a" / "b" / "t.model").is_file()
+    assert capfd.readouterr() == ("", "")  # sentencepiece logs every step to stderr unless told not to
+
+
+def _threads(sp: spm.SentencePieceProcessor) -> int:
+    from sentencepiece import sentencepiece_model_pb2
+
+    model = sentencepiece_model_pb2.ModelProto()
+    model.ParseFromString(sp.serialized_model_proto())
+    return model.trainer_spec.num_threads
+
+
+def test_the_trainer_uses_every_core_up_to_16_unless_told(tmp_path: Path, kjv_verses: list[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    for cores, want in ((32, 16), (3, 3), (None, 1)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert _threads(train_tokenizer(kjv_verses[:100], 400, tmp_path / f"t{cores}")) == want
+    assert _threads(train_tokenizer(kjv_verses[:100], 400, tmp_path / "one", num_threads=1)) == 1
+
+
+def test_vocab_and_coverage_bounds_are_inclusive(tmp_path: Path, kjv_verses: list[str]) -> None:
+    for vocab in (7, 65537):
+        with pytest.raises(DataError) as err:
+            train_tokenizer(["abc def"], vocab, tmp_path / "t")
+        assert str(err.value) == f"vocab size {vocab} out of range: shards store uint16 ids, so 8..65536"
+    with pytest.raises(DataError) as err:  # 8 is in range: sentencepiece itself says why it is too small
+        train_tokenizer(["abc def"], 8, tmp_path / "t")
+    assert str(err.value) == ("sentencepiece training failed: Vocabulary size is smaller than required_chars. "
+                              "8 vs 267. Increase vocab_size or decrease character_coverage with "
+                              "--character-coverage.")
+    assert train_tokenizer(kjv_verses[:100], 65536, tmp_path / "big").vocab_size() <= 65536
+    for coverage in (0.979, 1.001):
+        with pytest.raises(DataError) as err:
+            train_tokenizer(["abc def"], 300, tmp_path / "t", character_coverage=coverage)
+        assert str(err.value) == f"character coverage must be between 0.98 and 1.0, got {coverage}"
+    assert train_tokenizer(kjv_verses[:100], 400, tmp_path / "low", character_coverage=0.98).vocab_size() == 400
+
+
+def test_a_trainer_failure_without_a_message_is_named_by_its_type(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def fails(**kwargs: object) -> None:
+        raise RuntimeError("  ")
+
+    monkeypatch.setattr(spm.SentencePieceTrainer, "train", fails)
+    with pytest.raises(DataError) as err:
+        train_tokenizer(["abc def"], 300, tmp_path / "t")
+    assert str(err.value) == "sentencepiece training failed: RuntimeError"
+
+
+def test_special_ids_other_than_the_challenges_are_refused(tmp_path: Path) -> None:
+    model = io.BytesIO()  # sentencepiece's own defaults: unk 0, bos 1, eos 2, no pad
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(["abc def ghi"] * 50), model_writer=model,
+                                   vocab_size=20, hard_vocab_limit=False, minloglevel=2)
+    with pytest.raises(DataError) as err:
+        check_challenge_ids(spm.SentencePieceProcessor(model_proto=model.getvalue()), "x.model")
+    assert str(err.value) == "x.model: tokenizer special ids pad/bos/eos/unk are (-1, 1, 2, 0), expected (0, 1, 2, 3)"
+
+
+def test_a_model_that_fails_to_load_without_a_message_is_named_by_its_type(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fails(self: object, path: str) -> None:
+        raise OSError()
+
+    monkeypatch.setattr(spm.SentencePieceProcessor, "Load", fails)
+    (tmp_path / "m.model").write_bytes(b"x")
+    with pytest.raises(DataError) as err:
+        load_tokenizer(tmp_path / "m.model")
+    assert str(err.value) == f"{tmp_path / 'm.model'}: not a SentencePiece model (OSError)"
+
+
+def test_a_corrupt_model_names_the_file_and_sentencepieces_reason(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.model"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(DataError) as err:
+        load_tokenizer(bad)
+    assert str(err.value) == f"{bad}: not a SentencePiece model (INTERNAL: could not parse ModelProto from {bad})"
