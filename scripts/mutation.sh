@@ -22,6 +22,7 @@ declare -A TESTS=(
   [clowncar/data/stream.py]="tests/data/test_stream.py"
   [clowncar/data/shards.py]="tests/data/test_shards.py"
   [clowncar/data/tokenizer.py]="tests/data/test_tokenizer.py"
+  [clowncar/config_canonical.py]="tests/worker/test_config_canonical.py"
   [clowncar/worker/evaluate.py]="tests/worker/test_evaluate.py"
   [clowncar/worker/schedule.py]="tests/worker/test_schedule.py"
   [clowncar/worker/optim.py:EMA]="tests/worker/test_optim.py"
@@ -64,7 +65,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/worker/artifact.py clowncar/worker/code_bytes.py
        clowncar/store/importers/train_log.py clowncar/store/importers/lines.py clowncar/store/importers/finals.py
        clowncar/store/importers/sweep_csv.py clowncar/store/importers/micro_log.py
-       clowncar/store/importers/cadence_tsv.py)
+       clowncar/store/importers/cadence_tsv.py clowncar/config_canonical.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

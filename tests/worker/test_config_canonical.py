@@ -16,6 +16,93 @@ from clowncar.worker.run import run_trial
 
 SHORT = ("train.iterations=4", "train.warmdown_iters=2", "eval.stride=0", "train.probe_every=0")
 
+
+# Two configs per row that differ only in fields the row's rule makes moot: their canonical forms must be one
+# (what the trial-running test above cannot show: a rule that merges less is as safe as it is wasteful).
+MERGE = {
+    "one-loop-cadence": (["model.crawler_loops=1", "train.cadence=2", "train.cadence_offset=1", "model.inst_dim=8"],
+                         ["model.crawler_loops=1", "train.cadence=3", "model.inst_dim=0"]),
+    "no-crawler-blocks": (["model.num_crawler_layers=0", "model.crawler_loops=3", "model.crawler_mlp_mult=3.0",
+                           "model.xsa=crawler", "model.inst_dim=8", "train.cadence=2",
+                           "model.value_embed_dim=8"],
+                          ["model.num_crawler_layers=0", "model.crawler_loops=2", "model.xsa=off",
+                           "model.inst_dim=0", "model.loop_offsets=learned", "train.cadence=5"]),
+    "no-flat-blocks": (["model.num_flat_layers=0", "model.mlp_mult=3.0", "model.crawler_position=end",
+                        "model.xsa=all"],
+                       ["model.num_flat_layers=0", "model.mlp_mult=2.0", "model.xsa=crawler"]),
+    "gpt": (["model.arch=gpt", "model.crawler_loops=3", "model.inst_dim=8", "model.num_flat_layers=1",
+             "model.num_crawler_layers=2", "model.crawler_mlp_mult=3.0", "model.crawler_position=end",
+             "model.value_embed_dim=8", "train.cadence=2", "train.cadence_offset=1"],
+            ["model.arch=gpt", "model.crawler_loops=2", "model.inst_dim=0", "model.loop_offsets=learned",
+             "train.cadence=7"]),
+    "crawler-ignores-num-layers": (["model.num_layers=3"], ["model.num_layers=5"]),
+    "fixed-width-budget": (["model.param_budget=123", "model.param_budget_counts=blocks"], []),
+    "bigram-off": (["model.bigram_vocab_size=0", "model.bigram_dim=8"], ["model.bigram_vocab_size=0"]),
+    "trigram-off": (["model.trigram_vocab_size=0", "model.trigram_dim=8", "model.trigram_zero_init=true"],
+                    ["model.trigram_vocab_size=0"]),
+    "deltanet-off": (["model.delta_net_heads=0", "model.delta_net_conv=2", "model.delta_net_chunk=8",
+                      "model.deltanet_backend=torch"], ["model.delta_net_heads=0"]),
+    "phased-ignores-cadence": (["train.cadence_phased=true", "train.cadence=5"],
+                               ["train.cadence_phased=true", "train.cadence=2"]),
+    "unphased-ignores-phases": (["train.cadence_early=5", "train.cadence_main=7", "train.cadence_late=1"], []),
+    "offset-at-cadence-1": (["train.cadence=1", "train.cadence_offset=3"], ["train.cadence=1"]),
+    "offset-modulo-cadence": (["train.cadence=3", "train.cadence_offset=5"],
+                              ["train.cadence=3", "train.cadence_offset=2"]),
+    "cosine": (["train.lr_schedule=cosine", "train.warmdown_iters=7", "train.lr_hold_steps=3"],
+               ["train.lr_schedule=cosine", "train.warmdown_iters=2"]),
+    "warmdown": (["train.lr_min_ratio=0.3"], ["train.lr_min_ratio=0.1"]),
+    "adamw": (["train.optimizer=adamw", "train.muon_momentum=0.5", "train.muon_wd=0.1",
+               "train.muon_backend_steps=3", "train.muon_momentum_warmup_start=0.7",
+               "train.muon_momentum_warmup_steps=3"], ["train.optimizer=adamw"]),
+    "no-ema": (["train.ema=false", "train.ema_decay=0.5", "train.ema_start_step=2"], ["train.ema=false"]),
+    "no-quant": (["quant.enabled=false", "quant.flat_scheme=int6", "quant.zstd_level=3"], ["quant.enabled=false"]),
+    "stride-of-the-train-window": (["eval.seq_len=0", "train.train_seq_len=64", "eval.stride=64"],
+                                   ["eval.seq_len=0", "train.train_seq_len=64", "eval.stride=0"]),
+    "stride-of-the-eval-window": (["eval.stride=32", "eval.seq_len=32"], ["eval.stride=0", "eval.seq_len=32"]),
+}
+
+# ... and two configs per row that differ in a live field must stay apart.
+APART = {
+    "cadence-of-two-loops": (["model.crawler_loops=2", "train.cadence=2"], ["model.crawler_loops=2", "train.cadence=3"]),
+    "offset-of-cadence-3": (["train.cadence=3", "train.cadence_offset=1"], ["train.cadence=3", "train.cadence_offset=2"]),
+    "phases-when-phased": (["train.cadence_phased=true", "train.cadence_early=3"],
+                           ["train.cadence_phased=true", "train.cadence_early=4"]),
+    "flat-mlp-width": (["model.mlp_mult=2.0"], ["model.mlp_mult=3.0"]),
+    "crawler-mlp-width": (["model.crawler_mlp_mult=2.0"], ["model.crawler_mlp_mult=3.0"]),
+    "inst-dim-of-two-loops": (["model.crawler_loops=2", "model.inst_dim=8"], ["model.crawler_loops=2", "model.inst_dim=4"]),
+    "gpt-depth": (["model.arch=gpt", "model.num_layers=3"], ["model.arch=gpt", "model.num_layers=4"]),
+    "warmdown-length": (["train.warmdown_iters=2"], ["train.warmdown_iters=3"]),
+    "cosine-floor": (["train.lr_schedule=cosine", "train.lr_min_ratio=0.2"],
+                     ["train.lr_schedule=cosine", "train.lr_min_ratio=0.3"]),
+    "muon-momentum": (["train.muon_momentum=0.9"], ["train.muon_momentum=0.8"]),
+    "ema-decay": (["train.ema=true", "train.ema_decay=0.9"], ["train.ema=true", "train.ema_decay=0.8"]),
+    "quant-scheme": (["quant.enabled=true", "quant.flat_scheme=int6"], ["quant.enabled=true", "quant.flat_scheme=int8"]),
+    "bigram-width": (["model.bigram_vocab_size=64", "model.bigram_dim=8"], ["model.bigram_vocab_size=64", "model.bigram_dim=4"]),
+    "trigram-init": (["model.trigram_vocab_size=64", "model.trigram_zero_init=true"],
+                     ["model.trigram_vocab_size=64", "model.trigram_zero_init=false"]),
+    "deltanet-conv": (["model.delta_net_heads=2", "model.delta_net_conv=2"], ["model.delta_net_heads=2", "model.delta_net_conv=3"]),
+    "sliding-stride": (["eval.stride=16"], ["eval.stride=32"]),
+    "stride-under-the-train-window": (["eval.seq_len=0", "train.train_seq_len=64", "eval.stride=32"],
+                                      ["eval.seq_len=0", "train.train_seq_len=64", "eval.stride=16"]),
+    "auto-width-budget": (["model.model_dim=auto", "model.param_budget=100000"],
+                          ["model.model_dim=auto", "model.param_budget=200000"]),
+}
+
+
+@pytest.mark.parametrize("pair", list(MERGE.values()), ids=list(MERGE))
+def test_configs_that_differ_only_in_moot_fields_share_one_canonical_form(
+        pair: tuple[list[str], list[str]], tiny_cfg: Callable[..., Any]) -> None:
+    a, b = (canonical(tiny_cfg(*SHORT, *overrides)) for overrides in pair)
+    assert a.to_dict() == b.to_dict()
+
+
+@pytest.mark.parametrize("pair", list(APART.values()), ids=list(APART))
+def test_configs_that_differ_in_a_live_field_keep_two_canonical_forms(
+        pair: tuple[list[str], list[str]], tiny_cfg: Callable[..., Any]) -> None:
+    a, b = (canonical(tiny_cfg(*SHORT, *overrides)) for overrides in pair)
+    assert a.content_hash() != b.content_hash()
+
+
 MOOT = {
     "one-loop-cadence-and-flow-instructions": ["model.crawler_loops=1", "train.cadence=3", "train.cadence_offset=2"],
     "no-crawler-blocks": ["model.num_crawler_layers=0", "model.crawler_loops=3", "train.cadence=2",
