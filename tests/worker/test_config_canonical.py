@@ -64,6 +64,11 @@ MERGE = {
 # ... and two configs per row that differ in a live field must stay apart.
 APART = {
     "cadence-of-two-loops": (["model.crawler_loops=2", "train.cadence=2"], ["model.crawler_loops=2", "train.cadence=3"]),
+    "offset-of-cadence-2": (["train.cadence=2", "train.cadence_offset=0"], ["train.cadence=2", "train.cadence_offset=1"]),
+    "xsa-of-flat-blocks-alone": (["model.num_crawler_layers=0", "model.xsa=all"],
+                                 ["model.num_crawler_layers=0", "model.xsa=off"]),
+    "xsa-of-crawler-blocks-alone": (["model.num_flat_layers=0", "model.xsa=crawler"],
+                                    ["model.num_flat_layers=0", "model.xsa=off"]),
     "offset-of-cadence-3": (["train.cadence=3", "train.cadence_offset=1"], ["train.cadence=3", "train.cadence_offset=2"]),
     "phases-when-phased": (["train.cadence_phased=true", "train.cadence_early=3"],
                            ["train.cadence_phased=true", "train.cadence_early=4"]),
@@ -76,6 +81,7 @@ APART = {
                      ["train.lr_schedule=cosine", "train.lr_min_ratio=0.3"]),
     "muon-momentum": (["train.muon_momentum=0.9"], ["train.muon_momentum=0.8"]),
     "ema-decay": (["train.ema=true", "train.ema_decay=0.9"], ["train.ema=true", "train.ema_decay=0.8"]),
+    "quant-on-or-off": (["quant.enabled=false"], ["quant.enabled=true"]),
     "quant-scheme": (["quant.enabled=true", "quant.flat_scheme=int6"], ["quant.enabled=true", "quant.flat_scheme=int8"]),
     "bigram-width": (["model.bigram_vocab_size=64", "model.bigram_dim=8"], ["model.bigram_vocab_size=64", "model.bigram_dim=4"]),
     "trigram-init": (["model.trigram_vocab_size=64", "model.trigram_zero_init=true"],
@@ -87,6 +93,17 @@ APART = {
     "auto-width-budget": (["model.model_dim=auto", "model.param_budget=100000"],
                           ["model.model_dim=auto", "model.param_budget=200000"]),
 }
+
+
+def test_a_config_without_quantization_keeps_it_off(tiny_cfg: Callable[..., Any]) -> None:
+    assert canonical(tiny_cfg(*SHORT, "quant.enabled=false")).quant.enabled is False
+
+
+def test_a_model_that_never_crawls_counts_every_step_as_an_n_step(tiny_cfg: Callable[..., Any]) -> None:
+    assert canonical(tiny_cfg(*SHORT, "model.num_crawler_layers=0", "train.cadence=3")).train.cadence == 0
+    assert canonical(tiny_cfg(*SHORT, "model.arch=gpt", "train.cadence=3")).train.cadence == 0
+    # one pass through the crawler: C-steps and N-steps compute the same, and every step is a C-step (the default)
+    assert canonical(tiny_cfg(*SHORT, "model.crawler_loops=1", "train.cadence=3")).train.cadence == 1
 
 
 @pytest.mark.parametrize("pair", list(MERGE.values()), ids=list(MERGE))
