@@ -45,6 +45,10 @@ declare -A TESTS=(
   [clowncar/store/importers/sweep_csv.py]="tests/store/test_sweep_file_rules.py tests/store/test_parse_snapshots.py"
   [clowncar/store/importers/micro_log.py]="tests/store/test_sweep_file_rules.py tests/store/test_parse_snapshots.py"
   [clowncar/store/importers/cadence_tsv.py]="tests/store/test_sweep_file_rules.py tests/store/test_parse_snapshots.py"
+  [clowncar/model/layers.py]="tests/model/test_reference_forward.py tests/model/test_init_rules.py tests/model/test_layers.py tests/model/test_seed_model.py tests/model/test_seed_trainer_layouts.py tests/worker/test_seed_trainer_training.py"
+  [clowncar/model/crawler.py]="tests/model/test_reference_forward.py tests/model/test_init_rules.py tests/model/test_seed_model.py tests/model/test_seed_trainer_layouts.py tests/model/test_sizes.py"
+  [clowncar/model/gpt.py]="tests/model/test_reference_forward.py tests/model/test_init_rules.py tests/model/test_sizes.py"
+  [clowncar/model/deltanet.py]="tests/model/test_deltanet.py tests/model/test_reference_forward.py tests/model/test_init_rules.py tests/model/test_seed_model.py"
 )
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
 # spaces). artifact.py: of the bad-input corpus, only the artifact cases that run in this process (the one run as
@@ -55,6 +59,7 @@ declare -A KEYWORDS=(
   [clowncar/store/importers/sweep_csv.py]="not test_parse_snapshots.py or legacy_sweep"
   [clowncar/store/importers/micro_log.py]="not test_parse_snapshots.py or legacy_sweep"
   [clowncar/store/importers/cadence_tsv.py]="not test_parse_snapshots.py or legacy_sweep"
+  [clowncar/model/layers.py]="not test_seed_trainer_training.py or fake"
 )
 ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clowncar/data/tokenizer.py clowncar/worker/evaluate.py clowncar/worker/schedule.py
        clowncar/worker/optim.py:EMA
@@ -65,7 +70,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/worker/artifact.py clowncar/worker/code_bytes.py
        clowncar/store/importers/train_log.py clowncar/store/importers/lines.py clowncar/store/importers/finals.py
        clowncar/store/importers/sweep_csv.py clowncar/store/importers/micro_log.py
-       clowncar/store/importers/cadence_tsv.py clowncar/config_canonical.py)
+       clowncar/store/importers/cadence_tsv.py clowncar/config_canonical.py
+       clowncar/model/layers.py clowncar/model/crawler.py clowncar/model/gpt.py clowncar/model/deltanet.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

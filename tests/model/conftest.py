@@ -89,6 +89,11 @@ def rel_err() -> Callable[[torch.Tensor, torch.Tensor], float]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """A test that takes `model_variant` runs once per entry of VARIANTS (the overrides dict), by name."""
+    """A test that takes `model_variant` runs once per entry of VARIANTS (the overrides dict), by name; one that
+    takes `reference_variant` once per fp32 entry and per entry of its module's EXTRA table."""
     if "model_variant" in metafunc.fixturenames:
         metafunc.parametrize("model_variant", list(VARIANTS.values()), ids=list(VARIANTS))
+    if "reference_variant" in metafunc.fixturenames:
+        chosen = {name: v for name, v in VARIANTS.items() if v.get("param_dtype", "fp32") == "fp32"}
+        chosen.update(getattr(metafunc.module, "EXTRA", {}))
+        metafunc.parametrize("reference_variant", list(chosen.values()), ids=list(chosen))
