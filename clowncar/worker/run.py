@@ -101,7 +101,8 @@ def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
         train(cfg, out_dir, info, device, events, log, result, StartupClock())
     except ClownCarError as err:  # bad input: before the first step it is a rejected run, exit 2
         status, reason = "error", f"{type(err).__name__}: {err}"
-        code = err.exit_code if result["steps"] is None else EXIT_FAILED
+        if result["steps"] is None:  # after it (a corrupt shard at step 500) it is a failed run like any other
+            code = err.exit_code
     except Diverged as err:
         status, reason = "diverged", str(err)
     except torch.OutOfMemoryError as err:
