@@ -49,6 +49,7 @@ declare -A TESTS=(
   [clowncar/model/crawler.py]="tests/model/test_reference_forward.py tests/model/test_init_rules.py tests/model/test_seed_model.py tests/model/test_seed_trainer_layouts.py tests/model/test_sizes.py"
   [clowncar/model/gpt.py]="tests/model/test_reference_forward.py tests/model/test_init_rules.py tests/model/test_sizes.py"
   [clowncar/worker/run.py]="tests/worker/test_run_status.py"
+  [clowncar/worker/optim.py]="tests/worker/test_optim.py tests/worker/test_optim_reference.py"
   [clowncar/model/deltanet.py]="tests/model/test_deltanet.py tests/model/test_reference_forward.py tests/model/test_init_rules.py tests/model/test_seed_model.py"
 )
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
@@ -73,7 +74,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/store/importers/sweep_csv.py clowncar/store/importers/micro_log.py
        clowncar/store/importers/cadence_tsv.py clowncar/config_canonical.py
        clowncar/model/layers.py clowncar/model/crawler.py clowncar/model/gpt.py clowncar/model/deltanet.py
-       clowncar/worker/run.py)
+       clowncar/worker/run.py clowncar/worker/optim.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2
