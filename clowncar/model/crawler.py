@@ -45,7 +45,7 @@ from clowncar.model.layers import Block, CastedLinear, TiedLM, ValueEmbedding, i
 def fixed_loop_offsets(loops: int, dim: int) -> Tensor:
     """`[loops, dim]` orthogonal rows of norm 0.01 from a fixed generator: the same in every process."""
     g = torch.Generator(device="cpu").manual_seed(0x10_0905)
-    raw = torch.randn(dim, max(loops, 1), generator=g, device="cpu")
+    raw = torch.randn(dim, loops, generator=g, device="cpu")
     q, _ = torch.linalg.qr(raw)  # needs loops <= dim, which any usable width satisfies
     return (q.T[:loops] * 0.01).contiguous()
 

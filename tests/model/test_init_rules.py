@@ -161,6 +161,14 @@ def test_fixed_offsets_are_the_same_orthogonal_rows_whatever_the_seed() -> None:
     assert fixed_loop_offsets(1, 8).shape == (1, 8)
 
 
+def test_fixed_offsets_are_pinned_because_no_artifact_stores_them() -> None:
+    """A model loaded from an artifact rebuilds its fixed offsets: a changed generator seed or draw would make
+    every stored crawler of this kind compute another function, silently."""
+    want = torch.tensor([[-0.00327806, -0.00709094, 0.00488996, -0.00388088],
+                         [0.00629228, -0.00525262, -0.00523859, -0.00231827]])
+    torch.testing.assert_close(fixed_loop_offsets(2, 4), want, atol=2e-8, rtol=0)
+
+
 def test_drawn_offsets_follow_the_trial_seed() -> None:
     torch.manual_seed(5)
     a = drawn_loop_offsets(4, 32)
