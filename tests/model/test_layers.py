@@ -9,6 +9,7 @@ from clowncar.model.layers import (
     SmearGate,
     apply_rotary,
     exclude_self_value,
+    fake_int6,
     rotary_tables,
 )
 
@@ -51,3 +52,43 @@ def test_xsa_output_is_orthogonal_to_the_tokens_own_value() -> None:
     out = exclude_self_value(y, v)
     v_per_head = v.repeat_interleave(2, dim=2)
     assert (out * v_per_head).sum(-1).abs().max() < 1e-5
+
+
+def test_ntk_scaling_starts_only_above_the_threshold_whatever_it_is() -> None:
+    cpu = torch.device("cpu")
+    for above in (1, 6):
+        at, _ = rotary_tables(above, 8, 100.0, above, cpu)
+        plain, _ = rotary_tables(above, 8, 100.0, 0, cpu)
+        assert torch.equal(at, plain)  # a sequence exactly at the threshold is not scaled
+        longer, _ = rotary_tables(above + 1, 8, 100.0, above, cpu)
+        base = 100.0 * ((above + 1) / above) ** (8 / 6)
+        want = torch.arange(above + 1.0)[:, None] / base ** (torch.arange(0, 8, 2) / 8.0)
+        torch.testing.assert_close(longer[0, :, 0], want.cos(), atol=1e-6, rtol=0)
+
+
+def test_rotary_runs_in_the_activations_dtype_with_tables_rounded_to_it() -> None:
+    x = torch.randn(1, 7, 2, 8).bfloat16()
+    cos, sin = rotary_tables(7, 8, 10000.0, 0, torch.device("cpu"))
+    y = apply_rotary(x, cos, sin)
+    c, s = cos.bfloat16(), sin.bfloat16()
+    assert y.dtype == torch.bfloat16
+    assert torch.equal(y, torch.cat((x[..., :4] * c + x[..., 4:] * s, x[..., 4:] * c - x[..., :4] * s), dim=-1))
+
+
+def test_fake_int6_picks_the_nearest_of_63_levels_with_the_outliers_clipped() -> None:
+    torch.manual_seed(1)
+    w = torch.randn(6, 2000) * torch.tensor([1.0, 1e-3, 5.0, 1e-6, 1.0, 1.0])[:, None]
+    w[4, 7], w[4, 9] = 40.0, -40.0  # outliers beyond the 99.95th percentile: clipped to +-31 steps
+    w[5] = 0.0
+    q = fake_int6(w)
+    for i in range(5):
+        step = torch.quantile(w[i].abs(), 0.9995) / 31
+        inside = w[i].abs() <= 31 * step
+        assert (q[i][inside] - w[i][inside]).abs().max() <= step / 2 * (1 + 1e-5)  # nearest level
+        levels = torch.round(q[i] / step)
+        assert levels.min() == -31 and levels.max() == 31  # both ends reached, never 32
+    assert (torch.round(q[4, [7, 9]] / (torch.quantile(w[4].abs(), 0.9995) / 31))).tolist() == [31, -31]
+    assert torch.equal(q[5], torch.zeros(2000))  # an all-zero row stays zero, no 0 / 0
+    half = fake_int6(w[:2].bfloat16())
+    assert half.dtype == torch.bfloat16
+    assert torch.equal(half, fake_int6(w[:2].bfloat16().float()).bfloat16())
