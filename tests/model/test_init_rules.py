@@ -116,6 +116,9 @@ def test_deltanet_and_deliberation_tensors_start_as_documented() -> None:
         "delta_net.*_conv.weight": lambda t: None,  # Conv1d's default
         "deliberation.consensus_ref": zero, "deliberation.delib_scale": zero,
     })
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters() if n.startswith(("deliberation.", "loop_pos"))}
+    assert shapes == {"deliberation.delib_gate.weight": (128, 256), "deliberation.consensus_ref": (1, 1, 128),
+                      "deliberation.delib_scale": (), "loop_pos": (2, 128)}
     bound = 1 / math.sqrt(128)
     assert model.delta_net.b_proj.weight.abs().max() <= bound and model.delta_net.b_proj.bias.abs().max() <= bound
     assert model.delta_net.b_proj.weight.std() > bound / 3

@@ -262,8 +262,8 @@ def test_logits_and_loss_equal_the_float64_reference(reference_variant: dict[str
     cfg = tiny_cfg(**reference_variant)
     model = perturbed_model(cfg)
     g = torch.Generator().manual_seed(7)
-    ids = torch.randint(0, cfg.vocab_size, (2, 13), generator=g)
-    targets = torch.randint(0, cfg.vocab_size, (2, 13), generator=g)
+    ids = torch.randint(0, cfg.vocab_size, (3, 13), generator=g)
+    targets = torch.randint(0, cfg.vocab_size, (3, 13), generator=g)
     want = reference_logits(named_tensors(model), cfg, ids, crawl)
     with torch.no_grad():
         logits, loss = model(ids, crawl=crawl), model(ids, targets, crawl=crawl)
