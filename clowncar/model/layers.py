@@ -102,8 +102,8 @@ def flash_attn_func():  # -> Callable | None
 class CausalSelfAttention(nn.Module):
     """GQA attention: q/k RMS-normed, rotary on `rope_dims`, learned per-head q gain, optional XSA."""
 
-    def __init__(self, dim: int, num_heads: int, num_kv_heads: int, qk_gain_init: float,
-                 xsa: bool = False, backend: str = "auto", q_gain: bool = True) -> None:
+    def __init__(self, dim: int, num_heads: int, num_kv_heads: int, qk_gain_init: float, *,
+                 xsa: bool, backend: str, q_gain: bool) -> None:
         super().__init__()
         self.num_heads, self.num_kv_heads = num_heads, num_kv_heads
         self.head_dim = dim // num_heads
@@ -183,11 +183,12 @@ class Block(nn.Module):
     inputs."""
 
     def __init__(self, dim: int, num_heads: int, num_kv_heads: int, mlp_mult: float, qk_gain_init: float,
-                 layer_idx: int = 0, ln_scale: bool = False, xsa: bool = False,
-                 attn_backend: str = "auto", resid_mix: bool = True, q_gain: bool = True) -> None:
+                 *, layer_idx: int, ln_scale: bool, xsa: bool, attn_backend: str, resid_mix: bool,
+                 q_gain: bool) -> None:
         super().__init__()
         self.norm = RMSNorm()
-        self.attn = CausalSelfAttention(dim, num_heads, num_kv_heads, qk_gain_init, xsa, attn_backend, q_gain)
+        self.attn = CausalSelfAttention(dim, num_heads, num_kv_heads, qk_gain_init, xsa=xsa, backend=attn_backend,
+                                        q_gain=q_gain)
         self.mlp = MLP(dim, mlp_mult)
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))

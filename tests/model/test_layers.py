@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from clowncar.model import layers
 from clowncar.model.layers import (
     BigramHashEmbedding,
     SmearGate,
@@ -92,3 +94,43 @@ def test_fake_int6_picks_the_nearest_of_63_levels_with_the_outliers_clipped() ->
     half = fake_int6(w[:2].bfloat16())
     assert half.dtype == torch.bfloat16
     assert torch.equal(half, fake_int6(w[:2].bfloat16().float()).bfloat16())
+
+
+def fake_flash(*args: object, **kwargs: object) -> torch.Tensor:
+    raise AssertionError("flash-attn was called on CPU fp32 tensors")
+
+
+@pytest.mark.parametrize("backend, picked", [("auto", True), ("flash", True), ("sdpa", False)])
+def test_flash_attention_is_looked_up_unless_sdpa_is_asked_for(backend: str, picked: bool,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(layers, "flash_attn_func", lambda: fake_flash)
+    attn = layers.CausalSelfAttention(16, 2, 1, 1.5, xsa=False, backend=backend, q_gain=True)
+    assert attn.backend == backend and (attn._flash is fake_flash) == picked
+    x = torch.randn(1, 5, 16)
+    cos, sin = rotary_tables(5, 8, 10000.0, 0, torch.device("cpu"))
+    if backend == "flash":  # flash-attn takes bf16/fp16 CUDA tensors only: asked for on CPU, it is an error
+        with pytest.raises(RuntimeError, match=r"^attn_backend=flash needs flash-attn and bf16/fp16 CUDA tensors$"):
+            attn(x, cos, sin)
+    else:
+        assert attn(x, cos, sin).shape == (1, 5, 16)  # SDPA ran: the fake was never called
+
+
+def test_flash_attn_3_is_preferred_to_2_and_neither_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    def module(name: str, fn: object) -> types.ModuleType:
+        m = types.ModuleType(name)
+        m.flash_attn_func = fn  # type: ignore[attr-defined]
+        return m
+
+    def fa3() -> None: ...
+    def fa2() -> None: ...
+
+    for present, want in (({"flash_attn_interface": fa3, "flash_attn": fa2}, fa3), ({"flash_attn": fa2}, fa2),
+                          ({}, None)):
+        for name in ("flash_attn_interface", "flash_attn"):
+            monkeypatch.setitem(sys.modules, name, module(name, present[name]) if name in present else None)
+        layers.flash_attn_func.cache_clear()
+        assert layers.flash_attn_func() is want
+    layers.flash_attn_func.cache_clear()
