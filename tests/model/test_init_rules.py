@@ -207,3 +207,11 @@ def test_unused_value_embedding_starts_as_the_seeds() -> None:
     zero(small.ve_shared.proj.weight.detach())
     same = build_model(ModelConfig(**{**CRAWLER, "unused_value_embed_dim": 64}))  # 64 = kv width: no proj
     assert same.ve_shared.proj is None
+
+
+@pytest.mark.parametrize("arch", ["gpt", "crawler"])
+def test_every_attention_gets_the_configured_backend(arch: str, tiny_cfg: Any) -> None:
+    for backend in ("sdpa", "flash", "auto"):
+        model = build_model(tiny_cfg(arch=arch, attn_backend=backend))
+        found = [m.backend for m in model.modules() if hasattr(m, "c_q")]
+        assert len(found) == 3 and set(found) == {backend}  # 3 blocks in the tiny GPT, 2 flat + 1 shared

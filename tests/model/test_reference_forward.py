@@ -33,7 +33,10 @@ EXTRA: dict[str, dict[str, Any]] = {
     "crawler-value-embed-loop": {"arch": "crawler", "value_embed_dim": 8, "num_crawler_layers": 2,
                                  "bigram_vocab_size": 29, "bigram_dim": 16, "trigram_vocab_size": 31,
                                  "trigram_dim": 32},
-    "crawler-5flat-2loops-flow": {"arch": "crawler", "num_flat_layers": 5, "crawler_loops": 2, "inst_dim": 3},
+    "crawler-5flat-2loops-flow-1wide": {"arch": "crawler", "num_flat_layers": 5, "crawler_loops": 2, "inst_dim": 1},
+    "crawler-2loops-fixed-offsets": {"arch": "crawler", "crawler_loops": 2, "inst_dim": 0},
+    "crawler-1loop-no-flow": {"arch": "crawler", "crawler_loops": 1, "inst_dim": 0},
+    "crawler-2shared-lnscale": {"arch": "crawler", "num_crawler_layers": 2, "num_flat_layers": 3, "ln_scale": True},
     "crawler-unused-value-embed": {"arch": "crawler", "unused_value_embed_dim": 8},
 }
 
@@ -44,9 +47,9 @@ def rms(x: Tensor) -> Tensor:
     return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + torch.finfo(torch.float32).eps)
 
 
-def linear(p: dict[str, Tensor], name: str, x: Tensor) -> Tensor:
+def linear(p: dict[str, Tensor], name: str, x: Tensor, bias: bool = False) -> Tensor:
     y = x @ p[f"{name}.weight"].T
-    return y + p[f"{name}.bias"] if f"{name}.bias" in p else y
+    return y + p[f"{name}.bias"] if bias else y
 
 
 def rotate(x: Tensor, angles: Tensor) -> Tensor:
@@ -79,7 +82,7 @@ def attention(p: dict[str, Tensor], pre: str, cfg: ModelConfig, x: Tensor, angle
         v = v + v_extra
     v = v.reshape(B, T, KV, D)
     q, k = rotate(rms(q), angles), rotate(rms(k), angles)
-    if f"{pre}.q_gain" in p:
+    if cfg.q_gain:
         q = q * p[f"{pre}.q_gain"][None, None, :, None]
     group = H // KV  # query head h reads KV head h // group
     kh, vh = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
@@ -94,7 +97,7 @@ def attention(p: dict[str, Tensor], pre: str, cfg: ModelConfig, x: Tensor, angle
 
 def block(p: dict[str, Tensor], pre: str, cfg: ModelConfig, x: Tensor, x0: Tensor, angles: Tensor,
           layer: int, xsa: bool, v_extra: Tensor | None = None) -> Tensor:
-    if f"{pre}.resid_mix" in p:
+    if cfg.resid_mix:
         x = p[f"{pre}.resid_mix"][0] * x + p[f"{pre}.resid_mix"][1] * x0
     damp = 1 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0
     x = x + p[f"{pre}.attn_scale"] * attention(p, f"{pre}.attn", cfg, rms(x) * damp, angles, xsa, v_extra)
@@ -119,22 +122,21 @@ def hash_ids(ids: Tensor, buckets: int, order: int) -> Tensor:
     return out
 
 
-def hashed(p: dict[str, Tensor], name: str, ids: Tensor, order: int) -> Tensor:
-    table = p[f"{name}.embed.weight"]
-    h = table[hash_ids(ids, table.size(0), order)]
-    if f"{name}.proj.weight" in p:
+def hashed(p: dict[str, Tensor], name: str, ids: Tensor, order: int, buckets: int, width: int) -> Tensor:
+    h = p[f"{name}.embed.weight"][hash_ids(ids, buckets, order)]
+    if width != p["tok_emb.weight"].size(1):  # projected to the model width unless already that wide
         h = linear(p, f"{name}.proj", h)
     return h * p[f"{name}.scale"]
 
 
-def embed(p: dict[str, Tensor], ids: Tensor) -> Tensor:
+def embed(p: dict[str, Tensor], cfg: ModelConfig, ids: Tensor) -> Tensor:
     x = p["tok_emb.weight"][ids]
-    if "bigram.embed.weight" in p:
-        x = x + hashed(p, "bigram", ids, 2)
-    if "trigram.embed.weight" in p:
-        x = x + hashed(p, "trigram", ids, 3)
+    if cfg.bigram_vocab_size:
+        x = x + hashed(p, "bigram", ids, 2, cfg.bigram_vocab_size, cfg.bigram_dim)
+    if cfg.trigram_vocab_size:
+        x = x + hashed(p, "trigram", ids, 3, cfg.trigram_vocab_size, cfg.trigram_dim)
     x = rms(x)
-    if "smear.gate" in p:
+    if cfg.smear_gate:
         g = torch.sigmoid(p["smear.gate"])
         prev = torch.cat((torch.zeros_like(x[:, :1]), x[:, :-1]), dim=1)
         x = (1 - g) * x + g * prev
@@ -161,7 +163,7 @@ def deltanet(p: dict[str, Tensor], cfg: ModelConfig, x: Tensor) -> Tensor:
 
     q, k, v = branch("q"), branch("k"), branch("v")
     q, k = q / q.norm(dim=-1, keepdim=True), k / k.norm(dim=-1, keepdim=True)
-    beta = torch.sigmoid(linear(p, "delta_net.b_proj", x))
+    beta = torch.sigmoid(linear(p, "delta_net.b_proj", x, bias=True))
     S = x.new_zeros(B, H, D, D)  # a fresh state each call: nothing carries between loops
     outs = []
     for t in range(T):
@@ -182,7 +184,7 @@ def crawler_section(p: dict[str, Tensor], cfg: ModelConfig, x: Tensor, x0: Tenso
     if not shared:
         return x
     ve = linear(p, "value_embed.proj", p["value_embed.embed.weight"][ids]) * p["value_embed.scale"] \
-        if "value_embed.embed.weight" in p else None
+        if cfg.value_embed_dim else None
 
     def fire(h: Tensor) -> Tensor:
         for i in range(shared):
@@ -192,9 +194,11 @@ def crawler_section(p: dict[str, Tensor], cfg: ModelConfig, x: Tensor, x0: Tenso
         return deltanet(p, cfg, h) if cfg.delta_net_heads else h
 
     def loop_input(h: Tensor, k: int) -> Tensor:
-        if "loop_inst_proj.weight" in p:
+        if cfg.loop_offsets != "fixed" or (cfg.crawler_loops > 1 and not cfg.inst_dim):
+            return h + p["loop_pos"][k]  # trained offsets, or the fixed ones of a looping model without flow
+        if cfg.crawler_loops > 1:  # flow instructions
             return h + linear(p, f"loop_inst_up.{k}", linear(p, "loop_inst_proj", h))
-        return h + p["loop_pos"][k] if "loop_pos" in p else h
+        return h  # one loop: nothing to tell apart
 
     n_row = cfg.crawler_loops if cfg.loop_offsets == "learned_n_row" else 0
     rows = list(range(cfg.crawler_loops)) if crawl else [n_row]
@@ -220,7 +224,7 @@ def reference_logits(p: dict[str, Tensor], cfg: ModelConfig, ids: Tensor, crawl:
     """Soft-capped float64 logits [B, T, V] of the U-Net GPT or the crawler, from named tensors."""
     dim = p["tok_emb.weight"].size(1)
     angles = rotary_angles(cfg, dim, ids.size(1))
-    x = x0 = embed(p, ids)
+    x = x0 = embed(p, cfg, ids)
     crawler = cfg.arch == "crawler"
     flat = cfg.num_flat_layers if crawler else cfg.num_layers
     prefix = "flat_blocks" if crawler else "blocks"
@@ -250,10 +254,22 @@ def perturbed_model(cfg: ModelConfig, seed: int = 0) -> torch.nn.Module:
     return model
 
 
-def named_tensors(model: torch.nn.Module) -> dict[str, Tensor]:
+class Tensors(dict[str, Tensor]):
+    """The model's tensors by name; remembers which ones the reference read."""
+
+    def __init__(self, items: dict[str, Tensor]) -> None:
+        super().__init__(items)
+        self.read: set[str] = set()
+
+    def __getitem__(self, name: str) -> Tensor:
+        self.read.add(name)
+        return super().__getitem__(name)
+
+
+def named_tensors(model: torch.nn.Module) -> Tensors:
     """Parameters and buffers (the fixed loop offsets are a buffer), in float64."""
     named = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-    return {n: t.detach().double() for n, t in named.items() if t is not None}
+    return Tensors({n: t.detach().double() for n, t in named.items() if t is not None})
 
 
 @pytest.mark.parametrize("crawl", [True, False], ids=["C-step", "N-step"])
@@ -264,7 +280,10 @@ def test_logits_and_loss_equal_the_float64_reference(reference_variant: dict[str
     g = torch.Generator().manual_seed(7)
     ids = torch.randint(0, cfg.vocab_size, (3, 13), generator=g)
     targets = torch.randint(0, cfg.vocab_size, (3, 13), generator=g)
-    want = reference_logits(named_tensors(model), cfg, ids, crawl)
+    tensors = named_tensors(model)
+    want = reference_logits(tensors, cfg, ids, crawl)
+    if crawl:  # a C-step uses every tensor the model has, but the seed's unused value embedding
+        assert {n for n in tensors if not n.startswith(("ve_shared.", "ve_layer_scales."))} == tensors.read
     with torch.no_grad():
         logits, loss = model(ids, crawl=crawl), model(ids, targets, crawl=crawl)
     assert logits.dtype == torch.float32 and logits.shape == want.shape
