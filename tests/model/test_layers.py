@@ -134,3 +134,18 @@ def test_flash_attn_3_is_preferred_to_2_and_neither_is_none(monkeypatch: pytest.
         layers.flash_attn_func.cache_clear()
         assert layers.flash_attn_func() is want
     layers.flash_attn_func.cache_clear()
+
+
+def test_the_q_gain_is_applied_in_the_activation_dtype() -> None:
+    """As the seed did: the fp32 gain is rounded to bf16 first, so a gain and its bf16 rounding give one output."""
+    torch.manual_seed(0)
+    attn = layers.CausalSelfAttention(16, 2, 1, 9.03, xsa=False, backend="sdpa", q_gain=True).bfloat16()
+    attn.q_gain.data = torch.full((2,), 9.03)  # a bf16 model keeps its 1-D gains fp32
+    with torch.no_grad():
+        attn.proj.weight.normal_()
+    x = torch.randn(1, 32, 16).bfloat16()
+    cos, sin = rotary_tables(32, 8, 10000.0, 0, torch.device("cpu"))
+    out = attn(x, cos, sin)
+    attn.q_gain.data = attn.q_gain.data.bfloat16().float()  # 9.03 -> 9.0
+    assert out.dtype == torch.bfloat16 and torch.equal(out, attn(x, cos, sin))
+
