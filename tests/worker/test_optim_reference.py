@@ -66,9 +66,10 @@ def test_muon_steps_equal_the_float64_reference(wd: float) -> None:
         torch.testing.assert_close(p.detach().double(), w, atol=2e-6, rtol=0)
 
 
-@pytest.mark.parametrize("steps", [1, 3])
-def test_newton_schulz_equals_the_reference_at_any_step_count(steps: int) -> None:
-    g = torch.randn(12, 30, generator=torch.Generator().manual_seed(1)) * 4
+@pytest.mark.parametrize("steps, size", [(1, 4.0), (3, 4.0), (5, 1e-6)], ids=["1-step", "3-steps", "tiny-gradient"])
+def test_newton_schulz_equals_the_reference_at_any_step_count(steps: int, size: float) -> None:
+    """A gradient of norm ~1e-6 is where the eps in `g / (||g|| + eps)` shows: its sign changes the result."""
+    g = torch.randn(12, 30, generator=torch.Generator().manual_seed(1)) * size
     for m in (g, g.T):
         torch.testing.assert_close(newton_schulz(m, steps).double(), reference_orthogonalize(m, steps),
                                    atol=1e-6, rtol=0)
@@ -96,6 +97,8 @@ def test_muon_group_options_and_the_vector_message() -> None:
     assert {k: opt.param_groups[0][k] for k in ("lr", "momentum", "backend_steps", "weight_decay")} == \
         {"lr": 0.1, "momentum": 0.9, "backend_steps": 4, "weight_decay": 0.2}
     assert (opt.rank, opt.world_size) == (0, 1)
+    plain = Muon([p], lr=0.1, momentum=0.9).param_groups[0]
+    assert (plain["backend_steps"], plain["weight_decay"]) == (5, 0.0)  # the seed's 5 steps, no decay
     with pytest.raises(ValueError, match=r"^Muon needs matrices, got a parameter of shape \(5,\)$"):
         Muon([p, nn.Parameter(torch.zeros(5))], lr=0.1, momentum=0.9)
 
@@ -105,6 +108,13 @@ def test_a_step_without_any_gradient_moves_nothing() -> None:
     opt = Muon([p], lr=0.1, momentum=0.9, weight_decay=0.5)
     opt.step()
     assert torch.equal(p.detach(), torch.ones(3, 3)) and not opt.state
+
+
+def test_a_group_without_gradients_does_not_stop_the_next_one() -> None:
+    idle, busy = nn.Parameter(torch.ones(3, 3)), nn.Parameter(torch.ones(3, 3))
+    busy.grad = torch.eye(3)
+    Muon([{"params": [idle]}, {"params": [busy]}], lr=0.1, momentum=0.9).step()
+    assert torch.equal(idle.detach(), torch.ones(3, 3)) and not torch.equal(busy.detach(), torch.ones(3, 3))
 
 
 def groups() -> dict[str, list[nn.Parameter]]:
@@ -128,6 +138,20 @@ def test_muon_takes_the_matrices_and_one_adamw_the_embeddings_and_scalars() -> N
         (gs["embed"], 0.05, 0.05), (gs["scalar"], 0.02, 0.02)]
     for g in adam.param_groups:
         assert (g["betas"], g["eps"], g["weight_decay"], g["fused"]) == ((0.8, 0.99), 1e-6, 0.03, False)
+
+
+def test_rank_and_world_size_reach_muon() -> None:
+    muon, _ = build_optimizers(groups(), TRAIN, torch.device("cpu"), rank=1, world_size=2)
+    assert (muon.rank, muon.world_size) == (1, 2)
+    muon, _ = build_optimizers(groups(), TRAIN, torch.device("cpu"))
+    assert (muon.rank, muon.world_size) == (0, 1)
+
+
+def test_adamw_mode_takes_whichever_groups_there_are() -> None:
+    scalars = [nn.Parameter(torch.zeros(3))]
+    (adam,) = build_optimizers({"scalar": scalars}, TRAIN.model_copy(update={"optimizer": "adamw"}),
+                               torch.device("cpu"))
+    assert [(g["params"], g["weight_decay"]) for g in adam.param_groups] == [(scalars, 0.0)]
 
 
 def test_groups_that_are_empty_get_no_optimizer() -> None:
