@@ -6,6 +6,8 @@ divergence, an out-of-memory, missing data) run whole in tests/worker/test_trial
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +16,12 @@ import torch
 
 from clowncar.config import TrialConfig
 from clowncar.errors import ConfigError, DataError
-from clowncar.events import read_events
+from clowncar.events import EventWriter, read_events
 from clowncar.worker import run as run_module
 from clowncar.worker import train as train_module
 from clowncar.worker.dist import DistInfo
 from clowncar.worker.run import RESULT_KEYS, device_type, load_trial_config, run_trial, summary_line
+from clowncar.worker.startup import StartupClock
 from clowncar.worker.train import Diverged
 
 MEASURED = {"steps": 7, "c_steps": 2, "n_steps": 5, "train_seconds": 1.25, "val_bpb": 1.5, "q_val_bpb": 1.625}
@@ -32,7 +35,8 @@ def fake_train(monkeypatch: pytest.MonkeyPatch, error: BaseException | None, mea
 
     def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device, events: Any, log: Any,
               result: dict[str, Any], clock: Any = None) -> None:
-        calls.append({"info": info, "device": device, "events": events, "result": result})
+        calls.append({"cfg": cfg, "out_dir": out_dir, "info": info, "device": device, "events": events, "log": log,
+                      "result": result, "clock": clock})
         result.update(measured if measured is not None else MEASURED)
         if log_line:
             log.line(log_line, echo=False)
@@ -74,7 +78,11 @@ def test_a_finished_trial_is_ok_with_exit_0_and_every_key(cfg: TrialConfig, tmp_
     assert result["peak_mem_bytes"] > 1_000_000  # measured when train left it empty: this process's peak RSS
     line = "status: ok val_bpb:1.500000 q_val_bpb:1.625000 steps:7 (2 C / 5 N) in 1.2s"
     assert log == line + "\n" and capsys.readouterr().err == line + "\n"  # said once, on stderr too
-    assert calls[0]["device"] == torch.device("cpu") and calls[0]["info"] == DistInfo()
+    call = calls[0]
+    assert call["device"] == torch.device("cpu") and call["info"] == DistInfo()
+    assert call["cfg"] is cfg and call["out_dir"] == tmp_path / "t" and isinstance(call["clock"], StartupClock)
+    assert isinstance(call["events"], EventWriter) and call["events"].path == tmp_path / "t" / "events.jsonl"
+    assert (call["log"].total, call["log"].cap) == (cfg.train.iterations, cfg.train.max_wallclock_seconds)
     assert shutdowns == [1]
 
 
@@ -216,6 +224,51 @@ def test_summary_line_lists_what_was_measured() -> None:
         "status: error (x) val_bpb:0.000000"  # a zero is a measurement; no steps is none
 
 
+@contextmanager
+def tf32_off() -> Iterator[None]:
+    """Both TF32 switches off inside, as they were after (torch's cuBLAS module refuses monkeypatch)."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_a_gpu_trial_runs_on_its_local_rank_with_tf32_on(cfg: TrialConfig, tmp_path: Path, shutdowns: list[int],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Everything CUDA-specific is replaced (no GPU here): what is checked is what run_trial asks for."""
+    kinds: list[str] = []
+    monkeypatch.setattr(run_module, "device_type", lambda c: "cuda")
+    monkeypatch.setattr(run_module, "init_distributed", lambda kind: kinds.append(kind) or DistInfo(
+        rank=3, local_rank=1, world_size=4))
+    monkeypatch.setattr(run_module, "provenance", lambda c, device, world: {"device": str(device), "world": world})
+    monkeypatch.setattr(run_module, "peak_memory_bytes", lambda device: 77)
+    freed: list[bool] = []
+    monkeypatch.setattr(run_module, "keep_freed_memory", lambda: freed.append(True))
+    calls = fake_train(monkeypatch, ValueError("rank 3 broke"))
+    with tf32_off():
+        run_trial(cfg, tmp_path)
+        assert torch.backends.cuda.matmul.allow_tf32 is True and torch.backends.cudnn.allow_tf32 is True
+    assert kinds == ["cuda"] and calls[0]["device"] == torch.device("cuda", 1) and not freed
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["provenance"] == {"device": "cuda:1", "world": 4} and result["peak_mem_bytes"] == 77
+
+
+def test_a_cpu_trial_keeps_freed_memory_and_leaves_tf32_alone(cfg: TrialConfig, tmp_path: Path,
+                                                              shutdowns: list[int],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    kinds: list[str] = []
+    monkeypatch.setattr(run_module, "init_distributed", lambda kind: kinds.append(kind) or DistInfo())
+    freed: list[bool] = []
+    monkeypatch.setattr(run_module, "keep_freed_memory", lambda: freed.append(True))
+    fake_train(monkeypatch, None)
+    with tf32_off():
+        run_trial(cfg, tmp_path)
+        assert torch.backends.cuda.matmul.allow_tf32 is False and torch.backends.cudnn.allow_tf32 is False
+    assert kinds == ["cpu"] and freed == [True]
+
+
 def test_device_type_takes_the_gpu_only_when_there_is_one(cfg: TrialConfig,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     def on(device: str) -> TrialConfig:
@@ -242,3 +295,5 @@ def test_a_trial_json_from_the_orchestrator_is_read_with_preset_and_overrides(tm
     plain.write_text("model:\n  crawler_loops: 2\n")
     assert load_trial_config(plain, overrides=["model.inst_dim=0"]).model.inst_dim == 0
     assert load_trial_config(plain).model.crawler_loops == 2
+    on_preset = load_trial_config(plain, preset="tiny-cpu")
+    assert (on_preset.model.crawler_loops, on_preset.model.model_dim) == (2, 64)
