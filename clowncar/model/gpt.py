@@ -19,9 +19,8 @@ class GPT(TiedLM):
         super().__init__()
         self._init_io(cfg, model_dim)
         self.num_encoder_layers = cfg.num_layers // 2
-        self.num_decoder_layers = cfg.num_layers - self.num_encoder_layers
-        num_skips = min(self.num_encoder_layers, self.num_decoder_layers)
-        # No empty parameter when there is nothing to skip over (a single flat layer or none).
+        num_skips = self.num_encoder_layers  # the decoder half is never the smaller: every push is popped
+        # No empty parameter when there is nothing to skip over (a single layer).
         self.skip_weights = (nn.Parameter(torch.ones(num_skips, model_dim, dtype=torch.float32))
                              if num_skips else None)
         self.blocks = nn.ModuleList([

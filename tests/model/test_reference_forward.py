@@ -25,6 +25,7 @@ EXTRA: dict[str, dict[str, Any]] = {
     "gpt-gqa-4to1-partial-rope-ntk": {"arch": "gpt", "num_kv_heads": 1, "rope_dims": 4, "rope_ntk_above": 5,
                                       "rope_base": 500.0, "qk_gain_init": 0.7, "logit_softcap": 7.0},
     "gpt-no-softcap-normal-init": {"arch": "gpt", "logit_softcap": 0.0, "weight_init": "normal", "num_layers": 4},
+    "gpt-one-layer": {"arch": "gpt", "num_layers": 1},
     "gpt-mha-bigram-at-width": {"arch": "gpt", "num_kv_heads": 4, "bigram_vocab_size": 11, "bigram_dim": 32},
     "crawler-odd-mlp-mult-3flat-xsa-all": {"arch": "crawler", "mlp_mult": 1.5, "crawler_mlp_mult": 2.7,
                                             "num_flat_layers": 3, "xsa": "all", "ln_scale": True},
