@@ -224,3 +224,12 @@ def test_sharded_ranks_each_orthogonalize_their_share_and_the_sum_is_the_whole_u
         assert mine.any() and not theirs.any()  # each matrix orthogonalized by exactly one rank
     for a, b in zip(sharded, whole, strict=True):
         torch.testing.assert_close(a, b, atol=1e-7, rtol=0)
+
+
+@pytest.mark.parametrize("optimizer", ["muon", "adamw"])
+def test_adamw_is_fused_on_cuda_only(optimizer: str) -> None:
+    """Only the device's type is read (fused AdamW also takes CPU tensors), so this runs without a GPU."""
+    train = TRAIN.model_copy(update={"optimizer": optimizer})
+    for device, fused in ((torch.device("cuda", 0), True), (torch.device("cpu"), False)):
+        adam = build_optimizers(groups(), train, device)[-1]
+        assert isinstance(adam, torch.optim.AdamW) and {g["fused"] for g in adam.param_groups} == {fused}
