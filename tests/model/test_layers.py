@@ -149,3 +149,15 @@ def test_the_q_gain_is_applied_in_the_activation_dtype() -> None:
     attn.q_gain.data = attn.q_gain.data.bfloat16().float()  # 9.03 -> 9.0
     assert out.dtype == torch.bfloat16 and torch.equal(out, attn(x, cos, sin))
 
+
+
+def test_bf16_tables_count_positions_as_the_seeds_bf16_arange() -> None:
+    """The seed built positions with `arange(T, dtype=bf16)`, which truncates where bf16 steps by 32: position 4113
+    is 4096 there (rounding to nearest would give 4128). A sequence exactly at the NTK threshold is not scaled, so
+    its table stays bf16."""
+    cpu = torch.device("cpu")
+    cos, sin = rotary_tables(4200, 16, 10000.0, 0, cpu, torch.bfloat16)
+    assert torch.equal(cos[0, 4113], cos[0, 4096]) and torch.equal(sin[0, 4113], sin[0, 4096])
+    assert not torch.equal(cos[0, 4113], cos[0, 4128])
+    at, _ = rotary_tables(64, 16, 10000.0, 64, cpu, torch.bfloat16)
+    assert at.dtype == torch.bfloat16
