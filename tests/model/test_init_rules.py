@@ -215,3 +215,11 @@ def test_every_attention_gets_the_configured_backend(arch: str, tiny_cfg: Any) -
         model = build_model(tiny_cfg(arch=arch, attn_backend=backend))
         found = [m.backend for m in model.modules() if hasattr(m, "c_q")]
         assert len(found) == 3 and set(found) == {backend}  # 3 blocks in the tiny GPT, 2 flat + 1 shared
+
+
+def test_a_zero_trigram_projection_stays_zero_even_where_the_crawler_makes_matrices_orthogonal() -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(**{**CRAWLER, "trigram_dim": 64, "trigram_zero_init": True})  # proj 128 x 64: orthogonal size
+    zero(build_model(cfg).trigram.proj.weight.detach())
+    orthogonal(1 / math.sqrt(2 * 5))(build_model(cfg.model_copy(update={"trigram_zero_init": False}))
+                                     .trigram.proj.weight.detach())

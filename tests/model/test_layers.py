@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
-from clowncar.model import layers
+from clowncar.model import build_model, layers
 from clowncar.model.layers import (
     BigramHashEmbedding,
     SmearGate,
+    TrigramHashEmbedding,
     apply_rotary,
     exclude_self_value,
     fake_int6,
@@ -161,3 +164,17 @@ def test_bf16_tables_count_positions_as_the_seeds_bf16_arange() -> None:
     assert not torch.equal(cos[0, 4113], cos[0, 4128])
     at, _ = rotary_tables(64, 16, 10000.0, 64, cpu, torch.bfloat16)
     assert at.dtype == torch.bfloat16
+
+
+def test_the_models_rotary_tables_take_the_configured_dtype(tiny_cfg: Any) -> None:
+    for dtype, want in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        cos, sin = build_model(tiny_cfg(rope_table_dtype=dtype)).rotary(300, torch.device("cpu"))
+        assert cos.dtype == sin.dtype == want
+
+
+def test_trigram_hash_starts_at_the_third_token() -> None:
+    tri = TrigramHashEmbedding(101, 4, 8)
+    t = [5, 9, 17]
+    assert tri.bucket_ids(torch.tensor([t])).tolist() == [
+        [100, (36313 * 9 ^ 27191 * 5) % 100, (36313 * 17 ^ 27191 * 9 ^ 51647 * 5) % 100]]
+    assert tri.bucket_ids(torch.tensor([t[:2]])).tolist() == [[100, (36313 * 9 ^ 27191 * 5) % 100]]
