@@ -249,16 +249,6 @@ def reference_logits(p: dict[str, Tensor], cfg: ModelConfig, ids: Tensor, crawl:
     return cap * torch.tanh(logits / cap) if cap > 0 else logits
 
 
-def perturbed_model(cfg: ModelConfig, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = build_model(cfg)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=g))
-    return model
-
-
 class Tensors(dict[str, Tensor]):
     """The model's tensors by name; remembers which ones the reference read."""
 
@@ -279,9 +269,10 @@ def named_tensors(model: torch.nn.Module) -> Tensors:
 
 @pytest.mark.parametrize("crawl", [True, False], ids=["C-step", "N-step"])
 def test_logits_and_loss_equal_the_float64_reference(reference_variant: dict[str, Any], crawl: bool,
-                                                     tiny_cfg: Any) -> None:
+                                                     tiny_cfg: Any, perturb: Any) -> None:
     cfg = tiny_cfg(**reference_variant)
-    model = perturbed_model(cfg)
+    torch.manual_seed(0)
+    model = perturb(build_model(cfg))
     g = torch.Generator().manual_seed(7)
     ids = torch.randint(0, cfg.vocab_size, (3, 13), generator=g)
     targets = torch.randint(0, cfg.vocab_size, (3, 13), generator=g)
@@ -298,12 +289,13 @@ def test_logits_and_loss_equal_the_float64_reference(reference_variant: dict[str
     assert loss.item() == pytest.approx(want_loss.item(), rel=1e-6)
 
 
-def test_the_reference_tells_the_variants_apart(tiny_cfg: Any) -> None:
+def test_the_reference_tells_the_variants_apart(tiny_cfg: Any, perturb: Any) -> None:
     """The comparison would mean little if the perturbed variants all computed the same function."""
     ids = torch.randint(0, 64, (1, 11), generator=torch.Generator().manual_seed(3))
     seen = []
     for overrides in ({}, {"xsa": "crawler"}, {"ln_scale": True}, {"inst_dim": 0}, {"crawler_loops": 2}):
         cfg = tiny_cfg(**overrides)
-        seen.append(reference_logits(named_tensors(perturbed_model(cfg)), cfg, ids, True))
+        torch.manual_seed(0)
+        seen.append(reference_logits(named_tensors(perturb(build_model(cfg))), cfg, ids, True))
     for i in range(1, len(seen)):
         assert (seen[i] - seen[0]).abs().max() > 1e-3
