@@ -210,8 +210,9 @@ class TrainConfig(Section):
     """The warm-down does not start before this step, whatever the wallclock says (the seed's production
     cadence trainer: 50)."""
     late_qat_threshold: float = Field(0.0, ge=0, le=1)
-    """Once the LR multiplier falls below this, train through int6 fake quantization of every matrix
-    (straight-through, per-row clip at the 99.95th percentile of |w|); 0 = never (the seed's late QAT)."""
+    """Once the LR multiplier falls below this in the warm-down (an LR warm-up never counts), train through int6
+    fake quantization of every matrix (straight-through, per-row clip at the 99.95th percentile of |w|);
+    0 = never (the seed's late QAT)."""
     # Seed-exact switches (docs/fidelity.md).
     train_flow_instructions: bool = True
     """false keeps the flow instructions (`loop_inst_*`) out of every optimizer group, as the seed did: they

@@ -143,7 +143,9 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
     while step < t.iterations:
         step += 1
         lr = lr_scale(t, step, elapsed_ms)
-        if t.late_qat_threshold and lr.scale < t.late_qat_threshold and not result.get("late_qat_step"):
+        # Late means in the warm-down: an LR warm-up's small multipliers must not switch it on at step 1.
+        if (t.late_qat_threshold and lr.phase == "warmdown" and lr.scale < t.late_qat_threshold
+                and not result.get("late_qat_step")):
             set_fake_quant(model, True)  # stays on to the end of training, as the seed's late QAT did
             result["late_qat_step"] = step
             log.line(f"late QAT on at step {step} (lr scale {lr.scale:.4f} < {t.late_qat_threshold})")

@@ -1,0 +1,226 @@
+"""`train()` step for step against a training loop written in this file from the parts it composes (model,
+optimizer groups, schedules, EMA, evaluation): every train loss, probe loss and eval it reports, and every count
+in result.json, must be exactly what the plain loop computes. Eager on one CPU thread, so "exactly" is bit for
+bit: a planted change to the order of the loop (clip after the step, EMA before it, a micro-batch dropped, the
+LR scale or momentum of the wrong step, fake quantization switched on a step late) changes a number."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from clowncar.config import TrialConfig
+from clowncar.data.bpb import build_byte_luts
+from clowncar.data.shards import list_shards
+from clowncar.data.stream import TokenStream, load_validation_tokens
+from clowncar.data.tokenizer import load_tokenizer
+from clowncar.model import build_model, param_groups, resolve_model_dim, untrained
+from clowncar.model.layers import CastedLinear
+from clowncar.worker import train as train_module
+from clowncar.worker.evaluate import evaluate_bpb
+from clowncar.worker.optim import EMA, build_optimizers, set_lr_scale, set_muon_momentum
+from clowncar.worker.run import run_trial
+from clowncar.worker.schedule import cadence_for, is_crawl_step, lr_scale, muon_momentum
+
+CPU = torch.device("cpu")
+
+# Every part of the loop at work in 9 steps: C-steps at 2, 5, 8 (cadence 3, offset 1); LR warm-up over 2 steps
+# and an iteration-driven warm-down over the last 4 (scales 1, 0.75, 0.5, 0.25 at steps 6-9); Muon's momentum
+# warm-up over 4; two micro-batches; a clip that bites; a probe every 3 steps and an eval every 4; late QAT once
+# the scale falls below 0.6 (step 8); EMA from step 3; a log line every 2 steps.
+LOOP = ("train.iterations=9", "train.cadence=3", "train.cadence_offset=1", "train.lr_warmup_steps=2",
+        "train.warmdown_iters=4", "train.muon_momentum_warmup_steps=4", "train.grad_clip_norm=0.8",
+        "train.probe_every=3", "train.val_every=4", "train.late_qat_threshold=0.6", "train.ema=true",
+        "train.ema_decay=0.6", "train.ema_start_step=3", "train.log_every=2", "train.warmup_steps=0")
+
+
+def _data(cfg: TrialConfig) -> tuple[list[Path], Any, Any]:
+    data_dir = Path(cfg.data.dataset)
+    val = load_validation_tokens(list_shards(data_dir, cfg.data.val_glob), cfg.eval_seq_len, cfg.eval.max_tokens)
+    luts = build_byte_luts(load_tokenizer(cfg.data.tokenizer), cfg.model.vocab_size)
+    return list_shards(data_dir, cfg.data.train_glob), val, luts
+
+
+def _reference_loop(cfg: TrialConfig) -> dict[str, Any]:
+    """The loop as the module docstring of clowncar.worker.train describes it, written out plainly."""
+    t = cfg.train
+    train_files, val, luts = _data(cfg)
+    probe = torch.from_numpy(np.asarray(val[-(t.probe_seqs * t.train_seq_len + 1):]).astype(np.int64))
+    probe_x, probe_y = probe[:-1].view(t.probe_seqs, -1), probe[1:].view(t.probe_seqs, -1)
+    torch.manual_seed(t.seed)
+    model = build_model(cfg)
+    opts = build_optimizers(param_groups(model, untrained(cfg)), t, CPU, 0, 1)
+    ema = EMA(model, t.ema_decay, t.ema_start_step) if t.ema else None
+    stream = TokenStream(train_files)
+    micro = t.train_batch_tokens // t.grad_accum
+    out: dict[str, Any] = {"steps": [], "kinds": [], "probes": [], "evals": [], "qat": None, "clipped": 0}
+
+    def score(stride: int) -> dict[str, Any]:
+        return evaluate_bpb(model, val, luts, cfg.eval_seq_len, stride, cfg.eval.batch_tokens)
+
+    for step in range(1, t.iterations + 1):
+        lr = lr_scale(t, step, 0.0)  # no wallclock cap: the time spent never enters the schedule
+        if out["qat"] is None and lr.phase == "warmdown" and lr.scale < t.late_qat_threshold:
+            out["qat"] = step
+            for m in model.modules():
+                if isinstance(m, CastedLinear):
+                    m.fake_quant = True
+        crawl = is_crawl_step(step, cadence_for(t, lr), t.cadence_offset)
+        set_lr_scale(opts, lr.scale)
+        set_muon_momentum(opts, muon_momentum(t, step))
+        chunk = torch.from_numpy(np.asarray(stream.take(t.train_batch_tokens + 1)).astype(np.int64))
+        losses = []
+        for m in range(t.grad_accum):
+            span = chunk[m * micro:(m + 1) * micro + 1]
+            loss = model(span[:-1].view(-1, t.train_seq_len), span[1:].view(-1, t.train_seq_len), crawl=crawl)
+            (loss / t.grad_accum).backward()
+            losses.append(loss.detach())
+        norm = nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip_norm)
+        out["clipped"] += bool(norm > t.grad_clip_norm)
+        for opt in opts:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(model, step)
+        out["steps"].append((step, (losses[0] + losses[1]).item() / t.grad_accum, lr.scale, lr.phase))
+        out["kinds"].append("C" if crawl else "N")
+        if step % t.probe_every == 0:
+            model.eval()
+            with torch.no_grad():
+                out["probes"].append((step, model(probe_x, probe_y, crawl=True).item()))
+            model.train()
+        if step % t.val_every == 0:
+            out["evals"].append((step, score(0)))
+    for m in model.modules():
+        if isinstance(m, CastedLinear):
+            m.fake_quant = False
+    if ema is not None:
+        ema.copy_to(model)
+    out["final"], out["sliding"] = score(0), score(cfg.eval.stride)
+    out["params"] = sum(p.numel() for p in model.parameters())
+    return out
+
+
+@pytest.fixture
+def loop_cfg(tiny_cfg: Callable[..., Any]) -> TrialConfig:
+    cfg = tiny_cfg(*LOOP)
+    assert cfg.train.grad_accum == 2 and 0 < cfg.eval.stride < cfg.eval_seq_len
+    return cfg
+
+
+def test_every_number_train_reports_is_the_plain_loops(loop_cfg: TrialConfig, tmp_path: Path,
+                                                      read_trial: Callable[..., Any]) -> None:
+    ref = _reference_loop(loop_cfg)
+    assert ref["qat"] == 8 and 0 < ref["clipped"] < 9  # the clip and late QAT both act, and not on every step
+    assert run_trial(loop_cfg, tmp_path) == 0
+    result, events = read_trial(tmp_path)
+
+    steps = [e for e in events if e["event"] == "step"]
+    assert [e["step"] for e in steps] == [1, 2, 4, 6, 8, 9]  # step 1, every log_every-th, and the last
+    by_step = {s: (loss, scale, phase) for s, loss, scale, phase in ref["steps"]}
+    for e in steps:
+        assert (e["train_loss"], e["lr_scale"], e["phase"]) == by_step[e["step"]], e["step"]
+        assert e["kind"] == ref["kinds"][e["step"] - 1] and e["tokens"] == e["step"] * 256
+    assert [s for s, *_ in ref["steps"] if ref["kinds"][s - 1] == "C"] == [2, 5, 8]
+    assert [(e["step"], e["probe_loss"]) for e in events if e["event"] == "probe"] == ref["probes"]
+
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [(e["step"], e["mode"], e["weights"]) for e in evals] == [
+        (4, "standard", "raw"), (8, "standard", "raw"), (9, "standard", "ema"), (9, "sliding", "ema")]
+    for e, (step, res) in zip(evals[:2], ref["evals"], strict=True):
+        assert e["step"] == step and {k: e[k] for k in res} == res
+    assert {k: evals[2][k] for k in ref["final"]} == ref["final"]
+    assert {k: evals[3][k] for k in ref["sliding"]} == ref["sliding"]
+
+    assert result["status"] == "ok" and result["steps"] == 9 and result["tokens_seen"] == 9 * 256
+    assert (result["c_steps"], result["n_steps"]) == (3, 6) and result["late_qat_step"] == 8
+    assert result["evaluated_weights"] == "ema" and result["params"] == ref["params"]
+    assert result["model_dim"] == resolve_model_dim(loop_cfg.model) == 32
+    assert (result["val_loss"], result["val_bpb"]) == (ref["final"]["val_loss"], ref["final"]["val_bpb"])
+    assert (result["tokens_scored"], result["bytes_scored"]) == (ref["final"]["tokens_scored"],
+                                                                 ref["final"]["bytes_scored"])
+    assert (result["sliding_val_loss"], result["sliding_val_bpb"]) == (ref["sliding"]["val_loss"],
+                                                                       ref["sliding"]["val_bpb"])
+    assert result["train_seconds"] * 1000 == pytest.approx(steps[-1]["elapsed_ms"])
+    assert result["peak_mem_bytes"] > 0 and result["eval_seconds"] > 0
+
+
+@pytest.mark.parametrize("stride, sliding", [(0, False), (8, True), (31, True), (32, False)])
+def test_sliding_eval_runs_only_for_a_stride_inside_the_eval_length(
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any], stride: int,
+        sliding: bool) -> None:
+    cfg = tiny_cfg("train.iterations=2", f"eval.stride={stride}")
+    assert cfg.eval_seq_len == 32
+    assert run_trial(cfg, tmp_path) == 0
+    result, events = read_trial(tmp_path)
+    modes = [e["mode"] for e in events if e["event"] == "eval"]
+    assert modes == (["standard", "sliding"] if sliding else ["standard"])
+    assert (result["sliding_val_bpb"] is not None) is sliding
+
+
+def test_quantized_scores_are_those_of_the_artifact_and_the_gap_is_their_difference(
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any]) -> None:
+    from clowncar.worker.artifact import load_model_from_artifact
+
+    cfg = tiny_cfg("train.iterations=3", "quant.enabled=true", "quant.gptq_calib_seqs=2")
+    assert run_trial(cfg, tmp_path) == 0
+    result, events = read_trial(tmp_path)
+    _, val, luts = _data(cfg)
+    qmodel, _ = load_model_from_artifact(tmp_path / "model.ptz", CPU)
+    plain = evaluate_bpb(qmodel, val, luts, cfg.eval_seq_len, 0, cfg.eval.batch_tokens)
+    sliding = evaluate_bpb(qmodel, val, luts, cfg.eval_seq_len, cfg.eval.stride, cfg.eval.batch_tokens)
+    assert (result["q_val_loss"], result["q_val_bpb"]) == (plain["val_loss"], plain["val_bpb"])
+    assert (result["q_sliding_val_loss"], result["q_sliding_val_bpb"]) == (sliding["val_loss"],
+                                                                           sliding["val_bpb"])
+    assert result["quant_gap"] == result["q_val_bpb"] - result["val_bpb"] != 0
+    quantized = [(e["mode"], e["step"]) for e in events if e["event"] == "eval" and e["weights"] == "quantized"]
+    assert quantized == [("standard", 3), ("sliding", 3)]
+    assert result["artifact_bytes"] > 0 and (tmp_path / "model.ptz").stat().st_size == result["artifact_file_bytes"]
+
+
+def test_a_loss_past_three_times_uniform_guessing_is_divergence(
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limit is DIVERGED_LOSS_FACTOR x ln(vocab): set just under the first step's loss it stops the run at
+    step 1, just over it the run goes on (the factor the check uses is the module's, and it scales ln V)."""
+    cfg = tiny_cfg("train.iterations=2", "eval.stride=0")
+    assert run_trial(cfg, tmp_path / "plain") == 0
+    first = read_trial(tmp_path / "plain")[1]
+    loss = next(e["train_loss"] for e in first if e["event"] == "step")
+    ln_v = math.log(cfg.model.vocab_size)
+    monkeypatch.setattr(train_module, "DIVERGED_LOSS_FACTOR", loss / ln_v * (1 + 1e-6))
+    assert run_trial(cfg, tmp_path / "over") == 0
+    monkeypatch.setattr(train_module, "DIVERGED_LOSS_FACTOR", loss / ln_v * (1 - 1e-6))
+    assert run_trial(cfg, tmp_path / "under") == 3
+    result, events = read_trial(tmp_path / "under")
+    assert result["status"] == "diverged" and result["steps"] == 1
+    assert result["reason"] == f"train loss {loss} at step 1"
+    assert [e["step"] for e in events if e["event"] == "step"] == [1]
+
+
+@pytest.mark.parametrize("settings, kinds", [
+    (("train.cadence=1",), [True]), (("train.cadence=0",), [False]), (("train.cadence=2",), [True, False]),
+    (("train.cadence=1", "train.cadence_phased=true"), [True, False])])
+def test_the_compile_warmup_runs_each_forward_mode_the_run_will_use(
+        tiny_cfg: Callable[..., Any], settings: tuple[str, ...], kinds: list[bool]) -> None:
+    assert train_module._step_kinds(tiny_cfg(*settings)) == kinds
+
+
+def test_an_lr_warmup_never_switches_late_qat_on(tiny_cfg: Callable[..., Any], tmp_path: Path,
+                                                 read_trial: Callable[..., Any]) -> None:
+    """Multipliers 0.25 and 0.5 of a 4-step LR warm-up are under the threshold, but late QAT is for the
+    warm-down: it first turned on at step 1 here, and the whole run trained through fake quantization."""
+    cfg = tiny_cfg("train.iterations=8", "train.lr_warmup_steps=4", "train.warmdown_iters=2",
+                   "train.late_qat_threshold=0.6", "eval.stride=0")
+    assert run_trial(cfg, tmp_path) == 0
+    result, events = read_trial(tmp_path)
+    scales = {e["step"]: e["lr_scale"] for e in events if e["event"] == "step"}
+    assert scales[1] == 0.25 and scales[8] == 0.5
+    assert result["late_qat_step"] == 8
