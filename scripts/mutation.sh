@@ -50,7 +50,7 @@ declare -A TESTS=(
   [clowncar/model/gpt.py]="tests/model/test_reference_forward.py tests/model/test_init_rules.py tests/model/test_dtype_flow.py tests/model/test_sizes.py"
   [clowncar/worker/run.py]="tests/worker/test_run_status.py"
   [clowncar/worker/optim.py]="tests/worker/test_optim.py tests/worker/test_optim_reference.py"
-  [clowncar/model/deltanet.py]="tests/model/test_deltanet.py tests/model/test_reference_forward.py tests/model/test_init_rules.py tests/model/test_seed_model.py"
+  [clowncar/model/deltanet.py]="tests/model/test_deltanet.py tests/model/test_deltanet_layer.py tests/model/test_reference_forward.py tests/model/test_init_rules.py tests/model/test_seed_model.py"
   [clowncar/worker/train.py]="tests/worker/test_train_loop.py tests/worker/test_trial.py tests/worker/test_startup.py"
 )
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
