@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -108,9 +109,11 @@ def _reference_loop(cfg: TrialConfig) -> dict[str, Any]:
     return out
 
 
-@pytest.fixture
-def loop_cfg(tiny_cfg: Callable[..., Any]) -> TrialConfig:
-    cfg = tiny_cfg(*LOOP)
+@pytest.fixture(params=[(), ("train.train_flow_instructions=false",)], ids=["ours", "seed-flow-instructions"])
+def loop_cfg(tiny_cfg: Callable[..., Any], request: pytest.FixtureRequest) -> TrialConfig:
+    """The loop's config, and the same with the seed's untrained flow instructions (kept out of every optimizer
+    group: `untrained(cfg)`)."""
+    cfg = tiny_cfg(*LOOP, *request.param)
     assert cfg.train.grad_accum == 2 and 0 < cfg.eval.stride < cfg.eval_seq_len
     return cfg
 
@@ -224,3 +227,159 @@ def test_an_lr_warmup_never_switches_late_qat_on(tiny_cfg: Callable[..., Any], t
     scales = {e["step"]: e["lr_scale"] for e in events if e["event"] == "step"}
     assert scales[1] == 0.25 and scales[8] == 0.5
     assert result["late_qat_step"] == 8
+
+
+def test_the_start_event_names_the_config_the_world_and_the_model(
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any]) -> None:
+    import time
+
+    cfg = tiny_cfg("train.iterations=1", "eval.stride=0")
+    before = time.time()
+    assert run_trial(cfg, tmp_path) == 0
+    result, events = read_trial(tmp_path)
+    start = events[0]
+    assert start["event"] == "start" and before <= start.pop("time") <= time.time()
+    assert start == {"event": "start", "config_hash": cfg.content_hash(), "world_size": 1,
+                     "params": result["params"], "model_dim": 32}
+
+
+def _shards_copy(tiny_data: Path, out: Path, edit: Callable[[str, np.ndarray], np.ndarray | None]) -> Path:
+    from clowncar.data.shards import read_shard, write_shard
+
+    out.mkdir()
+    (out / "tokenizer.model").write_bytes((tiny_data / "tokenizer.model").read_bytes())
+    for shard in sorted(tiny_data.glob("*.bin")):
+        tokens = edit(shard.name, np.array(read_shard(shard)))
+        if tokens is not None:
+            write_shard(out / shard.name, tokens)
+    return out
+
+
+@pytest.mark.parametrize("split, pattern", [("train", "fineweb_train_*.bin"), ("validation", "fineweb_val_*.bin")])
+def test_a_split_without_shards_is_named_in_the_error(tiny_cfg: Callable[..., Any], tiny_data: Path,
+                                                      tmp_path: Path, read_trial: Callable[..., Any], split: str,
+                                                      pattern: str) -> None:
+    key = "train" if split == "train" else "val"
+    data = _shards_copy(tiny_data, tmp_path / "data", lambda name, t: None if f"_{key}_" in name else t)
+    cfg = tiny_cfg(f"data.dataset={data}")
+    assert (cfg.data.train_glob if split == "train" else cfg.data.val_glob) == pattern
+    assert run_trial(cfg, tmp_path / "out") == 2
+    result, _ = read_trial(tmp_path / "out")
+    assert result["reason"] == f"DataError: no {split} shards matching {pattern} in {data}"
+
+
+def test_an_id_past_the_vocab_in_the_first_train_shard_is_refused_before_step_1(
+        tiny_cfg: Callable[..., Any], tiny_data: Path, tmp_path: Path, read_trial: Callable[..., Any]) -> None:
+    first = sorted(tiny_data.glob("fineweb_train_*.bin"))[0].name
+
+    def edit(name: str, tokens: np.ndarray) -> np.ndarray:
+        if name == first:
+            tokens[-3] = 400  # far past step 1's tokens: only the check before training sees it
+        return tokens
+
+    data = _shards_copy(tiny_data, tmp_path / "data", edit)
+    assert run_trial(tiny_cfg(f"data.dataset={data}"), tmp_path / "out") == 2
+    result, events = read_trial(tmp_path / "out")
+    assert result["reason"] == f"DataError: {data / first}: token id 400 does not fit model.vocab_size (320)"
+    assert result["steps"] is None and not [e for e in events if e["event"] == "step"]
+
+
+def test_an_id_past_the_vocab_in_a_later_train_shard_fails_the_step_that_reads_it(
+        tiny_cfg: Callable[..., Any], tiny_data: Path, tmp_path: Path, read_trial: Callable[..., Any]) -> None:
+    """The first shard is cut to 1,000 tokens, so step 4 (tokens 768-1,024) reads the second shard's bad id:
+    a failed run after three steps (exit 1), not a rejected one."""
+    names = sorted(p.name for p in tiny_data.glob("fineweb_train_*.bin"))
+
+    def edit(name: str, tokens: np.ndarray) -> np.ndarray:
+        if name == names[0]:
+            return tokens[:1000]
+        if name == names[1]:
+            tokens[5] = 400
+        return tokens
+
+    data = _shards_copy(tiny_data, tmp_path / "data", edit)
+    assert run_trial(tiny_cfg(f"data.dataset={data}", "train.iterations=8"), tmp_path / "out") == 1
+    result, _ = read_trial(tmp_path / "out")
+    assert result["status"] == "error" and result["steps"] == 3
+    assert result["reason"] == "DataError: train shards: token id 400 does not fit model.vocab_size (320)"
+
+
+def test_a_trial_that_fails_in_its_first_step_reports_zero_steps(
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training had started: every count is 0 (not unknown), and it is a failed run (exit 1), not bad input."""
+    from clowncar.errors import DataError
+    from clowncar.worker.loader import TrainBatches
+
+    def unreadable(self: Any) -> None:
+        raise DataError("shard went away")
+
+    monkeypatch.setattr(TrainBatches, "next", unreadable)
+    assert run_trial(tiny_cfg("train.warmup_steps=0"), tmp_path) == 1
+    result, _ = read_trial(tmp_path)
+    assert result["reason"] == "DataError: shard went away"
+    assert [result[k] for k in ("steps", "c_steps", "n_steps", "tokens_seen", "train_seconds")] == [0, 0, 0, 0, 0.0]
+
+
+@pytest.mark.parametrize("probe_seqs, error", [(64, None), (65, "validation split has 2049 tokens, the probe "
+                                                                  "needs 2081")])
+def test_the_probe_fits_in_the_validation_split_to_the_last_token(
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any], probe_seqs: int,
+        error: str | None) -> None:
+    cfg = tiny_cfg("train.iterations=4", f"train.probe_seqs={probe_seqs}", "eval.stride=0")
+    assert cfg.eval.max_tokens == 2048 and cfg.train.train_seq_len == 32  # 2,049 validation tokens
+    code = run_trial(cfg, tmp_path)
+    result, events = read_trial(tmp_path)
+    if error is None:
+        assert code == 0 and [e["step"] for e in events if e["event"] == "probe"] == [4]
+    else:
+        assert code == 2 and result["reason"] == f"DataError: {error}"
+
+
+class TickingClock:
+    """perf_counter for `clowncar.worker.train`: 2^-7 s more at every call, so a training step (two calls)
+    lasts exactly 7.8125 ms and every sum of step times is exact in binary."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 2.0**-7
+        return self.now
+
+
+def test_the_wallclock_warmdown_and_stop_follow_the_training_clock_exactly(
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cap of 93.75 ms is 12 steps of 7.8125 ms: the run stops after step 12 (its clock reaches the cap
+    exactly), and each step's LR multiplier is the schedule's for the time the steps before it took."""
+    import time
+
+    monkeypatch.setattr(train_module, "time", SimpleNamespace(perf_counter=TickingClock().perf_counter,
+                                                              time=time.time))
+    cfg = tiny_cfg("train.iterations=1000", "train.max_wallclock_seconds=0.09375", "train.warmdown_iters=4",
+                   "train.log_every=1", "train.probe_every=0", "eval.stride=0")
+    assert run_trial(cfg, tmp_path) == 0
+    result, events = read_trial(tmp_path)
+    steps = [e for e in events if e["event"] == "step"]
+    tick = 1000 * 2.0**-7
+    assert [(e["step"], e["elapsed_ms"]) for e in steps] == [(k, k * tick) for k in range(1, 13)]
+    expected = [lr_scale(cfg.train, k, (k - 1) * tick) for k in range(1, 13)]
+    assert [(e["lr_scale"], e["phase"]) for e in steps] == [(p.scale, p.phase) for p in expected]
+    assert expected[-1].phase == "warmdown" and expected[0].phase == "main"
+    assert result["steps"] == 12 and result["train_seconds"] == 12 * tick / 1000
+    assert "stopping at step 12: training time 0.1s reached the cap" in (tmp_path / "train.log").read_text()
+
+
+def test_a_rank_without_an_event_writer_or_a_clock_trains_the_same(
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any]) -> None:
+    """Ranks other than 0 call train() with no event writer and no log file; a caller may leave out the clock."""
+    from clowncar.worker.dist import DistInfo
+    from clowncar.worker.progress import TrialLog
+
+    cfg = tiny_cfg("train.iterations=3", "eval.stride=0")
+    assert run_trial(cfg, tmp_path / "main") == 0
+    result: dict[str, Any] = {}
+    train_module.train(cfg, tmp_path / "other", DistInfo(), CPU, None, TrialLog(None), result)
+    main = read_trial(tmp_path / "main")[0]
+    assert (result["val_bpb"], result["steps"]) == (main["val_bpb"], 3) and result["startup_seconds"] > 0
