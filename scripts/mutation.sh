@@ -65,6 +65,12 @@ declare -A KEYWORDS=(
   [clowncar/model/layers.py]="not test_seed_trainer_training.py or fake"
   [clowncar/worker/train.py]="not (golden or exits_with or vocab_smaller or unknown_config_key or launched)"
 )
+# module -> mutmut's timeout_multiplier (default 15: a mutant may take 30x its tests' CPU time before it counts as a
+# timeout, which counts as killed). train.py's mutants that break a loop's exit run trials of 100,000 steps: at 30x
+# the ~25 s of its tests each one would hold a worker for 13 minutes.
+declare -A TIMEOUT_MULTIPLIERS=(
+  [clowncar/worker/train.py]=2
+)
 ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clowncar/data/tokenizer.py clowncar/worker/evaluate.py clowncar/worker/schedule.py
        clowncar/worker/optim.py:EMA
        clowncar/analysis/stats.py clowncar/analysis/family.py clowncar/analysis/result.py
@@ -126,6 +132,7 @@ run_modules() {
       echo "also_copy = mutation_plugin.py"
       echo "process_isolation = forkserver"
       echo "use_git_change_detection = false"
+      if [ -n "${TIMEOUT_MULTIPLIERS[$m]:-}" ]; then echo "timeout_multiplier = ${TIMEOUT_MULTIPLIERS[$m]}"; fi
     } > "$work/setup.cfg"
     echo "== $m (tests: ${TESTS[$m]}; $JOBS process(es)); started $(date -u +%FT%TZ)"
     start=$(date +%s)
