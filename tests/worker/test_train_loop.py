@@ -383,3 +383,12 @@ def test_a_rank_without_an_event_writer_or_a_clock_trains_the_same(
     train_module.train(cfg, tmp_path / "other", DistInfo(), CPU, None, TrialLog(None), result)
     main = read_trial(tmp_path / "main")[0]
     assert (result["val_bpb"], result["steps"]) == (main["val_bpb"], 3) and result["startup_seconds"] > 0
+
+
+def test_late_qat_starts_strictly_below_its_threshold(tiny_cfg: Callable[..., Any], tmp_path: Path,
+                                                      read_trial: Callable[..., Any]) -> None:
+    """The seed's rule is `scale < threshold`: at a multiplier equal to it (step 7: 0.5) QAT is still off."""
+    cfg = tiny_cfg("train.iterations=8", "train.warmdown_iters=4", "train.late_qat_threshold=0.5", "eval.stride=0")
+    assert [lr_scale(cfg.train, s, 0.0).scale for s in (6, 7, 8)] == [0.75, 0.5, 0.25]
+    assert run_trial(cfg, tmp_path) == 0
+    assert read_trial(tmp_path)[0]["late_qat_step"] == 8
