@@ -133,6 +133,7 @@ def test_every_number_train_reports_is_the_plain_loops(loop_cfg: TrialConfig, tm
         assert e["kind"] == ref["kinds"][e["step"] - 1] and e["tokens"] == e["step"] * 256
     assert [s for s, *_ in ref["steps"] if ref["kinds"][s - 1] == "C"] == [2, 5, 8]
     assert [(e["step"], e["probe_loss"]) for e in events if e["event"] == "probe"] == ref["probes"]
+    assert {e["mode"] for e in events if e["event"] == "probe"} == {"C"}
 
     evals = [e for e in events if e["event"] == "eval"]
     assert [(e["step"], e["mode"], e["weights"]) for e in evals] == [
@@ -200,6 +201,11 @@ def test_a_loss_past_three_times_uniform_guessing_is_divergence(
     ln_v = math.log(cfg.model.vocab_size)
     monkeypatch.setattr(train_module, "DIVERGED_LOSS_FACTOR", loss / ln_v * (1 + 1e-6))
     assert run_trial(cfg, tmp_path / "over") == 0
+    factor = loss / ln_v  # nudged until factor x ln V is the loss exactly: a loss at the limit is not divergence
+    while factor * ln_v != loss:
+        factor = math.nextafter(factor, math.inf if factor * ln_v < loss else -math.inf)
+    monkeypatch.setattr(train_module, "DIVERGED_LOSS_FACTOR", factor)
+    assert run_trial(cfg, tmp_path / "at") == 0
     monkeypatch.setattr(train_module, "DIVERGED_LOSS_FACTOR", loss / ln_v * (1 - 1e-6))
     assert run_trial(cfg, tmp_path / "under") == 3
     result, events = read_trial(tmp_path / "under")
@@ -350,19 +356,31 @@ class TickingClock:
 
 def test_the_wallclock_warmdown_and_stop_follow_the_training_clock_exactly(
         tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """A cap of 93.75 ms is 12 steps of 7.8125 ms: the run stops after step 12 (its clock reaches the cap
     exactly), and each step's LR multiplier is the schedule's for the time the steps before it took."""
     import time
 
+    from clowncar.worker.progress import TrialLog
+
     monkeypatch.setattr(train_module, "time", SimpleNamespace(perf_counter=TickingClock().perf_counter,
                                                               time=time.time))
+    shown: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(TrialLog, "progress", lambda self, *args: shown.append(args))
+    monkeypatch.setattr(train_module, "peak_memory_bytes", lambda device: 12345)  # the training peak, kept
     cfg = tiny_cfg("train.iterations=1000", "train.max_wallclock_seconds=0.09375", "train.warmdown_iters=4",
                    "train.log_every=1", "train.probe_every=0", "eval.stride=0")
     assert run_trial(cfg, tmp_path) == 0
     result, events = read_trial(tmp_path)
     steps = [e for e in events if e["event"] == "step"]
     tick = 1000 * 2.0**-7
+    assert shown == [(e["step"], e["kind"], e["train_loss"], e["tokens"] / (e["elapsed_ms"] / 1000),
+                      e["elapsed_ms"] / 1000) for e in steps]
+    assert result["peak_mem_bytes"] == 12345 and result["val_bpb"] is not None  # evaluated after the stop
+    log = (tmp_path / "train.log").read_text()
+    assert f"step:2/1000 kind:{steps[1]['kind']} train_loss:{steps[1]['train_loss']:.4f} lr_scale:1.0000 " \
+           "train_time:16ms step_avg:7.81ms" in log.splitlines()
+    assert "train_loss:" not in capsys.readouterr().err  # step lines go to train.log only
     assert [(e["step"], e["elapsed_ms"]) for e in steps] == [(k, k * tick) for k in range(1, 13)]
     expected = [lr_scale(cfg.train, k, (k - 1) * tick) for k in range(1, 13)]
     assert [(e["lr_scale"], e["phase"]) for e in steps] == [(p.scale, p.phase) for p in expected]
@@ -392,3 +410,29 @@ def test_late_qat_starts_strictly_below_its_threshold(tiny_cfg: Callable[..., An
     assert [lr_scale(cfg.train, s, 0.0).scale for s in (6, 7, 8)] == [0.75, 0.5, 0.25]
     assert run_trial(cfg, tmp_path) == 0
     assert read_trial(tmp_path)[0]["late_qat_step"] == 8
+
+
+def test_a_cap_under_a_millisecond_stops_after_the_first_step(
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setattr(train_module, "time", SimpleNamespace(perf_counter=TickingClock().perf_counter,
+                                                              time=time.time))
+    cfg = tiny_cfg("train.iterations=50", f"train.max_wallclock_seconds={2.0**-11}", "eval.stride=0")
+    assert 0 < train_module.wallclock_cap_ms(cfg.train) < 1
+    assert run_trial(cfg, tmp_path) == 0
+    assert read_trial(tmp_path)[0]["steps"] == 1
+
+
+def test_a_phased_cadence_is_chosen_by_each_steps_lr_multiplier(
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any]) -> None:
+    """Cadence 1 while the multiplier is above 0.5, 2 above 0.2, 3 below (a warm-down over the last 8 of 16)."""
+    cfg = tiny_cfg("train.iterations=16", "train.warmdown_iters=8", "train.cadence_phased=true",
+                   "train.cadence_early=1", "train.cadence_main=2", "train.cadence_late=3", "train.probe_every=0",
+                   "eval.stride=0")
+    assert run_trial(cfg, tmp_path) == 0
+    kinds = "".join(e["kind"] for e in read_trial(tmp_path)[1] if e["event"] == "step")
+    expected = "".join("C" if is_crawl_step(s, cadence_for(cfg.train, lr_scale(cfg.train, s, 0.0))) else "N"
+                       for s in range(1, 17))
+    assert kinds == expected == "CCCCCCCCCCCCCNCC"  # step 16: cadence 3 crawls, 2 would not
