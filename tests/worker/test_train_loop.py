@@ -156,7 +156,7 @@ def test_every_number_train_reports_is_the_plain_loops(loop_cfg: TrialConfig, tm
     assert result["peak_mem_bytes"] > 0 and result["eval_seconds"] > 0
 
 
-@pytest.mark.parametrize("stride, sliding", [(0, False), (8, True), (31, True), (32, False)])
+@pytest.mark.parametrize("stride, sliding", [(0, False), (1, True), (8, True), (31, True), (32, False)])
 def test_sliding_eval_runs_only_for_a_stride_inside_the_eval_length(
         tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any], stride: int,
         sliding: bool) -> None:
@@ -187,6 +187,22 @@ def test_quantized_scores_are_those_of_the_artifact_and_the_gap_is_their_differe
     quantized = [(e["mode"], e["step"]) for e in events if e["event"] == "eval" and e["weights"] == "quantized"]
     assert quantized == [("standard", 3), ("sliding", 3)]
     assert result["artifact_bytes"] > 0 and (tmp_path / "model.ptz").stat().st_size == result["artifact_file_bytes"]
+    assert (f"artifact: {result['artifact_bytes']} bytes (file {result['artifact_file_bytes']}, code "
+            f"{result['artifact_code_bytes']}), over cap: False") in (tmp_path / "train.log").read_text().splitlines()
+
+
+def test_eval_seconds_count_the_raw_and_the_quantized_evaluations(
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the ticking clock each of the two timed spans (the raw evaluations, the round trip's) lasts one tick."""
+    import time
+
+    monkeypatch.setattr(train_module, "time", SimpleNamespace(perf_counter=TickingClock().perf_counter,
+                                                              time=time.time))
+    cfg = tiny_cfg("train.iterations=2", "quant.enabled=true", "quant.gptq_calib_seqs=2")
+    assert run_trial(cfg, tmp_path) == 0
+    result = read_trial(tmp_path)[0]
+    assert result["eval_seconds"] == 2 * 2.0**-7 and "q_eval_seconds" not in result
 
 
 def test_a_loss_past_three_times_uniform_guessing_is_divergence(
