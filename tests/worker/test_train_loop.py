@@ -263,6 +263,15 @@ def test_the_start_event_names_the_config_the_world_and_the_model(
     assert start["event"] == "start" and before <= start.pop("time") <= time.time()
     assert start == {"event": "start", "config_hash": cfg.content_hash(), "world_size": 1,
                      "params": result["params"], "model_dim": 32}
+    startup = result["startup"]  # an eager run: no compile mode, cache or graphs to report
+    assert {k: startup[k] for k in ("compile_mode", "compiled_as", "cuda_graphs", "compile_cache",
+                                    "compile_cache_hits", "compile_cache_misses")} == {
+        "compile_mode": "eager", "compiled_as": "eager", "cuda_graphs": False, "compile_cache": None,
+        "compile_cache_hits": None, "compile_cache_misses": None}
+    phases = ", ".join(f"{k} {startup[k]:.2f}" for k in ("launch", "imports", "data", "model", "optimizer",
+                                                         "compile", "first_step"))
+    assert (f"start-up: {result['startup_seconds']:.2f}s to the end of step 1 ({phases}; cpu "
+            f"{startup['cpu_seconds']:.2f}s)") in (tmp_path / "train.log").read_text().splitlines()
 
 
 def _shards_copy(tiny_data: Path, out: Path, edit: Callable[[str, np.ndarray], np.ndarray | None]) -> Path:
@@ -296,13 +305,14 @@ def test_an_id_past_the_vocab_in_the_first_train_shard_is_refused_before_step_1(
 
     def edit(name: str, tokens: np.ndarray) -> np.ndarray:
         if name == first:
-            tokens[-3] = 400  # far past step 1's tokens: only the check before training sees it
+            tokens[-3] = 320  # the first id past the vocabulary, far past step 1's tokens: only the check
+            # before training sees it
         return tokens
 
     data = _shards_copy(tiny_data, tmp_path / "data", edit)
     assert run_trial(tiny_cfg(f"data.dataset={data}"), tmp_path / "out") == 2
     result, events = read_trial(tmp_path / "out")
-    assert result["reason"] == f"DataError: {data / first}: token id 400 does not fit model.vocab_size (320)"
+    assert result["reason"] == f"DataError: {data / first}: token id 320 does not fit model.vocab_size (320)"
     assert result["steps"] is None and not [e for e in events if e["event"] == "step"]
 
 
@@ -452,3 +462,20 @@ def test_a_phased_cadence_is_chosen_by_each_steps_lr_multiplier(
     expected = "".join("C" if is_crawl_step(s, cadence_for(cfg.train, lr_scale(cfg.train, s, 0.0))) else "N"
                        for s in range(1, 17))
     assert kinds == expected == "CCCCCCCCCCCCCNCC"  # step 16: cadence 3 crawls, 2 would not
+
+
+def test_bad_vocabularies_are_refused_with_what_does_not_fit(
+        tiny_cfg: Callable[..., Any], tiny_data: Path, tmp_path: Path, read_trial: Callable[..., Any]) -> None:
+    assert run_trial(tiny_cfg("model.vocab_size=100"), tmp_path / "small") == 2
+    assert read_trial(tmp_path / "small")[0]["reason"] == (
+        "ConfigError: model.vocab_size (100) is smaller than the tokenizer's vocabulary (320 ids)")
+
+    def edit(name: str, tokens: np.ndarray) -> np.ndarray:
+        if "_val_" in name:
+            tokens[5] = 321
+        return tokens
+
+    data = _shards_copy(tiny_data, tmp_path / "data", edit)
+    assert run_trial(tiny_cfg(f"data.dataset={data}"), tmp_path / "val") == 2
+    assert read_trial(tmp_path / "val")[0]["reason"] == (
+        "DataError: validation: token id 321 does not fit model.vocab_size (320)")
