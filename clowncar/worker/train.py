@@ -7,7 +7,6 @@ it got) and raises on failure; `clowncar.worker.run` turns the exception into a 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
 import os
 import time
@@ -229,13 +228,9 @@ def _evaluate_all(evaluate: Any, net: nn.Module, cfg: TrialConfig, step: int, we
 def _quantize_and_roundtrip(model: nn.Module, cfg: TrialConfig, train_files: list[Path], out_dir: Path,
                             info: DistInfo, device: torch.device, evaluate: Any, step: int, emit: Any,
                             log: TrialLog) -> dict[str, Any]:
-    """The one place where part 2 plugs in: rank 0 exports the evaluated weights with
-    `clowncar.worker.artifact.export_artifact` (GPTQ calibrated on the start of the TRAINING stream), then every
-    rank rebuilds a fresh model from the artifact file alone and scores it with the same evaluation.
-    Until that module exists the quantization fields of result.json stay None."""
-    if importlib.util.find_spec("clowncar.worker.artifact") is None:
-        log.line("quantization skipped: clowncar.worker.artifact is not available")
-        return {}
+    """Rank 0 exports the evaluated weights with `clowncar.worker.artifact.export_artifact` (GPTQ calibrated on
+    the start of the TRAINING stream), then every rank rebuilds a fresh model from the artifact file alone and
+    scores it with the same evaluation."""
     from clowncar.worker import artifact
 
     q = cfg.quant
