@@ -263,6 +263,7 @@ def test_the_start_event_names_the_config_the_world_and_the_model(
     assert start["event"] == "start" and before <= start.pop("time") <= time.time()
     assert start == {"event": "start", "config_hash": cfg.content_hash(), "world_size": 1,
                      "params": result["params"], "model_dim": 32}
+    assert result["evaluated_weights"] == "raw"  # no EMA
     startup = result["startup"]  # an eager run: no compile mode, cache or graphs to report
     assert {k: startup[k] for k in ("compile_mode", "compiled_as", "cuda_graphs", "compile_cache",
                                     "compile_cache_hits", "compile_cache_misses")} == {
