@@ -7,6 +7,7 @@ LR scale or momentum of the wrong step, fake quantization switched on a step lat
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -40,6 +41,20 @@ LOOP = ("train.iterations=9", "train.cadence=3", "train.cadence_offset=1", "trai
         "train.warmdown_iters=4", "train.muon_momentum_warmup_steps=4", "train.grad_clip_norm=0.8",
         "train.probe_every=3", "train.val_every=4", "train.late_qat_threshold=0.6", "train.ema=true",
         "train.ema_decay=0.6", "train.ema_start_step=3", "train.log_every=2", "train.warmup_steps=0")
+
+
+@pytest.fixture
+def ticking_clock(monkeypatch: pytest.MonkeyPatch) -> float:
+    """`clowncar.worker.train`'s perf_counter gains 2^-7 s at every call, so a training step (two calls) lasts
+    exactly 7.8125 ms and every sum of step times is exact in binary. Returns the tick in ms."""
+    now = [0.0]
+
+    def perf_counter() -> float:
+        now[0] += 2.0**-7
+        return now[0]
+
+    monkeypatch.setattr(train_module, "time", SimpleNamespace(perf_counter=perf_counter, time=time.time))
+    return 1000 * 2.0**-7
 
 
 def _data(cfg: TrialConfig) -> tuple[list[Path], Any, Any]:
@@ -192,17 +207,12 @@ def test_quantized_scores_are_those_of_the_artifact_and_the_gap_is_their_differe
 
 
 def test_eval_seconds_count_the_raw_and_the_quantized_evaluations(
-        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the ticking clock each of the two timed spans (the raw evaluations, the round trip's) lasts one tick."""
-    import time
-
-    monkeypatch.setattr(train_module, "time", SimpleNamespace(perf_counter=TickingClock().perf_counter,
-                                                              time=time.time))
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any], ticking_clock: float) -> None:
+    """With the ticking clock, each of the two timed spans (the raw evaluations, the round trip's) lasts one tick."""
     cfg = tiny_cfg("train.iterations=2", "quant.enabled=true", "quant.gptq_calib_seqs=2")
     assert run_trial(cfg, tmp_path) == 0
     result = read_trial(tmp_path)[0]
-    assert result["eval_seconds"] == 2 * 2.0**-7 and "q_eval_seconds" not in result
+    assert result["eval_seconds"] == 2 * ticking_clock / 1000 and "q_eval_seconds" not in result
 
 
 def test_a_loss_past_three_times_uniform_guessing_is_divergence(
@@ -253,8 +263,6 @@ def test_an_lr_warmup_never_switches_late_qat_on(tiny_cfg: Callable[..., Any], t
 
 def test_the_start_event_names_the_config_the_world_and_the_model(
         tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any]) -> None:
-    import time
-
     cfg = tiny_cfg("train.iterations=1", "eval.stride=0")
     before = time.time()
     assert run_trial(cfg, tmp_path) == 0
@@ -369,29 +377,13 @@ def test_the_probe_fits_in_the_validation_split_to_the_last_token(
         assert code == 2 and result["reason"] == f"DataError: {error}"
 
 
-class TickingClock:
-    """perf_counter for `clowncar.worker.train`: 2^-7 s more at every call, so a training step (two calls)
-    lasts exactly 7.8125 ms and every sum of step times is exact in binary."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def perf_counter(self) -> float:
-        self.now += 2.0**-7
-        return self.now
-
-
 def test_the_wallclock_warmdown_and_stop_follow_the_training_clock_exactly(
         tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any],
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ticking_clock: float) -> None:
     """A cap of 93.75 ms is 12 steps of 7.8125 ms: the run stops after step 12 (its clock reaches the cap
     exactly), and each step's LR multiplier is the schedule's for the time the steps before it took."""
-    import time
-
     from clowncar.worker.progress import TrialLog
 
-    monkeypatch.setattr(train_module, "time", SimpleNamespace(perf_counter=TickingClock().perf_counter,
-                                                              time=time.time))
     shown: list[tuple[Any, ...]] = []
     monkeypatch.setattr(TrialLog, "progress", lambda self, *args: shown.append(args))
     monkeypatch.setattr(train_module, "peak_memory_bytes", lambda device: 12345)  # the training peak, kept
@@ -400,7 +392,7 @@ def test_the_wallclock_warmdown_and_stop_follow_the_training_clock_exactly(
     assert run_trial(cfg, tmp_path) == 0
     result, events = read_trial(tmp_path)
     steps = [e for e in events if e["event"] == "step"]
-    tick = 1000 * 2.0**-7
+    tick = ticking_clock
     assert shown == [(e["step"], e["kind"], e["train_loss"], e["tokens"] / (e["elapsed_ms"] / 1000),
                       e["elapsed_ms"] / 1000) for e in steps]
     assert result["peak_mem_bytes"] == 12345 and result["val_bpb"] is not None  # evaluated after the stop
@@ -440,12 +432,7 @@ def test_late_qat_starts_strictly_below_its_threshold(tiny_cfg: Callable[..., An
 
 
 def test_a_cap_under_a_millisecond_stops_after_the_first_step(
-        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    import time
-
-    monkeypatch.setattr(train_module, "time", SimpleNamespace(perf_counter=TickingClock().perf_counter,
-                                                              time=time.time))
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any], ticking_clock: float) -> None:
     cfg = tiny_cfg("train.iterations=50", f"train.max_wallclock_seconds={2.0**-11}", "eval.stride=0")
     assert 0 < train_module.wallclock_cap_ms(cfg.train) < 1
     assert run_trial(cfg, tmp_path) == 0
