@@ -88,6 +88,23 @@ def early_boost_test(evals: pd.DataFrame, runs: pd.DataFrame) -> TestResult:
     return decide(res)
 
 
+CLUSTER_SINGULAR = ("the cluster-robust covariance is singular (no run-to-run variation left in these terms, "
+                    "so their standard errors and the Wald test are undefined)")
+
+
+def _without_cluster_variation(fit: Any) -> list[str]:
+    """Terms whose cluster-robust variance is zero up to rounding.
+
+    A cluster covariance is a sum of one outer product per run: when every run's residuals cancel in some
+    direction (noise-free curves that differ between runs only by an offset), that direction's variance is 0,
+    and rounding makes it a tiny number of either sign (a negative one has a NaN square root). Each variance is
+    compared with the same term's classical one, which makes the test free of the terms' units; rounding leaves
+    ratios near 1e-15, real clustering effects are many orders of magnitude larger."""
+    robust = np.diag(np.asarray(fit.cov_params()))
+    classical = np.diag(np.asarray(fit.normalized_cov_params)) * fit.scale
+    return [str(n) for n, r, c in zip(fit.params.index, robust, classical, strict=True) if not r > 1e-10 * c]
+
+
 def _cluster_check(e: pd.DataFrame, runs: pd.DataFrame) -> dict[str, Any]:
     """Every eval row: val_bpb ~ loops * C(phase), SEs clustered by run; joint Wald test of loops:phase."""
     d = e.merge(runs[["run_id", "loops"]].rename(columns={"run_id": "trial_uid"}), on="trial_uid").dropna(
@@ -97,6 +114,9 @@ def _cluster_check(e: pd.DataFrame, runs: pd.DataFrame) -> dict[str, Any]:
     d = d.assign(phase=np.where(frac <= EARLY_FRAC, "early", np.where(frac < 1, "middle", "final")))
     try:
         fit = ols("val_bpb ~ loops * C(phase)", d, cov="cluster", groups=pd.factorize(d["trial_uid"])[0])
+        flat = _without_cluster_variation(fit)
+        if flat:
+            return {"status": f"skipped: {CLUSTER_SINGULAR}: {', '.join(flat)}"}
         names = [n for n in fit.params.index if n.startswith("loops:")]  # >= 2 loop counts and phases: never none
         hyp = ", ".join(f"{n} = 0" for n in names)
         w = fit.wald_test(hyp, scalar=True)

@@ -5,6 +5,7 @@ runs, residual and probe deltas, the run-level boost regression and its cluster-
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -450,6 +451,28 @@ def test_a_failing_interaction_check_says_why_and_leaves_the_test_standing(monke
     runs, evals = curves()
     res = early_boost_test(evals, runs)
     assert res.extra["interaction_check"] == {"status": "skipped: ValueError: boom"} and res.p_value is not None
+
+
+def test_a_cluster_check_without_run_to_run_variation_is_skipped_with_the_terms_named() -> None:
+    # noise-free curves that differ between runs only by an offset: every run's residuals cancel in the phase
+    # directions, so their cluster-robust variance is 0 up to rounding (a NaN standard error, a meaningless Wald F)
+    rng = np.random.default_rng(1)
+    steps = np.arange(50, 501, 50)
+    runs, evals = [], []
+    for lp in (1, 2, 3):
+        for s in range(3):
+            uid, offset = f"l{lp}s{s}", rng.normal(0, 0.01)
+            runs.append({"run_id": uid, "loops": float(lp), "seed": float(s)})
+            evals.append(pd.DataFrame({"trial_uid": uid, "step": steps,
+                                       "val_bpb": 2 + offset + 0.5 * (1 - steps / 500) - 0.01 * lp * (steps < 500)}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value encountered in sqrt" on the way
+        res = early_boost_test(pd.concat(evals, ignore_index=True), pd.DataFrame(runs))
+    status = res.extra["interaction_check"]["status"]
+    assert status.startswith("skipped: the cluster-robust covariance is singular"), status
+    assert status.endswith(": C(phase)[T.final], C(phase)[T.middle], loops:C(phase)[T.final], "
+                           "loops:C(phase)[T.middle]"), status
+    assert res.p_value is not None and res.effect == pytest.approx(-0.01)  # the run-level test still stands
 
 
 def power_of(effect: float, se: float, df: float) -> float:
