@@ -90,19 +90,26 @@ def early_boost_test(evals: pd.DataFrame, runs: pd.DataFrame) -> TestResult:
 
 CLUSTER_SINGULAR = ("the cluster-robust covariance is singular (no run-to-run variation left in these terms, "
                     "so their standard errors and the Wald test are undefined)")
+EXACT_FIT = ("every eval lies on loops x phase exactly (the residuals are zero up to rounding), so the standard "
+             "errors and the Wald test are undefined")
 
 
-def _without_cluster_variation(fit: Any) -> list[str]:
-    """Terms whose cluster-robust variance is zero up to rounding.
+def _undefined_cluster_fit(fit: Any) -> str | None:
+    """Why the cluster-robust standard errors of `fit` are rounding noise, or None.
 
     A cluster covariance is a sum of one outer product per run: when every run's residuals cancel in some
     direction (noise-free curves that differ between runs only by an offset), that direction's variance is 0,
     and rounding makes it a tiny number of either sign (a negative one has a NaN square root). Each variance is
     compared with the same term's classical one, which makes the test free of the terms' units; rounding leaves
-    ratios near 1e-15, real clustering effects are many orders of magnitude larger."""
+    ratios near 1e-15, real clustering effects are many orders of magnitude larger. An exact fit makes every
+    variance rounding noise, the classical ones too, so it is caught first."""
+    y = np.asarray(fit.model.endog, dtype=float)
+    if not fit.ssr > 1e-20 * float(y @ y):
+        return EXACT_FIT
     robust = np.diag(np.asarray(fit.cov_params()))
     classical = np.diag(np.asarray(fit.normalized_cov_params)) * fit.scale
-    return [str(n) for n, r, c in zip(fit.params.index, robust, classical, strict=True) if not r > 1e-10 * c]
+    flat = [str(n) for n, r, c in zip(fit.params.index, robust, classical, strict=True) if not r > 1e-10 * c]
+    return f"{CLUSTER_SINGULAR}: {', '.join(flat)}" if flat else None
 
 
 def _cluster_check(e: pd.DataFrame, runs: pd.DataFrame) -> dict[str, Any]:
@@ -114,9 +121,9 @@ def _cluster_check(e: pd.DataFrame, runs: pd.DataFrame) -> dict[str, Any]:
     d = d.assign(phase=np.where(frac <= EARLY_FRAC, "early", np.where(frac < 1, "middle", "final")))
     try:
         fit = ols("val_bpb ~ loops * C(phase)", d, cov="cluster", groups=pd.factorize(d["trial_uid"])[0])
-        flat = _without_cluster_variation(fit)
-        if flat:
-            return {"status": f"skipped: {CLUSTER_SINGULAR}: {', '.join(flat)}"}
+        undefined = _undefined_cluster_fit(fit)
+        if undefined:
+            return {"status": f"skipped: {undefined}"}
         names = [n for n in fit.params.index if n.startswith("loops:")]  # >= 2 loop counts and phases: never none
         hyp = ", ".join(f"{n} = 0" for n in names)
         w = fit.wald_test(hyp, scalar=True)
