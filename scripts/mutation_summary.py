@@ -89,6 +89,9 @@ def main() -> None:
     if sys.argv[1:] == ["--table"]:
         print(markdown_tables(Path(__file__).resolve().parents[1] / ".mutation"), end="")
         return
+    if len(sys.argv) not in (3, 4) or not Path(sys.argv[1]).is_dir():
+        sys.exit("usage: python scripts/mutation_summary.py WORKDIR MODULE [PATTERN] | --table  (WORKDIR: a "
+                 ".mutation/<module> folder of scripts/mutation.sh)")
     work, module = Path(sys.argv[1]), sys.argv[2]
     s = summarize(work, module, *sys.argv[3:4])
     before = json.loads((work / "summary.json").read_text()) if (work / "summary.json").is_file() else {}

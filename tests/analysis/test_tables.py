@@ -4,10 +4,12 @@ quantization gap and eval mode where the trial records them (imported sweeps too
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from clowncar.analysis.explore import SINGLE_RUN, optuna_importances, top_configs
 from clowncar.analysis.frames import run_table
@@ -86,6 +88,41 @@ def test_export_summary_columns_for_worker_and_imported_trials() -> None:
     assert abs(i["quant_gap"] - 0.0072) < 1e-9 and pd.isna(i["width"])
     assert c["eval_mode"] == "standard" and pd.isna(c["width"]) and pd.isna(c["params"]) and pd.isna(c["quant_gap"])
     assert (s["width"], s["quant_gap_mode"]) == (512, "sliding") and abs(s["quant_gap"] - 0.02) < 1e-9
+
+
+def test_summary_columns_of_a_sweep_without_imports_or_a_source_column() -> None:
+    # what a worker-only frame looks like after filtering: no headline_* or source columns (the summary leads),
+    # an index that is not 0..n-1, worker widths of 0 (unknown: the config's) and 1, params of 0 (unknown) and 1,
+    # no stored quant_gap column (the gap is computed), a crashed trial with no score at all
+    rows = [{"trial_uid": "a", "model_dim": 0, "model.model_dim": 512, "params": 0, "val_bpb": 2.5, "q_val_bpb": 2.52},
+            {"trial_uid": "b", "model_dim": 1, "model.model_dim": 64, "params": 1, "sliding_val_bpb": 2.4,
+             "q_sliding_val_bpb": 2.43},
+            {"trial_uid": "c", "model_dim": 96, "model.model_dim": 64, "params": 5}]
+    out = with_summary(pd.DataFrame(rows, index=[3, 7, 9]))
+    assert list(out.columns[:8]) == ["bpb", "bpb_metric", "eval_mode", "width", "params", "quant_gap",
+                                     "quant_gap_mode", "trial_uid"]
+    assert list(out.index) == [3, 7, 9] and list(out["trial_uid"]) == ["a", "b", "c"]
+    assert out["bpb"].dtype == float and out["width"].dtype == float and out["params"].dtype == float
+    assert out["bpb"].tolist()[:2] == [2.52, 2.43] and math.isnan(out.loc[9, "bpb"])
+    assert out["bpb_metric"].tolist()[:2] == ["q_val_bpb", "q_sliding_val_bpb"]
+    assert out["eval_mode"].tolist()[:2] == ["standard", "sliding"]
+    assert out["width"].tolist() == [512.0, 1.0, 96.0]
+    assert out["params"].tolist()[1:] == [1.0, 5.0] and math.isnan(out.loc[3, "params"])
+    assert out["quant_gap"].tolist()[:2] == pytest.approx([0.02, 0.03]) and math.isnan(out.loc[9, "quant_gap"])
+    assert out["quant_gap_mode"].tolist()[:2] == ["standard", "sliding"]
+    for col in ("bpb_metric", "eval_mode", "quant_gap_mode"):  # text columns: missing where nothing is known
+        assert out[col].dtype == object and pd.isna(out.loc[9, col]), col
+
+
+def test_summary_columns_of_a_frame_without_any_score_column_are_empty() -> None:
+    out = with_summary(pd.DataFrame({"source": ["sweep", "import"], "trial_uid": ["x/0", "y/0"]}, index=[5, 6]))
+    assert list(out.columns) == ["source", "bpb", "bpb_metric", "eval_mode", "width", "params", "quant_gap",
+                                 "quant_gap_mode", "trial_uid"]
+    assert list(out.index) == [5, 6]
+    for col in ("bpb", "width", "params", "quant_gap"):
+        assert out[col].dtype == float and out[col].isna().all(), col
+    for col in ("bpb_metric", "eval_mode", "quant_gap_mode"):
+        assert out[col].dtype == object and out[col].isna().all(), col
 
 
 def test_store_export_of_imported_sweeps_writes_the_summary_columns(legacy_runs: Path, run_cli, tmp_path: Path
