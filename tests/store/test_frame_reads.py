@@ -1,0 +1,256 @@
+"""What the store's read methods hand back, on SQLite and PostgreSQL alike: the long tables' filters (sweep, trial,
+attempt), their order and their empty shape; `trials_frame`, `sweeps_frame`, `sweep_summary`, `get_trial` and
+`artifacts_frame` field by field; the best-score rule."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from clowncar.store import Store
+from clowncar.store.frames import aware
+from clowncar.store.longread import DTYPES
+from clowncar.store.store import EVAL_COLUMNS, NAMED_EVAL_COLUMNS, PROBE_COLUMNS, STEP_COLUMNS
+
+
+def _step(step: int) -> dict[str, Any]:
+    return {"step": step, "kind": "C", "train_loss": 3.0 + step / 8, "lr_scale": 1.0, "phase": "main",
+            "elapsed_ms": 10.0 * step, "tokens": 64 * step}
+
+
+def _eval(step: int) -> dict[str, Any]:
+    return {"step": step, "val_loss": 2.0 + step / 8, "val_bpb": 1.0 + step / 8, "tokens_scored": 10,
+            "bytes_scored": 40}
+
+
+def _probe(step: int) -> dict[str, Any]:
+    return {"step": step, "mode": "C", "probe_loss": 2.5 + step / 8}
+
+
+def _named(step: int) -> dict[str, Any]:
+    return {"seq": step, "name": f"final_{step}", "step": step, "val_bpb": 1.0 + step / 8}
+
+
+# read method, write method, row maker, columns, the per-attempt order column
+LONG = {"steps": ("steps_frame", "add_steps", _step, STEP_COLUMNS, "step"),
+        "evals": ("evals_frame", "add_evals", _eval, EVAL_COLUMNS, "step"),
+        "probes": ("probes_frame", "add_probes", _probe, PROBE_COLUMNS, "step"),
+        "named_evals": ("named_evals_frame", "add_named_evals", _named, NAMED_EVAL_COLUMNS, "seq")}
+
+
+def _fill(store: Store, write: str, make: Callable[[int], dict[str, Any]]) -> None:
+    """Sweeps `b` (made first) and `a`. In `a`, trial number 0 has the uid `a/z` and number 1 `a/b` (uid order is
+    the reverse of number order) and `a/z` has two attempts; every attempt's rows are written last key first."""
+    plan = [("b", "b/0", 0, 0, (1, 2)), ("a", "a/b", 1, 0, (1, 2, 3)), ("a", "a/z", 0, 0, (1, 2, 3, 4)),
+            ("a", "a/z", 0, 1, (5, 6))]
+    for sweep, uid, number, attempt, keys in plan:
+        store.create_or_get_sweep(sweep, {})
+        store.start_trial(sweep, uid, number, attempt, {"model": {"crawler_loops": 2}}, 1, "node")
+        getattr(store, write)(uid, attempt, [make(k) for k in reversed(keys)])
+
+
+def _keys(frame: pd.DataFrame, key: str) -> list[tuple[str, str, int, int]]:
+    return [(str(r.sweep), str(r.trial_uid), int(r.attempt), int(getattr(r, key))) for r in frame.itertuples()]
+
+
+@pytest.mark.parametrize("table", list(LONG))
+def test_long_reads_keep_latest_attempts_in_sweep_then_trial_number_then_key_order(store: Store, table: str) -> None:
+    read, write, make, _, key = LONG[table]
+    _fill(store, write, make)
+    assert _keys(getattr(store, read)(), key) == [
+        ("a", "a/z", 1, 5), ("a", "a/z", 1, 6), ("a", "a/b", 0, 1), ("a", "a/b", 0, 2), ("a", "a/b", 0, 3),
+        ("b", "b/0", 0, 1), ("b", "b/0", 0, 2)]
+
+
+@pytest.mark.parametrize("table", list(LONG))
+def test_long_reads_filter_by_sweep_by_trial_and_read_every_attempt_when_asked(store: Store, table: str) -> None:
+    read, write, make, _, key = LONG[table]
+    _fill(store, write, make)
+    frame = getattr(store, read)
+    assert _keys(frame("b"), key) == [("b", "b/0", 0, 1), ("b", "b/0", 0, 2)]
+    assert _keys(frame(["b", "nope"]), key) == _keys(frame("b"), key)
+    assert _keys(frame(trial_uids="a/b"), key) == [("a", "a/b", 0, 1), ("a", "a/b", 0, 2), ("a", "a/b", 0, 3)]
+    assert _keys(frame("b", trial_uids=["a/b"]), key) == []  # both filters apply
+    assert _keys(frame(trial_uids="a/z", all_attempts=True), key) == [
+        ("a", "a/z", 0, 1), ("a", "a/z", 0, 2), ("a", "a/z", 0, 3), ("a", "a/z", 0, 4), ("a", "a/z", 1, 5),
+        ("a", "a/z", 1, 6)]
+    assert len(frame(all_attempts=True)) == 2 + 3 + 4 + 2
+    assert frame("a")["sweep"].cat.categories.tolist() == ["a"]
+    assert frame("a")["trial_uid"].cat.categories.tolist() == ["a/z", "a/b"]  # in trial order
+
+
+@pytest.mark.parametrize("table", list(LONG))
+def test_an_empty_long_read_has_the_columns_and_dtypes_of_a_full_one(store: Store, table: str) -> None:
+    read, write, make, columns, _ = LONG[table]
+    _fill(store, write, make)
+    full, empty = getattr(store, read)(), getattr(store, read)("nope")
+    assert empty.empty and list(empty.columns) == ["sweep", "trial_uid", "attempt", *columns] == list(full.columns)
+    for col in columns:
+        assert str(empty[col].dtype) == DTYPES[col] == str(full[col].dtype), col
+    for frame in (empty, full):
+        assert str(frame["sweep"].dtype) == str(frame["trial_uid"].dtype) == "category"
+        assert str(frame["attempt"].dtype) == "int64"
+
+
+def test_aware_makes_every_datetime_utc_and_leaves_other_values_alone() -> None:
+    naive = dt.datetime(2026, 12, 4, 17, 0, 0)
+    plus_two = dt.datetime(2026, 12, 4, 19, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert aware(naive) == dt.datetime(2026, 12, 4, 17, 0, 0, tzinfo=dt.UTC) and aware(naive).tzinfo is dt.UTC
+    assert aware(plus_two).tzinfo is dt.UTC and aware(plus_two).hour == 17  # converted, not relabelled
+    assert aware("2026-12-04") == "2026-12-04" and aware(None) is None
+
+
+T0 = 1_780_000_000.0  # unix seconds: every time the world below records is T0 + a few seconds
+CFG = {"model": {"crawler_loops": 2}, "train": {"seed": 7}}
+
+
+def _plain(values: Any) -> list[Any]:
+    """Missing values as None (pandas 3's string columns hold NaN for a missing text)."""
+    return [None if pd.isna(v) else v for v in values]
+
+
+def _at(seconds: float) -> pd.Timestamp:
+    return pd.Timestamp(T0 + seconds, unit="s", tz="UTC")
+
+
+def _world(store: Store) -> None:
+    """Sweep `base` (running): trials numbered 0 (two: `base/c` and `base/y`, which the uid orders), 1, 2, 3, 4;
+    `base/y` ok on its second attempt, `base/run` running its second attempt, `base/idle` running without a step,
+    `base/div` diverged; `base/c` alone has a (lower) sliding score. Sweep `rerun` (an import, parent `base`): one ok trial scored standard only."""
+    store.create_or_get_sweep("base", {"space": {"model.crawler_loops": [2]}})
+    store.create_or_get_sweep("rerun", {}, parent="base", source="import")
+    for uid, number, seed in (("base/x", 1, 11), ("base/y", 0, 12), ("base/c", 0, 13), ("base/run", 2, 14),
+                              ("base/div", 3, 15), ("base/idle", 4, 16)):
+        store.start_trial("base", uid, number, 0, CFG, seed, f"node-{seed}", started_at=T0 + seed)
+    store.finish_trial("base/x", 0, "ok", None, {"val_bpb": 1.28, "q_val_bpb": 1.30}, ended_at=T0 + 100)
+    store.add_steps("base/y", 0, [_step(k) for k in (1, 2)])
+    store.finish_trial("base/y", 0, "crashed", "node lost", None, ended_at=T0 + 50)
+    store.start_trial("base", "base/y", 0, 1, CFG, 12, "node-b", started_at=T0 + 60)
+    store.add_steps("base/y", 1, [_step(k) for k in (1, 2, 3)])
+    store.add_evals("base/y", 1, [_eval(3)])
+    store.add_probes("base/y", 1, [_probe(1), _probe(2)])
+    store.add_named_evals("base/y", 1, [_named(0)])
+    store.finish_trial("base/y", 1, "ok", None, {"val_bpb": 1.20, "q_val_bpb": 1.25}, ended_at=T0 + 160)
+    store.finish_trial("base/c", 0, "ok", None, {"val_bpb": 1.10, "q_val_bpb": 1.27,
+                                               "q_sliding_val_bpb": 1.05}, ended_at=T0 + 90)
+    store.add_steps("base/run", 0, [_step(k) for k in range(1, 10)])
+    store.finish_trial("base/run", 0, "crashed", "node lost", None, ended_at=T0 + 70)
+    store.start_trial("base", "base/run", 2, 1, CFG, 14, "node-r", started_at=T0 + 80)
+    store.add_steps("base/run", 1, [_step(k) for k in (1, 2, 3)])
+    store.finish_trial("base/div", 0, "diverged", "loss 9.1 > 6.9 at step 40", {"status": "diverged", "steps": 40})
+    store.set_sweep_status("base", "running")
+    store.start_trial("rerun", "rerun/0", 0, 0, CFG, None, None, started_at=T0)
+    store.finish_trial("rerun/0", 0, "ok", None, {"val_bpb": 1.4})
+    store.add_artifact("base/x", 0, "runs/x/model.ptz", 9_000_000, 100_000, "ab" * 32)
+    store.add_artifact("base/y", 1, "runs/y/model.ptz", 9_100_000, 100_001, "cd" * 32)
+    store.add_artifact("base/y", 0, "runs/y0/ckpt.pt", 9_200_000, None, None, kind="checkpoint")
+
+
+def test_trials_frame_gives_each_trials_latest_attempt_field_by_field(store: Store) -> None:
+    from clowncar.store.store import config_hash
+
+    _world(store)
+    frame = store.trials_frame("base")
+    assert frame["trial_uid"].tolist() == ["base/c", "base/y", "base/x", "base/run", "base/div", "base/idle"]
+    assert frame["sweep"].tolist() == ["base"] * 6 and frame["number"].tolist() == [0, 0, 1, 2, 3, 4]
+    assert frame["attempt"].tolist() == [0, 1, 0, 1, 0, 0] and frame["attempts"].tolist() == [1, 2, 1, 2, 1, 1]
+    assert frame["status"].tolist() == ["ok", "ok", "ok", "running", "diverged", "running"]
+    assert _plain(frame["reason"]) == [None, None, None, None, "loss 9.1 > 6.9 at step 40", None]
+    assert frame["seed"].tolist() == [13, 12, 11, 14, 15, 16]
+    assert set(frame["config_hash"]) == {config_hash(CFG)}
+    assert frame["node"].tolist() == ["node-13", "node-b", "node-11", "node-r", "node-15", "node-16"]
+    assert frame["started_at"].tolist() == [_at(13), _at(60), _at(11), _at(80), _at(15), _at(16)]
+    assert frame["ended_at"].tolist()[:3] == [_at(90), _at(160), _at(100)] and frame["ended_at"][[3, 5]].isna().all()
+    assert (frame["source"] == "run").all() and store.trials_frame("rerun")["source"].tolist() == ["import"]
+    assert frame["q_val_bpb"].tolist()[1:3] == [1.25, 1.30] and frame.loc[4, "steps"] == 40
+    assert frame["model.crawler_loops"].tolist() == [2] * 6 and frame["train.seed"].tolist() == [7] * 6
+
+
+def test_sweeps_frame_and_get_sweep_describe_every_sweep(store: Store) -> None:
+    _world(store)
+    frame = store.sweeps_frame()
+    assert list(frame.columns) == ["name", "status", "source", "parent", "created_at", "updated_at", "trials", "ok",
+                                   "running", "failed", "best_val_bpb"]
+    base, rerun = (dict(zip(frame.columns, _plain(frame.iloc[k]), strict=True)) for k in range(2))
+    assert {k: base[k] for k in ("name", "status", "source", "parent", "trials", "ok", "running", "failed")} == \
+        {"name": "base", "status": "running", "source": "run", "parent": None, "trials": 6, "ok": 3, "running": 2,
+         "failed": 1}
+    assert base["best_val_bpb"] == 1.25  # q_val_bpb (all three ok trials have it): base/c's sliding 1.05 is alone
+    assert {k: rerun[k] for k in ("name", "status", "source", "parent", "trials", "ok", "running", "failed",
+                                  "best_val_bpb")} == \
+        {"name": "rerun", "status": "created", "source": "import", "parent": "base", "trials": 1, "ok": 1,
+         "running": 0, "failed": 0, "best_val_bpb": 1.4}
+    for col in ("created_at", "updated_at"):
+        assert str(frame[col].dt.tz) == "UTC", col
+    sweep = store.get_sweep("rerun")
+    assert set(sweep) == {"id", "name", "spec", "status", "reason", "source", "parent", "created_at", "updated_at"}
+    assert (sweep["name"], sweep["parent"], sweep["source"], sweep["spec"]) == ("rerun", "base", "import", {})
+    assert sweep["created_at"].tzinfo is dt.UTC and store.get_sweep("base")["parent"] is None
+    assert store.get_sweep("nope") is None
+
+
+def test_sweep_summary_counts_finds_the_best_and_the_last_step_of_each_running_attempt(store: Store) -> None:
+    _world(store)
+    summary = store.sweep_summary("base")
+    assert {k: summary[k] for k in ("name", "status", "reason", "source", "parent", "trials")} == \
+        {"name": "base", "status": "running", "reason": None, "source": "run", "parent": None, "trials": 6}
+    assert summary["created_at"].tzinfo is dt.UTC
+    assert summary["by_status"] == {"ok": 3, "running": 2, "diverged": 1}
+    assert summary["best"] == {"trial_uid": "base/y", "number": 0, "score": 1.25, "val_bpb": 1.20, "q_val_bpb": 1.25}
+    assert summary["running"] == [  # base/run's running attempt is its second: 3 steps, not the first one's 9
+        {"trial_uid": "base/run", "number": 2, "attempt": 1, "node": "node-r",
+         "started_at": dt.datetime.fromtimestamp(T0 + 80, dt.UTC), "last_step": 3},
+        {"trial_uid": "base/idle", "number": 4, "attempt": 0, "node": "node-16",
+         "started_at": dt.datetime.fromtimestamp(T0 + 16, dt.UTC), "last_step": 0}]
+    assert store.sweep_summary("rerun")["best"]["score"] == 1.4 and store.sweep_summary("rerun")["running"] == []
+    from clowncar.errors import StoreError
+
+    with pytest.raises(StoreError, match="no sweep named 'nope'"):
+        store.sweep_summary("nope")
+
+
+def test_get_trial_lists_every_attempt_with_its_row_counts_and_files(store: Store) -> None:
+    from clowncar.store.store import config_hash
+
+    _world(store)
+    trial = store.get_trial("base/y")
+    assert set(trial) == {"trial_uid", "sweep", "number", "config", "config_hash", "seed", "created_at", "attempts"}
+    assert (trial["trial_uid"], trial["sweep"], trial["number"], trial["seed"]) == ("base/y", "base", 0, 12)
+    assert trial["config"] == CFG and trial["config_hash"] == config_hash(CFG)
+    assert trial["created_at"] == dt.datetime.fromtimestamp(T0 + 12, dt.UTC)
+    first, second = trial["attempts"]
+    assert set(first) == {"attempt", "status", "reason", "node", "started_at", "ended_at", "result", "steps",
+                          "evals", "probes", "named_evals", "artifacts"}
+    assert (first["attempt"], first["status"], first["reason"], first["node"], first["result"]) == \
+        (0, "crashed", "node lost", "node-12", None)
+    assert (first["started_at"], first["ended_at"]) == (dt.datetime.fromtimestamp(T0 + 12, dt.UTC),
+                                                        dt.datetime.fromtimestamp(T0 + 50, dt.UTC))
+    assert (first["steps"], first["evals"], first["probes"], first["named_evals"]) == (2, 0, 0, [])
+    assert [(a["kind"], a["path"], a["size_bytes"]) for a in first["artifacts"]] == \
+        [("checkpoint", "runs/y0/ckpt.pt", 9_200_000)]
+    assert (second["attempt"], second["status"], second["node"], second["result"]) == \
+        (1, "ok", "node-b", {"val_bpb": 1.20, "q_val_bpb": 1.25})
+    assert (second["steps"], second["evals"], second["probes"]) == (3, 1, 2)
+    assert [e["name"] for e in second["named_evals"]] == ["final_0"] and "attempt_id" not in second["named_evals"][0]
+    art = second["artifacts"][0]
+    assert set(art) == {"path", "kind", "size_bytes", "code_bytes", "sha256", "created_at"}
+    assert (art["code_bytes"], art["sha256"]) == (100_001, "cd" * 32) and art["created_at"].tzinfo is dt.UTC
+    assert store.get_trial("base/none") is None
+
+
+def test_artifacts_frame_lists_files_in_sweep_trial_number_and_attempt_order(store: Store) -> None:
+    _world(store)
+    frame = store.artifacts_frame()
+    assert list(frame.columns) == ["sweep", "trial_uid", "attempt", "kind", "path", "size_bytes", "code_bytes",
+                                   "sha256", "created_at"]
+    assert frame[["trial_uid", "attempt", "kind", "path"]].values.tolist() == [
+        ["base/y", 0, "checkpoint", "runs/y0/ckpt.pt"], ["base/y", 1, "model", "runs/y/model.ptz"],
+        ["base/x", 0, "model", "runs/x/model.ptz"]]
+    assert frame["size_bytes"].tolist() == [9_200_000, 9_100_000, 9_000_000]
+    assert frame["code_bytes"].tolist()[1:] == [100_001, 100_000] and pd.isna(frame["code_bytes"][0])
+    assert store.artifacts_frame("rerun").empty and list(store.artifacts_frame(["rerun"]).columns) == list(frame.columns)
+    assert len(store.artifacts_frame(["base", "rerun"])) == 3
