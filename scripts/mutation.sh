@@ -67,7 +67,7 @@ declare -A KEYWORDS=(
   [clowncar/model/layers.py]="not test_seed_trainer_training.py or fake"
   [clowncar/worker/train.py]="not (golden or exits_with or vocab_smaller or unknown_config_key or launched)"
   [clowncar/store/summary.py]="not store_export"
-  [clowncar/store/frames.py]="sqlite"
+  [clowncar/store/frames.py]="not postgresql"
 )
 # module -> mutmut's timeout_multiplier (default 15: a mutant may take 30x its tests' CPU time before it counts as a
 # timeout, which counts as killed). train.py's mutants that break a loop's exit run trials of 100,000 steps: at 30x

@@ -5,6 +5,7 @@ attempt), their order and their empty shape; `trials_frame`, `sweeps_frame`, `sw
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,10 +44,12 @@ LONG = {"steps": ("steps_frame", "add_steps", _step, STEP_COLUMNS, "step"),
 
 
 def _fill(store: Store, write: str, make: Callable[[int], dict[str, Any]]) -> None:
-    """Sweeps `b` (made first) and `a`. In `a`, trial number 0 has the uid `a/z` and number 1 `a/b` (uid order is
-    the reverse of number order) and `a/z` has two attempts; every attempt's rows are written last key first."""
-    plan = [("b", "b/0", 0, 0, (1, 2)), ("a", "a/b", 1, 0, (1, 2, 3)), ("a", "a/z", 0, 0, (1, 2, 3, 4)),
-            ("a", "a/z", 0, 1, (5, 6))]
+    """Sweeps `b` (made first) and `a`. In `b` two trials share the number 0 (`b/1` written first: the uid
+    orders them). In `a`, trial number 0 has the uid `a/z` and number 1 `a/b` (uid order is the reverse of number
+    order), and `a/z` has two attempts, the second one written first. Every attempt's rows are written last key
+    first: nothing comes back in the order it went in."""
+    plan = [("b", "b/1", 0, 0, (7,)), ("b", "b/0", 0, 0, (1, 2)), ("a", "a/b", 1, 0, (1, 2, 3)),
+            ("a", "a/z", 0, 1, (5, 6)), ("a", "a/z", 0, 0, (1, 2, 3, 4))]
     for sweep, uid, number, attempt, keys in plan:
         store.create_or_get_sweep(sweep, {})
         store.start_trial(sweep, uid, number, attempt, {"model": {"crawler_loops": 2}}, 1, "node")
@@ -63,7 +66,8 @@ def test_long_reads_keep_latest_attempts_in_sweep_then_trial_number_then_key_ord
     _fill(store, write, make)
     assert _keys(getattr(store, read)(), key) == [
         ("a", "a/z", 1, 5), ("a", "a/z", 1, 6), ("a", "a/b", 0, 1), ("a", "a/b", 0, 2), ("a", "a/b", 0, 3),
-        ("b", "b/0", 0, 1), ("b", "b/0", 0, 2)]
+        ("b", "b/0", 0, 1), ("b", "b/0", 0, 2), ("b", "b/1", 0, 7)]
+    assert [a["attempt"] for a in store.get_trial("a/z")["attempts"]] == [0, 1]
 
 
 @pytest.mark.parametrize("table", list(LONG))
@@ -71,14 +75,14 @@ def test_long_reads_filter_by_sweep_by_trial_and_read_every_attempt_when_asked(s
     read, write, make, _, key = LONG[table]
     _fill(store, write, make)
     frame = getattr(store, read)
-    assert _keys(frame("b"), key) == [("b", "b/0", 0, 1), ("b", "b/0", 0, 2)]
+    assert _keys(frame("b"), key) == [("b", "b/0", 0, 1), ("b", "b/0", 0, 2), ("b", "b/1", 0, 7)]
     assert _keys(frame(["b", "nope"]), key) == _keys(frame("b"), key)
     assert _keys(frame(trial_uids="a/b"), key) == [("a", "a/b", 0, 1), ("a", "a/b", 0, 2), ("a", "a/b", 0, 3)]
     assert _keys(frame("b", trial_uids=["a/b"]), key) == []  # both filters apply
     assert _keys(frame(trial_uids="a/z", all_attempts=True), key) == [
         ("a", "a/z", 0, 1), ("a", "a/z", 0, 2), ("a", "a/z", 0, 3), ("a", "a/z", 0, 4), ("a", "a/z", 1, 5),
         ("a", "a/z", 1, 6)]
-    assert len(frame(all_attempts=True)) == 2 + 3 + 4 + 2
+    assert len(frame(all_attempts=True)) == 1 + 2 + 3 + 2 + 4
     assert frame("a")["sweep"].cat.categories.tolist() == ["a"]
     assert frame("a")["trial_uid"].cat.categories.tolist() == ["a/z", "a/b"]  # in trial order
 
@@ -96,12 +100,20 @@ def test_an_empty_long_read_has_the_columns_and_dtypes_of_a_full_one(store: Stor
         assert str(frame["attempt"].dtype) == "int64"
 
 
-def test_aware_makes_every_datetime_utc_and_leaves_other_values_alone() -> None:
-    naive = dt.datetime(2026, 12, 4, 17, 0, 0)
-    plus_two = dt.datetime(2026, 12, 4, 19, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-    assert aware(naive) == dt.datetime(2026, 12, 4, 17, 0, 0, tzinfo=dt.UTC) and aware(naive).tzinfo is dt.UTC
-    assert aware(plus_two).tzinfo is dt.UTC and aware(plus_two).hour == 17  # converted, not relabelled
-    assert aware("2026-12-04") == "2026-12-04" and aware(None) is None
+def test_aware_makes_every_datetime_utc_and_leaves_other_values_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite hands back naive datetimes that are UTC: on a machine whose clock is not UTC, reading them as local
+    # time would shift every timestamp of the store
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        naive = dt.datetime(2026, 12, 4, 17, 0, 0)
+        plus_two = dt.datetime(2026, 12, 4, 19, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+        assert aware(naive) == dt.datetime(2026, 12, 4, 17, 0, 0, tzinfo=dt.UTC) and aware(naive).tzinfo is dt.UTC
+        assert aware(plus_two).tzinfo is dt.UTC and aware(plus_two).hour == 17  # converted, not relabelled
+        assert aware("2026-12-04") == "2026-12-04" and aware(None) is None
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 T0 = 1_780_000_000.0  # unix seconds: every time the world below records is T0 + a few seconds
@@ -117,57 +129,99 @@ def _at(seconds: float) -> pd.Timestamp:
     return pd.Timestamp(T0 + seconds, unit="s", tz="UTC")
 
 
+def _utc(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(T0 + seconds, dt.UTC)
+
+
 def _world(store: Store) -> None:
-    """Sweep `base` (running): trials numbered 0 (two: `base/c` and `base/y`, which the uid orders), 1, 2, 3, 4;
+    """Sweep `base` (running): trials numbered 0 (two: `base/c` and `base/y`, which the uid orders), 1 to 5;
     `base/y` ok on its second attempt, `base/run` running its second attempt, `base/idle` running without a step,
-    `base/div` diverged; `base/c` alone has a (lower) sliding score. Sweep `rerun` (an import, parent `base`): one ok trial scored standard only."""
+    `base/busy` running, `base/div` diverged; `base/c` alone has a (lower) sliding score. Sweep `rerun` (an
+    import, parent `base`): two ok trials scored standard only, tied. Sweep `alpha` (made last, named first): one
+    ok trial without any score."""
     store.create_or_get_sweep("base", {"space": {"model.crawler_loops": [2]}})
     store.create_or_get_sweep("rerun", {}, parent="base", source="import")
     for uid, number, seed in (("base/x", 1, 11), ("base/y", 0, 12), ("base/c", 0, 13), ("base/run", 2, 14),
-                              ("base/div", 3, 15), ("base/idle", 4, 16)):
+                              ("base/div", 3, 15), ("base/idle", 4, 16), ("base/busy", 5, 17)):
         store.start_trial("base", uid, number, 0, CFG, seed, f"node-{seed}", started_at=T0 + seed)
-    store.finish_trial("base/x", 0, "ok", None, {"val_bpb": 1.28, "q_val_bpb": 1.30}, ended_at=T0 + 100)
+    store.finish_trial("base/x", 0, "ok", None, {
+        "val_bpb": 1.28, "q_val_bpb": 1.30,
+        "provenance": {"git_commit": "abc", "config_hash": "f00", "config": CFG, "versions": {"torch": "2.13"}}},
+        ended_at=T0 + 100)
     store.add_steps("base/y", 0, [_step(k) for k in (1, 2)])
     store.finish_trial("base/y", 0, "crashed", "node lost", None, ended_at=T0 + 50)
     store.start_trial("base", "base/y", 0, 1, CFG, 12, "node-b", started_at=T0 + 60)
     store.add_steps("base/y", 1, [_step(k) for k in (1, 2, 3)])
     store.add_evals("base/y", 1, [_eval(3)])
     store.add_probes("base/y", 1, [_probe(1), _probe(2)])
-    store.add_named_evals("base/y", 1, [_named(0)])
+    store.add_named_evals("base/y", 1, [_named(k) for k in (2, 1, 0)])
     store.finish_trial("base/y", 1, "ok", None, {"val_bpb": 1.20, "q_val_bpb": 1.25}, ended_at=T0 + 160)
-    store.finish_trial("base/c", 0, "ok", None, {"val_bpb": 1.10, "q_val_bpb": 1.27,
-                                               "q_sliding_val_bpb": 1.05}, ended_at=T0 + 90)
+    store.finish_trial("base/c", 0, "ok", None, {"val_bpb": 1.10, "q_val_bpb": 1.27, "q_sliding_val_bpb": 1.05},
+                       ended_at=T0 + 90)
     store.add_steps("base/run", 0, [_step(k) for k in range(1, 10)])
     store.finish_trial("base/run", 0, "crashed", "node lost", None, ended_at=T0 + 70)
     store.start_trial("base", "base/run", 2, 1, CFG, 14, "node-r", started_at=T0 + 80)
     store.add_steps("base/run", 1, [_step(k) for k in (1, 2, 3)])
-    store.finish_trial("base/div", 0, "diverged", "loss 9.1 > 6.9 at step 40", {"status": "diverged", "steps": 40})
+    store.add_steps("base/busy", 0, [_step(k) for k in range(1, 6)])
+    store.finish_trial("base/div", 0, "diverged", "loss 9.1 > 6.9 at step 40",
+                       {"status": "diverged", "reason": "what the worker wrote", "steps": 40})
     store.set_sweep_status("base", "running")
-    store.start_trial("rerun", "rerun/0", 0, 0, CFG, None, None, started_at=T0)
-    store.finish_trial("rerun/0", 0, "ok", None, {"val_bpb": 1.4})
+    for n in (0, 1):
+        store.start_trial("rerun", f"rerun/{n}", n, 0, CFG, None, None, started_at=T0)
+        store.finish_trial(f"rerun/{n}", 0, "ok", None, {"val_bpb": 1.4, "provenance": "n/a"})
     store.add_artifact("base/x", 0, "runs/x/model.ptz", 9_000_000, 100_000, "ab" * 32)
     store.add_artifact("base/y", 1, "runs/y/model.ptz", 9_100_000, 100_001, "cd" * 32)
     store.add_artifact("base/y", 0, "runs/y0/ckpt.pt", 9_200_000, None, None, kind="checkpoint")
+    store.add_artifact("rerun/0", 0, "runs/r0/model.ptz", 8_000_000, 1)
+    store.create_or_get_sweep("alpha", {})
+    store.start_trial("alpha", "alpha/0", 0, 0, CFG, 1, None, started_at=T0)
+    store.finish_trial("alpha/0", 0, "ok", None, {"steps": 5, "provenance": {"config": "sp1024.yaml", "seed": 1}})
+
+
+BASE_ORDER = ["base/c", "base/y", "base/x", "base/run", "base/div", "base/idle", "base/busy"]
 
 
 def test_trials_frame_gives_each_trials_latest_attempt_field_by_field(store: Store) -> None:
+    from clowncar.store.frames import BASE_TRIAL_COLUMNS
     from clowncar.store.store import config_hash
 
     _world(store)
     frame = store.trials_frame("base")
-    assert frame["trial_uid"].tolist() == ["base/c", "base/y", "base/x", "base/run", "base/div", "base/idle"]
-    assert frame["sweep"].tolist() == ["base"] * 6 and frame["number"].tolist() == [0, 0, 1, 2, 3, 4]
-    assert frame["attempt"].tolist() == [0, 1, 0, 1, 0, 0] and frame["attempts"].tolist() == [1, 2, 1, 2, 1, 1]
-    assert frame["status"].tolist() == ["ok", "ok", "ok", "running", "diverged", "running"]
-    assert _plain(frame["reason"]) == [None, None, None, None, "loss 9.1 > 6.9 at step 40", None]
-    assert frame["seed"].tolist() == [13, 12, 11, 14, 15, 16]
+    assert list(frame.columns) == [*BASE_TRIAL_COLUMNS, "val_bpb", "q_val_bpb", "q_sliding_val_bpb", "steps",
+                                   "provenance.git_commit", "model.crawler_loops", "train.seed"]
+    assert frame["trial_uid"].tolist() == BASE_ORDER
+    assert frame["sweep"].tolist() == ["base"] * 7 and frame["number"].tolist() == [0, 0, 1, 2, 3, 4, 5]
+    assert frame["attempt"].tolist() == [0, 1, 0, 1, 0, 0, 0] and frame["attempts"].tolist() == [1, 2, 1, 2, 1, 1, 1]
+    assert frame["status"].tolist() == ["ok", "ok", "ok", "running", "diverged", "running", "running"]
+    # the attempt's reason, never a "reason" inside the result
+    assert _plain(frame["reason"]) == [None, None, None, None, "loss 9.1 > 6.9 at step 40", None, None]
+    assert frame["seed"].tolist() == [13, 12, 11, 14, 15, 16, 17]
     assert set(frame["config_hash"]) == {config_hash(CFG)}
-    assert frame["node"].tolist() == ["node-13", "node-b", "node-11", "node-r", "node-15", "node-16"]
-    assert frame["started_at"].tolist() == [_at(13), _at(60), _at(11), _at(80), _at(15), _at(16)]
-    assert frame["ended_at"].tolist()[:3] == [_at(90), _at(160), _at(100)] and frame["ended_at"][[3, 5]].isna().all()
-    assert (frame["source"] == "run").all() and store.trials_frame("rerun")["source"].tolist() == ["import"]
+    assert frame["node"].tolist() == ["node-13", "node-b", "node-11", "node-r", "node-15", "node-16", "node-17"]
+    assert frame["started_at"].tolist() == [_at(13), _at(60), _at(11), _at(80), _at(15), _at(16), _at(17)]
+    assert frame["ended_at"].tolist()[:3] == [_at(90), _at(160), _at(100)]
+    assert frame["ended_at"][[3, 5, 6]].isna().all() and frame["ended_at"][[4]].notna().all()
+    assert (frame["source"] == "run").all() and store.trials_frame("rerun")["source"].tolist() == ["import"] * 2
     assert frame["q_val_bpb"].tolist()[1:3] == [1.25, 1.30] and frame.loc[4, "steps"] == 40
-    assert frame["model.crawler_loops"].tolist() == [2] * 6 and frame["train.seed"].tolist() == [7] * 6
+    assert frame["model.crawler_loops"].tolist() == [2] * 7 and frame["train.seed"].tolist() == [7] * 7
+    assert "provenance" not in store.trials_frame("rerun").columns  # a provenance that is not a mapping: dropped
+    alpha = store.trials_frame("alpha")  # the provenance's config is the trial's own: never a column of its own
+    assert "provenance.config" not in alpha.columns and alpha["provenance.seed"].tolist() == [1]
+    everything = store.trials_frame()["trial_uid"].tolist()  # sweeps by name, then trial number
+    assert everything == ["alpha/0", *BASE_ORDER, "rerun/0", "rerun/1"]
+    assert store.trials_frame(where={"number": 0})["trial_uid"].tolist() == ["alpha/0", "base/c", "base/y", "rerun/0"]
+    nothing = store.trials_frame("nope")
+    assert nothing.empty and list(nothing.columns) == list(BASE_TRIAL_COLUMNS)
+
+
+def test_an_unknown_where_column_names_itself_and_the_columns_there_are(store: Store) -> None:
+    from clowncar.errors import StoreError
+
+    _world(store)
+    with pytest.raises(StoreError) as err:
+        store.trials_frame(where={"model.nope": 1})
+    assert str(err.value) == ("no trial column 'model.nope' to filter on (columns are the config keys such as "
+                              "model.crawler_loops, the result metrics and the trial fields)")
 
 
 def test_sweeps_frame_and_get_sweep_describe_every_sweep(store: Store) -> None:
@@ -175,38 +229,44 @@ def test_sweeps_frame_and_get_sweep_describe_every_sweep(store: Store) -> None:
     frame = store.sweeps_frame()
     assert list(frame.columns) == ["name", "status", "source", "parent", "created_at", "updated_at", "trials", "ok",
                                    "running", "failed", "best_val_bpb"]
-    base, rerun = (dict(zip(frame.columns, _plain(frame.iloc[k]), strict=True)) for k in range(2))
-    assert {k: base[k] for k in ("name", "status", "source", "parent", "trials", "ok", "running", "failed")} == \
-        {"name": "base", "status": "running", "source": "run", "parent": None, "trials": 6, "ok": 3, "running": 2,
-         "failed": 1}
-    assert base["best_val_bpb"] == 1.25  # q_val_bpb (all three ok trials have it): base/c's sliding 1.05 is alone
-    assert {k: rerun[k] for k in ("name", "status", "source", "parent", "trials", "ok", "running", "failed",
-                                  "best_val_bpb")} == \
-        {"name": "rerun", "status": "created", "source": "import", "parent": "base", "trials": 1, "ok": 1,
-         "running": 0, "failed": 0, "best_val_bpb": 1.4}
+    assert frame["name"].tolist() == ["alpha", "base", "rerun"]
+    alpha, base, rerun = (dict(zip(frame.columns, _plain(frame.iloc[k]), strict=True)) for k in range(3))
+    keys = ("name", "status", "source", "parent", "trials", "ok", "running", "failed", "best_val_bpb")
+    assert {k: base[k] for k in keys} == {"name": "base", "status": "running", "source": "run", "parent": None,
+                                          "trials": 7, "ok": 3, "running": 3, "failed": 1, "best_val_bpb": 1.25}
+    # 1.25: q_val_bpb, which all three ok trials have; base/c's lower sliding score is alone of its kind
+    assert {k: rerun[k] for k in keys} == {"name": "rerun", "status": "created", "source": "import", "parent": "base",
+                                           "trials": 2, "ok": 2, "running": 0, "failed": 0, "best_val_bpb": 1.4}
+    assert {k: alpha[k] for k in keys} == {"name": "alpha", "status": "created", "source": "run", "parent": None,
+                                           "trials": 1, "ok": 1, "running": 0, "failed": 0, "best_val_bpb": None}
     for col in ("created_at", "updated_at"):
-        assert str(frame[col].dt.tz) == "UTC", col
+        assert str(frame[col].dt.tz) == "UTC" and frame[col].notna().all(), col
+    assert frame["updated_at"][1] > frame["created_at"][1]  # base's status was set after it was made
     sweep = store.get_sweep("rerun")
     assert set(sweep) == {"id", "name", "spec", "status", "reason", "source", "parent", "created_at", "updated_at"}
     assert (sweep["name"], sweep["parent"], sweep["source"], sweep["spec"]) == ("rerun", "base", "import", {})
-    assert sweep["created_at"].tzinfo is dt.UTC and store.get_sweep("base")["parent"] is None
-    assert store.get_sweep("nope") is None
+    assert sweep["created_at"].tzinfo is dt.UTC and sweep["created_at"] == frame["created_at"][2]
+    assert store.get_sweep("base")["parent"] is None and store.get_sweep("nope") is None
 
 
 def test_sweep_summary_counts_finds_the_best_and_the_last_step_of_each_running_attempt(store: Store) -> None:
     _world(store)
     summary = store.sweep_summary("base")
     assert {k: summary[k] for k in ("name", "status", "reason", "source", "parent", "trials")} == \
-        {"name": "base", "status": "running", "reason": None, "source": "run", "parent": None, "trials": 6}
-    assert summary["created_at"].tzinfo is dt.UTC
-    assert summary["by_status"] == {"ok": 3, "running": 2, "diverged": 1}
+        {"name": "base", "status": "running", "reason": None, "source": "run", "parent": None, "trials": 7}
+    assert summary["created_at"] == store.get_sweep("base")["created_at"] and summary["created_at"].tzinfo is dt.UTC
+    assert summary["by_status"] == {"ok": 3, "running": 3, "diverged": 1}
     assert summary["best"] == {"trial_uid": "base/y", "number": 0, "score": 1.25, "val_bpb": 1.20, "q_val_bpb": 1.25}
     assert summary["running"] == [  # base/run's running attempt is its second: 3 steps, not the first one's 9
-        {"trial_uid": "base/run", "number": 2, "attempt": 1, "node": "node-r",
-         "started_at": dt.datetime.fromtimestamp(T0 + 80, dt.UTC), "last_step": 3},
-        {"trial_uid": "base/idle", "number": 4, "attempt": 0, "node": "node-16",
-         "started_at": dt.datetime.fromtimestamp(T0 + 16, dt.UTC), "last_step": 0}]
-    assert store.sweep_summary("rerun")["best"]["score"] == 1.4 and store.sweep_summary("rerun")["running"] == []
+        {"trial_uid": "base/run", "number": 2, "attempt": 1, "node": "node-r", "started_at": _utc(80), "last_step": 3},
+        {"trial_uid": "base/idle", "number": 4, "attempt": 0, "node": "node-16", "started_at": _utc(16),
+         "last_step": 0},
+        {"trial_uid": "base/busy", "number": 5, "attempt": 0, "node": "node-17", "started_at": _utc(17),
+         "last_step": 5}]
+    rerun = store.sweep_summary("rerun")
+    assert rerun["best"]["trial_uid"] == "rerun/0" and rerun["best"]["score"] == 1.4  # a tie: the first trial
+    assert rerun["running"] == [] and rerun["parent"] == "base" and rerun["source"] == "import"
+    assert store.sweep_summary("alpha")["best"] is None  # ok, but no score of any kind
     from clowncar.errors import StoreError
 
     with pytest.raises(StoreError, match="no sweep named 'nope'"):
@@ -221,21 +281,21 @@ def test_get_trial_lists_every_attempt_with_its_row_counts_and_files(store: Stor
     assert set(trial) == {"trial_uid", "sweep", "number", "config", "config_hash", "seed", "created_at", "attempts"}
     assert (trial["trial_uid"], trial["sweep"], trial["number"], trial["seed"]) == ("base/y", "base", 0, 12)
     assert trial["config"] == CFG and trial["config_hash"] == config_hash(CFG)
-    assert trial["created_at"] == dt.datetime.fromtimestamp(T0 + 12, dt.UTC)
+    assert trial["created_at"] == _utc(12)
     first, second = trial["attempts"]
     assert set(first) == {"attempt", "status", "reason", "node", "started_at", "ended_at", "result", "steps",
                           "evals", "probes", "named_evals", "artifacts"}
     assert (first["attempt"], first["status"], first["reason"], first["node"], first["result"]) == \
         (0, "crashed", "node lost", "node-12", None)
-    assert (first["started_at"], first["ended_at"]) == (dt.datetime.fromtimestamp(T0 + 12, dt.UTC),
-                                                        dt.datetime.fromtimestamp(T0 + 50, dt.UTC))
+    assert (first["started_at"], first["ended_at"]) == (_utc(12), _utc(50))
     assert (first["steps"], first["evals"], first["probes"], first["named_evals"]) == (2, 0, 0, [])
     assert [(a["kind"], a["path"], a["size_bytes"]) for a in first["artifacts"]] == \
         [("checkpoint", "runs/y0/ckpt.pt", 9_200_000)]
     assert (second["attempt"], second["status"], second["node"], second["result"]) == \
         (1, "ok", "node-b", {"val_bpb": 1.20, "q_val_bpb": 1.25})
     assert (second["steps"], second["evals"], second["probes"]) == (3, 1, 2)
-    assert [e["name"] for e in second["named_evals"]] == ["final_0"] and "attempt_id" not in second["named_evals"][0]
+    assert [e["name"] for e in second["named_evals"]] == ["final_0", "final_1", "final_2"]  # seq order
+    assert "attempt_id" not in second["named_evals"][0]
     art = second["artifacts"][0]
     assert set(art) == {"path", "kind", "size_bytes", "code_bytes", "sha256", "created_at"}
     assert (art["code_bytes"], art["sha256"]) == (100_001, "cd" * 32) and art["created_at"].tzinfo is dt.UTC
@@ -247,10 +307,13 @@ def test_artifacts_frame_lists_files_in_sweep_trial_number_and_attempt_order(sto
     frame = store.artifacts_frame()
     assert list(frame.columns) == ["sweep", "trial_uid", "attempt", "kind", "path", "size_bytes", "code_bytes",
                                    "sha256", "created_at"]
-    assert frame[["trial_uid", "attempt", "kind", "path"]].values.tolist() == [
-        ["base/y", 0, "checkpoint", "runs/y0/ckpt.pt"], ["base/y", 1, "model", "runs/y/model.ptz"],
-        ["base/x", 0, "model", "runs/x/model.ptz"]]
-    assert frame["size_bytes"].tolist() == [9_200_000, 9_100_000, 9_000_000]
-    assert frame["code_bytes"].tolist()[1:] == [100_001, 100_000] and pd.isna(frame["code_bytes"][0])
-    assert store.artifacts_frame("rerun").empty and list(store.artifacts_frame(["rerun"]).columns) == list(frame.columns)
-    assert len(store.artifacts_frame(["base", "rerun"])) == 3
+    assert frame[["sweep", "trial_uid", "attempt", "kind", "path"]].values.tolist() == [
+        ["base", "base/y", 0, "checkpoint", "runs/y0/ckpt.pt"], ["base", "base/y", 1, "model", "runs/y/model.ptz"],
+        ["base", "base/x", 0, "model", "runs/x/model.ptz"], ["rerun", "rerun/0", 0, "model", "runs/r0/model.ptz"]]
+    assert frame["size_bytes"].tolist() == [9_200_000, 9_100_000, 9_000_000, 8_000_000]
+    assert frame["code_bytes"].tolist()[1:] == [100_001, 100_000, 1] and pd.isna(frame["code_bytes"][0])
+    assert _plain(frame["sha256"]) == [None, "cd" * 32, "ab" * 32, None]
+    assert frame["created_at"].notna().all()
+    assert store.artifacts_frame("alpha").empty and list(store.artifacts_frame(["alpha"]).columns) == \
+        list(frame.columns)
+    assert len(store.artifacts_frame(["base", "rerun"])) == 4 and len(store.artifacts_frame("rerun")) == 1
