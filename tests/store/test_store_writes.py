@@ -1,0 +1,158 @@
+"""The store's write path, on SQLite and PostgreSQL alike: what JSON values become, timestamps off a UTC clock, the
+attempt-id cache across threads and transactions, the importers' lookup of stored uids, and the messages of bad
+writes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clowncar.errors import StoreError
+from clowncar.store import Store, open_store
+from clowncar.store.store import jsonable
+
+T0 = 1_780_000_000.0
+CFG = {"model": {"crawler_loops": 2}}
+
+
+def _start(store: Store, uid: str = "t0", sweep: str = "sw", number: int = 0) -> None:
+    store.create_or_get_sweep(sweep, {})
+    store.start_trial(sweep, uid, number, 0, CFG, 1, "node", started_at=T0)
+
+
+def _steps(*steps: int) -> list[dict[str, float]]:
+    return [{"step": k, "train_loss": 1.0 / k} for k in steps]
+
+
+def test_json_values_become_plain_json_numpy_scalars_their_numbers_and_paths_their_text(store: Store) -> None:
+    value = {"f32": np.float32(1.5), "i64": np.int64(3), "nan": np.float64("nan"), "inf": float("inf"),
+             "flag": np.bool_(True), "path": Path("runs/t0"), "pair": (1, 2), 7: [np.float64(0.25)]}
+    want = {"f32": 1.5, "i64": 3, "nan": None, "inf": None, "flag": True, "path": "runs/t0", "pair": [1, 2],
+            "7": [0.25]}
+    assert jsonable(value) == want and type(jsonable(np.int64(3))) is int
+    _start(store)
+    store.finish_trial("t0", 0, "ok", None, value)
+    assert store.get_trial("t0")["attempts"][0]["result"] == want
+
+
+def test_timestamps_are_utc_whatever_the_machines_time_zone(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")  # 5 h behind UTC in December
+    time.tzset()
+    try:
+        before = pd.Timestamp.now(tz="UTC")
+        _start(store)
+        store.finish_trial("t0", 0, "ok", None, {"val_bpb": 1.0}, ended_at=T0 + 5)
+        row = store.trials_frame().iloc[0]
+        assert row["started_at"] == pd.Timestamp(T0, unit="s", tz="UTC")
+        assert row["ended_at"] == pd.Timestamp(T0 + 5, unit="s", tz="UTC")
+        created = pd.Timestamp(store.get_sweep("sw")["created_at"])
+        assert before - pd.Timedelta(seconds=5) <= created <= pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=5)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_thread_that_never_wrote_reads_an_attempt_and_the_id_it_cached_is_used_for_writes(store: Store,
+                                                                                          store_url: str) -> None:
+    _start(store)
+    got: list[int] = []
+    reader = threading.Thread(target=lambda: got.append(store.max_step("t0", 0)))
+    reader.start()
+    reader.join()
+    assert got == [0]
+    fresh = open_store(store_url)  # a second store object on the same database: its id cache is empty
+    try:
+        assert fresh.max_step("t0", 0) == 0  # a read outside any transaction caches the attempt id
+        assert fresh.add_steps("t0", 0, _steps(1, 2, 3)) == 3
+        assert fresh.max_step("t0", 0) == 3 and len(fresh.steps_frame()) == 3
+    finally:
+        fresh.close()
+
+
+def test_one_transaction_writes_to_several_attempts(store: Store) -> None:
+    with store.transaction():
+        _start(store, "t0")
+        _start(store, "t1", number=1)
+        store.add_steps("t0", 0, _steps(1, 2))
+        store.add_steps("t1", 0, _steps(1, 2, 3))
+        store.add_steps("t0", 0, _steps(3))
+    assert store.steps_frame().groupby("trial_uid", observed=True).size().to_dict() == {"t0": 3, "t1": 3}
+
+
+def test_an_attempt_id_seen_in_a_rolled_back_transaction_is_never_used_again(store: Store) -> None:
+    store.create_or_get_sweep("sw", {})
+    with pytest.raises(RuntimeError), store.transaction():
+        _start(store, "t0")
+        store.add_steps("t0", 0, _steps(1))  # the attempt id of t0 is looked up (and cached) here
+        raise RuntimeError("the importer failed")
+    _start(store, "t1", number=1)  # SQLite hands the rolled-back id to this attempt
+    _start(store, "t0")
+    store.add_steps("t0", 0, _steps(1, 2))
+    assert store.steps_frame()["trial_uid"].astype(str).tolist() == ["t0", "t0"]
+
+
+def test_add_steps_and_the_row_writers_return_the_rows_offered(store: Store) -> None:
+    _start(store)
+    assert store.add_steps("t0", 0, _steps(1, 2)) == 2
+    assert store.add_steps("t0", 0, _steps(2, 3)) == 2  # offered, not new: step 2 was there
+    assert store.add_steps("t0", 0, []) == 0
+    assert store.add_evals("t0", 0, [{"step": 1, "val_bpb": 2.0}]) == 1
+    assert store.max_step("t0", 0) == 3
+
+
+def test_trial_sweeps_finds_stored_uids_across_its_500_uid_chunks(store: Store) -> None:
+    uids = [f"u{k}" for k in range(1202)]
+    for k, sweep in ((0, "a"), (499, "b"), (500, "a"), (1001, "b"), (1201, "a")):
+        _start(store, uids[k], sweep, number=k)
+    assert store.trial_sweeps(uids) == {"u0": "a", "u499": "b", "u500": "a", "u1001": "b", "u1201": "a"}
+    assert store.trial_sweeps(iter(["u500", "nope"])) == {"u500": "a"} and store.trial_sweeps([]) == {}
+
+
+def test_restarting_a_sweep_replaces_its_spec_and_moves_updated_at(store: Store) -> None:
+    store.create_or_get_sweep("sw", {"space": {"a": [1]}})
+    store.set_sweep_status("sw", "failed", "no GPUs")
+    before = store.get_sweep("sw")
+    time.sleep(0.01)
+    store.restart_sweep("sw", {"space": {"a": [2]}})
+    after = store.get_sweep("sw")
+    assert (after["spec"], after["status"], after["reason"]) == ({"space": {"a": [2]}}, "created", None)
+    assert after["updated_at"] > before["updated_at"] and after["created_at"] == before["created_at"]
+
+
+def test_bad_writes_say_what_was_wrong_and_where(store: Store) -> None:
+    url = str(store.url)
+    cases = [
+        (lambda: store.create_or_get_sweep("sw", {}, source="ci"), "sweep source must be one of run, import, not 'ci'"),
+        (lambda: store.create_or_get_sweep("", {}), "a sweep needs a name"),
+        (lambda: store.set_sweep_status("nope", "done"), f"no sweep named 'nope' in {url}"),
+        (lambda: store.set_sweep_status("sw", "great"),
+         "sweep status must be one of created, running, done, failed, stopped, imported, not 'great'"),
+        (lambda: store.add_steps("t9", 0, _steps(1)), f"trial 't9' attempt 0 was never started in {url}"),
+    ]
+    for call, message in cases:
+        with pytest.raises(StoreError) as err:
+            call()
+        assert str(err.value) == message
+
+
+def test_a_database_without_our_tables_is_named_in_the_error_and_then_made_a_store(tmp_path: Path) -> None:
+    import sqlite3
+
+    from clowncar.store.migrations import SCHEMA_VERSION
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:  # a database, but not ours
+        conn.execute("CREATE TABLE notes (x INTEGER)")
+    url = f"sqlite:///{path}"
+    with pytest.raises(StoreError) as err:
+        open_store(url, create=False)
+    assert str(err.value) == f"no clowncar store at {url}"
+    for create in (True, False):  # made at the current version, then found at it
+        opened = open_store(url, create=create)
+        assert opened.schema_found == SCHEMA_VERSION
+        opened.close()
