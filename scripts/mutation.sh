@@ -54,6 +54,7 @@ declare -A TESTS=(
   [clowncar/worker/train.py]="tests/worker/test_train_loop.py tests/worker/test_trial.py tests/worker/test_startup.py"
   [clowncar/store/summary.py]="tests/analysis/test_tables.py"
   [clowncar/store/frames.py]="tests/store/test_contract.py tests/store/test_long_reads.py tests/store/test_frame_reads.py"
+  [clowncar/store/store.py]="tests/store/test_contract.py tests/store/test_frame_reads.py tests/store/test_long_reads.py tests/store/test_migrations.py tests/store/test_store_writes.py"
 )
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
 # spaces). artifact.py: of the bad-input corpus, only the artifact cases that run in this process (the one run as
@@ -68,6 +69,7 @@ declare -A KEYWORDS=(
   [clowncar/worker/train.py]="not (golden or exits_with or vocab_smaller or unknown_config_key or launched)"
   [clowncar/store/summary.py]="not store_export"
   [clowncar/store/frames.py]="not postgresql"
+  [clowncar/store/store.py]="not postgresql"
 )
 # module -> mutmut's timeout_multiplier (default 15: a mutant may take 30x its tests' CPU time before it counts as a
 # timeout, which counts as killed). train.py's mutants that break a loop's exit run trials of 100,000 steps: at 30x
@@ -87,7 +89,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/store/importers/cadence_tsv.py clowncar/config_canonical.py
        clowncar/model/layers.py clowncar/model/crawler.py clowncar/model/gpt.py clowncar/model/deltanet.py
        clowncar/worker/run.py clowncar/worker/optim.py clowncar/worker/train.py clowncar/store/summary.py
-       clowncar/store/frames.py)
+       clowncar/store/frames.py clowncar/store/store.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2
