@@ -156,3 +156,67 @@ def test_a_database_without_our_tables_is_named_in_the_error_and_then_made_a_sto
         opened = open_store(url, create=create)
         assert opened.schema_found == SCHEMA_VERSION
         opened.close()
+
+
+def test_close_running_ends_only_this_sweeps_running_attempts(store: Store) -> None:
+    _start(store, "a0", "a")
+    _start(store, "a1", "a", number=1)
+    store.finish_trial("a1", 0, "ok", "fine", {"val_bpb": 1.0})
+    _start(store, "b0", "b")
+    before = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=5)
+    assert store.close_running("a") == 1 and store.close_running("a") == 0
+    rows = store.trials_frame().set_index("trial_uid")
+    assert (rows.loc["a0", "status"], rows.loc["a0", "reason"]) == ("crashed", "head restarted")
+    assert rows.loc["a0", "ended_at"] >= before
+    assert (rows.loc["a1", "status"], rows.loc["a1", "reason"]) == ("ok", "fine")  # an ended attempt stays
+    assert rows.loc["b0", "status"] == "running" and pd.isna(rows.loc["b0", "ended_at"])
+    assert store.close_running("b", "stopped", "sweep stopped") == 1
+    assert store.trial_states("b") == {"b0": (0, "stopped")}
+    assert store.get_trial("b0")["attempts"][0]["reason"] == "sweep stopped"
+    with pytest.raises(StoreError) as err:
+        store.close_running("b", "gone")
+    assert str(err.value) == ("trial status must be one of ok, diverged, oom, error, crashed, stopped, pruned, "
+                              "running, not 'gone'")
+
+
+def test_finishing_an_attempt_replaces_its_metric_rows_and_no_others(store: Store) -> None:
+    from sqlalchemy import select
+
+    from clowncar.store import schema as s
+
+    _start(store, "t0")
+    _start(store, "t1", number=1)
+    store.finish_trial("t0", 0, "ok", None, {"val_bpb": 1.5, "steps": 10})
+    store.finish_trial("t1", 0, "ok", None, {"val_bpb": 1.25})
+    store.finish_trial("t1", 0, "ok", None, {"val_bpb": 1.2})
+    with store.engine.connect() as conn:
+        rows = sorted(conn.execute(select(s.metrics.c.name, s.metrics.c.value)).all())
+    assert rows == [("steps", 10.0), ("val_bpb", 1.2), ("val_bpb", 1.5)]
+    with pytest.raises(StoreError) as err:
+        store.finish_trial("t0", 0, "great", None, None)
+    assert str(err.value) == ("trial status must be one of ok, diverged, oom, error, crashed, stopped, pruned, "
+                              "running, not 'great'")
+
+
+def test_probe_and_named_eval_rows_get_their_default_labels(store: Store) -> None:
+    _start(store)
+    store.add_probes("t0", 0, [{"step": 4, "probe_loss": 2.0}])
+    store.add_named_evals("t0", 0, [{"seq": 0, "name": "final", "step": 9, "val_bpb": 1.2}])
+    assert store.probes_frame()["mode"].astype(str).tolist() == ["C"]
+    named = store.named_evals_frame()
+    assert (str(named["mode"][0]), str(named["weights"][0])) == ("standard", "quantized")
+
+
+def test_step_rows_past_one_chunk_all_land(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import clowncar.store.store as store_module
+
+    monkeypatch.setattr(store_module, "_STEP_CHUNK", 2)
+    _start(store)
+    assert store.add_steps("t0", 0, _steps(1, 2, 3, 4, 5)) == 5
+    assert store.steps_frame()["step"].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_store_open_makes_a_store_unless_told_not_to(tmp_path: Path) -> None:
+    opened = Store.open(f"sqlite:///{tmp_path / 'made.db'}")
+    opened.close()
+    assert (tmp_path / "made.db").is_file()
