@@ -220,3 +220,12 @@ def test_store_open_makes_a_store_unless_told_not_to(tmp_path: Path) -> None:
     opened = Store.open(f"sqlite:///{tmp_path / 'made.db'}")
     opened.close()
     assert (tmp_path / "made.db").is_file()
+
+
+def test_a_row_the_database_refuses_is_a_one_line_error_naming_the_store(store: Store) -> None:
+    _start(store)
+    with pytest.raises(StoreError) as err:
+        store.add_named_evals("t0", 0, [{"seq": 0, "name": "final", "val_bpb": 1.2}])  # no step: NOT NULL
+    message = str(err.value)
+    assert message.startswith(f"store write failed at {store.url}: ") and "step" in message and "\n" not in message
+    assert store.named_evals_frame().empty  # nothing half-written
