@@ -229,3 +229,26 @@ def test_a_row_the_database_refuses_is_a_one_line_error_naming_the_store(store: 
     message = str(err.value)
     assert message.startswith(f"store write failed at {store.url}: ") and "step" in message and "\n" not in message
     assert store.named_evals_frame().empty  # nothing half-written
+
+
+def test_the_portable_insert_path_stores_what_the_dialect_paths_store(store: Store,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # the path for databases other than SQLite and PostgreSQL (check the keys, then insert): run on this one by
+    # hiding its dialect's ON CONFLICT construct
+    import clowncar.store.bulk as bulk
+
+    monkeypatch.setattr(bulk, "_dialect_insert", lambda conn, table: None)
+    for _ in range(2):  # every write twice: the second one changes nothing, or updates in place
+        _start(store)
+        store.add_evals("t0", 0, [{"step": k, "val_bpb": 1.0 + k / 1000} for k in range(1, 901)])  # 3 chunks of 400
+        store.add_evals("t0", 0, [{"step": 5, "val_bpb": 9.9}, {"step": 1000, "val_bpb": 2.5},
+                                  {"step": 1000, "val_bpb": 3.5}])  # a stored key, a key twice in one call
+        store.add_artifact("t0", 0, "runs/t0/model.ptz", 1_000, 10, "ab" * 32)
+    store.add_artifact("t0", 0, "runs/t0/model.ptz", 2_000, 20, "cd" * 32)
+    evals = store.evals_frame()
+    assert evals["step"].tolist() == [*range(1, 901), 1000] and evals.loc[4, "val_bpb"] == 1.005
+    assert evals["val_bpb"].iloc[-1] == 2.5  # the first of the two
+    art = store.artifacts_frame()
+    assert art[["path", "size_bytes", "code_bytes", "sha256"]].values.tolist() == [
+        ["runs/t0/model.ptz", 2_000, 20, "cd" * 32]]
+    assert len(store.trials_frame()) == 1 and store.trials_frame()["attempts"].tolist() == [1]
