@@ -12,10 +12,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from clowncar.errors import StoreError
 from clowncar.store import Store
-from clowncar.store.frames import aware
+from clowncar.store.frames import BASE_TRIAL_COLUMNS, aware
 from clowncar.store.longread import DTYPES
-from clowncar.store.store import EVAL_COLUMNS, NAMED_EVAL_COLUMNS, PROBE_COLUMNS, STEP_COLUMNS
+from clowncar.store.store import EVAL_COLUMNS, NAMED_EVAL_COLUMNS, PROBE_COLUMNS, STEP_COLUMNS, config_hash
 
 
 def _step(step: int) -> dict[str, Any]:
@@ -182,9 +183,6 @@ BASE_ORDER = ["base/c", "base/y", "base/x", "base/run", "base/div", "base/idle",
 
 
 def test_trials_frame_gives_each_trials_latest_attempt_field_by_field(store: Store) -> None:
-    from clowncar.store.frames import BASE_TRIAL_COLUMNS
-    from clowncar.store.store import config_hash
-
     _world(store)
     frame = store.trials_frame("base")
     assert list(frame.columns) == [*BASE_TRIAL_COLUMNS, "val_bpb", "q_val_bpb", "q_sliding_val_bpb", "steps",
@@ -215,8 +213,6 @@ def test_trials_frame_gives_each_trials_latest_attempt_field_by_field(store: Sto
 
 
 def test_an_unknown_where_column_names_itself_and_the_columns_there_are(store: Store) -> None:
-    from clowncar.errors import StoreError
-
     _world(store)
     with pytest.raises(StoreError) as err:
         store.trials_frame(where={"model.nope": 1})
@@ -267,15 +263,11 @@ def test_sweep_summary_counts_finds_the_best_and_the_last_step_of_each_running_a
     assert rerun["best"]["trial_uid"] == "rerun/0" and rerun["best"]["score"] == 1.4  # a tie: the first trial
     assert rerun["running"] == [] and rerun["parent"] == "base" and rerun["source"] == "import"
     assert store.sweep_summary("alpha")["best"] is None  # ok, but no score of any kind
-    from clowncar.errors import StoreError
-
     with pytest.raises(StoreError, match="no sweep named 'nope'"):
         store.sweep_summary("nope")
 
 
 def test_get_trial_lists_every_attempt_with_its_row_counts_and_files(store: Store) -> None:
-    from clowncar.store.store import config_hash
-
     _world(store)
     trial = store.get_trial("base/y")
     assert set(trial) == {"trial_uid", "sweep", "number", "config", "config_hash", "seed", "created_at", "attempts"}

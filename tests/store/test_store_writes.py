@@ -4,6 +4,7 @@ writes."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -11,9 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import select
 
+import clowncar.store.bulk as bulk
+import clowncar.store.store as store_module
 from clowncar.errors import StoreError
 from clowncar.store import Store, open_store
+from clowncar.store import schema as s
+from clowncar.store.migrations import SCHEMA_VERSION
 from clowncar.store.store import jsonable
 
 T0 = 1_780_000_000.0
@@ -141,10 +147,6 @@ def test_bad_writes_say_what_was_wrong_and_where(store: Store) -> None:
 
 
 def test_a_database_without_our_tables_is_named_in_the_error_and_then_made_a_store(tmp_path: Path) -> None:
-    import sqlite3
-
-    from clowncar.store.migrations import SCHEMA_VERSION
-
     path = tmp_path / "other.db"
     with sqlite3.connect(path) as conn:  # a database, but not ours
         conn.execute("CREATE TABLE notes (x INTEGER)")
@@ -180,10 +182,6 @@ def test_close_running_ends_only_this_sweeps_running_attempts(store: Store) -> N
 
 
 def test_finishing_an_attempt_replaces_its_metric_rows_and_no_others(store: Store) -> None:
-    from sqlalchemy import select
-
-    from clowncar.store import schema as s
-
     _start(store, "t0")
     _start(store, "t1", number=1)
     store.finish_trial("t0", 0, "ok", None, {"val_bpb": 1.5, "steps": 10})
@@ -208,8 +206,6 @@ def test_probe_and_named_eval_rows_get_their_default_labels(store: Store) -> Non
 
 
 def test_step_rows_past_one_chunk_all_land(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    import clowncar.store.store as store_module
-
     monkeypatch.setattr(store_module, "_STEP_CHUNK", 2)
     _start(store)
     assert store.add_steps("t0", 0, _steps(1, 2, 3, 4, 5)) == 5
@@ -235,8 +231,6 @@ def test_the_portable_insert_path_stores_what_the_dialect_paths_store(store: Sto
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # the path for databases other than SQLite and PostgreSQL (check the keys, then insert): run on this one by
     # hiding its dialect's ON CONFLICT construct
-    import clowncar.store.bulk as bulk
-
     monkeypatch.setattr(bulk, "_dialect_insert", lambda conn, table: None)
     for _ in range(2):  # every write twice: the second one changes nothing, or updates in place
         _start(store)
