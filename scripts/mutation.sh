@@ -56,6 +56,9 @@ declare -A TESTS=(
   [clowncar/store/frames.py]="tests/store/test_contract.py tests/store/test_long_reads.py tests/store/test_frame_reads.py"
   [clowncar/store/store.py]="tests/store/test_contract.py tests/store/test_frame_reads.py tests/store/test_long_reads.py tests/store/test_migrations.py tests/store/test_store_writes.py"
   [clowncar/store/bulk.py]="tests/store/test_contract.py tests/store/test_store_writes.py tests/store/test_frame_reads.py"
+  [clowncar/analysis/explore.py]="tests/analysis/test_explore_views.py tests/analysis/test_report.py tests/analysis/test_tables.py"
+  [clowncar/analysis/report.py]="tests/analysis/test_report_text.py tests/analysis/test_report.py tests/analysis/test_tables.py"
+  [clowncar/analysis/document.py]="tests/analysis/test_report_text.py tests/analysis/test_report.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL, so every mutant starts a server (slow; its
 # first run, 2026-12-04, was stopped at 58 of 145 mutants and has no row yet).
@@ -92,7 +95,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/store/importers/cadence_tsv.py clowncar/config_canonical.py
        clowncar/model/layers.py clowncar/model/crawler.py clowncar/model/gpt.py clowncar/model/deltanet.py
        clowncar/worker/run.py clowncar/worker/optim.py clowncar/worker/train.py clowncar/store/summary.py
-       clowncar/store/frames.py clowncar/store/store.py clowncar/store/bulk.py)
+       clowncar/store/frames.py clowncar/store/store.py clowncar/store/bulk.py
+       clowncar/analysis/explore.py clowncar/analysis/report.py clowncar/analysis/document.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

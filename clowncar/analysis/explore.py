@@ -24,23 +24,27 @@ def optuna_importances(storage_url: str | None, sweep: str) -> dict[str, Any]:
     store's URL. Skipped, with the reason, when there is no such study (imported sweeps) or too few trials."""
     if not storage_url:
         return {"status": "skipped", "reason": "no storage URL"}
-    try:
-        import optuna
-    except ImportError:
-        return {"status": "skipped", "reason": "optuna is not installed"}
+    import optuna  # a dependency, imported here because the report command may never need it
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if not _has_optuna_tables(storage_url):  # opening RDBStorage would create its tables: never write here
+    tables = _has_optuna_tables(storage_url)  # Optuna's storage creates missing tables: never write here
+    if isinstance(tables, str):
+        return {"status": "skipped", "reason": f"the database could not be read ({tables})"}
+    if not tables:
         return {"status": "skipped", "reason": "the database holds no Optuna study tables"}
     try:
         names = optuna.get_all_study_names(storage=storage_url)
     except Exception as exc:
-        return {"status": "skipped", "reason": f"no Optuna tables readable ({type(exc).__name__})"}
+        return {"status": "skipped", "reason": f"the Optuna tables could not be read ({type(exc).__name__})"}
     if sweep not in names:
         return {"status": "skipped", "reason": f"no Optuna study named '{sweep}' (imported sweeps have none)"}
     try:
         study = optuna.load_study(study_name=sweep, storage=storage_url)
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if len(done) < 2 or len(study.directions) != 1:
+        if len(study.directions) != 1:
+            return {"status": "skipped", "reason": f"study '{sweep}' has {len(study.directions)} objectives: "
+                                                   "importances are for one"}
+        if len(done) < 2:
             return {"status": "skipped", "reason": f"{len(done)} completed trial(s) in study '{sweep}'"}
         params = sorted({p for t in done for p in t.params if p not in SEED_PARAMS})
         if not params:
@@ -119,14 +123,21 @@ def _seed(s: Any) -> Any:
         return None
 
 
-def _has_optuna_tables(url: str) -> bool:
+OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
+"""Tables every Optuna RDB storage has. A database without all three is not Optuna's: opening it through Optuna
+would create its tables there (a report must never write), so importances are skipped instead."""
+
+
+def _has_optuna_tables(url: str) -> bool | str:
+    """Whether the database has Optuna's tables; the error's type name (never its text, which may carry the URL)
+    when it cannot be read."""
     import sqlalchemy as sa
 
     try:
         engine = sa.create_engine(url)
         try:
-            return sa.inspect(engine).has_table("studies")
+            return set(sa.inspect(engine).get_table_names()) >= OPTUNA_TABLES
         finally:
             engine.dispose()
-    except Exception:
-        return False
+    except Exception as exc:
+        return type(exc).__name__

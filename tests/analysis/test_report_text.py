@@ -1,0 +1,192 @@
+"""What the report says, line by line: number formatting, the Markdown and HTML renderings of one document,
+a test's result line in each of its cases, the summary table, provenance, the printed summary and the atomic
+write. Every number a reader sees passes through these functions; the values here are written out by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clowncar.analysis import report
+from clowncar.analysis.document import Doc, fmt
+from clowncar.analysis.result import TestResult
+
+
+def _result(**kw: object) -> TestResult:
+    base = {"key": "2_quant_gap", "title": "Quant gap vs loops", "question": "Does the gap grow?",
+            "method": "OLS with HC2", "unit": "BPB/loop"}
+    return TestResult(**{**base, **kw})
+
+
+@pytest.mark.parametrize(("value", "digits", "text"), [
+    (None, 4, ""), (True, 4, "yes"), (False, 4, "no"), (float("nan"), 4, ""), (float("inf"), 4, ""),
+    (-float("inf"), 4, ""), (1.23456789, 4, "1.235"), (1.23456789, 3, "1.23"), (0.000012345, 4, "1.234e-05"),
+    (1234567.0, 4, "1.235e+06"), (7, 4, "7"), ("a|b", 4, "a|b"), ({"x": 0.123456, "y": None}, 4, "x: 0.1235, y: "),
+    ([1.0, 2.5], 4, "1, 2.5"), (list(range(12)), 4, "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11"),
+    (list(range(13)), 4, "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 ..."), ([0.1234567, True], 2, "0.1235, yes"),
+])
+def test_fmt_writes_each_kind_of_value(value: object, digits: int, text: str) -> None:
+    assert fmt(value, digits) == text
+
+
+def _doc() -> Doc:
+    d = Doc()
+    d.h(1, "Title <1>")
+    d.h(3, "Sub")
+    d.p("plain & simple")
+    d.p("bold", "verdict")
+    d.items([])
+    d.items(["one", "two <b>"])
+    d.table([])
+    d.table([{"a": 1.0, "b": "x|y"}, {"c": None, "a": float("nan")}])
+    d.table([{"n": i} for i in range(5)], ["n"], limit=3)
+    d.image(None, "loss")
+    d.image(b"\x89PNG", "eval <curves>")
+    return d
+
+
+def test_markdown_rendering_of_every_block() -> None:
+    assert _doc().markdown() == "\n".join([
+        "# Title <1>", "", "### Sub", "", "plain & simple", "", "bold", "", "- one", "- two <b>", "",
+        "| a | b | c |", "|---|---|---|", "| 1 | x/y |  |", "|  |  |  |", "",
+        "| n |", "|---|", "| 0 |", "| 1 |", "| 2 |", "\n(2 more rows in report.json)", "",
+        "(loss: no data for this figure)", "", "*Figure: eval <curves> (embedded in report.html)*", ""])
+
+
+def test_html_rendering_escapes_text_and_embeds_images() -> None:
+    from clowncar.analysis.document import CSS
+
+    head, body = _doc().html("R & D").split("</style></head><body>\n")
+    assert head == f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n<title>R &amp; D</title><style>{CSS}'
+    assert body.split("\n") == [
+        "<h1>Title &lt;1&gt;</h1>", "<h3>Sub</h3>", "<p>plain &amp; simple</p>", '<p class="verdict">bold</p>',
+        "<ul><li>one</li><li>two &lt;b&gt;</li></ul>",
+        "<table><thead><tr><th>a</th><th>b</th><th>c</th></tr></thead><tbody><tr><td>1</td><td>x|y</td><td></td>"
+        "</tr><tr><td></td><td></td><td></td></tr></tbody></table>",
+        "<table><thead><tr><th>n</th></tr></thead><tbody><tr><td>0</td></tr><tr><td>1</td></tr><tr><td>2</td></tr>"
+        "</tbody></table>", "<p>(2 more rows in report.json)</p>", "<p>(loss: no data for this figure)</p>",
+        '<figure><img alt="eval &lt;curves&gt;" src="data:image/png;base64,iVBORw=="><figcaption>eval &lt;curves&gt;'
+        "</figcaption></figure>", "</body></html>"]
+
+
+def test_a_table_of_exactly_its_limit_has_no_more_rows_line() -> None:
+    d = Doc()
+    d.table([{"n": i} for i in range(60)])
+    assert "more rows" not in d.markdown() and d.markdown().count("\n| ") == 60 and "\n| 59 |\n" in d.markdown()
+
+
+@pytest.mark.parametrize(("kw", "line"), [
+    ({}, "Result: no estimate (not enough data to decide); n = 0 runs."),
+    ({"status": "signal", "n_runs": 4, "n_steps": 90}, "Result: no estimate (signal); n = 4 runs (90 steps)."),
+    ({"effect": 0.0123456, "n_runs": 8}, "Result: effect 0.01235 BPB/loop; no p-value (descriptive, outside the "
+                                        "corrected family); n = 8 runs."),
+    ({"effect": 0.5, "ci_low": 0.25, "p_value": 0.04321, "n_runs": 6},
+     "Result: effect 0.5 BPB/loop; p = 0.0432 (outside the corrected family); n = 6 runs."),
+    ({"effect": 0.5, "ci_low": 0.25, "ci_high": 0.75, "p_value": 0.04321, "p_adjusted": 0.08642, "n_runs": 6,
+      "n_steps": 12},
+     "Result: effect 0.5 BPB/loop (95% CI 0.25 to 0.75); p = 0.0432, holm-corrected p = 0.0864; n = 6 runs "
+     "(12 steps)."),
+    ({"effect": 0.5, "ci_high": 0.75, "p_value": 1e-7, "p_adjusted": 3e-7, "n_runs": 2},
+     "Result: effect 0.5 BPB/loop; p = 1e-07, holm-corrected p = 3e-07; n = 2 runs."),
+])
+def test_result_line_in_each_case(kw: dict, line: str) -> None:
+    assert report.result_line(_result(**kw), "holm") == line
+
+
+def test_summary_rows_give_the_interval_as_text_and_no_steps_as_none() -> None:
+    rows = report.summary_rows([_result(effect=0.1, ci_low=-0.123456, ci_high=0.2, p_value=0.3, p_adjusted=0.6,
+                                        n_runs=5, verdict="v"),
+                                _result(key="k", effect=0.1, ci_low=0.1, n_runs=3, n_steps=40)])
+    assert rows[0] == {"test": "2_quant_gap", "effect": 0.1, "unit": "BPB/loop", "ci": "-0.1235 to 0.2", "p": 0.3,
+                       "p_adjusted": 0.6, "runs": 5, "steps": None, "verdict": "v"}
+    assert rows[1]["ci"] == "" and rows[1]["steps"] == 40 and rows[1]["test"] == "k"
+    assert list(rows[0]) == report.SUMMARY_COLUMNS
+
+
+def _runs() -> pd.DataFrame:
+    runs = pd.DataFrame({"run_id": ["s/0", "s/1", "s/2"], "sweep": "s", "label": "L", "seed": [1, 2, 3],
+                         "config_hash": ["h2", "h1", "h2"], "config_key": "k", "git_commit": ["b", None, "a"],
+                         "bpb": [2.0, 2.1, 2.2], "width": 64, "params": 10, "quant_gap": 0.01, "loops": 3})
+    runs.attrs.update(metric="q_val_bpb", metric_mode="quantized weights, standard eval")
+    return runs
+
+
+def test_provenance_lists_every_run_with_its_commit_hash_and_eval_mode() -> None:
+    prov = report.provenance(_runs())
+    assert prov["runs"][1] == {"run_id": "s/1", "sweep": "s", "label": "L", "seed": 2, "config_hash": "h1",
+                               "config_key": "k", "git_commit": prov["runs"][1]["git_commit"], "bpb": 2.1, "width": 64, "params": 10,
+                               "quant_gap": 0.01, "eval_mode": "quantized weights, standard eval"}
+    assert pd.isna(prov["runs"][1]["git_commit"]) and prov["git_commits"] == ["a", "b"] and prov["config_hashes"] == ["h1", "h2"]
+    assert prov["analysis_git_commit"] is None or len(prov["analysis_git_commit"]) == 40
+    assert pd.Timestamp(prov["generated_at"]).tzinfo is not None
+    empty = report.provenance(pd.DataFrame({"run_id": pd.Series(dtype=str)}))
+    assert empty["runs"] == [] and empty["git_commits"] == [] and empty["config_hashes"] == []
+
+
+def _analysis(runs: pd.DataFrame, top: list[dict]) -> dict:
+    return {"sweeps": ["s", "t"], "runs": runs, "metric": runs.attrs.get("metric"),
+            "metric_mode": runs.attrs.get("metric_mode"), "correction_method": "fdr_bh",
+            "results": [_result(verdict="signal"), _result(key="6_seed_variance", verdict="descriptive")],
+            "top_configs": top, "correction": [], "pareto_front": [], "optuna": {}, "provenance": {}}
+
+
+def test_printed_summary_names_the_metric_verdicts_and_the_three_best_configs() -> None:
+    top = [{"config": f"c{i}", "mean_bpb": 2 + i / 1000, "seeds": 1 + i % 2} for i in range(4)]
+    text = report.printed_summary(_analysis(_runs(), top))
+    assert text.splitlines() == [
+        "sweeps: s, t | runs: 3 | metric: q_val_bpb (quantized weights, standard eval) | correction: fdr_bh",
+        f"  {'2_quant_gap':26s} signal", f"  {'6_seed_variance':26s} descriptive",
+        "  best configs (mean BPB over seeds): c0 2.0000 (n=1, a single run); c1 2.0010 (n=2); c2 2.0020 (n=1, a "
+        "single run)"]
+    runs = _runs()
+    runs.attrs["metric_mode"] = None
+    assert "| metric: q_val_bpb | " in report.printed_summary(_analysis(runs, []))
+    runs.attrs["metric"] = None
+    lines = report.printed_summary(_analysis(runs, [])).splitlines()
+    assert "| metric: none | " in lines[0] and len(lines) == 3
+
+
+def test_to_json_carries_counts_and_every_test(tmp_path: Path) -> None:
+    a = _analysis(_runs(), [])
+    data = report.to_json(a)
+    assert data["n_runs"] == 3 and data["correction_method"] == "fdr_bh" and data["sweeps"] == ["s", "t"]
+    assert data["metric"] == "q_val_bpb" and data["metric_mode"] == "quantized weights, standard eval"
+    assert [t["key"] for t in data["tests"]] == ["2_quant_gap", "6_seed_variance"]
+    assert data["runs"][2]["git_commit"] == "a" and data["runs"][0]["seed"] == 1
+    json.dumps(data, allow_nan=False)
+
+
+def test_a_test_section_shows_warnings_scope_and_tables_but_not_the_per_run_rows() -> None:
+    d = Doc()
+    r = _result(effect=0.2, n_runs=4, n_steps=7, verdict="signal", warnings=["few runs"],
+                extra={"scope": "Only crawler runs."}, tables={"per_run": [{"run": "x"}], "by_loops": [{"l": 2}],
+                                                              "empty_one": []})
+    report._test_section(d, r, "holm")
+    assert d.markdown().split("\n\n") == [
+        "### 2_quant_gap: Quant gap vs loops", "Question: Does the gap grow?", "Verdict: signal",
+        "Result: effect 0.2 BPB/loop; no p-value (descriptive, outside the corrected family); n = 4 runs (7 steps).",
+        "Method: OLS with HC2. Runs used: 4; steps used: 7.", "- warning: few runs", "Only crawler runs.",
+        "by loops:", "| l |\n|---|\n| 2 |\n"]
+    assert ("p", ("Verdict: signal", "verdict")) in d.blocks
+    d = Doc()
+    report._test_section(d, _result(n_runs=2), "holm")
+    assert "Method: OLS with HC2. Runs used: 2." in d.markdown() and "warning" not in d.markdown()
+
+
+def test_write_replaces_each_file_whole_and_leaves_no_temporary_file(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "a" / "b"
+    monkeypatch.setattr(report, "document", lambda a: _doc())
+    a = _analysis(_runs(), [])
+    paths = report.write(out, a)
+    assert sorted(paths) == ["report.html", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
+    assert paths["report.md"].read_text() == _doc().markdown()
+    assert paths["report.html"].read_text() == _doc().html("clowncar report: s, t")
+    assert paths["report.json"].read_text() == json.dumps(report.to_json(a), indent=1) + "\n"
+    paths["report.md"].write_text("old")
+    report.write(out, a)
+    assert paths["report.md"].read_text() == _doc().markdown()
