@@ -56,9 +56,10 @@ declare -A TESTS=(
   [clowncar/store/frames.py]="tests/store/test_contract.py tests/store/test_long_reads.py tests/store/test_frame_reads.py"
   [clowncar/store/store.py]="tests/store/test_contract.py tests/store/test_frame_reads.py tests/store/test_long_reads.py tests/store/test_migrations.py tests/store/test_store_writes.py"
   [clowncar/store/bulk.py]="tests/store/test_contract.py tests/store/test_store_writes.py tests/store/test_frame_reads.py"
-  [clowncar/analysis/explore.py]="tests/analysis/test_explore_views.py tests/analysis/test_report.py tests/analysis/test_tables.py"
-  [clowncar/analysis/report.py]="tests/analysis/test_report_text.py tests/analysis/test_report.py tests/analysis/test_tables.py"
-  [clowncar/analysis/document.py]="tests/analysis/test_report_text.py tests/analysis/test_report.py"
+  [clowncar/analysis/explore.py]="tests/analysis/test_explore_views.py tests/analysis/test_tables.py"
+  [clowncar/analysis/report.py]="tests/analysis/test_report_text.py tests/analysis/test_tables.py"
+  [clowncar/analysis/document.py]="tests/analysis/test_report_text.py"
+  [clowncar/data/build.py]="tests/data/test_build_steps.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL, so every mutant starts a server (slow; its
 # first run, 2026-12-04, was stopped at 58 of 145 mutants and has no row yet).
@@ -76,6 +77,8 @@ declare -A KEYWORDS=(
   [clowncar/store/summary.py]="not store_export"
   [clowncar/store/frames.py]="not postgresql"
   [clowncar/store/store.py]="not postgresql"
+  [clowncar/analysis/explore.py]="not store_export"
+  [clowncar/analysis/report.py]="not store_export"
 )
 # module -> mutmut's timeout_multiplier (default 15: a mutant may take 30x its tests' CPU time before it counts as a
 # timeout, which counts as killed). train.py's mutants that break a loop's exit run trials of 100,000 steps: at 30x
@@ -96,7 +99,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/model/layers.py clowncar/model/crawler.py clowncar/model/gpt.py clowncar/model/deltanet.py
        clowncar/worker/run.py clowncar/worker/optim.py clowncar/worker/train.py clowncar/store/summary.py
        clowncar/store/frames.py clowncar/store/store.py clowncar/store/bulk.py
-       clowncar/analysis/explore.py clowncar/analysis/report.py clowncar/analysis/document.py)
+       clowncar/analysis/explore.py clowncar/analysis/report.py clowncar/analysis/document.py
+       clowncar/data/build.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

@@ -190,3 +190,139 @@ def test_write_replaces_each_file_whole_and_leaves_no_temporary_file(tmp_path: P
     paths["report.md"].write_text("old")
     report.write(out, a)
     assert paths["report.md"].read_text() == _doc().markdown()
+
+
+def _full_analysis() -> dict:
+    runs = _runs().drop(columns=["loops"])
+    top = [{"config": "L", "config_key": "k", "seeds": 2, "mean_bpb": 2.05, "sd": 0.0707, "caveat": "",
+            "width": 64.0, "params": 10.0, "quant_gap": 0.01, "eval_mode": "q", "config_hash": ["h1"],
+            "per_seed": [{"seed": 1, "bpb": 2.0, "run_id": "s/0"}, {"seed": 2, "bpb": 2.1, "run_id": "s/1"}]}]
+    return {**_analysis(runs, top),
+            "results": [_result(effect=0.02, p_value=0.04, p_adjusted=0.08, n_runs=3, verdict="signal",
+                                status="signal"),
+                        _result(key="6_seed_variance", title="Seed variance", in_family=False, n_runs=3,
+                                verdict="descriptive")],
+            "correction": [{"test": "2_quant_gap", "p": 0.04, "p_adjusted": 0.08}],
+            "frames": {"steps": None, "evals": None},
+            "optuna": {"s": {"status": "skipped", "reason": "no storage URL"},
+                       "t": {"status": "ok", "trials": 5, "note": "exploratory", "importances": {"lr": 0.75}}},
+            "provenance": {"runs": [{"run_id": "s/0", "bpb": 2.0}], "git_commits": ["a", "b"],
+                           "config_hashes": ["h1", "h2"], "analysis_git_commit": None,
+                           "generated_at": "2026-12-04T00:00:00+00:00"}}
+
+
+def test_the_report_document_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clowncar.analysis import plots
+
+    for name, png in [("loss_curves", b"L"), ("eval_curves", None), ("quant_gap_vs_loops", None),
+                      ("bpb_vs_width", None), ("pareto", b"P"), ("top_config_seeds", None)]:
+        monkeypatch.setattr(plots, name, lambda *args, _png=png: _png)
+    assert report.document(_full_analysis()).markdown().split("\n") == EXPECTED_REPORT.split("\n")
+
+
+def test_the_report_document_says_when_there_is_nothing_to_correct_or_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clowncar.analysis import plots
+
+    for name in ("loss_curves", "eval_curves", "quant_gap_vs_loops", "bpb_vs_width", "pareto", "top_config_seeds"):
+        monkeypatch.setattr(plots, name, lambda *args: None)
+    a = {**_full_analysis(), "correction": [], "pareto_front": [{"run_id": "s/2", "bpb": 2.2}]}
+    a["provenance"] = {**a["provenance"], "git_commits": [], "analysis_git_commit": "f00d"}
+    text = report.document(a).markdown()
+    assert "No test produced a p-value: nothing to correct." in text
+    assert "| run_id | bpb |\n|---|---|\n| s/2 | 2.2 |" in text and "No run has both" not in text
+    assert "git commits of the runs: not recorded; 2 config hashes." in text
+    assert "by analysis commit f00d." in text
+
+
+# The report of _full_analysis as a reader sees it (checked line by line when written).
+EXPECTED_REPORT = "\n".join([
+    '# clowncar signal report: s, t',
+    '',
+    '3 finished runs; primary metric: q_val_bpb (quantized weights, standard eval); generated 2026-1'
+    '2-04T00:00:00+00:00 by analysis commit unknown. The run is the unit of replication: step-level '
+    'numbers are aggregated per run before any test across runs.',
+    '',
+    '## Signal tests',
+    '',
+    '| test | effect | unit | ci | p | p_adjusted | runs | steps | verdict |',
+    '|---|---|---|---|---|---|---|---|---|',
+    '| 2_quant_gap | 0.02 | BPB/loop |  | 0.04 | 0.08 | 3 |  | signal |',
+    '| 6_seed_variance |  | BPB/loop |  |  |  | 3 |  | descriptive |',
+    '',
+    '### 2_quant_gap: Quant gap vs loops',
+    '',
+    'Question: Does the gap grow?',
+    '',
+    'Verdict: signal',
+    '',
+    'Result: effect 0.02 BPB/loop; p = 0.04, fdr_bh-corrected p = 0.08; n = 3 runs.',
+    '',
+    'Method: OLS with HC2. Runs used: 3.',
+    '',
+    '### 6_seed_variance: Seed variance',
+    '',
+    'Question: Does the gap grow?',
+    '',
+    'Verdict: descriptive',
+    '',
+    'Result: no estimate (not enough data to decide); n = 3 runs.',
+    '',
+    'Method: OLS with HC2. Runs used: 3.',
+    '',
+    '## Multiple-comparison correction (fdr_bh)',
+    '',
+    'Family: the primary p-value of tests 1-5 (seed variance is descriptive). Verdicts above use the'
+    ' adjusted p-values.',
+    '',
+    '| test | p | p_adjusted |',
+    '|---|---|---|',
+    '| 2_quant_gap | 0.04 | 0.08 |',
+    '',
+    '## Figures',
+    '',
+    '*Figure: training loss per config (embedded in report.html)*',
+    '',
+    '(eval BPB curves per config: no data for this figure)',
+    '',
+    '(quantization gap vs loops: no data for this figure)',
+    '',
+    '(BPB vs width: no data for this figure)',
+    '',
+    '*Figure: Pareto front of BPB against artifact bytes (embedded in report.html)*',
+    '',
+    '## Top configs with their seed reruns',
+    '',
+    'Ranked by mean BPB over seeds; every seed is listed. The best trial of a search is optimistical'
+    'ly biased: confirm a winner only with fresh-seed reruns. A config run once carries a caveat: it'
+    's rank rests on one run.',
+    '',
+    '| config | seeds | mean_bpb | sd | ci_low | ci_high | caveat | per_seed | width | params | quan'
+    't_gap | eval_mode | config_hash |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| L | 2 | 2.05 | 0.0707 |  |  |  | 1: 2, 2: 2.1 | 64 | 10 | 0.01 | q | h1 |',
+    '',
+    '(top configs, every seed: no data for this figure)',
+    '',
+    '## Pareto front (BPB vs artifact bytes)',
+    '',
+    'No run has both BPB and artifact bytes.',
+    '',
+    '## Exploratory: Optuna parameter importances',
+    '',
+    's: skipped (no storage URL)',
+    '',
+    't (5 trials): exploratory',
+    '',
+    '| parameter | importance |',
+    '|---|---|',
+    '| lr | 0.75 |',
+    '',
+    '## Provenance',
+    '',
+    'git commits of the runs: a, b; 2 config hashes. Every run used:',
+    '',
+    '| run_id | bpb |',
+    '|---|---|',
+    '| s/0 | 2 |',
+    '',
+])
