@@ -60,6 +60,7 @@ declare -A TESTS=(
   [clowncar/analysis/report.py]="tests/analysis/test_report_text.py tests/analysis/test_tables.py"
   [clowncar/analysis/document.py]="tests/analysis/test_report_text.py"
   [clowncar/data/build.py]="tests/data/test_build_steps.py"
+  [clowncar/orchestrator/record.py]="tests/orchestrator/test_record.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL, so every mutant starts a server (slow; its
 # first run, 2026-12-04, was stopped at 58 of 145 mutants and has no row yet).
@@ -100,7 +101,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/worker/run.py clowncar/worker/optim.py clowncar/worker/train.py clowncar/store/summary.py
        clowncar/store/frames.py clowncar/store/store.py clowncar/store/bulk.py
        clowncar/analysis/explore.py clowncar/analysis/report.py clowncar/analysis/document.py
-       clowncar/data/build.py)
+       clowncar/data/build.py clowncar/orchestrator/record.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

@@ -1,0 +1,186 @@
+"""The head's Tune callback, driven the way Tune drives it, with Ray Tune's own Trial objects and a real SQLite
+store: a trial is started once, its rows land as they come, its final report writes the outcome and the
+artifact, outcomes decided by the searcher carry their reasons, and the progress line counts what happened."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clowncar.orchestrator.record import StoreCallback, Tally, trial_uid
+from clowncar.orchestrator.spec import SweepSpec, spec_from_dict
+from clowncar.store import Store, open_store
+
+
+def _spec(mode: str = "min", gpus: float = 2.0) -> SweepSpec:
+    return spec_from_dict({"name": "rec", "preset": "tiny-cpu", "space": {"model.crawler_loops": {"grid": [1, 2, 3]}},
+                           "sampler": "grid", "objective": {"metric": "q_val_bpb", "mode": mode},
+                           "resources": {"cpus": 1, "gpus": gpus}, "max_concurrent": 2})
+
+
+def _trial(tid: str, number: int, attempt: int = 0, **params: Any) -> Any:
+    from ray.tune.experiment import Trial
+
+    return Trial("clowncar_trial", config={"_cc": {"number": number, "attempt": attempt}, **params}, trial_id=tid,
+                 stub=True)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    st = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    st.create_or_get_sweep("rec", {"name": "rec"})
+    yield st
+    st.close()
+
+
+def _attempt(store: Store, uid: str) -> dict[str, Any]:
+    """The trial's last attempt as `store show` reads it (status, reason, node, result, row counts)."""
+    trial = store.get_trial(uid)
+    assert trial is not None, uid
+    return trial["attempts"][-1]
+
+
+def _final(status: str, objective: float | None = None, feasible: bool = True, wall_s: float = 0.0,
+           result: dict | None = None, reason: str = "") -> dict[str, Any]:
+    return {"final": True, "status": status, "reason": reason, "objective": objective, "feasible": feasible,
+            "wall_s": wall_s, "result_json": json.dumps(result) if result is not None else None, "host": "h1"}
+
+
+def test_a_trial_is_started_once_and_its_rows_land_as_they_come(store: Store) -> None:
+    cb = StoreCallback(_spec(), store, Tally(total=3), show=False)
+    t = _trial("a", 4, attempt=1, **{"model.crawler_loops": 2})
+    steps = [{"step": i, "kind": "C", "train_loss": 5.0 - i} for i in (1, 2)]
+    cb.on_trial_result(1, [], t, {"new_rows": json.dumps({"steps": steps}), "host": "node-1"})
+    cb.on_trial_result(2, [], t, {"new_rows": json.dumps({"steps": [{"step": 3, "kind": "N", "train_loss": 1.5}],
+                                                          "evals": [{"step": 3, "val_bpb": 2.5}],
+                                                          "probes": [{"step": 3, "loss_c": 1.0, "loss_n": 1.1}]})})
+    trial = store.get_trial("rec/4")
+    assert trial is not None and trial["number"] == 4 and trial["config"]["model"]["crawler_loops"] == 2
+    (attempt,) = trial["attempts"]
+    assert (attempt["attempt"], attempt["status"], attempt["node"]) == (1, "running", "node-1")
+    assert store.steps_frame("rec")["step"].tolist() == [1, 2, 3]
+    assert store.evals_frame("rec")["val_bpb"].tolist() == [2.5] and len(store.probes_frame("rec")) == 1
+    assert cb.tally.running == {"a"} and cb.tally.done() == 0
+
+
+def test_the_final_report_writes_the_outcome_the_result_and_the_artifact(store: Store) -> None:
+    cb = StoreCallback(_spec(), store, Tally(total=3), show=False)
+    t = _trial("a", 0, **{"model.crawler_loops": 1})
+    res = {"q_val_bpb": 2.25, "artifact_path": "/runs/rec/0/model.ptz", "artifact_file_bytes": 1234,
+           "artifact_code_bytes": 99, "artifact_sha256": "ab" * 32}
+    cb.on_trial_result(1, [], t, _final("ok", 2.25, wall_s=30.0, result=res))
+    attempt = _attempt(store, "rec/0")
+    assert attempt["status"] == "ok" and attempt["result"]["q_val_bpb"] == 2.25 and attempt["node"] == "h1"
+    art = store.artifacts_frame("rec").iloc[0]
+    assert (art["path"], art["size_bytes"], art["code_bytes"], art["sha256"]) == (
+        "/runs/rec/0/model.ptz", 1234, 99, "ab" * 32)
+    assert cb.tally.by_status == {"ok": 1} and cb.tally.running == set() and cb.tally.walls == [30.0]
+    assert cb.tally.gpu_seconds == 60.0  # 30 s on 2 GPUs
+    assert cb.tally.best == (2.25, 0, {"model.crawler_loops": 1})
+
+
+def test_a_failed_final_report_keeps_its_reason_and_no_artifact(store: Store) -> None:
+    cb = StoreCallback(_spec(), store, Tally(total=3), show=False)
+    cb.on_trial_result(1, [], _trial("a", 1), _final("diverged", None, feasible=False,
+                                                     result={"q_val_bpb": None}, reason="loss is NaN at step 7"))
+    cb.on_trial_result(1, [], _trial("b", 2), _final("error", None, result=None, reason="bad shape"))
+    a, b = _attempt(store, "rec/1"), _attempt(store, "rec/2")
+    assert (a["status"], a["reason"]) == ("diverged", "loss is NaN at step 7")
+    assert (b["status"], b["reason"], b["result"]) == ("error", "bad shape", None)
+    assert store.artifacts_frame("rec").empty and cb.tally.best is None
+    assert cb.tally.by_status == {"diverged": 1, "error": 1}
+
+
+@pytest.mark.parametrize(("mode", "values", "best"), [
+    ("min", [2.5, 2.1, 2.3, float("nan")], (2.1, 1)), ("max", [0.5, 0.9, 0.7, float("inf")], (0.9, 1)),
+])
+def test_the_best_trial_is_the_best_feasible_finite_objective(store: Store, mode: str, values: list[float],
+                                                              best: tuple[float, int]) -> None:
+    cb = StoreCallback(_spec(mode), store, Tally(total=6), show=False)
+    for i, v in enumerate(values):
+        cb.on_trial_result(1, [], _trial(f"t{i}", i, lr=i), _final("ok", v, result={}))
+    better_but_over_cap = 0.0 if mode == "min" else 5.0
+    cb.on_trial_result(1, [], _trial("x", 9), _final("ok", better_but_over_cap, feasible=False, result={}))
+    assert cb.tally.best == (best[0], best[1], {"lr": best[1]})
+
+
+def test_searcher_outcomes_are_written_with_their_reasons(store: Store) -> None:
+    cb = StoreCallback(_spec(), store, Tally(total=4), show=False)
+    for i, outcome in enumerate(["pruned", "stopped", "crashed"]):
+        t = _trial(f"t{i}", i)
+        cb.on_trial_result(1, [], t, {"new_rows": "{}"})
+        cb.on_tell(f"t{i}", {"training_iteration": 3}, outcome)
+    reasons = {n: _attempt(store, f"rec/{n}")["reason"] for n in range(3)}
+    assert reasons == {0: "stopped early by ASHA", 1: "sweep stopped",
+                       2: "trial failed after its retries (node or actor lost)"}
+    assert [_attempt(store, f"rec/{n}")["status"] for n in range(3)] == ["pruned", "stopped", "crashed"]
+    assert cb.tally.by_status == {"pruned": 1, "stopped": 1, "crashed": 1} and cb.tally.running == set()
+
+
+def test_on_tell_leaves_finished_and_unknown_trials_alone(store: Store) -> None:
+    cb = StoreCallback(_spec(), store, Tally(total=2), show=False)
+    t = _trial("a", 0)
+    cb.on_trial_result(1, [], t, _final("ok", 2.0, result={"q_val_bpb": 2.0}))
+    cb.on_tell("a", {"final": True}, "crashed")  # the final report already said ok
+    cb.on_tell("never-started", {}, "pruned")
+    assert _attempt(store, "rec/0")["status"] == "ok" and cb.tally.by_status == {"ok": 1}
+
+
+def test_the_progress_line_counts_outcomes_eta_and_gpu_hours(monkeypatch: pytest.MonkeyPatch) -> None:
+    import clowncar.orchestrator.record as record
+
+    tally = Tally(total=10, started=1000.0, by_status={"ok": 3, "diverged": 1, "oom": 1, "error": 1, "crashed": 1,
+                                                        "pruned": 1, "stopped": 1},
+                  running={"a", "b"}, best=(2.123456, 7, {"lr": 0.1, "loops": 3}), gpu_seconds=5400.0,
+                  walls=[100.0, 200.0])
+    monkeypatch.setattr(record.time, "time", lambda: 1042.4)
+    assert tally.line(concurrency=2) == (
+        "done 9/10 (ok 3, failed 4, pruned 1, stopped 1) | running 2 | best 2.1235 (trial 7: lr=0.1, loops=3) | "
+        "GPU-h 1.500 | 42s | ETA 75s")
+    assert Tally(total=2, started=1000.0).line(0) == (
+        "done 0/2 (ok 0, failed 0, pruned 0, stopped 0) | running 0 | best - | GPU-h 0.000 | 42s")
+    done = Tally(total=1, started=1000.0, by_status={"ok": 1}, walls=[5.0])
+    assert done.line(4).endswith("| 42s")  # nothing left: no ETA
+    over = Tally(total=1, started=1000.0, by_status={"ok": 2}, walls=[5.0])
+    assert over.done() == 2 and "ETA" not in over.line(1)
+
+
+def test_the_progress_line_prints_on_outcomes_and_at_most_every_ten_seconds(
+        store: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import clowncar.orchestrator.record as record
+
+    now = [5000.0]
+    monkeypatch.setattr(record.time, "time", lambda: now[0])
+    cb = StoreCallback(_spec(), store, Tally(total=3), show=True)
+    t = _trial("a", 0)
+    cb.on_trial_result(1, [], t, {"new_rows": "{}"})  # first report: prints
+    now[0] += 9.0
+    cb.on_trial_result(2, [], t, {"new_rows": "{}"})  # 9 s later: quiet
+    now[0] += 2.0
+    cb.on_trial_result(3, [], t, {"new_rows": "{}"})  # 11 s after the last line: prints
+    cb.on_tell("a", {}, "pruned")  # an outcome: prints at once
+    cb.on_trial_complete(3, [], t)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("done 0/3") and lines[2].startswith("done 1/3 (ok 0, failed 0,"
+                                                                                            " pruned 1,")
+    quiet = StoreCallback(_spec(), store, Tally(total=3), show=False)
+    quiet.on_tell("a", {}, "pruned")
+    quiet.close()
+    assert capsys.readouterr().out == ""
+
+
+def test_the_callback_pickles_without_its_store(store: Store) -> None:
+    import pickle
+
+    cb = StoreCallback(_spec(), store, Tally(total=3), show=False)
+    cb.on_trial_result(1, [], _trial("a", 0), {"new_rows": "{}"})
+    copy = pickle.loads(pickle.dumps(cb))
+    assert copy.store is None and copy._live is None and copy.started == {"a"} and cb.store is store
+
+
+def test_trial_uids_name_the_sweep_and_the_trial_number() -> None:
+    assert trial_uid("frug", 12) == "frug/12"
