@@ -123,9 +123,18 @@ def _seed(s: Any) -> Any:
         return None
 
 
-OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
-"""Tables every Optuna RDB storage has. A database without all three is not Optuna's: opening it through Optuna
-would create its tables there (a report must never write), so importances are skipped instead."""
+OPTUNA_CORE_TABLES = frozenset({"studies", "trials", "version_info"})
+"""Tables every Optuna RDB storage has had; used only if Optuna's table models cannot be imported."""
+
+
+def optuna_tables() -> frozenset[str]:
+    """Every table Optuna's RDB storage creates. Opening a database that lacks one of them through Optuna
+    would create it (a report must never write), so importances are read only where all of them exist."""
+    try:
+        from optuna.storages._rdb.models import BaseModel  # private: where Optuna keeps its table models
+    except ImportError:
+        return OPTUNA_CORE_TABLES
+    return frozenset(BaseModel.metadata.tables)
 
 
 def _has_optuna_tables(url: str) -> bool | str:
@@ -136,7 +145,7 @@ def _has_optuna_tables(url: str) -> bool | str:
     try:
         engine = sa.create_engine(url)
         try:
-            return set(sa.inspect(engine).get_table_names()) >= OPTUNA_TABLES
+            return set(sa.inspect(engine).get_table_names()) >= optuna_tables()
         finally:
             engine.dispose()
     except Exception as exc:

@@ -155,7 +155,8 @@ def test_optuna_importances_say_why_they_are_skipped(tmp_path: Path) -> None:
     assert optuna_importances(url, "other") == {
         "status": "skipped", "reason": "no Optuna study named 'other' (imported sweeps have none)"}
     _study(url, "two", 6, directions=["minimize", "minimize"])
-    assert optuna_importances(url, "two")["reason"] == "study 'two' has 2 objectives: importances are for one"
+    assert optuna_importances(url, "two") == {"status": "skipped",
+                                              "reason": "study 'two' has 2 objectives: importances are for one"}
     _study(url, "seedonly", 5, params=False)
     assert optuna_importances(url, "seedonly") == {"status": "skipped",
                                                    "reason": "only the seed varies in study 'seedonly'"}
@@ -215,3 +216,29 @@ def test_an_importance_error_is_reported_without_the_store_password(tmp_path: Pa
     monkeypatch.setattr(optuna.importance, "get_param_importances", fail)
     assert optuna_importances(url, "sw") == {
         "status": "skipped", "reason": "ValueError: evaluator lost postgresql+psycopg://me:***@127.0.0.1/db"}
+
+
+def test_importances_are_read_only_where_every_optuna_table_exists(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import sqlalchemy as sa
+
+    from clowncar.analysis import explore
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as c:  # Optuna's three core tables, none of the others: Optuna would add them
+        for name in ("studies", "trials", "version_info"):
+            c.execute(sa.text(f"create table {name} (id int)"))
+    full = explore.optuna_tables()
+    assert {"study_directions", "trial_values"} <= full
+    assert explore._has_optuna_tables(url) is False
+    assert optuna_importances(url, "sw")["reason"] == "the database holds no Optuna study tables"
+    assert sa.inspect(engine).get_table_names() == ["studies", "trials", "version_info"]
+    monkeypatch.setitem(sys.modules, "optuna.storages._rdb.models", None)  # an Optuna that moved its models
+    assert explore.optuna_tables() == explore.OPTUNA_CORE_TABLES and explore._has_optuna_tables(url) is True
+    engine.dispose()
+    url2 = f"sqlite:///{tmp_path / 'o.db'}"
+    _study(url2, "sw", 2)
+    assert set(sa.inspect(sa.create_engine(url2)).get_table_names()) == {*full, "alembic_version"}

@@ -72,7 +72,10 @@ def test_html_rendering_escapes_text_and_embeds_images() -> None:
         "</figcaption></figure>", "</body></html>"]
 
 
-def test_a_table_of_exactly_its_limit_has_no_more_rows_line() -> None:
+def test_a_table_shows_sixty_rows_unless_told_otherwise() -> None:
+    d = Doc()
+    d.table([{"n": i} for i in range(61)])
+    assert d.markdown().endswith("\n| 59 |\n\n(1 more rows in report.json)\n")
     d = Doc()
     d.table([{"n": i} for i in range(60)])
     assert "more rows" not in d.markdown() and d.markdown().count("\n| ") == 60 and "\n| 59 |\n" in d.markdown()
