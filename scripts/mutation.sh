@@ -57,7 +57,7 @@ declare -A TESTS=(
   [clowncar/store/store.py]="tests/store/test_contract.py tests/store/test_frame_reads.py tests/store/test_long_reads.py tests/store/test_migrations.py tests/store/test_store_writes.py"
   [clowncar/store/bulk.py]="tests/store/test_contract.py tests/store/test_store_writes.py tests/store/test_frame_reads.py"
   [clowncar/analysis/explore.py]="tests/analysis/test_explore_views.py tests/analysis/test_tables.py"
-  [clowncar/analysis/report.py]="tests/analysis/test_report_text.py tests/analysis/test_tables.py"
+  [clowncar/analysis/report.py]="tests/analysis/test_report_text.py"
   [clowncar/analysis/document.py]="tests/analysis/test_report_text.py"
   [clowncar/data/build.py]="tests/data/test_build_steps.py"
   [clowncar/orchestrator/record.py]="tests/orchestrator/test_record.py"
@@ -79,7 +79,6 @@ declare -A KEYWORDS=(
   [clowncar/store/frames.py]="not postgresql"
   [clowncar/store/store.py]="not postgresql"
   [clowncar/analysis/explore.py]="not store_export"
-  [clowncar/analysis/report.py]="not store_export"
 )
 # module -> mutmut's timeout_multiplier (default 15: a mutant may take 30x its tests' CPU time before it counts as a
 # timeout, which counts as killed). train.py's mutants that break a loop's exit run trials of 100,000 steps: at 30x

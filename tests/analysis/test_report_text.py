@@ -329,3 +329,30 @@ EXPECTED_REPORT = "\n".join([
     '| s/0 | 2 |',
     '',
 ])
+
+
+def test_analyse_gathers_every_part_of_the_report(tmp_path: Path) -> None:
+    import optuna
+
+    from clowncar.analysis import explore
+
+    trials = pd.DataFrame([{"sweep": "s", "trial_uid": f"s/{i}", "status": "ok", "train.seed": i % 2,
+                            "config_hash": f"h{i}", "q_val_bpb": 2.0 + i / 10, "val_bpb": 1.9 + i / 10,
+                            "model_dim": 64, "params": 1000, "model.arch": "crawler", "model.crawler_loops": 1 + i // 2,
+                            "git_commit": "c0ffee"} for i in range(4)])
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="t", storage=url, sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("lr", 0, 1), n_trials=3)
+    a = report.analyse(["s", "t"], trials, storage_url=url, method="bonferroni")
+    assert a["sweeps"] == ["s", "t"] and a["correction_method"] == "bonferroni"
+    assert (a["metric"], a["metric_mode"]) == ("q_val_bpb", "quantized weights, standard eval")
+    assert a["top_configs"] == explore.top_configs(a["runs"]) and len(a["top_configs"]) == 2
+    assert a["pareto_front"] == explore.pareto_front(a["runs"]) == []
+    assert a["optuna"]["s"]["reason"] == "no Optuna study named 's' (imported sweeps have none)"
+    assert a["optuna"]["t"]["status"] == "ok" and a["optuna"]["t"]["trials"] == 3
+    assert a["frames"]["trials"] is trials and a["frames"]["steps"] is None
+    assert a["frames"]["evals"] is None and a["frames"]["probes"] is None
+    assert [r["run_id"] for r in a["provenance"]["runs"]] == ["s/0", "s/1", "s/2", "s/3"]
+    assert a["provenance"]["git_commits"] == ["c0ffee"]
+    assert {r.p_adjust_method for r in a["results"]} == {None, "bonferroni"}
