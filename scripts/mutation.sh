@@ -62,8 +62,7 @@ declare -A TESTS=(
   [clowncar/data/build.py]="tests/data/test_build_steps.py"
   [clowncar/orchestrator/record.py]="tests/orchestrator/test_record.py"
 )
-# store/bulk.py has no -k: its COPY path runs only on PostgreSQL, so every mutant starts a server (slow; its
-# first run, 2026-12-04, was stopped at 58 of 145 mutants and has no row yet).
+# store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
 # spaces). artifact.py: of the bad-input corpus, only the artifact cases that run in this process (the one run as
 # `python -m clowncar`, bomb-subprocess, imports the installed package, never the mutant).
@@ -118,10 +117,36 @@ for m in "$@"; do
   fi
 done
 
+# Modules whose tests run their PostgreSQL halves: one server (scripts/pg_server.py, on 127.0.0.1) serves every
+# pytest session of the run through CLOWNCAR_TEST_PG_ADMIN_URL; each test drops its database after itself.
+declare -A SHARED_PG=(
+  [clowncar/store/bulk.py]=1
+)
+
 # Everything below runs inside one function, which bash reads whole before running it: editing this file
 # while a long run is going cannot change what that run does.
+start_shared_pg() {
+  local log
+  log=$(mktemp)
+  PYTHONPATH=$REPO "$PY" scripts/pg_server.py > "$log" 2>&1 &
+  PG_PID=$!
+  trap 'kill -TERM $PG_PID 2>/dev/null; wait $PG_PID 2>/dev/null' EXIT
+  for _ in $(seq 600); do
+    grep -q '^postgresql' "$log" && break
+    kill -0 "$PG_PID" 2>/dev/null || break
+    sleep 0.2
+  done
+  CLOWNCAR_TEST_PG_ADMIN_URL=$(grep -m1 '^postgresql' "$log") || {
+    echo "mutation.sh: the shared PostgreSQL server did not start: $(tail -1 "$log")" >&2
+    exit 1
+  }
+  export CLOWNCAR_TEST_PG_ADMIN_URL
+  echo "   PostgreSQL server for the run: pid $PG_PID"
+}
+
 run_modules() {
   for m in "$@"; do
+    if [ -n "${SHARED_PG[$m]:-}" ] && [ -z "${CLOWNCAR_TEST_PG_ADMIN_URL:-}" ]; then start_shared_pg; fi
     file=${m%%:*}
     cls=${m#"$file"}; cls=${cls#:}
     mod=${file%.py}; mod=${mod//\//.}

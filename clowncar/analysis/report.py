@@ -106,8 +106,7 @@ def document(a: dict[str, Any]) -> Doc:
     d.p("Ranked by mean BPB over seeds; every seed is listed. The best trial of a search is optimistically "
         "biased: confirm a winner only with fresh-seed reruns. A config run once carries a caveat: its rank rests "
         "on one run.")
-    d.table([{**{k: v for k, v in row.items() if k != "per_seed"},
-              "per_seed": ", ".join(f"{p['seed']}: {p['bpb']:.5g}" for p in row["per_seed"])}
+    d.table([{**row, "per_seed": ", ".join(f"{p['seed']}: {p['bpb']:.5g}" for p in row["per_seed"])}
              for row in a["top_configs"]], ["config", "seeds", "mean_bpb", "sd", "ci_low", "ci_high", "caveat",
                                             "per_seed", "width", "params", "quant_gap", "eval_mode",
                                             "config_hash"])
@@ -168,7 +167,7 @@ def write(out_dir: Path, a: dict[str, Any]) -> dict[str, Path]:
     doc = document(a)
     title = f"clowncar report: {', '.join(a['sweeps'])}"
     files = {"report.md": doc.markdown(), "report.html": doc.html(title),
-             "report.json": json.dumps(to_json(a), indent=1, sort_keys=False) + "\n"}
+             "report.json": json.dumps(to_json(a), indent=1) + "\n"}
     paths = {}
     for name, text in files.items():
         path = out_dir / name

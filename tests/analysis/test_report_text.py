@@ -159,6 +159,13 @@ def test_to_json_carries_counts_and_every_test(tmp_path: Path) -> None:
     assert data["metric"] == "q_val_bpb" and data["metric_mode"] == "quantized weights, standard eval"
     assert [t["key"] for t in data["tests"]] == ["2_quant_gap", "6_seed_variance"]
     assert data["runs"][2]["git_commit"] == "a" and data["runs"][0]["seed"] == 1
+    assert list(data) == ["sweeps", "metric", "metric_mode", "n_runs", "correction_method", "tests", "correction",
+                          "top_configs", "pareto_front", "optuna_importances", "runs", "provenance"]
+    full = _full_analysis()
+    data = report.to_json(full)
+    assert data["correction"] == full["correction"] and data["top_configs"] == full["top_configs"]
+    assert data["optuna_importances"] == full["optuna"] and data["provenance"] == full["provenance"]
+    assert report.to_json({**full, "pareto_front": [{"run_id": "s/1"}]})["pareto_front"] == [{"run_id": "s/1"}]
     json.dumps(data, allow_nan=False)
 
 
@@ -182,8 +189,8 @@ def test_a_test_section_shows_warnings_scope_and_tables_but_not_the_per_run_rows
 def test_write_replaces_each_file_whole_and_leaves_no_temporary_file(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "a" / "b"
-    monkeypatch.setattr(report, "document", lambda a: _doc())
     a = _analysis(_runs(), [])
+    monkeypatch.setattr(report, "document", lambda got: _doc() if got is a else Doc())
     paths = report.write(out, a)
     assert sorted(paths) == ["report.html", "report.json", "report.md"]
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
@@ -217,10 +224,48 @@ def _full_analysis() -> dict:
 def test_the_report_document_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
     from clowncar.analysis import plots
 
+    a = {**_full_analysis(), "frames": {"steps": "the steps frame", "evals": "the evals frame"},
+         "pareto_front": []}
+    calls: dict[str, tuple] = {}
     for name, png in [("loss_curves", b"L"), ("eval_curves", None), ("quant_gap_vs_loops", None),
                       ("bpb_vs_width", None), ("pareto", b"P"), ("top_config_seeds", None)]:
-        monkeypatch.setattr(plots, name, lambda *args, _png=png: _png)
-    assert report.document(_full_analysis()).markdown().split("\n") == EXPECTED_REPORT.split("\n")
+        def plot(*args: object, _name: str = name, _png: bytes | None = png) -> bytes | None:
+            calls[_name] = args
+            return _png
+
+        monkeypatch.setattr(plots, name, plot)
+    assert report.document(a).markdown().split("\n") == EXPECTED_REPORT.split("\n")
+    runs = a["runs"]
+    assert calls["loss_curves"][0] == "the steps frame" and calls["loss_curves"][1] is runs
+    assert calls["eval_curves"][0] == "the evals frame" and calls["eval_curves"][1] is runs
+    assert calls["quant_gap_vs_loops"][0] is runs and calls["bpb_vs_width"][0] is runs
+    assert calls["pareto"][0] is runs and calls["pareto"][1] is a["pareto_front"]
+    assert calls["top_config_seeds"][0] is a["top_configs"]
+    assert {k: len(v) for k, v in calls.items()} == {"loss_curves": 2, "eval_curves": 2, "quant_gap_vs_loops": 1,
+                                                       "bpb_vs_width": 1, "pareto": 2, "top_config_seeds": 1}
+
+
+def test_the_provenance_table_shows_four_hundred_runs() -> None:
+    a = _full_analysis()
+    a["provenance"] = {**a["provenance"], "runs": [{"run_id": f"s/{i}"} for i in range(401)]}
+    text = report.document(a).markdown()
+    assert text.endswith("| s/399 |\n\n(1 more rows in report.json)\n")
+
+
+def test_own_commit_is_the_checkout_head_and_none_without_git(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    here = Path(report.__file__).parent
+    head = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True)
+    monkeypatch.chdir(tmp_path)  # the commit is the module's checkout's, wherever the command runs
+    commit = report._own_commit()
+    assert commit == head.stdout.strip() and isinstance(commit, str) and len(commit) == 40
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git to run
+    assert report._own_commit() is None
+    (tmp_path / "git").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "git").chmod(0o755)
+    assert report._own_commit() is None  # a git that prints nothing
 
 
 def test_the_report_document_says_when_there_is_nothing_to_correct_or_show(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -231,7 +276,7 @@ def test_the_report_document_says_when_there_is_nothing_to_correct_or_show(monke
     a = {**_full_analysis(), "correction": [], "pareto_front": [{"run_id": "s/2", "bpb": 2.2}]}
     a["provenance"] = {**a["provenance"], "git_commits": [], "analysis_git_commit": "f00d"}
     text = report.document(a).markdown()
-    assert "No test produced a p-value: nothing to correct." in text
+    assert "\n\nNo test produced a p-value: nothing to correct.\n\n" in text
     assert "| run_id | bpb |\n|---|---|\n| s/2 | 2.2 |" in text and "No run has both" not in text
     assert "git commits of the runs: not recorded; 2 config hashes." in text
     assert "by analysis commit f00d." in text
@@ -331,7 +376,7 @@ EXPECTED_REPORT = "\n".join([
 ])
 
 
-def test_analyse_gathers_every_part_of_the_report(tmp_path: Path) -> None:
+def test_analyse_gathers_every_part_of_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import optuna
 
     from clowncar.analysis import explore
@@ -344,6 +389,18 @@ def test_analyse_gathers_every_part_of_the_report(tmp_path: Path) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="t", storage=url, sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(lambda t: t.suggest_float("lr", 0, 1), n_trials=3)
+    seen: list[tuple] = []
+
+    def run_all(*args: object, **kw: object) -> dict:
+        seen.append((args, kw))
+        return real_run_all(*args, **kw)
+
+    real_run_all = report.run_all
+    monkeypatch.setattr(report, "run_all", run_all)
+    steps, evals, probes = (pd.DataFrame({"trial_uid": pd.Series(dtype=str)}) for _ in range(3))
+    assert report.analyse(["s"], trials, steps, evals, probes)["correction_method"] == "holm"
+    assert seen[0][0][0] is trials and seen[0][0][1] is steps and seen[0][0][2] is evals and seen[0][0][3] is probes
+    assert seen[0][1] == {"method": "holm"}
     a = report.analyse(["s", "t"], trials, storage_url=url, method="bonferroni")
     assert a["sweeps"] == ["s", "t"] and a["correction_method"] == "bonferroni"
     assert (a["metric"], a["metric_mode"]) == ("q_val_bpb", "quantized weights, standard eval")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from clowncar.store import Store, open_store
-from clowncar.store.pgserver import create_database, find_bin_dir, throwaway_postgres
+from clowncar.store.pgserver import create_database, drop_database, find_bin_dir, throwaway_postgres
 
 ASSETS = Path(__file__).parent / "assets"
 _db_names = itertools.count()
@@ -20,6 +20,11 @@ _db_names = itertools.count()
 
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:
+    shared = os.environ.get("CLOWNCAR_TEST_PG_ADMIN_URL")
+    if shared:  # a server started once for many pytest sessions (scripts/mutation.sh); must be on loopback
+        assert "@127.0.0.1:" in shared, "CLOWNCAR_TEST_PG_ADMIN_URL must name a server on 127.0.0.1"
+        yield shared
+        return
     if find_bin_dir() is None:
         message = "PostgreSQL server binaries not found (apt-get install postgresql, or set PG_BIN)"
         if os.environ.get("CI"):
@@ -30,12 +35,16 @@ def pg_admin_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database on each backend."""
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database on each backend; the PostgreSQL one is dropped after the test, so a server
+    shared by many sessions (mutation runs) does not fill its disk."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
     admin = request.getfixturevalue("pg_admin_url")
-    return create_database(admin, f"t{os.getpid()}_{next(_db_names)}")
+    name = f"t{os.getpid()}_{next(_db_names)}"
+    yield create_database(admin, name)
+    drop_database(admin, name)
 
 
 @pytest.fixture
