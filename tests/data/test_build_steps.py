@@ -4,7 +4,10 @@ and every refused option. `test_build_cli.py` runs the same command as a user do
 
 from __future__ import annotations
 
+import io
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +205,138 @@ def test_read_build_info_returns_a_dict_or_none(tmp_path: Path, text: str | None
     if text is not None:
         (tmp_path / "build.json").write_bytes(text.encode("latin-1"))
     assert read_build_info(tmp_path) == expected
+
+
+class _Terminal(io.StringIO):
+    """Standard error as a terminal: tqdm draws its bar only where isatty() says so."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _quiet_build(tmp_path: Path, model: Path, docs: list[str], **kw: Any) -> BuildResult:
+    return build_dataset([_corpus_file(tmp_path, docs)], tmp_path / "ds", tokenizer=model,
+                         **{"val_docs": 2, "log": lambda _: None, **kw})
+
+
+def test_encoding_shows_a_progress_bar_of_documents_on_a_terminal(
+        tmp_path: Path, tiny_tokenizer: tuple[Path, Any], kjv_verses: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = _texts(kjv_verses, 12)
+    monkeypatch.setattr(build, "ENCODE_BATCH", 5)
+    err = _Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    _quiet_build(tmp_path, tiny_tokenizer[0], docs)  # progress is on unless turned off
+    bar = err.getvalue().replace("\r", "\n").splitlines()[-1]
+    assert bar.startswith("encoding: 100%") and "12/12 [" in bar and "doc/s]" in bar
+    err.seek(0), err.truncate()
+    _quiet_build(tmp_path, tiny_tokenizer[0], docs, progress=False, overwrite=True)
+    assert err.getvalue() == ""
+
+
+def test_no_progress_bar_where_standard_error_is_not_a_terminal(
+        tmp_path: Path, tiny_tokenizer: tuple[Path, Any], kjv_verses: list[str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _quiet_build(tmp_path, tiny_tokenizer[0], _texts(kjv_verses, 6))
+    assert capsys.readouterr().err == ""
+
+
+def test_documents_are_encoded_in_bounded_batches(tmp_path: Path, tiny_tokenizer: tuple[Path, Any],
+                                                  kjv_verses: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sentencepiece as spm
+
+    sizes: list[int] = []
+    real = spm.SentencePieceProcessor.encode
+
+    def encode(self: Any, text: Any, *args: Any, **kw: Any) -> Any:
+        sizes.append(len(text))
+        return real(self, text, *args, **kw)
+
+    monkeypatch.setattr(spm.SentencePieceProcessor, "encode", encode)
+    monkeypatch.setattr(build, "ENCODE_BATCH", 4)
+    _quiet_build(tmp_path, tiny_tokenizer[0], _texts(kjv_verses, 10), progress=False)
+    assert sizes == [4, 4, 2]
+
+
+def test_a_tokenizer_with_other_special_ids_is_refused_by_name(tmp_path: Path, kjv_verses: list[str]) -> None:
+    import sentencepiece as spm
+
+    prefix = tmp_path / "plain"
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(kjv_verses[:500]), model_prefix=str(prefix),
+                                   vocab_size=300, model_type="bpe", minloglevel=2)
+    model = prefix.with_suffix(".model")
+    with pytest.raises(DataError) as err:
+        _quiet_build(tmp_path, model, kjv_verses[:4], progress=False)
+    assert str(err.value) == (f"{model}: tokenizer special ids pad/bos/eos/unk are (-1, 1, 2, 0), "
+                              "expected (0, 1, 2, 3)")
+
+
+def test_a_tokenizer_of_exactly_the_largest_vocab_is_accepted(tmp_path: Path, tiny_tokenizer: tuple[Path, Any],
+                                                              kjv_verses: list[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build, "MAX_VOCAB", 512)
+    assert _quiet_build(tmp_path, tiny_tokenizer[0], kjv_verses[:4], progress=False).vocab_size == 512
+
+
+def test_the_trained_tokenizer_uses_the_coverage_asked_for_and_build_json_says_when_and_with_what(
+        tmp_path: Path, kjv_verses: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    import sentencepiece
+    from sentencepiece import sentencepiece_model_pb2
+
+    from clowncar import __version__
+
+    monkeypatch.setenv("TZ", "America/New_York")  # `created` is UTC whatever the local zone
+    time.tzset()
+    try:
+        before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        res = build_dataset([_corpus_file(tmp_path, kjv_verses[:400])], tmp_path / "ds", vocab_size=512,
+                            val_docs=10, progress=False, log=lambda _: None, character_coverage=0.9995)
+        after = dt.datetime.now(dt.UTC)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(res.tokenizer.read_bytes())
+    assert proto.trainer_spec.character_coverage == pytest.approx(0.9995)
+    text = (tmp_path / "ds" / "build.json").read_text(encoding="utf-8")
+    assert text.startswith('{\n  "format": "clowncar-data-build/1",\n  "clowncar": ')
+    info = json.loads(text)
+    assert info["clowncar"] == __version__ and info["tokenizer"]["sentencepiece"] == sentencepiece.__version__
+    created = dt.datetime.strptime(info["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    assert before <= created <= after
+    seconds = info["tokenizer"]["train_seconds"]
+    assert 0 < seconds < 30 and seconds == round(seconds, 3) and 0 < res.seconds < 60
+
+
+def test_build_defaults_take_a_thousand_validation_documents_and_never_overwrite(
+        tmp_path: Path, tiny_tokenizer: tuple[Path, Any]) -> None:
+    docs = [f"verse number {i}" for i in range(1001)]
+    res = _quiet_build(tmp_path, tiny_tokenizer[0], docs, val_docs=1000, progress=False)
+    assert (res.splits["val"].documents, res.splits["train"].documents) == (1000, 1)
+    res = build_dataset([tmp_path / "docs.jsonl"], tmp_path / "ds2", tokenizer=tiny_tokenizer[0], progress=False,
+                        log=lambda _: None)
+    assert (res.splits["val"].documents, res.splits["train"].documents) == (1000, 1)
+    with pytest.raises(DataError, match="exists"):
+        build_dataset([tmp_path / "docs.jsonl"], tmp_path / "ds2", tokenizer=tiny_tokenizer[0], progress=False,
+                      log=lambda _: None)
+    (tmp_path / "ds2" / "marker").write_text("old")
+    build_dataset([tmp_path / "docs.jsonl"], tmp_path / "ds2", tokenizer=tiny_tokenizer[0], progress=False,
+                  log=lambda _: None, overwrite=True)
+    assert not (tmp_path / "ds2" / "marker").exists() and read_build_info(tmp_path / "ds2") is not None
+
+
+def test_the_field_and_document_unit_reach_the_corpus(tmp_path: Path, tiny_tokenizer: tuple[Path, Any]) -> None:
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps({"body": f"first {i}", "text": ""}) + "\n" for i in range(3)))
+    res = build_dataset([src], tmp_path / "ds", tokenizer=tiny_tokenizer[0], field_name="body", val_docs=1,
+                        progress=False, log=lambda _: None)
+    assert res.splits["val"].documents + res.splits["train"].documents == 3
+    book = tmp_path / "book.txt"
+    book.write_text("".join(f"verse {i}\nof the book\n\n" for i in range(4)))
+    res = build_dataset([book], tmp_path / "ds2", tokenizer=tiny_tokenizer[0], docs_per="paragraph", val_docs=1,
+                        progress=False, log=lambda _: None)
+    assert res.splits["val"].documents + res.splits["train"].documents == 4
+    info = read_build_info(tmp_path / "ds2")
+    assert info is not None and (info["field"], info["docs_per"]) == ("text", "paragraph")

@@ -184,3 +184,127 @@ def test_the_callback_pickles_without_its_store(store: Store) -> None:
 
 def test_trial_uids_name_the_sweep_and_the_trial_number() -> None:
     assert trial_uid("frug", 12) == "frug/12"
+
+
+def test_the_seed_and_defaults_of_a_trial_are_recorded(store: Store) -> None:
+    cb = StoreCallback(_spec(), store, Tally(total=3), show=False)
+    cb.on_trial_result(1, [], _trial("a", 1, **{"train.seed": 7}), {"new_rows": "{}"})
+    from ray.tune.experiment import Trial
+
+    bare = Trial("clowncar_trial", config={"lr": 0.5}, trial_id="b", stub=True)  # no clowncar numbering
+    cb.on_trial_result(1, [], bare, {"new_rows": "{}"})
+    seeded, plain = store.get_trial("rec/1"), store.get_trial("rec/0")
+    assert seeded is not None and seeded["seed"] == 7 and seeded["config"]["train"]["seed"] == 7
+    assert plain is not None and plain["seed"] == 1337 and plain["attempts"][0]["attempt"] == 0
+    assert cb.meta["b"] == ("rec/0", 0, 0, {"lr": 0.5})
+
+
+def test_counts_and_gpu_time_add_up_over_trials_and_ties_keep_the_first_best(store: Store) -> None:
+    cb = StoreCallback(_spec(), store, Tally(total=6), show=False)
+    for i, (v, wall) in enumerate([(2.0, 10.0), (2.0, None), (2.5, 5.0)]):
+        cb.on_trial_result(1, [], _trial(f"t{i}", i, lr=i), {**_final("ok", v, result={}), "wall_s": wall})
+    for i in (3, 4):
+        cb.on_trial_result(1, [], _trial(f"t{i}", i), {"new_rows": "{}"})
+        cb.on_tell(f"t{i}", {}, "pruned")
+    t = cb.tally
+    assert t.by_status == {"ok": 3, "pruned": 2} and t.walls == [10.0, 0.0, 5.0] and t.gpu_seconds == 30.0
+    assert t.best == (2.0, 0, {"lr": 0})
+
+
+def test_a_trial_error_records_the_last_line_of_its_message(store: Store) -> None:
+    from ray.tune.experiment import Trial
+
+    class FailedTrial(Trial):
+        """Ray Tune's Trial with the error it would read from its experiment directory (which needs a Ray
+        session): the callback reads only these two fields."""
+
+        def __init__(self, *args: Any, error_file: str | None, error_msg: str | None, **kw: Any) -> None:
+            super().__init__(*args, **kw)
+            self._error = (error_file, error_msg)
+
+        @property
+        def error_file(self) -> str | None:
+            return self._error[0]
+
+        @property
+        def error_msg(self) -> str | None:
+            return self._error[1]
+
+    cb = StoreCallback(_spec(), store, Tally(total=5), show=False)
+    cases = {"a": ("Failure # 1\nTraceback ...\nRayActorError: the actor died " + "x" * 400, "f"),
+             "b": ("", "f"), "c": ("boom", None)}
+    for i, (tid, (msg, err_file)) in enumerate(cases.items()):
+        t = FailedTrial("clowncar_trial", config={"_cc": {"number": i, "attempt": 0}}, trial_id=tid, stub=True,
+                        error_file=err_file, error_msg=msg)
+        cb.on_trial_result(1, [], t, {"new_rows": "{}"})
+        cb.on_trial_error(2, [], t)
+    stranger = FailedTrial("clowncar_trial", config={"_cc": {"number": 3}}, trial_id="d", stub=True,
+                           error_file="f", error_msg="never started")
+    cb.on_trial_error(2, [], stranger)
+    a, b, c = (_attempt(store, f"rec/{i}") for i in range(3))
+    assert (a["status"], a["reason"]) == ("crashed", ("RayActorError: the actor died " + "x" * 400)[:300])
+    assert (b["status"], b["reason"]) == ("crashed", "trial actor failed")
+    assert c["status"] == "running"  # no error file: Tune has not failed it
+    assert store.get_trial("rec/3") is None
+    blank = FailedTrial("clowncar_trial", config={"_cc": {"number": 4}}, trial_id="e", stub=True,
+                        error_file="f", error_msg="  \n ")
+    cb.on_trial_result(1, [], blank, {"new_rows": "{}"})
+    cb.on_trial_error(2, [], blank)
+    assert _attempt(store, "rec/4")["reason"] is None
+
+
+class _Terminal:
+    """Standard output as a terminal, for rich's live display."""
+
+    def __init__(self) -> None:
+        import io
+
+        self.buffer = io.StringIO()
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return self.buffer.write(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_on_a_terminal_the_progress_line_is_a_live_display(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+    import sys
+
+    monkeypatch.setattr(sys, "stdout", _Terminal())
+    cb = StoreCallback(_spec(), store, Tally(total=3, walls=[60.0]), show=True)
+    live = cb._live
+    assert live is not None and live.is_started and live.transient is False and live.refresh_per_second == 2
+    cb.on_trial_result(1, [], _trial("a", 0), {"new_rows": "{}"})
+    shown = str(live.get_renderable())  # rich turns the line into a Text
+    assert shown == cb.tally.line(2) and shown.endswith("ETA 90s")  # 3 left x 60 s over 2 slots
+    copy = pickle.loads(pickle.dumps(cb))
+    assert copy._live is None and cb._live is live
+    cb.tally.by_status["ok"] = 3
+    cb.close()
+    assert not live.is_started and str(live.get_renderable()) == cb.tally.line(2)
+    assert str(live.get_renderable()).startswith("done 3/3")
+    assert StoreCallback(_spec(), store, Tally(total=1), show=False)._live is None
+    shown = StoreCallback(_spec(), store, Tally(total=1))  # shown unless turned off
+    assert shown._live is not None and shown._live.is_started
+    shown.close()
+
+
+def test_the_progress_line_waits_a_full_ten_seconds(store: Store, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import clowncar.orchestrator.record as record
+
+    now = [100.0]
+    monkeypatch.setattr(record.time, "time", lambda: now[0])
+    cb = StoreCallback(_spec(), store, Tally(total=3, started=100.0, walls=[8.0]), show=True)
+    t = _trial("a", 0)
+    cb.on_trial_result(1, [], t, {"new_rows": "{}"})
+    now[0] += 10.0
+    cb.on_trial_result(2, [], t, {"new_rows": "{}"})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["done 0/3 (ok 0, failed 0, pruned 0, stopped 0) | running 1 | best - | GPU-h 0.000 | 0s | "
+                     "ETA 12s"]  # printed at 100 s, not again at 110 s; 3 left x 8 s over 2 slots
