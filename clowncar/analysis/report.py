@@ -49,10 +49,14 @@ def provenance(runs: pd.DataFrame) -> dict[str, Any]:
             "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
+GIT_TIMEOUT_S = 5.0
+"""How long the report waits for `git rev-parse` (a hung git must not hang the report)."""
+
+
 def _own_commit() -> str | None:
     try:
         res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
+                             text=True, timeout=GIT_TIMEOUT_S)
     except (OSError, subprocess.SubprocessError):
         return None
     return res.stdout.strip() or None

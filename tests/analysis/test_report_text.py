@@ -5,6 +5,7 @@ write. Every number a reader sees passes through these functions; the values her
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -266,6 +267,11 @@ def test_own_commit_is_the_checkout_head_and_none_without_git(tmp_path: Path,
     (tmp_path / "git").write_text("#!/bin/sh\nexit 0\n")
     (tmp_path / "git").chmod(0o755)
     assert report._own_commit() is None  # a git that prints nothing
+    (tmp_path / "git").write_text("#!/bin/sh\nexec /bin/sleep 60\n")
+    monkeypatch.setattr(report, "GIT_TIMEOUT_S", 0.5)
+    started = time.monotonic()
+    assert report._own_commit() is None  # a git that hangs: the report goes on without the commit
+    assert time.monotonic() - started < 20
 
 
 def test_the_report_document_says_when_there_is_nothing_to_correct_or_show(monkeypatch: pytest.MonkeyPatch) -> None:
