@@ -67,6 +67,16 @@ def _chunks(seq: Sequence[Any], n: int) -> list[Sequence[Any]]:
     return [seq[i:i + n] for i in range(0, len(seq), n)]
 
 
+def _bulk_path(conn: Connection) -> str | None:
+    """The fast path `bulk_insert_ignore` takes: "sqlite" (one prepared INSERT ... ON CONFLICT DO NOTHING,
+    executed many times), "copy" (PostgreSQL through psycopg 3), or None (portable: check the keys, insert)."""
+    if conn.dialect.name == "sqlite":
+        return "sqlite"
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        return "copy"
+    return None
+
+
 def bulk_insert_ignore(conn: Connection, table: Table, columns: Sequence[str],
                        tuples: Sequence[tuple[Any, ...]]) -> None:
     """Many rows as tuples (in `columns` order), duplicates of existing keys ignored. The fast path for
@@ -74,14 +84,14 @@ def bulk_insert_ignore(conn: Connection, table: Table, columns: Sequence[str],
     INSERT ... SELECT ... ON CONFLICT DO NOTHING on PostgreSQL with psycopg 3."""
     if not tuples:
         return
-    name = conn.dialect.name
+    path = _bulk_path(conn)
     cols = ", ".join(columns)
-    if name == "sqlite":
+    if path == "sqlite":
         marks = ", ".join("?" for _ in columns)
         conn.exec_driver_sql(f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) ON CONFLICT DO NOTHING",
                              list(tuples))
         return
-    if name == "postgresql" and conn.dialect.driver == "psycopg":
+    if path == "copy":
         stage = f"_stage_{table.name}"
         cur = conn.connection.driver_connection.cursor()
         try:
