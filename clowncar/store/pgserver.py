@@ -98,27 +98,26 @@ def throwaway_postgres(bin_dir: Path | None = None, password: str | None = None)
         shutil.rmtree(root, ignore_errors=True)
 
 
-def create_database(admin_url: str, name: str) -> str:
-    """CREATE DATABASE `name` on the server of `admin_url`; returns the new database's URL."""
+def _admin(admin_url: str, statement: str) -> None:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE cannot run inside one)."""
     from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
 
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(statement))
     finally:
         engine.dispose()
+
+
+def create_database(admin_url: str, name: str) -> str:
+    """CREATE DATABASE `name` on the server of `admin_url`; returns the new database's URL."""
+    from sqlalchemy.engine import make_url
+
+    _admin(admin_url, f'CREATE DATABASE "{name}"')
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_database(admin_url: str, name: str) -> None:
     """DROP DATABASE `name` on the server of `admin_url`, closing its open connections first (PostgreSQL 13+)."""
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
+    _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
