@@ -307,7 +307,7 @@ def test_the_trained_tokenizer_uses_the_coverage_asked_for_and_build_json_says_w
     created = dt.datetime.strptime(info["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     assert before <= created <= after
     seconds = info["tokenizer"]["train_seconds"]
-    assert 0 < seconds < 30 and seconds == round(seconds, 3) and 0 < res.seconds < 60
+    assert 0 < seconds <= res.seconds < 60 and seconds == round(seconds, 3)  # training is part of the build
 
 
 def test_build_defaults_take_a_thousand_validation_documents_and_never_overwrite(
