@@ -135,12 +135,13 @@ def test_the_progress_line_counts_outcomes_eta_and_gpu_hours(monkeypatch: pytest
 
     tally = Tally(total=10, started=1000.0, by_status={"ok": 3, "diverged": 1, "oom": 1, "error": 1, "crashed": 1,
                                                         "pruned": 1, "stopped": 1},
-                  running={"a", "b"}, best=(2.123456, 7, {"lr": 0.1, "loops": 3}), gpu_seconds=5400.0,
+                  running={"a", "b"}, best=(2.123456, 7, {"lr": 0.1, "loops": 3}), gpu_seconds=36000.0,
                   walls=[100.0, 200.0])
     monkeypatch.setattr(record.time, "time", lambda: 1042.4)
     assert tally.line(concurrency=2) == (
         "done 9/10 (ok 3, failed 4, pruned 1, stopped 1) | running 2 | best 2.1235 (trial 7: lr=0.1, loops=3) | "
-        "GPU-h 1.500 | 42s | ETA 75s")
+        "GPU-h 10.000 | 42s | ETA 75s")
+    assert tally.line(concurrency=1).endswith("| ETA 150s")
     assert Tally(total=2, started=1000.0).line(0) == (
         "done 0/2 (ok 0, failed 0, pruned 0, stopped 0) | running 0 | best - | GPU-h 0.000 | 42s")
     done = Tally(total=1, started=1000.0, by_status={"ok": 1}, walls=[5.0])
@@ -187,7 +188,12 @@ def test_trial_uids_name_the_sweep_and_the_trial_number() -> None:
 
 
 def test_the_seed_and_defaults_of_a_trial_are_recorded(store: Store) -> None:
+    from clowncar.config import TrialConfig
+
     cb = StoreCallback(_spec(), store, Tally(total=3), show=False)
+    cb.on_trial_result(1, [], _trial("m", 5, **{"train.ema": False, "train.ema_decay": 0.5}), {"new_rows": "{}"})
+    moot = store.get_trial("rec/5")
+    assert moot is not None and moot["config"]["train"]["ema_decay"] == TrialConfig().train.ema_decay != 0.5
     cb.on_trial_result(1, [], _trial("a", 1, **{"train.seed": 7}), {"new_rows": "{}"})
     from ray.tune.experiment import Trial
 
@@ -253,6 +259,34 @@ def test_a_trial_error_records_the_last_line_of_its_message(store: Store) -> Non
     assert _attempt(store, "rec/4")["reason"] is None
 
 
+class _Pipe:
+    """Standard output as a pipe (a log file, `tee`): what was written and whether it was flushed."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.parts.append("<flush>")
+
+
+def test_a_progress_line_to_a_pipe_is_flushed_at_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    pipe = _Pipe()
+    monkeypatch.setattr(sys, "stdout", pipe)
+    cb = StoreCallback(_spec(), store, Tally(total=3), show=True)
+    assert cb._live is None
+    cb.on_trial_result(1, [], _trial("a", 0), {"new_rows": "{}"})
+    assert pipe.parts[-1] == "<flush>" and pipe.parts[0].startswith("done 0/3")
+
+
 class _Terminal:
     """Standard output as a terminal, for rich's live display."""
 
@@ -278,16 +312,17 @@ def test_on_a_terminal_the_progress_line_is_a_live_display(store: Store, monkeyp
     monkeypatch.setattr(sys, "stdout", _Terminal())
     cb = StoreCallback(_spec(), store, Tally(total=3, walls=[60.0]), show=True)
     live = cb._live
-    assert live is not None and live.is_started and live.transient is False and live.refresh_per_second == 2
+    assert live is not None and live.get_renderable() == ""  # nothing shown before the first report
+    assert live.is_started and live.transient is False and live.refresh_per_second == 2
     cb.on_trial_result(1, [], _trial("a", 0), {"new_rows": "{}"})
     shown = str(live.get_renderable())  # rich turns the line into a Text
     assert shown == cb.tally.line(2) and shown.endswith("ETA 90s")  # 3 left x 60 s over 2 slots
     copy = pickle.loads(pickle.dumps(cb))
     assert copy._live is None and cb._live is live
-    cb.tally.by_status["ok"] = 3
+    cb.tally.by_status["ok"] = 1
     cb.close()
     assert not live.is_started and str(live.get_renderable()) == cb.tally.line(2)
-    assert str(live.get_renderable()).startswith("done 3/3")
+    assert str(live.get_renderable()).startswith("done 1/3") and str(live.get_renderable()).endswith("ETA 60s")
     assert StoreCallback(_spec(), store, Tally(total=1), show=False)._live is None
     shown = StoreCallback(_spec(), store, Tally(total=1))  # shown unless turned off
     assert shown._live is not None and shown._live.is_started
