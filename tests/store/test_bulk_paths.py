@@ -102,3 +102,15 @@ def test_bulk_writes_into_two_tables_in_one_session(store: Store) -> None:
 def test_chunks_cover_a_sequence_once_in_order() -> None:
     assert bulk._chunks([0, 1, 2, 3, 4], 2) == [[0, 1], [2, 3], [4]]
     assert bulk._chunks([0, 1], 2) == [[0, 1]] and bulk._chunks([], 3) == []
+
+
+@pytest.mark.parametrize(("name", "driver", "path"), [
+    ("sqlite", "pysqlite", "sqlite"), ("postgresql", "psycopg", "copy"),
+    ("postgresql", "psycopg2", None),  # COPY here is psycopg 3's API: psycopg2 gets insert_ignore's statements
+    ("mysql", "mysqldb", None), ("oracle", "psycopg", None),
+])
+def test_the_fast_path_is_chosen_by_database_and_driver(name: str, driver: str, path: str | None) -> None:
+    from types import SimpleNamespace
+
+    conn = SimpleNamespace(dialect=SimpleNamespace(name=name, driver=driver))  # what _bulk_path reads of a connection
+    assert bulk._bulk_path(conn) == path  # type: ignore[arg-type]
