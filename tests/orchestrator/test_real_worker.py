@@ -83,10 +83,12 @@ def test_asha_stops_kill_the_real_workers_groups_and_a_killed_worker_is_recorded
     deadline = time.time() + 900
     while proc.poll() is None and time.time() < deadline:
         for pid in helpers.pids_with(marker):
-            if "clowncar.worker" in (helpers.cmdline(pid) or "") and (g := _pgid(pid)) is not None:
+            # one reading of the command line: a worker that ends between two readings has none the second time
+            line = helpers.cmdline(pid) or ""
+            named = [a for a in line.split() if marker in a]
+            if "clowncar.worker" in line and named and (g := _pgid(pid)) is not None:
                 groups.setdefault(pid, g)
-                trial_dir = Path(marker) / next(p for p in (helpers.cmdline(pid) or "").split() if marker in p
-                                                ).removeprefix(marker + "/").split("/")[0]
+                trial_dir = Path(marker) / named[0].removeprefix(marker + "/").split("/")[0]
                 events = trial_dir / "events.jsonl"
                 if victim is not None or not events.is_file():
                     continue
