@@ -98,13 +98,14 @@ def check_ray(version_of: VersionOf, address: str, timeout: float = 2.0) -> Row:
 
 def check_store(url: str) -> Row:
     from clowncar.errors import StoreError
+    from clowncar.store import resolve_url
     from clowncar.store.engine import make_engine, parse_url
 
     shown = redact_url(url)
     try:
-        parsed = parse_url(url)
+        parsed = parse_url(resolve_url(url))
         if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-            path = Path(parsed.database).expanduser()
+            path = Path(parsed.database)
             if not path.exists():
                 parent = next(p for p in [path.parent, *path.parent.parents] if p.exists())
                 if not parent.is_dir() or not os.access(parent, os.W_OK):

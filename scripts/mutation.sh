@@ -61,6 +61,8 @@ declare -A TESTS=(
   [clowncar/analysis/document.py]="tests/analysis/test_report_text.py"
   [clowncar/data/build.py]="tests/data/test_build_steps.py"
   [clowncar/orchestrator/record.py]="tests/orchestrator/test_record.py"
+  [clowncar/redact.py]="tests/deploy/test_redact.py"
+  [clowncar/store/engine.py]="tests/store/test_engine.py tests/deploy/test_redact.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
@@ -99,7 +101,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/worker/run.py clowncar/worker/optim.py clowncar/worker/train.py clowncar/store/summary.py
        clowncar/store/frames.py clowncar/store/store.py clowncar/store/bulk.py
        clowncar/analysis/explore.py clowncar/analysis/report.py clowncar/analysis/document.py
-       clowncar/data/build.py clowncar/orchestrator/record.py)
+       clowncar/data/build.py clowncar/orchestrator/record.py clowncar/redact.py
+       clowncar/store/engine.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2
@@ -121,6 +124,7 @@ done
 # pytest session of the run through CLOWNCAR_TEST_PG_ADMIN_URL; each test drops its database after itself.
 declare -A SHARED_PG=(
   [clowncar/store/bulk.py]=1
+  [clowncar/store/engine.py]=1
 )
 
 # Everything below runs inside one function, which bash reads whole before running it: editing this file

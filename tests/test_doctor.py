@@ -76,6 +76,15 @@ def test_store_row_opens_sqlite_and_masks_an_unreachable_servers_password(tmp_pa
     assert doctor.check_store("not a url").status == MISSING
 
 
+def test_store_row_reads_a_home_path_as_every_opener_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clowncar.store.engine import make_engine, parse_url
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert doctor.check_store("sqlite:///~/c.db").detail == "sqlite:///~/c.db (created by the first sweep)"
+    make_engine(parse_url(f"sqlite:///{tmp_path / 'c.db'}"), create=True).dispose()
+    assert doctor.check_store("sqlite:///~/c.db").detail == "sqlite:///~/c.db answers"
+
+
 def test_store_row_says_missing_when_sqlite_cannot_be_created(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")

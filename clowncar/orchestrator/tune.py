@@ -117,6 +117,9 @@ def _private_auth_token() -> None:
 def open_study(store_url: str) -> Any:
     import optuna
 
+    from clowncar.store import resolve_url
+
+    store_url = resolve_url(store_url)  # the very database open_store opens for the same string
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     kwargs: dict[str, Any] = {}
     if store_url.startswith("sqlite"):

@@ -27,7 +27,8 @@ def resolve_url(url: str | None = None) -> str:
     """The store URL to use: `url`, else the settings' (`CLOWNCAR_STORE`, else SQLite under the runs dir).
 
     `postgresql://` and `postgres://` mean psycopg 3 (`postgresql+psycopg://`), the driver clowncar ships with;
-    hand the same string to Optuna's RDBStorage so that both open the same database the same way."""
+    a SQLite path that starts with `~` is expanded (SQLite itself would look for a folder named `~`). Hand the
+    same string to Optuna's RDBStorage so that both open the same database the same way."""
     if url is None:
         from clowncar.settings import load_settings
 
@@ -36,6 +37,10 @@ def resolve_url(url: str | None = None) -> str:
     for bare in ("postgresql://", "postgres://"):
         if url.startswith(bare):
             return "postgresql+psycopg://" + url[len(bare):]
+    if url.startswith("sqlite:///~"):
+        from pathlib import Path
+
+        return "sqlite:///" + str(Path(url[len("sqlite:///"):]).expanduser())
     return url
 
 

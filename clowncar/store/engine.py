@@ -35,7 +35,7 @@ def parse_url(url: str) -> URL:
 
 def safe_url(url: URL | str) -> str:
     """The URL as text with its password (userinfo or query form) replaced by *** (`clowncar.redact`)."""
-    return redact_url(url if isinstance(url, str) else url.render_as_string(hide_password=False))
+    return redact_url(str(url))  # str() of a URL already hides its userinfo password; redact_url the rest
 
 
 def safe_text(text: str) -> str:
@@ -97,7 +97,7 @@ def make_engine(url: URL, create: bool) -> Engine:
     if url.get_backend_name() == "sqlite":
         db = url.database or ""
         if db and db != ":memory:" and not db.startswith("file:"):
-            path = Path(db).expanduser()
+            path = Path(db)  # what SQLite opens: `~` is expanded by resolve_url, never by SQLite
             if not path.exists():
                 if not create:
                     raise StoreError(f"no store at {safe_url(url)} (nothing has been written there yet)")
@@ -105,7 +105,6 @@ def make_engine(url: URL, create: bool) -> Engine:
             elif not create and path.is_file() and path.stat().st_size == 0:
                 # SQLite would take an empty file for an empty database and write its header (WAL) into it.
                 raise StoreError(f"no store at {safe_url(url)} (the file is empty)")
-        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
         if url.get_backend_name() == "postgresql":
@@ -114,9 +113,9 @@ def make_engine(url: URL, create: bool) -> Engine:
         engine = create_engine(url, **kwargs)
     except (NoSuchModuleError, ModuleNotFoundError, ImportError) as err:
         hint = " (PostgreSQL needs: pip install 'clowncar[postgres]')" if url.get_backend_name() == "postgresql" else ""
-        raise StoreError(f"no database driver for {safe_url(url)}: {_first_line(err, url.password)}{hint}") from None
-    except (ArgumentError, SQLAlchemyError, TypeError) as err:
-        raise StoreError(f"cannot use store URL {safe_url(url)}: {_first_line(err, url.password)}") from None
+        raise StoreError(f"{store_error(err, url, 'no database driver for')}{hint}") from None
+    except (ArgumentError, SQLAlchemyError, TypeError, ValueError) as err:  # e.g. ?timeout=abc for SQLite
+        raise store_error(err, url, "cannot use store URL") from None
     if url.get_backend_name() == "sqlite":
         _sqlite_setup(engine)
     try:

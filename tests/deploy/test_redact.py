@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -57,6 +58,14 @@ def test_a_password_with_an_unescaped_at_sign_is_hidden() -> None:
     out = redact_url("postgresql://u:p@ss@db/x")
     assert "p@ss" not in out and "ss@db" not in out
     assert out == "postgresql://u:***@db/x"
+
+
+def test_a_password_with_a_raw_space_is_hidden_whole() -> None:
+    # The text rules stop a userinfo password at whitespace; the URL parser reads it to the '@'.
+    url = "postgresql://clowncar:two words@db/runs"
+    assert redact_url(url) == "postgresql://clowncar:***@db/runs"
+    assert redact_url(url + "?sslmode=require&PASSWORD=x%20y") == (  # SQLAlchemy renders keys sorted
+        "postgresql://clowncar:***@db/runs?PASSWORD=***&sslmode=require")
 
 
 def test_unparseable_input_is_scrubbed_not_raised() -> None:
@@ -131,6 +140,19 @@ def test_a_private_file_is_owner_only_from_its_first_byte(tmp_path) -> None:
     fresh = tmp_path / "fresh"
     write_private(fresh, PW, exclusive=True)
     assert fresh.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_private_file_is_created_owner_only_before_its_mode_is_set(tmp_path, monkeypatch) -> None:
+    from clowncar.redact import write_private
+
+    modes: list[int] = []  # the mode the file had at creation, before write_private's own fchmod
+    monkeypatch.setattr(os, "fchmod", lambda fd, _mode: modes.append(os.fstat(fd).st_mode & 0o777))
+    old_umask = os.umask(0)  # a permissive umask must not open the window
+    try:
+        write_private(tmp_path / "secret", PW)
+    finally:
+        os.umask(old_umask)
+    assert modes == [0o600]
 
 
 @pytest.mark.parametrize("url", [f"postgresql+psycopg://clowncar:{PW}@127.0.0.1:1/runs",
