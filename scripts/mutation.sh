@@ -63,6 +63,12 @@ declare -A TESTS=(
   [clowncar/orchestrator/record.py]="tests/orchestrator/test_record.py"
   [clowncar/redact.py]="tests/deploy/test_redact.py"
   [clowncar/store/engine.py]="tests/store/test_engine.py tests/deploy/test_redact.py"
+  [clowncar/store/migrations.py]="tests/store/test_migrations.py"
+  [clowncar/store/lease.py]="tests/store/test_lease_rules.py tests/store/test_contract.py tests/orchestrator/test_lease.py"
+  [clowncar/orchestrator/lease.py]="tests/orchestrator/test_lease.py"
+  [clowncar/orchestrator/suggest.py]="tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py"
+  [clowncar/orchestrator/spec.py]="tests/orchestrator/test_spec.py tests/orchestrator/test_sweep_plan.py tests/bad_inputs/test_bad_inputs.py"
+  [clowncar/data/fetch.py]="tests/data/test_fetch.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
@@ -80,6 +86,8 @@ declare -A KEYWORDS=(
   [clowncar/store/frames.py]="not postgresql"
   [clowncar/store/store.py]="not postgresql"
   [clowncar/analysis/explore.py]="not store_export"
+  [clowncar/store/lease.py]="not test_contract.py or lease"
+  [clowncar/orchestrator/spec.py]="not test_bad_inputs.py or (specs: and not subprocess)"
 )
 # module -> mutmut's timeout_multiplier (default 15: a mutant may take 30x its tests' CPU time before it counts as a
 # timeout, which counts as killed). train.py's mutants that break a loop's exit run trials of 100,000 steps: at 30x
@@ -102,7 +110,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/store/frames.py clowncar/store/store.py clowncar/store/bulk.py
        clowncar/analysis/explore.py clowncar/analysis/report.py clowncar/analysis/document.py
        clowncar/data/build.py clowncar/orchestrator/record.py clowncar/redact.py
-       clowncar/store/engine.py)
+       clowncar/store/engine.py clowncar/store/migrations.py clowncar/store/lease.py clowncar/orchestrator/lease.py
+       clowncar/orchestrator/suggest.py clowncar/orchestrator/spec.py clowncar/data/fetch.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2
@@ -125,6 +134,8 @@ done
 declare -A SHARED_PG=(
   [clowncar/store/bulk.py]=1
   [clowncar/store/engine.py]=1
+  [clowncar/store/migrations.py]=1
+  [clowncar/store/lease.py]=1
 )
 
 # Everything below runs inside one function, which bash reads whole before running it: editing this file

@@ -54,13 +54,16 @@ class FetchResult:
 
 
 class HubSource:
-    """Files of one Hugging Face dataset repo, fetched with `hf_hub_download` (honours HF_ENDPOINT/HF_HOME)."""
+    """Files of one Hugging Face dataset repo, fetched with `hf_hub_download`. `endpoint` and `cache_dir`
+    default to what HF_ENDPOINT and HF_HOME say (a mirror, a shared cache)."""
 
-    def __init__(self, repo_id: str = REPO_ID, remote_root: str = REMOTE_ROOT, revision: str | None = None):
+    def __init__(self, repo_id: str = REPO_ID, remote_root: str = REMOTE_ROOT, revision: str | None = None,
+                 endpoint: str | None = None, cache_dir: Path | None = None):
         self.repo_id, self.remote_root, self.revision = repo_id, remote_root.strip("/"), revision
+        self.endpoint, self.cache_dir = endpoint, cache_dir
 
-    def download(self, relative: str) -> Path:
-        """Local path (in the HF cache) of `<remote_root>/<relative>`."""
+    def download(self, relative: str, force: bool = False) -> Path:
+        """Local path (in the HF cache) of `<remote_root>/<relative>`; `force` replaces a cached copy."""
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import (
             EntryNotFoundError,
@@ -74,13 +77,14 @@ class HubSource:
         folder, _, name = remote.rpartition("/")
         try:
             path = hf_hub_download(repo_id=self.repo_id, filename=name, subfolder=folder or None,
-                                   repo_type="dataset", revision=self.revision)
+                                   repo_type="dataset", revision=self.revision, endpoint=self.endpoint,
+                                   cache_dir=self.cache_dir, force_download=force)
         except RepositoryNotFoundError:
             raise DataError(f"dataset repo '{self.repo_id}' not found on the hub") from None
         except LocalEntryNotFoundError:  # the hub could not be reached and the file is not cached
             from huggingface_hub import constants
 
-            raise DataError(f"{remote}: cannot reach the hub at {constants.ENDPOINT} and no cached copy "
+            raise DataError(f"{remote}: cannot reach the hub at {self.endpoint or constants.ENDPOINT} and no cached copy "
                             "(check the network, HF_ENDPOINT, HF_HUB_OFFLINE)") from None
         except EntryNotFoundError:
             raise DataError(f"{remote}: not found in dataset repo '{self.repo_id}'") from None
@@ -110,13 +114,42 @@ def _place(cached: Path, dest: Path, validate: Callable[[Path], Any]) -> None:
         raise
 
 
-def _validate_shard(dest_name: str) -> Callable[[Path], Any]:
-    def check(p: Path) -> None:
+def _fetch(source: HubSource, relative: str, dest: Path, validate: Callable[[Path], Any],
+           log: Callable[[str], Any]) -> None:
+    """Download `relative` and place it at `dest`. A cached copy that fails validation is downloaded once more
+    before the failure stands: `_place` hard-links, so a local file damaged in place damaged the cached one too."""
+    cached = source.download(relative)
+    try:
+        _place(cached, dest, validate)
+    except DataError as exc:
+        log(f"{exc}: downloading it again")
+        _place(source.download(relative, force=True), dest, validate)
+
+
+def _corrupt(dest_name: str, check: Callable[[Path], Any]) -> Callable[[Path], Any]:
+    """`check` with its error naming the file by `dest_name`, not by the temporary path it was run on."""
+    def validate(p: Path) -> None:
         try:
-            read_header(p)
+            check(p)
         except DataError as exc:
-            raise DataError(f"downloaded {dest_name} is corrupt: {str(exc).split(': ', 1)[-1]}") from None
-    return check
+            why = str(exc).split(": ", 1)[-1].replace(str(p), dest_name)  # the library may quote the path too
+            raise DataError(f"downloaded {dest_name} is corrupt: {why}") from None
+    return validate
+
+
+def _holds_good(dest: Path, check: Callable[[Path], Any]) -> bool:
+    """True when `dest` is a file that passes `check` (a bad local copy is fetched again)."""
+    if not dest.is_file():
+        return False
+    try:
+        check(dest)
+    except DataError:
+        return False
+    return True
+
+
+def _validate_shard(dest_name: str) -> Callable[[Path], Any]:
+    return _corrupt(dest_name, read_header)
 
 
 def load_manifest(source: HubSource, data_dir: Path, log: Callable[[str], Any] = print) -> dict[str, Any]:
@@ -168,25 +201,21 @@ def fetch_fineweb(variant: str, train_shards: int, data_dir: Path, source: HubSo
     wanted = [("val", i) for i in range(val_shards)] + [("train", i) for i in range(train_shards)]
     for n, (split, i) in enumerate(wanted, 1):
         fname = shard_name(split, i)
-        dest = dataset_dir / fname
-        if dest.is_file():
-            try:
-                read_header(dest)
-                result.reused.append(fname)
-                continue
-            except DataError:
-                pass  # a bad local copy: fetch it again
+        dest, check = dataset_dir / fname, _validate_shard(fname)
+        if _holds_good(dest, check):
+            result.reused.append(fname)
+            continue
         log(f"[{n}/{len(wanted)}] {name}/{fname}")
-        _place(source.download(_join("datasets", name, fname)), dest, _validate_shard(fname))
+        _fetch(source, _join("datasets", name, fname), dest, check, log)
         result.downloaded.append(fname)
     for rel in tok_files:
         dest = data_dir / "tokenizers" / Path(rel).name
-        if not dest.is_file():
-            check = (lambda p: load_tokenizer(p)) if dest.suffix == ".model" else (lambda p: None)
-            log(f"tokenizer {rel}")
-            _place(source.download(rel), dest, check)
-            result.downloaded.append(rel)
-        else:
+        check = _corrupt(dest.name, load_tokenizer) if dest.suffix == ".model" else (lambda p: None)
+        if _holds_good(dest, check):
             result.reused.append(rel)
+        else:
+            log(f"tokenizer {rel}")
+            _fetch(source, rel, dest, check, log)
+            result.downloaded.append(rel)
         result.tokenizer_files.append(dest)
     return result

@@ -98,7 +98,7 @@ class LeaseOps:
             if row["token"] != who.token:
                 values["acquired_at"] = now
             conn.execute(update(s.leases).where(s.leases.c.sweep == sweep).values(**values))
-            return {**row, **values, "sweep": sweep}
+            return {**row, **values}
 
     def renew_lease(self, sweep: str, token: str, ttl_s: float) -> bool:
         """Extend the lease by `ttl_s` from now; False when `token` no longer holds it (it expired and another

@@ -52,7 +52,8 @@ def official_writer() -> Callable[[Path, np.ndarray], None]:
 
 class _HubHandler(BaseHTTPRequestHandler):
     """Answers `/{datasets/}<repo>/resolve/<revision>/<path>` like the hub: HEAD with commit and etag
-    headers, GET with the bytes, 404 with `X-Error-Code: EntryNotFound` for a missing file."""
+    headers, GET with the bytes, 404 with `X-Error-Code: EntryNotFound` for a missing file (`RepoNotFound` when
+    the repo has no folder)."""
 
     root: Path
     requests: list[str]
@@ -68,13 +69,15 @@ class _HubHandler(BaseHTTPRequestHandler):
             return None
         repo, rest = path[len(prefix):].split("/resolve/", 1)
         _revision, _, rel = rest.partition("/")
+        self.repo_missing = not (self.root / repo).is_dir()
         f = self.root / repo / rel
         return f if f.is_file() else None
 
     def _headers(self, f: Path | None) -> bytes:
         if f is None:
             self.send_response(404)
-            self.send_header("X-Error-Code", "EntryNotFound")
+            self.send_header("X-Error-Code", "RepoNotFound" if getattr(self, "repo_missing", False)
+                             else "EntryNotFound")
             self.send_header("X-Repo-Commit", FAKE_COMMIT)
             self.send_header("Content-Length", "0")
             self.end_headers()

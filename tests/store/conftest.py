@@ -48,6 +48,18 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def eastern_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone five hours behind UTC, so a local time passed off as UTC shows."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
     st = open_store(store_url)
     yield st

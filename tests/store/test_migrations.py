@@ -3,7 +3,9 @@ in place and keeps its data; a newer database is refused; a failed upgrade chang
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -147,3 +149,86 @@ def test_foreign_clowncar_tables_without_a_version_are_refused(tmp_path):
     db.commit()
     with pytest.raises(StoreError, match="no schema version"):
         open_store(f"sqlite:///{tmp_path / 'odd.db'}")
+
+
+def test_a_database_without_clowncar_tables_is_not_a_store_to_a_reader(tmp_path):
+    db = sqlite3.connect(tmp_path / "other.db")
+    db.execute("CREATE TABLE notes (x)")
+    db.commit()
+    with pytest.raises(StoreError) as err:
+        open_store(f"sqlite:///{tmp_path / 'other.db'}", create=False)
+    assert str(err.value) == f"no clowncar store at sqlite:///{tmp_path / 'other.db'}"
+
+
+def test_an_empty_schema_table_and_unversioned_tables_are_named_exactly(tmp_path):
+    db = sqlite3.connect(tmp_path / "a.db")
+    db.execute("CREATE TABLE clowncar_schema (id INTEGER PRIMARY KEY, version INTEGER, updated_at TEXT)")
+    db.commit()
+    with pytest.raises(StoreError) as err:
+        open_store(f"sqlite:///{tmp_path / 'a.db'}")
+    assert str(err.value) == "the store's clowncar_schema table is empty: not a clowncar store"
+    db = sqlite3.connect(tmp_path / "b.db")
+    db.execute("CREATE TABLE clowncar_trials (id INTEGER)")
+    db.execute("CREATE TABLE clowncar_sweeps (id INTEGER)")
+    db.execute("CREATE TABLE optuna_like (id INTEGER)")
+    db.commit()
+    with pytest.raises(StoreError) as err:
+        open_store(f"sqlite:///{tmp_path / 'b.db'}")
+    assert str(err.value) == "the database has clowncar tables (clowncar_sweeps, clowncar_trials) but no schema version"
+
+
+def _seconds_from_now(stamp: dt.datetime) -> float:
+    """How far a stored time is from now, reading a naive one (SQLite drops the zone) as UTC."""
+    utc = stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp
+    return abs((utc - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+def _schema_rows(url):
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(select(s.schema_table))]
+    engine.dispose()
+    return rows
+
+
+def test_a_new_store_records_its_version_once_with_the_utc_time(store_url, eastern_clock):
+    open_store(store_url).close()
+    [(row_id, version, updated_at)] = _schema_rows(store_url)
+    assert (row_id, version) == (1, SCHEMA_VERSION)
+    assert _seconds_from_now(updated_at) < 120
+    with open_store(store_url) as st:  # and reads it back
+        assert st.schema_found == SCHEMA_VERSION
+
+
+def test_an_upgrade_stamps_the_schema_row_with_the_utc_time(v1_db, eastern_clock):
+    url = f"sqlite:///{v1_db}"
+    open_store(url).close()
+    [(row_id, version, updated_at)] = _schema_rows(url)
+    assert (row_id, version) == (1, SCHEMA_VERSION)
+    assert _seconds_from_now(updated_at) < 120
+
+
+@pytest.mark.postgres
+def test_opening_a_postgresql_store_waits_for_another_opener_to_finish(pg_admin_url):
+    import threading
+
+    from sqlalchemy import text
+
+    from clowncar.store.pgserver import create_database, drop_database
+
+    name = f"t{os.getpid()}_migrate_lock"
+    url = create_database(pg_admin_url, name)
+    holder = create_engine(url)
+    opened = threading.Event()
+    try:
+        with holder.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(7340120)"))  # as another process setting the schema up
+            worker = threading.Thread(target=lambda: (open_store(url).close(), opened.set()), daemon=True)
+            worker.start()
+            assert not opened.wait(1.5)  # it waits for the lock
+            conn.execute(text("SELECT pg_advisory_unlock(7340120)"))
+            assert opened.wait(30)
+            worker.join(30)
+    finally:
+        holder.dispose()
+        drop_database(pg_admin_url, name)

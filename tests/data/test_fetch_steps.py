@@ -1,0 +1,391 @@
+"""`fetch_fineweb` in this process, step by step, against the loopback hub of `conftest.hub_server`: what it
+plans from the manifest, what it downloads, keeps and logs, and how every refusal reads.
+
+`test_fetch.py` runs the command as a user does (a new process); these call the functions themselves, with the
+hub client's real `hf_hub_download` pointed at 127.0.0.1 by `HubSource(endpoint=...)`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from clowncar.data import fetch as fetch_mod
+from clowncar.data.atomic import default_mode
+from clowncar.data.fetch import (
+    FetchResult,
+    HubSource,
+    _join,
+    _place,
+    dataset_name_for_variant,
+    fetch_fineweb,
+    load_manifest,
+    plan,
+)
+from clowncar.data.shards import write_shard
+from clowncar.errors import DataError
+
+REPO = "willdepueoai/parameter-golf"
+NAME = "fineweb10B_sp1024"
+TOK_MODEL, TOK_VOCAB = "tokenizers/fineweb_1024_bpe.model", "tokenizers/fineweb_1024_bpe.vocab"
+
+
+def _manifest(files_train: int = 3, files_val: int = 1, **tokenizer: Any) -> dict[str, Any]:
+    tok = tokenizer or {"model_path": TOK_MODEL, "vocab_path": TOK_VOCAB}
+    return {"tokenizers": [{"name": "sp_bpe_1024", **tok}],
+            "datasets": [{"name": NAME, "tokenizer_name": "sp_bpe_1024",
+                          "stats": {"files_train": files_train, "files_val": files_val}}]}
+
+
+def _publish(hub: Path, tokenizer: Path, train_shards: int = 3, val_shards: int = 1) -> Path:
+    """The challenge's export layout under the hub root; returns the remote dataset folder."""
+    root = hub / REPO / "datasets"
+    ds = root / "datasets" / NAME
+    rng = np.random.default_rng(1)
+    for i in range(val_shards):
+        write_shard(ds / f"fineweb_val_{i:06d}.bin", np.concatenate([[1], rng.integers(4, 512, 300 + i)]))
+    for i in range(train_shards):
+        write_shard(ds / f"fineweb_train_{i:06d}.bin", np.concatenate([[1], rng.integers(4, 512, 200 + i)]))
+    (root / "tokenizers").mkdir(parents=True)
+    (root / TOK_MODEL).write_bytes(tokenizer.read_bytes())
+    (root / TOK_VOCAB).write_bytes(tokenizer.with_suffix(".vocab").read_bytes())
+    (root / "manifest.json").write_text(json.dumps(_manifest(train_shards, val_shards)))
+    return ds
+
+
+@pytest.fixture
+def source(hub_server: tuple[str, Path, list[str]], tmp_path: Path) -> HubSource:
+    return HubSource(endpoint=hub_server[0], cache_dir=tmp_path / "hf")
+
+
+@pytest.fixture
+def published(hub_server: tuple[str, Path, list[str]], tiny_tokenizer: tuple[Path, Any]) -> Path:
+    return _publish(hub_server[1], tiny_tokenizer[0])
+
+
+def _run(source: HubSource, data: Path, train_shards: int, variant: str = "sp1024") -> tuple[FetchResult, list[str]]:
+    lines: list[str] = []
+    return fetch_fineweb(variant, train_shards, data, source, log=lines.append), lines
+
+
+# --- the whole fetch ----------------------------------------------------------------------------------------
+
+def test_a_fetch_downloads_the_val_shards_a_train_prefix_and_the_tokenizer_in_order(
+        source: HubSource, published: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result, lines = _run(source, data, 2)
+    ds = data / "datasets" / NAME
+    assert result == FetchResult(
+        dataset_dir=ds, tokenizer_files=[data / TOK_MODEL, data / TOK_VOCAB], val_shards=1, train_shards=2,
+        downloaded=["fineweb_val_000000.bin", "fineweb_train_000000.bin", "fineweb_train_000001.bin",
+                    TOK_MODEL, TOK_VOCAB], reused=[])
+    assert lines == [f"manifest: {REPO}/datasets/manifest.json",
+                     f"[1/3] {NAME}/fineweb_val_000000.bin", f"[2/3] {NAME}/fineweb_train_000000.bin",
+                     f"[3/3] {NAME}/fineweb_train_000001.bin", f"tokenizer {TOK_MODEL}", f"tokenizer {TOK_VOCAB}"]
+    assert sorted(p.name for p in ds.iterdir()) == [
+        "fineweb_train_000000.bin", "fineweb_train_000001.bin", "fineweb_val_000000.bin"]
+    for p in ds.iterdir():
+        assert p.read_bytes() == (published / p.name).read_bytes()
+    assert json.loads((data / "manifest.json").read_text()) == _manifest()
+    assert sorted(p.name for p in (data / "tokenizers").iterdir()) == ["fineweb_1024_bpe.model",
+                                                                     "fineweb_1024_bpe.vocab"]
+
+
+def test_a_second_fetch_keeps_every_good_file_and_downloads_none(source: HubSource, published: Path,
+                                                                  tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _run(source, data, 2)
+    result, lines = _run(source, data, 2)
+    assert result.downloaded == []
+    assert result.reused == ["fineweb_val_000000.bin", "fineweb_train_000000.bin", "fineweb_train_000001.bin",
+                             TOK_MODEL, TOK_VOCAB]
+    assert result.tokenizer_files == [data / TOK_MODEL, data / TOK_VOCAB]
+    assert lines == [f"manifest: {REPO}/datasets/manifest.json"]
+
+
+def test_a_corrupt_local_shard_is_fetched_again_and_the_rest_kept(source: HubSource, published: Path,
+                                                                  tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _run(source, data, 2)
+    bad = data / "datasets" / NAME / "fineweb_train_000000.bin"
+    bad.write_bytes(bad.read_bytes()[:-2])  # in place: the hard-linked cached copy is damaged with it
+    result, lines = _run(source, data, 3)
+    assert result.downloaded == ["fineweb_train_000000.bin", "fineweb_train_000002.bin"]
+    assert result.reused == ["fineweb_val_000000.bin", "fineweb_train_000001.bin", TOK_MODEL, TOK_VOCAB]
+    assert lines[1:] == [f"[2/4] {NAME}/fineweb_train_000000.bin",
+                         "downloaded fineweb_train_000000.bin is corrupt: truncated shard: header says 201 tokens "
+                         "(1426 bytes), file has 1424 bytes: downloading it again",
+                         f"[4/4] {NAME}/fineweb_train_000002.bin"]
+    assert bad.read_bytes() == (published / bad.name).read_bytes()
+
+
+def test_a_corrupt_local_tokenizer_model_is_fetched_again(source: HubSource, published: Path,
+                                                          tmp_path: Path, tiny_tokenizer: tuple[Path, Any]) -> None:
+    data = tmp_path / "data"
+    _run(source, data, 0)
+    (data / TOK_MODEL).unlink()
+    (data / TOK_MODEL).write_bytes(b"garbage")  # a new file: the cached copy is intact
+    (data / TOK_VOCAB).write_bytes(b"any vocab text is kept")
+    result, lines = _run(source, data, 0)
+    assert result.downloaded == [TOK_MODEL] and result.reused == ["fineweb_val_000000.bin", TOK_VOCAB]
+    assert lines[1:] == [f"tokenizer {TOK_MODEL}"]
+    assert (data / TOK_MODEL).read_bytes() == tiny_tokenizer[0].read_bytes()
+
+
+def test_zero_train_shards_fetches_validation_and_tokenizer_only(source: HubSource, published: Path,
+                                                                 tmp_path: Path) -> None:
+    result, _ = _run(source, tmp_path / "data", 0)
+    assert result.downloaded == ["fineweb_val_000000.bin", TOK_MODEL, TOK_VOCAB]
+
+
+def test_a_corrupt_tokenizer_model_is_named_and_never_lands(source: HubSource, published: Path, tmp_path: Path,
+                                                            hub_server: tuple[str, Path, list[str]]) -> None:
+    (hub_server[1] / REPO / "datasets" / TOK_MODEL).write_bytes(b"not a sentencepiece model")
+    result_lines: list[str] = []
+    with pytest.raises(DataError) as err:
+        fetch_fineweb("sp1024", 0, tmp_path / "data", source, log=result_lines.append)
+    assert str(err.value).startswith("downloaded fineweb_1024_bpe.model is corrupt: not a SentencePiece model (")
+    assert ".part" not in str(err.value)
+    assert result_lines[-2:] == [f"tokenizer {TOK_MODEL}", str(err.value) + ": downloading it again"]
+    assert sorted(p.name for p in (tmp_path / "data" / "tokenizers").iterdir()) == []
+
+
+def test_a_truncated_download_is_tried_twice_named_and_never_lands(
+        source: HubSource, published: Path, tmp_path: Path, hub_server: tuple[str, Path, list[str]]) -> None:
+    last = published / "fineweb_train_000001.bin"
+    last.write_bytes(last.read_bytes()[:-6])
+    lines: list[str] = []
+    with pytest.raises(DataError) as err:
+        fetch_fineweb("sp1024", 2, tmp_path / "data", source, log=lines.append)
+    assert str(err.value).startswith("downloaded fineweb_train_000001.bin is corrupt: truncated shard")
+    assert lines[-1] == str(err.value) + ": downloading it again"
+    gets = [q for q in hub_server[2] if q.startswith("GET ") and q.endswith("/fineweb_train_000001.bin")]
+    assert len(gets) == 2  # the second download did not take the cached copy
+    assert sorted(p.name for p in (tmp_path / "data" / "datasets" / NAME).iterdir()) == [
+        "fineweb_train_000000.bin", "fineweb_val_000000.bin"]
+
+
+# --- the hub client's failures ------------------------------------------------------------------------------
+
+def test_a_file_the_repo_lacks_is_named(source: HubSource, published: Path) -> None:
+    with pytest.raises(DataError) as err:
+        source.download("datasets/nope.bin")
+    assert str(err.value) == f"datasets/datasets/nope.bin: not found in dataset repo '{REPO}'"
+
+
+def test_a_repo_the_hub_lacks_is_named(hub_server: tuple[str, Path, list[str]], tmp_path: Path) -> None:
+    other = HubSource("someone/else", endpoint=hub_server[0], cache_dir=tmp_path / "hf")
+    with pytest.raises(DataError) as err:
+        other.download("manifest.json")
+    assert str(err.value) == "dataset repo 'someone/else' not found on the hub"
+
+
+def test_an_unreachable_hub_names_the_endpoint_it_tried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # as HF_HUB_OFFLINE=1: no request, no retries
+    endpoint = "http://127.0.0.1:9"
+    with pytest.raises(DataError) as err:
+        HubSource(endpoint=endpoint, cache_dir=tmp_path / "hf").download("manifest.json")
+    assert str(err.value) == (f"datasets/manifest.json: cannot reach the hub at {endpoint} and no cached copy "
+                              "(check the network, HF_ENDPOINT, HF_HUB_OFFLINE)")
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:8")
+    with pytest.raises(DataError, match=r"cannot reach the hub at http://127\.0\.0\.1:8 and"):
+        HubSource(cache_dir=tmp_path / "hf").download("manifest.json")
+
+
+@pytest.mark.parametrize("raised", [OSError("disk full\nsecond line"), ValueError("bad revision")])
+def test_another_download_failure_is_its_first_line(monkeypatch: pytest.MonkeyPatch, raised: Exception) -> None:
+    import huggingface_hub
+
+    def fail(**_: Any) -> str:
+        raise raised
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fail)
+    with pytest.raises(DataError) as err:
+        HubSource(remote_root="/datasets/").download("a/b.bin")
+    first = str(raised).splitlines()[0]
+    assert str(err.value) == f"datasets/a/b.bin: download from '{REPO}' failed: {first}"
+
+
+def test_the_hub_client_is_asked_for_the_file_its_folder_and_the_source_settings(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import huggingface_hub
+
+    asked: list[dict[str, Any]] = []
+    local = tmp_path / "f.bin"
+    local.write_bytes(b"x")
+
+    def record(**kwargs: Any) -> str:
+        asked.append(kwargs)
+        return str(local)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", record)
+    src = HubSource("o/r", "root/", "abc123", endpoint="http://127.0.0.1:9", cache_dir=tmp_path / "c")
+    assert src.download("/x/y/z.bin") == local.resolve()
+    assert src.download("top.json", force=True) == local.resolve()
+    assert HubSource("o/r", "").download("top.json") == local.resolve()
+    common = {"repo_id": "o/r", "repo_type": "dataset"}
+    assert asked == [
+        {**common, "filename": "z.bin", "subfolder": "root/x/y", "revision": "abc123",
+         "endpoint": "http://127.0.0.1:9", "cache_dir": tmp_path / "c", "force_download": False},
+        {**common, "filename": "top.json", "subfolder": "root", "revision": "abc123",
+         "endpoint": "http://127.0.0.1:9", "cache_dir": tmp_path / "c", "force_download": True},
+        {**common, "filename": "top.json", "subfolder": None, "revision": None, "endpoint": None, "cache_dir": None,
+         "force_download": False},
+    ]
+
+
+# --- the manifest -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{not json", "manifest.json from 'willdepueoai/parameter-golf' is not valid JSON (Expecting property name"),
+    ("[1, 2]", "manifest.json from 'willdepueoai/parameter-golf' is not a JSON object"),
+    (b"\xff\xfe{}", "manifest.json from 'willdepueoai/parameter-golf' is not valid JSON ('utf-8' codec"),
+])
+def test_a_manifest_that_is_not_a_json_object_is_refused_and_not_kept(
+        source: HubSource, hub_server: tuple[str, Path, list[str]], tmp_path: Path, text: str | bytes,
+        message: str) -> None:
+    remote = hub_server[1] / REPO / "datasets" / "manifest.json"
+    remote.parent.mkdir(parents=True)
+    remote.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(DataError) as err:
+        load_manifest(source, tmp_path / "data", log=lambda _: None)
+    assert str(err.value).startswith(message)
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_deeply_nested_manifest_is_refused_in_one_line(source: HubSource, hub_server: tuple[str, Path, list[str]],
+                                                         tmp_path: Path) -> None:
+    remote = hub_server[1] / REPO / "datasets" / "manifest.json"
+    remote.parent.mkdir(parents=True)
+    remote.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match="is not valid JSON"):
+        load_manifest(source, tmp_path / "data", log=lambda _: None)
+
+
+@pytest.mark.parametrize(("variant", "name"), [("sp1024", "fineweb10B_sp1024"), ("sp8192", "fineweb10B_sp8192"),
+                                               ("byte260", "fineweb10B_byte260")])
+def test_a_variant_names_its_dataset(variant: str, name: str) -> None:
+    assert dataset_name_for_variant(variant) == name
+
+
+@pytest.mark.parametrize("variant", ["gpt2", "sp", "sp1024x", "xsp1024", "byte256", "SP1024"])
+def test_an_unknown_variant_is_refused(variant: str) -> None:
+    with pytest.raises(DataError) as err:
+        dataset_name_for_variant(variant)
+    assert str(err.value) == f"unknown variant '{variant}' (expected sp<VOCAB> such as sp1024, or byte260)"
+
+
+def test_the_plan_reads_the_val_count_and_the_tokenizer_files() -> None:
+    assert plan(_manifest(5, 2), "sp1024", 5) == (NAME, 2, [TOK_MODEL, TOK_VOCAB])
+    assert plan(_manifest(5, 2), "sp1024", 0) == (NAME, 2, [TOK_MODEL, TOK_VOCAB])
+    assert plan(_manifest(path="tokenizers/t.json"), "sp1024", 1) == (NAME, 1, ["tokenizers/t.json"])
+    both = _manifest(model_path="m.model", vocab_path="", path="t.json")
+    assert plan(both, "sp1024", 1)[2] == ["m.model", "t.json"]
+    many = _manifest()
+    many["datasets"].insert(0, {"name": "fineweb10B_sp4096", "tokenizer_name": "other",
+                                "stats": {"files_train": 9, "files_val": 9}})
+    many["tokenizers"].insert(0, {"name": "other", "model_path": "o.model"})
+    assert plan(many, "sp1024", 3) == (NAME, 1, [TOK_MODEL, TOK_VOCAB])
+
+
+def _with(**changes: Any) -> dict[str, Any]:
+    m = _manifest()
+    for key, value in changes.items():
+        if key == "stats":
+            m["datasets"][0]["stats"] = value
+        elif key == "tokenizer_name":
+            m["datasets"][0]["tokenizer_name"] = value
+        else:
+            m[key] = value
+    return m
+
+
+@pytest.mark.parametrize(("manifest", "train", "message"), [
+    ({}, 1, f"dataset {NAME} is not listed in manifest.json"),
+    (_with(datasets=[{"name": "fineweb10B_sp4096"}]), 1, f"dataset {NAME} is not listed in manifest.json"),
+    (_with(stats=None), 1, f"manifest.json: dataset {NAME} lacks stats.files_train/files_val"),
+    (_with(stats={"files_train": 3}), 1, f"manifest.json: dataset {NAME} lacks stats.files_train/files_val"),
+    (_with(stats={"files_train": "x", "files_val": 1}), 1,
+     f"manifest.json: dataset {NAME} lacks stats.files_train/files_val"),
+    (_with(stats={"files_train": [3], "files_val": 1}), 1,
+     f"manifest.json: dataset {NAME} lacks stats.files_train/files_val"),
+    (_manifest(), -1, "--train-shards must be >= 0, got -1"),
+    (_manifest(), 4, "sp1024 has only 3 training shards, requested 4"),
+    (_with(tokenizers=[]), 1, f"manifest.json: tokenizer 'sp_bpe_1024' of dataset {NAME} is not listed"),
+    (_with(tokenizer_name=None), 1, f"manifest.json: tokenizer None of dataset {NAME} is not listed"),
+    (_manifest(model_path="", vocab_path=None), 1, "manifest.json: tokenizer 'sp_bpe_1024' names no files"),
+])
+def test_a_manifest_that_cannot_serve_the_request_is_one_line(manifest: dict[str, Any], train: int,
+                                                               message: str) -> None:
+    with pytest.raises(DataError) as err:
+        plan(manifest, "sp1024", train)
+    assert str(err.value) == message
+
+
+# --- placing a file -----------------------------------------------------------------------------------------
+
+def test_a_placed_file_is_a_hard_link_of_the_cached_one_when_they_share_a_disk(tmp_path: Path) -> None:
+    cached = tmp_path / "cache" / "blob"
+    cached.parent.mkdir()
+    cached.write_bytes(b"shard bytes")
+    dest = tmp_path / "data" / "sub" / "f.bin"
+    seen: list[Path] = []
+    _place(cached, dest, seen.append)
+    assert dest.read_bytes() == b"shard bytes" and os.path.samefile(dest, cached)
+    assert len(seen) == 1 and seen[0].parent == dest.parent and seen[0].name.startswith(".f.bin.")
+    assert seen[0].name.endswith(".part") and sorted(p.name for p in dest.parent.iterdir()) == ["f.bin"]
+
+
+def test_a_placed_file_is_copied_with_the_data_mode_where_a_link_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cached = tmp_path / "blob"
+    cached.write_bytes(b"shard bytes")
+    cached.chmod(0o400)
+
+    def refuse(*_: Any) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", refuse)
+    dest = tmp_path / "data" / "f.bin"
+    _place(cached, dest, lambda p: None)
+    assert dest.read_bytes() == b"shard bytes" and not os.path.samefile(dest, cached)
+    assert dest.stat().st_mode & 0o777 == default_mode()
+
+
+@pytest.mark.parametrize("error", [DataError("bad shard"), KeyboardInterrupt()])
+def test_a_file_that_fails_validation_or_is_interrupted_leaves_nothing(tmp_path: Path, error: BaseException) -> None:
+    cached = tmp_path / "blob"
+    cached.write_bytes(b"shard bytes")
+    dest = tmp_path / "data" / "f.bin"
+    dest.parent.mkdir()
+    dest.write_bytes(b"the old good copy")
+
+    def check(_: Path) -> None:
+        raise error
+
+    with pytest.raises(type(error)):
+        _place(cached, dest, check)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["f.bin"]
+    assert dest.read_bytes() == b"the old good copy"
+
+
+def test_remote_paths_are_joined_without_empty_parts_or_doubled_slashes() -> None:
+    assert _join("datasets", "/a/", "", "b.bin") == "datasets/a/b.bin"
+    assert _join("", "manifest.json") == "manifest.json"
+    assert _join("/", "x") == "x"
+    assert fetch_mod.REMOTE_ROOT == "datasets" and fetch_mod.REPO_ID == REPO
+
+
+def test_a_shard_check_error_drops_the_path_of_the_temporary_file(tmp_path: Path) -> None:
+    part = tmp_path / ".f.bin.abc.part"
+    part.write_bytes(b"\x00" * 10)
+    with pytest.raises(DataError) as err:
+        fetch_mod._validate_shard("fineweb_val_000003.bin")(part)
+    assert str(err.value).startswith("downloaded fineweb_val_000003.bin is corrupt: ")
+    assert str(part) not in str(err.value)
