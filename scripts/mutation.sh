@@ -68,7 +68,7 @@ declare -A TESTS=(
   [clowncar/orchestrator/lease.py]="tests/orchestrator/test_lease.py"
   [clowncar/orchestrator/suggest.py]="tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py"
   [clowncar/orchestrator/spec.py]="tests/orchestrator/test_spec.py tests/orchestrator/test_sweep_plan.py tests/bad_inputs/test_bad_inputs.py"
-  [clowncar/data/fetch.py]="tests/data/test_fetch.py"
+  [clowncar/data/fetch.py]="tests/data/test_fetch_steps.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
