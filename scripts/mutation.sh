@@ -66,7 +66,7 @@ declare -A TESTS=(
   [clowncar/store/migrations.py]="tests/store/test_migrations.py"
   [clowncar/store/lease.py]="tests/store/test_lease_rules.py tests/store/test_contract.py tests/orchestrator/test_lease.py"
   [clowncar/orchestrator/lease.py]="tests/orchestrator/test_lease.py"
-  [clowncar/orchestrator/suggest.py]="tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py"
+  [clowncar/orchestrator/suggest.py]="tests/orchestrator/test_distinct_configs.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py"
   [clowncar/orchestrator/spec.py]="tests/orchestrator/test_spec.py tests/orchestrator/test_sweep_plan.py tests/bad_inputs/test_bad_inputs.py"
   [clowncar/data/fetch.py]="tests/data/test_fetch_steps.py"
 )
@@ -171,7 +171,7 @@ run_modules() {
     rm -rf "$work"
     mkdir -p "$work"
     # a copy of what the tests import and read; the worktree itself is never mutated
-    cp -r clowncar tests benchmarks pyproject.toml scripts/mutation_plugin.py "$work"/
+    cp -r clowncar tests benchmarks sweeps pyproject.toml scripts/mutation_plugin.py "$work"/
     find "$work" -name __pycache__ -prune -exec rm -rf {} +
     {
       echo "[mutmut]"

@@ -18,7 +18,6 @@ Spaces with a continuous parameter are never exhausted; there only the re-asks a
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 from collections.abc import Callable
@@ -180,7 +179,8 @@ def ask_distinct(study: optuna.Study, ask: Ask, guard: DistinctAsk,
     """Ask until the trial's config is new; None when every point of a finite space has run.
 
     `tell_fail(trial)` tells a repeated suggestion FAIL (it is marked DUPLICATE first)."""
-    for attempt in itertools.count():
+    repeats = 0
+    while True:
         trial, params = ask()
         visited = guard.visited(study, but=trial.number)
         earlier = visited.get(guard.key(params))
@@ -188,10 +188,10 @@ def ask_distinct(study: optuna.Study, ask: Ask, guard: DistinctAsk,
             return trial, params
         trial.set_user_attr(DUPLICATE, earlier)
         tell_fail(trial)
-        if attempt < REASKS:
+        repeats += 1
+        if repeats <= REASKS:
             continue
         alternative = guard.nearest_unvisited(params, visited, salt=trial.number)
         if alternative is None:
             return None
         study.enqueue_trial(alternative, skip_if_exists=False)
-    raise AssertionError("unreachable")
