@@ -69,6 +69,7 @@ declare -A TESTS=(
   [clowncar/orchestrator/suggest.py]="tests/orchestrator/test_distinct_configs.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py"
   [clowncar/orchestrator/spec.py]="tests/orchestrator/test_spec.py tests/orchestrator/test_sweep_plan.py tests/bad_inputs/test_bad_inputs.py"
   [clowncar/data/fetch.py]="tests/data/test_fetch_steps.py"
+  [clowncar/orchestrator/start.py]="tests/orchestrator/test_sweep_start.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
@@ -111,7 +112,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/analysis/explore.py clowncar/analysis/report.py clowncar/analysis/document.py
        clowncar/data/build.py clowncar/orchestrator/record.py clowncar/redact.py
        clowncar/store/engine.py clowncar/store/migrations.py clowncar/store/lease.py clowncar/orchestrator/lease.py
-       clowncar/orchestrator/suggest.py clowncar/orchestrator/spec.py clowncar/data/fetch.py)
+       clowncar/orchestrator/suggest.py clowncar/orchestrator/spec.py clowncar/data/fetch.py
+       clowncar/orchestrator/start.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2
