@@ -107,7 +107,7 @@ def hub_server(tmp_path: Path) -> Iterator[tuple[str, Path, list[str]]]:
     root.mkdir()
     handler = type("Handler", (_HubHandler,), {"root": root, "requests": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", root, handler.requests
