@@ -70,6 +70,8 @@ declare -A TESTS=(
   [clowncar/orchestrator/spec.py]="tests/orchestrator/test_spec.py tests/orchestrator/test_sweep_plan.py tests/bad_inputs/test_bad_inputs.py"
   [clowncar/data/fetch.py]="tests/data/test_fetch_steps.py"
   [clowncar/orchestrator/start.py]="tests/orchestrator/test_sweep_start.py"
+  [clowncar/orchestrator/rungs.py]="tests/orchestrator/test_sweep_plan.py tests/orchestrator/test_search_rules.py"
+  [clowncar/orchestrator/asha.py]="tests/orchestrator/test_search_rules.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
@@ -113,7 +115,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/data/build.py clowncar/orchestrator/record.py clowncar/redact.py
        clowncar/store/engine.py clowncar/store/migrations.py clowncar/store/lease.py clowncar/orchestrator/lease.py
        clowncar/orchestrator/suggest.py clowncar/orchestrator/spec.py clowncar/data/fetch.py
-       clowncar/orchestrator/start.py)
+       clowncar/orchestrator/start.py clowncar/orchestrator/rungs.py clowncar/orchestrator/asha.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2
@@ -189,7 +191,9 @@ run_modules() {
       echo "    mutation_plugin"
       echo "    -m"
       echo "    not slow"
-      echo "also_copy = mutation_plugin.py"
+      echo "also_copy ="
+      echo "    mutation_plugin.py"
+      echo "    sweeps"
       echo "process_isolation = forkserver"
       echo "use_git_change_detection = false"
       if [ -n "${TIMEOUT_MULTIPLIERS[$m]:-}" ]; then echo "timeout_multiplier = ${TIMEOUT_MULTIPLIERS[$m]}"; fi

@@ -59,7 +59,7 @@ class HubSource:
 
     def __init__(self, repo_id: str = REPO_ID, remote_root: str = REMOTE_ROOT, revision: str | None = None,
                  endpoint: str | None = None, cache_dir: Path | None = None):
-        self.repo_id, self.remote_root, self.revision = repo_id, remote_root.strip("/"), revision
+        self.repo_id, self.remote_root, self.revision = repo_id, remote_root, revision
         self.endpoint, self.cache_dir = endpoint, cache_dir
 
     def download(self, relative: str, force: bool = False) -> Path:
@@ -91,7 +91,10 @@ class HubSource:
         except (OSError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise DataError(f"{remote}: download from '{self.repo_id}' failed: {first}") from None
-        return Path(path).resolve(strict=True)
+        try:
+            return Path(path).resolve(strict=True)
+        except OSError:  # the cache changed under us (another process cleaning it): say so, do not go on
+            raise DataError(f"{remote}: the Hugging Face cache lost {path} as it was downloaded; fetch again") from None
 
 
 def _place(cached: Path, dest: Path, validate: Callable[[Path], Any]) -> None:
@@ -165,10 +168,18 @@ def load_manifest(source: HubSource, data_dir: Path, log: Callable[[str], Any] =
     return manifest
 
 
+def _entries(manifest: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """manifest[key] as a list of objects (missing: none); anything else is a one-line DataError."""
+    entries = manifest.get(key, [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise DataError(f"manifest.json: '{key}' is not a list of objects")
+    return entries
+
+
 def plan(manifest: dict[str, Any], variant: str, train_shards: int) -> tuple[str, int, list[str]]:
     """(dataset name, number of val shards, tokenizer files relative to the remote root) for a variant."""
     name = dataset_name_for_variant(variant)
-    entry = next((d for d in manifest.get("datasets", []) if d.get("name") == name), None)
+    entry = next((d for d in _entries(manifest, "datasets") if d.get("name") == name), None)
     if entry is None:
         raise DataError(f"dataset {name} is not listed in manifest.json")
     stats = entry.get("stats") or {}
@@ -181,7 +192,7 @@ def plan(manifest: dict[str, Any], variant: str, train_shards: int) -> tuple[str
     if train_shards > files_train:
         raise DataError(f"{variant} has only {files_train} training shards, requested {train_shards}")
     tok_name = entry.get("tokenizer_name")
-    tok = next((t for t in manifest.get("tokenizers", []) if t.get("name") == tok_name), None)
+    tok = next((t for t in _entries(manifest, "tokenizers") if t.get("name") == tok_name), None)
     if tok is None:
         raise DataError(f"manifest.json: tokenizer {tok_name!r} of dataset {name} is not listed")
     files = [str(tok[k]) for k in ("model_path", "vocab_path", "path") if tok.get(k)]

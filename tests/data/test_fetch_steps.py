@@ -198,7 +198,7 @@ def test_an_unreachable_hub_names_the_endpoint_it_tried(tmp_path: Path, monkeypa
         HubSource(cache_dir=tmp_path / "hf").download("manifest.json")
 
 
-@pytest.mark.parametrize("raised", [OSError("disk full\nsecond line"), ValueError("bad revision")])
+@pytest.mark.parametrize("raised", [OSError("disk full\nsecond line"), ValueError("bad revision"), OSError()])
 def test_another_download_failure_is_its_first_line(monkeypatch: pytest.MonkeyPatch, raised: Exception) -> None:
     import huggingface_hub
 
@@ -208,8 +208,20 @@ def test_another_download_failure_is_its_first_line(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fail)
     with pytest.raises(DataError) as err:
         HubSource(remote_root="/datasets/").download("a/b.bin")
-    first = str(raised).splitlines()[0]
+    first = str(raised).splitlines()[0] if str(raised) else type(raised).__name__
     assert str(err.value) == f"datasets/a/b.bin: download from '{REPO}' failed: {first}"
+
+
+def test_a_path_the_hub_client_returns_that_is_gone_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    import huggingface_hub
+
+    gone = tmp_path / "blobs" / "abc"
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **_: str(gone))
+    with pytest.raises(DataError) as err:
+        HubSource().download("manifest.json")
+    assert str(err.value) == (f"datasets/manifest.json: the Hugging Face cache lost {gone} as it was downloaded; "
+                              "fetch again")
 
 
 def test_the_hub_client_is_asked_for_the_file_its_folder_and_the_source_settings(
@@ -318,6 +330,10 @@ def _with(**changes: Any) -> dict[str, Any]:
     (_manifest(), -1, "--train-shards must be >= 0, got -1"),
     (_manifest(), 4, "sp1024 has only 3 training shards, requested 4"),
     (_with(tokenizers=[]), 1, f"manifest.json: tokenizer 'sp_bpe_1024' of dataset {NAME} is not listed"),
+    ({"datasets": _manifest()["datasets"]}, 1, f"manifest.json: tokenizer 'sp_bpe_1024' of dataset {NAME} is not listed"),
+    ({"datasets": 5}, 1, "manifest.json: 'datasets' is not a list of objects"),
+    ({"datasets": {"name": NAME}}, 1, "manifest.json: 'datasets' is not a list of objects"),
+    (_with(tokenizers=["sp_bpe_1024"]), 1, "manifest.json: 'tokenizers' is not a list of objects"),
     (_with(tokenizer_name=None), 1, f"manifest.json: tokenizer None of dataset {NAME} is not listed"),
     (_manifest(model_path="", vocab_path=None), 1, "manifest.json: tokenizer 'sp_bpe_1024' names no files"),
 ])
@@ -379,6 +395,7 @@ def test_remote_paths_are_joined_without_empty_parts_or_doubled_slashes() -> Non
     assert _join("datasets", "/a/", "", "b.bin") == "datasets/a/b.bin"
     assert _join("", "manifest.json") == "manifest.json"
     assert _join("/", "x") == "x"
+    assert _join("X", "/XL/", "fineweb_X.bin") == "X/XL/fineweb_X.bin"  # only slashes are trimmed
     assert fetch_mod.REMOTE_ROOT == "datasets" and fetch_mod.REPO_ID == REPO
 
 
@@ -389,3 +406,30 @@ def test_a_shard_check_error_drops_the_path_of_the_temporary_file(tmp_path: Path
         fetch_mod._validate_shard("fineweb_val_000003.bin")(part)
     assert str(err.value).startswith("downloaded fineweb_val_000003.bin is corrupt: ")
     assert str(part) not in str(err.value)
+
+
+def test_a_validation_error_is_named_by_the_destination_even_under_a_folder_with_spaces(tmp_path: Path) -> None:
+    folder = tmp_path / "my data"
+    folder.mkdir()
+    part = folder / ".fineweb_val_000000.bin.x1.part"
+    part.write_bytes(b"\x00" * 10)
+    with pytest.raises(DataError) as err:
+        fetch_mod._validate_shard("fineweb_val_000000.bin")(part)
+    assert str(err.value).startswith("downloaded fineweb_val_000000.bin is corrupt: ")
+    assert "my data" not in str(err.value) and ".part" not in str(err.value)
+
+    def no_colon(_: Path) -> None:
+        raise DataError("unreadable")
+
+    with pytest.raises(DataError) as err:
+        fetch_mod._corrupt("t.model", no_colon)(part)
+    assert str(err.value) == "downloaded t.model is corrupt: unreadable"
+
+
+def test_a_cached_file_that_vanished_reports_the_cached_file(tmp_path: Path) -> None:
+    cached = tmp_path / "cache" / "gone"
+    dest = tmp_path / "data" / "f.bin"
+    with pytest.raises(FileNotFoundError) as err:
+        _place(cached, dest, lambda p: None)
+    assert err.value.filename == str(cached)
+    assert list(dest.parent.iterdir()) == []
