@@ -46,7 +46,7 @@ def annealing_from(train: TrainConfig) -> tuple[int, str]:
     return start, f"the warm-down covers the last {train.warmdown_iters} of {train.iterations} steps"
 
 
-def rung_problem(train: TrainConfig, grace_period: int, reduction_factor: float, max_t: int | None) -> str | None:
+def rung_problem(train: TrainConfig, grace_period: int, max_t: int | None) -> str | None:
     """Why ASHA's first rung would rank trials before their warm-down, or None when it cannot."""
     top = max_t or train.iterations
     first = min(grace_period, top)

@@ -313,12 +313,13 @@ def spec_from_dict(data: Any) -> SweepSpec:
         raise ConfigError(f"sweep spec must be a mapping, not {type(data).__name__}")
     try:
         spec = SweepSpec.model_validate(data)
+        check_worker(spec.worker)
+        _check_against_config(spec)
     except ValidationError as err:
         raise ConfigError(_error_line(err)) from None
-    except (TypeError, ValueError, RecursionError) as err:  # pydantic lets a few odd inputs through as these
+    except (TypeError, ValueError, RecursionError) as err:  # odd inputs pydantic lets through, overrides nested
+        # past Python's recursion limit (a YAML file stops at 64 levels; a dict handed in does not)
         raise ConfigError(f"sweep spec: {str(err).splitlines()[0][:200]}") from None
-    check_worker(spec.worker)
-    _check_against_config(spec)
     return spec
 
 
@@ -341,7 +342,7 @@ def _check_against_config(spec: SweepSpec) -> None:
             cfg = spec.trial_config(params)
         except ConfigError as err:
             raise ConfigError(f"sweep spec space: {err} (with {params})") from None
-        problem = (rung_problem(cfg.train, asha.grace_period, asha.reduction_factor, asha.max_t)
+        problem = (rung_problem(cfg.train, asha.grace_period, asha.max_t)
                    if asha.type == "asha" else None)
         if problem:
             raise ConfigError(f"sweep spec {problem}" + (f" (with {params})" if params else ""))

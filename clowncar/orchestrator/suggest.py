@@ -164,7 +164,7 @@ class DistinctAsk:
             if k not in a or k not in b:
                 d += 1.0
             else:
-                ranks = self._ranks.get(k, {})
+                ranks = self._ranks[k]  # a key both points have is a searched parameter (b is a space point)
                 ra, rb = ranks.get(repr(a[k])), ranks.get(repr(b[k]))
                 d += abs(ra - rb) if ra is not None and rb is not None else float(a[k] != b[k])
         return d

@@ -111,6 +111,8 @@ def test_the_distance_sums_value_ranks_and_counts_a_missing_or_unranked_value_as
     assert d({LOOPS: 1}, {LOOPS: 99}) == 1.0 and d({LOOPS: 99}, {LOOPS: 1}) == 1.0  # a value off the grid
     assert d({LOOPS: 2, "model.delta_net_heads": 2}, {LOOPS: 4, "model.delta_net_heads": 0}) == pytest.approx(5 / 3)
     assert d({}, {}) == 0.0
+    assert d({}, {LOOPS: 1, "model.delta_net_heads": 0}) == 2.0  # each missing key counts
+    assert d({LOOPS: 1}, {LOOPS: 2, "model.delta_net_heads": 0, "model.num_flat_layers": 2}) == pytest.approx(7 / 3)
 
 
 def _visited_at(guard: DistinctAsk, points: list[dict[str, Any]]) -> dict[str, int]:
@@ -198,15 +200,17 @@ def test_visited_counts_run_running_and_queued_trials_and_skips_repeats_and_clos
 
 
 def test_a_queued_or_running_trial_is_read_again_as_its_parameters_grow() -> None:
-    space = {LOOPS: {"choice": [1, 2]}, LR: {"choice": [0.01, 0.02]}}
+    space = {LOOPS: {"choice": [1, 2]}, LR: {"choice": [0.01, 0.04]}}  # neither is the preset's 0.02
     guard = DistinctAsk(spec_of(space))
     study = _study()
     study.enqueue_trial({LOOPS: 2})  # a partial point: the sampler fills in the rest
     assert guard.visited(study) == {guard.key({LOOPS: 2}): 0}
-    trial = study.ask()
+    trial = study.ask()  # running, its queued value not suggested yet: still counted
+    assert guard.visited(study) == {guard.key({LOOPS: 2}): 0}
     trial.suggest_categorical(LOOPS, [1, 2])
     assert guard.visited(study) == {guard.key({LOOPS: 2}): 0}
-    lr = trial.suggest_categorical(LR, [0.01, 0.02])
+    lr = trial.suggest_categorical(LR, [0.01, 0.04])
+    assert guard.key({LOOPS: 2, LR: lr}) != guard.key({LOOPS: 2})
     assert guard.visited(study) == {guard.key({LOOPS: 2, LR: lr}): 0}
     study.tell(trial, 1.0)
     assert guard.visited(study) == {guard.key({LOOPS: 2, LR: lr}): 0}

@@ -105,8 +105,10 @@ def test_a_study_with_only_queued_points_is_never_started_and_one_with_a_trial_i
 
 def test_a_new_sweep_is_created_and_nothing_is_reconciled(opened: Any) -> None:
     store, storage = opened
-    assert prepare(spec_from_dict(SPEC), store, storage, resume=False) == {}
-    assert store.get_sweep("sw")["status"] == "created"
+    spec = spec_from_dict(SPEC)
+    assert prepare(spec, store, storage, resume=False) == {}
+    sweep = store.get_sweep("sw")
+    assert sweep["status"] == "created" and sweep["spec"] == spec.to_dict()
 
 
 def test_a_sweep_whose_start_failed_starts_over_with_its_queued_points_dropped(opened: Any) -> None:
@@ -155,6 +157,7 @@ def test_a_resume_needs_a_study_and_reconciles_it(opened: Any) -> None:
     with pytest.raises(ClownCarError) as err:
         prepare(spec_from_dict(SPEC), store, storage, resume=True)
     assert str(err.value) == "sweep 'sw' has no Optuna study to resume" and store.get_sweep("sw") is None
+    _queue(storage, "another", "running")  # the study of another sweep in the same storage
     store.create_or_get_sweep("sw", SPEC)
     store.set_sweep_status("sw", "failed")
     _queue(storage, "sw")  # never started, but a resume is asked for: it is reconciled, not restarted

@@ -1,0 +1,189 @@
+"""What a sweep spec derives and refuses (`orchestrator/spec.py`), each with its exact value or line: the stored
+form, the objectives told to Optuna, the size cap, trial times, grid sizes and budgets, trial configs, and the
+checks of the space's corners against the trial config (invalid points, ASHA rungs, the objective)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from clowncar.errors import ConfigError
+from clowncar.orchestrator.spec import ParamSpec, SweepSpec, spec_from_dict
+
+BASE = {"name": "rules", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 2}}
+LOOPS = "model.crawler_loops"
+
+
+def spec_of(**fields: Any) -> SweepSpec:
+    return spec_from_dict({**BASE, **fields})
+
+
+def refusal(**fields: Any) -> str:
+    with pytest.raises(ConfigError) as err:
+        spec_of(**fields)
+    return str(err.value)
+
+
+# --- derived values -----------------------------------------------------------------------------------------
+
+def test_the_stored_form_uses_the_spec_keys_plain_json_and_no_unset_fields() -> None:
+    spec = spec_of(space={LOOPS: {"int": [1, 4]}, "train.matrix_lr": {"float": [0.01, 0.1], "log": True}},
+                   seeds=[1, 2])
+    stored = spec.to_dict()
+    assert stored["space"] == {LOOPS: {"int": [1, 4], "log": False},
+                               "train.matrix_lr": {"float": [0.01, 0.1], "log": True}}
+    assert stored["seeds"] == [1, 2] and stored["budget"] == {"max_trials": 2} and "parent" not in stored
+    assert stored["scheduler"] == {"type": "none", "metric": "train_loss", "grace_period": 10,
+                                   "reduction_factor": 2.0}
+    assert spec_from_dict(stored).to_dict() == stored
+
+
+def test_nsga2_tells_optuna_two_objectives_and_every_other_sampler_one() -> None:
+    assert spec_of(sampler="nsga2").metrics() == ["objective", "artifact_bytes"]
+    for sampler in ("random", "tpe", "gp"):
+        assert spec_of(sampler=sampler).metrics() == ["objective"]
+
+
+def test_the_size_cap_is_the_constraint_else_the_configs_own() -> None:
+    assert spec_of(constraint={"max_artifact_bytes": 123_456}).size_cap() == 123_456
+    assert spec_of().size_cap() == 16_000_000
+    assert spec_of(overrides={"quant.size_cap_bytes": 9_000_000}).size_cap() == 9_000_000
+
+
+def test_a_trials_expected_time_is_the_estimate_else_its_wallclock_cap_plus_a_tenth() -> None:
+    spec = spec_of(space={"train.max_wallclock_seconds": {"choice": [60, 120]}})
+    assert spec.expected_trial_seconds() == pytest.approx(66.0)
+    assert spec.expected_trial_seconds({"train.max_wallclock_seconds": 120}) == pytest.approx(132.0)
+    assert spec.expected_trial_seconds({"model.num_heads": 3}) == 0.0  # no valid config: unknown
+    assert spec_of(budget={"max_trials": 2, "trial_seconds_estimate": 5}).expected_trial_seconds() == 5
+
+
+def test_the_grid_size_multiplies_every_dimension_and_an_empty_space_is_one_trial() -> None:
+    assert spec_of().grid_size() == 1
+    assert spec_of(space={LOOPS: {"choice": [1, 2, 3]}, "train.matrix_lr": {"choice": [0.01, 0.02]}}).grid_size() == 6
+    both = spec_of(space={LOOPS: {"choice": [1, 2, 3]}}, seeds=[1, 2], points={"a": {}, "b": {}})
+    assert both.grid_size() == 12
+
+
+def test_a_grid_without_a_budget_runs_its_distinct_points_and_its_queued_ones() -> None:
+    spec = spec_from_dict({**BASE, "sampler": "grid", "budget": {},
+                           "space": {LOOPS: {"grid": [1]}, "train.cadence": {"grid": [2, 3]}},
+                           "enqueue": [{LOOPS: 2, "train.cadence": 2}, {LOOPS: 3, "train.cadence": 2}]})
+    assert len(spec.distinct_grid().points) == 1 and len(spec.distinct_grid().merged) == 1  # loops 1: cadence moot
+    assert spec.max_trials() == 3
+    random = spec_of(budget={}, enqueue=[{LOOPS: 2}, {LOOPS: 2, "train.cadence": 2}, {LOOPS: 3}])
+    assert random.distinct_grid().points == [] and random.max_trials() == len(random.distinct_enqueue().points)
+
+
+def test_queued_points_that_make_one_trial_are_merged() -> None:
+    spec = spec_of(budget={}, enqueue=[{LOOPS: 1, "train.cadence": 2}, {LOOPS: 1, "train.cadence": 3}, {LOOPS: 2}])
+    assert spec.max_trials() == 2 and len(spec.distinct_enqueue().merged) == 1
+
+
+def test_a_grid_budget_may_reach_its_distinct_trials_and_its_queue_but_not_pass_them() -> None:
+    grid = {"sampler": "grid", "space": {LOOPS: {"grid": [1]}, "train.cadence": {"grid": [2, 3]}}}
+    assert spec_of(**grid, budget={"max_trials": 1}).max_trials() == 1
+    assert spec_of(**grid, budget={"max_trials": 2}, enqueue=[{LOOPS: 2}]).max_trials() == 2
+    assert refusal(**grid, budget={"max_trials": 2}) == (
+        "sweep spec key 'budget.max_trials': 2 exceeds the grid's 1 distinct trials (1 of its points repeat "
+        "another's trial; see `clowncar sweep plan`)")
+
+
+def test_a_range_starts_at_its_low_end() -> None:
+    assert ParamSpec(int=(3, 9)).first() == 3 and ParamSpec(float=(0.5, 2.0)).first() == 0.5
+    assert ParamSpec(choice=["b", "a"]).first() == "b"
+
+
+# --- trial configs ------------------------------------------------------------------------------------------
+
+def test_a_trial_config_ignores_private_keys_and_names_the_points_it_knows() -> None:
+    spec = spec_of(points={"wide": {"model.model_dim": 96}, "deep": {"model.num_flat_layers": 4}})
+    assert spec.trial_config({"_cc": {"number": 3}, LOOPS: 2}) == spec.trial_config({LOOPS: 2})
+    assert spec.trial_config({"point": "wide"}).model.model_dim == 96
+    with pytest.raises(ConfigError) as err:
+        spec.trial_config({"point": "tall"})
+    assert str(err.value) == "unknown point 'tall' (the spec's points: wide, deep)"
+
+
+def test_the_base_config_is_built_once_per_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = spec_of()
+    calls: list[int] = []
+    real = SweepSpec.base_dict
+
+    def counted(self: SweepSpec) -> dict[str, Any]:
+        calls.append(1)
+        return real(self)
+
+    monkeypatch.setattr(SweepSpec, "base_dict", counted)
+    first = spec.trial_config({LOOPS: 2})
+    assert spec.trial_config({LOOPS: 2}) == first and spec.trial_config({LOOPS: 3}) != first
+    assert len(calls) <= 1  # spec_of built it already, or the first call here did
+
+
+# --- refusals -----------------------------------------------------------------------------------------------
+
+def test_a_spec_that_is_not_a_mapping_names_what_it_is() -> None:
+    for data, kind in (([1, 2], "list"), ("name: x", "str"), (None, "NoneType")):
+        with pytest.raises(ConfigError) as err:
+            spec_from_dict(data)
+        assert str(err.value) == f"sweep spec must be a mapping, not {kind}"
+
+
+def test_a_field_error_names_its_key_and_a_spec_error_names_none() -> None:
+    assert refusal(space={LOOPS: {"choice": [1], "int": [1, 2]}}) == (
+        f"sweep spec key 'space.{LOOPS}': give exactly one of grid, choice, int, float")
+    assert refusal(budget={}) == "sweep spec: budget.max_trials is required for the random sampler"
+    assert refusal(colour="red") == "sweep spec: unknown key 'colour'"
+
+
+def test_overrides_nested_past_the_recursion_limit_are_one_line() -> None:
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(5000):
+        node["a"] = {}
+        node = node["a"]
+    message = refusal(overrides=deep)
+    assert message.startswith("sweep spec: maximum recursion depth exceeded") and len(message) <= 212
+
+
+def test_every_point_of_a_small_grid_must_make_a_config() -> None:
+    lrs = [round(0.001 * i, 3) for i in range(1, 17)]  # 4 x 16 = 64 points: all checked
+    message = refusal(sampler="grid", budget={"max_trials": 1},
+                      space={"model.num_kv_heads": {"grid": [1, 2, 4, 3]}, "train.matrix_lr": {"grid": lrs}})
+    assert message == ("sweep spec space: model.num_heads (4) must be divisible by model.num_kv_heads (3) "
+                       "(with {'model.num_kv_heads': 3, 'train.matrix_lr': 0.001})")
+    # 65 points: only the corners are checked; the trial itself reports a bad point
+    spec = spec_of(sampler="grid", budget={"max_trials": 1},
+                   space={"model.num_kv_heads": {"grid": [1, 2, 4, 3, 6]}, "train.matrix_lr": {"grid": lrs[:13]}})
+    assert spec.grid_size() == 65
+
+
+def test_other_samplers_check_the_first_corner_and_every_named_point() -> None:
+    assert spec_of(space={"model.num_kv_heads": {"choice": [1, 3]}}).grid_size() == 2  # 3 is the trial's to report
+    message = refusal(points={"a": {"model.num_heads": 4}, "b": {"model.num_heads": 3}, "c": {"model.num_heads": 8}})
+    assert message == ("sweep spec space: model.num_heads (3) must be divisible by model.num_kv_heads (2) "
+                       "(with {'point': 'b'})")
+
+
+def test_a_rung_before_the_anneal_is_refused_with_the_point_it_was_found_at() -> None:
+    asha = {"type": "asha", "grace_period": 10}
+    with_space = refusal(scheduler=asha, space={LOOPS: {"choice": [1, 2]}})
+    assert with_space.startswith("sweep spec scheduler: ASHA's first rung (step 10) comes before the LR anneals")
+    assert with_space.endswith("Set scheduler.grace_period >= 31, or drop the scheduler (with {'model.crawler_loops': 1})")
+    assert refusal(scheduler=asha).endswith("Set scheduler.grace_period >= 31, or drop the scheduler")
+
+
+def test_a_rung_at_the_schedulers_own_end_compares_finished_trials() -> None:
+    spec = spec_of(scheduler={"type": "asha", "grace_period": 10, "max_t": 10})
+    assert spec.scheduler.max_t == 10
+
+
+def test_an_objective_a_point_cannot_report_names_where_it_was_found() -> None:
+    off = {"quant.enabled": False}
+    assert refusal(overrides=off) == (
+        "sweep spec key 'objective.metric': auto means post-quantization BPB, but the base config has "
+        "quant.enabled false; name the metric (e.g. val_bpb)")
+    assert refusal(overrides=off, space={LOOPS: {"choice": [1, 2]}}) == (
+        "sweep spec key 'objective.metric': auto means post-quantization BPB, but the space point "
+        "{'model.crawler_loops': 1} has quant.enabled false; name the metric (e.g. val_bpb)")
