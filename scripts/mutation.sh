@@ -70,8 +70,8 @@ declare -A TESTS=(
   [clowncar/orchestrator/spec.py]="tests/orchestrator/test_spec_rules.py tests/orchestrator/test_spec.py tests/orchestrator/test_sweep_plan.py tests/bad_inputs/test_bad_inputs.py"
   [clowncar/data/fetch.py]="tests/data/test_fetch_steps.py"
   [clowncar/orchestrator/start.py]="tests/orchestrator/test_sweep_start.py"
-  [clowncar/orchestrator/rungs.py]="tests/orchestrator/test_sweep_plan.py tests/orchestrator/test_search_rules.py"
-  [clowncar/orchestrator/asha.py]="tests/orchestrator/test_search_rules.py"
+  [clowncar/orchestrator/rungs.py]="tests/orchestrator/test_rung_rules.py tests/orchestrator/test_sweep_plan.py tests/orchestrator/test_search_rules.py"
+  [clowncar/orchestrator/asha.py]="tests/orchestrator/test_rung_rules.py tests/orchestrator/test_search_rules.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on

@@ -39,7 +39,7 @@ def annealing_from(train: TrainConfig) -> tuple[int, str]:
     if train.lr_schedule == "cosine" or train.warmdown_iters <= 0:
         why = "cosine" if train.lr_schedule == "cosine" else "constant learning rate"
         return train.lr_warmup_steps + 1, f"{why}, after the {train.lr_warmup_steps}-step LR warm-up"
-    start = max(train.iterations - train.warmdown_iters + 1, train.lr_hold_steps + 1, 1)
+    start = max(train.iterations - train.warmdown_iters + 1, train.lr_hold_steps + 1)  # hold >= 0: step 1 at least
     if train.max_wallclock_seconds > 0:
         return start, (f"a wallclock warm-down of {train.warmdown_iters} steps starts at a step that depends on the "
                        f"step time; only the iteration limit ({train.iterations}) places it, by step {start}")
