@@ -233,7 +233,7 @@ class SweepSpec(_Strict):
         return {k: list(p.values or []) for k, p in self.search_space().items()}
 
     def grid_size(self) -> int:
-        return math.prod(len(v) for v in self.grid().values()) if self.search_space() else 1
+        return math.prod(len(v) for v in self.grid().values())  # an empty space: one trial
 
     def max_trials(self) -> int:
         if self.budget.max_trials:

@@ -203,17 +203,17 @@ def test_a_queued_or_running_trial_is_read_again_as_its_parameters_grow() -> Non
     space = {LOOPS: {"choice": [1, 2]}, LR: {"choice": [0.01, 0.04]}}  # neither is the preset's 0.02
     guard = DistinctAsk(spec_of(space))
     study = _study()
-    study.enqueue_trial({LOOPS: 2})  # a partial point: the sampler fills in the rest
-    assert guard.visited(study) == {guard.key({LOOPS: 2}): 0}
+    study.enqueue_trial({LOOPS: 1})  # a partial point (the preset runs 2 loops): the sampler fills in the rest
+    assert guard.visited(study) == {guard.key({LOOPS: 1}): 0}
     trial = study.ask()  # running, its queued value not suggested yet: still counted
-    assert guard.visited(study) == {guard.key({LOOPS: 2}): 0}
+    assert guard.visited(study) == {guard.key({LOOPS: 1}): 0}
     trial.suggest_categorical(LOOPS, [1, 2])
-    assert guard.visited(study) == {guard.key({LOOPS: 2}): 0}
+    assert guard.visited(study) == {guard.key({LOOPS: 1}): 0}
     lr = trial.suggest_categorical(LR, [0.01, 0.04])
-    assert guard.key({LOOPS: 2, LR: lr}) != guard.key({LOOPS: 2})
-    assert guard.visited(study) == {guard.key({LOOPS: 2, LR: lr}): 0}
+    assert guard.key({LOOPS: 1, LR: lr}) != guard.key({LOOPS: 1})
+    assert guard.visited(study) == {guard.key({LOOPS: 1, LR: lr}): 0}
     study.tell(trial, 1.0)
-    assert guard.visited(study) == {guard.key({LOOPS: 2, LR: lr}): 0}
+    assert guard.visited(study) == {guard.key({LOOPS: 1, LR: lr}): 0}
 
 
 def test_a_finite_space_is_exhausted_once_every_point_has_run_or_runs() -> None:

@@ -147,6 +147,14 @@ def test_overrides_nested_past_the_recursion_limit_are_one_line() -> None:
     assert message.startswith("sweep spec: maximum recursion depth exceeded") and len(message) <= 212
 
 
+def test_an_odd_error_is_its_first_line_cut_at_two_hundred_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    def odd(data: Any) -> SweepSpec:
+        raise TypeError("y" * 300 + "\nsecond line")
+
+    monkeypatch.setattr(SweepSpec, "model_validate", odd)
+    assert refusal() == "sweep spec: " + "y" * 200
+
+
 def test_every_point_of_a_small_grid_must_make_a_config() -> None:
     lrs = [round(0.001 * i, 3) for i in range(1, 17)]  # 4 x 16 = 64 points: all checked
     message = refusal(sampler="grid", budget={"max_trials": 1},
