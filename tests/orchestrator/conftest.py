@@ -186,17 +186,30 @@ def loopback_cluster(node: dict[str, Any], prefix: str) -> Iterator[Any]:
                 os.environ[k] = v
 
 
+def _cmdline_bytes(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 class ProcessWatch(threading.Thread):
     """Reads every process's command line and environment a few times a second, looking for `secret`
     (processes in `skip` aside); `seen` names the kinds of process it read (trial worker, raylet, Ray actor)."""
+
+    FORK_SCANS = 3
+    """Scans (0.3 s apart) a process may show a skipped process's command line before it counts as a leak."""
 
     def __init__(self, secret: bytes, skip: set[int]) -> None:
         super().__init__(daemon=True)
         self.secret, self.skip = secret, skip
         self.stop, self.leaks, self.seen = threading.Event(), set(), set()
+        self.parents = {cmd for cmd in (_cmdline_bytes(pid) for pid in skip) if cmd}
+        self._forks: dict[int, int] = {}
 
     def run(self) -> None:
         while not self.stop.wait(0.3):
+            forks: dict[int, int] = {}
             for d in Path("/proc").iterdir():
                 if not d.name.isdigit() or int(d.name) in self.skip:
                     continue
@@ -204,6 +217,12 @@ class ProcessWatch(threading.Thread):
                     cmd = (d / "cmdline").read_bytes()
                     env = (d / "environ").read_bytes()
                 except OSError:
+                    continue
+                if cmd in self.parents and self._forks.get(int(d.name), 0) + 1 < self.FORK_SCANS:
+                    # A child of a skipped process between fork and exec shows its parent's command line (and,
+                    # if it execs between the two reads, its new environment): the parent's own, not a leak,
+                    # unless the process keeps it over several scans.
+                    forks[int(d.name)] = self._forks.get(int(d.name), 0) + 1
                     continue
                 text = cmd.replace(b"\0", b" ").decode(errors="replace")[:160]
                 for where, data in (("command line", cmd), ("environment", env)):
@@ -215,6 +234,7 @@ class ProcessWatch(threading.Thread):
                     self.seen.add("raylet")
                 elif "ray::" in text:
                     self.seen.add("ray actor")
+            self._forks = forks
 
 
 @pytest.fixture(scope="session")
