@@ -72,6 +72,7 @@ declare -A TESTS=(
   [clowncar/orchestrator/start.py]="tests/orchestrator/test_sweep_start.py"
   [clowncar/orchestrator/rungs.py]="tests/orchestrator/test_rung_rules.py tests/orchestrator/test_sweep_plan.py tests/orchestrator/test_search_rules.py"
   [clowncar/orchestrator/asha.py]="tests/orchestrator/test_rung_rules.py tests/orchestrator/test_search_rules.py"
+  [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
@@ -115,7 +116,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/data/build.py clowncar/orchestrator/record.py clowncar/redact.py
        clowncar/store/engine.py clowncar/store/migrations.py clowncar/store/lease.py clowncar/orchestrator/lease.py
        clowncar/orchestrator/suggest.py clowncar/orchestrator/spec.py clowncar/data/fetch.py
-       clowncar/orchestrator/start.py clowncar/orchestrator/rungs.py clowncar/orchestrator/asha.py)
+       clowncar/orchestrator/start.py clowncar/orchestrator/rungs.py clowncar/orchestrator/asha.py
+       clowncar/orchestrator/search.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2
@@ -194,6 +196,7 @@ run_modules() {
       echo "also_copy ="
       echo "    mutation_plugin.py"
       echo "    sweeps"
+      echo "    benchmarks"
       echo "process_isolation = forkserver"
       echo "use_git_change_detection = false"
       if [ -n "${TIMEOUT_MULTIPLIERS[$m]:-}" ]; then echo "timeout_multiplier = ${TIMEOUT_MULTIPLIERS[$m]}"; fi

@@ -1,0 +1,264 @@
+"""What the sweep's searcher (`orchestrator/search.py`) tells Optuna for each way a trial ends, and when it stops
+asking: driven directly, without Ray, on an in-memory study. A wrong tell loses a result or runs a trial twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from ray import cloudpickle
+from ray.tune.search import Searcher
+
+from clowncar.orchestrator.search import (
+    ATTEMPT,
+    CONSTRAINT,
+    END_REASON,
+    SweepSearch,
+    close_trial,
+    finished_count,
+    gpu_seconds_used,
+    make_sampler,
+    tell,
+)
+from clowncar.orchestrator.spec import spec_from_dict
+from clowncar.orchestrator.suggest import CLOSED, DUPLICATE, NUMBER
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+LOOPS = "model.crawler_loops"
+
+
+def spec_of(**fields: Any) -> Any:
+    data = {"name": "tells", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 4},
+            "space": {LOOPS: {"choice": [1, 2, 3, 4]}}, **fields}
+    return spec_from_dict(data)
+
+
+def searcher(spec: Any, on_tell: Any = None) -> SweepSearch:
+    return SweepSearch(spec, optuna.storages.InMemoryStorage(), spec.max_trials(), on_tell=on_tell)
+
+
+def final(status: str = "ok", **fields: Any) -> dict[str, Any]:
+    return {"final": True, "status": status, **fields}
+
+
+# --- one tell per way a trial ends --------------------------------------------------------------------------
+
+def test_an_ok_trial_is_complete_with_its_objective_and_its_size_constraint() -> None:
+    told: list[tuple[str, str]] = []
+    search = searcher(spec_of(), on_tell=lambda tid, result, outcome: told.append((tid, outcome)))
+    params = search.suggest("t0")
+    assert params["_cc"] == {"number": 0, "attempt": 0} and params[LOOPS] in (1, 2, 3, 4)
+    search.on_trial_complete("t0", final(objective=1.25, constraint=-3.0, reason="fine"))
+    [t] = search.study.trials
+    assert (t.state, t.value) == (TrialState.COMPLETE, 1.25)
+    assert t.constraints == {"artifact_bytes_over_cap": -3.0} and CONSTRAINT == "artifact_bytes_over_cap"
+    assert t.user_attrs["status"] == "ok" and t.user_attrs["reason"] == "fine"
+    assert (t.user_attrs[NUMBER], t.user_attrs[ATTEMPT]) == (0, 0)
+    assert told == [("t0", "ok")] and search.tells == 1 and search.running_since == {}
+
+
+@pytest.mark.parametrize(("constraint", "stored"), [(None, 0.0), ("12", 0.0), (math.nan, 0.0), (math.inf, 0.0),
+                                                    (5, 5.0)])
+def test_a_missing_or_unreadable_constraint_counts_as_met_at_the_cap(constraint: Any, stored: float) -> None:
+    search = searcher(spec_of())
+    search.suggest("t0")
+    search.on_trial_complete("t0", final(objective=2.0, constraint=constraint))
+    assert search.study.trials[0].constraints == {CONSTRAINT: stored}
+
+
+@pytest.mark.parametrize(("result", "outcome"), [
+    (final("diverged", objective=None, reason="loss is nan at step 7"), "diverged"),
+    (final("ok", objective=math.nan), "ok"),
+    (final("ok", objective="1.2"), "ok"),
+    (final("ok"), "ok"),
+    (final("oom", objective=1.0, reason="x" * 900), "oom"),
+])
+def test_a_trial_without_a_finite_objective_or_not_ok_is_failed_with_its_status(result: dict[str, Any],
+                                                                                 outcome: str) -> None:
+    told: list[str] = []
+    search = searcher(spec_of(), on_tell=lambda tid, res, out: told.append(out))
+    search.suggest("t0")
+    search.on_trial_complete("t0", result)
+    [t] = search.study.trials
+    assert t.state == TrialState.FAIL and told == [outcome] and t.user_attrs["status"] == result["status"]
+    assert t.user_attrs.get("reason") == (str(result["reason"])[:500] if result.get("reason") else None)
+
+
+def test_nsga2_tells_the_objective_and_the_artifact_bytes() -> None:
+    search = searcher(spec_of(sampler="nsga2"))
+    search.suggest("t0")
+    search.on_trial_complete("t0", final(objective=1.5, artifact_bytes=12_000_000, constraint=-1.0))
+    search.suggest("t1")
+    search.on_trial_complete("t1", final(objective=1.4, artifact_bytes=None))
+    first, second = search.study.trials
+    assert (first.state, first.values) == (TrialState.COMPLETE, [1.5, 12_000_000.0])
+    assert second.state == TrialState.FAIL
+
+
+def test_a_crash_fails_the_trial_and_an_asha_stop_prunes_it() -> None:
+    told: list[str] = []
+    search = searcher(spec_of(), on_tell=lambda tid, res, out: told.append(out))
+    search.suggest("t0")
+    search.suggest("t1")
+    search.on_trial_complete("t0", None, error=True)
+    search.on_trial_complete("t1", {"step": 10, "train_loss": 3.0})  # no final report: ASHA stopped it
+    assert [t.state for t in search.study.trials] == [TrialState.FAIL, TrialState.PRUNED]
+    assert told == ["crashed", "pruned"]
+
+
+def test_a_trial_the_user_stopped_is_closed_and_queued_again_as_its_next_attempt() -> None:
+    told: list[str] = []
+    search = searcher(spec_of(), on_tell=lambda tid, res, out: told.append(out))
+    params = search.suggest("t0")
+    search.stopping.set()
+    search.on_trial_complete("t0", {"step": 3})
+    closed, copy = search.study.trials
+    assert closed.state == TrialState.FAIL and closed.user_attrs[CLOSED] == "sweep stopped"
+    assert copy.state == TrialState.WAITING and copy.system_attrs["fixed_params"] == {LOOPS: params[LOOPS]}
+    assert (copy.user_attrs[NUMBER], copy.user_attrs[ATTEMPT]) == (0, 1) and told == ["stopped"]
+    assert finished_count(search.study) == 0  # a closed trial counts against no budget
+
+
+def test_a_trial_is_told_once_however_often_tune_reports_its_end() -> None:
+    told: list[str] = []
+    search = searcher(spec_of(), on_tell=lambda tid, res, out: told.append(out))
+    search.suggest("t0")
+    search.on_trial_complete("t0", final(objective=1.0))
+    search.on_trial_complete("t0", final("crashed"), error=True)
+    search.on_trial_complete("never-asked", final(objective=1.0))
+    assert told == ["ok"] and search.tells == 1 and search.study.trials[0].state == TrialState.COMPLETE
+
+
+def test_a_re_run_keeps_its_number_and_attempt() -> None:
+    search = searcher(spec_of())
+    search.study.enqueue_trial({LOOPS: 3}, user_attrs={NUMBER: 7, ATTEMPT: 2})
+    params = search.suggest("t0")
+    assert params == {LOOPS: 3, "_cc": {"number": 7, "attempt": 2}}
+
+
+# --- when the searcher stops asking ---------------------------------------------------------------------------
+
+def test_the_trial_budget_counts_finished_and_running_trials_and_says_so() -> None:
+    search = searcher(spec_of(budget={"max_trials": 2}))
+    search.suggest("t0")
+    search.on_trial_complete("t0", final(objective=1.0))
+    assert search.suggest("t1") != Searcher.FINISHED
+    assert search.suggest("t2") == Searcher.FINISHED
+    assert search.end_reason == "max_trials reached: 1 finished, 1 running, budget 2"
+    assert search.study.user_attrs[END_REASON] == search.end_reason
+
+
+def test_a_stopping_sweep_asks_nothing_more() -> None:
+    search = searcher(spec_of())
+    search.stopping.set()
+    assert search.suggest("t0") == Searcher.FINISHED and search.study.trials == []
+
+
+def _finished(study: optuna.Study, seconds: float, state: TrialState = TrialState.COMPLETE,
+              **attrs: Any) -> None:
+    frozen = optuna.trial.create_trial(
+        params={LOOPS: 1}, distributions={LOOPS: optuna.distributions.CategoricalDistribution([1, 2, 3, 4])},
+        value=1.0 if state == TrialState.COMPLETE else None, state=state, user_attrs=attrs)
+    frozen.datetime_start = dt.datetime(2026, 12, 1, 12, 0, 0)
+    frozen.datetime_complete = frozen.datetime_start + dt.timedelta(seconds=seconds)
+    study.add_trial(frozen)
+
+
+def test_gpu_seconds_count_every_finished_trial_but_told_repeats() -> None:
+    study = optuna.create_study()
+    _finished(study, 100)
+    _finished(study, 50, TrialState.FAIL)
+    _finished(study, 70, TrialState.FAIL, **{DUPLICATE: 0})
+    assert gpu_seconds_used(study, 4) == pytest.approx(600.0)
+    assert finished_count(study) == 2
+
+
+def test_the_gpu_hour_budget_stops_before_a_trial_that_would_pass_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = spec_of(resources={"gpus": 2}, budget={"max_trials": 100, "max_gpu_hours": 0.5})
+    search = searcher(spec)
+    _finished(search.study, 360)  # 720 GPU-seconds used; trials take 360 s: each needs 720 more of the 1800
+    assert search.budget_left()
+    monkeypatch.setattr("clowncar.orchestrator.search.time.time", lambda: 1000.0)
+    search.running_since = {"a": 990.0}  # 720 committed to it (it is expected to take 360 s)
+    assert not search.budget_left()
+    assert search.end_reason == ("GPU-hour budget reached: 0.2000 of 0.5 GPU-hours used (0.4000 committed); "
+                                 "the next trial needs ~0.2000")
+    search.running_since = {"a": 600.0}  # running 400 s already: longer than expected, it counts as is
+    assert not search.budget_left()
+    assert "(0.4222 committed)" in search.end_reason
+
+
+def test_a_cpu_sweep_or_one_without_a_gpu_cap_is_bounded_by_trials_only() -> None:
+    assert searcher(spec_of()).budget_left()
+    assert searcher(spec_of(resources={"gpus": 1})).budget_left()
+
+
+def test_the_backlog_is_the_trials_left_at_their_expected_time() -> None:
+    search = searcher(spec_of(budget={"max_trials": 3}))
+    assert search.backlog_seconds() == (pytest.approx(66.0),) * 3  # tiny-cpu: 60 s cap + 10 %
+    _finished(search.study, 30)
+    search.suggest("t0")
+    assert search.backlog_seconds() == (30.0,)  # one finished, one running: one left, at the measured mean
+
+
+# --- the pieces ---------------------------------------------------------------------------------------------
+
+def test_each_sampler_name_makes_its_optuna_sampler() -> None:
+    kinds = {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler,
+             "gp": optuna.samplers.GPSampler, "nsga2": optuna.samplers.NSGAIISampler}
+    for name, kind in kinds.items():
+        assert isinstance(make_sampler(spec_of(sampler=name)), kind)
+
+
+def test_a_tell_the_grid_sampler_complains_about_after_the_fact_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    study = optuna.create_study()
+    trial = study.ask({LOOPS: optuna.distributions.CategoricalDistribution([1, 2])})
+    real = optuna.Study.tell
+
+    def complaining(self: optuna.Study, *args: Any, **kwargs: Any) -> Any:
+        real(self, *args, **kwargs)
+        raise RuntimeError("study.stop() outside an objective")
+
+    monkeypatch.setattr(optuna.Study, "tell", complaining)
+    tell(study, trial, 1.0, TrialState.COMPLETE)  # the state landed: the complaint changes nothing
+    assert study.trials[0].state == TrialState.COMPLETE
+    second = study.ask({LOOPS: optuna.distributions.CategoricalDistribution([1, 2])})
+
+    def refusing(self: optuna.Study, *args: Any, **kwargs: Any) -> Any:
+        raise KeyError("grid_id")
+
+    monkeypatch.setattr(optuna.Study, "tell", refusing)
+    with pytest.raises(KeyError):  # nothing landed: the error stands
+        tell(study, second.number, None, TrialState.FAIL)
+
+
+def test_closing_a_trial_queues_one_copy_however_often_it_is_closed() -> None:
+    study = optuna.create_study()
+    trial = study.ask({LOOPS: optuna.distributions.CategoricalDistribution([1, 2])})
+    close_trial(study, trial._trial_id, 5, 1, {LOOPS: 2}, "head died while it ran")
+    again = study.ask({LOOPS: optuna.distributions.CategoricalDistribution([1, 2])})  # takes the copy
+    assert again.params == {LOOPS: 2} and again.user_attrs == {NUMBER: 5, ATTEMPT: 2}
+    other = study.ask({LOOPS: optuna.distributions.CategoricalDistribution([1, 2])})
+    study.enqueue_trial({LOOPS: 1}, user_attrs={NUMBER: 6, ATTEMPT: 1})
+    close_trial(study, other._trial_id, 6, 0, {LOOPS: 1}, "head died while it ran")  # its copy is queued already
+    waiting = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert len(waiting) == 1 and waiting[0].user_attrs == {NUMBER: 6, ATTEMPT: 1}
+    assert study.trials[0].user_attrs[CLOSED] == "head died while it ran"
+    assert study.trials[0].state == TrialState.FAIL
+
+
+def test_the_pickled_searcher_holds_no_storage_and_cannot_be_restored() -> None:
+    search = searcher(spec_of())
+    search.suggest("t0")
+    state = search.__getstate__()  # what Tune's cloudpickle writes into tuner.pkl
+    assert state["_storage"] is None and state["_ot_study"] is None and state["_ot_trials"] == {}
+    assert state["on_tell"] is None and state["gate"] is None and state["stopping"] is None
+    assert state["_sampler"] is None and state["spec"] is search.spec
+    assert b"InMemoryStorage" not in cloudpickle.dumps(search)
+    assert search.save("/nowhere") is None
+    with pytest.raises(RuntimeError, match=r"clowncar sweep resume"):
+        search.restore("/nowhere")
