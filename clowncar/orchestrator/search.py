@@ -86,8 +86,10 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(spec))
     if spec.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup_trials(spec),
-                                      group=any(p.when for p in spec.space.values()))
+    with warnings.catch_warnings():  # `group` (needed for conditional spaces) is flagged experimental: noise
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup_trials(spec),
+                                          group=any(p.when for p in spec.space.values()))
 
 
 def define_space(spec: SweepSpec) -> Callable[[Any], dict[str, Any] | None]:

@@ -262,3 +262,193 @@ def test_the_pickled_searcher_holds_no_storage_and_cannot_be_restored() -> None:
     assert search.save("/nowhere") is None
     with pytest.raises(RuntimeError, match=r"clowncar sweep resume"):
         search.restore("/nowhere")
+
+
+# --- the searched space, as Optuna sees it ------------------------------------------------------------------
+
+def test_each_parameter_kind_reaches_optuna_with_its_range_step_and_scale() -> None:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    space = {"model.num_crawler_layers": {"choice": [0, 1]},
+             "model.delta_net_heads": {"choice": [0, 2], "when": {"model.num_crawler_layers": 1}},
+             "train.iterations": {"int": [20, 60], "step": 20},
+             "train.warmdown_iters": {"int": [2, 16], "log": True},
+             "train.matrix_lr": {"float": [0.01, 0.1], "log": True},
+             "train.scalar_lr": {"float": [0.01, 0.05], "step": 0.01}}
+    search = searcher(spec_of(space=space, budget={"max_trials": 30}))
+    seen_layers = set()
+    for i in range(12):
+        search.suggest(f"t{i}")
+    for t in search.study.trials:
+        dists = t.distributions
+        assert dists["train.iterations"] == IntDistribution(20, 60, step=20)
+        assert dists["train.warmdown_iters"] == IntDistribution(2, 16, log=True)
+        assert dists["train.matrix_lr"] == FloatDistribution(0.01, 0.1, log=True)
+        assert dists["train.scalar_lr"] == FloatDistribution(0.01, 0.05, step=0.01)
+        layers = t.params["model.num_crawler_layers"]
+        seen_layers.add(layers)
+        # the conditional parameter only where its condition holds; the parameters after it always
+        assert ("model.delta_net_heads" in dists) == (layers == 1)
+        if layers == 1:
+            assert dists["model.delta_net_heads"] == CategoricalDistribution([0, 2])
+    assert seen_layers == {0, 1}
+
+
+def _sequence(spec: Any, n: int = 6) -> list[Any]:
+    search = searcher(spec)
+    return [search.suggest(f"t{i}")["train.matrix_lr"] for i in range(n)]
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe", "gp", "nsga2"])
+def test_a_sampler_draws_the_same_trials_for_the_same_seed_and_others_for_another(sampler: str) -> None:
+    fields = {"sampler": sampler, "space": {"train.matrix_lr": {"float": [0.001, 0.1]}}, "budget": {"max_trials": 6}}
+    first = _sequence(spec_of(**fields, sampler_seed=3))
+    assert _sequence(spec_of(**fields, sampler_seed=3)) == first
+    assert _sequence(spec_of(**fields, sampler_seed=4)) != first
+
+
+def test_tpe_models_the_space_jointly_and_groups_a_conditional_one() -> None:
+    plain = make_sampler(spec_of(sampler="tpe", budget={"max_trials": 30}))
+    assert plain._multivariate is True and plain._group is False and plain._n_startup_trials == 6
+    conditional = spec_of(sampler="tpe", space={"model.num_crawler_layers": {"choice": [0, 1]},
+                                                "model.delta_net_heads": {"choice": [0, 2],
+                                                                          "when": {"model.num_crawler_layers": 1}}})
+    assert make_sampler(conditional)._group is True
+    assert make_sampler(spec_of(sampler="gp", budget={"max_trials": 40}))._n_startup_trials == 8
+
+
+# --- the searcher's own state -------------------------------------------------------------------------------
+
+def test_a_searcher_opens_the_sweeps_study_in_the_given_storage() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    search = SweepSearch(spec_of(), storage, 4)
+    assert search.study.study_name == "tells" and search.study._storage is storage
+    assert search.end_reason == "" and search.asked == 0 and search.tells == 0
+    assert search.distinct is not None
+    assert searcher(spec_of(sampler="nsga2")).distinct is None
+    grid = spec_of(sampler="grid", space={LOOPS: {"grid": [1, 2]}}, budget={"max_trials": 2})
+    assert searcher(grid).distinct is None
+
+
+def test_asking_counts_trials_and_times_them_from_their_ask(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("clowncar.orchestrator.search.time.time", lambda: 1234.5)
+    search = searcher(spec_of())
+    search.suggest("t0")
+    search.suggest("t1")
+    assert search.asked == 2 and search.running_since == {"t0": 1234.5, "t1": 1234.5}
+
+
+def test_an_exhausted_space_ends_the_search_with_its_reason() -> None:
+    search = searcher(spec_of(space={LOOPS: {"choice": [1, 2]}}))
+    for i in range(2):
+        search.suggest(f"t{i}")
+        search.on_trial_complete(f"t{i}", final(objective=1.0))
+    assert not search.budget_left() and search.end_reason == "every distinct config of the search space has run"
+    assert search.backlog_seconds() == (search._expected_s(),) * 2  # the trial budget's view: 4 - 2
+
+
+def test_the_backlog_is_empty_once_the_budget_is_spent() -> None:
+    search = searcher(spec_of(budget={"max_trials": 1}))
+    search.suggest("t0")
+    assert search.backlog_seconds() == ()
+
+
+def test_the_expected_trial_time_is_the_mean_of_completed_trials_only() -> None:
+    search = searcher(spec_of())
+    _finished(search.study, 30)
+    _finished(search.study, 50)
+    _finished(search.study, 999, TrialState.FAIL)
+    assert search._expected_s() == pytest.approx(40.0)
+
+
+def test_a_gpu_budget_may_be_spent_exactly_and_binds_one_gpu_trials_too() -> None:
+    exact = searcher(spec_of(resources={"gpus": 2}, budget={"max_trials": 100, "max_gpu_hours": 0.5}))
+    _finished(exact.study, 450)  # 900 GPU-seconds used; the next needs 900: 1800 is the whole budget
+    assert exact.budget_left()
+    one = searcher(spec_of(resources={"gpus": 1}, budget={"max_trials": 100, "max_gpu_hours": 0.1}))
+    _finished(one.study, 300)  # 300 used + 300 next > 360
+    assert not one.budget_left() and one.end_reason.startswith("GPU-hour budget reached: 0.0833 of 0.1 GPU-hours")
+
+
+def test_the_tell_hook_gets_an_empty_result_for_a_trial_that_ended_without_one() -> None:
+    got: list[Any] = []
+    search = searcher(spec_of(), on_tell=lambda tid, result, outcome: got.append((tid, result, outcome)))
+    search.suggest("t0")
+    search.on_trial_complete("t0")
+    assert got == [("t0", {}, "pruned")] and search.running_since == {}
+
+
+def test_a_closed_re_run_keeps_its_number_and_moves_to_the_next_attempt() -> None:
+    search = searcher(spec_of())
+    search.study.enqueue_trial({LOOPS: 3}, user_attrs={NUMBER: 7, ATTEMPT: 2})
+    search.suggest("t0")
+    search.stopping.set()
+    search.on_trial_complete("t0", {"step": 1})
+    copy = [t for t in search.study.trials if t.state == TrialState.WAITING]
+    assert [t.user_attrs for t in copy] == [{NUMBER: 7, ATTEMPT: 3}]
+    assert copy[0].system_attrs["fixed_params"] == {LOOPS: 3}
+
+
+def test_the_pickled_state_drops_the_hook_and_the_gate_it_was_given() -> None:
+    search = searcher(spec_of(), on_tell=lambda *a: None)
+    search.gate = _Gate([])
+    state = search.__getstate__()
+    assert state["on_tell"] is None and state["gate"] is None
+    with pytest.raises(RuntimeError) as err:
+        search.restore("/x")
+    assert str(err.value) == "clowncar sweeps resume from the Optuna study (clowncar sweep resume), not Tune state"
+
+
+# --- with the GPU ledger's gate -----------------------------------------------------------------------------
+
+class _Gate:
+    """Records what the searcher asks the GPU ledger; admits on the answers it is given (None: not yet)."""
+
+    def __init__(self, answers: list[str | None]) -> None:
+        self.answers, self.calls = answers, []
+
+    def admit(self, trial_id: str, first_id: str, seconds: float, backlog: tuple[float, ...]) -> str | None:
+        self.calls.append(("admit", trial_id, first_id, seconds, backlog))
+        return self.answers.pop(0)
+
+    def confirm(self, trial_id: str, node: str, pg: str) -> None:
+        self.calls.append(("confirm", trial_id, node, pg))
+
+    def release(self, trial_id: str) -> None:
+        self.calls.append(("release", trial_id))
+
+
+def test_a_gated_trial_is_asked_once_held_until_admitted_and_taken_over_by_tunes_next_id() -> None:
+    search = searcher(spec_of(budget={"max_trials": 3}))
+    gate = search.gate = _Gate([None, None, "node-b"])
+    assert search.suggest("t0") is None  # asked, held: the ledger has no room yet
+    assert search.suggest("t1") is None
+    params = search.suggest("t2")
+    assert len(search.study.trials) == 1 and search.asked == 1  # one Optuna trial for the three calls
+    assert params["_cc"] == {"number": 0, "attempt": 0, "node": "node-b"}
+    expected = pytest.approx(66.0)
+    assert gate.calls == [("admit", "t0", "t0", expected, (expected, expected)),
+                          ("admit", "t1", "t0", expected, (expected, expected)),
+                          ("admit", "t2", "t0", expected, (expected, expected))]
+    assert set(search.running_since) == {"t2"} and set(search._ot_trials) == {"t2"} and search._held is None
+    search.on_trial_result("t2", {"node_id": "node-c", "pg": "ab12"})
+    search.on_trial_result("t2", {"step": 3})  # a report without a node says nothing to the ledger
+    search.on_trial_complete("t2", final(objective=1.0))
+    assert gate.calls[3:] == [("confirm", "t2", "node-c", "ab12"), ("release", "t2")]
+    assert search.study.trials[0].state == TrialState.COMPLETE
+
+
+def test_a_gated_trial_admitted_at_once_keeps_its_id_and_a_report_without_pg_confirms_an_empty_one() -> None:
+    search = searcher(spec_of())
+    gate = search.gate = _Gate(["node-a"])
+    params = search.suggest("t0")
+    assert params["_cc"]["node"] == "node-a" and set(search._ot_trials) == {"t0"}
+    search.on_trial_result("t0", {"node_id": "node-a"})
+    assert gate.calls[-1] == ("confirm", "t0", "node-a", "")
+
+
+def test_a_gated_search_out_of_budget_asks_nothing() -> None:
+    search = searcher(spec_of())
+    search.gate = _Gate([])
+    search.stopping.set()
+    assert search.suggest("t0") == Searcher.FINISHED and search.study.trials == []
