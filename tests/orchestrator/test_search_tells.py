@@ -452,3 +452,63 @@ def test_a_gated_search_out_of_budget_asks_nothing() -> None:
     search.gate = _Gate([])
     search.stopping.set()
     assert search.suggest("t0") == Searcher.FINISHED and search.study.trials == []
+
+
+def test_a_list_condition_admits_any_of_its_values() -> None:
+    space = {"model.num_crawler_layers": {"choice": [0, 1, 2]},
+             "model.delta_net_heads": {"choice": [0, 2], "when": {"model.num_crawler_layers": [1, 2]}}}
+    search = searcher(spec_of(space=space, budget={"max_trials": 30}))
+    for i in range(12):
+        search.suggest(f"t{i}")
+    for t in search.study.trials:
+        assert ("model.delta_net_heads" in t.params) == (t.params["model.num_crawler_layers"] in (1, 2))
+
+
+def test_a_queued_point_keeps_keys_the_space_does_not_search() -> None:
+    search = searcher(spec_of())
+    search.study.enqueue_trial({LOOPS: 3, "train.cadence": 4})
+    assert search.suggest("t0") == {LOOPS: 3, "train.cadence": 4, "_cc": {"number": 0, "attempt": 0}}
+
+
+def test_an_ask_on_a_space_already_run_ends_the_search_and_keeps_no_trial_for_tune() -> None:
+    search = searcher(spec_of(space={LOOPS: {"choice": [1, 2]}}))
+    for i in range(2):
+        search.suggest(f"t{i}")
+        search.on_trial_complete(f"t{i}", final(objective=1.0))
+    assert search._ask("t2") is None
+    assert "t2" not in search._ot_trials and search.end_reason == "every distinct config of the search space has run"
+    assert all(t.state == TrialState.FAIL for t in search.study.trials[2:])  # the repeats it was offered
+
+
+def test_a_gpu_budget_a_quarter_second_short_refuses_the_trial() -> None:
+    search = searcher(spec_of(resources={"gpus": 2}, budget={"max_trials": 100, "max_gpu_hours": 0.5}))
+    _finished(search.study, 450.125)  # 900.25 used + 900.25 next = 1800.5 > 1800
+    assert not search.budget_left()
+
+
+def test_the_ledger_is_told_the_expected_time_of_the_trial_it_admits() -> None:
+    search = searcher(spec_of(space={"train.max_wallclock_seconds": {"choice": [100]}}))
+    gate = search.gate = _Gate(["node-a"])
+    search.suggest("t0")
+    assert gate.calls[0][3] == pytest.approx(110.0)  # this trial's 100 s cap + 10 %, not the base config's
+
+
+@pytest.mark.parametrize(("when", "told_at_kill"), [("before", 1), ("after", 2)])
+def test_a_fault_hook_kills_the_driver_just_before_or_after_the_nth_tell(monkeypatch: pytest.MonkeyPatch, when: str,
+                                                                        told_at_kill: int) -> None:
+    import os
+    import signal
+
+    search = searcher(spec_of())
+    killed: list[tuple[int, int, int]] = []  # (pid, signal, trials told when it came)
+    monkeypatch.setattr(os, "kill", lambda pid, sig: killed.append(
+        (pid, sig, sum(t.state.is_finished() for t in search.study.trials))))
+    monkeypatch.setenv("CLOWNCAR_FAULT", f"kill-{when}-tell:2")
+    for i in range(3):
+        search.suggest(f"t{i}")
+    search.on_trial_complete("t0", final(objective=1.0))
+    assert killed == []
+    search.on_trial_complete("t1", final(objective=1.0))
+    assert killed == [(os.getpid(), signal.SIGKILL, told_at_kill)] and search.tells == 2
+    search.on_trial_complete("t2", final(objective=1.0))
+    assert len(killed) == 1 and search.tells == 3
