@@ -195,3 +195,14 @@ def test_an_objective_a_point_cannot_report_names_where_it_was_found() -> None:
     assert refusal(overrides=off, space={LOOPS: {"choice": [1, 2]}}) == (
         "sweep spec key 'objective.metric': auto means post-quantization BPB, but the space point "
         "{'model.crawler_loops': 1} has quant.enabled false; name the metric (e.g. val_bpb)")
+
+
+def test_points_that_make_no_config_are_kept_apart_unless_they_are_the_same_point() -> None:
+    from clowncar.orchestrator.distinct import Merged, distinct_points
+
+    spec = spec_of()
+    three, five = {"model.num_heads": 3}, {"model.num_heads": 5}  # neither divides by the 2 KV heads
+    got = distinct_points(spec, [three, five, dict(three), {LOOPS: 1, "train.cadence": 2},
+                                 {LOOPS: 1, "train.cadence": 3}])
+    assert got.points == [three, five, {LOOPS: 1, "train.cadence": 2}]  # each bad point is its own trial's error
+    assert got.merged == [Merged(three, three), Merged({LOOPS: 1, "train.cadence": 3}, {LOOPS: 1, "train.cadence": 2})]
