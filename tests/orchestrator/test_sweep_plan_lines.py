@@ -1,0 +1,106 @@
+"""What `clowncar sweep plan` prints (`orchestrator/sweep_plan.py`), computed in this process and checked line by
+line against hand-counted plans: distinct trials, merged points grouped by the trial they repeat, and the cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from clowncar.orchestrator.spec import spec_from_dict
+from clowncar.orchestrator.sweep_plan import MERGED_SHOWN, make_plan, plan_lines
+
+LOOPS, CADENCE, WALL = "model.crawler_loops", "train.cadence", "train.max_wallclock_seconds"
+
+
+def spec_of(**fields: Any) -> Any:
+    return spec_from_dict({"name": "p", "preset": "tiny-cpu", **fields})
+
+
+def test_a_grid_counts_its_points_merges_the_moot_ones_and_costs_the_rest_on_cpu() -> None:
+    # crawler_loops 1 makes the cadence moot: (1, 3) repeats (1, 2); tiny-cpu trials are 60 s + 10 %
+    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [1, 2]}, CADENCE: {"grid": [2, 3]}})
+    assert plan_lines(spec) == [
+        "sweep p (grid): 4 grid points, 3 distinct trials",
+        "  merged before the start (1 points would repeat another's trial, same config hash):",
+        "    model.crawler_loops=1: train.cadence=3 -> runs as train.cadence=2",
+        "  estimated: 0.06 trial-hours on CPU (3 trials x 66 s on average, no GPU)"]
+    plan = make_plan(spec)
+    assert (plan.points, plan.distinct, plan.trials, plan.gpus) == (4, 3, 3, 0)
+    assert plan.trial_seconds == 3 * 66.0 and plan.gpu_hours == 0.0
+
+
+def test_a_gpu_grid_within_a_budget_runs_its_longest_trials_and_says_what_stops_it() -> None:
+    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [1, 2]}, CADENCE: {"grid": [2, 3]}, WALL: {"grid": [100, 200]}},
+                   budget={"max_trials": 4, "max_gpu_hours": 0.1}, resources={"gpus": 2},
+                   scheduler={"type": "asha", "grace_period": 40})
+    plan = make_plan(spec)
+    assert (plan.points, plan.distinct, plan.trials) == (8, 6, 4)
+    assert plan.trial_seconds == pytest.approx(3 * 220.0 + 110.0)  # the three 200-s trials, then a 100-s one
+    assert plan.gpu_hours == plan.trial_seconds * 2 / 3600
+    assert plan_lines(spec) == [
+        "sweep p (grid): 8 grid points, 6 distinct trials; runs 4 (budget.max_trials)",
+        "  merged before the start (2 points would repeat another's trial, same config hash):",
+        "    model.crawler_loops=1, train.max_wallclock_seconds=100: train.cadence=3 -> runs as train.cadence=2",
+        "    model.crawler_loops=1, train.max_wallclock_seconds=200: train.cadence=3 -> runs as train.cadence=2",
+        "  estimated: 0.43 GPU-hours (4 trials x 2 GPU x 193 s on average; budget.max_gpu_hours 0.1 stops it "
+        "sooner); ASHA may stop trials early: this is the most it takes"]
+
+
+def test_a_gpu_budget_above_the_cost_is_not_mentioned() -> None:
+    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2, 3]}}, budget={"max_trials": 2, "max_gpu_hours": 5},
+                   resources={"gpus": 1})
+    assert plan_lines(spec)[-1] == "  estimated: 0.04 GPU-hours (2 trials x 1 GPU x 66 s on average)"
+
+
+def test_a_sampled_sweep_costs_its_queued_points_then_the_rest_at_the_expected_length() -> None:
+    spec = spec_of(sampler="random", budget={"max_trials": 5},
+                   enqueue=[{LOOPS: 1, CADENCE: 2}, {LOOPS: 1, CADENCE: 3}, {LOOPS: 2, WALL: 200}])
+    plan = make_plan(spec)
+    assert (plan.points, plan.distinct, plan.trials, plan.trial_seconds) == (3, 2, 5, 220.0 + 66.0 * 4)
+    assert plan_lines(spec) == [
+        "sweep p (random): 3 enqueued points, 2 distinct trials; runs 5 trials (budget.max_trials), the rest sampled",
+        "  merged before the start (1 points would repeat another's trial, same config hash):",
+        "    model.crawler_loops=1: train.cadence=3 -> runs as train.cadence=2",
+        "  estimated: 0.13 trial-hours on CPU (5 trials x 97 s on average, no GPU)"]
+
+
+def test_points_merged_into_one_trial_share_a_line_and_a_long_list_is_cut() -> None:
+    one = spec_of(sampler="grid", space={LOOPS: {"grid": [1]}, CADENCE: {"grid": [2, 3, 4]}})
+    assert plan_lines(one)[2] == "    model.crawler_loops=1: train.cadence=3 | train.cadence=4 -> runs as train.cadence=2"
+    lrs = [round(0.01 + 0.001 * i, 3) for i in range(MERGED_SHOWN + 2)]
+    many = spec_of(sampler="grid", space={LOOPS: {"grid": [1]}, CADENCE: {"grid": [2, 3]}, "train.matrix_lr": {"grid": lrs}})
+    lines = plan_lines(many)
+    assert lines[1].startswith(f"  merged before the start ({MERGED_SHOWN + 2} points")
+    assert lines[2] == "    model.crawler_loops=1, train.matrix_lr=0.01: train.cadence=3 -> runs as train.cadence=2"
+    assert lines[2 + MERGED_SHOWN] == "    ... and 2 more" and len(lines) == MERGED_SHOWN + 4
+
+
+def test_a_plan_without_merges_or_a_budget_cut_is_two_lines() -> None:
+    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2, 3]}})
+    assert plan_lines(spec) == ["sweep p (grid): 2 grid points, 2 distinct trials",
+                                "  estimated: 0.04 trial-hours on CPU (2 trials x 66 s on average, no GPU)"]
+    assert make_plan(spec_of(sampler="random", budget={"max_trials": 3})).trial_seconds == 3 * 66.0
+
+
+def test_a_grid_with_queued_points_counts_both_and_one_trial_is_its_own_mean() -> None:
+    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2, 3]}}, enqueue=[{LOOPS: 4, WALL: 30}])
+    plan = make_plan(spec)
+    assert (plan.points, plan.distinct, plan.trials) == (3, 3, 3)
+    single = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}}, budget={"max_trials": 1,
+                                                                        "trial_seconds_estimate": 90})
+    assert plan_lines(single)[-1] == "  estimated: 0.03 trial-hours on CPU (1 trials x 90 s on average, no GPU)"
+
+
+def test_a_gpu_budget_equal_to_the_cost_does_not_stop_it_sooner() -> None:
+    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}}, resources={"gpus": 1},
+                   budget={"max_trials": 1, "max_gpu_hours": 0.01, "trial_seconds_estimate": 36})
+    assert make_plan(spec).gpu_hours == 0.01
+    assert plan_lines(spec)[-1] == "  estimated: 0.01 GPU-hours (1 trials x 1 GPU x 36 s on average)"
+
+
+def test_exactly_as_many_merged_lines_as_are_shown_need_no_count() -> None:
+    lrs = [round(0.01 + 0.001 * i, 3) for i in range(MERGED_SHOWN)]
+    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [1]}, CADENCE: {"grid": [2, 3]}, "train.matrix_lr": {"grid": lrs}})
+    lines = plan_lines(spec)
+    assert len(lines) == MERGED_SHOWN + 3 and not any(line.startswith("    ... and") for line in lines)
