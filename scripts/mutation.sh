@@ -74,6 +74,7 @@ declare -A TESTS=(
   [clowncar/orchestrator/asha.py]="tests/orchestrator/test_rung_rules.py tests/orchestrator/test_search_rules.py"
   [clowncar/orchestrator/distinct.py]="tests/orchestrator/test_sweep_plan.py tests/orchestrator/test_spec_rules.py tests/orchestrator/test_grid_order.py"
   [clowncar/orchestrator/sweep_plan.py]="tests/orchestrator/test_sweep_plan_lines.py tests/orchestrator/test_sweep_plan.py"
+  [clowncar/orchestrator/rerun.py]="tests/orchestrator/test_rerun_spec.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
@@ -119,7 +120,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/store/engine.py clowncar/store/migrations.py clowncar/store/lease.py clowncar/orchestrator/lease.py
        clowncar/orchestrator/suggest.py clowncar/orchestrator/spec.py clowncar/data/fetch.py
        clowncar/orchestrator/start.py clowncar/orchestrator/rungs.py clowncar/orchestrator/asha.py
-       clowncar/orchestrator/search.py clowncar/orchestrator/distinct.py clowncar/orchestrator/sweep_plan.py)
+       clowncar/orchestrator/search.py clowncar/orchestrator/distinct.py clowncar/orchestrator/sweep_plan.py
+       clowncar/orchestrator/rerun.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

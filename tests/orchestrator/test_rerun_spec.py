@@ -1,0 +1,98 @@
+"""`sweep rerun` (`orchestrator/rerun.py`) without Ray: which of a parent sweep's trials are its best configs, and
+the child sweep that runs them over seeds."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
+
+from clowncar.errors import ClownCarError
+from clowncar.orchestrator.rerun import best_configs, child_spec
+from clowncar.orchestrator.spec import spec_from_dict
+from clowncar.orchestrator.tune import open_study
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+LOOPS, SEED = "model.crawler_loops", "train.seed"
+DISTS = {LOOPS: CategoricalDistribution([1, 2, 3, 4]), SEED: CategoricalDistribution([1, 2])}
+
+
+def parent_of(**fields: Any) -> Any:
+    return spec_from_dict({"name": "par", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 8},
+                           "space": {LOOPS: {"choice": [1, 2, 3, 4]}}, "seeds": [1, 2], **fields})
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+def _add(study: optuna.Study, loops: int, seed: int, value: float | None, over_cap: float = -1.0,
+         state: TrialState = TrialState.COMPLETE, fixed: bool = False) -> None:
+    params = {SEED: seed} if fixed else {LOOPS: loops, SEED: seed}
+    study.add_trial(create_trial(params=params, distributions={k: DISTS[k] for k in params}, value=value,
+                                 state=state, constraints={"artifact_bytes_over_cap": over_cap},
+                                 system_attrs={"fixed_params": {LOOPS: loops}} if fixed else None))
+
+
+def _parent_study(url: str, direction: str = "minimize") -> optuna.Study:
+    storage = open_study(url)
+    return optuna.create_study(study_name="par", storage=storage, direction=direction)
+
+
+def test_the_best_feasible_configs_are_ranked_by_objective_without_their_seeds(url: str) -> None:
+    study = _parent_study(url)
+    _add(study, 1, 1, 2.0)
+    _add(study, 2, 1, 1.5)
+    _add(study, 2, 2, 1.4)  # the same config under another seed: once
+    _add(study, 3, 1, 1.0, over_cap=1.0)  # one byte over the size cap: not feasible
+    _add(study, 4, 1, math.inf)
+    _add(study, 4, 2, None, state=TrialState.FAIL)
+    _add(study, 1, 2, 0.5, state=TrialState.PRUNED)
+    assert best_configs(parent_of(), url, 2) == [{LOOPS: 2}, {LOOPS: 1}]
+    assert best_configs(parent_of(), url, 9) == [{LOOPS: 2}, {LOOPS: 1}]
+    assert best_configs(parent_of(), url, 1) == [{LOOPS: 2}]
+
+
+def test_a_maximised_objective_ranks_the_largest_first_and_a_queued_value_counts(url: str) -> None:
+    study = _parent_study(url, "maximize")
+    _add(study, 1, 1, 2.0)
+    _add(study, 3, 1, 3.0, fixed=True)  # loops came from the queue (fixed_params), not the sampler
+    _add(study, 2, 1, 1.0, over_cap=0.0)  # exactly at the cap: feasible
+    assert best_configs(parent_of(objective={"metric": "auto", "mode": "max"}), url, 3) == [
+        {LOOPS: 3}, {LOOPS: 1}, {LOOPS: 2}]
+
+
+def test_a_parent_without_a_study_or_a_feasible_trial_is_one_line(url: str) -> None:
+    _parent_study(url)
+    with pytest.raises(ClownCarError) as err:
+        best_configs(parent_of(name="other"), url, 2)
+    assert str(err.value) == "sweep 'other' has no Optuna study"
+    with pytest.raises(ClownCarError) as err:
+        best_configs(parent_of(), url, 2)
+    assert str(err.value) == "sweep 'par' has no feasible finished trial to rerun"
+
+
+def test_the_child_queues_each_best_config_under_each_seed_and_nothing_else(url: str) -> None:
+    study = _parent_study(url)
+    _add(study, 2, 1, 1.5)
+    _add(study, 1, 1, 2.0)
+    _add(study, 3, 1, 9.0)
+    parent = parent_of(sampler="tpe", scheduler={"type": "asha", "grace_period": 31},
+                       budget={"max_trials": 8, "max_gpu_hours": None})
+    child = child_spec(parent, url, 2, [7, 8, 9], None)
+    assert child.name == "par-rerun-top2" and child.parent == "par" and child.sampler == "random"
+    assert child.enqueue == [{LOOPS: 2, SEED: 7}, {LOOPS: 2, SEED: 8}, {LOOPS: 2, SEED: 9},
+                             {LOOPS: 1, SEED: 7}, {LOOPS: 1, SEED: 8}, {LOOPS: 1, SEED: 9}]
+    assert child.space == {} and child.seeds == [] and child.scheduler.type == "none"
+    assert child.budget.max_trials == 6 and child.max_trials() == 6
+    assert child.preset == parent.preset and child.objective == parent.objective
+    assert child_spec(parent, url, 1, [5], "mine").name == "mine"
+    with pytest.raises(ClownCarError) as err:
+        child_spec(parent, url, 2, [], None)
+    assert str(err.value) == "--seeds needs at least one seed"
