@@ -218,11 +218,12 @@ class ProcessWatch(threading.Thread):
                     env = (d / "environ").read_bytes()
                 except OSError:
                     continue
-                if cmd in self.parents and self._forks.get(int(d.name), 0) + 1 < self.FORK_SCANS:
+                pid = int(d.name)
+                if cmd in self.parents and self._forks.get(pid, 0) + 1 < self.FORK_SCANS:
                     # A child of a skipped process between fork and exec shows its parent's command line (and,
                     # if it execs between the two reads, its new environment): the parent's own, not a leak,
                     # unless the process keeps it over several scans.
-                    forks[int(d.name)] = self._forks.get(int(d.name), 0) + 1
+                    forks[pid] = self._forks.get(pid, 0) + 1
                     continue
                 text = cmd.replace(b"\0", b" ").decode(errors="replace")[:160]
                 for where, data in (("command line", cmd), ("environment", env)):

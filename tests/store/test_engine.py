@@ -239,11 +239,17 @@ def _other_writer(path: Path) -> str:
         other.close()
 
 
-def test_a_writing_transaction_takes_the_write_lock_at_begin_and_a_reading_one_does_not(tmp_path: Path) -> None:
-    path = tmp_path / "c.db"
+def _engine_with_a_table(path: Path) -> Any:
+    """A store engine on a new SQLite file holding one empty table `t`."""
     engine = make_engine(parse_url(_sqlite(path)), create=True)
     with engine.connect() as conn, conn.begin():
         conn.exec_driver_sql("CREATE TABLE t (x)")
+    return engine
+
+
+def test_a_writing_transaction_takes_the_write_lock_at_begin_and_a_reading_one_does_not(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    engine = _engine_with_a_table(path)
     with engine.connect() as conn, conn.begin():
         conn.exec_driver_sql("SELECT count(*) FROM t")
         assert _other_writer(path) == "wrote"
@@ -257,9 +263,7 @@ def test_a_writing_transaction_takes_the_write_lock_at_begin_and_a_reading_one_d
 
 def test_a_rolled_back_transaction_leaves_nothing(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
-    engine = make_engine(parse_url(_sqlite(path)), create=True)
-    with engine.connect() as conn, conn.begin():
-        conn.exec_driver_sql("CREATE TABLE t (x)")
+    engine = _engine_with_a_table(path)
     with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
         trans = conn.begin()
         conn.exec_driver_sql("INSERT INTO t VALUES (1)")
