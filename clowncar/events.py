@@ -22,8 +22,9 @@ round trip), `quant_gap`, `tokens_scored`, `bytes_scored`, `params`, `model_dim`
 `artifact_file_bytes`, `artifact_code_bytes`, `artifact_code_rule` (challenge | eval_path), `over_cap`,
 `artifact_path` (the model.ptz file, absolute), `artifact_sha256` (of its bytes), `evaluated_weights`,
 `quant_schemes`, `late_qat_step`, `provenance`
-(`git_commit`, `git_dirty`, `config`, `config_hash`, `torch`, `python`, `device`, `world_size`, `seed`,
-`host`), `startup_seconds` (launch -> end of the first training step) and `startup` (its phases in seconds: `launch`,
+(`git_commit`, `git_dirty`, `config`, `config_hash`, `torch`, `python`, the versions `numpy`, `zstandard`,
+`sentencepiece`, `triton`, `flash_attn`, `flash_linear_attention` (null when not installed), `libzstd`, `cuda`,
+`device`, `world_size`, `seed`, `host`), `startup_seconds` (launch -> end of the first training step) and `startup` (its phases in seconds: `launch`,
 `imports`, `data`, `model`, `optimizer`, `compile`, `first_step`; `cpu_seconds`; `from` (`launch` or
 `process start`); `compile_mode`, `compiled_as`, `cuda_graphs`, `compile_cache`, `compile_cache_hits`,
 `compile_cache_misses`; clowncar/worker/startup.py).

@@ -7,10 +7,12 @@ import resource
 import socket
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+import zstandard
 
 from clowncar.config import TrialConfig
 
@@ -30,6 +32,26 @@ def git_state(root: Path = REPO_ROOT) -> tuple[str | None, bool | None]:
     return commit, dirty
 
 
+LIBRARIES = ("numpy", "zstandard", "sentencepiece", "triton", "flash-attn", "flash-linear-attention")
+"""Packages whose version can move a trial's numbers (kernels, compression, tokenization); torch has its own key."""
+
+
+def library_versions() -> dict[str, str | None]:
+    """Each of LIBRARIES' installed version (None when absent; a `-` in its name becomes `_`), read from package
+    metadata so the optional GPU extras are never imported for it; plus the CUDA torch was built for and the zstd
+    library that sets the artifact's bytes."""
+    versions: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            version: str | None = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            version = None
+        versions[name.replace("-", "_")] = version
+    versions["libzstd"] = ".".join(str(part) for part in zstandard.ZSTD_VERSION)
+    versions["cuda"] = torch.version.cuda
+    return versions
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
@@ -45,6 +67,7 @@ def provenance(cfg: TrialConfig, device: torch.device, world_size: int) -> dict[
         "config_hash": cfg.content_hash(),
         "torch": torch.__version__,
         "python": sys.version.split()[0],
+        **library_versions(),
         "device": device_name(device),
         "world_size": world_size,
         "seed": cfg.train.seed,

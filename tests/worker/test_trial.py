@@ -56,6 +56,7 @@ def test_tiny_trial_end_to_end_matches_golden_trace(run_cli: Callable[..., Any],
     assert result["sliding_val_bpb"] is not None and result["evaluated_weights"] == "raw"
     prov = result["provenance"]
     assert prov["config_hash"] and prov["world_size"] == 1 and prov["seed"] == 1337 and prov["torch"]
+    assert prov["zstandard"] and prov["libzstd"] and "flash_attn" in prov
     assert prov["config"]["model"]["model_dim"] == 32 and prov["device"].startswith("cpu")
     assert events[0]["event"] == "start" and events[-1]["event"] == "final"
     assert events[-1]["result"]["val_bpb"] == result["val_bpb"]

@@ -1,0 +1,73 @@
+"""A result says where it came from: the commit and whether the tree was dirty, the config and its hash, and the
+versions of every library that can move its numbers (read from package metadata, never by importing the GPU
+extras), so two results that differ can be told apart by more than their config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import torch
+import zstandard
+
+from clowncar.config import load_config
+from clowncar.worker import provenance as prov
+
+
+def test_library_versions_are_the_installed_ones_and_absent_ones_are_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prov, "LIBRARIES", ("numpy", "zstandard", "no-such-package-clowncar"))
+    before = set(sys.modules)
+    versions = prov.library_versions()
+    assert versions == {"numpy": metadata.version("numpy"), "zstandard": zstandard.__version__,
+                        "no_such_package_clowncar": None,
+                        "libzstd": ".".join(map(str, zstandard.ZSTD_VERSION)), "cuda": torch.version.cuda}
+    assert not {m for m in set(sys.modules) - before if m.startswith(("flash_attn", "fla", "triton"))}
+
+
+def test_every_library_that_moves_numbers_is_listed() -> None:
+    versions = prov.library_versions()
+    assert {"numpy", "zstandard", "sentencepiece", "triton", "flash_attn", "flash_linear_attention", "libzstd",
+            "cuda"} == set(versions)
+    assert versions["sentencepiece"] == metadata.version("sentencepiece")
+
+
+def test_a_result_carries_config_hash_seed_and_versions() -> None:
+    cfg = load_config(preset="tiny-cpu", overrides=["train.seed=7"])
+    out = prov.provenance(cfg, torch.device("cpu"), world_size=2)
+    assert out["config"] == cfg.to_dict() and out["config_hash"] == cfg.content_hash()
+    assert out["seed"] == 7 and out["world_size"] == 2 and out["torch"] == torch.__version__
+    assert out["device"].startswith("cpu:") and out["python"] == sys.version.split()[0]
+    assert out["zstandard"] == zstandard.__version__ and "libzstd" in out
+    assert all(not isinstance(v, dict | list) for k, v in out.items() if k != "config")  # each one a store column
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(root), "-c", "user.email=t@t", "-c", "user.name=t", *args], check=True,
+                   capture_output=True)
+
+
+def test_git_state_reads_the_commit_and_a_dirty_tracked_file(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git(tmp_path, "add", "a.py")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert prov.git_state(tmp_path) == (head, False)
+    (tmp_path / "new.py").write_text("")  # untracked files do not make a checkout dirty
+    assert prov.git_state(tmp_path) == (head, False)
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert prov.git_state(tmp_path) == (head, True)
+
+
+def test_git_state_outside_a_checkout_is_unknown(tmp_path: Path) -> None:
+    assert prov.git_state(tmp_path / "not-a-repo") == (None, None)  # git fails: no such folder
+    assert prov.git_state(tmp_path) == (None, None)  # git fails: not a repository
+
+
+def test_peak_memory_on_cpu_is_the_resident_set_in_bytes() -> None:
+    peak = prov.peak_memory_bytes(torch.device("cpu"))
+    assert 10 << 20 < peak < 64 << 30  # a Python process with torch loaded: tens of MiB at least, in bytes
