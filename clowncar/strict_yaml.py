@@ -63,6 +63,18 @@ def yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_StrictYamlLoader)
 
 
+def _where(err: yaml.YAMLError) -> str:
+    """Where the parser stopped: the line and the problem, or for a character YAML never allows (a control
+    character, which has no line mark) the character and its position in the text."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is not None:
+        problem = getattr(err, "problem", None)
+        return f" (line {mark.line + 1}{': ' + problem if problem else ''})"
+    if isinstance(err, yaml.reader.ReaderError) and isinstance(err.character, int):
+        return f" (character 0x{err.character:02x} at position {err.position} is not allowed)"
+    return ""
+
+
 def read_mapping(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON file that must hold a mapping; one-line errors for anything else."""
     p = Path(path)
@@ -80,10 +92,7 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml_load(text)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        problem = getattr(err, "problem", None)
-        where = f" (line {mark.line + 1}{': ' + problem if problem else ''})" if mark else ""
-        raise ConfigError(f"{p} is not valid YAML{where}") from None
+        raise ConfigError(f"{p} is not valid YAML{_where(err)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

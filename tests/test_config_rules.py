@@ -1,0 +1,212 @@
+"""The trial config's rules, each at its edge: the shapes that can work are accepted right up to the line and
+refused one step past it with a one-line message naming the key; overrides, merges and files combine in the
+documented order without touching their inputs; the content hash is the stored contract (a literal pins it)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clowncar.config import (
+    TrialConfig,
+    apply_overrides,
+    deep_merge,
+    dict_hash,
+    from_dict,
+    load_config,
+    parse_override,
+)
+from clowncar.errors import ConfigError
+
+
+def refused(overrides: list[str], preset: str = "tiny-cpu") -> str:
+    with pytest.raises(ConfigError) as err:
+        load_config(preset=preset, overrides=overrides)
+    text = str(err.value)
+    assert "\n" not in text
+    return text
+
+
+# -- shapes ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.num_heads=8", "model.num_kv_heads=3"],
+     "model.num_heads (8) must be divisible by model.num_kv_heads (3)"),
+    (["model.model_dim=auto", "model.param_budget=0"], "model.model_dim is 'auto' but model.param_budget is not set"),
+    (["model.model_dim=0"], "model.model_dim (0) must be a positive multiple of model.num_heads (4)"),
+    (["model.model_dim=-8"], "model.model_dim (-8) must be a positive multiple of model.num_heads (4)"),
+    (["model.model_dim=66"], "model.model_dim (66) must be a positive multiple of model.num_heads (4)"),
+    (["model.model_dim=36"], "head dim 9 (model.model_dim / model.num_heads) must be even for rotary"),
+    (["model.model_dim=64", "model.rope_dims=18"], "model.rope_dims (18) must be even and at most the head dim 16"),
+    (["model.model_dim=64", "model.rope_dims=3"], "model.rope_dims (3) must be even and at most the head dim 16"),
+    (["model.arch=gpt", "model.delta_net_heads=1"], "model.delta_net_heads needs model.arch = crawler"),
+    (["model.inst_dim=4", "model.loop_offsets=learned"],
+     "model.loop_offsets = learned needs model.inst_dim = 0 (flow instructions replace the loop offsets)"),
+    (["model.crawler_mode=deliberate", "model.inst_dim=0", "model.crawler_loops=3"],
+     "model.crawler_mode = deliberate needs model.crawler_loops = 2, model.inst_dim = 0 and at least one crawler layer"),
+    (["model.crawler_mode=deliberate", "model.inst_dim=4", "model.crawler_loops=2"], "crawler_mode = deliberate needs"),
+    (["model.crawler_mode=deliberate", "model.inst_dim=0", "model.crawler_loops=2", "model.num_crawler_layers=0"],
+     "crawler_mode = deliberate needs"),
+    (["train.train_seq_len=32", "train.grad_accum=3", "train.train_batch_tokens=160"],
+     "train.train_batch_tokens (160) must be a multiple of train.train_seq_len x train.grad_accum (96)"),
+    (["train.compile_mode=max-autotune"], "train.compile_mode = max-autotune needs train.compile = true"),
+    (["eval.seq_len=32", "eval.stride=33"], "eval.stride (33) must not exceed eval.seq_len (32)"),
+])
+def test_a_shape_past_its_edge_is_refused_with_the_exact_line(overrides: list[str], message: str) -> None:
+    assert message in refused(overrides)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model.num_heads=4", "model.num_kv_heads=4"],  # MHA: kv heads = heads
+    ["model.num_heads=4", "model.num_kv_heads=1"],  # MQA
+    ["model.model_dim=auto", "model.param_budget=1"],
+    ["model.model_dim=8", "model.num_heads=4", "model.num_kv_heads=2"],  # head dim 2, the smallest even one
+    ["model.model_dim=64", "model.rope_dims=16"],  # rope over the whole head
+    ["model.model_dim=64", "model.rope_dims=0"],
+    ["model.arch=gpt", "model.delta_net_heads=0"],
+    ["model.arch=crawler", "model.delta_net_heads=2"],
+    ["model.inst_dim=0", "model.loop_offsets=learned_n_row"],
+    ["model.inst_dim=4", "model.loop_offsets=fixed"],
+    ["model.crawler_mode=deliberate", "model.inst_dim=0", "model.crawler_loops=2", "model.num_crawler_layers=1"],
+    ["train.train_seq_len=32", "train.grad_accum=3", "train.train_batch_tokens=96"],
+    ["train.compile=true", "train.compile_mode=reduce-overhead"],
+    ["eval.seq_len=32", "eval.stride=32"],
+    ["eval.seq_len=0", "eval.stride=100000"],  # the eval follows train_seq_len: checked where the windows are cut
+])
+def test_a_shape_on_its_edge_is_accepted(overrides: list[str]) -> None:
+    load_config(preset="tiny-cpu", overrides=overrides)
+
+
+@pytest.mark.parametrize("switch", ["quant.scale_floor=true", "quant.gptq_feedback=full_inverse",
+                                    "quant.rtn_clip=tensor", "quant.scale_rounding=fp32"])
+@pytest.mark.parametrize("scheme", ["int5", "gptq_int5"])
+def test_each_seed_quantizer_switch_alone_refuses_int5(switch: str, scheme: str) -> None:
+    key = switch.split("=")[0]
+    assert refused([switch, f"quant.flat_scheme={scheme}"]) == (
+        f"{key} reproduces the seed's int8/int6 quantizer, which had no int5 (quant.flat_scheme = {scheme})")
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int6", "gptq_int6", "fp16"])
+def test_the_seed_quantizer_takes_every_scheme_the_seed_had(scheme: str) -> None:
+    switches = ["quant.scale_floor=true", "quant.gptq_feedback=full_inverse", "quant.rtn_clip=tensor",
+                "quant.scale_rounding=fp32"]
+    assert load_config(preset="tiny-cpu", overrides=[*switches, f"quant.flat_scheme={scheme}"]).quant.scale_floor
+
+
+def test_int5_without_seed_switches_and_the_unused_value_embedding_on_a_crawler_are_accepted() -> None:
+    load_config(preset="tiny-cpu", overrides=["quant.flat_scheme=gptq_int5", "model.unused_value_embed_dim=8"])
+    assert refused(["model.arch=gpt", "model.unused_value_embed_dim=8"]) == (
+        "model.unused_value_embed_dim reproduces the seed crawler's unused value embedding and needs "
+        "model.arch = crawler")
+
+
+# -- the error line ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data, line", [
+    ({"modle": {}}, "unknown config key 'modle'"),
+    ({"modle": {"x": 1, "y": 2}}, "unknown config key 'modle.x'"),
+    ({"foo": 1}, "unknown config key 'foo'"),
+    ({"model": {"crawler_lops": 1}}, "unknown config key 'model.crawler_lops'"),
+    ({"model": {"vocab_size": 70000}}, "config key 'model.vocab_size': Input should be less than or equal to 65536"),
+    ({"train": {"muon_momentum": 1.0}}, "config key 'train.muon_momentum': Input should be less than 1"),
+    ({"model": {"mlp_mult": float("inf")}}, "config key 'model.mlp_mult': Input should be a finite number"),
+    ({"model": {"num_kv_heads": 3}}, "model.num_heads (8) must be divisible by model.num_kv_heads (3)"),
+])
+def test_the_first_problem_is_the_whole_line(data: dict[str, Any], line: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        from_dict(data)
+    assert str(err.value) == line
+
+
+# -- overrides, merges, files ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, parsed", [
+    ("model.crawler_loops=3", (["model", "crawler_loops"], 3)),
+    (" model.xsa = off ", (["model", "xsa"], "off")),
+    ("train.ema=false", (["train", "ema"], False)),
+    ("data.dataset=", (["data", "dataset"], "")),
+    ("data.dataset=  ", (["data", "dataset"], "")),
+    ("data.dataset=[1", (["data", "dataset"], "[1")),  # not YAML: kept as the text typed
+    ("a.b=x=y", (["a", "b"], "x=y")),
+])
+def test_an_override_is_a_dotted_key_and_a_yaml_scalar(text: str, parsed: tuple[list[str], Any]) -> None:
+    assert parse_override(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["model.crawler_loops", "=3", "  =3"])
+def test_an_override_without_a_key_or_equals_is_refused(text: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_override(text)
+    assert str(err.value) == f"override '{text}' is not of the form section.key=value"
+
+
+def test_overrides_build_nested_keys_and_leave_their_input_alone() -> None:
+    base = {"model": {"crawler_loops": 4}}
+    out = apply_overrides(base, ["model.inst_dim=8", "train.seed=7"])
+    assert out == {"model": {"crawler_loops": 4, "inst_dim": 8}, "train": {"seed": 7}}
+    assert base == {"model": {"crawler_loops": 4}}
+    assert apply_overrides(base, {"model.crawler_loops": 2}) == {"model": {"crawler_loops": 2}}
+    assert apply_overrides({}, ["a.b.c=1"]) == {"a": {"b": {"c": 1}}}  # the value lands under the last part
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(base, ["model.crawler_loops.deep=1"])
+    assert str(err.value) == "unknown config key 'model.crawler_loops.deep'"
+
+
+def test_a_merge_is_deep_and_copies_both_sides() -> None:
+    base = {"model": {"a": 1, "b": {"c": [1]}}, "train": {"x": 1}}
+    top = {"model": {"b": {"d": 2}}, "train": 5, "eval": {"e": [2]}}
+    out = deep_merge(base, top)
+    assert out == {"model": {"a": 1, "b": {"c": [1], "d": 2}}, "train": 5, "eval": {"e": [2]}}
+    out["model"]["b"]["c"].append(9)
+    out["eval"]["e"].append(9)
+    assert base["model"]["b"]["c"] == [1] and top["eval"]["e"] == [2]
+
+
+def test_a_file_names_its_preset_and_the_command_line_preset_wins(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("preset: clowncar\ntrain:\n  seed: 42\n")
+    from_file = load_config(f)
+    assert from_file.train.seed == 42 and from_file.model.inst_dim == 32  # clowncar's
+    cli_wins = load_config(f, preset="tiny-cpu")
+    assert cli_wins.train.seed == 42 and cli_wins.model.model_dim == load_config(preset="tiny-cpu").model.model_dim
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("train:\n  seed: 3\n")
+    assert load_config(plain) == TrialConfig(train={"seed": 3})
+
+
+def test_a_preset_that_is_not_a_name_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("preset: 7\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    assert str(err.value) == f"{f}: preset must be a name, not int"
+
+
+# -- what a config says of itself --------------------------------------------------------------------------------
+
+def test_the_content_hash_is_sha256_of_the_sorted_compact_json() -> None:
+    assert dict_hash({"b": [1, 2], "a": 1}) == "8baa73198470c7bb"  # the stored contract: never changes
+    cfg = load_config(preset="tiny-cpu")
+    text = json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
+    assert cfg.content_hash() == hashlib.sha256(text.encode()).hexdigest()[:16] == dict_hash(cfg.to_dict())
+
+
+def test_flat_keys_are_section_dot_key_and_the_eval_length_follows_training() -> None:
+    cfg = load_config(preset="tiny-cpu", overrides=["eval.seq_len=0", "train.train_seq_len=48",
+                                                    "train.train_batch_tokens=768", "train.grad_accum=1"])
+    flat = cfg.flat()
+    assert flat["model.crawler_loops"] == cfg.model.crawler_loops and flat["eval.seq_len"] == 0
+    assert len(flat) == sum(len(section) for section in cfg.to_dict().values())
+    assert cfg.eval_seq_len == 48
+    assert load_config(preset="tiny-cpu", overrides=["eval.seq_len=32", "eval.stride=16"]).eval_seq_len == 32
+
+
+def test_an_unknown_preset_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(preset="clowncar-2")
+    assert str(err.value) == ("unknown preset 'clowncar-2' (known: baseline, clowncar, clowncar-ii-seed, "
+                              "clowncar-seed, frugendorff-v2, micro-crawler, tiny-cpu)")
