@@ -68,9 +68,8 @@ def _where(err: yaml.YAMLError) -> str:
     character, which has no line mark) the character and its position in the text."""
     mark = getattr(err, "problem_mark", None)
     if mark is not None:
-        problem = getattr(err, "problem", None)
-        return f" (line {mark.line + 1}{': ' + problem if problem else ''})"
-    if isinstance(err, yaml.reader.ReaderError) and isinstance(err.character, int):
+        return f" (line {mark.line + 1}: {err.problem})"  # type: ignore[attr-defined]
+    if isinstance(err, yaml.reader.ReaderError):
         return f" (character 0x{err.character:02x} at position {err.position} is not allowed)"
     return ""
 

@@ -75,6 +75,13 @@ declare -A TESTS=(
   [clowncar/orchestrator/distinct.py]="tests/orchestrator/test_sweep_plan.py tests/orchestrator/test_spec_rules.py tests/orchestrator/test_grid_order.py"
   [clowncar/orchestrator/sweep_plan.py]="tests/orchestrator/test_sweep_plan_lines.py tests/orchestrator/test_sweep_plan.py"
   [clowncar/orchestrator/rerun.py]="tests/orchestrator/test_rerun_spec.py"
+  [clowncar/config.py]="tests/test_config_rules.py tests/test_config.py tests/test_seed_presets_config.py tests/test_compile_mode_config.py tests/bad_inputs/test_bad_inputs.py"
+  [clowncar/presets.py]="tests/test_preset_values.py tests/test_seed_presets_config.py tests/test_config_rules.py tests/test_compile_mode_config.py"
+  [clowncar/orchestrator/placement.py]="tests/orchestrator/test_gpu_book_rules.py tests/orchestrator/test_placement.py tests/orchestrator/test_utilization_model.py"
+  [clowncar/orchestrator/plan.py]="tests/orchestrator/test_plan.py tests/orchestrator/test_gpu_book_rules.py tests/orchestrator/test_placement.py tests/orchestrator/test_utilization_model.py"
+  [clowncar/strict_yaml.py]="tests/test_strict_yaml.py tests/test_config_rules.py tests/test_config.py"
+  [clowncar/model/build.py]="tests/model/test_build_rules.py tests/model/test_sizes.py tests/model/test_seed_trainer_layouts.py tests/model/test_seed_model.py tests/model/test_dtype_flow.py tests/worker/test_optim.py"
+  [clowncar/data/inspect_dir.py]="tests/data/test_inspect_rules.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
@@ -95,6 +102,10 @@ declare -A KEYWORDS=(
   [clowncar/analysis/explore.py]="not store_export"
   [clowncar/store/lease.py]="not test_contract.py or lease"
   [clowncar/orchestrator/spec.py]="not test_bad_inputs.py or (specs: and not subprocess)"
+  [clowncar/config.py]="not test_bad_inputs.py or (configs: and not subprocess)"
+  [clowncar/presets.py]="not (cli or lists_every_preset)"
+  [clowncar/orchestrator/placement.py]="not random_workloads"
+  [clowncar/orchestrator/plan.py]="not random_workloads"
 )
 # module -> mutmut's timeout_multiplier (default 15: a mutant may take 30x its tests' CPU time before it counts as a
 # timeout, which counts as killed). train.py's mutants that break a loop's exit run trials of 100,000 steps: at 30x
@@ -121,7 +132,9 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/orchestrator/suggest.py clowncar/orchestrator/spec.py clowncar/data/fetch.py
        clowncar/orchestrator/start.py clowncar/orchestrator/rungs.py clowncar/orchestrator/asha.py
        clowncar/orchestrator/search.py clowncar/orchestrator/distinct.py clowncar/orchestrator/sweep_plan.py
-       clowncar/orchestrator/rerun.py)
+       clowncar/orchestrator/rerun.py clowncar/config.py clowncar/presets.py
+       clowncar/orchestrator/placement.py clowncar/orchestrator/plan.py clowncar/strict_yaml.py
+       clowncar/model/build.py clowncar/data/inspect_dir.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from clowncar.errors import ConfigError
-from clowncar.strict_yaml import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, read_mapping, yaml_load
+from clowncar.strict_yaml import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, _where, read_mapping, yaml_load
 
 
 def test_only_true_and_false_spellings_are_booleans() -> None:
@@ -120,3 +120,11 @@ def test_python_tags_are_refused_not_run(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("a: !!python/object/apply:os.system ['true']\n")
     assert problem(f).startswith(f"{f} is not valid YAML (line 1: could not determine a constructor")
+
+
+def test_the_place_of_an_error_is_its_line_or_its_character_or_nothing() -> None:
+    mark = yaml.Mark("c.yaml", 0, 4, 2, None, None)
+    assert _where(yaml.MarkedYAMLError(problem="bad", problem_mark=mark)) == " (line 5: bad)"
+    assert _where(yaml.reader.ReaderError("c.yaml", 7, 0x1B, "utf-8", "special")) == (
+        " (character 0x1b at position 7 is not allowed)")
+    assert _where(yaml.YAMLError("no place")) == ""

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from clowncar.orchestrator.placement import ORDERS, START_PRIOR_S, UNPINNED, GpuBook, Lease, Request
+from clowncar.orchestrator.plan import Queue
 
 NODES = {"n0": 8, "n1": 4, "n2": 2}
 
@@ -199,3 +200,215 @@ def test_the_snapshot_says_who_holds_what() -> None:
     b.reserved = {"n1": ("r", 9.0)}
     assert b.snapshot() == {"nodes": {"n0": 8, "n1": 4}, "leases": {"k": ("o", 2, "n0", True)},
                             "requests": {"r": ("p", 4)}, "reserved": {"n1": "r"}}
+
+
+# -- edges of the accounting -------------------------------------------------------------------------------------
+
+def test_a_fresh_book_knows_no_node_and_blocks_nobody() -> None:
+    b = GpuBook()
+    assert (b.ttl_s, b.settle_s, b.order) == (30.0, 60.0, "plan")  # the ledger's TTL and settle time
+    assert b.free("n0") == 0 and b.idle_blocks("o") is False and b.snapshot()["nodes"] == {}
+    b.set_nodes({"one": 1, "none": 0})
+    assert b.nodes == {"one": 1}
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_with_no_gpu_node_known_a_request_is_left_to_ray(order: str) -> None:
+    b = GpuBook(order=order, start_prior_s=0.0)
+    assert b.request("o", "k", 1, 5.0, now=0.0, backlog=[5.0]) == UNPINNED
+
+
+def test_an_owner_silent_exactly_the_ttl_still_holds_its_lease() -> None:
+    b = lease_book(ttl_s=30.0)
+    b.heartbeat("o", [("k", 1, "n0", 0.0, 0.0)], now=0.0)
+    b.tick(30.0)
+    assert "k" in b.leases
+    b.tick(30.001)
+    assert "k" not in b.leases and "o" not in b.seen
+
+
+def test_a_backlog_of_unknown_or_negative_durations_counts_as_zero() -> None:
+    b = lease_book()
+    b.request("o", "k", 1, -3.0, now=0.0, backlog=[0, -5, 3], limit=-2)
+    assert b.queued["o"] == (1, (0.0, 0.0, 3.0), 0)
+    assert b.leases["k"].expected_s == 0.0
+
+
+def test_the_start_cost_is_the_median_of_the_last_32_measured() -> None:
+    b = GpuBook()
+    b.cold_starts.extend([100.0] * 40 + [1.0] * 16 + [100.0] * 16)  # the last 32: half 1 s, half 100 s
+    assert b.start_s == 50.5
+
+
+def test_idle_blocks_only_for_another_owners_request_still_waiting() -> None:
+    b = lease_book()
+    b.leases["idle"] = Lease("o", 1, "n0", 0.0, pg="p", released=1.0)
+    b.reserved = {"n0": ("granted-since", 0.0)}  # that request is no longer waiting
+    assert b.idle_blocks("o") is False
+    b.requests["mine"] = Request("o", 8, 5.0, 0.0, 0.0)
+    b.reserved = {"n0": ("mine", 0.0)}
+    assert b.idle_blocks("o") is False  # its own next trial
+    b.requests["theirs"] = Request("p", 8, 5.0, 0.0, 0.0)
+    b.reserved = {"n0": ("theirs", 0.0)}
+    assert b.idle_blocks("o") is True and b.idle_blocks("p") is False
+
+
+def test_finish_estimates_divide_the_remaining_gpu_seconds_by_the_width_held() -> None:
+    b = lease_book()
+    b.queued = {"a": (2, (10.0, 10.0), 0), "b": (1, (), 0)}
+    b.requests["a1"] = Request("a", 4, 50.0, 0.0, 0.0)  # the larger request first
+    b.requests["a2"] = Request("a", 2, 100.0, 0.0, 0.0)
+    b.requests["b1"] = Request("b", 1, 30.0, 0.0, 0.0)
+    b.leases["a-run"] = Lease("a", 1, "n0", 0.0, expected_s=130.0)  # 30 s left at t=100
+    b.leases["a-late"] = Lease("a", 1, "n0", 0.0, expected_s=50.0)  # overdue: nothing left
+    b.leases["a-done"] = Lease("a", 4, "n1", 0.0, expected_s=500.0, released=90.0)  # ended
+    b.leases["b-run"] = Lease("b", 3, "n1", 0.0, expected_s=110.0)
+    assert b.finish_estimates(100.0) == {"a": (2 * 20 + 4 * 50 + 2 * 100 + 30) / 4, "b": (30 + 3 * 10) / 3}
+
+
+# -- the rules of thumb (bench_utilization's replay) -----------------------------------------------------------
+
+def req(owner: str, gpus: int, since: float, expected_s: float = 10.0) -> Request:
+    return Request(owner, gpus, expected_s, since, since)
+
+
+def served_first(order: str, *reqs: Request, now: float = 30.0, finish: dict[str, float] | None = None) -> Request:
+    b = GpuBook(order=order)
+    return min(reqs, key=lambda r: b._priority(r, now, finish or {}))
+
+
+def test_each_rule_of_thumb_serves_in_its_own_order() -> None:
+    old_small, new_large = req("a", 1, 0.0), req("b", 8, 10.0)
+    assert served_first("arrival", old_small, new_large) is old_small
+    assert served_first("arrival", req("a", 1, 0.0), big := req("b", 8, 0.0)) is big  # a tie: the larger
+    assert served_first("larger", old_small, new_large) is new_large
+    assert served_first("larger", req("a", 4, 0.0), early := req("b", 4, -1.0)) is early
+    late_sweep = {"a": 900.0, "b": 100.0}
+    assert served_first("finish", old_small, new_large, finish=late_sweep) is old_small  # 'a' would finish last
+    tie = {"a": 100.0, "b": 100.0}
+    assert served_first("finish", old_small, new_large, finish=tie) is new_large
+
+
+@pytest.mark.parametrize("order", ["finish", "larger"])
+def test_a_request_that_waited_its_own_duration_or_a_minute_goes_first(order: str) -> None:
+    waited = req("a", 1, 0.0, expected_s=10.0)
+    big = req("b", 8, 50.0)
+    finish = {"a": 1.0, "b": 900.0}
+    assert served_first(order, waited, big, now=59.9, finish=finish) is big
+    assert served_first(order, waited, big, now=60.0, finish=finish) is waited  # 60 s exactly: overdue
+    long = req("a", 1, 0.0, expected_s=100.0)
+    assert served_first(order, long, big, now=99.0, finish=finish) is big
+    assert served_first(order, long, big, now=100.0, finish=finish) is long
+
+
+def finish_book(**kw: Any) -> GpuBook:
+    b = GpuBook(order="finish", start_prior_s=0.0, **kw)
+    b.set_nodes({"n0": 8, "n1": 8})
+    return b
+
+
+def test_a_grant_records_its_start_and_duration_and_tick_names_it() -> None:
+    b = finish_book()
+    b.requests["k"] = Request("o", 2, 40.0, 1.0, 1.0)
+    b.seen["o"] = 1.0
+    b.queued["o"] = (2, (), 0)
+    assert b.tick(3.0) == ["k"]
+    lease = b.leases["k"]
+    assert (lease.owner, lease.gpus, lease.node, lease.start, lease.expected_s) == ("o", 2, "n0", 3.0, 40.0)
+
+
+def test_a_full_node_is_handed_to_the_sweep_whose_finished_trial_holds_it() -> None:
+    b = finish_book()
+    b.leases["other"] = Lease("x", 8, "n1", 0.0, expected_s=1000.0)
+    for i in range(8):
+        b.leases[f"a{i}"] = Lease("a", 1, "n0", 0.0, expected_s=1000.0, pg=f"pg{i}")
+    b.seen.update({"a": 0.0, "x": 0.0})
+    b.release("a3", now=1.0)  # Tune keeps its actor: n0 stays full
+    assert b.request("a", "a8", 1, 10.0, now=2.0, gone=lambda pg: False) == "n0"
+    assert "a3" not in b.leases and b.used("n0") == 8
+
+
+def test_off_reserved_nodes_first_then_the_own_finished_slot_then_best_fit() -> None:
+    b = finish_book()
+    b.set_nodes({"n0": 8, "n1": 8, "n2": 8})
+    b.seen.update({"a": 0.0, "g": 0.0, "x": 0.0})
+    b.leases["x0"] = Lease("x", 6, "n0", 0.0, expected_s=100.0)
+    b.leases["x2"] = Lease("x", 7, "n2", 0.0, expected_s=100.0)
+    b.leases["mine"] = Lease("a", 1, "n1", 0.0, pg="p", released=1.0)  # 'a's idle actor on n1 (7 free)
+    assert b.request("a", "a1", 1, 10.0, now=2.0, gone=lambda pg: False) == "n1"  # its own slot, not best fit
+    assert b.request("a", "a2", 1, 10.0, now=2.0) == "n2"  # best fit: the node it fills most
+    assert b.request("g", "gang", 8, 50.0, now=3.0, backlog=[50.0] * 9) is None
+    reserved = b.snapshot()["reserved"]
+    assert list(reserved.values()) == ["gang"]
+    assert b.request("a", "a3", 1, 5.0, now=4.0) not in reserved  # off the reserved node though it fits there
+
+
+def test_a_gang_reserves_the_big_enough_node_that_frees_first_and_short_trials_backfill_to_the_edge() -> None:
+    b = finish_book()
+    b.set_nodes({"small": 4, "n0": 8, "n1": 8})
+    b.seen.update({"x": 0.0, "g": 0.0, "s": 0.0})
+    b.leases["x0"] = Lease("x", 6, "n0", 0.0, expected_s=100.0)  # 2 free, all 8 at t=100
+    b.leases["x1"] = Lease("x", 4, "n1", 0.0, expected_s=500.0)  # 4 free, all 8 at t=500
+    b.leases["xs"] = Lease("x", 4, "small", 0.0, expected_s=20.0)  # frees first, but holds only 4 GPUs
+    assert b.request("g", "gang", 8, 50.0, now=10.0, backlog=[50.0] * 9) is None
+    assert b.snapshot()["reserved"] == {"n0": "gang"}
+    b.leases["x1b"] = Lease("x", 4, "n1", 0.0, expected_s=500.0)  # now only the reserved n0 has room
+    assert b.request("s", "over", 1, 91.0, now=10.0) is None  # would end after the gang could start
+    assert b.request("s", "half", 1, 0.5, now=10.0) == "n0"
+    assert b.request("s", "edge", 1, 90.0, now=10.0) == "n0"  # ends at t=100, exactly when the gang can start
+
+
+def test_the_plan_hands_a_sweep_its_own_idle_actor_before_a_tighter_fit() -> None:
+    b = lease_book()
+    b.set_nodes({"n0": 8, "n1": 8})
+    b.seen.update({"a": 0.0, "x": 0.0})
+    b.leases["x0"] = Lease("x", 7, "n0", 0.0, expected_s=1000.0)  # n0: 1 free, the tightest fit
+    b.leases["mine"] = Lease("a", 1, "n1", 0.0, pg="p", released=1.0)
+    assert b.request("a", "a1", 1, 10.0, now=2.0, gone=lambda pg: False) == "n1"
+    assert "mine" not in b.leases
+
+
+def test_the_plan_serves_a_sweeps_requests_oldest_first() -> None:
+    b = lease_book()
+    b.set_nodes({"n0": 1})
+    b.seen["x"] = 0.0
+    assert b.request("a", "z-old", 1, 10.0, now=0.0) == "n0"
+    b.leases["z-old"].released = None
+    b.release("z-old", now=1.0)
+    b.leases["block"] = Lease("x", 1, "n0", 0.0, expected_s=50.0)
+    assert b.request("a", "b-old", 1, 10.0, now=2.0) is None
+    assert b.request("a", "a-new", 1, 10.0, now=3.0) is None
+    del b.leases["block"]
+    assert b.tick(4.0) == ["b-old"]
+
+
+@pytest.mark.parametrize("limit", [0, 2])
+def test_the_plan_holds_a_whole_node_for_a_gang_sweep_between_its_trials(limit: int) -> None:
+    b = lease_book(ttl_s=1e9)
+    b.set_nodes({"n0": 8})
+    b.seen.update({"g": 0.0, "s": 0.0})
+    assert b.request("g", "g0", 8, 50.0, now=0.0, backlog=[50.0] * 5, limit=limit) == "n0"
+    b.release("g0", now=50.0)  # no placement group told: free at once, and g asks its next trial in a moment
+    assert b.request("s", "s0", 1, 600.0, now=50.0) is None  # a long small trial would push the gang sweep back
+
+
+def test_an_overdue_trial_is_planned_to_end_a_second_from_now_not_in_the_past() -> None:
+    b = lease_book(ttl_s=1e9)
+    b.set_nodes({"n0": 8})
+    b.seen.update({"x": 0.0, "g": 0.0})
+    b.leases["late"] = Lease("x", 8, "n0", 0.0, expected_s=50.0)  # should have ended at t=50
+    assert b.request("g", "gang", 8, 50.0, now=100.0, backlog=[50.0]) is None
+    assert b.reserved == {}  # not planned to start now: x is not told to drop an actor it still runs
+
+
+def test_the_plan_is_kept_for_five_seconds_while_nothing_changes() -> None:
+    b = lease_book()
+    q = [Queue("a", 1, (10.0,))]
+    first = b._plan([], q, 100.0, 2.0)
+    assert b._plan([], q, 104.9, 2.0) is first
+    assert b._plan([], q, 104.9, 2.04) is first  # start costs compared to a tenth of a second
+    assert b._plan([], q, 104.9, 2.1) is not first
+    again = b._plan([], q, 110.0, 2.1)
+    assert b._plan([], q, 114.9, 2.1) is again and b._plan([], q, 115.0, 2.1) is not again
+    moved = b._plan([], [Queue("a", 1, (20.0,))], 115.0, 2.1)
+    assert moved.at == 115.0 and b._plan([], [Queue("a", 1, (20.0,))], 116.0, 2.1) is moved
