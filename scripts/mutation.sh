@@ -82,6 +82,10 @@ declare -A TESTS=(
   [clowncar/strict_yaml.py]="tests/test_strict_yaml.py tests/test_config_rules.py tests/test_config.py"
   [clowncar/model/build.py]="tests/model/test_build_rules.py tests/model/test_sizes.py tests/model/test_seed_trainer_layouts.py tests/model/test_seed_model.py tests/model/test_dtype_flow.py tests/worker/test_optim.py"
   [clowncar/data/inspect_dir.py]="tests/data/test_inspect_rules.py"
+  [clowncar/events.py]="tests/test_events.py"
+  [clowncar/data/corpus.py]="tests/data/test_corpus_rules.py"
+  [clowncar/worker/loader.py]="tests/worker/test_train_batches.py"
+  [clowncar/store/longread.py]="tests/store/test_long_reads.py tests/store/test_frame_reads.py tests/store/test_contract.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
@@ -103,6 +107,7 @@ declare -A KEYWORDS=(
   [clowncar/store/lease.py]="not test_contract.py or lease"
   [clowncar/orchestrator/spec.py]="not test_bad_inputs.py or (specs: and not subprocess)"
   [clowncar/config.py]="not test_bad_inputs.py or (configs: and not subprocess)"
+  [clowncar/store/longread.py]="not postgresql"
   [clowncar/presets.py]="not (cli or lists_every_preset)"
   [clowncar/orchestrator/placement.py]="not random_workloads"
   [clowncar/orchestrator/plan.py]="not random_workloads"
@@ -134,7 +139,9 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/orchestrator/search.py clowncar/orchestrator/distinct.py clowncar/orchestrator/sweep_plan.py
        clowncar/orchestrator/rerun.py clowncar/config.py clowncar/presets.py
        clowncar/orchestrator/placement.py clowncar/orchestrator/plan.py clowncar/strict_yaml.py
-       clowncar/model/build.py clowncar/data/inspect_dir.py)
+       clowncar/model/build.py clowncar/data/inspect_dir.py clowncar/events.py
+       clowncar/data/corpus.py clowncar/worker/loader.py
+       clowncar/store/longread.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

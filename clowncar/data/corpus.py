@@ -14,12 +14,10 @@ DocsPer = Literal["file", "paragraph", "line"]
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 
-def _read_error(path: Path, exc: Exception) -> DataError:
+def _read_error(path: Path, exc: OSError | UnicodeDecodeError) -> DataError:
     if isinstance(exc, UnicodeDecodeError):
         return DataError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})")
-    if isinstance(exc, OSError):
-        return DataError(f"{path}: cannot read ({exc.strerror or exc})")
-    return DataError(f"{path}: cannot read ({exc})")
+    return DataError(f"{path}: cannot read ({exc.strerror or exc})")
 
 
 @dataclass(frozen=True)
