@@ -122,7 +122,7 @@ def test_inputs_that_cannot_be_read_are_one_exact_line(tmp_path: Path, monkeypat
 
 
 def test_inputs_are_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
-    """Where the locale's encoding is ASCII (the C locale, UTF-8 mode off) a corpus still reads as UTF-8. The child
+    """Where the locale's encoding is ASCII (LC_CTYPE C, UTF-8 mode off) a corpus still reads as UTF-8. The child
     imports the same `clowncar` as this process (under mutation testing, the mutated one)."""
     import subprocess
     import sys
@@ -131,10 +131,10 @@ def test_inputs_are_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
 
     (tmp_path / "a.txt").write_text("caf\u00e9 \u00fcber\n", encoding="utf-8")
     (tmp_path / "b.jsonl").write_text('{"text": "na\u00efve"}\n', encoding="utf-8")
-    script = ("import sys; from clowncar.data.corpus import Corpus; "
+    script = ("import locale, sys; locale.setlocale(locale.LC_CTYPE, 'C')\n"  # after start-up: argv and env read as usual
+              "from clowncar.data.corpus import Corpus; "
               "sys.stdout.write(ascii(list(Corpus.from_paths(sys.argv[1:]).documents())))")
-    env = {**os.environ, "PYTHONPATH": str(Path(clowncar.__file__).parents[1]), "LC_ALL": "C", "PYTHONUTF8": "0",
-           "PYTHONCOERCECLOCALE": "0"}
+    env = {**os.environ, "PYTHONPATH": str(Path(clowncar.__file__).parents[1]), "PYTHONUTF8": "0"}
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a.txt"), str(tmp_path / "b.jsonl")],
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -195,10 +195,10 @@ def test_the_manifest_is_read_as_utf8_whatever_the_locale(tmp_path: Path, tiny_t
     manifest = {"note": "donn\u00e9es", "datasets": [{"name": "d", "tokenizer_name": "t"}],
                 "tokenizers": [{"name": "t", "model_path": "tokenizers/t.model"}]}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
-    script = ("import sys; from pathlib import Path; from clowncar.data.inspect_dir import find_tokenizer; "
+    script = ("import locale, sys; locale.setlocale(locale.LC_CTYPE, 'C')\n"  # after start-up: argv and env read as usual
+              "from pathlib import Path; from clowncar.data.inspect_dir import find_tokenizer; "
               "print(find_tokenizer(Path(sys.argv[1])))")
-    env = {**os.environ, "PYTHONPATH": str(Path(clowncar.__file__).parents[1]), "LC_ALL": "C", "PYTHONUTF8": "0",
-           "PYTHONCOERCECLOCALE": "0"}
+    env = {**os.environ, "PYTHONPATH": str(Path(clowncar.__file__).parents[1]), "PYTHONUTF8": "0"}
     proc = subprocess.run([sys.executable, "-c", script, str(data)], capture_output=True, text=True, env=env,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
