@@ -87,6 +87,7 @@ declare -A TESTS=(
   [clowncar/worker/loader.py]="tests/worker/test_train_batches.py"
   [clowncar/store/longread.py]="tests/store/test_long_reads.py tests/store/test_frame_reads.py tests/store/test_contract.py"
   [clowncar/settings.py]="tests/test_settings_rules.py tests/test_settings.py"
+  [clowncar/orchestrator/trainable.py]="tests/orchestrator/test_trial_outcomes.py tests/orchestrator/test_search_rules.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
@@ -109,6 +110,7 @@ declare -A KEYWORDS=(
   [clowncar/orchestrator/spec.py]="not test_bad_inputs.py or (specs: and not subprocess)"
   [clowncar/config.py]="not test_bad_inputs.py or (configs: and not subprocess)"
   [clowncar/store/longread.py]="not postgresql"
+  [clowncar/orchestrator/trainable.py]="not test_search_rules.py or relay"
   [clowncar/presets.py]="not (cli or lists_every_preset)"
   [clowncar/orchestrator/placement.py]="not random_workloads"
   [clowncar/orchestrator/plan.py]="not random_workloads"
@@ -142,7 +144,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/orchestrator/placement.py clowncar/orchestrator/plan.py clowncar/strict_yaml.py
        clowncar/model/build.py clowncar/data/inspect_dir.py clowncar/events.py
        clowncar/data/corpus.py clowncar/worker/loader.py
-       clowncar/store/longread.py clowncar/settings.py)
+       clowncar/store/longread.py clowncar/settings.py clowncar/orchestrator/trainable.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2
