@@ -85,7 +85,7 @@ declare -A TESTS=(
   [clowncar/events.py]="tests/test_events.py"
   [clowncar/data/corpus.py]="tests/data/test_corpus_rules.py"
   [clowncar/worker/loader.py]="tests/worker/test_train_batches.py"
-  [clowncar/store/longread.py]="tests/store/test_long_reads.py tests/store/test_frame_reads.py tests/store/test_contract.py"
+  [clowncar/store/longread.py]="tests/store/test_long_read_values.py tests/store/test_long_reads.py tests/store/test_frame_reads.py"
   [clowncar/settings.py]="tests/test_settings_rules.py tests/test_settings.py"
   [clowncar/orchestrator/trainable.py]="tests/orchestrator/test_trial_outcomes.py tests/orchestrator/test_search_rules.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
@@ -109,7 +109,7 @@ declare -A KEYWORDS=(
   [clowncar/store/lease.py]="not test_contract.py or lease"
   [clowncar/orchestrator/spec.py]="not test_bad_inputs.py or (specs: and not subprocess)"
   [clowncar/config.py]="not test_bad_inputs.py or (configs: and not subprocess)"
-  [clowncar/store/longread.py]="not postgresql"
+  [clowncar/store/longread.py]="not postgresql or test_long_reads.py"
   [clowncar/orchestrator/trainable.py]="not test_search_rules.py or relay"
   [clowncar/presets.py]="not (cli or lists_every_preset)"
   [clowncar/orchestrator/placement.py]="not random_workloads"
@@ -169,6 +169,7 @@ declare -A SHARED_PG=(
   [clowncar/store/engine.py]=1
   [clowncar/store/migrations.py]=1
   [clowncar/store/lease.py]=1
+  [clowncar/store/longread.py]=1
 )
 
 # Everything below runs inside one function, which bash reads whole before running it: editing this file
