@@ -31,6 +31,7 @@ def main(argv: list[str]) -> int:
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 writes, as the real worker does
         return 0
     (out / "pid").write_text(str(os.getpid()))
+    (out / "cwd").write_text(os.getcwd())  # where the trainable started it
     if mode == "orphan":
         child = subprocess.Popen(["sleep", "600"])
         (out / "child_pid").write_text(str(child.pid))

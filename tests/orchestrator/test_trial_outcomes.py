@@ -111,6 +111,8 @@ def test_one_gpu_runs_the_launcher_and_several_run_torchrun_on_this_node(tmp_pat
     assert worker_command("clowncar.worker", cfg, out, 1) == [sys.executable, *args]
     assert worker_command("clowncar.worker", cfg, out, 4) == [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", *args]
+    assert worker_command("clowncar.worker", cfg, out, 2)[1:5] == ["-m", "torch.distributed.run", "--standalone",
+                                                                   "--nproc-per-node=2"]
 
 
 def test_the_worker_gets_the_trials_cpus_its_paths_the_compile_cache_and_its_launch_time(
@@ -128,7 +130,11 @@ def test_the_worker_gets_the_trials_cpus_its_paths_the_compile_cache_and_its_lau
     monkeypatch.delenv("PYTHONPATH")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/own")
     env = worker_env(ctx(), cpus=1.5, gpus=4)
-    assert env["OMP_NUM_THREADS"] == "1" and env["PYTHONPATH"] == "" and env["TORCHINDUCTOR_CACHE_DIR"] == "/own"
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1" and env["PYTHONPATH"] == ""
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == "/own"
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    extra = worker_env(ctx(extra_env={"CLOWNCAR_COMPILE_CACHE": "/node-cache"}), cpus=1, gpus=0)
+    assert extra["TORCHINDUCTOR_CACHE_DIR"] == "/node-cache"  # the cache the worker's environment names
     assert worker_env(ctx(), cpus=3, gpus=0)["OMP_NUM_THREADS"] == "3"
 
 
@@ -142,12 +148,18 @@ def test_the_relay_sends_each_row_once_and_nan_until_measured(tmp_path: Path) ->
                                                "artifact_bytes"))
     assert (first["train_loss_step"], first["val_bpb_step"], first["probe_loss_step"]) == (0, 0, 0)
     events.write_text('{"event":"step","step":3,"train_loss":null}\n{"event":"step","step":2,"train_loss":4.0}\n'
-                      '{"event":"other"}\n{"event":"eval","step":2,"val_bpb":null}\n')
+                      '{"event":"other"}\n{"event":"eval","step":2,"val_bpb":null}\n'
+                      '{"event":"probe","probe_loss":3.0}\n{"event":"step"}\n')
     rows = relay.poll()
-    assert [r["step"] for r in rows["steps"]] == [3, 2] and len(rows["evals"]) == 1 and rows["probes"] == []
+    assert [r.get("step") for r in rows["steps"]] == [3, 2, None] and [r["step"] for r in rows["evals"]] == [2]
+    assert rows["probes"] == [{"event": "probe", "probe_loss": 3.0}]
     out = relay.report(rows)
     assert out["step"] == 3 and out["train_loss"] == 4.0 and out["train_loss_step"] == 2 and math.isnan(
         out["val_bpb"])
+    assert out["probe_loss"] == 3.0 and out["probe_loss_step"] == 0  # measured at no step: 0
+    empty = Relay(tmp_path / "other.jsonl")
+    (tmp_path / "other.jsonl").write_text('{"event":"step"}\n')
+    assert empty.report(empty.poll())["step"] == 0
     assert relay.poll() == {"steps": [], "evals": [], "probes": []}  # nothing new: nothing sent twice
 
 
@@ -207,20 +219,34 @@ def run_contract(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(tune, "report", lambda metrics: reports.append(dict(metrics)))
     monkeypatch.setattr(trainable, "node_facts", lambda: {"host": "h:node", "pid": 1})
 
-    def run(mode: str, number: int = 3, attempt: int = 1,
-            params: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], Path]:
+    ranks: list[int] = []
+    real_command = trainable.worker_command
+
+    def command(module: str, config_path: Path, out: Path, gpus: int) -> list[str]:
+        ranks.append(gpus)  # no GPUs here: the ranks the trainable asked for are recorded, one process runs
+        return real_command(module, config_path, out, 1)
+
+    monkeypatch.setattr(trainable, "worker_command", command)
+
+    def run(mode: str, number: int | None = 3, attempt: int = 1, params: dict[str, Any] | None = None,
+            gpus: int = 0, launcher: str = "torchrun") -> tuple[list[dict[str, Any]], Path]:
         spec = spec_from_dict({"name": "t", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 1},
                                "space": {"model.crawler_loops": {"choice": [1, 2]}},
                                "overrides": {"data.dataset": mode, "train.iterations": 4,
                                              "train.max_wallclock_seconds": 0.2},
-                               "worker": {"module": "contract_worker"}})
+                               "resources": {"gpus": gpus, "cpus": 1, "placement": "ray"},
+                               "worker": {"module": "contract_worker", "launcher": launcher}})
         ctx = TrialContext(sweep="t", spec=spec.to_dict(), runs_dir=str(tmp_path / "runs"), size_cap=spec.size_cap(),
                            poll_s=0.02, heartbeat_s=60.0,
                            extra_env={"PYTHONPATH": os.pathsep.join([str(root), str(root / "benchmarks")])})
         reports.clear()
-        config = {"model.crawler_loops": 2, **(params or {}), "_cc": {"number": number, "attempt": attempt}}
+        ranks.clear()
+        config = {"model.crawler_loops": 2, **(params or {})}
+        if number is not None:
+            config["_cc"] = {"number": number, "attempt": attempt}
         trainable.run_trial(config, ctx)
-        return list(reports), tmp_path / "runs" / "trials" / "t" / f"{number:05d}-{attempt}"
+        run.ranks = list(ranks)  # type: ignore[attr-defined]
+        return list(reports), tmp_path / "runs" / "trials" / "t" / f"{number or 0:05d}-{attempt if number else 0}"
 
     return run
 
@@ -233,6 +259,10 @@ def test_a_trial_relays_every_row_once_and_ends_with_its_outcome(run_contract: A
     assert last["objective"] == 1.0 + 0.01 * (1337 % 7) and last["host"] == "h:node"
     steps = [row["step"] for r in reports for row in json.loads(r["new_rows"])["steps"]]
     assert steps == [1, 2, 3, 4] and last["last_step"] == 4
+    assert all(r["host"] == "h:node" for r in reports)
+    assert all(json.loads(r["new_rows"]) != {"steps": [], "evals": [], "probes": []} for r in reports[1:-1])
+    assert 0.0 < last["wall_s"] < 60.0
+    assert (trial_dir / "cwd").read_text() == str(trial_dir)  # the worker runs in its trial's folder
     trial = json.loads((trial_dir / "trial.json").read_text())
     assert trial["config"]["model"]["crawler_loops"] == 2 and trial["params"] == {"model.crawler_loops": 2}
     assert (trial["number"], trial["attempt"], trial["sweep"]) == (3, 1, "t")
@@ -253,3 +283,26 @@ def test_a_config_the_spec_cannot_build_is_an_error_report_without_a_worker(run_
     reports, trial_dir = run_contract("ok", params={"model.num_kv_heads": 3})  # a point the space allows
     assert len(reports) == 1 and reports[0]["status"] == "error" and reports[0]["final"] is True
     assert "num_kv_heads" in reports[0]["reason"] and not (trial_dir / "trial.json").exists()
+    assert json.loads(reports[0]["new_rows"]) == {} and reports[0]["host"] == "h:node" and reports[0]["wall_s"] == 0.0
+
+
+def test_a_trial_without_a_number_runs_in_trial_zero(run_contract: Any) -> None:
+    reports, trial_dir = run_contract("ok", number=None)
+    assert trial_dir.name == "00000-0" and (trial_dir / "result.json").exists() and reports[-1]["status"] == "ok"
+
+
+@pytest.mark.parametrize("gpus, launcher, ranks", [(2, "torchrun", 2), (2, "single", 1), (0, "torchrun", 0)])
+def test_torchrun_gets_a_rank_per_gpu_and_a_single_launcher_one_process(run_contract: Any, gpus: int,
+                                                                         launcher: str, ranks: int) -> None:
+    run_contract("ok", gpus=gpus, launcher=launcher)
+    assert run_contract.ranks == [ranks]
+
+
+def test_a_worker_s_own_children_do_not_outlive_the_trial(run_contract: Any) -> None:
+    reports, trial_dir = run_contract("orphan")
+    child = int((trial_dir / "child_pid").read_text())
+    for _ in range(50):  # bounded: 5 s
+        if not _alive(child):
+            break
+        time.sleep(0.1)
+    assert reports[-1]["status"] == "ok" and not _alive(child)
