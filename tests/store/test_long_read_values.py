@@ -134,6 +134,7 @@ def test_labels_joined_over_batches_equal_pandas_categorical_of_the_whole_column
     assert list(got.codes) == list(whole.codes) and got.codes.dtype == whole.codes.dtype
     empty = Labels([]).categorical()
     assert len(empty) == 0 and empty.codes.dtype == np.int8
+    assert empty.categories.dtype == pd.Categorical(np.array([], dtype=object)).categories.dtype  # as the plain path
     assert list(categorical(np.array(["x", None], dtype=object)).codes) == [0, -1]
 
 

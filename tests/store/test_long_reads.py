@@ -24,6 +24,8 @@ def _steps(first: int, last: int, phase: str | None = "main") -> list[dict]:
         r.update(kind=None, train_loss=None, tokens=None)
     for r in rows[3::11]:
         r.update(lr_scale=None, elapsed_ms=None, phase=None)
+    for r in rows[6::13] if phase else []:  # labels that CSV readers take for missing by default stay labels
+        r.update(phase="NA" if r["step"] % 2 else "null")
     return rows
 
 
