@@ -88,6 +88,7 @@ declare -A TESTS=(
   [clowncar/store/longread.py]="tests/store/test_long_read_values.py tests/store/test_long_reads.py tests/store/test_frame_reads.py"
   [clowncar/settings.py]="tests/test_settings_rules.py tests/test_settings.py"
   [clowncar/orchestrator/trainable.py]="tests/orchestrator/test_trial_outcomes.py tests/orchestrator/test_search_rules.py"
+  [clowncar/worker/startup.py]="tests/worker/test_startup_clock.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
@@ -144,7 +145,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/orchestrator/placement.py clowncar/orchestrator/plan.py clowncar/strict_yaml.py
        clowncar/model/build.py clowncar/data/inspect_dir.py clowncar/events.py
        clowncar/data/corpus.py clowncar/worker/loader.py
-       clowncar/store/longread.py clowncar/settings.py clowncar/orchestrator/trainable.py)
+       clowncar/store/longread.py clowncar/settings.py clowncar/orchestrator/trainable.py
+       clowncar/worker/startup.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2
