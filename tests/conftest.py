@@ -63,6 +63,28 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 
 
+@pytest.fixture
+def ascii_locale_child() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run Python `code` (with `args` as sys.argv[1:]) in a child whose locale encoding is ASCII and that imports
+    the same `clowncar` as this process (under mutation testing, the mutated one); fails on a non-zero exit.
+
+    The child switches its LC_CTYPE to C itself, after start-up, with UTF-8 mode off: LC_ALL=C in its environment
+    would also change how it decodes that environment, where mutmut names a method's mutant with a non-ASCII
+    character, and the child would silently run the original code."""
+    import clowncar
+
+    env = {**os.environ, "PYTHONPATH": str(Path(clowncar.__file__).parents[1]), "PYTHONUTF8": "0"}
+
+    def run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+        script = "import locale; locale.setlocale(locale.LC_CTYPE, 'C')\n" + code
+        proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+
+    return run
+
+
 def missing(message: str) -> None:
     """A fixture's file or service is not here: skip on a developer's machine, fail in CI (CI set), where
     everything the suite needs must be present and a skip would hide that it no longer ran."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,21 +90,11 @@ def test_held_secrets_leave_the_environment_but_not_the_settings(monkeypatch: py
     assert load_settings().store_url == "sqlite:///env.db"
 
 
-def test_a_secret_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
-    """Where the locale's encoding is ASCII (LC_CTYPE C, UTF-8 mode off) a non-ASCII password still reads. The
-    child imports the same `clowncar` as this process (under mutation testing, the mutated one)."""
-    import subprocess
-    import sys
-
-    import clowncar
-
+def test_a_secret_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path, ascii_locale_child: Any) -> None:
+    """Where the locale's encoding is ASCII a non-ASCII password still reads."""
     f = tmp_path / "url"
     f.write_text("postgresql://u:p\u00e4ss@h/db\n", encoding="utf-8")
     f.chmod(0o600)
-    script = ("import locale, sys; locale.setlocale(locale.LC_CTYPE, 'C')\n"  # after start-up: argv and env as usual
-              "from pathlib import Path; from clowncar.settings import read_secret_file; "
-              "sys.stdout.write(ascii(read_secret_file(Path(sys.argv[1]), 'X')))")
-    env = {**os.environ, "PYTHONPATH": str(Path(clowncar.__file__).parents[1]), "PYTHONUTF8": "0"}
-    proc = subprocess.run([sys.executable, "-c", script, str(f)], capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = ascii_locale_child("import sys; from pathlib import Path; from clowncar.settings import read_secret_file; "
+                              "sys.stdout.write(ascii(read_secret_file(Path(sys.argv[1]), 'X')))", str(f))
     assert proc.stdout == ascii("postgresql://u:p\u00e4ss@h/db")

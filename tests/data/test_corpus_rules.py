@@ -4,8 +4,8 @@ given (a directory's .txt files sorted, found recursively), and every unreadable
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,21 +121,11 @@ def test_inputs_that_cannot_be_read_are_one_exact_line(tmp_path: Path, monkeypat
     assert str(err.value) == f"{gone}: cannot read (No such file or directory)"
 
 
-def test_inputs_are_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
-    """Where the locale's encoding is ASCII (LC_CTYPE C, UTF-8 mode off) a corpus still reads as UTF-8. The child
-    imports the same `clowncar` as this process (under mutation testing, the mutated one)."""
-    import subprocess
-    import sys
-
-    import clowncar
-
+def test_inputs_are_read_as_utf8_whatever_the_locale(tmp_path: Path, ascii_locale_child: Any) -> None:
+    """Where the locale's encoding is ASCII a corpus still reads as UTF-8."""
     (tmp_path / "a.txt").write_text("caf\u00e9 \u00fcber\n", encoding="utf-8")
     (tmp_path / "b.jsonl").write_text('{"text": "na\u00efve"}\n', encoding="utf-8")
-    script = ("import locale, sys; locale.setlocale(locale.LC_CTYPE, 'C')\n"  # after start-up: argv and env read as usual
-              "from clowncar.data.corpus import Corpus; "
-              "sys.stdout.write(ascii(list(Corpus.from_paths(sys.argv[1:]).documents())))")
-    env = {**os.environ, "PYTHONPATH": str(Path(clowncar.__file__).parents[1]), "PYTHONUTF8": "0"}
-    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a.txt"), str(tmp_path / "b.jsonl")],
-                          capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = ascii_locale_child("import sys; from clowncar.data.corpus import Corpus; "
+                              "sys.stdout.write(ascii(list(Corpus.from_paths(sys.argv[1:]).documents())))",
+                              str(tmp_path / "a.txt"), str(tmp_path / "b.jsonl"))
     assert proc.stdout == ascii(["caf\u00e9 \u00fcber\n", "na\u00efve"])

@@ -435,27 +435,16 @@ def test_a_cached_file_that_vanished_reports_the_cached_file(tmp_path: Path) -> 
     assert list(dest.parent.iterdir()) == []
 
 
-def test_the_manifest_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
-    """Where the locale's encoding is ASCII (LC_CTYPE C, UTF-8 mode off) a manifest with non-ASCII text still
-    loads. The child imports the same `clowncar` as this process (under mutation testing, the mutated one); its
-    source hands over a local file as the download."""
-    import subprocess
-    import sys
-
-    import clowncar
-
+def test_the_manifest_is_read_as_utf8_whatever_the_locale(tmp_path: Path, ascii_locale_child: Any) -> None:
+    """Where the locale's encoding is ASCII a manifest with non-ASCII text still loads (the child's source hands
+    over a local file as the download)."""
     cached = tmp_path / "cache" / "manifest.json"
     cached.parent.mkdir()
     cached.write_text(json.dumps({"note": "donn\u00e9es", "datasets": []}, ensure_ascii=False), encoding="utf-8")
-    script = ("import locale, sys; locale.setlocale(locale.LC_CTYPE, 'C')\n"  # after start-up: argv and env read as usual
-              "from pathlib import Path; from clowncar.data.fetch import load_manifest\n"
-              "class Local:\n"
-              "    repo_id, remote_root = 'r', ''\n"
-              "    def download(self, name): return Path(sys.argv[1])\n"
-              "m = load_manifest(Local(), Path(sys.argv[2]), log=lambda line: None)\n"
-              "sys.stdout.write(ascii(m['note']))")
-    env = {**os.environ, "PYTHONPATH": str(Path(clowncar.__file__).parents[1]), "PYTHONUTF8": "0"}
-    proc = subprocess.run([sys.executable, "-c", script, str(cached), str(tmp_path / "data")], capture_output=True,
-                          text=True, env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = ascii_locale_child("import sys; from pathlib import Path; from clowncar.data.fetch import load_manifest\n"
+                              "class Local:\n"
+                              "    repo_id, remote_root = 'r', ''\n"
+                              "    def download(self, name): return Path(sys.argv[1])\n"
+                              "m = load_manifest(Local(), Path(sys.argv[2]), log=lambda line: None)\n"
+                              "sys.stdout.write(ascii(m['note']))", str(cached), str(tmp_path / "data"))
     assert proc.stdout == ascii("donn\u00e9es")

@@ -179,15 +179,8 @@ def test_a_broken_manifest_means_no_tokenizer_not_a_crash(tmp_path: Path, docs: 
 
 
 def test_the_manifest_is_read_as_utf8_whatever_the_locale(tmp_path: Path, tiny_tokenizer: tuple[Path, Any],
-                                                          docs: np.ndarray) -> None:
-    """A manifest with non-ASCII text still leads to the tokenizer where the locale's encoding is ASCII. The child
-    imports the same `clowncar` as this process (under mutation testing, the mutated one)."""
-    import os
-    import subprocess
-    import sys
-
-    import clowncar
-
+                                                          docs: np.ndarray, ascii_locale_child: Any) -> None:
+    """A manifest with non-ASCII text still leads to the tokenizer where the locale's encoding is ASCII."""
     model, _ = tiny_tokenizer
     data = layout(tmp_path / "datasets" / "d", docs)
     (tmp_path / "tokenizers").mkdir()
@@ -195,11 +188,6 @@ def test_the_manifest_is_read_as_utf8_whatever_the_locale(tmp_path: Path, tiny_t
     manifest = {"note": "donn\u00e9es", "datasets": [{"name": "d", "tokenizer_name": "t"}],
                 "tokenizers": [{"name": "t", "model_path": "tokenizers/t.model"}]}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
-    script = ("import locale, sys; locale.setlocale(locale.LC_CTYPE, 'C')\n"  # after start-up: argv and env read as usual
-              "from pathlib import Path; from clowncar.data.inspect_dir import find_tokenizer; "
-              "print(find_tokenizer(Path(sys.argv[1])))")
-    env = {**os.environ, "PYTHONPATH": str(Path(clowncar.__file__).parents[1]), "PYTHONUTF8": "0"}
-    proc = subprocess.run([sys.executable, "-c", script, str(data)], capture_output=True, text=True, env=env,
-                          timeout=60)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = ascii_locale_child("import sys; from pathlib import Path; from clowncar.data.inspect_dir import "
+                              "find_tokenizer; print(find_tokenizer(Path(sys.argv[1])))", str(data))
     assert proc.stdout.strip() == str(tmp_path / "tokenizers" / "t.model")

@@ -167,20 +167,8 @@ def test_the_study_open_error_shows_no_password(url: str) -> None:
     assert PW not in str(err.value) and MASK in str(err.value) and "\n" not in str(err.value)
 
 
-def test_a_private_file_is_written_as_utf8_whatever_the_locale(tmp_path) -> None:
-    """Where the locale's encoding is ASCII (LC_CTYPE C, UTF-8 mode off) a non-ASCII secret is still written, as
-    UTF-8. The child imports the same `clowncar` as this process (under mutation testing, the mutated one)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import clowncar
-
-    script = ("import locale, sys; locale.setlocale(locale.LC_CTYPE, 'C')\n"  # after start-up: argv and env read as usual
-              "from pathlib import Path; from clowncar.redact import write_private; "
-              "write_private(Path(sys.argv[1]), 'p\\u00e4ss\\u00a7')")
-    env = {**os.environ, "PYTHONPATH": str(Path(clowncar.__file__).parents[1]), "PYTHONUTF8": "0"}
-    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "pgpass")], capture_output=True, text=True,
-                          env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+def test_a_private_file_is_written_as_utf8_whatever_the_locale(tmp_path, ascii_locale_child) -> None:
+    """Where the locale's encoding is ASCII a non-ASCII secret is still written, as UTF-8."""
+    ascii_locale_child("import sys; from pathlib import Path; from clowncar.redact import write_private; "
+                       "write_private(Path(sys.argv[1]), 'p\\u00e4ss\\u00a7')", str(tmp_path / "pgpass"))
     assert (tmp_path / "pgpass").read_bytes() == "p\u00e4ss\u00a7".encode()
