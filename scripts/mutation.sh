@@ -89,6 +89,21 @@ declare -A TESTS=(
   [clowncar/settings.py]="tests/test_settings_rules.py tests/test_settings.py"
   [clowncar/orchestrator/trainable.py]="tests/orchestrator/test_trial_outcomes.py tests/orchestrator/test_search_rules.py"
   [clowncar/worker/startup.py]="tests/worker/test_startup_clock.py"
+  [clowncar/data/atomic.py]="tests/data/test_atomic_publish.py"
+  [clowncar/worker/progress.py]="tests/worker/test_progress_display.py"
+  [clowncar/worker/provenance.py]="tests/worker/test_provenance.py"
+  [clowncar/store/importers/base.py]="tests/store/test_legacy_fields.py"
+  [clowncar/analysis/plots.py]="tests/analysis/test_plot_data.py"
+  [clowncar/worker/dist.py]="tests/worker/test_dist_plumbing.py"
+  [clowncar/worker/heap.py]="tests/worker/test_heap.py"
+  [clowncar/worker/compiled.py]="tests/worker/test_compile_modes.py"
+  [clowncar/store/importers/__init__.py]="tests/store/test_import_reports.py tests/store/test_importers.py"
+  [clowncar/store/import_command.py]="tests/store/test_import_reports.py"
+  [clowncar/doctor.py]="tests/test_doctor.py"
+  [clowncar/worker/artifact_commands.py]="tests/worker/test_artifact_command.py"
+  [clowncar/orchestrator/workers.py]="tests/orchestrator/test_worker_registry.py"
+  [clowncar/orchestrator/embedded.py]="tests/orchestrator/test_embedded_reaper.py"
+  [clowncar/data/demo.py]="tests/data/test_demo_rules.py tests/data/test_demo.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
@@ -115,6 +130,8 @@ declare -A KEYWORDS=(
   [clowncar/presets.py]="not (cli or lists_every_preset)"
   [clowncar/orchestrator/placement.py]="not random_workloads"
   [clowncar/orchestrator/plan.py]="not random_workloads"
+  [clowncar/doctor.py]="not command"
+  [clowncar/store/importers/__init__.py]="not test_importers.py or truncated_file_is_refused_whole"
 )
 # module -> mutmut's timeout_multiplier (default 15: a mutant may take 30x its tests' CPU time before it counts as a
 # timeout, which counts as killed). train.py's mutants that break a loop's exit run trials of 100,000 steps: at 30x
@@ -146,7 +163,13 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/model/build.py clowncar/data/inspect_dir.py clowncar/events.py
        clowncar/data/corpus.py clowncar/worker/loader.py
        clowncar/store/longread.py clowncar/settings.py clowncar/orchestrator/trainable.py
-       clowncar/worker/startup.py)
+       clowncar/worker/startup.py clowncar/data/atomic.py
+       clowncar/worker/progress.py clowncar/worker/provenance.py clowncar/store/importers/base.py
+       clowncar/analysis/plots.py clowncar/worker/dist.py clowncar/worker/heap.py clowncar/worker/compiled.py
+       clowncar/store/importers/__init__.py clowncar/store/import_command.py
+       clowncar/doctor.py clowncar/worker/artifact_commands.py
+       clowncar/orchestrator/workers.py clowncar/orchestrator/embedded.py
+       clowncar/data/demo.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

@@ -73,7 +73,8 @@ def kjv_chapters(path: Path) -> list[str]:
                 if line.strip():
                     row = json.loads(line)
                     chapters.setdefault((row["book"], int(row["chapter"])), []).append(row["text"].strip())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError,
+            AttributeError) as exc:  # AttributeError: a verse whose text is not a string
         raise DataError(f"{path}:{lineno}: cannot read the demo corpus ({type(exc).__name__}: {exc})") from None
     return ["\n".join(verses) for verses in chapters.values()]
 

@@ -71,3 +71,70 @@ def test_git_state_outside_a_checkout_is_unknown(tmp_path: Path) -> None:
 def test_peak_memory_on_cpu_is_the_resident_set_in_bytes() -> None:
     peak = prov.peak_memory_bytes(torch.device("cpu"))
     assert 10 << 20 < peak < 64 << 30  # a Python process with torch loaded: tens of MiB at least, in bytes
+
+
+def test_a_result_names_its_checkout_host_and_processor() -> None:
+    import platform
+    import socket
+
+    cfg = load_config(preset="tiny-cpu")
+    out = prov.provenance(cfg, torch.device("cpu"), world_size=1)
+    assert (out["git_commit"], out["git_dirty"]) == prov.git_state(prov.REPO_ROOT)
+    assert out["host"] == socket.gethostname()
+    assert out["device"] == f"cpu:{platform.processor() or platform.machine()}"
+    assert out["seed"] == cfg.train.seed and out["world_size"] == 1
+    assert set(prov.library_versions()) <= set(out)
+
+
+def test_the_checkout_is_the_one_holding_the_clowncar_package() -> None:
+    assert (prov.REPO_ROOT / "clowncar" / "worker" / "provenance.py").is_file()
+
+
+def test_an_unnamed_processor_is_named_by_its_machine_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    monkeypatch.setattr(platform, "processor", lambda: "")
+    monkeypatch.setattr(platform, "machine", lambda: "riscv64")
+    assert prov.device_name(torch.device("cpu")) == "cpu:riscv64"
+    monkeypatch.setattr(platform, "processor", lambda: "x86_64-fancy")
+    assert prov.device_name(torch.device("cpu")) == "cpu:x86_64-fancy"
+
+
+def test_peak_memory_reads_kib_on_linux_and_bytes_on_macos(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    class Usage:
+        ru_maxrss = 1000
+
+    seen: list[int] = []
+    monkeypatch.setattr(resource, "getrusage", lambda who: seen.append(who) or Usage())
+    monkeypatch.setattr(prov.sys, "platform", "linux")
+    assert prov.peak_memory_bytes(torch.device("cpu")) == 1_024_000
+    monkeypatch.setattr(prov.sys, "platform", "darwin")
+    assert prov.peak_memory_bytes(torch.device("cpu")) == 1000
+    assert seen == [resource.RUSAGE_SELF] * 2
+
+
+def test_a_gpu_result_names_and_measures_the_gpu_it_ran_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[object] = []
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d: asked.append(d) or "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d: asked.append(d) or 21 << 30)
+    gpu = torch.device("cuda", 3)
+    assert prov.device_name(gpu) == "cuda:NVIDIA H200"
+    assert prov.peak_memory_bytes(gpu) == 21 << 30
+    assert asked == [gpu, gpu]  # the trial's own GPU, not the current default one
+
+
+def test_the_cuda_torch_was_built_for_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    assert prov.library_versions()["cuda"] == "12.8"
+
+
+def test_a_git_that_hangs_is_given_up_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def hanging_git(cmd, **kwargs):
+        if kwargs.get("timeout") is None:
+            raise AssertionError("git ran without a timeout: a hung git would hang the trial")
+        raise subprocess.TimeoutExpired(cmd, kwargs["timeout"])
+
+    monkeypatch.setattr(prov.subprocess, "run", hanging_git)
+    assert prov.git_state(tmp_path) == (None, None)

@@ -1,0 +1,249 @@
+"""`clowncar artifact inspect` and `clowncar artifact eval` in this process, on an artifact of a tiny crawler:
+bytes counted tensor by tensor as stored (int8 codes plus fp16 row scales, passthrough at its stored width), the
+size against the cap the artifact's own config names, a config edited after export flagged, and the eval's
+windows, token budget and device. (Both commands as a user runs them, and the eval reproducing a trial's
+round-trip BPB, are in test_artifact.py and test_artifact_trial.py.)"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from clowncar.config import dict_hash
+from clowncar.errors import ClownCarError, ConfigError, DataError
+from clowncar.model import build_model
+from clowncar.worker.artifact import export_artifact, load_model_from_artifact, pack, unpack
+from clowncar.worker.artifact_commands import (
+    _as_dict,
+    _device,
+    _hash_text,
+    _size_cap,
+    _summary,
+    evaluate,
+    inspect,
+)
+from clowncar.worker.code_bytes import code_bytes
+
+QUANT = ["quant.enabled=true", "quant.flat_scheme=gptq_int6", "quant.crawler_scheme=int8",
+         "quant.passthrough_max_numel=256", "quant.gptq_calib_seqs=4", "quant.gptq_calib_seq_len=32",
+         "quant.zstd_level=3"]
+
+
+@pytest.fixture
+def exported(tiny_cfg: Callable[..., Any], tmp_path: Path) -> tuple[Path, Any, torch.nn.Module]:
+    cfg = tiny_cfg(*QUANT)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    calib = torch.randint(cfg.model.vocab_size, (4, 32), generator=torch.Generator().manual_seed(1))
+    path = tmp_path / "model.ptz"
+    export_artifact(model, cfg, calib, path)
+    return path, cfg, model
+
+
+def rewrite(path: Path, edit: Callable[[dict[str, Any]], None], rehash: bool = True) -> None:
+    """Change the stored meta (and so the file's size), keeping the payload: what a hand-edited file looks like."""
+    meta, payload = unpack(path.read_bytes())
+    edit(meta)
+    if rehash:
+        meta["config_hash"] = dict_hash(meta["config"])
+    path.write_bytes(pack(meta, payload, meta["config"]["quant"]["compressor"], 3))
+
+
+def test_each_tensor_is_counted_as_stored_and_groups_add_up(exported) -> None:
+    path, _, model = exported
+    s = _summary(path)
+    tensors = {t["name"]: t for t in s["tensors"]}
+    q = tensors["crawler_blocks.0.attn.c_q.weight"]
+    assert (q["group"], q["scheme"], q["shape"], q["dtype"]) == ("crawler", "int8", [32, 32], "float32")
+    assert q["stored_bytes"] == 32 * 32 + 32 * 2  # one byte a code, an fp16 scale a row
+    fc = tensors["flat_blocks.0.mlp.fc.weight"]
+    assert (fc["scheme"], fc["stored_bytes"]) == ("gptq_int6", 64 * 32 + 64 * 2)  # int6 codes still take a byte
+    assert tensors["bigram.scale"]["shape"] == [] and tensors["bigram.scale"]["stored_bytes"] == 2  # fp16 scalar
+    assert tensors["smear.gate"]["stored_bytes"] == 32 * 4  # fp32 control tensor
+    state = model.state_dict()
+    assert set(tensors) == set(state)
+    for name, t in tensors.items():
+        assert t["shape"] == list(state[name].shape), name
+    meta, _ = unpack(path.read_bytes())
+    for group, g in s["groups"].items():
+        members = [t for t in s["tensors"] if t["group"] == group]
+        assert g["tensors"] == len(members)
+        assert g["params"] == sum(state[t["name"]].numel() for t in members)
+        assert g["stored_bytes"] == sum(t["stored_bytes"] for t in members) == meta["group_bytes"][group]
+        assert g["schemes"] == sorted({t["scheme"] for t in members})
+    assert s["groups"]["passthrough"]["schemes"] == ["fp16", "fp32"]
+
+
+def test_the_size_is_file_plus_code_under_the_recorded_rule(exported) -> None:
+    path, cfg, _ = exported
+    s = _summary(path)
+    assert s["artifact_file_bytes"] == path.stat().st_size
+    assert s["artifact_code_rule"] == "challenge" and s["artifact_code_bytes"] == code_bytes("challenge")
+    assert s["artifact_bytes"] == path.stat().st_size + code_bytes("challenge")
+    assert (s["size_cap_bytes"], s["over_cap"]) == (16_000_000, False)
+    assert s["config_hash"] == s["config_hash_written"] == cfg.content_hash() and s["config_hash_matches"]
+    assert s["format"] == "clowncar-artifact/1" and s["file"] == str(path)
+    assert s["calib_tokens"] == 4 * 32 and "flat_blocks.0.mlp.fc.weight" in s["calibrated"]
+    assert s["quant_schemes"]["crawler"] == "int8" and s["aliases"] == {}
+
+    rewrite(path, lambda m: m.update(code_rule="eval_path"))
+    s = _summary(path)
+    assert s["artifact_code_rule"] == "eval_path"
+    assert s["artifact_bytes"] == path.stat().st_size + code_bytes("eval_path") < path.stat().st_size + code_bytes()
+    rewrite(path, lambda m: m.pop("code_rule"))
+    assert _summary(path)["artifact_code_rule"] == "eval_path"  # written before the rule was recorded
+
+
+def test_a_total_equal_to_the_cap_fits_and_one_byte_more_does_not(exported) -> None:
+    path, _, _ = exported
+
+    def set_cap(cap: int) -> dict[str, Any]:
+        rewrite(path, lambda m: m["config"]["quant"].update(size_cap_bytes=cap))
+        return _summary(path)
+
+    cap = 1_000_000
+    for _ in range(5):  # the cap is written in the file, so the file's size moves with its digits
+        cap = set_cap(cap)["artifact_bytes"]
+    s = set_cap(cap)
+    assert s["artifact_bytes"] == s["size_cap_bytes"] == cap and s["over_cap"] is False
+    s = set_cap(cap - 1)
+    assert s["artifact_bytes"] == cap and s["over_cap"] is True
+
+
+def test_an_unknown_code_rule_or_a_missing_cap_is_a_damaged_artifact(exported, tmp_path: Path) -> None:
+    path, _, _ = exported
+    rewrite(path, lambda m: m.update(code_rule="whole_repo"))
+    with pytest.raises(DataError) as err:
+        _summary(path)
+    assert str(err.value) == f"{path} is not a valid clowncar artifact: unknown code-byte rule 'whole_repo'"
+    for config in ({}, {"quant": 3}, {"quant": {}}, {"quant": {"size_cap_bytes": 0}},
+                   {"quant": {"size_cap_bytes": True}}, {"quant": {"size_cap_bytes": "16MB"}},
+                   {"quant": {"size_cap_bytes": 1.5e7}}):
+        with pytest.raises(DataError) as err:
+            _size_cap(path, config)
+        assert str(err.value) == f"{path}: its stored config has no valid quant.size_cap_bytes"
+    assert _size_cap(path, {"quant": {"size_cap_bytes": 1}}) == 1
+
+
+def test_a_config_edited_after_export_is_flagged_not_trusted(exported, capsys) -> None:
+    path, cfg, _ = exported
+    rewrite(path, lambda m: m["config"]["train"].update(seed=999), rehash=False)
+    s = _summary(path)
+    assert s["config_hash_written"] == cfg.content_hash() and s["config_hash"] != cfg.content_hash()
+    assert s["config_hash_matches"] is False
+    assert _hash_text(s) == (f"config_hash {s['config_hash']}; the file claims {cfg.content_hash()}, which does "
+                             "NOT match its stored config")
+    inspect(path, as_json=False)
+    assert "does NOT match" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_inspect_prints_sizes_schemes_groups_and_tensors(exported, capsys) -> None:
+    path, cfg, _ = exported
+    s = _summary(path)
+    inspect(path, as_json=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{path}  (clowncar-artifact/1, config_hash {cfg.content_hash()})"
+    assert lines[1] == (f"artifact bytes {s['artifact_bytes']:,} = file {s['artifact_file_bytes']:,} + code "
+                        f"{s['artifact_code_bytes']:,} (challenge rule); cap 16,000,000 (under the cap)")
+    assert lines[2] == "schemes: " + ", ".join(f"{g}={v}" for g, v in s["quant_schemes"].items())
+    assert lines[3] == f"GPTQ-calibrated weights: {len(s['calibrated'])} on 128 calibration tokens"
+    assert lines[5].split() == ["group", "tensors", "params", "stored", "bytes", "schemes"]
+    crawler = next(line for line in lines if line.startswith("crawler "))
+    g = s["groups"]["crawler"]
+    assert crawler.split() == ["crawler", str(g["tensors"]), f"{g['params']:,}", f"{g['stored_bytes']:,}", "int8"]
+    assert next(line for line in lines if line.startswith("passthrough ")).endswith("  fp16, fp32")
+    row = next(line for line in lines if line.startswith("crawler_blocks.0.attn.c_q.weight "))
+    assert row.split() == ["crawler_blocks.0.attn.c_q.weight", "crawler", "int8", "float32", "32x32"]
+    assert next(line for line in lines if line.startswith("bigram.scale ")).endswith(" scalar")
+
+
+def test_inspect_json_is_the_summary(exported, capsys) -> None:
+    path, _, _ = exported
+    inspect(path, as_json=True)
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(_summary(path)))
+
+
+def test_an_artifact_over_the_cap_says_so(exported, capsys) -> None:
+    path, _, _ = exported
+    rewrite(path, lambda m: m["config"]["quant"].update(size_cap_bytes=1000))
+    inspect(path, as_json=False)
+    assert capsys.readouterr().out.splitlines()[1].endswith("; cap 1,000 (OVER the cap)")
+
+
+def test_device_choice_follows_the_trials_rule() -> None:
+    assert _device("auto", True) == "cuda" and _device("auto", False) == "cpu"
+    assert _device("cpu", True) == "cpu" and _device("cuda", True) == "cuda"
+    with pytest.raises(ConfigError) as err:
+        _device("cuda", False)
+    assert str(err.value) == "--device is cuda but no CUDA device is available"
+    with pytest.raises(ConfigError) as err:
+        _device("gpu", True)
+    assert str(err.value) == "--device must be cpu, cuda or auto, not 'gpu'"
+
+
+def test_any_evaluation_result_shape_becomes_a_dict() -> None:
+    assert _as_dict({"val_bpb": 1.5}) == {"val_bpb": 1.5}
+    assert _as_dict(collections.namedtuple("R", "val_bpb tokens")(1.5, 10)) == {"val_bpb": 1.5, "tokens": 10}
+
+    @dataclasses.dataclass
+    class R:
+        val_bpb: float
+
+    assert _as_dict(R(1.25)) == {"val_bpb": 1.25}
+    with pytest.raises(ClownCarError) as err:
+        _as_dict(1.5)
+    assert str(err.value) == "unexpected evaluation result float"
+
+
+def run_eval(path: Path, data: Path, capsys, **options: Any) -> dict[str, Any]:
+    evaluate(path, data=data, tokenizer=options.pop("tokenizer", None), max_tokens=options.pop("max_tokens", None),
+             stride=options.pop("stride", None), device=options.pop("device", "cpu"))
+    return json.loads(capsys.readouterr().out)
+
+
+def test_eval_scores_the_artifact_alone_with_the_configs_windows(exported, tiny_data: Path, capsys) -> None:
+    from clowncar.data.bpb import build_byte_luts
+    from clowncar.data.shards import list_shards
+    from clowncar.data.stream import load_validation_tokens
+    from clowncar.data.tokenizer import load_tokenizer
+    from clowncar.worker.evaluate import evaluate_bpb
+
+    path, cfg, _ = exported
+    out = run_eval(path, tiny_data, capsys)
+    assert set(out) == {"file", "config_hash", "config_hash_written", "config_hash_matches", "weights",
+                        "standard", "sliding"}
+    assert out["weights"] == "quantized" and out["config_hash"] == cfg.content_hash()
+    assert out["standard"]["tokens_scored"] == cfg.eval.max_tokens  # the config's budget: 2048 tokens
+    model, _ = load_model_from_artifact(path)
+    tokens = torch.from_numpy(load_validation_tokens(list_shards(tiny_data, cfg.data.val_glob), 32, 2048)
+                              .astype("int64"))
+    luts = build_byte_luts(load_tokenizer(tiny_data / "tokenizer.model"), cfg.model.vocab_size)
+    assert out["standard"] == evaluate_bpb(model, tokens, luts, 32, 0, cfg.eval.batch_tokens)
+    assert out["sliding"] == evaluate_bpb(model, tokens, luts, 32, 8, cfg.eval.batch_tokens)
+
+
+def test_eval_options_override_the_budget_and_the_stride(exported, tiny_data: Path, capsys) -> None:
+    path, _, _ = exported
+    out = run_eval(path, tiny_data, capsys, max_tokens=512, stride=0,
+                   tokenizer=tiny_data / "tokenizer.model")
+    assert "sliding" not in out and out["standard"]["tokens_scored"] == 512
+    out = run_eval(path, tiny_data, capsys, max_tokens=256, stride=32)
+    assert out["sliding"]["tokens_scored"] == out["standard"]["tokens_scored"] == 256
+    assert out["sliding"] == out["standard"]  # a stride of the whole window is the standard eval
+
+
+def test_eval_refuses_a_stride_past_the_window_and_a_folder_without_shards(exported, tmp_path: Path) -> None:
+    path, _, _ = exported
+    with pytest.raises(ConfigError) as err:
+        evaluate(path, data=tmp_path, tokenizer=None, max_tokens=None, stride=33, device="cpu")
+    assert str(err.value) == "--stride 33 must not exceed the eval sequence length (32)"
+    with pytest.raises(DataError) as err:
+        evaluate(path, data=tmp_path, tokenizer=None, max_tokens=None, stride=32, device="cpu")
+    assert str(err.value) == f"no validation shards matching fineweb_val_*.bin in {tmp_path}"
