@@ -50,6 +50,8 @@ def redact_url(url: str) -> str:
         parsed = make_url(url)
     except (ArgumentError, ValueError, TypeError):
         return redact_text(url)
+    if parsed.password is None and not parsed.query:
+        return redact_text(url)  # nothing the parser hides: keep the text as typed (sqlite:///:memory:, not %3A)
     # The parser finds the userinfo password even where the text rules cannot (a raw space in it); a secret in
     # the query is percent-encoded by the rendering, which leaves it one token for redact_text to mask.
     return redact_text(parsed.render_as_string(hide_password=True))

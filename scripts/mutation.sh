@@ -99,11 +99,12 @@ declare -A TESTS=(
   [clowncar/worker/compiled.py]="tests/worker/test_compile_modes.py"
   [clowncar/store/importers/__init__.py]="tests/store/test_import_reports.py tests/store/test_importers.py"
   [clowncar/store/import_command.py]="tests/store/test_import_reports.py"
-  [clowncar/doctor.py]="tests/test_doctor.py"
+  [clowncar/doctor.py]="tests/test_doctor_rows.py tests/test_doctor.py"
   [clowncar/worker/artifact_commands.py]="tests/worker/test_artifact_command.py"
   [clowncar/orchestrator/workers.py]="tests/orchestrator/test_worker_registry.py"
   [clowncar/orchestrator/embedded.py]="tests/orchestrator/test_embedded_reaper.py"
   [clowncar/data/demo.py]="tests/data/test_demo_rules.py tests/data/test_demo.py"
+  [clowncar/cli.py]="tests/test_cli.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
@@ -130,7 +131,7 @@ declare -A KEYWORDS=(
   [clowncar/presets.py]="not (cli or lists_every_preset)"
   [clowncar/orchestrator/placement.py]="not random_workloads"
   [clowncar/orchestrator/plan.py]="not random_workloads"
-  [clowncar/doctor.py]="not command"
+  [clowncar/doctor.py]="not test_doctor.py or not (command or demo_build or json)"
   [clowncar/store/importers/__init__.py]="not test_importers.py or truncated_file_is_refused_whole"
 )
 # module -> mutmut's timeout_multiplier (default 15: a mutant may take 30x its tests' CPU time before it counts as a
@@ -169,7 +170,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/store/importers/__init__.py clowncar/store/import_command.py
        clowncar/doctor.py clowncar/worker/artifact_commands.py
        clowncar/orchestrator/workers.py clowncar/orchestrator/embedded.py
-       clowncar/data/demo.py)
+       clowncar/data/demo.py clowncar/cli.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

@@ -172,3 +172,11 @@ def test_a_private_file_is_written_as_utf8_whatever_the_locale(tmp_path, ascii_l
     ascii_locale_child("import sys; from pathlib import Path; from clowncar.redact import write_private; "
                        "write_private(Path(sys.argv[1]), 'p\\u00e4ss\\u00a7')", str(tmp_path / "pgpass"))
     assert (tmp_path / "pgpass").read_bytes() == "p\u00e4ss\u00a7".encode()
+
+
+def test_a_url_without_a_secret_is_shown_as_typed() -> None:
+    for url in ("sqlite:///:memory:", "sqlite:////data/runs:2026/c.db", "sqlite:///runs%20x/c.db",
+                "postgresql+psycopg://clown@db.lan:5432/runs"):
+        assert redact_url(url) == url
+    assert redact_url("postgresql://u:pw@h/db?sslmode=require") == "postgresql://u:***@h/db?sslmode=require"
+    assert redact_url("postgresql://u@h/db?password=pw") == "postgresql://u@h/db?password=***"

