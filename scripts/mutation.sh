@@ -105,6 +105,7 @@ declare -A TESTS=(
   [clowncar/orchestrator/embedded.py]="tests/orchestrator/test_embedded_reaper.py"
   [clowncar/data/demo.py]="tests/data/test_demo_rules.py tests/data/test_demo.py"
   [clowncar/cli.py]="tests/test_cli.py"
+  [clowncar/store/commands.py]="tests/store/test_store_command_output.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
@@ -170,7 +171,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/store/importers/__init__.py clowncar/store/import_command.py
        clowncar/doctor.py clowncar/worker/artifact_commands.py
        clowncar/orchestrator/workers.py clowncar/orchestrator/embedded.py
-       clowncar/data/demo.py clowncar/cli.py)
+       clowncar/data/demo.py clowncar/cli.py clowncar/store/commands.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

@@ -1,0 +1,241 @@
+"""`clowncar store ls / show / export` in this process, on a SQLite store filled here: the exact lines a user reads,
+the files export writes (and never half-writes), and one-line refusals. (The commands run as a user runs them in
+test_commands.py.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clowncar.errors import StoreError
+from clowncar.store import open_store
+from clowncar.store.commands import _fmt, _parquet_ready, _table, export, ls, show
+from clowncar.store.importers import import_paths
+
+LOG = ("step:1/4 train_loss:5.0000 train_time:10ms step_avg:10.00ms\n"
+       "step:2/4 train_loss:4.5000 train_time:20ms step_avg:10.00ms\n"
+       "step:2/4 val_loss:4.4 val_bpb:2.6\n"
+       "final_int8_zlib_roundtrip_exact val_loss:2.0 val_bpb:1.2345\n")
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> tuple[str, str, Path]:
+    """A store with one imported sweep `a` (one trial, with an artifact row); returns (url, trial uid, log)."""
+    log = tmp_path / "a.log"
+    log.write_text(LOG)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(url) as st:
+        (rep,) = import_paths(st, [log])
+        st.add_artifact(rep.uids[0], 0, "/runs/a/model.ptz", 9_100_000, code_bytes=250_008, sha256="ab12")
+    return url, rep.uids[0], log
+
+
+def test_values_are_shown_short_or_exact_and_missing_as_a_dash() -> None:
+    assert _fmt(None) == "-" and _fmt(float("nan")) == "-" and _fmt(float("nan"), exact=True) == "-"
+    assert _fmt(1.18130001234) == "1.1813" and _fmt(1.18130001234, exact=True) == "1.18130001234"
+    assert _fmt(123456789.0) == "1.2345679e+08"
+    assert _fmt(dt.datetime(2026, 3, 5, 7, 9, 59)) == "2026-03-05 07:09"
+    assert _fmt(3) == "3" and _fmt("x") == "x" and _fmt(True) == "True"
+
+
+def test_tables_pad_every_column_to_its_widest_cell() -> None:
+    assert _table([["a", 1.5], ["long-name", None]], ["name", "bpb"]).splitlines() == [
+        "name       bpb", "a          1.5", "long-name  -"]
+    assert _table([], ["x", "y"]) == "x  y"
+
+
+def test_ls_lists_sweeps_with_counts_and_best_bpb(filled, capsys) -> None:
+    url, _, _ = filled
+    ls(None, store=url)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"store: {url}"
+    assert lines[1].split() == ["name", "source", "status", "trials", "ok", "running", "failed", "best_val_bpb",
+                                "created_at"]
+    assert lines[2].split()[:8] == ["a", "import", "imported", "1", "1", "0", "0", "1.2345"]
+
+
+def test_ls_of_a_sweep_lists_its_trials(filled, capsys) -> None:
+    url, uid, log = filled
+    ls("a", store=url)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["number", "trial_uid", "attempt", "status", "val_bpb", "q_val_bpb", "steps", "node",
+                                "reason"]
+    assert lines[1].split() == ["0", uid, "0", "ok", "2.6", "1.2345", "2", "-", "imported", "from", str(log)]
+
+
+def test_an_empty_store_says_so_and_an_unknown_sweep_is_refused(tmp_path: Path, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    open_store(url).close()
+    ls(None, store=url)
+    assert capsys.readouterr().out.splitlines() == [f"store: {url}", "no sweeps"]
+    with pytest.raises(StoreError) as err:
+        ls("nope", store=url)
+    assert str(err.value) == f"no sweep named 'nope' in {url}"
+
+
+def test_a_missing_store_is_not_created_by_looking(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        ls(None, store=f"sqlite:///{tmp_path / 'none.db'}")
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_show_prints_config_attempts_results_evals_and_artifacts(filled, capsys) -> None:
+    url, uid, log = filled
+    show(uid, store=url)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"trial {uid}  sweep a  number 0  seed None  config 44136fa355b3678a"
+    assert lines[1] == "config:"
+    attempt = lines[2]
+    assert attempt.startswith("attempt 0: ok  node -  ") and attempt.endswith(f"reason: imported from {log}")
+    assert lines[3] == "  rows: 2 steps, 2 evals, 0 probes"
+    assert "  quant_gap = -1.3655000000000002" in lines  # results exact, not rounded
+    assert "  train_seconds = -" in lines and "  headline_name = final_int8_zlib_roundtrip_exact" in lines
+    assert not any(line.startswith(("  status =", "  reason =", "  provenance =")) for line in lines)
+    assert "  provenance.format = training-log" in lines and f"  provenance.imported_from = {log}" in lines
+    assert "  eval line 4: final_int8_zlib_roundtrip_exact val_bpb 1.2345 (standard, quantized, int8)" in lines
+    assert lines[-1] == "  artifact model: /runs/a/model.ptz (9100000 bytes, code 250008, sha256 ab12)"
+
+
+def test_show_prints_the_config_flattened_and_a_repeated_eval(tmp_path: Path, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", {})
+        st.start_trial("s", "t1", 3, 0, {"model": {"crawler_loops": 4}, "train": {"seed": 7}}, 7, "node-1")
+        st.add_named_evals("t1", 0, [{"seq": 0, "name": "final_x", "mode": "sliding", "weights": "raw",
+                                      "quant": None, "step": 5, "val_loss": 2.0, "val_bpb": 1.5, "eval_ms": None,
+                                      "line": 9, "repeats": "final_y"}])
+        st.finish_trial("t1", 0, "diverged", "loss was nan", {"val_bpb": None, "provenance": {"config": {"x": 1},
+                                                                                             "host": "h"}})
+    show("t1", store=url)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("sweep s  number 3  seed 7  config " + lines[0].split()[-1])
+    assert lines[1:4] == ["config:", "  model.crawler_loops = 4", "  train.seed = 7"]
+    assert "node node-1" in lines[4] and lines[4].endswith("reason: loss was nan")
+    assert "  val_bpb = -" in lines and "  provenance.host = h" in lines
+    assert not any("provenance.config" in line for line in lines)  # the config is shown once, above
+    assert "  eval line 9: final_x val_bpb 1.5 (sliding, raw, repeats final_y)" in lines
+
+
+def test_show_json_is_the_stored_trial(filled, capsys) -> None:
+    url, uid, _ = filled
+    show(uid, store=url, as_json=True)
+    data = json.loads(capsys.readouterr().out)
+    assert data["trial_uid"] == uid and data["attempts"][0]["result"]["q_val_bpb"] == 1.2345
+    assert isinstance(data["created_at"], str)  # times as text
+
+
+def test_show_refuses_an_unknown_trial(filled) -> None:
+    url, _, _ = filled
+    with pytest.raises(StoreError) as err:
+        show("nope", store=url)
+    assert str(err.value) == f"no trial 'nope' in {url}"
+
+
+def test_export_writes_one_csv_a_table_and_says_how_many_rows(filled, tmp_path: Path, capsys) -> None:
+    url, uid, _ = filled
+    out = tmp_path / "out" / "deeper"
+    export(["a"], out, fmt="csv", store=url)
+    names = ["trials", "steps", "evals", "named_evals", "probes", "artifacts"]
+    rows = {"trials": 1, "steps": 2, "evals": 2, "named_evals": 1, "probes": 0, "artifacts": 1}
+    assert capsys.readouterr().out.splitlines() == [f"wrote {out / f'a_{n}.csv'} ({rows[n]} rows)" for n in names]
+    assert sorted(os.listdir(out)) == sorted(f"a_{n}.csv" for n in names)  # no temp file left
+    trials = pd.read_csv(out / "a_trials.csv")
+    assert trials.loc[0, "trial_uid"] == uid and trials.loc[0, "bpb"] == 1.2345
+    cols = list(trials.columns)
+    lead = cols[cols.index("source") + 1:cols.index("source") + 8]
+    assert lead == ["bpb", "bpb_metric", "eval_mode", "width", "params", "quant_gap", "quant_gap_mode"]
+    assert pd.read_csv(out / "a_steps.csv")["train_loss"].tolist() == [5.0, 4.5]
+
+
+def test_export_of_several_sweeps_is_named_export_and_parquet_by_default(filled, tmp_path: Path, capsys) -> None:
+    url, _, log = filled
+    other = tmp_path / "b.log"
+    other.write_text(LOG.replace("5.0000", "6.0000"))
+    with open_store(url) as st:
+        import_paths(st, [other])
+    export(["a", "b"], tmp_path / "x", store=url)
+    assert sorted(os.listdir(tmp_path / "x"))[0] == "export_artifacts.parquet"
+    trials = pd.read_parquet(tmp_path / "x" / "export_trials.parquet")
+    assert sorted(trials["sweep"]) == ["a", "b"]
+    assert capsys.readouterr().out.count("wrote ") == 6
+
+
+def test_export_refuses_a_bad_format_and_an_unknown_sweep_before_writing(filled, tmp_path: Path) -> None:
+    url, _, _ = filled
+    with pytest.raises(StoreError) as err:
+        export(["a"], tmp_path / "o", fmt="xlsx", store=url)
+    assert str(err.value) == "--format must be parquet or csv, not 'xlsx'"
+    with pytest.raises(StoreError) as err:
+        export(["a", "zzz"], tmp_path / "o", fmt="csv", store=url)
+    assert str(err.value) == f"no sweep named 'zzz' in {url}"
+    assert not (tmp_path / "o").exists()
+
+
+def test_export_into_a_file_is_a_one_line_error(filled, tmp_path: Path) -> None:
+    url, _, _ = filled
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StoreError) as err:
+        export(["a"], blocker / "out", fmt="csv", store=url)
+    assert str(err.value) == f"cannot create {blocker / 'out'}: Not a directory"
+
+
+def test_a_failed_write_leaves_no_partial_file(filled, tmp_path: Path, monkeypatch) -> None:
+    url, _, _ = filled
+    out = tmp_path / "o"
+
+    def full_disk(self, path, **kwargs) -> None:
+        Path(path).write_text("half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+    with pytest.raises(StoreError) as err:
+        export(["a"], out, fmt="csv", store=url)
+    assert str(err.value) == f"cannot write {out / 'a_trials.csv'}: No space left on device"
+    assert os.listdir(out) == []
+
+
+def test_a_write_error_without_a_message_still_names_the_file(filled, tmp_path: Path, monkeypatch) -> None:
+    url, _, _ = filled
+    monkeypatch.setattr(pd.DataFrame, "to_csv", lambda self, path, **kw: (_ for _ in ()).throw(OSError("odd")))
+    with pytest.raises(StoreError, match=r"a_trials\.csv: odd$"):
+        export(["a"], tmp_path / "o", fmt="csv", store=url)
+
+
+def test_the_temp_file_is_hidden_beside_the_final_one(filled, tmp_path: Path, monkeypatch) -> None:
+    url, _, _ = filled
+    seen: list[Path] = []
+    real = pd.DataFrame.to_csv
+
+    def spy(self, path, **kwargs):
+        seen.append(Path(path))
+        return real(self, path, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", spy)
+    export(["a"], tmp_path / "o", fmt="csv", store=url)
+    assert seen[0] == tmp_path / "o" / f".a_trials.csv.tmp-{os.getpid()}"
+
+
+def test_mixed_columns_become_text_for_parquet_and_clean_ones_stay() -> None:
+    frame = pd.DataFrame({
+        "dim": [512, "auto", None],
+        "spec": [{"a": 1}, None, float("nan")],
+        "names": ["x", "y", None],
+        "n": [1, 2, 3],
+        "lists": [[1, 2], [3], None],
+    })
+    out = _parquet_ready(frame)
+    def text(col: str) -> list[str | None]:
+        return [None if pd.isna(v) else v for v in out[col]]
+
+    assert text("dim") == ["512", "auto", None]
+    assert text("spec") == ['{"a": 1}', None, None]
+    assert text("lists") == ["[1, 2]", "[3]", None]
+    assert out["names"].equals(frame["names"]) and out["n"].dtype == np.int64
+    assert frame["dim"].tolist() == [512, "auto", None]  # the caller's frame is left as it was
