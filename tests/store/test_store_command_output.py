@@ -154,7 +154,7 @@ def test_export_writes_one_csv_a_table_and_says_how_many_rows(filled, tmp_path: 
 
 
 def test_export_of_several_sweeps_is_named_export_and_parquet_by_default(filled, tmp_path: Path, capsys) -> None:
-    url, _, log = filled
+    url, _, _ = filled
     other = tmp_path / "b.log"
     other.write_text(LOG.replace("5.0000", "6.0000"))
     with open_store(url) as st:

@@ -1,0 +1,103 @@
+"""`clowncar analyze` in this process: what it refuses before reading anything, the sweeps it reads, the report
+files it writes and the summary it prints. (The analysis on the legacy runs, and the command as a user runs it,
+are in test_legacy.py.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+
+from clowncar.analysis import commands
+from clowncar.analysis.commands import AnalysisError, analyze, load_and_analyse
+from clowncar.errors import ClownCarError
+from clowncar.store import open_store
+from clowncar.store.importers import import_paths
+
+
+@pytest.fixture(scope="module")
+def store_url(legacy_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('analyze') / 'store.db'}"
+    with open_store(url) as st:
+        import_paths(st, [legacy_runs / "cadence_tsv" / "clean_cadence2.tsv",
+                          legacy_runs / "cadence_tsv" / "clean_always_fractal.tsv"])
+    return url
+
+
+def test_an_unknown_correction_is_refused_before_the_store_is_read(tmp_path: Path) -> None:
+    with pytest.raises(AnalysisError) as err:
+        analyze(["s"], tmp_path / "out", store=f"sqlite:///{tmp_path / 'none.db'}", correction="sidak")
+    assert str(err.value) == "unknown correction 'sidak' (choose from holm, fdr_bh, bonferroni)"
+    assert isinstance(err.value, ClownCarError) and err.value.exit_code == 2
+    assert not (tmp_path / "none.db").exists() and not (tmp_path / "out").exists()
+
+
+def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    with pytest.raises(AnalysisError) as err:
+        analyze(["s"], tmp_path / "f", store=f"sqlite:///{tmp_path / 'none.db'}")
+    assert str(err.value) == f"--out {tmp_path / 'f'} exists and is not a directory"
+
+
+def test_unknown_sweeps_are_named_with_the_ones_the_store_has(store_url: str, tmp_path: Path) -> None:
+    with pytest.raises(AnalysisError) as err:
+        load_and_analyse(["clean_cadence2", "zeta", "alpha"], store_url)
+    assert str(err.value) == ("unknown sweep(s): zeta, alpha (in the store: clean_always_fractal, clean_cadence2)")
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    open_store(empty).close()
+    with pytest.raises(AnalysisError, match=r"\(in the store: none\)$"):
+        load_and_analyse(["x"], empty)
+
+
+def test_only_the_named_sweeps_are_analysed_with_the_chosen_correction(store_url: str) -> None:
+    a = load_and_analyse(["clean_cadence2"], store_url, "fdr_bh")
+    assert a["sweeps"] == ["clean_cadence2"] and len(a["runs"]) == 1 and a["correction_method"] == "fdr_bh"
+    assert set(a["frames"]["trials"]["sweep"]) == {"clean_cadence2"}
+    assert set(a["optuna"]) == {"clean_cadence2"}
+    both = load_and_analyse(["clean_cadence2", "clean_always_fractal"], store_url)
+    assert len(both["runs"]) == 2 and both["correction_method"] == "holm"
+    for frame in ("steps", "evals", "probes"):
+        assert set(both["frames"][frame].columns) >= {"trial_uid"}
+    assert len(both["frames"]["steps"]) > len(a["frames"]["steps"]) > 0
+
+
+def test_the_store_defaults_to_the_configured_one(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOWNCAR_STORE", store_url)
+    assert len(load_and_analyse(["clean_cadence2"], None)["runs"]) == 1
+
+
+def test_analyze_writes_three_reports_and_prints_the_summary(store_url: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "rep"
+    analyze(["clean_cadence2"], out, store=store_url, correction="bonferroni")
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("sweeps: clean_cadence2 | runs: 1 | ") and printed[0].endswith(
+        "| correction: bonferroni")
+    assert printed[-1] == f"report: {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'}"
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
+    assert json.loads((out / "report.json").read_text())["correction_method"] == "bonferroni"
+
+
+def test_a_report_that_cannot_be_written_is_one_line(store_url: str, tmp_path: Path, monkeypatch) -> None:
+    import clowncar.analysis.report as report
+
+    def denied(out, analysis):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(report, "write", denied)
+    with pytest.raises(AnalysisError) as err:
+        analyze(["clean_cadence2"], tmp_path / "rep", store=store_url)
+    assert str(err.value) == f"cannot write the report to {tmp_path / 'rep'}: Permission denied"
+    monkeypatch.setattr(report, "write", lambda out, analysis: (_ for _ in ()).throw(OSError("odd")))
+    with pytest.raises(AnalysisError, match=r": odd$"):
+        analyze(["clean_cadence2"], tmp_path / "rep", store=store_url)
+
+
+def test_analyze_is_a_top_level_command() -> None:
+    app = typer.Typer()
+    commands.register(app)
+    (command,) = app.registered_commands
+    assert command.name == "analyze" and command.callback is analyze
+    (own,) = commands.app.registered_commands
+    assert own.name == "analyze" and own.callback is analyze
