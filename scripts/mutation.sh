@@ -108,6 +108,7 @@ declare -A TESTS=(
   [clowncar/store/commands.py]="tests/store/test_store_command_output.py"
   [clowncar/analysis/commands.py]="tests/analysis/test_analyze_command.py"
   [clowncar/config_commands.py]="tests/test_config_commands.py"
+  [clowncar/orchestrator/commands.py]="tests/orchestrator/test_sweep_command_output.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
@@ -174,7 +175,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/doctor.py clowncar/worker/artifact_commands.py
        clowncar/orchestrator/workers.py clowncar/orchestrator/embedded.py
        clowncar/data/demo.py clowncar/cli.py clowncar/store/commands.py
-       clowncar/analysis/commands.py clowncar/config_commands.py)
+       clowncar/analysis/commands.py clowncar/config_commands.py clowncar/orchestrator/commands.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

@@ -111,7 +111,8 @@ def stored_spec(name: str, url: str) -> Any:
     from clowncar.orchestrator.spec import spec_from_dict
     from clowncar.store import open_store
 
-    sweep = open_store(url, create=False).get_sweep(name)
+    with open_store(url, create=False) as store:
+        sweep = store.get_sweep(name)
     if not sweep:
         raise ClownCarError(f"no sweep named '{name}' in the store")
     spec = sweep["spec"]
@@ -162,11 +163,11 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
     from clowncar.store import open_store
 
     url, _, _ = _settings(store, None)
-    store = open_store(url, create=False)
-    summary = store.sweep_summary(name)
-    why = f" ({summary['reason']})" if summary.get("reason") else ""
-    typer.echo(f"sweep {summary['name']}: {summary['status']}{why}, {summary['trials']} trials")
-    _print_driver(store, name)
+    with open_store(url, create=False) as st:
+        summary = st.sweep_summary(name)
+        why = f" ({summary['reason']})" if summary.get("reason") else ""
+        typer.echo(f"sweep {summary['name']}: {summary['status']}{why}, {summary['trials']} trials")
+        _print_driver(st, name)
     typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
     _print_study(name, url, summary["status"])
     for r in summary.get("running", []):
@@ -218,7 +219,8 @@ def ls_cmd(store: StoreOpt = None) -> None:
     from clowncar.store import open_store
 
     url, _, _ = _settings(store, None)
-    frame = open_store(url, create=False).sweeps_frame()
+    with open_store(url, create=False) as st:
+        frame = st.sweeps_frame()
     if frame.empty:
         typer.echo("no sweeps")
         return
