@@ -109,6 +109,7 @@ declare -A TESTS=(
   [clowncar/analysis/commands.py]="tests/analysis/test_analyze_command.py"
   [clowncar/config_commands.py]="tests/test_config_commands.py"
   [clowncar/orchestrator/commands.py]="tests/orchestrator/test_sweep_command_output.py"
+  [clowncar/data/commands.py]="tests/data/test_data_commands.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
@@ -175,7 +176,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/doctor.py clowncar/worker/artifact_commands.py
        clowncar/orchestrator/workers.py clowncar/orchestrator/embedded.py
        clowncar/data/demo.py clowncar/cli.py clowncar/store/commands.py
-       clowncar/analysis/commands.py clowncar/config_commands.py clowncar/orchestrator/commands.py)
+       clowncar/analysis/commands.py clowncar/config_commands.py clowncar/orchestrator/commands.py
+       clowncar/data/commands.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2
