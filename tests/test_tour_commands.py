@@ -1,0 +1,242 @@
+"""`clowncar demo`, `clowncar trial run` and `clowncar dashboard` in this process, with the parts that would train,
+start Ray or serve replaced: what each hands on, what it prints, and what it refuses. (The real demo runs in
+scripts/demo.sh and test_demo_command.py; a real trial in tests/worker/test_trial.py; the dashboard server in
+tests/deploy.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from clowncar import dashboard, demo
+from clowncar.errors import ClownCarError, RunFailed, StoreError
+from clowncar.orchestrator.spec import load_spec
+from clowncar.worker import commands as trial_commands
+
+
+@pytest.fixture
+def settings_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("CLOWNCAR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def tour(settings_env: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """demo() with its data build, sweep and report replaced by recorders."""
+    import clowncar.data.demo as data_demo
+    import clowncar.orchestrator.commands as commands
+
+    calls: dict[str, list[Any]] = {"data": [], "run": [], "report": []}
+    monkeypatch.setattr(data_demo, "run_demo", lambda root, log: calls["data"].append(root) or (None, True))
+    monkeypatch.setattr(commands, "run_spec", lambda spec, store, address, cpus, gpus, quiet, resume:
+                        calls["run"].append((spec, store, address, cpus, gpus, quiet, resume)))
+    monkeypatch.setattr(demo, "_write_report", lambda sweep, url, out: calls["report"].append((sweep, url, out)))
+    return calls
+
+
+def test_demo_builds_data_runs_the_smoke_sweep_and_writes_its_report(tour, settings_env: Path, capsys) -> None:
+    demo.demo(spec_path=None, signals=False, name="tour-1", store=None, num_cpus=2, quiet=True)
+    assert tour["data"] == [settings_env / "data"]
+    ((spec, store, address, cpus, gpus, quiet, resume),) = tour["run"]
+    smoke = load_spec(demo.SMOKE)
+    assert spec.name == "tour-1" and spec.to_dict() == {**smoke.to_dict(), "name": "tour-1"}
+    assert (store, address, cpus, gpus, quiet, resume) == (None, "", 2, None, True, False)  # embedded Ray
+    url = f"sqlite:///{settings_env / 'runs' / 'clowncar.db'}"
+    assert tour["report"] == [("tour-1", url, settings_env / "runs" / "reports" / "tour-1")]
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"demo data reused: {settings_env / 'data'} (") and out[0].endswith("s)")
+    assert out[1] == f"sweep tour-1: {smoke.max_trials()} trials, store {url}"
+    assert out[3] == f"report: {settings_env / 'runs' / 'reports' / 'tour-1' / 'report.html'} (also report.md, " \
+                     "report.json)"
+    assert out[4].endswith(" sweep status tour-1")
+    assert out[5].startswith("live dashboard on the same store: ")
+
+
+def test_demo_signals_runs_the_signal_sweep_under_a_timestamped_name(tour, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(demo.time, "strftime", lambda fmt: "20261205-060000" if fmt == "%Y%m%d-%H%M%S" else fmt)
+    demo.demo(spec_path=None, signals=True, name=None, store="sqlite:///x.db", num_cpus=None, quiet=False)
+    ((spec, store, *_),) = tour["run"]
+    signals = load_spec(demo.SIGNALS)
+    assert spec.name == f"{signals.name}-20261205-060000" and store == "sqlite:///x.db"
+    assert spec.max_trials() == signals.max_trials()
+    assert tour["report"][0][1] == "sqlite:///x.db"
+
+
+def test_demo_runs_a_given_spec_and_masks_the_store_password(tour, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(demo.SMOKE.read_text().replace("name: smoke", "name: mine"))
+    demo.demo(spec_path=path, signals=False, name=None, store="postgresql+psycopg://u:s3cret@h/db", num_cpus=None,
+              quiet=False)
+    out = capsys.readouterr().out
+    assert "s3cret" not in out and "store postgresql+psycopg://u:***@h/db" in out
+    assert tour["run"][0][0].name.startswith("mine-")
+
+
+def test_demo_refuses_signals_and_a_spec_together(tour, tmp_path: Path) -> None:
+    with pytest.raises(ClownCarError) as err:
+        demo.demo(spec_path=tmp_path / "x.yaml", signals=True, name=None, store=None, num_cpus=None, quiet=False)
+    assert str(err.value) == "give --signals or --spec, not both"
+    assert tour == {"data": [], "run": [], "report": []}
+
+
+def test_demo_says_when_it_built_the_data(tour, monkeypatch, capsys) -> None:
+    import clowncar.data.demo as data_demo
+
+    monkeypatch.setattr(data_demo, "run_demo", lambda root, log: (None, False))
+    demo.demo(spec_path=None, signals=False, name="n", store=None, num_cpus=None, quiet=True)
+    assert capsys.readouterr().out.startswith("demo data built: ")
+
+
+def test_the_smoke_and_signal_specs_ship_beside_the_package() -> None:
+    assert demo.SMOKE.name == "smoke.yaml" and demo.SMOKE.is_file()
+    assert demo.SMOKE.with_name("signals.yaml") == demo.SIGNALS and demo.SIGNALS.is_file()
+
+
+def test_clowncar_is_called_by_name_when_it_is_on_the_path(monkeypatch, tmp_path: Path) -> None:
+    import shutil
+
+    bindir = tmp_path / "venv" / "bin"
+    bindir.mkdir(parents=True)
+    (bindir / "clowncar").write_text("")
+    monkeypatch.setattr(sys, "executable", str(bindir / "python"))
+    monkeypatch.setattr(shutil, "which", lambda name: str(bindir / "clowncar"))
+    assert demo._command() == "clowncar"
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # the venv is not activated
+    monkeypatch.chdir(tmp_path)
+    assert demo._command() == os.path.join("venv", "bin", "clowncar")  # relative to where the user stands
+    monkeypatch.chdir(tmp_path / "venv" / "bin")
+    assert demo._command() == "clowncar"  # ./clowncar relative is just its name here
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-other"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert demo._command() == str(bindir / "clowncar")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "none" / "python"))
+    assert demo._command() == "clowncar"  # no script beside the interpreter
+
+
+def test_the_dashboard_command_never_carries_a_password(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(demo, "_command", lambda: "clowncar")
+    monkeypatch.chdir(tmp_path)
+    assert demo.dashboard_command("sqlite:///runs/c.db") == (
+        f"clowncar dashboard --store sqlite:///{tmp_path / 'runs' / 'c.db'}, then open http://127.0.0.1:8080/")
+    assert demo.dashboard_command("sqlite:////abs/c.db") == (
+        "clowncar dashboard --store sqlite:////abs/c.db, then open http://127.0.0.1:8080/")
+    assert demo.dashboard_command("postgresql+psycopg://u@h/db") == (
+        "clowncar dashboard --store postgresql+psycopg://u@h/db, then open http://127.0.0.1:8080/")
+    for secret in ("postgresql+psycopg://u:pw@h/db", "postgresql+psycopg://u@h/db?password=pw"):
+        text = demo.dashboard_command(secret)
+        assert "pw" not in text.replace("pwd", "")
+        assert text.startswith("clowncar dashboard (with CLOWNCAR_STORE set to ") and text.endswith(
+            "), then open http://127.0.0.1:8080/")
+
+
+def test_demo_is_a_top_level_command() -> None:
+    app = typer.Typer()
+    demo.register(app)
+    dashboard.register(app)
+    assert [(c.name, c.callback) for c in app.registered_commands] == [("demo", demo.demo),
+                                                                        ("dashboard", dashboard.dashboard)]
+
+
+# --- clowncar trial run ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """`trial run` with the trial replaced: `outcome` sets the exit code and the result.json it leaves."""
+    import clowncar.worker.run as run
+
+    state: dict[str, Any] = {"code": 0, "result": None, "seen": []}
+
+    def fake(cfg: Any, out: Path) -> int:
+        state["seen"].append((cfg, out))
+        out.mkdir(parents=True, exist_ok=True)
+        if state["result"] is not None:
+            (out / "result.json").write_text(json.dumps(state["result"]))
+        return state["code"]
+
+    monkeypatch.setattr(run, "run_trial", fake)
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  crawler_loops: 3\n")
+    state["config"] = config
+    return state
+
+
+def test_a_trial_that_finishes_returns_quietly(trial, tmp_path: Path) -> None:
+    trial_commands.run(trial["config"], tmp_path / "out", preset="tiny-cpu", set_=["train.seed=9"])
+    ((cfg, out),) = trial["seen"]
+    assert out == tmp_path / "out" and cfg.model.crawler_loops == 3 and cfg.train.seed == 9
+
+
+@pytest.mark.parametrize(("code", "status"), [(1, "error"), (3, "diverged"), (4, "oom")])
+def test_a_failed_trial_exits_with_its_code_and_names_its_log(trial, tmp_path: Path, code: int, status: str) -> None:
+    trial["code"], trial["result"] = code, {"status": status, "reason": "loss was nan at step 12"}
+    with pytest.raises(RunFailed) as err:
+        trial_commands.run(trial["config"], tmp_path / "out", preset=None, set_=None)
+    assert err.value.exit_code == code
+    assert str(err.value) == f"trial {status}: loss was nan at step 12 (log: {tmp_path / 'out' / 'train.log'})"
+    assert (tmp_path / "out").is_dir()  # a trial that ran keeps its folder
+
+
+def test_a_failed_trial_without_a_result_still_says_so(trial, tmp_path: Path) -> None:
+    trial["code"] = 1
+    with pytest.raises(RunFailed, match=r"^trial error: no reason recorded \(log: "):
+        trial_commands.run(trial["config"], tmp_path / "out", preset=None, set_=None)
+
+
+def test_a_rejected_trial_leaves_no_new_folder_behind(trial, tmp_path: Path) -> None:
+    trial["code"], trial["result"] = 2, {"status": "error", "reason": "ConfigError: model_dim 7 is not even"}
+    with pytest.raises(RunFailed) as err:
+        trial_commands.run(trial["config"], tmp_path / "out", preset=None, set_=None)
+    assert str(err.value) == "trial rejected: model_dim 7 is not even" and err.value.exit_code == 2
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    with pytest.raises(RunFailed):
+        trial_commands.run(trial["config"], tmp_path / "kept", preset=None, set_=None)
+    assert (tmp_path / "kept" / "notes.txt").read_text() == "mine"  # a folder the user made is never removed
+
+
+# --- clowncar dashboard ------------------------------------------------------------------------------------------
+
+def test_the_dashboard_serves_the_configured_store_on_loopback(monkeypatch, settings_env: Path) -> None:
+    served: list[tuple] = []
+    monkeypatch.setattr(dashboard, "serve", lambda url, host, port: served.append((url, host, port)))
+    dashboard.dashboard()
+    dashboard.dashboard(store="sqlite:///x.db", host="0.0.0.0", port=9000)
+    assert served == [(f"sqlite:///{settings_env / 'runs' / 'clowncar.db'}", "127.0.0.1", 8080),
+                      ("sqlite:///x.db", "0.0.0.0", 9000)]
+
+
+def test_a_store_the_dashboard_cannot_open_is_one_line_without_the_password(monkeypatch) -> None:
+    pytest.importorskip("optuna_dashboard")
+    import optuna
+
+    def refuse(url: str) -> None:
+        raise RuntimeError("could not connect to postgresql://u:s3cret@h:1/db\ndetail")
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", refuse)
+    with pytest.raises(StoreError) as err:
+        dashboard.serve("postgresql+psycopg://u:s3cret@h:1/db")
+    assert "s3cret" not in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith("cannot open store postgresql+psycopg://u:***@h:1/db: could not connect")
+    monkeypatch.setattr(optuna.storages, "RDBStorage", lambda url: (_ for _ in ()).throw(RuntimeError()))
+    with pytest.raises(StoreError, match=r": RuntimeError$"):
+        dashboard.serve("sqlite:///x.db")
+
+
+def test_the_dashboard_says_where_it_serves_before_serving(monkeypatch, tmp_path: Path, capsys) -> None:
+    optuna_dashboard = pytest.importorskip("optuna_dashboard")
+    ran: list[tuple] = []
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, host, port: ran.append((host, port)))
+    dashboard.serve(f"sqlite:///{tmp_path / 'd.db'}", port=8123)
+    assert ran == [("127.0.0.1", 8123)]
+    assert capsys.readouterr().out == (f"optuna-dashboard: http://127.0.0.1:8123/ on sqlite:///{tmp_path / 'd.db'} "
+                                       "(Ctrl-C stops it)\n")
