@@ -35,6 +35,8 @@ def test_python_rows_name_the_interpreter_or_what_to_install() -> None:
 
 
 def test_torch_rows() -> None:
+    assert doctor.check_torch(versions(torch="2.13.0+cpu"), None) == Row("torch", OK, "2.13.0+cpu, CPU build")
+    assert doctor.check_torch(versions(torch="2.13.0+cpu"), "") == Row("torch", OK, "2.13.0+cpu, CPU build")
     assert doctor.check_torch(versions(torch="2.13.0"), "12.8") == Row("torch", OK, "2.13.0, CUDA 12.8")
     assert doctor.check_torch(versions(), "12.8") == Row("torch", MISSING, "not installed", "bash scripts/setup.sh")
 
@@ -101,8 +103,16 @@ def test_store_rows_with_exact_texts(tmp_path: Path) -> None:
     memory = doctor.check_store("sqlite:///:memory:")
     assert memory == Row("store", OK, "sqlite:///:memory: answers")
     bad = doctor.check_store("not a url")
-    assert bad.status == MISSING and bad.fix == ("check CLOWNCAR_STORE / --store (PostgreSQL: pip install -e "
+    assert (bad.check, bad.status) == ("store", MISSING) and bad.fix == ("check CLOWNCAR_STORE / --store (PostgreSQL: pip install -e "
                                                  "'.[postgres]', server reachable)")
+
+
+def test_looking_at_an_empty_store_file_never_writes_into_it(tmp_path: Path) -> None:
+    empty = tmp_path / "c.db"
+    empty.write_bytes(b"")
+    row = doctor.check_store(f"sqlite:///{empty}")
+    assert row == Row("store", MISSING, f"no store at sqlite:///{empty} (the file is empty)", row.fix)
+    assert empty.stat().st_size == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["c.db"]
 
 
 def test_a_store_folder_that_cannot_be_written_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -179,7 +189,9 @@ def test_diagnose_gathers_every_row_from_the_settings(tmp_path: Path, monkeypatc
     assert by["data"].detail == f"{tmp_path / 'data'} does not exist yet"
     assert by["disk"].detail.endswith(f" GiB free at {tmp_path}")
     assert by["postgresql server"].detail == str(tmp_path / "pg")
-    assert by["python"].detail.startswith(".".join(map(str, sys.version_info[:3])))
+    assert by["python"].detail == f"{'.'.join(map(str, sys.version_info[:3]))} ({sys.executable})"
+    assert by["flash-linear-attention"].detail == "not installed (DeltaNet uses the plain PyTorch path)"
+    assert doctor.diagnose(settings, versions())[3].detail == "not installed (attention uses the plain PyTorch path)"
     assert by["chromium"].detail.startswith("/usr/bin/chromium")
     monkeypatch.setenv("CLOWNCAR_RAY_ADDRESS", "auto")
     assert doctor.diagnose(load_settings(), versions(ray="1"))[5].detail == "1, address auto (the cluster this node belongs to)"
@@ -200,8 +212,15 @@ def test_render_lines_up_the_columns_and_shows_fixes_only_when_not_ok() -> None:
 
 @pytest.fixture
 def rows(monkeypatch: pytest.MonkeyPatch) -> list[Row]:
+    from clowncar.settings import Settings
+
     table = [Row("python", OK, "3.12"), Row("GPUs", OPTIONAL, "none", "add one")]
-    monkeypatch.setattr(doctor, "diagnose", lambda settings: list(table))
+
+    def diagnose(settings: Settings) -> list[Row]:
+        assert isinstance(settings, Settings)  # the command reads the user's settings
+        return list(table)
+
+    monkeypatch.setattr(doctor, "diagnose", diagnose)
     return table
 
 
