@@ -113,6 +113,7 @@ declare -A TESTS=(
   [clowncar/demo.py]="tests/test_tour_commands.py"
   [clowncar/worker/commands.py]="tests/test_tour_commands.py"
   [clowncar/dashboard.py]="tests/test_tour_commands.py"
+  [clowncar/orchestrator/launch.py]="tests/orchestrator/test_launcher.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
@@ -180,7 +181,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/orchestrator/workers.py clowncar/orchestrator/embedded.py
        clowncar/data/demo.py clowncar/cli.py clowncar/store/commands.py
        clowncar/analysis/commands.py clowncar/config_commands.py clowncar/orchestrator/commands.py
-       clowncar/data/commands.py clowncar/demo.py clowncar/worker/commands.py clowncar/dashboard.py)
+       clowncar/data/commands.py clowncar/demo.py clowncar/worker/commands.py clowncar/dashboard.py
+       clowncar/orchestrator/launch.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

@@ -1,0 +1,96 @@
+"""The worker launcher (`python -m clowncar.orchestrator.launch MODULE ARGS`): it runs MODULE as `__main__` with
+its arguments, and a launched worker never outlives the process that started it. Real processes throughout (the
+launcher's child imports this checkout's clowncar, so mutation testing sees it)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import clowncar
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+ROOT = str(Path(clowncar.__file__).resolve().parents[1])
+
+
+def env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("CLOWNCAR_LAUNCHER_PARENT", "LOCAL_RANK")}
+    return {**base, "PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT]), **extra}
+
+
+def module(tmp_path: Path, name: str, body: str) -> str:
+    (tmp_path / f"{name}.py").write_text(body)
+    return name
+
+
+def launch(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "clowncar.orchestrator.launch", *args], capture_output=True,
+                          text=True, env=env(tmp_path, **extra), timeout=60)
+
+
+def test_without_a_module_it_prints_its_usage_and_exits_2(tmp_path: Path) -> None:
+    proc = launch(tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == "usage: python -m clowncar.orchestrator.launch MODULE [ARGS...]\n"
+
+
+def test_the_module_runs_as_main_with_its_own_arguments(tmp_path: Path) -> None:
+    name = module(tmp_path, "echo_worker", "import sys\nif __name__ == '__main__':\n"
+                                           "    print(sys.argv)\n    sys.exit(7)\n")
+    proc = launch(tmp_path, name, "trial.json", "--out", "dir")
+    assert proc.returncode == 7, proc.stderr
+    argv = ast.literal_eval(proc.stdout)
+    assert argv[0] == str(tmp_path / "echo_worker.py")  # as `python -m` sets it
+    assert argv[1:] == ["trial.json", "--out", "dir"]
+
+
+def test_a_worker_whose_parent_is_not_the_expected_one_does_not_run(tmp_path: Path) -> None:
+    name = module(tmp_path, "ran", "print('ran')\n")
+    proc = launch(tmp_path, name, CLOWNCAR_LAUNCHER_PARENT="1")
+    assert proc.returncode == 137 and proc.stdout == ""
+    proc = launch(tmp_path, name, CLOWNCAR_LAUNCHER_PARENT=str(os.getpid()))
+    assert proc.returncode == 0 and proc.stdout == "ran\n"  # its parent is this test: the expected one
+    proc = launch(tmp_path, name, CLOWNCAR_LAUNCHER_PARENT="")
+    assert proc.stdout == "ran\n"  # no expectation set
+    proc = launch(tmp_path, name, CLOWNCAR_LAUNCHER_PARENT="1", LOCAL_RANK="3")
+    assert proc.stdout == "ran\n"  # a torchrun rank's parent is torchrun, not the trial
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_launched_worker_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    name = module(tmp_path, "sleeper", "import time\nprint('up', flush=True)\ntime.sleep(60)\n")
+    parent_code = (
+        "import subprocess, sys, time\n"
+        "p = subprocess.Popen([sys.executable, '-m', 'clowncar.orchestrator.launch', sys.argv[1]],"
+        " stdout=subprocess.PIPE, text=True)\n"
+        "assert p.stdout.readline() == 'up\\n'\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", parent_code, name], stdout=subprocess.PIPE, text=True,
+                              env=env(tmp_path))
+    try:
+        worker = int(parent.stdout.readline())
+        assert not gone(worker)
+        parent.send_signal(signal.SIGKILL)  # no finally, no cleanup: only the kernel can end the worker
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while not gone(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gone(worker)
+    finally:
+        parent.kill()
+        parent.wait()
