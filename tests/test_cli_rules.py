@@ -151,3 +151,19 @@ def test_a_bare_group_prints_its_help_once(capsys) -> None:
     out = capsys.readouterr()
     assert ended.value.code == 0 and out.err == ""
     assert "None" not in out.out.splitlines() and "export" in out.out
+
+
+def test_a_bare_group_whose_help_comes_as_the_error_prints_it(monkeypatch, capsys) -> None:
+    """click (without typer's rich help) reports a bare group as an error that carries the help text."""
+    group = click.Group("store", help="Inspect the store.", no_args_is_help=True)
+    group.add_command(click.Command("ls", help="List."))
+
+    def tree(**kwargs: Any) -> None:
+        raise click.exceptions.NoArgsIsHelpError(click.Context(group, info_name="clowncar store"))
+
+    monkeypatch.setattr(cli, "_command", lambda app: tree)
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["store"])
+    out = capsys.readouterr()
+    assert ended.value.code == 0 and out.err == ""
+    assert out.out.startswith("Usage: clowncar store") and "Inspect the store." in out.out

@@ -225,7 +225,7 @@ def rows(monkeypatch: pytest.MonkeyPatch) -> list[Row]:
 
 
 def test_the_command_prints_the_table_and_exits_0_without_a_missing_part(rows, capsys) -> None:
-    doctor.doctor(as_json=False)
+    doctor.doctor()  # a table unless --json
     assert capsys.readouterr().out == doctor.render(rows) + "\n"
     doctor.doctor(as_json=True)
     assert json.loads(capsys.readouterr().out) == [

@@ -1,0 +1,384 @@
+"""The GPU ledger's actor body, a driver's gate and the trial bundles, in this process: Ray's node table, its
+placement-group table and the actor call are stand-ins, the booking is the real `GpuBook`. (The ledger as a Ray
+actor shared by sweeps on a test cluster is in test_gpu_ledger.py.)"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pytest
+import ray
+
+from clowncar.orchestrator import ledger as ledger_module
+from clowncar.orchestrator.ledger import (
+    NODE_LABEL,
+    DropsIdleActor,
+    Gate,
+    Ledger,
+    PinnedBundle,
+    trial_resources,
+)
+
+
+def placement_group_module() -> Any:
+    """ray.util.placement_group the module (`ray.util` exports a function of the same name over it)."""
+    import importlib
+
+    return importlib.import_module("ray.util.placement_group")
+
+
+NODES = [{"NodeID": "n1", "Alive": True, "Resources": {"GPU": 2.0}},
+         {"NodeID": "n2", "Alive": True, "Resources": {"GPU": 1.0}},
+         {"NodeID": "dead", "Alive": False, "Resources": {"GPU": 8.0}},
+         {"NodeID": "cpu", "Alive": True, "Resources": {}}]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(ledger_module.time, "time", c.time)
+    return c
+
+
+@pytest.fixture
+def nodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Ray's node table (NODES); counts the lookups."""
+    calls: list[int] = []
+    monkeypatch.setattr(ray, "nodes", lambda: calls.append(1) or [dict(n) for n in NODES])
+    monkeypatch.setattr(Ledger, "_gone", staticmethod(lambda pg: True))
+    return calls
+
+
+def test_a_request_is_granted_on_a_live_gpu_node_and_logged(clock: Clock, nodes: list[int]) -> None:
+    led = Ledger(ttl_s=30, settle_s=0)
+    node, drop = led.request("sweep-a", "sweep-a/t1", 2, 600.0)
+    assert (node, drop) == ("n1", False)  # the only live node with 2 GPUs
+    assert led.history() == [(clock.now, "grant", "sweep-a/t1", "n1")]
+    snap = led.snapshot()
+    assert snap["nodes"] == {"n1": 2, "n2": 1}  # live GPU nodes only, GPUs as whole numbers
+    assert snap["leases"] == {"sweep-a/t1": ("sweep-a", 2, "n1", False)}
+
+
+def test_a_request_that_must_wait_says_so_and_whether_to_drop_an_idle_actor(clock: Clock, nodes: list[int]) -> None:
+    led = Ledger(ttl_s=30, settle_s=0)
+    assert led.request("a", "a/t1", 2, 600.0)[0] == "n1"
+    node, drop = led.request("b", "b/t1", 2, 600.0)
+    assert node is None and drop is False
+    assert [entry[1] for entry in led.history()] == ["grant"]
+
+
+def test_a_release_frees_the_gpus_for_the_next_request(clock: Clock, nodes: list[int]) -> None:
+    led = Ledger(ttl_s=30, settle_s=0)
+    led.request("a", "a/t1", 2, 600.0)
+    clock.now += 10
+    led.release("a/t1")
+    assert led.history()[-1] == (clock.now, "release", "a/t1", "n1")
+    led.release("a/unknown")  # a lease it never had: nothing logged
+    assert len(led.history()) == 2
+    assert led.request("b", "b/t1", 2, 600.0)[0] == "n1"
+    assert led.history()[-1][1:] == ("grant", "b/t1", "n1")
+
+
+def test_the_node_table_is_read_at_most_every_two_seconds(clock: Clock, nodes: list[int]) -> None:
+    led = Ledger(ttl_s=30, settle_s=0)
+    led.request("a", "a/1", 1, 60.0)
+    led.request("a", "a/2", 1, 60.0)
+    assert len(nodes) == 1
+    clock.now += 1.99
+    led.heartbeat("a", [])
+    assert len(nodes) == 1
+    clock.now += 0.01
+    led.heartbeat("a", [])
+    assert len(nodes) == 2
+
+
+def test_the_history_is_a_copy_of_the_last_twenty_thousand_events(clock: Clock, nodes: list[int]) -> None:
+    led = Ledger(ttl_s=30, settle_s=0)
+    assert led.log.maxlen == 20_000
+    led.request("a", "a/1", 1, 60.0)
+    history = led.history()
+    history.clear()
+    assert len(led.history()) == 1
+
+
+def test_a_confirmed_lease_and_a_closed_owner_reach_the_book(clock: Clock, nodes: list[int]) -> None:
+    led = Ledger(ttl_s=30, settle_s=0)
+    led.request("a", "a/1", 1, 60.0)
+    led.confirm("a/1", "n2", "pg-hex")
+    assert led.snapshot()["leases"]["a/1"][2] == "n2"
+    led.close("a")
+    assert led.snapshot()["leases"] == {}
+
+
+def test_a_removed_or_unknown_placement_group_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    pgmod = placement_group_module()
+
+    tables: dict[str, Any] = {}
+
+    def table(pg: Any) -> Any:
+        key = pg.id.hex()
+        if key not in tables:
+            raise ValueError("unknown placement group")
+        return tables[key]
+
+    monkeypatch.setattr(pgmod, "placement_group_table", table)
+    pid = "ab" * 18
+    assert Ledger._gone(pid) is True  # Ray does not know it: nothing holds it
+    tables[pid] = {"state": "CREATED"}
+    assert Ledger._gone(pid) is False
+    tables[pid] = {"state": "REMOVED"}
+    assert Ledger._gone(pid) is True
+    tables[pid] = {}
+    assert Ledger._gone(pid) is True
+
+
+# --- the gate --------------------------------------------------------------------------------------------------
+
+class Handle:
+    """The ledger actor's handle: `handle.method.remote(*args)` calls the in-process Ledger (or raises)."""
+
+    def __init__(self, led: Ledger | None, fail: BaseException | None = None) -> None:
+        self.led, self.fail, self.calls = led, fail, []
+
+    def __getattr__(self, method: str) -> Any:
+        handle = self
+
+        class Method:
+            @staticmethod
+            def remote(*args: Any) -> Any:
+                handle.calls.append((method, args))
+                if handle.fail is not None:
+                    raise handle.fail
+                return getattr(handle.led, method)(*args)
+
+        return Method
+
+
+@pytest.fixture
+def gate_env(monkeypatch: pytest.MonkeyPatch, clock: Clock, nodes: list[int]) -> dict[str, Any]:
+    env: dict[str, Any] = {"led": Ledger(ttl_s=30, settle_s=0), "timeouts": []}
+    env["handle"] = Handle(env["led"])
+
+    class Context:
+        @staticmethod
+        def get_job_id() -> str:
+            return "job01"
+
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: Context)
+    monkeypatch.setattr(ray, "get", lambda ref, timeout=None: env["timeouts"].append(timeout) or ref)
+    monkeypatch.setattr(ledger_module, "ledger_handle", lambda: env["handle"])
+    return env
+
+
+def test_a_gate_admits_with_the_ledgers_node_and_remembers_the_lease(gate_env: dict[str, Any], clock: Clock) -> None:
+    gate = Gate(2, limit=3, beat_s=3600, timeout_s=7.5)
+    try:
+        assert gate.owner.startswith("job01-") and len(gate.owner.split("-")[-1]) == 8
+        assert gate.admit("trial_1", "k1", 600.0, backlog=(300.0, 200.0)) == "n1"
+        method, args = gate_env["handle"].calls[0]
+        assert (method, args) == ("request", (gate.owner, f"{gate.owner}/k1", 2, 600.0, [300.0, 200.0], 3))
+        assert gate_env["timeouts"] == [7.5]
+        assert gate.leases == {"trial_1": (f"{gate.owner}/k1", 2, "n1", 600.0, clock.now)}
+        assert gate.admit("trial_2", "k2", 600.0) is None  # no room: ask again later
+        assert "trial_2" not in gate.leases
+    finally:
+        gate.close()
+
+
+def test_confirm_tells_the_ledger_only_what_is_new(gate_env: dict[str, Any]) -> None:
+    gate = Gate(1, beat_s=3600)
+    try:
+        gate.admit("t", "k", 60.0)
+        calls = gate_env["handle"].calls
+        gate.confirm("unknown", "n1", "pg0")
+        gate.confirm("t", "n2", "pg1")
+        gate.confirm("t", "n2", "pg1")  # the same again: no call
+        gate.confirm("t", "n2", "pg2")  # a new placement group (a restart): told
+        assert [c for c in calls if c[0] == "confirm"] == [("confirm", (f"{gate.owner}/k", "n2", "pg1")),
+                                                            ("confirm", (f"{gate.owner}/k", "n2", "pg2"))]
+        assert gate.leases["t"][2] == "n2" and gate.pgs == {"t": "pg2"}
+    finally:
+        gate.close()
+
+
+def test_release_forgets_the_lease_and_tells_the_ledger_once(gate_env: dict[str, Any]) -> None:
+    gate = Gate(1, beat_s=3600)
+    try:
+        gate.admit("t", "k", 60.0)
+        gate.confirm("t", "n1", "pg1")
+        gate.release("t")
+        gate.release("t")
+        assert [c for c in gate_env["handle"].calls if c[0] == "release"] == [("release", (f"{gate.owner}/k",))]
+        assert gate.leases == {} and gate.pgs == {}
+    finally:
+        gate.close()
+
+
+def test_the_gate_heartbeats_what_it_holds_and_closes_its_owner(gate_env: dict[str, Any]) -> None:
+    gate = Gate(1, beat_s=0.01)
+    gate.admit("t", "k", 60.0)
+    deadline = time.monotonic() + 10
+    while not any(c[0] == "heartbeat" for c in gate_env["handle"].calls) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.close()
+    beats = [c for c in gate_env["handle"].calls if c[0] == "heartbeat"]
+    assert beats and beats[0][1][0] == gate.owner and beats[0][1][1] == [gate.leases["t"]]
+    assert gate_env["handle"].calls[-1] == ("close", (gate.owner,))
+    gate._beat.join(timeout=5)
+    assert not gate._beat.is_alive()
+
+
+def test_an_unreachable_ledger_admits_at_once_and_warns_once(gate_env: dict[str, Any], caplog) -> None:
+    gate_env["handle"] = Handle(None, fail=TimeoutError("ledger did not answer\nmore"))
+    caplog.set_level(logging.WARNING, logger=ledger_module.__name__)
+    gate = Gate(1, beat_s=3600)
+    try:
+        assert gate.admit("t1", "k1", 60.0) == ""  # no pin: Ray places it
+        assert gate.broken and gate.leases["t1"][2] == ""
+        assert gate.admit("t2", "k2", 60.0) == ""
+        assert len(gate_env["handle"].calls) == 1  # a broken gate stops asking
+        assert [r.getMessage() for r in caplog.records] == [
+            "GPU ledger unreachable (TimeoutError: ledger did not answer); trials are placed by Ray alone from now on"]
+    finally:
+        gate.close()
+
+
+def test_a_ledger_that_cannot_be_created_breaks_the_gate_at_once(monkeypatch, gate_env: dict[str, Any],
+                                                                 caplog) -> None:
+    def cannot() -> Any:
+        raise RuntimeError("")
+
+    monkeypatch.setattr(ledger_module, "ledger_handle", cannot)
+    caplog.set_level(logging.WARNING, logger=ledger_module.__name__)
+    gate = Gate(1, beat_s=3600)
+    try:
+        assert gate.broken and gate.admit("t", "k", 1.0) == ""
+        assert caplog.records[0].getMessage() == ("GPU ledger unreachable (RuntimeError: ); trials are placed by Ray "
+                                                  "alone from now on")
+    finally:
+        gate.close()
+
+
+def test_the_ledgers_word_to_drop_an_idle_actor_reaches_the_scheduler(gate_env: dict[str, Any]) -> None:
+    led = gate_env["led"]
+    led.request = lambda *args: (None, True)  # type: ignore[method-assign]
+    gate = Gate(1, beat_s=3600)
+    dropped: list[int] = []
+    try:
+        assert gate.admit("t", "k", 1.0) is None  # told to drop, nothing listens yet: fine
+        gate.on_idle_blocks = lambda: dropped.append(1)
+        assert gate.admit("t", "k", 1.0) is None
+        assert dropped == [1]
+    finally:
+        gate.close()
+
+
+# --- the scheduler's idle actors ----------------------------------------------------------------------------------
+
+class Group:
+    def __init__(self, gid: str) -> None:
+        self.id = gid
+
+
+class Controller:
+    def __init__(self, live: dict[str, Group], stopping: list[str]) -> None:
+        self._actor_manager = type("M", (), {"_live_actors_to_ray_actors_resources": {
+            a: (object(), type("R", (), {"placement_group": g})()) for a, g in live.items()}})()
+        self._stopping_actors = list(stopping)
+        self.cleaned: list[bool] = []
+
+    def _cleanup_cached_actors(self, force_all: bool) -> None:
+        self.cleaned.append(force_all)
+
+
+def test_idle_actors_placement_groups_are_removed_once(monkeypatch: pytest.MonkeyPatch, gate_env) -> None:
+    pgmod = placement_group_module()
+
+    removed: list[str] = []
+    monkeypatch.setattr(pgmod, "remove_placement_group", lambda g: removed.append(g.id))
+    sched = DropsIdleActor()
+    gate = Gate(1, beat_s=3600)
+    try:
+        sched.listen(gate)
+        assert gate.on_idle_blocks == sched.drop_idle_actors
+        sched.drop_idle_actors()  # no controller yet: nothing to do
+        ctl = Controller({"a1": Group("g1"), "a2": Group("g2"), "a3": Group("g3")}, stopping=["a1", "a3", "a9"])
+        sched.controller = ctl
+        sched.drop_idle_actors()
+        sched.drop_idle_actors()  # still listed as stopping: not removed twice
+        assert ctl.cleaned == [True, True] and removed == ["g1", "g3"]
+    finally:
+        gate.close()
+
+
+def test_another_ray_without_those_internals_leaves_the_actor(caplog) -> None:
+    sched = DropsIdleActor()
+    sched.removed = set()
+    sched.controller = object()
+    caplog.set_level(logging.WARNING, logger=ledger_module.__name__)
+    sched.drop_idle_actors()
+    assert sched.controller is None
+    assert caplog.records[0].getMessage().startswith("this Ray Tune cannot drop an idle trial actor (")
+
+
+def test_the_scheduler_keeps_the_inner_controller_and_pickles_without_it() -> None:
+    class Base:
+        def on_trial_add(self, controller: Any, trial: Any) -> None:
+            self.seen = (controller, trial)
+
+    class Sched(DropsIdleActor, Base):
+        pass
+
+    inner = object()
+    wrapper = type("W", (), {"_tune_controller": inner})()
+    s = Sched()
+    s.on_trial_add(wrapper, "trial")
+    assert s.controller is inner and s.seen == (wrapper, "trial")
+    s.on_trial_add(inner, "t2")
+    assert s.controller is inner
+    assert s.__getstate__()["controller"] is None and s.controller is inner
+
+
+# --- trial bundles ----------------------------------------------------------------------------------------------
+
+def test_a_trial_without_a_granted_node_gets_a_plain_bundle() -> None:
+    for config in ({}, {"_cc": None}, {"_cc": {"node": ""}}):
+        pgf = trial_resources(4.0, 2, config)
+        assert not isinstance(pgf, PinnedBundle)
+        assert pgf.bundles == [{"CPU": 4.0, "GPU": 2}]
+
+
+def test_a_granted_trial_is_pinned_to_its_node_in_one_packed_bundle() -> None:
+    pgf = trial_resources(2.0, 1, {"_cc": {"node": "n7"}})
+    assert isinstance(pgf, PinnedBundle)
+    assert pgf.bundles == [{"CPU": 2.0, "GPU": 1}] and pgf.strategy == "STRICT_PACK"
+    assert pgf._bound.kwargs["bundle_label_selector"] == [{NODE_LABEL: "n7"}]
+    assert NODE_LABEL == "ray.io/node-id"
+
+
+def test_a_pinned_bundle_is_pinned_only_on_its_first_placement_on_a_live_node(monkeypatch) -> None:
+    pgmod = placement_group_module()
+    from ray.tune import PlacementGroupFactory
+
+    made: list[tuple] = []
+    monkeypatch.setattr(PlacementGroupFactory, "to_placement_group", lambda self: made.append(("pinned",)) or "P")
+    monkeypatch.setattr(pgmod, "placement_group", lambda bundles, strategy: made.append((bundles, strategy)) or "A")
+    alive = [{"NodeID": "n7", "Alive": True}]
+    monkeypatch.setattr(ray, "nodes", lambda: alive)
+    pgf = trial_resources(2.0, 1, {"_cc": {"node": "n7"}})
+    assert pgf.to_placement_group() == "P"
+    assert pgf.to_placement_group() == "A"  # a restart goes wherever Ray finds room
+    assert made == [("pinned",), ([{"CPU": 2.0, "GPU": 1}], "PACK")]
+    alive[0]["Alive"] = False
+    fresh = trial_resources(2.0, 1, {"_cc": {"node": "n7"}})
+    assert fresh.to_placement_group() == "A"  # its node is dead: not pinned even the first time
