@@ -115,6 +115,7 @@ declare -A TESTS=(
   [clowncar/dashboard.py]="tests/test_tour_commands.py"
   [clowncar/orchestrator/launch.py]="tests/orchestrator/test_launcher.py"
   [clowncar/orchestrator/ledger.py]="tests/orchestrator/test_ledger_in_process.py"
+  [clowncar/orchestrator/tune.py]="tests/orchestrator/test_tune_parts.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
@@ -183,7 +184,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/data/demo.py clowncar/cli.py clowncar/store/commands.py
        clowncar/analysis/commands.py clowncar/config_commands.py clowncar/orchestrator/commands.py
        clowncar/data/commands.py clowncar/demo.py clowncar/worker/commands.py clowncar/dashboard.py
-       clowncar/orchestrator/launch.py clowncar/orchestrator/ledger.py)
+       clowncar/orchestrator/launch.py clowncar/orchestrator/ledger.py
+       clowncar/orchestrator/tune.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

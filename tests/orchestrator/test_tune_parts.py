@@ -1,0 +1,345 @@
+"""The sweep runner's parts that need no Ray cluster, in this process: which trial is best and which form the
+front, the summary, the scheduler a spec gets, how signals stop a sweep, how embedded Ray is started (loopback,
+no secrets in its environment, a private auth token), and the Optuna storage (one line on failure, the race on a
+new database). The sweep itself runs in test_sweep_cli.py and the cluster tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import ray
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
+
+from clowncar.errors import StoreError
+from clowncar.orchestrator import tune
+from clowncar.orchestrator.search import NUMBER
+from clowncar.orchestrator.spec import spec_from_dict
+from clowncar.orchestrator.suggest import DUPLICATE
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+LOOPS = "model.crawler_loops"
+BASE = {"name": "s", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 8},
+        "space": {LOOPS: {"choice": [1, 2, 3, 4]}}}
+DIST = {LOOPS: CategoricalDistribution([1, 2, 3, 4])}
+
+
+def spec(**fields: Any) -> Any:
+    return spec_from_dict({**BASE, **fields})
+
+
+def study_of(trials: list[tuple[int, list[float] | None, float, TrialState, dict[str, Any]]],
+             directions: int = 1) -> optuna.Study:
+    study = optuna.create_study(directions=["minimize"] * directions)
+    for loops, values, over, state, attrs in trials:
+        study.add_trial(create_trial(params={LOOPS: loops}, distributions=DIST, values=values, state=state,
+                                     constraints={"artifact_bytes_over_cap": over}, user_attrs=attrs))
+    return study
+
+
+OK = TrialState.COMPLETE
+
+
+def test_the_best_trial_is_the_best_feasible_complete_one() -> None:
+    study = study_of([(1, [1.30], -1.0, OK, {NUMBER: 10}), (2, [1.10], 0.5, OK, {NUMBER: 11}),
+                      (3, [1.20], 0.0, OK, {}), (4, None, -1.0, TrialState.FAIL, {}),
+                      (1, [1.25], -1.0, OK, {NUMBER: 14})])
+    assert tune.best_trial(spec(), study) == {"number": 2, "objective": 1.20, "params": {LOOPS: 3},
+                                              "values": [1.20]}  # no NUMBER attribute: Optuna's own number
+    assert tune.best_trial(spec(objective={"metric": "auto", "mode": "max"}), study)["number"] == 10
+    assert tune.best_trial(spec(), study_of([])) is None
+    assert tune.best_trial(spec(), study_of([(1, [1.0], 1.0, OK, {})])) is None  # only infeasible
+
+
+def test_a_tie_keeps_the_first_trial() -> None:
+    study = study_of([(1, [1.2], -1.0, OK, {NUMBER: 0}), (2, [1.2], -1.0, OK, {NUMBER: 1})])
+    assert tune.best_trial(spec(), study)["number"] == 0
+    assert tune.best_trial(spec(objective={"metric": "auto", "mode": "max"}), study)["number"] == 0
+
+
+def test_the_front_holds_feasible_nondominated_trials_ordered_by_objective() -> None:
+    nsga = spec(sampler="nsga2")
+    study = study_of([(1, [1.30, 8e6], -1.0, OK, {NUMBER: 0}), (2, [1.20, 9e6], -1.0, OK, {NUMBER: 1}),
+                      (3, [1.25, 9.5e6], -1.0, OK, {NUMBER: 2}),  # dominated by trial 1
+                      (4, [1.10, 7e6], 1.0, OK, {NUMBER: 3})], directions=2)  # would dominate, but over the cap
+    assert tune.pareto_front(nsga, study) == [{"number": 1, "values": [1.20, 9e6], "params": {LOOPS: 2}},
+                                              {"number": 0, "values": [1.30, 8e6], "params": {LOOPS: 1}}]
+    assert tune.pareto_front(spec(), study_of([(1, [1.0], -1.0, OK, {})])) == []  # one objective: no front
+
+
+def test_the_summary_counts_states_and_duplicates() -> None:
+    study = study_of([(1, [1.3], -1.0, OK, {NUMBER: 0}), (2, None, -1.0, TrialState.FAIL, {DUPLICATE: 0}),
+                      (3, None, -1.0, TrialState.FAIL, {}), (4, None, -1.0, TrialState.PRUNED, {})])
+    out = tune.summarize(spec(), study, {"closed_running": 1}, 4)
+    assert out == {"sweep": "s", "asked_this_run": 4,
+                   "optuna_states": {"COMPLETE": 1, "DUPLICATE": 1, "FAIL": 1, "PRUNED": 1},
+                   "reconciled": {"closed_running": 1}, "best": tune.best_trial(spec(), study), "pareto": []}
+
+
+def test_a_spec_without_asha_gets_tunes_fifo_scheduler() -> None:
+    from ray.tune.schedulers import FIFOScheduler
+
+    from clowncar.orchestrator.ledger import GatedFIFO
+
+    assert type(tune.build_scheduler(spec(), None)) is FIFOScheduler
+
+    class Gate:
+        on_idle_blocks = None
+
+    gate = Gate()
+    gated = tune.build_scheduler(spec(), gate)
+    assert type(gated) is GatedFIFO and gate.on_idle_blocks == gated.drop_idle_actors
+
+
+def test_asha_gets_the_specs_rungs_and_spares_the_last_steps() -> None:
+    from clowncar.orchestrator.asha import FinishingASHA
+    from clowncar.orchestrator.ledger import GatedASHA
+
+    s = spec(scheduler={"type": "asha", "metric": "val_bpb", "grace_period": 32, "reduction_factor": 3,
+                        "max_t": 38})
+    asha = tune.build_scheduler(s, None)
+    assert type(asha) is FinishingASHA
+    assert (asha._time_attr, asha._metric, asha._mode, asha._max_t, asha._reduction_factor) == (
+        "val_bpb_step", "val_bpb", "min", 38, 3)
+    assert asha._brackets[0]._rungs[-1][0] == 32 and asha._stop_last_trials is False  # first rung at the grace
+
+    class Gate:
+        on_idle_blocks = None
+
+    assert type(tune.build_scheduler(s, Gate())) is GatedASHA
+
+
+def test_asha_without_max_t_stops_at_the_trials_iterations_and_never_rungs_past_them() -> None:
+    s = spec(scheduler={"type": "asha", "grace_period": 10_000})
+    iterations = s.trial_config({}).train.iterations
+    asha = tune.build_scheduler(s, None)
+    assert asha._max_t == iterations and asha._time_attr == "train_loss_step"
+    assert all(r[0] <= iterations for r in asha._brackets[0]._rungs)  # grace capped at max_t
+
+
+def test_ctrl_c_and_sigterm_set_the_stop_flag_and_interrupt(monkeypatch) -> None:
+    flag = threading.Event()
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    with tune._stop_on_signals(flag):
+        handler = signal.getsignal(signal.SIGTERM)
+        assert signal.getsignal(signal.SIGINT) is handler
+        with pytest.raises(KeyboardInterrupt):
+            handler(signal.SIGTERM, None)
+        assert flag.is_set()
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_off_the_main_thread_signals_are_left_alone() -> None:
+    flag = threading.Event()
+    seen: list[Any] = []
+
+    def body() -> None:
+        with tune._stop_on_signals(flag):
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    before = signal.getsignal(signal.SIGTERM)
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert seen == [before]
+
+
+def test_the_store_secret_stays_out_of_rays_environment(monkeypatch) -> None:
+    monkeypatch.setenv("CLOWNCAR_STORE", "postgresql://u:pw@h/db")
+    monkeypatch.setenv("PGPASSWORD", "pw")
+    monkeypatch.delenv("CLOWNCAR_STORE_FILE", raising=False)
+    monkeypatch.setenv("OTHER", "kept")
+    with tune._secrets_kept_from_ray():
+        assert not {"CLOWNCAR_STORE", "PGPASSWORD"} & set(os.environ) and os.environ["OTHER"] == "kept"
+    assert os.environ["CLOWNCAR_STORE"] == "postgresql://u:pw@h/db" and os.environ["PGPASSWORD"] == "pw"
+    assert "CLOWNCAR_STORE_FILE" not in os.environ
+    with pytest.raises(RuntimeError), tune._secrets_kept_from_ray():
+        raise RuntimeError
+    assert os.environ["PGPASSWORD"] == "pw"  # put back after a failed start too
+    assert tune.SECRET_ENV == ("CLOWNCAR_STORE", "CLOWNCAR_STORE_FILE", "PGPASSWORD")
+
+
+def test_token_auth_is_said_explicitly_unless_the_user_chose(monkeypatch) -> None:
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    tune._token_auth_explicit()
+    assert os.environ["RAY_AUTH_MODE"] == "token"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    tune._token_auth_explicit()
+    assert os.environ["RAY_AUTH_MODE"] == "disabled"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    return tmp_path
+
+
+def test_the_auth_token_is_created_private(home: Path) -> None:
+    tune._private_auth_token()
+    path = home / ".ray" / "auth_token"
+    assert path.is_file() and len(path.read_text().strip()) >= 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    token = path.read_text()
+    tune._private_auth_token()
+    assert path.read_text() == token  # an existing token is kept
+
+
+def test_a_token_left_readable_by_others_is_closed(home: Path) -> None:
+    path = home / ".ray" / "auth_token"
+    path.parent.mkdir()
+    path.write_text("x" * 32)
+    path.chmod(0o644)
+    tune._private_auth_token()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == "x" * 32
+
+
+@pytest.mark.parametrize("env", [{"RAY_AUTH_MODE": "disabled"}, {"RAY_AUTH_TOKEN": "t"},
+                                 {"RAY_AUTH_TOKEN_PATH": "/elsewhere"}])
+def test_no_token_file_when_auth_is_off_or_given(home: Path, monkeypatch, env: dict[str, str]) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    tune._private_auth_token()
+    assert not (home / ".ray").exists()
+
+
+def test_token_mode_is_read_without_regard_to_case(home: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RAY_AUTH_MODE", "TOKEN")
+    tune._private_auth_token()
+    assert (home / ".ray" / "auth_token").is_file()
+
+
+@pytest.fixture
+def fake_ray(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    from clowncar.orchestrator import embedded
+
+    seen: dict[str, Any] = {"init": [], "reaped": [], "atexit": []}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen["init"].append((kw, dict(os.environ))))
+    monkeypatch.setattr(embedded, "reap_dead_drivers", lambda d: seen["reaped"].append(d))
+    monkeypatch.setattr(embedded, "record", lambda d: d / "me.json")
+    monkeypatch.setattr(tune.atexit, "register", lambda f, **kw: seen["atexit"].append((f, kw)))
+    monkeypatch.setattr(tune, "_private_auth_token", lambda: None)
+    monkeypatch.setenv("CLOWNCAR_STORE", "postgresql://u:pw@h/db")
+    monkeypatch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", raising=False)
+    return seen
+
+
+def test_embedded_ray_starts_on_loopback_without_the_store_secret(fake_ray, tmp_path: Path) -> None:
+    tune.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path, num_cpus=3, num_gpus=1))
+    ((kwargs, env),) = fake_ray["init"]
+    assert kwargs == {"address": "local", "num_cpus": 3, "num_gpus": 1, "include_dashboard": False,
+                      "log_to_driver": False, "logging_level": 30}
+    assert env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0" and "CLOWNCAR_STORE" not in env
+    assert os.environ["CLOWNCAR_STORE"] == "postgresql://u:pw@h/db"
+    assert fake_ray["reaped"] == [tmp_path]  # a dead driver's Ray is reaped first
+    ((func, kw),) = fake_ray["atexit"]
+    assert (func.__self__, func.__name__, kw) == (tmp_path / "me.json", "unlink", {"missing_ok": True})
+
+
+def test_embedded_ray_defaults_to_every_cpu_and_no_gpu(fake_ray, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(tune.os, "cpu_count", lambda: 6)
+    tune.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path))
+    monkeypatch.setattr(tune.os, "cpu_count", lambda: None)
+    tune.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path))
+    assert [(k["num_cpus"], k["num_gpus"]) for k, _ in fake_ray["init"]] == [(6, 0), (1, 0)]
+
+
+def test_a_cluster_is_joined_as_given_and_nothing_is_reaped(fake_ray, tmp_path: Path) -> None:
+    tune.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path, address="ray://head:10001"))
+    ((kwargs, env),) = fake_ray["init"]
+    assert kwargs == {"address": "ray://head:10001", "log_to_driver": False, "logging_level": 30}
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in env  # a real cluster must be able to join other hosts
+    assert fake_ray["reaped"] == [] and fake_ray["atexit"] == []
+
+
+def test_a_running_ray_is_used_as_it_is(fake_ray, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    tune.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path))
+    assert fake_ray["init"] == []
+
+
+def test_no_record_means_nothing_to_remove_at_exit(fake_ray, tmp_path: Path, monkeypatch) -> None:
+    from clowncar.orchestrator import embedded
+
+    monkeypatch.setattr(embedded, "record", lambda d: None)
+    tune.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path))
+    assert fake_ray["atexit"] == []
+
+
+def test_the_study_storage_opens_the_stores_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    storage = tune.open_study(url)
+    optuna.create_study(study_name="x", storage=storage)
+    assert [s.study_name for s in optuna.get_all_study_summaries(tune.open_study(url))] == ["x"]
+    assert not (tmp_path / "store.db.optuna-lock").read_text()  # the lock file stays empty
+
+
+def test_an_unusable_storage_is_one_line_without_the_password(tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as err:
+        tune.open_study("postgresql+psycopg://u:s3cret@127.0.0.1:1/db?connect_timeout=1")
+    assert str(err.value).startswith("optuna storage at postgresql+psycopg://u:***@127.0.0.1:1/db")
+    assert "s3cret" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_loser_of_a_table_creation_race_waits_and_retries(monkeypatch, tmp_path: Path) -> None:
+    attempts: list[int] = []
+    real = optuna.storages.RDBStorage
+    sleeps: list[float] = []
+
+    def racing(url: str, engine_kwargs: dict[str, Any]) -> Any:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise RuntimeError('relation "studies" already exists')
+        return real(url, engine_kwargs=engine_kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    monkeypatch.setattr(tune.time, "sleep", sleeps.append)
+    tune.open_study(f"sqlite:///{tmp_path / 's.db'}")
+    assert len(attempts) == 3 and sleeps == [1, 2]
+
+
+def test_a_race_that_never_ends_gives_up_after_six_tries(monkeypatch, tmp_path: Path) -> None:
+    class IntegrityError(Exception):
+        pass
+
+    calls: list[int] = []
+    monkeypatch.setattr(optuna.storages, "RDBStorage", lambda url, engine_kwargs: calls.append(1) or (
+        _ for _ in ()).throw(IntegrityError("duplicate key")))
+    monkeypatch.setattr(tune.time, "sleep", lambda s: None)
+    with pytest.raises(StoreError, match="duplicate key"):
+        tune.open_study(f"sqlite:///{tmp_path / 's.db'}")
+    assert len(calls) == 6
+
+
+def test_sqlite_gets_a_busy_timeout_and_other_servers_none(monkeypatch, tmp_path: Path) -> None:
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(optuna.storages, "RDBStorage", lambda url, engine_kwargs: seen.append(engine_kwargs))
+    tune.open_study(f"sqlite:///{tmp_path / 's.db'}")
+    tune.open_study("postgresql+psycopg://u@h/db")
+    assert seen == [{"connect_args": {"timeout": 60}}, {}]
+
+
+def test_the_sqlite_lock_sits_beside_the_database(tmp_path: Path) -> None:
+    import fcntl
+
+    db = tmp_path / "deep" / "c.db"
+    with tune._sqlite_lock(f"sqlite:///{db}"):
+        lock = tmp_path / "deep" / "c.db.optuna-lock"
+        with lock.open("a") as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while inside
+    with lock.open("a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and released after
+    for url in ("sqlite://", "sqlite:///:memory:", "postgresql://u@h/db"):
+        with tune._sqlite_lock(url):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep"]
