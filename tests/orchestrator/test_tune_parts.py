@@ -343,3 +343,46 @@ def test_the_sqlite_lock_sits_beside_the_database(tmp_path: Path) -> None:
         with tune._sqlite_lock(url):
             pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep"]
+
+
+class FakeTune:
+    """The parts of `ray.tune` that _tuner calls, recording what it is given."""
+
+    def __init__(self) -> None:
+        self.made: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        def record(*args: Any, **kwargs: Any) -> Any:
+            self.made.setdefault(name, []).append((args, kwargs))
+            return (name, args, kwargs)
+
+        return record
+
+
+def test_the_tuner_gets_one_bundle_per_trial_the_searcher_and_the_store_callback(tmp_path: Path) -> None:
+    fake = FakeTune()
+    s = spec(max_concurrent=3, max_failures=2, resources={"cpus": 2, "gpus": 0})
+
+    class Searcher:
+        gate = None
+
+    searcher, callback = Searcher(), object()
+    context = lambda **kw: ("ctx", kw)  # noqa: E731
+    tuner = tune._tuner(s, tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path / "runs"), searcher, callback,
+                        5, fake, "run_trial", context)
+    assert tuner[0] == "Tuner"
+    (bundle_args, _), = fake.made["PlacementGroupFactory"]
+    assert bundle_args == ([{"CPU": 2, "GPU": 0}],)
+    (params_args, params_kw), = fake.made["with_parameters"]
+    assert params_args == ("run_trial",)
+    assert params_kw["ctx"] == ("ctx", {"sweep": "s", "spec": s.to_dict(), "runs_dir": str(tmp_path / "runs"),
+                                        "size_cap": s.size_cap()})
+    (_, tc_kw), = fake.made["TuneConfig"]
+    assert tc_kw["search_alg"] is searcher and tc_kw["num_samples"] == 5 and tc_kw["max_concurrent_trials"] == 3
+    assert tc_kw["reuse_actors"] is True
+    (_, rc_kw), = fake.made["RunConfig"]
+    assert rc_kw["name"] == "s" and rc_kw["storage_path"] == str(tmp_path / "runs" / "tune")
+    assert rc_kw["callbacks"] == [callback] and rc_kw["verbose"] == 0 and rc_kw["log_to_file"] is False
+    (_, fc_kw), = fake.made["FailureConfig"]
+    assert fc_kw == {"max_failures": 2}
+    assert searcher.gate is None  # a CPU sweep has no GPU ledger
