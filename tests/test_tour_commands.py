@@ -114,7 +114,7 @@ def test_clowncar_is_called_by_name_when_it_is_on_the_path(monkeypatch, tmp_path
     assert demo._command() == os.path.join("venv", "bin", "clowncar")  # relative to where the user stands
     monkeypatch.chdir(tmp_path / "venv" / "bin")
     assert demo._command() == "clowncar"  # ./clowncar relative is just its name here
-    elsewhere = tmp_path.parent / f"{tmp_path.name}-other"
+    elsewhere = tmp_path / "other"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert demo._command() == str(bindir / "clowncar")
