@@ -63,6 +63,35 @@ def test_only_the_named_sweeps_are_analysed_with_the_chosen_correction(store_url
     assert len(both["frames"]["steps"]) > len(a["frames"]["steps"]) > 0
 
 
+def test_only_the_named_sweeps_rows_are_read(store_url: str) -> None:
+    with open_store(store_url) as st:
+        other = st.trials_frame("clean_always_fractal")["trial_uid"].iloc[0]
+        st.add_probes(other, 0, [{"step": 5, "mode": "C", "probe_loss": 3.0}])
+    a = load_and_analyse(["clean_cadence2"], store_url)
+    mine = set(a["frames"]["trials"]["trial_uid"])
+    for frame in ("steps", "evals", "probes"):
+        assert set(a["frames"][frame]["trial_uid"]) <= mine, frame
+    both = load_and_analyse(["clean_cadence2", "clean_always_fractal"], store_url)
+    assert other in set(both["frames"]["probes"]["trial_uid"])
+
+
+def test_the_analysis_reads_the_optuna_studies_of_the_same_store(store_url: str, monkeypatch) -> None:
+    import clowncar.analysis.report as report
+
+    seen: list[dict] = []
+    monkeypatch.setattr(report, "analyse", lambda *args, **kw: seen.append(kw) or {})
+    load_and_analyse(["clean_cadence2"], store_url, "bonferroni")
+    assert seen == [{"storage_url": store_url, "method": "bonferroni"}]
+
+
+def test_a_missing_store_is_not_created_by_analysing(tmp_path: Path) -> None:
+    from clowncar.errors import StoreError
+
+    with pytest.raises(StoreError):
+        load_and_analyse(["x"], f"sqlite:///{tmp_path / 'none.db'}")
+    assert not (tmp_path / "none.db").exists()
+
+
 def test_the_store_defaults_to_the_configured_one(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLOWNCAR_STORE", store_url)
     assert len(load_and_analyse(["clean_cadence2"], None)["runs"]) == 1

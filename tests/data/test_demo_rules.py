@@ -143,8 +143,9 @@ def test_the_progress_bar_is_shown_when_asked(kjv: Path, tmp_path: Path, monkeyp
 
 def test_the_corpus_is_read_as_utf8_whatever_the_locale(tmp_path: Path, ascii_locale_child) -> None:
     path = tmp_path / "k.jsonl"
-    path.write_text(json.dumps({"book": "Ruth", "chapter": 1, "text": "Naomi \u2014 whither thou goest"}) + "\n",
-                    encoding="utf-8")
+    path.write_text(json.dumps({"book": "Ruth", "chapter": 1, "text": "Naomi \u2014 whither thou goest"},
+                               ensure_ascii=False) + "\n", encoding="utf-8")
+    assert "\u2014".encode() in path.read_bytes()  # the dash as UTF-8 bytes, not a JSON escape
     proc = ascii_locale_child("import sys; from pathlib import Path; from clowncar.data.demo import kjv_chapters\n"
                               "print(ascii(kjv_chapters(Path(sys.argv[1]))))", str(path))
     assert proc.stdout.strip() == ascii(["Naomi \u2014 whither thou goest"])

@@ -239,3 +239,11 @@ def test_mixed_columns_become_text_for_parquet_and_clean_ones_stay() -> None:
     assert text("lists") == ["[1, 2]", "[3]", None]
     assert out["names"].equals(frame["names"]) and out["n"].dtype == np.int64
     assert frame["dim"].tolist() == [512, "auto", None]  # the caller's frame is left as it was
+
+
+def test_an_object_column_of_one_type_and_missing_values_is_left_as_it_is() -> None:
+    frame = pd.DataFrame({"ints": pd.Series([1, 2, None], dtype=object),
+                          "floats": pd.Series([1.5, float("nan"), 2.5], dtype=object)})
+    out = _parquet_ready(frame)
+    assert out["ints"].tolist() == [1, 2, None] and out["floats"].tolist()[0] == 1.5
+    assert isinstance(out["floats"].tolist()[2], float)
