@@ -24,6 +24,11 @@ def test_show_prints_the_resolved_config_as_yaml_in_its_own_order_and_its_hash(c
     assert not body.endswith("\n")
 
 
+def test_show_prints_yaml_unless_asked_for_json(capsys) -> None:
+    show(None, preset="tiny-cpu")
+    assert capsys.readouterr().out.rstrip().splitlines()[-1].startswith("# config_hash: ")
+
+
 def test_show_json_holds_the_config_and_its_hash(capsys, tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("model:\n  crawler_loops: 2\n")

@@ -170,9 +170,14 @@ def trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 
 def test_a_trial_that_finishes_returns_quietly(trial, tmp_path: Path) -> None:
+    from clowncar.config import load_config
+
     trial_commands.run(trial["config"], tmp_path / "out", preset="tiny-cpu", set_=["train.seed=9"])
     ((cfg, out),) = trial["seen"]
     assert out == tmp_path / "out" and cfg.model.crawler_loops == 3 and cfg.train.seed == 9
+    expected = load_config(trial["config"], preset="tiny-cpu", overrides=["train.seed=9"])
+    assert cfg.content_hash() == expected.content_hash()  # the preset under the file, the overrides on top
+    assert cfg.content_hash() != load_config(trial["config"], overrides=["train.seed=9"]).content_hash()
 
 
 @pytest.mark.parametrize(("code", "status"), [(1, "error"), (3, "diverged"), (4, "oom")])
@@ -188,6 +193,31 @@ def test_a_failed_trial_exits_with_its_code_and_names_its_log(trial, tmp_path: P
 def test_a_failed_trial_without_a_result_still_says_so(trial, tmp_path: Path) -> None:
     trial["code"] = 1
     with pytest.raises(RunFailed, match=r"^trial error: no reason recorded \(log: "):
+        trial_commands.run(trial["config"], tmp_path / "out", preset=None, set_=None)
+
+
+@pytest.mark.parametrize(("reason", "shown"), [
+    ("ConfigError: sweep spec key 'x': not a number", "sweep spec key 'x': not a number"),
+    ("trial config cannot be used", "trial config cannot be used"),
+])
+def test_a_rejection_is_shown_without_its_error_class(trial, tmp_path: Path, reason: str, shown: str) -> None:
+    trial["code"], trial["result"] = 2, {"status": "error", "reason": reason}
+    with pytest.raises(RunFailed) as err:
+        trial_commands.run(trial["config"], tmp_path / "out", preset=None, set_=None)
+    assert str(err.value) == f"trial rejected: {shown}"
+
+
+def test_a_folder_that_cannot_be_removed_still_ends_in_the_rejection(trial, tmp_path: Path, monkeypatch) -> None:
+    trial["code"], trial["result"] = 2, {"status": "error", "reason": "ConfigError: bad"}
+    real_unlink = os.unlink
+
+    def stuck(path, *args, **kwargs):
+        if str(path).endswith("result.json"):
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", stuck)
+    with pytest.raises(RunFailed, match=r"^trial rejected: bad$"):
         trial_commands.run(trial["config"], tmp_path / "out", preset=None, set_=None)
 
 

@@ -64,6 +64,41 @@ def test_build_passes_every_option_through(tmp_path: Path, monkeypatch, capsys) 
     assert capsys.readouterr().out == "progress line\n"  # the build's log goes to the terminal
 
 
+def test_build_defaults_are_the_challenges_settings(tmp_path: Path, monkeypatch, capsys) -> None:
+    import clowncar.data.build as build_module
+
+    seen: dict[str, Any] = {}
+
+    def fake(inputs, out, **kw):
+        seen.update(kw)
+        split = SplitStats(documents=1, tokens=2, bytes=3, text_bytes=3, shards=["a"])
+        return BuildResult(out=out, tokenizer=tmp_path / "t.model", vocab_size=1024,
+                           splits={"val": split, "train": split}, seconds=1.0)
+
+    monkeypatch.setattr(build_module, "build_dataset", fake)
+    commands.build(text=[verses(tmp_path)], out=tmp_path / "out")
+    seen.pop("log")
+    assert seen == {"vocab_size": 1024, "val_docs": 1000, "shard_tokens": 10**8, "field_name": "text",
+                    "docs_per": "file", "tokenizer": None, "character_coverage": 0.999, "overwrite": False}
+
+
+@pytest.mark.parametrize("docs_per", ["file", "paragraph", "line"])
+def test_build_takes_every_document_split(tmp_path: Path, monkeypatch, docs_per: str) -> None:
+    import clowncar.data.build as build_module
+
+    seen: list[str] = []
+
+    def fake(inputs, out, **kw):
+        seen.append(kw["docs_per"])
+        split = SplitStats(documents=1, tokens=2, bytes=3, text_bytes=3, shards=["a"])
+        return BuildResult(out=out, tokenizer=out / "t.model", vocab_size=8, splits={"val": split, "train": split},
+                           seconds=0.0)
+
+    monkeypatch.setattr(build_module, "build_dataset", fake)
+    build(tmp_path, docs_per=docs_per)
+    assert seen == [docs_per]
+
+
 def test_build_refuses_an_unknown_document_split(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         build(tmp_path, docs_per="sentence")
@@ -92,7 +127,26 @@ def test_demo_builds_under_the_data_dir_and_says_when_it_reused(tmp_path: Path, 
     out = capsys.readouterr().out.splitlines()
     notice = f"demo data already built; reusing it (pass --force to rebuild): {tmp_path / 'env' / 'datasets' / 'demo_sp1024'}"
     assert (out[0] == notice) is reused
+    summary = demo_result(tmp_path / "env" / "datasets" / "demo_sp1024").summary_lines()
+    assert out[int(reused):int(reused) + len(summary)] == summary
     assert out[-1] == "the tiny-cpu preset reads these (data.dataset=demo_sp1024, data.tokenizer=demo_1024_bpe.model)"
+
+
+def test_demo_builds_once_by_default_and_its_log_reaches_the_terminal(tmp_path: Path, monkeypatch,
+                                                                      capsys) -> None:
+    import clowncar.data.demo as demo
+
+    forced: list[bool] = []
+
+    def run_demo(root, force, log):
+        forced.append(force)
+        log("training tokenizer: ...")
+        return demo_result(root), True
+
+    monkeypatch.setattr(demo, "run_demo", run_demo)
+    commands.demo(data_dir=tmp_path)
+    assert forced == [False]
+    assert capsys.readouterr().out.splitlines()[0] == "training tokenizer: ..."
 
 
 def test_demo_expands_a_home_relative_data_dir(tmp_path: Path, monkeypatch) -> None:
@@ -112,6 +166,7 @@ def test_fetch_asks_the_hub_for_the_variant_and_reports_what_it_got(tmp_path: Pa
 
     def fake(variant, train_shards, root, source, log):
         seen.append((variant, train_shards, root, source.repo_id, source.remote_root, source.revision))
+        log("downloading fineweb_val_000000.bin")
         return FetchResult(dataset_dir=root / "datasets" / f"fineweb10B_{variant}", tokenizer_files=[root / "a",
                            root / "b"], val_shards=1, train_shards=train_shards, downloaded=["x", "y"], reused=["z"])
 
@@ -121,6 +176,7 @@ def test_fetch_asks_the_hub_for_the_variant_and_reports_what_it_got(tmp_path: Pa
                            remote_root="exports", revision="v2")
     assert seen == [("sp4096", 3, tmp_path / "data", "me/golf", "exports", "v2")]
     assert capsys.readouterr().out.splitlines() == [
+        "downloading fineweb_val_000000.bin",
         f"{tmp_path / 'data' / 'datasets' / 'fineweb10B_sp4096'}: 1 val + 3 train shards (2 files downloaded, 1 "
         "already present)", f"tokenizer: {tmp_path / 'data' / 'a'}", f"tokenizer: {tmp_path / 'data' / 'b'}"]
 

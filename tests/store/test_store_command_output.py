@@ -106,20 +106,22 @@ def test_show_prints_the_config_flattened_and_a_repeated_eval(tmp_path: Path, ca
     url = f"sqlite:///{tmp_path / 's.db'}"
     with open_store(url) as st:
         st.create_or_get_sweep("s", {})
-        st.start_trial("s", "t1", 3, 0, {"model": {"crawler_loops": 4}, "train": {"seed": 7}}, 7, "node-1")
+        st.start_trial("s", "t1", 3, 0, {"model": {"crawler_loops": 4}, "train": {"seed": 7}}, 7, "node-1",
+                       started_at=1_700_000_000.0)
         st.add_named_evals("t1", 0, [{"seq": 0, "name": "final_x", "mode": "sliding", "weights": "raw",
-                                      "quant": None, "step": 5, "val_loss": 2.0, "val_bpb": 1.5, "eval_ms": None,
-                                      "line": 9, "repeats": "final_y"}])
+                                      "quant": None, "step": 5, "val_loss": 2.0, "val_bpb": 1.18131234567,
+                                      "eval_ms": None, "line": 9, "repeats": "final_y"}])
         st.finish_trial("t1", 0, "diverged", "loss was nan", {"val_bpb": None, "provenance": {"config": {"x": 1},
-                                                                                             "host": "h"}})
+                                                                                             "host": "h"}},
+                        ended_at=1_700_000_360.0)
     show("t1", store=url)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("sweep s  number 3  seed 7  config " + lines[0].split()[-1])
     assert lines[1:4] == ["config:", "  model.crawler_loops = 4", "  train.seed = 7"]
-    assert "node node-1" in lines[4] and lines[4].endswith("reason: loss was nan")
+    assert lines[4] == "attempt 0: diverged  node node-1  2023-11-14 22:13 -> 2023-11-14 22:19  reason: loss was nan"
     assert "  val_bpb = -" in lines and "  provenance.host = h" in lines
     assert not any("provenance.config" in line for line in lines)  # the config is shown once, above
-    assert "  eval line 9: final_x val_bpb 1.5 (sliding, raw, repeats final_y)" in lines
+    assert "  eval line 9: final_x val_bpb 1.18131234567 (sliding, raw, repeats final_y)" in lines  # exact
 
 
 def test_show_json_is_the_stored_trial(filled, capsys) -> None:
@@ -128,6 +130,14 @@ def test_show_json_is_the_stored_trial(filled, capsys) -> None:
     data = json.loads(capsys.readouterr().out)
     assert data["trial_uid"] == uid and data["attempts"][0]["result"]["q_val_bpb"] == 1.2345
     assert isinstance(data["created_at"], str)  # times as text
+
+
+def test_looking_into_a_missing_store_never_creates_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    for call in (lambda: show("t", store=url), lambda: export(["a"], tmp_path / "o", fmt="csv", store=url)):
+        with pytest.raises(StoreError):
+            call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_show_refuses_an_unknown_trial(filled) -> None:
@@ -151,6 +161,45 @@ def test_export_writes_one_csv_a_table_and_says_how_many_rows(filled, tmp_path: 
     lead = cols[cols.index("source") + 1:cols.index("source") + 8]
     assert lead == ["bpb", "bpb_metric", "eval_mode", "width", "params", "quant_gap", "quant_gap_mode"]
     assert pd.read_csv(out / "a_steps.csv")["train_loss"].tolist() == [5.0, 4.5]
+
+
+def test_export_writes_only_the_named_sweeps_rows_into_an_existing_folder(filled, tmp_path: Path) -> None:
+    url, uid, _ = filled
+    other = tmp_path / "b.log"
+    other.write_text(LOG.replace("5.0000", "6.0000"))
+    with open_store(url) as st:
+        (rep,) = import_paths(st, [other])
+        st.add_artifact(rep.uids[0], 0, "/runs/b/model.ptz", 1, code_bytes=1, sha256="cd")
+        st.add_probes(rep.uids[0], 0, [{"step": 1, "mode": "C", "probe_loss": 3.0}])
+        st.add_probes(uid, 0, [{"step": 1, "mode": "C", "probe_loss": 2.0}])
+    out = tmp_path / "o"
+    out.mkdir()
+    export(["a"], out, fmt="csv", store=url)
+    export(["a"], out, fmt="csv", store=url)  # again, into the folder it made: replaced, not refused
+    for table in ("trials", "steps", "evals", "named_evals", "probes", "artifacts"):
+        frame = pd.read_csv(out / f"a_{table}.csv")
+        assert "Unnamed: 0" not in frame.columns, table  # no index column
+        assert set(frame["trial_uid"]) == {uid}, table
+
+
+def test_parquet_tables_carry_no_index_column(filled, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    url, _, _ = filled
+    export(["a"], tmp_path / "p", fmt="parquet", store=url)
+    for path in (tmp_path / "p").iterdir():
+        assert not any(name.startswith("__index_level") for name in pq.read_schema(path).names), path.name
+
+
+def test_ls_of_a_sweep_lists_only_its_trials(filled, tmp_path: Path, capsys) -> None:
+    url, uid, _ = filled
+    other = tmp_path / "b.log"
+    other.write_text(LOG.replace("5.0000", "6.0000"))
+    with open_store(url) as st:
+        import_paths(st, [other])
+    ls("a", store=url)
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [r.split()[1] for r in rows] == [uid]
 
 
 def test_export_of_several_sweeps_is_named_export_and_parquet_by_default(filled, tmp_path: Path, capsys) -> None:
