@@ -169,6 +169,21 @@ def test_inspect_prints_sizes_schemes_groups_and_tensors(exported, capsys) -> No
     assert next(line for line in lines if line.startswith("bigram.scale ")).endswith(" scalar")
 
 
+def test_inspect_prints_the_tensor_header_and_tied_weights(exported, capsys, monkeypatch) -> None:
+    import clowncar.worker.artifact_commands as commands
+
+    path, _, _ = exported
+    summary = _summary(path)
+    summary["aliases"] = {"lm_head.weight": "tok_emb.weight"}
+    monkeypatch.setattr(commands, "_summary", lambda file: summary)
+    inspect(path)  # tables unless --json
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("tensor "))
+    assert lines[header - 1] == "" and lines[header].split() == ["tensor", "group", "scheme", "dtype", "shape"]
+    assert lines[header] == f"{'tensor':44s} {'group':11s} {'scheme':10s} {'dtype':9s} shape"
+    assert lines[-1] == f"{'lm_head.weight':44s} tied to tok_emb.weight"
+
+
 def test_inspect_json_is_the_summary(exported, capsys) -> None:
     path, _, _ = exported
     inspect(path, as_json=True)
@@ -224,6 +239,7 @@ def test_eval_scores_the_artifact_alone_with_the_configs_windows(exported, tiny_
     out = run_eval(path, tiny_data, capsys)
     assert set(out) == {"file", "config_hash", "config_hash_written", "config_hash_matches", "weights",
                         "standard", "sliding"}
+    assert out["file"] == str(path)
     assert out["weights"] == "quantized" and out["config_hash"] == cfg.content_hash()
     assert out["standard"]["tokens_scored"] == cfg.eval.max_tokens  # the config's budget: 2048 tokens
     model, _ = load_model_from_artifact(path)
@@ -242,6 +258,20 @@ def test_eval_options_override_the_budget_and_the_stride(exported, tiny_data: Pa
     out = run_eval(path, tiny_data, capsys, max_tokens=256, stride=32)
     assert out["sliding"]["tokens_scored"] == out["standard"]["tokens_scored"] == 256
     assert out["sliding"] == out["standard"]  # a stride of the whole window is the standard eval
+
+
+def test_eval_picks_the_device_itself_by_default(exported, tiny_data: Path, capsys) -> None:
+    path, _, _ = exported
+    evaluate(path, data=tiny_data, tokenizer=None, max_tokens=64, stride=0)  # auto: the CPU here
+    assert json.loads(capsys.readouterr().out)["standard"]["tokens_scored"] == 64
+
+
+def test_an_artifact_whose_config_cannot_build_a_model_names_the_file(exported, tiny_data: Path) -> None:
+    path, _, _ = exported
+    rewrite(path, lambda m: m["config"]["model"].update(num_heads=3))  # 32 is not a multiple of 3
+    with pytest.raises(DataError) as err:
+        evaluate(path, data=tiny_data, tokenizer=None, max_tokens=None, stride=None, device="cpu")
+    assert str(err.value).startswith(f"{path}: ")
 
 
 def test_eval_refuses_a_stride_past_the_window_and_a_folder_without_shards(exported, tmp_path: Path) -> None:
