@@ -94,3 +94,99 @@ def test_a_launched_worker_dies_with_the_process_that_started_it(tmp_path: Path)
     finally:
         parent.kill()
         parent.wait()
+
+
+# --- the same rules in this process (the child processes above are what a trial does; these reach every branch) --
+
+class Libc:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def prctl(self, *args: int) -> int:
+        self.calls.append(args)
+        return 0
+
+
+@pytest.fixture
+def launch_module(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    import ctypes
+
+    from clowncar.orchestrator import launch as launch_module
+
+    state: dict[str, object] = {"libc": Libc(), "ppids": [4242, 4242], "exited": None}
+    monkeypatch.setattr(ctypes, "CDLL", lambda name, use_errno=False: state["libc"])
+    monkeypatch.setattr(launch_module.os, "getppid", lambda: state["ppids"].pop(0))  # type: ignore[union-attr]
+
+    def exit_(code: int) -> None:
+        state["exited"] = code
+        raise SystemExit(code)
+
+    monkeypatch.setattr(launch_module.os, "_exit", exit_)
+    monkeypatch.delenv("CLOWNCAR_LAUNCHER_PARENT", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    state["module"] = launch_module
+    return state
+
+
+def test_the_kernel_is_asked_to_kill_the_worker_with_its_parent(launch_module) -> None:
+    launch_module["module"].die_with_parent()  # type: ignore[attr-defined]
+    assert launch_module["libc"].calls == [(1, signal.SIGKILL, 0, 0, 0)]  # type: ignore[attr-defined]
+    assert launch_module["exited"] is None
+
+
+def test_a_parent_that_died_before_the_request_took_effect_means_no_run(launch_module) -> None:
+    launch_module["ppids"] = [4242, 1]  # re-parented to init between the two looks
+    with pytest.raises(SystemExit):
+        launch_module["module"].die_with_parent()  # type: ignore[attr-defined]
+    assert launch_module["exited"] == 137
+
+
+@pytest.mark.parametrize(("expected", "local_rank", "runs"), [("4242", None, True), ("999", None, False),
+                                                              ("999", "0", True), ("", None, True),
+                                                              ("0", None, True)])
+def test_the_expected_parent_is_checked_except_under_torchrun(launch_module, monkeypatch, expected: str,
+                                                              local_rank: str | None, runs: bool) -> None:
+    monkeypatch.setenv("CLOWNCAR_LAUNCHER_PARENT", expected)
+    if local_rank is not None:
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+    if runs:
+        launch_module["module"].die_with_parent()  # type: ignore[attr-defined]
+    else:
+        with pytest.raises(SystemExit):
+            launch_module["module"].die_with_parent()  # type: ignore[attr-defined]
+    assert (launch_module["exited"] is None) is runs
+
+
+def test_without_prctl_the_worker_just_runs(launch_module, monkeypatch) -> None:
+    import ctypes
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name, use_errno=False: object())  # no prctl here
+    monkeypatch.setenv("CLOWNCAR_LAUNCHER_PARENT", "999")
+    launch_module["module"].die_with_parent()  # type: ignore[attr-defined]
+    assert launch_module["exited"] is None
+
+    def no_libc(name: object, use_errno: bool = False) -> object:
+        raise OSError("no C library")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    launch_module["module"].die_with_parent()  # type: ignore[attr-defined]
+    assert launch_module["exited"] is None
+
+
+def test_main_runs_the_module_with_its_arguments_after_the_check(monkeypatch, capsys) -> None:
+    import runpy
+
+    from clowncar.orchestrator import launch as launch_module
+
+    order: list[object] = []
+    monkeypatch.setattr(launch_module, "die_with_parent", lambda: order.append("checked"))
+    monkeypatch.setattr(runpy, "run_module", lambda module, run_name, alter_sys: order.append(
+        (module, run_name, alter_sys, list(sys.argv))))
+    monkeypatch.setattr(sys, "argv", ["launch.py", "clowncar.worker", "trial.json", "--out", "d"])
+    launch_module.main()
+    assert order == ["checked", ("clowncar.worker", "__main__", True, ["clowncar.worker", "trial.json", "--out", "d"])]
+    monkeypatch.setattr(sys, "argv", ["launch.py"])
+    with pytest.raises(SystemExit) as ended:
+        launch_module.main()
+    assert ended.value.code == 2
+    assert capsys.readouterr().err == "usage: python -m clowncar.orchestrator.launch MODULE [ARGS...]\n"
