@@ -43,15 +43,20 @@ def trial(store: Any, uid: str, number: int, status: str, result: dict[str, Any]
         store.finish_trial(uid, 0, status, None, result or {})
 
 
-def study_with(url: str, values: list[tuple[int, float | None, float]], directions: int = 1) -> optuna.Study:
-    study = optuna.create_study(study_name="s", storage=open_study(url),
+def study_with(url: str, values: list[tuple[int, float | None, float]], directions: int = 1,
+               name: str = "s", seconds: float = 0.0) -> optuna.Study:
+    study = optuna.create_study(study_name=name, storage=open_study(url),
                                 directions=["minimize"] * directions)
     for number, value, over in values:
         state = TrialState.COMPLETE if value is not None else TrialState.FAIL
         vals = None if value is None else ([value] if directions == 1 else [value, 9e6 + number])
-        study.add_trial(create_trial(params={LOOPS: number % 3 + 1}, distributions={LOOPS: CategoricalDistribution(
+        frozen = create_trial(params={LOOPS: number % 3 + 1}, distributions={LOOPS: CategoricalDistribution(
             [1, 2, 3])}, values=vals, state=state, user_attrs={NUMBER: number},
-            constraints={"artifact_bytes_over_cap": over}))
+            constraints={"artifact_bytes_over_cap": over})
+        if seconds:
+            frozen.datetime_start = dt.datetime(2026, 1, 1)
+            frozen.datetime_complete = dt.datetime(2026, 1, 1) + dt.timedelta(seconds=seconds)
+        study.add_trial(frozen)
     return study
 
 
@@ -136,13 +141,13 @@ def test_status_of_a_finished_gpu_sweep_with_a_front(url: str, capsys) -> None:
     with open_store(url) as st:
         st.create_or_get_sweep("s", spec)
         st.set_sweep_status("s", "done")
-    study = study_with(url, [(0, 1.30, -1.0), (1, 1.20, -1.0)], directions=2)
+    study = study_with(url, [(0, 1.30, -1.0), (1, 1.20, -1.0)], directions=2, seconds=900)
     study.set_user_attr(END_REASON, "budget: max_trials 3 reached")
     cmd.status_cmd("s", store=url)
     lines = capsys.readouterr().out.splitlines()
     assert lines[3] == "  pareto front (objective, artifact bytes), feasible trials only:"
     assert lines[4:6] == [f"    trial 1: 1.200000, 9000001 B ({LOOPS}=2)", f"    trial 0: 1.300000, 9000000 B ({LOOPS}=1)"]
-    assert lines[6].startswith("  GPU-hours used: ") and lines[6].endswith(" of 2.5")
+    assert lines[6] == "  GPU-hours used: 1.0000 of 2.5"  # two trials of 15 minutes on 2 GPUs
     assert lines[7] == "  ended: budget: max_trials 3 reached"
 
 
@@ -267,3 +272,205 @@ def test_a_live_driver_is_named_in_the_status(url: str, capsys) -> None:
     cmd._print_driver(Store(), "other")
     assert capsys.readouterr().out == ("  driver: head-1:4242, lease renewed 06:01:02, until 2099-01-01 00:00:30 "
                                        "UTC\n")
+
+
+
+def test_a_gpu_sweep_without_a_cap_and_not_done_says_neither(url: str, capsys) -> None:
+    spec = spec_from_dict({**SPEC, "sampler": "random", "space": {LOOPS: {"choice": [1, 2, 3]}},
+                           "budget": {"max_trials": 3}, "resources": {"gpus": 1}}).model_dump(mode="json")
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", spec)
+        st.set_sweep_status("s", "running")
+    study = study_with(url, [(0, 1.30, -1.0)], seconds=1800)
+    study.set_user_attr(END_REASON, "budget: max_trials 3 reached")
+    cmd.status_cmd("s", store=url)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "  GPU-hours used: 0.5000"
+
+
+def test_two_params_are_listed_apart(capsys) -> None:
+    cmd._print_pareto([{"number": 1, "values": [1.2, 9e6], "params": {"a": 1, "b": 2}}], "")
+    cmd._print_summary({"sweep": "s", "optuna_states": {}, "best": {"number": 1, "objective": 1.0,
+                                                                     "params": {"a": 1, "b": 2}}})
+    out = capsys.readouterr().out
+    assert "  trial 1: 1.200000, 9000000 B (a=1, b=2)" in out and "objective 1.000000 (a=1, b=2)" in out
+
+
+def test_the_best_trial_of_a_study_lists_its_params_apart(url: str, capsys, monkeypatch) -> None:
+    import clowncar.orchestrator.tune as tune
+
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+    study_with(url, [(0, 1.3, -1.0)])
+    monkeypatch.setattr(tune, "best_trial", lambda spec, study: {"number": 4, "objective": 1.25,
+                                                                  "params": {"a": 1, "b": 2}})
+    cmd._print_study("s", url, "running")
+    assert capsys.readouterr().out.splitlines()[0] == ("  best (feasible, by the sweep's objective): trial 4: "
+                                                       "objective 1.250000 (a=1, b=2)")
+
+
+def lease_row(**fields: Any) -> dict[str, Any]:
+    return {"token": "t", "holder": "h:1", "renewed_at": dt.datetime(2026, 12, 5, 6, 0, tzinfo=dt.UTC),
+            "expires_at": dt.datetime(2099, 1, 1, tzinfo=dt.UTC), **fields}
+
+
+class LeaseStore:
+    def __init__(self, lease: dict[str, Any] | None) -> None:
+        self.lease = lease
+
+    def get_lease(self, name: str) -> dict[str, Any] | None:
+        return self.lease
+
+
+def test_an_expired_or_orphaned_lease_names_no_driver(capsys) -> None:
+    import subprocess
+    import sys
+
+    from clowncar.orchestrator.embedded import start_time
+    from clowncar.orchestrator.lease import machine_id
+
+    cmd._print_driver(LeaseStore(None), "s")
+    cmd._print_driver(LeaseStore(lease_row(expires_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))), "s")
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = start_time(done.pid)
+    done.wait()
+    orphan = lease_row(machine=machine_id(), pid=done.pid, pid_started=started)  # its driver died here
+    cmd._print_driver(LeaseStore(orphan), "s")
+    assert capsys.readouterr().out == ""
+
+
+def test_status_names_the_driver_that_holds_the_sweep(url: str, capsys) -> None:
+    from clowncar.orchestrator.lease import DriverLease
+
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+        with DriverLease(st, "s"):
+            cmd.status_cmd("s", store=url)
+    assert capsys.readouterr().out.splitlines()[1].startswith("  driver: ")
+
+
+def test_looking_never_creates_a_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    for call in (lambda: cmd.status_cmd("s", store=url), lambda: cmd.ls_cmd(store=url),
+                 lambda: cmd.stored_spec("s", url)):
+        with pytest.raises(ClownCarError):
+            call()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_spec_stored_as_json_text_is_read_too(url: str, monkeypatch) -> None:
+    import json
+
+    from clowncar.store.store import Store
+
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+    real = Store.get_sweep
+
+    def as_text(self, name):
+        row = real(self, name)
+        return row and {**row, "spec": json.dumps(row["spec"])}
+
+    monkeypatch.setattr(Store, "get_sweep", as_text)
+    assert cmd.stored_spec("s", url) == spec_from_dict(SPEC)
+
+
+def test_resume_defaults_to_live_progress(url: str, monkeypatch) -> None:
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+    calls: list[tuple] = []
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append(args))
+    cmd.resume_cmd("s", store=url)
+    assert calls[0][2:] == (None, None, None, False)
+
+
+def test_run_spec_joins_the_address_given(url: str, monkeypatch) -> None:
+    import clowncar.orchestrator.tune as tune
+
+    seen: list[Any] = []
+    monkeypatch.setattr(tune, "run_sweep", lambda spec, opts: seen.append(opts) or {"sweep": "s",
+                                                                                    "optuna_states": {}})
+    monkeypatch.setenv("CLOWNCAR_RAY_ADDRESS", "ray://elsewhere:10001")
+    cmd.run_spec(spec_from_dict(SPEC), url, "auto", None, None, True, resume=False)
+    assert seen[0].address == "auto"
+
+
+def test_stop_asks_for_the_named_sweep_on_the_given_cluster(url: str, monkeypatch, capsys) -> None:
+    import clowncar.orchestrator.submit as submit
+
+    asked: list[tuple] = []
+    monkeypatch.setattr(submit, "stop", lambda name, address, store_url: asked.append((name, address, store_url))
+                        or (0, 0))
+    cmd.stop_cmd("s", address="http://head:8265", store=url)
+    assert asked == [("s", "http://head:8265", url)]
+
+
+def test_submit_runs_python_on_the_head_by_default(tmp_path: Path, monkeypatch, capsys) -> None:
+    import clowncar.orchestrator.submit as submit
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    pythons: list[str] = []
+    monkeypatch.setattr(submit, "submit", lambda spec, p, address, store, python: pythons.append(python) or "j")
+    cmd.submit_cmd(path, address="http://head:8265")
+    assert pythons == ["python"]
+
+
+def test_run_prints_the_plan_then_runs_the_spec(tmp_path: Path, monkeypatch, capsys) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    calls: list[tuple] = []
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append((args, kw)))
+    cmd.run_cmd(path)
+    assert capsys.readouterr().out.splitlines() == plan_lines(load_spec(path))
+    ((spec, *rest), kw), = calls
+    assert spec.to_dict() == load_spec(path).to_dict()
+    assert (rest, kw) == ([None, None, None, None, False], {"resume": False})
+    cmd.run_cmd(path, store="sqlite:///x.db", address="auto", num_cpus=2, num_gpus=1, quiet=True)
+    assert calls[-1][0][1:] == ("sqlite:///x.db", "auto", 2, 1, True)
+
+
+PARENT = {"name": "par", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 8},
+          "space": {LOOPS: {"choice": [1, 2, 3]}}}
+
+
+@pytest.fixture
+def parent(url: str) -> str:
+    with open_store(url) as st:
+        st.create_or_get_sweep("par", PARENT)
+    study_with(url, [(0, 1.30, -1.0), (1, 1.10, -1.0), (2, 1.20, -1.0)], name="par")
+    return url
+
+
+def test_rerun_runs_the_best_configs_over_the_default_seeds(parent: str, monkeypatch, capsys) -> None:
+    calls: list[tuple] = []
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append((args, kw)))
+    cmd.rerun_cmd("par", store=parent)
+    assert capsys.readouterr().out == "child sweep par-rerun-top3: 9 trials (3 configs x 3 seeds)\n"
+    ((spec, store, address, cpus, gpus, quiet), kw) = calls[0]
+    assert (store, address, cpus, gpus, quiet, kw) == (parent, None, None, None, False, {"resume": False})
+    assert spec.name == "par-rerun-top3" and spec.parent == "par"
+    assert [p["train.seed"] for p in spec.enqueue[:3]] == [1337, 42, 2025]
+    assert [p[LOOPS] for p in spec.enqueue[::3]] == [2, 3, 1]  # best first
+
+
+def test_rerun_takes_its_options(parent: str, monkeypatch, capsys) -> None:
+    calls: list[tuple] = []
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append((args, kw)))
+    cmd.rerun_cmd("par", top=1, seeds="7, 8,", child="kid", store=parent, address="auto", num_cpus=2, num_gpus=1,
+                  quiet=True)
+    assert capsys.readouterr().out == "child sweep kid: 2 trials (1 configs x 2 seeds)\n"
+    ((spec, store, address, cpus, gpus, quiet), _), = calls
+    assert store == parent
+    assert (spec.name, address, cpus, gpus, quiet) == ("kid", "auto", 2, 1, True)
+    assert spec.enqueue == [{LOOPS: 2, "train.seed": 7}, {LOOPS: 2, "train.seed": 8}]
+
+
+def test_rerun_refuses_while_a_driver_runs_the_parent(parent: str, monkeypatch) -> None:
+    from clowncar.orchestrator.lease import DriverLease
+    from clowncar.store.lease import LeaseHeld
+
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: pytest.fail("ran while driven"))
+    with open_store(parent) as st, DriverLease(st, "par"), pytest.raises(LeaseHeld) as err:
+        cmd.rerun_cmd("par", store=parent)
+    assert "par" in str(err.value)
