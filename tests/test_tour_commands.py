@@ -80,6 +80,53 @@ def test_demo_runs_a_given_spec_and_masks_the_store_password(tour, tmp_path: Pat
     assert tour["run"][0][0].name.startswith("mine-")
 
 
+def test_demo_defaults_run_the_smoke_sweep_with_live_progress(tour, capsys) -> None:
+    demo.demo(name="d")
+    ((spec, store, address, cpus, gpus, quiet, resume),) = tour["run"]
+    assert spec.to_dict() == {**load_spec(demo.SMOKE).to_dict(), "name": "d"}
+    assert (store, address, cpus, gpus, quiet, resume) == (None, "", None, None, False, False)
+
+
+def test_demo_times_itself_and_passes_the_data_log_on(tour, monkeypatch, capsys) -> None:
+    import clowncar.data.demo as data_demo
+
+    ticks = iter([100.0, 103.25, 190.6])
+    monkeypatch.setattr(demo.time, "time", lambda: next(ticks))
+
+    def run_demo(root, log):
+        log("training tokenizer: ...")
+        return None, False
+
+    monkeypatch.setattr(data_demo, "run_demo", run_demo)
+    demo.demo(name="d", quiet=True)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "training tokenizer: ..."
+    assert out[1].startswith("demo data built: ") and out[1].endswith(" (3.2s)")
+    assert out[3] == "demo finished in 91s"
+
+
+def test_demo_without_the_data_package_says_so(tour, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "clowncar.data.demo", None)
+    with pytest.raises(ClownCarError) as err:
+        demo.demo(name="d")
+    assert str(err.value) == "the demo data builder (clowncar.data) is not installed in this checkout"
+
+
+def test_the_demo_report_is_written_from_the_store(legacy_runs: Path, tmp_path: Path, capsys) -> None:
+    from clowncar.store import open_store
+    from clowncar.store.importers import import_paths
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(url) as st:
+        import_paths(st, [legacy_runs / "cadence_tsv" / "clean_cadence2.tsv"])
+    demo._write_report("clean_cadence2", url, tmp_path / "rep")
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["report.html", "report.json", "report.md"]
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["sweeps"] == ["clean_cadence2"]
+    assert capsys.readouterr().out.startswith("sweeps: clean_cadence2 | runs: 1 | ")
+
+
 def test_demo_refuses_signals_and_a_spec_together(tour, tmp_path: Path) -> None:
     with pytest.raises(ClownCarError) as err:
         demo.demo(spec_path=tmp_path / "x.yaml", signals=True, name=None, store=None, num_cpus=None, quiet=False)
@@ -107,7 +154,7 @@ def test_clowncar_is_called_by_name_when_it_is_on_the_path(monkeypatch, tmp_path
     bindir.mkdir(parents=True)
     (bindir / "clowncar").write_text("")
     monkeypatch.setattr(sys, "executable", str(bindir / "python"))
-    monkeypatch.setattr(shutil, "which", lambda name: str(bindir / "clowncar"))
+    monkeypatch.setattr(shutil, "which", lambda name: str(bindir / "clowncar") if name == "clowncar" else None)
     assert demo._command() == "clowncar"
     monkeypatch.setattr(shutil, "which", lambda name: None)  # the venv is not activated
     monkeypatch.chdir(tmp_path)
@@ -263,10 +310,49 @@ def test_a_store_the_dashboard_cannot_open_is_one_line_without_the_password(monk
 
 
 def test_the_dashboard_says_where_it_serves_before_serving(monkeypatch, tmp_path: Path, capsys) -> None:
+    import optuna
+
     optuna_dashboard = pytest.importorskip("optuna_dashboard")
     ran: list[tuple] = []
-    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, host, port: ran.append((host, port)))
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, host, port: ran.append((storage, host, port)))
     dashboard.serve(f"sqlite:///{tmp_path / 'd.db'}", port=8123)
-    assert ran == [("127.0.0.1", 8123)]
+    ((storage, host, port),) = ran
+    assert isinstance(storage, optuna.storages.RDBStorage) and (host, port) == ("127.0.0.1", 8123)
     assert capsys.readouterr().out == (f"optuna-dashboard: http://127.0.0.1:8123/ on sqlite:///{tmp_path / 'd.db'} "
                                        "(Ctrl-C stops it)\n")
+
+
+def test_without_optuna_dashboard_the_extra_to_install_is_named(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "optuna_dashboard", None)
+    with pytest.raises(StoreError) as err:
+        dashboard.serve("sqlite:///x.db")
+    assert str(err.value) == "optuna-dashboard is not installed (pip install -e '.[dashboard]')"
+
+
+def test_the_dashboard_line_reaches_a_pipe_before_it_serves(tmp_path: Path) -> None:
+    """Under a supervisor (a pipe, not a terminal) the line must be flushed: the server then blocks forever."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("optuna_dashboard")
+    import clowncar
+
+    code = ("import sys, time, optuna_dashboard\n"
+            "optuna_dashboard.run_server = lambda *a, **k: time.sleep(30)\n"
+            "from clowncar.dashboard import serve\nserve(sys.argv[1])\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(clowncar.__file__).resolve().parents[1])}
+    child = subprocess.Popen([sys.executable, "-c", code, f"sqlite:///{tmp_path / 'd.db'}"], stdout=subprocess.PIPE,
+                             text=True, env=env)
+    try:
+        import select
+
+        ready, _, _ = select.select([child.stdout], [], [], 20)
+        assert ready, "nothing reached the pipe while the server ran"
+        line = child.stdout.readline()
+        assert line.startswith("optuna-dashboard: http://127.0.0.1:8080/ on sqlite:///")
+        assert child.poll() is None  # still serving
+    finally:
+        child.kill()
+        child.wait()
