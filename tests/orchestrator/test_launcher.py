@@ -185,6 +185,9 @@ def test_main_runs_the_module_with_its_arguments_after_the_check(monkeypatch, ca
     monkeypatch.setattr(sys, "argv", ["launch.py", "clowncar.worker", "trial.json", "--out", "d"])
     launch_module.main()
     assert order == ["checked", ("clowncar.worker", "__main__", True, ["clowncar.worker", "trial.json", "--out", "d"])]
+    monkeypatch.setattr(sys, "argv", ["launch.py", "bare_worker"])
+    launch_module.main()  # a module without arguments runs too
+    assert order[-1] == ("bare_worker", "__main__", True, ["bare_worker"])
     monkeypatch.setattr(sys, "argv", ["launch.py"])
     with pytest.raises(SystemExit) as ended:
         launch_module.main()
