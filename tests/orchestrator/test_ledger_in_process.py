@@ -328,7 +328,8 @@ def test_another_ray_without_those_internals_leaves_the_actor(caplog) -> None:
     caplog.set_level(logging.WARNING, logger=ledger_module.__name__)
     sched.drop_idle_actors()
     assert sched.controller is None
-    assert caplog.records[0].getMessage().startswith("this Ray Tune cannot drop an idle trial actor (")
+    assert caplog.records[0].getMessage() == ("this Ray Tune cannot drop an idle trial actor ('object' object has no "
+                                              "attribute '_actor_manager'); a waiting gang may stall")
 
 
 def test_the_scheduler_keeps_the_inner_controller_and_pickles_without_it() -> None:
@@ -382,3 +383,135 @@ def test_a_pinned_bundle_is_pinned_only_on_its_first_placement_on_a_live_node(mo
     alive[0]["Alive"] = False
     fresh = trial_resources(2.0, 1, {"_cc": {"node": "n7"}})
     assert fresh.to_placement_group() == "A"  # its node is dead: not pinned even the first time
+
+
+# --- what the actor body hands the book (the book's own rules: test_gpu_book_rules.py) ----------------------------
+
+class RecordingBook:
+    def __init__(self, node: str | None = "n1", idle: bool = False) -> None:
+        self.calls: list[tuple] = []
+        self.leases: dict[str, Any] = {}
+        self.node, self.idle = node, idle
+
+    def __getattr__(self, name: str) -> Any:
+        def record(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, args, kwargs))
+            if name == "request":
+                return self.node
+            if name == "idle_blocks":
+                return self.idle
+            if name == "snapshot":
+                return {"snap": True}
+            return None
+
+        return record
+
+
+def test_the_actor_hands_the_book_its_clock_and_rays_facts(clock: Clock, nodes: list[int]) -> None:
+    led = Ledger(ttl_s=12.5, settle_s=7.0)
+    assert (led.book.ttl_s, led.book.settle_s) == (12.5, 7.0)
+    book = led.book = RecordingBook()  # type: ignore[assignment]
+    assert led.request("o", "o/1", 2, 60.0, backlog=[30.0], limit=4) == ("n1", False)
+    name, args, kwargs = book.calls[-1]
+    assert (name, args) == ("request", ("o", "o/1", 2, 60.0, clock.now))
+    assert kwargs == {"gone": Ledger._gone, "backlog": [30.0], "limit": 4}
+    led.request("o", "o/2", 1, 5.0)
+    assert book.calls[-1][2]["limit"] == 0 and book.calls[-1][2]["backlog"] == ()  # defaults: no cap, no backlog
+    led.confirm("o/1", "n2", "pg")
+    assert book.calls[-1] == ("confirm", ("o/1", "n2", "pg", clock.now), {})
+    led.heartbeat("o", [("o/1", 2, "n2", 60.0, 1.0)])
+    assert ("heartbeat", ("o", [("o/1", 2, "n2", 60.0, 1.0)], clock.now), {}) in book.calls
+    assert book.calls[-1] == ("tick", (clock.now,), {"gone": Ledger._gone})
+    led.release("o/1")
+    assert book.calls[-2:] == [("release", ("o/1", clock.now), {}), ("tick", (clock.now,), {"gone": Ledger._gone})]
+    led.close("o")
+    assert book.calls[-1] == ("close", ("o", clock.now), {})
+    assert led.snapshot() == {"snap": True} and book.calls[-2] == ("tick", (clock.now,), {"gone": Ledger._gone})
+
+
+def test_only_a_waiting_request_asks_whether_an_idle_actor_blocks(clock: Clock, nodes: list[int]) -> None:
+    led = Ledger(ttl_s=30, settle_s=0)
+    led.book = RecordingBook(node=None, idle=True)  # type: ignore[assignment]
+    assert led.request("o", "o/1", 1, 1.0) == (None, True)
+    assert led.book.calls[-1] == ("idle_blocks", ("o",), {})
+    led.book = RecordingBook(node="n1", idle=True)  # type: ignore[assignment]
+    assert led.request("o", "o/2", 1, 1.0) == ("n1", False)
+    assert all(c[0] != "idle_blocks" for c in led.book.calls)
+
+
+def test_a_grant_made_by_a_release_is_logged_with_the_time(clock: Clock, nodes: list[int]) -> None:
+    led = Ledger(ttl_s=30, settle_s=0)
+    led.request("a", "a/1", 2, 600.0)
+    assert led.request("b", "b/1", 2, 600.0)[0] is None  # waits for a/1's GPUs
+    clock.now += 5
+    led.release("a/1")  # frees them: b/1 is granted inside the release
+    assert led.history()[-2:] == [(clock.now, "release", "a/1", "n1"), (clock.now, "grant", "b/1", "n1")]
+
+
+def test_a_node_without_a_resources_entry_has_no_gpus(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
+    monkeypatch.setattr(ray, "nodes", lambda: [{"NodeID": "bare", "Alive": True},
+                                               {"NodeID": "g", "Alive": True, "Resources": {"GPU": 1.0}}])
+    led = Ledger(ttl_s=30, settle_s=0)
+    led._refresh(clock.now)
+    assert led.book.nodes == {"g": 1}
+
+
+def test_the_gates_heartbeat_thread_is_a_named_daemon(gate_env: dict[str, Any]) -> None:
+    gate = Gate(1, beat_s=3600)
+    try:
+        assert gate._beat.daemon and gate._beat.name == "clowncar-gate" and gate.broken is False
+    finally:
+        gate.close()
+
+
+def test_a_broken_gate_never_asks_to_drop_an_actor(gate_env: dict[str, Any]) -> None:
+    gate_env["handle"] = Handle(None, fail=TimeoutError("x"))
+    gate = Gate(1, beat_s=3600)
+    dropped: list[int] = []
+    gate.on_idle_blocks = lambda: dropped.append(1)
+    try:
+        assert gate.admit("t", "k", 1.0) == "" and dropped == []
+    finally:
+        gate.close()
+
+
+def test_confirming_the_granted_node_without_a_group_is_nothing_new(gate_env: dict[str, Any], clock: Clock) -> None:
+    gate = Gate(2, beat_s=3600)
+    try:
+        gate.admit("t", "k", 60.0)
+        gate.confirm("t", "n1", "")  # the node it was granted, no placement group known yet: no call
+        assert all(c[0] != "confirm" for c in gate_env["handle"].calls)
+        gate.confirm("t", "n2", "pg")
+        assert gate.leases["t"] == (f"{gate.owner}/k", 2, "n2", 60.0, clock.now)  # only the node changed
+    finally:
+        gate.close()
+
+
+def test_the_ledger_actor_is_one_detached_named_actor_on_the_head(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[tuple] = []
+
+    class Remote:
+        def __init__(self, cls: Any) -> None:
+            self.cls = cls
+
+        def options(self, **kw: Any) -> Any:
+            made.append(("options", self.cls, kw))
+            return self
+
+        def remote(self, *args: Any) -> str:
+            made.append(("remote", args))
+            return "handle"
+
+    monkeypatch.setattr(ray, "remote", Remote)
+    monkeypatch.delenv(ledger_module.TTL_ENV, raising=False)
+    assert ledger_module.ledger_handle() == "handle"
+    assert made == [("options", Ledger, {"name": "clowncar-gpu-ledger", "namespace": "clowncar",
+                                         "lifetime": "detached", "get_if_exists": True, "num_cpus": 0,
+                                         "max_restarts": -1, "max_task_retries": -1,
+                                         "resources": {"node:__internal_head__": 0.001}}),
+                    ("remote", (30.0, 60.0))]
+    monkeypatch.setenv(ledger_module.TTL_ENV, "4.5")
+    ledger_module.ledger_handle(settle_s=2.0)
+    assert made[-1] == ("remote", (4.5, 2.0))
+    ledger_module.ledger_handle(ttl_s=9.0)
+    assert made[-1] == ("remote", (9.0, 60.0))
