@@ -386,3 +386,145 @@ def test_the_tuner_gets_one_bundle_per_trial_the_searcher_and_the_store_callback
     (_, fc_kw), = fake.made["FailureConfig"]
     assert fc_kw == {"max_failures": 2}
     assert searcher.gate is None  # a CPU sweep has no GPU ledger
+
+
+@pytest.mark.parametrize(("gpus", "placement", "gated"), [(1, "ledger", True), (2, "ledger", True), (2, "ray", False),
+                                                          (0, "ledger", False)])
+def test_gpu_trials_are_admitted_by_the_ledger_unless_ray_places_them(tmp_path: Path, monkeypatch, gpus: int,
+                                                                      placement: str, gated: bool) -> None:
+    import functools
+
+    from clowncar.orchestrator import ledger
+
+    gates: list[tuple] = []
+
+    class Gate:
+        on_idle_blocks = None
+
+        def __init__(self, n: int, limit: int) -> None:
+            gates.append((n, limit))
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(ledger, "Gate", Gate)
+    fake = FakeTune()
+    s = spec(max_concurrent=2, resources={"cpus": 3, "gpus": gpus, "placement": placement})
+
+    class Searcher:
+        gate = None
+
+    searcher = Searcher()
+    tune._tuner(s, tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path), searcher, object(), 4, fake, "rt",
+                lambda **kw: kw)
+    (wr_args, _), = fake.made["with_resources"]
+    (_, tc_kw), = fake.made["TuneConfig"]
+    if gated:
+        assert gates == [(gpus, 2)] and isinstance(searcher.gate, Gate)
+        resources = wr_args[1]
+        assert isinstance(resources, functools.partial) and resources.func is ledger.trial_resources
+        assert resources.args == (3, gpus)
+        assert type(tc_kw["scheduler"]) is ledger.GatedFIFO and searcher.gate.on_idle_blocks is not None
+    else:
+        assert gates == [] and searcher.gate is None
+        assert wr_args[1] == ("PlacementGroupFactory", ([{"CPU": 3, "GPU": gpus}],), {})
+        assert type(tc_kw["scheduler"]).__name__ == "FIFOScheduler"
+    assert wr_args[0] == ("with_parameters", ("rt",), {"ctx": {"sweep": "s", "spec": s.to_dict(),
+                                                               "runs_dir": str(tmp_path), "size_cap": s.size_cap()}})
+    (tuner_args, _), = fake.made["Tuner"]
+    assert tuner_args == (("with_resources", wr_args, {}),)
+
+
+def test_the_front_uses_optunas_number_without_ours_and_keeps_a_trial_at_the_cap() -> None:
+    nsga = spec(sampler="nsga2")
+    study = study_of([(1, [1.30, 8e6], 0.0, OK, {}), (2, [1.20, 9e6], 0.5, OK, {})], directions=2)
+    assert tune.pareto_front(nsga, study) == [{"number": 0, "values": [1.30, 8e6], "params": {LOOPS: 1}}]
+
+
+def test_the_summary_of_a_two_objective_sweep_holds_its_front() -> None:
+    nsga = spec(sampler="nsga2")
+    study = study_of([(1, [1.30, 8e6], -1.0, OK, {NUMBER: 0})], directions=2)
+    assert tune.summarize(nsga, study, {}, 1)["pareto"] == [{"number": 0, "values": [1.30, 8e6],
+                                                            "params": {LOOPS: 1}}]
+
+
+def test_no_token_file_when_the_mode_is_unset(home: Path, monkeypatch) -> None:
+    monkeypatch.delenv("RAY_AUTH_MODE")
+    tune._private_auth_token()
+    assert not (home / ".ray").exists()
+
+
+def test_the_token_folder_is_made_with_its_parents(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "new" / "home"))
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    tune._private_auth_token()
+    assert (tmp_path / "new" / "home" / ".ray" / "auth_token").is_file()
+
+
+def test_a_token_another_driver_wrote_first_is_kept(home: Path, monkeypatch) -> None:
+    import importlib
+
+    gen = importlib.import_module("ray._private.authentication.authentication_token_generator")
+    path = home / ".ray" / "auth_token"
+
+    def racing() -> str:
+        path.write_text("theirs")  # another driver wins the race between the check and the write
+        path.chmod(0o600)
+        return "ours"
+
+    monkeypatch.setattr(gen, "generate_new_authentication_token", racing)
+    tune._private_auth_token()
+    assert path.read_text() == "theirs"
+
+
+def test_a_home_that_cannot_hold_the_token_is_not_an_error(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("HOME", str(tmp_path / "file"))  # a file: the folder cannot be made
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    tune._private_auth_token()
+
+
+def test_a_ray_without_the_token_generator_is_not_an_error(home: Path, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray._private.authentication.authentication_token_generator", None)
+    tune._private_auth_token()
+    assert not (home / ".ray" / "auth_token").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_token_file_of_another_user_is_left_alone(home: Path) -> None:
+    path = home / ".ray" / "auth_token"
+    path.parent.mkdir()
+    path.write_text("x")
+    path.chmod(0o644)
+    os.chown(path, 12345, 12345)
+    tune._private_auth_token()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_private_token_is_not_touched(home: Path) -> None:
+    path = home / ".ray" / "auth_token"
+    path.parent.mkdir()
+    path.write_text("x")
+    path.chmod(0o400)
+    tune._private_auth_token()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
+
+
+@pytest.mark.parametrize("module", [None, "no Config"])
+def test_a_ray_without_its_config_refresh_still_gets_token_mode(monkeypatch, module: str | None) -> None:
+    import sys
+    import types
+
+    fake = None if module is None else types.ModuleType("ray._raylet")
+    if fake is not None:
+        fake.Config = object  # type: ignore[attr-defined]  # no initialize
+    monkeypatch.setitem(sys.modules, "ray._raylet", fake)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    tune._token_auth_explicit()
+    assert os.environ["RAY_AUTH_MODE"] == "token"
