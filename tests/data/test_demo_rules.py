@@ -138,7 +138,8 @@ def test_the_progress_bar_is_shown_when_asked(kjv: Path, tmp_path: Path, monkeyp
         total, desc, False))
     demo.run_demo(tmp_path / "a", progress=True, log=lambda *_: None)
     demo.run_demo(tmp_path / "b", progress=False, log=lambda *_: None)
-    assert asked == [True, False]
+    demo.run_demo(tmp_path / "c", log=lambda *_: None)  # shown unless asked not to
+    assert asked == [True, False, True]
 
 
 def test_the_corpus_is_read_as_utf8_whatever_the_locale(tmp_path: Path, ascii_locale_child) -> None:
