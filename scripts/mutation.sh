@@ -95,7 +95,6 @@ declare -A TESTS=(
   [clowncar/store/importers/base.py]="tests/store/test_legacy_fields.py"
   [clowncar/analysis/plots.py]="tests/analysis/test_plot_data.py"
   [clowncar/worker/dist.py]="tests/worker/test_dist_plumbing.py"
-  [clowncar/worker/heap.py]="tests/worker/test_heap.py"
   [clowncar/worker/compiled.py]="tests/worker/test_compile_modes.py"
   [clowncar/store/importers/__init__.py]="tests/store/test_import_reports.py tests/store/test_importers.py"
   [clowncar/store/import_command.py]="tests/store/test_import_reports.py"
@@ -177,7 +176,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/store/longread.py clowncar/settings.py clowncar/orchestrator/trainable.py
        clowncar/worker/startup.py clowncar/data/atomic.py
        clowncar/worker/progress.py clowncar/worker/provenance.py clowncar/store/importers/base.py
-       clowncar/analysis/plots.py clowncar/worker/dist.py clowncar/worker/heap.py clowncar/worker/compiled.py
+       clowncar/analysis/plots.py clowncar/worker/dist.py clowncar/worker/compiled.py
        clowncar/store/importers/__init__.py clowncar/store/import_command.py
        clowncar/doctor.py clowncar/worker/artifact_commands.py
        clowncar/orchestrator/workers.py clowncar/orchestrator/embedded.py
