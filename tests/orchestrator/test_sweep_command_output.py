@@ -474,3 +474,10 @@ def test_rerun_refuses_while_a_driver_runs_the_parent(parent: str, monkeypatch) 
     with open_store(parent) as st, DriverLease(st, "par"), pytest.raises(LeaseHeld) as err:
         cmd.rerun_cmd("par", store=parent)
     assert "par" in str(err.value)
+
+
+def test_rerun_of_a_sweep_in_a_missing_store_creates_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: pytest.fail("ran"))
+    with pytest.raises(ClownCarError):
+        cmd.rerun_cmd("par", store=f"sqlite:///{tmp_path / 'none.db'}")
+    assert list(tmp_path.iterdir()) == []
