@@ -342,7 +342,8 @@ def test_the_dashboard_line_reaches_a_pipe_before_it_serves(tmp_path: Path) -> N
     code = ("import sys, time, optuna_dashboard\n"
             "optuna_dashboard.run_server = lambda *a, **k: time.sleep(30)\n"
             "from clowncar.dashboard import serve\nserve(sys.argv[1])\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(clowncar.__file__).resolve().parents[1])}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a pipe buffers, as under a supervisor
+    env["PYTHONPATH"] = str(Path(clowncar.__file__).resolve().parents[1])
     child = subprocess.Popen([sys.executable, "-c", code, f"sqlite:///{tmp_path / 'd.db'}"], stdout=subprocess.PIPE,
                              text=True, env=env)
     try:
