@@ -515,3 +515,13 @@ def test_the_ledger_actor_is_one_detached_named_actor_on_the_head(monkeypatch: p
     assert made[-1] == ("remote", (4.5, 2.0))
     ledger_module.ledger_handle(ttl_s=9.0)
     assert made[-1] == ("remote", (9.0, 60.0))
+
+
+def test_a_gate_asks_without_a_cap_beats_every_five_seconds_and_waits_ten(gate_env: dict[str, Any]) -> None:
+    gate = Gate(1)
+    try:
+        assert (gate.limit, gate.timeout_s, gate._beat._args) == (0, 10.0, (5.0,))  # type: ignore[attr-defined]
+        gate.admit("t", "k", 1.0)
+        assert gate_env["handle"].calls[0][1][-1] == 0 and gate_env["timeouts"] == [10.0]
+    finally:
+        gate.close()
