@@ -66,11 +66,11 @@ def test_a_tie_keeps_the_first_trial() -> None:
 
 def test_the_front_holds_feasible_nondominated_trials_ordered_by_objective() -> None:
     nsga = spec(sampler="nsga2")
-    study = study_of([(1, [1.30, 8e6], -1.0, OK, {NUMBER: 0}), (2, [1.20, 9e6], -1.0, OK, {NUMBER: 1}),
-                      (3, [1.25, 9.5e6], -1.0, OK, {NUMBER: 2}),  # dominated by trial 1
-                      (4, [1.10, 7e6], 1.0, OK, {NUMBER: 3})], directions=2)  # would dominate, but over the cap
-    assert tune.pareto_front(nsga, study) == [{"number": 1, "values": [1.20, 9e6], "params": {LOOPS: 2}},
-                                              {"number": 0, "values": [1.30, 8e6], "params": {LOOPS: 1}}]
+    study = study_of([(1, [1.30, 8e6], -1.0, OK, {NUMBER: 20}), (2, [1.20, 9e6], -1.0, OK, {NUMBER: 21}),
+                      (3, [1.25, 9.5e6], -1.0, OK, {NUMBER: 22}),  # dominated by trial 21
+                      (4, [1.10, 7e6], 1.0, OK, {NUMBER: 23})], directions=2)  # would dominate, but over the cap
+    assert tune.pareto_front(nsga, study) == [{"number": 21, "values": [1.20, 9e6], "params": {LOOPS: 2}},
+                                              {"number": 20, "values": [1.30, 8e6], "params": {LOOPS: 1}}]
     assert tune.pareto_front(spec(), study_of([(1, [1.0], -1.0, OK, {})])) == []  # one objective: no front
 
 
