@@ -113,8 +113,8 @@ declare -A TESTS=(
   [clowncar/worker/commands.py]="tests/test_tour_commands.py"
   [clowncar/dashboard.py]="tests/test_tour_commands.py"
   [clowncar/orchestrator/launch.py]="tests/orchestrator/test_launcher.py"
-  [clowncar/orchestrator/ledger.py]="tests/orchestrator/test_ledger_in_process.py"
-  [clowncar/orchestrator/tune.py]="tests/orchestrator/test_tune_parts.py"
+  [clowncar/orchestrator/ledger.py]="tests/orchestrator/test_ledger_in_process.py tests/orchestrator/test_trial_bundles.py"
+  [clowncar/orchestrator/tune.py]="tests/orchestrator/test_tune_parts.py tests/orchestrator/test_embedded_ray_start.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).

@@ -26,6 +26,14 @@ def umask_027():
     os.umask(old)
 
 
+def old_output(tmp_path: Path) -> Path:
+    """tmp_path/out holding old.bin: what an earlier build left."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.bin").write_bytes(b"old")
+    return out
+
+
 def _leftovers(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
 
@@ -106,9 +114,7 @@ def test_a_failed_build_keeps_a_parent_that_something_else_wrote_into(tmp_path: 
 
 
 def test_a_failed_rebuild_keeps_the_old_output(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.bin").write_bytes(b"old")
+    out = old_output(tmp_path)
     with pytest.raises(ValueError), staged_directory(out, overwrite=True) as stage:
         (stage / "new.bin").write_bytes(b"new")
         raise ValueError
@@ -117,9 +123,7 @@ def test_a_failed_rebuild_keeps_the_old_output(tmp_path: Path) -> None:
 
 
 def test_overwrite_replaces_the_old_output_and_removes_it(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.bin").write_bytes(b"old")
+    out = old_output(tmp_path)
     with staged_directory(out, overwrite=True) as stage:
         (stage / "new.bin").write_bytes(b"new")
     assert os.listdir(out) == ["new.bin"]
@@ -127,9 +131,7 @@ def test_overwrite_replaces_the_old_output_and_removes_it(tmp_path: Path) -> Non
 
 
 def test_a_full_directory_without_overwrite_is_refused_before_any_staging(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.bin").write_bytes(b"old")
+    out = old_output(tmp_path)
     with pytest.raises(DataError, match="pass --overwrite"), staged_directory(out):
         raise AssertionError("the body must not run")
     assert os.listdir(tmp_path) == ["out"]
@@ -138,9 +140,7 @@ def test_a_full_directory_without_overwrite_is_refused_before_any_staging(tmp_pa
 def test_a_left_over_old_output_that_cannot_be_removed_does_not_fail_the_build(
     tmp_path: Path, monkeypatch
 ) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.bin").write_bytes(b"old")
+    out = old_output(tmp_path)
     real_unlink = os.unlink
 
     def stubborn_unlink(path, *args, **kwargs) -> None:

@@ -13,12 +13,9 @@ import ray
 
 from clowncar.orchestrator import ledger as ledger_module
 from clowncar.orchestrator.ledger import (
-    NODE_LABEL,
     DropsIdleActor,
     Gate,
     Ledger,
-    PinnedBundle,
-    trial_resources,
 )
 
 
@@ -144,6 +141,20 @@ def test_a_removed_or_unknown_placement_group_is_gone(monkeypatch: pytest.Monkey
 
 # --- the gate --------------------------------------------------------------------------------------------------
 
+@pytest.fixture
+def open_gate(gate_env: dict[str, Any]) -> Any:
+    """Gate(...) for a test, closed when the test ends (its heartbeat thread stops)."""
+    opened: list[Gate] = []
+
+    def make(*args: Any, **kwargs: Any) -> Gate:
+        opened.append(Gate(*args, **kwargs))
+        return opened[-1]
+
+    yield make
+    for gate in opened:
+        gate.close()
+
+
 class Handle:
     """The ledger actor's handle: `handle.method.remote(*args)` calls the in-process Ledger (or raises)."""
 
@@ -180,52 +191,43 @@ def gate_env(monkeypatch: pytest.MonkeyPatch, clock: Clock, nodes: list[int]) ->
     return env
 
 
-def test_a_gate_admits_with_the_ledgers_node_and_remembers_the_lease(gate_env: dict[str, Any], clock: Clock) -> None:
-    gate = Gate(2, limit=3, beat_s=3600, timeout_s=7.5)
-    try:
-        assert gate.owner.startswith("job01-") and len(gate.owner.split("-")[-1]) == 8
-        assert gate.admit("trial_1", "k1", 600.0, backlog=(300.0, 200.0)) == "n1"
-        method, args = gate_env["handle"].calls[0]
-        assert (method, args) == ("request", (gate.owner, f"{gate.owner}/k1", 2, 600.0, [300.0, 200.0], 3))
-        assert gate_env["timeouts"] == [7.5]
-        assert gate.leases == {"trial_1": (f"{gate.owner}/k1", 2, "n1", 600.0, clock.now)}
-        assert gate.admit("trial_2", "k2", 600.0) is None  # no room: ask again later
-        assert "trial_2" not in gate.leases
-    finally:
-        gate.close()
+def test_a_gate_admits_with_the_ledgers_node_and_remembers_the_lease(open_gate, gate_env: dict[str, Any], clock: Clock) -> None:
+    gate = open_gate(2, limit=3, beat_s=3600, timeout_s=7.5)
+    assert gate.owner.startswith("job01-") and len(gate.owner.split("-")[-1]) == 8
+    assert gate.admit("trial_1", "k1", 600.0, backlog=(300.0, 200.0)) == "n1"
+    method, args = gate_env["handle"].calls[0]
+    assert (method, args) == ("request", (gate.owner, f"{gate.owner}/k1", 2, 600.0, [300.0, 200.0], 3))
+    assert gate_env["timeouts"] == [7.5]
+    assert gate.leases == {"trial_1": (f"{gate.owner}/k1", 2, "n1", 600.0, clock.now)}
+    assert gate.admit("trial_2", "k2", 600.0) is None  # no room: ask again later
+    assert "trial_2" not in gate.leases
 
 
-def test_confirm_tells_the_ledger_only_what_is_new(gate_env: dict[str, Any]) -> None:
-    gate = Gate(1, beat_s=3600)
-    try:
-        gate.admit("t", "k", 60.0)
-        calls = gate_env["handle"].calls
-        gate.confirm("unknown", "n1", "pg0")
-        gate.confirm("t", "n2", "pg1")
-        gate.confirm("t", "n2", "pg1")  # the same again: no call
-        gate.confirm("t", "n2", "pg2")  # a new placement group (a restart): told
-        assert [c for c in calls if c[0] == "confirm"] == [("confirm", (f"{gate.owner}/k", "n2", "pg1")),
-                                                            ("confirm", (f"{gate.owner}/k", "n2", "pg2"))]
-        assert gate.leases["t"][2] == "n2" and gate.pgs == {"t": "pg2"}
-    finally:
-        gate.close()
+def test_confirm_tells_the_ledger_only_what_is_new(open_gate, gate_env: dict[str, Any]) -> None:
+    gate = open_gate(1, beat_s=3600)
+    gate.admit("t", "k", 60.0)
+    calls = gate_env["handle"].calls
+    gate.confirm("unknown", "n1", "pg0")
+    gate.confirm("t", "n2", "pg1")
+    gate.confirm("t", "n2", "pg1")  # the same again: no call
+    gate.confirm("t", "n2", "pg2")  # a new placement group (a restart): told
+    assert [c for c in calls if c[0] == "confirm"] == [("confirm", (f"{gate.owner}/k", "n2", "pg1")),
+                                                        ("confirm", (f"{gate.owner}/k", "n2", "pg2"))]
+    assert gate.leases["t"][2] == "n2" and gate.pgs == {"t": "pg2"}
 
 
-def test_release_forgets_the_lease_and_tells_the_ledger_once(gate_env: dict[str, Any]) -> None:
-    gate = Gate(1, beat_s=3600)
-    try:
-        gate.admit("t", "k", 60.0)
-        gate.confirm("t", "n1", "pg1")
-        gate.release("t")
-        gate.release("t")
-        assert [c for c in gate_env["handle"].calls if c[0] == "release"] == [("release", (f"{gate.owner}/k",))]
-        assert gate.leases == {} and gate.pgs == {}
-    finally:
-        gate.close()
+def test_release_forgets_the_lease_and_tells_the_ledger_once(open_gate, gate_env: dict[str, Any]) -> None:
+    gate = open_gate(1, beat_s=3600)
+    gate.admit("t", "k", 60.0)
+    gate.confirm("t", "n1", "pg1")
+    gate.release("t")
+    gate.release("t")
+    assert [c for c in gate_env["handle"].calls if c[0] == "release"] == [("release", (f"{gate.owner}/k",))]
+    assert gate.leases == {} and gate.pgs == {}
 
 
-def test_the_gate_heartbeats_what_it_holds_and_closes_its_owner(gate_env: dict[str, Any]) -> None:
-    gate = Gate(1, beat_s=0.01)
+def test_the_gate_heartbeats_what_it_holds_and_closes_its_owner(open_gate, gate_env: dict[str, Any]) -> None:
+    gate = open_gate(1, beat_s=0.01)
     gate.admit("t", "k", 60.0)
     deadline = time.monotonic() + 10
     while not any(c[0] == "heartbeat" for c in gate_env["handle"].calls) and time.monotonic() < deadline:
@@ -238,49 +240,40 @@ def test_the_gate_heartbeats_what_it_holds_and_closes_its_owner(gate_env: dict[s
     assert not gate._beat.is_alive()
 
 
-def test_an_unreachable_ledger_admits_at_once_and_warns_once(gate_env: dict[str, Any], caplog) -> None:
+def test_an_unreachable_ledger_admits_at_once_and_warns_once(open_gate, gate_env: dict[str, Any], caplog) -> None:
     gate_env["handle"] = Handle(None, fail=TimeoutError("ledger did not answer\nmore"))
     caplog.set_level(logging.WARNING, logger=ledger_module.__name__)
-    gate = Gate(1, beat_s=3600)
-    try:
-        assert gate.admit("t1", "k1", 60.0) == ""  # no pin: Ray places it
-        assert gate.broken and gate.leases["t1"][2] == ""
-        assert gate.admit("t2", "k2", 60.0) == ""
-        assert len(gate_env["handle"].calls) == 1  # a broken gate stops asking
-        assert [r.getMessage() for r in caplog.records] == [
-            "GPU ledger unreachable (TimeoutError: ledger did not answer); trials are placed by Ray alone from now on"]
-    finally:
-        gate.close()
+    gate = open_gate(1, beat_s=3600)
+    assert gate.admit("t1", "k1", 60.0) == ""  # no pin: Ray places it
+    assert gate.broken and gate.leases["t1"][2] == ""
+    assert gate.admit("t2", "k2", 60.0) == ""
+    assert len(gate_env["handle"].calls) == 1  # a broken gate stops asking
+    assert [r.getMessage() for r in caplog.records] == [
+        "GPU ledger unreachable (TimeoutError: ledger did not answer); trials are placed by Ray alone from now on"]
 
 
-def test_a_ledger_that_cannot_be_created_breaks_the_gate_at_once(monkeypatch, gate_env: dict[str, Any],
+def test_a_ledger_that_cannot_be_created_breaks_the_gate_at_once(open_gate, monkeypatch,
                                                                  caplog) -> None:
     def cannot() -> Any:
         raise RuntimeError("")
 
     monkeypatch.setattr(ledger_module, "ledger_handle", cannot)
     caplog.set_level(logging.WARNING, logger=ledger_module.__name__)
-    gate = Gate(1, beat_s=3600)
-    try:
-        assert gate.broken and gate.admit("t", "k", 1.0) == ""
-        assert caplog.records[0].getMessage() == ("GPU ledger unreachable (RuntimeError: ); trials are placed by Ray "
-                                                  "alone from now on")
-    finally:
-        gate.close()
+    gate = open_gate(1, beat_s=3600)
+    assert gate.broken and gate.admit("t", "k", 1.0) == ""
+    assert caplog.records[0].getMessage() == ("GPU ledger unreachable (RuntimeError: ); trials are placed by Ray "
+                                              "alone from now on")
 
 
-def test_the_ledgers_word_to_drop_an_idle_actor_reaches_the_scheduler(gate_env: dict[str, Any]) -> None:
+def test_the_ledgers_word_to_drop_an_idle_actor_reaches_the_scheduler(open_gate, gate_env: dict[str, Any]) -> None:
     led = gate_env["led"]
     led.request = lambda *args: (None, True)  # type: ignore[method-assign]
-    gate = Gate(1, beat_s=3600)
+    gate = open_gate(1, beat_s=3600)
     dropped: list[int] = []
-    try:
-        assert gate.admit("t", "k", 1.0) is None  # told to drop, nothing listens yet: fine
-        gate.on_idle_blocks = lambda: dropped.append(1)
-        assert gate.admit("t", "k", 1.0) is None
-        assert dropped == [1]
-    finally:
-        gate.close()
+    assert gate.admit("t", "k", 1.0) is None  # told to drop, nothing listens yet: fine
+    gate.on_idle_blocks = lambda: dropped.append(1)
+    assert gate.admit("t", "k", 1.0) is None
+    assert dropped == [1]
 
 
 # --- the scheduler's idle actors ----------------------------------------------------------------------------------
@@ -301,24 +294,21 @@ class Controller:
         self.cleaned.append(force_all)
 
 
-def test_idle_actors_placement_groups_are_removed_once(monkeypatch: pytest.MonkeyPatch, gate_env) -> None:
+def test_idle_actors_placement_groups_are_removed_once(open_gate, monkeypatch: pytest.MonkeyPatch) -> None:
     pgmod = placement_group_module()
 
     removed: list[str] = []
     monkeypatch.setattr(pgmod, "remove_placement_group", lambda g: removed.append(g.id))
     sched = DropsIdleActor()
-    gate = Gate(1, beat_s=3600)
-    try:
-        sched.listen(gate)
-        assert gate.on_idle_blocks == sched.drop_idle_actors
-        sched.drop_idle_actors()  # no controller yet: nothing to do
-        ctl = Controller({"a1": Group("g1"), "a2": Group("g2"), "a3": Group("g3")}, stopping=["a1", "a3", "a9"])
-        sched.controller = ctl
-        sched.drop_idle_actors()
-        sched.drop_idle_actors()  # still listed as stopping: not removed twice
-        assert ctl.cleaned == [True, True] and removed == ["g1", "g3"]
-    finally:
-        gate.close()
+    gate = open_gate(1, beat_s=3600)
+    sched.listen(gate)
+    assert gate.on_idle_blocks == sched.drop_idle_actors
+    sched.drop_idle_actors()  # no controller yet: nothing to do
+    ctl = Controller({"a1": Group("g1"), "a2": Group("g2"), "a3": Group("g3")}, stopping=["a1", "a3", "a9"])
+    sched.controller = ctl
+    sched.drop_idle_actors()
+    sched.drop_idle_actors()  # still listed as stopping: not removed twice
+    assert ctl.cleaned == [True, True] and removed == ["g1", "g3"]
 
 
 def test_another_ray_without_those_internals_leaves_the_actor(caplog) -> None:
@@ -348,41 +338,6 @@ def test_the_scheduler_keeps_the_inner_controller_and_pickles_without_it() -> No
     s.on_trial_add(inner, "t2")
     assert s.controller is inner
     assert s.__getstate__()["controller"] is None and s.controller is inner
-
-
-# --- trial bundles ----------------------------------------------------------------------------------------------
-
-def test_a_trial_without_a_granted_node_gets_a_plain_bundle() -> None:
-    for config in ({}, {"_cc": None}, {"_cc": {"node": ""}}):
-        pgf = trial_resources(4.0, 2, config)
-        assert not isinstance(pgf, PinnedBundle)
-        assert pgf.bundles == [{"CPU": 4.0, "GPU": 2}]
-
-
-def test_a_granted_trial_is_pinned_to_its_node_in_one_packed_bundle() -> None:
-    pgf = trial_resources(2.0, 1, {"_cc": {"node": "n7"}})
-    assert isinstance(pgf, PinnedBundle)
-    assert pgf.bundles == [{"CPU": 2.0, "GPU": 1}] and pgf.strategy == "STRICT_PACK"
-    assert pgf._bound.kwargs["bundle_label_selector"] == [{NODE_LABEL: "n7"}]
-    assert NODE_LABEL == "ray.io/node-id"
-
-
-def test_a_pinned_bundle_is_pinned_only_on_its_first_placement_on_a_live_node(monkeypatch) -> None:
-    pgmod = placement_group_module()
-    from ray.tune import PlacementGroupFactory
-
-    made: list[tuple] = []
-    monkeypatch.setattr(PlacementGroupFactory, "to_placement_group", lambda self: made.append(("pinned",)) or "P")
-    monkeypatch.setattr(pgmod, "placement_group", lambda bundles, strategy: made.append((bundles, strategy)) or "A")
-    alive = [{"NodeID": "n7", "Alive": True}]
-    monkeypatch.setattr(ray, "nodes", lambda: alive)
-    pgf = trial_resources(2.0, 1, {"_cc": {"node": "n7"}})
-    assert pgf.to_placement_group() == "P"
-    assert pgf.to_placement_group() == "A"  # a restart goes wherever Ray finds room
-    assert made == [("pinned",), ([{"CPU": 2.0, "GPU": 1}], "PACK")]
-    alive[0]["Alive"] = False
-    fresh = trial_resources(2.0, 1, {"_cc": {"node": "n7"}})
-    assert fresh.to_placement_group() == "A"  # its node is dead: not pinned even the first time
 
 
 # --- what the actor body hands the book (the book's own rules: test_gpu_book_rules.py) ----------------------------
@@ -456,35 +411,26 @@ def test_a_node_without_a_resources_entry_has_no_gpus(monkeypatch: pytest.Monkey
     assert led.book.nodes == {"g": 1}
 
 
-def test_the_gates_heartbeat_thread_is_a_named_daemon(gate_env: dict[str, Any]) -> None:
-    gate = Gate(1, beat_s=3600)
-    try:
-        assert gate._beat.daemon and gate._beat.name == "clowncar-gate" and gate.broken is False
-    finally:
-        gate.close()
+def test_the_gates_heartbeat_thread_is_a_named_daemon(open_gate) -> None:
+    gate = open_gate(1, beat_s=3600)
+    assert gate._beat.daemon and gate._beat.name == "clowncar-gate" and gate.broken is False
 
 
-def test_a_broken_gate_never_asks_to_drop_an_actor(gate_env: dict[str, Any]) -> None:
+def test_a_broken_gate_never_asks_to_drop_an_actor(open_gate, gate_env: dict[str, Any]) -> None:
     gate_env["handle"] = Handle(None, fail=TimeoutError("x"))
-    gate = Gate(1, beat_s=3600)
+    gate = open_gate(1, beat_s=3600)
     dropped: list[int] = []
     gate.on_idle_blocks = lambda: dropped.append(1)
-    try:
-        assert gate.admit("t", "k", 1.0) == "" and dropped == []
-    finally:
-        gate.close()
+    assert gate.admit("t", "k", 1.0) == "" and dropped == []
 
 
-def test_confirming_the_granted_node_without_a_group_is_nothing_new(gate_env: dict[str, Any], clock: Clock) -> None:
-    gate = Gate(2, beat_s=3600)
-    try:
-        gate.admit("t", "k", 60.0)
-        gate.confirm("t", "n1", "")  # the node it was granted, no placement group known yet: no call
-        assert all(c[0] != "confirm" for c in gate_env["handle"].calls)
-        gate.confirm("t", "n2", "pg")
-        assert gate.leases["t"] == (f"{gate.owner}/k", 2, "n2", 60.0, clock.now)  # only the node changed
-    finally:
-        gate.close()
+def test_confirming_the_granted_node_without_a_group_is_nothing_new(open_gate, gate_env: dict[str, Any], clock: Clock) -> None:
+    gate = open_gate(2, beat_s=3600)
+    gate.admit("t", "k", 60.0)
+    gate.confirm("t", "n1", "")  # the node it was granted, no placement group known yet: no call
+    assert all(c[0] != "confirm" for c in gate_env["handle"].calls)
+    gate.confirm("t", "n2", "pg")
+    assert gate.leases["t"] == (f"{gate.owner}/k", 2, "n2", 60.0, clock.now)  # only the node changed
 
 
 def test_the_ledger_actor_is_one_detached_named_actor_on_the_head(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -517,11 +463,8 @@ def test_the_ledger_actor_is_one_detached_named_actor_on_the_head(monkeypatch: p
     assert made[-1] == ("remote", (9.0, 60.0))
 
 
-def test_a_gate_asks_without_a_cap_beats_every_five_seconds_and_waits_ten(gate_env: dict[str, Any]) -> None:
-    gate = Gate(1)
-    try:
-        assert (gate.limit, gate.timeout_s, gate._beat._args) == (0, 10.0, (5.0,))  # type: ignore[attr-defined]
-        gate.admit("t", "k", 1.0)
-        assert gate_env["handle"].calls[0][1][-1] == 0 and gate_env["timeouts"] == [10.0]
-    finally:
-        gate.close()
+def test_a_gate_asks_without_a_cap_beats_every_five_seconds_and_waits_ten(open_gate, gate_env: dict[str, Any]) -> None:
+    gate = open_gate(1)
+    assert (gate.limit, gate.timeout_s, gate._beat._args) == (0, 10.0, (5.0,))  # type: ignore[attr-defined]
+    gate.admit("t", "k", 1.0)
+    assert gate_env["handle"].calls[0][1][-1] == 0 and gate_env["timeouts"] == [10.0]

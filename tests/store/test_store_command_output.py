@@ -36,6 +36,15 @@ def filled(tmp_path: Path) -> tuple[str, str, Path]:
     return url, rep.uids[0], log
 
 
+def import_sweep_b(url: str, tmp_path: Path) -> str:
+    """A second imported sweep `b` beside `a`; returns its trial's uid."""
+    other = tmp_path / "b.log"
+    other.write_text(LOG.replace("5.0000", "6.0000"))
+    with open_store(url) as st:
+        (rep,) = import_paths(st, [other])
+    return rep.uids[0]
+
+
 def test_values_are_shown_short_or_exact_and_missing_as_a_dash() -> None:
     assert _fmt(None) == "-" and _fmt(float("nan")) == "-" and _fmt(float("nan"), exact=True) == "-"
     assert _fmt(1.18130001234) == "1.1813" and _fmt(1.18130001234, exact=True) == "1.18130001234"
@@ -165,12 +174,10 @@ def test_export_writes_one_csv_a_table_and_says_how_many_rows(filled, tmp_path: 
 
 def test_export_writes_only_the_named_sweeps_rows_into_an_existing_folder(filled, tmp_path: Path) -> None:
     url, uid, _ = filled
-    other = tmp_path / "b.log"
-    other.write_text(LOG.replace("5.0000", "6.0000"))
+    b = import_sweep_b(url, tmp_path)
     with open_store(url) as st:
-        (rep,) = import_paths(st, [other])
-        st.add_artifact(rep.uids[0], 0, "/runs/b/model.ptz", 1, code_bytes=1, sha256="cd")
-        st.add_probes(rep.uids[0], 0, [{"step": 1, "mode": "C", "probe_loss": 3.0}])
+        st.add_artifact(b, 0, "/runs/b/model.ptz", 1, code_bytes=1, sha256="cd")
+        st.add_probes(b, 0, [{"step": 1, "mode": "C", "probe_loss": 3.0}])
         st.add_probes(uid, 0, [{"step": 1, "mode": "C", "probe_loss": 2.0}])
     out = tmp_path / "o"
     out.mkdir()
@@ -193,10 +200,7 @@ def test_parquet_tables_carry_no_index_column(filled, tmp_path: Path) -> None:
 
 def test_ls_of_a_sweep_lists_only_its_trials(filled, tmp_path: Path, capsys) -> None:
     url, uid, _ = filled
-    other = tmp_path / "b.log"
-    other.write_text(LOG.replace("5.0000", "6.0000"))
-    with open_store(url) as st:
-        import_paths(st, [other])
+    import_sweep_b(url, tmp_path)
     ls("a", store=url)
     rows = capsys.readouterr().out.splitlines()[1:]
     assert [r.split()[1] for r in rows] == [uid]
@@ -204,10 +208,7 @@ def test_ls_of_a_sweep_lists_only_its_trials(filled, tmp_path: Path, capsys) -> 
 
 def test_export_of_several_sweeps_is_named_export_and_parquet_by_default(filled, tmp_path: Path, capsys) -> None:
     url, _, _ = filled
-    other = tmp_path / "b.log"
-    other.write_text(LOG.replace("5.0000", "6.0000"))
-    with open_store(url) as st:
-        import_paths(st, [other])
+    import_sweep_b(url, tmp_path)
     export(["a", "b"], tmp_path / "x", store=url)
     assert sorted(os.listdir(tmp_path / "x"))[0] == "export_artifacts.parquet"
     trials = pd.read_parquet(tmp_path / "x" / "export_trials.parquet")
