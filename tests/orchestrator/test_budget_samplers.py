@@ -90,6 +90,7 @@ def test_a_random_search_runs_each_config_once_and_ends_when_all_have_run(sweep_
     r = sweep_env.cli("sweep", "run", str(spec), "--num-cpus", "2", "--quiet")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "ended: every distinct config of the search space has run" in r.stdout, r.stdout
+    assert r.stderr == "", r.stderr  # a sweep that went well says nothing on stderr, Tune's warnings included
     trials = _complete(sweep_env, "once")
     assert sorted(t.params["model.crawler_loops"] for t in trials) == [1, 2, 3]
     frame = sweep_env.store().trials_frame(sweeps="once")

@@ -4,6 +4,7 @@ new database). The sweep itself runs in test_sweep_cli.py and the cluster tests.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -317,3 +318,56 @@ def test_the_summary_of_a_two_objective_sweep_holds_its_front() -> None:
     study = study_of([(1, [1.30, 8e6], -1.0, OK, {NUMBER: 0})], directions=2)
     assert tune.summarize(nsga, study, {}, 1)["pareto"] == [{"number": 0, "values": [1.30, 8e6],
                                                             "params": {LOOPS: 1}}]
+
+
+def test_tunes_warning_about_the_result_files_it_was_told_not_to_write_is_dropped(caplog) -> None:
+    """The sweep turns Tune's result-file loggers off; Tune then warns at the end of every fit, a line per trial,
+    that each trial lacks those files. That one warning is dropped, once however often a sweep starts, and every
+    other warning of the same logger still reaches the user."""
+    import logging
+
+    analysis = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    before = list(analysis.filters)
+    try:
+        tune._quiet_missing_result_files()
+        tune._quiet_missing_result_files()
+        assert len(analysis.filters) == len(before) + 1
+        with caplog.at_level(logging.WARNING, logger=analysis.name):
+            analysis.warning("Failed to fetch metrics for %d trial(s):\n- run_trial_1: FileNotFoundError()", 6)
+            analysis.warning("No trial data passed in during `ExperimentAnalysis` initialization")
+            analysis.warning("Could not fetch metrics: Failed to fetch metrics for 2 trial(s)")
+        assert [r.getMessage() for r in caplog.records] == [
+            "No trial data passed in during `ExperimentAnalysis` initialization",
+            "Could not fetch metrics: Failed to fetch metrics for 2 trial(s)"]
+    finally:
+        analysis.filters[:] = before
+
+
+@pytest.mark.parametrize(("setting", "quiet"), [(None, True), ("1", True), ("0", False)])
+def test_the_warning_stays_when_the_user_keeps_tunes_result_files(monkeypatch, tmp_path: Path, setting: str | None,
+                                                                  quiet: bool) -> None:
+    import logging
+
+    analysis = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    before = list(analysis.filters)
+    if setting is None:
+        monkeypatch.delenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", raising=False)
+    else:
+        monkeypatch.setenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", setting)
+    for name in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AIR_NEW_OUTPUT", "TUNE_DISABLE_SIGINT_HANDLER"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # run_sweep sets them: restored after the test
+
+    class Refused(Exception):
+        pass
+
+    def refuse(url: str) -> None:
+        raise Refused(url)
+
+    monkeypatch.setattr("clowncar.store.open_store", refuse)
+    try:
+        with pytest.raises(Refused):
+            tune.run_sweep(spec(), tune.RunOptions(store_url="sqlite:///x.db", runs_dir=tmp_path))
+        added = [f for f in analysis.filters if f not in before]
+        assert len(added) == (1 if quiet else 0)
+    finally:
+        analysis.filters[:] = before
