@@ -211,6 +211,7 @@ def _print_study(name: str, url: str, status: str) -> None:
 def ls_cmd(store: StoreOpt = None) -> None:
     """Every sweep in the store."""
     from clowncar.store import open_store
+    from clowncar.store.commands import text_table
 
     url, _, _ = _settings(store, None)
     with open_store(url, create=False) as st:
@@ -220,7 +221,7 @@ def ls_cmd(store: StoreOpt = None) -> None:
         return
     cols = [c for c in ("name", "status", "source", "parent", "trials", "ok", "running", "failed", "best_val_bpb")
             if c in frame.columns]
-    typer.echo(frame[cols].to_string(index=False))
+    typer.echo(text_table(frame[cols].values.tolist(), cols))  # as `store ls` prints it: '-' where unset
 
 
 def submit_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")],

@@ -31,7 +31,7 @@ def _fmt(value: Any, exact: bool = False) -> str:
     return str(value)
 
 
-def _table(rows: list[list[Any]], header: list[str]) -> str:
+def text_table(rows: list[list[Any]], header: list[str]) -> str:
     cells = [header] + [[_fmt(v) for v in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
@@ -50,14 +50,14 @@ def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trial
                 typer.echo("no sweeps")
                 return
             cols = ["name", "source", "status", "trials", "ok", "running", "failed", "best_val_bpb", "created_at"]
-            typer.echo(_table(frame[cols].values.tolist(), cols))
+            typer.echo(text_table(frame[cols].values.tolist(), cols))
             return
         if st.get_sweep(sweep) is None:
             raise StoreError(f"no sweep named {sweep!r} in {st.url}")
         frame = st.trials_frame(sweep)
         cols = [c for c in ["number", "trial_uid", "attempt", "status", "val_bpb", "q_val_bpb", "steps", "node",
                             "reason"] if c in frame.columns]
-        typer.echo(_table(frame[cols].values.tolist(), cols))
+        typer.echo(text_table(frame[cols].values.tolist(), cols))
 
 
 def show(trial: Annotated[str, typer.Argument(help="Trial uid (see `clowncar store ls SWEEP`).")],

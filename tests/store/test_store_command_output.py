@@ -15,7 +15,7 @@ import pytest
 
 from clowncar.errors import StoreError
 from clowncar.store import open_store
-from clowncar.store.commands import _fmt, _parquet_ready, _table, export, ls, show
+from clowncar.store.commands import _fmt, _parquet_ready, export, ls, show, text_table
 from clowncar.store.importers import import_paths
 
 LOG = ("step:1/4 train_loss:5.0000 train_time:10ms step_avg:10.00ms\n"
@@ -54,9 +54,9 @@ def test_values_are_shown_short_or_exact_and_missing_as_a_dash() -> None:
 
 
 def test_tables_pad_every_column_to_its_widest_cell() -> None:
-    assert _table([["a", 1.5], ["long-name", None]], ["name", "bpb"]).splitlines() == [
+    assert text_table([["a", 1.5], ["long-name", None]], ["name", "bpb"]).splitlines() == [
         "name       bpb", "a          1.5", "long-name  -"]
-    assert _table([], ["x", "y"]) == "x  y"
+    assert text_table([], ["x", "y"]) == "x  y"
 
 
 def test_ls_lists_sweeps_with_counts_and_best_bpb(filled, capsys) -> None:
