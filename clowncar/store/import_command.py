@@ -118,7 +118,8 @@ def _totals(reports: list[FileReport]) -> str:
 
 def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or directories (searched recursively).")],
                 sweep: Annotated[str | None, typer.Option("--sweep", help="Put every trial into this sweep "
-                                                          "(default: one sweep per file, named after it).")] = None,
+                                                          "(default: one sweep per file, named after it, with "
+                                                          "its folders where files share a name).")] = None,
                 store: Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of the store.")] = None,
                 keep_going: Annotated[bool, typer.Option(
                     "--keep-going", help="Import the other files when some are refused (default: a refused file "

@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import shlex
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -158,10 +159,28 @@ def scan(paths: list[Path]) -> list[FileReport]:
     return reports
 
 
-def _write_one(store: Store, rep: FileReport, sweep: str | None) -> None:
+def default_sweeps(paths: list[Path]) -> dict[Path, str]:
+    """One sweep per file, named after it: its stem, and where files of one import share a stem (every record
+    folder of the challenge holds a `train_seed1337.log`), the stem behind as many of its folders as tell them
+    apart, joined by dots (`2026-04-30_Random_Linear_Adapter.train_seed1337`): never one sweep of unrelated runs."""
+    parts = {p: Path(os.path.abspath(p)).parent.parts[1:] for p in paths}
+    in_folder = Counter((parts[p], p.stem) for p in paths)
+    base = {p: p.name if in_folder[parts[p], p.stem] > 1 else p.stem for p in paths}  # train.log beside train.txt
+    names = {p: p.stem for p in paths}
+    for depth in range(1, max((len(x) for x in parts.values()), default=0) + 1):
+        seen = Counter(names.values())
+        clashing = [p for p in paths if seen[names[p]] > 1]
+        if not clashing:
+            break
+        for p in clashing:
+            names[p] = ".".join([*parts[p][-depth:], base[p]])
+    return names
+
+
+def _write_one(store: Store, rep: FileReport, sweep: str) -> None:
     parsed = rep.parsed
     assert parsed is not None
-    rep.sweep = sweep or rep.path.stem
+    rep.sweep = sweep
     with store.transaction():
         stored = store.trial_sweeps(rep.uids)
         if len(stored) == len(rep.uids):
@@ -193,11 +212,12 @@ def _write_one(store: Store, rep: FileReport, sweep: str | None) -> None:
 def write(store: Store, reports: list[FileReport], sweep: str | None = None, keep_going: bool = False) -> None:
     """Write every ready file, each in its own transaction. A file the store refuses (a trial id stored with
     another config) is marked refused; without `keep_going` the files after it are left unwritten."""
+    names = default_sweeps([rep.path for rep in reports])
     for rep in reports:
         if rep.status != "ready":
             continue
         try:
-            _write_one(store, rep, sweep)
+            _write_one(store, rep, sweep or names[rep.path])
         except StoreError as err:
             rep.status, rep.reason = "refused", f"{where(rep.path)}: {err}"
             rep.new_trials = rep.steps = rep.evals = rep.named_evals = 0

@@ -1,0 +1,70 @@
+"""Which sweep an imported file lands in: one per file, named after it, and never one sweep of unrelated runs when
+files in different folders share a name (every record folder of the challenge holds a `train_seed1337.log`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clowncar.store import open_store
+from clowncar.store.importers import default_sweeps, import_paths
+
+
+def log_text(bpb: float) -> str:
+    return ("step:1/2 train_loss:5.0000 train_time:10ms step_avg:10.00ms\n"
+            "step:2/2 train_loss:4.5000 train_time:20ms step_avg:10.00ms\n"
+            f"final_int8_zlib_roundtrip_exact val_loss:2.0 val_bpb:{bpb}\n")
+
+
+def test_a_file_with_a_name_of_its_own_gets_a_sweep_named_after_its_stem() -> None:
+    paths = [Path("r/logs/cadence2.tsv"), Path("r/logs/frugendorff.csv"), Path("r/train_gpt.log")]
+    assert default_sweeps(paths) == {paths[0]: "cadence2", paths[1]: "frugendorff", paths[2]: "train_gpt"}
+    assert default_sweeps([]) == {}
+
+
+def test_files_sharing_a_stem_are_named_with_the_fewest_folders_that_tell_them_apart() -> None:
+    paths = [Path("/r/10min/2026-03-19_A/train_seed1337.log"), Path("/r/10min/2026-03-20_B/train_seed1337.log"),
+             Path("/r/10min/2026-03-20_B/train_seed42.log"), Path("/r/10min/X/train.log"),
+             Path("/r/nonrecord/X/train.log")]
+    assert default_sweeps(paths) == {
+        paths[0]: "2026-03-19_A.train_seed1337", paths[1]: "2026-03-20_B.train_seed1337",
+        paths[2]: "train_seed42",  # no other file has its stem
+        paths[3]: "10min.X.train", paths[4]: "nonrecord.X.train"}  # the same folder name: one level further up
+
+
+def test_two_files_of_one_folder_sharing_a_stem_keep_their_suffix(tmp_path: Path) -> None:
+    paths = [tmp_path / "run" / "train.log", tmp_path / "run" / "train.txt", tmp_path / "other" / "train.log"]
+    assert default_sweeps(paths) == {paths[0]: "run.train.log", paths[1]: "run.train.txt", paths[2]: "other.train"}
+
+
+def test_relative_and_absolute_paths_are_told_apart_by_where_they_are(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    paths = [Path("train.log"), tmp_path / "b" / "train.log"]
+    assert default_sweeps(paths) == {paths[0]: "a.train", paths[1]: "b.train"}
+
+
+def test_importing_a_folder_of_records_puts_each_file_in_its_own_sweep(tmp_path: Path) -> None:
+    for record, bpb in (("2026-03-19_A", 1.25), ("2026-03-20_B", 1.20)):
+        (tmp_path / "records" / record).mkdir(parents=True)
+        (tmp_path / "records" / record / "train_seed1337.log").write_text(log_text(bpb))
+    (tmp_path / "records" / "2026-03-20_B" / "train_seed42.log").write_text(log_text(1.21))
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(url) as st:
+        reports = import_paths(st, [tmp_path / "records"])
+        assert [(r.path.name, r.status, r.sweep) for r in reports] == [
+            ("train_seed1337.log", "imported", "2026-03-19_A.train_seed1337"),
+            ("train_seed1337.log", "imported", "2026-03-20_B.train_seed1337"),
+            ("train_seed42.log", "imported", "train_seed42")]
+        frame = st.trials_frame()
+        assert sorted(zip(frame["sweep"], frame["q_val_bpb"], strict=True)) == [
+            ("2026-03-19_A.train_seed1337", 1.25), ("2026-03-20_B.train_seed1337", 1.20), ("train_seed42", 1.21)]
+
+
+def test_a_named_sweep_still_takes_every_file(tmp_path: Path) -> None:
+    for record in ("A", "B"):
+        (tmp_path / record).mkdir()
+        (tmp_path / record / "train.log").write_text(log_text(1.2 if record == "A" else 1.3))
+    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as st:
+        reports = import_paths(st, [tmp_path / "A", tmp_path / "B"], sweep="records")
+        assert [r.sweep for r in reports] == ["records", "records"]
+        assert len(st.trials_frame("records")) == 2
