@@ -40,16 +40,23 @@ class TrialLog:
             self._print(text)
 
     def progress(self, step: int, kind: str, loss: float, tokens_per_s: float, elapsed_s: float) -> None:
-        """Step, loss, throughput and what is left: on the wallclock when capped, else the step count."""
+        """Step, loss, throughput and what is left: time when capped (the cap, or the steps left at the pace so
+        far when those end first), else the step count; nothing when neither is known."""
         if not self.enabled:
             return
-        left = (f"{_duration(self.cap - elapsed_s)} left" if self.cap > 0
-                else f"{self.total - step} steps left")
+        left = ""
+        if self.cap > 0:
+            left_s = self.cap - elapsed_s
+            if self.total and step > 0:
+                left_s = min(left_s, elapsed_s / step * (self.total - step))
+            left = f", {_duration(left_s)} left"
+        elif self.total:
+            left = f", {self.total - step} steps left"
         frac = step / self.total if self.total else 0.0
         if self.cap > 0:
             frac = max(frac, elapsed_s / self.cap)
         text = (f"step {step}/{self.total} [{kind}] loss {loss:.4f} {tokens_per_s:,.0f} tok/s "
-                f"{_duration(elapsed_s)} elapsed, {left}")
+                f"{_duration(elapsed_s)} elapsed{left}")
         if self.tty:
             width = 24
             filled = min(int(frac * width), width)

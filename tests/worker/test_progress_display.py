@@ -185,10 +185,28 @@ def test_train_log_is_utf8_whatever_the_locale(tmp_path: Path, ascii_locale_chil
     assert path.read_bytes() == "loss ≈ 3.2\n".encode()
 
 
-def test_a_log_made_without_a_step_count_shows_zero_steps(tmp_path: Path, clock: Clock) -> None:
+def test_a_log_made_without_a_step_count_or_a_cap_says_nothing_of_what_is_left(tmp_path: Path,
+                                                                               clock: Clock) -> None:
     stream = io.StringIO()
     TrialLog(tmp_path / "t.log", stream=stream).progress(1, "N", 1.0, 1.0, 0.0)
-    assert stream.getvalue() == "step 1/0 [N] loss 1.0000 1 tok/s 0:00 elapsed, -1 steps left\n"
+    assert stream.getvalue() == "step 1/0 [N] loss 1.0000 1 tok/s 0:00 elapsed\n"
+
+
+def test_a_capped_trial_whose_steps_end_first_counts_down_its_steps_at_the_pace_so_far(tmp_path: Path,
+                                                                                     clock: Clock) -> None:
+    stream = io.StringIO()
+    log = TrialLog(tmp_path / "t.log", total_steps=20, cap_seconds=60.0, stream=stream)
+    log.progress(1, "C", 6.9, 2724.0, 0.75)  # 19 steps of 0.75 s: 14 s, well inside the minute
+    clock.now += PLAIN_EVERY_S
+    log.progress(8, "C", 5.7, 4641.0, 5.0)
+    log.progress(20, "C", 5.4, 3537.0, 11.0)  # the last step: nothing left, though 49 s of the cap are
+    log.progress(20, "C", 5.4, 3537.0, 70.0)  # past the cap: never a negative time
+    assert [line.split("elapsed")[1] for line in stream.getvalue().splitlines()] == [
+        ", 0:14 left", ", 0:07 left", ", 0:00 left", ", 0:00 left"]  # 12 steps of 0.625 s: 7.5 s
+    stream = io.StringIO()
+    log = TrialLog(tmp_path / "t.log", total_steps=0, cap_seconds=60.0, stream=stream)
+    log.progress(5, "C", 5.0, 1.0, 10.0)  # no step count: the cap alone
+    assert stream.getvalue().endswith("0:10 elapsed, 0:50 left\n")
 
 
 def test_a_fresh_plain_log_shows_a_step_once_the_interval_has_passed_since_the_clock_began(
