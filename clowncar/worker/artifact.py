@@ -15,7 +15,8 @@ Quantized tensors are int8 codes (int6/int5 values live in int8 containers; zstd
 bits) plus fp16 row scales; codes are laid out first, then scales, then passthrough tensors.
 
 Artifact bytes = bytes of the compressed file on disk + code bytes, counted by the rule `quant.code_bytes`
-(see `code_bytes.py`; recorded in the meta as `code_rule`, in result.json as `artifact_code_rule`).
+(see `code_bytes.py`; recorded in the meta as `code_rule` with the count as `code_bytes`, in result.json as
+`artifact_code_rule` and `artifact_code_bytes`).
 
 Calibration tokens (`calib_tokens`, LongTensor [n_seqs, seq_len]) must be drawn by the caller from the
 TRAINING stream; the model passed in must be the one whose weights are evaluated (the EMA copy when EMA is on).
@@ -126,14 +127,15 @@ def group_bytes(result: QuantResult) -> dict[str, int]:
 def write_artifact(result: QuantResult, cfg: Any, path: str | Path) -> dict[str, Any]:
     """Serialize + compress `result` to `path` (temp name, then rename). Returns the size fields."""
     q = cfg.quant
+    code = code_bytes(q.code_bytes)  # the code as it is now, beside the model it made: kept in the file, since
+    # the checkout that reads the file later (after a pull, an edit) may count other bytes under the same rule
     meta = {"config": cfg.to_dict(), "config_hash": cfg.content_hash(), "quant_schemes": result.schemes,
             "calib_tokens": result.calib_tokens, "group_bytes": group_bytes(result), "torch": torch.__version__,
-            "code_rule": q.code_bytes}
+            "code_rule": q.code_bytes, "code_bytes": code}
     blob = pack(meta, serialize(result), q.compressor, q.zstd_level)
     path = Path(path)
     write_atomic(path, blob)
     file_bytes = path.stat().st_size
-    code = code_bytes(q.code_bytes)
     total = file_bytes + code
     # where the file is and what it holds, for the store's artifacts table (the bytes just written, not re-read)
     return {"artifact_bytes": total, "artifact_file_bytes": file_bytes, "artifact_code_bytes": code,

@@ -40,11 +40,15 @@ def _summary(path: Path) -> dict[str, Any]:
     rule = meta.get("code_rule", "eval_path")  # artifacts written before the rule was recorded used eval_path
     if rule not in CODE_RULES:
         raise DataError(f"{path} is not a valid clowncar artifact: unknown code-byte rule {rule!r}")
-    code = code_bytes(rule)
+    code_now = code_bytes(rule)
+    code = meta.get("code_bytes", code_now)  # artifacts written before the count was recorded: today's count
+    if not isinstance(code, int) or isinstance(code, bool) or code < 0:
+        raise DataError(f"{path} is not a valid clowncar artifact: code_bytes {code!r} is no byte count")
     cap = _size_cap(path, meta["config"])
     return {"file": str(path), "format": meta["format"], **_hash_fields(meta),
             "artifact_file_bytes": file_bytes, "artifact_code_bytes": code, "artifact_code_rule": rule,
-            "artifact_bytes": file_bytes + code,
+            "artifact_code_counted": "written" if "code_bytes" in meta else "now",
+            "artifact_code_bytes_now": code_now, "artifact_bytes": file_bytes + code,
             "size_cap_bytes": cap, "over_cap": file_bytes + code > cap, "quant_schemes": meta["quant_schemes"],
             "calibrated": meta.get("calibrated", []), "calib_tokens": meta.get("calib_tokens", 0),
             "aliases": result.aliases, "groups": groups, "tensors": tensors}
@@ -74,6 +78,17 @@ def _hash_text(s: dict[str, Any]) -> str:
             "its stored config")
 
 
+def _code_text(s: dict[str, Any]) -> str:
+    """The rule, and where the count comes from when that matters: a count made now for a file that kept none,
+    or this checkout's count when it differs from the one the file kept."""
+    rule = f"{s['artifact_code_rule']} rule"
+    if s["artifact_code_counted"] == "now":
+        return f"{rule}, counted in this checkout: the file kept no count"
+    if s["artifact_code_bytes_now"] != s["artifact_code_bytes"]:
+        return f"{rule}, as written; this checkout's code counts {s['artifact_code_bytes_now']:,}"
+    return rule
+
+
 def inspect(file: FileArg,
             as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False) -> None:
     """Tensors, schemes, bytes per group and the config hash of an artifact."""
@@ -84,8 +99,7 @@ def inspect(file: FileArg,
     state = "OVER the cap" if s["over_cap"] else "under the cap"
     typer.echo(f"{s['file']}  ({s['format']}, {_hash_text(s)})")
     typer.echo(f"artifact bytes {s['artifact_bytes']:,} = file {s['artifact_file_bytes']:,} + code "
-               f"{s['artifact_code_bytes']:,} ({s['artifact_code_rule']} rule); cap {s['size_cap_bytes']:,} "
-               f"({state})")
+               f"{s['artifact_code_bytes']:,} ({_code_text(s)}); cap {s['size_cap_bytes']:,} ({state})")
     typer.echo("schemes: " + ", ".join(f"{g}={v}" for g, v in s["quant_schemes"].items()))
     typer.echo(f"GPTQ-calibrated weights: {len(s['calibrated'])} on {s['calib_tokens']:,} calibration tokens")
     typer.echo(f"\n{'group':12s} {'tensors':>7s} {'params':>12s} {'stored bytes':>13s}  schemes")

@@ -22,6 +22,7 @@ from clowncar.model import build_model
 from clowncar.worker.artifact import export_artifact, load_model_from_artifact, pack, unpack
 from clowncar.worker.artifact_commands import (
     _as_dict,
+    _code_text,
     _device,
     _hash_text,
     _size_cap,
@@ -93,7 +94,7 @@ def test_the_size_is_file_plus_code_under_the_recorded_rule(exported) -> None:
     assert s["calib_tokens"] == 4 * 32 and "flat_blocks.0.mlp.fc.weight" in s["calibrated"]
     assert s["quant_schemes"]["crawler"] == "int8" and s["aliases"] == {}
 
-    rewrite(path, lambda m: m.update(code_rule="eval_path"))
+    rewrite(path, lambda m: (m.update(code_rule="eval_path"), m.pop("code_bytes")))  # an older file's meta
     s = _summary(path)
     assert s["artifact_code_rule"] == "eval_path"
     assert s["artifact_bytes"] == path.stat().st_size + code_bytes("eval_path") < path.stat().st_size + code_bytes()
@@ -101,6 +102,36 @@ def test_the_size_is_file_plus_code_under_the_recorded_rule(exported) -> None:
     assert _summary(path)["artifact_code_rule"] == "eval_path"  # written before the rule was recorded
     rewrite(path, lambda m: m.pop("calib_tokens"))
     assert _summary(path)["calib_tokens"] == 0  # an artifact written before calibration was counted
+
+def test_the_code_bytes_are_those_counted_when_the_artifact_was_written(exported, capsys) -> None:
+    """A later checkout (a pull, an edit) may count other bytes under the same rule: the artifact's size is the
+    count its file kept, and inspect says so when today's count differs."""
+    path, _, _ = exported
+    kept = code_bytes("challenge")
+    assert unpack(path.read_bytes())[0]["code_bytes"] == kept
+    rewrite(path, lambda m: m.update(code_bytes=kept - 1000))
+    s = _summary(path)
+    assert (s["artifact_code_bytes"], s["artifact_code_bytes_now"], s["artifact_code_counted"]) == (
+        kept - 1000, kept, "written")
+    assert s["artifact_bytes"] == path.stat().st_size + kept - 1000
+    assert _code_text(s) == f"challenge rule, as written; this checkout's code counts {kept:,}"
+    inspect(path, as_json=False)
+    assert capsys.readouterr().out.splitlines()[1] == (
+        f"artifact bytes {s['artifact_bytes']:,} = file {s['artifact_file_bytes']:,} + code {kept - 1000:,} "
+        f"(challenge rule, as written; this checkout's code counts {kept:,}); cap 16,000,000 (under the cap)")
+
+    rewrite(path, lambda m: m.pop("code_bytes"))  # written before the count was kept: counted now, and said so
+    s = _summary(path)
+    assert (s["artifact_code_bytes"], s["artifact_code_counted"]) == (kept, "now")
+    assert _code_text(s) == "challenge rule, counted in this checkout: the file kept no count"
+    for bad in (-1, 1.5, True, "250008", None):
+        rewrite(path, lambda m, bad=bad: m.update(code_bytes=bad))
+        with pytest.raises(DataError) as err:
+            _summary(path)
+        assert str(err.value) == f"{path} is not a valid clowncar artifact: code_bytes {bad!r} is no byte count"
+    rewrite(path, lambda m: m.update(code_bytes=0))
+    assert _summary(path)["artifact_code_bytes"] == 0
+
 
 def test_a_total_equal_to_the_cap_fits_and_one_byte_more_does_not(exported) -> None:
     path, _, _ = exported

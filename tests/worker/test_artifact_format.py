@@ -136,7 +136,7 @@ def test_written_size_fields_and_meta(tmp_path: Path) -> None:
     assert meta == {"format": "clowncar-artifact/1", "config": cfg.to_dict(), "config_hash": cfg.content_hash(),
                     "quant_schemes": tiny_result().schemes, "calib_tokens": 96,
                     "group_bytes": {"flat": 10, "crawler": 4, "embed": 0, "passthrough": 8},
-                    "torch": torch.__version__, "code_rule": "eval_path"}
+                    "torch": torch.__version__, "code_rule": "eval_path", "code_bytes": code_bytes("eval_path")}
     assert fields["artifact_file_bytes"] == len(raw) and fields["artifact_code_bytes"] == code_bytes("eval_path")
     assert fields["artifact_bytes"] == len(raw) + code_bytes("eval_path")
     assert fields["artifact_code_rule"] == "eval_path" and fields["over_cap"] is False
