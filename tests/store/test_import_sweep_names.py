@@ -19,6 +19,8 @@ def test_a_file_with_a_name_of_its_own_gets_a_sweep_named_after_its_stem() -> No
     paths = [Path("r/logs/cadence2.tsv"), Path("r/logs/frugendorff.csv"), Path("r/train_gpt.log")]
     assert default_sweeps(paths) == {paths[0]: "cadence2", paths[1]: "frugendorff", paths[2]: "train_gpt"}
     assert default_sweeps([]) == {}
+    top = [Path("/r1/train.log"), Path("/r2/train.log")]  # told apart by the folder just below the root
+    assert default_sweeps(top) == {top[0]: "r1.train", top[1]: "r2.train"}
 
 
 def test_files_sharing_a_stem_are_named_with_the_fewest_folders_that_tell_them_apart() -> None:
