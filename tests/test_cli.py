@@ -35,7 +35,7 @@ def test_a_command_that_finishes_exits_zero(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.mark.parametrize(("argv", "fragment"), [
-    (["trial", "run"], "Missing argument 'config'"),
+    (["trial", "run"], "give a trial config file or --preset NAME"),
     (["sweep", "run"], "Missing argument 'spec'"),
     (["bogus"], "No such command 'bogus'"),
     (["config", "show", "--bogus"], "No such option: --bogus"),

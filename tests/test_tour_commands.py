@@ -227,6 +227,23 @@ def test_a_trial_that_finishes_returns_quietly(trial, tmp_path: Path) -> None:
     assert cfg.content_hash() != load_config(trial["config"], overrides=["train.seed=9"]).content_hash()
 
 
+def test_a_preset_alone_is_a_trial_and_neither_file_nor_preset_is_refused(trial, tmp_path: Path) -> None:
+    from clowncar.config import load_config
+    from clowncar.errors import ConfigError
+
+    trial_commands.run(None, tmp_path / "out", preset="tiny-cpu", set_=["train.iterations=7"])
+    ((cfg, _),) = trial["seen"]
+    assert cfg.content_hash() == load_config(None, "tiny-cpu", ["train.iterations=7"]).content_hash()
+    with pytest.raises(ConfigError) as err:
+        trial_commands.run(None, tmp_path / "out", preset=None, set_=["train.iterations=7"])
+    assert str(err.value) == "give a trial config file or --preset NAME (`clowncar config presets` lists them)"
+    with pytest.raises(ConfigError) as err:
+        trial_commands.run(trial["config"], None, preset=None, set_=None)
+    assert str(err.value) == ("--out DIR is required: the trial directory for result.json, events.jsonl, "
+                              "train.log")
+    assert len(trial["seen"]) == 1  # neither refusal reached the trial
+
+
 @pytest.mark.parametrize(("code", "status"), [(1, "error"), (3, "diverged"), (4, "oom")])
 def test_a_failed_trial_exits_with_its_code_and_names_its_log(trial, tmp_path: Path, code: int, status: str) -> None:
     trial["code"], trial["result"] = code, {"status": status, "reason": "loss was nan at step 12"}

@@ -12,8 +12,10 @@ app = typer.Typer(help="Run a single trial on this machine (no Ray).", no_args_i
 
 
 def run(
-    config: Annotated[Path, typer.Argument(help="YAML/JSON trial config or an orchestrator trial.json.")],
-    out: Annotated[Path, typer.Option("--out", help="Trial directory: result.json, events.jsonl, train.log.")],
+    config: Annotated[Path | None, typer.Argument(
+        help="YAML/JSON trial config or an orchestrator trial.json (optional with --preset).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Trial directory: result.json, events.jsonl, train.log (required).")] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="Base preset under the config.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Dotted override, e.g. train.iterations=100.")
                     ] = None,
@@ -22,10 +24,14 @@ def run(
     3 diverged, 4 OOM.
 
     For several processes use `torchrun --nproc-per-node N -m clowncar.worker CONFIG --out DIR`."""
-    from clowncar.errors import EXIT_BAD_INPUT, RunFailed
+    from clowncar.errors import EXIT_BAD_INPUT, ConfigError, RunFailed
     from clowncar.events import RESULT_FILE, read_result
     from clowncar.worker.run import load_trial_config, run_trial
 
+    if config is None and preset is None:  # the bare defaults are a full-size model: never run one by accident
+        raise ConfigError("give a trial config file or --preset NAME (`clowncar config presets` lists them)")
+    if out is None:
+        raise ConfigError("--out DIR is required: the trial directory for result.json, events.jsonl, train.log")
     cfg = load_trial_config(config, preset, set_ or [])
     created = not out.exists()
     code = run_trial(cfg, out)

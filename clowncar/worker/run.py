@@ -30,9 +30,12 @@ RESULT_KEYS = (
 )
 
 
-def load_trial_config(path: str | Path, preset: str | None = None, overrides: list[str] | None = None
+def load_trial_config(path: str | Path | None, preset: str | None = None, overrides: list[str] | None = None
                       ) -> TrialConfig:
-    """A YAML/JSON trial config, or a trial.json written by the orchestrator (`{"config": {...}, ...}`)."""
+    """A YAML/JSON trial config, or a trial.json written by the orchestrator (`{"config": {...}, ...}`); without
+    a file, the preset and overrides alone."""
+    if path is None:
+        return load_config(None, preset=preset, overrides=overrides or [])
     data = read_mapping(path)
     if isinstance(data.get("config"), dict):
         from clowncar.presets import preset_dict
