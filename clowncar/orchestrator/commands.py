@@ -70,6 +70,10 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
 
     url, runs_dir, addr = _settings(store, address)  # runs_dir is created by what first writes there, so a
     # sweep refused before it starts (store unreachable, name taken) leaves no folder behind
+    if not addr:  # embedded Ray: the trials read this machine's data, so a missing dataset is bad input now
+        from clowncar.orchestrator.preflight import check_local_data
+
+        check_local_data(spec)
     opts = RunOptions(store_url=url, runs_dir=runs_dir, address=addr, num_cpus=num_cpus, num_gpus=num_gpus,
                       show=not quiet, resume=resume)
     try:

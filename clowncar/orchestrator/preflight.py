@@ -1,0 +1,76 @@
+"""Before an embedded sweep starts: is the data its trials will read on this machine?
+
+A dataset name with a typo, or shards never fetched, used to cost a whole sweep: every trial started, failed in
+its first seconds with the same DataError, and the sweep ended "done" with its budget spent and its name taken.
+Under embedded Ray the trials run here and see this machine's data directory, so the driver checks it first:
+every dataset and tokenizer a trial of the spec can name (the base config, each named and enqueued point, each
+value the space gives a `data.*` key), their train and validation shards (headers validated) and the tokenizer
+file. On a cluster (`--address`) the data lives on the workers, which the driver cannot see; there each trial
+checks its own and a failure is recorded with its reason. A spec whose worker is not `clowncar.worker` reads
+data its own way and is not checked.
+"""
+
+from __future__ import annotations
+
+from clowncar.errors import ConfigError, DataError
+from clowncar.orchestrator.spec import POINT_KEY, SweepSpec
+
+DEFAULT_WORKER = "clowncar.worker"
+
+
+def data_params(spec: SweepSpec) -> list[dict[str, object]]:
+    """Sampled parameters, one set per data choice a trial can make. Every trial takes a named point when the
+    spec has points, and a value for each unconditional `data.*` key of the space, so the base's own value of
+    such a key is never read: each point (or the base) with the first value of those keys; then every other
+    value of each `data.*` key; then every enqueued point."""
+    data_keys = {k: p for k, p in spec.space.items() if k.startswith("data.") and p.values is not None}
+    always = {k: p.values[0] for k, p in data_keys.items() if p.when is None and p.values}
+    anchors: list[dict[str, object]] = [{POINT_KEY: name} for name in spec.points] or [{}]
+    sets = [{**anchor, **always} for anchor in anchors]
+    for key, param in data_keys.items():
+        sets += [{**sets[0], key: value} for value in (param.values or [])[1 if key in always else 0:]]
+    sets += [{**always, **point} for point in spec.enqueue]
+    return sets
+
+
+def data_sources(spec: SweepSpec) -> list[tuple[str, str, str, str]]:
+    """(dataset, train_glob, val_glob, tokenizer) of every data choice, each once, in the order first named."""
+    seen: dict[tuple[str, str, str, str], None] = {}
+    for params in data_params(spec):
+        try:
+            data = spec.trial_config(params).data
+        except ConfigError:
+            continue  # a point that makes no valid config is refused with its own reason elsewhere
+        seen[(data.dataset, data.train_glob, data.val_glob, data.tokenizer)] = None
+    return list(seen)
+
+
+def check_local_data(spec: SweepSpec) -> None:
+    """DataError (one line, naming the sweep and what is missing) when a trial of `spec` would not find its data
+    on this machine."""
+    if spec.worker.module != DEFAULT_WORKER:
+        return
+    try:
+        for source in data_sources(spec):
+            _check_source(*source)
+    except DataError as err:
+        raise DataError(f"sweep {spec.name}: {err}") from None
+
+
+def _check_source(dataset: str, train_glob: str, val_glob: str, tokenizer: str) -> None:
+    from clowncar.data.shards import list_shards, read_header
+    from clowncar.data.tokenizer import load_tokenizer
+    from clowncar.settings import load_settings
+
+    settings = load_settings()
+    directory = settings.dataset_dir(dataset)
+    if not directory.is_dir():
+        raise DataError(f"dataset {dataset!r} not found at {directory} (`clowncar data demo`, `data fetch-fineweb` "
+                        "or `data build` makes one; CLOWNCAR_DATA_DIR says where datasets are looked for)")
+    for split, pattern in (("train", train_glob), ("validation", val_glob)):
+        shards = list_shards(directory, pattern)
+        if not shards:
+            raise DataError(f"no {split} shards matching {pattern} in {directory}")
+        for shard in shards:
+            read_header(shard)
+    load_tokenizer(settings.tokenizer_path(tokenizer))

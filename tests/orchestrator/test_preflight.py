@@ -1,0 +1,134 @@
+"""An embedded sweep checks, before anything starts, that every dataset and tokenizer its trials can name is on
+this machine: a typo in a dataset name is one line and exit 2, not a sweep of trials that all fail. In this
+process, no Ray."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clowncar.errors import DataError
+from clowncar.orchestrator import commands, preflight
+from clowncar.orchestrator.spec import POINT_KEY, spec_from_dict
+
+
+@pytest.fixture
+def data_root(kjv_dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data directory holding dataset `kjv` and tokenizer `kjv.model`, as CLOWNCAR_DATA_DIR."""
+    built = kjv_dataset(lines=1500, vocab_size=320, val_docs=150, shard_tokens=16384)
+    root = tmp_path / "data"
+    shutil.copytree(built, root / "datasets" / "kjv", ignore=shutil.ignore_patterns("tokenizer.*"))
+    (root / "tokenizers").mkdir()
+    shutil.copy(built / "tokenizer.model", root / "tokenizers" / "kjv.model")
+    monkeypatch.setenv("CLOWNCAR_DATA_DIR", str(root))
+    return root
+
+
+def spec(**fields: Any) -> Any:
+    base = {"name": "pf", "preset": "tiny-cpu", "sampler": "grid",
+            "overrides": {"data.dataset": "kjv", "data.tokenizer": "kjv.model"},
+            "space": {"model.crawler_loops": {"grid": [1, 2]}}}
+    return spec_from_dict({**base, **fields})
+
+
+def refusal(s: Any) -> str:
+    with pytest.raises(DataError) as err:
+        preflight.check_local_data(s)
+    return str(err.value)
+
+
+def test_every_data_choice_of_the_spec_is_named_once() -> None:
+    s = spec(points={"a": {"data.dataset": "other"}, "b": {"model.mlp_mult": 3.0}},
+             enqueue=[{"data.tokenizer": "t2.model"}],
+             space={"model.crawler_loops": {"grid": [1, 2]}, "data.val_glob": {"grid": ["v1_*.bin", "v2_*.bin"]}})
+    v1, v2 = {"data.val_glob": "v1_*.bin"}, {"data.val_glob": "v2_*.bin"}
+    assert preflight.data_params(s) == [{POINT_KEY: "a", **v1}, {POINT_KEY: "b", **v1}, {POINT_KEY: "a", **v2},
+                                        {**v1, "data.tokenizer": "t2.model"}]
+    train = "fineweb_train_*.bin"
+    assert preflight.data_sources(s) == [("other", train, "v1_*.bin", "kjv.model"),
+                                         ("kjv", train, "v1_*.bin", "kjv.model"),
+                                         ("other", train, "v2_*.bin", "kjv.model"),
+                                         ("kjv", train, "v1_*.bin", "t2.model")]
+
+
+def test_a_base_value_that_the_space_always_replaces_is_never_checked() -> None:
+    s = spec(space={"data.dataset": {"grid": ["d1", "d2"]}, "model.crawler_loops": {"grid": [1, 2]}})
+    assert preflight.data_params(s) == [{"data.dataset": "d1"}, {"data.dataset": "d2"}]
+    assert [src[0] for src in preflight.data_sources(s)] == ["d1", "d2"]  # never the base's kjv
+
+
+def test_a_conditional_data_key_leaves_the_base_value_in_use() -> None:
+    s = spec(sampler="random", budget={"max_trials": 4},
+             space={"model.crawler_loops": {"choice": [1, 2]},
+                    "data.dataset": {"choice": ["d1"], "when": {"model.crawler_loops": 2}}})
+    assert preflight.data_params(s) == [{}, {"data.dataset": "d1"}]
+    assert [src[0] for src in preflight.data_sources(s)] == ["kjv", "d1"]
+
+
+def test_a_point_that_makes_no_config_is_left_to_its_own_refusal() -> None:
+    s = spec(sampler="random", budget={"max_trials": 4}, space={"model.crawler_loops": {"int": [1, 3]}},
+             enqueue=[{"model.crawler_loops": 2}])
+    s.enqueue.append({"model.no_such_key": 1})  # past the spec's own validation, as a stored spec could be
+    assert preflight.data_sources(s) == [("kjv", "fineweb_train_*.bin", "fineweb_val_*.bin", "kjv.model")]
+
+
+def test_a_sweep_whose_data_is_here_passes(data_root: Path) -> None:
+    assert preflight.check_local_data(spec()) is None
+
+
+def test_a_missing_dataset_is_one_line_naming_the_sweep_and_the_fix(data_root: Path) -> None:
+    s = spec(space={"data.dataset": {"grid": ["kjv", "kvj"]}})
+    assert refusal(s) == (f"sweep pf: dataset 'kvj' not found at {data_root / 'datasets' / 'kvj'} (`clowncar data "
+                          "demo`, `data fetch-fineweb` or `data build` makes one; CLOWNCAR_DATA_DIR says where "
+                          "datasets are looked for)")
+
+
+def test_a_dataset_without_train_or_validation_shards_is_refused(data_root: Path) -> None:
+    directory = data_root / "datasets" / "kjv"
+    s = spec(overrides={"data.dataset": "kjv", "data.tokenizer": "kjv.model", "data.val_glob": "nothing_*.bin"})
+    assert refusal(s) == f"sweep pf: no validation shards matching nothing_*.bin in {directory}"
+    for shard in directory.glob("fineweb_train_*.bin"):
+        shard.unlink()
+    assert refusal(spec()) == f"sweep pf: no train shards matching fineweb_train_*.bin in {directory}"
+
+
+def test_a_corrupt_shard_is_refused_by_its_header(data_root: Path) -> None:
+    shard = sorted((data_root / "datasets" / "kjv").glob("fineweb_val_*.bin"))[-1]
+    shard.write_bytes(shard.read_bytes()[:2000])
+    assert refusal(spec()).startswith(f"sweep pf: {shard}: truncated shard: header says ")
+
+
+def test_a_missing_or_broken_tokenizer_is_refused(data_root: Path) -> None:
+    s = spec(overrides={"data.dataset": "kjv", "data.tokenizer": "nope.model"})
+    assert refusal(s) == f"sweep pf: {data_root / 'tokenizers' / 'nope.model'}: tokenizer model not found"
+    (data_root / "tokenizers" / "kjv.model").write_bytes(b"not a model")
+    assert refusal(spec()).startswith(f"sweep pf: {data_root / 'tokenizers' / 'kjv.model'}: not a SentencePiece "
+                                      "model (")
+
+
+def test_a_worker_of_its_own_reads_data_its_own_way_and_is_not_checked(data_root: Path) -> None:
+    s = spec(overrides={"data.dataset": "ok"})
+    s.worker.module = "contract_worker"  # the tests' stand-in worker (registered in their sweeps' environment)
+    assert preflight.check_local_data(s) is None
+    assert "not found" in refusal(spec(overrides={"data.dataset": "ok"}))
+
+
+@pytest.mark.parametrize(("address", "checked"), [("", True), ("ray://head:10001", False)])
+def test_only_an_embedded_sweep_checks_the_data_here(data_root: Path, tmp_path: Path, monkeypatch, address: str,
+                                                    checked: bool) -> None:
+    """On a cluster the data lives on the workers: each trial checks its own."""
+    ran: list[Any] = []
+    monkeypatch.setattr("clowncar.orchestrator.tune.run_sweep", lambda s, opts: ran.append(opts) or {})
+    monkeypatch.setattr(commands, "_print_summary", lambda summary: None)
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
+    missing = spec(overrides={"data.dataset": "absent"})
+    if checked:
+        with pytest.raises(DataError, match=r"^sweep pf: dataset 'absent' not found"):
+            commands.run_spec(missing, f"sqlite:///{tmp_path / 's.db'}", address, 1, None, True, resume=False)
+        assert not ran and not (tmp_path / "runs").exists() and not (tmp_path / "s.db").exists()
+    else:
+        commands.run_spec(missing, f"sqlite:///{tmp_path / 's.db'}", address, 1, None, True, resume=False)
+        assert [o.address for o in ran] == [address]
