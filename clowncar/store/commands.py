@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -134,7 +135,9 @@ def export(sweep: Annotated[list[str], typer.Option("--sweep", help="Sweep to ex
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise StoreError(f"cannot create {out}: {err.strerror or err}") from None
-    stem = sweep[0] if len(sweep) == 1 else "export"
+    # a sweep name is free text (an import's --sweep may hold a slash): the file name keeps only what is safe
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", sweep[0]).strip("._") if len(sweep) == 1 else ""
+    stem = stem or "export"
     written = []
     for table, frame in frames.items():
         final = out / f"{stem}_{table}.{fmt}"

@@ -216,6 +216,21 @@ def test_export_of_several_sweeps_is_named_export_and_parquet_by_default(filled,
     assert capsys.readouterr().out.count("wrote ") == 6
 
 
+@pytest.mark.parametrize(("name", "stem"), [("x/y", "x_y"), ("../up", "up"), ("a b:c", "a_b_c"), ("//", "export"),
+                                           ("run.v2-final", "run.v2-final")])
+def test_an_export_file_is_named_after_its_sweep_with_only_safe_characters(tmp_path: Path, name: str,
+                                                                          stem: str) -> None:
+    """A sweep name is free text (`clowncar import --sweep x/y`): the file stays in --out, whatever the name."""
+    log = tmp_path / "a.log"
+    log.write_text(LOG)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(url) as st:
+        import_paths(st, [log], sweep=name)
+    export([name], tmp_path / "out", fmt="csv", store=url)
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(
+        f"{stem}_{t}.csv" for t in ("trials", "steps", "evals", "named_evals", "probes", "artifacts"))
+
+
 def test_export_refuses_a_bad_format_and_an_unknown_sweep_before_writing(filled, tmp_path: Path) -> None:
     url, _, _ = filled
     with pytest.raises(StoreError) as err:
