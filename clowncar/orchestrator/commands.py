@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -167,10 +168,36 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
         why = f" ({summary['reason']})" if summary.get("reason") else ""
         typer.echo(f"sweep {summary['name']}: {summary['status']}{why}, {summary['trials']} trials")
         _print_driver(st, name)
+        failed = st.trials_frame(name, status=FAILED_STATUSES)
     typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
+    for line in failure_lines(name, list(zip(failed.get("status", []), failed.get("reason", []), strict=True))):
+        typer.echo(line)
     _print_study(name, url, summary["status"])
     for r in summary.get("running", []):
         typer.echo(f"  running: trial {r['number']} attempt {r['attempt']} on {r['node']} step {r['last_step']}")
+
+
+FAILED_STATUSES = ("error", "diverged", "oom", "crashed")
+REASONS_SHOWN = 5
+REASON_CHARS = 200
+
+
+def failure_lines(name: str, failures: list[tuple[str, str | None]]) -> list[str]:
+    """Why trials failed, grouped by status and reason, the most common first: a sweep whose trials all fail
+    the same way says so at a glance instead of behind `store ls`."""
+    counts = Counter((status, _short(reason)) for status, reason in failures)
+    lines = [f"  {status} x{n}: {reason}" for (status, reason), n in counts.most_common(REASONS_SHOWN)]
+    if len(counts) > REASONS_SHOWN:
+        lines.append(f"  and {len(counts) - REASONS_SHOWN} other failure reasons: `clowncar store ls {name}` "
+                     "lists every trial")
+    return lines
+
+
+def _short(reason: str | None) -> str:
+    text = " ".join(str(reason).split()) if reason is not None and reason == reason else ""
+    if not text:
+        return "no reason recorded"
+    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 3] + "..."
 
 
 def _print_driver(store: Any, name: str) -> None:
