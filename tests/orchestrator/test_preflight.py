@@ -72,7 +72,9 @@ def test_a_point_that_makes_no_config_is_left_to_its_own_refusal() -> None:
     s = spec(sampler="random", budget={"max_trials": 4}, space={"model.crawler_loops": {"int": [1, 3]}},
              enqueue=[{"model.crawler_loops": 2}])
     s.enqueue.append({"model.no_such_key": 1})  # past the spec's own validation, as a stored spec could be
-    assert preflight.data_sources(s) == [("kjv", "fineweb_train_*.bin", "fineweb_val_*.bin", "kjv.model")]
+    s.enqueue.append({"data.dataset": "later"})  # and the points after it are still checked
+    assert preflight.data_sources(s) == [("kjv", "fineweb_train_*.bin", "fineweb_val_*.bin", "kjv.model"),
+                                         ("later", "fineweb_train_*.bin", "fineweb_val_*.bin", "kjv.model")]
 
 
 def test_a_sweep_whose_data_is_here_passes(data_root: Path) -> None:
