@@ -204,6 +204,9 @@ def test_a_capped_trial_whose_steps_end_first_counts_down_its_steps_at_the_pace_
     assert [line.split("elapsed")[1] for line in stream.getvalue().splitlines()] == [
         ", 0:14 left", ", 0:07 left", ", 0:00 left", ", 0:00 left"]  # 12 steps of 0.625 s: 7.5 s
     stream = io.StringIO()
+    TrialLog(tmp_path / "t.log", total_steps=20, cap_seconds=60.0, stream=stream).progress(0, "C", 7.0, 0.0, 0.0)
+    assert stream.getvalue().endswith("0:00 elapsed, 1:00 left\n")  # no step yet: no pace, the cap alone
+    stream = io.StringIO()
     log = TrialLog(tmp_path / "t.log", total_steps=0, cap_seconds=60.0, stream=stream)
     log.progress(5, "C", 5.0, 1.0, 10.0)  # no step count: the cap alone
     assert stream.getvalue().endswith("0:10 elapsed, 0:50 left\n")
