@@ -229,8 +229,11 @@ def test_run_spec_hands_the_settings_to_the_runner_and_prints_its_summary(url: s
         return {"sweep": spec.name, "optuna_states": {"COMPLETE": 1}}
 
     monkeypatch.setattr(tune, "run_sweep", runner)
+    checked: list[Any] = []  # the data check itself: test_preflight.py
+    monkeypatch.setattr("clowncar.orchestrator.preflight.check_local_data", checked.append)
     spec = spec_from_dict(SPEC)
     assert cmd.run_spec(spec, url, None, 3, 0, True, resume=True) == {"sweep": "s", "optuna_states": {"COMPLETE": 1}}
+    assert checked == [spec]  # embedded: this machine's data
     (opts,) = seen
     assert (opts.store_url, opts.runs_dir, opts.address, opts.num_cpus, opts.num_gpus, opts.show, opts.resume) == (
         url, tmp_path / "runs", "", 3, 0, False, True)
@@ -245,6 +248,7 @@ def test_an_interrupted_sweep_says_how_to_resume_and_exits_130(url: str, monkeyp
         raise KeyboardInterrupt
 
     monkeypatch.setattr(tune, "run_sweep", interrupted)
+    monkeypatch.setattr("clowncar.orchestrator.preflight.check_local_data", lambda spec: None)
     with pytest.raises(cmd.SweepInterrupted) as err:
         cmd.run_spec(spec_from_dict(SPEC), url, None, None, None, False, resume=False)
     assert str(err.value) == ("sweep s interrupted: its running trials were stopped; continue it with "
