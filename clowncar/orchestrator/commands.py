@@ -102,12 +102,18 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")], sto
 
 
 def plan_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")]) -> None:
-    """What a spec would run, without running it: distinct trials, merged points, estimated GPU-hours."""
+    """What a spec would run, without running it: distinct trials, merged points, estimated GPU-hours, and
+    whether the data its trials read is on this machine."""
+    from clowncar.orchestrator.preflight import data_line
     from clowncar.orchestrator.spec import load_spec
     from clowncar.orchestrator.sweep_plan import plan_lines
 
-    for line in plan_lines(load_spec(spec)):
+    parsed = load_spec(spec)
+    for line in plan_lines(parsed):
         typer.echo(line)
+    data = data_line(parsed)
+    if data:
+        typer.echo(data)
 
 
 def stored_spec(name: str, url: str) -> Any:

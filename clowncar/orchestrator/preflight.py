@@ -74,3 +74,20 @@ def _check_source(dataset: str, train_glob: str, val_glob: str, tokenizer: str) 
         for shard in shards:
             read_header(shard)
     load_tokenizer(settings.tokenizer_path(tokenizer))
+
+
+def data_line(spec: SweepSpec) -> str | None:
+    """What `sweep plan` says of the data: found on this machine (and which), or what is missing here, which an
+    embedded `sweep run` would refuse; nothing for a worker that reads data its own way."""
+    if spec.worker.module != DEFAULT_WORKER:
+        return None
+    try:
+        check_local_data(spec)
+    except DataError as err:
+        what = str(err).removeprefix(f"sweep {spec.name}: ")
+        return (f"  data: missing on this machine: {what}; an embedded `sweep run` refuses the sweep, and on a "
+                "cluster every worker needs the data")
+    sources = data_sources(spec)
+    datasets = ", ".join(dict.fromkeys(src[0] for src in sources))
+    tokenizers = ", ".join(dict.fromkeys(src[3] for src in sources))
+    return f"  data: on this machine: {datasets} (tokenizer {tokenizers})"

@@ -134,3 +134,16 @@ def test_only_an_embedded_sweep_checks_the_data_here(data_root: Path, tmp_path: 
     else:
         commands.run_spec(missing, f"sqlite:///{tmp_path / 's.db'}", address, 1, None, True, resume=False)
         assert [o.address for o in ran] == [address]
+
+
+def test_the_plan_says_which_data_is_here_or_what_is_missing(data_root: Path) -> None:
+    s = spec(space={"data.tokenizer": {"grid": ["kjv.model", "kjv2.model"]}, "model.crawler_loops": {"grid": [1]}})
+    shutil.copy(data_root / "tokenizers" / "kjv.model", data_root / "tokenizers" / "kjv2.model")
+    assert preflight.data_line(s) == "  data: on this machine: kjv (tokenizer kjv.model, kjv2.model)"
+    s = spec(space={"data.dataset": {"grid": ["kjv", "gone"]}})
+    assert preflight.data_line(s) == (
+        f"  data: missing on this machine: dataset 'gone' not found at {data_root / 'datasets' / 'gone'} (`clowncar "
+        "data demo`, `data fetch-fineweb` or `data build` makes one; CLOWNCAR_DATA_DIR says where datasets are "
+        "looked for); an embedded `sweep run` refuses the sweep, and on a cluster every worker needs the data")
+    s.worker.module = "contract_worker"
+    assert preflight.data_line(s) is None

@@ -197,10 +197,20 @@ def test_ls_lists_every_sweep_or_says_there_is_none(url: str, capsys) -> None:
         "s     created  run     -       1       1   0        0       1.25"]
 
 
-def test_plan_prints_what_the_spec_would_run(tmp_path: Path, capsys) -> None:
+def test_plan_prints_what_the_spec_would_run_and_whether_its_data_is_here(tmp_path: Path, capsys,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOWNCAR_DATA_DIR", str(tmp_path / "data"))
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(SPEC))
     cmd.plan_cmd(path)
+    assert capsys.readouterr().out.splitlines() == [
+        *plan_lines(load_spec(path)),
+        f"  data: missing on this machine: dataset 'demo_sp1024' not found at {tmp_path / 'data/datasets/demo_sp1024'}"
+        " (`clowncar data demo`, `data fetch-fineweb` or `data build` makes one; CLOWNCAR_DATA_DIR says where "
+        "datasets are looked for); an embedded `sweep run` refuses the sweep, and on a cluster every worker needs "
+        "the data"]
+    monkeypatch.setattr("clowncar.orchestrator.preflight.data_line", lambda spec: None)
+    cmd.plan_cmd(path)  # a worker that reads data its own way: no data line
     assert capsys.readouterr().out.splitlines() == plan_lines(load_spec(path))
 
 
