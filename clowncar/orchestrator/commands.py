@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -176,7 +177,7 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
         _print_driver(st, name)
         failed = st.trials_frame(name, status=FAILED_STATUSES)
     typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
-    for line in failure_lines(name, list(zip(failed.get("status", []), failed.get("reason", []), strict=True))):
+    for line in failure_lines(name, failed[["status", "reason"]].itertuples(index=False, name=None)):
         typer.echo(line)
     _print_study(name, url, summary["status"])
     for r in summary.get("running", []):
@@ -188,7 +189,7 @@ REASONS_SHOWN = 5
 REASON_CHARS = 200
 
 
-def failure_lines(name: str, failures: list[tuple[str, str | None]]) -> list[str]:
+def failure_lines(name: str, failures: Iterable[tuple[str, str | None]]) -> list[str]:
     """Why trials failed, grouped by status and reason, the most common first: a sweep whose trials all fail
     the same way says so at a glance instead of behind `store ls`."""
     counts = Counter((status, _short(reason)) for status, reason in failures)

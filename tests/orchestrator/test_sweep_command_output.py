@@ -124,6 +124,9 @@ def test_status_says_why_trials_failed_the_most_common_reason_first(url: str, ca
                 ("diverged", "loss was nan at step 12")]):
             st.start_trial("s", f"t{number}", number, 0, {}, 1337, "n")
             st.finish_trial(f"t{number}", 0, status, reason, {})
+        st.create_or_get_sweep("other", SPEC)  # another sweep's failures are not this one's
+        st.start_trial("other", "o0", 0, 0, {}, 1337, "n")
+        st.finish_trial("o0", 0, "error", "other sweep's error", {})
     cmd.status_cmd("s", store=url)
     assert capsys.readouterr().out.splitlines()[1:6] == [
         "  crashed 1, diverged 1, error 2, ok 1, oom 1, pruned 1, stopped 1",
@@ -131,6 +134,18 @@ def test_status_says_why_trials_failed_the_most_common_reason_first(url: str, ca
         "  oom x1: CUDA out of memory",
         "  crashed x1: worker died exit code -9",  # one line, whatever the reason held
         "  diverged x1: loss was nan at step 12"]  # pruned and stopped trials did not fail
+
+
+def test_status_points_at_store_ls_when_there_are_more_reasons_than_it_shows(url: str, capsys) -> None:
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+        for number in range(6):
+            st.start_trial("s", f"t{number}", number, 0, {}, 1337, "n")
+            st.finish_trial(f"t{number}", 0, "error", f"reason {number}", {})
+    cmd.status_cmd("s", store=url)
+    assert capsys.readouterr().out.splitlines()[2:8] == [
+        *(f"  error x1: reason {n}" for n in range(5)),
+        "  and 1 other failure reasons: `clowncar store ls s` lists every trial"]
 
 
 def test_failure_reasons_are_shortened_and_at_most_five_are_listed() -> None:
