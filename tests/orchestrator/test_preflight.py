@@ -137,9 +137,10 @@ def test_only_an_embedded_sweep_checks_the_data_here(data_root: Path, tmp_path: 
 
 
 def test_the_plan_says_which_data_is_here_or_what_is_missing(data_root: Path) -> None:
-    s = spec(space={"data.tokenizer": {"grid": ["kjv.model", "kjv2.model"]}, "model.crawler_loops": {"grid": [1]}})
+    s = spec(space={"data.tokenizer": {"grid": ["kjv.model", "kjv2.model"]}, "data.dataset": {"grid": ["kjv", "k2"]}})
     shutil.copy(data_root / "tokenizers" / "kjv.model", data_root / "tokenizers" / "kjv2.model")
-    assert preflight.data_line(s) == "  data: on this machine: kjv (tokenizer kjv.model, kjv2.model)"
+    shutil.copytree(data_root / "datasets" / "kjv", data_root / "datasets" / "k2")
+    assert preflight.data_line(s) == "  data: on this machine: kjv, k2 (tokenizer kjv.model, kjv2.model)"
     s = spec(space={"data.dataset": {"grid": ["kjv", "gone"]}})
     assert preflight.data_line(s) == (
         f"  data: missing on this machine: dataset 'gone' not found at {data_root / 'datasets' / 'gone'} (`clowncar "
