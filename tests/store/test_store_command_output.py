@@ -217,7 +217,7 @@ def test_export_of_several_sweeps_is_named_export_and_parquet_by_default(filled,
 
 
 @pytest.mark.parametrize(("name", "stem"), [("x/y", "x_y"), ("../up", "up"), ("a b:c", "a_b_c"), ("//", "export"),
-                                           ("run.v2-final", "run.v2-final")])
+                                           ("run.v2-final", "run.v2-final"), ("Xy/Run.V2", "Xy_Run.V2")])
 def test_an_export_file_is_named_after_its_sweep_with_only_safe_characters(tmp_path: Path, name: str,
                                                                           stem: str) -> None:
     """A sweep name is free text (`clowncar import --sweep x/y`): the file stays in --out, whatever the name."""
