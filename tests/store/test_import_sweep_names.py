@@ -4,6 +4,7 @@ files in different folders share a name (every record folder of the challenge ho
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from clowncar.store import open_store
 from clowncar.store.importers import default_sweeps, import_paths
@@ -70,3 +71,34 @@ def test_a_named_sweep_still_takes_every_file(tmp_path: Path) -> None:
         reports = import_paths(st, [tmp_path / "A", tmp_path / "B"], sweep="records")
         assert [r.sweep for r in reports] == ["records", "records"]
         assert len(st.trials_frame("records")) == 2
+
+
+def _ran_sweep(st: Any, name: str) -> None:
+    """A sweep as `sweep run` leaves it: source run, one finished trial, status done."""
+    st.create_or_get_sweep(name, {"name": name})
+    st.start_trial(name, f"{name}/0", 0, 0, {}, 1337, "node")
+    st.finish_trial(f"{name}/0", 0, "ok", None, {"val_bpb": 2.0})
+    st.set_sweep_status(name, "done")
+
+
+def test_a_file_bound_for_a_sweep_clowncar_ran_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    (tmp_path / "smoke.log").write_text(log_text(1.5))
+    (tmp_path / "other.log").write_text(log_text(1.4))
+    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as st:
+        _ran_sweep(st, "smoke")
+        reports = import_paths(st, [tmp_path / "other.log", tmp_path / "smoke.log"])
+        assert [(r.path.name, r.status) for r in reports] == [("other.log", "ready"), ("smoke.log", "refused")]
+        assert reports[1].reason == (
+            f"{tmp_path / 'smoke.log'}: sweep 'smoke' is a sweep clowncar ran, not an import: its trials come from "
+            "its own Optuna study; import into another sweep with --sweep NAME")
+        assert st.get_sweep("other") is None  # nothing written
+        assert (st.get_sweep("smoke")["status"], len(st.trials_frame("smoke"))) == ("done", 1)  # untouched
+
+        reports = import_paths(st, [tmp_path / "other.log", tmp_path / "smoke.log"], keep_going=True)
+        assert [r.status for r in reports] == ["imported", "refused"]
+        assert len(st.trials_frame("other")) == 1 and len(st.trials_frame("smoke")) == 1
+
+        reports = import_paths(st, [tmp_path / "smoke.log"], sweep="smoke")  # named outright: the same refusal
+        assert reports[0].status == "refused" and "sweep 'smoke' is a sweep clowncar ran" in reports[0].reason
+        (rep,) = import_paths(st, [tmp_path / "smoke.log"], sweep="smoke-imported")
+        assert rep.status == "imported" and st.get_sweep("smoke-imported")["source"] == "import"

@@ -211,18 +211,34 @@ def _write_one(store: Store, rep: FileReport, sweep: str) -> None:
 
 def write(store: Store, reports: list[FileReport], sweep: str | None = None, keep_going: bool = False) -> None:
     """Write every ready file, each in its own transaction. A file the store refuses (a trial id stored with
-    another config) is marked refused; without `keep_going` the files after it are left unwritten."""
-    names = default_sweeps([rep.path for rep in reports])
+    another config) is marked refused; without `keep_going` the files after it are left unwritten. A file bound
+    for a sweep that clowncar ran is refused before anything is written: an imported trial there would sit
+    outside the sweep's Optuna study and turn the sweep's status to `imported`."""
+    names = _targets(reports, sweep)
+    ran = {name for name in set(names.values()) if (found := store.get_sweep(name)) and found["source"] != "import"}
+    for rep in reports:
+        if rep.status == "ready" and names[rep.path] in ran:
+            rep.status, rep.reason = "refused", (
+                f"{where(rep.path)}: sweep {names[rep.path]!r} is a sweep clowncar ran, not an import: its trials "
+                "come from its own Optuna study; import into another sweep with --sweep NAME")
+    if not keep_going and any(rep.status == "refused" for rep in reports):
+        return
     for rep in reports:
         if rep.status != "ready":
             continue
         try:
-            _write_one(store, rep, sweep or names[rep.path])
+            _write_one(store, rep, names[rep.path])
         except StoreError as err:
             rep.status, rep.reason = "refused", f"{where(rep.path)}: {err}"
             rep.new_trials = rep.steps = rep.evals = rep.named_evals = 0
             if not keep_going:
                 return
+
+
+def _targets(reports: list[FileReport], sweep: str | None) -> dict[Path, str]:
+    """The sweep each file goes to: `sweep` when given, else its default name."""
+    defaults = default_sweeps([rep.path for rep in reports])
+    return {path: sweep or name for path, name in defaults.items()}
 
 
 def import_paths(store: Store, paths: list[Path], sweep: str | None = None,
