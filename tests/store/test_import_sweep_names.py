@@ -81,24 +81,41 @@ def _ran_sweep(st: Any, name: str) -> None:
     st.set_sweep_status(name, "done")
 
 
-def test_a_file_bound_for_a_sweep_clowncar_ran_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+def test_a_default_name_that_a_sweep_clowncar_ran_holds_takes_the_files_folder(tmp_path: Path) -> None:
+    (tmp_path / "smoke.log").write_text(log_text(1.5))
+    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as st:
+        _ran_sweep(st, "smoke")
+        (rep,) = import_paths(st, [tmp_path / "smoke.log"])
+        assert (rep.status, rep.sweep) == ("imported", f"{tmp_path.name}.smoke")
+        assert (st.get_sweep("smoke")["status"], len(st.trials_frame("smoke"))) == ("done", 1)  # untouched
+
+
+def test_a_sweep_clowncar_ran_named_outright_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     (tmp_path / "smoke.log").write_text(log_text(1.5))
     (tmp_path / "other.log").write_text(log_text(1.4))
     with open_store(f"sqlite:///{tmp_path / 'store.db'}") as st:
         _ran_sweep(st, "smoke")
-        reports = import_paths(st, [tmp_path / "other.log", tmp_path / "smoke.log"])
-        assert [(r.path.name, r.status) for r in reports] == [("other.log", "ready"), ("smoke.log", "refused")]
+        reports = import_paths(st, [tmp_path / "other.log", tmp_path / "smoke.log"], sweep="smoke")
+        assert [r.status for r in reports] == ["refused", "refused"]
         assert reports[1].reason == (
             f"{tmp_path / 'smoke.log'}: sweep 'smoke' is a sweep clowncar ran, not an import: its trials come from "
             "its own Optuna study; import into another sweep with --sweep NAME")
-        assert st.get_sweep("other") is None  # nothing written
         assert (st.get_sweep("smoke")["status"], len(st.trials_frame("smoke"))) == ("done", 1)  # untouched
-
-        reports = import_paths(st, [tmp_path / "other.log", tmp_path / "smoke.log"], keep_going=True)
-        assert [r.status for r in reports] == ["imported", "refused"]
-        assert len(st.trials_frame("other")) == 1 and len(st.trials_frame("smoke")) == 1
-
-        reports = import_paths(st, [tmp_path / "smoke.log"], sweep="smoke")  # named outright: the same refusal
-        assert reports[0].status == "refused" and "sweep 'smoke' is a sweep clowncar ran" in reports[0].reason
         (rep,) = import_paths(st, [tmp_path / "smoke.log"], sweep="smoke-imported")
         assert rep.status == "imported" and st.get_sweep("smoke-imported")["source"] == "import"
+
+
+def test_a_later_import_of_another_folders_same_named_file_gets_a_sweep_of_its_own(tmp_path: Path) -> None:
+    for record, bpb in (("A", 1.25), ("B", 1.20), ("C", 1.30)):
+        (tmp_path / record).mkdir()
+        (tmp_path / record / "train_seed1337.log").write_text(log_text(bpb))
+    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as st:
+        (a,) = import_paths(st, [tmp_path / "A"])
+        (b,) = import_paths(st, [tmp_path / "B"])  # one at a time, as new records appear
+        (again,) = import_paths(st, [tmp_path / "A"])
+        assert (a.sweep, b.sweep) == ("train_seed1337", "B.train_seed1337")
+        assert (again.status, again.present_in) == ("present", ["train_seed1337"])
+        (tmp_path / "A" / "train_seed1337.log").write_text(log_text(1.26))  # rewritten: a new trial, same sweep
+        (grown,) = import_paths(st, [tmp_path / "A"])
+        assert (grown.status, grown.sweep) == ("imported", "train_seed1337")
+        assert len(st.trials_frame("train_seed1337")) == 2 and len(st.trials_frame("B.train_seed1337")) == 1

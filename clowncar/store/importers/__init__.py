@@ -211,10 +211,10 @@ def _write_one(store: Store, rep: FileReport, sweep: str) -> None:
 
 def write(store: Store, reports: list[FileReport], sweep: str | None = None, keep_going: bool = False) -> None:
     """Write every ready file, each in its own transaction. A file the store refuses (a trial id stored with
-    another config) is marked refused; without `keep_going` the files after it are left unwritten. A file bound
-    for a sweep that clowncar ran is refused before anything is written: an imported trial there would sit
-    outside the sweep's Optuna study and turn the sweep's status to `imported`."""
-    names = _targets(reports, sweep)
+    another config) is marked refused; without `keep_going` the files after it are left unwritten. A `sweep`
+    that clowncar ran is refused before anything is written: an imported trial there would sit outside the
+    sweep's Optuna study and turn the sweep's status to `imported` (default names keep clear of such sweeps)."""
+    names = {rep.path: sweep for rep in reports} if sweep else _default_targets(store, reports)
     ran = {name for name in set(names.values()) if (found := store.get_sweep(name)) and found["source"] != "import"}
     for rep in reports:
         if rep.status == "ready" and names[rep.path] in ran:
@@ -235,10 +235,37 @@ def write(store: Store, reports: list[FileReport], sweep: str | None = None, kee
                 return
 
 
-def _targets(reports: list[FileReport], sweep: str | None) -> dict[Path, str]:
-    """The sweep each file goes to: `sweep` when given, else its default name."""
-    defaults = default_sweeps([rep.path for rep in reports])
-    return {path: sweep or name for path, name in defaults.items()}
+def _default_targets(store: Store, reports: list[FileReport]) -> dict[Path, str]:
+    """Each file's default sweep, kept clear of sweeps that are not its own: a name that a sweep clowncar ran,
+    or another file's imported trials, already hold (an earlier import of another record's `train_seed1337.log`)
+    takes as many more of the file's folders as make it free."""
+    names = default_sweeps([rep.path for rep in reports])
+    used: set[str] = set()
+    for rep in reports:
+        if rep.status == "ready":
+            names[rep.path] = next((n for n in _candidates(rep.path, names[rep.path])
+                                    if n not in used and not _held_by_others(store, n, rep.path)), names[rep.path])
+            used.add(names[rep.path])
+    return names
+
+
+def _candidates(path: Path, name: str) -> list[str]:
+    base = path.name if name.endswith(path.name) else path.stem
+    folders = Path(os.path.abspath(path)).parent.parts[1:]
+    deeper = [".".join([*folders[-depth:], base]) for depth in range(1, len(folders) + 1)]
+    return list(dict.fromkeys([name, *deeper]))
+
+
+def _held_by_others(store: Store, name: str, path: Path) -> bool:
+    found = store.get_sweep(name)
+    if found is None:
+        return False
+    if found["source"] != "import":
+        return True
+    frame = store.trials_frame(name)
+    column = "provenance.imported_from"
+    sources = set(frame[column].dropna()) if column in frame.columns else set()
+    return len(frame) > 0 and os.path.abspath(path) not in sources
 
 
 def import_paths(store: Store, paths: list[Path], sweep: str | None = None,
