@@ -119,3 +119,61 @@ def test_a_later_import_of_another_folders_same_named_file_gets_a_sweep_of_its_o
         (grown,) = import_paths(st, [tmp_path / "A"])
         assert (grown.status, grown.sweep) == ("imported", "train_seed1337")
         assert len(st.trials_frame("train_seed1337")) == 2 and len(st.trials_frame("B.train_seed1337")) == 1
+
+
+def test_the_names_a_file_may_take_go_one_folder_deeper_at_a_time() -> None:
+    from clowncar.store.importers import _candidates
+
+    assert _candidates(Path("/r/a/b/train.log"), "train") == ["train", "b.train", "a.b.train", "r.a.b.train"]
+    assert _candidates(Path("/r/a/b/train.log"), "a.b.train") == ["a.b.train", "b.train", "r.a.b.train"]
+    # a default that kept the suffix (train.log beside train.txt) keeps it further up too
+    assert _candidates(Path("/x/run/train.log"), "run.train.log") == ["run.train.log", "x.run.train.log"]
+
+
+def test_held_means_a_sweep_clowncar_ran_or_another_files_trials(tmp_path: Path) -> None:
+    from clowncar.store.importers import _held_by_others
+
+    mine, theirs = tmp_path / "mine" / "train.log", tmp_path / "theirs" / "train.log"
+    for path, bpb in ((mine, 1.2), (theirs, 1.3)):
+        path.parent.mkdir()
+        path.write_text(log_text(bpb))
+    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as st:
+        assert _held_by_others(st, "nothing-here", mine) is False
+        import_paths(st, [theirs], sweep="theirs-sweep")
+        import_paths(st, [mine], sweep="mine-sweep")
+        assert _held_by_others(st, "theirs-sweep", mine) is True
+        assert _held_by_others(st, "mine-sweep", mine) is False  # its own trials: the same sweep again
+        st.create_or_get_sweep("empty-import", {"imported": True}, source="import")
+        assert _held_by_others(st, "empty-import", mine) is False  # no trials: nobody's yet
+        st.create_or_get_sweep("bare", {"imported": True}, source="import")  # trials without provenance
+        st.start_trial("bare", "b0", 0, 0, {}, 1, None)
+        st.finish_trial("b0", 0, "ok", None, {"val_bpb": 1.0})
+        assert _held_by_others(st, "bare", mine) is True
+        _ran_sweep(st, "ran")
+        assert _held_by_others(st, "ran", mine) is True
+
+
+def test_two_files_of_one_import_never_move_into_the_same_free_name(tmp_path: Path) -> None:
+    (tmp_path / "d" / "x").mkdir(parents=True)
+    (tmp_path / "d" / "x" / "train.log").write_text(log_text(1.2))  # default "train", held: takes "x.train"
+    (tmp_path / "d" / "x.train.log").write_text(log_text(1.3))  # default "x.train", now taken: one folder up
+    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as st:
+        _ran_sweep(st, "train")
+        reports = import_paths(st, [tmp_path / "d"])
+        assert [(r.path.name, r.sweep) for r in reports] == [("train.log", "x.train"), ("x.train.log", "d.x.train")]
+
+
+def test_when_every_name_is_held_the_default_stays_and_a_run_sweep_still_refuses(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    import clowncar.store.importers as importers
+
+    (tmp_path / "smoke.log").write_text(log_text(1.5))
+    (tmp_path / "other.log").write_text(log_text(1.4))
+    monkeypatch.setattr(importers, "_held_by_others", lambda store, name, path: True)  # every candidate taken
+    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as st:
+        _ran_sweep(st, "smoke")
+        reports = import_paths(st, [tmp_path / "other.log", tmp_path / "smoke.log"])
+        assert [r.status for r in reports] == ["ready", "refused"]  # nothing written: no keep_going
+        assert st.get_sweep("other") is None
+        reports = import_paths(st, [tmp_path / "other.log", tmp_path / "smoke.log"], keep_going=True)
+        assert [(r.status, r.sweep) for r in reports] == [("imported", "other"), ("refused", "")]
