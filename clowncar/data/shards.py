@@ -135,3 +135,11 @@ def list_shards(directory: str | os.PathLike[str], glob: str) -> list[Path]:
     if not d.is_dir():
         raise DataError(f"{d}: shard directory not found")
     return sorted(p for p in d.glob(glob) if p.is_file())
+
+
+def require_shards(directory: str | os.PathLike[str], glob: str, split: str) -> list[Path]:
+    """`list_shards`, and a DataError naming the split when none match."""
+    files = list_shards(directory, glob)
+    if not files:
+        raise DataError(f"no {split} shards matching {glob} in {directory}")
+    return files

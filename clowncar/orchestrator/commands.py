@@ -168,6 +168,7 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
 def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: StoreOpt = None) -> None:
     """Counts by status, the best trial and what is running."""
     from clowncar.store import open_store
+    from clowncar.store.frames import FAILED
 
     url, _, _ = _settings(store, None)
     with open_store(url, create=False) as st:
@@ -175,7 +176,7 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
         why = f" ({summary['reason']})" if summary.get("reason") else ""
         typer.echo(f"sweep {summary['name']}: {summary['status']}{why}, {summary['trials']} trials")
         _print_driver(st, name)
-        failed = st.trials_frame(name, status=FAILED_STATUSES)
+        failed = st.trials_frame(name, status=FAILED)
     typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
     for line in failure_lines(name, failed[["status", "reason"]].itertuples(index=False, name=None)):
         typer.echo(line)
@@ -184,7 +185,6 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
         typer.echo(f"  running: trial {r['number']} attempt {r['attempt']} on {r['node']} step {r['last_step']}")
 
 
-FAILED_STATUSES = ("error", "diverged", "oom", "crashed")
 REASONS_SHOWN = 5
 REASON_CHARS = 200
 

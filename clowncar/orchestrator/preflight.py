@@ -12,8 +12,13 @@ data its own way and is not checked.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from clowncar.errors import ConfigError, DataError
 from clowncar.orchestrator.spec import POINT_KEY, SweepSpec
+
+if TYPE_CHECKING:
+    from clowncar.settings import Settings
 
 DEFAULT_WORKER = "clowncar.worker"
 
@@ -48,30 +53,35 @@ def data_sources(spec: SweepSpec) -> list[tuple[str, str, str, str]]:
 def check_local_data(spec: SweepSpec) -> None:
     """DataError (one line, naming the sweep and what is missing) when a trial of `spec` would not find its data
     on this machine."""
+    _checked_sources(spec)
+
+
+def _checked_sources(spec: SweepSpec) -> list[tuple[str, str, str, str]]:
+    """`check_local_data`, returning the sources it checked (none for a worker that reads data its own way)."""
     if spec.worker.module != DEFAULT_WORKER:
-        return
-    try:
-        for source in data_sources(spec):
-            _check_source(*source)
-    except DataError as err:
-        raise DataError(f"sweep {spec.name}: {err}") from None
-
-
-def _check_source(dataset: str, train_glob: str, val_glob: str, tokenizer: str) -> None:
-    from clowncar.data.shards import list_shards, read_header
-    from clowncar.data.tokenizer import load_tokenizer
+        return []
     from clowncar.settings import load_settings
 
     settings = load_settings()
+    sources = data_sources(spec)
+    try:
+        for source in sources:
+            _check_source(settings, *source)
+    except DataError as err:
+        raise DataError(f"sweep {spec.name}: {err}") from None
+    return sources
+
+
+def _check_source(settings: Settings, dataset: str, train_glob: str, val_glob: str, tokenizer: str) -> None:
+    from clowncar.data.shards import read_header, require_shards
+    from clowncar.data.tokenizer import load_tokenizer
+
     directory = settings.dataset_dir(dataset)
     if not directory.is_dir():
         raise DataError(f"dataset {dataset!r} not found at {directory} (`clowncar data demo`, `data fetch-fineweb` "
                         "or `data build` makes one; CLOWNCAR_DATA_DIR says where datasets are looked for)")
     for split, pattern in (("train", train_glob), ("validation", val_glob)):
-        shards = list_shards(directory, pattern)
-        if not shards:
-            raise DataError(f"no {split} shards matching {pattern} in {directory}")
-        for shard in shards:
+        for shard in require_shards(directory, pattern, split):
             read_header(shard)
     load_tokenizer(settings.tokenizer_path(tokenizer))
 
@@ -79,15 +89,14 @@ def _check_source(dataset: str, train_glob: str, val_glob: str, tokenizer: str) 
 def data_line(spec: SweepSpec) -> str | None:
     """What `sweep plan` says of the data: found on this machine (and which), or what is missing here, which an
     embedded `sweep run` would refuse; nothing for a worker that reads data its own way."""
-    if spec.worker.module != DEFAULT_WORKER:
-        return None
     try:
-        check_local_data(spec)
+        sources = _checked_sources(spec)
     except DataError as err:
         what = str(err).removeprefix(f"sweep {spec.name}: ")
         return (f"  data: missing on this machine: {what}; an embedded `sweep run` refuses the sweep, and on a "
                 "cluster every worker needs the data")
-    sources = data_sources(spec)
+    if not sources:
+        return None
     datasets = ", ".join(dict.fromkeys(src[0] for src in sources))
     tokenizers = ", ".join(dict.fromkeys(src[3] for src in sources))
     return f"  data: on this machine: {datasets} (tokenizer {tokenizers})"

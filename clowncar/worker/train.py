@@ -19,7 +19,7 @@ from torch import nn
 
 from clowncar.config import TrialConfig
 from clowncar.data.bpb import build_byte_luts
-from clowncar.data.shards import list_shards, read_shard
+from clowncar.data.shards import read_shard, require_shards
 from clowncar.data.stream import TokenStream, load_validation_tokens
 from clowncar.data.tokenizer import load_tokenizer
 from clowncar.errors import ConfigError, DataError
@@ -56,8 +56,8 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
     # -- data: train shards, validation tokens, byte tables for BPB ---------------------------------------------
     settings = load_settings()
     data_dir = settings.dataset_dir(cfg.data.dataset)
-    train_files = _shards(data_dir, cfg.data.train_glob, "train")
-    val_files = _shards(data_dir, cfg.data.val_glob, "validation")
+    train_files = require_shards(data_dir, cfg.data.train_glob, "train")
+    val_files = require_shards(data_dir, cfg.data.val_glob, "validation")
     sp = load_tokenizer(settings.tokenizer_path(cfg.data.tokenizer))
     luts = build_byte_luts(sp, cfg.model.vocab_size)
     val_tokens = load_validation_tokens(val_files, cfg.eval_seq_len, cfg.eval.max_tokens)
@@ -308,8 +308,3 @@ def _check_vocab(vocab_size: int, tokenizer_vocab: int, val_tokens: np.ndarray, 
             raise DataError(f"{where}: token id {top} does not fit model.vocab_size ({vocab_size})")
 
 
-def _shards(directory: Path, pattern: str, split: str) -> list[Path]:
-    files = list_shards(directory, pattern)
-    if not files:
-        raise DataError(f"no {split} shards matching {pattern} in {directory}")
-    return files

@@ -17,6 +17,7 @@ from clowncar.data.shards import (
     list_shards,
     read_header,
     read_shard,
+    require_shards,
     shard_name,
     write_shard,
 )
@@ -235,3 +236,13 @@ def test_a_shard_that_cannot_be_mapped_is_a_data_error_naming_it(tmp_path: Path,
     with pytest.raises(DataError) as err:
         read_shard(p)
     assert str(err.value) == f"{p}: cannot map shard ([Errno 12] Cannot allocate memory)"
+
+
+def test_required_shards_are_listed_or_their_absence_named_by_split(tmp_path: Path) -> None:
+    write_shard(tmp_path / "fineweb_val_000001.bin", [1, 2])
+    write_shard(tmp_path / "fineweb_val_000000.bin", [1, 3])
+    assert require_shards(tmp_path, "fineweb_val_*.bin", "validation") == [
+        tmp_path / "fineweb_val_000000.bin", tmp_path / "fineweb_val_000001.bin"]
+    with pytest.raises(DataError) as err:
+        require_shards(tmp_path, "fineweb_train_*.bin", "train")
+    assert str(err.value) == f"no train shards matching fineweb_train_*.bin in {tmp_path}"

@@ -159,11 +159,16 @@ def scan(paths: list[Path]) -> list[FileReport]:
     return reports
 
 
+def _folders(path: Path) -> tuple[str, ...]:
+    """The folders above a file, from the root down (the root itself left out): what sweep names qualify with."""
+    return Path(os.path.abspath(path)).parent.parts[1:]
+
+
 def default_sweeps(paths: list[Path]) -> dict[Path, str]:
     """One sweep per file, named after it: its stem, and where files of one import share a stem (every record
     folder of the challenge holds a `train_seed1337.log`), the stem behind as many of its folders as tell them
     apart, joined by dots (`2026-04-30_Random_Linear_Adapter.train_seed1337`): never one sweep of unrelated runs."""
-    parts = {p: Path(os.path.abspath(p)).parent.parts[1:] for p in paths}
+    parts = {p: _folders(p) for p in paths}
     in_folder = Counter((parts[p], p.stem) for p in paths)
     base = {p: p.name if in_folder[parts[p], p.stem] > 1 else p.stem for p in paths}  # train.log beside train.txt
     names = {p: p.stem for p in paths}
@@ -251,7 +256,7 @@ def _default_targets(store: Store, reports: list[FileReport]) -> dict[Path, str]
 
 def _candidates(path: Path, name: str) -> list[str]:
     base = path.name if name.endswith(path.name) else path.stem
-    folders = Path(os.path.abspath(path)).parent.parts[1:]
+    folders = _folders(path)
     deeper = [".".join([*folders[-depth:], base]) for depth in range(1, len(folders) + 1)]
     return list(dict.fromkeys([name, *deeper]))
 

@@ -1,0 +1,67 @@
+"""`clowncar sweep status` says why trials failed: each status and reason with its count, the most common first,
+at most five, one line each; in this process, a SQLite store filled here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clowncar.orchestrator import commands as cmd
+from clowncar.store import open_store
+
+SPEC = {"name": "s", "preset": "tiny-cpu", "sampler": "grid", "space": {"model.crawler_loops": {"grid": [1, 2, 3]}}}
+
+
+@pytest.fixture
+def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+def test_status_says_why_trials_failed_the_most_common_reason_first(url: str, capsys) -> None:
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+        for number, (status, reason) in enumerate([
+                ("error", "DataError: dataset nope: shard directory not found"), ("ok", None),
+                ("oom", "CUDA out of memory"), ("error", "DataError: dataset nope: shard directory not found"),
+                ("crashed", "worker died\n  exit code -9"), ("pruned", "asha"), ("stopped", "sweep stopped"),
+                ("diverged", "loss was nan at step 12")]):
+            st.start_trial("s", f"t{number}", number, 0, {}, 1337, "n")
+            st.finish_trial(f"t{number}", 0, status, reason, {})
+        st.create_or_get_sweep("other", SPEC)  # another sweep's failures are not this one's
+        st.start_trial("other", "o0", 0, 0, {}, 1337, "n")
+        st.finish_trial("o0", 0, "error", "other sweep's error", {})
+    cmd.status_cmd("s", store=url)
+    assert capsys.readouterr().out.splitlines()[1:6] == [
+        "  crashed 1, diverged 1, error 2, ok 1, oom 1, pruned 1, stopped 1",
+        "  error x2: DataError: dataset nope: shard directory not found",
+        "  oom x1: CUDA out of memory",
+        "  crashed x1: worker died exit code -9",  # one line, whatever the reason held
+        "  diverged x1: loss was nan at step 12"]  # pruned and stopped trials did not fail
+
+
+def test_status_points_at_store_ls_when_there_are_more_reasons_than_it_shows(url: str, capsys) -> None:
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+        for number in range(6):
+            st.start_trial("s", f"t{number}", number, 0, {}, 1337, "n")
+            st.finish_trial(f"t{number}", 0, "error", f"reason {number}", {})
+    cmd.status_cmd("s", store=url)
+    assert capsys.readouterr().out.splitlines()[2:8] == [
+        *(f"  error x1: reason {n}" for n in range(5)),
+        "  and 1 other failure reasons: `clowncar store ls s` lists every trial"]
+
+
+def test_failure_reasons_are_shortened_and_at_most_five_are_listed() -> None:
+    assert cmd.failure_lines("s", []) == []
+    long = "x" * 300
+    assert cmd.failure_lines("s", [("error", long), ("error", None), ("oom", float("nan")), ("oom", "  ")]) == [
+        "  oom x2: no reason recorded", f"  error x1: {'x' * 197}...", "  error x1: no reason recorded"]
+    assert cmd.failure_lines("s", [("error", "y" * 200)]) == [f"  error x1: {'y' * 200}"]  # exactly the limit
+    many = [("error", f"reason {i}") for i in range(7)] + [("error", "reason 6")]
+    assert cmd.failure_lines("s", many) == [
+        "  error x2: reason 6", "  error x1: reason 0", "  error x1: reason 1", "  error x1: reason 2",
+        "  error x1: reason 3", "  and 2 other failure reasons: `clowncar store ls s` lists every trial"]
+    assert len(cmd.failure_lines("s", many[:5])) == 5  # five reasons: all shown, no "other" line
