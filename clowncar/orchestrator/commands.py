@@ -125,6 +125,11 @@ def stored_spec(name: str, url: str) -> Any:
         sweep = store.get_sweep(name)
     if not sweep:
         raise ClownCarError(f"no sweep named '{name}' in the store")
+    if sweep["source"] == "import":
+        # an import stores what its files said, not a spec: there is no search to continue and no base config
+        raise ClownCarError(f"sweep '{name}' was imported from files, so it has no sweep spec to resume or rerun "
+                            f"(`clowncar store ls {name}` lists its trials and their configs: put the ones to run "
+                            "under `enqueue:` in a spec of your own)")
     spec = sweep["spec"]
     return spec_from_dict(json.loads(spec) if isinstance(spec, str) else spec)
 
@@ -180,7 +185,7 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
     typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
     for line in failure_lines(name, failed[["status", "reason"]].itertuples(index=False, name=None)):
         typer.echo(line)
-    _print_study(name, url, summary["status"])
+    _print_study(name, url, summary["status"], summary["best"])
     for r in summary.get("running", []):
         typer.echo(f"  running: trial {r['number']} attempt {r['attempt']} on {r['node']} step {r['last_step']}")
 
@@ -217,9 +222,9 @@ def _print_driver(store: Any, name: str) -> None:
                    f"until {lease['expires_at']:%Y-%m-%d %H:%M:%S} UTC")
 
 
-def _print_study(name: str, url: str, status: str) -> None:
-    """The best trial as Optuna sees it, constraints respected (the store's own summary ranks by BPB only), the
-    Pareto front of a multi-objective sweep, and why a finished sweep ended."""
+def _print_study(name: str, url: str, status: str, stored_best: dict[str, Any] | None = None) -> None:
+    """The best trial as Optuna sees it, constraints respected, the Pareto front of a multi-objective sweep, and
+    why a finished sweep ended. Without a study (an imported sweep), the store's best: the lowest BPB."""
     import optuna
 
     from clowncar.orchestrator.search import END_REASON, gpu_seconds_used
@@ -229,7 +234,11 @@ def _print_study(name: str, url: str, status: str) -> None:
         study = optuna.load_study(study_name=name, storage=open_study(url))
         spec = stored_spec(name, url)
     except (KeyError, ClownCarError):
-        typer.echo("  best (feasible, by the sweep's objective): none (no Optuna study)")
+        if stored_best is None:
+            typer.echo("  best (feasible, by the sweep's objective): none (no Optuna study)")
+        else:
+            typer.echo(f"  best (no Optuna study; the lowest {stored_best['metric']} in the store): trial "
+                       f"{stored_best['number']} ({stored_best['trial_uid']}): {stored_best['score']:.6f}")
         return
     best = best_trial(spec, study)
     text = "none yet"

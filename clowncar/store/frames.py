@@ -232,7 +232,7 @@ class FrameReads:
 
     def sweep_summary(self, name: str) -> dict[str, Any]:
         """For `clowncar sweep status`: {name, status, reason, source, parent, created_at, trials, by_status: {status:
-        n}, best: {trial_uid, number, val_bpb, q_val_bpb, score} | None, running: [{trial_uid, number,
+        n}, best: {trial_uid, number, val_bpb, q_val_bpb, score, metric} | None, running: [{trial_uid, number,
         attempt, node, started_at, last_step}]}. `score`: see `sweeps_frame`'s best_val_bpb.
         Unknown sweep -> StoreError."""
         sweep = self.get_sweep(name)
@@ -253,8 +253,8 @@ class FrameReads:
             by_status[t["status"]] = by_status.get(t["status"], 0) + 1
         best = None
         if (found := _best(trials)) is not None:
-            sc, t = found
-            best = {"trial_uid": t["trial_uid"], "number": t["number"], "score": sc,
+            sc, metric, t = found
+            best = {"trial_uid": t["trial_uid"], "number": t["number"], "score": sc, "metric": metric,
                     "val_bpb": (t["result"] or {}).get("val_bpb"), "q_val_bpb": (t["result"] or {}).get("q_val_bpb")}
         running = [{"trial_uid": t["trial_uid"], "number": t["number"], "attempt": t["attempt"], "node": t["node"],
                     "started_at": aware(t["started_at"]),
@@ -318,13 +318,15 @@ class FrameReads:
 SCORE_KEYS = ("q_sliding_val_bpb", "q_val_bpb", "sliding_val_bpb", "val_bpb")
 
 
-def _best(trials: list[dict[str, Any]]) -> tuple[float, dict[str, Any]] | None:
-    """The lowest score among ok trials, like with like: the score is the one of SCORE_KEYS (post-quantization
-    first) that most ok trials measured, so a sliding-window value never beats a standard one."""
+def _best(trials: list[dict[str, Any]]) -> tuple[float, str, dict[str, Any]] | None:
+    """(score, its metric, trial): the lowest score among ok trials, like with like: the metric is the one of
+    SCORE_KEYS (post-quantization first) that most ok trials measured, so a sliding-window value never beats a
+    standard one."""
     ok = [t for t in trials if t["status"] == "ok" and isinstance(t["result"], Mapping)]
     counts = {k: sum(isinstance(t["result"].get(k), int | float) for t in ok) for k in SCORE_KEYS}
     if not ok or not max(counts.values()):
         return None
     key = max(SCORE_KEYS, key=lambda k: (counts[k], -SCORE_KEYS.index(k)))
-    return min(((float(t["result"][key]), t) for t in ok if isinstance(t["result"].get(key), int | float)),
-               key=lambda x: x[0])
+    score, trial = min(((float(t["result"][key]), t) for t in ok if isinstance(t["result"].get(key), int | float)),
+                       key=lambda x: x[0])
+    return score, key, trial

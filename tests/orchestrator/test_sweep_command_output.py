@@ -97,6 +97,15 @@ def test_the_stored_spec_comes_back_as_a_spec(url: str) -> None:
     assert str(err.value) == "no sweep named 'nope' in the store"
 
 
+def test_an_imported_sweep_has_no_spec_to_resume_or_rerun(url: str) -> None:
+    with open_store(url) as st:
+        st.create_or_get_sweep("legacy", {"imported": True, "format": "frugendorff-csv"}, source="import")
+    with pytest.raises(ClownCarError) as err:
+        cmd.stored_spec("legacy", url)
+    assert str(err.value).startswith("sweep 'legacy' was imported from files, so it has no sweep spec to resume "
+                                     "or rerun (`clowncar store ls legacy` lists")
+
+
 def test_status_of_a_sweep_without_a_study(url: str, capsys) -> None:
     with open_store(url) as st:
         st.create_or_get_sweep("s", SPEC)
@@ -109,9 +118,25 @@ def test_status_of_a_sweep_without_a_study(url: str, capsys) -> None:
         "sweep s: failed (head lost), 3 trials",
         "  diverged 1, ok 1, running 1",
         "  diverged x1: no reason recorded",
-        "  best (feasible, by the sweep's objective): none (no Optuna study)",
+        "  best (no Optuna study; the lowest val_bpb in the store): trial 0 (t0): 1.500000",
         "  running: trial 1 attempt 0 on gpu-3 step 7",
     ]
+
+
+def test_status_of_an_imported_sweep_names_its_lowest_bpb(url: str, capsys) -> None:
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", {"imported": True}, source="import")
+        trial(st, "t0", 0, "ok", {"val_bpb": 1.5, "q_val_bpb": 1.52})
+        trial(st, "t1", 1, "ok", {"val_bpb": 1.4, "q_val_bpb": 1.56})
+        trial(st, "t2", 2, "ok", {"val_bpb": 1.3, "q_val_bpb": 1.6})
+    cmd.status_cmd("s", store=url)
+    assert capsys.readouterr().out.splitlines()[2:] == [  # post-quantization first, though t2 has the lowest val_bpb
+        "  best (no Optuna study; the lowest q_val_bpb in the store): trial 0 (t0): 1.520000"]
+    with open_store(url) as st:
+        st.create_or_get_sweep("empty", {"imported": True}, source="import")
+    cmd.status_cmd("empty", store=url)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "  best (feasible, by the sweep's objective): none (no Optuna study)")
 
 
 def test_status_names_the_best_feasible_trial_by_the_objective(url: str, capsys) -> None:

@@ -252,7 +252,8 @@ def test_sweep_summary_counts_finds_the_best_and_the_last_step_of_each_running_a
         {"name": "base", "status": "running", "reason": None, "source": "run", "parent": None, "trials": 7}
     assert summary["created_at"] == store.get_sweep("base")["created_at"] and summary["created_at"].tzinfo is dt.UTC
     assert summary["by_status"] == {"ok": 3, "running": 3, "diverged": 1}
-    assert summary["best"] == {"trial_uid": "base/y", "number": 0, "score": 1.25, "val_bpb": 1.20, "q_val_bpb": 1.25}
+    assert summary["best"] == {"trial_uid": "base/y", "number": 0, "score": 1.25, "metric": "q_val_bpb",
+                               "val_bpb": 1.20, "q_val_bpb": 1.25}
     assert summary["running"] == [  # base/run's running attempt is its second: 3 steps, not the first one's 9
         {"trial_uid": "base/run", "number": 2, "attempt": 1, "node": "node-r", "started_at": _utc(80), "last_step": 3},
         {"trial_uid": "base/idle", "number": 4, "attempt": 0, "node": "node-16", "started_at": _utc(16),
