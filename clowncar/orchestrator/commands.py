@@ -128,8 +128,8 @@ def stored_spec(name: str, url: str) -> Any:
     if sweep["source"] == "import":
         # an import stores what its files said, not a spec: there is no search to continue and no base config
         raise ClownCarError(f"sweep '{name}' was imported from files, so it has no sweep spec to resume or rerun "
-                            f"(`clowncar store ls {name}` lists its trials and their configs: put the ones to run "
-                            "under `enqueue:` in a spec of your own)")
+                            f"(`clowncar store ls {name}` lists its trials, `clowncar store show TRIAL` prints a "
+                            "trial's config: put the configs to run under `enqueue:` in a spec of your own)")
     spec = sweep["spec"]
     return spec_from_dict(json.loads(spec) if isinstance(spec, str) else spec)
 

@@ -14,6 +14,7 @@ def best_configs(parent: SweepSpec, store_url: str, top: int) -> list[dict[str, 
     import optuna
     from optuna.trial import TrialState
 
+    from clowncar.orchestrator.suggest import trial_params
     from clowncar.orchestrator.tune import open_study
 
     storage = open_study(store_url)
@@ -27,7 +28,7 @@ def best_configs(parent: SweepSpec, store_url: str, top: int) -> list[dict[str, 
                     key=lambda t: sign * t.values[0])
     picked: list[dict[str, Any]] = []
     for t in ranked:
-        params = {k: v for k, v in {**t.system_attrs.get("fixed_params", {}), **t.params}.items() if k != SEED_KEY}
+        params = {k: v for k, v in trial_params(t).items() if k != SEED_KEY}
         if params not in picked:
             picked.append(params)
         if len(picked) == top:

@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from clowncar.orchestrator.record import trial_uid
 from clowncar.orchestrator.search import ATTEMPT, CONSTRAINT, NUMBER, close_trial, tell
 from clowncar.orchestrator.spec import SweepSpec
+from clowncar.orchestrator.suggest import trial_params
 from clowncar.orchestrator.trainable import objective_value
 
 FINAL = ("ok", "diverged", "oom", "error", "crashed", "pruned", "stopped")
@@ -67,7 +68,7 @@ def reconcile(study: optuna.Study, store: Any, spec: SweepSpec) -> dict[str, int
             _tell_stored(study, spec, t, *stored)
             done["told_from_store"] += 1
         else:
-            params = {**t.system_attrs.get("fixed_params", {}), **t.params}
+            params = trial_params(t)
             close_trial(study, t._trial_id, number, attempt, params, "head died while it ran")
             done["closed_for_rerun"] += 1
     done["store_attempts_closed"] = store.close_running(spec.name, "crashed", "head died; re-run as a new attempt")

@@ -112,6 +112,7 @@ def close_stopped(name: str, store_url: str) -> int:
     from optuna.trial import TrialState
 
     from clowncar.orchestrator.search import ATTEMPT, NUMBER, close_trial
+    from clowncar.orchestrator.suggest import trial_params
     from clowncar.orchestrator.tune import open_study
     from clowncar.store import open_store
 
@@ -123,7 +124,7 @@ def close_stopped(name: str, store_url: str) -> int:
     if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
         study = optuna.load_study(study_name=name, storage=storage)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            params = {**t.system_attrs.get("fixed_params", {}), **t.params}
+            params = trial_params(t)
             close_trial(study, t._trial_id, int(t.user_attrs.get(NUMBER, t.number)),
                         int(t.user_attrs.get(ATTEMPT, 0)), params, "sweep stopped")
             closed += 1

@@ -41,6 +41,13 @@ CLOSED = "clowncar_closed"  # search.CLOSED (search.py imports this module)
 NUMBER = "clowncar_number"
 
 
+def trial_params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """A trial's whole point: the enqueued parameters (named points, reruns, re-queued trials), which optuna 5
+    keeps in the system attrs and never copies into `params` unless the space suggests them too, and the
+    sampled ones."""
+    return {**t.system_attrs.get("fixed_params", {}), **t.params}
+
+
 def startup_trials(spec: SweepSpec) -> int:
     """Random trials before TPE (or GP) models the space: the spec's `startup_trials`, else a fifth of the
     trial budget, between 3 and Optuna's default 10. Optuna's fixed 10 is most of a small budget: on the
@@ -125,7 +132,7 @@ class DistinctAsk:
                 out.setdefault(self._keys[t.number], int(t.user_attrs.get(NUMBER, t.number)))
                 continue
             else:
-                params = {**t.system_attrs.get("fixed_params", {}), **t.params}
+                params = trial_params(t)
             key = self.key(params)
             if t.state != TrialState.WAITING and t.state != TrialState.RUNNING:
                 self._keys[t.number] = key  # finished trials never change

@@ -332,6 +332,7 @@ def best_trial(spec: SweepSpec, study: Any) -> dict[str, Any] | None:
     from optuna.trial import TrialState
 
     from clowncar.orchestrator.search import NUMBER
+    from clowncar.orchestrator.suggest import trial_params
 
     sign = 1 if spec.objective.mode == "min" else -1
     best = None
@@ -340,7 +341,7 @@ def best_trial(spec: SweepSpec, study: Any) -> dict[str, Any] | None:
             continue
         value = t.values[0]
         if best is None or sign * value < sign * best["objective"]:
-            best = {"number": t.user_attrs.get(NUMBER, t.number), "objective": value, "params": dict(t.params),
+            best = {"number": t.user_attrs.get(NUMBER, t.number), "objective": value, "params": trial_params(t),
                     "values": list(t.values)}
     return best
 
@@ -348,6 +349,7 @@ def best_trial(spec: SweepSpec, study: Any) -> dict[str, Any] | None:
 def pareto_front(spec: SweepSpec, study: Any) -> list[dict[str, Any]]:
     """Multi-objective sweeps (nsga2: objective and artifact bytes): the feasible non-dominated trials."""
     from clowncar.orchestrator.search import NUMBER
+    from clowncar.orchestrator.suggest import trial_params
 
     if len(spec.metrics()) < 2:
         return []
@@ -355,7 +357,7 @@ def pareto_front(spec: SweepSpec, study: Any) -> list[dict[str, Any]]:
     # an infeasible trial must never be reported, whatever the Optuna version.
     front = [t for t in study.best_trials if not any(c > 0 for c in t.constraints.values())]
     return sorted(({"number": t.user_attrs.get(NUMBER, t.number), "values": list(t.values),
-                    "params": dict(t.params)} for t in front), key=lambda r: r["values"])
+                    "params": trial_params(t)} for t in front), key=lambda r: r["values"])
 
 
 def summarize(spec: SweepSpec, study: Any, reconciled: dict[str, int], asked: int) -> dict[str, Any]:

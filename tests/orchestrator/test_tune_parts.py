@@ -55,6 +55,18 @@ def test_the_best_trial_is_the_best_feasible_complete_one() -> None:
     assert tune.best_trial(spec(), study_of([(1, [1.0], 1.0, OK, {})])) is None  # only infeasible
 
 
+def test_the_best_trial_of_enqueued_points_names_their_parameters() -> None:
+    # a rerun's child sweep (or a named point) has no space to suggest from: its trials' whole config is the
+    # enqueued point, which optuna keeps beside `params`, not in it
+    study = optuna.create_study()
+    study.enqueue_trial({LOOPS: 3, "train.seed": 7})
+    trial = study.ask()
+    trial.set_user_attr(NUMBER, 0)
+    study.tell(trial, 1.25)
+    assert study.trials[0].params == {}
+    assert tune.best_trial(spec(space={}), study)["params"] == {LOOPS: 3, "train.seed": 7}
+
+
 def test_a_tie_keeps_the_first_trial() -> None:
     study = study_of([(1, [1.2], -1.0, OK, {NUMBER: 0}), (2, [1.2], -1.0, OK, {NUMBER: 1})])
     assert tune.best_trial(spec(), study)["number"] == 0
