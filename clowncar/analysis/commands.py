@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated
 
@@ -42,6 +43,21 @@ def analyze(
     typer.echo("report: " + ", ".join(str(p) for p in paths.values()))
 
 
+SWEEPS_LISTED = 8
+
+
+def _known_hint(missing: list[str], known: list[str]) -> str:
+    """What the store has, on one readable line: every name of a small store; for a large one (an import of
+    the challenge's records makes 160 sweeps) the names nearest to what was typed."""
+    if len(known) <= SWEEPS_LISTED:
+        return f"in the store: {', '.join(known) or 'none'}"
+    near: list[str] = []
+    for name in missing:
+        near += [k for k in difflib.get_close_matches(name, known, n=3, cutoff=0.6) if k not in near]
+    hint = f"did you mean {', '.join(near)}? " if near else ""
+    return f"{hint}{len(known)} sweeps in the store: `clowncar sweep ls` lists them"
+
+
 def load_and_analyse(sweeps: list[str], store_url: str | None, correction: str = "holm") -> dict:
     """Read the sweeps' frames from the store (and nothing else) and run every test."""
     from clowncar.analysis.report import analyse
@@ -52,8 +68,8 @@ def load_and_analyse(sweeps: list[str], store_url: str | None, correction: str =
     with open_store(url, create=False) as st:
         missing = [s for s in sweeps if st.get_sweep(s) is None]
         if missing:
-            known = ", ".join(sorted(st.sweeps_frame()["name"].astype(str))) or "none"
-            raise AnalysisError(f"unknown sweep(s): {', '.join(missing)} (in the store: {known})")
+            known = sorted(st.sweeps_frame()["name"].astype(str))
+            raise AnalysisError(f"unknown sweep(s): {', '.join(missing)} ({_known_hint(missing, known)})")
         trials = st.trials_frame(sweeps=sweeps)
         steps = st.steps_frame(sweeps=sweeps)
         evals = st.evals_frame(sweeps=sweeps)

@@ -41,6 +41,20 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert str(err.value) == f"--out {tmp_path / 'f'} exists and is not a directory"
 
 
+def test_a_large_store_names_the_sweeps_nearest_to_an_unknown_one(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    with open_store(url) as st:
+        for i in range(12):
+            st.create_or_get_sweep(f"frugendorff_{i:02d}", {"imported": True}, source="import")
+    with pytest.raises(AnalysisError) as err:
+        load_and_analyse(["frugendorff_1"], url)
+    assert str(err.value) == ("unknown sweep(s): frugendorff_1 (did you mean frugendorff_11, frugendorff_10, "
+                              "frugendorff_01? 12 sweeps in the store: `clowncar sweep ls` lists them)")
+    with pytest.raises(AnalysisError) as err:
+        load_and_analyse(["zzz"], url)
+    assert str(err.value) == "unknown sweep(s): zzz (12 sweeps in the store: `clowncar sweep ls` lists them)"
+
+
 def test_unknown_sweeps_are_named_with_the_ones_the_store_has(store_url: str, tmp_path: Path) -> None:
     with pytest.raises(AnalysisError) as err:
         load_and_analyse(["clean_cadence2", "zeta", "alpha"], store_url)
