@@ -107,10 +107,13 @@ def test_int5_without_seed_switches_and_the_unused_value_embedding_on_a_crawler_
 # -- the error line ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("data, line", [
-    ({"modle": {}}, "unknown config key 'modle'"),
-    ({"modle": {"x": 1, "y": 2}}, "unknown config key 'modle.x'"),
+    ({"modle": {}}, "unknown config key 'modle' (did you mean model?)"),
+    ({"modle": {"x": 1, "y": 2}}, "unknown config key 'modle.x' (did you mean model?)"),
     ({"foo": 1}, "unknown config key 'foo'"),
-    ({"model": {"crawler_lops": 1}}, "unknown config key 'model.crawler_lops'"),
+    ({"model": {"crawler_lops": 1}}, "unknown config key 'model.crawler_lops' (did you mean model.crawler_loops, "
+                                     "model.crawler_mode, model.crawler_position?)"),
+    ({"train": {"seq_len": 1}}, "unknown config key 'train.seq_len' (did you mean train.train_seq_len?)"),
+    ({"model": {"depth": 1}}, "unknown config key 'model.depth'"),  # nothing near: no hint
     ({"model": {"vocab_size": 70000}}, "config key 'model.vocab_size': Input should be less than or equal to 65536"),
     ({"train": {"muon_momentum": 1.0}}, "config key 'train.muon_momentum': Input should be less than 1"),
     ({"model": {"mlp_mult": float("inf")}}, "config key 'model.mlp_mult': Input should be a finite number"),

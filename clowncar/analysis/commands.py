@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from clowncar.did_you_mean import nearest
 from clowncar.errors import ClownCarError
 
 app = typer.Typer(help="Statistical signal tests and the sweep report.")
@@ -53,7 +53,7 @@ def _known_hint(missing: list[str], known: list[str]) -> str:
         return f"in the store: {', '.join(known) or 'none'}"
     near: list[str] = []
     for name in missing:
-        near += [k for k in difflib.get_close_matches(name, known, n=3, cutoff=0.6) if k not in near]
+        near += [k for k in nearest(name, known) if k not in near]
     hint = f"did you mean {', '.join(near)}? " if near else ""
     return f"{hint}{len(known)} sweeps in the store: `clowncar sweep ls` lists them"
 

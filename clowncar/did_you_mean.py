@@ -1,0 +1,41 @@
+"""Names near a mistyped one, for the hint after an error: `unknown config key 'train.seq_len' (did you mean
+train.train_seq_len?)`. A user who knows the seed's names (`seq_len`, `iters`, `batch_tokens`) types a part of
+ours, so a field that holds the typed name as whole words comes first; then spelling slips (difflib)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+
+CUTOFF = 0.6
+SHOWN = 3
+
+
+def nearest(name: str, choices: Iterable[str], shown: int = SHOWN) -> list[str]:
+    """Up to `shown` choices other than `name`: those holding it as whole `_`-separated words (the shortest
+    first), then the closest spellings."""
+    options = list(choices)
+    words = f"_{name}_"
+    holding = sorted((c for c in options if name and words in f"_{c}_"), key=len)
+    close = difflib.get_close_matches(name, options, n=shown, cutoff=CUTOFF)
+    out: list[str] = []
+    for c in [*holding, *close]:
+        if c not in out and c != name:
+            out.append(c)
+    return out[:shown]
+
+
+def near_config_keys(key: str, sections: Mapping[str, Iterable[str]]) -> list[str]:
+    """Dotted keys near `key` ('section.field'): fields of its section, or sections when the section is the
+    mistake."""
+    section, _, field = key.partition(".")
+    if section not in sections:
+        return nearest(section, sections)
+    if not field:
+        return []
+    return [f"{section}.{f}" for f in nearest(field.split(".")[0], sections[section])]
+
+
+def hint(near: list[str]) -> str:
+    """' (did you mean a, b?)' or nothing."""
+    return f" (did you mean {', '.join(near)}?)" if near else ""
