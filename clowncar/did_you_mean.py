@@ -5,7 +5,9 @@ ours, so a field that holds the typed name as whole words comes first; then spel
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 CUTOFF = 0.6
 SHOWN = 3
@@ -34,6 +36,26 @@ def near_config_keys(key: str, sections: Mapping[str, Iterable[str]]) -> list[st
     if not field:
         return []
     return [f"{section}.{f}" for f in nearest(field.split(".")[0], sections[section])]
+
+
+def near_model_keys(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """Keys near the unknown last part of `loc` among the fields (by their YAML names) of the pydantic model
+    that holds it, found by walking `loc` from `model` through nested models and the values of dicts."""
+    node: Any = model
+    parts = list(loc[:-1])
+    while parts:
+        origin = typing.get_origin(node)
+        if origin is dict:
+            node, _ = typing.get_args(node)[1], parts.pop(0)
+        elif hasattr(node, "model_fields") and parts[0] in _field_names(node):
+            node = _field_names(node)[parts.pop(0)]
+        else:
+            return []
+    return nearest(str(loc[-1]), _field_names(node)) if hasattr(node, "model_fields") else []
+
+
+def _field_names(model: Any) -> dict[str, Any]:
+    return {f.alias or name: f.annotation for name, f in model.model_fields.items()}
 
 
 def hint(near: list[str]) -> str:

@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
-from clowncar.did_you_mean import hint, near_config_keys, nearest
+import pytest
 
+from clowncar.did_you_mean import hint, near_config_keys, near_model_keys, nearest
+from clowncar.errors import ConfigError
+from clowncar.orchestrator.spec import SweepSpec, spec_from_dict
+
+LOOPS = "model.crawler_loops"
 FIELDS = ["train_seq_len", "seed", "iterations", "warmdown_iters", "train_batch_tokens", "val_batch_tokens"]
 
 
@@ -33,3 +38,27 @@ def test_config_keys_near_a_section_or_a_field() -> None:
     assert near_config_keys("model.loops.deep", sections) == ["model.crawler_loops"]
     assert near_config_keys("model", sections) == []
     assert hint(["a", "b"]) == " (did you mean a, b?)" and hint([]) == ""
+
+
+def test_sweep_spec_keys_are_found_through_nested_models_and_dict_values() -> None:
+    def line(data: dict) -> str:
+        with pytest.raises(ConfigError) as err:
+            spec_from_dict({"name": "x", "preset": "tiny-cpu", "budget": {"max_trials": 2}, **data})
+        return str(err.value)
+
+    assert line({"samplr": "grid"}) == "sweep spec: unknown key 'samplr' (did you mean sampler, sampler_seed?)"
+    assert line({"budget": {"max_trial": 3}}) == ("sweep spec: unknown key 'budget.max_trial' "
+                                                  "(did you mean budget.max_trials?)")
+    assert line({"space": {LOOPS: {"grd": [1, 2]}}}) == (f"sweep spec: unknown key 'space.{LOOPS}.grd' "
+                                                         f"(did you mean space.{LOOPS}.grid?)")
+    assert line({"zzz": 1}) == "sweep spec: unknown key 'zzz'"
+    # a config key in the space: the config's hint, without the space point repeating the key
+    assert line({"space": {"model.crawler_loop": {"grid": [1, 2]}}}) == (
+        "sweep spec space: unknown config key 'model.crawler_loop' (did you mean model.crawler_loops, "
+        "model.crawler_mode, model.crawler_mlp_mult?)")
+
+
+def test_a_walk_that_leaves_the_models_offers_nothing() -> None:
+    assert near_model_keys(SweepSpec, ("name", "x")) == []  # a str holds no fields
+    assert near_model_keys(SweepSpec, ("nope", "x")) == []
+    assert near_model_keys(SweepSpec, ("overrides", "k", "x")) == []  # dict of Any

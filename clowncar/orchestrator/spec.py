@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from clowncar.config import TrialConfig, apply_overrides, deep_merge, from_dict
 from clowncar.config_canonical import canonical
+from clowncar.did_you_mean import hint, near_model_keys
 from clowncar.errors import ConfigError
 from clowncar.orchestrator.distinct import Distinct, distinct_points, grid_points
 from clowncar.orchestrator.rungs import rung_problem
@@ -303,7 +304,8 @@ def _error_line(err: ValidationError) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
-        return f"sweep spec: unknown key '{key}'"
+        near = [".".join([*map(str, first["loc"][:-1]), k]) for k in near_model_keys(SweepSpec, first["loc"])]
+        return f"sweep spec: unknown key '{key}'" + hint(near)
     msg = first["msg"].removeprefix("Value error, ")
     return f"sweep spec key '{key}': {msg}" if key else f"sweep spec: {msg}"
 
@@ -341,7 +343,8 @@ def _check_against_config(spec: SweepSpec) -> None:
         try:
             cfg = spec.trial_config(params)
         except ConfigError as err:
-            raise ConfigError(f"sweep spec space: {err} (with {params})") from None
+            with_params = "" if str(err).startswith("unknown config key") else f" (with {params})"
+            raise ConfigError(f"sweep spec space: {err}{with_params}") from None
         problem = (rung_problem(cfg.train, asha.grace_period, asha.max_t)
                    if asha.type == "asha" else None)
         if problem:
