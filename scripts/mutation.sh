@@ -107,7 +107,7 @@ declare -A TESTS=(
   [clowncar/store/commands.py]="tests/store/test_store_command_output.py"
   [clowncar/analysis/commands.py]="tests/analysis/test_analyze_command.py"
   [clowncar/config_commands.py]="tests/test_config_commands.py"
-  [clowncar/orchestrator/commands.py]="tests/orchestrator/test_sweep_command_output.py tests/orchestrator/test_sweep_status_reasons.py tests/orchestrator/test_preflight.py"
+  [clowncar/orchestrator/commands.py]="tests/orchestrator/test_sweep_command_output.py tests/orchestrator/test_rerun_command.py tests/orchestrator/test_sweep_status_reasons.py tests/orchestrator/test_preflight.py"
   [clowncar/data/commands.py]="tests/data/test_data_commands.py"
   [clowncar/demo.py]="tests/test_tour_commands.py"
   [clowncar/worker/commands.py]="tests/test_tour_commands.py"
@@ -116,6 +116,7 @@ declare -A TESTS=(
   [clowncar/orchestrator/ledger.py]="tests/orchestrator/test_ledger_in_process.py tests/orchestrator/test_trial_bundles.py"
   [clowncar/orchestrator/preflight.py]="tests/orchestrator/test_preflight.py"
   [clowncar/orchestrator/tune.py]="tests/orchestrator/test_tune_parts.py tests/orchestrator/test_embedded_ray_start.py"
+  [clowncar/did_you_mean.py]="tests/test_did_you_mean.py tests/test_config_rules.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
@@ -185,7 +186,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/analysis/commands.py clowncar/config_commands.py clowncar/orchestrator/commands.py
        clowncar/data/commands.py clowncar/demo.py clowncar/worker/commands.py clowncar/dashboard.py
        clowncar/orchestrator/launch.py clowncar/orchestrator/ledger.py
-       clowncar/orchestrator/preflight.py clowncar/orchestrator/tune.py)
+       clowncar/orchestrator/preflight.py clowncar/orchestrator/tune.py clowncar/did_you_mean.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

@@ -62,3 +62,9 @@ def test_a_walk_that_leaves_the_models_offers_nothing() -> None:
     assert near_model_keys(SweepSpec, ("name", "x")) == []  # a str holds no fields
     assert near_model_keys(SweepSpec, ("nope", "x")) == []
     assert near_model_keys(SweepSpec, ("overrides", "k", "x")) == []  # dict of Any
+
+
+def test_more_names_are_offered_when_asked() -> None:
+    names = ["abcdx", "abcdy", "abcdz", "abcdw", "abcdv"]
+    assert nearest("abcd", names, shown=5) == sorted(names, reverse=True)  # ties: difflib's order
+    assert nearest("abcd", names, shown=2) == ["abcdz", "abcdy"]

@@ -1,6 +1,7 @@
-"""`clowncar sweep status / ls / plan / rerun / submit / stop` and the summary `sweep run` prints, in this process
+"""`clowncar sweep status / ls / plan / submit / stop` and the summary `sweep run` prints, in this process
 without Ray: a SQLite store and an Optuna study filled here, the sweep runner and the job client replaced where
-they would start Ray. (The commands with Ray run in test_sweep_cli.py and the cluster tests.)"""
+they would start Ray (rerun: test_rerun_command.py; the commands with Ray run in test_sweep_cli.py and the
+cluster tests)."""
 
 from __future__ import annotations
 
@@ -95,15 +96,6 @@ def test_the_stored_spec_comes_back_as_a_spec(url: str) -> None:
     with pytest.raises(ClownCarError) as err:
         cmd.stored_spec("nope", url)
     assert str(err.value) == "no sweep named 'nope' in the store"
-
-
-def test_an_imported_sweep_has_no_spec_to_resume_or_rerun(url: str) -> None:
-    with open_store(url) as st:
-        st.create_or_get_sweep("legacy", {"imported": True, "format": "frugendorff-csv"}, source="import")
-    with pytest.raises(ClownCarError) as err:
-        cmd.stored_spec("legacy", url)
-    assert str(err.value).startswith("sweep 'legacy' was imported from files, so it has no sweep spec to resume "
-                                     "or rerun (`clowncar store ls legacy` lists")
 
 
 def test_status_of_a_sweep_without_a_study(url: str, capsys) -> None:
@@ -205,12 +197,6 @@ def test_plan_prints_what_the_spec_would_run_and_whether_its_data_is_here(tmp_pa
     monkeypatch.setattr("clowncar.orchestrator.preflight.data_line", lambda spec: None)
     cmd.plan_cmd(path)  # a worker that reads data its own way: no data line
     assert capsys.readouterr().out.splitlines() == plan_lines(load_spec(path))
-
-
-def test_rerun_refuses_seeds_that_are_not_integers(url: str) -> None:
-    with pytest.raises(ClownCarError) as err:
-        cmd.rerun_cmd("s", seeds="1, two", store=url)
-    assert str(err.value) == "--seeds must be comma-separated integers, not '1, two'"
 
 
 def test_settings_fill_what_the_command_line_left_out(url: str, monkeypatch: pytest.MonkeyPatch,
@@ -467,56 +453,3 @@ def test_run_prints_the_plan_then_runs_the_spec(tmp_path: Path, monkeypatch, cap
     assert (rest, kw) == ([None, None, None, None, False], {"resume": False})
     cmd.run_cmd(path, store="sqlite:///x.db", address="auto", num_cpus=2, num_gpus=1, quiet=True)
     assert calls[-1][0][1:] == ("sqlite:///x.db", "auto", 2, 1, True)
-
-
-PARENT = {"name": "par", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 8},
-          "space": {LOOPS: {"choice": [1, 2, 3]}}}
-
-
-@pytest.fixture
-def parent(url: str) -> str:
-    with open_store(url) as st:
-        st.create_or_get_sweep("par", PARENT)
-    study_with(url, [(0, 1.30, -1.0), (1, 1.10, -1.0), (2, 1.20, -1.0)], name="par")
-    return url
-
-
-def test_rerun_runs_the_best_configs_over_the_default_seeds(parent: str, monkeypatch, capsys) -> None:
-    calls: list[tuple] = []
-    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append((args, kw)))
-    cmd.rerun_cmd("par", store=parent)
-    assert capsys.readouterr().out == "child sweep par-rerun-top3: 9 trials (3 configs x 3 seeds)\n"
-    ((spec, store, address, cpus, gpus, quiet), kw) = calls[0]
-    assert (store, address, cpus, gpus, quiet, kw) == (parent, None, None, None, False, {"resume": False})
-    assert spec.name == "par-rerun-top3" and spec.parent == "par"
-    assert [p["train.seed"] for p in spec.enqueue[:3]] == [1337, 42, 2025]
-    assert [p[LOOPS] for p in spec.enqueue[::3]] == [2, 3, 1]  # best first
-
-
-def test_rerun_takes_its_options(parent: str, monkeypatch, capsys) -> None:
-    calls: list[tuple] = []
-    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append((args, kw)))
-    cmd.rerun_cmd("par", top=1, seeds="7, 8,", child="kid", store=parent, address="auto", num_cpus=2, num_gpus=1,
-                  quiet=True)
-    assert capsys.readouterr().out == "child sweep kid: 2 trials (1 configs x 2 seeds)\n"
-    ((spec, store, address, cpus, gpus, quiet), _), = calls
-    assert store == parent
-    assert (spec.name, address, cpus, gpus, quiet) == ("kid", "auto", 2, 1, True)
-    assert spec.enqueue == [{LOOPS: 2, "train.seed": 7}, {LOOPS: 2, "train.seed": 8}]
-
-
-def test_rerun_refuses_while_a_driver_runs_the_parent(parent: str, monkeypatch) -> None:
-    from clowncar.orchestrator.lease import DriverLease
-    from clowncar.store.lease import LeaseHeld
-
-    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: pytest.fail("ran while driven"))
-    with open_store(parent) as st, DriverLease(st, "par"), pytest.raises(LeaseHeld) as err:
-        cmd.rerun_cmd("par", store=parent)
-    assert "par" in str(err.value)
-
-
-def test_rerun_of_a_sweep_in_a_missing_store_creates_nothing(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: pytest.fail("ran"))
-    with pytest.raises(ClownCarError):
-        cmd.rerun_cmd("par", store=f"sqlite:///{tmp_path / 'none.db'}")
-    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,112 @@
+"""`clowncar sweep rerun`: the child sweep of a parent's best configs over seeds, its options, and what it
+refuses (a parent being driven, an imported parent, bad seeds); in this process, the sweep runner replaced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
+
+from clowncar.errors import ClownCarError
+from clowncar.orchestrator import commands as cmd
+from clowncar.orchestrator.search import NUMBER
+from clowncar.orchestrator.tune import open_study
+from clowncar.store import open_store
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+LOOPS = "model.crawler_loops"
+
+
+@pytest.fixture
+def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+def study_with(url: str, values: list[tuple[int, float]], name: str) -> None:
+    study = optuna.create_study(study_name=name, storage=open_study(url))
+    for number, value in values:
+        study.add_trial(create_trial(params={LOOPS: number % 3 + 1}, distributions={LOOPS: CategoricalDistribution(
+            [1, 2, 3])}, values=[value], state=TrialState.COMPLETE, user_attrs={NUMBER: number},
+            constraints={"artifact_bytes_over_cap": -1.0}))
+
+
+def test_rerun_refuses_seeds_that_are_not_integers(url: str) -> None:
+    with pytest.raises(ClownCarError) as err:
+        cmd.rerun_cmd("s", seeds="1, two", store=url)
+    assert str(err.value) == "--seeds must be comma-separated integers, not '1, two'"
+
+
+def test_an_imported_sweep_has_no_spec_to_resume_or_rerun(url: str) -> None:
+    with open_store(url) as st:
+        st.create_or_get_sweep("legacy", {"imported": True, "format": "frugendorff-csv"}, source="import")
+    with pytest.raises(ClownCarError) as err:
+        cmd.stored_spec("legacy", url)
+    assert str(err.value).startswith("sweep 'legacy' was imported from files, so it has no sweep spec to resume "
+                                     "or rerun (`clowncar store ls legacy` lists")
+
+
+
+PARENT = {"name": "par", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 8},
+          "space": {LOOPS: {"choice": [1, 2, 3]}}}
+
+
+@pytest.fixture
+def parent(url: str) -> str:
+    with open_store(url) as st:
+        st.create_or_get_sweep("par", PARENT)
+    study_with(url, [(0, 1.30), (1, 1.10), (2, 1.20)], name="par")
+    return url
+
+
+def test_rerun_runs_the_best_configs_over_the_default_seeds(parent: str, monkeypatch, capsys) -> None:
+    calls: list[tuple] = []
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append((args, kw)))
+    cmd.rerun_cmd("par", store=parent)
+    assert capsys.readouterr().out == "child sweep par-rerun-top3: 9 trials (3 configs x 3 seeds)\n"
+    ((spec, store, address, cpus, gpus, quiet), kw) = calls[0]
+    assert (store, address, cpus, gpus, quiet, kw) == (parent, None, None, None, False, {"resume": False})
+    assert spec.name == "par-rerun-top3" and spec.parent == "par"
+    assert [p["train.seed"] for p in spec.enqueue[:3]] == [1337, 42, 2025]
+    assert [p[LOOPS] for p in spec.enqueue[::3]] == [2, 3, 1]  # best first
+
+
+def test_rerun_takes_its_options(parent: str, monkeypatch, capsys) -> None:
+    calls: list[tuple] = []
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append((args, kw)))
+    cmd.rerun_cmd("par", top=1, seeds="7, 8,", child="kid", store=parent, address="auto", num_cpus=2, num_gpus=1,
+                  quiet=True)
+    assert capsys.readouterr().out == "child sweep kid: 2 trials (1 configs x 2 seeds)\n"
+    ((spec, store, address, cpus, gpus, quiet), _), = calls
+    assert store == parent
+    assert (spec.name, address, cpus, gpus, quiet) == ("kid", "auto", 2, 1, True)
+    assert spec.enqueue == [{LOOPS: 2, "train.seed": 7}, {LOOPS: 2, "train.seed": 8}]
+
+
+def test_rerun_refuses_while_a_driver_runs_the_parent(parent: str, monkeypatch) -> None:
+    from clowncar.orchestrator.lease import DriverLease
+    from clowncar.store.lease import LeaseHeld
+
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: pytest.fail("ran while driven"))
+    with open_store(parent) as st, DriverLease(st, "par"), pytest.raises(LeaseHeld) as err:
+        cmd.rerun_cmd("par", store=parent)
+    assert "par" in str(err.value)
+
+
+def test_rerun_of_a_sweep_in_a_missing_store_creates_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: pytest.fail("ran"))
+    with pytest.raises(ClownCarError):
+        cmd.rerun_cmd("par", store=f"sqlite:///{tmp_path / 'none.db'}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rerun_of_an_imported_sweep_says_why_it_cannot(url: str, monkeypatch) -> None:
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: pytest.fail("ran"))
+    with open_store(url) as st:
+        st.create_or_get_sweep("legacy", {"imported": True, "format": "frugendorff-csv"}, source="import")
+    with pytest.raises(ClownCarError, match=r"^sweep 'legacy' was imported from files, so it has no sweep spec"):
+        cmd.rerun_cmd("legacy", store=url)
