@@ -53,6 +53,22 @@ def test_a_large_store_names_the_sweeps_nearest_to_an_unknown_one(tmp_path: Path
     with pytest.raises(AnalysisError) as err:
         load_and_analyse(["zzz"], url)
     assert str(err.value) == "unknown sweep(s): zzz (12 sweeps in the store: `clowncar sweep ls` lists them)"
+    with pytest.raises(AnalysisError) as err:  # two unknown names: the names near each, each once
+        load_and_analyse(["frugendorff_1", "frugendorff_2"], url)
+    assert "(did you mean frugendorff_11, frugendorff_10, frugendorff_01, frugendorff_02? 12 sweeps" in str(err.value)
+
+
+def test_a_store_of_eight_sweeps_is_listed_whole_and_of_nine_is_not(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'eight.db'}"
+    with open_store(url) as st:
+        for i in range(8):
+            st.create_or_get_sweep(f"s{i}", {"imported": True}, source="import")
+    with pytest.raises(AnalysisError, match=r"\(in the store: s0, s1, s2, s3, s4, s5, s6, s7\)$"):
+        load_and_analyse(["zzz"], url)
+    with open_store(url) as st:
+        st.create_or_get_sweep("s8", {"imported": True}, source="import")
+    with pytest.raises(AnalysisError, match=r"\(9 sweeps in the store: `clowncar sweep ls` lists them\)$"):
+        load_and_analyse(["zzz"], url)
 
 
 def test_unknown_sweeps_are_named_with_the_ones_the_store_has(store_url: str, tmp_path: Path) -> None:
