@@ -12,7 +12,8 @@
 #      (gpu_speed first: it holds the figures, and prints each variant as it finishes):
 #        STEPS=gpu_speed bash benchmarks/gpu_session.sh          (device tool: carry [".whl"], timeout_s 450)
 #        STEPS=cuda_graph_test bash benchmarks/gpu_session.sh    (device tool: carry [".whl"], timeout_s 200)
-# Wheels the GPU image lacks (pydantic, zstandard, flash-linear-attention) are carried in ./.whl.
+# Wheels the GPU image lacks (pydantic, zstandard, flash-linear-attention) are carried in ./.whl: make it here
+# first with `bash scripts/gpu_wheels.sh` (9.4 MB).
 #   run: bash benchmarks/gpu_session.sh      (device tool: carry [".whl"], timeout_s 560)
 #   STEPS="cuda_tests bench_deltanet" bash benchmarks/gpu_session.sh runs only the named steps.
 set -u
