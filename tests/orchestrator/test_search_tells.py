@@ -389,71 +389,6 @@ def test_a_closed_re_run_keeps_its_number_and_moves_to_the_next_attempt() -> Non
     assert copy[0].system_attrs["fixed_params"] == {LOOPS: 3}
 
 
-def test_the_pickled_state_drops_the_hook_and_the_gate_it_was_given() -> None:
-    search = searcher(spec_of(), on_tell=lambda *a: None)
-    search.gate = _Gate([])
-    state = search.__getstate__()
-    assert state["on_tell"] is None and state["gate"] is None
-    with pytest.raises(RuntimeError) as err:
-        search.restore("/x")
-    assert str(err.value) == "clowncar sweeps resume from the Optuna study (clowncar sweep resume), not Tune state"
-
-
-# --- with the GPU ledger's gate -----------------------------------------------------------------------------
-
-class _Gate:
-    """Records what the searcher asks the GPU ledger; admits on the answers it is given (None: not yet)."""
-
-    def __init__(self, answers: list[str | None]) -> None:
-        self.answers, self.calls = answers, []
-
-    def admit(self, trial_id: str, first_id: str, seconds: float, backlog: tuple[float, ...]) -> str | None:
-        self.calls.append(("admit", trial_id, first_id, seconds, backlog))
-        return self.answers.pop(0)
-
-    def confirm(self, trial_id: str, node: str, pg: str) -> None:
-        self.calls.append(("confirm", trial_id, node, pg))
-
-    def release(self, trial_id: str) -> None:
-        self.calls.append(("release", trial_id))
-
-
-def test_a_gated_trial_is_asked_once_held_until_admitted_and_taken_over_by_tunes_next_id() -> None:
-    search = searcher(spec_of(budget={"max_trials": 3}))
-    gate = search.gate = _Gate([None, None, "node-b"])
-    assert search.suggest("t0") is None  # asked, held: the ledger has no room yet
-    assert search.suggest("t1") is None
-    params = search.suggest("t2")
-    assert len(search.study.trials) == 1 and search.asked == 1  # one Optuna trial for the three calls
-    assert params["_cc"] == {"number": 0, "attempt": 0, "node": "node-b"}
-    expected = pytest.approx(66.0)
-    assert gate.calls == [("admit", "t0", "t0", expected, (expected, expected)),
-                          ("admit", "t1", "t0", expected, (expected, expected)),
-                          ("admit", "t2", "t0", expected, (expected, expected))]
-    assert set(search.running_since) == {"t2"} and set(search._ot_trials) == {"t2"} and search._held is None
-    search.on_trial_result("t2", {"node_id": "node-c", "pg": "ab12"})
-    search.on_trial_result("t2", {"step": 3})  # a report without a node says nothing to the ledger
-    search.on_trial_complete("t2", final(objective=1.0))
-    assert gate.calls[3:] == [("confirm", "t2", "node-c", "ab12"), ("release", "t2")]
-    assert search.study.trials[0].state == TrialState.COMPLETE
-
-
-def test_a_gated_trial_admitted_at_once_keeps_its_id_and_a_report_without_pg_confirms_an_empty_one() -> None:
-    search = searcher(spec_of())
-    gate = search.gate = _Gate(["node-a"])
-    params = search.suggest("t0")
-    assert params["_cc"]["node"] == "node-a" and set(search._ot_trials) == {"t0"}
-    search.on_trial_result("t0", {"node_id": "node-a"})
-    assert gate.calls[-1] == ("confirm", "t0", "node-a", "")
-
-
-def test_a_gated_search_out_of_budget_asks_nothing() -> None:
-    search = searcher(spec_of())
-    search.gate = _Gate([])
-    search.stopping.set()
-    assert search.suggest("t0") == Searcher.FINISHED and search.study.trials == []
-
-
 def test_a_list_condition_admits_any_of_its_values() -> None:
     space = {"model.num_crawler_layers": {"choice": [0, 1, 2]},
              "model.delta_net_heads": {"choice": [0, 2], "when": {"model.num_crawler_layers": [1, 2]}}}
@@ -484,13 +419,6 @@ def test_a_gpu_budget_a_quarter_second_short_refuses_the_trial() -> None:
     search = searcher(spec_of(resources={"gpus": 2}, budget={"max_trials": 100, "max_gpu_hours": 0.5}))
     _finished(search.study, 450.125)  # 900.25 used + 900.25 next = 1800.5 > 1800
     assert not search.budget_left()
-
-
-def test_the_ledger_is_told_the_expected_time_of_the_trial_it_admits() -> None:
-    search = searcher(spec_of(space={"train.max_wallclock_seconds": {"choice": [100]}}))
-    gate = search.gate = _Gate(["node-a"])
-    search.suggest("t0")
-    assert gate.calls[0][3] == pytest.approx(110.0)  # this trial's 100 s cap + 10 %, not the base config's
 
 
 @pytest.mark.parametrize(("when", "told_at_kill"), [("before", 1), ("after", 2)])
