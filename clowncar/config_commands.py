@@ -34,8 +34,9 @@ def presets() -> None:
     """List the named presets, one line each on what it is."""
     width = max(map(len, PRESETS))
     for name, builder in PRESETS.items():
-        doc = (builder.__doc__ or "").strip().splitlines()[0]
-        typer.echo(f"{name:{width}s}  {doc}")
+        # the first sentence may wrap onto a second docstring line: the line is the whole first paragraph
+        paragraph = (builder.__doc__ or "").strip().split("\n\n")[0]
+        typer.echo(f"{name:{width}s}  {' '.join(paragraph.split())}")
 
 
 # Registered here rather than decorated: mutation testing (mutmut) leaves decorated functions alone.

@@ -38,14 +38,16 @@ def test_show_json_holds_the_config_and_its_hash(capsys, tmp_path: Path) -> None
     assert data == {"config": cfg.to_dict(), "config_hash": cfg.content_hash()}
 
 
-def test_presets_lists_each_with_the_first_line_of_its_description(capsys) -> None:
+def test_presets_lists_each_with_the_first_paragraph_of_its_description_on_one_line(capsys) -> None:
     presets()
     lines = capsys.readouterr().out.splitlines()
     width = max(map(len, PRESETS))
     assert [line[:width].rstrip() for line in lines] == list(PRESETS)
     for line, (name, builder) in zip(lines, PRESETS.items(), strict=True):
-        first = (builder.__doc__ or "").strip().splitlines()[0]
-        assert line == f"{name.ljust(width)}  {first}" and first
+        first = " ".join((builder.__doc__ or "").strip().split("\n\n")[0].split())
+        assert line == f"{name.ljust(width)}  {first}" and first.endswith(".")
+    assert lines[list(PRESETS).index("frugendorff-v2")].endswith(  # a sentence that wraps in its docstring
+        "5 shared blocks looped twice, no flat blocks, one full C-step in 4, 500 AdamW steps; width auto-sized (544).")
 
 
 def test_the_group_has_show_and_presets() -> None:
