@@ -190,7 +190,7 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
     for line in failure_lines(name, failed[["status", "reason"]].itertuples(index=False, name=None)):
         typer.echo(line)
     _print_study(name, url, summary["status"], summary["best"])
-    for r in summary.get("running", []):
+    for r in summary["running"]:
         typer.echo(f"  running: trial {r['number']} attempt {r['attempt']} on {r['node']} step {r['last_step']}")
 
 

@@ -46,8 +46,9 @@ def test_an_imported_sweep_has_no_spec_to_resume_or_rerun(url: str) -> None:
         st.create_or_get_sweep("legacy", {"imported": True, "format": "frugendorff-csv"}, source="import")
     with pytest.raises(ClownCarError) as err:
         cmd.stored_spec("legacy", url)
-    assert str(err.value).startswith("sweep 'legacy' was imported from files, so it has no sweep spec to resume "
-                                     "or rerun (`clowncar store ls legacy` lists")
+    assert str(err.value) == ("sweep 'legacy' was imported from files, so it has no sweep spec to resume or rerun "
+                              "(`clowncar store ls legacy` lists its trials, `clowncar store show TRIAL` prints a "
+                              "trial's config: put the configs to run under `enqueue:` in a spec of your own)")
 
 
 
