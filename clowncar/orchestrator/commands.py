@@ -127,8 +127,8 @@ def stored_spec(name: str, url: str) -> Any:
 
     with open_store(url, create=False) as store:
         sweep = store.get_sweep(name)
-    if not sweep:
-        raise ClownCarError(f"no sweep named '{name}' in the store")
+        if not sweep:
+            raise ClownCarError(f"no sweep named '{name}' in the store{store.no_sweep_hint(name)}")
     if sweep["source"] == "import":
         # an import stores what its files said, not a spec: there is no search to continue and no base config
         raise ClownCarError(f"sweep '{name}' was imported from files, so it has no sweep spec to resume or rerun "

@@ -118,7 +118,7 @@ def close_stopped(name: str, store_url: str) -> int:
 
     store = open_store(store_url, create=False)
     if not store.get_sweep(name):
-        raise ClownCarError(f"no sweep named '{name}' in the store")
+        raise ClownCarError(f"no sweep named '{name}' in the store{store.no_sweep_hint(name)}")
     storage = open_study(store_url)
     closed = 0
     if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:

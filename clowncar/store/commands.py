@@ -54,7 +54,7 @@ def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trial
             typer.echo(text_table(frame[cols].values.tolist(), cols))
             return
         if st.get_sweep(sweep) is None:
-            raise StoreError(f"no sweep named {sweep!r} in {st.url}")
+            raise StoreError(f"no sweep named {sweep!r} in {st.url}{st.no_sweep_hint(sweep)}")
         frame = st.trials_frame(sweep)
         cols = [c for c in ["number", "trial_uid", "attempt", "status", "val_bpb", "q_val_bpb", "steps", "node",
                             "reason"] if c in frame.columns]
@@ -126,7 +126,7 @@ def export(sweep: Annotated[list[str], typer.Option("--sweep", help="Sweep to ex
     with open_store(store, create=False) as st:
         for name in sweep:
             if st.get_sweep(name) is None:
-                raise StoreError(f"no sweep named {name!r} in {st.url}")
+                raise StoreError(f"no sweep named {name!r} in {st.url}{st.no_sweep_hint(name)}")
         frames = {"trials": with_summary(st.trials_frame(sweep)), "steps": st.steps_frame(sweep),
                   "evals": st.evals_frame(sweep),
                   "named_evals": st.named_evals_frame(sweep), "probes": st.probes_frame(sweep),

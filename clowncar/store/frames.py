@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
+from clowncar.did_you_mean import hint, nearest
 from clowncar.errors import StoreError
 from clowncar.store import schema as s
 from clowncar.store.longread import DTYPES, categorical, read_long
@@ -190,6 +191,12 @@ class FrameReads:
         return frame.reset_index(drop=True)
 
     # -- sweeps ------------------------------------------------------------------------------------------------
+    def no_sweep_hint(self, name: str) -> str:
+        """' (did you mean a, b?)' with the store's sweep names nearest to an unknown `name`, or nothing."""
+        with self._read() as conn:
+            names = list(conn.execute(select(s.sweeps.c.name)).scalars())
+        return hint(nearest(name, names))
+
     def get_sweep(self, name: str) -> dict[str, Any] | None:
         """{id, name, spec, status, reason, source, parent, created_at, updated_at} or None."""
         sw, parent = s.sweeps, s.sweeps.alias("parent")
@@ -237,7 +244,7 @@ class FrameReads:
         Unknown sweep -> StoreError."""
         sweep = self.get_sweep(name)
         if sweep is None:
-            raise StoreError(f"no sweep named {name!r} in {self.url}")
+            raise StoreError(f"no sweep named {name!r} in {self.url}{self.no_sweep_hint(name)}")
         a, st = s.attempts, s.steps
         with self._read() as conn:
             trials = self._trial_rows(conn, [name], None)

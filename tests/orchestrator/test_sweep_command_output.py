@@ -96,6 +96,9 @@ def test_the_stored_spec_comes_back_as_a_spec(url: str) -> None:
     with pytest.raises(ClownCarError) as err:
         cmd.stored_spec("nope", url)
     assert str(err.value) == "no sweep named 'nope' in the store"
+    with pytest.raises(ClownCarError) as err:
+        cmd.stored_spec("ss", url)
+    assert str(err.value) == "no sweep named 'ss' in the store (did you mean s?)"
 
 
 def test_status_of_a_sweep_without_a_study(url: str, capsys) -> None:

@@ -264,8 +264,10 @@ def test_sweep_summary_counts_finds_the_best_and_the_last_step_of_each_running_a
     assert rerun["best"]["trial_uid"] == "rerun/0" and rerun["best"]["score"] == 1.4  # a tie: the first trial
     assert rerun["running"] == [] and rerun["parent"] == "base" and rerun["source"] == "import"
     assert store.sweep_summary("alpha")["best"] is None  # ok, but no score of any kind
-    with pytest.raises(StoreError, match="no sweep named 'nope'"):
+    with pytest.raises(StoreError, match=r"no sweep named 'nope' in \S+$"):
         store.sweep_summary("nope")
+    with pytest.raises(StoreError, match=r"no sweep named 'rerun2' in \S+ \(did you mean rerun\?\)$"):
+        store.sweep_summary("rerun2")
 
 
 def test_get_trial_lists_every_attempt_with_its_row_counts_and_files(store: Store) -> None:

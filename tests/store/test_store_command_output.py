@@ -86,6 +86,11 @@ def test_an_empty_store_says_so_and_an_unknown_sweep_is_refused(tmp_path: Path, 
     with pytest.raises(StoreError) as err:
         ls("nope", store=url)
     assert str(err.value) == f"no sweep named 'nope' in {url}"
+    with open_store(url) as st:
+        st.create_or_get_sweep("frugendorff_v2", {})
+    with pytest.raises(StoreError) as err:
+        ls("frugendorff-v2", store=url)
+    assert str(err.value) == f"no sweep named 'frugendorff-v2' in {url} (did you mean frugendorff_v2?)"
 
 
 def test_a_missing_store_is_not_created_by_looking(tmp_path: Path) -> None:
@@ -239,6 +244,9 @@ def test_export_refuses_a_bad_format_and_an_unknown_sweep_before_writing(filled,
     with pytest.raises(StoreError) as err:
         export(["a", "zzz"], tmp_path / "o", fmt="csv", store=url)
     assert str(err.value) == f"no sweep named 'zzz' in {url}"
+    with pytest.raises(StoreError) as err:  # a near name is offered
+        export(["a_"], tmp_path / "o", fmt="csv", store=url)
+    assert str(err.value) == f"no sweep named 'a_' in {url} (did you mean a?)"
     assert not (tmp_path / "o").exists()
 
 
