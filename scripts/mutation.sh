@@ -67,7 +67,7 @@ declare -A TESTS=(
   [clowncar/store/lease.py]="tests/store/test_lease_rules.py tests/store/test_contract.py tests/orchestrator/test_lease.py"
   [clowncar/orchestrator/lease.py]="tests/orchestrator/test_lease.py"
   [clowncar/orchestrator/suggest.py]="tests/orchestrator/test_distinct_configs.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py"
-  [clowncar/orchestrator/spec.py]="tests/orchestrator/test_spec_rules.py tests/orchestrator/test_spec.py tests/orchestrator/test_sweep_plan.py tests/bad_inputs/test_bad_inputs.py"
+  [clowncar/orchestrator/spec.py]="tests/orchestrator/test_spec_rules.py tests/orchestrator/test_spec.py tests/orchestrator/test_sweep_plan.py tests/bad_inputs/test_bad_inputs.py tests/test_did_you_mean.py"
   [clowncar/data/fetch.py]="tests/data/test_fetch_steps.py"
   [clowncar/orchestrator/start.py]="tests/orchestrator/test_sweep_start.py"
   [clowncar/orchestrator/rungs.py]="tests/orchestrator/test_rung_rules.py tests/orchestrator/test_sweep_plan.py tests/orchestrator/test_search_rules.py"
@@ -96,8 +96,8 @@ declare -A TESTS=(
   [clowncar/analysis/plots.py]="tests/analysis/test_plot_data.py"
   [clowncar/worker/dist.py]="tests/worker/test_dist_plumbing.py"
   [clowncar/worker/compiled.py]="tests/worker/test_compile_plan_rules.py tests/worker/test_compile_modes.py"
-  [clowncar/store/importers/__init__.py]="tests/store/test_import_reports.py tests/store/test_importers.py tests/store/test_import_sweep_names.py"
-  [clowncar/store/import_command.py]="tests/store/test_import_reports.py"
+  [clowncar/store/importers/__init__.py]="tests/store/test_import_reports.py tests/store/test_import_command.py tests/store/test_importers.py tests/store/test_import_sweep_names.py"
+  [clowncar/store/import_command.py]="tests/store/test_import_reports.py tests/store/test_import_command.py"
   [clowncar/doctor.py]="tests/test_doctor_rows.py tests/test_doctor.py"
   [clowncar/worker/artifact_commands.py]="tests/worker/test_artifact_command.py"
   [clowncar/orchestrator/workers.py]="tests/orchestrator/test_worker_registry.py"
@@ -107,7 +107,7 @@ declare -A TESTS=(
   [clowncar/store/commands.py]="tests/store/test_store_command_output.py"
   [clowncar/analysis/commands.py]="tests/analysis/test_analyze_command.py"
   [clowncar/config_commands.py]="tests/test_config_commands.py"
-  [clowncar/orchestrator/commands.py]="tests/orchestrator/test_sweep_command_output.py tests/orchestrator/test_rerun_command.py tests/orchestrator/test_sweep_status_reasons.py tests/orchestrator/test_preflight.py"
+  [clowncar/orchestrator/commands.py]="tests/orchestrator/test_sweep_command_output.py tests/orchestrator/test_rerun_command.py tests/orchestrator/test_reach.py tests/orchestrator/test_sweep_status_reasons.py tests/orchestrator/test_preflight.py"
   [clowncar/data/commands.py]="tests/data/test_data_commands.py"
   [clowncar/demo.py]="tests/test_tour_commands.py"
   [clowncar/worker/commands.py]="tests/test_tour_commands.py"
@@ -117,7 +117,8 @@ declare -A TESTS=(
   [clowncar/orchestrator/preflight.py]="tests/orchestrator/test_preflight.py"
   [clowncar/orchestrator/tune.py]="tests/orchestrator/test_tune_parts.py tests/orchestrator/test_embedded_ray_start.py"
   [clowncar/did_you_mean.py]="tests/test_did_you_mean.py tests/test_config_rules.py"
-  [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
+  [clowncar/orchestrator/reach.py]="tests/orchestrator/test_reach.py"
+  [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_gate.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
@@ -186,7 +187,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/analysis/commands.py clowncar/config_commands.py clowncar/orchestrator/commands.py
        clowncar/data/commands.py clowncar/demo.py clowncar/worker/commands.py clowncar/dashboard.py
        clowncar/orchestrator/launch.py clowncar/orchestrator/ledger.py
-       clowncar/orchestrator/preflight.py clowncar/orchestrator/tune.py clowncar/did_you_mean.py)
+       clowncar/orchestrator/preflight.py clowncar/orchestrator/tune.py clowncar/did_you_mean.py
+       clowncar/orchestrator/reach.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2
