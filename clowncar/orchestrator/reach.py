@@ -1,8 +1,8 @@
 """Before a sweep joins a Ray cluster (`--address`): does anything listen where Ray is about to connect?
 
 `ray.init` against an address nobody listens on does not fail: it retries its GCS connection 20 times, about 36 s
-each, logging two warnings a try (measured with Ray 2.60: `sweep run --address 127.0.0.1:9` still waiting after
-150 s). A mistyped port cost a user a quarter of an hour and a screen of logs. So the driver opens one TCP
+each, logging two warnings a try (Ray 2.60; measured: `sweep run --address 127.0.0.1:9` still waiting after
+150 s), so a mistyped port would hold the command about 12 minutes behind a screen of logs. The driver opens one TCP
 connection first, to the address Ray will use (Ray replaces a loopback host with this machine's address unless
 its cluster mode is off), and a refusal or a timeout is one line, exit code 2, before anything is written.
 `auto` (the cluster this machine runs) and `local` are left to Ray, which fails at once when there is none.
