@@ -11,13 +11,11 @@ import importlib.metadata
 import json
 import os
 import shutil
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import typer
 
@@ -83,15 +81,15 @@ def check_ray(version_of: VersionOf, address: str, timeout: float = 2.0) -> Row:
         return Row("ray", OK, f"{version}, embedded (127.0.0.1, started by each sweep)")
     if address == "auto":
         return Row("ray", OK, f"{version}, address auto (the cluster this node belongs to)")
-    target = urlsplit(address if "://" in address else f"ray://{address}")
-    if not target.hostname or target.port is None:
+    from clowncar.orchestrator.reach import endpoint, refusal
+
+    target = endpoint(address)  # where a sweep would connect, and so what `sweep run` checks before it starts
+    if target is None:
         return Row("ray", MISSING, f"{version}, unusable address {redact_text(address)!r}",
                    "CLOWNCAR_RAY_ADDRESS=ray://HEAD:10001, auto, or empty for embedded Ray")
-    try:
-        with socket.create_connection((target.hostname, target.port), timeout=timeout):
-            pass
-    except OSError as err:
-        return Row("ray", MISSING, f"{version}, {redact_text(address)} does not answer ({err.strerror or err})",
+    why = refusal(target, timeout)
+    if why is not None:
+        return Row("ray", MISSING, f"{version}, {redact_text(address)} does not answer ({why})",
                    "start the head (ray start --head) or unset CLOWNCAR_RAY_ADDRESS for embedded Ray")
     return Row("ray", OK, f"{version}, cluster at {redact_text(address)} answers")
 

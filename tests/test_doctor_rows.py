@@ -4,6 +4,7 @@ in this process (test_doctor.py runs the real checks; its command tests run `clo
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -67,13 +68,10 @@ def test_ray_rows_for_each_kind_of_address(monkeypatch: pytest.MonkeyPatch) -> N
     dialled: list[tuple] = []
 
     class Conn:
-        def __enter__(self):
-            return self
+        def close(self) -> None:
+            pass
 
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(doctor.socket, "create_connection", lambda addr, timeout: dialled.append((addr, timeout))
+    monkeypatch.setattr(socket, "create_connection", lambda addr, timeout: dialled.append((addr, timeout))
                         or Conn())
     assert doctor.check_ray(have, "head.cluster:10001", timeout=3.5) == Row(
         "ray", OK, "2.60.0, cluster at head.cluster:10001 answers")
@@ -84,11 +82,11 @@ def test_ray_rows_for_each_kind_of_address(monkeypatch: pytest.MonkeyPatch) -> N
     def refused(addr, timeout):
         raise ConnectionRefusedError(111, "Connection refused")
 
-    monkeypatch.setattr(doctor.socket, "create_connection", refused)
+    monkeypatch.setattr(socket, "create_connection", refused)
     assert doctor.check_ray(have, "ray://u:pw@127.0.0.1:1") == Row(
         "ray", MISSING, "2.60.0, ray://u:***@127.0.0.1:1 does not answer (Connection refused)",
         "start the head (ray start --head) or unset CLOWNCAR_RAY_ADDRESS for embedded Ray")
-    monkeypatch.setattr(doctor.socket, "create_connection", lambda addr, timeout: (_ for _ in ()).throw(OSError("x")))
+    monkeypatch.setattr(socket, "create_connection", lambda addr, timeout: (_ for _ in ()).throw(OSError("x")))
     assert doctor.check_ray(have, "ray://127.0.0.1:1").detail == "2.60.0, ray://127.0.0.1:1 does not answer (x)"
 
 

@@ -11,8 +11,10 @@ its cluster mode is off), and a refusal or a timeout is one line, exit code 2, b
 from __future__ import annotations
 
 import socket
+from urllib.parse import urlsplit
 
 from clowncar.errors import ClownCarError
+from clowncar.redact import redact_text
 
 PROBE_SECONDS = 5.0
 CLIENT_SCHEME = "ray://"
@@ -22,7 +24,7 @@ def endpoint(address: str) -> tuple[str, int] | None:
     """(host, port) that Ray will connect to for `address`, or None when Ray resolves it itself or it is not
     a host:port (Ray then says what is wrong with it)."""
     if address.startswith(CLIENT_SCHEME):  # Ray Client: the client server at exactly this host and port
-        return host_port(address.removeprefix(CLIENT_SCHEME))
+        return host_port(address)
     if address in ("auto", "local"):
         return None
     try:
@@ -31,15 +33,26 @@ def endpoint(address: str) -> tuple[str, int] | None:
         canonical = canonicalize_bootstrap_address(address)
     except Exception:  # a malformed address: ray.init's own error says so
         return None
-    return host_port(canonical) if canonical else None
+    return host_port(CLIENT_SCHEME + canonical) if canonical else None
 
 
-def host_port(text: str) -> tuple[str, int] | None:
-    host, sep, port = text.rstrip("/").rpartition(":")
-    host = host.strip("[]")  # an IPv6 literal, [::1]:6379
-    if not sep or not host or not port.isdigit():
+def host_port(url: str) -> tuple[str, int] | None:
+    """(host, port) of `scheme://[user[:password]@]host:port[/...]`, an IPv6 host without its brackets."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a port that is no number, or out of range
         return None
-    return host, int(port)
+    return (parts.hostname, port) if parts.hostname and port is not None else None
+
+
+def refusal(target: tuple[str, int], timeout: float = PROBE_SECONDS) -> str | None:
+    """Why nothing accepted a TCP connection at `target` within `timeout` seconds; None when something did."""
+    try:
+        socket.create_connection(target, timeout=timeout).close()
+    except OSError as err:
+        return err.strerror or str(err) or type(err).__name__
+    return None
 
 
 def check_reachable(address: str, timeout: float = PROBE_SECONDS) -> None:
@@ -47,11 +60,12 @@ def check_reachable(address: str, timeout: float = PROBE_SECONDS) -> None:
     target = endpoint(address)
     if target is None:
         return
-    try:
-        socket.create_connection(target, timeout=timeout).close()
-    except OSError as err:
-        why = err.strerror or type(err).__name__
-        where = f"{target[0]}:{target[1]}"
-        shown = address if address.removeprefix(CLIENT_SCHEME) == where else f"{address} ({where})"
-        raise ClownCarError(f"cannot reach the Ray cluster at {shown}: {why}; is its head running (`ray status` "
-                            "there prints its address)? Without --address the sweep runs on this machine") from None
+    why = refusal(target, timeout)
+    if why is None:
+        return
+    where = f"{target[0]}:{target[1]}"
+    shown = redact_text(address)
+    if address.removeprefix(CLIENT_SCHEME) != where:
+        shown += f" ({where})"
+    raise ClownCarError(f"cannot reach the Ray cluster at {shown}: {why}; is its head running (`ray status` there "
+                        "prints its address)? Without --address the sweep runs on this machine")

@@ -5,6 +5,7 @@ process, no Ray."""
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +119,13 @@ def test_a_worker_of_its_own_reads_data_its_own_way_and_is_not_checked(data_root
     assert "not found" in refusal(spec(overrides={"data.dataset": "ok"}))
 
 
-@pytest.mark.parametrize(("address", "checked"), [("", True), ("ray://head:10001", False)])
-def test_only_an_embedded_sweep_checks_the_data_here(data_root: Path, tmp_path: Path, monkeypatch, address: str,
+@pytest.mark.parametrize("checked", [True, False], ids=["embedded", "cluster"])
+def test_only_an_embedded_sweep_checks_the_data_here(data_root: Path, tmp_path: Path, monkeypatch,
                                                     checked: bool) -> None:
-    """On a cluster the data lives on the workers: each trial checks its own."""
+    """On a cluster the data lives on the workers: each trial checks its own. (The cluster is a socket listening
+    on 127.0.0.1, so the address check before joining it passes.)"""
+    head = socket.create_server(("127.0.0.1", 0))
+    address = "" if checked else f"ray://127.0.0.1:{head.getsockname()[1]}"
     ran: list[Any] = []
     monkeypatch.setattr("clowncar.orchestrator.tune.run_sweep", lambda s, opts: ran.append(opts) or {})
     monkeypatch.setattr(commands, "_print_summary", lambda summary: None)
@@ -134,6 +138,7 @@ def test_only_an_embedded_sweep_checks_the_data_here(data_root: Path, tmp_path: 
     else:
         commands.run_spec(missing, f"sqlite:///{tmp_path / 's.db'}", address, 1, None, True, resume=False)
         assert [o.address for o in ran] == [address]
+    head.close()
 
 
 def test_the_plan_says_which_data_is_here_or_what_is_missing(data_root: Path) -> None:

@@ -35,12 +35,14 @@ def closed_port() -> int:
         return server.getsockname()[1]
 
 
-@pytest.mark.parametrize(("text", "parsed"), [
-    ("head:6379", ("head", 6379)), ("[::1]:6379", ("::1", 6379)), ("10.0.0.2:10001/", ("10.0.0.2", 10001)),
-    ("head", None), ("head:port", None), (":6379", None), ("", None), ("head:-1", None),
+@pytest.mark.parametrize(("url", "parsed"), [
+    ("ray://head:6379", ("head", 6379)), ("ray://[::1]:6379", ("::1", 6379)),
+    ("ray://10.0.0.2:10001/", ("10.0.0.2", 10001)), ("ray://u:pw@head:10001", ("head", 10001)),
+    ("ray://head", None), ("ray://head:port", None), ("ray://:6379", None), ("ray://", None),
+    ("ray://head:70000", None),
 ])
-def test_an_address_splits_into_host_and_port_or_nothing(text: str, parsed: tuple[str, int] | None) -> None:
-    assert reach.host_port(text) == parsed
+def test_an_address_splits_into_host_and_port_or_nothing(url: str, parsed: tuple[str, int] | None) -> None:
+    assert reach.host_port(url) == parsed
 
 
 def test_ray_resolves_auto_and_local_itself_and_a_malformed_address_is_left_to_it(loopback_only) -> None:
@@ -70,6 +72,18 @@ def test_an_address_nobody_listens_at_is_one_line_of_bad_input(loopback_only, cl
     with pytest.raises(ClownCarError, match=rf"^cannot reach the Ray cluster at localhost:{closed_port} "
                                             rf"\(127\.0\.0\.1:{closed_port}\): Connection refused;"):
         reach.check_reachable(f"localhost:{closed_port}")  # where Ray would connect, when it differs
+    with pytest.raises(ClownCarError) as err:  # a password in the address is never shown
+        reach.check_reachable(f"ray://u:SECRETPW@127.0.0.1:{closed_port}")
+    assert str(err.value).startswith(f"cannot reach the Ray cluster at ray://u:***@127.0.0.1:{closed_port} "
+                                     f"(127.0.0.1:{closed_port}): Connection refused;")
+
+
+def test_an_error_without_a_message_is_named_by_its_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    def bare(target: tuple[str, int], timeout: float) -> socket.socket:
+        raise OSError()
+
+    monkeypatch.setattr(socket, "create_connection", bare)
+    assert reach.refusal(("h", 1)) == "OSError"
 
 
 def test_a_silent_address_times_out_after_the_probe_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,7 +94,7 @@ def test_a_silent_address_times_out_after_the_probe_seconds(monkeypatch: pytest.
         raise TimeoutError("timed out")
 
     monkeypatch.setattr(socket, "create_connection", silent)
-    with pytest.raises(ClownCarError, match=r"^cannot reach the Ray cluster at ray://h:1: TimeoutError;"):
+    with pytest.raises(ClownCarError, match=r"^cannot reach the Ray cluster at ray://h:1: timed out;"):
         reach.check_reachable("ray://h:1")
     assert waited == [reach.PROBE_SECONDS] == [5.0]
 
