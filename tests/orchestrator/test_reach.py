@@ -111,3 +111,19 @@ def test_a_sweep_for_an_unreachable_cluster_writes_nothing(tmp_path: Path, monke
         cmd.run_spec(spec, f"sqlite:///{tmp_path / 'store.db'}", f"127.0.0.1:{closed_port}", None, None, True,
                      resume=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_auto_and_local_never_ask_ray_and_an_address_ray_drops_is_not_probed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray._private import services
+
+    asked: list[str] = []
+    monkeypatch.setattr(services, "canonicalize_bootstrap_address", lambda a: asked.append(a) or None)
+    assert reach.endpoint("auto") is None and reach.endpoint("local") is None and asked == []
+    assert reach.endpoint("head:1") is None and asked == ["head:1"]  # Ray would start locally: nothing to probe
+
+
+def test_the_probe_waits_as_long_as_it_is_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    waited: list[float] = []
+    monkeypatch.setattr(socket, "create_connection", lambda target, timeout: waited.append(timeout) or socket.socket())
+    reach.check_reachable("ray://h:1", timeout=1.5)
+    assert waited == [1.5]
