@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from clowncar.did_you_mean import hint, near_config_keys
 from clowncar.errors import ConfigError
 from clowncar.strict_yaml import read_mapping, yaml_load
 
@@ -374,10 +375,6 @@ def _error_line(err: ValidationError) -> str:
         value = first.get("input")
         if isinstance(value, dict) and value:  # an unknown section: name the first key inside it too
             key = f"{key}.{next(iter(value))}"
-        # imported here: only a bad config needs it, and rebuilding a stored config (the eval_path code rule's
-        # files, clowncar/worker/code_bytes.py) must not
-        from clowncar.did_you_mean import hint, near_config_keys
-
         return f"unknown config key '{key}'" + hint(near_config_keys(key, _section_fields()))
     msg = first["msg"].removeprefix("Value error, ")
     return f"config key '{key}': {msg}" if key else msg
