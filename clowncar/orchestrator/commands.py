@@ -72,7 +72,7 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
 
     url, runs_dir, addr = _settings(store, address)  # runs_dir is created by what first writes there, so a
     # sweep refused before it starts (store unreachable, name taken) leaves no folder behind
-    if addr:  # a cluster: an address nobody answers at is bad input now, not a quarter hour of Ray's retries
+    if addr:  # a cluster: an address nobody answers at is bad input now, not 12 minutes of Ray's retries
         from clowncar.orchestrator.reach import check_reachable
 
         check_reachable(addr)
