@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from clowncar.did_you_mean import hint, near_config_keys
+from clowncar.did_you_mean import hint, near_keys
 from clowncar.errors import ConfigError
 from clowncar.strict_yaml import read_mapping, yaml_load
 
@@ -363,11 +363,6 @@ def dict_hash(data: dict[str, Any]) -> str:
 
 # -- loading ----------------------------------------------------------------------------------------------------
 
-def _section_fields() -> dict[str, list[str]]:
-    return {name: list(field.annotation.model_fields) for name, field in TrialConfig.model_fields.items()
-            if field.annotation is not None}
-
-
 def _error_line(err: ValidationError) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"])
@@ -375,7 +370,7 @@ def _error_line(err: ValidationError) -> str:
         value = first.get("input")
         if isinstance(value, dict) and value:  # an unknown section: name the first key inside it too
             key = f"{key}.{next(iter(value))}"
-        return f"unknown config key '{key}'" + hint(near_config_keys(key, _section_fields()))
+        return f"unknown config key '{key}'" + hint(near_keys(TrialConfig, first["loc"]))
     msg = first["msg"].removeprefix("Value error, ")
     return f"config key '{key}': {msg}" if key else msg
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 CUTOFF = 0.6
@@ -27,17 +27,6 @@ def nearest(name: str, choices: Iterable[str], shown: int = SHOWN) -> list[str]:
     return out[:shown]
 
 
-def near_config_keys(key: str, sections: Mapping[str, Iterable[str]]) -> list[str]:
-    """Dotted keys near `key` ('section.field'): fields of its section, or sections when the section is the
-    mistake."""
-    section, _, field = key.partition(".")
-    if section not in sections:
-        return nearest(section, sections)
-    if not field:
-        return []
-    return [f"{section}.{f}" for f in nearest(field.split(".")[0], sections[section])]
-
-
 def near_model_keys(model: Any, loc: tuple[Any, ...]) -> list[str]:
     """Keys near the unknown last part of `loc` among the fields (by their YAML names) of the pydantic model
     that holds it, found by walking `loc` from `model` through nested models and the values of dicts."""
@@ -52,6 +41,12 @@ def near_model_keys(model: Any, loc: tuple[Any, ...]) -> list[str]:
         else:
             return []
     return nearest(str(loc[-1]), _field_names(node)) if hasattr(node, "model_fields") else []
+
+
+def near_keys(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """`near_model_keys` as whole dotted keys (`budget.max_trials`): the hint for pydantic's `extra_forbidden`
+    error at `loc`, for a trial config as for a sweep spec."""
+    return [".".join([*map(str, loc[:-1]), k]) for k in near_model_keys(model, loc)]
 
 
 def _field_names(model: Any) -> dict[str, Any]:

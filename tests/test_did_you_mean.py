@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from clowncar.did_you_mean import hint, near_config_keys, near_model_keys, nearest
+from clowncar.config import TrialConfig
+from clowncar.did_you_mean import hint, near_keys, near_model_keys, nearest
 from clowncar.errors import ConfigError
 from clowncar.orchestrator.spec import SweepSpec, spec_from_dict
 
@@ -32,11 +33,10 @@ def test_spelling_slips_are_found_and_at_most_three_names_are_offered() -> None:
 
 
 def test_config_keys_near_a_section_or_a_field() -> None:
-    sections = {"train": FIELDS, "model": ["crawler_loops"]}
-    assert near_config_keys("trian.seed", sections) == ["train"]
-    assert near_config_keys("train.seq_len", sections) == ["train.train_seq_len"]
-    assert near_config_keys("model.loops.deep", sections) == ["model.crawler_loops"]
-    assert near_config_keys("model", sections) == []
+    assert near_keys(TrialConfig, ("trian",)) == ["train"]
+    assert near_keys(TrialConfig, ("train", "seq_len")) == ["train.train_seq_len"]
+    assert near_keys(TrialConfig, ("model", "loops")) == ["model.crawler_loops"]
+    assert near_keys(TrialConfig, ("model", "depth")) == []
     assert hint(["a", "b"]) == " (did you mean a, b?)" and hint([]) == ""
 
 

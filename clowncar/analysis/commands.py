@@ -68,7 +68,7 @@ def load_and_analyse(sweeps: list[str], store_url: str | None, correction: str =
     with open_store(url, create=False) as st:
         missing = [s for s in sweeps if st.get_sweep(s) is None]
         if missing:
-            known = sorted(st.sweeps_frame()["name"].astype(str))
+            known = st.sweep_names()
             raise AnalysisError(f"unknown sweep(s): {', '.join(missing)} ({_known_hint(missing, known)})")
         trials = st.trials_frame(sweeps=sweeps)
         steps = st.steps_frame(sweeps=sweeps)

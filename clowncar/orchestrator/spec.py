@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from clowncar.config import TrialConfig, apply_overrides, deep_merge, from_dict
 from clowncar.config_canonical import canonical
-from clowncar.did_you_mean import hint, near_model_keys
+from clowncar.did_you_mean import hint, near_keys
 from clowncar.errors import ConfigError
 from clowncar.orchestrator.distinct import Distinct, distinct_points, grid_points
 from clowncar.orchestrator.rungs import rung_problem
@@ -304,8 +304,7 @@ def _error_line(err: ValidationError) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
-        near = [".".join([*map(str, first["loc"][:-1]), k]) for k in near_model_keys(SweepSpec, first["loc"])]
-        return f"sweep spec: unknown key '{key}'" + hint(near)
+        return f"sweep spec: unknown key '{key}'" + hint(near_keys(SweepSpec, first["loc"]))
     msg = first["msg"].removeprefix("Value error, ")
     return f"sweep spec key '{key}': {msg}" if key else f"sweep spec: {msg}"
 

@@ -191,11 +191,14 @@ class FrameReads:
         return frame.reset_index(drop=True)
 
     # -- sweeps ------------------------------------------------------------------------------------------------
+    def sweep_names(self) -> list[str]:
+        """Every sweep's name, sorted (only the names: `sweeps_frame` reads every trial too)."""
+        with self._read() as conn:
+            return sorted(conn.execute(select(s.sweeps.c.name)).scalars())  # Python's order on every backend
+
     def no_sweep_hint(self, name: str) -> str:
         """' (did you mean a, b?)' with the store's sweep names nearest to an unknown `name`, or nothing."""
-        with self._read() as conn:
-            names = list(conn.execute(select(s.sweeps.c.name)).scalars())
-        return hint(nearest(name, names))
+        return hint(nearest(name, self.sweep_names()))
 
     def get_sweep(self, name: str) -> dict[str, Any] | None:
         """{id, name, spec, status, reason, source, parent, created_at, updated_at} or None."""
