@@ -181,7 +181,9 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     else:
         out["config_key"] = out["config_hash"].where(out["config_hash"].notna(), out["run_id"])
     out["_flat"], out["_crawl"] = flat.where(~is_gpt), crawl.where(~is_gpt)
-    out["_mlp"] = _num(_col(df, "model.mlp_mult"))
+    # the flat blocks' MLP width, else (no flat block, as in a fractal stack of shared blocks only) the crawler's
+    flat_mlp, crawl_mlp = _num(_col(df, "model.mlp_mult")), _num(_col(df, "model.crawler_mlp_mult"))
+    out["_mlp"] = flat_mlp.where(flat_mlp.notna() & (flat != 0), crawl_mlp)
     derived = [_label(r) for _, r in out.iterrows()]
     # an importer's own label names differences the config columns do not record (e.g. trigram on/off)
     given = _col(df, "label").astype(object).reset_index(drop=True)  # all NaN when no importer gave one

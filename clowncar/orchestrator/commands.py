@@ -121,19 +121,25 @@ def plan_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")]) ->
         typer.echo(data)
 
 
-def stored_spec(name: str, url: str) -> Any:
-    from clowncar.orchestrator.spec import spec_from_dict
+def stored_sweep(name: str, url: str) -> dict[str, Any]:
     from clowncar.store import open_store
 
     with open_store(url, create=False) as store:
         sweep = store.get_sweep(name)
         if not sweep:
             raise ClownCarError(f"no sweep named '{name}' in the store{store.no_sweep_hint(name)}")
+    return sweep
+
+
+def stored_spec(name: str, url: str, sweep: dict[str, Any] | None = None) -> Any:
+    from clowncar.orchestrator.spec import spec_from_dict
+
+    sweep = sweep or stored_sweep(name, url)
     if sweep["source"] == "import":
         # an import stores what its files said, not a spec: there is no search to continue and no base config
         raise ClownCarError(f"sweep '{name}' was imported from files, so it has no sweep spec to resume or rerun "
-                            f"(`clowncar store ls {name}` lists its trials, `clowncar store show TRIAL` prints a "
-                            "trial's config: put the configs to run under `enqueue:` in a spec of your own)")
+                            f"from: `clowncar sweep rerun {name} --base SPEC` reruns its best configs from a spec "
+                            f"of yours (`clowncar store ls {name}` lists its trials)")
     spec = sweep["spec"]
     return spec_from_dict(json.loads(spec) if isinstance(spec, str) else spec)
 
@@ -158,20 +164,49 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
               top: Annotated[int, typer.Option("--top", min=1, help="How many best configs")] = 3,
               seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds")] = "1337,42,2025",
               child: Annotated[str | None, typer.Option("--name", help="Child sweep name")] = None,
+              base: Annotated[Path | None, typer.Option(
+                  "--base", help="Run them from this sweep spec (its preset, overrides, data, budget) instead of "
+                  "the parent's: needed for a sweep imported from files")] = None,
+              keys: Annotated[str | None, typer.Option(
+                  "--keys", help="Comma-separated config keys to carry from each config (default: all)")] = None,
               store: StoreOpt = None, address: AddressOpt = None, num_cpus: CpusOpt = None,
               num_gpus: GpusOpt = None, quiet: QuietOpt = False) -> None:
     """Rerun the K best feasible configs of a sweep over seeds, as a child sweep (lineage kept)."""
-    from clowncar.orchestrator.rerun import child_spec
+    from clowncar.orchestrator.rerun import best_configs, child_spec, imported_configs, parse_keys
+    from clowncar.orchestrator.spec import load_spec
+    from clowncar.orchestrator.sweep_plan import plan_lines
 
     url, _, _ = _settings(store, address)
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise ClownCarError(f"--seeds must be comma-separated integers, not '{seeds}'") from None
+    carried = parse_keys(keys)
+    base_spec = load_spec(base) if base is not None else None
     _refuse_while_driven(name, url)  # its best configs are not final while it runs
-    spec = child_spec(stored_spec(name, url), url, top, seed_list, child)
-    typer.echo(f"child sweep {spec.name}: {len(spec.enqueue)} trials ({top} configs x {len(seed_list)} seeds)")
+    sweep = stored_sweep(name, url)
+    if sweep["source"] == "import" and base_spec is not None:
+        picked = imported_configs(url, name, top, carried)
+        configs = picked.configs
+        typer.echo(f"the {len(configs)} best distinct configs of imported sweep {name}, by {picked.metric}")
+        if picked.renamed:
+            typer.echo(f"  read as clowncar keys: {', '.join(picked.renamed)}")
+        if picked.dropped:
+            typer.echo(f"  not carried (no clowncar config key): {', '.join(picked.dropped)}")
+        spec = child_spec(base_spec, name, configs, seed_list, top, child)
+    else:
+        parent = stored_spec(name, url, sweep)
+        configs = best_configs(parent, url, top, carried, expand=base_spec is not None)
+        spec = child_spec(base_spec or parent, name, configs, seed_list, top, child)
+    typer.echo(f"child sweep {spec.name}: {len(spec.enqueue)} trials ({_count(len(configs), 'config')} x "
+               f"{_count(len(seed_list), 'seed')})")
+    for line in plan_lines(spec)[1:]:  # points that make one trial, and the estimated cost
+        typer.echo(line)
     run_spec(spec, url, address, num_cpus, num_gpus, quiet, resume=False)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: StoreOpt = None) -> None:

@@ -1,16 +1,26 @@
-"""`sweep rerun`: a child sweep that runs the K best feasible configs of a parent sweep over several seeds."""
+"""`sweep rerun`: a child sweep that runs the K best feasible configs of a parent sweep over several seeds.
+
+The child's base (preset, overrides, data, budget, resources) is the parent's spec, or a spec the user gives
+(`--base`): a short proxy sweep's best configs rerun at full length, or the best configs of a sweep imported from
+files, which has no spec. `--keys` carries only some of each config's keys; the rest come from the base."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
+from clowncar.did_you_mean import hint, near_keys, nearest
 from clowncar.errors import ClownCarError
-from clowncar.orchestrator.spec import SEED_KEY, SweepSpec, spec_from_dict
+from clowncar.orchestrator.spec import POINT_KEY, SEED_KEY, SweepSpec, spec_from_dict
+from clowncar.store.frames import flatten
 
 
-def best_configs(parent: SweepSpec, store_url: str, top: int) -> list[dict[str, Any]]:
-    """The parent's searched parameters of its `top` best feasible `ok` trials (seed excluded, distinct)."""
+def best_configs(parent: SweepSpec, store_url: str, top: int, keys: list[str] | None = None,
+                 expand: bool = False) -> list[dict[str, Any]]:
+    """The parent's searched parameters of its `top` best feasible `ok` trials (seed excluded, distinct); with
+    `expand` (or `keys`), a named point as its dotted keys, so that a base without the parent's points can run
+    it."""
     import optuna
     from optuna.trial import TrialState
 
@@ -26,25 +36,121 @@ def best_configs(parent: SweepSpec, store_url: str, top: int) -> list[dict[str, 
     ranked = sorted((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                      if not any(c > 0 for c in t.constraints.values()) and math.isfinite(t.values[0])),
                     key=lambda t: sign * t.values[0])
-    picked: list[dict[str, Any]] = []
-    for t in ranked:
-        params = {k: v for k, v in trial_params(t).items() if k != SEED_KEY}
-        if params not in picked:
-            picked.append(params)
-        if len(picked) == top:
-            break
+    params = (trial_params(t) for t in ranked)
+    if expand or keys:
+        params = (_expand_point(parent, p) for p in params)
+    picked = pick(params, top, keys)
     if not picked:
         raise ClownCarError(f"sweep '{parent.name}' has no feasible finished trial to rerun")
+    if keys and picked == [{}]:
+        raise _nothing_to_carry(parent.name, keys)
     return picked
 
 
-def child_spec(parent: SweepSpec, store_url: str, top: int, seeds: list[int], name: str | None) -> SweepSpec:
+def _nothing_to_carry(name: str, keys: list[str] | None) -> ClownCarError:
+    why = f"({', '.join(keys)})" if keys else "(no clowncar config key in what was imported)"
+    return ClownCarError(f"the best trials of sweep '{name}' set none of the keys to carry {why}")
+
+
+def _expand_point(parent: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
+    rest = {k: v for k, v in params.items() if k != POINT_KEY}
+    return {**parent.points[params[POINT_KEY]], **rest} if POINT_KEY in params else rest
+
+
+def pick(configs: Any, top: int, keys: list[str] | None) -> list[dict[str, Any]]:
+    """The first `top` distinct configs (best first in), the seed left out and, given `keys`, only those keys."""
+    picked: list[dict[str, Any]] = []
+    for config in configs:
+        kept = {k: v for k, v in config.items() if k != SEED_KEY and (keys is None or k in keys)}
+        if kept not in picked:
+            picked.append(kept)
+        if len(picked) == top:
+            break
+    return picked
+
+
+def config_key(dotted: str) -> bool:
+    """Whether `dotted` names a trial config field (`model.crawler_loops`); imports also keep keys with no
+    clowncar field (`legacy.lr`)."""
+    from clowncar.config import TrialConfig
+
+    section, _, name = dotted.partition(".")
+    field = TrialConfig.model_fields.get(section)
+    return field is not None and name in getattr(field.annotation, "model_fields", {})
+
+
+def all_config_keys() -> list[str]:
+    from clowncar.config import TrialConfig
+
+    return [f"{sec}.{name}" for sec, f in TrialConfig.model_fields.items()
+            for name in getattr(f.annotation, "model_fields", {})]
+
+
+def parse_keys(text: str | None) -> list[str] | None:
+    """`--keys a.b,c.d` as a list of config keys; None (every key) when not given. Unknown key -> one line."""
+    if text is None:
+        return None
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    if not keys:
+        raise ClownCarError("--keys needs at least one config key (model.crawler_loops, ...)")
+    for key in keys:
+        if not config_key(key):
+            from clowncar.config import TrialConfig
+
+            near = near_keys(TrialConfig, tuple(key.split("."))) or nearest(key, all_config_keys())
+            raise ClownCarError(f"--keys: '{key}' is no config key{hint(near)}")
+    return keys
+
+
+@dataclass
+class Imported:
+    """What `imported_configs` picked: the metric it ranked by, the configs (dotted clowncar keys, best first),
+    the stored keys it left out (no clowncar field: the Frugendorff CSV's single `legacy.lr`) and those it read
+    as another key (`importers.RERUN_AS`), as `old -> new`."""
+
+    metric: str
+    configs: list[dict[str, Any]]
+    dropped: list[str]
+    renamed: list[str]
+
+
+def imported_configs(store_url: str, name: str, top: int, keys: list[str] | None) -> Imported:
+    """The configs of the `top` best ok trials of a sweep imported from files, ranked by the store's score
+    (`sweep status`'s best), as clowncar config keys."""
+    from clowncar.store import open_store
+    from clowncar.store.importers import RERUN_AS
+
+    with open_store(store_url, create=False) as store:
+        found = store.ranked_trials(name)
+    if found is None:
+        raise ClownCarError(f"sweep '{name}' has no ok trial with a measured BPB to rerun")
+    metric, trials = found
+    dropped: set[str] = set()
+    renamed: set[str] = set()
+    configs = []
+    for t in trials:
+        renames = RERUN_AS.get(((t["result"] or {}).get("provenance") or {}).get("format"), {})
+        renamed |= {f"{k} -> {renames[k]}" for k in flatten(t["config"] or {}) if k in renames}
+        config = {renames.get(k, k): v for k, v in flatten(t["config"] or {}).items()}
+        dropped |= {k for k in config if not config_key(k)}
+        configs.append({k: v for k, v in config.items() if config_key(k)})
+    picked = pick(configs, top, keys)
+    if picked == [{}]:
+        raise _nothing_to_carry(name, keys)
+    return Imported(metric, picked, sorted(dropped), sorted(renamed))
+
+
+def child_spec(base: SweepSpec, parent: str, configs: list[dict[str, Any]], seeds: list[int], top: int,
+               name: str | None) -> SweepSpec:
+    """The child sweep: `base` (the parent's spec or the user's) queueing each config under each seed, and
+    nothing else: its space and seeds go, and its named points unless a config picks one (a point left in the
+    space would be sampled for a queued config that has none)."""
     if not seeds:
         raise ClownCarError("--seeds needs at least one seed")
-    configs = best_configs(parent, store_url, top)
     points = [{**c, SEED_KEY: s} for c in configs for s in seeds]
-    data = parent.to_dict()
-    data.update(name=name or f"{parent.name}-rerun-top{top}", parent=parent.name, space={}, seeds=[],
+    data = base.to_dict()
+    data.update(name=name or f"{parent}-rerun-top{top}", parent=parent, space={}, seeds=[],
+                points=data.get("points", {}) if any(POINT_KEY in c for c in configs) else {},
                 sampler="random", enqueue=points, scheduler={"type": "none"},
                 budget={**data["budget"], "max_trials": len(points)})
     return spec_from_dict(data)

@@ -77,7 +77,9 @@ def plan_lines(spec: SweepSpec) -> list[str]:
     what = "grid points" if plan.sampler == "grid" else "enqueued points"
     lines = [f"sweep {plan.name} ({plan.sampler}): {plan.points} {what}, {plan.distinct} distinct trials"]
     if plan.sampler != "grid":
-        lines[0] += f"; runs {plan.trials} trials (budget.max_trials), the rest sampled"
+        rest = ("the rest sampled" if plan.trials > plan.distinct else "nothing sampled" if plan.trials == plan.distinct
+                else f"only the first {plan.trials} of the queue")
+        lines[0] += f"; runs {plan.trials} trials (budget.max_trials), {rest}"
     elif plan.trials < plan.distinct:
         lines[0] += f"; runs {plan.trials} (budget.max_trials)"
     if plan.merged:

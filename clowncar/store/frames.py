@@ -196,6 +196,13 @@ class FrameReads:
         with self._read() as conn:
             return sorted(conn.execute(select(s.sweeps.c.name)).scalars())  # Python's order on every backend
 
+    def ranked_trials(self, name: str) -> tuple[str, list[dict[str, Any]]] | None:
+        """(metric, the sweep's ok trials best first, each {trial_uid, number, config, result, ...}) as `ranked`
+        orders them, or None when no ok trial measured a BPB."""
+        with self._read() as conn:
+            found = ranked(self._trial_rows(conn, [name], ["ok"]))
+        return None if found is None else (found[0], [t for _, t in found[1]])
+
     def no_sweep_hint(self, name: str) -> str:
         """' (did you mean a, b?)' with the store's sweep names nearest to an unknown `name`, or nothing."""
         return hint(nearest(name, self.sweep_names()))
@@ -328,15 +335,23 @@ class FrameReads:
 SCORE_KEYS = ("q_sliding_val_bpb", "q_val_bpb", "sliding_val_bpb", "val_bpb")
 
 
-def _best(trials: list[dict[str, Any]]) -> tuple[float, str, dict[str, Any]] | None:
-    """(score, its metric, trial): the lowest score among ok trials, like with like: the metric is the one of
+def ranked(trials: list[dict[str, Any]]) -> tuple[str, list[tuple[float, dict[str, Any]]]] | None:
+    """(metric, [(score, trial), ...] lowest first) over the ok trials, like with like: the metric is the one of
     SCORE_KEYS (post-quantization first) that most ok trials measured, so a sliding-window value never beats a
-    standard one."""
+    standard one; trials without it are left out, ties keep the given order."""
     ok = [t for t in trials if t["status"] == "ok" and isinstance(t["result"], Mapping)]
     counts = {k: sum(isinstance(t["result"].get(k), int | float) for t in ok) for k in SCORE_KEYS}
     if not ok or not max(counts.values()):
         return None
     key = max(SCORE_KEYS, key=lambda k: (counts[k], -SCORE_KEYS.index(k)))
-    score, trial = min(((float(t["result"][key]), t) for t in ok if isinstance(t["result"].get(key), int | float)),
-                       key=lambda x: x[0])
-    return score, key, trial
+    scored = [(float(t["result"][key]), t) for t in ok if isinstance(t["result"].get(key), int | float)]
+    return key, sorted(scored, key=lambda x: x[0])
+
+
+def _best(trials: list[dict[str, Any]]) -> tuple[float, str, dict[str, Any]] | None:
+    """(score, its metric, trial): the first of `ranked`."""
+    found = ranked(trials)
+    if found is None:
+        return None
+    key, scored = found
+    return scored[0][0], key, scored[0][1]

@@ -45,6 +45,15 @@ def test_a_gpt_run_has_its_layer_count_one_loop_and_no_crawling() -> None:
     assert r["label"] == "9L mlp3 d512"
 
 
+def test_a_stack_without_flat_blocks_is_labelled_with_the_crawlers_mlp_width() -> None:
+    fractal = {**CRAWLER, "model.num_flat_layers": 0, "model.num_crawler_layers": 5, "model.crawler_loops": 2}
+    # canonical configs keep the moot flat width at its default: the label must not show it
+    assert one(**fractal, **{"model.mlp_mult": 2.0, "model.crawler_mlp_mult": 3.0})["label"] == "0f+5cx2 cad2 mlp3 d512"
+    imported = {k: v for k, v in fractal.items() if k != "model.num_flat_layers"}  # a CSV row: no flat count
+    assert one(**imported, **{"model.crawler_mlp_mult": 4.0})["label"] == "5x2 cad2 mlp4 d512"
+    assert one(**CRAWLER, **{"model.mlp_mult": 2.0, "model.crawler_mlp_mult": 3.0})["label"] == "4f+1cx4 cad2 mlp2 d512"
+
+
 def test_the_recorded_width_wins_over_the_config_and_auto_is_no_width() -> None:
     assert one(**CRAWLER, model_dim=640)["width"] == 640.0
     assert one(**CRAWLER, model_dim=0)["width"] == 512.0  # 0 = not measured: the config's width

@@ -47,8 +47,8 @@ def test_an_imported_sweep_has_no_spec_to_resume_or_rerun(url: str) -> None:
     with pytest.raises(ClownCarError) as err:
         cmd.stored_spec("legacy", url)
     assert str(err.value) == ("sweep 'legacy' was imported from files, so it has no sweep spec to resume or rerun "
-                              "(`clowncar store ls legacy` lists its trials, `clowncar store show TRIAL` prints a "
-                              "trial's config: put the configs to run under `enqueue:` in a spec of your own)")
+                              "from: `clowncar sweep rerun legacy --base SPEC` reruns its best configs from a spec "
+                              "of yours (`clowncar store ls legacy` lists its trials)")
 
 
 
@@ -68,7 +68,8 @@ def test_rerun_runs_the_best_configs_over_the_default_seeds(parent: str, monkeyp
     calls: list[tuple] = []
     monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append((args, kw)))
     cmd.rerun_cmd("par", store=parent)
-    assert capsys.readouterr().out == "child sweep par-rerun-top3: 9 trials (3 configs x 3 seeds)\n"
+    assert capsys.readouterr().out == ("child sweep par-rerun-top3: 9 trials (3 configs x 3 seeds)\n"
+                                       "  estimated: 0.17 trial-hours on CPU (9 trials x 66 s on average, no GPU)\n")
     ((spec, store, address, cpus, gpus, quiet), kw) = calls[0]
     assert (store, address, cpus, gpus, quiet, kw) == (parent, None, None, None, False, {"resume": False})
     assert spec.name == "par-rerun-top3" and spec.parent == "par"
@@ -81,7 +82,7 @@ def test_rerun_takes_its_options(parent: str, monkeypatch, capsys) -> None:
     monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append((args, kw)))
     cmd.rerun_cmd("par", top=1, seeds="7, 8,", child="kid", store=parent, address="auto", num_cpus=2, num_gpus=1,
                   quiet=True)
-    assert capsys.readouterr().out == "child sweep kid: 2 trials (1 configs x 2 seeds)\n"
+    assert capsys.readouterr().out.splitlines()[0] == "child sweep kid: 2 trials (1 config x 2 seeds)"
     ((spec, store, address, cpus, gpus, quiet), _), = calls
     assert store == parent
     assert (spec.name, address, cpus, gpus, quiet) == ("kid", "auto", 2, 1, True)

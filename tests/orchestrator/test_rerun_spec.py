@@ -85,14 +85,14 @@ def test_the_child_queues_each_best_config_under_each_seed_and_nothing_else(url:
     _add(study, 3, 1, 9.0)
     parent = parent_of(sampler="tpe", scheduler={"type": "asha", "grace_period": 31},
                        budget={"max_trials": 8, "max_gpu_hours": None})
-    child = child_spec(parent, url, 2, [7, 8, 9], None)
+    child = child_spec(parent, "par", best_configs(parent, url, 2), [7, 8, 9], 2, None)
     assert child.name == "par-rerun-top2" and child.parent == "par" and child.sampler == "random"
     assert child.enqueue == [{LOOPS: 2, SEED: 7}, {LOOPS: 2, SEED: 8}, {LOOPS: 2, SEED: 9},
                              {LOOPS: 1, SEED: 7}, {LOOPS: 1, SEED: 8}, {LOOPS: 1, SEED: 9}]
     assert child.space == {} and child.seeds == [] and child.scheduler.type == "none"
     assert child.budget.max_trials == 6 and child.max_trials() == 6
     assert child.preset == parent.preset and child.objective == parent.objective
-    assert child_spec(parent, url, 1, [5], "mine").name == "mine"
+    assert child_spec(parent, "par", [{LOOPS: 2}], [5], 1, "mine").name == "mine"
     with pytest.raises(ClownCarError) as err:
-        child_spec(parent, url, 2, [], None)
+        child_spec(parent, "par", [{LOOPS: 2}], [], 2, None)
     assert str(err.value) == "--seeds needs at least one seed"

@@ -65,6 +65,15 @@ def test_a_sampled_sweep_costs_its_queued_points_then_the_rest_at_the_expected_l
         "  estimated: 0.13 trial-hours on CPU (5 trials x 97 s on average, no GPU)"]
 
 
+def test_a_sweep_of_queued_points_only_says_nothing_is_sampled_or_how_much_of_the_queue_runs() -> None:
+    queue = [{LOOPS: 1}, {LOOPS: 2}, {LOOPS: 3}]
+    assert plan_lines(spec_of(sampler="random", budget={"max_trials": 3}, enqueue=queue))[0] == (
+        "sweep p (random): 3 enqueued points, 3 distinct trials; runs 3 trials (budget.max_trials), nothing sampled")
+    assert plan_lines(spec_of(sampler="random", budget={"max_trials": 2}, enqueue=queue))[0] == (
+        "sweep p (random): 3 enqueued points, 3 distinct trials; runs 2 trials (budget.max_trials), only the first 2 "
+        "of the queue")
+
+
 def test_points_merged_into_one_trial_share_a_line_and_a_long_list_is_cut() -> None:
     one = spec_of(sampler="grid", space={LOOPS: {"grid": [1]}, CADENCE: {"grid": [2, 3, 4]}})
     assert plan_lines(one)[2] == "    model.crawler_loops=1: train.cadence=3 | train.cadence=4 -> runs as train.cadence=2"

@@ -270,6 +270,17 @@ def test_sweep_summary_counts_finds_the_best_and_the_last_step_of_each_running_a
         store.sweep_summary("rerun2")
 
 
+def test_ranked_trials_orders_the_ok_trials_by_the_score_most_of_them_measured(store: Store) -> None:
+    _world(store)
+    metric, trials = store.ranked_trials("base")
+    # q_val_bpb: measured by all three ok trials (base/c's lower sliding score is not like with like)
+    assert metric == "q_val_bpb" and [t["trial_uid"] for t in trials] == ["base/y", "base/c", "base/x"]
+    assert trials[0]["config"] == CFG and trials[0]["result"]["q_val_bpb"] == 1.25 and trials[0]["attempt"] == 1
+    metric, trials = store.ranked_trials("rerun")
+    assert metric == "val_bpb" and [t["trial_uid"] for t in trials] == ["rerun/0", "rerun/1"]  # a tie: store order
+    assert store.ranked_trials("alpha") is None and store.ranked_trials("nope") is None
+
+
 def test_get_trial_lists_every_attempt_with_its_row_counts_and_files(store: Store) -> None:
     _world(store)
     trial = store.get_trial("base/y")

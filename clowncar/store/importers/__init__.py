@@ -45,6 +45,8 @@ __all__ = ["FileReport", "LegacyFormatError", "NotATrainingLog", "import_paths",
            "write"]
 
 FORMATS = ("frugendorff-csv", "micro-crawler-log", "cadence-tsv", "training-log")
+RERUN_AS = {sweep_csv.FORMAT: sweep_csv.RERUN_AS}
+"""Per format, stored config keys that mean another clowncar key when the trial runs again (`sweep rerun`)."""
 _PREFIX = {"cadence-tsv": "tsv", "training-log": "log"}
 
 

@@ -17,6 +17,11 @@
 | reasoning, notes | result `reasoning`, `notes` (text) |
 
 Empty cells stay missing: nothing is filled in from what other rows or the producer script would suggest.
+
+To run a row again (`clowncar sweep rerun --base`), its `model.mlp_mult` is read as `model.crawler_mlp_mult`
+(`RERUN_AS`): the fractal trainer's stack is shared blocks only, so that is the width the column set. The stored
+key stays as it is: a trial's id is a digest of what was stored, and a store filled earlier must recognize the
+file when it is imported again.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from clowncar.store.importers.base import (
 )
 
 FORMAT = "frugendorff-csv"
+RERUN_AS = {"model.mlp_mult": "model.crawler_mlp_mult"}
 HEADER = ["timestamp", "run_id", "val_bpb", "cadence", "cadence_offset", "num_unique_layers", "num_loops", "lr",
           "grad_clip", "mlp_mult", "model_dim", "steps", "f_steps", "n_steps", "avg_ms", "time_s", "params",
           "reasoning", "notes"]

@@ -1,0 +1,200 @@
+"""`clowncar sweep rerun --base SPEC [--keys ...]`: the best configs of a sweep imported from files (which has no
+spec) or of a clowncar sweep, run over seeds from a spec the user gives; in this process, the sweep runner
+replaced. The Frugendorff v2 CSV of ../shared/legacy-runs is the real case: its best rows rerun from
+sweeps/frugendorff_v2.yaml must be the very configs the seed's driver ran."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
+
+from clowncar.errors import ClownCarError
+from clowncar.orchestrator import commands as cmd
+from clowncar.orchestrator.rerun import imported_configs, parse_keys
+from clowncar.orchestrator.search import NUMBER
+from clowncar.orchestrator.spec import load_spec
+from clowncar.orchestrator.tune import open_study
+from clowncar.store import open_store
+from clowncar.store.importers import import_paths
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+REPO = Path(__file__).resolve().parents[2]
+LOOPS, CADENCE, SEED = "model.crawler_loops", "train.cadence", "train.seed"
+CSV_HEAD = ("timestamp,run_id,val_bpb,cadence,cadence_offset,num_unique_layers,num_loops,lr,grad_clip,mlp_mult,"
+            "model_dim,steps,f_steps,n_steps,avg_ms,time_s,params,reasoning,notes\n")
+
+
+@pytest.fixture
+def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def runs(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    calls: list[Any] = []
+    monkeypatch.setattr(cmd, "run_spec", lambda spec, *args, **kw: calls.append(spec))
+    return calls
+
+
+def base_spec(tmp_path: Path, **fields: Any) -> Path:
+    path = tmp_path / "base.yaml"
+    path.write_text(yaml.safe_dump({"name": "base", "preset": "tiny-cpu", "sampler": "random",
+                                    "budget": {"max_trials": 2}, "space": {CADENCE: {"choice": [1, 2]}},
+                                    "seeds": [5], **fields}))
+    return path
+
+
+def import_csv(url: str, tmp_path: Path, rows: list[str]) -> None:
+    csv = tmp_path / "frug.csv"
+    csv.write_text(CSV_HEAD + "".join(r + "\n" for r in rows))
+    with open_store(url) as st:
+        import_paths(st, [csv], sweep="frug")
+
+
+ROWS = ["2026-03-23T00:00:00,a,2.30,2,0,2,3,0.002,5.0,3,64,,,,,,,,",
+        "2026-03-23T00:01:00,b,2.10,3,0,2,2,0.002,5.0,4,64,,,,,,,,",
+        "2026-03-23T00:02:00,c,2.20,3,0,2,2,0.002,5.0,4,64,,,,,,,,",  # b's config again: once
+        "2026-03-23T00:03:00,d,2.25,1,0,1,4,0.002,5.0,2,64,,,,,,,,"]
+
+
+def test_an_imported_sweep_reruns_its_best_configs_from_the_base_spec(url: str, tmp_path: Path, runs: list,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    import_csv(url, tmp_path, ROWS)
+    cmd.rerun_cmd("frug", top=2, seeds="7,8", base=base_spec(tmp_path), store=url)
+    assert capsys.readouterr().out.splitlines() == [
+        "the 2 best distinct configs of imported sweep frug, by val_bpb",
+        "  read as clowncar keys: model.mlp_mult -> model.crawler_mlp_mult",
+        "  not carried (no clowncar config key): legacy.lr",
+        "child sweep frug-rerun-top2: 4 trials (2 configs x 2 seeds)",
+        "  estimated: 0.07 trial-hours on CPU (4 trials x 66 s on average, no GPU)"]
+    (spec,) = runs
+    b = {"train.cadence": 3, "train.cadence_offset": 0, "train.grad_clip_norm": 5.0, "model.num_crawler_layers": 2,
+         LOOPS: 2, "model.crawler_mlp_mult": 4.0, "model.model_dim": 64}
+    d = {**b, "train.cadence": 1, "model.num_crawler_layers": 1, LOOPS: 4, "model.crawler_mlp_mult": 2.0}
+    assert spec.enqueue == [{**b, SEED: 7}, {**b, SEED: 8}, {**d, SEED: 7}, {**d, SEED: 8}]
+    assert (spec.name, spec.parent, spec.preset, spec.space, spec.seeds) == (
+        "frug-rerun-top2", "frug", "tiny-cpu", {}, [])
+    assert spec.trial_config(spec.enqueue[2]).model.crawler_mlp_mult == 2.0
+
+
+def test_keys_carry_only_those_keys_and_count_distinct_configs_over_them(url: str, tmp_path: Path, runs: list,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    import_csv(url, tmp_path, ROWS)
+    cmd.rerun_cmd("frug", top=5, seeds="1", base=base_spec(tmp_path), keys=f"{LOOPS}, model.crawler_mlp_mult",
+                  child="kid", store=url)
+    assert "child sweep kid: 3 trials (3 configs x 1 seed)" in capsys.readouterr().out.splitlines()
+    assert runs[0].enqueue == [{LOOPS: 2, "model.crawler_mlp_mult": 4.0, SEED: 1},
+                               {LOOPS: 4, "model.crawler_mlp_mult": 2.0, SEED: 1},
+                               {LOOPS: 3, "model.crawler_mlp_mult": 3.0, SEED: 1}]
+    with pytest.raises(ClownCarError) as err:
+        imported_configs(url, "frug", 2, ["model.num_flat_layers"])
+    assert str(err.value) == "the best trials of sweep 'frug' set none of the keys to carry (model.num_flat_layers)"
+
+
+def test_keys_that_name_no_config_field_are_one_line_with_the_nearest() -> None:
+    with pytest.raises(ClownCarError) as err:
+        parse_keys("model.crawler_loops,model.loops")
+    assert str(err.value) == "--keys: 'model.loops' is no config key (did you mean model.crawler_loops?)"
+    with pytest.raises(ClownCarError) as err:
+        parse_keys("modle.crawler_loops")
+    assert str(err.value) == ("--keys: 'modle.crawler_loops' is no config key (did you mean model.crawler_loops, "
+                              "model.crawler_mode, model.crawler_position?)")
+    with pytest.raises(ClownCarError) as err:
+        parse_keys(" , ")
+    assert str(err.value) == "--keys needs at least one config key (model.crawler_loops, ...)"
+    assert parse_keys(None) is None and parse_keys("train.seed,model.xsa") == ["train.seed", "model.xsa"]
+
+
+def test_an_imported_sweep_without_a_measured_bpb_is_one_line(url: str) -> None:
+    with open_store(url) as st:
+        st.create_or_get_sweep("old", {"imported": True}, source="import")
+        st.start_trial("old", "t1", 0, 0, {"model": {"crawler_loops": 2}}, None, None)
+        st.finish_trial("t1", 0, "ok", None, {"val_loss": 3.2})
+    with pytest.raises(ClownCarError) as err:
+        imported_configs(url, "old", 3, None)
+    assert str(err.value) == "sweep 'old' has no ok trial with a measured BPB to rerun"
+
+
+def test_a_missing_base_spec_is_one_line_before_the_store_is_touched(tmp_path: Path, runs: list) -> None:
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    with pytest.raises(ClownCarError) as err:
+        cmd.rerun_cmd("frug", base=tmp_path / "nope.yaml", store=url)
+    assert str(err.value) == f"sweep spec {tmp_path / 'nope.yaml'} not found"
+    assert list(tmp_path.iterdir()) == [] and runs == []
+
+
+PARENT = {"name": "par", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 8},
+          "points": {"wide": {"model.crawler_mlp_mult": 3.0, CADENCE: 3}, "narrow": {"model.crawler_mlp_mult": 1.0}},
+          "space": {LOOPS: {"choice": [1, 2, 3]}}}
+
+
+def parent_study(url: str) -> None:
+    with open_store(url) as st:
+        st.create_or_get_sweep("par", PARENT)
+    study = optuna.create_study(study_name="par", storage=open_study(url))
+    dists = {LOOPS: CategoricalDistribution([1, 2, 3]), "point": CategoricalDistribution(["wide", "narrow"])}
+    for number, (loops, point, value) in enumerate([(1, "wide", 1.3), (2, "narrow", 1.1), (3, "wide", 1.2)]):
+        study.add_trial(create_trial(params={LOOPS: loops, "point": point}, distributions=dists, values=[value],
+                                     state=TrialState.COMPLETE, user_attrs={NUMBER: number},
+                                     constraints={"artifact_bytes_over_cap": -1.0}))
+
+
+def test_a_clowncar_sweeps_best_configs_run_from_another_spec_with_named_points_spelled_out(
+        url: str, tmp_path: Path, runs: list) -> None:
+    parent_study(url)
+    cmd.rerun_cmd("par", top=2, seeds="9", base=base_spec(tmp_path, overrides={"train.iterations": 7}), store=url)
+    (spec,) = runs
+    assert spec.enqueue == [{"model.crawler_mlp_mult": 1.0, LOOPS: 2, SEED: 9},
+                            {"model.crawler_mlp_mult": 3.0, CADENCE: 3, LOOPS: 3, SEED: 9}]
+    assert spec.points == {} and spec.overrides == {"train.iterations": 7} and spec.parent == "par"
+    assert spec.trial_config(spec.enqueue[1]).train.cadence == 3
+
+
+def test_keys_none_of_the_best_configs_set_are_one_line(url: str, tmp_path: Path, runs: list) -> None:
+    parent_study(url)
+    with pytest.raises(ClownCarError) as err:
+        cmd.rerun_cmd("par", keys="model.xsa,train.iterations", store=url)
+    assert str(err.value) == ("the best trials of sweep 'par' set none of the keys to carry (model.xsa, "
+                              "train.iterations)")
+    with open_store(url) as st:  # an import whose files record no config (a cadence TSV's)
+        st.create_or_get_sweep("tsv", {"imported": True}, source="import")
+        st.start_trial("tsv", "t1", 0, 0, {}, None, None)
+        st.finish_trial("t1", 0, "ok", None, {"val_bpb": 1.5, "provenance": {"format": "cadence-tsv"}})
+    with pytest.raises(ClownCarError) as err:
+        cmd.rerun_cmd("tsv", base=base_spec(tmp_path), store=url)
+    assert str(err.value) == ("the best trials of sweep 'tsv' set none of the keys to carry (no clowncar config "
+                              "key in what was imported)")
+    assert runs == []
+
+
+def test_without_a_base_a_rerun_keeps_the_parents_points_by_name(url: str, runs: list) -> None:
+    parent_study(url)
+    cmd.rerun_cmd("par", top=1, seeds="9", store=url)
+    assert runs[0].enqueue == [{LOOPS: 2, "point": "narrow", SEED: 9}]
+    assert runs[0].points == PARENT["points"]
+
+
+def test_the_csvs_best_rows_rerun_from_the_frugendorff_v2_spec_are_what_the_seed_ran(
+        url: str, legacy_runs: Path, runs: list) -> None:
+    from tests.orchestrator.test_seed_sweeps import frug2_rows, seed_frug2_config, spec_hashes
+
+    with open_store(url) as st:
+        import_paths(st, [legacy_runs / "sweep_csv" / "autoresearch_frug2_results.csv"], sweep="frug2")
+    cmd.rerun_cmd("frug2", top=5, seeds="1337", base=REPO / "sweeps" / "frugendorff_v2.yaml", store=url)
+    (spec,) = runs
+    rows = sorted(frug2_rows(legacy_runs), key=lambda r: r.result["val_bpb"])
+    best: list[str] = []
+    for r in rows:  # the five best distinct configs, as the seed's driver ran them (seed 1337 was every row's)
+        h = seed_frug2_config(r).content_hash()
+        if h not in best:
+            best.append(h)
+    assert [spec.trial_config(p).content_hash() for p in spec.enqueue] == best[:5]
+    assert set(best[:5]) <= set(spec_hashes(load_spec(REPO / "sweeps" / "frugendorff_v2.yaml")))
