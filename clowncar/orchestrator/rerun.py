@@ -75,15 +75,14 @@ def config_key(dotted: str) -> bool:
     from clowncar.config import TrialConfig
 
     section, _, name = dotted.partition(".")
-    field = TrialConfig.model_fields.get(section)
-    return field is not None and name in getattr(field.annotation, "model_fields", {})
+    field = TrialConfig.model_fields.get(section)  # every field of a trial config is a section
+    return field is not None and name in field.annotation.model_fields
 
 
 def all_config_keys() -> list[str]:
     from clowncar.config import TrialConfig
 
-    return [f"{sec}.{name}" for sec, f in TrialConfig.model_fields.items()
-            for name in getattr(f.annotation, "model_fields", {})]
+    return [f"{sec}.{name}" for sec, f in TrialConfig.model_fields.items() for name in f.annotation.model_fields]
 
 
 def parse_keys(text: str | None) -> list[str] | None:
@@ -150,7 +149,7 @@ def child_spec(base: SweepSpec, parent: str, configs: list[dict[str, Any]], seed
     points = [{**c, SEED_KEY: s} for c in configs for s in seeds]
     data = base.to_dict()
     data.update(name=name or f"{parent}-rerun-top{top}", parent=parent, space={}, seeds=[],
-                points=data.get("points", {}) if any(POINT_KEY in c for c in configs) else {},
+                points=data["points"] if any(POINT_KEY in c for c in configs) else {},
                 sampler="random", enqueue=points, scheduler={"type": "none"},
                 budget={**data["budget"], "max_trials": len(points)})
     return spec_from_dict(data)

@@ -16,9 +16,9 @@ from optuna.trial import TrialState, create_trial
 
 from clowncar.errors import ClownCarError
 from clowncar.orchestrator import commands as cmd
-from clowncar.orchestrator.rerun import imported_configs, parse_keys
+from clowncar.orchestrator.rerun import best_configs, imported_configs, parse_keys
 from clowncar.orchestrator.search import NUMBER
-from clowncar.orchestrator.spec import load_spec
+from clowncar.orchestrator.spec import load_spec, spec_from_dict
 from clowncar.orchestrator.tune import open_study
 from clowncar.store import open_store
 from clowncar.store.importers import import_paths
@@ -123,6 +123,28 @@ def test_an_imported_sweep_without_a_measured_bpb_is_one_line(url: str) -> None:
     assert str(err.value) == "sweep 'old' has no ok trial with a measured BPB to rerun"
 
 
+def test_each_trial_is_read_by_the_rules_of_its_own_format(url: str) -> None:
+    """A sweep may hold files of several formats (`clowncar import --sweep`): the CSV's rename and its dropped
+    rate are reported even when a trial of another format, read as it is, ranks last."""
+    with open_store(url) as st:
+        st.create_or_get_sweep("mixed", {"imported": True}, source="import")
+        for uid, fmt, config, bpb in (
+                ("csv", "frugendorff-csv", {"model": {"mlp_mult": 3.0}, "legacy": {"lr": 0.002}}, 2.1),
+                ("log", "training-log", {"model": {"mlp_mult": 2.0, "num_layers": 9}}, 2.4)):
+            st.start_trial("mixed", uid, 0, 0, config, None, None)
+            st.finish_trial(uid, 0, "ok", None, {"val_bpb": bpb, "provenance": {"format": fmt}})
+    picked = imported_configs(url, "mixed", 5, None)
+    assert picked.configs == [{"model.crawler_mlp_mult": 3.0}, {"model.mlp_mult": 2.0, "model.num_layers": 9}]
+    assert (picked.metric, picked.dropped, picked.renamed) == (
+        "val_bpb", ["legacy.lr"], ["model.mlp_mult -> model.crawler_mlp_mult"])
+
+
+def test_an_imported_sweep_in_a_missing_store_is_one_line_and_creates_no_store(tmp_path: Path) -> None:
+    with pytest.raises(ClownCarError, match="no store at"):
+        imported_configs(f"sqlite:///{tmp_path / 'none.db'}", "frug", 1, None)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_missing_base_spec_is_one_line_before_the_store_is_touched(tmp_path: Path, runs: list) -> None:
     url = f"sqlite:///{tmp_path / 'none.db'}"
     with pytest.raises(ClownCarError) as err:
@@ -180,6 +202,32 @@ def test_without_a_base_a_rerun_keeps_the_parents_points_by_name(url: str, runs:
     cmd.rerun_cmd("par", top=1, seeds="9", store=url)
     assert runs[0].enqueue == [{LOOPS: 2, "point": "narrow", SEED: 9}]
     assert runs[0].points == PARENT["points"]
+    assert best_configs(spec_from_dict(PARENT), url, 1) == [{LOOPS: 2, "point": "narrow"}]  # unexpanded by default
+
+
+def test_keys_spell_out_the_parents_points_and_keep_only_what_they_name(url: str, runs: list) -> None:
+    parent_study(url)
+    cmd.rerun_cmd("par", top=3, seeds="9", keys="model.crawler_mlp_mult", store=url)
+    assert runs[0].enqueue == [{"model.crawler_mlp_mult": 1.0, SEED: 9}, {"model.crawler_mlp_mult": 3.0, SEED: 9}]
+    assert runs[0].points == {}  # the parent's spec is the base, but no queued config names a point
+
+
+def test_a_base_with_points_of_its_own_queues_the_configs_without_them(url: str, tmp_path: Path,
+                                                                       runs: list) -> None:
+    parent_study(url)
+    base = base_spec(tmp_path, points={"mine": {CADENCE: 4}}, space={})
+    cmd.rerun_cmd("par", top=1, seeds="9", base=base, store=url)
+    assert runs[0].points == {} and runs[0].enqueue == [{"model.crawler_mlp_mult": 1.0, LOOPS: 2, SEED: 9}]
+
+
+def test_a_parent_without_points_expands_to_the_same_configs(url: str) -> None:
+    parent = {**PARENT, "points": {}}
+    with open_store(url) as st:
+        st.create_or_get_sweep("par", parent)
+    study = optuna.create_study(study_name="par", storage=open_study(url))
+    study.add_trial(create_trial(params={LOOPS: 2}, distributions={LOOPS: CategoricalDistribution([1, 2, 3])},
+                                 values=[1.0], state=TrialState.COMPLETE, constraints={"artifact_bytes_over_cap": -1}))
+    assert best_configs(spec_from_dict(parent), url, 1, expand=True) == [{LOOPS: 2}]
 
 
 def test_the_csvs_best_rows_rerun_from_the_frugendorff_v2_spec_are_what_the_seed_ran(
