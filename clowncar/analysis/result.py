@@ -123,6 +123,8 @@ def decide(res: TestResult, alpha: float = ALPHA) -> TestResult:
     if p is None:
         if res.status != DESCRIPTIVE:
             res.status = UNDECIDED
+            # a degenerate fit (NaN statistic) must still say something: a report never shows an empty verdict
+            res.verdict = res.verdict or f"{UNDECIDED}: the fit gave no p-value (effect {eff}{ci})"
         return res
     if p < alpha:
         res.status = SIGNAL

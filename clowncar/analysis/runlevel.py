@@ -162,6 +162,10 @@ def _nested(r: pd.DataFrame, f_w: str, f_f: str, others: list[str], q: str, base
         return not_enough("3b_sharing_beyond_width", "Sharing beyond width", q, method,
                           "unique layers and loops do not vary among these runs", **base)
     small, big = ols(f_w, r, cov="nonrobust"), ols(f_f, r, cov="nonrobust")
+    if big.df_model <= small.df_model:  # statsmodels counts the design's rank: nothing to test beyond width
+        return not_enough("3b_sharing_beyond_width", "Sharing beyond width", q, method,
+                          "among these runs unique layers and loops are a linear function of log width (each layout "
+                          "at its own width), so what they add cannot be told apart from width", **base)
     if big.df_resid < 2:
         return not_enough("3b_sharing_beyond_width", "Sharing beyond width", q, method,
                           f"{len(r)} runs leave {int(big.df_resid)} residual df for the full model", **base)

@@ -131,10 +131,15 @@ def stored_sweep(name: str, url: str) -> dict[str, Any]:
     return sweep
 
 
-def stored_spec(name: str, url: str, sweep: dict[str, Any] | None = None) -> Any:
+def stored_spec(name: str, url: str) -> Any:
+    return spec_of(stored_sweep(name, url))
+
+
+def spec_of(sweep: dict[str, Any]) -> Any:
+    """The spec a clowncar sweep was run with (its store row, `stored_sweep`)."""
     from clowncar.orchestrator.spec import spec_from_dict
 
-    sweep = sweep or stored_sweep(name, url)
+    name = sweep["name"]
     if sweep["source"] == "import":
         # an import stores what its files said, not a spec: there is no search to continue and no base config
         raise ClownCarError(f"sweep '{name}' was imported from files, so it has no sweep spec to resume or rerun "
@@ -195,7 +200,7 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
             typer.echo(f"  not carried (no clowncar config key): {', '.join(picked.dropped)}")
         spec = child_spec(base_spec, name, configs, seed_list, top, child)
     else:
-        parent = stored_spec(name, url, sweep)
+        parent = spec_of(sweep)
         configs = best_configs(parent, url, top, carried, expand=base_spec is not None)
         spec = child_spec(base_spec or parent, name, configs, seed_list, top, child)
     typer.echo(f"child sweep {spec.name}: {len(spec.enqueue)} trials ({_count(len(configs), 'config')} x "
@@ -218,7 +223,8 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
     with open_store(url, create=False) as st:
         summary = st.sweep_summary(name)
         why = f" ({summary['reason']})" if summary.get("reason") else ""
-        typer.echo(f"sweep {summary['name']}: {summary['status']}{why}, {summary['trials']} trials")
+        lineage = f", rerun of {summary['parent']}" if summary.get("parent") else ""
+        typer.echo(f"sweep {summary['name']}: {summary['status']}{why}, {summary['trials']} trials{lineage}")
         _print_driver(st, name)
         failed = st.trials_frame(name, status=FAILED)
     typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))

@@ -287,6 +287,16 @@ def test_without_layout_variation_there_is_no_nested_test() -> None:
     assert b.status == UNDECIDED and "unique layers and loops do not vary" in b.verdict
 
 
+def test_layouts_that_width_alone_tells_apart_leave_no_nested_test_and_say_why() -> None:
+    # two auto-sized layouts, two seeds each: each layout has its own width, so width spans layers and loops
+    runs = pd.DataFrame({"run_id": list("abcd"), "width": [16.0, 16.0, 24.0, 24.0], "unique_layers": [5.0, 5.0, 3.0, 3.0],
+                         "loops": [2.0, 2.0, 4.0, 4.0], "bpb": [2.72, 2.73, 2.64, 2.59]})
+    b = by_key(width_tests(runs), "3b_sharing_beyond_width")
+    assert b.status == UNDECIDED and b.p_value is None and b.verdict == (
+        "not enough data to decide: among these runs unique layers and loops are a linear function of log width "
+        "(each layout at its own width), so what they add cannot be told apart from width")
+
+
 def test_matched_width_and_best_per_width_tables() -> None:
     r = pd.DataFrame({"run_id": ["a", "b", "c", "d", "e"], "width": [384.0, 384.0, 384.0, 512.0, 512.0],
                       "unique_layers": [3.0, 3.0, 5.0, 3.0, 3.0], "loops": [2.0] * 5, "cadence": [1.0] * 5,

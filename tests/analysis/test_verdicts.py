@@ -123,3 +123,14 @@ def test_numbers_are_finite_or_none_everywhere() -> None:
 def test_decided_means_signal_or_no_signal() -> None:
     assert _res(status=SIGNAL).decided and _res(status=NO_SIGNAL).decided
     assert not _res(status=UNDECIDED).decided and not _res(status=DESCRIPTIVE).decided
+
+
+def test_a_test_without_a_p_value_is_undecided_and_says_so() -> None:
+    r = decide(_res(p_value=float("nan"), effect=float("nan"), ci_low=None))
+    assert (r.status, r.verdict) == (UNDECIDED, "not enough data to decide: the fit gave no p-value (effect n/a)")
+    r = decide(_res(p_value=None, effect=0.5, ci_low=0.1, ci_high=0.9, verdict="its own words"))
+    assert (r.status, r.verdict) == (UNDECIDED, "its own words")
+    r = decide(_res(p_value=None, effect=0.5, ci_low=0.1, ci_high=0.9))
+    assert r.verdict == "not enough data to decide: the fit gave no p-value (effect +0.5 BPB (95% CI +0.1 to +0.9 BPB))"
+    d = decide(_res(p_value=None, status=DESCRIPTIVE, verdict="descriptive: sd 0.01"))
+    assert (d.status, d.verdict) == (DESCRIPTIVE, "descriptive: sd 0.01")

@@ -139,6 +139,23 @@ def test_each_trial_is_read_by_the_rules_of_its_own_format(url: str) -> None:
         "val_bpb", ["legacy.lr"], ["model.mlp_mult -> model.crawler_mlp_mult"])
 
 
+def test_every_key_read_as_another_or_left_out_is_named(url: str, tmp_path: Path, runs: list,
+                                                       capsys: pytest.CaptureFixture,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from clowncar.store import importers
+
+    monkeypatch.setitem(importers.RERUN_AS, "training-log", {"model.a": LOOPS, "model.b": CADENCE})
+    with open_store(url) as st:
+        st.create_or_get_sweep("log", {"imported": True}, source="import")
+        st.start_trial("log", "t", 0, 0, {"model": {"a": 2, "b": 3}, "legacy": {"lr": 0.1, "wd": 0.0}}, None, None)
+        st.finish_trial("t", 0, "ok", None, {"val_bpb": 2.0, "provenance": {"format": "training-log"}})
+    cmd.rerun_cmd("log", seeds="1", base=base_spec(tmp_path), store=url)
+    assert capsys.readouterr().out.splitlines()[1:3] == [
+        "  read as clowncar keys: model.a -> model.crawler_loops, model.b -> train.cadence",
+        "  not carried (no clowncar config key): legacy.lr, legacy.wd"]
+    assert runs[0].enqueue == [{LOOPS: 2, CADENCE: 3, SEED: 1}]
+
+
 def test_an_imported_sweep_in_a_missing_store_is_one_line_and_creates_no_store(tmp_path: Path) -> None:
     with pytest.raises(ClownCarError, match="no store at"):
         imported_configs(f"sqlite:///{tmp_path / 'none.db'}", "frug", 1, None)

@@ -134,6 +134,14 @@ def test_status_of_an_imported_sweep_names_its_lowest_bpb(url: str, capsys) -> N
         "  best (feasible, by the sweep's objective): none (no Optuna study)")
 
 
+def test_status_of_a_rerun_names_its_parent(url: str, capsys) -> None:
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+        st.create_or_get_sweep("s-rerun-top3", SPEC, parent="s")
+    cmd.status_cmd("s-rerun-top3", store=url)
+    assert capsys.readouterr().out.splitlines()[0] == "sweep s-rerun-top3: created, 0 trials, rerun of s"
+
+
 def test_status_names_the_best_feasible_trial_by_the_objective(url: str, capsys) -> None:
     with open_store(url) as st:
         st.create_or_get_sweep("s", SPEC)
@@ -141,7 +149,7 @@ def test_status_names_the_best_feasible_trial_by_the_objective(url: str, capsys)
     study_with(url, [(0, 1.30, -1.0), (1, 1.10, 5.0), (2, 1.20, 0.0), (3, None, -1.0)])
     cmd.status_cmd("s", store=url)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "sweep s: created, 1 trials"  # no reason, no parentheses
+    assert lines[0] == "sweep s: created, 1 trials"  # no reason, no parentheses, no parent
     assert lines[2] == f"  best (feasible, by the sweep's objective): trial 2: objective 1.200000 ({LOOPS}=3)"
     assert len(lines) == 3  # single objective: no front; CPU sweep: no GPU-hours
 
