@@ -174,10 +174,12 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
                   "the parent's: needed for a sweep imported from files")] = None,
               keys: Annotated[str | None, typer.Option(
                   "--keys", help="Comma-separated config keys to carry from each config (default: all)")] = None,
+              dry_run: Annotated[bool, typer.Option(
+                  "--dry-run", help="Print the configs and the child sweep's plan; run nothing")] = False,
               store: StoreOpt = None, address: AddressOpt = None, num_cpus: CpusOpt = None,
               num_gpus: GpusOpt = None, quiet: QuietOpt = False) -> None:
     """Rerun the K best feasible configs of a sweep over seeds, as a child sweep (lineage kept)."""
-    from clowncar.orchestrator.rerun import best_configs, child_spec, imported_configs, parse_keys
+    from clowncar.orchestrator.rerun import parse_keys
     from clowncar.orchestrator.spec import load_spec
     from clowncar.orchestrator.sweep_plan import plan_lines
 
@@ -189,25 +191,35 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
     carried = parse_keys(keys)
     base_spec = load_spec(base) if base is not None else None
     _refuse_while_driven(name, url)  # its best configs are not final while it runs
+    spec, configs = _child(name, url, top, carried, base_spec, seed_list, child)
+    typer.echo(f"child sweep {spec.name}: {len(spec.enqueue)} trials ({_count(len(configs), 'config')} x "
+               f"{_count(len(seed_list), 'seed')})")
+    for i, config in enumerate(configs, start=1):
+        typer.echo(f"  {i}. " + (", ".join(f"{k}={v}" for k, v in config.items()) or "the base config"))
+    for line in plan_lines(spec)[1:]:  # points that make one trial, and the estimated cost
+        typer.echo(line)
+    if not dry_run:
+        run_spec(spec, url, address, num_cpus, num_gpus, quiet, resume=False)
+
+
+def _child(name: str, url: str, top: int, carried: list[str] | None, base: Any, seeds: list[int],
+           child: str | None) -> tuple[Any, list[dict[str, Any]]]:
+    """The child sweep's spec and its configs: an imported parent's from the store (what was read as another key
+    and what was left out printed), a clowncar parent's from its Optuna study."""
+    from clowncar.orchestrator.rerun import best_configs, child_spec, imported_configs
+
     sweep = stored_sweep(name, url)
-    if sweep["source"] == "import" and base_spec is not None:
+    if sweep["source"] == "import" and base is not None:
         picked = imported_configs(url, name, top, carried)
-        configs = picked.configs
-        typer.echo(f"the {len(configs)} best distinct configs of imported sweep {name}, by {picked.metric}")
+        typer.echo(f"the {len(picked.configs)} best distinct configs of imported sweep {name}, by {picked.metric}")
         if picked.renamed:
             typer.echo(f"  read as clowncar keys: {', '.join(picked.renamed)}")
         if picked.dropped:
             typer.echo(f"  not carried (no clowncar config key): {', '.join(picked.dropped)}")
-        spec = child_spec(base_spec, name, configs, seed_list, top, child)
-    else:
-        parent = spec_of(sweep)
-        configs = best_configs(parent, url, top, carried, expand=base_spec is not None)
-        spec = child_spec(base_spec or parent, name, configs, seed_list, top, child)
-    typer.echo(f"child sweep {spec.name}: {len(spec.enqueue)} trials ({_count(len(configs), 'config')} x "
-               f"{_count(len(seed_list), 'seed')})")
-    for line in plan_lines(spec)[1:]:  # points that make one trial, and the estimated cost
-        typer.echo(line)
-    run_spec(spec, url, address, num_cpus, num_gpus, quiet, resume=False)
+        return child_spec(base, name, picked.configs, seeds, top, child), picked.configs
+    parent = spec_of(sweep)
+    configs = best_configs(parent, url, top, carried, expand=base is not None)
+    return child_spec(base or parent, name, configs, seeds, top, child), configs
 
 
 def _count(n: int, noun: str) -> str:

@@ -74,6 +74,10 @@ def test_an_imported_sweep_reruns_its_best_configs_from_the_base_spec(url: str, 
         "  read as clowncar keys: model.mlp_mult -> model.crawler_mlp_mult",
         "  not carried (no clowncar config key): legacy.lr",
         "child sweep frug-rerun-top2: 4 trials (2 configs x 2 seeds)",
+        "  1. train.cadence=3, train.cadence_offset=0, train.grad_clip_norm=5.0, model.num_crawler_layers=2, "
+        "model.crawler_loops=2, model.crawler_mlp_mult=4.0, model.model_dim=64",
+        "  2. train.cadence=1, train.cadence_offset=0, train.grad_clip_norm=5.0, model.num_crawler_layers=1, "
+        "model.crawler_loops=4, model.crawler_mlp_mult=2.0, model.model_dim=64",
         "  estimated: 0.07 trial-hours on CPU (4 trials x 66 s on average, no GPU)"]
     (spec,) = runs
     b = {"train.cadence": 3, "train.cadence_offset": 0, "train.grad_clip_norm": 5.0, "model.num_crawler_layers": 2,
@@ -83,6 +87,18 @@ def test_an_imported_sweep_reruns_its_best_configs_from_the_base_spec(url: str, 
     assert (spec.name, spec.parent, spec.preset, spec.space, spec.seeds) == (
         "frug-rerun-top2", "frug", "tiny-cpu", {}, [])
     assert spec.trial_config(spec.enqueue[2]).model.crawler_mlp_mult == 2.0
+
+
+def test_a_dry_run_prints_the_configs_and_the_plan_and_runs_nothing(url: str, tmp_path: Path, runs: list,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    parent_study(url)
+    cmd.rerun_cmd("par", top=2, seeds="1,2", keys=CADENCE, dry_run=True, store=url)
+    assert capsys.readouterr().out.splitlines() == [
+        "child sweep par-rerun-top2: 4 trials (2 configs x 2 seeds)", "  1. the base config", "  2. train.cadence=3",
+        "  estimated: 0.07 trial-hours on CPU (4 trials x 66 s on average, no GPU)"]
+    assert runs == []
+    with open_store(url) as st:
+        assert st.sweep_names() == ["par"]  # nothing written
 
 
 def test_keys_carry_only_those_keys_and_count_distinct_configs_over_them(url: str, tmp_path: Path, runs: list,
