@@ -35,6 +35,28 @@ def analyse(sweeps: list[str], trials: pd.DataFrame, steps: pd.DataFrame | None 
     out["optuna"] = {s: explore.optuna_importances(storage_url, s) for s in sweeps}
     out["frames"] = {"trials": trials, "steps": steps, "evals": evals, "probes": probes}
     out["provenance"] = provenance(runs)
+    out["cautions"] = cautions(trials)
+    return out
+
+
+def cautions(trials: pd.DataFrame) -> list[str]:
+    """What keeps BPB from being comparable across the pooled runs, when the store records it: runs imported from
+    files beside runs clowncar ran (their data, hardware, length and evaluation are mostly unrecorded), or runs
+    on different datasets. Every test across runs compares them as if it did not matter."""
+    from clowncar.analysis.frames import OK_STATUSES
+
+    if "status" in trials:
+        trials = trials[trials["status"].astype(str).str.lower().isin(OK_STATUSES) | trials["status"].isna()]
+    out = []
+    sweeps = trials.groupby("source")["sweep"].nunique() if {"source", "sweep"} <= set(trials.columns) else {}
+    if "import" in sweeps and "run" in sweeps:
+        out.append(f"runs imported from files ({sweeps['import']} sweep(s)) are pooled with runs clowncar ran "
+                   f"({sweeps['run']} sweep(s)): their data, hardware, training length and evaluation may differ, "
+                   "and every test across runs compares them as if they did not")
+    datasets = sorted(set(trials["data.dataset"].dropna().astype(str))) if "data.dataset" in trials else []
+    if len(datasets) > 1:
+        out.append(f"runs on {len(datasets)} datasets ({', '.join(datasets)}): BPB on different text is not "
+                   "comparable")
     return out
 
 
@@ -78,6 +100,7 @@ def to_json(a: dict[str, Any]) -> dict[str, Any]:
         "correction_method": a["correction_method"], "tests": [r.to_dict() for r in a["results"]],
         "correction": a["correction"], "top_configs": a["top_configs"], "pareto_front": a["pareto_front"],
         "optuna_importances": a["optuna"], "runs": runs.to_dict("records"), "provenance": a["provenance"],
+        "cautions": a.get("cautions") or [],
     })
 
 
@@ -89,6 +112,7 @@ def document(a: dict[str, Any]) -> Doc:
     d.p(f"{len(runs)} finished runs; primary metric: {_metric(a)}; generated "
         f"{a['provenance']['generated_at']} by analysis commit {a['provenance']['analysis_git_commit'] or 'unknown'}. "
         "The run is the unit of replication: step-level numbers are aggregated per run before any test across runs.")
+    d.items([f"caution: {c}" for c in a.get("cautions") or []])
     d.h(2, "Signal tests")
     d.table(summary_rows(a["results"]), SUMMARY_COLUMNS)
     for r in a["results"]:
@@ -193,6 +217,7 @@ def printed_summary(a: dict[str, Any]) -> str:
     runs: pd.DataFrame = a["runs"]
     lines = [f"sweeps: {', '.join(a['sweeps'])} | runs: {len(runs)} | metric: {_metric(a)} | "
              f"correction: {a['correction_method']}"]
+    lines += [f"  caution: {c}" for c in a.get("cautions") or []]
     for r in a["results"]:
         lines.append(f"  {r.key:26s} {r.verdict}")
     top = a["top_configs"][:3]

@@ -153,6 +153,25 @@ def test_printed_summary_names_the_metric_verdicts_and_the_three_best_configs() 
     assert "| metric: none | " in lines[0] and len(lines) == 3
 
 
+def test_cautions_name_imported_runs_pooled_with_run_ones_and_several_datasets() -> None:
+    trials = pd.DataFrame({"sweep": ["legacy", "legacy", "mine", "mine", "other"],
+                           "source": ["import", "import", "run", "run", "run"],
+                           "status": ["imported", "ok", "ok", "ok", "diverged"],
+                           "data.dataset": [None, None, "demo_sp1024", "demo_sp1024", "fineweb10B_sp1024"]})
+    assert report.cautions(trials) == [
+        "runs imported from files (1 sweep(s)) are pooled with runs clowncar ran (1 sweep(s)): their data, hardware, "
+        "training length and evaluation may differ, and every test across runs compares them as if they did not"]
+    two = trials.assign(status="ok")  # the diverged run on another dataset counts once it is a run
+    assert report.cautions(two)[1] == ("runs on 2 datasets (demo_sp1024, fineweb10B_sp1024): BPB on different text "
+                                       "is not comparable")
+    assert report.cautions(trials[trials["source"] == "run"]) == []
+    assert report.cautions(trials[trials["source"] == "import"].drop(columns=["data.dataset"])) == []
+    assert report.cautions(pd.DataFrame({"run_id": ["a"]})) == []
+    a = {**_analysis(_runs(), []), "cautions": ["one", "two"]}
+    assert report.printed_summary(a).splitlines()[1:3] == ["  caution: one", "  caution: two"]
+    assert "- caution: one\n- caution: two\n" in report.document(_full_analysis() | {"cautions": ["one", "two"]}).markdown()
+
+
 def test_to_json_carries_counts_and_every_test(tmp_path: Path) -> None:
     a = _analysis(_runs(), [])
     data = report.to_json(a)
@@ -161,7 +180,8 @@ def test_to_json_carries_counts_and_every_test(tmp_path: Path) -> None:
     assert [t["key"] for t in data["tests"]] == ["2_quant_gap", "6_seed_variance"]
     assert data["runs"][2]["git_commit"] == "a" and data["runs"][0]["seed"] == 1
     assert list(data) == ["sweeps", "metric", "metric_mode", "n_runs", "correction_method", "tests", "correction",
-                          "top_configs", "pareto_front", "optuna_importances", "runs", "provenance"]
+                          "top_configs", "pareto_front", "optuna_importances", "runs", "provenance", "cautions"]
+    assert data["cautions"] == [] and report.to_json({**a, "cautions": ["x"]})["cautions"] == ["x"]
     full = _full_analysis()
     data = report.to_json(full)
     assert data["correction"] == full["correction"] and data["top_configs"] == full["top_configs"]
