@@ -295,6 +295,11 @@ def test_layouts_that_width_alone_tells_apart_leave_no_nested_test_and_say_why()
     assert b.status == UNDECIDED and b.p_value is None and b.verdict == (
         "not enough data to decide: among these runs unique layers and loops are a linear function of log width "
         "(each layout at its own width), so what they add cannot be told apart from width")
+    assert (b.title, b.question, b.n_runs, b.runs) == (
+        "Sharing beyond width", "Do unique layers and loops (sharing) explain BPB beyond width (nested F test)?", 4,
+        list("abcd"))
+    assert b.method == ("nested F test: anova_lm(ols(bpb ~ log_width), ols(bpb ~ log_width + unique_layers + "
+                        "loops))")
 
 
 def test_matched_width_and_best_per_width_tables() -> None:
