@@ -164,6 +164,8 @@ def test_cautions_name_imported_runs_pooled_with_run_ones_and_several_datasets()
     two = trials.assign(status="ok")  # the diverged run on another dataset counts once it is a run
     assert report.cautions(two)[1] == ("runs on 2 datasets (demo_sp1024, fineweb10B_sp1024): BPB on different text "
                                        "is not comparable")
+    # without a status column every trial counts: the diverged run's sweep too
+    assert report.cautions(trials[["sweep", "source"]]) == [report.cautions(trials)[0].replace("ran (1", "ran (2")]
     assert report.cautions(trials[trials["source"] == "run"]) == []
     assert report.cautions(trials[trials["source"] == "import"].drop(columns=["data.dataset"])) == []
     assert report.cautions(pd.DataFrame({"run_id": ["a"]})) == []
@@ -438,4 +440,7 @@ def test_analyse_gathers_every_part_of_the_report(tmp_path: Path, monkeypatch: p
     assert a["frames"]["evals"] is None and a["frames"]["probes"] is None
     assert [r["run_id"] for r in a["provenance"]["runs"]] == ["s/0", "s/1", "s/2", "s/3"]
     assert a["provenance"]["git_commits"] == ["c0ffee"]
+    assert a["cautions"] == []
+    mixed = trials.assign(source=["import", "import", "run", "run"])
+    assert report.analyse(["s"], mixed)["cautions"] == report.cautions(mixed) and len(report.cautions(mixed)) == 1
     assert {r.p_adjust_method for r in a["results"]} == {None, "bonferroni"}
