@@ -122,14 +122,18 @@ def _int(v: Any) -> str:
     return "?" if _isnan(v) else str(round(float(v)))
 
 
+def finished(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials that count as runs: an ok status (any spelling a legacy file used) or none recorded."""
+    if "status" not in trials.columns:
+        return trials
+    return trials[trials["status"].astype(str).str.lower().isin(OK_STATUSES) | trials["status"].isna()]
+
+
 def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per run that finished, with the derived analysis columns (NaN where the data has a gap)."""
     if trials is None or trials.empty:
         return pd.DataFrame({c: pd.Series(dtype=float if c in NUMERIC else object) for c in RUN_COLUMNS})
-    df = trials.copy()
-    if "status" in df.columns:
-        status = df["status"].astype(str).str.lower()
-        df = df[status.isin(OK_STATUSES) | df["status"].isna()]
+    df = finished(trials.copy())
     rid = run_id_column(df)
     out = pd.DataFrame(index=df.index)
     out["run_id"] = df[rid].astype(str) if rid else [f"run{i}" for i in range(len(df))]

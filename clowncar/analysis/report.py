@@ -43,10 +43,9 @@ def cautions(trials: pd.DataFrame) -> list[str]:
     """What keeps BPB from being comparable across the pooled runs, when the store records it: runs imported from
     files beside runs clowncar ran (their data, hardware, length and evaluation are mostly unrecorded), or runs
     on different datasets. Every test across runs compares them as if it did not matter."""
-    from clowncar.analysis.frames import OK_STATUSES
+    from clowncar.analysis.frames import finished
 
-    if "status" in trials:
-        trials = trials[trials["status"].astype(str).str.lower().isin(OK_STATUSES) | trials["status"].isna()]
+    trials = finished(trials)
     out = []
     sweeps = trials.groupby("source")["sweep"].nunique() if {"source", "sweep"} <= set(trials.columns) else {}
     if "import" in sweeps and "run" in sweeps:

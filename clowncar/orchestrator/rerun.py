@@ -129,8 +129,9 @@ def imported_configs(store_url: str, name: str, top: int, keys: list[str] | None
     configs = []
     for t in trials:
         renames = RERUN_AS.get(((t["result"] or {}).get("provenance") or {}).get("format"), {})
-        renamed |= {f"{k} -> {renames[k]}" for k in flatten(t["config"] or {}) if k in renames}
-        config = {renames.get(k, k): v for k, v in flatten(t["config"] or {}).items()}
+        stored = flatten(t["config"] or {})
+        renamed |= {f"{k} -> {renames[k]}" for k in stored if k in renames}
+        config = {renames.get(k, k): v for k, v in stored.items()}
         dropped |= {k for k in config if not config_key(k)}
         configs.append({k: v for k, v in config.items() if config_key(k)})
     picked = pick(configs, top, keys)
