@@ -323,9 +323,11 @@ def ls_cmd(store: StoreOpt = None) -> None:
     if frame.empty:
         typer.echo("no sweeps")
         return
-    cols = [c for c in ("name", "status", "source", "parent", "trials", "ok", "running", "failed", "best_val_bpb")
+    # The names go last: an imported record's name runs to 100 characters, and padded first it would push the
+    # counts off an 80-column screen. '-' where unset, as `store ls` prints it.
+    cols = [c for c in ("status", "source", "trials", "ok", "running", "failed", "best_val_bpb", "parent", "name")
             if c in frame.columns]
-    typer.echo(text_table(frame[cols].values.tolist(), cols))  # as `store ls` prints it: '-' where unset
+    typer.echo(text_table(frame[cols].values.tolist(), cols))
 
 
 def submit_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")],

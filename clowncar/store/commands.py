@@ -50,7 +50,8 @@ def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trial
             if frame.empty:
                 typer.echo("no sweeps")
                 return
-            cols = ["name", "source", "status", "trials", "ok", "running", "failed", "best_val_bpb", "created_at"]
+            # the name last: long names (imported records') would otherwise push the counts off the screen
+            cols = ["source", "status", "trials", "ok", "running", "failed", "best_val_bpb", "created_at", "name"]
             typer.echo(text_table(frame[cols].values.tolist(), cols))
             return
         if st.get_sweep(sweep) is None:

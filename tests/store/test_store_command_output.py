@@ -64,9 +64,21 @@ def test_ls_lists_sweeps_with_counts_and_best_bpb(filled, capsys) -> None:
     ls(None, store=url)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"store: {url}"
-    assert lines[1].split() == ["name", "source", "status", "trials", "ok", "running", "failed", "best_val_bpb",
-                                "created_at"]
-    assert lines[2].split()[:8] == ["a", "import", "imported", "1", "1", "0", "0", "1.2345"]
+    assert lines[1].split() == ["source", "status", "trials", "ok", "running", "failed", "best_val_bpb",
+                                "created_at", "name"]
+    row = lines[2].split()
+    assert row[:7] == ["import", "imported", "1", "1", "0", "0", "1.2345"] and row[-1] == "a"
+
+
+def test_ls_keeps_the_counts_in_place_however_long_a_sweep_name(filled, capsys) -> None:
+    url, _, _ = filled
+    long_name = "track_10min_16mb/2026-03-20_" + "x" * 80
+    with open_store(url) as st:
+        st.create_or_get_sweep(long_name, {})
+    ls(None, store=url)
+    lines = capsys.readouterr().out.splitlines()[1:]
+    name_at = lines[0].index("name")  # where the names start: after the counts, whatever their length
+    assert name_at < 80 and sorted(line[name_at:] for line in lines[1:]) == sorted(["a", long_name])
 
 
 def test_ls_of_a_sweep_lists_its_trials(filled, capsys) -> None:
