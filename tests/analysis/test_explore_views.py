@@ -4,6 +4,7 @@ are skipped when they are. Hand-computed values; runs frames built as `run_table
 
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
 
@@ -213,7 +214,10 @@ def test_an_importance_error_is_reported_without_the_store_password(tmp_path: Pa
     def fail(study: optuna.Study, params: list[str]) -> dict[str, float]:
         raise ValueError("evaluator lost postgresql+psycopg://me:hunter2@127.0.0.1/db")
 
-    monkeypatch.setattr(optuna.importance, "get_param_importances", fail)
+    # optuna.importance is a lazy proxy that swaps itself for the module on first use: patch the module itself,
+    # or this test passes only after another has used it
+    importance = importlib.import_module("optuna.importance")
+    monkeypatch.setattr(importance, "get_param_importances", fail)
     assert optuna_importances(url, "sw") == {
         "status": "skipped", "reason": "ValueError: evaluator lost postgresql+psycopg://me:***@127.0.0.1/db"}
 
