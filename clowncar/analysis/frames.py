@@ -65,7 +65,7 @@ def choose_metric(trials: pd.DataFrame) -> str | None:
 
 
 def _config_columns(df: pd.DataFrame) -> list[str]:
-    sections = ("data.", "model.", "train.", "quant.", "eval.")
+    sections = ("data.", "model.", "train.", "quant.", "eval.", "legacy.")  # legacy: a value with no clowncar key
     return [c for c in df.columns if c.startswith(sections)]
 
 
@@ -180,10 +180,11 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     out["git_commit"] = _col(df, "git_commit", "provenance.git_commit").astype(object)
     cfg_cols = _config_columns(df)
     out["config_hash"] = _col(df, "config_hash").astype(object)
-    if cfg_cols:
-        out["config_key"] = [_config_key(r, cfg_cols) for _, r in df.iterrows()]
-    else:
-        out["config_key"] = out["config_hash"].where(out["config_hash"].notna(), out["run_id"])
+    # A run that records no config value but its seed (a cadence TSV, a bare log) has an unknown config: it is
+    # nobody's seed rerun, however equal two empty configs hash.
+    recorded = df[[c for c in cfg_cols if c != "train.seed"]].notna().any(axis=1)
+    out["config_key"] = [_config_key(r, cfg_cols) if known else run_id
+                         for (_, r), known, run_id in zip(df.iterrows(), recorded, out["run_id"], strict=True)]
     out["_flat"], out["_crawl"] = flat.where(~is_gpt), crawl.where(~is_gpt)
     # the flat blocks' MLP width, else (no flat block, as in a fractal stack of shared blocks only) the crawler's
     flat_mlp, crawl_mlp = _num(_col(df, "model.mlp_mult")), _num(_col(df, "model.crawler_mlp_mult"))

@@ -68,59 +68,114 @@ def sharing_test(runs: pd.DataFrame) -> TestResult:
     return decide(res)
 
 
+def _seed_units(r: pd.DataFrame) -> pd.DataFrame:
+    """One row per (config, seed): the unit of seed replication. Runs of one config that record the same seed are
+    one seed measured again (their spread is run-to-run noise, or a difference the config does not record, never
+    seed variance), so they are averaged into one value; a run that records no seed is its own unit."""
+    r = r.assign(_seed_unit=[_seed_key(s, u) for s, u in zip(r["seed"], r["run_id"], strict=True)])
+    grouped = r.groupby(["config_key", "_seed_unit"], sort=False)
+    units = grouped.agg(bpb=("bpb", "mean"), seed=("seed", "first"), label=("label", "first")).reset_index()
+    units["run_ids"] = grouped["run_id"].agg(list).to_numpy()
+    units["values"] = grouped["bpb"].agg(list).to_numpy()
+    return units
+
+
 def seed_variance(runs: pd.DataFrame) -> TestResult:
-    """Per config: mean, sd, t CI and per-seed values; pooled seed sd (residual of bpb ~ C(config)) with its
-    chi-square CI, and the minimum difference between two configs detectable at that spread."""
+    """Per config: mean, sd, t CI and per-seed values; the pooled seed sd with its chi-square CI (the residual sd of
+    OLS bpb ~ C(config), plus C(seed) as a block when seeds recur across configs), and the minimum difference
+    between two configs detectable at that spread."""
     from scipy import stats
 
     key, title = "6_seed_variance", "Seed variance per config"
     q = "How much does BPB vary between seeds of one config, and what difference can the sweep resolve?"
-    method = ("per config: mean, sd, t-based 95% CI; pooled sd = within-config sum of squares over its df (the "
-              "residual sd of OLS bpb ~ C(config)) with a chi-square CI; MDE = two-sample t test at the pooled sd "
-              "and the median seeds per config")
     r = complete_rows(runs, ["bpb", "config_key"])
-    rep = r[r.groupby("config_key")["bpb"].transform("size") >= 2]
-    rows = []
-    for ck, g in rep.groupby("config_key"):
-        v = g["bpb"].to_numpy(float)
-        # identical reruns have sd 0, not the rounding noise of their mean (3 x 0.1 / 3 is not 0.1)
-        spread = float(v.std(ddof=1)) if np.ptp(v) > 0 else 0.0
-        row: dict[str, Any] = {"config": str(g["label"].iloc[0]), "config_key": str(ck), "n": int(v.size),
-                               "mean": float(v.mean()), "sd": spread,
-                               "per_seed": {_seed_key(s, u): float(b) for s, u, b in zip(g["seed"], g["run_id"], v, strict=True)},
-                               "runs": g["run_id"].tolist()}
-        if row["sd"] > 0:
-            ci = stats.ttest_1samp(v, 0.0).confidence_interval()
-            row.update(ci_low=float(ci.low), ci_high=float(ci.high),
-                       mde_vs_same_n=mde_two_sample(row["sd"], v.size))
-        rows.append(row)
-    base = {"n_runs": len(rep), "runs": rep["run_id"].tolist(), "tables": {"per_config": rows}, "in_family": False,
+    units = _seed_units(r.assign(seed=r.get("seed", np.nan)))
+    units = units[units.groupby("config_key")["bpb"].transform("size") >= 2]
+    block = seed_block(units)
+    method = ("per config: mean, sd, t-based 95% CI over its seeds (runs that repeat a seed are averaged first); "
+              "pooled sd = the residual sd of OLS bpb ~ C(config)" + block + " with a chi-square CI; MDE = "
+              "two-sample t test at the pooled sd and the median seeds per config")
+    rows = [_config_row(g) for _, g in units.groupby("config_key", sort=True)]
+    in_units = {u for ids in units["run_ids"] for u in ids}
+    kept = [u for u in r["run_id"] if u in in_units]
+    base = {"n_runs": len(kept), "runs": kept, "tables": {"per_config": rows}, "in_family": False,
             "unit": "BPB (seed sd)"}
     if not rows:
         return not_enough(key, title, q, method, "no config was run with more than one seed", **base)
-    # every config here has >= 2 runs, so df >= 1; identical reruns add exactly 0 (a fit's residuals would add
+    # every config here has >= 2 units, so df >= 1; identical reruns add exactly 0 (a fit's residuals would add
     # rounding noise, sd ~1e-16, and an MDE of ~1e-15 BPB)
     df = float(sum(row["n"] - 1 for row in rows))
     sd = math.sqrt(sum((row["n"] - 1) * row["sd"] ** 2 for row in rows) / df)
     if not sd > 0:
         return not_enough(key, title, q, method, "seed reruns have identical BPB: no spread to estimate", **base)
+    if block:  # seed as a fixed block (analysis_methods.md, (6)): a seed's shared effect leaves the spread
+        fit = ols("bpb ~ C(config_key)" + block, units, cov="nonrobust")
+        if fit.df_resid >= 1:
+            df, sd = float(fit.df_resid), math.sqrt(max(float(fit.ssr), 0.0) / float(fit.df_resid))
+            if not sd > 1e-9 * abs(float(units["bpb"].mean())):  # what is left is the fit's rounding noise
+                return not_enough(key, title, q, method, "the seeds' shared effects explain all the spread: none "
+                                  "left to estimate", **base)
     lo = sd * math.sqrt(df / stats.chi2.ppf(0.975, df))
     hi = sd * math.sqrt(df / stats.chi2.ppf(0.025, df))
     n_med = int(np.median([row["n"] for row in rows]))
-    if rep["seed"].isna().any():
-        base.setdefault("warnings", []).append(
-            "some runs record no seed: repeated configs are treated as reruns, so any difference the config "
-            "columns do not record (and the legacy logs often do not) inflates this spread")
+    warnings = _seed_warnings(units, rows)
+    if warnings:
+        base["warnings"] = warnings
     mde = mde_two_sample(sd, n_med)
     res = TestResult(key=key, title=title, question=q, method=method, status=DESCRIPTIVE, effect=sd, ci_low=lo,
                      ci_high=hi, mde=mde, extra={"pooled_df": df, "seeds_per_config": n_med}, **base)
     med = float(np.median([row["sd"] for row in rows]))
     res.extra["median_config_sd"] = med  # robust beside the pooled sd, which one unstable config can dominate
-    res.verdict = (f"{DESCRIPTIVE}: pooled seed sd {sd:.4g} BPB (95% CI {lo:.3g} to {hi:.3g}, df {df:g}; median "
+    what = "pooled seed sd" if units["seed"].notna().any() else "pooled rerun sd (no run records its seed)"
+    res.verdict = (f"{DESCRIPTIVE}: {what} {sd:.4g} BPB (95% CI {lo:.3g} to {hi:.3g}, df {df:g}; median "
                    f"per-config sd {med:.3g}); with "
                    f"{n_med} seeds per config, two configs must differ by about {mde:.3g} BPB to be detected with "
-                   "80% power" if mde is not None else f"{DESCRIPTIVE}: pooled seed sd {sd:.4g} BPB")
+                   "80% power" if mde is not None else f"{DESCRIPTIVE}: {what} {sd:.4g} BPB")
     return res
+
+
+def _config_row(g: pd.DataFrame) -> dict[str, Any]:
+    from scipy import stats
+
+    v = g["bpb"].to_numpy(float)
+    # identical reruns have sd 0, not the rounding noise of their mean (3 x 0.1 / 3 is not 0.1)
+    spread = float(v.std(ddof=1)) if np.ptp(v) > 0 else 0.0
+    row: dict[str, Any] = {"config": str(g["label"].iloc[0]), "config_key": str(g["config_key"].iloc[0]),
+                           "n": int(v.size), "mean": float(v.mean()), "sd": spread,
+                           "per_seed": dict(zip(g["_seed_unit"], map(float, v), strict=True)),
+                           "runs": [u for ids in g["run_ids"] for u in ids]}
+    again = {unit: [float(x) for x in vals] for unit, vals in zip(g["_seed_unit"], g["values"], strict=True)
+             if len(vals) > 1}
+    if again:
+        row["same_seed_reruns"] = again
+    if row["sd"] > 0:
+        ci = stats.ttest_1samp(v, 0.0).confidence_interval()
+        row.update(ci_low=float(ci.low), ci_high=float(ci.high), mde_vs_same_n=mde_two_sample(row["sd"], v.size))
+    return row
+
+
+def _seed_warnings(units: pd.DataFrame, rows: list[dict[str, Any]]) -> list[str]:
+    out = []
+    if units["seed"].isna().any():
+        out.append("some runs record no seed: repeated configs are treated as reruns, so any difference the config "
+                   "columns do not record (and the legacy logs often do not) inflates this spread")
+    again = [(row["config"], unit, len(vals)) for row in rows for unit, vals in row.get("same_seed_reruns", {}).items()]
+    if again:
+        named = "; ".join(f"{config}: {unit} x{n}" for config, unit, n in again[:3])
+        out.append(f"{len(again)} seed(s) ran more than once within one config ({named}"
+                   f"{'; ...' if len(again) > 3 else ''}): each is averaged into one value, because the spread "
+                   "between runs of one seed is run-to-run noise (or a difference the config does not record), not "
+                   "seed variance")
+    resid = np.concatenate([np.asarray(list(row["per_seed"].values())) - row["mean"] for row in rows])
+    if resid.size >= 8 and np.ptp(resid) > 0:
+        from scipy import stats
+
+        excess = float(stats.kurtosis(resid, fisher=True, bias=False))
+        if excess > max(2.0, 4 * math.sqrt(24 / resid.size)):
+            out.append(f"the within-config spread is heavy-tailed (excess kurtosis {excess:.3g} over {resid.size} "
+                       "values): a few outlying runs dominate the pooled sd, and its chi-square interval, which "
+                       "assumes normal spread, is too narrow; the median per-config sd is the robust figure")
+    return out
 
 
 def _seed(s: Any) -> Any:

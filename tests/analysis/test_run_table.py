@@ -158,8 +158,13 @@ def test_seed_reruns_share_a_config_key_and_any_other_difference_splits_it() -> 
     keys = t["config_key"].tolist()
     assert keys[0] == keys[1] == keys[4] and len({keys[0], keys[2], keys[3], keys[5]}) == 4
     assert t["label"].tolist()[3] == "trigram"  # an importer's label names what the config does not
-    assert run_table(pd.DataFrame({"config_hash": ["h", None], "trial_uid": ["a", "b"]}))["config_key"].tolist() == \
-        ["h", "b"]
+    # no config value recorded (two empty configs hash alike): each run is its own config, nobody's seed rerun
+    bare = pd.DataFrame({"config_hash": ["h", "h", "h"], "trial_uid": ["a", "b", "c"], "train.seed": [1, 2, None]})
+    assert run_table(bare)["config_key"].tolist() == ["a", "b", "c"]
+    assert run_table(bare.drop(columns="train.seed"))["config_key"].tolist() == ["a", "b", "c"]
+    legacy = pd.DataFrame({"legacy.lr": [0.002, 0.002, 0.004], "trial_uid": ["a", "b", "c"]})
+    keys = run_table(legacy)["config_key"].tolist()  # a value with no clowncar key still tells configs apart
+    assert keys[0] == keys[1] != keys[2] and keys[0] != "a"
 
 
 def test_an_empty_trials_frame_gives_the_columns_and_no_rows() -> None:

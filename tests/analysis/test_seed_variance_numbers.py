@@ -108,3 +108,60 @@ def test_every_text_and_table_of_the_seed_variance_test_matches_the_snapshot(sna
         "seeds_identical": [seed_variance(seeds.assign(bpb=seeds["config_key"].map({"A": 2.0, "B": 1.9, "C": 1.8,
                                                                                      "D": 1.7})))],
     })
+
+
+def test_runs_that_repeat_a_seed_count_once_at_their_mean() -> None:
+    runs = pd.DataFrame({"run_id": ["a1", "a2", "a3", "b1", "b2"], "config_key": ["A", "A", "A", "B", "B"],
+                         "label": "l", "seed": [1.0, 1.0, 2.0, 1.0, 2.0], "bpb": [2.00, 2.02, 2.05, 1.90, 1.93]})
+    res = seed_variance(runs)
+    a = next(row for row in res.tables["per_config"] if row["config_key"] == "A")
+    assert a["n"] == 2 and a["per_seed"] == {"seed 1": pytest.approx(2.01), "seed 2": 2.05}
+    assert a["same_seed_reruns"] == {"seed 1": [2.00, 2.02]} and a["runs"] == ["a1", "a2", "a3"]
+    assert a["sd"] == pytest.approx(np.std([2.01, 2.05], ddof=1), rel=1e-12)
+    sd = math.sqrt((np.var([2.01, 2.05], ddof=1) + np.var([1.90, 1.93], ddof=1)) / 2)
+    assert res.effect == pytest.approx(sd, rel=1e-9) and res.extra["pooled_df"] == 2
+    assert res.runs == ["a1", "a2", "a3", "b1", "b2"]
+    assert any(w.startswith("1 seed(s) ran more than once within one config (l: seed 1 x2)") for w in res.warnings)
+
+
+def test_a_config_run_twice_at_one_seed_has_no_seed_spread() -> None:
+    runs = pd.DataFrame({"run_id": ["r2", "r3"], "config_key": "k", "label": "l", "seed": [1337.0, 1337.0],
+                         "bpb": [1.1951, 1.1950]})  # a record log's two runs, both seed 1337
+    res = seed_variance(runs)
+    assert res.status == UNDECIDED and "no config was run with more than one seed" in res.verdict
+
+
+def test_seeds_shared_by_every_config_are_a_block_in_the_pooled_sd() -> None:
+    rng = np.random.default_rng(3)
+    seed_effect = {42: 0.003, 314: -0.001, 999: 0.0}
+    rows = [{"run_id": f"{c}-{s}", "config_key": c, "label": c, "seed": float(s),
+             "bpb": 1.08 + 0.01 * i + seed_effect[s] + rng.normal(0, 0.0005)}
+            for i, c in enumerate("ABCD") for s in seed_effect]
+    runs = pd.DataFrame(rows)
+    res = seed_variance(runs)
+    import statsmodels.formula.api as smf
+
+    fit = smf.ols("bpb ~ C(config_key) + C(seed)", runs).fit()
+    assert res.extra["pooled_df"] == 12 - 4 - 2 == fit.df_resid
+    assert res.effect == pytest.approx(math.sqrt(fit.scale), rel=1e-9)
+    assert res.ci_high == pytest.approx(res.effect * math.sqrt(6 / stats.chi2.ppf(0.025, 6)), rel=1e-9)
+    assert "C(config) + C(seed)" in res.method
+    within = math.sqrt(sum(np.var(g, ddof=1) for _, g in runs.groupby("config_key")["bpb"]) / 4)
+    assert res.effect < within / 2  # the seeds' shared effect is out of the spread
+
+
+def test_a_spread_that_no_run_records_the_seed_of_is_named_a_rerun_sd() -> None:
+    res = seed_variance(seed_frame().assign(seed=np.nan))
+    assert res.verdict.startswith(f"{DESCRIPTIVE}: pooled rerun sd (no run records its seed) ")
+
+
+def test_a_heavy_tailed_spread_is_flagged_and_a_normal_one_is_not() -> None:
+    rng = np.random.default_rng(0)
+    rows = [{"run_id": f"c{c}-{i}", "config_key": f"c{c}", "label": "l", "seed": float(i),
+             "bpb": 2.2 + 0.01 * c + rng.normal(0, 0.01)} for c in range(30) for i in range(2)]
+    normal = pd.DataFrame(rows)
+    assert not seed_variance(normal).warnings
+    spiked = normal.copy()
+    spiked.loc[[0, 10, 20], "bpb"] += 0.5  # three runs far off, as in the Frugendorff CSV
+    (warning,) = seed_variance(spiked).warnings
+    assert warning.startswith("the within-config spread is heavy-tailed (excess kurtosis ")

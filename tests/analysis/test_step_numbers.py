@@ -189,6 +189,14 @@ def test_fewer_than_three_runs_give_not_enough_data_with_the_within_run_estimate
     assert len(res.tables["within_run_hac"]) == 2 and len(fits) == 2
 
 
+def test_the_step_after_without_any_step_rows_says_there_are_none_not_that_the_cadence_is_low() -> None:
+    res = next_step_test({}, None, None)
+    assert res.status == UNDECIDED and res.n_runs == 0
+    assert res.verdict == (f"{UNDECIDED}: no step rows with C/N kinds and training losses, and no probe losses")
+    low = next_step_test(cn_loss_test(step_kind_table(steps_frame(runs=3, cadence=2)))[1], None, None)
+    assert low.status == UNDECIDED and "it needs cadence >= 3" in low.verdict
+
+
 def test_the_step_after_a_c_step_is_the_residual_difference_of_contiguous_n_steps() -> None:
     steps = steps_frame(runs=4, steps=120, cadence=3, cn=0.0, after_c=0.05, seed=4)
     steps = steps[~((steps["trial_uid"] == "run1") & (steps["step"] == 50))]  # a gap: step 51 has no known predecessor

@@ -25,7 +25,8 @@ FINAL_BPB = re.compile(r"\bval_bpb[:=]\s*(-?\d+\.\d+)")
 def scan_runs(text: str) -> list[dict]:
     """Per run: the step lines (train metric) and the value of the last unindented non-step line carrying
     `val_bpb:<number>`. A run ends where the step counter goes back; eval lines after a run's last step belong
-    to it."""
+    to it. A run whose counter and eval lines are an earlier run's again, character for character, is that run
+    printed twice and is left out."""
     runs: list[dict] = []
     last = None
     for line in text.splitlines():
@@ -33,15 +34,18 @@ def scan_runs(text: str) -> list[dict]:
         if c:
             step = int(c.group(1))
             if last is None or step < last:
-                runs.append({"steps": [], "final": None, "finals": 0, "total": int(c.group(2)), "last_step": 0})
+                runs.append({"steps": [], "final": None, "finals": 0, "total": int(c.group(2)), "last_step": 0,
+                             "lines": []})
             last = step
             runs[-1]["last_step"] = step
+            runs[-1]["lines"].append(line)
             if TRAIN.match(line):
                 runs[-1]["steps"].append(step)
         elif runs and line[:1] not in (" ", "\t", '"', "{") and (m := FINAL_BPB.search(line)):
             runs[-1]["final"] = float(m.group(1))
             runs[-1]["finals"] += 1
-    return runs
+            runs[-1]["lines"].append(line)
+    return [r for i, r in enumerate(runs) if all(r["lines"] != o["lines"] for o in runs[:i])]
 
 
 def submission_values(folder: Path) -> list[str]:

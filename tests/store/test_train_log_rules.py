@@ -169,6 +169,17 @@ def test_a_step_counter_that_goes_back_or_changes_total_starts_a_new_run_with_th
     assert parsed.trials[0].result["headline_bpb"] == 1.3 and "headline_bpb" not in parsed.trials[1].result
 
 
+def test_a_run_printed_twice_is_one_trial_and_its_copy_is_skipped_line_by_line():
+    run = "seed:42\nstep:1/2 train_loss:3.0 train_time:10ms\nstep:2/2 train_loss:2.9 train_time:20ms\n" + END
+    parsed = parse("Running with SEED=42\n" + run + "====\n" + run, "x.log")  # a wrapper's output, then the log
+    (trial,) = parsed.trials
+    assert (trial.key, trial.seed, trial.result["provenance"]["run"]) == ("run1", 42, "1 of 1")
+    copies = [s.line for s in parsed.skipped if s.reason == "a second copy of an earlier run (the log holds it twice)"]
+    assert copies == [6, 7, 8, 9, 10]  # the whole copy, from the line after the first run's eval
+    other_time = run.replace("20ms", "21ms")  # the same numbers at another wall-clock time: a second run
+    assert len(parse(run + other_time, "x.log").trials) == 2
+
+
 def test_a_run_cut_off_before_its_last_step_refuses_the_file_and_says_where():
     with pytest.raises(LegacyFormatError) as err:
         parse("step:1/9 train_loss:3.0\nstep:2/9 train_loss:2.9\n", "cut.log")

@@ -24,7 +24,8 @@ seen twice in one run is skipped with a reason too (the store keeps one row per 
 
 Runs: a step counter that goes back (or a new total) starts a new run, so a file holding several runs gives
 one trial per run, each with its own steps; header lines after the previous run's last step or eval go to the new
-run. A run that ends with no named eval, before its last step (`N < M`) and without `stopping_early`, was cut
+run. A run whose step and eval lines repeat an earlier run's line for line is the same run printed twice (two
+records do this): its lines are skipped as a copy. A run that ends with no named eval, before its last step (`N < M`) and without `stopping_early`, was cut
 off: the whole file is refused. A last line without a line end is accepted only when it is a complete log line
 (a named eval whose val_loss and val_bpb carry the same number of decimals). A file with no step line is not a
 training log (an evaluation-only log says what it holds).
@@ -255,6 +256,24 @@ def _split_runs(records: list[tuple[str, Line]]) -> list[list[tuple[str, Line]]]
     return runs
 
 
+REPEAT = "a second copy of an earlier run (the log holds it twice)"
+
+
+def _distinct_runs(groups: list[list[tuple[str, Line]]], out: Parsed) -> list[list[tuple[str, Line]]]:
+    """Drop a run whose step and eval lines repeat an earlier run's, line for line (wall-clock times included):
+    a log that a wrapper printed and then appended again holds one run, not two seed reruns of it."""
+    seen: set[tuple[str, ...]] = set()
+    kept = []
+    for group in groups:
+        lines = tuple(ln.text for kind, ln in group if kind in ("step", "final"))
+        if lines in seen:
+            out.skipped += [Skipped(ln.number, REPEAT, ln.text) for _, ln in group]
+            continue
+        seen.add(lines)
+        kept.append(group)
+    return kept
+
+
 def _not_a_log(records: list[tuple[str, Line]]) -> str:
     finals = [ln for kind, ln in records if kind == "final"]
     if finals:
@@ -286,7 +305,7 @@ def parse(text: str, where: str) -> Parsed:
         raise NotATrainingLog(f"{where}: {_not_a_log(records)}")
     if not complete and records and records[-1][1].number == len(lines):
         _check_last_line(records[-1][1], records[-1][0], where)
-    groups = _split_runs(records)
+    groups = _distinct_runs(_split_runs(records), out)
     runs: list[_Run] = []
     for index, group in enumerate(groups, start=1):
         run = _Run(index)
