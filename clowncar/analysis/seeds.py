@@ -126,10 +126,11 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
                      ci_high=hi, mde=mde, extra={"pooled_df": df, "seeds_per_config": n_med}, **base)
     med = float(np.median([row["sd"] for row in rows]))
     res.extra["median_config_sd"] = med  # robust beside the pooled sd, which one unstable config can dominate
-    what = "pooled seed sd" if units["seed"].notna().any() else "pooled rerun sd (no run records its seed)"
+    seeded = bool(units["seed"].notna().any())
+    what = "pooled seed sd" if seeded else "pooled rerun sd (no run records its seed)"
     res.verdict = (f"{DESCRIPTIVE}: {what} {sd:.4g} BPB (95% CI {lo:.3g} to {hi:.3g}, df {df:g}; median "
                    f"per-config sd {med:.3g}); with "
-                   f"{n_med} seeds per config, two configs must differ by about {mde:.3g} BPB to be detected with "
+                   f"{n_med} {'seeds' if seeded else 'runs'} per config, two configs must differ by about {mde:.3g} BPB to be detected with "
                    "80% power" if mde is not None else f"{DESCRIPTIVE}: {what} {sd:.4g} BPB")
     return res
 

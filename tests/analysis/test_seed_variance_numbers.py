@@ -153,6 +153,7 @@ def test_seeds_shared_by_every_config_are_a_block_in_the_pooled_sd() -> None:
 def test_a_spread_that_no_run_records_the_seed_of_is_named_a_rerun_sd() -> None:
     res = seed_variance(seed_frame().assign(seed=np.nan))
     assert res.verdict.startswith(f"{DESCRIPTIVE}: pooled rerun sd (no run records its seed) ")
+    assert "with 3 runs per config, two configs must differ" in res.verdict
 
 
 def test_a_heavy_tailed_spread_is_flagged_and_a_normal_one_is_not() -> None:
