@@ -11,11 +11,20 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from clowncar.did_you_mean import hint, near_keys
 from clowncar.errors import ConfigError
@@ -26,6 +35,20 @@ class Section(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_flag_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1 for an int field: `train.seed=true` would run seed 1 without a word
+        if isinstance(value, bool) and not _takes_bool(cls.model_fields[str(info.field_name)].annotation):
+            raise ValueError(f"expected a number, not {str(value).lower()}")
+        return value
+
+
+def _takes_bool(annotation: Any) -> bool:
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(arg) for arg in typing.get_args(annotation) if not isinstance(arg, str | int | float))
 
 
 class DataConfig(Section):
@@ -142,7 +165,8 @@ class ModelConfig(Section):
 
 
 class TrainConfig(Section):
-    seed: int = 1337
+    seed: int = Field(1337, ge=0, le=2**63 - 1)
+    """Any non-negative 64-bit integer (the store keeps it as one; torch seeds from it)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     iterations: int = Field(20000, ge=1)
     max_wallclock_seconds: float = Field(600.0, ge=0)

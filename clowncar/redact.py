@@ -30,8 +30,9 @@ _KEYWORD = re.compile(rf"(?P<head>(?<![\w?&;]){_SECRET_KEYS}\s*=\s*)(?P<val>'(?:
                       re.IGNORECASE)
 # Environment-style secrets: RAY_AUTH_TOKEN=..., POSTGRES_PASSWORD=..., CLOWNCAR_STORE is a URL (handled above).
 _ENV_SECRET = re.compile(r"(?P<head>\b[A-Z][A-Z0-9_]*(?:PASSWORD|TOKEN|SECRET)[A-Z0-9_]*=)(?P<val>\S+)")
-# JSON / YAML mappings: "password": "...", password: ...
-_MAPPING = re.compile(rf"(?P<head>(?<![\w\-])[\"']?{_SECRET_KEYS}[\"']?\s*:\s*)(?P<val>\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s,}}\]]+)",
+# JSON / YAML mappings: "password": "...", password: ... (a key starts a line or follows a space, '{', ',', '(' or
+# '[': in "/etc/passwd: not a model" the word is a path's end, and what follows is no secret)
+_MAPPING = re.compile(rf"(?P<head>(?<![^\s{{,(\[])[\"']?{_SECRET_KEYS}[\"']?\s*:\s*)(?P<val>\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s,}}\]]+)",
                       re.IGNORECASE)
 _BEARER = re.compile(r"(?P<head>\bBearer\s+)(?P<val>[A-Za-z0-9._~+/=\-]+)", re.IGNORECASE)
 

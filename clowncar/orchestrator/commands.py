@@ -188,6 +188,9 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise ClownCarError(f"--seeds must be comma-separated integers, not '{seeds}'") from None
+    again = sorted({s for s in seed_list if seed_list.count(s) > 1})
+    if again:  # as a spec's `seeds` are: a seed twice is one trial asked for twice
+        raise ClownCarError(f"--seeds repeats {', '.join(map(str, again))}")
     carried = parse_keys(keys)
     base_spec = load_spec(base) if base is not None else None
     _refuse_while_driven(name, url)  # its best configs are not final while it runs

@@ -337,6 +337,7 @@ def _check_against_config(spec: SweepSpec) -> None:
         keys = list(space)
         corners = [dict(zip(keys, combo, strict=True))
                    for combo in itertools.product(*(space[k].values or [] for k in keys))]
+    _check_each_value(spec, space, corners[0])
     asha = spec.scheduler
     for params in corners:
         try:
@@ -360,6 +361,20 @@ def _check_against_config(spec: SweepSpec) -> None:
             raise ConfigError(f"sweep spec key 'budget.max_trials': {spec.budget.max_trials} exceeds the grid's "
                               f"{len(distinct.points)} distinct trials ({len(distinct.merged)} of its points repeat "
                               "another's trial; see `clowncar sweep plan`)")
+
+
+def _check_each_value(spec: SweepSpec, space: dict[str, ParamSpec], first: dict[str, Any]) -> None:
+    """Every value of every dimension (both ends of a range), the others at their first: a value its own field
+    refuses (a seed past 64 bits, a negative cadence) is refused here, not when its trial fails. A value that
+    only clashes with another key's (heads vs kv heads) stays the trial's to report: another point may fit it."""
+    for key, p in space.items():
+        ends = p.values if p.values is not None else list(p.int_range or p.float_range or ())
+        for value in ends:
+            try:
+                spec.trial_config({**first, key: value})
+            except ConfigError as err:
+                if str(err).startswith(f"config key '{key}'"):
+                    raise ConfigError(f"sweep spec space: {err} (with {{{key!r}: {value!r}}})") from None
 
 
 def load_spec(path: str | Path) -> SweepSpec:

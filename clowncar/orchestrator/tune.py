@@ -146,7 +146,10 @@ def _sqlite_lock(url: str) -> Any:
     """An exclusive lock file beside a SQLite database while Optuna creates or upgrades its tables."""
     import fcntl
 
-    path = url.split(":///", 1)[1] if url.startswith("sqlite") and ":///" in url else ""
+    from sqlalchemy.engine import make_url
+
+    # the database file as SQLAlchemy reads it: a query string (even ?password=) is no part of the lock's name
+    path = (make_url(url).database or "") if url.startswith("sqlite") else ""
     if not path or path.startswith(":memory:"):
         yield
         return

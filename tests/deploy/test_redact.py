@@ -90,6 +90,12 @@ def test_redact_text_hides_keyword_env_header_and_mapping_secrets(text: str) -> 
     assert MASK in out
 
 
+@pytest.mark.parametrize("text", ["/etc/passwd: not a SentencePiece model", "data/my-token: no such file",
+                                  "model.secret: unknown key"])
+def test_a_path_or_dotted_key_ending_in_a_secret_word_is_not_a_mapping(text: str) -> None:
+    assert redact_text(text) == text
+
+
 def test_redaction_is_idempotent() -> None:
     once = redact_text(" ".join(URL_FORMS))
     assert redact_text(once) == once

@@ -39,6 +39,9 @@ def test_rerun_refuses_seeds_that_are_not_integers(url: str) -> None:
     with pytest.raises(ClownCarError) as err:
         cmd.rerun_cmd("s", seeds="1, two", store=url)
     assert str(err.value) == "--seeds must be comma-separated integers, not '1, two'"
+    with pytest.raises(ClownCarError) as err:
+        cmd.rerun_cmd("s", seeds="1,2,1,3,2", store=url)
+    assert str(err.value) == "--seeds repeats 1, 2"
 
 
 def test_an_imported_sweep_has_no_spec_to_resume_or_rerun(url: str) -> None:

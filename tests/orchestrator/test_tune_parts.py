@@ -227,6 +227,10 @@ def test_the_sqlite_lock_sits_beside_the_database(tmp_path: Path) -> None:
         with tune._sqlite_lock(url):
             pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep"]
+    query = f"sqlite:///{db}?password=hunter2&timeout=5"  # the same file, and no secret in a file name
+    with tune._sqlite_lock(query), lock.open("a") as other, pytest.raises(BlockingIOError):
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert sorted(p.name for p in db.parent.iterdir()) == ["c.db.optuna-lock"]
 
 
 class FakeTune:
