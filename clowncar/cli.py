@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import click
 import typer
 
-from clowncar.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ClownCarError
+from clowncar.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ClownCarError, error_line
 
 app = typer.Typer(
     name="clowncar",
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if os.environ.get("CLOWNCAR_DEBUG"):
             raise
-        fail(f"internal error: {type(exc).__name__}: {exc} (set CLOWNCAR_DEBUG=1 for the traceback)", EXIT_FAILED)
+        fail(f"internal error: {error_line(exc, whole=True)} (set CLOWNCAR_DEBUG=1 for the traceback)", EXIT_FAILED)
     # Outside standalone mode typer returns, instead of raising, the code of a `typer.Exit` and 130 for Ctrl-C.
     if code == EXIT_INTERRUPTED:
         fail("interrupted", EXIT_INTERRUPTED)

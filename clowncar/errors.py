@@ -47,3 +47,15 @@ class RunFailed(ClownCarError):
     def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def error_line(err: BaseException, whole: bool = False) -> str:
+    """`Type: message` in one line: the message's first line, or all of it joined (`whole`). A message that
+    carries a whole traceback (Ray Tune wraps a trial's failure that way) gives its last line, the exception that
+    ended it, instead of the 'Traceback ...' header or a screenful of frames."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    if lines[0].startswith("Traceback (most recent call last)"):
+        lines = lines[-1:]
+    return f"{type(err).__name__}: {' '.join(lines) if whole else lines[0]}"

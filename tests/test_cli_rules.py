@@ -109,6 +109,16 @@ def test_a_bug_is_an_internal_error_1_naming_its_type(monkeypatch, capsys) -> No
                               "traceback)\n")
 
 
+def test_a_bug_whose_message_is_a_traceback_shows_the_exception_that_ended_it(monkeypatch, capsys) -> None:
+    wrapped = ("Traceback (most recent call last):\n  File \"tune_controller.py\", line 1, in step\n    run()\n"
+               "OverflowError: Python int too large to convert to SQLite INTEGER\n")  # as Ray Tune wraps a failure
+    code, err = run(monkeypatch, capsys, raising(RuntimeError(wrapped)))
+    assert (code, err) == (1, "clowncar: error: internal error: RuntimeError: OverflowError: Python int too large to "
+                              "convert to SQLite INTEGER (set CLOWNCAR_DEBUG=1 for the traceback)\n")
+    code, err = run(monkeypatch, capsys, raising(ValueError("two\nlines")))
+    assert err == "clowncar: error: internal error: ValueError: two lines (set CLOWNCAR_DEBUG=1 for the traceback)\n"
+
+
 def test_with_debug_a_bug_raises_with_its_traceback(monkeypatch) -> None:
     monkeypatch.setenv("CLOWNCAR_DEBUG", "1")
     monkeypatch.setattr(cli, "app", app_running(raising(ValueError("boom"))))

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from clowncar.errors import ClownCarError
+from clowncar.errors import ClownCarError, error_line
 from clowncar.orchestrator.spec import SweepSpec
 from clowncar.redact import redact_text
 
@@ -29,9 +29,7 @@ class StartFailed(ClownCarError):
 
 def one_line(err: BaseException) -> str:
     """`Type: first line of the message`, secrets masked: how a failure is stored and shown."""
-    text = str(err).strip()
-    first = text.splitlines()[0] if text else ""
-    return redact_text(f"{type(err).__name__}: {first}" if first else type(err).__name__)[:1000]
+    return redact_text(error_line(err))[:1000]
 
 
 def never_started(name: str, store: Any, storage: Any, studies: set[str]) -> bool:

@@ -60,6 +60,9 @@ def _queue(storage: Any, name: str, *states: str) -> optuna.Study:
     (KeyError(), "KeyError"),
     (OSError("   "), "OSError"),
     (RuntimeError("cannot reach postgresql://u:hunter2@db/x"), "RuntimeError: cannot reach postgresql://u:***@db/x"),
+    # Ray Tune's TuneError carries the trial's traceback: the reason is the exception that ended it
+    (RuntimeError("Traceback (most recent call last):\n  File \"x.py\", line 1\nOverflowError: int too large\n"),
+     "RuntimeError: OverflowError: int too large"),
 ])
 def test_a_failure_is_stored_as_its_type_and_first_line_with_secrets_masked(err: BaseException, line: str) -> None:
     assert one_line(err) == line
