@@ -38,7 +38,7 @@ def analyze(
     try:
         paths = write(out, analysis)
     except OSError as err:
-        raise AnalysisError(f"cannot write the report to {out}: {err.strerror or err}") from None
+        raise AnalysisError(f"cannot write the report to {err.filename or out}: {err.strerror or err}") from None
     typer.echo(printed_summary(analysis))
     typer.echo("report: " + ", ".join(str(p) for p in paths.values()))
 

@@ -195,13 +195,19 @@ def write(out_dir: Path, a: dict[str, Any]) -> dict[str, Path]:
     title = f"clowncar report: {', '.join(a['sweeps'])}"
     files = {"report.md": doc.markdown(), "report.html": doc.html(title),
              "report.json": json.dumps(to_json(a), indent=1) + "\n"}
-    paths = {}
-    for name, text in files.items():
-        path = out_dir / name
-        tmp = out_dir / f".{name}.tmp-{os.getpid()}"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-        paths[name] = path
+    paths = {name: out_dir / name for name in files}
+    for path in paths.values():  # refused before anything is written: no report of which only a part is new
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a directory, not a file", str(path))
+    temps = {name: out_dir / f".{name}.tmp-{os.getpid()}" for name in files}
+    try:
+        for name, text in files.items():
+            temps[name].write_text(text, encoding="utf-8")
+        for name, path in paths.items():
+            temps[name].replace(path)
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
     return paths
 
 

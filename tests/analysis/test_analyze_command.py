@@ -148,6 +148,13 @@ def test_a_report_that_cannot_be_written_is_one_line(store_url: str, tmp_path: P
     with pytest.raises(AnalysisError) as err:
         analyze(["clean_cadence2"], tmp_path / "rep", store=store_url)
     assert str(err.value) == f"cannot write the report to {tmp_path / 'rep'}: Permission denied"
+    def blocked(out, analysis):
+        raise IsADirectoryError(21, "is a directory, not a file", str(out / "report.json"))
+
+    monkeypatch.setattr(report, "write", blocked)
+    with pytest.raises(AnalysisError) as err:  # the error names the path that stopped it
+        analyze(["clean_cadence2"], tmp_path / "rep", store=store_url)
+    assert str(err.value) == f"cannot write the report to {tmp_path / 'rep' / 'report.json'}: is a directory, not a file"
     monkeypatch.setattr(report, "write", lambda out, analysis: (_ for _ in ()).throw(OSError("odd")))
     with pytest.raises(AnalysisError, match=r": odd$"):
         analyze(["clean_cadence2"], tmp_path / "rep", store=store_url)

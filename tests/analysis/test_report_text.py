@@ -225,6 +225,38 @@ def test_write_replaces_each_file_whole_and_leaves_no_temporary_file(tmp_path: P
     assert paths["report.md"].read_text() == _doc().markdown()
 
 
+@pytest.mark.parametrize("blocked", ["report.json", "report.md"])
+def test_a_report_file_that_is_a_directory_refuses_the_write_before_any_file_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blocked: str) -> None:
+    a = _analysis(_runs(), [])
+    monkeypatch.setattr(report, "document", lambda got: _doc())
+    (tmp_path / blocked).mkdir()
+    with pytest.raises(IsADirectoryError) as err:
+        report.write(tmp_path, a)
+    assert err.value.filename == str(tmp_path / blocked)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [blocked]  # nothing new beside it, no temporary file
+
+
+def test_a_write_that_fails_midway_leaves_the_old_reports_and_no_temporary_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = _analysis(_runs(), [])
+    monkeypatch.setattr(report, "document", lambda got: _doc())
+    for name in ("report.md", "report.html", "report.json"):
+        (tmp_path / name).write_text("old")
+    real = Path.write_text
+
+    def full_disk(self: Path, text: str, **kw: object) -> int:
+        if ".report.json.tmp-" in self.name:
+            raise OSError(28, "No space left on device", str(self))
+        return real(self, text, **kw)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError):
+        report.write(tmp_path, a)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.json", "report.md"]
+    assert all((tmp_path / name).read_text() == "old" for name in ("report.md", "report.html", "report.json"))
+
+
 def _full_analysis() -> dict:
     runs = _runs().drop(columns=["loops"])
     top = [{"config": "L", "config_key": "k", "seeds": 2, "mean_bpb": 2.05, "sd": 0.0707, "caveat": "",
