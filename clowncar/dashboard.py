@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from clowncar.errors import StoreError
+from clowncar.errors import ClownCarError, StoreError
 
 
 def serve(url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
@@ -24,22 +24,41 @@ def serve(url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
         import optuna_dashboard
     except ImportError:
         raise StoreError("optuna-dashboard is not installed (pip install -e '.[dashboard]')") from None
-    from clowncar.store.engine import parse_url
+    from clowncar.store.engine import make_engine, parse_url
 
-    parse_url(url)  # a malformed URL is refused before a driver can print part of its password
+    parsed = parse_url(url)  # a malformed URL is refused before a driver can print part of its password
+    if parsed.get_backend_name() == "sqlite":
+        # Optuna would create a missing database file: a typo in the path would serve a new, empty store
+        make_engine(parsed, create=False).dispose()
     try:
         storage = optuna.storages.RDBStorage(url)
     except Exception as exc:  # any driver or connection error: one line, password masked
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StoreError(f"cannot open store {redact_url(url)}: {redact_text(first)}") from None
+    _can_listen(host, port)  # before the server prints its banner: a taken port is then one line, not five
     print(f"optuna-dashboard: http://{host}:{port}/ on {redact_url(url)} (Ctrl-C stops it)", flush=True)
-    optuna_dashboard.run_server(storage, host=host, port=port)
+    try:
+        optuna_dashboard.run_server(storage, host=host, port=port)
+    except OSError as exc:  # taken between the check and the start
+        raise ClownCarError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _can_listen(host: str, port: int) -> None:
+    """ClownCarError unless a server could listen on host:port now (the port free, the host this machine's)."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except (OSError, OverflowError) as exc:  # OverflowError: a port past 65535 (the CLI refuses it earlier)
+        why = str(getattr(exc, "strerror", None) or exc).split(" (while attempting")[0]  # the socket module's suffix
+        raise ClownCarError(f"cannot listen on {host}:{port}: {why}") from None
 
 
 def dashboard(
     store: Annotated[str | None, typer.Option("--store", help="Results store URL (default: CLOWNCAR_STORE)")] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (default: loopback only)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8080,
+    port: Annotated[int, typer.Option("--port", help="Port to listen on", min=1, max=65535)] = 8080,
 ) -> None:
     """Serve optuna-dashboard on the results store: every sweep's study, live while it runs."""
     from clowncar.settings import load_settings

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from clowncar.dashboard import serve
-    from clowncar.errors import StoreError
+    from clowncar.errors import ClownCarError
 
     url = os.environ.get("CLOWNCAR_STORE", "")
     if not url:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         serve(url, args.host, args.port)
-    except StoreError as exc:
+    except ClownCarError as exc:  # the store cannot be opened, or the port is taken
         print(f"serve_dashboard: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -45,8 +45,12 @@ def test_unreachable_store_error_masks_the_password(repo: Path) -> None:
 
 
 def test_dashboard_serves_a_sqlite_store_on_loopback(repo: Path, tmp_path: Path) -> None:
+    from clowncar.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    open_store(url).close()
     port = free_port()
-    proc = launch(repo, {"CLOWNCAR_STORE": f"sqlite:///{tmp_path / 'store.db'}"}, "--port", str(port))
+    proc = launch(repo, {"CLOWNCAR_STORE": url}, "--port", str(port))
     try:
         deadline, status = time.time() + 60, None
         while time.time() < deadline and proc.poll() is None:
@@ -62,3 +66,20 @@ def test_dashboard_serves_a_sqlite_store_on_loopback(repo: Path, tmp_path: Path)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_taken_port_or_a_foreign_host_is_one_line_before_the_server_starts(tmp_path: Path, capsys) -> None:
+    from clowncar.dashboard import serve
+    from clowncar.errors import ClownCarError
+    from clowncar.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    open_store(url).close()
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(ClownCarError) as err:
+            serve(url, "127.0.0.1", port)
+    assert str(err.value) == f"cannot listen on 127.0.0.1:{port}: Address already in use"
+    with pytest.raises(ClownCarError, match=r"^cannot listen on not a host:8080: "):
+        serve(url, "not a host", 8080)
+    assert capsys.readouterr().out == ""  # no banner for a server that never started
