@@ -30,7 +30,7 @@ def demo(
                                           "signal test of the report has the data it needs")] = False,
     name: Annotated[str | None, typer.Option("--name", help="Sweep name (default: smoke-<time>)")] = None,
     store: Annotated[str | None, typer.Option("--store", help="Results store URL")] = None,
-    num_cpus: Annotated[int | None, typer.Option("--num-cpus", help="CPUs for embedded Ray")] = None,
+    num_cpus: Annotated[int | None, typer.Option("--num-cpus", min=1, help="CPUs for embedded Ray")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No live progress")] = False,
 ) -> None:
     """The one-command tour: build demo data if needed, run the smoke sweep (or, with --signals, the signal

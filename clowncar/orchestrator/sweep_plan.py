@@ -67,7 +67,11 @@ def _merged_lines(merged: list[Merged]) -> list[str]:
     for group in groups.values():
         runs = group[0].same_as
         shared = {k: v for k, v in runs.items() if all(m.point.get(k) == v for m in group)}
-        mine = " | ".join(_params({k: v for k, v in m.point.items() if k not in shared}) for m in group)
+        if all(m.point == runs for m in group):  # the very same point listed again (an enqueue list's repeat)
+            lines.append(f"    {_params(runs) or 'the base config'}: listed {len(group) + 1} times -> runs once")
+            continue
+        mine = " | ".join(_params({k: v for k, v in m.point.items() if k not in shared}) or "(the defaults)"
+                          for m in group)
         lines.append(f"    {_params(shared)}: {mine} -> runs as {_params({k: v for k, v in runs.items() if k not in shared})}")
     return lines
 

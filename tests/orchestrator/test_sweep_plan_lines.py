@@ -74,6 +74,18 @@ def test_a_sweep_of_queued_points_only_says_nothing_is_sampled_or_how_much_of_th
         "of the queue")
 
 
+def test_a_point_queued_twice_says_so_instead_of_an_empty_difference() -> None:
+    spec = spec_of(sampler="random", budget={"max_trials": 2},
+                   enqueue=[{LOOPS: 2, CADENCE: 3}, {LOOPS: 2, CADENCE: 3}, {LOOPS: 3}, {LOOPS: 2, CADENCE: 3}])
+    assert plan_lines(spec)[2] == "    model.crawler_loops=2, train.cadence=3: listed 3 times -> runs once"
+    mixed = spec_of(sampler="random", budget={"max_trials": 1},
+                    enqueue=[{LOOPS: 1, CADENCE: 2}, {LOOPS: 1, CADENCE: 2}, {LOOPS: 1, CADENCE: 3}])
+    assert plan_lines(mixed)[2] == ("    model.crawler_loops=1: train.cadence=2 | train.cadence=3 -> runs as "
+                                    "train.cadence=2")  # the repeat named by what it shares with the others
+    defaults = spec_of(sampler="random", budget={"max_trials": 1}, enqueue=[{LOOPS: 3, CADENCE: 1}, {LOOPS: 3}])
+    assert plan_lines(defaults)[2] == "    model.crawler_loops=3: (the defaults) -> runs as train.cadence=1"
+
+
 def test_points_merged_into_one_trial_share_a_line_and_a_long_list_is_cut() -> None:
     one = spec_of(sampler="grid", space={LOOPS: {"grid": [1]}, CADENCE: {"grid": [2, 3, 4]}})
     assert plan_lines(one)[2] == "    model.crawler_loops=1: train.cadence=3 | train.cadence=4 -> runs as train.cadence=2"
