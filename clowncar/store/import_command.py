@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from clowncar.errors import ClownCarError
+
 if TYPE_CHECKING:
     from clowncar.store.importers import FileReport
     from clowncar.store.importers.base import Skipped
@@ -116,6 +118,14 @@ def _totals(reports: list[FileReport]) -> str:
     return text + (f", {n['ready']} not written" if n["ready"] else "")
 
 
+def _check_sweep_name(name: str) -> None:
+    """A name typed for --sweep lands in tables, report titles and file names: one printable line, no path."""
+    if not (0 < len(name) <= 128 and name.isprintable() and not {"/", "\\"} & set(name) and name.strip(".")
+            and name == name.strip()):
+        raise ClownCarError(f"--sweep {name!r}: a sweep name is 1-128 printable characters, no '/' or '\\', not "
+                            "only dots, no leading or trailing space")
+
+
 def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or directories (searched recursively).")],
                 sweep: Annotated[str | None, typer.Option("--sweep", help="Put every trial into this sweep "
                                                           "(default: one sweep per file, named after it, with "
@@ -132,6 +142,8 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or direc
     from clowncar.store import open_store
     from clowncar.store.importers import LegacyFormatError, scan, write
 
+    if sweep is not None:
+        _check_sweep_name(sweep)
     reports = scan(paths)  # every file read and parsed before the store is even opened
     refused = [r for r in reports if r.status == "refused"]
     if (keep_going or not refused) and any(r.status == "ready" for r in reports):
