@@ -6,6 +6,7 @@ test_records_import.py."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,22 @@ def test_directories_are_searched_in_path_order_and_a_missing_path_stops_everyth
     with pytest.raises(LegacyFormatError) as err:
         imp._files([tmp_path / "e.log", tmp_path / "gone.log"])
     assert str(err.value) == f"no such file or directory: {tmp_path / 'gone.log'}"
+
+
+def test_a_fifo_or_a_link_loop_is_named_for_what_it_is_not_as_missing(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone.log")
+    with pytest.raises(LegacyFormatError) as err:
+        imp._files([tmp_path / "pipe"])
+    assert str(err.value) == f"{tmp_path / 'pipe'} is not a regular file or a directory"
+    for name in ("loop", "dangling"):
+        with pytest.raises(LegacyFormatError) as err:
+            imp._files([tmp_path / name])
+        assert str(err.value) == f"{tmp_path / name} is a symbolic link to nothing readable (dangling or a loop)"
+    write(tmp_path / "d/a.log", LOG)
+    os.mkfifo(tmp_path / "d/pipe.log")  # inside a directory: not a file to try, never opened
+    assert imp._files([tmp_path / "d"]) == [(tmp_path / "d/a.log", False)]
 
 
 def test_scan_says_for_each_file_ready_refused_or_skipped(tmp_path: Path) -> None:

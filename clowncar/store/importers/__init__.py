@@ -136,6 +136,10 @@ def _files(paths: list[Path]) -> list[tuple[Path, bool]]:
             out += [(f, False) for f in sorted(x for x in p.rglob("*") if x.is_file())]
         elif p.is_file():
             out.append((p, True))
+        elif p.is_symlink() and not p.exists():  # a dangling link, or one in a loop
+            raise LegacyFormatError(f"{where(p)} is a symbolic link to nothing readable (dangling or a loop)")
+        elif p.exists():  # a FIFO, socket or device: reading one may never end
+            raise LegacyFormatError(f"{where(p)} is not a regular file or a directory")
         else:
             raise LegacyFormatError(f"no such file or directory: {where(p)}")
     return out
