@@ -70,6 +70,14 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2, 2: _m
 """MIGRATIONS[v] upgrades a version-v database to version v+1."""
 
 
+OPTUNA_TABLES = frozenset({
+    "alembic_version", "studies", "study_directions", "study_system_attributes", "study_user_attributes",
+    "trial_heartbeats", "trial_intermediate_values", "trial_params", "trial_system_attributes",
+    "trial_user_attributes", "trial_values", "trials", "version_info"})
+"""Optuna's own tables (its RDB storage, optuna 3-5): they share the store's database, so a database holding only
+them may become a store."""
+
+
 def _lock(conn: Connection) -> None:
     """Serialize schema set-up between processes opening the same database at once."""
     if conn.dialect.name == "postgresql":
@@ -99,6 +107,14 @@ def ensure_schema(conn: Connection, create: bool, where: str) -> int:
     if found is None:
         if not create:
             raise StoreError(f"no clowncar store at {where}")
+        # A SQLite file with another application's tables is that application's database (a mistyped --store):
+        # ours would be a mess to take out again, and a new file costs nothing. A PostgreSQL database is often
+        # shared by design, so there the tables are added beside the others.
+        foreign = sorted(set(inspect(conn).get_table_names()) - OPTUNA_TABLES) if conn.dialect.name == "sqlite" else []
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise StoreError(f"the database at {where} holds another application's tables ({shown}): give clowncar "
+                             "an empty database or a new file")
         s.metadata.create_all(conn)
         conn.execute(insert(s.schema_table).values(id=1, version=SCHEMA_VERSION, updated_at=now))
         return SCHEMA_VERSION

@@ -160,6 +160,26 @@ def test_a_database_without_clowncar_tables_is_not_a_store_to_a_reader(tmp_path)
     assert str(err.value) == f"no clowncar store at sqlite:///{tmp_path / 'other.db'}"
 
 
+def test_another_applications_database_is_not_made_a_store_and_optunas_tables_may_share_one(tmp_path):
+    db = sqlite3.connect(tmp_path / "other.db")
+    db.execute("CREATE TABLE notes (x)")
+    db.commit()
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    with pytest.raises(StoreError) as err:
+        open_store(url)
+    assert str(err.value) == (f"the database at {url} holds another application's tables (notes): give clowncar an "
+                              "empty database or a new file")
+    assert set(inspect(create_engine(url)).get_table_names()) == {"notes"}  # nothing added
+    import optuna
+
+    study_url = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(storage=study_url, study_name="s")  # Optuna's tables first, as a dashboard may leave them
+    open_store(study_url).close()
+    assert s.schema_table.name in inspect(create_engine(study_url)).get_table_names()
+    assert set(inspect(create_engine(study_url)).get_table_names()) - {t for t in s.metadata.tables} <= \
+        migrations.OPTUNA_TABLES
+
+
 def test_an_empty_schema_table_and_unversioned_tables_are_named_exactly(tmp_path):
     db = sqlite3.connect(tmp_path / "a.db")
     db.execute("CREATE TABLE clowncar_schema (id INTEGER PRIMARY KEY, version INTEGER, updated_at TEXT)")
@@ -231,4 +251,24 @@ def test_opening_a_postgresql_store_waits_for_another_opener_to_finish(pg_admin_
             worker.join(30)
     finally:
         holder.dispose()
+        drop_database(pg_admin_url, name)
+
+
+@pytest.mark.postgres
+def test_a_postgresql_database_shared_with_other_tables_becomes_a_store_beside_them(pg_admin_url):
+    from sqlalchemy import text
+
+    from clowncar.store.pgserver import create_database, drop_database
+
+    name = f"t{os.getpid()}_shared"
+    url = create_database(pg_admin_url, name)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE team_notes (x integer)"))
+        open_store(url).close()
+        names = set(inspect(engine).get_table_names())
+        assert "team_notes" in names and s.schema_table.name in names
+    finally:
+        engine.dispose()
         drop_database(pg_admin_url, name)

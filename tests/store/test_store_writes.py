@@ -146,7 +146,7 @@ def test_bad_writes_say_what_was_wrong_and_where(store: Store) -> None:
         assert str(err.value) == message
 
 
-def test_a_database_without_our_tables_is_named_in_the_error_and_then_made_a_store(tmp_path: Path) -> None:
+def test_a_database_without_our_tables_is_named_in_the_error_and_an_empty_one_made_a_store(tmp_path: Path) -> None:
     path = tmp_path / "other.db"
     with sqlite3.connect(path) as conn:  # a database, but not ours
         conn.execute("CREATE TABLE notes (x INTEGER)")
@@ -154,6 +154,10 @@ def test_a_database_without_our_tables_is_named_in_the_error_and_then_made_a_sto
     with pytest.raises(StoreError) as err:
         open_store(url, create=False)
     assert str(err.value) == f"no clowncar store at {url}"
+    with pytest.raises(StoreError, match="holds another application's tables"):  # test_migrations.py has the rest
+        open_store(url, create=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE notes")
     for create in (True, False):  # made at the current version, then found at it
         opened = open_store(url, create=create)
         assert opened.schema_found == SCHEMA_VERSION
