@@ -104,6 +104,7 @@ declare -A TESTS=(
   [clowncar/orchestrator/embedded.py]="tests/orchestrator/test_embedded_reaper.py"
   [clowncar/data/demo.py]="tests/data/test_demo_rules.py tests/data/test_demo.py"
   [clowncar/cli.py]="tests/test_cli_rules.py tests/test_cli.py"
+  [clowncar/errors.py]="tests/test_cli_rules.py tests/orchestrator/test_sweep_start.py tests/test_exit_codes.py"
   [clowncar/store/commands.py]="tests/store/test_store_command_output.py"
   [clowncar/analysis/commands.py]="tests/analysis/test_analyze_command.py"
   [clowncar/config_commands.py]="tests/test_config_commands.py"
@@ -111,7 +112,7 @@ declare -A TESTS=(
   [clowncar/data/commands.py]="tests/data/test_data_commands.py"
   [clowncar/demo.py]="tests/test_tour_commands.py"
   [clowncar/worker/commands.py]="tests/test_tour_commands.py"
-  [clowncar/dashboard.py]="tests/test_tour_commands.py"
+  [clowncar/dashboard.py]="tests/test_tour_commands.py tests/deploy/test_dashboard_launcher.py"
   [clowncar/orchestrator/launch.py]="tests/orchestrator/test_launcher.py"
   [clowncar/orchestrator/ledger.py]="tests/orchestrator/test_ledger_in_process.py tests/orchestrator/test_trial_bundles.py"
   [clowncar/orchestrator/preflight.py]="tests/orchestrator/test_preflight.py"
@@ -183,7 +184,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/store/importers/__init__.py clowncar/store/import_command.py
        clowncar/doctor.py clowncar/worker/artifact_commands.py
        clowncar/orchestrator/workers.py clowncar/orchestrator/embedded.py
-       clowncar/data/demo.py clowncar/cli.py clowncar/store/commands.py
+       clowncar/data/demo.py clowncar/cli.py clowncar/errors.py clowncar/store/commands.py
        clowncar/analysis/commands.py clowncar/config_commands.py clowncar/orchestrator/commands.py
        clowncar/data/commands.py clowncar/demo.py clowncar/worker/commands.py clowncar/dashboard.py
        clowncar/orchestrator/launch.py clowncar/orchestrator/ledger.py
