@@ -162,6 +162,16 @@ def encode_corpus(corpus: Corpus, sp: Any, luts: ByteLUTs, stage: Path, val_docs
     return stats
 
 
+def check_trained_vocab(sp: Any, vocab_size: int) -> None:
+    """The trainer (hard_vocab_limit off, as the challenge's) stops early when the corpus runs out of merges;
+    a build must not then say it made the vocabulary asked for. SentencePiece cannot tell the limit before it
+    trains, so the trained model is checked (inside the staging directory: a refusal leaves nothing behind)."""
+    got = int(sp.vocab_size())
+    if got < vocab_size:
+        raise DataError(f"--vocab-size {vocab_size} is more than this corpus supports: the tokenizer stopped at "
+                        f"{got} ids (pass --vocab-size {got} or less, or give more text)")
+
+
 def _prepare_tokenizer(corpus: Corpus, stage: Path, vocab_size: int, tokenizer: Path | None,
                        character_coverage: float, log: Any) -> tuple[Any, dict[str, Any]]:
     target = stage / TOKENIZER_FILE
@@ -177,8 +187,24 @@ def _prepare_tokenizer(corpus: Corpus, stage: Path, vocab_size: int, tokenizer: 
     log(f"training tokenizer: sentencepiece BPE, vocab {vocab_size}, character coverage {character_coverage}")
     t0 = time.perf_counter()
     sp = train_tokenizer(corpus.documents(), vocab_size, target.with_suffix(""), character_coverage)
+    check_trained_vocab(sp, vocab_size)
     settings = {**CHALLENGE_SETTINGS, "vocab_size": vocab_size, "character_coverage": character_coverage}
     return sp, {"trained": True, "trainer": settings, "train_seconds": round(time.perf_counter() - t0, 3)}
+
+
+def check_out_apart(out: Path, inputs: list[Path], tokenizer: Path | None) -> None:
+    """Publishing replaces the whole `out` directory: refuse an `out` that holds the working directory (it
+    cannot be renamed away, and `.` has no name to stage beside) or any input it would delete with it."""
+    target = out.resolve()
+    here = Path.cwd().resolve()
+    if target == here or target in here.parents:
+        raise DataError(f"refusing to build into {out}: it is the current directory or holds it (the build "
+                        "replaces the whole output directory)")
+    for given in [*inputs, *([tokenizer] if tokenizer is not None else [])]:
+        source = Path(given).expanduser().resolve()
+        if source == target or target in source.parents:
+            raise DataError(f"refusing to build into {out}: it is or holds the input {given}, which "
+                            "replacing the output directory would delete")
 
 
 def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int = 1024, val_docs: int = 1000,
@@ -197,6 +223,7 @@ def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int = 1024, val_
         raise DataError(f"shard size must be between 1 and {2**31 - 1} tokens, got {shard_tokens}")
     if val_docs < 1:
         raise DataError(f"--val-docs must be at least 1, got {val_docs}")
+    check_out_apart(out, [*inputs, *(corpus.files if corpus else ())], tokenizer)
     check_target(out, overwrite)
     corpus = corpus or Corpus.from_paths(inputs, field=field_name, docs_per=docs_per)  # type: ignore[arg-type]
     n_docs, n_bytes = corpus.count()

@@ -98,12 +98,24 @@ def inspect(
     """Validate every shard header; print shard and token counts, documents, vocab and bytes per token."""
     from clowncar.data.inspect_dir import inspect_directory
 
+    _check_globs({"--train-glob": train_glob, "--val-glob": val_glob})
     report = inspect_directory(directory, train_glob=train_glob, val_glob=val_glob, tokenizer=tokenizer)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         for line in report.lines():
             typer.echo(line)
+
+
+def _check_globs(options: dict[str, str]) -> None:
+    """Name the option whose glob cannot work (pathlib would raise a bare ValueError or NotImplementedError)."""
+    from clowncar.data.paths import glob_problem
+    from clowncar.errors import DataError
+
+    for option, pattern in options.items():
+        problem = glob_problem(pattern)
+        if problem:
+            raise DataError(f"{option} {pattern!r} {problem}")
 
 
 # Registered here rather than decorated: mutation testing (mutmut) leaves decorated functions alone.

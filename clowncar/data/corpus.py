@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from clowncar.data.paths import require_regular_file
 from clowncar.errors import DataError
 
 DocsPer = Literal["file", "paragraph", "line"]
@@ -46,6 +47,7 @@ class Corpus:
                     raise DataError(f"{p}: directory holds no .txt files")
                 files.extend(found)
             elif p.exists():
+                require_regular_file(p, "input")  # /dev/zero or a FIFO would be read forever
                 files.append(p)
             else:
                 raise DataError(f"{p}: input not found")

@@ -11,7 +11,7 @@ import numpy as np
 
 from clowncar.data.bpb import ByteLUTs, build_byte_luts, count_stream_bytes
 from clowncar.data.build import TOKENIZER_FILE, read_build_info
-from clowncar.data.shards import list_shards, read_header, read_shard
+from clowncar.data.shards import ShardHeader, list_shards, read_header, read_shard
 from clowncar.data.tokenizer import BOS_ID, load_tokenizer
 from clowncar.errors import DataError
 
@@ -108,15 +108,30 @@ def scan_split(files: list[Path], luts: ByteLUTs | None) -> SplitReport:
     return rep
 
 
+MIN_VAL_TOKENS = 2
+"""One input token and its target: the least evaluation can score (`load_validation_tokens` with seq_len 1)."""
+
+
+def check_validation_split(directory: Path, val_glob: str, headers: list[ShardHeader]) -> None:
+    """A trial and `artifact eval` score the validation split: a directory without one is not usable data."""
+    if not headers:
+        raise DataError(f"no validation shards matching {val_glob} in {directory}: training and artifact eval "
+                        "need validation tokens to score")
+    tokens = sum(h.num_tokens for h in headers)
+    if tokens < MIN_VAL_TOKENS:
+        raise DataError(f"{directory}: the validation split ({val_glob}) holds {tokens} token(s), too few to "
+                        f"score: evaluation needs at least {MIN_VAL_TOKENS}")
+
+
 def inspect_directory(directory: Path, train_glob: str = "fineweb_train_*.bin",
                       val_glob: str = "fineweb_val_*.bin", tokenizer: Path | None = None) -> DirReport:
     directory = Path(directory).expanduser()
     groups = {"val": list_shards(directory, val_glob), "train": list_shards(directory, train_glob)}
     if not any(groups.values()):
         raise DataError(f"{directory}: no shards matching {val_glob} or {train_glob}")
-    for files in groups.values():  # every header first: a corrupt shard fails before any long scan
-        for f in files:
-            read_header(f)
+    # every header first: a corrupt shard fails before any long scan
+    headers = {name: [read_header(f) for f in files] for name, files in groups.items()}
+    check_validation_split(directory, val_glob, headers["val"])
     tok_path = tokenizer or find_tokenizer(directory)
     sp = load_tokenizer(tok_path) if tok_path else None
     luts = build_byte_luts(sp, sp.vocab_size()) if sp is not None else None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clowncar.data.paths import glob_problem
 from clowncar.errors import DataError
 
 MAGIC = 20240520
@@ -134,7 +135,13 @@ def list_shards(directory: str | os.PathLike[str], glob: str) -> list[Path]:
     d = Path(directory)
     if not d.is_dir():
         raise DataError(f"{d}: shard directory not found")
-    return sorted(p for p in d.glob(glob) if p.is_file())
+    problem = glob_problem(glob)
+    if problem:
+        raise DataError(f"shard glob {glob!r} {problem}")
+    try:
+        return sorted(p for p in d.glob(glob) if p.is_file())
+    except (ValueError, NotImplementedError, IndexError) as exc:  # a pattern pathlib refuses that we did not foresee
+        raise DataError(f"shard glob {glob!r} is not a usable pattern ({exc or type(exc).__name__})") from None
 
 
 def require_shards(directory: str | os.PathLike[str], glob: str, split: str) -> list[Path]:

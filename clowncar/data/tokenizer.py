@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clowncar.data.paths import require_regular_file
 from clowncar.data.shards import MAX_VOCAB
 from clowncar.errors import DataError
 
@@ -97,8 +98,9 @@ def load_tokenizer(path: str | os.PathLike[str]) -> spm.SentencePieceProcessor:
     import sentencepiece as spm
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise DataError(f"{p}: tokenizer model not found")
+    require_regular_file(p, "tokenizer model")  # /dev/zero or a FIFO exists: say what it is, not "not found"
     sp = spm.SentencePieceProcessor()
     try:
         sp.Load(str(p))

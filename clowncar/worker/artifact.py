@@ -40,6 +40,7 @@ import torch
 import zstandard
 from torch import Tensor, nn
 
+from clowncar.data.paths import require_regular_file
 from clowncar.errors import DataError
 from clowncar.worker.code_bytes import code_bytes, code_files  # noqa: F401  (re-exported: callers import them here)
 from clowncar.worker.quant import GROUPS, QTensor, QuantResult, quantize_model
@@ -308,6 +309,7 @@ def read_artifact(path: str | Path) -> tuple[QuantResult, dict[str, Any]]:
     from clowncar.config import dict_hash
 
     path = Path(path)
+    require_regular_file(path, "artifact")  # /dev/zero or a FIFO would be read forever
     try:
         raw = path.read_bytes()
     except OSError as err:

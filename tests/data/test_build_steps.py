@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -340,3 +341,78 @@ def test_the_field_and_document_unit_reach_the_corpus(tmp_path: Path, tiny_token
     assert res.splits["val"].documents + res.splits["train"].documents == 4
     info = read_build_info(tmp_path / "ds2")
     assert info is not None and (info["field"], info["docs_per"]) == ("text", "paragraph")
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("ancestor of cwd", "refusing to build into {out}: it is the current directory or holds it"),
+    ("cwd", "refusing to build into .: it is the current directory or holds it"),
+    ("holds the input", "refusing to build into {out}: it is or holds the input {text}, which replacing the output "
+                        "directory would delete"),
+    ("is the input", "refusing to build into {out}: it is or holds the input {text}"),
+    ("holds it through a link", "refusing to build into {out}: it is or holds the input {text}"),
+    ("holds the tokenizer", "refusing to build into {out}: it is or holds the input {tokenizer}"),
+])
+def test_an_out_that_holds_the_working_directory_or_an_input_is_refused_before_anything_changes(
+        tmp_path: Path, kjv_verses: list[str], tiny_tokenizer: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch,
+        layout: str, message: str) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    text = _corpus_file(tmp_path / "a" / "b", kjv_verses[:40])
+    tokenizer = None
+    out: Path = tmp_path / "a"
+    if layout == "ancestor of cwd":
+        monkeypatch.chdir(tmp_path / "a" / "b")
+        text = _corpus_file(tmp_path, kjv_verses[:40])
+    elif layout == "cwd":
+        monkeypatch.chdir(tmp_path / "a")
+        out = Path(".")
+    elif layout == "is the input":
+        out = text
+    elif layout == "holds it through a link":
+        (tmp_path / "link").symlink_to(tmp_path / "a")
+        text = tmp_path / "link" / "b" / "docs.jsonl"
+    elif layout == "holds the tokenizer":
+        text = _corpus_file(tmp_path, kjv_verses[:40])
+        tokenizer = tmp_path / "a" / "t.model"
+        tokenizer.write_bytes(tiny_tokenizer[0].read_bytes())
+    before = _tree(tmp_path)
+    with pytest.raises(DataError) as err:
+        build_dataset([text], out, val_docs=1, tokenizer=tokenizer, overwrite=True, progress=False,
+                      log=lambda _: None)
+    assert str(err.value).startswith(message.format(out=out, text=text, tokenizer=tokenizer))
+    assert _tree(tmp_path) == before
+
+
+def test_an_out_beside_or_inside_the_inputs_directory_is_allowed(tmp_path: Path, kjv_verses: list[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only an `out` that holds an input (or the working directory) is refused, not one that an input holds."""
+    from clowncar.data.build import check_out_apart
+
+    text = _corpus_file(tmp_path, kjv_verses[:4])
+    monkeypatch.chdir(tmp_path)
+    for out in (tmp_path / "ds", Path("ds"), tmp_path / "sub" / "ds", Path("docs.jsonl.d")):
+        check_out_apart(out, [text, tmp_path], None)  # a directory input holds `out`: building there deletes none
+
+
+def test_a_vocab_the_corpus_cannot_fill_is_refused_and_the_old_build_kept(tmp_path: Path,
+                                                                          kjv_verses: list[str]) -> None:
+    """SentencePiece (hard_vocab_limit off) stops when it runs out of merges: the build says so rather than print
+    a vocabulary it does not have, and the output it would have replaced is untouched."""
+    src = _corpus_file(tmp_path, kjv_verses[:20])
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "marker").write_text("old")
+    before = _tree(tmp_path)
+    with pytest.raises(DataError) as err:
+        build_dataset([src], tmp_path / "ds", vocab_size=60000, val_docs=1, overwrite=True, progress=False,
+                      log=lambda _: None)
+    found = re.fullmatch(r"--vocab-size 60000 is more than this corpus supports: the tokenizer stopped at (\d+) ids "
+                         r"\(pass --vocab-size (\d+) or less, or give more text\)", str(err.value))
+    assert found and found[1] == found[2]
+    assert _tree(tmp_path) == before
+    res = build_dataset([src], tmp_path / "ds", vocab_size=int(found[1]), val_docs=1, overwrite=True,
+                        progress=False, log=lambda _: None)
+    assert res.vocab_size == int(found[1]) == json.loads((tmp_path / "ds" / "build.json").read_text())[
+        "tokenizer"]["vocab_size"]

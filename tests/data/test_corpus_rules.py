@@ -4,6 +4,7 @@ given (a directory's .txt files sorted, found recursively), and every unreadable
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,21 @@ def test_inputs_are_read_as_utf8_whatever_the_locale(tmp_path: Path, ascii_local
                               "sys.stdout.write(ascii(list(Corpus.from_paths(sys.argv[1:]).documents())))",
                               str(tmp_path / "a.txt"), str(tmp_path / "b.jsonl"))
     assert proc.stdout == ascii(["caf\u00e9 \u00fcber\n", "na\u00efve"])
+
+
+@pytest.mark.parametrize("make, kind", [
+    (lambda tmp: Path("/dev/zero"), "a character device"),
+    (lambda tmp: (os.mkfifo(tmp / "t.txt"), tmp / "t.txt")[1], "a FIFO (named pipe)"),
+])
+def test_an_input_that_is_not_a_regular_file_is_refused_when_listed(make: Any, kind: str, tmp_path: Path) -> None:
+    """Refused before anything reads it: /dev/zero never ends, and opening a FIFO blocks until someone writes."""
+    path = make(tmp_path)
+    with pytest.raises(DataError) as err:
+        Corpus.from_paths([path])
+    assert str(err.value) == f"cannot read input {path}: it is {kind}, not a regular file"
+
+
+def test_a_fifo_inside_a_text_directory_is_not_an_input(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("kept")
+    os.mkfifo(tmp_path / "b.txt")
+    assert docs([tmp_path]) == ["kept"]

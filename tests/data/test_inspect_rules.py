@@ -191,3 +191,20 @@ def test_the_manifest_is_read_as_utf8_whatever_the_locale(tmp_path: Path, tiny_t
     proc = ascii_locale_child("import sys; from pathlib import Path; from clowncar.data.inspect_dir import "
                               "find_tokenizer; print(find_tokenizer(Path(sys.argv[1])))", str(data))
     assert proc.stdout.strip() == str(tmp_path / "tokenizers" / "t.model")
+
+
+def test_a_directory_is_data_only_with_validation_tokens_to_score(tmp_path: Path, docs: np.ndarray) -> None:
+    """A trial and `artifact eval` score the validation split: at least one input token and its target."""
+    write_shard(tmp_path / "fineweb_train_000000.bin", docs)
+    with pytest.raises(DataError) as err:
+        inspect_directory(tmp_path)
+    assert str(err.value) == (f"no validation shards matching fineweb_val_*.bin in {tmp_path}: training and "
+                              "artifact eval need validation tokens to score")
+    write_shard(tmp_path / "fineweb_val_000000.bin", [])
+    write_shard(tmp_path / "fineweb_val_000001.bin", [BOS_ID])
+    with pytest.raises(DataError) as err:
+        inspect_directory(tmp_path)
+    assert str(err.value) == (f"{tmp_path}: the validation split (fineweb_val_*.bin) holds 1 token(s), too few to "
+                              "score: evaluation needs at least 2")
+    write_shard(tmp_path / "fineweb_val_000002.bin", [5])  # two tokens over three shards: one input, one target
+    assert inspect_directory(tmp_path).splits["val"].tokens == 2

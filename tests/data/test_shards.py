@@ -246,3 +246,35 @@ def test_required_shards_are_listed_or_their_absence_named_by_split(tmp_path: Pa
     with pytest.raises(DataError) as err:
         require_shards(tmp_path, "fineweb_train_*.bin", "train")
     assert str(err.value) == f"no train shards matching fineweb_train_*.bin in {tmp_path}"
+
+
+@pytest.mark.parametrize("glob, problem", [
+    ("", "is empty (it must match shard file names, e.g. fineweb_val_*.bin)"),
+    ("  ", "is empty (it must match shard file names, e.g. fineweb_val_*.bin)"),
+    ("/etc/passwd", "is an absolute path: shard globs are matched inside the shard directory"),
+    (".", "names no file (it must match shard file names, e.g. fineweb_val_*.bin)"),
+    ("v**.bin", "uses '**' inside a name: '**' can only be a whole path component"),
+])
+def test_a_glob_pathlib_would_raise_on_is_a_data_error_naming_it(tmp_path: Path, glob: str, problem: str) -> None:
+    """What a trial, `artifact eval` and `data inspect` list shards with: never pathlib's bare ValueError or
+    NotImplementedError."""
+    with pytest.raises(DataError) as err:
+        list_shards(tmp_path, glob)
+    assert str(err.value) == f"shard glob {glob!r} {problem}"
+
+
+def test_globs_down_the_tree_still_match(tmp_path: Path) -> None:
+    write_shard(tmp_path / "a" / "b" / "fineweb_val_000000.bin", [1, 2])
+    assert list_shards(tmp_path, "**/fineweb_val_*.bin") == [tmp_path / "a" / "b" / "fineweb_val_000000.bin"]
+    assert list_shards(tmp_path, "a/*/fineweb_val_*.bin") == [tmp_path / "a" / "b" / "fineweb_val_000000.bin"]
+
+
+def test_a_pattern_pathlib_refuses_in_a_way_not_foreseen_is_still_one_line(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuses(self: Path, pattern: str) -> list[Path]:
+        raise NotImplementedError("Non-relative patterns are unsupported")
+
+    monkeypatch.setattr(Path, "glob", refuses)
+    with pytest.raises(DataError) as err:
+        list_shards(tmp_path, "x_*.bin")
+    assert str(err.value) == "shard glob 'x_*.bin' is not a usable pattern (Non-relative patterns are unsupported)"

@@ -185,3 +185,16 @@ def test_a_corrupt_model_names_the_file_and_sentencepieces_reason(tmp_path: Path
     with pytest.raises(DataError) as err:
         load_tokenizer(bad)
     assert str(err.value) == f"{bad}: not a SentencePiece model (INTERNAL: could not parse ModelProto from {bad})"
+
+
+@pytest.mark.parametrize("make, kind", [
+    (lambda tmp: Path("/dev/zero"), "a character device"),
+    (lambda tmp: (os.mkfifo(tmp / "t.model"), tmp / "t.model")[1], "a FIFO (named pipe)"),
+    (lambda tmp: (os.mkdir(tmp / "t.model"), tmp / "t.model")[1], "a directory"),
+])
+def test_a_model_that_is_not_a_regular_file_is_named_as_what_it_is(make: Any, kind: str, tmp_path: Path) -> None:
+    """Not "not found": the path exists, and SentencePiece would read /dev/zero until memory runs out."""
+    path = make(tmp_path)
+    with pytest.raises(DataError) as err:
+        load_tokenizer(path)
+    assert str(err.value) == f"cannot read tokenizer model {path}: it is {kind}, not a regular file"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import lzma
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -199,3 +200,18 @@ def test_codes_come_back_as_int8_and_scales_as_fp16(tmp_path: Path) -> None:
     result, _ = read_artifact(path)
     w = result.tensors["w"]
     assert w.q.dtype == torch.int8 and w.q.tolist() == [[3, -3]] and w.scale.dtype == torch.float16
+
+
+@pytest.mark.parametrize("make, kind", [
+    (lambda tmp: Path("/dev/zero"), "a character device"),
+    (lambda tmp: (os.mkfifo(tmp / "a.ptz"), tmp / "a.ptz")[1], "a FIFO (named pipe)"),
+    (lambda tmp: (os.mkdir(tmp / "d.ptz"), tmp / "d.ptz")[1], "a directory"),
+])
+def test_what_is_not_a_regular_file_is_refused_before_any_read(make: Any, kind: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """/dev/zero never ends and a FIFO blocks until someone writes: a read must not even start."""
+    path = make(tmp_path)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail(f"{self} was read"))
+    with pytest.raises(DataError) as info:
+        read_artifact(path)
+    assert str(info.value) == f"cannot read artifact {path}: it is {kind}, not a regular file"
