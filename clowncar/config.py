@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from clowncar.data.paths import glob_problem
 from clowncar.did_you_mean import hint, near_keys
 from clowncar.errors import ConfigError
 from clowncar.strict_yaml import read_mapping, yaml_load
@@ -58,6 +59,15 @@ class DataConfig(Section):
     """SentencePiece model: a name under the data root `tokenizers/`, or a path."""
     train_glob: str = "fineweb_train_*.bin"
     val_glob: str = "fineweb_val_*.bin"
+
+    @field_validator("train_glob", "val_glob")
+    @classmethod
+    def _glob_inside_the_dataset(cls, value: str) -> str:
+        # pathlib raises on these inside the trial (an empty or absolute pattern): refuse them before it starts
+        problem = glob_problem(value)
+        if problem:
+            raise ValueError(f"glob {value!r} {problem}")
+        return value
 
 
 class ModelConfig(Section):
@@ -163,6 +173,38 @@ class ModelConfig(Section):
     """`orthogonal`: the seed meant o_proj to start at zero but its generic init overwrote it with an orthogonal
     matrix (when both sides are >= 64)."""
 
+    @field_validator("bigram_vocab_size", "trigram_vocab_size")
+    @classmethod
+    def _off_or_two_buckets(cls, value: int) -> int:
+        # The hash takes ids modulo (buckets - 1) and keeps the last bucket for position 0: a single bucket
+        # divides by zero inside the trial.
+        if value == 1:
+            raise ValueError("must be 0 (off) or at least 2: the hash keeps one bucket for the first position "
+                             "and spreads the rest over buckets - 1")
+        return value
+
+    @model_validator(mode="after")
+    def _every_mlp_has_a_hidden_unit(self) -> ModelConfig:
+        # An MLP is int(mult x width) wide; 0 builds an empty matrix that fails in the first forward pass.
+        # `auto` is resolved later (clowncar.model.build) to a multiple of 2 x num_heads, never less than that.
+        width = self.model_dim if self.model_dim != "auto" else 2 * self.num_heads
+        if width < 1:
+            return self  # TrialConfig says what is wrong with the width itself
+        for key, mult in self._mlp_mults():
+            if int(mult * width) < 1:
+                where = (f"model.model_dim ({width})" if self.model_dim != "auto" else
+                         f"the narrowest width model_dim: auto can pick ({width} = 2 x model.num_heads)")
+                raise ValueError(f"model.{key} ({mult}) leaves the MLP without a hidden unit at {where}: "
+                                 f"int({mult} x {width}) = 0")
+        return self
+
+    def _mlp_mults(self) -> list[tuple[str, float]]:
+        """The MLP multipliers the model builds blocks with: the flat blocks' (every GPT block), the crawler's."""
+        if self.arch == "gpt":
+            return [("mlp_mult", self.mlp_mult)]
+        return ([("mlp_mult", self.mlp_mult)] * (self.num_flat_layers > 0)
+                + [("crawler_mlp_mult", self.crawler_mlp_mult)] * (self.num_crawler_layers > 0))
+
 
 class TrainConfig(Section):
     seed: int = Field(1337, ge=0, le=2**63 - 1)
@@ -246,6 +288,10 @@ class TrainConfig(Section):
     """false keeps the DeltaNet layer out of every optimizer group, as the seed's ClownCar_II did."""
 
 
+SEED_CALIB_SEQ_LEN = 2048
+"""The seed's GPTQ calibration length (256 x 2048 tokens) and the default: allowed whatever the trial's lengths."""
+
+
 class QuantConfig(Section):
     enabled: bool = True
     flat_scheme: Literal["int8", "gptq_int6", "gptq_int5", "int6", "int5", "fp16"] = "int8"
@@ -257,7 +303,8 @@ class QuantConfig(Section):
     gptq_damp: float = Field(0.002, ge=0)
     gptq_col_order: Literal["ascending", "descending", "natural"] = "ascending"
     gptq_calib_seqs: int = Field(256, ge=1)
-    gptq_calib_seq_len: int = Field(2048, ge=2)
+    gptq_calib_seq_len: int = Field(SEED_CALIB_SEQ_LEN, ge=2)
+    """At most the longest sequence the trial trains or evaluates on, or SEED_CALIB_SEQ_LEN."""
     compressor: Literal["zstd", "lzma"] = "zstd"
     zstd_level: int = Field(22, ge=1, le=22)
     size_cap_bytes: int = Field(16_000_000, ge=1)
@@ -359,6 +406,19 @@ class TrialConfig(BaseModel):
         if self.model.unused_value_embed_dim and self.model.arch != "crawler":
             raise ValueError("model.unused_value_embed_dim reproduces the seed crawler's unused value embedding "
                              "and needs model.arch = crawler")
+        return self
+
+    @model_validator(mode="after")
+    def _calibration_no_longer_than_the_trial(self) -> TrialConfig:
+        """Attention makes a calibration sequence cost its length squared, and positions past the longest
+        sequence the model trains or is scored on never occur when it is evaluated: GPTQ's Hessians would
+        describe activations the evaluation never produces, at a cost no other phase pays (100,000 on tiny-cpu
+        ran for minutes). The seed's 2048 stays allowed: a default config has calibrated at it from the start."""
+        longest = max(self.train.train_seq_len, self.eval_seq_len, SEED_CALIB_SEQ_LEN)
+        if self.quant.gptq_calib_seq_len > longest:
+            raise ValueError(f"quant.gptq_calib_seq_len ({self.quant.gptq_calib_seq_len}) must be at most {longest}: "
+                             f"the longest of train.train_seq_len ({self.train.train_seq_len}), the eval sequence "
+                             f"length ({self.eval_seq_len}) and the seed's calibration length {SEED_CALIB_SEQ_LEN}")
         return self
 
     # -- derived values ----------------------------------------------------------------------------------------

@@ -55,9 +55,46 @@ def refused(overrides: list[str], preset: str = "tiny-cpu") -> str:
      "train.train_batch_tokens (160) must be a multiple of train.train_seq_len x train.grad_accum (96)"),
     (["train.compile_mode=max-autotune"], "train.compile_mode = max-autotune needs train.compile = true"),
     (["eval.seq_len=32", "eval.stride=33"], "eval.stride (33) must not exceed eval.seq_len (32)"),
+    (["model.bigram_vocab_size=1"], "config key 'model.bigram_vocab_size': must be 0 (off) or at least 2: the hash "
+                                    "keeps one bucket for the first position and spreads the rest over buckets - 1"),
+    (["model.trigram_vocab_size=1"], "config key 'model.trigram_vocab_size': must be 0 (off) or at least 2"),
+    (["model.mlp_mult=0.0156"], "config key 'model': model.mlp_mult (0.0156) leaves the MLP without a hidden unit at "
+                                "model.model_dim (64): int(0.0156 x 64) = 0"),
+    (["model.crawler_mlp_mult=0.0156"], "model.crawler_mlp_mult (0.0156) leaves the MLP without a hidden unit at "
+                                        "model.model_dim (64): int(0.0156 x 64) = 0"),
+    (["model.arch=gpt", "model.mlp_mult=0.0156"], "model.mlp_mult (0.0156) leaves the MLP without a hidden unit"),
+    (["model.model_dim=auto", "model.param_budget=1", "model.mlp_mult=0.124"],
+     "model.mlp_mult (0.124) leaves the MLP without a hidden unit at the narrowest width model_dim: auto can pick "
+     "(8 = 2 x model.num_heads): int(0.124 x 8) = 0"),
+    (["quant.gptq_calib_seq_len=2049"],
+     "quant.gptq_calib_seq_len (2049) must be at most 2048: the longest of train.train_seq_len (128), the eval "
+     "sequence length (128) and the seed's calibration length 2048"),
+    (["train.train_seq_len=4096", "train.train_batch_tokens=8192", "quant.gptq_calib_seq_len=4097"],
+     "quant.gptq_calib_seq_len (4097) must be at most 4096: the longest of train.train_seq_len (4096)"),
+    (["eval.seq_len=3000", "quant.gptq_calib_seq_len=3001"],
+     "quant.gptq_calib_seq_len (3001) must be at most 3000: the longest of train.train_seq_len (128), the eval "
+     "sequence length (3000)"),
+    (["data.val_glob="], "config key 'data.val_glob': glob '' is empty (it must match shard file names, e.g. "
+                         "fineweb_val_*.bin)"),
+    (["data.val_glob=' '"], "config key 'data.val_glob': glob ' ' is empty"),
+    (["data.train_glob=/data/*.bin"], "config key 'data.train_glob': glob '/data/*.bin' is an absolute path: shard "
+                                      "globs are matched inside the shard directory"),
+    (["data.val_glob=./"], "config key 'data.val_glob': glob './' names no file"),
+    (["data.val_glob=v**.bin"], "config key 'data.val_glob': glob 'v**.bin' uses '**' inside a name: '**' can only "
+                                "be a whole path component"),
 ])
 def test_a_shape_past_its_edge_is_refused_with_the_exact_line(overrides: list[str], message: str) -> None:
     assert message in refused(overrides)
+
+
+EDGES_THAT_BUILD = [
+    ["model.bigram_vocab_size=2", "model.trigram_vocab_size=2"],  # one bucket for position 0, one for the rest
+    ["model.mlp_mult=0.015625", "model.crawler_mlp_mult=0.015625"],  # 1/64 of width 64: one hidden unit
+    ["model.arch=gpt", "model.num_layers=2", "model.mlp_mult=0.015625"],
+    # 1/8 of 8 = 2 x num_heads, the width auto picks here (9,901 parameters; 16 would need 12,845)
+    ["model.vocab_size=64", "model.model_dim=auto", "model.param_budget=12000", "model.mlp_mult=0.125",
+     "model.crawler_mlp_mult=0.125"],
+]
 
 
 @pytest.mark.parametrize("overrides", [
@@ -76,9 +113,35 @@ def test_a_shape_past_its_edge_is_refused_with_the_exact_line(overrides: list[st
     ["train.compile=true", "train.compile_mode=reduce-overhead"],
     ["eval.seq_len=32", "eval.stride=32"],
     ["eval.seq_len=0", "eval.stride=100000"],  # the eval follows train_seq_len: checked where the windows are cut
+    *EDGES_THAT_BUILD,
+    ["model.num_flat_layers=0", "model.mlp_mult=0.001"],  # no flat block: the flat multiplier is unused
+    ["model.num_crawler_layers=0", "model.crawler_mlp_mult=0.001"],
+    ["model.arch=gpt", "model.crawler_mlp_mult=0.001"],
+    ["quant.gptq_calib_seq_len=2048"],  # the seed's length, longer than any sequence of this trial
+    ["train.train_seq_len=4096", "train.train_batch_tokens=8192", "quant.gptq_calib_seq_len=4096"],
+    ["eval.seq_len=3000", "quant.gptq_calib_seq_len=3000"],
+    ["data.val_glob=val/**/*.bin", "data.train_glob=fineweb_train_00000[0-3].bin"],
 ])
 def test_a_shape_on_its_edge_is_accepted(overrides: list[str]) -> None:
     load_config(preset="tiny-cpu", overrides=overrides)
+
+
+@pytest.mark.parametrize("overrides", EDGES_THAT_BUILD)
+def test_the_accepted_edges_build_a_model_that_runs(overrides: list[str]) -> None:
+    """The bounds are the model's own: one step inside them still builds and runs forward and backward."""
+    import torch
+
+    from clowncar.model import build_model
+
+    cfg = load_config(preset="tiny-cpu", overrides=["model.vocab_size=64", *overrides])
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 64, (2, 9))
+    model = build_model(cfg)
+    if cfg.model.model_dim == "auto":
+        assert model.tok_emb.weight.shape[1] == 8
+    loss = model(tokens[:, :-1], tokens[:, 1:])
+    loss.backward()
+    assert torch.isfinite(loss)
 
 
 @pytest.mark.parametrize("switch", ["quant.scale_floor=true", "quant.gptq_feedback=full_inverse",
