@@ -7,9 +7,11 @@
   that importing a module runs. Read statically, the count does not depend on what else the process running
   the trial has imported (a test, the CLI).
 - `eval_path`: only the files needed to rebuild and evaluate the model from the artifact (`CODE_FILES`, globs
-  relative to the repository root): config + errors (the config is rebuilt from the meta), the model package,
+  relative to the repository root): config + errors and the config's readers (the config is rebuilt from the
+  meta), the package `__init__.py` files, the model package,
   `artifact.py`, `quant.py` and `qscale.py` (deserialize + dequantize), the evaluator (`worker/evaluate.py`)
-  and the byte accounting and validation reading it uses (`data/bpb.py`, `data/shards.py`, `data/stream.py`).
+  and the byte accounting and validation reading it uses (`data/bpb.py`, `data/shards.py`, `data/stream.py`,
+  `data/paths.py`).
   Files that are not in this checkout are not counted.
 `code_files(rule)` lists what was counted.
 """
@@ -21,10 +23,12 @@ from functools import cache
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-CODE_FILES = ("clowncar/__init__.py", "clowncar/config.py", "clowncar/errors.py", "clowncar/model/*.py",
+CODE_FILES = ("clowncar/__init__.py", "clowncar/config.py", "clowncar/errors.py", "clowncar/did_you_mean.py",
+              "clowncar/strict_yaml.py", "clowncar/model/*.py", "clowncar/worker/__init__.py",
               "clowncar/worker/quant.py", "clowncar/worker/qscale.py", "clowncar/worker/artifact.py",
-              "clowncar/worker/code_bytes.py", "clowncar/worker/evaluate.py", "clowncar/data/bpb.py",
-              "clowncar/data/shards.py", "clowncar/data/stream.py")
+              "clowncar/worker/code_bytes.py", "clowncar/worker/evaluate.py", "clowncar/data/__init__.py",
+              "clowncar/data/bpb.py", "clowncar/data/paths.py", "clowncar/data/shards.py", "clowncar/data/stream.py")
+"""Closed under the module-level imports of its files (tests/worker/test_code_bytes.py): what loading them runs."""
 TRIAL_PROGRAM = "clowncar.worker.__main__"
 CODE_RULES = ("challenge", "eval_path")
 

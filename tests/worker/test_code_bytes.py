@@ -87,6 +87,27 @@ def test_the_rule_decides_the_counted_files_and_is_recorded_in_the_artifact(rule
     assert summary["artifact_code_rule"] == rule and summary["artifact_code_bytes"] == code_bytes(rule)
 
 
+def _module_level_imports(path: Path) -> set[Path]:
+    """The project files that loading `path` runs: its module-level imports and their packages' __init__.py."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    out: set[Path] = set()
+    for node in ast.parse((root / path).read_text()).body:
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                 [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+        for name in (n for n in names if n.split(".")[0] == "clowncar"):
+            parts = name.split(".")
+            out |= {Path(*parts[:i], "__init__.py") for i in range(1, len(parts))}
+            out |= {p for p in (Path(*parts).with_suffix(".py"), Path(*parts, "__init__.py")) if (root / p).exists()}
+    return out
+
+
+def test_the_eval_path_files_hold_everything_loading_them_runs() -> None:
+    files = set(code_files("eval_path"))
+    assert {(f, m) for f in files for m in _module_level_imports(f) if m not in files} == set()
+
+
 def test_eval_path_files_are_a_subset_of_the_challenge_files() -> None:
     eval_path, challenge = set(code_files("eval_path")), set(code_files("challenge"))
     assert eval_path < challenge
