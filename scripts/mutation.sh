@@ -21,6 +21,7 @@ declare -A TESTS=(
   [clowncar/data/bpb.py]="tests/data/test_bpb.py"
   [clowncar/data/stream.py]="tests/data/test_stream.py"
   [clowncar/data/shards.py]="tests/data/test_shards.py"
+  [clowncar/data/paths.py]="tests/data/test_shards.py tests/data/test_corpus_rules.py tests/worker/test_artifact_reader.py tests/data/test_tokenizer.py tests/test_config_rules.py"
   [clowncar/data/tokenizer.py]="tests/data/test_tokenizer.py"
   [clowncar/config_canonical.py]="tests/worker/test_config_canonical.py"
   [clowncar/worker/evaluate.py]="tests/worker/test_evaluate.py"
@@ -154,7 +155,7 @@ declare -A KEYWORDS=(
 declare -A TIMEOUT_MULTIPLIERS=(
   [clowncar/worker/train.py]=2
 )
-ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clowncar/data/tokenizer.py clowncar/worker/evaluate.py clowncar/worker/schedule.py
+ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clowncar/data/paths.py clowncar/data/tokenizer.py clowncar/worker/evaluate.py clowncar/worker/schedule.py
        clowncar/worker/optim.py:EMA
        clowncar/analysis/stats.py clowncar/analysis/family.py clowncar/analysis/result.py
        clowncar/analysis/runlevel.py clowncar/analysis/seeds.py clowncar/analysis/cn_steps.py

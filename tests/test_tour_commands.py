@@ -17,6 +17,7 @@ import typer
 from clowncar import dashboard, demo
 from clowncar.errors import ClownCarError, RunFailed, StoreError
 from clowncar.orchestrator.spec import load_spec
+from clowncar.store import open_store
 from clowncar.worker import commands as trial_commands
 
 
@@ -309,7 +310,7 @@ def test_the_dashboard_serves_the_configured_store_on_loopback(monkeypatch, sett
                       ("sqlite:///x.db", "0.0.0.0", 9000)]
 
 
-def test_a_store_the_dashboard_cannot_open_is_one_line_without_the_password(monkeypatch) -> None:
+def test_a_store_the_dashboard_cannot_open_is_one_line_without_the_password(monkeypatch, tmp_path: Path) -> None:
     pytest.importorskip("optuna_dashboard")
     import optuna
 
@@ -322,8 +323,10 @@ def test_a_store_the_dashboard_cannot_open_is_one_line_without_the_password(monk
     assert "s3cret" not in str(err.value) and "\n" not in str(err.value)
     assert str(err.value).startswith("cannot open store postgresql+psycopg://u:***@h:1/db: could not connect")
     monkeypatch.setattr(optuna.storages, "RDBStorage", lambda url: (_ for _ in ()).throw(RuntimeError()))
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    open_store(url).close()
     with pytest.raises(StoreError, match=r": RuntimeError$"):
-        dashboard.serve("sqlite:///x.db")
+        dashboard.serve(url)
 
 
 def test_the_dashboard_says_where_it_serves_before_serving(monkeypatch, tmp_path: Path, capsys) -> None:
@@ -332,6 +335,8 @@ def test_the_dashboard_says_where_it_serves_before_serving(monkeypatch, tmp_path
     optuna_dashboard = pytest.importorskip("optuna_dashboard")
     ran: list[tuple] = []
     monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, host, port: ran.append((storage, host, port)))
+    monkeypatch.setattr(dashboard, "_can_listen", lambda host, port: None)  # 8123 may be taken on this machine
+    open_store(f"sqlite:///{tmp_path / 'd.db'}").close()
     dashboard.serve(f"sqlite:///{tmp_path / 'd.db'}", port=8123)
     ((storage, host, port),) = ran
     assert isinstance(storage, optuna.storages.RDBStorage) and (host, port) == ("127.0.0.1", 8123)
@@ -358,18 +363,23 @@ def test_the_dashboard_line_reaches_a_pipe_before_it_serves(tmp_path: Path) -> N
 
     code = ("import sys, time, optuna_dashboard\n"
             "optuna_dashboard.run_server = lambda *a, **k: time.sleep(30)\n"
-            "from clowncar.dashboard import serve\nserve(sys.argv[1])\n")
+            "from clowncar.dashboard import serve\nserve(sys.argv[1], port=int(sys.argv[2]))\n")
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    open_store(f"sqlite:///{tmp_path / 'd.db'}").close()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a pipe buffers, as under a supervisor
     env["PYTHONPATH"] = str(Path(clowncar.__file__).resolve().parents[1])
-    child = subprocess.Popen([sys.executable, "-c", code, f"sqlite:///{tmp_path / 'd.db'}"], stdout=subprocess.PIPE,
-                             text=True, env=env)
+    child = subprocess.Popen([sys.executable, "-c", code, f"sqlite:///{tmp_path / 'd.db'}", str(port)],
+                             stdout=subprocess.PIPE, text=True, env=env)
     try:
         import select
 
         ready, _, _ = select.select([child.stdout], [], [], 20)
         assert ready, "nothing reached the pipe while the server ran"
         line = child.stdout.readline()
-        assert line.startswith("optuna-dashboard: http://127.0.0.1:8080/ on sqlite:///")
+        assert line.startswith(f"optuna-dashboard: http://127.0.0.1:{port}/ on sqlite:///")
         assert child.poll() is None  # still serving
     finally:
         child.kill()
