@@ -109,12 +109,13 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
     if not sd > 0:
         return not_enough(key, title, q, method, "seed reruns have identical BPB: no spread to estimate", **base)
     if block:  # seed as a fixed block (analysis_methods.md, (6)): a seed's shared effect leaves the spread
+        # residual df >= 2 here: every config has >= 2 units (so configs <= n/2) and seed_block asks for fewer
+        # than n/2 seeds, so the fit has at most n - 2 coefficients
         fit = ols("bpb ~ C(config_key)" + block, units, cov="nonrobust")
-        if fit.df_resid >= 1:
-            df, sd = float(fit.df_resid), math.sqrt(max(float(fit.ssr), 0.0) / float(fit.df_resid))
-            if not sd > 1e-9 * abs(float(units["bpb"].mean())):  # what is left is the fit's rounding noise
-                return not_enough(key, title, q, method, "the seeds' shared effects explain all the spread: none "
-                                  "left to estimate", **base)
+        df, sd = float(fit.df_resid), math.sqrt(max(float(fit.ssr), 0.0) / float(fit.df_resid))
+        if not sd > 1e-9 * abs(float(units["bpb"].mean())):  # what is left is the fit's rounding noise
+            return not_enough(key, title, q, method, "the seeds' shared effects explain all the spread: none "
+                              "left to estimate", **base)
     lo = sd * math.sqrt(df / stats.chi2.ppf(0.975, df))
     hi = sd * math.sqrt(df / stats.chi2.ppf(0.025, df))
     n_med = int(np.median([row["n"] for row in rows]))

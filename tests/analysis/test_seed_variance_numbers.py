@@ -98,10 +98,70 @@ def test_identical_reruns_have_no_spread_to_estimate() -> None:
     assert res.status == UNDECIDED and res.tables["per_config"][0]["sd"] == 0.0
 
 
+def _one_config(values: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"run_id": [f"r{i}" for i in range(len(values))], "config_key": "k", "label": "l",
+                         "seed": [float(i) for i in range(len(values))], "bpb": [2.0 + v for v in values]})
+
+
+def _crossed(effects: dict[int, float], noise: float = 0.0005) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    return pd.DataFrame([{"run_id": f"{c}-{s}", "config_key": c, "label": c, "seed": float(s),
+                          "bpb": 1.08 + 0.01 * i + e + (rng.normal(0, noise) if noise else 0.0)}
+                         for i, c in enumerate("ABCD") for s, e in effects.items()])
+
+
+@pytest.mark.parametrize(("values", "warned"), [
+    ([0.0] * 7 + [1.0], True),           # excess kurtosis 8.0 over 8 values: past 4 x sqrt(24/8) = 6.93
+    ([0.0] * 6 + [1.0, 0.2], True),      # 7.03: just past it (4 x sqrt(25/8) would be 7.07)
+    ([0.0] * 6 + [1.0, -1.0], False),    # 3.5: under it (4 / sqrt(24/8) would be 2.31)
+    ([0.0] * 6 + [1.0], False),          # 7 values: too few to judge a tail
+    ([1.0] * 11 + [-1.0] * 11 + [0.0] * 98, True),  # 2.61 over 120 values: past 2 (3 would not be)
+])
+def test_the_heavy_tail_warning_is_excess_kurtosis_past_four_standard_errors_and_two(values: list[float],
+                                                                                   warned: bool) -> None:
+    res = seed_variance(_one_config(values))
+    tail = [w for w in res.warnings if "heavy-tailed" in w]
+    assert bool(tail) is warned
+    if warned:
+        v = np.array(values)
+        excess = stats.kurtosis(v - v.mean(), fisher=True, bias=False)
+        assert tail[0].startswith(f"the within-config spread is heavy-tailed (excess kurtosis {excess:.3g} over "
+                                  f"{len(values)} values)")
+
+
+@pytest.mark.parametrize("configs", [3, 4])
+def test_the_same_seed_warning_names_the_first_three_reruns(configs: int) -> None:
+    rows = [{"run_id": f"{c}{i}", "config_key": f"c{c}", "label": f"cfg{c}", "seed": float(seed),
+             "bpb": 2.0 + 0.01 * i * (c + 1)}
+            for c in range(configs) for i, seed in enumerate([1, 1, 2])]
+    (warning,) = seed_variance(pd.DataFrame(rows)).warnings
+    named = "; ".join(f"cfg{c}: seed 1 x2" for c in range(3))
+    assert warning.startswith(f"{configs} seed(s) ran more than once within one config ({named}"
+                              f"{'; ...' if configs > 3 else ''}): each is averaged into one value")
+
+
+def test_configs_are_listed_in_key_order_whatever_order_the_runs_come_in() -> None:
+    runs = seed_frame()
+    res = seed_variance(runs.iloc[::-1])
+    assert [row["config_key"] for row in res.tables["per_config"]] == ["A", "B", "C"]
+
+
+def test_seeds_that_explain_the_whole_spread_leave_none_to_estimate() -> None:
+    res = seed_variance(_crossed({42: 0.003, 314: -0.001, 999: 0.0}, noise=0.0))  # config + seed, exactly
+    assert res.status == UNDECIDED and res.verdict == (f"{UNDECIDED}: the seeds' shared effects explain all the "
+                                                       "spread: none left to estimate")
+
+
 def test_every_text_and_table_of_the_seed_variance_test_matches_the_snapshot(snapshot) -> None:
     seeds = seed_frame()
     no_seed = seeds.assign(seed=np.where(seeds["run_id"] == "A1", np.nan, seeds["seed"]))
+    again = pd.DataFrame({"run_id": ["a1", "a2", "a3", "b1", "b2"], "config_key": ["A", "A", "A", "B", "B"],
+                          "label": "l", "seed": [1.0, 1.0, 2.0, 1.0, 2.0], "bpb": [2.00, 2.02, 2.05, 1.90, 1.93]})
     snapshot("seed_variance_snapshot", {
+        "seeds_repeated": [seed_variance(again)],
+        "seeds_as_a_block": [seed_variance(_crossed({42: 0.003, 314: -0.001, 999: 0.0}))],
+        "seeds_explain_all": [seed_variance(_crossed({42: 0.003, 314: -0.001, 999: 0.0}, noise=0.0))],
+        "heavy_tail": [seed_variance(_one_config([0.0] * 7 + [1.0]))],
         "seeds": [seed_variance(seeds)],
         "seeds_without_a_seed": [seed_variance(no_seed)],
         "seeds_never_repeated": [seed_variance(seeds[seeds["config_key"] == "D"])],
