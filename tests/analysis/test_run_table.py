@@ -161,6 +161,7 @@ def test_seed_reruns_share_a_config_key_and_any_other_difference_splits_it() -> 
     # no config value recorded (two empty configs hash alike): each run is its own config, nobody's seed rerun
     bare = pd.DataFrame({"config_hash": ["h", "h", "h"], "trial_uid": ["a", "b", "c"], "train.seed": [1, 2, None]})
     assert run_table(bare)["config_key"].tolist() == ["a", "b", "c"]
+    assert run_table(bare)["config_hash"].tolist() == ["h", "h", "h"]  # kept for the report's provenance
     assert run_table(bare.drop(columns="train.seed"))["config_key"].tolist() == ["a", "b", "c"]
     legacy = pd.DataFrame({"legacy.lr": [0.002, 0.002, 0.004], "trial_uid": ["a", "b", "c"]})
     keys = run_table(legacy)["config_key"].tolist()  # a value with no clowncar key still tells configs apart

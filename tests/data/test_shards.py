@@ -278,3 +278,11 @@ def test_a_pattern_pathlib_refuses_in_a_way_not_foreseen_is_still_one_line(tmp_p
     with pytest.raises(DataError) as err:
         list_shards(tmp_path, "x_*.bin")
     assert str(err.value) == "shard glob 'x_*.bin' is not a usable pattern (Non-relative patterns are unsupported)"
+
+
+def test_a_path_kind_is_named_in_words_and_an_unknown_one_is_not_a_regular_file() -> None:
+    from clowncar.data.paths import file_kind
+
+    assert file_kind(stat.S_IFDIR) == "a directory" and file_kind(stat.S_IFIFO) == "a FIFO (named pipe)"
+    assert file_kind(stat.S_IFCHR) == "a character device" and file_kind(stat.S_IFSOCK) == "a socket"
+    assert file_kind(stat.S_IFBLK) == "a block device" and file_kind(0) == "not a regular file"
