@@ -278,6 +278,10 @@ def test_a_pattern_pathlib_refuses_in_a_way_not_foreseen_is_still_one_line(tmp_p
     with pytest.raises(DataError) as err:
         list_shards(tmp_path, "x_*.bin")
     assert str(err.value) == "shard glob 'x_*.bin' is not a usable pattern (Non-relative patterns are unsupported)"
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: (_ for _ in ()).throw(IndexError()))
+    with pytest.raises(DataError) as err:  # no message: the exception's type says what went wrong
+        list_shards(tmp_path, "x_*.bin")
+    assert str(err.value) == "shard glob 'x_*.bin' is not a usable pattern (IndexError)"
 
 
 def test_a_path_kind_is_named_in_words_and_an_unknown_one_is_not_a_regular_file() -> None:
