@@ -141,7 +141,7 @@ def list_shards(directory: str | os.PathLike[str], glob: str) -> list[Path]:
     try:
         return sorted(p for p in d.glob(glob) if p.is_file())
     except (ValueError, NotImplementedError, IndexError) as exc:  # a pattern pathlib refuses that we did not foresee
-        raise DataError(f"shard glob {glob!r} is not a usable pattern ({exc or type(exc).__name__})") from None
+        raise DataError(f"shard glob {glob!r} is not a usable pattern ({str(exc) or type(exc).__name__})") from None
 
 
 def require_shards(directory: str | os.PathLike[str], glob: str, split: str) -> list[Path]:
