@@ -47,9 +47,12 @@ class Section(BaseModel):
 
 
 def _takes_bool(annotation: Any) -> bool:
-    if annotation is bool or annotation is Any:
+    """Whether a field typed `annotation` holds true/false: bool, Any, a union with one, or Literal[True, ...]."""
+    if annotation is bool or annotation is Any or isinstance(annotation, bool):
         return True
-    return any(_takes_bool(arg) for arg in typing.get_args(annotation) if not isinstance(arg, str | int | float))
+    if isinstance(annotation, str | int | float):  # another Literal value
+        return False
+    return any(_takes_bool(arg) for arg in typing.get_args(annotation))
 
 
 class DataConfig(Section):

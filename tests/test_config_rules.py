@@ -63,6 +63,7 @@ def refused(overrides: list[str], preset: str = "tiny-cpu") -> str:
     (["model.crawler_mlp_mult=0.0156"], "model.crawler_mlp_mult (0.0156) leaves the MLP without a hidden unit at "
                                         "model.model_dim (64): int(0.0156 x 64) = 0"),
     (["model.arch=gpt", "model.mlp_mult=0.0156"], "model.mlp_mult (0.0156) leaves the MLP without a hidden unit"),
+    (["model.num_flat_layers=1", "model.mlp_mult=0.0156"], "model.mlp_mult (0.0156) leaves the MLP"),  # one is built
     (["model.model_dim=auto", "model.param_budget=1", "model.mlp_mult=0.124"],
      "model.mlp_mult (0.124) leaves the MLP without a hidden unit at the narrowest width model_dim: auto can pick "
      "(8 = 2 x model.num_heads): int(0.124 x 8) = 0"),
@@ -276,3 +277,14 @@ def test_an_unknown_preset_lists_the_known_ones() -> None:
         load_config(preset="clowncar-2")
     assert str(err.value) == ("unknown preset 'clowncar-2' (known: baseline, clowncar, clowncar-ii-seed, "
                               "clowncar-seed, frugendorff-v2, micro-crawler, tiny-cpu)")
+
+
+def test_a_field_takes_true_or_false_only_where_its_type_holds_bool() -> None:
+    from typing import Literal
+
+    from clowncar.config import _takes_bool
+
+    assert _takes_bool(bool) and _takes_bool(bool | None) and _takes_bool(Any)
+    assert not _takes_bool(int) and not _takes_bool(int | None) and not _takes_bool(float | str)
+    assert not _takes_bool(Literal["auto", "cpu"]) and not _takes_bool(Literal[0, 1])
+    assert _takes_bool(Literal["auto", True]) and _takes_bool(Literal[False])
