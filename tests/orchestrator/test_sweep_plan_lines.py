@@ -82,6 +82,9 @@ def test_a_point_queued_twice_says_so_instead_of_an_empty_difference() -> None:
                     enqueue=[{LOOPS: 1, CADENCE: 2}, {LOOPS: 1, CADENCE: 2}, {LOOPS: 1, CADENCE: 3}])
     assert plan_lines(mixed)[2] == ("    model.crawler_loops=1: train.cadence=2 | train.cadence=3 -> runs as "
                                     "train.cadence=2")  # the repeat named by what it shares with the others
+    base = spec_of(sampler="random", budget={"max_trials": 2}, enqueue=[{}, {LOOPS: 3}, {}, {LOOPS: 3}])
+    assert plan_lines(base)[2:4] == ["    the base config: listed 2 times -> runs once",
+                                     "    model.crawler_loops=3: listed 2 times -> runs once"]  # every group has its line
     defaults = spec_of(sampler="random", budget={"max_trials": 1}, enqueue=[{LOOPS: 3, CADENCE: 1}, {LOOPS: 3}])
     assert plan_lines(defaults)[2] == "    model.crawler_loops=3: (the defaults) -> runs as train.cadence=1"
 

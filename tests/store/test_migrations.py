@@ -180,6 +180,18 @@ def test_another_applications_database_is_not_made_a_store_and_optunas_tables_ma
         migrations.OPTUNA_TABLES
 
 
+@pytest.mark.parametrize(("tables", "shown"), [(["a", "b"], "a, b"), (list("abcde"), "a, b, c, d, e"),
+                                               (list("abcdef"), "a, b, c, d, e, ...")])
+def test_another_applications_tables_are_named_up_to_five(tmp_path, tables, shown):
+    db = sqlite3.connect(tmp_path / "other.db")
+    for name in tables:
+        db.execute(f"CREATE TABLE {name} (x)")
+    db.commit()
+    with pytest.raises(StoreError) as err:
+        open_store(f"sqlite:///{tmp_path / 'other.db'}")
+    assert f"holds another application's tables ({shown}): give clowncar" in str(err.value)
+
+
 def test_an_empty_schema_table_and_unversioned_tables_are_named_exactly(tmp_path):
     db = sqlite3.connect(tmp_path / "a.db")
     db.execute("CREATE TABLE clowncar_schema (id INTEGER PRIMARY KEY, version INTEGER, updated_at TEXT)")
