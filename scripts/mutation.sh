@@ -129,6 +129,7 @@ declare -A TESTS=(
 declare -A KEYWORDS=(
   [clowncar/worker/artifact.py]="not test_bad_inputs.py or (artifacts: and not subprocess)"
   [clowncar/analysis/seeds.py]="not test_results_and_family.py or seed_variance"
+  [clowncar/dashboard.py]="not test_dashboard_launcher.py or taken_port"
   [clowncar/store/importers/sweep_csv.py]="not test_parse_snapshots.py or legacy_sweep"
   [clowncar/store/importers/micro_log.py]="not test_parse_snapshots.py or legacy_sweep"
   [clowncar/store/importers/cadence_tsv.py]="not test_parse_snapshots.py or legacy_sweep"
