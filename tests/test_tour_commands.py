@@ -384,3 +384,30 @@ def test_the_dashboard_line_reaches_a_pipe_before_it_serves(tmp_path: Path) -> N
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_dashboard_refuses_a_missing_sqlite_store_and_creates_nothing(tmp_path: Path) -> None:
+    pytest.importorskip("optuna_dashboard")
+    url = f"sqlite:///{tmp_path / 'typo.db'}"
+    with pytest.raises(StoreError) as err:
+        dashboard.serve(url)
+    assert str(err.value) == f"no store at {url} (nothing has been written there yet)"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_port_the_server_cannot_take_is_one_line_whenever_it_fails(monkeypatch, tmp_path: Path) -> None:
+    optuna_dashboard = pytest.importorskip("optuna_dashboard")
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    open_store(url).close()
+    with pytest.raises(ClownCarError) as err:  # past 65535 (the CLI refuses it first; serve is also called directly)
+        dashboard.serve(url, port=70000)
+    assert str(err.value) == "cannot listen on 127.0.0.1:70000: bind(): port must be 0-65535."
+
+    def taken(storage, host, port):  # taken between the check and the start
+        raise OSError(98, "Address already in use")
+
+    monkeypatch.setattr(dashboard, "_can_listen", lambda host, port: None)
+    monkeypatch.setattr(optuna_dashboard, "run_server", taken)
+    with pytest.raises(ClownCarError) as err:
+        dashboard.serve(url, port=8123)
+    assert str(err.value) == "cannot listen on 127.0.0.1:8123: Address already in use"
