@@ -342,6 +342,8 @@ def test_the_dashboard_says_where_it_serves_before_serving(monkeypatch, tmp_path
     assert isinstance(storage, optuna.storages.RDBStorage) and (host, port) == ("127.0.0.1", 8123)
     assert capsys.readouterr().out == (f"optuna-dashboard: http://127.0.0.1:8123/ on sqlite:///{tmp_path / 'd.db'} "
                                        "(Ctrl-C stops it)\n")
+    dashboard.serve(f"sqlite:///{tmp_path / 'd.db'}")  # optuna-dashboard's own default port, on loopback
+    assert ran[-1][1:] == ("127.0.0.1", 8080)
 
 
 def test_without_optuna_dashboard_the_extra_to_install_is_named(monkeypatch) -> None:

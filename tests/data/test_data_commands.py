@@ -205,6 +205,17 @@ def test_inspect_prints_the_report_as_lines_or_json(tmp_path: Path, capsys) -> N
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(report.to_dict()))
 
 
+@pytest.mark.parametrize(("option", "kwargs"), [("--train-glob", {"train_glob": "/x/*"}),
+                                                ("--val-glob", {"val_glob": ""})])
+def test_inspect_names_the_option_whose_glob_cannot_work(tmp_path: Path, option: str, kwargs: dict) -> None:
+    from clowncar.data.paths import glob_problem
+
+    with pytest.raises(DataError) as err:
+        commands.inspect(tmp_path, **kwargs)
+    (pattern,) = kwargs.values()
+    assert str(err.value) == f"{option} {pattern!r} {glob_problem(pattern)}"
+
+
 def test_inspect_uses_the_globs_and_tokenizer_given(tmp_path: Path, monkeypatch, capsys) -> None:
     import clowncar.data.inspect_dir as inspect_dir
 
