@@ -223,9 +223,10 @@ def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int = 1024, val_
         raise DataError(f"shard size must be between 1 and {2**31 - 1} tokens, got {shard_tokens}")
     if val_docs < 1:
         raise DataError(f"--val-docs must be at least 1, got {val_docs}")
-    check_out_apart(out, [*inputs, *(corpus.files if corpus else ())], tokenizer)
-    check_target(out, overwrite)
     corpus = corpus or Corpus.from_paths(inputs, field=field_name, docs_per=docs_per)  # type: ignore[arg-type]
+    # the files a --text directory gave too: an --out inside that directory may hold some of them
+    check_out_apart(out, [*inputs, *corpus.files], tokenizer)
+    check_target(out, overwrite)
     n_docs, n_bytes = corpus.count()
     if n_docs == 0:
         raise DataError(f"empty corpus: no non-blank documents in {len(corpus.files)} input file(s)")

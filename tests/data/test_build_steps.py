@@ -349,7 +349,9 @@ def _tree(root: Path) -> list[str]:
 
 @pytest.mark.parametrize("layout, message", [
     ("ancestor of cwd", "refusing to build into {out}: it is the current directory or holds it"),
-    ("cwd", "refusing to build into .: it is the current directory or holds it"),
+    ("cwd", "refusing to build into .: it is the current directory or holds it (the build replaces the whole "
+            "output directory)"),
+    ("holds a file of an input directory", "refusing to build into {out}: it is or holds the input {found}"),
     ("holds the input", "refusing to build into {out}: it is or holds the input {text}, which replacing the output "
                         "directory would delete"),
     ("is the input", "refusing to build into {out}: it is or holds the input {text}"),
@@ -374,6 +376,10 @@ def test_an_out_that_holds_the_working_directory_or_an_input_is_refused_before_a
     elif layout == "holds it through a link":
         (tmp_path / "link").symlink_to(tmp_path / "a")
         text = tmp_path / "link" / "b" / "docs.jsonl"
+    elif layout == "holds a file of an input directory":  # --text DIR reads DIR/a/b/notes.txt too
+        found = tmp_path / "a" / "b" / "notes.txt"
+        found.write_text("\n".join(kjv_verses[:40]) + "\n")
+        text = tmp_path
     elif layout == "holds the tokenizer":
         text = _corpus_file(tmp_path, kjv_verses[:40])
         tokenizer = tmp_path / "a" / "t.model"
@@ -382,7 +388,8 @@ def test_an_out_that_holds_the_working_directory_or_an_input_is_refused_before_a
     with pytest.raises(DataError) as err:
         build_dataset([text], out, val_docs=1, tokenizer=tokenizer, overwrite=True, progress=False,
                       log=lambda _: None)
-    assert str(err.value).startswith(message.format(out=out, text=text, tokenizer=tokenizer))
+    found = tmp_path / "a" / "b" / "notes.txt"
+    assert str(err.value).startswith(message.format(out=out, text=text, tokenizer=tokenizer, found=found))
     assert _tree(tmp_path) == before
 
 
