@@ -8,14 +8,12 @@ Deployment facts (where data lives, which database) are not here: see `clowncar.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,7 +27,8 @@ from pydantic import (
 from clowncar.data.paths import glob_problem
 from clowncar.did_you_mean import hint, near_keys
 from clowncar.errors import ConfigError
-from clowncar.strict_yaml import read_mapping, yaml_load
+from clowncar.overrides import apply_overrides, deep_merge
+from clowncar.strict_yaml import read_mapping
 
 
 class Section(BaseModel):
@@ -467,43 +466,6 @@ def from_dict(data: dict[str, Any]) -> TrialConfig:
         return TrialConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_error_line(err)) from None
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`model.crawler_loops=3` -> (['model', 'crawler_loops'], 3). Values are parsed as YAML scalars."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override '{text}' is not of the form section.key=value")
-    try:
-        value = yaml_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(data)
-    items = ([parse_override(o) for o in overrides] if isinstance(overrides, list)
-             else [(k.split("."), v) for k, v in overrides.items()])
-    for path, value in items:
-        node = out
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"unknown config key '{'.'.join(path)}'")
-            node = child
-        node[path[-1]] = value
-    return out
-
-
-def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def load_config(path: str | Path | None = None, preset: str | None = None,

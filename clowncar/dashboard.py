@@ -40,7 +40,7 @@ def serve(url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
     try:
         optuna_dashboard.run_server(storage, host=host, port=port)
     except OSError as exc:  # taken between the check and the start
-        raise ClownCarError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise _cannot_listen(host, port, exc) from None
 
 
 def _can_listen(host: str, port: int) -> None:
@@ -51,8 +51,12 @@ def _can_listen(host: str, port: int) -> None:
         with socket.create_server((host, port)):
             pass
     except (OSError, OverflowError) as exc:  # OverflowError: a port past 65535 (the CLI refuses it earlier)
-        why = str(getattr(exc, "strerror", None) or exc).split(" (while attempting")[0]  # the socket module's suffix
-        raise ClownCarError(f"cannot listen on {host}:{port}: {why}") from None
+        raise _cannot_listen(host, port, exc) from None
+
+
+def _cannot_listen(host: str, port: int, exc: Exception) -> ClownCarError:
+    why = str(getattr(exc, "strerror", None) or exc).split(" (while attempting")[0]  # the socket module's suffix
+    return ClownCarError(f"cannot listen on {host}:{port}: {why}")
 
 
 def dashboard(

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from clowncar.config import TrialConfig, deep_merge
+from clowncar.config import TrialConfig
 from clowncar.errors import ConfigError
+from clowncar.overrides import deep_merge
 
 
 def baseline() -> dict[str, Any]:

@@ -11,16 +11,9 @@ from typing import Any
 
 import pytest
 
-from clowncar.config import (
-    TrialConfig,
-    apply_overrides,
-    deep_merge,
-    dict_hash,
-    from_dict,
-    load_config,
-    parse_override,
-)
+from clowncar.config import TrialConfig, dict_hash, from_dict, load_config
 from clowncar.errors import ConfigError
+from clowncar.overrides import apply_overrides, deep_merge, parse_override
 
 
 def refused(overrides: list[str], preset: str = "tiny-cpu") -> str:

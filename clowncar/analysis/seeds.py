@@ -129,10 +129,11 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
     res.extra["median_config_sd"] = med  # robust beside the pooled sd, which one unstable config can dominate
     seeded = bool(units["seed"].notna().any())
     what = "pooled seed sd" if seeded else "pooled rerun sd (no run records its seed)"
+    per = "seeds" if seeded else "runs"
     res.verdict = (f"{DESCRIPTIVE}: {what} {sd:.4g} BPB (95% CI {lo:.3g} to {hi:.3g}, df {df:g}; median "
-                   f"per-config sd {med:.3g}); with "
-                   f"{n_med} {'seeds' if seeded else 'runs'} per config, two configs must differ by about {mde:.3g} BPB to be detected with "
-                   "80% power" if mde is not None else f"{DESCRIPTIVE}: {what} {sd:.4g} BPB")
+                   f"per-config sd {med:.3g}); with {n_med} {per} per config, two configs must differ by about "
+                   f"{mde:.3g} BPB to be detected with 80% power"
+                   if mde is not None else f"{DESCRIPTIVE}: {what} {sd:.4g} BPB")
     return res
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from ray.tune import Callback
 
-from clowncar.config import apply_overrides
 from clowncar.orchestrator.spec import SweepSpec
+from clowncar.overrides import apply_overrides
 
 
 def trial_uid(sweep: str, number: int) -> str:

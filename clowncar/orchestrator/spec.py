@@ -38,13 +38,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from clowncar.config import TrialConfig, apply_overrides, deep_merge, from_dict
+from clowncar.config import TrialConfig, from_dict
 from clowncar.config_canonical import canonical
 from clowncar.did_you_mean import hint, near_keys
 from clowncar.errors import ConfigError
 from clowncar.orchestrator.distinct import Distinct, distinct_points, grid_points
 from clowncar.orchestrator.rungs import rung_problem
 from clowncar.orchestrator.workers import check_objective, check_worker
+from clowncar.overrides import apply_overrides, deep_merge
 from clowncar.strict_yaml import read_mapping
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -10,9 +10,10 @@ from typing import Any
 
 import torch
 
-from clowncar.config import TrialConfig, apply_overrides, deep_merge, from_dict, load_config
+from clowncar.config import TrialConfig, from_dict, load_config
 from clowncar.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, EXIT_OOM, ClownCarError, ConfigError
 from clowncar.events import EVENTS_FILE, RESULT_FILE, EventWriter, write_json_atomic
+from clowncar.overrides import apply_overrides, deep_merge
 from clowncar.strict_yaml import read_mapping
 from clowncar.worker.dist import cpu_threads, init_distributed, shutdown_distributed
 from clowncar.worker.heap import keep_freed_memory

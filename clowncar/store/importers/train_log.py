@@ -25,10 +25,10 @@ seen twice in one run is skipped with a reason too (the store keeps one row per 
 Runs: a step counter that goes back (or a new total) starts a new run, so a file holding several runs gives
 one trial per run, each with its own steps; header lines after the previous run's last step or eval go to the new
 run. A run whose step and eval lines repeat an earlier run's line for line is the same run printed twice (two
-records do this): its lines are skipped as a copy. A run that ends with no named eval, before its last step (`N < M`) and without `stopping_early`, was cut
-off: the whole file is refused. A last line without a line end is accepted only when it is a complete log line
-(a named eval whose val_loss and val_bpb carry the same number of decimals). A file with no step line is not a
-training log (an evaluation-only log says what it holds).
+records do this): its lines are skipped as a copy. A run that ends with no named eval, before its last step
+(`N < M`) and without `stopping_early`, was cut off: the whole file is refused. A last line without a line end is
+accepted only when it is a complete log line (a named eval whose val_loss and val_bpb carry the same number of
+decimals). A file with no step line is not a training log (an evaluation-only log says what it holds).
 """
 
 from __future__ import annotations
