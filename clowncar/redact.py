@@ -34,6 +34,10 @@ _ENV_SECRET = re.compile(r"(?P<head>\b[A-Z][A-Z0-9_]*(?:PASSWORD|TOKEN|SECRET)[A
 # '[': in "/etc/passwd: not a model" the word is a path's end, and what follows is no secret)
 _MAPPING = re.compile(rf"(?P<head>(?<![^\s{{,(\[])[\"']?{_SECRET_KEYS}[\"']?\s*:\s*)(?P<val>\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s,}}\]]+)",
                       re.IGNORECASE)
+# The same inside an encoded query value: `?options=-c%20password%3D...` (libpq's options travel percent-encoded;
+# a space before the key is '%20' or '+', so a word-boundary rule cannot see where the key starts)
+_ENCODED_KEYWORD = re.compile(rf"(?P<head>(?:(?<=%20)|(?<=[\s+?&;=])){_SECRET_KEYS}%3D)"
+                              r"(?P<val>(?:%(?!20)[0-9A-Fa-f]{2}|[^&;\s'\"#+%])*)", re.IGNORECASE)
 _BEARER = re.compile(r"(?P<head>\bBearer\s+)(?P<val>[A-Za-z0-9._~+/=\-]+)", re.IGNORECASE)
 
 
@@ -63,6 +67,7 @@ def redact_text(text: str) -> str:
     out = _USERINFO.sub(lambda m: f"{m['head']}{MASK}{m['at']}", text)
     out = _QUERY_PARAM.sub(lambda m: f"{m['head']}{MASK}", out)
     out = _KEYWORD.sub(lambda m: f"{m['head']}{MASK}", out)
+    out = _ENCODED_KEYWORD.sub(lambda m: f"{m['head']}{MASK}", out)
     out = _MAPPING.sub(lambda m: f"{m['head']}{MASK}", out)
     out = _ENV_SECRET.sub(lambda m: f"{m['head']}{MASK}", out)
     return _BEARER.sub(lambda m: f"{m['head']}{MASK}", out)

@@ -96,6 +96,22 @@ def test_a_path_or_dotted_key_ending_in_a_secret_word_is_not_a_mapping(text: str
     assert redact_text(text) == text
 
 
+@pytest.mark.parametrize("url", [
+    f"postgresql+psycopg://clowncar@db/runs?options=-c%20password%3D{quote(PW + '!')}&sslmode=require",
+    f"postgresql+psycopg://clowncar@db/runs?options=-c+PASSWORD%3D{PW}",
+    f"postgresql+psycopg://clowncar@db/runs?options=password%3D{PW}",
+])
+def test_a_password_inside_an_encoded_options_value_is_hidden(url: str) -> None:
+    for out in (redact_url(url), redact_text(f"cannot open {url}: refused")):
+        assert PW not in out and "%3D***" in out
+    assert "sslmode=require" in redact_url(url) or "sslmode" not in url
+
+
+def test_an_encoded_option_that_is_no_secret_is_kept() -> None:
+    url = "postgresql+psycopg://clowncar@db/runs?options=-c%20search_path%3Dpublic"
+    assert redact_text(url) == url
+
+
 def test_redaction_is_idempotent() -> None:
     once = redact_text(" ".join(URL_FORMS))
     assert redact_text(once) == once
