@@ -292,6 +292,7 @@ class TrainConfig(Section):
 
 SEED_CALIB_SEQ_LEN = 2048
 """The seed's GPTQ calibration length (256 x 2048 tokens) and the default: allowed whatever the trial's lengths."""
+MAX_CALIB_TOKENS = 64 * 256 * SEED_CALIB_SEQ_LEN
 
 
 class QuantConfig(Section):
@@ -421,6 +422,12 @@ class TrialConfig(BaseModel):
             raise ValueError(f"quant.gptq_calib_seq_len ({self.quant.gptq_calib_seq_len}) must be at most {longest}: "
                              f"the longest of train.train_seq_len ({self.train.train_seq_len}), the eval sequence "
                              f"length ({self.eval_seq_len}) and the seed's calibration length {SEED_CALIB_SEQ_LEN}")
+        # The calibration stream is held whole as int64 before its batched forward passes: cap it at 64x the
+        # seed's 256 x 2048 tokens (256 MiB) so a typo fails here, not as an out-of-memory after the training.
+        calib_tokens = self.quant.gptq_calib_seqs * self.quant.gptq_calib_seq_len
+        if calib_tokens > MAX_CALIB_TOKENS:
+            raise ValueError(f"quant.gptq_calib_seqs x quant.gptq_calib_seq_len = {calib_tokens:,} calibration tokens; "
+                             f"at most {MAX_CALIB_TOKENS:,} (64x the seed's 256 x 2048)")
         return self
 
     # -- derived values ----------------------------------------------------------------------------------------

@@ -68,6 +68,11 @@ def refused(overrides: list[str], preset: str = "tiny-cpu") -> str:
     (["eval.seq_len=3000", "quant.gptq_calib_seq_len=3001"],
      "quant.gptq_calib_seq_len (3001) must be at most 3000: the longest of train.train_seq_len (128), the eval "
      "sequence length (3000)"),
+    (["quant.gptq_calib_seqs=16385", "quant.gptq_calib_seq_len=2048"],
+     "quant.gptq_calib_seqs x quant.gptq_calib_seq_len = 33,556,480 calibration tokens; at most 33,554,432 (64x the "
+     "seed's 256 x 2048)"),
+    (["quant.gptq_calib_seqs=1000000000000"], "quant.gptq_calib_seqs x quant.gptq_calib_seq_len = "
+                                              "128,000,000,000,000 calibration tokens"),
     (["data.val_glob="], "config key 'data.val_glob': glob '' is empty (it must match shard file names, e.g. "
                          "fineweb_val_*.bin)"),
     (["data.val_glob=' '"], "config key 'data.val_glob': glob ' ' is empty"),
@@ -111,6 +116,7 @@ EDGES_THAT_BUILD = [
     ["model.num_flat_layers=0", "model.mlp_mult=0.001"],  # no flat block: the flat multiplier is unused
     ["model.num_crawler_layers=0", "model.crawler_mlp_mult=0.001"],
     ["model.arch=gpt", "model.crawler_mlp_mult=0.001"],
+    ["quant.gptq_calib_seqs=16384", "quant.gptq_calib_seq_len=2048"],  # the cap itself
     ["quant.gptq_calib_seq_len=2048"],  # the seed's length, longer than any sequence of this trial
     ["train.train_seq_len=4096", "train.train_batch_tokens=8192", "quant.gptq_calib_seq_len=4096"],
     ["eval.seq_len=3000", "quant.gptq_calib_seq_len=3000"],
