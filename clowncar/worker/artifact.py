@@ -174,6 +174,9 @@ def export_artifact(model: nn.Module, cfg: Any, calib_tokens: Any, path: str | P
 # size the file declares until that size is bounded: the payload by the compressed size, the tensors by the
 # payload, the model by the stored tensors.
 
+MAX_FILE_BYTES = 2 << 30
+"""A file is read whole, so its size is bounded first: 2 GiB is 134x the challenge's 16 MB cap and more than an
+fp16 export of any model a trial here trains; a larger file is no artifact of ours (a disk image, a checkpoint)."""
 MIN_PAYLOAD_LIMIT = 64 << 20
 PAYLOAD_RATIO_LIMIT = 64
 """The decompressed payload may be at most max(64 MiB, 64 x the compressed bytes). Real artifacts compress about
@@ -311,6 +314,9 @@ def read_artifact(path: str | Path) -> tuple[QuantResult, dict[str, Any]]:
     path = Path(path)
     require_regular_file(path, "artifact")  # /dev/zero or a FIFO would be read forever
     try:
+        if (size := path.stat().st_size) > MAX_FILE_BYTES:
+            raise DataError(f"{path} is not a clowncar artifact: {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte "
+                            f"limit of what is read whole")
         raw = path.read_bytes()
     except OSError as err:
         raise DataError(f"cannot read artifact {path}: {err.strerror or err}") from None

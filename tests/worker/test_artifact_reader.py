@@ -18,7 +18,7 @@ import torch
 import zstandard
 
 from clowncar.errors import DataError
-from clowncar.worker.artifact import _decompress, read_artifact
+from clowncar.worker.artifact import MAX_FILE_BYTES, _decompress, read_artifact
 
 META: dict[str, Any] = {"format": "clowncar-artifact/1", "config": {}, "config_hash": "h"}
 INDEX: dict[str, Any] = {"tensors": {"w": {"group": "flat", "scheme": "int8", "shape": [1, 2], "dtype": "float32",
@@ -215,3 +215,24 @@ def test_what_is_not_a_regular_file_is_refused_before_any_read(make: Any, kind: 
     with pytest.raises(DataError) as info:
         read_artifact(path)
     assert str(info.value) == f"cannot read artifact {path}: it is {kind}, not a regular file"
+
+
+def test_a_file_over_the_size_limit_is_refused_before_any_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sparse file costs no disk: its size alone must stop the loader, which reads a file whole."""
+    path = tmp_path / "big.ptz"
+    with path.open("wb") as fh:
+        fh.write(file_of())
+        fh.truncate(MAX_FILE_BYTES + 1)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail(f"{self} was read"))
+    with pytest.raises(DataError) as info:
+        read_artifact(path)
+    assert str(info.value) == (f"{path} is not a clowncar artifact: 2,147,483,649 bytes, over the 2,147,483,648-byte "
+                               "limit of what is read whole")
+
+
+def test_a_file_at_the_size_limit_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a.ptz"
+    path.write_bytes(file_of())
+    monkeypatch.setattr("clowncar.worker.artifact.MAX_FILE_BYTES", path.stat().st_size)
+    result, _ = read_artifact(path)
+    assert set(result.tensors) == {"w"}
