@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from clowncar.analysis.frames import phase_bins, step_kind_table
+from clowncar.analysis.reference import corrected, pick_references
 from clowncar.analysis.result import TestResult, decide, not_enough
 from clowncar.analysis.stats import mde_one_sample, one_sample
 
@@ -93,18 +94,22 @@ def _fit_run(g: dict[str, np.ndarray]) -> dict[str, Any] | None:
             "by_phase": by_phase}
 
 
-def cn_loss_test(steps: pd.DataFrame) -> tuple[TestResult, dict[str, dict[str, Any]]]:
+def cn_loss_test(steps: pd.DataFrame, trials: pd.DataFrame | None = None
+                 ) -> tuple[TestResult, dict[str, dict[str, Any]]]:
     """Test 1a on a steps frame (or an already prepared `step_kind_table`). Returns the result and the
-    per-run fits (reused by the next-step test)."""
+    per-run fits (reused by the next-step test). With the trials frame, runs are corrected by a reference run
+    on the same token stream (clowncar.analysis.reference) when every run with both kinds has one."""
     key, title = "1a_cn_loss", "C-step vs N-step training loss"
-    method = ("per run: OLS train_loss ~ is_C + B-spline(step), HAC SEs (descriptive); across runs: one-sample "
-              "t test of the per-run C-N coefficients; per phase: mean residual C-N per run, t across runs")
     s = steps if "is_c" in steps.columns else step_kind_table(steps)
+    groups, refs, note = _with_references(_split_runs(s) if not s.empty else {}, trials)
+    loss = "(train_loss - the reference run's train_loss at the step)" if refs else "train_loss"
+    method = (f"per run: OLS {loss} ~ is_C + B-spline(step), HAC SEs (descriptive); across runs: one-sample "
+              "t test of the per-run C-N coefficients; per phase: mean residual C-N per run, t across runs")
     if s.empty:
         return not_enough(key, title, Q_LOSS, method, "no step rows with C/N kinds and training losses",
                           unit="nats"), {}
     fits: dict[str, dict[str, Any]] = {}
-    for rid, g in sorted(_split_runs(s).items()):
+    for rid, g in sorted(groups.items()):
         f = _fit_run(g)
         if f is not None:
             f["arrays"] = g
@@ -113,7 +118,9 @@ def cn_loss_test(steps: pd.DataFrame) -> tuple[TestResult, dict[str, dict[str, A
                "hac_maxlags": f["hac_lags"], "steps": f["n"]} for r, f in fits.items()]
     n_steps = int(sum(f["n"] for f in fits.values()))
     kw = {"unit": "nats", "n_runs": len(fits), "n_steps": n_steps, "runs": list(fits),
-          "tables": {"within_run_hac": within}}
+          "extra": {"scope": note, "reference_corrected": bool(refs)},
+          "tables": {"within_run_hac": within,
+                     "reference_runs": [{"run": r, "reference": refs[r]} for r in fits if r in refs]}}
     if len(fits) < MIN_RUNS:
         res = not_enough(key, title, Q_LOSS, method,
                          f"{len(fits)} run(s) with both C- and N-steps (at least {MIN_RUNS} needed for a t test "
@@ -126,6 +133,25 @@ def cn_loss_test(steps: pd.DataFrame) -> tuple[TestResult, dict[str, dict[str, A
                      mde=mde_one_sample(t["sd"], t["n"]), **kw)
     res.tables["by_phase_across_runs"] = _phase_table(fits)
     return decide(res), fits
+
+
+def _with_references(groups: dict[str, dict[str, np.ndarray]], trials: pd.DataFrame | None
+                     ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str], str]:
+    """The runs with both step kinds, corrected by their reference runs when every one of them has one (a mix
+    of corrected and raw runs would estimate two things at once), and a sentence saying which was done."""
+    mixed = {rid: g for rid, g in groups.items() if 0 < g["c"].sum() < g["c"].size}
+    refs = pick_references(groups, trials)
+    if mixed and set(mixed) <= set(refs):
+        return ({rid: corrected(g, groups[refs[rid]]) for rid, g in mixed.items()}, refs,
+                f"Reference correction: each of the {len(mixed)} runs with both step kinds minus a run on the same "
+                "token stream (same shards, batch tokens and sequence length) that never alternates, step by "
+                "step: a hard or easy batch that every run sees at the same C-step cancels.")
+    lacking = len(set(mixed) - set(refs))
+    why = (f"{lacking} of the {len(mixed)} runs with both step kinds have no reference run" if refs else
+           "no run with both step kinds has a reference run")
+    return mixed, {}, (f"No reference correction: {why} (a run on the same shards, batch tokens and sequence length "
+                       "with one step kind throughout: cadence 0 or 1). Batches hard or easy for every run at the "
+                       "same C-step stay in the estimate.") if mixed else ""
 
 
 def _phase_table(fits: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -245,8 +271,9 @@ def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None
     return out, method, used
 
 
-def cn_tests(steps: pd.DataFrame, probes: pd.DataFrame | None = None) -> list[TestResult]:
-    """Tests 1a and 1b on the steps (and probes) frames."""
+def cn_tests(steps: pd.DataFrame, probes: pd.DataFrame | None = None,
+             trials: pd.DataFrame | None = None) -> list[TestResult]:
+    """Tests 1a and 1b on the steps (and probes) frames; the trials frame finds the reference runs."""
     s = step_kind_table(steps)
-    loss, fits = cn_loss_test(s)
+    loss, fits = cn_loss_test(s, trials)
     return [loss, next_step_test(fits, probes, s)]

@@ -42,7 +42,7 @@ def run_all(trials: pd.DataFrame, steps: pd.DataFrame | None = None, evals: pd.D
     runs = run_table(trials)
     empty = pd.DataFrame()
     results: list[TestResult] = [
-        *cn_tests(steps if steps is not None else empty, probes),
+        *cn_tests(steps if steps is not None else empty, probes, trials),
         *quant_gap_tests(runs),
         *width_tests(runs),
         early_boost_test(evals if evals is not None else empty, runs),

@@ -112,7 +112,7 @@ def p_label(res: TestResult) -> str:
 def decide(res: TestResult, alpha: float = ALPHA) -> TestResult:
     """Word the verdict from the (adjusted, when present) p-value, the CI and the minimum detectable effect.
 
-    Significant: a signal. Not significant and the whole CI inside +/- margin: no effect larger than the margin
+    Significant: a signal (said to be smaller than the margin when the whole CI is). Not significant and the whole CI inside +/- margin: no effect larger than the margin
     (an equivalence statement). Otherwise: not enough data to decide, with the minimum detectable effect."""
     p = res.p_adjusted if res.p_adjusted is not None else res.p_value
     unit = res.unit
@@ -126,11 +126,14 @@ def decide(res: TestResult, alpha: float = ALPHA) -> TestResult:
             # a degenerate fit (NaN statistic) must still say something: a report never shows an empty verdict
             res.verdict = res.verdict or f"{UNDECIDED}: the fit gave no p-value (effect {eff}{ci})"
         return res
+    inside = (res.margin is not None and res.ci_low is not None and res.ci_high is not None
+              and -res.margin < res.ci_low and res.ci_high < res.margin)
     if p < alpha:
         res.status = SIGNAL
         res.verdict = f"signal: effect {eff}{ci}, {which} = {p:.3g}"
-    elif (res.margin is not None and res.ci_low is not None and res.ci_high is not None
-          and -res.margin < res.ci_low and res.ci_high < res.margin):
+        if inside:  # real but small: a reader must not take it for an effect worth a config change
+            res.verdict += f"; smaller than the +/-{res.margin:.4g} {unit} that matters in practice (the whole CI)"
+    elif inside:
         res.status = NO_SIGNAL
         res.verdict = (f"no effect larger than +/-{res.margin:.4g} {unit}: effect {eff}{ci} lies inside the margin, "
                        f"{which} = {p:.3g}")

@@ -35,6 +35,15 @@ def test_a_significant_p_is_a_signal_with_effect_ci_and_p_in_the_verdict() -> No
     assert r.verdict == "signal: effect +0.0012 BPB (95% CI +0.0004 to +0.002 BPB), p = 0.01"
 
 
+@pytest.mark.parametrize(("ci", "small"), [((0.0001, 0.0004), True), ((0.0001, 0.0005), False),
+                                           ((-0.0005, -0.0001), False), ((0.0004, 0.002), False)])
+def test_a_signal_whose_whole_ci_is_inside_the_margin_is_called_small(ci: tuple[float, float], small: bool) -> None:
+    r = decide(_res(effect=sum(ci) / 2, ci_low=ci[0], ci_high=ci[1], p_value=0.001, margin=0.0005))
+    assert r.status == SIGNAL
+    note = "; smaller than the +/-0.0005 BPB that matters in practice (the whole CI)"
+    assert r.verdict.endswith(note) == small and r.verdict.count("smaller than") == small
+
+
 def test_the_adjusted_p_decides_when_there_is_one() -> None:
     r = decide(_res(p_value=0.01, p_adjusted=0.2, p_adjust_method="holm"))
     assert r.status == UNDECIDED and "Holm-adjusted p = 0.2" in r.verdict

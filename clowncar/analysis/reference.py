@@ -1,0 +1,86 @@
+"""Reference runs for test 1a: a run on the same token stream whose step kind never alternates.
+
+The loader reads the training shards in order whatever the seed, so every run with the same shards and batch
+sees the same tokens at step t, and every run of one cadence fires its C-steps on the same steps. A batch that
+is harder than its neighbours raises the loss of all those runs at the same C-step: a share of the C-N
+difference that every run has in common, which a t test across runs takes for signal. Subtracting the loss of
+a run on the same stream at the same step removes it (reference/analysis_methods.md (1): r_t = loss_t -
+loss_t^ref). The reference must not alternate itself (all N-steps, cadence 0, or all C-steps, cadence 1):
+its own C/N difference would otherwise come back into the target's, with the opposite sign.
+
+Among the references on a stream the closest is taken: the same seed, then the same number of loops, then the
+same width (the more alike the two models, the more alike their response to a batch), then the most steps in
+common."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+STREAM_COLUMNS = ("data.dataset", "data.train_glob", "train.train_batch_tokens", "train.train_seq_len")
+"""What fixes the tokens of step t: the shard set and how many tokens a step takes in sequences of what length
+(the seed, the world size and the micro-batching do not change them)."""
+CLOSENESS_COLUMNS = ("train.seed", "model.crawler_loops", "model.model_dim")
+"""Preferred agreements between a run and its reference, most important first."""
+
+
+def stream_keys(trials: pd.DataFrame | None) -> dict[str, tuple[str, ...]]:
+    """Run id -> its stream, for the runs that record every stream column (an imported log that records
+    none of them has an unknown stream and no reference)."""
+    if trials is None or trials.empty or "trial_uid" not in trials.columns:
+        return {}
+    if not set(STREAM_COLUMNS) <= set(trials.columns):
+        return {}
+    keys = trials[list(STREAM_COLUMNS)]
+    known = keys.notna().all(axis=1)
+    return {str(uid): tuple(str(v) for v in row)
+            for uid, row, ok in zip(trials["trial_uid"], keys.itertuples(index=False), known, strict=True) if ok}
+
+
+def _closeness(trials: pd.DataFrame) -> dict[str, tuple[Any, ...]]:
+    cols = [c for c in CLOSENESS_COLUMNS if c in trials.columns]
+    return {str(uid): tuple(row) for uid, row in zip(trials["trial_uid"], trials[cols].itertuples(index=False),
+                                                     strict=True)}
+
+
+def _one_kind(g: dict[str, np.ndarray]) -> bool:
+    return bool(g["c"].size) and (g["c"].min() == g["c"].max())
+
+
+def pick_references(groups: dict[str, dict[str, np.ndarray]], trials: pd.DataFrame | None) -> dict[str, str]:
+    """Run id -> its reference's run id, for every run with both step kinds that has a reference."""
+    streams = stream_keys(trials)
+    if not streams:
+        return {}
+    near = _closeness(trials)  # type: ignore[arg-type]  # streams is empty when trials is None
+    refs = {rid for rid, g in groups.items() if _one_kind(g) and rid in streams}
+    out: dict[str, str] = {}
+    for rid, g in groups.items():
+        if _one_kind(g) or rid not in streams:
+            continue
+        same_stream = [r for r in refs if streams[r] == streams[rid]]
+        if not same_stream:
+            continue
+
+        def rank(r: str, rid: str = rid, g: dict[str, np.ndarray] = g) -> tuple[Any, ...]:
+            agree = tuple(_same(a, b) for a, b in zip(near[r], near[rid], strict=True))
+            return (*agree, np.intersect1d(groups[r]["step"], g["step"]).size)
+
+        best = max(rank(r) for r in same_stream)
+        out[rid] = min(r for r in same_stream if rank(r) == best)  # ties: the first run id, for a stable choice
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    return bool(not pd.isna(a) and not pd.isna(b) and str(a) == str(b))
+
+
+def corrected(g: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The run at the steps both logged, its loss minus the reference's loss at the same step."""
+    common, mine, theirs = np.intersect1d(g["step"], ref["step"], return_indices=True)
+    out = {k: v[mine] for k, v in g.items()}
+    out["y"] = g["y"][mine] - ref["y"][theirs]
+    out["step"] = common
+    return out

@@ -1,0 +1,159 @@
+"""Test 1a subtracts a reference run on the same token stream: a batch that is hard for every run at the same
+C-step is shared by all runs, so a t test across runs takes it for signal unless it is cancelled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import patsy
+import pytest
+import statsmodels.api as sm
+
+from clowncar.analysis.cn_steps import cn_loss_test, cn_tests
+from clowncar.analysis.family import run_all
+from clowncar.analysis.frames import step_kind_table
+from clowncar.analysis.reference import corrected, pick_references, stream_keys
+
+STEPS = 120
+T = np.arange(1, STEPS + 1)
+IS_C = (T - 1) % 3 == 0
+# The stream's batch difficulty: the same in every run at step t, and harder on average where cadence 3 fires.
+DIFFICULTY = np.random.default_rng(0).normal(0, 0.05, STEPS) + 0.04 * IS_C
+
+
+def run(uid: str, kinds: np.ndarray, cn: float, seed: int) -> pd.DataFrame:
+    noise = np.random.default_rng(seed).normal(0, 0.01, STEPS)
+    loss = 3 + 3 * np.exp(-T / 40) + DIFFICULTY + cn * (kinds == "C") + noise
+    return pd.DataFrame({"trial_uid": uid, "step": T, "kind": kinds, "train_loss": loss})
+
+
+def trial(uid: str, seed: int, loops: int = 2, width: int = 64, batch: int = 8192) -> dict[str, object]:
+    return {"trial_uid": uid, "data.dataset": "demo", "data.train_glob": "fineweb_train_*.bin",
+            "train.train_batch_tokens": batch, "train.train_seq_len": 128, "train.seed": seed,
+            "model.crawler_loops": loops, "model.model_dim": width, "status": "ok"}
+
+
+def sweep(cn: float = 0.0, runs: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`runs` runs at cadence 3 and one all-N reference per seed, all on one stream."""
+    mixed = np.where(IS_C, "C", "N")
+    steps = [run(f"cad3/s{i}", mixed, cn, seed=10 + i) for i in range(runs)]
+    steps += [run(f"cad0/s{i}", np.full(STEPS, "N"), 0.0, seed=50 + i) for i in range(runs)]
+    trials = [trial(f"cad{c}/s{i}", seed=i) for c in (3, 0) for i in range(runs)]
+    return pd.concat(steps, ignore_index=True), pd.DataFrame(trials)
+
+
+def hand_coefficient(y: np.ndarray, c: np.ndarray) -> float:
+    basis = np.asarray(patsy.dmatrix("bs(x, df=3)", {"x": T.astype(float)}))
+    return float(sm.OLS(y, np.column_stack([basis, c])).fit().params[-1])
+
+
+def test_a_shared_hard_batch_at_c_steps_is_signal_without_the_reference_and_cancels_with_it() -> None:
+    steps, trials = sweep(cn=0.0)
+    raw, _ = cn_loss_test(step_kind_table(steps))
+    fixed, fits = cn_loss_test(step_kind_table(steps), trials)
+    shared = hand_coefficient(DIFFICULTY, IS_C.astype(float))  # what the stream alone puts into every run
+    assert shared > 0.015 and raw.status == "signal" and raw.effect == pytest.approx(shared, abs=0.005)
+    # the truth is 0: what is left is the runs' own noise (sd 0.01 per step), far below the shared part
+    assert abs(fixed.effect) < 0.005 and fixed.ci_high < raw.effect / 3
+    assert fixed.extra["reference_corrected"] and not raw.extra["reference_corrected"]
+    assert fixed.tables["reference_runs"] == [{"run": f"cad3/s{i}", "reference": f"cad0/s{i}"} for i in range(4)]
+    # each run's coefficient is the fit of its loss minus its reference's, step by step
+    for i in range(4):
+        mine = steps[steps["trial_uid"] == f"cad3/s{i}"]["train_loss"].to_numpy()
+        ref = steps[steps["trial_uid"] == f"cad0/s{i}"]["train_loss"].to_numpy()
+        assert fits[f"cad3/s{i}"]["coef"] == pytest.approx(hand_coefficient(mine - ref, IS_C.astype(float)), rel=1e-9)
+    assert "OLS (train_loss - the reference run's train_loss at the step) ~ is_C" in fixed.method
+    assert fixed.extra["scope"].startswith("Reference correction: each of the 4 runs with both step kinds")
+
+
+def test_a_real_c_step_effect_survives_the_correction() -> None:
+    steps, trials = sweep(cn=0.03)
+    res, _ = cn_loss_test(step_kind_table(steps), trials)
+    assert res.status == "signal" and res.effect == pytest.approx(0.03, abs=0.005)
+
+
+def test_one_run_without_a_reference_leaves_every_run_uncorrected() -> None:
+    steps, trials = sweep()
+    trials.loc[trials["trial_uid"] == "cad3/s2", "train.train_batch_tokens"] = 16384  # another stream
+    res, _ = cn_loss_test(step_kind_table(steps), trials)
+    raw, _ = cn_loss_test(step_kind_table(steps))
+    assert not res.extra["reference_corrected"] and res.tables["reference_runs"] == []
+    assert res.effect == pytest.approx(raw.effect, rel=1e-12)
+    assert res.extra["scope"].startswith("No reference correction: 1 of the 4 runs with both step kinds have no "
+                                         "reference run")
+
+
+def test_without_trials_the_report_says_no_run_has_a_reference() -> None:
+    steps, _ = sweep()
+    res, _ = cn_loss_test(step_kind_table(steps))
+    assert res.extra["scope"].startswith("No reference correction: no run with both step kinds has a reference run")
+    assert "train_loss ~ is_C" in res.method
+
+
+def groups_of(steps: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+    from clowncar.analysis.cn_steps import _split_runs
+
+    return _split_runs(step_kind_table(steps))
+
+
+def test_the_reference_is_the_closest_run_on_the_same_stream() -> None:
+    mixed, all_n, all_c = np.where(IS_C, "C", "N"), np.full(STEPS, "N"), np.full(STEPS, "C")
+    steps = pd.concat([run("target", mixed, 0, 1), run("other_seed", all_n, 0, 2), run("same_seed_3loops", all_c, 0, 3),
+                       run("same_seed_2loops_w32", all_n, 0, 4), run("same_all_other_batch", all_n, 0, 5),
+                       run("alternating_twin", mixed, 0, 6)])
+    trials = pd.DataFrame([trial("target", 1), trial("other_seed", 2), trial("same_seed_3loops", 1, loops=3),
+                           trial("same_seed_2loops_w32", 1, width=32), trial("same_all_other_batch", 1, batch=4096),
+                           trial("alternating_twin", 1)])
+    g = groups_of(steps)
+    assert pick_references(g, trials)["target"] == "same_seed_2loops_w32"  # seed, then loops, before width
+    no_loops = trials[trials["trial_uid"] != "same_seed_2loops_w32"]
+    assert pick_references(g, no_loops)["target"] == "same_seed_3loops"  # an all-C run is a reference too
+    only_far = trials[trials["trial_uid"].isin(["target", "other_seed", "same_all_other_batch", "alternating_twin"])]
+    assert pick_references(g, only_far)["target"] == "other_seed"
+    assert "alternating_twin" not in set(pick_references(g, only_far).values())
+    none_left = trials[trials["trial_uid"].isin(["target", "same_all_other_batch", "alternating_twin"])]
+    assert pick_references(g, none_left) == {}
+
+
+def test_ties_go_to_the_reference_with_most_steps_in_common_then_the_first_id() -> None:
+    mixed, all_n = np.where(IS_C, "C", "N"), np.full(STEPS, "N")
+    short = run("b_short", all_n, 0, 2).iloc[:60]
+    steps = pd.concat([run("target", mixed, 0, 1), short, run("c_full", all_n, 0, 3), run("d_full", all_n, 0, 4)])
+    trials = pd.DataFrame([trial(u, 1) for u in ("target", "b_short", "c_full", "d_full")])
+    assert pick_references(groups_of(steps), trials) == {"target": "c_full"}
+
+
+def test_a_run_that_records_no_stream_has_no_reference() -> None:
+    steps, trials = sweep()
+    assert stream_keys(trials.drop(columns=["train.train_seq_len"])) == {}
+    gappy = trials.astype(object)
+    gappy.loc[gappy["trial_uid"] == "cad3/s0", "data.dataset"] = None
+    assert "cad3/s0" not in stream_keys(gappy) and "cad3/s1" in stream_keys(gappy)
+    assert "cad3/s0" not in pick_references(groups_of(steps), gappy)
+    assert stream_keys(None) == {} and stream_keys(pd.DataFrame()) == {}
+
+
+def test_the_corrected_run_keeps_only_the_steps_both_logged() -> None:
+    g = {"step": np.array([1.0, 2, 3, 5]), "y": np.array([4.0, 3, 2, 1]), "c": np.array([1.0, 0, 0, 1]),
+         "phase": np.array(["a", "a", "b", "b"])}
+    ref = {"step": np.array([2.0, 3, 4, 5]), "y": np.array([0.5, 0.25, 9, 0.125]), "c": np.zeros(4),
+           "phase": np.array(["a", "a", "b", "b"])}
+    out = corrected(g, ref)
+    assert out["step"].tolist() == [2, 3, 5] and out["y"].tolist() == [2.5, 1.75, 0.875]
+    assert out["c"].tolist() == [0, 0, 1] and out["phase"].tolist() == ["a", "b", "b"]
+
+
+def test_the_report_family_passes_the_trials_to_find_references() -> None:
+    steps, trials = sweep()
+    via_family = run_all(trials, steps)["results"][0]
+    direct = cn_tests(steps, None, trials)[0]
+    assert via_family.key == "1a_cn_loss" and via_family.extra["reference_corrected"]
+    assert via_family.effect == pytest.approx(direct.effect, rel=1e-12)
+
+
+def test_the_texts_and_tables_of_a_corrected_and_an_uncorrected_test_match_the_snapshot(snapshot) -> None:
+    steps, trials = sweep(cn=0.02)
+    other = trials.copy()
+    other.loc[other["trial_uid"] == "cad3/s0", "train.train_batch_tokens"] = 16384
+    snapshot("reference_snapshot", {"corrected": cn_tests(steps, None, trials),
+                                    "one_lacks_a_reference": cn_tests(steps, None, other)})
