@@ -79,7 +79,8 @@ def _fit_run(g: dict[str, np.ndarray]) -> dict[str, Any] | None:
         return None
     basis = _trend(g["step"])
     lags = _hac_lags(y.size, _period(c))
-    fit = sm.OLS(y, np.column_stack([basis, c])).fit(cov_type="HAC", cov_kwds={"maxlags": lags}, use_t=True)
+    design = np.column_stack([basis, c])
+    fit = sm.OLS(y, design).fit(cov_type="HAC", cov_kwds={"maxlags": lags}, use_t=True)
     ci = fit.conf_int()[-1]
     resid = sm.OLS(y, basis).fit().resid
     by_phase = {}
@@ -89,9 +90,12 @@ def _fit_run(g: dict[str, np.ndarray]) -> dict[str, Any] | None:
         rc, rn = resid[rows & (c > 0)], resid[rows & (c == 0)]
         if rc.size >= MIN_EACH and rn.size >= MIN_EACH:
             by_phase[str(ph)] = float(rc.mean() - rn.mean())
-    return {"coef": float(fit.params[-1]), "ci_low": float(ci[0]), "ci_high": float(ci[1]),
-            "p_hac": float(fit.pvalues[-1]), "hac_lags": lags, "n": int(y.size), "resid": resid,
-            "by_phase": by_phase}
+    out = {"coef": float(fit.params[-1]), "ci_low": float(ci[0]), "ci_high": float(ci[1]),
+           "p_hac": float(fit.pvalues[-1]), "hac_lags": lags, "n": int(y.size), "resid": resid,
+           "by_phase": by_phase}
+    if "y_raw" in g:  # a corrected run: what the same fit says of its loss before the reference is subtracted
+        out["raw_coef"] = float(sm.OLS(g["y_raw"], design).fit().params[-1])
+    return out
 
 
 def cn_loss_test(steps: pd.DataFrame, trials: pd.DataFrame | None = None
@@ -117,10 +121,15 @@ def cn_loss_test(steps: pd.DataFrame, trials: pd.DataFrame | None = None
     within = [{"run": r, "coef": f["coef"], "ci_low": f["ci_low"], "ci_high": f["ci_high"], "p_hac": f["p_hac"],
                "hac_maxlags": f["hac_lags"], "steps": f["n"]} for r, f in fits.items()]
     n_steps = int(sum(f["n"] for f in fits.values()))
+    ref_rows = _reference_rows(fits, refs)
+    if ref_rows:
+        raw, ref = (float(np.mean([row[k] for row in ref_rows])) for k in ("uncorrected_c_minus_n",
+                                                                          "reference_c_minus_n"))
+        note += (f" Uncorrected, the mean C-N would be {raw:+.4g} nats, of which the reference runs alone (one "
+                 f"kind throughout, on the same steps) show {ref:+.4g}.")
     kw = {"unit": "nats", "n_runs": len(fits), "n_steps": n_steps, "runs": list(fits),
           "extra": {"scope": note, "reference_corrected": bool(refs)},
-          "tables": {"within_run_hac": within,
-                     "reference_runs": [{"run": r, "reference": refs[r]} for r in fits if r in refs]}}
+          "tables": {"within_run_hac": within, "reference_runs": ref_rows}}
     if len(fits) < MIN_RUNS:
         res = not_enough(key, title, Q_LOSS, method,
                          f"{len(fits)} run(s) with both C- and N-steps (at least {MIN_RUNS} needed for a t test "
@@ -135,6 +144,19 @@ def cn_loss_test(steps: pd.DataFrame, trials: pd.DataFrame | None = None
     return decide(res), fits
 
 
+def _reference_rows(fits: dict[str, dict[str, Any]], refs: dict[str, str]) -> list[dict[str, Any]]:
+    """Per corrected run: its C-N before and after the subtraction, and the difference, which is what the
+    reference run itself shows on the same steps with the same C/N labels (the fit is linear in the loss)."""
+    return [{"run": r, "reference": refs[r], "uncorrected_c_minus_n": f["raw_coef"],
+             "reference_c_minus_n": f["raw_coef"] - f["coef"], "c_minus_n": f["coef"]}
+            for r, f in fits.items() if r in refs]
+
+
+def _how_many(lacking: int, runs: int, what: str) -> str:
+    return (f"no run with both step kinds has a {what}" if lacking == runs else
+            f"{lacking} of the {runs} runs with both step kinds have no {what}")
+
+
 def _with_references(groups: dict[str, dict[str, np.ndarray]], trials: pd.DataFrame | None
                      ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str], str]:
     """The runs with both step kinds, corrected by their reference runs when every one of them has one (a mix
@@ -146,9 +168,7 @@ def _with_references(groups: dict[str, dict[str, np.ndarray]], trials: pd.DataFr
                 f"Reference correction: each of the {len(mixed)} runs with both step kinds minus a run on the same "
                 "token stream (same shards, batch tokens and sequence length) that never alternates, step by "
                 "step: a hard or easy batch that every run sees at the same C-step cancels.")
-    lacking = len(set(mixed) - set(refs))
-    why = (f"{lacking} of the {len(mixed)} runs with both step kinds have no reference run" if refs else
-           "no run with both step kinds has a reference run")
+    why = _how_many(len(set(mixed) - set(refs)), len(mixed), "reference run")
     return mixed, {}, (f"No reference correction: {why} (a run on the same shards, batch tokens and sequence length "
                        "with one step kind throughout: cadence 0 or 1). Batches hard or easy for every run at the "
                        "same C-step stay in the estimate.") if mixed else ""
@@ -168,21 +188,22 @@ def _phase_table(fits: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def next_step_test(fits: dict[str, dict[str, Any]], probes: pd.DataFrame | None,
-                   steps: pd.DataFrame | None) -> TestResult:
+                   steps: pd.DataFrame | None, trials: pd.DataFrame | None = None) -> TestResult:
     """Test 1b: update effect. Probe-loss deltas when probes exist, else trend residuals of N-steps by the kind
     of the step before them (the forward mode is held fixed so only the previous update differs)."""
     key, title = "1b_next_step", "Step after a C-step vs after an N-step"
-    via_probe = _probe_deltas(probes, steps)
+    via_probe = _probe_deltas(probes, steps, trials)
     if via_probe is not None:
-        per_run, method, n_steps = via_probe
+        per_run, method, n_steps, note = via_probe
         source = "probe"
     else:
         per_run, n_steps = _residual_after(fits)
         method = ("no probe losses: per run, trend residual of N-steps preceded by a C-step minus those preceded "
-                  "by an N-step (same forward mode, so only the previous update differs); t across runs")
-        source = "residuals"
+                  "by an N-step (same forward mode, so only the previous update differs; on test 1a's series, "
+                  "reference-corrected when it is); t across runs")
+        source, note = "residuals", ""
     kw = {"unit": "nats", "n_runs": len(per_run), "n_steps": n_steps, "runs": list(per_run),
-          "extra": {"source": source}, "tables": {"per_run": [{"run": r, "after_c_minus_after_n": v}
+          "extra": {"source": source, **({"scope": note} if note else {})}, "tables": {"per_run": [{"run": r, "after_c_minus_after_n": v}
                                                              for r, v in per_run.items()]}}
     if source == "residuals" and not fits:  # nothing to read: the cadence is not the reason
         return not_enough(key, title, Q_NEXT, method, "no step rows with C/N kinds and training losses, and no "
@@ -219,10 +240,26 @@ def _residual_after(fits: dict[str, dict[str, Any]]) -> tuple[dict[str, float], 
     return out, used
 
 
-def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None
-                  ) -> tuple[dict[str, float], str, int] | None:
+def _probe_series(probes: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Run id -> (probe steps, probe losses), sorted by step."""
+    p_all = probes.dropna(subset=["step", "probe_loss"])
+    p_uid = p_all["trial_uid"].astype(str).to_numpy()
+    p_step = pd.to_numeric(p_all["step"]).to_numpy(float)
+    p_loss = pd.to_numeric(p_all["probe_loss"]).to_numpy(float)
+    out = {}
+    for rid in np.unique(p_uid):
+        sel = p_uid == rid
+        order = np.argsort(p_step[sel], kind="stable")
+        out[str(rid)] = (p_step[sel][order], p_loss[sel][order])
+    return out
+
+
+def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None, trials: pd.DataFrame | None = None
+                  ) -> tuple[dict[str, float], str, int, str] | None:
     """Per run: regress the change in probe loss between consecutive probes on the number of C-steps in the
-    interval (with the interval length and a trend); the coefficient is the extra change per C-step update."""
+    interval (with the interval length and a trend); the coefficient is the extra change per C-step update.
+    An update's effect on the probe depends on the batch it learnt from, which every run on the stream shares:
+    when every run has a reference run with probes, the reference's probe loss is subtracted first."""
     import statsmodels.api as sm
 
     if probes is None or probes.empty or not {"trial_uid", "step", "probe_loss"} <= set(probes.columns):
@@ -231,18 +268,22 @@ def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None
     if s.empty:
         return None
     out: dict[str, float] = {}
+    uncorrected: list[float] = []
     used = 0
     kinds = _split_runs(s)
-    p_all = probes.dropna(subset=["step", "probe_loss"])
-    p_uid = p_all["trial_uid"].astype(str).to_numpy()
-    p_step = pd.to_numeric(p_all["step"]).to_numpy(float)
-    p_loss = pd.to_numeric(p_all["probe_loss"]).to_numpy(float)
-    for rid in np.unique(p_uid):
-        g = kinds.get(rid)
-        sel = p_uid == rid
-        order = np.argsort(p_step[sel])
-        pst, pl = p_step[sel][order], p_loss[sel][order]
-        if g is None or pst.size < 8:
+    series = _probe_series(probes)
+    refs = pick_references(kinds, trials)
+    targets = [r for r in series if r in kinds and 0 < kinds[r]["c"].sum() < kinds[r]["c"].size]
+    use_ref = bool(targets) and all(refs.get(r) in series for r in targets)
+    for rid in targets:
+        g = kinds[rid]
+        pst, pl = series[rid]
+        own = pl
+        if use_ref:
+            ref_step, ref_loss = series[refs[rid]]
+            pst, mine, theirs = np.intersect1d(pst, ref_step, return_indices=True)
+            own, pl = pl[mine], pl[mine] - ref_loss[theirs]
+        if pst.size < 8:
             continue
         # counting C-steps per probe interval needs every step's kind: skip runs logged every k > 1 steps
         covered = g["step"][g["step"] <= pst.max()]
@@ -261,14 +302,22 @@ def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None
         # trend's intercept over again; size: two residual df at least
         if np.linalg.matrix_rank(x) < x.shape[1] or delta.size < x.shape[1] + 2:
             continue
-        out[str(rid)] = float(sm.OLS(delta, x).fit().params[0])
+        out[rid] = float(sm.OLS(delta, x).fit().params[0])
+        uncorrected.append(float(sm.OLS(np.diff(own), x).fit().params[0]))
         used += int(delta.size)
     if not out:
         return None
-    method = ("probe loss (fixed held-out batch, same forward mode): per run, OLS of the change between "
-              "consecutive probes on the number of C-step updates in the interval (+ interval length, trend); "
-              "the coefficient is the extra change per C-step update; t across runs")
-    return out, method, used
+    loss = "(probe loss - the reference run's probe loss at the probe step)" if use_ref else "probe loss"
+    method = (f"{loss} (fixed held-out batch, same forward mode): per run, OLS of the change between consecutive "
+              "probes on the number of C-step updates in the interval (+ interval length, trend); the coefficient "
+              "is the extra change per C-step update; t across runs")
+    lacking = sum(refs.get(r) not in series for r in targets)
+    note = ("Reference correction: each run's probe loss minus its reference run's (the 1a reference, on the same "
+            "token stream), probe by probe: an update's effect that comes from the batch, not the step kind, "
+            f"cancels. Uncorrected, the mean would be {np.mean(uncorrected):+.4g} nats." if use_ref else
+            f"No reference correction: {_how_many(lacking, len(targets), 'reference run with probe losses')}; what "
+            "the batches' updates do to every run at the same C-steps stays in the estimate.")
+    return out, method, used, note
 
 
 def cn_tests(steps: pd.DataFrame, probes: pd.DataFrame | None = None,
@@ -276,4 +325,4 @@ def cn_tests(steps: pd.DataFrame, probes: pd.DataFrame | None = None,
     """Tests 1a and 1b on the steps (and probes) frames; the trials frame finds the reference runs."""
     s = step_kind_table(steps)
     loss, fits = cn_loss_test(s, trials)
-    return [loss, next_step_test(fits, probes, s)]
+    return [loss, next_step_test(fits, probes, s, trials)]

@@ -56,12 +56,24 @@ def test_a_shared_hard_batch_at_c_steps_is_signal_without_the_reference_and_canc
     # the truth is 0: what is left is the runs' own noise (sd 0.01 per step), far below the shared part
     assert abs(fixed.effect) < 0.005 and fixed.ci_high < raw.effect / 3
     assert fixed.extra["reference_corrected"] and not raw.extra["reference_corrected"]
-    assert fixed.tables["reference_runs"] == [{"run": f"cad3/s{i}", "reference": f"cad0/s{i}"} for i in range(4)]
-    # each run's coefficient is the fit of its loss minus its reference's, step by step
-    for i in range(4):
+    rows = fixed.tables["reference_runs"]
+    assert [(r["run"], r["reference"]) for r in rows] == [(f"cad3/s{i}", f"cad0/s{i}") for i in range(4)]
+    # each run's coefficient is the fit of its loss minus its reference's, step by step; the table also shows
+    # the fit of its own loss and of the reference's loss on the same C/N labels
+    c = IS_C.astype(float)
+    for i, row in enumerate(rows):
         mine = steps[steps["trial_uid"] == f"cad3/s{i}"]["train_loss"].to_numpy()
         ref = steps[steps["trial_uid"] == f"cad0/s{i}"]["train_loss"].to_numpy()
-        assert fits[f"cad3/s{i}"]["coef"] == pytest.approx(hand_coefficient(mine - ref, IS_C.astype(float)), rel=1e-9)
+        assert fits[f"cad3/s{i}"]["coef"] == pytest.approx(hand_coefficient(mine - ref, c), rel=1e-9)
+        assert (row["c_minus_n"], row["uncorrected_c_minus_n"], row["reference_c_minus_n"]) == pytest.approx(
+            (hand_coefficient(mine - ref, c), hand_coefficient(mine, c), hand_coefficient(ref, c)), rel=1e-9)
+        assert row["uncorrected_c_minus_n"] == pytest.approx(
+            next(w["coef"] for w in raw.tables["within_run_hac"] if w["run"] == row["run"]), rel=1e-9)
+    means = (np.mean([r["uncorrected_c_minus_n"] for r in rows]), np.mean([r["reference_c_minus_n"] for r in rows]))
+    assert fixed.extra["scope"].endswith(f"Uncorrected, the mean C-N would be {means[0]:+.4g} nats, of which the "
+                                         f"reference runs alone (one kind throughout, on the same steps) show "
+                                         f"{means[1]:+.4g}.")
+    assert means[0] == pytest.approx(raw.effect, rel=1e-9)
     assert "OLS (train_loss - the reference run's train_loss at the step) ~ is_C" in fixed.method
     assert fixed.extra["scope"].startswith("Reference correction: each of the 4 runs with both step kinds")
 
@@ -88,6 +100,72 @@ def test_without_trials_the_report_says_no_run_has_a_reference() -> None:
     res, _ = cn_loss_test(step_kind_table(steps))
     assert res.extra["scope"].startswith("No reference correction: no run with both step kinds has a reference run")
     assert "train_loss ~ is_C" in res.method
+
+
+# -- test 1b: probe losses --------------------------------------------------------------------------------------
+
+PROBE_AT = np.arange(7, STEPS + 1, 7)  # not a multiple of the cadence: C-steps per interval vary
+# What each step's update does to the probe loss: set by its batch, so the same in every run on the stream, and
+# larger where cadence 3 fires.
+UPDATE = np.random.default_rng(1).normal(0, 0.004, STEPS) + 0.01 * IS_C
+
+
+def probes_of(uid: str, kinds: np.ndarray, per_c: float, seed: int) -> pd.DataFrame:
+    moved = np.cumsum(UPDATE + per_c * (kinds == "C"))[PROBE_AT - 1]
+    noise = np.random.default_rng(seed).normal(0, 0.002, PROBE_AT.size)
+    return pd.DataFrame({"trial_uid": uid, "step": PROBE_AT, "probe_loss": 3 + 2 * np.exp(-PROBE_AT / 50) + moved
+                         + noise})
+
+
+def probed_sweep(per_c: float = 0.0, runs: int = 4) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    steps, trials = sweep(runs=runs)
+    mixed = np.where(IS_C, "C", "N")
+    probes = [probes_of(f"cad3/s{i}", mixed, per_c, seed=20 + i) for i in range(runs)]
+    probes += [probes_of(f"cad0/s{i}", np.full(STEPS, "N"), 0.0, seed=60 + i) for i in range(runs)]
+    return steps, pd.concat(probes, ignore_index=True), trials
+
+
+def probe_coefficient(pl: np.ndarray) -> float:
+    """The per-run probe regression by hand: probe-loss change on C-steps per interval and a B-spline trend
+    (every interval is 7 steps, so no length column)."""
+    c_done = np.cumsum(IS_C)[PROBE_AT - 1]
+    basis = np.asarray(patsy.dmatrix("bs(x, df=3)", {"x": PROBE_AT[1:].astype(float)}))
+    return float(sm.OLS(np.diff(pl), np.column_stack([np.diff(c_done), basis])).fit().params[0])
+
+
+def test_a_shared_update_effect_of_the_c_step_batches_cancels_in_the_probe_test() -> None:
+    steps, probes, trials = probed_sweep(per_c=0.0)
+    raw = cn_tests(steps, probes)[1]
+    fixed = cn_tests(steps, probes, trials)[1]
+    assert raw.extra["source"] == fixed.extra["source"] == "probe"
+    shared = probe_coefficient(np.cumsum(UPDATE)[PROBE_AT - 1])
+    assert shared > 0.007 and raw.status == "signal" and raw.effect == pytest.approx(shared, abs=0.002)
+    assert abs(fixed.effect) < 0.002 and fixed.ci_high < raw.effect / 3
+    for i in range(4):
+        mine = probes[probes["trial_uid"] == f"cad3/s{i}"]["probe_loss"].to_numpy()
+        ref = probes[probes["trial_uid"] == f"cad0/s{i}"]["probe_loss"].to_numpy()
+        got = next(r["after_c_minus_after_n"] for r in fixed.tables["per_run"] if r["run"] == f"cad3/s{i}")
+        assert got == pytest.approx(probe_coefficient(mine - ref), rel=1e-9)
+    assert fixed.method.startswith("(probe loss - the reference run's probe loss at the probe step)")
+    assert fixed.extra["scope"].startswith("Reference correction: each run's probe loss minus its reference run's")
+    assert fixed.extra["scope"].endswith(f"cancels. Uncorrected, the mean would be {raw.effect:+.4g} nats.")
+    assert raw.extra["scope"].startswith("No reference correction: no run with both step kinds has a reference run "
+                                         "with probe losses; what")
+
+
+def test_a_real_update_effect_survives_the_probe_correction() -> None:
+    steps, probes, trials = probed_sweep(per_c=0.01)
+    res = cn_tests(steps, probes, trials)[1]
+    assert res.status == "signal" and res.effect == pytest.approx(0.01, abs=0.002)
+
+
+def test_a_reference_without_probes_leaves_every_probe_fit_uncorrected() -> None:
+    steps, probes, trials = probed_sweep()
+    res = cn_tests(steps, probes[probes["trial_uid"] != "cad0/s1"], trials)[1]
+    raw = cn_tests(steps, probes[probes["trial_uid"] != "cad0/s1"])[1]
+    assert res.effect == pytest.approx(raw.effect, rel=1e-12)
+    assert res.extra["scope"].startswith("No reference correction: 1 of the 4 runs with both step kinds have no "
+                                         "reference run with probe losses")
 
 
 def groups_of(steps: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
@@ -155,5 +233,7 @@ def test_the_texts_and_tables_of_a_corrected_and_an_uncorrected_test_match_the_s
     steps, trials = sweep(cn=0.02)
     other = trials.copy()
     other.loc[other["trial_uid"] == "cad3/s0", "train.train_batch_tokens"] = 16384
+    probe_steps, probes, probe_trials = probed_sweep(per_c=0.005)
     snapshot("reference_snapshot", {"corrected": cn_tests(steps, None, trials),
-                                    "one_lacks_a_reference": cn_tests(steps, None, other)})
+                                    "one_lacks_a_reference": cn_tests(steps, None, other),
+                                    "probes_corrected": cn_tests(probe_steps, probes, probe_trials)})

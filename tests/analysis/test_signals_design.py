@@ -39,6 +39,7 @@ def planned_frames(rng: np.random.Generator) -> dict[str, pd.DataFrame]:
                        "val_bpb": final - gap, "q_val_bpb": final, "quant_gap": gap, "model_dim": m.model_dim,
                        "params": 1000.0 * m.model_dim, "steps": t.iterations,
                        "c_steps": sum(is_crawl_step(s, t.cadence) for s in range(1, t.iterations + 1)),
+                       **{f"data.{k}": v for k, v in cfg.data.model_dump().items()},
                        **{f"model.{k}": v for k, v in m.model_dump().items() if not isinstance(v, dict | list)},
                        **{f"train.{k}": v for k, v in t.model_dump().items() if not isinstance(v, dict | list)}})
         drift = 0.0
@@ -74,6 +75,16 @@ def test_every_signal_test_gets_an_estimate_from_the_signal_sweeps_design() -> N
             assert r.p_value is not None and r.p_adjusted is not None, key
     assert results["4_early_boost"].extra["interaction_check"]["status"] == "ok"
     assert results["1b_next_step"].extra["source"] == "probe"  # probes every 3 steps: C-steps per interval vary
+    # every run with both step kinds has a cadence-1 twin (same seed, loops, width) on the same token stream
+    assert results["1a_cn_loss"].extra["reference_corrected"]
+    assert results["1b_next_step"].extra["scope"].startswith("Reference correction")
+    trials = frames["trials"].set_index("trial_uid")
+    for row in results["1a_cn_loss"].tables["reference_runs"]:
+        run, ref = trials.loc[row["run"]], trials.loc[row["reference"]]
+        assert ref["train.cadence"] == 1 and run["train.cadence"] in (2, 4)
+        assert [run[k] for k in ("train.seed", "model.crawler_loops", "model.model_dim")] == [
+            ref[k] for k in ("train.seed", "model.crawler_loops", "model.model_dim")]
+    assert len(results["1a_cn_loss"].tables["reference_runs"]) == 16
 
 
 def test_demo_takes_signals_or_a_spec_not_both(run_cli, tmp_path: Path) -> None:
