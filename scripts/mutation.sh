@@ -32,7 +32,8 @@ declare -A TESTS=(
   [clowncar/analysis/result.py]="tests/analysis/test_verdicts.py tests/analysis/test_results_and_family.py"
   [clowncar/analysis/runlevel.py]="tests/analysis/test_runlevel_numbers.py"
   [clowncar/analysis/seeds.py]="tests/analysis/test_runlevel_numbers.py tests/analysis/test_seed_variance_numbers.py tests/analysis/test_results_and_family.py"
-  [clowncar/analysis/cn_steps.py]="tests/analysis/test_step_numbers.py"
+  [clowncar/analysis/cn_steps.py]="tests/analysis/test_step_numbers.py tests/analysis/test_reference_runs.py"
+  [clowncar/analysis/reference.py]="tests/analysis/test_reference_runs.py tests/analysis/test_signals_design.py"
   [clowncar/analysis/curves.py]="tests/analysis/test_step_numbers.py tests/analysis/test_boost_check.py"
   [clowncar/analysis/frames.py]="tests/analysis/test_run_table.py"
   [clowncar/orchestrator/resume.py]="tests/orchestrator/test_resume.py"
@@ -161,6 +162,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/worker/optim.py:EMA
        clowncar/analysis/stats.py clowncar/analysis/family.py clowncar/analysis/result.py
        clowncar/analysis/runlevel.py clowncar/analysis/seeds.py clowncar/analysis/cn_steps.py
+       clowncar/analysis/reference.py
        clowncar/analysis/curves.py clowncar/analysis/frames.py
        clowncar/orchestrator/resume.py clowncar/worker/quant.py clowncar/worker/qscale.py
        clowncar/worker/artifact.py clowncar/worker/code_bytes.py
