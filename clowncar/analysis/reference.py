@@ -82,9 +82,8 @@ def _same(a: Any, b: Any) -> bool:
 def corrected(g: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The run at the steps both logged, its loss minus the reference's loss at the same step (`y`; the loss
     itself stays as `y_raw`)."""
-    common, mine, theirs = np.intersect1d(g["step"], ref["step"], return_indices=True)
-    out = {k: v[mine] for k, v in g.items()}
+    _, mine, theirs = np.intersect1d(g["step"], ref["step"], return_indices=True)
+    out = {k: v[mine] for k, v in g.items()}  # its steps are now the common steps, in order
     out["y_raw"] = out["y"]
     out["y"] = g["y"][mine] - ref["y"][theirs]
-    out["step"] = common
     return out

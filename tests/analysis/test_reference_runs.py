@@ -211,6 +211,7 @@ def test_a_run_that_records_no_stream_has_no_reference() -> None:
     assert "cad3/s0" not in stream_keys(gappy) and "cad3/s1" in stream_keys(gappy)
     assert "cad3/s0" not in pick_references(groups_of(steps), gappy)
     assert stream_keys(None) == {} and stream_keys(pd.DataFrame()) == {}
+    assert stream_keys(trials.drop(columns=["trial_uid"])) == {}  # no run ids: nothing to pair
 
 
 def test_the_corrected_run_keeps_only_the_steps_both_logged() -> None:
