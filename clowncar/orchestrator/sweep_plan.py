@@ -76,6 +76,35 @@ def _merged_lines(merged: list[Merged]) -> list[str]:
     return lines
 
 
+def _one_kind(train: Any) -> bool:
+    """Whether a trial logs one step kind throughout (cadence 0: all N; 1: all C; phased: the same 0 or 1 in
+    every phase), as a reference run of tests 1a and 1b must."""
+    if train.cadence_phased:
+        return len({train.cadence_early, train.cadence_main, train.cadence_late}) == 1 and train.cadence_early <= 1
+    return train.cadence <= 1
+
+
+def reference_line(spec: SweepSpec, points: list[dict[str, Any]]) -> str | None:
+    """A warning when some trials that alternate C- and N-steps have no one-kind trial on their token stream:
+    the report's tests 1a and 1b then correct none of them for the batches every run shares (docs/signals.md)."""
+    streams: list[tuple[tuple[Any, ...], bool]] = []
+    for point in points:
+        try:
+            cfg = spec.trial_config(point)
+        except Exception:  # a point that makes no valid config fails as its own trial, with the reason
+            continue
+        key = (cfg.data.dataset, cfg.data.train_glob, cfg.train.train_batch_tokens, cfg.train.train_seq_len)
+        streams.append((key, _one_kind(cfg.train)))
+    covered = {key for key, one in streams if one}
+    alternating = [key for key, one in streams if not one]
+    lacking = sum(key not in covered for key in alternating)
+    if not lacking:
+        return None
+    return (f"  tests 1a/1b: {lacking} of the {len(alternating)} trials that alternate C- and N-steps have no "
+            "cadence-0 or cadence-1 trial on their token stream (same shards, batch tokens, sequence length): "
+            "the report cannot cancel the batches all runs share (docs/signals.md)")
+
+
 def plan_lines(spec: SweepSpec) -> list[str]:
     plan = make_plan(spec)
     what = "grid points" if plan.sampler == "grid" else "enqueued points"
@@ -105,4 +134,7 @@ def plan_lines(spec: SweepSpec) -> list[str]:
     if spec.scheduler.type == "asha":
         cost += "; ASHA may stop trials early: this is the most it takes"
     lines.append(cost)
+    if plan.sampler == "grid":  # a sampler's trials are not known before they are sampled
+        reference = reference_line(spec, [*spec.distinct_enqueue().points, *spec.distinct_grid().points])
+        lines += [reference] if reference else []
     return lines

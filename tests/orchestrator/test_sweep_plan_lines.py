@@ -128,3 +128,43 @@ def test_exactly_as_many_merged_lines_as_are_shown_need_no_count() -> None:
     spec = spec_of(sampler="grid", space={LOOPS: {"grid": [1]}, CADENCE: {"grid": [2, 3]}, "train.matrix_lr": {"grid": lrs}})
     lines = plan_lines(spec)
     assert len(lines) == MERGED_SHOWN + 3 and not any(line.startswith("    ... and") for line in lines)
+
+
+REFERENCE_WARNING = ("  tests 1a/1b: {} of the {} trials that alternate C- and N-steps have no cadence-0 or cadence-1 "
+                     "trial on their token stream (same shards, batch tokens, sequence length): the report cannot "
+                     "cancel the batches all runs share (docs/signals.md)")
+
+
+def test_a_grid_whose_alternating_trials_have_no_one_kind_trial_on_their_stream_is_warned_about() -> None:
+    lines = plan_lines(spec_of(sampler="grid", space={LOOPS: {"grid": [2, 3]}, CADENCE: {"grid": [2, 4]}}))
+    assert lines[-1] == REFERENCE_WARNING.format(4, 4)
+
+
+@pytest.mark.parametrize("space", [
+    {LOOPS: {"grid": [2, 3]}, CADENCE: {"grid": [1, 2, 4]}},  # cadence 1: all C-steps
+    {LOOPS: {"grid": [2, 3]}, CADENCE: {"grid": [0, 2]}},  # cadence 0: all N-steps
+    {LOOPS: {"grid": [1, 2]}, CADENCE: {"grid": [2, 3]}},  # one loop: the cadence is moot and runs as 1
+    {LOOPS: {"grid": [2, 3]}},  # the preset's cadence 1: nothing alternates
+])
+def test_a_grid_with_a_one_kind_trial_on_every_stream_is_not_warned_about(space: dict[str, Any]) -> None:
+    assert not any("1a/1b" in line for line in plan_lines(spec_of(sampler="grid", space=space)))
+
+
+def test_the_one_kind_trial_must_read_the_same_stream() -> None:
+    batch = "train.train_batch_tokens"
+    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}, CADENCE: {"grid": [2]}, batch: {"grid": [512, 1024]}},
+                   enqueue=[{LOOPS: 2, CADENCE: 1, batch: 512}])
+    assert plan_lines(spec)[-1] == REFERENCE_WARNING.format(1, 2)
+    phased = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}, CADENCE: {"grid": [2]}},
+                     enqueue=[{LOOPS: 2, "train.cadence_phased": True, "train.cadence_early": 1,
+                               "train.cadence_main": 1, "train.cadence_late": 1}])
+    assert not any("1a/1b" in line for line in plan_lines(phased))  # phased, but 1 in every phase
+    mixed = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}, CADENCE: {"grid": [2]}},
+                    enqueue=[{LOOPS: 2, "train.cadence_phased": True, "train.cadence_early": 1,
+                              "train.cadence_main": 0, "train.cadence_late": 1}])
+    assert plan_lines(mixed)[-1] == REFERENCE_WARNING.format(2, 2)  # 1 then 0: it alternates, between phases
+
+
+def test_a_sampled_sweep_is_not_judged_before_its_trials_are_sampled() -> None:
+    spec = spec_of(sampler="random", budget={"max_trials": 2}, enqueue=[{LOOPS: 2, CADENCE: 2}])
+    assert not any("1a/1b" in line for line in plan_lines(spec))
