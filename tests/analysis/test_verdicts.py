@@ -42,6 +42,7 @@ def test_a_signal_whose_whole_ci_is_inside_the_margin_is_called_small(ci: tuple[
     assert r.status == SIGNAL
     note = "; smaller than the +/-0.0005 BPB that matters in practice (the whole CI)"
     assert r.verdict.endswith(note) == small and r.verdict.count("smaller than") == small
+    assert r.verdict.startswith(f"signal: effect {r.effect:+.4g} BPB (95% CI {ci[0]:+.4g} to {ci[1]:+.4g} BPB), p = ")
 
 
 def test_the_adjusted_p_decides_when_there_is_one() -> None:
