@@ -70,12 +70,17 @@ def _split_runs(s: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+def _fittable(g: dict[str, np.ndarray]) -> bool:
+    c = g["c"]
+    return bool(c.size >= MIN_STEPS and c.sum() >= MIN_EACH and (1 - c).sum() >= MIN_EACH)
+
+
 def _fit_run(g: dict[str, np.ndarray]) -> dict[str, Any] | None:
     """Trend-adjusted C-N coefficient with a HAC CI, residuals of the trend-only fit, per-phase differences."""
     import statsmodels.api as sm
 
     y, c = g["y"], g["c"]
-    if y.size < MIN_STEPS or c.sum() < MIN_EACH or (1 - c).sum() < MIN_EACH:
+    if not _fittable(g):
         return None
     basis = _trend(g["step"])
     lags = _hac_lags(y.size, _period(c))
@@ -159,9 +164,10 @@ def _how_many(lacking: int, runs: int, what: str) -> str:
 
 def _with_references(groups: dict[str, dict[str, np.ndarray]], trials: pd.DataFrame | None
                      ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str], str]:
-    """The runs with both step kinds, corrected by their reference runs when every one of them has one (a mix
-    of corrected and raw runs would estimate two things at once), and a sentence saying which was done."""
-    mixed = {rid: g for rid, g in groups.items() if 0 < g["c"].sum() < g["c"].size}
+    """The runs with enough steps of both kinds to fit, corrected by their reference runs when every one of them
+    has one (a mix of corrected and raw runs would estimate two things at once; a run too short to fit has no
+    say), and a sentence saying which was done."""
+    mixed = {rid: g for rid, g in groups.items() if _fittable(g)}
     refs = pick_references(groups, trials)
     if mixed and set(mixed) <= set(refs):
         return ({rid: corrected(g, groups[refs[rid]]) for rid, g in mixed.items()}, refs,
@@ -249,7 +255,7 @@ def _probe_series(probes: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarra
     out = {}
     for rid in np.unique(p_uid):
         sel = p_uid == rid
-        order = np.argsort(p_step[sel], kind="stable")
+        order = np.argsort(p_step[sel])
         out[str(rid)] = (p_step[sel][order], p_loss[sel][order])
     return out
 

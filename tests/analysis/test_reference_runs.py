@@ -97,6 +97,23 @@ def test_one_run_without_a_reference_leaves_every_run_uncorrected() -> None:
                                          "reference run")
 
 
+def test_a_run_too_short_to_fit_does_not_block_the_correction_of_the_others() -> None:
+    steps, trials = sweep()
+    two_c = np.where(np.isin(T, [1, 60]), "C", "N")  # two C-steps: fewer than the three a fit needs
+    steps = pd.concat([steps, run("two_c", two_c, 0.0, seed=99)], ignore_index=True)
+    trials = pd.concat([trials, pd.DataFrame([trial("two_c", seed=7, batch=16384)])], ignore_index=True)
+    res, fits = cn_loss_test(step_kind_table(steps), trials)
+    assert res.extra["reference_corrected"] and "two_c" not in fits and len(fits) == 4
+
+
+def test_a_sweep_without_alternating_runs_says_nothing_about_references() -> None:
+    steps, trials = sweep()
+    one_kind = steps[steps["trial_uid"].str.startswith("cad0")]
+    for t in (trials, None):
+        res, fits = cn_loss_test(step_kind_table(one_kind), t)
+        assert fits == {} and res.extra["scope"] == "" and not res.extra["reference_corrected"]
+
+
 def test_without_trials_the_report_says_no_run_has_a_reference() -> None:
     steps, _ = sweep()
     res, _ = cn_loss_test(step_kind_table(steps))
@@ -159,6 +176,16 @@ def test_a_real_update_effect_survives_the_probe_correction() -> None:
     steps, probes, trials = probed_sweep(per_c=0.01)
     res = cn_tests(steps, probes, trials)[1]
     assert res.status == "signal" and res.effect == pytest.approx(0.01, abs=0.002)
+
+
+def test_a_one_kind_run_with_probes_does_not_block_the_probe_correction() -> None:
+    steps, probes, trials = probed_sweep()
+    all_c = np.full(STEPS, "C")
+    steps = pd.concat([steps, run("cad1/s0", all_c, 0.0, seed=70)], ignore_index=True)
+    probes = pd.concat([probes, probes_of("cad1/s0", all_c, 0.0, seed=71)], ignore_index=True)
+    trials = pd.concat([trials, pd.DataFrame([trial("cad1/s0", seed=0, batch=16384)])], ignore_index=True)
+    res = cn_tests(steps, probes, trials)[1]
+    assert res.extra["scope"].startswith("Reference correction") and "cad1/s0" not in res.runs
 
 
 def test_a_reference_without_probes_leaves_every_probe_fit_uncorrected() -> None:
