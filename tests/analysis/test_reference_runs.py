@@ -188,6 +188,19 @@ def test_a_one_kind_run_with_probes_does_not_block_the_probe_correction() -> Non
     assert res.extra["scope"].startswith("Reference correction") and "cad1/s0" not in res.runs
 
 
+def test_a_run_with_a_single_c_step_and_no_reference_counts_as_lacking_one() -> None:
+    """One C-step already makes the C-steps per probe interval vary: the probe fit can use such a run, so it must
+    have a reference like the others."""
+    steps, probes, trials = probed_sweep()
+    one_c = np.where(T == 30, "C", "N")
+    steps = pd.concat([steps, run("one_c", one_c, 0.0, seed=80)], ignore_index=True)
+    probes = pd.concat([probes, probes_of("one_c", one_c, 0.0, seed=81)], ignore_index=True)
+    trials = pd.concat([trials, pd.DataFrame([trial("one_c", seed=0, batch=16384)])], ignore_index=True)
+    res = cn_tests(steps, probes, trials)[1]
+    assert res.extra["scope"].startswith("No reference correction: 1 of the 5 runs with both step kinds have no "
+                                         "reference run with probe losses")
+
+
 def test_a_reference_without_probes_leaves_every_probe_fit_uncorrected() -> None:
     steps, probes, trials = probed_sweep()
     res = cn_tests(steps, probes[probes["trial_uid"] != "cad0/s1"], trials)[1]
