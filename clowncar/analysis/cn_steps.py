@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from clowncar.analysis.frames import phase_bins, step_kind_table
-from clowncar.analysis.reference import corrected, pick_references
+from clowncar.analysis.reference import corrected, pick_references, stream_keys
 from clowncar.analysis.result import TestResult, decide, not_enough
 from clowncar.analysis.stats import mde_one_sample, one_sample
 
@@ -157,9 +157,16 @@ def _reference_rows(fits: dict[str, dict[str, Any]], refs: dict[str, str]) -> li
             for r, f in fits.items() if r in refs]
 
 
-def _how_many(lacking: int, runs: int, what: str) -> str:
-    return (f"no run with both step kinds has a {what}" if lacking == runs else
-            f"{lacking} of the {runs} runs with both step kinds have no {what}")
+def _how_many(lacking: list[str], runs: int, what: str, trials: pd.DataFrame | None) -> str:
+    """Which runs lack a reference, and how many of them cannot have one: a run that records no token stream
+    (an imported log) pairs with nothing."""
+    text = (f"no run with both step kinds has a {what}" if len(lacking) == runs else
+            f"{len(lacking)} of the {runs} runs with both step kinds have no {what}")
+    unknown = len(set(lacking) - set(stream_keys(trials))) if trials is not None else 0
+    if unknown:
+        text += (" (none of them records its token stream" if unknown == runs else
+                 f" ({unknown} of them record no token stream") + ": an imported log does not)"
+    return text
 
 
 def _with_references(groups: dict[str, dict[str, np.ndarray]], trials: pd.DataFrame | None
@@ -174,10 +181,10 @@ def _with_references(groups: dict[str, dict[str, np.ndarray]], trials: pd.DataFr
                 f"Reference correction: each of the {len(mixed)} runs with both step kinds minus a run on the same "
                 "token stream (same shards, batch tokens and sequence length) that never alternates, step by "
                 "step: a hard or easy batch that every run sees at the same C-step cancels.")
-    why = _how_many(len(set(mixed) - set(refs)), len(mixed), "reference run")
-    return mixed, {}, (f"No reference correction: {why} (a run on the same shards, batch tokens and sequence length "
-                       "with one step kind throughout: cadence 0 or 1). Batches hard or easy for every run at the "
-                       "same C-step stay in the estimate.") if mixed else ""
+    why = _how_many(sorted(set(mixed) - set(refs)), len(mixed), "reference run", trials)
+    return mixed, {}, (f"No reference correction: {why}. A reference is a run on the same shards, batch tokens and "
+                       "sequence length with one step kind throughout (cadence 0 or 1); without one, batches hard or "
+                       "easy for every run at the same C-step stay in the estimate.") if mixed else ""
 
 
 def _phase_table(fits: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -317,12 +324,12 @@ def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None, trial
     method = (f"{loss} (fixed held-out batch, same forward mode): per run, OLS of the change between consecutive "
               "probes on the number of C-step updates in the interval (+ interval length, trend); the coefficient "
               "is the extra change per C-step update; t across runs")
-    lacking = sum(refs.get(r) not in series for r in targets)
+    lacking = [r for r in targets if refs.get(r) not in series]
     note = ("Reference correction: each run's probe loss minus its reference run's (the 1a reference, on the same "
             "token stream), probe by probe: an update's effect that comes from the batch, not the step kind, "
             f"cancels. Uncorrected, the mean would be {np.mean(uncorrected):+.4g} nats." if use_ref else
-            f"No reference correction: {_how_many(lacking, len(targets), 'reference run with probe losses')}; what "
-            "the batches' updates do to every run at the same C-steps stays in the estimate.")
+            f"No reference correction: {_how_many(lacking, len(targets), 'reference run with probe losses', trials)}; "
+            "what the batches' updates do to every run at the same C-steps stays in the estimate.")
     return out, method, used, note
 
 

@@ -94,7 +94,7 @@ def test_one_run_without_a_reference_leaves_every_run_uncorrected() -> None:
     assert not res.extra["reference_corrected"] and res.tables["reference_runs"] == []
     assert res.effect == pytest.approx(raw.effect, rel=1e-12)
     assert res.extra["scope"].startswith("No reference correction: 1 of the 4 runs with both step kinds have no "
-                                         "reference run")
+                                         "reference run. A reference is a run on the same shards")
 
 
 def test_a_run_too_short_to_fit_does_not_block_the_correction_of_the_others() -> None:
@@ -112,6 +112,26 @@ def test_a_sweep_without_alternating_runs_says_nothing_about_references() -> Non
     for t in (trials, None):
         res, fits = cn_loss_test(step_kind_table(one_kind), t)
         assert fits == {} and res.extra["scope"] == "" and not res.extra["reference_corrected"]
+
+
+def test_runs_that_record_no_stream_are_named_as_the_reason() -> None:
+    """An imported log records no shards or batch: the report says that is why nothing could be paired."""
+    steps, trials = sweep()
+    gappy = trials.astype(object)
+    gappy.loc[gappy["trial_uid"].isin(["cad3/s0", "cad3/s1"]), "train.train_batch_tokens"] = None
+    res, _ = cn_loss_test(step_kind_table(steps), gappy)
+    assert res.extra["scope"].startswith("No reference correction: 2 of the 4 runs with both step kinds have no "
+                                         "reference run (2 of them record no token stream: an imported log does "
+                                         "not). A reference")
+    bare = trials[["trial_uid", "train.seed", "status"]]  # what an imported log gives: no stream at all
+    res, _ = cn_loss_test(step_kind_table(steps), bare)
+    assert res.extra["scope"].startswith("No reference correction: no run with both step kinds has a reference "
+                                         "run (none of them records its token stream: an imported log does not).")
+    one_more = gappy.copy()
+    one_more.loc[one_more["trial_uid"] == "cad3/s2", "data.dataset"] = "other"  # a stream no one-kind run reads
+    res, _ = cn_loss_test(step_kind_table(steps), one_more)
+    assert "3 of the 4 runs with both step kinds have no reference run (2 of them record no token stream" in (
+        res.extra["scope"])
 
 
 def test_without_trials_the_report_says_no_run_has_a_reference() -> None:
