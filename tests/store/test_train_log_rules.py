@@ -178,6 +178,16 @@ def test_a_run_printed_twice_is_one_trial_and_its_copy_is_skipped_line_by_line()
     assert copies == [6, 7, 8, 9, 10]  # the whole copy, from the line after the first run's eval
     other_time = run.replace("20ms", "21ms")  # the same numbers at another wall-clock time: a second run
     assert len(parse(run + other_time, "x.log").trials) == 2
+    other_score = run.replace("val_bpb:1.3", "val_bpb:1.4")  # the same steps, another final score: a second run
+    assert other_score != run and len(parse(run + other_score, "x.log").trials) == 2
+    # a run after the copy is still read, and the copy's skips add to the lines skipped before it
+    later = "seed:7\nstep:1/1 train_loss:3.3 train_time:5ms\n" + END
+    parsed = parse("NCCL INFO bpb noise\n" + run + run + later, "x.log")
+    assert [t.seed for t in parsed.trials] == [42, 7]
+    assert [(s.line, s.reason) for s in parsed.skipped] == [(1, "torchrun/NCCL noise")] + [
+        (n, "a second copy of an earlier run (the log holds it twice)") for n in (6, 7, 8, 9)]
+    thrice = parse(run * 3, "x.log")  # both copies are skipped, line by line
+    assert len(thrice.trials) == 1 and [s.line for s in thrice.skipped] == list(range(5, 13))
 
 
 def test_a_run_cut_off_before_its_last_step_refuses_the_file_and_says_where():
