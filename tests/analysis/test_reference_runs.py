@@ -134,6 +134,16 @@ def test_runs_that_record_no_stream_are_named_as_the_reason() -> None:
         res.extra["scope"])
 
 
+def test_the_probe_test_names_runs_that_record_no_stream_too() -> None:
+    steps, probes, trials = probed_sweep()
+    gappy = trials.astype(object)
+    gappy.loc[gappy["trial_uid"] == "cad3/s3", "data.train_glob"] = None
+    res = cn_tests(steps, probes, gappy)[1]
+    assert res.extra["scope"].startswith("No reference correction: 1 of the 4 runs with both step kinds have no "
+                                         "reference run with probe losses (1 of them records no token stream: an "
+                                         "imported log does not); what")
+
+
 def test_without_trials_the_report_says_no_run_has_a_reference() -> None:
     steps, _ = sweep()
     res, _ = cn_loss_test(step_kind_table(steps))
