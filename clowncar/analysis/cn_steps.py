@@ -216,8 +216,8 @@ def next_step_test(fits: dict[str, dict[str, Any]], probes: pd.DataFrame | None,
                   "reference-corrected when it is); t across runs")
         source, note = "residuals", ""
     kw = {"unit": "nats", "n_runs": len(per_run), "n_steps": n_steps, "runs": list(per_run),
-          "extra": {"source": source, **({"scope": note} if note else {})}, "tables": {"per_run": [{"run": r, "after_c_minus_after_n": v}
-                                                             for r, v in per_run.items()]}}
+          "extra": {"source": source, **({"scope": note} if note else {})},
+          "tables": {"per_run": [{"run": r, "after_c_minus_after_n": v} for r, v in per_run.items()]}}
     if source == "residuals" and not fits:  # nothing to read: the cadence is not the reason
         return not_enough(key, title, Q_NEXT, method, "no step rows with C/N kinds and training losses, and no "
                           "probe losses", **kw)
