@@ -62,16 +62,12 @@ def pick_references(groups: dict[str, dict[str, np.ndarray]], trials: pd.DataFra
     for rid, g in groups.items():
         if _one_kind(g) or rid not in streams:
             continue
-        same_stream = [r for r in refs if streams[r] == streams[rid]]
-        if not same_stream:
-            continue
-
-        def rank(r: str, rid: str = rid, g: dict[str, np.ndarray] = g) -> tuple[Any, ...]:
-            agree = tuple(_same(a, b) for a, b in zip(near[r], near[rid], strict=True))
-            return (*agree, np.intersect1d(groups[r]["step"], g["step"]).size)
-
-        best = max(rank(r) for r in same_stream)
-        out[rid] = min(r for r in same_stream if rank(r) == best)  # ties: the first run id, for a stable choice
+        rank = {r: (*(_same(a, b) for a, b in zip(near[r], near[rid], strict=True)),
+                    np.intersect1d(groups[r]["step"], g["step"]).size)
+                for r in refs if streams[r] == streams[rid]}
+        if rank:
+            best = max(rank.values())
+            out[rid] = min(r for r, k in rank.items() if k == best)  # ties: the first run id, for a stable choice
     return out
 
 

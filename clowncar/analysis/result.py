@@ -112,8 +112,9 @@ def p_label(res: TestResult) -> str:
 def decide(res: TestResult, alpha: float = ALPHA) -> TestResult:
     """Word the verdict from the (adjusted, when present) p-value, the CI and the minimum detectable effect.
 
-    Significant: a signal (said to be smaller than the margin when the whole CI is). Not significant and the whole CI inside +/- margin: no effect larger than the margin
-    (an equivalence statement). Otherwise: not enough data to decide, with the minimum detectable effect."""
+    Significant: a signal (said to be smaller than the margin when the whole CI is). Not significant and the
+    whole CI inside +/- margin: no effect larger than the margin (an equivalence statement). Otherwise: not
+    enough data to decide, with the minimum detectable effect."""
     p = res.p_adjusted if res.p_adjusted is not None else res.p_value
     unit = res.unit
     ci = (f" (95% CI {res.ci_low:+.4g} to {res.ci_high:+.4g} {unit})"

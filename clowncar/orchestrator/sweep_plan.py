@@ -87,13 +87,13 @@ def _one_kind(train: Any) -> bool:
 def reference_line(spec: SweepSpec, points: list[dict[str, Any]]) -> str | None:
     """A warning when some trials that alternate C- and N-steps have no one-kind trial on their token stream:
     the report's tests 1a and 1b then correct none of them for the batches every run shares (docs/signals.md)."""
+    from clowncar.analysis.reference import STREAM_COLUMNS  # the analysis's own definition of a stream
+
+    fields = [column.split(".") for column in STREAM_COLUMNS]
     streams: list[tuple[tuple[Any, ...], bool]] = []
-    for point in points:
-        try:
-            cfg = spec.trial_config(point)
-        except Exception:  # a point that makes no valid config fails as its own trial, with the reason
-            continue
-        key = (cfg.data.dataset, cfg.data.train_glob, cfg.train.train_batch_tokens, cfg.train.train_seq_len)
+    for point in points:  # grid and queued points are valid configs: the spec refused any other when it loaded
+        cfg = spec.trial_config(point)
+        key = tuple(getattr(getattr(cfg, section), name) for section, name in fields)
         streams.append((key, _one_kind(cfg.train)))
     covered = {key for key, one in streams if one}
     alternating = [key for key, one in streams if not one]
