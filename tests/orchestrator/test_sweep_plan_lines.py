@@ -163,6 +163,10 @@ def test_the_one_kind_trial_must_read_the_same_stream() -> None:
                     enqueue=[{LOOPS: 2, "train.cadence_phased": True, "train.cadence_early": 1,
                               "train.cadence_main": 0, "train.cadence_late": 1}])
     assert plan_lines(mixed)[-1] == REFERENCE_WARNING.format(2, 2)  # 1 then 0: it alternates, between phases
+    twos = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}, CADENCE: {"grid": [2]}},
+                   enqueue=[{LOOPS: 2, "train.cadence_phased": True, "train.cadence_early": 2,
+                             "train.cadence_main": 2, "train.cadence_late": 2}])
+    assert plan_lines(twos)[-1] == REFERENCE_WARNING.format(2, 2)  # phased at 2 throughout alternates too
 
 
 def test_a_sampled_sweep_is_not_judged_before_its_trials_are_sampled() -> None:
