@@ -165,7 +165,8 @@ def _how_many(lacking: list[str], runs: int, what: str, trials: pd.DataFrame | N
     unknown = len(set(lacking) - set(stream_keys(trials))) if trials is not None else 0
     if unknown:
         text += (" (none of them records its token stream" if unknown == runs else
-                 f" ({unknown} of them record{'s' if unknown == 1 else ''} no token stream") + ": an imported log does not)"
+                 f" ({unknown} of them record{'s' if unknown == 1 else ''} no token stream") + (
+                    ": an imported log does not; `clowncar analyze --same-stream` declares that such runs share one)")
     return text
 
 

@@ -24,6 +24,11 @@ def analyze(
                                               "(default: CLOWNCAR_STORE or the runs dir's SQLite file).")] = None,
     correction: Annotated[str, typer.Option("--correction", help="Multiple-comparison correction: holm, "
                                             "fdr_bh or bonferroni.")] = "holm",
+    same_stream: Annotated[bool, typer.Option(
+        "--same-stream", help="Take the runs that do not record their token stream (imported logs) to share one: "
+        "the same shards in the same order, the same batch. Tests 1a/1b then subtract a reference run among them "
+        "(a run of one step kind throughout). Say so only when it is true: one trainer, one data set, one batch "
+        "size.")] = False,
 ) -> None:
     """Run the seven signal tests over SWEEP(s) and write DIR/report.md, DIR/report.html, DIR/report.json."""
     from clowncar.analysis.family import METHODS
@@ -32,7 +37,7 @@ def analyze(
         raise AnalysisError(f"unknown correction '{correction}' (choose from {', '.join(METHODS)})")
     if out.exists() and not out.is_dir():
         raise AnalysisError(f"--out {out} exists and is not a directory")
-    analysis = load_and_analyse(sweeps, store, correction)
+    analysis = load_and_analyse(sweeps, store, correction, same_stream)
     from clowncar.analysis.report import printed_summary, write
 
     try:
@@ -58,8 +63,11 @@ def _known_hint(missing: list[str], known: list[str]) -> str:
     return f"{hint}{len(known)} sweeps in the store: `clowncar sweep ls` lists them"
 
 
-def load_and_analyse(sweeps: list[str], store_url: str | None, correction: str = "holm") -> dict:
-    """Read the sweeps' frames from the store (and nothing else) and run every test."""
+def load_and_analyse(sweeps: list[str], store_url: str | None, correction: str = "holm",
+                     same_stream: bool = False) -> dict:
+    """Read the sweeps' frames from the store (and nothing else) and run every test; `same_stream` declares
+    that the runs which record no token stream share one."""
+    from clowncar.analysis.reference import declare_one_stream
     from clowncar.analysis.report import analyse
     from clowncar.settings import load_settings
     from clowncar.store import open_store
@@ -74,6 +82,8 @@ def load_and_analyse(sweeps: list[str], store_url: str | None, correction: str =
         steps = st.steps_frame(sweeps=sweeps)
         evals = st.evals_frame(sweeps=sweeps)
         probes = st.probes_frame(sweeps=sweeps)
+    if same_stream:
+        trials = declare_one_stream(trials)
     return analyse(list(sweeps), trials, steps, evals, probes, storage_url=url, method=correction)
 
 

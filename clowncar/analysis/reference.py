@@ -28,14 +28,36 @@ CLOSENESS_COLUMNS = ("train.seed", "model.crawler_loops", "model.model_dim")
 """Preferred agreements between a run and its reference, most important first."""
 
 
+DECLARED_COLUMN = "stream_declared"
+"""A trials-frame column (not part of the config): True where the user declared that the runs which do not
+record their stream share one (`clowncar analyze --same-stream`)."""
+DECLARED = "(declared)"
+
+
+def declare_one_stream(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials, with every stream field a run does not record taken to be the same for all of them: the
+    user's word that those runs read the same tokens at each step (an imported log records at most the batch
+    size). What a run does record still has to match its reference's."""
+    return trials.assign(**{DECLARED_COLUMN: True})
+
+
+def declared_runs(trials: pd.DataFrame) -> int:
+    """How many runs have a stream field filled in by `declare_one_stream`."""
+    if DECLARED_COLUMN not in trials.columns:
+        return 0
+    keys = trials.reindex(columns=list(STREAM_COLUMNS))
+    return int((keys.isna().any(axis=1) & trials[DECLARED_COLUMN].eq(True)).sum())
+
+
 def stream_keys(trials: pd.DataFrame | None) -> dict[str, tuple[str, ...]]:
-    """Run id -> its stream, for the runs that record every stream column (an imported log that records
-    none of them has an unknown stream and no reference)."""
+    """Run id -> its stream, for the runs that record every stream column, or whose missing ones were declared
+    (an imported log that records none of them has an unknown stream and no reference)."""
     if trials is None or trials.empty or "trial_uid" not in trials.columns:
         return {}
-    if not set(STREAM_COLUMNS) <= set(trials.columns):
-        return {}
-    keys = trials[list(STREAM_COLUMNS)]
+    keys = trials.reindex(columns=list(STREAM_COLUMNS)).astype(object)
+    if DECLARED_COLUMN in trials.columns:
+        declared = trials[DECLARED_COLUMN].eq(True)
+        keys.loc[declared] = keys.loc[declared].fillna(DECLARED)
     known = keys.notna().all(axis=1)
     return {str(uid): tuple(str(v) for v in row)
             for uid, row, ok in zip(trials["trial_uid"], keys.itertuples(index=False), known, strict=True) if ok}

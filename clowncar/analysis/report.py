@@ -44,6 +44,7 @@ def cautions(trials: pd.DataFrame) -> list[str]:
     files beside runs clowncar ran (their data, hardware, length and evaluation are mostly unrecorded), or runs
     on different datasets. Every test across runs compares them as if it did not matter."""
     from clowncar.analysis.frames import finished
+    from clowncar.analysis.reference import declared_runs
 
     trials = finished(trials)
     out = []
@@ -56,6 +57,11 @@ def cautions(trials: pd.DataFrame) -> list[str]:
     if len(datasets) > 1:
         out.append(f"runs on {len(datasets)} datasets ({', '.join(datasets)}): BPB on different text is not "
                    "comparable")
+    declared = declared_runs(trials)
+    if declared:
+        out.append(f"{declared} run(s) record no token stream, or only part of it, and are declared to share one "
+                   "(--same-stream): tests 1a and 1b subtract reference runs among them as if every one read the "
+                   "same tokens at each step")
     return out
 
 

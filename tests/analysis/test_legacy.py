@@ -66,6 +66,24 @@ def test_cadence_traces_give_within_run_descriptives_but_no_across_run_claim(leg
     assert "cadence >= 3" in nxt.verdict
 
 
+def test_declared_one_stream_the_always_fractal_trace_corrects_the_cadence_2_traces(legacy_store, run_cli, tmp_path):
+    """The seed's cadence traces record no stream; `--same-stream` is the user's word that they share one, and
+    the trace that never alternates becomes the reference of the two that do (cut to its 300 steps)."""
+    names = ["clean_cadence2", "ortho_cadence2_long", "clean_always_fractal"]
+    res = run_cli("analyze", *names, "--store", legacy_store, "--out", str(tmp_path / "rep"), "--same-stream")
+    assert res.returncode == 0, res.stderr
+    assert "caution: 3 run(s) record no token stream, or only part of it, and are declared to share one" in res.stdout
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    cn = next(t for t in data["tests"] if t["key"] == "1a_cn_loss")
+    always_fractal = next(r["run_id"] for r in data["runs"] if r["sweep"] == "clean_always_fractal")
+    assert cn["extra"]["reference_corrected"] and cn["status"] == "not enough data to decide"
+    assert [r["reference"] for r in cn["tables"]["reference_runs"]] == [always_fractal] * 2
+    assert {r["steps"] for r in cn["tables"]["within_run_hac"]} == {300}
+    plain = load_and_analyse(names, legacy_store)
+    assert not next(r for r in plain["results"] if r.key == "1a_cn_loss").extra["reference_corrected"]
+    assert plain["cautions"] == []
+
+
 def test_analyze_command_prints_a_summary_and_writes_the_report(legacy_store, run_cli, tmp_path):
     res = run_cli("analyze", "sweep_micro_crawler", "--store", legacy_store, "--out", str(tmp_path / "rep"))
     assert res.returncode == 0, res.stderr

@@ -14,7 +14,13 @@ import statsmodels.api as sm
 from clowncar.analysis.cn_steps import cn_loss_test, cn_tests
 from clowncar.analysis.family import run_all
 from clowncar.analysis.frames import step_kind_table
-from clowncar.analysis.reference import corrected, pick_references, stream_keys
+from clowncar.analysis.reference import (
+    corrected,
+    declare_one_stream,
+    declared_runs,
+    pick_references,
+    stream_keys,
+)
 
 STEPS = 120
 T = np.arange(1, STEPS + 1)
@@ -122,11 +128,13 @@ def test_runs_that_record_no_stream_are_named_as_the_reason() -> None:
     res, _ = cn_loss_test(step_kind_table(steps), gappy)
     assert res.extra["scope"].startswith("No reference correction: 2 of the 4 runs with both step kinds have no "
                                          "reference run (2 of them record no token stream: an imported log does "
-                                         "not). A reference")
+                                         "not; `clowncar analyze --same-stream` declares that such runs share one). "
+                                         "A reference")
     bare = trials[["trial_uid", "train.seed", "status"]]  # what an imported log gives: no stream at all
     res, _ = cn_loss_test(step_kind_table(steps), bare)
     assert res.extra["scope"].startswith("No reference correction: no run with both step kinds has a reference "
-                                         "run (none of them records its token stream: an imported log does not).")
+                                         "run (none of them records its token stream: an imported log does not; "
+                                         "`clowncar analyze --same-stream` declares that such runs share one).")
     one_more = gappy.copy()
     one_more.loc[one_more["trial_uid"] == "cad3/s2", "data.dataset"] = "other"  # a stream no one-kind run reads
     res, _ = cn_loss_test(step_kind_table(steps), one_more)
@@ -141,7 +149,8 @@ def test_the_probe_test_names_runs_that_record_no_stream_too() -> None:
     res = cn_tests(steps, probes, gappy)[1]
     assert res.extra["scope"].startswith("No reference correction: 1 of the 4 runs with both step kinds have no "
                                          "reference run with probe losses (1 of them records no token stream: an "
-                                         "imported log does not); what")
+                                         "imported log does not; `clowncar analyze --same-stream` declares that such "
+                                         "runs share one); what")
 
 
 def test_without_trials_the_report_says_no_run_has_a_reference() -> None:
@@ -282,6 +291,26 @@ def test_a_run_that_records_no_stream_has_no_reference() -> None:
     assert "cad3/s0" not in pick_references(groups_of(steps), gappy)
     assert stream_keys(None) == {} and stream_keys(pd.DataFrame()) == {}
     assert stream_keys(trials.drop(columns=["trial_uid"])) == {}  # no run ids: nothing to pair
+
+
+def test_runs_that_record_no_stream_pair_once_declared_to_share_one() -> None:
+    steps, trials = sweep()
+    g = groups_of(steps)
+    bare = trials.drop(columns=["data.dataset", "data.train_glob", "train.train_seq_len"])
+    assert pick_references(g, bare) == {} and declared_runs(bare) == 0
+    assert pick_references(g, declare_one_stream(bare)) == pick_references(g, trials) != {}
+    assert declared_runs(declare_one_stream(bare)) == 8 and declared_runs(declare_one_stream(trials)) == 0
+    # what a run records still counts: a reference with another batch size is on another stream
+    other_batch = bare.assign(**{"train.train_batch_tokens": np.where(bare["trial_uid"].str.startswith("cad0"),
+                                                                      4096, 8192)})
+    assert pick_references(g, declare_one_stream(other_batch)) == {}
+    # a run clowncar ran keeps its own stream: the declaration fills gaps, nothing else
+    mixed = pd.concat([trials.iloc[:4], bare.iloc[4:]], ignore_index=True)  # cad3 recorded, cad0 imported
+    assert pick_references(g, declare_one_stream(mixed)) == {}
+    assert stream_keys(declare_one_stream(trials)) == stream_keys(trials)
+    one = declare_one_stream(bare).astype(object)
+    one.loc[one["trial_uid"] == "cad0/s0", "stream_declared"] = False
+    assert "cad0/s0" not in stream_keys(one) and "cad0/s1" in stream_keys(one) and declared_runs(one) == 7
 
 
 def test_the_corrected_run_keeps_only_the_steps_both_logged() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from clowncar.analysis import report
 from clowncar.analysis.document import Doc, fmt
+from clowncar.analysis.reference import declare_one_stream
 from clowncar.analysis.result import TestResult
 
 
@@ -169,6 +170,11 @@ def test_cautions_name_imported_runs_pooled_with_run_ones_and_several_datasets()
     assert report.cautions(trials[trials["source"] == "run"]) == []
     assert report.cautions(trials[trials["source"] == "import"].drop(columns=["data.dataset"])) == []
     assert report.cautions(pd.DataFrame({"run_id": ["a"]})) == []
+    declared = declare_one_stream(trials[trials["source"] == "import"])  # the two imported runs record nothing
+    assert report.cautions(declared)[-1] == (
+        "2 run(s) record no token stream, or only part of it, and are declared to share one (--same-stream): tests "
+        "1a and 1b subtract reference runs among them as if every one read the same tokens at each step")
+    assert len(report.cautions(declared)) == 1 and len(report.cautions(declare_one_stream(trials))) == 2
     a = {**_analysis(_runs(), []), "cautions": ["one", "two"]}
     assert report.printed_summary(a).splitlines()[1:3] == ["  caution: one", "  caution: two"]
     assert "- caution: one\n- caution: two\n" in report.document(_full_analysis() | {"cautions": ["one", "two"]}).markdown()
