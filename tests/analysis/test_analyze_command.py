@@ -138,6 +138,23 @@ def test_analyze_writes_three_reports_and_prints_the_summary(store_url: str, tmp
     assert json.loads((out / "report.json").read_text())["correction_method"] == "bonferroni"
 
 
+def test_same_stream_pairs_the_imported_traces_only_when_asked(store_url: str, tmp_path: Path, capsys) -> None:
+    """The two imported traces record no stream: only `--same-stream` makes the always-fractal one the cadence-2
+    trace's reference, and the report says it was declared."""
+    analyze(["clean_cadence2", "clean_always_fractal"], tmp_path / "plain", store=store_url)
+    analyze(["clean_cadence2", "clean_always_fractal"], tmp_path / "declared", store=store_url, same_stream=True)
+    printed = capsys.readouterr().out
+    assert printed.count("caution: 2 run(s) record no token stream, or only part of it, and are declared") == 1
+    plain, declared = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("plain", "declared"))
+    assert plain["cautions"] == [] and len(declared["cautions"]) == 1
+    assert not plain["tests"][0]["extra"]["reference_corrected"] and plain["tests"][0]["tables"]["reference_runs"] == []
+    assert declared["tests"][0]["extra"]["reference_corrected"]
+    assert len(declared["tests"][0]["tables"]["reference_runs"]) == 1
+    assert load_and_analyse(["clean_cadence2", "clean_always_fractal"], store_url, "holm", True)["cautions"] == (
+        declared["cautions"])
+    assert load_and_analyse(["clean_cadence2", "clean_always_fractal"], store_url)["cautions"] == []
+
+
 def test_a_report_that_cannot_be_written_is_one_line(store_url: str, tmp_path: Path, monkeypatch) -> None:
     import clowncar.analysis.report as report
 

@@ -306,7 +306,7 @@ def test_runs_that_record_no_stream_pair_once_declared_to_share_one() -> None:
     assert pick_references(g, declare_one_stream(other_batch)) == {}
     # a run clowncar ran keeps its own stream: the declaration fills gaps, nothing else
     mixed = pd.concat([trials.iloc[:4], bare.iloc[4:]], ignore_index=True)  # cad3 recorded, cad0 imported
-    assert pick_references(g, declare_one_stream(mixed)) == {}
+    assert pick_references(g, declare_one_stream(mixed)) == {} and declared_runs(declare_one_stream(mixed)) == 4
     assert stream_keys(declare_one_stream(trials)) == stream_keys(trials)
     one = declare_one_stream(bare).astype(object)
     one.loc[one["trial_uid"] == "cad0/s0", "stream_declared"] = False
