@@ -113,7 +113,8 @@ def cn_loss_test(steps: pd.DataFrame, trials: pd.DataFrame | None = None
     groups, refs, note = _with_references(_split_runs(s) if not s.empty else {}, trials)
     loss = "(train_loss - the reference run's train_loss at the step)" if refs else "train_loss"
     method = (f"per run: OLS {loss} ~ is_C + B-spline(step), HAC SEs (descriptive); across runs: one-sample "
-              "t test of the per-run C-N coefficients; per phase: mean residual C-N per run, t across runs")
+              f"t test of the per-run C-N coefficients{SHARED if refs else ''}; per phase: mean residual C-N per "
+              f"run, t across {'the same units' if refs else 'runs'}")
     if s.empty:
         return not_enough(key, title, Q_LOSS, method, "no step rows with C/N kinds and training losses",
                           unit="nats"), {}
@@ -121,7 +122,7 @@ def cn_loss_test(steps: pd.DataFrame, trials: pd.DataFrame | None = None
     for rid, g in sorted(groups.items()):
         f = _fit_run(g)
         if f is not None:
-            f["arrays"] = g
+            f["arrays"], f["reference"] = g, refs.get(rid)
             fits[rid] = f
     within = [{"run": r, "coef": f["coef"], "ci_low": f["ci_low"], "ci_high": f["ci_high"], "p_hac": f["p_hac"],
                "hac_maxlags": f["hac_lags"], "steps": f["n"]} for r, f in fits.items()]
@@ -135,18 +136,43 @@ def cn_loss_test(steps: pd.DataFrame, trials: pd.DataFrame | None = None
     kw = {"unit": "nats", "n_runs": len(fits), "n_steps": n_steps, "runs": list(fits),
           "extra": {"scope": note, "reference_corrected": bool(refs)},
           "tables": {"within_run_hac": within, "reference_runs": ref_rows}}
-    if len(fits) < MIN_RUNS:
+    coefs = _unit_means({r: f["coef"] for r, f in fits.items()}, refs)
+    if coefs.size < MIN_RUNS:
         res = not_enough(key, title, Q_LOSS, method,
-                         f"{len(fits)} run(s) with both C- and N-steps (at least {MIN_RUNS} needed for a t test "
-                         "across runs; within-run HAC estimates are descriptive only)", **kw)
+                         f"{len(fits)} run(s) with both C- and N-steps{_groups(coefs.size, refs)} (at least "
+                         f"{MIN_RUNS} needed for a t test across runs; within-run HAC estimates are descriptive "
+                         "only)", **kw)
         return res, fits
-    coefs = np.array([f["coef"] for f in fits.values()])
     t = one_sample(coefs)
     res = TestResult(key=key, title=title, question=Q_LOSS, method=method, effect=t["estimate"],
                      ci_low=t["ci_low"], ci_high=t["ci_high"], p_value=t["p"], margin=LOSS_MARGIN,
                      mde=mde_one_sample(t["sd"], t["n"]), **kw)
     res.tables["by_phase_across_runs"] = _phase_table(fits)
     return decide(res), fits
+
+
+SHARED = (", each averaged first over the runs that share a reference run (they share its own noise, so together "
+          "they are one unit of the test)")
+
+
+def _unit_means(per_run: dict[str, float], refs: dict[str, str]) -> np.ndarray:
+    """One value per independent unit: a run's own, or the mean over the runs corrected by one reference run
+    (`refs`: run -> its reference, for the corrected runs).
+    Each of those carries the reference's noise, and a t test that counted them apart would be too sure of
+    itself (a null simulation of the signal sweep's design rejected 7.9% of the time at alpha 0.05, 5.1%
+    with the runs averaged per reference: docs/signals.md)."""
+    units: dict[str, list[float]] = {}
+    for rid, value in per_run.items():
+        units.setdefault(refs.get(rid, rid), []).append(value)
+    return np.array([np.mean(v) for v in units.values()])
+
+
+def _refs_of(fits: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {r: f["reference"] for r, f in fits.items() if f.get("reference") is not None}
+
+
+def _groups(units: int, refs: dict[str, str]) -> str:
+    return f", sharing {units} reference run(s)" if refs else ""
 
 
 def _reference_rows(fits: dict[str, dict[str, Any]], refs: dict[str, str]) -> list[dict[str, Any]]:
@@ -192,8 +218,10 @@ def _phase_table(fits: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     phases = sorted({p for f in fits.values() for p in f["by_phase"]})
     for ph in phases:
-        vals = np.array([f["by_phase"][ph] for f in fits.values() if ph in f["by_phase"]])
-        row: dict[str, Any] = {"phase": ph, "runs": int(vals.size), "mean_c_minus_n": float(vals.mean())}
+        per_run = {r: f["by_phase"][ph] for r, f in fits.items() if ph in f["by_phase"]}
+        vals = _unit_means(per_run, _refs_of(fits))
+        row: dict[str, Any] = {"phase": ph, "runs": len(per_run), "units": int(vals.size),
+                               "mean_c_minus_n": float(vals.mean())}
         if vals.size >= MIN_RUNS and np.ptp(vals) > 0:
             t = one_sample(vals)
             row.update(ci_low=t["ci_low"], ci_high=t["ci_high"], p=t["p"])
@@ -208,22 +236,25 @@ def next_step_test(fits: dict[str, dict[str, Any]], probes: pd.DataFrame | None,
     key, title = "1b_next_step", "Step after a C-step vs after an N-step"
     via_probe = _probe_deltas(probes, steps, trials)
     if via_probe is not None:
-        per_run, method, n_steps, note = via_probe
+        per_run, method, n_steps, note, refs = via_probe
         source = "probe"
     else:
         per_run, n_steps = _residual_after(fits)
+        refs = {r: ref for r, ref in _refs_of(fits).items() if r in per_run}
         method = ("no probe losses: per run, trend residual of N-steps preceded by a C-step minus those preceded "
                   "by an N-step (same forward mode, so only the previous update differs; on test 1a's series, "
-                  "reference-corrected when it is); t across runs")
+                  f"reference-corrected when it is); t across runs{SHARED if refs else ''}")
         source, note = "residuals", ""
+    vals = _unit_means(per_run, refs)
     kw = {"unit": "nats", "n_runs": len(per_run), "n_steps": n_steps, "runs": list(per_run),
           "extra": {"source": source, **({"scope": note} if note else {})},
           "tables": {"per_run": [{"run": r, "after_c_minus_after_n": v} for r, v in per_run.items()]}}
     if source == "residuals" and not fits:  # nothing to read: the cadence is not the reason
         return not_enough(key, title, Q_NEXT, method, "no step rows with C/N kinds and training losses, and no "
                           "probe losses", **kw)
-    if len(per_run) < MIN_RUNS:
-        why = (f"{len(per_run)} run(s) where the update effect is identifiable (at least {MIN_RUNS} needed)")
+    if vals.size < MIN_RUNS:
+        why = (f"{len(per_run)} run(s) where the update effect is identifiable{_groups(vals.size, refs)} (at least "
+               f"{MIN_RUNS} needed)")
         if source == "residuals":
             why += ("; without probe losses it needs cadence >= 3 (at cadence 1-2 every step after a C-step has "
                     "the other forward mode, so the update effect is confounded with the forward-mode effect)")
@@ -231,7 +262,6 @@ def next_step_test(fits: dict[str, dict[str, Any]], probes: pd.DataFrame | None,
             why += ("; the probe interval must not be a multiple of the cadence (else C-steps per interval never "
                     "vary) and every step's kind must be logged (train.log_every = 1)")
         return not_enough(key, title, Q_NEXT, method, why, **kw)
-    vals = np.array(list(per_run.values()))
     t = one_sample(vals)
     res = TestResult(key=key, title=title, question=Q_NEXT, method=method, effect=t["estimate"],
                      ci_low=t["ci_low"], ci_high=t["ci_high"], p_value=t["p"], margin=LOSS_MARGIN,
@@ -269,7 +299,7 @@ def _probe_series(probes: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarra
 
 
 def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None, trials: pd.DataFrame | None = None
-                  ) -> tuple[dict[str, float], str, int, str] | None:
+                  ) -> tuple[dict[str, float], str, int, str, dict[str, str]] | None:
     """Per run: regress the change in probe loss between consecutive probes on the number of C-steps in the
     interval (with the interval length and a trend); the coefficient is the extra change per C-step update.
     An update's effect on the probe depends on the batch it learnt from, which every run on the stream shares:
@@ -324,14 +354,14 @@ def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None, trial
     loss = "(probe loss - the reference run's probe loss at the probe step)" if use_ref else "probe loss"
     method = (f"{loss} (fixed held-out batch, same forward mode): per run, OLS of the change between consecutive "
               "probes on the number of C-step updates in the interval (+ interval length, trend); the coefficient "
-              "is the extra change per C-step update; t across runs")
+              f"is the extra change per C-step update; t across runs{SHARED if use_ref else ''}")
     lacking = [r for r in targets if refs.get(r) not in series]
     note = ("Reference correction: each run's probe loss minus its reference run's (the 1a reference, on the same "
             "token stream), probe by probe: an update's effect that comes from the batch, not the step kind, "
             f"cancels. Uncorrected, the mean would be {np.mean(uncorrected):+.4g} nats." if use_ref else
             f"No reference correction: {_how_many(lacking, len(targets), 'reference run with probe losses', trials)}; "
             "what the batches' updates do to every run at the same C-steps stays in the estimate.")
-    return out, method, used, note
+    return out, method, used, note, {r: refs[r] for r in out} if use_ref else {}
 
 
 def cn_tests(steps: pd.DataFrame, probes: pd.DataFrame | None = None,

@@ -364,3 +364,69 @@ def test_on_the_seeds_own_cadence_traces_the_reference_removes_most_of_the_step_
     for n in names[1:]:
         assert fixed[n]["resid"].std() < raw[n]["resid"].std() / 2.5
         assert fixed[n]["ci_high"] - fixed[n]["ci_low"] < 0.75 * (raw[n]["ci_high"] - raw[n]["ci_low"])
+
+
+# -- runs that share a reference are one unit ---------------------------------------------------------------------
+
+def twin_sweep(runs: int = 4, per_c: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per seed one all-N reference and two cadence-3 runs (2 and 3 loops) that both take it: each corrected run
+    carries the same reference noise as its twin."""
+    steps, probes, trials = probed_sweep(per_c=per_c, runs=runs)
+    mixed = np.where(IS_C, "C", "N")
+    steps = pd.concat([steps, *[run(f"loops3/s{i}", mixed, 0.0, seed=90 + i) for i in range(runs)]])
+    probes = pd.concat([probes, *[probes_of(f"loops3/s{i}", mixed, per_c, seed=30 + i) for i in range(runs)]])
+    trials = pd.concat([trials, pd.DataFrame([trial(f"loops3/s{i}", seed=i, loops=3) for i in range(runs)])])
+    return steps.reset_index(drop=True), probes.reset_index(drop=True), trials.reset_index(drop=True)
+
+
+def per_seed(values: dict[str, float]) -> list[float]:
+    """The mean of each seed's runs: the units of the t test."""
+    seeds = sorted({r.split("/")[1] for r in values})
+    return [float(np.mean([v for r, v in values.items() if r.endswith("/" + s)])) for s in seeds]
+
+
+def test_runs_that_share_a_reference_are_averaged_into_one_unit_of_the_t_test() -> None:
+    from scipy import stats
+
+    steps, _, trials = twin_sweep()
+    res, fits = cn_loss_test(step_kind_table(steps), trials)
+    assert {r["reference"] for r in res.tables["reference_runs"] if r["run"].startswith("loops3")} == {
+        f"cad0/s{i}" for i in range(4)}
+    units = per_seed({r: f["coef"] for r, f in fits.items()})
+    t = stats.ttest_1samp(units, 0.0)
+    assert res.n_runs == 8 and len(units) == 4
+    assert (res.effect, res.p_value) == pytest.approx((np.mean(units), t.pvalue), rel=1e-9)
+    assert (res.ci_low, res.ci_high) == pytest.approx(tuple(t.confidence_interval()), rel=1e-9)
+    assert "coefficients, each averaged first over the runs that share a reference run (they share its own " in (
+        res.method)
+    phase = res.tables["by_phase_across_runs"][0]
+    assert phase["runs"] == 8 and phase["units"] == 4
+    assert "averaged first" not in cn_loss_test(step_kind_table(steps))[0].method  # uncorrected: runs are units
+
+
+def test_two_references_for_four_runs_are_too_few_units() -> None:
+    steps, probes, trials = twin_sweep(runs=2)
+    res = cn_tests(steps, None, trials)[0]
+    assert res.status == "not enough data to decide" and res.n_runs == 4
+    assert res.verdict.startswith("not enough data to decide: 4 run(s) with both C- and N-steps, sharing 2 "
+                                  "reference run(s) (at least 3 needed")
+    probe = cn_tests(steps, probes, trials)[1]
+    assert probe.status == "not enough data to decide" and probe.n_runs == 4
+    assert "4 run(s) where the update effect is identifiable, sharing 2 reference run(s) (at least 3" in probe.verdict
+    three = cn_tests(*twin_sweep(runs=3)[::2])[0]  # (steps, trials): three units are enough
+    assert three.status != "not enough data to decide" and three.n_runs == 6
+
+
+def test_the_next_step_tests_average_the_runs_that_share_a_reference_too() -> None:
+    from scipy import stats
+
+    steps, probes, trials = twin_sweep(per_c=0.003)
+    for with_probes in (probes, None):
+        res = cn_tests(steps, with_probes, trials)[1]
+        per_run = {r["run"]: r["after_c_minus_after_n"] for r in res.tables["per_run"]}
+        units = per_seed(per_run)
+        assert len(per_run) == 8 and len(units) == 4, with_probes is None
+        assert (res.effect, res.p_value) == pytest.approx((np.mean(units), stats.ttest_1samp(units, 0).pvalue),
+                                                          rel=1e-9)
+        assert res.method.endswith("(they share its own noise, so together they are one unit of the test)")
+    assert "averaged first" not in cn_tests(steps, probes)[1].method

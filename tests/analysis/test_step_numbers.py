@@ -166,9 +166,14 @@ def test_a_phase_row_gets_a_t_test_from_three_runs_that_differ() -> None:
     t = stats.ttest_1samp([0.1, 0.2, 0.4], 0.0)
     assert (rows["x"]["runs"], rows["x"]["mean_c_minus_n"], rows["x"]["p"]) == pytest.approx((3, 0.7 / 3, t.pvalue))
     assert (rows["x"]["ci_low"], rows["x"]["ci_high"]) == pytest.approx(tuple(t.confidence_interval()))
-    assert rows["y"] == {"phase": "y", "runs": 3, "mean_c_minus_n": pytest.approx(0.2)}  # no spread: no t test
-    assert rows["z"] == {"phase": "z", "runs": 2, "mean_c_minus_n": pytest.approx(0.35)}
-    assert rows["w"] == {"phase": "w", "runs": 1, "mean_c_minus_n": 0.5}
+    assert rows["y"] == {"phase": "y", "runs": 3, "units": 3, "mean_c_minus_n": pytest.approx(0.2)}  # no spread
+    assert rows["z"] == {"phase": "z", "runs": 2, "units": 2, "mean_c_minus_n": pytest.approx(0.35)}
+    assert rows["w"] == {"phase": "w", "runs": 1, "units": 1, "mean_c_minus_n": 0.5}
+    # runs corrected by one reference are one unit: r1 and r2 share ref "a", so x is t over (0.15, 0.4) -> none
+    shared = {r: {**f, "reference": ref} for (r, f), ref in zip(fits.items(), ("a", "a", None), strict=True)}
+    rows = {row["phase"]: row for row in _phase_table(shared)}
+    assert rows["x"] == {"phase": "x", "runs": 3, "units": 2, "mean_c_minus_n": pytest.approx((0.15 + 0.4) / 2)}
+    assert rows["z"] == {"phase": "z", "runs": 2, "units": 1, "mean_c_minus_n": pytest.approx(0.35)}
 
 
 def test_the_step_after_needs_three_n_steps_after_each_kind() -> None:
