@@ -253,6 +253,24 @@ def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int = 1024, val_
                        seconds=time.perf_counter() - t0)
 
 
+def check_encoded_with(directory: Path, tokenizer: Path) -> None:
+    """DataError when `directory` keeps the tokenizer its shards were encoded with (`data build` and `data demo`
+    leave a copy beside build.json) and `tokenizer` is another model: each id would be read as another piece,
+    and BPB would count the wrong bytes without any other error. A directory that records nothing (fetched
+    FineWeb shards) is not checked."""
+    own = Path(directory) / TOKENIZER_FILE
+    if read_build_info(directory) is None or not own.is_file():
+        return
+    try:
+        same = own.read_bytes() == Path(tokenizer).read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot compare the tokenizers {own} and {tokenizer}: {err.strerror or err}") from None
+    if not same:
+        raise DataError(f"the shards in {directory} were encoded with {own}, not with {tokenizer}: their ids "
+                        "would be read as other pieces and BPB would count the wrong bytes (use the tokenizer the "
+                        "shards were built with)")
+
+
 def read_build_info(directory: Path) -> dict[str, Any] | None:
     path = Path(directory) / BUILD_INFO
     if not path.is_file():

@@ -73,6 +73,7 @@ def _checked_sources(spec: SweepSpec) -> list[tuple[str, str, str, str]]:
 
 
 def _check_source(settings: Settings, dataset: str, train_glob: str, val_glob: str, tokenizer: str) -> None:
+    from clowncar.data.build import check_encoded_with
     from clowncar.data.shards import read_header, require_shards
     from clowncar.data.tokenizer import load_tokenizer
 
@@ -84,6 +85,7 @@ def _check_source(settings: Settings, dataset: str, train_glob: str, val_glob: s
         for shard in require_shards(directory, pattern, split):
             read_header(shard)
     load_tokenizer(settings.tokenizer_path(tokenizer))
+    check_encoded_with(directory, settings.tokenizer_path(tokenizer))
 
 
 def data_line(spec: SweepSpec) -> str | None:

@@ -130,6 +130,7 @@ def evaluate(file: FileArg,
     import torch
 
     from clowncar.data.bpb import build_byte_luts
+    from clowncar.data.build import check_encoded_with
     from clowncar.data.shards import list_shards
     from clowncar.data.stream import load_validation_tokens
     from clowncar.data.tokenizer import load_tokenizer
@@ -148,7 +149,13 @@ def evaluate(file: FileArg,
         raise DataError(f"no validation shards matching {cfg.data.val_glob} in {data}")
     limit = cfg.eval.max_tokens if max_tokens is None else max_tokens
     val = torch.from_numpy(load_validation_tokens(files, seq_len, limit).astype("int64"))
-    sp = load_tokenizer(tokenizer or load_settings().tokenizer_path(cfg.data.tokenizer))
+    tokenizer = tokenizer or load_settings().tokenizer_path(cfg.data.tokenizer)
+    sp = load_tokenizer(tokenizer)
+    check_encoded_with(data, tokenizer)
+    top = int(val.max()) if val.numel() else -1
+    if top >= cfg.model.vocab_size or sp.vocab_size() > cfg.model.vocab_size:
+        raise DataError(f"{data} and {tokenizer} use ids up to {max(top, sp.vocab_size() - 1)}, beyond the model's "
+                        f"vocabulary ({cfg.model.vocab_size}): they are not the data this model was trained on")
     luts = build_byte_luts(sp, cfg.model.vocab_size)
     out: dict[str, Any] = {"file": str(file), **_hash_fields(meta), "weights": "quantized"}
     windows = {"standard": 0, "sliding": cfg.eval.stride if stride is None else stride}

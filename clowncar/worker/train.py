@@ -19,6 +19,7 @@ from torch import nn
 
 from clowncar.config import TrialConfig
 from clowncar.data.bpb import build_byte_luts
+from clowncar.data.build import check_encoded_with
 from clowncar.data.shards import read_shard, require_shards
 from clowncar.data.stream import TokenStream, load_validation_tokens
 from clowncar.data.tokenizer import load_tokenizer
@@ -59,6 +60,7 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
     train_files = require_shards(data_dir, cfg.data.train_glob, "train")
     val_files = require_shards(data_dir, cfg.data.val_glob, "validation")
     sp = load_tokenizer(settings.tokenizer_path(cfg.data.tokenizer))
+    check_encoded_with(data_dir, settings.tokenizer_path(cfg.data.tokenizer))
     luts = build_byte_luts(sp, cfg.model.vocab_size)
     val_tokens = load_validation_tokens(val_files, cfg.eval_seq_len, cfg.eval.max_tokens)
     _check_vocab(cfg.model.vocab_size, int(sp.vocab_size()), val_tokens, train_files[0])

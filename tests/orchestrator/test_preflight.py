@@ -112,6 +112,19 @@ def test_a_missing_or_broken_tokenizer_is_refused(data_root: Path) -> None:
                                       "model (")
 
 
+def test_a_tokenizer_other_than_the_one_the_shards_were_built_with_is_refused(data_root: Path) -> None:
+    from clowncar.data.tokenizer import train_tokenizer
+
+    dataset, tokenizers = data_root / "datasets" / "kjv", data_root / "tokenizers"
+    shutil.copy(tokenizers / "kjv.model", dataset / "tokenizer.model")  # as `data build` leaves it
+    preflight.check_local_data(spec())
+    train_tokenizer((f"verse {i} of another book" for i in range(300)), 320, tokenizers / "other", 1.0)
+    assert refusal(spec(overrides={"data.dataset": "kjv", "data.tokenizer": "other.model"})) == (
+        f"sweep pf: the shards in {dataset} were encoded with {dataset / 'tokenizer.model'}, not with "
+        f"{tokenizers / 'other.model'}: their ids would be read as other pieces and BPB would count the wrong bytes "
+        "(use the tokenizer the shards were built with)")
+
+
 def test_a_worker_of_its_own_reads_data_its_own_way_and_is_not_checked(data_root: Path) -> None:
     s = spec(overrides={"data.dataset": "ok"})
     s.worker.module = "contract_worker"  # the tests' stand-in worker (registered in their sweeps' environment)

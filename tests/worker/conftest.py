@@ -60,6 +60,17 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def other_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tokenizer with the fixture data's vocabulary size but other pieces: not the one its shards were encoded
+    with."""
+    from clowncar.data.tokenizer import train_tokenizer
+
+    prefix = tmp_path_factory.mktemp("other-tokenizer") / "other"
+    train_tokenizer((f"verse {i} of another book, chapter {i % 7}" for i in range(400)), VOCAB, prefix, 1.0)
+    return prefix.with_suffix(".model")
+
+
 @pytest.fixture
 def tiny_overrides(tiny_data: Path) -> list[str]:
     """Overrides on top of `--preset tiny-cpu` that point it at the fixture's data and shrink it."""

@@ -313,3 +313,42 @@ def test_eval_refuses_a_stride_past_the_window_and_a_folder_without_shards(expor
     with pytest.raises(DataError) as err:
         evaluate(path, data=tmp_path, tokenizer=None, max_tokens=None, stride=32, device="cpu")
     assert str(err.value) == f"no validation shards matching fineweb_val_*.bin in {tmp_path}"
+
+
+def test_eval_refuses_shards_encoded_with_another_tokenizer(exported, tiny_data: Path, other_tokenizer: Path,
+                                                           tmp_path: Path) -> None:
+    """A `data build` folder keeps the tokenizer its shards were encoded with: scoring them with another one would
+    read every id as another piece and count the wrong bytes, silently."""
+    import shutil
+
+    path, _, _ = exported
+    other = tmp_path / "other"
+    shutil.copytree(tiny_data, other)
+    shutil.copy(other_tokenizer, other / "tokenizer.model")  # same vocabulary size, other pieces
+    with pytest.raises(DataError) as err:
+        evaluate(path, data=other, tokenizer=None, max_tokens=64, stride=0, device="cpu")
+    assert str(err.value) == (f"the shards in {other} were encoded with {other / 'tokenizer.model'}, not with "
+                              f"{tiny_data / 'tokenizer.model'}: their ids would be read as other pieces and BPB "
+                              "would count the wrong bytes (use the tokenizer the shards were built with)")
+    with pytest.raises(DataError, match="were encoded with"):  # naming the other tokenizer is no way round it
+        evaluate(path, data=tiny_data, tokenizer=other_tokenizer, max_tokens=64, stride=0, device="cpu")
+    (other / "build.json").unlink()  # a folder that records nothing (fetched shards) is not checked
+    evaluate(path, data=other, tokenizer=None, max_tokens=64, stride=0, device="cpu")
+
+
+def test_eval_refuses_token_ids_beyond_the_models_vocabulary(exported, tiny_data: Path, tmp_path: Path,
+                                                             capsys) -> None:
+    from clowncar.data.shards import write_shard
+
+    path, cfg, _ = exported
+    data = tmp_path / "wide"
+    data.mkdir()
+    write_shard(data / "fineweb_val_000000.bin", [1, 5, 7, cfg.model.vocab_size, 9] * 20)
+    with pytest.raises(DataError) as err:
+        evaluate(path, data=data, tokenizer=tiny_data / "tokenizer.model", max_tokens=64, stride=0, device="cpu")
+    assert str(err.value) == (f"{data} and {tiny_data / 'tokenizer.model'} use ids up to {cfg.model.vocab_size}, "
+                              f"beyond the model's vocabulary ({cfg.model.vocab_size}): they are not the data this "
+                              "model was trained on")
+    write_shard(data / "fineweb_val_000000.bin", [1, 5, 7, cfg.model.vocab_size - 1, 9] * 20)
+    assert run_eval(path, data, capsys, tokenizer=tiny_data / "tokenizer.model", max_tokens=64,
+                    stride=0)["standard"]["tokens_scored"] == 64

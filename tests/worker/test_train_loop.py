@@ -308,6 +308,17 @@ def test_a_split_without_shards_is_named_in_the_error(tiny_cfg: Callable[..., An
     assert result["reason"] == f"DataError: no {split} shards matching {pattern} in {data}"
 
 
+def test_shards_built_with_another_tokenizer_are_refused_before_step_1(
+        tiny_cfg: Callable[..., Any], tiny_data: Path, other_tokenizer: Path, tmp_path: Path,
+        read_trial: Callable[..., Any]) -> None:
+    assert run_trial(tiny_cfg(f"data.tokenizer={other_tokenizer}"), tmp_path / "out") == 2
+    result, events = read_trial(tmp_path / "out")
+    assert result["reason"] == (f"DataError: the shards in {tiny_data} were encoded with {tiny_data / 'tokenizer.model'}, "
+                                f"not with {other_tokenizer}: their ids would be read as other pieces and BPB would "
+                                "count the wrong bytes (use the tokenizer the shards were built with)")
+    assert not [e for e in events if e["event"] == "step"]
+
+
 def test_an_id_past_the_vocab_in_the_first_train_shard_is_refused_before_step_1(
         tiny_cfg: Callable[..., Any], tiny_data: Path, tmp_path: Path, read_trial: Callable[..., Any]) -> None:
     first = sorted(tiny_data.glob("fineweb_train_*.bin"))[0].name
