@@ -40,8 +40,9 @@ def text_table(rows: list[list[Any]], header: list[str]) -> str:
 
 def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trials instead of the sweeps.")] = None,
        store: StoreOpt = None) -> None:
-    """List the sweeps (trial counts, best BPB), or the trials of one sweep."""
+    """List the sweeps (trial counts, best BPB and its metric), or the trials of one sweep."""
     from clowncar.store import open_store
+    from clowncar.store.frames import SCORE_KEYS
 
     with open_store(store, create=False) as st:
         if sweep is None:
@@ -51,14 +52,17 @@ def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trial
                 typer.echo("no sweeps")
                 return
             # the name last: long names (imported records') would otherwise push the counts off the screen
-            cols = ["source", "status", "trials", "ok", "running", "failed", "best_val_bpb", "created_at", "name"]
+            cols = ["source", "status", "trials", "ok", "running", "failed", "best_bpb", "best_metric", "created_at",
+                    "name"]
             typer.echo(text_table(frame[cols].values.tolist(), cols))
             return
         if st.get_sweep(sweep) is None:
             raise StoreError(f"no sweep named {sweep!r} in {st.url}{st.no_sweep_hint(sweep)}")
         frame = st.trials_frame(sweep)
-        cols = [c for c in ["number", "trial_uid", "attempt", "status", "val_bpb", "q_val_bpb", "steps", "node",
-                            "reason"] if c in frame.columns]
+        # every BPB a trial of the sweep measured (the sweep's best is one of them: `store ls` names which)
+        scores = [k for k in reversed(SCORE_KEYS) if k in frame.columns and frame[k].notna().any()]
+        cols = [c for c in ["number", "trial_uid", "attempt", "status", *scores, "steps", "node", "reason"]
+                if c in frame.columns]
         typer.echo(text_table(frame[cols].values.tolist(), cols))
 
 

@@ -222,8 +222,9 @@ class FrameReads:
 
     def sweeps_frame(self) -> pd.DataFrame:
         """One row per sweep: name, status, source, parent, created_at, updated_at, trials, ok, running,
-        failed (diverged/oom/error/crashed), best_val_bpb (the lowest score of its ok trials, all scored on the
-        one of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb, val_bpb that most of them measured)."""
+        failed (diverged/oom/error/crashed), best_bpb (the lowest score of its ok trials, all scored on the
+        one of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb, val_bpb that most of them measured) and
+        best_metric (which one that was: the numbers of two sweeps compare only when it is the same)."""
         import pandas as pd
 
         sw, parent = s.sweeps, s.sweeps.alias("parent")
@@ -239,9 +240,9 @@ class FrameReads:
             row["running"] = sum(t["status"] == "running" for t in mine)
             row["failed"] = sum(t["status"] in FAILED for t in mine)
             found = _best(mine)
-            row["best_val_bpb"] = found[0] if found else None
+            row["best_bpb"], row["best_metric"] = (found[0], found[1]) if found else (None, None)
         columns = ["name", "status", "source", "parent", "created_at", "updated_at", "trials", "ok", "running",
-                   "failed", "best_val_bpb"]
+                   "failed", "best_bpb", "best_metric"]
         frame = pd.DataFrame.from_records(sweeps, columns=columns)
         for col in ("created_at", "updated_at"):
             frame[col] = pd.to_datetime(frame[col], utc=True)
@@ -250,7 +251,7 @@ class FrameReads:
     def sweep_summary(self, name: str) -> dict[str, Any]:
         """For `clowncar sweep status`: {name, status, reason, source, parent, created_at, trials, by_status: {status:
         n}, best: {trial_uid, number, val_bpb, q_val_bpb, score, metric} | None, running: [{trial_uid, number,
-        attempt, node, started_at, last_step}]}. `score`: see `sweeps_frame`'s best_val_bpb.
+        attempt, node, started_at, last_step}]}. `score`: see `sweeps_frame`'s best_bpb.
         Unknown sweep -> StoreError."""
         sweep = self.get_sweep(name)
         if sweep is None:

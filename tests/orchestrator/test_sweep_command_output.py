@@ -189,8 +189,8 @@ def test_ls_lists_every_sweep_or_says_there_is_none(url: str, capsys) -> None:
         trial(st, "t0", 0, "ok", {"val_bpb": 1.25})
     cmd.ls_cmd(store=url)
     assert capsys.readouterr().out.splitlines() == [
-        "status   source  trials  ok  running  failed  best_val_bpb  parent  name",
-        "created  run     1       1   0        0       1.25          -       s"]
+        "status   source  trials  ok  running  failed  best_bpb  best_metric  parent  name",
+        "created  run     1       1   0        0       1.25      val_bpb      -       s"]
 
 
 def test_plan_prints_what_the_spec_would_run_and_whether_its_data_is_here(tmp_path: Path, capsys,

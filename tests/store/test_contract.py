@@ -162,7 +162,7 @@ def test_the_best_trial_is_found_among_scores_of_one_eval_mode(store):
         _start(store, f"t{n}", n)
         store.finish_trial(f"t{n}", 0, "ok", None, result)
     assert store.sweep_summary("sw")["best"]["trial_uid"] == "t1"  # never a sliding value beating standard ones
-    assert store.sweeps_frame().iloc[0]["best_val_bpb"] == 1.20
+    assert tuple(store.sweeps_frame().iloc[0][["best_bpb", "best_metric"]]) == (1.20, "q_val_bpb")
 
 
 def test_a_uid_cannot_move_to_another_sweep_or_change_its_config(store):
@@ -200,7 +200,7 @@ def test_sweep_summary_and_sweeps_frame_count_trials_and_find_the_best(store, st
     assert summary["best"]["trial_uid"] == "t1" and summary["best"]["score"] == 1.25
     assert [(r["trial_uid"], r["last_step"]) for r in summary["running"]] == [("t3", 42)]
     row = store.sweeps_frame().iloc[0]
-    assert (row["status"], row["trials"], row["ok"], row["running"], row["failed"], row["best_val_bpb"]) == \
+    assert (row["status"], row["trials"], row["ok"], row["running"], row["failed"], row["best_bpb"]) == \
         ("running", 4, 2, 1, 1, 1.25)
     assert store.close_running("sw") == 1
     assert store.trial_states("sw")["t3"] == (0, "crashed")

@@ -64,10 +64,29 @@ def test_ls_lists_sweeps_with_counts_and_best_bpb(filled, capsys) -> None:
     ls(None, store=url)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"store: {url}"
-    assert lines[1].split() == ["source", "status", "trials", "ok", "running", "failed", "best_val_bpb",
+    assert lines[1].split() == ["source", "status", "trials", "ok", "running", "failed", "best_bpb", "best_metric",
                                 "created_at", "name"]
     row = lines[2].split()
-    assert row[:7] == ["import", "imported", "1", "1", "0", "0", "1.2345"] and row[-1] == "a"
+    assert row[:8] == ["import", "imported", "1", "1", "0", "0", "1.2345", "q_val_bpb"] and row[-1] == "a"
+
+
+def test_ls_names_the_metric_of_the_best_and_lists_every_bpb_the_trials_measured(tmp_path: Path, capsys) -> None:
+    """The best of a run sweep is its post-quantization sliding score: the listing says so, and shows that column
+    beside the raw one, so the best can be found among the trials."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", {})
+        for n, (raw, best) in enumerate([(2.31, 2.30), (2.29, 2.33)]):
+            st.start_trial("s", f"t{n}", n, 0, {}, 1337, "node-a")
+            st.finish_trial(f"t{n}", 0, "ok", None, {"val_bpb": raw, "q_sliding_val_bpb": best})
+    ls(None, store=url)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split()[6:8] == ["2.3", "q_sliding_val_bpb"]
+    ls("s", store=url)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["number", "trial_uid", "attempt", "status", "val_bpb", "q_sliding_val_bpb", "node",
+                                "reason"]
+    assert lines[1].split()[4:6] == ["2.31", "2.3"]
 
 
 def test_ls_keeps_the_counts_in_place_however_long_a_sweep_name(filled, capsys) -> None:
@@ -78,7 +97,7 @@ def test_ls_keeps_the_counts_in_place_however_long_a_sweep_name(filled, capsys) 
     ls(None, store=url)
     lines = capsys.readouterr().out.splitlines()[1:]
     name_at = lines[0].index("name")  # where the names start: after the counts, whatever their length
-    assert name_at < 80 and sorted(line[name_at:] for line in lines[1:]) == sorted(["a", long_name])
+    assert lines[0].index("best_bpb") < 70 and sorted(line[name_at:] for line in lines[1:]) == sorted(["a", long_name])
 
 
 def test_ls_of_a_sweep_lists_its_trials(filled, capsys) -> None:
