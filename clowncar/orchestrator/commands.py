@@ -195,6 +195,8 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
     base_spec = load_spec(base) if base is not None else None
     _refuse_while_driven(name, url)  # its best configs are not final while it runs
     spec, configs = _child(name, url, top, carried, base_spec, seed_list, child)
+    if len(configs) < top:
+        typer.echo(f"--top {top}: sweep {name} has only {_count(len(configs), 'distinct config')} to rerun")
     typer.echo(f"child sweep {spec.name}: {len(spec.enqueue)} trials ({_count(len(configs), 'config')} x "
                f"{_count(len(seed_list), 'seed')})")
     for i, config in enumerate(configs, start=1):
@@ -219,10 +221,10 @@ def _child(name: str, url: str, top: int, carried: list[str] | None, base: Any, 
             typer.echo(f"  read as clowncar keys: {', '.join(picked.renamed)}")
         if picked.dropped:
             typer.echo(f"  not carried (no clowncar config key): {', '.join(picked.dropped)}")
-        return child_spec(base, name, picked.configs, seeds, top, child), picked.configs
+        return child_spec(base, name, picked.configs, seeds, len(picked.configs), child), picked.configs
     parent = spec_of(sweep)
     configs = best_configs(parent, url, top, carried, expand=base is not None)
-    return child_spec(base or parent, name, configs, seeds, top, child), configs
+    return child_spec(base or parent, name, configs, seeds, len(configs), child), configs
 
 
 def _count(n: int, noun: str) -> str:

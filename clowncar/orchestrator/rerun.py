@@ -18,9 +18,9 @@ from clowncar.store.frames import flatten
 
 def best_configs(parent: SweepSpec, store_url: str, top: int, keys: list[str] | None = None,
                  expand: bool = False) -> list[dict[str, Any]]:
-    """The parent's searched parameters of its `top` best feasible `ok` trials (seed excluded, distinct); with
-    `expand` (or `keys`), a named point as its dotted keys, so that a base without the parent's points can run
-    it."""
+    """The parent's `top` best distinct configs (searched parameters, seed excluded) over its feasible `ok`
+    trials, by their mean objective (see `pick`); with `expand` (or `keys`), a named point as its dotted keys, so
+    that a base without the parent's points can run it."""
     import optuna
     from optuna.trial import TrialState
 
@@ -36,10 +36,10 @@ def best_configs(parent: SweepSpec, store_url: str, top: int, keys: list[str] | 
     ranked = sorted((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                      if not any(c > 0 for c in t.constraints.values()) and math.isfinite(t.values[0])),
                     key=lambda t: sign * t.values[0])
-    params = (trial_params(t) for t in ranked)
+    params = [trial_params(t) for t in ranked]
     if expand or keys:
-        params = (_expand_point(parent, p) for p in params)
-    picked = pick(params, top, keys)
+        params = [_expand_point(parent, p) for p in params]
+    picked = pick(params, top, keys, [sign * t.values[0] for t in ranked])
     if not picked:
         raise ClownCarError(f"sweep '{parent.name}' has no feasible finished trial to rerun")
     if keys and picked == [{}]:
@@ -57,16 +57,17 @@ def _expand_point(parent: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
     return {**parent.points[params[POINT_KEY]], **rest} if POINT_KEY in params else rest
 
 
-def pick(configs: Any, top: int, keys: list[str] | None) -> list[dict[str, Any]]:
-    """The first `top` distinct configs (best first in), the seed left out and, given `keys`, only those keys."""
-    picked: list[dict[str, Any]] = []
-    for config in configs:
+def pick(configs: list[dict[str, Any]], top: int, keys: list[str] | None, losses: list[float]
+         ) -> list[dict[str, Any]]:
+    """The `top` distinct configs (the seed left out and, given `keys`, only those keys), lowest mean loss first:
+    a config run at several seeds is judged by all of them, as the report's top-configs table judges it, not by
+    its luckiest seed. `losses` go with `configs` (best first in: ties keep that order)."""
+    groups: dict[str, tuple[dict[str, Any], list[float]]] = {}
+    for config, loss in zip(configs, losses, strict=True):
         kept = {k: v for k, v in config.items() if k != SEED_KEY and (keys is None or k in keys)}
-        if kept not in picked:
-            picked.append(kept)
-        if len(picked) == top:
-            break
-    return picked
+        groups.setdefault(repr(sorted(kept.items())), (kept, []))[1].append(loss)
+    ranked = sorted(groups.values(), key=lambda g: sum(g[1]) / len(g[1]))  # stable: ties stay in order
+    return [kept for kept, _ in ranked[:top]]
 
 
 def config_key(dotted: str) -> bool:
@@ -124,6 +125,7 @@ def imported_configs(store_url: str, name: str, top: int, keys: list[str] | None
     if found is None:
         raise ClownCarError(f"sweep '{name}' has no ok trial with a measured BPB to rerun")
     metric, trials = found
+    scores = [float(t["result"][metric]) for t in trials]
     dropped: set[str] = set()
     renamed: set[str] = set()
     configs = []
@@ -134,7 +136,7 @@ def imported_configs(store_url: str, name: str, top: int, keys: list[str] | None
         config = {renames.get(k, k): v for k, v in stored.items()}
         dropped |= {k for k in config if not config_key(k)}
         configs.append({k: v for k, v in config.items() if config_key(k)})
-    picked = pick(configs, top, keys)
+    picked = pick(configs, top, keys, scores)
     if picked == [{}]:
         raise _nothing_to_carry(name, keys)
     return Imported(metric, picked, sorted(dropped), sorted(renamed))

@@ -272,10 +272,10 @@ def test_the_csvs_best_rows_rerun_from_the_frugendorff_v2_spec_are_what_the_seed
     cmd.rerun_cmd("frug2", top=5, seeds="1337", base=REPO / "sweeps" / "frugendorff_v2.yaml", store=url)
     (spec,) = runs
     rows = sorted(frug2_rows(legacy_runs), key=lambda r: r.result["val_bpb"])
-    best: list[str] = []
-    for r in rows:  # the five best distinct configs, as the seed's driver ran them (seed 1337 was every row's)
-        h = seed_frug2_config(r).content_hash()
-        if h not in best:
-            best.append(h)
+    by_config: dict[str, list[float]] = {}
+    for r in rows:  # each config as the seed's driver ran it (seed 1337 was every row's), its rows best first
+        by_config.setdefault(seed_frug2_config(r).content_hash(), []).append(r.result["val_bpb"])
+    assert max(len(v) for v in by_config.values()) > 1  # some configs ran more than once: their mean ranks them
+    best = sorted(by_config, key=lambda h: sum(by_config[h]) / len(by_config[h]))  # ties: the best row first
     assert [spec.trial_config(p).content_hash() for p in spec.enqueue] == best[:5]
     assert set(best[:5]) <= set(spec_hashes(load_spec(REPO / "sweeps" / "frugendorff_v2.yaml")))

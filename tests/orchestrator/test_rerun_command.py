@@ -81,6 +81,17 @@ def test_rerun_runs_the_best_configs_over_the_default_seeds(parent: str, monkeyp
     assert [p[LOOPS] for p in spec.enqueue[::3]] == [2, 3, 1]  # best first
 
 
+def test_a_top_beyond_the_distinct_configs_says_so_and_names_the_child_by_what_runs(parent: str, monkeypatch,
+                                                                                   capsys) -> None:
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: None)
+    cmd.rerun_cmd("par", top=99, seeds="7", dry_run=True, store=parent)
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "--top 99: sweep par has only 3 distinct configs to rerun", "child sweep par-rerun-top3: 3 trials (3 configs "
+        "x 1 seed)"]
+    cmd.rerun_cmd("par", top=3, seeds="7", dry_run=True, store=parent)  # exactly as many: nothing to say
+    assert capsys.readouterr().out.splitlines()[0] == "child sweep par-rerun-top3: 3 trials (3 configs x 1 seed)"
+
+
 def test_rerun_takes_its_options(parent: str, monkeypatch, capsys) -> None:
     calls: list[tuple] = []
     monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append((args, kw)))

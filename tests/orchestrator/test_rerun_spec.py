@@ -41,8 +41,11 @@ def _add(study: optuna.Study, loops: int, seed: int, value: float | None, over_c
 
 
 def _parent_study(url: str, direction: str = "minimize") -> optuna.Study:
-    storage = open_study(url)
-    return optuna.create_study(study_name="par", storage=storage, direction=direction)
+    return _parent_study_named(url, "par", direction)
+
+
+def _parent_study_named(url: str, name: str, direction: str = "minimize") -> optuna.Study:
+    return optuna.create_study(study_name=name, storage=open_study(url), direction=direction)
 
 
 def test_the_best_feasible_configs_are_ranked_by_objective_without_their_seeds(url: str) -> None:
@@ -57,6 +60,31 @@ def test_the_best_feasible_configs_are_ranked_by_objective_without_their_seeds(u
     assert best_configs(parent_of(), url, 2) == [{LOOPS: 2}, {LOOPS: 1}]
     assert best_configs(parent_of(), url, 9) == [{LOOPS: 2}, {LOOPS: 1}]
     assert best_configs(parent_of(), url, 1) == [{LOOPS: 2}]
+
+
+def test_a_config_run_at_several_seeds_ranks_by_its_mean_not_its_luckiest_seed(url: str) -> None:
+    """As the report's top-configs table ranks them: loops 3's best seed (1.0) beats every other trial, but its
+    mean (1.6) is behind loops 2's (1.3) and loops 1's single run (1.5)."""
+    study = _parent_study(url)
+    _add(study, 3, 1, 1.0)
+    _add(study, 2, 1, 1.2)
+    _add(study, 2, 2, 1.4)
+    _add(study, 1, 1, 1.5)
+    _add(study, 3, 2, 2.2)
+    assert best_configs(parent_of(), url, 3) == [{LOOPS: 2}, {LOOPS: 1}, {LOOPS: 3}]
+    assert best_configs(parent_of(), url, 3, keys=[LOOPS]) == [{LOOPS: 2}, {LOOPS: 1}, {LOOPS: 3}]
+    up = _parent_study_named(url, "up", "maximize")
+    for loops, seed, value in [(3, 1, 9.0), (2, 1, 5.0), (2, 2, 6.0), (3, 2, 1.0)]:
+        _add(up, loops, seed, value)
+    assert best_configs(parent_of(name="up", objective={"metric": "auto", "mode": "max"}), url, 2) == [
+        {LOOPS: 2}, {LOOPS: 3}]  # means 5.5 and 5.0: the largest first
+
+
+def test_equal_means_keep_the_order_of_their_best_trials(url: str) -> None:
+    study = _parent_study(url)
+    for loops, seed, value in [(1, 1, 1.0), (2, 1, 1.1), (2, 2, 1.3), (1, 2, 1.4)]:
+        _add(study, loops, seed, value)  # both means 1.2: loops 1 holds the best trial
+    assert best_configs(parent_of(), url, 2) == [{LOOPS: 1}, {LOOPS: 2}]
 
 
 def test_a_maximised_objective_ranks_the_largest_first_and_a_queued_value_counts(url: str) -> None:
