@@ -15,12 +15,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from clowncar.redact import redact_text, redact_url
 from clowncar.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 OK, MISSING, OPTIONAL = "ok", "missing", "optional"
 MIN_FREE_GIB = 2.0
@@ -79,19 +82,26 @@ def check_ray(version_of: VersionOf, address: str, timeout: float = 2.0) -> Row:
         return Row("ray", MISSING, "not installed", "bash scripts/setup.sh")
     if not address:
         return Row("ray", OK, f"{version}, embedded (127.0.0.1, started by each sweep)")
-    if address == "auto":
-        return Row("ray", OK, f"{version}, address auto (the cluster this node belongs to)")
-    from clowncar.orchestrator.reach import endpoint, refusal
+    from clowncar.orchestrator.reach import AUTO, NO_CLUSTER, auto_cluster, endpoint, refusal
 
+    shown = redact_text(address)
+    if address == AUTO:  # looked up as `sweep run` looks it up
+        found = auto_cluster()
+        if found is None:
+            return Row("ray", MISSING, f"{version}, address auto: {NO_CLUSTER}",
+                       "start one (ray start --head) or unset CLOWNCAR_RAY_ADDRESS for embedded Ray")
+        if endpoint(found) is None:  # Ray resolves it itself (a recorded address it cannot read): left to it
+            return Row("ray", OK, f"{version}, address auto (the cluster this node belongs to)")
+        address, shown = found, f"auto ({redact_text(found)})"
     target = endpoint(address)  # where a sweep would connect, and so what `sweep run` checks before it starts
     if target is None:
-        return Row("ray", MISSING, f"{version}, unusable address {redact_text(address)!r}",
+        return Row("ray", MISSING, f"{version}, unusable address {shown!r}",
                    "CLOWNCAR_RAY_ADDRESS=ray://HEAD:10001, auto, or empty for embedded Ray")
     why = refusal(target, timeout)
     if why is not None:
-        return Row("ray", MISSING, f"{version}, {redact_text(address)} does not answer ({why})",
+        return Row("ray", MISSING, f"{version}, {shown} does not answer ({why})",
                    "start the head (ray start --head) or unset CLOWNCAR_RAY_ADDRESS for embedded Ray")
-    return Row("ray", OK, f"{version}, cluster at {redact_text(address)} answers")
+    return Row("ray", OK, f"{version}, cluster at {shown} answers")
 
 
 def check_store(url: str) -> Row:
@@ -110,11 +120,31 @@ def check_store(url: str) -> Row:
                     return Row("store", MISSING, f"{shown}: cannot create it under {parent}",
                                "set CLOWNCAR_STORE or CLOWNCAR_RUNS_DIR to a writable place")
                 return Row("store", OK, f"{shown} (created by the first sweep)")
-        make_engine(parsed, create=False).dispose()
+        version = store_version(make_engine(parsed, create=False), shown)
     except StoreError as err:
         return Row("store", MISSING, redact_text(str(err)),
                    "check CLOWNCAR_STORE / --store (PostgreSQL: pip install -e '.[postgres]', server reachable)")
+    if version is None:
+        return Row("store", OK, f"{shown} answers (no clowncar tables yet: the first sweep creates them)")
     return Row("store", OK, f"{shown} answers")
+
+
+def store_version(engine: Engine, where: str) -> int | None:
+    """The schema version `sweep run` would find (None: none yet), by the check every store opener makes
+    (`usable_version`), only read; StoreError for a database they refuse (another application's, a newer
+    clowncar's). The engine is disposed of."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from clowncar.errors import StoreError
+    from clowncar.store.migrations import usable_version
+
+    try:
+        with engine.connect() as conn:
+            return usable_version(conn, create=True, where=where)
+    except SQLAlchemyError as err:
+        raise StoreError(f"cannot read the store at {where}: {redact_text(str(err).splitlines()[0])}") from None
+    finally:
+        engine.dispose()
 
 
 def check_data(data_dir: Path) -> Row:
@@ -129,6 +159,13 @@ def check_data(data_dir: Path) -> Row:
 
 
 def check_disk(path: Path, min_free_gib: float = MIN_FREE_GIB) -> Row:
+    """Free space where the runs dir `path` is, which must be (or become) a folder: `sweep run` refuses it
+    otherwise (`runs_dir_problem`)."""
+    from clowncar.settings import runs_dir_problem
+
+    problem = runs_dir_problem(path)
+    if problem:
+        return Row("disk", MISSING, problem, "set CLOWNCAR_RUNS_DIR to a folder you can write in")
     existing = next(p for p in [path, *path.parents] if p.exists())
     free = shutil.disk_usage(existing).free / 2**30
     detail = f"{free:.1f} GiB free at {existing}"

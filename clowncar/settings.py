@@ -72,6 +72,28 @@ def _resolve(name: str, root: Path) -> Path:
     return root / name
 
 
+def runs_dir_problem(runs_dir: Path) -> str | None:
+    """Why `runs_dir` cannot hold a sweep's folders (it, or the nearest path above it that exists, is not a
+    folder this process may write in); None when it is one or can be made. Shared by `sweep run`, which refuses
+    such a runs dir before it records anything, and `doctor`, so that the two never disagree."""
+    absolute = runs_dir.absolute()
+    existing = next(p for p in [absolute, *absolute.parents] if p.exists())
+    if existing == absolute and not existing.is_dir():
+        return f"the runs dir {runs_dir} is not a folder"
+    if not existing.is_dir():
+        return f"the runs dir {runs_dir} cannot be made: {existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"the runs dir {runs_dir} cannot be written: no write permission on {existing}"
+    return None
+
+
+def check_runs_dir(runs_dir: Path) -> None:
+    """ConfigError (one line, exit code 2) for a runs dir that `runs_dir_problem` refuses."""
+    problem = runs_dir_problem(runs_dir)
+    if problem:
+        raise ConfigError(f"{problem}; set CLOWNCAR_RUNS_DIR to a folder you can write in")
+
+
 def read_secret_file(path: Path, what: str) -> str:
     """The stripped text of a file that holds a secret; one-line errors when it is missing, empty, or readable
     by other users (group access is allowed: Kubernetes gives mounted Secrets to the pod's fsGroup)."""

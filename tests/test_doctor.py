@@ -67,9 +67,9 @@ def test_ray_row_embedded_reachable_and_unreachable_cluster() -> None:
 def test_store_row_opens_sqlite_and_masks_an_unreachable_servers_password(tmp_path: Path) -> None:
     fresh = doctor.check_store(f"sqlite:///{tmp_path / 'runs' / 'clowncar.db'}")
     assert fresh.status == OK and "created by the first sweep" in fresh.detail
-    from clowncar.store.engine import make_engine, parse_url
+    from clowncar.store import open_store
 
-    make_engine(parse_url(f"sqlite:///{tmp_path / 'x.db'}"), create=True).dispose()
+    open_store(f"sqlite:///{tmp_path / 'x.db'}").close()
     assert doctor.check_store(f"sqlite:///{tmp_path / 'x.db'}").detail.endswith("answers")
     row = doctor.check_store(f"postgresql+psycopg://u:Sekret99@127.0.0.1:{closed_port()}/db?connect_timeout=2")
     assert row.status == MISSING and "Sekret99" not in row.detail and "u:***@" in row.detail
@@ -77,11 +77,11 @@ def test_store_row_opens_sqlite_and_masks_an_unreachable_servers_password(tmp_pa
 
 
 def test_store_row_reads_a_home_path_as_every_opener_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from clowncar.store.engine import make_engine, parse_url
+    from clowncar.store import open_store
 
     monkeypatch.setenv("HOME", str(tmp_path))
     assert doctor.check_store("sqlite:///~/c.db").detail == "sqlite:///~/c.db (created by the first sweep)"
-    make_engine(parse_url(f"sqlite:///{tmp_path / 'c.db'}"), create=True).dispose()
+    open_store(f"sqlite:///{tmp_path / 'c.db'}").close()
     assert doctor.check_store("sqlite:///~/c.db").detail == "sqlite:///~/c.db answers"
 
 

@@ -60,7 +60,6 @@ def test_ray_rows_for_each_kind_of_address(monkeypatch: pytest.MonkeyPatch) -> N
     have = versions(ray="2.60.0")
     assert doctor.check_ray(versions(), "auto") == Row("ray", MISSING, "not installed", "bash scripts/setup.sh")
     assert doctor.check_ray(have, "") == Row("ray", OK, "2.60.0, embedded (127.0.0.1, started by each sweep)")
-    assert doctor.check_ray(have, "auto") == Row("ray", OK, "2.60.0, address auto (the cluster this node belongs to)")
     for bad in ("ray://", "ray://head", "10.0.0.1"):
         assert doctor.check_ray(have, bad) == Row(
             "ray", MISSING, f"2.60.0, unusable address {bad!r}",
@@ -90,6 +89,25 @@ def test_ray_rows_for_each_kind_of_address(monkeypatch: pytest.MonkeyPatch) -> N
     assert doctor.check_ray(have, "ray://127.0.0.1:1").detail == "2.60.0, ray://127.0.0.1:1 does not answer (x)"
 
 
+def test_ray_row_for_auto_looks_for_a_cluster_as_sweep_run_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray._private import ray_constants
+
+    from clowncar.orchestrator import reach
+
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # a loopback address stays on 127.0.0.1
+    have = versions(ray="2.60.0")
+    monkeypatch.setattr(reach, "auto_cluster", lambda: None)
+    assert doctor.check_ray(have, "auto") == Row(
+        "ray", MISSING, "2.60.0, address auto: no running Ray cluster was found on this machine",
+        "start one (ray start --head) or unset CLOWNCAR_RAY_ADDRESS for embedded Ray")
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        monkeypatch.setattr(reach, "auto_cluster", lambda: f"127.0.0.1:{port}")
+        assert doctor.check_ray(have, "auto") == Row("ray", OK, f"2.60.0, cluster at auto (127.0.0.1:{port}) answers")
+    monkeypatch.setattr(reach, "auto_cluster", lambda: "auto")  # a record Ray cannot read: ray.init says so
+    assert doctor.check_ray(have, "auto") == Row("ray", OK, "2.60.0, address auto (the cluster this node belongs to)")
+
+
 def test_store_rows_with_exact_texts(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new' / 'c.db'}"
     assert doctor.check_store(url) == Row("store", OK, f"{url} (created by the first sweep)")
@@ -99,7 +117,8 @@ def test_store_rows_with_exact_texts(tmp_path: Path) -> None:
     assert doctor.check_store(url) == Row("store", MISSING, f"{url}: cannot create it under {blocker}",
                                           "set CLOWNCAR_STORE or CLOWNCAR_RUNS_DIR to a writable place")
     memory = doctor.check_store("sqlite:///:memory:")
-    assert memory == Row("store", OK, "sqlite:///:memory: answers")
+    assert memory == Row("store", OK, "sqlite:///:memory: answers (no clowncar tables yet: the first sweep creates "
+                                      "them)")
     bad = doctor.check_store("not a url")
     assert (bad.check, bad.status) == ("store", MISSING) and bad.fix == ("check CLOWNCAR_STORE / --store (PostgreSQL: pip install -e "
                                                  "'.[postgres]', server reachable)")
@@ -117,6 +136,47 @@ def test_a_store_folder_that_cannot_be_written_is_missing(tmp_path: Path, monkey
     monkeypatch.setattr(doctor.os, "access", lambda path, mode: False)
     url = f"sqlite:///{tmp_path / 'c.db'}"
     assert doctor.check_store(url).detail == f"{url}: cannot create it under {tmp_path}"
+
+
+def test_store_row_refuses_another_applications_sqlite_file_as_every_store_command_does(tmp_path: Path) -> None:
+    import sqlite3
+
+    from clowncar.errors import StoreError
+    from clowncar.store import open_store
+
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER)")
+    url = f"sqlite:///{other}"
+    with pytest.raises(StoreError) as refused:
+        open_store(url).close()  # what `sweep run` does with it
+    row = doctor.check_store(url)
+    assert row == Row("store", MISSING, str(refused.value), row.fix)
+    assert str(refused.value) == (f"the database at {url} holds another application's tables (invoices): give "
+                                  "clowncar an empty database or a new file")
+
+
+def test_store_row_says_a_clowncar_store_answers_and_refuses_a_newer_one(tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from clowncar.store import SCHEMA_VERSION, open_store
+    from clowncar.store import schema as s
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    with open_store(url) as store, store.engine.begin() as conn:
+        assert doctor.check_store(url) == Row("store", OK, f"{url} answers")
+        conn.execute(update(s.schema_table).values(version=SCHEMA_VERSION + 1))
+    assert doctor.check_store(url).detail == (f"the store at {url} has schema version {SCHEMA_VERSION + 1}, newer than "
+                                              f"this clowncar understands ({SCHEMA_VERSION}); upgrade clowncar")
+
+
+def test_disk_row_refuses_a_runs_dir_that_sweep_run_refuses(tmp_path: Path) -> None:
+    blocker = tmp_path / "runs"
+    blocker.write_text("")
+    fix = "set CLOWNCAR_RUNS_DIR to a folder you can write in"
+    assert doctor.check_disk(blocker) == Row("disk", MISSING, f"the runs dir {blocker} is not a folder", fix)
+    assert doctor.check_disk(blocker / "sub") == Row(
+        "disk", MISSING, f"the runs dir {blocker / 'sub'} cannot be made: {blocker} is not a folder", fix)
 
 
 def test_data_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,6 +228,7 @@ def test_gpu_names_on_a_cpu_build_is_none(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_diagnose_gathers_every_row_from_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import clowncar.store.pgserver as pgserver
+    from clowncar.orchestrator import reach
 
     monkeypatch.setattr(doctor, "gpu_names", lambda: ("12.8", ["H100"]))
     monkeypatch.setattr(pgserver, "find_bin_dir", lambda: tmp_path / "pg")
@@ -192,7 +253,9 @@ def test_diagnose_gathers_every_row_from_the_settings(tmp_path: Path, monkeypatc
     assert doctor.diagnose(settings, versions())[3].detail == "not installed (attention uses the plain PyTorch path)"
     assert by["chromium"].detail.startswith("/usr/bin/chromium")
     monkeypatch.setenv("CLOWNCAR_RAY_ADDRESS", "auto")
-    assert doctor.diagnose(load_settings(), versions(ray="1"))[5].detail == "1, address auto (the cluster this node belongs to)"
+    monkeypatch.setattr(reach, "auto_cluster", lambda: None)
+    assert doctor.diagnose(load_settings(), versions(ray="1"))[5].detail == (
+        "1, address auto: no running Ray cluster was found on this machine")
 
 
 def test_render_lines_up_the_columns_and_shows_fixes_only_when_not_ok() -> None:

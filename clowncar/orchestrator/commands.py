@@ -69,13 +69,15 @@ def _print_pareto(front: list[dict[str, Any]], indent: str) -> None:
 def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | None, num_gpus: int | None,
              quiet: bool, resume: bool) -> dict[str, Any]:
     from clowncar.orchestrator.tune import RunOptions, run_sweep
+    from clowncar.settings import check_runs_dir
 
     url, runs_dir, addr = _settings(store, address)  # runs_dir is created by what first writes there, so a
     # sweep refused before it starts (store unreachable, name taken) leaves no folder behind
+    check_runs_dir(runs_dir)  # a file there would fail Ray's start only after the sweep was recorded
     if addr:  # a cluster: an address nobody answers at is bad input now, not 12 minutes of Ray's retries
-        from clowncar.orchestrator.reach import check_reachable
+        from clowncar.orchestrator.reach import ENV, FLAG, check_reachable
 
-        check_reachable(addr)
+        check_reachable(addr, origin=FLAG if address else ENV)
     else:  # embedded Ray: the trials read this machine's data, so a missing dataset is bad input now
         from clowncar.orchestrator.preflight import check_local_data
 

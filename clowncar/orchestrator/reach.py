@@ -5,11 +5,15 @@ each, logging two warnings a try (Ray 2.60; measured: `sweep run --address 127.0
 150 s), so a mistyped port would hold the command about 12 minutes behind a screen of logs. The driver opens one TCP
 connection first, to the address Ray will use (Ray replaces a loopback host with this machine's address unless
 its cluster mode is off), and a refusal or a timeout is one line, exit code 2, before anything is written.
-`auto` (the cluster this machine runs) and `local` are left to Ray, which fails at once when there is none.
+`auto` is first looked up as `ray.init` looks it up (`auto_cluster`): with no cluster on this machine Ray fails at
+once, but only after the sweep was recorded, so that too is one line of bad input here. `local` is left to Ray.
+Every message names where the address came from (`--address` or CLOWNCAR_RAY_ADDRESS), since the way back to
+embedded Ray differs.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 from urllib.parse import urlsplit
 
@@ -18,6 +22,11 @@ from clowncar.redact import redact_text
 
 PROBE_SECONDS = 5.0
 CLIENT_SCHEME = "ray://"
+AUTO = "auto"
+FLAG = "--address"
+ENV = "CLOWNCAR_RAY_ADDRESS"
+"""Where a sweep's address comes from: the command line, else this variable (`clowncar.settings`)."""
+NO_CLUSTER = "no running Ray cluster was found on this machine"
 
 
 def endpoint(address: str) -> tuple[str, int] | None:
@@ -55,17 +64,61 @@ def refusal(target: tuple[str, int], timeout: float = PROBE_SECONDS) -> str | No
     return None
 
 
-def check_reachable(address: str, timeout: float = PROBE_SECONDS) -> None:
-    """One line and exit code 2 when nothing accepts a connection where Ray would connect for `address`."""
+def auto_cluster() -> str | None:
+    """The address `ray.init(address="auto")` joins, in its order: RAY_ADDRESS when set; else the cluster that
+    `ray start` last recorded in Ray's temp dir (`ray_current_cluster` under $RAY_TMPDIR/ray, else $TMPDIR/ray
+    or /tmp/ray); else a raylet running on this machine. None when there is none, where Ray raises."""
+    env = os.environ.get("RAY_ADDRESS")
+    if env:  # ray.init takes it before any lookup (a ray:// one is a Ray Client address, not looked up)
+        return env
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        return canonicalize_bootstrap_address(AUTO)
+    except ConnectionError:  # nothing recorded and no raylet here
+        return None
+    except ValueError:  # a recorded address Ray cannot read: left to ray.init, which says so
+        return AUTO
+
+
+def named(address: str, origin: str) -> str:
+    """`--address X` or `CLOWNCAR_RAY_ADDRESS=X`, the password of X hidden: what the user set, and where."""
+    shown = redact_text(address)
+    return f"{ENV}={shown}" if origin == ENV else f"{origin} {shown}"
+
+
+def embedded_instead(origin: str) -> str:
+    """How to run the sweep on this machine's embedded Ray instead of the address from `origin`."""
+    undo = f"unset {ENV}" if origin == ENV else f"leave out {FLAG}"
+    return f"to run the sweep on this machine (embedded Ray) instead, {undo}"
+
+
+def dialled(address: str, target: tuple[str, int]) -> str | None:
+    """Why Ray connects to `target`, when its host is not the one written: Ray dials a loopback host (127.0.0.1,
+    localhost) as this machine's own address, so that the cluster's other nodes can reach it too."""
+    written = host_port(CLIENT_SCHEME + address.removeprefix(CLIENT_SCHEME))
+    if written is None or written[0] == target[0]:
+        return None
+    return f"Ray dials it as this machine's address, {target[0]}:{target[1]}"
+
+
+def check_reachable(address: str, timeout: float = PROBE_SECONDS, origin: str = FLAG) -> None:
+    """One line and exit code 2 when nothing accepts a connection where Ray would connect for `address` (from
+    `origin`, FLAG or ENV), or when `auto` finds no cluster at all."""
+    written, notes = address, [f"from {origin}"]
+    if address == AUTO:
+        found = auto_cluster()
+        if found is None:
+            raise ClownCarError(f"{named(address, origin)}: {NO_CLUSTER}; start one with `ray start --head` or, "
+                                f"{embedded_instead(origin)}")
+        notes.append(f"found {redact_text(found)}")
+        address = found
     target = endpoint(address)
     if target is None:
         return
     why = refusal(target, timeout)
     if why is None:
         return
-    where = f"{target[0]}:{target[1]}"
-    shown = redact_text(address)
-    if address.removeprefix(CLIENT_SCHEME) != where:
-        shown += f" ({where})"
-    raise ClownCarError(f"cannot reach the Ray cluster at {shown}: {why}; is its head running (`ray status` there "
-                        "prints its address)? Without --address the sweep runs on this machine")
+    notes += [note for note in [dialled(address, target)] if note]
+    raise ClownCarError(f"cannot reach the Ray cluster at {redact_text(written)} ({'; '.join(notes)}): {why}; is its "
+                        f"head running (`ray status` there prints its address)? Or, {embedded_instead(origin)}")

@@ -50,6 +50,11 @@ def _refuse_if_driven(store_url: str, name: str) -> None:
 def _client(address: str) -> Any:
     from ray.job_submission import JobSubmissionClient
 
+    from clowncar.orchestrator.reach import AUTO, NO_CLUSTER, auto_cluster
+
+    if address == AUTO and auto_cluster() is None:  # Ray's own words point at its RAY_ADDRESS, not at the fix
+        raise ClownCarError(f"--address auto: {NO_CLUSTER}; start one with `ray start --head`, or give the "
+                            "head's dashboard, --address http://HEAD:8265")
     try:
         return JobSubmissionClient(address)
     except Exception as err:  # connection refused, auth: one line

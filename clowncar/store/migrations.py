@@ -102,8 +102,27 @@ def read_version(conn: Connection) -> int | None:
 def ensure_schema(conn: Connection, create: bool, where: str) -> int:
     """Create or upgrade the schema inside `conn`'s (writing) transaction; returns the version found."""
     _lock(conn)
-    found = read_version(conn)
+    found = usable_version(conn, create, where)
     now = dt.datetime.now(dt.UTC)
+    if found is None:
+        s.metadata.create_all(conn)
+        conn.execute(insert(s.schema_table).values(id=1, version=SCHEMA_VERSION, updated_at=now))
+        return SCHEMA_VERSION
+    version = found
+    while version < SCHEMA_VERSION:
+        MIGRATIONS[version](conn)
+        version += 1
+    if version != found:
+        conn.execute(update(s.schema_table).where(s.schema_table.c.id == 1)
+                     .values(version=version, updated_at=now))
+    return found
+
+
+def usable_version(conn: Connection, create: bool, where: str) -> int | None:
+    """The schema version of the database on `conn`, or None when it has no clowncar tables yet and may be given
+    them (`create`); a one-line StoreError for a database this clowncar must not open. It only reads, so
+    `clowncar doctor` asks it too and never says ok for a database every store command refuses."""
+    found = read_version(conn)
     if found is None:
         if not create:
             raise StoreError(f"no clowncar store at {where}")
@@ -115,17 +134,8 @@ def ensure_schema(conn: Connection, create: bool, where: str) -> int:
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
             raise StoreError(f"the database at {where} holds another application's tables ({shown}): give clowncar "
                              "an empty database or a new file")
-        s.metadata.create_all(conn)
-        conn.execute(insert(s.schema_table).values(id=1, version=SCHEMA_VERSION, updated_at=now))
-        return SCHEMA_VERSION
+        return None
     if found > SCHEMA_VERSION:
         raise StoreError(f"the store at {where} has schema version {found}, newer than this clowncar "
                          f"understands ({SCHEMA_VERSION}); upgrade clowncar")
-    version = found
-    while version < SCHEMA_VERSION:
-        MIGRATIONS[version](conn)
-        version += 1
-    if version != found:
-        conn.execute(update(s.schema_table).where(s.schema_table.c.id == 1)
-                     .values(version=version, updated_at=now))
     return found

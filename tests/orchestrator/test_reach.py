@@ -1,6 +1,7 @@
 """`--address` is checked before a sweep joins a cluster: one TCP connection to where Ray would connect, on
 127.0.0.1 only (Ray's cluster mode off, so a loopback address stays loopback), and a refusal or timeout is one
-line with exit code 2 before anything is written."""
+line with exit code 2 before anything is written. `auto` is looked up as Ray looks it up, in an empty Ray temp
+dir (RAY_TMPDIR) where a test needs no cluster, and found nothing there is the same line of bad input."""
 
 from __future__ import annotations
 
@@ -59,23 +60,37 @@ def test_the_endpoint_is_where_ray_connects(loopback_only) -> None:
 def test_an_address_that_answers_passes(loopback_only, listening: int) -> None:
     reach.check_reachable(f"127.0.0.1:{listening}")
     reach.check_reachable(f"ray://127.0.0.1:{listening}")
-    reach.check_reachable("auto")  # not probed
 
 
 def test_an_address_nobody_listens_at_is_one_line_of_bad_input(loopback_only, closed_port: int) -> None:
     with pytest.raises(ClownCarError) as err:
         reach.check_reachable(f"ray://127.0.0.1:{closed_port}")
-    assert str(err.value) == (f"cannot reach the Ray cluster at ray://127.0.0.1:{closed_port}: Connection refused; "
-                              "is its head running (`ray status` there prints its address)? Without --address the "
-                              "sweep runs on this machine")
+    assert str(err.value) == (f"cannot reach the Ray cluster at ray://127.0.0.1:{closed_port} (from --address): "
+                              "Connection refused; is its head running (`ray status` there prints its address)? Or, "
+                              "to run the sweep on this machine (embedded Ray) instead, leave out --address")
     assert err.value.exit_code == EXIT_BAD_INPUT
-    with pytest.raises(ClownCarError, match=rf"^cannot reach the Ray cluster at localhost:{closed_port} "
-                                            rf"\(127\.0\.0\.1:{closed_port}\): Connection refused;"):
-        reach.check_reachable(f"localhost:{closed_port}")  # where Ray would connect, when it differs
     with pytest.raises(ClownCarError) as err:  # a password in the address is never shown
         reach.check_reachable(f"ray://u:SECRETPW@127.0.0.1:{closed_port}")
     assert str(err.value).startswith(f"cannot reach the Ray cluster at ray://u:***@127.0.0.1:{closed_port} "
-                                     f"(127.0.0.1:{closed_port}): Connection refused;")
+                                     "(from --address): Connection refused;")
+
+
+def test_a_loopback_host_is_explained_as_the_machine_address_ray_dials(loopback_only, closed_port: int) -> None:
+    with pytest.raises(ClownCarError, match=rf"^cannot reach the Ray cluster at localhost:{closed_port} \(from "
+                                            rf"--address; Ray dials it as this machine's address, 127\.0\.0\.1:"
+                                            rf"{closed_port}\): Connection refused;"):
+        reach.check_reachable(f"localhost:{closed_port}")
+    assert reach.dialled("127.0.0.1:6379", ("192.0.2.2", 6379)) == (
+        "Ray dials it as this machine's address, 192.0.2.2:6379")  # what Ray does with its cluster mode on
+    assert reach.dialled("ray://u:pw@127.0.0.1:1", ("127.0.0.1", 1)) is None  # as written: nothing to explain
+
+
+def test_an_address_from_the_variable_says_so_and_how_to_unset_it(loopback_only, closed_port: int) -> None:
+    with pytest.raises(ClownCarError) as err:
+        reach.check_reachable(f"127.0.0.1:{closed_port}", origin=reach.ENV)
+    assert str(err.value) == (f"cannot reach the Ray cluster at 127.0.0.1:{closed_port} (from CLOWNCAR_RAY_ADDRESS): "
+                              "Connection refused; is its head running (`ray status` there prints its address)? Or, "
+                              "to run the sweep on this machine (embedded Ray) instead, unset CLOWNCAR_RAY_ADDRESS")
 
 
 def test_an_error_without_a_message_is_named_by_its_type(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,7 +109,8 @@ def test_a_silent_address_times_out_after_the_probe_seconds(monkeypatch: pytest.
         raise TimeoutError("timed out")
 
     monkeypatch.setattr(socket, "create_connection", silent)
-    with pytest.raises(ClownCarError, match=r"^cannot reach the Ray cluster at ray://h:1: timed out;"):
+    with pytest.raises(ClownCarError, match=r"^cannot reach the Ray cluster at ray://h:1 \(from --address\): "
+                                            r"timed out;"):
         reach.check_reachable("ray://h:1")
     assert waited == [reach.PROBE_SECONDS] == [5.0]
 
@@ -127,3 +143,116 @@ def test_the_probe_waits_as_long_as_it_is_told(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(socket, "create_connection", lambda target, timeout: waited.append(timeout) or socket.socket())
     reach.check_reachable("ray://h:1", timeout=1.5)
     assert waited == [1.5]
+
+
+@pytest.fixture
+def no_cluster_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Ray's `auto` lookup pointed at an empty temp dir (RAY_TMPDIR), with no RAY_ADDRESS and no raylet seen on
+    this machine (its process scan would otherwise find any other test's cluster): the Ray dir `ray start`
+    would record a cluster in, not created."""
+    from ray._private import services
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "raytmp"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("CLOWNCAR_RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(services, "find_gcs_addresses", frozenset)
+    return tmp_path / "raytmp" / "ray"
+
+
+def recorded(ray_dir: Path, address: str) -> None:
+    """What `ray start --head` leaves for `auto` to find."""
+    ray_dir.mkdir(parents=True)
+    (ray_dir / "ray_current_cluster").write_text(address + "\n")
+
+
+def test_auto_with_no_cluster_on_this_machine_is_one_line_of_bad_input(no_cluster_here: Path) -> None:
+    assert reach.auto_cluster() is None
+    with pytest.raises(ClownCarError) as err:
+        reach.check_reachable("auto")
+    assert str(err.value) == ("--address auto: no running Ray cluster was found on this machine; start one with "
+                              "`ray start --head` or, to run the sweep on this machine (embedded Ray) instead, "
+                              "leave out --address")
+    assert err.value.exit_code == EXIT_BAD_INPUT
+    with pytest.raises(ClownCarError, match=r"^CLOWNCAR_RAY_ADDRESS=auto: no running Ray cluster was found on this "
+                                            r"machine; .* unset CLOWNCAR_RAY_ADDRESS$"):
+        reach.check_reachable("auto", origin=reach.ENV)
+
+
+def test_auto_finds_the_cluster_ray_start_recorded_and_probes_it(no_cluster_here: Path, loopback_only,
+                                                                  listening: int) -> None:
+    recorded(no_cluster_here, f"127.0.0.1:{listening}")
+    assert reach.auto_cluster() == f"127.0.0.1:{listening}"
+    reach.check_reachable("auto")
+
+
+def test_auto_with_a_stale_record_names_what_it_found(no_cluster_here: Path, loopback_only, closed_port: int) -> None:
+    recorded(no_cluster_here, f"127.0.0.1:{closed_port}")  # a head that died without `ray stop`
+    with pytest.raises(ClownCarError, match=rf"^cannot reach the Ray cluster at auto \(from --address; found "
+                                            rf"127\.0\.0\.1:{closed_port}\): Connection refused;"):
+        reach.check_reachable("auto")
+
+
+def test_auto_takes_ray_address_first_as_ray_init_does(no_cluster_here: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       closed_port: int) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", f"ray://127.0.0.1:{closed_port}")
+    assert reach.auto_cluster() == f"ray://127.0.0.1:{closed_port}"
+    with pytest.raises(ClownCarError, match=rf"^cannot reach the Ray cluster at auto \(from --address; found "
+                                            rf"ray://127\.0\.0\.1:{closed_port}\)"):
+        reach.check_reachable("auto")
+
+
+def test_an_unreadable_record_is_left_to_ray(no_cluster_here: Path) -> None:
+    recorded(no_cluster_here, "not an address")
+    assert reach.auto_cluster() == "auto"
+    reach.check_reachable("auto")  # ray.init says what is wrong with it
+
+
+SPEC = "name: s\npreset: tiny-cpu\nsampler: random\nbudget: {max_trials: 1}\n"
+
+
+def cli_refusal(tmp_path: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """`clowncar sweep run s.yaml ARGV` in this process, which must end with exit code 2 and one line (returned),
+    leaving nothing beside the spec and Ray's temp dir: no store, no runs dir."""
+    import clowncar.cli as cli
+
+    (tmp_path / "s.yaml").write_text(SPEC)
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["sweep", "run", str(tmp_path / "s.yaml"), "--store", f"sqlite:///{tmp_path / 'auto.db'}",
+                  "--quiet", *argv])
+    err = capsys.readouterr().err.strip()
+    assert ended.value.code == EXIT_BAD_INPUT, err
+    assert len(err.splitlines()) == 1 and err.startswith("clowncar: error: ")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "raytmp") == ["s.yaml"]
+    return err.removeprefix("clowncar: error: ")
+
+
+def test_sweep_run_with_auto_and_no_cluster_exits_2_and_records_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_cluster_here: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
+    err = cli_refusal(tmp_path, capsys, "--address", "auto")
+    assert err.startswith("--address auto: no running Ray cluster was found on this machine; start one with "
+                          "`ray start --head`")
+
+
+def test_sweep_run_with_the_variable_names_it_and_records_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loopback_only, closed_port: int,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("CLOWNCAR_RAY_ADDRESS", f"127.0.0.1:{closed_port}")
+    err = cli_refusal(tmp_path, capsys)
+    assert err.startswith(f"cannot reach the Ray cluster at 127.0.0.1:{closed_port} (from CLOWNCAR_RAY_ADDRESS): ")
+    assert err.endswith("unset CLOWNCAR_RAY_ADDRESS") and "--address" not in err
+
+
+def test_sweep_submit_with_auto_and_no_cluster_says_so_in_one_line(
+        tmp_path: Path, no_cluster_here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import clowncar.cli as cli
+
+    (tmp_path / "s.yaml").write_text(SPEC)
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["sweep", "submit", str(tmp_path / "s.yaml"), "--address", "auto"])
+    assert ended.value.code == EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip() == (
+        "clowncar: error: --address auto: no running Ray cluster was found on this machine; start one with "
+        "`ray start --head`, or give the head's dashboard, --address http://HEAD:8265")
