@@ -246,7 +246,8 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
         typer.echo(f"sweep {summary['name']}: {summary['status']}{why}, {summary['trials']} trials{lineage}")
         _print_driver(st, name)
         failed = st.trials_frame(name, status=FAILED)
-    typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
+    if summary["by_status"]:  # a sweep with no trial yet has nothing to count
+        typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
     for line in failure_lines(name, failed[["status", "reason"]].itertuples(index=False, name=None)):
         typer.echo(line)
     _print_study(name, url, summary["status"], summary["best"])

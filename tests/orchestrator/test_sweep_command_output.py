@@ -139,7 +139,9 @@ def test_status_of_a_rerun_names_its_parent(url: str, capsys) -> None:
         st.create_or_get_sweep("s", SPEC)
         st.create_or_get_sweep("s-rerun-top3", SPEC, parent="s")
     cmd.status_cmd("s-rerun-top3", store=url)
-    assert capsys.readouterr().out.splitlines()[0] == "sweep s-rerun-top3: created, 0 trials, rerun of s"
+    assert capsys.readouterr().out.splitlines() == [  # no trial yet: no line of counts, not even an empty one
+        "sweep s-rerun-top3: created, 0 trials, rerun of s",
+        "  best (feasible, by the sweep's objective): none (no Optuna study)"]
 
 
 def test_status_names_the_best_feasible_trial_by_the_objective(url: str, capsys) -> None:
@@ -174,10 +176,10 @@ def test_status_of_a_finished_gpu_sweep_with_a_front(url: str, capsys) -> None:
     study.set_user_attr(END_REASON, "budget: max_trials 3 reached")
     cmd.status_cmd("s", store=url)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[3] == "  pareto front (objective, artifact bytes), feasible trials only:"
-    assert lines[4:6] == [f"    trial 1: 1.200000, 9000001 B ({LOOPS}=2)", f"    trial 0: 1.300000, 9000000 B ({LOOPS}=1)"]
-    assert lines[6] == "  GPU-hours used: 1.0000 of 2.5"  # two trials of 15 minutes on 2 GPUs
-    assert lines[7] == "  ended: budget: max_trials 3 reached"
+    assert lines[2] == "  pareto front (objective, artifact bytes), feasible trials only:"
+    assert lines[3:5] == [f"    trial 1: 1.200000, 9000001 B ({LOOPS}=2)", f"    trial 0: 1.300000, 9000000 B ({LOOPS}=1)"]
+    assert lines[5] == "  GPU-hours used: 1.0000 of 2.5"  # two trials of 15 minutes on 2 GPUs
+    assert lines[6] == "  ended: budget: max_trials 3 reached"
 
 
 def test_ls_lists_every_sweep_or_says_there_is_none(url: str, capsys) -> None:
