@@ -64,10 +64,15 @@ def dashboard(
     host: Annotated[str, typer.Option("--host", help="Address to listen on (default: loopback only)")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on", min=1, max=65535)] = 8080,
 ) -> None:
-    """Serve optuna-dashboard on the results store: every sweep's study, live while it runs."""
+    """Serve optuna-dashboard on the results store: every sweep's study, live while it runs. Ctrl-C or SIGTERM
+    stop it (exit code 130)."""
+    from clowncar.interrupts import Interrupted, interrupt_on_signals
     from clowncar.settings import load_settings
 
-    serve(store or load_settings().store_url, host, port)
+    with interrupt_on_signals() as came:
+        serve(store or load_settings().store_url, host, port)
+    if came.is_set():  # bottle's server swallows the KeyboardInterrupt and returns as if it had simply ended
+        raise Interrupted("interrupted")
 
 
 def register(app: typer.Typer) -> None:

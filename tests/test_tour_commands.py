@@ -201,13 +201,17 @@ def trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """`trial run` with the trial replaced: `outcome` sets the exit code and the result.json it leaves."""
     import clowncar.worker.run as run
 
-    state: dict[str, Any] = {"code": 0, "result": None, "seen": []}
+    state: dict[str, Any] = {"code": 0, "result": None, "seen": [], "interrupt": False}
 
     def fake(cfg: Any, out: Path) -> int:
         state["seen"].append((cfg, out))
         out.mkdir(parents=True, exist_ok=True)
         if state["result"] is not None:
             (out / "result.json").write_text(json.dumps(state["result"]))
+        if state["interrupt"]:  # Ctrl-C or SIGTERM half-way: the log and events are written, the artifact too
+            for name in ("train.log", "events.jsonl", "model.ptz", ".result.json.tmp-1"):
+                (out / name).write_text("half")
+            raise KeyboardInterrupt
         return state["code"]
 
     monkeypatch.setattr(run, "run_trial", fake)
@@ -297,6 +301,30 @@ def test_a_rejected_trial_leaves_no_new_folder_behind(trial, tmp_path: Path) -> 
     with pytest.raises(RunFailed):
         trial_commands.run(trial["config"], tmp_path / "kept", preset=None, set_=None)
     assert (tmp_path / "kept" / "notes.txt").read_text() == "mine"  # a folder the user made is never removed
+
+
+def test_an_interrupted_trial_removes_the_folders_it_made_and_says_interrupted(trial, tmp_path: Path) -> None:
+    from clowncar.interrupts import Interrupted
+
+    trial["interrupt"] = True
+    with pytest.raises(Interrupted) as err:
+        trial_commands.run(trial["config"], tmp_path / "new" / "out", preset=None, set_=None)
+    assert str(err.value) == "interrupted" and err.value.exit_code == 130
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_interrupted_trial_in_a_folder_that_was_there_removes_only_what_it_wrote(trial, tmp_path: Path) -> None:
+    from clowncar.interrupts import Interrupted
+
+    out = tmp_path / "kept"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "result.json").write_text("{}")  # an earlier trial's, not touched by this run (an old mtime)
+    os.utime(out / "result.json", (1_000_000_000, 1_000_000_000))
+    trial["interrupt"] = True
+    with pytest.raises(Interrupted):
+        trial_commands.run(trial["config"], out, preset=None, set_=None)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "result.json"]
 
 
 # --- clowncar dashboard ------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from clowncar.data.paths import cannot_create, make_output_dir, remove_created
 from clowncar.errors import DataError
 
 
@@ -34,34 +35,24 @@ def check_target(out: Path, overwrite: bool) -> None:
         raise DataError(f"{out}: output directory exists and is not empty (pass --overwrite to replace it)")
 
 
-def _missing_parents(path: Path) -> list[Path]:
-    missing = []
-    p = path.parent
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    return missing
-
-
 @contextmanager
 def staged_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty staging directory next to `out`; on success it replaces `out` in one rename."""
     out = Path(out)
     check_target(out, overwrite)
-    created = _missing_parents(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    created = make_output_dir(out, "the output directory", parents_only=True)
+    try:  # /proc, say, has a parent that exists and takes no new folder: said as bad input, not a crash
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    except OSError as exc:
+        remove_created(created)
+        raise cannot_create(out, "the output directory", exc) from None
     stage.chmod(default_mode(directory=True))
     try:
         yield stage
         publish(stage, out, overwrite)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
-        for d in created:  # innermost first: remove only directories this build created and left empty
-            try:
-                d.rmdir()
-            except OSError:
-                break
+        remove_created(created)  # innermost first: only directories this build created and left empty
         raise
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from clowncar.data.atomic import default_mode
+from clowncar.data.paths import make_output_dir, remove_created
 from clowncar.data.shards import read_header, shard_name
 from clowncar.data.tokenizer import load_tokenizer
 from clowncar.errors import DataError
@@ -203,7 +204,17 @@ def plan(manifest: dict[str, Any], variant: str, train_shards: int) -> tuple[str
 
 def fetch_fineweb(variant: str, train_shards: int, data_dir: Path, source: HubSource | None = None,
                   log: Callable[[str], Any] = print) -> FetchResult:
-    source = source or HubSource()
+    # the data root first: one that cannot be a directory is bad input before any download, not a crash after
+    created = make_output_dir(data_dir, "the data directory")
+    try:
+        return _fetch_into(variant, train_shards, data_dir, source or HubSource(), log)
+    except BaseException:
+        remove_created(created)  # only while still empty: what did arrive stays, for the next fetch to reuse
+        raise
+
+
+def _fetch_into(variant: str, train_shards: int, data_dir: Path, source: HubSource,
+                log: Callable[[str], Any]) -> FetchResult:
     manifest = load_manifest(source, data_dir, log)
     name, val_shards, tok_files = plan(manifest, variant, train_shards)
     dataset_dir = data_dir / "datasets" / name

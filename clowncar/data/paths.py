@@ -1,8 +1,9 @@
-"""Checks on the paths and globs a user hands to clowncar, shared by the data commands, the artifact reader and
-config validation. Light on purpose (no numpy, no torch): `clowncar.config` imports it."""
+"""Checks on the paths and globs a user hands to clowncar, shared by the data commands, the artifact reader,
+config validation and the commands that write an output directory (`make_output_dir`). Light on purpose (no numpy, no torch): `clowncar.config` imports it."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path, PurePosixPath
@@ -27,6 +28,65 @@ def require_regular_file(path: Path, what: str) -> None:
         raise DataError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(mode):
         raise DataError(f"cannot read {what} {path}: it is {file_kind(mode)}, not a regular file")
+
+
+def missing_dirs(out: Path) -> list[Path]:
+    """`out` and those of its parents that do not exist yet, innermost first."""
+    missing = []
+    for p in (out, *out.parents):
+        if p.exists():
+            break
+        missing.append(p)
+    return missing
+
+
+def _why_not_a_dir(out: Path, exc: OSError) -> str:
+    """Why `out` cannot be created as a directory: the first thing on the path that is not one, else the OS's
+    words (/proc refuses a new folder with 'No such file or directory', a read-only disk says so)."""
+    for p in (out, *out.parents):
+        try:
+            mode = os.stat(p).st_mode
+        except OSError:
+            continue
+        if not stat.S_ISDIR(mode):
+            kind = "a regular file" if stat.S_ISREG(mode) else file_kind(mode)
+            return f"{p} is {kind}, not a directory"
+        if exc.errno == errno.ENOENT:  # the folder is there, yet what was made in it is not: it takes none
+            return f"{p} does not take new directories ({exc.strerror})"
+        break
+    return exc.strerror or str(exc)
+
+
+def cannot_create(out: Path, what: str, exc: OSError) -> DataError:
+    """The one-line error for an output directory `out` that could not be made (or made beside)."""
+    return DataError(f"cannot create {what} {out}: {_why_not_a_dir(out, exc)}")
+
+
+def make_output_dir(out: Path, what: str, parents_only: bool = False) -> list[Path]:
+    """Create the directory `out` (only its missing parents with `parents_only`, for a build staged beside it)
+    before any work that would write there, and return the directories created, innermost first, for
+    `remove_created` to take back if the command then fails. A path that cannot be a directory is a DataError
+    naming it and why (`cannot_create`), never an OSError from deep inside the work."""
+    target = out.parent if parents_only else out
+    created = missing_dirs(target)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        remove_created(created)  # mkdir may have made some parents before it failed
+        raise cannot_create(out, what, exc) from None
+    return created
+
+
+def remove_created(dirs: list[Path]) -> None:
+    """Remove directories `make_output_dir` created, innermost first, each only while empty: what a command
+    created and left unused goes, and nothing anyone else put there."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except FileNotFoundError:
+            continue  # never made (mkdir failed before it), or removed already
+        except OSError:
+            break
 
 
 def glob_problem(pattern: str) -> str | None:

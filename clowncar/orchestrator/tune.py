@@ -16,7 +16,6 @@ import contextlib
 import functools
 import logging
 import os
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -313,21 +312,12 @@ def build_scheduler(spec: SweepSpec, gate: Any) -> Any:
 def _stop_on_signals(flag: threading.Event) -> Any:
     """Ctrl-C and `ray job stop` (SIGTERM) stop the sweep: the flag makes the searcher close (not prune) the
     trials Tune stops, and the driver ends. Tune's own SIGINT handler is off (TUNE_DISABLE_SIGINT_HANDLER), as it
-    would end trials as if they had finished."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    would end trials as if they had finished. The handlers are `clowncar.interrupts`', shared with `trial run`
+    and `dashboard`."""
+    from clowncar.interrupts import interrupt_on_signals
 
-    def handler(signum: int, frame: Any) -> None:
-        flag.set()
-        raise KeyboardInterrupt
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with interrupt_on_signals(flag.set):
         yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def best_trial(spec: SweepSpec, study: Any) -> dict[str, Any] | None:

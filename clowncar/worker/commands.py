@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+ARTIFACT_FILE = "model.ptz"
 
 app = typer.Typer(help="Run a single trial on this machine (no Ray).", no_args_is_help=True)
 
@@ -21,29 +24,69 @@ def run(
                     ] = None,
 ) -> None:
     """Train, evaluate and quantize one trial. Exit code: 0 ok (also over the size cap), 1 error, 2 bad input,
-    3 diverged, 4 OOM.
+    3 diverged, 4 OOM, 130 interrupted (Ctrl-C or SIGTERM; the run's files are removed).
 
     For several processes use `torchrun --nproc-per-node N -m clowncar.worker CONFIG --out DIR`."""
+    from clowncar.interrupts import interrupt_on_signals
+
+    with interrupt_on_signals():  # from the start: a SIGTERM while torch imports is an interrupt too, not 143
+        _run(config, out, preset, set_ or [])
+
+
+def _run(config: Path | None, out: Path | None, preset: str | None, overrides: list[str]) -> None:
+    from clowncar.data.paths import missing_dirs
     from clowncar.errors import EXIT_BAD_INPUT, ConfigError, RunFailed
     from clowncar.events import RESULT_FILE, read_result
+    from clowncar.interrupts import Interrupted, signals_ignored
     from clowncar.worker.run import load_trial_config, run_trial
 
     if config is None and preset is None:  # the bare defaults are a full-size model: never run one by accident
         raise ConfigError("give a trial config file or --preset NAME (`clowncar config presets` lists them)")
     if out is None:
         raise ConfigError("--out DIR is required: the trial directory for result.json, events.jsonl, train.log")
-    cfg = load_trial_config(config, preset, set_ or [])
-    created = not out.exists()
-    code = run_trial(cfg, out)
+    cfg = load_trial_config(config, preset, overrides)
+    created = missing_dirs(out)  # what this run makes: taken back when it keeps nothing
+    since = time.time() - 1.0  # a margin for file systems that keep coarse modification times
+    try:
+        code = run_trial(cfg, out)
+    except KeyboardInterrupt:
+        with signals_ignored():  # a second Ctrl-C must not leave the clean-up half done
+            _discard(out, created, since)
+        raise Interrupted("interrupted") from None
     if not code:
         return
     result = read_result(out / RESULT_FILE) or {}
     reason = str(result.get("reason") or "no reason recorded")
     if code == EXIT_BAD_INPUT:  # rejected before its first step: nothing worth keeping, so no folder is left
         if created:
-            shutil.rmtree(out, ignore_errors=True)
+            _discard(out, created, since)
         raise RunFailed(f"trial rejected: {reason.split(': ', 1)[-1]}", code)
     raise RunFailed(f"trial {result.get('status', 'error')}: {reason} (log: {out / 'train.log'})", code)
+
+
+def _discard(out: Path, created: list[Path], since: float) -> None:
+    """Leave no half-written trial: a folder this run made goes whole, with the parents it made; in a folder
+    that was there before, only what this run wrote (modified since it began) goes, so an interrupt that comes
+    before the run clears the folder leaves the previous trial's files as they were."""
+    from clowncar.data.paths import remove_created
+    from clowncar.worker.run import RUN_FILES
+
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        remove_created(created[1:])  # created[0] is `out` itself
+        return
+    for name in (*RUN_FILES, ARTIFACT_FILE):
+        # the hidden names: an atomic write cut off between its write and its rename
+        for path in [out / name, *out.glob(f".{name}.tmp*")]:
+            if _modified_since(path, since):
+                path.unlink(missing_ok=True)
+
+
+def _modified_since(path: Path, since: float) -> bool:
+    try:
+        return path.stat().st_mtime >= since
+    except OSError:  # not there
+        return False
 
 
 # Registered here rather than decorated: mutation testing (mutmut) leaves decorated functions alone.

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from clowncar.config import TrialConfig, from_dict, load_config
+from clowncar.data.paths import make_output_dir
 from clowncar.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, EXIT_OOM, ClownCarError, ConfigError
 from clowncar.events import EVENTS_FILE, RESULT_FILE, EventWriter, write_json_atomic
 from clowncar.overrides import apply_overrides, deep_merge
@@ -20,6 +21,8 @@ from clowncar.worker.heap import keep_freed_memory
 from clowncar.worker.progress import TrialLog
 from clowncar.worker.provenance import peak_memory_bytes, provenance
 
+RUN_FILES = (EVENTS_FILE, "train.log", RESULT_FILE)
+"""What each run writes into its folder as it goes (model.ptz comes only at the end)."""
 EXIT_CODES = {"ok": EXIT_OK, "error": EXIT_FAILED, "diverged": EXIT_DIVERGED, "oom": EXIT_OOM}
 RESULT_KEYS = (
     "status", "reason", "val_loss", "val_bpb", "sliding_val_loss", "sliding_val_bpb", "q_val_loss", "q_val_bpb",
@@ -76,7 +79,7 @@ def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
 
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} exists and is not a directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out_dir, "the trial directory")  # a path that cannot be one: bad input, before any work
     result: dict[str, Any] = dict.fromkeys(RESULT_KEYS)
     kind = device_type(cfg)
     try:
@@ -95,7 +98,7 @@ def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
         torch.backends.cudnn.allow_tf32 = True
     result["provenance"] = provenance(cfg, device, info.world_size)
     if info.is_main:
-        for name in (EVENTS_FILE, "train.log", RESULT_FILE):  # a rerun into the same folder starts clean
+        for name in RUN_FILES:  # a rerun into the same folder starts clean
             (out_dir / name).unlink(missing_ok=True)
     events = EventWriter(out_dir / EVENTS_FILE) if info.is_main else None
     log = TrialLog(out_dir / "train.log" if info.is_main else None, cfg.train.iterations,

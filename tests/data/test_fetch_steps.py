@@ -171,6 +171,28 @@ def test_a_truncated_download_is_tried_twice_named_and_never_lands(
 
 # --- the hub client's failures ------------------------------------------------------------------------------
 
+def test_a_data_root_under_a_file_is_refused_before_any_download(tmp_path: Path) -> None:
+    class NoDownloads(HubSource):
+        def download(self, relative: str, force: bool = False) -> Path:
+            raise AssertionError("nothing may be downloaded for a data root that cannot be made")
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError) as err:
+        fetch_fineweb("sp1024", 1, tmp_path / "afile" / "data", NoDownloads(), log=lambda _: None)
+    assert str(err.value) == (f"cannot create the data directory {tmp_path / 'afile' / 'data'}: "
+                              f"{tmp_path / 'afile'} is a regular file, not a directory")
+
+
+def test_a_fetch_that_fails_before_any_file_leaves_no_empty_data_root(tmp_path: Path) -> None:
+    class Unreachable(HubSource):
+        def download(self, relative: str, force: bool = False) -> Path:
+            raise DataError(f"{relative}: cannot reach the hub")
+
+    with pytest.raises(DataError, match="cannot reach the hub"):
+        fetch_fineweb("sp1024", 1, tmp_path / "new" / "data", Unreachable(), log=lambda _: None)
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_file_the_repo_lacks_is_named(source: HubSource, published: Path) -> None:
     with pytest.raises(DataError) as err:
         source.download("datasets/nope.bin")

@@ -1,0 +1,85 @@
+"""An output directory that cannot be made (a file on its path, /proc, a device) is one DataError naming the
+path and why, raised before any work, and what was made on the way is taken back: `make_output_dir`, shared by
+`trial run` and the staged builds of `data build`, `data demo` and `demo`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from clowncar.data.atomic import staged_directory
+from clowncar.data.paths import make_output_dir, missing_dirs, remove_created
+from clowncar.errors import DataError
+
+
+def test_a_new_output_directory_is_made_with_its_parents_and_they_are_listed_innermost_first(
+        tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b" / "c"
+    assert make_output_dir(out, "the trial directory") == [out, out.parent, out.parent.parent]
+    assert out.is_dir()
+    assert make_output_dir(out, "the trial directory") == []  # there already: nothing made, nothing to undo
+
+
+def test_an_output_path_under_a_file_names_the_file_and_makes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError) as err:
+        make_output_dir(tmp_path / "afile" / "sub" / "t", "the trial directory")
+    assert str(err.value) == (f"cannot create the trial directory {tmp_path / 'afile' / 'sub' / 't'}: "
+                              f"{tmp_path / 'afile'} is a regular file, not a directory")
+    assert sorted(os.listdir(tmp_path)) == ["afile"]
+
+
+def test_an_output_path_under_a_device_says_what_the_device_is() -> None:
+    with pytest.raises(DataError, match=r"^cannot create the output directory /dev/null/x: /dev/null is a "
+                                        r"character device, not a directory$"):
+        make_output_dir(Path("/dev/null/x"), "the output directory")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_an_output_path_in_proc_says_proc_takes_no_new_directories() -> None:
+    with pytest.raises(DataError) as err:
+        make_output_dir(Path("/proc/clowncar-no-such-dir/t"), "the trial directory")
+    assert str(err.value) == ("cannot create the trial directory /proc/clowncar-no-such-dir/t: /proc does not "
+                              "take new directories (No such file or directory)")
+
+
+def test_parents_made_before_a_failure_are_taken_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "a" / "b"
+    real_mkdir = os.mkdir
+
+    def refuse_b(path, *args, **kwargs) -> None:  # `a` is made, then its child is refused
+        if Path(path) == out:
+            raise PermissionError(13, "Permission denied")
+        real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", refuse_b)
+    with pytest.raises(DataError, match=r": Permission denied$"):
+        make_output_dir(out, "the trial directory")
+    assert os.listdir(tmp_path) == []
+
+
+def test_removing_what_was_made_stops_at_a_directory_someone_wrote_into(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b" / "c"
+    made = missing_dirs(out)
+    out.mkdir(parents=True)
+    (tmp_path / "a" / "theirs.txt").write_text("kept")
+    remove_created(made)
+    assert not (tmp_path / "a" / "b").exists() and (tmp_path / "a" / "theirs.txt").read_text() == "kept"
+
+
+def test_a_staged_build_under_a_file_is_refused_before_its_body_runs(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match=r"afile is a regular file, not a directory$"), \
+            staged_directory(tmp_path / "afile" / "sub"):
+        raise AssertionError("the body must not run")
+    assert os.listdir(tmp_path) == ["afile"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_staged_build_in_proc_is_refused_before_its_body_runs() -> None:
+    with pytest.raises(DataError, match=r"^cannot create the output directory /proc/clowncar-no-such-dir: /proc "
+                                        r"does not take new directories"), \
+            staged_directory(Path("/proc/clowncar-no-such-dir")):
+        raise AssertionError("the body must not run")

@@ -1,0 +1,118 @@
+"""Ctrl-C and SIGTERM end a command alike: `clowncar.interrupts` turns both into a KeyboardInterrupt and records
+that one came, and `clowncar dashboard`, whose server swallows the KeyboardInterrupt, still ends with exit code
+130 and the one line `clowncar: error: interrupted` (as a real process too). `trial run`'s signals are proved on a
+real trial in tests/worker/test_trial_interrupts.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from clowncar import dashboard
+from clowncar.errors import EXIT_INTERRUPTED
+from clowncar.interrupts import Interrupted, interrupt_on_signals, signals_ignored
+
+SIGNALS = [signal.SIGTERM, signal.SIGINT]
+IDS = ["sigterm", "sigint"]
+
+
+def _handlers() -> dict[int, object]:
+    return {s: signal.getsignal(s) for s in SIGNALS}
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_a_signal_inside_becomes_a_keyboard_interrupt_that_is_recorded(sig: signal.Signals) -> None:
+    before, called = _handlers(), []
+    with pytest.raises(KeyboardInterrupt), interrupt_on_signals(lambda: called.append(1)) as came:
+        os.kill(os.getpid(), sig)
+        time.sleep(5)  # the handler runs, and raises, before this ends
+    assert came.is_set() and called == [1]
+    assert _handlers() == before
+
+
+def test_no_signal_leaves_the_event_unset_and_the_handlers_as_they_were() -> None:
+    before = _handlers()
+    with interrupt_on_signals() as came:
+        pass
+    assert not came.is_set() and _handlers() == before
+
+
+def test_signals_during_a_clean_up_are_ignored_and_the_handlers_come_back() -> None:
+    before = _handlers()
+    with signals_ignored():
+        os.kill(os.getpid(), signal.SIGTERM)  # would end this process with the default handler
+        os.kill(os.getpid(), signal.SIGINT)
+    assert _handlers() == before
+
+
+def test_an_interrupted_command_exits_130() -> None:
+    assert Interrupted("interrupted").exit_code == EXIT_INTERRUPTED == 130
+
+
+def test_a_dashboard_whose_server_swallowed_the_signal_still_ends_interrupted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def bottle_like(url: str, host: str, port: int) -> None:  # bottle's run: `except KeyboardInterrupt: pass`
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass
+
+    monkeypatch.setattr(dashboard, "serve", bottle_like)
+    with pytest.raises(Interrupted) as err:
+        dashboard.dashboard(store="sqlite:///x.db")
+    assert str(err.value) == "interrupted" and err.value.exit_code == 130
+
+
+def test_a_dashboard_that_ends_without_a_signal_ends_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dashboard, "serve", lambda url, host, port: None)
+    dashboard.dashboard(store="sqlite:///x.db")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_the_dashboard_process_stopped_by_a_signal_exits_130_in_one_line(sig: signal.Signals,
+                                                                          tmp_path: Path) -> None:
+    pytest.importorskip("optuna_dashboard")
+    from clowncar.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    open_store(url).close()
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("CLOWNCAR_DEBUG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "clowncar", "dashboard", "--store", url, "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not _listening(port) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _listening(port), f"the dashboard never listened (exit {proc.poll()})"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "clowncar: error: interrupted" and "Traceback" not in err
