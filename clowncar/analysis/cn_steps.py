@@ -250,8 +250,7 @@ def next_step_test(fits: dict[str, dict[str, Any]], probes: pd.DataFrame | None,
           "extra": {"source": source, **({"scope": note} if note else {})},
           "tables": {"per_run": [{"run": r, "after_c_minus_after_n": v} for r, v in per_run.items()]}}
     if source == "residuals" and not fits:  # nothing to read: the cadence is not the reason
-        return not_enough(key, title, Q_NEXT, method, "no step rows with C/N kinds and training losses, and no "
-                          "probe losses", **kw)
+        return not_enough(key, title, Q_NEXT, method, _why_no_fit(steps), **kw)
     if vals.size < MIN_RUNS:
         why = (f"{len(per_run)} run(s) where the update effect is identifiable{_groups(vals.size, refs)} (at least "
                f"{MIN_RUNS} needed)")
@@ -267,6 +266,19 @@ def next_step_test(fits: dict[str, dict[str, Any]], probes: pd.DataFrame | None,
                      ci_low=t["ci_low"], ci_high=t["ci_high"], p_value=t["p"], margin=LOSS_MARGIN,
                      mde=mde_one_sample(t["sd"], t["n"]), **kw)
     return decide(res)
+
+
+def _why_no_fit(steps: pd.DataFrame | None) -> str:
+    """Why test 1a fitted no run, for test 1b to say when it has nothing else to read."""
+    s = pd.DataFrame() if steps is None else steps if "is_c" in steps.columns else step_kind_table(steps)
+    if s.empty:
+        return "no step rows with C/N kinds and training losses, and no probe losses"
+    kinds = s.groupby("trial_uid")["is_c"].nunique()
+    if not (kinds > 1).any():
+        return (f"none of the {kinds.size} run(s) has both C- and N-steps (each keeps one step kind throughout: "
+                "cadence 0 or 1, or a single loop), so no update can be set beside one of the other kind")
+    return (f"no run with both C- and N-steps has enough of them to fit (at least {MIN_STEPS} logged steps, "
+            f"{MIN_EACH} of each kind)")
 
 
 def _residual_after(fits: dict[str, dict[str, Any]]) -> tuple[dict[str, float], int]:

@@ -202,6 +202,21 @@ def test_the_step_after_without_any_step_rows_says_there_are_none_not_that_the_c
     assert low.status == UNDECIDED and "it needs cadence >= 3" in low.verdict
 
 
+def test_the_step_after_says_why_no_run_could_be_fitted() -> None:
+    """The demo's smoke sweep logs steps of one kind per run (cadence 1, one to three loops): 1b must say that, not
+    that there are no step rows."""
+    one_kind = pd.concat([kinds_run("all_c", "C" * 30, seed=1), kinds_run("all_n", "N" * 30, seed=2)])
+    for steps in (one_kind, step_kind_table(one_kind)):  # the raw frame or the kind table
+        res = next_step_test({}, None, steps)
+        assert res.verdict == (f"{UNDECIDED}: none of the 2 run(s) has both C- and N-steps (each keeps one step kind "
+                               "throughout: cadence 0 or 1, or a single loop), so no update can be set beside one "
+                               "of the other kind")
+    short = pd.concat([one_kind, kinds_run("short", "CN" * 9, seed=3)])  # 18 steps: fewer than 20
+    res = next_step_test(cn_loss_test(step_kind_table(short))[1], None, step_kind_table(short))
+    assert res.verdict == (f"{UNDECIDED}: no run with both C- and N-steps has enough of them to fit (at least 20 "
+                           "logged steps, 3 of each kind)")
+
+
 def test_the_step_after_a_c_step_is_the_residual_difference_of_contiguous_n_steps() -> None:
     steps = steps_frame(runs=4, steps=120, cadence=3, cn=0.0, after_c=0.05, seed=4)
     steps = steps[~((steps["trial_uid"] == "run1") & (steps["step"] == 50))]  # a gap: step 51 has no known predecessor
