@@ -240,6 +240,8 @@ def test_a_report_file_that_is_a_directory_refuses_the_write_before_any_file_cha
     with pytest.raises(IsADirectoryError) as err:
         report.write(tmp_path, a)
     assert err.value.filename == str(tmp_path / blocked)
+    # what `clowncar analyze` prints: "cannot write the report to PATH: is a directory, not a file"
+    assert (err.value.errno, err.value.strerror) == (21, "is a directory, not a file")
     assert sorted(p.name for p in tmp_path.iterdir()) == [blocked]  # nothing new beside it, no temporary file
 
 
