@@ -37,6 +37,8 @@ from clowncar.errors import DataError
 SHARD_TOKENS = 10**8
 """The challenge's shard size (a full shard is 200,001,024 bytes)."""
 TOKENIZER_FILE = "tokenizer.model"
+DEFAULT_VOCAB_SIZE = 1024
+"""The vocabulary `data build` trains when no --vocab-size is given (and no --tokenizer, which fixes its own)."""
 BUILD_INFO = "build.json"
 ENCODE_BATCH = 1024
 
@@ -172,14 +174,26 @@ def check_trained_vocab(sp: Any, vocab_size: int) -> None:
                         f"{got} ids (pass --vocab-size {got} or less, or give more text)")
 
 
-def _prepare_tokenizer(corpus: Corpus, stage: Path, vocab_size: int, tokenizer: Path | None,
+def load_given_tokenizer(tokenizer: Path, vocab_size: int | None) -> Any:
+    """The `--tokenizer` a build encodes with, checked before anything is read at length or written: the
+    challenge's special ids, ids that fit uint16 shards, and a `--vocab-size` given with it that says the same
+    (the tokenizer fixes the vocabulary: a size it does not have would be ignored in silence)."""
+    sp = load_tokenizer(tokenizer)
+    check_challenge_ids(sp, str(tokenizer))
+    got = int(sp.vocab_size())
+    if got > MAX_VOCAB:
+        raise DataError(f"{tokenizer}: vocab {got} does not fit uint16 shards (max {MAX_VOCAB})")
+    if vocab_size is not None and vocab_size != got:
+        raise DataError(f"--vocab-size {vocab_size} disagrees with --tokenizer {tokenizer}, whose vocabulary has "
+                        f"{got} ids: the tokenizer fixes it (leave --vocab-size out, or pass --vocab-size {got})")
+    return sp
+
+
+def _prepare_tokenizer(corpus: Corpus, stage: Path, vocab_size: int, tokenizer: Path | None, given: Any,
                        character_coverage: float, log: Any) -> tuple[Any, dict[str, Any]]:
     target = stage / TOKENIZER_FILE
     if tokenizer is not None:
-        sp = load_tokenizer(tokenizer)
-        check_challenge_ids(sp, str(tokenizer))
-        if sp.vocab_size() > MAX_VOCAB:
-            raise DataError(f"{tokenizer}: vocab {sp.vocab_size()} does not fit uint16 shards (max {MAX_VOCAB})")
+        sp = given
         shutil.copyfile(tokenizer, target)
         if tokenizer.with_suffix(".vocab").is_file():
             shutil.copyfile(tokenizer.with_suffix(".vocab"), target.with_suffix(".vocab"))
@@ -207,18 +221,20 @@ def check_out_apart(out: Path, inputs: list[Path], tokenizer: Path | None) -> No
                             "replacing the output directory would delete")
 
 
-def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int = 1024, val_docs: int = 1000,
+def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int | None = None, val_docs: int = 1000,
                   shard_tokens: int = SHARD_TOKENS, field_name: str = "text", docs_per: str = "file",
                   tokenizer: Path | None = None, character_coverage: float = DEFAULT_CHARACTER_COVERAGE,
                   overwrite: bool = False, progress: bool = True, log: Any = print,
                   corpus: Corpus | None = None, provenance: dict[str, Any] | None = None) -> BuildResult:
-    """Build a shard directory `out` (shards + `tokenizer.model` + `build.json`) from text inputs."""
+    """Build a shard directory `out` (shards + `tokenizer.model` + `build.json`) from text inputs. `vocab_size`:
+    the tokenizer to train's (default `DEFAULT_VOCAB_SIZE`); with `tokenizer`, None or that tokenizer's own."""
     import sentencepiece
 
     t0 = time.perf_counter()
     out = Path(out).expanduser()
-    if tokenizer is None and not 8 <= vocab_size <= MAX_VOCAB:
-        raise DataError(f"vocab size {vocab_size} out of range: shards store uint16 ids, so 8..{MAX_VOCAB}")
+    vocab = DEFAULT_VOCAB_SIZE if vocab_size is None else vocab_size
+    if tokenizer is None and not 8 <= vocab <= MAX_VOCAB:
+        raise DataError(f"vocab size {vocab} out of range: shards store uint16 ids, so 8..{MAX_VOCAB}")
     if shard_tokens < 1 or shard_tokens >= 2**31:
         raise DataError(f"shard size must be between 1 and {2**31 - 1} tokens, got {shard_tokens}")
     if val_docs < 1:
@@ -227,6 +243,7 @@ def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int = 1024, val_
     # the files a --text directory gave too: an --out inside that directory may hold some of them
     check_out_apart(out, [*inputs, *corpus.files], tokenizer)
     check_target(out, overwrite)
+    given = load_given_tokenizer(tokenizer, vocab_size) if tokenizer is not None else None
     n_docs, n_bytes = corpus.count()
     if n_docs == 0:
         raise DataError(f"empty corpus: no non-blank documents in {len(corpus.files)} input file(s)")
@@ -234,7 +251,7 @@ def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int = 1024, val_
         raise DataError(f"--val-docs {val_docs} leaves no training documents: the corpus has {n_docs}")
     log(f"corpus: {n_docs:,d} documents, {n_bytes:,d} bytes in {len(corpus.files)} file(s)")
     with staged_directory(out, overwrite) as stage:
-        sp, tok_info = _prepare_tokenizer(corpus, stage, vocab_size, tokenizer, character_coverage, log)
+        sp, tok_info = _prepare_tokenizer(corpus, stage, vocab, tokenizer, given, character_coverage, log)
         luts = build_byte_luts(sp, sp.vocab_size())
         stats = encode_corpus(corpus, sp, luts, stage, val_docs, shard_tokens, n_docs, progress)
         info = {

@@ -15,7 +15,9 @@ def build(
     text: Annotated[list[Path], typer.Option("--text", help="Text file, directory of .txt files, or JSONL "
                                              "(.jsonl). Repeat for several.")],
     out: Annotated[Path, typer.Option("--out", help="Output directory for shards, tokenizer and build.json.")],
-    vocab_size: Annotated[int, typer.Option("--vocab-size", help="SentencePiece BPE vocabulary size.")] = 1024,
+    vocab_size: Annotated[int | None, typer.Option("--vocab-size", help="SentencePiece BPE vocabulary size to "
+                                                   "train (default: 1024); with --tokenizer, leave it out or give "
+                                                   "that tokenizer's own.")] = None,
     val_docs: Annotated[int, typer.Option("--val-docs", help="The first N documents form the validation "
                                           "split.")] = 1000,
     field: Annotated[str, typer.Option("--field", help="JSONL field holding the document text.")] = "text",
@@ -30,11 +32,13 @@ def build(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out.")] = False,
 ) -> None:
     """Train a tokenizer with the challenge's settings and write train/val shards in the official format."""
-    from clowncar.data.build import build_dataset
+    from clowncar.data.build import DEFAULT_VOCAB_SIZE, build_dataset
     from clowncar.errors import DataError
 
     if docs_per not in ("file", "paragraph", "line"):
         raise DataError(f"--docs-per must be file, paragraph or line, got '{docs_per}'")
+    if vocab_size is None and tokenizer is None:  # with --tokenizer, only a size given is checked against it
+        vocab_size = DEFAULT_VOCAB_SIZE
     result = build_dataset(text, out, vocab_size=vocab_size, val_docs=val_docs, shard_tokens=shard_tokens,
                            field_name=field, docs_per=docs_per, tokenizer=tokenizer,
                            character_coverage=character_coverage, overwrite=overwrite, log=typer.echo)

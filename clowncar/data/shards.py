@@ -9,6 +9,7 @@ with trailing bytes must never be trained on silently.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clowncar.data.paths import glob_problem
+from clowncar.data.paths import file_kind, glob_problem
 from clowncar.errors import DataError
 
 MAGIC = 20240520
@@ -130,11 +131,27 @@ def write_shard(path: str | os.PathLike[str], tokens: Sequence[int] | np.ndarray
     return p
 
 
+def _not_a_shard_directory(path: Path) -> str:
+    """Why `path` is no shard directory: missing, a shard (pass its folder), another file, or a device/FIFO."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return f"{path}: shard directory not found"
+    if not stat.S_ISREG(mode):
+        return f"{path}: is {file_kind(mode)}, not a shard directory"
+    try:
+        read_header(path)
+    except DataError:
+        return (f"{path}: is a regular file, not a shard directory: pass the directory that holds the shards "
+                "(fineweb_val_*.bin, fineweb_train_*.bin)")
+    return f"{path}: is a shard file, not a shard directory: pass its folder ({path.parent})"
+
+
 def list_shards(directory: str | os.PathLike[str], glob: str) -> list[Path]:
     """Shards matching `glob` in `directory`, sorted by name (the order every reader streams them in)."""
     d = Path(directory)
     if not d.is_dir():
-        raise DataError(f"{d}: shard directory not found")
+        raise DataError(_not_a_shard_directory(d))
     problem = glob_problem(glob)
     if problem:
         raise DataError(f"shard glob {glob!r} {problem}")

@@ -47,8 +47,15 @@ def best_configs(parent: SweepSpec, store_url: str, top: int, keys: list[str] | 
     return picked
 
 
-def _nothing_to_carry(name: str, keys: list[str] | None) -> ClownCarError:
+def _nothing_to_carry(name: str, keys: list[str] | None, renames: dict[str, str] | None = None) -> ClownCarError:
+    """None of `keys` is set by the best trials. A key the import reads as another (`renames`, old -> new: the
+    Frugendorff CSV's model.mlp_mult is model.crawler_mlp_mult) is named with the key to ask for instead."""
     why = f"({', '.join(keys)})" if keys else "(no clowncar config key in what was imported)"
+    moved = [k for k in keys or [] if k in (renames or {})]
+    if keys and moved and renames:
+        carried_as = ", ".join(f"{k} is carried as {renames[k]}" for k in moved)
+        instead = ",".join(dict.fromkeys(renames.get(k, k) for k in keys))
+        why = f"({carried_as} for this import: --keys {instead})"
     return ClownCarError(f"the best trials of sweep '{name}' set none of the keys to carry {why}")
 
 
@@ -127,19 +134,19 @@ def imported_configs(store_url: str, name: str, top: int, keys: list[str] | None
     metric, trials = found
     scores = [float(t["result"][metric]) for t in trials]
     dropped: set[str] = set()
-    renamed: set[str] = set()
+    renamed: dict[str, str] = {}
     configs = []
     for t in trials:
         renames = RERUN_AS.get(((t["result"] or {}).get("provenance") or {}).get("format"), {})
         stored = flatten(t["config"] or {})
-        renamed |= {f"{k} -> {renames[k]}" for k in stored if k in renames}
+        renamed |= {k: renames[k] for k in stored if k in renames}
         config = {renames.get(k, k): v for k, v in stored.items()}
         dropped |= {k for k in config if not config_key(k)}
         configs.append({k: v for k, v in config.items() if config_key(k)})
     picked = pick(configs, top, keys, scores)
     if picked == [{}]:
-        raise _nothing_to_carry(name, keys)
-    return Imported(metric, picked, sorted(dropped), sorted(renamed))
+        raise _nothing_to_carry(name, keys, renamed)
+    return Imported(metric, picked, sorted(dropped), sorted(f"{k} -> {v}" for k, v in renamed.items()))
 
 
 def child_spec(base: SweepSpec, parent: str, configs: list[dict[str, Any]], seeds: list[int], top: int,

@@ -30,9 +30,12 @@ points). Seeds are part of the config: every seed stays its own trial.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import math
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from clowncar.config import TrialConfig, from_dict
 from clowncar.config_canonical import canonical
+from clowncar.data.paths import file_kind
 from clowncar.did_you_mean import hint, near_keys
 from clowncar.errors import ConfigError
 from clowncar.orchestrator.distinct import Distinct, distinct_points, grid_points
@@ -380,6 +384,12 @@ def _check_each_value(spec: SweepSpec, space: dict[str, ParamSpec], first: dict[
 
 def load_spec(path: str | Path) -> SweepSpec:
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"sweep spec {p} not found")
+    try:
+        mode = os.stat(p).st_mode
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise ConfigError(f"sweep spec {p} not found") from None
+        raise ConfigError(f"cannot read sweep spec {p}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):  # a directory, or a FIFO that would block the read
+        raise ConfigError(f"{p} is {file_kind(mode)}, not a sweep spec file (YAML)")
     return spec_from_dict(read_mapping(p))

@@ -125,6 +125,23 @@ def export(sweep: Annotated[list[str], typer.Option("--sweep", help="Sweep to ex
     trials table leads with bpb, its metric and eval mode, width, params and the quantization gap with its mode."""
     if fmt not in ("parquet", "csv"):
         raise StoreError(f"--format must be parquet or csv, not {fmt!r}")
+    from clowncar.data.paths import make_output_dir, remove_created
+
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"--out {out} exists and is not a directory")
+    # made before the store is read (a path that cannot be a directory is refused first), taken back (while
+    # still empty) if the command then fails: an unknown sweep or a missing store leaves no empty folder
+    created = make_output_dir(out, "the export directory")
+    try:
+        written = _export_into(out, sweep, fmt, store)
+    except BaseException:
+        remove_created(created)
+        raise
+    typer.echo("\n".join(f"wrote {w}" for w in written))
+
+
+def _export_into(out: Path, sweep: list[str], fmt: str, store: str | None) -> list[str]:
+    """Read the sweeps' tables from the store and write one file each into the existing directory `out`."""
     from clowncar.store import open_store
     from clowncar.store.summary import with_summary
 
@@ -136,10 +153,6 @@ def export(sweep: Annotated[list[str], typer.Option("--sweep", help="Sweep to ex
                   "evals": st.evals_frame(sweep),
                   "named_evals": st.named_evals_frame(sweep), "probes": st.probes_frame(sweep),
                   "artifacts": st.artifacts_frame(sweep)}
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise StoreError(f"cannot create {out}: {err.strerror or err}") from None
     # a sweep name is free text (an import's --sweep may hold a slash): the file name keeps only what is safe
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", sweep[0]).strip("._") if len(sweep) == 1 else ""
     stem = stem or "export"
@@ -157,7 +170,7 @@ def export(sweep: Annotated[list[str], typer.Option("--sweep", help="Sweep to ex
             tmp.unlink(missing_ok=True)
             raise StoreError(f"cannot write {final}: {err.strerror or err}") from None
         written.append(f"{final} ({len(frame)} rows)")
-    typer.echo("\n".join(f"wrote {w}" for w in written))
+    return written
 
 
 # Registered here rather than decorated: mutation testing (mutmut) leaves decorated functions alone.

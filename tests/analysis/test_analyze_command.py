@@ -41,6 +41,24 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert str(err.value) == f"--out {tmp_path / 'f'} exists and is not a directory"
 
 
+def test_an_output_path_under_a_file_is_refused_before_the_analysis_runs(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "afile").write_text("x")
+    ran: list[str] = []
+    monkeypatch.setattr(commands, "load_and_analyse", lambda *a, **kw: ran.append("analysis"))
+    with pytest.raises(ClownCarError) as err:
+        analyze(["s"], tmp_path / "afile" / "sub", store=f"sqlite:///{tmp_path / 'none.db'}")
+    assert str(err.value) == (f"cannot create the report directory {tmp_path / 'afile' / 'sub'}: "
+                              f"{tmp_path / 'afile'} is a regular file, not a directory")
+    assert err.value.exit_code == 2 and ran == [] and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_an_analysis_that_fails_takes_back_the_report_folders_it_made(tmp_path: Path) -> None:
+    with pytest.raises(ClownCarError, match="no store at"):
+        analyze(["s"], tmp_path / "new" / "out", store=f"sqlite:///{tmp_path / 'none.db'}")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_large_store_names_the_sweeps_nearest_to_an_unknown_one(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'many.db'}"
     with open_store(url) as st:

@@ -98,6 +98,22 @@ def test_build_with_an_existing_tokenizer_and_paragraph_documents(
     assert (out / "tokenizer.model").read_bytes() == model.read_bytes()
 
 
+def test_a_vocab_size_the_given_tokenizer_does_not_have_is_refused_before_anything_is_written(
+        run_cli: Run, tmp_path: Path, tiny_tokenizer: tuple[Path, Any], kjv_verses: list[str]) -> None:
+    model, _ = tiny_tokenizer  # 512 ids
+    text = tmp_path / "book.txt"
+    text.write_text("\n".join(kjv_verses[:40]) + "\n", encoding="utf-8")
+    args = ["data", "build", "--text", str(text), "--tokenizer", str(model), "--docs-per", "line", "--val-docs",
+            "4", "--out", str(tmp_path / "o" / "ds")]
+    r = run_cli(*args, "--vocab-size", "2048")
+    _assert_clean_failure(r, f"--vocab-size 2048 disagrees with --tokenizer {model}, whose vocabulary has 512 ids: "
+                             "the tokenizer fixes it (leave --vocab-size out, or pass --vocab-size 512)")
+    assert not (tmp_path / "o").exists()
+    r = run_cli(*args, "--vocab-size", "512")  # the tokenizer's own size says the same: fine
+    assert r.returncode == 0, r.stderr
+    assert "(vocab 512)" in r.stdout
+
+
 def _assert_clean_failure(r: Any, message: str) -> None:
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()

@@ -82,6 +82,24 @@ def test_build_defaults_are_the_challenges_settings(tmp_path: Path, monkeypatch,
                     "docs_per": "file", "tokenizer": None, "character_coverage": 0.999, "overwrite": False}
 
 
+def test_build_with_a_tokenizer_passes_a_vocab_size_only_when_one_is_given(tmp_path: Path, monkeypatch) -> None:
+    """The tokenizer fixes the vocabulary: the default size is not passed to be checked against it."""
+    import clowncar.data.build as build_module
+
+    seen: list[Any] = []
+
+    def fake(inputs, out, **kw):
+        seen.append(kw["vocab_size"])
+        split = SplitStats(documents=1, tokens=2, bytes=3, text_bytes=3, shards=["a"])
+        return BuildResult(out=out, tokenizer=tmp_path / "t.model", vocab_size=512,
+                           splits={"val": split, "train": split}, seconds=1.0)
+
+    monkeypatch.setattr(build_module, "build_dataset", fake)
+    commands.build(text=[verses(tmp_path)], out=tmp_path / "out", tokenizer=tmp_path / "t.model")
+    commands.build(text=[verses(tmp_path)], out=tmp_path / "out", tokenizer=tmp_path / "t.model", vocab_size=2048)
+    assert seen == [None, 2048]
+
+
 @pytest.mark.parametrize("docs_per", ["file", "paragraph", "line"])
 def test_build_takes_every_document_split(tmp_path: Path, monkeypatch, docs_per: str) -> None:
     import clowncar.data.build as build_module

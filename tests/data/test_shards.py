@@ -114,6 +114,22 @@ def test_list_shards_sorts_by_name_and_filters_by_glob(tmp_path: Path) -> None:
         list_shards(tmp_path / "missing", "*.bin")
 
 
+def test_list_shards_given_a_file_says_it_is_no_directory_and_for_a_shard_names_its_folder(tmp_path: Path) -> None:
+    shard = write_shard(tmp_path / shard_name("val", 0), [1, 2, 3])
+    with pytest.raises(DataError) as err:
+        list_shards(shard, "*.bin")
+    assert str(err.value) == f"{shard}: is a shard file, not a shard directory: pass its folder ({tmp_path})"
+    text = tmp_path / "notes.txt"
+    text.write_text("not shards\n")
+    with pytest.raises(DataError) as err:
+        list_shards(text, "*.bin")
+    assert str(err.value) == (f"{text}: is a regular file, not a shard directory: pass the directory that holds "
+                              "the shards (fineweb_val_*.bin, fineweb_train_*.bin)")
+    with pytest.raises(DataError) as err:
+        list_shards(Path("/dev/null"), "*.bin")
+    assert str(err.value) == "/dev/null: is a character device, not a shard directory"
+
+
 def test_a_header_reads_as_its_fields(tmp_path: Path) -> None:
     p = write_shard(tmp_path / "s.bin", np.arange(100))
     h = read_header(p)

@@ -115,6 +115,23 @@ def test_keys_carry_only_those_keys_and_count_distinct_configs_over_them(url: st
     assert str(err.value) == "the best trials of sweep 'frug' set none of the keys to carry (model.num_flat_layers)"
 
 
+def test_keys_naming_a_key_the_import_renames_say_which_key_to_ask_for(url: str, tmp_path: Path, runs: list) -> None:
+    """The CSV's model.mlp_mult is carried as model.crawler_mlp_mult (RERUN_AS): asking for the stored name
+    finds nothing, and the one line names the key to pass instead, the other keys kept."""
+    import_csv(url, tmp_path, ROWS)
+    with pytest.raises(ClownCarError) as err:
+        cmd.rerun_cmd("frug", base=base_spec(tmp_path), keys="model.mlp_mult", dry_run=True, store=url)
+    assert str(err.value) == (
+        "the best trials of sweep 'frug' set none of the keys to carry (model.mlp_mult is carried as "
+        "model.crawler_mlp_mult for this import: --keys model.crawler_mlp_mult)")
+    with pytest.raises(ClownCarError) as err:
+        imported_configs(url, "frug", 2, ["model.num_flat_layers", "model.mlp_mult"])
+    assert str(err.value) == (
+        "the best trials of sweep 'frug' set none of the keys to carry (model.mlp_mult is carried as "
+        "model.crawler_mlp_mult for this import: --keys model.num_flat_layers,model.crawler_mlp_mult)")
+    assert runs == []
+
+
 def test_keys_that_name_no_config_field_are_one_line_with_the_nearest() -> None:
     with pytest.raises(ClownCarError) as err:
         parse_keys("model.crawler_loops,model.loops")
@@ -184,6 +201,15 @@ def test_a_missing_base_spec_is_one_line_before_the_store_is_touched(tmp_path: P
         cmd.rerun_cmd("frug", base=tmp_path / "nope.yaml", store=url)
     assert str(err.value) == f"sweep spec {tmp_path / 'nope.yaml'} not found"
     assert list(tmp_path.iterdir()) == [] and runs == []
+
+
+def test_a_base_spec_that_is_a_directory_says_so_before_the_store_is_touched(tmp_path: Path, runs: list) -> None:
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    (tmp_path / "specs").mkdir()
+    with pytest.raises(ClownCarError) as err:
+        cmd.rerun_cmd("frug", base=tmp_path / "specs", store=url)
+    assert str(err.value) == f"{tmp_path / 'specs'} is a directory, not a sweep spec file (YAML)"
+    assert [p.name for p in tmp_path.iterdir()] == ["specs"] and runs == []
 
 
 PARENT = {"name": "par", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 8},

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clowncar.errors import StoreError
+from clowncar.errors import ClownCarError, StoreError
 from clowncar.store import open_store
 from clowncar.store.commands import _fmt, _parquet_ready, export, ls, show, text_table
 from clowncar.store.importers import import_paths
@@ -285,9 +285,33 @@ def test_export_into_a_file_is_a_one_line_error(filled, tmp_path: Path) -> None:
     url, _, _ = filled
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(StoreError) as err:
+    with pytest.raises(ClownCarError) as err:
         export(["a"], blocker / "out", fmt="csv", store=url)
-    assert str(err.value) == f"cannot create {blocker / 'out'}: Not a directory"
+    assert str(err.value) == (f"cannot create the export directory {blocker / 'out'}: {blocker} is a regular file, "
+                              "not a directory")
+    with pytest.raises(StoreError) as err:
+        export(["a"], blocker, fmt="csv", store=url)
+    assert str(err.value) == f"--out {blocker} exists and is not a directory"
+
+
+def test_export_refuses_an_unusable_out_before_reading_the_store(tmp_path: Path, monkeypatch) -> None:
+    """The store is not opened (here: it does not exist, which would be its own error) for an --out under a file."""
+    from clowncar.store import commands as store_commands
+
+    (tmp_path / "afile").write_text("x")
+    opened: list[str] = []
+    monkeypatch.setattr("clowncar.store.open_store", lambda *a, **kw: opened.append("store"))
+    with pytest.raises(ClownCarError, match=r"^cannot create the export directory .*afile/sub: .*afile is a regular "
+                                            r"file, not a directory$"):
+        store_commands.export(["a"], tmp_path / "afile" / "sub", fmt="csv",
+                              store=f"sqlite:///{tmp_path / 'none.db'}")
+    assert opened == [] and sorted(os.listdir(tmp_path)) == ["afile"]
+
+
+def test_an_export_that_fails_after_making_its_out_takes_the_new_folders_back(tmp_path: Path) -> None:
+    with pytest.raises(ClownCarError, match="no store at"):
+        export(["a"], tmp_path / "new" / "out", fmt="csv", store=f"sqlite:///{tmp_path / 'none.db'}")
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_failed_write_leaves_no_partial_file(filled, tmp_path: Path, monkeypatch) -> None:
@@ -302,7 +326,7 @@ def test_a_failed_write_leaves_no_partial_file(filled, tmp_path: Path, monkeypat
     with pytest.raises(StoreError) as err:
         export(["a"], out, fmt="csv", store=url)
     assert str(err.value) == f"cannot write {out / 'a_trials.csv'}: No space left on device"
-    assert os.listdir(out) == []
+    assert not out.exists()  # no partial file, and the folder the export made for it taken back
 
 
 def test_a_write_error_without_a_message_still_names_the_file(filled, tmp_path: Path, monkeypatch) -> None:
