@@ -45,6 +45,8 @@ from clowncar.errors import DataError
 from clowncar.worker.code_bytes import code_bytes, code_files  # noqa: F401  (re-exported: callers import them here)
 from clowncar.worker.quant import GROUPS, QTensor, QuantResult, quantize_model
 
+ARTIFACT_FILE = "model.ptz"
+"""The artifact's name in a trial's folder."""
 MAGIC = b"CCARTIF1"
 FORMAT = "clowncar-artifact/1"
 _PREFIX = struct.Struct("<8scI")

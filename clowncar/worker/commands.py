@@ -9,8 +9,6 @@ from typing import Annotated
 
 import typer
 
-ARTIFACT_FILE = "model.ptz"
-
 app = typer.Typer(help="Run a single trial on this machine (no Ray).", no_args_is_help=True)
 
 
@@ -69,6 +67,7 @@ def _discard(out: Path, created: list[Path], since: float) -> None:
     that was there before, only what this run wrote (modified since it began) goes, so an interrupt that comes
     before the run clears the folder leaves the previous trial's files as they were."""
     from clowncar.data.paths import remove_created
+    from clowncar.worker.artifact import ARTIFACT_FILE
     from clowncar.worker.run import RUN_FILES
 
     if created:

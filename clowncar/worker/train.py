@@ -236,7 +236,7 @@ def _quantize_and_roundtrip(model: nn.Module, cfg: TrialConfig, train_files: lis
     from clowncar.worker import artifact
 
     q = cfg.quant
-    path = out_dir / "model.ptz"
+    path = out_dir / artifact.ARTIFACT_FILE
     fields: dict[str, Any] = {}
     if info.is_main:
         calib = TokenStream(train_files).take(q.gptq_calib_seqs * q.gptq_calib_seq_len)

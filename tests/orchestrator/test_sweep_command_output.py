@@ -428,9 +428,13 @@ def test_run_spec_joins_the_address_given(url: str, monkeypatch) -> None:
     seen: list[Any] = []
     monkeypatch.setattr(tune, "run_sweep", lambda spec, opts: seen.append(opts) or {"sweep": "s",
                                                                                     "optuna_states": {}})
+    import clowncar.orchestrator.reach as reach
+
+    probed: list[tuple[str, str]] = []  # whether a cluster answers there is test_reach.py's
+    monkeypatch.setattr(reach, "check_reachable", lambda address, origin: probed.append((address, origin)))
     monkeypatch.setenv("CLOWNCAR_RAY_ADDRESS", "ray://elsewhere:10001")
     cmd.run_spec(spec_from_dict(SPEC), url, "auto", None, None, True, resume=False)
-    assert seen[0].address == "auto"
+    assert seen[0].address == "auto" and probed == [("auto", reach.FLAG)]
 
 
 def test_stop_asks_for_the_named_sweep_on_the_given_cluster(url: str, monkeypatch, capsys) -> None:
