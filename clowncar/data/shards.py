@@ -131,7 +131,7 @@ def write_shard(path: str | os.PathLike[str], tokens: Sequence[int] | np.ndarray
     return p
 
 
-def _not_a_shard_directory(path: Path) -> str:
+def not_a_shard_directory(path: Path) -> str:
     """Why `path` is no shard directory: missing, a shard (pass its folder), another file, or a device/FIFO."""
     try:
         mode = os.stat(path).st_mode
@@ -151,7 +151,7 @@ def list_shards(directory: str | os.PathLike[str], glob: str) -> list[Path]:
     """Shards matching `glob` in `directory`, sorted by name (the order every reader streams them in)."""
     d = Path(directory)
     if not d.is_dir():
-        raise DataError(_not_a_shard_directory(d))
+        raise DataError(not_a_shard_directory(d))
     problem = glob_problem(glob)
     if problem:
         raise DataError(f"shard glob {glob!r} {problem}")

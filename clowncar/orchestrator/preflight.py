@@ -74,10 +74,12 @@ def _checked_sources(spec: SweepSpec) -> list[tuple[str, str, str, str]]:
 
 def _check_source(settings: Settings, dataset: str, train_glob: str, val_glob: str, tokenizer: str) -> None:
     from clowncar.data.build import check_encoded_with
-    from clowncar.data.shards import read_header, require_shards
+    from clowncar.data.shards import not_a_shard_directory, read_header, require_shards
     from clowncar.data.tokenizer import load_tokenizer
 
     directory = settings.dataset_dir(dataset)
+    if directory.exists() and not directory.is_dir():  # a shard or another file named where a folder belongs
+        raise DataError(not_a_shard_directory(directory))
     if not directory.is_dir():
         raise DataError(f"dataset {dataset!r} not found at {directory} (`clowncar data demo`, `data fetch-fineweb` "
                         "or `data build` makes one; CLOWNCAR_DATA_DIR says where datasets are looked for)")

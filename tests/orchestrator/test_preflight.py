@@ -89,6 +89,12 @@ def test_a_missing_dataset_is_one_line_naming_the_sweep_and_the_fix(data_root: P
                           "datasets are looked for)")
 
 
+def test_a_dataset_that_names_a_shard_file_says_to_pass_its_folder(data_root: Path) -> None:
+    shard = sorted((data_root / "datasets" / "kjv").glob("fineweb_val_*.bin"))[0]
+    assert refusal(spec(overrides={"data.dataset": str(shard), "data.tokenizer": "kjv.model"})) == (
+        f"sweep pf: {shard}: is a shard file, not a shard directory: pass its folder ({shard.parent})")
+
+
 def test_a_dataset_without_train_or_validation_shards_is_refused(data_root: Path) -> None:
     directory = data_root / "datasets" / "kjv"
     s = spec(overrides={"data.dataset": "kjv", "data.tokenizer": "kjv.model", "data.val_glob": "nothing_*.bin"})
