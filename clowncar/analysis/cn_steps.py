@@ -270,7 +270,7 @@ def next_step_test(fits: dict[str, dict[str, Any]], probes: pd.DataFrame | None,
 
 def _why_no_fit(steps: pd.DataFrame | None) -> str:
     """Why test 1a fitted no run, for test 1b to say when it has nothing else to read."""
-    s = pd.DataFrame() if steps is None else steps if "is_c" in steps.columns else step_kind_table(steps)
+    s = step_kind_table(steps)  # a kind table again, or a raw frame (or None) made one
     if s.empty:
         return "no step rows with C/N kinds and training losses, and no probe losses"
     kinds = s.groupby("trial_uid")["is_c"].nunique()
