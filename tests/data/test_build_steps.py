@@ -423,3 +423,42 @@ def test_a_vocab_the_corpus_cannot_fill_is_refused_and_the_old_build_kept(tmp_pa
                         progress=False, log=lambda _: None)
     assert res.vocab_size == int(found[1]) == json.loads((tmp_path / "ds" / "build.json").read_text())[
         "tokenizer"]["vocab_size"]
+
+
+def test_shards_are_checked_against_the_tokenizer_kept_beside_them(tmp_path: Path, tiny_tokenizer: tuple[Path, Any],
+                                                                  kjv_verses: list[str]) -> None:
+    """A build keeps its tokenizer beside build.json: only a byte-identical model may read the shards."""
+    model, _ = tiny_tokenizer
+    ds = _quiet_build(tmp_path, model, kjv_verses[:40]).out
+    build.check_encoded_with(ds, model)  # the model it was built with: passes
+    build.check_encoded_with(ds, ds / "tokenizer.model")
+    other = tmp_path / "other.model"
+    other.write_bytes(model.read_bytes() + b"\0")  # one byte more: another file
+    with pytest.raises(DataError) as err:
+        build.check_encoded_with(ds, other)
+    assert str(err.value) == (f"the shards in {ds} were encoded with {ds / 'tokenizer.model'}, not with {other}: "
+                              "their ids would be read as other pieces and BPB would count the wrong bytes (use the "
+                              "tokenizer the shards were built with)")
+    with pytest.raises(DataError) as err:
+        build.check_encoded_with(ds, tmp_path / "gone.model")
+    assert str(err.value) == (f"cannot compare the tokenizers {ds / 'tokenizer.model'} and {tmp_path / 'gone.model'}: "
+                              "No such file or directory")
+    (ds / "build.json").rename(tmp_path / "build.json")  # no record of the build: nothing to check against
+    build.check_encoded_with(ds, other)
+    (tmp_path / "build.json").rename(ds / "build.json")
+    (ds / "tokenizer.model").unlink()  # a record without the model: nothing to check against either
+    build.check_encoded_with(ds, other)
+
+
+def test_a_vocab_size_given_with_a_tokenizer_must_be_its_own(tmp_path: Path, tiny_tokenizer: tuple[Path, Any]
+                                                             ) -> None:
+    model, _ = tiny_tokenizer
+    assert build.load_given_tokenizer(model, None).vocab_size() == 512
+    assert build.load_given_tokenizer(model, 512).vocab_size() == 512
+    with pytest.raises(DataError) as err:
+        build.load_given_tokenizer(model, 1024)
+    assert str(err.value) == (f"--vocab-size 1024 disagrees with --tokenizer {model}, whose vocabulary has 512 ids: "
+                              "the tokenizer fixes it (leave --vocab-size out, or pass --vocab-size 512)")
+    with pytest.raises(DataError, match=r"^--vocab-size 1024 disagrees with --tokenizer"):  # through the build
+        build_dataset([model], tmp_path / "never-made", vocab_size=1024, tokenizer=model, log=lambda _: None)
+    assert not (tmp_path / "never-made").exists()

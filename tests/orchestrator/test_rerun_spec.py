@@ -81,10 +81,24 @@ def test_a_config_run_at_several_seeds_ranks_by_its_mean_not_its_luckiest_seed(u
 
 
 def test_equal_means_keep_the_order_of_their_best_trials(url: str) -> None:
+    """Both means are 1.25; loops 1 holds the best trial, loops 2 the first trial and the worst: only the order of
+    the best trials puts loops 1 first."""
     study = _parent_study(url)
-    for loops, seed, value in [(1, 1, 1.0), (2, 1, 1.1), (2, 2, 1.3), (1, 2, 1.4)]:
-        _add(study, loops, seed, value)  # both means 1.2: loops 1 holds the best trial
+    for loops, seed, value in [(2, 1, 1.0625), (2, 2, 1.0625), (2, 1, 1.625), (1, 1, 1.0), (1, 2, 1.5)]:
+        _add(study, loops, seed, value)
     assert best_configs(parent_of(), url, 2) == [{LOOPS: 1}, {LOOPS: 2}]
+
+
+def test_a_key_the_import_renames_is_named_with_the_key_to_ask_for() -> None:
+    from clowncar.orchestrator.rerun import _nothing_to_carry
+
+    renames = {"model.mlp_mult": "model.crawler_mlp_mult", "legacy.lr": "train.matrix_lr"}
+    err = _nothing_to_carry("frug", ["model.mlp_mult", "legacy.lr", "model.crawler_loops"], renames)
+    assert str(err) == ("the best trials of sweep 'frug' set none of the keys to carry (model.mlp_mult is carried as "
+                        "model.crawler_mlp_mult, legacy.lr is carried as train.matrix_lr for this import: --keys "
+                        "model.crawler_mlp_mult,train.matrix_lr,model.crawler_loops)")
+    assert str(_nothing_to_carry("frug", ["model.crawler_loops"], renames)) == (
+        "the best trials of sweep 'frug' set none of the keys to carry (model.crawler_loops)")
 
 
 def test_a_maximised_objective_ranks_the_largest_first_and_a_queued_value_counts(url: str) -> None:
