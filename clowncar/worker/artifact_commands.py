@@ -152,10 +152,14 @@ def evaluate(file: FileArg,
     tokenizer = tokenizer or load_settings().tokenizer_path(cfg.data.tokenizer)
     sp = load_tokenizer(tokenizer)
     check_encoded_with(data, tokenizer)
-    top = int(val.max()) if val.numel() else -1
-    if top >= cfg.model.vocab_size or sp.vocab_size() > cfg.model.vocab_size:
-        raise DataError(f"{data} and {tokenizer} use ids up to {max(top, sp.vocab_size() - 1)}, beyond the model's "
-                        f"vocabulary ({cfg.model.vocab_size}): they are not the data this model was trained on")
+    vocab = cfg.model.vocab_size  # every id must index the embedding, as training checks before step 1
+    if sp.vocab_size() > vocab:
+        raise DataError(f"{tokenizer} has {sp.vocab_size()} ids, more than the model's vocabulary ({vocab}): it is "
+                        "not the tokenizer this model was trained with")
+    top = int(val.max())  # never empty: load_validation_tokens refuses fewer tokens than one sequence
+    if top >= vocab:
+        raise DataError(f"{data}: token id {top} is beyond the model's vocabulary ({vocab}): these are not the "
+                        "data this model was trained on")
     luts = build_byte_luts(sp, cfg.model.vocab_size)
     out: dict[str, Any] = {"file": str(file), **_hash_fields(meta), "weights": "quantized"}
     windows = {"standard": 0, "sliding": cfg.eval.stride if stride is None else stride}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -319,8 +320,6 @@ def test_eval_refuses_shards_encoded_with_another_tokenizer(exported, tiny_data:
                                                            tmp_path: Path) -> None:
     """A `data build` folder keeps the tokenizer its shards were encoded with: scoring them with another one would
     read every id as another piece and count the wrong bytes, silently."""
-    import shutil
-
     path, _, _ = exported
     other = tmp_path / "other"
     shutil.copytree(tiny_data, other)
@@ -346,9 +345,25 @@ def test_eval_refuses_token_ids_beyond_the_models_vocabulary(exported, tiny_data
     write_shard(data / "fineweb_val_000000.bin", [1, 5, 7, cfg.model.vocab_size, 9] * 20)
     with pytest.raises(DataError) as err:
         evaluate(path, data=data, tokenizer=tiny_data / "tokenizer.model", max_tokens=64, stride=0, device="cpu")
-    assert str(err.value) == (f"{data} and {tiny_data / 'tokenizer.model'} use ids up to {cfg.model.vocab_size}, "
-                              f"beyond the model's vocabulary ({cfg.model.vocab_size}): they are not the data this "
-                              "model was trained on")
+    assert str(err.value) == (f"{data}: token id {cfg.model.vocab_size} is beyond the model's vocabulary "
+                              f"({cfg.model.vocab_size}): these are not the data this model was trained on")
     write_shard(data / "fineweb_val_000000.bin", [1, 5, 7, cfg.model.vocab_size - 1, 9] * 20)
     assert run_eval(path, data, capsys, tokenizer=tiny_data / "tokenizer.model", max_tokens=64,
                     stride=0)["standard"]["tokens_scored"] == 64
+
+
+def test_eval_refuses_a_tokenizer_with_more_ids_than_the_model(exported, tiny_data: Path, tmp_path: Path) -> None:
+    from clowncar.data.tokenizer import train_tokenizer
+
+    path, cfg, _ = exported
+    words = [f"verse {i} of another book, chapter {i % 7}, line {i * 13}" for i in range(2000)]
+    wide = train_tokenizer(iter(words), cfg.model.vocab_size + 1, tmp_path / "wide", 1.0)
+    assert wide.vocab_size() == cfg.model.vocab_size + 1
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(sorted(tiny_data.glob("fineweb_val_*.bin"))[0], data)  # no build.json: only the vocabulary decides
+    with pytest.raises(DataError) as err:
+        evaluate(path, data=data, tokenizer=tmp_path / "wide.model", max_tokens=64, stride=0, device="cpu")
+    assert str(err.value) == (f"{tmp_path / 'wide.model'} has {cfg.model.vocab_size + 1} ids, more than the model's "
+                              f"vocabulary ({cfg.model.vocab_size}): it is not the tokenizer this model was trained "
+                              "with")
