@@ -83,3 +83,23 @@ def test_a_staged_build_in_proc_is_refused_before_its_body_runs() -> None:
                                         r"does not take new directories"), \
             staged_directory(Path("/proc/clowncar-no-such-dir")):
         raise AssertionError("the body must not run")
+
+
+def test_parents_only_makes_the_folder_a_staged_build_goes_beside(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b"
+    assert make_output_dir(out, "the dataset", parents_only=True) == [out.parent]
+    assert out.parent.is_dir() and not out.exists()  # the build renames its stage to `out` at the end
+
+
+def test_a_folder_never_made_is_skipped_and_the_ones_made_still_go(tmp_path: Path) -> None:
+    made = tmp_path / "made"
+    made.mkdir()
+    remove_created([made / "never", made])  # mkdir failed before `never`: its parent still goes
+    assert not made.exists()
+
+
+def test_an_error_the_os_gave_no_words_for_is_named_by_its_text(tmp_path: Path) -> None:
+    from clowncar.data.paths import cannot_create
+
+    err = cannot_create(tmp_path / "t", "the trial directory", OSError("odd"))
+    assert str(err) == f"cannot create the trial directory {tmp_path / 't'}: odd"

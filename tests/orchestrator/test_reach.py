@@ -83,6 +83,8 @@ def test_a_loopback_host_is_explained_as_the_machine_address_ray_dials(loopback_
     assert reach.dialled("127.0.0.1:6379", ("192.0.2.2", 6379)) == (
         "Ray dials it as this machine's address, 192.0.2.2:6379")  # what Ray does with its cluster mode on
     assert reach.dialled("ray://u:pw@127.0.0.1:1", ("127.0.0.1", 1)) is None  # as written: nothing to explain
+    assert reach.dialled("ray://127.0.0.1:10001", ("192.0.2.2", 10001)) == (  # a client address, scheme and all
+        "Ray dials it as this machine's address, 192.0.2.2:10001")
 
 
 def test_an_address_from_the_variable_says_so_and_how_to_unset_it(loopback_only, closed_port: int) -> None:
