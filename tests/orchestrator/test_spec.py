@@ -128,3 +128,10 @@ def test_cli_rejects_bad_specs_with_exit_2(sweep_env) -> None:
         assert r.stderr.startswith("clowncar: error:") and len(r.stderr.strip().splitlines()) == 1, r.stderr
     r = sweep_env.cli("sweep", "resume", "never-ran", timeout=60)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_spec_path_the_system_cannot_look_at_says_why(tmp_path: Path) -> None:
+    long = tmp_path / ("x" * 300 + ".yaml")  # longer than a file name may be: not "not found", the OS's reason
+    with pytest.raises(ConfigError) as err:
+        load_spec(long)
+    assert str(err.value) == f"cannot read sweep spec {long}: File name too long"

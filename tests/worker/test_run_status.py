@@ -297,3 +297,20 @@ def test_a_trial_json_from_the_orchestrator_is_read_with_preset_and_overrides(tm
     assert load_trial_config(plain).model.crawler_loops == 2
     on_preset = load_trial_config(plain, preset="tiny-cpu")
     assert (on_preset.model.crawler_loops, on_preset.model.model_dim) == (2, 64)
+
+
+def test_an_out_path_under_a_file_is_bad_input_naming_the_trial_directory(cfg: TrialConfig, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(DataError) as err:
+        run_trial(cfg, tmp_path / "f" / "sub")
+    assert str(err.value) == (f"cannot create the trial directory {tmp_path / 'f' / 'sub'}: {tmp_path / 'f'} is a "
+                              "regular file, not a directory")
+
+
+def test_without_a_file_the_config_is_the_preset_with_the_overrides() -> None:
+    from clowncar.config import load_config
+
+    cfg = load_trial_config(None, "tiny-cpu", ["train.seed=7"])
+    assert cfg == load_config(None, preset="tiny-cpu", overrides=["train.seed=7"]) and cfg.train.seed == 7
+    assert load_trial_config(None, "tiny-cpu") == load_config(None, preset="tiny-cpu", overrides=[])
+    assert load_trial_config(None, "tiny-cpu").model != load_config(None, overrides=[]).model  # the preset counts
