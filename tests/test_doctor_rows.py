@@ -311,3 +311,16 @@ def test_the_command_is_registered_as_doctor() -> None:
     doctor.register(app)
     (command,) = app.registered_commands
     assert command.name == "doctor" and command.callback is doctor.doctor
+
+
+def test_a_file_that_is_no_database_is_named_with_the_first_line_of_the_reason(tmp_path: Path) -> None:
+    from clowncar.errors import StoreError
+    from clowncar.store.engine import make_engine, parse_url
+
+    db = tmp_path / "junk.db"
+    engine = make_engine(parse_url(f"sqlite:///{db}"), create=True)
+    engine.dispose()
+    db.write_bytes(b"not a database, just text that is long enough to fill a header page" * 40)  # since opened
+    with pytest.raises(StoreError) as err:
+        doctor.store_version(engine, "the junk")
+    assert str(err.value) == "cannot read the store at the junk: (sqlite3.DatabaseError) file is not a database"
