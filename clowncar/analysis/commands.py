@@ -32,16 +32,13 @@ def analyze(
 ) -> None:
     """Run the seven signal tests over SWEEP(s) and write DIR/report.md, DIR/report.html, DIR/report.json."""
     from clowncar.analysis.family import METHODS
-    from clowncar.data.paths import make_output_dir, remove_created
+    from clowncar.data.paths import OutputDir
 
     if correction not in METHODS:
         raise AnalysisError(f"unknown correction '{correction}' (choose from {', '.join(METHODS)})")
     if out.exists() and not out.is_dir():
         raise AnalysisError(f"--out {out} exists and is not a directory")
-    # made before the analysis (a path that cannot be a directory is refused before the work), taken back if
-    # the command then fails: an unknown sweep or a missing store leaves no empty report folder
-    created = make_output_dir(out, "the report directory")
-    try:
+    with OutputDir(out, "the report directory"):  # before the analysis
         analysis = load_and_analyse(sweeps, store, correction, same_stream)
         from clowncar.analysis.report import printed_summary, write
 
@@ -49,9 +46,6 @@ def analyze(
             paths = write(out, analysis)
         except OSError as err:
             raise AnalysisError(f"cannot write the report to {err.filename or out}: {err.strerror or err}") from None
-    except BaseException:
-        remove_created(created)
-        raise
     typer.echo(printed_summary(analysis))
     typer.echo("report: " + ", ".join(str(p) for p in paths.values()))
 

@@ -89,6 +89,24 @@ def remove_created(dirs: list[Path]) -> None:
             break
 
 
+class OutputDir:
+    """`with OutputDir(out, what):` makes `out` before the body runs (`make_output_dir`: a path that cannot be a
+    directory is refused before any work) and, when the body fails, takes back what it made while still empty:
+    a command refused for another reason (an unknown sweep, a missing store) leaves no empty folder behind."""
+
+    def __init__(self, out: Path, what: str) -> None:
+        self.out, self.what = out, what
+        self.created: list[Path] = []
+
+    def __enter__(self) -> list[Path]:
+        self.created = make_output_dir(self.out, self.what)
+        return self.created
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is not None:
+            remove_created(self.created)
+
+
 def glob_problem(pattern: str) -> str | None:
     """Why `pattern` cannot select shard files inside a shard directory, or None when it can. These are the
     patterns on which pathlib's glob raises (or, for an absolute one, would look outside the directory)."""

@@ -125,18 +125,12 @@ def export(sweep: Annotated[list[str], typer.Option("--sweep", help="Sweep to ex
     trials table leads with bpb, its metric and eval mode, width, params and the quantization gap with its mode."""
     if fmt not in ("parquet", "csv"):
         raise StoreError(f"--format must be parquet or csv, not {fmt!r}")
-    from clowncar.data.paths import make_output_dir, remove_created
+    from clowncar.data.paths import OutputDir
 
     if out.exists() and not out.is_dir():
         raise StoreError(f"--out {out} exists and is not a directory")
-    # made before the store is read (a path that cannot be a directory is refused first), taken back (while
-    # still empty) if the command then fails: an unknown sweep or a missing store leaves no empty folder
-    created = make_output_dir(out, "the export directory")
-    try:
+    with OutputDir(out, "the export directory"):  # before the store is read
         written = _export_into(out, sweep, fmt, store)
-    except BaseException:
-        remove_created(created)
-        raise
     typer.echo("\n".join(f"wrote {w}" for w in written))
 
 

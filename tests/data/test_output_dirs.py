@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from clowncar.data.atomic import staged_directory
-from clowncar.data.paths import make_output_dir, missing_dirs, remove_created
+from clowncar.data.paths import OutputDir, make_output_dir, missing_dirs, remove_created
 from clowncar.errors import DataError
 
 
@@ -103,3 +103,16 @@ def test_an_error_the_os_gave_no_words_for_is_named_by_its_text(tmp_path: Path) 
 
     err = cannot_create(tmp_path / "t", "the trial directory", OSError("odd"))
     assert str(err) == f"cannot create the trial directory {tmp_path / 't'}: odd"
+
+
+def test_an_output_dir_stays_when_the_body_ends_and_goes_when_it_fails_while_empty(tmp_path: Path) -> None:
+    with OutputDir(tmp_path / "ok" / "out", "the report directory") as made:
+        assert made == [tmp_path / "ok" / "out", tmp_path / "ok"]
+    assert (tmp_path / "ok" / "out").is_dir()
+    with pytest.raises(KeyError), OutputDir(tmp_path / "bad" / "out", "the report directory"):
+        raise KeyError("unknown sweep")
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(KeyError), OutputDir(tmp_path / "half", "the report directory"):
+        (tmp_path / "half" / "report.md").write_text("x")  # something was written: the folder is kept
+        raise KeyError("later failure")
+    assert (tmp_path / "half" / "report.md").exists()
