@@ -116,3 +116,7 @@ def test_an_output_dir_stays_when_the_body_ends_and_goes_when_it_fails_while_emp
         (tmp_path / "half" / "report.md").write_text("x")  # something was written: the folder is kept
         raise KeyError("later failure")
     assert (tmp_path / "half" / "report.md").exists()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError) as err, OutputDir(tmp_path / "afile" / "out", "the report directory"):
+        pass
+    assert str(err.value).startswith(f"cannot create the report directory {tmp_path / 'afile' / 'out'}: ")
