@@ -59,6 +59,13 @@ def _nothing_to_carry(name: str, keys: list[str] | None, renames: dict[str, str]
     return ClownCarError(f"the best trials of sweep '{name}' set none of the keys to carry {why}")
 
 
+def _renamed_key(name: str, keys: list[str], renames: dict[str, str]) -> ClownCarError:
+    """Some of `keys` are carried, but one names a key the import reads as another (old -> new in `renames`)."""
+    carried_as = ", ".join(f"{k} is carried as {renames[k]}" for k in keys if k in renames)
+    instead = ",".join(dict.fromkeys(renames.get(k, k) for k in keys))
+    return ClownCarError(f"--keys: sweep '{name}' was imported, and {carried_as}: --keys {instead}")
+
+
 def _expand_point(parent: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
     rest = {k: v for k, v in params.items() if k != POINT_KEY}
     return {**parent.points[params[POINT_KEY]], **rest} if POINT_KEY in params else rest
@@ -146,6 +153,8 @@ def imported_configs(store_url: str, name: str, top: int, keys: list[str] | None
     picked = pick(configs, top, keys, scores)
     if picked == [{}]:
         raise _nothing_to_carry(name, keys, renamed)
+    if keys and any(k in renamed for k in keys):  # carrying the other keys alone would drop it without a word
+        raise _renamed_key(name, keys, renamed)
     return Imported(metric, picked, sorted(dropped), sorted(f"{k} -> {v}" for k, v in renamed.items()))
 
 

@@ -132,6 +132,21 @@ def test_keys_naming_a_key_the_import_renames_say_which_key_to_ask_for(url: str,
     assert runs == []
 
 
+def test_keys_naming_a_renamed_key_beside_a_carried_one_are_refused_not_dropped(url: str, tmp_path: Path,
+                                                                                 runs: list) -> None:
+    """With crawler_loops carried, the stored name model.mlp_mult would have been left out of every config
+    without a word: it is refused, naming the key to ask for, and nothing runs."""
+    import_csv(url, tmp_path, ROWS)
+    with pytest.raises(ClownCarError) as err:
+        cmd.rerun_cmd("frug", base=base_spec(tmp_path), keys=f"{LOOPS},model.mlp_mult", dry_run=True, store=url)
+    assert str(err.value) == (
+        "--keys: sweep 'frug' was imported, and model.mlp_mult is carried as model.crawler_mlp_mult: "
+        f"--keys {LOOPS},model.crawler_mlp_mult")
+    assert runs == []
+    assert imported_configs(url, "frug", 1, [LOOPS, "model.crawler_mlp_mult"]).configs == [
+        {LOOPS: 2, "model.crawler_mlp_mult": 4.0}]
+
+
 def test_keys_that_name_no_config_field_are_one_line_with_the_nearest() -> None:
     with pytest.raises(ClownCarError) as err:
         parse_keys("model.crawler_loops,model.loops")
