@@ -38,11 +38,12 @@ def demo(
     from clowncar.orchestrator.commands import run_spec
     from clowncar.orchestrator.spec import load_spec, spec_from_dict
     from clowncar.redact import redact_url
-    from clowncar.settings import load_settings
+    from clowncar.settings import check_runs_dir, load_settings
 
     if signals and spec_path is not None:
         raise ClownCarError("give --signals or --spec, not both")
     settings = load_settings()
+    check_runs_dir(settings.runs_dir)  # before the data build, which a refused sweep would have wasted
     try:
         from clowncar.data.demo import run_demo
     except ImportError:

@@ -62,3 +62,19 @@ def test_sweep_run_refuses_a_runs_dir_that_is_a_file_and_records_nothing(
                    "can write in")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "s.yaml"]  # no store, no sweep marked failed
     assert blocker.read_text() == "not a folder"
+
+
+def test_demo_refuses_a_runs_dir_that_is_a_file_before_it_builds_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "runs"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(blocker))
+    monkeypatch.setenv("CLOWNCAR_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["demo", "--quiet", "--store", f"sqlite:///{tmp_path / 'c.db'}"])
+    captured = capsys.readouterr()
+    assert ended.value.code == EXIT_BAD_INPUT
+    assert captured.err.strip() == (f"clowncar: error: the runs dir {blocker} is not a folder; set CLOWNCAR_RUNS_DIR "
+                                    "to a folder you can write in")
+    assert captured.out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # no data built, no store
