@@ -1,7 +1,8 @@
 """`python -m clowncar.worker CONFIG --out DIR [--preset P] [--set k=v ...]`, alone or under torchrun.
 
 CONFIG is a YAML/JSON trial config or a trial.json from the orchestrator. Exit codes: 0 ok, 1 error,
-2 unusable config, arguments or data (found before the first step), 3 diverged, 4 out of memory."""
+2 unusable config, arguments or data (found before the first step), 3 diverged, 4 out of memory,
+130 interrupted (Ctrl-C or SIGTERM; what the trial wrote so far is kept)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from clowncar.errors import EXIT_BAD_INPUT, ClownCarError
+from clowncar.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ClownCarError
 from clowncar.events import RESULT_FILE, read_result
 
 
@@ -21,6 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="dotted override, e.g. train.iterations=100 (repeatable)")
     args = parser.parse_args(argv)
+    from clowncar.interrupts import interrupt_on_signals
+
+    try:
+        with interrupt_on_signals():  # SIGTERM (torchrun stopping its ranks, `kill`) ends as Ctrl-C does
+            return _run(args)
+    except KeyboardInterrupt:  # the trial directory is kept: its train.log says how far the run came
+        print("clowncar.worker: error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
     from clowncar.worker.run import load_trial_config, run_trial
 
     try:
@@ -33,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
         reason = (read_result(args.out / RESULT_FILE) or {}).get("reason")
         print(f"clowncar.worker: error: trial rejected: {reason}", file=sys.stderr)
     return code
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -68,3 +68,20 @@ def test_a_trial_stopped_in_a_folder_that_was_there_removes_only_its_own_files(
     assert err.strip().splitlines()[-1] == "clowncar: error: interrupted"
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # no events, log or result of half a trial
     assert (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_the_worker_program_stopped_by_a_signal_exits_130_in_one_line_and_keeps_its_log(
+        sig: signal.Signals, tiny_overrides: list[str], worker_env: dict[str, str], tmp_path: Path) -> None:
+    """`python -m clowncar.worker`, what a sweep's trial and each torchrun rank run: torchrun stops the other
+    ranks with SIGTERM. The trial directory is the orchestrator's, so what the run wrote stays for its reason."""
+    out, config = tmp_path / "t", tmp_path / "c.yaml"
+    config.write_text("train: {iterations: 1000000}\n")  # still training when hit
+    sets = [a for o in tiny_overrides for a in ("--set", o)]
+    proc = subprocess.Popen([sys.executable, "-m", "clowncar.worker", str(config), "--preset", "tiny-cpu",
+                             "--out", str(out), *sets], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=worker_env, cwd=tmp_path)
+    code, err = _interrupt_while_training(proc, out, sig)
+    assert code == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "clowncar.worker: error: interrupted" and "Traceback" not in err
+    assert _training(out) and (out / "train.log").exists()
