@@ -41,6 +41,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return OrchestratorApart(config, log)
 
 
+@pytest.fixture(autouse=True)
+def _no_secret_held_across_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`clowncar.cli.main` moves CLOWNCAR_STORE out of the environment into memory (`settings._held`), where a
+    test's monkeypatch cannot undo it: a store URL one test set would be the default of the next."""
+    import clowncar.settings as settings
+
+    monkeypatch.setattr(settings, "_held", {})
+
+
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     # Run the code of this checkout, whatever is installed in the environment.
