@@ -147,6 +147,16 @@ def test_keys_naming_a_renamed_key_beside_a_carried_one_are_refused_not_dropped(
         {LOOPS: 2, "model.crawler_mlp_mult": 4.0}]
 
 
+def test_every_renamed_key_is_named_with_the_keys_to_pass_instead() -> None:
+    from clowncar.orchestrator.rerun import _renamed_key
+
+    err = _renamed_key("frug", ["model.mlp_mult", LOOPS, "legacy.lr"],
+                       {"model.mlp_mult": "model.crawler_mlp_mult", "legacy.lr": "train.matrix_lr"})
+    assert str(err) == ("--keys: sweep 'frug' was imported, and model.mlp_mult is carried as model.crawler_mlp_mult, "
+                        f"legacy.lr is carried as train.matrix_lr: --keys model.crawler_mlp_mult,{LOOPS},"
+                        "train.matrix_lr")
+
+
 def test_keys_that_name_no_config_field_are_one_line_with_the_nearest() -> None:
     with pytest.raises(ClownCarError) as err:
         parse_keys("model.crawler_loops,model.loops")
