@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clowncar.analysis.frames import missing
+from clowncar.analysis.frames import UNITS, missing, start_units, units_of
 from clowncar.analysis.result import TestResult, decide, not_enough
 from clowncar.analysis.runlevel import seed_block
 from clowncar.analysis.stats import coef, coef_table, mde_from_se, ols, unusable
@@ -59,18 +59,21 @@ def early_boost_test(evals: pd.DataFrame, runs: pd.DataFrame) -> TestResult:
     key, title = "4_early_boost", "Early boost from loops that decays"
     e = eval_curves(evals)
     per = _per_run(e)
-    r = per.merge(runs.reindex(columns=["run_id", "loops", "seed"]), on="run_id", how="inner").dropna(subset=["loops"])
-    r = r.assign(boost=r["early"] - r["final"])
+    per_run = per.merge(runs.reindex(columns=["run_id", "loops", "seed", "start_key"]), on="run_id",
+                        how="inner").dropna(subset=["loops"])
+    per_run = per_run.assign(boost=per_run["early"] - per_run["final"])
+    r = start_units(per_run, ["loops"], ["early", "final", "boost"])
     formula = "boost ~ loops" + seed_block(r)
     method = (f"per run: early = mean eval BPB over the first {EARLY_FRAC:.0%} of steps, final = last eval; "
-              f"OLS {formula} with HC2 (effect = loops slope early minus loops slope final, BPB per loop; "
-              "negative = an early advantage of more loops that decays); check: OLS val_bpb ~ loops * C(phase) "
-              "with cluster-by-run SEs and a joint Wald test of the interaction")
-    base = {"unit": "BPB per loop", "n_runs": len(r), "n_steps": int(r["evals"].sum()),
-            "runs": r["run_id"].tolist()}
+              f"OLS {formula} with HC2, one row per unit ({UNITS}) (effect = loops slope early minus loops slope "
+              "final, BPB per loop; negative = an early advantage of more loops that decays); check: OLS val_bpb ~ "
+              "loops * C(phase) with SEs clustered by unit and a joint Wald test of the interaction")
+    base = {"unit": "BPB per loop", "n_runs": len(per_run), "n_steps": int(per_run["evals"].sum()),
+            "runs": per_run["run_id"].tolist(), "extra": {"units": len(r)}}
     if len(r) < 4 or r["loops"].nunique() < 2:
         return not_enough(key, title, Q, method,
-                          f"{len(r)} run(s) with an eval curve (>= 2 evals, one in the first {EARLY_FRAC:.0%}) and "
+                          f"{units_of(len(r), len(per_run))} with an eval curve (>= 2 evals, one in the first "
+                          f"{EARLY_FRAC:.0%}) and "
                           f"{r['loops'].nunique()} distinct loop count(s); needs >= 4 runs and >= 2 loop counts"
                           f"{missing(runs, ['loops'])}",
                           **base)
@@ -83,7 +86,8 @@ def early_boost_test(evals: pd.DataFrame, runs: pd.DataFrame) -> TestResult:
     c = coef(fit, "loops")
     res = TestResult(key=key, title=title, question=Q, method=method, effect=c["estimate"], ci_low=c["ci_low"],
                      ci_high=c["ci_high"], p_value=c["p"], margin=BOOST_MARGIN, mde=mde_from_se(c["se"], fit.df_resid),
-                     tables={"coefficients": coef_table(fit), "per_run": r.to_dict("records")}, **base)
+                     tables={"coefficients": coef_table(fit),
+                             "per_run": per_run.drop(columns="start_key").to_dict("records")}, **base)
     res.extra["interaction_check"] = _cluster_check(e, runs)
     return decide(res)
 
@@ -113,14 +117,16 @@ def _undefined_cluster_fit(fit: Any) -> str | None:
 
 
 def _cluster_check(e: pd.DataFrame, runs: pd.DataFrame) -> dict[str, Any]:
-    """Every eval row: val_bpb ~ loops * C(phase), SEs clustered by run; joint Wald test of loops:phase."""
-    d = e.merge(runs[["run_id", "loops"]].rename(columns={"run_id": "trial_uid"}), on="trial_uid").dropna(
-        subset=["loops"])
+    """Every eval row: val_bpb ~ loops * C(phase), SEs clustered by unit (`start_units`: the runs of one seed
+    and one model are one cluster); joint Wald test of loops:phase."""
+    d = e.merge(runs.reindex(columns=["run_id", "loops", "start_key"]).rename(columns={"run_id": "trial_uid"}),
+                on="trial_uid").dropna(subset=["loops"])
+    d = d.assign(start_key=d["start_key"].where(d["start_key"].notna(), d["trial_uid"]))
     frac = d["step"] / d.groupby("trial_uid")["step"].transform("max")
     # every run of the test has an early and a final eval, and there are at least 4: no size check needed here
     d = d.assign(phase=np.where(frac <= EARLY_FRAC, "early", np.where(frac < 1, "middle", "final")))
     try:
-        fit = ols("val_bpb ~ loops * C(phase)", d, cov="cluster", groups=pd.factorize(d["trial_uid"])[0])
+        fit = ols("val_bpb ~ loops * C(phase)", d, cov="cluster", groups=pd.factorize(d["start_key"])[0])
         undefined = _undefined_cluster_fit(fit)
         if undefined:
             return {"status": f"skipped: {undefined}"}

@@ -5,9 +5,9 @@ The store's trials frame has result metrics as columns and the config flattened 
 derived column is filled from whatever is present and left NaN otherwise; a test that needs a missing column
 answers "not enough data" instead of failing.
 
-Derived columns: run_id, sweep, config_hash, config_key (the config without the seed), label, seed, arch,
-width, unique_layers, loops, cadence, crawl_frac, shared, params, artifact_bytes, bpb (the primary metric),
-pre_bpb, post_bpb, quant_gap, steps, git_commit.
+Derived columns: run_id, sweep, config_hash, config_key (the config without the seed), start_key (see
+`start_units`), label, seed, arch, width, unique_layers, loops, cadence, crawl_frac, shared, params,
+artifact_bytes, bpb (the primary metric), pre_bpb, post_bpb, quant_gap, steps, git_commit.
 
 Like with like: `bpb` is one result column for every run (runs without it are NaN, never filled from another
 eval mode), and the quantization gap is taken in one eval mode for the whole table (standard when any run has
@@ -33,7 +33,7 @@ METRIC_MODES = {"q_sliding_val_bpb": "quantized weights, sliding-window eval",
 OK_STATUSES = {"ok", "completed", "complete", "imported"}
 RUN_COLUMNS = ("run_id", "sweep", "seed", "arch", "width", "unique_layers", "loops", "cadence", "crawl_frac", "shared",
                "params", "artifact_bytes", "bpb", "pre_bpb", "post_bpb", "quant_gap", "steps", "git_commit",
-               "config_hash", "config_key", "label")
+               "config_hash", "config_key", "start_key", "label")
 NUMERIC = {"seed", "width", "unique_layers", "loops", "cadence", "crawl_frac", "shared", "params", "artifact_bytes",
            "bpb", "pre_bpb", "post_bpb", "quant_gap", "steps"}
 
@@ -77,6 +77,57 @@ def _config_key(row: pd.Series, cols: list[str]) -> str:
         items["label"] = row["label"]
     text = json.dumps(items, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+START_COLUMNS = ("train.train_batch_tokens", "train.train_seq_len")
+"""Beside the model and data sections, what fixes the batches a run sees (clowncar.analysis.reference)."""
+
+
+def _start_keys(df: pd.DataFrame, seeds: pd.Series, given: pd.Series, run_ids: pd.Series) -> list[str]:
+    """Per run, a digest of what fixes its initial weights and its batches: the seed (set before the model is
+    built), the model and data sections, the batch shape, and an importer's label (it names differences the
+    config does not record). A run with no seed or no model config recorded is its own start."""
+    cols = [c for c in df.columns if c.startswith(("model.", "data.")) or c in START_COLUMNS]
+    keys = []
+    for (_, row), seed, label, run_id in zip(df.iterrows(), seeds, given, run_ids, strict=True):
+        items = {c: row[c] for c in cols if not _isnan(row[c])}
+        if _isnan(seed) or not any(c.startswith("model.") for c in items):
+            keys.append(f"run:{run_id}")
+            continue
+        items |= {"seed": float(seed), "label": label if isinstance(label, str) else None}
+        keys.append(hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:12])
+    return keys
+
+
+UNITS = ("runs with one seed and one model, which start from the same weights and see the same batches, averaged "
+         "into one")
+"""The method text's words for `start_units`."""
+
+
+def units_of(units: int, runs: int) -> str:
+    """'5 run(s)', or '3 unit(s) from 5 runs' when `start_units` merged some."""
+    return f"{runs} run(s)" if units == runs else f"{units} unit(s) from {runs} runs"
+
+
+def start_units(r: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:
+    """One row per start (`start_key`) and value of `by`, with `values` averaged and `unit_runs` counted; other
+    columns from its first run.
+
+    Runs with one seed and one model start from the same weights and see the same batches: runs that differ
+    only in training settings (cadence, learning rate) move together, and a regression that counted them
+    apart would be too sure of itself (in the signal demo, cadence siblings' BPB residuals correlate at about
+    0.8, and a null simulation of that design rejected 3b 23% of the time at alpha 0.05: docs/signals.md).
+    `by` keeps apart what a test compares when it can differ inside one start (whether the block is shared
+    depends on the cadence too)."""
+    own = pd.Series([f"run:{i}" for i in range(len(r))], index=r.index)
+    # a table made without `run_table`: every run is its own start
+    r = r.assign(start_key=r["start_key"].where(r["start_key"].notna(), own) if "start_key" in r.columns else own)
+    if r.empty:
+        return r.assign(unit_runs=pd.Series(dtype=int))
+    keys = ["start_key", *by]
+    how = {c: ("mean" if c in values else "first") for c in r.columns if c not in keys}
+    grouped = r.groupby(keys, sort=False, dropna=False)
+    return grouped.agg(how).reset_index().assign(unit_runs=grouped.size().to_numpy())
 
 
 def _isnan(v: Any) -> bool:
@@ -193,6 +244,8 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     # an importer's own label names differences the config columns do not record (e.g. trigram on/off)
     given = _col(df, "label").astype(object).reset_index(drop=True)  # all NaN when no importer gave one
     out["label"] = [g if isinstance(g, str) and g else d for g, d in zip(given, derived, strict=True)]
+    out["start_key"] = _start_keys(df.reset_index(drop=True), out["seed"].reset_index(drop=True), given,
+                                   out["run_id"].reset_index(drop=True))
     out = out.drop(columns=["_flat", "_crawl", "_mlp"]).reset_index(drop=True)
     out.attrs.update(metric=metric, metric_mode=METRIC_MODES.get(metric) if metric else None, gap_mode=gap_mode)
     return out

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clowncar.analysis.frames import complete_rows, missing
+from clowncar.analysis.frames import UNITS, complete_rows, missing, start_units, units_of
 from clowncar.analysis.result import TestResult, decide, finite_or_none, not_enough
 from clowncar.analysis.stats import coef, coef_table, mde_from_se, ols, unusable, vifs
 
@@ -83,19 +83,25 @@ def width_tests(runs: pd.DataFrame) -> list[TestResult]:
           "(BPB at the widest minus the narrowest width)?")
     qb = "Do unique layers and loops (sharing) explain BPB beyond width (nested F test)?"
     need = ["bpb", "width"]
-    r = complete_rows(runs, need)
-    r = r[r["width"] > 0].assign(log_width=lambda d: np.log(d["width"]))
+    runs_r = complete_rows(runs, need)
+    runs_r = runs_r[runs_r["width"] > 0]
+    r = start_units(runs_r, ["width", "unique_layers", "loops"], ["bpb"])
+    r = r.assign(log_width=np.log(r["width"]))
     others = [t for t in ("unique_layers", "loops") if t in r and r[t].notna().all() and _varies(r[t])]
     block = seed_block(r)
     f_w = "bpb ~ log_width" + block
     f_f = f_w + "".join(f" + {t}" for t in others)
-    base_a = {"n_runs": len(r), "runs": r["run_id"].tolist()}
+
+    def base() -> dict[str, Any]:  # a new `extra` for each result: `_seed_style` adds to 3a's
+        return {"n_runs": len(runs_r), "runs": runs_r["run_id"].tolist(), "extra": {"units": len(r)}}
+
     if len(r) < 4 or not _varies(r["width"]):
-        why = f"{len(r)} run(s) with BPB and width, {r['width'].nunique()} distinct width(s){missing(runs, need)}"
-        return [not_enough("3a_width", "Width attribution", qa, f"OLS {f_f}, HC3", why, **base_a),
-                not_enough("3b_sharing_beyond_width", "Sharing beyond width", qb, "nested F test", why, **base_a)]
+        why = (f"{units_of(len(r), len(runs_r))} with BPB and width, {r['width'].nunique()} distinct width(s)"
+               f"{missing(runs, need)}")
+        return [not_enough("3a_width", "Width attribution", qa, f"OLS {f_f}, HC3", why, **base()),
+                not_enough("3b_sharing_beyond_width", "Sharing beyond width", qb, "nested F test", why, **base())]
     span = math.log(r["width"].max() / r["width"].min())
-    warnings, tables = [], {"matched": matched_width(r), "best_per_width": best_per_width(r)}
+    warnings, tables = [], {"matched": matched_width(runs_r), "best_per_width": best_per_width(runs_r)}
     vif = vifs(r, ["log_width", *others]) if others else {}
     tables["vif"] = [{"term": k, "vif": v} for k, v in vif.items()]
     high = {k: v for k, v in vif.items() if not v < VIF_WARN}
@@ -111,12 +117,12 @@ def width_tests(runs: pd.DataFrame) -> list[TestResult]:
     used = f_f if fit_f is not None else f_w
     if unfit_f:
         warnings.append(f"{f_f}: {unfit_f}; the width effect is marginal (not adjusted)")
-    method = (f"OLS {used}, HC3 standard errors; effect = coefficient of log(width) x log(max/min width); "
-              "matched-width comparisons and best-per-width in the tables")
+    method = (f"OLS {used}, HC3 standard errors, one row per unit ({UNITS}); effect = coefficient of log(width) "
+              "x log(max/min width); matched-width comparisons and best-per-width (over runs) in the tables")
     unit = f"BPB (width {int(r['width'].min())} -> {int(r['width'].max())})"
     if fit is None:
         res_a = not_enough("3a_width", "Width attribution", qa, method, f"{f_w}: {unfit_w}", unit=unit,
-                           warnings=warnings, tables=tables, **base_a)
+                           warnings=warnings, tables=tables, **base())
     else:
         c = coef(fit, "log_width")
         tables["coefficients"] = coef_table(fit)
@@ -124,14 +130,14 @@ def width_tests(runs: pd.DataFrame) -> list[TestResult]:
             key="3a_width", title="Width attribution", question=qa, method=method, unit=unit,
             effect=c["estimate"] * span, ci_low=c["ci_low"] * span, ci_high=c["ci_high"] * span, p_value=c["p"],
             margin=WIDTH_MARGIN, mde=_scaled(mde_from_se(c["se"], fit.df_resid), span), warnings=warnings,
-            tables=tables, extra={"formula": used, "log_width_coef": c}, **base_a))
-    _seed_style(res_a, r)
+            tables=tables, **{**base(), "extra": {"units": len(r), "formula": used, "log_width_coef": c}}))
+    _seed_style(res_a, runs_r)
     if fit_f is not None and not unfit_w:  # the unadjusted (width-only) estimate beside the adjusted one
         c = coef(marginal, "log_width")
         res_a.tables["width_only_model"] = [{"formula": f_w, "effect": c["estimate"] * span,
                                              "ci_low": c["ci_low"] * span, "ci_high": c["ci_high"] * span,
                                              "p": c["p"], "note": "not adjusted for unique layers or loops"}]
-    return [res_a, _nested(r, f_w, f_f, others, qb, base_a)]
+    return [res_a, _nested(r, f_w, f_f, others, qb, base())]
 
 
 def _seed_style(res: TestResult, r: pd.DataFrame) -> None:
@@ -157,7 +163,7 @@ def _scaled(v: float | None, k: float) -> float | None:
 def _nested(r: pd.DataFrame, f_w: str, f_f: str, others: list[str], q: str, base: dict[str, Any]) -> TestResult:
     from statsmodels.stats.anova import anova_lm
 
-    method = f"nested F test: anova_lm(ols({f_w}), ols({f_f}))"
+    method = f"nested F test: anova_lm(ols({f_w}), ols({f_f})), one row per unit ({UNITS})"
     if not others:
         return not_enough("3b_sharing_beyond_width", "Sharing beyond width", q, method,
                           "unique layers and loops do not vary among these runs", **base)
@@ -168,13 +174,14 @@ def _nested(r: pd.DataFrame, f_w: str, f_f: str, others: list[str], q: str, base
                           "at its own width), so what they add cannot be told apart from width", **base)
     if big.df_resid < 2:
         return not_enough("3b_sharing_beyond_width", "Sharing beyond width", q, method,
-                          f"{len(r)} runs leave {int(big.df_resid)} residual df for the full model", **base)
+                          f"{units_of(len(r), base['n_runs'])} leave {int(big.df_resid)} residual df for the full "
+                          "model", **base)
     table = anova_lm(small, big)
     p = float(table["Pr(>F)"].iloc[1])
     f = float(table["F"].iloc[1])
+    extra = {**base["extra"], "F": f, "df_num": float(table["df_diff"].iloc[1]), "df_den": float(big.df_resid)}
     res = TestResult(key="3b_sharing_beyond_width", title="Sharing beyond width", question=q, method=method,
-                     unit="F", effect=f, p_value=p, extra={"F": f, "df_num": float(table["df_diff"].iloc[1]),
-                                                           "df_den": float(big.df_resid)}, **base)
+                     unit="F", effect=f, p_value=p, **{**base, "extra": extra})
     return decide(res)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clowncar.analysis.frames import complete_rows, missing
+from clowncar.analysis.frames import UNITS, complete_rows, missing, start_units
 from clowncar.analysis.result import DESCRIPTIVE, TestResult, decide, not_enough
 from clowncar.analysis.runlevel import seed_block
 from clowncar.analysis.stats import coef, coef_table, mde_from_se, mde_two_sample, ols, unusable
@@ -40,18 +40,22 @@ def sharing_test(runs: pd.DataFrame) -> TestResult:
     key, title = "5_sharing_matched_params", "Weight sharing at matched parameter count"
     q = "At matched parameter count, do shared-weight models reach a different BPB than unshared ones?"
     need = ["bpb", "shared", "params"]
-    r = complete_rows(runs, need)
-    r = r.assign(stratum=_strata(r["params"]))
-    r = r[r.groupby("stratum")["shared"].transform("nunique") > 1]  # strata holding shared and unshared runs
+    runs_r = complete_rows(runs, need)
+    runs_r = runs_r.assign(stratum=_strata(runs_r["params"]))
+    # strata holding shared and unshared runs
+    runs_r = runs_r[runs_r.groupby("stratum")["shared"].transform("nunique") > 1]
+    r = start_units(runs_r, ["shared", "stratum"], ["bpb"])
     formula = "bpb ~ shared" + (" + C(stratum)" if r["stratum"].nunique() > 1 else "") + seed_block(r)
-    method = (f"OLS {formula}, HC3; runs matched when parameter counts differ by < {PARAM_TOL:.0%}; "
-              "effect = shared minus unshared BPB")
+    method = (f"OLS {formula}, HC3, one row per unit ({UNITS}); runs matched when parameter counts differ by < "
+              f"{PARAM_TOL:.0%}; effect = shared minus unshared BPB")
     n_sh, n_un = int((r["shared"] == 1).sum()), int((r["shared"] == 0).sum())
-    base = {"n_runs": len(r), "runs": r["run_id"].tolist(), "extra": {"scope": SCOPE, "shared_runs": n_sh,
-                                                                      "unshared_runs": n_un}}
+    base = {"n_runs": len(runs_r), "runs": runs_r["run_id"].tolist(),
+            "extra": {"scope": SCOPE, "shared_runs": int((runs_r["shared"] == 1).sum()),
+                      "unshared_runs": int((runs_r["shared"] == 0).sum()), "units": len(r)}}
     if n_sh < 2 or n_un < 2:
+        what = "run(s)" if len(r) == len(runs_r) else "unit(s)"
         return not_enough(key, title, q, method,
-                          f"{n_sh} shared and {n_un} unshared run(s) at matched parameter count (>= 2 each "
+                          f"{n_sh} shared and {n_un} unshared {what} at matched parameter count (>= 2 each "
                           f"needed){missing(runs, need)}", **base)
     fit = ols(formula, r)
     unfit = unusable(fit)
@@ -61,10 +65,10 @@ def sharing_test(runs: pd.DataFrame) -> TestResult:
     res = TestResult(key=key, title=title, question=q, method=method, effect=c["estimate"], ci_low=c["ci_low"],
                      ci_high=c["ci_high"], p_value=c["p"], margin=SHARE_MARGIN,
                      mde=mde_from_se(c["se"], fit.df_resid), tables={"coefficients": coef_table(fit)}, **base)
-    if "quant_gap" in r and r["quant_gap"].notna().sum() >= 4:
+    if "quant_gap" in runs_r and runs_r["quant_gap"].notna().sum() >= 4:
         res.tables["quant_gap_by_sharing"] = [
             {"shared": bool(s), "runs": int(g["quant_gap"].notna().sum()), "mean_quant_gap": float(g["quant_gap"].mean())}
-            for s, g in r.groupby("shared")]
+            for s, g in runs_r.groupby("shared")]
     return decide(res)
 
 

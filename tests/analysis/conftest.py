@@ -126,10 +126,38 @@ def simulate_seed_reruns(rng: np.random.Generator, *, configs: int = 4, seeds: i
     return pd.DataFrame(rows)
 
 
+def simulate_siblings(rng: np.random.Generator, *, sibling_share: float = 0.8, sd: float = 0.01,
+                      boost_sd: float = 0.01) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The signal sweep's design (sweeps/signals.yaml) with no effect of width, loops or sharing: 2 seeds x 2
+    widths x loops 1, 2, 3, each loop count above 1 at cadences 1, 2 and 4 (28 runs, 12 starts). Runs of one
+    seed and one model start from the same weights and see the same batches: a `sibling_share` of each run's
+    offset and early-boost variance is their start's, the rest the run's own (0.8: the BPB correlation of
+    cadence siblings in the signal demo). Eval curves every 12 of 48 steps."""
+    steps = np.arange(12, 49, 12, dtype=float)
+    own, sib = math.sqrt(1 - sibling_share), math.sqrt(sibling_share)
+    trials, evals = [], []
+    for seed in (1337, 42):
+        for width in (32, 64):
+            for loops in (1, 2, 3):
+                start_offset, start_boost = rng.normal(0, sd), rng.normal(0, boost_sd)
+                for cadence in ((1,) if loops == 1 else (1, 2, 4)):
+                    uid = f"s{seed}w{width}l{loops}c{cadence}"
+                    offset = sib * start_offset + own * rng.normal(0, sd)
+                    boost = sib * start_boost + own * rng.normal(0, boost_sd)
+                    bpb = (2.5 + 2.0 * np.exp(-steps / 20) + offset + boost * np.exp(-steps / 12)
+                           + rng.normal(0, sd / 5, steps.size))
+                    trials.append(_trial_row(uid, seed, width, 1, 1, loops, cadence, float(bpb[-1]), 0.001,
+                                             params=width * width * 30.0))
+                    evals.append(pd.DataFrame({"sweep": "sim", "trial_uid": uid, "attempt": 0,
+                                               "step": steps.astype(int), "mode": "standard", "weights": "raw",
+                                               "val_bpb": bpb}))
+    return pd.DataFrame(trials), pd.concat(evals, ignore_index=True)
+
+
 @pytest.fixture
 def sims() -> dict[str, Callable]:
     return {"grid": simulate_grid, "steps": simulate_steps, "curves": simulate_curves,
-            "sharing": simulate_sharing, "seeds": simulate_seed_reruns}
+            "sharing": simulate_sharing, "seeds": simulate_seed_reruns, "siblings": simulate_siblings}
 
 
 def detection_rate(fn: Callable[[np.random.Generator], float | None], n: int, seed: int,

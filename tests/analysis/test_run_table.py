@@ -17,7 +17,9 @@ from clowncar.analysis.frames import (
     missing,
     phase_bins,
     run_table,
+    start_units,
     step_kind_table,
+    units_of,
 )
 
 
@@ -166,6 +168,33 @@ def test_seed_reruns_share_a_config_key_and_any_other_difference_splits_it() -> 
     legacy = pd.DataFrame({"legacy.lr": [0.002, 0.002, 0.004], "trial_uid": ["a", "b", "c"]})
     keys = run_table(legacy)["config_key"].tolist()  # a value with no clowncar key still tells configs apart
     assert keys[0] == keys[1] != keys[2] and keys[0] != "a"
+
+
+def test_runs_of_one_seed_model_and_batch_shape_share_a_start_whatever_they_train_with() -> None:
+    base = {**CRAWLER, "train.seed": 1, "data.dataset": "fineweb", "train.train_batch_tokens": 4096}
+    siblings = [base, {**base, "train.cadence": 4}, {**base, "train.matrix_lr": 0.01}, {**base, "quant.bits": 6}]
+    apart = [{**base, "train.seed": 2}, {**base, "model.model_dim": 256}, {**base, "data.dataset": "other"},
+             {**base, "train.train_batch_tokens": 8192}, {**base, "label": "trigram"}]
+    keys = run_table(pd.DataFrame(siblings + apart))["start_key"].tolist()
+    assert len(set(keys[:4])) == 1  # same weights at step 0, same batches: only the training settings differ
+    assert len(set(keys[3:])) == 6  # the seed, the model, the data, the batch shape, an importer's label
+    # no seed, or no model recorded: nothing says two runs started alike, so each is its own start
+    unknown = pd.DataFrame([{**CRAWLER, "trial_uid": "a"}, {**CRAWLER, "trial_uid": "b"},
+                            {"trial_uid": "c", "train.seed": 1, "train.cadence": 2},
+                            {"trial_uid": "d", "train.seed": 1, "train.cadence": 4}])
+    assert run_table(unknown)["start_key"].tolist() == ["run:a", "run:b", "run:c", "run:d"]
+
+
+def test_start_units_average_the_values_of_a_start_and_keep_apart_what_a_test_compares() -> None:
+    runs = pd.DataFrame({"run_id": list("abcde"), "start_key": ["s", "s", "s", "t", None],
+                         "shared": [1.0, 1.0, 0.0, 1.0, 1.0], "bpb": [2.0, 2.2, 3.0, 4.0, 5.0], "seed": [7] * 5})
+    units = start_units(runs, ["shared"], ["bpb"])
+    assert units[["run_id", "shared", "bpb", "unit_runs"]].to_dict("list") == {
+        "run_id": ["a", "c", "d", "e"], "shared": [1.0, 0.0, 1.0, 1.0], "bpb": [2.1, 3.0, 4.0, 5.0],
+        "unit_runs": [2, 1, 1, 1]}
+    assert start_units(runs.drop(columns="start_key"), [], ["bpb"])["unit_runs"].tolist() == [1] * 5
+    assert start_units(runs.iloc[0:0], ["shared"], ["bpb"]).empty
+    assert (units_of(3, 3), units_of(2, 5)) == ("3 run(s)", "2 unit(s) from 5 runs")
 
 
 def test_an_empty_trials_frame_gives_the_columns_and_no_rows() -> None:

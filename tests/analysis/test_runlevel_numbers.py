@@ -15,6 +15,7 @@ from scipy import stats
 from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.outliers_influence import variance_inflation_factor
 
+from clowncar.analysis.frames import UNITS
 from clowncar.analysis.result import UNDECIDED
 from clowncar.analysis.runlevel import (
     GAP_MARGIN,
@@ -231,7 +232,7 @@ def test_too_few_runs_for_the_full_model_fall_back_to_width_alone_and_say_so() -
     assert ("bpb ~ log_width + unique_layers + loops: 5 runs leave 1 residual df for 4 coefficients (at least 2 "
             "needed); the width effect is marginal (not adjusted)") in res.warnings
     assert "width_only_model" not in res.tables
-    assert nested.status == UNDECIDED and "5 runs leave 1 residual df for the full model" in nested.verdict
+    assert nested.status == UNDECIDED and "5 run(s) leave 1 residual df for the full model" in nested.verdict
 
 
 def test_width_attribution_needs_four_runs_and_two_widths() -> None:
@@ -299,7 +300,7 @@ def test_layouts_that_width_alone_tells_apart_leave_no_nested_test_and_say_why()
         "Sharing beyond width", "Do unique layers and loops (sharing) explain BPB beyond width (nested F test)?", 4,
         list("abcd"))
     assert b.method == ("nested F test: anova_lm(ols(bpb ~ log_width), ols(bpb ~ log_width + unique_layers + "
-                        "loops))")
+                        f"loops)), one row per unit ({UNITS})")
 
 
 def test_matched_width_and_best_per_width_tables() -> None:
