@@ -438,3 +438,31 @@ def power_of(effect: float, se: float, df: float) -> float:
     """Power at alpha 0.05 of a t test on a coefficient `effect` with standard error `se` (the power function is
     checked against scipy's non-central t on its own in test_stats.py)."""
     return t_test_power(effect / se, df)
+
+
+def _one_row_per_start(trials: pd.DataFrame) -> pd.DataFrame:
+    """The simulated sweep by hand: one trial per (seed, width, loops), its BPB the mean of its cadence siblings."""
+    from clowncar.analysis.frames import run_table
+
+    t = trials.assign(start=trials["trial_uid"].str.replace(r"c\d$", "", regex=True))
+    means = t.groupby("start")["q_val_bpb"].transform("mean")
+    return t.assign(q_val_bpb=means, trial_uid=t["start"]).drop_duplicates("start").drop(columns="start").pipe(
+        run_table)
+
+
+def test_the_run_level_tests_fit_one_row_per_start_and_count_the_runs(sims) -> None:
+    """Cadence siblings (one seed, one model) are one unit: the estimates are those of the hand-averaged sweep,
+    and the result still names all 28 runs."""
+    from clowncar.analysis.frames import run_table
+
+    trials, _ = sims["siblings"](np.random.default_rng(5))
+    runs, by_hand = run_table(trials), _one_row_per_start(trials)
+    assert len(by_hand) == 12
+    results = [*width_tests(runs), sharing_test(runs)]
+    expected = [*width_tests(by_hand), sharing_test(by_hand)]
+    for got, want in zip(results, expected, strict=True):
+        assert (got.effect, got.p_value) == pytest.approx((want.effect, want.p_value), rel=1e-9)
+        assert (got.n_runs, got.extra["units"], len(got.runs)) == (28, 12, 28)
+        assert f"one row per unit ({UNITS})" in got.method
+    assert results[0].tables["best_per_width"] == width_tests(runs)[0].tables["best_per_width"]
+    assert sum(row["runs"] for row in results[0].tables["best_per_width"]) == 28  # the tables are over runs

@@ -484,3 +484,31 @@ def power_of(effect: float, se: float, df: float) -> float:
     """Power at alpha 0.05 of a t test on a coefficient `effect` with standard error `se` (the power function is
     checked against scipy's non-central t on its own in test_stats.py)."""
     return t_test_power(effect / se, df)
+
+
+def test_the_early_boost_fits_one_row_per_start_and_clusters_by_start(sims) -> None:
+    """Cadence siblings are one unit: the estimate is that of the sweep with each start's curves averaged, the
+    result names all 28 runs, and the interaction check clusters on the 12 starts."""
+    from clowncar.analysis.frames import run_table
+
+    trials, evals = sims["siblings"](np.random.default_rng(6))
+    runs = run_table(trials)
+    start = {uid: uid.rsplit("c", 1)[0] for uid in trials["trial_uid"]}
+    by_hand_evals = (evals.assign(trial_uid=evals["trial_uid"].map(start))
+                     .groupby(["trial_uid", "step"], as_index=False)["val_bpb"].mean()
+                     .assign(mode="standard", weights="raw"))
+    by_hand = run_table(trials.assign(trial_uid=trials["trial_uid"].map(start)).drop_duplicates("trial_uid"))
+    got, want = early_boost_test(evals, runs), early_boost_test(by_hand_evals, by_hand)
+    assert (got.effect, got.p_value) == pytest.approx((want.effect, want.p_value), rel=1e-9)
+    assert (got.n_runs, got.extra["units"], len(got.tables["per_run"])) == (28, 12, 28)
+    assert "start_key" not in got.tables["per_run"][0]
+    check = got.extra["interaction_check"]
+    d = evals.merge(runs[["run_id", "loops"]].rename(columns={"run_id": "trial_uid"}), on="trial_uid")
+    frac = d["step"] / d.groupby("trial_uid")["step"].transform("max")
+    d = d.assign(phase=np.where(frac <= 0.3, "early", np.where(frac < 1, "middle", "final")))
+    fit = smf.ols("val_bpb ~ loops * C(phase)", d).fit(
+        cov_type="cluster", cov_kwds={"groups": pd.factorize(d["trial_uid"].map(start))[0]}, use_t=True)
+    assert check["status"] == "ok" and check["evals"] == len(d)
+    names = [n for n in fit.params.index if n.startswith("loops:")]
+    wald = fit.wald_test(", ".join(f"{n} = 0" for n in names), scalar=True)
+    assert check["wald_p"] == pytest.approx(float(wald.pvalue), rel=1e-9)
