@@ -234,25 +234,31 @@ def _count(n: int, noun: str) -> str:
 
 
 def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: StoreOpt = None) -> None:
-    """Counts by status, the best trial and what is running."""
+    """Counts by status, the best trial, the driver and what is running."""
+    from clowncar.orchestrator.driver_state import driver_line, driver_lives, shown_status, trial_label
     from clowncar.store import open_store
     from clowncar.store.frames import FAILED
 
     url, _, _ = _settings(store, None)
     with open_store(url, create=False) as st:
         summary = st.sweep_summary(name)
-        why = f" ({summary['reason']})" if summary.get("reason") else ""
-        lineage = f", rerun of {summary['parent']}" if summary.get("parent") else ""
-        typer.echo(f"sweep {summary['name']}: {summary['status']}{why}, {summary['trials']} trials{lineage}")
-        _print_driver(st, name)
+        lease = st.get_lease(name)
         failed = st.trials_frame(name, status=FAILED)
+    stored, live = summary["status"], driver_lives(lease)
+    why = f" ({summary['reason']})" if summary.get("reason") else ""
+    lineage = f", rerun of {summary['parent']}" if summary.get("parent") else ""
+    typer.echo(f"sweep {summary['name']}: {shown_status(stored, live)}{why}, {summary['trials']} trials{lineage}")
+    if (driver := driver_line(name, stored, lease)) is not None:
+        typer.echo(driver)
+    label = trial_label(live)  # a trial the store marks running runs only while a driver lives
     if summary["by_status"]:  # a sweep with no trial yet has nothing to count
-        typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
+        counts = {(label if k == "running" else k): v for k, v in summary["by_status"].items()}
+        typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     for line in failure_lines(name, failed[["status", "reason"]].itertuples(index=False, name=None)):
         typer.echo(line)
-    _print_study(name, url, summary["status"], summary["best"])
+    _print_study(name, url, stored, summary["best"])
     for r in summary["running"]:
-        typer.echo(f"  running: trial {r['number']} attempt {r['attempt']} on {r['node']} step {r['last_step']}")
+        typer.echo(f"  {label}: trial {r['number']} attempt {r['attempt']} on {r['node']} step {r['last_step']}")
 
 
 REASONS_SHOWN = 5
@@ -275,16 +281,6 @@ def _short(reason: str | None) -> str:
     if not text:
         return "no reason recorded"
     return text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 3] + "..."
-
-
-def _print_driver(store: Any, name: str) -> None:
-    from clowncar.orchestrator.lease import holder_gone
-    from clowncar.store.lease import is_live
-
-    lease = store.get_lease(name)
-    if lease is not None and is_live(lease, holder_gone=holder_gone):
-        typer.echo(f"  driver: {lease['holder']}, lease renewed {lease['renewed_at']:%H:%M:%S}, "
-                   f"until {lease['expires_at']:%Y-%m-%d %H:%M:%S} UTC")
 
 
 def _print_study(name: str, url: str, status: str, stored_best: dict[str, Any] | None = None) -> None:
@@ -322,15 +318,18 @@ def _print_study(name: str, url: str, status: str, stored_best: dict[str, Any] |
 
 def ls_cmd(store: StoreOpt = None) -> None:
     """Every sweep in the store."""
+    from clowncar.orchestrator.driver_state import status_of
     from clowncar.store import open_store
     from clowncar.store.commands import text_table
 
     url, _, _ = _settings(store, None)
     with open_store(url, create=False) as st:
         frame = st.sweeps_frame()
-    if frame.empty:
-        typer.echo("no sweeps")
-        return
+        if frame.empty:
+            typer.echo("no sweeps")
+            return
+        # `stalled`, not `running`, for a sweep whose driver is gone (orchestrator/driver_state.py)
+        frame["status"] = [status_of(st, n, s) for n, s in zip(frame["name"], frame["status"], strict=True)]
     # The names go last: an imported record's name runs to 100 characters, and padded first it would push the
     # counts off an 80-column screen. '-' where unset, as `store ls` prints it.
     cols = [c for c in ("status", "source", "trials", "ok", "running", "failed", "best_bpb", "best_metric", "parent",

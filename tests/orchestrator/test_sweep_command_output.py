@@ -110,11 +110,11 @@ def test_status_of_a_sweep_without_a_study(url: str, capsys) -> None:
         st.set_sweep_status("s", "failed", "head lost")
     cmd.status_cmd("s", store=url)
     assert capsys.readouterr().out.splitlines() == [
-        "sweep s: failed (head lost), 3 trials",
-        "  diverged 1, ok 1, running 1",
+        "sweep s: failed (head lost), 3 trials",  # no driver: its trial marked running runs no more
+        "  diverged 1, last seen running 1, ok 1",
         "  diverged x1: no reason recorded",
         "  best (no Optuna study; the lowest val_bpb in the store): trial 0 (t0): 1.500000",
-        "  running: trial 1 attempt 0 on gpu-3 step 7",
+        "  last seen running: trial 1 attempt 0 on gpu-3 step 7",
     ]
 
 
@@ -296,20 +296,14 @@ def test_stop_says_how_many_jobs_and_trials_it_stopped(url: str, monkeypatch, ca
     assert capsys.readouterr().out == "stopped 1 job(s) of sweep s; 3 trial(s) marked stopped\n"
 
 
-def test_a_live_driver_is_named_in_the_status(url: str, capsys) -> None:
-    with open_store(url) as st:
-        st.create_or_get_sweep("s", SPEC)
+def test_a_live_driver_is_named_in_the_status() -> None:
+    from clowncar.orchestrator.driver_state import driver_line
+
     lease = {"token": "t", "holder": "head-1:4242", "renewed_at": dt.datetime(2026, 12, 5, 6, 1, 2, tzinfo=dt.UTC),
              "expires_at": dt.datetime(2099, 1, 1, 0, 0, 30, tzinfo=dt.UTC)}
-
-    class Store:
-        def get_lease(self, name: str) -> dict[str, Any] | None:
-            return lease if name == "s" else None
-
-    cmd._print_driver(Store(), "s")
-    cmd._print_driver(Store(), "other")
-    assert capsys.readouterr().out == ("  driver: head-1:4242, lease renewed 06:01:02, until 2099-01-01 00:00:30 "
-                                       "UTC\n")
+    assert driver_line("s", "running", lease) == ("  driver: head-1:4242, lease renewed 06:01:02, until "
+                                                  "2099-01-01 00:00:30 UTC")
+    assert driver_line("s", "done", None) is None
 
 
 
@@ -352,29 +346,20 @@ def lease_row(**fields: Any) -> dict[str, Any]:
             "expires_at": dt.datetime(2099, 1, 1, tzinfo=dt.UTC), **fields}
 
 
-class LeaseStore:
-    def __init__(self, lease: dict[str, Any] | None) -> None:
-        self.lease = lease
-
-    def get_lease(self, name: str) -> dict[str, Any] | None:
-        return self.lease
-
-
-def test_an_expired_or_orphaned_lease_names_no_driver(capsys) -> None:
+def test_an_expired_or_orphaned_lease_of_a_sweep_not_running_names_no_driver() -> None:
     import subprocess
     import sys
 
+    from clowncar.orchestrator.driver_state import driver_line
     from clowncar.orchestrator.embedded import start_time
     from clowncar.orchestrator.lease import machine_id
 
-    cmd._print_driver(LeaseStore(None), "s")
-    cmd._print_driver(LeaseStore(lease_row(expires_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))), "s")
     done = subprocess.Popen([sys.executable, "-c", "pass"])
     started = start_time(done.pid)
     done.wait()
     orphan = lease_row(machine=machine_id(), pid=done.pid, pid_started=started)  # its driver died here
-    cmd._print_driver(LeaseStore(orphan), "s")
-    assert capsys.readouterr().out == ""
+    for lease in (None, lease_row(expires_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)), orphan):
+        assert driver_line("s", "failed", lease) is None  # `sweep status` on a running one: test_driver_state.py
 
 
 def test_status_names_the_driver_that_holds_the_sweep(url: str, capsys) -> None:
