@@ -97,8 +97,9 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
     units = units[units.groupby("config_key")["bpb"].transform("size") >= 2]
     block = seed_block(units)
     method = ("per config: mean, sd, t-based 95% CI over its seeds (runs that repeat a seed are averaged first); "
-              "pooled sd = the residual sd of OLS bpb ~ C(config)" + block + " with a chi-square CI; MDE = "
-              "two-sample t test at the pooled sd and the median seeds per config")
+              "pooled sd = the residual sd of OLS bpb ~ C(config)" + block + " with a chi-square CI; MDE = the "
+              "difference between two configs of the median seeds per config that a t test at the pooled sd, on "
+              "its df" + (", the two paired by seed," if block else "") + " detects with 80% power")
     rows = [_config_row(g) for _, g in units.groupby("config_key", sort=True)]
     in_units = {u for ids in units["run_ids"] for u in ids}
     kept = [u for u in r["run_id"] if u in in_units]
@@ -126,7 +127,9 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
     warnings = _seed_warnings(units, rows)
     if warnings:
         base["warnings"] = warnings
-    mde = mde_two_sample(sd, n_med)
+    # the pooled sd is what the sweep compares configs against, with its own df: with the seed as a block it is
+    # the spread of a difference paired by seed, and the unpaired t on 2 n - 2 df would mix the two
+    mde = mde_from_se(sd * math.sqrt(2 / n_med), df)
     res = TestResult(key=key, title=title, question=q, method=method, status=DESCRIPTIVE, effect=sd, ci_low=lo,
                      ci_high=hi, mde=mde, extra={"pooled_df": df, "seeds_per_config": n_med}, **base)
     med = float(np.median([row["sd"] for row in rows]))
@@ -134,9 +137,10 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
     seeded = bool(units["seed"].notna().any())
     what = "pooled seed sd" if seeded else "pooled rerun sd (no run records its seed)"
     per = "seeds" if seeded else "runs"
+    shared = ", the seeds' shared effects in it" if block else ""
     res.verdict = (f"{DESCRIPTIVE}: {what} {sd:.4g} BPB (95% CI {lo:.3g} to {hi:.3g}, df {df:g}; median "
-                   f"per-config sd {med:.3g}); with {n_med} {per} per config, two configs must differ by about "
-                   f"{mde:.3g} BPB to be detected with 80% power"
+                   f"per-config sd {med:.3g}{shared}); with {n_med} {per} per config, two configs must differ by "
+                   f"about {mde:.3g} BPB to be detected with 80% power"
                    if mde is not None else f"{DESCRIPTIVE}: {what} {sd:.4g} BPB")
     return res
 

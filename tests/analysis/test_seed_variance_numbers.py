@@ -36,8 +36,10 @@ def test_seed_variance_pools_the_within_config_spread_with_a_chi_square_interval
     assert res.ci_high == pytest.approx(sd * math.sqrt(df / stats.chi2.ppf(0.025, df)), rel=1e-9)
     assert res.extra["pooled_df"] == df and res.extra["seeds_per_config"] == 3
     assert res.n_runs == 9 and "D0" not in res.runs
-    # two configs this far apart with 3 seeds each at the pooled spread: a t test finds them 80% of the time
-    assert t_test_power(res.mde / (sd * math.sqrt(2 / 3)), 4) == pytest.approx(0.8, abs=1e-6)
+    # two configs this far apart with 3 seeds each: a t test at the pooled spread, on its df, finds them 80% of
+    # the time (the unpaired t of the two configs alone, on 4 df, would need more)
+    assert t_test_power(res.mde / (sd * math.sqrt(2 / 3)), df) == pytest.approx(0.8, abs=1e-6)
+    assert t_test_power(res.mde / (sd * math.sqrt(2 / 3)), 4) < 0.75
     sds = [np.std(v, ddof=1) for v in ([2.00, 2.01, 2.03], [1.90, 1.94], [1.80, 1.83, 1.81, 1.79])]
     assert res.extra["median_config_sd"] == pytest.approx(float(np.median(sds)), rel=1e-12)
     assert res.verdict.startswith(f"{DESCRIPTIVE}: pooled seed sd {sd:.4g} BPB (95% CI {res.ci_low:.3g} to "
@@ -205,9 +207,14 @@ def test_seeds_shared_by_every_config_are_a_block_in_the_pooled_sd() -> None:
     assert res.extra["pooled_df"] == 12 - 4 - 2 == fit.df_resid
     assert res.effect == pytest.approx(math.sqrt(fit.scale), rel=1e-9)
     assert res.ci_high == pytest.approx(res.effect * math.sqrt(6 / stats.chi2.ppf(0.025, 6)), rel=1e-9)
-    assert "C(config) + C(seed)" in res.method
+    assert "C(config) + C(seed)" in res.method and "the two paired by seed" in res.method
     within = math.sqrt(sum(np.var(g, ddof=1) for _, g in runs.groupby("config_key")["bpb"]) / 4)
     assert res.effect < within / 2  # the seeds' shared effect is out of the spread
+    # a difference paired by seed, against the blocked spread on its 6 df
+    assert t_test_power(res.mde / (res.effect * math.sqrt(2 / 3)), 6) == pytest.approx(0.8, abs=1e-6)
+    med = float(np.median([np.std(g, ddof=1) for _, g in runs.groupby("config_key")["bpb"]]))
+    assert f"median per-config sd {med:.3g}, the seeds' shared effects in it)" in res.verdict
+    assert "shared effects" not in seed_variance(seed_frame()).verdict
 
 
 def test_a_spread_that_no_run_records_the_seed_of_is_named_a_rerun_sd() -> None:
