@@ -8,6 +8,7 @@ from pathlib import Path
 
 from clowncar.errors import EXIT_CODES, ClownCarError, RunFailed
 from clowncar.orchestrator.commands import SweepInterrupted
+from clowncar.orchestrator.start import StoreFailed
 from clowncar.orchestrator.trainable import EXIT_STATUS
 from clowncar.worker.run import EXIT_CODES as WORKER_EXIT_CODES
 
@@ -25,7 +26,7 @@ def test_readme_table_of_exit_codes_is_the_codes_table() -> None:
 
 
 def test_every_exit_code_clowncar_uses_is_in_the_table() -> None:
-    used = {ClownCarError.exit_code, RunFailed("x").exit_code, SweepInterrupted.exit_code,
+    used = {ClownCarError.exit_code, RunFailed("x").exit_code, SweepInterrupted.exit_code, StoreFailed.exit_code,
             *WORKER_EXIT_CODES.values(), *EXIT_STATUS}
     assert used <= set(EXIT_CODES), used - set(EXIT_CODES)
     assert ClownCarError.exit_code == 2 and SweepInterrupted.exit_code == 130

@@ -5,6 +5,7 @@ anything, then creates or reconciles the sweep. Everything between that point an
 the queued points, Ray, the trainable) runs under `failed_start_marked`: a failure marks the sweep `failed` with
 its reason, and because such a sweep never ran a trial, the same `sweep run` starts it over
 (`never_started`: no store trial, nothing in the study but queued points) instead of calling it taken.
+Once it runs, a store that fails is no longer bad input but a failed run (`store_failure_fails_the_run`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from clowncar.errors import ClownCarError, error_line
+from clowncar.errors import EXIT_FAILED, ClownCarError, StoreError, error_line
 from clowncar.orchestrator.spec import SweepSpec
 from clowncar.redact import redact_text
 
@@ -25,6 +26,26 @@ class StartFailed(ClownCarError):
     """A sweep could not start (Ray, the study, ...): it is marked failed, and the same command starts it again."""
 
     exit_code = 1
+
+
+class StoreFailed(StoreError):
+    """The store failed while the sweep ran (its server restarted, its disk filled): a run that failed, exit 1.
+    A store that cannot be used before the sweep starts stays a StoreError, bad input (exit 2)."""
+
+    exit_code = EXIT_FAILED
+
+
+@contextlib.contextmanager
+def store_failure_fails_the_run() -> Iterator[None]:
+    """A StoreError inside the block (the store callback's writes, the sweep's last status) ends the command as
+    a failed run (exit 1) with the store's own line, its password already hidden: the sweep did start, so it was
+    not bad input, and `sweep resume` continues it once the store is back."""
+    try:
+        yield
+    except StoreFailed:
+        raise
+    except StoreError as err:
+        raise StoreFailed(str(err)) from err
 
 
 def one_line(err: BaseException) -> str:

@@ -205,7 +205,13 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
 
     from clowncar.orchestrator.record import StoreCallback, Tally
     from clowncar.orchestrator.search import SweepSearch, finished_count
-    from clowncar.orchestrator.start import StartFailed, failed_start_marked, one_line, prepare
+    from clowncar.orchestrator.start import (
+        StartFailed,
+        failed_start_marked,
+        one_line,
+        prepare,
+        store_failure_fails_the_run,
+    )
     from clowncar.orchestrator.trainable import TrialContext, run_trial
 
     storage = open_study(opts.store_url)
@@ -232,7 +238,8 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
         tuner = _tuner(spec, opts, searcher, callback, remaining, tune, run_trial, TrialContext)
     status, reason = "failed", None
     fit_started = time.time()
-    with _stop_on_signals(searcher.stopping):
+    # from here on the sweep runs: a store that fails (say its server restarts) is a failed run, not bad input
+    with _stop_on_signals(searcher.stopping), store_failure_fails_the_run():
         try:
             tuner.fit()
             status = "done"
