@@ -8,6 +8,9 @@ Rules:
   store write and the tell) is told that outcome now;
 - every other RUNNING trial was running when the head died: it is closed (FAIL, `clowncar_closed`) and a WAITING
   copy is enqueued as the next attempt of the same store trial, so the sampler is not misled and it re-runs;
+- a RUNNING trial whose worker wrote its result.json before the head died (found in the trial directory, when
+  that is on this machine: always with embedded Ray) is recorded from its files, events and result, and told:
+  finished work is not run again;
 - store attempts still `running` are closed as `crashed` (the re-run is a new attempt, the one that counts).
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -58,15 +62,59 @@ def _tell_stored(study: optuna.Study, spec: SweepSpec, t: optuna.trial.FrozenTri
     tell(study, t.number, values if len(values) > 1 else values[0], TrialState.COMPLETE)
 
 
-def reconcile(study: optuna.Study, store: Any, spec: SweepSpec) -> dict[str, int]:
-    """Bring the study and the store into agreement after a dead head. Returns what it did."""
-    done = {"told_from_store": 0, "closed_for_rerun": 0, "store_attempts_closed": 0}
+def _record_from_disk(store: Any, spec: SweepSpec, runs_dir: Path | None, number: int, attempt: int
+                      ) -> tuple[str, dict[str, Any] | None] | None:
+    """The outcome of an attempt whose worker finished (its result.json is written last, atomically) but whose
+    head died before recording it: its events and outcome go into the store now, as the head would have put
+    them. None when there is no such file here, or the store never saw the attempt start."""
+    from clowncar.events import EVENTS_FILE, RESULT_FILE, read_result
+    from clowncar.orchestrator.trainable import Relay, TrialContext, final_report, outcome, trial_dir_of
+
+    if runs_dir is None:
+        return None
+    folder = trial_dir_of(runs_dir, spec.name, number, attempt)
+    result = read_result(folder / RESULT_FILE)
+    uid = trial_uid(spec.name, number)
+    trial = store.get_trial(uid) if result is not None else None
+    started = next((a.get("started_at") for a in (trial or {}).get("attempts", []) if a.get("attempt") == attempt),
+                   None)
+    if result is None or started is None or not _written_since(folder / RESULT_FILE, started):
+        return None
+    status, reason = outcome(0, result, "")  # the worker's exit code went with the head: its verdict stands
+    ctx = TrialContext(sweep=spec.name, spec=spec.to_dict(), runs_dir=str(runs_dir), size_cap=spec.size_cap())
+    final = final_report(ctx, status, reason, result, 0.0)
+    rows = Relay(folder / EVENTS_FILE).poll()
+    store.add_steps(uid, attempt, rows["steps"])
+    store.add_evals(uid, attempt, rows["evals"])
+    store.add_probes(uid, attempt, rows["probes"])
+    store.finish_trial(uid, attempt, final["status"], final["reason"] or None, result)
+    return final["status"], result
+
+
+def _written_since(path: Path, started: Any) -> bool:
+    """Whether `path` was written after the attempt started: a folder of the same name on another node's shared
+    disk, or from a sweep of the same name in another store, holds someone else's result."""
+    from datetime import UTC, datetime
+
+    when = started if isinstance(started, datetime) else datetime.fromisoformat(str(started))
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return path.stat().st_mtime >= when.timestamp() - 1.0  # file systems with coarse modification times
+
+
+def reconcile(study: optuna.Study, store: Any, spec: SweepSpec, runs_dir: Path | None = None) -> dict[str, int]:
+    """Bring the study and the store into agreement after a dead head (`runs_dir`: where this machine's trial
+    directories are, to find attempts that finished unrecorded). Returns what it did."""
+    done = {"told_from_store": 0, "recorded_from_disk": 0, "closed_for_rerun": 0, "store_attempts_closed": 0}
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         number, attempt = int(t.user_attrs.get(NUMBER, t.number)), int(t.user_attrs.get(ATTEMPT, 0))
         stored = _stored_outcome(store, trial_uid(spec.name, number), attempt)
+        found = None if stored else _record_from_disk(store, spec, runs_dir, number, attempt)
         if stored and stored[0] != "stopped":
             _tell_stored(study, spec, t, *stored)
             done["told_from_store"] += 1
+        elif found:
+            _tell_stored(study, spec, t, *found)
+            done["recorded_from_disk"] += 1
         else:
             params = trial_params(t)
             close_trial(study, t._trial_id, number, attempt, params, "head died while it ran")

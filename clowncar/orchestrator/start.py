@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from clowncar.errors import EXIT_FAILED, ClownCarError, StoreError, error_line
@@ -68,9 +69,11 @@ def never_started(name: str, store: Any, storage: Any, studies: set[str]) -> boo
     return all(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
 
 
-def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool) -> dict[str, int]:
-    """Create or check the sweep in the store; on resume, reconcile the study with the store. The caller holds
-    the sweep's lease, so no other driver is starting or running it."""
+def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool, runs_dir: Path | None = None
+            ) -> dict[str, int]:
+    """Create or check the sweep in the store; on resume, reconcile the study with the store (and with the trial
+    directories under `runs_dir`). The caller holds the sweep's lease, so no other driver is starting or running
+    it."""
     import optuna
 
     from clowncar.orchestrator.resume import reconcile
@@ -91,7 +94,7 @@ def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool) -> dict[str
     if not resume:
         return {}
     study = optuna.load_study(study_name=spec.name, storage=storage)
-    return reconcile(study, store, spec)
+    return reconcile(study, store, spec, runs_dir)
 
 
 def _mark_failed(store: Any, name: str, reason: str) -> None:

@@ -51,6 +51,11 @@ class TrialContext:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
+def trial_dir_of(runs_dir: Path, sweep: str, number: int, attempt: int) -> Path:
+    """Where an attempt's worker writes (on the node that ran it): config, events, log, result, artifact."""
+    return runs_dir / "trials" / sweep / f"{number:05d}-{attempt}"
+
+
 def worker_command(module: str, config_path: Path, out: Path, gpus: int) -> list[str]:
     args = ["-m", "clowncar.orchestrator.launch", module, str(config_path), "--out", str(out)]
     if gpus > 1:  # one rank per GPU, all on this node (the trial's bundle is on one node)
@@ -199,7 +204,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     meta = config.get("_cc", {})
     spec = SweepSpec.model_validate(ctx.spec)
-    trial_dir = Path(ctx.runs_dir) / "trials" / ctx.sweep / f"{meta.get('number', 0):05d}-{meta.get('attempt', 0)}"
+    trial_dir = trial_dir_of(Path(ctx.runs_dir), ctx.sweep, int(meta.get("number", 0)), int(meta.get("attempt", 0)))
     shutil.rmtree(trial_dir, ignore_errors=True)  # a retried trial starts clean: events are re-read from 0
     trial_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()

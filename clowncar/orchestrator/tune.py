@@ -215,7 +215,7 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
     from clowncar.orchestrator.trainable import TrialContext, run_trial
 
     storage = open_study(opts.store_url)
-    reconciled = prepare(spec, store, storage, opts.resume)
+    reconciled = prepare(spec, store, storage, opts.resume, Path(opts.runs_dir))
     with failed_start_marked(store, spec.name):  # from here to the first trial: a failure leaves no half sweep
         tally = Tally(total=spec.max_trials())
         callback = StoreCallback(spec, store, tally, show=opts.show)

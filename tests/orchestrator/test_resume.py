@@ -5,6 +5,8 @@ once more as its next attempt, and the store's running attempts become `crashed`
 from __future__ import annotations
 
 import math
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +91,7 @@ def test_reconcile_tells_what_finished_and_requeues_what_was_running(world: Worl
     world.study.tell(done, 2.0)
 
     assert reconcile(world.study, world.store, world.spec) == {
-        "told_from_store": 3, "closed_for_rerun": 4, "store_attempts_closed": 1}
+        "told_from_store": 3, "recorded_from_disk": 0, "closed_for_rerun": 4, "store_attempts_closed": 1}
 
     ok = world.trial(0, 0)
     assert ok.state == TrialState.COMPLETE and ok.values == [1.25] and ok.user_attrs["status"] == "ok"
@@ -109,7 +111,7 @@ def test_reconcile_tells_what_finished_and_requeues_what_was_running(world: Worl
 
     # A second reconcile finds nothing RUNNING: nothing is told or queued twice.
     assert reconcile(world.study, world.store, world.spec) == {
-        "told_from_store": 0, "closed_for_rerun": 0, "store_attempts_closed": 0}
+        "told_from_store": 0, "recorded_from_disk": 0, "closed_for_rerun": 0, "store_attempts_closed": 0}
     assert len(world.study.get_trials(states=(TrialState.WAITING,))) == 4
 
 
@@ -156,3 +158,62 @@ def test_a_trial_without_clowncar_attributes_counts_as_its_own_number_and_attemp
     assert reconcile(world.study, world.store, world.spec)["told_from_store"] == 2
     assert world.study.trials[bare.number].values == [1.5]
     assert world.study.trials[numbered.number].state == TrialState.FAIL
+
+
+def _finished_on_disk(runs: Path, number: int, attempt: int, result: dict[str, Any] | None) -> None:
+    """A worker's files as it leaves them: its events and, when it finished, its result.json."""
+    import json
+
+    folder = runs / "trials" / "rs" / f"{number:05d}-{attempt}"
+    folder.mkdir(parents=True)
+    events = [{"event": "step", "step": s, "kind": "N", "train_loss": 3.0 - s / 10} for s in (1, 2, 3)]
+    events.append({"event": "eval", "step": 3, "val_bpb": 1.5})
+    (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    if result is not None:
+        (folder / "result.json").write_text(json.dumps(result))
+
+
+def test_a_trial_that_finished_unrecorded_is_recorded_from_its_files_and_never_run_again(world: World,
+                                                                                       tmp_path: Path) -> None:
+    """The head died after the worker wrote result.json and before the outcome reached the store: resume
+    takes the outcome and the events from the trial directory, and queues nothing."""
+    runs = tmp_path / "runs"
+    world.running(0, 1)
+    world.stored(0, 0, "running")
+    world.store.add_steps(trial_uid("rs", 0), 0, [{"step": 1, "kind": "N", "train_loss": 2.9}])  # streamed
+    _finished_on_disk(runs, 0, 0, {"status": "ok", "q_sliding_val_bpb": 1.25, "artifact_bytes": 100})
+    world.running(1, 2)
+    world.stored(1, 0, "running")
+    _finished_on_disk(runs, 1, 0, None)  # killed mid-run: no result.json
+    world.running(2, 3)  # finished on disk, but the store never saw it start: nothing to attach it to
+    _finished_on_disk(runs, 2, 0, {"status": "ok", "q_sliding_val_bpb": 1.0, "artifact_bytes": 100})
+    world.running(3, 4)
+    world.stored(3, 0, "running")
+    _finished_on_disk(runs, 3, 0, {"status": "diverged", "reason": "loss is nan at step 2"})
+    world.running(4, 1)
+    world.stored(4, 0, "running")
+    _finished_on_disk(runs, 4, 0, {"status": "ok", "q_sliding_val_bpb": 0.5, "artifact_bytes": 1})
+    stale = runs / "trials" / "rs" / "00004-0" / "result.json"
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))  # an older sweep's file: not this attempt's
+
+    assert reconcile(world.study, world.store, world.spec, runs) == {
+        "told_from_store": 0, "recorded_from_disk": 2, "closed_for_rerun": 3, "store_attempts_closed": 2}
+    ok = world.trial(0, 0)
+    assert ok.state == TrialState.COMPLETE and ok.values == [1.25] and ok.user_attrs["status"] == "ok"
+    assert ok.constraints == {CONSTRAINT: 100.0 - world.spec.size_cap()}
+    assert (world.attempt_status(0, 0), world.attempt(0, 0)["reason"]) == ("ok", None)
+    steps = world.store.steps_frame("rs")
+    assert sorted(steps.loc[steps["trial_uid"] == trial_uid("rs", 0), "step"]) == [1, 2, 3]  # each once
+    evals = world.store.evals_frame("rs")
+    assert evals.loc[evals["trial_uid"] == trial_uid("rs", 0), "val_bpb"].tolist() == [1.5]
+    assert (world.attempt_status(3, 0), world.attempt(3, 0)["reason"]) == ("diverged", "loss is nan at step 2")
+    assert world.trial(3, 0).state == TrialState.FAIL
+    assert world.attempt_status(1, 0) == "crashed"
+    waiting = world.study.get_trials(states=(TrialState.WAITING,))
+    assert sorted(t.user_attrs[NUMBER] for t in waiting) == [1, 2, 4]
+    # without the runs dir (a cluster whose trial folders are on other nodes) the same trials run again
+    (tmp_path / "other").mkdir()
+    other = World(tmp_path / "other")
+    other.running(0, 1)
+    other.stored(0, 0, "running")
+    assert reconcile(other.study, other.store, other.spec)["closed_for_rerun"] == 1
