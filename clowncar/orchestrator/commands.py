@@ -67,7 +67,7 @@ def _print_pareto(front: list[dict[str, Any]], indent: str) -> None:
 
 
 def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | None, num_gpus: int | None,
-             quiet: bool, resume: bool) -> dict[str, Any]:
+             quiet: bool, resume: bool, retry_failed: bool = False) -> dict[str, Any]:
     from clowncar.orchestrator.tune import RunOptions, run_sweep
     from clowncar.settings import check_runs_dir
 
@@ -83,7 +83,7 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
 
         check_local_data(spec)
     opts = RunOptions(store_url=url, runs_dir=runs_dir, address=addr, num_cpus=num_cpus, num_gpus=num_gpus,
-                      show=not quiet, resume=resume)
+                      show=not quiet, resume=resume, retry_failed=retry_failed)
     try:
         summary = run_sweep(spec, opts)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (`ray job stop`), which the sweep turns into one
@@ -161,10 +161,14 @@ def _refuse_while_driven(name: str, url: str) -> None:
 
 def resume_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: StoreOpt = None,
                address: AddressOpt = None, num_cpus: CpusOpt = None, num_gpus: GpusOpt = None,
-               quiet: QuietOpt = False) -> None:
+               quiet: QuietOpt = False,
+               retry_failed: Annotated[bool, typer.Option(
+                   "--retry-failed", help="Also run again the trials that crashed or errored (a full disk, a killed "
+                   "worker, data that was broken then): each gets a new attempt, and the failed one stops counting "
+                   "against the budget")] = False) -> None:
     """Continue a sweep whose head died or that was stopped: finished trials never run again."""
     url, _, _ = _settings(store, address)
-    run_spec(stored_spec(name, url), url, address, num_cpus, num_gpus, quiet, resume=True)
+    run_spec(stored_spec(name, url), url, address, num_cpus, num_gpus, quiet, resume=True, retry_failed=retry_failed)
 
 
 def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],

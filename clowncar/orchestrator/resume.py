@@ -25,9 +25,18 @@ import optuna
 from optuna.trial import TrialState
 
 from clowncar.orchestrator.record import trial_uid
-from clowncar.orchestrator.search import ATTEMPT, CONSTRAINT, NUMBER, close_trial, tell
+from clowncar.orchestrator.search import (
+    ATTEMPT,
+    CLOSED,
+    CONSTRAINT,
+    NUMBER,
+    close_trial,
+    latest_attempts,
+    number_and_attempt,
+    tell,
+)
 from clowncar.orchestrator.spec import SweepSpec
-from clowncar.orchestrator.suggest import trial_params
+from clowncar.orchestrator.suggest import DUPLICATE, trial_params
 from clowncar.orchestrator.trainable import objective_value
 
 FINAL = ("ok", "diverged", "oom", "error", "crashed", "pruned", "stopped")
@@ -89,6 +98,29 @@ def _record_from_disk(store: Any, spec: SweepSpec, runs_dir: Path | None, number
     store.add_probes(uid, attempt, rows["probes"])
     store.finish_trial(uid, attempt, final["status"], final["reason"] or None, result)
     return final["status"], result
+
+
+RETRIED = ("crashed", "error")
+"""Outcomes that `--retry-failed` runs again: the worker crashed or failed, or the trial failed before the store
+heard of it (inside Ray: a full disk, a file where its folder belongs). A diverged or out-of-memory trial, or a
+rejected config, would end the same way again."""
+
+
+def requeue_failed(study: optuna.Study, store: Any, spec: SweepSpec) -> int:
+    """Queue the next attempt of every trial whose latest attempt failed in a way worth another try (RETRIED),
+    with its parameters; the failed attempt then no longer counts against the budget (`finished_count`).
+    Returns how many were queued."""
+    latest, queued = latest_attempts(study), 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        number, attempt = number_and_attempt(t)
+        if t.user_attrs.get(CLOSED) or t.user_attrs.get(DUPLICATE) is not None or latest[number] != attempt:
+            continue
+        stored = _stored_outcome(store, trial_uid(spec.name, number), attempt)
+        if stored is not None and stored[0] not in RETRIED:
+            continue
+        study.enqueue_trial(trial_params(t), user_attrs={NUMBER: number, ATTEMPT: attempt + 1}, skip_if_exists=False)
+        queued += 1
+    return queued
 
 
 def _written_since(path: Path, started: Any) -> bool:

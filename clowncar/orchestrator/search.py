@@ -116,10 +116,29 @@ def _matches(value: Any, want: Any) -> bool:
     return value in want if isinstance(want, list) else value == want
 
 
+def number_and_attempt(t: optuna.trial.FrozenTrial) -> tuple[int, int]:
+    """The store trial an Optuna trial runs (a trial clowncar did not ask is its own number) and its attempt."""
+    return int(t.user_attrs.get(NUMBER, t.number)), int(t.user_attrs.get(ATTEMPT, 0))
+
+
+def latest_attempts(study: optuna.Study) -> dict[int, int]:
+    """Per store trial number, its latest attempt among the study's trials, queued ones included."""
+    latest: dict[int, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        number, attempt = number_and_attempt(t)
+        latest[number] = max(attempt, latest.get(number, attempt))
+    return latest
+
+
 def finished_count(study: optuna.Study) -> int:
-    """Trials that count against the budget: finished, and not closed for a re-run."""
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state.is_finished() and not t.user_attrs.get(CLOSED) and t.user_attrs.get(DUPLICATE) is None)
+    """Trials that count against the budget: finished, not closed for a re-run, and not an attempt that a later
+    one of the same trial replaces (`sweep resume --retry-failed` queues those)."""
+    latest, count = latest_attempts(study), 0
+    for t in study.get_trials(deepcopy=False):
+        number, attempt = number_and_attempt(t)
+        count += (t.state.is_finished() and not t.user_attrs.get(CLOSED) and t.user_attrs.get(DUPLICATE) is None
+                  and latest[number] == attempt)
+    return count
 
 
 def gpu_seconds_used(study: optuna.Study, gpus: int) -> float:

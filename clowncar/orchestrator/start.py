@@ -69,11 +69,11 @@ def never_started(name: str, store: Any, storage: Any, studies: set[str]) -> boo
     return all(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
 
 
-def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool, runs_dir: Path | None = None
-            ) -> dict[str, int]:
+def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool, runs_dir: Path | None = None,
+            retry_failed: bool = False) -> dict[str, int]:
     """Create or check the sweep in the store; on resume, reconcile the study with the store (and with the trial
-    directories under `runs_dir`). The caller holds the sweep's lease, so no other driver is starting or running
-    it."""
+    directories under `runs_dir`) and, with `retry_failed`, queue another attempt of the trials that crashed or
+    failed. The caller holds the sweep's lease, so no other driver is starting or running it."""
     import optuna
 
     from clowncar.orchestrator.resume import reconcile
@@ -94,7 +94,12 @@ def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool, runs_dir: P
     if not resume:
         return {}
     study = optuna.load_study(study_name=spec.name, storage=storage)
-    return reconcile(study, store, spec, runs_dir)
+    done = reconcile(study, store, spec, runs_dir)
+    if retry_failed:
+        from clowncar.orchestrator.resume import requeue_failed
+
+        done["requeued_failed"] = requeue_failed(study, store, spec)
+    return done
 
 
 def _mark_failed(store: Any, name: str, reason: str) -> None:

@@ -37,6 +37,8 @@ class RunOptions:
     num_gpus: int | None = None
     show: bool = True
     resume: bool = False
+    retry_failed: bool = False
+    """On resume, run again the trials that crashed or failed (`resume.RETRIED`)."""
 
 
 def init_ray(opts: RunOptions) -> None:
@@ -215,7 +217,7 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
     from clowncar.orchestrator.trainable import TrialContext, run_trial
 
     storage = open_study(opts.store_url)
-    reconciled = prepare(spec, store, storage, opts.resume, Path(opts.runs_dir))
+    reconciled = prepare(spec, store, storage, opts.resume, Path(opts.runs_dir), opts.retry_failed)
     with failed_start_marked(store, spec.name):  # from here to the first trial: a failure leaves no half sweep
         tally = Tally(total=spec.max_trials())
         callback = StoreCallback(spec, store, tally, show=opts.show)

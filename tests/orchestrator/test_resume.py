@@ -217,3 +217,32 @@ def test_a_trial_that_finished_unrecorded_is_recorded_from_its_files_and_never_r
     other.running(0, 1)
     other.stored(0, 0, "running")
     assert reconcile(other.study, other.store, other.spec)["closed_for_rerun"] == 1
+
+
+def test_retry_failed_queues_the_next_attempt_of_what_crashed_or_errored_and_frees_its_budget(world: World) -> None:
+    from clowncar.orchestrator.resume import requeue_failed
+    from clowncar.orchestrator.search import finished_count
+
+    def failed(number: int, loops: int, status: str | None) -> None:
+        world.study.tell(world.running(number, loops), state=TrialState.FAIL)
+        if status is not None:
+            world.stored(number, 0, status)
+
+    failed(0, 1, "crashed")  # a killed worker
+    failed(1, 2, "error")  # data broken at the time
+    failed(2, 3, "diverged")  # would diverge again
+    failed(3, 4, None)  # failed inside Ray before the store heard of it (a full disk)
+    failed(4, 1, "oom")
+    done = world.running(5, 2)
+    world.stored(5, 0, "ok", {"q_sliding_val_bpb": 1.2, "artifact_bytes": 10})
+    world.study.tell(done, 1.2)
+    failed(6, 3, "crashed")
+    world.study.enqueue_trial({KEY: 3}, user_attrs={NUMBER: 6, ATTEMPT: 1})  # already queued again
+    assert finished_count(world.study) == 6
+
+    assert requeue_failed(world.study, world.store, world.spec) == 3
+    waiting = {(t.user_attrs[NUMBER], t.user_attrs[ATTEMPT]): t.system_attrs["fixed_params"]
+               for t in world.study.get_trials(states=(TrialState.WAITING,))}
+    assert waiting == {(0, 1): {KEY: 1}, (1, 1): {KEY: 2}, (3, 1): {KEY: 4}, (6, 1): {KEY: 3}}
+    assert finished_count(world.study) == 3  # diverged, oom and ok count; the queued ones' failures do not
+    assert requeue_failed(world.study, world.store, world.spec) == 0  # their latest attempts wait to run

@@ -60,3 +60,15 @@ def test_failed_and_infeasible_trials_are_stored_and_never_best(sweep_env, helpe
     assert "crashed 1" in r.stdout and "diverged 1" in r.stdout
     r = sweep_env.cli("sweep", "ls")
     assert r.returncode == 0 and "mixed-seeds" in r.stdout and "mixed" in r.stdout
+
+    # --retry-failed runs the crashed trial again as a new attempt (this crash is for good, so it crashes
+    # again); the diverged one would diverge again and is left, and nothing that finished runs twice.
+    r = sweep_env.cli("sweep", "resume", "mixed", "--retry-failed", "--num-cpus", "2", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "requeued failed 1" in r.stdout, r.stdout
+    store = sweep_env.store()
+    attempts = {mode: [(a["attempt"], a["status"]) for a in store.get_trial(row["trial_uid"])["attempts"]]
+                for mode, row in by_mode.items()}
+    assert attempts == {"ok": [(0, "ok")], "crash": [(0, "crashed"), (1, "crashed")], "diverge": [(0, "diverged")],
+                        "overcap": [(0, "ok")]}
+    assert len(sweep_env.worker_pids("mixed")) == 5
