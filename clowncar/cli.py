@@ -93,7 +93,11 @@ def main(argv: list[str] | None = None) -> None:
         code = _command(app)(args=argv, prog_name="clowncar", standalone_mode=False)
     except _EXITS as exc:
         sys.exit(exc.exit_code)
-    except _ABORTS:
+    except _ABORTS as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, EOFError):  # click turns any EOFError into Abort, but nobody stopped this command:
+            # a file read back short (Ray Tune's state on a full disk gave 'Ran out of input')
+            fail(f"{error_line(cause, whole=True)}: a file was read back short; is the disk full?", EXIT_FAILED)
         fail("aborted", EXIT_INTERRUPTED)
     except ClownCarError as exc:
         fail(str(exc), exc.exit_code)
