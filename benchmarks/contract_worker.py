@@ -4,7 +4,8 @@
 benchmark and fault-tolerance tests use it where the cost or the failure must be controlled; everything else runs
 the real `clowncar.worker`. Behaviour comes from the trial config, so a sweep spec can search over it:
 - `data.dataset`: `ok` (default behaviour), `crash` (exit 1 without result.json), `diverge` (status diverged,
-  exit 3), `overcap` (artifact twice the cap), `orphan` (also starts a grandchild `sleep` in its group);
+  exit 3), `overcap` (artifact twice the cap), `orphan` (also starts a grandchild `sleep` in its group), `hang`
+  (silent after its first step, as a rank stuck in a collective is);
 - `train.iterations`: steps to emit; `train.max_wallclock_seconds`: total seconds to spend (spread over steps);
 - objective: q_sliding_val_bpb = 1 + 0.1 * |crawler_loops - 2| + 0.01 * (seed % 7), minus 0.05 when over the cap
   (a bigger model scores better but does not fit), deterministic;
@@ -48,6 +49,8 @@ def main(argv: list[str]) -> int:
                                  "phase": "main", "elapsed_ms": step * 1000 * total_s / steps,
                                  "tokens": step * 1024}) + "\n")
             ev.flush()
+            if mode == "hang":
+                time.sleep(600)
         bpb = 1.0 + 0.1 * abs(loops - 2) + 0.01 * (seed % 7) - (0.05 if mode == "overcap" else 0.0)
         cap = int(cfg["quant"]["size_cap_bytes"])
         art = cap * 2 if mode == "overcap" else cap * (1 + loops) // 8  # more loops, bigger (nsga2 trade-off)

@@ -156,6 +156,10 @@ class WorkerSpec(_Strict):
     """Must stay empty (kept so that specs stored before it was refused still load): see orchestrator/workers.py."""
     launcher: Literal["torchrun", "single"] = "torchrun"
     """Trials with several GPUs: one torchrun rank per GPU, or `single` (one process drives them all)."""
+    stall_seconds: float = Field(1800.0, ge=0)
+    """A worker that writes no event for this long is killed and its trial recorded `crashed` (a hung collective
+    on a GPU node never ends by itself, and holds its GPUs); 0 = never. The longest silences of a healthy trial
+    are its compilation before step 1 and its final evaluation."""
 
 
 class SweepSpec(_Strict):

@@ -175,6 +175,29 @@ def final_report(ctx: TrialContext, status: str, reason: str | None, result: dic
     return out
 
 
+def _watch(proc: subprocess.Popen[bytes], relay: Relay, ctx: TrialContext, base: dict[str, Any],
+           stall_s: float) -> str | None:
+    """Relay the worker's events to Tune until it exits; a worker silent for `stall_s` seconds (0: never) is
+    killed, and the reason is returned."""
+    from ray import tune
+
+    last = heard = time.time()
+    offset, nap = relay.offset, 0.01
+    while proc.poll() is None:
+        time.sleep(nap)
+        nap = min(ctx.poll_s, nap * 2)  # short first naps: a worker that ends at once is seen at once
+        rows = relay.poll()
+        if relay.offset != offset:  # any event line, also those Tune is not sent (start-up, phases)
+            offset, heard = relay.offset, time.time()
+        elif stall_s and time.time() - heard > stall_s:
+            kill_group(proc)
+            return f"no event from the worker for {stall_s:g} s: killed as hung (worker.stall_seconds)"
+        if any(rows.values()) or time.time() - last > ctx.heartbeat_s:
+            tune.report(relay.report(rows, **base))  # Tune's stop arrives here as SystemExit
+            last = time.time()
+    return None
+
+
 def _stderr_tail(path: Path) -> str:
     try:
         lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
@@ -226,17 +249,12 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                                 env=worker_env(ctx, cpus, gpus), cwd=trial_dir, start_new_session=True)
     try:
         tune.report(relay.report(relay.poll(), worker_pid=proc.pid, **base))
-        last, nap = time.time(), 0.01
-        while proc.poll() is None:
-            time.sleep(nap)
-            nap = min(ctx.poll_s, nap * 2)  # short first naps: a worker that ends at once is seen at once
-            rows = relay.poll()
-            if any(rows.values()) or time.time() - last > ctx.heartbeat_s:
-                tune.report(relay.report(rows, **base))  # Tune's stop arrives here as SystemExit
-                last = time.time()
+        hung = _watch(proc, relay, ctx, base, float(spec.worker.stall_seconds))
         rows = relay.poll()
         result = read_result(trial_dir / RESULT_FILE)
         status, reason = outcome(proc.returncode, result, _stderr_tail(trial_dir / "worker.out"))
+        if hung and result is None:
+            status, reason = "crashed", hung
         tune.report(relay.report(rows, **base, **final_report(ctx, status, reason, result, time.time() - start)))
     finally:
         kill_group(proc)

@@ -234,13 +234,14 @@ def run_contract(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(trainable, "worker_command", command)
 
     def run(mode: str, number: int | None = 3, attempt: int = 1, params: dict[str, Any] | None = None,
-            gpus: int = 0, launcher: str = "torchrun") -> tuple[list[dict[str, Any]], Path]:
+            gpus: int = 0, launcher: str = "torchrun", stall_s: float = 1800.0) -> tuple[list[dict[str, Any]], Path]:
         spec = spec_from_dict({"name": "t", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 1},
                                "space": {"model.crawler_loops": {"choice": [1, 2]}},
                                "overrides": {"data.dataset": mode, "train.iterations": 4,
                                              "train.max_wallclock_seconds": 0.2},
                                "resources": {"gpus": gpus, "cpus": 1, "placement": "ray"},
-                               "worker": {"module": "contract_worker", "launcher": launcher}})
+                               "worker": {"module": "contract_worker", "launcher": launcher,
+                                          "stall_seconds": stall_s}})
         ctx = TrialContext(sweep="t", spec=spec.to_dict(), runs_dir=str(tmp_path / "runs"), size_cap=spec.size_cap(),
                            poll_s=0.02, heartbeat_s=60.0,
                            extra_env={"PYTHONPATH": os.pathsep.join([str(root), str(root / "benchmarks")])})
@@ -282,6 +283,27 @@ def test_a_crash_is_reported_with_the_workers_last_words_and_a_retry_starts_clea
     assert last["status"] == "crashed" and math.isnan(last["objective"])
     assert last["reason"] == "worker exit code 1 without result.json: contract worker: simulated crash"
     assert not (trial_dir / "stale").exists()
+
+
+def test_a_worker_silent_past_the_stall_limit_is_killed_and_its_trial_crashed(run_contract: Any) -> None:
+    """A hung worker (a rank stuck in a collective) would hold its slot forever: with no event for
+    worker.stall_seconds it is killed, its whole group with it, and the trial ends crashed with the reason."""
+    started = time.time()
+    reports, trial_dir = run_contract("hang", stall_s=1.0)
+    last = reports[-1]
+    assert time.time() - started < 60  # not the 600 s the worker would sleep
+    assert (last["status"], last["reason"]) == (
+        "crashed", "no event from the worker for 1 s: killed as hung (worker.stall_seconds)")
+    steps = [row["step"] for r in reports for row in json.loads(r["new_rows"])["steps"]]
+    assert steps == [1]  # what it did before it hung is relayed
+    pid = int((trial_dir / "pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_slow_worker_that_keeps_writing_events_is_not_a_hung_one(run_contract: Any) -> None:
+    reports, _ = run_contract("ok", stall_s=2.0, params={"train.iterations": 8, "train.max_wallclock_seconds": 6.0})
+    assert reports[-1]["status"] == "ok" and reports[-1]["wall_s"] > 4.0  # 0.75 s a step: longer, never silent
 
 
 def test_a_config_the_spec_cannot_build_is_an_error_report_without_a_worker(run_contract: Any) -> None:
