@@ -57,11 +57,32 @@ def cautions(trials: pd.DataFrame) -> list[str]:
     if len(datasets) > 1:
         out.append(f"runs on {len(datasets)} datasets ({', '.join(datasets)}): BPB on different text is not "
                    "comparable")
+    out += _changed_shards(trials)
     declared = declared_runs(trials)
     if declared:
         out.append(f"{declared} run(s) record no token stream, or only part of it, and are declared to share one "
                    "(--same-stream): tests 1a and 1b subtract reference runs among them as if every one read the "
                    "same tokens at each step")
+    return out
+
+
+SHARD_DIGESTS = {"train": "provenance.data.train.digest", "validation": "provenance.data.val.digest"}
+"""Per split, the trials-frame column of the shards a run read (`clowncar.data.shards.shards_digest`)."""
+
+
+def _changed_shards(trials: pd.DataFrame) -> list[str]:
+    """Runs of one dataset name that read different shards: one lost, added or rebuilt between them."""
+    if "data.dataset" not in trials:
+        return []
+    out = []
+    for split, column in SHARD_DIGESTS.items():
+        if column not in trials:
+            continue
+        sets = trials.dropna(subset=["data.dataset", column]).groupby("data.dataset")[column].nunique()
+        for dataset, n in sets[sets > 1].items():
+            effect = "BPB was measured on different text" if split == "validation" else "they trained on different data"
+            out.append(f"runs of dataset {dataset} read {n} different sets of {split} shards (a shard lost, added or "
+                       f"rebuilt between them): {effect}")
     return out
 
 

@@ -8,12 +8,14 @@ with trailing bytes must never be trained on silently.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -167,3 +169,13 @@ def require_shards(directory: str | os.PathLike[str], glob: str, split: str) -> 
     if not files:
         raise DataError(f"no {split} shards matching {glob} in {directory}")
     return files
+
+
+def shards_digest(files: Sequence[Path]) -> dict[str, Any]:
+    """What a run read from one split, small enough for its provenance: how many shards, their tokens, and a
+    digest of their names and token counts (headers only: hashing FineWeb's shards whole would take minutes per
+    trial). A shard lost, added or rebuilt to another length between two runs changes it."""
+    headers = [read_header(f) for f in files]
+    listing = "\n".join(f"{h.path.name} {h.num_tokens}" for h in headers)
+    return {"shards": len(headers), "tokens": sum(h.num_tokens for h in headers),
+            "digest": hashlib.sha256(listing.encode()).hexdigest()[:16]}

@@ -20,7 +20,7 @@ from torch import nn
 from clowncar.config import TrialConfig
 from clowncar.data.bpb import build_byte_luts
 from clowncar.data.build import check_encoded_with
-from clowncar.data.shards import read_shard, require_shards
+from clowncar.data.shards import read_shard, require_shards, shards_digest
 from clowncar.data.stream import TokenStream, load_validation_tokens
 from clowncar.data.tokenizer import load_tokenizer
 from clowncar.errors import ConfigError, DataError
@@ -59,6 +59,8 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
     data_dir = settings.dataset_dir(cfg.data.dataset)
     train_files = require_shards(data_dir, cfg.data.train_glob, "train")
     val_files = require_shards(data_dir, cfg.data.val_glob, "validation")
+    # which shards, so that runs whose data changed under one dataset name can be told apart in the store
+    result.setdefault("provenance", {})["data"] = {"train": shards_digest(train_files), "val": shards_digest(val_files)}
     sp = load_tokenizer(settings.tokenizer_path(cfg.data.tokenizer))
     check_encoded_with(data_dir, settings.tokenizer_path(cfg.data.tokenizer))
     luts = build_byte_luts(sp, cfg.model.vocab_size)

@@ -180,6 +180,24 @@ def test_cautions_name_imported_runs_pooled_with_run_ones_and_several_datasets()
     assert "- caution: one\n- caution: two\n" in report.document(_full_analysis() | {"cautions": ["one", "two"]}).markdown()
 
 
+def test_cautions_name_runs_of_one_dataset_that_read_different_shards() -> None:
+    trials = pd.DataFrame({"sweep": "s", "source": "run", "status": ["ok", "ok", "ok", "ok", "failed"],
+                           "data.dataset": ["fw", "fw", "fw", "demo", "fw"],
+                           "provenance.data.train.digest": ["t1", "t1", "t2", "t9", "t3"],
+                           "provenance.data.val.digest": ["v1", "v1", "v1", "v9", None]})
+    assert report.cautions(trials) == [
+        "runs on 2 datasets (demo, fw): BPB on different text is not comparable",
+        "runs of dataset fw read 2 different sets of train shards (a shard lost, added or rebuilt between them): "
+        "they trained on different data"]  # the failed run is no run; another dataset may differ
+    val = trials.assign(**{"provenance.data.val.digest": ["v1", "v2", "v1", "v9", None]})
+    assert report.cautions(val)[-1] == (
+        "runs of dataset fw read 2 different sets of validation shards (a shard lost, added or rebuilt between "
+        "them): BPB was measured on different text")
+    assert report.cautions(trials[trials["data.dataset"] == "demo"]) == []
+    assert report.cautions(trials.drop(columns=["provenance.data.train.digest", "provenance.data.val.digest"])) == [
+        "runs on 2 datasets (demo, fw): BPB on different text is not comparable"]  # logs from before: no digests
+
+
 def test_to_json_carries_counts_and_every_test(tmp_path: Path) -> None:
     a = _analysis(_runs(), [])
     data = report.to_json(a)

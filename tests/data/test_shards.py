@@ -19,6 +19,7 @@ from clowncar.data.shards import (
     read_shard,
     require_shards,
     shard_name,
+    shards_digest,
     write_shard,
 )
 from clowncar.errors import DataError
@@ -306,3 +307,23 @@ def test_a_path_kind_is_named_in_words_and_an_unknown_one_is_not_a_regular_file(
     assert file_kind(stat.S_IFDIR) == "a directory" and file_kind(stat.S_IFIFO) == "a FIFO (named pipe)"
     assert file_kind(stat.S_IFCHR) == "a character device" and file_kind(stat.S_IFSOCK) == "a socket"
     assert file_kind(stat.S_IFBLK) == "a block device" and file_kind(0) == "not a regular file"
+
+
+def test_a_splits_digest_counts_its_shards_and_tokens_and_changes_when_one_is_lost_or_rebuilt(tmp_path: Path) -> None:
+    import hashlib
+
+    a, b = write_shard(tmp_path / shard_name("train", 0), [1, 2, 3]), write_shard(tmp_path / shard_name("train", 1),
+                                                                                   [4, 5])
+    both = shards_digest([a, b])
+    listing = f"{a.name} 3\n{b.name} 2"
+    assert both == {"shards": 2, "tokens": 5, "digest": hashlib.sha256(listing.encode()).hexdigest()[:16]}
+    assert shards_digest([a]) != both  # a shard lost
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    same = [write_shard(copy / a.name, [9, 9, 9]), write_shard(copy / b.name, [7, 7])]
+    assert shards_digest(same) == both  # headers only: the same names and lengths read as the same split
+    write_shard(b, [4, 5, 6])
+    assert shards_digest([a, b])["digest"] != both["digest"]  # rebuilt to another length
+    (tmp_path / "bad.bin").write_bytes(b"\0" * 10)
+    with pytest.raises(DataError):
+        shards_digest([tmp_path / "bad.bin"])

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from clowncar.config import TrialConfig
+from clowncar.data.shards import shards_digest
 from clowncar.worker.__main__ import main as worker_main
 from clowncar.worker.run import RESULT_KEYS, run_trial
 
@@ -58,6 +59,10 @@ def test_tiny_trial_end_to_end_matches_golden_trace(run_cli: Callable[..., Any],
     assert prov["config_hash"] and prov["world_size"] == 1 and prov["seed"] == 1337 and prov["torch"]
     assert prov["zstandard"] and prov["libzstd"] and "flash_attn" in prov
     assert prov["config"]["model"]["model_dim"] == 32 and prov["device"].startswith("cpu")
+    data = Path(next(o.split("=", 1)[1] for o in tiny_overrides if o.startswith("data.dataset=")))
+    assert prov["data"] == {"train": shards_digest(sorted(data.glob("fineweb_train_*.bin"))),
+                            "val": shards_digest(sorted(data.glob("fineweb_val_*.bin")))}
+    assert prov["data"]["train"]["shards"] >= 1 and prov["data"]["val"]["tokens"] > 2048
     assert events[0]["event"] == "start" and events[-1]["event"] == "final"
     assert events[-1]["result"]["val_bpb"] == result["val_bpb"]
     assert {e["mode"] for e in events if e["event"] == "eval"} == {"standard", "sliding"}
