@@ -122,7 +122,8 @@ declare -A TESTS=(
   [clowncar/orchestrator/tune.py]="tests/orchestrator/test_tune_parts.py tests/orchestrator/test_embedded_ray_start.py"
   [clowncar/did_you_mean.py]="tests/test_did_you_mean.py tests/test_config_rules.py"
   [clowncar/orchestrator/reach.py]="tests/orchestrator/test_reach.py"
-  [clowncar/orchestrator/search.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_gate.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
+  [clowncar/orchestrator/driver_state.py]="tests/orchestrator/test_driver_state.py tests/orchestrator/test_sweep_command_output.py"
+  [clowncar/orchestrator/search.py]="tests/orchestrator/test_resume.py tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_gate.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on

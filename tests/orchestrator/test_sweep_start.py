@@ -166,6 +166,8 @@ def test_a_resume_needs_a_study_and_reconciles_it(opened: Any) -> None:
     _queue(storage, "sw")  # never started, but a resume is asked for: it is reconciled, not restarted
     done = prepare(spec_from_dict(SPEC), store, storage, resume=True)
     assert done == {"told_from_store": 0, "recorded_from_disk": 0, "closed_for_rerun": 0, "store_attempts_closed": 0}
+    retried = prepare(spec_from_dict(SPEC), store, storage, resume=True, retry_failed=True)
+    assert retried == {**done, "requeued_failed": 0}  # asked for: its count is said, even when nothing failed
     assert store.get_sweep("sw")["status"] == "failed" and "sw" in _studies(storage)
 
 
@@ -234,3 +236,21 @@ def test_a_block_that_succeeds_leaves_the_sweep_as_it_was(opened: Any) -> None:
     with failed_start_marked(store, "sw"):
         pass
     assert store.get_sweep("sw")["status"] == "created"
+
+
+def test_a_resume_looks_in_the_runs_dir_for_what_finished_unrecorded(opened: Any, tmp_path: Path) -> None:
+    import json
+
+    from clowncar.orchestrator.record import trial_uid
+
+    store, storage = opened
+    store.create_or_get_sweep("sw", SPEC)
+    _queue(storage, "sw", "running")  # trial 0 ran when the head died
+    store.start_trial("sw", trial_uid("sw", 0), 0, 0, {"model": {"crawler_loops": 1}}, None, "n0")
+    folder = tmp_path / "runs" / "trials" / "sw" / "00000-0"
+    folder.mkdir(parents=True)
+    (folder / "events.jsonl").write_text(json.dumps({"event": "step", "step": 1, "kind": "N", "train_loss": 3.0}))
+    (folder / "result.json").write_text(json.dumps({"status": "ok", "q_sliding_val_bpb": 1.3, "artifact_bytes": 9}))
+    done = prepare(spec_from_dict(SPEC), store, storage, resume=True, runs_dir=tmp_path / "runs")
+    assert (done["recorded_from_disk"], done["closed_for_rerun"]) == (1, 0)
+    assert store.get_trial(trial_uid("sw", 0))["attempts"][0]["status"] == "ok"
