@@ -234,11 +234,12 @@ def test_run_spec_hands_the_settings_to_the_runner_and_prints_its_summary(url: s
     checked: list[Any] = []  # the data check itself: test_preflight.py
     monkeypatch.setattr("clowncar.orchestrator.preflight.check_local_data", checked.append)
     spec = spec_from_dict(SPEC)
-    assert cmd.run_spec(spec, url, None, 3, 0, True, resume=True) == {"sweep": "s", "optuna_states": {"COMPLETE": 1}}
+    assert cmd.run_spec(spec, url, None, 3, 0, True, resume=True, retry_failed=True) == {
+        "sweep": "s", "optuna_states": {"COMPLETE": 1}}
     assert checked == [spec]  # embedded: this machine's data
     (opts,) = seen
-    assert (opts.store_url, opts.runs_dir, opts.address, opts.num_cpus, opts.num_gpus, opts.show, opts.resume) == (
-        url, tmp_path / "runs", "", 3, 0, False, True)
+    assert (opts.store_url, opts.runs_dir, opts.address, opts.num_cpus, opts.num_gpus, opts.show, opts.resume,
+            opts.retry_failed) == (url, tmp_path / "runs", "", 3, 0, False, True, True)
     assert capsys.readouterr().out.splitlines()[0] == "sweep s: optuna trials complete 1"
     assert not (tmp_path / "runs").exists()  # nothing here creates the runs folder
 
@@ -251,6 +252,19 @@ def test_an_interrupted_sweep_says_how_to_resume_and_exits_130(url: str, monkeyp
 
     monkeypatch.setattr(tune, "run_sweep", interrupted)
     monkeypatch.setattr("clowncar.orchestrator.preflight.check_local_data", lambda spec: None)
+    with pytest.raises(cmd.SweepInterrupted) as err:  # before anything was recorded: resume has nothing
+        cmd.run_spec(spec_from_dict(SPEC), url, None, None, None, False, resume=False)
+    assert str(err.value) == ("sweep s interrupted before it started: nothing ran; start it again with "
+                              "`clowncar sweep run`")
+    assert err.value.exit_code == 130
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+    with pytest.raises(cmd.SweepInterrupted) as err:  # stored, but no study yet: `sweep run` starts it over
+        cmd.run_spec(spec_from_dict(SPEC), url, None, None, None, False, resume=False)
+    assert "interrupted before it started" in str(err.value)
+    import optuna
+
+    optuna.create_study(study_name="s", storage=tune.open_study(url))
     with pytest.raises(cmd.SweepInterrupted) as err:
         cmd.run_spec(spec_from_dict(SPEC), url, None, None, None, False, resume=False)
     assert str(err.value) == ("sweep s interrupted: its running trials were stopped; continue it with "
@@ -264,7 +278,9 @@ def test_resume_runs_the_stored_spec_again(url: str, monkeypatch) -> None:
     calls: list[tuple] = []
     monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append((args, kw)))
     cmd.resume_cmd("s", store=url, address="auto", num_cpus=2, num_gpus=1, quiet=True)
-    assert calls == [((spec_from_dict(SPEC), url, "auto", 2, 1, True), {"resume": True})]
+    cmd.resume_cmd("s", store=url, address="auto", num_cpus=2, num_gpus=1, quiet=True, retry_failed=True)
+    assert calls == [((spec_from_dict(SPEC), url, "auto", 2, 1, True), {"resume": True, "retry_failed": False}),
+                     ((spec_from_dict(SPEC), url, "auto", 2, 1, True), {"resume": True, "retry_failed": True})]
 
 
 def test_submit_prints_the_job_and_how_to_watch_it_without_the_password(tmp_path: Path, monkeypatch,
