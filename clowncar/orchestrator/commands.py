@@ -68,6 +68,7 @@ def _print_pareto(front: list[dict[str, Any]], indent: str) -> None:
 
 def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | None, num_gpus: int | None,
              quiet: bool, resume: bool, retry_failed: bool = False) -> dict[str, Any]:
+    from clowncar.orchestrator.start import resumable
     from clowncar.orchestrator.tune import RunOptions, run_sweep
     from clowncar.settings import check_runs_dir
 
@@ -89,33 +90,13 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (`ray job stop`), which the sweep turns into one
         # Said here, not left to `clowncar.cli`: typer turns a KeyboardInterrupt into a *returned* 130 under
         # standalone_mode=False, and the CLI then exited 0, silently (measured).
-        if not _resumable(url, spec.name):  # Ctrl-C in the first seconds, before the study was made
+        if not resumable(url, spec.name):  # Ctrl-C in the first seconds, before the study was made
             raise SweepInterrupted(f"sweep {spec.name} interrupted before it started: nothing ran; start it again "
                                    "with `clowncar sweep run`") from None
         raise SweepInterrupted(f"sweep {spec.name} interrupted: its running trials were stopped; continue it "
                                f"with `clowncar sweep resume {spec.name}`") from None
     _print_summary(summary)
     return summary
-
-
-def _resumable(url: str, name: str) -> bool:
-    """Whether `sweep resume NAME` has something to continue: the sweep is stored and has its Optuna study."""
-    import optuna
-
-    from clowncar.orchestrator.tune import open_study
-    from clowncar.store import open_store
-
-    try:
-        store = open_store(url, create=False)  # never made here: an interrupt must not leave a store behind
-    except Exception:  # none yet, or none that opens: resume could not continue anything either
-        return False
-    with store:
-        if store.get_sweep(name) is None:
-            return False
-    try:
-        return name in {s.study_name for s in optuna.get_all_study_summaries(open_study(url))}
-    except Exception:  # the study's tables cannot say: the usual advice, which resume checks again
-        return True
 
 
 def run_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")], store: StoreOpt = None,

@@ -123,3 +123,23 @@ def failed_start_marked(store: Any, name: str) -> Iterator[None]:
             raise
         raise StartFailed(f"sweep {name} did not start: {reason}; it is marked failed, and the same command "
                           "starts it again") from err
+
+
+def resumable(url: str, name: str) -> bool:
+    """Whether `sweep resume NAME` has something to continue: the sweep is stored and has its Optuna study."""
+    import optuna
+
+    from clowncar.orchestrator.tune import open_study
+    from clowncar.store import open_store
+
+    try:
+        store = open_store(url, create=False)  # never made here: an interrupt must not leave a store behind
+    except Exception:  # none yet, or none that opens: resume could not continue anything either
+        return False
+    with store:
+        if store.get_sweep(name) is None:
+            return False
+    try:
+        return name in {s.study_name for s in optuna.get_all_study_summaries(open_study(url))}
+    except Exception:  # the study's tables cannot say: the usual advice, which resume checks again
+        return True
