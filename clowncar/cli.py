@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     except _EXITS as exc:
         sys.exit(exc.exit_code)
     except _ABORTS as exc:
-        cause = exc.__cause__ or exc.__context__
+        cause = exc.__cause__  # click raises its Abort `from` the EOFError or KeyboardInterrupt it caught
         if isinstance(cause, EOFError):  # click turns any EOFError into Abort, but nobody stopped this command:
             # a file read back short (Ray Tune's state on a full disk gave 'Ran out of input')
             fail(f"{error_line(cause, whole=True)}: a file was read back short; is the disk full?", EXIT_FAILED)

@@ -52,7 +52,7 @@ def test_an_abort_is_aborted_130(monkeypatch, capsys) -> None:
 def test_an_end_of_file_inside_a_command_is_a_failure_not_an_abort(monkeypatch, capsys) -> None:
     """click turns an EOFError into its Abort; a Tune state file cut short by a full disk raised one, and the
     sweep ended as if the user had stopped it (130, 'aborted')."""
-    code, err = run(monkeypatch, capsys, raising(EOFError("Ran out of input")))
+    code, err = run(monkeypatch, capsys, raising(EOFError("Ran out\nof input")))
     assert (code, err.splitlines()[-1]) == (
         1, "clowncar: error: EOFError: Ran out of input: a file was read back short; is the disk full?")
 
