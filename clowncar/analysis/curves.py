@@ -62,7 +62,7 @@ def early_boost_test(evals: pd.DataFrame, runs: pd.DataFrame) -> TestResult:
     per_run = per.merge(runs.reindex(columns=["run_id", "loops", "seed", "start_key"]), on="run_id",
                         how="inner").dropna(subset=["loops"])
     per_run = per_run.assign(boost=per_run["early"] - per_run["final"])
-    r = start_units(per_run, ["loops"], ["early", "final", "boost"])
+    r = start_units(per_run, ["loops"], ["boost"])  # the regression reads only the boost
     formula = "boost ~ loops" + seed_block(r)
     method = (f"per run: early = mean eval BPB over the first {EARLY_FRAC:.0%} of steps, final = last eval; "
               f"OLS {formula} with HC2, one row per unit ({UNITS}) (effect = loops slope early minus loops slope "
