@@ -22,6 +22,7 @@ from clowncar.analysis.stats import coef, coef_table, mde_from_se, ols, unusable
 VIF_WARN = 5.0
 GAP_MARGIN = 0.002  # BPB per loop / per unit C-fraction: below this a gap trend is practically irrelevant
 WIDTH_MARGIN = 0.002  # BPB across the width range
+MIN_WIDTH_SEEDS = 3  # below this, the width test warns that its units share initial weights by seed and width
 
 
 def _varies(s: pd.Series) -> bool:
@@ -108,6 +109,11 @@ def width_tests(runs: pd.DataFrame) -> list[TestResult]:
     if high:
         warnings.append("collinear predictors (VIF >= {:g}): {}; partial effects are unstable and cannot be "
                         "attributed separately".format(VIF_WARN, ", ".join(f"{k} {v:.3g}" for k, v in high.items())))
+    seeds = r["seed"].nunique() if "seed" in r and r["seed"].notna().all() else None
+    if seeds is not None and seeds < MIN_WIDTH_SEEDS:
+        warnings.append(f"the widths are compared over {seeds} seed(s): the runs of one seed and width share their "
+                        "embedding's initial weights, which this regression counts as independent; with the seed as "
+                        "the unit of the width contrast the evidence is weaker than the p value says")
     full = ols(f_f, r) if others else None
     unfit_f = unusable(full) if full is not None else None
     fit_f = full if full is not None and not unfit_f else None
