@@ -206,7 +206,7 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
     from ray import tune
 
     from clowncar.orchestrator.record import StoreCallback, Tally
-    from clowncar.orchestrator.search import SweepSearch, finished_count
+    from clowncar.orchestrator.search import SweepSearch
     from clowncar.orchestrator.start import (
         StartFailed,
         failed_start_marked,
@@ -226,8 +226,7 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
         if not opts.resume:
             for point in spec.distinct_enqueue().points:
                 searcher.study.enqueue_trial(point, skip_if_exists=False)
-        already = finished_count(searcher.study)
-        tally.by_status["earlier"] = already
+        already = count_earlier(tally, spec, searcher.study)
         remaining = max(0, spec.max_trials() - already)
         store.set_sweep_status(spec.name, "running")
         if not searcher.budget_left():  # max_trials reached or no GPU-hours left: nothing starts, no Ray
@@ -327,6 +326,18 @@ def _stop_on_signals(flag: threading.Event) -> Any:
 
     with interrupt_on_signals(flag.set):
         yield
+
+
+def count_earlier(tally: Any, spec: SweepSpec, study: Any) -> int:
+    """Start the progress line of a resumed sweep from what it had done: the trials that count against its
+    budget, and its best so far (not only the best of this run's trials). Returns that count."""
+    from clowncar.orchestrator.search import finished_count
+
+    already = tally.by_status["earlier"] = finished_count(study)
+    best = best_trial(spec, study)
+    if best is not None:
+        tally.best = (best["objective"], best["number"], best["params"])
+    return already
 
 
 def best_trial(spec: SweepSpec, study: Any) -> dict[str, Any] | None:

@@ -55,6 +55,19 @@ def test_the_best_trial_is_the_best_feasible_complete_one() -> None:
     assert tune.best_trial(spec(), study_of([(1, [1.0], 1.0, OK, {})])) is None  # only infeasible
 
 
+def test_a_resumed_sweeps_progress_starts_from_its_earlier_trials_and_best() -> None:
+    from clowncar.orchestrator.record import Tally
+
+    study = study_of([(1, [1.30], -1.0, OK, {NUMBER: 0}), (2, [1.10], 0.5, OK, {NUMBER: 1}),
+                      (3, [1.20], -1.0, OK, {NUMBER: 2}), (4, None, -1.0, TrialState.FAIL, {NUMBER: 3})])
+    tally = Tally(total=8)
+    assert tune.count_earlier(tally, spec(), study) == 4
+    assert tally.by_status == {"earlier": 4} and tally.best == (1.20, 2, {LOOPS: 3})  # the infeasible 1.10: never
+    assert "best 1.2000 (trial 2: model.crawler_loops=3)" in tally.line(1)
+    fresh = Tally(total=8)
+    assert tune.count_earlier(fresh, spec(), study_of([])) == 0 and fresh.best is None
+
+
 def test_the_best_trial_of_enqueued_points_names_their_parameters() -> None:
     # a rerun's child sweep (or a named point) has no space to suggest from: its trials' whole config is the
     # enqueued point, which optuna keeps beside `params`, not in it
