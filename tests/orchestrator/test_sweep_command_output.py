@@ -244,7 +244,7 @@ def test_run_spec_hands_the_settings_to_the_runner_and_prints_its_summary(url: s
     assert not (tmp_path / "runs").exists()  # nothing here creates the runs folder
 
 
-def test_an_interrupted_sweep_says_how_to_resume_and_exits_130(url: str, monkeypatch) -> None:
+def test_an_interrupted_sweep_says_how_to_resume_and_exits_130(url: str, monkeypatch, tmp_path: Path) -> None:
     import clowncar.orchestrator.tune as tune
 
     def interrupted(spec: Any, opts: Any) -> dict[str, Any]:
@@ -257,6 +257,12 @@ def test_an_interrupted_sweep_says_how_to_resume_and_exits_130(url: str, monkeyp
     assert str(err.value) == ("sweep s interrupted before it started: nothing ran; start it again with "
                               "`clowncar sweep run`")
     assert err.value.exit_code == 130
+    assert not (tmp_path / "store.db").exists()  # looking made no store
+    with open_store(url) as st:
+        st.create_or_get_sweep("other", SPEC)
+    with pytest.raises(cmd.SweepInterrupted) as err:  # a store, but not this sweep
+        cmd.run_spec(spec_from_dict(SPEC), url, None, None, None, False, resume=False)
+    assert "interrupted before it started" in str(err.value)
     with open_store(url) as st:
         st.create_or_get_sweep("s", SPEC)
     with pytest.raises(cmd.SweepInterrupted) as err:  # stored, but no study yet: `sweep run` starts it over
