@@ -482,3 +482,14 @@ def test_widths_compared_over_fewer_than_three_seeds_carry_a_warning(sims) -> No
     assert warning.replace("2 seed(s)", "1 seed(s)") in width_tests(one)[0].warnings
     unknown = run_table(trials.assign(seed=None, **{"train.seed": None}))
     assert not any("seed(s)" in w for w in width_tests(unknown)[0].warnings)  # imported logs: no seeds to count
+
+
+def test_too_few_shared_starts_are_counted_as_units_in_the_sharing_verdict(sims) -> None:
+    from clowncar.analysis.frames import run_table
+
+    trials, _ = sims["siblings"](np.random.default_rng(8))
+    keep = trials["trial_uid"].str.match(r"s(1337|42)w32l1c1$|s1337w32l2c\d$")  # one shared start: 3 siblings
+    res = sharing_test(run_table(trials[keep]))
+    assert res.verdict.startswith("not enough data to decide: 1 shared and 2 unshared unit(s) at matched parameter "
+                                  "count (>= 2 each needed)")
+    assert (res.n_runs, res.extra["units"], res.extra["shared_runs"], res.extra["unshared_runs"]) == (5, 3, 3, 2)
