@@ -27,7 +27,6 @@ from optuna.trial import TrialState
 from clowncar.orchestrator.record import trial_uid
 from clowncar.orchestrator.search import (
     ATTEMPT,
-    CLOSED,
     CONSTRAINT,
     NUMBER,
     close_trial,
@@ -74,8 +73,8 @@ def _tell_stored(study: optuna.Study, spec: SweepSpec, t: optuna.trial.FrozenTri
 def _record_from_disk(store: Any, spec: SweepSpec, runs_dir: Path | None, number: int, attempt: int
                       ) -> tuple[str, dict[str, Any] | None] | None:
     """The outcome of an attempt whose worker finished (its result.json is written last, atomically) but whose
-    head died before recording it: its events and outcome go into the store now, as the head would have put
-    them. None when there is no such file here, or the store never saw the attempt start."""
+    head died, or was stopped, before recording it: its events and outcome go into the store now, as the head
+    would have put them. None when there is no such file here, or the store never saw the attempt start."""
     from clowncar.events import EVENTS_FILE, RESULT_FILE, read_result
     from clowncar.orchestrator.trainable import Relay, TrialContext, final_report, outcome, trial_dir_of
 
@@ -83,11 +82,14 @@ def _record_from_disk(store: Any, spec: SweepSpec, runs_dir: Path | None, number
         return None
     folder = trial_dir_of(runs_dir, spec.name, number, attempt)
     result = read_result(folder / RESULT_FILE)
+    if result is None:
+        return None
     uid = trial_uid(spec.name, number)
-    trial = store.get_trial(uid) if result is not None else None
-    started = next((a.get("started_at") for a in (trial or {}).get("attempts", []) if a.get("attempt") == attempt),
-                   None)
-    if result is None or started is None or not _written_since(folder / RESULT_FILE, started):
+    attempts = (store.get_trial(uid) or {"attempts": []})["attempts"]
+    started = next((a["started_at"] for a in attempts if a["attempt"] == attempt), None)
+    # a folder of the same name from before this attempt (another store's sweep of that name) is not its result;
+    # the second of margin is for file systems with coarse modification times
+    if started is None or (folder / RESULT_FILE).stat().st_mtime < started.timestamp() - 1.0:
         return None
     status, reason = outcome(0, result, "")  # the worker's exit code went with the head: its verdict stands
     ctx = TrialContext(sweep=spec.name, spec=spec.to_dict(), runs_dir=str(runs_dir), size_cap=spec.size_cap())
@@ -113,24 +115,15 @@ def requeue_failed(study: optuna.Study, store: Any, spec: SweepSpec) -> int:
     latest, queued = latest_attempts(study), 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         number, attempt = number_and_attempt(t)
-        if t.user_attrs.get(CLOSED) or t.user_attrs.get(DUPLICATE) is not None or latest[number] != attempt:
+        # a trial closed for a re-run has its next attempt queued already: it is not the latest
+        if t.user_attrs.get(DUPLICATE) is not None or latest[number] != attempt:
             continue
         stored = _stored_outcome(store, trial_uid(spec.name, number), attempt)
         if stored is not None and stored[0] not in RETRIED:
             continue
-        study.enqueue_trial(trial_params(t), user_attrs={NUMBER: number, ATTEMPT: attempt + 1}, skip_if_exists=False)
+        study.enqueue_trial(trial_params(t), user_attrs={NUMBER: number, ATTEMPT: attempt + 1})
         queued += 1
     return queued
-
-
-def _written_since(path: Path, started: Any) -> bool:
-    """Whether `path` was written after the attempt started: a folder of the same name on another node's shared
-    disk, or from a sweep of the same name in another store, holds someone else's result."""
-    from datetime import UTC, datetime
-
-    when = started if isinstance(started, datetime) else datetime.fromisoformat(str(started))
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    return path.stat().st_mtime >= when.timestamp() - 1.0  # file systems with coarse modification times
 
 
 def reconcile(study: optuna.Study, store: Any, spec: SweepSpec, runs_dir: Path | None = None) -> dict[str, int]:
@@ -140,11 +133,12 @@ def reconcile(study: optuna.Study, store: Any, spec: SweepSpec, runs_dir: Path |
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         number, attempt = int(t.user_attrs.get(NUMBER, t.number)), int(t.user_attrs.get(ATTEMPT, 0))
         stored = _stored_outcome(store, trial_uid(spec.name, number), attempt)
-        found = None if stored else _record_from_disk(store, spec, runs_dir, number, attempt)
         if stored and stored[0] != "stopped":
             _tell_stored(study, spec, t, *stored)
             done["told_from_store"] += 1
-        elif found:
+            continue
+        found = _record_from_disk(store, spec, runs_dir, number, attempt)  # stopped just after it finished, too
+        if found:
             _tell_stored(study, spec, t, *found)
             done["recorded_from_disk"] += 1
         else:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from clowncar.orchestrator.record import trial_uid
 from clowncar.orchestrator.resume import reconcile
 from clowncar.orchestrator.search import ATTEMPT, CLOSED, CONSTRAINT, NUMBER
 from clowncar.orchestrator.spec import spec_from_dict
+from clowncar.orchestrator.suggest import DUPLICATE
 from clowncar.store import open_store
 
 KEY = "model.crawler_loops"
@@ -194,14 +194,22 @@ def test_a_trial_that_finished_unrecorded_is_recorded_from_its_files_and_never_r
     world.stored(4, 0, "running")
     _finished_on_disk(runs, 4, 0, {"status": "ok", "q_sliding_val_bpb": 0.5, "artifact_bytes": 1})
     stale = runs / "trials" / "rs" / "00004-0" / "result.json"
-    os.utime(stale, (time.time() - 3600, time.time() - 3600))  # an older sweep's file: not this attempt's
+    before = world.attempt(4, 0)["started_at"].timestamp() - 1.5  # an older sweep's file: not this attempt's
+    os.utime(stale, (before, before))
+    world.running(5, 2)
+    world.stored(5, 0, "stopped")  # stopped just after its worker finished: that finished work counts
+    _finished_on_disk(runs, 5, 0, {"status": "ok", "q_sliding_val_bpb": 1.4, "artifact_bytes": 100})
+    coarse = world.attempt(5, 0)["started_at"].timestamp() - 0.5  # a file system that keeps whole seconds
+    os.utime(runs / "trials" / "rs" / "00005-0" / "result.json", (coarse, coarse))
 
     assert reconcile(world.study, world.store, world.spec, runs) == {
-        "told_from_store": 0, "recorded_from_disk": 2, "closed_for_rerun": 3, "store_attempts_closed": 2}
+        "told_from_store": 0, "recorded_from_disk": 3, "closed_for_rerun": 3, "store_attempts_closed": 2}
     ok = world.trial(0, 0)
     assert ok.state == TrialState.COMPLETE and ok.values == [1.25] and ok.user_attrs["status"] == "ok"
     assert ok.constraints == {CONSTRAINT: 100.0 - world.spec.size_cap()}
     assert (world.attempt_status(0, 0), world.attempt(0, 0)["reason"]) == ("ok", None)
+    assert world.attempt(0, 0)["result"]["q_sliding_val_bpb"] == 1.25
+    assert world.attempt_status(5, 0) == "ok" and world.trial(5, 0).values == [1.4]
     steps = world.store.steps_frame("rs")
     assert sorted(steps.loc[steps["trial_uid"] == trial_uid("rs", 0), "step"]) == [1, 2, 3]  # each once
     evals = world.store.evals_frame("rs")
@@ -228,6 +236,7 @@ def test_retry_failed_queues_the_next_attempt_of_what_crashed_or_errored_and_fre
         if status is not None:
             world.stored(number, 0, status)
 
+    failed(6, 3, "crashed")  # first in the study: skipping it must not end the search
     failed(0, 1, "crashed")  # a killed worker
     failed(1, 2, "error")  # data broken at the time
     failed(2, 3, "diverged")  # would diverge again
@@ -236,8 +245,10 @@ def test_retry_failed_queues_the_next_attempt_of_what_crashed_or_errored_and_fre
     done = world.running(5, 2)
     world.stored(5, 0, "ok", {"q_sliding_val_bpb": 1.2, "artifact_bytes": 10})
     world.study.tell(done, 1.2)
-    failed(6, 3, "crashed")
-    world.study.enqueue_trial({KEY: 3}, user_attrs={NUMBER: 6, ATTEMPT: 1})  # already queued again
+    twice = world.running(7, 4)
+    twice.set_user_attr(DUPLICATE, 0)  # a repeated suggestion, told FAIL and never run: nothing to retry
+    world.study.tell(twice, state=TrialState.FAIL)
+    world.study.enqueue_trial({KEY: 3}, user_attrs={NUMBER: 6, ATTEMPT: 1})  # 6 is queued again already
     assert finished_count(world.study) == 6
 
     assert requeue_failed(world.study, world.store, world.spec) == 3
