@@ -113,3 +113,22 @@ def test_only_a_sweep_marked_running_is_read_as_stalled() -> None:
 
     for stored in ("created", "done", "failed", "stopped", "imported"):
         assert status_of(NoLeaseRead(), "s", stored) == stored
+
+
+def test_the_clock_a_caller_gives_decides_whether_a_lease_still_binds(url: str) -> None:
+    """A lease held elsewhere for an hour: live now, gone at a later `now` that the caller passes, and at the
+    very second it expires it counts as expired."""
+    from clowncar.orchestrator.driver_state import driver_lives
+
+    with open_store(url) as st:
+        running_sweep(st)
+        st.acquire_lease("s", ELSEWHERE, ttl_s=3600)
+        lease = st.get_lease("s")
+    expires = lease["expires_at"]
+    later = expires + dt.timedelta(seconds=1)
+    assert driver_lives(lease) and not driver_lives(lease, later)
+    assert driver_line("s", "running", lease).startswith("  driver: pid 4242 on head-1, lease renewed")
+    assert driver_line("s", "running", lease, later) == (
+        f"  driver: gone (pid 4242 on head-1, lease expired at {expires:%Y-%m-%d %H:%M:%S} UTC); continue it with "
+        "`clowncar sweep resume s`")
+    assert driver_line("s", "running", lease, expires) == driver_line("s", "running", lease, later)
