@@ -244,8 +244,7 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     # an importer's own label names differences the config columns do not record (e.g. trigram on/off)
     given = _col(df, "label").astype(object).reset_index(drop=True)  # all NaN when no importer gave one
     out["label"] = [g if isinstance(g, str) and g else d for g, d in zip(given, derived, strict=True)]
-    out["start_key"] = _start_keys(df.reset_index(drop=True), out["seed"].reset_index(drop=True), given,
-                                   out["run_id"].reset_index(drop=True))
+    out["start_key"] = _start_keys(df, out["seed"], given, out["run_id"])  # zipped in row order: no index needed
     out = out.drop(columns=["_flat", "_crawl", "_mlp"]).reset_index(drop=True)
     out.attrs.update(metric=metric, metric_mode=METRIC_MODES.get(metric) if metric else None, gap_mode=gap_mode)
     return out

@@ -186,14 +186,17 @@ def test_runs_of_one_seed_model_and_batch_shape_share_a_start_whatever_they_trai
 
 
 def test_start_units_average_the_values_of_a_start_and_keep_apart_what_a_test_compares() -> None:
-    runs = pd.DataFrame({"run_id": list("abcde"), "start_key": ["s", "s", "s", "t", None],
-                         "shared": [1.0, 1.0, 0.0, 1.0, 1.0], "bpb": [2.0, 2.2, 3.0, 4.0, 5.0], "seed": [7] * 5})
+    runs = pd.DataFrame({"run_id": list("abcdefg"), "start_key": ["s", "s", "s", "t", None, None, "t"],
+                         "shared": [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, np.nan], "bpb": [2.0, 2.2, 3.0, 4.0, 5.0, 6.0, 7.0],
+                         "seed": [7] * 7}, index=range(10, 17))  # a filtered table keeps its rows' labels
     units = start_units(runs, ["shared"], ["bpb"])
-    assert units[["run_id", "shared", "bpb", "unit_runs"]].to_dict("list") == {
-        "run_id": ["a", "c", "d", "e"], "shared": [1.0, 0.0, 1.0, 1.0], "bpb": [2.1, 3.0, 4.0, 5.0],
-        "unit_runs": [2, 1, 1, 1]}
-    assert start_units(runs.drop(columns="start_key"), [], ["bpb"])["unit_runs"].tolist() == [1] * 5
-    assert start_units(runs.iloc[0:0], ["shared"], ["bpb"]).empty
+    assert units[["run_id", "bpb", "unit_runs"]].to_dict("list") == {
+        "run_id": list("acdefg"), "bpb": [2.1, 3.0, 4.0, 5.0, 6.0, 7.0],
+        "unit_runs": [2, 1, 1, 1, 1, 1]}  # no start key: a run of its own; a missing value of `by`: kept apart
+    assert units["shared"].tolist()[:5] == [1.0, 0.0, 1.0, 1.0, 1.0] and np.isnan(units["shared"].iloc[5])
+    assert start_units(runs.drop(columns="start_key"), [], ["bpb"])["unit_runs"].tolist() == [1] * 7
+    empty = start_units(runs.iloc[0:0], ["shared"], ["bpb"])
+    assert empty.empty and empty["unit_runs"].dtype.kind == "i"
     assert (units_of(3, 3), units_of(2, 5)) == ("3 run(s)", "2 unit(s) from 5 runs")
 
 
