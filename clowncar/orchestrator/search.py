@@ -136,8 +136,8 @@ def finished_count(study: optuna.Study) -> int:
     latest, count = latest_attempts(study), 0
     for t in study.get_trials(deepcopy=False):
         number, attempt = number_and_attempt(t)
-        count += (t.state.is_finished() and not t.user_attrs.get(CLOSED) and t.user_attrs.get(DUPLICATE) is None
-                  and latest[number] == attempt)
+        # a trial closed for a re-run is never the latest attempt: close_trial queues the next one first
+        count += t.state.is_finished() and t.user_attrs.get(DUPLICATE) is None and latest[number] == attempt
     return count
 
 

@@ -257,3 +257,17 @@ def test_retry_failed_queues_the_next_attempt_of_what_crashed_or_errored_and_fre
     assert waiting == {(0, 1): {KEY: 1}, (1, 1): {KEY: 2}, (3, 1): {KEY: 4}, (6, 1): {KEY: 3}}
     assert finished_count(world.study) == 3  # diverged, oom and ok count; the queued ones' failures do not
     assert requeue_failed(world.study, world.store, world.spec) == 0  # their latest attempts wait to run
+
+
+def test_only_the_latest_attempt_of_a_trial_counts_whatever_the_order_the_study_holds_them_in(world: World) -> None:
+    from clowncar.orchestrator.search import finished_count, latest_attempts
+
+    later = world.study.ask()  # attempt 1 of trial 5 comes first in the study
+    later.set_user_attr(NUMBER, 5)
+    later.set_user_attr(ATTEMPT, 1)
+    world.study.tell(later, 1.0)
+    first = world.study.ask()  # attempt 0 of trial 5: no attempt attribute means attempt 0
+    first.set_user_attr(NUMBER, 5)
+    world.study.tell(first, state=TrialState.FAIL)
+    assert latest_attempts(world.study) == {5: 1}
+    assert finished_count(world.study) == 1
