@@ -270,6 +270,14 @@ def test_an_interrupted_sweep_says_how_to_resume_and_exits_130(url: str, monkeyp
     assert "interrupted before it started" in str(err.value)
     import optuna
 
+    def unreadable(storage: Any) -> list[Any]:
+        raise RuntimeError("the study tables cannot be read")
+
+    with monkeypatch.context() as m:  # the store cannot say: the usual advice, which resume checks again
+        m.setattr(optuna, "get_all_study_summaries", unreadable)
+        with pytest.raises(cmd.SweepInterrupted) as err:
+            cmd.run_spec(spec_from_dict(SPEC), url, None, None, None, False, resume=False)
+    assert "continue it with `clowncar sweep resume s`" in str(err.value)
     optuna.create_study(study_name="s", storage=tune.open_study(url))
     with pytest.raises(cmd.SweepInterrupted) as err:
         cmd.run_spec(spec_from_dict(SPEC), url, None, None, None, False, resume=False)
