@@ -181,7 +181,8 @@ def test_cautions_name_imported_runs_pooled_with_run_ones_and_several_datasets()
 
 
 def test_cautions_name_runs_of_one_dataset_that_read_different_shards() -> None:
-    trials = pd.DataFrame({"sweep": "s", "source": "run", "status": ["ok", "ok", "ok", "ok", "failed"],
+    trials = pd.DataFrame({"sweep": ["s", "s", None, "s", "s"], "source": "run",  # a gap elsewhere: still a run
+                           "status": ["ok", "ok", "ok", "ok", "failed"],
                            "data.dataset": ["fw", "fw", "fw", "demo", "fw"],
                            "provenance.data.train.digest": ["t1", "t1", "t2", "t9", "t3"],
                            "provenance.data.val.digest": ["v1", "v1", "v1", "v9", None]})
@@ -193,6 +194,8 @@ def test_cautions_name_runs_of_one_dataset_that_read_different_shards() -> None:
     assert report.cautions(val)[-1] == (
         "runs of dataset fw read 2 different sets of validation shards (a shard lost, added or rebuilt between "
         "them): BPB was measured on different text")
+    assert report.cautions(val.drop(columns="provenance.data.train.digest"))[-1].startswith(
+        "runs of dataset fw read 2 different sets of validation shards")  # no train digests: val still checked
     assert report.cautions(trials[trials["data.dataset"] == "demo"]) == []
     assert report.cautions(trials.drop(columns=["provenance.data.train.digest", "provenance.data.val.digest"])) == [
         "runs on 2 datasets (demo, fw): BPB on different text is not comparable"]  # logs from before: no digests
