@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +42,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _no_secret_held_across_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_secret_held_across_tests() -> Iterator[None]:
     """`clowncar.cli.main` moves CLOWNCAR_STORE out of the environment into memory (`settings._held`), where a
-    test's monkeypatch cannot undo it: a store URL one test set would be the default of the next."""
+    test's monkeypatch cannot undo it: a store URL one test set would be the default of the next. (Not through
+    `monkeypatch`: an autouse fixture that takes it would undo every test's patches last, after the test's other
+    fixtures have torn down under them.)"""
     import clowncar.settings as settings
 
-    monkeypatch.setattr(settings, "_held", {})
+    saved, settings._held = settings._held, {}
+    yield
+    settings._held = saved
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
