@@ -116,7 +116,7 @@ def start_units(r: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFra
     Runs with one seed and one model start from the same weights and see the same batches: runs that differ
     only in training settings (cadence, learning rate) move together, and a regression that counted them
     apart would be too sure of itself (in the signal demo, cadence siblings' BPB residuals correlate at about
-    0.8, and a null simulation of that design rejected 3b 23% of the time at alpha 0.05: docs/signals.md).
+    0.8, and a null simulation of that design rejected 3b 22% of the time at alpha 0.05: docs/signals.md).
     `by` keeps apart what a test compares when it can differ inside one start (whether the block is shared
     depends on the cadence too)."""
     own = pd.Series([f"run:{i}" for i in range(len(r))], index=r.index)

@@ -53,17 +53,21 @@ def _nothing_to_carry(name: str, keys: list[str] | None, renames: dict[str, str]
     why = f"({', '.join(keys)})" if keys else "(no clowncar config key in what was imported)"
     moved = [k for k in keys or [] if k in (renames or {})]
     if keys and moved and renames:
-        carried_as = ", ".join(f"{k} is carried as {renames[k]}" for k in moved)
-        instead = ",".join(dict.fromkeys(renames.get(k, k) for k in keys))
+        carried_as, instead = _carried_as(keys, renames)
         why = f"({carried_as} for this import: --keys {instead})"
     return ClownCarError(f"the best trials of sweep '{name}' set none of the keys to carry {why}")
 
 
 def _renamed_key(name: str, keys: list[str], renames: dict[str, str]) -> ClownCarError:
     """Some of `keys` are carried, but one names a key the import reads as another (old -> new in `renames`)."""
-    carried_as = ", ".join(f"{k} is carried as {renames[k]}" for k in keys if k in renames)
-    instead = ",".join(dict.fromkeys(renames.get(k, k) for k in keys))
+    carried_as, instead = _carried_as(keys, renames)
     return ClownCarError(f"--keys: sweep '{name}' was imported, and {carried_as}: --keys {instead}")
+
+
+def _carried_as(keys: list[str], renames: dict[str, str]) -> tuple[str, str]:
+    """`a is carried as b, ...` for the keys the import renames, and the `--keys` value to pass instead."""
+    carried_as = ", ".join(f"{k} is carried as {renames[k]}" for k in keys if k in renames)
+    return carried_as, ",".join(dict.fromkeys(renames.get(k, k) for k in keys))
 
 
 def _expand_point(parent: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:

@@ -131,7 +131,7 @@ def reconcile(study: optuna.Study, store: Any, spec: SweepSpec, runs_dir: Path |
     directories are, to find attempts that finished unrecorded). Returns what it did."""
     done = {"told_from_store": 0, "recorded_from_disk": 0, "closed_for_rerun": 0, "store_attempts_closed": 0}
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        number, attempt = int(t.user_attrs.get(NUMBER, t.number)), int(t.user_attrs.get(ATTEMPT, 0))
+        number, attempt = number_and_attempt(t)
         stored = _stored_outcome(store, trial_uid(spec.name, number), attempt)
         if stored and stored[0] != "stopped":
             _tell_stored(study, spec, t, *stored)

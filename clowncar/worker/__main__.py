@@ -46,5 +46,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"clowncar.worker: error: trial rejected: {reason}", file=sys.stderr)
     return code
 
+
 if __name__ == "__main__":
     sys.exit(main())
