@@ -11,10 +11,14 @@ import contextlib
 import math
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from clowncar.analysis.document import Doc
+from clowncar.analysis.result import TestResult
 
 
 def _trial_row(uid: str, seed: int, width: int, flat: int, crawl: int, loops: int, cadence: int,
@@ -344,3 +348,76 @@ def chromium() -> Callable[[Path, Path], dict]:
             pytest.fail(f"{CHROMIUM} is missing in CI")
         pytest.skip(f"{CHROMIUM} not installed")
     return open_in_chromium
+
+
+# -- hand-written inputs of the report's functions (test_report_rendering.py, test_report_contents.py) ---------------
+
+
+def report_result(**kw: object) -> TestResult:
+    """A result of test 2 with its words set and nothing measured; `kw` sets the rest."""
+    base = {"key": "2_quant_gap", "title": "Quant gap vs loops", "question": "Does the gap grow?",
+            "method": "OLS with HC2", "unit": "BPB/loop"}
+    return TestResult(**{**base, **kw})
+
+
+def report_doc() -> Doc:
+    """One document with a block of each kind, text that needs escaping, an empty list and table, a cut table."""
+    d = Doc()
+    d.h(1, "Title <1>")
+    d.h(3, "Sub")
+    d.p("plain & simple")
+    d.p("bold", "verdict")
+    d.items([])
+    d.items(["one", "two <b>"])
+    d.table([])
+    d.table([{"a": 1.0, "b": "x|y"}, {"c": None, "a": float("nan")}])
+    d.table([{"n": i} for i in range(5)], ["n"], limit=3)
+    d.image(None, "loss")
+    d.image(b"\x89PNG", "eval <curves>")
+    return d
+
+
+def report_runs() -> pd.DataFrame:
+    """Three runs of sweep s, one of them without a commit, with the metric in the frame's attrs."""
+    runs = pd.DataFrame({"run_id": ["s/0", "s/1", "s/2"], "sweep": "s", "label": "L", "seed": [1, 2, 3],
+                         "config_hash": ["h2", "h1", "h2"], "config_key": "k", "git_commit": ["b", None, "a"],
+                         "bpb": [2.0, 2.1, 2.2], "width": 64, "params": 10, "quant_gap": 0.01, "loops": 3})
+    runs.attrs.update(metric="q_val_bpb", metric_mode="quantized weights, standard eval")
+    return runs
+
+
+def report_analysis(runs: pd.DataFrame, top: list[dict]) -> dict:
+    """What `report.analyse` returns for sweeps s and t: two results, the given top configs, nothing else."""
+    return {"sweeps": ["s", "t"], "runs": runs, "metric": runs.attrs.get("metric"),
+            "metric_mode": runs.attrs.get("metric_mode"), "correction_method": "fdr_bh",
+            "results": [report_result(verdict="signal"), report_result(key="6_seed_variance", verdict="descriptive")],
+            "top_configs": top, "correction": [], "pareto_front": [], "optuna": {}, "provenance": {}}
+
+
+def report_full_analysis() -> dict:
+    """An analysis with every part of the report filled in: measured results, a correction, a top config with its
+    seeds, both Optuna outcomes and provenance."""
+    runs = report_runs().drop(columns=["loops"])
+    top = [{"config": "L", "config_key": "k", "seeds": 2, "mean_bpb": 2.05, "sd": 0.0707, "caveat": "",
+            "width": 64.0, "params": 10.0, "quant_gap": 0.01, "eval_mode": "q", "config_hash": ["h1"],
+            "per_seed": [{"seed": 1, "bpb": 2.0, "run_id": "s/0"}, {"seed": 2, "bpb": 2.1, "run_id": "s/1"}]}]
+    return {**report_analysis(runs, top),
+            "results": [report_result(effect=0.02, p_value=0.04, p_adjusted=0.08, n_runs=3, verdict="signal",
+                                      status="signal"),
+                        report_result(key="6_seed_variance", title="Seed variance", in_family=False, n_runs=3,
+                                      verdict="descriptive")],
+            "correction": [{"test": "2_quant_gap", "p": 0.04, "p_adjusted": 0.08}],
+            "frames": {"steps": None, "evals": None},
+            "optuna": {"s": {"status": "skipped", "reason": "no storage URL"},
+                       "t": {"status": "ok", "trials": 5, "note": "exploratory", "importances": {"lr": 0.75}}},
+            "provenance": {"runs": [{"run_id": "s/0", "bpb": 2.0}], "git_commits": ["a", "b"],
+                           "config_hashes": ["h1", "h2"], "analysis_git_commit": None,
+                           "generated_at": "2026-12-04T00:00:00+00:00"}}
+
+
+@pytest.fixture
+def report_inputs() -> SimpleNamespace:
+    """The report's hand-written inputs above: .result(**kw), .doc(), .runs(), .analysis(runs, top) and
+    .full_analysis()."""
+    return SimpleNamespace(result=report_result, doc=report_doc, runs=report_runs, analysis=report_analysis,
+                           full_analysis=report_full_analysis)

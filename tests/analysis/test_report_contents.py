@@ -1,0 +1,210 @@
+"""What the report gathers and how it is written: provenance, the cautions about pooled runs, report.json, the
+atomic write of the three files, the analysis commit and what `analyse` collects. The values here are written out
+by hand (the inputs are tests/analysis/conftest.py's report_inputs)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from clowncar.analysis import report
+from clowncar.analysis.document import Doc
+from clowncar.analysis.reference import declare_one_stream
+
+
+def test_provenance_lists_every_run_with_its_commit_hash_and_eval_mode(
+        report_inputs: SimpleNamespace) -> None:
+    prov = report.provenance(report_inputs.runs())
+    assert prov["runs"][1] == {"run_id": "s/1", "sweep": "s", "label": "L", "seed": 2, "config_hash": "h1",
+                               "config_key": "k", "git_commit": prov["runs"][1]["git_commit"], "bpb": 2.1, "width": 64, "params": 10,
+                               "quant_gap": 0.01, "eval_mode": "quantized weights, standard eval"}
+    assert pd.isna(prov["runs"][1]["git_commit"]) and prov["git_commits"] == ["a", "b"] and prov["config_hashes"] == ["h1", "h2"]
+    assert prov["analysis_git_commit"] is None or len(prov["analysis_git_commit"]) == 40
+    assert pd.Timestamp(prov["generated_at"]).tzinfo is not None
+    empty = report.provenance(pd.DataFrame({"run_id": pd.Series(dtype=str)}))
+    assert empty["runs"] == [] and empty["git_commits"] == [] and empty["config_hashes"] == []
+
+
+def test_cautions_name_imported_runs_pooled_with_run_ones_and_several_datasets(
+        report_inputs: SimpleNamespace) -> None:
+    trials = pd.DataFrame({"sweep": ["legacy", "legacy", "mine", "mine", "other"],
+                           "source": ["import", "import", "run", "run", "run"],
+                           "status": ["imported", "ok", "ok", "ok", "diverged"],
+                           "data.dataset": [None, None, "demo_sp1024", "demo_sp1024", "fineweb10B_sp1024"]})
+    assert report.cautions(trials) == [
+        "runs imported from files (1 sweep(s)) are pooled with runs clowncar ran (1 sweep(s)): their data, hardware, "
+        "training length and evaluation may differ, and every test across runs compares them as if they did not"]
+    two = trials.assign(status="ok")  # the diverged run on another dataset counts once it is a run
+    assert report.cautions(two)[1] == ("runs on 2 datasets (demo_sp1024, fineweb10B_sp1024): BPB on different text "
+                                       "is not comparable")
+    # without a status column every trial counts: the diverged run's sweep too
+    assert report.cautions(trials[["sweep", "source"]]) == [report.cautions(trials)[0].replace("ran (1", "ran (2")]
+    assert report.cautions(trials[trials["source"] == "run"]) == []
+    assert report.cautions(trials[trials["source"] == "import"].drop(columns=["data.dataset"])) == []
+    assert report.cautions(pd.DataFrame({"run_id": ["a"]})) == []
+    declared = declare_one_stream(trials[trials["source"] == "import"])  # the two imported runs record nothing
+    assert report.cautions(declared)[-1] == (
+        "2 run(s) record no token stream, or only part of it, and are declared to share one (--same-stream): tests "
+        "1a and 1b subtract reference runs among them as if every one read the same tokens at each step")
+    assert len(report.cautions(declared)) == 1 and len(report.cautions(declare_one_stream(trials))) == 2
+    a = {**report_inputs.analysis(report_inputs.runs(), []), "cautions": ["one", "two"]}
+    assert report.printed_summary(a).splitlines()[1:3] == ["  caution: one", "  caution: two"]
+    full = report_inputs.full_analysis() | {"cautions": ["one", "two"]}
+    assert "- caution: one\n- caution: two\n" in report.document(full).markdown()
+
+
+def test_cautions_name_runs_of_one_dataset_that_read_different_shards() -> None:
+    trials = pd.DataFrame({"sweep": ["s", "s", None, "s", "s"], "source": "run",  # a gap elsewhere: still a run
+                           "status": ["ok", "ok", "ok", "ok", "failed"],
+                           "data.dataset": ["fw", "fw", "fw", "demo", "fw"],
+                           "provenance.data.train.digest": ["t1", "t1", "t2", "t9", "t3"],
+                           "provenance.data.val.digest": ["v1", "v1", "v1", "v9", None]})
+    assert report.cautions(trials) == [
+        "runs on 2 datasets (demo, fw): BPB on different text is not comparable",
+        "runs of dataset fw read 2 different sets of train shards (a shard lost, added or rebuilt between them): "
+        "they trained on different data"]  # the failed run is no run; another dataset may differ
+    val = trials.assign(**{"provenance.data.val.digest": ["v1", "v2", "v1", "v9", None]})
+    assert report.cautions(val)[-1] == (
+        "runs of dataset fw read 2 different sets of validation shards (a shard lost, added or rebuilt between "
+        "them): BPB was measured on different text")
+    assert report.cautions(val.drop(columns="provenance.data.train.digest"))[-1].startswith(
+        "runs of dataset fw read 2 different sets of validation shards")  # no train digests: val still checked
+    assert report.cautions(trials[trials["data.dataset"] == "demo"]) == []
+    assert report.cautions(trials.drop(columns=["provenance.data.train.digest", "provenance.data.val.digest"])) == [
+        "runs on 2 datasets (demo, fw): BPB on different text is not comparable"]  # logs from before: no digests
+
+
+def test_to_json_carries_counts_and_every_test(report_inputs: SimpleNamespace, tmp_path: Path) -> None:
+    a = report_inputs.analysis(report_inputs.runs(), [])
+    data = report.to_json(a)
+    assert data["n_runs"] == 3 and data["correction_method"] == "fdr_bh" and data["sweeps"] == ["s", "t"]
+    assert data["metric"] == "q_val_bpb" and data["metric_mode"] == "quantized weights, standard eval"
+    assert [t["key"] for t in data["tests"]] == ["2_quant_gap", "6_seed_variance"]
+    assert data["runs"][2]["git_commit"] == "a" and data["runs"][0]["seed"] == 1
+    assert list(data) == ["sweeps", "metric", "metric_mode", "n_runs", "correction_method", "tests", "correction",
+                          "top_configs", "pareto_front", "optuna_importances", "runs", "provenance", "cautions"]
+    assert data["cautions"] == [] and report.to_json({**a, "cautions": ["x"]})["cautions"] == ["x"]
+    full = report_inputs.full_analysis()
+    data = report.to_json(full)
+    assert data["correction"] == full["correction"] and data["top_configs"] == full["top_configs"]
+    assert data["optuna_importances"] == full["optuna"] and data["provenance"] == full["provenance"]
+    assert report.to_json({**full, "pareto_front": [{"run_id": "s/1"}]})["pareto_front"] == [{"run_id": "s/1"}]
+    json.dumps(data, allow_nan=False)
+
+
+def test_write_replaces_each_file_whole_and_leaves_no_temporary_file(
+        report_inputs: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "a" / "b"
+    a = report_inputs.analysis(report_inputs.runs(), [])
+    monkeypatch.setattr(report, "document", lambda got: report_inputs.doc() if got is a else Doc())
+    paths = report.write(out, a)
+    assert sorted(paths) == ["report.html", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
+    assert paths["report.md"].read_text() == report_inputs.doc().markdown()
+    assert paths["report.html"].read_text() == report_inputs.doc().html("clowncar report: s, t")
+    assert paths["report.json"].read_text() == json.dumps(report.to_json(a), indent=1) + "\n"
+    paths["report.md"].write_text("old")
+    report.write(out, a)
+    assert paths["report.md"].read_text() == report_inputs.doc().markdown()
+
+
+@pytest.mark.parametrize("blocked", ["report.json", "report.md"])
+def test_a_report_file_that_is_a_directory_refuses_the_write_before_any_file_changes(
+        report_inputs: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blocked: str) -> None:
+    a = report_inputs.analysis(report_inputs.runs(), [])
+    monkeypatch.setattr(report, "document", lambda got: report_inputs.doc())
+    (tmp_path / blocked).mkdir()
+    with pytest.raises(IsADirectoryError) as err:
+        report.write(tmp_path, a)
+    assert err.value.filename == str(tmp_path / blocked)
+    # what `clowncar analyze` prints: "cannot write the report to PATH: is a directory, not a file"
+    assert (err.value.errno, err.value.strerror) == (21, "is a directory, not a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [blocked]  # nothing new beside it, no temporary file
+
+
+def test_a_write_that_fails_midway_leaves_the_old_reports_and_no_temporary_file(
+        report_inputs: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = report_inputs.analysis(report_inputs.runs(), [])
+    monkeypatch.setattr(report, "document", lambda got: report_inputs.doc())
+    for name in ("report.md", "report.html", "report.json"):
+        (tmp_path / name).write_text("old")
+    real = Path.write_text
+
+    def full_disk(self: Path, text: str, **kw: object) -> int:
+        if ".report.json.tmp-" in self.name:
+            raise OSError(28, "No space left on device", str(self))
+        return real(self, text, **kw)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError):
+        report.write(tmp_path, a)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.json", "report.md"]
+    assert all((tmp_path / name).read_text() == "old" for name in ("report.md", "report.html", "report.json"))
+
+
+def test_own_commit_is_the_checkout_head_and_none_without_git(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    here = Path(report.__file__).parent
+    head = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True)
+    monkeypatch.chdir(tmp_path)  # the commit is the module's checkout's, wherever the command runs
+    commit = report._own_commit()
+    assert commit == head.stdout.strip() and isinstance(commit, str) and len(commit) == 40
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git to run
+    assert report._own_commit() is None
+    (tmp_path / "git").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "git").chmod(0o755)
+    assert report._own_commit() is None  # a git that prints nothing
+    (tmp_path / "git").write_text("#!/bin/sh\nexec /bin/sleep 60\n")
+    monkeypatch.setattr(report, "GIT_TIMEOUT_S", 0.5)
+    started = time.monotonic()
+    assert report._own_commit() is None  # a git that hangs: the report goes on without the commit
+    assert time.monotonic() - started < 20
+
+
+def test_analyse_gathers_every_part_of_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
+
+    from clowncar.analysis import explore
+
+    trials = pd.DataFrame([{"sweep": "s", "trial_uid": f"s/{i}", "status": "ok", "train.seed": i % 2,
+                            "config_hash": f"h{i}", "q_val_bpb": 2.0 + i / 10, "val_bpb": 1.9 + i / 10,
+                            "model_dim": 64, "params": 1000, "model.arch": "crawler", "model.crawler_loops": 1 + i // 2,
+                            "git_commit": "c0ffee"} for i in range(4)])
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="t", storage=url, sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("lr", 0, 1), n_trials=3)
+    seen: list[tuple] = []
+
+    def run_all(*args: object, **kw: object) -> dict:
+        seen.append((args, kw))
+        return real_run_all(*args, **kw)
+
+    real_run_all = report.run_all
+    monkeypatch.setattr(report, "run_all", run_all)
+    steps, evals, probes = (pd.DataFrame({"trial_uid": pd.Series(dtype=str)}) for _ in range(3))
+    assert report.analyse(["s"], trials, steps, evals, probes)["correction_method"] == "holm"
+    assert seen[0][0][0] is trials and seen[0][0][1] is steps and seen[0][0][2] is evals and seen[0][0][3] is probes
+    assert seen[0][1] == {"method": "holm"}
+    a = report.analyse(["s", "t"], trials, storage_url=url, method="bonferroni")
+    assert a["sweeps"] == ["s", "t"] and a["correction_method"] == "bonferroni"
+    assert (a["metric"], a["metric_mode"]) == ("q_val_bpb", "quantized weights, standard eval")
+    assert a["top_configs"] == explore.top_configs(a["runs"]) and len(a["top_configs"]) == 2
+    assert a["pareto_front"] == explore.pareto_front(a["runs"]) == []
+    assert a["optuna"]["s"]["reason"] == "no Optuna study named 's' (imported sweeps have none)"
+    assert a["optuna"]["t"]["status"] == "ok" and a["optuna"]["t"]["trials"] == 3
+    assert a["frames"]["trials"] is trials and a["frames"]["steps"] is None
+    assert a["frames"]["evals"] is None and a["frames"]["probes"] is None
+    assert [r["run_id"] for r in a["provenance"]["runs"]] == ["s/0", "s/1", "s/2", "s/3"]
+    assert a["provenance"]["git_commits"] == ["c0ffee"]
+    assert a["cautions"] == []
+    mixed = trials.assign(source=["import", "import", "run", "run"])
+    assert report.analyse(["s"], mixed)["cautions"] == report.cautions(mixed) and len(report.cautions(mixed)) == 1
+    assert {r.p_adjust_method for r in a["results"]} == {None, "bonferroni"}
