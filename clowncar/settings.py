@@ -11,10 +11,12 @@ environment. Model and training knobs never do: they are fields of `clowncar.con
 | CLOWNCAR_RUNS_DIR | where trial directories, Ray Tune's cache and reports go | `./clowncar-runs` |
 | CLOWNCAR_RAY_ADDRESS | Ray cluster to join (`auto`, `ray://host:10001`); empty = embedded Ray on loopback | empty |
 | CLOWNCAR_COMPILE_CACHE | torch.compile's on-disk cache shared by the trials of a node (given to each worker as `TORCHINDUCTOR_CACHE_DIR` unless that is set) | `~/.cache/clowncar/compile` |
+| CLOWNCAR_STORE_RETRY_SECONDS | how long a running sweep's driver retries a store write that failed because the database server is away (restarting), before the sweep fails | `120` |
 """
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from pathlib import Path
 from clowncar.errors import ConfigError
 
 DEFAULT_COMPILE_CACHE = "~/.cache/clowncar/compile"
+DEFAULT_STORE_RETRY_S = 120.0
+"""Long enough for a PostgreSQL restart or a managed database's maintenance failover (seconds to a minute)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,24 @@ class Settings:
         if self.store_file:
             return read_secret_file(self.store_file, "CLOWNCAR_STORE_FILE")
         return self.store_env or f"sqlite:///{self.runs_dir / 'clowncar.db'}"
+
+    store_retry_env: str = ""
+    """CLOWNCAR_STORE_RETRY_SECONDS as set; read (and refused when bad) only by what runs a sweep."""
+
+    @property
+    def store_retry_seconds(self) -> float:
+        """How long a running sweep retries a store write that failed because the server is away: a number of
+        seconds >= 0 (0: no retry), DEFAULT_STORE_RETRY_S when unset. Anything else is a ConfigError."""
+        text = self.store_retry_env.strip()
+        if not text:
+            return DEFAULT_STORE_RETRY_S
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"CLOWNCAR_STORE_RETRY_SECONDS must be a number of seconds >= 0, not {text!r}")
+        return value
 
     def compile_cache_env(self, env: dict[str, str]) -> dict[str, str]:
         """The variables that point a worker with environment `env` at the node's compile cache (none when
@@ -138,4 +160,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     return Settings(data_dir=data_dir, runs_dir=runs_dir, ray_address=env.get("CLOWNCAR_RAY_ADDRESS", ""),
                     compile_cache_dir=compile_cache.absolute(),
                     store_env=env.get("CLOWNCAR_STORE") or "",
+                    store_retry_env=env.get("CLOWNCAR_STORE_RETRY_SECONDS") or "",
                     store_file=Path(store_file).expanduser() if store_file else None)

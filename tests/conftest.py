@@ -155,3 +155,16 @@ def kjv_dataset(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]
         return built[key]
 
     return build
+
+
+@pytest.fixture(scope="module")
+def restartable_pg() -> Iterator[Any]:
+    """A PostgreSQL server of this module's own on 127.0.0.1 (`pgserver.PgServer`), which its tests stop and start
+    as a maintenance restart does (never the session's shared server, which other tests are using). A test that
+    stops it starts it again before it ends."""
+    from clowncar.store.pgserver import find_bin_dir, restartable_postgres
+
+    if find_bin_dir() is None:
+        missing("PostgreSQL server binaries not found (apt-get install postgresql, or set PG_BIN)")
+    with restartable_postgres() as server:
+        yield server

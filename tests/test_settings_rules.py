@@ -98,3 +98,15 @@ def test_a_secret_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path, ascii
     proc = ascii_locale_child("import sys; from pathlib import Path; from clowncar.settings import read_secret_file; "
                               "sys.stdout.write(ascii(read_secret_file(Path(sys.argv[1]), 'X')))", str(f))
     assert proc.stdout == ascii("postgresql://u:p\u00e4ss@h/db")
+
+
+def test_the_store_retry_window_is_120_s_unless_set_and_a_bad_one_is_refused_in_one_line() -> None:
+    assert load_settings({}).store_retry_seconds == 120.0
+    assert load_settings({"CLOWNCAR_STORE_RETRY_SECONDS": ""}).store_retry_seconds == 120.0
+    assert load_settings({"CLOWNCAR_STORE_RETRY_SECONDS": " 30.5 "}).store_retry_seconds == 30.5
+    assert load_settings({"CLOWNCAR_STORE_RETRY_SECONDS": "0"}).store_retry_seconds == 0.0  # no retries
+    for bad in ("-1", "nan", "inf", "2m"):
+        settings = load_settings({"CLOWNCAR_STORE_RETRY_SECONDS": bad})  # read lazily: workers never ask
+        with pytest.raises(ConfigError, match=f"CLOWNCAR_STORE_RETRY_SECONDS must be a number of seconds >= 0, "
+                                              f"not '{bad}'"):
+            _ = settings.store_retry_seconds

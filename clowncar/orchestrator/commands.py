@@ -70,7 +70,7 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
              quiet: bool, resume: bool, retry_failed: bool = False) -> dict[str, Any]:
     from clowncar.orchestrator.start import resumable
     from clowncar.orchestrator.tune import RunOptions, run_sweep
-    from clowncar.settings import check_runs_dir
+    from clowncar.settings import check_runs_dir, load_settings
 
     url, runs_dir, addr = _settings(store, address)  # runs_dir is created by what first writes there, so a
     # sweep refused before it starts (store unreachable, name taken) leaves no folder behind
@@ -84,7 +84,8 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
 
         check_local_data(spec)
     opts = RunOptions(store_url=url, runs_dir=runs_dir, address=addr, num_cpus=num_cpus, num_gpus=num_gpus,
-                      show=not quiet, resume=resume, retry_failed=retry_failed)
+                      show=not quiet, resume=resume, retry_failed=retry_failed,
+                      store_retry_s=load_settings().store_retry_seconds)  # a bad value: exit 2 before the sweep
     try:
         summary = run_sweep(spec, opts)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (`ray job stop`), which the sweep turns into one

@@ -39,6 +39,9 @@ class RunOptions:
     resume: bool = False
     retry_failed: bool = False
     """On resume, run again the trials that crashed or failed (`resume.RETRIED`)."""
+    store_retry_s: float = 0.0
+    """Once the sweep runs, how long a store or study call that failed because the server is away is retried
+    (CLOWNCAR_STORE_RETRY_SECONDS); 0 fails at once."""
 
 
 def init_ray(opts: RunOptions) -> None:
@@ -118,6 +121,7 @@ def _private_auth_token() -> None:
 def open_study(store_url: str) -> Any:
     import optuna
 
+    from clowncar.orchestrator.study_storage import RetryingRDBStorage
     from clowncar.store import resolve_url
 
     store_url = resolve_url(store_url)  # the very database open_store opens for the same string
@@ -125,10 +129,14 @@ def open_study(store_url: str) -> Any:
     kwargs: dict[str, Any] = {}
     if store_url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 60}}
+    else:  # as the store's engine: a pooled connection that a server restart closed is replaced, not used
+        kwargs = {"pool_pre_ping": True}
+        if store_url.startswith("postgresql"):
+            kwargs["connect_args"] = {"connect_timeout": 10}
     for attempt in range(6):
         try:
             with _sqlite_lock(store_url):
-                return optuna.storages.RDBStorage(store_url, engine_kwargs=kwargs)
+                return RetryingRDBStorage(store_url, engine_kwargs=kwargs)
         except Exception as err:  # unreachable server, bad URL: one line
             # Two sweeps starting at once on a new database race to create Optuna's tables (a lock file covers
             # SQLite); the loser sees an IntegrityError or "already exists" and succeeds once the winner is done.
@@ -239,7 +247,9 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
         tuner = _tuner(spec, opts, searcher, callback, remaining, tune, run_trial, TrialContext)
     status, reason = "failed", None
     fit_started = time.time()
-    # from here on the sweep runs: a store that fails (say its server restarts) is a failed run, not bad input
+    # from here on the sweep runs: a store that is away for a moment (its server restarts) is waited for, one that
+    # stays away longer than the window is a failed run, not bad input
+    store.retry_seconds = storage.retry_seconds = opts.store_retry_s
     with _stop_on_signals(searcher.stopping), store_failure_fails_the_run():
         try:
             tuner.fit()

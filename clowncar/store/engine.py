@@ -53,8 +53,14 @@ def _first_line(err: BaseException, password: str | None) -> str:
 
 
 def store_error(err: BaseException, url: URL, doing: str) -> StoreError:
-    """A one-line StoreError for a database failure, naming the store with its password hidden."""
-    return StoreError(f"{doing} {safe_url(url)}: {_first_line(err, url.password)}")
+    """A one-line StoreError for a database failure, naming the store with its password hidden. It keeps whether
+    the failure was transient (`retry.is_transient`: the server away for a moment), which its text alone cannot
+    say, for the retries of a running sweep."""
+    from clowncar.store.retry import is_transient
+
+    out = StoreError(f"{doing} {safe_url(url)}: {_first_line(err, url.password)}")
+    out.transient = is_transient(err)  # type: ignore[attr-defined]
+    return out
 
 
 def _sqlite_setup(engine: Engine) -> None:

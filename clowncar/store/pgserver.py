@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -46,12 +47,60 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass
+class PgServer:
+    """One initialized data directory and the server that runs on it (`start`, `stop`, `url`). The port is chosen
+    once, so a server stopped and started again (a restart for maintenance, in the retry tests) answers at the
+    same URL."""
+
+    bin_dir: Path
+    root: Path
+    prefix: list[str]
+    port: int
+    password: str | None = None
+    running: bool = False
+
+    @property
+    def url(self) -> str:
+        """The admin URL (`postgresql+psycopg://postgres@127.0.0.1:PORT/postgres`, with the password if any)."""
+        userinfo = "postgres" if self.password is None else f"postgres:{quote(self.password, safe='')}"
+        return f"postgresql+psycopg://{userinfo}@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        proc = subprocess.run([*self.prefix, *args], capture_output=True, text=True, timeout=120)
+        if proc.returncode:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise StoreError(f"{Path(args[0]).name} failed: {tail[0]}")
+
+    def start(self) -> None:
+        """Start the server (loopback only, fsync off) and wait until it accepts connections."""
+        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "server.log"),
+                  "-w", "-t", "60", "-o", opts, "start")
+        self.running = True
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server and wait until it is down (`fast`: what a maintenance restart does, open sessions are
+        ended with 57P01; `immediate`: a crash)."""
+        subprocess.run([*self.prefix, str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-m", mode, "-w",
+                        "stop"], capture_output=True, timeout=60, check=False)
+        self.running = False
+
+
 @contextmanager
 def throwaway_postgres(bin_dir: Path | None = None, password: str | None = None) -> Iterator[str]:
     """Start a server, yield its admin URL (`postgresql+psycopg://postgres@127.0.0.1:PORT/postgres`), stop it.
 
     With `password`, TCP connections must authenticate with it (SCRAM) and the URL carries it
     (`postgres:PASSWORD@`); the socket in the server's own directory stays trusted, for pg_ctl."""
+    with restartable_postgres(bin_dir, password) as server:
+        yield server.url
+
+
+@contextmanager
+def restartable_postgres(bin_dir: Path | None = None, password: str | None = None) -> Iterator[PgServer]:
+    """`throwaway_postgres`, yielding the running `PgServer` itself, for tests that stop and start it."""
     bin_dir = bin_dir or find_bin_dir()
     if bin_dir is None:
         raise StoreError("PostgreSQL server binaries (initdb, pg_ctl) not found; set PG_BIN")
@@ -63,38 +112,24 @@ def throwaway_postgres(bin_dir: Path | None = None, password: str | None = None)
         pw = pwd.getpwnam("postgres")
         os.chown(root, pw.pw_uid, pw.pw_gid)
         prefix = ["runuser", "-u", "postgres", "--"]
-    data, log = root / "data", root / "server.log"
-    port = _free_port()
-
-    def run(*args: str) -> None:
-        proc = subprocess.run([*prefix, *args], capture_output=True, text=True, timeout=120)
-        if proc.returncode:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise StoreError(f"{Path(args[0]).name} failed: {tail[0]}")
-
+    server = PgServer(bin_dir, root, prefix, _free_port(), password)
     auth = ["--auth=trust"]
-    if password is not None:
-        pwfile = root / "pwfile"
-        write_private(pwfile, password)
-        if prefix:
-            os.chown(pwfile, pw.pw_uid, pw.pw_gid)
-        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
-    started = False
     try:
-        run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", *auth, "-E", "UTF8",
-            "--locale=C", "--no-sync")
+        if password is not None:
+            pwfile = root / "pwfile"
+            write_private(pwfile, password)
+            if prefix:
+                os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        server._run(str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", "postgres", *auth, "-E", "UTF8",
+                    "--locale=C", "--no-sync")
         if password is not None:
             pwfile.unlink()
-        opts = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off "
-                "-c full_page_writes=off -c max_connections=100")
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", opts, "start")
-        started = True
-        userinfo = "postgres" if password is None else f"postgres:{quote(password, safe='')}"
-        yield f"postgresql+psycopg://{userinfo}@127.0.0.1:{port}/postgres"
+        server.start()
+        yield server
     finally:
-        if started:
-            subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
-                            "stop"], capture_output=True, timeout=60, check=False)
+        if server.running:
+            server.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
 
 

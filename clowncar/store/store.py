@@ -12,6 +12,12 @@ The contract (pinned by tests/store/test_contract.py, run against SQLite and Pos
 - `with store.transaction():` groups several writes into one transaction (all or nothing), as the
   importers do per file.
 - A sweep has at most one live driver: `acquire_lease` / `renew_lease` / `release_lease` (see `lease.py`).
+- With `retry_seconds` > 0 (a running sweep) a write that meets a transient failure (`retry.py`: the server
+  restarting) is retried as a whole transaction. Each retried write is safe to repeat after a COMMIT whose reply
+  was lost: `create_or_get_sweep`, `start_trial` and `add_*` insert if absent on a natural key, `add_artifact`
+  upserts, `set_sweep_status`, `restart_sweep`, `finish_trial` and `close_running` write fixed values (a repeated
+  `close_running` counts 0). Lease writes are never retried: the heartbeat is its own retry, and taking or
+  giving up a lease happens outside a sweep's run.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from clowncar.store.engine import WRITE_OPTION, make_engine, parse_url, safe_url
 from clowncar.store.frames import FrameReads
 from clowncar.store.lease import LeaseOps
 from clowncar.store.migrations import ensure_schema, numeric_metrics
+from clowncar.store.retry import retried_write
 
 STEP_COLUMNS = ("step", "kind", "train_loss", "lr_scale", "phase", "elapsed_ms", "tokens")
 EVAL_COLUMNS = ("step", "mode", "weights", "val_loss", "val_bpb", "tokens_scored", "bytes_scored")
@@ -86,6 +93,9 @@ class Store(FrameReads, LeaseOps):
         """The schema version the database had when opened (before any upgrade)."""
         self._local = threading.local()
         self._attempt_ids: dict[tuple[str, int], int] = {}
+        self.retry_seconds = 0.0
+        """How long a write that failed because the server is away (restarting) is tried again before it fails;
+        0 fails at once. The sweep driver sets it (CLOWNCAR_STORE_RETRY_SECONDS) once its sweep runs."""
 
     @classmethod
     def open(cls, url: str | None = None, *, create: bool = True) -> Store:
@@ -179,6 +189,7 @@ class Store(FrameReads, LeaseOps):
         return int(aid)
 
     # -- writes ------------------------------------------------------------------------------------------------
+    @retried_write
     def create_or_get_sweep(self, name: str, spec: Mapping[str, Any], parent: str | None = None,
                             source: str = "run") -> int:
         """Create sweep `name` (status `created`) or return the id of the existing one (its spec is kept).
@@ -196,6 +207,7 @@ class Store(FrameReads, LeaseOps):
                                             "created_at": now, "updated_at": now}], keys=["name"])
             return self._sweep_id(conn, name)
 
+    @retried_write
     def set_sweep_status(self, name: str, status: str, reason: str | None = None) -> None:
         """Set a sweep's status (one of SWEEP_STATUSES) and why (`reason`, e.g. what stopped a failed start;
         None clears it). Unknown sweep -> StoreError."""
@@ -206,6 +218,7 @@ class Store(FrameReads, LeaseOps):
             conn.execute(update(s.sweeps).where(s.sweeps.c.id == sid).values(status=status, reason=reason,
                                                                             updated_at=utc()))
 
+    @retried_write
     def restart_sweep(self, name: str, spec: Mapping[str, Any]) -> None:
         """Start a sweep that never got to a trial over: its spec becomes `spec`, its status `created`, its
         reason none. A sweep with trials is a StoreError (it continues with resume, it is not restarted)."""
@@ -216,6 +229,7 @@ class Store(FrameReads, LeaseOps):
             conn.execute(update(s.sweeps).where(s.sweeps.c.id == sid).values(
                 spec=jsonable(spec), status="created", reason=None, updated_at=utc()))
 
+    @retried_write
     def start_trial(self, sweep: str, trial_uid: str, number: int, attempt: int, config: Mapping[str, Any],
                     seed: int | None, node: str | None, started_at: float | None = None) -> None:
         """Record that attempt `attempt` of trial `trial_uid` (trial `number` of `sweep`) started on `node`.
@@ -241,6 +255,7 @@ class Store(FrameReads, LeaseOps):
                                               "reason": None, "node": node, "started_at": now}],
                           keys=["trial_id", "attempt"])
 
+    @retried_write
     def add_steps(self, trial_uid: str, attempt: int, rows: Iterable[Mapping[str, Any]]) -> int:
         """Bulk-insert step rows (the worker's `step` event records; keys STEP_COLUMNS, extra keys ignored,
         missing ones None). Rows whose (trial, attempt, step) exists are ignored. Returns rows offered."""
@@ -259,6 +274,7 @@ class Store(FrameReads, LeaseOps):
             bulk_insert_ignore(conn, s.steps, columns, batch)
             return offered + len(batch)
 
+    @retried_write
     def _add_rows(self, table: Any, trial_uid: str, attempt: int, rows: Iterable[Mapping[str, Any]],
                   columns: tuple[str, ...], defaults: Mapping[str, Any]) -> int:
         with self._write() as conn:
@@ -284,6 +300,7 @@ class Store(FrameReads, LeaseOps):
         """Insert probe rows (`probe` event records, keys PROBE_COLUMNS). Key: (trial, attempt, step, mode)."""
         return self._add_rows(s.probes, trial_uid, attempt, rows, PROBE_COLUMNS, {"mode": "C"})
 
+    @retried_write
     def finish_trial(self, trial_uid: str, attempt: int, status: str, reason: str | None,
                      result: Mapping[str, Any] | None, ended_at: float | None = None) -> None:
         """Record an attempt's outcome. `status` is one of `events.TRIAL_STATUSES`; `result` is the worker's
@@ -301,6 +318,7 @@ class Store(FrameReads, LeaseOps):
                            for k, v in numeric_metrics(result).items()]
             insert_ignore(conn, s.metrics, metric_rows)
 
+    @retried_write
     def add_artifact(self, trial_uid: str, attempt: int, path: str, size_bytes: int | None,
                      code_bytes: int | None = None, sha256: str | None = None, kind: str = "model") -> None:
         """Record an artifact file of an attempt (compressed model: `size_bytes` of the file, `code_bytes`
@@ -311,6 +329,7 @@ class Store(FrameReads, LeaseOps):
                                        "size_bytes": size_bytes, "code_bytes": code_bytes, "sha256": sha256,
                                        "created_at": utc()}, keys=["attempt_id", "path"])
 
+    @retried_write
     def close_running(self, sweep: str, status: str = "crashed", reason: str = "head restarted") -> int:
         """Mark every attempt of `sweep` still `running` as `status` (for resume after a head crash).
         Returns how many attempts changed."""

@@ -1,5 +1,6 @@
-"""A store that fails once a sweep runs (its PostgreSQL server shuts down, say) ends `clowncar sweep run` as a
-failed run, exit 1, with the store's one line; a store that fails before the sweep starts stays bad input, exit 2.
+"""A store that fails once a sweep runs (its PostgreSQL server shuts down, say) and stays away longer than the
+retry window (CLOWNCAR_STORE_RETRY_SECONDS) ends `clowncar sweep run` as a failed run, exit 1, with the store's one
+line; a store that fails before the sweep starts stays bad input, exit 2.
 The sweep runs in this process without Ray: Ray's start is skipped and Tune's fit is one store write, made
 through the real store callback after the database went away."""
 
@@ -49,6 +50,8 @@ class OneTrialTuner:
 def sweep_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
     """`clowncar sweep run` of a two-trial CPU spec on a SQLite store: (exit code, stderr lines, store URL)."""
     monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
+    # a server that is shutting down is waited for while the sweep runs (store/retry.py): for one second here
+    monkeypatch.setenv("CLOWNCAR_STORE_RETRY_SECONDS", "1")
     for name in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AIR_NEW_OUTPUT", "TUNE_DISABLE_SIGINT_HANDLER",
                  "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"):
         monkeypatch.setenv(name, os.environ.get(name, ""))  # run_sweep sets them: restored after the test
@@ -75,7 +78,7 @@ def test_a_store_that_fails_after_the_sweep_started_ends_it_with_exit_1_and_one_
     code, err, url = sweep_run()
     assert code == 1
     assert err == [f"clowncar: error: store write failed at {url}: FATAL: the database system is shutting down "
-                   "(server postgresql://clowncar:***@db:5432/clowncar)"]
+                   "(server postgresql://clowncar:***@db:5432/clowncar) (still failing after 1 s of retries)"]
 
 
 def test_a_store_that_fails_before_the_sweep_starts_is_still_bad_input(sweep_run: Any,
@@ -92,3 +95,13 @@ def test_a_store_that_fails_before_the_sweep_starts_is_still_bad_input(sweep_run
     assert code == 2
     assert err == [f"clowncar: error: store write failed at {url}: FATAL: the database system is shutting down "
                    "(server postgresql://clowncar:***@db:5432/clowncar)"]
+
+
+def test_a_bad_retry_window_is_bad_input_before_the_sweep_is_recorded(sweep_run: Any,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOWNCAR_STORE_RETRY_SECONDS", "two minutes")
+    code, err, url = sweep_run()
+    assert code == 2
+    assert err == ["clowncar: error: CLOWNCAR_STORE_RETRY_SECONDS must be a number of seconds >= 0, not "
+                   "'two minutes'"]
+    assert not Path(url.removeprefix("sqlite:///")).exists()

@@ -16,7 +16,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from clowncar.errors import StoreError
-from clowncar.orchestrator import tune
+from clowncar.orchestrator import study_storage, tune
 from clowncar.orchestrator.search import NUMBER
 from clowncar.orchestrator.spec import spec_from_dict
 from clowncar.orchestrator.suggest import DUPLICATE
@@ -190,7 +190,7 @@ def test_an_unusable_storage_is_one_line_without_the_password(tmp_path: Path) ->
 
 def test_the_loser_of_a_table_creation_race_waits_and_retries(monkeypatch, tmp_path: Path) -> None:
     attempts: list[int] = []
-    real = optuna.storages.RDBStorage
+    real = study_storage.RetryingRDBStorage
     sleeps: list[float] = []
 
     def racing(url: str, engine_kwargs: dict[str, Any]) -> Any:
@@ -199,7 +199,7 @@ def test_the_loser_of_a_table_creation_race_waits_and_retries(monkeypatch, tmp_p
             raise RuntimeError('relation "studies" already exists')
         return real(url, engine_kwargs=engine_kwargs)
 
-    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    monkeypatch.setattr(study_storage, "RetryingRDBStorage", racing)
     monkeypatch.setattr(tune.time, "sleep", sleeps.append)
     tune.open_study(f"sqlite:///{tmp_path / 's.db'}")
     assert len(attempts) == 3 and sleeps == [1, 2]
@@ -210,7 +210,7 @@ def test_a_race_that_never_ends_gives_up_after_six_tries(monkeypatch, tmp_path: 
         pass
 
     calls: list[int] = []
-    monkeypatch.setattr(optuna.storages, "RDBStorage", lambda url, engine_kwargs: calls.append(1) or (
+    monkeypatch.setattr(study_storage, "RetryingRDBStorage", lambda url, engine_kwargs: calls.append(1) or (
         _ for _ in ()).throw(IntegrityError("duplicate key")))
     monkeypatch.setattr(tune.time, "sleep", lambda s: None)
     with pytest.raises(StoreError, match="duplicate key"):
@@ -218,12 +218,15 @@ def test_a_race_that_never_ends_gives_up_after_six_tries(monkeypatch, tmp_path: 
     assert len(calls) == 6
 
 
-def test_sqlite_gets_a_busy_timeout_and_other_servers_none(monkeypatch, tmp_path: Path) -> None:
+def test_sqlite_gets_a_busy_timeout_and_servers_a_pre_ping_and_a_connect_timeout(monkeypatch, tmp_path: Path) -> None:
     seen: list[dict[str, Any]] = []
-    monkeypatch.setattr(optuna.storages, "RDBStorage", lambda url, engine_kwargs: seen.append(engine_kwargs))
+    monkeypatch.setattr(study_storage, "RetryingRDBStorage", lambda url, engine_kwargs: seen.append(engine_kwargs))
     tune.open_study(f"sqlite:///{tmp_path / 's.db'}")
     tune.open_study("postgresql+psycopg://u@h/db")
-    assert seen == [{"connect_args": {"timeout": 60}}, {}]
+    tune.open_study("mysql+pymysql://u@h/db")
+    # a server's restart leaves dead connections in the pool: pinged and replaced at checkout, as the store's are
+    assert seen == [{"connect_args": {"timeout": 60}},
+                    {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}, {"pool_pre_ping": True}]
 
 
 def test_the_sqlite_lock_sits_beside_the_database(tmp_path: Path) -> None:
