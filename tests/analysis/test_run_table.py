@@ -306,3 +306,10 @@ def test_step_losses_given_as_text_are_read_as_numbers() -> None:
     s = step_kind_table(pd.DataFrame({"trial_uid": ["a", "a"], "step": [1, 2], "kind": ["C", "N"],
                                       "train_loss": ["2.5", "3"]}))
     assert s["train_loss"].tolist() == [2.5, 3.0] and s["is_c"].dtype == float
+
+
+def test_start_keys_write_values_json_cannot_as_text_and_still_tell_them_apart() -> None:
+    base = {**CRAWLER, "train.seed": 1}
+    odd = pd.DataFrame([base, base]).assign(**{"model.extra": pd.Series([np.int64(3), np.int64(4)], dtype=object)})
+    keys = run_table(odd)["start_key"]  # numpy ints are not JSON: written as text, not a failed table
+    assert keys[0] != keys[1] and not keys[0].startswith("run:")
