@@ -104,10 +104,9 @@ class RetryingRDBStorage(RDBStorage):
 
 
 def _repeatable(name: str) -> Callable[..., Any]:
-    base = getattr(RDBStorage, name)
-
-    @functools.wraps(base)
+    @functools.wraps(getattr(RDBStorage, name))
     def method(self: RetryingRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        base = getattr(RDBStorage, name)  # looked up at each call, as a method of Optuna's own class would be
         return self._retry(lambda again: base(self, *args, **kwargs))
 
     return method
