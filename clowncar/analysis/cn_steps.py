@@ -19,7 +19,15 @@ import pandas as pd
 from clowncar.analysis.frames import phase_bins, step_kind_table
 from clowncar.analysis.reference import corrected, pick_references, stream_keys
 from clowncar.analysis.result import TestResult, decide, not_enough
-from clowncar.analysis.stats import mde_one_sample, one_sample
+from clowncar.analysis.shared_steps import (
+    Shares,
+    across_units,
+    mean_difference_shares,
+    sentence,
+    shares,
+    unit_members,
+)
+from clowncar.analysis.stats import mde_from_se
 
 MIN_STEPS = 20  # per run, to fit a trend plus a C/N term
 MIN_EACH = 3  # C-steps and N-steps per run
@@ -83,21 +91,25 @@ def _fit_run(g: dict[str, np.ndarray]) -> dict[str, Any] | None:
     if not _fittable(g):
         return None
     basis = _trend(g["step"])
-    lags = _hac_lags(y.size, _period(c))
+    period = _period(c)
+    lags = _hac_lags(y.size, period)
     design = np.column_stack([basis, c])
     fit = sm.OLS(y, design).fit(cov_type="HAC", cov_kwds={"maxlags": lags}, use_t=True)
     ci = fit.conf_int()[-1]
     resid = sm.OLS(y, basis).fit().resid
-    by_phase = {}
+    by_phase, phase_shares = {}, {}
     ph_arr = g["phase"]
     for ph in np.unique(ph_arr):
         rows = ph_arr == ph
         rc, rn = resid[rows & (c > 0)], resid[rows & (c == 0)]
         if rc.size >= MIN_EACH and rn.size >= MIN_EACH:
             by_phase[str(ph)] = float(rc.mean() - rn.mean())
+            phase_shares[str(ph)] = mean_difference_shares(g["step"][rows], resid[rows], c[rows] > 0)
+    contrast = np.zeros(design.shape[1])
+    contrast[-1] = 1.0
     out = {"coef": float(fit.params[-1]), "ci_low": float(ci[0]), "ci_high": float(ci[1]),
-           "p_hac": float(fit.pvalues[-1]), "hac_lags": lags, "n": int(y.size), "resid": resid,
-           "by_phase": by_phase}
+           "p_hac": float(fit.pvalues[-1]), "hac_lags": lags, "period": period, "n": int(y.size), "resid": resid,
+           "by_phase": by_phase, "shares": (g["step"], shares(design, y, contrast)), "phase_shares": phase_shares}
     if "y_raw" in g:  # a corrected run: what the same fit says of its loss before the reference is subtracted
         out["raw_coef"] = float(sm.OLS(g["y_raw"], design).fit().params[-1])
     return out
@@ -136,35 +148,43 @@ def cn_loss_test(steps: pd.DataFrame, trials: pd.DataFrame | None = None
     kw = {"unit": "nats", "n_runs": len(fits), "n_steps": n_steps, "runs": list(fits),
           "extra": {"scope": note, "reference_corrected": bool(refs)},
           "tables": {"within_run_hac": within, "reference_runs": ref_rows}}
-    coefs = _unit_means({r: f["coef"] for r, f in fits.items()}, refs)
-    if coefs.size < MIN_RUNS:
+    n_units = len(unit_members(list(fits), refs))
+    if n_units < MIN_RUNS:
         res = not_enough(key, title, Q_LOSS, method,
-                         f"{len(fits)} run(s) with both C- and N-steps{_groups(coefs.size, refs)} (at least "
+                         f"{len(fits)} run(s) with both C- and N-steps{_groups(n_units, refs)} (at least "
                          f"{MIN_RUNS} needed for a t test across runs; within-run HAC estimates are descriptive "
                          "only)", **kw)
         return res, fits
-    t = one_sample(coefs)
-    res = TestResult(key=key, title=title, question=Q_LOSS, method=method, effect=t["estimate"],
-                     ci_low=t["ci_low"], ci_high=t["ci_high"], p_value=t["p"], margin=LOSS_MARGIN,
-                     mde=mde_one_sample(t["sd"], t["n"]), **kw)
+    t = across_units({r: f["coef"] for r, f in fits.items()}, {r: f["shares"] for r, f in fits.items()}, refs,
+                     _block(fits))
+    res = _tested(TestResult(key=key, title=title, question=Q_LOSS, method=method + TWO_WAY, **kw), t)
     res.tables["by_phase_across_runs"] = _phase_table(fits)
     return decide(res), fits
 
 
+TWO_WAY = ("; standard error: the spread across units plus the covariance that different units share step by step "
+           "(summed over blocks of steps), t on units - 1 df")
+
+
+def _block(fits: dict[str, dict[str, Any]]) -> int:
+    """Steps per block of the shared covariance: a whole number of every run's cadence period (their least
+    common multiple), and at least the widest of the runs' HAC windows."""
+    period = math.lcm(*(f["period"] for f in fits.values()))
+    widest = max(f["hac_lags"] for f in fits.values())
+    return period * -(-widest // period)
+
+
+def _tested(res: TestResult, t: dict[str, Any]) -> TestResult:
+    """`res` with the estimate, interval, p and MDE of `across_units`, and a sentence on the shared part."""
+    res.effect, res.ci_low, res.ci_high, res.p_value = t["estimate"], t["ci_low"], t["ci_high"], t["p"]
+    res.margin, res.mde = LOSS_MARGIN, mde_from_se(t["se"], t["n"] - 1)
+    res.extra.update(units=t["n"], se_units=t["se_units"], se_shared_steps=t["se_shared"])
+    res.extra["scope"] = (res.extra.get("scope", "") + sentence(t)).strip()
+    return res
+
+
 SHARED = (", each averaged first over the runs that share a reference run (they share its own noise, so together "
           "they are one unit of the test)")
-
-
-def _unit_means(per_run: dict[str, float], refs: dict[str, str]) -> np.ndarray:
-    """One value per independent unit: a run's own, or the mean over the runs corrected by one reference run
-    (`refs`: run -> its reference, for the corrected runs).
-    Each of those carries the reference's noise, and a t test that counted them apart would be too sure of
-    itself (a null simulation of the signal sweep's design rejected 7.9% of the time at alpha 0.05, 5.1%
-    with the runs averaged per reference: docs/signals.md)."""
-    units: dict[str, list[float]] = {}
-    for rid, value in per_run.items():
-        units.setdefault(refs.get(rid, rid), []).append(value)
-    return np.array([np.mean(v) for v in units.values()])
 
 
 def _refs_of(fits: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -219,11 +239,9 @@ def _phase_table(fits: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     phases = sorted({p for f in fits.values() for p in f["by_phase"]})
     for ph in phases:
         per_run = {r: f["by_phase"][ph] for r, f in fits.items() if ph in f["by_phase"]}
-        vals = _unit_means(per_run, _refs_of(fits))
-        row: dict[str, Any] = {"phase": ph, "runs": len(per_run), "units": int(vals.size),
-                               "mean_c_minus_n": float(vals.mean())}
-        if vals.size >= MIN_RUNS and np.ptp(vals) > 0:
-            t = one_sample(vals)
+        t = across_units(per_run, {r: fits[r]["phase_shares"][ph] for r in per_run}, _refs_of(fits), _block(fits))
+        row: dict[str, Any] = {"phase": ph, "runs": len(per_run), "units": t["n"], "mean_c_minus_n": t["estimate"]}
+        if t["n"] >= MIN_RUNS and t["spread"] > 0:
             row.update(ci_low=t["ci_low"], ci_high=t["ci_high"], p=t["p"])
         rows.append(row)
     return rows
@@ -236,23 +254,24 @@ def next_step_test(fits: dict[str, dict[str, Any]], probes: pd.DataFrame | None,
     key, title = "1b_next_step", "Step after a C-step vs after an N-step"
     via_probe = _probe_deltas(probes, steps, trials)
     if via_probe is not None:
-        per_run, method, n_steps, note, refs = via_probe
-        source = "probe"
+        per_run, per_run_shares, method, n_steps, note, refs = via_probe
+        source, block = "probe", _hac_lags(n_steps // max(len(per_run), 1), 1)
     else:
-        per_run, n_steps = _residual_after(fits)
+        per_run, per_run_shares, n_steps = _residual_after(fits)
+        block = _block(fits) if fits else 1
         refs = {r: ref for r, ref in _refs_of(fits).items() if r in per_run}
         method = ("no probe losses: per run, trend residual of N-steps preceded by a C-step minus those preceded "
                   "by an N-step (same forward mode, so only the previous update differs; on test 1a's series, "
                   f"reference-corrected when it is); t across runs{SHARED if refs else ''}")
         source, note = "residuals", ""
-    vals = _unit_means(per_run, refs)
+    n_units = len(unit_members(list(per_run), refs))
     kw = {"unit": "nats", "n_runs": len(per_run), "n_steps": n_steps, "runs": list(per_run),
           "extra": {"source": source, **({"scope": note} if note else {})},
           "tables": {"per_run": [{"run": r, "after_c_minus_after_n": v} for r, v in per_run.items()]}}
     if source == "residuals" and not fits:  # nothing to read: the cadence is not the reason
         return not_enough(key, title, Q_NEXT, method, _why_no_fit(steps), **kw)
-    if vals.size < MIN_RUNS:
-        why = (f"{len(per_run)} run(s) where the update effect is identifiable{_groups(vals.size, refs)} (at least "
+    if n_units < MIN_RUNS:
+        why = (f"{len(per_run)} run(s) where the update effect is identifiable{_groups(n_units, refs)} (at least "
                f"{MIN_RUNS} needed)")
         if source == "residuals":
             why += ("; without probe losses it needs cadence >= 3 (at cadence 1-2 every step after a C-step has "
@@ -261,11 +280,8 @@ def next_step_test(fits: dict[str, dict[str, Any]], probes: pd.DataFrame | None,
             why += ("; the probe interval must not be a multiple of the cadence (else C-steps per interval never "
                     "vary) and every step's kind must be logged (train.log_every = 1)")
         return not_enough(key, title, Q_NEXT, method, why, **kw)
-    t = one_sample(vals)
-    res = TestResult(key=key, title=title, question=Q_NEXT, method=method, effect=t["estimate"],
-                     ci_low=t["ci_low"], ci_high=t["ci_high"], p_value=t["p"], margin=LOSS_MARGIN,
-                     mde=mde_one_sample(t["sd"], t["n"]), **kw)
-    return decide(res)
+    t = across_units(per_run, per_run_shares, refs, block)
+    return decide(_tested(TestResult(key=key, title=title, question=Q_NEXT, method=method + TWO_WAY, **kw), t))
 
 
 def _why_no_fit(steps: pd.DataFrame | None) -> str:
@@ -281,8 +297,11 @@ def _why_no_fit(steps: pd.DataFrame | None) -> str:
             f"{MIN_EACH} of each kind)")
 
 
-def _residual_after(fits: dict[str, dict[str, Any]]) -> tuple[dict[str, float], int]:
+def _residual_after(fits: dict[str, dict[str, Any]]) -> tuple[dict[str, float], dict[str, Shares], int]:
+    """Per run: the trend residual of N-steps after a C-step minus after an N-step, each step's share of it, and
+    how many steps were used in all."""
     out: dict[str, float] = {}
+    per_step: dict[str, Shares] = {}
     used = 0
     for rid, f in fits.items():
         step, c = f["arrays"]["step"], f["arrays"]["c"]
@@ -292,8 +311,10 @@ def _residual_after(fits: dict[str, dict[str, Any]]) -> tuple[dict[str, float], 
         after_c, after_n = f["resid"][sel & (prev_c == 1)], f["resid"][sel & (prev_c == 0)]
         if after_c.size >= MIN_EACH and after_n.size >= MIN_EACH:
             out[rid] = float(after_c.mean() - after_n.mean())
+            rows = sel & np.isin(prev_c, (0, 1))
+            per_step[rid] = mean_difference_shares(step[rows], f["resid"][rows], prev_c[rows] == 1)
             used += int(after_c.size + after_n.size)
-    return out, used
+    return out, per_step, used
 
 
 def _probe_series(probes: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -311,7 +332,7 @@ def _probe_series(probes: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarra
 
 
 def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None, trials: pd.DataFrame | None = None
-                  ) -> tuple[dict[str, float], str, int, str, dict[str, str]] | None:
+                  ) -> tuple[dict[str, float], dict[str, Shares], str, int, str, dict[str, str]] | None:
     """Per run: regress the change in probe loss between consecutive probes on the number of C-steps in the
     interval (with the interval length and a trend); the coefficient is the extra change per C-step update.
     An update's effect on the probe depends on the batch it learnt from, which every run on the stream shares:
@@ -324,6 +345,7 @@ def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None, trial
     if s.empty:
         return None
     out: dict[str, float] = {}
+    per_step: dict[str, Shares] = {}
     uncorrected: list[float] = []
     used = 0
     kinds = _split_runs(s)
@@ -359,6 +381,7 @@ def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None, trial
         if np.linalg.matrix_rank(x) < x.shape[1] or delta.size < x.shape[1] + 2:
             continue
         out[rid] = float(sm.OLS(delta, x).fit().params[0])
+        per_step[rid] = (pst[1:], shares(x, delta, np.eye(x.shape[1])[0]))
         uncorrected.append(float(sm.OLS(np.diff(own), x).fit().params[0]))
         used += int(delta.size)
     if not out:
@@ -373,7 +396,7 @@ def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None, trial
             f"cancels. Uncorrected, the mean would be {np.mean(uncorrected):+.4g} nats." if use_ref else
             f"No reference correction: {_how_many(lacking, len(targets), 'reference run with probe losses', trials)}; "
             "what the batches' updates do to every run at the same C-steps stays in the estimate.")
-    return out, method, used, note, {r: refs[r] for r in out} if use_ref else {}
+    return out, per_step, method, used, note, {r: refs[r] for r in out} if use_ref else {}
 
 
 def cn_tests(steps: pd.DataFrame, probes: pd.DataFrame | None = None,

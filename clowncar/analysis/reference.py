@@ -11,7 +11,7 @@ its own C/N difference would otherwise come back into the target's, with the opp
 Among the references on a stream the closest is taken: the same seed, then the same number of loops, then the
 same width (the more alike the two models, the more alike their response to a batch), then the most steps in
 common. Runs that share a reference share its own noise: the tests average them into one unit before the t test
-across runs (`cn_steps._unit_means`; in `sweeps/signals.yaml` each reference serves a cadence-2 and a cadence-4
+across runs (`shared_steps.unit_members`; in `sweeps/signals.yaml` each reference serves a cadence-2 and a cadence-4
 run of its seed)."""
 
 from __future__ import annotations

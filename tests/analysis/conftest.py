@@ -59,7 +59,7 @@ def simulate_grid(rng: np.random.Generator, *, width_effect: float = 0.0, layer_
 
 def simulate_steps(rng: np.random.Generator, *, runs: int = 6, steps: int = 240, cadence: int = 3,
                    cn_effect: float = 0.0, update_effect: float = 0.0, probe_every: int = 0,
-                   phi: float = 0.995, drift_sd: float = 0.01, noise_sd: float = 0.05
+                   phi: float = 0.995, drift_sd: float = 0.01, noise_sd: float = 0.05, shared_sd: float = 0.0
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-step train losses: decaying curve + run drift (AR(1), phi) + batch noise + `cn_effect` on C-steps
     + `update_effect` on the step after a C-step (transient) and, for probes, a lasting `update_effect` per
@@ -68,6 +68,8 @@ def simulate_steps(rng: np.random.Generator, *, runs: int = 6, steps: int = 240,
     is_c = ((t - 1) % cadence == 0) if cadence else np.zeros_like(t, dtype=bool)
     prev_c = np.r_[False, is_c[:-1]]
     curve = 3.0 + 4.0 * np.exp(-t / (steps / 4))
+    if shared_sd:  # what the batch of step t does to every run alike: they all read the same stream
+        curve = curve + rng.normal(0, shared_sd, steps)
     step_rows, probe_rows = [], []
     for r in range(runs):
         e = rng.normal(0, drift_sd * math.sqrt(1 - phi**2), steps)
@@ -156,6 +158,40 @@ def simulate_siblings(rng: np.random.Generator, *, sibling_share: float = 0.8, s
                                                "step": steps.astype(int), "mode": "standard", "weights": "raw",
                                                "val_bpb": bpb}))
     return pd.DataFrame(trials), pd.concat(evals, ignore_index=True)
+
+
+def hand_shares(x: np.ndarray, y: np.ndarray, col: int) -> np.ndarray:
+    """Each row's share of OLS coefficient `col`: row `col` of (X'X)^-1 X' times the row's residual."""
+    weights = np.linalg.solve(x.T @ x, x.T)
+    return weights[col] * (y - x @ (weights @ y))
+
+
+def two_way_t(units: list[tuple[float, dict[int, float]]], block: int) -> dict[str, float]:
+    """The two-way t test written out: per unit its estimate and {step: share}; the spread of the estimates over
+    the units, plus, over ordered pairs u != v, the products of their share sums in each block of `block`
+    consecutive positions on the union of the steps, divided by U(U - 1) (0 if negative); t on U - 1 df."""
+    from scipy import stats
+
+    est = np.array([e for e, _ in units])
+    n = est.size
+    pos = {s: i for i, s in enumerate(sorted({s for _, sh in units for s in sh}))}
+    sums: list[dict[int, float]] = []
+    for _, shares in units:
+        per_block: dict[int, float] = {}
+        for s, share in shares.items():
+            per_block[pos[s] // block] = per_block.get(pos[s] // block, 0.0) + share
+        sums.append(per_block)
+    cross = sum(a * sums[v].get(k, 0.0) for u in range(n) for v in range(n) if u != v for k, a in sums[u].items())
+    se_units = est.std(ddof=1) / math.sqrt(n)
+    se = math.sqrt(se_units**2 + max(0.0, cross / (n * (n - 1))))
+    half = stats.t.isf(0.025, n - 1) * se
+    return {"estimate": est.mean(), "ci_low": est.mean() - half, "ci_high": est.mean() + half, "se": se,
+            "p": 2 * stats.t.sf(abs(est.mean()) / se, n - 1), "se_units": se_units, "df": n - 1}
+
+
+@pytest.fixture
+def two_way() -> SimpleNamespace:
+    return SimpleNamespace(shares=hand_shares, t=two_way_t)
 
 
 @pytest.fixture

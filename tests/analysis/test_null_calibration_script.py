@@ -36,7 +36,19 @@ def test_each_alternating_run_takes_its_own_seeds_reference(calibration: ModuleT
 
 def test_the_counts_are_rejections_out_of_the_repetitions(calibration: ModuleType) -> None:
     hits = calibration.rejections(reps=3, seeds=3, steps=60)
-    assert list(hits) == ["shipped: runs sharing a reference averaged", "before: every corrected run a unit"]
-    assert all(0 <= n <= 3 for n in hits.values())
+    assert list(hits) == list(calibration.TESTS) and all(0 <= n <= 3 for n in hits.values())
+
+
+def test_the_shared_answer_moves_the_alternating_runs_together_and_not_the_references(calibration) -> None:
+    frame, _ = calibration.sweep(np.random.default_rng(2), seeds=4, steps=200, shared_sd=0.017)
+    loss = frame.pivot(index="step", columns="trial_uid", values="train_loss")
+    resid = {c: (loss[c] - loss[c.replace("cad2", "cad0").replace("cad4", "cad0")]).to_numpy()
+             for c in loss.columns if not c.startswith("cad0")}
+    corr = np.corrcoef(np.array([resid[f"cad2/s{s}"] for s in range(4)]))
+    assert 0.45 < corr[np.triu_indices(4, 1)].mean() < 0.7  # the demo's corrected cad-2 runs: 0.59
+    quiet, _ = calibration.sweep(np.random.default_rng(2), seeds=4, steps=200)
+    q = quiet.pivot(index="step", columns="trial_uid", values="train_loss")
+    q_corr = np.corrcoef(np.array([(q[f"cad2/s{s}"] - q[f"cad0/s{s}"]).to_numpy() for s in range(4)]))
+    assert abs(q_corr[np.triu_indices(4, 1)].mean()) < 0.2
     assert calibration.wilson(0, 10)[0] == 0.0 and calibration.wilson(10, 10)[1] == 1.0
     assert calibration.wilson(5, 100) == pytest.approx((0.0215, 0.1118), abs=5e-4)

@@ -104,6 +104,26 @@ def test_next_step_via_probes_false_positive_rate_stays_near_alpha(sims, rate):
     assert_calibrated(rate, cn_p(sims, {}, "1b_next_step", **kw), 6)
 
 
+SHARED_BATCHES = {"runs": 5, "steps": 150, "cadence": 3, "shared_sd": 0.03}
+"""Every run reads the same batch at step t, and the batch moves every run's loss alike (sd 0.03 nats)."""
+
+
+def units_t_p(sims, key):
+    """p of the plain t test across the runs (the spread of their estimates alone), on SHARED_BATCHES."""
+    def one(rng):
+        res = _by_key(cn_tests(sims["steps"](rng, **SHARED_BATCHES)[0]), key)
+        table = res.tables["within_run_hac"] if key == "1a_cn_loss" else res.tables["per_run"]
+        return stats.ttest_1samp([row.get("coef", row.get("after_c_minus_after_n")) for row in table], 0).pvalue
+    return one
+
+
+@pytest.mark.parametrize(("key", "seed"), [("1a_cn_loss", 8), ("1b_next_step", 9)])
+def test_the_step_tests_stay_calibrated_when_every_run_shares_each_steps_batch(sims, rate, key, seed):
+    assert_calibrated(rate, cn_p(sims, {}, key, **SHARED_BATCHES), seed)
+    # what the shared part does to a test that cannot see it: more false positives than alpha allows
+    assert rate(units_t_p(sims, key), N_NULL, seed) * N_NULL > null_interval()[1]
+
+
 def test_next_step_uses_probes_when_present_and_says_so(sims):
     steps, probes = sims["steps"](np.random.default_rng(0), cadence=2, probe_every=5)
     res = _by_key(cn_tests(steps, probes), "1b_next_step")

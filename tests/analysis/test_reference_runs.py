@@ -11,7 +11,7 @@ import patsy
 import pytest
 import statsmodels.api as sm
 
-from clowncar.analysis.cn_steps import cn_loss_test, cn_tests
+from clowncar.analysis.cn_steps import TWO_WAY, cn_loss_test, cn_tests
 from clowncar.analysis.family import run_all
 from clowncar.analysis.frames import step_kind_table
 from clowncar.analysis.reference import (
@@ -55,12 +55,16 @@ def hand_coefficient(y: np.ndarray, c: np.ndarray) -> float:
     return float(sm.OLS(y, np.column_stack([basis, c])).fit().params[-1])
 
 
-def test_a_shared_hard_batch_at_c_steps_is_signal_without_the_reference_and_cancels_with_it() -> None:
+def test_a_shared_hard_batch_at_c_steps_biases_the_uncorrected_estimate_and_cancels_with_the_reference() -> None:
     steps, trials = sweep(cn=0.0)
     raw, _ = cn_loss_test(step_kind_table(steps))
     fixed, fits = cn_loss_test(step_kind_table(steps), trials)
     shared = hand_coefficient(DIFFICULTY, IS_C.astype(float))  # what the stream alone puts into every run
-    assert shared > 0.015 and raw.status == "signal" and raw.effect == pytest.approx(shared, abs=0.005)
+    assert shared > 0.015 and raw.effect == pytest.approx(shared, abs=0.005)
+    # the runs' spread cannot see a part they share, the step-by-step covariance does (the stream's harder
+    # C-steps are a bias, not noise: only the reference removes them)
+    assert raw.extra["se_shared_steps"] > 10 * raw.extra["se_units"]
+    assert "The units move together step by step" in raw.extra["scope"]
     # the truth is 0: what is left is the runs' own noise (sd 0.01 per step), far below the shared part
     assert abs(fixed.effect) < 0.005 and fixed.ci_high < raw.effect / 3
     assert fixed.extra["reference_corrected"] and not raw.extra["reference_corrected"]
@@ -78,9 +82,9 @@ def test_a_shared_hard_batch_at_c_steps_is_signal_without_the_reference_and_canc
         assert row["uncorrected_c_minus_n"] == pytest.approx(
             next(w["coef"] for w in raw.tables["within_run_hac"] if w["run"] == row["run"]), rel=1e-9)
     means = (np.mean([r["uncorrected_c_minus_n"] for r in rows]), np.mean([r["reference_c_minus_n"] for r in rows]))
-    assert fixed.extra["scope"].endswith(f"Uncorrected, the mean C-N would be {means[0]:+.4g} nats, of which the "
-                                         f"reference runs alone (one kind throughout, on the same steps) show "
-                                         f"{means[1]:+.4g}.")
+    assert (f"Uncorrected, the mean C-N would be {means[0]:+.4g} nats, of which the reference runs alone (one kind "
+            f"throughout, on the same steps) show {means[1]:+.4g}. The 4 units share nothing step by step"
+            ) in fixed.extra["scope"]
     assert means[0] == pytest.approx(raw.effect, rel=1e-9)
     assert "OLS (train_loss - the reference run's train_loss at the step) ~ is_C" in fixed.method
     assert fixed.extra["scope"].startswith("Reference correction: each of the 4 runs with both step kinds")
@@ -197,7 +201,8 @@ def test_a_shared_update_effect_of_the_c_step_batches_cancels_in_the_probe_test(
     fixed = cn_tests(steps, probes, trials)[1]
     assert raw.extra["source"] == fixed.extra["source"] == "probe"
     shared = probe_coefficient(np.cumsum(UPDATE)[PROBE_AT - 1])
-    assert shared > 0.007 and raw.status == "signal" and raw.effect == pytest.approx(shared, abs=0.002)
+    assert shared > 0.007 and raw.effect == pytest.approx(shared, abs=0.002)
+    assert raw.extra["se_shared_steps"] > 3 * raw.extra["se_units"]  # the runs share the batches' updates
     assert abs(fixed.effect) < 0.002 and fixed.ci_high < raw.effect / 3
     for i in range(4):
         mine = probes[probes["trial_uid"] == f"cad3/s{i}"]["probe_loss"].to_numpy()
@@ -206,7 +211,7 @@ def test_a_shared_update_effect_of_the_c_step_batches_cancels_in_the_probe_test(
         assert got == pytest.approx(probe_coefficient(mine - ref), rel=1e-9)
     assert fixed.method.startswith("(probe loss - the reference run's probe loss at the probe step)")
     assert fixed.extra["scope"].startswith("Reference correction: each run's probe loss minus its reference run's")
-    assert fixed.extra["scope"].endswith(f"cancels. Uncorrected, the mean would be {raw.effect:+.4g} nats.")
+    assert f"cancels. Uncorrected, the mean would be {raw.effect:+.4g} nats. The units" in fixed.extra["scope"]
     assert raw.extra["scope"].startswith("No reference correction: no run with both step kinds has a reference run "
                                          "with probe losses; what")
 
@@ -426,7 +431,9 @@ def test_the_next_step_tests_average_the_runs_that_share_a_reference_too() -> No
         per_run = {r["run"]: r["after_c_minus_after_n"] for r in res.tables["per_run"]}
         units = per_seed(per_run)
         assert len(per_run) == 8 and len(units) == 4, with_probes is None
-        assert (res.effect, res.p_value) == pytest.approx((np.mean(units), stats.ttest_1samp(units, 0).pvalue),
-                                                          rel=1e-9)
-        assert res.method.endswith("(they share its own noise, so together they are one unit of the test)")
+        assert res.effect == pytest.approx(np.mean(units), rel=1e-9) and res.extra["units"] == 4
+        assert res.extra["se_units"] == pytest.approx(np.std(units, ddof=1) / 2, rel=1e-9)
+        assert res.p_value >= stats.ttest_1samp(units, 0).pvalue * (1 - 1e-9)  # the shared part only widens
+        assert res.method.endswith("(they share its own noise, so together they are one unit of the test)"
+                                   + TWO_WAY)
     assert "averaged first" not in cn_tests(steps, probes)[1].method

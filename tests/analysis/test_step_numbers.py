@@ -4,8 +4,6 @@ runs, residual and probe deltas, the run-level boost regression and its cluster-
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import patsy
@@ -30,16 +28,16 @@ from clowncar.analysis.result import UNDECIDED
 from clowncar.analysis.stats import LONE_RUN, t_test_power
 
 
-def assert_t_across(res, values: list[float]) -> None:
-    """Effect, CI and p of a one-sample t test of `values`, and an MDE with 80% power at their spread."""
-    v = np.array(values)
-    t = stats.ttest_1samp(v, 0.0)
-    ci = t.confidence_interval(0.95)
-    assert res.effect == pytest.approx(v.mean(), rel=1e-9, abs=1e-15)
-    assert (res.ci_low, res.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-9)
-    assert res.p_value == pytest.approx(t.pvalue, rel=1e-9)
-    assert power_of(res.mde, v.std(ddof=1) / math.sqrt(v.size), v.size - 1) == pytest.approx(0.8, abs=1e-6)
-    assert res.margin == LOSS_MARGIN and res.unit == "nats" and res.n_runs == v.size
+def assert_t_across(res, two_way, units: list[tuple[float, dict[int, float]]], block: int) -> None:
+    """Effect, CI and p of the two-way t test of the units' estimates (their spread plus the covariance the units
+    share step by step), and an MDE with 80% power at that standard error."""
+    t = two_way.t(units, block)
+    assert res.effect == pytest.approx(t["estimate"], rel=1e-9, abs=1e-15)
+    assert (res.ci_low, res.ci_high) == pytest.approx((t["ci_low"], t["ci_high"]), rel=1e-9)
+    assert res.p_value == pytest.approx(t["p"], rel=1e-9)
+    assert res.extra["se_units"] == pytest.approx(t["se_units"], rel=1e-9)
+    assert power_of(res.mde, t["se"], t["df"]) == pytest.approx(0.8, abs=1e-6)
+    assert res.margin == LOSS_MARGIN and res.unit == "nats" and res.n_runs == len(units)
 
 
 def steps_frame(runs: int = 4, steps: int = 120, cadence: int = 3, cn: float = 0.03, after_c: float = 0.0,
@@ -60,12 +58,23 @@ def steps_frame(runs: int = 4, steps: int = 120, cadence: int = 3, cn: float = 0
 
 def run_fit(g: pd.DataFrame, lags: int) -> tuple[sm.regression.linear_model.RegressionResults, np.ndarray]:
     """The per-run fit done by hand: loss on a B-spline of the step (df from the run's length) and is_C."""
+    y, x, basis = run_design(g)
+    fit = sm.OLS(y, x).fit(cov_type="HAC", cov_kwds={"maxlags": lags}, use_t=True)
+    return fit, y - sm.OLS(y, basis).fit().fittedvalues
+
+
+def run_design(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     step = g["step"].to_numpy(float)
     basis = np.asarray(patsy.dmatrix(f"bs(x, df={min(5, max(3, step.size // 40))})", {"x": step}))
     c = (g["kind"] == "C").to_numpy(float)
-    y = g["train_loss"].to_numpy(float)
-    fit = sm.OLS(y, np.column_stack([basis, c])).fit(cov_type="HAC", cov_kwds={"maxlags": lags}, use_t=True)
-    return fit, y - sm.OLS(y, basis).fit().fittedvalues
+    return g["train_loss"].to_numpy(float), np.column_stack([basis, c]), basis
+
+
+def mean_difference_shares(two_way, step: np.ndarray, y: np.ndarray, first: np.ndarray) -> dict[int, float]:
+    """Each row's share of mean(y[first]) - mean(y[~first]), as {step: share}."""
+    x = np.column_stack([first, ~first]).astype(float)
+    d = two_way.shares(x, y, 0) - two_way.shares(x, y, 1)
+    return dict(zip(step.astype(int).tolist(), d, strict=True))
 
 
 @pytest.mark.parametrize(("n", "period", "lags"), [(100, 3, 6), (240, 1, 4), (10000, 1, 11), (10000, 8, 16),
@@ -87,13 +96,14 @@ def test_the_trend_has_three_to_five_spline_degrees_of_freedom_by_run_length(ste
     assert _trend(np.arange(1.0, steps + 1)).shape == (steps, columns)  # intercept + df spline columns
 
 
-def test_cn_loss_is_the_t_test_of_the_per_run_hac_coefficients() -> None:
+def test_cn_loss_is_the_two_way_t_test_of_the_per_run_hac_coefficients(two_way) -> None:
     steps = steps_frame()
     res, fits = cn_loss_test(step_kind_table(steps))
-    coefs = []
+    units, warm_units = [], []
     for r, g in steps.groupby("trial_uid"):
         fit, resid = run_fit(g, lags=6)
-        coefs.append(fit.params[-1])
+        y, x, _ = run_design(g)
+        units.append((fit.params[-1], dict(zip(g["step"].tolist(), two_way.shares(x, y, -1), strict=True))))
         row = next(x for x in res.tables["within_run_hac"] if x["run"] == r)
         ci = fit.conf_int()[-1]
         assert (row["coef"], row["ci_low"], row["ci_high"], row["p_hac"]) == pytest.approx(
@@ -104,16 +114,17 @@ def test_cn_loss_is_the_t_test_of_the_per_run_hac_coefficients() -> None:
         for ph, rows in (("warm", warm), ("main", ~warm)):
             want = resid[rows & is_c].mean() - resid[rows & ~is_c].mean()
             assert fits[r]["by_phase"][ph] == pytest.approx(want, rel=1e-9)
-    assert_t_across(res, coefs)
+        warm_units.append((fits[r]["by_phase"]["warm"], mean_difference_shares(
+            two_way, g["step"].to_numpy()[warm], resid[warm], is_c[warm])))
+    assert_t_across(res, two_way, units, block=6)
     assert res.n_steps == 480 and res.runs == ["run0", "run1", "run2", "run3"]
     assert res.effect == pytest.approx(0.03, abs=0.01) and res.status == "signal"
     table = {row["phase"]: row for row in res.tables["by_phase_across_runs"]}
     assert sorted(table) == ["main", "warm"]
-    warm = [fits[r]["by_phase"]["warm"] for r in sorted(fits)]
-    t = stats.ttest_1samp(warm, 0.0)
+    t = two_way.t(warm_units, 6)
     assert (table["warm"]["runs"], table["warm"]["mean_c_minus_n"], table["warm"]["p"]) == pytest.approx(
-        (4, np.mean(warm), t.pvalue), rel=1e-9)
-    assert (table["warm"]["ci_low"], table["warm"]["ci_high"]) == pytest.approx(tuple(t.confidence_interval()),
+        (4, t["estimate"], t["p"]), rel=1e-9)
+    assert (table["warm"]["ci_low"], table["warm"]["ci_high"]) == pytest.approx((t["ci_low"], t["ci_high"]),
                                                                                 rel=1e-9)
 
 
@@ -159,9 +170,11 @@ def test_a_phase_difference_needs_three_c_and_three_n_steps_in_that_phase() -> N
 
 
 def test_a_phase_row_gets_a_t_test_from_three_runs_that_differ() -> None:
-    fits = {"r1": {"by_phase": {"x": 0.1, "y": 0.2, "z": 0.3, "w": 0.5}},
-            "r2": {"by_phase": {"x": 0.2, "y": 0.2, "z": 0.4}},
-            "r3": {"by_phase": {"x": 0.4, "y": 0.2}}}
+    phases = {"r1": {"x": 0.1, "y": 0.2, "z": 0.3, "w": 0.5}, "r2": {"x": 0.2, "y": 0.2, "z": 0.4},
+              "r3": {"x": 0.4, "y": 0.2}}
+    nothing_shared = (np.arange(3), np.zeros(3))  # each step's share: 0 (the two-way part is tested elsewhere)
+    fits = {r: {"by_phase": by, "phase_shares": dict.fromkeys(by, nothing_shared), "hac_lags": 2, "period": 1}
+            for r, by in phases.items()}
     rows = {row["phase"]: row for row in _phase_table(fits)}
     t = stats.ttest_1samp([0.1, 0.2, 0.4], 0.0)
     assert (rows["x"]["runs"], rows["x"]["mean_c_minus_n"], rows["x"]["p"]) == pytest.approx((3, 0.7 / 3, t.pvalue))
@@ -217,23 +230,24 @@ def test_the_step_after_says_why_no_run_could_be_fitted() -> None:
                            "logged steps, 3 of each kind)")
 
 
-def test_the_step_after_a_c_step_is_the_residual_difference_of_contiguous_n_steps() -> None:
+def test_the_step_after_a_c_step_is_the_residual_difference_of_contiguous_n_steps(two_way) -> None:
     steps = steps_frame(runs=4, steps=120, cadence=3, cn=0.0, after_c=0.05, seed=4)
     steps = steps[~((steps["trial_uid"] == "run1") & (steps["step"] == 50))]  # a gap: step 51 has no known predecessor
     res = next(r for r in cn_tests(steps) if r.key == "1b_next_step")
     assert res.extra["source"] == "residuals"
-    per_run, used = [], 0
+    units, used = [], 0
     for _, g in steps.groupby("trial_uid"):
         _, resid = run_fit(g, lags=6)
         step, c = g["step"].to_numpy(), g["kind"].eq("C").to_numpy()
         prev_c = np.r_[False, c[:-1]]
         sel = np.r_[False, np.diff(step) == 1] & ~c
         after_c, after_n = resid[sel & prev_c], resid[sel & ~prev_c]
-        per_run.append(after_c.mean() - after_n.mean())
+        units.append((after_c.mean() - after_n.mean(),
+                      mean_difference_shares(two_way, step[sel], resid[sel], prev_c[sel])))
         used += after_c.size + after_n.size
-    assert_t_across(res, per_run)
+    assert_t_across(res, two_way, units, block=6)
     assert res.n_steps == used and [row["after_c_minus_after_n"] for row in res.tables["per_run"]] == \
-        pytest.approx(per_run, rel=1e-9)
+        pytest.approx([u[0] for u in units], rel=1e-9)
 
 
 def probe_rows(uid: str, at_steps: list[int] | np.ndarray, per_c: float, cadence: int = 3, seed: int = 2
@@ -247,7 +261,7 @@ def probe_rows(uid: str, at_steps: list[int] | np.ndarray, per_c: float, cadence
                          "probe_loss": 3 + 2 * np.exp(-t / 50) + per_c * c_done + rng.normal(0, 0.002, t.size)})
 
 
-def probe_fit(steps: pd.DataFrame, p: pd.DataFrame) -> float:
+def probe_fit(steps: pd.DataFrame, p: pd.DataFrame, two_way=None) -> float | tuple[float, dict[int, float]]:
     """The per-run probe regression done by hand: change in probe loss on C-steps per interval, a B-spline
     trend (df from the number of intervals) and the interval length when it varies."""
     pst, pl = p["step"].to_numpy(float), p["probe_loss"].to_numpy(float)
@@ -255,10 +269,13 @@ def probe_fit(steps: pd.DataFrame, p: pd.DataFrame) -> float:
     delta, n_c, k = np.diff(pl), np.diff(c_by_step), np.diff(pst)
     trend = np.asarray(patsy.dmatrix(f"bs(x, df={min(5, max(3, delta.size // 8))})", {"x": pst[1:]}))
     x = np.column_stack([n_c, trend, k] if k.std() > 0 else [n_c, trend])
-    return float(sm.OLS(delta, x).fit().params[0])
+    coef = float(sm.OLS(delta, x).fit().params[0])
+    if two_way is None:
+        return coef
+    return coef, dict(zip(pst[1:].astype(int).tolist(), two_way.shares(x, delta, 0), strict=True))
 
 
-def test_with_probes_the_update_effect_is_the_per_run_regression_on_c_steps_per_interval() -> None:
+def test_with_probes_the_update_effect_is_the_per_run_regression_on_c_steps_per_interval(two_way) -> None:
     def run(uid: str, n: int, seed: int) -> pd.DataFrame:
         return steps_frame(runs=1, steps=n, cadence=3, cn=0.0, seed=seed).assign(trial_uid=uid)
 
@@ -286,9 +303,10 @@ def test_with_probes_the_update_effect_is_the_per_run_regression_on_c_steps_per_
     probes.loc[probes["trial_uid"] == "u1_df4", "mode"] = None  # a gap in a column the test does not read
     res = next(r for r in cn_tests(steps, probes) if r.key == "1b_next_step")
     assert res.extra["source"] == "probe"
-    per_run = [probe_fit(f, probes[probes["trial_uid"] == uid]) for uid, (f, _) in used.items()]
+    units = [probe_fit(f, probes[probes["trial_uid"] == uid], two_way) for uid, (f, _) in used.items()]
     assert res.runs == list(used)
-    assert_t_across(res, per_run)
+    intervals = sum(len(at) - 1 for _, at in used.values())
+    assert_t_across(res, two_way, units, block=_hac_lags(intervals // len(used), 1))
     assert res.n_steps == sum(len(at) - 1 for _, at in used.values())
     assert res.effect == pytest.approx(0.01, abs=0.003)
     raw = next_step_test(cn_loss_test(step_kind_table(steps))[1], probes, steps)  # steps not yet prepared
