@@ -32,6 +32,7 @@ from clowncar.analysis.stats import mde_from_se
 MIN_STEPS = 20  # per run, to fit a trend plus a C/N term
 MIN_EACH = 3  # C-steps and N-steps per run
 MIN_RUNS = 3  # a t test across runs needs df >= 2
+MIN_BLOCKS = 8  # blocks of steps behind the shared part of the standard error (each unit's shares sum to 0)
 LOSS_MARGIN = 0.01  # nats: smaller C-N differences are practically irrelevant at the seed's loss scale
 
 Q_LOSS = ("Does a C-step (crawler loops fired) have a different training loss than an N-step at matched "
@@ -179,7 +180,12 @@ def _tested(res: TestResult, t: dict[str, Any]) -> TestResult:
     res.effect, res.ci_low, res.ci_high, res.p_value = t["estimate"], t["ci_low"], t["ci_high"], t["p"]
     res.margin, res.mde = LOSS_MARGIN, mde_from_se(t["se"], t["n"] - 1)
     res.extra.update(units=t["n"], se_units=t["se_units"], se_shared_steps=t["se_shared"])
-    res.extra["scope"] = (res.extra.get("scope", "") + sentence(t)).strip()
+    per = "probe intervals" if res.extra.get("source") == "probe" else "steps"
+    res.extra["scope"] = (res.extra.get("scope", "") + sentence(t, per)).strip()
+    if t["blocks"] < MIN_BLOCKS:
+        res.warnings.append(f"what the units share step by step rests on {t['blocks']} blocks of {t['block']} {per} "
+                            f"(at least {MIN_BLOCKS} make it firm): its part of the standard error is rough, and "
+                            "low rather than high; longer runs firm it up, more seeds do not")
     return res
 
 

@@ -90,19 +90,20 @@ def across_units(values: dict[str, float], per_run: dict[str, Shares], refs: dic
     sd = float(v.std(ddof=1))
     se_units = sd / math.sqrt(n)
     shared = shared_variance({r: per_run[r] for r in values}, units, block)
+    blocks = -(-np.unique(np.concatenate([per_run[r][0] for r in values])).size // block)
     se = math.sqrt(se_units**2 + shared)
     est = float(v.mean())
     half = float(stats.t.isf(alpha / 2, n - 1)) * se
     p = float(2 * stats.t.sf(abs(est) / se, n - 1)) if se > 0 else (1.0 if est == 0 else 0.0)
     return {"estimate": est, "ci_low": est - half, "ci_high": est + half, "p": p, "sd": sd, "n": n, "se": se,
-            "se_units": se_units, "se_shared": math.sqrt(shared), "block": block, "spread": float(np.ptp(v))}
+            "se_units": se_units, "se_shared": math.sqrt(shared), "block": block, "blocks": int(blocks), "spread": float(np.ptp(v))}
 
 
-def sentence(t: dict[str, Any]) -> str:
-    """What the shared part did to the standard error, for the report."""
+def sentence(t: dict[str, Any], steps: str = "steps") -> str:
+    """What the shared part did to the standard error, for the report (`steps`: what a block counts)."""
     if t["se_shared"] == 0:
         return (f" The {t['n']} units share nothing step by step that their standard error must add (blocks of "
-                f"{t['block']} steps): it is the spread across units, {t['se']:.3g} nats.")
+                f"{t['block']} {steps}): it is the spread across units, {t['se']:.3g} nats.")
     return (f" The units move together step by step (they read the same batches): their standard error adds that "
-            f"shared covariance (blocks of {t['block']} steps) to the spread across the {t['n']} units, "
+            f"shared covariance (blocks of {t['block']} {steps}) to the spread across the {t['n']} units, "
             f"{t['se_units']:.3g} -> {t['se']:.3g} nats.")

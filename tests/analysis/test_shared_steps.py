@@ -90,3 +90,13 @@ def test_the_learning_curve_every_run_shares_barely_widens_the_interval_in_block
         res, _ = cn_loss_test(step_kind_table(steps))
         ratios.append(np.hypot(res.extra["se_units"], res.extra["se_shared_steps"]) / res.extra["se_units"])
     assert np.median(ratios) < 1.2  # 1.067
+
+
+def test_a_shared_part_resting_on_few_blocks_is_flagged(sims) -> None:
+    short, _ = sims["steps"](np.random.default_rng(1), runs=4, steps=48, cadence=4)  # blocks of 8: 6 of them
+    res, _ = cn_loss_test(step_kind_table(short))
+    assert res.warnings == ["what the units share step by step rests on 6 blocks of 8 steps (at least 8 make it "
+                            "firm): its part of the standard error is rough, and low rather than high; longer "
+                            "runs firm it up, more seeds do not"]
+    long, _ = sims["steps"](np.random.default_rng(1), runs=4, steps=64, cadence=4)  # 8 blocks
+    assert cn_loss_test(step_kind_table(long))[0].warnings == []
