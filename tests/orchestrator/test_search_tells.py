@@ -440,3 +440,41 @@ def test_a_fault_hook_kills_the_driver_just_before_or_after_the_nth_tell(monkeyp
     assert killed == [(os.getpid(), signal.SIGKILL, told_at_kill)] and search.tells == 2
     search.on_trial_complete("t2", final(objective=1.0))
     assert len(killed) == 1 and search.tells == 3
+
+
+def test_the_fault_hook_kills_nothing_unless_told_that_tell(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    from clowncar.orchestrator.search import _fault
+
+    killed: list[int] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: killed.append(sig))
+    monkeypatch.delenv("CLOWNCAR_FAULT", raising=False)
+    _fault("before", 1)  # no fault asked for: every real sweep
+    monkeypatch.setenv("CLOWNCAR_FAULT", "kill-after-tell:2")
+    _fault("before", 2)
+    _fault("after", 1)
+    assert killed == []
+    _fault("after", 2)
+    assert killed == [signal.SIGKILL]
+
+
+def test_an_ask_hides_rays_slow_space_function_warning_and_no_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    from ray.tune.search.optuna import optuna_search
+
+    monkeypatch.setattr(optuna_search, "DEFINE_BY_RUN_WARN_THRESHOLD_S", -1.0)  # every space function is slow
+    search = searcher(spec_of())
+    space = search._space
+
+    def space_that_warns(trial: Any) -> Any:
+        warnings.warn("the space's own warning", UserWarning, stacklevel=1)
+        return space(trial)
+
+    search._space = space_that_warns
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        search.suggest("t0")
+    assert [str(w.message) for w in seen] == ["the space's own warning"]
