@@ -87,16 +87,16 @@ def across_units(values: dict[str, float], per_run: dict[str, Shares], refs: dic
     n = int(v.size)
     if n < 2:  # no spread to measure: the caller reports the estimate alone
         return {"estimate": float(v.mean()), "n": n, "spread": 0.0}
-    sd = float(v.std(ddof=1))
-    se_units = sd / math.sqrt(n)
+    se_units = float(v.std(ddof=1)) / math.sqrt(n)
     shared = shared_variance({r: per_run[r] for r in values}, units, block)
     blocks = -(-np.unique(np.concatenate([per_run[r][0] for r in values])).size // block)
     se = math.sqrt(se_units**2 + shared)
     est = float(v.mean())
     half = float(stats.t.isf(alpha / 2, n - 1)) * se
     p = float(2 * stats.t.sf(abs(est) / se, n - 1)) if se > 0 else (1.0 if est == 0 else 0.0)
-    return {"estimate": est, "ci_low": est - half, "ci_high": est + half, "p": p, "sd": sd, "n": n, "se": se,
-            "se_units": se_units, "se_shared": math.sqrt(shared), "block": block, "blocks": int(blocks), "spread": float(np.ptp(v))}
+    return {"estimate": est, "ci_low": est - half, "ci_high": est + half, "p": p, "n": n, "se": se,
+            "se_units": se_units, "se_shared": math.sqrt(shared), "block": block, "blocks": int(blocks),
+            "spread": float(np.ptp(v))}
 
 
 def sentence(t: dict[str, Any], steps: str = "steps") -> str:

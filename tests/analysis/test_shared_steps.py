@@ -100,3 +100,10 @@ def test_a_shared_part_resting_on_few_blocks_is_flagged(sims) -> None:
                             "runs firm it up, more seeds do not"]
     long, _ = sims["steps"](np.random.default_rng(1), runs=4, steps=64, cadence=4)  # 8 blocks
     assert cn_loss_test(step_kind_table(long))[0].warnings == []
+
+
+def test_units_that_agree_exactly_with_nothing_shared_give_p_0_unless_their_estimate_is_0() -> None:
+    nothing = {r: (np.arange(4), np.zeros(4)) for r in "ab"}
+    t = across_units({"a": 0.2, "b": 0.2}, nothing, {}, block=2)
+    assert (t["se"], t["p"], t["ci_low"], t["ci_high"]) == (0.0, 0.0, 0.2, 0.2)
+    assert across_units({"a": 0.0, "b": 0.0}, nothing, {}, block=2)["p"] == 1.0
