@@ -169,8 +169,10 @@ TWO_WAY = ("; standard error: the spread across units plus the covariance that d
 
 def _block(fits: dict[str, dict[str, Any]]) -> int:
     """Steps per block of the shared covariance: a whole number of every run's cadence period (their least
-    common multiple), and at least the widest of the runs' HAC windows."""
-    period = math.lcm(*(f["period"] for f in fits.values()))
+    common multiple; the longest period alone where that is over 4 times as long, as cadences 3, 4, 5 and 7
+    would make it 420), and at least the widest of the runs' HAC windows."""
+    periods = [f["period"] for f in fits.values()]
+    period = math.lcm(*periods) if math.lcm(*periods) <= 4 * max(periods) else max(periods)
     widest = max(f["hac_lags"] for f in fits.values())
     return period * -(-widest // period)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clowncar.analysis.cn_steps import cn_loss_test
+from clowncar.analysis.cn_steps import _block, cn_loss_test
 from clowncar.analysis.frames import step_kind_table
 from clowncar.analysis.shared_steps import (
     across_units,
@@ -107,3 +107,12 @@ def test_units_that_agree_exactly_with_nothing_shared_give_p_0_unless_their_esti
     t = across_units({"a": 0.2, "b": 0.2}, nothing, {}, block=2)
     assert (t["se"], t["p"], t["ci_low"], t["ci_high"]) == (0.0, 0.0, 0.2, 0.2)
     assert across_units({"a": 0.0, "b": 0.0}, nothing, {}, block=2)["p"] == 1.0
+
+
+@pytest.mark.parametrize(("periods", "lags", "block"), [
+    ([2, 4], [4, 8], 8), ([3], [6], 6), ([3], [11], 12), ([2, 3, 4], [6], 12), ([3, 4, 5, 7], [6, 8], 14),
+    ([5, 6], [4], 6), ([1], [4], 4)])
+def test_a_block_is_whole_cadence_periods_of_every_run_and_at_least_the_widest_hac_window(
+        periods: list[int], lags: list[int], block: int) -> None:
+    fits = {f"r{i}": {"period": p, "hac_lags": lags[i % len(lags)]} for i, p in enumerate(periods)}
+    assert _block(fits) == block  # lcm(5, 6) = 30 > 4 x 6: the longest period; lcm(3, 4, 5, 7) = 420 likewise
