@@ -4,8 +4,9 @@ better or worse than the step after an N-step?
 The run is the unit. Within each run the C-N difference is estimated against a smooth trend in the step
 (B-spline) with HAC (Newey-West) standard errors: descriptive only, because a run's own drift makes step-level
 inference overconfident. The inferential answer collapses each run to one number (its trend-adjusted C-N
-coefficient, and its mean residual difference per training phase) and tests those numbers across runs with a
-one-sample t test (scipy), which stays calibrated however autocorrelated the steps are."""
+coefficient, and its mean residual difference per training phase) and tests their mean across runs with a t
+test, which stays calibrated however autocorrelated each run's steps are; its standard error also counts what the
+runs share step by step, since they all read the same batch at step t (clowncar.analysis.shared_steps)."""
 
 from __future__ import annotations
 
