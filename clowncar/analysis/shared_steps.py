@@ -99,7 +99,7 @@ def across_units(values: dict[str, float], per_run: dict[str, Shares], refs: dic
             "spread": float(np.ptp(v))}
 
 
-def sentence(t: dict[str, Any], steps: str = "steps") -> str:
+def sentence(t: dict[str, Any], steps: str) -> str:
     """What the shared part did to the standard error, for the report (`steps`: what a block counts)."""
     if t["se_shared"] == 0:
         return (f" The {t['n']} units share nothing step by step that their standard error must add (blocks of "

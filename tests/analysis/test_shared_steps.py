@@ -100,6 +100,8 @@ def test_a_shared_part_resting_on_few_blocks_is_flagged(sims) -> None:
                             "runs firm it up, more seeds do not"]
     long, _ = sims["steps"](np.random.default_rng(1), runs=4, steps=64, cadence=4)  # 8 blocks
     assert cn_loss_test(step_kind_table(long))[0].warnings == []
+    ragged, _ = sims["steps"](np.random.default_rng(1), runs=4, steps=50, cadence=4)  # 6 blocks and 2 steps
+    assert "rests on 7 blocks of 8 steps" in cn_loss_test(step_kind_table(ragged))[0].warnings[0]
 
 
 def test_units_that_agree_exactly_with_nothing_shared_give_p_0_unless_their_estimate_is_0() -> None:
