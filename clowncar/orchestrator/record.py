@@ -14,11 +14,14 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
+from clowncar.orchestrator.ray_console import RAY_ERRORS, TRIAL_ERROR, error_text, last_failure
 from clowncar.orchestrator.spec import SweepSpec
+from clowncar.orchestrator.trainable import trial_dir_of
 from clowncar.overrides import apply_overrides
 
 
@@ -58,8 +61,11 @@ class Tally:
 
 
 class StoreCallback(Callback):
-    def __init__(self, spec: SweepSpec, store: Any, tally: Tally, show: bool = True) -> None:
+    def __init__(self, spec: SweepSpec, store: Any, tally: Tally, show: bool = True,
+                 runs_dir: Path | None = None) -> None:
         self.spec, self.store, self.tally, self.show = spec, store, tally, show
+        self.runs_dir = runs_dir
+        """Where the trial directories are (`trials/SWEEP/NNNNN-A`): Ray's text of a failure is kept there."""
         self.started: set[str] = set()
         self.meta: dict[str, tuple[str, int, int, dict[str, Any]]] = {}
         self._last_print = 0.0
@@ -130,10 +136,47 @@ class StoreCallback(Callback):
         self._print(force=True)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        if trial.trial_id in self.meta and trial.error_file is not None:
-            uid, _, attempt, _ = self.meta[trial.trial_id]
-            msg = (trial.error_msg or "trial actor failed").strip().splitlines()
-            self.store.finish_trial(uid, attempt, "crashed", msg[-1][:300] if msg else None, None)
+        """Tune gave up on the trial (its actor or node died, or the trainable raised, past `max_failures`):
+        the reason is stored, Ray's whole text goes to the trial's directory, and the console gets one line."""
+        if trial.trial_id not in self.meta or trial.error_file is None:
+            return
+        uid, number, attempt, _ = self.meta[trial.trial_id]
+        text = error_text(trial)
+        reason = last_failure(text) or "its Ray actor failed"
+        self.store.finish_trial(uid, attempt, "crashed", reason, None)
+        where = self._keep(trial_dir_of(self.runs_dir, self.spec.name, number, attempt) / TRIAL_ERROR, text,
+                           append=False) if self.runs_dir is not None and text.strip() else None
+        self._say(f"trial {number} crashed: {reason}" + (f"; Ray's full error: {where}" if where else ""))
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Tune runs the trial again after its actor or node died: one line, Ray's text to the sweep's log (the
+        retry starts the trial's directory afresh)."""
+        if trial.trial_id not in self.meta:
+            return
+        _, number, _, _ = self.meta[trial.trial_id]
+        text = error_text(trial)
+        failures = int(getattr(getattr(trial, "run_metadata", None), "num_failures", 0) or 0)
+        where = self._keep(self.runs_dir / "trials" / self.spec.name / RAY_ERRORS,
+                           f"trial {number}, failure {failures}:\n{text}\n", append=True) \
+            if self.runs_dir is not None and text.strip() else None
+        self._say(f"trial {number} failed, retrying it (failure {failures}, max_failures "
+                  f"{self.spec.max_failures}): {last_failure(text) or 'its Ray actor failed'}"
+                  + (f"; Ray's full error: {where}" if where else ""))
+
+    @staticmethod
+    def _keep(path: Path, text: str, append: bool) -> Path | None:
+        """Write Ray's text where a person finds it; None when it cannot be written (the line says less)."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a" if append else "w") as fh:
+                fh.write(text)
+        except OSError:
+            return None
+        return path
+
+    def _say(self, line: str) -> None:
+        """A trial's failure, one line on stdout, also with --quiet: it is news, not progress."""
+        print(line, flush=True)
 
     def _count(self, trial: Any, status: str, result: dict[str, Any], number: int, params: dict[str, Any]) -> None:
         t = self.tally

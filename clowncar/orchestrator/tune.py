@@ -213,6 +213,7 @@ def _quiet_missing_result_files() -> None:
 def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[str, Any]:
     from ray import tune
 
+    from clowncar.orchestrator.ray_console import RAY_ERRORS, quiet_ray_console
     from clowncar.orchestrator.record import StoreCallback, Tally
     from clowncar.orchestrator.search import SweepSearch
     from clowncar.orchestrator.start import (
@@ -228,7 +229,8 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
     reconciled = prepare(spec, store, storage, opts.resume, Path(opts.runs_dir), opts.retry_failed)
     with failed_start_marked(store, spec.name):  # from here to the first trial: a failure leaves no half sweep
         tally = Tally(total=spec.max_trials())
-        callback = StoreCallback(spec, store, tally, show=opts.show)
+        trials_dir = Path(opts.runs_dir).resolve() / "trials"
+        callback = StoreCallback(spec, store, tally, show=opts.show, runs_dir=trials_dir.parent)
         searcher = SweepSearch(spec, storage, spec.max_trials(), on_tell=callback.on_tell)
         lease.on_lost = searcher.stopping.set  # another driver owns the sweep now: start no more trials
         if not opts.resume:
@@ -240,6 +242,7 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
         if not searcher.budget_left():  # max_trials reached or no GPU-hours left: nothing starts, no Ray
             store.set_sweep_status(spec.name, "done")
             return {**summarize(spec, searcher.study, reconciled, 0), "ended": searcher.end_reason}
+        quiet_ray_console(trials_dir / spec.name / RAY_ERRORS)  # Ray's failure texts to files, one line here
         try:
             init_ray(opts)
         except Exception as err:

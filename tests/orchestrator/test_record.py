@@ -217,46 +217,91 @@ def test_counts_and_gpu_time_add_up_over_trials_and_ties_keep_the_first_best(sto
     assert t.best == (2.0, 0, {"lr": 0})
 
 
-def test_a_trial_error_records_the_last_line_of_its_message(store: Store) -> None:
-    from ray.tune.experiment import Trial
+class _FailedTrial:
+    """Ray Tune's Trial with the error.txt Tune would have written for it in Ray's session dir (a stub Trial has
+    no storage): the callback reads `error_file` and `run_metadata.num_failures`."""
 
-    class FailedTrial(Trial):
-        """Ray Tune's Trial with the error it would read from its experiment directory (which needs a Ray
-        session): the callback reads only these two fields."""
+    @staticmethod
+    def make(tid: str, number: int, error_file: Path | None, failures: int = 1) -> Any:
+        from ray.tune.experiment import Trial
 
-        def __init__(self, *args: Any, error_file: str | None, error_msg: str | None, **kw: Any) -> None:
-            super().__init__(*args, **kw)
-            self._error = (error_file, error_msg)
+        class FailedTrial(Trial):
+            @property
+            def error_file(self) -> str | None:
+                return str(error_file) if error_file is not None else None
 
-        @property
-        def error_file(self) -> str | None:
-            return self._error[0]
+        t = FailedTrial("clowncar_trial", config={"_cc": {"number": number, "attempt": 0}}, trial_id=tid,
+                        stub=True)
+        t.run_metadata.num_failures = failures
+        return t
 
-        @property
-        def error_msg(self) -> str | None:
-            return self._error[1]
 
-    cb = StoreCallback(_spec(), store, Tally(total=5), show=False)
-    cases = {"a": ("Failure # 1\nTraceback ...\nRayActorError: the actor died " + "x" * 400, "f"),
-             "b": ("", "f"), "c": ("boom", None)}
-    for i, (tid, (msg, err_file)) in enumerate(cases.items()):
-        t = FailedTrial("clowncar_trial", config={"_cc": {"number": i, "attempt": 0}}, trial_id=tid, stub=True,
-                        error_file=err_file, error_msg=msg)
+ACTOR_DIED = ("Failure # 1 (occurred at 2026-01-01_00-00-00)\nThe actor died unexpectedly before finishing this "
+              "task.\n\tclass_name: ImplicitFunc\n\tpid: 19611\nThe actor is dead because its worker process has "
+              "died. Worker exit type: SYSTEM_ERROR Worker exit detail: Worker unexpectedly exits.\n")
+
+
+def test_a_trial_tune_gave_up_on_is_crashed_with_rays_reason_kept_in_its_directory(
+        store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = tmp_path / "error.txt"
+    err.write_text("Failure # 1 (occurred at 2026-01-01_00-00-00)\nTraceback (most recent call last):\n  File x\n"
+                   "ValueError: first\n" + ACTOR_DIED.replace("# 1", "# 2"))
+    blank = tmp_path / "blank.txt"
+    blank.write_text("  \n")
+    cb = StoreCallback(_spec(), store, Tally(total=5), show=False, runs_dir=tmp_path / "runs")
+    cases = {"a": err, "b": blank, "c": None, "e": tmp_path / "missing.txt"}
+    for i, (tid, path) in enumerate(cases.items()):
+        t = _FailedTrial.make(tid, i, path)
         cb.on_trial_result(1, [], t, {"new_rows": "{}"})
         cb.on_trial_error(2, [], t)
-    stranger = FailedTrial("clowncar_trial", config={"_cc": {"number": 3}}, trial_id="d", stub=True,
-                           error_file="f", error_msg="never started")
-    cb.on_trial_error(2, [], stranger)
-    a, b, c = (_attempt(store, f"rec/{i}") for i in range(3))
-    assert (a["status"], a["reason"]) == ("crashed", ("RayActorError: the actor died " + "x" * 400)[:300])
-    assert (b["status"], b["reason"]) == ("crashed", "trial actor failed")
+    cb.on_trial_error(2, [], _FailedTrial.make("d", 9, err))  # a trial the callback never saw: nothing stored
+    a, b, c, e = (_attempt(store, f"rec/{i}") for i in range(4))
+    died = ("The actor died unexpectedly before finishing this task. The actor is dead because its worker process "
+            "has died.")
+    assert (a["status"], a["reason"]) == ("crashed", died)  # the last failure, its cause's first sentence
+    assert (b["status"], b["reason"]) == (e["status"], e["reason"]) == ("crashed", "its Ray actor failed")
     assert c["status"] == "running"  # no error file: Tune has not failed it
-    assert store.get_trial("rec/3") is None
-    blank = FailedTrial("clowncar_trial", config={"_cc": {"number": 4}}, trial_id="e", stub=True,
-                        error_file="f", error_msg="  \n ")
-    cb.on_trial_result(1, [], blank, {"new_rows": "{}"})
-    cb.on_trial_error(2, [], blank)
-    assert _attempt(store, "rec/4")["reason"] is None
+    assert store.get_trial("rec/9") is None
+    kept = tmp_path / "runs" / "trials" / "rec" / "00000-0" / "ray_error.txt"
+    assert kept.read_text() == err.read_text()  # Ray's whole text, every failure
+    out = capsys.readouterr().out.splitlines()  # one line each, even with show=False
+    assert out[0] == f"trial 0 crashed: {died}; Ray's full error: {kept}"
+    assert out[1:] == ["trial 1 crashed: its Ray actor failed", "trial 3 crashed: its Ray actor failed"]
+    assert not (kept.parent.parent / "00001-0").exists()  # no text from Ray: no empty file to point at
+
+
+def test_a_retried_failure_says_so_in_one_line_and_appends_rays_text_to_the_sweeps_log(
+        store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = tmp_path / "error.txt"
+    err.write_text(ACTOR_DIED)
+    cb = StoreCallback(_spec(), store, Tally(total=2), show=False, runs_dir=tmp_path / "runs")
+    t = _FailedTrial.make("a", 3, err, failures=1)
+    cb.on_trial_result(1, [], t, {"new_rows": "{}"})
+    cb.on_trial_recover(2, [], t)
+    t.run_metadata.num_failures = 2
+    cb.on_trial_recover(3, [], t)
+    cb.on_trial_recover(3, [], _FailedTrial.make("x", 4, err))  # never seen: nothing said
+    log = tmp_path / "runs" / "trials" / "rec" / "ray-errors.log"
+    assert log.read_text() == f"trial 3, failure 1:\n{ACTOR_DIED}\ntrial 3, failure 2:\n{ACTOR_DIED}\n"
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == ("trial 3 failed, retrying it (failure 2, max_failures 1): The actor died unexpectedly before "
+                      "finishing this task. The actor is dead because its worker process has died.; Ray's full "
+                      f"error: {log}") and len(out) == 2
+    assert _attempt(store, "rec/3")["status"] == "running"  # Tune runs it again: no outcome yet
+
+
+def test_without_a_runs_dir_the_line_has_no_path(store: Store, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    err = tmp_path / "error.txt"
+    err.write_text(ACTOR_DIED)
+    cb = StoreCallback(_spec(), store, Tally(total=2), show=False)
+    t = _FailedTrial.make("a", 0, err)
+    cb.on_trial_result(1, [], t, {"new_rows": "{}"})
+    cb.on_trial_recover(2, [], t)
+    cb.on_trial_error(2, [], t)
+    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == [
+        "trial 0 failed, retrying it (failure 1, max_failures 1)", "trial 0 crashed"]
+    assert "Ray's full error" not in capsys.readouterr().out
 
 
 def _timeless(line: str) -> str:

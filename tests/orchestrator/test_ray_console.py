@@ -1,0 +1,110 @@
+"""A trial whose Ray actor dies is one line on the console of `sweep run`, not Ray's ERROR traceback: the real
+failure path (an embedded sweep whose trial actor is SIGKILLed), and the pieces that keep Ray's text in files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clowncar.orchestrator import ray_console
+from clowncar.orchestrator.ray_console import divert_published_errors, last_failure
+
+DIED = ("The actor died unexpectedly before finishing this task. The actor is dead because its worker process has "
+        "died.")
+
+
+@pytest.mark.slow
+def test_a_killed_trial_actor_is_one_line_on_the_console_and_rays_text_is_kept(sweep_env, helpers) -> None:
+    spec = sweep_env.spec("akill", overrides={"train.iterations": 40, "train.max_wallclock_seconds": 4.0},
+                          space={"model.crawler_loops": {"grid": [2, 1]}}, max_failures=0, max_concurrent=1)
+    t0 = time.time()
+    proc = sweep_env.popen("sweep", "run", str(spec), "--num-cpus", "2")
+    first = sweep_env.runs / "trials" / "akill" / "00000-0"
+    if not helpers.wait_for(lambda: (first / "pid").exists(), 90):
+        proc.kill()
+        pytest.fail(proc.communicate()[0])
+    worker = int((first / "pid").read_text())
+    os.kill(json.loads((first / "trial.json").read_text())["pid"], signal.SIGKILL)  # the trial's Ray actor
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, out  # the sweep went on: its other trial ran
+    assert "Traceback" not in out and " ERROR " not in out and "(raylet)" not in out, out
+    assert "ray.exceptions" not in out and "A worker died" not in out, out
+    kept = (first / "ray_error.txt").resolve()
+    assert f"trial 0 crashed: {DIED}; Ray's full error: {kept}" in out.splitlines(), out
+    assert "The actor died unexpectedly" in kept.read_text()
+    assert "A worker died or was killed" in (sweep_env.runs / "trials" / "akill" / "ray-errors.log").read_text()
+    trials = sweep_env.store().trials_frame(sweeps="akill").set_index("number")
+    assert (trials.loc[0, "status"], trials.loc[0, "reason"]) == ("crashed", DIED)
+    assert trials.loc[1, "status"] == "ok"
+    assert helpers.wait_for(lambda: not helpers.alive(worker), 10), "the worker outlived its actor"
+    assert time.time() - t0 < 60
+
+
+def test_the_last_failure_of_an_error_file_is_its_cause_or_the_exception_a_traceback_ended_with() -> None:
+    actor = ("Failure # 2 (occurred at 2026-12-06_05-26-22)\nThe actor died unexpectedly before finishing this task."
+             "\n\tclass_name: ImplicitFunc\n\tpid: 19611\nThe actor is dead because its worker process has died. "
+             "Worker exit type: SYSTEM_ERROR Worker exit detail: Worker unexpectedly exits.\n")
+    raised = ("Failure # 1 (occurred at 2026-12-06_05-26-20)\nray::ImplicitFunc.train() (pid=5, ip=127.0.0.1)\n"
+              "Traceback (most recent call last):\n  File \"t.py\", line 1, in f\nValueError: bad " + "x" * 400)
+    assert last_failure(actor) == DIED
+    assert last_failure(raised + "\n" + actor) == DIED  # the last of several failures
+    assert last_failure(raised) == ("ValueError: bad " + "x" * 400)[:300]
+    unavailable = "The actor abc is unavailable: RpcError: Socket closed. The task may or may not have run."
+    assert last_failure(f"Failure # 1 (occurred at x)\n{unavailable}\n") == unavailable  # a node that died
+    assert last_failure("") == last_failure("Failure # 1 (occurred at x)\n \n") == ""
+
+
+def test_rays_published_errors_go_to_the_file_and_worker_output_to_the_console(tmp_path: Path,
+                                                                              monkeypatch: Any) -> None:
+    shown: list[dict[str, Any]] = []
+    printer = divert_published_errors(lambda data, ignore_prefix: shown.append(data))
+    log = tmp_path / "trials" / "s" / "ray-errors.log"
+    monkeypatch.setitem(ray_console._target, "path", log)
+    printer({"lines": ["A worker died", "second"], "pid": "raylet", "is_err": False}, False)
+    worker = {"lines": ["hello"], "pid": 42, "is_err": False}
+    printer(worker, False)
+    assert shown == [worker]
+    assert [line.split(" ", 2)[2] for line in log.read_text().splitlines()] == ["(raylet) A worker died",
+                                                                                "(raylet) second"]
+    monkeypatch.setitem(ray_console._target, "path", tmp_path / "a-file" / "x.log")
+    (tmp_path / "a-file").write_text("")  # cannot be a folder: the console rather than nothing
+    printer({"lines": ["lost?"], "pid": "raylet"}, False)
+    assert shown[-1]["lines"] == ["lost?"]
+
+
+def test_quieting_sets_tunes_switch_filters_its_summary_and_wraps_rays_printer_once(tmp_path: Path,
+                                                                                    monkeypatch: Any) -> None:
+    import ray._private.worker as ray_worker
+
+    monkeypatch.delenv("CLOWNCAR_DEBUG", raising=False)
+    monkeypatch.delenv("TUNE_PRINT_ALL_TRIAL_ERRORS", raising=False)
+    monkeypatch.setattr(ray_worker, "print_to_stdstream", ray_worker.print_to_stdstream)
+    monkeypatch.setattr(logging.getLogger("ray.tune.tune"), "filters", [])
+    monkeypatch.setitem(ray_console._target, "path", None)  # put back afterwards
+    ray_console.quiet_ray_console(tmp_path / "a.log")
+    wrapped = ray_worker.print_to_stdstream
+    ray_console.quiet_ray_console(tmp_path / "b.log")
+    assert ray_worker.print_to_stdstream is wrapped and wrapped.clowncar_diverted
+    assert ray_console._target["path"] == tmp_path / "b.log" and os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] == "0"
+    tune_log = logging.getLogger("ray.tune.tune")
+    assert len(tune_log.filters) == 1
+    assert not tune_log.filters[0].filter(logging.makeLogRecord({"msg": "Trials did not complete: %s"}))
+    assert tune_log.filters[0].filter(logging.makeLogRecord({"msg": "Total run time: 3 s"}))
+
+
+def test_with_clowncar_debug_ray_keeps_its_console(tmp_path: Path, monkeypatch: Any) -> None:
+    import ray._private.worker as ray_worker
+
+    monkeypatch.setenv("CLOWNCAR_DEBUG", "1")
+    monkeypatch.delenv("TUNE_PRINT_ALL_TRIAL_ERRORS", raising=False)
+    original = ray_worker.print_to_stdstream
+    monkeypatch.setattr(ray_worker, "print_to_stdstream", original)
+    ray_console.quiet_ray_console(tmp_path / "a.log")
+    assert ray_worker.print_to_stdstream is original and "TUNE_PRINT_ALL_TRIAL_ERRORS" not in os.environ
