@@ -264,10 +264,9 @@ def next_step_test(fits: dict[str, dict[str, Any]], probes: pd.DataFrame | None,
     via_probe = _probe_deltas(probes, steps, trials)
     if via_probe is not None:
         per_run, per_run_shares, method, n_steps, note, refs = via_probe
-        source, block = "probe", _hac_lags(n_steps // max(len(per_run), 1), 1)
+        source = "probe"
     else:
         per_run, per_run_shares, n_steps = _residual_after(fits)
-        block = _block(fits) if fits else 1
         refs = {r: ref for r, ref in _refs_of(fits).items() if r in per_run}
         method = ("no probe losses: per run, trend residual of N-steps preceded by a C-step minus those preceded "
                   "by an N-step (same forward mode, so only the previous update differs; on test 1a's series, "
@@ -289,6 +288,9 @@ def next_step_test(fits: dict[str, dict[str, Any]], probes: pd.DataFrame | None,
             why += ("; the probe interval must not be a multiple of the cadence (else C-steps per interval never "
                     "vary) and every step's kind must be logged (train.log_every = 1)")
         return not_enough(key, title, Q_NEXT, method, why, **kw)
+    # probe intervals have no cadence period: blocks as wide as the widest run's Newey-West window
+    block = (max(_hac_lags(at.size, 1) for at, _ in per_run_shares.values()) if source == "probe" else
+             _block(fits))
     t = across_units(per_run, per_run_shares, refs, block)
     return decide(_tested(TestResult(key=key, title=title, question=Q_NEXT, method=method + TWO_WAY, **kw), t))
 

@@ -113,8 +113,9 @@ def test_units_that_agree_exactly_with_nothing_shared_give_p_0_unless_their_esti
 
 @pytest.mark.parametrize(("periods", "lags", "block"), [
     ([2, 4], [4, 8], 8), ([3], [6], 6), ([3], [11], 12), ([2, 3, 4], [6], 12), ([3, 4, 5, 7], [6, 8], 14),
-    ([5, 6], [4], 6), ([1], [4], 4)])
+    ([5, 6], [4], 6), ([1], [4], 4), ([4, 5], [4], 20)])
 def test_a_block_is_whole_cadence_periods_of_every_run_and_at_least_the_widest_hac_window(
         periods: list[int], lags: list[int], block: int) -> None:
     fits = {f"r{i}": {"period": p, "hac_lags": lags[i % len(lags)]} for i, p in enumerate(periods)}
-    assert _block(fits) == block  # lcm(5, 6) = 30 > 4 x 6: the longest period; lcm(3, 4, 5, 7) = 420 likewise
+    # lcm(5, 6) = 30 > 4 x 6: the longest period; lcm(3, 4, 5, 7) = 420 likewise; lcm(4, 5) = 20 = 4 x 5 is kept
+    assert _block(fits) == block

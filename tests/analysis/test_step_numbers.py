@@ -303,8 +303,7 @@ def test_with_probes_the_update_effect_is_the_per_run_regression_on_c_steps_per_
     assert res.extra["source"] == "probe"
     units = [probe_fit(f, probes[probes["trial_uid"] == uid], two_way) for uid, (f, _) in used.items()]
     assert res.runs == list(used)
-    intervals = sum(len(at) - 1 for _, at in used.values())
-    assert_t_across(res, two_way, units, block=_hac_lags(intervals // len(used), 1))
+    assert_t_across(res, two_way, units, block=max(_hac_lags(len(at) - 1, 1) for _, at in used.values()))
     assert res.n_steps == sum(len(at) - 1 for _, at in used.values())
     assert res.effect == pytest.approx(0.01, abs=0.003)
     raw = next_step_test(cn_loss_test(step_kind_table(steps))[1], probes, steps)  # steps not yet prepared
