@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -145,6 +146,18 @@ def test_a_write_that_fails_midway_leaves_the_old_reports_and_no_temporary_file(
         report.write(tmp_path, a)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.json", "report.md"]
     assert all((tmp_path / name).read_text() == "old" for name in ("report.md", "report.html", "report.json"))
+
+
+def test_the_report_is_written_as_utf8_whatever_the_locale(tmp_path: Path, ascii_locale_child: Any) -> None:
+    ascii_locale_child(
+        "import sys; from pathlib import Path; from clowncar.analysis import report; "
+        "from clowncar.analysis.document import Doc\n"
+        "d = Doc(); d.p('BPB \\u2265 1.2 at d\\u00e9j\\u00e0 vu')\n"
+        "report.document = lambda a: d; report.to_json = lambda a: {}\n"
+        "report.write(Path(sys.argv[1]), {'sweeps': ['caf\\u00e9']})", str(tmp_path))
+    assert "<p>BPB ≥ 1.2 at déjà vu</p>" in (tmp_path / "report.html").read_bytes().decode("utf-8")
+    assert "<title>clowncar report: café</title>" in (tmp_path / "report.html").read_bytes().decode("utf-8")
+    assert (tmp_path / "report.md").read_bytes().decode("utf-8") == "BPB ≥ 1.2 at déjà vu\n"
 
 
 def test_own_commit_is_the_checkout_head_and_none_without_git(tmp_path: Path,
