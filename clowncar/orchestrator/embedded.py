@@ -6,7 +6,8 @@ notice the raylet is gone, then block for up to 60 s trying to report it to the 
 to PID 1 (measured; reference/ray_tune_optuna_facts.md section 6). So every embedded driver records its Ray
 process tree (PID and start time) in `RUNS_DIR/ray-embedded/DRIVER_PID.json`, deletes the record when it ends
 normally, and the next embedded start kills, by PID, what a dead driver's record still lists. The start time
-guards against a reused PID: a process that is not the one recorded is never touched.
+guards against a reused PID: a process that is not the one recorded is never touched. A driver interrupted while
+`ray.init` runs (before there is a record) kills what it started itself (`kill_started_since`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 RECORDS = "ray-embedded"
@@ -49,6 +51,44 @@ def descendants(pid: int) -> list[int]:
             out.append(child)
             todo.append(child)
     return out
+
+
+def snapshot() -> set[tuple[int, int]]:
+    """This process's descendants as (PID, start time); empty off Linux."""
+    if start_time(os.getpid()) is None:
+        return set()
+    return {(p, t) for p in descendants(os.getpid()) if (t := start_time(p)) is not None}
+
+
+def kill_started_since(before: set[tuple[int, int]]) -> list[int]:
+    """SIGKILL every descendant of this process that is not in `before` (a `snapshot`); returns their PIDs.
+
+    For an embedded `ray.init` that did not return (Ctrl-C, SIGTERM, a failure): Ray has it shut down at exit
+    only once its node is up, and the raylet's dashboard and runtime-env agents, started a few seconds before
+    that, outlive it (measured: Ctrl-C just after they start leaves both running). While this process lives they
+    are still its descendants, found through the raylet; all are listed before any is killed."""
+    new = snapshot() - before
+    killed = []
+    for pid, _ in sorted(new):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
+
+
+@contextlib.contextmanager
+def killed_unless_started() -> Iterator[None]:
+    """What the block starts (an embedded `ray.init`) is killed if the block does not end normally: Ctrl-C,
+    SIGTERM (Ray's own handler, set inside `ray.init`, exits) or a failure."""
+    before = snapshot()
+    try:
+        yield
+    except BaseException:
+        from clowncar.interrupts import signals_ignored
+
+        with signals_ignored():  # a second Ctrl-C must not cut the clean-up short
+            kill_started_since(before)
+        raise
 
 
 def record(runs_dir: Path) -> Path | None:

@@ -60,7 +60,7 @@ def init_ray(opts: RunOptions) -> None:
     _token_auth_explicit()
     _private_auth_token()
     embedded.reap_dead_drivers(opts.runs_dir)
-    with _secrets_kept_from_ray():
+    with embedded.killed_unless_started(), _secrets_kept_from_ray():
         ray.init(address="local", num_cpus=opts.num_cpus or os.cpu_count() or 1, num_gpus=opts.num_gpus or 0,
                  include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     mine = embedded.record(opts.runs_dir)

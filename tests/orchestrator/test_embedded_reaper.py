@@ -207,3 +207,46 @@ def test_a_process_that_cannot_be_killed_is_not_counted(tmp_path: Path, sleepers
 def test_off_linux_no_record_is_written(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(embedded, "start_time", lambda pid: None)
     assert record(tmp_path) is None and not (tmp_path / RECORDS).exists()
+
+
+def test_what_a_failed_block_started_is_killed_and_what_was_there_before_is_not(sleepers) -> None:
+    (before,) = sleepers()
+    started: list[subprocess.Popen] = []
+    with pytest.raises(KeyboardInterrupt), embedded.killed_unless_started():
+        started += sleepers(2)
+        raise KeyboardInterrupt  # as Ctrl-C inside ray.init
+    assert [p.wait(timeout=10) for p in started] == [-9, -9]
+    assert alive(before)
+
+
+def test_a_block_that_ends_normally_keeps_what_it_started(sleepers) -> None:
+    with embedded.killed_unless_started():
+        (kept,) = sleepers()
+    assert alive(kept)
+
+
+def test_grandchildren_a_failed_block_started_are_killed_too(tmp_path: Path) -> None:
+    marker = tmp_path / "grandchild"
+    with pytest.raises(RuntimeError), embedded.killed_unless_started():
+        shell = subprocess.Popen(["sh", "-c", f"sleep 60 & echo $! > {marker}; wait"])
+        for _ in range(300):
+            if marker.exists() and marker.read_text().strip():
+                break
+            time.sleep(0.01)
+        raise RuntimeError("ray.init failed")
+    assert shell.wait(timeout=10) == -9
+    grandchild = int(marker.read_text())
+    for _ in range(300):  # killed, then reaped by init once its parent is gone
+        if start_time(grandchild) is None:
+            break
+        time.sleep(0.01)
+    assert start_time(grandchild) is None
+
+
+def test_off_linux_nothing_is_snapshotted_or_killed(monkeypatch, sleepers) -> None:
+    monkeypatch.setattr(embedded, "start_time", lambda pid: None)
+    assert embedded.snapshot() == set()
+    with pytest.raises(KeyboardInterrupt), embedded.killed_unless_started():
+        (p,) = sleepers()
+        raise KeyboardInterrupt
+    assert alive(p)

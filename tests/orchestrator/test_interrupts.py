@@ -119,3 +119,32 @@ def test_embedded_driver_sigkill_leaves_nothing_behind_and_resume_finishes(sweep
     _every_point_once(sweep_env, "embkill")
     again = [t for t in sweep_env.study("embkill").trials if t.state.name == "COMPLETE" and t.number in finished]
     assert len(again) == len(finished)  # what had finished before the kill is still the one result
+
+
+def test_ctrl_c_while_embedded_ray_starts_leaves_no_ray_process(sweep_env, helpers) -> None:
+    """Ctrl-C just after the raylet's dashboard and runtime-env agents are up, while `ray.init` still waits for its
+    node: before the fix both agents outlived the command (3 runs in 3; Ray shuts its node down at exit only once
+    `ray.init` has it)."""
+    from clowncar.orchestrator.embedded import descendants
+
+    spec = sweep_env.spec("startc", overrides={"train.iterations": 4, "train.max_wallclock_seconds": 2.0})
+    proc = sweep_env.popen("sweep", "run", str(spec), "--num-cpus", "2", "--quiet")
+
+    def agent_up() -> bool:
+        return any("ray::DashboardAgent" in (helpers.cmdline(p) or "") for p in descendants(proc.pid))
+
+    if not helpers.wait_for(agent_up, 60, every=0.05):
+        proc.kill()
+        pytest.fail(f"Ray's dashboard agent never started: {proc.communicate()[0]}")
+    ray_procs = {p: start_time(p) for p in descendants(proc.pid)}
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=90)[0]
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out and out.splitlines()[-1].startswith("clowncar: error: sweep startc interrupted"), out
+
+    def left() -> list[str]:
+        return [helpers.cmdline(p) or "" for p, t in ray_procs.items() if t is not None and start_time(p) == t]
+
+    assert len(ray_procs) >= 4  # GCS, raylet and the two agents at least
+    time.sleep(5)  # an agent that outlives its raylet waits up to 60 s for the GCS before it gives up
+    assert not left(), left()
