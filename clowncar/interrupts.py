@@ -61,3 +61,29 @@ def signals_ignored() -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@contextmanager
+def sigterm_handler_kept() -> Iterator[None]:
+    """For a library call that sets a SIGTERM handler of its own: `ray.init` sets one that calls `sys.exit(15)`,
+    so a SIGTERM while Ray starts ended the command with exit code 15, no line, and none of our clean-up. Inside,
+    that exit is a KeyboardInterrupt, as a SIGTERM is everywhere else; on the way out the handler from before the
+    block is back (Ray's stays set after `ray.init` returns, until the sweep sets its own)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    except SystemExit as err:
+        # only the exit of a handler the block set: a sys.exit(15) of the block's own code is left as it is
+        if err.code != signal.SIGTERM or signal.getsignal(signal.SIGTERM) == old:
+            raise
+        # Once Ray's core worker is up, a SIGTERM goes first through its C++ failure handler (absl's), which logs
+        # it, passes it on to the Python handler and arms a 3 s alarm that aborts the process (exit -6, measured):
+        # our clean-up and Ray's shutdown take longer. Nothing of ours sets an alarm.
+        signal.alarm(0)
+        raise KeyboardInterrupt from None
+    finally:
+        if old is not None:  # None: a handler not set from Python, which cannot be set back
+            signal.signal(signal.SIGTERM, old)

@@ -17,7 +17,7 @@ import pytest
 
 from clowncar import dashboard
 from clowncar.errors import EXIT_INTERRUPTED
-from clowncar.interrupts import Interrupted, interrupt_on_signals, signals_ignored
+from clowncar.interrupts import Interrupted, interrupt_on_signals, signals_ignored, sigterm_handler_kept
 
 SIGNALS = [signal.SIGTERM, signal.SIGINT]
 IDS = ["sigterm", "sigint"]
@@ -50,6 +50,41 @@ def test_signals_during_a_clean_up_are_ignored_and_the_handlers_come_back() -> N
         os.kill(os.getpid(), signal.SIGTERM)  # would end this process with the default handler
         os.kill(os.getpid(), signal.SIGINT)
     assert _handlers() == before
+
+
+def _exits_on_sigterm() -> None:
+    """What `ray.init` does first: a SIGTERM handler of its own that exits with the signal's number."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+
+
+def test_a_library_sigterm_exit_inside_is_an_interrupt_and_our_handler_comes_back() -> None:
+    with interrupt_on_signals():
+        ours = signal.getsignal(signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt), sigterm_handler_kept():
+            _exits_on_sigterm()
+            signal.alarm(30)  # the abort alarm Ray's C++ SIGTERM handler arms: cancelled with the interrupt
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs, and exits, before this ends
+        assert signal.alarm(0) == 0
+        assert signal.getsignal(signal.SIGTERM) is ours
+
+
+def test_a_library_that_ends_normally_leaves_our_sigterm_handler_in_place() -> None:
+    with interrupt_on_signals():
+        ours = signal.getsignal(signal.SIGTERM)
+        with sigterm_handler_kept():
+            _exits_on_sigterm()  # Ray's stays set after ray.init returns
+        assert signal.getsignal(signal.SIGTERM) is ours
+
+
+def test_an_exit_that_no_handler_of_the_block_made_stays_an_exit() -> None:
+    with pytest.raises(SystemExit) as err, sigterm_handler_kept():
+        sys.exit(15)  # the block's own code, its SIGTERM handler unchanged
+    assert err.value.code == 15
+    with pytest.raises(SystemExit) as err, sigterm_handler_kept():
+        _exits_on_sigterm()
+        sys.exit(2)  # another exit code, whatever the handler
+    assert err.value.code == 2
 
 
 def test_an_interrupted_command_exits_130() -> None:

@@ -68,7 +68,8 @@ def _print_pareto(front: list[dict[str, Any]], indent: str) -> None:
 
 def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | None, num_gpus: int | None,
              quiet: bool, resume: bool, retry_failed: bool = False) -> dict[str, Any]:
-    from clowncar.orchestrator.start import resumable
+    from clowncar.interrupts import interrupt_on_signals
+    from clowncar.orchestrator.start import interrupted_line
     from clowncar.orchestrator.tune import RunOptions, run_sweep
     from clowncar.settings import check_runs_dir, load_settings
 
@@ -87,15 +88,12 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
                       show=not quiet, resume=resume, retry_failed=retry_failed,
                       store_retry_s=load_settings().store_retry_seconds)  # a bad value: exit 2 before the sweep
     try:
-        summary = run_sweep(spec, opts)
+        with interrupt_on_signals():  # SIGTERM while it starts (no Ray yet, or Ray's start) as Ctrl-C, not 143
+            summary = run_sweep(spec, opts)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (`ray job stop`), which the sweep turns into one
         # Said here, not left to `clowncar.cli`: typer turns a KeyboardInterrupt into a *returned* 130 under
         # standalone_mode=False, and the CLI then exited 0, silently (measured).
-        if not resumable(url, spec.name):  # Ctrl-C in the first seconds, before the study was made
-            raise SweepInterrupted(f"sweep {spec.name} interrupted before it started: nothing ran; start it again "
-                                   "with `clowncar sweep run`") from None
-        raise SweepInterrupted(f"sweep {spec.name} interrupted: its running trials were stopped; continue it "
-                               f"with `clowncar sweep resume {spec.name}`") from None
+        raise SweepInterrupted(interrupted_line(url, spec.name)) from None
     _print_summary(summary)
     return summary
 

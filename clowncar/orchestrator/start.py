@@ -143,3 +143,48 @@ def resumable(url: str, name: str) -> bool:
         return name in {s.study_name for s in optuna.get_all_study_summaries(open_study(url))}
     except Exception:  # the study's tables cannot say: the usual advice, which resume checks again
         return True
+
+
+def _ran_nothing(name: str, store: Any, storage: Any, studies: set[str]) -> bool:
+    """No trial of sweep `name` in the store, and none in its study but queued points (whatever its status)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if store.trial_states(name):
+        return False
+    if name not in studies:
+        return True
+    study = optuna.load_study(study_name=name, storage=storage)
+    return all(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
+
+
+def interrupted_line(url: str, name: str) -> str:
+    """The line for a sweep command that Ctrl-C or SIGTERM ended, from what the store holds afterwards. Whether a
+    trial ever started decides it, not whether the study exists: a start interrupted while Ray comes up has its
+    study and queued points, and nothing ran. `stopped` is the status only the running sweep's interrupt
+    (`close_stopped`) sets; an interrupt while it starts leaves `failed` or `running`."""
+    import optuna
+
+    from clowncar.orchestrator.tune import open_study
+    from clowncar.store import open_store
+
+    resume = f"continue it with `clowncar sweep resume {name}`"
+    if not resumable(url, name):
+        return f"sweep {name} interrupted before it started: nothing ran; start it again with the same command"
+    try:
+        with open_store(url, create=False) as store:
+            storage = open_study(url)
+            studies = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+            if never_started(name, store, storage, studies):  # `sweep run` starts it over, `sweep resume` too
+                return (f"sweep {name} interrupted before any trial started: nothing ran; start it again with the "
+                        "same command")
+            status = (store.get_sweep(name) or {}).get("status")
+            if status == "stopped" and _ran_nothing(name, store, storage, studies):  # before Tune asked one
+                return f"sweep {name} interrupted before any trial started: nothing ran; {resume}"
+    except Exception:  # the store cannot say: the usual line, which resume checks again
+        status = "stopped"
+    if status == "stopped":
+        return f"sweep {name} interrupted: its running trials were stopped; {resume}"
+    if status in RESTARTABLE:  # its earlier trials are stored, this run's had not started
+        return f"sweep {name} interrupted before any trial of this run started; {resume}"
+    return f"sweep {name} interrupted; {resume}"  # after its trials ended (`done`)

@@ -244,7 +244,8 @@ def test_run_spec_hands_the_settings_to_the_runner_and_prints_its_summary(url: s
     assert not (tmp_path / "runs").exists()  # nothing here creates the runs folder
 
 
-def test_an_interrupted_sweep_says_how_to_resume_and_exits_130(url: str, monkeypatch, tmp_path: Path) -> None:
+def _interrupted(url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The line `run_spec` ends with when the sweep runner is interrupted, the store as it is now."""
     import clowncar.orchestrator.tune as tune
 
     def interrupted(spec: Any, opts: Any) -> dict[str, Any]:
@@ -252,22 +253,27 @@ def test_an_interrupted_sweep_says_how_to_resume_and_exits_130(url: str, monkeyp
 
     monkeypatch.setattr(tune, "run_sweep", interrupted)
     monkeypatch.setattr("clowncar.orchestrator.preflight.check_local_data", lambda spec: None)
-    with pytest.raises(cmd.SweepInterrupted) as err:  # before anything was recorded: resume has nothing
+    with pytest.raises(cmd.SweepInterrupted) as err:
         cmd.run_spec(spec_from_dict(SPEC), url, None, None, None, False, resume=False)
-    assert str(err.value) == ("sweep s interrupted before it started: nothing ran; start it again with "
-                              "`clowncar sweep run`")
     assert err.value.exit_code == 130
+    return str(err.value)
+
+
+NOTHING_RAN = "sweep s interrupted before any trial started: nothing ran; start it again with the same command"
+STOPPED = "sweep s interrupted: its running trials were stopped; continue it with `clowncar sweep resume s`"
+
+
+def test_a_sweep_interrupted_before_its_study_exists_says_to_start_it_again(url: str, monkeypatch,
+                                                                            tmp_path: Path) -> None:
+    before = "sweep s interrupted before it started: nothing ran; start it again with the same command"
+    assert _interrupted(url, monkeypatch) == before  # nothing recorded: resume has nothing
     assert not (tmp_path / "store.db").exists()  # looking made no store
     with open_store(url) as st:
         st.create_or_get_sweep("other", SPEC)
-    with pytest.raises(cmd.SweepInterrupted) as err:  # a store, but not this sweep
-        cmd.run_spec(spec_from_dict(SPEC), url, None, None, None, False, resume=False)
-    assert "interrupted before it started" in str(err.value)
+    assert _interrupted(url, monkeypatch) == before  # a store, but not this sweep
     with open_store(url) as st:
         st.create_or_get_sweep("s", SPEC)
-    with pytest.raises(cmd.SweepInterrupted) as err:  # stored, but no study yet: `sweep run` starts it over
-        cmd.run_spec(spec_from_dict(SPEC), url, None, None, None, False, resume=False)
-    assert "interrupted before it started" in str(err.value)
+    assert _interrupted(url, monkeypatch) == before  # stored, but no study yet: `sweep run` starts it over
     import optuna
 
     def unreadable(storage: Any) -> list[Any]:
@@ -275,15 +281,38 @@ def test_an_interrupted_sweep_says_how_to_resume_and_exits_130(url: str, monkeyp
 
     with monkeypatch.context() as m:  # the store cannot say: the usual advice, which resume checks again
         m.setattr(optuna, "get_all_study_summaries", unreadable)
-        with pytest.raises(cmd.SweepInterrupted) as err:
-            cmd.run_spec(spec_from_dict(SPEC), url, None, None, None, False, resume=False)
-    assert "continue it with `clowncar sweep resume s`" in str(err.value)
-    optuna.create_study(study_name="s", storage=tune.open_study(url))
-    with pytest.raises(cmd.SweepInterrupted) as err:
-        cmd.run_spec(spec_from_dict(SPEC), url, None, None, None, False, resume=False)
-    assert str(err.value) == ("sweep s interrupted: its running trials were stopped; continue it with "
-                              "`clowncar sweep resume s`")
-    assert err.value.exit_code == 130
+        assert _interrupted(url, monkeypatch) == STOPPED
+
+
+def test_an_interrupted_sweep_says_whether_any_trial_started(url: str, monkeypatch) -> None:
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+        st.set_sweep_status("s", "failed", "interrupted while starting")
+    study = optuna.create_study(study_name="s", storage=open_study(url))
+    study.enqueue_trial({LOOPS: 1})  # what the start queues before Ray starts: no trial ran
+    assert _interrupted(url, monkeypatch) == NOTHING_RAN
+    with open_store(url) as st:
+        st.set_sweep_status("s", "stopped")  # stopped by the interrupt before Tune asked for a trial
+    assert _interrupted(url, monkeypatch) == ("sweep s interrupted before any trial started: nothing ran; "
+                                              "continue it with `clowncar sweep resume s`")
+    study.ask()  # asked: it started, and the interrupt stopped it
+    assert _interrupted(url, monkeypatch) == STOPPED
+    with open_store(url) as st:
+        st.set_sweep_status("s", "failed", "interrupted while starting")  # a resume interrupted while it starts
+    assert _interrupted(url, monkeypatch) == ("sweep s interrupted before any trial of this run started; "
+                                              "continue it with `clowncar sweep resume s`")
+    with open_store(url) as st:
+        st.set_sweep_status("s", "done")
+    assert _interrupted(url, monkeypatch) == "sweep s interrupted; continue it with `clowncar sweep resume s`"
+
+
+def test_a_sweep_whose_trials_are_stored_is_never_said_to_have_run_nothing(url: str, monkeypatch) -> None:
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+        trial(st, "u0", 0, "ok")
+        st.set_sweep_status("s", "stopped")
+    optuna.create_study(study_name="s", storage=open_study(url))  # its study says nothing ran: the store does
+    assert _interrupted(url, monkeypatch) == STOPPED
 
 
 def test_resume_runs_the_stored_spec_again(url: str, monkeypatch) -> None:
