@@ -8,6 +8,11 @@ Rules:
   store write and the tell) is told that outcome now;
 - every other RUNNING trial was running when the head died: it is closed (FAIL, `clowncar_closed`) and a WAITING
   copy is enqueued as the next attempt of the same store trial, so the sampler is not misled and it re-runs;
+- ... unless the head died while asking for it: Optuna stores the trial, then the grid sampler's point, then each
+  parameter on its own, so it may hold only some of its parameters. A copy queued with those is refused by the
+  grid sampler on resume. A grid trial gets its whole grid point back from its `grid_id`; any other (a sampled
+  one, or a grid trial killed before it had a point) never ran and has no point to run again: it is told FAIL,
+  marked `clowncar_unasked` (charged to nothing), and the sampler asks anew in its place;
 - a RUNNING trial whose worker wrote its result.json before the head died (found in the trial directory, when
   that is on this machine: always with embedded Ray) is recorded from its files, events and result, and told:
   finished work is not run again;
@@ -29,13 +34,14 @@ from clowncar.orchestrator.search import (
     ATTEMPT,
     CONSTRAINT,
     NUMBER,
+    LongestFirstGrid,
     close_trial,
     latest_attempts,
     number_and_attempt,
     tell,
 )
 from clowncar.orchestrator.spec import SweepSpec
-from clowncar.orchestrator.suggest import DUPLICATE, trial_params
+from clowncar.orchestrator.suggest import DUPLICATE, UNASKED, _matches, never_ran, trial_params
 from clowncar.orchestrator.trainable import objective_value
 
 FINAL = ("ok", "diverged", "oom", "error", "crashed", "pruned", "stopped")
@@ -116,7 +122,7 @@ def requeue_failed(study: optuna.Study, store: Any, spec: SweepSpec) -> int:
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         number, attempt = number_and_attempt(t)
         # a trial closed for a re-run has its next attempt queued already: it is not the latest
-        if t.user_attrs.get(DUPLICATE) is not None or latest[number] != attempt:
+        if never_ran(t) or latest[number] != attempt:
             continue
         stored = _stored_outcome(store, trial_uid(spec.name, number), attempt)
         if stored is not None and stored[0] not in RETRIED:
@@ -129,7 +135,8 @@ def requeue_failed(study: optuna.Study, store: Any, spec: SweepSpec) -> int:
 def reconcile(study: optuna.Study, store: Any, spec: SweepSpec, runs_dir: Path | None = None) -> dict[str, int]:
     """Bring the study and the store into agreement after a dead head (`runs_dir`: where this machine's trial
     directories are, to find attempts that finished unrecorded). Returns what it did."""
-    done = {"told_from_store": 0, "recorded_from_disk": 0, "closed_for_rerun": 0, "store_attempts_closed": 0}
+    done = {"told_from_store": 0, "recorded_from_disk": 0, "closed_for_rerun": 0, "dropped_unasked": 0,
+            "store_attempts_closed": 0}
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         number, attempt = number_and_attempt(t)
         stored = _stored_outcome(store, trial_uid(spec.name, number), attempt)
@@ -141,9 +148,53 @@ def reconcile(study: optuna.Study, store: Any, spec: SweepSpec, runs_dir: Path |
         if found:
             _tell_stored(study, spec, t, *found)
             done["recorded_from_disk"] += 1
-        else:
-            params = trial_params(t)
-            close_trial(study, t._trial_id, number, attempt, params, "head died while it ran")
+        elif close_for_rerun(study, spec, t, "head died while it ran"):
             done["closed_for_rerun"] += 1
+        else:
+            done["dropped_unasked"] += 1
     done["store_attempts_closed"] = store.close_running(spec.name, "crashed", "head died; re-run as a new attempt")
     return done
+
+
+def whole_point(spec: SweepSpec, t: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
+    """The trial's parameters when they make a whole point of the search space (the grid point stored on a grid
+    trial completes what its ask left unstored), else None: its ask was cut short and nothing knows the rest."""
+    params = trial_params(t)
+    if not _missing(spec, params):
+        return params
+    grid_id = t.system_attrs.get("grid_id")
+    if spec.sampler != "grid" or not isinstance(grid_id, int):
+        return None
+    # The grid's order is a pure function of the spec and seed (LongestFirstGrid), so the id names the same point
+    # it named for the dead head.
+    grid = LongestFirstGrid(spec)
+    if not 0 <= grid_id < len(grid._all_grids):
+        return None
+    return {**dict(zip(grid._param_names, grid._all_grids[grid_id], strict=True)), **params}
+
+
+def _missing(spec: SweepSpec, params: dict[str, Any]) -> list[str]:
+    """Searched parameters the point lacks; a conditional one only where its condition holds (as define_space)."""
+    missing = []
+    for key, p in spec.search_space().items():
+        if p.when and not all(_matches(params.get(dep), want) for dep, want in p.when.items()):
+            continue
+        if key not in params:
+            missing.append(key)
+    return missing
+
+
+def close_for_rerun(study: optuna.Study, spec: SweepSpec, t: optuna.trial.FrozenTrial, reason: str) -> bool:
+    """Close a RUNNING trial whose head is gone: its whole point is queued as its next attempt (True); a trial
+    with no whole point (its ask was cut short) or a repeat whose FAIL never landed never ran, and is told FAIL
+    and marked UNASKED, so that neither the budget nor the distinct-config check counts it (False)."""
+    params = None if t.user_attrs.get(DUPLICATE) is not None else whole_point(spec, t)
+    if params is None:
+        # A grid trial that gets here has no grid_id, so the grid still hands its point out; UNASKED before the
+        # state: a crash between the two leaves it RUNNING, and the next resume drops it again.
+        study._storage.set_trial_user_attr(t._trial_id, UNASKED, reason)
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        return False
+    number, attempt = number_and_attempt(t)
+    close_trial(study, t._trial_id, number, attempt, params, reason)
+    return True

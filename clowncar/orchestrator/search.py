@@ -33,7 +33,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from clowncar.orchestrator.plan import HORIZON
 from clowncar.orchestrator.spec import SweepSpec
-from clowncar.orchestrator.suggest import CLOSED, DUPLICATE, NUMBER, DistinctAsk, ask_distinct, startup_trials
+from clowncar.orchestrator.suggest import CLOSED, NUMBER, DistinctAsk, ask_distinct, never_ran, startup_trials
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -137,14 +137,14 @@ def finished_count(study: optuna.Study) -> int:
     for t in study.get_trials(deepcopy=False):
         number, attempt = number_and_attempt(t)
         # a trial closed for a re-run is never the latest attempt: close_trial queues the next one first
-        count += t.state.is_finished() and t.user_attrs.get(DUPLICATE) is None and latest[number] == attempt
+        count += t.state.is_finished() and not never_ran(t) and latest[number] == attempt
     return count
 
 
 def gpu_seconds_used(study: optuna.Study, gpus: int) -> float:
     total = 0.0
     for t in study.get_trials(deepcopy=False):
-        if t.state.is_finished() and t.datetime_start and t.datetime_complete and t.user_attrs.get(DUPLICATE) is None:
+        if t.state.is_finished() and t.datetime_start and t.datetime_complete and not never_ran(t):
             total += (t.datetime_complete - t.datetime_start).total_seconds() * gpus
     return total
 

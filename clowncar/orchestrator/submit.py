@@ -116,23 +116,23 @@ def close_stopped(name: str, store_url: str) -> int:
     import optuna
     from optuna.trial import TrialState
 
-    from clowncar.orchestrator.search import ATTEMPT, NUMBER, close_trial
-    from clowncar.orchestrator.suggest import trial_params
+    from clowncar.orchestrator.commands import spec_of
+    from clowncar.orchestrator.resume import close_for_rerun
     from clowncar.orchestrator.tune import open_study
     from clowncar.store import open_store
 
     store = open_store(store_url, create=False)
-    if not store.get_sweep(name):
+    sweep = store.get_sweep(name)
+    if not sweep:
         raise ClownCarError(f"no sweep named '{name}' in the store{store.no_sweep_hint(name)}")
     storage = open_study(store_url)
     closed = 0
     if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
         study = optuna.load_study(study_name=name, storage=storage)
+        spec = spec_of(sweep)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            params = trial_params(t)
-            close_trial(study, t._trial_id, int(t.user_attrs.get(NUMBER, t.number)),
-                        int(t.user_attrs.get(ATTEMPT, 0)), params, "sweep stopped")
-            closed += 1
+            # a driver stopped while it asked may leave a trial with part of its point: not queued as such
+            closed += close_for_rerun(study, spec, t, "sweep stopped")
     closed = max(closed, store.close_running(name, "stopped", "sweep stopped"))
     store.set_sweep_status(name, "stopped")
     return closed

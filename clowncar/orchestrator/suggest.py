@@ -39,6 +39,14 @@ MAX_POINTS = 100_000
 """Spaces with more points than this are treated as continuous (no nearest-point fallback)."""
 CLOSED = "clowncar_closed"  # search.CLOSED (search.py imports this module)
 NUMBER = "clowncar_number"
+UNASKED = "clowncar_unasked"
+"""User attr of a trial whose ask a dead head cut short (resume.py): told FAIL, it never ran and has no whole
+point to run again; like a repeat, it reaches neither Tune, the store nor the budget."""
+
+
+def never_ran(t: optuna.trial.FrozenTrial) -> bool:
+    """A trial told FAIL before it could run: a repeated suggestion, or an ask cut short by a dead head."""
+    return t.user_attrs.get(DUPLICATE) is not None or t.user_attrs.get(UNASKED) is not None
 
 
 def trial_params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -124,7 +132,7 @@ class DistinctAsk:
         whose re-run is queued as a copy, left out)."""
         out: dict[str, int] = {}
         for t in study.get_trials(deepcopy=False):
-            if t.number == but or t.user_attrs.get(DUPLICATE) is not None or t.user_attrs.get(CLOSED):
+            if t.number == but or never_ran(t) or t.user_attrs.get(CLOSED):
                 continue
             if t.state == TrialState.WAITING:
                 params = dict(t.system_attrs.get("fixed_params", {}))

@@ -91,7 +91,8 @@ def test_reconcile_tells_what_finished_and_requeues_what_was_running(world: Worl
     world.study.tell(done, 2.0)
 
     assert reconcile(world.study, world.store, world.spec) == {
-        "told_from_store": 3, "recorded_from_disk": 0, "closed_for_rerun": 4, "store_attempts_closed": 1}
+        "told_from_store": 3, "recorded_from_disk": 0, "closed_for_rerun": 4, "dropped_unasked": 0,
+        "store_attempts_closed": 1}
 
     ok = world.trial(0, 0)
     assert ok.state == TrialState.COMPLETE and ok.values == [1.25] and ok.user_attrs["status"] == "ok"
@@ -111,7 +112,8 @@ def test_reconcile_tells_what_finished_and_requeues_what_was_running(world: Worl
 
     # A second reconcile finds nothing RUNNING: nothing is told or queued twice.
     assert reconcile(world.study, world.store, world.spec) == {
-        "told_from_store": 0, "recorded_from_disk": 0, "closed_for_rerun": 0, "store_attempts_closed": 0}
+        "told_from_store": 0, "recorded_from_disk": 0, "closed_for_rerun": 0, "dropped_unasked": 0,
+        "store_attempts_closed": 0}
     assert len(world.study.get_trials(states=(TrialState.WAITING,))) == 4
 
 
@@ -203,7 +205,8 @@ def test_a_trial_that_finished_unrecorded_is_recorded_from_its_files_and_never_r
     os.utime(runs / "trials" / "rs" / "00005-0" / "result.json", (coarse, coarse))
 
     assert reconcile(world.study, world.store, world.spec, runs) == {
-        "told_from_store": 0, "recorded_from_disk": 3, "closed_for_rerun": 3, "store_attempts_closed": 2}
+        "told_from_store": 0, "recorded_from_disk": 3, "closed_for_rerun": 3, "dropped_unasked": 0,
+        "store_attempts_closed": 2}
     ok = world.trial(0, 0)
     assert ok.state == TrialState.COMPLETE and ok.values == [1.25] and ok.user_attrs["status"] == "ok"
     assert ok.constraints == {CONSTRAINT: 100.0 - world.spec.size_cap()}
@@ -271,3 +274,76 @@ def test_only_the_latest_attempt_of_a_trial_counts_whatever_the_order_the_study_
     world.study.tell(first, state=TrialState.FAIL)
     assert latest_attempts(world.study) == {5: 1}
     assert finished_count(world.study) == 1
+
+
+def _cut_short(search: Any, stored: str) -> None:
+    """What a head SIGKILLed inside `SweepSearch.suggest` leaves in the study: a RUNNING trial whose ask stopped
+    part-way. Optuna writes the trial, then the grid sampler's point (`grid_id`), then each suggested parameter
+    on its own, so the kill may land before the grid point, after it, or between two parameters."""
+    if stored == "no grid point yet":
+        search.study._storage.create_new_trial(search.study._study_id)
+        return
+    t = search.study.ask()
+    if stored == "one of two parameters":
+        t.suggest_categorical(KEY, [1, 2, 3])  # the seed (train.seed) was never stored
+
+
+def _run_to_the_end(search: Any, ran: list[dict[str, Any]]) -> None:
+    """Drive a searcher as Tune does, every trial finishing ok, until it says the sweep is done."""
+    from ray.tune.search import Searcher
+
+    while (params := search.suggest(f"t{len(ran)}")) is not Searcher.FINISHED:
+        ran.append(params)
+        search.on_trial_complete(f"t{len(ran) - 1}", {"final": True, "status": "ok", "objective": 1.0})
+
+
+@pytest.mark.parametrize("stored", ["no grid point yet", "grid point, no parameter", "one of two parameters"])
+def test_a_grid_whose_head_died_mid_ask_resumes_and_runs_every_point_once(tmp_path: Path, stored: str) -> None:
+    """Before the fix the half-asked trial was queued again with the parameters it had (none, or one of two),
+    and the grid sampler refused that queued trial on resume ("All parameters must be specified when using
+    GridSampler with enqueue_trial"): the resume failed."""
+    from clowncar.orchestrator.search import SweepSearch, finished_count
+
+    w = World(tmp_path)
+    spec = spec_from_dict({**w.spec.to_dict(), "seeds": [1, 2], "space": {KEY: {"grid": [1, 2, 3]}}})
+    storage = optuna.storages.InMemoryStorage()
+    ran: list[dict[str, Any]] = []
+    head = SweepSearch(spec, storage, spec.max_trials())
+    for _ in range(2):  # two trials finished before the kill
+        ran.append(head.suggest(f"t{len(ran)}"))
+        head.on_trial_complete(f"t{len(ran) - 1}", {"final": True, "status": "ok", "objective": 1.0})
+    _cut_short(head, stored)
+
+    reconcile(head.study, w.store, spec)
+    waiting = [t.system_attrs["fixed_params"] for t in head.study.get_trials(states=(TrialState.WAITING,))]
+    assert all(set(p) == {KEY, "train.seed"} for p in waiting), waiting  # whole points only
+    _run_to_the_end(SweepSearch(spec, storage, spec.max_trials()), ran)
+
+    points = sorted((p[KEY], p["train.seed"]) for p in ran)
+    assert points == [(loops, seed) for loops in (1, 2, 3) for seed in (1, 2)]  # each once, none lost
+    assert finished_count(head.study) == 6
+
+
+def test_a_sampled_sweep_whose_head_died_mid_ask_asks_anew_and_keeps_its_whole_budget(tmp_path: Path) -> None:
+    """A random (or TPE) trial cut short between two parameters has no whole point to run again: it is told
+    FAIL, counts against nothing, and the sampler asks a whole new trial in its place."""
+    from clowncar.orchestrator.search import SweepSearch, finished_count
+
+    w = World(tmp_path, sampler="random")
+    spec = spec_from_dict({**w.spec.to_dict(), "seeds": [1, 2], "space": {KEY: {"choice": [1, 2, 3]}},
+                           "budget": {"max_trials": 4}})
+    storage = optuna.storages.InMemoryStorage()
+    ran: list[dict[str, Any]] = []
+    head = SweepSearch(spec, storage, spec.max_trials())
+    ran.append(head.suggest("t0"))
+    head.on_trial_complete("t0", {"final": True, "status": "ok", "objective": 1.0})
+    _cut_short(head, "one of two parameters")
+
+    assert reconcile(head.study, w.store, spec)["dropped_unasked"] == 1
+    assert not head.study.get_trials(states=(TrialState.WAITING,))  # no half point queued
+    assert finished_count(head.study) == 1  # the cut trial is not charged to the budget
+    _run_to_the_end(SweepSearch(spec, storage, spec.max_trials()), ran)
+
+    assert len(ran) == 4 and all(set(p) >= {KEY, "train.seed"} for p in ran)
+    assert len({(p[KEY], p["train.seed"]) for p in ran}) == 4  # distinct configs, as ever
+    assert finished_count(head.study) == 4
