@@ -46,7 +46,15 @@ point to run again; like a repeat, it reaches neither Tune, the store nor the bu
 
 def never_ran(t: optuna.trial.FrozenTrial) -> bool:
     """A trial told FAIL before it could run: a repeated suggestion, or an ask cut short by a dead head."""
-    return t.user_attrs.get(DUPLICATE) is not None or t.user_attrs.get(UNASKED) is not None
+    return why_never_ran(t) is not None
+
+
+def why_never_ran(t: optuna.trial.FrozenTrial) -> str | None:
+    """`DUPLICATE` (a repeated suggestion) or `UNASKED` (an ask cut short by a dead head) for a trial told FAIL
+    before it could run, else None: how the sweep's summary counts it."""
+    if t.user_attrs.get(DUPLICATE) is not None:
+        return "DUPLICATE"
+    return "UNASKED" if t.user_attrs.get(UNASKED) is not None else None
 
 
 def trial_params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:

@@ -391,10 +391,9 @@ def pareto_front(spec: SweepSpec, study: Any) -> list[dict[str, Any]]:
 def summarize(spec: SweepSpec, study: Any, reconciled: dict[str, int], asked: int) -> dict[str, Any]:
     from collections import Counter
 
-    from clowncar.orchestrator.suggest import DUPLICATE
+    from clowncar.orchestrator.suggest import why_never_ran
 
-    # a repeated suggestion (told FAIL, never run) is counted as what it is
-    states = Counter("DUPLICATE" if t.user_attrs.get(DUPLICATE) is not None else t.state.name
-                     for t in study.get_trials(deepcopy=False))
+    # a repeated suggestion or an ask cut short (told FAIL, never run) is counted as what it is
+    states = Counter(why_never_ran(t) or t.state.name for t in study.get_trials(deepcopy=False))
     return {"sweep": spec.name, "asked_this_run": asked, "optuna_states": dict(states), "reconciled": reconciled,
             "best": best_trial(spec, study), "pareto": pareto_front(spec, study)}

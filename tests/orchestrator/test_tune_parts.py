@@ -19,7 +19,7 @@ from clowncar.errors import StoreError
 from clowncar.orchestrator import study_storage, tune
 from clowncar.orchestrator.search import NUMBER
 from clowncar.orchestrator.spec import spec_from_dict
-from clowncar.orchestrator.suggest import DUPLICATE
+from clowncar.orchestrator.suggest import DUPLICATE, UNASKED
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 LOOPS = "model.crawler_loops"
@@ -96,12 +96,13 @@ def test_the_front_holds_feasible_nondominated_trials_ordered_by_objective() -> 
     assert tune.pareto_front(spec(), study_of([(1, [1.0], -1.0, OK, {})])) == []  # one objective: no front
 
 
-def test_the_summary_counts_states_and_duplicates() -> None:
+def test_the_summary_counts_states_duplicates_and_asks_cut_short() -> None:
     study = study_of([(1, [1.3], -1.0, OK, {NUMBER: 0}), (2, None, -1.0, TrialState.FAIL, {DUPLICATE: 0}),
-                      (3, None, -1.0, TrialState.FAIL, {}), (4, None, -1.0, TrialState.PRUNED, {})])
+                      (3, None, -1.0, TrialState.FAIL, {}), (4, None, -1.0, TrialState.PRUNED, {}),
+                      (4, None, -1.0, TrialState.FAIL, {UNASKED: True})])
     out = tune.summarize(spec(), study, {"closed_running": 1}, 4)
     assert out == {"sweep": "s", "asked_this_run": 4,
-                   "optuna_states": {"COMPLETE": 1, "DUPLICATE": 1, "FAIL": 1, "PRUNED": 1},
+                   "optuna_states": {"COMPLETE": 1, "DUPLICATE": 1, "FAIL": 1, "PRUNED": 1, "UNASKED": 1},
                    "reconciled": {"closed_running": 1}, "best": tune.best_trial(spec(), study), "pareto": []}
 
 
