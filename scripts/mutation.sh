@@ -58,6 +58,7 @@ declare -A TESTS=(
   [clowncar/store/summary.py]="tests/analysis/test_tables.py"
   [clowncar/store/frames.py]="tests/store/test_contract.py tests/store/test_long_reads.py tests/store/test_frame_reads.py"
   [clowncar/store/store.py]="tests/store/test_contract.py tests/store/test_frame_reads.py tests/store/test_long_reads.py tests/store/test_migrations.py tests/store/test_store_writes.py"
+  [clowncar/store/retry.py]="tests/store/test_store_outage.py tests/orchestrator/test_study_outage.py"
   [clowncar/store/bulk.py]="tests/store/test_bulk_paths.py tests/store/test_contract.py tests/store/test_store_writes.py tests/store/test_frame_reads.py"
   [clowncar/analysis/explore.py]="tests/analysis/test_explore_views.py tests/analysis/test_tables.py"
   [clowncar/analysis/report.py]="tests/analysis/test_report_rendering.py tests/analysis/test_report_contents.py"
