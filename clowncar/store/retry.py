@@ -78,10 +78,10 @@ def is_transient(err: BaseException) -> bool:
             return state in _SQLSTATES or (state.startswith("08") and state != "08P01")
         if isinstance(e, DBAPIError) and e.connection_invalidated:  # SQLAlchemy's own "disconnect" verdict
             return True
-    # the driver's own message: a StatementError's text also holds the statement and its parameters
-    text = " ".join(str(e.orig if isinstance(e, DBAPIError) else e) for e in _chain(err) if _is_operational(e))
-    text = text.lower()
-    return any(t in text for t in _TEXTS)
+    # the driver's own message: a StatementError's text also holds the statement and its parameters; each error's
+    # text alone, so that a phrase never spans two of them
+    texts = [str(e.orig if isinstance(e, DBAPIError) else e).lower() for e in _chain(err) if _is_operational(e)]
+    return any(t in text for text in texts for t in _TEXTS)
 
 
 def _is_operational(e: BaseException) -> bool:
