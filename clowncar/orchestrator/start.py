@@ -57,16 +57,8 @@ def one_line(err: BaseException) -> str:
 def never_started(name: str, store: Any, storage: Any, studies: set[str]) -> bool:
     """Whether sweep `name` got no further than its start: no trial in the store, and nothing in its study
     (if it has one) but the points queued before the start failed."""
-    import optuna
-    from optuna.trial import TrialState
-
     sweep = store.get_sweep(name)
-    if not sweep or sweep["status"] not in RESTARTABLE or store.trial_states(name):
-        return False
-    if name not in studies:
-        return True
-    study = optuna.load_study(study_name=name, storage=storage)
-    return all(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
+    return bool(sweep) and sweep["status"] in RESTARTABLE and _ran_nothing(name, store, storage, studies)
 
 
 def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool, runs_dir: Path | None = None,

@@ -1,0 +1,97 @@
+"""The one line `sweep run` ends with when Ctrl-C or SIGTERM interrupts it: chosen from what the store holds
+afterwards (whether any trial ever started), never from whether the study exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from clowncar.orchestrator import commands as cmd
+from clowncar.orchestrator.spec import spec_from_dict
+from clowncar.orchestrator.tune import open_study
+from clowncar.store import open_store
+
+LOOPS = "model.crawler_loops"
+SPEC = {"name": "s", "preset": "tiny-cpu", "sampler": "grid", "space": {LOOPS: {"grid": [1, 2, 3]}}}
+
+
+@pytest.fixture
+def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+def _interrupted(url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The line `run_spec` ends with when the sweep runner is interrupted, the store as it is now."""
+    import clowncar.orchestrator.tune as tune
+
+    def interrupted(spec: Any, opts: Any) -> dict[str, Any]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tune, "run_sweep", interrupted)
+    monkeypatch.setattr("clowncar.orchestrator.preflight.check_local_data", lambda spec: None)
+    with pytest.raises(cmd.SweepInterrupted) as err:
+        cmd.run_spec(spec_from_dict(SPEC), url, None, None, None, False, resume=False)
+    assert err.value.exit_code == 130
+    return str(err.value)
+
+
+NOTHING_RAN = "sweep s interrupted before any trial started: nothing ran; start it again with the same command"
+STOPPED = "sweep s interrupted: its running trials were stopped; continue it with `clowncar sweep resume s`"
+
+
+def test_a_sweep_interrupted_before_its_study_exists_says_to_start_it_again(url: str, monkeypatch,
+                                                                            tmp_path: Path) -> None:
+    before = "sweep s interrupted before it started: nothing ran; start it again with the same command"
+    assert _interrupted(url, monkeypatch) == before  # nothing recorded: resume has nothing
+    assert not (tmp_path / "store.db").exists()  # looking made no store
+    with open_store(url) as st:
+        st.create_or_get_sweep("other", SPEC)
+    assert _interrupted(url, monkeypatch) == before  # a store, but not this sweep
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+    assert _interrupted(url, monkeypatch) == before  # stored, but no study yet: `sweep run` starts it over
+    import optuna
+
+    def unreadable(storage: Any) -> list[Any]:
+        raise RuntimeError("the study tables cannot be read")
+
+    with monkeypatch.context() as m:  # the store cannot say: the usual advice, which resume checks again
+        m.setattr(optuna, "get_all_study_summaries", unreadable)
+        assert _interrupted(url, monkeypatch) == STOPPED
+
+
+def test_an_interrupted_sweep_says_whether_any_trial_started(url: str, monkeypatch) -> None:
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+        st.set_sweep_status("s", "failed", "interrupted while starting")
+    study = optuna.create_study(study_name="s", storage=open_study(url))
+    study.enqueue_trial({LOOPS: 1})  # what the start queues before Ray starts: no trial ran
+    assert _interrupted(url, monkeypatch) == NOTHING_RAN
+    with open_store(url) as st:
+        st.set_sweep_status("s", "stopped")  # stopped by the interrupt before Tune asked for a trial
+    assert _interrupted(url, monkeypatch) == ("sweep s interrupted before any trial started: nothing ran; "
+                                              "continue it with `clowncar sweep resume s`")
+    study.ask()  # asked: it started, and the interrupt stopped it
+    assert _interrupted(url, monkeypatch) == STOPPED
+    with open_store(url) as st:
+        st.set_sweep_status("s", "failed", "interrupted while starting")  # a resume interrupted while it starts
+    assert _interrupted(url, monkeypatch) == ("sweep s interrupted before any trial of this run started; "
+                                              "continue it with `clowncar sweep resume s`")
+    with open_store(url) as st:
+        st.set_sweep_status("s", "done")
+    assert _interrupted(url, monkeypatch) == "sweep s interrupted; continue it with `clowncar sweep resume s`"
+
+
+def test_a_sweep_whose_trials_are_stored_is_never_said_to_have_run_nothing(url: str, monkeypatch) -> None:
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+        st.start_trial("s", "u0", 0, 0, {"model": {"crawler_loops": 1}}, 1337, "node-a")
+        st.finish_trial("u0", 0, "ok", None, {})
+        st.set_sweep_status("s", "stopped")
+    optuna.create_study(study_name="s", storage=open_study(url))  # its study says nothing ran: the store does
+    assert _interrupted(url, monkeypatch) == STOPPED
