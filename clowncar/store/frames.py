@@ -14,6 +14,7 @@ from clowncar.did_you_mean import hint, nearest
 from clowncar.errors import StoreError
 from clowncar.store import schema as s
 from clowncar.store.longread import DTYPES, categorical, read_long
+from clowncar.store.retry import retried_read
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,6 +76,7 @@ class FrameReads:
             q = q.where(t.c.uid.in_(uids))
         return [tuple(r) for r in conn.execute(q.order_by(sw.c.name, t.c.number, t.c.uid, a.c.attempt))]
 
+    @retried_read
     def _long_frame(self, table: Any, columns: tuple[str, ...], sweeps: Any, uids: Any,
                     all_attempts: bool, order: tuple[str, ...]) -> pd.DataFrame:
         import numpy as np
@@ -153,6 +155,7 @@ class FrameReads:
             q = q.where(a.c.status.in_(status))
         return [dict(r._mapping) for r in conn.execute(q.order_by(sw.c.name, t.c.number, t.c.uid))]
 
+    @retried_read
     def trials_frame(self, sweeps: str | Iterable[str] | None = None, status: str | Iterable[str] | None = None,
                      where: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """One row per trial (its latest attempt): sweep, trial_uid, number, attempt, attempts, status,
@@ -191,11 +194,13 @@ class FrameReads:
         return frame.reset_index(drop=True)
 
     # -- sweeps ------------------------------------------------------------------------------------------------
+    @retried_read
     def sweep_names(self) -> list[str]:
         """Every sweep's name, sorted (only the names: `sweeps_frame` reads every trial too)."""
         with self._read() as conn:
             return sorted(conn.execute(select(s.sweeps.c.name)).scalars())  # Python's order on every backend
 
+    @retried_read
     def ranked_trials(self, name: str) -> tuple[str, list[dict[str, Any]]] | None:
         """(metric, the sweep's ok trials best first, each {trial_uid, number, config, result, ...}) as `ranked`
         orders them, or None when no ok trial measured a BPB."""
@@ -207,6 +212,7 @@ class FrameReads:
         """' (did you mean a, b?)' with the store's sweep names nearest to an unknown `name`, or nothing."""
         return hint(nearest(name, self.sweep_names()))
 
+    @retried_read
     def get_sweep(self, name: str) -> dict[str, Any] | None:
         """{id, name, spec, status, reason, source, parent, created_at, updated_at} or None."""
         sw, parent = s.sweeps, s.sweeps.alias("parent")
@@ -220,6 +226,7 @@ class FrameReads:
         out.pop("parent_id", None)
         return out
 
+    @retried_read
     def sweeps_frame(self) -> pd.DataFrame:
         """One row per sweep: name, status, source, parent, created_at, updated_at, trials, ok, running,
         failed (diverged/oom/error/crashed), best_bpb (the lowest score of its ok trials, all scored on the
@@ -248,6 +255,7 @@ class FrameReads:
             frame[col] = pd.to_datetime(frame[col], utc=True)
         return frame
 
+    @retried_read
     def sweep_summary(self, name: str) -> dict[str, Any]:
         """For `clowncar sweep status`: {name, status, reason, source, parent, created_at, trials, by_status: {status:
         n}, best: {trial_uid, number, val_bpb, q_val_bpb, score, metric} | None, running: [{trial_uid, number,
@@ -282,6 +290,7 @@ class FrameReads:
             "trials": len(trials), "by_status": by_status, "best": best, "running": running}
 
     # -- one trial ---------------------------------------------------------------------------------------------
+    @retried_read
     def get_trial(self, trial_uid: str) -> dict[str, Any] | None:
         """Everything about one trial for `store show`: {trial_uid, sweep, number, config, config_hash, seed,
         attempts: [{attempt, status, reason, node, started_at, ended_at, result, steps, evals, probes,
@@ -315,6 +324,7 @@ class FrameReads:
         trial["attempts"] = attempts
         return trial
 
+    @retried_read
     def artifacts_frame(self, sweeps: str | Iterable[str] | None = None) -> pd.DataFrame:
         """sweep, trial_uid, attempt, kind, path, size_bytes, code_bytes, sha256, created_at."""
         import pandas as pd

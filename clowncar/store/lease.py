@@ -23,6 +23,7 @@ from sqlalchemy import delete, select, update
 from clowncar.errors import StoreError
 from clowncar.store import schema as s
 from clowncar.store.bulk import insert_ignore
+from clowncar.store.retry import retried_read
 
 _NEVER = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -115,6 +116,7 @@ class LeaseOps:
             res = conn.execute(delete(s.leases).where(s.leases.c.sweep == sweep, s.leases.c.token == token))
             return bool(res.rowcount)
 
+    @retried_read
     def get_lease(self, sweep: str) -> dict[str, Any] | None:
         """The lease row of `sweep` ({sweep, token, holder, machine, pid, pid_started, acquired_at, renewed_at,
         expires_at}, times aware UTC), live or expired, or None when no driver holds or held it."""

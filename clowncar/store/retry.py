@@ -120,13 +120,25 @@ def retried_write(method: F) -> F:
     its reply lost, so the second run must find its rows there and change nothing (insert-if-absent on a
     natural key, an upsert, an UPDATE to fixed values). Inside `transaction()` the caller's block is the
     transaction, so nothing is retried here: a statement cannot be replayed alone."""
+    return _retried(method)
 
+
+def retried_read(method: F) -> F:
+    """A `Store` read retried as a whole while the store is away for a moment, in the same window and by the same
+    rules as `retried_write`. A read is always safe to repeat; a read made inside `transaction()` belongs to that
+    transaction and is not retried alone. Where one retried read calls another, the inner one's give-up is no
+    transient failure: the outer one raises it at once, so the window is never spent twice."""
+    return _retried(method)
+
+
+def _retried(method: F) -> F:
     @functools.wraps(method)
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         if getattr(self._local, "conn", None) is not None or self.retry_seconds <= 0:
             return method(self, *args, **kwargs)
-        # rows given as a generator would be used up by the first try: a retry must offer the same rows again
+        # arguments given as a generator would be used up by the first try: a retry must offer the same again
         args = tuple(list(a) if isinstance(a, Iterator) else a for a in args)
+        kwargs = {k: list(v) if isinstance(v, Iterator) else v for k, v in kwargs.items()}
         return retry_transient(lambda: method(self, *args, **kwargs), self.retry_seconds, _gave_up)
 
     return call  # type: ignore[return-value]

@@ -16,8 +16,9 @@ The contract (pinned by tests/store/test_contract.py, run against SQLite and Pos
   restarting) is retried as a whole transaction. Each retried write is safe to repeat after a COMMIT whose reply
   was lost: `create_or_get_sweep`, `start_trial` and `add_*` insert if absent on a natural key, `add_artifact`
   upserts, `set_sweep_status`, `restart_sweep`, `finish_trial` and `close_running` write fixed values (a repeated
-  `close_running` counts 0). Lease writes are never retried: the heartbeat is its own retry, and taking or
-  giving up a lease happens outside a sweep's run.
+  `close_running` counts 0). Every read is retried the same way (`retried_read`: a read is always safe to
+  repeat). Lease writes are never retried: the heartbeat is its own retry, and taking or giving up a lease
+  happens outside a sweep's run.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from clowncar.store.engine import WRITE_OPTION, make_engine, parse_url, safe_url
 from clowncar.store.frames import FrameReads
 from clowncar.store.lease import LeaseOps
 from clowncar.store.migrations import ensure_schema, numeric_metrics
-from clowncar.store.retry import retried_write
+from clowncar.store.retry import retried_read, retried_write
 
 STEP_COLUMNS = ("step", "kind", "train_loss", "lr_scale", "phase", "elapsed_ms", "tokens")
 EVAL_COLUMNS = ("step", "mode", "weights", "val_loss", "val_bpb", "tokens_scored", "bytes_scored")
@@ -94,8 +95,8 @@ class Store(FrameReads, LeaseOps):
         self._local = threading.local()
         self._attempt_ids: dict[tuple[str, int], int] = {}
         self.retry_seconds = 0.0
-        """How long a write that failed because the server is away (restarting) is tried again before it fails;
-        0 fails at once. The sweep driver sets it (CLOWNCAR_STORE_RETRY_SECONDS) once its sweep runs."""
+        """How long a read or write that failed because the server is away (restarting) is tried again before it
+        fails; 0 fails at once. The sweep driver sets it (CLOWNCAR_STORE_RETRY_SECONDS) once its sweep runs."""
 
     @classmethod
     def open(cls, url: str | None = None, *, create: bool = True) -> Store:
@@ -344,6 +345,7 @@ class Store(FrameReads, LeaseOps):
             return int(res.rowcount or 0)
 
     # -- point reads -------------------------------------------------------------------------------------------
+    @retried_read
     def trial_states(self, sweep: str) -> dict[str, tuple[int, str]]:
         """{trial_uid: (latest attempt, its status)} for a sweep (resume decides what to rerun from this)."""
         with self._read() as conn:
@@ -353,6 +355,7 @@ class Store(FrameReads, LeaseOps):
                                 .where(s.trials.c.sweep_id == sid).order_by(s.attempts.c.attempt))
             return {r.uid: (r.attempt, r.status) for r in rows}  # ordered by attempt: the latest wins
 
+    @retried_read
     def trial_sweeps(self, trial_uids: Iterable[str]) -> dict[str, str]:
         """{trial_uid: its sweep's name} for those of `trial_uids` that are stored (an importer's "already
         present" check)."""
@@ -366,6 +369,7 @@ class Store(FrameReads, LeaseOps):
                 out.update({r.uid: r.name for r in rows})
         return out
 
+    @retried_read
     def max_step(self, trial_uid: str, attempt: int) -> int:
         """Highest stored step of an attempt (0 when none): a relay can skip rows it already wrote."""
         with self._read() as conn:

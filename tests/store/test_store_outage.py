@@ -1,7 +1,8 @@
-"""A store whose PostgreSQL server restarts while a sweep writes: the write waits for it (`Store.retry_seconds`,
-`store/retry.py`) and lands once; a server away longer than the window fails the write in one line without the
-password; an error that another try cannot cure is raised at the first try. Every server here is this module's
-own (`restartable_pg`), on 127.0.0.1, stopped and started as a maintenance restart does."""
+"""A store whose PostgreSQL server restarts while a sweep writes and reads: the write waits for it
+(`Store.retry_seconds`, `store/retry.py`) and lands once, every read waits and answers as before; a server away
+longer than the window fails the write in one line without the password; an error that another try cannot cure
+is raised at the first try. Every server here is this module's own (`restartable_pg`), on 127.0.0.1, stopped and
+started as a maintenance restart does."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from clowncar.errors import EXIT_FAILED, StoreError
 from clowncar.orchestrator.start import StoreFailed, store_failure_fails_the_run
 from clowncar.store import Store, open_store
 from clowncar.store.pgserver import create_database, drop_database
-from clowncar.store.retry import is_transient, retried_write
+from clowncar.store.retry import is_transient, retried_read, retried_write
 
 PASSWORD = "hunter2-outage"
 """Carried in the URL (the test server trusts loopback, so it is never checked): it must show in no message."""
@@ -129,6 +130,76 @@ def test_a_write_whose_commit_landed_but_whose_reply_was_lost_is_recorded_once(
     if write == "finish_trial":
         row = store.trials_frame().iloc[0]
         assert row["status"] == "ok" and row["val_bpb"] == 1.25
+
+
+def every_read(store: Store) -> dict[str, Callable[[], Any]]:
+    """Each public read of the store, its answer made plain (lists, dicts) to compare. Where a read takes names,
+    they come as a generator: a retry must offer the same names again, not an exhausted one."""
+    def names(*items: str) -> Iterator[str]:
+        return iter(items)
+
+    return {
+        "trials_frame": lambda: store.trials_frame(sweeps=names("s"))[["trial_uid", "status"]].values.tolist(),
+        "steps_frame": lambda: store.steps_frame(trial_uids=names("s/0"))["step"].tolist(),
+        "evals_frame": lambda: len(store.evals_frame("s")),
+        "probes_frame": lambda: len(store.probes_frame("s")),
+        "named_evals_frame": lambda: len(store.named_evals_frame("s")),
+        "artifacts_frame": lambda: len(store.artifacts_frame("s")),
+        "sweeps_frame": lambda: store.sweeps_frame()["name"].tolist(),
+        "sweep_names": store.sweep_names,
+        "no_sweep_hint": lambda: store.no_sweep_hint("t"),
+        "ranked_trials": lambda: store.ranked_trials("s"),
+        "get_sweep": lambda: store.get_sweep("s"),
+        "sweep_summary": lambda: store.sweep_summary("s"),
+        "get_trial": lambda: store.get_trial("s/0"),
+        "trial_states": lambda: store.trial_states("s"),
+        "trial_sweeps": lambda: store.trial_sweeps(names("s/0", "s/9")),
+        "max_step": lambda: store.max_step("s/0", 0),
+        "get_lease": lambda: store.get_lease("s"),
+    }
+
+
+def test_every_read_made_while_the_server_restarts_answers_once_it_is_back(
+        pg_store: tuple[Store, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    store, server = pg_store
+    store.add_steps("s/0", 0, STEPS)
+    reads = every_read(store)
+    before = {name: read() for name, read in reads.items()}
+    assert before["steps_frame"] == [1, 2, 3, 4, 5] and before["trial_sweeps"] == {"s/0": "s"}
+    server.stop()
+    with pytest.raises(StoreError, match=r"^store read failed at .*Connection refused"):
+        store.get_sweep("s")  # no window (a one-shot command): the first refusal is the answer
+    store.retry_seconds = 60
+    tries = count_connects(store, monkeypatch)
+    running = {name: in_thread(read) for name, read in reads.items()}
+    wait_until(lambda: tries[0] >= 2 * len(reads))  # each refused, and tried again: the server is still down
+    assert all(thread.is_alive() for thread, _ in running.values())
+    server.start()
+    for thread, _ in running.values():
+        thread.join(timeout=60)
+    assert {name: out.get("value", out.get("error")) for name, (_, out) in running.items()} == before
+
+
+@pytest.mark.parametrize("given", ["positional", "keyword"])
+def test_a_read_cut_off_after_it_ran_is_read_again_with_the_same_names(
+        pg_store: tuple[Store, Any], monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+    store, _ = pg_store
+    store.retry_seconds = 30
+    calls = [0]
+    monkeypatch.setattr(Store, "trials_frame", retried_read(lost_reply(Store.trials_frame.__wrapped__, calls)))
+    names = iter(["s"])  # used up by the first try, which ran to its end before the connection dropped
+    trials = store.trials_frame(names) if given == "positional" else store.trials_frame(sweeps=names)
+    assert calls[0] == 2 and trials["trial_uid"].tolist() == ["s/0"]
+
+
+def test_every_store_method_that_reads_is_retried() -> None:
+    import inspect
+
+    readers = [name for name, method in inspect.getmembers(Store, inspect.isfunction)
+               if "self._read()" in inspect.getsource(inspect.unwrap(method))]
+    assert {"_long_frame", "trials_frame", "get_sweep", "trial_states", "get_lease"} <= set(readers)
+    retrying = retried_read(lambda self: None).__code__  # every retried method runs this same wrapper's code
+    assert [name for name in readers if getattr(Store, name).__code__ is not retrying] == []
 
 
 def test_a_store_away_longer_than_the_window_fails_the_run_in_one_line_without_the_password(
