@@ -70,6 +70,7 @@ declare -A TESTS=(
   [clowncar/store/migrations.py]="tests/store/test_migrations.py"
   [clowncar/store/lease.py]="tests/store/test_lease_rules.py tests/store/test_contract.py tests/orchestrator/test_lease.py"
   [clowncar/orchestrator/lease.py]="tests/orchestrator/test_lease.py"
+  [clowncar/orchestrator/ray_console.py]="tests/orchestrator/test_ray_console.py"
   [clowncar/orchestrator/suggest.py]="tests/orchestrator/test_distinct_configs.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py"
   [clowncar/orchestrator/spec.py]="tests/orchestrator/test_spec_rules.py tests/orchestrator/test_spec.py tests/orchestrator/test_sweep_plan.py tests/bad_inputs/test_bad_inputs.py tests/test_did_you_mean.py"
   [clowncar/data/fetch.py]="tests/data/test_fetch_steps.py"
@@ -145,6 +146,7 @@ declare -A KEYWORDS=(
   [clowncar/store/store.py]="not postgresql"
   [clowncar/analysis/explore.py]="not store_export"
   [clowncar/store/lease.py]="not test_contract.py or lease"
+  [clowncar/orchestrator/ray_console.py]="not killed_trial_actor"
   [clowncar/orchestrator/spec.py]="not test_bad_inputs.py or (specs: and not subprocess)"
   [clowncar/config.py]="not test_bad_inputs.py or (configs: and not subprocess)"
   [clowncar/store/longread.py]="not postgresql or test_long_reads.py"
@@ -197,7 +199,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/data/commands.py clowncar/demo.py clowncar/worker/commands.py clowncar/dashboard.py
        clowncar/orchestrator/launch.py clowncar/orchestrator/ledger.py
        clowncar/orchestrator/preflight.py clowncar/orchestrator/tune.py clowncar/did_you_mean.py
-       clowncar/orchestrator/reach.py)
+       clowncar/orchestrator/reach.py clowncar/orchestrator/ray_console.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

@@ -108,3 +108,69 @@ def test_with_clowncar_debug_ray_keeps_its_console(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(ray_worker, "print_to_stdstream", original)
     ray_console.quiet_ray_console(tmp_path / "a.log")
     assert ray_worker.print_to_stdstream is original and "TUNE_PRINT_ALL_TRIAL_ERRORS" not in os.environ
+
+
+def test_a_cause_of_one_sentence_on_the_second_line_is_said_once_with_one_full_stop() -> None:
+    text = "Failure # 1 (occurred at x)\nThe actor died unexpectedly before finishing this task.\n" \
+           "The actor is dead because its worker process has died.\n"
+    assert last_failure(text) == DIED  # the cause right after the first line, its own full stop not doubled
+    indented = "Failure # 1 (occurred at x)\nray::ImplicitFunc.train()\n  Traceback (most recent call last):\n" \
+               "    File \"t.py\", line 1\n  RuntimeError: out of memory\n"
+    assert last_failure(indented) == "RuntimeError: out of memory"  # Ray indents a remote traceback
+
+
+def test_a_trials_error_text_is_its_error_file_or_nothing(tmp_path: Path) -> None:
+    class Trial:
+        error_file: str | None = None
+
+    trial = Trial()
+    assert ray_console.error_text(trial) == "" and ray_console.error_text(object()) == ""
+    trial.error_file = str(tmp_path / "error.txt")
+    assert ray_console.error_text(trial) == ""  # Tune named a file it never wrote
+    (tmp_path / "error.txt").write_bytes(b"Failure # 1 (occurred at x)\nbad byte \xff\n")
+    assert ray_console.error_text(trial) == "Failure # 1 (occurred at x)\nbad byte \ufffd\n"
+
+
+def test_every_published_batch_is_appended_with_its_time_and_rays_prefix_flag_is_kept(tmp_path: Path,
+                                                                                       monkeypatch: Any) -> None:
+    import re
+
+    shown: list[tuple[dict[str, Any], bool]] = []
+    printer = divert_published_errors(lambda data, ignore_prefix: shown.append((data, ignore_prefix)))
+    log = tmp_path / "trials" / "s" / "ray-errors.log"
+    monkeypatch.setitem(ray_console._target, "path", log)
+    printer({"lines": ["first"], "pid": "raylet"}, False)
+    printer({"lines": ["second"], "pid": "raylet"}, False)  # the folder exists by now
+    printer({"pid": "raylet"}, False)  # a batch without lines writes nothing and does not fail
+    lines = log.read_text().splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == ["(raylet) first", "(raylet) second"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(raylet\) \w+", line) for line in lines), lines
+    assert shown == []
+    printer({"lines": ["out"], "pid": 7}, True)
+    monkeypatch.setitem(ray_console._target, "path", tmp_path / "trials" / "s" / "ray-errors.log" / "x")
+    printer({"lines": ["lost?"], "pid": "raylet"}, True)  # the file is in the way of a folder: the console
+    assert [flag for _, flag in shown] == [True, True]
+
+
+def test_a_long_cause_is_cut_at_300_characters_and_its_last_letters_are_kept() -> None:
+    node = "Failure # 1 (occurred at x)\nThe actor is unavailable.\nThe node it ran on was marked dead: 0X.\n"
+    assert last_failure(node) == "The actor is unavailable. The node it ran on was marked dead: 0X."
+    long = "Failure # 1 (occurred at x)\n" + "h" * 200 + "\n" + "c" * 200 + ".\n"
+    assert last_failure(long) == ("h" * 200 + " " + "c" * 200 + ".")[:300]
+
+
+def test_quieting_passes_worker_output_to_rays_printer_and_survives_a_ray_without_it(tmp_path: Path,
+                                                                                     monkeypatch: Any) -> None:
+    import ray._private.worker as ray_worker
+
+    monkeypatch.delenv("CLOWNCAR_DEBUG", raising=False)
+    monkeypatch.setattr(logging.getLogger("ray.tune.tune"), "filters", [])
+    monkeypatch.setitem(ray_console._target, "path", None)
+    shown: list[dict[str, Any]] = []
+    monkeypatch.setattr(ray_worker, "print_to_stdstream", lambda data, ignore_prefix: shown.append(data))
+    ray_console.quiet_ray_console(tmp_path / "a.log")
+    ray_worker.print_to_stdstream({"lines": ["hello"], "pid": 3}, False)
+    assert shown == [{"lines": ["hello"], "pid": 3}]
+    monkeypatch.delattr(ray_worker, "print_to_stdstream")  # a Ray that renamed it: nothing to divert, no failure
+    ray_console.quiet_ray_console(tmp_path / "b.log")
+    assert not hasattr(ray_worker, "print_to_stdstream")
