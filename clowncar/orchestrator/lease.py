@@ -6,6 +6,13 @@ naming the holder and when its lease ends. A heartbeat thread renews the lease e
 driver that stops renewing (SIGKILL, a dead machine) loses it after LEASE_TTL_S. On the holder's own machine a
 dead holder is recognised at once (its PID no longer runs the process that took the lease), so `sweep resume`
 right after a SIGKILL does not wait for the lease to expire.
+
+A store outage longer than LEASE_TTL_S (a running sweep waits out CLOWNCAR_STORE_RETRY_SECONDS) lets the lease expire
+in the database; the heartbeat tries every RENEW_RETRY_S while the store is away, so the lease is renewed about a
+second after it is back. A second driver is not made to wait out a lease that expired just now: nothing in the row
+tells a holder held up by the outage from a dead one, and a grace period would be a longer LEASE_TTL_S for every dead
+holder on another machine. A second driver that takes the lease in that second wins; the first finds its renewal
+refused and starts no more trials (`lost`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,11 @@ LEASE_TTL_S = 60.0
 """How long a lease outlives its last heartbeat: a SIGKILLed driver on another machine blocks its sweep this long."""
 HEARTBEAT_S = 10.0
 """How often a driver renews its lease (several renewals fit in one LEASE_TTL_S, so a slow database is no loss)."""
+RENEW_RETRY_S = 1.0
+"""How soon a renewal that failed (the store away: its server restarting) is tried again. A sweep rides out an outage
+longer than LEASE_TTL_S (CLOWNCAR_STORE_RETRY_SECONDS, 120 s by default), and its lease expires in the database
+meanwhile: trying every second, not every HEARTBEAT_S, renews it within about a second of the store's return, before
+a second driver is likely to take it. One that does take it in that second wins; this driver then stops (`lost`)."""
 
 
 def machine_id() -> str | None:
@@ -70,8 +82,9 @@ class DriverLease:
     trials and leaves the sweep's state to the new holder."""
 
     def __init__(self, store: Any, sweep: str, ttl_s: float = LEASE_TTL_S, beat_s: float = HEARTBEAT_S,
-                 on_lost: Callable[[], None] | None = None) -> None:
+                 on_lost: Callable[[], None] | None = None, retry_s: float = RENEW_RETRY_S) -> None:
         self.store, self.sweep, self.ttl_s, self.beat_s, self.on_lost = store, sweep, ttl_s, beat_s, on_lost
+        self.retry_s = min(retry_s, beat_s)
         self.me = claimant()
         self.lost = threading.Event()
         self._stop = threading.Event()
@@ -84,12 +97,15 @@ class DriverLease:
         return self
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.beat_s):
+        wait = self.beat_s
+        while not self._stop.wait(wait):
             try:
                 if self.store.renew_lease(self.sweep, self.me.token, self.ttl_s):
+                    wait = self.beat_s
                     continue
-            except StoreError:
-                continue  # the database is away for a moment: the next beat tries again before the lease ends
+            except StoreError:  # the database is away for a moment: try again soon, so that a lease that expired
+                wait = self.retry_s  # meanwhile is renewed as soon as the database is back (RENEW_RETRY_S)
+                continue
             self.lost.set()
             print(f"clowncar: warning: sweep {self.sweep}: another driver took over its lease (no heartbeat "
                   f"reached the store for {self.ttl_s:.0f} s); this driver starts no more trials",
