@@ -4,7 +4,8 @@
 (`working_dir`, zipped and uploaded by Ray) and starts `python -m clowncar sweep run spec.yaml --address auto`.
 `stop` stops the sweep's jobs (Ray sends SIGTERM, then SIGKILL to the driver's group after 3 s) and then closes
 what the driver may not have: Optuna trials still RUNNING become closed-with-a-queued-copy and running store
-attempts become `stopped`, so nothing is left RUNNING and `sweep resume` continues the sweep.
+attempts become `stopped`, so nothing is left RUNNING and `sweep resume` continues the sweep. A store that is away
+then (its server restarting) is not waited for: one line says the jobs were stopped and the trials may not be marked.
 """
 
 from __future__ import annotations
@@ -108,7 +109,37 @@ def stop(name: str, address: str, store_url: str, wait_s: float = 60.0) -> tuple
     for job in jobs:
         while time.time() < deadline and not str(client.get_job_status(job.submission_id)).endswith(TERMINAL):
             time.sleep(0.5)
-    return len(jobs), close_stopped(name, store_url)
+    return len(jobs), close_after_stop(name, store_url, len(jobs))
+
+
+def close_after_stop(name: str, store_url: str, jobs: int) -> int:
+    """`close_stopped` for `sweep stop`, whose `jobs` are stopped already. A store that is away (its server
+    restarting: `retry.is_transient`) is not waited for by a one-shot command: one line says what was done, what
+    was not, and what does it later (exit 2, as any command that cannot reach its store)."""
+    from clowncar.errors import StoreError
+    from clowncar.store.retry import is_transient
+
+    try:
+        return close_stopped(name, store_url)
+    except Exception as err:
+        if not is_transient(err):
+            raise
+        raise StoreError(f"stopped {jobs} job(s) of sweep {name}, but the store did not answer "
+                         f"({_store_line(err, store_url)}): its trials may still be marked running; once the store "
+                         f"is back, run this command again, or `clowncar sweep resume {name}`, which closes them"
+                         ) from None
+
+
+def _store_line(err: BaseException, store_url: str) -> str:
+    """What the store said, in one line, its password hidden: a StoreError's own text, or the database error under
+    an Optuna StorageInternalError."""
+    from clowncar.errors import StoreError
+    from clowncar.store import resolve_url
+    from clowncar.store.engine import parse_url, store_error
+
+    if isinstance(err, StoreError):
+        return str(err)
+    return str(store_error(err.__cause__ or err, parse_url(resolve_url(store_url)), "the study's store failed at"))
 
 
 def close_stopped(name: str, store_url: str) -> int:

@@ -147,8 +147,11 @@ def open_study(store_url: str) -> Any:
                 continue
             from clowncar.orchestrator.start import one_line
             from clowncar.redact import redact_url
+            from clowncar.store.retry import is_transient
 
-            raise StoreError(f"optuna storage at {redact_url(store_url)}: {one_line(err)}") from None
+            failed = StoreError(f"optuna storage at {redact_url(store_url)}: {one_line(err)}")
+            failed.transient = is_transient(err)  # type: ignore[attr-defined]  # the server away, or for good
+            raise failed from None
     raise AssertionError("unreachable")
 
 

@@ -1,21 +1,27 @@
-"""A sweep's driver while the store's PostgreSQL server restarts, without Ray: the driver renews its lease as soon
-as the store is back, though the lease expired in the database meanwhile, so a second driver is refused. Every
+"""A sweep's driver and `sweep stop` while the store's PostgreSQL server restarts, without Ray: the driver renews its
+lease as soon as the store is back, though the lease expired in the database meanwhile, so a second driver is
+refused; `sweep stop` does not wait for a store that is away, and says so in one line without the password. Every
 server here is this module's own (`restartable_pg`), on 127.0.0.1, stopped and started as a maintenance restart
 does."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import optuna
 import pytest
 
+from clowncar.errors import EXIT_BAD_INPUT, ClownCarError, StoreError
+from clowncar.orchestrator import tune
 from clowncar.orchestrator.lease import DriverLease
+from clowncar.orchestrator.submit import close_after_stop
 from clowncar.store import open_store
 from clowncar.store.lease import LeaseHeld
 from clowncar.store.pgserver import create_database, drop_database
 
+SPEC = {"name": "s", "preset": "tiny-cpu", "sampler": "grid", "space": {"model.crawler_loops": {"grid": [1, 2]}}}
 PASSWORD = "hunter2-driver"
 """Carried in the URL (the test server trusts loopback, so it is never checked): it must show in no message."""
 
@@ -47,3 +53,60 @@ def test_a_lease_that_expired_while_the_store_was_away_is_renewed_as_soon_as_it_
     finally:
         first.close()
         second.close()
+
+
+@pytest.fixture
+def stopped_sweep(pg_url: str) -> str:
+    """A sweep `s` with its study and one trial running in the store, as a `sweep stop` finds it."""
+    with open_store(pg_url) as store:
+        store.create_or_get_sweep("s", SPEC)
+        store.start_trial("s", "s/0", 0, 0, {"model": {"loops": 1}}, 1, "node-a")
+    optuna.create_study(study_name="s", storage=tune.open_study(pg_url))
+    return pg_url
+
+
+def away_when(where: str, server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server stops before the store opens, before the study opens, or once the study is open (its calls
+    fail then, as Optuna's StorageInternalError)."""
+    if where == "before the store opens":
+        server.stop()
+        return
+    real: Callable[[str], Any] = tune.open_study
+
+    def open_study(url: str) -> Any:
+        if where == "before the study opens":
+            server.stop()
+        storage = real(url)
+        server.stop()
+        return storage
+
+    monkeypatch.setattr(tune, "open_study", open_study)
+
+
+@pytest.mark.parametrize("where", ["before the store opens", "before the study opens", "once the study is open"])
+def test_stop_with_the_store_away_says_so_in_one_line_without_waiting_for_it(
+        stopped_sweep: str, restartable_pg: Any, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    away_when(where, restartable_pg, monkeypatch)
+    started = time.monotonic()
+    with pytest.raises(StoreError) as failed:
+        close_after_stop("s", stopped_sweep, 1)
+    assert time.monotonic() - started < 15  # refused at once: no retry window for a one-shot command
+    message = str(failed.value)
+    assert failed.value.exit_code == EXIT_BAD_INPUT
+    assert "\n" not in message and PASSWORD not in message
+    assert message.startswith("stopped 1 job(s) of sweep s, but the store did not answer (")
+    assert f"postgres:***@127.0.0.1:{restartable_pg.port}/" in message and "Connection refused" in message
+    assert message.endswith("its trials may still be marked running; once the store is back, run this command "
+                            "again, or `clowncar sweep resume s`, which closes them")
+    monkeypatch.undo()
+    restartable_pg.start()
+    assert close_after_stop("s", stopped_sweep, 1) == 1  # the same command, once the store is back
+    with open_store(stopped_sweep) as store:
+        assert store.trials_frame()["status"].tolist() == ["stopped"]
+        assert store.get_sweep("s")["status"] == "stopped"
+
+
+def test_stop_raises_a_store_failure_that_another_try_cannot_cure_as_before(stopped_sweep: str) -> None:
+    with pytest.raises(ClownCarError, match="no sweep named 'nope' in the store") as failed:
+        close_after_stop("nope", stopped_sweep, 1)
+    assert "job(s)" not in str(failed.value)
