@@ -82,9 +82,15 @@ def check_ray(version_of: VersionOf, address: str, timeout: float = 2.0) -> Row:
         return Row("ray", MISSING, "not installed", "bash scripts/setup.sh")
     if not address:
         return Row("ray", OK, f"{version}, embedded (127.0.0.1, started by each sweep)")
-    from clowncar.orchestrator.reach import AUTO, NO_CLUSTER, auto_cluster, endpoint, refusal
+    from clowncar.orchestrator.reach import AUTO, NO_CLUSTER, auto_cluster, client_address, endpoint, refusal
 
     shown = redact_text(address)
+    client = client_address(address)
+    if client is not None:  # what `sweep run` refuses before it starts (orchestrator/reach.py)
+        via = shown if client == address else f"auto (RAY_ADDRESS={redact_text(client)})"
+        return Row("ray", MISSING, f"{version}, {via} is a Ray Client address, which cannot drive a sweep",
+                   "CLOWNCAR_RAY_ADDRESS=auto on a node of the cluster, or empty for embedded Ray; `clowncar sweep "
+                   "submit` runs a sweep from elsewhere")
     if address == AUTO:  # looked up as `sweep run` looks it up
         found = auto_cluster()
         if found is None:
@@ -96,7 +102,7 @@ def check_ray(version_of: VersionOf, address: str, timeout: float = 2.0) -> Row:
     target = endpoint(address)  # where a sweep would connect, and so what `sweep run` checks before it starts
     if target is None:
         return Row("ray", MISSING, f"{version}, unusable address {shown!r}",
-                   "CLOWNCAR_RAY_ADDRESS=ray://HEAD:10001, auto, or empty for embedded Ray")
+                   "CLOWNCAR_RAY_ADDRESS=HEAD:6379, auto, or empty for embedded Ray")
     why = refusal(target, timeout)
     if why is not None:
         return Row("ray", MISSING, f"{version}, {shown} does not answer ({why})",

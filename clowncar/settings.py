@@ -9,7 +9,7 @@ environment. Model and training knobs never do: they are fields of `clowncar.con
 | CLOWNCAR_STORE | SQLAlchemy URL of the results store | `sqlite:///clowncar-runs/clowncar.db` |
 | CLOWNCAR_STORE_FILE | a file holding that URL (not readable by other users: `chmod 600`), instead of CLOWNCAR_STORE | unset |
 | CLOWNCAR_RUNS_DIR | where trial directories, Ray Tune's cache and reports go | `./clowncar-runs` |
-| CLOWNCAR_RAY_ADDRESS | Ray cluster to join (`auto`, `ray://host:10001`); empty = embedded Ray on loopback | empty |
+| CLOWNCAR_RAY_ADDRESS | Ray cluster a sweep joins (`auto` on one of its nodes, or the head's `host:6379`; Ray Client's `ray://` is refused: `clowncar sweep submit` runs a sweep from elsewhere); empty = embedded Ray on loopback | empty |
 | CLOWNCAR_COMPILE_CACHE | torch.compile's on-disk cache shared by the trials of a node (given to each worker as `TORCHINDUCTOR_CACHE_DIR` unless that is set) | `~/.cache/clowncar/compile` |
 | CLOWNCAR_STORE_RETRY_SECONDS | how long a running sweep's driver retries a store write that failed because the database server is away (restarting), before the sweep fails | `120` |
 """

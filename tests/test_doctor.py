@@ -50,7 +50,10 @@ def test_gpu_kernel_rows_are_optional_and_say_how_to_add_them(dist: str) -> None
     assert row.status == OPTIONAL and ".[gpu]" in row.fix
 
 
-def test_ray_row_embedded_reachable_and_unreachable_cluster() -> None:
+def test_ray_row_embedded_reachable_and_unreachable_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray._private import ray_constants
+
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # a loopback address stays on 127.0.0.1
     have = versions(ray="2.60.0")
     assert "embedded" in doctor.check_ray(have, "").detail
     assert doctor.check_ray(versions(), "").status == MISSING
@@ -58,10 +61,11 @@ def test_ray_row_embedded_reachable_and_unreachable_cluster() -> None:
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        assert doctor.check_ray(have, f"ray://127.0.0.1:{port}").status == OK
-    row = doctor.check_ray(have, f"ray://127.0.0.1:{closed_port()}", timeout=1)
+        assert doctor.check_ray(have, f"127.0.0.1:{port}").status == OK
+        assert doctor.check_ray(have, f"ray://127.0.0.1:{port}").status == MISSING  # answers, but cannot drive a sweep
+    row = doctor.check_ray(have, f"127.0.0.1:{closed_port()}", timeout=1)
     assert row.status == MISSING and "does not answer" in row.detail
-    assert doctor.check_ray(have, "ray://").status == MISSING
+    assert doctor.check_ray(have, "10.0.0.1").status == MISSING
 
 
 def test_store_row_opens_sqlite_and_masks_an_unreachable_servers_password(tmp_path: Path) -> None:

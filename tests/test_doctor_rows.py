@@ -57,13 +57,16 @@ def test_kernel_rows_say_which_path_runs_without_them() -> None:
 
 
 def test_ray_rows_for_each_kind_of_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray._private import ray_constants
+
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # a loopback address stays on 127.0.0.1
     have = versions(ray="2.60.0")
     assert doctor.check_ray(versions(), "auto") == Row("ray", MISSING, "not installed", "bash scripts/setup.sh")
     assert doctor.check_ray(have, "") == Row("ray", OK, "2.60.0, embedded (127.0.0.1, started by each sweep)")
-    for bad in ("ray://", "ray://head", "10.0.0.1"):
+    for bad in ("head:port", "10.0.0.1"):
         assert doctor.check_ray(have, bad) == Row(
             "ray", MISSING, f"2.60.0, unusable address {bad!r}",
-            "CLOWNCAR_RAY_ADDRESS=ray://HEAD:10001, auto, or empty for embedded Ray")
+            "CLOWNCAR_RAY_ADDRESS=HEAD:6379, auto, or empty for embedded Ray")
     dialled: list[tuple] = []
 
     class Conn:
@@ -74,19 +77,35 @@ def test_ray_rows_for_each_kind_of_address(monkeypatch: pytest.MonkeyPatch) -> N
                         or Conn())
     assert doctor.check_ray(have, "head.cluster:10001", timeout=3.5) == Row(
         "ray", OK, "2.60.0, cluster at head.cluster:10001 answers")
-    assert dialled == [(("head.cluster", 10001), 3.5)]  # a bare HOST:PORT is a ray:// address
-    assert doctor.check_ray(have, "ray://127.0.0.1:6379").detail == "2.60.0, cluster at ray://127.0.0.1:6379 answers"
+    assert dialled == [(("head.cluster", 10001), 3.5)]
+    assert doctor.check_ray(have, "127.0.0.1:6379").detail == "2.60.0, cluster at 127.0.0.1:6379 answers"
     assert dialled[-1] == (("127.0.0.1", 6379), 2.0)
 
     def refused(addr, timeout):
         raise ConnectionRefusedError(111, "Connection refused")
 
     monkeypatch.setattr(socket, "create_connection", refused)
-    assert doctor.check_ray(have, "ray://u:pw@127.0.0.1:1") == Row(
-        "ray", MISSING, "2.60.0, ray://u:***@127.0.0.1:1 does not answer (Connection refused)",
+    assert doctor.check_ray(have, "127.0.0.1:1") == Row(
+        "ray", MISSING, "2.60.0, 127.0.0.1:1 does not answer (Connection refused)",
         "start the head (ray start --head) or unset CLOWNCAR_RAY_ADDRESS for embedded Ray")
     monkeypatch.setattr(socket, "create_connection", lambda addr, timeout: (_ for _ in ()).throw(OSError("x")))
-    assert doctor.check_ray(have, "ray://127.0.0.1:1").detail == "2.60.0, ray://127.0.0.1:1 does not answer (x)"
+    assert doctor.check_ray(have, "127.0.0.1:1").detail == "2.60.0, 127.0.0.1:1 does not answer (x)"
+
+
+def test_ray_row_refuses_a_ray_client_address_as_sweep_run_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray Client cannot drive a sweep (orchestrator/reach.py), whether or not its server answers: nothing is
+    dialled, and a password in the address is masked."""
+    monkeypatch.setattr(socket, "create_connection", lambda addr, timeout: pytest.fail(f"dialled {addr}"))
+    have = versions(ray="2.60.0")
+    fix = ("CLOWNCAR_RAY_ADDRESS=auto on a node of the cluster, or empty for embedded Ray; `clowncar sweep submit` "
+           "runs a sweep from elsewhere")
+    for address, shown in [("ray://u:SECRETPW@head:10001", "ray://u:***@head:10001"), ("ray://", "ray://")]:
+        assert doctor.check_ray(have, address) == Row(
+            "ray", MISSING, f"2.60.0, {shown} is a Ray Client address, which cannot drive a sweep", fix)
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")  # what `auto` takes first, as ray.init does
+    assert doctor.check_ray(have, "auto") == Row(
+        "ray", MISSING, "2.60.0, auto (RAY_ADDRESS=ray://head:10001) is a Ray Client address, which cannot drive a "
+        "sweep", fix)
 
 
 def test_ray_row_for_auto_looks_for_a_cluster_as_sweep_run_does(monkeypatch: pytest.MonkeyPatch) -> None:

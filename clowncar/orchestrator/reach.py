@@ -9,6 +9,16 @@ its cluster mode is off), and a refusal or a timeout is one line, exit code 2, b
 once, but only after the sweep was recorded, so that too is one line of bad input here. `local` is left to Ray.
 Every message names where the address came from (`--address` or CLOWNCAR_RAY_ADDRESS), since the way back to
 embedded Ray differs.
+
+A Ray Client address (`ray://HOST:PORT`, or `auto` while RAY_ADDRESS holds one) is refused before anything else
+(`refuse_client`): through Ray Client, Tune runs its Tuner as an actor on the cluster, so the sweep's searcher and
+store callback are pickled there without what they leave out of a pickle (the store, the study's storage, the stop
+event), and the sweep could not reach a store on this machine anyway. Measured with Ray 2.60, a Ray Client server
+on 127.0.0.1 and a PostgreSQL store: `sweep run --address ray://...` recorded the sweep, then failed at Tune's first
+suggestion on the head (`internal error: RayTaskError(AttributeError) ... 'NoneType' object has no attribute
+'is_set'`, exit 1) and left it `failed` with no trial (the store's password was in no file the run left, Tune's
+`tuner.pkl` included). A Ray job
+(`sweep submit`) or `--address auto` on the head runs the driver where the cluster is.
 """
 
 from __future__ import annotations
@@ -64,6 +74,30 @@ def refusal(target: tuple[str, int], timeout: float = PROBE_SECONDS) -> str | No
     return None
 
 
+def client_address(address: str) -> str | None:
+    """The Ray Client address `ray.init(address)` would connect through: `address` itself when it is one, the
+    RAY_ADDRESS that `auto` takes first when that is one (`auto_cluster`); None for any other address."""
+    if address == AUTO:
+        address = os.environ.get("RAY_ADDRESS") or AUTO
+    return address if address.startswith(CLIENT_SCHEME) else None
+
+
+def refuse_client(address: str, origin: str = FLAG, again: str = "sweep run SPEC") -> None:
+    """One line and exit code 2 when `address` (from `origin`) would join the cluster through Ray Client, which
+    cannot drive a sweep (module docstring). `again` is the command to run on the head node instead; a new sweep
+    (`sweep run`) can also be submitted as a Ray job from here."""
+    client = client_address(address)
+    if client is None:
+        return
+    found = "" if client == address else f" (found RAY_ADDRESS={redact_text(client)})"
+    submit = ("submit it as a Ray job, whose driver runs on the cluster, with `clowncar sweep submit SPEC --address "
+              "http://HEAD:8265`, or " if again.startswith("sweep run ") else "")
+    raise ClownCarError(f"{named(address, origin)}{found}: Ray Client (ray://) cannot drive a sweep, since Ray Tune "
+                        f"would run the sweep's search and its store writes on the cluster, away from this "
+                        f"machine's store; {submit}run `clowncar {again} --address auto` on the head node; or, "
+                        f"{embedded_instead(origin)}")
+
+
 def auto_cluster() -> str | None:
     """The address `ray.init(address="auto")` joins, in its order: RAY_ADDRESS when set; else the cluster that
     `ray start` last recorded in Ray's temp dir (`ray_current_cluster` under $RAY_TMPDIR/ray, else $TMPDIR/ray
@@ -104,7 +138,9 @@ def dialled(address: str, target: tuple[str, int]) -> str | None:
 
 def check_reachable(address: str, timeout: float = PROBE_SECONDS, origin: str = FLAG) -> None:
     """One line and exit code 2 when nothing accepts a connection where Ray would connect for `address` (from
-    `origin`, FLAG or ENV), or when `auto` finds no cluster at all."""
+    `origin`, FLAG or ENV), or when `auto` finds no cluster at all; first, when it is a Ray Client address
+    (`refuse_client`)."""
+    refuse_client(address, origin)
     written, notes = address, [f"from {origin}"]
     if address == AUTO:
         found = auto_cluster()

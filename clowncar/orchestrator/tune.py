@@ -33,7 +33,8 @@ class RunOptions:
     store_url: str
     runs_dir: Path
     address: str = ""
-    """'' = embedded Ray on loopback; 'auto' or 'ray://host:10001' joins a cluster."""
+    """'' = embedded Ray on loopback; 'auto' or 'host:6379' joins a cluster (never Ray Client's ray://:
+    `orchestrator/reach.py`)."""
     num_cpus: int | None = None
     num_gpus: int | None = None
     show: bool = True

@@ -59,20 +59,16 @@ def test_the_endpoint_is_where_ray_connects(loopback_only) -> None:
 
 def test_an_address_that_answers_passes(loopback_only, listening: int) -> None:
     reach.check_reachable(f"127.0.0.1:{listening}")
-    reach.check_reachable(f"ray://127.0.0.1:{listening}")
+    reach.check_reachable(f"localhost:{listening}")
 
 
 def test_an_address_nobody_listens_at_is_one_line_of_bad_input(loopback_only, closed_port: int) -> None:
     with pytest.raises(ClownCarError) as err:
-        reach.check_reachable(f"ray://127.0.0.1:{closed_port}")
-    assert str(err.value) == (f"cannot reach the Ray cluster at ray://127.0.0.1:{closed_port} (from --address): "
+        reach.check_reachable(f"127.0.0.1:{closed_port}")
+    assert str(err.value) == (f"cannot reach the Ray cluster at 127.0.0.1:{closed_port} (from --address): "
                               "Connection refused; is its head running (`ray status` there prints its address)? Or, "
                               "to run the sweep on this machine (embedded Ray) instead, leave out --address")
     assert err.value.exit_code == EXIT_BAD_INPUT
-    with pytest.raises(ClownCarError) as err:  # a password in the address is never shown
-        reach.check_reachable(f"ray://u:SECRETPW@127.0.0.1:{closed_port}")
-    assert str(err.value).startswith(f"cannot reach the Ray cluster at ray://u:***@127.0.0.1:{closed_port} "
-                                     "(from --address): Connection refused;")
 
 
 def test_a_loopback_host_is_explained_as_the_machine_address_ray_dials(loopback_only, closed_port: int) -> None:
@@ -111,9 +107,9 @@ def test_a_silent_address_times_out_after_the_probe_seconds(monkeypatch: pytest.
         raise TimeoutError("timed out")
 
     monkeypatch.setattr(socket, "create_connection", silent)
-    with pytest.raises(ClownCarError, match=r"^cannot reach the Ray cluster at ray://h:1 \(from --address\): "
+    with pytest.raises(ClownCarError, match=r"^cannot reach the Ray cluster at h:1 \(from --address\): "
                                             r"timed out;"):
-        reach.check_reachable("ray://h:1")
+        reach.check_reachable("h:1")
     assert waited == [reach.PROBE_SECONDS] == [5.0]
 
 
@@ -143,7 +139,7 @@ def test_auto_and_local_never_ask_ray_and_an_address_ray_drops_is_not_probed(mon
 def test_the_probe_waits_as_long_as_it_is_told(monkeypatch: pytest.MonkeyPatch) -> None:
     waited: list[float] = []
     monkeypatch.setattr(socket, "create_connection", lambda target, timeout: waited.append(timeout) or socket.socket())
-    reach.check_reachable("ray://h:1", timeout=1.5)
+    reach.check_reachable("h:1", timeout=1.5)
     assert waited == [1.5]
 
 
@@ -195,11 +191,16 @@ def test_auto_with_a_stale_record_names_what_it_found(no_cluster_here: Path, loo
 
 
 def test_auto_takes_ray_address_first_as_ray_init_does(no_cluster_here: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       closed_port: int) -> None:
-    monkeypatch.setenv("RAY_ADDRESS", f"ray://127.0.0.1:{closed_port}")
-    assert reach.auto_cluster() == f"ray://127.0.0.1:{closed_port}"
+                                                       loopback_only, closed_port: int) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{closed_port}")
+    assert reach.auto_cluster() == f"127.0.0.1:{closed_port}"
     with pytest.raises(ClownCarError, match=rf"^cannot reach the Ray cluster at auto \(from --address; found "
-                                            rf"ray://127\.0\.0\.1:{closed_port}\)"):
+                                            rf"127\.0\.0\.1:{closed_port}\)"):
+        reach.check_reachable("auto")
+    monkeypatch.setenv("RAY_ADDRESS", f"ray://127.0.0.1:{closed_port}")  # a Ray Client one: ray.init takes it too
+    assert reach.auto_cluster() == f"ray://127.0.0.1:{closed_port}"
+    with pytest.raises(ClownCarError, match=rf"^--address auto \(found RAY_ADDRESS=ray://127\.0\.0\.1:{closed_port}\): "
+                                            r"Ray Client \(ray://\) cannot drive a sweep"):
         reach.check_reachable("auto")
 
 
@@ -258,3 +259,77 @@ def test_sweep_submit_with_auto_and_no_cluster_says_so_in_one_line(
     assert capsys.readouterr().err.strip() == (
         "clowncar: error: --address auto: no running Ray cluster was found on this machine; start one with "
         "`ray start --head`, or give the head's dashboard, --address http://HEAD:8265")
+
+
+def test_a_ray_client_address_is_refused_saying_why_and_what_to_run_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    for address in ("", "auto", "local", "head:6379", "10.0.0.2:6379"):  # joined directly: left to the probe
+        reach.refuse_client(address)
+    with pytest.raises(ClownCarError) as err:
+        reach.refuse_client("ray://u:SECRETPW@head:10001")
+    assert str(err.value) == (
+        "--address ray://u:***@head:10001: Ray Client (ray://) cannot drive a sweep, since Ray Tune would run the "
+        "sweep's search and its store writes on the cluster, away from this machine's store; submit it as a Ray job, "
+        "whose driver runs on the cluster, with `clowncar sweep submit SPEC --address http://HEAD:8265`, or run "
+        "`clowncar sweep run SPEC --address auto` on the head node; or, to run the sweep on this machine (embedded "
+        "Ray) instead, leave out --address")
+    assert err.value.exit_code == EXIT_BAD_INPUT
+    with pytest.raises(ClownCarError) as err:  # a sweep already recorded cannot be submitted: the head node only
+        reach.refuse_client("ray://head:10001", reach.ENV, "sweep resume s1")
+    assert str(err.value) == (
+        "CLOWNCAR_RAY_ADDRESS=ray://head:10001: Ray Client (ray://) cannot drive a sweep, since Ray Tune would run "
+        "the sweep's search and its store writes on the cluster, away from this machine's store; run `clowncar sweep "
+        "resume s1 --address auto` on the head node; or, to run the sweep on this machine (embedded Ray) instead, "
+        "unset CLOWNCAR_RAY_ADDRESS")
+
+
+CLIENT_COMMANDS = {"run": ["sweep", "run", "s.yaml"], "resume": ["sweep", "resume", "s"],
+                   "rerun": ["sweep", "rerun", "s", "--top", "1"]}
+
+
+@pytest.mark.parametrize("origin", [reach.FLAG, reach.ENV])
+@pytest.mark.parametrize("command", sorted(CLIENT_COMMANDS))
+def test_a_sweep_command_refuses_ray_client_before_it_reads_or_writes_anything(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], closed_port: int,
+        command: str, origin: str) -> None:
+    """One line, exit code 2, no store or runs dir made, nothing printed before it, and the password of the store
+    given never shown. The Ray Client port is closed, so a command that went on to join it fails otherwise."""
+    import clowncar.cli as cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text(SPEC)
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))  # its SQLite is the store without --store
+    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
+    monkeypatch.delenv("CLOWNCAR_STORE_FILE", raising=False)
+    address = f"ray://127.0.0.1:{closed_port}"
+    argv = [*CLIENT_COMMANDS[command], "--store", "postgresql+psycopg://u:SECRETPW@127.0.0.1:1/clowncar"]
+    if origin == reach.FLAG:
+        argv += ["--address", address]
+    else:
+        monkeypatch.setenv(reach.ENV, address)
+        argv = argv[:-2]  # the default store: the runs dir's SQLite, which must not be created
+    with pytest.raises(SystemExit) as ended:
+        cli.main(argv)
+    out, err = capsys.readouterr()
+    assert ended.value.code == EXIT_BAD_INPUT, err
+    assert out == "" and len(err.splitlines()) == 1 and "SECRETPW" not in err
+    named = f"--address {address}" if origin == reach.FLAG else f"CLOWNCAR_RAY_ADDRESS={address}"
+    assert err.startswith(f"clowncar: error: {named}: Ray Client (ray://) cannot drive a sweep, since ")
+    assert f"`clowncar sweep {command} " in err and "--address auto` on the head node" in err
+    assert ("clowncar sweep submit SPEC --address http://HEAD:8265" in err) == (command == "run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+def test_a_rerun_dry_run_joins_no_cluster_so_a_ray_client_address_is_no_reason_to_refuse_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    class PastTheAddress(Exception):
+        pass
+
+    def reads_the_parent(name: str, url: str) -> None:
+        raise PastTheAddress
+
+    monkeypatch.setattr(cmd, "_refuse_while_driven", reads_the_parent)  # what a rerun does first with the store
+    with pytest.raises(PastTheAddress):
+        cmd.rerun_cmd("s", dry_run=True, store="sqlite://", address="ray://head:10001")
+    with pytest.raises(ClownCarError, match=r"^--address ray://head:10001: Ray Client \(ray://\) cannot drive"):
+        cmd.rerun_cmd("s", dry_run=False, store="sqlite://", address="ray://head:10001")
