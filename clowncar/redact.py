@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 MASK = "***"
@@ -71,6 +73,31 @@ def redact_text(text: str) -> str:
     out = _MAPPING.sub(lambda m: f"{m['head']}{MASK}", out)
     out = _ENV_SECRET.sub(lambda m: f"{m['head']}{MASK}", out)
     return _BEARER.sub(lambda m: f"{m['head']}{MASK}", out)
+
+
+def redact_arg(arg: str) -> str:
+    """One command-line argument with its secret masked: a whole URL (`--store URL`) or `--option=URL` goes
+    through `redact_url`, which also finds a password with a raw space in it; anything else through `redact_text`."""
+    head, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+    shown = redact_url(value) if "://" in value else redact_text(value)
+    return f"{head}{eq}{shown}"
+
+
+def hide_secrets_in_title(argv: Sequence[str]) -> bool:
+    """When a command line holds a secret (`--store postgresql://user:PASSWORD@...`), replace this process's
+    title, what `ps`, /proc/PID/cmdline and Ray read, with the same line masked; True when it did.
+
+    Ray records a driver's command line (its job's entrypoint, from /proc) in the cluster's job table at
+    `ray.init`, where the dashboard and `ray list jobs` show it to everyone on the cluster, long after the
+    process ended. The real line is visible only for the moment between exec and this call; CLOWNCAR_STORE or
+    CLOWNCAR_STORE_FILE keep a password off the command line altogether."""
+    shown = [redact_arg(arg) for arg in argv]
+    if shown == list(argv):
+        return False
+    import setproctitle
+
+    setproctitle.setproctitle(shlex.join(shown))
+    return True
 
 
 def write_private(path: Path, text: str, exclusive: bool = False) -> None:

@@ -202,3 +202,60 @@ def test_a_url_without_a_secret_is_shown_as_typed() -> None:
         assert redact_url(url) == url
     assert redact_url("postgresql://u:pw@h/db?sslmode=require") == "postgresql://u:***@h/db?sslmode=require"
     assert redact_url("postgresql://u@h/db?password=pw") == "postgresql://u@h/db?password=***"
+
+
+@pytest.mark.parametrize(("arg", "shown"), [
+    (f"postgresql+psycopg://clowncar:{PW}@db/runs", "postgresql+psycopg://clowncar:***@db/runs"),
+    (f"--store=postgresql+psycopg://clowncar:{PW}@db/runs", "--store=postgresql+psycopg://clowncar:***@db/runs"),
+    (f"--store=postgresql://u:{PW} x@db/runs", "--store=postgresql://u:***@db/runs"),  # a raw space, whole
+    (f"RAY_AUTH_TOKEN={PW}", "RAY_AUTH_TOKEN=***"),
+    ("--num-cpus=2", "--num-cpus=2"),
+    ("sweeps/a=b.yaml", "sweeps/a=b.yaml"),
+])
+def test_a_command_line_argument_is_shown_with_its_secret_masked(arg: str, shown: str) -> None:
+    from clowncar.redact import redact_arg
+
+    assert redact_arg(arg) == shown
+
+
+def test_a_command_line_without_a_secret_keeps_its_title() -> None:
+    import setproctitle
+
+    from clowncar.redact import hide_secrets_in_title
+
+    before = setproctitle.getproctitle()
+    assert not hide_secrets_in_title(["clowncar", "sweep", "status", "s", "--store", "sqlite:///runs/c.db"])
+    assert setproctitle.getproctitle() == before
+
+
+def test_a_password_given_on_the_command_line_is_masked_in_the_process_title(tmp_path) -> None:
+    """What `ps` shows and what Ray records as a driver's entrypoint (its job table) is /proc/PID/cmdline. The
+    command waits on a server that accepts connections and never answers (the store's 10 s connect timeout)."""
+    import shlex
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import clowncar
+
+    env = {**os.environ, "PYTHONPATH": str(Path(clowncar.__file__).parents[1]), "CLOWNCAR_RUNS_DIR": str(tmp_path)}
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"postgresql+psycopg://clowncar:{PW}@127.0.0.1:{silent.getsockname()[1]}/runs"
+        proc = subprocess.Popen([sys.executable, "-m", "clowncar", "sweep", "status", "s", f"--store={url}"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cmdline = b""
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and proc.poll() is None and b"***" not in cmdline:
+                time.sleep(0.05)
+                cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        finally:
+            proc.kill()
+            out, err = proc.communicate()
+    shown = cmdline.rstrip(b"\0").decode()
+    assert shlex.split(shown) == ["clowncar", "sweep", "status", "s", f"--store={url.replace(PW, MASK)}"], (out, err)
+    assert PW not in out + err
