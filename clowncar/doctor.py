@@ -122,8 +122,10 @@ def check_store(url: str) -> Row:
             path = Path(parsed.database)
             if not path.exists():
                 parent = next(p for p in [path.parent, *path.parent.parents] if p.exists())
-                if not parent.is_dir() or not os.access(parent, os.W_OK):
-                    return Row("store", MISSING, f"{shown}: cannot create it under {parent}",
+                why = ("not a folder" if not parent.is_dir() else
+                       "no write permission" if not os.access(parent, os.W_OK) else cannot_create_in(parent))
+                if why:
+                    return Row("store", MISSING, f"{shown}: cannot create it under {parent} ({why})",
                                "set CLOWNCAR_STORE or CLOWNCAR_RUNS_DIR to a writable place")
                 return Row("store", OK, f"{shown} (created by the first sweep)")
         version = store_version(make_engine(parsed, create=False), shown)
@@ -133,6 +135,21 @@ def check_store(url: str) -> Row:
     if version is None:
         return Row("store", OK, f"{shown} answers (no clowncar tables yet: the first sweep creates them)")
     return Row("store", OK, f"{shown} answers")
+
+
+def cannot_create_in(folder: Path) -> str:
+    """Why a file cannot be created in `folder` ("" when it can), found by creating one and removing it at once:
+    permission bits alone miss what the store commands then meet (root may write in every folder by its mode,
+    yet /proc or a read-only mount refuse the file SQLite creates). Nothing is left behind."""
+    import tempfile
+
+    try:
+        handle, name = tempfile.mkstemp(prefix=".clowncar-doctor-", dir=folder)
+    except OSError as err:
+        return err.strerror or str(err)
+    os.close(handle)
+    os.unlink(name)
+    return ""
 
 
 def store_version(engine: Engine, where: str) -> int | None:

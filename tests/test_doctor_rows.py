@@ -4,6 +4,7 @@ in this process (test_doctor.py runs the real checks; its command tests run `clo
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from dataclasses import replace
@@ -133,7 +134,7 @@ def test_store_rows_with_exact_texts(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     url = f"sqlite:///{blocker / 'c.db'}"
-    assert doctor.check_store(url) == Row("store", MISSING, f"{url}: cannot create it under {blocker}",
+    assert doctor.check_store(url) == Row("store", MISSING, f"{url}: cannot create it under {blocker} (not a folder)",
                                           "set CLOWNCAR_STORE or CLOWNCAR_RUNS_DIR to a writable place")
     memory = doctor.check_store("sqlite:///:memory:")
     assert memory == Row("store", OK, "sqlite:///:memory: answers (no clowncar tables yet: the first sweep creates "
@@ -154,7 +155,24 @@ def test_looking_at_an_empty_store_file_never_writes_into_it(tmp_path: Path) -> 
 def test_a_store_folder_that_cannot_be_written_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(doctor.os, "access", lambda path, mode: False)
     url = f"sqlite:///{tmp_path / 'c.db'}"
-    assert doctor.check_store(url).detail == f"{url}: cannot create it under {tmp_path}"
+    assert doctor.check_store(url).detail == f"{url}: cannot create it under {tmp_path} (no write permission)"
+
+
+def test_store_row_refuses_a_folder_where_sqlite_cannot_create_the_file_as_every_store_command_does(
+        tmp_path: Path) -> None:
+    from clowncar.errors import StoreError
+    from clowncar.store import open_store
+
+    url = "sqlite:////proc/clowncar-doctor-test.db"  # /proc: writable by its mode for root, refuses every new file
+    with pytest.raises(StoreError, match="unable to open database file"):
+        open_store(url).close()  # what `sweep run --store URL` does with it
+    row = doctor.check_store(url)
+    why = "No such file or directory" if os.access("/proc", os.W_OK) else "no write permission"  # root: the probe
+    assert row == Row("store", MISSING, f"{url}: cannot create it under /proc ({why})",
+                      "set CLOWNCAR_STORE or CLOWNCAR_RUNS_DIR to a writable place")
+    fresh = tmp_path / "new" / "c.db"
+    assert doctor.check_store(f"sqlite:///{fresh}").status == OK
+    assert list(tmp_path.iterdir()) == []  # the probe leaves no file and no folder behind
 
 
 def test_store_row_refuses_another_applications_sqlite_file_as_every_store_command_does(tmp_path: Path) -> None:
