@@ -18,8 +18,9 @@ app = typer.Typer(help="Sweeps: Optuna-driven trials on Ray Tune, recorded in th
 StoreOpt = Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of the results store "
                                                              "(default: CLOWNCAR_STORE or the runs dir's SQLite)")]
 AddressOpt = Annotated[str | None, typer.Option(
-    "--address", help="Ray cluster to join: 'auto' on one of its nodes, or the head's HOST:6379 (Ray Client's ray:// "
-    "cannot drive a sweep: `sweep submit` runs one from elsewhere); default: embedded Ray on 127.0.0.1")]
+    "--address", help="Ray cluster to join: 'auto' on one of its nodes, or the head's HOST:6379 (not the job server's "
+    "http://HEAD:8265 nor Ray Client's ray://: `sweep submit` runs one from elsewhere); default: embedded Ray on "
+    "127.0.0.1")]
 CpusOpt = Annotated[int | None, typer.Option("--num-cpus", min=1,
                                              help="Embedded Ray: CPUs to offer (default: all)")]
 GpusOpt = Annotated[int | None, typer.Option("--num-gpus", min=0,
@@ -40,13 +41,15 @@ def _settings(store: str | None, address: str | None) -> tuple[str, Path, str]:
     return store or s.store_url, s.runs_dir, (address if address is not None else s.ray_address)
 
 
-def _refuse_ray_client(address: str | None, again: str) -> None:
-    """A Ray Client address (from --address or CLOWNCAR_RAY_ADDRESS) is one line of bad input before the command
-    reads or writes anything: through it Tune would drive the sweep from the cluster (orchestrator/reach.py)."""
-    from clowncar.orchestrator.reach import ENV, FLAG, refuse_client
+def _refuse_unusable_address(address: str | None, again: str) -> None:
+    """A Ray Client address (from --address or CLOWNCAR_RAY_ADDRESS), through which Tune would drive the sweep
+    from the cluster, or one that is no cluster address at all (a job server's http://, a typo) is one line of bad
+    input before the command reads or writes anything (orchestrator/reach.py)."""
+    from clowncar.orchestrator.reach import ENV, FLAG, refuse_unusable
 
     _, _, addr = _settings(None, address)
-    refuse_client(addr, FLAG if address else ENV, again)
+    if addr:  # empty: embedded Ray
+        refuse_unusable(addr, FLAG if address else ENV, again)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -115,7 +118,7 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")], sto
     from clowncar.orchestrator.spec import load_spec
     from clowncar.orchestrator.sweep_plan import plan_lines
 
-    _refuse_ray_client(address, "sweep run SPEC")
+    _refuse_unusable_address(address, "sweep run SPEC")
     parsed = load_spec(spec)
     for line in plan_lines(parsed):
         typer.echo(line)
@@ -181,7 +184,7 @@ def resume_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
                    "worker, data that was broken then): each gets a new attempt, and the failed one stops counting "
                    "against the budget")] = False) -> None:
     """Continue a sweep whose head died or that was stopped: finished trials never run again."""
-    _refuse_ray_client(address, f"sweep resume {name}")
+    _refuse_unusable_address(address, f"sweep resume {name}")
     url, _, _ = _settings(store, address)
     run_spec(stored_spec(name, url), url, address, num_cpus, num_gpus, quiet, resume=True, retry_failed=retry_failed)
 
@@ -205,7 +208,7 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
     from clowncar.orchestrator.sweep_plan import plan_lines
 
     if not dry_run:  # a dry run joins no cluster
-        _refuse_ray_client(address, f"sweep rerun {name} ...")
+        _refuse_unusable_address(address, f"sweep rerun {name} ...")
     url, _, _ = _settings(store, address)
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]

@@ -19,6 +19,11 @@ suggestion on the head (`internal error: RayTaskError(AttributeError) ... 'NoneT
 'is_set'`, exit 1) and left it `failed` with no trial (the store's password was in no file the run left, Tune's
 `tuner.pkl` included). A Ray job
 (`sweep submit`) or `--address auto` on the head runs the driver where the cluster is.
+
+Any other address that is neither `auto`, `local` nor a HOST:PORT Ray can dial is refused the same way
+(`refuse_unusable`), before anything is read or written: `ray.init` would refuse it only after the sweep was
+recorded (a `failed` sweep left behind, exit 1) with a message Ray spreads over lines. The job server's
+`http://HEAD:8265`, which `sweep submit` and `sweep stop` take, is the address users try most: its line says so.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from clowncar.redact import redact_text
 
 PROBE_SECONDS = 5.0
 CLIENT_SCHEME = "ray://"
+JOB_SERVER_SCHEMES = ("http://", "https://")
 AUTO = "auto"
 FLAG = "--address"
 ENV = "CLOWNCAR_RAY_ADDRESS"
@@ -98,6 +104,24 @@ def refuse_client(address: str, origin: str = FLAG, again: str = "sweep run SPEC
                         f"{embedded_instead(origin)}")
 
 
+def refuse_unusable(address: str, origin: str = FLAG, again: str = "sweep run SPEC") -> None:
+    """One line and exit code 2 when a sweep cannot join a cluster at `address` (from `origin`): a Ray Client
+    address (`refuse_client`), a job server's http(s):// address, or anything else that is not `auto`, `local` or
+    a HOST:PORT. `again` is the command as it would be run on a node of the cluster."""
+    refuse_client(address, origin, again)
+    if address in (AUTO, "local") or endpoint(address) is not None:
+        return
+    join = f"`clowncar {again} --address HEAD:6379` (the head's GCS port) or `--address auto` on a node joins the cluster"
+    if address.lower().startswith(JOB_SERVER_SCHEMES):
+        submit = (f"`clowncar sweep submit SPEC --address {redact_text(address)}` runs a new sweep there as a Ray "
+                  f"job; " if again.startswith("sweep run ") else "")
+        raise ClownCarError(f"{named(address, origin)} is the address of a Ray job server (the dashboard), which "
+                            f"takes submitted jobs, not a sweep's driver: {submit}{join}; or, "
+                            f"{embedded_instead(origin)}")
+    raise ClownCarError(f"{named(address, origin)} is not a Ray cluster address: {join}; or, "
+                        f"{embedded_instead(origin)}")
+
+
 def auto_cluster() -> str | None:
     """The address `ray.init(address="auto")` joins, in its order: RAY_ADDRESS when set; else the cluster that
     `ray start` last recorded in Ray's temp dir (`ray_current_cluster` under $RAY_TMPDIR/ray, else $TMPDIR/ray
@@ -139,14 +163,17 @@ def dialled(address: str, target: tuple[str, int]) -> str | None:
 def check_reachable(address: str, timeout: float = PROBE_SECONDS, origin: str = FLAG) -> None:
     """One line and exit code 2 when nothing accepts a connection where Ray would connect for `address` (from
     `origin`, FLAG or ENV), or when `auto` finds no cluster at all; first, when it is a Ray Client address
-    (`refuse_client`)."""
-    refuse_client(address, origin)
+    (`refuse_client`) or not an address at all (`refuse_unusable`)."""
+    refuse_unusable(address, origin)
     written, notes = address, [f"from {origin}"]
     if address == AUTO:
         found = auto_cluster()
         if found is None:
             raise ClownCarError(f"{named(address, origin)}: {NO_CLUSTER}; start one with `ray start --head` or, "
                                 f"{embedded_instead(origin)}")
+        if found != AUTO and endpoint(found) is None:  # RAY_ADDRESS holds no address that ray.init can join
+            raise ClownCarError(f"{named(address, origin)}: it takes RAY_ADDRESS={redact_text(found)}, which is not a "
+                                f"Ray cluster address; unset RAY_ADDRESS or set it to the head's HOST:6379")
         notes.append(f"found {redact_text(found)}")
         address = found
     target = endpoint(address)
