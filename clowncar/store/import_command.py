@@ -134,7 +134,9 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or direc
                 keep_going: Annotated[bool, typer.Option(
                     "--keep-going", help="Import the other files when some are refused (default: a refused file "
                     "stops the import before anything is written). The exit code is 2 either way.")] = False,
-                quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not say what was skipped.")] = False,
+                quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not say what was skipped: neither the "
+                                                       "skipped files (the totals still count them) nor the "
+                                                       "skipped lines of imported ones.")] = False,
                 verbose: Annotated[bool, typer.Option(
                     "--verbose", "-v", help="List every block of skipped lines with its reason (default: how "
                     "many lines of each file were skipped for each reason).")] = False,
@@ -156,7 +158,8 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or direc
                 for line in _skipped_lines(r, verbose):
                     typer.echo(line)
     for r in reports:
-        typer.echo(_row(r))
+        if not (quiet and r.status == "skipped"):  # -q: skipped files are counted in the totals, not listed
+            typer.echo(_row(r))
     typer.echo(_totals(reports))
     refused = [r for r in reports if r.status == "refused"]
     if refused:

@@ -45,6 +45,18 @@ def test_the_command_writes_reports_and_totals(tmp_path: Path, capsys) -> None:
                    "1 files: 0 imported (0 new trials), 1 already present, 0 refused, 0 skipped (not a training log)"]
 
 
+def test_quiet_lists_no_skipped_file_and_still_counts_it(tmp_path: Path, capsys) -> None:
+    log = write(tmp_path / "d/a.log", LOG)
+    write(tmp_path / "d/submission.json", '{"val_bpb": 1.2}\n')
+    import_runs([tmp_path / "d"], sweep=None, store=url(tmp_path), keep_going=False, quiet=True, verbose=False)
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["store:", "imported", "2"]
+    assert out[1].startswith(f"imported         {log}")
+    assert out[2] == "2 files: 1 imported (1 new trials), 0 already present, 0 refused, 1 skipped (not a training log)"
+    import_runs([tmp_path / "d"], sweep=None, store=url(tmp_path), keep_going=False, quiet=False, verbose=False)
+    assert f"skipped          {tmp_path / 'd/submission.json'}: not a training log" in capsys.readouterr().out
+
+
 def test_the_command_lists_every_skipped_block_when_verbose(tmp_path: Path, capsys) -> None:
     path = write(tmp_path / "a.log", LOG)
     import_runs([path], sweep="s", store=url(tmp_path), keep_going=False, quiet=False, verbose=True)
