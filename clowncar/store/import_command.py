@@ -18,6 +18,10 @@ HELP = (
     "Every file is tried; each is imported whole or not at all. The command ends with a table: imported, "
     "already present, refused (with the reason) and skipped (not a training log: a README, a submission.json, "
     "an evaluation-only log). It exits 0 only when no file was refused.\n\n"
+    "A file that is not a training log is skipped inside a directory (a record folder holds a README and a "
+    "submission.json beside its logs) but refused when named on the command line (you meant that file). A "
+    "directory with nothing to import (empty, or only skipped files) is named in a line; when nothing in the "
+    "whole import could be imported the command exits 2, as it does for a path that does not exist.\n\n"
     "Formats, detected from the content:\n\n"
     "- Training logs of train_gpt.py and other trainers: one trial per run (a file where the step counter "
     "starts again holds several). One line grammar reads `step:N/M train_loss:X train_time:Tms step_avg:Tms`, "
@@ -118,6 +122,19 @@ def _totals(reports: list[FileReport]) -> str:
     return text + (f", {n['ready']} not written" if n["ready"] else "")
 
 
+def _barren_folders(paths: list[Path], reports: list[FileReport]) -> list[str]:
+    """For each directory named on the command line that holds nothing to import (no file, or only files that
+    are not training logs), what it held."""
+    out = []
+    for folder in (p for p in paths if p.is_dir()):
+        inside = [r for r in reports if r.path.is_relative_to(folder)]
+        if all(r.status == "skipped" for r in inside):
+            held = (f"none of its {len(inside)} files is a training log or legacy run file (all skipped)"
+                    if inside else "it holds no files")
+            out.append(f"nothing to import under {_quote(folder)}: {held}")
+    return out
+
+
 def _check_sweep_name(name: str) -> None:
     """A name typed for --sweep lands in tables, report titles and file names: one printable line, no path."""
     if not (0 < len(name) <= 128 and name.isprintable() and not {"/", "\\"} & set(name) and name.strip(".")
@@ -167,6 +184,11 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or direc
         tail = "; nothing was written: --keep-going imports the others" if unwritten and len(reports) > 1 else ""
         more = f" ({len(refused)} of {len(reports)} files refused{tail})" if len(reports) > 1 else ""
         raise LegacyFormatError(refused[0].reason + more)
+    barren = _barren_folders(paths, reports)
+    if all(r.status == "skipped" for r in reports):  # a wrong folder: as much an error as a missing path
+        raise LegacyFormatError("; ".join(barren))
+    for line in barren:  # one folder of several: said, not an error, as the other paths gave something
+        typer.echo(line)
 
 
 import_runs.__doc__ = HELP

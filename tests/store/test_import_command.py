@@ -92,12 +92,27 @@ def test_keep_going_imports_the_others_and_still_fails(tmp_path: Path, capsys) -
                                    "training-log)")
 
 
-def test_nothing_to_write_never_opens_the_store(tmp_path: Path, capsys) -> None:
+def test_a_folder_with_nothing_to_import_is_refused_and_never_opens_the_store(tmp_path: Path, capsys) -> None:
     write(tmp_path / "d/README.md", "# notes\n")
-    import_runs([tmp_path / "d"], sweep=None, store=url(tmp_path), keep_going=False, quiet=False, verbose=False)
-    assert not (tmp_path / "cmd.db").exists()
+    with pytest.raises(LegacyFormatError) as err:
+        import_runs([tmp_path / "d"], sweep=None, store=url(tmp_path), keep_going=False, quiet=False, verbose=False)
+    assert str(err.value) == (f"nothing to import under {tmp_path / 'd'}: none of its 1 files is a training log or "
+                              "legacy run file (all skipped)")
     assert capsys.readouterr().out.splitlines()[-1].endswith("0 refused, 1 skipped (not a training log)")
     assert os.listdir(tmp_path) == ["d"]
+
+
+def test_an_empty_folder_is_refused_and_one_among_others_is_named(tmp_path: Path, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LegacyFormatError) as err:
+        import_runs([tmp_path / "empty"], store=url(tmp_path))
+    assert str(err.value) == f"nothing to import under {tmp_path / 'empty'}: it holds no files"
+    assert capsys.readouterr().out == "0 files: 0 imported (0 new trials), 0 already present, 0 refused, 0 skipped (not a training log)\n"
+    log = write(tmp_path / "logs/a.log", LOG)
+    import_runs([tmp_path / "empty", log.parent], store=url(tmp_path), quiet=True)
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == f"nothing to import under {tmp_path / 'empty'}: it holds no files"
+    assert out[-2].startswith("1 files: 1 imported")
 
 
 def test_the_command_defaults_count_skipped_lines_and_stop_at_a_refusal(tmp_path: Path, capsys) -> None:
