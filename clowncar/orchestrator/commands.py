@@ -379,12 +379,20 @@ def submit_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")],
 
 
 def stop_cmd(name: Annotated[str, typer.Argument(help="Sweep name")],
-             address: Annotated[str, typer.Option("--address", help="Ray dashboard, http://HEAD:8265")],
+             address: Annotated[str | None, typer.Option(
+                 "--address", help="Ray dashboard, http://HEAD:8265, for a submitted sweep; without it, the sweep's "
+                 "driver on this machine gets Ctrl-C (SIGINT)")] = None,
              store: StoreOpt = None) -> None:
-    """Stop a submitted sweep: its job ends, its trials are marked stopped, `sweep resume` continues it."""
+    """Stop a sweep: its driver on this machine gets Ctrl-C, or (--address) its Ray job ends; its running trials
+    are marked stopped, and `sweep resume` continues it."""
     from clowncar.orchestrator.submit import stop
 
     url, _, _ = _settings(store, None)
+    if address is None:  # a sweep driven here: through its lease (orchestrator/local_stop.py)
+        from clowncar.orchestrator.local_stop import stop_local
+
+        typer.echo(stop_local(name, url))
+        return
     stopped, closed = stop(name, address, url)
     typer.echo(f"stopped {stopped} job(s) of sweep {name}; {closed} trial(s) marked stopped")
 

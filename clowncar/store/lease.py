@@ -47,7 +47,8 @@ class LeaseHeld(StoreError):
         self.sweep, self.lease = sweep, dict(lease)
         until = _aware(lease["expires_at"]).strftime("%Y-%m-%d %H:%M:%S UTC")
         super().__init__(f"sweep '{sweep}' is being run by {lease['holder']} (its lease runs until {until} and "
-                         "is renewed while that driver lives); wait for it to end, or stop it first")
+                         f"is renewed while that driver lives); wait for it to end, or stop it first: `clowncar sweep "
+                         f"stop {sweep}` on its machine, or with --address http://HEAD:8265 for a submitted sweep")
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -15,7 +15,8 @@ import pytest
 pytestmark = pytest.mark.slow
 HELD = re.compile(r"^clowncar: error: sweep 'twice' is being run by pid (\d+) on \S+ \(its lease runs until "
                   r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC and is renewed while that driver lives\); wait for it to "
-                  r"end, or stop it first$")
+                  r"end, or stop it first: `clowncar sweep stop twice` on its machine, or with --address "
+                  r"http://HEAD:8265 for a submitted sweep$")
 
 
 def _one_line(stderr: str) -> str:

@@ -37,7 +37,8 @@ def test_the_refusal_names_the_holder_and_the_end_of_its_lease_in_utc() -> None:
     plus5 = dt.datetime(2026, 12, 4, 17, 30, 5, tzinfo=dt.timezone(dt.timedelta(hours=5)))
     err = LeaseHeld("sw", {"holder": "pid 11 on node-a", "expires_at": plus5})
     assert str(err) == ("sweep 'sw' is being run by pid 11 on node-a (its lease runs until 2026-12-04 12:30:05 UTC "
-                        "and is renewed while that driver lives); wait for it to end, or stop it first")
+                        "and is renewed while that driver lives); wait for it to end, or stop it first: `clowncar sweep "
+                        "stop sw` on its machine, or with --address http://HEAD:8265 for a submitted sweep")
     assert isinstance(err, StoreError) and err.sweep == "sw" and err.lease["holder"] == "pid 11 on node-a"
 
 
