@@ -17,6 +17,10 @@ img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}code{background:#f5f5f5;
 
 
 def fmt(v: Any, digits: int = 4) -> str:
+    """A value as a reader compares it. A float below 1 in size (a p-value, an effect, an sd) keeps `digits`
+    significant digits; from 1 up (BPB, loss) `digits` decimals, where Parameter Golf's records differ (1.1271 vs
+    1.1284 BPB); a whole float (bytes, parameters, steps: pandas makes a column with a gap float) is written in
+    full, never as 1.553e+07, so a reader sees whether an artifact is under 16,000,000 bytes."""
     if v is None:
         return ""
     if isinstance(v, bool):
@@ -24,6 +28,10 @@ def fmt(v: Any, digits: int = 4) -> str:
     if isinstance(v, float):
         if not math.isfinite(v):
             return ""
+        if v.is_integer() and abs(v) < 2**53:
+            return str(int(v))
+        if abs(v) >= 1:
+            return f"{v:.{digits}f}".rstrip("0").rstrip(".")
         return f"{v:.{digits}g}"
     if isinstance(v, dict):
         return ", ".join(f"{k}: {fmt(x)}" for k, x in v.items())

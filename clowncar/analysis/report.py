@@ -58,12 +58,30 @@ def cautions(trials: pd.DataFrame) -> list[str]:
         out.append(f"runs on {len(datasets)} datasets ({', '.join(datasets)}): BPB on different text is not "
                    "comparable")
     out += _changed_shards(trials)
+    out += _wallclock_stops(trials)
     declared = declared_runs(trials)
     if declared:
         out.append(f"{declared} run(s) record no token stream, or only part of it, and are declared to share one "
                    "(--same-stream): tests 1a and 1b subtract reference runs among them as if every one read the "
                    "same tokens at each step")
     return out
+
+
+def _wallclock_stops(trials: pd.DataFrame) -> list[str]:
+    """Runs that reached their wall-clock cap (train.max_wallclock_seconds) before train.iterations, when the
+    runs did not all train the same number of steps: their BPB then depends on how busy the machine was."""
+    cols = ("steps", "train.iterations", "train.max_wallclock_seconds")
+    if not set(cols) <= set(trials.columns):
+        return []
+    steps, planned, cap = (pd.to_numeric(trials[c], errors="coerce") for c in cols)
+    capped = (cap > 0) & (steps < planned)
+    counted = steps.dropna()
+    if not capped.any() or counted.min() == counted.max():
+        return []
+    return [f"{int(capped.sum())} of {len(trials)} runs stopped at their wall-clock cap "
+            f"(train.max_wallclock_seconds) before train.iterations, and the runs trained {int(counted.min())} to "
+            f"{int(counted.max())} steps: their BPB depends on how busy the machine was as much as on the config; "
+            "compare at a fixed number of steps (train.max_wallclock_seconds: 0) or read the runs' steps"]
 
 
 SHARD_DIGESTS = {"train": "provenance.data.train.digest", "validation": "provenance.data.val.digest"}
@@ -160,8 +178,7 @@ def document(a: dict[str, Any]) -> Doc:
     d.p("Ranked by mean BPB over seeds; every seed is listed. The best trial of a search is optimistically "
         "biased: confirm a winner only with fresh-seed reruns. A config run once carries a caveat: its rank rests "
         "on one run.")
-    d.table([{**row, "per_seed": ", ".join(f"{p['seed']}: {p['bpb']:.5g}" for p in row["per_seed"])}
-             for row in a["top_configs"]], ["config", "seeds", "mean_bpb", "sd", "ci_low", "ci_high", "caveat",
+    d.table([{**row, "per_seed": per_seed_text(row["per_seed"])} for row in a["top_configs"]], ["config", "seeds", "mean_bpb", "sd", "ci_low", "ci_high", "caveat",
                                             "per_seed", "width", "params", "quant_gap", "eval_mode",
                                             "config_hash"])
     d.image(plots.top_config_seeds(a["top_configs"]), "top configs, every seed")
@@ -183,6 +200,12 @@ def document(a: dict[str, Any]) -> Doc:
         f"{len(prov['config_hashes'])} config hashes. Every run used:")
     d.table(prov["runs"], limit=400)
     return d
+
+
+def per_seed_text(runs: list[dict[str, Any]], limit: int = 12) -> str:
+    """`seed: BPB` for each run of a config (an imported run may have no recorded seed), the first `limit`."""
+    shown = [f"{'seed unknown' if p['seed'] is None else p['seed']}: {fmt(p['bpb'])}" for p in runs[:limit]]
+    return ", ".join(shown) + (f" and {len(runs) - limit} more" if len(runs) > limit else "")
 
 
 def _test_section(d: Doc, r: TestResult, correction: str) -> None:
@@ -252,6 +275,7 @@ def printed_summary(a: dict[str, Any]) -> str:
     lines += [f"  caution: {c}" for c in a.get("cautions") or []]
     for r in a["results"]:
         lines.append(f"  {r.key:26s} {r.verdict}")
+        lines += [f"  {'':26s} warning: {w}" for w in r.warnings]  # a caveat read only in the report is missed
     top = a["top_configs"][:3]
     if top:
         lines.append("  best configs (mean BPB over seeds): " + "; ".join(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import warnings
 from typing import Any
 
@@ -66,9 +67,14 @@ def coef(fit: Any, name: str, alpha: float = ALPHA) -> dict[str, float]:
             "ci_high": float(ci.loc[name, 1]), "p": float(fit.pvalues[name]), "se": float(fit.bse[name])}
 
 
+def _whole_levels(term: str) -> str:
+    """`C(seed)[T.1337.0]` -> `C(seed)[T.1337]`: a seed column with a gap is float, and its level names say so."""
+    return re.sub(r"\[T\.(-?\d+)\.0\]", r"[T.\1]", term)
+
+
 def coef_table(fit: Any, alpha: float = ALPHA) -> list[dict[str, Any]]:
     ci = fit.conf_int(alpha=alpha)
-    return [{"term": str(k), "estimate": float(fit.params[k]), "se": float(fit.bse[k]),
+    return [{"term": _whole_levels(str(k)), "estimate": float(fit.params[k]), "se": float(fit.bse[k]),
              "ci_low": float(ci.loc[k, 0]), "ci_high": float(ci.loc[k, 1]), "p": float(fit.pvalues[k])}
             for k in fit.params.index]
 

@@ -80,6 +80,29 @@ def test_cautions_name_runs_of_one_dataset_that_read_different_shards() -> None:
         "runs on 2 datasets (demo, fw): BPB on different text is not comparable"]  # logs from before: no digests
 
 
+def test_a_caution_names_runs_that_stopped_at_their_wall_clock_cap_at_different_steps() -> None:
+    trials = pd.DataFrame({"source": "run", "status": ["ok", "ok", "ok", "failed"], "steps": [40, 13, 40, 2],
+                           "train.iterations": [40, 40, 40, 40], "train.max_wallclock_seconds": [20.0, 20.0, 0, 20]})
+    assert report.cautions(trials) == [
+        "1 of 3 runs stopped at their wall-clock cap (train.max_wallclock_seconds) before train.iterations, and the "
+        "runs trained 13 to 40 steps: their BPB depends on how busy the machine was as much as on the config; "
+        "compare at a fixed number of steps (train.max_wallclock_seconds: 0) or read the runs' steps"]
+    assert report.cautions(trials.assign(steps=[40, 40, 40, 2])) == []  # every run trained its iterations
+    uncapped = trials.assign(**{"train.max_wallclock_seconds": 0})
+    assert report.cautions(uncapped) == []  # fewer steps without a cap: another cause, not the clock
+    same = trials.assign(steps=[13, 13, 13, 2])  # all stopped, at one step count: comparable
+    assert report.cautions(same) == []
+    assert report.cautions(trials.drop(columns="train.iterations")) == []
+
+
+def test_per_seed_text_names_each_run_by_its_seed_and_cuts_a_long_list() -> None:
+    runs = [{"seed": 1337, "bpb": 1.12707468}, {"seed": None, "bpb": 2.53661}]
+    assert report.per_seed_text(runs) == "1337: 1.1271, seed unknown: 2.5366"
+    many = [{"seed": s, "bpb": 1.5} for s in range(14)]
+    assert report.per_seed_text(many, limit=3) == "0: 1.5, 1: 1.5, 2: 1.5 and 11 more"
+    assert report.per_seed_text(many[:3], limit=3) == "0: 1.5, 1: 1.5, 2: 1.5"
+
+
 def test_to_json_carries_counts_and_every_test(report_inputs: SimpleNamespace, tmp_path: Path) -> None:
     a = report_inputs.analysis(report_inputs.runs(), [])
     data = report.to_json(a)

@@ -15,8 +15,10 @@ from clowncar.analysis.document import Doc, fmt
 
 @pytest.mark.parametrize(("value", "digits", "text"), [
     (None, 4, ""), (True, 4, "yes"), (False, 4, "no"), (float("nan"), 4, ""), (float("inf"), 4, ""),
-    (-float("inf"), 4, ""), (1.23456789, 4, "1.235"), (1.23456789, 3, "1.23"), (0.000012345, 4, "1.234e-05"),
-    (1234567.0, 4, "1.235e+06"), (7, 4, "7"), ("a|b", 4, "a|b"), ({"x": 0.123456, "y": None}, 4, "x: 0.1235, y: "),
+    (-float("inf"), 4, ""), (1.23456789, 4, "1.2346"), (1.23456789, 3, "1.235"), (0.000012345, 4, "1.234e-05"),
+    (0.98765, 4, "0.9877"), (-0.0123456, 3, "-0.0123"), (-2.30000001, 4, "-2.3"), (1.12707468, 4, "1.1271"),
+    (15534645.0, 4, "15534645"), (-3.0, 4, "-3"), (1234567.25, 4, "1234567.25"), (2.0**53, 4, "9007199254740992"),
+    (7, 4, "7"), ("a|b", 4, "a|b"), ({"x": 0.123456, "y": None}, 4, "x: 0.1235, y: "),
     ([1.0, 2.5], 4, "1, 2.5"), (list(range(12)), 4, "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11"),
     (list(range(13)), 4, "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 ..."), ([0.1234567, True], 2, "0.1235, yes"),
 ])
@@ -114,6 +116,10 @@ def test_printed_summary_names_the_metric_verdicts_and_the_three_best_configs(
         f"  {'2_quant_gap':26s} signal", f"  {'6_seed_variance':26s} descriptive",
         "  best configs (mean BPB over seeds): c0 2.0000 (n=1, a single run); c1 2.0010 (n=2); c2 2.0020 (n=1, a "
         "single run)"]
+    warned = report_inputs.analysis(report_inputs.runs(), [])
+    warned["results"][1].warnings = ["heavy tails", "few seeds"]
+    assert report.printed_summary(warned).splitlines()[2:5] == [
+        f"  {'6_seed_variance':26s} descriptive", f"  {'':26s} warning: heavy tails", f"  {'':26s} warning: few seeds"]
     runs = report_inputs.runs()
     runs.attrs["metric_mode"] = None
     assert "| metric: q_val_bpb | " in report.printed_summary(report_inputs.analysis(runs, []))

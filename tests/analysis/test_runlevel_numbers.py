@@ -83,6 +83,19 @@ def test_quant_gap_slopes_are_the_hc3_fit_with_log_width_as_covariate() -> None:
     assert loops.status == "signal" and loops.p_value < 1e-6  # the planted 0.002 BPB per loop
 
 
+def test_a_gap_no_larger_than_the_margin_is_said_in_the_verdict() -> None:
+    from clowncar.analysis.runlevel import _margin_beyond_gap
+
+    assert all("mean quantization gap" not in r.verdict for r in quant_gap_tests(runs_frame()))  # ~0.016 BPB
+    tiny = runs_frame().assign(quant_gap=lambda x: x["quant_gap"] / 50)  # a CPU demo's gap: ~0.0003 BPB
+    mean = tiny["quant_gap"].abs().mean()
+    for r, unit in zip(quant_gap_tests(tiny), ["BPB per loop", "BPB per unit C-fraction"], strict=True):
+        assert r.verdict.endswith(f"; the runs' mean quantization gap is only {mean:.2g} BPB, no larger than the "
+                                  f"margin of {GAP_MARGIN} {unit}: at this scale the margin says little")
+    at = pd.Series([GAP_MARGIN, -GAP_MARGIN])
+    assert _margin_beyond_gap(at, "u") is not None and _margin_beyond_gap(at * 1.01, "u") is None
+
+
 def test_quant_gap_drops_a_run_without_a_gap_and_names_the_eval_mode() -> None:
     runs = runs_frame()
     runs.loc[3, "quant_gap"] = np.nan

@@ -146,6 +146,15 @@ def test_coefficient_ci_is_estimate_plus_minus_t_times_se() -> None:
     assert half["ci_low"] == pytest.approx(narrow["ci_low"]) and half["ci_high"] == pytest.approx(narrow["ci_high"])
 
 
+def test_a_float_seed_level_is_named_as_the_whole_seed_it_is() -> None:
+    rng = np.random.default_rng(3)
+    data = pd.DataFrame({"seed": [1337.0, 42.0, -7.0, 2.5] * 4, "y": rng.normal(size=16)})  # a gap made it float
+    terms = [row["term"] for row in coef_table(ols("y ~ C(seed)", data))]
+    assert terms == ["Intercept", "C(seed)[T.2.5]", "C(seed)[T.42]", "C(seed)[T.1337]"]  # -7 is the reference
+    assert [row["term"] for row in coef_table(ols("y ~ C(seed)", data.assign(seed=[-7.0, 10.0] * 8)))] == [
+        "Intercept", "C(seed)[T.10]"]
+
+
 def test_vif_is_one_over_one_minus_r_squared() -> None:
     rng = np.random.default_rng(5)
     a = rng.normal(size=200)
