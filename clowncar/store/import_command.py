@@ -99,15 +99,21 @@ def _headlines(r: FileReport) -> str:
     return "; " + "; ".join(parts)
 
 
-def _row(r: FileReport) -> str:
+def _row(r: FileReport, sweep: str | None = None) -> str:
+    """A file's row of the table; `sweep`: the one --sweep named."""
     path = _quote(r.path)
     if r.status == "imported":
         return (f"imported         {path} ({r.format}) -> sweep {r.sweep}: {r.trials} trials "
                 f"({r.new_trials} new), {r.steps} step rows, {r.evals} eval rows and {r.named_evals} named evals "
                 "written" + _headlines(r))
     if r.status == "present":
+        stay = ""
+        if sweep is not None and sweep not in r.present_in:
+            stay = (f"; they stay there, not in {sweep}: a trial (its id is a digest of the file) is in one sweep "
+                    f"of a store, so --sweep does not move it; to group them under {sweep}, import into another "
+                    "store (--store sqlite:///OTHER.db)")
         return (f"already present  {path} ({r.format}): {r.trials} trials already stored in sweep "
-                f"{', '.join(r.present_in)}")
+                f"{', '.join(r.present_in)}{stay}")
     if r.status == "ready":
         return f"not written      {path} ({r.format}): {r.trials} trials (the import stopped)"
     label = "refused" if r.status == "refused" else "skipped"
@@ -135,6 +141,20 @@ def _barren_folders(paths: list[Path], reports: list[FileReport]) -> list[str]:
     return out
 
 
+def _find_present(store: str | None, reports: list[FileReport]) -> None:
+    """An import stopped by a refused file writes nothing, yet some of its files may be stored already: say so
+    (an existing store is only read; none is created)."""
+    from clowncar.errors import StoreError
+    from clowncar.store import open_store
+    from clowncar.store.importers import mark_present
+
+    try:
+        with open_store(store, create=False) as st:
+            mark_present(st, reports)
+    except StoreError:  # no store yet, or none reachable: nothing is there, or nothing to say about it
+        return
+
+
 def _check_sweep_name(name: str) -> None:
     """A name typed for --sweep lands in tables, report titles and file names: one printable line, no path."""
     if not (0 < len(name) <= 128 and name.isprintable() and not {"/", "\\"} & set(name) and name.strip(".")
@@ -144,9 +164,11 @@ def _check_sweep_name(name: str) -> None:
 
 
 def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or directories (searched recursively).")],
-                sweep: Annotated[str | None, typer.Option("--sweep", help="Put every trial into this sweep "
+                sweep: Annotated[str | None, typer.Option("--sweep", help="Put every new trial into this sweep "
                                                           "(default: one sweep per file, named after it, with "
-                                                          "its folders where files share a name).")] = None,
+                                                          "its folders where files share a name). A trial "
+                                                          "already stored stays in its sweep; another store "
+                                                          "(--store) groups such files afresh.")] = None,
                 store: Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of the store.")] = None,
                 keep_going: Annotated[bool, typer.Option(
                     "--keep-going", help="Import the other files when some are refused (default: a refused file "
@@ -169,6 +191,8 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or direc
         with open_store(store) as st:
             write(st, reports, sweep, keep_going)
             typer.echo(f"store: {st.url}")
+    elif any(r.status == "ready" for r in reports):
+        _find_present(store, reports)
     if not quiet:
         for r in reports:
             if r.parsed is not None and r.status == "imported":
@@ -176,8 +200,12 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or direc
                     typer.echo(line)
     for r in reports:
         if not (quiet and r.status == "skipped"):  # -q: skipped files are counted in the totals, not listed
-            typer.echo(_row(r))
+            typer.echo(_row(r, sweep))
     typer.echo(_totals(reports))
+    elsewhere = [r for r in reports if r.status == "present" and sweep not in r.present_in]
+    if sweep is not None and elsewhere and not any(r.status == "imported" for r in reports):
+        typer.echo(f"nothing was added to sweep {sweep}: {len(elsewhere)} files are already stored in other sweeps, "
+                   "which keep them (see above)")
     refused = [r for r in reports if r.status == "refused"]
     if refused:
         unwritten = any(r.status == "ready" for r in reports)

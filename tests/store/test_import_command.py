@@ -57,6 +57,36 @@ def test_quiet_lists_no_skipped_file_and_still_counts_it(tmp_path: Path, capsys)
     assert f"skipped          {tmp_path / 'd/submission.json'}: not a training log" in capsys.readouterr().out
 
 
+def test_sweep_over_files_stored_in_other_sweeps_says_they_stay_there(tmp_path: Path, capsys) -> None:
+    a, b = write(tmp_path / "a.log", LOG), write(tmp_path / "b.log", LOG.replace("5.0000", "6.0000"))
+    import_runs([a, b], store=url(tmp_path))  # one sweep per file: a, b
+    capsys.readouterr()
+    import_runs([a, b], sweep="grp", store=url(tmp_path), quiet=True)
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith(f"already present  {a} (training-log): 1 trials already stored in sweep a; they stay "
+                             "there, not in grp:")
+    assert out[2].startswith(f"already present  {b} (training-log): 1 trials already stored in sweep b; they stay")
+    assert out[3].startswith("2 files: 0 imported (0 new trials), 2 already present")
+    assert out[4] == ("nothing was added to sweep grp: 2 files are already stored in other sweeps, which keep them "
+                      "(see above)")
+    assert json_sweeps(tmp_path) == "a b"
+
+
+def test_an_import_stopped_by_a_refusal_still_says_what_is_already_stored(tmp_path: Path, capsys) -> None:
+    old = write(tmp_path / "a.log", LOG)
+    import_runs([old], store=url(tmp_path), quiet=True)
+    capsys.readouterr()
+    new = write(tmp_path / "c.log", LOG.replace("5.0000", "6.0000"))
+    bad = write(tmp_path / "b.txt", "notes only\n")
+    with pytest.raises(LegacyFormatError, match="nothing was written"):
+        import_runs([old, bad, new], store=url(tmp_path), quiet=True)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"already present  {old} (training-log): 1 trials already stored in sweep a"
+    assert out[2] == f"not written      {new} (training-log): 1 trials (the import stopped)"
+    assert out[3] == ("3 files: 0 imported (0 new trials), 1 already present, 1 refused, 0 skipped (not a training "
+                      "log), 1 not written")
+
+
 def test_the_command_lists_every_skipped_block_when_verbose(tmp_path: Path, capsys) -> None:
     path = write(tmp_path / "a.log", LOG)
     import_runs([path], sweep="s", store=url(tmp_path), keep_going=False, quiet=False, verbose=True)

@@ -308,6 +308,21 @@ def test_a_file_the_store_refuses_is_rolled_back_and_stops_the_rest(store, tmp_p
     assert [r.status for r in reports] == ["present", "refused", "imported"]
 
 
+def test_a_stopped_import_says_which_unwritten_files_are_already_stored(store, tmp_path: Path, monkeypatch) -> None:
+    old = write(tmp_path / "old.log", LOG)
+    imp.write(store, scan([old]))
+    new = write(tmp_path / "new.log", LOG.replace("5.0000", "6.0000"))
+    other = write(tmp_path / "other.log", LOG.replace("5.0000", "7.0000"))
+
+    def refuse(*args, **kwargs):
+        raise StoreError("no")
+
+    monkeypatch.setattr(store, "add_steps", refuse)
+    reports = scan([new, old, other])
+    imp.write(store, reports)  # new.log refused: the import stops before old.log and other.log
+    assert [(r.status, r.present_in) for r in reports] == [("refused", []), ("present", ["old"]), ("ready", [])]
+
+
 def test_import_paths_refuses_everything_when_one_file_is_bad(store, tmp_path: Path) -> None:
     good = write(tmp_path / "a.log", LOG)
     bad = write(tmp_path / "b.txt", "just notes\n")
@@ -383,6 +398,11 @@ def test_each_status_has_its_row_and_the_totals_count_them(tmp_path: Path) -> No
     present = report_for(tmp_path, LOG, "p.log")
     present.status, present.present_in = "present", ["x", "y"]
     assert _row(present) == f"already present  {tmp_path / 'p.log'} (training-log): 1 trials already stored in sweep x, y"
+    assert _row(present, "x") == _row(present)  # --sweep x: where it is already
+    assert _row(present, "grp") == (
+        f"already present  {tmp_path / 'p.log'} (training-log): 1 trials already stored in sweep x, y; they stay "
+        "there, not in grp: a trial (its id is a digest of the file) is in one sweep of a store, so --sweep does "
+        "not move it; to group them under grp, import into another store (--store sqlite:///OTHER.db)")
     ready = report_for(tmp_path, LOG, "r.log")
     ready.status = "ready"
     assert _row(ready) == f"not written      {tmp_path / 'r.log'} (training-log): 1 trials (the import stopped)"

@@ -15,7 +15,8 @@ imported whole or not at all. Trial ids come from the content: a training log's 
 `log-<sha256 of the file, 16 hex>` (`-run<i>` when the file holds several runs), a CSV row's or RESULTS
 block's `<run id>-<digest of the trial's own rows, 12 hex>`. So the same file imported twice (under any name)
 is one trial, and two different files are two trials. A file whose trials are all stored already is reported
-as already present and changes nothing.
+as already present and changes nothing: its trials stay in the sweep that holds them, whatever sweep this
+import names (a trial is in one sweep of a store).
 
 `scan` reads and parses every file (directories are searched) and says for each: ready, refused (with the
 reason: truncated, cut off, malformed) or skipped (not a training log: a README, a submission.json, an
@@ -41,8 +42,8 @@ from clowncar.store.importers.base import LegacyFormatError, LegacyTrial, NotATr
 if TYPE_CHECKING:
     from clowncar.store.store import Store
 
-__all__ = ["FileReport", "LegacyFormatError", "NotATrainingLog", "import_paths", "parse_file", "scan", "where",
-           "write"]
+__all__ = ["FileReport", "LegacyFormatError", "NotATrainingLog", "import_paths", "mark_present", "parse_file", "scan",
+           "where", "write"]
 
 FORMATS = ("frugendorff-csv", "micro-crawler-log", "cadence-tsv", "training-log")
 RERUN_AS = {sweep_csv.FORMAT: sweep_csv.RERUN_AS}
@@ -233,6 +234,7 @@ def write(store: Store, reports: list[FileReport], sweep: str | None = None, kee
                 f"{where(rep.path)}: sweep {names[rep.path]!r} is a sweep clowncar ran, not an import: its trials "
                 "come from its own Optuna study; import into another sweep with --sweep NAME")
     if not keep_going and any(rep.status == "refused" for rep in reports):
+        mark_present(store, reports)
         return
     for rep in reports:
         if rep.status != "ready":
@@ -243,7 +245,18 @@ def write(store: Store, reports: list[FileReport], sweep: str | None = None, kee
             rep.status, rep.reason = "refused", f"{where(rep.path)}: {err}"
             rep.new_trials = rep.steps = rep.evals = rep.named_evals = 0
             if not keep_going:
+                mark_present(store, reports)
                 return
+
+
+def mark_present(store: Store, reports: list[FileReport]) -> None:
+    """Mark as present the files left unwritten (an import stopped by a refusal) whose trials are all stored
+    already, with the sweeps that hold them: they are not "not written" but there, and stay there."""
+    for rep in reports:
+        if rep.status == "ready":
+            stored = store.trial_sweeps(rep.uids)
+            if len(stored) == len(rep.uids):
+                rep.status, rep.present_in = "present", sorted(set(stored.values()))
 
 
 def _default_targets(store: Store, reports: list[FileReport]) -> dict[Path, str]:
