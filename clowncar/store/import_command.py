@@ -99,13 +99,19 @@ def _headlines(r: FileReport) -> str:
     return "; " + "; ".join(parts)
 
 
+def _notes(r: FileReport) -> str:
+    """What the parser had to say about the file's trials (a cadence trace with no final val_bpb)."""
+    assert r.parsed is not None
+    return "".join(f"; note: {note}" for t in r.parsed.trials for note in t.notes)
+
+
 def _row(r: FileReport, sweep: str | None = None) -> str:
     """A file's row of the table; `sweep`: the one --sweep named."""
     path = _quote(r.path)
     if r.status == "imported":
         return (f"imported         {path} ({r.format}) -> sweep {r.sweep}: {r.trials} trials "
                 f"({r.new_trials} new), {r.steps} step rows, {r.evals} eval rows and {r.named_evals} named evals "
-                "written" + _headlines(r))
+                "written" + _headlines(r) + _notes(r))
     if r.status == "present":
         stay = ""
         if sweep is not None and sweep not in r.present_in:

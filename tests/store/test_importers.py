@@ -41,7 +41,9 @@ def test_every_legacy_file_imports_with_the_source_values(run_cli, legacy_runs, 
     assert "-> sweep autoresearch_frug2_results: 174 trials (174 new)" in out
     assert "-> sweep sweep_micro_crawler: 8 trials (8 new)" in out
     assert "ortho_cadence2_long.tsv (cadence-tsv) -> sweep ortho_cadence2_long: 1 trials (1 new), 3929 step rows" \
-        ", 78 eval rows and 0 named evals written" in out
+        ", 78 eval rows and 0 named evals written; note: no final val_bpb: the trace stops at step 3929, 29 steps " \
+        "after its last EVAL (step 3900, val_bpb 1.660927, kept as an eval row)\n" in out
+    assert "clean_cadence2: 1 trials (1 new), 300 step rows, 6 eval rows and 0 named evals written\n" in out
     assert "naive_baseline_train.log (training-log)" in out
     assert "naive_baseline_train.log:1-45: torchrun/NCCL noise (29 lines): W0318" in out  # 29 lines, blanks between
     assert "headline final_int8_zlib_roundtrip_exact val_bpb 1.2243657 (standard, quantized, int8; line 448)" in out

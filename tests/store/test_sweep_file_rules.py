@@ -227,9 +227,15 @@ def test_a_five_column_trace_with_crlf_line_ends_reads_like_one_with_lf():
     assert [(s.line, s.reason) for s in b.skipped] == [(5, "repeated header")] and b.blank_lines == 2
 
 
-def test_a_trace_that_stops_between_evals_has_no_final_bpb():
+def test_a_trace_that_stops_between_evals_has_no_final_bpb_and_a_note_that_says_why():
     (t,) = cadence_tsv.parse(TSV.removesuffix("3\tEVAL\t\t1.8\t\t\n"), "t.tsv", "k").trials
     assert "val_bpb" not in t.result and len(t.evals) == 1
+    assert t.notes == ["no final val_bpb: the trace stops at step 3, 1 steps after its last EVAL (step 2, val_bpb "
+                       "1.9, kept as an eval row)"]
+    (closed,) = cadence_tsv.parse(TSV, "t.tsv", "k").trials
+    assert closed.notes == []
+    (no_eval,) = cadence_tsv.parse("step\ttype\ttrain_loss\tval_bpb\tstep_ms\n1\tN\t3\t\t1\n", "t.tsv", "k").trials
+    assert no_eval.notes == ["no final val_bpb: the trace has no EVAL row (it stops at step 1)"]
 
 
 def test_cadence_rows_that_cannot_be_read_are_skipped_and_a_cut_last_row_refuses_the_file():

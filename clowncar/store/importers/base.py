@@ -31,6 +31,9 @@ class LegacyTrial:
     evals: list[dict[str, Any]] = field(default_factory=list)
     named_evals: list[dict[str, Any]] = field(default_factory=list)
     """Final / eval lines, each its own metric (see `finals.py`); the last one is the headline."""
+    notes: list[str] = field(default_factory=list)
+    """What the import line should say about this trial that is neither an error nor a skipped line (a trace
+    with no final val_bpb, and why)."""
 
 
 @dataclass

@@ -4,8 +4,9 @@
 filled) become eval rows (mode `standard`, weights `raw`). A step row's `elapsed_ms` is the running sum of
 `step_ms` (training time so far, as the worker's events count it). Result: `steps` (last step), `c_steps`,
 `n_steps`, `train_seconds` (sum of step_ms), and `val_bpb` only when an EVAL row closes the run (an EVAL at or
-after the last step); a trace that stops between evals has no final val_bpb. The `gravity` column is empty in
-every known file and is not stored.
+after the last step); a trace that stops between evals has no final val_bpb (none is made up from an earlier
+EVAL: the weights went on training after it), and the import line says so with the gap and the last EVAL's
+value. The `gravity` column is empty in every known file and is not stored.
 """
 
 from __future__ import annotations
@@ -74,5 +75,16 @@ def parse(text: str, name: str, key: str) -> Parsed:
     final = [e for e in evals if int(e["step"]) >= last_step]  # type: ignore[call-overload]
     if final:
         result["val_bpb"] = final[-1]["val_bpb"]
-    out.trials.append(LegacyTrial(key=key, config={}, result=result, steps=steps, evals=evals))
+    trial = LegacyTrial(key=key, config={}, result=result, steps=steps, evals=evals)
+    trial.notes += [] if final else [_no_final(evals, last_step)]
+    out.trials.append(trial)
     return out
+
+
+def _no_final(evals: list[dict[str, object]], last_step: int) -> str:
+    if not evals:
+        return f"no final val_bpb: the trace has no EVAL row (it stops at step {last_step})"
+    last = max(evals, key=lambda e: int(e["step"]))  # type: ignore[call-overload]
+    gap = last_step - int(last["step"])  # type: ignore[call-overload]
+    return (f"no final val_bpb: the trace stops at step {last_step}, {gap} steps after its last EVAL (step "
+            f"{last['step']}, val_bpb {last['val_bpb']}, kept as an eval row)")
