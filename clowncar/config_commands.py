@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 import yaml
 
+from clowncar.buildable import check_buildable
 from clowncar.config import load_config
 from clowncar.presets import PRESETS
 
@@ -21,8 +22,10 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Dotted override
 
 def show(config: ConfigArg = None, preset: PresetOpt = None, set_: SetOpt = None,
          as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of YAML.")] = False) -> None:
-    """Print the fully resolved config and its content hash."""
+    """Print the fully resolved config and its content hash, once it passes every check that needs no data (a
+    config the worker would reject before its first step is refused here, with the worker's line)."""
     cfg = load_config(config, preset=preset, overrides=set_ or [])
+    check_buildable(cfg)
     if as_json:
         typer.echo(json.dumps({"config": cfg.to_dict(), "config_hash": cfg.content_hash()}, indent=2))
     else:

@@ -84,8 +84,15 @@ def load_validation_tokens(files: Sequence[str | os.PathLike[str]], seq_len: int
             break
     # one shard: a read-only view of its memory map, no copy (the trials of a node share its page-cache pages)
     tokens = parts[0] if len(parts) == 1 else np.concatenate(parts)  # `paths` is not empty, so neither is `parts`
-    usable = ((len(tokens) - 1) // seq_len) * seq_len  # negative for no tokens at all
-    if usable <= 0:
+    kept = tokens_kept(len(tokens), seq_len)
+    if not kept:
         raise DataError(f"validation: {len(tokens)} tokens in {len(paths)} shard(s) are too few for one "
                         f"sequence of {seq_len}")
-    return tokens[:usable + 1]
+    return tokens[:kept]
+
+
+def tokens_kept(n_tokens: int, seq_len: int) -> int:
+    """How many of `n_tokens` validation tokens make whole input/target sequences of `seq_len` (the targets are
+    the inputs shifted by one, so one token more than the sequences); 0 when not even one sequence fits."""
+    usable = ((n_tokens - 1) // seq_len) * seq_len  # negative for no tokens at all
+    return usable + 1 if usable > 0 else 0

@@ -3,11 +3,10 @@ optimizers."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
+from clowncar.buildable import check_arch, check_width, width_step
 from clowncar.config import ModelConfig, TrialConfig
 from clowncar.errors import ConfigError
 from clowncar.model.crawler import CrawlerGPT
@@ -19,40 +18,6 @@ MAX_AUTO_WIDTH = 16384
 def count_params(model: nn.Module) -> int:
     """Unique parameters (the tied head is the embedding and counts once)."""
     return sum(p.numel() for p in model.parameters())
-
-
-def width_step(cfg: ModelConfig) -> int:
-    """Legal widths are the multiples of this: an even head dim for rotary, whole DeltaNet heads."""
-    step = 2 * cfg.num_heads
-    if cfg.delta_net_heads:
-        step = math.lcm(step, cfg.delta_net_heads)
-    return step
-
-
-def check_width(cfg: ModelConfig, dim: int) -> None:
-    """Raise ConfigError when `dim` cannot work with the rest of the model config."""
-    head_dim = dim // cfg.num_heads
-    if dim % cfg.num_heads or head_dim % 2:
-        raise ConfigError(f"model.model_dim {dim} must be a multiple of 2 x model.num_heads ({2 * cfg.num_heads})")
-    rope = cfg.rope_dims or head_dim
-    if rope > head_dim or rope % 2:
-        raise ConfigError(f"model.rope_dims ({cfg.rope_dims}) must be even and at most the head dim {head_dim}")
-    if cfg.rope_ntk_above and rope < 4:
-        raise ConfigError("model.rope_ntk_above needs at least 4 rotary dims (the NTK exponent is d / (d - 2))")
-    if cfg.delta_net_heads and dim % cfg.delta_net_heads:
-        raise ConfigError(f"model.model_dim {dim} must be a multiple of model.delta_net_heads "
-                          f"({cfg.delta_net_heads})")
-    rows = cfg.crawler_loops + (cfg.loop_offsets == "learned_n_row")
-    if cfg.arch == "crawler" and cfg.inst_dim == 0 and rows > dim:
-        raise ConfigError(f"model.crawler_loops ({cfg.crawler_loops}) exceeds the width {dim}: the "
-                          f"loop offsets need one orthogonal direction per loop")
-
-
-def check_arch(cfg: ModelConfig) -> None:
-    if cfg.arch == "gpt" and cfg.xsa == "crawler":
-        raise ConfigError("model.xsa = crawler needs model.arch = crawler (use 'all' or 'off' for a GPT)")
-    if cfg.arch == "gpt" and cfg.delta_net_heads:
-        raise ConfigError("model.delta_net_heads needs model.arch = crawler")
 
 
 def _construct(cfg: ModelConfig, dim: int) -> nn.Module:

@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from clowncar.buildable import check_buildable
 from clowncar.config import TrialConfig, from_dict
 from clowncar.config_canonical import canonical
 from clowncar.data.paths import file_kind
@@ -59,6 +60,8 @@ SEED_KEY = "train.seed"
 POINT_KEY = "point"
 """The parameter that picks one of the spec's named `points` (a bare word: config keys are dotted)."""
 Scalar = bool | int | float | str
+CHECKED_GRID = 64
+"""A grid of at most this many points has every point checked as a whole config before the sweep starts."""
 
 
 class _Strict(BaseModel):
@@ -342,7 +345,7 @@ def _check_against_config(spec: SweepSpec) -> None:
     space = spec.search_space()
     corners = [{k: p.first() for k, p in space.items()}]
     corners += [{**corners[0], POINT_KEY: name} for name in list(spec.points)[1:]]
-    if spec.sampler == "grid" and spec.grid_size() <= 64:
+    if spec.sampler == "grid" and spec.grid_size() <= CHECKED_GRID:
         keys = list(space)
         corners = [dict(zip(keys, combo, strict=True))
                    for combo in itertools.product(*(space[k].values or [] for k in keys))]
@@ -351,9 +354,9 @@ def _check_against_config(spec: SweepSpec) -> None:
     for params in corners:
         try:
             cfg = spec.trial_config(params)
+            check_buildable(cfg)
         except ConfigError as err:
-            with_params = "" if str(err).startswith("unknown config key") else f" (with {params})"
-            raise ConfigError(f"sweep spec space: {err}{with_params}") from None
+            raise ConfigError(_located(spec, params, err)) from None
         problem = (rung_problem(cfg.train, asha.grace_period, asha.max_t)
                    if asha.type == "asha" else None)
         if problem:
@@ -361,15 +364,49 @@ def _check_against_config(spec: SweepSpec) -> None:
         check_objective(spec.objective.metric, cfg, f"the space point {params}" if params else "the base config")
     for point in spec.enqueue:
         try:
-            spec.trial_config(point)
+            check_buildable(spec.trial_config(point))
         except ConfigError as err:
             raise ConfigError(f"sweep spec enqueue: {err}") from None
+    if spec.sampler == "grid" and spec.grid_size() > CHECKED_GRID:  # a smaller grid's points were all corners
+        _check_grid_builds(spec)
     if spec.sampler == "grid" and spec.budget.max_trials:
         distinct = spec.distinct_grid()
         if spec.budget.max_trials > len(distinct.points) + len(spec.enqueue):
             raise ConfigError(f"sweep spec key 'budget.max_trials': {spec.budget.max_trials} exceeds the grid's "
                               f"{len(distinct.points)} distinct trials ({len(distinct.merged)} of its points repeat "
                               "another's trial; see `clowncar sweep plan`)")
+
+
+def _located(spec: SweepSpec, params: dict[str, Any], err: ConfigError) -> str:
+    """The spec's error line for a point whose config fails: the overrides are named when the base config (preset
+    and overrides, no searched value) fails the same way, else the space, with the point's values."""
+    if not params or _base_problem(spec) == str(err):
+        return f"sweep spec {'overrides' if spec.overrides else 'preset'}: {err}"
+    with_params = "" if str(err).startswith("unknown config key") else f" (with {params})"
+    return f"sweep spec space: {err}{with_params}"
+
+
+def _base_problem(spec: SweepSpec) -> str | None:
+    try:
+        check_buildable(spec.trial_config({}))
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
+def _check_grid_builds(spec: SweepSpec) -> None:
+    """Every distinct point of a large grid must build: a config that cannot (a param_budget below the smallest
+    model) would only be rejected by its trial. A point whose config is invalid in itself stays its trial's to
+    report, as before (distinct.py)."""
+    for point in spec.distinct_grid().points:
+        try:
+            cfg = spec.trial_config(point)
+        except ConfigError:
+            continue
+        try:
+            check_buildable(cfg)
+        except ConfigError as err:
+            raise ConfigError(_located(spec, point, err)) from None
 
 
 def _check_each_value(spec: SweepSpec, space: dict[str, ParamSpec], first: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ def run(
 
 
 def _run(config: Path | None, out: Path | None, preset: str | None, overrides: list[str]) -> None:
+    from clowncar.buildable import check_buildable
     from clowncar.data.paths import missing_dirs
     from clowncar.errors import EXIT_BAD_INPUT, ConfigError, RunFailed
     from clowncar.events import RESULT_FILE, read_result
@@ -43,6 +44,7 @@ def _run(config: Path | None, out: Path | None, preset: str | None, overrides: l
     if out is None:
         raise ConfigError("--out DIR is required: the trial directory for result.json, events.jsonl, train.log")
     cfg = load_trial_config(config, preset, overrides)
+    check_buildable(cfg)  # before --out is made: a config that cannot build leaves nothing behind
     created = missing_dirs(out)  # what this run makes: taken back when it keeps nothing
     since = time.time() - 1.0  # a margin for file systems that keep coarse modification times
     try:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from clowncar.buildable import check_buildable, probe_tokens
 from clowncar.config import TrialConfig
 from clowncar.data.bpb import build_byte_luts
 from clowncar.data.build import check_encoded_with
@@ -53,6 +54,7 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
     clock = clock or StartupClock()
     emit = events.write if events is not None else (lambda *a, **k: None)
     amp = autocast(device)
+    check_buildable(cfg)  # what the config alone rules out, refused before any data is read (as `config show` does)
 
     # -- data: train shards, validation tokens, byte tables for BPB ---------------------------------------------
     settings = load_settings()
@@ -70,7 +72,7 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
     # for the whole run. (Eval scores those tokens too; the probe only tracks the loss curve between evals.)
     probe_x = probe_y = None
     if t.probe_every:
-        probe_len = t.probe_seqs * t.train_seq_len + 1
+        probe_len = probe_tokens(t)
         if len(val_tokens) < probe_len:
             raise DataError(f"validation split has {len(val_tokens)} tokens, the probe needs {probe_len}")
         probe = torch.from_numpy(np.asarray(val_tokens[-probe_len:]).astype(np.int64)).to(device)

@@ -206,3 +206,36 @@ def test_points_that_make_no_config_are_kept_apart_unless_they_are_the_same_poin
                                  {LOOPS: 1, "train.cadence": 3}])
     assert got.points == [three, five, {LOOPS: 1, "train.cadence": 2}]  # each bad point is its own trial's error
     assert got.merged == [Merged(three, three), Merged({LOOPS: 1, "train.cadence": 3}, {LOOPS: 1, "train.cadence": 2})]
+
+
+def test_an_error_of_the_overrides_names_the_overrides_without_an_empty_point() -> None:
+    assert refusal(sampler="grid", budget={}, overrides={"model.num_heads": 3}) == (
+        "sweep spec overrides: model.num_heads (3) must be divisible by model.num_kv_heads (2)")
+    # with a space too: the base config fails the same way, so the overrides are to blame, not the point
+    assert refusal(overrides={"model.crawlr_loops": 2}, space={LOOPS: {"choice": [1, 2]}}) == (
+        "sweep spec overrides: unknown config key 'model.crawlr_loops' (did you mean model.crawler_loops, "
+        "model.crawler_mode, model.crawler_position?)")
+    # a clash the searched value makes stays the space's, with the point
+    assert refusal(sampler="grid", budget={}, overrides={"model.num_heads": 8},
+                   space={"model.num_kv_heads": {"grid": [2, 3]}}) == (
+        "sweep spec space: model.num_heads (8) must be divisible by model.num_kv_heads (3) "
+        "(with {'model.num_kv_heads': 3})")
+
+
+def test_a_config_that_cannot_build_is_refused_before_the_sweep_runs() -> None:
+    auto = {"model.model_dim": "auto"}
+    tiny_budget = "model.param_budget 10 is below the smallest legal model (18,301 parameters at width 8)"
+    assert refusal(sampler="grid", budget={}, overrides={**auto, "model.param_budget": 10}) == (
+        f"sweep spec overrides: {tiny_budget}")
+    assert refusal(sampler="grid", budget={}, overrides=auto,
+                   space={"model.param_budget": {"grid": [200000, 10]}}) == (
+        f"sweep spec space: {tiny_budget} (with {{'model.param_budget': 10}})")
+    assert refusal(overrides=auto, enqueue=[{"model.param_budget": 200000}, {"model.param_budget": 10}],
+                   space={"model.param_budget": {"int": [100000, 200000]}}) == f"sweep spec enqueue: {tiny_budget}"
+    # a grid past the size whose points are all checked as corners: every distinct point must still build
+    lrs = [round(0.001 * i, 3) for i in range(1, 23)]
+    message = refusal(sampler="grid", budget={}, space={"eval.seq_len": {"grid": [128, 256, 100000]},
+                                                        "train.matrix_lr": {"grid": lrs}})
+    assert message == ("sweep spec space: eval.max_tokens (16,384) is less than one eval sequence of 100,000 "
+                       "tokens: no validation token would be scored (with {'eval.seq_len': 100000, "
+                       "'train.matrix_lr': 0.001})")
