@@ -93,9 +93,10 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
         from clowncar.orchestrator.reach import ENV, FLAG, check_reachable
 
         check_reachable(addr, origin=FLAG if address else ENV)
-    else:  # embedded Ray: the trials read this machine's data, so a missing dataset is bad input now
-        from clowncar.orchestrator.preflight import check_local_data
+    else:  # embedded Ray: the trials use this machine's GPUs and data, so too few GPUs or a missing dataset is
+        from clowncar.orchestrator.preflight import check_embedded_gpus, check_local_data
 
+        num_gpus = check_embedded_gpus(spec, num_gpus)  # bad input now; Ray starts with the GPUs counted here
         check_local_data(spec)
     opts = RunOptions(store_url=url, runs_dir=runs_dir, address=addr, num_cpus=num_cpus, num_gpus=num_gpus,
                       show=not quiet, resume=resume, retry_failed=retry_failed,
@@ -127,17 +128,17 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")], sto
 
 def plan_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")]) -> None:
     """What a spec would run, without running it: distinct trials, merged points, estimated GPU-hours, and
-    whether the data its trials read is on this machine."""
-    from clowncar.orchestrator.preflight import data_line
+    whether the GPUs a trial asks for and the data it reads are on this machine."""
+    from clowncar.orchestrator.preflight import data_line, gpu_line
     from clowncar.orchestrator.spec import load_spec
     from clowncar.orchestrator.sweep_plan import plan_lines
 
     parsed = load_spec(spec)
     for line in plan_lines(parsed):
         typer.echo(line)
-    data = data_line(parsed)
-    if data:
-        typer.echo(data)
+    for line in (gpu_line(parsed), data_line(parsed)):
+        if line:
+            typer.echo(line)
 
 
 def stored_sweep(name: str, url: str) -> dict[str, Any]:

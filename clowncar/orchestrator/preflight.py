@@ -1,4 +1,5 @@
-"""Before an embedded sweep starts: is the data its trials will read on this machine?
+"""Before an embedded sweep starts: is the data its trials will read on this machine, and has it the GPUs a trial
+asks for?
 
 A dataset name with a typo, or shards never fetched, used to cost a whole sweep: every trial started, failed in
 its first seconds with the same DataError, and the sweep ended "done" with its budget spent and its name taken.
@@ -8,6 +9,11 @@ value the space gives a `data.*` key), their train and validation shards (header
 file. On a cluster (`--address`) the data lives on the workers, which the driver cannot see; there each trial
 checks its own and a failure is recorded with its reason. A spec whose worker is not `clowncar.worker` reads
 data its own way and is not checked.
+
+A trial that asks for more GPUs (`resources.gpus`) than embedded Ray offers never starts: Ray waits for a node
+that could hold it, and the sweep printed its plan and then nothing, forever. So an embedded sweep is refused
+before it starts (`check_embedded_gpus`), with the count embedded Ray would get: `--num-gpus`, else the GPUs this
+machine shows, which is then what Ray is started with.
 """
 
 from __future__ import annotations
@@ -88,6 +94,52 @@ def _check_source(settings: Settings, dataset: str, train_glob: str, val_glob: s
             read_header(shard)
     load_tokenizer(settings.tokenizer_path(tokenizer))
     check_encoded_with(directory, settings.tokenizer_path(tokenizer))
+
+
+def offered_gpus(num_gpus: int | None) -> int:
+    """The GPUs embedded Ray offers: `--num-gpus` when given, else those this machine shows (`doctor.gpu_names`:
+    CUDA devices torch sees, CUDA_VISIBLE_DEVICES respected)."""
+    if num_gpus is not None:
+        return num_gpus
+    from clowncar.doctor import gpu_names
+
+    return len(gpu_names()[1])
+
+
+def _gpu_shortfall(spec: SweepSpec, num_gpus: int | None) -> str | None:
+    """Why no trial of `spec` could start on embedded Ray offering `num_gpus` (None: detected), or None."""
+    need = spec.resources.gpus
+    if need == 0:
+        return None
+    have = offered_gpus(num_gpus)
+    if need <= have:
+        return None
+    where = f"embedded Ray is given {have} (--num-gpus {num_gpus})" if num_gpus is not None else (
+        f"this machine has {have}")
+    return f"trials need {need} GPU{'s' if need != 1 else ''} per trial; {where}"
+
+
+def check_embedded_gpus(spec: SweepSpec, num_gpus: int | None) -> int | None:
+    """ConfigError (one line, exit 2) when a trial of `spec` needs more GPUs than embedded Ray would offer, so
+    that no trial could ever start (Ray would wait for them in silence); else the GPU count to start embedded Ray
+    with: `num_gpus` as given for a CPU sweep, the count checked here for a GPU one."""
+    why = _gpu_shortfall(spec, num_gpus)
+    if why is not None:
+        raise ConfigError(f"sweep {spec.name}: {why}, so no trial could start; run it where its GPUs are (a "
+                          f"machine that has them, or a cluster with --address), or ask for fewer "
+                          f"(resources.gpus)")
+    return num_gpus if spec.resources.gpus == 0 else offered_gpus(num_gpus)
+
+
+def gpu_line(spec: SweepSpec) -> str | None:
+    """What `sweep plan` says of a GPU sweep's GPUs on this machine; nothing for a CPU sweep."""
+    if spec.resources.gpus == 0:
+        return None
+    why = _gpu_shortfall(spec, None)
+    if why is not None:
+        return (f"  GPUs: {why}: an embedded `sweep run` refuses the sweep (--num-gpus sets what it offers); a "
+                "cluster (--address) needs a node with that many")
+    return f"  GPUs: {spec.resources.gpus} per trial; this machine has {offered_gpus(None)}"
 
 
 def data_line(spec: SweepSpec) -> str | None:

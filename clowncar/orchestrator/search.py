@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 ATTEMPT = "clowncar_attempt"
 CONSTRAINT = "artifact_bytes_over_cap"
 END_REASON = "clowncar_end_reason"
+STARTED = "clowncar_started"
+"""Trial user attr: when (epoch seconds) its worker started, from the trainable's first report. A trial is asked
+before Ray has room for it and may wait there, or never start at all (a GPU no node offers): GPU-hours count from
+here, not from the ask."""
 """Study user attr: why the sampler stopped asking (max_trials or the GPU-hour budget), for `sweep status`."""
 DISTINCT_SAMPLERS = ("tpe", "random", "gp")
 """Samplers held to one trial per config (suggest.py). The grid holds distinct points already; NSGA-II's
@@ -142,9 +146,18 @@ def finished_count(study: optuna.Study) -> int:
 
 
 def gpu_seconds_used(study: optuna.Study, gpus: int) -> float:
+    """GPU-seconds of the study's finished trials, each from its worker's start (`STARTED`) to its end. A trial
+    that never started is not billed: no `STARTED` and no outcome of its own (closed by a stop while it waited for
+    Ray). A trial with an outcome but no `STARTED` (told before that attr existed, or whose first report never
+    reached the driver) counts from its ask, as all trials used to."""
     total = 0.0
     for t in study.get_trials(deepcopy=False):
-        if t.state.is_finished() and t.datetime_start and t.datetime_complete and not never_ran(t):
+        if not (t.state.is_finished() and t.datetime_start and t.datetime_complete) or never_ran(t):
+            continue
+        started = t.user_attrs.get(STARTED)
+        if started is not None:
+            total += max(0.0, t.datetime_complete.timestamp() - float(started)) * gpus
+        elif t.state == TrialState.COMPLETE or "status" in t.user_attrs:
             total += (t.datetime_complete - t.datetime_start).total_seconds() * gpus
     return total
 
@@ -191,6 +204,8 @@ class SweepSearch(OptunaSearch):
         self.asked = self.tells = 0
         self.end_reason = ""
         self.running_since: dict[str, float] = {}
+        self.started: set[str] = set()
+        """Tune trial ids whose worker has reported (`STARTED` recorded)."""
         self.gate: Any = None
         """A `ledger.Gate` when GPU trials are admitted by the cluster's GPU ledger (set by run_sweep)."""
         self._held: tuple[str, dict[str, Any], tuple[float, ...]] | None = None
@@ -320,6 +335,9 @@ class SweepSearch(OptunaSearch):
         # trial really runs (a retried trial may have moved).
         if self.gate is not None and result.get("node_id"):
             self.gate.confirm(trial_id, str(result["node_id"]), str(result.get("pg") or ""))
+        if trial_id not in self.started and trial_id in self._ot_trials:  # its first report: the worker started
+            self.started.add(trial_id)
+            self._ot_trials[trial_id].set_user_attr(STARTED, time.time())
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

@@ -171,7 +171,7 @@ def _finished(study: optuna.Study, seconds: float, state: TrialState = TrialStat
 def test_gpu_seconds_count_every_finished_trial_but_told_repeats() -> None:
     study = optuna.create_study()
     _finished(study, 100)
-    _finished(study, 50, TrialState.FAIL)
+    _finished(study, 50, TrialState.FAIL, status="error")  # a failed trial with its outcome: it ran
     _finished(study, 70, TrialState.FAIL, **{DUPLICATE: 0})
     assert gpu_seconds_used(study, 4) == pytest.approx(600.0)
     assert finished_count(study) == 2

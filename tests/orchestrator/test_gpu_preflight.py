@@ -1,0 +1,93 @@
+"""An embedded sweep whose trials ask for more GPUs than embedded Ray offers is refused before it starts: one line,
+exit 2, nothing written. It used to print its plan and then wait in silence, forever, for a GPU no node had
+(walk finding 2). `sweep plan` says the same. Embedded Ray offers `--num-gpus`, else the GPUs this machine shows,
+and is started with the count checked. In this process, no Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clowncar.doctor import gpu_names
+from clowncar.errors import EXIT_BAD_INPUT, ConfigError
+from clowncar.orchestrator import preflight
+from clowncar.orchestrator.spec import spec_from_dict
+
+HERE = len(gpu_names()[1])
+"""GPUs this machine shows: a spec asks for one more, so that it is refused on any machine."""
+
+
+def spec_text(gpus: int) -> str:
+    return (f"name: g\npreset: tiny-cpu\nsampler: grid\nspace: {{model.crawler_loops: {{grid: [1, 2]}}}}\n"
+            f"resources: {{gpus: {gpus}}}\n")
+
+
+def spec(gpus: int) -> object:
+    return spec_from_dict({"name": "g", "preset": "tiny-cpu", "sampler": "grid", "resources": {"gpus": gpus},
+                           "space": {"model.crawler_loops": {"grid": [1, 2]}}})
+
+
+def test_embedded_ray_offers_num_gpus_when_given_else_what_the_machine_shows() -> None:
+    assert preflight.offered_gpus(3) == 3 and preflight.offered_gpus(0) == 0
+    assert preflight.offered_gpus(None) == HERE
+
+
+def test_a_gpu_sweep_starts_embedded_ray_with_the_gpus_it_checked() -> None:
+    assert preflight.check_embedded_gpus(spec(1), 1) == 1
+    if HERE:  # a GPU machine: Ray is given what it shows, not Ray's default of none
+        assert preflight.check_embedded_gpus(spec(HERE), None) == HERE
+    assert preflight.check_embedded_gpus(spec(0), None) is None  # a CPU sweep: as given, no GPU looked for
+
+
+def test_more_gpus_per_trial_than_offered_is_refused_naming_both_counts() -> None:
+    with pytest.raises(ConfigError) as err:
+        preflight.check_embedded_gpus(spec(2), 1)
+    assert str(err.value) == ("sweep g: trials need 2 GPUs per trial; embedded Ray is given 1 (--num-gpus 1), so no "
+                              "trial could start; run it where its GPUs are (a machine that has them, or a cluster "
+                              "with --address), or ask for fewer (resources.gpus)")
+    assert err.value.exit_code == EXIT_BAD_INPUT
+    with pytest.raises(ConfigError, match=rf"^sweep g: trials need {HERE + 1} GPUs? per trial; this machine has "
+                                          rf"{HERE}, so no trial could start;"):
+        preflight.check_embedded_gpus(spec(HERE + 1), None)
+
+
+def test_sweep_plan_says_what_sweep_run_would_refuse() -> None:
+    assert preflight.gpu_line(spec(0)) is None
+    assert preflight.gpu_line(spec(HERE + 1)) == (
+        f"  GPUs: trials need {HERE + 1} GPU{'s' if HERE else ''} per trial; this machine has {HERE}: an embedded "
+        "`sweep run` refuses the sweep (--num-gpus sets what it offers); a cluster (--address) needs a node with "
+        "that many")
+    if HERE:
+        assert preflight.gpu_line(spec(HERE)) == f"  GPUs: {HERE} per trial; this machine has {HERE}"
+
+
+@pytest.mark.parametrize("flags", [[], ["--num-gpus", "0"]])
+def test_sweep_run_refuses_before_anything_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str], flags: list[str]) -> None:
+    import clowncar.cli as cli
+    import clowncar.orchestrator.tune as tune
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
+    for name in ("CLOWNCAR_STORE", "CLOWNCAR_STORE_FILE", "CLOWNCAR_RAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tune, "run_sweep", lambda spec, opts: pytest.fail("the sweep started"))
+    gpus = HERE + 1 if not flags else 1
+    (tmp_path / "g.yaml").write_text(spec_text(gpus))
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["sweep", "run", "g.yaml", "--quiet", *flags])
+    err = capsys.readouterr().err
+    assert ended.value.code == EXIT_BAD_INPUT and len(err.splitlines()) == 1
+    have = "embedded Ray is given 0 (--num-gpus 0)" if flags else f"this machine has {HERE}"
+    assert err.startswith(f"clowncar: error: sweep g: trials need {gpus} GPU{'s' if gpus > 1 else ''} per trial; "
+                          f"{have}, so no trial could start; ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.yaml"]  # no store, no runs dir
+
+
+def test_sweep_plan_prints_the_refusal_and_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import clowncar.cli as cli
+
+    (tmp_path / "g.yaml").write_text(spec_text(HERE + 1))
+    cli.main(["sweep", "plan", str(tmp_path / "g.yaml")])
+    assert f"  GPUs: trials need {HERE + 1} GPU" in capsys.readouterr().out
