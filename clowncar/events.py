@@ -38,8 +38,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-# Worker outcomes. The orchestrator adds `crashed` (no result.json), `stopped` and `pruned`.
-RESULT_STATUSES = ("ok", "diverged", "oom", "error")
+# Worker outcomes; `rejected`: bad input (config, data, tokenizer) stopped the trial before its first step, and
+# would stop it again. The orchestrator adds `crashed` (no result.json), `stopped` and `pruned`.
+RESULT_STATUSES = ("ok", "diverged", "oom", "error", "rejected")
 TRIAL_STATUSES = (*RESULT_STATUSES, "crashed", "stopped", "pruned", "running")
 
 RESULT_METRICS = (

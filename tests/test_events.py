@@ -79,7 +79,7 @@ def test_a_result_that_cannot_be_read_as_an_object_is_none(tmp_path: Path) -> No
 
 
 def test_statuses_and_metrics_are_the_documented_ones() -> None:
-    assert RESULT_STATUSES == ("ok", "diverged", "oom", "error")
-    assert TRIAL_STATUSES == ("ok", "diverged", "oom", "error", "crashed", "stopped", "pruned", "running")
+    assert RESULT_STATUSES == ("ok", "diverged", "oom", "error", "rejected")
+    assert TRIAL_STATUSES == ("ok", "diverged", "oom", "error", "rejected", "crashed", "stopped", "pruned", "running")
     assert {"val_bpb", "q_sliding_val_bpb", "quant_gap", "artifact_bytes"} <= set(RESULT_METRICS)
     assert len(set(RESULT_METRICS)) == len(RESULT_METRICS) == 24

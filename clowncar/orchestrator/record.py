@@ -23,6 +23,7 @@ from clowncar.orchestrator.ray_console import RAY_ERRORS, TRIAL_ERROR, error_tex
 from clowncar.orchestrator.spec import SweepSpec
 from clowncar.orchestrator.trainable import trial_dir_of
 from clowncar.overrides import apply_overrides
+from clowncar.store.frames import FAILED
 
 
 def trial_uid(sweep: str, number: int) -> str:
@@ -46,7 +47,7 @@ class Tally:
 
     def line(self, concurrency: int) -> str:
         s = self.by_status
-        failed = sum(s.get(k, 0) for k in ("diverged", "oom", "error", "crashed"))
+        failed = sum(s.get(k, 0) for k in FAILED)
         left = max(0, self.total - self.done())
         eta = ""
         if self.walls and left:

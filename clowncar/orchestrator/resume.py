@@ -44,7 +44,7 @@ from clowncar.orchestrator.spec import SweepSpec
 from clowncar.orchestrator.suggest import DUPLICATE, UNASKED, _matches, never_ran, trial_params
 from clowncar.orchestrator.trainable import objective_value
 
-FINAL = ("ok", "diverged", "oom", "error", "crashed", "pruned", "stopped")
+FINAL = ("ok", "diverged", "oom", "error", "rejected", "crashed", "pruned", "stopped")
 
 
 def _stored_outcome(store: Any, uid: str, attempt: int) -> tuple[str, dict[str, Any] | None] | None:
@@ -111,7 +111,7 @@ def _record_from_disk(store: Any, spec: SweepSpec, runs_dir: Path | None, number
 RETRIED = ("crashed", "error")
 """Outcomes that `--retry-failed` runs again: the worker crashed or failed, or the trial failed before the store
 heard of it (inside Ray: a full disk, a file where its folder belongs). A diverged or out-of-memory trial, or a
-rejected config, would end the same way again."""
+`rejected` one (its config or data refused before its first step), would end the same way again."""
 
 
 def requeue_failed(study: optuna.Study, store: Any, spec: SweepSpec) -> int:

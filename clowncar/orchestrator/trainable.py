@@ -4,7 +4,7 @@ The trainable writes `trial.json`, starts the worker (one process, or `torchrun`
 `clowncar.orchestrator.launch` in a new process group, and relays the worker's `events.jsonl` through
 `tune.report`: every report carries the step, eval and probe rows that are new since the last one, so the store
 on the head fills while the trial runs, plus the latest step/loss/BPB for ASHA. When the worker exits, the final
-report carries the outcome (`ok` / `diverged` / `oom` / `error` / `crashed`) and result.json.
+report carries the outcome (`ok` / `diverged` / `oom` / `error` / `rejected` / `crashed`) and result.json.
 
 Cleanup, from the measured facts (reference/ray_tune_optuna_facts.md section 2): Tune stops a trial by raising
 SystemExit inside `tune.report`, so `finally` kills the worker's whole process group; a SIGKILLed actor or driver
@@ -27,13 +27,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clowncar.errors import ClownCarError
-from clowncar.events import CONFIG_FILE, EVENTS_FILE, RESULT_FILE, read_events, read_result, write_json_atomic
+from clowncar.errors import EXIT_BAD_INPUT, ClownCarError
+from clowncar.events import (
+    CONFIG_FILE,
+    EVENTS_FILE,
+    RESULT_FILE,
+    RESULT_STATUSES,
+    read_events,
+    read_result,
+    write_json_atomic,
+)
 from clowncar.orchestrator.rungs import clock
 from clowncar.settings import load_settings
 from clowncar.worker.startup import LAUNCH_TIME_ENV
 
-EXIT_STATUS = {0: "ok", 3: "diverged", 4: "oom", 1: "error"}
+EXIT_STATUS = {0: "ok", 3: "diverged", 4: "oom", 1: "error", 2: "rejected"}
 RESULT_KEYS_FOR_TUNE = ("val_bpb", "q_val_bpb", "sliding_val_bpb", "q_sliding_val_bpb", "artifact_bytes",
                         "params", "steps", "train_seconds", "startup_seconds")
 
@@ -139,10 +147,12 @@ def objective_value(result: dict[str, Any], metric: str) -> float | None:
 def outcome(returncode: int, result: dict[str, Any] | None, stderr_tail: str) -> tuple[str, str | None]:
     """Map the worker's exit to (status, reason): result.json wins; no result.json means `crashed`."""
     if result is None:
+        if returncode == EXIT_BAD_INPUT and stderr_tail:  # refused before the trial began (its config): as rejected
+            return "rejected", stderr_tail
         how = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
         return "crashed", f"worker {how} without result.json" + (f": {stderr_tail}" if stderr_tail else "")
     status = str(result.get("status") or EXIT_STATUS.get(returncode, "error"))
-    if status not in ("ok", "diverged", "oom", "error"):
+    if status not in RESULT_STATUSES:
         status = "error"
     if status == "ok" and returncode != 0:
         return "error", f"worker wrote status ok but exited {returncode}"
@@ -235,8 +245,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     try:
         cfg = spec.trial_config(config)
     except ClownCarError as err:
-        tune.report(Relay(trial_dir / EVENTS_FILE).report({}, **base, **final_report(ctx, "error", str(err), None,
-                                                                                       0.0)))
+        tune.report(Relay(trial_dir / EVENTS_FILE).report({}, **base, **final_report(ctx, "rejected", str(err),
+                                                                                       None, 0.0)))
         return
     write_json_atomic(trial_dir / CONFIG_FILE, {"config": cfg.to_dict(), "sweep": ctx.sweep, "params": {
         k: v for k, v in config.items() if not k.startswith("_")}, **meta, **base})

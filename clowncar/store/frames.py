@@ -19,7 +19,7 @@ from clowncar.store.retry import retried_read
 if TYPE_CHECKING:
     import pandas as pd
 
-FAILED = ("diverged", "oom", "error", "crashed")
+FAILED = ("diverged", "oom", "error", "rejected", "crashed")
 BASE_TRIAL_COLUMNS = ("sweep", "trial_uid", "number", "attempt", "attempts", "status", "reason", "seed",
                       "config_hash", "node", "started_at", "ended_at", "source")
 
@@ -229,7 +229,7 @@ class FrameReads:
     @retried_read
     def sweeps_frame(self) -> pd.DataFrame:
         """One row per sweep: name, status, source, parent, created_at, updated_at, trials, ok, running,
-        failed (diverged/oom/error/crashed), best_bpb (the lowest score of its ok trials, all scored on the
+        failed (diverged/oom/error/rejected/crashed), best_bpb (the lowest score of its ok trials, all scored on the
         one of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb, val_bpb that most of them measured) and
         best_metric (which one that was: the numbers of two sweeps compare only when it is the same)."""
         import pandas as pd

@@ -12,7 +12,15 @@ import torch
 
 from clowncar.config import TrialConfig, from_dict, load_config
 from clowncar.data.paths import make_output_dir
-from clowncar.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, EXIT_OOM, ClownCarError, ConfigError
+from clowncar.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_DIVERGED,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_OOM,
+    ClownCarError,
+    ConfigError,
+)
 from clowncar.events import EVENTS_FILE, RESULT_FILE, EventWriter, write_json_atomic
 from clowncar.overrides import apply_overrides, deep_merge
 from clowncar.strict_yaml import read_mapping
@@ -23,7 +31,8 @@ from clowncar.worker.provenance import peak_memory_bytes, provenance
 
 RUN_FILES = (EVENTS_FILE, "train.log", RESULT_FILE)
 """What each run writes into its folder as it goes (model.ptz comes only at the end)."""
-EXIT_CODES = {"ok": EXIT_OK, "error": EXIT_FAILED, "diverged": EXIT_DIVERGED, "oom": EXIT_OOM}
+EXIT_CODES = {"ok": EXIT_OK, "error": EXIT_FAILED, "diverged": EXIT_DIVERGED, "oom": EXIT_OOM,
+              "rejected": EXIT_BAD_INPUT}
 RESULT_KEYS = (
     "status", "reason", "val_loss", "val_bpb", "sliding_val_loss", "sliding_val_bpb", "q_val_loss", "q_val_bpb",
     "q_sliding_val_loss", "q_sliding_val_bpb", "quant_gap", "tokens_scored", "bytes_scored", "params",
@@ -109,7 +118,7 @@ def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
     except ClownCarError as err:  # bad input: before the first step it is a rejected run, exit 2
         status, reason = "error", f"{type(err).__name__}: {err}"
         if result["steps"] is None:  # after it (a corrupt shard at step 500) it is a failed run like any other
-            code = err.exit_code
+            status, code = "rejected", err.exit_code
     except Diverged as err:
         status, reason = "diverged", str(err)
     except torch.OutOfMemoryError as err:

@@ -245,6 +245,7 @@ def test_retry_failed_queues_the_next_attempt_of_what_crashed_or_errored_and_fre
     failed(2, 3, "diverged")  # would diverge again
     failed(3, 4, None)  # failed inside Ray before the store heard of it (a full disk)
     failed(4, 1, "oom")
+    failed(8, 2, "rejected")  # its config refused before its first step: refused again
     done = world.running(5, 2)
     world.stored(5, 0, "ok", {"q_sliding_val_bpb": 1.2, "artifact_bytes": 10})
     world.study.tell(done, 1.2)
@@ -252,13 +253,13 @@ def test_retry_failed_queues_the_next_attempt_of_what_crashed_or_errored_and_fre
     twice.set_user_attr(DUPLICATE, 0)  # a repeated suggestion, told FAIL and never run: nothing to retry
     world.study.tell(twice, state=TrialState.FAIL)
     world.study.enqueue_trial({KEY: 3}, user_attrs={NUMBER: 6, ATTEMPT: 1})  # 6 is queued again already
-    assert finished_count(world.study) == 6
+    assert finished_count(world.study) == 7
 
     assert requeue_failed(world.study, world.store, world.spec) == 3
     waiting = {(t.user_attrs[NUMBER], t.user_attrs[ATTEMPT]): t.system_attrs["fixed_params"]
                for t in world.study.get_trials(states=(TrialState.WAITING,))}
     assert waiting == {(0, 1): {KEY: 1}, (1, 1): {KEY: 2}, (3, 1): {KEY: 4}, (6, 1): {KEY: 3}}
-    assert finished_count(world.study) == 3  # diverged, oom and ok count; the queued ones' failures do not
+    assert finished_count(world.study) == 4  # diverged, oom, rejected and ok count; the queued ones' do not
     assert requeue_failed(world.study, world.store, world.spec) == 0  # their latest attempts wait to run
 
 

@@ -62,6 +62,11 @@ def test_the_objective_is_the_first_finite_number_of_its_metric(result: dict[str
     (0, {"status": "weird"}, "", ("error", None)),
     (1, {"status": "ok"}, "", ("error", "worker wrote status ok but exited 1")),
     (0, {"status": "error", "reason": "bad shard"}, "", ("error", "bad shard")),
+    (2, {"status": "rejected", "reason": "DataError: no shards"}, "", ("rejected", "DataError: no shards")),
+    (2, {}, "", ("rejected", None)),  # an older worker's result without a status: its exit code says
+    # refused before the trial began (no result.json): its one line, and not retried as a crash
+    (2, None, "clowncar.worker: error: bad key", ("rejected", "clowncar.worker: error: bad key")),
+    (2, None, "", ("crashed", "worker exit code 2 without result.json")),
 ])
 def test_the_outcome_is_result_json_first_and_a_crash_without_it(code: int, result: dict[str, Any] | None,
                                                                  tail: str, expected: tuple[str, Any]) -> None:
@@ -306,9 +311,9 @@ def test_a_slow_worker_that_keeps_writing_events_is_not_a_hung_one(run_contract:
     assert reports[-1]["status"] == "ok" and reports[-1]["wall_s"] > 4.0  # 0.75 s a step: longer, never silent
 
 
-def test_a_config_the_spec_cannot_build_is_an_error_report_without_a_worker(run_contract: Any) -> None:
+def test_a_config_the_spec_cannot_build_is_a_rejected_report_without_a_worker(run_contract: Any) -> None:
     reports, trial_dir = run_contract("ok", params={"model.num_kv_heads": 3})  # a point the space allows
-    assert len(reports) == 1 and reports[0]["status"] == "error" and reports[0]["final"] is True
+    assert len(reports) == 1 and reports[0]["status"] == "rejected" and reports[0]["final"] is True
     assert "num_kv_heads" in reports[0]["reason"] and not (trial_dir / "trial.json").exists()
     assert json.loads(reports[0]["new_rows"]) == {} and reports[0]["host"] == "h:node" and reports[0]["wall_s"] == 0.0
 

@@ -136,8 +136,9 @@ def test_bad_input_before_step_1_exits_2_and_is_not_echoed(cfg: TrialConfig, tmp
     fake_train(monkeypatch, ConfigError("model.vocab_size 64 is below the tokenizer's 320"), {})
     assert run_trial(cfg, tmp_path) == 2
     result, log, _ = ended(tmp_path)
+    assert result["status"] == "rejected"  # not `error`: `sweep resume --retry-failed` leaves it as it ended
     assert result["reason"] == "ConfigError: model.vocab_size 64 is below the tokenizer's 320"
-    assert log == "status: error (ConfigError: model.vocab_size 64 is below the tokenizer's 320)\n"
+    assert log == "status: rejected (ConfigError: model.vocab_size 64 is below the tokenizer's 320)\n"
     assert capsys.readouterr().err == ""  # whoever called it says it once
 
 

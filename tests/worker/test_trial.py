@@ -146,14 +146,14 @@ def test_absurd_learning_rate_ends_diverged_within_a_few_steps(
     assert events[-1]["event"] == "final" and events[-1]["result"]["status"] == "diverged"
 
 
-def test_missing_data_ends_with_error_status(tmp_path: Path, read_trial: Callable[..., Any]) -> None:
+def test_missing_data_ends_rejected(tmp_path: Path, read_trial: Callable[..., Any]) -> None:
     config = tmp_path / "trial.json"  # the orchestrator's form
     config.write_text(json.dumps({"config": {"data": {"dataset": str(tmp_path / "nowhere")}}, "trial_id": "x"}))
     code = worker_main([str(config), "--out", str(tmp_path / "out"), "--preset", "tiny-cpu"])
     assert code == 2  # bad input found before the first step; result.json still says why, for the orchestrator
     result, events = read_trial(tmp_path / "out")
-    assert result["status"] == "error" and "DataError" in result["reason"] and "nowhere" in result["reason"]
-    assert events[-1]["event"] == "final" and events[-1]["result"]["status"] == "error"
+    assert result["status"] == "rejected" and "DataError" in result["reason"] and "nowhere" in result["reason"]
+    assert events[-1]["event"] == "final" and events[-1]["result"]["status"] == "rejected"
 
 
 def test_trial_run_exits_with_the_trials_code_and_says_why_in_one_line(
