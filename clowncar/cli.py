@@ -10,12 +10,14 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import click
 import typer
 
 from clowncar.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ClownCarError, error_line
+
+HELP_OPTIONS = ["-h", "--help"]
 
 app = typer.Typer(
     name="clowncar",
@@ -23,7 +25,23 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": HELP_OPTIONS},  # every command's context inherits it
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from clowncar.version import version_line
+
+        typer.echo(version_line())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="Print the version (and the git commit of a checkout) and exit.")] = False) -> None:
+    pass
 
 # (module, group name or None for top-level commands registered by the module's `register(app)`)
 COMMAND_MODULES: list[tuple[str, str | None]] = [
@@ -75,12 +93,41 @@ def usage_line(exc: Exception) -> str:
     return f"{message} (see '{path} --help')" if path else message
 
 
+class _Argument(typer.core.TyperArgument):
+    """An argument named in the usage line the usual way, `SPEC`, `PATHS...`, `[SWEEP]` (typer's rich help
+    writes a required one as `{spec}`)."""
+
+    def get_usage_pieces(self, ctx: Any) -> list[str]:
+        name = self.metavar or (self.name or "").upper()
+        return [name if self.required else f"[{name}]"]
+
+
+def _tidy_help(command: Any) -> Any:
+    """Make the help of every command in the tree read as a command line's help does: a flag shows no type
+    (typer's rich help gives each one a `<bool>` column, as if it took a value), an argument is named in capitals
+    (`SPEC`, `PATHS...`), and a command's line in its group's list is its first paragraph joined (typer keeps the
+    docstring's line breaks there, which then wrap mid-sentence)."""
+    # click makes a command's --help option on first use, from a context; made here, it is tidied as well
+    help_option = command.get_help_option(command.context_class(command, help_option_names=HELP_OPTIONS))
+    for param in [*command.params, *([help_option] if help_option else [])]:
+        if isinstance(param, click.Option | typer.core.TyperOption) and (param.is_flag or param.count):
+            param.metavar = ""  # what typer shows in a flag's type column instead of <bool>
+        elif isinstance(param, typer.core.TyperArgument) and param.metavar is None:
+            param.metavar = (param.name or "").upper() + ("..." if param.nargs != 1 else "")
+            param.__class__ = _Argument
+    if command.help and not command.short_help:
+        command.short_help = " ".join(command.help.split("\n\n")[0].split())
+    for sub in getattr(command, "commands", {}).values():
+        _tidy_help(sub)
+    return command
+
+
 @functools.lru_cache(maxsize=4)
 def _command(typer_app: typer.Typer) -> Callable[..., Any]:
-    """The click command tree of `typer_app`. typer rebuilds it from every command's signature on each call
-    (~30 ms of CPU); built once per app, running many commands in one process (the tests, the bad-input corpus)
-    does not pay that each time."""
-    return typer.main.get_command(typer_app)
+    """The click command tree of `typer_app`, its help tidied (`_tidy_help`). typer rebuilds it from every
+    command's signature on each call (~30 ms of CPU); built once per app, running many commands in one process
+    (the tests, the bad-input corpus) does not pay that each time."""
+    return _tidy_help(typer.main.get_command(typer_app))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from clowncar.errors import ClownCarError, StoreError
+from clowncar.settings import STORE_HELP
 
 
 def serve(url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
@@ -60,7 +61,7 @@ def _cannot_listen(host: str, port: int, exc: Exception) -> ClownCarError:
 
 
 def dashboard(
-    store: Annotated[str | None, typer.Option("--store", help="Results store URL (default: CLOWNCAR_STORE)")] = None,
+    store: Annotated[str | None, typer.Option("--store", help=STORE_HELP)] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (default: loopback only)")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on", min=1, max=65535)] = 8080,
 ) -> None:

@@ -13,6 +13,7 @@ import typer
 
 from clowncar.errors import ClownCarError
 from clowncar.redact import redact_url
+from clowncar.settings import STORE_HELP
 
 SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml"
 SIGNALS = SMOKE.with_name("signals.yaml")
@@ -29,7 +30,7 @@ def demo(
     signals: Annotated[bool, typer.Option("--signals", help="Run sweeps/signals.yaml, designed so that every "
                                           "signal test of the report has the data it needs")] = False,
     name: Annotated[str | None, typer.Option("--name", help="Sweep name (default: smoke-<time>)")] = None,
-    store: Annotated[str | None, typer.Option("--store", help="Results store URL")] = None,
+    store: Annotated[str | None, typer.Option("--store", help=STORE_HELP)] = None,
     num_cpus: Annotated[int | None, typer.Option("--num-cpus", min=1, help="CPUs for embedded Ray")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No live progress")] = False,
 ) -> None:

@@ -6,7 +6,7 @@ environment. Model and training knobs never do: they are fields of `clowncar.con
 | variable | meaning | default |
 | --- | --- | --- |
 | CLOWNCAR_DATA_DIR | data root holding `datasets/<name>/` shards and `tokenizers/<file>` | `~/.cache/clowncar/data` |
-| CLOWNCAR_STORE | SQLAlchemy URL of the results store | `sqlite:///clowncar-runs/clowncar.db` |
+| CLOWNCAR_STORE | SQLAlchemy URL of the results store | SQLite at `$CLOWNCAR_RUNS_DIR/clowncar.db` |
 | CLOWNCAR_STORE_FILE | a file holding that URL (not readable by other users: `chmod 600`), instead of CLOWNCAR_STORE | unset |
 | CLOWNCAR_RUNS_DIR | where trial directories, Ray Tune's cache and reports go | `./clowncar-runs` |
 | CLOWNCAR_RAY_ADDRESS | Ray cluster a sweep joins (`auto` on one of its nodes, or the head's `host:6379`; Ray Client's `ray://` is refused: `clowncar sweep submit` runs a sweep from elsewhere); empty = embedded Ray on loopback | empty |
@@ -25,6 +25,10 @@ from pathlib import Path
 from clowncar.errors import ConfigError
 
 DEFAULT_COMPILE_CACHE = "~/.cache/clowncar/compile"
+STORE_DEFAULT = "CLOWNCAR_STORE, else CLOWNCAR_STORE_FILE's URL, else SQLite at $CLOWNCAR_RUNS_DIR/clowncar.db"
+"""Where the results store is when no --store is given (`Settings.store_url`), said the same way in every
+command's help and in the README."""
+STORE_HELP = f"SQLAlchemy URL of the results store (default: {STORE_DEFAULT})."
 DEFAULT_STORE_RETRY_S = 120.0
 """Long enough for a PostgreSQL restart or a managed database's maintenance failover (seconds to a minute)."""
 

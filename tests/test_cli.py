@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+from pathlib import Path
+
 import pytest
 import typer
 
@@ -35,8 +39,8 @@ def test_a_command_that_finishes_exits_zero(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.mark.parametrize(("argv", "fragment"), [
-    (["trial", "run"], "give a trial config file or --preset NAME"),
-    (["sweep", "run"], "Missing argument 'spec'"),
+    (["trial", "run", "--out", "o"], "give a trial config file or --preset NAME"),
+    (["sweep", "run"], "Missing argument 'SPEC'"),
     (["bogus"], "No such command 'bogus'"),
     (["config", "show", "--bogus"], "No such option: --bogus"),
     (["config", "show", "--set"], "requires an argument"),
@@ -94,3 +98,101 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     except SystemExit as ended:
         assert ended.code in (0, None)
     assert "build" in capsys.readouterr().out
+
+
+def help_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """What the command prints on stdout; it ends with exit code 0 (returning or raising SystemExit)."""
+    try:
+        cli.main(argv)
+    except SystemExit as ended:
+        assert ended.code in (0, None)
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["sweep", "run", "--help"], ["import", "-h"], ["store", "ls", "-h"]])
+def test_help_shows_no_type_for_a_flag_and_names_arguments_in_capitals(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    out = help_of(argv, capsys)
+    assert "Show this message and exit." in out  # -h is --help
+    assert "<bool>" not in out  # a flag takes no value
+    usage = next(line for line in out.splitlines() if "Usage:" in line)
+    assert "{" not in usage
+
+
+def test_usage_lines_name_required_arguments_bare_and_optional_ones_in_brackets(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert "Usage: clowncar sweep run [OPTIONS] SPEC " in help_of(["sweep", "run", "-h"], capsys)
+    assert "Usage: clowncar import [OPTIONS] PATHS... " in help_of(["import", "-h"], capsys)
+    assert "Usage: clowncar store ls [OPTIONS] [SWEEP] " in help_of(["store", "ls", "-h"], capsys)
+
+
+@pytest.mark.parametrize("argv", [["store", "ls"], ["store", "export"], ["dashboard"], ["sweep", "run"],
+                                  ["analyze"], ["import"], ["demo"]])
+def test_every_store_option_states_the_default_store_the_settings_use(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    out = " ".join(help_of([*argv, "--help"], capsys).replace("│", " ").split())
+    assert "$CLOWNCAR_RUNS_DIR/clowncar.db" in out and "CLOWNCAR_STORE_FILE" in out
+    assert "sqlite:///clowncar-runs" not in out
+
+
+def test_the_store_default_in_the_help_is_where_the_settings_put_the_store(tmp_path: Path) -> None:
+    from clowncar.settings import STORE_DEFAULT, load_settings
+
+    runs = tmp_path / "runs"
+    assert load_settings({"CLOWNCAR_RUNS_DIR": str(runs)}).store_url == f"sqlite:///{runs / 'clowncar.db'}"
+    assert STORE_DEFAULT.endswith("SQLite at $CLOWNCAR_RUNS_DIR/clowncar.db")
+    readme = (Path(cli.__file__).parents[1] / "README.md").read_text()
+    assert "| SQLite at `$CLOWNCAR_RUNS_DIR/clowncar.db` |" in readme and "sqlite:///clowncar-runs" not in readme
+
+
+def test_a_required_option_is_marked_required_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    out = help_of(["trial", "run", "--help"], capsys)
+    out_row = next(line for line in out.splitlines() if "--out " in line and "│" in line)
+    assert out_row.split()[:2] == ["│", "*"], out_row  # the panel's required star
+
+
+def test_a_command_list_entry_is_its_first_paragraph_on_joined_lines(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # wide enough that rich wraps nothing: a line break left is the docstring's
+    entry = next(line for line in help_of(["--help"], capsys).splitlines() if "│ demo " in line)
+    assert "The one-command tour:" in entry and "(or, with --signals, the signal sweep) locally" in entry
+
+
+def test_version_prints_the_package_version_and_the_checkout_commit(capsys: pytest.CaptureFixture[str]) -> None:
+    import clowncar
+    from clowncar.version import checkout_commit
+
+    out = help_of(["--version"], capsys).strip()
+    state = checkout_commit()
+    if state is None:
+        assert out == f"clowncar {clowncar.__version__}"
+    else:
+        commit, dirty = state
+        assert re.fullmatch(r"[0-9a-f]{40}", commit)
+        assert out == f"clowncar {clowncar.__version__} (git {commit}" + (
+            ", with uncommitted changes)" if dirty else ")")
+
+
+def test_version_outside_a_checkout_is_the_package_version_alone(tmp_path: Path) -> None:
+    import clowncar
+    from clowncar.version import checkout_commit, version_line
+
+    assert checkout_commit(tmp_path) is None
+    assert version_line(tmp_path) == f"clowncar {clowncar.__version__}"
+
+
+def test_version_of_a_checkout_names_its_commit_and_a_changed_tracked_file(tmp_path: Path) -> None:
+    from clowncar.version import version_line
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "f.txt").write_text("a\n")
+    git("add", "f.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    head = git("rev-parse", "HEAD")
+    assert version_line(tmp_path).endswith(f"(git {head})")
+    (tmp_path / "f.txt").write_text("b\n")
+    assert version_line(tmp_path).endswith(f"(git {head}, with uncommitted changes)")

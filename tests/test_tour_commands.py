@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import typer
 
-from clowncar import dashboard, demo
+from clowncar import cli, dashboard, demo
 from clowncar.errors import ClownCarError, RunFailed, StoreError
 from clowncar.orchestrator.spec import load_spec
 from clowncar.store import open_store
@@ -242,10 +242,9 @@ def test_a_preset_alone_is_a_trial_and_neither_file_nor_preset_is_refused(trial,
     with pytest.raises(ConfigError) as err:
         trial_commands.run(None, tmp_path / "out", preset=None, set_=["train.iterations=7"])
     assert str(err.value) == "give a trial config file or --preset NAME (`clowncar config presets` lists them)"
-    with pytest.raises(ConfigError) as err:
-        trial_commands.run(trial["config"], None, preset=None, set_=None)
-    assert str(err.value) == ("--out DIR is required: the trial directory for result.json, events.jsonl, "
-                              "train.log")
+    with pytest.raises(SystemExit) as ended:  # --out is a required option: click refuses its absence
+        cli.main(["trial", "run", str(trial["config"])])
+    assert ended.value.code == 2
     assert len(trial["seen"]) == 1  # neither refusal reached the trial
 
 

@@ -9,6 +9,7 @@ import typer
 
 from clowncar.did_you_mean import nearest
 from clowncar.errors import ClownCarError
+from clowncar.settings import STORE_HELP
 
 app = typer.Typer(help="Statistical signal tests and the sweep report.")
 
@@ -20,8 +21,7 @@ class AnalysisError(ClownCarError):
 def analyze(
     sweeps: Annotated[list[str], typer.Argument(help="Sweep names in the store (several are analysed together).")],
     out: Annotated[Path, typer.Option("--out", help="Directory for report.md, report.html and report.json.")],
-    store: Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of the store "
-                                              "(default: CLOWNCAR_STORE or the runs dir's SQLite file).")] = None,
+    store: Annotated[str | None, typer.Option("--store", help=STORE_HELP)] = None,
     correction: Annotated[str, typer.Option("--correction", help="Multiple-comparison correction: holm, "
                                             "fdr_bh or bonferroni.")] = "holm",
     same_stream: Annotated[bool, typer.Option(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from clowncar.errors import StoreError
+from clowncar.settings import STORE_HELP
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -18,8 +19,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Inspect and export the results store (sweeps, trials, steps, evals).",
                   no_args_is_help=True)
 
-StoreOpt = Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL (default: CLOWNCAR_STORE, else "
-                                              "sqlite:///clowncar-runs/clowncar.db).")]
+StoreOpt = Annotated[str | None, typer.Option("--store", help=STORE_HELP)]
 
 
 def _fmt(value: Any, exact: bool = False) -> str:

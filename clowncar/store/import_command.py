@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from clowncar.errors import ClownCarError
+from clowncar.settings import STORE_HELP
 
 if TYPE_CHECKING:
     from clowncar.store.importers import FileReport
@@ -175,7 +176,7 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or direc
                                                           "its folders where files share a name). A trial "
                                                           "already stored stays in its sweep; another store "
                                                           "(--store) groups such files afresh.")] = None,
-                store: Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of the store.")] = None,
+                store: Annotated[str | None, typer.Option("--store", help=STORE_HELP)] = None,
                 keep_going: Annotated[bool, typer.Option(
                     "--keep-going", help="Import the other files when some are refused (default: a refused file "
                     "stops the import before anything is written). The exit code is 2 either way.")] = False,

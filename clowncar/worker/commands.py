@@ -15,8 +15,8 @@ app = typer.Typer(help="Run a single trial on this machine (no Ray).", no_args_i
 def run(
     config: Annotated[Path | None, typer.Argument(
         help="YAML/JSON trial config or an orchestrator trial.json (optional with --preset).")] = None,
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="Trial directory: result.json, events.jsonl, train.log (required).")] = None,
+    out: Annotated[Path, typer.Option(
+        "--out", help="Trial directory: result.json, events.jsonl, train.log.")] = ...,
     preset: Annotated[str | None, typer.Option("--preset", help="Base preset under the config.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Dotted override, e.g. train.iterations=100.")
                     ] = None,
@@ -31,7 +31,7 @@ def run(
         _run(config, out, preset, set_ or [])
 
 
-def _run(config: Path | None, out: Path | None, preset: str | None, overrides: list[str]) -> None:
+def _run(config: Path | None, out: Path, preset: str | None, overrides: list[str]) -> None:
     from clowncar.buildable import check_buildable
     from clowncar.data.paths import missing_dirs
     from clowncar.errors import EXIT_BAD_INPUT, ConfigError, RunFailed
@@ -41,8 +41,6 @@ def _run(config: Path | None, out: Path | None, preset: str | None, overrides: l
 
     if config is None and preset is None:  # the bare defaults are a full-size model: never run one by accident
         raise ConfigError("give a trial config file or --preset NAME (`clowncar config presets` lists them)")
-    if out is None:
-        raise ConfigError("--out DIR is required: the trial directory for result.json, events.jsonl, train.log")
     cfg = load_trial_config(config, preset, overrides)
     check_buildable(cfg)  # before --out is made: a config that cannot build leaves nothing behind
     created = missing_dirs(out)  # what this run makes: taken back when it keeps nothing
