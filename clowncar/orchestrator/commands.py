@@ -11,12 +11,12 @@ from typing import Annotated, Any
 import typer
 
 from clowncar.errors import ClownCarError
-from clowncar.settings import STORE_HELP
 
 app = typer.Typer(help="Sweeps: Optuna-driven trials on Ray Tune, recorded in the results store.",
                   no_args_is_help=True)
 
-StoreOpt = Annotated[str | None, typer.Option("--store", help=STORE_HELP)]
+StoreOpt = Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of the results store "
+                                                             "(default: CLOWNCAR_STORE or the runs dir's SQLite)")]
 AddressOpt = Annotated[str | None, typer.Option(
     "--address", help="Ray cluster to join: 'auto' on one of its nodes, or the head's HOST:6379 (not the job server's "
     "http://HEAD:8265 nor Ray Client's ray://: `sweep submit` runs one from elsewhere); default: embedded Ray on "
@@ -109,6 +109,8 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
         # standalone_mode=False, and the CLI then exited 0, silently (measured).
         raise SweepInterrupted(interrupted_line(url, spec.name)) from None
     _print_summary(summary)
+    if (line := failures_line(url, spec.name)) is not None:
+        typer.echo(line)
     return summary
 
 
@@ -299,6 +301,26 @@ def failure_lines(name: str, failures: Iterable[tuple[str, str | None]]) -> list
         lines.append(f"  and {len(counts) - REASONS_SHOWN} other failure reasons: `clowncar store ls {name}` "
                      "lists every trial")
     return lines
+
+
+def failures_line(url: str, name: str) -> str | None:
+    """The end of `sweep run`: how many of the sweep's trials failed and the most common reason, in one line
+    (None when none failed). A sweep whose every trial was rejected otherwise ends on "best trial: none feasible
+    yet" and exit 0, with no word of why."""
+    from clowncar.store import open_store
+    from clowncar.store.frames import FAILED
+
+    try:
+        with open_store(url, create=False) as st:
+            failed = st.trials_frame(name, status=FAILED)
+    except ClownCarError:  # the sweep ran and is recorded; a store gone since only costs this line
+        return None
+    if failed.empty:
+        return None
+    rows = failed[["status", "reason"]].itertuples(index=False, name=None)
+    (status, reason), n = Counter((status, _short(reason)) for status, reason in rows).most_common(1)[0]
+    return (f"failed: {_count(len(failed), 'trial')}; most common ({n}x): {status}: {reason} "
+            f"(`clowncar sweep status {name}` lists the reasons)")
 
 
 def _short(reason: str | None) -> str:

@@ -4,6 +4,7 @@ at most five, one line each; in this process, a SQLite store filled here."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,29 @@ def test_failure_reasons_are_shortened_and_at_most_five_are_listed() -> None:
         "  error x2: reason 6", "  error x1: reason 0", "  error x1: reason 1", "  error x1: reason 2",
         "  error x1: reason 3", "  and 2 other failure reasons: `clowncar store ls s` lists every trial"]
     assert len(cmd.failure_lines("s", many[:5])) == 5  # five reasons: all shown, no "other" line
+
+
+def test_sweep_run_ends_with_how_many_trials_failed_and_the_most_common_reason(url: str, monkeypatch, capsys) -> None:
+    import clowncar.orchestrator.tune as tune
+    from clowncar.orchestrator.spec import spec_from_dict
+
+    rejected = "ConfigError: model.param_budget 10 is below the smallest legal model"
+    outcomes: list[tuple[str, str | None]] = [("rejected", rejected), ("oom", "CUDA out of memory"), ("ok", None),
+                                              ("rejected", rejected)]
+
+    def runner(spec: object, opts: Any) -> dict[str, object]:
+        with open_store(opts.store_url) as st:
+            st.create_or_get_sweep("s", SPEC)
+            for number, (status, reason) in enumerate(outcomes):
+                st.start_trial("s", f"t{number}", number, 0, {}, 1337, "n")
+                st.finish_trial(f"t{number}", 0, status, reason, {})
+        return {"sweep": "s", "optuna_states": {"FAIL": 3, "COMPLETE": 1}}
+
+    monkeypatch.setattr(tune, "run_sweep", runner)
+    monkeypatch.setattr("clowncar.orchestrator.preflight.check_local_data", lambda spec: None)
+    cmd.run_spec(spec_from_dict(SPEC), url, None, 1, 0, True, resume=False)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"failed: 3 trials; most common (2x): rejected: {rejected} (`clowncar sweep status s` lists the reasons)")
+    outcomes[:] = [("ok", None)]
+    cmd.run_spec(spec_from_dict(SPEC), url.replace("store.db", "ok.db"), None, 1, 0, True, resume=False)
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("failed:")]
