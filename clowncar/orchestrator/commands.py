@@ -11,12 +11,12 @@ from typing import Annotated, Any
 import typer
 
 from clowncar.errors import ClownCarError
+from clowncar.settings import STORE_HELP
 
 app = typer.Typer(help="Sweeps: Optuna-driven trials on Ray Tune, recorded in the results store.",
                   no_args_is_help=True)
 
-StoreOpt = Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of the results store "
-                                                             "(default: CLOWNCAR_STORE or the runs dir's SQLite)")]
+StoreOpt = Annotated[str | None, typer.Option("--store", help=STORE_HELP)]
 AddressOpt = Annotated[str | None, typer.Option(
     "--address", help="Ray cluster to join: 'auto' on one of its nodes, or the head's HOST:6379 (not the job server's "
     "http://HEAD:8265 nor Ray Client's ray://: `sweep submit` runs one from elsewhere); default: embedded Ray on "
