@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -74,6 +75,7 @@ def load_and_analyse(sweeps: list[str], store_url: str | None, correction: str =
     from clowncar.settings import load_settings
     from clowncar.store import open_store
 
+    sweeps = list(dict.fromkeys(sweeps))  # `analyze mini mini` is mini once, not its runs twice
     url = store_url or load_settings().store_url
     with open_store(url, create=False) as st:
         missing = [s for s in sweeps if st.get_sweep(s) is None]
@@ -81,12 +83,33 @@ def load_and_analyse(sweeps: list[str], store_url: str | None, correction: str =
             known = st.sweep_names()
             raise AnalysisError(f"unknown sweep(s): {', '.join(missing)} ({_known_hint(missing, known)})")
         trials = st.trials_frame(sweeps=sweeps)
+        refuse_without_finished_runs(sweeps, trials)
         steps = st.steps_frame(sweeps=sweeps)
         evals = st.evals_frame(sweeps=sweeps)
         probes = st.probes_frame(sweeps=sweeps)
     if same_stream:
         trials = declare_one_stream(trials)
     return analyse(list(sweeps), trials, steps, evals, probes, storage_url=url, method=correction)
+
+
+def refuse_without_finished_runs(sweeps: list[str], trials: Any) -> None:
+    """AnalysisError (one line, exit 2) when none of the sweeps has a finished run: a report of nothing but
+    "not enough data" rows would only hide that the sweeps failed, were stopped early or never ran."""
+    from clowncar.analysis.frames import finished
+
+    if not finished(trials).empty:
+        return
+    parts = []
+    for sweep in sweeps:
+        mine = trials[trials["sweep"] == sweep] if "sweep" in trials.columns else trials.iloc[0:0]
+        counts = Counter(str(s) for s in mine["status"]) if "status" in mine.columns else Counter()
+        statuses = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+        parts.append(f"{sweep}: {len(mine)} trial{'' if len(mine) == 1 else 's'}" + (f": {statuses}" if statuses
+                                                                                       else ""))
+    if len(sweeps) == 1:
+        raise AnalysisError(f"sweep {sweeps[0]} has no finished runs ({parts[0].split(': ', 1)[1]}); "
+                            f"nothing to analyse (`clowncar sweep status {sweeps[0]}` says why)")
+    raise AnalysisError(f"sweeps {', '.join(sweeps)} have no finished runs ({'; '.join(parts)}); nothing to analyse")
 
 
 app.command("analyze")(analyze)

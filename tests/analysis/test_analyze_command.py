@@ -202,3 +202,33 @@ def test_analyze_is_a_top_level_command() -> None:
     assert command.name == "analyze" and command.callback is analyze
     (own,) = commands.app.registered_commands
     assert own.name == "analyze" and own.callback is analyze
+
+
+def test_a_sweep_without_finished_runs_is_one_line_exit_2_and_no_report(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'failed.db'}"
+    with open_store(url) as st:
+        st.create_or_get_sweep("b", {"name": "b"})
+        st.create_or_get_sweep("x", {"name": "x"})
+        for number, status in enumerate(["error", "rejected", "error"]):
+            st.start_trial("b", f"t{number}", number, 0, {}, seed=None, node="n")
+            st.finish_trial(f"t{number}", 0, status, "boom", None)
+        st.start_trial("b", "t3", 3, 0, {}, seed=None, node="n")  # still running
+    out = tmp_path / "rep"
+    with pytest.raises(AnalysisError) as err:
+        analyze(["b"], out, store=url)
+    assert str(err.value) == ("sweep b has no finished runs (4 trials: error 2, rejected 1, running 1); nothing to "
+                              "analyse (`clowncar sweep status b` says why)")
+    assert err.value.exit_code == 2 and not out.exists()
+    with pytest.raises(AnalysisError) as err:
+        analyze(["b", "x"], out, store=url)
+    assert str(err.value) == ("sweeps b, x have no finished runs (b: 4 trials: error 2, rejected 1, running 1; "
+                              "x: 0 trials); nothing to analyse")
+    assert not out.exists()
+
+
+def test_a_sweep_named_twice_is_analysed_once(store_url: str, tmp_path: Path, capsys) -> None:
+    once = load_and_analyse(["clean_cadence2"], store_url)
+    twice = load_and_analyse(["clean_cadence2", "clean_cadence2"], store_url)
+    assert len(twice["runs"]) == len(once["runs"]) == 1
+    analyze(["clean_cadence2", "clean_cadence2"], tmp_path / "rep", store=store_url)
+    assert capsys.readouterr().out.startswith("sweeps: clean_cadence2 | runs: 1 | ")
