@@ -116,9 +116,7 @@ def _row(r: FileReport, sweep: str | None = None) -> str:
     if r.status == "present":
         stay = ""
         if sweep is not None and sweep not in r.present_in:
-            stay = (f"; they stay there, not in {sweep}: a trial (its id is a digest of the file) is in one sweep "
-                    f"of a store, so --sweep does not move it; to group them under {sweep}, import into another "
-                    "store (--store sqlite:///OTHER.db)")
+            stay = f"; they stay there, not in {sweep}"
         return (f"already present  {path} ({r.format}): {r.trials} trials already stored in sweep "
                 f"{', '.join(r.present_in)}{stay}")
     if r.status == "ready":
@@ -210,9 +208,12 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or direc
             typer.echo(_row(r, sweep))
     typer.echo(_totals(reports))
     elsewhere = [r for r in reports if r.status == "present" and sweep not in r.present_in]
-    if sweep is not None and elsewhere and not any(r.status == "imported" for r in reports):
-        typer.echo(f"nothing was added to sweep {sweep}: {len(elsewhere)} files are already stored in other sweeps, "
-                   "which keep them (see above)")
+    if sweep is not None and elsewhere:
+        added = (f"sweep {sweep} holds only the new trials" if any(r.status == "imported" for r in reports) else
+                 f"nothing was added to sweep {sweep}")
+        typer.echo(f"{added}: {len(elsewhere)} files are already stored in other sweeps and stay there (a trial, "
+                   "whose id is a digest of its file, is in one sweep of a store); to group them under "
+                   f"{sweep}, import them into another store (--store sqlite:///OTHER.db --sweep {sweep})")
     refused = [r for r in reports if r.status == "refused"]
     if refused:
         unwritten = any(r.status == "ready" for r in reports)

@@ -63,13 +63,18 @@ def test_sweep_over_files_stored_in_other_sweeps_says_they_stay_there(tmp_path: 
     capsys.readouterr()
     import_runs([a, b], sweep="grp", store=url(tmp_path), quiet=True)
     out = capsys.readouterr().out.splitlines()
-    assert out[1].startswith(f"already present  {a} (training-log): 1 trials already stored in sweep a; they stay "
-                             "there, not in grp:")
-    assert out[2].startswith(f"already present  {b} (training-log): 1 trials already stored in sweep b; they stay")
+    assert out[1] == f"already present  {a} (training-log): 1 trials already stored in sweep a; they stay there, not in grp"
+    assert out[2] == f"already present  {b} (training-log): 1 trials already stored in sweep b; they stay there, not in grp"
     assert out[3].startswith("2 files: 0 imported (0 new trials), 2 already present")
-    assert out[4] == ("nothing was added to sweep grp: 2 files are already stored in other sweeps, which keep them "
-                      "(see above)")
+    assert out[4] == ("nothing was added to sweep grp: 2 files are already stored in other sweeps and stay there (a "
+                      "trial, whose id is a digest of its file, is in one sweep of a store); to group them under grp, "
+                      "import them into another store (--store sqlite:///OTHER.db --sweep grp)")
     assert json_sweeps(tmp_path) == "a b"
+    c = write(tmp_path / "c.log", LOG.replace("5.0000", "7.0000"))
+    import_runs([a, c], sweep="grp", store=url(tmp_path), quiet=True)
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("sweep grp holds only the new trials: 1 files are already stored in other sweeps")
+    assert json_sweeps(tmp_path) == "a b grp"
 
 
 def test_an_import_stopped_by_a_refusal_still_says_what_is_already_stored(tmp_path: Path, capsys) -> None:

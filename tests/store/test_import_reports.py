@@ -401,8 +401,7 @@ def test_each_status_has_its_row_and_the_totals_count_them(tmp_path: Path) -> No
     assert _row(present, "x") == _row(present)  # --sweep x: where it is already
     assert _row(present, "grp") == (
         f"already present  {tmp_path / 'p.log'} (training-log): 1 trials already stored in sweep x, y; they stay "
-        "there, not in grp: a trial (its id is a digest of the file) is in one sweep of a store, so --sweep does "
-        "not move it; to group them under grp, import into another store (--store sqlite:///OTHER.db)")
+        "there, not in grp")
     ready = report_for(tmp_path, LOG, "r.log")
     ready.status = "ready"
     assert _row(ready) == f"not written      {tmp_path / 'r.log'} (training-log): 1 trials (the import stopped)"
