@@ -180,6 +180,7 @@ class SweepSpec(_Strict):
     space: dict[str, ParamSpec] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=list)
     sampler: Literal["grid", "random", "tpe", "gp", "nsga2"] = "tpe"
+    """The default is tpe, or grid for a spec with no space and no points (its one config, per seed)."""
     sampler_seed: int = 0
     startup_trials: int | None = Field(None, ge=1, le=100_000)
     """TPE and GP: random trials before the model takes over; None = a fifth of the trial budget, 3 to 10
@@ -199,6 +200,10 @@ class SweepSpec(_Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> SweepSpec:
+        if not (self.space or self.points or self.enqueue) and "sampler" not in self.model_fields_set:
+            # Nothing to search: the spec is one config (once per seed), which only the grid runs without a
+            # trial budget; no other sampler would ask anything different.
+            self.sampler = "grid"
         if not NAME_RE.match(self.name):
             raise ValueError(f"name '{self.name}' must be 1-64 letters, digits, '_', '-', '.'")
         if SEED_KEY in self.space and self.seeds:
@@ -229,7 +234,10 @@ class SweepSpec(_Strict):
                 raise ValueError(f"budget.max_trials ({self.budget.max_trials}) exceeds the grid size "
                                  f"({self.grid_size()})")
         elif self.budget.max_trials is None and not self.enqueue:
-            raise ValueError(f"budget.max_trials is required for the {self.sampler} sampler")
+            hint = "" if self.space or self.points else (
+                "; a spec without a space or points is one config (per seed): leave out `sampler` or give "
+                "`sampler: grid` to run it once")
+            raise ValueError(f"budget.max_trials is required for the {self.sampler} sampler{hint}")
         return self
 
     # -- derived ---------------------------------------------------------------------------------------------

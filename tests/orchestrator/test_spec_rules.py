@@ -133,7 +133,8 @@ def test_a_spec_that_is_not_a_mapping_names_what_it_is() -> None:
 def test_a_field_error_names_its_key_and_a_spec_error_names_none() -> None:
     assert refusal(space={LOOPS: {"choice": [1], "int": [1, 2]}}) == (
         f"sweep spec key 'space.{LOOPS}': give exactly one of grid, choice, int, float")
-    assert refusal(budget={}) == "sweep spec: budget.max_trials is required for the random sampler"
+    assert refusal(budget={}, space={LOOPS: {"choice": [1, 2]}}) == (
+        "sweep spec: budget.max_trials is required for the random sampler")
     assert refusal(colour="red") == "sweep spec: unknown key 'colour'"
 
 
@@ -239,3 +240,20 @@ def test_a_config_that_cannot_build_is_refused_before_the_sweep_runs() -> None:
     assert message == ("sweep spec space: eval.max_tokens (16,384) is less than one eval sequence of 100,000 "
                        "tokens: no validation token would be scored (with {'eval.seq_len': 100000, "
                        "'train.matrix_lr': 0.001})")
+
+
+def test_a_spec_without_a_space_runs_its_one_config_per_seed_without_a_sampler_choice() -> None:
+    one = spec_from_dict({"name": "one", "preset": "tiny-cpu", "overrides": {"train.iterations": 5}})
+    assert (one.sampler, one.max_trials(), one.grid()) == ("grid", 1, {})
+    seeded = spec_from_dict({"name": "one", "preset": "tiny-cpu", "seeds": [1, 2]})
+    assert (seeded.sampler, seeded.max_trials()) == ("grid", 2)
+    assert spec_from_dict(seeded.to_dict()).sampler == "grid"  # stored as it runs
+    # a space, or enqueued points, keep the default sampler; a sampler asked for is kept, and its error says more
+    assert spec_from_dict({"name": "s", "space": {LOOPS: {"choice": [1, 2]}}, "budget": {"max_trials": 2}}
+                          ).sampler == "tpe"
+    assert spec_from_dict({"name": "s", "enqueue": [{LOOPS: 2}]}).sampler == "tpe"
+    with pytest.raises(ConfigError) as err:
+        spec_from_dict({"name": "s", "preset": "tiny-cpu", "sampler": "tpe"})
+    assert str(err.value) == ("sweep spec: budget.max_trials is required for the tpe sampler; a spec without a "
+                              "space or points is one config (per seed): leave out `sampler` or give `sampler: grid` "
+                              "to run it once")
