@@ -7,11 +7,14 @@ came, for code under a library that swallows KeyboardInterrupt (bottle's server,
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 from clowncar.errors import EXIT_INTERRUPTED, ClownCarError
 
@@ -87,3 +90,59 @@ def sigterm_handler_kept() -> Iterator[None]:
     finally:
         if old is not None:  # None: a handler not set from Python, which cannot be set back
             signal.signal(signal.SIGTERM, old)
+
+
+@contextmanager
+def signals_held() -> Iterator[threading.Event]:
+    """SIGTERM and SIGINT are held while inside, and acted on at once on the way out: the old handlers come back
+    and, if one came, a KeyboardInterrupt is raised (in place of whatever else ended the block: the user asked to
+    stop). For a stretch of library code that an exception must not cut in two; the yielded event says whether a
+    signal came. Off the main thread nothing changes."""
+    came = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield came
+        return
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        came.set()
+        signal.alarm(0)  # the abort that Ray's C++ failure handler arms for a SIGTERM (sigterm_handler_kept)
+
+    old = {s: signal.signal(s, hold) for s in SIGNALS}
+    try:
+        yield came
+    finally:
+        for s, h in old.items():  # None: a handler set outside Python; the default beats holding them forever
+            signal.signal(s, signal.SIG_DFL if h is None else h)
+        if came.is_set():
+            signal.alarm(0)
+            raise KeyboardInterrupt
+
+
+@contextmanager
+def held_from_ray_connect() -> Iterator[None]:
+    """Around `ray.init`: SIGTERM and SIGINT are held (`signals_held`) from the moment `ray.init` connects this
+    process as a driver until it returns. Connecting creates Ray's core worker, whose C++ side starts its threads
+    (`worker.io`) and takes about a second; a KeyboardInterrupt in that stretch (just after the core worker is
+    made, before Ray keeps it) left a core worker that nothing shut down, and the process died of SIGSEGV at exit
+    (exit -11 instead of 130: 10 Ctrl-C in 10 and 5 SIGTERM in 5 sent when `worker.io` appeared; 0 since). Before
+    the connect a signal still stops `ray.init` at once (the node's start can take long); a held one is acted on
+    when `ray.init` returns, a second or two later. A Ray without `connect` holds them for all of `ray.init`."""
+    import ray._private.worker as ray_worker
+
+    connect = getattr(ray_worker, "connect", None)
+    with contextlib.ExitStack() as held:
+        if connect is None:
+            held.enter_context(signals_held())
+            yield
+            return
+
+        @functools.wraps(connect)
+        def connect_held(*args: Any, **kwargs: Any) -> Any:
+            held.enter_context(signals_held())
+            return connect(*args, **kwargs)
+
+        ray_worker.connect = connect_held
+        try:
+            yield
+        finally:
+            ray_worker.connect = connect

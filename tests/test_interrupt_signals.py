@@ -1,7 +1,8 @@
 """Ctrl-C and SIGTERM end a command alike: `clowncar.interrupts` turns both into a KeyboardInterrupt and records
 that one came, and `clowncar dashboard`, whose server swallows the KeyboardInterrupt, still ends with exit code
-130 and the one line `clowncar: error: interrupted` (as a real process too). `trial run`'s signals are proved on a
-real trial in tests/worker/test_trial_interrupts.py."""
+130 and the one line `clowncar: error: interrupted` (as a real process too); a signal held while Ray connects a
+driver is an interrupt once `ray.init` returns. `trial run`'s signals are proved on a real trial in
+tests/worker/test_trial_interrupts.py."""
 
 from __future__ import annotations
 
@@ -12,12 +13,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from clowncar import dashboard
 from clowncar.errors import EXIT_INTERRUPTED
-from clowncar.interrupts import Interrupted, interrupt_on_signals, signals_ignored, sigterm_handler_kept
+from clowncar.interrupts import (
+    Interrupted,
+    held_from_ray_connect,
+    interrupt_on_signals,
+    signals_held,
+    signals_ignored,
+    sigterm_handler_kept,
+)
 
 SIGNALS = [signal.SIGTERM, signal.SIGINT]
 IDS = ["sigterm", "sigint"]
@@ -151,3 +160,95 @@ def test_the_dashboard_process_stopped_by_a_signal_exits_130_in_one_line(sig: si
             proc.communicate()
     assert proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == "clowncar: error: interrupted" and "Traceback" not in err
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_a_signal_while_held_is_an_interrupt_once_the_block_ends(sig: signal.Signals) -> None:
+    before, ran_to_the_end = _handlers(), []
+    with pytest.raises(KeyboardInterrupt), signals_held() as came:
+        os.kill(os.getpid(), sig)
+        time.sleep(0.2)  # the handler runs meanwhile, and raises nothing
+        ran_to_the_end.append(came.is_set())
+    assert ran_to_the_end == [True] and _handlers() == before
+
+
+def test_nothing_held_raises_nothing_and_the_handlers_come_back() -> None:
+    before = _handlers()
+    with signals_held() as came:
+        pass
+    assert not came.is_set() and _handlers() == before
+
+
+def test_a_held_signal_is_not_lost_to_the_error_that_ended_the_block() -> None:
+    with pytest.raises(KeyboardInterrupt), signals_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+        raise RuntimeError("ray.init failed after the signal")
+
+
+def test_a_held_sigterm_cancels_the_abort_alarm_of_rays_cpp_handler() -> None:
+    with pytest.raises(KeyboardInterrupt), signals_held():
+        signal.alarm(30)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+    assert signal.alarm(0) == 0
+
+
+@pytest.fixture
+def ray_connect(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """Ray's worker module (`module`) with a `connect` that only records (`log`) that it ran to its end: a signal
+    it sends itself stays held (the handler runs, connect goes on), and so does one in the stretch after it, up to
+    `ray.init`'s return."""
+    module = pytest.importorskip("ray._private.worker")
+    log: list[str] = []
+
+    def connect(sig: int | None = None) -> None:
+        if sig is not None:
+            os.kill(os.getpid(), sig)
+            time.sleep(0.2)
+        log.append("connected")
+
+    monkeypatch.setattr(module, "connect", connect)
+    return SimpleNamespace(module=module, log=log)
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_a_signal_while_ray_connects_is_acted_on_when_ray_init_returns(ray_connect: SimpleNamespace,
+                                                                      sig: signal.Signals) -> None:
+    connect, before = ray_connect.module.connect, _handlers()
+    with pytest.raises(KeyboardInterrupt), interrupt_on_signals(), held_from_ray_connect():  # as in `sweep run`
+        ray_connect.module.connect(sig)  # as ray.init calls it: through the module
+        os.kill(os.getpid(), sig)  # a second one, after connect and before ray.init returns: held as well
+        time.sleep(0.2)
+        ray_connect.log.append("ray.init returned")
+    assert ray_connect.log == ["connected", "ray.init returned"]
+    assert ray_connect.module.connect is connect and _handlers() == before
+
+
+def test_a_signal_before_ray_connects_stops_ray_init_at_once(ray_connect: SimpleNamespace) -> None:
+    with pytest.raises(KeyboardInterrupt), interrupt_on_signals(), held_from_ray_connect():
+        os.kill(os.getpid(), signal.SIGINT)  # the node's start: may take long, so not held
+        time.sleep(5)
+        ray_connect.module.connect()
+    assert ray_connect.log == []
+
+
+def test_ray_connect_is_put_back_whatever_ends_the_block(ray_connect: SimpleNamespace) -> None:
+    connect = ray_connect.module.connect
+    with pytest.raises(RuntimeError), held_from_ray_connect():
+        ray_connect.module.connect()
+        raise RuntimeError("ray.init failed")
+    assert ray_connect.module.connect is connect
+    with held_from_ray_connect():
+        ray_connect.module.connect()
+    assert ray_connect.module.connect is connect and ray_connect.log == ["connected", "connected"]
+
+
+def test_a_ray_without_connect_holds_signals_for_all_of_ray_init(ray_connect: SimpleNamespace,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(ray_connect.module, "connect")
+    with pytest.raises(KeyboardInterrupt), interrupt_on_signals(), held_from_ray_connect():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+        ray_connect.log.append("ray.init returned")
+    assert ray_connect.log == ["ray.init returned"]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from clowncar.errors import StoreError
-from clowncar.interrupts import sigterm_handler_kept
+from clowncar.interrupts import held_from_ray_connect, sigterm_handler_kept
 from clowncar.orchestrator.spec import SweepSpec
 from clowncar.redact import write_private
 
@@ -52,7 +52,7 @@ def init_ray(opts: RunOptions) -> None:
     if ray.is_initialized():
         return
     if opts.address:
-        with sigterm_handler_kept():
+        with sigterm_handler_kept(), held_from_ray_connect():
             ray.init(address=opts.address, log_to_driver=False, logging_level=logging.WARNING)
         return
     from clowncar.orchestrator import embedded
@@ -63,7 +63,9 @@ def init_ray(opts: RunOptions) -> None:
     _token_auth_explicit()
     _private_auth_token()
     embedded.reap_dead_drivers(opts.runs_dir)
-    with sigterm_handler_kept(), embedded.killed_unless_started(), _secrets_kept_from_ray():
+    # innermost, the hold: a signal held while Ray connects is raised where the clean-up of the two above sees it
+    with (sigterm_handler_kept(), embedded.killed_unless_started(), _secrets_kept_from_ray(),
+          held_from_ray_connect()):
         ray.init(address="local", num_cpus=opts.num_cpus or os.cpu_count() or 1, num_gpus=opts.num_gpus or 0,
                  include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     mine = embedded.record(opts.runs_dir)

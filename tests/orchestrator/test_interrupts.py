@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -157,3 +159,47 @@ def test_a_signal_while_embedded_ray_starts_says_nothing_ran_and_leaves_no_ray_p
         r = sweep_env.cli("sweep", "run", str(spec), "--num-cpus", "2", "--quiet")
         assert r.returncode == 0, r.stdout + r.stderr
         assert Counter(t.state.name for t in sweep_env.study("startc").trials) == {"COMPLETE": 3}
+
+
+SIGNALLED_ONCE_MADE = '''
+import os, sys
+import ray._raylet
+
+made = ray._raylet.CoreWorker
+
+
+def signalled_once_made(*args, **kwargs):
+    core_worker = made(*args, **kwargs)
+    print("the core worker is made: signal sent", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), int(sys.argv[1]))
+    return core_worker
+
+
+ray._raylet.CoreWorker = signalled_once_made
+from clowncar.cli import main
+
+main(sys.argv[2:])
+'''
+
+
+def test_a_signal_while_ray_makes_its_core_worker_exits_130_and_leaves_no_ray_process(
+        sweep_env, helpers, tmp_path: Path) -> None:
+    """`sweep run` with SIGTERM sent the moment `ray.init`'s connect has made Ray's core worker: where a signal
+    that comes while it is being made (about a second, its `worker.io` thread up) is acted on. Before the fix the
+    driver died of SIGSEGV at exit (-11; 10 Ctrl-C in 10 and 5 SIGTERM in 5 at the `worker.io` moment, and this
+    test with either signal), its line said, but not its exit code. SIGTERM, not Ctrl-C, as it also meets Ray's C++
+    handler and its abort alarm; Ctrl-C is held the same way (tests/test_interrupt_signals.py), one Ray start
+    less."""
+    hook = tmp_path / "signalled_once_made.py"
+    hook.write_text(SIGNALLED_ONCE_MADE)
+    spec = sweep_env.spec("connectc", space={"model.crawler_loops": {"grid": [1]}})
+    r = subprocess.run([sys.executable, str(hook), str(int(signal.SIGTERM)), "sweep", "run", str(spec), "--num-cpus", "1",
+                        "--quiet"], capture_output=True, text=True, env=sweep_env.env, cwd=tmp_path, timeout=120)
+    out = r.stdout + r.stderr
+    assert "the core worker is made: signal sent" in out, out  # the window was hit, not a Ray that changed
+    assert r.returncode == 130, out
+    assert "Traceback" not in out and out.strip().splitlines()[-1] == (
+        "clowncar: error: sweep connectc interrupted before any trial started: nothing ran; start it again with "
+        "the same command"), out
+    assert helpers.wait_for(lambda: not helpers.pids_with(str(sweep_env.ray_tmp)), 10), [
+        helpers.cmdline(p) for p in helpers.pids_with(str(sweep_env.ray_tmp))]
