@@ -477,13 +477,17 @@ def from_dict(data: dict[str, Any]) -> TrialConfig:
 
 def load_config(path: str | Path | None = None, preset: str | None = None,
                 overrides: list[str] | dict[str, Any] | None = None) -> TrialConfig:
-    """Preset, then file, then overrides. A file may name its own base with a top-level `preset:` key."""
+    """Preset, then file, then overrides. A file may name its own base with a top-level `preset:` key; a file
+    that names another base than `preset` is refused (neither would be the config the other asked for)."""
     from clowncar.presets import preset_dict
 
     data = read_mapping(path) if path is not None else {}
     file_preset = data.pop("preset", None)
     if file_preset is not None and not isinstance(file_preset, str):
         raise ConfigError(f"{path}: preset must be a name, not {type(file_preset).__name__}")
+    if preset and file_preset and preset != file_preset:
+        raise ConfigError(f"--preset {preset} conflicts with {path}'s `preset: {file_preset}`: give the base once "
+                          "(drop --preset, or the file's preset line)")
     base = preset_dict(preset or file_preset) if (preset or file_preset) else {}
     merged = apply_overrides(deep_merge(base, data), overrides or [])
     return from_dict(merged)

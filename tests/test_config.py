@@ -102,3 +102,14 @@ def test_yaml_words_like_off_stay_strings(tmp_path: Path) -> None:
     f.write_text("model:\n  xsa: off\ntrain:\n  compile: yes\n")
     cfg = load_config(f)
     assert cfg.model.xsa == "off" and cfg.train.compile is True  # 'yes' reaches pydantic as text, which reads it
+
+
+def test_a_file_naming_another_preset_than_the_flag_is_refused_not_silently_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "c1.yaml"
+    path.write_text("preset: tiny-cpu\nmodel: {crawler_loops: 2}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, preset="clowncar")
+    assert str(err.value) == (f"--preset clowncar conflicts with {path}'s `preset: tiny-cpu`: give the base once "
+                              "(drop --preset, or the file's preset line)")
+    same = load_config(path, preset="tiny-cpu")  # the same base twice is no conflict
+    assert same == load_config(path) and same.model.crawler_loops == 2
