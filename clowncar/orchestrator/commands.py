@@ -26,6 +26,9 @@ CpusOpt = Annotated[int | None, typer.Option("--num-cpus", min=1,
 GpusOpt = Annotated[int | None, typer.Option("--num-gpus", min=0,
                                              help="Embedded Ray: GPUs to offer (default: detected)")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No live progress")]
+NameOpt = Annotated[str | None, typer.Option(
+    "--name", help="Sweep name instead of the spec's `name` (1-64 letters, digits, '_', '-', '.'): a second run "
+    "of one spec needs a name of its own")]
 
 
 class SweepInterrupted(ClownCarError):
@@ -114,28 +117,36 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
     return summary
 
 
+def load_named_spec(path: Path, name: str | None) -> Any:
+    """The spec in `path`, named `name` when one is given (`--name`), which must be a name a spec may have."""
+    from clowncar.orchestrator.spec import NAME_RE, load_spec, spec_from_dict
+
+    if name is not None and not NAME_RE.match(name):
+        raise ClownCarError(f"--name '{name}' must be 1-64 letters, digits, '_', '-', '.'")
+    parsed = load_spec(path)
+    return parsed if name is None else spec_from_dict({**parsed.to_dict(), "name": name})
+
+
 def run_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")], store: StoreOpt = None,
             address: AddressOpt = None, num_cpus: CpusOpt = None, num_gpus: GpusOpt = None,
-            quiet: QuietOpt = False) -> None:
+            quiet: QuietOpt = False, name: NameOpt = None) -> None:
     """Run a sweep to the end of its budget (its plan is printed first, as `sweep plan` prints it)."""
-    from clowncar.orchestrator.spec import load_spec
     from clowncar.orchestrator.sweep_plan import plan_lines
 
     _refuse_unusable_address(address, "sweep run SPEC")
-    parsed = load_spec(spec)
+    parsed = load_named_spec(spec, name)
     for line in plan_lines(parsed):
         typer.echo(line)
     run_spec(parsed, store, address, num_cpus, num_gpus, quiet, resume=False)
 
 
-def plan_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")]) -> None:
+def plan_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")], name: NameOpt = None) -> None:
     """What a spec would run, without running it: distinct trials, merged points, estimated GPU-hours, and
     whether the GPUs a trial asks for and the data it reads are on this machine."""
     from clowncar.orchestrator.preflight import data_line, gpu_line
-    from clowncar.orchestrator.spec import load_spec
     from clowncar.orchestrator.sweep_plan import plan_lines
 
-    parsed = load_spec(spec)
+    parsed = load_named_spec(spec, name)
     for line in plan_lines(parsed):
         typer.echo(line)
     for line in (gpu_line(parsed), data_line(parsed)):
@@ -210,6 +221,9 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
     from clowncar.orchestrator.spec import load_spec
     from clowncar.orchestrator.sweep_plan import plan_lines
 
+    if child == name:  # the real run would find the parent there and advise resuming it
+        raise ClownCarError(f"--name {child} is the parent sweep's own name: a rerun is a new sweep, so give it a "
+                            f"name of its own, or leave --name out for {name}-rerun-topK")
     if not dry_run:  # a dry run joins no cluster
         _refuse_unusable_address(address, f"sweep rerun {name} ...")
     url, _, _ = _settings(store, address)

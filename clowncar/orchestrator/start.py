@@ -78,8 +78,9 @@ def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool, runs_dir: P
         store.restart_sweep(spec.name, spec.to_dict())
     existing = store.get_sweep(spec.name)
     if not resume and (spec.name in names or (existing and existing.get("status") != "created")):
+        other = "give this rerun another name with --name" if spec.parent else "pick another name (--name)"
         raise ClownCarError(f"sweep '{spec.name}' already exists; continue it with `clowncar sweep resume "
-                            f"{spec.name}` or pick another name")
+                            f"{spec.name}` or {other}")
     if resume and spec.name not in names:
         raise ClownCarError(f"sweep '{spec.name}' has no Optuna study to resume")
     store.create_or_get_sweep(spec.name, spec.to_dict(), parent=spec.parent)

@@ -127,3 +127,15 @@ def test_rerun_of_an_imported_sweep_says_why_it_cannot(url: str, monkeypatch) ->
         st.create_or_get_sweep("legacy", {"imported": True, "format": "frugendorff-csv"}, source="import")
     with pytest.raises(ClownCarError, match=r"^sweep 'legacy' was imported from files, so it has no sweep spec"):
         cmd.rerun_cmd("legacy", store=url)
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "run"])
+def test_a_rerun_named_after_its_parent_is_refused_with_advice_for_a_rerun(parent: str, dry_run: bool,
+                                                                           monkeypatch, capsys) -> None:
+    ran: list[object] = []
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: ran.append(args))
+    with pytest.raises(ClownCarError) as err:
+        cmd.rerun_cmd("par", child="par", dry_run=dry_run, store=parent)
+    assert str(err.value) == ("--name par is the parent sweep's own name: a rerun is a new sweep, so give it a name "
+                              "of its own, or leave --name out for par-rerun-topK")
+    assert err.value.exit_code == 2 and ran == [] and capsys.readouterr().out == ""

@@ -168,3 +168,34 @@ def test_a_sweep_with_repeated_points_runs_each_trial_once_per_seed(sweep_env: A
     trials = sweep_env.store().trials_frame(sweeps="dedup")
     assert len(trials) == 2 and sorted(trials["train.seed"]) == [1, 2] and set(trials["train.cadence"]) == {1}
     assert trials["config_hash"].nunique() == 2
+
+
+def test_plan_and_run_take_a_name_that_overrides_the_specs(tmp_path: Path, monkeypatch, capsys) -> None:
+    from clowncar.orchestrator import commands as cmd
+
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump({"name": "mini", "preset": "tiny-cpu", "sampler": "grid",
+                                         "space": {"model.crawler_loops": {"grid": [1, 2]}}}))
+    cmd.plan_cmd(spec_file, name="mini-2")
+    assert capsys.readouterr().out.splitlines()[0].startswith("sweep mini-2 (grid): ")
+    ran: list[Any] = []
+    monkeypatch.setattr(cmd, "run_spec", lambda spec, *args, **kw: ran.append(spec))
+    monkeypatch.delenv("CLOWNCAR_RAY_ADDRESS", raising=False)
+    cmd.run_cmd(spec_file, name="mini-2")
+    cmd.run_cmd(spec_file)
+    assert [s.name for s in ran] == ["mini-2", "mini"]
+    assert ran[0].to_dict() == {**ran[1].to_dict(), "name": "mini-2"}  # the name and nothing else
+
+
+@pytest.mark.parametrize("name", ["a b", "", "-x", "x" * 65, "a/b"])
+def test_a_name_a_spec_could_not_have_is_refused_in_one_line(name: str, tmp_path: Path) -> None:
+    from clowncar.errors import ClownCarError
+    from clowncar.orchestrator import commands as cmd
+
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text("name: mini\npreset: tiny-cpu\nsampler: grid\n")
+    for command in (cmd.plan_cmd, cmd.run_cmd):
+        with pytest.raises(ClownCarError) as err:
+            command(spec_file, name=name)
+        assert str(err.value) == f"--name '{name}' must be 1-64 letters, digits, '_', '-', '.'"
+        assert err.value.exit_code == 2

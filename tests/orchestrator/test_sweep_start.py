@@ -134,7 +134,7 @@ def test_a_sweep_that_ran_is_not_started_again(opened: Any) -> None:
     with pytest.raises(ClownCarError) as err:
         prepare(spec_from_dict(SPEC), store, storage, resume=False)
     assert str(err.value) == ("sweep 'sw' already exists; continue it with `clowncar sweep resume sw` or pick "
-                              "another name")
+                              "another name (--name)")
     assert store.get_sweep("sw")["status"] == "done" and "sw" in _studies(storage)
 
 
@@ -259,3 +259,16 @@ def test_a_resume_looks_in_the_runs_dir_for_what_finished_unrecorded(opened: Any
     done = prepare(spec_from_dict(SPEC), store, storage, resume=True, runs_dir=tmp_path / "runs")
     assert (done["recorded_from_disk"], done["closed_for_rerun"]) == (1, 0)
     assert store.get_trial(trial_uid("sw", 0))["attempts"][0]["status"] == "ok"
+
+
+def test_a_rerun_child_that_exists_is_told_to_take_another_name_with_its_option(opened: Any) -> None:
+    store, storage = opened
+    child = {**SPEC, "parent": "p"}
+    store.create_or_get_sweep("p", SPEC)
+    store.create_or_get_sweep("sw", child, parent="p")
+    _queue(storage, "sw", "complete")
+    store.set_sweep_status("sw", "done")
+    with pytest.raises(ClownCarError) as err:
+        prepare(spec_from_dict(child), store, storage, resume=False)
+    assert str(err.value) == ("sweep 'sw' already exists; continue it with `clowncar sweep resume sw` or give this "
+                              "rerun another name with --name")
