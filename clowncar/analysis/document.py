@@ -28,7 +28,7 @@ def fmt(v: Any, digits: int = 4) -> str:
     if isinstance(v, float):
         if not math.isfinite(v):
             return ""
-        if v.is_integer() and abs(v) < 2**53:
+        if v.is_integer():
             return str(int(v))
         if abs(v) >= 1:
             return f"{v:.{digits}f}".rstrip("0").rstrip(".")

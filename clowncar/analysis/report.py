@@ -35,8 +35,21 @@ def analyse(sweeps: list[str], trials: pd.DataFrame, steps: pd.DataFrame | None 
     out["optuna"] = {s: explore.optuna_importances(storage_url, s) for s in sweeps}
     out["frames"] = {"trials": trials, "steps": steps, "evals": evals, "probes": probes}
     out["provenance"] = provenance(runs)
-    out["cautions"] = cautions(trials)
+    out["cautions"] = cautions(trials) + without_metric(runs)
     return out
+
+
+def without_metric(runs: pd.DataFrame, shown: int = 5) -> list[str]:
+    """Finished runs that record no value of the report's metric (a trace that ends before its last eval): every
+    BPB test and table leaves them out, which a reader must not have to find by counting rows."""
+    if "bpb" not in runs or runs.empty:
+        return []
+    gone = runs.loc[runs["bpb"].isna(), "run_id"].astype(str).tolist()
+    if not gone:
+        return []
+    names = ", ".join(gone[:shown]) + (f" and {len(gone) - shown} more" if len(gone) > shown else "")
+    return [f"{len(gone)} of {len(runs)} finished runs record no {runs.attrs.get('metric') or 'BPB'} ({names}): "
+            "every BPB test and table leaves them out; the step-level tests still read their steps"]
 
 
 def cautions(trials: pd.DataFrame) -> list[str]:

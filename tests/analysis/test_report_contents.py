@@ -95,6 +95,20 @@ def test_a_caution_names_runs_that_stopped_at_their_wall_clock_cap_at_different_
     assert report.cautions(trials.drop(columns="train.iterations")) == []
 
 
+def test_a_caution_names_finished_runs_without_the_metric() -> None:
+    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(8)], "bpb": [1.2, None, 1.3, None, None, None, None, None]})
+    runs.attrs["metric"] = "val_bpb"
+    assert report.without_metric(runs, shown=2) == [
+        "6 of 8 finished runs record no val_bpb (r1, r3 and 4 more): every BPB test and table leaves them out; the "
+        "step-level tests still read their steps"]
+    runs.attrs["metric"] = None
+    assert report.without_metric(runs.iloc[:4]) == [
+        "2 of 4 finished runs record no BPB (r1, r3): every BPB test and table leaves them out; the step-level "
+        "tests still read their steps"]
+    assert report.without_metric(runs.iloc[[0, 2]]) == [] and report.without_metric(runs.iloc[:0]) == []
+    assert report.without_metric(pd.DataFrame({"run_id": ["a"]})) == []
+
+
 def test_per_seed_text_names_each_run_by_its_seed_and_cuts_a_long_list() -> None:
     runs = [{"seed": 1337, "bpb": 1.12707468}, {"seed": None, "bpb": 2.53661}]
     assert report.per_seed_text(runs) == "1337: 1.1271, seed unknown: 2.5366"
