@@ -357,7 +357,7 @@ def _print_study(name: str, url: str, status: str, stored_best: dict[str, Any] |
         spec = stored_spec(name, url)
     except (KeyError, ClownCarError):
         if stored_best is None:
-            typer.echo("  best (feasible, by the sweep's objective): none (no Optuna study)")
+            typer.echo("  best: none (no Optuna study, and no trial in the store records a BPB)")
         else:
             typer.echo(f"  best (no Optuna study; the lowest {stored_best['metric']} in the store): trial "
                        f"{stored_best['number']} ({stored_best['trial_uid']}): {stored_best['score']:.6f}")

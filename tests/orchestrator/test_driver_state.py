@@ -59,7 +59,7 @@ def test_status_of_a_running_sweep_whose_lease_expired_says_the_driver_is_gone(u
         f"  driver: gone (pid 4242 on head-1, lease expired at {expired:%Y-%m-%d %H:%M:%S} UTC); continue it "
         "with `clowncar sweep resume s`",
         "  last seen running 1",
-        "  best (feasible, by the sweep's objective): none (no Optuna study)",
+        "  best: none (no Optuna study, and no trial in the store records a BPB)",
         "  last seen running: trial 0 attempt 0 on node-a step 2",
     ]
 

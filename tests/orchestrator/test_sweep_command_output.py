@@ -131,7 +131,7 @@ def test_status_of_an_imported_sweep_names_its_lowest_bpb(url: str, capsys) -> N
         st.create_or_get_sweep("empty", {"imported": True}, source="import")
     cmd.status_cmd("empty", store=url)
     assert capsys.readouterr().out.splitlines()[-1] == (
-        "  best (feasible, by the sweep's objective): none (no Optuna study)")
+        "  best: none (no Optuna study, and no trial in the store records a BPB)")
 
 
 def test_status_of_a_rerun_names_its_parent(url: str, capsys) -> None:
@@ -141,7 +141,7 @@ def test_status_of_a_rerun_names_its_parent(url: str, capsys) -> None:
     cmd.status_cmd("s-rerun-top3", store=url)
     assert capsys.readouterr().out.splitlines() == [  # no trial yet: no line of counts, not even an empty one
         "sweep s-rerun-top3: created, 0 trials, rerun of s",
-        "  best (feasible, by the sweep's objective): none (no Optuna study)"]
+        "  best: none (no Optuna study, and no trial in the store records a BPB)"]
 
 
 def test_status_names_the_best_feasible_trial_by_the_objective(url: str, capsys) -> None:
