@@ -7,7 +7,8 @@ URL with the password masked. `docker/serve_dashboard.py` (the image's dashboard
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
 
@@ -39,9 +40,30 @@ def serve(url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
     _can_listen(host, port)  # before the server prints its banner: a taken port is then one line, not five
     print(f"optuna-dashboard: http://{host}:{port}/ on {redact_url(url)} (Ctrl-C stops it)", flush=True)
     try:
-        optuna_dashboard.run_server(storage, host=host, port=port)
+        run_quietly(optuna_dashboard.wsgi(storage), host, port)
     except OSError as exc:  # taken between the check and the start
         raise _cannot_listen(host, port, exc) from None
+
+
+def run_quietly(app: Any, host: str, port: int) -> None:
+    """Serve the WSGI `app` until interrupted, as `optuna_dashboard.run_server` does (bottle's wsgiref server),
+    but quiet: no bottle banner and no access-log line per request on stdout, where our one line says where it
+    serves."""
+    import bottle
+
+    bottle.run(app, host=host, port=port, quiet=True)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it resolves to an address other machines may reach
+        return False
 
 
 def _can_listen(host: str, port: int) -> None:
@@ -70,6 +92,9 @@ def dashboard(
     from clowncar.interrupts import Interrupted, interrupt_on_signals
     from clowncar.settings import load_settings
 
+    if not is_loopback(host):  # the README's security defaults keep every port on 127.0.0.1
+        print(f"clowncar: warning: the dashboard has no authentication, and --host {host} lets other machines "
+              "reach it, and delete studies; 127.0.0.1 with an SSH tunnel keeps it yours", file=sys.stderr)
     with interrupt_on_signals() as came:
         serve(store or load_settings().store_url, host, port)
     if came.is_set():  # bottle's server swallows the KeyboardInterrupt and returns as if it had simply ended

@@ -361,7 +361,8 @@ def test_the_dashboard_says_where_it_serves_before_serving(monkeypatch, tmp_path
 
     optuna_dashboard = pytest.importorskip("optuna_dashboard")
     ran: list[tuple] = []
-    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, host, port: ran.append((storage, host, port)))
+    monkeypatch.setattr(optuna_dashboard, "wsgi", lambda storage: ("app of", storage))
+    monkeypatch.setattr(dashboard, "run_quietly", lambda app, host, port: ran.append((app[1], host, port)))
     monkeypatch.setattr(dashboard, "_can_listen", lambda host, port: None)  # 8123 may be taken on this machine
     open_store(f"sqlite:///{tmp_path / 'd.db'}").close()
     dashboard.serve(f"sqlite:///{tmp_path / 'd.db'}", port=8123)
@@ -391,8 +392,8 @@ def test_the_dashboard_line_reaches_a_pipe_before_it_serves(tmp_path: Path) -> N
     import clowncar
 
     code = ("import sys, time, optuna_dashboard\n"
-            "optuna_dashboard.run_server = lambda *a, **k: time.sleep(30)\n"
-            "from clowncar.dashboard import serve\nserve(sys.argv[1], port=int(sys.argv[2]))\n")
+            "import clowncar.dashboard as d\nd.run_quietly = lambda *a, **k: time.sleep(30)\n"
+            "d.serve(sys.argv[1], port=int(sys.argv[2]))\n")
     import socket
 
     with socket.create_server(("127.0.0.1", 0)) as probe:
@@ -425,18 +426,33 @@ def test_the_dashboard_refuses_a_missing_sqlite_store_and_creates_nothing(tmp_pa
 
 
 def test_a_port_the_server_cannot_take_is_one_line_whenever_it_fails(monkeypatch, tmp_path: Path) -> None:
-    optuna_dashboard = pytest.importorskip("optuna_dashboard")
+    pytest.importorskip("optuna_dashboard")
     url = f"sqlite:///{tmp_path / 'd.db'}"
     open_store(url).close()
     with pytest.raises(ClownCarError) as err:  # past 65535 (the CLI refuses it first; serve is also called directly)
         dashboard.serve(url, port=70000)
     assert str(err.value) == "cannot listen on 127.0.0.1:70000: bind(): port must be 0-65535."
 
-    def taken(storage, host, port):  # taken between the check and the start
+    def taken(app, host, port):  # taken between the check and the start
         raise OSError(98, "Address already in use")
 
     monkeypatch.setattr(dashboard, "_can_listen", lambda host, port: None)
-    monkeypatch.setattr(optuna_dashboard, "run_server", taken)
+    monkeypatch.setattr(dashboard, "run_quietly", taken)
     with pytest.raises(ClownCarError) as err:
         dashboard.serve(url, port=8123)
     assert str(err.value) == "cannot listen on 127.0.0.1:8123: Address already in use"
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("::", True), ("10.1.2.3", True),
+                                              ("dash.example", True), ("127.0.0.1", False), ("127.1.2.3", False),
+                                              ("::1", False), ("localhost", False)])
+def test_a_dashboard_other_machines_can_reach_is_said_to_have_no_authentication(
+        host: str, warned: bool, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(dashboard, "serve", lambda url, host, port: None)
+    dashboard.dashboard(store="sqlite:///x.db", host=host)
+    err = capsys.readouterr().err
+    if warned:
+        assert err == (f"clowncar: warning: the dashboard has no authentication, and --host {host} lets other "
+                       "machines reach it, and delete studies; 127.0.0.1 with an SSH tunnel keeps it yours\n")
+    else:
+        assert err == ""

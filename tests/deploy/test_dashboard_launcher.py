@@ -65,7 +65,9 @@ def test_dashboard_serves_a_sqlite_store_on_loopback(repo: Path, tmp_path: Path)
         assert status == 200
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        out, err = proc.communicate(timeout=30)
+    said = out + err  # our line only: no bottle banner, no access-log line for the request above
+    assert "Bottle" not in said and "GET /" not in said and out.startswith("optuna-dashboard: http://"), said
 
 
 def test_a_taken_port_or_a_foreign_host_is_one_line_before_the_server_starts(tmp_path: Path, capsys) -> None:
