@@ -95,3 +95,34 @@ def test_a_sweep_whose_trials_are_stored_is_never_said_to_have_run_nothing(url: 
         st.set_sweep_status("s", "stopped")
     optuna.create_study(study_name="s", storage=open_study(url))  # its study says nothing ran: the store does
     assert _interrupted(url, monkeypatch) == STOPPED
+
+
+def test_ray_is_shut_down_deaf_to_signals_however_the_sweep_ends(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C during Ray's own exit-time shutdown printed a traceback and could leave Ray's agents running."""
+    import signal
+
+    import ray
+
+    from clowncar.errors import ClownCarError
+
+    handlers: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: not handlers)
+    monkeypatch.setattr(ray, "shutdown", lambda: handlers.append(
+        (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))))
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    _interrupted(url, monkeypatch)
+    assert handlers == [(signal.SIG_IGN, signal.SIG_IGN)]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+    def failing(spec: Any, opts: Any) -> dict[str, Any]:
+        raise ClownCarError("the store went away")
+
+    import clowncar.orchestrator.tune as tune
+
+    handlers.clear()
+    monkeypatch.setattr(tune, "run_sweep", failing)
+    with pytest.raises(ClownCarError, match="the store went away"):
+        cmd.run_spec(spec_from_dict(SPEC), url, None, None, None, False, resume=False)
+    assert handlers == [(signal.SIG_IGN, signal.SIG_IGN)]
+    cmd.ray_shut_down()  # Ray no longer up: nothing to shut down
+    assert len(handlers) == 1
