@@ -17,6 +17,7 @@ from clowncar.analysis import explore, plots
 from clowncar.analysis.document import Doc, fmt
 from clowncar.analysis.family import run_all
 from clowncar.analysis.result import TestResult, jsonable
+from clowncar.store.store import config_hash
 
 SUMMARY_COLUMNS = ["test", "effect", "unit", "ci", "p", "p_adjusted", "runs", "steps", "verdict"]
 
@@ -117,13 +118,19 @@ def _changed_shards(trials: pd.DataFrame) -> list[str]:
     return out
 
 
+NO_CONFIG_HASH = config_hash({})
+"""The hash an imported run with no config records (a cadence trace): the same for all of them, so no config."""
+
+
 def provenance(runs: pd.DataFrame) -> dict[str, Any]:
     cols = [c for c in ("run_id", "sweep", "label", "seed", "config_hash", "config_key", "git_commit", "bpb",
                         "width", "params", "quant_gap") if c in runs]
     records = runs[cols].assign(eval_mode=runs.attrs.get("metric_mode")).to_dict("records") if len(runs) else []
+    hashes = runs.get("config_hash", pd.Series(dtype=object)).dropna().astype(str)
     return {"runs": records,
             "git_commits": sorted({str(c) for c in runs.get("git_commit", pd.Series(dtype=object)).dropna()}),
-            "config_hashes": sorted({str(c) for c in runs.get("config_hash", pd.Series(dtype=object)).dropna()}),
+            "config_hashes": sorted(set(hashes) - {NO_CONFIG_HASH}),
+            "runs_without_config": int((hashes == NO_CONFIG_HASH).sum()),
             "analysis_git_commit": _own_commit(),
             "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
@@ -210,7 +217,9 @@ def document(a: dict[str, Any]) -> Doc:
     d.h(2, "Provenance")
     prov = a["provenance"]
     d.p(f"git commits of the runs: {', '.join(prov['git_commits']) or 'not recorded'}; "
-        f"{len(prov['config_hashes'])} config hashes. Every run used:")
+        f"{len(prov['config_hashes'])} config hashes"
+        + (f" ({prov['runs_without_config']} run(s) record no config)" if prov.get("runs_without_config") else "")
+        + ". Every run used:")
     d.table(prov["runs"], limit=400)
     return d
 

@@ -27,8 +27,15 @@ def test_provenance_lists_every_run_with_its_commit_hash_and_eval_mode(
     assert pd.isna(prov["runs"][1]["git_commit"]) and prov["git_commits"] == ["a", "b"] and prov["config_hashes"] == ["h1", "h2"]
     assert prov["analysis_git_commit"] is None or len(prov["analysis_git_commit"]) == 40
     assert pd.Timestamp(prov["generated_at"]).tzinfo is not None
+    assert prov["runs_without_config"] == 0
     empty = report.provenance(pd.DataFrame({"run_id": pd.Series(dtype=str)}))
     assert empty["runs"] == [] and empty["git_commits"] == [] and empty["config_hashes"] == []
+    traces = pd.DataFrame({"run_id": ["a", "b", "c", "d"], "config_hash": [report.NO_CONFIG_HASH] * 2 + ["h1", None]})
+    assert report.NO_CONFIG_HASH == "44136fa355b3678a"  # what the store gives an imported run without a config
+    counted = report.provenance(traces)
+    assert counted["config_hashes"] == ["h1"] and counted["runs_without_config"] == 2
+    text = report.document({**report_inputs.full_analysis(), "provenance": counted}).markdown()
+    assert "1 config hashes (2 run(s) record no config). Every run used:" in text
 
 
 def test_cautions_name_imported_runs_pooled_with_run_ones_and_several_datasets(
