@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clowncar.did_you_mean import hint, near_keys, nearest
-from clowncar.errors import ClownCarError
+from clowncar.errors import ClownCarError, ConfigError
 from clowncar.orchestrator.spec import POINT_KEY, SEED_KEY, SweepSpec, spec_from_dict
 from clowncar.store.frames import flatten
 
@@ -162,6 +162,10 @@ def imported_configs(store_url: str, name: str, top: int, keys: list[str] | None
     return Imported(metric, picked, sorted(dropped), sorted(f"{k} -> {v}" for k, v in renamed.items()))
 
 
+ENQUEUE_ERROR = "sweep spec enqueue: "
+"""How `spec_from_dict` begins the error of a queued point that does not build."""
+
+
 def child_spec(base: SweepSpec, parent: str, configs: list[dict[str, Any]], seeds: list[int], top: int,
                name: str | None) -> SweepSpec:
     """The child sweep: `base` (the parent's spec or the user's) queueing each config under each seed, and
@@ -175,4 +179,13 @@ def child_spec(base: SweepSpec, parent: str, configs: list[dict[str, Any]], seed
                 points=data["points"] if any(POINT_KEY in c for c in configs) else {},
                 sampler="random", enqueue=points, scheduler={"type": "none"},
                 budget={**data["budget"], "max_trials": len(points)})
-    return spec_from_dict(data)
+    try:
+        return spec_from_dict(data)
+    except ConfigError as err:
+        problem = str(err)
+        if not problem.startswith(ENQUEUE_ERROR):
+            raise
+        # the queued configs are the parent's, not the user's: say so, and what to change (--keys or --base)
+        raise ConfigError(f"a config carried from sweep '{parent}' does not build on this base "
+                          f"({problem.removeprefix(ENQUEUE_ERROR)}): carry fewer keys with --keys, or give --base a "
+                          "spec that fits them") from None

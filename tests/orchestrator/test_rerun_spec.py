@@ -138,3 +138,16 @@ def test_the_child_queues_each_best_config_under_each_seed_and_nothing_else(url:
     with pytest.raises(ClownCarError) as err:
         child_spec(parent, "par", [{LOOPS: 2}], [], 2, None)
     assert str(err.value) == "--seeds needs at least one seed"
+
+
+def test_a_carried_config_that_does_not_build_on_the_base_names_the_parent_and_the_way_out() -> None:
+    parent = parent_of()
+    with pytest.raises(ClownCarError) as err:  # the Frugendorff CSV's model_dim 0 reads as auto: no budget here
+        child_spec(parent, "frug", [{"model.model_dim": "auto"}], [1], 1, None)
+    assert str(err.value) == (
+        "a config carried from sweep 'frug' does not build on this base (model.model_dim is 'auto' but "
+        "model.param_budget is not set): carry fewer keys with --keys, or give --base a spec that fits them")
+    assert err.value.exit_code == 2
+    with pytest.raises(ClownCarError) as other:  # an error of the child itself is left as it is
+        child_spec(parent, "frug", [{LOOPS: 2}], [1], 1, "a b")
+    assert not str(other.value).startswith("a config carried")
