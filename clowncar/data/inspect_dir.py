@@ -123,14 +123,29 @@ def check_validation_split(directory: Path, val_glob: str, headers: list[ShardHe
                         f"score: evaluation needs at least {MIN_VAL_TOKENS}")
 
 
+SHOWN_BAD = 3
+"""How many unusable shards the error names (it counts them all)."""
+
+
 def inspect_directory(directory: Path, train_glob: str = "fineweb_train_*.bin",
                       val_glob: str = "fineweb_val_*.bin", tokenizer: Path | None = None) -> DirReport:
     directory = Path(directory).expanduser()
     groups = {"val": list_shards(directory, val_glob), "train": list_shards(directory, train_glob)}
     if not any(groups.values()):
         raise DataError(f"{directory}: no shards matching {val_glob} or {train_glob}")
-    # every header first: a corrupt shard fails before any long scan
-    headers = {name: [read_header(f) for f in files] for name, files in groups.items()}
+    # every header first: a corrupt shard fails before any long scan, and all of them are named at once
+    headers = {name: [] for name in groups}
+    bad = []
+    for name, files in groups.items():
+        for f in files:
+            try:
+                headers[name].append(read_header(f))
+            except DataError as err:
+                bad.append(str(err))
+    if bad:
+        total = sum(len(files) for files in groups.values())
+        shown = "; ".join(bad[:SHOWN_BAD]) + (f"; and {len(bad) - SHOWN_BAD} more" if len(bad) > SHOWN_BAD else "")
+        raise DataError(f"{len(bad)} of {total} shards in {directory} are unusable: {shown}")
     check_validation_split(directory, val_glob, headers["val"])
     tok_path = tokenizer or find_tokenizer(directory)
     sp = load_tokenizer(tok_path) if tok_path else None

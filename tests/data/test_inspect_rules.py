@@ -135,8 +135,18 @@ def test_no_shards_and_a_corrupt_header_fail_before_any_scan(tmp_path: Path, doc
     d = layout(tmp_path / "d", docs)
     (d / "fineweb_train_000001.bin").write_bytes(b"\0" * 1030)  # a bad header in the second split
     monkeypatch.setattr(inspect_dir, "scan_split", lambda *a: pytest.fail("scanned before every header was read"))
-    with pytest.raises(DataError, match=r"fineweb_train_000001\.bin"):
+    with pytest.raises(DataError) as bad:
         inspect_directory(d)
+    first = d / "fineweb_train_000001.bin"
+    assert str(bad.value) == (f"1 of 3 shards in {d} are unusable: {first}: bad magic 0 (expected 20240520): not "
+                              "a shard in the Parameter Golf format")
+    for i in (2, 3, 4, 5):  # every bad shard counted, the first three named
+        (d / f"fineweb_train_00000{i}.bin").write_bytes(b"\0" * 10)
+    with pytest.raises(DataError) as many:
+        inspect_directory(d)
+    text = str(many.value)
+    assert text.startswith(f"5 of 7 shards in {d} are unusable: {first}: ") and text.endswith("; and 2 more")
+    assert "fineweb_train_000003.bin" in text and "fineweb_train_000004.bin" not in text
 
 
 def test_a_tokenizer_is_found_by_name_alone_by_build_info_or_through_the_data_root(
