@@ -151,7 +151,7 @@ def test_only_an_embedded_sweep_checks_the_data_here(data_root: Path, tmp_path: 
     address = "" if checked else f"127.0.0.1:{head.getsockname()[1]}"
     ran: list[Any] = []
     monkeypatch.setattr("clowncar.orchestrator.tune.run_sweep", lambda s, opts: ran.append(opts) or {})
-    monkeypatch.setattr(commands, "_print_summary", lambda summary: None)
+    monkeypatch.setattr(commands, "print_summary", lambda summary: None)
     monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
     missing = spec(overrides={"data.dataset": "absent"})
     if checked:

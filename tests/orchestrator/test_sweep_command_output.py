@@ -17,6 +17,7 @@ from optuna.trial import TrialState, create_trial
 
 from clowncar.errors import ClownCarError
 from clowncar.orchestrator import commands as cmd
+from clowncar.orchestrator import status_lines
 from clowncar.orchestrator.search import END_REASON, NUMBER
 from clowncar.orchestrator.spec import load_spec, spec_from_dict
 from clowncar.orchestrator.sweep_plan import plan_lines
@@ -62,7 +63,7 @@ def study_with(url: str, values: list[tuple[int, float | None, float]], directio
 
 
 def test_the_run_summary_lists_states_best_front_and_end(capsys) -> None:
-    cmd._print_summary({
+    status_lines.print_summary({
         "sweep": "s", "optuna_states": {"RUNNING": 1, "COMPLETE": 3},
         "reconciled": {"closed_running": 2, "requeued": 1},
         "fit_seconds": 30.0, "asked_this_run": 4,
@@ -82,8 +83,8 @@ def test_the_run_summary_lists_states_best_front_and_end(capsys) -> None:
 
 
 def test_a_summary_without_a_feasible_trial_or_a_timing_says_less(capsys) -> None:
-    cmd._print_summary({"sweep": "s", "optuna_states": {}, "fit_seconds": 12.0, "asked_this_run": 0})
-    cmd._print_summary({"sweep": "s", "optuna_states": {"FAIL": 1}, "fit_seconds": 0.0, "asked_this_run": 3})
+    status_lines.print_summary({"sweep": "s", "optuna_states": {}, "fit_seconds": 12.0, "asked_this_run": 0})
+    status_lines.print_summary({"sweep": "s", "optuna_states": {"FAIL": 1}, "fit_seconds": 0.0, "asked_this_run": 3})
     assert capsys.readouterr().out.splitlines() == [
         "sweep s: optuna trials ", "best trial: none feasible yet",
         "sweep s: optuna trials fail 1", "best trial: none feasible yet"]
@@ -309,8 +310,8 @@ def test_a_gpu_sweep_without_a_cap_and_not_done_says_neither(url: str, capsys) -
 
 
 def test_two_params_are_listed_apart(capsys) -> None:
-    cmd._print_pareto([{"number": 1, "values": [1.2, 9e6], "params": {"a": 1, "b": 2}}], "")
-    cmd._print_summary({"sweep": "s", "optuna_states": {}, "best": {"number": 1, "objective": 1.0,
+    status_lines.print_pareto([{"number": 1, "values": [1.2, 9e6], "params": {"a": 1, "b": 2}}], "")
+    status_lines.print_summary({"sweep": "s", "optuna_states": {}, "best": {"number": 1, "objective": 1.0,
                                                                      "params": {"a": 1, "b": 2}}})
     out = capsys.readouterr().out
     assert "  trial 1: 1.200000, 9000000 B (a=1, b=2)" in out and "objective 1.000000 (a=1, b=2)" in out
@@ -324,7 +325,7 @@ def test_the_best_trial_of_a_study_lists_its_params_apart(url: str, capsys, monk
     study_with(url, [(0, 1.3, -1.0)])
     monkeypatch.setattr(tune, "best_trial", lambda spec, study: {"number": 4, "objective": 1.25,
                                                                   "params": {"a": 1, "b": 2}})
-    cmd._print_study("s", url, "running")
+    status_lines.print_study("s", url, "running")
     assert capsys.readouterr().out.splitlines()[0] == ("  best (feasible, by the sweep's objective): trial 4: "
                                                        "objective 1.250000 (a=1, b=2)")
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from clowncar.orchestrator import commands as cmd
+from clowncar.orchestrator.status_lines import failure_lines
 from clowncar.store import open_store
 
 SPEC = {"name": "s", "preset": "tiny-cpu", "sampler": "grid", "space": {"model.crawler_loops": {"grid": [1, 2, 3]}}}
@@ -56,16 +57,16 @@ def test_status_points_at_store_ls_when_there_are_more_reasons_than_it_shows(url
 
 
 def test_failure_reasons_are_shortened_and_at_most_five_are_listed() -> None:
-    assert cmd.failure_lines("s", []) == []
+    assert failure_lines("s", []) == []
     long = "x" * 300
-    assert cmd.failure_lines("s", [("error", long), ("error", None), ("oom", float("nan")), ("oom", "  ")]) == [
+    assert failure_lines("s", [("error", long), ("error", None), ("oom", float("nan")), ("oom", "  ")]) == [
         "  oom x2: no reason recorded", f"  error x1: {'x' * 197}...", "  error x1: no reason recorded"]
-    assert cmd.failure_lines("s", [("error", "y" * 200)]) == [f"  error x1: {'y' * 200}"]  # exactly the limit
+    assert failure_lines("s", [("error", "y" * 200)]) == [f"  error x1: {'y' * 200}"]  # exactly the limit
     many = [("error", f"reason {i}") for i in range(7)] + [("error", "reason 6")]
-    assert cmd.failure_lines("s", many) == [
+    assert failure_lines("s", many) == [
         "  error x2: reason 6", "  error x1: reason 0", "  error x1: reason 1", "  error x1: reason 2",
         "  error x1: reason 3", "  and 2 other failure reasons: `clowncar store ls s` lists every trial"]
-    assert len(cmd.failure_lines("s", many[:5])) == 5  # five reasons: all shown, no "other" line
+    assert len(failure_lines("s", many[:5])) == 5  # five reasons: all shown, no "other" line
 
 
 def test_sweep_run_ends_with_how_many_trials_failed_and_the_most_common_reason(url: str, monkeypatch, capsys) -> None:

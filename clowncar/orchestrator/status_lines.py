@@ -1,0 +1,119 @@
+"""What `sweep run` prints when a sweep ends and what `sweep status` prints of one: the summary, the best trial
+and Pareto front by the Optuna study, and why trials failed, grouped by reason."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import typer
+
+from clowncar.errors import ClownCarError
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    best = summary.get("best")
+    states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(summary["optuna_states"].items()))
+    typer.echo(f"sweep {summary['sweep']}: optuna trials {states}")
+    if summary.get("reconciled"):
+        typer.echo("resume: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary["reconciled"].items()))
+    if summary.get("fit_seconds") and summary.get("asked_this_run"):
+        n = summary["asked_this_run"]
+        typer.echo(f"ran {n} trials in {summary['fit_seconds']:.1f}s ({summary['fit_seconds'] / n:.3f} s/trial)")
+    if best:
+        params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+        typer.echo(f"best trial {best['number']}: objective {best['objective']:.6f} ({params})")
+    else:
+        typer.echo("best trial: none feasible yet")
+    print_pareto(summary.get("pareto") or [], "")
+    if summary.get("ended"):
+        typer.echo(f"ended: {summary['ended']}")
+
+
+def print_pareto(front: list[dict[str, Any]], indent: str) -> None:
+    if front:
+        typer.echo(f"{indent}pareto front (objective, artifact bytes), feasible trials only:")
+    for row in front:
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
+        typer.echo(f"{indent}  trial {row['number']}: {row['values'][0]:.6f}, {row['values'][1]:.0f} B ({params})")
+
+
+def counted(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+REASONS_SHOWN = 5
+REASON_CHARS = 200
+
+
+def failure_lines(name: str, failures: Iterable[tuple[str, str | None]]) -> list[str]:
+    """Why trials failed, grouped by status and reason, the most common first: a sweep whose trials all fail
+    the same way says so at a glance instead of behind `store ls`."""
+    counts = Counter((status, _short(reason)) for status, reason in failures)
+    lines = [f"  {status} x{n}: {reason}" for (status, reason), n in counts.most_common(REASONS_SHOWN)]
+    if len(counts) > REASONS_SHOWN:
+        lines.append(f"  and {len(counts) - REASONS_SHOWN} other failure reasons: `clowncar store ls {name}` "
+                     "lists every trial")
+    return lines
+
+
+def failures_line(url: str, name: str) -> str | None:
+    """The end of `sweep run`: how many of the sweep's trials failed and the most common reason, in one line
+    (None when none failed). A sweep whose every trial was rejected otherwise ends on "best trial: none feasible
+    yet" and exit 0, with no word of why."""
+    from clowncar.store import open_store
+    from clowncar.store.frames import FAILED
+
+    try:
+        with open_store(url, create=False) as st:
+            failed = st.trials_frame(name, status=FAILED)
+    except ClownCarError:  # the sweep ran and is recorded; a store gone since only costs this line
+        return None
+    if failed.empty:
+        return None
+    rows = failed[["status", "reason"]].itertuples(index=False, name=None)
+    (status, reason), n = Counter((status, _short(reason)) for status, reason in rows).most_common(1)[0]
+    return (f"failed: {counted(len(failed), 'trial')}; most common ({n}x): {status}: {reason} "
+            f"(`clowncar sweep status {name}` lists the reasons)")
+
+
+def _short(reason: str | None) -> str:
+    text = " ".join(str(reason).split()) if reason is not None and reason == reason else ""
+    if not text:
+        return "no reason recorded"
+    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 3] + "..."
+
+
+def print_study(name: str, url: str, status: str, stored_best: dict[str, Any] | None = None) -> None:
+    """The best trial as Optuna sees it, constraints respected, the Pareto front of a multi-objective sweep, and
+    why a finished sweep ended. Without a study (an imported sweep), the store's best: the lowest BPB."""
+    import optuna
+
+    from clowncar.orchestrator.commands import stored_spec
+    from clowncar.orchestrator.search import END_REASON, gpu_seconds_used
+    from clowncar.orchestrator.tune import best_trial, open_study, pareto_front
+
+    try:
+        study = optuna.load_study(study_name=name, storage=open_study(url))
+        spec = stored_spec(name, url)
+    except (KeyError, ClownCarError):
+        if stored_best is None:
+            typer.echo("  best: none (no Optuna study, and no trial in the store records a BPB)")
+        else:
+            typer.echo(f"  best (no Optuna study; the lowest {stored_best['metric']} in the store): trial "
+                       f"{stored_best['number']} ({stored_best['trial_uid']}): {stored_best['score']:.6f}")
+        return
+    best = best_trial(spec, study)
+    text = "none yet"
+    if best:
+        params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+        text = f"trial {best['number']}: objective {best['objective']:.6f} ({params})"
+    typer.echo(f"  best (feasible, by the sweep's objective): {text}")
+    print_pareto(pareto_front(spec, study), "  ")
+    if spec.resources.gpus:
+        cap = spec.budget.max_gpu_hours
+        typer.echo(f"  GPU-hours used: {gpu_seconds_used(study, spec.resources.gpus) / 3600:.4f}"
+                   + (f" of {cap:g}" if cap else ""))
+    if status == "done" and study.user_attrs.get(END_REASON):
+        typer.echo(f"  ended: {study.user_attrs[END_REASON]}")
