@@ -176,7 +176,8 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
             log.line(f"step:{step}/{t.iterations} kind:{kind} train_loss:{loss:.4f} lr_scale:{lr.scale:.4f} "
                      f"train_time:{elapsed_ms:.0f}ms step_avg:{elapsed_ms / step:.2f}ms", echo=False)
         if diverged:
-            raise Diverged(f"train loss {loss} at step {step}")
+            raise Diverged(f"train loss {loss:.4f} at step {step}"
+                           + (f", above the limit {max_loss:.4f}" if math.isfinite(loss) else ""))
         log.progress(step, kind, loss, tokens / max(elapsed_ms / 1000.0, 1e-9), elapsed_ms / 1000.0)
         if t.probe_every and step % t.probe_every == 0:  # not counted as training time
             with torch.no_grad(), amp:

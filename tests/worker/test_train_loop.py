@@ -236,7 +236,7 @@ def test_a_loss_past_three_times_uniform_guessing_is_divergence(
     assert run_trial(cfg, tmp_path / "under") == 3
     result, events = read_trial(tmp_path / "under")
     assert result["status"] == "diverged" and result["steps"] == 1
-    assert result["reason"] == f"train loss {loss} at step 1"
+    assert result["reason"] == f"train loss {loss:.4f} at step 1, above the limit {loss * (1 - 1e-6):.4f}"
     assert [e["step"] for e in events if e["event"] == "step"] == [1]
 
 
@@ -478,3 +478,15 @@ def test_bad_vocabularies_are_refused_with_what_does_not_fit(
     assert run_trial(tiny_cfg(f"data.dataset={data}"), tmp_path / "val") == 2
     assert read_trial(tmp_path / "val")[0]["reason"] == (
         "DataError: validation: token id 321 does not fit model.vocab_size (320)")
+
+
+def test_a_loss_that_is_no_number_is_divergence_and_says_so_without_a_limit(
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.nn.functional as F
+
+    cfg = tiny_cfg("train.iterations=2", "eval.stride=0")
+    monkeypatch.setattr(F, "cross_entropy", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    assert run_trial(cfg, tmp_path) == 3
+    result = read_trial(tmp_path)[0]
+    assert (result["status"], result["reason"]) == ("diverged", "train loss nan at step 1")
