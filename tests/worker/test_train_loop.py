@@ -373,8 +373,9 @@ def test_a_trial_that_fails_in_its_first_step_reports_zero_steps(
     assert [result[k] for k in ("steps", "c_steps", "n_steps", "tokens_seen", "train_seconds")] == [0, 0, 0, 0, 0.0]
 
 
-@pytest.mark.parametrize("probe_seqs, error", [(64, None), (65, "validation split has 2049 tokens, the probe "
-                                                                  "needs 2081")])
+@pytest.mark.parametrize("probe_seqs, error", [(64, None), (65, "ConfigError: the probe needs 2,081 validation tokens "
+                                                                  "(train.probe_seqs x train.train_seq_len + 1), and "
+                                                                  "eval.max_tokens (2,048) keeps 2,049")])
 def test_the_probe_fits_in_the_validation_split_to_the_last_token(
         tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any], probe_seqs: int,
         error: str | None) -> None:
@@ -385,7 +386,7 @@ def test_the_probe_fits_in_the_validation_split_to_the_last_token(
     if error is None:
         assert code == 0 and [e["step"] for e in events if e["event"] == "probe"] == [4]
     else:
-        assert code == 2 and result["reason"] == f"DataError: {error}"
+        assert code == 2 and result["reason"] == error  # refused from the config, before any data is read
 
 
 def test_the_wallclock_warmdown_and_stop_follow_the_training_clock_exactly(
