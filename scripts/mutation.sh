@@ -73,6 +73,7 @@ declare -A TESTS=(
   [clowncar/orchestrator/ray_console.py]="tests/orchestrator/test_ray_console.py"
   [clowncar/orchestrator/suggest.py]="tests/orchestrator/test_distinct_configs.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py"
   [clowncar/orchestrator/spec.py]="tests/orchestrator/test_spec_rules.py tests/orchestrator/test_spec.py tests/orchestrator/test_sweep_plan.py tests/bad_inputs/test_bad_inputs.py tests/test_did_you_mean.py"
+  [clowncar/orchestrator/spec_checks.py]="tests/orchestrator/test_spec_rules.py tests/orchestrator/test_spec.py tests/orchestrator/test_sweep_plan.py tests/bad_inputs/test_bad_inputs.py"
   [clowncar/data/fetch.py]="tests/data/test_fetch_steps.py"
   [clowncar/orchestrator/start.py]="tests/orchestrator/test_sweep_start.py tests/orchestrator/test_sweep_command_output.py tests/orchestrator/test_interrupted_lines.py"
   [clowncar/orchestrator/rungs.py]="tests/orchestrator/test_rung_rules.py tests/orchestrator/test_sweep_plan.py tests/orchestrator/test_search_rules.py"
@@ -149,6 +150,7 @@ declare -A KEYWORDS=(
   [clowncar/store/lease.py]="not test_contract.py or lease"
   [clowncar/orchestrator/ray_console.py]="not killed_trial_actor"
   [clowncar/orchestrator/spec.py]="not test_bad_inputs.py or (specs: and not subprocess)"
+  [clowncar/orchestrator/spec_checks.py]="not test_bad_inputs.py or (specs: and not subprocess)"
   [clowncar/config.py]="not test_bad_inputs.py or (configs: and not subprocess)"
   [clowncar/store/longread.py]="not postgresql or test_long_reads.py"
   [clowncar/orchestrator/trainable.py]="not test_search_rules.py or relay"
@@ -181,7 +183,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/analysis/explore.py clowncar/analysis/report.py clowncar/analysis/document.py
        clowncar/data/build.py clowncar/orchestrator/record.py clowncar/redact.py
        clowncar/store/engine.py clowncar/store/migrations.py clowncar/store/lease.py clowncar/orchestrator/lease.py
-       clowncar/orchestrator/suggest.py clowncar/orchestrator/spec.py clowncar/data/fetch.py
+       clowncar/orchestrator/suggest.py clowncar/orchestrator/spec.py clowncar/orchestrator/spec_checks.py
+       clowncar/data/fetch.py
        clowncar/orchestrator/start.py clowncar/orchestrator/rungs.py clowncar/orchestrator/asha.py
        clowncar/orchestrator/search.py clowncar/orchestrator/distinct.py clowncar/orchestrator/sweep_plan.py
        clowncar/orchestrator/rerun.py clowncar/config.py clowncar/overrides.py clowncar/presets.py

@@ -1,0 +1,108 @@
+"""A sweep spec checked against the trial config before anything runs: every searched key is a config key, every
+value of every dimension is one its field accepts, and the corners of the space (every point of a small grid,
+every distinct point of a large one) build; an ASHA rung before the warm-down, an objective no trial reports, a
+grid budget past its distinct trials are one line each (orchestrator/spec.py calls `check_against_config`)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from clowncar.buildable import check_buildable
+from clowncar.errors import ConfigError
+from clowncar.orchestrator.rungs import rung_problem
+from clowncar.orchestrator.spec import POINT_KEY
+from clowncar.orchestrator.workers import check_objective
+
+if TYPE_CHECKING:
+    from clowncar.orchestrator.spec import ParamSpec, SweepSpec
+
+CHECKED_GRID = 64
+"""A grid of at most this many points has every point checked as a whole config before the sweep starts."""
+
+
+def check_against_config(spec: SweepSpec) -> None:
+    """Every searched key must be a trial-config key, and the corners of the space must be valid configs."""
+    try:
+        spec.base_dict()
+    except ConfigError as err:
+        raise ConfigError(f"sweep spec overrides: {err}") from None
+    space = spec.search_space()
+    corners = [{k: p.first() for k, p in space.items()}]
+    corners += [{**corners[0], POINT_KEY: name} for name in list(spec.points)[1:]]
+    if spec.sampler == "grid" and spec.grid_size() <= CHECKED_GRID:
+        keys = list(space)
+        corners = [dict(zip(keys, combo, strict=True))
+                   for combo in itertools.product(*(space[k].values or [] for k in keys))]
+    _check_each_value(spec, space, corners[0])
+    asha = spec.scheduler
+    for params in corners:
+        try:
+            cfg = spec.trial_config(params)
+            check_buildable(cfg)
+        except ConfigError as err:
+            raise ConfigError(_located(spec, params, err)) from None
+        problem = (rung_problem(cfg.train, asha.grace_period, asha.max_t)
+                   if asha.type == "asha" else None)
+        if problem:
+            raise ConfigError(f"sweep spec {problem}" + (f" (with {params})" if params else ""))
+        check_objective(spec.objective.metric, cfg, f"the space point {params}" if params else "the base config")
+    for point in spec.enqueue:
+        try:
+            check_buildable(spec.trial_config(point))
+        except ConfigError as err:
+            raise ConfigError(f"sweep spec enqueue: {err}") from None
+    if spec.sampler == "grid" and spec.grid_size() > CHECKED_GRID:  # a smaller grid's points were all corners
+        _check_grid_builds(spec)
+    if spec.sampler == "grid" and spec.budget.max_trials:
+        distinct = spec.distinct_grid()
+        if spec.budget.max_trials > len(distinct.points) + len(spec.enqueue):
+            raise ConfigError(f"sweep spec key 'budget.max_trials': {spec.budget.max_trials} exceeds the grid's "
+                              f"{len(distinct.points)} distinct trials ({len(distinct.merged)} of its points repeat "
+                              "another's trial; see `clowncar sweep plan`)")
+
+
+def _located(spec: SweepSpec, params: dict[str, Any], err: ConfigError) -> str:
+    """The spec's error line for a point whose config fails: the overrides are named when the base config (preset
+    and overrides, no searched value) fails the same way, else the space, with the point's values."""
+    if not params or _base_problem(spec) == str(err):
+        return f"sweep spec {'overrides' if spec.overrides else 'preset'}: {err}"
+    with_params = "" if str(err).startswith("unknown config key") else f" (with {params})"
+    return f"sweep spec space: {err}{with_params}"
+
+
+def _base_problem(spec: SweepSpec) -> str | None:
+    try:
+        check_buildable(spec.trial_config({}))
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
+def _check_grid_builds(spec: SweepSpec) -> None:
+    """Every distinct point of a large grid must build: a config that cannot (a param_budget below the smallest
+    model) would only be rejected by its trial. A point whose config is invalid in itself stays its trial's to
+    report, as before (distinct.py)."""
+    for point in spec.distinct_grid().points:
+        try:
+            cfg = spec.trial_config(point)
+        except ConfigError:
+            continue
+        try:
+            check_buildable(cfg)
+        except ConfigError as err:
+            raise ConfigError(_located(spec, point, err)) from None
+
+
+def _check_each_value(spec: SweepSpec, space: dict[str, ParamSpec], first: dict[str, Any]) -> None:
+    """Every value of every dimension (both ends of a range), the others at their first: a value its own field
+    refuses (a seed past 64 bits, a negative cadence) is refused here, not when its trial fails. A value that
+    only clashes with another key's (heads vs kv heads) stays the trial's to report: another point may fit it."""
+    for key, p in space.items():
+        ends = p.values if p.values is not None else list(p.int_range or p.float_range or ())
+        for value in ends:
+            try:
+                spec.trial_config({**first, key: value})
+            except ConfigError as err:
+                if str(err).startswith(f"config key '{key}'"):
+                    raise ConfigError(f"sweep spec space: {err} (with {{{key!r}: {value!r}}})") from None
