@@ -125,6 +125,7 @@ declare -A TESTS=(
   [clowncar/orchestrator/ledger.py]="tests/orchestrator/test_ledger_in_process.py tests/orchestrator/test_trial_bundles.py"
   [clowncar/orchestrator/preflight.py]="tests/orchestrator/test_preflight.py"
   [clowncar/orchestrator/tune.py]="tests/orchestrator/test_tune_parts.py tests/orchestrator/test_embedded_ray_start.py"
+  [clowncar/orchestrator/ray_start.py]="tests/orchestrator/test_embedded_ray_start.py"
   [clowncar/did_you_mean.py]="tests/test_did_you_mean.py tests/test_config_rules.py"
   [clowncar/orchestrator/reach.py]="tests/orchestrator/test_reach.py"
   [clowncar/orchestrator/driver_state.py]="tests/orchestrator/test_driver_state.py tests/orchestrator/test_sweep_command_output.py"
@@ -203,7 +204,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/orchestrator/status_lines.py
        clowncar/data/commands.py clowncar/demo.py clowncar/worker/commands.py clowncar/dashboard.py
        clowncar/orchestrator/launch.py clowncar/orchestrator/ledger.py
-       clowncar/orchestrator/preflight.py clowncar/orchestrator/tune.py clowncar/did_you_mean.py
+       clowncar/orchestrator/preflight.py clowncar/orchestrator/tune.py clowncar/orchestrator/ray_start.py
+       clowncar/did_you_mean.py
        clowncar/orchestrator/reach.py clowncar/orchestrator/ray_console.py)
 
 if [ $# -eq 0 ]; then

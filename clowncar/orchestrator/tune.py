@@ -11,7 +11,6 @@ PDEATHSIG.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import logging
@@ -23,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from clowncar.errors import StoreError
-from clowncar.interrupts import held_from_ray_connect, sigterm_handler_kept
+from clowncar.orchestrator.ray_start import init_ray
 from clowncar.orchestrator.spec import SweepSpec
-from clowncar.redact import write_private
 
 
 @dataclass
@@ -44,83 +42,6 @@ class RunOptions:
     store_retry_s: float = 0.0
     """Once the sweep runs, how long a store or study call that failed because the server is away is retried
     (CLOWNCAR_STORE_RETRY_SECONDS); 0 fails at once."""
-
-
-def init_ray(opts: RunOptions) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    if opts.address:
-        with sigterm_handler_kept(), held_from_ray_connect():
-            ray.init(address=opts.address, log_to_driver=False, logging_level=logging.WARNING)
-        return
-    from clowncar.orchestrator import embedded
-
-    # Every listener on 127.0.0.1 (reference/ray_tune_optuna_facts.md section 6); must be set before Ray is
-    # imported, which run_sweep does; repeated here for callers that start Ray through this function alone.
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    _token_auth_explicit()
-    _private_auth_token()
-    embedded.reap_dead_drivers(opts.runs_dir)
-    # innermost, the hold: a signal held while Ray connects is raised where the clean-up of the two above sees it
-    with (sigterm_handler_kept(), embedded.killed_unless_started(), _secrets_kept_from_ray(),
-          held_from_ray_connect()):
-        ray.init(address="local", num_cpus=opts.num_cpus or os.cpu_count() or 1, num_gpus=opts.num_gpus or 0,
-                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    mine = embedded.record(opts.runs_dir)
-    if mine is not None:
-        atexit.register(mine.unlink, missing_ok=True)
-
-
-def _token_auth_explicit() -> None:
-    """Embedded Ray keeps Ray 2.60's default, token authentication, but says so: with RAY_AUTH_MODE unset,
-    `ray.init` turns it on itself and logs a warning on every run that asks the user to act on nothing. Setting the
-    mode to what Ray would choose, and refreshing Ray's cached config as Ray's own `_enable_token_auth` does, is the
-    same protection without the warning. A mode the user set (disabled, token) is respected."""
-    if "RAY_AUTH_MODE" in os.environ:
-        return
-    os.environ["RAY_AUTH_MODE"] = "token"
-    with contextlib.suppress(ImportError, AttributeError):
-        from ray._raylet import Config
-
-        Config.initialize("")
-
-
-SECRET_ENV = ("CLOWNCAR_STORE", "CLOWNCAR_STORE_FILE", "PGPASSWORD")
-"""Variables only the driver needs: the store's URL (or where it is kept) and a libpq password."""
-
-
-@contextlib.contextmanager
-def _secrets_kept_from_ray() -> Any:
-    """Embedded Ray's processes (GCS, raylet, and through it every actor, trial and worker) take a copy of this
-    process's environment when they start: the store's URL stays in the driver (workers report through Ray and
-    never open the store)."""
-    saved = {k: os.environ.pop(k) for k in SECRET_ENV if k in os.environ}
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
-
-
-def _private_auth_token() -> None:
-    """Token authentication with Ray's default token file (~/.ray/auth_token): create it readable by its owner
-    only (Ray's own first start writes it 0644), and close one that an earlier start left readable by others."""
-    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token" or os.environ.get("RAY_AUTH_TOKEN") \
-            or os.environ.get("RAY_AUTH_TOKEN_PATH"):
-        return
-    path = Path.home() / ".ray" / "auth_token"
-    with contextlib.suppress(OSError, ImportError):
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not path.exists():
-            from ray._private.authentication.authentication_token_generator import (
-                generate_new_authentication_token,
-            )
-
-            with contextlib.suppress(FileExistsError):  # another driver made it first
-                write_private(path, generate_new_authentication_token(), exclusive=True)
-        if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
-            path.chmod(0o600)
 
 
 def open_study(store_url: str) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import ray
 
-from clowncar.orchestrator import tune
+from clowncar.orchestrator import ray_start, tune
 
 
 def test_the_store_secret_stays_out_of_rays_environment(monkeypatch) -> None:
@@ -20,22 +20,22 @@ def test_the_store_secret_stays_out_of_rays_environment(monkeypatch) -> None:
     monkeypatch.setenv("PGPASSWORD", "pw")
     monkeypatch.delenv("CLOWNCAR_STORE_FILE", raising=False)
     monkeypatch.setenv("OTHER", "kept")
-    with tune._secrets_kept_from_ray():
+    with ray_start._secrets_kept_from_ray():
         assert not {"CLOWNCAR_STORE", "PGPASSWORD"} & set(os.environ) and os.environ["OTHER"] == "kept"
     assert os.environ["CLOWNCAR_STORE"] == "postgresql://u:pw@h/db" and os.environ["PGPASSWORD"] == "pw"
     assert "CLOWNCAR_STORE_FILE" not in os.environ
-    with pytest.raises(RuntimeError), tune._secrets_kept_from_ray():
+    with pytest.raises(RuntimeError), ray_start._secrets_kept_from_ray():
         raise RuntimeError
     assert os.environ["PGPASSWORD"] == "pw"  # put back after a failed start too
-    assert tune.SECRET_ENV == ("CLOWNCAR_STORE", "CLOWNCAR_STORE_FILE", "PGPASSWORD")
+    assert ray_start.SECRET_ENV == ("CLOWNCAR_STORE", "CLOWNCAR_STORE_FILE", "PGPASSWORD")
 
 
 def test_token_auth_is_said_explicitly_unless_the_user_chose(monkeypatch) -> None:
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    tune._token_auth_explicit()
+    ray_start._token_auth_explicit()
     assert os.environ["RAY_AUTH_MODE"] == "token"
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    tune._token_auth_explicit()
+    ray_start._token_auth_explicit()
     assert os.environ["RAY_AUTH_MODE"] == "disabled"
 
 
@@ -54,12 +54,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_the_auth_token_is_created_private(home: Path) -> None:
-    tune._private_auth_token()
+    ray_start._private_auth_token()
     path = home / ".ray" / "auth_token"
     assert path.is_file() and len(path.read_text().strip()) >= 32
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     token = path.read_text()
-    tune._private_auth_token()
+    ray_start._private_auth_token()
     assert path.read_text() == token  # an existing token is kept
 
 
@@ -68,7 +68,7 @@ def test_a_token_left_readable_by_others_is_closed(home: Path) -> None:
     path.parent.mkdir()
     path.write_text("x" * 32)
     path.chmod(0o644)
-    tune._private_auth_token()
+    ray_start._private_auth_token()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == "x" * 32
 
 
@@ -77,13 +77,13 @@ def test_a_token_left_readable_by_others_is_closed(home: Path) -> None:
 def test_no_token_file_when_auth_is_off_or_given(home: Path, monkeypatch, env: dict[str, str]) -> None:
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    tune._private_auth_token()
+    ray_start._private_auth_token()
     assert not (home / ".ray").exists()
 
 
 def test_token_mode_is_read_without_regard_to_case(home: Path, monkeypatch) -> None:
     monkeypatch.setenv("RAY_AUTH_MODE", "TOKEN")
-    tune._private_auth_token()
+    ray_start._private_auth_token()
     assert (home / ".ray" / "auth_token").is_file()
 
 
@@ -96,15 +96,15 @@ def fake_ray(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     monkeypatch.setattr(ray, "init", lambda **kw: seen["init"].append((kw, dict(os.environ))))
     monkeypatch.setattr(embedded, "reap_dead_drivers", lambda d: seen["reaped"].append(d))
     monkeypatch.setattr(embedded, "record", lambda d: d / "me.json")
-    monkeypatch.setattr(tune.atexit, "register", lambda f, **kw: seen["atexit"].append((f, kw)))
-    monkeypatch.setattr(tune, "_private_auth_token", lambda: None)
+    monkeypatch.setattr(ray_start.atexit, "register", lambda f, **kw: seen["atexit"].append((f, kw)))
+    monkeypatch.setattr(ray_start, "_private_auth_token", lambda: None)
     monkeypatch.setenv("CLOWNCAR_STORE", "postgresql://u:pw@h/db")
     monkeypatch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", raising=False)
     return seen
 
 
 def test_embedded_ray_starts_on_loopback_without_the_store_secret(fake_ray, tmp_path: Path) -> None:
-    tune.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path, num_cpus=3, num_gpus=1))
+    ray_start.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path, num_cpus=3, num_gpus=1))
     ((kwargs, env),) = fake_ray["init"]
     assert kwargs == {"address": "local", "num_cpus": 3, "num_gpus": 1, "include_dashboard": False,
                       "log_to_driver": False, "logging_level": 30}
@@ -116,15 +116,15 @@ def test_embedded_ray_starts_on_loopback_without_the_store_secret(fake_ray, tmp_
 
 
 def test_embedded_ray_defaults_to_every_cpu_and_no_gpu(fake_ray, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(tune.os, "cpu_count", lambda: 6)
-    tune.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path))
-    monkeypatch.setattr(tune.os, "cpu_count", lambda: None)
-    tune.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path))
+    monkeypatch.setattr(ray_start.os, "cpu_count", lambda: 6)
+    ray_start.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path))
+    monkeypatch.setattr(ray_start.os, "cpu_count", lambda: None)
+    ray_start.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path))
     assert [(k["num_cpus"], k["num_gpus"]) for k, _ in fake_ray["init"]] == [(6, 0), (1, 0)]
 
 
 def test_a_cluster_is_joined_as_given_and_nothing_is_reaped(fake_ray, tmp_path: Path) -> None:
-    tune.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path, address="ray://head:10001"))
+    ray_start.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path, address="ray://head:10001"))
     ((kwargs, env),) = fake_ray["init"]
     assert kwargs == {"address": "ray://head:10001", "log_to_driver": False, "logging_level": 30}
     assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in env  # a real cluster must be able to join other hosts
@@ -133,7 +133,7 @@ def test_a_cluster_is_joined_as_given_and_nothing_is_reaped(fake_ray, tmp_path: 
 
 def test_a_running_ray_is_used_as_it_is(fake_ray, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
-    tune.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path))
+    ray_start.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path))
     assert fake_ray["init"] == []
 
 
@@ -141,19 +141,19 @@ def test_no_record_means_nothing_to_remove_at_exit(fake_ray, tmp_path: Path, mon
     from clowncar.orchestrator import embedded
 
     monkeypatch.setattr(embedded, "record", lambda d: None)
-    tune.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path))
+    ray_start.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path))
     assert fake_ray["atexit"] == []
 
 
 def test_no_token_file_when_the_mode_is_unset(home: Path, monkeypatch) -> None:
     monkeypatch.delenv("RAY_AUTH_MODE")
-    tune._private_auth_token()
+    ray_start._private_auth_token()
     assert not (home / ".ray").exists()
 
 
 def test_the_token_folder_is_made_with_its_parents(tmp_path: Path, monkeypatch) -> None:
     token_env(monkeypatch, tmp_path / "new" / "home")
-    tune._private_auth_token()
+    ray_start._private_auth_token()
     assert (tmp_path / "new" / "home" / ".ray" / "auth_token").is_file()
 
 
@@ -169,21 +169,21 @@ def test_a_token_another_driver_wrote_first_is_kept(home: Path, monkeypatch) -> 
         return "ours"
 
     monkeypatch.setattr(gen, "generate_new_authentication_token", racing)
-    tune._private_auth_token()
+    ray_start._private_auth_token()
     assert path.read_text() == "theirs"
 
 
 def test_a_home_that_cannot_hold_the_token_is_not_an_error(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "file").write_text("")
     token_env(monkeypatch, tmp_path / "file")  # a file: the folder cannot be made
-    tune._private_auth_token()
+    ray_start._private_auth_token()
 
 
 def test_a_ray_without_the_token_generator_is_not_an_error(home: Path, monkeypatch) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "ray._private.authentication.authentication_token_generator", None)
-    tune._private_auth_token()
+    ray_start._private_auth_token()
     assert not (home / ".ray" / "auth_token").exists()
 
 
@@ -194,7 +194,7 @@ def test_a_token_file_of_another_user_is_left_alone(home: Path) -> None:
     path.write_text("x")
     path.chmod(0o644)
     os.chown(path, 12345, 12345)
-    tune._private_auth_token()
+    ray_start._private_auth_token()
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
@@ -203,7 +203,7 @@ def test_a_private_token_is_not_touched(home: Path) -> None:
     path.parent.mkdir()
     path.write_text("x")
     path.chmod(0o400)
-    tune._private_auth_token()
+    ray_start._private_auth_token()
     assert stat.S_IMODE(path.stat().st_mode) == 0o400
 
 
@@ -217,5 +217,5 @@ def test_a_ray_without_its_config_refresh_still_gets_token_mode(monkeypatch, mod
         fake.Config = object  # type: ignore[attr-defined]  # no initialize
     monkeypatch.setitem(sys.modules, "ray._raylet", fake)
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    tune._token_auth_explicit()
+    ray_start._token_auth_explicit()
     assert os.environ["RAY_AUTH_MODE"] == "token"
