@@ -247,7 +247,12 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
     for line in plan_lines(spec)[1:]:  # points that make one trial, and the estimated cost
         typer.echo(line)
     if not dry_run:
+        from clowncar.orchestrator.rerun import seed_lines
+
         run_spec(spec, url, address, num_cpus, num_gpus, quiet, resume=False)
+        # the parent's trials match the configs only on its own base (an imported parent has no study)
+        for line in seed_lines(url, spec, configs, name if base_spec is None else None):
+            typer.echo(line)
 
 
 def _child(name: str, url: str, top: int, carried: list[str] | None, base: Any, seeds: list[int],

@@ -7,6 +7,7 @@ files, which has no spec. `--keys` carries only some of each config's keys; the 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,3 +190,52 @@ def child_spec(base: SweepSpec, parent: str, configs: list[dict[str, Any]], seed
         raise ConfigError(f"a config carried from sweep '{parent}' does not build on this base "
                           f"({problem.removeprefix(ENQUEUE_ERROR)}): carry fewer keys with --keys, or give --base a "
                           "spec that fits them") from None
+
+
+def seed_values(store_url: str, sweep: str, configs: list[dict[str, Any]]) -> list[list[tuple[Any, float]]] | None:
+    """Per config, the (seed, objective) of each feasible finished trial of `sweep` whose point holds every key
+    of that config (the first config that matches takes a trial); None when the sweep has no Optuna study."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from clowncar.orchestrator.suggest import trial_params
+    from clowncar.orchestrator.tune import open_study
+
+    try:
+        study = optuna.load_study(study_name=sweep, storage=open_study(store_url))
+    except KeyError:
+        return None
+    found: list[list[tuple[Any, float]]] = [[] for _ in configs]
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if any(c > 0 for c in t.constraints.values()) or not math.isfinite(t.values[0]):
+            continue
+        point = trial_params(t)
+        match = next((i for i, c in enumerate(configs) if all(point.get(k) == v for k, v in c.items())), None)
+        if match is not None:
+            found[match].append((point.get(SEED_KEY), t.values[0]))
+    return found
+
+
+def seed_lines(store_url: str, child: SweepSpec, configs: list[dict[str, Any]], parent: str | None) -> list[str]:
+    """What a rerun is for: each config's mean and sd over the child's seeds, every seed's value, and the
+    parent's mean for the same config (`parent`: its name, None when its trials cannot be matched: an imported
+    sweep, or configs carried onto another base). The winner's curse shows as a child mean behind the parent's."""
+    mine = seed_values(store_url, child.name, configs)
+    if mine is None:
+        return []
+    theirs = seed_values(store_url, parent, configs) if parent else None
+    metric = child.objective.metric
+    shown = "q_sliding_val_bpb, else q_val_bpb" if metric == "auto" else metric
+    lines = [f"each config over the seeds (objective {shown}; `clowncar analyze {child.name}` tests them):"]
+    for i, got in enumerate(mine, start=1):
+        values = [v for _, v in got]
+        if not values:
+            lines.append(f"  {i}. no finished seed")
+            continue
+        mean = sum(values) / len(values)
+        sd = f" sd {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+        seeds = ", ".join(f"{s}: {v:.4f}" for s, v in got)
+        before = theirs[i - 1] if theirs else []
+        was = f"; parent {sum(v for _, v in before) / len(before):.4f} (n={len(before)})" if before else ""
+        lines.append(f"  {i}. mean {mean:.4f}{sd} (n={len(values)}: {seeds}){was}")
+    return lines
