@@ -36,7 +36,7 @@ def demo(
 ) -> None:
     """The one-command tour: build demo data if needed, run the smoke sweep (or, with --signals, the signal
     sweep) locally, print the best trial and write its signal report."""
-    from clowncar.orchestrator.commands import run_spec
+    from clowncar.orchestrator.commands import SweepInterrupted, run_spec
     from clowncar.orchestrator.spec import load_spec, spec_from_dict
     from clowncar.redact import redact_url
     from clowncar.settings import check_runs_dir, load_settings
@@ -58,8 +58,14 @@ def demo(
     spec = spec_from_dict(data)
     store_url = store or settings.store_url
     typer.echo(f"sweep {spec.name}: {spec.max_trials()} trials, store {redact_url(store_url)}")
-    run_spec(spec, store, "", num_cpus, None, quiet, resume=False)
     report_dir = settings.runs_dir / "reports" / spec.name
+    try:
+        run_spec(spec, store, "", num_cpus, None, quiet, resume=False)
+    except SweepInterrupted as err:  # resume finishes the sweep, not the demo: say how its report is written
+        line = str(err)
+        if "sweep resume" in line:
+            line += f", then `{_command()} analyze {spec.name} --out {report_dir}` writes the demo's report"
+        raise SweepInterrupted(line) from None
     _write_report(spec.name, store_url, report_dir)
     typer.echo(f"demo finished in {time.time() - started:.0f}s")
     typer.echo(f"report: {(report_dir / 'report.html').resolve()} (also report.md, report.json)")

@@ -106,6 +106,38 @@ def test_demo_times_itself_and_passes_the_data_log_on(tour, monkeypatch, capsys)
     assert out[3] == "demo finished in 91s"
 
 
+def test_an_interrupted_demo_says_how_to_finish_the_sweep_and_then_write_its_report(tour, settings_env: Path,
+                                                                                     monkeypatch) -> None:
+    import clowncar.orchestrator.commands as commands
+
+    def interrupted(spec, *args: Any, **kwargs: Any) -> None:
+        raise commands.SweepInterrupted(f"sweep {spec.name} interrupted: its running trials were stopped; "
+                                        f"continue it with `clowncar sweep resume {spec.name}`")
+
+    monkeypatch.setattr(commands, "run_spec", interrupted)
+    monkeypatch.setattr(demo, "_command", lambda: "clowncar")
+    with pytest.raises(commands.SweepInterrupted) as err:
+        demo.demo(name="d", quiet=True)
+    assert str(err.value) == ("sweep d interrupted: its running trials were stopped; continue it with `clowncar "
+                              f"sweep resume d`, then `clowncar analyze d --out {settings_env / 'runs' / 'reports' / 'd'}` "
+                              "writes the demo's report")
+    assert err.value.exit_code == 130 and tour["report"] == []
+
+
+def test_an_interrupted_demo_that_ran_nothing_is_told_to_start_again_without_a_report_line(tour, monkeypatch) -> None:
+    import clowncar.orchestrator.commands as commands
+
+    line = "sweep d interrupted before it started: nothing ran; start it again with the same command"
+
+    def interrupted(spec, *args: Any, **kwargs: Any) -> None:
+        raise commands.SweepInterrupted(line)
+
+    monkeypatch.setattr(commands, "run_spec", interrupted)
+    with pytest.raises(commands.SweepInterrupted) as err:
+        demo.demo(name="d", quiet=True)
+    assert str(err.value) == line
+
+
 def test_demo_without_the_data_package_says_so(tour, monkeypatch) -> None:
     import sys
 
