@@ -354,4 +354,16 @@ def load_spec(path: str | Path) -> SweepSpec:
     data = read_mapping(p)
     if data.get("seeds") == []:  # the model cannot tell it from no seeds given (a stored spec holds seeds: [])
         raise ConfigError(f"sweep spec {p}: seeds: [] lists no seed; leave it out to use the config's train.seed")
-    return spec_from_dict(data)
+    try:
+        return spec_from_dict(data)
+    except ConfigError as err:
+        if _trial_config_keys(data):
+            raise ConfigError(f"{err}; {p} looks like a trial config: use `clowncar trial run {p} --out DIR` "
+                              "(or `clowncar config show`)") from None
+        raise
+
+
+def _trial_config_keys(data: dict[str, Any]) -> bool:
+    """Whether a file's keys are a trial config's (sections, maybe a `preset:`), with one section at least."""
+    sections = set(data) - {"preset"}
+    return bool(sections) and sections <= set(TrialConfig.model_fields)
