@@ -66,6 +66,11 @@ def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trial
         typer.echo(text_table(frame[cols].values.tolist(), cols))
 
 
+RESULT_LABELS = {"c_steps": "C-steps", "n_steps": "N-steps"}
+"""Result keys shown under another name in `store show`: beside `steps`, `n_steps` reads as a step count; the
+stored keys (`--json`, exports) keep their names."""
+
+
 def show(trial: Annotated[str, typer.Argument(help="Trial uid (see `clowncar store ls SWEEP`).")],
          store: StoreOpt = None,
          as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
@@ -92,7 +97,7 @@ def show(trial: Annotated[str, typer.Argument(help="Trial uid (see `clowncar sto
         typer.echo(f"  rows: {at['steps']} steps, {at['evals']} evals, {at['probes']} probes")
         for key, value in (at["result"] or {}).items():
             if key not in ("status", "reason", "provenance"):
-                typer.echo(f"  {key} = {_fmt(value, exact=True)}")
+                typer.echo(f"  {RESULT_LABELS.get(key, key)} = {_fmt(value, exact=True)}")
         for key, value in ((at["result"] or {}).get("provenance") or {}).items():
             if key != "config":
                 typer.echo(f"  provenance.{key} = {_fmt(value)}")

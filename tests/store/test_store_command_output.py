@@ -156,8 +156,9 @@ def test_show_prints_the_config_flattened_and_a_repeated_eval(tmp_path: Path, ca
         st.add_named_evals("t1", 0, [{"seq": 0, "name": "final_x", "mode": "sliding", "weights": "raw",
                                       "quant": None, "step": 5, "val_loss": 2.0, "val_bpb": 1.18131234567,
                                       "eval_ms": None, "line": 9, "repeats": "final_y"}])
-        st.finish_trial("t1", 0, "diverged", "loss was nan", {"val_bpb": None, "provenance": {"config": {"x": 1},
-                                                                                             "host": "h"}},
+        st.finish_trial("t1", 0, "diverged", "loss was nan", {"val_bpb": None, "steps": 40, "c_steps": 40,
+                                                              "n_steps": 0, "provenance": {"config": {"x": 1},
+                                                                                           "host": "h"}},
                         ended_at=1_700_000_360.0)
     show("t1", store=url)
     lines = capsys.readouterr().out.splitlines()
@@ -165,6 +166,9 @@ def test_show_prints_the_config_flattened_and_a_repeated_eval(tmp_path: Path, ca
     assert lines[1:4] == ["config:", "  model.crawler_loops = 4", "  train.seed = 7"]
     assert lines[4] == "attempt 0: diverged  node node-1  2023-11-14 22:13 -> 2023-11-14 22:19  reason: loss was nan"
     assert "  val_bpb = -" in lines and "  provenance.host = h" in lines
+    # the C-step (crawl) and N-step counts are named so, not read as a count of steps beside `steps`
+    assert {"  steps = 40", "  C-steps = 40", "  N-steps = 0"} <= set(lines)
+    assert not any(line.startswith(("  c_steps", "  n_steps")) for line in lines)
     assert not any("provenance.config" in line for line in lines)  # the config is shown once, above
     assert "  eval line 9: final_x val_bpb 1.18131234567 (sliding, raw, repeats final_y)" in lines  # exact
 
