@@ -106,9 +106,10 @@ def inspect(file: FileArg,
     for name, g in s["groups"].items():
         typer.echo(f"{name:12s} {g['tensors']:7d} {g['params']:12,d} {g['stored_bytes']:13,d}  "
                    f"{', '.join(g['schemes'])}")
-    typer.echo(f"\n{'tensor':44s} {'group':11s} {'scheme':10s} {'dtype':9s} shape")
+    # the dtype is the tensor's before quantization (what dequantization restores); `scheme` is how it is stored
+    typer.echo(f"\n{'tensor':44s} {'group':11s} {'scheme':10s} {'orig dtype':10s} shape")
     for t in s["tensors"]:
-        typer.echo(f"{t['name']:44s} {t['group']:11s} {t['scheme']:10s} {t['dtype']:9s} "
+        typer.echo(f"{t['name']:44s} {t['group']:11s} {t['scheme']:10s} {t['dtype']:10s} "
                    f"{'x'.join(map(str, t['shape'])) or 'scalar'}")
     for alias, target in s["aliases"].items():
         typer.echo(f"{alias:44s} tied to {target}")

@@ -211,8 +211,10 @@ def test_inspect_prints_the_tensor_header_and_tied_weights(exported, capsys, mon
     inspect(path)  # tables unless --json
     lines = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("tensor "))
-    assert lines[header - 1] == "" and lines[header].split() == ["tensor", "group", "scheme", "dtype", "shape"]
-    assert lines[header] == f"{'tensor':44s} {'group':11s} {'scheme':10s} {'dtype':9s} shape"
+    # an int8 tensor's float32 is what it was before quantization: the column says so, beside the scheme
+    assert lines[header - 1] == "" and lines[header].split() == ["tensor", "group", "scheme", "orig", "dtype",
+                                                                 "shape"]
+    assert lines[header] == f"{'tensor':44s} {'group':11s} {'scheme':10s} {'orig dtype':10s} shape"
     assert lines[-1] == f"{'lm_head.weight':44s} tied to tok_emb.weight"
 
 
