@@ -13,6 +13,7 @@ from typing import Any
 
 from clowncar.orchestrator.distinct import Merged
 from clowncar.orchestrator.spec import SweepSpec
+from clowncar.orchestrator.status_lines import counted
 
 MERGED_SHOWN = 12
 """Merged points listed one by one; beyond, a count."""
@@ -105,31 +106,46 @@ def reference_line(spec: SweepSpec, points: list[dict[str, Any]]) -> str | None:
             "the report cannot cancel the batches all runs share (docs/signals.md)")
 
 
+def amount(seconds: float, unit: str) -> str:
+    """A cost in hours, or minutes or seconds under an hour ('0.00 trial-hours' said nothing of a small sweep)."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} {unit}-hours"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} {unit}-minutes"
+    return f"{seconds:.0f} {unit}-seconds"
+
+
 def plan_lines(spec: SweepSpec) -> list[str]:
     plan = make_plan(spec)
-    what = "grid points" if plan.sampler == "grid" else "enqueued points"
-    lines = [f"sweep {plan.name} ({plan.sampler}): {plan.points} {what}, {plan.distinct} distinct trials"]
-    if plan.sampler != "grid":
+    if plan.sampler == "grid":
+        lines = [f"sweep {plan.name} (grid): {counted(plan.points, 'grid point')}, "
+                 f"{counted(plan.distinct, 'distinct trial')}"]
+        if plan.trials < plan.distinct:
+            lines[0] += f"; runs {plan.trials} (budget.max_trials)"
+    elif not plan.points:  # nothing queued: every trial is sampled
+        lines = [f"sweep {plan.name} ({plan.sampler}): runs {counted(plan.trials, 'trial')} (budget.max_trials), "
+                 "all sampled"]
+    else:
         rest = ("the rest sampled" if plan.trials > plan.distinct else "nothing sampled" if plan.trials == plan.distinct
                 else f"only the first {plan.trials} of the queue")
-        lines[0] += f"; runs {plan.trials} trials (budget.max_trials), {rest}"
-    elif plan.trials < plan.distinct:
-        lines[0] += f"; runs {plan.trials} (budget.max_trials)"
+        lines = [f"sweep {plan.name} ({plan.sampler}): {counted(plan.points, 'enqueued point')}, "
+                 f"{counted(plan.distinct, 'distinct trial')}; runs {counted(plan.trials, 'trial')} "
+                 f"(budget.max_trials), {rest}"]
     if plan.merged:
-        lines.append(f"  merged before the start ({len(plan.merged)} points would repeat another's trial, "
-                     "same config hash):")
+        lines.append(f"  merged before the start ({counted(len(plan.merged), 'point')} would repeat another's "
+                     "trial, same config hash):")
         grouped = _merged_lines(plan.merged)
         lines += grouped[:MERGED_SHOWN]
         if len(grouped) > MERGED_SHOWN:
             lines.append(f"    ... and {len(grouped) - MERGED_SHOWN} more")
     mean = plan.trial_seconds / max(plan.trials, 1)
     if plan.gpus:
-        cost = (f"  estimated: {plan.gpu_hours:.2f} GPU-hours ({plan.trials} trials x {plan.gpus} GPU x "
-                f"{mean:.0f} s on average")
+        cost = (f"  estimated: {amount(plan.gpu_hours * 3600, 'GPU')} ({counted(plan.trials, 'trial')} x "
+                f"{counted(plan.gpus, 'GPU')} x {mean:.0f} s on average")
         cap = spec.budget.max_gpu_hours
         cost += f"; budget.max_gpu_hours {cap:g} stops it sooner)" if cap and cap < plan.gpu_hours else ")"
     else:
-        cost = (f"  estimated: {plan.trial_seconds / 3600:.2f} trial-hours on CPU ({plan.trials} trials x "
+        cost = (f"  estimated: {amount(plan.trial_seconds, 'trial')} on CPU ({counted(plan.trials, 'trial')} x "
                 f"{mean:.0f} s on average, no GPU)")
     if spec.scheduler.type == "asha":
         cost += "; ASHA may stop trials early: this is the most it takes"

@@ -22,9 +22,9 @@ def test_a_grid_counts_its_points_merges_the_moot_ones_and_costs_the_rest_on_cpu
     spec = spec_of(sampler="grid", space={LOOPS: {"grid": [1, 2]}, CADENCE: {"grid": [2, 3]}})
     assert plan_lines(spec) == [
         "sweep p (grid): 4 grid points, 3 distinct trials",
-        "  merged before the start (1 points would repeat another's trial, same config hash):",
+        "  merged before the start (1 point would repeat another's trial, same config hash):",
         "    model.crawler_loops=1: train.cadence=3 -> runs as train.cadence=2",
-        "  estimated: 0.06 trial-hours on CPU (3 trials x 66 s on average, no GPU)"]
+        "  estimated: 3.3 trial-minutes on CPU (3 trials x 66 s on average, no GPU)"]
     plan = make_plan(spec)
     assert (plan.points, plan.distinct, plan.trials, plan.gpus) == (4, 3, 3, 0)
     assert plan.trial_seconds == 3 * 66.0 and plan.gpu_hours == 0.0
@@ -43,14 +43,14 @@ def test_a_gpu_grid_within_a_budget_runs_its_longest_trials_and_says_what_stops_
         "  merged before the start (2 points would repeat another's trial, same config hash):",
         "    model.crawler_loops=1, train.max_wallclock_seconds=100: train.cadence=3 -> runs as train.cadence=2",
         "    model.crawler_loops=1, train.max_wallclock_seconds=200: train.cadence=3 -> runs as train.cadence=2",
-        "  estimated: 0.43 GPU-hours (4 trials x 2 GPU x 193 s on average; budget.max_gpu_hours 0.1 stops it "
+        "  estimated: 25.7 GPU-minutes (4 trials x 2 GPUs x 193 s on average; budget.max_gpu_hours 0.1 stops it "
         "sooner); ASHA may stop trials early: this is the most it takes"]
 
 
 def test_a_gpu_budget_above_the_cost_is_not_mentioned() -> None:
     spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2, 3]}}, budget={"max_trials": 2, "max_gpu_hours": 5},
                    resources={"gpus": 1})
-    assert plan_lines(spec)[-1] == "  estimated: 0.04 GPU-hours (2 trials x 1 GPU x 66 s on average)"
+    assert plan_lines(spec)[-1] == "  estimated: 2.2 GPU-minutes (2 trials x 1 GPU x 66 s on average)"
 
 
 def test_a_sampled_sweep_costs_its_queued_points_then_the_rest_at_the_expected_length() -> None:
@@ -60,9 +60,9 @@ def test_a_sampled_sweep_costs_its_queued_points_then_the_rest_at_the_expected_l
     assert (plan.points, plan.distinct, plan.trials, plan.trial_seconds) == (3, 2, 5, 220.0 + 66.0 * 4)
     assert plan_lines(spec) == [
         "sweep p (random): 3 enqueued points, 2 distinct trials; runs 5 trials (budget.max_trials), the rest sampled",
-        "  merged before the start (1 points would repeat another's trial, same config hash):",
+        "  merged before the start (1 point would repeat another's trial, same config hash):",
         "    model.crawler_loops=1: train.cadence=3 -> runs as train.cadence=2",
-        "  estimated: 0.13 trial-hours on CPU (5 trials x 97 s on average, no GPU)"]
+        "  estimated: 8.1 trial-minutes on CPU (5 trials x 97 s on average, no GPU)"]
 
 
 def test_a_sweep_of_queued_points_only_says_nothing_is_sampled_or_how_much_of_the_queue_runs() -> None:
@@ -103,7 +103,7 @@ def test_points_merged_into_one_trial_share_a_line_and_a_long_list_is_cut() -> N
 def test_a_plan_without_merges_or_a_budget_cut_is_two_lines() -> None:
     spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2, 3]}})
     assert plan_lines(spec) == ["sweep p (grid): 2 grid points, 2 distinct trials",
-                                "  estimated: 0.04 trial-hours on CPU (2 trials x 66 s on average, no GPU)"]
+                                "  estimated: 2.2 trial-minutes on CPU (2 trials x 66 s on average, no GPU)"]
     assert make_plan(spec_of(sampler="random", budget={"max_trials": 3})).trial_seconds == 3 * 66.0
 
 
@@ -113,14 +113,14 @@ def test_a_grid_with_queued_points_counts_both_and_one_trial_is_its_own_mean() -
     assert (plan.points, plan.distinct, plan.trials) == (3, 3, 3)
     single = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}}, budget={"max_trials": 1,
                                                                         "trial_seconds_estimate": 90})
-    assert plan_lines(single)[-1] == "  estimated: 0.03 trial-hours on CPU (1 trials x 90 s on average, no GPU)"
+    assert plan_lines(single)[-1] == "  estimated: 1.5 trial-minutes on CPU (1 trial x 90 s on average, no GPU)"
 
 
 def test_a_gpu_budget_equal_to_the_cost_does_not_stop_it_sooner() -> None:
     spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}}, resources={"gpus": 1},
                    budget={"max_trials": 1, "max_gpu_hours": 0.01, "trial_seconds_estimate": 36})
     assert make_plan(spec).gpu_hours == 0.01
-    assert plan_lines(spec)[-1] == "  estimated: 0.01 GPU-hours (1 trials x 1 GPU x 36 s on average)"
+    assert plan_lines(spec)[-1] == "  estimated: 36 GPU-seconds (1 trial x 1 GPU x 36 s on average)"
 
 
 def test_exactly_as_many_merged_lines_as_are_shown_need_no_count() -> None:
@@ -172,3 +172,17 @@ def test_the_one_kind_trial_must_read_the_same_stream() -> None:
 def test_a_sampled_sweep_is_not_judged_before_its_trials_are_sampled() -> None:
     spec = spec_of(sampler="random", budget={"max_trials": 2}, enqueue=[{LOOPS: 2, CADENCE: 2}])
     assert not any("1a/1b" in line for line in plan_lines(spec))
+
+
+def test_a_sampled_sweep_with_nothing_queued_says_only_that_every_trial_is_sampled() -> None:
+    spec = spec_of(sampler="random", budget={"max_trials": 4}, space={LOOPS: {"grid": [1, 2]}})
+    assert plan_lines(spec)[0] == "sweep p (random): runs 4 trials (budget.max_trials), all sampled"
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(12.4, "12 trial-seconds"), (59.4, "59 trial-seconds"),
+                                                (60.0, "1.0 trial-minutes"), (3599.0, "60.0 trial-minutes"),
+                                                (3600.0, "1.00 trial-hours"), (9000.0, "2.50 trial-hours")])
+def test_a_cost_under_an_hour_is_said_in_minutes_or_seconds(seconds: float, shown: str) -> None:
+    from clowncar.orchestrator.sweep_plan import amount
+
+    assert amount(seconds, "trial") == shown
