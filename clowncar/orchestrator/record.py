@@ -21,9 +21,13 @@ from ray.tune import Callback
 
 from clowncar.orchestrator.ray_console import RAY_ERRORS, TRIAL_ERROR, error_text, last_failure
 from clowncar.orchestrator.spec import SweepSpec
+from clowncar.orchestrator.status_lines import params_text
 from clowncar.orchestrator.trainable import trial_dir_of
 from clowncar.overrides import apply_overrides
 from clowncar.store.frames import FAILED
+
+REPEAT_S = 60.0
+"""A progress line with no news is printed again after this long (the time and the ETA move on)."""
 
 
 def trial_uid(sweep: str, number: int) -> str:
@@ -41,6 +45,10 @@ class Tally:
     best: tuple[float, int, dict[str, Any]] | None = None
     gpu_seconds: float = 0.0
     walls: list[float] = field(default_factory=list)
+    gpus: int = 0
+    """GPUs per trial: a CPU sweep's line has no GPU-hours."""
+    metric: str = "objective"
+    """What `best` is, named on the line."""
 
     def done(self) -> int:
         return sum(self.by_status.values())
@@ -54,11 +62,16 @@ class Tally:
             eta = f" | ETA {left * (sum(self.walls) / len(self.walls)) / max(1, concurrency):.0f}s"
         best = "-"
         if self.best:
-            params = ", ".join(f"{k}={v}" for k, v in self.best[2].items())
-            best = f"{self.best[0]:.4f} (trial {self.best[1]}: {params})"
+            best = f"{self.best[0]:.4f} (trial {self.best[1]}: {params_text(self.best[2])})"
+        gpu = f" | GPU-h {self.gpu_seconds / 3600:.3f}" if self.gpus else ""
         return (f"done {self.done()}/{self.total} (ok {s.get('ok', 0)}, failed {failed}, pruned "
                 f"{s.get('pruned', 0)}, stopped {s.get('stopped', 0)}) | running {len(self.running)} | "
-                f"best {best} | GPU-h {self.gpu_seconds / 3600:.3f} | {time.time() - self.started:.0f}s{eta}")
+                f"best {self.metric} {best}{gpu} | {time.time() - self.started:.0f}s{eta}")
+
+    def news(self) -> tuple[Any, ...]:
+        """What changes the line other than the clock (elapsed time, ETA, GPU-hours): a line is printed again
+        when this changes, or after REPEAT_S."""
+        return tuple(sorted(self.by_status.items())), len(self.running), self.best
 
 
 class StoreCallback(Callback):
@@ -70,6 +83,7 @@ class StoreCallback(Callback):
         self.started: set[str] = set()
         self.meta: dict[str, tuple[str, int, int, dict[str, Any]]] = {}
         self._last_print = 0.0
+        self._last_news: tuple[Any, ...] | None = None
         self._live: Any = None
         if show and sys.stdout.isatty():
             from rich.live import Live
@@ -198,9 +212,13 @@ class StoreCallback(Callback):
         text = self.tally.line(self.spec.max_concurrent)
         if self._live is not None:
             self._live.update(text)
-        elif force or time.time() - self._last_print > 10:
+            return
+        since = time.time() - self._last_print
+        news = self.tally.news()
+        # a line with news at most every 10 s (a trial's end at once); the same line again only after REPEAT_S
+        if (news != self._last_news and (force or since > 10)) or since >= REPEAT_S:
             print(text, flush=True)
-            self._last_print = time.time()
+            self._last_print, self._last_news = time.time(), news
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._print(force=True)

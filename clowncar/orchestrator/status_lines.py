@@ -43,6 +43,21 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
+def shown(value: Any) -> str:
+    """A parameter value on a console line: a float to 5 significant digits (0.04838716781236088 -> 0.048387);
+    the store and the study keep every digit."""
+    return f"{value:.5g}" if isinstance(value, float) else str(value)
+
+
+def params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={shown(v)}" for k, v in params.items())
+
+
+def objective_name(metric: str) -> str:
+    """What the sweep's objective is, for a line that gives its value."""
+    return "quantized BPB" if metric == "auto" else metric  # auto: q_sliding_val_bpb, else q_val_bpb
+
+
 REASONS_SHOWN = 5
 REASON_CHARS = 200
 

@@ -152,12 +152,14 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
         prepare,
         store_failure_fails_the_run,
     )
+    from clowncar.orchestrator.status_lines import objective_name
     from clowncar.orchestrator.trainable import TrialContext, run_trial
 
     storage = open_study(opts.store_url)
     reconciled = prepare(spec, store, storage, opts.resume, Path(opts.runs_dir), opts.retry_failed)
     with failed_start_marked(store, spec.name):  # from here to the first trial: a failure leaves no half sweep
-        tally = Tally(total=spec.max_trials())
+        tally = Tally(total=spec.max_trials(), gpus=spec.resources.gpus,
+                      metric=objective_name(spec.objective.metric))
         trials_dir = Path(opts.runs_dir).resolve() / "trials"
         callback = StoreCallback(spec, store, tally, show=opts.show, runs_dir=trials_dir.parent)
         searcher = SweepSearch(spec, storage, spec.max_trials(), on_tell=callback.on_tell)

@@ -139,35 +139,44 @@ def test_the_progress_line_counts_outcomes_eta_and_gpu_hours(monkeypatch: pytest
                   walls=[100.0, 200.0])
     monkeypatch.setattr(record.time, "time", lambda: 1042.4)
     assert tally.line(concurrency=2) == (
-        "done 9/10 (ok 3, failed 4, pruned 1, stopped 1) | running 2 | best 2.1235 (trial 7: lr=0.1, loops=3) | "
-        "GPU-h 10.000 | 42s | ETA 75s")
+        "done 9/10 (ok 3, failed 4, pruned 1, stopped 1) | running 2 | best objective 2.1235 (trial 7: lr=0.1, "
+        "loops=3) | 42s | ETA 75s")  # no GPU-hours: the sweep asks for no GPU
     assert tally.line(concurrency=1).endswith("| ETA 150s")
-    assert Tally(total=2, started=1000.0).line(0) == (
-        "done 0/2 (ok 0, failed 0, pruned 0, stopped 0) | running 0 | best - | GPU-h 0.000 | 42s")
+    assert Tally(total=2, started=1000.0, gpus=1, metric="q_val_bpb").line(0) == (
+        "done 0/2 (ok 0, failed 0, pruned 0, stopped 0) | running 0 | best q_val_bpb - | GPU-h 0.000 | 42s")
+    gpu = Tally(total=2, started=1000.0, best=(1.5, 3, {"train.matrix_lr": 0.04838716781236088, "loops": 2}),
+                gpu_seconds=36000.0, gpus=2, metric="quantized BPB")
+    assert gpu.line(1) == ("done 0/2 (ok 0, failed 0, pruned 0, stopped 0) | running 0 | best quantized BPB 1.5000 "
+                           "(trial 3: train.matrix_lr=0.048387, loops=2) | GPU-h 10.000 | 42s")
     done = Tally(total=1, started=1000.0, by_status={"ok": 1}, walls=[5.0])
     assert done.line(4).endswith("| 42s")  # nothing left: no ETA
     over = Tally(total=1, started=1000.0, by_status={"ok": 2}, walls=[5.0])
     assert over.done() == 2 and "ETA" not in over.line(1)
 
 
-def test_the_progress_line_prints_on_outcomes_and_at_most_every_ten_seconds(
+def test_the_progress_line_prints_news_at_once_and_the_same_line_only_after_a_minute(
         store: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import clowncar.orchestrator.record as record
 
     now = [5000.0]
     monkeypatch.setattr(record.time, "time", lambda: now[0])
-    cb = StoreCallback(_spec(), store, Tally(total=3), show=True)
+    cb = StoreCallback(_spec(), store, Tally(total=3, started=5000.0), show=True)
     t = _trial("a", 0)
     cb.on_trial_result(1, [], t, {"new_rows": "{}"})  # first report: prints
-    now[0] += 9.0
-    cb.on_trial_result(2, [], t, {"new_rows": "{}"})  # 9 s later: quiet
-    now[0] += 2.0
-    cb.on_trial_result(3, [], t, {"new_rows": "{}"})  # 11 s after the last line: prints
+    now[0] += 11.0
+    cb.on_trial_result(2, [], t, {"new_rows": "{}"})  # nothing new: quiet, however long since the last line
     cb.on_tell("a", {}, "pruned")  # an outcome: prints at once
-    cb.on_trial_complete(3, [], t)
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 4 and lines[0].startswith("done 0/3") and lines[2].startswith("done 1/3 (ok 0, failed 0,"
-                                                                                            " pruned 1,")
+    cb.on_trial_complete(3, [], t)  # the same outcome again: quiet
+    assert capsys.readouterr().out.splitlines() == [
+        "done 0/3 (ok 0, failed 0, pruned 0, stopped 0) | running 1 | best objective - | 0s",
+        "done 1/3 (ok 0, failed 0, pruned 1, stopped 0) | running 0 | best objective - | 11s"]
+    now[0] += record.REPEAT_S - 1
+    cb.on_trial_result(4, [], t, {"new_rows": "{}"})
+    assert capsys.readouterr().out == ""
+    now[0] += 1
+    cb.on_trial_result(5, [], t, {"new_rows": "{}"})  # a minute without news: the line again, its time moved on
+    assert capsys.readouterr().out.splitlines() == [
+        "done 1/3 (ok 0, failed 0, pruned 1, stopped 0) | running 0 | best objective - | 71s"]
     quiet = StoreCallback(_spec(), store, Tally(total=3), show=False)
     quiet.on_tell("a", {}, "pruned")
     quiet.close()
@@ -393,5 +402,5 @@ def test_the_progress_line_waits_a_full_ten_seconds(store: Store, capsys: pytest
     now[0] += 10.0
     cb.on_trial_result(2, [], t, {"new_rows": "{}"})
     lines = capsys.readouterr().out.splitlines()
-    assert lines == ["done 0/3 (ok 0, failed 0, pruned 0, stopped 0) | running 1 | best - | GPU-h 0.000 | 0s | "
+    assert lines == ["done 0/3 (ok 0, failed 0, pruned 0, stopped 0) | running 1 | best objective - | 0s | "
                      "ETA 12s"]  # printed at 100 s, not again at 110 s; 3 left x 8 s over 2 slots

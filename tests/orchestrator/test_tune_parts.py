@@ -63,7 +63,7 @@ def test_a_resumed_sweeps_progress_starts_from_its_earlier_trials_and_best() -> 
     tally = Tally(total=8)
     assert tune.count_earlier(tally, spec(), study) == 4
     assert tally.by_status == {"earlier": 4} and tally.best == (1.20, 2, {LOOPS: 3})  # the infeasible 1.10: never
-    assert "best 1.2000 (trial 2: model.crawler_loops=3)" in tally.line(1)
+    assert "best objective 1.2000 (trial 2: model.crawler_loops=3)" in tally.line(1)
     fresh = Tally(total=8)
     assert tune.count_earlier(fresh, spec(), study_of([])) == 0 and fresh.best is None
 
