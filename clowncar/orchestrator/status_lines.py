@@ -16,11 +16,12 @@ def print_summary(summary: dict[str, Any]) -> None:
     best = summary.get("best")
     states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(summary["optuna_states"].items()))
     typer.echo(f"sweep {summary['sweep']}: optuna trials {states}")
-    if summary.get("reconciled"):
-        typer.echo("resume: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary["reconciled"].items()))
+    if line := resume_line(summary.get("reconciled") or {}):
+        typer.echo(line)
     if summary.get("fit_seconds") and summary.get("asked_this_run"):
         n = summary["asked_this_run"]
-        typer.echo(f"ran {n} trials in {summary['fit_seconds']:.1f}s ({summary['fit_seconds'] / n:.3f} s/trial)")
+        typer.echo(f"ran {counted(n, 'trial')} in {summary['fit_seconds']:.1f}s "
+                   f"({summary['fit_seconds'] / n:.3f} s/trial)")
     if best:
         params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
         typer.echo(f"best trial {best['number']}: objective {best['objective']:.6f} ({params})")
@@ -29,6 +30,23 @@ def print_summary(summary: dict[str, Any]) -> None:
     print_pareto(summary.get("pareto") or [], "")
     if summary.get("ended"):
         typer.echo(f"ended: {summary['ended']}")
+
+
+RESUME_WORDS = {
+    "told_from_store": "{} found finished in the store",
+    "recorded_from_disk": "{} found finished in their trial folders and recorded",
+    "closed_for_rerun": "{} cut off by the driver's end, queued to run again",
+    "dropped_unasked": "{} never asked in full, dropped",
+    "store_attempts_closed": "{} left running in the store, closed as crashed",
+}
+"""What `resume.reconcile` did after a driver ended, in a user's words (its keys name the code's steps)."""
+
+
+def resume_line(reconciled: dict[str, int]) -> str | None:
+    """The non-zero parts of what resume reconciled, one line; None when it had nothing to do."""
+    parts = [RESUME_WORDS[key].format(counted(n, "trial")) if key in RESUME_WORDS else f"{key.replace('_', ' ')} {n}"
+             for key, n in reconciled.items() if n]
+    return "resume: " + "; ".join(parts) if parts else None
 
 
 def print_pareto(front: list[dict[str, Any]], indent: str) -> None:

@@ -73,13 +73,26 @@ def test_the_run_summary_lists_states_best_front_and_end(capsys) -> None:
     })
     assert capsys.readouterr().out.splitlines() == [
         "sweep s: optuna trials complete 3, running 1",
-        "resume: closed running 2, requeued 1",
+        "resume: closed running 2; requeued 1",
         "ran 4 trials in 30.0s (7.500 s/trial)",
         f"best trial 2: objective 1.181312 ({LOOPS}=3, train.seed=7)",
         "pareto front (objective, artifact bytes), feasible trials only:",
         f"  trial 2: 1.181300, 9100000 B ({LOOPS}=3)",
         "ended: budget: max_trials 4 reached",
     ]
+
+
+def test_the_resume_line_says_only_what_resume_did_in_words(capsys) -> None:
+    assert status_lines.resume_line({"told_from_store": 0, "recorded_from_disk": 0, "closed_for_rerun": 0,
+                                     "dropped_unasked": 0, "store_attempts_closed": 0}) is None
+    assert status_lines.resume_line({"told_from_store": 1, "recorded_from_disk": 0, "closed_for_rerun": 2,
+                                     "dropped_unasked": 0, "store_attempts_closed": 2}) == (
+        "resume: 1 trial found finished in the store; 2 trials cut off by the driver's end, queued to run again; "
+        "2 trials left running in the store, closed as crashed")
+    status_lines.print_summary({"sweep": "s", "optuna_states": {"COMPLETE": 1}, "fit_seconds": 3.0,
+                                "asked_this_run": 1, "reconciled": {"told_from_store": 0, "dropped_unasked": 0}})
+    assert capsys.readouterr().out.splitlines()[1:] == ["ran 1 trial in 3.0s (3.000 s/trial)",
+                                                        "best trial: none feasible yet"]
 
 
 def test_a_summary_without_a_feasible_trial_or_a_timing_says_less(capsys) -> None:
