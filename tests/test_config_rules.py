@@ -232,13 +232,16 @@ def test_a_merge_is_deep_and_copies_both_sides() -> None:
     assert base["model"]["b"]["c"] == [1] and top["eval"]["e"] == [2]
 
 
-def test_a_file_names_its_preset_and_the_command_line_preset_wins(tmp_path: Path) -> None:
+def test_a_file_names_its_preset_and_a_different_command_line_preset_is_refused(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("preset: clowncar\ntrain:\n  seed: 42\n")
     from_file = load_config(f)
     assert from_file.train.seed == 42 and from_file.model.inst_dim == 32  # clowncar's
-    cli_wins = load_config(f, preset="tiny-cpu")
-    assert cli_wins.train.seed == 42 and cli_wins.model.model_dim == load_config(preset="tiny-cpu").model.model_dim
+    assert load_config(f, preset="clowncar") == from_file  # the same base twice is one base
+    with pytest.raises(ConfigError) as err:
+        load_config(f, preset="tiny-cpu")
+    assert str(err.value) == (f"--preset tiny-cpu conflicts with {f}'s `preset: clowncar`: give the base once (drop "
+                              "--preset, or the file's preset line)")
     plain = tmp_path / "plain.yaml"
     plain.write_text("train:\n  seed: 3\n")
     assert load_config(plain) == TrialConfig(train={"seed": 3})
