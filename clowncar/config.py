@@ -489,18 +489,4 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
         raise ConfigError(f"--preset {preset} conflicts with {path}'s `preset: {file_preset}`: give the base once "
                           "(drop --preset, or the file's preset line)")
     base = preset_dict(preset or file_preset) if (preset or file_preset) else {}
-    try:
-        return from_dict(apply_overrides(deep_merge(base, data), overrides or []))
-    except ConfigError as err:
-        if path is not None and _sweep_spec_keys(data):
-            raise ConfigError(f"{err}; {path} looks like a sweep spec: use `clowncar sweep run {path}` "
-                              "(or `clowncar sweep plan`)") from None
-        raise
-
-
-def _sweep_spec_keys(data: dict[str, Any]) -> bool:
-    """Whether a file's keys (its `preset:` taken out) are a sweep spec's and none is a config section."""
-    from clowncar.orchestrator.spec import SweepSpec  # it imports this module
-
-    keys = set(data)
-    return bool(keys) and keys <= set(SweepSpec.model_fields) and not keys & set(TrialConfig.model_fields)
+    return from_dict(apply_overrides(deep_merge(base, data), overrides or []))

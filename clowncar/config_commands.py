@@ -24,7 +24,13 @@ def show(config: ConfigArg = None, preset: PresetOpt = None, set_: SetOpt = None
          as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of YAML.")] = False) -> None:
     """Print the fully resolved config and its content hash, once it passes every check that needs no data (a
     config the worker would reject before its first step is refused here, with the worker's line)."""
-    cfg = load_config(config, preset=preset, overrides=set_ or [])
+    from clowncar.errors import ConfigError
+    from clowncar.orchestrator.spec import with_spec_hint
+
+    try:
+        cfg = load_config(config, preset=preset, overrides=set_ or [])
+    except ConfigError as err:
+        raise with_spec_hint(err, config) from None
     check_buildable(cfg)
     if as_json:
         typer.echo(json.dumps({"config": cfg.to_dict(), "config_hash": cfg.content_hash()}, indent=2))

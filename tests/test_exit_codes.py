@@ -30,6 +30,6 @@ def test_every_exit_code_clowncar_uses_is_in_the_table() -> None:
             *WORKER_EXIT_CODES.values(), *EXIT_STATUS}
     assert used <= set(EXIT_CODES), used - set(EXIT_CODES)
     assert ClownCarError.exit_code == 2 and SweepInterrupted.exit_code == 130
-    assert WORKER_EXIT_CODES == {"ok": 0, "error": 1, "diverged": 3, "oom": 4}
+    assert WORKER_EXIT_CODES == {"ok": 0, "error": 1, "diverged": 3, "oom": 4, "rejected": 2}
     assert {code: WORKER_EXIT_CODES[status] for code, status in EXIT_STATUS.items()} == {
         code: code for code in EXIT_STATUS}  # the orchestrator reads the worker's codes as the worker means them

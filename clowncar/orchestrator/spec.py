@@ -367,3 +367,17 @@ def _trial_config_keys(data: dict[str, Any]) -> bool:
     """Whether a file's keys are a trial config's (sections, maybe a `preset:`), with one section at least."""
     sections = set(data) - {"preset"}
     return bool(sections) and sections <= set(TrialConfig.model_fields)
+
+
+def with_spec_hint(err: ConfigError, path: Path | None) -> ConfigError:
+    """`err` of reading `path` as a trial config, with a pointer to `sweep run` when every key of the file is a
+    sweep spec's and none a config section's. Said by the commands (`trial run`, `config show`), not by
+    `load_config`: a trial imports the config module, and every module it imports counts in its artifact's bytes."""
+    try:
+        keys = set(read_mapping(path)) - {"preset"} if path is not None else set()
+    except ConfigError:
+        return err
+    if keys and keys <= set(SweepSpec.model_fields) and not keys & set(TrialConfig.model_fields):
+        return ConfigError(f"{err}; {path} looks like a sweep spec: use `clowncar sweep run {path}` (or "
+                           "`clowncar sweep plan`)")
+    return err

@@ -41,7 +41,12 @@ def _run(config: Path | None, out: Path, preset: str | None, overrides: list[str
 
     if config is None and preset is None:  # the bare defaults are a full-size model: never run one by accident
         raise ConfigError("give a trial config file or --preset NAME (`clowncar config presets` lists them)")
-    cfg = load_trial_config(config, preset, overrides)
+    try:
+        cfg = load_trial_config(config, preset, overrides)
+    except ConfigError as err:
+        from clowncar.orchestrator.spec import with_spec_hint
+
+        raise with_spec_hint(err, config) from None
     check_buildable(cfg)  # before --out is made: a config that cannot build leaves nothing behind
     created = missing_dirs(out)  # what this run makes: taken back when it keeps nothing
     since = time.time() - 1.0  # a margin for file systems that keep coarse modification times

@@ -181,8 +181,8 @@ def test_close_running_ends_only_this_sweeps_running_attempts(store: Store) -> N
     assert store.get_trial("b0")["attempts"][0]["reason"] == "sweep stopped"
     with pytest.raises(StoreError) as err:
         store.close_running("b", "gone")
-    assert str(err.value) == ("trial status must be one of ok, diverged, oom, error, crashed, stopped, pruned, "
-                              "running, not 'gone'")
+    assert str(err.value) == ("trial status must be one of ok, diverged, oom, error, rejected, crashed, stopped, "
+                              "pruned, running, not 'gone'")
 
 
 def test_finishing_an_attempt_replaces_its_metric_rows_and_no_others(store: Store) -> None:
@@ -196,8 +196,8 @@ def test_finishing_an_attempt_replaces_its_metric_rows_and_no_others(store: Stor
     assert rows == [("steps", 10.0), ("val_bpb", 1.2), ("val_bpb", 1.5)]
     with pytest.raises(StoreError) as err:
         store.finish_trial("t0", 0, "great", None, None)
-    assert str(err.value) == ("trial status must be one of ok, diverged, oom, error, crashed, stopped, pruned, "
-                              "running, not 'great'")
+    assert str(err.value) == ("trial status must be one of ok, diverged, oom, error, rejected, crashed, stopped, "
+                              "pruned, running, not 'great'")
 
 
 def test_probe_and_named_eval_rows_get_their_default_labels(store: Store) -> None:
