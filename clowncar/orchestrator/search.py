@@ -41,11 +41,11 @@ if TYPE_CHECKING:
 ATTEMPT = "clowncar_attempt"
 CONSTRAINT = "artifact_bytes_over_cap"
 END_REASON = "clowncar_end_reason"
+"""Study user attr: why the sampler stopped asking (max_trials or the GPU-hour budget), for `sweep status`."""
 STARTED = "clowncar_started"
 """Trial user attr: when (epoch seconds) its worker started, from the trainable's first report. A trial is asked
 before Ray has room for it and may wait there, or never start at all (a GPU no node offers): GPU-hours count from
 here, not from the ask."""
-"""Study user attr: why the sampler stopped asking (max_trials or the GPU-hour budget), for `sweep status`."""
 DISTINCT_SAMPLERS = ("tpe", "random", "gp")
 """Samplers held to one trial per config (suggest.py). The grid holds distinct points already; NSGA-II's
 offspring are left as its genetic operators make them."""

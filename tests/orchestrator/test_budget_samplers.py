@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from clowncar.orchestrator.search import STARTED
+
 pytestmark = pytest.mark.slow
 
 
@@ -21,10 +23,10 @@ def _complete(env: Any, name: str) -> list[Any]:
     return trials
 
 
-def _resume_starts_nothing(env: Any, name: str, reason: str) -> str:
+def _resume_starts_nothing(env: Any, name: str, reason: str, *extra: str) -> str:
     """`sweep resume` of an ended sweep runs nothing; `sweep status` says why it ended. Returns the status."""
     before = len(env.study(name).trials)
-    r = env.cli("sweep", "resume", name, "--num-cpus", "2", "--quiet")
+    r = env.cli("sweep", "resume", name, "--num-cpus", "2", "--quiet", *extra)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"ended: {reason}" in r.stdout and "ran " not in r.stdout, r.stdout
     assert len(env.study(name).trials) == before
@@ -49,14 +51,14 @@ def test_gpu_hour_budget_never_starts_a_trial_that_would_exceed_it(sweep_env) ->
     assert 1 <= len(trials) < 10
     used, walls = 0.0, []
     for t in trials:  # one at a time: each was started only if what was used plus what it should take fit the cap
-        expected = sum(walls) / len(walls) if walls else estimate
+        expected = sum(walls) / len(walls) if walls else estimate  # a trial's wall from its ask: the estimate
         assert used + expected <= cap_s + 1e-6, (used, expected, walls)
         walls.append((t.datetime_complete - t.datetime_start).total_seconds())
-        used += walls[-1]
+        used += t.datetime_complete.timestamp() - t.user_attrs[STARTED]  # billed from its worker's start
     assert used + sum(walls) / len(walls) > cap_s, (used, walls)  # and the next one would not have fit
     frame = sweep_env.store().trials_frame(sweeps="gpubudget")
     assert len(frame) == len(trials) and set(frame["status"]) == {"ok"}
-    status = _resume_starts_nothing(sweep_env, "gpubudget", "GPU-hour budget reached")
+    status = _resume_starts_nothing(sweep_env, "gpubudget", "GPU-hour budget reached", "--num-gpus", "1")
     assert f"GPU-hours used: {used / 3600:.4f} of {cap_s / 3600:g}" in status, status
 
 
