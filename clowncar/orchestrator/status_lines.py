@@ -14,7 +14,7 @@ from clowncar.errors import ClownCarError
 
 def print_summary(summary: dict[str, Any]) -> None:
     best = summary.get("best")
-    states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(summary["optuna_states"].items()))
+    states = ", ".join(f"{k.lower()} {v}{STATE_NOTES.get(k, '')}" for k, v in sorted(summary["optuna_states"].items()))
     typer.echo(f"sweep {summary['sweep']}: optuna trials {states}")
     if line := resume_line(summary.get("reconciled") or {}):
         typer.echo(line)
@@ -23,13 +23,18 @@ def print_summary(summary: dict[str, Any]) -> None:
         typer.echo(f"ran {counted(n, 'trial')} in {summary['fit_seconds']:.1f}s "
                    f"({summary['fit_seconds'] / n:.3f} s/trial)")
     if best:
-        params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
-        typer.echo(f"best trial {best['number']}: objective {best['objective']:.6f} ({params})")
+        name = objective_name(summary.get("metric") or "auto")
+        typer.echo(f"best trial {best['number']}: {name} {best['objective']:.6f} ({params_text(best['params'])})")
     else:
-        typer.echo("best trial: none feasible yet")
+        typer.echo("best trial: none feasible" + ("" if summary.get("ended") else " yet"))
     print_pareto(summary.get("pareto") or [], "")
     if summary.get("ended"):
         typer.echo(f"ended: {summary['ended']}")
+
+
+STATE_NOTES = {"DUPLICATE": " (repeated suggestions, told at once and never run)",
+               "UNASKED": " (asks cut short by the driver's end, never run)"}
+"""What a count of the summary's first line means where Optuna's state name does not say it."""
 
 
 RESUME_WORDS = {

@@ -325,4 +325,4 @@ def summarize(spec: SweepSpec, study: Any, reconciled: dict[str, int], asked: in
     # a repeated suggestion or an ask cut short (told FAIL, never run) is counted as what it is
     states = Counter(why_never_ran(t) or t.state.name for t in study.get_trials(deepcopy=False))
     return {"sweep": spec.name, "asked_this_run": asked, "optuna_states": dict(states), "reconciled": reconciled,
-            "best": best_trial(spec, study), "pareto": pareto_front(spec, study)}
+            "best": best_trial(spec, study), "pareto": pareto_front(spec, study), "metric": spec.objective.metric}

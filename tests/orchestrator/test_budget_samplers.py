@@ -81,7 +81,7 @@ def test_gp_sampler_runs_exactly_max_trials_past_its_startup_trials(sweep_env) -
     frame = sweep_env.store().trials_frame(sweeps="gp")
     assert len(frame) == 12 and set(frame["status"]) == {"ok"}
     best = min(trials, key=lambda t: t.values[0])
-    assert f"best trial {best.user_attrs['clowncar_number']}: objective {best.values[0]:.6f}" in r.stdout
+    assert f"best trial {best.user_attrs['clowncar_number']}: quantized BPB {best.values[0]:.6f}" in r.stdout
     _resume_starts_nothing(sweep_env, "gp", "max_trials reached")
 
 

@@ -64,7 +64,7 @@ def study_with(url: str, values: list[tuple[int, float | None, float]], directio
 
 def test_the_run_summary_lists_states_best_front_and_end(capsys) -> None:
     status_lines.print_summary({
-        "sweep": "s", "optuna_states": {"RUNNING": 1, "COMPLETE": 3},
+        "sweep": "s", "optuna_states": {"RUNNING": 1, "COMPLETE": 3, "DUPLICATE": 2, "UNASKED": 1},
         "reconciled": {"closed_running": 2, "requeued": 1},
         "fit_seconds": 30.0, "asked_this_run": 4,
         "best": {"number": 2, "objective": 1.18131234, "params": {LOOPS: 3, "train.seed": 7}},
@@ -72,10 +72,11 @@ def test_the_run_summary_lists_states_best_front_and_end(capsys) -> None:
         "ended": "budget: max_trials 4 reached",
     })
     assert capsys.readouterr().out.splitlines() == [
-        "sweep s: optuna trials complete 3, running 1",
+        "sweep s: optuna trials complete 3, duplicate 2 (repeated suggestions, told at once and never run), running "
+        "1, unasked 1 (asks cut short by the driver's end, never run)",
         "resume: closed running 2; requeued 1",
         "ran 4 trials in 30.0s (7.500 s/trial)",
-        f"best trial 2: objective 1.181312 ({LOOPS}=3, train.seed=7)",
+        f"best trial 2: quantized BPB 1.181312 ({LOOPS}=3, train.seed=7)",
         "pareto front (objective, artifact bytes), feasible trials only:",
         f"  trial 2: 1.181300, 9100000 B ({LOOPS}=3)",
         "ended: budget: max_trials 4 reached",
@@ -98,9 +99,11 @@ def test_the_resume_line_says_only_what_resume_did_in_words(capsys) -> None:
 def test_a_summary_without_a_feasible_trial_or_a_timing_says_less(capsys) -> None:
     status_lines.print_summary({"sweep": "s", "optuna_states": {}, "fit_seconds": 12.0, "asked_this_run": 0})
     status_lines.print_summary({"sweep": "s", "optuna_states": {"FAIL": 1}, "fit_seconds": 0.0, "asked_this_run": 3})
+    status_lines.print_summary({"sweep": "s", "optuna_states": {"FAIL": 2}, "ended": "max_trials reached"})
     assert capsys.readouterr().out.splitlines() == [
         "sweep s: optuna trials ", "best trial: none feasible yet",
-        "sweep s: optuna trials fail 1", "best trial: none feasible yet"]
+        "sweep s: optuna trials fail 1", "best trial: none feasible yet",
+        "sweep s: optuna trials fail 2", "best trial: none feasible", "ended: max_trials reached"]
 
 
 def test_the_stored_spec_comes_back_as_a_spec(url: str) -> None:
@@ -325,9 +328,9 @@ def test_a_gpu_sweep_without_a_cap_and_not_done_says_neither(url: str, capsys) -
 def test_two_params_are_listed_apart(capsys) -> None:
     status_lines.print_pareto([{"number": 1, "values": [1.2, 9e6], "params": {"a": 1, "b": 2}}], "")
     status_lines.print_summary({"sweep": "s", "optuna_states": {}, "best": {"number": 1, "objective": 1.0,
-                                                                     "params": {"a": 1, "b": 2}}})
+                                                                     "params": {"a": 1, "b": 2}}, "metric": "val_bpb"})
     out = capsys.readouterr().out
-    assert "  trial 1: 1.200000, 9000000 B (a=1, b=2)" in out and "objective 1.000000 (a=1, b=2)" in out
+    assert "  trial 1: 1.200000, 9000000 B (a=1, b=2)" in out and "best trial 1: val_bpb 1.000000 (a=1, b=2)" in out
 
 
 def test_the_best_trial_of_a_study_lists_its_params_apart(url: str, capsys, monkeypatch) -> None:

@@ -103,7 +103,8 @@ def test_the_summary_counts_states_duplicates_and_asks_cut_short() -> None:
     out = tune.summarize(spec(), study, {"closed_running": 1}, 4)
     assert out == {"sweep": "s", "asked_this_run": 4,
                    "optuna_states": {"COMPLETE": 1, "DUPLICATE": 1, "FAIL": 1, "PRUNED": 1, "UNASKED": 1},
-                   "reconciled": {"closed_running": 1}, "best": tune.best_trial(spec(), study), "pareto": []}
+                   "reconciled": {"closed_running": 1}, "best": tune.best_trial(spec(), study), "pareto": [],
+                   "metric": "auto"}
 
 
 def test_a_spec_without_asha_gets_tunes_fifo_scheduler() -> None:
