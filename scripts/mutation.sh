@@ -127,7 +127,6 @@ declare -A TESTS=(
   [clowncar/orchestrator/tune.py]="tests/orchestrator/test_tune_parts.py tests/orchestrator/test_embedded_ray_start.py"
   [clowncar/orchestrator/ray_start.py]="tests/orchestrator/test_embedded_ray_start.py"
   [clowncar/buildable.py]="tests/test_buildable.py tests/model/test_build_rules.py"
-  [clowncar/orchestrator/local_stop.py]="tests/orchestrator/test_local_stop.py"
   [clowncar/did_you_mean.py]="tests/test_did_you_mean.py tests/test_config_rules.py"
   [clowncar/orchestrator/reach.py]="tests/orchestrator/test_reach.py"
   [clowncar/orchestrator/driver_state.py]="tests/orchestrator/test_driver_state.py tests/orchestrator/test_sweep_command_output.py"
@@ -206,7 +205,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/orchestrator/status_lines.py
        clowncar/data/commands.py clowncar/demo.py clowncar/worker/commands.py clowncar/dashboard.py
        clowncar/orchestrator/launch.py clowncar/orchestrator/ledger.py
-       clowncar/orchestrator/preflight.py clowncar/orchestrator/tune.py clowncar/orchestrator/ray_start.py clowncar/buildable.py clowncar/orchestrator/local_stop.py
+       clowncar/orchestrator/preflight.py clowncar/orchestrator/tune.py clowncar/orchestrator/ray_start.py clowncar/buildable.py
        clowncar/did_you_mean.py
        clowncar/orchestrator/reach.py clowncar/orchestrator/ray_console.py)
 

@@ -61,6 +61,10 @@ def test_an_eval_token_cap_below_one_sequence_or_the_probe_is_refused() -> None:
         "eval.max_tokens (16,384) keeps 16,385")
     check_buildable(tiny("eval.seq_len=100000", "eval.max_tokens=0"))  # the whole split: the data decides
     check_buildable(tiny("train.probe_seqs=200", "train.probe_every=0"))  # no probe
+    check_buildable(tiny("train.probe_seqs=128"))  # 128 x 128 + 1 = 16,385: exactly what the cap keeps
+    assert refusal(tiny("train.probe_seqs=128", "eval.max_tokens=16383")) == (  # reads 16,384: 127 sequences
+        "the probe needs 16,385 validation tokens (train.probe_seqs x train.train_seq_len + 1), and "
+        "eval.max_tokens (16,383) keeps 16,257")
 
 
 def test_the_cap_counts_the_tokens_the_validation_loader_keeps(tmp_path: Path) -> None:
