@@ -10,14 +10,9 @@ from typing import Annotated, Any
 import typer
 
 from clowncar.errors import ClownCarError
-from clowncar.orchestrator.status_lines import (
-    counted,
-    failure_lines,
-    failures_line,
-    print_study,
-    print_summary,
-)
+from clowncar.orchestrator.status_lines import failure_lines, failures_line, print_study, print_summary
 from clowncar.settings import STORE_HELP
+from clowncar.words import counted
 
 app = typer.Typer(help="Sweeps: Optuna-driven trials on Ray Tune, recorded in the results store.",
                   no_args_is_help=True)
@@ -290,7 +285,8 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
     stored, live = summary["status"], driver_lives(lease)
     why = f" ({summary['reason']})" if summary.get("reason") else ""
     lineage = f", rerun of {summary['parent']}" if summary.get("parent") else ""
-    typer.echo(f"sweep {summary['name']}: {shown_status(stored, live)}{why}, {summary['trials']} trials{lineage}")
+    typer.echo(f"sweep {summary['name']}: {shown_status(stored, live)}{why}, {counted(summary['trials'], 'trial')}"
+               f"{lineage}")
     if (driver := driver_line(name, stored, lease)) is not None:
         typer.echo(driver)
     label = trial_label(live)  # a trial the store marks running runs only while a driver lives

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from clowncar.errors import ClownCarError
+from clowncar.words import counted
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -60,10 +61,6 @@ def print_pareto(front: list[dict[str, Any]], indent: str) -> None:
     for row in front:
         params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
         typer.echo(f"{indent}  trial {row['number']}: {row['values'][0]:.6f}, {row['values'][1]:.0f} B ({params})")
-
-
-def counted(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def shown(value: Any) -> str:

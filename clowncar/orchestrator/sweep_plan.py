@@ -13,7 +13,7 @@ from typing import Any
 
 from clowncar.orchestrator.distinct import Merged
 from clowncar.orchestrator.spec import SweepSpec
-from clowncar.orchestrator.status_lines import counted
+from clowncar.words import counted
 
 MERGED_SHOWN = 12
 """Merged points listed one by one; beyond, a count."""

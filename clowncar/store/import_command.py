@@ -9,6 +9,7 @@ import typer
 
 from clowncar.errors import ClownCarError
 from clowncar.settings import STORE_HELP
+from clowncar.words import counted
 
 if TYPE_CHECKING:
     from clowncar.store.importers import FileReport
@@ -110,17 +111,17 @@ def _row(r: FileReport, sweep: str | None = None) -> str:
     """A file's row of the table; `sweep`: the one --sweep named."""
     path = _quote(r.path)
     if r.status == "imported":
-        return (f"imported         {path} ({r.format}) -> sweep {r.sweep}: {r.trials} trials "
+        return (f"imported         {path} ({r.format}) -> sweep {r.sweep}: {counted(r.trials, 'trial')} "
                 f"({r.new_trials} new), {r.steps} step rows, {r.evals} eval rows and {r.named_evals} named evals "
                 "written" + _headlines(r) + _notes(r))
     if r.status == "present":
         stay = ""
         if sweep is not None and sweep not in r.present_in:
             stay = f"; they stay there, not in {sweep}"
-        return (f"already present  {path} ({r.format}): {r.trials} trials already stored in sweep "
+        return (f"already present  {path} ({r.format}): {counted(r.trials, 'trial')} already stored in sweep "
                 f"{', '.join(r.present_in)}{stay}")
     if r.status == "ready":
-        return f"not written      {path} ({r.format}): {r.trials} trials (the import stopped)"
+        return f"not written      {path} ({r.format}): {counted(r.trials, 'trial')} (the import stopped)"
     label = "refused" if r.status == "refused" else "skipped"
     return f"{label:<16} {path}: {r.reason.removeprefix(path + ': ')}"
 
@@ -128,7 +129,7 @@ def _row(r: FileReport, sweep: str | None = None) -> str:
 def _totals(reports: list[FileReport]) -> str:
     n = {s: sum(r.status == s for r in reports) for s in ("imported", "present", "refused", "skipped", "ready")}
     trials = sum(r.new_trials for r in reports)
-    text = (f"{len(reports)} files: {n['imported']} imported ({trials} new trials), {n['present']} already "
+    text = (f"{counted(len(reports), 'file')}: {n['imported']} imported ({counted(trials, 'new trial')}), {n['present']} already "
             f"present, {n['refused']} refused, {n['skipped']} skipped (not a training log)")
     return text + (f", {n['ready']} not written" if n["ready"] else "")
 

@@ -55,7 +55,7 @@ def test_status_of_a_running_sweep_whose_lease_expired_says_the_driver_is_gone(u
         expired = expired_lease(st)
     cmd.status_cmd("s", store=url)
     assert capsys.readouterr().out.splitlines() == [
-        "sweep s: stalled, 1 trials",
+        "sweep s: stalled, 1 trial",
         f"  driver: gone (pid 4242 on head-1, lease expired at {expired:%Y-%m-%d %H:%M:%S} UTC); continue it "
         "with `clowncar sweep resume s`",
         "  last seen running 1",
@@ -70,7 +70,7 @@ def test_status_of_a_sweep_its_driver_still_holds_says_running(url: str, capsys)
         with DriverLease(st, "s"):
             cmd.status_cmd("s", store=url)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "sweep s: running, 1 trials"
+    assert lines[0] == "sweep s: running, 1 trial"
     assert lines[1].startswith("  driver: pid ") and "gone" not in lines[1]
     assert lines[2] == "  running 1"
     assert lines[-1] == "  running: trial 0 attempt 0 on node-a step 2"

@@ -168,7 +168,7 @@ def test_status_names_the_best_feasible_trial_by_the_objective(url: str, capsys)
     study_with(url, [(0, 1.30, -1.0), (1, 1.10, 5.0), (2, 1.20, 0.0), (3, None, -1.0)])
     cmd.status_cmd("s", store=url)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "sweep s: created, 1 trials"  # no reason, no parentheses, no parent
+    assert lines[0] == "sweep s: created, 1 trial"  # no reason, no parentheses, no parent
     assert lines[2] == f"  best (feasible, by the sweep's objective): trial 2: objective 1.200000 ({LOOPS}=3)"
     assert len(lines) == 3  # single objective: no front; CPU sweep: no GPU-hours
 

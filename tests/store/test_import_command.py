@@ -37,12 +37,12 @@ def test_the_command_writes_reports_and_totals(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"store: sqlite:///{tmp_path / 'cmd.db'}"
     assert out[1] == f"  skipped lines of {path}: 1 text without a value (banner or prose)"
-    assert out[3].startswith(f"imported         {path} (training-log) -> sweep a: 1 trials (1 new)")
-    assert out[4] == "1 files: 1 imported (1 new trials), 0 already present, 0 refused, 0 skipped (not a training log)"
+    assert out[3].startswith(f"imported         {path} (training-log) -> sweep a: 1 trial (1 new)")
+    assert out[4] == "1 file: 1 imported (1 new trial), 0 already present, 0 refused, 0 skipped (not a training log)"
     import_runs([path], sweep=None, store=url(tmp_path), keep_going=False, quiet=True, verbose=True)
     out = capsys.readouterr().out.splitlines()
-    assert out == [f"store: sqlite:///{tmp_path / 'cmd.db'}", f"already present  {path} (training-log): 1 trials already stored in sweep a",
-                   "1 files: 0 imported (0 new trials), 1 already present, 0 refused, 0 skipped (not a training log)"]
+    assert out == [f"store: sqlite:///{tmp_path / 'cmd.db'}", f"already present  {path} (training-log): 1 trial already stored in sweep a",
+                   "1 file: 0 imported (0 new trials), 1 already present, 0 refused, 0 skipped (not a training log)"]
 
 
 def test_quiet_lists_no_skipped_file_and_still_counts_it(tmp_path: Path, capsys) -> None:
@@ -52,7 +52,7 @@ def test_quiet_lists_no_skipped_file_and_still_counts_it(tmp_path: Path, capsys)
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in out] == ["store:", "imported", "2"]
     assert out[1].startswith(f"imported         {log}")
-    assert out[2] == "2 files: 1 imported (1 new trials), 0 already present, 0 refused, 1 skipped (not a training log)"
+    assert out[2] == "2 files: 1 imported (1 new trial), 0 already present, 0 refused, 1 skipped (not a training log)"
     import_runs([tmp_path / "d"], sweep=None, store=url(tmp_path), keep_going=False, quiet=False, verbose=False)
     assert f"skipped          {tmp_path / 'd/submission.json'}: not a training log" in capsys.readouterr().out
 
@@ -63,8 +63,8 @@ def test_sweep_over_files_stored_in_other_sweeps_says_they_stay_there(tmp_path: 
     capsys.readouterr()
     import_runs([a, b], sweep="grp", store=url(tmp_path), quiet=True)
     out = capsys.readouterr().out.splitlines()
-    assert out[1] == f"already present  {a} (training-log): 1 trials already stored in sweep a; they stay there, not in grp"
-    assert out[2] == f"already present  {b} (training-log): 1 trials already stored in sweep b; they stay there, not in grp"
+    assert out[1] == f"already present  {a} (training-log): 1 trial already stored in sweep a; they stay there, not in grp"
+    assert out[2] == f"already present  {b} (training-log): 1 trial already stored in sweep b; they stay there, not in grp"
     assert out[3].startswith("2 files: 0 imported (0 new trials), 2 already present")
     assert out[4] == ("nothing was added to sweep grp: 2 files are already stored in other sweeps and stay there (a "
                       "trial, whose id is a digest of its file, is in one sweep of a store); to group them under grp, "
@@ -86,8 +86,8 @@ def test_an_import_stopped_by_a_refusal_still_says_what_is_already_stored(tmp_pa
     with pytest.raises(LegacyFormatError, match="nothing was written"):
         import_runs([old, bad, new], store=url(tmp_path), quiet=True)
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"already present  {old} (training-log): 1 trials already stored in sweep a"
-    assert out[2] == f"not written      {new} (training-log): 1 trials (the import stopped)"
+    assert out[0] == f"already present  {old} (training-log): 1 trial already stored in sweep a"
+    assert out[2] == f"not written      {new} (training-log): 1 trial (the import stopped)"
     assert out[3] == ("3 files: 0 imported (0 new trials), 1 already present, 1 refused, 0 skipped (not a training "
                       "log), 1 not written")
 
@@ -147,7 +147,7 @@ def test_an_empty_folder_is_refused_and_one_among_others_is_named(tmp_path: Path
     import_runs([tmp_path / "empty", log.parent], store=url(tmp_path), quiet=True)
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == f"nothing to import under {tmp_path / 'empty'}: it holds no files"
-    assert out[-2].startswith("1 files: 1 imported")
+    assert out[-2].startswith("1 file: 1 imported")
 
 
 def test_the_command_defaults_count_skipped_lines_and_stop_at_a_refusal(tmp_path: Path, capsys) -> None:

@@ -393,26 +393,26 @@ def test_each_status_has_its_row_and_the_totals_count_them(tmp_path: Path) -> No
     rep = report_for(tmp_path, LOG)
     rep.sweep, rep.new_trials, rep.steps, rep.evals, rep.named_evals = "a", 1, 2, 2, 1
     path = tmp_path / "a.log"
-    assert _row(rep) == (f"imported         {path} (training-log) -> sweep a: 1 trials (1 new), 2 step rows, 2 eval "
+    assert _row(rep) == (f"imported         {path} (training-log) -> sweep a: 1 trial (1 new), 2 step rows, 2 eval "
                          "rows and 1 named evals written" + _headlines(rep))
     present = report_for(tmp_path, LOG, "p.log")
     present.status, present.present_in = "present", ["x", "y"]
-    assert _row(present) == f"already present  {tmp_path / 'p.log'} (training-log): 1 trials already stored in sweep x, y"
+    assert _row(present) == f"already present  {tmp_path / 'p.log'} (training-log): 1 trial already stored in sweep x, y"
     assert _row(present, "x") == _row(present)  # --sweep x: where it is already
     assert _row(present, "grp") == (
-        f"already present  {tmp_path / 'p.log'} (training-log): 1 trials already stored in sweep x, y; they stay "
+        f"already present  {tmp_path / 'p.log'} (training-log): 1 trial already stored in sweep x, y; they stay "
         "there, not in grp")
     ready = report_for(tmp_path, LOG, "r.log")
     ready.status = "ready"
-    assert _row(ready) == f"not written      {tmp_path / 'r.log'} (training-log): 1 trials (the import stopped)"
+    assert _row(ready) == f"not written      {tmp_path / 'r.log'} (training-log): 1 trial (the import stopped)"
     refused = FileReport(tmp_path / "bad.txt", "refused", f"{tmp_path / 'bad.txt'}: not a training log: empty file")
     assert _row(refused) == f"refused          {tmp_path / 'bad.txt'}: not a training log: empty file"
     skipped = FileReport(tmp_path / "R.md", "skipped", "cannot read it")
     assert _row(skipped) == f"skipped          {tmp_path / 'R.md'}: cannot read it"
     reports = [rep, present, ready, refused, skipped]
-    assert _totals(reports) == ("5 files: 1 imported (1 new trials), 1 already present, 1 refused, 1 skipped "
+    assert _totals(reports) == ("5 files: 1 imported (1 new trial), 1 already present, 1 refused, 1 skipped "
                                 "(not a training log), 1 not written")
-    assert _totals([rep, present]) == ("2 files: 1 imported (1 new trials), 1 already present, 0 refused, "
+    assert _totals([rep, present]) == ("2 files: 1 imported (1 new trial), 1 already present, 0 refused, "
                                        "0 skipped (not a training log)")
 
 

@@ -40,10 +40,10 @@ def test_every_legacy_file_imports_with_the_source_values(run_cli, legacy_runs, 
     out = proc.stdout
     assert "-> sweep autoresearch_frug2_results: 174 trials (174 new)" in out
     assert "-> sweep sweep_micro_crawler: 8 trials (8 new)" in out
-    assert "ortho_cadence2_long.tsv (cadence-tsv) -> sweep ortho_cadence2_long: 1 trials (1 new), 3929 step rows" \
+    assert "ortho_cadence2_long.tsv (cadence-tsv) -> sweep ortho_cadence2_long: 1 trial (1 new), 3929 step rows" \
         ", 78 eval rows and 0 named evals written; note: no final val_bpb: the trace stops at step 3929, 29 steps " \
         "after its last EVAL (step 3900, val_bpb 1.660927, kept as an eval row)\n" in out
-    assert "clean_cadence2: 1 trials (1 new), 300 step rows, 6 eval rows and 0 named evals written\n" in out
+    assert "clean_cadence2: 1 trial (1 new), 300 step rows, 6 eval rows and 0 named evals written\n" in out
     assert "naive_baseline_train.log (training-log)" in out
     assert "naive_baseline_train.log:1-45: torchrun/NCCL noise (29 lines): W0318" in out  # 29 lines, blanks between
     assert "headline final_int8_zlib_roundtrip_exact val_bpb 1.2243657 (standard, quantized, int8; line 448)" in out
@@ -97,7 +97,7 @@ def test_importing_the_same_files_again_adds_nothing(run_cli, cli, legacy_runs, 
     assert first.returncode == code == 0, err
     assert "skipped lines of" in first.stdout and "sweep_micro_crawler.log: " in first.stdout  # one line per file
     assert "sweep_micro_crawler.log (micro-crawler-log): 8 trials already stored in sweep legacy" in again
-    assert "clean_cadence2.tsv (cadence-tsv): 1 trials already stored in sweep legacy" in again
+    assert "clean_cadence2.tsv (cadence-tsv): 1 trial already stored in sweep legacy" in again
     assert "2 files: 0 imported (0 new trials), 2 already present, 0 refused" in again
     with open_store(_url(tmp_path)) as st:
         trials = st.trials_frame("legacy")
@@ -107,7 +107,7 @@ def test_importing_the_same_files_again_adds_nothing(run_cli, cli, legacy_runs, 
     copy = tmp_path / "renamed.tsv"
     copy.write_bytes(Path(files[1]).read_bytes())
     code, out, err = cli("import", str(copy), "--sweep", "elsewhere", "--store", _url(tmp_path))
-    assert code == 0 and "1 trials already stored in sweep legacy" in out, out + err
+    assert code == 0 and "1 trial already stored in sweep legacy" in out, out + err
     with open_store(_url(tmp_path)) as st:
         assert "elsewhere" not in set(st.sweeps_frame()["name"]) and len(st.trials_frame()) == 9
 
