@@ -17,6 +17,7 @@ from clowncar.orchestrator.search import (
     ATTEMPT,
     CONSTRAINT,
     END_REASON,
+    STARTED,
     SweepSearch,
     close_trial,
     finished_count,
@@ -478,3 +479,12 @@ def test_an_ask_hides_rays_slow_space_function_warning_and_no_other(monkeypatch:
         warnings.simplefilter("always")
         search.suggest("t0")
     assert [str(w.message) for w in seen] == ["the space's own warning"]
+
+
+def test_trials_told_before_the_start_was_recorded_count_from_their_ask() -> None:
+    study = optuna.create_study()
+    _finished(study, 100)  # a result: it ran
+    _finished(study, 50, TrialState.FAIL, status="crashed")  # an outcome of its own: it ran
+    _finished(study, 70, TrialState.FAIL)  # closed with no outcome and no start: it never ran
+    _finished(study, 30, TrialState.FAIL, **{STARTED: dt.datetime(2026, 12, 1, 12, 0, 10).timestamp()})
+    assert gpu_seconds_used(study, 4) == pytest.approx((100 + 50 + 20) * 4)
