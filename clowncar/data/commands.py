@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from clowncar.words import counted
+
 app = typer.Typer(help="Tokenizers and token shards in the Parameter Golf format.", no_args_is_help=True)
 
 
@@ -86,7 +88,7 @@ def fetch_fineweb(
     root = (out or load_settings().data_dir).expanduser()
     result = fetch(variant, train_shards, root, HubSource(repo_id, remote_root, revision), log=typer.echo)
     typer.echo(f"{result.dataset_dir}: {result.val_shards} val + {result.train_shards} train shards "
-               f"({len(result.downloaded)} files downloaded, {len(result.reused)} already present)")
+               f"({counted(len(result.downloaded), 'file')} downloaded, {len(result.reused)} already present)")
     for f in result.tokenizer_files:
         typer.echo(f"tokenizer: {f}")
 
