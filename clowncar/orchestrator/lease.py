@@ -59,12 +59,15 @@ def claimant() -> Claimant:
                     pid=pid, pid_started=start_time(pid))
 
 
+def held_here(lease: Mapping[str, Any]) -> bool:
+    """True when the lease's holder ran on this machine (same boot and PID namespace), under a PID recorded."""
+    mine = machine_id()
+    return mine is not None and lease.get("machine") == mine and lease.get("pid") is not None
+
+
 def holder_gone(lease: Mapping[str, Any]) -> bool:
     """True when the lease's holder ran on this machine and its process is gone (or the PID is reused)."""
-    mine = machine_id()
-    if mine is None or lease.get("machine") != mine or lease.get("pid") is None:
-        return False
-    return start_time(int(lease["pid"])) != lease.get("pid_started")
+    return held_here(lease) and start_time(int(lease["pid"])) != lease.get("pid_started")
 
 
 def refuse_if_driven(store: Any, sweep: str) -> None:

@@ -38,7 +38,7 @@ def stop_local(name: str, url: str, wait_s: float | None = None) -> str:
     """Send SIGINT to the live driver of sweep `name` on this machine and wait (`wait_s`, default STOP_WAIT_S)
     for it to release the lease; the line to print. ClownCarError (exit 2) when the sweep is unknown or its
     driver runs elsewhere; StopTimedOut (exit 1) when it still holds the lease after the wait."""
-    from clowncar.orchestrator.lease import holder_gone, machine_id
+    from clowncar.orchestrator.lease import held_here, holder_gone
     from clowncar.store import open_store
     from clowncar.store.lease import is_live
 
@@ -50,8 +50,7 @@ def stop_local(name: str, url: str, wait_s: float | None = None) -> str:
             return (f"sweep {name}: no live driver holds it, so there is nothing to stop (a sweep submitted as a Ray "
                     f"job that has not started yet stops with `clowncar sweep stop {name} --address http://HEAD:8265`)")
         assert lease is not None  # is_live says so
-        mine = machine_id()
-        if mine is None or lease.get("machine") != mine or lease.get("pid") is None:
+        if not held_here(lease):
             raise ClownCarError(f"sweep {name} is being run by {lease['holder']}, not on this machine: stop it with "
                                 f"Ctrl-C there, or, for a sweep submitted as a Ray job, `clowncar sweep stop {name} "
                                 "--address http://HEAD:8265`")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from clowncar.errors import ConfigError, DataError
 from clowncar.orchestrator.spec import POINT_KEY, SweepSpec
+from clowncar.words import counted
 
 if TYPE_CHECKING:
     from clowncar.settings import Settings
@@ -116,7 +117,7 @@ def _gpu_shortfall(spec: SweepSpec, num_gpus: int | None) -> str | None:
         return None
     where = f"embedded Ray is given {have} (--num-gpus {num_gpus})" if num_gpus is not None else (
         f"this machine has {have}")
-    return f"trials need {need} GPU{'s' if need != 1 else ''} per trial; {where}"
+    return f"trials need {counted(need, 'GPU')} per trial; {where}"
 
 
 def check_embedded_gpus(spec: SweepSpec, num_gpus: int | None) -> int | None:

@@ -17,26 +17,34 @@ from clowncar.orchestrator.spec import POINT_KEY, SEED_KEY, SweepSpec, spec_from
 from clowncar.store.frames import flatten
 
 
+def feasible_results(store_url: str, sweep: str) -> list[Any] | None:
+    """The finished trials of `sweep`'s Optuna study with a finite objective and no constraint broken (what a
+    rerun ranks and reports); None when the sweep has no study."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from clowncar.orchestrator.tune import open_study
+
+    try:
+        study = optuna.load_study(study_name=sweep, storage=open_study(store_url))
+    except KeyError:
+        return None
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if not any(c > 0 for c in t.constraints.values()) and math.isfinite(t.values[0])]
+
+
 def best_configs(parent: SweepSpec, store_url: str, top: int, keys: list[str] | None = None,
                  expand: bool = False) -> list[dict[str, Any]]:
     """The parent's `top` best distinct configs (searched parameters, seed excluded) over its feasible `ok`
     trials, by their mean objective (see `pick`); with `expand` (or `keys`), a named point as its dotted keys, so
     that a base without the parent's points can run it."""
-    import optuna
-    from optuna.trial import TrialState
-
     from clowncar.orchestrator.suggest import trial_params
-    from clowncar.orchestrator.tune import open_study
 
-    storage = open_study(store_url)
-    try:
-        study = optuna.load_study(study_name=parent.name, storage=storage)
-    except KeyError:
-        raise ClownCarError(f"sweep '{parent.name}' has no Optuna study") from None
+    feasible = feasible_results(store_url, parent.name)
+    if feasible is None:
+        raise ClownCarError(f"sweep '{parent.name}' has no Optuna study")
     sign = 1 if parent.objective.mode == "min" else -1
-    ranked = sorted((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                     if not any(c > 0 for c in t.constraints.values()) and math.isfinite(t.values[0])),
-                    key=lambda t: sign * t.values[0])
+    ranked = sorted(feasible, key=lambda t: sign * t.values[0])
     params = [trial_params(t) for t in ranked]
     if expand or keys:
         params = [_expand_point(parent, p) for p in params]
@@ -195,20 +203,13 @@ def child_spec(base: SweepSpec, parent: str, configs: list[dict[str, Any]], seed
 def seed_values(store_url: str, sweep: str, configs: list[dict[str, Any]]) -> list[list[tuple[Any, float]]] | None:
     """Per config, the (seed, objective) of each feasible finished trial of `sweep` whose point holds every key
     of that config (the first config that matches takes a trial); None when the sweep has no Optuna study."""
-    import optuna
-    from optuna.trial import TrialState
-
     from clowncar.orchestrator.suggest import trial_params
-    from clowncar.orchestrator.tune import open_study
 
-    try:
-        study = optuna.load_study(study_name=sweep, storage=open_study(store_url))
-    except KeyError:
+    feasible = feasible_results(store_url, sweep)
+    if feasible is None:
         return None
     found: list[list[tuple[Any, float]]] = [[] for _ in configs]
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if any(c > 0 for c in t.constraints.values()) or not math.isfinite(t.values[0]):
-            continue
+    for t in feasible:
         point = trial_params(t)
         match = next((i for i, c in enumerate(configs) if all(point.get(k) == v for k, v in c.items())), None)
         if match is not None:
