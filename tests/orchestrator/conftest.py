@@ -268,3 +268,12 @@ def pg_password_store() -> Iterator[tuple[str, str]]:
     password = f"Pw-{secrets.token_hex(12)}"  # appears nowhere else, so any copy of it is a leak
     with throwaway_postgres(password=password) as admin:
         yield create_database(admin, "clowncar"), password
+
+
+@pytest.fixture
+def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A SQLite store URL in tmp_path, with the runs dir there too and no CLOWNCAR_STORE from the environment: the
+    store of the command tests that call the sweep commands in this process (a file of tests may define its own)."""
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
+    return f"sqlite:///{tmp_path / 'store.db'}"

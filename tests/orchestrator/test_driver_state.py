@@ -8,10 +8,7 @@ import datetime as dt
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from clowncar.orchestrator import commands as cmd
 from clowncar.orchestrator.driver_state import driver_line, status_of
@@ -25,12 +22,6 @@ ELSEWHERE = Claimant(token="dead-driver", holder="pid 4242 on head-1", machine="
                      pid_started=1)
 """A driver on another machine: only its lease's expiry tells that it is gone."""
 
-
-@pytest.fixture
-def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
-    return f"sqlite:///{tmp_path / 'store.db'}"
 
 
 def running_sweep(store: Any, name: str = "s") -> None:

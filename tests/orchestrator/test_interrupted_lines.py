@@ -18,12 +18,6 @@ LOOPS = "model.crawler_loops"
 SPEC = {"name": "s", "preset": "tiny-cpu", "sampler": "grid", "space": {LOOPS: {"grid": [1, 2, 3]}}}
 
 
-@pytest.fixture
-def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
-    return f"sqlite:///{tmp_path / 'store.db'}"
-
 
 def _interrupted(url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The line `run_spec` ends with when the sweep runner is interrupted, the store as it is now."""

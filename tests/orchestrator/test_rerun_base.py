@@ -30,12 +30,6 @@ CSV_HEAD = ("timestamp,run_id,val_bpb,cadence,cadence_offset,num_unique_layers,n
             "model_dim,steps,f_steps,n_steps,avg_ms,time_s,params,reasoning,notes\n")
 
 
-@pytest.fixture
-def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
-    return f"sqlite:///{tmp_path / 'store.db'}"
-
 
 @pytest.fixture
 def runs(monkeypatch: pytest.MonkeyPatch) -> list[Any]:

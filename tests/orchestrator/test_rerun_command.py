@@ -20,12 +20,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 LOOPS = "model.crawler_loops"
 
 
-@pytest.fixture
-def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
-    return f"sqlite:///{tmp_path / 'store.db'}"
-
 
 def study_with(url: str, values: list[tuple[int, float]], name: str) -> None:
     study = optuna.create_study(study_name=name, storage=open_study(url))

@@ -29,12 +29,6 @@ LOOPS = "model.crawler_loops"
 SPEC = {"name": "s", "preset": "tiny-cpu", "sampler": "grid", "space": {LOOPS: {"grid": [1, 2, 3]}}}
 
 
-@pytest.fixture
-def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
-    return f"sqlite:///{tmp_path / 'store.db'}"
-
 
 def trial(store: Any, uid: str, number: int, status: str, result: dict[str, Any] | None = None,
           steps: int = 0, node: str = "node-a") -> None:

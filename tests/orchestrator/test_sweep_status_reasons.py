@@ -3,10 +3,7 @@ at most five, one line each; in this process, a SQLite store filled here."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from clowncar.orchestrator import commands as cmd
 from clowncar.orchestrator.status_lines import failure_lines
@@ -14,12 +11,6 @@ from clowncar.store import open_store
 
 SPEC = {"name": "s", "preset": "tiny-cpu", "sampler": "grid", "space": {"model.crawler_loops": {"grid": [1, 2, 3]}}}
 
-
-@pytest.fixture
-def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
-    return f"sqlite:///{tmp_path / 'store.db'}"
 
 
 def test_status_says_why_trials_failed_the_most_common_reason_first(url: str, capsys) -> None:
