@@ -47,7 +47,10 @@ def test_eight_gpu_trials_land_one_per_node(cluster, sweep_env, helpers) -> None
     assert r.returncode == 0, r.stdout + r.stderr
     trials = sweep_env.store().trials_frame(sweeps="place")
     assert len(trials) == 4 and set(trials["status"]) == {"ok"}
-    assert trials["node"].nunique() == 2  # both nodes used
+    # Both nodes used. If this fails, the message shows per trial the node the GPU ledger granted and where Ray
+    # ran it, and when: a grant to one node for all four, or a trial run off its granted node.
+    placed = [(m.get("number"), m.get("node", "")[:12], m.get("node_id", "")[:12]) for m in trial_meta(sweep_env, "place")]
+    assert trials["node"].nunique() == 2, (placed, trials[["node", "started_at", "ended_at"]].to_string())
     for _, group in trials.groupby("node"):  # never two 8-GPU trials on one node at once
         spans = sorted(zip(group["started_at"], group["ended_at"], strict=True))
         for (_, end), (start, _) in itertools.pairwise(spans):
