@@ -102,9 +102,21 @@ class _Argument(typer.core.TyperArgument):
         return [name if self.required else f"[{name}]"]
 
 
+class _RepeatableOption(typer.core.TyperOption):
+    """A repeatable option shows the type of one value, `<path>`, as a single-valued option does: typer shows the
+    Python type of the whole list, `<list[Path]>`, which is nothing a user types. Its help says it repeats."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        shown = super().display_type_rich(ctx)
+        if self.metavar is None and shown and shown.startswith("<list[") and shown.endswith("]>"):
+            return f"<{shown[len('<list['):-len(']>')].lower()}>"
+        return shown
+
+
 def _tidy_help(command: Any) -> Any:
     """Make the help of every command in the tree read as a command line's help does: a flag shows no type
-    (typer's rich help gives each one a `<bool>` column, as if it took a value), an argument is named in capitals
+    (typer's rich help gives each one a `<bool>` column, as if it took a value), a repeatable option shows what one
+    use of it takes (`_RepeatableOption`), an argument is named in capitals
     (`SPEC`, `PATHS...`), and a command's line in its group's list is its first paragraph joined (typer keeps the
     docstring's line breaks there, which then wrap mid-sentence)."""
     # click makes a command's --help option on first use, from a context; made here, it is tidied as well
@@ -112,6 +124,8 @@ def _tidy_help(command: Any) -> Any:
     for param in [*command.params, *([help_option] if help_option else [])]:
         if isinstance(param, click.Option | typer.core.TyperOption) and (param.is_flag or param.count):
             param.metavar = ""  # what typer shows in a flag's type column instead of <bool>
+        elif isinstance(param, typer.core.TyperOption) and param.multiple and param.metavar is None:
+            param.__class__ = _RepeatableOption
         elif isinstance(param, typer.core.TyperArgument) and param.metavar is None:
             param.metavar = (param.name or "").upper() + ("..." if param.nargs != 1 else "")
             param.__class__ = _Argument

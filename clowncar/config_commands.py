@@ -17,7 +17,8 @@ app = typer.Typer(help="Resolve, validate and inspect trial configs.", no_args_i
 
 ConfigArg = Annotated[Path | None, typer.Argument(help="YAML or JSON trial config (optional).")]
 PresetOpt = Annotated[str | None, typer.Option("--preset", help=f"Base preset: {', '.join(PRESETS)}.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Dotted override, e.g. model.crawler_loops=3.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE",
+                                                  help="Dotted override, e.g. model.crawler_loops=3; repeatable.")]
 
 
 def show(config: ConfigArg = None, preset: PresetOpt = None, set_: SetOpt = None,

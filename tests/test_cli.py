@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -117,6 +118,34 @@ def test_help_shows_no_type_for_a_flag_and_names_arguments_in_capitals(
     assert "<bool>" not in out  # a flag takes no value
     usage = next(line for line in out.splitlines() if "Usage:" in line)
     assert "{" not in usage
+
+
+def _options(command: typer.core.TyperGroup, path: str = "clowncar") -> list[tuple[str, Any, Any]]:
+    """(command path, option, context) for every option of every command in the tree."""
+    ctx = command.context_class(command, info_name=path)
+    found = [(path, p, ctx) for p in command.params if isinstance(p, typer.core.TyperOption)]
+    for name, sub in getattr(command, "commands", {}).items():
+        found += _options(sub, f"{path} {name}")
+    return found
+
+
+def test_a_repeatable_option_shows_what_one_use_takes_and_says_it_repeats() -> None:
+    repeatable = [(path, opt, ctx) for path, opt, ctx in _options(cli._command(cli.app)) if opt.multiple]
+    assert {(path, opt.opts[0]) for path, opt, _ in repeatable} >= {
+        ("clowncar config show", "--set"), ("clowncar trial run", "--set"), ("clowncar data build", "--text"),
+        ("clowncar store export", "--sweep")}
+    for path, opt, ctx in repeatable:
+        shown = opt.display_type_rich(ctx)
+        assert "list" not in shown and "repeat" in opt.help.lower(), (path, opt.opts, shown, opt.help)
+    assert {opt.display_type_rich(ctx) for path, opt, ctx in repeatable if opt.opts == ["--set"]} == {"KEY=VALUE"}
+
+
+@pytest.mark.parametrize("argv", [["config", "show"], ["trial", "run"]])
+def test_the_set_option_reads_as_what_the_user_types(argv: list[str], capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    row = next(line for line in help_of([*argv, "--help"], capsys).splitlines() if "--set " in line)
+    assert "--set KEY=VALUE Dotted override" in " ".join(row.split()) and "list[" not in row, row
 
 
 def test_usage_lines_name_required_arguments_bare_and_optional_ones_in_brackets(

@@ -18,8 +18,8 @@ def run(
     out: Annotated[Path, typer.Option(
         "--out", help="Trial directory: result.json, events.jsonl, train.log.")] = ...,
     preset: Annotated[str | None, typer.Option("--preset", help="Base preset under the config.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Dotted override, e.g. train.iterations=100.")
-                    ] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE", help="Dotted override, e.g. train.iterations=100; repeatable.")] = None,
 ) -> None:
     """Train, evaluate and quantize one trial. Exit code: 0 ok (also over the size cap), 1 error, 2 bad input,
     3 diverged, 4 OOM, 130 interrupted (Ctrl-C or SIGTERM; the run's files are removed).
