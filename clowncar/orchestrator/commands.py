@@ -325,13 +325,13 @@ def ls_cmd(store: StoreOpt = None) -> None:
 def submit_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")],
                address: Annotated[str, typer.Option("--address", help="Ray dashboard, http://HEAD:8265")],
                store: StoreOpt = None,
-               python: Annotated[str, typer.Option("--python", help="Python on the head")] = "python") -> None:
+               python: Annotated[str, typer.Option("--python", help="Python on the head")] = "python",
+               name: NameOpt = None) -> None:
     """Submit the sweep as a Ray job: the driver runs on the cluster and outlives this command."""
-    from clowncar.orchestrator.spec import load_spec
     from clowncar.orchestrator.submit import submit
     from clowncar.redact import redact_url
 
-    parsed = load_spec(spec)
+    parsed = load_named_spec(spec, name)
     job_id = submit(parsed, spec, address, store, python)
     where = f" --store {redact_url(store)}" if store else ""
     typer.echo(f"submitted sweep {parsed.name} as Ray job {job_id}")

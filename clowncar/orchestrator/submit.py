@@ -1,7 +1,8 @@
 """The service path: a sweep submitted as a Ray job runs its driver on the cluster and outlives the client.
 
 `submit` ships the project's code (the `clowncar` package) and the spec in the job's runtime environment
-(`working_dir`, zipped and uploaded by Ray) and starts `python -m clowncar sweep run spec.yaml --address auto`.
+(`working_dir`, zipped and uploaded by Ray) and starts `python -m clowncar sweep run spec.yaml --name NAME
+--address auto`.
 `stop` stops the sweep's jobs (Ray sends SIGTERM, then SIGKILL to the driver's group after 3 s) and then closes
 what the driver may not have: Optuna trials still RUNNING become closed-with-a-queued-copy and running store
 attempts become `stopped`, so nothing is left RUNNING and `sweep resume` continues the sweep. A store that is away
@@ -64,6 +65,15 @@ def _client(address: str) -> Any:
                             ) from None
 
 
+def job_entrypoint(python: str, name: str, store_file: bool) -> str:
+    """The job's command: `sweep run` of the shipped spec.yaml under `name`, the name this client checked, tagged
+    the job with and printed (`sweep submit --name` gives a spec another one, as `sweep run --name` does). With
+    `store_file` the driver reads the store URL from the job's private STORE_FILE, never from this line."""
+    entry = " ".join(shlex.quote(a) for a in (python, "-m", "clowncar", "sweep", "run", "spec.yaml",
+                                              "--name", name, "--address", "auto", "--quiet"))
+    return f'CLOWNCAR_STORE= CLOWNCAR_STORE_FILE="$PWD/{STORE_FILE}" {entry}' if store_file else entry
+
+
 def submit(spec: SweepSpec, spec_path: Path, address: str, store_url: str | None, python: str = "python") -> str:
     """Ship the package and the spec as the job's working dir and run `clowncar sweep run` on the head.
 
@@ -78,11 +88,9 @@ def submit(spec: SweepSpec, spec_path: Path, address: str, store_url: str | None
     with tempfile.TemporaryDirectory(prefix="clowncar-job-") as tmp:
         shutil.copytree(package, Path(tmp) / "clowncar", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         shutil.copy(spec_path, Path(tmp) / "spec.yaml")
-        entry = " ".join(shlex.quote(a) for a in (python, "-m", "clowncar", "sweep", "run", "spec.yaml",
-                                                  "--address", "auto", "--quiet"))
         if store_url:
             write_private(Path(tmp) / STORE_FILE, store_url)  # Ray keeps the mode when it unpacks the dir
-            entry = f'CLOWNCAR_STORE= CLOWNCAR_STORE_FILE="$PWD/{STORE_FILE}" {entry}'
+        entry = job_entrypoint(python, spec.name, bool(store_url))
         job_id = f"clowncar-{spec.name}-{int(time.time())}"
         # A head that has just started answers "No available agent" until its job agent is up: retry that,
         # for a bounded time, and turn anything else into one line.

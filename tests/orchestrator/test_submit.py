@@ -104,13 +104,15 @@ def test_submitted_sweep_runs_on_the_head_and_stop_leaves_nothing_running(head, 
                                                                           auth_env) -> None:
     env = {**auth_env, "CLOWNCAR_STORE": ""}  # the client names the store only with --store
     store = ["--store", sweep_env.store_url]
-    spec = sweep_env.spec("jobsweep", overrides={"train.iterations": 3, "train.max_wallclock_seconds": 0.3})
+    # the spec's own name is another: the sweep runs on the head under the name submitted (`--name`)
+    spec = sweep_env.spec("jobspec", overrides={"train.iterations": 3, "train.max_wallclock_seconds": 0.3})
     r = sweep_env.cli("sweep", "submit", str(spec), "--address", head, "--python", sys.executable,
                       extra={**env, "RAY_AUTH_MODE": "disabled"})
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stdout + r.stderr  # no token: refused
     r = sweep_env.cli("sweep", "submit", str(spec), "--address", head, "--python", sys.executable, *store,
-                      extra=env)
+                      "--name", "jobsweep", extra=env)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("submitted sweep jobsweep as Ray job clowncar-jobsweep-"), r.stdout
     job_id = r.stdout.split("Ray job ", 1)[1].split()[0]
     assert "ray job logs" in r.stdout
     done = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -119,6 +121,7 @@ def test_submitted_sweep_runs_on_the_head_and_stop_leaves_nothing_running(head, 
     # the store URL never travels in the entrypoint (anyone with the token can list entrypoints)
     entrypoint = _client(head, auth_env).get_job_info(job_id).entrypoint
     assert "--store" not in entrypoint and sweep_env.store_url not in entrypoint
+    assert sweep_env.store().sweeps_frame()["name"].tolist() == ["jobsweep"]  # none under the spec's own name
     trials = sweep_env.store().trials_frame(sweeps="jobsweep")
     assert len(trials) == 3 and set(trials["status"]) == {"ok"}
 
