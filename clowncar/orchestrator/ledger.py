@@ -49,9 +49,10 @@ class Ledger:
 
         if now - self.nodes_at < 2.0:
             return
+        from clowncar.orchestrator.preflight import node_gpus
+
         self.nodes_at = now
-        self.book.set_nodes({n["NodeID"]: int(n.get("Resources", {}).get("GPU", 0))
-                             for n in ray.nodes() if n.get("Alive")})
+        self.book.set_nodes(node_gpus(ray.nodes()))
 
     @staticmethod
     def _gone(pg_hex: str) -> bool:

@@ -14,11 +14,15 @@ A trial that asks for more GPUs (`resources.gpus`) than embedded Ray offers neve
 that could hold it, and the sweep printed its plan and then nothing, forever. So an embedded sweep is refused
 before it starts (`check_embedded_gpus`), with the count embedded Ray would get: `--num-gpus`, else the GPUs this
 machine shows, which is then what Ray is started with.
+
+On a cluster the same trial is not refused (an autoscaler may add a node that holds it), but it would wait in the
+same silence: the driver says so once, right after it joins (`warn_of_missing_gpu_node`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from clowncar.errors import ConfigError, DataError
 from clowncar.orchestrator.spec import POINT_KEY, SweepSpec
@@ -130,6 +134,37 @@ def check_embedded_gpus(spec: SweepSpec, num_gpus: int | None) -> int | None:
                           f"machine that has them, or a cluster with --address), or ask for fewer "
                           f"(resources.gpus)")
     return num_gpus if spec.resources.gpus == 0 else offered_gpus(num_gpus)
+
+
+def node_gpus(nodes: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Whole GPUs of each alive node in a `ray.nodes()` list, by node id (what the GPU ledger books)."""
+    return {n["NodeID"]: int(n.get("Resources", {}).get("GPU", 0)) for n in nodes if n.get("Alive")}
+
+
+def missing_gpu_node(spec: SweepSpec, nodes: Iterable[Mapping[str, Any]]) -> str | None:
+    """The warning for a cluster none of whose alive `nodes` (`ray.nodes()`) offers the GPUs one trial of `spec`
+    needs (all of a trial's GPUs are on one node), or None. A warning, not a refusal: a node may yet join."""
+    need = spec.resources.gpus
+    most = max(node_gpus(nodes).values(), default=0)
+    if need == 0 or need <= most:
+        return None
+    return (f"clowncar: warning: sweep {spec.name}: no node of the cluster offers {counted(need, 'GPU')} (the most "
+            f"on one node: {most}); its trials wait until such a node joins")
+
+
+def warn_of_missing_gpu_node(spec: SweepSpec) -> None:
+    """Print `missing_gpu_node`'s warning, if any, for the cluster this driver has joined (on stderr, so that
+    `--quiet`, which silences progress, keeps it). A cluster that cannot list its nodes is not warned about."""
+    import sys
+
+    import ray
+
+    try:
+        nodes = ray.nodes()
+    except Exception:  # the sweep goes on; Ray's own errors, if any, come where it needs the nodes
+        return
+    if (line := missing_gpu_node(spec, nodes)) is not None:
+        print(line, file=sys.stderr, flush=True)
 
 
 def gpu_line(spec: SweepSpec) -> str | None:

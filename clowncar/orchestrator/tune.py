@@ -178,6 +178,10 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
             init_ray(opts)
         except Exception as err:
             raise StartFailed(f"Ray did not start: {one_line(err)}") from err
+        if opts.address:  # embedded Ray refused such a sweep before it started (preflight.check_embedded_gpus)
+            from clowncar.orchestrator.preflight import warn_of_missing_gpu_node
+
+            warn_of_missing_gpu_node(spec)
         tuner = _tuner(spec, opts, searcher, callback, remaining, tune, run_trial, TrialContext)
     status, reason = "failed", None
     fit_started = time.time()

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,6 +56,33 @@ def test_waiting_whole_node_trial_starts_before_later_small_trials(cluster, swee
     for g in gang_rows.itertuples():  # the gang had its node to itself
         same = small_rows[small_rows["node"] == g.node]
         assert not ((same["started_at"] < g.ended_at) & (same["ended_at"] > g.started_at)).any()
+
+
+def test_a_sweep_whose_trials_no_node_can_hold_is_warned_about_once_and_waits(cluster, sweep_env, helpers) -> None:
+    # 8 GPUs per trial on nodes of 4: not refused (an autoscaler may add a node of 8), but said at once; it used to
+    # wait in silence. Ctrl-C ends it as it ends any sweep.
+    huge = sweep_spec(sweep_env, "huge", 8, [5.0], 1)
+    proc = sweep_env.popen("sweep", "run", str(huge), "--address", cluster.address, "--quiet")
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    warning = ("clowncar: warning: sweep huge: no node of the cluster offers 8 GPUs (the most on one node: 4); its "
+               "trials wait until such a node joins\n")
+    try:
+        assert helpers.wait_for(lambda: warning in lines or proc.poll() is not None, 90), lines
+        assert proc.poll() is None, lines  # warned, still waiting for such a node
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=90)
+        reader.join(timeout=10)
+    finally:
+        proc.kill()
+    assert lines.count(warning) == 1 and proc.returncode == 130, lines
+    assert sweep_env.store().trials_frame(sweeps="huge").empty  # its one trial never started
 
 
 DRIVER = """

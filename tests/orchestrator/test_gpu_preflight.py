@@ -1,7 +1,8 @@
 """An embedded sweep whose trials ask for more GPUs than embedded Ray offers is refused before it starts: one line,
 exit 2, nothing written. It used to print its plan and then wait in silence, forever, for a GPU no node had
 (walk finding 2). `sweep plan` says the same. Embedded Ray offers `--num-gpus`, else the GPUs this machine shows,
-and is started with the count checked. In this process, no Ray."""
+and is started with the count checked. On a cluster such a sweep is not refused (a node may yet join) but warned
+about, from the cluster's node list. In this process, no Ray."""
 
 from __future__ import annotations
 
@@ -91,3 +92,25 @@ def test_sweep_plan_prints_the_refusal_and_exits_0(tmp_path: Path, capsys: pytes
     (tmp_path / "g.yaml").write_text(spec_text(HERE + 1))
     cli.main(["sweep", "plan", str(tmp_path / "g.yaml")])
     assert f"  GPUs: trials need {HERE + 1} GPU" in capsys.readouterr().out
+
+
+def node(gpus: float, alive: bool = True, node_id: str = "") -> dict[str, object]:
+    """One entry of `ray.nodes()`, as much of it as is read."""
+    return {"NodeID": node_id or f"n{gpus}-{alive}", "Alive": alive, "Resources": {"CPU": 8.0, "GPU": gpus}}
+
+
+def test_a_cluster_without_a_node_of_a_trials_gpus_is_warned_about_naming_the_most_on_one_node() -> None:
+    # Two alive nodes of 4 make 8 GPUs in all, but a trial's GPUs are on one node; the dead node of 8 is no help.
+    nodes = [node(0, node_id="head"), node(4, node_id="a"), node(4, node_id="b"), node(8, alive=False)]
+    assert preflight.missing_gpu_node(spec(8), nodes) == (
+        "clowncar: warning: sweep g: no node of the cluster offers 8 GPUs (the most on one node: 4); its trials "
+        "wait until such a node joins")
+    assert preflight.missing_gpu_node(spec(1), [node(0), {"NodeID": "x", "Alive": True}]) == (
+        "clowncar: warning: sweep g: no node of the cluster offers 1 GPU (the most on one node: 0); its trials "
+        "wait until such a node joins")
+    assert preflight.node_gpus(nodes) == {"head": 0, "a": 4, "b": 4}
+
+
+def test_a_cluster_with_a_node_of_a_trials_gpus_or_a_cpu_sweep_is_not_warned_about() -> None:
+    assert preflight.missing_gpu_node(spec(4), [node(2), node(4)]) is None
+    assert preflight.missing_gpu_node(spec(0), []) is None
