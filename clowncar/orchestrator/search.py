@@ -204,8 +204,8 @@ class SweepSearch(OptunaSearch):
         self.asked = self.tells = 0
         self.end_reason = ""
         self.running_since: dict[str, float] = {}
-        self.started: set[str] = set()
-        """Tune trial ids whose worker has reported (`STARTED` recorded)."""
+        self.started: dict[str, float] = {}
+        """Tune trial id -> when its worker first reported (`STARTED`, recorded on the Optuna trial too)."""
         self.gate: Any = None
         """A `ledger.Gate` when GPU trials are admitted by the cluster's GPU ledger (set by run_sweep)."""
         self._held: tuple[str, dict[str, Any], tuple[float, ...]] | None = None
@@ -251,15 +251,24 @@ class SweepSearch(OptunaSearch):
         gpus = self.spec.resources.gpus
         if cap is None or gpus == 0:
             return True
-        now = time.time()
         expected = self._expected_s()
         used = gpu_seconds_used(self.study, gpus)
-        committed = used + sum(max(expected, now - t0) * gpus for t0 in self.running_since.values())
+        committed = used + self._in_flight_s(expected, time.time()) * gpus
         if committed + expected * gpus <= cap * 3600:
             return True
         self._end(f"GPU-hour budget reached: {used / 3600:.4f} of {cap:g} GPU-hours used "
                   f"({committed / 3600:.4f} committed); the next trial needs ~{expected * gpus / 3600:.4f}")
         return False
+
+    def _in_flight_s(self, expected: float, now: float) -> float:
+        """Seconds (per GPU) the trials asked and not yet told will be billed, as far as can be told now. Billing
+        starts at a trial's worker start (`STARTED`): a started trial commits its time since then, at least the
+        expected trial time. One not started (handed to Tune and waiting for Ray's room, or held at the GPU
+        ledger's gate) has used nothing, and its wait, however long, is never billed; it commits the expected
+        trial time only. That share is committed all the same because the trial was asked: unless the sweep is
+        stopped it will run and be billed, and a cap that left it out would ask trials it cannot pay for."""
+        return sum(max(expected, now - self.started[tid]) if tid in self.started else expected
+                   for tid in self.running_since)
 
     def backlog_seconds(self) -> tuple[float, ...]:
         """Expected seconds of each trial this sweep has still to ask (after the running ones), in the order it
@@ -336,8 +345,8 @@ class SweepSearch(OptunaSearch):
         if self.gate is not None and result.get("node_id"):
             self.gate.confirm(trial_id, str(result["node_id"]), str(result.get("pg") or ""))
         if trial_id not in self.started and trial_id in self._ot_trials:  # its first report: the worker started
-            self.started.add(trial_id)
-            self._ot_trials[trial_id].set_user_attr(STARTED, time.time())
+            self.started[trial_id] = time.time()
+            self._ot_trials[trial_id].set_user_attr(STARTED, self.started[trial_id])
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

@@ -67,6 +67,27 @@ def test_a_gated_trial_is_asked_once_held_until_admitted_and_taken_over_by_tunes
     assert search.study.trials[0].state == TrialState.COMPLETE
 
 
+def test_a_trials_wait_at_the_gate_is_not_committed_against_the_gpu_hour_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GPU-hours are billed from a trial's worker start (its first report). A trial the ledger held for 500 s
+    # commits its expected 66 GPU-seconds, not the 500 it waited, so a second one (66 more) fits a cap of 180; it
+    # used to commit the wait and end the sweep with nothing run.
+    search = searcher(spec_of(resources={"gpus": 1}, budget={"max_trials": 4, "max_gpu_hours": 0.05}))
+    search.gate = _Gate([None, "node-a", "node-a"])
+    now = [1000.0]
+    monkeypatch.setattr("clowncar.orchestrator.search.time.time", lambda: now[0])
+    assert search.suggest("t0") is None  # asked at 1000, held: no room yet
+    now[0] = 1500.0
+    assert search.suggest("t1")["_cc"]["node"] == "node-a"  # admitted, not started
+    second = search.suggest("t2")
+    assert second != Searcher.FINISHED, search.end_reason
+    assert second["_cc"] == {"number": 1, "attempt": 0, "node": "node-a"}
+    search.on_trial_result("t1", {"step": 1})  # t1's worker starts at 1500; at 1620 it has run 120 s
+    now[0] = 1620.0
+    assert search.suggest("t3") is Searcher.FINISHED  # 120 (t1, started) + 66 (t2, not) + 66 next > 180
+    assert search.end_reason == ("GPU-hour budget reached: 0.0000 of 0.05 GPU-hours used (0.0517 committed); "
+                                 "the next trial needs ~0.0183")
+
+
 def test_a_gated_trial_admitted_at_once_keeps_its_id_and_a_report_without_pg_confirms_an_empty_one() -> None:
     search = searcher(spec_of())
     gate = search.gate = _Gate(["node-a"])

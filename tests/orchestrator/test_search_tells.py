@@ -184,11 +184,12 @@ def test_the_gpu_hour_budget_stops_before_a_trial_that_would_pass_it(monkeypatch
     _finished(search.study, 360)  # 720 GPU-seconds used; trials take 360 s: each needs 720 more of the 1800
     assert search.budget_left()
     monkeypatch.setattr("clowncar.orchestrator.search.time.time", lambda: 1000.0)
-    search.running_since = {"a": 990.0}  # 720 committed to it (it is expected to take 360 s)
+    search.running_since = {"a": 990.0}  # asked, not started: 720 committed to it (it is expected to take 360 s)
     assert not search.budget_left()
     assert search.end_reason == ("GPU-hour budget reached: 0.2000 of 0.5 GPU-hours used (0.4000 committed); "
                                  "the next trial needs ~0.2000")
-    search.running_since = {"a": 600.0}  # running 400 s already: longer than expected, it counts as is
+    search.running_since, search.started = {"a": 590.0}, {"a": 600.0}  # its worker started 400 s ago: longer
+    # than expected, so it counts as is (from its start, not its ask)
     assert not search.budget_left()
     assert "(0.4222 committed)" in search.end_reason
 
