@@ -20,23 +20,25 @@ def serve(url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Open the Optuna storage in `url` and serve the dashboard until interrupted (StoreError if it cannot)."""
     import optuna
 
-    from clowncar.redact import redact_text, redact_url
+    from clowncar.redact import redact_url
 
     try:
         import optuna_dashboard
     except ImportError:
         raise StoreError("optuna-dashboard is not installed (pip install -e '.[dashboard]')") from None
-    from clowncar.store.engine import make_engine, parse_url
+    from clowncar.store import resolve_url
+    from clowncar.store.engine import make_engine, parse_url, store_error
 
-    parsed = parse_url(url)  # a malformed URL is refused before a driver can print part of its password
-    if parsed.get_backend_name() == "sqlite":
-        # Optuna would create a missing database file: a typo in the path would serve a new, empty store
-        make_engine(parsed, create=False).dispose()
+    url = resolve_url(url)  # the database every other command opens for the same string, with the same driver
+    # Opened first as every other command opens the store, so a malformed URL, a missing driver, a server nobody
+    # answers at or a missing SQLite file (which Optuna would create: a typo would serve a new, empty store) is
+    # the same one line as theirs, its password hidden.
+    parsed = parse_url(url)
+    make_engine(parsed, create=False).dispose()
     try:
         storage = optuna.storages.RDBStorage(url)
-    except Exception as exc:  # any driver or connection error: one line, password masked
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise StoreError(f"cannot open store {redact_url(url)}: {redact_text(first)}") from None
+    except Exception as exc:  # what fails after the connection (Optuna's tables): in the same words
+        raise store_error(exc.__cause__ or exc, parsed, "cannot open store") from None
     _can_listen(host, port)  # before the server prints its banner: a taken port is then one line, not five
     print(f"optuna-dashboard: http://{host}:{port}/ on {redact_url(url)} (Ctrl-C stops it)", flush=True)
     try:

@@ -185,3 +185,26 @@ def test_a_bare_group_whose_help_comes_as_the_error_prints_it(monkeypatch, capsy
     out = capsys.readouterr()
     assert ended.value.code == 0 and out.err == ""
     assert out.out.startswith("Usage: clowncar store") and "Inspect the store." in out.out
+
+
+@pytest.mark.parametrize("url", [
+    "notaurl", "foo://x", "mysql://u:SECRETPW@127.0.0.1:{closed}/db", "postgresql://u:SECRETPW@127.0.0.1:{closed}/db",
+    "postgresql+psycopg://u:SECRETPW@127.0.0.1:{closed}/db", "postgresql+psycopg://u@127.0.0.1:{closed}/db?password=SECRETPW",
+    "sqlite:///{tmp}/none.db"])
+def test_the_dashboard_words_a_store_it_cannot_open_as_every_other_command(
+        url: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    def said(argv: list[str]) -> tuple[Any, str]:
+        with pytest.raises(SystemExit) as ended:
+            cli.main(argv)
+        return ended.value.code, capsys.readouterr().err
+
+    with socket.create_server(("127.0.0.1", 0)) as closed, socket.create_server(("127.0.0.1", 0)) as taken:
+        closed_port = closed.getsockname()[1]
+        closed.close()  # nothing listens there now; `taken` stays bound: a dashboard that got past the store
+        url = url.format(closed=closed_port, tmp=tmp_path)  # would end on it instead of serving
+        dashboard = said(["dashboard", "--store", url, "--port", str(taken.getsockname()[1])])
+    assert dashboard == said(["sweep", "ls", "--store", url])
+    code, err = dashboard
+    assert code == 2 and err.startswith("clowncar: error: ") and err.count("\n") == 1 and "SECRETPW" not in err, err

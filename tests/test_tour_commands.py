@@ -370,17 +370,23 @@ def test_the_dashboard_serves_the_configured_store_on_loopback(monkeypatch, sett
 
 
 def test_a_store_the_dashboard_cannot_open_is_one_line_without_the_password(monkeypatch, tmp_path: Path) -> None:
+    """Optuna's storage failing on a store that opens (its tables, say): one line, in the store's words. (A store
+    that does not open at all is refused before, as every command refuses it: tests/test_cli_rules.py.)"""
     pytest.importorskip("optuna_dashboard")
     import optuna
+
+    from clowncar.store import open_store
 
     def refuse(url: str) -> None:
         raise RuntimeError("could not connect to postgresql://u:s3cret@h:1/db\ndetail")
 
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    open_store(url).close()
     monkeypatch.setattr(optuna.storages, "RDBStorage", refuse)
     with pytest.raises(StoreError) as err:
-        dashboard.serve("postgresql+psycopg://u:s3cret@h:1/db")
+        dashboard.serve(url)
     assert "s3cret" not in str(err.value) and "\n" not in str(err.value)
-    assert str(err.value).startswith("cannot open store postgresql+psycopg://u:***@h:1/db: could not connect")
+    assert str(err.value).startswith(f"cannot open store {url}: could not connect to postgresql://u:***@h:1/db")
     monkeypatch.setattr(optuna.storages, "RDBStorage", lambda url: (_ for _ in ()).throw(RuntimeError()))
     url = f"sqlite:///{tmp_path / 'x.db'}"
     open_store(url).close()
