@@ -60,11 +60,12 @@ class Doc:
         cols = columns or list(dict.fromkeys(k for r in rows for k in r))
         self.blocks.append(("table", (cols, rows[:limit], max(0, len(rows) - limit))))
 
-    def image(self, png: bytes | None, alt: str) -> None:
+    def image(self, png: bytes | None, alt: str, lacks: str = "") -> None:
+        """The figure, or one line in its place: what the data lacks for it when the caller says."""
         if png:
             self.blocks.append(("img", (png, alt)))
         else:
-            self.p(f"({alt}: no data for this figure)")
+            self.p(f"({alt}: no figure: {lacks})" if lacks else f"({alt}: no data for this figure)")
 
     # -- renderers ---------------------------------------------------------------------------------------------
     def markdown(self) -> str:

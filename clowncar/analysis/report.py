@@ -8,15 +8,17 @@ import datetime as dt
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from clowncar.analysis import explore, plots
+from clowncar.analysis import figure_needs as needs
 from clowncar.analysis.document import Doc, fmt
 from clowncar.analysis.family import run_all
-from clowncar.analysis.result import TestResult, jsonable
+from clowncar.analysis.result import UNDECIDED, TestResult, jsonable
 from clowncar.store.store import config_hash
 
 SUMMARY_COLUMNS = ["test", "effect", "unit", "ci", "p", "p_adjusted", "runs", "steps", "verdict"]
@@ -148,6 +150,32 @@ def _own_commit() -> str | None:
     return res.stdout.strip() or None
 
 
+SIGNALS_DEMO = ("`clowncar demo --signals` runs sweeps/signals.yaml, built to give every test an estimate (28 CPU "
+                "trials, 2.5 to 11 min on 2 cores; docs/signals.md)")
+"""A sweep that feeds every test, with its cost as measured in docs/signals.md (idle and busy cores)."""
+
+
+def data_hint(results: list[TestResult]) -> str | None:
+    """One line for the tests that cannot decide for want of data, in place of a reader counting "not enough data"
+    rows: which have no estimate at all (the runs lack what they read), which have too few runs for their
+    interval, and what gives them data."""
+    from clowncar.words import counted
+
+    undecided = [r for r in results if r.status == UNDECIDED]
+    if not undecided:
+        return None
+    blank = [r.key.split("_")[0] for r in undecided if r.effect is None]
+    wide = [r.key.split("_")[0] for r in undecided if r.effect is not None]
+    parts = []
+    if blank:
+        parts.append(f"{', '.join(blank)} {'lacks' if len(blank) == 1 else 'lack'} data for an estimate "
+                     "(the verdict says what)")
+    if wide:
+        parts.append(f"{', '.join(wide)} {'needs' if len(wide) == 1 else 'need'} more runs")
+    line = f"Not enough data for {len(undecided)} of {counted(len(results), 'test')}: {' and '.join(parts)}."
+    return f"{line} {SIGNALS_DEMO}." if blank else line
+
+
 def summary_rows(results: list[TestResult]) -> list[dict[str, Any]]:
     rows = []
     for r in results:
@@ -178,6 +206,9 @@ def document(a: dict[str, Any]) -> Doc:
         "The run is the unit of replication: step-level numbers are aggregated per run before any test across runs.")
     d.items([f"caution: {c}" for c in a.get("cautions") or []])
     d.h(2, "Signal tests")
+    hint = data_hint(a["results"])
+    if hint:
+        d.p(hint)
     d.table(summary_rows(a["results"]), SUMMARY_COLUMNS)
     for r in a["results"]:
         _test_section(d, r, a["correction_method"])
@@ -189,11 +220,12 @@ def document(a: dict[str, Any]) -> Doc:
     else:
         d.p("No test produced a p-value: nothing to correct.")
     d.h(2, "Figures")
-    d.image(plots.loss_curves(fr["steps"], runs), "training loss per config")
-    d.image(plots.eval_curves(fr["evals"], runs), "eval BPB curves per config")
-    d.image(plots.quant_gap_vs_loops(runs), "quantization gap vs loops")
-    d.image(plots.bpb_vs_width(runs), "BPB vs width")
-    d.image(plots.pareto(runs, a["pareto_front"]), "Pareto front of BPB against artifact bytes")
+    _figure(d, plots.loss_curves(fr["steps"], runs), "training loss per config", needs.loss_curves, fr["steps"])
+    _figure(d, plots.eval_curves(fr["evals"], runs), "eval BPB curves per config", needs.eval_curves, fr["evals"])
+    _figure(d, plots.quant_gap_vs_loops(runs), "quantization gap vs loops", needs.quant_gap_vs_loops, runs)
+    _figure(d, plots.bpb_vs_width(runs), "BPB vs width", needs.bpb_vs_width, runs)
+    _figure(d, plots.pareto(runs, a["pareto_front"]), "Pareto front of BPB against artifact bytes", needs.pareto,
+            runs)
     d.h(2, "Top configs with their seed reruns")
     d.p("Ranked by mean BPB over seeds; every seed is listed. The best trial of a search is optimistically "
         "biased: confirm a winner only with fresh-seed reruns. A config run once carries a caveat: its rank rests "
@@ -201,7 +233,8 @@ def document(a: dict[str, Any]) -> Doc:
     d.table([{**row, "per_seed": per_seed_text(row["per_seed"])} for row in a["top_configs"]], ["config", "seeds", "mean_bpb", "sd", "ci_low", "ci_high", "caveat",
                                             "per_seed", "width", "params", "quant_gap", "eval_mode",
                                             "config_hash"])
-    d.image(plots.top_config_seeds(a["top_configs"]), "top configs, every seed")
+    _figure(d, plots.top_config_seeds(a["top_configs"]), "top configs, every seed", needs.top_config_seeds,
+            a["top_configs"])
     d.h(2, "Pareto front (BPB vs artifact bytes)")
     if a["pareto_front"]:
         d.table(a["pareto_front"])
@@ -222,6 +255,11 @@ def document(a: dict[str, Any]) -> Doc:
         + ". Every run used:")
     d.table(prov["runs"], limit=400)
     return d
+
+
+def _figure(d: Doc, png: bytes | None, alt: str, lacks: Callable[[Any], str], data: Any) -> None:
+    """The figure, or the line that says what the runs lack for it (asked only when there is no figure)."""
+    d.image(png, alt, "" if png else lacks(data))
 
 
 def per_seed_text(runs: list[dict[str, Any]], limit: int = 12) -> str:
@@ -298,6 +336,9 @@ def printed_summary(a: dict[str, Any]) -> str:
     for r in a["results"]:
         lines.append(f"  {r.key:26s} {r.verdict}")
         lines += [f"  {'':26s} warning: {w}" for w in r.warnings]  # a caveat read only in the report is missed
+    hint = data_hint(a["results"])
+    if hint:
+        lines.append(f"  {hint}")
     top = a["top_configs"][:3]
     if top:
         lines.append("  best configs (mean BPB over seeds): " + "; ".join(

@@ -426,7 +426,8 @@ def report_analysis(runs: pd.DataFrame, top: list[dict]) -> dict:
     """What `report.analyse` returns for sweeps s and t: two results, the given top configs, nothing else."""
     return {"sweeps": ["s", "t"], "runs": runs, "metric": runs.attrs.get("metric"),
             "metric_mode": runs.attrs.get("metric_mode"), "correction_method": "fdr_bh",
-            "results": [report_result(verdict="signal"), report_result(key="6_seed_variance", verdict="descriptive")],
+            "results": [report_result(verdict="signal", status="signal"),
+                        report_result(key="6_seed_variance", verdict="descriptive", status="descriptive")],
             "top_configs": top, "correction": [], "pareto_front": [], "optuna": {}, "provenance": {}}
 
 

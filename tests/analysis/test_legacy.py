@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from clowncar.analysis.commands import load_and_analyse
-from clowncar.analysis.report import write
+from clowncar.analysis.report import document, write
 from clowncar.analysis.runlevel import best_width_contrast
 
 
@@ -151,3 +151,31 @@ def test_the_record_logs_are_compared_in_one_eval_mode_and_the_report_says_which
     res = run_cli("analyze", "records", "--store", url, "--out", str(tmp_path / "rep"))
     assert res.returncode == 0, res.stderr
     assert f"metric: {metric} ({METRIC_MODES[metric]})" in res.stdout  # and the report says which
+
+
+def test_each_figure_the_frugendorff_csv_cannot_feed_names_the_field_it_needs(legacy_store, legacy_runs):
+    """The sweep CSV records one final val_bpb per run with its cadence, layers, loops and MLP width; its model_dim
+    is 0 (auto-sized) in every row and it has no per-step, eval, quantized or artifact-size column (steps, params
+    and the timings are blank). Five figures need what it lacks; the report says what, with counts read here from
+    the file itself, and still draws the top configs."""
+    import csv
+
+    with (legacy_runs / "sweep_csv" / "autoresearch_frug2_results.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 174 and all(r["val_bpb"] and r["num_loops"] for r in rows)
+    assert {r["model_dim"] for r in rows} == {"0"} and not any(r["params"] or r["steps"] for r in rows)
+    text = document(load_and_analyse(["autoresearch_frug2_results"], legacy_store)).markdown()
+    figures = text.split("\n## Figures\n\n")[1].split("\n\n## ")[0].split("\n\n")
+    assert figures == [
+        "(training loss per config: no figure: needs per-step training losses (step rows with step and train_loss); "
+        "none of the runs records a step row)",
+        "(eval BPB curves per config: no figure: needs 2 or more evals per run during training (eval rows with step "
+        "and val_bpb; a clowncar sweep writes them when train.val_every > 0); none of the runs records an eval row)",
+        "(quantization gap vs loops: no figure: needs each run's quantization gap (results val_bpb and q_val_bpb, or "
+        "sliding_val_bpb and q_sliding_val_bpb: BPB before and after quantization) and its loop count "
+        "(model.crawler_loops); of the 174 runs, 0 record a gap and 174 a loop count)",
+        "(BPB vs width: no figure: needs BPB at 2 or more model widths (result model_dim, or config model.model_dim "
+        "when it is not auto); none of the 174 runs with a BPB records its width)",
+        "(Pareto front of BPB against artifact bytes: no figure: needs each run's artifact_bytes (the size of its "
+        "saved, compressed model) beside its BPB; of the 174 runs, 0 record artifact_bytes and 174 a BPB)"]
+    assert "*Figure: top configs, every seed (embedded in report.html)*" in text

@@ -129,7 +129,7 @@ def test_printed_summary_names_the_metric_verdicts_and_the_three_best_configs(
 
 
 def test_the_report_document_in_full(report_inputs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
-    from clowncar.analysis import plots
+    from clowncar.analysis import figure_needs, plots
 
     a = {**report_inputs.full_analysis(), "frames": {"steps": "the steps frame", "evals": "the evals frame"},
          "pareto_front": []}
@@ -141,6 +141,12 @@ def test_the_report_document_in_full(report_inputs: SimpleNamespace, monkeypatch
             return _png
 
         monkeypatch.setattr(plots, name, plot)
+
+        def lacks(data: object, _name: str = name) -> str:
+            calls[f"needs.{_name}"] = (data,)
+            return f"needs what {_name} reads"
+
+        monkeypatch.setattr(figure_needs, name, lacks)
     assert report.document(a).markdown().split("\n") == EXPECTED_REPORT.split("\n")
     runs = a["runs"]
     assert calls["loss_curves"][0] == "the steps frame" and calls["loss_curves"][1] is runs
@@ -149,7 +155,11 @@ def test_the_report_document_in_full(report_inputs: SimpleNamespace, monkeypatch
     assert calls["pareto"][0] is runs and calls["pareto"][1] is a["pareto_front"]
     assert calls["top_config_seeds"][0] is a["top_configs"]
     assert {k: len(v) for k, v in calls.items()} == {"loss_curves": 2, "eval_curves": 2, "quant_gap_vs_loops": 1,
-                                                       "bpb_vs_width": 1, "pareto": 2, "top_config_seeds": 1}
+                                                       "bpb_vs_width": 1, "pareto": 2, "top_config_seeds": 1,
+                                                       "needs.eval_curves": 1, "needs.quant_gap_vs_loops": 1,
+                                                       "needs.bpb_vs_width": 1, "needs.top_config_seeds": 1}
+    assert calls["needs.eval_curves"][0] == "the evals frame" and calls["needs.quant_gap_vs_loops"][0] is runs
+    assert calls["needs.bpb_vs_width"][0] is runs and calls["needs.top_config_seeds"][0] is a["top_configs"]
 
 
 def test_the_provenance_table_shows_four_hundred_runs(report_inputs: SimpleNamespace) -> None:
@@ -183,6 +193,10 @@ EXPECTED_REPORT = "\n".join([
     'numbers are aggregated per run before any test across runs.',
     '',
     '## Signal tests',
+    '',
+    'Not enough data for 1 of 2 tests: 6 lacks data for an estimate (the verdict says what). `clowncar demo --s'
+    'ignals` runs sweeps/signals.yaml, built to give every test an estimate (28 CPU trials, 2.5 to 11 min on 2 '
+    'cores; docs/signals.md).',
     '',
     '| test | effect | unit | ci | p | p_adjusted | runs | steps | verdict |',
     '|---|---|---|---|---|---|---|---|---|',
@@ -222,11 +236,11 @@ EXPECTED_REPORT = "\n".join([
     '',
     '*Figure: training loss per config (embedded in report.html)*',
     '',
-    '(eval BPB curves per config: no data for this figure)',
+    '(eval BPB curves per config: no figure: needs what eval_curves reads)',
     '',
-    '(quantization gap vs loops: no data for this figure)',
+    '(quantization gap vs loops: no figure: needs what quant_gap_vs_loops reads)',
     '',
-    '(BPB vs width: no data for this figure)',
+    '(BPB vs width: no figure: needs what bpb_vs_width reads)',
     '',
     '*Figure: Pareto front of BPB against artifact bytes (embedded in report.html)*',
     '',
@@ -241,7 +255,7 @@ EXPECTED_REPORT = "\n".join([
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     '| L | 2 | 2.05 | 0.0707 |  |  |  | 1: 2, 2: 2.1 | 64 | 10 | 0.01 | q | h1 |',
     '',
-    '(top configs, every seed: no data for this figure)',
+    '(top configs, every seed: no figure: needs what top_config_seeds reads)',
     '',
     '## Pareto front (BPB vs artifact bytes)',
     '',
@@ -266,3 +280,24 @@ EXPECTED_REPORT = "\n".join([
     '| s/0 | 2 |',
     '',
 ])
+
+
+def test_the_tests_that_cannot_decide_are_named_once_with_what_would_give_them_data(
+        report_inputs: SimpleNamespace) -> None:
+    undecided = "not enough data to decide"
+    results = [report_inputs.result(key="1a_cn_loss", verdict=f"{undecided}: no C/N steps"),
+               report_inputs.result(key="2a_gap_loops", status="signal", effect=0.1, p_value=0.01, verdict="signal"),
+               report_inputs.result(key="3a_width", verdict=f"{undecided}: 1 distinct width"),
+               report_inputs.result(key="5_sharing_matched_params", effect=-0.02, p_value=0.4,
+                                    verdict=f"{undecided}: effect -0.02 BPB"),
+               report_inputs.result(key="6_seed_variance", status="descriptive", effect=0.008, verdict="descriptive")]
+    line = ("Not enough data for 3 of 5 tests: 1a, 3a lack data for an estimate (the verdict says what) and 5 needs "
+            "more runs. `clowncar demo --signals` runs sweeps/signals.yaml, built to give every test an estimate (28 "
+            "CPU trials, 2.5 to 11 min on 2 cores; docs/signals.md).")
+    assert report.data_hint(results) == line
+    summary = report.printed_summary({**report_inputs.analysis(report_inputs.runs(), []), "results": results})
+    assert summary.splitlines().count(f"  {line}") == 1 and summary.count("signals.yaml") == 1
+    # an estimate too wide to decide needs more runs, not the signal demo; a decided or descriptive test, nothing
+    assert report.data_hint(results[1:2] + results[3:]) == "Not enough data for 1 of 3 tests: 5 needs more runs."
+    assert report.data_hint(results[2:3]).startswith("Not enough data for 1 of 1 test: 3a lacks data for an ")
+    assert report.data_hint([results[1], results[4]]) is None

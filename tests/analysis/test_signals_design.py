@@ -90,3 +90,12 @@ def test_every_signal_test_gets_an_estimate_from_the_signal_sweeps_design() -> N
 def test_demo_takes_signals_or_a_spec_not_both(run_cli, tmp_path: Path) -> None:
     r = run_cli("demo", "--signals", "--spec", str(SPEC))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--signals or --spec" in r.stderr, r.stderr
+
+
+def test_the_reports_pointer_to_the_signal_demo_counts_the_trials_of_the_spec_the_demo_runs() -> None:
+    from clowncar.analysis.report import SIGNALS_DEMO
+    from clowncar.demo import SIGNALS
+
+    spec = load_spec(SPEC)
+    assert SIGNALS == SPEC and spec.resources.gpus == 0
+    assert f"runs sweeps/signals.yaml, built to give every test an estimate ({spec.max_trials()} CPU trials" in SIGNALS_DEMO
