@@ -47,15 +47,21 @@ from clowncar.orchestrator.trainable import objective_value
 FINAL = ("ok", "diverged", "oom", "error", "rejected", "crashed", "pruned", "stopped")
 
 
-def _stored_outcome(store: Any, uid: str, attempt: int) -> tuple[str, dict[str, Any] | None] | None:
+def _stored_attempt(store: Any, uid: str, attempt: int) -> tuple[str, str | None, dict[str, Any] | None] | None:
+    """(status, reason, result) of the attempt when the store holds its final outcome."""
     trial = store.get_trial(uid)
     if not trial:
         return None
     for a in trial.get("attempts", []):
         if a.get("attempt") == attempt and a.get("status") in FINAL:
             res = a.get("result")
-            return a["status"], (json.loads(res) if isinstance(res, str) else res)
+            return a["status"], a.get("reason"), (json.loads(res) if isinstance(res, str) else res)
     return None
+
+
+def _stored_outcome(store: Any, uid: str, attempt: int) -> tuple[str, dict[str, Any] | None] | None:
+    stored = _stored_attempt(store, uid, attempt)
+    return None if stored is None else (stored[0], stored[2])
 
 
 def _tell_stored(study: optuna.Study, spec: SweepSpec, t: optuna.trial.FrozenTrial, status: str,
@@ -111,25 +117,51 @@ def _record_from_disk(store: Any, spec: SweepSpec, runs_dir: Path | None, number
 RETRIED = ("crashed", "error")
 """Outcomes that `--retry-failed` runs again: the worker crashed or failed, or the trial failed before the store
 heard of it (inside Ray: a full disk, a file where its folder belongs). A diverged or out-of-memory trial, or a
-`rejected` one (its config or data refused before its first step), would end the same way again."""
+`rejected` one (its config or data refused before its first step; also one an older clowncar stored as `error`:
+`rejected_as_error`), would end the same way again."""
 
 
-def requeue_failed(study: optuna.Study, store: Any, spec: SweepSpec) -> int:
+BAD_INPUT_TYPES = ("ClownCarError: ", "ConfigError: ", "DataError: ")
+"""How the worker words bad input that stopped a trial (`type(err).__name__: err`, worker/run.py)."""
+
+
+def rejected_as_error(status: str, reason: str | None, result: dict[str, Any] | None) -> bool:
+    """Whether an attempt stored as `error` is a rejection (its config or data refused before its first step)
+    recorded before the `rejected` status existed. Such a store holds one in either of two forms, and no other
+    `error`, then or now, takes either:
+    - the spec could not build the trial's config: the trainable stored `error` with no result at all (every
+      other `error` comes with the worker's result.json);
+    - the worker refused it: its result has no step count (the worker sets it to 0 as its training loop starts,
+      and a ClownCarError before that is exactly what it calls a rejection) and its reason is a ClownCarError's
+      `Type: message` (any other exception is worded with its own type's name).
+    Today's code records both as `rejected`."""
+    if status != "error":
+        return False
+    if result is None:
+        return True
+    return result.get("steps") is None and (reason or "").startswith(BAD_INPUT_TYPES)
+
+
+def requeue_failed(study: optuna.Study, store: Any, spec: SweepSpec) -> dict[str, int]:
     """Queue the next attempt of every trial whose latest attempt failed in a way worth another try (RETRIED),
     with its parameters; the failed attempt then no longer counts against the budget (`finished_count`).
-    Returns how many were queued."""
-    latest, queued = latest_attempts(study), 0
+    Returns how many were queued, and how many `error` attempts were left as they ended because they are
+    rejections an older clowncar stored as errors (`rejected_as_error`)."""
+    latest, done = latest_attempts(study), {"requeued_failed": 0, "old_rejections_kept": 0}
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         number, attempt = number_and_attempt(t)
         # a trial closed for a re-run has its next attempt queued already: it is not the latest
         if never_ran(t) or latest[number] != attempt:
             continue
-        stored = _stored_outcome(store, trial_uid(spec.name, number), attempt)
+        stored = _stored_attempt(store, trial_uid(spec.name, number), attempt)
         if stored is not None and stored[0] not in RETRIED:
             continue
+        if stored is not None and rejected_as_error(*stored):
+            done["old_rejections_kept"] += 1
+            continue
         study.enqueue_trial(trial_params(t), user_attrs={NUMBER: number, ATTEMPT: attempt + 1})
-        queued += 1
-    return queued
+        done["requeued_failed"] += 1
+    return done
 
 
 def reconcile(study: optuna.Study, store: Any, spec: SweepSpec, runs_dir: Path | None = None) -> dict[str, int]:

@@ -91,7 +91,7 @@ def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool, runs_dir: P
     if retry_failed:
         from clowncar.orchestrator.resume import requeue_failed
 
-        done["requeued_failed"] = requeue_failed(study, store, spec)
+        done.update(requeue_failed(study, store, spec))
     return done
 
 

@@ -47,11 +47,12 @@ class World:
         t.set_user_attr(ATTEMPT, attempt)
         return t
 
-    def stored(self, number: int, attempt: int, status: str, result: dict[str, Any] | None = None) -> None:
+    def stored(self, number: int, attempt: int, status: str, result: dict[str, Any] | None = None,
+               reason: str | None = None) -> None:
         uid = trial_uid("rs", number)
         self.store.start_trial("rs", uid, number, attempt, {"model": {"crawler_loops": number}}, None, "n0")
         if status != "running":
-            self.store.finish_trial(uid, attempt, status, f"{status} here", result)
+            self.store.finish_trial(uid, attempt, status, reason or f"{status} here", result)
 
     def trial(self, number: int, attempt: int) -> optuna.trial.FrozenTrial:
         (t,) = [t for t in self.study.get_trials() if t.user_attrs.get(NUMBER) == number
@@ -234,14 +235,14 @@ def test_retry_failed_queues_the_next_attempt_of_what_crashed_or_errored_and_fre
     from clowncar.orchestrator.resume import requeue_failed
     from clowncar.orchestrator.search import finished_count
 
-    def failed(number: int, loops: int, status: str | None) -> None:
+    def failed(number: int, loops: int, status: str | None, result: dict[str, Any] | None = None) -> None:
         world.study.tell(world.running(number, loops), state=TrialState.FAIL)
         if status is not None:
-            world.stored(number, 0, status)
+            world.stored(number, 0, status, result)
 
     failed(6, 3, "crashed")  # first in the study: skipping it must not end the search
     failed(0, 1, "crashed")  # a killed worker
-    failed(1, 2, "error")  # data broken at the time
+    failed(1, 2, "error", {"status": "error", "steps": 40})  # data broken at the time: the worker's result
     failed(2, 3, "diverged")  # would diverge again
     failed(3, 4, None)  # failed inside Ray before the store heard of it (a full disk)
     failed(4, 1, "oom")
@@ -255,12 +256,41 @@ def test_retry_failed_queues_the_next_attempt_of_what_crashed_or_errored_and_fre
     world.study.enqueue_trial({KEY: 3}, user_attrs={NUMBER: 6, ATTEMPT: 1})  # 6 is queued again already
     assert finished_count(world.study) == 7
 
-    assert requeue_failed(world.study, world.store, world.spec) == 3
+    assert requeue_failed(world.study, world.store, world.spec) == {"requeued_failed": 3, "old_rejections_kept": 0}
     waiting = {(t.user_attrs[NUMBER], t.user_attrs[ATTEMPT]): t.system_attrs["fixed_params"]
                for t in world.study.get_trials(states=(TrialState.WAITING,))}
     assert waiting == {(0, 1): {KEY: 1}, (1, 1): {KEY: 2}, (3, 1): {KEY: 4}, (6, 1): {KEY: 3}}
     assert finished_count(world.study) == 4  # diverged, oom, rejected and ok count; the queued ones' do not
-    assert requeue_failed(world.study, world.store, world.spec) == 0  # their latest attempts wait to run
+    assert requeue_failed(world.study, world.store, world.spec)["requeued_failed"] == 0  # their latest wait to run
+
+
+def test_retry_failed_leaves_the_rejections_an_older_clowncar_stored_as_errors(world: World) -> None:
+    """Before the `rejected` status a refusal before the first step was stored as `error`, in the two forms
+    `rejected_as_error` names; every other error runs again."""
+    from clowncar.orchestrator.resume import requeue_failed
+    from clowncar.orchestrator.status_lines import resume_line
+
+    def errored(number: int, reason: str, result: dict[str, Any] | None) -> None:
+        world.study.tell(world.running(number, 1 + number % 4), state=TrialState.FAIL)
+        world.stored(number, 0, "error", result, reason)
+
+    # the trainable: the spec could not build the point's config, so no worker ran and no result came back
+    errored(0, "model.model_dim 96 must be a multiple of 2 x model.num_heads (64)", None)
+    # the worker: bad input before its training loop began (no step count), worded `Type: message`
+    errored(1, "ConfigError: model.vocab_size 64 is below the tokenizer's 320", {"status": "error", "steps": None})
+    errored(2, "DataError: no training shards match data/x/fineweb_train_*.bin", {"status": "error"})
+    # errors worth another try: bad input met after the first step, any other exception before it
+    errored(3, "DataError: shard fineweb_train_000003.bin is truncated", {"status": "error", "steps": 500})
+    errored(4, "RuntimeError: CUDA error: an illegal memory access was encountered",
+            {"status": "error", "steps": None})
+    errored(5, "result.json has no value for objective 'auto'", {"status": "ok", "steps": 200})
+
+    done = requeue_failed(world.study, world.store, world.spec)
+    assert done == {"requeued_failed": 3, "old_rejections_kept": 3}
+    waiting = world.study.get_trials(states=(TrialState.WAITING,))
+    assert sorted(t.user_attrs[NUMBER] for t in waiting) == [3, 4, 5]
+    assert resume_line(done) == ("resume: requeued failed 3; 3 trials refused before their first step (stored as "
+                                 "error by an older clowncar) not retried")
 
 
 def test_only_the_latest_attempt_of_a_trial_counts_whatever_the_order_the_study_holds_them_in(world: World) -> None:

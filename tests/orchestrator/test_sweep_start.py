@@ -168,11 +168,12 @@ def test_a_resume_needs_a_study_and_reconciles_it(opened: Any) -> None:
     assert done == {"told_from_store": 0, "recorded_from_disk": 0, "closed_for_rerun": 0, "dropped_unasked": 0,
                     "store_attempts_closed": 0}
     retried = prepare(spec_from_dict(SPEC), store, storage, resume=True, retry_failed=True)
-    assert retried == {**done, "requeued_failed": 0}  # asked for: its count is said, even when nothing failed
+    # asked for: its counts are said, even when nothing failed
+    assert retried == {**done, "requeued_failed": 0, "old_rejections_kept": 0}
     study = optuna.load_study(study_name="sw", storage=storage)
     study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # failed inside Ray: the store never heard of it
     retried = prepare(spec_from_dict(SPEC), store, storage, resume=True, retry_failed=True)
-    assert retried == {**done, "requeued_failed": 1}
+    assert retried == {**done, "requeued_failed": 1, "old_rejections_kept": 0}
     assert store.get_sweep("sw")["status"] == "failed" and "sw" in _studies(storage)
 
 
