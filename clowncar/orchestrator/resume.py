@@ -29,6 +29,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from clowncar.errors import EXIT_BAD_INPUT
 from clowncar.orchestrator.record import trial_uid
 from clowncar.orchestrator.search import (
     ATTEMPT,
@@ -117,24 +118,30 @@ def _record_from_disk(store: Any, spec: SweepSpec, runs_dir: Path | None, number
 RETRIED = ("crashed", "error")
 """Outcomes that `--retry-failed` runs again: the worker crashed or failed, or the trial failed before the store
 heard of it (inside Ray: a full disk, a file where its folder belongs). A diverged or out-of-memory trial, or a
-`rejected` one (its config or data refused before its first step; also one an older clowncar stored as `error`:
-`rejected_as_error`), would end the same way again."""
+`rejected` one (its config or data refused before its first step; also one an older clowncar stored as `error`
+or `crashed`: `rejected_as_error`), would end the same way again."""
 
 
 BAD_INPUT_TYPES = ("ClownCarError: ", "ConfigError: ", "DataError: ")
 """How the worker words bad input that stopped a trial (`type(err).__name__: err`, worker/run.py)."""
+OLD_REFUSAL_CRASH = f"worker exit code {EXIT_BAD_INPUT} without result.json: "
+"""How a trainable before the `rejected` status worded a worker that refused its input before writing a result."""
 
 
 def rejected_as_error(status: str, reason: str | None, result: dict[str, Any] | None) -> bool:
-    """Whether an attempt stored as `error` is a rejection (its config or data refused before its first step)
-    recorded before the `rejected` status existed. Such a store holds one in either of two forms, and no other
-    `error`, then or now, takes either:
+    """Whether an attempt stored as `error` or `crashed` is a rejection (its config or data refused before its
+    first step) recorded before the `rejected` status existed. As `error`, such a store holds one in either of two
+    forms, and no other `error`, then or now, takes either:
     - the spec could not build the trial's config: the trainable stored `error` with no result at all (every
       other `error` comes with the worker's result.json);
     - the worker refused it: its result has no step count (the worker sets it to 0 as its training loop starts,
       and a ClownCarError before that is exactly what it calls a rejection) and its reason is a ClownCarError's
       `Type: message` (any other exception is worded with its own type's name).
-    Today's code records both as `rejected`."""
+    And one stored as `crashed`: a worker that exited with the bad-input code (2) before writing result.json,
+    with its stderr as the reason, is what today's trainable records as `rejected` (`trainable.outcome`).
+    Today's code records all three as `rejected`."""
+    if status == "crashed":
+        return result is None and (reason or "").startswith(OLD_REFUSAL_CRASH)
     if status != "error":
         return False
     if result is None:

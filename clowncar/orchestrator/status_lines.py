@@ -44,7 +44,7 @@ RESUME_WORDS = {
     "closed_for_rerun": "{} cut off by the driver's end, queued to run again",
     "dropped_unasked": "{} never asked in full, dropped",
     "store_attempts_closed": "{} left running in the store, closed as crashed",
-    "old_rejections_kept": "{} refused before their first step (stored as error by an older clowncar) not retried",
+    "old_rejections_kept": "{} refused before their first step (stored as error or crashed by an older clowncar) not retried",
 }
 """What `resume.reconcile` did after a driver ended, in a user's words (its keys name the code's steps)."""
 

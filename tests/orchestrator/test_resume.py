@@ -265,8 +265,9 @@ def test_retry_failed_queues_the_next_attempt_of_what_crashed_or_errored_and_fre
 
 
 def test_retry_failed_leaves_the_rejections_an_older_clowncar_stored_as_errors(world: World) -> None:
-    """Before the `rejected` status a refusal before the first step was stored as `error`, in the two forms
-    `rejected_as_error` names; every other error runs again."""
+    """Before the `rejected` status a refusal before the first step was stored as `error` (in two forms) or
+    `crashed` (the worker's bad-input exit without a result), the forms `rejected_as_error` names; every other
+    error or crash runs again."""
     from clowncar.orchestrator.resume import requeue_failed
     from clowncar.orchestrator.status_lines import resume_line
 
@@ -285,12 +286,22 @@ def test_retry_failed_leaves_the_rejections_an_older_clowncar_stored_as_errors(w
             {"status": "error", "steps": None})
     errored(5, "result.json has no value for objective 'auto'", {"status": "ok", "steps": 200})
 
+    def crashed(number: int, reason: str) -> None:
+        world.study.tell(world.running(number, 1 + number % 4), state=TrialState.FAIL)
+        world.stored(number, 0, "crashed", None, reason)
+
+    # the trainable: a worker that exited with the bad-input code before writing result.json (now `rejected`)
+    crashed(6, "worker exit code 2 without result.json: clowncar: error: model.num_heads 3 does not divide 64")
+    # crashes worth another try: another exit code, a signal
+    crashed(7, "worker exit code 1 without result.json: Traceback (most recent call last):")
+    crashed(8, "worker killed by signal 9 without result.json")
+
     done = requeue_failed(world.study, world.store, world.spec)
-    assert done == {"requeued_failed": 3, "old_rejections_kept": 3}
+    assert done == {"requeued_failed": 5, "old_rejections_kept": 4}
     waiting = world.study.get_trials(states=(TrialState.WAITING,))
-    assert sorted(t.user_attrs[NUMBER] for t in waiting) == [3, 4, 5]
-    assert resume_line(done) == ("resume: requeued failed 3; 3 trials refused before their first step (stored as "
-                                 "error by an older clowncar) not retried")
+    assert sorted(t.user_attrs[NUMBER] for t in waiting) == [3, 4, 5, 7, 8]
+    assert resume_line(done) == ("resume: requeued failed 5; 4 trials refused before their first step (stored as "
+                                 "error or crashed by an older clowncar) not retried")
 
 
 def test_only_the_latest_attempt_of_a_trial_counts_whatever_the_order_the_study_holds_them_in(world: World) -> None:
