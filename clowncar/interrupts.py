@@ -84,7 +84,8 @@ def sigterm_handler_kept() -> Iterator[None]:
             raise
         # Once Ray's core worker is up, a SIGTERM goes first through its C++ failure handler (absl's), which logs
         # it, passes it on to the Python handler and arms a 3 s alarm that aborts the process (exit -6, measured):
-        # our clean-up and Ray's shutdown take longer. Nothing of ours sets an alarm.
+        # our clean-up and Ray's shutdown take longer. Nothing of ours sets an alarm. (The driver now connects
+        # without that handler, `without_ray_failure_handler`; this stays for a Ray that ignores the switch.)
         signal.alarm(0)
         raise KeyboardInterrupt from None
     finally:
@@ -146,3 +147,25 @@ def held_from_ray_connect() -> Iterator[None]:
             yield
         finally:
             ray_worker.connect = connect
+
+
+@contextmanager
+def without_ray_failure_handler() -> Iterator[None]:
+    """Around `ray.init`: this process connects as a Ray driver without Ray's C++ failure-signal handler (absl's).
+    Ray installs it, SIGTERM among its signals, when it makes the driver's core worker, and `ray.shutdown` takes it
+    out again by setting SIGTERM to the default action at the OS level, whatever Python has put there since:
+    Python still believes SIG_IGN (`signals_ignored`) is in place, and a SIGTERM in the rest of the shutdown (a
+    second or so while Ray's processes are stopped, just after a sweep's last result) killed the driver: exit
+    -15, no line, no summary (8 in 8 sent 0.7-1.3 s after the result; /proc showed SIGTERM neither caught nor
+    ignored). A handler never installed is never taken out. Ray's own processes read the switch from their
+    environment, not from this module, and keep theirs; the driver loses absl's stack dump of a crash in Ray's
+    C++ code, while a SIGTERM already ended up in our handlers."""
+    import ray._private.ray_constants as ray_constants
+
+    switch = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"  # read by Ray's core worker when it is made
+    old = getattr(ray_constants, switch, False)
+    setattr(ray_constants, switch, True)
+    try:
+        yield
+    finally:
+        setattr(ray_constants, switch, old)
