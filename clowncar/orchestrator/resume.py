@@ -171,18 +171,27 @@ def requeue_failed(study: optuna.Study, store: Any, spec: SweepSpec) -> dict[str
     return done
 
 
+def told_if_finished(study: optuna.Study, store: Any, spec: SweepSpec, t: optuna.trial.FrozenTrial) -> bool:
+    """Tell a RUNNING trial the final outcome the store already holds for its attempt (True): its driver died, or
+    was stopped, between the store's write and the study's tell. False when the store has none, or `stopped`."""
+    number, attempt = number_and_attempt(t)
+    stored = _stored_outcome(store, trial_uid(spec.name, number), attempt)
+    if not stored or stored[0] == "stopped":
+        return False
+    _tell_stored(study, spec, t, *stored)
+    return True
+
+
 def reconcile(study: optuna.Study, store: Any, spec: SweepSpec, runs_dir: Path | None = None) -> dict[str, int]:
     """Bring the study and the store into agreement after a dead head (`runs_dir`: where this machine's trial
     directories are, to find attempts that finished unrecorded). Returns what it did."""
     done = {"told_from_store": 0, "recorded_from_disk": 0, "closed_for_rerun": 0, "dropped_unasked": 0,
             "store_attempts_closed": 0}
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        number, attempt = number_and_attempt(t)
-        stored = _stored_outcome(store, trial_uid(spec.name, number), attempt)
-        if stored and stored[0] != "stopped":
-            _tell_stored(study, spec, t, *stored)
+        if told_if_finished(study, store, spec, t):
             done["told_from_store"] += 1
             continue
+        number, attempt = number_and_attempt(t)
         found = _record_from_disk(store, spec, runs_dir, number, attempt)  # stopped just after it finished, too
         if found:
             _tell_stored(study, spec, t, *found)

@@ -156,7 +156,7 @@ def close_stopped(name: str, store_url: str) -> int:
     from optuna.trial import TrialState
 
     from clowncar.orchestrator.commands import spec_of
-    from clowncar.orchestrator.resume import close_for_rerun
+    from clowncar.orchestrator.resume import close_for_rerun, told_if_finished
     from clowncar.orchestrator.tune import open_study
     from clowncar.store import open_store
 
@@ -170,6 +170,10 @@ def close_stopped(name: str, store_url: str) -> int:
         study = optuna.load_study(study_name=name, storage=storage)
         spec = spec_of(sweep)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            # Stopped after its final result was stored but before the study was told (SIGTERM or Ctrl-C as the
+            # last trial ends): it finished, so it is told, not queued to run again (resume ran it twice).
+            if told_if_finished(study, store, spec, t):
+                continue
             # a driver stopped while it asked may leave a trial with part of its point: not queued as such
             closed += close_for_rerun(study, spec, t, "sweep stopped")
     closed = max(closed, store.close_running(name, "stopped", "sweep stopped"))

@@ -389,3 +389,29 @@ def test_a_sampled_sweep_whose_head_died_mid_ask_asks_anew_and_keeps_its_whole_b
     assert len(ran) == 4 and all(set(p) >= {KEY, "train.seed"} for p in ran)
     assert len({(p[KEY], p["train.seed"]) for p in ran}) == 4  # distinct configs, as ever
     assert finished_count(head.study) == 4
+
+
+def test_a_sweep_stopped_between_a_trials_store_record_and_its_tell_keeps_that_trial_finished(world: World) -> None:
+    """SIGTERM or Ctrl-C as the last trial ends can stop the driver after the store callback recorded the trial's
+    final result and before the searcher told the study. `close_stopped` (the stop's clean-up) tells the study what
+    the store holds instead of queueing the trial again, so `sweep resume` does not run it a second time (it did:
+    attempts ok, ok; 1 SIGTERM in 1 sent as the result was stored). A trial still running when the stop came is
+    closed and queued, as before."""
+    from clowncar.orchestrator.submit import close_stopped
+
+    # close_stopped opens the study in the store's database, as the CLI does
+    world.study = optuna.create_study(study_name="rs", storage=world.url,
+                                      directions=["minimize"] * len(world.spec.metrics()))
+    world.running(0, 1)
+    world.stored(0, 0, "ok", {"q_sliding_val_bpb": 1.25, "artifact_bytes": 5})
+    world.running(1, 2)
+    world.stored(1, 0, "running")
+
+    assert close_stopped("rs", world.url) == 1
+    finished = world.trial(0, 0)
+    assert finished.state == TrialState.COMPLETE and finished.values == [1.25]
+    assert [t.number for t in world.study.get_trials() if t.user_attrs.get(NUMBER) == 0] == [finished.number]
+    assert world.trial(1, 0).state == TrialState.FAIL and world.trial(1, 1).state == TrialState.WAITING
+    assert world.attempt_status(0, 0) == "ok" and world.attempt_status(1, 0) == "stopped"
+    assert world.store.get_sweep("rs")["status"] == "stopped"
+    assert reconcile(world.study, world.store, world.spec)["told_from_store"] == 0  # resume: nothing left of it
