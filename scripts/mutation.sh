@@ -101,6 +101,7 @@ declare -A TESTS=(
   [clowncar/worker/provenance.py]="tests/worker/test_provenance.py"
   [clowncar/store/importers/base.py]="tests/store/test_legacy_fields.py"
   [clowncar/analysis/plots.py]="tests/analysis/test_plot_data.py"
+  [clowncar/analysis/figure_needs.py]="tests/analysis/test_figure_needs.py"
   [clowncar/worker/dist.py]="tests/worker/test_dist_plumbing.py"
   [clowncar/worker/compiled.py]="tests/worker/test_compile_plan_rules.py tests/worker/test_compile_modes.py"
   [clowncar/store/importers/__init__.py]="tests/store/test_import_reports.py tests/store/test_import_command.py tests/store/test_importers.py tests/store/test_import_sweep_names.py"
@@ -196,7 +197,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/store/longread.py clowncar/settings.py clowncar/orchestrator/trainable.py
        clowncar/worker/startup.py clowncar/data/atomic.py
        clowncar/worker/progress.py clowncar/worker/provenance.py clowncar/store/importers/base.py
-       clowncar/analysis/plots.py clowncar/worker/dist.py clowncar/worker/compiled.py
+       clowncar/analysis/plots.py clowncar/analysis/figure_needs.py clowncar/worker/dist.py clowncar/worker/compiled.py
        clowncar/store/importers/__init__.py clowncar/store/import_command.py
        clowncar/doctor.py clowncar/worker/artifact_commands.py
        clowncar/orchestrator/workers.py clowncar/orchestrator/embedded.py

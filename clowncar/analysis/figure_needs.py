@@ -60,7 +60,8 @@ def bpb_vs_width(runs: pd.DataFrame) -> str:
     widths = complete_rows(with_bpb, ["width"])["width"]
     if widths.empty:
         return f"{need}; none of the {_of(with_bpb)} with a BPB records its width"
-    return f"{need}; the {len(widths)} runs with both record one width ({widths.iloc[0]:g})"
+    verb = "records" if len(widths) == 1 else "record"
+    return f"{need}; the {_of(widths)} with both {verb} one width ({widths.iloc[0]:g})"
 
 
 def pareto(runs: pd.DataFrame) -> str:

@@ -33,8 +33,10 @@ def test_the_eval_figure_says_whether_runs_have_no_eval_or_only_one() -> None:
 def test_the_quant_gap_figure_counts_runs_with_a_gap_and_with_loops() -> None:
     runs = pd.DataFrame({"quant_gap": [0.01, None, None], "loops": [None, 2.0, 3.0], "crawl_frac": 0.5})
     assert plots.quant_gap_vs_loops(runs) is None
-    assert figure_needs.quant_gap_vs_loops(runs).endswith(
-        "its loop count (model.crawler_loops); of the 3 runs, 1 records a gap and 2 a loop count, none both")
+    assert figure_needs.quant_gap_vs_loops(runs) == (
+        "needs each run's quantization gap (results val_bpb and q_val_bpb, or sliding_val_bpb and q_sliding_val_bpb: "
+        "BPB before and after quantization) and its loop count (model.crawler_loops); of the 3 runs, 1 records a gap "
+        "and 2 a loop count, none both")
     assert figure_needs.quant_gap_vs_loops(runs.drop(columns="quant_gap")).endswith(
         "of the 3 runs, 0 record a gap and 2 a loop count")
 
@@ -48,6 +50,32 @@ def test_the_width_figure_names_model_dim_and_the_one_width_the_runs_share() -> 
     auto = runs.assign(width=float("nan"))
     assert plots.bpb_vs_width(auto) is None
     assert figure_needs.bpb_vs_width(auto).endswith("; none of the 2 runs with a BPB records its width")
+
+
+def test_the_loss_figure_lists_every_column_its_step_rows_lack() -> None:
+    steps = pd.DataFrame({"trial_uid": ["a", "a"], "kind": ["C", "N"]})
+    assert plots.loss_curves(steps, pd.DataFrame({"run_id": ["a"], "label": ["x"]})) is None
+    assert figure_needs.loss_curves(steps).endswith("; the 2 step rows have no step, train_loss")
+
+
+def test_the_width_figure_of_a_single_run_speaks_of_one_run() -> None:
+    no_width = pd.DataFrame({"bpb": [2.1], "width": [float("nan")], "unique_layers": 3})
+    assert plots.bpb_vs_width(no_width) is None
+    assert figure_needs.bpb_vs_width(no_width).endswith("; none of the 1 run with a BPB records its width")
+    one = pd.DataFrame({"bpb": [2.1, None], "width": [96.0, 128.0], "unique_layers": 3})
+    assert plots.bpb_vs_width(one) is None
+    assert figure_needs.bpb_vs_width(one).endswith("; the 1 run with both records one width (96)")
+
+
+def test_the_pareto_figure_counts_runs_with_artifact_bytes_and_with_a_bpb() -> None:
+    apart = pd.DataFrame({"bpb": [2.1, None], "artifact_bytes": [None, 15_000_000.0]})
+    assert plots.pareto(apart, []) is None
+    assert figure_needs.pareto(apart).endswith("of the 2 runs, 1 records artifact_bytes and 1 a BPB, none both")
+
+
+def test_the_top_configs_figure_names_the_metric_no_run_records() -> None:
+    assert plots.top_config_seeds([]) is None
+    assert figure_needs.top_config_seeds([]) == "needs runs that record the report's metric (BPB); none does"
 
 
 def test_the_pareto_figure_names_artifact_bytes() -> None:
