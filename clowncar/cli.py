@@ -4,6 +4,7 @@ and is registered here; command modules import heavy libraries (torch, ray) insi
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib
 import os
@@ -147,12 +148,14 @@ def _command(typer_app: typer.Typer) -> Callable[..., Any]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every way a command can fail ends in one line on stderr and a documented exit code
     (`clowncar.errors.EXIT_CODES`), never a traceback unless CLOWNCAR_DEBUG=1."""
+    from clowncar.interrupts import signals_ignored_to_the_end
     from clowncar.redact import hide_secrets_in_title
     from clowncar.settings import hold_secret_env
 
     hold_secret_env()  # the store URL stays in this process: no child process inherits it
     if argv is None:  # the real command line, not a test's call
         hide_secrets_in_title(["clowncar", *sys.argv[1:]])
+        atexit.register(signals_ignored_to_the_end)  # a signal as Python finalizes: the exit code as decided
     try:
         code = _command(app)(args=argv, prog_name="clowncar", standalone_mode=False)
     except _EXITS as exc:
