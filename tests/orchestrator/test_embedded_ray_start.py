@@ -131,6 +131,21 @@ def test_a_cluster_is_joined_as_given_and_nothing_is_reaped(fake_ray, tmp_path: 
     assert fake_ray["reaped"] == [] and fake_ray["atexit"] == []
 
 
+def test_ray_connects_this_driver_without_its_failure_signal_handler(fake_ray, tmp_path: Path, monkeypatch) -> None:
+    """Ray's C++ failure-signal handler, once installed in the driver, is taken out by `ray.shutdown`, which sets
+    SIGTERM to its default action under our SIG_IGN: a SIGTERM after a sweep's last trial ended it -15
+    (tests/orchestrator/test_interrupts.py). Embedded or on a cluster, `ray.init` runs with Ray's switch that
+    leaves it out; afterwards the switch is as it was."""
+    import ray._private.ray_constants as ray_constants
+
+    before, switch = ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER, []
+    monkeypatch.setattr(ray, "init", lambda **kw: switch.append(ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER))
+    ray_start.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path))
+    ray_start.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path, address="head:6379"))
+    assert switch == [True, True]
+    assert ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER is before
+
+
 def test_a_running_ray_is_used_as_it_is(fake_ray, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     ray_start.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path))
