@@ -23,14 +23,24 @@ def parse_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
+        if _netloc(url).count("@") > 1:  # masked, user:p@ss:w@host reads like a valid URL: name the cause
+            raise StoreError(_AT_IN_PASSWORD.format(safe_text(url))) from None
         raise StoreError(f"not a database URL: {safe_text(url)!r} (expected e.g. sqlite:///runs/clowncar.db "
                          "or postgresql+psycopg://user@host/db)") from None
     if parsed.host and "@" in parsed.host:
         # user:p@ss@host splits at the first '@': the driver would try to resolve 'ss@host' and print it, half
         # of the password, in its error. Refuse it before any connection, without naming any part of it.
-        raise StoreError(f"the store URL {safe_text(url)} has an '@' in its password (percent-encode it: '@' "
-                         "is %40)")
+        raise StoreError(_AT_IN_PASSWORD.format(safe_text(url)))
     return parsed
+
+
+_AT_IN_PASSWORD = "the store URL {} has an '@' in its password (percent-encode it: '@' is %40, ':' is %3A)"
+
+
+def _netloc(url: str) -> str:
+    """The part of a URL between '://' and the next '/' (where user, password and host are)."""
+    _, sep, rest = url.partition("://")
+    return rest.split("/", 1)[0] if sep else ""
 
 
 def safe_url(url: URL | str) -> str:
