@@ -115,6 +115,21 @@ def amount(seconds: float, unit: str) -> str:
     return f"{seconds:.0f} {unit}-seconds"
 
 
+def _estimate_basis(spec: SweepSpec, gpu_hours: float | None) -> str:
+    """Where the per-trial seconds come from, so that a user can weigh the estimate (a researcher budgeting a
+    week of GPUs read the 600 s training cap + 10 % as a prediction of whole trials, evaluation included)."""
+    if spec.budget.trial_seconds_estimate:
+        line = "  per trial: budget.trial_seconds_estimate"
+    else:
+        line = ("  per trial: train.max_wallclock_seconds + 10 % (the training cap: evaluation, quantization and "
+                "compilation come on top)")
+    line += "; the driver uses the measured trial times once trials finish"
+    cap = spec.budget.max_gpu_hours
+    if gpu_hours is not None and cap and cap >= gpu_hours:
+        line += f"; budget.max_gpu_hours {cap:g} stops the sweep if they add up to it"
+    return line
+
+
 def plan_lines(spec: SweepSpec) -> list[str]:
     plan = make_plan(spec)
     if plan.sampler == "grid":
@@ -149,7 +164,7 @@ def plan_lines(spec: SweepSpec) -> list[str]:
                 f"{mean:.0f} s on average, no GPU)")
     if spec.scheduler.type == "asha":
         cost += "; ASHA may stop trials early: this is the most it takes"
-    lines.append(cost)
+    lines += [cost, _estimate_basis(spec, plan.gpu_hours if plan.gpus else None)]
     if plan.sampler == "grid":  # a sampler's trials are not known before they are sampled
         reference = reference_line(spec, [*spec.distinct_enqueue().points, *spec.distinct_grid().points])
         lines += [reference] if reference else []

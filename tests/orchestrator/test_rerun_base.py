@@ -72,7 +72,9 @@ def test_an_imported_sweep_reruns_its_best_configs_from_the_base_spec(url: str, 
         "model.crawler_loops=2, model.crawler_mlp_mult=4.0, model.model_dim=64",
         "  2. train.cadence=1, train.cadence_offset=0, train.grad_clip_norm=5.0, model.num_crawler_layers=1, "
         "model.crawler_loops=4, model.crawler_mlp_mult=2.0, model.model_dim=64",
-        "  estimated: 4.4 trial-minutes on CPU (4 trials x 66 s on average, no GPU)"]
+        "  estimated: 4.4 trial-minutes on CPU (4 trials x 66 s on average, no GPU)",
+        "  per trial: train.max_wallclock_seconds + 10 % (the training cap: evaluation, quantization and compilation "
+        "come on top); the driver uses the measured trial times once trials finish"]
     (spec,) = runs
     b = {"train.cadence": 3, "train.cadence_offset": 0, "train.grad_clip_norm": 5.0, "model.num_crawler_layers": 2,
          LOOPS: 2, "model.crawler_mlp_mult": 4.0, "model.model_dim": 64}
@@ -89,7 +91,9 @@ def test_a_dry_run_prints_the_configs_and_the_plan_and_runs_nothing(url: str, tm
     cmd.rerun_cmd("par", top=2, seeds="1,2", keys=CADENCE, dry_run=True, store=url)
     assert capsys.readouterr().out.splitlines() == [
         "child sweep par-rerun-top2: 4 trials (2 configs x 2 seeds)", "  1. the base config", "  2. train.cadence=3",
-        "  estimated: 4.4 trial-minutes on CPU (4 trials x 66 s on average, no GPU)"]
+        "  estimated: 4.4 trial-minutes on CPU (4 trials x 66 s on average, no GPU)",
+        "  per trial: train.max_wallclock_seconds + 10 % (the training cap: evaluation, quantization and compilation "
+        "come on top); the driver uses the measured trial times once trials finish"]
     assert runs == []
     with open_store(url) as st:
         assert st.sweep_names() == ["par"]  # nothing written

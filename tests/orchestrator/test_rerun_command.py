@@ -67,7 +67,9 @@ def test_rerun_runs_the_best_configs_over_the_default_seeds(parent: str, monkeyp
     cmd.rerun_cmd("par", store=parent)
     assert capsys.readouterr().out.splitlines() == [
         "child sweep par-rerun-top3: 9 trials (3 configs x 3 seeds)", f"  1. {LOOPS}=2", f"  2. {LOOPS}=3",
-        f"  3. {LOOPS}=1", "  estimated: 9.9 trial-minutes on CPU (9 trials x 66 s on average, no GPU)"]
+        f"  3. {LOOPS}=1", "  estimated: 9.9 trial-minutes on CPU (9 trials x 66 s on average, no GPU)",
+        "  per trial: train.max_wallclock_seconds + 10 % (the training cap: evaluation, quantization and compilation "
+        "come on top); the driver uses the measured trial times once trials finish"]
     ((spec, store, address, cpus, gpus, quiet), kw) = calls[0]
     assert (store, address, cpus, gpus, quiet, kw) == (parent, None, None, None, False, {"resume": False})
     assert spec.name == "par-rerun-top3" and spec.parent == "par"

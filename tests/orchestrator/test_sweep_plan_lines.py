@@ -11,6 +11,10 @@ from clowncar.orchestrator.spec import spec_from_dict
 from clowncar.orchestrator.sweep_plan import MERGED_SHOWN, make_plan, plan_lines
 
 LOOPS, CADENCE, WALL = "model.crawler_loops", "train.cadence", "train.max_wallclock_seconds"
+MEASURED = "; the driver uses the measured trial times once trials finish"
+FROM_CAP = ("  per trial: train.max_wallclock_seconds + 10 % (the training cap: evaluation, quantization and compilation "
+            "come on top)" + MEASURED)
+FROM_ESTIMATE = "  per trial: budget.trial_seconds_estimate" + MEASURED
 
 
 def spec_of(**fields: Any) -> Any:
@@ -24,7 +28,7 @@ def test_a_grid_counts_its_points_merges_the_moot_ones_and_costs_the_rest_on_cpu
         "sweep p (grid): 4 grid points, 3 distinct trials",
         "  merged before the start (1 point would repeat another's trial, same config hash):",
         "    model.crawler_loops=1: train.cadence=3 -> runs as train.cadence=2",
-        "  estimated: 3.3 trial-minutes on CPU (3 trials x 66 s on average, no GPU)"]
+        "  estimated: 3.3 trial-minutes on CPU (3 trials x 66 s on average, no GPU)", FROM_CAP]
     plan = make_plan(spec)
     assert (plan.points, plan.distinct, plan.trials, plan.gpus) == (4, 3, 3, 0)
     assert plan.trial_seconds == 3 * 66.0 and plan.gpu_hours == 0.0
@@ -44,13 +48,16 @@ def test_a_gpu_grid_within_a_budget_runs_its_longest_trials_and_says_what_stops_
         "    model.crawler_loops=1, train.max_wallclock_seconds=100: train.cadence=3 -> runs as train.cadence=2",
         "    model.crawler_loops=1, train.max_wallclock_seconds=200: train.cadence=3 -> runs as train.cadence=2",
         "  estimated: 25.7 GPU-minutes (4 trials x 2 GPUs x 193 s on average; budget.max_gpu_hours 0.1 stops it "
-        "sooner); ASHA may stop trials early: this is the most it takes"]
+        "sooner); ASHA may stop trials early: this is the most it takes", FROM_CAP]
 
 
-def test_a_gpu_budget_above_the_cost_is_not_mentioned() -> None:
+def test_a_gpu_budget_above_the_cost_does_not_stop_it_sooner_but_is_named_as_the_cap_on_measured_time() -> None:
+    # a week's grid whose trials take twice the training cap (evaluation on one GPU) stops at the budget: the
+    # plan names it even when the estimate fits under it
     spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2, 3]}}, budget={"max_trials": 2, "max_gpu_hours": 5},
                    resources={"gpus": 1})
-    assert plan_lines(spec)[-1] == "  estimated: 2.2 GPU-minutes (2 trials x 1 GPU x 66 s on average)"
+    assert plan_lines(spec)[-2:] == ["  estimated: 2.2 GPU-minutes (2 trials x 1 GPU x 66 s on average)",
+                                     FROM_CAP + "; budget.max_gpu_hours 5 stops the sweep if they add up to it"]
 
 
 def test_a_sampled_sweep_costs_its_queued_points_then_the_rest_at_the_expected_length() -> None:
@@ -62,7 +69,7 @@ def test_a_sampled_sweep_costs_its_queued_points_then_the_rest_at_the_expected_l
         "sweep p (random): 3 enqueued points, 2 distinct trials; runs 5 trials (budget.max_trials), the rest sampled",
         "  merged before the start (1 point would repeat another's trial, same config hash):",
         "    model.crawler_loops=1: train.cadence=3 -> runs as train.cadence=2",
-        "  estimated: 8.1 trial-minutes on CPU (5 trials x 97 s on average, no GPU)"]
+        "  estimated: 8.1 trial-minutes on CPU (5 trials x 97 s on average, no GPU)", FROM_CAP]
 
 
 def test_a_sweep_of_queued_points_only_says_nothing_is_sampled_or_how_much_of_the_queue_runs() -> None:
@@ -97,13 +104,14 @@ def test_points_merged_into_one_trial_share_a_line_and_a_long_list_is_cut() -> N
     lines = plan_lines(many)
     assert lines[1].startswith(f"  merged before the start ({MERGED_SHOWN + 2} points")
     assert lines[2] == "    model.crawler_loops=1, train.matrix_lr=0.01: train.cadence=3 -> runs as train.cadence=2"
-    assert lines[2 + MERGED_SHOWN] == "    ... and 2 more" and len(lines) == MERGED_SHOWN + 4
+    assert lines[2 + MERGED_SHOWN] == "    ... and 2 more" and len(lines) == MERGED_SHOWN + 5
 
 
-def test_a_plan_without_merges_or_a_budget_cut_is_two_lines() -> None:
+def test_a_plan_without_merges_or_a_budget_cut_is_three_lines() -> None:
     spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2, 3]}})
     assert plan_lines(spec) == ["sweep p (grid): 2 grid points, 2 distinct trials",
-                                "  estimated: 2.2 trial-minutes on CPU (2 trials x 66 s on average, no GPU)"]
+                                "  estimated: 2.2 trial-minutes on CPU (2 trials x 66 s on average, no GPU)",
+                                FROM_CAP]
     assert make_plan(spec_of(sampler="random", budget={"max_trials": 3})).trial_seconds == 3 * 66.0
 
 
@@ -113,21 +121,23 @@ def test_a_grid_with_queued_points_counts_both_and_one_trial_is_its_own_mean() -
     assert (plan.points, plan.distinct, plan.trials) == (3, 3, 3)
     single = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}}, budget={"max_trials": 1,
                                                                         "trial_seconds_estimate": 90})
-    assert plan_lines(single)[-1] == "  estimated: 1.5 trial-minutes on CPU (1 trial x 90 s on average, no GPU)"
+    assert plan_lines(single)[-2:] == ["  estimated: 1.5 trial-minutes on CPU (1 trial x 90 s on average, no GPU)",
+                                       FROM_ESTIMATE]
 
 
 def test_a_gpu_budget_equal_to_the_cost_does_not_stop_it_sooner() -> None:
     spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}}, resources={"gpus": 1},
                    budget={"max_trials": 1, "max_gpu_hours": 0.01, "trial_seconds_estimate": 36})
     assert make_plan(spec).gpu_hours == 0.01
-    assert plan_lines(spec)[-1] == "  estimated: 36 GPU-seconds (1 trial x 1 GPU x 36 s on average)"
+    assert plan_lines(spec)[-2:] == ["  estimated: 36 GPU-seconds (1 trial x 1 GPU x 36 s on average)",
+                                     FROM_ESTIMATE + "; budget.max_gpu_hours 0.01 stops the sweep if they add up to it"]
 
 
 def test_exactly_as_many_merged_lines_as_are_shown_need_no_count() -> None:
     lrs = [round(0.01 + 0.001 * i, 3) for i in range(MERGED_SHOWN)]
     spec = spec_of(sampler="grid", space={LOOPS: {"grid": [1]}, CADENCE: {"grid": [2, 3]}, "train.matrix_lr": {"grid": lrs}})
     lines = plan_lines(spec)
-    assert len(lines) == MERGED_SHOWN + 3 and not any(line.startswith("    ... and") for line in lines)
+    assert len(lines) == MERGED_SHOWN + 4 and not any(line.startswith("    ... and") for line in lines)
 
 
 REFERENCE_WARNING = ("  tests 1a/1b: {} of the {} trials that alternate C- and N-steps have no cadence-0 or cadence-1 "
