@@ -6,8 +6,9 @@ notice the raylet is gone, then block for up to 60 s trying to report it to the 
 to PID 1 (measured; reference/ray_tune_optuna_facts.md section 6). So every embedded driver records its Ray
 process tree (PID and start time) in `RUNS_DIR/ray-embedded/DRIVER_PID.json`, deletes the record when it ends
 normally, and the next embedded start kills, by PID, what a dead driver's record still lists. The start time
-guards against a reused PID: a process that is not the one recorded is never touched. A driver interrupted while
-`ray.init` runs (before there is a record) kills what it started itself (`kill_started_since`).
+guards against a reused PID: a process that is not the one recorded is never touched. While `ray.init` runs the
+record is kept up to date (`recorded_while_starting`), so a driver SIGKILLed then is reaped too; one interrupted
+then kills what it started itself (`kill_started_since`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import json
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,13 +99,45 @@ def record(runs_dir: Path) -> Path | None:
     if me is None:
         return None
     procs = [[p, t] for p in descendants(os.getpid()) if (t := start_time(p)) is not None]
-    folder = runs_dir / RECORDS
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{os.getpid()}.json"
+    path = _record_path(runs_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"driver": [os.getpid(), me], "procs": procs}))
     tmp.replace(path)
     return path
+
+
+def _record_path(runs_dir: Path) -> Path:
+    return runs_dir / RECORDS / f"{os.getpid()}.json"
+
+
+@contextlib.contextmanager
+def recorded_while_starting(runs_dir: Path, every: float = 0.5) -> Iterator[None]:
+    """While the block runs (an embedded `ray.init`: seconds), this driver's record is written again every `every`
+    seconds with what it has started so far. A driver SIGKILLed inside `ray.init` used to leave no record, and
+    Ray's dashboard and runtime-env agents, up seconds before `ray.init` returns, lived on for 60 s that the next
+    start did not shorten (measured: both alive 60 s after a SIGKILL sent as the dashboard agent appeared,
+    through another sweep's whole run). A block that fails takes its record away (what it started is killed:
+    `killed_unless_started`); after one that ends normally the caller writes the final record (`record`)."""
+    stop = threading.Event()
+
+    def keep_recording() -> None:
+        while not stop.wait(every):
+            with contextlib.suppress(OSError):  # best effort: a write missed now is made next time round
+                record(runs_dir)
+
+    writer = threading.Thread(target=keep_recording, name="clowncar-ray-record", daemon=True)
+    writer.start()
+    try:
+        yield
+    except BaseException:
+        stop.set()
+        writer.join()
+        _record_path(runs_dir).unlink(missing_ok=True)
+        raise
+    finally:
+        stop.set()
+        writer.join()
 
 
 def reap_dead_drivers(runs_dir: Path) -> list[int]:

@@ -37,8 +37,8 @@ def init_ray(opts: RunOptions) -> None:
     embedded.reap_dead_drivers(opts.runs_dir)
     # innermost, the hold: a signal held while Ray connects is raised where the clean-up of the two above sees it
     # without Ray's failure-signal handler: ray.shutdown would set SIGTERM to the default action under our SIG_IGN
-    with (sigterm_handler_kept(), embedded.killed_unless_started(), _secrets_kept_from_ray(),
-          without_ray_failure_handler(), held_from_ray_connect()):
+    with (sigterm_handler_kept(), embedded.killed_unless_started(), embedded.recorded_while_starting(opts.runs_dir),
+          _secrets_kept_from_ray(), without_ray_failure_handler(), held_from_ray_connect()):
         ray.init(address="local", num_cpus=opts.num_cpus or os.cpu_count() or 1, num_gpus=opts.num_gpus or 0,
                  include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     mine = embedded.record(opts.runs_dir)

@@ -250,3 +250,35 @@ def test_off_linux_nothing_is_snapshotted_or_killed(monkeypatch, sleepers) -> No
         (p,) = sleepers()
         raise KeyboardInterrupt
     assert alive(p)
+
+
+def _recorded(runs: Path) -> list[list[int]] | None:
+    """The processes this driver's record lists; None while there is no record."""
+    path = runs / RECORDS / f"{os.getpid()}.json"
+    try:
+        return json.loads(path.read_text())["procs"]
+    except (OSError, ValueError):
+        return None
+
+
+def test_what_starts_while_ray_starts_is_recorded_before_the_block_ends(tmp_path: Path, sleepers) -> None:
+    """A driver SIGKILLed inside `ray.init` left no record: Ray's agents lived on 60 s, through the next start."""
+    with embedded.recorded_while_starting(tmp_path, every=0.05):
+        (agent,) = sleepers()
+        deadline = time.time() + 10
+        while [agent.pid, start_time(agent.pid)] not in (_recorded(tmp_path) or []) and time.time() < deadline:
+            time.sleep(0.02)
+        assert [agent.pid, start_time(agent.pid)] in (_recorded(tmp_path) or [])
+    assert _recorded(tmp_path) is not None  # kept: the caller writes the final record over it
+
+
+def test_a_block_that_fails_takes_its_record_away(tmp_path: Path, sleepers) -> None:
+    with pytest.raises(KeyboardInterrupt), embedded.recorded_while_starting(tmp_path, every=0.05):
+        sleepers()
+        deadline = time.time() + 10
+        while _recorded(tmp_path) is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert _recorded(tmp_path) is not None
+        raise KeyboardInterrupt  # as Ctrl-C inside ray.init: killed_unless_started kills what it started
+    time.sleep(0.2)  # no write comes after the block
+    assert _recorded(tmp_path) is None
