@@ -212,7 +212,7 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
               store: StoreOpt = None, address: AddressOpt = None, num_cpus: CpusOpt = None,
               num_gpus: GpusOpt = None, quiet: QuietOpt = False) -> None:
     """Rerun the K best feasible configs of a sweep over seeds, as a child sweep (lineage kept)."""
-    from clowncar.orchestrator.rerun import parse_keys
+    from clowncar.orchestrator.rerun import ParentMatch, parent_notes, parse_keys, seed_lines
     from clowncar.orchestrator.spec import load_spec
     from clowncar.orchestrator.sweep_plan import plan_lines
 
@@ -237,16 +237,18 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
         typer.echo(f"--top {top}: sweep {name} has only {counted(len(configs), 'distinct config')} to rerun")
     typer.echo(f"child sweep {spec.name}: {len(spec.enqueue)} trials ({counted(len(configs), 'config')} x "
                f"{counted(len(seed_list), 'seed')})")
-    for i, config in enumerate(configs, start=1):
-        typer.echo(f"  {i}. " + (", ".join(f"{k}={v}" for k, v in config.items()) or "the base config"))
+    # the parent's trials match the configs only on its own base (an imported parent has no study)
+    matched = None
+    if base_spec is None:
+        points = spec_of(stored_sweep(name, url)).points if carried else None  # best_configs spelled them out
+        matched = ParentMatch(name, carried, points)
+    for i, (config, note) in enumerate(zip(configs, parent_notes(url, matched, configs), strict=True), start=1):
+        typer.echo(f"  {i}. " + (", ".join(f"{k}={v}" for k, v in config.items()) or "the base config") + note)
     for line in plan_lines(spec)[1:]:  # points that make one trial, and the estimated cost
         typer.echo(line)
     if not dry_run:
-        from clowncar.orchestrator.rerun import seed_lines
-
         run_spec(spec, url, address, num_cpus, num_gpus, quiet, resume=False)
-        # the parent's trials match the configs only on its own base (an imported parent has no study)
-        for line in seed_lines(url, spec, configs, name if base_spec is None else None):
+        for line in seed_lines(url, spec, configs, matched):
             typer.echo(line)
 
 

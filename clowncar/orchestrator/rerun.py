@@ -200,9 +200,21 @@ def child_spec(base: SweepSpec, parent: str, configs: list[dict[str, Any]], seed
                           "spec that fits them") from None
 
 
-def seed_values(store_url: str, sweep: str, configs: list[dict[str, Any]]) -> list[list[tuple[Any, float]]] | None:
-    """Per config, the (seed, objective) of each feasible finished trial of `sweep` whose point holds every key
-    of that config (the first config that matches takes a trial); None when the sweep has no Optuna study."""
+@dataclass(frozen=True)
+class ParentMatch:
+    """How the parent's trials are read as the configs a rerun carries (as `best_configs` made them): its name,
+    the keys carried (`--keys`; None: all) and, with keys, its named points spelled out."""
+    name: str
+    keys: list[str] | None = None
+    points: dict[str, dict[str, Any]] | None = None
+
+
+def seed_values(store_url: str, sweep: str, configs: list[dict[str, Any]], keys: list[str] | None = None,
+                points: dict[str, dict[str, Any]] | None = None) -> list[list[tuple[Any, float]]] | None:
+    """Per config, the (seed, objective) of each feasible finished trial of `sweep` whose point, read as `pick`
+    reads it (named point spelled out with `points`, the seed left out, only `keys` kept), is that config; None
+    when the sweep has no Optuna study. Equality, not 'holds every key': with --keys the base config is {}, which
+    every trial holds."""
     from clowncar.orchestrator.suggest import trial_params
 
     feasible = feasible_results(store_url, sweep)
@@ -211,20 +223,38 @@ def seed_values(store_url: str, sweep: str, configs: list[dict[str, Any]]) -> li
     found: list[list[tuple[Any, float]]] = [[] for _ in configs]
     for t in feasible:
         point = trial_params(t)
-        match = next((i for i, c in enumerate(configs) if all(point.get(k) == v for k, v in c.items())), None)
+        if points and POINT_KEY in point:
+            point = {**points[point[POINT_KEY]], **{k: v for k, v in point.items() if k != POINT_KEY}}
+        read = {k: v for k, v in point.items() if k != SEED_KEY and (keys is None or k in keys)}
+        match = next((i for i, c in enumerate(configs) if c == read), None)
         if match is not None:
             found[match].append((point.get(SEED_KEY), t.values[0]))
     return found
 
 
-def seed_lines(store_url: str, child: SweepSpec, configs: list[dict[str, Any]], parent: str | None) -> list[str]:
+def _parent_values(store_url: str, parent: ParentMatch | None, configs: list[dict[str, Any]]
+                   ) -> list[list[tuple[Any, float]]] | None:
+    return seed_values(store_url, parent.name, configs, parent.keys, parent.points) if parent else None
+
+
+def parent_notes(store_url: str, parent: ParentMatch | None, configs: list[dict[str, Any]]) -> list[str]:
+    """Per config, what the parent measured for it (' (parent 1.1813, n=2)'), so that a user weighs the pick
+    before spending GPUs on it; '' where the parent's trials cannot be matched (`parent` None: see seed_lines)."""
+    found = _parent_values(store_url, parent, configs)
+    if found is None:
+        return [""] * len(configs)
+    return [f" (parent {sum(v for _, v in got) / len(got):.4f}, n={len(got)})" if got else "" for got in found]
+
+
+def seed_lines(store_url: str, child: SweepSpec, configs: list[dict[str, Any]], parent: ParentMatch | None
+               ) -> list[str]:
     """What a rerun is for: each config's mean and sd over the child's seeds, every seed's value, and the
-    parent's mean for the same config (`parent`: its name, None when its trials cannot be matched: an imported
-    sweep, or configs carried onto another base). The winner's curse shows as a child mean behind the parent's."""
+    parent's mean for the same config (`parent`: None when its trials cannot be matched: an imported sweep, or
+    configs carried onto another base). The winner's curse shows as a child mean behind the parent's."""
     mine = seed_values(store_url, child.name, configs)
     if mine is None:
         return []
-    theirs = seed_values(store_url, parent, configs) if parent else None
+    theirs = _parent_values(store_url, parent, configs)
     metric = child.objective.metric
     shown = "q_sliding_val_bpb, else q_val_bpb" if metric == "auto" else metric
     lines = [f"each config over the seeds (objective {shown}; `clowncar analyze {child.name}` tests them):"]

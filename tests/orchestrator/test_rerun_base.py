@@ -90,7 +90,10 @@ def test_a_dry_run_prints_the_configs_and_the_plan_and_runs_nothing(url: str, tm
     parent_study(url)
     cmd.rerun_cmd("par", top=2, seeds="1,2", keys=CADENCE, dry_run=True, store=url)
     assert capsys.readouterr().out.splitlines() == [
-        "child sweep par-rerun-top2: 4 trials (2 configs x 2 seeds)", "  1. the base config", "  2. train.cadence=3",
+        # each config with what the parent measured for it: the base config is the narrow point alone (no
+        # cadence set), not every trial
+        "child sweep par-rerun-top2: 4 trials (2 configs x 2 seeds)", "  1. the base config (parent 1.1000, n=1)",
+        "  2. train.cadence=3 (parent 1.2500, n=2)",
         "  estimated: 4.4 trial-minutes on CPU (4 trials x 66 s on average, no GPU)",
         "  per trial: train.max_wallclock_seconds + 10 % (the training cap: evaluation, quantization and compilation "
         "come on top); the driver uses the measured trial times once trials finish"]

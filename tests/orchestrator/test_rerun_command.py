@@ -66,8 +66,8 @@ def test_rerun_runs_the_best_configs_over_the_default_seeds(parent: str, monkeyp
     monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append((args, kw)))
     cmd.rerun_cmd("par", store=parent)
     assert capsys.readouterr().out.splitlines() == [
-        "child sweep par-rerun-top3: 9 trials (3 configs x 3 seeds)", f"  1. {LOOPS}=2", f"  2. {LOOPS}=3",
-        f"  3. {LOOPS}=1", "  estimated: 9.9 trial-minutes on CPU (9 trials x 66 s on average, no GPU)",
+        "child sweep par-rerun-top3: 9 trials (3 configs x 3 seeds)", f"  1. {LOOPS}=2 (parent 1.1000, n=1)",
+        f"  2. {LOOPS}=3 (parent 1.2000, n=1)", f"  3. {LOOPS}=1 (parent 1.3000, n=1)", "  estimated: 9.9 trial-minutes on CPU (9 trials x 66 s on average, no GPU)",
         "  per trial: train.max_wallclock_seconds + 10 % (the training cap: evaluation, quantization and compilation "
         "come on top); the driver uses the measured trial times once trials finish"]
     ((spec, store, address, cpus, gpus, quiet), kw) = calls[0]

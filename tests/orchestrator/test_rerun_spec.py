@@ -154,7 +154,7 @@ def test_a_carried_config_that_does_not_build_on_the_base_names_the_parent_and_t
 
 
 def test_a_rerun_ends_with_each_configs_seeds_and_the_parents_mean(url: str) -> None:
-    from clowncar.orchestrator.rerun import seed_lines
+    from clowncar.orchestrator.rerun import ParentMatch, seed_lines
 
     parent = _parent_study(url)
     for loops, seed, value in [(2, 1, 1.2), (2, 2, 1.4), (1, 1, 1.5), (3, 1, 9.0)]:
@@ -167,7 +167,7 @@ def test_a_rerun_ends_with_each_configs_seeds_and_the_parents_mean(url: str) -> 
     _add(study, 1, 2, 0.1, over_cap=1.0)  # over the size cap: not a result
     _add(study, 4, 1, None, state=TrialState.FAIL)
     configs = [{LOOPS: 2}, {LOOPS: 1}, {LOOPS: 4}]
-    assert seed_lines(url, child, configs, "par") == [
+    assert seed_lines(url, child, configs, ParentMatch("par")) == [
         "each config over the seeds (objective q_sliding_val_bpb, else q_val_bpb; `clowncar analyze par-rerun-top3` "
         "tests them):",
         "  1. mean 1.6000 sd 0.1414 (n=2: 1: 1.5000, 2: 1.7000); parent 1.3000 (n=2)",
@@ -175,6 +175,6 @@ def test_a_rerun_ends_with_each_configs_seeds_and_the_parents_mean(url: str) -> 
         "  3. no finished seed"]
     assert seed_lines(url, child, configs, None)[1] == "  1. mean 1.6000 sd 0.1414 (n=2: 1: 1.5000, 2: 1.7000)"
     gone = child_spec(parent_of(), "par", configs, [1], 3, "never-ran")
-    assert seed_lines(url, gone, configs, "par") == []  # no study: nothing ran
+    assert seed_lines(url, gone, configs, ParentMatch("par")) == []  # no study: nothing ran
     named = child_spec(parent_of(objective={"metric": "val_bpb"}), "par", configs, [1, 2], 3, None)
-    assert seed_lines(url, named, configs, "par")[0].startswith("each config over the seeds (objective val_bpb; ")
+    assert seed_lines(url, named, configs, ParentMatch("par"))[0].startswith("each config over the seeds (objective val_bpb; ")
