@@ -19,6 +19,7 @@ from clowncar.analysis import figure_needs as needs
 from clowncar.analysis.document import Doc, fmt
 from clowncar.analysis.family import run_all
 from clowncar.analysis.result import UNDECIDED, TestResult, jsonable
+from clowncar.analysis.unrecorded import code_versions, dirty_flags, warmdown_starts
 from clowncar.store.store import config_hash
 
 SUMMARY_COLUMNS = ["test", "effect", "unit", "ci", "p", "p_adjusted", "runs", "steps", "verdict"]
@@ -125,12 +126,13 @@ NO_CONFIG_HASH = config_hash({})
 
 
 def provenance(runs: pd.DataFrame) -> dict[str, Any]:
-    cols = [c for c in ("run_id", "sweep", "label", "seed", "config_hash", "config_key", "git_commit", "bpb",
-                        "width", "params", "quant_gap") if c in runs]
+    cols = [c for c in ("run_id", "sweep", "label", "seed", "config_hash", "config_key", "git_commit", "git_dirty",
+                        "warmdown_step", "bpb", "width", "params", "quant_gap") if c in runs]
     records = runs[cols].assign(eval_mode=runs.attrs.get("metric_mode")).to_dict("records") if len(runs) else []
     hashes = runs.get("config_hash", pd.Series(dtype=object)).dropna().astype(str)
     return {"runs": records,
             "git_commits": sorted({str(c) for c in runs.get("git_commit", pd.Series(dtype=object)).dropna()}),
+            "runs_dirty": int(dirty_flags(runs).sum()),
             "config_hashes": sorted(set(hashes) - {NO_CONFIG_HASH}),
             "runs_without_config": int((hashes == NO_CONFIG_HASH).sum()),
             "analysis_git_commit": _own_commit(),
@@ -150,9 +152,10 @@ def _own_commit() -> str | None:
     return res.stdout.strip() or None
 
 
-SIGNALS_DEMO = ("`clowncar demo --signals` runs sweeps/signals.yaml, built to give every test an estimate (28 CPU "
-                "trials, 2.5 to 11 min on 2 cores; docs/signals.md)")
-"""A sweep that feeds every test, with its cost as measured in docs/signals.md (idle and busy cores)."""
+SIGNALS_DEMO = ("What each test needs: docs/signals.md; `clowncar demo --signals` runs sweeps/signals.yaml, a sweep "
+                "built to give every test an estimate (28 CPU trials, 2.5 to 11 min on 2 cores)")
+"""Where a user's own sweep learns what to add, and a sweep that feeds every test, with its cost as measured in
+docs/signals.md (idle and busy cores)."""
 
 
 def data_hint(results: list[TestResult]) -> str | None:
@@ -249,8 +252,10 @@ def document(a: dict[str, Any]) -> Doc:
             d.p(f"{sweep}: skipped ({imp['reason']})")
     d.h(2, "Provenance")
     prov = a["provenance"]
-    d.p(f"git commits of the runs: {', '.join(prov['git_commits']) or 'not recorded'}; "
-        f"{len(prov['config_hashes'])} config hashes"
+    d.p(f"git commits of the runs: {', '.join(prov['git_commits']) or 'not recorded'}"
+        + (f" ({prov['runs_dirty']} run(s) from a checkout with uncommitted changes)" if prov.get("runs_dirty")
+           else "")
+        + f"; {len(prov['config_hashes'])} config hashes"
         + (f" ({prov['runs_without_config']} run(s) record no config)" if prov.get("runs_without_config") else "")
         + ". Every run used:")
     d.table(prov["runs"], limit=400)

@@ -194,9 +194,9 @@ EXPECTED_REPORT = "\n".join([
     '',
     '## Signal tests',
     '',
-    'Not enough data for 1 of 2 tests: 6 lacks data for an estimate (the verdict says what). `clowncar demo --s'
-    'ignals` runs sweeps/signals.yaml, built to give every test an estimate (28 CPU trials, 2.5 to 11 min on 2 '
-    'cores; docs/signals.md).',
+    'Not enough data for 1 of 2 tests: 6 lacks data for an estimate (the verdict says what). What each test needs'
+    ': docs/signals.md; `clowncar demo --signals` runs sweeps/signals.yaml, a sweep built to give every test an es'
+    'timate (28 CPU trials, 2.5 to 11 min on 2 cores).',
     '',
     '| test | effect | unit | ci | p | p_adjusted | runs | steps | verdict |',
     '|---|---|---|---|---|---|---|---|---|',
@@ -292,8 +292,8 @@ def test_the_tests_that_cannot_decide_are_named_once_with_what_would_give_them_d
                                     verdict=f"{undecided}: effect -0.02 BPB"),
                report_inputs.result(key="6_seed_variance", status="descriptive", effect=0.008, verdict="descriptive")]
     line = ("Not enough data for 3 of 5 tests: 1a, 3a lack data for an estimate (the verdict says what) and 5 needs "
-            "more runs. `clowncar demo --signals` runs sweeps/signals.yaml, built to give every test an estimate (28 "
-            "CPU trials, 2.5 to 11 min on 2 cores; docs/signals.md).")
+            "more runs. What each test needs: docs/signals.md; `clowncar demo --signals` runs sweeps/signals.yaml, a "
+            "sweep built to give every test an estimate (28 CPU trials, 2.5 to 11 min on 2 cores).")
     assert report.data_hint(results) == line
     summary = report.printed_summary({**report_inputs.analysis(report_inputs.runs(), []), "results": results})
     assert summary.splitlines().count(f"  {line}") == 1 and summary.count("signals.yaml") == 1

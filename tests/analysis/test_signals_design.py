@@ -98,4 +98,4 @@ def test_the_reports_pointer_to_the_signal_demo_counts_the_trials_of_the_spec_th
 
     spec = load_spec(SPEC)
     assert SIGNALS == SPEC and spec.resources.gpus == 0
-    assert f"runs sweeps/signals.yaml, built to give every test an estimate ({spec.max_trials()} CPU trials" in SIGNALS_DEMO
+    assert f"runs sweeps/signals.yaml, a sweep built to give every test an estimate ({spec.max_trials()} CPU trials" in SIGNALS_DEMO
