@@ -7,7 +7,9 @@ answers "not enough data" instead of failing.
 
 Derived columns: run_id, sweep, config_hash, config_key (the config without the seed), start_key (see
 `start_units`), label, seed, arch, width, unique_layers, loops, cadence, crawl_frac, shared, params,
-artifact_bytes, bpb (the primary metric), pre_bpb, post_bpb, quant_gap, steps, git_commit.
+artifact_bytes, bpb (the primary metric), pre_bpb, post_bpb, quant_gap, steps, git_commit, git_dirty (the
+worker's checkout had uncommitted changes), warmdown_step (the first LR warm-down step) and warmdown_by (the limit
+that timed it: wallclock or iterations).
 
 Like with like: `bpb` is one result column for every run (runs without it are NaN, never filled from another
 eval mode), and the quantization gap is taken in one eval mode for the whole table (standard when any run has
@@ -33,9 +35,9 @@ METRIC_MODES = {"q_sliding_val_bpb": "quantized weights, sliding-window eval",
 OK_STATUSES = {"ok", "completed", "complete", "imported"}
 RUN_COLUMNS = ("run_id", "sweep", "seed", "arch", "width", "unique_layers", "loops", "cadence", "crawl_frac", "shared",
                "params", "artifact_bytes", "bpb", "pre_bpb", "post_bpb", "quant_gap", "steps", "git_commit",
-               "config_hash", "config_key", "start_key", "label")
+               "git_dirty", "warmdown_step", "warmdown_by", "config_hash", "config_key", "start_key", "label")
 NUMERIC = {"seed", "width", "unique_layers", "loops", "cadence", "crawl_frac", "shared", "params", "artifact_bytes",
-           "bpb", "pre_bpb", "post_bpb", "quant_gap", "steps"}
+           "bpb", "pre_bpb", "post_bpb", "quant_gap", "steps", "warmdown_step"}
 
 
 def _col(df: pd.DataFrame, *names: str) -> pd.Series:
@@ -229,6 +231,9 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     out["pre_bpb"], out["post_bpb"], out["quant_gap"], gap_mode = _quant_gap(df)
     out["steps"] = steps
     out["git_commit"] = _col(df, "git_commit", "provenance.git_commit").astype(object)
+    out["git_dirty"] = _col(df, "git_dirty", "provenance.git_dirty").astype(object)
+    out["warmdown_step"] = _num(_col(df, "warmdown_start_step"))
+    out["warmdown_by"] = _col(df, "warmdown_set_by").astype(object)
     cfg_cols = _config_columns(df)
     out["config_hash"] = _col(df, "config_hash").astype(object)
     # A run that records no config value but its seed (a cadence TSV, a bare log) has an unknown config: it is

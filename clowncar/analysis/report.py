@@ -39,7 +39,7 @@ def analyse(sweeps: list[str], trials: pd.DataFrame, steps: pd.DataFrame | None 
     out["optuna"] = {s: explore.optuna_importances(storage_url, s) for s in sweeps}
     out["frames"] = {"trials": trials, "steps": steps, "evals": evals, "probes": probes}
     out["provenance"] = provenance(runs)
-    out["cautions"] = cautions(trials) + without_metric(runs)
+    out["cautions"] = cautions(trials) + code_versions(runs) + warmdown_starts(runs) + without_metric(runs)
     return out
 
 
