@@ -21,7 +21,8 @@ round trip), `quant_gap`, `tokens_scored`, `bytes_scored`, `params`, `model_dim`
 `tokens_seen`, `train_seconds`, `eval_seconds`, `quant_seconds`, `peak_mem_bytes`, `artifact_bytes`,
 `artifact_file_bytes`, `artifact_code_bytes`, `artifact_code_rule` (challenge | eval_path), `over_cap`,
 `artifact_path` (the model.ptz file, absolute), `artifact_sha256` (of its bytes), `evaluated_weights`,
-`quant_schemes`, `late_qat_step`, `provenance`
+`quant_schemes`, `late_qat_step`, `warmdown_start_step` (the first LR warm-down step; None when none began),
+`warmdown_set_by` (`wallclock` or `iterations`: the limit that timed it), `provenance`
 (`git_commit`, `git_dirty`, `config`, `config_hash`, `torch`, `python`, the versions `numpy`, `zstandard`,
 `sentencepiece`, `triton`, `flash_attn`, `flash_linear_attention` (null when not installed), `libzstd`, `cuda`,
 `device`, `world_size`, `seed`, `host`), `startup_seconds` (launch -> end of the first training step) and

@@ -39,7 +39,7 @@ RESULT_KEYS = (
     "model_dim", "steps", "c_steps", "n_steps", "tokens_seen", "train_seconds", "eval_seconds", "quant_seconds",
     "peak_mem_bytes", "artifact_bytes", "artifact_file_bytes", "artifact_code_bytes", "artifact_code_rule",
     "over_cap", "artifact_path", "artifact_sha256", "evaluated_weights", "quant_schemes", "provenance",
-    "late_qat_step", "startup_seconds", "startup",
+    "late_qat_step", "warmdown_start_step", "warmdown_set_by", "startup_seconds", "startup",
 )
 
 

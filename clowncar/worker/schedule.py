@@ -14,6 +14,9 @@ from clowncar.config import TrainConfig
 class LRPoint:
     scale: float
     phase: str  # warmup | main | warmdown
+    set_by: str | None = None
+    """In the warm-down, the limit that set the multiplier: `wallclock` (the cap and the mean step time so far)
+    or `iterations`. A run records it for its first warm-down step (result.json `warmdown_set_by`)."""
 
 
 def lr_scale(train: TrainConfig, step: int, elapsed_ms: float) -> LRPoint:
@@ -31,16 +34,18 @@ def lr_scale(train: TrainConfig, step: int, elapsed_ms: float) -> LRPoint:
     if train.warmdown_iters <= 0 or step <= train.lr_hold_steps:
         return LRPoint(1.0, "main")
     # Iteration limit: step `iterations` is the last one and trains at 1/warmdown_iters.
-    scale = (train.iterations - step + 1) / train.warmdown_iters
+    scale, set_by = (train.iterations - step + 1) / train.warmdown_iters, "iterations"
     cap_ms = wallclock_cap_ms(train)
     if cap_ms > 0:
         done = step - 1
         if done > 0:  # the mean step time is unknown before the first step: no warm-down yet
             warmdown_ms = train.warmdown_iters * elapsed_ms / done
-            scale = min(scale, max(cap_ms - elapsed_ms, 0.0) / max(warmdown_ms, 1e-9))
+            by_clock = max(cap_ms - elapsed_ms, 0.0) / max(warmdown_ms, 1e-9)
+            if by_clock < scale:
+                scale, set_by = by_clock, "wallclock"
     if scale >= 1.0:
         return LRPoint(1.0, "main")
-    return LRPoint(max(scale, 0.0), "warmdown")
+    return LRPoint(max(scale, 0.0), "warmdown", set_by)
 
 
 def cosine_scale(train: TrainConfig, step: int) -> LRPoint:
@@ -50,7 +55,7 @@ def cosine_scale(train: TrainConfig, step: int) -> LRPoint:
     progress = min(max(step - train.lr_warmup_steps, 0) / span, 1.0)
     floor = train.lr_min_ratio
     scale = floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return LRPoint(scale, "main" if progress == 0 else "warmdown")
+    return LRPoint(scale, "main", None) if progress == 0 else LRPoint(scale, "warmdown", "iterations")
 
 
 def wallclock_cap_ms(train: TrainConfig) -> float:

@@ -154,6 +154,8 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
             set_fake_quant(model, True)  # stays on to the end of training, as the seed's late QAT did
             result["late_qat_step"] = step
             log.line(f"late QAT on at step {step} (lr scale {lr.scale:.4f} < {t.late_qat_threshold})")
+        if lr.phase == "warmdown" and result.get("warmdown_start_step") is None:
+            _warmdown_started(result, step, lr.set_by, log)
         crawl = is_crawl_step(step, cadence_for(t, lr), t.cadence_offset)
         kind = "C" if crawl else "N"
         t0 = time.perf_counter()
@@ -258,6 +260,14 @@ def _quantize_and_roundtrip(model: nn.Module, cfg: TrialConfig, train_files: lis
                   q_sliding_val_loss=res.get("sliding_val_loss"), q_sliding_val_bpb=res.get("sliding_val_bpb"),
                   q_eval_seconds=time.perf_counter() - t0)
     return fields
+
+
+def _warmdown_started(result: dict[str, Any], step: int, set_by: str | None, log: TrialLog) -> None:
+    """The first warm-down step, and the limit that timed it: with the wall clock, runs of one config and seed
+    start it at different steps on a busier or quieter machine, and end at a different BPB."""
+    result.update(warmdown_start_step=step, warmdown_set_by=set_by)
+    why = "the wall clock (train.max_wallclock_seconds)" if set_by == "wallclock" else "the iteration count"
+    log.line(f"LR warm-down from step {step}, timed by {why}")
 
 
 def _startup_done(clock: StartupClock, plan: CompilePlan, result: dict[str, Any], emit: Any,

@@ -48,6 +48,18 @@ def test_iteration_limit_gets_its_own_warmdown_when_it_comes_first() -> None:
     assert lr_scale(capped, 96, 95 * 10.0).scale == pytest.approx(0.5)
 
 
+def test_a_warmdown_step_names_the_limit_that_set_its_multiplier() -> None:
+    """The walk's runs: one config, 40 iterations, a 25 s cap. On a loaded machine (0.8 s a step) the clock's
+    warm-down comes first and sets the multiplier; on a quiet one (0.38 s a step) the iteration limit's does."""
+    train = TrainConfig(iterations=40, warmdown_iters=20, max_wallclock_seconds=25.0)
+    loaded, quiet = lr_scale(train, 25, 24 * 800.0), lr_scale(train, 25, 24 * 380.0)
+    assert loaded == LRPoint(pytest.approx((25_000 - 19_200) / (20 * 800.0)), "warmdown", "wallclock")
+    assert quiet == LRPoint(pytest.approx(16 / 20), "warmdown", "iterations")
+    assert lr_scale(train, 3, 2 * 380.0) == LRPoint(1.0, "main")  # no warm-down yet: no limit named
+    cosine = TrainConfig(lr_schedule="cosine", iterations=10, lr_warmup_steps=2, max_wallclock_seconds=1.0)
+    assert lr_scale(cosine, 2, 900.0).set_by is None and lr_scale(cosine, 3, 900.0).set_by == "iterations"
+
+
 def test_lr_warmup_then_main() -> None:
     train = TrainConfig(lr_warmup_steps=4, warmdown_iters=0)
     assert [lr_scale(train, s, 0.0).scale for s in range(1, 6)] == [0.25, 0.5, 0.75, 1.0, 1.0]

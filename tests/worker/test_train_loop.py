@@ -160,6 +160,8 @@ def test_every_number_train_reports_is_the_plain_loops(loop_cfg: TrialConfig, tm
 
     assert result["status"] == "ok" and result["steps"] == 9 and result["tokens_seen"] == 9 * 256
     assert (result["c_steps"], result["n_steps"]) == (3, 6) and result["late_qat_step"] == 8
+    first_down = next(s for s, _, _, phase in ref["steps"] if phase == "warmdown")  # step 6 trains at 1.0: main
+    assert (result["warmdown_start_step"], result["warmdown_set_by"]) == (first_down, "iterations") == (7, "iterations")
     assert result["evaluated_weights"] == "ema" and result["params"] == ref["params"]
     assert result["model_dim"] == resolve_model_dim(loop_cfg.model) == 32
     assert (result["val_loss"], result["val_bpb"]) == (ref["final"]["val_loss"], ref["final"]["val_bpb"])
@@ -416,6 +418,11 @@ def test_the_wallclock_warmdown_and_stop_follow_the_training_clock_exactly(
     expected = [lr_scale(cfg.train, k, (k - 1) * tick) for k in range(1, 13)]
     assert [(e["lr_scale"], e["phase"]) for e in steps] == [(p.scale, p.phase) for p in expected]
     assert expected[-1].phase == "warmdown" and expected[0].phase == "main"
+    # the clock, not the 1000 iterations, started the warm-down: the run records where, and which limit did
+    first_down = next(k for k, p in enumerate(expected, 1) if p.phase == "warmdown")
+    assert (result["warmdown_start_step"], result["warmdown_set_by"]) == (first_down, "wallclock")
+    assert 1 < first_down < 12 and expected[first_down - 2].phase == "main"
+    assert f"LR warm-down from step {first_down}, timed by the wall clock (train.max_wallclock_seconds)" in log
     assert result["steps"] == 12 and result["train_seconds"] == 12 * tick / 1000
     assert "stopping at step 12: training time 0.1s reached the cap" in (tmp_path / "train.log").read_text()
 
