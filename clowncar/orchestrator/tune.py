@@ -227,6 +227,8 @@ def _tuner(spec: SweepSpec, opts: RunOptions, searcher: Any, callback: Any, rema
         resources: Any = functools.partial(trial_resources, res.cpus, res.gpus)
     else:
         resources = tune.PlacementGroupFactory([{"CPU": res.cpus, "GPU": res.gpus}])
+    from clowncar.orchestrator.same_code import SameCode  # the driver's code, read as the sweep starts
+
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources)
     scheduler = build_scheduler(spec, searcher.gate)
     return tune.Tuner(
@@ -235,7 +237,8 @@ def _tuner(spec: SweepSpec, opts: RunOptions, searcher: Any, callback: Any, rema
                                     max_concurrent_trials=spec.max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name=spec.name, storage_path=str((opts.runs_dir / "tune").resolve()),
                                   failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                                  callbacks=[callback], verbose=0, log_to_file=False),
+                                  callbacks=[callback, SameCode.at_sweep_start()], verbose=0,
+                                  log_to_file=False),
     )
 
 

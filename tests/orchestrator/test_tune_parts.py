@@ -17,9 +17,11 @@ from optuna.trial import TrialState, create_trial
 
 from clowncar.errors import StoreError
 from clowncar.orchestrator import study_storage, tune
+from clowncar.orchestrator.same_code import SameCode
 from clowncar.orchestrator.search import NUMBER
 from clowncar.orchestrator.spec import spec_from_dict
 from clowncar.orchestrator.suggest import DUPLICATE, UNASKED
+from clowncar.version import checkout_commit
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 LOOPS = "model.crawler_loops"
@@ -288,7 +290,9 @@ def test_the_tuner_gets_one_bundle_per_trial_the_searcher_and_the_store_callback
     assert tc_kw["reuse_actors"] is True
     (_, rc_kw), = fake.made["RunConfig"]
     assert rc_kw["name"] == "s" and rc_kw["storage_path"] == str(tmp_path / "runs" / "tune")
-    assert rc_kw["callbacks"] == [callback] and rc_kw["verbose"] == 0 and rc_kw["log_to_file"] is False
+    store_callback, same_code = rc_kw["callbacks"]
+    assert store_callback is callback and rc_kw["verbose"] == 0 and rc_kw["log_to_file"] is False
+    assert isinstance(same_code, SameCode) and same_code.driver == checkout_commit()  # read as the sweep starts
     (_, fc_kw), = fake.made["FailureConfig"]
     assert fc_kw == {"max_failures": 2}
     assert searcher.gate is None  # a CPU sweep has no GPU ledger
