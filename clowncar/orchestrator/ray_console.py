@@ -105,3 +105,22 @@ def last_failure(text: str) -> str:
     cause = next((line.strip() for line in lines[1:] if not line[0].isspace()), "")
     first_sentence = cause.split(". ")[0].rstrip(".")
     return (f"{head} {first_sentence}." if first_sentence else head)[:300]
+
+
+_NODE_DIED = re.compile(r"its node has died|NodeDiedError|node \S* ?(?:has died|is dead|died)", re.I)
+_UNREACHABLE = re.compile(r"ActorUnavailableError|The actor \S+ is unavailable|is temporarily unavailable")
+_PROCESS_DIED = re.compile(r"ActorDiedError|The actor died unexpectedly|worker process has died")
+
+
+def failure_cause(text: str) -> str:
+    """What the last failure of an error.txt was, in words: a node Ray marked dead; an actor Ray lost contact
+    with (ActorUnavailableError: measured when its node's raylet was killed, the walk's dead node); an actor
+    whose own process died; anything else is the trainable's error."""
+    block = re.split(r"^Failure # \d+ \(occurred at [^)]*\)$", text, flags=re.M)[-1]
+    if _NODE_DIED.search(block):
+        return "its node died"
+    if _UNREACHABLE.search(block):
+        return "its node died or stopped answering"
+    if _PROCESS_DIED.search(block):
+        return "its Ray actor's process died"
+    return "its trainable raised an error" if block.strip() else "its Ray actor failed"

@@ -13,13 +13,14 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
-from clowncar.orchestrator.ray_console import RAY_ERRORS, TRIAL_ERROR, error_text, last_failure
+from clowncar.orchestrator.ray_console import RAY_ERRORS, TRIAL_ERROR, error_text, failure_cause, last_failure
 from clowncar.orchestrator.spec import SweepSpec
 from clowncar.orchestrator.status_lines import params_text
 from clowncar.orchestrator.trainable import trial_dir_of
@@ -81,7 +82,13 @@ class StoreCallback(Callback):
         self.runs_dir = runs_dir
         """Where the trial directories are (`trials/SWEEP/NNNNN-A`): Ray's text of a failure is kept there."""
         self.started: set[str] = set()
+        """Tune trial ids whose current attempt the store has started."""
         self.meta: dict[str, tuple[str, int, int, dict[str, Any]]] = {}
+        """Tune trial id -> (trial uid, number, current attempt, params): a Tune retry moves it to the next attempt."""
+        self.billed_from: dict[str, float] = {}
+        """Tune trial id -> when its current execution's worker first reported: GPU time is billed from there."""
+        self.on_retry: Callable[[str, int], None] | None = None
+        """Told (Tune trial id, the retry's attempt) when Tune runs a trial again: the searcher's `retried`."""
         self._last_print = 0.0
         self._last_news: tuple[Any, ...] | None = None
         self._live: Any = None
@@ -94,7 +101,7 @@ class StoreCallback(Callback):
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks into the experiment directory, which we never restore from (see
         # resume.py): leave out the database connection and the live display.
-        return {**self.__dict__, "store": None, "_live": None}
+        return {**self.__dict__, "store": None, "_live": None, "on_retry": None}
 
     def _ids(self, trial: Any) -> tuple[str, int, int, dict[str, Any]]:
         if trial.trial_id not in self.meta:
@@ -104,23 +111,35 @@ class StoreCallback(Callback):
             self.meta[trial.trial_id] = (trial_uid(self.spec.name, number), number, attempt, params)
         return self.meta[trial.trial_id]
 
-    def _start(self, trial: Any, host: str | None) -> None:
-        uid, number, attempt, params = self._ids(trial)
-        if trial.trial_id in self.started:
-            return
+    def _start(self, trial_id: str, host: str | None) -> bool:
+        """Record in the store that the trial's current attempt started on `host` (once); True when this call did."""
+        if trial_id in self.started:
+            return False
+        uid, number, attempt, params = self.meta[trial_id]
         try:
             config = self.spec.trial_config(params).to_dict()
         except Exception:  # an impossible combination: store what was asked; the trial reports the error
             config = apply_overrides(self.spec.base_dict(), params)
         self.store.start_trial(self.spec.name, uid, number, attempt, config, config.get("train", {}).get("seed"),
                                host)
-        self.started.add(trial.trial_id)
-        self.tally.running.add(trial.trial_id)
+        self.started.add(trial_id)
+        self.tally.running.add(trial_id)
+        return True
+
+    def _bill(self, trial_id: str) -> None:
+        """Add the GPU time of the trial's execution that ends now, from its worker's first report, as `sweep
+        status` bills it (search.gpu_seconds_used); an execution that never reported used no GPU."""
+        since = self.billed_from.pop(trial_id, None)
+        if since is not None:
+            self.tally.gpu_seconds += max(0.0, time.time() - since) * self.spec.resources.gpus
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
                         **info: Any) -> None:
-        self._start(trial, result.get("host"))
         uid, number, attempt, params = self._ids(trial)
+        if int(result.get("attempt", attempt)) != attempt:
+            return  # a late report of an execution Tune has retried since: its rows are not this attempt's
+        if self._start(trial.trial_id, result.get("host")):
+            self.billed_from[trial.trial_id] = time.time()
         rows = json.loads(result.get("new_rows") or "{}")
         if rows.get("steps"):
             self.store.add_steps(uid, attempt, rows["steps"])
@@ -135,6 +154,7 @@ class StoreCallback(Callback):
             if res and res.get("artifact_path"):  # the worker's model.ptz: where, how big, which bytes
                 self.store.add_artifact(uid, attempt, str(res["artifact_path"]), res.get("artifact_file_bytes"),
                                         res.get("artifact_code_bytes"), res.get("artifact_sha256"))
+            self._bill(trial.trial_id)
             self._count(trial, status, result, number, params)
         self._print()
 
@@ -145,7 +165,11 @@ class StoreCallback(Callback):
         uid, _, attempt, _ = self.meta[trial_id]
         reason = {"pruned": "stopped early by ASHA", "stopped": "sweep stopped",
                   "crashed": "trial failed after its retries (node or actor lost)"}.get(outcome)
-        self.store.finish_trial(uid, attempt, outcome, reason, None)
+        # A retry stopped before it started never ran: no attempt of it is stored (`sweep resume` runs the next).
+        if trial_id in self.started or outcome != "stopped":
+            self._start(trial_id, None)
+            self.store.finish_trial(uid, attempt, outcome, reason, None)
+        self._bill(trial_id)
         self.tally.running.discard(trial_id)
         self.tally.by_status[outcome] = self.tally.by_status.get(outcome, 0) + 1
         self._print(force=True)
@@ -158,25 +182,37 @@ class StoreCallback(Callback):
         uid, number, attempt, _ = self.meta[trial.trial_id]
         text = error_text(trial)
         reason = last_failure(text) or "its Ray actor failed"
+        self._start(trial.trial_id, None)  # a retry that failed before its first report is an attempt all the same
+        self._bill(trial.trial_id)
         self.store.finish_trial(uid, attempt, "crashed", reason, None)
         where = self._keep(trial_dir_of(self.runs_dir, self.spec.name, number, attempt) / TRIAL_ERROR, text,
                            append=False) if self.runs_dir is not None and text.strip() else None
         self._say(f"trial {number} crashed: {reason}" + (f"; Ray's full error: {where}" if where else ""))
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        """Tune runs the trial again after its actor or node died: one line, Ray's text to the sweep's log (the
-        retry starts the trial's directory afresh)."""
-        if trial.trial_id not in self.meta:
-            return
-        _, number, _, _ = self.meta[trial.trial_id]
+        """Tune runs the trial again after its actor or node died. Each execution is its own attempt, as a re-run
+        by `sweep resume` is: the one that died ends `crashed` (its rows, node and start kept), the retry is the
+        next attempt, with its own rows, node, start and trial folder (the trainable reads its attempt from the
+        config Tune starts it with, changed here). One line on the console; Ray's text goes to the sweep's log."""
+        uid, number, attempt, params = self._ids(trial)
         text = error_text(trial)
+        why, ray_says = failure_cause(text), last_failure(text) or "its Ray actor failed"
+        retry = attempt + 1
+        trial.config["_cc"] = {**trial.config.get("_cc", {}), "attempt": retry}
+        if self.on_retry is not None:  # the study first: a head that dies next resumes the retry, not the crash
+            self.on_retry(trial.trial_id, retry)
+        self._start(trial.trial_id, None)  # an execution that died before its first report is an attempt too
+        self._bill(trial.trial_id)
+        self.store.finish_trial(uid, attempt, "crashed", f"{why} (Ray: {ray_says}); Tune retried it as attempt "
+                                f"{retry}", None)
+        self.meta[trial.trial_id] = (uid, number, retry, params)
+        self.started.discard(trial.trial_id)
         failures = int(getattr(getattr(trial, "run_metadata", None), "num_failures", 0) or 0)
         where = self._keep(self.runs_dir / "trials" / self.spec.name / RAY_ERRORS,
                            f"trial {number}, failure {failures}:\n{text}\n", append=True) \
             if self.runs_dir is not None and text.strip() else None
-        self._say(f"trial {number} failed, retrying it (failure {failures}, max_failures "
-                  f"{self.spec.max_failures}): {last_failure(text) or 'its Ray actor failed'}"
-                  + (f"; Ray's full error: {where}" if where else ""))
+        self._say(f"trial {number}: {why}; Tune runs it again as attempt {retry} (retry {failures} of "
+                  f"max_failures {self.spec.max_failures})" + (f"; Ray's error: {where}" if where else ""))
 
     @staticmethod
     def _keep(path: Path, text: str, append: bool) -> Path | None:
@@ -197,9 +233,7 @@ class StoreCallback(Callback):
         t = self.tally
         t.running.discard(trial.trial_id)
         t.by_status[status] = t.by_status.get(status, 0) + 1
-        wall = float(result.get("wall_s") or 0.0)
-        t.walls.append(wall)
-        t.gpu_seconds += wall * self.spec.resources.gpus
+        t.walls.append(float(result.get("wall_s") or 0.0))
         value = result.get("objective")
         if result.get("feasible") and isinstance(value, float) and math.isfinite(value):
             sign = 1 if self.spec.objective.mode == "min" else -1

@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from clowncar.orchestrator.billing import RETRIED_S, STARTED, gpu_seconds_used
 from clowncar.orchestrator.plan import HORIZON
 from clowncar.orchestrator.spec import SweepSpec
 from clowncar.orchestrator.suggest import CLOSED, NUMBER, DistinctAsk, ask_distinct, never_ran, startup_trials
@@ -42,10 +43,6 @@ ATTEMPT = "clowncar_attempt"
 CONSTRAINT = "artifact_bytes_over_cap"
 END_REASON = "clowncar_end_reason"
 """Study user attr: why the sampler stopped asking (max_trials or the GPU-hour budget), for `sweep status`."""
-STARTED = "clowncar_started"
-"""Trial user attr: when (epoch seconds) its worker started, from the trainable's first report. A trial is asked
-before Ray has room for it and may wait there, or never start at all (a GPU no node offers): GPU-hours count from
-here, not from the ask."""
 DISTINCT_SAMPLERS = ("tpe", "random", "gp")
 """Samplers held to one trial per config (suggest.py). The grid holds distinct points already; NSGA-II's
 offspring are left as its genetic operators make them."""
@@ -145,23 +142,6 @@ def finished_count(study: optuna.Study) -> int:
     return count
 
 
-def gpu_seconds_used(study: optuna.Study, gpus: int) -> float:
-    """GPU-seconds of the study's finished trials, each from its worker's start (`STARTED`) to its end. A trial
-    that never started is not billed: no `STARTED` and no outcome of its own (closed by a stop while it waited for
-    Ray). A trial with an outcome but no `STARTED` (told before that attr existed, or whose first report never
-    reached the driver) counts from its ask, as all trials used to."""
-    total = 0.0
-    for t in study.get_trials(deepcopy=False):
-        if not (t.state.is_finished() and t.datetime_start and t.datetime_complete) or never_ran(t):
-            continue
-        started = t.user_attrs.get(STARTED)
-        if started is not None:
-            total += max(0.0, t.datetime_complete.timestamp() - float(started)) * gpus
-        elif t.state == TrialState.COMPLETE or "status" in t.user_attrs:
-            total += (t.datetime_complete - t.datetime_start).total_seconds() * gpus
-    return total
-
-
 def tell(study: optuna.Study, trial: Any, values: Any, state: TrialState) -> None:
     """`study.tell`, minus the sampler's after-the-fact complaints. Optuna stores the state in a `finally` after
     `sampler.after_trial`, which GridSampler uses to call `study.stop()` (raises outside an objective function)
@@ -206,6 +186,10 @@ class SweepSearch(OptunaSearch):
         self.running_since: dict[str, float] = {}
         self.started: dict[str, float] = {}
         """Tune trial id -> when its worker first reported (`STARTED`, recorded on the Optuna trial too)."""
+        self.retried_s: dict[str, float] = {}
+        """Tune trial id -> worker seconds of its executions Tune retried (`RETRIED_S`)."""
+        self.attempts: dict[str, int] = {}
+        """Tune trial id -> the attempt of Tune's latest retry of it (`retried`); none before a retry."""
         self.gate: Any = None
         """A `ledger.Gate` when GPU trials are admitted by the cluster's GPU ledger (set by run_sweep)."""
         self._held: tuple[str, dict[str, Any], tuple[float, ...]] | None = None
@@ -267,8 +251,8 @@ class SweepSearch(OptunaSearch):
         ledger's gate) has used nothing, and its wait, however long, is never billed; it commits the expected
         trial time only. That share is committed all the same because the trial was asked: unless the sweep is
         stopped it will run and be billed, and a cap that left it out would ask trials it cannot pay for."""
-        return sum(max(expected, now - self.started[tid]) if tid in self.started else expected
-                   for tid in self.running_since)
+        return sum((max(expected, now - self.started[tid]) if tid in self.started else expected)
+                   + self.retried_s.get(tid, 0.0) for tid in self.running_since)
 
     def backlog_seconds(self) -> tuple[float, ...]:
         """Expected seconds of each trial this sweep has still to ask (after the running ones), in the order it
@@ -342,11 +326,30 @@ class SweepSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         # Intermediate values go to ASHA and the store, never to the Optuna trial; the ledger learns where the
         # trial really runs (a retried trial may have moved).
+        retry = self.attempts.get(trial_id)
+        if retry is not None and int(result.get("attempt", retry)) != retry:
+            return  # a late report of an execution Tune has retried since
         if self.gate is not None and result.get("node_id"):
             self.gate.confirm(trial_id, str(result["node_id"]), str(result.get("pg") or ""))
         if trial_id not in self.started and trial_id in self._ot_trials:  # its first report: the worker started
             self.started[trial_id] = time.time()
             self._ot_trials[trial_id].set_user_attr(STARTED, self.started[trial_id])
+
+    def retried(self, trial_id: str, attempt: int) -> None:
+        """Tune runs the trial again after its actor or node died (the store callback's on_trial_recover): the
+        Optuna trial names the retry's attempt, so a head that dies now resumes that one (not the crashed one);
+        the execution that died is billed from its worker's start to now; the retry's bill starts at its own
+        first report, so the wait for a node in between is not billed."""
+        ot = self._ot_trials.get(trial_id)
+        if ot is None:
+            return
+        self.attempts[trial_id] = attempt
+        ot.set_user_attr(ATTEMPT, attempt)
+        started = self.started.pop(trial_id, None)
+        if started is not None:
+            self.retried_s[trial_id] = self.retried_s.get(trial_id, 0.0) + max(0.0, time.time() - started)
+            ot.set_user_attr(RETRIED_S, self.retried_s[trial_id])
+            ot.set_user_attr(STARTED, None)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

@@ -237,11 +237,13 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     meta = config.get("_cc", {})
     spec = SweepSpec.model_validate(ctx.spec)
-    trial_dir = trial_dir_of(Path(ctx.runs_dir), ctx.sweep, int(meta.get("number", 0)), int(meta.get("attempt", 0)))
-    shutil.rmtree(trial_dir, ignore_errors=True)  # a retried trial starts clean: events are re-read from 0
+    attempt = int(meta.get("attempt", 0))  # a Tune retry runs as the next attempt (record.on_trial_recover)
+    trial_dir = trial_dir_of(Path(ctx.runs_dir), ctx.sweep, int(meta.get("number", 0)), attempt)
+    shutil.rmtree(trial_dir, ignore_errors=True)  # a folder of that name from an older sweep: its events are not ours
     trial_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    base = node_facts()
+    # every report names its attempt: the driver drops a late one from an execution it has retried since
+    base = {**node_facts(), "attempt": attempt}
     try:
         cfg = spec.trial_config(config)
     except ClownCarError as err:

@@ -163,6 +163,7 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
         trials_dir = Path(opts.runs_dir).resolve() / "trials"
         callback = StoreCallback(spec, store, tally, show=opts.show, runs_dir=trials_dir.parent)
         searcher = SweepSearch(spec, storage, spec.max_trials(), on_tell=callback.on_tell)
+        callback.on_retry = searcher.retried  # a Tune retry is the trial's next attempt, in the study too
         lease.on_lost = searcher.stopping.set  # another driver owns the sweep now: start no more trials
         if not opts.resume:
             for point in spec.distinct_enqueue().points:

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from clowncar.events import read_events
+
 pytestmark = pytest.mark.slow
 GPU_NODE = {"num_cpus": 2, "num_gpus": 8}
 
@@ -174,4 +176,23 @@ def test_node_killed_mid_trial_is_retried_on_the_other_node(cluster, sweep_env, 
     assert len(trials) == 3 and set(trials["status"]) == {"ok"}  # every trial exactly once
     steps = store.steps_frame(sweeps="nodekill")
     assert not steps.duplicated(["trial_uid", "attempt", "step"]).any()
-    assert (steps.groupby("trial_uid").size() == 20).all()
+    assert (steps.groupby("trial_uid").size() == 20).all()  # each trial's run: its latest attempt
+    # The killed execution and Tune's retry are two attempts, each with its own node, rows and folder (walk 2,
+    # finding 1: one attempt held the killed run's step rows and node with the retry's result).
+    number = meta["number"]
+    attempts = store.get_trial(f"nodekill/{number}")["attempts"]
+    assert [(a["attempt"], a["status"]) for a in attempts] == [(0, "crashed"), (1, "ok")], attempts
+    assert "Tune retried it as attempt 1" in attempts[0]["reason"]
+    assert attempts[0]["node"].endswith(victim.node_id[:12]) and victim.node_id[:12] not in attempts[1]["node"]
+    assert attempts[1]["started_at"] >= attempts[0]["ended_at"]
+    retry = running.with_name(f"{number:05d}-1")
+    assert json.loads((retry / "trial.json").read_text())["node_id"] != victim.node_id
+    rows = store.steps_frame(sweeps="nodekill", trial_uids=f"nodekill/{number}", all_attempts=True)
+    for attempt, folder in ((0, running), (1, retry)):  # the rows of each attempt are its own execution's
+        written = {r["step"]: r["elapsed_ms"] for r in read_events(folder / "events.jsonl")[0] if r["event"] == "step"}
+        stored = dict(zip(*(rows[rows["attempt"] == attempt][c].tolist() for c in ("step", "elapsed_ms")),
+                          strict=True))
+        assert stored.items() <= written.items() and (attempt == 0 or len(stored) == 20), (attempt, stored, written)
+    line = f"trial {number}: its node died"
+    assert line in out and "Tune runs it again as attempt 1 (retry 1 of max_failures 3)" in out, out
+    assert "RpcError" not in out and "The actor " not in out, out  # Ray's text stays in ray-errors.log

@@ -10,8 +10,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from clowncar.orchestrator.search import STARTED, SweepSearch, gpu_seconds_used
+from clowncar.orchestrator.search import ATTEMPT, STARTED, SweepSearch, gpu_seconds_used
 from clowncar.orchestrator.spec import spec_from_dict
+from clowncar.orchestrator.suggest import NUMBER
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 LOOPS = "model.crawler_loops"
@@ -48,3 +49,17 @@ def test_a_trial_is_billed_from_its_first_report_not_from_its_ask(monkeypatch: p
     search.on_trial_complete("t0", {"final": True, "status": "crashed", "reason": "x"})
     ended = search.study.get_trials()[0].datetime_complete.timestamp()
     assert gpu_seconds_used(search.study, 2) == pytest.approx(max(0.0, ended - started) * 2)
+
+
+def test_a_rerun_attempt_is_billed_from_its_first_report_and_a_retry_from_its_own() -> None:
+    search = gpu_searcher()
+    search.study.enqueue_trial({LOOPS: 2}, user_attrs={NUMBER: 5, ATTEMPT: 1})
+    assert search.suggest("t0")["_cc"] == {"number": 5, "attempt": 1}  # a `sweep resume` re-run
+    search.on_trial_result("t0", {"attempt": 1, "worker_pid": 1})
+    first = search.study.get_trials()[0].user_attrs[STARTED]
+    assert first is not None
+    search.retried("t0", 2)  # its node died: Tune runs it again as attempt 2
+    search.on_trial_result("t0", {"attempt": 1, "step": 9})  # a late report of the dead execution
+    assert search.study.get_trials()[0].user_attrs[STARTED] is None
+    search.on_trial_result("t0", {"attempt": 2, "worker_pid": 2})
+    assert search.study.get_trials()[0].user_attrs[STARTED] > first

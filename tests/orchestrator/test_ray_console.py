@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from clowncar.orchestrator import ray_console
-from clowncar.orchestrator.ray_console import divert_published_errors, last_failure
+from clowncar.orchestrator.ray_console import divert_published_errors, failure_cause, last_failure
 
 DIED = ("The actor died unexpectedly before finishing this task. The actor is dead because its worker process has "
         "died.")
@@ -59,6 +59,22 @@ def test_the_last_failure_of_an_error_file_is_its_cause_or_the_exception_a_trace
     unavailable = "The actor abc is unavailable: RpcError: Socket closed. The task may or may not have run."
     assert last_failure(f"Failure # 1 (occurred at x)\n{unavailable}\n") == unavailable  # a node that died
     assert last_failure("") == last_failure("Failure # 1 (occurred at x)\n \n") == ""
+
+
+def test_a_failure_is_named_in_words_from_its_last_block_of_rays_text() -> None:
+    block = "Failure # {n} (occurred at x)\n{text}\n"
+    node = "The actor died because its node has died. Node Id: 5f2a\n\tclass_name: ImplicitFunc"
+    lost = ("The actor 8011ab is unavailable: The actor is temporarily unavailable: RpcError: RPC error: Socket "
+            "closed rpc_code: 14. The task may or may not have been executed on the actor.")
+    process = "The actor died unexpectedly before finishing this task.\nThe actor is dead because its worker process has died."
+    raised = "Traceback (most recent call last):\n  File \"t.py\", line 1, in f\nOSError: disk full"
+    assert failure_cause(block.format(n=1, text=node)) == "its node died"
+    assert failure_cause(block.format(n=1, text=lost)) == "its node died or stopped answering"
+    assert failure_cause(block.format(n=1, text=process)) == "its Ray actor's process died"
+    assert failure_cause(block.format(n=1, text=raised)) == "its trainable raised an error"
+    assert failure_cause(block.format(n=1, text=node) + block.format(n=2, text=raised)) == (
+        "its trainable raised an error")  # the last failure, not an earlier one
+    assert failure_cause("") == failure_cause("Failure # 1 (occurred at x)\n \n") == "its Ray actor failed"
 
 
 def test_rays_published_errors_go_to_the_file_and_worker_output_to_the_console(tmp_path: Path,

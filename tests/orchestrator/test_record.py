@@ -37,6 +37,18 @@ def store(tmp_path: Path) -> Iterator[Store]:
     st.close()
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The callback's clock, moved on by the test: it bills GPU time between its readings."""
+    import types
+
+    import clowncar.orchestrator.record as record
+
+    now = [1000.0]
+    monkeypatch.setattr(record, "time", types.SimpleNamespace(time=lambda: now[0]))
+    return now
+
+
 def _attempt(store: Store, uid: str) -> dict[str, Any]:
     """The trial's last attempt as `store show` reads it (status, reason, node, result, row counts)."""
     trial = store.get_trial(uid)
@@ -67,19 +79,21 @@ def test_a_trial_is_started_once_and_its_rows_land_as_they_come(store: Store) ->
     assert cb.tally.running == {"a"} and cb.tally.done() == 0
 
 
-def test_the_final_report_writes_the_outcome_the_result_and_the_artifact(store: Store) -> None:
+def test_the_final_report_writes_the_outcome_the_result_and_the_artifact(store: Store, clock: list[float]) -> None:
     cb = StoreCallback(_spec(), store, Tally(total=3), show=False)
     t = _trial("a", 0, **{"model.crawler_loops": 1})
     res = {"q_val_bpb": 2.25, "artifact_path": "/runs/rec/0/model.ptz", "artifact_file_bytes": 1234,
            "artifact_code_bytes": 99, "artifact_sha256": "ab" * 32}
-    cb.on_trial_result(1, [], t, _final("ok", 2.25, wall_s=30.0, result=res))
+    cb.on_trial_result(1, [], t, {"new_rows": "{}", "host": "h1"})  # the worker's first report
+    clock[0] += 30.0
+    cb.on_trial_result(2, [], t, _final("ok", 2.25, wall_s=31.0, result=res))
     attempt = _attempt(store, "rec/0")
     assert attempt["status"] == "ok" and attempt["result"]["q_val_bpb"] == 2.25 and attempt["node"] == "h1"
     art = store.artifacts_frame("rec").iloc[0]
     assert (art["path"], art["size_bytes"], art["code_bytes"], art["sha256"]) == (
         "/runs/rec/0/model.ptz", 1234, 99, "ab" * 32)
-    assert cb.tally.by_status == {"ok": 1} and cb.tally.running == set() and cb.tally.walls == [30.0]
-    assert cb.tally.gpu_seconds == 60.0  # 30 s on 2 GPUs
+    assert cb.tally.by_status == {"ok": 1} and cb.tally.running == set() and cb.tally.walls == [31.0]
+    assert cb.tally.gpu_seconds == 60.0  # 30 s from the worker's first report, on 2 GPUs (as `sweep status`)
     assert cb.tally.best == (2.25, 0, {"model.crawler_loops": 1})
 
 
@@ -214,15 +228,20 @@ def test_the_seed_and_defaults_of_a_trial_are_recorded(store: Store) -> None:
     assert cb.meta["b"] == ("rec/0", 0, 0, {"lr": 0.5})
 
 
-def test_counts_and_gpu_time_add_up_over_trials_and_ties_keep_the_first_best(store: Store) -> None:
+def test_counts_and_gpu_time_add_up_over_trials_and_ties_keep_the_first_best(store: Store,
+                                                                            clock: list[float]) -> None:
     cb = StoreCallback(_spec(), store, Tally(total=6), show=False)
     for i, (v, wall) in enumerate([(2.0, 10.0), (2.0, None), (2.5, 5.0)]):
-        cb.on_trial_result(1, [], _trial(f"t{i}", i, lr=i), {**_final("ok", v, result={}), "wall_s": wall})
-    for i in (3, 4):
+        trial = _trial(f"t{i}", i, lr=i)
+        cb.on_trial_result(1, [], trial, {"new_rows": "{}"})
+        clock[0] += wall or 0.0
+        cb.on_trial_result(2, [], trial, {**_final("ok", v, result={}), "wall_s": wall})
+    for i, ran in ((3, 4.0), (4, 0.0)):
         cb.on_trial_result(1, [], _trial(f"t{i}", i), {"new_rows": "{}"})
-        cb.on_tell(f"t{i}", {}, "pruned")
+        clock[0] += ran
+        cb.on_tell(f"t{i}", {}, "pruned")  # a pruned trial used its GPUs too, and `sweep status` bills it
     t = cb.tally
-    assert t.by_status == {"ok": 3, "pruned": 2} and t.walls == [10.0, 0.0, 5.0] and t.gpu_seconds == 30.0
+    assert t.by_status == {"ok": 3, "pruned": 2} and t.walls == [10.0, 0.0, 5.0] and t.gpu_seconds == 38.0
     assert t.best == (2.0, 0, {"lr": 0})
 
 
@@ -279,7 +298,7 @@ def test_a_trial_tune_gave_up_on_is_crashed_with_rays_reason_kept_in_its_directo
     assert not (kept.parent.parent / "00001-0").exists()  # no text from Ray: no empty file to point at
 
 
-def test_a_retried_failure_says_so_in_one_line_and_appends_rays_text_to_the_sweeps_log(
+def test_a_retried_failure_says_so_in_words_and_appends_rays_text_to_the_sweeps_log(
         store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = tmp_path / "error.txt"
     err.write_text(ACTOR_DIED)
@@ -288,15 +307,26 @@ def test_a_retried_failure_says_so_in_one_line_and_appends_rays_text_to_the_swee
     cb.on_trial_result(1, [], t, {"new_rows": "{}"})
     cb.on_trial_recover(2, [], t)
     t.run_metadata.num_failures = 2
-    cb.on_trial_recover(3, [], t)
-    cb.on_trial_recover(3, [], _FailedTrial.make("x", 4, err))  # never seen: nothing said
+    cb.on_trial_recover(3, [], t)  # the retry died before its first report: an attempt all the same
+    cb.on_trial_recover(3, [], _FailedTrial.make("x", 4, err))  # died before any report
     log = tmp_path / "runs" / "trials" / "rec" / "ray-errors.log"
-    assert log.read_text() == f"trial 3, failure 1:\n{ACTOR_DIED}\ntrial 3, failure 2:\n{ACTOR_DIED}\n"
+    assert log.read_text() == (f"trial 3, failure 1:\n{ACTOR_DIED}\ntrial 3, failure 2:\n{ACTOR_DIED}\n"
+                               f"trial 4, failure 1:\n{ACTOR_DIED}\n")
     out = capsys.readouterr().out.splitlines()
-    assert out[1] == ("trial 3 failed, retrying it (failure 2, max_failures 1): The actor died unexpectedly before "
-                      "finishing this task. The actor is dead because its worker process has died.; Ray's full "
-                      f"error: {log}") and len(out) == 2
-    assert _attempt(store, "rec/3")["status"] == "running"  # Tune runs it again: no outcome yet
+    assert out == [f"trial 3: its Ray actor's process died; Tune runs it again as attempt 1 (retry 1 of max_failures "
+                   f"1); Ray's error: {log}",
+                   f"trial 3: its Ray actor's process died; Tune runs it again as attempt 2 (retry 2 of max_failures "
+                   f"1); Ray's error: {log}",
+                   f"trial 4: its Ray actor's process died; Tune runs it again as attempt 1 (retry 1 of max_failures "
+                   f"1); Ray's error: {log}"]
+    assert not any("worker process" in line for line in out)  # Ray's own words stay in the log
+    attempts = store.get_trial("rec/3")["attempts"]  # type: ignore[index]
+    assert [(a["attempt"], a["status"]) for a in attempts] == [(0, "crashed"), (1, "crashed")]
+    assert attempts[1]["reason"] == ("its Ray actor's process died (Ray: The actor died unexpectedly before "
+                                     "finishing this task. The actor is dead because its worker process has died.); "
+                                     "Tune retried it as attempt 2")
+    assert t.config["_cc"] == {"number": 3, "attempt": 2} and cb.meta["a"][2] == 2  # the next retry's attempt
+    assert [a["attempt"] for a in store.get_trial("rec/4")["attempts"]] == [0]  # type: ignore[index]
 
 
 def test_without_a_runs_dir_the_line_has_no_path(store: Store, tmp_path: Path,
@@ -308,9 +338,12 @@ def test_without_a_runs_dir_the_line_has_no_path(store: Store, tmp_path: Path,
     cb.on_trial_result(1, [], t, {"new_rows": "{}"})
     cb.on_trial_recover(2, [], t)
     cb.on_trial_error(2, [], t)
-    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == [
-        "trial 0 failed, retrying it (failure 1, max_failures 1)", "trial 0 crashed"]
-    assert "Ray's full error" not in capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines() == [
+        "trial 0: its Ray actor's process died; Tune runs it again as attempt 1 (retry 1 of max_failures 1)",
+        "trial 0 crashed: The actor died unexpectedly before finishing this task. The actor is dead because its "
+        "worker process has died."]
+    attempts = store.get_trial("rec/0")["attempts"]  # type: ignore[index]
+    assert [(a["attempt"], a["status"], a["node"]) for a in attempts] == [(0, "crashed", None), (1, "crashed", None)]
 
 
 def _timeless(line: str) -> str:
