@@ -182,6 +182,16 @@ def told_if_finished(study: optuna.Study, store: Any, spec: SweepSpec, t: optuna
     return True
 
 
+def recorded_from_disk(study: optuna.Study, store: Any, spec: SweepSpec, runs_dir: Path | None,
+                       t: optuna.trial.FrozenTrial) -> bool:
+    """Record and tell a RUNNING trial whose worker finished but whose outcome never reached the store (True): its
+    driver died, or was stopped, after the worker wrote result.json (`_record_from_disk`)."""
+    found = _record_from_disk(store, spec, runs_dir, *number_and_attempt(t))
+    if found:
+        _tell_stored(study, spec, t, *found)
+    return found is not None
+
+
 def reconcile(study: optuna.Study, store: Any, spec: SweepSpec, runs_dir: Path | None = None) -> dict[str, int]:
     """Bring the study and the store into agreement after a dead head (`runs_dir`: where this machine's trial
     directories are, to find attempts that finished unrecorded). Returns what it did."""
@@ -191,10 +201,7 @@ def reconcile(study: optuna.Study, store: Any, spec: SweepSpec, runs_dir: Path |
         if told_if_finished(study, store, spec, t):
             done["told_from_store"] += 1
             continue
-        number, attempt = number_and_attempt(t)
-        found = _record_from_disk(store, spec, runs_dir, number, attempt)  # stopped just after it finished, too
-        if found:
-            _tell_stored(study, spec, t, *found)
+        if recorded_from_disk(study, store, spec, runs_dir, t):  # stopped just after it finished, too
             done["recorded_from_disk"] += 1
         elif close_for_rerun(study, spec, t, "head died while it ran"):
             done["closed_for_rerun"] += 1

@@ -150,13 +150,14 @@ def _store_line(err: BaseException, store_url: str) -> str:
     return str(store_error(err.__cause__ or err, parse_url(resolve_url(store_url)), "the study's store failed at"))
 
 
-def close_stopped(name: str, store_url: str) -> int:
-    """Nothing of a stopped sweep stays RUNNING: not in the study, not in the store."""
+def close_stopped(name: str, store_url: str, runs_dir: Path | None = None) -> int:
+    """Nothing of a stopped sweep stays RUNNING: not in the study, not in the store. A trial whose worker had
+    finished (its result.json in `runs_dir`, this machine's: the driver's own stop) is recorded, not queued again."""
     import optuna
     from optuna.trial import TrialState
 
     from clowncar.orchestrator.commands import spec_of
-    from clowncar.orchestrator.resume import close_for_rerun, told_if_finished
+    from clowncar.orchestrator.resume import close_for_rerun, recorded_from_disk, told_if_finished
     from clowncar.orchestrator.tune import open_study
     from clowncar.store import open_store
 
@@ -172,7 +173,7 @@ def close_stopped(name: str, store_url: str) -> int:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             # Stopped after its final result was stored but before the study was told (SIGTERM or Ctrl-C as the
             # last trial ends): it finished, so it is told, not queued to run again (resume ran it twice).
-            if told_if_finished(study, store, spec, t):
+            if told_if_finished(study, store, spec, t) or recorded_from_disk(study, store, spec, runs_dir, t):
                 continue
             # a driver stopped while it asked may leave a trial with part of its point: not queued as such
             closed += close_for_rerun(study, spec, t, "sweep stopped")

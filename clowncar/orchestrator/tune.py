@@ -206,7 +206,7 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
             elif searcher.stopping.is_set():  # Ctrl-C or `sweep stop`: nothing stays RUNNING, resume re-runs it
                 from clowncar.orchestrator.submit import close_stopped
 
-                close_stopped(spec.name, opts.store_url)
+                close_stopped(spec.name, opts.store_url, Path(opts.runs_dir))
             else:
                 store.set_sweep_status(spec.name, status, reason)
     return {**summarize(spec, searcher.study, reconciled, searcher.asked), "fit_seconds": time.time() - fit_started,

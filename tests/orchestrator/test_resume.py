@@ -415,3 +415,28 @@ def test_a_sweep_stopped_between_a_trials_store_record_and_its_tell_keeps_that_t
     assert world.attempt_status(0, 0) == "ok" and world.attempt_status(1, 0) == "stopped"
     assert world.store.get_sweep("rs")["status"] == "stopped"
     assert reconcile(world.study, world.store, world.spec)["told_from_store"] == 0  # resume: nothing left of it
+
+
+def test_a_sweep_stopped_after_a_worker_wrote_its_result_records_that_trial_and_never_runs_it_again(
+        world: World, tmp_path: Path) -> None:
+    """A stop can land after a worker wrote result.json and before its final report reached the driver: the
+    trial finished. `close_stopped` with the driver's runs dir records it from its files (as resume does after a
+    dead head) instead of queueing it, so `sweep resume` does not train it a second time."""
+    from clowncar.orchestrator.submit import close_stopped
+
+    world.study = optuna.create_study(study_name="rs", storage=world.url,
+                                      directions=["minimize"] * len(world.spec.metrics()))
+    runs = tmp_path / "runs"
+    world.running(0, 1)
+    world.stored(0, 0, "running")
+    _finished_on_disk(runs, 0, 0, {"status": "ok", "q_sliding_val_bpb": 1.25, "artifact_bytes": 100})
+    world.running(1, 2)
+    world.stored(1, 0, "running")
+    _finished_on_disk(runs, 1, 0, None)  # stopped mid-run: no result.json
+
+    assert close_stopped("rs", world.url, runs) == 1
+    assert world.trial(0, 0).state == TrialState.COMPLETE and world.trial(0, 0).values == [1.25]
+    assert world.attempt_status(0, 0) == "ok" and len(world.store.steps_frame(sweeps="rs")) == 3
+    assert not [t for t in world.study.get_trials() if t.user_attrs.get(NUMBER) == 0 and t.user_attrs.get(ATTEMPT)]
+    assert world.trial(1, 0).state == TrialState.FAIL and world.trial(1, 1).state == TrialState.WAITING
+    assert world.attempt_status(1, 0) == "stopped"
