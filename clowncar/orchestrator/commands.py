@@ -101,15 +101,19 @@ def ray_shut_down() -> None:
     pressing Ctrl-C as the summary appears) printed a traceback, ended the command 0, 1 or -15, and in 3 of 10
     tries (measured) left Ray's dashboard and runtime-env agents running and listening. The sweep is over by
     then: a signal has nothing left to stop."""
-    if "ray" not in sys.modules:
-        return
-    import ray
+    from clowncar.orchestrator import head_watch, native_stderr
 
-    from clowncar.interrupts import signals_ignored
+    head_watch.stop_watching(embedded_only=True)  # embedded Ray's shutdown stops its GCS: no head lost
+    if "ray" in sys.modules:
+        import ray
 
-    if ray.is_initialized():
-        with signals_ignored():
-            ray.shutdown()
+        from clowncar.interrupts import signals_ignored
+
+        if ray.is_initialized():
+            with signals_ignored():
+                ray.shutdown()
+    head_watch.stop_watching()
+    native_stderr.restore()  # after the shutdown, whose C++ lines go to the log as well
 
 
 def load_named_spec(path: Path, name: str | None) -> Any:

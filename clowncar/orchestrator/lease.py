@@ -117,6 +117,10 @@ class DriverLease:
                 self.on_lost()
             return
 
+    def stop_renewing(self) -> None:
+        """No more heartbeats (a driver about to end at once gives its lease up itself)."""
+        self._stop.set()
+
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clowncar.interrupts import held_from_ray_connect, sigterm_handler_kept, without_ray_failure_handler
+from clowncar.orchestrator.head_watch import ray_patience_raised
 from clowncar.redact import write_private
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ def init_ray(opts: RunOptions) -> None:
     if ray.is_initialized():
         return
     if opts.address:
-        with sigterm_handler_kept(), without_ray_failure_handler(), held_from_ray_connect():
+        with sigterm_handler_kept(), without_ray_failure_handler(), ray_patience_raised(), held_from_ray_connect():
             ray.init(address=opts.address, log_to_driver=False, logging_level=logging.WARNING)
         return
     from clowncar.orchestrator import embedded
@@ -38,7 +39,7 @@ def init_ray(opts: RunOptions) -> None:
     # innermost, the hold: a signal held while Ray connects is raised where the clean-up of the two above sees it
     # without Ray's failure-signal handler: ray.shutdown would set SIGTERM to the default action under our SIG_IGN
     with (sigterm_handler_kept(), embedded.killed_unless_started(), embedded.recorded_while_starting(opts.runs_dir),
-          _secrets_kept_from_ray(), without_ray_failure_handler(), held_from_ray_connect()):
+          _secrets_kept_from_ray(), without_ray_failure_handler(), ray_patience_raised(), held_from_ray_connect()):
         ray.init(address="local", num_cpus=opts.num_cpus or os.cpu_count() or 1, num_gpus=opts.num_gpus or 0,
                  include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     mine = embedded.record(opts.runs_dir)

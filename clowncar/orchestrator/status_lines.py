@@ -34,7 +34,9 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 STATE_NOTES = {"DUPLICATE": " (repeated suggestions, told at once and never run)",
-               "UNASKED": " (asks cut short by the driver's end, never run)"}
+               "UNASKED": " (asks cut short by the driver's end, never run)",
+               "REPLACED": " (earlier attempts of trials that ran again: cut off by a driver's end or a stop, or "
+                           "retried by --retry-failed)"}
 """What a count of the summary's first line means where Optuna's state name does not say it."""
 
 

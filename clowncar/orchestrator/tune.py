@@ -179,6 +179,7 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
             init_ray(opts)
         except Exception as err:
             raise StartFailed(f"Ray did not start: {one_line(err)}") from err
+        _watched_from_now(spec.name, opts.address, lease, trials_dir / spec.name / RAY_ERRORS)
         if opts.address:  # embedded Ray refused such a sweep before it started (preflight.check_embedded_gpus)
             from clowncar.orchestrator.preflight import warn_of_missing_gpu_node
 
@@ -211,6 +212,19 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
                 store.set_sweep_status(spec.name, status, reason)
     return {**summarize(spec, searcher.study, reconciled, searcher.asked), "fit_seconds": time.time() - fit_started,
             "ended": searcher.end_reason}
+
+
+def _watched_from_now(sweep: str, address: str, lease: Any, errors_log: Path) -> None:
+    """Once the driver is connected: Ray's C++ lines on fd 2 go to `errors_log` (native_stderr.py), and a head that
+    stops answering ends the driver with one line (head_watch.py). `commands.ray_shut_down` undoes both."""
+    import ray
+
+    from clowncar.orchestrator import head_watch, native_stderr
+
+    if not ray.is_initialized():  # no core worker, no head: nothing to divert or watch
+        return
+    native_stderr.divert(errors_log)
+    head_watch.watch_head(sweep, address, lease)
 
 
 def _tuner(spec: SweepSpec, opts: RunOptions, searcher: Any, callback: Any, remaining: int, tune: Any,

@@ -77,6 +77,14 @@ def test_the_run_summary_lists_states_best_front_and_end(capsys) -> None:
     ]
 
 
+def test_the_run_summary_says_what_replaced_attempts_are(capsys) -> None:
+    # not `fail 2`: the six trials ended ok, two of them on a second attempt after their driver was killed
+    status_lines.print_summary({"sweep": "s", "optuna_states": {"COMPLETE": 6, "REPLACED": 2}})
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "sweep s: optuna trials complete 6, replaced 2 (earlier attempts of trials that ran again: cut off by a "
+        "driver's end or a stop, or retried by --retry-failed)")
+
+
 def test_the_resume_line_says_only_what_resume_did_in_words(capsys) -> None:
     assert status_lines.resume_line({"told_from_store": 0, "recorded_from_disk": 0, "closed_for_rerun": 0,
                                      "dropped_unasked": 0, "store_attempts_closed": 0}) is None

@@ -18,7 +18,7 @@ from optuna.trial import TrialState, create_trial
 from clowncar.errors import StoreError
 from clowncar.orchestrator import study_storage, tune
 from clowncar.orchestrator.same_code import SameCode
-from clowncar.orchestrator.search import NUMBER
+from clowncar.orchestrator.search import ATTEMPT, CLOSED, NUMBER, finished_count
 from clowncar.orchestrator.spec import spec_from_dict
 from clowncar.orchestrator.suggest import DUPLICATE, UNASKED
 from clowncar.version import checkout_commit
@@ -64,10 +64,40 @@ def test_a_resumed_sweeps_progress_starts_from_its_earlier_trials_and_best() -> 
                       (3, [1.20], -1.0, OK, {NUMBER: 2}), (4, None, -1.0, TrialState.FAIL, {NUMBER: 3})])
     tally = Tally(total=8)
     assert tune.count_earlier(tally, spec(), study) == 4
-    assert tally.by_status == {"earlier": 4} and tally.best == (1.20, 2, {LOOPS: 3})  # the infeasible 1.10: never
+    assert tally.best == (1.20, 2, {LOOPS: 3})  # the infeasible 1.10: never
     assert "best objective 1.2000 (trial 2: model.crawler_loops=3)" in tally.line(1)
     fresh = Tally(total=8)
     assert tune.count_earlier(fresh, spec(), study_of([])) == 0 and fresh.best is None
+
+
+def resumed_study() -> optuna.Study:
+    """A sweep's study after a driver was SIGKILLed and resumed: trial 2 was cut off (closed) and ran again as its
+    attempt 1; trial 6 was cut off and waits to run again; and the outcomes a study holds with and without the
+    worker's `status`."""
+    study = study_of([(1, [1.30], -1.0, OK, {NUMBER: 0, "status": "ok"}),
+                      (2, [1.10], 0.5, OK, {NUMBER: 1, "status": "ok"}),  # over the size cap: ok all the same
+                      (3, None, -1.0, TrialState.FAIL, {NUMBER: 2, ATTEMPT: 0, CLOSED: "head died while it ran"}),
+                      (4, None, -1.0, TrialState.FAIL, {NUMBER: 3, "status": "diverged"}),
+                      (4, None, -1.0, TrialState.PRUNED, {NUMBER: 4}),  # stopped by ASHA
+                      (1, None, -1.0, TrialState.FAIL, {NUMBER: 5}),  # Ray gave up on it: the store says crashed
+                      (2, None, -1.0, TrialState.FAIL, {DUPLICATE: 0}),  # never ran
+                      (2, None, -1.0, TrialState.FAIL, {NUMBER: 6, ATTEMPT: 0, CLOSED: "head died while it ran"}),
+                      (3, [1.20], -1.0, OK, {NUMBER: 2, ATTEMPT: 1, "status": "ok"})])
+    study.enqueue_trial({LOOPS: 2}, user_attrs={NUMBER: 6, ATTEMPT: 1})
+    return study
+
+
+def test_a_resumed_sweeps_progress_counts_each_trial_by_its_latest_attempts_outcome_as_sweep_status_does() -> None:
+    """After a resume the progress line said `done 6/6 (ok 4, failed 0, ...)` where `sweep status` said `ok 6`:
+    the earlier trials were one uncounted `earlier` lump. Each is now counted under the outcome of its latest
+    attempt, the one the store shows: a cut-off attempt that ran again counts once, as its re-run."""
+    from clowncar.orchestrator.record import Tally
+
+    study, tally = resumed_study(), Tally(total=8)
+    assert tune.count_earlier(tally, spec(), study) == 6 == finished_count(study)
+    assert tally.by_status == {"ok": 3, "diverged": 1, "pruned": 1, "crashed": 1}
+    assert tally.line(1).startswith("done 6/8 (ok 3, failed 2, pruned 1, stopped 0) | running 0 | ")
+    assert tune.finished_outcomes(study_of([])) == {}
 
 
 def test_the_best_trial_of_enqueued_points_names_their_parameters() -> None:
@@ -107,6 +137,13 @@ def test_the_summary_counts_states_duplicates_and_asks_cut_short() -> None:
                    "optuna_states": {"COMPLETE": 1, "DUPLICATE": 1, "FAIL": 1, "PRUNED": 1, "UNASKED": 1},
                    "reconciled": {"closed_running": 1}, "best": tune.best_trial(spec(), study), "pareto": [],
                    "metric": "auto"}
+
+
+def test_the_summary_counts_an_attempt_its_trials_next_attempt_replaced_as_replaced_not_failed() -> None:
+    """The end of a resumed sweep said `optuna trials complete 6, fail 2` of six trials that all ended ok: the two
+    FAILs were attempts its driver's death cut off, each run again."""
+    states = tune.summarize(spec(), resumed_study(), {}, 1)["optuna_states"]
+    assert states == {"COMPLETE": 3, "REPLACED": 2, "FAIL": 2, "PRUNED": 1, "DUPLICATE": 1, "WAITING": 1}
 
 
 def test_a_spec_without_asha_gets_tunes_fifo_scheduler() -> None:

@@ -1,0 +1,66 @@
+"""A sweep whose Ray head goes away under it (the head's GCS and raylet SIGKILLed, as when its machine dies): the
+driver ends with one clowncar line and exit 1 before Ray's C++ ends it, no Ray C++ line on the console, and the
+lease given up, so that `sweep resume` can take the sweep at once (head_watch.py, native_stderr.py).
+
+Ray's own limit for a driver that cannot reach its GCS (RAY_gcs_rpc_server_reconnect_timeout_s, 60 s by default) is
+set to RECONNECT_S for the driver here, so that the test takes seconds: on the old code Ray's C++ ended the driver
+then with `rpc_client.h:204: Failed to connect to GCS within 6 seconds ... The program will terminate.` on the
+console, exit 1 and no clowncar line."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+RECONNECT_S = 6
+RAY_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [DIWEF] \d+ \d+\] \S+:\d+:", re.M)
+
+
+def test_a_head_that_dies_mid_sweep_ends_the_driver_with_one_line_before_ray_does(
+        sweep_env: Any, helpers: Any) -> None:
+    with helpers.loopback_cluster({"num_cpus": 1}, "rh") as cluster:
+        address = cluster.address
+        spec = sweep_env.spec("headloss", overrides={"train.iterations": 600, "train.max_wallclock_seconds": 120})
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "clowncar", "sweep", "run", str(spec), "--address", address, "--quiet"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=sweep_env.tmp,
+            env={**sweep_env.env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+                 "RAY_gcs_rpc_server_reconnect_timeout_s": str(RECONNECT_S)})
+        try:
+            trials = sweep_env.runs / "trials" / "headloss"
+            helpers.wait_for(lambda: len(list(trials.glob("*/pid"))) >= 2 or driver.poll() is not None, timeout=120,
+                             every=0.5)
+            if len(list(trials.glob("*/pid"))) < 2:
+                driver.kill()
+                pytest.fail("no trial started: " + "".join(driver.communicate()))
+            # Ray's C++ lines go to the log through a pipe of the driver's own (test_native_stderr.py): its fd 2 is
+            # no longer the console's
+            assert os.stat(f"/proc/{driver.pid}/fd/2").st_ino != os.fstat(driver.stderr.fileno()).st_ino
+            cluster.head_node.kill_gcs_server()
+            cluster.head_node.kill_raylet()
+            killed = time.monotonic()
+            out, err = driver.communicate(timeout=RECONNECT_S + 60)
+            took = time.monotonic() - killed
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+                driver.communicate()
+    console = out + err
+    assert driver.returncode == 1, console
+    errors = [line for line in err.splitlines() if line.startswith("clowncar: error:")]
+    assert errors == [
+        f"clowncar: error: sweep headloss: the Ray head at {address} stopped answering "
+        f"({RECONNECT_S} s without its GCS); the trials that finished are stored; once a head is back, "
+        f"`clowncar sweep resume headloss --address HOST:PORT` continues the sweep"], console
+    assert not RAY_LINE.search(console), console
+    assert took < RECONNECT_S + 10, took
+    with sweep_env.store() as store:
+        assert store.get_lease("headloss") is None  # given up: a resume need not wait for it to expire
+        assert store.get_sweep("headloss")["status"] == "running"  # as a SIGKILLed driver leaves it: `stalled`
