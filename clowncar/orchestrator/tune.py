@@ -295,15 +295,41 @@ def _stop_on_signals(flag: threading.Event) -> Any:
 
 
 def count_earlier(tally: Any, spec: SweepSpec, study: Any) -> int:
-    """Start the progress line of a resumed sweep from what it had done: the trials that count against its
-    budget, and its best so far (not only the best of this run's trials). Returns that count."""
-    from clowncar.orchestrator.search import finished_count
-
-    already = tally.by_status["earlier"] = finished_count(study)
+    """Start the progress line of a resumed sweep from what it had done, counted as `sweep status` counts the
+    store's trials: each trial (clowncar number) by its latest attempt, here those that have finished, each under
+    that attempt's outcome (`finished_outcomes`); and its best so far (not only the best of this run's trials).
+    Returns how many: the trials that count against its budget."""
+    outcomes = finished_outcomes(study)
+    for status, n in outcomes.items():
+        tally.by_status[status] = tally.by_status.get(status, 0) + n
     best = best_trial(spec, study)
     if best is not None:
         tally.best = (best["objective"], best["number"], best["params"])
-    return already
+    return sum(outcomes.values())
+
+
+OUTCOME_OF_STATE = {"COMPLETE": "ok", "PRUNED": "pruned", "FAIL": "crashed"}
+"""The store's outcome of a finished Optuna trial that carries no `status` of its own: stopped by ASHA (pruned),
+or failed in Ray before any final report (the store callback records that `crashed`)."""
+
+
+def finished_outcomes(study: Any) -> dict[str, int]:
+    """Outcome -> how many of the sweep's trials ended so, one per clowncar trial number: its latest attempt,
+    where that has finished (the trials `search.finished_count` counts). An attempt closed because its driver
+    ended (or the sweep stopped) and queued again is not its trial's latest, nor one that --retry-failed queued
+    again: the trial counts once, by the attempt that replaced it. The outcome is the one the store holds for that
+    attempt (the `status` the searcher or resume told with it)."""
+    from collections import Counter
+
+    from clowncar.orchestrator.search import latest_attempts, number_and_attempt
+    from clowncar.orchestrator.suggest import never_ran
+
+    latest, outcomes = latest_attempts(study), Counter[str]()
+    for t in study.get_trials(deepcopy=False):
+        number, attempt = number_and_attempt(t)
+        if t.state.is_finished() and not never_ran(t) and latest[number] == attempt:
+            outcomes[str(t.user_attrs.get("status") or OUTCOME_OF_STATE[t.state.name])] += 1
+    return dict(outcomes)
 
 
 def best_trial(spec: SweepSpec, study: Any) -> dict[str, Any] | None:
@@ -342,9 +368,19 @@ def pareto_front(spec: SweepSpec, study: Any) -> list[dict[str, Any]]:
 def summarize(spec: SweepSpec, study: Any, reconciled: dict[str, int], asked: int) -> dict[str, Any]:
     from collections import Counter
 
+    from clowncar.orchestrator.search import latest_attempts, number_and_attempt
     from clowncar.orchestrator.suggest import why_never_ran
 
-    # a repeated suggestion or an ask cut short (told FAIL, never run) is counted as what it is
-    states = Counter(why_never_ran(t) or t.state.name for t in study.get_trials(deepcopy=False))
+    latest = latest_attempts(study)
+
+    def kind(t: Any) -> str:
+        # a repeated suggestion or an ask cut short (told FAIL, never run) is counted as what it is, and so is an
+        # attempt a later attempt of its trial replaced (closed by a driver's end or a stop, or retried): Optuna
+        # calls it FAIL, though its trial may well have ended ok
+        number, attempt = number_and_attempt(t)
+        replaced = t.state.is_finished() and latest[number] > attempt
+        return why_never_ran(t) or ("REPLACED" if replaced else t.state.name)
+
+    states = Counter(kind(t) for t in study.get_trials(deepcopy=False))
     return {"sweep": spec.name, "asked_this_run": asked, "optuna_states": dict(states), "reconciled": reconciled,
             "best": best_trial(spec, study), "pareto": pareto_front(spec, study), "metric": spec.objective.metric}
