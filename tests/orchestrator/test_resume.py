@@ -440,3 +440,60 @@ def test_a_sweep_stopped_after_a_worker_wrote_its_result_records_that_trial_and_
     assert not [t for t in world.study.get_trials() if t.user_attrs.get(NUMBER) == 0 and t.user_attrs.get(ATTEMPT)]
     assert world.trial(1, 0).state == TrialState.FAIL and world.trial(1, 1).state == TrialState.WAITING
     assert world.attempt_status(1, 0) == "stopped"
+
+
+def test_a_conditional_parameter_is_missing_from_a_cut_short_point_only_where_its_condition_holds(
+        tmp_path: Path) -> None:
+    """A trial whose head died mid-ask is queued again only when its point is whole: a conditional parameter
+    whose condition does not hold is not part of it, one whose condition holds is, and an unconditional one always
+    is (however the parameters are ordered)."""
+    w = World(tmp_path, sampler="random")
+    w.spec = spec_from_dict({**w.spec.to_dict(), "space": {
+        "train.cadence": {"choice": [2, 4], "when": {KEY: 2}}, KEY: {"choice": [1, 2]}}})
+
+    def cut_short(number: int, loops: int | None) -> None:
+        t = w.study.ask()
+        t.set_user_attr(NUMBER, number)
+        if loops is not None:
+            w.study._storage.set_trial_param(t._trial_id, KEY, float([1, 2].index(loops)),
+                                             optuna.distributions.CategoricalDistribution([1, 2]))
+
+    cut_short(0, 1)  # no cadence, and none applies at 1 loop: whole
+    cut_short(1, 2)  # cadence applies at 2 loops and was never stored
+    cut_short(2, None)  # the loop count itself was never stored
+    done = reconcile(w.study, w.store, w.spec)
+    assert (done["closed_for_rerun"], done["dropped_unasked"]) == (1, 2)
+    (queued,) = w.study.get_trials(states=(TrialState.WAITING,))
+    assert queued.user_attrs[NUMBER] == 0 and queued.system_attrs["fixed_params"] == {KEY: 1}
+
+
+def test_a_repeated_suggestion_whose_fail_never_landed_is_dropped_not_run(world: World) -> None:
+    for number, loops in [(0, 1), (1, 2)]:
+        world.running(number, loops).set_user_attr(DUPLICATE, 5)  # a repeat of trial 5's config, never run
+    assert reconcile(world.study, world.store, world.spec)["dropped_unasked"] == 2
+    assert not world.study.get_trials(states=(TrialState.WAITING,))
+
+
+def test_a_grid_trial_cut_short_after_its_grid_point_reruns_that_point_and_one_past_the_grid_is_dropped(
+        world: World) -> None:
+    from clowncar.orchestrator.search import LongestFirstGrid
+
+    points = LongestFirstGrid(world.spec)._all_grids
+    for number, grid_id in [(0, 0), (1, len(points) - 1), (2, len(points))]:  # the last one names no point
+        t = world.study.ask()
+        t.set_user_attr(NUMBER, number)
+        world.study._storage.set_trial_system_attr(t._trial_id, "grid_id", grid_id)
+    done = reconcile(world.study, world.store, world.spec)
+    assert (done["closed_for_rerun"], done["dropped_unasked"]) == (2, 1)
+    queued = {t.user_attrs[NUMBER]: t.system_attrs["fixed_params"]
+              for t in world.study.get_trials(states=(TrialState.WAITING,))}
+    assert queued == {0: {KEY: points[0][0]}, 1: {KEY: points[-1][0]}}
+
+
+def test_only_an_error_or_a_crash_can_be_an_old_rejection() -> None:
+    from clowncar.orchestrator.resume import rejected_as_error
+
+    for status in ("ok", "diverged", "oom", "pruned", "stopped", "rejected"):
+        assert not rejected_as_error(status, None, None)
+        assert not rejected_as_error(status, "ConfigError: model.vocab_size 64 is too small", {"status": status})
+    assert rejected_as_error("error", None, None)
