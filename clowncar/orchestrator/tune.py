@@ -297,11 +297,15 @@ def _stop_on_signals(flag: threading.Event) -> Any:
 def count_earlier(tally: Any, spec: SweepSpec, study: Any) -> int:
     """Start the progress line of a resumed sweep from what it had done, counted as `sweep status` counts the
     store's trials: each trial (clowncar number) by its latest attempt, here those that have finished, each under
-    that attempt's outcome (`finished_outcomes`); and its best so far (not only the best of this run's trials).
-    Returns how many: the trials that count against its budget."""
+    that attempt's outcome (`finished_outcomes`); its best so far (not only the best of this run's trials); and the
+    GPU-hours its earlier runs used, as `sweep status` bills them. Returns how many: the trials that count against
+    its budget."""
+    from clowncar.orchestrator.billing import gpu_seconds_used
+
     outcomes = finished_outcomes(study)
     for status, n in outcomes.items():
         tally.by_status[status] = tally.by_status.get(status, 0) + n
+    tally.gpu_seconds += gpu_seconds_used(study, spec.resources.gpus)
     best = best_trial(spec, study)
     if best is not None:
         tally.best = (best["objective"], best["number"], best["params"])

@@ -100,6 +100,27 @@ def test_a_resumed_sweeps_progress_counts_each_trial_by_its_latest_attempts_outc
     assert tune.finished_outcomes(study_of([])) == {}
 
 
+def test_a_resumed_gpu_sweeps_progress_starts_from_the_gpu_hours_its_earlier_runs_used() -> None:
+    """The line said `GPU-h 0.000` at a resume's start while `sweep status` billed the earlier runs: it starts from
+    their bill now, the cut-off attempt's worker time included (it ran)."""
+    import datetime as dt
+
+    from clowncar.orchestrator.billing import STARTED, gpu_seconds_used
+    from clowncar.orchestrator.record import Tally
+
+    study, end = optuna.create_study(), dt.datetime(2026, 12, 6, 11, 0, tzinfo=dt.UTC)
+    for state, seconds, attrs in [(OK, 90, {NUMBER: 0, "status": "ok"}),
+                                  (TrialState.FAIL, 30, {NUMBER: 1, CLOSED: "head died while it ran"})]:
+        frozen = create_trial(params={LOOPS: 1}, distributions=DIST, value=1.3 if state == OK else None,
+                              state=state, user_attrs={**attrs, STARTED: end.timestamp() - seconds})
+        frozen.datetime_start, frozen.datetime_complete = end - dt.timedelta(seconds=600), end
+        study.add_trial(frozen)
+    tally = Tally(total=8, gpus=2)
+    tune.count_earlier(tally, spec(resources={"gpus": 2}), study)
+    assert tally.gpu_seconds == pytest.approx(2 * 120) == gpu_seconds_used(study, 2)
+    assert " | GPU-h 0.067 | " in tally.line(1)
+
+
 def test_the_best_trial_of_enqueued_points_names_their_parameters() -> None:
     # a rerun's child sweep (or a named point) has no space to suggest from: its trials' whole config is the
     # enqueued point, which optuna keeps beside `params`, not in it
