@@ -382,8 +382,7 @@ def summarize(spec: SweepSpec, study: Any, reconciled: dict[str, int], asked: in
         # attempt a later attempt of its trial replaced (closed by a driver's end or a stop, or retried): Optuna
         # calls it FAIL, though its trial may well have ended ok
         number, attempt = number_and_attempt(t)
-        replaced = t.state.is_finished() and latest[number] > attempt
-        return why_never_ran(t) or ("REPLACED" if replaced else t.state.name)
+        return why_never_ran(t) or ("REPLACED" if latest[number] > attempt else t.state.name)
 
     states = Counter(kind(t) for t in study.get_trials(deepcopy=False))
     return {"sweep": spec.name, "asked_this_run": asked, "optuna_states": dict(states), "reconciled": reconciled,

@@ -64,6 +64,7 @@ def test_a_resumed_sweeps_progress_starts_from_its_earlier_trials_and_best() -> 
                       (3, [1.20], -1.0, OK, {NUMBER: 2}), (4, None, -1.0, TrialState.FAIL, {NUMBER: 3})])
     tally = Tally(total=8)
     assert tune.count_earlier(tally, spec(), study) == 4
+    assert tally.by_status == {"ok": 3, "crashed": 1}  # no `status` told with them: as the store recorded them
     assert tally.best == (1.20, 2, {LOOPS: 3})  # the infeasible 1.10: never
     assert "best objective 1.2000 (trial 2: model.crawler_loops=3)" in tally.line(1)
     fresh = Tally(total=8)
