@@ -13,8 +13,8 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "ok (a trial over the size cap too: `over_cap: true` in result.json; `--help` and a bare command "
              "group, which print help)",
-    EXIT_FAILED: "a run failed: the trial errored, a worker or the driver failed, the store failed while a sweep "
-                 "ran, or an internal error (a bug)",
+    EXIT_FAILED: "a run failed: the trial errored, a worker or the driver failed (a submitted sweep's job too), "
+                 "the store failed while a sweep ran, the cluster's job server failed, or an internal error (a bug)",
     EXIT_BAD_INPUT: "bad input, found before anything runs: usage, config, sweep spec, data, artifact, store URL "
                     "or a store that cannot be used, a cluster address nobody answers at",
     EXIT_DIVERGED: "the trial diverged (NaN/inf loss or loss > 3 ln V)",

@@ -333,14 +333,16 @@ def submit_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")],
                store: StoreOpt = None,
                python: Annotated[str, typer.Option("--python", help="Python on the head")] = "python",
                name: NameOpt = None) -> None:
-    """Submit the sweep as a Ray job: the driver runs on the cluster and outlives this command."""
-    from clowncar.orchestrator.submit import submit
+    """Submit the sweep as a Ray job: the driver runs on the cluster and outlives this command (which waits,
+    a minute at most, until the driver holds the sweep)."""
+    from clowncar.orchestrator.submit import submit, wait_started
     from clowncar.redact import redact_url
 
     parsed = load_named_spec(spec, name)
     job_id = submit(parsed, spec, address, store, python)
     where = f" --store {redact_url(store)}" if store else ""
     typer.echo(f"submitted sweep {parsed.name} as Ray job {job_id}")
+    typer.echo(f"  {wait_started(job_id, parsed.name, address, store)}")  # a job that died at once: one line, exit 1
     typer.echo(f"watch: ray job logs --address {address} --follow {job_id}   |   "
                f"clowncar sweep status {parsed.name}{where}")
 

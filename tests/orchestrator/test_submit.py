@@ -47,20 +47,58 @@ def auth_env(auth_token: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str
     return env
 
 
-@pytest.fixture
-def head(sweep_env, helpers, auth_env) -> Iterator[str]:
-    # `ray start --block` in the background (stops cleanly on SIGTERM); every port is picked free so that
-    # other Ray instances on this machine (their dashboard agents take 52365 by default) do not collide.
-    port = _free_port()
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    cmd = [ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-           f"--dashboard-port={port}", f"--port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}",
-           f"--ray-client-server-port={_free_port()}", "--num-cpus=2", "--disable-usage-stats"]
+WORKER_NODE = """
+import sys, time
+import ray._private.node, ray._private.parameter
+ray._private.node.Node(ray._private.parameter.RayParams(
+    gcs_address=sys.argv[1], node_ip_address="127.0.0.1", num_cpus=1, num_gpus=0, min_worker_port=0,
+    max_worker_port=0, node_manager_port=0, include_log_monitor=False), head=False, shutdown_at_exit=True,
+    spawn_reaper=True)
+print("node started", flush=True)
+while True:
+    time.sleep(3600)
+"""
+"""A worker node on this machine, started as ray.cluster_utils adds one (conftest's loopback_cluster): `ray start`
+refuses a worker node while RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, and that setting is what keeps Ray's processes
+on 127.0.0.1 (without it the raylet and the GCS listen on every interface)."""
+
+
+def _node_env(sweep_env: Any, auth_env: dict[str, str]) -> dict[str, str]:
     env = {**sweep_env.env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **auth_env,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("CLOWNCAR_STORE")  # the head has no store of its own: the one given with --store must reach the job
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return env
+
+
+def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """In the background, in a session of its own (stopped by process group), output kept for a failure."""
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):  # `ray start --block` takes over 20 s to stop here:
+        proc.wait(timeout=5)                               # what is left of the node is killed here
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def head(sweep_env, helpers, auth_env, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A Ray head on 127.0.0.1; with the parameter "two nodes" (indirect), a second node on this machine too, in
+    the same Ray temp dir, as a loopback cluster of a head and a worker is started by hand. Every port is picked
+    free so that other Ray instances on this machine (their dashboard agents take 52365 by default) do not
+    collide."""
+    port, gcs = _free_port(), _free_port()
+    nodes = 2 if getattr(request, "param", "") == "two nodes" else 1
+    # `ray start --block` stops cleanly on SIGTERM
+    proc = _start([str(Path(sys.executable).parent / "ray"), "start", "--block", "--head", "--node-ip-address=127.0.0.1",
+                   "--dashboard-host=127.0.0.1", f"--dashboard-port={port}", f"--port={gcs}",
+                   f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
+                   "--num-cpus=2", "--disable-usage-stats"], _node_env(sweep_env, auth_env))
+    node = None
     address = f"http://127.0.0.1:{port}"
     try:
         def up() -> bool:
@@ -73,17 +111,33 @@ def head(sweep_env, helpers, auth_env) -> Iterator[str]:
             os.killpg(proc.pid, signal.SIGTERM)
             out = proc.communicate(timeout=30)[0]
             pytest.fail(f"head did not come up; `ray start` printed:\n{out[-4000:]}")
+        if nodes == 2:
+            node = _start([sys.executable, "-c", WORKER_NODE, f"127.0.0.1:{gcs}"], _node_env(sweep_env, auth_env))
+            if not helpers.wait_for(lambda: node.poll() is not None or _alive_nodes(address, auth_env) == 2, 120,
+                                    every=1.0) or node.poll() is not None:
+                _stop(node)
+                pytest.fail(f"the second node did not join; it printed:\n{node.communicate()[0][-4000:]}")
         bad = helpers.non_loopback_listeners({proc.pid, *helpers.pids_with(str(sweep_env.ray_tmp))})
         assert not bad, bad
         yield address
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):  # `ray start --block` takes over 20 s to stop here:
-            proc.wait(timeout=5)                               # what is left of the head is killed here
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        if node is not None:
+            _stop(node)
+        _stop(proc)
         helpers.reap(str(sweep_env.ray_tmp))
+
+
+def _alive_nodes(address: str, auth_env: dict[str, str]) -> int:
+    """How many nodes the head's state API lists alive (0 while it does not answer)."""
+    import json
+    import urllib.request
+
+    token = Path(auth_env["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
+    req = urllib.request.Request(f"{address}/api/v0/nodes?limit=100", headers={"Authorization": f"Bearer {token}"})
+    with contextlib.suppress(Exception), urllib.request.urlopen(req, timeout=5) as resp:
+        nodes = json.load(resp)["data"]["result"]["result"]
+        return sum(1 for n in nodes if n.get("state") == "ALIVE")
+    return 0
 
 
 def _client(address: str, auth_env: dict[str, str]) -> Any:
@@ -100,8 +154,12 @@ def _job_status(address: str, job_id: str, auth_env: dict[str, str]) -> str:
     return str(_client(address, auth_env).get_job_status(job_id)).rsplit(".", 1)[-1]
 
 
-def test_submitted_sweep_runs_on_the_head_and_stop_leaves_nothing_running(head, sweep_env, helpers,
-                                                                          auth_env) -> None:
+@pytest.mark.parametrize("head", ["two nodes"], indirect=True)
+def test_first_sweep_submitted_to_a_fresh_two_node_cluster_runs_and_stop_leaves_nothing_running(
+        head, sweep_env, helpers, auth_env) -> None:
+    """The cluster: a head and a second node on one machine, sharing Ray's temp dir, as a loopback cluster is
+    started by hand. The first job submitted to it makes the second node unpack the job's working_dir again
+    (deleting it first) as the driver connects: the driver must neither run from it nor import from it."""
     env = {**auth_env, "CLOWNCAR_STORE": ""}  # the client names the store only with --store
     store = ["--store", sweep_env.store_url]
     # the spec's own name is another: the sweep runs on the head under the name submitted (`--name`)
@@ -114,16 +172,30 @@ def test_submitted_sweep_runs_on_the_head_and_stop_leaves_nothing_running(head, 
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.startswith("submitted sweep jobsweep as Ray job clowncar-jobsweep-"), r.stdout
     job_id = r.stdout.split("Ray job ", 1)[1].split()[0]
+    # submit returned once the driver held the sweep (or had run it through), not merely once Ray took the job
+    assert r.stdout.splitlines()[1].strip() in ("its driver on the cluster runs it",
+                                                "the job has run the sweep to its end"), r.stdout
     assert "ray job logs" in r.stdout
     done = ("SUCCEEDED", "FAILED", "STOPPED")
     assert helpers.wait_for(lambda: _job_status(head, job_id, auth_env) in done, 300, 1.0)
-    assert _job_status(head, job_id, auth_env) == "SUCCEEDED"
+    assert _job_status(head, job_id, auth_env) == "SUCCEEDED", _client(head, auth_env).get_job_logs(job_id)[-3000:]
     # the store URL never travels in the entrypoint (anyone with the token can list entrypoints)
     entrypoint = _client(head, auth_env).get_job_info(job_id).entrypoint
     assert "--store" not in entrypoint and sweep_env.store_url not in entrypoint
     assert sweep_env.store().sweeps_frame()["name"].tolist() == ["jobsweep"]  # none under the spec's own name
     trials = sweep_env.store().trials_frame(sweeps="jobsweep")
     assert len(trials) == 3 and set(trials["status"]) == {"ok"}
+
+    # A head whose `python` cannot run clowncar: the job dies at once, and submit says why (exit 1), instead of
+    # "submitted" and a sweep that `sweep status` then does not know.
+    bare = sweep_env.tmp / "bare-python"
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -I -S \"$@\"\n")  # no site-packages, no PYTHONPATH
+    bare.chmod(0o755)
+    r = sweep_env.cli("sweep", "submit", str(spec), "--address", head, "--python", str(bare), *store,
+                      "--name", "jobbare", extra=env)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stdout + r.stderr
+    assert "of sweep jobbare failed as it started: " in r.stderr and "No module named" in r.stderr, r.stderr
+    assert f"ray job logs --address {head} clowncar-jobbare-" in r.stderr, r.stderr
 
     long = sweep_env.spec("jobstop", overrides={"train.iterations": 100, "train.max_wallclock_seconds": 100.0})
     r = sweep_env.cli("sweep", "submit", str(long), "--address", head, "--python", sys.executable, *store,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import clowncar.cli as cli
-from clowncar.errors import ClownCarError
+from clowncar.errors import EXIT_BAD_INPUT, EXIT_FAILED, ClownCarError
 from clowncar.orchestrator import commands as cmd
 from clowncar.orchestrator import submit as submit_mod
 
@@ -33,11 +33,12 @@ def test_submit_with_a_name_submits_tags_and_names_the_sweep_by_it(spec_file: Pa
     got: list[str] = []
     monkeypatch.setattr(submit_mod, "submit", lambda spec, p, address, store, python: got.append(spec.name)
                         or f"clowncar-{spec.name}-1")
+    monkeypatch.setattr(submit_mod, "wait_started", lambda job, name, address, store: f"{name} runs")
     cmd.submit_cmd(spec_file, address="http://head:8265", store=STORE, name="s-again")
     assert got == ["s-again"]
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "submitted sweep s-again as Ray job clowncar-s-again-1"
-    assert "clowncar sweep status s-again --store postgresql+psycopg://u:***@db:5432/runs" in out[1]
+    assert out[:2] == ["submitted sweep s-again as Ray job clowncar-s-again-1", "  s-again runs"]
+    assert "clowncar sweep status s-again --store postgresql+psycopg://u:***@db:5432/runs" in out[2]
     with pytest.raises(ClownCarError, match=r"^--name 'no/slash' must be 1-64 letters"):
         cmd.submit_cmd(spec_file, address="http://head:8265", name="no/slash")
     assert got == ["s-again"]  # a bad name is refused before anything is submitted
@@ -48,17 +49,36 @@ def test_the_jobs_command_runs_the_shipped_spec_under_the_submitted_name(
         store_file: bool, spec_file: Path, tmp_path: Path, monkeypatch) -> None:
     entry = submit_mod.job_entrypoint("python3", "s-again", store_file)
     assert "s3cret" not in entry and "--store" not in entry
+    # Ray starts the command in the job's working dir: it names that dir J and leaves it before the driver starts
     words = shlex.split(entry)
-    assert words[:2] == (["CLOWNCAR_STORE=", f"CLOWNCAR_STORE_FILE=$PWD/{submit_mod.STORE_FILE}"]
-                         if store_file else ["python3", "-m"])
-    driver_args = words[words.index("clowncar") + 1:]
+    assert words[:6] == ["J=$PWD", "&&", "cd", "${HOME:-/tmp}", "&&",
+                         "CLOWNCAR_STORE=" if store_file else "python3"]
+    if store_file:
+        assert words[6] == f"CLOWNCAR_STORE_FILE=$J/{submit_mod.STORE_FILE}"
     # The job's working dir holds the spec as spec.yaml; its driver is `clowncar` with these words.
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     (job_dir / "spec.yaml").write_text(spec_file.read_text())
-    monkeypatch.chdir(job_dir)
+    driver_args = [w.replace("$J", str(job_dir)) for w in words[words.index("clowncar") + 1:]]
+    monkeypatch.chdir(tmp_path)
     ran: list[dict[str, Any]] = []
     monkeypatch.setattr(cmd, "run_spec", lambda spec, store, address, *a, **kw: ran.append(
         {"name": spec.name, "address": address, "store": store}))
     cli.main(driver_args)
     assert ran == [{"name": "s-again", "address": "auto", "store": None}]
+
+
+@pytest.mark.parametrize(("answer", "exit_code"), [
+    ("Request failed with status code 500: Internal Server Error", EXIT_FAILED),
+    ("Request failed with status code 400: Bad Request: runtime_env is invalid", EXIT_BAD_INPUT)])
+def test_a_submission_the_job_server_fails_is_a_fault_and_one_it_refuses_is_bad_input(
+        answer: str, exit_code: int, spec_file: Path, monkeypatch) -> None:
+    class JobServer:  # answers as Ray's job client does for the job server's HTTP status
+        def submit_job(self, **_: Any) -> str:
+            raise RuntimeError(f"{answer}\nmore of the server's text")
+
+    monkeypatch.setattr(submit_mod, "_client", lambda address: JobServer())
+    with pytest.raises(ClownCarError) as err:
+        submit_mod.submit(cmd.load_named_spec(spec_file, None), spec_file, "http://head:8265", None)
+    assert str(err.value) == f"job submission to http://head:8265 failed: {answer}"
+    assert err.value.exit_code == exit_code

@@ -283,16 +283,18 @@ def test_submit_prints_the_job_and_how_to_watch_it_without_the_password(tmp_path
     got: list[tuple] = []
     monkeypatch.setattr(submit, "submit", lambda spec, p, address, store, python: got.append(
         (spec.name, p, address, store, python)) or "clowncar-s-1")
+    monkeypatch.setattr(submit, "wait_started", lambda job, name, address, store: "its driver on the cluster runs it")
     store = "postgresql+psycopg://u:s3cret@db:5432/runs"
     cmd.submit_cmd(path, address="http://head:8265", store=store, python="python3.12")
     assert got == [("s", path, "http://head:8265", store, "python3.12")]
     out = capsys.readouterr().out
     assert out.splitlines() == [
         "submitted sweep s as Ray job clowncar-s-1",
+        "  its driver on the cluster runs it",
         "watch: ray job logs --address http://head:8265 --follow clowncar-s-1   |   clowncar sweep status s "
         "--store postgresql+psycopg://u:***@db:5432/runs"]
     cmd.submit_cmd(path, address="http://head:8265", store=None)
-    assert capsys.readouterr().out.splitlines()[1].endswith("clowncar sweep status s")
+    assert capsys.readouterr().out.splitlines()[-1].endswith("clowncar sweep status s")
 
 
 def test_stop_says_how_many_jobs_and_trials_it_stopped(url: str, monkeypatch, capsys) -> None:
@@ -446,6 +448,7 @@ def test_submit_runs_python_on_the_head_by_default(tmp_path: Path, monkeypatch, 
     path.write_text(yaml.safe_dump(SPEC))
     pythons: list[str] = []
     monkeypatch.setattr(submit, "submit", lambda spec, p, address, store, python: pythons.append(python) or "j")
+    monkeypatch.setattr(submit, "wait_started", lambda job, name, address, store: "the job runs")
     cmd.submit_cmd(path, address="http://head:8265")
     assert pythons == ["python"]
 
