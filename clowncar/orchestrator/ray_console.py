@@ -9,6 +9,8 @@ Measured with Ray 2.60 (a sweep whose trial actor is SIGKILLed): two things reac
   worker died or was killed ...`, a node marked dead) to stdout with `ray._private.worker.print_to_stdstream`,
   whatever `log_to_driver` says; no setting turns it off. Those messages go to `trials/SWEEP/ray-errors.log`.
 - At the end, `ray.tune.tune` logs `ERROR ... Trials did not complete: [run_trial_...]`, Tune's ids of what failed.
+- When no waiting trial fits the whole cluster for a while (its only GPU node died), Tune warns with advice for
+  rllib and Ray Train; the console says it in one clowncar line (`_TooSmallCluster`), the text goes to the log.
 The console says one line per failure instead (record.py). CLOWNCAR_DEBUG=1 leaves Ray's console as it is.
 """
 
@@ -17,10 +19,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from clowncar.words import counted
 
 RAY_ERRORS = "ray-errors.log"
 """In `RUNS_DIR/trials/SWEEP/`: the errors Ray published to the driver, and each failure Tune retried."""
@@ -43,6 +48,9 @@ def quiet_ray_console(errors_log: Path) -> None:
     tune_log = logging.getLogger("ray.tune.tune")
     if not any(isinstance(f, _IncompleteTrialsError) for f in tune_log.filters):
         tune_log.addFilter(_IncompleteTrialsError())
+    waiting_log = logging.getLogger(INSUFFICIENT_LOGGER)
+    if not any(isinstance(f, _TooSmallCluster) for f in waiting_log.filters):
+        waiting_log.addFilter(_TooSmallCluster())
     import ray._private.worker as ray_worker
 
     _target["path"] = errors_log
@@ -59,6 +67,53 @@ class _IncompleteTrialsError(logging.Filter):
         return not str(record.msg).startswith("Trials did not complete")
 
 
+INSUFFICIENT_LOGGER = "ray.tune.execution.insufficient_resources_manager"
+ASKED = re.compile(r"You asked for (\S+) CPUs and (\S+) GPUs per trial, but the cluster only has (\S+) CPUs and "
+                   r"(\S+) GPUs available")
+"""Tune's words when no waiting trial fits the whole cluster (its insufficient-resources warning, Ray 2.60)."""
+
+
+class _TooSmallCluster(logging.Filter):
+    """Tune's warning that no waiting trial fits the cluster (it advises rllib's `num_workers` and a
+    `ScalingConfig`) becomes one clowncar line on stderr; its text goes to the errors log. Seen when a sweep's only
+    GPU node died and its trial waits to run again."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        path = _target.get("path")
+        if path is not None:
+            _append(path, [text])
+        asked = ASKED.search(text)
+        need = (f"a trial asks for {_count(asked[1], 'CPU')} and {_count(asked[2], 'GPU')}, and the cluster has "
+                f"{_count(asked[3], 'CPU')} and {_count(asked[4], 'GPU')} in all" if asked else
+                "no waiting trial fits the cluster's resources")
+        where = f" (Ray's words: {path})" if path is not None else ""
+        print(f"clowncar: waiting: {need}; the trials wait until nodes join or `clowncar sweep stop` ends the "
+              f"sweep{where}", file=sys.stderr, flush=True)
+        return False
+
+
+def _count(text: str, noun: str) -> str:
+    """Ray's resource figure as a person writes it: '8.0' as 8 GPUs, '1.0' as 1 GPU, '0.5' as 0.5 GPUs."""
+    try:
+        value = float(text)
+    except ValueError:
+        return f"{text} {noun}s"
+    return counted(int(value), noun) if value.is_integer() else f"{value:g} {noun}s"
+
+
+def _append(path: Path, lines: list[str]) -> bool:
+    """Append stamped lines to an errors log; False when it cannot be written."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fh:
+            fh.writelines(f"{stamp} {line}\n" for line in lines)
+    except OSError:
+        return False
+    return True
+
+
 def divert_published_errors(original: Callable[[dict[str, Any], bool], None]) -> Callable[[dict[str, Any], bool], None]:
     """Ray's printer with the published errors (batches Ray marks `pid: raylet`) appended to the current target
     file instead; worker output (log_to_driver) passes through. A file that cannot be written: the console."""
@@ -68,12 +123,7 @@ def divert_published_errors(original: Callable[[dict[str, Any], bool], None]) ->
         if data.get("pid") != "raylet" or path is None:
             original(data, ignore_prefix)
             return
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as fh:
-                fh.writelines(f"{stamp} (raylet) {line}\n" for line in data.get("lines", []))
-        except OSError:
+        if not _append(path, [f"(raylet) {line}" for line in data.get("lines", [])]):
             original(data, ignore_prefix)
 
     print_to_stdstream.clowncar_diverted = True  # type: ignore[attr-defined]

@@ -115,6 +115,32 @@ def test_quieting_sets_tunes_switch_filters_its_summary_and_wraps_rays_printer_o
     assert tune_log.filters[0].filter(logging.makeLogRecord({"msg": "Total run time: 3 s"}))
 
 
+def test_tunes_warning_that_no_trial_fits_the_cluster_is_one_clowncar_line_and_its_text_goes_to_the_log(
+        tmp_path: Path, monkeypatch: Any, capsys: Any) -> None:
+    from ray.tune.execution import insufficient_resources_manager as irm
+
+    monkeypatch.delenv("CLOWNCAR_DEBUG", raising=False)
+    monkeypatch.setattr(logging.getLogger(ray_console.INSUFFICIENT_LOGGER), "filters", [])
+    monkeypatch.setitem(ray_console._target, "path", None)
+    log = tmp_path / "trials" / "s" / "ray-errors.log"
+    ray_console.quiet_ray_console(log)
+    ray_console.quiet_ray_console(log)  # once, however often a driver quiets the console
+    assert len(logging.getLogger(ray_console.INSUFFICIENT_LOGGER).filters) == 1
+    # Tune's own message, built from its own parts: a 1-GPU trial after its only GPU node died
+    text = ("Ignore this message if the cluster is autoscaling. " + irm.MSG_TUNE_START.format(wait_time=60)
+            + irm.MSG_TUNE_INSUFFICIENT.format(asked_cpus=1.0, asked_gpus=1.0, cluster_cpus=0.0, cluster_gpus=0.0)
+            + irm.MSG_TUNE_END)
+    logging.getLogger(ray_console.INSUFFICIENT_LOGGER).warning(text)
+    err = capsys.readouterr().err
+    assert err == ("clowncar: waiting: a trial asks for 1 CPU and 1 GPU, and the cluster has 0 CPUs and 0 GPUs in "
+                   f"all; the trials wait until nodes join or `clowncar sweep stop` ends the sweep (Ray's words: {log})\n")
+    assert text in log.read_text() and "Ignore this message" not in err
+    logging.getLogger(ray_console.INSUFFICIENT_LOGGER).warning("Ignore this message if ... (reworded by a later Ray)")
+    assert capsys.readouterr().err.startswith("clowncar: waiting: no waiting trial fits the cluster's resources; ")
+    assert [ray_console._count(x, "GPU") for x in ("8.0", "1.0", "0.5", "n/a")] == ["8 GPUs", "1 GPU", "0.5 GPUs",
+                                                                                "n/a GPUs"]
+
+
 def test_with_clowncar_debug_ray_keeps_its_console(tmp_path: Path, monkeypatch: Any) -> None:
     import ray._private.worker as ray_worker
 
