@@ -124,14 +124,15 @@ declare -A TESTS=(
   [clowncar/dashboard.py]="tests/test_tour_commands.py tests/deploy/test_dashboard_launcher.py"
   [clowncar/orchestrator/launch.py]="tests/orchestrator/test_launcher.py"
   [clowncar/orchestrator/ledger.py]="tests/orchestrator/test_ledger_in_process.py tests/orchestrator/test_trial_bundles.py"
-  [clowncar/orchestrator/preflight.py]="tests/orchestrator/test_preflight.py"
+  [clowncar/orchestrator/preflight.py]="tests/orchestrator/test_preflight.py tests/orchestrator/test_gpu_preflight.py"
+  [clowncar/orchestrator/submit.py]="tests/orchestrator/test_submit_entry.py tests/orchestrator/test_driver_outage.py tests/orchestrator/test_resume.py tests/orchestrator/test_reach.py"
   [clowncar/orchestrator/tune.py]="tests/orchestrator/test_tune_parts.py tests/orchestrator/test_embedded_ray_start.py"
   [clowncar/orchestrator/ray_start.py]="tests/orchestrator/test_embedded_ray_start.py"
   [clowncar/buildable.py]="tests/test_buildable.py tests/model/test_build_rules.py"
   [clowncar/did_you_mean.py]="tests/test_did_you_mean.py tests/test_config_rules.py"
   [clowncar/orchestrator/reach.py]="tests/orchestrator/test_reach.py"
   [clowncar/orchestrator/driver_state.py]="tests/orchestrator/test_driver_state.py tests/orchestrator/test_sweep_command_output.py"
-  [clowncar/orchestrator/search.py]="tests/orchestrator/test_resume.py tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_gate.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py"
+  [clowncar/orchestrator/search.py]="tests/orchestrator/test_resume.py tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_gate.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py tests/orchestrator/test_gpu_hours.py tests/orchestrator/test_tune_retry.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
@@ -141,6 +142,7 @@ declare -A KEYWORDS=(
   [clowncar/worker/artifact.py]="not test_bad_inputs.py or (artifacts: and not subprocess)"
   [clowncar/analysis/seeds.py]="not test_results_and_family.py or seed_variance"
   [clowncar/dashboard.py]="not test_dashboard_launcher.py or taken_port"
+  [clowncar/orchestrator/submit.py]="test_submit_entry.py or (test_driver_outage.py and stop) or sweep_submit_with_auto or stopped_between_a_trials_store_record"
   [clowncar/store/importers/sweep_csv.py]="not test_parse_snapshots.py or legacy_sweep"
   [clowncar/store/importers/micro_log.py]="not test_parse_snapshots.py or legacy_sweep"
   [clowncar/store/importers/cadence_tsv.py]="not test_parse_snapshots.py or legacy_sweep"
@@ -206,7 +208,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/orchestrator/status_lines.py
        clowncar/data/commands.py clowncar/demo.py clowncar/worker/commands.py clowncar/dashboard.py
        clowncar/orchestrator/launch.py clowncar/orchestrator/ledger.py
-       clowncar/orchestrator/preflight.py clowncar/orchestrator/tune.py clowncar/orchestrator/ray_start.py clowncar/buildable.py
+       clowncar/orchestrator/preflight.py clowncar/orchestrator/submit.py clowncar/orchestrator/tune.py clowncar/orchestrator/ray_start.py clowncar/buildable.py
        clowncar/did_you_mean.py
        clowncar/orchestrator/reach.py clowncar/orchestrator/ray_console.py)
 

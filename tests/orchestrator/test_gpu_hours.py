@@ -63,3 +63,37 @@ def test_a_rerun_attempt_is_billed_from_its_first_report_and_a_retry_from_its_ow
     assert search.study.get_trials()[0].user_attrs[STARTED] is None
     search.on_trial_result("t0", {"attempt": 2, "worker_pid": 2})
     assert search.study.get_trials()[0].user_attrs[STARTED] > first
+
+
+def test_the_executions_tune_retried_stay_committed_while_the_trial_runs_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU-hour cap counts a trial in flight as its current execution (from its own worker start, at least the
+    expected time) plus every execution of it that died before (from its worker start to the retry): two
+    executions of 0.5 s and 3 s commit 3.5 s beside the current one. A trial whose node died before its first
+    report has nothing to add."""
+    from clowncar.orchestrator.search import RETRIED_S
+
+    search = gpu_searcher()
+    assert search.suggest("t0") is not None and search.suggest("t1") is not None
+    now = [1000.0]
+    monkeypatch.setattr("clowncar.orchestrator.search.time.time", lambda: now[0])
+
+    def at(t: float) -> None:
+        now[0] = 1000.0 + t
+
+    search.on_trial_result("t0", {"attempt": 0, "worker_pid": 1})
+    at(0.5)
+    search.retried("t0", 1)
+    search.retried("t1", 1)  # its node died before it reported: never started, nothing billed
+    at(10.0)
+    search.on_trial_result("t0", {"worker_pid": 2})  # a report that names no attempt is the current execution's
+    at(13.0)
+    search.retried("t0", 2)
+    at(20.0)
+    assert search._in_flight_s(10.0, now[0]) == pytest.approx((10.0 + 3.5) + 10.0)
+    search.on_trial_result("t0", {"attempt": 2, "worker_pid": 3})
+    at(60.0)
+    assert search._in_flight_s(10.0, now[0]) == pytest.approx((40.0 + 3.5) + 10.0)
+    monkeypatch.undo()
+    t0, t1 = search.study.get_trials()[:2]
+    assert (t0.user_attrs[ATTEMPT], t0.user_attrs[RETRIED_S]) == (2, pytest.approx(3.5))
+    assert t1.user_attrs[ATTEMPT] == 1 and RETRIED_S not in t1.user_attrs
