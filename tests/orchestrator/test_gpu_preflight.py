@@ -114,3 +114,36 @@ def test_a_cluster_without_a_node_of_a_trials_gpus_is_warned_about_naming_the_mo
 def test_a_cluster_with_a_node_of_a_trials_gpus_or_a_cpu_sweep_is_not_warned_about() -> None:
     assert preflight.missing_gpu_node(spec(4), [node(2), node(4)]) is None
     assert preflight.missing_gpu_node(spec(0), []) is None
+
+
+def test_a_gpu_sweep_on_a_machine_of_two_gpus_starts_embedded_ray_with_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    # this machine may have none: its GPUs are what doctor.gpu_names reports, as on a machine of two
+    monkeypatch.setattr("clowncar.doctor.gpu_names", lambda: ("12.4", ["NVIDIA H100", "NVIDIA H100"]))
+    assert preflight.check_embedded_gpus(spec(1), None) == 2
+    assert preflight.check_embedded_gpus(spec(0), None) is None
+
+
+def test_a_cluster_with_no_alive_node_is_warned_about_for_a_gpu_sweep() -> None:
+    line = ("clowncar: warning: sweep g: no node of the cluster offers 1 GPU (the most on one node: 0); its trials "
+            "wait until such a node joins")
+    assert preflight.missing_gpu_node(spec(1), []) == line
+    assert preflight.missing_gpu_node(spec(1), [node(4, alive=False)]) == line
+
+
+def test_the_driver_warns_on_stderr_of_the_cluster_it_joined_and_is_silent_when_it_cannot_list_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import ray
+
+    monkeypatch.setattr(ray, "nodes", lambda: [node(0, node_id="head"), node(4, node_id="a")])
+    preflight.warn_of_missing_gpu_node(spec(8))
+    assert capsys.readouterr() == ("", "clowncar: warning: sweep g: no node of the cluster offers 8 GPUs (the most "
+                                       "on one node: 4); its trials wait until such a node joins\n")
+    preflight.warn_of_missing_gpu_node(spec(4))
+    assert capsys.readouterr() == ("", "")
+
+    def unreachable() -> list[dict[str, object]]:
+        raise ConnectionError("GCS unreachable")
+
+    monkeypatch.setattr(ray, "nodes", unreachable)
+    preflight.warn_of_missing_gpu_node(spec(8))
+    assert capsys.readouterr() == ("", "")
