@@ -12,7 +12,7 @@ import functools
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from types import FrameType
 from typing import Any
 
@@ -140,25 +140,36 @@ def held_from_ray_connect() -> Iterator[None]:
     (exit -11 instead of 130: 10 Ctrl-C in 10 and 5 SIGTERM in 5 sent when `worker.io` appeared; 0 since). Before
     the connect a signal still stops `ray.init` at once (the node's start can take long); a held one is acted on
     when `ray.init` returns, a second or two later. A Ray without `connect` holds them for all of `ray.init`."""
+    # entered into `held`, not around the call: the signals stay held after `connect` returns
+    with contextlib.ExitStack() as held, \
+            each_ray_connect_in(lambda: contextlib.nullcontext(held.enter_context(signals_held()))) as wrapped:
+        if not wrapped:
+            held.enter_context(signals_held())
+        yield
+
+
+@contextmanager
+def each_ray_connect_in(context: Callable[[], AbstractContextManager[Any]]) -> Iterator[bool]:
+    """While inside, every call of Ray's private `worker.connect` (which makes the driver's core worker, inside
+    `ray.init`) runs in a fresh `context()`; Ray's own function is put back after. Yields False, wrapping nothing,
+    for a Ray without `connect`."""
     import ray._private.worker as ray_worker
 
     connect = getattr(ray_worker, "connect", None)
-    with contextlib.ExitStack() as held:
-        if connect is None:
-            held.enter_context(signals_held())
-            yield
-            return
+    if connect is None:
+        yield False
+        return
 
-        @functools.wraps(connect)
-        def connect_held(*args: Any, **kwargs: Any) -> Any:
-            held.enter_context(signals_held())
+    @functools.wraps(connect)
+    def connect_within(*args: Any, **kwargs: Any) -> Any:
+        with context():
             return connect(*args, **kwargs)
 
-        ray_worker.connect = connect_held
-        try:
-            yield
-        finally:
-            ray_worker.connect = connect
+    ray_worker.connect = connect_within
+    try:
+        yield True
+    finally:
+        ray_worker.connect = connect
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from clowncar.errors import EXIT_FAILED
+from clowncar.interrupts import each_ray_connect_in
 
 RAY_LIMIT_ENV = "RAY_gcs_rpc_server_reconnect_timeout_s"
 RAY_DEFAULT_S = 60.0
@@ -67,8 +68,7 @@ def ray_patience_raised() -> Iterator[None]:
     `ray.init` starts in between, copy the user's."""
     import ray._private.worker as ray_worker
 
-    connect = getattr(ray_worker, "connect", None)
-    if connect is None:  # a Ray without `connect`: its own limit, and the watch may come second
+    if getattr(ray_worker, "connect", None) is None:  # a Ray without `connect`: its own limit, and the watch may come second
         yield
         return
     raised = str(int(limit_s()) + RAY_MARGIN_S)
@@ -77,16 +77,8 @@ def ray_patience_raised() -> Iterator[None]:
 
         Config.initialize("")
 
-    @functools.wraps(connect)
-    def connect_patient(*args: Any, **kwargs: Any) -> Any:
-        with _variable_set(RAY_LIMIT_ENV, raised):
-            return connect(*args, **kwargs)
-
-    ray_worker.connect = connect_patient
-    try:
+    with each_ray_connect_in(lambda: _variable_set(RAY_LIMIT_ENV, raised)):
         yield
-    finally:
-        ray_worker.connect = connect
 
 
 def answers(target: tuple[str, int], timeout: float = 2.0) -> bool:
