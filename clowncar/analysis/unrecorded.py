@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from clowncar.words import counted
+
 SHOWN = 4
 """How many commits or configs a caution names before it says how many more there are."""
 SEED_SPREAD = "the seed spread (6_seed_variance, the top configs' sd and interval)"
@@ -37,7 +39,7 @@ def code_versions(runs: pd.DataFrame) -> list[str]:
         return []
     parts = []
     if len(counts) > 1:
-        each = [f"{commit[:8]} ({n} run{'s' if n > 1 else ''})"
+        each = [f"{commit[:8]} ({counted(n, 'run')})"
                 for commit, n in sorted(counts.items(), key=lambda cn: (-cn[1], cn[0]))]
         parts.append(f"the runs span {len(counts)} git commits ({_listed(each)})")
     if dirty:
@@ -49,7 +51,7 @@ def code_versions(runs: pd.DataFrame) -> list[str]:
         mixed = [str(g["label"].iloc[0]) if "label" in g else str(key)
                  for key, g in spans if g["_commit"].nunique() > 1]
         if mixed:
-            line += (f"; the seed reruns of {len(mixed)} config{'s' if len(mixed) > 1 else ''} ran on different "
+            line += (f"; the seed reruns of {counted(len(mixed), 'config')} ran on different "
                      f"commits ({_listed(mixed)}), and {SEED_SPREAD} counts the code's change as seed noise")
     return [line]
 
