@@ -23,11 +23,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
 
 
+# Modules of tests/orchestrator that may run beside the other worker's tests: they start no Ray of their own
+# (each under 5 s in all), or run embedded sweeps of the contract worker whose assertions read what the store and
+# the study hold, never how long a trial took. The rest (clusters, signals, head loss, timed trials) stay on one
+# worker, in order. Measured 2026-12-06: the orchestrator unit took 966 s of a 989 s suite, the other worker 553 s.
+BESIDE_OTHERS = {
+    # embedded sweeps, no timing asserted (~190 s)
+    "test_budget_samplers", "test_seed_sweeps", "test_sweep_outcomes",
+    # no Ray started (~30 s)
+    "test_address_form", "test_distinct_configs", "test_driver_state", "test_embedded_ray_start",
+    "test_embedded_reaper", "test_gpu_book_rules", "test_gpu_hours", "test_gpu_preflight", "test_grid_order",
+    "test_launcher", "test_ledger_in_process", "test_placement", "test_plan", "test_preflight", "test_reach",
+    "test_record", "test_rerun_command", "test_rerun_spec", "test_resume", "test_rung_rules", "test_same_code",
+    "test_search_gate", "test_search_replay", "test_search_rules", "test_search_tells", "test_spec_rules",
+    "test_submit_entry", "test_sweep_plan_lines", "test_sweep_status_reasons", "test_trial_bundles",
+    "test_tune_parts", "test_tune_retry", "test_worker_registry",
+}
+
+
+def _work_unit(nodeid: str) -> str:
+    """The xdist work unit of a test: the one orchestrator unit, or the test alone."""
+    if not nodeid.startswith("tests/orchestrator/"):
+        return nodeid
+    module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+    return nodeid if module in BESIDE_OTHERS else "tests/orchestrator"
+
+
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: `scripts/test.sh` runs the suite on two workers
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Every test of tests/orchestrator runs on one worker, one after another (a single work unit, and the biggest,
-    so it is handed out first): they start Ray clusters and time trials against each other, and they leave most of
-    the CPU idle while they wait, which the other worker fills with the rest of the suite, one test at a time.
+    """The tests of tests/orchestrator that start Ray clusters or time trials run on one worker, one after another
+    (a single work unit, and the biggest, so it is handed out first): they leave most of the CPU idle while they
+    wait, which the other worker fills with the rest of the suite, one test at a time (`BESIDE_OTHERS`).
     (xdist's own `loadgroup` cannot do this under pytest 9: it renames node ids through an attribute pytest no
     longer reads.)"""
     if config.getvalue("dist") != "load":
@@ -36,7 +62,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class OrchestratorApart(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "tests/orchestrator" if nodeid.startswith("tests/orchestrator/") else nodeid
+            return _work_unit(nodeid)
 
     return OrchestratorApart(config, log)
 

@@ -417,6 +417,14 @@ def test_the_summary_of_a_two_objective_sweep_holds_its_front() -> None:
                                                             "params": {LOOPS: 1}}]
 
 
+def _without_our_filter(logger: Any) -> tuple[list[Any], list[Any]]:
+    """The logger's filters as they are, and as they are left for the test: without the filter an earlier sweep
+    run in this process installed (it stays for the process's life), so that the test sees its own."""
+    saved = list(logger.filters)
+    logger.filters[:] = [f for f in saved if not isinstance(f, tune._NoResultFilesWarning)]
+    return saved, list(logger.filters)
+
+
 def test_tunes_warning_about_the_result_files_it_was_told_not_to_write_is_dropped(caplog) -> None:
     """The sweep turns Tune's result-file loggers off; Tune then warns at the end of every fit, a line per trial,
     that each trial lacks those files. That one warning is dropped, once however often a sweep starts, and every
@@ -424,7 +432,7 @@ def test_tunes_warning_about_the_result_files_it_was_told_not_to_write_is_droppe
     import logging
 
     analysis = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    before = list(analysis.filters)
+    saved, before = _without_our_filter(analysis)
     try:
         tune._quiet_missing_result_files()
         tune._quiet_missing_result_files()
@@ -437,7 +445,7 @@ def test_tunes_warning_about_the_result_files_it_was_told_not_to_write_is_droppe
             "No trial data passed in during `ExperimentAnalysis` initialization",
             "Could not fetch metrics: Failed to fetch metrics for 2 trial(s)"]
     finally:
-        analysis.filters[:] = before
+        analysis.filters[:] = saved
 
 
 @pytest.mark.parametrize(("setting", "quiet"), [(None, True), ("1", True), ("0", False)])
@@ -446,7 +454,7 @@ def test_the_warning_stays_when_the_user_keeps_tunes_result_files(monkeypatch, t
     import logging
 
     analysis = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    before = list(analysis.filters)
+    saved, before = _without_our_filter(analysis)
     if setting is None:
         monkeypatch.delenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", raising=False)
     else:
@@ -467,4 +475,4 @@ def test_the_warning_stays_when_the_user_keeps_tunes_result_files(monkeypatch, t
         added = [f for f in analysis.filters if f not in before]
         assert len(added) == (1 if quiet else 0)
     finally:
-        analysis.filters[:] = before
+        analysis.filters[:] = saved
