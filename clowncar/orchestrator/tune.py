@@ -190,7 +190,7 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
     # from here on the sweep runs: a store that is away for a moment (its server restarts) is waited for, one that
     # stays away longer than the window is a failed run, not bad input
     store.retry_seconds = storage.retry_seconds = opts.store_retry_s
-    with _stop_on_signals(searcher.stopping), store_failure_fails_the_run():
+    with _stop_on_signals(searcher.stopping), store_failure_fails_the_run(), _outages_on_the_console():
         try:
             tuner.fit()
             status = "done"
@@ -292,6 +292,20 @@ def _stop_on_signals(flag: threading.Event) -> Any:
 
     with interrupt_on_signals(flag.set):
         yield
+
+
+@contextlib.contextmanager
+def _outages_on_the_console() -> Any:
+    """While the sweep runs, a store that stops answering and answers again is one stderr line each."""
+    import sys
+
+    from clowncar.store.retry import announce_outages
+
+    announce_outages(lambda text: print(f"clowncar: {text}", file=sys.stderr, flush=True))
+    try:
+        yield
+    finally:
+        announce_outages(None)
 
 
 def count_earlier(tally: Any, spec: SweepSpec, study: Any) -> int:

@@ -13,6 +13,7 @@ SQLite is never retried here: its one failure of that kind, "database is locked"
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -99,7 +100,7 @@ def retry_transient(call: Callable[[], T], window_s: float, gave_up: Callable[[B
     delay, deadline = FIRST_DELAY_S, None
     while True:
         try:
-            return call()
+            result = call()
         except Exception as err:
             if window_s <= 0 or not is_transient(err):
                 raise
@@ -107,8 +108,62 @@ def retry_transient(call: Callable[[], T], window_s: float, gave_up: Callable[[B
             deadline = now + window_s if deadline is None else deadline
             if now >= deadline:
                 raise gave_up(err, window_s) from None
+            _outage.began(err, window_s)
             sleep(min(delay, deadline - now))
             delay = min(delay * 2, MAX_DELAY_S)
+        else:
+            if deadline is not None:
+                _outage.ended()
+            return result
+
+
+class OutageNotice:
+    """One console line when the store stops answering and one when it answers again, however many threads wait
+    for it meanwhile: a driver that goes quiet for a minute looks hung. Silent until `say` is set (the sweep
+    driver sets it while its sweep runs: `announce_outages`)."""
+
+    def __init__(self) -> None:
+        self.say: Callable[[str], None] | None = None
+        self._lock = threading.Lock()
+        self._since: float | None = None
+
+    def began(self, err: BaseException, window_s: float) -> None:
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        if self.say is not None:
+            self.say(f"the store stopped answering ({away_reason(err)}); the sweep waits for it, up to "
+                     f"{window_s:g} s per read or write (CLOWNCAR_STORE_RETRY_SECONDS)")
+
+    def ended(self) -> None:
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None and self.say is not None:
+            self.say(f"the store answers again, after {time.monotonic() - since:.1f} s; the sweep goes on")
+
+
+_outage = OutageNotice()
+
+
+def announce_outages(say: Callable[[str], None] | None) -> None:
+    """Where this process says that the store went away and came back (None: nowhere)."""
+    _outage.say = say
+
+
+_STATE_WORDS = {"57P01": "the server shut down", "57P02": "the server crashed",
+                "57P03": "the server is starting up or not yet accepting connections"}
+
+
+def away_reason(err: BaseException) -> str:
+    """In a few words why a transient failure counts as the server being away: the SQLSTATE's meaning or the
+    phrase of the driver's message that matched (never the message itself, which may name more than that)."""
+    for e in _chain(err):
+        state = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
+        if isinstance(state, str) and state:
+            return _STATE_WORDS.get(state, f"connection failure, SQLSTATE {state}")
+    texts = [str(e).lower() for e in _chain(err)]
+    return next((t for t in _TEXTS if any(t in text for text in texts)), "the connection was lost")
 
 
 F = TypeVar("F", bound=Callable[..., Any])

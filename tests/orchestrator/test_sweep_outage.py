@@ -45,6 +45,9 @@ def test_a_sweep_whose_store_restarts_while_trials_report_finishes_with_each_tri
             restartable_pg.start()
     assert proc.returncode == 0, out
     assert "hunter2-sweep" not in out
+    # the driver said that it waited, and that the store came back (once each, whatever number of threads waited)
+    assert out.count("clowncar: the store stopped answering (") == 1, out
+    assert out.count("clowncar: the store answers again, after ") == 1, out
     store = sweep_env.store()
     trials = store.trials_frame()
     assert sorted(trials["number"]) == [0, 1, 2] and set(trials["status"]) == {"ok"}

@@ -266,3 +266,55 @@ def pg_error(cls: type[Exception], text: str) -> Exception:
 ])
 def test_only_a_server_that_is_away_counts_as_transient(err: Exception, transient: bool) -> None:
     assert is_transient(err) is transient
+
+
+def test_an_outage_waited_out_by_several_threads_is_one_line_when_it_begins_and_one_when_it_ends(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tune's control thread and the callbacks write at once while the server is away: each of them retries, the
+    console says it once, with the reason in words (the SQLSTATE's meaning, never the driver's message)."""
+    from clowncar.store import retry
+
+    said: list[str] = []
+    monkeypatch.setattr(retry, "_outage", retry.OutageNotice())
+    retry.announce_outages(said.append)
+    away = threading.Event()
+    away.set()
+
+    def write() -> str:
+        if away.is_set():
+            raise pg_error(OperationalError, "57P01 terminating connection due to administrator command")
+        return "landed"
+
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(retry.retry_transient(
+        write, 30, lambda e, w: RuntimeError("gave up"), sleep=lambda s: time.sleep(0.02)))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    assert said == ["the store stopped answering (the server shut down); the sweep waits for it, up to 30 s per "
+                    "read or write (CLOWNCAR_STORE_RETRY_SECONDS)"]
+    away.clear()
+    for t in threads:
+        t.join(10)
+    assert results == ["landed"] * 3
+    assert len(said) == 2 and said[1].startswith("the store answers again, after ") and said[1].endswith(
+        " s; the sweep goes on")
+    # a write that lands at its first try says nothing; a failure no retry can cure says nothing either
+    assert retry.retry_transient(lambda: "landed", 30, lambda e, w: RuntimeError("gave up")) == "landed"
+    with pytest.raises(IntegrityError):
+        retry.retry_transient(lambda: (_ for _ in ()).throw(pg_error(IntegrityError, "23505 duplicate key")), 30,
+                              lambda e, w: RuntimeError("gave up"))
+    assert len(said) == 2
+
+
+@pytest.mark.parametrize(("err", "words"), [
+    (pg_error(OperationalError, "57P03 the database system is starting up"),
+     "the server is starting up or not yet accepting connections"),
+    (pg_error(OperationalError, "08006 connection failure"), "connection failure, SQLSTATE 08006"),
+    (pg_error(OperationalError, 'connection failed: connection to server at "db.example", port 5432 failed: '
+                                "Connection refused"), "connection refused"),
+])
+def test_an_outage_is_named_by_its_kind_not_by_the_drivers_message(err: Exception, words: str) -> None:
+    from clowncar.store.retry import away_reason
+
+    assert away_reason(err) == words
