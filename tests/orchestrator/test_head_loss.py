@@ -1,6 +1,7 @@
 """A sweep whose Ray head goes away under it (the head's GCS and raylet SIGKILLed, as when its machine dies): the
 driver ends with one clowncar line and exit 1 before Ray's C++ ends it, no Ray C++ line on the console, and the
-lease given up, so that `sweep resume` can take the sweep at once (head_watch.py, native_stderr.py).
+lease given up, so that `sweep resume` can take the sweep at once (head_watch.py, native_stderr.py). The same for
+embedded Ray whose GCS is killed, and the `sweep resume` that line names runs what was left.
 
 Ray's own limit for a driver that cannot reach its GCS (RAY_gcs_rpc_server_reconnect_timeout_s, 60 s by default) is
 set to RECONNECT_S for the driver here, so that the test takes seconds: on the old code Ray's C++ ended the driver
@@ -64,3 +65,54 @@ def test_a_head_that_dies_mid_sweep_ends_the_driver_with_one_line_before_ray_doe
     with sweep_env.store() as store:
         assert store.get_lease("headloss") is None  # given up: a resume need not wait for it to expire
         assert store.get_sweep("headloss")["status"] == "running"  # as a SIGKILLed driver leaves it: `stalled`
+
+
+def _gcs_server_of(ray_tmp: str, helpers: Any) -> int | None:
+    """The gcs_server process of the embedded Ray that runs under `ray_tmp` (RAY_TMPDIR)."""
+    return next((pid for pid in helpers.pids_with(ray_tmp) if "gcs_server" in (helpers.cmdline(pid) or "")), None)
+
+
+def test_an_embedded_head_whose_gcs_dies_ends_the_driver_with_one_line_and_resume_finishes_the_sweep(
+        sweep_env: Any, helpers: Any) -> None:
+    """Embedded Ray's GCS killed under a running sweep (the kernel's OOM killer picks the biggest process it can):
+    the driver says so in one line naming `sweep resume`, exit 1, and that command runs what was left, each
+    trial once."""
+    spec = sweep_env.spec("embedloss", overrides={"train.iterations": 60, "train.max_wallclock_seconds": 3.0})
+    env = {**sweep_env.env, "RAY_gcs_rpc_server_reconnect_timeout_s": str(RECONNECT_S)}
+    driver = subprocess.Popen([sys.executable, "-m", "clowncar", "sweep", "run", str(spec), "--num-cpus", "2",
+                               "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=sweep_env.tmp, env=env)
+    try:
+        trials = sweep_env.runs / "trials" / "embedloss"
+        helpers.wait_for(lambda: len(list(trials.glob("*/pid"))) >= 1 or driver.poll() is not None, timeout=120,
+                         every=0.2)
+        gcs = _gcs_server_of(str(sweep_env.ray_tmp), helpers)
+        if gcs is None or driver.poll() is not None:
+            driver.kill()
+            pytest.fail(f"no trial ran under an embedded GCS: {gcs} " + "".join(driver.communicate()))
+        os.kill(gcs, 9)
+        killed = time.monotonic()
+        out, err = driver.communicate(timeout=RECONNECT_S + 60)
+        took = time.monotonic() - killed
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    console = out + err
+    assert driver.returncode == 1, console
+    assert [line for line in err.splitlines() if line.startswith("clowncar: error:")] == [
+        f"clowncar: error: sweep embedloss: the embedded Ray head (its GCS) stopped answering ({RECONNECT_S} s "
+        "without its GCS); the trials that finished are stored; once a head is back, "
+        "`clowncar sweep resume embedloss` continues the sweep"], console
+    assert not RAY_LINE.search(console), console
+    assert took < RECONNECT_S + 10, took
+
+    r = sweep_env.cli("sweep", "resume", "embedloss", "--num-cpus", "2", "--quiet", extra=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with sweep_env.store() as store:
+        frame = store.trials_frame(sweeps="embedloss")
+        assert store.get_sweep("embedloss")["status"] == "done"
+    assert sorted(frame["number"]) == [0, 1, 2] and set(frame["status"]) == {"ok"}, frame  # each trial once
+    # nothing of either embedded Ray is left running
+    assert helpers.wait_for(lambda: not helpers.pids_with(str(sweep_env.ray_tmp)), 30), [
+        helpers.cmdline(p) for p in helpers.pids_with(str(sweep_env.ray_tmp))]
