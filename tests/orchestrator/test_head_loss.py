@@ -15,6 +15,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,26 @@ import pytest
 pytestmark = pytest.mark.slow
 RECONNECT_S = 6
 RAY_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [DIWEF] \d+ \d+\] \S+:\d+:", re.M)
+
+
+def _head_killed_under(driver: subprocess.Popen[str], trials: Path, running: int, kill: Callable[[], None],
+                       helpers: Any) -> tuple[str, str, float]:
+    """Once `running` trials of the driver's sweep have started, `kill` takes its head away: the driver's stdout,
+    its stderr, and how long it ran on after the kill."""
+    try:
+        helpers.wait_for(lambda: len(list(trials.glob("*/pid"))) >= running or driver.poll() is not None,
+                         timeout=120, every=0.2)
+        if len(list(trials.glob("*/pid"))) < running or driver.poll() is not None:
+            driver.kill()
+            pytest.fail("no trial started: " + "".join(driver.communicate()))
+        kill()
+        killed = time.monotonic()
+        out, err = driver.communicate(timeout=RECONNECT_S + 60)
+        return out, err, time.monotonic() - killed
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
 
 
 def test_a_head_that_dies_mid_sweep_ends_the_driver_with_one_line_before_ray_does(
@@ -34,25 +56,15 @@ def test_a_head_that_dies_mid_sweep_ends_the_driver_with_one_line_before_ray_doe
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=sweep_env.tmp,
             env={**sweep_env.env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
                  "RAY_gcs_rpc_server_reconnect_timeout_s": str(RECONNECT_S)})
-        try:
-            trials = sweep_env.runs / "trials" / "headloss"
-            helpers.wait_for(lambda: len(list(trials.glob("*/pid"))) >= 2 or driver.poll() is not None, timeout=120,
-                             every=0.5)
-            if len(list(trials.glob("*/pid"))) < 2:
-                driver.kill()
-                pytest.fail("no trial started: " + "".join(driver.communicate()))
+
+        def kill_head() -> None:
             # Ray's C++ lines go to the log through a pipe of the driver's own (test_native_stderr.py): its fd 2 is
             # no longer the console's
             assert os.stat(f"/proc/{driver.pid}/fd/2").st_ino != os.fstat(driver.stderr.fileno()).st_ino
             cluster.head_node.kill_gcs_server()
             cluster.head_node.kill_raylet()
-            killed = time.monotonic()
-            out, err = driver.communicate(timeout=RECONNECT_S + 60)
-            took = time.monotonic() - killed
-        finally:
-            if driver.poll() is None:
-                driver.kill()
-                driver.communicate()
+
+        out, err, took = _head_killed_under(driver, sweep_env.runs / "trials" / "headloss", 2, kill_head, helpers)
     console = out + err
     assert driver.returncode == 1, console
     errors = [line for line in err.splitlines() if line.startswith("clowncar: error:")]
@@ -82,22 +94,13 @@ def test_an_embedded_head_whose_gcs_dies_ends_the_driver_with_one_line_and_resum
     driver = subprocess.Popen([sys.executable, "-m", "clowncar", "sweep", "run", str(spec), "--num-cpus", "2",
                                "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               cwd=sweep_env.tmp, env=env)
-    try:
-        trials = sweep_env.runs / "trials" / "embedloss"
-        helpers.wait_for(lambda: len(list(trials.glob("*/pid"))) >= 1 or driver.poll() is not None, timeout=120,
-                         every=0.2)
+
+    def kill_gcs() -> None:
         gcs = _gcs_server_of(str(sweep_env.ray_tmp), helpers)
-        if gcs is None or driver.poll() is not None:
-            driver.kill()
-            pytest.fail(f"no trial ran under an embedded GCS: {gcs} " + "".join(driver.communicate()))
+        assert gcs is not None, "no embedded GCS runs the sweep"
         os.kill(gcs, 9)
-        killed = time.monotonic()
-        out, err = driver.communicate(timeout=RECONNECT_S + 60)
-        took = time.monotonic() - killed
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.communicate()
+
+    out, err, took = _head_killed_under(driver, sweep_env.runs / "trials" / "embedloss", 1, kill_gcs, helpers)
     console = out + err
     assert driver.returncode == 1, console
     assert [line for line in err.splitlines() if line.startswith("clowncar: error:")] == [
