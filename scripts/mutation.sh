@@ -133,6 +133,9 @@ declare -A TESTS=(
   [clowncar/orchestrator/reach.py]="tests/orchestrator/test_reach.py"
   [clowncar/orchestrator/driver_state.py]="tests/orchestrator/test_driver_state.py tests/orchestrator/test_sweep_command_output.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_resume.py tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_gate.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py tests/orchestrator/test_gpu_hours.py tests/orchestrator/test_tune_retry.py"
+  [clowncar/orchestrator/billing.py]="tests/orchestrator/test_gpu_hours.py tests/orchestrator/test_search_tells.py tests/orchestrator/test_tune_retry.py tests/orchestrator/test_tune_parts.py tests/orchestrator/test_sweep_command_output.py"
+  [clowncar/orchestrator/same_code.py]="tests/orchestrator/test_same_code.py tests/orchestrator/test_tune_parts.py"
+  [clowncar/analysis/unrecorded.py]="tests/analysis/test_unrecorded_cautions.py tests/analysis/test_report_contents.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
@@ -210,7 +213,9 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/orchestrator/launch.py clowncar/orchestrator/ledger.py
        clowncar/orchestrator/preflight.py clowncar/orchestrator/submit.py clowncar/orchestrator/tune.py clowncar/orchestrator/ray_start.py clowncar/buildable.py
        clowncar/did_you_mean.py
-       clowncar/orchestrator/reach.py clowncar/orchestrator/ray_console.py)
+       clowncar/orchestrator/reach.py clowncar/orchestrator/ray_console.py clowncar/orchestrator/driver_state.py
+       clowncar/store/retry.py clowncar/analysis/shared_steps.py
+       clowncar/orchestrator/billing.py clowncar/orchestrator/same_code.py clowncar/analysis/unrecorded.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2
