@@ -97,3 +97,21 @@ def test_the_executions_tune_retried_stay_committed_while_the_trial_runs_again(m
     t0, t1 = search.study.get_trials()[:2]
     assert (t0.user_attrs[ATTEMPT], t0.user_attrs[RETRIED_S]) == (2, pytest.approx(3.5))
     assert t1.user_attrs[ATTEMPT] == 1 and RETRIED_S not in t1.user_attrs
+
+
+def test_sweep_status_bills_the_finished_trials_and_not_one_still_running_before_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sweep status` during a sweep: trial 0's worker started and is still running, trial 1 has finished. Only
+    trial 1 is billed (a running trial has no end yet), and trial 0 does not stop the count of the ones after it."""
+    search = gpu_searcher()
+    assert search.suggest("t0") is not None and search.suggest("t1") is not None
+    an_hour_ago = time.time() - 3600.0
+    monkeypatch.setattr("clowncar.orchestrator.search.time.time", lambda: an_hour_ago)
+    search.on_trial_result("t0", {"worker_pid": 1})
+    search.on_trial_result("t1", {"worker_pid": 2})
+    monkeypatch.undo()
+    search.on_trial_complete("t1", {"final": True, "status": "ok", "q_val_bpb": 2.3})
+    running, done = search.study.get_trials()[:2]
+    assert running.state == TrialState.RUNNING and running.user_attrs[STARTED] == an_hour_ago
+    billed = (done.datetime_complete.timestamp() - an_hour_ago) * 2
+    assert billed >= 7200.0 and gpu_seconds_used(search.study, 2) == pytest.approx(billed)
