@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 from pathlib import Path
@@ -25,7 +26,8 @@ def init_ray(opts: RunOptions) -> None:
     if ray.is_initialized():
         return
     if opts.address:
-        with sigterm_handler_kept(), without_ray_failure_handler(), ray_patience_raised(), held_from_ray_connect():
+        with (sigterm_handler_kept(), entrypoint_unpadded(), without_ray_failure_handler(), ray_patience_raised(),
+              held_from_ray_connect()):
             ray.init(address=opts.address, log_to_driver=False, logging_level=logging.WARNING)
         return
     from clowncar.orchestrator import embedded
@@ -39,7 +41,7 @@ def init_ray(opts: RunOptions) -> None:
     # innermost, the hold: a signal held while Ray connects is raised where the clean-up of the two above sees it
     # without Ray's failure-signal handler: ray.shutdown would set SIGTERM to the default action under our SIG_IGN
     with (sigterm_handler_kept(), embedded.killed_unless_started(), embedded.recorded_while_starting(opts.runs_dir),
-          _secrets_kept_from_ray(), without_ray_failure_handler(), ray_patience_raised(), held_from_ray_connect()):
+          _secrets_kept_from_ray(), entrypoint_unpadded(), without_ray_failure_handler(), ray_patience_raised(), held_from_ray_connect()):
         ray.init(address="local", num_cpus=opts.num_cpus or os.cpu_count() or 1, num_gpus=opts.num_gpus or 0,
                  include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     mine = embedded.record(opts.runs_dir)
@@ -59,6 +61,33 @@ def _token_auth_explicit() -> None:
         from ray._raylet import Config
 
         Config.initialize("")
+
+
+@contextlib.contextmanager
+def entrypoint_unpadded() -> Any:
+    """Around `ray.init`: the driver's entrypoint in Ray's job table (the dashboard, `ray list jobs`) without the
+    empty arguments a rewritten process title leaves. Ray reads it from /proc/PID/cmdline, and after
+    `redact.hide_secrets_in_title` that is the masked line followed by the NULs that fill the rest of the original
+    arguments' memory: Ray listed each as `""` (30 of them after a `--store URL`)."""
+    try:
+        import ray._private.utils as ray_utils
+
+        read = ray_utils.get_entrypoint_name
+    except (ImportError, AttributeError):  # another Ray: its own entrypoint, padded or not
+        yield
+        return
+    ray_utils.get_entrypoint_name = functools.wraps(read)(lambda: _unpadded(read()))
+    try:
+        yield
+    finally:
+        ray_utils.get_entrypoint_name = read
+
+
+def _unpadded(entrypoint: str) -> str:
+    """`entrypoint` (a command line as `subprocess.list2cmdline` writes it) without its trailing empty arguments."""
+    while entrypoint.endswith(' ""'):
+        entrypoint = entrypoint[:-3]
+    return entrypoint
 
 
 SECRET_ENV = ("CLOWNCAR_STORE", "CLOWNCAR_STORE_FILE", "PGPASSWORD")

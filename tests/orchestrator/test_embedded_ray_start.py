@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +236,25 @@ def test_a_ray_without_its_config_refresh_still_gets_token_mode(monkeypatch, mod
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     ray_start._token_auth_explicit()
     assert os.environ["RAY_AUTH_MODE"] == "token"
+
+
+def test_rays_job_table_shows_a_masked_driver_command_line_without_empty_arguments() -> None:
+    """A driver whose title was rewritten (a password on its command line) has the rest of its old arguments'
+    memory as NULs in /proc/PID/cmdline, which Ray listed as `""` after the masked line in its job table."""
+    from subprocess import list2cmdline
+
+    title = "clowncar sweep run s.yaml --store 'postgresql://u:***@db/clowncar'"
+    code = (f"import setproctitle, ray._private.utils as u\n"
+            f"from clowncar.orchestrator.ray_start import entrypoint_unpadded\n"
+            f"setproctitle.setproctitle({title!r})\n"
+            f"print(u.get_entrypoint_name())\n"
+            f"with entrypoint_unpadded():\n    print(u.get_entrypoint_name())\n"
+            f"print(u.get_entrypoint_name())\n")
+    r = subprocess.run([sys.executable, "-c", code, "--store", "postgresql://u:" + "p" * 80 + "@db/clowncar"],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert r.returncode == 0, r.stderr
+    padded, inside, after = r.stdout.splitlines()
+    assert padded.startswith(list2cmdline([title]) + ' ""')  # Ray's own reading, as the walk found it
+    assert inside == list2cmdline([title])
+    assert after == padded  # Ray's function is put back
