@@ -10,7 +10,9 @@ import importlib
 import os
 import sys
 import traceback
+import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import click
@@ -114,6 +116,28 @@ class _RepeatableOption(typer.core.TyperOption):
         return shown
 
 
+def _is_path(param: Any) -> bool:
+    """Whether the option or argument takes a path (`Path`, `Path | None`, `list[Path]`), by its annotation."""
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    return annotation is Path or Path in typing.get_args(annotation)
+
+
+def _refusing_empty(param: Any) -> None:
+    """Make a path option or argument refuse an empty value. A path is read from "" as the current directory, so an
+    unset shell variable (`--out "$OUT"`) wrote a report into the working directory, `import ""` read every file
+    under it (a test file holding a sample log became a run), and `data build --text ""` took it as the corpus."""
+    process = param.process_value
+
+    def process_value(ctx: Any, value: Any) -> Any:
+        values = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            raise typer.BadParameter("is empty (an unset shell variable?); name the path, or `.` for this "
+                                     "directory", ctx=ctx, param=param)
+        return process(ctx, value)
+
+    param.process_value = process_value
+
+
 def _tidy_help(command: Any) -> Any:
     """Make the help of every command in the tree read as a command line's help does: a flag shows no type
     (typer's rich help gives each one a `<bool>` column, as if it took a value), a repeatable option shows what one
@@ -130,6 +154,8 @@ def _tidy_help(command: Any) -> Any:
         elif isinstance(param, typer.core.TyperArgument) and param.metavar is None:
             param.metavar = (param.name or "").upper() + ("..." if param.nargs != 1 else "")
             param.__class__ = _Argument
+        if _is_path(param):
+            _refusing_empty(param)
     if command.help and not command.short_help:
         command.short_help = " ".join(command.help.split("\n\n")[0].split())
     for sub in getattr(command, "commands", {}).values():

@@ -208,3 +208,35 @@ def test_the_dashboard_words_a_store_it_cannot_open_as_every_other_command(
     assert dashboard == said(["sweep", "ls", "--store", url])
     code, err = dashboard
     assert code == 2 and err.startswith("clowncar: error: ") and err.count("\n") == 1 and "SECRETPW" not in err, err
+
+
+def _path_parameters() -> list[tuple[list[str], str]]:
+    """(command words, how the parameter is given) for every option and argument of the real CLI that takes a
+    path: `--out` for an option, '' for an argument."""
+    found: list[tuple[list[str], str]] = []
+
+    def walk(command: Any, words: list[str]) -> None:
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            walk(sub, [*words, name])
+        for param in getattr(command, "params", []):
+            if cli._is_path(param):
+                found.append((words, param.opts[0] if param.opts[0].startswith("-") else ""))
+
+    walk(cli._command(cli.app), [])
+    return found
+
+
+def test_every_path_option_and_argument_refuses_an_empty_value(capsys) -> None:
+    """An unset shell variable (`--out "$OUT"`) is an empty argument, which a path reads as the current directory:
+    `analyze` wrote its report into the working directory and `import` read every file under it."""
+    params = _path_parameters()
+    assert len(params) >= 20 and (["analyze"], "--out") in params and (["import"], "") in params
+    for words, option in params:
+        argv = [*words, *([option, ""] if option else [""])]
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2, (argv, err)
+        assert len(err.strip().splitlines()) == 1 and "is empty (an unset shell variable?)" in err, (argv, err)
+    cli.main(["config", "presets"])  # a command without an empty path still runs
+    assert "clowncar" in capsys.readouterr().out
