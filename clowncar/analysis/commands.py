@@ -30,6 +30,9 @@ def analyze(
         "the same shards in the same order, the same batch. Tests 1a/1b then subtract a reference run among them "
         "(a run of one step kind throughout). Say so only when it is true: one trainer, one data set, one batch "
         "size.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace what DIR holds under the report's names: the report of other sweeps, or files "
+        "no clowncar report wrote. (The report of the same sweeps is always replaced, and said so.)")] = False,
 ) -> None:
     """Run the seven signal tests over SWEEP(s) and write DIR/report.md, DIR/report.html, DIR/report.json."""
     from clowncar.analysis.family import METHODS
@@ -39,6 +42,7 @@ def analyze(
         raise AnalysisError(f"unknown correction '{correction}' (choose from {', '.join(METHODS)})")
     if out.exists() and not out.is_dir():
         raise AnalysisError(f"--out {out} exists and is not a directory")
+    replaced = earlier_report(out, list(dict.fromkeys(sweeps)), overwrite)
     with OutputDir(out, "the report directory"):  # before the analysis
         analysis = load_and_analyse(sweeps, store, correction, same_stream)
         from clowncar.analysis.report import printed_summary, write
@@ -49,6 +53,46 @@ def analyze(
             raise AnalysisError(f"cannot write the report to {err.filename or out}: {err.strerror or err}") from None
     typer.echo(printed_summary(analysis))
     typer.echo("report: " + ", ".join(str(p) for p in paths.values()))
+    if replaced:
+        typer.echo(replaced)
+
+
+REPORT_FILES = ("report.md", "report.html", "report.json")
+
+
+def earlier_report(out: Path, sweeps: list[str], overwrite: bool) -> str | None:
+    """What writing the report into `out` replaces, in a line, or None when it replaces nothing. The report of the
+    same sweeps is replaced (analysing a sweep again as it grows); another sweep's report, or a file under a
+    report's name that no clowncar report wrote (a reviewer's own report.md), only with `overwrite`."""
+    present = [name for name in REPORT_FILES if (out / name).is_file()]
+    if not present:
+        return None
+    before = _clowncar_report(out / "report.json")
+    if before is None:
+        if not overwrite:
+            raise AnalysisError(f"--out {out} holds {present[0]}, which no clowncar report wrote: choose another "
+                                "folder, or pass --overwrite to replace it")
+        return f"replaced {', '.join(present)} in {out} (--overwrite)"
+    earlier, when = before
+    if sorted(earlier) != sorted(sweeps) and not overwrite:
+        raise AnalysisError(f"--out {out} holds the report of {', '.join(earlier)} (generated {when}): choose "
+                            "another folder, or pass --overwrite to replace it")
+    return f"replaced the earlier report of {', '.join(earlier)} in {out} (generated {when})"
+
+
+def _clowncar_report(path: Path) -> tuple[list[str], str] | None:
+    """The sweeps and the time of the clowncar report whose report.json is `path`, or None when it is not one."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    sweeps = data.get("sweeps") if isinstance(data, dict) else None
+    provenance = data.get("provenance") if isinstance(data, dict) else None
+    if not (isinstance(sweeps, list) and isinstance(provenance, dict) and "generated_at" in provenance):
+        return None
+    return [str(s) for s in sweeps], str(provenance["generated_at"])
 
 
 SWEEPS_LISTED = 8

@@ -232,3 +232,42 @@ def test_a_sweep_named_twice_is_analysed_once(store_url: str, tmp_path: Path, ca
     assert len(twice["runs"]) == len(once["runs"]) == 1
     analyze(["clean_cadence2", "clean_cadence2"], tmp_path / "rep", store=store_url)
     assert capsys.readouterr().out.startswith("sweeps: clean_cadence2 | runs: 1 | ")
+
+
+def test_a_report_of_the_same_sweeps_is_replaced_and_said_so(store_url: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "rep"
+    analyze(["clean_cadence2"], out, store=store_url)
+    first = json.loads((out / "report.json").read_text())["provenance"]["generated_at"]
+    capsys.readouterr()
+    analyze(["clean_cadence2"], out, store=store_url, correction="bonferroni")
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == f"replaced the earlier report of clean_cadence2 in {out} (generated {first})"
+    assert json.loads((out / "report.json").read_text())["correction_method"] == "bonferroni"
+
+
+def test_another_sweeps_report_or_a_users_file_is_replaced_only_with_overwrite(store_url: str,
+                                                                             tmp_path: Path) -> None:
+    """A report is what a reviewer cites: analysing other sweeps into its folder, or into a folder that holds the
+    user's own report.md, is refused (one line, exit 2, nothing read or written) unless --overwrite says so."""
+    out = tmp_path / "rep"
+    analyze(["clean_cadence2"], out, store=store_url)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(AnalysisError) as err:
+        analyze(["clean_always_fractal"], out, store=store_url)
+    assert str(err.value).startswith(f"--out {out} holds the report of clean_cadence2 (generated ")
+    assert str(err.value).endswith("choose another folder, or pass --overwrite to replace it")
+    assert err.value.exit_code == 2 and {p.name: p.read_bytes() for p in out.iterdir()} == before
+    analyze(["clean_always_fractal"], out, store=store_url, overwrite=True)
+    assert json.loads((out / "report.json").read_text())["sweeps"] == ["clean_always_fractal"]
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my notes\n")
+    with pytest.raises(AnalysisError) as err:
+        analyze(["clean_cadence2"], mine, store=store_url)
+    assert str(err.value) == (f"--out {mine} holds report.md, which no clowncar report wrote: choose another "
+                              "folder, or pass --overwrite to replace it")
+    assert [p.name for p in mine.iterdir()] == ["report.md"] and (mine / "report.md").read_text() == "my notes\n"
+    (mine / "report.json").write_text('{"sweeps": ["clean_cadence2"]}')  # JSON, but not a report's
+    with pytest.raises(AnalysisError):
+        analyze(["clean_cadence2"], mine, store=store_url)
