@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,19 +27,30 @@ def is_nonempty_dir(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
-def check_target(out: Path, overwrite: bool) -> None:
-    """Refuse up front to replace existing output unless asked to."""
+Foreign = Callable[[Path], "Path | None"]
+"""Given a full output directory, the first entry in it that the command did not write (None: all its own).
+`--overwrite` replaces only a directory of the command's own output, never one that holds anything else."""
+
+
+def check_target(out: Path, overwrite: bool, foreign: Foreign | None = None) -> None:
+    """Refuse up front to replace existing output unless asked to, and (with `foreign`) unless it is all output."""
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a directory")
-    if is_nonempty_dir(out) and not overwrite:
+    if not is_nonempty_dir(out):
+        return
+    if not overwrite:
         raise DataError(f"{out}: output directory exists and is not empty (pass --overwrite to replace it)")
+    stranger = foreign(out) if foreign is not None else None
+    if stranger is not None:
+        raise DataError(f"refusing to replace {out}: it holds {stranger.name}, which no build writes "
+                        "(--overwrite replaces only an earlier build or an empty folder)")
 
 
 @contextmanager
-def staged_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
+def staged_directory(out: Path, overwrite: bool = False, foreign: Foreign | None = None) -> Iterator[Path]:
     """Yield an empty staging directory next to `out`; on success it replaces `out` in one rename."""
     out = Path(out)
-    check_target(out, overwrite)
+    check_target(out, overwrite, foreign)
     created = make_output_dir(out, "the output directory", parents_only=True)
     try:  # /proc, say, has a parent that exists and takes no new folder: said as bad input, not a crash
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
@@ -49,18 +60,19 @@ def staged_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
     stage.chmod(default_mode(directory=True))
     try:
         yield stage
-        publish(stage, out, overwrite)
+        publish(stage, out, overwrite, foreign)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         remove_created(created)  # innermost first: only directories this build created and left empty
         raise
 
 
-def publish(stage: Path, out: Path, overwrite: bool) -> None:
+def publish(stage: Path, out: Path, overwrite: bool, foreign: Foreign | None = None) -> None:
     """Move a finished staging directory to `out`, replacing an old one only when allowed."""
     if is_nonempty_dir(out):
         if not overwrite:
             raise DataError(f"{out}: output directory appeared during the build; not replaced")
+        check_target(out, overwrite, foreign)  # what was put there while the build ran is not replaced either
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
         os.rmdir(old)
         os.rename(out, old)

@@ -23,7 +23,7 @@ from clowncar import __version__
 from clowncar.data.atomic import check_target, staged_directory
 from clowncar.data.bpb import ByteLUTs, build_byte_luts, count_stream_bytes
 from clowncar.data.corpus import Corpus
-from clowncar.data.shards import MAX_VOCAB, shard_name, write_shard
+from clowncar.data.shards import MAX_VOCAB, SHARD_NAME, shard_name, write_shard
 from clowncar.data.tokenizer import (
     BOS_ID,
     CHALLENGE_SETTINGS,
@@ -206,6 +206,17 @@ def _prepare_tokenizer(corpus: Corpus, stage: Path, vocab_size: int, tokenizer: 
     return sp, {"trained": True, "trainer": settings, "train_seconds": round(time.perf_counter() - t0, 3)}
 
 
+def foreign_to_build(out: Path) -> Path | None:
+    """The first entry of `out` (by name) that `data build` does not write: what `--overwrite` must not delete.
+    A build writes shards, the tokenizer's model and vocab, and build.json; `data fetch-fineweb` shards too."""
+    own = {TOKENIZER_FILE, Path(TOKENIZER_FILE).with_suffix(".vocab").name, BUILD_INFO}
+    for entry in sorted(out.iterdir()):
+        ours = entry.name in own or SHARD_NAME.fullmatch(entry.name) is not None
+        if not ours or (entry.is_dir() and not entry.is_symlink()):
+            return entry
+    return None
+
+
 def check_out_apart(out: Path, inputs: list[Path], tokenizer: Path | None) -> None:
     """Publishing replaces the whole `out` directory: refuse an `out` that holds the working directory (it
     cannot be renamed away, and `.` has no name to stage beside) or any input it would delete with it."""
@@ -242,7 +253,7 @@ def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int | None = Non
     corpus = corpus or Corpus.from_paths(inputs, field=field_name, docs_per=docs_per)  # type: ignore[arg-type]
     # the files a --text directory gave too: an --out inside that directory may hold some of them
     check_out_apart(out, [*inputs, *corpus.files], tokenizer)
-    check_target(out, overwrite)
+    check_target(out, overwrite, foreign_to_build)
     given = load_given_tokenizer(tokenizer, vocab_size) if tokenizer is not None else None
     n_docs, n_bytes = corpus.count()
     if n_docs == 0:
@@ -250,7 +261,7 @@ def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int | None = Non
     if val_docs >= n_docs:
         raise DataError(f"--val-docs {val_docs} leaves no training documents: the corpus has {n_docs}")
     log(f"corpus: {n_docs:,d} documents, {n_bytes:,d} bytes in {len(corpus.files)} file(s)")
-    with staged_directory(out, overwrite) as stage:
+    with staged_directory(out, overwrite, foreign_to_build) as stage:
         sp, tok_info = _prepare_tokenizer(corpus, stage, vocab, tokenizer, given, character_coverage, log)
         luts = build_byte_luts(sp, sp.vocab_size())
         stats = encode_corpus(corpus, sp, luts, stage, val_docs, shard_tokens, n_docs, progress)

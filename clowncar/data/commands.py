@@ -31,7 +31,8 @@ def build(
                                                       "coverage; rarer characters become byte pieces.")] = 0.999,
     tokenizer: Annotated[Path | None, typer.Option("--tokenizer", help="Encode with this existing .model "
                                                    "instead of training one.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier build in --out; a folder "
+                                            "holding any file a build does not write is refused.")] = False,
 ) -> None:
     """Train a tokenizer with the challenge's settings and write train/val shards in the official format."""
     from clowncar.data.build import DEFAULT_VOCAB_SIZE, build_dataset
@@ -101,11 +102,14 @@ def inspect(
     val_glob: Annotated[str, typer.Option("--val-glob")] = "fineweb_val_*.bin",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Validate every shard header; print shard and token counts, documents, vocab and bytes per token."""
+    """Validate every shard header and the shard list against the directory's build.json (or the fetched
+    manifest.json); print shard and token counts, documents, vocab and bytes per token."""
     from clowncar.data.inspect_dir import inspect_directory
 
     _check_globs({"--train-glob": train_glob, "--val-glob": val_glob})
     report = inspect_directory(directory, train_glob=train_glob, val_glob=val_glob, tokenizer=tokenizer)
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

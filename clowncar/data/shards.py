@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Sequence
@@ -47,6 +48,10 @@ class ShardHeader:
 def shard_name(split: str, index: int) -> str:
     """The official file name, so that every reader (ours, the challenge's, forks') finds the shards."""
     return f"fineweb_{split}_{index:06d}.bin"
+
+
+SHARD_NAME = re.compile(r"fineweb_(val|train)_(\d{6})\.bin")
+"""The names `shard_name` gives a split's shards (groups: split, number): what a build and a fetch write."""
 
 
 def read_header(path: str | os.PathLike[str]) -> ShardHeader:

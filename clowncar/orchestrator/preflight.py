@@ -85,6 +85,7 @@ def _checked_sources(spec: SweepSpec) -> list[tuple[str, str, str, str]]:
 
 def _check_source(settings: Settings, dataset: str, train_glob: str, val_glob: str, tokenizer: str) -> None:
     from clowncar.data.build import check_encoded_with
+    from clowncar.data.record import check_shard_record
     from clowncar.data.shards import not_a_shard_directory, read_header, require_shards
     from clowncar.data.tokenizer import load_tokenizer
 
@@ -97,6 +98,7 @@ def _check_source(settings: Settings, dataset: str, train_glob: str, val_glob: s
     for split, pattern in (("train", train_glob), ("validation", val_glob)):
         for shard in require_shards(directory, pattern, split):
             read_header(shard)
+    check_shard_record(directory)  # a shard lost since the build or fetch would change what every trial measures
     load_tokenizer(settings.tokenizer_path(tokenizer))
     check_encoded_with(directory, settings.tokenizer_path(tokenizer))
 

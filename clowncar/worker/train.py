@@ -21,6 +21,7 @@ from clowncar.buildable import check_buildable, probe_tokens
 from clowncar.config import TrialConfig
 from clowncar.data.bpb import build_byte_luts
 from clowncar.data.build import check_encoded_with
+from clowncar.data.record import check_shard_record
 from clowncar.data.shards import read_shard, require_shards, shards_digest
 from clowncar.data.stream import TokenStream, load_validation_tokens
 from clowncar.data.tokenizer import load_tokenizer
@@ -61,6 +62,7 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
     data_dir = settings.dataset_dir(cfg.data.dataset)
     train_files = require_shards(data_dir, cfg.data.train_glob, "train")
     val_files = require_shards(data_dir, cfg.data.val_glob, "validation")
+    check_shard_record(data_dir)  # the shards its build.json or fetch manifest lists, no more and no fewer
     # which shards, so that runs whose data changed under one dataset name can be told apart in the store
     result.setdefault("provenance", {})["data"] = {"train": shards_digest(train_files), "val": shards_digest(val_files)}
     sp = load_tokenizer(settings.tokenizer_path(cfg.data.tokenizer))

@@ -176,6 +176,33 @@ def test_output_that_appears_during_the_build_is_not_replaced(tmp_path: Path) ->
     assert os.listdir(tmp_path) == ["out"]
 
 
+def _not_a_bin(out: Path) -> Path | None:
+    """A `foreign` rule: everything but *.bin files is someone else's."""
+    return next((p for p in sorted(out.iterdir()) if p.suffix != ".bin"), None)
+
+
+def test_overwrite_with_a_foreign_rule_refuses_a_folder_holding_a_file_the_command_did_not_write(
+        tmp_path: Path) -> None:
+    out = old_output(tmp_path)
+    check_target(out, overwrite=True, foreign=_not_a_bin)  # its own output only: replaceable
+    (out / "thesis.tex").write_text("mine")
+    with pytest.raises(DataError) as err, staged_directory(out, overwrite=True, foreign=_not_a_bin):
+        raise AssertionError("the body must not run")
+    assert str(err.value) == (f"refusing to replace {out}: it holds thesis.tex, which no build writes (--overwrite "
+                              "replaces only an earlier build or an empty folder)")
+    assert sorted(os.listdir(out)) == ["old.bin", "thesis.tex"]
+
+
+def test_a_foreign_file_put_in_the_old_output_during_the_build_is_not_replaced(tmp_path: Path) -> None:
+    out = old_output(tmp_path)
+    with pytest.raises(DataError, match=r"it holds thesis\.tex"), \
+            staged_directory(out, overwrite=True, foreign=_not_a_bin) as stage:
+        (stage / "new.bin").write_bytes(b"new")
+        (out / "thesis.tex").write_text("mine")
+    assert sorted(os.listdir(out)) == ["old.bin", "thesis.tex"]
+    assert os.listdir(tmp_path) == ["out"]
+
+
 def test_publish_with_overwrite_swaps_through_a_hidden_old_name(tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "out"
     out.mkdir()

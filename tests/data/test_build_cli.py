@@ -206,20 +206,27 @@ def test_failure_inside_the_build_removes_the_staging_directory(run_cli: Run, tm
     assert not (tmp_path / "o").exists()
 
 
-def test_existing_output_is_kept_unless_overwrite(run_cli: Run, tmp_path: Path, kjv_verses: list[str]) -> None:
+def test_overwrite_replaces_an_earlier_build_and_refuses_a_folder_holding_anything_else(
+        run_cli: Run, tmp_path: Path, kjv_verses: list[str]) -> None:
     text = tmp_path / "in.txt"
     text.write_text("\n".join(kjv_verses[:60]), encoding="utf-8")
     out = tmp_path / "ds"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    (out / "build.json").write_text("{}")  # a build's file beside it does not make the user's file a build's
     args = ["data", "build", "--text", str(text), "--docs-per", "line", "--val-docs", "5", "--vocab-size", "400",
             "--out", str(out)]
     _assert_clean_failure(run_cli(*args), "pass --overwrite")
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    r = run_cli(*args, "--overwrite")
+    _assert_clean_failure(r, f"refusing to replace {out}: it holds keep.txt, which no build writes (--overwrite "
+                             "replaces only an earlier build or an empty folder)")
+    assert sorted(p.name for p in out.iterdir()) == ["build.json", "keep.txt"]
+    (out / "keep.txt").rename(tmp_path / "keep.txt")
+    (out / "fineweb_train_000007.bin").write_text("a shard of an earlier build, which this one does not make")
     r = run_cli(*args, "--overwrite")
     assert r.returncode == 0, r.stderr
-    assert not (out / "keep.txt").exists() and (out / "fineweb_val_000000.bin").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "in.txt"]
+    assert not (out / "fineweb_train_000007.bin").exists() and (out / "fineweb_val_000000.bin").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "in.txt", "keep.txt"]
 
 
 @pytest.mark.parametrize(("how", "message"), [("magic", "bad magic"), ("truncate", "truncated shard")])

@@ -322,10 +322,11 @@ def test_build_defaults_take_a_thousand_validation_documents_and_never_overwrite
     with pytest.raises(DataError, match="exists"):
         build_dataset([tmp_path / "docs.jsonl"], tmp_path / "ds2", tokenizer=tiny_tokenizer[0], progress=False,
                       log=lambda _: None)
-    (tmp_path / "ds2" / "marker").write_text("old")
+    stale = tmp_path / "ds2" / "fineweb_train_000009.bin"  # a shard of an earlier, larger build
+    stale.write_text("old")
     build_dataset([tmp_path / "docs.jsonl"], tmp_path / "ds2", tokenizer=tiny_tokenizer[0], progress=False,
                   log=lambda _: None, overwrite=True)
-    assert not (tmp_path / "ds2" / "marker").exists() and read_build_info(tmp_path / "ds2") is not None
+    assert not stale.exists() and read_build_info(tmp_path / "ds2") is not None
 
 
 def test_the_field_and_document_unit_reach_the_corpus(tmp_path: Path, tiny_tokenizer: tuple[Path, Any]) -> None:
@@ -410,7 +411,7 @@ def test_a_vocab_the_corpus_cannot_fill_is_refused_and_the_old_build_kept(tmp_pa
     a vocabulary it does not have, and the output it would have replaced is untouched."""
     src = _corpus_file(tmp_path, kjv_verses[:20])
     (tmp_path / "ds").mkdir()
-    (tmp_path / "ds" / "marker").write_text("old")
+    (tmp_path / "ds" / "build.json").write_text("old")  # an earlier build's, which --overwrite may replace
     before = _tree(tmp_path)
     with pytest.raises(DataError) as err:
         build_dataset([src], tmp_path / "ds", vocab_size=60000, val_docs=1, overwrite=True, progress=False,

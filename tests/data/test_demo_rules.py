@@ -8,6 +8,7 @@ import importlib.metadata
 import importlib.util
 import json
 import random
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -179,12 +180,15 @@ def test_a_changed_recipe_or_source_rebuilds(kjv: Path, tmp_path: Path, monkeypa
     assert rebuilt(tmp_path)
 
 
-@pytest.mark.parametrize("damage", ["shard", "info", "splits", "own_tokenizer", "tokenizer", "tokenizer_changed"])
+@pytest.mark.parametrize("damage", ["shard", "extra_shard", "info", "splits", "own_tokenizer", "tokenizer",
+                                    "tokenizer_changed"])
 def test_a_damaged_or_partial_build_is_rebuilt(kjv: Path, tmp_path: Path, damage: str) -> None:
     result, _ = demo.run_demo(tmp_path, progress=False, log=lambda *_: None)
     dataset = result.out
     if damage == "shard":
         (dataset / result.splits["train"].shards[-1]).write_bytes(b"\x00" * 10)
+    elif damage == "extra_shard":  # a shard build.json does not list: the same check as `data inspect`'s
+        shutil.copy(dataset / result.splits["train"].shards[0], dataset / "fineweb_train_000999.bin")
     elif damage == "info":
         (dataset / "build.json").write_text("{")
     elif damage == "splits":

@@ -104,6 +104,13 @@ def test_a_dataset_without_train_or_validation_shards_is_refused(data_root: Path
     assert refusal(spec()) == f"sweep pf: no train shards matching fineweb_train_*.bin in {directory}"
 
 
+def test_a_dataset_that_lost_a_shard_its_build_json_lists_is_refused(data_root: Path) -> None:
+    directory = data_root / "datasets" / "kjv"
+    (directory / "fineweb_train_000001.bin").unlink()
+    assert refusal(spec()).startswith(f"sweep pf: {directory} does not match its build.json: "
+                                      "fineweb_train_000001.bin is missing (build.json lists ")
+
+
 def test_a_corrupt_shard_is_refused_by_its_header(data_root: Path) -> None:
     shard = sorted((data_root / "datasets" / "kjv").glob("fineweb_val_*.bin"))[-1]
     shard.write_bytes(shard.read_bytes()[:2000])

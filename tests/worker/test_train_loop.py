@@ -7,6 +7,7 @@ LR scale or momentum of the wrong step, fake quantization switched on a step lat
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -308,6 +309,17 @@ def test_a_split_without_shards_is_named_in_the_error(tiny_cfg: Callable[..., An
     assert run_trial(cfg, tmp_path / "out") == 2
     result, _ = read_trial(tmp_path / "out")
     assert result["reason"] == f"DataError: no {split} shards matching {pattern} in {data}"
+
+
+def test_a_dataset_that_lost_a_shard_its_build_json_lists_is_refused_before_step_1(
+        tiny_cfg: Callable[..., Any], tiny_data: Path, tmp_path: Path, read_trial: Callable[..., Any]) -> None:
+    data = Path(shutil.copytree(tiny_data, tmp_path / "data"))
+    (data / "fineweb_train_000001.bin").unlink()
+    assert run_trial(tiny_cfg(f"data.dataset={data}"), tmp_path / "out") == 2
+    result, events = read_trial(tmp_path / "out")
+    assert result["reason"].startswith(f"DataError: {data} does not match its build.json: fineweb_train_000001.bin "
+                                       "is missing (build.json lists ")
+    assert not [e for e in events if e["event"] == "step"]
 
 
 def test_shards_built_with_another_tokenizer_are_refused_before_step_1(

@@ -1,0 +1,145 @@
+"""A shard directory checked against the record of what was put in it.
+
+`data build` (and `data demo`) write `build.json`, whose `splits.<split>.shards` and `.tokens` list every shard
+and its split's token count; `data fetch-fineweb` keeps the hub's `manifest.json` in the data root, whose
+`stats.files_val` / `files_train` give how many shards each split of the export has (validation is always
+fetched whole, train as a prefix of `--train-shards`). A shard lost or added since then changes what every run
+on the directory measures (a val split missing a third of its tokens changes every BPB), with no other error:
+`check_shard_record` turns that into one line. `data inspect`, the sweep preflight and the trial worker share it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clowncar.data.build import BUILD_INFO, read_build_info
+from clowncar.data.shards import SHARD_NAME, read_header, shard_name
+from clowncar.errors import DataError
+
+SPLITS = ("val", "train")
+
+
+@dataclass(frozen=True)
+class RecordedSplit:
+    """What a record says one split holds."""
+
+    allowed: tuple[str, ...]
+    """Every shard name the record knows of; a shard of the split outside it is extra."""
+    required: tuple[str, ...]
+    """The shards that must be there (a fetch may take fewer train shards than the export has)."""
+    tokens: int | None
+    """The split's tokens, where the record counts them and all of `allowed` is required."""
+
+
+def on_disk(directory: Path) -> dict[str, list[str]]:
+    """Per split, the shard files in `directory` named as a build or a fetch names them, sorted."""
+    found: dict[str, list[str]] = {split: [] for split in SPLITS}
+    for path in directory.iterdir():
+        match = SHARD_NAME.fullmatch(path.name)
+        if match and path.is_file():
+            found[match.group(1)].append(path.name)
+    return {split: sorted(names) for split, names in found.items()}
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _from_build_info(info: dict[str, Any]) -> dict[str, RecordedSplit]:
+    splits = info.get("splits")
+    record = {}
+    for split in SPLITS:
+        entry = splits.get(split) if isinstance(splits, dict) else None
+        shards = entry.get("shards") if isinstance(entry, dict) else None
+        if isinstance(shards, list) and all(isinstance(s, str) for s in shards):
+            record[split] = RecordedSplit(tuple(shards), tuple(shards), _count(entry.get("tokens")))
+    return record
+
+
+def _from_manifest(directory: Path) -> dict[str, RecordedSplit]:
+    """The fetched export's entry for `directory` (`<root>/datasets/<name>`), if `<root>/manifest.json` has one."""
+    if directory.parent.name != "datasets":
+        return {}
+    try:
+        manifest = json.loads((directory.parent.parent / "manifest.json").read_text(encoding="utf-8"))
+        entry = next(d for d in manifest["datasets"] if isinstance(d, dict) and d.get("name") == directory.name)
+        stats = entry["stats"]
+        counts = {"val": _count(stats["files_val"]), "train": _count(stats["files_train"])}
+    except (OSError, ValueError, LookupError, StopIteration, TypeError, RecursionError):
+        return {}
+    record = {}
+    for split, count in counts.items():
+        if count is not None:
+            names = tuple(shard_name(split, i) for i in range(count))
+            if split == "val":  # a fetch takes every validation shard
+                record[split] = RecordedSplit(names, names, _count(stats.get("tokens_val")))
+            else:  # and the first --train-shards train shards
+                record[split] = RecordedSplit(names, (), None)
+    return record
+
+
+def read_record(directory: Path) -> tuple[str, dict[str, RecordedSplit]] | None:
+    """(the record's file name, what it says per split), or None when the directory records nothing usable."""
+    info = read_build_info(directory)
+    if info is not None:
+        record = _from_build_info(info)
+        return (BUILD_INFO, record) if record else None
+    record = _from_manifest(directory)
+    return ("manifest.json", record) if record else None
+
+
+def _tokens(directory: Path, names: list[str]) -> int:
+    return sum(read_header(directory / name).num_tokens for name in names)
+
+
+def _split_problem(directory: Path, source: str, split: str, want: RecordedSplit, have: list[str]) -> str | None:
+    missing = [name for name in want.required if name not in have]
+    extra = [name for name in have if name not in want.allowed]
+    tokens = _tokens(directory, have)
+    if not missing and not extra and (want.tokens is None or tokens == want.tokens):
+        return None
+    whole = want.required == want.allowed
+    listed = f"{'' if whole else 'up to '}{len(want.allowed)} {split} shards"
+    listed += f", {want.tokens:,d} tokens" if want.tokens is not None else ""
+    counts = f"{source} lists {listed}; the folder holds {len(have)}, {tokens:,d} tokens"
+    if missing:
+        what = f"{missing[0]} is missing" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+    elif extra:
+        what = f"{extra[0]} is not in it" + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+    else:
+        what = f"the {split} shards hold other tokens than it counts (a shard was replaced or rebuilt)"
+    return f"{directory} does not match its {source}: {what} ({counts}); rebuild or re-fetch it"
+
+
+def check_shard_record(directory: Path) -> str | None:
+    """DataError, in one line naming the first missing or extra shard and the counts, when `directory` holds a
+    record (`read_record`) that its shard files disagree with. Returns the record's name when one was checked."""
+    directory = Path(directory)
+    found = read_record(directory)
+    if found is None:
+        return None
+    source, record = found
+    have = on_disk(directory)
+    for split, want in record.items():
+        problem = _split_problem(directory, source, split, want, have[split])
+        if problem:
+            raise DataError(problem)
+    return source
+
+
+def numbering_gaps(directory: Path) -> list[str]:
+    """One warning per split whose shard numbers skip one (0, 1, 3): a cheap sign of a lost shard where no record
+    says what should be there."""
+    warnings = []
+    for split, names in on_disk(Path(directory)).items():
+        numbers = {int(SHARD_NAME.fullmatch(name).group(2)) for name in names}  # type: ignore[union-attr]
+        absent = [i for i in range(max(numbers, default=-1) + 1) if i not in numbers]
+        if absent:
+            warnings.append(f"{split} shards skip {shard_name(split, absent[0])}"
+                            + (f" and {len(absent) - 1} more" if len(absent) > 1 else "")
+                            + f" (numbered up to {max(numbers):06d}, {len(names)} present) and no build.json or "
+                            "manifest says what belongs here: a shard may have been lost")
+    return warnings

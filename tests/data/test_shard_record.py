@@ -1,0 +1,167 @@
+"""A shard directory against its record: `data inspect` refuses a build whose shards no longer match its
+build.json (or a fetched dataset its manifest.json), warns of a gap in the numbering where nothing records the
+shards, and says plainly when a directory has no train shards to train from."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clowncar.data.build import build_dataset
+from clowncar.data.inspect_dir import inspect_directory
+from clowncar.data.record import check_shard_record, numbering_gaps
+from clowncar.data.shards import read_header, write_shard
+from clowncar.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: tuple[Path, Any],
+          kjv_verses: list[str]) -> Path:
+    """A real `data build`: 3 val shards and 6 train shards of at most 400 tokens."""
+    root = tmp_path_factory.mktemp("record")
+    src = root / "docs.jsonl"
+    src.write_text("".join(json.dumps({"text": v}) + "\n" for v in kjv_verses[:120]), encoding="utf-8")
+    build_dataset([src], root / "ds", tokenizer=tiny_tokenizer[0], val_docs=40, shard_tokens=400, progress=False,
+                  log=lambda _: None)
+    return root / "ds"
+
+
+@pytest.fixture
+def ds(built: Path, tmp_path: Path) -> Path:
+    """A copy of the build that a test may damage."""
+    return Path(shutil.copytree(built, tmp_path / "ds"))
+
+
+def recorded(ds: Path, split: str) -> tuple[int, int]:
+    """(shards, tokens) that the build's build.json lists for `split`."""
+    entry = json.loads((ds / "build.json").read_text())["splits"][split]
+    return len(entry["shards"]), entry["tokens"]
+
+
+def refusal(ds: Path) -> str:
+    with pytest.raises(DataError) as err:
+        inspect_directory(ds)
+    return str(err.value)
+
+
+def test_an_intact_build_passes_and_says_its_shards_match_build_json(ds: Path) -> None:
+    assert recorded(ds, "val")[0] >= 3 and recorded(ds, "train")[0] >= 4  # the damage below needs that many
+    report = inspect_directory(ds)
+    assert report.record == "build.json" and report.warnings == []
+    assert report.lines()[-1].endswith("; shard list and token counts match build.json")
+
+
+def test_a_build_that_lost_a_val_shard_is_refused_naming_it_and_the_counts(ds: Path) -> None:
+    shards, tokens = recorded(ds, "val")
+    lost = read_header(ds / "fineweb_val_000001.bin").num_tokens
+    (ds / "fineweb_val_000001.bin").unlink()
+    assert refusal(ds) == (
+        f"{ds} does not match its build.json: fineweb_val_000001.bin is missing (build.json lists {shards} val "
+        f"shards, {tokens:,d} tokens; the folder holds {shards - 1}, {tokens - lost:,d} tokens); rebuild or "
+        "re-fetch it")
+
+
+def test_every_missing_shard_is_counted_and_train_shards_are_checked_too(ds: Path) -> None:
+    shards, _ = recorded(ds, "train")
+    for i in (1, 3):
+        (ds / f"fineweb_train_{i:06d}.bin").unlink()
+    assert "fineweb_train_000001.bin is missing (and 1 more) (build.json lists " f"{shards} train shards" in refusal(ds)
+
+
+def test_a_shard_build_json_does_not_list_is_refused_as_extra(ds: Path) -> None:
+    shards, tokens = recorded(ds, "train")
+    shutil.copy(ds / "fineweb_train_000000.bin", ds / "fineweb_train_000042.bin")
+    added = read_header(ds / "fineweb_train_000042.bin").num_tokens
+    assert refusal(ds) == (
+        f"{ds} does not match its build.json: fineweb_train_000042.bin is not in it (build.json lists {shards} "
+        f"train shards, {tokens:,d} tokens; the folder holds {shards + 1}, {tokens + added:,d} tokens); rebuild or "
+        "re-fetch it")
+
+
+def test_a_shard_replaced_by_one_of_another_length_is_refused_by_the_token_count(ds: Path) -> None:
+    write_shard(ds / "fineweb_val_000000.bin", [1, 5, 6])
+    assert "the val shards hold other tokens than it counts (a shard was replaced or rebuilt)" in refusal(ds)
+
+
+def test_a_build_json_that_lists_no_shards_checks_nothing(ds: Path) -> None:
+    (ds / "build.json").write_text(json.dumps({"splits": {"val": {"tokens": 5}}}))
+    (ds / "fineweb_train_000001.bin").unlink()
+    assert check_shard_record(ds) is None
+
+
+def test_a_gap_in_the_numbering_of_unrecorded_shards_is_a_warning_not_a_refusal(ds: Path) -> None:
+    (ds / "build.json").unlink()
+    assert inspect_directory(ds).warnings == []
+    last = sorted(ds.glob("fineweb_train_*.bin"))[-1].name
+    (ds / "fineweb_train_000001.bin").unlink()
+    (ds / "fineweb_train_000002.bin").unlink()
+    report = inspect_directory(ds)
+    assert report.record is None and not report.lines()[-1].endswith("build.json")
+    assert report.warnings == [
+        f"train shards skip fineweb_train_000001.bin and 1 more (numbered up to {last[-10:-4]}, "
+        f"{len(list(ds.glob('fineweb_train_*.bin')))} present) and no build.json or manifest says what belongs here: "
+        "a shard may have been lost"]
+
+
+def test_a_directory_without_train_shards_shows_none_and_says_training_cannot_run(ds: Path) -> None:
+    (ds / "build.json").unlink()
+    for shard in ds.glob("fineweb_train_*.bin"):
+        shard.unlink()
+    report = inspect_directory(ds)  # legal: artifact eval scores the validation split alone
+    train_row = next(line for line in report.lines() if line.startswith("train"))
+    assert train_row.split()[:5] == ["train", "0", "0", "0", "none"]
+    assert report.to_dict()["splits"]["train"]["max_id"] is None
+    assert report.warnings == [f"no train shards matching fineweb_train_*.bin in {ds}: training cannot run from it "
+                               "(artifact eval can still score its validation split)"]
+
+
+def _fetched(tmp_path: Path, built: Path, files_val: int, files_train: int, **stats: int) -> Path:
+    """The data-root layout `data fetch-fineweb` leaves: `<root>/datasets/<name>/` and `<root>/manifest.json`."""
+    dataset = tmp_path / "root" / "datasets" / "fineweb10B_sp512"
+    shutil.copytree(built, dataset, ignore=shutil.ignore_patterns("build.json", "tokenizer.*"))
+    manifest = {"datasets": [{"name": dataset.name, "stats": {"files_val": files_val, "files_train": files_train,
+                                                              **stats}}]}
+    (tmp_path / "root" / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return dataset
+
+
+def test_a_fetched_dataset_needs_every_val_shard_its_manifest_counts(tmp_path: Path, built: Path) -> None:
+    val, _ = recorded(built, "val")
+    dataset = _fetched(tmp_path, built, files_val=val + 1, files_train=99)
+    assert refusal(dataset) == (
+        f"{dataset} does not match its manifest.json: fineweb_val_{val:06d}.bin is missing (manifest.json lists "
+        f"{val + 1} val shards; the folder holds {val}, {recorded(built, 'val')[1]:,d} tokens); rebuild or re-fetch it")
+
+
+def test_a_fetched_dataset_may_hold_fewer_train_shards_but_none_past_the_export(tmp_path: Path, built: Path) -> None:
+    val, val_tokens = recorded(built, "val")
+    train, _ = recorded(built, "train")
+    dataset = _fetched(tmp_path, built, files_val=val, files_train=train + 5, tokens_val=val_tokens)
+    assert inspect_directory(dataset).record == "manifest.json"  # --train-shards took fewer than the export has
+    shutil.rmtree(tmp_path / "root")
+    dataset = _fetched(tmp_path, built, files_val=val, files_train=train - 1)
+    assert f"fineweb_train_{train - 1:06d}.bin is not in it (manifest.json lists up to {train - 1} train" in (
+        refusal(dataset))
+    shutil.rmtree(tmp_path / "root")
+    dataset = _fetched(tmp_path, built, files_val=val, files_train=train, tokens_val=val_tokens + 1)
+    assert "the val shards hold other tokens than it counts" in refusal(dataset)
+
+
+def test_a_manifest_that_does_not_list_the_dataset_records_nothing(tmp_path: Path, built: Path) -> None:
+    dataset = _fetched(tmp_path, built, files_val=1, files_train=1)
+    (dataset.parent.parent / "manifest.json").write_text(json.dumps({"datasets": [{"name": "other"}]}))
+    assert check_shard_record(dataset) is None
+    (dataset.parent.parent / "manifest.json").write_text("not json")
+    assert check_shard_record(dataset) is None and numbering_gaps(dataset) == []
+
+
+def test_inspect_on_the_command_line_fails_in_one_line_with_exit_2(run_cli: Any, ds: Path) -> None:
+    (ds / "fineweb_val_000002.bin").unlink()
+    r = run_cli("data", "inspect", str(ds))
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith(f"clowncar: error: {ds} does not match its build.json: fineweb_val_000002.bin is "
+                               "missing") and len(r.stderr.splitlines()) == 1
