@@ -22,7 +22,7 @@ from clowncar.analysis.result import UNDECIDED, TestResult, jsonable
 from clowncar.analysis.unrecorded import code_versions, dirty_flags, warmdown_starts
 from clowncar.store.store import config_hash
 
-SUMMARY_COLUMNS = ["test", "effect", "unit", "ci", "p", "p_adjusted", "runs", "steps", "verdict"]
+SUMMARY_COLUMNS = ["test", "effect", "unit", "ci", "p", "p_adjusted", "runs", "units", "steps", "verdict"]
 
 
 def analyse(sweeps: list[str], trials: pd.DataFrame, steps: pd.DataFrame | None = None,
@@ -179,12 +179,26 @@ def data_hint(results: list[TestResult]) -> str | None:
     return f"{line} {SIGNALS_DEMO}." if blank else line
 
 
+def units_used(r: TestResult) -> int:
+    """The independent units the test's statistics rest on: its runs, or fewer where it averaged the runs of one
+    start (or of one reference run) into one unit; n and the degrees of freedom come from these."""
+    units = r.extra.get("units")
+    return units if isinstance(units, int) and not isinstance(units, bool) else r.n_runs
+
+
+def runs_text(r: TestResult) -> str:
+    """'28 runs', or '28 runs in 12 units' where the test counted fewer units than runs."""
+    units = units_used(r)
+    return f"{r.n_runs} runs" + (f" in {units} units" if units != r.n_runs else "")
+
+
 def summary_rows(results: list[TestResult]) -> list[dict[str, Any]]:
     rows = []
     for r in results:
         ci = f"{fmt(r.ci_low)} to {fmt(r.ci_high)}" if r.ci_low is not None and r.ci_high is not None else ""
         rows.append({"test": r.key, "effect": r.effect, "unit": r.unit, "ci": ci, "p": r.p_value,
-                     "p_adjusted": r.p_adjusted, "runs": r.n_runs, "steps": r.n_steps or None, "verdict": r.verdict})
+                     "p_adjusted": r.p_adjusted, "runs": r.n_runs, "units": units_used(r),
+                     "steps": r.n_steps or None, "verdict": r.verdict})
     return rows
 
 
@@ -206,7 +220,9 @@ def document(a: dict[str, Any]) -> Doc:
     d.h(1, f"clowncar signal report: {', '.join(a['sweeps'])}")
     d.p(f"{len(runs)} finished runs; primary metric: {_metric(a)}; generated "
         f"{a['provenance']['generated_at']} by analysis commit {a['provenance']['analysis_git_commit'] or 'unknown'}. "
-        "The run is the unit of replication: step-level numbers are aggregated per run before any test across runs.")
+        "The run is the unit of replication: step-level numbers are aggregated per run before any test across runs, "
+        "and runs that share a start (one seed and model) or a reference run are averaged into one unit where a "
+        "test says so (its n reads 'runs in units').")
     d.items([f"caution: {c}" for c in a.get("cautions") or []])
     d.h(2, "Signal tests")
     hint = data_hint(a["results"])
@@ -278,7 +294,8 @@ def _test_section(d: Doc, r: TestResult, correction: str) -> None:
     d.p(f"Question: {r.question}")
     d.p(f"Verdict: {r.verdict}", "verdict")
     d.p(result_line(r, correction))
-    d.p(f"Method: {r.method}. Runs used: {r.n_runs}" + (f"; steps used: {r.n_steps}" if r.n_steps else "") + ".")
+    used = runs_text(r).removesuffix(" runs").replace(" runs in ", " in ")
+    d.p(f"Method: {r.method}. Runs used: {used}" + (f"; steps used: {r.n_steps}" if r.n_steps else "") + ".")
     d.items([f"warning: {w}" for w in r.warnings])
     scope = r.extra.get("scope")
     if scope:
@@ -291,7 +308,7 @@ def _test_section(d: Doc, r: TestResult, correction: str) -> None:
 
 def result_line(r: TestResult, correction: str) -> str:
     """The test's numbers in one line: effect with its interval, raw and corrected p, n."""
-    n = f"n = {r.n_runs} runs" + (f" ({r.n_steps} steps)" if r.n_steps else "")
+    n = f"n = {runs_text(r)}" + (f" ({r.n_steps} steps)" if r.n_steps else "")
     if r.effect is None:
         return f"Result: no estimate ({r.status}); {n}."
     ci = f" (95% CI {fmt(r.ci_low)} to {fmt(r.ci_high)})" if r.ci_low is not None and r.ci_high is not None else ""

@@ -72,6 +72,11 @@ def test_a_table_shows_sixty_rows_unless_told_otherwise() -> None:
      "(12 steps)."),
     ({"effect": 0.5, "ci_high": 0.75, "p_value": 1e-7, "p_adjusted": 3e-7, "n_runs": 2},
      "Result: effect 0.5 BPB/loop; p = 1e-07, holm-corrected p = 3e-07; n = 2 runs."),
+    # runs of one start averaged into units: n is what the statistics rest on, beside the runs it came from
+    ({"effect": 0.5, "p_value": 0.01, "p_adjusted": 0.02, "n_runs": 28, "extra": {"units": 12}},
+     "Result: effect 0.5 BPB/loop; p = 0.01, holm-corrected p = 0.02; n = 28 runs in 12 units."),
+    ({"effect": 0.5, "p_value": 0.01, "p_adjusted": 0.02, "n_runs": 5, "extra": {"units": 5}},
+     "Result: effect 0.5 BPB/loop; p = 0.01, holm-corrected p = 0.02; n = 5 runs."),
 ])
 def test_result_line_in_each_case(report_inputs: SimpleNamespace, kw: dict, line: str) -> None:
     assert report.result_line(report_inputs.result(**kw), "holm") == line
@@ -84,9 +89,11 @@ def test_summary_rows_give_the_interval_as_text_and_no_steps_as_none(
                                        n_runs=5, verdict="v"),
                                 result(key="k", effect=0.1, ci_low=0.1, n_runs=3, n_steps=40)])
     assert rows[0] == {"test": "2_quant_gap", "effect": 0.1, "unit": "BPB/loop", "ci": "-0.1235 to 0.2", "p": 0.3,
-                       "p_adjusted": 0.6, "runs": 5, "steps": None, "verdict": "v"}
+                       "p_adjusted": 0.6, "runs": 5, "units": 5, "steps": None, "verdict": "v"}
     assert rows[1]["ci"] == "" and rows[1]["steps"] == 40 and rows[1]["test"] == "k"
     assert list(rows[0]) == report.SUMMARY_COLUMNS
+    merged = report.summary_rows([result(n_runs=28, extra={"units": 12})])[0]
+    assert (merged["runs"], merged["units"]) == (28, 12)
 
 
 def test_a_test_section_shows_warnings_scope_and_tables_but_not_the_per_run_rows(
@@ -190,7 +197,8 @@ EXPECTED_REPORT = "\n".join([
     '',
     '3 finished runs; primary metric: q_val_bpb (quantized weights, standard eval); generated 2026-1'
     '2-04T00:00:00+00:00 by analysis commit unknown. The run is the unit of replication: step-level '
-    'numbers are aggregated per run before any test across runs.',
+    'numbers are aggregated per run before any test across runs, and runs that share a start (one seed and model) '
+    "or a reference run are averaged into one unit where a test says so (its n reads 'runs in units').",
     '',
     '## Signal tests',
     '',
@@ -198,10 +206,10 @@ EXPECTED_REPORT = "\n".join([
     ': docs/signals.md; `clowncar demo --signals` runs sweeps/signals.yaml, a sweep built to give every test an es'
     'timate (28 CPU trials, 2.5 to 11 min on 2 cores).',
     '',
-    '| test | effect | unit | ci | p | p_adjusted | runs | steps | verdict |',
-    '|---|---|---|---|---|---|---|---|---|',
-    '| 2_quant_gap | 0.02 | BPB/loop |  | 0.04 | 0.08 | 3 |  | signal |',
-    '| 6_seed_variance |  | BPB/loop |  |  |  | 3 |  | descriptive |',
+    '| test | effect | unit | ci | p | p_adjusted | runs | units | steps | verdict |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+    '| 2_quant_gap | 0.02 | BPB/loop |  | 0.04 | 0.08 | 3 | 3 |  | signal |',
+    '| 6_seed_variance |  | BPB/loop |  |  |  | 3 | 3 |  | descriptive |',
     '',
     '### 2_quant_gap: Quant gap vs loops',
     '',
