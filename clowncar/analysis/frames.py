@@ -71,12 +71,15 @@ def _config_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith(sections)]
 
 
-def _config_key(row: pd.Series, cols: list[str]) -> str:
-    """A digest of the config without the seed: runs with the same key are seed reruns of one config."""
+def _config_key(row: pd.Series, cols: list[str], imported_from: str | None = None) -> str:
+    """A digest of the config without the seed: runs with the same key are seed reruns of one config. An imported
+    run's sweep (`imported_from`: its file, or its record folder) is part of it (see `_imported_from`)."""
     skip = {"train.seed"}
     items = {c: (None if _isnan(row[c]) else row[c]) for c in cols if c not in skip}
     if isinstance(row.get("label"), str):
         items["label"] = row["label"]
+    if imported_from is not None:
+        items["imported_from"] = imported_from
     text = json.dumps(items, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -85,18 +88,37 @@ START_COLUMNS = ("train.train_batch_tokens", "train.train_seq_len")
 """Beside the model and data sections, what fixes the batches a run sees (clowncar.analysis.reference)."""
 
 
-def _start_keys(df: pd.DataFrame, seeds: pd.Series, given: pd.Series, run_ids: pd.Series) -> list[str]:
+def _imported_from(df: pd.DataFrame, sweeps: pd.Series) -> list[str | None]:
+    """Per run imported from files, the folder of its file (a record's folder holds its seeds' logs), else its
+    sweep; None for a run clowncar ran. An importer records only the settings it can read, a handful of the
+    dozens a record's log lists: records that agree on those (11 layers, width 512, MLP 4x) differ in the rest
+    (optimizer, TTT, GPTQ, EMA), so runs of different folders are never one config or one start. Pooled as one,
+    16 runs of 5 records read as seed reruns of one config, with a seed sd 20 times the records' own (walk 3,
+    F23). A run clowncar ran records its whole config: where it ran stays out."""
+    from pathlib import PurePath
+
+    source = _col(df, "source").astype(object).reset_index(drop=True)
+    files = _col(df, "provenance.imported_from").astype(object).reset_index(drop=True)
+    return [None if src != "import" else str(PurePath(f).parent) if isinstance(f, str) and f else str(sw)
+            for src, f, sw in zip(source, files, sweeps.reset_index(drop=True), strict=True)]
+
+
+def _start_keys(df: pd.DataFrame, seeds: pd.Series, given: pd.Series, run_ids: pd.Series,
+                imported: list[str | None]) -> list[str]:
     """Per run, a digest of what fixes its initial weights and its batches: the seed (set before the model is
-    built), the model and data sections, the batch shape, and an importer's label (it names differences the
-    config does not record). A run with no seed or no model config recorded is its own start."""
+    built), the model and data sections, the batch shape, an importer's label (it names differences the config
+    does not record) and an imported run's sweep (`_imported_from`). A run with no seed or no model config
+    recorded is its own start."""
     cols = [c for c in df.columns if c.startswith(("model.", "data.")) or c in START_COLUMNS]
     keys = []
-    for (_, row), seed, label, run_id in zip(df.iterrows(), seeds, given, run_ids, strict=True):
+    for (_, row), seed, label, run_id, origin in zip(df.iterrows(), seeds, given, run_ids, imported, strict=True):
         items = {c: row[c] for c in cols if not _isnan(row[c])}
         if _isnan(seed) or not any(c.startswith("model.") for c in items):
             keys.append(f"run:{run_id}")
             continue
         items |= {"seed": float(seed), "label": label if isinstance(label, str) else None}
+        if origin is not None:
+            items["imported_from"] = origin
         keys.append(hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:12])
     return keys
 
@@ -239,8 +261,10 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     # A run that records no config value but its seed (a cadence TSV, a bare log) has an unknown config: it is
     # nobody's seed rerun, however equal two empty configs hash.
     recorded = df[[c for c in cfg_cols if c != "train.seed"]].notna().any(axis=1)
-    out["config_key"] = [_config_key(r, cfg_cols) if known else run_id
-                         for (_, r), known, run_id in zip(df.iterrows(), recorded, out["run_id"], strict=True)]
+    imported = _imported_from(df, out["sweep"])
+    out["config_key"] = [_config_key(r, cfg_cols, origin) if known else run_id
+                         for (_, r), known, run_id, origin in zip(df.iterrows(), recorded, out["run_id"], imported,
+                                                                  strict=True)]
     out["_flat"], out["_crawl"] = flat.where(~is_gpt), crawl.where(~is_gpt)
     # the flat blocks' MLP width, else (no flat block, as in a fractal stack of shared blocks only) the crawler's
     flat_mlp, crawl_mlp = _num(_col(df, "model.mlp_mult")), _num(_col(df, "model.crawler_mlp_mult"))
@@ -249,7 +273,7 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     # an importer's own label names differences the config columns do not record (e.g. trigram on/off)
     given = _col(df, "label").astype(object).reset_index(drop=True)  # all NaN when no importer gave one
     out["label"] = [g if isinstance(g, str) and g else d for g, d in zip(given, derived, strict=True)]
-    out["start_key"] = _start_keys(df, out["seed"], given, out["run_id"])  # zipped in row order: no index needed
+    out["start_key"] = _start_keys(df, out["seed"], given, out["run_id"], imported)  # zipped in row order: no index needed
     out = out.drop(columns=["_flat", "_crawl", "_mlp"]).reset_index(drop=True)
     out.attrs.update(metric=metric, metric_mode=METRIC_MODES.get(metric) if metric else None, gap_mode=gap_mode)
     return out

@@ -185,6 +185,28 @@ def test_runs_of_one_seed_model_and_batch_shape_share_a_start_whatever_they_trai
     assert run_table(unknown)["start_key"].tolist() == ["run:a", "run:b", "run:c", "run:d"]
 
 
+def test_runs_imported_from_different_folders_are_never_one_config_or_one_start() -> None:
+    """Two records whose logs the importer reads alike (same layers, width, seed numbers) are two configs: the
+    dozens of settings it does not read differ between them. The seeds of one record (one folder, a sweep per log
+    file) stay one config; runs clowncar ran keep pooling across sweeps (a seed rerun sweep of a config)."""
+    base = {**CRAWLER, "status": "ok"}
+    a2, qk5 = "/records/track_10min_16mb/2026-04-09_A2", "/records/track_10min_16mb/2026-04-01_QK5"
+    rows = [{**base, "trial_uid": uid, "sweep": sweep, "source": source, "train.seed": seed,
+             "provenance.imported_from": path}
+            for uid, sweep, source, seed, path in [
+                ("a1", "A2.train_seed42", "import", 42, f"{a2}/train_seed42.log"),
+                ("a2", "A2.train_seed0", "import", 0, f"{a2}/train_seed0.log"),
+                ("b1", "QK5.train_seed42", "import", 42, f"{qk5}/train_seed42.log"),
+                ("c1", "old", "import", 42, None), ("r1", "mine", "run", 42, None),
+                ("r2", "mine-rerun", "run", 42, None), ("r3", "mine-rerun", "run", 7, None)]]
+    t = run_table(pd.DataFrame(rows)).set_index("run_id")
+    config, start = t["config_key"], t["start_key"]
+    assert config["a1"] == config["a2"] != config["b1"]  # the record's own seeds pool; the other record does not
+    assert start["a1"] != start["b1"]  # seed 42 of two records: two starts, not one averaged unit
+    assert len({config["a1"], config["b1"], config["c1"], config["r1"]}) == 4  # no file recorded: its sweep
+    assert config["r1"] == config["r2"] == config["r3"] and start["r1"] == start["r2"] != start["r3"]
+
+
 def test_start_units_average_the_values_of_a_start_and_keep_apart_what_a_test_compares() -> None:
     runs = pd.DataFrame({"run_id": list("abcdefg"), "start_key": ["s", "s", "s", "t", None, None, "t"],
                          "shared": [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, np.nan], "bpb": [2.0, 2.2, 3.0, 4.0, 5.0, 6.0, 7.0],
