@@ -114,3 +114,59 @@ def test_seed_reruns_with_one_warmdown_start_or_none_recorded_need_no_caution() 
     assert warmdown_starts(one_each) == []
     older = runs.drop(columns=["warmdown_step", "warmdown_by"])  # runs from before the worker recorded it
     assert warmdown_starts(older) == [] and warmdown_starts(runs.iloc[:0]) == []
+
+
+def test_a_dirty_flag_counts_as_true_however_the_store_wrote_it() -> None:
+    """True, 1, 1.0 (a nullable column read back as floats), "true" and " True " are dirty; False, 0, None, NaN,
+    "false" are not; a run table without the column has no dirty run, one False per run."""
+    from clowncar.analysis.unrecorded import dirty_flags
+
+    written = [True, 1, 1.0, "true", " True ", "1", "1.0", False, 0, 0.0, None, float("nan"), "false"]
+    flags = dirty_flags(pd.DataFrame({"git_dirty": written}))
+    assert flags.tolist() == [True] * 7 + [False] * 6
+    older = dirty_flags(pd.DataFrame({"run_id": ["a", "b"]}, index=[5, 7]))
+    assert older.tolist() == [False, False] and older.index.tolist() == [5, 7] and older.dtype == bool
+
+
+def test_four_commits_are_all_named_and_runs_without_a_commit_column_need_no_caution() -> None:
+    commits = [f"{c:08x}" + "0" * 32 for c in range(4)]
+    runs = pd.DataFrame({"run_id": ["a", "b", "c", "d"], "git_commit": commits, "git_dirty": False,
+                         "config_key": ["k0", "k1", "k2", "k3"], "label": ["L0", "L1", "L2", "L3"]})
+    assert code_versions(runs) == [
+        "the runs span 4 git commits (00000000 (1 run), 00000001 (1 run), 00000002 (1 run), 00000003 (1 run)): every "
+        "test across runs compares their BPB as if only the config differed"]
+    assert code_versions(runs.drop(columns="git_commit")) == []  # runs that record no commit at all
+
+
+def test_one_config_on_two_commits_is_named_by_its_first_runs_label_else_by_its_key() -> None:
+    runs = pd.DataFrame({"run_id": ["a", "b", "c"], "git_commit": [ONE, TWO, TWO], "git_dirty": False,
+                         "config_key": ["k", "k", "j"], "label": ["r1", "r2", "J"]})
+    seed_part = ("; the seed reruns of 1 config ran on different commits ({}), and the seed spread "
+                 "(6_seed_variance, the top configs' sd and interval) counts the code's change as seed noise")
+    commits_part = "the runs span 2 git commits (219f32ff (2 runs), ae9f46f0 (1 run)): every test across runs"
+    (line,) = code_versions(runs)  # labels that differ within a config (runs that record no model size)
+    assert line.startswith(commits_part) and line.endswith(seed_part.format("r1"))
+    (line,) = code_versions(runs.drop(columns="label"))
+    assert line.endswith(seed_part.format("k"))
+    (line,) = code_versions(runs.drop(columns="config_key"))  # no config to call seed reruns
+    assert line.startswith(commits_part) and line.endswith("as if only the config differed")
+
+
+def test_warmdown_starts_count_only_configs_run_more_than_once_and_name_three() -> None:
+    keys = ["k", "k", "j", "j", "i", "i", "h", "h", "g"]
+    runs = pd.DataFrame({"config_key": keys, "label": [k.upper() for k in keys],
+                         "warmdown_step": [21, 30, 21, 22, 21, 23, 21, 24, 40],
+                         "warmdown_by": ["wallclock", "iterations"] * 4 + ["wallclock"]})
+    assert warmdown_starts(runs)[0].startswith(
+        "the LR warm-down of seed reruns of one config began at different steps (4 of 4 configs run more than "
+        "once: H: steps 21 to 24 over 2 runs, I: steps 21 to 23 over 2 runs, J: steps 21 to 22 over 2 runs and 1 "
+        "more); the wall clock timed it in 4 of those 8 runs")  # g ran once: no seed rerun to differ from
+
+
+def test_a_warmdown_caution_names_a_config_by_its_first_runs_label_else_by_its_key() -> None:
+    runs = pd.DataFrame({"config_key": ["k", "k"], "warmdown_step": [21.0, 26.0]})  # no label, no warmdown_by
+    assert warmdown_starts(runs)[0].startswith(
+        "the LR warm-down of seed reruns of one config began at different steps (1 of 1 configs run more than "
+        "once: k: steps 21 to 26 over 2 runs); the wall clock timed it in 0 of those 2 runs")
+    labelled = runs.assign(label=["r1", "r2"])  # labels that differ within a config (no model size recorded)
+    assert "more than once: r1: steps 21 to 26 over 2 runs)" in warmdown_starts(labelled)[0]
