@@ -52,14 +52,23 @@ def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
         covars = []
     formula = "quant_gap ~ " + " + ".join(terms + covars or ["1"]) + seed_block(r)
     mode = runs.attrs.get("gap_mode", "standard")
-    method = (f"OLS {formula}, HC3 standard errors, t reference; one row per run; the gap in the {mode} eval "
-              "for every run")
-    fit = ols(formula, r) if terms else None
+    starts = _start_groups(r)
+    units = int(starts.nunique())
+    if units < len(r):  # cadence siblings of one start move together: each start is one cluster of the errors
+        errors = (f"standard errors clustered by start ({units_of(units, len(r))}: {UNITS}), t reference with "
+                  "starts - 1 df")
+        fit = ols(formula, r, cov="cluster", groups=starts.cat.codes) if terms else None
+    else:
+        errors = "HC3 standard errors, t reference; one row per run"
+        fit = ols(formula, r) if terms else None
+    method = f"OLS {formula}, {errors}; the gap in the {mode} eval for every run"
     unfit = unusable(fit) if fit is not None else None
+    if fit is not None and not unfit and units < len(r) and units - 1 < 2:
+        unfit = f"{units} starts leave {units - 1} df for standard errors clustered by start (at least 2 needed)"
     out = []
     for term in ("loops", "crawl_frac"):
         unit = "BPB per loop" if term == "loops" else "BPB per unit C-fraction"
-        base = {"unit": unit, "n_runs": len(r), "runs": r["run_id"].tolist()}
+        base = {"unit": unit, "n_runs": len(r), "runs": r["run_id"].tolist(), "extra": {"units": units}}
         if fit is None or unfit or term not in terms:
             if term in terms and unfit:
                 why = f"{formula}: {unfit}"
@@ -74,11 +83,19 @@ def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
         c = coef(fit, term)
         res = TestResult(key=keys[term], title=titles[term], question=q[term], method=method, effect=c["estimate"],
                          ci_low=c["ci_low"], ci_high=c["ci_high"], p_value=c["p"], margin=GAP_MARGIN,
-                         mde=mde_from_se(c["se"], fit.df_resid), tables={"coefficients": coef_table(fit)}, **base)
+                         mde=mde_from_se(c["se"], getattr(fit, "df_resid_inference", None) or fit.df_resid),
+                         tables={"coefficients": coef_table(fit)}, **base)
         if note := _margin_beyond_gap(r["quant_gap"], unit):
             res.extra["verdict_note"] = note
         out.append(decide(res))
     return out
+
+
+def _start_groups(r: pd.DataFrame) -> pd.Series:
+    """Each run's start (`frames.start_units`) as a category; a run with no known start is its own."""
+    keys = r["start_key"] if "start_key" in r else pd.Series([None] * len(r), index=r.index)
+    return pd.Series([k if isinstance(k, str) else f"run:{rid}" for k, rid in zip(keys, r["run_id"], strict=True)],
+                     index=r.index, dtype="category")
 
 
 def _margin_beyond_gap(gap: pd.Series, unit: str) -> str | None:

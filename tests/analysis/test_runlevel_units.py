@@ -66,3 +66,38 @@ def test_too_few_shared_starts_are_counted_as_units_in_the_sharing_verdict(sims)
     assert res.verdict.startswith("not enough data to decide: 1 shared and 2 unshared unit(s) at matched parameter "
                                   "count (>= 2 each needed)")
     assert (res.n_runs, res.extra["units"], res.extra["shared_runs"], res.extra["unshared_runs"]) == (5, 3, 3, 2)
+
+
+def test_the_gap_fits_cluster_their_errors_by_start_when_cadence_siblings_share_one() -> None:
+    """Tests 2a/2b keep one row per run (cadence varies within a start, so 2b's contrast lies inside it) but the
+    runs of one start share their offset: the standard errors are clustered by start, with starts - 1 df, as
+    statsmodels computes them. Runs of distinct starts keep HC3."""
+    import statsmodels.formula.api as smf
+    from scipy import stats
+
+    from clowncar.analysis.runlevel import quant_gap_tests
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for s in range(6):  # 6 starts (seed x loops), each run at cadence 1, 2 and 4; a big offset per start
+        offset = rng.normal(0, 0.004)
+        for cadence in (1, 2, 4):
+            rows.append({"run_id": f"s{s}c{cadence}", "start_key": f"s{s}", "loops": float(2 + s % 2),
+                         "crawl_frac": 1.0 / cadence, "quant_gap": 0.01 + offset + rng.normal(0, 0.0005)})
+    runs = pd.DataFrame(rows)
+    loops, cad = quant_gap_tests(runs)
+    fit = smf.ols("quant_gap ~ loops + crawl_frac", runs).fit(
+        cov_type="cluster", cov_kwds={"groups": pd.Categorical(runs["start_key"]).codes}, use_t=True)
+    for res, term in ((loops, "loops"), (cad, "crawl_frac")):
+        ci = fit.conf_int().loc[term]
+        assert (res.effect, res.ci_low, res.ci_high, res.p_value) == pytest.approx(
+            (fit.params[term], ci[0], ci[1], fit.pvalues[term]), rel=1e-9)
+        assert res.p_value == pytest.approx(2 * stats.t.sf(abs(fit.tvalues[term]), 5), rel=1e-9)  # 6 starts - 1
+        assert res.n_runs == 18 and res.extra["units"] == 6
+        assert "standard errors clustered by start (6 unit(s) from 18 runs" in res.method
+    hc3 = smf.ols("quant_gap ~ loops + crawl_frac", runs).fit(cov_type="HC3", use_t=True)
+    assert hc3.bse["loops"] < 0.7 * fit.bse["loops"]  # what counting 18 rows as independent claimed
+
+    alone = quant_gap_tests(runs.assign(start_key=runs["run_id"]))[0]
+    assert "HC3" in alone.method and alone.extra["units"] == 18
+    assert alone.p_value == pytest.approx(hc3.pvalues["loops"], rel=1e-9)
