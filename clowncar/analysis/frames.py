@@ -5,7 +5,7 @@ The store's trials frame has result metrics as columns and the config flattened 
 derived column is filled from whatever is present and left NaN otherwise; a test that needs a missing column
 answers "not enough data" instead of failing.
 
-Derived columns: run_id, sweep, config_hash, config_key (the config without the seed), start_key (see
+Derived columns: run_id, sweep, source (run or import), config_hash, config_key (the config without the seed), start_key (see
 `start_units`), label, seed, arch, width, unique_layers, loops, cadence, crawl_frac, shared, params,
 artifact_bytes, bpb (the primary metric), pre_bpb, post_bpb, quant_gap, steps, git_commit, git_dirty (the
 worker's checkout had uncommitted changes), warmdown_step (the first LR warm-down step) and warmdown_by (the limit
@@ -33,7 +33,7 @@ METRIC_MODES = {"q_sliding_val_bpb": "quantized weights, sliding-window eval",
                 "sliding_val_bpb": "raw weights, sliding-window eval", "val_bpb": "raw weights, standard eval"}
 """How each primary metric was measured: reports say it beside the metric's name."""
 OK_STATUSES = {"ok", "completed", "complete", "imported"}
-RUN_COLUMNS = ("run_id", "sweep", "seed", "arch", "width", "unique_layers", "loops", "cadence", "crawl_frac", "shared",
+RUN_COLUMNS = ("run_id", "sweep", "source", "seed", "arch", "width", "unique_layers", "loops", "cadence", "crawl_frac", "shared",
                "params", "artifact_bytes", "bpb", "pre_bpb", "post_bpb", "quant_gap", "steps", "git_commit",
                "git_dirty", "warmdown_step", "warmdown_by", "config_hash", "config_key", "start_key", "label")
 NUMERIC = {"seed", "width", "unique_layers", "loops", "cadence", "crawl_frac", "shared", "params", "artifact_bytes",
@@ -213,6 +213,7 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=df.index)
     out["run_id"] = df[rid].astype(str) if rid else [f"run{i}" for i in range(len(df))]
     out["sweep"] = _col(df, "sweep", "sweep_name").astype(object)
+    out["source"] = _col(df, "source").astype(object)  # run (clowncar ran it) or import (read from files)
     out["seed"] = _num(_col(df, *SEED_COLUMNS))
     arch = _col(df, "model.arch").astype(object)
     out["arch"] = arch.where(arch.notna(), np.where(_num(_col(df, "model.crawler_loops")).notna(), "crawler", None))

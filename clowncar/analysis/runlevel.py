@@ -108,6 +108,28 @@ def _margin_beyond_gap(gap: pd.Series, unit: str) -> str | None:
             f"{unit}: at this scale the margin says little")
 
 
+SOURCE_WORDS = {"run": "runs clowncar ran", "import": "imported runs"}
+
+
+def source_confound(runs: pd.DataFrame, column: str) -> str | None:
+    """Why `column` cannot be compared across these runs when each of its values occurs in runs of one source only
+    (clowncar's own beside imported ones): its contrast is then the data, trainer and length of the two sources
+    as much as the column (walk 3: widths 32-64 of a demo beside widths 496-608 of imported FineWeb logs gave a
+    width 'signal'). None when a value is shared, or when the runs have one source."""
+    if "source" not in runs or runs["source"].dropna().nunique() < 2:
+        return None
+    sources = runs.dropna(subset=["source"]).groupby(column)["source"].unique()
+    if (sources.map(len) > 1).any():
+        return None
+    by_source: dict[str, list[str]] = {}
+    for value, (source,) in sources.items():
+        by_source.setdefault(str(source), []).append(f"{value:g}" if isinstance(value, float) else str(value))
+    where = "; ".join(f"{', '.join(values)} only in {SOURCE_WORDS.get(src, src + ' runs')}"
+                      for src, values in sorted(by_source.items()))
+    return (f"{column} is confounded with where the runs come from ({where}): every contrast of it is also one "
+            "of data, trainer and training length; compare it within one source")
+
+
 def width_tests(runs: pd.DataFrame) -> list[TestResult]:
     qa = ("How much BPB tracks model width once unique layers and loops are held fixed "
           "(BPB at the widest minus the narrowest width)?")
@@ -125,9 +147,10 @@ def width_tests(runs: pd.DataFrame) -> list[TestResult]:
     def base() -> dict[str, Any]:  # a new `extra` for each result: `_seed_style` adds to 3a's
         return {"n_runs": len(runs_r), "runs": runs_r["run_id"].tolist(), "extra": {"units": len(r)}}
 
-    if len(r) < 4 or not _varies(r["width"]):
-        why = (f"{units_of(len(r), len(runs_r))} with BPB and width, {r['width'].nunique()} distinct width(s)"
-               f"{missing(runs, need)}")
+    confounded = source_confound(runs_r, "width")
+    if len(r) < 4 or not _varies(r["width"]) or confounded:
+        why = confounded or (f"{units_of(len(r), len(runs_r))} with BPB and width, {r['width'].nunique()} distinct "
+                             f"width(s){missing(runs, need)}")
         return [not_enough("3a_width", "Width attribution", qa, f"OLS {f_f}, HC3", why, **base()),
                 not_enough("3b_sharing_beyond_width", "Sharing beyond width", qb, "nested F test", why, **base())]
     span = math.log(r["width"].max() / r["width"].min())

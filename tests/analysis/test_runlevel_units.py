@@ -101,3 +101,24 @@ def test_the_gap_fits_cluster_their_errors_by_start_when_cadence_siblings_share_
     alone = quant_gap_tests(runs.assign(start_key=runs["run_id"]))[0]
     assert "HC3" in alone.method and alone.extra["units"] == 18
     assert alone.p_value == pytest.approx(hc3.pvalues["loops"], rel=1e-9)
+
+
+def test_a_width_seen_only_in_one_source_is_not_compared_across_sources() -> None:
+    """Demo widths beside imported widths, no width in both: the width contrast is the data source's, so 3a and
+    3b say so instead of a verdict; one shared width makes the comparison possible again."""
+    rng = np.random.default_rng(0)
+    rows = [{"run_id": f"{src}{w}-{k}", "source": src, "width": float(w), "loops": float(1 + k % 2),
+             "unique_layers": 3.0, "bpb": (2.3 if src == "run" else 1.2) + rng.normal(0, 0.01), "seed": float(k)}
+            for src, widths in (("run", (32, 64)), ("import", (496, 512, 608))) for w in widths for k in range(4)]
+    runs = pd.DataFrame(rows)
+    a, b = width_tests(runs)
+    for res in (a, b):
+        assert res.p_value is None and res.effect is None
+        assert res.verdict.endswith(
+            "width is confounded with where the runs come from (496, 512, 608 only in imported runs; 32, 64 only in "
+            "runs clowncar ran): every contrast of it is also one of data, trainer and training length; compare it "
+            "within one source")
+    shared = pd.concat([runs, runs[runs["width"] == 512].assign(source="run", run_id=lambda d: d["run_id"] + "r")],
+                       ignore_index=True)
+    assert width_tests(shared)[0].effect is not None
+    assert width_tests(runs.assign(source="run"))[0].effect is not None  # one source: compared as before
