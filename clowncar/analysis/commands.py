@@ -10,6 +10,7 @@ import typer
 
 from clowncar.did_you_mean import nearest
 from clowncar.errors import ClownCarError
+from clowncar.redact import redact_url
 from clowncar.settings import STORE_HELP
 
 app = typer.Typer(help="Statistical signal tests and the sweep report.")
@@ -98,7 +99,7 @@ def _clowncar_report(path: Path) -> tuple[list[str], str] | None:
 SWEEPS_LISTED = 8
 
 
-def _known_hint(missing: list[str], known: list[str]) -> str:
+def _known_hint(missing: list[str], known: list[str], store_url: str | None = None) -> str:
     """What the store has, on one readable line: every name of a small store; for a large one (an import of
     the challenge's records makes 160 sweeps) the names nearest to what was typed."""
     if len(known) <= SWEEPS_LISTED:
@@ -107,7 +108,8 @@ def _known_hint(missing: list[str], known: list[str]) -> str:
     for name in missing:
         near += [k for k in nearest(name, known) if k not in near]
     hint = f"did you mean {', '.join(near)}? " if near else ""
-    return f"{hint}{len(known)} sweeps in the store: `clowncar sweep ls` lists them"
+    store = f" --store {redact_url(store_url)}" if store_url else ""  # the store named, not the default one
+    return f"{hint}{len(known)} sweeps in the store: `clowncar sweep ls{store}` lists them"
 
 
 def load_and_analyse(sweeps: list[str], store_url: str | None, correction: str = "holm",
@@ -125,7 +127,7 @@ def load_and_analyse(sweeps: list[str], store_url: str | None, correction: str =
         missing = [s for s in sweeps if st.get_sweep(s) is None]
         if missing:
             known = st.sweep_names()
-            raise AnalysisError(f"unknown sweep(s): {', '.join(missing)} ({_known_hint(missing, known)})")
+            raise AnalysisError(f"unknown sweep(s): {', '.join(missing)} ({_known_hint(missing, known, store_url)})")
         trials = st.trials_frame(sweeps=sweeps)
         refuse_without_finished_runs(sweeps, trials)
         steps = st.steps_frame(sweeps=sweeps)

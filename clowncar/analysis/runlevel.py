@@ -104,7 +104,7 @@ def _margin_beyond_gap(gap: pd.Series, unit: str) -> str | None:
     mean = float(gap.abs().mean())
     if mean > GAP_MARGIN:
         return None
-    return (f"the runs' mean quantization gap is only {mean:.2g} BPB, no larger than the margin of {GAP_MARGIN} "
+    return (f"the runs' mean absolute quantization gap is only {mean:.2g} BPB, no larger than the margin of {GAP_MARGIN} "
             f"{unit}: at this scale the margin says little")
 
 

@@ -67,10 +67,10 @@ def test_a_large_store_names_the_sweeps_nearest_to_an_unknown_one(tmp_path: Path
     with pytest.raises(AnalysisError) as err:
         load_and_analyse(["frugendorff_1"], url)
     assert str(err.value) == ("unknown sweep(s): frugendorff_1 (did you mean frugendorff_11, frugendorff_10, "
-                              "frugendorff_01? 12 sweeps in the store: `clowncar sweep ls` lists them)")
+                              f"frugendorff_01? 12 sweeps in the store: `clowncar sweep ls --store {url}` lists them)")
     with pytest.raises(AnalysisError) as err:
         load_and_analyse(["zzz"], url)
-    assert str(err.value) == "unknown sweep(s): zzz (12 sweeps in the store: `clowncar sweep ls` lists them)"
+    assert str(err.value) == f"unknown sweep(s): zzz (12 sweeps in the store: `clowncar sweep ls --store {url}` lists them)"
     with pytest.raises(AnalysisError) as err:  # two unknown names: the names near each, each once
         load_and_analyse(["frugendorff_1", "frugendorff_2"], url)
     assert "(did you mean frugendorff_11, frugendorff_10, frugendorff_01, frugendorff_02? 12 sweeps" in str(err.value)
@@ -85,8 +85,13 @@ def test_a_store_of_eight_sweeps_is_listed_whole_and_of_nine_is_not(tmp_path: Pa
         load_and_analyse(["zzz"], url)
     with open_store(url) as st:
         st.create_or_get_sweep("s8", {"imported": True}, source="import")
-    with pytest.raises(AnalysisError, match=r"\(9 sweeps in the store: `clowncar sweep ls` lists them\)$"):
+    with pytest.raises(AnalysisError, match=r"\(9 sweeps in the store: `clowncar sweep ls --store \S+eight.db` "
+                                            r"lists them\)$"):
         load_and_analyse(["zzz"], url)
+    nine = [f"s{i}" for i in range(9)]
+    assert commands._known_hint(["zzz"], nine) == "9 sweeps in the store: `clowncar sweep ls` lists them"  # default
+    assert commands._known_hint(["zzz"], nine, "postgresql://u:pw@db/runs") == (
+        "9 sweeps in the store: `clowncar sweep ls --store postgresql://u:***@db/runs` lists them")
 
 
 def test_unknown_sweeps_are_named_with_the_ones_the_store_has(store_url: str, tmp_path: Path) -> None:

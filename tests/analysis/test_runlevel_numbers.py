@@ -86,11 +86,11 @@ def test_quant_gap_slopes_are_the_hc3_fit_with_log_width_as_covariate() -> None:
 def test_a_gap_no_larger_than_the_margin_is_said_in_the_verdict() -> None:
     from clowncar.analysis.runlevel import _margin_beyond_gap
 
-    assert all("mean quantization gap" not in r.verdict for r in quant_gap_tests(runs_frame()))  # ~0.016 BPB
+    assert all("mean absolute quantization gap" not in r.verdict for r in quant_gap_tests(runs_frame()))  # ~0.016 BPB
     tiny = runs_frame().assign(quant_gap=lambda x: x["quant_gap"] / 50)  # a CPU demo's gap: ~0.0003 BPB
     mean = tiny["quant_gap"].abs().mean()
     for r, unit in zip(quant_gap_tests(tiny), ["BPB per loop", "BPB per unit C-fraction"], strict=True):
-        assert r.verdict.endswith(f"; the runs' mean quantization gap is only {mean:.2g} BPB, no larger than the "
+        assert r.verdict.endswith(f"; the runs' mean absolute quantization gap is only {mean:.2g} BPB, no larger than the "
                                   f"margin of {GAP_MARGIN} {unit}: at this scale the margin says little")
     at = pd.Series([GAP_MARGIN, -GAP_MARGIN])
     assert _margin_beyond_gap(at, "u") is not None and _margin_beyond_gap(at * 1.01, "u") is None
