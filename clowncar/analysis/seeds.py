@@ -99,7 +99,9 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
     method = ("per config: mean, sd, t-based 95% CI over its seeds (runs that repeat a seed are averaged first); "
               "pooled sd = the residual sd of OLS bpb ~ C(config)" + block + " with a chi-square CI; MDE = the "
               "difference between two configs of the median seeds per config that a t test at the pooled sd, on "
-              "its df" + (", the two paired by seed," if block else "") + " detects with 80% power")
+              "its df" + (", the two paired by seed," if block else "") + " detects with 80% power; a config's "
+              "mde_vs_same_n is the same at that config's own sd on 2 n - 2 df, too unstable at 2-3 seeds to plan "
+              "with, which is why the verdict uses the pooled sd")
     rows = [_config_row(g) for _, g in units.groupby("config_key", sort=True)]
     in_units = {u for ids in units["run_ids"] for u in ids}
     kept = [u for u in r["run_id"] if u in in_units]
@@ -140,7 +142,7 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
     shared = ", the seeds' shared effects in it" if block else ""
     res.verdict = (f"{DESCRIPTIVE}: {what} {sd:.4g} BPB (95% CI {lo:.3g} to {hi:.3g}, df {df:g}; median "
                    f"per-config sd {med:.3g}{shared}); with {n_med} {per} per config, two configs must differ by "
-                   f"about {mde:.3g} BPB to be detected with 80% power"
+                   f"about {mde:.3g} BPB to be detected with 80% power (a t test at the pooled sd on its df {df:g})"
                    if mde is not None else f"{DESCRIPTIVE}: {what} {sd:.4g} BPB")
     return res
 
