@@ -40,9 +40,10 @@ def text_table(rows: list[list[Any]], header: list[str]) -> str:
 
 def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trials instead of the sweeps.")] = None,
        store: StoreOpt = None) -> None:
-    """List the sweeps (trial counts, best BPB and its metric), or the trials of one sweep."""
+    """List the sweeps (trial counts, best BPB and its metric), or the trials of one sweep (with an imported log's
+    headline BPB where it is not the ranked metric: a TTT or n-gram eval is never ranked)."""
     from clowncar.store import open_store
-    from clowncar.store.frames import SCORE_KEYS
+    from clowncar.store.frames import SCORE_KEYS, headline_unranked
 
     with open_store(store, create=False) as st:
         if sweep is None:
@@ -55,15 +56,28 @@ def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trial
             cols = ["source", "status", "trials", "ok", "running", "failed", "best_bpb", "best_metric", "created_at",
                     "name"]
             typer.echo(text_table(frame[cols].values.tolist(), cols))
+            if unranked := int(frame["unranked_headlines"].sum()):
+                sweeps = int((frame["unranked_headlines"] > 0).sum())
+                typer.echo(f"note: headline_bpb (TTT/n-gram evals) is not ranked: best_bpb is a sweep's best "
+                           f"{', '.join(SCORE_KEYS[:-1])} or {SCORE_KEYS[-1]} (best_metric); {unranked} trial(s) of "
+                           f"{sweeps} sweep(s) have a headline other than that (`clowncar store ls SWEEP` shows it)")
             return
         if st.get_sweep(sweep) is None:
             raise StoreError(f"no sweep named {sweep!r} in {st.url}{st.no_sweep_hint(sweep)}")
         frame = st.trials_frame(sweep)
-        # every BPB a trial of the sweep measured (the sweep's best is one of them: `store ls` names which)
-        scores = [k for k in reversed(SCORE_KEYS) if k in frame.columns and frame[k].notna().any()]
-        cols = [c for c in ["number", "trial_uid", "attempt", "status", *scores, "steps", "node", "reason"]
-                if c in frame.columns]
-        typer.echo(text_table(frame[cols].values.tolist(), cols))
+        found = st.ranked_trials(sweep)
+    # every BPB a trial of the sweep measured (the sweep's best is one of them: `store ls` names which)
+    scores = [k for k in reversed(SCORE_KEYS) if k in frame.columns and frame[k].notna().any()]
+    metric = found[0] if found else ""
+    unranked = [t for t in (found[1] if found else []) if headline_unranked(t["result"], metric)]
+    headline = ["headline_bpb", "headline_name"] if unranked else []  # only where it is another number
+    cols = [c for c in ["number", "trial_uid", "attempt", "status", *scores, *headline, "steps", "node", "reason"]
+            if c in frame.columns]
+    typer.echo(text_table(frame[cols].values.tolist(), cols))
+    if unranked:
+        modes = sorted({str(t["result"].get("headline_mode")) for t in unranked})
+        typer.echo(f"ranked by {metric} (the sweep's best_bpb); headline_bpb, the log's last eval line "
+                   f"({'/'.join(modes)} eval), is not ranked")
 
 
 RESULT_LABELS = {"c_steps": "C-steps", "n_steps": "N-steps"}

@@ -230,8 +230,9 @@ class FrameReads:
     def sweeps_frame(self) -> pd.DataFrame:
         """One row per sweep: name, status, source, parent, created_at, updated_at, trials, ok, running,
         failed (diverged/oom/error/rejected/crashed), best_bpb (the lowest score of its ok trials, all scored on the
-        one of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb, val_bpb that most of them measured) and
-        best_metric (which one that was: the numbers of two sweeps compare only when it is the same)."""
+        one of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb, val_bpb that most of them measured),
+        best_metric (which one that was: the numbers of two sweeps compare only when it is the same) and
+        unranked_headlines (ok trials whose headline_bpb is not that metric's value: see `headline_unranked`)."""
         import pandas as pd
 
         sw, parent = s.sweeps, s.sweeps.alias("parent")
@@ -248,8 +249,10 @@ class FrameReads:
             row["failed"] = sum(t["status"] in FAILED for t in mine)
             found = _best(mine)
             row["best_bpb"], row["best_metric"] = (found[0], found[1]) if found else (None, None)
+            row["unranked_headlines"] = 0 if found is None else sum(
+                t["status"] == "ok" and headline_unranked(t["result"], found[1]) for t in mine)
         columns = ["name", "status", "source", "parent", "created_at", "updated_at", "trials", "ok", "running",
-                   "failed", "best_bpb", "best_metric"]
+                   "failed", "best_bpb", "best_metric", "unranked_headlines"]
         frame = pd.DataFrame.from_records(sweeps, columns=columns)
         for col in ("created_at", "updated_at"):
             frame[col] = pd.to_datetime(frame[col], utc=True)
@@ -357,6 +360,13 @@ def ranked(trials: list[dict[str, Any]]) -> tuple[str, list[tuple[float, dict[st
     key = max(SCORE_KEYS, key=lambda k: (counts[k], -SCORE_KEYS.index(k)))
     scored = [(float(t["result"][key]), t) for t in ok if isinstance(t["result"].get(key), int | float)]
     return key, sorted(scored, key=lambda x: x[0])
+
+
+def headline_unranked(result: Mapping[str, Any] | None, metric: str) -> bool:
+    """Whether a trial's headline_bpb (an imported log's last eval line) is another number than the `metric` its
+    sweep is ranked by: a TTT or n-gram eval, which no SCORE_KEYS holds, or a kind its sweep does not rank."""
+    head = (result or {}).get("headline_bpb")
+    return isinstance(head, int | float) and head != (result or {}).get(metric)
 
 
 def _best(trials: list[dict[str, Any]]) -> tuple[float, str, dict[str, Any]] | None:

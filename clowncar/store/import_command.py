@@ -34,9 +34,11 @@ HELP = (
     "`legal_ttt_exact`, `quantized_sliding_window`, `quantized_ttt_phased`, `pre-quantization post-ema`, "
     "`*_ngram*_exact`, ...) is its own named metric with its eval mode (standard, sliding, ttt, ngram, temp), "
     "weights (raw or quantized) and quant scheme. A trial's headline is the last one of its run; which line it "
-    "was is stored (headline_name, headline_line; `clowncar store show TRIAL` lists them all).\n"
-    "- The Frugendorff sweep CSV (one trial per row), the micro-crawler sweep log (one per RESULTS block) and "
-    "cadence TSVs (one per file).\n\n"
+    "was is stored (headline_name, headline_line; `clowncar store show TRIAL` lists them all); a TTT or n-gram "
+    "headline is not ranked (`clowncar store ls` ranks the quantized, sliding and standard scores).\n"
+    "- The Frugendorff sweep CSV (one trial per row), the micro-crawler sweep log (one per RESULTS block; its "
+    "trigram and cadence read from the parameter counts and the C:N split) and cadence TSVs (one per file; the "
+    "cadence read from the F/N step kinds).\n\n"
     "Trial ids come from the content (and the run index), never from the file name: the same file imported "
     "twice, under any name, is one trial; two different files are two trials.")
 

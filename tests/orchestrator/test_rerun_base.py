@@ -331,3 +331,19 @@ def test_the_csvs_best_rows_rerun_from_the_frugendorff_v2_spec_are_what_the_seed
     best = sorted(by_config, key=lambda h: sum(by_config[h]) / len(by_config[h]))  # ties: the best row first
     assert [spec.trial_config(p).content_hash() for p in spec.enqueue] == best[:5]
     assert set(best[:5]) <= set(spec_hashes(load_spec(REPO / "sweeps" / "frugendorff_v2.yaml")))
+
+
+def test_the_rerun_of_a_trigram_run_carries_the_trigram_setting(url: str, legacy_runs: Path, runs: list) -> None:
+    """The micro-crawler log's best configs from the smoke spec: each runs with the trigram and cadence it ran
+    with in the seed (sweeps/micro_crawler.yaml's point), not the base's (no trigram, cadence 1); walk 3, F4."""
+    with open_store(url) as st:
+        import_paths(st, [legacy_runs / "micro_crawler" / "sweep_micro_crawler.log"], sweep="micro")
+    cmd.rerun_cmd("micro", top=3, seeds="1337", base=REPO / "sweeps" / "smoke.yaml", store=url)
+    (spec,) = runs
+    seed_spec = load_spec(REPO / "sweeps" / "micro_crawler.yaml")
+    # the 3 best by val_bpb: 3f+1cx2 tri 2.157078, 3f+1cx3 tri 2.173487, 4f+1cx2 no trigram 2.181247
+    for point, queued in zip(["mc_3f1cx2_tri", "mc_3f1cx3_tri", "mc_4f1cx2_notri"], spec.enqueue, strict=True):
+        rerun, seed = spec.trial_config(queued), seed_spec.trial_config({"point": point, SEED: 1337})
+        assert (rerun.model.trigram_vocab_size, rerun.model.trigram_zero_init, rerun.train.cadence) == (
+            seed.model.trigram_vocab_size, seed.model.trigram_zero_init, seed.train.cadence), point
+    assert spec.trial_config(spec.enqueue[0]).model.trigram_vocab_size == 8192

@@ -224,7 +224,7 @@ def test_sweeps_frame_and_get_sweep_describe_every_sweep(store: Store) -> None:
     _world(store)
     frame = store.sweeps_frame()
     assert list(frame.columns) == ["name", "status", "source", "parent", "created_at", "updated_at", "trials", "ok",
-                                   "running", "failed", "best_bpb", "best_metric"]
+                                   "running", "failed", "best_bpb", "best_metric", "unranked_headlines"]
     assert frame["name"].tolist() == ["alpha", "base", "rerun"]
     alpha, base, rerun = (dict(zip(frame.columns, _plain(frame.iloc[k]), strict=True)) for k in range(3))
     keys = ("name", "status", "source", "parent", "trials", "ok", "running", "failed", "best_bpb", "best_metric")

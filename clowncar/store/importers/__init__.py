@@ -33,7 +33,7 @@ import shlex
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clowncar.errors import StoreError
 from clowncar.store.importers import cadence_tsv, micro_log, sweep_csv, train_log
@@ -114,9 +114,22 @@ def parse_file(path: Path, text: str | None = None) -> Parsed:
 def _digest(trial: LegacyTrial) -> str:
     from clowncar.store.store import jsonable
 
-    body = {"key": trial.key, "config": trial.config, "result": trial.result, "seed": trial.seed,
+    body = {"key": trial.key, "config": _underived(trial), "result": trial.result, "seed": trial.seed,
             "steps": trial.steps, "evals": trial.evals, "named": trial.named_evals}
     return hashlib.sha256(json.dumps(jsonable(body), sort_keys=True).encode()).hexdigest()
+
+
+def _underived(trial: LegacyTrial) -> dict[str, Any]:
+    """The trial's config without its `derived` keys (and without a section only they filled)."""
+    config: dict[str, Any] = {}
+    for section, values in trial.config.items():
+        if isinstance(values, dict):
+            kept = {k: v for k, v in values.items() if f"{section}.{k}" not in trial.derived}
+            if values and not kept:
+                continue
+            values = kept
+        config[section] = values
+    return config
 
 
 def uids_of(parsed: Parsed, sha256: str) -> list[str]:

@@ -31,6 +31,10 @@ class LegacyTrial:
     evals: list[dict[str, Any]] = field(default_factory=list)
     named_evals: list[dict[str, Any]] = field(default_factory=list)
     """Final / eval lines, each its own metric (see `finals.py`); the last one is the headline."""
+    derived: list[str] = field(default_factory=list)
+    """Dotted config keys the parser computed from values the trial stores elsewhere (the micro-crawler log's
+    trigram from its parameter counts): left out of the trial's id, which digests those values already, so a
+    store filled before a parser derived them still recognizes the file."""
     notes: list[str] = field(default_factory=list)
     """What the import line should say about this trial that is neither an error nor a skipped line (a trace
     with no final val_bpb, and why)."""

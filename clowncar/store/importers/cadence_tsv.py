@@ -7,11 +7,18 @@ filled) become eval rows (mode `standard`, weights `raw`). A step row's `elapsed
 after the last step); a trace that stops between evals has no final val_bpb (none is made up from an earlier
 EVAL: the weights went on training after it), and the import line says so with the gap and the last EVAL's
 value. The `gravity` column is empty in every known file and is not stored.
+
+Config: the step kinds are the cadence. `train.cadence` and `train.cadence_offset` are stored when one cadence c
+and offset o give every step row its kind as clowncar fires the crawler (`worker.schedule.is_crawl_step`: C on
+the steps s with (s - 1) % c == o; cadence 0 when no step is a C-step): every step F is cadence 1, F and N in turn
+from step 1 cadence 2. A trace whose kinds follow no one cadence (or with a single C-step, which several fit)
+stores no config. Without it every trace had the empty config, one config hash for runs of different cadences.
 """
 
 from __future__ import annotations
 
-from clowncar.store.importers.base import LegacyFormatError, LegacyTrial, Parsed, Skipped, fnum
+from clowncar.store.importers.base import LegacyFormatError, LegacyTrial, Parsed, Skipped, fnum, set_path
+from clowncar.worker.schedule import is_crawl_step
 
 FORMAT = "cadence-tsv"
 HEADER = ["step", "type", "train_loss", "val_bpb", "step_ms"]
@@ -75,7 +82,10 @@ def parse(text: str, name: str, key: str) -> Parsed:
     final = [e for e in evals if int(e["step"]) >= last_step]  # type: ignore[call-overload]
     if final:
         result["val_bpb"] = final[-1]["val_bpb"]
-    trial = LegacyTrial(key=key, config={}, result=result, steps=steps, evals=evals)
+    config: dict[str, dict[str, object]] = {}
+    for dotted, value in _cadence(steps).items():
+        set_path(config, dotted, value)
+    trial = LegacyTrial(key=key, config=config, result=result, steps=steps, evals=evals)
     trial.notes += [] if final else [_no_final(evals, last_step)]
     out.trials.append(trial)
     return out
@@ -88,3 +98,21 @@ def _no_final(evals: list[dict[str, object]], last_step: int) -> str:
     gap = last_step - int(last["step"])  # type: ignore[call-overload]
     return (f"no final val_bpb: the trace stops at step {last_step}, {gap} steps after its last EVAL (step "
             f"{last['step']}, val_bpb {last['val_bpb']}, kept as an eval row)")
+
+
+def _cadence(steps: list[dict[str, object]]) -> dict[str, int]:
+    """{train.cadence, train.cadence_offset} that give every step row its kind, or {} when no one cadence does."""
+    crawl = [int(s["step"]) for s in steps if s["kind"] == "C"]  # type: ignore[call-overload]
+    if not crawl:
+        return {"train.cadence": 0}
+    if len(crawl) < 2:
+        return {}
+    cadence = crawl[1] - crawl[0]
+    if cadence < 1:  # a step row repeated, or rows out of order
+        return {}
+    offset = (crawl[0] - 1) % cadence
+    kinds_fit = (is_crawl_step(int(s["step"]), cadence, offset) == (s["kind"] == "C")  # type: ignore[call-overload]
+                 for s in steps)
+    if all(kinds_fit):
+        return {"train.cadence": cadence, "train.cadence_offset": offset}
+    return {}

@@ -7,6 +7,19 @@ id>.tsv`, `peak_vram: V MiB`. The run id (the TSV name) is the trial key. Stored
 `model.model_dim`; result `val_loss`, `val_bpb`, `params`, `flat_params`, `crawler_params`, `effective_depth`,
 `model_dim`, `steps`, `c_steps`, `n_steps`, `train_seconds`, `step_avg_ms`, `peak_mem_bytes`, and `label` (the
 `>>> CONFIG` title). The `step:` progress line and the `>>> val_bpb` echo repeat the block's numbers (rounded).
+
+Two settings the block does not print are read from its numbers, so that configs that differ in them do not share
+a config hash and `sweep rerun` runs them as they ran:
+- the trigram: `params` minus the blocks (`flat_params`, `crawler_params`), the tied embedding (1024 x dim) and,
+  with a crawler, the loop offsets ((loops + 1) x dim) leaves 0 without a trigram (`model.trigram_vocab_size: 0`)
+  or exactly the trainer's 8192 x 128 table, its 128 x dim projection and its scale with one
+  (`model.trigram_vocab_size: 8192`, `trigram_dim: 128`, `trigram_zero_init: true`). The label is no guide: the
+  6-flat control says nothing of a trigram and has one. The trainer zero-initialised table and projection, so
+  the trigram never learned (docs/seed_sweeps.md); stored is what the run had, and its rerun has the same dead
+  trigram. Any other remainder records no trigram key and says so in the import line.
+- the cadence: `train.cadence` is the one c whose C-step count over `steps` at offset 0 (the trainer's), ceil(steps
+  / c), is the block's C count (0 when there is none); not stored when no c, or several, give it.
+Both are left out of the trial's id (`LegacyTrial.derived`): they follow from values the id digests already.
 """
 
 from __future__ import annotations
@@ -20,6 +33,11 @@ _CONFIG = re.compile(r"^>>> CONFIG (\d+): (.*)$")
 _FIELD = re.compile(r"^([a-z_]+):\s+(.*)$")
 _BLOCKS = re.compile(r"^([\d,]+) \((\d+) blocks(?: x(\d+))?, MLP ([\d.]+)x\)$")
 _STEPS = re.compile(r"^(\d+) \(C:(\d+) N:(\d+)\)$")
+VOCAB = 1024
+"""The trainer's vocabulary (sp1024): the tied embedding holds VOCAB x dim parameters."""
+TRIGRAM_VOCAB, TRIGRAM_DIM = 8192, 128
+"""The trigram of `sweep_micro_crawler.sh` (`--trigram-vocab 8192 --trigram-dim 128`); the trainer zero-initialised
+its table and projection."""
 REQUIRED = ("val_loss", "val_bpb", "params", "flat_params", "crawler_params", "effective_depth", "dim", "steps",
             "time", "avg_ms", "log")
 _ECHO = (re.compile(r"^step:\d+/\d+ \[[CN]\] loss:"), re.compile(r"^>>> val_bpb:"))
@@ -61,7 +79,39 @@ def _trial(label: str, fields: dict[str, str]) -> LegacyTrial:
     }
     if "peak_vram" in fields:
         result["peak_mem_bytes"] = int(_number(fields["peak_vram"]) * 2**20)
-    return LegacyTrial(key=key, config=config, result=result)
+    trial = LegacyTrial(key=key, config=config, result=result)
+    _derive_trigram(trial, loops=int(crawl.group(3) or 0), crawlers=int(crawl.group(2)))
+    _derive_cadence(trial)
+    return trial
+
+
+def _derive_trigram(trial: LegacyTrial, loops: int, crawlers: int) -> None:
+    """The trigram setting from what the parameter count leaves after blocks, embedding and loop offsets."""
+    r = trial.result
+    dim = int(r["model_dim"])
+    rest = r["params"] - r["flat_params"] - r["crawler_params"] - VOCAB * dim - (loops + 1 if crawlers else 0) * dim
+    trigram: dict[str, object] = {"model.trigram_vocab_size": TRIGRAM_VOCAB, "model.trigram_dim": TRIGRAM_DIM,
+                                  "model.trigram_zero_init": True}
+    found = ({"model.trigram_vocab_size": 0} if rest == 0
+             else trigram if rest == TRIGRAM_VOCAB * TRIGRAM_DIM + TRIGRAM_DIM * dim + 1 else None)
+    if found is None:
+        trial.notes.append(f"the parameter count leaves {rest:,} parameters that are neither no trigram nor the "
+                           f"trainer's {TRIGRAM_VOCAB} x {TRIGRAM_DIM} one: the trigram setting is not recorded")
+        return
+    for key, value in found.items():
+        set_path(trial.config, key, value)
+        trial.derived.append(key)
+
+
+def _derive_cadence(trial: LegacyTrial) -> None:
+    """`train.cadence` from the C-step count: the trainer fires on steps s with (s - 1) % c == 0."""
+    steps, c_steps = int(trial.result["steps"]), int(trial.result["c_steps"])
+    if c_steps + int(trial.result["n_steps"]) != steps:
+        return
+    fits = [c for c in range(steps + 1) if (-(-steps // c) if c else 0) == c_steps]
+    if len(fits) == 1:
+        set_path(trial.config, "train.cadence", fits[0])
+        trial.derived.append("train.cadence")
 
 
 def parse(text: str, name: str) -> Parsed:

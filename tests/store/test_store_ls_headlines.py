@@ -1,0 +1,59 @@
+"""`clowncar store ls` and an imported log's headline that is not ranked (walk 3, F6): a TTT or n-gram eval is left
+out of best_bpb on purpose, and the listing says so: the sweep's trials show the headline beside the ranked metric,
+and the sweep list ends with a note. Where every headline is the ranked metric, the output is as before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clowncar.store import open_store
+from clowncar.store.commands import ls
+from clowncar.store.importers import import_paths
+
+LOG = ("step:1/2 train_loss:5.0000 train_time:10ms step_avg:10.00ms\n"
+       "step:2/2 train_loss:4.5000 train_time:20ms step_avg:10.00ms\n"
+       "final_int8_zlib_roundtrip_exact val_loss:2.0 val_bpb:1.2345\n"
+       "final_int6_sliding_window_exact val_loss:1.9 val_bpb:1.2100\n")
+TTT = "legal_ttt_exact val_loss:1.8 val_bpb:1.19996676\n"
+
+
+def _store(tmp_path: Path, logs: dict[str, str]) -> str:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    paths = []
+    for name, text in logs.items():
+        paths.append(tmp_path / f"{name}.log")
+        paths[-1].write_text(text)
+    with open_store(url) as st:
+        import_paths(st, paths)
+    return url
+
+
+def test_a_sweeps_trials_show_a_ttt_headline_beside_the_ranked_metric(tmp_path: Path, capsys) -> None:
+    url = _store(tmp_path, {"ttt": LOG + TTT})
+    ls("ttt", store=url)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:9] == ["number", "trial_uid", "attempt", "status", "q_val_bpb", "q_sliding_val_bpb",
+                                    "headline_bpb", "headline_name", "steps"]
+    assert lines[1].split()[4:8] == ["1.2345", "1.21", "1.1999668", "legal_ttt_exact"]
+    assert lines[2:] == ["ranked by q_sliding_val_bpb (the sweep's best_bpb); headline_bpb, the log's last eval line "
+                         "(ttt eval), is not ranked"]
+
+
+def test_the_sweep_list_ends_with_a_note_when_a_headline_is_not_ranked(tmp_path: Path, capsys) -> None:
+    url = _store(tmp_path, {"ttt": LOG + TTT, "plain": LOG, "ttt2": LOG.replace("5.0000", "6.0000") + TTT})
+    ls(None, store=url)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[6:8] for line in lines[2:5]] == [["1.21", "q_sliding_val_bpb"]] * 3  # best_bpb as before
+    assert lines[5:] == ["note: headline_bpb (TTT/n-gram evals) is not ranked: best_bpb is a sweep's best "
+                         "q_sliding_val_bpb, q_val_bpb, sliding_val_bpb or val_bpb (best_metric); 2 trial(s) of "
+                         "2 sweep(s) have a headline other than that (`clowncar store ls SWEEP` shows it)"]
+
+
+@pytest.mark.parametrize("sweep", [None, "plain"])
+def test_headlines_that_are_the_ranked_metric_change_nothing(tmp_path: Path, sweep: str | None, capsys) -> None:
+    url = _store(tmp_path, {"plain": LOG})  # headline: the sliding line, which is the ranked q_sliding_val_bpb
+    ls(sweep, store=url)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == (3 if sweep is None else 2) and "headline_bpb" not in lines[-2]  # the header
