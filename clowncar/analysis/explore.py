@@ -73,7 +73,7 @@ def pareto_front(runs: pd.DataFrame) -> list[dict[str, Any]]:
             front.append({"run_id": str(row["run_id"]), "label": str(row["label"]), "bpb": float(row["bpb"]),
                           "artifact_bytes": float(row["artifact_bytes"]), "width": _value(row, "width"),
                           "params": _value(row, "params"), "quant_gap": _value(row, "quant_gap"),
-                          "eval_mode": runs.attrs.get("metric_mode")})
+                          "quant_gap_mode": runs.attrs.get("gap_mode"), "eval_mode": runs.attrs.get("metric_mode")})
     return front
 
 
@@ -92,7 +92,8 @@ def top_configs(runs: pd.DataFrame, k: int = 10) -> list[dict[str, Any]]:
                                "mean_bpb": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else None,
                                "caveat": SINGLE_RUN if v.size == 1 else "",
                                "width": _mean(g, "width"), "params": _mean(g, "params"),
-                               "quant_gap": _mean(g, "quant_gap"), "eval_mode": mode,
+                               "quant_gap": _mean(g, "quant_gap"), "quant_gap_mode": runs.attrs.get("gap_mode"),
+                               "eval_mode": mode,
                                "per_seed": [{"seed": _seed(s), "bpb": float(b), "run_id": str(u)}
                                             for s, b, u in zip(g["seed"], v, g["run_id"], strict=True)],
                                "config_hash": sorted({str(h) for h in g["config_hash"].dropna()})}

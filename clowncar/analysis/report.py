@@ -128,7 +128,9 @@ NO_CONFIG_HASH = config_hash({})
 def provenance(runs: pd.DataFrame) -> dict[str, Any]:
     cols = [c for c in ("run_id", "sweep", "label", "seed", "config_hash", "config_key", "git_commit", "git_dirty",
                         "warmdown_step", "bpb", "width", "params", "quant_gap") if c in runs]
-    records = runs[cols].assign(eval_mode=runs.attrs.get("metric_mode")).to_dict("records") if len(runs) else []
+    # the BPB's eval mode and the gap's: a gap is taken in one mode for the whole table, not always the BPB's
+    records = (runs[cols].assign(eval_mode=runs.attrs.get("metric_mode"), quant_gap_mode=runs.attrs.get("gap_mode"))
+               .to_dict("records") if len(runs) else [])
     hashes = runs.get("config_hash", pd.Series(dtype=object)).dropna().astype(str)
     return {"runs": records,
             "git_commits": sorted({str(c) for c in runs.get("git_commit", pd.Series(dtype=object)).dropna()}),
@@ -250,7 +252,7 @@ def document(a: dict[str, Any]) -> Doc:
         "biased: confirm a winner only with fresh-seed reruns. A config run once carries a caveat: its rank rests "
         "on one run.")
     d.table([{**row, "per_seed": per_seed_text(row["per_seed"])} for row in a["top_configs"]], ["config", "seeds", "mean_bpb", "sd", "ci_low", "ci_high", "caveat",
-                                            "per_seed", "width", "params", "quant_gap", "eval_mode",
+                                            "per_seed", "width", "params", "quant_gap", "quant_gap_mode", "eval_mode",
                                             "config_hash"])
     _figure(d, plots.top_config_seeds(a["top_configs"]), "top configs, every seed", needs.top_config_seeds,
             a["top_configs"])

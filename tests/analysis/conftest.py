@@ -418,7 +418,7 @@ def report_runs() -> pd.DataFrame:
     runs = pd.DataFrame({"run_id": ["s/0", "s/1", "s/2"], "sweep": "s", "label": "L", "seed": [1, 2, 3],
                          "config_hash": ["h2", "h1", "h2"], "config_key": "k", "git_commit": ["b", None, "a"],
                          "bpb": [2.0, 2.1, 2.2], "width": 64, "params": 10, "quant_gap": 0.01, "loops": 3})
-    runs.attrs.update(metric="q_val_bpb", metric_mode="quantized weights, standard eval")
+    runs.attrs.update(metric="q_val_bpb", metric_mode="quantized weights, standard eval", gap_mode="standard")
     return runs
 
 

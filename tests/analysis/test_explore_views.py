@@ -26,6 +26,7 @@ MODE = "quantized weights, standard eval"
 def _frame(rows: list[dict], mode: str | None = MODE) -> pd.DataFrame:
     runs = pd.DataFrame(rows)
     runs.attrs["metric_mode"] = mode
+    runs.attrs["gap_mode"] = "standard"  # the gap's eval mode: not always the BPB's (frames._quant_gap)
     return runs
 
 
@@ -115,7 +116,7 @@ def test_pareto_front_on_ties_keeps_the_smaller_run_and_the_better_score() -> No
     front = pareto_front(runs)
     assert [f["run_id"] for f in front] == ["s/1", "s/3"]
     assert front[0] == {"run_id": "s/1", "label": "cfg-b", "bpb": 1.9, "artifact_bytes": 100.0, "width": 64.0,
-                        "params": 1000.0, "quant_gap": 0.01, "eval_mode": MODE}
+                        "params": 1000.0, "quant_gap": 0.01, "quant_gap_mode": "standard", "eval_mode": MODE}
     assert front[1]["width"] is None and type(front[1]["artifact_bytes"]) is float
     assert pareto_front(runs.drop(columns=["artifact_bytes"])) == []
     assert pareto_front(runs.iloc[0:0]) == []
@@ -124,7 +125,8 @@ def test_pareto_front_on_ties_keeps_the_smaller_run_and_the_better_score() -> No
 def test_pareto_front_without_width_params_or_gap_columns_reports_none() -> None:
     runs = _frame([{"run_id": "r", "label": "L", "bpb": 1.5, "artifact_bytes": 9}])
     assert pareto_front(runs) == [{"run_id": "r", "label": "L", "bpb": 1.5, "artifact_bytes": 9.0, "width": None,
-                                   "params": None, "quant_gap": None, "eval_mode": MODE}]
+                                   "params": None, "quant_gap": None, "quant_gap_mode": "standard",
+                                   "eval_mode": MODE}]
 
 
 def _study(url: str, name: str, n: int, directions: list[str] | None = None, params: bool = True,

@@ -23,7 +23,8 @@ def test_provenance_lists_every_run_with_its_commit_hash_and_eval_mode(
     prov = report.provenance(report_inputs.runs())
     assert prov["runs"][1] == {"run_id": "s/1", "sweep": "s", "label": "L", "seed": 2, "config_hash": "h1",
                                "config_key": "k", "git_commit": prov["runs"][1]["git_commit"], "bpb": 2.1, "width": 64, "params": 10,
-                               "quant_gap": 0.01, "eval_mode": "quantized weights, standard eval"}
+                               "quant_gap": 0.01, "eval_mode": "quantized weights, standard eval",
+                               "quant_gap_mode": "standard"}
     assert pd.isna(prov["runs"][1]["git_commit"]) and prov["git_commits"] == ["a", "b"] and prov["config_hashes"] == ["h1", "h2"]
     assert prov["analysis_git_commit"] is None or len(prov["analysis_git_commit"]) == 40
     assert pd.Timestamp(prov["generated_at"]).tzinfo is not None

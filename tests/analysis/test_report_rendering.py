@@ -259,9 +259,9 @@ EXPECTED_REPORT = "\n".join([
     's rank rests on one run.',
     '',
     '| config | seeds | mean_bpb | sd | ci_low | ci_high | caveat | per_seed | width | params | quan'
-    't_gap | eval_mode | config_hash |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
-    '| L | 2 | 2.05 | 0.0707 |  |  |  | 1: 2, 2: 2.1 | 64 | 10 | 0.01 | q | h1 |',
+    't_gap | quant_gap_mode | eval_mode | config_hash |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| L | 2 | 2.05 | 0.0707 |  |  |  | 1: 2, 2: 2.1 | 64 | 10 | 0.01 |  | q | h1 |',
     '',
     '(top configs, every seed: no figure: needs what top_config_seeds reads)',
     '',
