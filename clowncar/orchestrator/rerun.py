@@ -160,7 +160,7 @@ def imported_configs(store_url: str, name: str, top: int, keys: list[str] | None
         renames = RERUN_AS.get(((t["result"] or {}).get("provenance") or {}).get("format"), {})
         stored = flatten(t["config"] or {})
         renamed |= {k: renames[k] for k in stored if k in renames}
-        config = {renames.get(k, k): v for k, v in stored.items()}
+        config = _without_loops_of_no_crawler({renames.get(k, k): v for k, v in stored.items()})
         dropped |= {k for k in config if not config_key(k)}
         configs.append({k: v for k, v in config.items() if config_key(k)})
     picked = pick(configs, top, keys, scores)
@@ -169,6 +169,15 @@ def imported_configs(store_url: str, name: str, top: int, keys: list[str] | None
     if keys and any(k in renamed for k in keys):  # carrying the other keys alone would drop it without a word
         raise _renamed_key(name, keys, renamed)
     return Imported(metric, picked, sorted(dropped), sorted(f"{k} -> {v}" for k, v in renamed.items()))
+
+
+def _without_loops_of_no_crawler(config: dict[str, Any]) -> dict[str, Any]:
+    """A flat control imported as '0 crawler layers x 0 loops' (the micro-crawler log's 6-flat run): loops of a
+    crawler block that does not exist mean nothing, and clowncar's config wants at least one, so the rerun
+    leaves them at its default (the stored trial keeps what its log said)."""
+    if config.get("model.num_crawler_layers") == 0 and config.get("model.crawler_loops") == 0:
+        return {k: v for k, v in config.items() if k != "model.crawler_loops"}
+    return config
 
 
 ENQUEUE_ERROR = "sweep spec enqueue: "

@@ -347,3 +347,17 @@ def test_the_rerun_of_a_trigram_run_carries_the_trigram_setting(url: str, legacy
         assert (rerun.model.trigram_vocab_size, rerun.model.trigram_zero_init, rerun.train.cadence) == (
             seed.model.trigram_vocab_size, seed.model.trigram_zero_init, seed.train.cadence), point
     assert spec.trial_config(spec.enqueue[0]).model.trigram_vocab_size == 8192
+
+
+def test_every_imported_micro_crawler_config_reruns_including_the_flat_control(url: str, legacy_runs: Path,
+                                                                               runs: list) -> None:
+    """The log's 6-flat control is '0 crawler layers x 0 loops'; clowncar's config wants loops >= 1, so `--top 8`
+    failed on it. Its rerun keeps no crawler block and builds."""
+    with open_store(url) as st:
+        import_paths(st, [legacy_runs / "micro_crawler" / "sweep_micro_crawler.log"], sweep="micro")
+    cmd.rerun_cmd("micro", top=8, seeds="1337", base=REPO / "sweeps" / "smoke.yaml", store=url)
+    (spec,) = runs
+    configs = [spec.trial_config(q) for q in spec.enqueue]
+    assert len(configs) == 8
+    flat = [c for c in configs if c.model.num_crawler_layers == 0]
+    assert len(flat) == 1 and flat[0].model.num_flat_layers == 6
