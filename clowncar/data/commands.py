@@ -71,8 +71,8 @@ def demo(
 
 def fetch_fineweb(
     variant: Annotated[str, typer.Option("--variant", help="Tokenizer family: sp1024, sp4096, ...")] = "sp1024",
-    train_shards: Annotated[int, typer.Option("--train-shards", help="How many training shards (100M tokens "
-                                              "each) to download; validation is always complete.")] = 1,
+    train_shards: Annotated[int, typer.Option("--train-shards", min=0, help="How many training shards (100M "
+                                              "tokens each) to download; validation is always complete.")] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="Data root (default: CLOWNCAR_DATA_DIR or "
                                              "~/.cache/clowncar/data).")] = None,
     repo_id: Annotated[str, typer.Option("--repo-id", help="Hugging Face dataset repo.")] =
