@@ -101,6 +101,11 @@ def test_a_caution_names_runs_that_stopped_at_their_wall_clock_cap_at_different_
     same = trials.assign(steps=[13, 13, 13, 2])  # all stopped, at one step count: comparable
     assert report.cautions(same) == []
     assert report.cautions(trials.drop(columns="train.iterations")) == []
+    # three 10-minute records: 4909 to 4915 steps is the same length (within 1% of the most), no caution
+    records = trials.assign(steps=[4915, 4909, 4912, 2], **{"train.iterations": 20000,
+                                                            "train.max_wallclock_seconds": 600.0})
+    assert report.cautions(records) == []
+    assert len(report.cautions(records.assign(steps=[4915, 4865, 4912, 2]))) == 1  # 50 steps: 1.02%
 
 
 def test_a_caution_names_finished_runs_without_the_metric() -> None:
