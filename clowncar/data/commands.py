@@ -95,7 +95,8 @@ def fetch_fineweb(
 
 
 def inspect(
-    directory: Annotated[Path, typer.Argument(help="Shard directory.")],
+    directory: Annotated[Path, typer.Argument(help="Shard directory, or a dataset's name under the data root "
+                                              "(as `data.dataset` names it).")],
     tokenizer: Annotated[Path | None, typer.Option("--tokenizer", help="SentencePiece model (default: found "
                                                    "next to the shards).")] = None,
     train_glob: Annotated[str, typer.Option("--train-glob")] = "fineweb_train_*.bin",
@@ -107,6 +108,7 @@ def inspect(
     from clowncar.data.inspect_dir import inspect_directory
 
     _check_globs({"--train-glob": train_glob, "--val-glob": val_glob})
+    directory = _directory_or_dataset(directory)
     report = inspect_directory(directory, train_glob=train_glob, val_glob=val_glob, tokenizer=tokenizer)
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
@@ -115,6 +117,17 @@ def inspect(
     else:
         for line in report.lines():
             typer.echo(line)
+
+
+def _directory_or_dataset(directory: Path) -> Path:
+    """DIRECTORY as given when it exists; else, for a bare name, the dataset of that name under the data root,
+    where a config's `data.dataset` and `data demo`'s last line find it (`demo_sp1024`)."""
+    if directory.exists():
+        return directory
+    from clowncar.settings import load_settings
+
+    named = load_settings().dataset_dir(str(directory))
+    return named if named.is_dir() else directory
 
 
 def _check_globs(options: dict[str, str]) -> None:

@@ -223,6 +223,24 @@ def test_inspect_prints_the_report_as_lines_or_json(tmp_path: Path, capsys) -> N
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(report.to_dict()))
 
 
+def test_inspect_finds_a_dataset_by_its_name_under_the_data_root(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`data inspect demo_sp1024`: the name a config gives as data.dataset, resolved as the worker resolves it; a
+    folder of that name in the working directory comes first."""
+    build(tmp_path)
+    root = tmp_path / "root"
+    (root / "datasets").mkdir(parents=True)
+    (tmp_path / "out").rename(root / "datasets" / "mine")
+    monkeypatch.setenv("CLOWNCAR_DATA_DIR", str(root))
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    commands.inspect(Path("mine"))
+    named = capsys.readouterr().out
+    commands.inspect(root / "datasets" / "mine")
+    assert named == capsys.readouterr().out and "ok" in named
+    with pytest.raises(DataError, match="nope: shard directory not found"):
+        commands.inspect(Path("nope"))
+
+
 @pytest.mark.parametrize(("option", "kwargs"), [("--train-glob", {"train_glob": "/x/*"}),
                                                 ("--val-glob", {"val_glob": ""})])
 def test_inspect_names_the_option_whose_glob_cannot_work(tmp_path: Path, option: str, kwargs: dict) -> None:
