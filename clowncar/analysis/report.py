@@ -39,7 +39,25 @@ def analyse(sweeps: list[str], trials: pd.DataFrame, steps: pd.DataFrame | None 
     out["optuna"] = {s: explore.optuna_importances(storage_url, s) for s in sweeps}
     out["frames"] = {"trials": trials, "steps": steps, "evals": evals, "probes": probes}
     out["provenance"] = provenance(runs)
-    out["cautions"] = cautions(trials) + code_versions(runs) + warmdown_starts(runs) + without_metric(runs)
+    out["cautions"] = (sweeps_without_runs(sweeps, trials, runs) + cautions(trials) + code_versions(runs)
+                       + warmdown_starts(runs) + without_metric(runs))
+    return out
+
+
+def sweeps_without_runs(sweeps: list[str], trials: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+    """Each named sweep that gives the report no finished run, with its trials by status: the title names it
+    as analysed, and only the Optuna section would otherwise say it was skipped."""
+    if "sweep" not in trials:
+        return []
+    used = set(runs["sweep"].dropna().astype(str)) if "sweep" in runs else set()
+    out = []
+    for sweep in sweeps:
+        if sweep in used:
+            continue
+        status = trials.loc[trials["sweep"].astype(str) == sweep, "status"] if "status" in trials else pd.Series()
+        counts = ", ".join(f"{name} {n}" for name, n in status.astype(str).value_counts().sort_index().items())
+        out.append(f"sweep {sweep} has no finished run ({counts or 'no trials'}): it contributes nothing to this "
+                   "report")
     return out
 
 

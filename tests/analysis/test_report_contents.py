@@ -267,7 +267,18 @@ def test_analyse_gathers_every_part_of_the_report(tmp_path: Path, monkeypatch: p
     assert a["frames"]["evals"] is None and a["frames"]["probes"] is None
     assert [r["run_id"] for r in a["provenance"]["runs"]] == ["s/0", "s/1", "s/2", "s/3"]
     assert a["provenance"]["git_commits"] == ["c0ffee"]
-    assert a["cautions"] == []
+    assert a["cautions"] == ["sweep t has no finished run (no trials): it contributes nothing to this report"]
+    assert report.analyse(["s"], trials)["cautions"] == []
     mixed = trials.assign(source=["import", "import", "run", "run"])
     assert report.analyse(["s"], mixed)["cautions"] == report.cautions(mixed) and len(report.cautions(mixed)) == 1
     assert {r.p_adjust_method for r in a["results"]} == {None, "bonferroni"}
+
+
+def test_a_named_sweep_without_a_finished_run_is_a_caution() -> None:
+    """`analyze rej sig1` names rej in its title; a caution says that it contributed nothing, and why."""
+    trials = pd.DataFrame({"sweep": ["rej", "rej", "sig", "sig"], "status": ["rejected", "rejected", "ok", "failed"]})
+    runs = pd.DataFrame({"sweep": ["sig"]})
+    assert report.sweeps_without_runs(["rej", "sig", "gone"], trials, runs) == [
+        "sweep rej has no finished run (rejected 2): it contributes nothing to this report",
+        "sweep gone has no finished run (no trials): it contributes nothing to this report"]
+    assert report.sweeps_without_runs(["sig"], trials, runs) == []
