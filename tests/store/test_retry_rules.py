@@ -108,3 +108,38 @@ def test_a_window_of_zero_raises_the_first_failure_itself_and_a_short_one_still_
     assert tries[0] == 1 and clock.sleeps == []
     tries = [0]
     assert retry_transient(failing(1, tries), 1.0, gave_up, clock.sleep) == "ok" and tries[0] == 2
+
+
+def test_an_outage_is_named_from_psycopg2s_pgcode_as_from_psycopg3s_sqlstate() -> None:
+    assert retry.away_reason(OperationalError("SELECT 1", {}, Psycopg2Error("x", "57P01"))) == "the server shut down"
+
+
+def test_a_connection_dropped_without_a_code_or_a_known_phrase_is_named_as_lost() -> None:
+    lost = OperationalError("SELECT 1", {}, Exception("odd"), connection_invalidated=True)
+    assert is_transient(lost) and retry.away_reason(lost) == "the connection was lost"
+
+
+@pytest.fixture
+def said(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What this process says about outages, on a notice of the test's own (as a sweep sets it: announce_outages)."""
+    lines: list[str] = []
+    monkeypatch.setattr(retry, "_outage", retry.OutageNotice())
+    retry.announce_outages(lines.append)
+    return lines
+
+
+def test_the_store_answering_again_says_how_long_it_was_away(clock: Clock, said: list[str]) -> None:
+    clock.now = 1000.0  # a monotonic clock starts anywhere
+    tries = [0]
+    assert retry_transient(failing(3, tries), 100.0, gave_up, clock.sleep) == "ok"
+    assert said == ["the store stopped answering (connection refused); the sweep waits for it, up to 100 s per read "
+                    "or write (CLOWNCAR_STORE_RETRY_SECONDS)", "the store answers again, after 3.5 s; the sweep goes on"]
+
+
+def test_a_store_retried_where_no_one_announces_outages_waits_in_silence(clock: Clock,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside a sweep (`clowncar import`, `analyze`, the dashboard) nothing says where the lines go: the store is
+    still waited for, without a word and without failing on the missing place."""
+    monkeypatch.setattr(retry, "_outage", retry.OutageNotice())
+    tries = [0]
+    assert retry_transient(failing(2, tries), 100.0, gave_up, clock.sleep) == "ok" and tries[0] == 3
