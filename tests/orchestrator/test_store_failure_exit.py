@@ -77,8 +77,11 @@ def test_a_store_that_fails_after_the_sweep_started_ends_it_with_exit_1_and_one_
                                                                                                    monkeypatch))
     code, err, url = sweep_run()
     assert code == 1
-    assert err == [f"clowncar: error: store write failed at {url}: FATAL: the database system is shutting down "
-                   "(server postgresql://clowncar:***@db:5432/clowncar) (still failing after 1 s of retries)"]
+    assert err == [  # the wait said once as it began (store/retry.OutageNotice), then the one error line
+        "clowncar: the store stopped answering (the database system is shutting down); the sweep waits for it, up "
+        "to 1 s per read or write (CLOWNCAR_STORE_RETRY_SECONDS)",
+        f"clowncar: error: store write failed at {url}: FATAL: the database system is shutting down "
+        "(server postgresql://clowncar:***@db:5432/clowncar) (still failing after 1 s of retries)"]
 
 
 def test_a_store_that_fails_before_the_sweep_starts_is_still_bad_input(sweep_run: Any,

@@ -138,7 +138,8 @@ def test_a_results_block_becomes_one_trial_and_the_rest_is_skipped_with_reasons(
     (t,) = parsed.trials
     assert t.key == "run_a"
     assert t.config == {"model": {"num_flat_layers": 2, "num_crawler_layers": 1, "crawler_loops": 3, "mlp_mult": 4.0,
-                                  "crawler_mlp_mult": 2.5, "model_dim": 256}}
+                                  "crawler_mlp_mult": 2.5, "model_dim": 256},
+                        "train": {"cadence": 4}}  # C:25 N:75 of 100 steps; the parameter count fits no trigram
     assert t.result == {"status": "ok", "reason": None, "label": "2f+1cx3 dim 256", "val_loss": 2.5, "val_bpb": 1.48,
                         "params": 1234567, "flat_params": 800000, "crawler_params": 434567, "effective_depth": 5,
                         "model_dim": 256, "steps": 100, "c_steps": 25, "n_steps": 75, "train_seconds": 60.5,
