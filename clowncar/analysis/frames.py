@@ -88,7 +88,7 @@ START_COLUMNS = ("train.train_batch_tokens", "train.train_seq_len")
 """Beside the model and data sections, what fixes the batches a run sees (clowncar.analysis.reference)."""
 
 
-def _imported_from(df: pd.DataFrame, sweeps: pd.Series) -> list[str | None]:
+def _imported_from(df: pd.DataFrame, sources: pd.Series, sweeps: pd.Series) -> list[str | None]:
     """Per run imported from files, the folder of its file (a record's folder holds its seeds' logs), else its
     sweep; None for a run clowncar ran. An importer records only the settings it can read, a handful of the
     dozens a record's log lists: records that agree on those (11 layers, width 512, MLP 4x) differ in the rest
@@ -97,10 +97,10 @@ def _imported_from(df: pd.DataFrame, sweeps: pd.Series) -> list[str | None]:
     F23). A run clowncar ran records its whole config: where it ran stays out."""
     from pathlib import PurePath
 
-    source = _col(df, "source").astype(object).reset_index(drop=True)
     files = _col(df, "provenance.imported_from").astype(object).reset_index(drop=True)
     return [None if src != "import" else str(PurePath(f).parent) if isinstance(f, str) and f else str(sw)
-            for src, f, sw in zip(source, files, sweeps.reset_index(drop=True), strict=True)]
+            for src, f, sw in zip(sources.reset_index(drop=True), files, sweeps.reset_index(drop=True),
+                                  strict=True)]
 
 
 def _start_keys(df: pd.DataFrame, seeds: pd.Series, given: pd.Series, run_ids: pd.Series,
@@ -262,7 +262,7 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     # A run that records no config value but its seed (a cadence TSV, a bare log) has an unknown config: it is
     # nobody's seed rerun, however equal two empty configs hash.
     recorded = df[[c for c in cfg_cols if c != "train.seed"]].notna().any(axis=1)
-    imported = _imported_from(df, out["sweep"])
+    imported = _imported_from(df, out["source"], out["sweep"])
     out["config_key"] = [_config_key(r, cfg_cols, origin) if known else run_id
                          for (_, r), known, run_id, origin in zip(df.iterrows(), recorded, out["run_id"], imported,
                                                                   strict=True)]
