@@ -89,6 +89,7 @@ declare -A TESTS=(
   [clowncar/strict_yaml.py]="tests/test_strict_yaml.py tests/test_config_rules.py tests/test_config.py"
   [clowncar/model/build.py]="tests/model/test_build_rules.py tests/model/test_sizes.py tests/model/test_seed_trainer_layouts.py tests/model/test_seed_model.py tests/model/test_dtype_flow.py tests/worker/test_optim.py"
   [clowncar/data/inspect_dir.py]="tests/data/test_inspect_rules.py"
+  [clowncar/data/record.py]="tests/data/test_shard_record.py tests/data/test_inspect_rules.py"
   [clowncar/events.py]="tests/test_events.py"
   [clowncar/data/corpus.py]="tests/data/test_corpus_rules.py"
   [clowncar/worker/loader.py]="tests/worker/test_train_batches.py"
@@ -215,7 +216,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/did_you_mean.py
        clowncar/orchestrator/reach.py clowncar/orchestrator/ray_console.py clowncar/orchestrator/driver_state.py
        clowncar/store/retry.py clowncar/analysis/shared_steps.py
-       clowncar/orchestrator/billing.py clowncar/orchestrator/same_code.py clowncar/analysis/unrecorded.py)
+       clowncar/orchestrator/billing.py clowncar/orchestrator/same_code.py clowncar/analysis/unrecorded.py
+       clowncar/data/record.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

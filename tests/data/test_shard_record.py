@@ -165,3 +165,67 @@ def test_inspect_on_the_command_line_fails_in_one_line_with_exit_2(run_cli: Any,
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.startswith(f"clowncar: error: {ds} does not match its build.json: fineweb_val_000002.bin is "
                                "missing") and len(r.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("splits", [None, ["val", "train"], "val"])
+def test_a_build_json_without_a_splits_table_records_nothing(ds: Path, splits: Any) -> None:
+    info = {"tokenizer": {"file": "tokenizer.model"}} | ({} if splits is None else {"splits": splits})
+    (ds / "build.json").write_text(json.dumps(info))
+    (ds / "fineweb_val_000001.bin").unlink()
+    assert check_shard_record(ds) is None
+
+
+@pytest.mark.parametrize("tokens", ["many", -5, True, 1.5])
+def test_a_token_count_that_is_not_a_count_leaves_the_tokens_unchecked(ds: Path, tokens: Any) -> None:
+    info = json.loads((ds / "build.json").read_text())
+    info["splits"]["val"]["tokens"] = tokens
+    (ds / "build.json").write_text(json.dumps(info))
+    write_shard(ds / "fineweb_val_000000.bin", [1, 5, 6])  # other tokens than build.json counts: not looked at
+    assert check_shard_record(ds) == "build.json"
+
+
+def test_two_extra_shards_name_the_first_and_count_the_other(ds: Path) -> None:
+    for i in (42, 43):
+        shutil.copy(ds / "fineweb_train_000000.bin", ds / f"fineweb_train_{i:06d}.bin")
+    assert "fineweb_train_000042.bin is not in it (and 1 more) (build.json lists " in refusal(ds)
+
+
+def test_an_export_with_no_train_shards_refuses_every_train_shard_in_the_folder(tmp_path: Path, built: Path) -> None:
+    val, _ = recorded(built, "val")
+    train, _ = recorded(built, "train")
+    dataset = _fetched(tmp_path, built, files_val=val, files_train=0)
+    assert (f"fineweb_train_000000.bin is not in it (and {train - 1} more) (manifest.json lists 0 train "
+            f"shards; the folder holds {train}, ") in refusal(dataset)
+
+
+def test_the_manifest_entry_checked_is_the_one_named_after_the_dataset(tmp_path: Path, built: Path) -> None:
+    val, _ = recorded(built, "val")
+    train, _ = recorded(built, "train")
+    dataset = _fetched(tmp_path, built, files_val=val, files_train=train)
+    manifest_path = dataset.parent.parent / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    other = {"name": "fineweb10B_sp1024", "stats": {"files_val": val + 4, "files_train": 1}}
+    manifest_path.write_text(json.dumps({"datasets": [other, *manifest["datasets"]]}))
+    assert check_shard_record(dataset) == "manifest.json"
+
+
+def test_a_manifest_with_non_ascii_text_is_read_as_utf8_under_an_ascii_locale(
+        tmp_path: Path, built: Path, ascii_locale_child: Any) -> None:
+    val, _ = recorded(built, "val")
+    dataset = _fetched(tmp_path, built, files_val=val + 1, files_train=99)
+    manifest_path = dataset.parent.parent / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) | {"description": "FineWeb \u2013 10B tokens"}
+    manifest_path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    child = ascii_locale_child("import sys; from pathlib import Path\n"
+                               "from clowncar.data.record import read_record\n"
+                               "print(read_record(Path(sys.argv[1]))[0])", str(dataset))
+    assert child.stdout == "manifest.json\n"
+
+
+def test_a_gap_just_below_the_last_shard_is_one_skipped_shard(ds: Path) -> None:
+    (ds / "build.json").unlink()
+    shards = sorted(ds.glob("fineweb_train_*.bin"))
+    shards[-2].unlink()
+    assert numbering_gaps(ds) == [
+        f"train shards skip {shards[-2].name} (numbered up to {len(shards) - 1:06d}, {len(shards) - 1} present) and "
+        "no build.json or manifest says what belongs here: a shard may have been lost"]
