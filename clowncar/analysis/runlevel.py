@@ -1,11 +1,11 @@
-"""Tests 2 and 3: run-level regressions (one row per run) with HC3 standard errors.
+"""Tests 2 and 3: run-level regressions (one row per run or unit).
 
 2. Quantization gap (post-quant minus pre-quant BPB of the same checkpoint) against loops and cadence (as the
    fraction of C-steps, 1/cadence, so cadence 0 = never crawl fits on the same axis), with log width as a
    covariate when it varies.
-3. Width attribution: how much of the BPB spread tracks log(width) versus unique layers and loops, with a nested
-   F test, matched-width comparisons and a VIF collinearity warning. Parameter count is never a predictor beside
-   log width and unique layers (it is nearly a function of them)."""
+3. Width attribution: how much of the BPB spread tracks log(width) versus unique layers and loops (the estimate:
+   `width_effect`), with a nested F test, matched-width comparisons and a VIF collinearity warning. Parameter
+   count is never a predictor beside log width and unique layers (it is nearly a function of them)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ import pandas as pd
 from clowncar.analysis.frames import UNITS, complete_rows, missing, start_units, units_of
 from clowncar.analysis.result import TestResult, decide, finite_or_none, not_enough
 from clowncar.analysis.stats import coef, coef_table, mde_from_se, ols, unusable, vifs
+from clowncar.analysis.width_effect import init_cells, width_over_cells, width_over_units
 
 VIF_WARN = 5.0
 GAP_MARGIN = 0.002  # BPB per loop / per unit C-fraction: below this a gap trend is practically irrelevant
-WIDTH_MARGIN = 0.002  # BPB across the width range
-MIN_WIDTH_SEEDS = 3  # below this, the width test warns that its units share initial weights by seed and width
 
 
 def _varies(s: pd.Series) -> bool:
@@ -161,40 +160,12 @@ def width_tests(runs: pd.DataFrame) -> list[TestResult]:
     if high:
         warnings.append("collinear predictors (VIF >= {:g}): {}; partial effects are unstable and cannot be "
                         "attributed separately".format(VIF_WARN, ", ".join(f"{k} {v:.3g}" for k, v in high.items())))
-    seeds = r["seed"].nunique() if "seed" in r and r["seed"].notna().all() else None
-    if seeds is not None and seeds < MIN_WIDTH_SEEDS:
-        warnings.append(f"the widths are compared over {seeds} seed(s): the runs of one seed and width share their "
-                        "embedding's initial weights, which this regression counts as independent; with the seed as "
-                        "the unit of the width contrast the evidence is weaker than the p value says")
-    full = ols(f_f, r) if others else None
-    unfit_f = unusable(full) if full is not None else None
-    fit_f = full if full is not None and not unfit_f else None
-    marginal = ols(f_w, r)
-    unfit_w = unusable(marginal)
-    fit = fit_f or (marginal if not unfit_w else None)
-    used = f_f if fit_f is not None else f_w
-    if unfit_f:
-        warnings.append(f"{f_f}: {unfit_f}; the width effect is marginal (not adjusted)")
-    method = (f"OLS {used}, HC3 standard errors, one row per unit ({UNITS}); effect = coefficient of log(width) "
-              "x log(max/min width); matched-width comparisons and best-per-width (over runs) in the tables")
-    unit = f"BPB (width {int(r['width'].min())} -> {int(r['width'].max())})"
-    if fit is None:
-        res_a = not_enough("3a_width", "Width attribution", qa, method, f"{f_w}: {unfit_w}", unit=unit,
-                           warnings=warnings, tables=tables, **base())
+    cells = init_cells(r)
+    if cells is not None:  # layouts of one seed and width share initial weights: the cells are the width's units
+        res_a = width_over_cells(r, cells, others, qa, span, warnings, tables, base())
     else:
-        c = coef(fit, "log_width")
-        tables["coefficients"] = coef_table(fit)
-        res_a = decide(TestResult(
-            key="3a_width", title="Width attribution", question=qa, method=method, unit=unit,
-            effect=c["estimate"] * span, ci_low=c["ci_low"] * span, ci_high=c["ci_high"] * span, p_value=c["p"],
-            margin=WIDTH_MARGIN, mde=_scaled(mde_from_se(c["se"], fit.df_resid), span), warnings=warnings,
-            tables=tables, **{**base(), "extra": {"units": len(r), "formula": used, "log_width_coef": c}}))
+        res_a = width_over_units(r, f_w, f_f, others, qa, span, warnings, tables, base())
     _seed_style(res_a, runs_r)
-    if fit_f is not None and not unfit_w:  # the unadjusted (width-only) estimate beside the adjusted one
-        c = coef(marginal, "log_width")
-        res_a.tables["width_only_model"] = [{"formula": f_w, "effect": c["estimate"] * span,
-                                             "ci_low": c["ci_low"] * span, "ci_high": c["ci_high"] * span,
-                                             "p": c["p"], "note": "not adjusted for unique layers or loops"}]
     return [res_a, _nested(r, f_w, f_f, others, qb, base())]
 
 
@@ -212,10 +183,6 @@ def _seed_style(res: TestResult, r: pd.DataFrame) -> None:
         decide(res)
     else:
         res.verdict += "; " + res.extra["verdict_note"]
-
-
-def _scaled(v: float | None, k: float) -> float | None:
-    return None if v is None else v * k
 
 
 def _nested(r: pd.DataFrame, f_w: str, f_f: str, others: list[str], q: str, base: dict[str, Any]) -> TestResult:

@@ -133,22 +133,24 @@ def simulate_seed_reruns(rng: np.random.Generator, *, configs: int = 4, seeds: i
 
 
 def simulate_siblings(rng: np.random.Generator, *, sibling_share: float = 0.8, sd: float = 0.01,
-                      boost_sd: float = 0.01) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      boost_sd: float = 0.01, cell_sd: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The signal sweep's design (sweeps/signals.yaml) with no effect of width, loops or sharing: 2 seeds x 2
     widths x loops 1, 2, 3, each loop count above 1 at cadences 1, 2 and 4 (28 runs, 12 starts). Runs of one
     seed and one model start from the same weights and see the same batches: a `sibling_share` of each run's
     offset and early-boost variance is their start's, the rest the run's own (0.8: the BPB correlation of
-    cadence siblings in the signal demo). Eval curves every 12 of 48 steps."""
+    cadence siblings in the signal demo). `cell_sd`: an offset shared by every run of one seed and width (their
+    embedding's initial weights). Eval curves every 12 of 48 steps."""
     steps = np.arange(12, 49, 12, dtype=float)
     own, sib = math.sqrt(1 - sibling_share), math.sqrt(sibling_share)
     trials, evals = [], []
     for seed in (1337, 42):
         for width in (32, 64):
+            cell_offset = rng.normal(0, cell_sd) if cell_sd else 0.0
             for loops in (1, 2, 3):
                 start_offset, start_boost = rng.normal(0, sd), rng.normal(0, boost_sd)
                 for cadence in ((1,) if loops == 1 else (1, 2, 4)):
                     uid = f"s{seed}w{width}l{loops}c{cadence}"
-                    offset = sib * start_offset + own * rng.normal(0, sd)
+                    offset = cell_offset + sib * start_offset + own * rng.normal(0, sd)
                     boost = sib * start_boost + own * rng.normal(0, boost_sd)
                     bpb = (2.5 + 2.0 * np.exp(-steps / 20) + offset + boost * np.exp(-steps / 12)
                            + rng.normal(0, sd / 5, steps.size))
@@ -273,6 +275,7 @@ def snapshot() -> Callable[[str, dict], None]:
 # -- headless Chromium over the DevTools protocol on a pipe (no network port) -------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"
+WINDOW_WIDTH = 1200  # px: a laptop browser window
 
 
 class _Pipe:
@@ -323,8 +326,8 @@ class _Pipe:
 
 
 def open_in_chromium(html_path: Path, profile: Path) -> dict:
-    """Load a file:// page in headless Chromium; return every image's (complete, naturalWidth) and the console
-    errors and uncaught exceptions seen while loading."""
+    """Load a file:// page in headless Chromium in a WINDOW_WIDTH-px window; return every image's (complete,
+    naturalWidth), the console errors and uncaught exceptions seen while loading, and the page's scroll width."""
     import os
     import subprocess
 
@@ -351,11 +354,15 @@ def open_in_chromium(html_path: Path, profile: Path) -> dict:
         session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["result"]["sessionId"]
         for method in ("Runtime.enable", "Log.enable", "Page.enable"):
             pipe.send(method, session=session)
+        pipe.send("Emulation.setDeviceMetricsOverride", {"width": WINDOW_WIDTH, "height": 1600,
+                                                         "deviceScaleFactor": 1, "mobile": False}, session=session)
         pipe.send("Page.navigate", {"url": html_path.resolve().as_uri()}, session=session)
         pipe.wait(lambda m: m.get("method") == "Page.loadEventFired", 60)
         expr = "JSON.stringify(Array.from(document.images).map(i => [i.complete, i.naturalWidth]))"
         value = pipe.send("Runtime.evaluate", {"expression": expr, "returnByValue": True},
                           session=session)["result"]["result"]["value"]
+        width = pipe.send("Runtime.evaluate", {"expression": "document.documentElement.scrollWidth",
+                                               "returnByValue": True}, session=session)["result"]["result"]["value"]
         errors = [m for m in pipe.events
                   if (m.get("method") == "Runtime.consoleAPICalled" and m["params"].get("type") == "error")
                   or m.get("method") == "Runtime.exceptionThrown"
@@ -364,7 +371,7 @@ def open_in_chromium(html_path: Path, profile: Path) -> dict:
             pipe.send("Browser.close", timeout=10)
         import json
 
-        return {"images": json.loads(value), "errors": errors}
+        return {"images": json.loads(value), "errors": errors, "page_width": width}
     finally:
         os.close(to_chrome_w)
         os.close(from_chrome_r)

@@ -19,8 +19,6 @@ from clowncar.analysis.frames import UNITS
 from clowncar.analysis.result import UNDECIDED
 from clowncar.analysis.runlevel import (
     GAP_MARGIN,
-    WIDTH_MARGIN,
-    _scaled,
     best_per_width,
     matched_width,
     quant_gap_tests,
@@ -29,6 +27,7 @@ from clowncar.analysis.runlevel import (
 )
 from clowncar.analysis.seeds import PARAM_TOL, SHARE_MARGIN, _strata, sharing_test
 from clowncar.analysis.stats import COLLINEAR, LONE_RUN, t_test_power
+from clowncar.analysis.width_effect import WIDTH_MARGIN, _scaled
 
 
 def hc3(formula: str, data: pd.DataFrame, cov: str = "HC3"):
