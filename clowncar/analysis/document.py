@@ -13,7 +13,7 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;
 table{border-collapse:collapse;margin:0.6em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 6px;
 text-align:left;vertical-align:top}th{background:#f3f3f3}.verdict{font-weight:600}.warn{color:#a40}
 img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}code{background:#f5f5f5;padding:0 3px}
-.signal{color:#064}.undecided{color:#555}"""
+.signal{color:#064}.undecided{color:#555}td{overflow-wrap:anywhere}.wide{overflow-x:auto;max-width:100%}"""
 
 
 def fmt(v: Any, digits: int = 4) -> str:
@@ -30,8 +30,8 @@ def fmt(v: Any, digits: int = 4) -> str:
             return ""
         if v.is_integer():
             return str(int(v))
-        if abs(v) >= 1:
-            return f"{v:.{digits}f}".rstrip("0").rstrip(".")
+        if abs(v) >= 1:  # trailing zeros kept: 1.0810 beside 1.0819 reads as measured alike
+            return f"{v:.{digits}f}"
         return f"{v:.{digits}g}"
     if isinstance(v, dict):
         return ", ".join(f"{k}: {fmt(x)}" for k, x in v.items())
@@ -106,7 +106,8 @@ class Doc:
                 head = "".join(f"<th>{e(c)}</th>" for c in cols)
                 body = "".join("<tr>" + "".join(f"<td>{e(fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
                                for r in rows)
-                out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+                # a table wider than the page scrolls inside its box; the page itself never does
+                out.append(f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
                 if more:
                     out.append(f"<p>({more} more rows in report.json)</p>")
             elif kind == "img":

@@ -36,6 +36,9 @@ OK_STATUSES = {"ok", "completed", "complete", "imported"}
 RUN_COLUMNS = ("run_id", "sweep", "source", "seed", "arch", "width", "unique_layers", "loops", "cadence", "crawl_frac", "shared",
                "params", "artifact_bytes", "bpb", "pre_bpb", "post_bpb", "quant_gap", "steps", "git_commit",
                "git_dirty", "warmdown_step", "warmdown_by", "config_hash", "config_key", "start_key", "label")
+COUNTS = frozenset({"seed", "width", "unique_layers", "loops", "cadence", "shared", "params", "artifact_bytes", "steps",
+                    "warmdown_step", "units", "runs", "unit_runs", "n_runs", "seeds"})
+"""Whole numbers of the run table and report rows: report.json writes them as ints."""
 NUMERIC = {"seed", "width", "unique_layers", "loops", "cadence", "crawl_frac", "shared", "params", "artifact_bytes",
            "bpb", "pre_bpb", "post_bpb", "quant_gap", "steps", "warmdown_step"}
 

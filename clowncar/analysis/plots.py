@@ -13,6 +13,40 @@ import pandas as pd
 from clowncar.analysis.frames import complete_rows
 
 MAX_CURVES = 12
+LINE_STYLES = ("-", "--", ":", "-.")  # a line beyond the 10 colours of the cycle gets the next style
+CHALLENGE_CAP_BYTES = 16_000_000  # Parameter Golf's limit on code + compressed model
+LONG_RUN_FACTOR = 20  # a curve this many times longer than the median one puts the step axis on a log scale
+
+
+def curve_selection(runs: pd.DataFrame, labels: pd.Series) -> tuple[list[str], str]:
+    """The configs a curve figure draws, the MAX_CURVES with the lowest mean BPB (configs without a BPB last),
+    and the caption line that names the ones left out ('' when all fit). Both curve figures pick the same way,
+    so a config left out of one is left out of the other."""
+    present = pd.Series(pd.unique(labels.astype(str)))
+    named = runs["label"].where(runs["label"].notna(), runs["run_id"]).astype(str)  # as the figures name runs
+    by_label = runs.assign(label=named).groupby("label")["bpb"].mean() if "bpb" in runs else None
+    mean = present.map(by_label) if by_label is not None else pd.Series(np.nan, index=present.index)
+    order = pd.DataFrame({"label": present, "mean": mean}).sort_values(["mean", "label"], na_position="last")
+    shown = order["label"].tolist()[:MAX_CURVES]
+    left = order["label"].tolist()[MAX_CURVES:]
+    if not left:
+        return shown, ""
+    return shown, (f"Showing the {len(shown)} of {len(present)} configs with the lowest mean BPB; left out: "
+                   f"{', '.join(left)}.")
+
+
+def _line_style(i: int) -> dict[str, Any]:
+    return {"color": f"C{i % 10}", "linestyle": LINE_STYLES[(i // 10) % len(LINE_STYLES)]}
+
+
+def _step_axis(ax: Any, last_steps: list[float]) -> None:
+    """A log step axis when one run is far longer than the others (a 330k-step record beside 5k-step ones would
+    squeeze them into the first 2% of a linear axis)."""
+    if last_steps and min(last_steps) > 0 and max(last_steps) > LONG_RUN_FACTOR * float(np.median(last_steps)):
+        ax.set_xscale("log")
+        ax.set_xlabel(f"step (log scale: run lengths differ by over {LONG_RUN_FACTOR}x)")
+    else:
+        ax.set_xlabel("step")
 
 
 def _figure(w: float = 6.4, h: float = 4.0) -> tuple[Any, Any]:
@@ -37,46 +71,51 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def loss_curves(steps: pd.DataFrame, runs: pd.DataFrame) -> bytes | None:
-    """Training loss per config: mean over its runs at each step, smoothed (rolling mean over 2% of steps)."""
+def loss_curves(steps: pd.DataFrame, runs: pd.DataFrame) -> tuple[bytes | None, str]:
+    """Training loss per config: mean over its runs at each step, smoothed (rolling mean over 2% of steps); the
+    figure and the caption line naming the configs left out (`curve_selection`)."""
     if steps is None or steps.empty or not {"trial_uid", "step", "train_loss"} <= set(steps.columns):
-        return None
+        return None, ""
     s = steps[["trial_uid", "step", "train_loss"]].copy()
     s["trial_uid"] = s["trial_uid"].astype(str)
     s = s.merge(runs[["run_id", "label"]], left_on="trial_uid", right_on="run_id", how="left")
     s["label"] = s["label"].fillna(s["trial_uid"])
     s["train_loss"] = pd.to_numeric(s["train_loss"], errors="coerce")
+    if s["train_loss"].isna().all():
+        return None, ""
     fig, ax = _figure()
-    labels = s.groupby("label")["train_loss"].count().sort_values(ascending=False).index[:MAX_CURVES]
-    for lab in labels:
+    labels, caption = curve_selection(runs, s["label"])
+    for i, lab in enumerate(labels):
         curve = s[s["label"] == lab].groupby("step")["train_loss"].mean().sort_index()
         win = max(1, len(curve) // 50)
         n = s[s["label"] == lab]["trial_uid"].nunique()
-        ax.plot(curve.index, curve.rolling(win, min_periods=1).mean(), lw=1.2, label=f"{lab} (n={n})")
-    ax.set_xlabel("step")
+        ax.plot(curve.index, curve.rolling(win, min_periods=1).mean(), lw=1.2, label=f"{lab} (n={n})",
+                **_line_style(i))
+    _step_axis(ax, [float(s[s["label"] == lab]["step"].max()) for lab in labels])
     ax.set_ylabel("train loss (nats), rolling mean")
     ax.set_title("Training loss per config (mean over runs)")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return _png(fig), caption
 
 
-def eval_curves(evals: pd.DataFrame, runs: pd.DataFrame) -> bytes | None:
+def eval_curves(evals: pd.DataFrame, runs: pd.DataFrame) -> tuple[bytes | None, str]:
     from clowncar.analysis.curves import eval_curves as consistent
 
     e = consistent(evals)
     if e.empty or e.groupby("trial_uid").size().max() < 2:
-        return None
+        return None, ""
     e = e.merge(runs[["run_id", "label"]], left_on="trial_uid", right_on="run_id", how="left")
     e["label"] = e["label"].fillna(e["trial_uid"])
     fig, ax = _figure()
-    for lab in e["label"].unique()[:MAX_CURVES]:
+    labels, caption = curve_selection(runs, e["label"])
+    for i, lab in enumerate(labels):
         curve = e[e["label"] == lab].groupby("step")["val_bpb"].mean().sort_index()
-        ax.plot(curve.index, curve.values, marker=".", lw=1.2, label=lab)
-    ax.set_xlabel("step")
+        ax.plot(curve.index, curve.values, marker=".", lw=1.2, label=lab, **_line_style(i))
+    _step_axis(ax, [float(e[e["label"] == lab]["step"].max()) for lab in labels])
     ax.set_ylabel("eval BPB")
     ax.set_title("Eval BPB per config (mean over runs, no band)")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return _png(fig), caption
 
 
 def quant_gap_vs_loops(runs: pd.DataFrame) -> bytes | None:
@@ -105,6 +144,8 @@ def pareto(runs: pd.DataFrame, front: list[dict[str, Any]]) -> bytes | None:
     if front:
         f = pd.DataFrame(front)
         ax.step(f["artifact_bytes"] / 1e6, f["bpb"], where="post", color="C3", lw=1.5, label="Pareto front")
+    if r["artifact_bytes"].max() >= CHALLENGE_CAP_BYTES / 2:  # drawn where it would not squash tiny demo runs
+        ax.axvline(CHALLENGE_CAP_BYTES / 1e6, color="k", ls="--", lw=1, label="16,000,000-byte cap")
     ax.set_xlabel("artifact size (MB)")
     ax.set_ylabel("BPB")
     ax.set_title("BPB against artifact bytes")

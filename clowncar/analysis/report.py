@@ -18,6 +18,7 @@ from clowncar.analysis import explore, plots
 from clowncar.analysis import figure_needs as needs
 from clowncar.analysis.document import Doc, fmt
 from clowncar.analysis.family import run_all
+from clowncar.analysis.frames import COUNTS
 from clowncar.analysis.result import UNDECIDED, TestResult, jsonable
 from clowncar.analysis.unrecorded import code_versions, dirty_flags, warmdown_starts
 from clowncar.store.store import config_hash
@@ -235,7 +236,7 @@ def to_json(a: dict[str, Any]) -> dict[str, Any]:
         "correction": a["correction"], "top_configs": a["top_configs"], "pareto_front": a["pareto_front"],
         "optuna_importances": a["optuna"], "runs": runs.to_dict("records"), "provenance": a["provenance"],
         "cautions": a.get("cautions") or [],
-    })
+    }, counts=COUNTS)
 
 
 def document(a: dict[str, Any]) -> Doc:
@@ -264,8 +265,10 @@ def document(a: dict[str, Any]) -> Doc:
     else:
         d.p("No test produced a p-value: nothing to correct.")
     d.h(2, "Figures")
-    _figure(d, plots.loss_curves(fr["steps"], runs), "training loss per config", needs.loss_curves, fr["steps"])
-    _figure(d, plots.eval_curves(fr["evals"], runs), "eval BPB curves per config", needs.eval_curves, fr["evals"])
+    png, caption = plots.loss_curves(fr["steps"], runs)
+    _figure(d, png, "training loss per config", needs.loss_curves, fr["steps"], caption)
+    png, caption = plots.eval_curves(fr["evals"], runs)
+    _figure(d, png, "eval BPB curves per config", needs.eval_curves, fr["evals"], caption)
     _figure(d, plots.quant_gap_vs_loops(runs), "quantization gap vs loops", needs.quant_gap_vs_loops, runs)
     _figure(d, plots.bpb_vs_width(runs), "BPB vs width", needs.bpb_vs_width, runs)
     _figure(d, plots.pareto(runs, a["pareto_front"]), "Pareto front of BPB against artifact bytes", needs.pareto,
@@ -303,9 +306,12 @@ def document(a: dict[str, Any]) -> Doc:
     return d
 
 
-def _figure(d: Doc, png: bytes | None, alt: str, lacks: Callable[[Any], str], data: Any) -> None:
-    """The figure, or the line that says what the runs lack for it (asked only when there is no figure)."""
+def _figure(d: Doc, png: bytes | None, alt: str, lacks: Callable[[Any], str], data: Any, caption: str = "") -> None:
+    """The figure, or the line that says what the runs lack for it (asked only when there is no figure); then
+    the caption, if any (a curve figure's list of the configs it leaves out)."""
     d.image(png, alt, "" if png else lacks(data))
+    if png and caption:
+        d.p(caption)
 
 
 def per_seed_text(runs: list[dict[str, Any]], limit: int = 12) -> str:

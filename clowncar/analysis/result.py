@@ -70,11 +70,13 @@ class TestResult:
         return self.status in (SIGNAL, NO_SIGNAL)
 
 
-def jsonable(obj: Any) -> Any:
+def jsonable(obj: Any, counts: frozenset[str] = frozenset()) -> Any:
+    """`obj` as JSON types; a whole float under a key in `counts` (bytes, steps, a seed: pandas makes a column with
+    a gap float) as an int, so report.json says 464380, not 464380.0."""
     if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
+        return {str(k): _whole(jsonable(v, counts)) if k in counts else jsonable(v, counts) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
+        return [jsonable(v, counts) for v in obj]
     if hasattr(obj, "item") and not isinstance(obj, str):  # numpy scalars
         try:
             obj = obj.item()
@@ -85,6 +87,10 @@ def jsonable(obj: Any) -> Any:
     if obj is None or isinstance(obj, bool | int | str):
         return obj
     return str(obj)
+
+
+def _whole(v: Any) -> Any:
+    return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
 def not_enough(key: str, title: str, question: str, method: str, reason: str, **kw: Any) -> TestResult:

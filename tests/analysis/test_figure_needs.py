@@ -11,22 +11,22 @@ from clowncar.analysis.document import Doc
 
 
 def test_the_loss_figure_names_the_step_rows_it_needs() -> None:
-    assert plots.loss_curves(pd.DataFrame(), pd.DataFrame()) is None
+    assert plots.loss_curves(pd.DataFrame(), pd.DataFrame())[0] is None
     assert figure_needs.loss_curves(None) == ("needs per-step training losses (step rows with step and train_loss); "
                                               "none of the runs records a step row")
     steps = pd.DataFrame({"trial_uid": ["a", "a"], "step": [1, 2], "kind": ["C", "N"]})
-    assert plots.loss_curves(steps, pd.DataFrame({"run_id": ["a"], "label": ["x"]})) is None
+    assert plots.loss_curves(steps, pd.DataFrame({"run_id": ["a"], "label": ["x"]}))[0] is None
     assert figure_needs.loss_curves(steps).endswith("; the 2 step rows have no train_loss")
 
 
 def test_the_eval_figure_says_whether_runs_have_no_eval_or_only_one() -> None:
     runs = pd.DataFrame({"run_id": ["a", "b"], "label": ["x", "y"]})
     one_each = pd.DataFrame({"trial_uid": ["a", "b"], "step": [40, 40], "val_bpb": [2.1, 2.2]})
-    assert plots.eval_curves(one_each, runs) is None
+    assert plots.eval_curves(one_each, runs)[0] is None
     assert figure_needs.eval_curves(one_each) == (
         "needs 2 or more evals per run during training (eval rows with step and val_bpb; a clowncar sweep writes "
         "them when train.val_every > 0); each of the 2 runs with eval rows has only one")
-    assert plots.eval_curves(pd.DataFrame(), runs) is None
+    assert plots.eval_curves(pd.DataFrame(), runs)[0] is None
     assert figure_needs.eval_curves(pd.DataFrame()).endswith("; none of the runs records an eval row")
 
 
@@ -54,7 +54,7 @@ def test_the_width_figure_names_model_dim_and_the_one_width_the_runs_share() -> 
 
 def test_the_loss_figure_lists_every_column_its_step_rows_lack() -> None:
     steps = pd.DataFrame({"trial_uid": ["a", "a"], "kind": ["C", "N"]})
-    assert plots.loss_curves(steps, pd.DataFrame({"run_id": ["a"], "label": ["x"]})) is None
+    assert plots.loss_curves(steps, pd.DataFrame({"run_id": ["a"], "label": ["x"]}))[0] is None
     assert figure_needs.loss_curves(steps).endswith("; the 2 step rows have no step, train_loss")
 
 

@@ -74,9 +74,9 @@ def test_loss_curves_are_the_mean_over_runs_per_config_smoothed_over_2pct(figure
         + ["5.0"] * 50,
     })
     runs = runs_table(run_id=["a", "b"], label=["4x2", "4x2"])  # c has no run row: labelled by its uid
-    assert plots.loss_curves(steps, runs) == b"png"
+    assert plots.loss_curves(steps, runs) == (b"png", "")
     ax = figures[0].axes[0]
-    assert legend_texts(ax) == ["4x2 (n=2)", "c (n=1)"]  # most points first
+    assert legend_texts(ax) == ["4x2 (n=2)", "c (n=1)"]  # no BPB to rank by: by name
     x, y = ax.lines[0].get_data()
     assert list(x) == list(range(1, 101))
     mean = np.arange(1, 101) + 1.0  # mean of the two runs at each step
@@ -101,15 +101,45 @@ def test_a_short_loss_curve_is_not_smoothed_and_bad_values_are_left_out(figures:
     assert list(y[:2]) == [3.0, 1.0] and np.isnan(y[2]) and y[3] == 2.0  # under 100 steps: no smoothing
 
 
-def test_loss_curves_draw_at_most_twelve_configs(figures: list) -> None:
+def _fifteen_configs() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """15 configs of one run each, r00 the worst BPB and r14 the best; steps and evals for every one."""
     uids = [f"r{i:02d}" for i in range(15)]
-    steps = pd.DataFrame({"trial_uid": [u for i, u in enumerate(uids) for _ in range(i + 1)],
-                          "step": [s for i in range(15) for s in range(i + 1)],
+    runs = runs_table(run_id=uids, label=uids, bpb=[3.0 - 0.1 * i for i in range(15)])
+    steps = pd.DataFrame({"trial_uid": [u for u in uids for _ in range(3)], "step": [1, 2, 3] * 15,
                           "train_loss": 1.0})
-    plots.loss_curves(steps, runs_table(run_id=[], label=[]))
-    ax = figures[0].axes[0]
-    assert len(ax.lines) == plots.MAX_CURVES == 12
-    assert legend_texts(ax)[0] == "r14 (n=1)" and legend_texts(ax)[-1] == "r03 (n=1)"  # the longest twelve
+    return runs, steps, evals_table([(u, s, 1.0) for u in uids for s in (1, 2)])
+
+
+def test_both_curve_figures_draw_the_same_twelve_best_configs_and_name_the_rest(figures: list) -> None:
+    runs, steps, evals = _fifteen_configs()
+    caption = "Showing the 12 of 15 configs with the lowest mean BPB; left out: r02, r01, r00."
+    assert plots.loss_curves(steps, runs) == (b"png", caption)
+    assert plots.eval_curves(evals, runs) == (b"png", caption)
+    loss, ev = (f.axes[0] for f in figures)
+    assert len(loss.lines) == len(ev.lines) == plots.MAX_CURVES == 12
+    assert legend_texts(loss) == [f"r{i:02d} (n=1)" for i in range(14, 2, -1)]  # best first
+    assert legend_texts(ev) == [f"r{i:02d}" for i in range(14, 2, -1)]
+
+
+def test_curves_beyond_the_ten_colours_get_another_line_style(figures: list) -> None:
+    runs, steps, evals = _fifteen_configs()
+    plots.loss_curves(steps, runs)
+    plots.eval_curves(evals, runs)
+    for fig in figures:
+        looks = [(line.get_color(), line.get_linestyle()) for line in fig.axes[0].lines]
+        assert len(set(looks)) == 12  # no two configs drawn alike
+        assert [ls for _, ls in looks] == ["-"] * 10 + ["--"] * 2
+
+
+def test_one_run_far_longer_than_the_others_puts_the_steps_on_a_log_axis(figures: list) -> None:
+    runs = runs_table(run_id=["a", "b", "c"], label=["a", "b", "c"], bpb=[1.0, 1.1, 1.2])
+    evals = evals_table([("a", 100, 1.5), ("a", 5000, 1.2), ("b", 100, 1.6), ("b", 4000, 1.3), ("c", 100, 1.4),
+                         ("c", 330_000, 1.1)])
+    plots.eval_curves(evals, runs)
+    assert figures[0].axes[0].get_xscale() == "log"
+    assert figures[0].axes[0].get_xlabel() == "step (log scale: run lengths differ by over 20x)"
+    plots.eval_curves(evals[evals["step"] < 100_000], runs)
+    assert (figures[1].axes[0].get_xscale(), figures[1].axes[0].get_xlabel()) == ("linear", "step")
 
 
 @pytest.mark.parametrize("steps", [
@@ -117,7 +147,7 @@ def test_loss_curves_draw_at_most_twelve_configs(figures: list) -> None:
     pd.DataFrame({"trial_uid": ["a"], "train_loss": [1.0]}), pd.DataFrame({"step": [1], "train_loss": [1.0]}),
 ])
 def test_no_loss_figure_without_steps_and_losses(steps, figures: list) -> None:
-    assert plots.loss_curves(steps, runs_table(run_id=["a"], label=["x"])) is None
+    assert plots.loss_curves(steps, runs_table(run_id=["a"], label=["x"])) == (None, "")
     assert figures == []
 
 
@@ -128,10 +158,10 @@ def evals_table(rows: list[tuple[str, int, float]]) -> pd.DataFrame:
 def test_eval_curves_are_the_mean_per_step_of_each_config(figures: list) -> None:
     evals = evals_table([("a", 100, 1.5), ("a", 200, 1.3), ("b", 100, 1.7), ("b", 200, 1.1), ("c", 100, 2.0),
                          ("c", 300, 1.9)])
-    runs = runs_table(run_id=["a", "b"], label=["cfg", "cfg"])
-    assert plots.eval_curves(evals, runs) == b"png"
+    runs = runs_table(run_id=["a", "b"], label=["cfg", "cfg"], bpb=[1.2, 1.1])
+    assert plots.eval_curves(evals, runs) == (b"png", "")
     ax = figures[0].axes[0]
-    assert legend_texts(ax) == ["cfg", "c"]
+    assert legend_texts(ax) == ["cfg", "c"]  # c has no run row, so no BPB: after the ranked configs
     x, y = ax.lines[0].get_data()
     assert list(x) == [100, 200] and np.allclose(y, [1.6, 1.2])
     assert list(ax.lines[1].get_data()[0]) == [100, 300]
@@ -140,18 +170,12 @@ def test_eval_curves_are_the_mean_per_step_of_each_config(figures: list) -> None
     assert ax.get_title() == "Eval BPB per config (mean over runs, no band)"
 
 
-def test_eval_curves_draw_at_most_twelve_configs(figures: list) -> None:
-    rows = [(f"r{i:02d}", s, 1.0) for i in range(14) for s in (1, 2)]
-    plots.eval_curves(evals_table(rows), runs_table(run_id=[], label=[]))
-    assert len(figures[0].axes[0].lines) == 12
-
-
 def test_no_eval_figure_when_no_run_has_two_evals(figures: list) -> None:
     runs = runs_table(run_id=["a"], label=["x"])
-    assert plots.eval_curves(evals_table([("a", 100, 1.5), ("b", 100, 1.4)]), runs) is None
-    assert plots.eval_curves(evals_table([]), runs) is None
+    assert plots.eval_curves(evals_table([("a", 100, 1.5), ("b", 100, 1.4)]), runs) == (None, "")
+    assert plots.eval_curves(evals_table([]), runs) == (None, "")
     assert figures == []
-    assert plots.eval_curves(evals_table([("a", 100, 1.5), ("a", 200, 1.4)]), runs) == b"png"
+    assert plots.eval_curves(evals_table([("a", 100, 1.5), ("a", 200, 1.4)]), runs) == (b"png", "")
 
 
 def test_quant_gap_dots_are_jittered_around_their_loop_count_with_the_mean_marked(figures: list) -> None:
@@ -195,7 +219,8 @@ def test_pareto_plots_megabytes_and_the_front_as_a_step(figures: list) -> None:
     x, y = ax.lines[0].get_data()
     assert np.array_equal(x, megabytes[[1, 0, 2]]) and np.allclose(y, [1.25, 1.20, 1.18])
     assert ax.lines[0].get_drawstyle() == "steps-post"
-    assert legend_texts(ax) == ["runs", "Pareto front"]
+    assert legend_texts(ax) == ["runs", "Pareto front", "16,000,000-byte cap"]
+    assert list(ax.lines[1].get_xdata()) == [16.0, 16.0]  # the challenge's cap, in MB
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("artifact size (MB)", "BPB")
     assert ax.get_title() == "BPB against artifact bytes"
 
@@ -203,7 +228,7 @@ def test_pareto_plots_megabytes_and_the_front_as_a_step(figures: list) -> None:
 def test_pareto_without_a_front_shows_only_the_runs(figures: list) -> None:
     assert plots.pareto(runs_table(bpb=[1.2], artifact_bytes=[2_000_000]), []) == b"png"
     ax = figures[0].axes[0]
-    assert len(ax.lines) == 0 and legend_texts(ax) == ["runs"]
+    assert len(ax.lines) == 0 and legend_texts(ax) == ["runs"]  # 2 MB: no cap line squashing the runs
     assert plots.pareto(runs_table(bpb=[None], artifact_bytes=[2_000_000]), []) is None
 
 

@@ -40,6 +40,15 @@ def test_report_writes_markdown_html_and_json_with_every_number(simulated_analys
     assert "runs: 12" in summary and "4_early_boost" in summary
 
 
+def test_report_json_writes_counts_as_whole_numbers_and_measurements_as_floats(simulated_analysis, tmp_path):
+    data = json.loads(write(tmp_path, simulated_analysis)["report.json"].read_text())
+    run = data["runs"][0]
+    assert all(type(run[k]) is int for k in ("seed", "width", "loops", "params", "steps")), run
+    assert type(run["artifact_bytes"]) is int and type(run["bpb"]) is float
+    assert all(type(row["width"]) is int for row in data["pareto_front"])
+    assert all(type(t["n_runs"]) is int for t in data["tests"])
+
+
 def test_html_report_is_one_self_contained_file(simulated_analysis, tmp_path):
     html = write(tmp_path, simulated_analysis)["report.html"].read_text()
     assert html.count("data:image/png;base64,") >= 4
@@ -52,6 +61,7 @@ def test_html_report_opens_in_headless_chromium_with_every_image_loaded(simulate
     assert len(seen["images"]) >= 4
     assert all(complete and width > 0 for complete, width in seen["images"]), seen["images"]
     assert seen["errors"] == []
+    assert seen["page_width"] <= 1200  # wide tables scroll in their own box; the page gets no horizontal scrollbar
 
 
 def test_pareto_front_keeps_only_undominated_runs(sims):

@@ -126,8 +126,8 @@ def test_per_seed_text_names_each_run_by_its_seed_and_cuts_a_long_list() -> None
     runs = [{"seed": 1337, "bpb": 1.12707468}, {"seed": None, "bpb": 2.53661}]
     assert report.per_seed_text(runs) == "1337: 1.1271, seed unknown: 2.5366"
     many = [{"seed": s, "bpb": 1.5} for s in range(14)]
-    assert report.per_seed_text(many, limit=3) == "0: 1.5, 1: 1.5, 2: 1.5 and 11 more"
-    assert report.per_seed_text(many[:3], limit=3) == "0: 1.5, 1: 1.5, 2: 1.5"
+    assert report.per_seed_text(many, limit=3) == "0: 1.5000, 1: 1.5000, 2: 1.5000 and 11 more"
+    assert report.per_seed_text(many[:3], limit=3) == "0: 1.5000, 1: 1.5000, 2: 1.5000"
 
 
 def test_to_json_carries_counts_and_every_test(report_inputs: SimpleNamespace, tmp_path: Path) -> None:

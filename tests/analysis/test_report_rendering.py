@@ -16,10 +16,10 @@ from clowncar.analysis.document import Doc, fmt
 @pytest.mark.parametrize(("value", "digits", "text"), [
     (None, 4, ""), (True, 4, "yes"), (False, 4, "no"), (float("nan"), 4, ""), (float("inf"), 4, ""),
     (-float("inf"), 4, ""), (1.23456789, 4, "1.2346"), (1.23456789, 3, "1.235"), (0.000012345, 4, "1.234e-05"),
-    (0.98765, 4, "0.9877"), (-0.0123456, 3, "-0.0123"), (-2.30000001, 4, "-2.3"), (1.12707468, 4, "1.1271"), (2.00001, 4, "2"),
-    (15534645.0, 4, "15534645"), (-3.0, 4, "-3"), (1234567.25, 4, "1234567.25"), (2.0**53, 4, "9007199254740992"),
+    (0.98765, 4, "0.9877"), (-0.0123456, 3, "-0.0123"), (-2.30000001, 4, "-2.3000"), (1.12707468, 4, "1.1271"), (2.00001, 4, "2.0000"),
+    (15534645.0, 4, "15534645"), (-3.0, 4, "-3"), (1234567.25, 4, "1234567.2500"), (2.0**53, 4, "9007199254740992"),
     (7, 4, "7"), ("a|b", 4, "a|b"), ({"x": 0.123456, "y": None}, 4, "x: 0.1235, y: "),
-    ([1.0, 2.5], 4, "1, 2.5"), (list(range(12)), 4, "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11"),
+    ([1.0, 2.5], 4, "1, 2.5000"), (list(range(12)), 4, "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11"),
     (list(range(13)), 4, "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 ..."), ([0.1234567, True], 2, "0.1235, yes"),
 ])
 def test_fmt_writes_each_kind_of_value(value: object, digits: int, text: str) -> None:
@@ -42,10 +42,10 @@ def test_html_rendering_escapes_text_and_embeds_images(report_inputs: SimpleName
     assert body.split("\n") == [
         "<h1>Title &lt;1&gt;</h1>", "<h3>Sub</h3>", "<p>plain &amp; simple</p>", '<p class="verdict">bold</p>',
         "<ul><li>one</li><li>two &lt;b&gt;</li></ul>",
-        "<table><thead><tr><th>a</th><th>b</th><th>c</th></tr></thead><tbody><tr><td>1</td><td>x|y</td><td></td>"
-        "</tr><tr><td></td><td></td><td></td></tr></tbody></table>",
-        "<table><thead><tr><th>n</th></tr></thead><tbody><tr><td>0</td></tr><tr><td>1</td></tr><tr><td>2</td></tr>"
-        "</tbody></table>", "<p>(2 more rows in report.json)</p>", "<p>(loss: no data for this figure)</p>",
+        '<div class="wide"><table><thead><tr><th>a</th><th>b</th><th>c</th></tr></thead><tbody><tr><td>1</td>'
+        "<td>x|y</td><td></td></tr><tr><td></td><td></td><td></td></tr></tbody></table></div>",
+        '<div class="wide"><table><thead><tr><th>n</th></tr></thead><tbody><tr><td>0</td></tr><tr><td>1</td></tr>'
+        "<tr><td>2</td></tr></tbody></table></div>", "<p>(2 more rows in report.json)</p>", "<p>(loss: no data for this figure)</p>",
         '<figure><img alt="eval &lt;curves&gt;" src="data:image/png;base64,iVBORw=="><figcaption>eval &lt;curves&gt;'
         "</figcaption></figure>", "</body></html>"]
 
@@ -141,9 +141,10 @@ def test_the_report_document_in_full(report_inputs: SimpleNamespace, monkeypatch
     a = {**report_inputs.full_analysis(), "frames": {"steps": "the steps frame", "evals": "the evals frame"},
          "pareto_front": []}
     calls: dict[str, tuple] = {}
-    for name, png in [("loss_curves", b"L"), ("eval_curves", None), ("quant_gap_vs_loops", None),
-                      ("bpb_vs_width", None), ("pareto", b"P"), ("top_config_seeds", None)]:
-        def plot(*args: object, _name: str = name, _png: bytes | None = png) -> bytes | None:
+    for name, png in [("loss_curves", (b"L", "Showing the 12 of 13 configs with the lowest mean BPB; left out: z.")),
+                      ("eval_curves", (None, "")), ("quant_gap_vs_loops", None), ("bpb_vs_width", None),
+                      ("pareto", b"P"), ("top_config_seeds", None)]:
+        def plot(*args: object, _name: str = name, _png: object = png) -> object:
             calls[_name] = args
             return _png
 
@@ -180,13 +181,15 @@ def test_the_report_document_says_when_there_is_nothing_to_correct_or_show(
         report_inputs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     from clowncar.analysis import plots
 
-    for name in ("loss_curves", "eval_curves", "quant_gap_vs_loops", "bpb_vs_width", "pareto", "top_config_seeds"):
+    for name in ("quant_gap_vs_loops", "bpb_vs_width", "pareto", "top_config_seeds"):
         monkeypatch.setattr(plots, name, lambda *args: None)
+    for name in ("loss_curves", "eval_curves"):
+        monkeypatch.setattr(plots, name, lambda *args: (None, ""))
     a = {**report_inputs.full_analysis(), "correction": [], "pareto_front": [{"run_id": "s/2", "bpb": 2.2}]}
     a["provenance"] = {**a["provenance"], "git_commits": [], "analysis_git_commit": "f00d"}
     text = report.document(a).markdown()
     assert "\n\nNo test produced a p-value: nothing to correct.\n\n" in text
-    assert "| run_id | bpb |\n|---|---|\n| s/2 | 2.2 |" in text and "No run has both" not in text
+    assert "| run_id | bpb |\n|---|---|\n| s/2 | 2.2000 |" in text and "No run has both" not in text
     assert "git commits of the runs: not recorded; 2 config hashes." in text
     assert "by analysis commit f00d." in text
 
@@ -244,6 +247,8 @@ EXPECTED_REPORT = "\n".join([
     '',
     '*Figure: training loss per config (embedded in report.html)*',
     '',
+    'Showing the 12 of 13 configs with the lowest mean BPB; left out: z.',
+    '',
     '(eval BPB curves per config: no figure: needs what eval_curves reads)',
     '',
     '(quantization gap vs loops: no figure: needs what quant_gap_vs_loops reads)',
@@ -261,7 +266,7 @@ EXPECTED_REPORT = "\n".join([
     '| config | seeds | mean_bpb | sd | ci_low | ci_high | caveat | per_seed | width | params | quan'
     't_gap | quant_gap_mode | eval_mode | config_hash |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
-    '| L | 2 | 2.05 | 0.0707 |  |  |  | 1: 2, 2: 2.1 | 64 | 10 | 0.01 |  | q | h1 |',
+    '| L | 2 | 2.0500 | 0.0707 |  |  |  | 1: 2, 2: 2.1000 | 64 | 10 | 0.01 |  | q | h1 |',
     '',
     '(top configs, every seed: no figure: needs what top_config_seeds reads)',
     '',
