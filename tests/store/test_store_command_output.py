@@ -15,7 +15,7 @@ import pytest
 
 from clowncar.errors import ClownCarError, StoreError
 from clowncar.store import open_store
-from clowncar.store.commands import _fmt, _parquet_ready, export, ls, show, text_table
+from clowncar.store.commands import _csv_ready, _fmt, _parquet_ready, export, ls, show, text_table
 from clowncar.store.importers import import_paths
 
 LOG = ("step:1/4 train_loss:5.0000 train_time:10ms step_avg:10.00ms\n"
@@ -48,6 +48,7 @@ def import_sweep_b(url: str, tmp_path: Path) -> str:
 def test_values_are_shown_short_or_exact_and_missing_as_a_dash() -> None:
     assert _fmt(None) == "-" and _fmt(float("nan")) == "-" and _fmt(float("nan"), exact=True) == "-"
     assert _fmt(1.18130001234) == "1.1813" and _fmt(1.18130001234, exact=True) == "1.18130001234"
+    assert _fmt(1.2243657 - 1.2172, exact=True) == "0.0071657"  # 0.0071656999999998305: no float noise
     assert _fmt(123456789.0) == "1.2345679e+08"
     assert _fmt(dt.datetime(2026, 3, 5, 7, 9, 59)) == "2026-03-05 07:09"
     assert _fmt(3) == "3" and _fmt("x") == "x" and _fmt(True) == "True"
@@ -139,7 +140,7 @@ def test_show_prints_config_attempts_results_evals_and_artifacts(filled, capsys)
     attempt = lines[2]
     assert attempt.startswith("attempt 0: ok  node -  ") and attempt.endswith(f"reason: imported from {log}")
     assert lines[3] == "  rows: 2 steps, 2 evals, 0 probes"
-    assert "  quant_gap = -1.3655000000000002" in lines  # results exact, not rounded
+    assert "  quant_gap = -1.3655" in lines  # to 12 digits: the difference's float noise left out
     assert "  train_seconds = -" in lines and "  headline_name = final_int8_zlib_roundtrip_exact" in lines
     assert not any(line.startswith(("  status =", "  reason =", "  provenance =")) for line in lines)
     assert "  provenance.format = training-log" in lines and f"  provenance.imported_from = {log}" in lines
@@ -210,6 +211,14 @@ def test_export_writes_one_csv_a_table_and_says_how_many_rows(filled, tmp_path: 
     lead = cols[cols.index("source") + 1:cols.index("source") + 8]
     assert lead == ["bpb", "bpb_metric", "eval_mode", "width", "params", "quant_gap", "quant_gap_mode"]
     assert pd.read_csv(out / "a_steps.csv")["train_loss"].tolist() == [5.0, 4.5]
+
+
+def test_csv_writes_whole_number_columns_without_a_decimal_point() -> None:
+    frame = pd.DataFrame({"width": [64.0, None], "params": [164749.0, 62925.0], "bpb": [2.0, 2.25],
+                          "label": ["a", "b"]})
+    assert _csv_ready(frame).to_csv(index=False).splitlines() == [
+        "width,params,bpb,label", "64,164749,2.0,a", ",62925,2.25,b"]
+    assert frame["width"].dtype == float  # the caller's frame is left as it was
 
 
 def test_export_writes_only_the_named_sweeps_rows_into_an_existing_folder(filled, tmp_path: Path) -> None:
