@@ -73,6 +73,8 @@ class BuildResult:
             s = self.splits[name]
             lines.append(f"{name:6s} {len(s.shards):6d} {s.documents:10,d} {s.tokens:12,d} {s.bytes:12,d} "
                          f"{s.bytes_per_token:11.3f}")
+        lines.append("bytes: the UTF-8 bytes the tokens decode to, what BPB divides by (build.json's text_bytes is "
+                     "the text as read, before the tokenizer's normalization)")
         lines.append(f"shards:    {self.out}")
         lines.append(f"tokenizer: {self.tokenizer} (vocab {self.vocab_size})")
         return lines
@@ -255,12 +257,14 @@ def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int | None = Non
     check_out_apart(out, [*inputs, *corpus.files], tokenizer)
     check_target(out, overwrite, foreign_to_build)
     given = load_given_tokenizer(tokenizer, vocab_size) if tokenizer is not None else None
-    n_docs, n_bytes = corpus.count()
+    n_docs, n_bytes, per_file = corpus.count()
     if n_docs == 0:
         raise DataError(f"empty corpus: no non-blank documents in {len(corpus.files)} input file(s)")
     if val_docs >= n_docs:
         raise DataError(f"--val-docs {val_docs} leaves no training documents: the corpus has {n_docs}")
     log(f"corpus: {n_docs:,d} documents, {n_bytes:,d} bytes in {len(corpus.files)} file(s)")
+    if note := val_from_some_inputs(inputs, corpus, val_docs, per_file):
+        log(note)
     with staged_directory(out, overwrite, foreign_to_build) as stage:
         sp, tok_info = _prepare_tokenizer(corpus, stage, vocab, tokenizer, given, character_coverage, log)
         luts = build_byte_luts(sp, sp.vocab_size())
@@ -279,6 +283,20 @@ def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int | None = Non
         (stage / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return BuildResult(out=out, tokenizer=out / TOKENIZER_FILE, vocab_size=int(sp.vocab_size()), splits=stats,
                        seconds=time.perf_counter() - t0)
+
+
+def val_from_some_inputs(inputs: list[Path], corpus: Corpus, val_docs: int, per_file: list[int]) -> str:
+    """A note when the val split (the first `val_docs` documents, the challenge's rule) comes from only some of
+    several inputs: a val set of one kind of text beside a train set of another reads as a BPB gap between them."""
+    if len(inputs) < 2 or len(corpus.origins) != len(per_file):
+        return ""
+    used = corpus.val_inputs(val_docs, per_file)
+    if len(used) == len(inputs):
+        return ""
+    names = ", ".join(str(inputs[i]) for i in used)
+    return (f"note: the {val_docs:,d} val documents all come from {names} ({len(used)} of {len(inputs)} inputs): "
+            "the first documents are validation (the challenge's rule), so order the inputs, or mix them into one "
+            "JSONL, to get the val set you want")
 
 
 def check_encoded_with(directory: Path, tokenizer: Path) -> None:

@@ -33,25 +33,30 @@ class Corpus:
     files: tuple[Path, ...]
     field: str = "text"
     docs_per: DocsPer = "file"
+    origins: tuple[int, ...] = ()
+    """For each file, the index of the input (a `--text` argument: a file or a directory) it came from."""
 
     @classmethod
     def from_paths(cls, paths: Sequence[str | Path], field: str = "text", docs_per: DocsPer = "file") -> Corpus:
         if not paths:
             raise DataError("no input given: pass --text PATH (a text file, a directory of .txt files or JSONL)")
         files: list[Path] = []
-        for raw in paths:
+        origins: list[int] = []
+        for i, raw in enumerate(paths):
             p = Path(raw).expanduser()
             if p.is_dir():
                 found = sorted(q for q in p.rglob("*.txt") if q.is_file())
                 if not found:
                     raise DataError(f"{p}: directory holds no .txt files")
                 files.extend(found)
+                origins.extend([i] * len(found))
             elif p.exists():
                 require_regular_file(p, "input")  # /dev/zero or a FIFO would be read forever
                 files.append(p)
+                origins.append(i)
             else:
                 raise DataError(f"{p}: input not found")
-        return cls(files=tuple(files), field=field, docs_per=docs_per)
+        return cls(files=tuple(files), field=field, docs_per=docs_per, origins=tuple(origins))
 
     def documents(self) -> Iterator[str]:
         for path in self.files:
@@ -106,10 +111,27 @@ class Corpus:
         except (OSError, UnicodeDecodeError) as exc:
             raise _read_error(path, exc) from None
 
-    def count(self) -> tuple[int, int]:
-        """(documents, UTF-8 bytes): one full read that also surfaces unreadable files before any output."""
-        docs = nbytes = 0
-        for text in self.documents():
-            docs += 1
-            nbytes += len(text.encode("utf-8"))
-        return docs, nbytes
+    def count(self) -> tuple[int, int, list[int]]:
+        """(documents, UTF-8 bytes, documents of each file): one full read that also surfaces unreadable files
+        before any output."""
+        per_file = []
+        nbytes = 0
+        for path in self.files:
+            docs = 0
+            for text in (self._jsonl(path) if path.suffix.lower() in JSONL_SUFFIXES else self._text(path)):
+                docs += 1
+                nbytes += len(text.encode("utf-8"))
+            per_file.append(docs)
+        return sum(per_file), nbytes, per_file
+
+    def val_inputs(self, val_docs: int, per_file: list[int]) -> list[int]:
+        """The inputs (indexes into `from_paths`' paths) that the first `val_docs` documents come from."""
+        out: list[int] = []
+        left = val_docs
+        for origin, docs in zip(self.origins, per_file, strict=True):
+            if left <= 0:
+                break
+            if docs and origin not in out:
+                out.append(origin)
+            left -= docs
+        return out

@@ -129,6 +129,8 @@ def test_summary_lines_show_both_splits() -> None:
         "split  shards  documents       tokens        bytes bytes/token",
         "val         1          3           40          100       2.500",
         "train       2      1,234            0            0       0.000",
+        "bytes: the UTF-8 bytes the tokens decode to, what BPB divides by (build.json's text_bytes is the text as "
+        "read, before the tokenizer's normalization)",
         "shards:    /d", "tokenizer: /d/t.model (vocab 512)"]
 
 

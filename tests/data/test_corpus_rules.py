@@ -52,14 +52,14 @@ def test_a_last_paragraph_without_a_blank_line_and_blank_files_count_right(tmp_p
     blank = tmp_path / "b.txt"
     blank.write_text(" \n\t\n")
     assert docs([blank]) == [] and docs([blank], docs_per="line") == []
-    assert Corpus.from_paths([f, blank]).count() == (1, 7)
+    assert Corpus.from_paths([f, blank]).count() == (1, 7, [1, 0])
 
 
 def test_jsonl_rows_give_the_field_and_skip_blank_rows_and_texts(tmp_path: Path) -> None:
     f = tmp_path / "a.JSONL"  # the suffix in any case
     f.write_text('{"text": "één"}\n\n{"text": "  "}\n{"body": "b", "text": "two"}\n')
     assert docs([f]) == ["één", "two"]
-    assert Corpus.from_paths([f]).count() == (2, len("één".encode()) + 3)
+    assert Corpus.from_paths([f]).count() == (2, len("één".encode()) + 3, [2])
     g = tmp_path / "b.ndjson"
     g.write_text('{"body": "x"}\n')
     assert docs([g], field="body") == ["x"]
@@ -148,3 +148,37 @@ def test_a_fifo_inside_a_text_directory_is_not_an_input(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("kept")
     os.mkfifo(tmp_path / "b.txt")
     assert docs([tmp_path]) == ["kept"]
+
+
+def _two_inputs(tmp_path: Path) -> list[Path]:
+    """A directory of 3 prose files (read first, sorted) and a JSONL of 10 code rows, in that order."""
+    (tmp_path / "prose").mkdir()
+    for i in range(3):
+        (tmp_path / "prose" / f"{i}.txt").write_text(f"prose document {i}\n")
+    rows = tmp_path / "code.jsonl"
+    rows.write_text("".join(f'{{"text": "def f{i}(): pass"}}\n' for i in range(10)))
+    return [tmp_path / "prose", rows]
+
+
+def test_a_val_split_taken_from_only_some_of_the_inputs_is_noted_with_their_names(tmp_path: Path) -> None:
+    from clowncar.data.build import val_from_some_inputs
+
+    inputs = _two_inputs(tmp_path)
+    corpus = Corpus.from_paths(inputs)
+    _, _, per_file = corpus.count()
+    assert corpus.origins == (0, 0, 0, 1) and per_file == [1, 1, 1, 10]
+    assert corpus.val_inputs(3, per_file) == [0] and corpus.val_inputs(4, per_file) == [0, 1]
+    assert val_from_some_inputs(inputs, corpus, 2, per_file) == (
+        f"note: the 2 val documents all come from {inputs[0]} (1 of 2 inputs): the first documents are validation "
+        "(the challenge's rule), so order the inputs, or mix them into one JSONL, to get the val set you want")
+    assert val_from_some_inputs(inputs, corpus, 4, per_file) == ""  # both inputs give val documents
+    one = Corpus.from_paths(inputs[1:])
+    assert val_from_some_inputs(inputs[1:], one, 2, one.count()[2]) == ""  # one input: nothing to choose
+
+
+def test_an_input_of_blank_files_gives_no_val_documents(tmp_path: Path) -> None:
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n \n")
+    inputs = [blank, *_two_inputs(tmp_path)]
+    corpus = Corpus.from_paths(inputs)
+    assert corpus.val_inputs(2, corpus.count()[2]) == [1]  # the blank file holds no document
