@@ -276,7 +276,8 @@ def document(a: dict[str, Any]) -> Doc:
     d.h(2, "Top configs with their seed reruns")
     d.p("Ranked by mean BPB over seeds; every seed is listed. The best trial of a search is optimistically "
         "biased: confirm a winner only with fresh-seed reruns. A config run once carries a caveat: its rank rests "
-        "on one run.")
+        "on one run. A config is every setting its runs record, seed aside, and for imported runs the folder they "
+        "came from; config_hash is the store's hash of the recorded settings, which an importer reads only in part.")
     d.table([{**row, "per_seed": per_seed_text(row["per_seed"])} for row in a["top_configs"]], ["config", "seeds", "mean_bpb", "sd", "ci_low", "ci_high", "caveat",
                                             "per_seed", "width", "params", "quant_gap", "quant_gap_mode", "eval_mode",
                                             "config_hash"])

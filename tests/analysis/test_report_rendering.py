@@ -261,7 +261,9 @@ EXPECTED_REPORT = "\n".join([
     '',
     'Ranked by mean BPB over seeds; every seed is listed. The best trial of a search is optimistical'
     'ly biased: confirm a winner only with fresh-seed reruns. A config run once carries a caveat: it'
-    's rank rests on one run.',
+    's rank rests on one run. A config is every setting its runs record, seed aside, and for imported runs the fo'
+    'lder they came from; config_hash is the store\'s hash of the recorded settings, which an importer reads onl'
+    'y in part.',
     '',
     '| config | seeds | mean_bpb | sd | ci_low | ci_high | caveat | per_seed | width | params | quan'
     't_gap | quant_gap_mode | eval_mode | config_hash |',
