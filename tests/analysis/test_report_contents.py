@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from clowncar.analysis import report
+from clowncar.analysis import cautions, report
 from clowncar.analysis.document import Doc
 from clowncar.analysis.reference import declare_one_stream
 
@@ -45,22 +45,22 @@ def test_cautions_name_imported_runs_pooled_with_run_ones_and_several_datasets(
                            "source": ["import", "import", "run", "run", "run"],
                            "status": ["imported", "ok", "ok", "ok", "diverged"],
                            "data.dataset": [None, None, "demo_sp1024", "demo_sp1024", "fineweb10B_sp1024"]})
-    assert report.cautions(trials) == [
+    assert cautions.pooled_runs(trials) == [
         "runs imported from files (1 sweep(s)) are pooled with runs clowncar ran (1 sweep(s)): their data, hardware, "
         "training length and evaluation may differ, and every test across runs compares them as if they did not"]
     two = trials.assign(status="ok")  # the diverged run on another dataset counts once it is a run
-    assert report.cautions(two)[1] == ("runs on 2 datasets (demo_sp1024, fineweb10B_sp1024): BPB on different text "
+    assert cautions.pooled_runs(two)[1] == ("runs on 2 datasets (demo_sp1024, fineweb10B_sp1024): BPB on different text "
                                        "is not comparable")
     # without a status column every trial counts: the diverged run's sweep too
-    assert report.cautions(trials[["sweep", "source"]]) == [report.cautions(trials)[0].replace("ran (1", "ran (2")]
-    assert report.cautions(trials[trials["source"] == "run"]) == []
-    assert report.cautions(trials[trials["source"] == "import"].drop(columns=["data.dataset"])) == []
-    assert report.cautions(pd.DataFrame({"run_id": ["a"]})) == []
+    assert cautions.pooled_runs(trials[["sweep", "source"]]) == [cautions.pooled_runs(trials)[0].replace("ran (1", "ran (2")]
+    assert cautions.pooled_runs(trials[trials["source"] == "run"]) == []
+    assert cautions.pooled_runs(trials[trials["source"] == "import"].drop(columns=["data.dataset"])) == []
+    assert cautions.pooled_runs(pd.DataFrame({"run_id": ["a"]})) == []
     declared = declare_one_stream(trials[trials["source"] == "import"])  # the two imported runs record nothing
-    assert report.cautions(declared)[-1] == (
+    assert cautions.pooled_runs(declared)[-1] == (
         "2 run(s) record no token stream, or only part of it, and are declared to share one (--same-stream): tests "
         "1a and 1b subtract reference runs among them as if every one read the same tokens at each step")
-    assert len(report.cautions(declared)) == 1 and len(report.cautions(declare_one_stream(trials))) == 2
+    assert len(cautions.pooled_runs(declared)) == 1 and len(cautions.pooled_runs(declare_one_stream(trials))) == 2
     a = {**report_inputs.analysis(report_inputs.runs(), []), "cautions": ["one", "two"]}
     assert report.printed_summary(a).splitlines()[1:3] == ["  caution: one", "  caution: two"]
     full = report_inputs.full_analysis() | {"cautions": ["one", "two"]}
@@ -73,53 +73,53 @@ def test_cautions_name_runs_of_one_dataset_that_read_different_shards() -> None:
                            "data.dataset": ["fw", "fw", "fw", "demo", "fw"],
                            "provenance.data.train.digest": ["t1", "t1", "t2", "t9", "t3"],
                            "provenance.data.val.digest": ["v1", "v1", "v1", "v9", None]})
-    assert report.cautions(trials) == [
+    assert cautions.pooled_runs(trials) == [
         "runs on 2 datasets (demo, fw): BPB on different text is not comparable",
         "runs of dataset fw read 2 different sets of train shards (a shard lost, added or rebuilt between them): "
         "they trained on different data"]  # the failed run is no run; another dataset may differ
     val = trials.assign(**{"provenance.data.val.digest": ["v1", "v2", "v1", "v9", None]})
-    assert report.cautions(val)[-1] == (
+    assert cautions.pooled_runs(val)[-1] == (
         "runs of dataset fw read 2 different sets of validation shards (a shard lost, added or rebuilt between "
         "them): BPB was measured on different text")
-    assert report.cautions(val.drop(columns="provenance.data.train.digest"))[-1].startswith(
+    assert cautions.pooled_runs(val.drop(columns="provenance.data.train.digest"))[-1].startswith(
         "runs of dataset fw read 2 different sets of validation shards")  # no train digests: val still checked
-    assert report.cautions(trials[trials["data.dataset"] == "demo"]) == []
-    assert report.cautions(trials.drop(columns=["provenance.data.train.digest", "provenance.data.val.digest"])) == [
+    assert cautions.pooled_runs(trials[trials["data.dataset"] == "demo"]) == []
+    assert cautions.pooled_runs(trials.drop(columns=["provenance.data.train.digest", "provenance.data.val.digest"])) == [
         "runs on 2 datasets (demo, fw): BPB on different text is not comparable"]  # logs from before: no digests
 
 
 def test_a_caution_names_runs_that_stopped_at_their_wall_clock_cap_at_different_steps() -> None:
     trials = pd.DataFrame({"source": "run", "status": ["ok", "ok", "ok", "failed"], "steps": [40, 13, 40, 2],
                            "train.iterations": [40, 40, 40, 40], "train.max_wallclock_seconds": [20.0, 20.0, 0, 20]})
-    assert report.cautions(trials) == [
+    assert cautions.pooled_runs(trials) == [
         "1 of 3 runs stopped at their wall-clock cap (train.max_wallclock_seconds) before train.iterations, and the "
         "runs trained 13 to 40 steps: their BPB depends on how busy the machine was as much as on the config; "
         "compare at a fixed number of steps (train.max_wallclock_seconds: 0) or read the runs' steps"]
-    assert report.cautions(trials.assign(steps=[40, 40, 40, 2])) == []  # every run trained its iterations
+    assert cautions.pooled_runs(trials.assign(steps=[40, 40, 40, 2])) == []  # every run trained its iterations
     uncapped = trials.assign(**{"train.max_wallclock_seconds": 0})
-    assert report.cautions(uncapped) == []  # fewer steps without a cap: another cause, not the clock
+    assert cautions.pooled_runs(uncapped) == []  # fewer steps without a cap: another cause, not the clock
     same = trials.assign(steps=[13, 13, 13, 2])  # all stopped, at one step count: comparable
-    assert report.cautions(same) == []
-    assert report.cautions(trials.drop(columns="train.iterations")) == []
+    assert cautions.pooled_runs(same) == []
+    assert cautions.pooled_runs(trials.drop(columns="train.iterations")) == []
     # three 10-minute records: 4909 to 4915 steps is the same length (within 1% of the most), no caution
     records = trials.assign(steps=[4915, 4909, 4912, 2], **{"train.iterations": 20000,
                                                             "train.max_wallclock_seconds": 600.0})
-    assert report.cautions(records) == []
-    assert len(report.cautions(records.assign(steps=[4915, 4865, 4912, 2]))) == 1  # 50 steps: 1.02%
+    assert cautions.pooled_runs(records) == []
+    assert len(cautions.pooled_runs(records.assign(steps=[4915, 4865, 4912, 2]))) == 1  # 50 steps: 1.02%
 
 
 def test_a_caution_names_finished_runs_without_the_metric() -> None:
     runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(8)], "bpb": [1.2, None, 1.3, None, None, None, None, None]})
     runs.attrs["metric"] = "val_bpb"
-    assert report.without_metric(runs, shown=2) == [
+    assert cautions.without_metric(runs, shown=2) == [
         "6 of 8 finished runs record no val_bpb (r1, r3 and 4 more): every BPB test and table leaves them out; the "
         "step-level tests still read their steps"]
     runs.attrs["metric"] = None
-    assert report.without_metric(runs.iloc[:4]) == [
+    assert cautions.without_metric(runs.iloc[:4]) == [
         "2 of 4 finished runs record no BPB (r1, r3): every BPB test and table leaves them out; the step-level "
         "tests still read their steps"]
-    assert report.without_metric(runs.iloc[[0, 2]]) == [] and report.without_metric(runs.iloc[:0]) == []
-    assert report.without_metric(pd.DataFrame({"run_id": ["a"]})) == []
+    assert cautions.without_metric(runs.iloc[[0, 2]]) == [] and cautions.without_metric(runs.iloc[:0]) == []
+    assert cautions.without_metric(pd.DataFrame({"run_id": ["a"]})) == []
 
 
 def test_per_seed_text_names_each_run_by_its_seed_and_cuts_a_long_list() -> None:
@@ -270,7 +270,7 @@ def test_analyse_gathers_every_part_of_the_report(tmp_path: Path, monkeypatch: p
     assert a["cautions"] == ["sweep t has no finished run (no trials): it contributes nothing to this report"]
     assert report.analyse(["s"], trials)["cautions"] == []
     mixed = trials.assign(source=["import", "import", "run", "run"])
-    assert report.analyse(["s"], mixed)["cautions"] == report.cautions(mixed) and len(report.cautions(mixed)) == 1
+    assert report.analyse(["s"], mixed)["cautions"] == cautions.pooled_runs(mixed) and len(cautions.pooled_runs(mixed)) == 1
     assert {r.p_adjust_method for r in a["results"]} == {None, "bonferroni"}
 
 
@@ -278,7 +278,7 @@ def test_a_named_sweep_without_a_finished_run_is_a_caution() -> None:
     """`analyze rej sig1` names rej in its title; a caution says that it contributed nothing, and why."""
     trials = pd.DataFrame({"sweep": ["rej", "rej", "sig", "sig"], "status": ["rejected", "rejected", "ok", "failed"]})
     runs = pd.DataFrame({"sweep": ["sig"]})
-    assert report.sweeps_without_runs(["rej", "sig", "gone"], trials, runs) == [
+    assert cautions.sweeps_without_runs(["rej", "sig", "gone"], trials, runs) == [
         "sweep rej has no finished run (rejected 2): it contributes nothing to this report",
         "sweep gone has no finished run (no trials): it contributes nothing to this report"]
-    assert report.sweeps_without_runs(["sig"], trials, runs) == []
+    assert cautions.sweeps_without_runs(["sig"], trials, runs) == []
