@@ -361,3 +361,21 @@ def test_every_imported_micro_crawler_config_reruns_including_the_flat_control(u
     assert len(configs) == 8
     flat = [c for c in configs if c.model.num_crawler_layers == 0]
     assert len(flat) == 1 and flat[0].model.num_flat_layers == 6
+
+
+def test_only_the_loops_of_a_flat_control_are_left_to_the_default(url: str) -> None:
+    """'0 crawler layers x 0 loops' is a flat control: its loops go. A crawler with 0 loops, or loops beside 0
+    crawler layers, keeps what it recorded (the spec then says what does not build, instead of a default loop
+    count silently standing in for the recorded one)."""
+    recorded = [{"num_flat_layers": 6, "num_crawler_layers": 0, "crawler_loops": 0},
+                {"num_flat_layers": 2, "num_crawler_layers": 2, "crawler_loops": 0},
+                {"num_flat_layers": 5, "num_crawler_layers": 0, "crawler_loops": 3}]
+    with open_store(url) as st:
+        st.create_or_get_sweep("flat", {"imported": True}, source="import")
+        for i, model in enumerate(recorded):
+            st.start_trial("flat", f"t{i}", 0, 0, {"model": model}, None, None)
+            st.finish_trial(f"t{i}", 0, "ok", None, {"val_bpb": 2.0 + i})
+    assert imported_configs(url, "flat", 3, None).configs == [
+        {"model.num_flat_layers": 6, "model.num_crawler_layers": 0},
+        {"model.num_flat_layers": 2, "model.num_crawler_layers": 2, LOOPS: 0},
+        {"model.num_flat_layers": 5, "model.num_crawler_layers": 0, LOOPS: 3}]
