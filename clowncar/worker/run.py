@@ -71,13 +71,28 @@ def summary_line(result: dict[str, Any]) -> str:
 
 
 def device_type(cfg: TrialConfig) -> str:
-    """cpu or cuda: `auto` takes the GPU when there is one."""
+    """cpu or cuda: `auto` takes the GPU when there is one. ConfigError for a device or kernel this machine
+    cannot give the trial, so that it is refused before its folder, data or model exist."""
     wanted = cfg.train.device
-    if wanted == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
     if wanted == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device is cuda but no CUDA device is available")
-    return wanted
+    kind = ("cuda" if torch.cuda.is_available() else "cpu") if wanted == "auto" else wanted
+    if kind == "cpu":
+        check_cpu_kernels(cfg, f"train.device is {wanted}" + (" and this machine has no CUDA device"
+                                                                 if wanted == "auto" else ""))
+    return kind
+
+
+def check_cpu_kernels(cfg: TrialConfig, why_cpu: str) -> None:
+    """ConfigError when the model asks for a CUDA-only kernel (flash-attn, fla's DeltaNet) and runs on the CPU,
+    where its first forward pass would fail after the model was built (and, full size, compiled)."""
+    m = cfg.model
+    if m.attn_backend == "flash":
+        raise ConfigError(f"model.attn_backend=flash needs a CUDA device, but {why_cpu}: use attn_backend auto "
+                          "or sdpa on the CPU")
+    if m.deltanet_backend == "fla" and m.delta_net_heads:
+        raise ConfigError(f"model.deltanet_backend=fla needs a CUDA device, but {why_cpu}: use deltanet_backend "
+                          "auto or torch on the CPU")
 
 
 def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
@@ -88,9 +103,9 @@ def run_trial(cfg: TrialConfig, out_dir: Path) -> int:
 
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} exists and is not a directory")
+    kind = device_type(cfg)  # a device this machine lacks: refused before the folder is made
     make_output_dir(out_dir, "the trial directory")  # a path that cannot be one: bad input, before any work
     result: dict[str, Any] = dict.fromkeys(RESULT_KEYS)
-    kind = device_type(cfg)
     try:
         info = init_distributed(kind)
     except Exception as err:  # no process group: no rank to report through, so say it here and stop

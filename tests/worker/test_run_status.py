@@ -284,6 +284,50 @@ def test_device_type_takes_the_gpu_only_when_there_is_one(cfg: TrialConfig,
     assert device_type(on("cpu")) == "cpu"
 
 
+def test_a_device_this_machine_lacks_is_refused_before_the_trial_folder_is_made(
+        cfg: TrialConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """walk 4, F9: `train.device=cuda` without CUDA used to leave an empty --out behind."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    on_cuda = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cuda"})})
+    with pytest.raises(ConfigError, match=r"^train\.device is cuda but no CUDA device is available$"):
+        run_trial(on_cuda, tmp_path / "t" / "u")
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("model, kernel", [
+    ({"attn_backend": "flash"}, "attn_backend=flash"),
+    ({"deltanet_backend": "fla", "delta_net_heads": 2, "arch": "crawler"}, "deltanet_backend=fla")])
+def test_a_cuda_only_kernel_on_the_cpu_is_a_config_error_before_the_trial_folder_is_made(
+        cfg: TrialConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: dict[str, Any],
+        kernel: str) -> None:
+    """walk 4, F10: a flash/fla backend on a CPU trial failed only after the model was built, with exit 1."""
+    changed = cfg.model_copy(update={"model": cfg.model.model_copy(update=model)})
+
+    def on(device: str) -> TrialConfig:
+        return changed.model_copy(update={"train": changed.train.model_copy(update={"device": device})})
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, why in (("cpu", "cpu"), ("auto", "auto and this machine has no CUDA device")):
+        with pytest.raises(ConfigError, match=rf"^model\.{kernel} needs a CUDA device, but train\.device is "
+                                              rf"{why}: use .* on the CPU$"):
+            run_trial(on(device), tmp_path / device)
+        assert not (tmp_path / device).exists()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine takes the same config
+    assert device_type(on("auto")) == "cuda" and device_type(on("cuda")) == "cuda"
+    with pytest.raises(ConfigError, match=rf"^model\.{kernel} needs a CUDA device, but train\.device is cpu:"):
+        device_type(on("cpu"))
+
+
+@pytest.mark.parametrize("model", [{"deltanet_backend": "fla", "delta_net_heads": 0},  # no DeltaNet to run it
+                                   {"attn_backend": "sdpa", "deltanet_backend": "torch", "delta_net_heads": 2,
+                                    "arch": "crawler"}])
+def test_a_cpu_trial_takes_backends_that_run_on_the_cpu(cfg: TrialConfig, monkeypatch: pytest.MonkeyPatch,
+                                                        model: dict[str, Any]) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    changed = cfg.model_copy(update={"model": cfg.model.model_copy(update=model)})
+    assert device_type(changed) == "cpu"
+
+
 def test_a_trial_json_from_the_orchestrator_is_read_with_preset_and_overrides(tmp_path: Path) -> None:
     trial = tmp_path / "trial.json"
     trial.write_text(json.dumps({"config": {"model": {"crawler_loops": 3}}, "trial_uid": "abc"}))
