@@ -350,12 +350,30 @@ def test_an_interrupted_trial_in_a_folder_that_was_there_removes_only_what_it_wr
     out = tmp_path / "kept"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    (out / "result.json").write_text("{}")  # an earlier trial's, not touched by this run (an old mtime)
-    os.utime(out / "result.json", (1_000_000_000, 1_000_000_000))
+    (out / "summary.json").write_text("{}")  # the user's, not touched by this run (an old mtime)
+    os.utime(out / "summary.json", (1_000_000_000, 1_000_000_000))
     trial["interrupt"] = True
     with pytest.raises(Interrupted):
         trial_commands.run(trial["config"], out, preset=None, set_=None)
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "result.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "summary.json"]
+
+
+def test_a_trial_into_a_folder_holding_an_earlier_trial_is_refused_and_overwrite_replaces_it(
+        trial, tmp_path: Path) -> None:
+    from clowncar.errors import ClownCarError
+
+    out = tmp_path / "t"
+    out.mkdir()
+    (out / "result.json").write_text('{"status": "ok"}')
+    with pytest.raises(ClownCarError, match=r"holds an earlier trial \(status ok\): result.json; pass --overwrite"):
+        trial_commands.run(trial["config"], out, preset=None, set_=None)
+    assert (out / "result.json").read_text() == '{"status": "ok"}'  # refused before anything ran
+    trial["interrupt"] = True
+    from clowncar.interrupts import Interrupted
+
+    with pytest.raises(Interrupted):  # replaced, then cut short: neither trial is left half there
+        trial_commands.run(trial["config"], out, preset=None, set_=None, overwrite=True)
+    assert list(out.iterdir()) == []
 
 
 # --- clowncar dashboard ------------------------------------------------------------------------------------------

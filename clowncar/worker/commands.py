@@ -20,6 +20,9 @@ def run(
     preset: Annotated[str | None, typer.Option("--preset", help="Base preset under the config.")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", metavar="KEY=VALUE", help="Dotted override, e.g. train.iterations=100; repeatable.")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an earlier trial in --out (its result, log, events and model.ptz are removed "
+        "before this one starts).")] = False,
 ) -> None:
     """Train, evaluate and quantize one trial. Exit code: 0 ok (also over the size cap), 1 error, 2 bad input,
     3 diverged, 4 OOM, 130 interrupted (Ctrl-C or SIGTERM; the run's files are removed).
@@ -28,10 +31,10 @@ def run(
     from clowncar.interrupts import interrupt_on_signals
 
     with interrupt_on_signals():  # from the start: a SIGTERM while torch imports is an interrupt too, not 143
-        _run(config, out, preset, set_ or [])
+        _run(config, out, preset, set_ or [], overwrite)
 
 
-def _run(config: Path | None, out: Path, preset: str | None, overrides: list[str]) -> None:
+def _run(config: Path | None, out: Path, preset: str | None, overrides: list[str], overwrite: bool = False) -> None:
     from clowncar.buildable import check_buildable
     from clowncar.data.paths import missing_dirs
     from clowncar.errors import EXIT_BAD_INPUT, ConfigError, RunFailed
@@ -48,6 +51,7 @@ def _run(config: Path | None, out: Path, preset: str | None, overrides: list[str
 
         raise with_spec_hint(err, config) from None
     check_buildable(cfg)  # before --out is made: a config that cannot build leaves nothing behind
+    earlier_trial(out, overwrite)
     created = missing_dirs(out)  # what this run makes: taken back when it keeps nothing
     since = time.time() - 1.0  # a margin for file systems that keep coarse modification times
     try:
@@ -65,6 +69,28 @@ def _run(config: Path | None, out: Path, preset: str | None, overrides: list[str
             _discard(out, created, since)
         raise RunFailed(f"trial rejected: {reason.split(': ', 1)[-1]}", code)
     raise RunFailed(f"trial {result.get('status', 'error')}: {reason} (log: {out / 'train.log'})", code)
+
+
+def earlier_trial(out: Path, overwrite: bool) -> None:
+    """Refuse an `out` that holds another trial's files (a rerun into it would replace that trial, and a rerun
+    cut short would leave only its model.ptz); with `overwrite`, remove them before this trial starts, so that
+    what an interrupt leaves is never half of each."""
+    from clowncar.errors import ClownCarError
+    from clowncar.events import RESULT_FILE, read_result
+    from clowncar.worker.artifact import ARTIFACT_FILE
+    from clowncar.worker.run import RUN_FILES
+
+    found = [name for name in (*RUN_FILES, ARTIFACT_FILE) if (out / name).is_file()]
+    if not found:
+        return
+    if not overwrite:
+        result = read_result(out / RESULT_FILE) or {}
+        what = f" (status {result['status']})" if isinstance(result.get("status"), str) else ""
+        raise ClownCarError(f"{out} holds an earlier trial{what}: {', '.join(found)}; pass --overwrite to replace "
+                          "it, or choose another --out")
+    for name in found:
+        (out / name).unlink()
+    typer.echo(f"removed the earlier trial's {', '.join(found)} from {out} (--overwrite)")
 
 
 def _discard(out: Path, created: list[Path], since: float) -> None:

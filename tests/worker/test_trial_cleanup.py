@@ -32,3 +32,25 @@ def test_a_folder_the_run_made_goes_with_the_parents_it_made(tmp_path: Path) -> 
     (out / "train.log").write_text("x")
     _discard(out, [out, out.parent], since=0.0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_out_holding_an_earlier_trial_is_refused_unless_overwrite_removes_it_first(tmp_path: Path,
+                                                                                      capsys) -> None:
+    import pytest
+
+    from clowncar.errors import EXIT_BAD_INPUT, ClownCarError
+    from clowncar.worker.commands import earlier_trial
+
+    earlier_trial(tmp_path, overwrite=False)  # an empty folder, or one of the user's own files: fine
+    (tmp_path / "notes.txt").write_text("mine")
+    earlier_trial(tmp_path, overwrite=False)
+    (tmp_path / "result.json").write_text('{"status": "ok", "q_val_bpb": 2.04}')
+    (tmp_path / "model.ptz").write_bytes(b"x")
+    with pytest.raises(ClownCarError) as err:
+        earlier_trial(tmp_path, overwrite=False)
+    assert str(err.value) == (f"{tmp_path} holds an earlier trial (status ok): result.json, model.ptz; pass "
+                              "--overwrite to replace it, or choose another --out")
+    assert err.value.exit_code == EXIT_BAD_INPUT and (tmp_path / "result.json").exists()
+    earlier_trial(tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # gone before the new trial starts
+    assert capsys.readouterr().out == f"removed the earlier trial's result.json, model.ptz from {tmp_path} (--overwrite)\n"
