@@ -5,6 +5,7 @@ and is registered here; command modules import heavy libraries (torch, ray) insi
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import importlib
 import os
@@ -18,7 +19,15 @@ from typing import Annotated, Any, NoReturn
 import click
 import typer
 
-from clowncar.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ClownCarError, error_line
+from clowncar.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_READER_GONE,
+    ClownCarError,
+    error_line,
+)
 
 HELP_OPTIONS = ["-h", "--help"]
 
@@ -171,6 +180,29 @@ def _command(typer_app: typer.Typer) -> Callable[..., Any]:
     return _tidy_help(typer.main.get_command(typer_app))
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (poll reports POLLERR on such a write end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.__stdout__.fileno(), select.POLLOUT)  # type: ignore[union-attr]
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no stdout, or not a file
+        return False
+
+
+def _broken_pipe(err: BrokenPipeError) -> NoReturn:
+    """A write to a closed pipe. stdout's reader leaving early (`clowncar store ls | head -1`) is no error: exit
+    quietly as a Unix tool killed by SIGPIPE does. Any other pipe (a socket, a child) is one line and exit 1."""
+    if not _stdout_reader_gone():
+        fail(f"internal error: {error_line(err, whole=True)} (set CLOWNCAR_DEBUG=1 for the traceback)", EXIT_FAILED)
+    # the interpreter flushes stdout once more at exit: let that land in /dev/null, not in a second EPIPE
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())  # type: ignore[union-attr]
+    sys.exit(EXIT_READER_GONE)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every way a command can fail ends in one line on stderr and a documented exit code
     (`clowncar.errors.EXIT_CODES`), never a traceback unless CLOWNCAR_DEBUG=1."""
@@ -184,8 +216,15 @@ def main(argv: list[str] | None = None) -> None:
         atexit.register(signals_ignored_to_the_end)  # a signal as Python finalizes: the exit code as decided
     try:
         code = _command(app)(args=argv, prog_name="clowncar", standalone_mode=False)
+        sys.stdout.flush()  # what is still buffered, while a closed pipe can still be told apart
+    except BrokenPipeError as exc:
+        _broken_pipe(exc)
     except _EXITS as exc:
         sys.exit(exc.exit_code)
+    except SystemExit as exc:
+        if isinstance(exc.__context__, BrokenPipeError):  # typer turns any EPIPE into a silent exit 1
+            _broken_pipe(exc.__context__)
+        raise
     except _ABORTS as exc:
         cause = exc.__cause__  # click raises its Abort `from` the EOFError or KeyboardInterrupt it caught
         if isinstance(cause, EOFError):  # click turns any EOFError into Abort, but nobody stopped this command:

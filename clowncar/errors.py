@@ -9,6 +9,7 @@ EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_OOM = 4
 EXIT_INTERRUPTED = 130
+EXIT_READER_GONE = 141
 
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "ok (a trial over the size cap too: `over_cap: true` in result.json; `--help` and a bare command "
@@ -20,6 +21,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_DIVERGED: "the trial diverged (NaN/inf loss or loss > 3 ln V)",
     EXIT_OOM: "the trial ran out of memory (GPU or host)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM); a sweep can be resumed",
+    EXIT_READER_GONE: "the output's reader closed the pipe first (a command piped into `head`), as 128 + SIGPIPE; "
+                      "nothing is printed",
 }
 """What each exit code means; README.md's table says the same (tests/test_exit_codes.py checks it)."""
 

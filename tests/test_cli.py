@@ -225,3 +225,33 @@ def test_version_of_a_checkout_names_its_commit_and_a_changed_tracked_file(tmp_p
     assert version_line(tmp_path).endswith(f"(git {head})")
     (tmp_path / "f.txt").write_text("b\n")
     assert version_line(tmp_path).endswith(f"(git {head}, with uncommitted changes)")
+
+
+def test_output_whose_reader_closed_the_pipe_ends_quietly_with_141(tmp_path: Path) -> None:
+    """`clowncar config show ... | head -1`: the reader leaves before the command writes; typer alone made that a
+    silent exit 1. The reader here closes its end at once, so every write meets a closed pipe."""
+    import os
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for _ in range(2):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        proc = subprocess.run([sys.executable, "-m", "clowncar", "config", "show", "--preset", "clowncar"],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+                              timeout=120)
+        os.close(write_end)
+        assert (proc.returncode, proc.stderr) == (141, "")
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_internal_error_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def work() -> None:
+        raise BrokenPipeError(32, "Broken pipe")  # a socket or a child's pipe: stdout is still read
+
+    monkeypatch.setattr(cli, "app", one_command_app(work))
+    monkeypatch.setattr(cli, "_stdout_reader_gone", lambda: False)
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["work"])
+    assert ended.value.code == 1
+    assert capsys.readouterr().err.startswith("clowncar: error: internal error: BrokenPipeError")
