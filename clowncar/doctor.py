@@ -181,6 +181,28 @@ def check_data(data_dir: Path) -> Row:
     return Row("data", OPTIONAL, f"{data_dir} (no demo data yet)", "clowncar data demo (clowncar demo builds it too)")
 
 
+FINEWEB_VARIANT = "sp1024"
+
+
+def check_fineweb(data_dir: Path) -> Row:
+    """The challenge's FineWeb sp1024 shards and tokenizer, which the full-size presets read by default: optional
+    (the demo data serves `tiny-cpu`), but a trial of those presets needs them."""
+    from clowncar.config import TrialConfig
+    from clowncar.presets import PRESETS, preset_dict
+
+    data = TrialConfig().data
+    readers = [name for name in PRESETS if preset_dict(name)["data"]["dataset"] == data.dataset]
+    dataset, tokenizer = data_dir / "datasets" / data.dataset, data_dir / "tokenizers" / data.tokenizer
+    val = sorted(dataset.glob(data.val_glob)) if dataset.is_dir() else []
+    if val and tokenizer.is_file():
+        train = sorted(dataset.glob(data.train_glob))
+        return Row(f"fineweb {FINEWEB_VARIANT}", OK, f"{dataset} ({len(val)} val, {len(train)} train shards)")
+    what = ("not fetched" if not dataset.exists() else f"{dataset} holds no val shards" if not val
+            else f"{tokenizer} is missing")
+    return Row(f"fineweb {FINEWEB_VARIANT}", OPTIONAL, f"{what} (the {', '.join(readers)} presets read it)",
+               f"clowncar data fetch-fineweb --variant {FINEWEB_VARIANT}")
+
+
 def check_disk(path: Path, min_free_gib: float = MIN_FREE_GIB) -> Row:
     """Free space where the runs dir `path` is, which must be (or become) a folder: `sweep run` refuses it
     otherwise (`runs_dir_problem`)."""
@@ -231,6 +253,7 @@ def diagnose(settings: Settings, version_of: VersionOf = installed_version) -> l
         check_ray(version_of, settings.ray_address),
         check_store(settings.store_url),
         check_data(settings.data_dir),
+        check_fineweb(settings.data_dir),
         check_disk(settings.runs_dir.resolve()),
         *check_test_servers(find_bin_dir(), Path("/usr/bin/chromium")),
     ]

@@ -134,4 +134,5 @@ def test_doctor_json_lists_every_row_and_exits_0_when_nothing_is_missing(run_cli
     rows = json.loads(proc.stdout)
     assert [r["check"] for r in rows][:7] == ["python", "torch", "GPUs", "flash-attn", "flash-linear-attention",
                                               "ray", "store"]
+    assert [r["check"] for r in rows][7:9] == ["data", "fineweb sp1024"]
     assert {r["status"] for r in rows} <= {OK, OPTIONAL}

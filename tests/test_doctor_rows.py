@@ -276,7 +276,7 @@ def test_diagnose_gathers_every_row_from_the_settings(tmp_path: Path, monkeypatc
     settings = load_settings()
     rows = doctor.diagnose(settings, versions(torch="2.13.0", ray="2.60.0", flash_attn="2.8"))
     assert [r.check for r in rows] == ["python", "torch", "GPUs", "flash-attn", "flash-linear-attention", "ray",
-                                       "store", "data", "disk", "postgresql server", "chromium"]
+                                       "store", "data", "fineweb sp1024", "disk", "postgresql server", "chromium"]
     by = {r.check: r for r in rows}
     assert by["torch"].detail == "2.13.0, CUDA 12.8" and by["GPUs"].detail == "1: H100"
     assert by["flash-attn"].status == OK and by["flash-linear-attention"].status == OPTIONAL
@@ -361,3 +361,22 @@ def test_a_file_that_is_no_database_is_named_with_the_first_line_of_the_reason(t
     with pytest.raises(StoreError) as err:
         doctor.store_version(engine, "the junk")
     assert str(err.value) == "cannot read the store at the junk: (sqlite3.DatabaseError) file is not a database"
+
+
+def test_the_fineweb_row_says_which_presets_read_it_until_it_is_fetched(tmp_path: Path) -> None:
+    """walk 4, F12: doctor said only "data ok" where four presets read FineWeb that was never fetched."""
+    readers = "the baseline, clowncar, clowncar-seed, clowncar-ii-seed, frugendorff-v2, micro-crawler presets read it"
+    fix = "clowncar data fetch-fineweb --variant sp1024"
+    assert doctor.check_fineweb(tmp_path) == Row("fineweb sp1024", OPTIONAL, f"not fetched ({readers})", fix)
+    dataset = tmp_path / "datasets" / "fineweb10B_sp1024"
+    dataset.mkdir(parents=True)
+    assert doctor.check_fineweb(tmp_path) == Row(
+        "fineweb sp1024", OPTIONAL, f"{dataset} holds no val shards ({readers})", fix)
+    for name in ("fineweb_val_000000.bin", "fineweb_train_000000.bin", "fineweb_train_000001.bin"):
+        (dataset / name).write_bytes(b"")
+    tokenizer = tmp_path / "tokenizers" / "fineweb_1024_bpe.model"
+    assert doctor.check_fineweb(tmp_path) == Row("fineweb sp1024", OPTIONAL, f"{tokenizer} is missing ({readers})",
+                                                 fix)
+    tokenizer.parent.mkdir()
+    tokenizer.write_bytes(b"")
+    assert doctor.check_fineweb(tmp_path) == Row("fineweb sp1024", OK, f"{dataset} (1 val, 2 train shards)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from pathlib import Path, PurePosixPath
 
@@ -120,3 +121,23 @@ def glob_problem(pattern: str) -> str | None:
     if any("**" in part and part != "**" for part in path.parts):
         return "uses '**' inside a name: '**' can only be a whole path component"
     return None
+
+
+FINEWEB_NAME = re.compile(r"fineweb10B_(sp\d+|byte260)")
+"""The names `data fetch-fineweb --variant V` gives the challenge's datasets (`fetch.dataset_name_for_variant`)."""
+
+
+def how_to_get_dataset(dataset: str) -> str:
+    """What makes a dataset that is not on this machine, for the line that says it is missing: the fetch for a
+    FineWeb name (the seed presets read fineweb10B_sp1024), else the commands that build one."""
+    fineweb = FINEWEB_NAME.fullmatch(Path(dataset).name)
+    if fineweb:
+        return (f"fetch it with `clowncar data fetch-fineweb --variant {fineweb.group(1)}`, or point data.dataset "
+                "at a build (the demo's: data.dataset=demo_sp1024 with data.tokenizer=demo_1024_bpe.model)")
+    return ("`clowncar data demo`, `data fetch-fineweb` or `data build` makes one; CLOWNCAR_DATA_DIR says where "
+            "datasets are looked for")
+
+
+def dataset_not_found(dataset: str, directory: Path) -> str:
+    """The line for a dataset whose folder does not exist (a trial's, a sweep's preflight)."""
+    return f"dataset {dataset!r} not found at {directory} ({how_to_get_dataset(dataset)})"

@@ -84,6 +84,7 @@ def _checked_sources(spec: SweepSpec) -> list[tuple[str, str, str, str]]:
 
 
 def _check_source(settings: Settings, dataset: str, train_glob: str, val_glob: str, tokenizer: str) -> None:
+    from clowncar.data.paths import dataset_not_found
     from clowncar.data.record import check_encoded_with, check_shard_record
     from clowncar.data.shards import not_a_shard_directory, read_header, require_shards
     from clowncar.data.tokenizer import load_tokenizer
@@ -92,8 +93,7 @@ def _check_source(settings: Settings, dataset: str, train_glob: str, val_glob: s
     if directory.exists() and not directory.is_dir():  # a shard or another file named where a folder belongs
         raise DataError(not_a_shard_directory(directory))
     if not directory.is_dir():
-        raise DataError(f"dataset {dataset!r} not found at {directory} (`clowncar data demo`, `data fetch-fineweb` "
-                        "or `data build` makes one; CLOWNCAR_DATA_DIR says where datasets are looked for)")
+        raise DataError(dataset_not_found(dataset, directory))
     for split, pattern in (("train", train_glob), ("validation", val_glob)):
         for shard in require_shards(directory, pattern, split):
             read_header(shard)

@@ -20,6 +20,7 @@ from torch import nn
 from clowncar.buildable import check_buildable, probe_tokens
 from clowncar.config import TrialConfig
 from clowncar.data.bpb import build_byte_luts
+from clowncar.data.paths import dataset_not_found
 from clowncar.data.record import check_encoded_with, check_shard_record
 from clowncar.data.shards import read_shard, require_shards, shards_digest
 from clowncar.data.stream import TokenStream, load_validation_tokens
@@ -59,6 +60,8 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
     # -- data: train shards, validation tokens, byte tables for BPB ---------------------------------------------
     settings = load_settings()
     data_dir = settings.dataset_dir(cfg.data.dataset)
+    if not data_dir.exists():  # not on this machine: say how to get it (a file there is list_shards' to name)
+        raise DataError(dataset_not_found(cfg.data.dataset, data_dir))
     train_files = require_shards(data_dir, cfg.data.train_glob, "train")
     val_files = require_shards(data_dir, cfg.data.val_glob, "validation")
     check_shard_record(data_dir)  # the shards its build.json or fetch manifest lists, no more and no fewer
