@@ -62,6 +62,16 @@ class DataConfig(Section):
     train_glob: str = "fineweb_train_*.bin"
     val_glob: str = "fineweb_val_*.bin"
 
+    @field_validator("dataset", "tokenizer")
+    @classmethod
+    def _names_something(cls, value: str, info: ValidationInfo) -> str:
+        # "" resolves to the datasets (tokenizers) folder itself: the trial would look for shards there
+        if not value.strip():
+            folder = "datasets" if info.field_name == "dataset" else "tokenizers"
+            raise ValueError(f"is empty (an unset shell variable?): name one under the data root's {folder}/, "
+                             "or give a path")
+        return value
+
     @field_validator("train_glob", "val_glob")
     @classmethod
     def _glob_inside_the_dataset(cls, value: str) -> str:
