@@ -379,3 +379,14 @@ def test_only_the_loops_of_a_flat_control_are_left_to_the_default(url: str) -> N
         {"model.num_flat_layers": 6, "model.num_crawler_layers": 0},
         {"model.num_flat_layers": 2, "model.num_crawler_layers": 2, LOOPS: 0},
         {"model.num_flat_layers": 5, "model.num_crawler_layers": 0, LOOPS: 3}]
+
+
+def test_with_keys_each_config_shows_the_parents_value_of_the_trials_whose_spelled_out_point_it_is(
+        url: str, runs: list, capsys: pytest.CaptureFixture) -> None:
+    """--keys spells the parent's named points out: a trial of point 'wide' at loops 3 is the config
+    (crawler_mlp_mult 3.0, loops 3), matched by its point's keys and its own searched ones together."""
+    parent_study(url)
+    cmd.rerun_cmd("par", top=2, seeds="9", keys=f"model.crawler_mlp_mult,{LOOPS}", store=url)
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert listed[:2] == ["  1. model.crawler_mlp_mult=1.0, model.crawler_loops=2 (parent 1.1000, n=1)",
+                          "  2. model.crawler_mlp_mult=3.0, model.crawler_loops=3 (parent 1.2000, n=1)"]
