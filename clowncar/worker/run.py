@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from clowncar.config import TrialConfig, from_dict, load_config
+from clowncar.config import TrialConfig, load_config
 from clowncar.data.paths import make_output_dir
 from clowncar.errors import (
     EXIT_BAD_INPUT,
@@ -22,8 +22,6 @@ from clowncar.errors import (
     ConfigError,
 )
 from clowncar.events import EVENTS_FILE, RESULT_FILE, EventWriter, write_json_atomic
-from clowncar.overrides import apply_overrides, deep_merge
-from clowncar.strict_yaml import read_mapping
 from clowncar.worker.dist import cpu_threads, init_distributed, shutdown_distributed
 from clowncar.worker.heap import keep_freed_memory
 from clowncar.worker.progress import TrialLog
@@ -45,16 +43,8 @@ RESULT_KEYS = (
 
 def load_trial_config(path: str | Path | None, preset: str | None = None, overrides: list[str] | None = None
                       ) -> TrialConfig:
-    """A YAML/JSON trial config, or a trial.json written by the orchestrator (`{"config": {...}, ...}`); without
-    a file, the preset and overrides alone."""
-    if path is None:
-        return load_config(None, preset=preset, overrides=overrides or [])
-    data = read_mapping(path)
-    if isinstance(data.get("config"), dict):
-        from clowncar.presets import preset_dict
-
-        base = preset_dict(preset) if preset else {}
-        return from_dict(apply_overrides(deep_merge(base, data["config"]), overrides or []))
+    """A YAML/JSON trial config, a trial.json written by the orchestrator (`{"config": {...}, ...}`) or a trial's
+    result.json (`config.embedded_config`); without a file, the preset and overrides alone."""
     return load_config(path, preset=preset, overrides=overrides or [])
 
 

@@ -1,0 +1,46 @@
+"""Where a trial config comes from and how its mistakes read: a trial's own result.json reruns that trial, a
+preset's name given as a file says which option it meant, and a value or section of the wrong kind names the key
+a user wrote (not pydantic's union branch or class name)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clowncar.config import from_dict, load_config
+from clowncar.errors import ConfigError
+
+
+def test_a_trials_result_json_gives_back_its_config_with_the_same_hash(tmp_path: Path) -> None:
+    cfg = load_config(None, preset="tiny-cpu", overrides=["train.iterations=7"])
+    result = {"status": "ok", "artifact_bytes": 1, "provenance": {"config": cfg.to_dict(), "seed": 1337}}
+    (tmp_path / "result.json").write_text(json.dumps(result))
+    again = load_config(tmp_path / "result.json")
+    assert again.content_hash() == cfg.content_hash()
+    other = load_config(tmp_path / "result.json", overrides=["train.seed=42"])
+    assert (other.train.seed, other.train.iterations) == (42, 7)
+
+
+def test_a_preset_name_given_where_a_file_goes_says_which_option_was_meant(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"^cannot read clowncar-seed: no such file \(did you mean --preset "
+                                          r"clowncar-seed\?\)$"):
+        load_config("clowncar-seed")
+    with pytest.raises(ConfigError, match=r"^cannot read nothing-here: No such file or directory$"):
+        load_config("nothing-here")  # not a preset: the plain line
+
+
+@pytest.mark.parametrize(("data", "line"), [
+    ({"model": {"model_dim": "1e3"}}, "config key 'model.model_dim': Input should be a valid integer, unable to parse "
+     "string as an integer; or Input should be 'auto' (got '1e3')"),
+    ({"model": None}, "config section 'model' must be a mapping of keys, got null"),
+    ({"train": 5}, "config section 'train' must be a mapping of keys, got 5"),
+    ({"quant": {"gptq_col_order": "up"}}, "config key 'quant.gptq_col_order': Input should be 'ascending', 'descending' or "
+     "'natural'"),
+], ids=["union-value", "null-section", "number-section", "literal"])
+def test_a_value_of_the_wrong_kind_names_the_key_as_written(data: dict, line: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        from_dict(data)
+    assert str(err.value) == line
