@@ -543,4 +543,17 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
         raise ConfigError(f"--preset {preset} conflicts with {path}'s `preset: {file_preset}`: give the base once "
                           "(drop --preset, or the file's preset line)")
     base = preset_dict(preset or file_preset) if (preset or file_preset) else {}
-    return from_dict(apply_overrides(deep_merge(base, data), overrides or []))
+    cfg = from_dict(apply_overrides(deep_merge(base, data), overrides or []))
+    _refuse_named_inert_switch(cfg, apply_overrides(data, overrides or []))
+    return cfg
+
+
+def _refuse_named_inert_switch(cfg: TrialConfig, named: dict[str, Any]) -> None:
+    """ConfigError when the file or an override (`named`, as nested sections) sets a seed switch that cannot act
+    on the model (a DeltaNet switch without DeltaNet heads...). One that only the preset set is left to the
+    canonical form, so that a preset's ablation (`clowncar-ii-seed` with `model.delta_net_heads=0`) still runs."""
+    from clowncar.config_inert import named_inert_switch
+
+    keys = {f"{section}.{key}" for section, values in named.items() if isinstance(values, dict) for key in values}
+    if problem := named_inert_switch(cfg.to_dict(), TrialConfig().to_dict(), keys):
+        raise ConfigError(problem)

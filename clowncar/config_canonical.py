@@ -1,7 +1,8 @@
 """The canonical form of a trial config: every field that cannot change what the trial computes, given the
 others, set to one fixed value. Two configs that train the same model the same way then have the same content
 hash, which is how a sweep finds points that would run the same trial twice (`crawler_loops: 1` makes the cadence
-moot, a model with no flat blocks ignores `mlp_mult`, a run without quantization ignores every `quant` field).
+moot, a model with no flat blocks ignores `mlp_mult`, a run without quantization ignores every `quant` field, a
+model without DeltaNet heads ignores every DeltaNet switch: clowncar/config_inert.py).
 
 Each rule below is proven by tests/worker/test_config_canonical.py: the config and its canonical form give the same
 training losses and the same scores. A rule may only ever merge configs that compute the same thing; a field
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from clowncar.config import TrialConfig, from_dict
+from clowncar.config_inert import inert_switches
 
 CRAWLER_ONLY = ("num_flat_layers", "num_crawler_layers", "crawler_loops", "inst_dim", "crawler_mlp_mult",
                 "crawler_position", "crawler_mode", "loop_offsets", "value_embed_dim", "delta_net_heads")
@@ -51,6 +53,8 @@ def canonical(cfg: TrialConfig) -> TrialConfig:
     seq_len = data["eval"]["seq_len"] or train["train_seq_len"]
     if data["eval"]["stride"] >= seq_len:  # no sliding window either way
         data["eval"]["stride"] = 0
+    for key in inert_switches(data, defaults):  # a seed switch on a model without the part it acts on
+        reset(*key.split("."))
     return from_dict(data)
 
 

@@ -155,8 +155,9 @@ def test_each_seed_quantizer_switch_alone_refuses_int5(switch: str, scheme: str)
 
 @pytest.mark.parametrize("scheme", ["int8", "int6", "gptq_int6", "fp16"])
 def test_the_seed_quantizer_takes_every_scheme_the_seed_had(scheme: str) -> None:
-    switches = ["quant.scale_floor=true", "quant.gptq_feedback=full_inverse", "quant.rtn_clip=tensor",
-                "quant.scale_rounding=fp32"]
+    switches = ["quant.scale_floor=true", "quant.rtn_clip=tensor", "quant.scale_rounding=fp32"]
+    # the GPTQ feedback rule only with GPTQ: named beside another scheme it cannot act and is refused
+    switches += ["quant.gptq_feedback=full_inverse"] if scheme.startswith("gptq_") else []
     assert load_config(preset="tiny-cpu", overrides=[*switches, f"quant.flat_scheme={scheme}"]).quant.scale_floor
 
 

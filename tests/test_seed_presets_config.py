@@ -78,3 +78,53 @@ def test_config_presets_lists_every_preset_with_one_line(run_cli: Any) -> None:
     lines = proc.stdout.strip().splitlines()
     assert [line.split()[0] for line in lines] == list(PRESETS)
     assert all(len(line.split(maxsplit=1)) == 2 for line in lines)
+
+
+@pytest.mark.parametrize("preset, overrides, fragment", [
+    *(("clowncar", [f"{key}={value}".lower()], f"{key} = {str(value).lower()} cannot act on this model: it needs "
+       "model.delta_net_heads > 0") for key, value in DELTANET_SWITCHES.items() if key != "model.delta_net_heads"),
+    ("tiny-cpu", ["model.inst_dim=0", "train.train_flow_instructions=false"], "it needs flow instructions"),
+    ("tiny-cpu", ["model.crawler_loops=1", "train.train_flow_instructions=false"], "it needs flow instructions"),
+    ("tiny-cpu", ["quant.flat_scheme=int8", "quant.gptq_feedback=full_inverse"], "it needs a GPTQ scheme"),
+])
+def test_a_named_seed_switch_that_cannot_act_is_a_config_error(preset: str, overrides: list[str],
+                                                               fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(preset=preset, overrides=overrides)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_file_that_names_one_is_refused_too(tmp_path: Any) -> None:
+    path = tmp_path / "inert.yaml"
+    path.write_text("preset: clowncar\nmodel:\n  delta_net_out_norm: true\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^model.delta_net_out_norm = true cannot act on this model"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("preset, overrides, same_as", [
+    # the seed's DeltaNet switches, set by the preset: without heads it is clowncar-seed
+    ("clowncar-ii-seed", ["model.delta_net_heads=0"], ("clowncar-seed", [])),
+    # its flow-instruction and GPTQ switches, set by the preset, on a model without either
+    ("clowncar-seed", ["model.inst_dim=0", "quant.flat_scheme=int8"],
+     ("clowncar-seed", ["model.inst_dim=0", "quant.flat_scheme=int8", "train.train_flow_instructions=true",
+                        "quant.gptq_feedback=cholesky"])),
+    # clowncar-seed sets this one on its model without DeltaNet, so it is never refused
+    ("clowncar", ["quant.delta_net_scheme=int8"], ("clowncar", [])),
+])
+def test_a_switch_the_preset_set_is_accepted_and_merged_by_the_canonical_form(
+        preset: str, overrides: list[str], same_as: tuple[str, list[str]]) -> None:
+    from clowncar.config_canonical import canonical
+
+    cfg = load_config(preset=preset, overrides=overrides)
+    other = load_config(preset=same_as[0], overrides=same_as[1])
+    assert cfg.content_hash() != other.content_hash()
+    assert canonical(cfg).content_hash() == canonical(other).content_hash()
+
+
+def test_the_cli_refuses_a_named_inert_switch_in_one_line_with_exit_2(run_cli: Any) -> None:
+    bad = run_cli("config", "show", "--preset", "clowncar", "--set", "model.delta_net_o_init=orthogonal")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "needs model.delta_net_heads > 0" in bad.stderr
+    ok = run_cli("config", "show", "--preset", "clowncar", "--set", "model.delta_net_heads=4",
+                 "--set", "model.delta_net_o_init=orthogonal")
+    assert ok.returncode == 0, ok.stderr

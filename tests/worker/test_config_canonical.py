@@ -11,10 +11,25 @@ from typing import Any
 
 import pytest
 
+from clowncar.config import from_dict
 from clowncar.config_canonical import canonical
+from clowncar.overrides import apply_overrides
+from clowncar.presets import preset_dict
 from clowncar.worker.run import run_trial
 
 SHORT = ("train.iterations=4", "train.warmdown_iters=2", "eval.stride=0", "train.probe_every=0")
+SEED_DELTA_NET = ("model.delta_net_conv_silu=false", "model.delta_net_head_norm=false",
+                  "model.delta_net_out_norm=true", "model.delta_net_o_init=orthogonal", "train.train_delta_net=false",
+                  "quant.delta_net_scheme=int8")
+
+
+@pytest.fixture
+def tiny_cfg(tiny_overrides: list[str]) -> Callable[..., Any]:
+    """tiny-cpu with overrides, built the way a sweep builds its points (no refusal of a named inert switch)."""
+    def make(*extra: str) -> Any:
+        return from_dict(apply_overrides(preset_dict("tiny-cpu"), [*tiny_overrides, *extra]))
+
+    return make
 
 
 # Two configs per row that differ only in fields the row's rule makes moot: their canonical forms must be one
@@ -59,6 +74,15 @@ MERGE = {
     "stride-of-the-train-window": (["eval.seq_len=0", "train.train_seq_len=64", "eval.stride=64"],
                                    ["eval.seq_len=0", "train.train_seq_len=64", "eval.stride=0"]),
     "stride-of-the-eval-window": (["eval.stride=32", "eval.seq_len=32"], ["eval.stride=0", "eval.seq_len=32"]),
+    "deltanet-switches-without-deltanet": (["model.delta_net_heads=0", "quant.enabled=true", *SEED_DELTA_NET],
+                                           ["model.delta_net_heads=0", "quant.enabled=true",
+                                            "model.delta_net_o_init=orthogonal"]),
+    "flow-instruction-switch-without-them": (["model.inst_dim=0", "train.train_flow_instructions=false"],
+                                             ["model.inst_dim=0"]),
+    "flow-instruction-switch-of-one-loop": (["model.crawler_loops=1", "train.train_flow_instructions=false"],
+                                            ["model.crawler_loops=1"]),
+    "gptq-feedback-without-gptq": (["quant.enabled=true", "quant.flat_scheme=int8", "quant.gptq_feedback=full_inverse"],
+                                   ["quant.enabled=true", "quant.flat_scheme=int8"]),
 }
 
 # ... and two configs per row that differ in a live field must stay apart.
@@ -92,6 +116,12 @@ APART = {
                                       ["eval.seq_len=0", "train.train_seq_len=64", "eval.stride=16"]),
     "auto-width-budget": (["model.model_dim=auto", "model.param_budget=100000"],
                           ["model.model_dim=auto", "model.param_budget=200000"]),
+    **{f"deltanet-{switch.split('=')[0]}": (["model.delta_net_heads=2", "quant.enabled=true"],
+                                            ["model.delta_net_heads=2", "quant.enabled=true", switch])
+       for switch in SEED_DELTA_NET},
+    "trained-flow-instructions": (["model.inst_dim=8"], ["model.inst_dim=8", "train.train_flow_instructions=false"]),
+    "gptq-feedback": (["quant.enabled=true", "quant.flat_scheme=gptq_int6"],
+                      ["quant.enabled=true", "quant.flat_scheme=gptq_int6", "quant.gptq_feedback=full_inverse"]),
 }
 
 
@@ -142,6 +172,9 @@ MOOT = {
     "stride-of-a-whole-window": ["eval.stride=32"],
     "gpt-ignores-crawler-fields": ["model.arch=gpt", "model.num_layers=3", "model.crawler_loops=3",
                                    "model.inst_dim=8", "train.cadence=2"],
+    "seed-switches-without-their-parts": ["model.inst_dim=0", "quant.enabled=true", "quant.flat_scheme=int8",
+                                          *SEED_DELTA_NET,
+                                          "train.train_flow_instructions=false", "quant.gptq_feedback=full_inverse"],
 }
 
 
@@ -162,8 +195,9 @@ def test_canonical_form_computes_the_same_trial(overrides: list[str], tiny_cfg: 
     losses, result = trace(raw, tmp_path / "raw")
     canon_losses, canon_result = trace(canon, tmp_path / "canonical")
     assert canon_losses == losses  # ... and nothing of what the trial computes
-    for key in ("val_loss", "val_bpb", "sliding_val_bpb", "params", "model_dim"):
+    for key in ("val_loss", "val_bpb", "sliding_val_bpb", "q_val_bpb", "params", "model_dim"):
         assert canon_result[key] == result[key], key
+    assert (result["q_val_bpb"] is not None) == raw.quant.enabled  # a quant rule is proven on a quantized model
 
 
 def test_one_loop_with_an_n_step_row_keeps_its_cadence(tiny_cfg: Callable[..., Any], tmp_path: Path) -> None:
