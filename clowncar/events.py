@@ -25,7 +25,8 @@ round trip), `quant_gap`, `tokens_scored`, `bytes_scored`, `params`, `model_dim`
 `warmdown_set_by` (`wallclock` or `iterations`: the limit that timed it), `provenance`
 (`git_commit`, `git_dirty`, `config`, `config_hash`, `torch`, `python`, the versions `numpy`, `zstandard`,
 `sentencepiece`, `triton`, `flash_attn`, `flash_linear_attention` (null when not installed), `libzstd`, `cuda`,
-`device`, `world_size`, `seed`, `host`), `startup_seconds` (launch -> end of the first training step) and
+`device`, `world_size`, `torch_threads` (torch.get_num_threads()), `omp_num_threads` (the variable, null when
+unset), `seed`, `host`), `startup_seconds` (launch -> end of the first training step) and
 `startup` (its phases in seconds: `launch`, `imports`, `data`, `model`, `optimizer`, `compile`, `first_step`;
 `cpu_seconds`; `from` (`launch` or `process start`); `compile_mode`, `compiled_as`, `cuda_graphs`,
 `compile_cache`, `compile_cache_hits`, `compile_cache_misses`; clowncar/worker/startup.py).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import socket
@@ -70,6 +71,9 @@ def provenance(cfg: TrialConfig, device: torch.device, world_size: int) -> dict[
         **library_versions(),
         "device": device_name(device),
         "world_size": world_size,
+        # CPU kernels sum in another order with another thread count: bf16 results move by ~0.0005 BPB with it
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "seed": cfg.train.seed,
         "host": socket.gethostname(),
     }

@@ -44,6 +44,23 @@ def test_a_result_carries_config_hash_seed_and_versions() -> None:
     assert all(not isinstance(v, dict | list) for k, v in out.items() if k != "config")  # each one a store column
 
 
+def test_a_result_records_the_thread_count_and_omp_num_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two CPU results of one config and commit differ with the thread count (walk 4, F6): it is recorded."""
+    cfg = load_config(preset="tiny-cpu")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        out = prov.provenance(cfg, torch.device("cpu"), world_size=1)
+        assert out["torch_threads"] == 3 and out["omp_num_threads"] == "3"
+        torch.set_num_threads(1)
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        out = prov.provenance(cfg, torch.device("cpu"), world_size=1)
+        assert out["torch_threads"] == 1 and out["omp_num_threads"] is None
+    finally:
+        torch.set_num_threads(before)
+
+
 def git(root: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(root), "-c", "user.email=t@t", "-c", "user.name=t", *args], check=True,
                    capture_output=True)
