@@ -163,12 +163,14 @@ def read_build_info(directory: Path) -> dict[str, Any] | None:
 
 
 def check_encoded_with(directory: Path, tokenizer: Path) -> None:
-    """DataError when `directory` keeps the tokenizer its shards were encoded with (`data build` and `data demo`
-    leave a copy beside build.json) and `tokenizer` is another model: each id would be read as another piece,
-    and BPB would count the wrong bytes without any other error. A directory that records nothing (fetched
-    FineWeb shards) is not checked."""
+    """DataError when `directory` records the tokenizer its shards were encoded with and `tokenizer` is another
+    model: each id would be read as another piece, and BPB would count the wrong bytes without any other error.
+    `data build` and `data demo` keep a copy beside build.json (compared byte for byte); a fetched export's
+    manifest.json names the tokenizer of each dataset (its file name is compared). A directory that records
+    neither is not checked."""
     own = Path(directory) / TOKENIZER_FILE
     if read_build_info(directory) is None or not own.is_file():
+        _check_manifest_tokenizer(Path(directory), Path(tokenizer))
         return
     try:
         same = own.read_bytes() == Path(tokenizer).read_bytes()
@@ -178,3 +180,29 @@ def check_encoded_with(directory: Path, tokenizer: Path) -> None:
         raise DataError(f"the shards in {directory} were encoded with {own}, not with {tokenizer}: their ids "
                         "would be read as other pieces and BPB would count the wrong bytes (use the tokenizer the "
                         "shards were built with)")
+
+
+def manifest_tokenizer(directory: Path) -> tuple[str, str] | None:
+    """(the manifest's tokenizer name, its model's file name) for a fetched dataset `<root>/datasets/<name>`, from
+    `<root>/manifest.json` (`datasets[].tokenizer_name` -> `tokenizers[].model_path`); None where it names none."""
+    if directory.parent.name != "datasets":
+        return None
+    try:
+        manifest = json.loads((directory.parent.parent / "manifest.json").read_text(encoding="utf-8"))
+        entry = next(d for d in manifest["datasets"] if isinstance(d, dict) and d.get("name") == directory.name)
+        name = entry["tokenizer_name"]
+        tok = next(t for t in manifest["tokenizers"] if isinstance(t, dict) and t.get("name") == name)
+        model = tok.get("model_path") or tok.get("path")
+    except (OSError, ValueError, LookupError, StopIteration, TypeError, AttributeError, RecursionError):
+        return None
+    if not isinstance(name, str) or not isinstance(model, str) or not model.strip():
+        return None
+    return name, Path(model).name
+
+
+def _check_manifest_tokenizer(directory: Path, tokenizer: Path) -> None:
+    named = manifest_tokenizer(directory)
+    if named is not None and tokenizer.name != named[1]:
+        raise DataError(f"the shards in {directory} were encoded with {named[1]} (manifest.json's tokenizer "
+                        f"{named[0]!r}), not with {tokenizer}: their ids would be read as other pieces and BPB "
+                        "would count the wrong bytes (use the tokenizer the shards were fetched with)")

@@ -13,7 +13,7 @@ import pytest
 
 from clowncar.data.build import build_dataset
 from clowncar.data.inspect_dir import inspect_directory
-from clowncar.data.record import check_shard_record, numbering_gaps
+from clowncar.data.record import check_encoded_with, check_shard_record, numbering_gaps
 from clowncar.data.shards import read_header, write_shard
 from clowncar.errors import DataError
 
@@ -157,6 +157,32 @@ def test_a_manifest_that_does_not_list_the_dataset_records_nothing(tmp_path: Pat
     assert check_shard_record(dataset) is None
     (dataset.parent.parent / "manifest.json").write_text("not json")
     assert check_shard_record(dataset) is None and numbering_gaps(dataset) == []
+
+
+def test_a_fetched_dataset_refuses_a_tokenizer_other_than_the_one_its_manifest_names(tmp_path: Path,
+                                                                                      built: Path) -> None:
+    """walk 4, F1: fetched shards record no tokenizer beside them, and any tokenizer used to pass; the manifest's
+    `tokenizer_name` names it (`tokenizers[].model_path`), and its file name is compared."""
+    dataset = _fetched(tmp_path, built, files_val=1, files_train=1)
+    manifest_path = dataset.parent.parent / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["datasets"][0]["tokenizer_name"] = "sp_bpe_512"
+    manifest["tokenizers"] = [{"name": "sp_bpe_512", "model_path": "tokenizers/fineweb_512_bpe.model",
+                               "vocab_path": "tokenizers/fineweb_512_bpe.vocab"}]
+    manifest_path.write_text(json.dumps(manifest))
+    fetched = tmp_path / "root" / "tokenizers" / "fineweb_512_bpe.model"
+    check_encoded_with(dataset, fetched)  # the one it names: passes (only its name is compared)
+    other = tmp_path / "demo_1024_bpe.model"
+    with pytest.raises(DataError) as err:
+        check_encoded_with(dataset, other)
+    assert str(err.value) == (f"the shards in {dataset} were encoded with fineweb_512_bpe.model (manifest.json's "
+                              f"tokenizer 'sp_bpe_512'), not with {other}: their ids would be read as other pieces "
+                              "and BPB would count the wrong bytes (use the tokenizer the shards were fetched with)")
+    manifest["tokenizers"] = []  # a manifest that does not say which: nothing to compare
+    manifest_path.write_text(json.dumps(manifest))
+    check_encoded_with(dataset, other)
+    shutil.copytree(dataset, tmp_path / "bare")  # outside a data root's datasets/: no manifest applies
+    check_encoded_with(tmp_path / "bare", other)
 
 
 def test_inspect_on_the_command_line_fails_in_one_line_with_exit_2(run_cli: Any, ds: Path) -> None:
