@@ -108,7 +108,7 @@ def inspect(
     from clowncar.data.inspect_dir import inspect_directory
 
     _check_globs({"--train-glob": train_glob, "--val-glob": val_glob})
-    directory = _directory_or_dataset(directory)
+    directory = directory_or_dataset(directory)
     report = inspect_directory(directory, train_glob=train_glob, val_glob=val_glob, tokenizer=tokenizer)
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
@@ -119,7 +119,7 @@ def inspect(
             typer.echo(line)
 
 
-def _directory_or_dataset(directory: Path) -> Path:
+def directory_or_dataset(directory: Path) -> Path:
     """DIRECTORY as given when it exists; else, for a bare name, the dataset of that name under the data root,
     where a config's `data.dataset` and `data demo`'s last line find it (`demo_sp1024`)."""
     if directory.exists():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -108,6 +109,15 @@ def load_tokenizer(path: str | os.PathLike[str]) -> spm.SentencePieceProcessor:
         lines = str(exc).strip().splitlines()
         raise DataError(f"{p}: not a SentencePiece model ({lines[-1] if lines else type(exc).__name__})") from None
     return sp
+
+
+def tokenizer_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 (hex) of a tokenizer model file, read after `load_tokenizer` accepted it: what a trial records
+    of the tokenizer it was trained with, and what `artifact eval` compares the given one against."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as err:
+        raise DataError(f"cannot read the tokenizer model {path}: {err.strerror or err}") from None
 
 
 def check_challenge_ids(sp: spm.SentencePieceProcessor, where: str) -> None:

@@ -16,7 +16,8 @@ bits) plus fp16 row scales; codes are laid out first, then scales, then passthro
 
 Artifact bytes = bytes of the compressed file on disk + code bytes, counted by the rule `quant.code_bytes`
 (see `code_bytes.py`; recorded in the meta as `code_rule` with the count as `code_bytes`, in result.json as
-`artifact_code_rule` and `artifact_code_bytes`).
+`artifact_code_rule` and `artifact_code_bytes`). A trial's artifact also keeps the sha256 of the tokenizer the
+model was trained with (`tokenizer_sha256`; files written before it have none).
 
 Calibration tokens (`calib_tokens`, LongTensor [n_seqs, seq_len]) must be drawn by the caller from the
 TRAINING stream; the model passed in must be the one whose weights are evaluated (the EMA copy when EMA is on).
@@ -29,6 +30,7 @@ import json
 import lzma
 import math
 import os
+import re
 import struct
 import time
 import zlib
@@ -127,14 +129,19 @@ def group_bytes(result: QuantResult) -> dict[str, int]:
     return out
 
 
-def write_artifact(result: QuantResult, cfg: Any, path: str | Path) -> dict[str, Any]:
-    """Serialize + compress `result` to `path` (temp name, then rename). Returns the size fields."""
+def write_artifact(result: QuantResult, cfg: Any, path: str | Path, tokenizer_sha256: str | None = None
+                   ) -> dict[str, Any]:
+    """Serialize + compress `result` to `path` (temp name, then rename). Returns the size fields. With
+    `tokenizer_sha256` (the digest of the tokenizer the model was trained with) the file keeps it, so that
+    `artifact eval` can refuse another tokenizer: its ids would be read as other pieces."""
     q = cfg.quant
     code = code_bytes(q.code_bytes)  # the code as it is now, beside the model it made: kept in the file, since
     # the checkout that reads the file later (after a pull, an edit) may count other bytes under the same rule
     meta = {"config": cfg.to_dict(), "config_hash": cfg.content_hash(), "quant_schemes": result.schemes,
             "calib_tokens": result.calib_tokens, "group_bytes": group_bytes(result), "torch": torch.__version__,
             "code_rule": q.code_bytes, "code_bytes": code}
+    if tokenizer_sha256 is not None:
+        meta["tokenizer_sha256"] = tokenizer_sha256
     blob = pack(meta, serialize(result), q.compressor, q.zstd_level)
     path = Path(path)
     write_atomic(path, blob)
@@ -160,14 +167,15 @@ def calib_batch(tokens: Any, seq_len: int) -> Tensor | None:
     return t[: n * seq_len].view(n, seq_len)
 
 
-def export_artifact(model: nn.Module, cfg: Any, calib_tokens: Any, path: str | Path) -> dict[str, Any]:
+def export_artifact(model: nn.Module, cfg: Any, calib_tokens: Any, path: str | Path,
+                    tokenizer_sha256: str | None = None) -> dict[str, Any]:
     """Quantize `model` (GPTQ Hessians from `calib_tokens`: TRAINING tokens, LongTensor [n_seqs, seq_len] or a
     1-D stream cut into `quant.gptq_calib_seq_len` sequences), write the artifact to `path`, and return the
     result.json quant fields. Pass the model whose weights are evaluated (the EMA copy when EMA is on)."""
     t0 = time.perf_counter()
     calib = calib_batch(calib_tokens, cfg.quant.gptq_calib_seq_len)
     result = quantize_model(model, cfg.quant, calib)
-    fields = write_artifact(result, cfg, path)
+    fields = write_artifact(result, cfg, path, tokenizer_sha256)
     return {**fields, "quant_schemes": result.schemes, "quant_seconds": time.perf_counter() - t0}
 
 
@@ -244,6 +252,9 @@ def _check_meta(meta: Any) -> None:
         raise ValueError("meta field quant_schemes is not a map of group to scheme")
     if not _is_count(meta.get("calib_tokens", 0)):
         raise ValueError("meta field calib_tokens is not a non-negative integer")
+    digest = meta.get("tokenizer_sha256", "0" * 64)  # absent in files written before it was recorded
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ValueError("meta field tokenizer_sha256 is not a sha256 hex digest")
 
 
 def _is_count(value: Any) -> bool:

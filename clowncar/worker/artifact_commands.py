@@ -116,9 +116,12 @@ def inspect(file: FileArg,
 
 
 def evaluate(file: FileArg,
-             data: Annotated[Path, typer.Option("--data", help="Directory holding the validation shards.")],
+             data: Annotated[Path | None, typer.Option(
+                 "--data", help="Directory holding the validation shards, or a dataset name under the data root "
+                 "(default: the dataset named in the stored config).")] = None,
              tokenizer: Annotated[Path | None, typer.Option(
-                 "--tokenizer", help="SentencePiece model (default: the one named in the stored config).")] = None,
+                 "--tokenizer", help="SentencePiece model (default: the one named in the stored config); it must be "
+                 "the one the model was trained with.")] = None,
              max_tokens: Annotated[int | None, typer.Option(
                  "--max-tokens", min=0,
                  help="Score only the first N validation tokens; 0 scores them all (default: the config's).")] = None,
@@ -127,12 +130,15 @@ def evaluate(file: FileArg,
                  help="Sliding-window stride; 0 skips the sliding eval (default: the config's).")] = None,
              device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "auto",
              ) -> None:
-    """Rebuild the model from the artifact alone and measure its validation BPB."""
+    """Rebuild the model from the artifact alone and measure its validation BPB, with the tokenizer it was trained
+    with (refused, exit 2, when the artifact records another one)."""
     import torch
 
     from clowncar.data.bpb import build_byte_luts
-    from clowncar.data.build import check_encoded_with
-    from clowncar.data.shards import list_shards
+    from clowncar.data.commands import directory_or_dataset
+    from clowncar.data.paths import dataset_not_found
+    from clowncar.data.record import check_encoded_with
+    from clowncar.data.shards import list_shards, shards_digest
     from clowncar.data.stream import load_validation_tokens
     from clowncar.data.tokenizer import load_tokenizer
     from clowncar.settings import load_settings
@@ -145,14 +151,20 @@ def evaluate(file: FileArg,
     seq_len = cfg.eval_seq_len
     if stride is not None and stride > seq_len:
         raise ConfigError(f"--stride {stride} must not exceed the eval sequence length ({seq_len})")
+    if data is None:  # the dataset the model was trained on, as its config names it
+        data = load_settings().dataset_dir(cfg.data.dataset)
+        if not data.exists():
+            raise DataError(f"{dataset_not_found(cfg.data.dataset, data)}; or pass --data")
+    data = directory_or_dataset(data)
     files = list_shards(data, cfg.data.val_glob)
     if not files:
         raise DataError(f"no validation shards matching {cfg.data.val_glob} in {data}")
-    limit = cfg.eval.max_tokens if max_tokens is None else max_tokens
-    val = torch.from_numpy(load_validation_tokens(files, seq_len, limit).astype("int64"))
     tokenizer = tokenizer or load_settings().tokenizer_path(cfg.data.tokenizer)
     sp = load_tokenizer(tokenizer)
+    digest = _trained_with(file, meta, tokenizer, cfg.data.tokenizer)
     check_encoded_with(data, tokenizer)
+    limit = cfg.eval.max_tokens if max_tokens is None else max_tokens
+    val = torch.from_numpy(load_validation_tokens(files, seq_len, limit).astype("int64"))
     vocab = cfg.model.vocab_size  # every id must index the embedding, as training checks before step 1
     if sp.vocab_size() > vocab:
         raise DataError(f"{tokenizer} has {sp.vocab_size()} ids, more than the model's vocabulary ({vocab}): it is "
@@ -162,14 +174,34 @@ def evaluate(file: FileArg,
         raise DataError(f"{data}: token id {top} is beyond the model's vocabulary ({vocab}): these are not the "
                         "data this model was trained on")
     luts = build_byte_luts(sp, cfg.model.vocab_size)
-    out: dict[str, Any] = {"file": str(file), **_hash_fields(meta), "weights": "quantized"}
+    out: dict[str, Any] = {"file": str(file), **_hash_fields(meta), "weights": "quantized", "data": str(data),
+                           "val_shards": shards_digest(files), "tokenizer": str(tokenizer),
+                           "tokenizer_sha256": digest, "tokenizer_checked": "tokenizer_sha256" in meta}
     windows = {"standard": 0, "sliding": cfg.eval.stride if stride is None else stride}
     for mode, st in windows.items():
         if mode == "sliding" and not st:
             continue
         res = evaluate_bpb(model, val, luts, seq_len, st, cfg.eval.batch_tokens, device=device)
         out[mode] = _as_dict(res)
+    if not out["tokenizer_checked"]:  # said once a result stands, so that a refusal stays one line
+        typer.echo(f"warning: {file} records no tokenizer digest (written before artifacts kept one): cannot check "
+                   f"that {tokenizer} is the tokenizer its model was trained with", err=True)
     typer.echo(json.dumps(out, indent=2))
+
+
+def _trained_with(file: Path, meta: dict[str, Any], tokenizer: Path, named: str) -> str:
+    """The sha256 of `tokenizer`; DataError when the artifact records another one (the model would read every
+    id as another piece, and BPB would count the wrong bytes). An artifact written before the digest was kept
+    cannot be checked (`evaluate` says so beside its result)."""
+    from clowncar.data.tokenizer import tokenizer_sha256
+
+    digest = tokenizer_sha256(tokenizer)
+    recorded = meta.get("tokenizer_sha256")
+    if recorded is not None and digest != recorded:
+        raise DataError(f"{tokenizer} is not the tokenizer {file} was trained with (sha256 {digest[:12]}..., the "
+                        f"artifact records {recorded[:12]}...; its config names {named}): the model would read its "
+                        "ids as other pieces and BPB would count the wrong bytes")
+    return digest
 
 
 def _device(wanted: str, have_cuda: bool) -> str:

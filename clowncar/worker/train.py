@@ -24,7 +24,7 @@ from clowncar.data.paths import dataset_not_found
 from clowncar.data.record import check_encoded_with, check_shard_record
 from clowncar.data.shards import read_shard, require_shards, shards_digest
 from clowncar.data.stream import TokenStream, load_validation_tokens
-from clowncar.data.tokenizer import load_tokenizer
+from clowncar.data.tokenizer import load_tokenizer, tokenizer_sha256
 from clowncar.errors import ConfigError, DataError
 from clowncar.events import EventWriter
 from clowncar.model import build_model, param_groups, resolve_model_dim, untrained
@@ -69,6 +69,9 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
     result.setdefault("provenance", {})["data"] = {"train": shards_digest(train_files), "val": shards_digest(val_files)}
     sp = load_tokenizer(settings.tokenizer_path(cfg.data.tokenizer))
     check_encoded_with(data_dir, settings.tokenizer_path(cfg.data.tokenizer))
+    # which tokenizer, byte for byte: the artifact keeps it too, so that it is never scored with another one
+    tokenizer_digest = tokenizer_sha256(settings.tokenizer_path(cfg.data.tokenizer))
+    result["provenance"]["data"]["tokenizer"] = {"sha256": tokenizer_digest}
     luts = build_byte_luts(sp, cfg.model.vocab_size)
     val_tokens = load_validation_tokens(val_files, cfg.eval_seq_len, cfg.eval.max_tokens)
     _check_vocab(cfg.model.vocab_size, int(sp.vocab_size()), val_tokens, train_files[0])
@@ -214,7 +217,8 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
 
     # -- quantize, compress, round trip (part 2) ----------------------------------------------------------------
     if cfg.quant.enabled:
-        fields = _quantize_and_roundtrip(model, cfg, train_files, out_dir, info, device, evaluate, step, emit, log)
+        fields = _quantize_and_roundtrip(model, cfg, train_files, out_dir, info, device, evaluate, step, emit, log,
+                                         tokenizer_digest)
         result["eval_seconds"] += fields.pop("q_eval_seconds", 0.0)
         result.update(fields)
         if result.get("q_val_bpb") is not None:  # what quantization cost, on the non-overlapping eval
@@ -240,7 +244,7 @@ def _evaluate_all(evaluate: Any, net: nn.Module, cfg: TrialConfig, step: int, we
 
 def _quantize_and_roundtrip(model: nn.Module, cfg: TrialConfig, train_files: list[Path], out_dir: Path,
                             info: DistInfo, device: torch.device, evaluate: Any, step: int, emit: Any,
-                            log: TrialLog) -> dict[str, Any]:
+                            log: TrialLog, tokenizer_digest: str | None = None) -> dict[str, Any]:
     """Rank 0 exports the evaluated weights with `clowncar.worker.artifact.export_artifact` (GPTQ calibrated on
     the start of the TRAINING stream), then every rank rebuilds a fresh model from the artifact file alone and
     scores it with the same evaluation."""
@@ -251,7 +255,7 @@ def _quantize_and_roundtrip(model: nn.Module, cfg: TrialConfig, train_files: lis
     fields: dict[str, Any] = {}
     if info.is_main:
         calib = TokenStream(train_files).take(q.gptq_calib_seqs * q.gptq_calib_seq_len)
-        fields = artifact.export_artifact(model, cfg, calib, path)
+        fields = artifact.export_artifact(model, cfg, calib, path, tokenizer_digest)
         log.line(f"artifact: {fields.get('artifact_bytes')} bytes (file {fields.get('artifact_file_bytes')}, "
                  f"code {fields.get('artifact_code_bytes')}), over cap: {fields.get('over_cap')}")
     if info.enabled:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import json
 import shutil
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import pytest
 import torch
 
 from clowncar.config import dict_hash
+from clowncar.data.shards import list_shards, shards_digest
 from clowncar.errors import ClownCarError, ConfigError, DataError
 from clowncar.model import build_model
 from clowncar.worker.artifact import export_artifact, load_model_from_artifact, pack, unpack
@@ -264,16 +266,19 @@ def run_eval(path: Path, data: Path, capsys, **options: Any) -> dict[str, Any]:
 
 def test_eval_scores_the_artifact_alone_with_the_configs_windows(exported, tiny_data: Path, capsys) -> None:
     from clowncar.data.bpb import build_byte_luts
-    from clowncar.data.shards import list_shards
     from clowncar.data.stream import load_validation_tokens
     from clowncar.data.tokenizer import load_tokenizer
     from clowncar.worker.evaluate import evaluate_bpb
 
     path, cfg, _ = exported
     out = run_eval(path, tiny_data, capsys)
-    assert set(out) == {"file", "config_hash", "config_hash_written", "config_hash_matches", "weights",
-                        "standard", "sliding"}
+    assert set(out) == {"file", "config_hash", "config_hash_written", "config_hash_matches", "weights", "data",
+                        "val_shards", "tokenizer", "tokenizer_sha256", "tokenizer_checked", "standard", "sliding"}
     assert out["file"] == str(path)
+    tokenizer = tiny_data / "tokenizer.model"  # the config's: what the eval used, and that it was not checked
+    assert (out["data"], out["tokenizer"], out["tokenizer_checked"]) == (str(tiny_data), str(tokenizer), False)
+    assert out["tokenizer_sha256"] == hashlib.sha256(tokenizer.read_bytes()).hexdigest()
+    assert out["val_shards"] == shards_digest(list_shards(tiny_data, cfg.data.val_glob))
     assert out["weights"] == "quantized" and out["config_hash"] == cfg.content_hash()
     assert out["standard"]["tokens_scored"] == cfg.eval.max_tokens  # the config's budget: 2048 tokens
     model, _ = load_model_from_artifact(path)
@@ -369,3 +374,73 @@ def test_eval_refuses_a_tokenizer_with_more_ids_than_the_model(exported, tiny_da
     assert str(err.value) == (f"{tmp_path / 'wide.model'} has {cfg.model.vocab_size + 1} ids, more than the model's "
                               f"vocabulary ({cfg.model.vocab_size}): it is not the tokenizer this model was trained "
                               "with")
+
+
+def _recording_its_tokenizer(exported: Any, tokenizer: Path) -> Path:
+    """The fixture's model exported as a trial exports it: with the sha256 of the tokenizer it was trained with."""
+    path, cfg, model = exported
+    calib = torch.randint(cfg.model.vocab_size, (4, 32), generator=torch.Generator().manual_seed(1))
+    export_artifact(model, cfg, calib, path, hashlib.sha256(tokenizer.read_bytes()).hexdigest())
+    return path
+
+
+def test_eval_refuses_a_tokenizer_other_than_the_one_the_artifact_records(
+        exported, tiny_data: Path, other_tokenizer: Path, tmp_path: Path, capsys) -> None:
+    """walk 4, F1: another tokenizer of the same size scored the model on pieces it never saw, exit 0; on shards
+    that record no tokenizer (fetched FineWeb's layout) the BPB even came out lower than the true one."""
+    path = _recording_its_tokenizer(exported, tiny_data / "tokenizer.model")
+    bare = tmp_path / "bare"  # val shards alone: nothing beside them says how they were encoded
+    bare.mkdir()
+    for shard in tiny_data.glob("fineweb_val_*.bin"):
+        shutil.copy(shard, bare)
+    with pytest.raises(DataError) as err:
+        evaluate(path, data=bare, tokenizer=other_tokenizer, max_tokens=64, stride=0, device="cpu")
+    own = hashlib.sha256((tiny_data / "tokenizer.model").read_bytes()).hexdigest()
+    given = hashlib.sha256(other_tokenizer.read_bytes()).hexdigest()
+    assert str(err.value) == (f"{other_tokenizer} is not the tokenizer {path} was trained with (sha256 "
+                              f"{given[:12]}..., the artifact records {own[:12]}...; its config names "
+                              f"{tiny_data / 'tokenizer.model'}): the model would read its ids as other pieces and "
+                              "BPB would count the wrong bytes")
+    assert err.value.exit_code == 2
+    capsys.readouterr()
+    out = run_eval(path, bare, capsys, tokenizer=tiny_data / "tokenizer.model", max_tokens=64, stride=0)
+    assert (out["tokenizer_checked"], out["tokenizer_sha256"], out["data"]) == (True, own, str(bare))
+    assert capsys.readouterr().err == ""
+
+
+def test_an_artifact_without_a_tokenizer_digest_is_evaluated_with_a_warning(exported, tiny_data: Path,
+                                                                            other_tokenizer: Path, capsys) -> None:
+    path, _, _ = exported  # written without one, as artifacts were before it was recorded
+    evaluate(path, data=tiny_data, tokenizer=None, max_tokens=64, stride=0, device="cpu")
+    captured = capsys.readouterr()
+    assert captured.err == (f"warning: {path} records no tokenizer digest (written before artifacts kept one): "
+                            f"cannot check that {tiny_data / 'tokenizer.model'} is the tokenizer its model was "
+                            "trained with\n")
+    assert json.loads(captured.out)["tokenizer_checked"] is False
+
+
+def test_a_tokenizer_digest_that_is_no_sha256_makes_a_damaged_artifact(exported, tiny_data: Path) -> None:
+    path, _, _ = exported
+    rewrite(path, lambda m: m.update(tokenizer_sha256="not-a-digest"))
+    with pytest.raises(DataError, match="meta field tokenizer_sha256 is not a sha256 hex digest"):
+        evaluate(path, data=tiny_data, tokenizer=None, max_tokens=64, stride=0, device="cpu")
+
+
+def test_eval_reads_the_dataset_the_artifact_names_or_a_dataset_name(exported, tiny_data: Path, tmp_path: Path,
+                                                                      capsys, monkeypatch) -> None:
+    """walk 4, F13: `--data demo_sp1024` said "shard directory not found" where `data inspect` takes a name."""
+    path, cfg, _ = exported
+    assert run_eval(path, None, capsys, max_tokens=64, stride=0)["data"] == cfg.data.dataset == str(tiny_data)
+    root = tmp_path / "root"
+    (root / "datasets").mkdir(parents=True)
+    shutil.copytree(tiny_data, root / "datasets" / "kjv-named")
+    monkeypatch.setenv("CLOWNCAR_DATA_DIR", str(root))
+    monkeypatch.chdir(tmp_path)
+    out = run_eval(path, Path("kjv-named"), capsys, max_tokens=64, stride=0)
+    assert out["data"] == str(root / "datasets" / "kjv-named") and out["standard"]["tokens_scored"] == 64
+    rewrite(path, lambda m: m["config"]["data"].update(dataset="gone"))
+    with pytest.raises(DataError) as err:
+        evaluate(path, data=None, tokenizer=tiny_data / "tokenizer.model", max_tokens=64, stride=0, device="cpu")
+    assert str(err.value) == (f"dataset 'gone' not found at {root / 'datasets' / 'gone'} (`clowncar data demo`, "
+                              "`data fetch-fineweb` or `data build` makes one; CLOWNCAR_DATA_DIR says where "
+                              "datasets are looked for); or pass --data")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from clowncar.worker.artifact import code_bytes, load_model_from_artifact
+from clowncar.worker.artifact import code_bytes, load_model_from_artifact, read_artifact
 from clowncar.worker.run import run_trial
 
 QUANT = ["quant.enabled=true", "quant.flat_scheme=gptq_int6", "quant.crawler_scheme=int8",
@@ -21,7 +22,7 @@ QUANT = ["quant.enabled=true", "quant.flat_scheme=gptq_int6", "quant.crawler_sch
 @pytest.mark.slow
 def test_tiny_trial_writes_the_artifact_and_artifact_eval_reproduces_its_round_trip_bpb(
         tiny_cfg: Callable[..., Any], tiny_data: Path, tmp_path: Path, read_trial: Callable[..., Any],
-        run_cli: Callable[..., Any]) -> None:
+        run_cli: Callable[..., Any], other_tokenizer: Path) -> None:
     cfg = tiny_cfg(*QUANT)
     out = tmp_path / "trial"
     assert run_trial(cfg, out) == 0
@@ -37,10 +38,20 @@ def test_tiny_trial_writes_the_artifact_and_artifact_eval_reproduces_its_round_t
 
     _, stored = load_model_from_artifact(path)
     assert stored.content_hash() == cfg.content_hash()
-    proc = run_cli("artifact", "eval", str(path), "--data", str(tiny_data), "--device", "cpu",
+    # the tokenizer it was trained with, byte for byte, in the file and in the result (walk 4, F1)
+    trained_with = hashlib.sha256((tiny_data / "tokenizer.model").read_bytes()).hexdigest()
+    assert read_artifact(path)[1]["tokenizer_sha256"] == trained_with == result["provenance"]["data"]["tokenizer"][
+        "sha256"]
+    refused = run_cli("artifact", "eval", str(path), "--tokenizer", str(other_tokenizer), "--device", "cpu")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.startswith(f"clowncar: error: {other_tokenizer} is not the tokenizer {path} was trained "
+                                     "with") and len(refused.stderr.splitlines()) == 1
+    proc = run_cli("artifact", "eval", str(path), "--device", "cpu",  # no --data: the dataset its config names
                    env={"OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-2000:]
     report = json.loads(proc.stdout)
+    assert (report["data"], report["tokenizer_sha256"], report["tokenizer_checked"]) == (
+        str(tiny_data), trained_with, True)
     assert report["config_hash"] == cfg.content_hash()
     assert abs(report["standard"]["val_bpb"] - result["q_val_bpb"]) < 1e-9
     assert abs(report["sliding"]["val_bpb"] - result["q_sliding_val_bpb"]) < 1e-9

@@ -12,6 +12,7 @@ and commit the new file together with the change that explains it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -61,7 +62,9 @@ def test_tiny_trial_end_to_end_matches_golden_trace(run_cli: Callable[..., Any],
     assert prov["config"]["model"]["model_dim"] == 32 and prov["device"].startswith("cpu")
     data = Path(next(o.split("=", 1)[1] for o in tiny_overrides if o.startswith("data.dataset=")))
     assert prov["data"] == {"train": shards_digest(sorted(data.glob("fineweb_train_*.bin"))),
-                            "val": shards_digest(sorted(data.glob("fineweb_val_*.bin")))}
+                            "val": shards_digest(sorted(data.glob("fineweb_val_*.bin"))),
+                            "tokenizer": {"sha256": hashlib.sha256((data / "tokenizer.model").read_bytes())
+                                          .hexdigest()}}
     assert prov["data"]["train"]["shards"] >= 1 and prov["data"]["val"]["tokens"] > 2048
     assert events[0]["event"] == "start" and events[-1]["event"] == "final"
     assert events[-1]["result"]["val_bpb"] == result["val_bpb"]
@@ -282,9 +285,9 @@ def test_gptq_calibrates_on_the_start_of_the_training_stream_never_on_validation
     seen: list[np.ndarray] = []
     real = artifact.export_artifact
 
-    def recording_export(model: Any, cfg: Any, calib_tokens: Any, path: Any) -> dict[str, Any]:
+    def recording_export(model: Any, cfg: Any, calib_tokens: Any, path: Any, tokenizer_sha256: Any) -> dict[str, Any]:
         seen.append(np.asarray(calib_tokens).reshape(-1).copy())
-        return real(model, cfg, calib_tokens, path)
+        return real(model, cfg, calib_tokens, path, tokenizer_sha256)
 
     monkeypatch.setattr(artifact, "export_artifact", recording_export)
     cfg = tiny_cfg("train.iterations=2", "eval.stride=0", *QUANT)
