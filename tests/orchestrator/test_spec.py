@@ -66,6 +66,10 @@ def test_shipped_sweeps_load_and_size_their_budgets() -> None:
     assert specs["clowncar_seeds"].resources.gpus == 8 and specs["clowncar_seeds"].grid()["train.seed"] == [
         1337, 42, 2025]
     assert specs["frugendorff_grid"].trial_config({}).model.model_dim == "auto"
+    # the record seeds twice: the fixed model, and the seed's own run to set beside the published numbers
+    assert specs["clowncar_seeds"].preset == "clowncar" and specs["clowncar_seed_seeds"].preset == "clowncar-seed"
+    assert specs["clowncar_seed_seeds"].grid()["train.seed"] == specs["clowncar_seeds"].grid()["train.seed"]
+    assert not specs["clowncar_seed_seeds"].trial_config({}).train.train_flow_instructions
 
 
 def test_conditional_param_is_sampled_only_when_its_condition_holds() -> None:
