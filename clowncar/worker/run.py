@@ -55,8 +55,11 @@ def summary_line(result: dict[str, Any]) -> str:
         if result.get(key) is not None:
             parts.append(f"{key}:{result[key]:.6f}")
     if result.get("steps"):
-        parts.append(f"steps:{result['steps']} ({result['c_steps']} C / {result['n_steps']} N) in "
-                     f"{result['train_seconds']:.1f}s")
+        prov = result.get("provenance")
+        model = (prov.get("config") or {}).get("model") if isinstance(prov, dict) else None
+        gpt = isinstance(model, dict) and model.get("arch") == "gpt"  # no crawler: C- and N-steps mean nothing
+        split = "" if gpt else f" ({result['c_steps']} C / {result['n_steps']} N)"
+        parts.append(f"steps:{result['steps']}{split} in {result['train_seconds']:.1f}s")
     return " ".join(parts)
 
 

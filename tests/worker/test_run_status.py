@@ -223,6 +223,8 @@ def test_summary_line_lists_what_was_measured() -> None:
                                   "q_sliding_val_bpb:1.250000 steps:100 (25 C / 75 N) in 60.0s")
     assert summary_line({**base, "status": "error", "reason": "x", "steps": 0, "val_bpb": 0.0}) == \
         "status: error (x) val_bpb:0.000000"  # a zero is a measurement; no steps is none
+    gpt = {**full, "provenance": {"config": {"model": {"arch": "gpt"}}}}
+    assert summary_line(gpt).endswith(" q_sliding_val_bpb:1.250000 steps:100 in 60.0s")  # no crawler, no C/N
 
 
 @contextmanager
