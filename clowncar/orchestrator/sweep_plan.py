@@ -154,7 +154,10 @@ def plan_lines(spec: SweepSpec) -> list[str]:
         if len(grouped) > MERGED_SHOWN:
             lines.append(f"    ... and {len(grouped) - MERGED_SHOWN} more")
     mean = plan.trial_seconds / max(plan.trials, 1)
-    if plan.gpus:
+    if plan.trials and not plan.trial_seconds:  # step-bounded trials (no wall-clock cap) and no estimate given
+        cost = ("  estimated: unknown: the trials have no wall-clock cap (train.max_wallclock_seconds 0) to read a "
+                "length from; set budget.trial_seconds_estimate for an estimate")
+    elif plan.gpus:
         cost = (f"  estimated: {amount(plan.gpu_hours * 3600, 'GPU')} ({counted(plan.trials, 'trial')} x "
                 f"{counted(plan.gpus, 'GPU')} x {mean:.0f} s on average")
         cap = spec.budget.max_gpu_hours

@@ -196,3 +196,12 @@ def test_a_cost_under_an_hour_is_said_in_minutes_or_seconds(seconds: float, show
     from clowncar.orchestrator.sweep_plan import amount
 
     assert amount(seconds, "trial") == shown
+
+
+def test_trials_without_a_wall_clock_cap_or_an_estimate_have_an_unknown_cost() -> None:
+    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [1, 2]}}, overrides={WALL: 0})
+    assert plan_lines(spec)[1] == ("  estimated: unknown: the trials have no wall-clock cap (train.max_wallclock_seconds "
+                                   "0) to read a length from; set budget.trial_seconds_estimate for an estimate")
+    timed = spec_of(sampler="grid", space={LOOPS: {"grid": [1, 2]}}, overrides={WALL: 0},
+                    budget={"trial_seconds_estimate": 30})
+    assert plan_lines(timed)[1] == "  estimated: 1.0 trial-minutes on CPU (2 trials x 30 s on average, no GPU)"
