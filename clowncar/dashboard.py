@@ -40,7 +40,11 @@ def serve(url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
     except Exception as exc:  # what fails after the connection (Optuna's tables): in the same words
         raise store_error(exc.__cause__ or exc, parsed, "cannot open store") from None
     _can_listen(host, port)  # before the server prints its banner: a taken port is then one line, not five
+    studies = len(storage.get_all_studies())
     print(f"optuna-dashboard: http://{host}:{port}/ on {redact_url(url)} (Ctrl-C stops it)", flush=True)
+    if not studies:  # an empty page would say nothing of why
+        print("no Optuna study in this store yet: a sweep's study appears when the sweep starts, and imported "
+              "sweeps have none (`clowncar store ls` lists them)", flush=True)
     try:
         run_quietly(optuna_dashboard.wsgi(storage), host, port)
     except OSError as exc:  # taken between the check and the start

@@ -425,9 +425,13 @@ def test_the_dashboard_says_where_it_serves_before_serving(monkeypatch, tmp_path
     ((storage, host, port),) = ran
     assert isinstance(storage, optuna.storages.RDBStorage) and (host, port) == ("127.0.0.1", 8123)
     assert capsys.readouterr().out == (f"optuna-dashboard: http://127.0.0.1:8123/ on sqlite:///{tmp_path / 'd.db'} "
-                                       "(Ctrl-C stops it)\n")
+                                       "(Ctrl-C stops it)\nno Optuna study in this store yet: a sweep's study "
+                                       "appears when the sweep starts, and imported sweeps have none (`clowncar "
+                                       "store ls` lists them)\n")
+    optuna.create_study(storage=f"sqlite:///{tmp_path / 'd.db'}", study_name="s")
     dashboard.serve(f"sqlite:///{tmp_path / 'd.db'}")  # optuna-dashboard's own default port, on loopback
     assert ran[-1][1:] == ("127.0.0.1", 8080)
+    assert capsys.readouterr().out.count("\n") == 1  # a study to show: the one line only
 
 
 def test_without_optuna_dashboard_the_extra_to_install_is_named(monkeypatch) -> None:
