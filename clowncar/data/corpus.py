@@ -113,9 +113,14 @@ class Corpus:
 
     def count(self) -> tuple[int, int, list[int]]:
         """(documents, UTF-8 bytes, documents of each file): one full read that also surfaces unreadable files
-        before any output."""
-        per_file = []
+        before any output. A subclass that makes its own documents gives no per-file counts."""
+        per_file: list[int] = []
         nbytes = 0
+        if type(self).documents is not Corpus.documents:  # a corpus that makes its own documents (the demo's)
+            for text in self.documents():
+                per_file.append(1)
+                nbytes += len(text.encode("utf-8"))
+            return len(per_file), nbytes, []
         for path in self.files:
             docs = 0
             for text in (self._jsonl(path) if path.suffix.lower() in JSONL_SUFFIXES else self._text(path)):
