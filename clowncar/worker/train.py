@@ -105,7 +105,7 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
          model_dim=result["model_dim"], time=time.time())
     log.line(f"model: {result['params']:,} params, width {result['model_dim']}, device {device}, "
              f"world size {info.world_size}, {len(train_files)} train shards, {len(val_tokens):,} val "
-             f"tokens, {plan.label}")
+             f"tokens, {plan.label}, config_hash {cfg.content_hash()}")  # a log alone names its config
 
     batches = TrainBatches(train_files, t, info.rank, info.world_size, device, cfg.model.vocab_size)
     max_loss = DIVERGED_LOSS_FACTOR * math.log(cfg.model.vocab_size)
@@ -257,7 +257,8 @@ def _quantize_and_roundtrip(model: nn.Module, cfg: TrialConfig, train_files: lis
         calib = TokenStream(train_files).take(q.gptq_calib_seqs * q.gptq_calib_seq_len)
         fields = artifact.export_artifact(model, cfg, calib, path, tokenizer_digest)
         log.line(f"artifact: {fields.get('artifact_bytes')} bytes (file {fields.get('artifact_file_bytes')}, "
-                 f"code {fields.get('artifact_code_bytes')}), over cap: {fields.get('over_cap')}")
+                 f"code {fields.get('artifact_code_bytes')}, rule {fields.get('artifact_code_rule')}), over cap: "
+                 f"{fields.get('over_cap')}")
     if info.enabled:
         torch.distributed.barrier()
     t0 = time.perf_counter()

@@ -204,8 +204,11 @@ def test_quantized_scores_are_those_of_the_artifact_and_the_gap_is_their_differe
     quantized = [(e["mode"], e["step"]) for e in events if e["event"] == "eval" and e["weights"] == "quantized"]
     assert quantized == [("standard", 3), ("sliding", 3)]
     assert result["artifact_bytes"] > 0 and (tmp_path / "model.ptz").stat().st_size == result["artifact_file_bytes"]
+    log = (tmp_path / "train.log").read_text().splitlines()
     assert (f"artifact: {result['artifact_bytes']} bytes (file {result['artifact_file_bytes']}, code "
-            f"{result['artifact_code_bytes']}), over cap: False") in (tmp_path / "train.log").read_text().splitlines()
+            f"{result['artifact_code_bytes']}, rule challenge), over cap: False") in log
+    assert next(line for line in log if line.startswith("model: ")).endswith(
+        f", config_hash {result['provenance']['config_hash']}")
 
 
 def test_eval_seconds_count_the_raw_and_the_quantized_evaluations(
