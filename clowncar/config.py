@@ -318,7 +318,8 @@ class QuantConfig(Section):
     gptq_calib_seqs: int = Field(256, ge=1)
     gptq_calib_seq_len: int = Field(SEED_CALIB_SEQ_LEN, ge=2)
     """At most the longest sequence the trial trains or evaluates on, or SEED_CALIB_SEQ_LEN."""
-    compressor: Literal["zstd", "lzma"] = "zstd"
+    compressor: Literal["zstd", "lzma", "zlib"] = "zstd"
+    """zstd at `zstd_level` (default), lzma preset 9e, or zlib level 9 (the reference baseline's export)."""
     zstd_level: int = Field(22, ge=1, le=22)
     size_cap_bytes: int = Field(16_000_000, ge=1)
     gptq_loop_aware: bool = False

@@ -2,7 +2,7 @@
 
 File layout (nothing in it can execute code on load):
 
-    b"CCARTIF1" | compressor (1 byte: b"Z" zstd, b"X" lzma) | meta length (u32 LE) | meta (JSON, UTF-8)
+    b"CCARTIF1" | compressor (1 byte: b"Z" zstd, b"X" lzma, b"G" zlib) | meta length (u32 LE) | meta (JSON, UTF-8)
     | CRC-32 of meta + payload (u32 LE) | payload length (u64 LE) | compressed payload
 
     payload = index length (u64 LE) | index (JSON) | tensor bytes (little-endian, C order)
@@ -53,7 +53,8 @@ MAGIC = b"CCARTIF1"
 FORMAT = "clowncar-artifact/1"
 _PREFIX = struct.Struct("<8scI")
 _CHECK = struct.Struct("<IQ")
-_COMPRESSORS = {"zstd": b"Z", "lzma": b"X"}
+_COMPRESSORS = {"zstd": b"Z", "lzma": b"X", "zlib": b"G"}
+ZLIB_LEVEL = 9  # the reference train_gpt.py's export: zlib.compress(payload, level=9)
 _DTYPES = {"float16": torch.float16, "float32": torch.float32, "float64": torch.float64,
            "bfloat16": torch.bfloat16, "int8": torch.int8, "uint8": torch.uint8, "int16": torch.int16,
            "int32": torch.int32, "int64": torch.int64, "bool": torch.bool}
@@ -104,6 +105,8 @@ def pack(meta: dict[str, Any], payload: bytes, compressor: str, zstd_level: int 
         body = zstandard.ZstdCompressor(level=zstd_level).compress(payload)
     elif compressor == "lzma":
         body = lzma.compress(payload, preset=9 | lzma.PRESET_EXTREME)
+    elif compressor == "zlib":
+        body = zlib.compress(payload, level=ZLIB_LEVEL)
     else:
         raise ValueError(f"unknown compressor {compressor!r}")
     head = json.dumps({"format": FORMAT, **meta}, separators=(",", ":")).encode()
@@ -214,6 +217,8 @@ def _decompress(comp: bytes, body: bytes, length: int) -> bytes:
         return bytes(out)
     if comp == b"X":
         return lzma.LZMADecompressor(memlimit=LZMA_MEMLIMIT).decompress(body, max_length=length + 1)
+    if comp == b"G":
+        return zlib.decompressobj().decompress(body, length + 1)
     raise ValueError(f"unknown compressor tag {comp!r}")
 
 
@@ -344,7 +349,7 @@ def read_artifact(path: str | Path) -> tuple[QuantResult, dict[str, Any]]:
                              calib_tokens=int(meta.get("calib_tokens", 0)),
                              schemes=dict(meta.get("quant_schemes", {})))
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, RuntimeError, RecursionError,
-            struct.error, zstandard.ZstdError, lzma.LZMAError, EOFError, MemoryError) as err:
+            struct.error, zstandard.ZstdError, lzma.LZMAError, zlib.error, EOFError, MemoryError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(f"{path} is not a valid clowncar artifact: {reason}") from None
     ok = dict_hash(meta["config"]) == meta["config_hash"]

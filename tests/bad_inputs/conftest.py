@@ -59,7 +59,8 @@ def valid_artifact(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 @pytest.fixture(scope="session")
 def bombs() -> dict[str, bytes]:
-    """Compressed zeros: 1 GiB through zstd (~32 KB) and 96 MiB through lzma (~15 KB), streamed (never held)."""
+    """Compressed zeros: 1 GiB through zstd (~32 KB), 96 MiB through lzma (~15 KB) and zlib (~100 KB), streamed
+    (never held)."""
     import lzma
 
     import zstandard
@@ -67,9 +68,11 @@ def bombs() -> dict[str, bytes]:
     zeros = bytes(1 << 20)
     z = zstandard.ZstdCompressor(level=1).compressobj()
     x = lzma.LZMACompressor(preset=0)
+    g = zlib.compressobj(1)
     return {"zstd": b"".join(z.compress(zeros) for _ in range(1024)) + z.flush(),
             "lzma": b"".join(x.compress(zeros) for _ in range(96)) + x.flush(),
-            "zstd_bytes": 1 << 30, "lzma_bytes": 96 << 20}  # type: ignore[dict-item]
+            "zlib": b"".join(g.compress(zeros) for _ in range(96)) + g.flush(),
+            "zstd_bytes": 1 << 30, "lzma_bytes": 96 << 20, "zlib_bytes": 96 << 20}  # type: ignore[dict-item]
 
 
 def _merge(base: Any, top: Any) -> Any:
@@ -120,7 +123,8 @@ def artifact_bytes(valid: bytes, bombs: dict[str, bytes], edit: dict[str, Any]) 
     if "bomb" in edit:
         kind = edit["bomb"]
         declared = edit.get("declared", bombs[f"{kind}_bytes"])
-        return repack(json.dumps(meta).encode(), b"", b"Z" if kind == "zstd" else b"X", bombs[kind], declared)
+        tag = {"zstd": b"Z", "lzma": b"X", "zlib": b"G"}[kind]
+        return repack(json.dumps(meta).encode(), b"", tag, bombs[kind], declared)
     meta = _merge(meta, edit.get("meta", {}))
     if "meta_config" in edit:
         meta["config"] = _merge(meta["config"], edit["meta_config"])

@@ -59,7 +59,7 @@ def calib() -> torch.Tensor:
     return torch.randint(VOCAB, (8, 24), generator=torch.Generator().manual_seed(5))
 
 
-@pytest.mark.parametrize("compressor", ["zstd", "lzma"])
+@pytest.mark.parametrize("compressor", ["zstd", "lzma", "zlib"])
 def test_dequantized_tensors_from_the_file_equal_the_in_process_ones_bit_for_bit(
         model: Toy, calib: torch.Tensor, tmp_path: Path, compressor: str) -> None:
     c = cfg(compressor=compressor)

@@ -71,7 +71,7 @@ def test_the_payload_is_index_length_index_then_codes_scales_and_data_each_sorte
     assert blob == expected
 
 
-@pytest.mark.parametrize("compressor, tag", [("zstd", b"Z"), ("lzma", b"X")])
+@pytest.mark.parametrize("compressor, tag", [("zstd", b"Z"), ("lzma", b"X"), ("zlib", b"G")])
 def test_the_file_is_prefix_plain_meta_checksum_length_and_compressed_payload(compressor: str, tag: bytes) -> None:
     payload = serialize(tiny_result())
     raw = pack({"k": [1, 2]}, payload, compressor, zstd_level=5)
@@ -83,8 +83,10 @@ def test_the_file_is_prefix_plain_meta_checksum_length_and_compressed_payload(co
     body = raw[13 + len(head) + 12:]
     if compressor == "zstd":
         assert body == zstandard.ZstdCompressor(level=5).compress(payload)
-    else:
+    elif compressor == "lzma":
         assert body == lzma.compress(payload, preset=9 | lzma.PRESET_EXTREME)
+    else:  # the reference baseline's export
+        assert body == zlib.compress(payload, level=9)
     assert _decompress(tag, body, length) == payload
 
 
