@@ -178,3 +178,13 @@ def test_a_rerun_ends_with_each_configs_seeds_and_the_parents_mean(url: str) -> 
     assert seed_lines(url, gone, configs, ParentMatch("par")) == []  # no study: nothing ran
     named = child_spec(parent_of(objective={"metric": "val_bpb"}), "par", configs, [1, 2], 3, None)
     assert seed_lines(url, named, configs, ParentMatch("par"))[0].startswith("each config over the seeds (objective val_bpb; ")
+
+
+def test_a_config_with_no_parent_trial_gets_no_parent_note(url: str) -> None:
+    from clowncar.orchestrator.rerun import ParentMatch, parent_notes
+
+    parent = _parent_study(url)
+    for loops, seed, value in [(2, 1, 1.2), (2, 2, 1.4)]:
+        _add(parent, loops, seed, value)
+    assert parent_notes(url, ParentMatch("par"), [{LOOPS: 2}, {LOOPS: 4}]) == [" (parent 1.3000, n=2)", ""]
+    assert parent_notes(url, None, [{LOOPS: 2}]) == [""]
