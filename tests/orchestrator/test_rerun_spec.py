@@ -188,3 +188,14 @@ def test_a_config_with_no_parent_trial_gets_no_parent_note(url: str) -> None:
         _add(parent, loops, seed, value)
     assert parent_notes(url, ParentMatch("par"), [{LOOPS: 2}, {LOOPS: 4}]) == [" (parent 1.3000, n=2)", ""]
     assert parent_notes(url, None, [{LOOPS: 2}]) == [""]
+
+
+def test_a_config_with_no_finished_seed_does_not_end_the_list(url: str) -> None:
+    from clowncar.orchestrator.rerun import seed_lines
+
+    child = child_spec(parent_of(), "par", [{LOOPS: 4}, {LOOPS: 2}], [1], 2, None)
+    study = _parent_study_named(url, child.name)
+    _add(study, 4, 1, None, state=TrialState.FAIL)
+    _add(study, 2, 1, 1.5)
+    assert seed_lines(url, child, [{LOOPS: 4}, {LOOPS: 2}], None)[1:] == [
+        "  1. no finished seed", "  2. mean 1.5000 (n=1: 1: 1.5000)"]
