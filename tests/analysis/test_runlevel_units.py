@@ -87,6 +87,57 @@ def test_the_gap_fits_cluster_their_errors_by_start_when_cadence_siblings_share_
     assert alone.p_value == pytest.approx(hc3.pvalues["loops"], rel=1e-9)
 
 
+def _sibling_gaps(starts: int, rng: np.random.Generator) -> pd.DataFrame:
+    """`starts` starts of cadence siblings (cadence 1, 2, 4), loops alternating 2, 3 by start; a run without a gap
+    (left out) and an index that is not 0..n-1."""
+    rows = [{"run_id": f"s{s}c{c}", "start_key": f"s{s}", "loops": float(2 + s % 2), "crawl_frac": 1.0 / c,
+             "quant_gap": 0.01 + 0.004 * s + rng.normal(0, 0.0005)} for s in range(starts) for c in (1, 2, 4)]
+    rows.append({"run_id": "nogap", "start_key": "s0", "loops": 2.0, "crawl_frac": 1.0, "quant_gap": None})
+    return pd.DataFrame(rows, index=range(100, 100 + len(rows)))
+
+
+def test_clustered_gap_fits_need_three_starts_and_take_their_power_from_starts_minus_one_df() -> None:
+    import statsmodels.formula.api as smf
+
+    from clowncar.analysis.result import UNDECIDED
+    from clowncar.analysis.runlevel import quant_gap_tests
+    from clowncar.analysis.stats import mde_from_se
+
+    rng = np.random.default_rng(8)
+    for res in quant_gap_tests(_sibling_gaps(2, rng)):
+        assert res.status == UNDECIDED and res.p_value is None
+        assert ("quant_gap ~ loops + crawl_frac: 2 starts leave 1 df for standard errors clustered by start (at "
+                "least 2 needed)") in res.verdict
+    runs = _sibling_gaps(3, rng)
+    kept = runs.dropna(subset=["quant_gap"])
+    fit = smf.ols("quant_gap ~ loops + crawl_frac", kept).fit(
+        cov_type="cluster", cov_kwds={"groups": pd.Categorical(kept["start_key"]).codes}, use_t=True)
+    for res, term in zip(quant_gap_tests(runs), ("loops", "crawl_frac"), strict=True):
+        assert res.p_value == pytest.approx(fit.pvalues[term], rel=1e-9)
+        assert res.mde == pytest.approx(mde_from_se(fit.bse[term], 2), rel=1e-9)  # 3 starts - 1, not 9 - 3 runs
+        assert res.method == (f"OLS quant_gap ~ loops + crawl_frac, standard errors clustered by start (3 unit(s) "
+                              f"from 9 runs: {UNITS}), t reference with starts - 1 df; the gap in the standard eval "
+                              "for every run")
+
+
+def test_source_confound_names_text_values_and_any_source_as_written() -> None:
+    from clowncar.analysis.runlevel import source_confound
+
+    runs = pd.DataFrame({"source": ["run", "run", "legacy"], "arch": ["crawler", "crawler", "gpt"]})
+    assert source_confound(runs, "arch") == (
+        "arch is confounded with where the runs come from (gpt only in legacy runs; crawler only in runs clowncar "
+        "ran): every contrast of it is also one of data, trainer and training length; compare it within one source")
+
+
+def test_a_width_in_both_sources_is_shared_even_when_its_run_lacks_other_values() -> None:
+    from clowncar.analysis.runlevel import source_confound
+
+    runs = pd.DataFrame({"source": ["run", "run", "import", "import"], "width": [32.0, 64.0, 64.0, 512.0],
+                         "quant_gap": [0.01, 0.01, None, 0.02]})  # the imported width-64 run has no gap
+    assert source_confound(runs, "width") is None
+    assert source_confound(runs.assign(source=[None, "run", "import", "import"]), "width") is None
+
+
 def test_a_width_seen_only_in_one_source_is_not_compared_across_sources() -> None:
     """Demo widths beside imported widths, no width in both: the width contrast is the data source's, so 3a and
     3b say so instead of a verdict; one shared width makes the comparison possible again."""
