@@ -147,7 +147,8 @@ def evaluate(file: FileArg,
 
     device = _device(device, torch.cuda.is_available())
     state, meta = load_artifact(file)
-    model, cfg = model_from_state(file, state, meta, device)
+    built, kernels = reference_kernels(meta, device)
+    model, cfg = model_from_state(file, state, built, device)
     seq_len = cfg.eval_seq_len
     if stride is not None and stride > seq_len:
         raise ConfigError(f"--stride {stride} must not exceed the eval sequence length ({seq_len})")
@@ -176,7 +177,8 @@ def evaluate(file: FileArg,
     luts = build_byte_luts(sp, cfg.model.vocab_size)
     out: dict[str, Any] = {"file": str(file), **_hash_fields(meta), "weights": "quantized", "data": str(data),
                            "val_shards": shards_digest(files), "tokenizer": str(tokenizer),
-                           "tokenizer_sha256": digest, "tokenizer_checked": "tokenizer_sha256" in meta}
+                           "tokenizer_sha256": digest, "tokenizer_checked": "tokenizer_sha256" in meta,
+                           **({"kernels": kernels} if kernels else {})}
     windows = {"standard": 0, "sliding": cfg.eval.stride if stride is None else stride}
     for mode, st in windows.items():
         if mode == "sliding" and not st:
@@ -187,6 +189,23 @@ def evaluate(file: FileArg,
         typer.echo(f"warning: {file} records no tokenizer digest (written before artifacts kept one): cannot check "
                    f"that {tokenizer} is the tokenizer its model was trained with", err=True)
     typer.echo(json.dumps(out, indent=2))
+
+
+CUDA_ONLY_KERNELS = {"attn_backend": "flash", "deltanet_backend": "fla"}
+"""Model settings that name a CUDA-only kernel; `auto` takes it on a GPU and the PyTorch reference elsewhere."""
+
+
+def reference_kernels(meta: dict[str, Any], device: str) -> tuple[dict[str, Any], str]:
+    """The meta to build the model from on `device`, and what was swapped: on the CPU, an artifact trained with
+    a CUDA-only kernel (flash attention, FLA's DeltaNet) is rebuilt with `auto`, which runs the PyTorch reference
+    path the kernels are tested against (tests/model), instead of failing half-way through the eval."""
+    model = meta.get("config", {}).get("model", {})
+    fast = {k: v for k, v in CUDA_ONLY_KERNELS.items() if isinstance(model, dict) and model.get(k) == v}
+    if device != "cpu" or not fast:
+        return meta, ""
+    config = {**meta["config"], "model": {**model, **dict.fromkeys(fast, "auto")}}
+    names = ", ".join(f"{k}={v}" for k, v in fast.items())
+    return {**meta, "config": config}, f"PyTorch reference on the CPU (the artifact's {names} needs CUDA)"
 
 
 def _trained_with(file: Path, meta: dict[str, Any], tokenizer: Path, named: str) -> str:

@@ -444,3 +444,20 @@ def test_eval_reads_the_dataset_the_artifact_names_or_a_dataset_name(exported, t
     assert str(err.value) == (f"dataset 'gone' not found at {root / 'datasets' / 'gone'} (`clowncar data demo`, "
                               "`data fetch-fineweb` or `data build` makes one; CLOWNCAR_DATA_DIR says where "
                               "datasets are looked for); or pass --data")
+
+
+def test_an_artifact_trained_with_cuda_kernels_is_scored_on_the_cpu_by_the_reference_paths(
+        exported, tiny_data: Path, capsys) -> None:
+    """flash attention needs CUDA: on the CPU the eval rebuilds the model with `auto` (the PyTorch reference the
+    kernels are tested against) and says so, and scores what the sdpa-built artifact scores, to the bit."""
+    path, _, _ = exported
+    plain = run_eval(path, tiny_data, capsys, max_tokens=256, stride=0)
+    assert "kernels" not in plain
+
+    def flash(meta: dict[str, Any]) -> None:
+        meta["config"]["model"]["attn_backend"] = "flash"
+
+    rewrite(path, flash)
+    out = run_eval(path, tiny_data, capsys, max_tokens=256, stride=0)
+    assert out["kernels"] == "PyTorch reference on the CPU (the artifact's attn_backend=flash needs CUDA)"
+    assert out["standard"] == plain["standard"] and out["config_hash_matches"] is True
