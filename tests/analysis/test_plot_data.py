@@ -142,6 +142,48 @@ def test_one_run_far_longer_than_the_others_puts_the_steps_on_a_log_axis(figures
     assert (figures[1].axes[0].get_xscale(), figures[1].axes[0].get_xlabel()) == ("linear", "step")
 
 
+def test_a_long_loss_curve_puts_the_steps_on_a_log_axis_counted_from_each_configs_own_last_step(figures: list) -> None:
+    steps = pd.DataFrame({"trial_uid": ["a"] * 3 + ["b"] * 3 + ["c"] * 3, "step": [1, 50, 100] * 2 + [1, 10, 5000],
+                          "train_loss": 2.0})
+    runs = runs_table(run_id=["a", "b", "c"], label=["a", "b", "c"], bpb=[1.0, 1.1, 1.2])
+    plots.loss_curves(steps, runs)  # last steps 100, 100, 5000: 50x the median
+    ax = figures[0].axes[0]
+    assert (ax.get_xscale(), ax.get_xlabel()) == ("log", "step (log scale: run lengths differ by over 20x)")
+
+
+@pytest.mark.parametrize(("last_steps", "scale"), [
+    ((1, 100, 5000), "log"),  # a run that ends at step 1 still has a place on a log axis
+    ((0, 100, 5000), "linear"),  # step 0 has none
+    ((100, 100, 2000), "linear"),  # exactly 20x is not over 20x
+    ((100, 100, 2001), "log"),
+])
+def test_the_step_axis_is_logarithmic_only_when_one_run_is_over_20x_the_median_length(last_steps, scale) -> None:
+    fig, ax = plots._figure()
+    plots._step_axis(ax, [float(s) for s in last_steps])
+    assert ax.get_xscale() == scale
+    plt.close(fig)
+
+
+def test_a_run_without_a_label_is_ranked_by_its_own_bpb_under_its_id(figures: list) -> None:
+    runs = runs_table(run_id=["a", "b"], label=["cfg", None], bpb=[1.5, 1.1])
+    evals = evals_table([("a", 100, 1.6), ("a", 200, 1.5), ("b", 100, 1.2), ("b", 200, 1.1)])
+    assert plots.curve_selection(runs, pd.Series(["cfg", "b"])) == (["b", "cfg"], "")
+    plots.eval_curves(evals, runs)
+    assert legend_texts(figures[0].axes[0]) == ["b", "cfg"]  # b's BPB 1.1 ranks it first
+
+
+def test_no_loss_figure_and_no_caption_when_no_loss_is_a_number(figures: list) -> None:
+    steps = pd.DataFrame({"trial_uid": ["a", "a"], "step": [1, 2], "train_loss": ["-", "nan?"]})
+    assert plots.loss_curves(steps, runs_table(run_id=["a"], label=["x"])) == (None, "")
+    assert figures == []
+
+
+@pytest.mark.parametrize(("largest", "cap_drawn"), [(8_000_000, True), (7_999_999, False)])
+def test_the_cap_line_is_drawn_from_half_the_cap_up(largest: int, cap_drawn: bool, figures: list) -> None:
+    plots.pareto(runs_table(bpb=[1.2, 1.3], artifact_bytes=[1_000_000, largest]), [])
+    assert ("16,000,000-byte cap" in legend_texts(figures[0].axes[0])) is cap_drawn
+
+
 @pytest.mark.parametrize("steps", [
     None, pd.DataFrame(), pd.DataFrame({"trial_uid": ["a"], "step": [1]}),
     pd.DataFrame({"trial_uid": ["a"], "train_loss": [1.0]}), pd.DataFrame({"step": [1], "train_loss": [1.0]}),
@@ -221,6 +263,7 @@ def test_pareto_plots_megabytes_and_the_front_as_a_step(figures: list) -> None:
     assert ax.lines[0].get_drawstyle() == "steps-post"
     assert legend_texts(ax) == ["runs", "Pareto front", "16,000,000-byte cap"]
     assert list(ax.lines[1].get_xdata()) == [16.0, 16.0]  # the challenge's cap, in MB
+    assert ax.lines[1].get_linestyle() == "--"  # a limit, not data
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("artifact size (MB)", "BPB")
     assert ax.get_title() == "BPB against artifact bytes"
 
