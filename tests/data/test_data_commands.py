@@ -269,3 +269,21 @@ def test_inspect_uses_the_globs_and_tokenizer_given(tmp_path: Path, monkeypatch,
     assert seen == [(tmp_path, "tr_*.bin", "va_*.bin", tmp_path / "t.model")]
     printed = capsys.readouterr()
     assert (printed.out, printed.err) == ("one\ntwo\n", "warning: val shards skip one\n")  # warnings apart
+
+
+def test_inspect_of_a_name_found_neither_here_nor_under_the_data_root_names_it_as_given(
+        tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "root" / "datasets").mkdir(parents=True)
+    monkeypatch.setenv("CLOWNCAR_DATA_DIR", str(tmp_path / "root"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as err:
+        commands.inspect(Path("nope"))
+    assert str(err.value) == "nope: shard directory not found"
+
+
+def test_inspect_json_is_indented_by_two_spaces(tmp_path: Path, capsys) -> None:
+    build(tmp_path)
+    capsys.readouterr()
+    commands.inspect(tmp_path / "out", as_json=True)
+    out = capsys.readouterr().out
+    assert out == json.dumps(json.loads(out), indent=2) + "\n"
