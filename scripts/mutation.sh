@@ -30,7 +30,8 @@ declare -A TESTS=(
   [clowncar/analysis/stats.py]="tests/analysis/test_stats.py"
   [clowncar/analysis/family.py]="tests/analysis/test_results_and_family.py"
   [clowncar/analysis/result.py]="tests/analysis/test_verdicts.py tests/analysis/test_results_and_family.py"
-  [clowncar/analysis/runlevel.py]="tests/analysis/test_runlevel_numbers.py tests/analysis/test_runlevel_units.py"
+  [clowncar/analysis/runlevel.py]="tests/analysis/test_runlevel_numbers.py tests/analysis/test_runlevel_units.py tests/analysis/test_width_cells.py"
+  [clowncar/analysis/width_effect.py]="tests/analysis/test_width_cells.py tests/analysis/test_runlevel_numbers.py tests/analysis/test_runlevel_units.py"
   [clowncar/analysis/seeds.py]="tests/analysis/test_runlevel_numbers.py tests/analysis/test_runlevel_units.py tests/analysis/test_seed_variance_numbers.py tests/analysis/test_results_and_family.py"
   [clowncar/analysis/cn_steps.py]="tests/analysis/test_step_numbers.py tests/analysis/test_reference_runs.py tests/analysis/test_shared_steps.py"
   [clowncar/analysis/shared_steps.py]="tests/analysis/test_shared_steps.py tests/analysis/test_step_numbers.py tests/analysis/test_reference_runs.py"
@@ -101,7 +102,7 @@ declare -A TESTS=(
   [clowncar/worker/progress.py]="tests/worker/test_progress_display.py"
   [clowncar/worker/provenance.py]="tests/worker/test_provenance.py"
   [clowncar/store/importers/base.py]="tests/store/test_legacy_fields.py"
-  [clowncar/analysis/plots.py]="tests/analysis/test_plot_data.py"
+  [clowncar/analysis/plots.py]="tests/analysis/test_plot_data.py tests/analysis/test_figure_needs.py"
   [clowncar/analysis/figure_needs.py]="tests/analysis/test_figure_needs.py"
   [clowncar/worker/dist.py]="tests/worker/test_dist_plumbing.py"
   [clowncar/worker/compiled.py]="tests/worker/test_compile_plan_rules.py tests/worker/test_compile_modes.py"
@@ -217,7 +218,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/did_you_mean.py
        clowncar/orchestrator/reach.py clowncar/orchestrator/ray_console.py clowncar/orchestrator/driver_state.py
        clowncar/store/retry.py clowncar/analysis/shared_steps.py
-       clowncar/orchestrator/billing.py clowncar/orchestrator/same_code.py clowncar/analysis/unrecorded.py
+       clowncar/orchestrator/billing.py clowncar/orchestrator/same_code.py clowncar/analysis/unrecorded.py clowncar/analysis/width_effect.py
        clowncar/data/record.py clowncar/analysis/cautions.py)
 
 if [ $# -eq 0 ]; then
