@@ -36,7 +36,12 @@ def curve_selection(runs: pd.DataFrame, labels: pd.Series) -> tuple[list[str], s
 
 
 def _line_style(i: int) -> dict[str, Any]:
-    return {"color": f"C{i % 10}", "linestyle": LINE_STYLES[(i // 10) % len(LINE_STYLES)]}
+    """The i-th curve's colour from matplotlib's 10 `tab10` colours (not "C{i}", which reads the user's
+    matplotlibrc cycle: a 6-colour cycle drew curve 6 as curve 0), then the next line style."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab10"].colors
+    return {"color": colours[i % len(colours)], "linestyle": LINE_STYLES[(i // len(colours)) % len(LINE_STYLES)]}
 
 
 def _step_axis(ax: Any, last_steps: list[float]) -> None:

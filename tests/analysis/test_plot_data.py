@@ -131,6 +131,18 @@ def test_curves_beyond_the_ten_colours_get_another_line_style(figures: list) -> 
         assert [ls for _, ls in looks] == ["-"] * 10 + ["--"] * 2
 
 
+def test_curves_stay_apart_under_a_matplotlibrc_with_a_short_colour_cycle(figures: list) -> None:
+    from cycler import cycler
+
+    runs, steps, _ = _fifteen_configs()
+    with matplotlib.rc_context({"axes.prop_cycle": cycler(color=["r", "g", "b", "c", "m", "y"])}):
+        plots.loss_curves(steps, runs)
+        lines = figures[0].axes[0].lines  # colours resolved as the figure is drawn: under the user's rc
+        looks = [(matplotlib.colors.to_hex(line.get_color()), line.get_linestyle()) for line in lines]
+    assert len(set(looks)) == 12  # "C6" read the user's 6-colour cycle: curve 6 was drawn as curve 0
+    assert looks[0][0] == matplotlib.colors.to_hex("tab:blue")
+
+
 def test_one_run_far_longer_than_the_others_puts_the_steps_on_a_log_axis(figures: list) -> None:
     runs = runs_table(run_id=["a", "b", "c"], label=["a", "b", "c"], bpb=[1.0, 1.1, 1.2])
     evals = evals_table([("a", 100, 1.5), ("a", 5000, 1.2), ("b", 100, 1.6), ("b", 4000, 1.3), ("c", 100, 1.4),
