@@ -108,6 +108,17 @@ def test_a_caution_names_runs_that_stopped_at_their_wall_clock_cap_at_different_
     assert len(cautions.pooled_runs(records.assign(steps=[4915, 4865, 4912, 2]))) == 1  # 50 steps: 1.02%
 
 
+def test_the_wall_clock_caution_reads_a_cap_under_a_second_text_as_no_value_and_exactly_1_percent_as_one_length(
+        ) -> None:
+    """Only the three columns it reads; a cap of half a second is a cap; a cap written as text is no cap."""
+    trials = pd.DataFrame({"steps": [40, 13, 40], "train.iterations": 40,
+                           "train.max_wallclock_seconds": [0.5, 0.5, "unset"]})
+    assert [c.split(" runs stopped")[0] for c in cautions.wallclock_stops(trials)] == ["1 of 3"]
+    # 99 to 100 steps is exactly 1% of the most: the same length, no caution
+    assert cautions.wallclock_stops(trials.assign(steps=[100, 99, 100], **{"train.iterations": 200})) == []
+    assert len(cautions.wallclock_stops(trials.assign(steps=[100, 98, 100], **{"train.iterations": 200}))) == 1
+
+
 def test_a_caution_names_finished_runs_without_the_metric() -> None:
     runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(8)], "bpb": [1.2, None, 1.3, None, None, None, None, None]})
     runs.attrs["metric"] = "val_bpb"
@@ -120,6 +131,12 @@ def test_a_caution_names_finished_runs_without_the_metric() -> None:
         "tests still read their steps"]
     assert cautions.without_metric(runs.iloc[[0, 2]]) == [] and cautions.without_metric(runs.iloc[:0]) == []
     assert cautions.without_metric(pd.DataFrame({"run_id": ["a"]})) == []
+
+
+def test_the_metric_caution_names_five_runs_and_counts_the_rest() -> None:
+    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(7)], "bpb": [1.2] + [None] * 6})
+    assert "(r1, r2, r3, r4, r5 and 1 more)" in cautions.without_metric(runs)[0]
+    assert "(r1, r2, r3, r4, r5)" in cautions.without_metric(runs.iloc[:6])[0]  # exactly five: no "0 more"
 
 
 def test_per_seed_text_names_each_run_by_its_seed_and_cuts_a_long_list() -> None:
@@ -282,3 +299,12 @@ def test_a_named_sweep_without_a_finished_run_is_a_caution() -> None:
         "sweep rej has no finished run (rejected 2): it contributes nothing to this report",
         "sweep gone has no finished run (no trials): it contributes nothing to this report"]
     assert cautions.sweeps_without_runs(["sig"], trials, runs) == []
+
+
+def test_a_sweep_without_runs_counts_each_status_and_needs_no_status_or_sweep_column() -> None:
+    trials = pd.DataFrame({"sweep": ["s", "s", "s"], "status": ["rejected", "failed", "rejected"]})
+    no_runs = pd.DataFrame({"run_id": pd.Series(dtype=str)})  # no sweep column: no sweep gave a run
+    assert cautions.sweeps_without_runs(["s"], trials, no_runs) == [
+        "sweep s has no finished run (failed 1, rejected 2): it contributes nothing to this report"]
+    # a trials frame that records no status (not the store's): the sweep is still named, without counts
+    assert cautions.sweeps_without_runs(["s"], trials[["sweep"]], no_runs)[0].startswith("sweep s has no finished run")
