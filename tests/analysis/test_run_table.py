@@ -262,8 +262,8 @@ def _records(t: pd.DataFrame) -> list[dict]:
 
 def test_the_run_tables_of_varied_trials_match_the_snapshot(snapshot) -> None:
     """Every column and attribute of the run table, for trials that reach each rule's edges (a width, C-step
-    count, step count, cadence or parameter count of exactly 1; every fallback column), so a mutant that changes
-    any value, label, key or passthrough column shows."""
+    count, step count, cadence or parameter count of exactly 1; every fallback column; a run imported from a
+    record's folder), so a mutant that changes any value, label, key or passthrough column shows."""
     failed = {"trial_uid": "failed", "status": "failed", "val_bpb": 9.9}  # filtered out first: index from 1
     edge = {"trial_uid": "edge", "sweep": "s1", "model_dim": 1, "model.model_dim": 2, "model.num_flat_layers": 1,
             "model.num_crawler_layers": 1, "model.crawler_loops": 2, "steps": 1, "c_steps": 1, "params": 1,
@@ -277,7 +277,9 @@ def test_the_run_tables_of_varied_trials_match_the_snapshot(snapshot) -> None:
              "label": "trigram on", "model.mlp_mult": 2.5}
     crawler = run_table(pd.DataFrame([failed, edge, fallback, split, {**CRAWLER, "train.cadence": 1, "seed": 9},
                                       {**CRAWLER, "trial_uid": "u", "model.crawler_loops": 1, "steps": 4,
-                                       "c_steps": 2}]))
+                                       "c_steps": 2},
+                                      {**CRAWLER, "trial_uid": "imported", "source": "import", "sweep": "r.seed1",
+                                       "train.seed": 1, "provenance.imported_from": "/records/r/seed1.log"}]))
     sliding = run_table(pd.DataFrame([{"uid": "a", "sliding_val_bpb": 1.1, "q_sliding_val_bpb": 1.15,
                                        "sweep_name": "s3", "provenance.git_commit": "p1"},
                                       {"uid": "b", "sliding_val_bpb": 1.2, "q_sliding_val_bpb": None}]))
@@ -335,3 +337,25 @@ def test_start_keys_write_values_json_cannot_as_text_and_still_tell_them_apart()
     odd = pd.DataFrame([base, base]).assign(**{"model.extra": pd.Series([np.int64(3), np.int64(4)], dtype=object)})
     keys = run_table(odd)["start_key"]  # numpy ints are not JSON: written as text, not a failed table
     assert keys[0] != keys[1] and not keys[0].startswith("run:")
+
+
+def test_the_run_table_carries_each_runs_dirty_checkout_and_warm_down_start_from_either_name() -> None:
+    worker = pd.DataFrame([{**CRAWLER, "trial_uid": "a", "git_dirty": True, "warmdown_start_step": "21",
+                            "warmdown_set_by": "wallclock"},
+                           {**CRAWLER, "trial_uid": "b", "git_dirty": False, "warmdown_start_step": 26,
+                            "warmdown_set_by": "iterations"}])
+    t = run_table(worker)
+    assert t["git_dirty"].dtype == object and [v is True for v in t["git_dirty"]] == [True, False]
+    assert t["warmdown_step"].tolist() == [21.0, 26.0] and t["warmdown_by"].tolist() == ["wallclock", "iterations"]
+    stored = worker.drop(columns=["git_dirty"]).assign(**{"provenance.git_dirty": [False, True]})
+    assert run_table(stored)["git_dirty"].tolist() == [False, True]  # the store's provenance column
+    assert run_table(worker.assign(**{"provenance.git_dirty": False}))["git_dirty"].tolist() == [True, False]
+
+
+def test_imported_runs_without_a_file_are_keyed_by_their_sweep() -> None:
+    """Two logs imported alike from different sweeps, neither recording its file: two configs and two starts."""
+    rows = [{**CRAWLER, "trial_uid": uid, "sweep": sweep, "source": "import", "train.seed": 1}
+            for uid, sweep in [("a", "old"), ("b", "older"), ("c", "old")]]
+    t = run_table(pd.DataFrame(rows))
+    assert t["config_key"][0] == t["config_key"][2] != t["config_key"][1]
+    assert t["start_key"][0] == t["start_key"][2] != t["start_key"][1]
