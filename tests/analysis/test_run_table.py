@@ -359,3 +359,9 @@ def test_imported_runs_without_a_file_are_keyed_by_their_sweep() -> None:
     t = run_table(pd.DataFrame(rows))
     assert t["config_key"][0] == t["config_key"][2] != t["config_key"][1]
     assert t["start_key"][0] == t["start_key"][2] != t["start_key"][1]
+
+
+def test_a_cadence_no_run_records_stays_a_float_nan_beside_one_recovered_from_the_c_n_split() -> None:
+    t = run_table(pd.DataFrame({"trial_uid": ["a", "b", "c"], "model.crawler_loops": 2, "steps": 10,
+                                "c_steps": [None, 5, 0]}))
+    assert t["cadence"].dtype == float and math.isnan(t["cadence"][0]) and t["cadence"].tolist()[1:] == [2.0, 0.0]
