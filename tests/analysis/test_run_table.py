@@ -365,3 +365,8 @@ def test_a_cadence_no_run_records_stays_a_float_nan_beside_one_recovered_from_th
     t = run_table(pd.DataFrame({"trial_uid": ["a", "b", "c"], "model.crawler_loops": 2, "steps": 10,
                                 "c_steps": [None, 5, 0]}))
     assert t["cadence"].dtype == float and math.isnan(t["cadence"][0]) and t["cadence"].tolist()[1:] == [2.0, 0.0]
+
+
+def test_runs_without_an_id_column_keep_their_own_values_after_a_failed_run_is_dropped() -> None:
+    t = run_table(pd.DataFrame({"status": ["failed", "ok"], "sweep": ["x", "y"], "val_bpb": [1.0, 2.0]}))
+    assert t[["run_id", "sweep", "bpb"]].to_dict("list") == {"run_id": ["run0"], "sweep": ["y"], "bpb": [2.0]}
