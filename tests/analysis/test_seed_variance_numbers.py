@@ -154,6 +154,21 @@ def test_seeds_that_explain_the_whole_spread_leave_none_to_estimate() -> None:
                                                        "spread: none left to estimate")
 
 
+def test_the_rounding_noise_floor_of_a_blocked_fit_is_a_billionth_of_the_mean_bpb() -> None:
+    """One blocked spread (a residual sd of 1.64e-9 BPB) is rounding noise beside a mean of 4.0 BPB (floor 4.0e-9)
+    and a spread beside a mean of 0.52 BPB (floor 5.2e-10)."""
+    def crossed_at(base: float) -> pd.DataFrame:
+        rng = np.random.default_rng(3)
+        effects = {42: 0.003, 314: -0.001, 999: 0.0}
+        return pd.DataFrame([{"run_id": f"{c}-{s}", "config_key": c, "label": c, "seed": float(s),
+                              "bpb": base + 0.01 * i + e + rng.normal(0, 1e-9)}
+                             for i, c in enumerate("ABCD") for s, e in effects.items()])
+
+    assert seed_variance(crossed_at(4.0)).status == UNDECIDED
+    small = seed_variance(crossed_at(0.5))
+    assert small.status == DESCRIPTIVE and small.effect == pytest.approx(1.636e-9, rel=1e-3)
+
+
 def test_every_text_and_table_of_the_seed_variance_test_matches_the_snapshot(snapshot) -> None:
     seeds = seed_frame()
     no_seed = seeds.assign(seed=np.where(seeds["run_id"] == "A1", np.nan, seeds["seed"]))
