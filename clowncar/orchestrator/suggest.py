@@ -13,7 +13,8 @@ distinct trials) with every trial the study has run, is running or has queued:
   nearest in value ranks, summed over parameters, ties broken by a seeded draw. That keeps the search where the
   sampler wants it and moves it one step, which is what a repeat was asking for;
 - when every point has run, the search is over.
-Spaces with a continuous parameter are never exhausted; there only the re-asks apply.
+Spaces with a continuous parameter are never exhausted: there a sampler that insists (a GP at a bound of its
+range) is moved to a seeded random point of the space instead, and the search goes on.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 DUPLICATE = "clowncar_duplicate_of"
 """User attr of a suggestion that repeated an earlier trial's config: the earlier trial's number."""
 REASKS = 3
+RANDOM_MOVES = 20
+"""In a space that cannot be listed, random points tried after the re-asks before the ask gives up (a random
+point of a continuous range repeating a trial's config is all but impossible: this only bounds the loop)."""
 MAX_POINTS = 100_000
 """Spaces with more points than this are treated as continuous (no nearest-point fallback)."""
 CLOSED = "clowncar_closed"  # search.CLOSED (search.py imports this module)
@@ -181,6 +185,28 @@ class DistinctAsk:
             return None
         return random.Random(f"{self.spec.sampler_seed}:{salt}").choice(best)
 
+    def random_point(self, salt: int) -> dict[str, Any]:
+        """A seeded random point of the space (conditional parameters only where their condition holds): where a
+        space cannot be listed, what a sampler that insists on one config is moved to."""
+        rng = random.Random(f"{self.spec.sampler_seed}:{salt}")
+        point: dict[str, Any] = {}
+        for key, p in self.spec.search_space().items():
+            if p.when and not all(_matches(point.get(dep), want) for dep, want in p.when.items()):
+                continue
+            values = _values(p)
+            if values is not None:
+                point[key] = rng.choice(values)
+            elif p.int_range is not None:  # too many values to list
+                lo, hi = p.int_range
+                step = int(p.step or 1)
+                point[key] = lo + step * rng.randrange((hi - lo) // step + 1)
+            else:
+                lo, hi = p.float_range  # type: ignore[misc]
+                value = math.exp(rng.uniform(math.log(lo), math.log(hi))) if p.log else rng.uniform(lo, hi)
+                value = lo + round((value - lo) / p.step) * p.step if p.step else value
+                point[key] = min(hi, max(lo, value))  # exp(log(hi)) may land a rounding error past hi
+        return point
+
     def _distance(self, a: dict[str, Any], b: dict[str, Any]) -> float:
         d = 0.0
         for k in set(a) | set(b):
@@ -215,6 +241,8 @@ def ask_distinct(study: optuna.Study, ask: Ask, guard: DistinctAsk,
         if repeats <= REASKS:
             continue
         alternative = guard.nearest_unvisited(params, visited, salt=trial.number)
+        if alternative is None and guard.points is None and repeats <= REASKS + RANDOM_MOVES:
+            alternative = guard.random_point(salt=trial.number)  # a continuous space: never exhausted
         if alternative is None:
             return None
         study.enqueue_trial(alternative, skip_if_exists=False)

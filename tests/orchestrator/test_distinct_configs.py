@@ -18,6 +18,7 @@ from clowncar.orchestrator.suggest import (
     DUPLICATE,
     MAX_POINTS,
     NUMBER,
+    RANDOM_MOVES,
     REASKS,
     DistinctAsk,
     _values,
@@ -280,3 +281,46 @@ def test_the_search_ends_when_the_sampler_insists_and_every_config_has_run() -> 
 
     assert ask_distinct(study, ask, guard, lambda t: study.tell(t, state=TrialState.FAIL)) is None
     assert len(asked) == REASKS + 1
+
+
+def test_a_random_point_of_a_continuous_space_is_seeded_and_inside_every_range() -> None:
+    space = {LR: {"float": [0.01, 0.1], "log": True}, LOOPS: {"int": [1, 4]},
+             "train.scalar_lr": {"float": [0.5, 1.0], "step": 1e-7},  # 5,000,001 steps: too many to list
+             "model.inst_dim": {"choice": [8, 16], "when": {LOOPS: [2, 3, 4]}}}
+    guard = DistinctAsk(spec_of(space, sampler_seed=5))
+    assert guard.points is None
+    points = [guard.random_point(salt) for salt in range(200)]
+    assert points[:3] == [guard.random_point(salt) for salt in range(3)]  # the sweep's seed and the salt decide
+    assert all(0.01 <= p[LR] <= 0.1 and p[LOOPS] in (1, 2, 3, 4) and 0.5 <= p["train.scalar_lr"] <= 1.0
+               for p in points)
+    assert all(("model.inst_dim" in p) == (p[LOOPS] != 1) for p in points)  # only where its condition holds
+    assert all(abs(p["train.scalar_lr"] / 1e-7 - round(p["train.scalar_lr"] / 1e-7)) < 1e-3 for p in points)
+    lrs = sorted(p[LR] for p in points)
+    assert lrs[100] < 0.05  # log-uniform: the median is near sqrt(0.01 x 0.1) = 0.032, not 0.055
+    assert {p[LOOPS] for p in points} == {1, 2, 3, 4}
+
+
+def test_a_sampler_that_insists_in_a_continuous_space_is_moved_to_a_random_point_not_ended() -> None:
+    """A GP at the bound of its range suggests one config again and again; the space is not exhausted."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    guard = DistinctAsk(spec_of({LOOPS: {"int": [1, 3]}, LR: {"float": [0.01, 0.04]}}, sampler_seed=2))
+    study = _study()
+    dists = {LR: FloatDistribution(0.01, 0.04), LOOPS: IntDistribution(1, 3)}
+    insisted = {LR: 0.02, LOOPS: 2}
+    study.enqueue_trial(insisted)
+    study.tell(study.ask(dists), 1.0)  # trial 0 ran it
+    asked: list[int] = []
+
+    def ask() -> tuple[Any, dict[str, Any]]:  # `_insistent` over this space's distributions
+        if not any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+            study.enqueue_trial(insisted)
+        trial = study.ask(dists)
+        asked.append(trial.number)
+        return trial, dict(trial.params)
+
+    got = ask_distinct(study, ask, guard, lambda t: study.tell(t, state=TrialState.FAIL))
+    assert got is not None, "the search ended although a continuous space can never be exhausted"
+    trial, params = got
+    assert params == guard.random_point(salt=asked[-2]) != insisted and asked[-1] == trial.number
+    assert len(asked) == REASKS + 2 and RANDOM_MOVES > 0
