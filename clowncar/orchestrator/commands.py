@@ -81,6 +81,8 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
     try:
         with interrupt_on_signals():  # SIGTERM while it starts (no Ray yet, or Ray's start) as Ctrl-C, not 143
             summary = run_sweep(spec, opts)
+            if summary.get("interrupted"):  # the signal stopped the sweep, but its KeyboardInterrupt was lost on
+                raise KeyboardInterrupt  # the way (raised in a callback mid-import: "Exception ignored"), exit 0
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (`ray job stop`), which the sweep turns into one
         # Said here, not left to `clowncar.cli`: typer turns a KeyboardInterrupt into a *returned* 130 under
         # standalone_mode=False, and the CLI then exited 0, silently (measured).

@@ -190,7 +190,7 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
     # from here on the sweep runs: a store that is away for a moment (its server restarts) is waited for, one that
     # stays away longer than the window is a failed run, not bad input
     store.retry_seconds = storage.retry_seconds = opts.store_retry_s
-    with _stop_on_signals(searcher.stopping), store_failure_fails_the_run(), _outages_on_the_console():
+    with _stop_on_signals(searcher.stopping) as signalled, store_failure_fails_the_run(), _outages_on_the_console():
         try:
             tuner.fit()
             status = "done"
@@ -211,7 +211,7 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
             else:
                 store.set_sweep_status(spec.name, status, reason)
     return {**summarize(spec, searcher.study, reconciled, searcher.asked), "fit_seconds": time.time() - fit_started,
-            "ended": searcher.end_reason}
+            "ended": searcher.end_reason, "interrupted": signalled.is_set()}
 
 
 def _watched_from_now(sweep: str, address: str, lease: Any, errors_log: Path) -> None:
@@ -287,11 +287,11 @@ def _stop_on_signals(flag: threading.Event) -> Any:
     """Ctrl-C and `ray job stop` (SIGTERM) stop the sweep: the flag makes the searcher close (not prune) the
     trials Tune stops, and the driver ends. Tune's own SIGINT handler is off (TUNE_DISABLE_SIGINT_HANDLER), as it
     would end trials as if they had finished. The handlers are `clowncar.interrupts`', shared with `trial run`
-    and `dashboard`."""
+    and `dashboard`; the yielded event says whether a signal came."""
     from clowncar.interrupts import interrupt_on_signals
 
-    with interrupt_on_signals(flag.set):
-        yield
+    with interrupt_on_signals(flag.set) as came:
+        yield came
 
 
 @contextlib.contextmanager
