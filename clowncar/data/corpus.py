@@ -59,11 +59,13 @@ class Corpus:
         return cls(files=tuple(files), field=field, docs_per=docs_per, origins=tuple(origins))
 
     def documents(self) -> Iterator[str]:
+        for docs in self.documents_by_file():
+            yield from docs
+
+    def documents_by_file(self) -> Iterator[Iterator[str]]:
+        """Each file's documents, file by file (`count` counts them per file)."""
         for path in self.files:
-            if path.suffix.lower() in JSONL_SUFFIXES:
-                yield from self._jsonl(path)
-            else:
-                yield from self._text(path)
+            yield self._jsonl(path) if path.suffix.lower() in JSONL_SUFFIXES else self._text(path)
 
     def _jsonl(self, path: Path) -> Iterator[str]:
         try:
@@ -113,20 +115,15 @@ class Corpus:
 
     def count(self) -> tuple[int, int, list[int]]:
         """(documents, UTF-8 bytes, documents of each file): one full read that also surfaces unreadable files
-        before any output. A subclass that makes its own documents gives no per-file counts."""
+        before any output."""
         per_file: list[int] = []
         nbytes = 0
-        if type(self).documents is not Corpus.documents:  # a corpus that makes its own documents (the demo's)
-            for text in self.documents():
-                per_file.append(1)
+        for docs in self.documents_by_file():
+            n = 0
+            for text in docs:
+                n += 1
                 nbytes += len(text.encode("utf-8"))
-            return len(per_file), nbytes, []
-        for path in self.files:
-            docs = 0
-            for text in (self._jsonl(path) if path.suffix.lower() in JSONL_SUFFIXES else self._text(path)):
-                docs += 1
-                nbytes += len(text.encode("utf-8"))
-            per_file.append(docs)
+            per_file.append(n)
         return sum(per_file), nbytes, per_file
 
     def val_inputs(self, val_docs: int, per_file: list[int]) -> list[int]:

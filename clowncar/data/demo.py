@@ -85,8 +85,8 @@ class ListCorpus(Corpus):
 
     texts: tuple[str, ...] = ()
 
-    def documents(self) -> Iterator[str]:
-        yield from (t for t in self.texts if t.strip())
+    def documents_by_file(self) -> Iterator[Iterator[str]]:
+        yield (t for t in self.texts if t.strip())  # one "file": the source they were cut from
 
 
 def demo_documents(path: Path, seed: int) -> list[str]:
