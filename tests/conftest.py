@@ -194,3 +194,12 @@ def restartable_pg() -> Iterator[Any]:
         missing("PostgreSQL server binaries not found (apt-get install postgresql, or set PG_BIN)")
     with restartable_postgres() as server:
         yield server
+
+
+@pytest.fixture
+def settings_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The settings of a user with nothing configured: runs and data under `tmp_path`, no store URL."""
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("CLOWNCAR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
+    return tmp_path
