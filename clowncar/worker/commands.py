@@ -71,16 +71,22 @@ def _run(config: Path | None, out: Path, preset: str | None, overrides: list[str
     raise RunFailed(f"trial {result.get('status', 'error')}: {reason} (log: {out / 'train.log'})", code)
 
 
+def _trial_files() -> tuple[str, ...]:
+    """What a trial writes into its folder: the run's files as it goes, model.ptz at the end."""
+    from clowncar.worker.artifact import ARTIFACT_FILE
+    from clowncar.worker.run import RUN_FILES
+
+    return (*RUN_FILES, ARTIFACT_FILE)
+
+
 def earlier_trial(out: Path, overwrite: bool) -> None:
     """Refuse an `out` that holds another trial's files (a rerun into it would replace that trial, and a rerun
     cut short would leave only its model.ptz); with `overwrite`, remove them before this trial starts, so that
     what an interrupt leaves is never half of each."""
     from clowncar.errors import ClownCarError
     from clowncar.events import RESULT_FILE, read_result
-    from clowncar.worker.artifact import ARTIFACT_FILE
-    from clowncar.worker.run import RUN_FILES
 
-    found = [name for name in (*RUN_FILES, ARTIFACT_FILE) if (out / name).is_file()]
+    found = [name for name in _trial_files() if (out / name).is_file()]
     if not found:
         return
     if not overwrite:
@@ -98,14 +104,12 @@ def _discard(out: Path, created: list[Path], since: float) -> None:
     that was there before, only what this run wrote (modified since it began) goes, so an interrupt that comes
     before the run clears the folder leaves the previous trial's files as they were."""
     from clowncar.data.paths import remove_created
-    from clowncar.worker.artifact import ARTIFACT_FILE
-    from clowncar.worker.run import RUN_FILES
 
     if created:
         shutil.rmtree(out, ignore_errors=True)
         remove_created(created[1:])  # created[0] is `out` itself
         return
-    for name in (*RUN_FILES, ARTIFACT_FILE):
+    for name in _trial_files():
         # the hidden names: an atomic write cut off between its write and its rename
         for path in [out / name, *out.glob(f".{name}.tmp*")]:
             if _modified_since(path, since):
