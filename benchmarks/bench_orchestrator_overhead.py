@@ -31,7 +31,7 @@ HERE = REPO / "benchmarks"
 
 
 def worker_startup(tmp: Path, reps: int = 10) -> float:
-    from clowncar.config import load_config
+    from clowncar.config_load import load_config
 
     cfg = load_config(preset="tiny-cpu", overrides=["train.iterations=1", "train.max_wallclock_seconds=0",
                                                     "data.dataset=ok"])

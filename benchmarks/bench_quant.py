@@ -27,7 +27,8 @@ from typing import Any
 import torch
 import zstandard
 
-from clowncar.config import TrialConfig, load_config
+from clowncar.config import TrialConfig
+from clowncar.config_load import load_config
 from clowncar.model import build_model, count_params
 from clowncar.worker.artifact import code_bytes, pack, serialize
 from clowncar.worker.quant import GROUPS, QuantResult, gptq_quantize, quantize_model, quantize_rtn

@@ -75,7 +75,7 @@ def measure(preset: str, overrides: list[str], device: str, root: Path, cpus: in
             ) -> dict[str, dict[str, Any]]:
     """Eager, compile with a cold cache, compile with the warm cache (in that order, one cache directory under
     `root`): {run name: launch_trial's dict}."""
-    from clowncar.config import load_config
+    from clowncar.config_load import load_config
 
     if data is None:
         from bench_worker import make_dataset

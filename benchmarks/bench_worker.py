@@ -58,7 +58,7 @@ def make_dataset(root: Path, vocab: int = 1024, train_tokens: int = 4_000_000, v
 
 def run_bench_trial(preset: str, overrides: list[str], data: Path, tokenizer: Path, out: Path,
                     device: str) -> dict[str, Any]:
-    from clowncar.config import load_config
+    from clowncar.config_load import load_config
     from clowncar.worker.run import run_trial
 
     cfg = load_config(preset=preset, overrides=[f"data.dataset={data}", f"data.tokenizer={tokenizer}",
@@ -77,7 +77,7 @@ def run_bench_trial(preset: str, overrides: list[str], data: Path, tokenizer: Pa
 def bench_eval(preset: str, overrides: list[str], data: Path, tokenizer: Path, stride: int, device: str,
                reps: int, compile_model: bool = False) -> tuple[float, float, int]:
     """Seconds per pass (min over reps) without and with a sliding stride, and the tokens scored."""
-    from clowncar.config import load_config
+    from clowncar.config_load import load_config
     from clowncar.data.bpb import build_byte_luts
     from clowncar.data.stream import load_validation_tokens
     from clowncar.data.tokenizer import load_tokenizer

@@ -166,7 +166,7 @@ def peak_tflops(device: torch.device, override: float | None) -> float | None:
 
 
 def variant_config(args: argparse.Namespace, mode: str, dtype: str) -> Any:
-    from clowncar.config import load_config
+    from clowncar.config_load import load_config
 
     compile_sets = ["train.compile=false"] if mode == "eager" else ["train.compile=true",
                                                                      f"train.compile_mode={mode}"]

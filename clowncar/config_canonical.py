@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from clowncar.config import TrialConfig, from_dict
+from clowncar.config import TrialConfig
 from clowncar.config_inert import inert_switches
+from clowncar.config_load import from_dict
 
 CRAWLER_ONLY = ("num_flat_layers", "num_crawler_layers", "crawler_loops", "inst_dim", "crawler_mlp_mult",
                 "crawler_position", "crawler_mode", "loop_offsets", "value_embed_dim", "delta_net_heads")

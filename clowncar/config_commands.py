@@ -10,7 +10,7 @@ import typer
 import yaml
 
 from clowncar.buildable import check_buildable
-from clowncar.config import load_config
+from clowncar.config_load import load_config
 from clowncar.presets import PRESETS
 
 app = typer.Typer(help="Resolve, validate and inspect trial configs.", no_args_is_help=True)

@@ -1,5 +1,5 @@
 """Dotted overrides (`model.crawler_loops=3`) and deep merges on nested config dicts, before any validation:
-how a preset, a file, a sweep's base and a trial's point combine into one dict for `clowncar.config.from_dict`."""
+how a preset, a file, a sweep's base and a trial's point combine into one dict for `clowncar.config_load.from_dict`."""
 
 from __future__ import annotations
 

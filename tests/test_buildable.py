@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from clowncar.buildable import check_buildable
-from clowncar.config import TrialConfig, load_config
+from clowncar.config import TrialConfig
+from clowncar.config_load import load_config
 from clowncar.data.stream import load_validation_tokens, tokens_kept
 from clowncar.errors import ConfigError
 from clowncar.model.build import resolve_model_dim

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from clowncar.config import from_dict, load_config
 from clowncar.config_canonical import canonical
+from clowncar.config_load import from_dict, load_config
 from clowncar.errors import ConfigError
 from clowncar.presets import PRESETS
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from clowncar.config import TrialConfig, load_config
+from clowncar.config import TrialConfig
+from clowncar.config_load import load_config
 from clowncar.errors import ConfigError
 from clowncar.presets import PRESETS
 

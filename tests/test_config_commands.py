@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from clowncar.config import load_config
 from clowncar.config_commands import app, presets, show
+from clowncar.config_load import load_config
 from clowncar.presets import PRESETS
 
 

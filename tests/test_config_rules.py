@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from clowncar.config import TrialConfig, dict_hash, from_dict, load_config
+from clowncar.config import TrialConfig, dict_hash
+from clowncar.config_load import from_dict, load_config
 from clowncar.errors import ConfigError
 from clowncar.overrides import apply_overrides, deep_merge, parse_override
 

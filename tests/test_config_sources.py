@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clowncar.config import from_dict, load_config
+from clowncar.config_load import from_dict, load_config
 from clowncar.errors import ConfigError
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from clowncar.config import load_config
+from clowncar.config_load import load_config
 from clowncar.data import demo
 
 # seed_facts.md section 4 ("Env vars and defaults", "Schedule", "Architecture") and section 6 ("Baseline").

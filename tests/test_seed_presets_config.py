@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from clowncar.config import TrialConfig, load_config
+from clowncar.config import TrialConfig
+from clowncar.config_load import load_config
 from clowncar.errors import ConfigError
 from clowncar.model import build_model, count_params
 from clowncar.presets import PRESETS

@@ -245,7 +245,7 @@ def trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 
 def test_a_trial_that_finishes_returns_quietly(trial, tmp_path: Path) -> None:
-    from clowncar.config import load_config
+    from clowncar.config_load import load_config
 
     trial_commands.run(trial["config"], tmp_path / "out", preset="tiny-cpu", set_=["train.seed=9"])
     ((cfg, out),) = trial["seen"]
@@ -256,7 +256,7 @@ def test_a_trial_that_finishes_returns_quietly(trial, tmp_path: Path) -> None:
 
 
 def test_a_preset_alone_is_a_trial_and_neither_file_nor_preset_is_refused(trial, tmp_path: Path) -> None:
-    from clowncar.config import load_config
+    from clowncar.config_load import load_config
     from clowncar.errors import ConfigError
 
     trial_commands.run(None, tmp_path / "out", preset="tiny-cpu", set_=["train.iterations=7"])

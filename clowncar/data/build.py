@@ -24,7 +24,6 @@ from clowncar.data.atomic import check_target, staged_directory
 from clowncar.data.bpb import ByteLUTs, build_byte_luts, count_stream_bytes
 from clowncar.data.corpus import Corpus
 from clowncar.data.record import BUILD_INFO, TOKENIZER_FILE
-from clowncar.data.record import check_encoded_with as check_encoded_with  # re-exported: lives in record.py
 from clowncar.data.record import read_build_info as read_build_info  # re-exported: lives in record.py
 from clowncar.data.shards import MAX_VOCAB, SHARD_NAME, shard_name, write_shard
 from clowncar.data.tokenizer import (

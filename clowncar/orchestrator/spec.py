@@ -40,8 +40,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from clowncar.config import TrialConfig, from_dict
+from clowncar.config import TrialConfig
 from clowncar.config_canonical import canonical
+from clowncar.config_load import from_dict
 from clowncar.data.paths import file_kind
 from clowncar.did_you_mean import hint, near_keys
 from clowncar.errors import ConfigError

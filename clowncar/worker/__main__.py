@@ -33,10 +33,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from clowncar.worker.run import load_trial_config, run_trial
+    from clowncar.config_load import load_config
+    from clowncar.worker.run import run_trial
 
     try:
-        cfg = load_trial_config(args.config, args.preset, args.overrides)
+        cfg = load_config(args.config, args.preset, args.overrides)
         code = run_trial(cfg, args.out)
     except ClownCarError as err:  # bad input found before the trial starts: one line, exit 2
         print(f"clowncar.worker: error: {err}", file=sys.stderr)

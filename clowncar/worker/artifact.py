@@ -390,7 +390,7 @@ def load_model_from_artifact(path: str | Path, device: str | torch.device = "cpu
 def model_from_state(path: Path, state: dict[str, Tensor], meta: dict[str, Any],
                      device: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
     """`load_model_from_artifact` for an artifact already read with `load_artifact`."""
-    from clowncar.config import from_dict
+    from clowncar.config_load import from_dict
     from clowncar.errors import ConfigError
     from clowncar.model import build_model
 

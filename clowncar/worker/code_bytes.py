@@ -23,9 +23,9 @@ from functools import cache
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-CODE_FILES = ("clowncar/__init__.py", "clowncar/config.py", "clowncar/buildable.py", "clowncar/errors.py",
-              "clowncar/did_you_mean.py", "clowncar/overrides.py", "clowncar/strict_yaml.py", "clowncar/model/*.py",
-              "clowncar/worker/__init__.py",
+CODE_FILES = ("clowncar/__init__.py", "clowncar/config.py", "clowncar/config_load.py", "clowncar/buildable.py",
+              "clowncar/errors.py", "clowncar/did_you_mean.py", "clowncar/overrides.py", "clowncar/strict_yaml.py",
+              "clowncar/model/*.py", "clowncar/worker/__init__.py",
               "clowncar/worker/quant.py", "clowncar/worker/qscale.py", "clowncar/worker/artifact.py",
               "clowncar/worker/code_bytes.py", "clowncar/worker/evaluate.py", "clowncar/data/__init__.py",
               "clowncar/data/bpb.py", "clowncar/data/paths.py", "clowncar/data/shards.py", "clowncar/data/stream.py")

@@ -36,16 +36,17 @@ def run(
 
 def _run(config: Path | None, out: Path, preset: str | None, overrides: list[str], overwrite: bool = False) -> None:
     from clowncar.buildable import check_buildable
+    from clowncar.config_load import load_config
     from clowncar.data.paths import missing_dirs
     from clowncar.errors import EXIT_BAD_INPUT, ConfigError, RunFailed
     from clowncar.events import RESULT_FILE, read_result
     from clowncar.interrupts import Interrupted, signals_ignored
-    from clowncar.worker.run import load_trial_config, run_trial
+    from clowncar.worker.run import run_trial
 
     if config is None and preset is None:  # the bare defaults are a full-size model: never run one by accident
         raise ConfigError("give a trial config file or --preset NAME (`clowncar config presets` lists them)")
     try:
-        cfg = load_trial_config(config, preset, overrides)
+        cfg = load_config(config, preset, overrides)
     except ConfigError as err:
         from clowncar.orchestrator.spec import with_spec_hint
 

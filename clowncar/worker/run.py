@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from clowncar.config import TrialConfig, load_config
+from clowncar.config import TrialConfig
 from clowncar.data.paths import make_output_dir
 from clowncar.errors import (
     EXIT_BAD_INPUT,
@@ -39,13 +39,6 @@ RESULT_KEYS = (
     "over_cap", "artifact_path", "artifact_sha256", "evaluated_weights", "quant_schemes", "provenance",
     "late_qat_step", "warmdown_start_step", "warmdown_set_by", "startup_seconds", "startup",
 )
-
-
-def load_trial_config(path: str | Path | None, preset: str | None = None, overrides: list[str] | None = None
-                      ) -> TrialConfig:
-    """A YAML/JSON trial config, a trial.json written by the orchestrator (`{"config": {...}, ...}`) or a trial's
-    result.json (`config.embedded_config`); without a file, the preset and overrides alone."""
-    return load_config(path, preset=preset, overrides=overrides or [])
 
 
 def summary_line(result: dict[str, Any]) -> str:

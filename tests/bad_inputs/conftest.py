@@ -41,7 +41,7 @@ def valid_artifact(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """The bytes of a real artifact: a tiny crawler (vocab 320, width 32) quantized and written by clowncar."""
     import torch
 
-    from clowncar.config import load_config
+    from clowncar.config_load import load_config
     from clowncar.model import build_model
     from clowncar.worker.artifact import export_artifact
 

@@ -17,6 +17,7 @@ import pytest
 
 from clowncar.data import build
 from clowncar.data.build import BuildResult, ShardWriter, SplitStats, build_dataset, read_build_info
+from clowncar.data.record import check_encoded_with
 from clowncar.data.shards import MAX_VOCAB, read_shard
 from clowncar.errors import DataError
 
@@ -433,24 +434,24 @@ def test_shards_are_checked_against_the_tokenizer_kept_beside_them(tmp_path: Pat
     """A build keeps its tokenizer beside build.json: only a byte-identical model may read the shards."""
     model, _ = tiny_tokenizer
     ds = _quiet_build(tmp_path, model, kjv_verses[:40]).out
-    build.check_encoded_with(ds, model)  # the model it was built with: passes
-    build.check_encoded_with(ds, ds / "tokenizer.model")
+    check_encoded_with(ds, model)  # the model it was built with: passes
+    check_encoded_with(ds, ds / "tokenizer.model")
     other = tmp_path / "other.model"
     other.write_bytes(model.read_bytes() + b"\0")  # one byte more: another file
     with pytest.raises(DataError) as err:
-        build.check_encoded_with(ds, other)
+        check_encoded_with(ds, other)
     assert str(err.value) == (f"the shards in {ds} were encoded with {ds / 'tokenizer.model'}, not with {other}: "
                               "their ids would be read as other pieces and BPB would count the wrong bytes (use the "
                               "tokenizer the shards were built with)")
     with pytest.raises(DataError) as err:
-        build.check_encoded_with(ds, tmp_path / "gone.model")
+        check_encoded_with(ds, tmp_path / "gone.model")
     assert str(err.value) == (f"cannot compare the tokenizers {ds / 'tokenizer.model'} and {tmp_path / 'gone.model'}: "
                               "No such file or directory")
     (ds / "build.json").rename(tmp_path / "build.json")  # no record of the build: nothing to check against
-    build.check_encoded_with(ds, other)
+    check_encoded_with(ds, other)
     (tmp_path / "build.json").rename(ds / "build.json")
     (ds / "tokenizer.model").unlink()  # a record without the model: nothing to check against either
-    build.check_encoded_with(ds, other)
+    check_encoded_with(ds, other)
 
 
 def test_a_vocab_size_given_with_a_tokenizer_must_be_its_own(tmp_path: Path, tiny_tokenizer: tuple[Path, Any]

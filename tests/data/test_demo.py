@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from clowncar.config import load_config
+from clowncar.config_load import load_config
 from clowncar.data.demo import RECIPE, kjv_chapters, locate_kjv
 from clowncar.data.shards import read_shard
 from clowncar.settings import load_settings

@@ -16,7 +16,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from clowncar.config import load_config
+from clowncar.config_load import load_config
 from clowncar.model import build_model
 
 # The clowncar preset's layout (4 flat + 1 crawler x 4, flow instructions, XSA, bigram, smear) at a CPU width.

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from clowncar.config import load_config
+from clowncar.config_load import load_config
 from clowncar.model import build_model, count_params, resolve_model_dim
 from clowncar.model.layers import TrigramHashEmbedding
 

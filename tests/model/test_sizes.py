@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from clowncar.config import load_config
+from clowncar.config_load import load_config
 from clowncar.errors import ConfigError
 from clowncar.model import build_model, count_params, params_at_width, resolve_model_dim
 from clowncar.model.build import width_step

@@ -15,8 +15,8 @@ import pytest
 import torch
 import yaml
 
-from clowncar.config import load_config
 from clowncar.config_canonical import canonical
+from clowncar.config_load import load_config
 from clowncar.model import build_model, count_params, resolve_model_dim
 from clowncar.orchestrator.spec import load_spec
 from clowncar.store.importers import cadence_tsv, micro_log, sweep_csv

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from clowncar.config import load_config
+from clowncar.config_load import load_config
 from clowncar.errors import ConfigError
 from clowncar.events import RESULT_METRICS
 from clowncar.orchestrator import workers

@@ -80,7 +80,7 @@ def tiny_overrides(tiny_data: Path) -> list[str]:
 @pytest.fixture
 def tiny_cfg(tiny_overrides: list[str]) -> Callable[..., Any]:
     def make(*extra: str) -> Any:
-        from clowncar.config import load_config
+        from clowncar.config_load import load_config
 
         return load_config(preset="tiny-cpu", overrides=[*tiny_overrides, *extra])
 

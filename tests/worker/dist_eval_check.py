@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from clowncar.config import from_dict
+from clowncar.config_load import from_dict
 from clowncar.data.bpb import build_byte_luts
 from clowncar.data.stream import load_validation_tokens
 from clowncar.data.tokenizer import load_tokenizer

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clowncar.config import from_dict, load_config
+from clowncar.config_load import from_dict, load_config
 from clowncar.errors import ConfigError, DataError
 from clowncar.model import build_model
 from clowncar.worker.artifact import export_artifact, load_model_from_artifact, model_from_state

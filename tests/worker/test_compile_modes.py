@@ -157,7 +157,7 @@ def test_cuda_graph_trial_matches_eager_for_20_steps_needs_cuda(repo_text_data: 
     restore, probes and the sliding eval: the same losses as eager to bf16 tolerance, and CUDA graphs ran."""
     from torch._dynamo.utils import counters
 
-    from clowncar.config import load_config
+    from clowncar.config_load import load_config
     from clowncar.worker.run import run_trial
 
     base = [f"data.dataset={repo_text_data}", f"data.tokenizer={repo_text_data / 'tokenizer.model'}",

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from clowncar.config import from_dict
 from clowncar.config_canonical import canonical
+from clowncar.config_load import from_dict
 from clowncar.overrides import apply_overrides
 from clowncar.presets import preset_dict
 from clowncar.worker.run import run_trial

@@ -13,7 +13,7 @@ import pytest
 import torch
 import zstandard
 
-from clowncar.config import load_config
+from clowncar.config_load import load_config
 from clowncar.worker import provenance as prov
 
 

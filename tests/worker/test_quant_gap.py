@@ -53,7 +53,7 @@ def _worst_matrix_error(deq: dict[str, torch.Tensor], trained: dict[str, torch.T
 
 @pytest.fixture(scope="module")
 def trained_and_exported(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from clowncar.config import load_config
+    from clowncar.config_load import load_config
 
     overrides = [f"data.dataset={tiny_data}", f"data.tokenizer={tiny_data / 'tokenizer.model'}", "model.vocab_size=320",
                  "model.model_dim=32", "model.num_heads=2", "model.num_kv_heads=1", "model.bigram_vocab_size=64",

@@ -15,12 +15,13 @@ import pytest
 import torch
 
 from clowncar.config import TrialConfig
+from clowncar.config_load import load_config
 from clowncar.errors import ConfigError, DataError
 from clowncar.events import EventWriter, read_events
 from clowncar.worker import run as run_module
 from clowncar.worker import train as train_module
 from clowncar.worker.dist import DistInfo
-from clowncar.worker.run import RESULT_KEYS, device_type, load_trial_config, run_trial, summary_line
+from clowncar.worker.run import RESULT_KEYS, device_type, run_trial, summary_line
 from clowncar.worker.startup import StartupClock
 from clowncar.worker.train import Diverged
 
@@ -333,16 +334,16 @@ def test_a_cpu_trial_takes_backends_that_run_on_the_cpu(cfg: TrialConfig, monkey
 def test_a_trial_json_from_the_orchestrator_is_read_with_preset_and_overrides(tmp_path: Path) -> None:
     trial = tmp_path / "trial.json"
     trial.write_text(json.dumps({"config": {"model": {"crawler_loops": 3}}, "trial_uid": "abc"}))
-    cfg = load_trial_config(trial, preset="tiny-cpu", overrides=["train.seed=9"])
+    cfg = load_config(trial, preset="tiny-cpu", overrides=["train.seed=9"])
     assert cfg.model.crawler_loops == 3 and cfg.train.seed == 9
     assert (cfg.model.model_dim, cfg.model.bigram_vocab_size) == (64, 256)  # tiny-cpu's, under the config
-    bare = load_trial_config(trial)
+    bare = load_config(trial)
     assert bare.model.crawler_loops == 3 and bare.model.model_dim == 512 and bare.train.seed == TrialConfig().train.seed
     plain = tmp_path / "trial.yaml"
     plain.write_text("model:\n  crawler_loops: 2\n")
-    assert load_trial_config(plain, overrides=["model.inst_dim=0"]).model.inst_dim == 0
-    assert load_trial_config(plain).model.crawler_loops == 2
-    on_preset = load_trial_config(plain, preset="tiny-cpu")
+    assert load_config(plain, overrides=["model.inst_dim=0"]).model.inst_dim == 0
+    assert load_config(plain).model.crawler_loops == 2
+    on_preset = load_config(plain, preset="tiny-cpu")
     assert (on_preset.model.crawler_loops, on_preset.model.model_dim) == (2, 64)
 
 
@@ -355,9 +356,10 @@ def test_an_out_path_under_a_file_is_bad_input_naming_the_trial_directory(cfg: T
 
 
 def test_without_a_file_the_config_is_the_preset_with_the_overrides() -> None:
-    from clowncar.config import load_config
+    from clowncar.config_load import from_dict
+    from clowncar.overrides import apply_overrides
+    from clowncar.presets import preset_dict
 
-    cfg = load_trial_config(None, "tiny-cpu", ["train.seed=7"])
-    assert cfg == load_config(None, preset="tiny-cpu", overrides=["train.seed=7"]) and cfg.train.seed == 7
-    assert load_trial_config(None, "tiny-cpu") == load_config(None, preset="tiny-cpu", overrides=[])
-    assert load_trial_config(None, "tiny-cpu").model != load_config(None, overrides=[]).model  # the preset counts
+    cfg = load_config(None, "tiny-cpu", ["train.seed=7"])
+    assert cfg == from_dict(apply_overrides(preset_dict("tiny-cpu"), ["train.seed=7"])) and cfg.train.seed == 7
+    assert load_config(None, "tiny-cpu").model != load_config(None, overrides=[]).model  # the preset counts

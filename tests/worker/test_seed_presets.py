@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-from clowncar.config import TrialConfig, load_config
+from clowncar.config import TrialConfig
+from clowncar.config_load import load_config
 from clowncar.model import build_model
 from clowncar.worker.artifact import read_artifact
 from clowncar.worker.quant import quantize_tensor

@@ -14,7 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from clowncar.config import TrainConfig, load_config
+from clowncar.config import TrainConfig
+from clowncar.config_load import load_config
 from clowncar.model import build_model, param_groups
 from clowncar.model.layers import CastedLinear, fake_int6
 from clowncar.worker.optim import build_optimizers, set_lr_scale
