@@ -49,14 +49,29 @@ def canonical(cfg: TrialConfig) -> TrialConfig:
               "muon_backend_steps", "muon_wd")
     if not train["ema"]:
         reset("train", "ema_decay", "ema_start_step")
-    if not data["quant"]["enabled"]:
-        reset("quant", *(k for k in data["quant"] if k != "enabled"))
+    _canonical_quant(data["quant"], reset)
     seq_len = data["eval"]["seq_len"] or train["train_seq_len"]
     if data["eval"]["stride"] >= seq_len:  # no sliding window either way
         data["eval"]["stride"] = 0
     for key in inert_switches(data, defaults):  # a seed switch on a model without the part it acts on
         reset(*key.split("."))
     return from_dict(data)
+
+
+GPTQ_ONLY = ("gptq_block_size", "gptq_damp", "gptq_col_order", "gptq_calib_seqs", "gptq_calib_seq_len",
+             "gptq_loop_aware")
+"""Read only by `quant.gptq_quantize` / `collect_hessians`: with no GPTQ scheme the calibration stream is taken
+but never run through the model (`quantize_model` collects Hessians for GPTQ targets only)."""
+
+
+def _canonical_quant(quant: dict[str, Any], reset: Any) -> None:
+    if not quant["enabled"]:
+        reset("quant", *(k for k in quant if k != "enabled"))
+        return
+    if not str(quant["flat_scheme"]).startswith("gptq_"):  # the only field that can name a GPTQ scheme
+        reset("quant", *GPTQ_ONLY)
+    if quant["compressor"] != "zstd":
+        reset("quant", "zstd_level")
 
 
 def _loops_are_one_pass(model: dict[str, Any]) -> bool:

@@ -21,6 +21,8 @@ SHORT = ("train.iterations=4", "train.warmdown_iters=2", "eval.stride=0", "train
 SEED_DELTA_NET = ("model.delta_net_conv_silu=false", "model.delta_net_head_norm=false",
                   "model.delta_net_out_norm=true", "model.delta_net_o_init=orthogonal", "train.train_delta_net=false",
                   "quant.delta_net_scheme=int8")
+GPTQ_SETTINGS = ("quant.gptq_block_size=8", "quant.gptq_damp=0.1", "quant.gptq_col_order=natural",
+                 "quant.gptq_calib_seqs=4", "quant.gptq_calib_seq_len=32", "quant.gptq_loop_aware=true")
 
 
 @pytest.fixture
@@ -83,6 +85,10 @@ MERGE = {
                                             ["model.crawler_loops=1"]),
     "gptq-feedback-without-gptq": (["quant.enabled=true", "quant.flat_scheme=int8", "quant.gptq_feedback=full_inverse"],
                                    ["quant.enabled=true", "quant.flat_scheme=int8"]),
+    "gptq-settings-without-gptq": (["quant.enabled=true", "quant.flat_scheme=int6", *GPTQ_SETTINGS],
+                                   ["quant.enabled=true", "quant.flat_scheme=int6"]),
+    "zstd-level-of-lzma": (["quant.enabled=true", "quant.compressor=lzma", "quant.zstd_level=3"],
+                           ["quant.enabled=true", "quant.compressor=lzma"]),
 }
 
 # ... and two configs per row that differ in a live field must stay apart.
@@ -122,6 +128,10 @@ APART = {
     "trained-flow-instructions": (["model.inst_dim=8"], ["model.inst_dim=8", "train.train_flow_instructions=false"]),
     "gptq-feedback": (["quant.enabled=true", "quant.flat_scheme=gptq_int6"],
                       ["quant.enabled=true", "quant.flat_scheme=gptq_int6", "quant.gptq_feedback=full_inverse"]),
+    **{f"gptq-{setting.split('=')[0]}": (["quant.enabled=true", "quant.flat_scheme=gptq_int6"],
+                                         ["quant.enabled=true", "quant.flat_scheme=gptq_int6", setting])
+       for setting in GPTQ_SETTINGS},
+    "zstd-level": (["quant.enabled=true", "quant.zstd_level=22"], ["quant.enabled=true", "quant.zstd_level=3"]),
 }
 
 
@@ -166,6 +176,8 @@ MOOT = {
                            "train.muon_backend_steps=3"],
     "no-ema-ignores-its-decay": ["train.ema=false", "train.ema_decay=0.5", "train.ema_start_step=2"],
     "no-quantization-ignores-quant": ["quant.enabled=false", "quant.flat_scheme=int6", "quant.zstd_level=3"],
+    "no-gptq-ignores-its-settings-lzma-its-level": ["quant.enabled=true", "quant.flat_scheme=int6", *GPTQ_SETTINGS,
+                                                    "quant.compressor=lzma", "quant.zstd_level=3"],
     "no-hash-tables-ignore-their-widths": ["model.bigram_vocab_size=0", "model.bigram_dim=8",
                                            "model.trigram_dim=8", "model.trigram_zero_init=true"],
     "fixed-width-ignores-the-budget": ["model.param_budget=123", "model.param_budget_counts=blocks"],
