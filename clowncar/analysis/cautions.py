@@ -17,8 +17,11 @@ def sweeps_without_runs(sweeps: list[str], trials: pd.DataFrame, runs: pd.DataFr
     for sweep in sweeps:
         if sweep in used:
             continue
-        status = trials.loc[trials["sweep"].astype(str) == sweep, "status"] if "status" in trials else pd.Series()
-        counts = ", ".join(f"{name} {n}" for name, n in status.astype(str).value_counts().sort_index().items())
+        rows = trials.loc[trials["sweep"].astype(str) == sweep]
+        if "status" in rows:
+            counts = ", ".join(f"{name} {n}" for name, n in rows["status"].astype(str).value_counts().sort_index().items())
+        else:  # a frame without statuses (an importer's) still has its trials
+            counts = f"{len(rows)} trials, no status recorded" if len(rows) else ""
         out.append(f"sweep {sweep} has no finished run ({counts or 'no trials'}): it contributes nothing to this "
                    "report")
     return out

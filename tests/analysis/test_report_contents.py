@@ -306,5 +306,6 @@ def test_a_sweep_without_runs_counts_each_status_and_needs_no_status_or_sweep_co
     no_runs = pd.DataFrame({"run_id": pd.Series(dtype=str)})  # no sweep column: no sweep gave a run
     assert cautions.sweeps_without_runs(["s"], trials, no_runs) == [
         "sweep s has no finished run (failed 1, rejected 2): it contributes nothing to this report"]
-    # a trials frame that records no status (not the store's): the sweep is still named, without counts
-    assert cautions.sweeps_without_runs(["s"], trials[["sweep"]], no_runs)[0].startswith("sweep s has no finished run")
+    # a trials frame that records no status (not the store's): the sweep is named with its number of trials
+    assert cautions.sweeps_without_runs(["s"], trials[["sweep"]], no_runs) == [
+        "sweep s has no finished run (3 trials, no status recorded): it contributes nothing to this report"]
