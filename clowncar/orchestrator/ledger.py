@@ -114,10 +114,31 @@ def ledger_handle(ttl_s: float | None = None, settle_s: float = 60.0) -> Any:
     import ray
 
     ttl = ttl_s if ttl_s is not None else float(os.environ.get(TTL_ENV, "30"))
+    # not connected yet: `.remote` connects (a local Ray), as before, and there is no job's env to inherit
+    own_env = ledger_runtime_env(ray.get_runtime_context().runtime_env) if ray.is_initialized() else None
     actor = ray.remote(Ledger).options(
         name=NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0, max_restarts=-1,
-        max_task_retries=-1, resources={"node:__internal_head__": 0.001})
+        max_task_retries=-1, resources={"node:__internal_head__": 0.001},
+        **({"runtime_env": own_env} if own_env else {}))
     return actor.remote(ttl, settle_s)
+
+
+def ledger_runtime_env(job_env: dict[str, Any]) -> dict[str, Any] | None:
+    """The ledger's own runtime environment when the job creating it ships a working_dir (a submitted sweep:
+    `submit.job_runtime_env`), else None (it inherits the job's, which is none for an embedded or attached driver).
+
+    A detached actor inherits its creator's runtime environment, working_dir included, and outlives the job: the
+    ledger would keep the job's package referenced in the head's GCS, and unpacked as its working directory, for
+    as long as the cluster runs, and a submitted job's working_dir holds its `--store` URL with its password
+    (`submit.STORE_FILE`). Ray takes no local path for an actor's working_dir and no null that clears the
+    inherited one, so it gets a URI the job already holds and that carries no secret: the job's own code package
+    (its first zip `py_modules` entry), which it keeps as py_modules too, so `clowncar` imports as before."""
+    working_dir = job_env.get("working_dir")
+    modules = list(job_env.get("py_modules") or [])
+    code = [m for m in modules if str(m).endswith(".zip")]
+    if not working_dir or not code:
+        return None
+    return {"working_dir": code[0], "py_modules": modules}
 
 
 class Gate:

@@ -129,7 +129,10 @@ def job_runtime_env(tmp: Path, spec_path: Path, store_url: str | None) -> dict[s
     directory (one Ray temp dir). So a second node on the head's machine, installing the job's environment as the
     driver connects (Ray's eager install) or when it joins later, deleted the package under the running driver,
     whose next import failed (`No module named 'clowncar.orchestrator.ledger'`, the first sweep submitted to a
-    fresh two-node loopback cluster). A py_modules package is reused where it exists, never deleted first."""
+    fresh two-node loopback cluster). A py_modules package is reused where it exists, never deleted first.
+
+    A detached actor the job creates (the GPU ledger) would inherit the working_dir, store file and all, beyond
+    the job's end: it is given the py_modules package as its working_dir instead (`ledger.ledger_runtime_env`)."""
     code, job = tmp / "code" / "clowncar", tmp / "job"
     shutil.copytree(Path(clowncar.__file__).resolve().parent, code,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

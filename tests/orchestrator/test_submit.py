@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -88,16 +89,17 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 @pytest.fixture
 def head(sweep_env, helpers, auth_env, request: pytest.FixtureRequest) -> Iterator[str]:
     """A Ray head on 127.0.0.1; with the parameter "two nodes" (indirect), a second node on this machine too, in
-    the same Ray temp dir, as a loopback cluster of a head and a worker is started by hand. Every port is picked
-    free so that other Ray instances on this machine (their dashboard agents take 52365 by default) do not
-    collide."""
+    the same Ray temp dir, as a loopback cluster of a head and a worker is started by hand; with "one gpu", a head
+    with one logical GPU. Every port is picked free so that other Ray instances on this machine (their dashboard
+    agents take 52365 by default) do not collide."""
     port, gcs = _free_port(), _free_port()
     nodes = 2 if getattr(request, "param", "") == "two nodes" else 1
+    gpus = ["--num-gpus=1"] if getattr(request, "param", "") == "one gpu" else []
     # `ray start --block` stops cleanly on SIGTERM
     proc = _start([str(Path(sys.executable).parent / "ray"), "start", "--block", "--head", "--node-ip-address=127.0.0.1",
                    "--dashboard-host=127.0.0.1", f"--dashboard-port={port}", f"--port={gcs}",
                    f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
-                   "--num-cpus=2", "--disable-usage-stats"], _node_env(sweep_env, auth_env))
+                   "--num-cpus=2", *gpus, "--disable-usage-stats"], _node_env(sweep_env, auth_env))
     node = None
     address = f"http://127.0.0.1:{port}"
     try:
@@ -219,12 +221,41 @@ def test_first_sweep_submitted_to_a_fresh_two_node_cluster_runs_and_stop_leaves_
     time.sleep(0.1)
 
 
+LEDGER_SEEN = """
+import json, os, ray
+ray.init(address="auto")
+ledger = ray.get_actor("clowncar-gpu-ledger", namespace="clowncar")
+seen = ray.get(ledger.__ray_call__.remote(lambda self: {
+    "cwd": sorted(os.listdir(".")), "env": ray.get_runtime_context().get_runtime_env_string(), "log": len(self.log)}))
+print("LEDGER " + json.dumps(seen))
+"""
+"""A job that prints what the GPU ledger's actor holds: its working directory's files, its runtime env, how many
+grants and releases it has logged."""
+
+
+def _ledger_seen(address: str, auth_env: dict[str, str], helpers: Any) -> dict[str, Any]:
+    import json
+
+    jobs = _client(address, auth_env)
+    job_id = jobs.submit_job(entrypoint=f"{sys.executable} -c {shlex.quote(LEDGER_SEEN)}")
+    assert helpers.wait_for(lambda: _job_status(address, job_id, auth_env) in ("SUCCEEDED", "FAILED", "STOPPED"),
+                            60, 0.5)
+    logs = jobs.get_job_logs(job_id)
+    lines = [ln for ln in logs.splitlines() if ln.startswith("LEDGER ")]
+    assert lines, logs[-3000:]
+    return dict(json.loads(lines[-1].removeprefix("LEDGER ")))
+
+
+@pytest.mark.parametrize("head", ["one gpu"], indirect=True)
 def test_a_submitted_store_url_reaches_only_the_driver_through_a_private_file(head, sweep_env, helpers, auth_env,
                                                                               pg_password_store) -> None:
+    """A GPU sweep (the GPU ledger, a detached actor that outlives the job, is made by the job's driver): the
+    ledger keeps neither the store file nor a reference to the job's package that holds it."""
     from clowncar.store import open_store
 
     url, password = pg_password_store
-    spec = sweep_env.spec("jobsecret", overrides={"train.iterations": 3, "train.max_wallclock_seconds": 0.3})
+    spec = sweep_env.spec("jobsecret", resources={"gpus": 1},
+                          overrides={"train.iterations": 3, "train.max_wallclock_seconds": 0.3})
     client = subprocess.Popen([sys.executable, "-m", "clowncar", "sweep", "submit", str(spec), "--address", head,
                                "--store", url, "--python", sys.executable], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=sweep_env.tmp,
@@ -251,6 +282,12 @@ def test_a_submitted_store_url_reaches_only_the_driver_through_a_private_file(he
     assert "trial worker" in watch.seen and not watch.leaks, (watch.seen, watch.leaks)
     shipped = list(sweep_env.ray_tmp.rglob("store.url"))
     assert shipped and all(p.stat().st_mode & 0o777 == 0o600 for p in shipped), shipped
+    ledger = _ledger_seen(head, auth_env, helpers)
+    assert ledger["log"] >= 3, ledger  # it granted the sweep's 3 trials their GPU
+    assert "store.url" not in ledger["cwd"] and "spec.yaml" not in ledger["cwd"], ledger
+    package = info.runtime_env["working_dir"]  # the job's package with the store file, in the head's GCS
+    assert package.startswith("gcs://") and package not in ledger["env"], (package, ledger)
+    assert info.runtime_env["py_modules"][0] in ledger["env"], ledger  # the job's code, which it imports
     with open_store(url) as store:
         trials = store.trials_frame(sweeps="jobsecret")
     assert len(trials) == 3 and set(trials["status"]) == {"ok"}
