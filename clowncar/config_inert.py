@@ -42,6 +42,11 @@ FLOW = ("flow instructions (model.arch crawler with a crawler layer, model.crawl
         "model.inst_dim > 0)")
 GPTQ = "a GPTQ scheme (quant.flat_scheme gptq_int6 or gptq_int5, quant.enabled true)"
 
+DELTA_NET_KEYS = frozenset({"model.delta_net_heads"})
+FLOW_KEYS = frozenset({"model.arch", "model.num_crawler_layers", "model.crawler_loops", "model.inst_dim",
+                       "model.loop_offsets"})
+GPTQ_KEYS = frozenset({"quant.enabled", "quant.flat_scheme"})
+
 SWITCHES: dict[str, tuple[Callable[[Config], bool], str]] = {
     "model.delta_net_conv_silu": (_has_delta_net, DELTA_NET),
     "model.delta_net_head_norm": (_has_delta_net, DELTA_NET),
@@ -53,6 +58,9 @@ SWITCHES: dict[str, tuple[Callable[[Config], bool], str]] = {
     "quant.gptq_feedback": (_quantizes_with_gptq, GPTQ),
 }
 """Switch -> (whether it can act on the config, what it needs)."""
+READS = {key: {DELTA_NET: DELTA_NET_KEYS, FLOW: FLOW_KEYS, GPTQ: GPTQ_KEYS}[needs]
+         for key, (_, needs) in SWITCHES.items()}
+"""Switch -> the config keys its condition reads: a sweep that searches none of them cannot make it act."""
 NOT_REFUSED = ("quant.delta_net_scheme",)
 """Set inertly by a preset (`clowncar-seed`): only the canonical form resets it (see the module docstring)."""
 

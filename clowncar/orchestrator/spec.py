@@ -355,13 +355,17 @@ def load_spec(path: str | Path) -> SweepSpec:
     data = read_mapping(p)
     if data.get("seeds") == []:  # the model cannot tell it from no seeds given (a stored spec holds seeds: [])
         raise ConfigError(f"sweep spec {p}: seeds: [] lists no seed; leave it out to use the config's train.seed")
+    from clowncar.orchestrator.spec_checks import check_named_switches
+
     try:
-        return spec_from_dict(data)
+        spec = spec_from_dict(data)
     except ConfigError as err:
         if _trial_config_keys(data):
             raise ConfigError(f"{err}; {p} looks like a trial config: use `clowncar trial run {p} --out DIR` "
                               "(or `clowncar config show`)") from None
         raise
+    check_named_switches(spec)
+    return spec
 
 
 def _trial_config_keys(data: dict[str, Any]) -> bool:

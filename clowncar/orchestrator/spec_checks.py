@@ -62,6 +62,29 @@ def check_against_config(spec: SweepSpec) -> None:
                               "another's trial; see `clowncar sweep plan`)")
 
 
+def check_named_switches(spec: SweepSpec) -> None:
+    """ConfigError when the spec's overrides name a seed switch that no trial of the sweep can act on (a DeltaNet
+    switch over a model without DeltaNet heads, and no searched key or named point that adds them): every trial
+    would reset it (config_canonical), which is not what was asked. The same rule `load_config` applies to a
+    trial's file; a switch that acts at some points of the space is accepted. Checked on a user's spec file, not
+    on a stored one (a sweep stored before this rule still resumes)."""
+    from clowncar.config import TrialConfig
+    from clowncar.config_inert import READS, named_inert_switch
+    from clowncar.config_load import from_dict
+
+    named = {f"{key}.{sub}" if isinstance(value, dict) else key
+             for key, value in spec.overrides.items() for sub in (value if isinstance(value, dict) else [None])}
+    searched = set(spec.space) | {key for point in [*spec.points.values(), *spec.enqueue] for key in point}
+    fixed = {key for key in named if key in READS and not READS[key] & searched}
+    try:
+        base = from_dict(spec.base_dict()).to_dict()
+    except ConfigError:  # a base that only the searched values make valid: no one config to judge
+        return
+    problem = named_inert_switch(base, TrialConfig().to_dict(), fixed)
+    if problem:
+        raise ConfigError(f"sweep spec overrides: {problem}")
+
+
 def _located(spec: SweepSpec, params: dict[str, Any], err: ConfigError) -> str:
     """The spec's error line for a point whose config fails: the overrides are named when the base config (preset
     and overrides, no searched value) fails the same way, else the space, with the point's values."""

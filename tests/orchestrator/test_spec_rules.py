@@ -257,3 +257,76 @@ def test_a_spec_without_a_space_runs_its_one_config_per_seed_without_a_sampler_c
     assert str(err.value) == ("sweep spec: budget.max_trials is required for the tpe sampler; a spec without a "
                               "space or points is one config (per seed): leave out `sampler` or give `sampler: grid` "
                               "to run it once")
+
+
+def _spec_file(tmp_path: Any, **fields: Any) -> Any:
+    import yaml
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({**BASE, **fields}), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("fields", [
+    {"overrides": {"model.delta_net_heads": 0, "model.delta_net_out_norm": True}},
+    {"overrides": {"model": {"delta_net_out_norm": True}}},  # nested, on tiny-cpu's model without DeltaNet
+    # a searched key that cannot add what the switch needs
+    {"overrides": {"quant.flat_scheme": "int8", "quant.gptq_feedback": "full_inverse"},
+     "space": {LOOPS: {"grid": [1, 2]}}},
+    {"overrides": {"model.inst_dim": 0, "train.train_flow_instructions": False},
+     "points": {"a": {"train.matrix_lr": 0.01}}},
+])
+def test_a_spec_file_whose_overrides_name_a_switch_no_trial_can_act_on_is_refused(tmp_path: Any,
+                                                                                  fields: dict[str, Any]) -> None:
+    from clowncar.orchestrator.spec import load_spec
+
+    with pytest.raises(ConfigError) as err:
+        load_spec(_spec_file(tmp_path, **fields))
+    assert str(err.value).startswith("sweep spec overrides: ") and "cannot act on this model: it needs" in str(err.value)
+    assert spec_of(**fields).name == "rules"  # a stored spec (spec_from_dict, as resume reads it) still loads
+
+
+@pytest.mark.parametrize("fields", [
+    # the space, a named point or a queued config may add what the switch needs at some trials
+    {"overrides": {"model.delta_net_out_norm": True}, "space": {"model.delta_net_heads": {"grid": [0, 2]}}},
+    {"overrides": {"quant.gptq_feedback": "full_inverse", "quant.flat_scheme": "int8"},
+     "points": {"gptq": {"quant.flat_scheme": "gptq_int6"}, "rtn": {"quant.flat_scheme": "int8"}}},
+    {"overrides": {"model.crawler_loops": 1, "train.train_flow_instructions": False},
+     "enqueue": [{"model.crawler_loops": 2}], "sampler": "grid", "budget": {}},
+    # the switch acts on the base itself
+    {"overrides": {"model.delta_net_heads": 2, "model.delta_net_out_norm": True}},
+    # a preset's own switch: left to the canonical form, as in a trial's file
+    {"overrides": {"quant.delta_net_scheme": "int8"}},
+])
+def test_a_switch_that_some_trial_can_act_on_is_accepted(tmp_path: Any, fields: dict[str, Any]) -> None:
+    from clowncar.orchestrator.spec import load_spec
+
+    assert load_spec(_spec_file(tmp_path, **fields)).name == "rules"
+
+
+def test_every_key_a_switch_condition_reads_is_listed_as_one_it_reads() -> None:
+    """A sweep may leave a switch named only when no searched key can change its condition: READS must hold every
+    key the condition looks at (recorded here over configs that take each branch)."""
+    from clowncar.config import TrialConfig
+    from clowncar.config_inert import READS, SWITCHES
+
+    class Recording(dict):  # type: ignore[type-arg]
+        def __init__(self, section: str, values: dict[str, Any], seen: set[str]) -> None:
+            super().__init__(values)
+            self.section, self.seen = section, seen
+
+        def __getitem__(self, key: str) -> Any:
+            self.seen.add(f"{self.section}.{key}")
+            return super().__getitem__(key)
+
+    variants = [{}, {"model": {"delta_net_heads": 2}}, {"quant": {"flat_scheme": "gptq_int6"}},
+                {"quant": {"enabled": False}}, {"model": {"arch": "gpt"}}, {"model": {"num_crawler_layers": 0}},
+                {"model": {"crawler_loops": 1}}, {"model": {"inst_dim": 0}}, {"model": {"loop_offsets": "learned"}}]
+    for key, (acts, _) in SWITCHES.items():
+        seen: set[str] = set()
+        for variant in variants:
+            cfg = TrialConfig().to_dict()
+            for section, values in variant.items():
+                cfg[section].update(values)
+            acts({s: Recording(s, v, seen) for s, v in cfg.items()})
+        assert seen == READS[key], key
