@@ -24,6 +24,7 @@ declare -A TESTS=(
   [clowncar/data/paths.py]="tests/data/test_shards.py tests/data/test_corpus_rules.py tests/worker/test_artifact_reader.py tests/data/test_tokenizer.py tests/test_config_rules.py tests/data/test_output_dirs.py"
   [clowncar/data/tokenizer.py]="tests/data/test_tokenizer.py"
   [clowncar/config_canonical.py]="tests/worker/test_config_canonical.py"
+  [clowncar/config_inert.py]="tests/test_seed_presets_config.py tests/orchestrator/test_spec_rules.py tests/worker/test_config_canonical.py"
   [clowncar/worker/evaluate.py]="tests/worker/test_evaluate.py"
   [clowncar/worker/schedule.py]="tests/worker/test_schedule.py"
   [clowncar/worker/optim.py:EMA]="tests/worker/test_optim.py"
@@ -165,6 +166,7 @@ declare -A KEYWORDS=(
   [clowncar/orchestrator/spec_checks.py]="not test_bad_inputs.py or (specs: and not subprocess)"
   [clowncar/config.py]="not test_bad_inputs.py or (configs: and not subprocess)"
   [clowncar/config_load.py]="not test_bad_inputs.py or (configs: and not subprocess)"
+  [clowncar/config_inert.py]="not computes_the_same_trial"
   [clowncar/store/longread.py]="not postgresql or test_long_reads.py"
   [clowncar/orchestrator/trainable.py]="not test_search_rules.py or relay"
   [clowncar/presets.py]="not (cli or lists_every_preset)"
@@ -200,7 +202,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/data/fetch.py
        clowncar/orchestrator/start.py clowncar/orchestrator/rungs.py clowncar/orchestrator/asha.py
        clowncar/orchestrator/search.py clowncar/orchestrator/distinct.py clowncar/orchestrator/sweep_plan.py
-       clowncar/orchestrator/rerun.py clowncar/config.py clowncar/config_load.py clowncar/overrides.py clowncar/presets.py
+       clowncar/orchestrator/rerun.py clowncar/config.py clowncar/config_load.py clowncar/config_inert.py clowncar/overrides.py clowncar/presets.py
        clowncar/orchestrator/placement.py clowncar/orchestrator/plan.py clowncar/strict_yaml.py
        clowncar/model/build.py clowncar/data/inspect_dir.py clowncar/events.py
        clowncar/data/corpus.py clowncar/worker/loader.py
