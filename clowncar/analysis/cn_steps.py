@@ -18,7 +18,13 @@ import numpy as np
 import pandas as pd
 
 from clowncar.analysis.frames import phase_bins, step_kind_table
-from clowncar.analysis.reference import corrected, pick_references, stream_keys
+from clowncar.analysis.reference import (
+    corrected,
+    pick_references,
+    reference_note,
+    reference_rows,
+    stream_keys,
+)
 from clowncar.analysis.result import TestResult, decide, not_enough
 from clowncar.analysis.shared_steps import (
     Shares,
@@ -141,12 +147,8 @@ def cn_loss_test(steps: pd.DataFrame, trials: pd.DataFrame | None = None
     within = [{"run": r, "coef": f["coef"], "ci_low": f["ci_low"], "ci_high": f["ci_high"], "p_hac": f["p_hac"],
                "hac_maxlags": f["hac_lags"], "steps": f["n"]} for r, f in fits.items()]
     n_steps = int(sum(f["n"] for f in fits.values()))
-    ref_rows = _reference_rows(fits, refs)
-    if ref_rows:
-        raw, ref = (float(np.mean([row[k] for row in ref_rows])) for k in ("uncorrected_c_minus_n",
-                                                                          "reference_c_minus_n"))
-        note += (f" Uncorrected, the mean C-N would be {raw:+.4g} nats, of which the reference runs alone (one "
-                 f"kind throughout, on the same steps) show {ref:+.4g}.")
+    ref_rows = reference_rows({r: (f["raw_coef"], f["coef"]) for r, f in fits.items() if r in refs}, refs, trials)
+    note += reference_note(ref_rows)
     kw = {"unit": "nats", "n_runs": len(fits), "n_steps": n_steps, "runs": list(fits),
           "extra": {"scope": note, "reference_corrected": bool(refs)},
           "tables": {"within_run_hac": within, "reference_runs": ref_rows}}
@@ -202,14 +204,6 @@ def _refs_of(fits: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 def _groups(units: int, refs: dict[str, str]) -> str:
     return f", sharing {units} reference run(s)" if refs else ""
-
-
-def _reference_rows(fits: dict[str, dict[str, Any]], refs: dict[str, str]) -> list[dict[str, Any]]:
-    """Per corrected run: its C-N before and after the subtraction, and the difference, which is what the
-    reference run itself shows on the same steps with the same C/N labels (the fit is linear in the loss)."""
-    return [{"run": r, "reference": refs[r], "uncorrected_c_minus_n": f["raw_coef"],
-             "reference_c_minus_n": f["raw_coef"] - f["coef"], "c_minus_n": f["coef"]}
-            for r, f in fits.items() if r in refs]
 
 
 def _how_many(lacking: list[str], runs: int, what: str, trials: pd.DataFrame | None) -> str:

@@ -8,9 +8,10 @@ a run on the same stream at the same step removes it (reference/analysis_methods
 loss_t^ref). The reference must not alternate itself (all N-steps, cadence 0, or all C-steps, cadence 1):
 its own C/N difference would otherwise come back into the target's, with the opposite sign.
 
-Among the references on a stream the closest is taken: the same seed, then the same number of loops, then the
-same width (the more alike the two models, the more alike their response to a batch), then the most steps in
-common. Runs that share a reference share its own noise: the tests average them into one unit before the t test
+Among the references on a stream the closest is taken: the same seed, then the same model (every `model.*`
+setting, the width as the run measured it: a sweep of `model_dim: auto` records "auto" for every width), then
+the same number of loops, width, crawler blocks and flat blocks (the more alike the two models, the more alike
+their response to a batch), then the same sweep, then the most steps in common. Runs that share a reference share its own noise: the tests average them into one unit before the t test
 across runs (`shared_steps.unit_members`; in `sweeps/signals.yaml` each reference serves a cadence-2 and a cadence-4
 run of its seed)."""
 
@@ -24,8 +25,10 @@ import pandas as pd
 STREAM_COLUMNS = ("data.dataset", "data.train_glob", "train.train_batch_tokens", "train.train_seq_len")
 """What fixes the tokens of step t: the shard set and how many tokens a step takes in sequences of what length
 (the seed, the world size and the micro-batching do not change them)."""
-CLOSENESS_COLUMNS = ("train.seed", "model.crawler_loops", "model.model_dim")
-"""Preferred agreements between a run and its reference, most important first."""
+CLOSENESS = ("train.seed", "model", "model.crawler_loops", "width", "model.num_crawler_layers",
+             "model.num_flat_layers", "sweep")
+"""Preferred agreements between a run and its reference, most important first (`model`: every model setting;
+`width`: the measured width, else the configured one)."""
 
 
 DECLARED_COLUMN = "stream_declared"
@@ -64,9 +67,34 @@ def stream_keys(trials: pd.DataFrame | None) -> dict[str, tuple[str, ...]]:
 
 
 def _closeness(trials: pd.DataFrame) -> dict[str, tuple[Any, ...]]:
-    cols = [c for c in CLOSENESS_COLUMNS if c in trials.columns]
-    return {str(uid): tuple(row) for uid, row in zip(trials["trial_uid"], trials[cols].itertuples(index=False),
-                                                     strict=True)}
+    """Run id -> its `CLOSENESS` values (None where the run does not record one)."""
+    width = _resolved_width(trials)
+    model_cols = sorted(c for c in trials.columns if c.startswith("model."))
+    out = {}
+    for i, uid in enumerate(trials["trial_uid"]):
+        row = trials.iloc[i]
+        values: dict[str, Any] = {c: row.get(c) for c in CLOSENESS if c in trials.columns}
+        values["width"] = width.iloc[i]
+        model = {c: (width.iloc[i] if c == "model.model_dim" else row[c]) for c in model_cols}
+        values["model"] = repr(sorted(model.items())) if model and not all(_missing(v) for v in model.values()) else None
+        values["sweep"] = row.get("sweep", row.get("sweep_name"))
+        out[str(uid)] = tuple(values.get(c) for c in CLOSENESS)
+    return out
+
+
+def _resolved_width(trials: pd.DataFrame) -> pd.Series:
+    """The width each run measured (result `model_dim`), else its configured one (NaN for `auto`)."""
+    configured = pd.to_numeric(trials.get("model.model_dim", pd.Series(index=trials.index, dtype=float)),
+                               errors="coerce")
+    if "model_dim" not in trials.columns:
+        return configured
+    measured = pd.to_numeric(trials["model_dim"], errors="coerce")
+    return measured.where(measured > 0, configured)
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN or pandas' NA (not a string or a tuple, which pd.isna would take apart)."""
+    return value is None or (not isinstance(value, str | tuple) and bool(pd.isna(value)))
 
 
 def _one_kind(g: dict[str, np.ndarray]) -> bool:
@@ -94,7 +122,7 @@ def pick_references(groups: dict[str, dict[str, np.ndarray]], trials: pd.DataFra
 
 
 def _same(a: Any, b: Any) -> bool:
-    return bool(not pd.isna(a) and not pd.isna(b) and str(a) == str(b))
+    return bool(not _missing(a) and not _missing(b) and str(a) == str(b))
 
 
 def corrected(g: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -105,3 +133,44 @@ def corrected(g: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str,
     out["y_raw"] = out["y"]
     out["y"] = g["y"][mine] - ref["y"][theirs]
     return out
+
+
+
+def model_keys(trials: pd.DataFrame | None) -> dict[str, str | None]:
+    """Run id -> its model (every model setting, the measured width) as one comparable value; None for a run
+    that records no model setting."""
+    if trials is None or trials.empty or "trial_uid" not in trials.columns:
+        return {}
+    model = CLOSENESS.index("model")
+    return {rid: key[model] for rid, key in _closeness(trials).items()}
+
+
+def reference_rows(coefs: dict[str, tuple[float, float]], refs: dict[str, str], trials: pd.DataFrame | None
+                   ) -> list[dict[str, Any]]:
+    """Per corrected run (`coefs`: run -> its C-N before and after the subtraction): its reference, whether that
+    is the same model (None: not recorded), and the difference, which is what the reference run itself shows on
+    the same steps with the same C/N labels (the fit is linear in the loss)."""
+    models = model_keys(trials)
+    rows = []
+    for run, (raw, coef) in coefs.items():
+        mine, theirs = models.get(run), models.get(refs[run])
+        rows.append({"run": run, "reference": refs[run],
+                     "same_model": None if mine is None or theirs is None else mine == theirs,
+                     "uncorrected_c_minus_n": raw, "reference_c_minus_n": raw - coef, "c_minus_n": coef})
+    return rows
+
+
+def reference_note(rows: list[dict[str, Any]]) -> str:
+    """What the references changed (the mean C-N without them, theirs alone), and which runs a reference of
+    another model corrects: a sentence for the test's scope, empty without reference rows."""
+    if not rows:
+        return ""
+    raw, ref = (float(np.mean([row[k] for row in rows])) for k in ("uncorrected_c_minus_n", "reference_c_minus_n"))
+    note = (f" Uncorrected, the mean C-N would be {raw:+.4g} nats, of which the reference runs alone (one kind "
+            f"throughout, on the same steps) show {ref:+.4g}.")
+    other = [row["run"] for row in rows if row["same_model"] is False]
+    if other:
+        note += (f" {len(other)} of the {len(rows)} runs have no reference of their own model at their seed and are "
+                 f"corrected by the closest other one ({', '.join(other[:5])}{' and more' if len(other) > 5 else ''}"
+                 "; the same_model column of the reference table).")
+    return note

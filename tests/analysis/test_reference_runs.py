@@ -279,6 +279,51 @@ def test_the_reference_is_the_closest_run_on_the_same_stream() -> None:
     assert pick_references(g, none_left) == {}
 
 
+def auto_sized(uid: str, crawler_layers: int, width: int, sweep: str = "frug") -> dict[str, object]:
+    """A run of a `model_dim: auto` sweep: the config says auto, the result says the width it was built at."""
+    return {**trial(uid, 1, loops=3), "model.model_dim": "auto", "model.param_budget": 200000,
+            "model.num_crawler_layers": crawler_layers, "model.num_flat_layers": 2, "model_dim": width,
+            "sweep": sweep}
+
+
+def test_an_auto_sized_run_is_corrected_by_its_own_model_not_by_the_first_id_of_another() -> None:
+    # walk 5, F5: every width read "auto", the layer count was not compared, and the tie went to the smaller id
+    mixed, all_n = np.where(IS_C, "C", "N"), np.full(STEPS, "N")
+    steps = pd.concat([run("frug/1", mixed, 0, 1), run("frug/0", all_n, 0, 2), run("frug/3", all_n, 0, 3)])
+    trials = pd.DataFrame([auto_sized("frug/1", 2, 64), auto_sized("frug/0", 1, 72), auto_sized("frug/3", 2, 64)])
+    assert pick_references(groups_of(steps), trials) == {"frug/1": "frug/3"}
+    # no run of its own model: the measured width counts before the layer count (the config says auto for both)
+    other = pd.DataFrame([auto_sized("frug/1", 2, 64), {**auto_sized("frug/0", 2, 80), "model.param_budget": 300000},
+                          auto_sized("frug/3", 1, 64)])
+    assert pick_references(groups_of(steps), other) == {"frug/1": "frug/3"}
+
+
+def test_between_two_runs_of_its_model_a_run_takes_the_one_of_its_own_sweep() -> None:
+    # "frug-rerun/0" sorts before "frug/3" ('-' < '/'): the id alone would pick the other sweep's copy
+    mixed, all_n = np.where(IS_C, "C", "N"), np.full(STEPS, "N")
+    steps = pd.concat([run("frug/1", mixed, 0, 1), run("frug-rerun/0", all_n, 0, 2), run("frug/3", all_n, 0, 3)])
+    trials = pd.DataFrame([auto_sized("frug/1", 2, 64), auto_sized("frug-rerun/0", 2, 64, sweep="frug-rerun"),
+                           auto_sized("frug/3", 2, 64)])
+    assert pick_references(groups_of(steps), trials) == {"frug/1": "frug/3"}
+
+
+def test_a_reference_of_another_model_is_named_in_the_table_and_the_scope() -> None:
+    mixed, all_n = np.where(IS_C, "C", "N"), np.full(STEPS, "N")
+    steps = pd.concat([run("frug/1", mixed, 0, 1), run("frug/2", mixed, 0, 4), run("frug/0", all_n, 0, 2),
+                       run("frug/3", all_n, 0, 3)])
+    trials = pd.DataFrame([auto_sized("frug/1", 2, 64), auto_sized("frug/2", 1, 72), auto_sized("frug/3", 2, 64),
+                           {**auto_sized("frug/0", 3, 56), "train.seed": 2}])
+    res, _ = cn_loss_test(steps, trials)
+    rows = {row["run"]: (row["reference"], row["same_model"]) for row in res.tables["reference_runs"]}
+    assert rows == {"frug/1": ("frug/3", True), "frug/2": ("frug/3", False)}
+    assert ("1 of the 2 runs have no reference of their own model at their seed and are corrected by the closest "
+            "other one (frug/2; the same_model column of the reference table).") in res.extra["scope"]
+    bare = trials.drop(columns=[c for c in trials.columns if c.startswith("model")])  # no model recorded: unknown
+    res, _ = cn_loss_test(steps, bare)
+    assert {row["same_model"] for row in res.tables["reference_runs"]} == {None}
+    assert "their own model" not in res.extra["scope"]
+
+
 def test_ties_go_to_the_reference_with_most_steps_in_common_then_the_first_id() -> None:
     mixed, all_n = np.where(IS_C, "C", "N"), np.full(STEPS, "N")
     short = run("b_short", all_n, 0, 2).iloc[:60]
