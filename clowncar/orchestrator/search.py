@@ -225,8 +225,10 @@ class SweepSearch(OptunaSearch):
             return False
         done = finished_count(self.study)
         if done + len(self.running_since) >= self.max_trials:
-            self._end(f"max_trials reached: {done} finished, {len(self.running_since)} running, "
-                      f"budget {self.max_trials}")
+            counts = f"{done} finished, {len(self.running_since)} running"
+            # no budget given: a grid (or a queue) runs each of its distinct configs once, which is what ended it
+            self._end(f"max_trials reached: {counts}, budget {self.max_trials}" if self.spec.budget.max_trials else
+                      f"all {self.max_trials} distinct trials started: {counts}")
             return False
         if self.distinct is not None and self.distinct.exhausted(self.study):
             self._end(EXHAUSTED)

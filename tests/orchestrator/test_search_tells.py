@@ -153,6 +153,16 @@ def test_the_trial_budget_counts_finished_and_running_trials_and_says_so() -> No
     assert search.study.user_attrs[END_REASON] == search.end_reason
 
 
+def test_a_grid_without_a_budget_ends_when_its_distinct_trials_have_started_and_says_that() -> None:
+    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [1, 2]}}, budget={})
+    search = searcher(spec)
+    search.suggest("t0")
+    search.on_trial_complete("t0", final(objective=1.0))
+    assert search.suggest("t1") != Searcher.FINISHED
+    assert search.suggest("t2") == Searcher.FINISHED
+    assert search.end_reason == "all 2 distinct trials started: 1 finished, 1 running"  # no max_trials was given
+
+
 def test_a_stopping_sweep_asks_nothing_more() -> None:
     search = searcher(spec_of())
     search.stopping.set()
