@@ -20,10 +20,13 @@ from clowncar.orchestrator.suggest import (
     NUMBER,
     RANDOM_MOVES,
     REASKS,
+    UNASKED,
     DistinctAsk,
     _values,
     ask_distinct,
     finite_points,
+    never_ran,
+    why_never_ran,
 )
 
 LR, LOOPS = "train.matrix_lr", "model.crawler_loops"
@@ -200,6 +203,17 @@ def test_visited_counts_run_running_and_queued_trials_and_skips_repeats_and_clos
     assert guard.visited(study, but=4) == {k: v for k, v in expected.items() if v != 4}
 
 
+def test_a_trial_told_fail_before_it_ran_is_a_duplicate_or_unasked_and_any_other_is_neither() -> None:
+    study = _study()
+    _run(study, {LOOPS: 1}, TrialState.FAIL, **{DUPLICATE: 0})  # a repeat (its earlier trial was trial 0)
+    _run(study, {LOOPS: 2}, TrialState.FAIL, **{UNASKED: True})  # an ask a dead head cut short
+    _run(study, {LOOPS: 3}, TrialState.FAIL)  # a trial that ran and failed
+    _run(study, {LOOPS: 1}, TrialState.FAIL, **{DUPLICATE: 0, UNASKED: True})  # a repeat is named as one first
+    trials = study.get_trials(deepcopy=False)
+    assert [why_never_ran(t) for t in trials] == ["DUPLICATE", "UNASKED", None, "DUPLICATE"]
+    assert [never_ran(t) for t in trials] == [True, True, False, True]
+
+
 def test_a_queued_or_running_trial_is_read_again_as_its_parameters_grow() -> None:
     space = {LOOPS: {"choice": [1, 2]}, LR: {"choice": [0.01, 0.04]}}  # neither is the preset's 0.02
     guard = DistinctAsk(spec_of(space))
@@ -298,6 +312,80 @@ def test_a_random_point_of_a_continuous_space_is_seeded_and_inside_every_range()
     lrs = sorted(p[LR] for p in points)
     assert lrs[100] < 0.05  # log-uniform: the median is near sqrt(0.01 x 0.1) = 0.032, not 0.055
     assert {p[LOOPS] for p in points} == {1, 2, 3, 4}
+
+
+def test_a_random_point_of_an_int_range_too_large_to_list_takes_every_step_and_nothing_else(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the point limit at 3, ranges of 5 values are drawn from rather than listed (the stepped one ends off
+    its grid: 10 is not a step from 1); a parameter whose condition fails is left out and the ones after it are
+    still drawn."""
+    monkeypatch.setattr("clowncar.orchestrator.suggest.MAX_POINTS", 3)
+    space = {LOOPS: {"int": [1, 10], "step": 2}, "model.inst_dim": {"choice": [8, 16], "when": {LOOPS: [3, 5]}},
+             "train.warmdown_iters": {"int": [0, 4]}}
+    guard = DistinctAsk(spec_of(space, sampler_seed=4))
+    assert guard.points is None
+    points = [guard.random_point(salt) for salt in range(200)]
+    assert {p[LOOPS] for p in points} == {1, 3, 5, 7, 9}
+    assert {p["train.warmdown_iters"] for p in points} == {0, 1, 2, 3, 4}
+    assert all(("model.inst_dim" in p) == (p[LOOPS] in (3, 5)) for p in points)
+
+
+def test_a_random_point_of_a_stepped_float_range_is_the_unstepped_draw_rounded_to_the_step() -> None:
+    step = 0.001  # 1,000,001 values: too many to list
+    plain = DistinctAsk(spec_of({"train.scalar_lr": {"float": [1.0, 1001.0]}}, sampler_seed=6))
+    stepped = DistinctAsk(spec_of({"train.scalar_lr": {"float": [1.0, 1001.0], "step": step}}, sampler_seed=6))
+    assert plain.points is None and stepped.points is None
+    drawn = [plain.random_point(salt)["train.scalar_lr"] for salt in range(200)]
+    on_grid = [stepped.random_point(salt)["train.scalar_lr"] for salt in range(200)]
+    assert all(abs(g - d) <= step / 2 + 1e-9 for g, d in zip(on_grid, drawn, strict=True))
+    assert all(abs((g - 1.0) / step - round((g - 1.0) / step)) < 1e-6 for g in on_grid)
+    assert 300 < sorted(drawn)[100] < 700  # uniform, not log-uniform: the median is near 501, not 32
+
+
+def test_a_continuous_range_of_one_value_ends_an_insisting_ask_after_the_random_moves() -> None:
+    """Every random point of [0.02, 0.02] repeats the trial that ran it: the ask stops after REASKS re-asks and
+    then RANDOM_MOVES random points, no more and no fewer."""
+    from optuna.distributions import FloatDistribution
+
+    guard = DistinctAsk(spec_of({LR: {"float": [0.02, 0.02]}}, sampler_seed=1))
+    study = _study()
+    dists = {LR: FloatDistribution(0.02, 0.02)}
+    study.enqueue_trial({LR: 0.02})
+    study.tell(study.ask(dists), 1.0)  # trial 0 ran the only config
+    asked: list[int] = []
+
+    def ask() -> tuple[Any, dict[str, Any]]:
+        trial = study.ask(dists)  # a queued random point first, as Optuna does
+        asked.append(trial.number)
+        return trial, dict(trial.params)
+
+    assert ask_distinct(study, ask, guard, lambda t: study.tell(t, state=TrialState.FAIL)) is None
+    assert len(asked) == REASKS + RANDOM_MOVES + 1
+
+
+def test_a_random_move_that_repeats_a_trial_is_asked_and_failed_and_the_next_seeded_move_runs() -> None:
+    """With the learning rate off at one loop, a random move can repeat the one-loop trial: it is queued and told
+    FAIL like any repeat (not skipped for the sampler's own next suggestion), and the next seeded move runs."""
+    space = {LOOPS: {"choice": [1, 2]}, LR: {"float": [0.01, 0.04], "when": {LOOPS: 2}}}
+    guard = DistinctAsk(spec_of(space, sampler_seed=4))
+    assert guard.random_point(REASKS + 1) == {LOOPS: 1} and guard.random_point(REASKS + 2)[LOOPS] == 2
+    study = _study()
+    _run(study, {LOOPS: 1})  # trial 0
+    asked: list[int] = []
+
+    def ask() -> tuple[Any, dict[str, Any]]:  # insists on one loop, then would suggest a new point of its own
+        if not any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+            study.enqueue_trial({LOOPS: 1} if len(asked) <= REASKS else {LOOPS: 2, LR: 0.02})
+        trial = study.ask()
+        if trial.suggest_categorical(LOOPS, [1, 2, 3]) == 2:  # the choices of `_run`'s trial 0
+            trial.suggest_float(LR, 0.01, 0.04)
+        asked.append(trial.number)
+        return trial, dict(trial.params)
+
+    got = ask_distinct(study, ask, guard, lambda t: study.tell(t, state=TrialState.FAIL))
+    assert got is not None and got[1] == guard.random_point(REASKS + 2)
+    assert asked == list(range(1, REASKS + 4))
+    assert study.trials[REASKS + 2].params == {LOOPS: 1} and study.trials[REASKS + 2].user_attrs[DUPLICATE] == 0
 
 
 def test_a_sampler_that_insists_in_a_continuous_space_is_moved_to_a_random_point_not_ended() -> None:
