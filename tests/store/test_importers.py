@@ -46,7 +46,9 @@ def test_every_legacy_file_imports_with_the_source_values(run_cli, legacy_runs, 
     assert "clean_cadence2: 1 trial (1 new), 300 step rows, 6 eval rows and 0 named evals written\n" in out
     assert "naive_baseline_train.log (training-log)" in out
     assert "naive_baseline_train.log:1-45: torchrun/NCCL noise (29 lines): W0318" in out  # 29 lines, blanks between
-    assert "headline final_int8_zlib_roundtrip_exact val_bpb 1.2243657 (standard, quantized, int8; line 448)" in out
+    # the exact line prints the 4-decimal `final_int8_zlib_roundtrip` measurement again
+    assert ("headline final_int8_zlib_roundtrip_exact val_bpb 1.2243657 (standard, quantized, int8, repeats "
+            "final_int8_zlib_roundtrip; line 448)") in out
     assert "7 files: 7 imported (187 new trials), 0 already present, 0 refused, 0 skipped" in out
     with open_store(_url(tmp_path)) as st:
         sweeps = st.sweeps_frame().set_index("name")

@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from clowncar.store.importers.finals import classify, mode_of, named_eval, result_keys
-from clowncar.store.importers.lines import number, parse_line
+from clowncar.store.importers.lines import Line, number, parse_line
 
 
 @pytest.mark.parametrize(("raw", "stamp", "body"), [
@@ -170,8 +170,14 @@ def test_an_eval_line_says_its_weights_and_scheme(name, words, default, want):
     assert classify(name, words, default) == want
 
 
+_LINE_OF: dict[int, Line] = {}  # id of a row _eval made -> its line, for the rows after it
+
+
 def _eval(raw: str, earlier: list[dict], number_: int = 10) -> dict:
-    return named_eval(parse_line(number_, raw), len(earlier), "standard", earlier)
+    ln = parse_line(number_, raw)
+    row = named_eval(ln, len(earlier), "standard", earlier, [_LINE_OF[id(e)] for e in earlier])
+    _LINE_OF[id(row)] = ln
+    return row
 
 
 def test_an_eval_line_becomes_one_row_with_its_numbers_and_where_it_is():
@@ -199,6 +205,22 @@ def test_a_repeated_measurement_keeps_the_first_lines_mode_and_names_it():
     assert _eval("summary val_bpb:1.12000", [first])["repeats"] is None
     raw = _eval("pre-quantization post-ema val_loss:2.0 val_bpb:1.3", [])
     assert _eval("best val_bpb:1.300000", [first, raw])["weights"] == "raw"
+
+
+def test_a_measurement_printed_again_at_another_precision_is_a_repeat():
+    done = _eval("ttt_sliding:done val_loss=3.074214 val_bpb=1.336032 elapsed=405.0s", [])
+    final = _eval("final_int6_ttt val_loss:3.07421378 val_bpb:1.33603200 eval_time:405410ms", [done])
+    assert (final["repeats"], final["mode"], final["quant"]) == ("ttt_sliding:done", "ttt", "int6")
+    short = _eval("legal_ttt val_loss:3.0742 val_bpb:1.3360 eval_time:405411ms", [done, final])  # 1.3360: 4 written
+    assert short["repeats"] == "ttt_sliding:done"
+    rounded = _eval("final_int6_roundtrip val_loss:2.5495 val_bpb:1.1080 eval_time:7776ms", [])
+    assert _eval("final_int6_roundtrip_exact val_loss:2.54952146 val_bpb:1.10799265", [rounded])["repeats"] == \
+        "final_int6_roundtrip"
+    # not a repeat: another value at the shorter precision, or fewer than 4 decimals written by either line
+    assert _eval("x_exact val_loss:2.54962146 val_bpb:1.10799265", [rounded])["repeats"] is None
+    assert _eval("x_exact val_loss:2.54952146 val_bpb:1.10809265", [rounded])["repeats"] is None
+    coarse = _eval("final_roundtrip val_loss:2.550 val_bpb:1.108", [])
+    assert _eval("x_exact val_loss:2.54952146 val_bpb:1.10799265", [coarse])["repeats"] is None
 
 
 def test_result_keys_give_one_value_per_kind_and_the_last_line_as_headline():

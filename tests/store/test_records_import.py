@@ -20,13 +20,17 @@ from clowncar.store.importers import import_paths
 COUNTER = re.compile(r"^(?:\d{9,}(?:\.\d+)?\s+)?(?:step:)?(\d+)/(\d+)\s")
 TRAIN = re.compile(r"^(?:\d{9,}(?:\.\d+)?\s+)?(?:step:)?(\d+)/\d+\s+(?:\[[^\]]*\]\s*)?(?:train_loss|loss|fitness)[:=]")
 FINAL_BPB = re.compile(r"\bval_bpb[:=]\s*(-?\d+\.\d+)")
+# a printed submission total, in every form the records write (`Total submission size int6+brotli: N bytes`,
+# `Total submission size: N bytes`, `INT7+zlib model: N bytes | Total submission: N bytes`)
+TOTAL = re.compile(r"^(?:\d{9,}(?:\.\d+)?\s+)?(?:.*\| )?Total submission[^:|]*: (\d+) bytes$")
 
 
 def scan_runs(text: str) -> list[dict]:
     """Per run: the step lines (train metric) and the value of the last unindented non-step line carrying
     `val_bpb:<number>`. A run ends where the step counter goes back; eval lines after a run's last step belong
-    to it. A run whose counter and eval lines are an earlier run's again, character for character, is that run
-    printed twice and is left out."""
+    to it; `total` is the last submission total printed in the run (the compressed artifact's: the records print
+    the unquantized checkpoint's total first). A run whose counter and eval lines are an earlier run's again,
+    character for character, is that run printed twice and is left out."""
     runs: list[dict] = []
     last = None
     for line in text.splitlines():
@@ -35,7 +39,7 @@ def scan_runs(text: str) -> list[dict]:
             step = int(c.group(1))
             if last is None or step < last:
                 runs.append({"steps": [], "final": None, "finals": 0, "total": int(c.group(2)), "last_step": 0,
-                             "lines": []})
+                             "lines": [], "bytes_total": None})
             last = step
             runs[-1]["last_step"] = step
             runs[-1]["lines"].append(line)
@@ -45,6 +49,8 @@ def scan_runs(text: str) -> list[dict]:
             runs[-1]["final"] = float(m.group(1))
             runs[-1]["finals"] += 1
             runs[-1]["lines"].append(line)
+        elif runs and (m := TOTAL.match(line)):
+            runs[-1]["bytes_total"] = int(m.group(1))
     return [r for i, r in enumerate(runs) if all(r["lines"] != o["lines"] for o in runs[:i])]
 
 
@@ -153,7 +159,13 @@ def test_a_sliding_value_is_never_stored_as_a_standard_one(imported):
     assert len(repeats) >= 10
     for _, row in repeats.iterrows():  # a line printing an earlier measurement again keeps that one's mode
         first = named[(named["trial_uid"] == row["trial_uid"]) & (named["name"] == row["repeats"])].iloc[0]
-        assert (row["mode"], row["val_bpb"]) == (first["mode"], first["val_bpb"])
+        shorter = min(_decimals_of(row["val_bpb"]), _decimals_of(first["val_bpb"]))  # 1.1189 and 1.11888882
+        assert (row["mode"], round(row["val_bpb"], shorter)) == (first["mode"], round(first["val_bpb"], shorter))
+
+
+def _decimals_of(value: float) -> int:
+    text = repr(float(value))
+    return len(text.split(".")[1]) if "." in text else 0
 
 
 def test_step_counts_agree_with_the_logs(imported):
@@ -205,6 +217,57 @@ def test_headlines_agree_with_submission_json(imported, records):
     print(f"\nimported headlines in records whose submission.json gives val_bpb: {checked}; equal to a value it "
           f"gives (at the precision it is written): {equal}")
     assert checked >= 100 and equal >= 80
+
+
+def test_every_printed_submission_total_is_the_stored_artifact_bytes_and_agrees_with_submission_json(imported):
+    pairs = _runs_with_trials(imported)
+    printed = [(p, run, t) for p, run, t in pairs if run["bytes_total"] is not None]
+    wrong = [(str(p), run["bytes_total"], t.get("artifact_bytes")) for p, run, t in printed
+             if t.get("artifact_bytes") != run["bytes_total"]]
+    assert not wrong
+    assert all(t.get("artifact_bytes") != t.get("artifact_bytes") for p, run, t in pairs if run["bytes_total"] is None)
+    # where the model's and the code's bytes are both stored, they make up the total (the code as submitted)
+    parts = [t for p, run, t in printed if t.get("artifact_file_bytes") == t.get("artifact_file_bytes")
+             and t.get("artifact_code_bytes") == t.get("artifact_code_bytes")]
+    assert [t.name for t in parts if t["artifact_file_bytes"] + t["artifact_code_bytes"] != t["artifact_bytes"]] == []
+    # a record of one run whose submission.json claims that run's BPB claims its bytes_total too
+    by_folder: dict[Path, list] = {}
+    for p, _run, t in pairs:
+        by_folder.setdefault(next(f for f in p.parents if f.parent.name.startswith("track_")), []).append(t)
+    single = {folder: trials[0] for folder, trials in by_folder.items() if len(trials) == 1
+              and (folder / "submission.json").is_file()
+              and isinstance(json.loads((folder / "submission.json").read_text()).get("bytes_total"), int)}
+    same_run = {folder: t for folder, t in single.items()
+                if any(_equal_at_precision(t["headline_bpb"], c) for c in submission_values(folder))}
+    disagree = {str(f): (t["artifact_bytes"], json.loads((f / "submission.json").read_text())["bytes_total"])
+                for f, t in same_run.items()
+                if t["artifact_bytes"] != json.loads((f / "submission.json").read_text())["bytes_total"]}
+    print(f"\nruns printing a submission total: {len(printed)}, each stored as artifact_bytes; with model + code "
+          f"bytes adding up to it: {len(parts)}; single-run records whose submission.json gives bytes_total: "
+          f"{len(single)}, {len(same_run)} of them claiming the log's BPB, disagreeing: {len(disagree)}")
+    assert len(printed) >= 140 and len(parts) == len(printed) and len(same_run) >= 9 and not disagree
+    dg = next(t for f, t in single.items() if f.name == "2026-03-23_DGAttention_DavidGao")
+    assert dg["artifact_bytes"] == 16_638_468 > 16_000_000  # over the cap, as its log and submission.json say
+
+
+EVAL_TIME = re.compile(r"\beval_time[:=]\s*(\d+(?:\.\d+)?)ms\b")
+
+
+def test_eval_seconds_count_each_timed_evaluation_once(imported, records):
+    """Where a run's eval lines write `eval_time:Nms`, eval_seconds is their sum: the progress line a TTT eval ends
+    with (`ttt_sliding:done ... elapsed=405.0s`) is that evaluation, not another one."""
+    checked = 0
+    for p, run, t in _runs_with_trials(imported):
+        times = [float(m.group(1)) for line in run["lines"] if not COUNTER.match(line) and (m := EVAL_TIME.search(line))]
+        if times:
+            assert t["eval_seconds"] == pytest.approx(sum(times) / 1000, abs=1e-9), p
+            checked += 1
+    print(f"\nruns whose eval_seconds is the sum of their eval_time lines: {checked}")
+    assert checked >= 140
+    log = records / "track_10min_16mb/2026-04-04_SP4096_DepthRecurrence_ParallelResid_MuonEqR/train_seed42.log"
+    (uid,) = imported["logs"][log].uids
+    assert imported["trials"].set_index("trial_uid").loc[uid, "eval_seconds"] == pytest.approx(
+        2.010 + 7.776 + 76.195 + 405.410)  # not + 405.0 again for `ttt_sliding:done ... elapsed=405.0s`
 
 
 def test_a_directory_with_one_corrupt_log_imports_the_others_and_names_it(records, run_cli, tmp_path):

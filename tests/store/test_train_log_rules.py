@@ -92,6 +92,54 @@ def test_summary_lines_give_params_world_size_memory_bytes_and_times():
     assert parsed.skipped == []
 
 
+BYTE_FORMS = [  # (the byte lines of a run as the records print them, artifact_bytes, file bytes, code bytes)
+    ("Serialized model: 111568154 bytes\nCode size: 80288 bytes\nTotal submission size: 111648442 bytes\n"
+     "Serialized model rdquant+zstd: 16558180 bytes\nTotal submission size: 16638468 bytes\n",  # DGAttention
+     16638468, 16558180, 80288),
+    ("Raw model: 85587955 bytes | Code: 70969 bytes | Total: 85658924\n"
+     "INT7+zlib model: 15370972 bytes | Total submission: 15441941 bytes\n", 15441941, 15370972, 70969),  # Legendre
+    ("Serialized model: 135418173 bytes\nCode size (uncompressed): 122501 bytes\n"
+     "Code size (compressed): 27555 bytes\nSerialized model quantized+brotli: 15908674 bytes\n"
+     "1776142348.5 Total submission size quantized+brotli: 15936229 bytes\n", 15936229, 15908674, 27555),
+    ("Serialized model: 67224983 bytes\nCode size: 47642 bytes\nTotal submission size: 67272625 bytes\n"
+     "Serialized model int8+zlib: 15815847 bytes (payload:17178912 raw_torch:17224025 payload_ratio:3.91x)\n"
+     "Total submission size int8+zlib: 15863489 bytes\n", 15863489, 15815847, 47642),  # the baseline
+    ("Total submission size: 15863489 bytes\n", 15863489, None, None),  # a bare total and no model line
+    # only the unquantized checkpoint's sizes: no artifact was printed
+    ("Serialized model: 67224983 bytes\nCode size: 47642 bytes\nTotal submission size: 67272625 bytes\n",
+     None, None, 47642),
+]
+
+
+@pytest.mark.parametrize(("lines", "total", "model", "code"), BYTE_FORMS)
+def test_the_artifact_bytes_are_read_from_every_form_and_never_from_the_unquantized_checkpoint(
+        lines: str, total: int | None, model: int | None, code: int | None) -> None:
+    trial, parsed = _one("step:1/2 train_loss:3.0\nstep:2/2 train_loss:2.9\n" + lines + END)
+    got = (trial.result.get("artifact_bytes"), trial.result.get("artifact_file_bytes"),
+           trial.result.get("artifact_code_bytes"))
+    assert got == (total, model, code)
+    unquantized = {s.text for s in parsed.skipped if "bytes" in s.text}
+    assert unquantized <= {"Serialized model: 111568154 bytes", "Total submission size: 111648442 bytes",
+                           "Serialized model: 135418173 bytes", "Code size (uncompressed): 122501 bytes",
+                           "Serialized model: 67224983 bytes", "Total submission size: 67272625 bytes"}
+
+
+def test_eval_seconds_count_a_measurement_printed_again_once_with_its_last_time():
+    trial, _ = _one(
+        "step:1/2 train_loss:3.0\nstep:2/2 train_loss:2.9\n"
+        "final_int6_roundtrip val_loss:2.5495 val_bpb:1.1080 eval_time:7776ms\n"
+        "final_int6_roundtrip_exact val_loss:2.54952146 val_bpb:1.10799265\n"   # the same, no time of its own
+        "ttt_sliding:done val_loss=3.074214 val_bpb=1.336032 elapsed=405.0s\n"
+        "final_int6_ttt val_loss:3.07421378 val_bpb:1.33603200 eval_time:405410ms\n"  # the same, timed in ms
+        "legal_ttt val_loss:3.0742 val_bpb:1.3360 eval_time:405411ms\n"          # the same again, 4 decimals
+        "other_ttt val_loss:3.0743 val_bpb:1.3360 eval_time:10000ms\n")          # another measurement
+    named = trial.named_evals
+    assert [e["repeats"] for e in named] == [None, "final_int6_roundtrip", None, "ttt_sliding:done",
+                                             "ttt_sliding:done", None]
+    assert named[3]["quant"] == "int6"  # the repeat keeps the scheme its first line did not name
+    assert trial.result["eval_seconds"] == (7776 + 405411 + 10000) / 1000
+
+
 def test_train_seconds_come_from_the_last_eval_when_the_run_did_not_stop_early():
     trial, _ = _one("step:1/2 train_loss:3.0 train_time:1000ms\nstep:2/2 val_loss:2.5 val_bpb:1.5 train_time:2.5s\n"
                     "step:2/2 train_loss:2.9 train_time:3000ms\n")

@@ -17,11 +17,14 @@ Weights are `raw` when the name says `pre`(-quantization), `raw`, `ema`, `post_e
 `quantized` (the challenge scores the round-tripped artifact: `final_*`, `quantized*`, `legal_ttt*`). The quant
 scheme is the name's `int8`, `int6`, `ternary`, `binary`, `xnor`, ... word, when it has one.
 
-A line whose val_loss and val_bpb repeat an earlier named eval of the run exactly is that measurement printed
+A line whose val_loss and val_bpb repeat an earlier named eval of the run is that measurement printed
 again under another name (several scripts print the sliding-window result a second time as
 `final_int8_zlib_roundtrip_exact`, and some end with a `val_bpb: X` summary): it keeps the earlier line's
-mode, weights and scheme, and `repeats` names it. A line with val_bpb alone repeats one when its value, written
-to 6 or more decimals, is equal.
+mode, weights and scheme (its own scheme where the earlier line names none), and `repeats` names it. The two
+numbers repeat when they are equal, or equal at the precision of the shorter writing when both writings have 4
+or more decimals (`ttt_sliding:done val_loss=3.074214 val_bpb=1.336032`, then `final_int6_ttt
+val_loss:3.07421378 val_bpb:1.33603200 eval_time:405410ms`: one evaluation, timed once in `eval_seconds`). A
+line with val_bpb alone repeats one when its value, written to 6 or more decimals, is equal.
 
 The headline is the last named eval of the run. Result keys, one per kind (the last line of that kind wins):
 `q_val_*` (quantized, standard), `q_sliding_val_*`, `q_ttt_val_*`, `q_ngram_val_*`, `q_temp_val_*`;
@@ -70,9 +73,11 @@ def classify(name: str, words: list[str], default_mode: str) -> tuple[str, str, 
     return mode, weights, quant
 
 
-def named_eval(ln: Line, seq: int, default_mode: str, earlier: list[dict[str, Any]]) -> dict[str, Any]:
-    """The row of one eval line (see the module docstring); `earlier` are the run's named evals before it. Its
-    step is left for the caller: the eval lines of a run measure the weights of its last step."""
+def named_eval(ln: Line, seq: int, default_mode: str, earlier: list[dict[str, Any]],
+               earlier_lines: list[Line]) -> dict[str, Any]:
+    """The row of one eval line (see the module docstring); `earlier` are the run's named evals before it, read
+    from `earlier_lines` (which say to how many decimals each number was written). Its step is left for the
+    caller: the eval lines of a run measure the weights of its last step."""
     loss, bpb = ln.num("val_loss", "loss"), ln.num("val_bpb")
     mode, weights, quant = classify(ln.name, ln.words, default_mode)
     row: dict[str, Any] = {"seq": seq, "name": (ln.name or "val_bpb")[:200], "mode": mode, "weights": weights,
@@ -81,11 +86,32 @@ def named_eval(ln: Line, seq: int, default_mode: str, earlier: list[dict[str, An
     # a repeat matches both numbers; a line with val_bpb alone (a summary) matches when it is written to 6+
     # decimals, where two different measurements agreeing by chance is out of the question
     if loss is not None or (ln.decimals("val_bpb") or 0) >= 6:
-        same = next((e for e in earlier if e["val_bpb"] == bpb and (loss is None or e["val_loss"] == loss)), None)
-        if same is not None:
-            row.update(mode=same["mode"], weights=same["weights"], quant=same["quant"],
+        same = next((e for e, e_line in zip(earlier, earlier_lines, strict=True)
+                     if (e["val_bpb"] == bpb and (loss is None or e["val_loss"] == loss))
+                     or _rounded_repeat(ln, e_line)), None)
+        if same is not None:  # a scheme the earlier line does not name is kept (`final_int6_ttt`)
+            row.update(mode=same["mode"], weights=same["weights"], quant=same["quant"] or quant,
                        repeats=same["repeats"] or same["name"])
     return row
+
+
+def _written(ln: Line, metric: str) -> tuple[float | None, int]:
+    """A metric of an eval line (`loss`: its val_loss, else its loss) and the decimals it was written with."""
+    key = "val_loss" if metric == "loss" and "val_loss" in ln.fields else metric
+    return ln.num(key), ln.decimals(key) or 0
+
+
+def _rounded_repeat(ln: Line, earlier: Line) -> bool:
+    """The line prints the earlier eval line again at another precision: val_loss and val_bpb are each written
+    to 4+ decimals by both, and the longer rounds to the shorter (`ttt_sliding:done val_loss=3.074214
+    val_bpb=1.336032` then `final_int6_ttt val_loss:3.07421378 val_bpb:1.33603200`; `final_int6_roundtrip_exact`
+    after `final_int6_roundtrip`, written to 4 decimals)."""
+    for metric in ("loss", "val_bpb"):
+        (value, decimals), (first, first_decimals) = _written(ln, metric), _written(earlier, metric)
+        shorter = min(decimals, first_decimals)
+        if value is None or first is None or shorter < 4 or round(value, shorter) != round(first, shorter):
+            return False
+    return True
 
 
 def result_keys(named: list[dict[str, Any]]) -> dict[str, Any]:

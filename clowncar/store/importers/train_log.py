@@ -15,7 +15,11 @@ Every line is read with the one grammar of `lines.py`; what a line holds decides
 - header and summary fields (`seed:1337`, `  iterations: 20000`, `model_params:17059912`,
   `final_eval_mode:sliding_window stride:64`, `stopping_early: ...`, `Serialized model int8+zlib: N bytes`,
   `Code size: N bytes`, `Total submission size int6+brotli: N bytes`, `peak memory allocated: N MiB`): config
-  (`train.*`, `model.*`, `eval.stride`, the first value of each) and result fields.
+  (`train.*`, `model.*`, `eval.stride`, the first value of each) and result fields. The artifact's bytes come
+  from every form of byte line the records print (see `_MODEL_BYTES`): `artifact_bytes` is the total printed for
+  the compressed model, never the unquantized checkpoint's `Total submission size: N bytes` printed before it.
+- `eval_seconds` sums the eval time of each measurement once: a line that prints an earlier measurement again
+  (`repeats`, see `finals.py`) gives that measurement's time, not a second one.
 
 Any line may start with a unix or ISO time stamp (the first one becomes the trial's start time); fields may be
 `k:v`, `k: v` or `k=v`, in any order, with extra fields (listed as not stored). Script source printed into the
@@ -62,9 +66,15 @@ STEP_KEYS = {"train_loss", "loss", "val_loss", "val_bpb", "train_time", "t", "ti
              "lr_scale"}
 _NOISE = re.compile(r"^(?:[WIE]\d{4} |NCCL|\[W|\[rank|\*{5}|Setting OMP_NUM_THREADS|Running: |W\d{4})|NCCL")
 _TABLE = re.compile(r"^[|+=-]")
-_BYTES = ((re.compile(r"^Serialized model (\S+): (\d+) bytes"), "artifact_file_bytes"),
-          (re.compile(r"^Code size: (\d+) bytes"), "artifact_code_bytes"),
-          (re.compile(r"^Total submission size (\S+): (\d+) bytes"), "artifact_bytes"))
+# Byte lines, in every form the records print. A model line names its scheme (`Serialized model int6+zstd: N
+# bytes`, `INT7+zlib model: N bytes`) or is the unquantized checkpoint's (`Serialized model: N bytes`, `Raw model:
+# N bytes`); the code counts as it is submitted (`Code size: N`, `Code size (compressed): N`, `| Code: N bytes`).
+# A total (`Total submission size int6+brotli: N bytes`, `Total submission size: N bytes`, `| Total submission: N
+# bytes`) is the artifact's when it names a scheme or follows a compressed model's line; a bare total after the
+# unquantized model's line is that checkpoint's size, not the artifact's.
+_MODEL_BYTES = re.compile(r"^(?:Serialized model(?: (?P<scheme>\S+))?|(?P<label>\S+) model): (?P<n>\d+) bytes")
+_CODE_BYTES = re.compile(r"(?:^|\| )Code(?: size)?(?: \(compressed\))?: (\d+) bytes")
+_TOTAL_BYTES = re.compile(r"(?:^|\| )Total submission(?: size)?(?: (\S+))?: (\d+) bytes")
 _PEAK = re.compile(r"^peak memory allocated: (\d+) MiB")
 
 
@@ -87,7 +97,7 @@ def _kind(ln: Line) -> str:
         return "final"
     if any(k.endswith("warmup_step") for k in ln.fields):
         return "skip:compile warm-up step (weights restored after it)"
-    if ln.fields:
+    if ln.fields or _CODE_BYTES.search(ln.body):  # `Code size (compressed): N bytes` holds no `key: value`
         return "setting"
     if _TABLE.match(ln.body):
         return "skip:separator or table"
@@ -104,6 +114,7 @@ class _Run:
         self.steps: list[dict[str, Any]] = []
         self.evals: list[dict[str, Any]] = []
         self.named: list[dict[str, Any]] = []
+        self.named_lines: list[Line] = []  # the line of each named eval (how precisely it wrote its numbers)
         self.step_lines: dict[int, int] = {}
         self.val_lines: dict[int, int] = {}
         self.last: Line | None = None
@@ -112,6 +123,7 @@ class _Run:
         self.started_at: float | None = None
         self.seed: int | None = None
         self.tie_lr: float | None = None
+        self.raw_model = False  # the last model-size line was the unquantized checkpoint's
 
     @property
     def max_step(self) -> int:
@@ -151,10 +163,25 @@ def _setting(ln: Line, run: _Run) -> bool:
     if m := _PEAK.match(ln.body):
         run.result["peak_mem_bytes"] = int(m.group(1)) * 2**20
         stored = True
-    for pattern, key in _BYTES:
-        if m := pattern.match(ln.body):
-            run.result[key] = int(m.groups()[-1])
+    return _byte_line(ln.body, run) or stored
+
+
+def _byte_line(body: str, run: _Run) -> bool:
+    """Read the artifact's byte counts from a model / code / total line (see `_MODEL_BYTES`); False when the line
+    holds none of them (an unquantized model's size is read only to know what a bare total after it counts)."""
+    stored = False
+    if m := _MODEL_BYTES.match(body):
+        scheme = m["scheme"] or m["label"]
+        run.raw_model = scheme is None or scheme.lower() == "raw"
+        if not run.raw_model:
+            run.result["artifact_file_bytes"] = int(m["n"])
             stored = True
+    if m := _CODE_BYTES.search(body):
+        run.result["artifact_code_bytes"] = int(m.group(1))
+        stored = True
+    if (m := _TOTAL_BYTES.search(body)) and (m.group(1) is not None or not run.raw_model):
+        run.result["artifact_bytes"] = int(m.group(2))
+        stored = True
     return stored
 
 
@@ -184,6 +211,20 @@ def _step(ln: Line, run: _Run, out: Parsed) -> None:
                 run.result["train_seconds_at_eval"] = elapsed / 1000
 
 
+def _eval_ms(named: list[dict[str, Any]]) -> float | None:
+    """The run's eval time: per measurement (a named eval and the lines that repeat it) the time of its last line
+    that gives one (`ttt_sliding:done ... elapsed=405.0s` then `final_int6_ttt ... eval_time:405410ms` is one
+    evaluation of 405.41 s); None when no line gives a time."""
+    per_measurement: dict[int, float] = {}
+    first_of: dict[str, int] = {}  # a repeat names the first line of its measurement
+    for i, e in enumerate(named):
+        if e["repeats"] is None:
+            first_of[e["name"]] = i
+        if e["eval_ms"] is not None:
+            per_measurement[first_of[e["repeats"]] if e["repeats"] else i] = e["eval_ms"]
+    return sum(per_measurement.values()) if per_measurement else None
+
+
 def _trial(run: _Run, runs: int) -> LegacyTrial:
     res, last_step = run.result, run.max_step
     batch = run.config.get("train", {}).get("train_batch_tokens")
@@ -200,9 +241,8 @@ def _trial(run: _Run, runs: int) -> LegacyTrial:
     if trained:
         res["val_loss"], res["val_bpb"] = trained[-1]["val_loss"], trained[-1]["val_bpb"]
     res.update(result_keys(run.named))
-    times = [e["eval_ms"] for e in run.named if e["eval_ms"] is not None]
-    if times:
-        res["eval_seconds"] = sum(times) / 1000
+    if (eval_ms := _eval_ms(run.named)) is not None:
+        res["eval_seconds"] = eval_ms / 1000
     if res.get("q_val_bpb") is not None and res.get("val_bpb") is not None:
         res["quant_gap"] = res["q_val_bpb"] - res["val_bpb"]
     res.setdefault("provenance", {})["run"] = f"{run.index} of {runs}"
@@ -316,7 +356,8 @@ def parse(text: str, where: str) -> Parsed:
                 _step(ln, run, out)
                 run.last = ln
             elif kind == "final":
-                run.named.append(named_eval(ln, len(run.named), run.mode, run.named))
+                run.named.append(named_eval(ln, len(run.named), run.mode, run.named, run.named_lines))
+                run.named_lines.append(ln)
             elif kind == "setting":
                 if not _setting(ln, run):
                     out.skipped.append(Skipped(ln.number, "no value we store", ln.text))
