@@ -18,7 +18,8 @@ EXIT_CODES: dict[int, str] = {
                  "the store failed while a sweep ran, the cluster's job server failed, or an internal error (a bug)",
     EXIT_BAD_INPUT: "bad input, found before anything runs: usage, config, sweep spec, data, artifact, store URL "
                     "or a store that cannot be used, a cluster address nobody answers at",
-    EXIT_DIVERGED: "the trial diverged (NaN/inf loss or loss > 3 ln V)",
+    EXIT_DIVERGED: "the trial diverged (NaN/inf train loss or train loss > 3 ln V, or a NaN/inf final eval, raw "
+                   "or quantized)",
     EXIT_OOM: "the trial ran out of memory (GPU or host)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM); a sweep can be resumed",
     EXIT_READER_GONE: "the output's reader closed the pipe first (a command piped into `head`), as 128 + SIGPIPE; "

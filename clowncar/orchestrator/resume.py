@@ -43,7 +43,7 @@ from clowncar.orchestrator.search import (
 )
 from clowncar.orchestrator.spec import SweepSpec
 from clowncar.orchestrator.suggest import DUPLICATE, UNASKED, _matches, never_ran, trial_params
-from clowncar.orchestrator.trainable import objective_value
+from clowncar.orchestrator.trainable import objective_value, size_verdict
 
 FINAL = ("ok", "diverged", "oom", "error", "rejected", "crashed", "pruned", "stopped")
 
@@ -76,7 +76,8 @@ def _tell_stored(study: optuna.Study, spec: SweepSpec, t: optuna.trial.FrozenTri
         tell(study, t.number, None, state)
         return
     art = res.get("artifact_bytes")
-    trial.set_constraint(CONSTRAINT, float(art) - spec.size_cap() if isinstance(art, int | float) else 0.0)
+    size = size_verdict(res, spec.constraint.max_artifact_bytes, spec.size_cap())
+    trial.set_constraint(CONSTRAINT, size.constraint if math.isfinite(size.constraint) else 0.0)
     values: list[float] = [value]
     if len(spec.metrics()) > 1:
         values.append(float(art) if isinstance(art, int | float) else math.inf)

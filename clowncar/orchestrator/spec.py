@@ -116,7 +116,8 @@ class Objective(_Strict):
 
 class Constraint(_Strict):
     max_artifact_bytes: int | None = Field(None, ge=1)
-    """Artifact bytes (compressed model + code) must stay at or under this; None uses quant.size_cap_bytes."""
+    """Artifact bytes (compressed model + code) must stay at or under this. Each trial is held to one cap: the
+    stricter of this and its own quant.size_cap_bytes (None: its own alone); see trainable.size_verdict."""
 
 
 class Resources(_Strict):
@@ -297,6 +298,8 @@ class SweepSpec(_Strict):
         return canonical(from_dict(apply_overrides(base, values)))
 
     def size_cap(self) -> int:
+        """The sweep-wide cap: the constraint, else the base config's quant.size_cap_bytes. A trial's own cap can
+        be stricter (trainable.size_verdict)."""
         if self.constraint.max_artifact_bytes:
             return self.constraint.max_artifact_bytes
         return self.trial_config({}).quant.size_cap_bytes

@@ -135,13 +135,73 @@ class Relay:
                 "objective": math.nan, "artifact_bytes": math.nan, "new_rows": json.dumps(rows), **extra}
 
 
+def objective_keys(metric: str) -> tuple[str, ...]:
+    """The result.json keys a spec's objective metric reads, in order: `auto` is the sliding quantized BPB, else
+    the plain one."""
+    return ("q_sliding_val_bpb", "q_val_bpb") if metric == "auto" else (metric,)
+
+
 def objective_value(result: dict[str, Any], metric: str) -> float | None:
-    keys = ("q_sliding_val_bpb", "q_val_bpb") if metric == "auto" else (metric,)
-    for key in keys:
+    for key in objective_keys(metric):
         value = result.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
     return None
+
+
+def no_objective_reason(result: dict[str, Any], metric: str) -> str:
+    """Why an `ok` result has no objective, naming the keys the metric resolves to and what each held."""
+    keys = objective_keys(metric)
+    held = ", ".join(f"{k} {json.dumps(result[k], default=str) if k in result else 'absent'}" for k in keys)
+    named = " or ".join(keys) + (f" (objective '{metric}')" if metric == "auto" else "")
+    return f"result.json has no finite value for {named}: {held}"
+
+
+@dataclass(frozen=True)
+class SizeVerdict:
+    """A trial's artifact against its one cap."""
+
+    cap: int
+    over: bool
+    constraint: float
+    """Told to Optuna: > 0 is infeasible (NaN when no artifact size is known and nothing says it is over)."""
+    reason: str | None
+
+
+def own_size_cap(result: dict[str, Any] | None) -> int | None:
+    """The trial's own quant.size_cap_bytes, as its worker recorded it (result.json's provenance.config)."""
+    prov = (result or {}).get("provenance")
+    config = prov.get("config") if isinstance(prov, dict) else None
+    quant = config.get("quant") if isinstance(config, dict) else None
+    cap = quant.get("size_cap_bytes") if isinstance(quant, dict) else None
+    return cap if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None
+
+
+def size_verdict(result: dict[str, Any] | None, constraint_cap: int | None, sweep_cap: int,
+                 own_cap: int | None = None) -> SizeVerdict:
+    """One cap per trial: the stricter of the spec's constraint.max_artifact_bytes and the trial's own
+    quant.size_cap_bytes (`own_cap`, else the one in result.json); `sweep_cap` when neither is known. The worker's
+    `over_cap` (against its own cap) also makes it over, so a trial can never be feasible in the sweep while its
+    worker said it broke its cap."""
+    res = result or {}
+    own = own_cap or own_size_cap(res)
+    named = [(c, where) for c, where in ((own, "the trial's quant.size_cap_bytes"),
+                                        (constraint_cap, "the spec's constraint.max_artifact_bytes")) if c]
+    cap, where = min(named, key=lambda c: c[0]) if named else (sweep_cap, "the sweep's size cap")
+    art = res.get("artifact_bytes")
+    size = float(art) if isinstance(art, int | float) and not isinstance(art, bool) else math.nan
+    worker_over = res.get("over_cap") is True
+    reason = None
+    if size > cap:
+        reason = f"artifact {art} bytes over the cap of {cap} ({where})"
+    elif worker_over:
+        sized = f" {art} bytes" if math.isfinite(size) else ""
+        reason = f"artifact{sized} over the cap its worker applied (result.json over_cap: true)"
+    over = reason is not None
+    constraint = size - cap
+    if over and not constraint > 0:  # the worker's verdict stands: a positive violation, whatever the sizes say
+        constraint = 1.0
+    return SizeVerdict(cap, over, constraint, reason)
 
 
 def outcome(returncode: int, result: dict[str, Any] | None, stderr_tail: str) -> tuple[str, str | None]:
@@ -160,23 +220,24 @@ def outcome(returncode: int, result: dict[str, Any] | None, stderr_tail: str) ->
 
 
 def final_report(ctx: TrialContext, status: str, reason: str | None, result: dict[str, Any] | None,
-                 wall_s: float) -> dict[str, Any]:
+                 wall_s: float, own_cap: int | None = None) -> dict[str, Any]:
+    """The last report of a trial: its outcome, objective and size verdict against its one cap (`own_cap`: the
+    trial's quant.size_cap_bytes, where the caller has its config)."""
     spec = ctx.spec
     res = result or {}
-    objective = objective_value(res, spec["objective"]["metric"]) if status == "ok" else None
-    cap = ctx.size_cap
-    art = res.get("artifact_bytes")
-    over = bool(res.get("over_cap")) or (isinstance(art, int | float) and art > cap)
-    if status == "ok" and over and not reason:
-        reason = f"artifact {art} bytes over the cap of {cap}"
+    metric = spec["objective"]["metric"]
+    objective = objective_value(res, metric) if status == "ok" else None
+    size = size_verdict(result, (spec.get("constraint") or {}).get("max_artifact_bytes"), ctx.size_cap, own_cap)
+    if status == "ok" and size.over and not reason:
+        reason = size.reason
     if status == "ok" and objective is None:
-        status, reason = "error", f"result.json has no value for objective '{spec['objective']['metric']}'"
+        status, reason = "error", no_objective_reason(res, metric)
     out: dict[str, Any] = {
         "final": True, "status": status, "reason": reason or "", "wall_s": wall_s,
         "objective": objective if objective is not None else math.nan,
-        "feasible": status == "ok" and not over,
+        "feasible": status == "ok" and not size.over,
         # Optuna constraint: <= 0 is feasible.
-        "constraint": (float(art) - cap) if isinstance(art, int | float) else math.nan,
+        "constraint": size.constraint,
         "result_json": json.dumps(result) if result is not None else "",
     }
     for key in RESULT_KEYS_FOR_TUNE:
@@ -267,6 +328,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         status, reason = outcome(proc.returncode, result, _stderr_tail(trial_dir / "worker.out"))
         if hung and result is None:
             status, reason = "crashed", hung
-        tune.report(relay.report(rows, **base, **final_report(ctx, status, reason, result, time.time() - start)))
+        final = final_report(ctx, status, reason, result, time.time() - start, cfg.quant.size_cap_bytes)
+        tune.report(relay.report(rows, **base, **final))
     finally:
         kill_group(proc)

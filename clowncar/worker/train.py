@@ -46,7 +46,7 @@ DIVERGED_LOSS_FACTOR = 3.0
 
 
 class Diverged(RuntimeError):
-    """The train loss became NaN/inf or exploded."""
+    """The train loss became NaN/inf or exploded, or a final eval (raw or quantized weights) is NaN/inf."""
 
 
 def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device, events: EventWriter | None,
@@ -214,6 +214,8 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
                   bytes_scored=final["bytes_scored"], sliding_val_loss=final.get("sliding_val_loss"),
                   sliding_val_bpb=final.get("sliding_val_bpb"))
     result["eval_seconds"] = time.perf_counter() - t_eval
+    _require_finite_eval(result, ("val_loss", "val_bpb", "sliding_val_loss", "sliding_val_bpb"),
+                         f"{result['evaluated_weights']} weights")
 
     # -- quantize, compress, round trip (part 2) ----------------------------------------------------------------
     if cfg.quant.enabled:
@@ -221,8 +223,19 @@ def train(cfg: TrialConfig, out_dir: Path, info: DistInfo, device: torch.device,
                                          tokenizer_digest)
         result["eval_seconds"] += fields.pop("q_eval_seconds", 0.0)
         result.update(fields)
+        _require_finite_eval(result, ("q_val_loss", "q_val_bpb", "q_sliding_val_loss", "q_sliding_val_bpb"),
+                             "quantized weights")
         if result.get("q_val_bpb") is not None:  # what quantization cost, on the non-overlapping eval
             result["quant_gap"] = result["q_val_bpb"] - result["val_bpb"]
+
+
+def _require_finite_eval(result: dict[str, Any], keys: tuple[str, ...], weights: str) -> None:
+    """A final eval that is NaN or inf is a numerical failure of the run, like a NaN train loss: a model can
+    collapse (train loss at ln V, under the divergence limit) and still score no number, before or after
+    quantization. Its measurements stay in the result; the run is `diverged` and names the eval."""
+    bad = [f"{k} {result[k]}" for k in keys if isinstance(result.get(k), float) and not math.isfinite(result[k])]
+    if bad:
+        raise Diverged(f"final eval of the {weights} is not finite: {', '.join(bad)}")
 
 
 def _evaluate_all(evaluate: Any, net: nn.Module, cfg: TrialConfig, step: int, weights: str, emit: Any,

@@ -137,6 +137,17 @@ def test_an_ok_outcome_without_the_objective_is_a_failure(world: World) -> None:
     assert t.state == TrialState.FAIL and t.user_attrs["status"] == "ok"
 
 
+def test_a_stored_ok_outcome_is_told_against_the_trials_own_cap_when_that_is_stricter(world: World) -> None:
+    """Walk 5, F7: the outcome told from the store on resume meets the same one cap as a live trial's: the
+    trial's own quant.size_cap_bytes (from its recorded config) when stricter than the sweep's cap."""
+    world.running(0, 1)
+    own = {"provenance": {"config": {"quant": {"size_cap_bytes": 20_000}}}}
+    world.stored(0, 0, "ok", {"q_sliding_val_bpb": 1.25, "artifact_bytes": 467_220, "over_cap": True, **own})
+    reconcile(world.study, world.store, world.spec)
+    assert world.spec.size_cap() == 16_000_000
+    assert world.trial(0, 0).constraints == {CONSTRAINT: 467_220.0 - 20_000}
+
+
 def test_two_objectives_get_the_artifact_bytes_too(tmp_path: Path) -> None:
     w = World(tmp_path, sampler="nsga2")
     w.running(0, 1)

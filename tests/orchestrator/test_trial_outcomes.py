@@ -85,21 +85,52 @@ def test_an_ok_trial_reports_its_objective_and_how_far_under_the_cap_it_is() -> 
     assert set(RESULT_KEYS_FOR_TUNE) <= set(out)
 
 
-@pytest.mark.parametrize("result", [{"q_val_bpb": 1.2, "artifact_bytes": 16_000_001},
-                                    {"q_val_bpb": 1.2, "artifact_bytes": 15_000_000, "over_cap": True}])
-def test_an_artifact_over_the_cap_is_ok_but_infeasible_with_its_reason(result: dict[str, Any]) -> None:
-    # the worker's own verdict (it counted the code bytes by its rule) stands even where the bytes fit our cap
+@pytest.mark.parametrize("result, reason, constraint", [
+    ({"q_val_bpb": 1.2, "artifact_bytes": 16_000_001},
+     "artifact 16000001 bytes over the cap of 16000000 (the sweep's size cap)", 1.0),
+    # the worker's own verdict (against its own cap, unknown here) stands even where the bytes fit the sweep's
+    # cap: a positive constraint, so Optuna never counts it feasible
+    ({"q_val_bpb": 1.2, "artifact_bytes": 15_000_000, "over_cap": True},
+     "artifact 15000000 bytes over the cap its worker applied (result.json over_cap: true)", 1.0),
+    ({"q_val_bpb": 1.2, "over_cap": True}, "artifact over the cap its worker applied (result.json over_cap: true)",
+     1.0),
+])
+def test_an_artifact_over_the_cap_is_ok_but_infeasible_with_its_reason(result: dict[str, Any], reason: str,
+                                                                       constraint: float) -> None:
     out = final_report(ctx(cap=16_000_000), "ok", None, result, 1.0)
     assert out["status"] == "ok" and out["feasible"] is False and out["objective"] == 1.2
-    assert out["reason"] == f"artifact {result['artifact_bytes']} bytes over the cap of 16000000"
-    assert out["constraint"] == result["artifact_bytes"] - 16_000_000
+    assert out["reason"] == reason and out["constraint"] == constraint
     at_cap = final_report(ctx(cap=16_000_000), "ok", None, {"q_val_bpb": 1.2, "artifact_bytes": 16_000_000}, 1.0)
     assert at_cap["feasible"] is True and at_cap["constraint"] == 0.0 and at_cap["reason"] == ""
 
 
+TRIALS_CAP = "the trial's quant.size_cap_bytes"
+SPECS_CAP = "the spec's constraint.max_artifact_bytes"
+
+
+@pytest.mark.parametrize("own, spec_cap, art, cap, where", [
+    (20_000, 16_000_000, 467_220, 20_000, TRIALS_CAP),  # walk 5, F7: the trial's own cap is the stricter
+    (16_000_000, 400_000, 467_220, 400_000, SPECS_CAP),  # the spec's constraint is the stricter
+    (20_000, None, 467_220, 20_000, TRIALS_CAP),  # no constraint: the trial's own cap
+    (500_000, 16_000_000, 467_220, 500_000, None),  # under both: feasible
+])
+def test_a_trial_is_held_to_the_stricter_of_its_own_cap_and_the_specs_constraint(
+        own: int, spec_cap: int | None, art: int, cap: int, where: str | None) -> None:
+    """Walk 5, F7: a point with quant.size_cap_bytes 20,000 in a spec constrained to 16,000,000 was over its own
+    cap, yet stored as over 16,000,000 and told to Optuna as feasible. Its cap comes from the trial's config (the
+    caller's `own_cap`) or, without it, from the config its worker recorded in result.json."""
+    result = {"q_val_bpb": 1.2, "artifact_bytes": art, "over_cap": art > own}
+    spec = {"constraint": {"max_artifact_bytes": spec_cap}}
+    for out in (final_report(ctx(cap=spec_cap or own, spec=spec), "ok", None, result, 1.0, own_cap=own),
+                final_report(ctx(cap=spec_cap or own, spec=spec), "ok", None,
+                             {**result, "provenance": {"config": {"quant": {"size_cap_bytes": own}}}}, 1.0)):
+        assert out["constraint"] == art - cap and out["feasible"] is (where is None)
+        assert out["reason"] == ("" if where is None else f"artifact {art} bytes over the cap of {cap} ({where})")
+
+
 def test_an_ok_result_without_the_objective_is_an_error_and_failures_carry_no_objective() -> None:
     out = final_report(ctx(metric="val_bpb"), "ok", None, {"q_val_bpb": 1.2}, 1.0)
-    assert out["status"] == "error" and out["reason"] == "result.json has no value for objective 'val_bpb'"
+    assert out["status"] == "error" and out["reason"] == "result.json has no finite value for val_bpb: val_bpb absent"
     assert math.isnan(out["objective"]) and out["feasible"] is False and math.isnan(out["constraint"])
     failed = final_report(ctx(), "diverged", "loss nan", {"q_val_bpb": 1.2, "artifact_bytes": 10}, 1.0)
     assert failed["status"] == "diverged" and failed["reason"] == "loss nan" and math.isnan(failed["objective"])
@@ -108,6 +139,14 @@ def test_an_ok_result_without_the_objective_is_an_error_and_failures_carry_no_ob
     assert crashed["result_json"] == "" and math.isnan(crashed["artifact_bytes"])
     over = final_report(ctx(cap=5), "ok", "kept", {"q_val_bpb": 1.0, "artifact_bytes": 6}, 1.0)
     assert over["reason"] == "kept"  # a reason the worker gave is not replaced
+
+
+def test_a_missing_objective_names_the_metrics_auto_reads_and_what_each_held() -> None:
+    """Walk 5, F8: the reason named the spec's word `auto`, not the keys it reads, and hid that one was NaN."""
+    out = final_report(ctx(), "ok", None, {"q_sliding_val_bpb": None, "q_val_bpb": math.nan}, 1.0)
+    assert out["status"] == "error" and out["reason"] == (
+        "result.json has no finite value for q_sliding_val_bpb or q_val_bpb (objective 'auto'): "
+        "q_sliding_val_bpb null, q_val_bpb NaN")
 
 
 def test_one_gpu_runs_the_launcher_and_several_run_torchrun_on_this_node(tmp_path: Path) -> None:
@@ -239,9 +278,11 @@ def run_contract(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(trainable, "worker_command", command)
 
     def run(mode: str, number: int | None = 3, attempt: int = 1, params: dict[str, Any] | None = None,
-            gpus: int = 0, launcher: str = "torchrun", stall_s: float = 1800.0) -> tuple[list[dict[str, Any]], Path]:
+            gpus: int = 0, launcher: str = "torchrun", stall_s: float = 1800.0,
+            constraint: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], Path]:
         spec = spec_from_dict({"name": "t", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 1},
                                "space": {"model.crawler_loops": {"choice": [1, 2]}},
+                               "constraint": constraint or {},
                                "overrides": {"data.dataset": mode, "train.iterations": 4,
                                              "train.max_wallclock_seconds": 0.2},
                                "resources": {"gpus": gpus, "cpus": 1, "placement": "ray"},
@@ -334,3 +375,32 @@ def test_a_worker_s_own_children_do_not_outlive_the_trial(run_contract: Any) -> 
     reports, trial_dir = run_contract("orphan")
     child = int((trial_dir / "child_pid").read_text())
     assert reports[-1]["status"] == "ok" and _ends_soon(child)
+
+
+def test_a_trial_over_its_own_cap_is_never_the_sweeps_best_feasible_trial(run_contract: Any) -> None:
+    """Walk 5, F7, end to end: a point whose quant.size_cap_bytes (20,000) is stricter than the spec's constraint
+    (16,000,000) runs over it with the better BPB. Its final report, told to the sweep's searcher, must leave the
+    under-cap trial the best feasible one (`sweep run`'s and `sweep status`'s best; rerun's ranking reads the same
+    constraints)."""
+    import optuna
+
+    from clowncar.orchestrator.search import SweepSearch
+    from clowncar.orchestrator.spec import spec_from_dict
+    from clowncar.orchestrator.tune import best_trial
+
+    spec = spec_from_dict({"name": "t", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 2},
+                           "space": {"model.crawler_loops": {"choice": [1, 2]}}})
+    search = SweepSearch(spec, optuna.storages.InMemoryStorage(), 2)
+    finals = {}
+    for tid, mode, number in (("over", "overcap", 1), ("under", "ok", 2)):
+        search.suggest(tid)
+        reports, _ = run_contract(mode, number=number, params={"quant.size_cap_bytes": 20_000},
+                                  constraint={"max_artifact_bytes": 16_000_000})
+        finals[tid] = reports[-1]
+        search.on_trial_complete(tid, reports[-1])
+    over = finals["over"]
+    assert over["status"] == "ok" and over["feasible"] is False and over["objective"] < finals["under"]["objective"]
+    assert over["reason"] == "artifact 40000 bytes over the cap of 20000 (the trial's quant.size_cap_bytes)"
+    assert over["constraint"] == 20_000.0 and finals["under"]["feasible"] is True
+    best = best_trial(spec, search.study)
+    assert best is not None and best["objective"] == finals["under"]["objective"]

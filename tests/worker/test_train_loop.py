@@ -411,3 +411,54 @@ def test_a_loss_that_is_no_number_is_divergence_and_says_so_without_a_limit(
     assert run_trial(cfg, tmp_path) == 3
     result = read_trial(tmp_path)[0]
     assert (result["status"], result["reason"]) == ("diverged", "train loss nan at step 1")
+
+
+def _poisoned_quantized_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The artifact's round trip gives NaN weights (as a collapsed model's GPTQ scales can): a real evaluation of
+    them scores NaN."""
+    from clowncar.worker import artifact
+
+    load = artifact.load_model_from_artifact
+
+    def load_nan(*args: Any, **kwargs: Any) -> Any:
+        model, meta = load(*args, **kwargs)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float("nan"))
+        return model, meta
+
+    monkeypatch.setattr(artifact, "load_model_from_artifact", load_nan)
+
+
+def _infinite_first_eval(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The final eval of the trained (raw) weights scores inf; later evals are real."""
+    real, calls = train_module.evaluate_bpb, []
+
+    def evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        calls.append(1)
+        res = real(*args, **kwargs)
+        return {**res, "val_loss": math.inf, "val_bpb": math.inf} if len(calls) == 1 else res
+
+    monkeypatch.setattr(train_module, "evaluate_bpb", evaluate)
+
+
+@pytest.mark.parametrize("plant, reason, artifact_written", [
+    (_infinite_first_eval, "final eval of the raw weights is not finite: val_loss inf, val_bpb inf", False),
+    (_poisoned_quantized_weights, "final eval of the quantized weights is not finite: q_val_loss nan, q_val_bpb nan",
+     True),
+], ids=["raw", "quantized"])
+def test_a_final_eval_that_is_no_number_is_divergence_and_names_the_eval(
+        tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch, plant: Callable[[pytest.MonkeyPatch], None], reason: str,
+        artifact_written: bool) -> None:
+    """Walk 5, F8: a collapsed model trained with a finite loss, then scored NaN after quantization; the trial
+    said `ok` (exit 0) with no BPB. A non-finite final eval is a numerical failure: exit 3, `diverged`, the eval
+    named; what was measured (steps, the artifact) stays in result.json."""
+    cfg = tiny_cfg("train.iterations=2", "eval.stride=0", "train.val_every=0", "quant.enabled=true",
+                   "quant.gptq_calib_seqs=2")
+    plant(monkeypatch)
+    assert run_trial(cfg, tmp_path) == 3
+    result = read_trial(tmp_path)[0]
+    assert (result["status"], result["reason"]) == ("diverged", reason)
+    assert result["steps"] == 2 and (result["artifact_bytes"] is not None) is artifact_written
+    assert (tmp_path / "model.ptz").exists() is artifact_written
