@@ -3,7 +3,7 @@ and Pareto front by the Optuna study, and why trials failed, grouped by reason."
 
 from __future__ import annotations
 
-from collections import Counter
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -86,12 +86,12 @@ REASON_CHARS = 200
 
 
 def failure_lines(name: str, failures: Iterable[tuple[str, str | None]]) -> list[str]:
-    """Why trials failed, grouped by status and reason, the most common first: a sweep whose trials all fail
-    the same way says so at a glance instead of behind `store ls`."""
-    counts = Counter((status, _short(reason)) for status, reason in failures)
-    lines = [f"  {status} x{n}: {reason}" for (status, reason), n in counts.most_common(REASONS_SHOWN)]
-    if len(counts) > REASONS_SHOWN:
-        lines.append(f"  and {len(counts) - REASONS_SHOWN} other failure reasons: `clowncar store ls {name}` "
+    """Why trials failed, grouped by status and reason (up to its numbers), the most common first: a sweep whose
+    trials all fail the same way says so at a glance instead of behind `store ls`."""
+    groups = _grouped(failures)
+    lines = [f"  {status} x{len(texts)}: {_example(texts)}" for (status, _), texts in groups[:REASONS_SHOWN]]
+    if len(groups) > REASONS_SHOWN:
+        lines.append(f"  and {len(groups) - REASONS_SHOWN} other failure reasons: `clowncar store ls {name}` "
                      "lists every trial")
     return lines
 
@@ -110,10 +110,27 @@ def failures_line(url: str, name: str) -> str | None:
         return None
     if failed.empty:
         return None
-    rows = failed[["status", "reason"]].itertuples(index=False, name=None)
-    (status, reason), n = Counter((status, _short(reason)) for status, reason in rows).most_common(1)[0]
-    return (f"failed: {counted(len(failed), 'trial')}; most common ({n}x): {status}: {reason} "
+    (status, _), texts = _grouped(failed[["status", "reason"]].itertuples(index=False, name=None))[0]
+    return (f"failed: {counted(len(failed), 'trial')}; most common ({len(texts)}x): {status}: {_example(texts)} "
             f"(`clowncar sweep status {name}` lists the reasons)")
+
+
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _grouped(failures: Iterable[tuple[str, str | None]]) -> list[tuple[tuple[str, str], list[str]]]:
+    """Failures by status and reason up to its numbers (two divergences at different losses and steps are one
+    way to fail), the most common first (ties: the first met), each with its reasons as met."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for status, reason in failures:
+        text = _short(reason)
+        groups.setdefault((status, NUMBER.sub("#", text)), []).append(text)
+    return sorted(groups.items(), key=lambda item: -len(item[1]))
+
+
+def _example(texts: list[str]) -> str:
+    """The group's first reason, and a word when the others say it with other numbers."""
+    return texts[0] + (" (one of them: the numbers vary)" if len(set(texts)) > 1 else "")
 
 
 def _short(reason: str | None) -> str:

@@ -40,10 +40,10 @@ def test_status_points_at_store_ls_when_there_are_more_reasons_than_it_shows(url
         st.create_or_get_sweep("s", SPEC)
         for number in range(6):
             st.start_trial("s", f"t{number}", number, 0, {}, 1337, "n")
-            st.finish_trial(f"t{number}", 0, "error", f"reason {number}", {})
+            st.finish_trial(f"t{number}", 0, "error", f"reason {chr(97 + number)}", {})
     cmd.status_cmd("s", store=url)
     assert capsys.readouterr().out.splitlines()[2:8] == [
-        *(f"  error x1: reason {n}" for n in range(5)),
+        *(f"  error x1: reason {chr(97 + n)}" for n in range(5)),
         "  and 1 other failure reasons: `clowncar store ls s` lists every trial"]
 
 
@@ -53,11 +53,24 @@ def test_failure_reasons_are_shortened_and_at_most_five_are_listed() -> None:
     assert failure_lines("s", [("error", long), ("error", None), ("oom", float("nan")), ("oom", "  ")]) == [
         "  oom x2: no reason recorded", f"  error x1: {'x' * 197}...", "  error x1: no reason recorded"]
     assert failure_lines("s", [("error", "y" * 200)]) == [f"  error x1: {'y' * 200}"]  # exactly the limit
-    many = [("error", f"reason {i}") for i in range(7)] + [("error", "reason 6")]
+    many = [("error", f"reason {c}") for c in "abcdefg"] + [("error", "reason g")]
     assert failure_lines("s", many) == [
-        "  error x2: reason 6", "  error x1: reason 0", "  error x1: reason 1", "  error x1: reason 2",
-        "  error x1: reason 3", "  and 2 other failure reasons: `clowncar store ls s` lists every trial"]
+        "  error x2: reason g", "  error x1: reason a", "  error x1: reason b", "  error x1: reason c",
+        "  error x1: reason d", "  and 2 other failure reasons: `clowncar store ls s` lists every trial"]
     assert len(failure_lines("s", many[:5])) == 5  # five reasons: all shown, no "other" line
+
+
+def test_reasons_that_differ_only_in_their_numbers_are_one_way_to_fail() -> None:
+    # walk 5: two divergences at other losses and steps were "most common (1x)" of two
+    diverged = [("diverged", "train loss 3050.1914 at step 2, above the limit 20.7944"),
+                ("diverged", "train loss 828.849 at step 12, above the limit 20.7944"),
+                ("error", "disk full at step 3"), ("diverged", "train loss 1e+05 at step -1, above the limit 20.7944")]
+    assert failure_lines("s", diverged) == [
+        "  diverged x3: train loss 3050.1914 at step 2, above the limit 20.7944 (one of them: the numbers vary)",
+        "  error x1: disk full at step 3"]
+    same = [("oom", "CUDA out of memory at step 4")] * 2
+    assert failure_lines("s", same) == ["  oom x2: CUDA out of memory at step 4"]  # one text: nothing varies
+    assert len(failure_lines("s", [("error", "disk full"), ("error", "disk fell")])) == 2  # words still count
 
 
 def test_sweep_run_ends_with_how_many_trials_failed_and_the_most_common_reason(url: str, monkeypatch, capsys) -> None:
