@@ -168,6 +168,23 @@ def test_the_progress_line_counts_outcomes_eta_and_gpu_hours(monkeypatch: pytest
     assert over.done() == 2 and "ETA" not in over.line(1)
 
 
+def test_the_eta_counts_what_the_running_trials_have_run_and_says_when_they_are_overdue(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # walk 5, F10: with the last trial running, the ETA stayed at one mean trial time until the sweep ended
+    import clowncar.orchestrator.record as record
+
+    now = [1050.0]
+    monkeypatch.setattr(record.time, "time", lambda: now[0])
+    last = Tally(total=4, started=1000.0, by_status={"ok": 3}, walls=[10.0, 24.0], running={"a"},
+                 running_since={"a": 1040.0})
+    assert last.line(1).endswith("| 50s | ETA 7s")  # 17 s on average, 10 s of it run
+    now[0] = 1056.6
+    assert last.line(1).endswith("| ETA overdue (trials take 17s on average)")
+    two = Tally(total=6, started=1000.0, by_status={"ok": 2}, walls=[20.0], running={"a", "b"},
+                running_since={"a": 1030.0, "b": 1056.0})
+    assert two.line(2).endswith("| ETA 30s")  # (4 x 20 - 20 (26.6 s, capped at the mean) - 0.6) / 2 slots
+
+
 def test_the_progress_line_prints_news_at_once_and_the_same_line_only_after_a_minute(
         store: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import clowncar.orchestrator.record as record
