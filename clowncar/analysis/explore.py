@@ -78,31 +78,61 @@ def pareto_front(runs: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def top_configs(runs: pd.DataFrame, k: int = 10) -> list[dict[str, Any]]:
-    """Configs ranked by mean BPB over their seed reruns, with every seed's value shown (never best-seed only),
-    their width, parameter count and mean quantization gap, and the eval mode of the BPB. A config seen once
-    carries the SINGLE_RUN caveat wherever it ranks."""
+    """Configs ranked by mean BPB over their seeds, with every seed's value shown (never best-seed only), their
+    width, parameter count and mean quantization gap, and the eval mode of the BPB. The seed is the unit, as in
+    the seed-variance test (`seeds.seed_units`): runs of one config at one seed (a parent's trial and its rerun at
+    that seed) are one value, their mean, so n, the sd and the t interval count seeds, and `seed_repeats` names
+    such seeds. A config seen at one seed carries the SINGLE_RUN caveat (or ONE_SEED) wherever it ranks."""
     from scipy import stats
+
+    from clowncar.analysis.seeds import seed_units
 
     r = complete_rows(runs, ["bpb"])
     mode = runs.attrs.get("metric_mode")
+    units = seed_units(r)
     rows = []
     for ck, g in r.groupby("config_key"):
-        v = g["bpb"].to_numpy(float)
+        u = units[units["config_key"] == ck]
+        v = u["bpb"].to_numpy(float)
+        repeats = [{"seed": _seed(s), "runs": len(vals)} for s, vals in zip(u["seed"], u["values"], strict=True)
+                   if len(vals) > 1]
         row: dict[str, Any] = {"config": str(g["label"].iloc[0]), "config_key": str(ck), "seeds": int(v.size),
-                               "mean_bpb": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else None,
-                               "caveat": SINGLE_RUN if v.size == 1 else "",
+                               "runs": len(g), "mean_bpb": float(v.mean()),
+                               # identical values have sd 0, not the rounding noise of their mean
+                               "sd": (float(v.std(ddof=1)) if np.ptp(v) > 0 else 0.0) if v.size > 1 else None,
+                               "caveat": _caveat(v.size, len(g), repeats),
                                "width": _mean(g, "width"), "params": _mean(g, "params"),
                                "quant_gap": _mean(g, "quant_gap"), "quant_gap_mode": runs.attrs.get("gap_mode"),
                                "eval_mode": mode,
-                               "per_seed": [{"seed": _seed(s), "bpb": float(b), "run_id": str(u)}
-                                            for s, b, u in zip(g["seed"], v, g["run_id"], strict=True)],
+                               "per_seed": [{"seed": _seed(s), "bpb": float(b), "run_ids": [str(x) for x in ids],
+                                             "values": [float(x) for x in vals]}
+                                            for s, b, ids, vals in zip(u["seed"], v, u["run_ids"], u["values"],
+                                                                       strict=True)],
                                "config_hash": sorted({str(h) for h in g["config_hash"].dropna()})}
+        if repeats:
+            row["seed_repeats"] = repeats
         if v.size > 1 and np.ptp(v) > 0:
             ci = stats.ttest_1samp(v, 0.0).confidence_interval()
             row.update(ci_low=float(ci.low), ci_high=float(ci.high))
         rows.append(row)
     rows.sort(key=lambda x: x["mean_bpb"])
     return rows[:k]
+
+
+ONE_SEED = "one seed (n = 1), run {runs} times: no seed repeat, its mean is one seed's value"
+"""The caveat of a config run more than once, always at the same seed."""
+
+
+def repeats_text(repeats: list[dict[str, Any]]) -> str:
+    """`seed 1337 ran 2 times, averaged into one value` for the seeds of a config that ran more than once."""
+    named = ", ".join(f"seed {r['seed']} ran {r['runs']} times" for r in repeats)
+    return f"{named}, {'averaged into one value' if len(repeats) == 1 else 'each averaged into one value'}"
+
+
+def _caveat(seeds: int, runs: int, repeats: list[dict[str, Any]]) -> str:
+    if seeds == 1:
+        return SINGLE_RUN if runs == 1 else ONE_SEED.format(runs=runs)
+    return repeats_text(repeats) if repeats else ""
 
 
 def _value(row: pd.Series, col: str) -> float | None:

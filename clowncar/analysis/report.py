@@ -175,10 +175,12 @@ def document(a: dict[str, Any]) -> Doc:
             runs)
     d.h(2, "Top configs with their seed reruns")
     d.p("Ranked by mean BPB over seeds; every seed is listed. The best trial of a search is optimistically "
-        "biased: confirm a winner only with fresh-seed reruns. A config run once carries a caveat: its rank rests "
-        "on one run. A config is every setting its runs record, seed aside, and for imported runs the folder they "
+        "biased: confirm a winner only with fresh-seed reruns. The seed is the unit, as in the seed-variance test: "
+        "runs of one config at one seed (a parent's trial and its rerun at that seed) are averaged into one value, "
+        "so `seeds` (n), sd and the t interval count seeds, `runs` counts runs, and the caveat names each seed run "
+        "more than once. A config run once carries a caveat: its rank rests on one run. A config is every setting its runs record, seed aside, and for imported runs the folder they "
         "came from; config_hash is the store's hash of the recorded settings, which an importer reads only in part.")
-    d.table([{**row, "per_seed": per_seed_text(row["per_seed"])} for row in a["top_configs"]], ["config", "seeds", "mean_bpb", "sd", "ci_low", "ci_high", "caveat",
+    d.table([{**row, "per_seed": per_seed_text(row["per_seed"])} for row in a["top_configs"]], ["config", "seeds", "runs", "mean_bpb", "sd", "ci_low", "ci_high", "caveat",
                                             "per_seed", "width", "params", "quant_gap", "quant_gap_mode", "eval_mode",
                                             "config_hash"])
     _figure(d, plots.top_config_seeds(a["top_configs"]), "top configs, every seed", needs.top_config_seeds,
@@ -217,7 +219,8 @@ def _figure(d: Doc, png: bytes | None, alt: str, lacks: Callable[[Any], str], da
 
 def per_seed_text(runs: list[dict[str, Any]], limit: int = 12) -> str:
     """`seed: BPB` for each run of a config (an imported run may have no recorded seed), the first `limit`."""
-    shown = [f"{'seed unknown' if p['seed'] is None else p['seed']}: {fmt(p['bpb'])}" for p in runs[:limit]]
+    shown = [f"{'seed unknown' if p['seed'] is None else p['seed']}: {fmt(p['bpb'])}"
+             + (f" (mean of {len(p['values'])} runs)" if len(p.get("values", ())) > 1 else "") for p in runs[:limit]]
     return ", ".join(shown) + (f" and {len(runs) - limit} more" if len(runs) > limit else "")
 
 
@@ -295,7 +298,12 @@ def printed_summary(a: dict[str, Any]) -> str:
         lines.append(f"  {hint}")
     top = a["top_configs"][:3]
     if top:
-        lines.append("  best configs (mean BPB over seeds): " + "; ".join(
-            f"{t['config']} {t['mean_bpb']:.4f} (n={t['seeds']}" + (", a single run)" if t["seeds"] == 1 else ")")
-            for t in top))
+        lines.append("  best configs (mean BPB over seeds): " + "; ".join(map(_best_config_text, top)))
     return "\n".join(lines)
+
+
+def _best_config_text(t: dict[str, Any]) -> str:
+    """`label 2.4656 (n=3; seed 1337 ran 2 times, averaged into one value)`: n counts seeds, not runs."""
+    single = ", a single run" if t["seeds"] == 1 and t.get("runs", 1) == 1 else ""
+    again = f"; {explore.repeats_text(t['seed_repeats'])}" if t.get("seed_repeats") else ""
+    return f"{t['config']} {t['mean_bpb']:.4f} (n={t['seeds']}{single}{again})"

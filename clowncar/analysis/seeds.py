@@ -72,10 +72,12 @@ def sharing_test(runs: pd.DataFrame) -> TestResult:
     return decide(res)
 
 
-def _seed_units(r: pd.DataFrame) -> pd.DataFrame:
+def seed_units(r: pd.DataFrame) -> pd.DataFrame:
     """One row per (config, seed): the unit of seed replication. Runs of one config that record the same seed are
     one seed measured again (their spread is run-to-run noise, or a difference the config does not record, never
-    seed variance), so they are averaged into one value; a run that records no seed is its own unit."""
+    seed variance), so they are averaged into one value; a run that records no seed is its own unit. Every summary
+    of a config over its seeds (this test, the report's top-configs table) counts these rows, not runs."""
+    r = r.assign(seed=r.get("seed", np.nan))
     r = r.assign(_seed_unit=[_seed_key(s, u) for s, u in zip(r["seed"], r["run_id"], strict=True)])
     grouped = r.groupby(["config_key", "_seed_unit"], sort=False)
     units = grouped.agg(bpb=("bpb", "mean"), seed=("seed", "first"), label=("label", "first")).reset_index()
@@ -93,7 +95,7 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
     key, title = "6_seed_variance", "Seed variance per config"
     q = "How much does BPB vary between seeds of one config, and what difference can the sweep resolve?"
     r = complete_rows(runs, ["bpb", "config_key"])
-    units = _seed_units(r.assign(seed=r.get("seed", np.nan)))
+    units = seed_units(r)
     units = units[units.groupby("config_key")["bpb"].transform("size") >= 2]
     block = seed_block(units)
     method = ("per config: mean, sd, t-based 95% CI over its seeds (runs that repeat a seed are averaged first); "
@@ -105,8 +107,9 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
     rows = [_config_row(g) for _, g in units.groupby("config_key", sort=True)]
     in_units = {u for ids in units["run_ids"] for u in ids}
     kept = [u for u in r["run_id"] if u in in_units]
+    # the values the numbers rest on are the seed units: a seed run twice is one (report's `units` column)
     base = {"n_runs": len(kept), "runs": kept, "tables": {"per_config": rows}, "in_family": False,
-            "unit": "BPB (seed sd)"}
+            "unit": "BPB (seed sd)", "extra": {"units": len(units)}}
     if not rows:
         return not_enough(key, title, q, method, "no config was run with more than one seed", **base)
     # every config here has >= 2 units, so df >= 1; identical reruns add exactly 0 (a fit's residuals would add
@@ -133,7 +136,8 @@ def seed_variance(runs: pd.DataFrame) -> TestResult:
     # the spread of a difference paired by seed, and the unpaired t on 2 n - 2 df would mix the two
     mde = mde_from_se(sd * math.sqrt(2 / n_med), df)
     res = TestResult(key=key, title=title, question=q, method=method, status=DESCRIPTIVE, effect=sd, ci_low=lo,
-                     ci_high=hi, mde=mde, extra={"pooled_df": df, "seeds_per_config": n_med}, **base)
+                     ci_high=hi, mde=mde, **base)
+    res.extra.update(pooled_df=df, seeds_per_config=n_med)
     med = float(np.median([row["sd"] for row in rows]))
     res.extra["median_config_sd"] = med  # robust beside the pooled sd, which one unstable config can dominate
     seeded = bool(units["seed"].notna().any())

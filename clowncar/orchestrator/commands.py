@@ -206,7 +206,9 @@ def resume_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
 
 def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
               top: Annotated[int, typer.Option("--top", min=1, help="How many best configs")] = 3,
-              seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds")] = "1337,42,2025",
+              seeds: Annotated[str | None, typer.Option(
+                  "--seeds", help="Comma-separated seeds (default: three at which the parent ran none of the "
+                  "configs, from 1337,42,2025,314,999,7 in that order)")] = None,
               child: Annotated[str | None, typer.Option("--name", help="Child sweep name")] = None,
               base: Annotated[Path | None, typer.Option(
                   "--base", help="Run them from this sweep spec (its preset, overrides, data, budget) instead of "
@@ -218,7 +220,16 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
               store: StoreOpt = None, address: AddressOpt = None, num_cpus: CpusOpt = None,
               num_gpus: GpusOpt = None, quiet: QuietOpt = False) -> None:
     """Rerun the K best feasible configs of a sweep over seeds, as a child sweep (lineage kept)."""
-    from clowncar.orchestrator.rerun import ParentMatch, parent_notes, parse_keys, seed_lines
+    from clowncar.orchestrator.rerun import (
+        ParentMatch,
+        child_spec,
+        parent_notes,
+        parent_seeds,
+        parse_keys,
+        plan_seeds,
+        seed_lines,
+        seed_note,
+    )
     from clowncar.orchestrator.spec import load_spec
     from clowncar.orchestrator.sweep_plan import plan_lines
 
@@ -228,28 +239,27 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
     if not dry_run:  # a dry run joins no cluster
         _refuse_unusable_address(address, f"sweep rerun {name} ...")
     url, _, _ = _settings(store, address)
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise ClownCarError(f"--seeds must be comma-separated integers, not '{seeds}'") from None
-    again = sorted({s for s in seed_list if seed_list.count(s) > 1})
-    if again:  # as a spec's `seeds` are: a seed twice is one trial asked for twice
-        raise ClownCarError(f"--seeds repeats {', '.join(map(str, again))}")
+    seed_list = _seed_list(seeds)
     carried = parse_keys(keys)
     base_spec = load_spec(base) if base is not None else None
     _refuse_while_driven(name, url)  # its best configs are not final while it runs
-    spec, configs = _child(name, url, top, carried, base_spec, seed_list, child)
+    runs_on, configs = _child(name, url, top, carried, base_spec)
+    # the parent's trials match the configs only on its own base (an imported parent has no study); there alone a
+    # seed the parent ran a config at repeats its trial
+    matched = None
+    if base_spec is None:
+        parent_spec = spec_of(stored_sweep(name, url))
+        matched = ParentMatch(name, carried, parent_spec.points if carried else None, parent_spec)
+    plan = plan_seeds(parent_seeds(url, matched, configs), seed_list)
+    spec = child_spec(runs_on, name, configs, plan.seeds, len(configs), child)
     if len(configs) < top:
         typer.echo(f"--top {top}: sweep {name} has only {counted(len(configs), 'distinct config')} to rerun")
     typer.echo(f"child sweep {spec.name}: {len(spec.enqueue)} trials ({counted(len(configs), 'config')} x "
-               f"{counted(len(seed_list), 'seed')})")
-    # the parent's trials match the configs only on its own base (an imported parent has no study)
-    matched = None
-    if base_spec is None:
-        points = spec_of(stored_sweep(name, url)).points if carried else None  # best_configs spelled them out
-        matched = ParentMatch(name, carried, points)
+               f"{counted(len(plan.seeds), 'seed')})")
     for i, (config, note) in enumerate(zip(configs, parent_notes(url, matched, configs), strict=True), start=1):
         typer.echo(f"  {i}. " + (", ".join(f"{k}={v}" for k, v in config.items()) or "the base config") + note)
+    if (line := seed_note(plan, len(configs))) is not None:
+        typer.echo(line)
     for line in plan_lines(spec)[1:]:  # points that make one trial, and the estimated cost
         typer.echo(line)
     if not dry_run:
@@ -258,11 +268,26 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
             typer.echo(line)
 
 
-def _child(name: str, url: str, top: int, carried: list[str] | None, base: Any, seeds: list[int],
-           child: str | None) -> tuple[Any, list[dict[str, Any]]]:
-    """The child sweep's spec and its configs: an imported parent's from the store (what was read as another key
-    and what was left out printed), a clowncar parent's from its Optuna study."""
-    from clowncar.orchestrator.rerun import best_configs, child_spec, imported_configs
+def _seed_list(seeds: str | None) -> list[int] | None:
+    """`--seeds` as integers; None when not given (the rerun picks seeds the parent did not run)."""
+    if seeds is None:
+        return None
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ClownCarError(f"--seeds must be comma-separated integers, not '{seeds}'") from None
+    again = sorted({s for s in seed_list if seed_list.count(s) > 1})
+    if again:  # as a spec's `seeds` are: a seed twice is one trial asked for twice
+        raise ClownCarError(f"--seeds repeats {', '.join(map(str, again))}")
+    if not seed_list:
+        raise ClownCarError("--seeds needs at least one seed")
+    return seed_list
+
+
+def _child(name: str, url: str, top: int, carried: list[str] | None, base: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """The spec the child runs on and its configs: an imported parent's from the store (what was read as another
+    key and what was left out printed), a clowncar parent's from its Optuna study."""
+    from clowncar.orchestrator.rerun import best_configs, imported_configs
 
     sweep = stored_sweep(name, url)
     if sweep["source"] == "import" and base is not None:
@@ -272,10 +297,9 @@ def _child(name: str, url: str, top: int, carried: list[str] | None, base: Any, 
             typer.echo(f"  read as clowncar keys: {', '.join(picked.renamed)}")
         if picked.dropped:
             typer.echo(f"  not carried (no clowncar config key): {', '.join(picked.dropped)}")
-        return child_spec(base, name, picked.configs, seeds, len(picked.configs), child), picked.configs
+        return base, picked.configs
     parent = spec_of(sweep)
-    configs = best_configs(parent, url, top, carried, expand=base is not None)
-    return child_spec(base or parent, name, configs, seeds, len(configs), child), configs
+    return base or parent, best_configs(parent, url, top, carried, expand=base is not None)
 
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain, count
 from typing import Any
 
 from clowncar.did_you_mean import hint, near_keys, nearest
@@ -88,13 +89,25 @@ def pick(configs: list[dict[str, Any]], top: int, keys: list[str] | None, losses
          ) -> list[dict[str, Any]]:
     """The `top` distinct configs (the seed left out and, given `keys`, only those keys), lowest mean loss first:
     a config run at several seeds is judged by all of them, as the report's top-configs table judges it, not by
-    its luckiest seed. `losses` go with `configs` (best first in: ties keep that order)."""
-    groups: dict[str, tuple[dict[str, Any], list[float]]] = {}
-    for config, loss in zip(configs, losses, strict=True):
+    its luckiest seed. The seed is the unit, by the report's rule (`analysis.seeds.seed_units`): trials of one
+    config at one seed (an imported log's repeats) are one value, their mean; a trial that names no seed is its
+    own. `losses` go with `configs` (best first in: ties keep that order)."""
+    import pandas as pd
+
+    from clowncar.analysis.seeds import seed_units
+
+    kept_of: dict[str, dict[str, Any]] = {}
+    rows = []
+    for n, (config, loss) in enumerate(zip(configs, losses, strict=True)):
         kept = {k: v for k, v in config.items() if k != SEED_KEY and (keys is None or k in keys)}
-        groups.setdefault(repr(sorted(kept.items())), (kept, []))[1].append(loss)
-    ranked = sorted(groups.values(), key=lambda g: sum(g[1]) / len(g[1]))  # stable: ties stay in order
-    return [kept for kept, _ in ranked[:top]]
+        key = repr(sorted(kept.items()))
+        kept_of.setdefault(key, kept)
+        rows.append({"run_id": str(n), "config_key": key, "label": key, "seed": config.get(SEED_KEY), "bpb": loss})
+    if not rows:
+        return []
+    means = seed_units(pd.DataFrame(rows)).groupby("config_key", sort=False)["bpb"].mean()
+    ranked = sorted(means.items(), key=lambda kv: kv[1])  # stable: ties stay in order (first seen first)
+    return [kept_of[key] for key, _ in ranked[:top]]
 
 
 def config_key(dotted: str) -> bool:
@@ -212,38 +225,128 @@ def child_spec(base: SweepSpec, parent: str, configs: list[dict[str, Any]], seed
 @dataclass(frozen=True)
 class ParentMatch:
     """How the parent's trials are read as the configs a rerun carries (as `best_configs` made them): its name,
-    the keys carried (`--keys`; None: all) and, with keys, its named points spelled out."""
+    the keys carried (`--keys`; None: all), with keys its named points spelled out, and its spec, whose
+    config gives the seed of a trial whose point names none (a sweep without `seeds` runs the preset's)."""
     name: str
     keys: list[str] | None = None
     points: dict[str, dict[str, Any]] | None = None
+    spec: SweepSpec | None = field(default=None, compare=False)
+
+
+def _seed_reader(spec: SweepSpec | None) -> Any:
+    """The seed a trial of `spec` ran at, from its point: the point's seed, else its named point's, else the base
+    config's `train.seed`; None where unknown (no spec)."""
+    base = (spec.base_dict().get("train") or {}).get("seed") if spec is not None else None
+    named = spec.points if spec is not None else {}
+
+    def seed_of(point: dict[str, Any]) -> Any:
+        if SEED_KEY in point:
+            return point[SEED_KEY]
+        return named.get(point.get(POINT_KEY), {}).get(SEED_KEY, base)
+
+    return seed_of
 
 
 def seed_values(store_url: str, sweep: str, configs: list[dict[str, Any]], keys: list[str] | None = None,
-                points: dict[str, dict[str, Any]] | None = None) -> list[list[tuple[Any, float]]] | None:
+                points: dict[str, dict[str, Any]] | None = None, spec: SweepSpec | None = None
+                ) -> list[list[tuple[Any, float]]] | None:
     """Per config, the (seed, objective) of each feasible finished trial of `sweep` whose point, read as `pick`
     reads it (named point spelled out with `points`, the seed left out, only `keys` kept), is that config; None
     when the sweep has no Optuna study. Equality, not 'holds every key': with --keys the base config is {}, which
-    every trial holds."""
+    every trial holds. A point that names no seed ran at `spec`'s (None without a spec)."""
     from clowncar.orchestrator.suggest import trial_params
 
     feasible = feasible_results(store_url, sweep)
     if feasible is None:
         return None
+    seed_of = _seed_reader(spec)
     found: list[list[tuple[Any, float]]] = [[] for _ in configs]
     for t in feasible:
-        point = trial_params(t)
+        raw = trial_params(t)
+        point = raw
         if points and POINT_KEY in point:
             point = {**points[point[POINT_KEY]], **{k: v for k, v in point.items() if k != POINT_KEY}}
         read = {k: v for k, v in point.items() if k != SEED_KEY and (keys is None or k in keys)}
         match = next((i for i, c in enumerate(configs) if c == read), None)
         if match is not None:
-            found[match].append((point.get(SEED_KEY), t.values[0]))
+            found[match].append((seed_of(raw), t.values[0]))
     return found
 
 
 def _parent_values(store_url: str, parent: ParentMatch | None, configs: list[dict[str, Any]]
                    ) -> list[list[tuple[Any, float]]] | None:
-    return seed_values(store_url, parent.name, configs, parent.keys, parent.points) if parent else None
+    return (seed_values(store_url, parent.name, configs, parent.keys, parent.points, parent.spec) if parent
+            else None)
+
+
+SEEDS_PER_RERUN = 3
+"""How many seeds a rerun runs by default: the usual bar for a record is the mean of 3 runs."""
+SEED_ORDER = (1337, 42, 2025, 314, 999, 7)
+"""The default seeds, in the order they are taken, then 1, 2, 3, ...: the first SEEDS_PER_RERUN at which the
+parent ran none of the configs. 1337 is every preset's train.seed, so a preset's sweep reruns at 42, 2025, 314."""
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """The rerun's seeds. `left_out`: default seeds skipped because the parent ran configs at them; `repeats`: a
+    seed given with --seeds at which the parent ran configs; both map the seed to those configs (1 = the best)."""
+    seeds: list[int]
+    left_out: dict[Any, list[int]]
+    repeats: dict[Any, list[int]]
+
+
+def parent_seeds(store_url: str, parent: ParentMatch | None, configs: list[dict[str, Any]]) -> list[set[Any]]:
+    """Per config, the seeds at which the parent ran it (empty where its trials cannot be matched)."""
+    found = _parent_values(store_url, parent, configs)
+    return [{s for s, _ in got} - {None} for got in found] if found is not None else [set() for _ in configs]
+
+
+def plan_seeds(ran: list[set[Any]], given: list[int] | None) -> SeedPlan:
+    """The seeds to rerun `ran`'s configs at. Given seeds are kept as given (a seed at which the parent ran a
+    config is a repeat of that trial: named, and left out of the summary's mean); by default, the first
+    SEEDS_PER_RERUN seeds of SEED_ORDER, then 1, 2, ..., at which the parent ran none of the configs. A config's
+    value at the seed it ran at in the parent is the value it was picked by, biased by the picking (the winner's
+    curse), and the same seed on the same base repeats that trial, so a rerun that wants fresh evidence skips it.
+    One list for every config, so that the configs stay paired by seed."""
+    def at(seed: Any) -> list[int]:
+        return [i for i, seeds in enumerate(ran, start=1) if seed in seeds]
+
+    if given is not None:
+        return SeedPlan(list(given), {}, {s: at(s) for s in given if at(s)})
+    seeds: list[int] = []
+    left_out: dict[Any, list[int]] = {}
+    for seed in chain(SEED_ORDER, count(1)):  # an endless supply: the loop ends when enough are fresh
+        if len(seeds) == SEEDS_PER_RERUN:
+            break
+        if seed in seeds or seed in left_out:  # 7 is in SEED_ORDER and in the count
+            continue
+        if at(seed):
+            left_out[seed] = at(seed)
+        else:
+            seeds.append(seed)
+    return SeedPlan(seeds, left_out, {})
+
+
+def _configs_text(numbers: list[int], total: int) -> str:
+    if len(numbers) == total and total > 1:
+        return "every config"
+    return f"config{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}"
+
+
+def seed_note(plan: SeedPlan, configs: int) -> str | None:
+    """One line on the parent's seeds: which default seed was left out and why, or which given seed repeats the
+    parent's trials; None when neither."""
+    if plan.left_out:
+        named = "; ".join(f"{s} (the parent ran {_configs_text(c, configs)} at it)" for s, c in plan.left_out.items())
+        return (f"seeds {', '.join(map(str, plan.seeds))}: left out {named}, as a config's value at its parent's "
+                "seed is the one it was picked by (biased by the picking), and rerunning it would repeat that "
+                "trial; --seeds sets the seeds")
+    if plan.repeats:
+        named = "; ".join(f"seed {s} repeats the parent's trial of {_configs_text(c, configs)}"
+                          for s, c in plan.repeats.items())
+        return (f"{named}: the value a config was picked by (biased by the picking), so the summary gives the mean "
+                "over the other seeds beside the parent's value")
+    return None
 
 
 def parent_notes(store_url: str, parent: ParentMatch | None, configs: list[dict[str, Any]]) -> list[str]:
@@ -268,14 +371,30 @@ def seed_lines(store_url: str, child: SweepSpec, configs: list[dict[str, Any]], 
     shown = "q_sliding_val_bpb, else q_val_bpb" if metric == "auto" else metric
     lines = [f"each config over the seeds (objective {shown}; `clowncar analyze {child.name}` tests them):"]
     for i, got in enumerate(mine, start=1):
-        values = [v for _, v in got]
-        if not values:
-            lines.append(f"  {i}. no finished seed")
-            continue
-        mean = sum(values) / len(values)
-        sd = f" sd {statistics.stdev(values):.4f}" if len(values) > 1 else ""
-        seeds = ", ".join(f"{s}: {v:.4f}" for s, v in got)
         before = theirs[i - 1] if theirs else []
         was = f"; parent {sum(v for _, v in before) / len(before):.4f} (n={len(before)})" if before else ""
-        lines.append(f"  {i}. mean {mean:.4f}{sd} (n={len(values)}: {seeds}){was}")
+        picked_at = {s for s, _ in before} - {None}
+        fresh = [(s, v) for s, v in got if s not in picked_at]
+        again = [(s, v) for s, v in got if s in picked_at]
+        lines.append(f"  {i}. {_mean_text(fresh, 'fresh ' if again else '')}{was}{_again_text(again)}")
     return lines
+
+
+def _mean_text(got: list[tuple[Any, float]], fresh: str) -> str:
+    """`mean 1.6000 sd 0.1414 (n=2: 1: 1.5000, 2: 1.7000)` over `got`'s seeds; `fresh` names them when the parent's
+    seed is left out."""
+    values = [v for _, v in got]
+    if not values:
+        return f"no finished {fresh}seed"
+    sd = f" sd {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+    seeds = ", ".join(f"{s}: {v:.4f}" for s, v in got)
+    over = f" over the {fresh}seeds" if fresh else ""
+    return f"mean {sum(values) / len(values):.4f}{sd}{over} (n={len(values)}: {seeds})"
+
+
+def _again_text(again: list[tuple[Any, float]]) -> str:
+    """What the rerun measured at the parent's own seed(s), and why it is not in the mean."""
+    if not again:
+        return ""
+    seeds = ", ".join(f"{s}: {v:.4f}" for s, v in again)
+    return f"; the parent's seed, at which the config was picked, left out of the mean: {seeds}"

@@ -442,9 +442,14 @@ def report_full_analysis() -> dict:
     """An analysis with every part of the report filled in: measured results, a correction, a top config with its
     seeds, both Optuna outcomes and provenance."""
     runs = report_runs().drop(columns=["loops"])
-    top = [{"config": "L", "config_key": "k", "seeds": 2, "mean_bpb": 2.05, "sd": 0.0707, "caveat": "",
+    top = [{"config": "L", "config_key": "k", "seeds": 2, "runs": 2, "mean_bpb": 2.05, "sd": 0.0707, "caveat": "",
             "width": 64.0, "params": 10.0, "quant_gap": 0.01, "eval_mode": "q", "config_hash": ["h1"],
-            "per_seed": [{"seed": 1, "bpb": 2.0, "run_id": "s/0"}, {"seed": 2, "bpb": 2.1, "run_id": "s/1"}]}]
+            "per_seed": [{"seed": 1, "bpb": 2.0, "run_ids": ["s/0"], "values": [2.0]},
+                         {"seed": 2, "bpb": 2.1, "run_ids": ["s/1"], "values": [2.1]}]},
+           {"config": "M", "config_key": "m", "seeds": 2, "runs": 3, "mean_bpb": 2.15, "sd": 0.0707,
+            "caveat": "seed 1 ran 2 times, averaged into one value", "seed_repeats": [{"seed": 1, "runs": 2}], "config_hash": ["h2"],
+            "per_seed": [{"seed": 1, "bpb": 2.1, "run_ids": ["s/2", "t/0"], "values": [2.1, 2.1]},
+                         {"seed": 2, "bpb": 2.2, "run_ids": ["t/1"], "values": [2.2]}]}]
     return {**report_analysis(runs, top),
             "results": [report_result(effect=0.02, p_value=0.04, p_adjusted=0.08, n_runs=3, verdict="signal",
                                       status="signal"),

@@ -48,8 +48,10 @@ def test_top_config_mean_sd_and_interval_over_its_seeds_match_hand_computation()
     assert row["ci_high"] == pytest.approx(2.03 + half, rel=1e-9)
     assert row["quant_gap"] == pytest.approx(0.02) and row["params"] == pytest.approx(1000.0)
     assert row["width"] == 64.0 and row["eval_mode"] == MODE and row["caveat"] == ""
-    assert row["per_seed"] == [{"seed": 7, "bpb": 2.00, "run_id": "s/0"}, {"seed": 8, "bpb": 2.02, "run_id": "s/1"},
-                               {"seed": 9, "bpb": 2.07, "run_id": "s/2"}]
+    assert row["per_seed"] == [{"seed": 7, "bpb": 2.00, "run_ids": ["s/0"], "values": [2.00]},
+                               {"seed": 8, "bpb": 2.02, "run_ids": ["s/1"], "values": [2.02]},
+                               {"seed": 9, "bpb": 2.07, "run_ids": ["s/2"], "values": [2.07]}]
+    assert row["runs"] == 3 and "seed_repeats" not in row
     assert row["config_hash"] == ["h0", "h1", "h2"]
     assert all(type(p["seed"]) is int and type(p["bpb"]) is float for p in row["per_seed"])
 
@@ -69,6 +71,37 @@ def test_configs_rank_by_mean_bpb_and_only_the_best_k_are_kept() -> None:
     assert [r["config_key"] for r in ranked] == [f"c{c:02d}" for c in range(11, 1, -1)]
     assert [r["config_key"] for r in top_configs(_frame(rows), k=3)] == ["c11", "c10", "c09"]
     assert ranked[0]["mean_bpb"] == pytest.approx(3.0 - 1.1 + 0.005)
+
+
+def test_a_seed_run_twice_is_one_value_so_n_sd_and_interval_count_seeds() -> None:
+    # the walker's case: a parent's trial at seed 1337 and its rerun's bit-identical copy, then two fresh seeds
+    runs = _frame([_run(0, "a", 2.4734, seed=1337), _run(1, "a", 2.4734, seed=1337),
+                   _run(2, "a", 2.4588, seed=42), _run(3, "a", 2.4647, seed=2025)])
+    (row,) = top_configs(runs)
+    per_seed = [2.4734, 2.4588, 2.4647]  # one value per seed: mean 2.465633..., not the 4 runs' 2.467575
+    mean = sum(per_seed) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in per_seed) / 2)  # ddof=1 over 3 seeds, not 4 runs
+    half = 4.302652729749464 * sd / math.sqrt(3)  # t(0.975, df=2), not df=3
+    assert (row["seeds"], row["runs"]) == (3, 4)
+    assert row["mean_bpb"] == pytest.approx(mean, rel=1e-12) and row["sd"] == pytest.approx(sd, rel=1e-9)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((mean - half, mean + half), rel=1e-9)
+    assert row["seed_repeats"] == [{"seed": 1337, "runs": 2}]
+    assert row["caveat"] == "seed 1337 ran 2 times, averaged into one value"
+    assert row["per_seed"][0] == {"seed": 1337, "bpb": 2.4734, "run_ids": ["s/0", "s/1"], "values": [2.4734, 2.4734]}
+    assert [p["seed"] for p in row["per_seed"]] == [1337, 42, 2025]
+
+
+def test_repeats_of_one_seed_at_different_values_average_before_the_mean_over_seeds() -> None:
+    runs = _frame([_run(0, "a", 2.0, seed=1), _run(1, "a", 2.2, seed=1), _run(2, "a", 2.3, seed=2)])
+    (row,) = top_configs(runs)
+    assert row["seeds"] == 2 and row["mean_bpb"] == pytest.approx((2.1 + 2.3) / 2)  # not (2.0 + 2.2 + 2.3) / 3
+    assert row["sd"] == pytest.approx(0.2 / math.sqrt(2), rel=1e-9)
+
+
+def test_a_config_run_twice_at_one_seed_is_one_seed_with_its_own_caveat() -> None:
+    (row,) = top_configs(_frame([_run(0, "a", 1.9, seed=5), _run(1, "a", 1.9, seed=5)]))
+    assert (row["seeds"], row["runs"], row["sd"]) == (1, 2, None) and "ci_low" not in row
+    assert row["caveat"] == "one seed (n = 1), run 2 times: no seed repeat, its mean is one seed's value"
 
 
 def test_equal_seed_values_give_a_zero_sd_and_no_interval() -> None:

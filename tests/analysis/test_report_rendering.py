@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from clowncar.analysis import report
@@ -123,6 +124,12 @@ def test_printed_summary_names_the_metric_verdicts_and_the_three_best_configs(
         f"  {'2_quant_gap':26s} signal", f"  {'6_seed_variance':26s} descriptive",
         "  best configs (mean BPB over seeds): c0 2.0000 (n=1, a single run); c1 2.0010 (n=2); c2 2.0020 (n=1, a "
         "single run)"]
+    # n counts seeds: a seed run twice (a parent's trial and its rerun) is named, and is one of the n
+    again = [{"config": "w", "mean_bpb": 2.4656, "seeds": 3, "runs": 4, "seed_repeats": [{"seed": 1337, "runs": 2}]},
+             {"config": "v", "mean_bpb": 2.5, "seeds": 1, "runs": 2, "seed_repeats": [{"seed": 7, "runs": 2}]}]
+    assert report.printed_summary(report_inputs.analysis(report_inputs.runs(), again)).splitlines()[-1] == (
+        "  best configs (mean BPB over seeds): w 2.4656 (n=3; seed 1337 ran 2 times, averaged into one value); "
+        "v 2.5000 (n=1; seed 7 ran 2 times, averaged into one value)")
     warned = report_inputs.analysis(report_inputs.runs(), [])
     warned["results"][1].warnings = ["heavy tails", "few seeds"]
     assert report.printed_summary(warned).splitlines()[2:5] == [
@@ -133,6 +140,28 @@ def test_printed_summary_names_the_metric_verdicts_and_the_three_best_configs(
     runs.attrs["metric"] = None
     lines = report.printed_summary(report_inputs.analysis(runs, [])).splitlines()
     assert "| metric: none | " in lines[0] and len(lines) == 3
+
+
+def test_the_table_and_the_console_line_give_a_seed_rerun_by_the_parent_one_value(
+        report_inputs: SimpleNamespace) -> None:
+    from clowncar.analysis.explore import top_configs
+
+    # walk 5, F3: the parent ran the config at seed 1337, its rerun again at 1337 (bit-identical), 42 and 2025
+    runs = pd.DataFrame({"run_id": ["p/5", "r/0", "r/1", "r/2"], "sweep": ["p", "r", "r", "r"], "label": "w",
+                         "config_key": "k", "config_hash": "h", "seed": [1337, 1337, 42, 2025],
+                         "bpb": [2.4734, 2.4734, 2.4588, 2.4647]})
+    runs.attrs.update(metric="q_val_bpb", metric_mode="quantized weights, standard eval")
+    top = top_configs(runs)
+    mean = (2.4734 + 2.4588 + 2.4647) / 3  # 2.46563, not the 4 runs' 2.46758
+    assert report.printed_summary(report_inputs.analysis(runs, top)).splitlines()[-1] == (
+        f"  best configs (mean BPB over seeds): w {mean:.4f} (n=3; seed 1337 ran 2 times, averaged into one value)")
+    a = {**report_inputs.full_analysis(), "runs": runs, "top_configs": top, "pareto_front": [],
+         "frames": {"steps": None, "evals": None}}
+    row = next(line for line in report.document(a).markdown().split("\n") if line.startswith("| w |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["w", "3", "4"] and cells[3] == f"{mean:.4f}"
+    assert cells[7] == "seed 1337 ran 2 times, averaged into one value"
+    assert cells[8] == "1337: 2.4734 (mean of 2 runs), 42: 2.4588, 2025: 2.4647"
 
 
 def test_the_report_document_in_full(report_inputs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,15 +289,20 @@ EXPECTED_REPORT = "\n".join([
     '## Top configs with their seed reruns',
     '',
     'Ranked by mean BPB over seeds; every seed is listed. The best trial of a search is optimistical'
-    'ly biased: confirm a winner only with fresh-seed reruns. A config run once carries a caveat: it'
+    'ly biased: confirm a winner only with fresh-seed reruns. The seed is the unit, as in the seed-variance test: '
+    'runs of one config at one seed (a parent\'s trial and its rerun at that seed) are averaged into one value, so '
+    '`seeds` (n), sd and the t interval count seeds, `runs` counts runs, and the caveat names each seed run more '
+    'than once. A config run once carries a caveat: it'
     's rank rests on one run. A config is every setting its runs record, seed aside, and for imported runs the fo'
     'lder they came from; config_hash is the store\'s hash of the recorded settings, which an importer reads onl'
     'y in part.',
     '',
-    '| config | seeds | mean_bpb | sd | ci_low | ci_high | caveat | per_seed | width | params | quan'
+    '| config | seeds | runs | mean_bpb | sd | ci_low | ci_high | caveat | per_seed | width | params | quan'
     't_gap | quant_gap_mode | eval_mode | config_hash |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
-    '| L | 2 | 2.0500 | 0.0707 |  |  |  | 1: 2, 2: 2.1000 | 64 | 10 | 0.01 |  | q | h1 |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| L | 2 | 2 | 2.0500 | 0.0707 |  |  |  | 1: 2, 2: 2.1000 | 64 | 10 | 0.01 |  | q | h1 |',
+    '| M | 2 | 3 | 2.1500 | 0.0707 |  |  | seed 1 ran 2 times, averaged into one value | 1: 2.1000 (mean of 2 runs), '
+    '2: 2.2000 |  |  |  |  |  | h2 |',
     '',
     '(top configs, every seed: no figure: needs what top_config_seeds reads)',
     '',

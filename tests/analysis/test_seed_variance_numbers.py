@@ -199,6 +199,11 @@ def test_runs_that_repeat_a_seed_count_once_at_their_mean() -> None:
     assert res.effect == pytest.approx(sd, rel=1e-9) and res.extra["pooled_df"] == 2
     assert res.runs == ["a1", "a2", "a3", "b1", "b2"]
     assert any(w.startswith("1 seed(s) ran more than once within one config (l: seed 1 x2)") for w in res.warnings)
+    # the report's n counts the 4 seed values the numbers rest on, not the 5 runs (walk 5, F3)
+    from clowncar.analysis.report import runs_text, summary_rows, units_used
+
+    assert res.extra["units"] == 4 and units_used(res) == 4 and runs_text(res) == "5 runs in 4 units"
+    assert summary_rows([res])[0]["units"] == 4 and summary_rows([res])[0]["runs"] == 5
 
 
 def test_a_config_run_twice_at_one_seed_has_no_seed_spread() -> None:

@@ -61,20 +61,44 @@ def parent(url: str) -> str:
     return url
 
 
+LEFT_OUT = ("seeds 42, 2025, 314: left out 1337 (the parent ran every config at it), as a config's value at its "
+            "parent's seed is the one it was picked by (biased by the picking), and rerunning it would repeat that "
+            "trial; --seeds sets the seeds")
+
+
 def test_rerun_runs_the_best_configs_over_the_default_seeds(parent: str, monkeypatch, capsys) -> None:
     calls: list[tuple] = []
     monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append((args, kw)))
     cmd.rerun_cmd("par", store=parent)
+    # the parent ran every config at the preset's seed 1337: the default seeds are three others (walk 5, F4)
     assert capsys.readouterr().out.splitlines() == [
         "child sweep par-rerun-top3: 9 trials (3 configs x 3 seeds)", f"  1. {LOOPS}=2 (parent 1.1000, n=1)",
-        f"  2. {LOOPS}=3 (parent 1.2000, n=1)", f"  3. {LOOPS}=1 (parent 1.3000, n=1)", "  estimated: 9.9 trial-minutes on CPU (9 trials x 66 s on average, no GPU)",
+        f"  2. {LOOPS}=3 (parent 1.2000, n=1)", f"  3. {LOOPS}=1 (parent 1.3000, n=1)", LEFT_OUT,
+        "  estimated: 9.9 trial-minutes on CPU (9 trials x 66 s on average, no GPU)",
         "  per trial: train.max_wallclock_seconds + 10 % (the training cap: evaluation, quantization and compilation "
         "come on top); the driver uses the measured trial times once trials finish"]
     ((spec, store, address, cpus, gpus, quiet), kw) = calls[0]
     assert (store, address, cpus, gpus, quiet, kw) == (parent, None, None, None, False, {"resume": False})
     assert spec.name == "par-rerun-top3" and spec.parent == "par"
-    assert [p["train.seed"] for p in spec.enqueue[:3]] == [1337, 42, 2025]
+    assert [p["train.seed"] for p in spec.enqueue[:3]] == [42, 2025, 314]
+    assert {p["train.seed"] for p in spec.enqueue} == {42, 2025, 314}  # one list for all: paired by seed
     assert [p[LOOPS] for p in spec.enqueue[::3]] == [2, 3, 1]  # best first
+
+
+def test_a_dry_run_says_which_seed_it_left_out_and_which_given_seed_repeats_the_parents(parent: str, monkeypatch,
+                                                                                       capsys) -> None:
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: pytest.fail("a dry run ran"))
+    cmd.rerun_cmd("par", top=2, dry_run=True, store=parent)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "child sweep par-rerun-top2: 6 trials (2 configs x 3 seeds)" and out[3] == LEFT_OUT
+    cmd.rerun_cmd("par", top=2, seeds="1337,42", dry_run=True, store=parent)  # given: kept, and said
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "child sweep par-rerun-top2: 4 trials (2 configs x 2 seeds)"
+    assert out[3] == ("seed 1337 repeats the parent's trial of every config: the value a config was picked by "
+                      "(biased by the picking), so the summary gives the mean over the other seeds beside the "
+                      "parent's value")
+    cmd.rerun_cmd("par", top=2, seeds="7,8", dry_run=True, store=parent)  # nothing repeated: nothing to say
+    assert capsys.readouterr().out.splitlines()[3].startswith("  estimated: ")
 
 
 def test_a_top_beyond_the_distinct_configs_says_so_and_names_the_child_by_what_runs(parent: str, monkeypatch,

@@ -19,7 +19,7 @@ from clowncar.orchestrator.tune import open_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 LOOPS, SEED = "model.crawler_loops", "train.seed"
-DISTS = {LOOPS: CategoricalDistribution([1, 2, 3, 4]), SEED: CategoricalDistribution([1, 2])}
+DISTS = {LOOPS: CategoricalDistribution([1, 2, 3, 4]), SEED: CategoricalDistribution([1, 2, 3, 4, 7])}
 
 
 def parent_of(**fields: Any) -> Any:
@@ -84,9 +84,19 @@ def test_equal_means_keep_the_order_of_their_best_trials(url: str) -> None:
     """Both means are 1.25; loops 1 holds the best trial, loops 2 the first trial and the worst: only the order of
     the best trials puts loops 1 first."""
     study = _parent_study(url)
-    for loops, seed, value in [(2, 1, 1.0625), (2, 2, 1.0625), (2, 1, 1.625), (1, 1, 1.0), (1, 2, 1.5)]:
+    for loops, seed, value in [(2, 1, 1.0625), (2, 2, 1.0625), (2, 3, 1.625), (1, 1, 1.0), (1, 2, 1.5)]:
         _add(study, loops, seed, value)
     assert best_configs(parent_of(), url, 2) == [{LOOPS: 1}, {LOOPS: 2}]
+
+
+def test_trials_of_a_config_at_one_seed_count_once_in_its_mean() -> None:
+    from clowncar.orchestrator.rerun import pick
+
+    # a: seed 1 twice (an imported log's repeats) and seed 2: per seed 1.0 and 1.6, mean 1.3 (the 3 trials: 1.2);
+    # b: one seed, 1.25. By seed b ranks first; a trial that names no seed is its own value (c: 1.0 and 1.7)
+    configs = [{LOOPS: 1, SEED: 1}, {LOOPS: 1, SEED: 1}, {LOOPS: 3}, {LOOPS: 2, SEED: 1}, {LOOPS: 1, SEED: 2},
+               {LOOPS: 3}]
+    assert pick(configs, 3, None, [1.0, 1.0, 1.0, 1.25, 1.6, 1.7]) == [{LOOPS: 2}, {LOOPS: 1}, {LOOPS: 3}]
 
 
 def test_a_key_the_import_renames_is_named_with_the_key_to_ask_for() -> None:
@@ -159,25 +169,70 @@ def test_a_rerun_ends_with_each_configs_seeds_and_the_parents_mean(url: str) -> 
     parent = _parent_study(url)
     for loops, seed, value in [(2, 1, 1.2), (2, 2, 1.4), (1, 1, 1.5), (3, 1, 9.0)]:
         _add(parent, loops, seed, value)
-    child = child_spec(parent_of(), "par", [{LOOPS: 2}, {LOOPS: 1}, {LOOPS: 4}], [1, 2], 3, None)
+    child = child_spec(parent_of(), "par", [{LOOPS: 2}, {LOOPS: 1}, {LOOPS: 4}], [3, 4], 3, None)
     study = _parent_study_named(url, child.name)
-    _add(study, 2, 1, 1.5)
-    _add(study, 2, 2, 1.7)
-    _add(study, 1, 1, 1.6)
-    _add(study, 1, 2, 0.1, over_cap=1.0)  # over the size cap: not a result
-    _add(study, 4, 1, None, state=TrialState.FAIL)
+    _add(study, 2, 3, 1.5)
+    _add(study, 2, 4, 1.7)
+    _add(study, 1, 3, 1.6)
+    _add(study, 1, 4, 0.1, over_cap=1.0)  # over the size cap: not a result
+    _add(study, 4, 3, None, state=TrialState.FAIL)
     configs = [{LOOPS: 2}, {LOOPS: 1}, {LOOPS: 4}]
     assert seed_lines(url, child, configs, ParentMatch("par")) == [
         "each config over the seeds (objective q_sliding_val_bpb, else q_val_bpb; `clowncar analyze par-rerun-top3` "
         "tests them):",
-        "  1. mean 1.6000 sd 0.1414 (n=2: 1: 1.5000, 2: 1.7000); parent 1.3000 (n=2)",
-        "  2. mean 1.6000 (n=1: 1: 1.6000); parent 1.5000 (n=1)",
+        "  1. mean 1.6000 sd 0.1414 (n=2: 3: 1.5000, 4: 1.7000); parent 1.3000 (n=2)",
+        "  2. mean 1.6000 (n=1: 3: 1.6000); parent 1.5000 (n=1)",
         "  3. no finished seed"]
-    assert seed_lines(url, child, configs, None)[1] == "  1. mean 1.6000 sd 0.1414 (n=2: 1: 1.5000, 2: 1.7000)"
+    assert seed_lines(url, child, configs, None)[1] == "  1. mean 1.6000 sd 0.1414 (n=2: 3: 1.5000, 4: 1.7000)"
     gone = child_spec(parent_of(), "par", configs, [1], 3, "never-ran")
     assert seed_lines(url, gone, configs, ParentMatch("par")) == []  # no study: nothing ran
     named = child_spec(parent_of(objective={"metric": "val_bpb"}), "par", configs, [1, 2], 3, None)
     assert seed_lines(url, named, configs, ParentMatch("par"))[0].startswith("each config over the seeds (objective val_bpb; ")
+
+
+def test_a_rerun_at_the_parents_seed_gives_the_mean_over_the_fresh_seeds_beside_the_parents_value(url: str) -> None:
+    from clowncar.orchestrator.rerun import ParentMatch, seed_lines
+
+    parent = _parent_study(url)
+    _add(parent, 2, 1, 1.2)  # the config was picked at seed 1
+    _add(parent, 1, 2, 1.5)
+    child = child_spec(parent_of(), "par", [{LOOPS: 2}, {LOOPS: 1}], [1, 2, 3], 2, None)
+    study = _parent_study_named(url, child.name)
+    for loops, seed, value in [(2, 1, 1.2), (2, 2, 1.4), (2, 3, 1.5), (1, 1, 1.6), (1, 2, 1.5)]:
+        _add(study, loops, seed, value)
+    assert seed_lines(url, child, [{LOOPS: 2}, {LOOPS: 1}], ParentMatch("par"))[1:] == [
+        "  1. mean 1.4500 sd 0.0707 over the fresh seeds (n=2: 2: 1.4000, 3: 1.5000); parent 1.2000 (n=1); the "
+        "parent's seed, at which the config was picked, left out of the mean: 1: 1.2000",
+        "  2. mean 1.6000 over the fresh seeds (n=1: 1: 1.6000); parent 1.5000 (n=1); the parent's seed, at which "
+        "the config was picked, left out of the mean: 2: 1.5000"]
+
+
+def test_a_parent_without_seeds_ran_at_its_presets_seed(url: str) -> None:
+    from clowncar.orchestrator.rerun import ParentMatch, parent_seeds
+
+    study = _parent_study(url)
+    study.add_trial(create_trial(params={LOOPS: 2}, distributions={LOOPS: DISTS[LOOPS]}, value=1.0,
+                                 constraints={"artifact_bytes_over_cap": -1.0}))
+    _add(study, 3, 7, 1.1, fixed=True)  # a queued point that names its seed
+    spec = parent_of(seeds=[])
+    found = parent_seeds(url, ParentMatch("par", spec=spec), [{LOOPS: 2}, {LOOPS: 3}, {LOOPS: 4}])
+    assert found == [{1337}, {7}, set()]  # tiny-cpu's train.seed
+    assert parent_seeds(url, None, [{LOOPS: 2}]) == [set()]  # no match (another base): nothing is a repeat
+
+
+@pytest.mark.parametrize(("ran", "given", "seeds", "left_out", "repeats"), [
+    ([{1337}, {1337}], None, [42, 2025, 314], {1337: [1, 2]}, {}),
+    ([set(), set()], None, [1337, 42, 2025], {}, {}),  # nothing known: the old default
+    ([{1337, 42}, {2025}], None, [314, 999, 7], {1337: [1], 42: [1], 2025: [2]}, {}),
+    ([{1337, 42, 2025, 314, 999, 7, 1}], None, [2, 3, 4],  # past SEED_ORDER: 1, 2, ..., each once
+     {1337: [1], 42: [1], 2025: [1], 314: [1], 999: [1], 7: [1], 1: [1]}, {}),
+    ([{1337}, {5}], [1337, 5, 9], [1337, 5, 9], {}, {1337: [1], 5: [2]}),  # given: kept as given, repeats named
+])
+def test_default_seeds_skip_every_seed_the_parent_ran_a_config_at(ran: list, given: list | None, seeds: list,
+                                                                   left_out: dict, repeats: dict) -> None:
+    from clowncar.orchestrator.rerun import SeedPlan, plan_seeds
+
+    assert plan_seeds(ran, given) == SeedPlan(seeds, left_out, repeats)
 
 
 def test_a_config_with_no_parent_trial_gets_no_parent_note(url: str) -> None:
