@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -69,18 +70,46 @@ def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trial
             raise StoreError(f"no sweep named {sweep!r} in {st.url}{st.no_sweep_hint(sweep)}")
         frame = st.trials_frame(sweep)
         found = st.ranked_trials(sweep)
+        searched = searched_keys(st.get_sweep(sweep)["spec"])
+    if searched and not frame.empty:  # what tells the trials of a sweep apart: the values it searched
+        frame = frame.assign(config=[config_text(row, searched) for _, row in frame.iterrows()])
     # every BPB a trial of the sweep measured (the sweep's best is one of them: `store ls` names which)
     scores = [k for k in reversed(SCORE_KEYS) if k in frame.columns and frame[k].notna().any()]
     metric = found[0] if found else ""
     unranked = [t for t in (found[1] if found else []) if headline_unranked(t["result"], metric)]
     headline = ["headline_bpb", "headline_name"] if unranked else []  # only where it is another number
-    cols = [c for c in ["number", "trial_uid", "attempt", "status", *scores, *headline, "steps", "node", "reason"]
-            if c in frame.columns]
+    cols = [c for c in ["number", "trial_uid", "attempt", "status", "config", *scores, *headline, "steps",
+                        "artifact_bytes", "node", "reason"]
+            if c in frame.columns and (c != "artifact_bytes" or frame[c].notna().any())]
     typer.echo(text_table(frame[cols].values.tolist(), cols))
     if unranked:
         modes = sorted({str(t["result"].get("headline_mode")) for t in unranked})
         typer.echo(f"ranked by {metric} (the sweep's best_bpb); headline_bpb, the log's last eval line "
                    f"({'/'.join(modes)} eval), is not ranked")
+
+
+def searched_keys(spec: Any) -> list[str]:
+    """The config keys a sweep's spec searched (its space, its named points' keys, its queued configs' keys, and
+    train.seed when it lists seeds), in the spec's order; none for an imported sweep."""
+    if isinstance(spec, str):
+        spec = json.loads(spec) if spec else {}
+    if not isinstance(spec, dict):
+        return []
+    keys = list(spec.get("space") or {})
+    for named in [*(spec.get("points") or {}).values(), *(spec.get("enqueue") or [])]:
+        keys += list(named) if isinstance(named, dict) else []
+    keys += ["train.seed"] if spec.get("seeds") else []
+    return [k for k in dict.fromkeys(keys) if not k.startswith("_")]
+
+
+def config_text(row: Any, keys: list[str]) -> str:
+    """`crawler_loops=2, seed=42`: the row's values of `keys`, each by its last name (values missing: none)."""
+    parts = [f"{key.rsplit('.', 1)[-1]}={_fmt(row.get(key))}" for key in keys if key in row and _present(row[key])]
+    return ", ".join(parts) or "-"
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 RESULT_LABELS = {"c_steps": "C-steps", "n_steps": "N-steps"}

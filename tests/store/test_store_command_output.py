@@ -90,6 +90,27 @@ def test_ls_names_the_metric_of_the_best_and_lists_every_bpb_the_trials_measured
     assert lines[1].split()[4:6] == ["2.31", "2.3"]
 
 
+def test_ls_of_a_run_sweep_names_each_trials_searched_values_and_its_artifact_bytes(tmp_path: Path, capsys) -> None:
+    # walk 5, F6: ten trials told apart by number only; which was 1 crawler layer x 3 loops took `store show`
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    spec = {"space": {"model.crawler_loops": {"grid": [1, 3]}}, "points": {"wide": {"model.model_dim": 96}},
+            "seeds": [1337, 42], "enqueue": [{"train.matrix_lr": 0.02}]}
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", spec)
+        configs = [{"model": {"crawler_loops": 3, "model_dim": 96}, "train": {"seed": 42, "matrix_lr": 0.02}},
+                   {"model": {"crawler_loops": 1}, "train": {"seed": 1337}}]
+        for n, config in enumerate(configs):
+            st.start_trial("s", f"t{n}", n, 0, config, config["train"]["seed"], "node-a")
+        st.finish_trial("t0", 0, "ok", None, {"val_bpb": 2.5, "artifact_bytes": 472_862})
+        st.finish_trial("t1", 0, "diverged", "train loss 9.1 at step 2", {})
+    ls("s", store=url)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["number", "trial_uid", "attempt", "status", "config", "val_bpb", "artifact_bytes",
+                                "node", "reason"]
+    assert "crawler_loops=3, model_dim=96, matrix_lr=0.02, seed=42" in lines[1] and "472862" in lines[1]
+    assert "crawler_loops=1, seed=1337" in lines[2]  # a key the trial's config lacks is left out
+
+
 def test_ls_keeps_the_counts_in_place_however_long_a_sweep_name(filled, capsys) -> None:
     url, _, _ = filled
     long_name = "track_10min_16mb/2026-03-20_" + "x" * 80
