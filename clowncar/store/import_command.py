@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -40,7 +41,11 @@ HELP = (
     "trigram and cadence read from the parameter counts and the C:N split) and cadence TSVs (one per file; the "
     "cadence read from the F/N step kinds).\n\n"
     "Trial ids come from the content (and the run index), never from the file name: the same file imported "
-    "twice, under any name, is one trial; two different files are two trials.")
+    "twice, under any name, is one trial; two different files are two trials.\n\n"
+    "A file already present is read again and compared with what the store holds for its trials (result "
+    "fields, config, seed, status, step, eval and named-eval rows): where an older importer stored other values, "
+    "its row names the fields that differ. --reparse replaces those trials with this reading (same trial id, "
+    "same sweep, one transaction per trial) and says how many it re-read; trials clowncar ran are never touched.")
 
 
 def _quote(path: Path) -> str:
@@ -120,8 +125,21 @@ def _row(r: FileReport, sweep: str | None = None) -> str:
         stay = ""
         if sweep is not None and sweep not in r.present_in:
             stay = f"; they stay there, not in {sweep}"
+        from clowncar.store.importers.reread import changed_fields
+
+        differ = ""
+        if r.differs:
+            fields = ", ".join(changed_fields([r]))
+            some = "" if len(r.differs) == r.trials else f" ({len(r.differs)} of {r.trials} trials)"
+            differ = f"; stored values differ from this importer's reading{some}: {fields}; --reparse replaces them"
         return (f"already present  {path} ({r.format}): {counted(r.trials, 'trial')} already stored in sweep "
-                f"{', '.join(r.present_in)}{stay}")
+                f"{', '.join(r.present_in)}{stay}{differ}")
+    if r.status == "re-read":
+        from clowncar.store.importers.reread import changed_fields
+
+        return (f"re-read          {path} ({r.format}): {counted(r.reread, 'trial')} of sweep "
+                f"{', '.join(r.present_in)} replaced by this importer's reading (fields changed: "
+                f"{', '.join(changed_fields([r]))})")
     if r.status == "ready":
         return f"not written      {path} ({r.format}): {counted(r.trials, 'trial')} (the import stopped)"
     label = "refused" if r.status == "refused" else "skipped"
@@ -129,11 +147,26 @@ def _row(r: FileReport, sweep: str | None = None) -> str:
 
 
 def _totals(reports: list[FileReport]) -> str:
-    n = {s: sum(r.status == s for r in reports) for s in ("imported", "present", "refused", "skipped", "ready")}
+    n = {s: sum(r.status == s for r in reports)
+         for s in ("imported", "present", "re-read", "refused", "skipped", "ready")}
     trials = sum(r.new_trials for r in reports)
-    text = (f"{counted(len(reports), 'file')}: {n['imported']} imported ({counted(trials, 'new trial')}), {n['present']} already "
-            f"present, {n['refused']} refused, {n['skipped']} skipped (not a training log)")
+    text = (f"{counted(len(reports), 'file')}: {n['imported']} imported ({counted(trials, 'new trial')}), "
+            f"{n['present'] + n['re-read']} already present, {n['refused']} refused, {n['skipped']} skipped "
+            "(not a training log)")
     return text + (f", {n['ready']} not written" if n["ready"] else "")
+
+
+def _reread_line(reports: list[FileReport]) -> str:
+    """--reparse: how many stored trials this reading replaced, and which of their fields changed."""
+    from clowncar.store.importers.reread import changed_fields
+
+    reread = [r for r in reports if r.status == "re-read"]
+    if not reread:
+        return "re-read 0 trials: every stored trial of these files holds this importer's reading"
+    n = sum(r.reread for r in reread)
+    trials_with = Counter(f for r in reread for fields in r.differs.values() for f in fields)
+    fields = ", ".join(f if n == 1 else f"{f} in {trials_with[f]}" for f in changed_fields(reread))
+    return f"re-read {counted(n, 'trial')} (fields changed: {fields})"
 
 
 def _barren_folders(paths: list[Path], reports: list[FileReport]) -> list[str]:
@@ -155,10 +188,12 @@ def _find_present(store: str | None, reports: list[FileReport]) -> None:
     from clowncar.errors import StoreError
     from clowncar.store import open_store
     from clowncar.store.importers import mark_present
+    from clowncar.store.importers.reread import compare_present
 
     try:
         with open_store(store, create=False) as st:
             mark_present(st, reports)
+            compare_present(st, reports)
     except StoreError:  # no store yet, or none reachable: nothing is there, or nothing to say about it
         return
 
@@ -187,17 +222,29 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or direc
                 verbose: Annotated[bool, typer.Option(
                     "--verbose", "-v", help="List every block of skipped lines with its reason (default: how "
                     "many lines of each file were skipped for each reason).")] = False,
+                reparse: Annotated[bool, typer.Option(
+                    "--reparse", help="For files already present whose stored trials differ from what this "
+                    "importer reads (an older importer stored them), replace those trials with this reading: "
+                    "same trial id and sweep, one transaction per trial. Trials clowncar ran are never "
+                    "touched. Without it a differing file is named and nothing stored changes.")] = False,
                 ) -> None:
     from clowncar.store import open_store
     from clowncar.store.importers import LegacyFormatError, scan, write
+    from clowncar.store.importers.reread import compare_present
+    from clowncar.store.importers.reread import reparse as replace_differing
 
     if sweep is not None:
         _check_sweep_name(sweep)
     reports = scan(paths)  # every file read and parsed before the store is even opened
     refused = [r for r in reports if r.status == "refused"]
+    reparsed = False
     if (keep_going or not refused) and any(r.status == "ready" for r in reports):
         with open_store(store) as st:
             write(st, reports, sweep, keep_going)
+            compare_present(st, reports)
+            if reparse and (keep_going or not any(r.status == "refused" for r in reports)):
+                replace_differing(st, reports)
+                reparsed = True
             typer.echo(f"store: {st.url}")
     elif any(r.status == "ready" for r in reports):
         _find_present(store, reports)
@@ -210,6 +257,8 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or direc
         if not (quiet and r.status == "skipped"):  # -q: skipped files are counted in the totals, not listed
             typer.echo(_row(r, sweep))
     typer.echo(_totals(reports))
+    if reparsed:
+        typer.echo(_reread_line(reports))
     elsewhere = [r for r in reports if r.status == "present" and sweep not in r.present_in]
     if sweep is not None and elsewhere:
         added = (f"sweep {sweep} holds only the new trials" if any(r.status == "imported" for r in reports) else

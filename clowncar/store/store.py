@@ -11,6 +11,9 @@ The contract (pinned by tests/store/test_contract.py, run against SQLite and Pos
   `steps_frame`, `evals_frame`, `probes_frame` are long tables, `sweeps_frame` one row per sweep.
 - `with store.transaction():` groups several writes into one transaction (all or nothing), as the
   importers do per file.
+- An imported trial (its sweep's source is `import`) can be read back as the importer wrote it
+  (`imported_reading`) and replaced whole by a new reading of its file (`replace_imported_trial`, one
+  transaction; see `imported.py`); a trial clowncar ran is never replaced.
 - A sweep has at most one live driver: `acquire_lease` / `renew_lease` / `release_lease` (see `lease.py`).
 - With `retry_seconds` > 0 (a running sweep) a write that meets a transient failure (`retry.py`: the server
   restarting) is retried as a whole transaction. Each retried write is safe to repeat after a COMMIT whose reply
@@ -42,6 +45,7 @@ from clowncar.store import schema as s
 from clowncar.store.bulk import bulk_insert_ignore, insert_ignore, upsert
 from clowncar.store.engine import WRITE_OPTION, make_engine, parse_url, safe_url, store_error
 from clowncar.store.frames import FrameReads
+from clowncar.store.imported import ImportedTrialOps
 from clowncar.store.lease import LeaseOps
 from clowncar.store.migrations import ensure_schema, numeric_metrics
 from clowncar.store.retry import retried_read, retried_write
@@ -51,6 +55,8 @@ EVAL_COLUMNS = ("step", "mode", "weights", "val_loss", "val_bpb", "tokens_scored
 PROBE_COLUMNS = ("step", "mode", "probe_loss")
 NAMED_EVAL_COLUMNS = ("seq", "name", "mode", "weights", "quant", "step", "val_loss", "val_bpb", "eval_ms", "line",
                       "repeats")
+EVAL_DEFAULTS = {"mode": "standard", "weights": "raw"}
+NAMED_EVAL_DEFAULTS = {"mode": "standard", "weights": "quantized"}
 SWEEP_STATUSES = ("created", "running", "done", "failed", "stopped", "imported")
 SOURCES = ("run", "import")
 _STEP_CHUNK = 50_000
@@ -82,7 +88,7 @@ def utc(unix: float | None = None) -> dt.datetime:
     return dt.datetime.now(dt.UTC) if unix is None else dt.datetime.fromtimestamp(unix, dt.UTC)
 
 
-class Store(FrameReads, LeaseOps):
+class Store(FrameReads, LeaseOps, ImportedTrialOps):
     """One results database. Create it with `clowncar.store.open_store(url)`; close it with `close()`."""
 
     def __init__(self, engine: Engine, url: URL, schema_found: int) -> None:
@@ -288,14 +294,12 @@ class Store(FrameReads, LeaseOps):
     def add_evals(self, trial_uid: str, attempt: int, rows: Iterable[Mapping[str, Any]]) -> int:
         """Insert eval rows (`eval` event records, keys EVAL_COLUMNS; `mode` defaults to `standard`,
         `weights` to `raw`). Key: (trial, attempt, step, mode, weights); duplicates ignored."""
-        return self._add_rows(s.evals, trial_uid, attempt, rows, EVAL_COLUMNS,
-                              {"mode": "standard", "weights": "raw"})
+        return self._add_rows(s.evals, trial_uid, attempt, rows, EVAL_COLUMNS, EVAL_DEFAULTS)
 
     def add_named_evals(self, trial_uid: str, attempt: int, rows: Iterable[Mapping[str, Any]]) -> int:
         """Insert named evals (keys NAMED_EVAL_COLUMNS: one row per final / eval line, `seq` its order in the
         run, the last one the headline). Key: (trial, attempt, seq); duplicates ignored."""
-        return self._add_rows(s.named_evals, trial_uid, attempt, rows, NAMED_EVAL_COLUMNS,
-                              {"mode": "standard", "weights": "quantized"})
+        return self._add_rows(s.named_evals, trial_uid, attempt, rows, NAMED_EVAL_COLUMNS, NAMED_EVAL_DEFAULTS)
 
     def add_probes(self, trial_uid: str, attempt: int, rows: Iterable[Mapping[str, Any]]) -> int:
         """Insert probe rows (`probe` event records, keys PROBE_COLUMNS). Key: (trial, attempt, step, mode)."""

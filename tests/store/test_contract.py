@@ -11,6 +11,7 @@ from sqlalchemy import select
 from clowncar.config import TrialConfig
 from clowncar.errors import StoreError
 from clowncar.store import schema as s
+from clowncar.store.store import config_hash
 
 CFG = TrialConfig().to_dict()
 
@@ -355,3 +356,60 @@ def test_a_failed_sweep_says_why_and_one_that_never_ran_a_trial_can_start_over(s
     assert store.get_sweep("sw")["reason"] is None
     with pytest.raises(StoreError, match="has trials: it cannot start over"):
         store.restart_sweep("sw", {"v": 3})
+
+
+def _imported(store, step_rows, uid="log-1", sweep="imp", source="import"):
+    """A trial stored as `clowncar import` stores one: attempt 0, its rows, its outcome."""
+    store.create_or_get_sweep(sweep, {"imported": True}, source=source)
+    store.start_trial(sweep, uid, 0, 0, {"model": {"num_layers": 9}}, 1337, None, started_at=1.7e9)
+    store.add_steps(uid, 0, step_rows(1, 20))
+    store.add_evals(uid, 0, [{"step": 20, "val_loss": 2.5, "val_bpb": 1.5}])
+    store.add_named_evals(uid, 0, [{"seq": 0, "name": "final_int8_zlib_roundtrip_exact", "step": 20,
+                                    "val_bpb": 1.25}])
+    store.finish_trial(uid, 0, "ok", "imported from a.log", {"artifact_bytes": 15_000_000, "eval_seconds": 896.4},
+                       ended_at=1.7e9)
+
+
+def test_an_imported_trial_is_read_back_and_replaced_whole_in_one_transaction(store, step_rows):
+    from clowncar.store.imported import TrialReading
+
+    _imported(store, step_rows)
+    old = store.imported_reading("log-1")
+    assert (old.config, old.seed, old.status, old.result["eval_seconds"]) == ({"model": {"num_layers": 9}}, 1337,
+                                                                             "ok", 896.4)
+    assert [r["step"] for r in old.steps] == list(range(1, 21)) and old.steps[0]["kind"] == "C"
+    assert old.evals[0]["weights"] == "raw" and old.named_evals[0]["weights"] == "quantized"
+    new = TrialReading(config={"model": {"num_layers": 11}}, seed=42, status="ok", reason="imported from b.log",
+                       result={"artifact_bytes": 16_638_468, "eval_seconds": 491.4}, steps=step_rows(1, 5),
+                       evals=[], named_evals=[{"seq": 0, "name": "legal_ttt_exact", "mode": "ttt", "step": 5,
+                                               "val_bpb": 1.11, "repeats": "ttt_sliding"}])
+    store.replace_imported_trial("log-1", new)
+    got = store.imported_reading("log-1")
+    assert (got.config, got.seed, got.reason, got.result) == (new.config, 42, "imported from b.log", new.result)
+    assert [r["step"] for r in got.steps] == [1, 2, 3, 4, 5] and got.evals == []
+    assert [(r["name"], r["repeats"]) for r in got.named_evals] == [("legal_ttt_exact", "ttt_sliding")]
+    info = store.get_trial("log-1")
+    assert info["sweep"] == "imp" and info["config_hash"] == config_hash(new.config) and len(info["attempts"]) == 1
+    with store.engine.connect() as conn:
+        assert dict(conn.execute(select(s.metrics.c.name, s.metrics.c.value)).all()) == {
+            "artifact_bytes": 16_638_468.0, "eval_seconds": 491.4}
+    # a replacement that fails half way (a named eval without a name, after the step rows went in) leaves the
+    # trial as it was
+    broken = TrialReading(config={}, seed=None, status="ok", reason=None, result={"eval_seconds": 1.0},
+                          steps=step_rows(1, 50), named_evals=[{"seq": 0, "name": None, "step": 1}])
+    with pytest.raises(StoreError):
+        store.replace_imported_trial("log-1", broken)
+    assert store.imported_reading("log-1") == got
+
+
+def test_a_trial_clowncar_ran_is_neither_read_nor_replaced_as_an_imported_one(store, step_rows):
+    from clowncar.store.imported import TrialReading
+
+    _imported(store, step_rows, uid="ran-0", sweep="ran", source="run")
+    before = store.get_trial("ran-0")
+    assert store.imported_reading("ran-0") is None and store.imported_reading("absent") is None
+    new = TrialReading(config={}, seed=None, status="ok", reason=None, result={"eval_seconds": 1.0})
+    for uid in ("ran-0", "absent"):
+        with pytest.raises(StoreError, match="not an imported trial"):
+            store.replace_imported_trial(uid, new)
+    assert store.get_trial("ran-0") == before and len(store.steps_frame("ran")) == 20

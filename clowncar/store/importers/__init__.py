@@ -54,7 +54,8 @@ _PREFIX = {"cadence-tsv": "tsv", "training-log": "log"}
 @dataclass
 class FileReport:
     """One file of an import and what became of it. `status`: ready (parsed, not written yet), imported,
-    present (every trial already stored), refused, skipped."""
+    present (every trial already stored), re-read (present, and its differing trials replaced), refused,
+    skipped."""
 
     path: Path
     status: str
@@ -68,6 +69,10 @@ class FileReport:
     evals: int = 0
     named_evals: int = 0
     present_in: list[str] = field(default_factory=list)
+    differs: dict[str, list[str]] = field(default_factory=dict)
+    """Present trials whose stored values differ from this reading: trial id -> fields (`reread.py`)."""
+    reread: int = 0
+    """Trials replaced by this reading (`clowncar import --reparse`)."""
 
     @property
     def format(self) -> str:
@@ -202,6 +207,11 @@ def default_sweeps(paths: list[Path]) -> dict[Path, str]:
     return names
 
 
+def provenance(rep: FileReport) -> dict[str, str]:
+    """Where an imported trial came from, stored in its result."""
+    return {"imported_from": os.path.abspath(rep.path), "file_sha256": rep.sha256, "format": rep.format}
+
+
 def _write_one(store: Store, rep: FileReport, sweep: str) -> None:
     parsed = rep.parsed
     assert parsed is not None
@@ -216,8 +226,7 @@ def _write_one(store: Store, rep: FileReport, sweep: str) -> None:
         for uid, trial in zip(rep.uids, parsed.trials, strict=True):
             if uid in stored:
                 continue  # a file that grew: its old trials are already there
-            trial.result.setdefault("provenance", {}).update(
-                {"imported_from": os.path.abspath(rep.path), "file_sha256": rep.sha256, "format": parsed.format})
+            trial.result.setdefault("provenance", {}).update(provenance(rep))
             store.start_trial(rep.sweep, uid, number, 0, trial.config, trial.seed, None,
                               started_at=trial.started_at)
             number += 1
