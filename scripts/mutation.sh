@@ -145,7 +145,9 @@ declare -A TESTS=(
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
 # spaces). artifact.py: of the bad-input corpus, only the artifact cases that run in this process (the one run as
-# `python -m clowncar`, bomb-subprocess, imports the installed package, never the mutant).
+# `python -m clowncar`, bomb-subprocess, imports the installed package, never the mutant). sweep_plan.py: not the
+# two tests of the 128-point shipped grid (~30 s each on a loaded machine, 20 s a mutant): one never calls the
+# module, the other runs `sweep plan` in a subprocess; test_sweep_plan_lines.py checks the same kinds of line in process.
 declare -A KEYWORDS=(
   [clowncar/worker/artifact.py]="not test_bad_inputs.py or (artifacts: and not subprocess)"
   [clowncar/analysis/seeds.py]="not test_results_and_family.py or seed_variance"
@@ -174,6 +176,7 @@ declare -A KEYWORDS=(
   [clowncar/orchestrator/plan.py]="not random_workloads"
   [clowncar/doctor.py]="not test_doctor.py or not (command or demo_build or json)"
   [clowncar/store/importers/__init__.py]="not test_importers.py or truncated_file_is_refused_whole"
+  [clowncar/orchestrator/sweep_plan.py]="not frugendorff_grid_merges and not plan_command_prints"
 )
 # module -> mutmut's timeout_multiplier (default 15: a mutant may take 30x its tests' CPU time before it counts as a
 # timeout, which counts as killed). train.py's mutants that break a loop's exit run trials of 100,000 steps: at 30x

@@ -184,6 +184,12 @@ def test_a_sampled_sweep_is_not_judged_before_its_trials_are_sampled() -> None:
     assert not any("1a/1b" in line for line in plan_lines(spec))
 
 
+def test_a_gpu_sweep_of_many_hours_is_costed_in_gpu_hours_to_the_hundredth() -> None:
+    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2, 3]}}, budget={"trial_seconds_estimate": 36000},
+                   resources={"gpus": 2})
+    assert plan_lines(spec)[1] == "  estimated: 40.00 GPU-hours (2 trials x 2 GPUs x 36000 s on average)"
+
+
 def test_a_sampled_sweep_with_nothing_queued_says_only_that_every_trial_is_sampled() -> None:
     spec = spec_of(sampler="random", budget={"max_trials": 4}, space={LOOPS: {"grid": [1, 2]}})
     assert plan_lines(spec)[0] == "sweep p (random): runs 4 trials (budget.max_trials), all sampled"
@@ -191,7 +197,8 @@ def test_a_sampled_sweep_with_nothing_queued_says_only_that_every_trial_is_sampl
 
 @pytest.mark.parametrize(("seconds", "shown"), [(12.4, "12 trial-seconds"), (59.4, "59 trial-seconds"),
                                                 (60.0, "1.0 trial-minutes"), (3599.0, "60.0 trial-minutes"),
-                                                (3600.0, "1.00 trial-hours"), (9000.0, "2.50 trial-hours")])
+                                                (3600.0, "1.00 trial-hours"), (9000.0, "2.50 trial-hours"),
+                                                (360000.0, "100.00 trial-hours")])
 def test_a_cost_under_an_hour_is_said_in_minutes_or_seconds(seconds: float, shown: str) -> None:
     from clowncar.orchestrator.sweep_plan import amount
 
