@@ -192,11 +192,24 @@ def _stdout_reader_gone() -> bool:
         return False
 
 
+INTERNAL_ERROR_CHARS = 400
+"""At most this much of a bug's message on its line: a library's message can run to kilobytes (Ray's report of a
+worker its memory monitor killed, 3 KB with the node's top memory users); CLOWNCAR_DEBUG=1 shows all of it."""
+
+
+def internal_error_line(err: BaseException) -> str:
+    """The line of an unexpected exception (a bug): its type and message in one line, cut to a readable length."""
+    text = " ".join(error_line(err, whole=True).split())
+    if len(text) > INTERNAL_ERROR_CHARS:
+        text = f"{text[:INTERNAL_ERROR_CHARS].rstrip()} ... ({len(text) - INTERNAL_ERROR_CHARS} more characters)"
+    return f"internal error: {text} (set CLOWNCAR_DEBUG=1 for the traceback)"
+
+
 def _broken_pipe(err: BrokenPipeError) -> NoReturn:
     """A write to a closed pipe. stdout's reader leaving early (`clowncar store ls | head -1`) is no error: exit
     quietly as a Unix tool killed by SIGPIPE does. Any other pipe (a socket, a child) is one line and exit 1."""
     if not _stdout_reader_gone():
-        fail(f"internal error: {error_line(err, whole=True)} (set CLOWNCAR_DEBUG=1 for the traceback)", EXIT_FAILED)
+        fail(internal_error_line(err), EXIT_FAILED)
     # the interpreter flushes stdout once more at exit: let that land in /dev/null, not in a second EPIPE
     with contextlib.suppress(AttributeError, OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())  # type: ignore[union-attr]
@@ -244,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if os.environ.get("CLOWNCAR_DEBUG"):
             raise
-        fail(f"internal error: {error_line(exc, whole=True)} (set CLOWNCAR_DEBUG=1 for the traceback)", EXIT_FAILED)
+        fail(internal_error_line(exc), EXIT_FAILED)
     # Outside standalone mode typer returns, instead of raising, the code of a `typer.Exit` and 130 for Ctrl-C.
     if code == EXIT_INTERRUPTED:
         fail("interrupted", EXIT_INTERRUPTED)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -45,10 +46,30 @@ def interrupt_on_signals(on_signal: Callable[[], None] | None = None) -> Iterato
 
     old = {s: signal.signal(s, handler) for s in SIGNALS}
     try:
-        yield came
+        with lost_interrupts_unsaid():
+            yield came
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@contextmanager
+def lost_interrupts_unsaid() -> Iterator[None]:
+    """While inside, a KeyboardInterrupt that Python could not raise is dropped without a word: a signal handler
+    runs between any two bytecodes, also inside a weakref callback or a `__del__`, where an exception only gets
+    `Exception ignored in ...` and a traceback on stderr (seen after a second Ctrl-C during a sweep's clean-up).
+    The handlers here record the signal before they raise, so nothing is lost but the traceback."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_type is not KeyboardInterrupt:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 @contextmanager
@@ -64,6 +85,39 @@ def signals_ignored() -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@contextmanager
+def clean_up_unless_forced(notice: Callable[[], str]) -> Iterator[threading.Event]:
+    """For the clean-up after a command was told to stop (Ctrl-C or SIGTERM): while inside, the first SIGTERM or
+    SIGINT is answered with one line, `clowncar: ` + `notice()` on stderr (what the clean-up does, and that one more
+    cuts it short), and the clean-up goes on; the next raises KeyboardInterrupt (again at each one after, should
+    Python lose it: `lost_interrupts_unsaid`), and the yielded event then says the clean-up was forced out. An
+    impatient second Ctrl-C cut a sweep's clean-up short without a word, left its trials marked running, and the
+    line said no trial had started (walk 5, F12). The old handlers come back on the way out; off the main thread
+    nothing changes."""
+    forced = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield forced
+        return
+    said: list[bool] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        signal.alarm(0)  # the abort that Ray's C++ failure handler arms for a SIGTERM (sigterm_handler_kept)
+        if said:
+            forced.set()
+            raise KeyboardInterrupt
+        said.append(True)
+        with contextlib.suppress(Exception):  # a line lost (stderr mid-write, closed) must not stop the clean-up
+            print(f"clowncar: {notice()}", file=sys.stderr, flush=True)
+
+    old = {s: signal.signal(s, handler) for s in SIGNALS}
+    try:
+        with lost_interrupts_unsaid():
+            yield forced
+    finally:
+        for s, h in old.items():
+            signal.signal(s, signal.SIG_DFL if h is None else h)
 
 
 def signals_ignored_to_the_end() -> None:

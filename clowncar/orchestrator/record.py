@@ -21,6 +21,7 @@ from typing import Any
 from ray.tune import Callback
 
 from clowncar.orchestrator.ray_console import RAY_ERRORS, TRIAL_ERROR, error_text, failure_cause, last_failure
+from clowncar.orchestrator.ray_oom import memory_kill
 from clowncar.orchestrator.spec import SweepSpec
 from clowncar.orchestrator.status_lines import params_text
 from clowncar.orchestrator.trainable import trial_dir_of
@@ -96,6 +97,8 @@ class StoreCallback(Callback):
         """Tune trial ids whose current attempt the store has started."""
         self.meta: dict[str, tuple[str, int, int, dict[str, Any]]] = {}
         """Tune trial id -> (trial uid, number, current attempt, params): a Tune retry moves it to the next attempt."""
+        self.trials: dict[str, Any] = {}
+        """Tune trial id -> Tune's Trial, whose error.txt says how a failure ended (`error_outcome`)."""
         self.billed_from: dict[str, float] = {}
         """Tune trial id -> when its current execution's worker first reported: GPU time is billed from there."""
         self.on_retry: Callable[[str, int], None] | None = None
@@ -112,9 +115,10 @@ class StoreCallback(Callback):
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks into the experiment directory, which we never restore from (see
         # resume.py): leave out the database connection and the live display.
-        return {**self.__dict__, "store": None, "_live": None, "on_retry": None}
+        return {**self.__dict__, "store": None, "_live": None, "on_retry": None, "trials": {}}
 
     def _ids(self, trial: Any) -> tuple[str, int, int, dict[str, Any]]:
+        self.trials[trial.trial_id] = trial
         if trial.trial_id not in self.meta:
             cc = trial.config.get("_cc", {})
             number, attempt = int(cc.get("number", 0)), int(cc.get("attempt", 0))
@@ -176,7 +180,8 @@ class StoreCallback(Callback):
             return
         uid, _, attempt, _ = self.meta[trial_id]
         reason = {"pruned": "stopped early by ASHA", "stopped": "sweep stopped",
-                  "crashed": "trial failed after its retries (node or actor lost)"}.get(outcome)
+                  "crashed": "trial failed after its retries (node or actor lost)",
+                  "oom": self.error_outcome(trial_id)[1]}.get(outcome)
         # A retry stopped before it started never ran: no attempt of it is stored (`sweep resume` runs the next).
         if trial_id in self.started or outcome != "stopped":
             self._start(trial_id, None)
@@ -187,44 +192,55 @@ class StoreCallback(Callback):
         self.tally.by_status[outcome] = self.tally.by_status.get(outcome, 0) + 1
         self._print(force=True)
 
+    def error_outcome(self, trial_id: str) -> tuple[str, str | None]:
+        """How a trial that Tune gave up on ended, from Ray's text of its last failure: `oom` with one short
+        reason when Ray's memory monitor killed its actor (ray_oom.py), else `crashed` (its reason said later)."""
+        trial = self.trials.get(trial_id)
+        killed = memory_kill(error_text(trial)) if trial is not None else None
+        return ("oom", killed) if killed else ("crashed", None)
+
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        """Tune gave up on the trial (its actor or node died, or the trainable raised, past `max_failures`):
-        the reason is stored, Ray's whole text goes to the trial's directory, and the console gets one line."""
+        """Tune gave up on the trial (its actor or node died, Ray's memory monitor killed it, or the trainable
+        raised, past `max_failures`): the outcome and reason are stored, Ray's whole text goes to the trial's
+        directory, and the console gets one line."""
         if trial.trial_id not in self.meta or trial.error_file is None:
             return
         uid, number, attempt, _ = self.meta[trial.trial_id]
         text = error_text(trial)
-        reason = last_failure(text) or "its Ray actor failed"
+        status, reason = self.error_outcome(trial.trial_id)
+        reason = reason or last_failure(text) or "its Ray actor failed"
         self._start(trial.trial_id, None)  # a retry that failed before its first report is an attempt all the same
         self._bill(trial.trial_id)
-        self.store.finish_trial(uid, attempt, "crashed", reason, None)
+        self.store.finish_trial(uid, attempt, status, reason, None)
         where = self._keep(trial_dir_of(self.runs_dir, self.spec.name, number, attempt) / TRIAL_ERROR, text,
                            append=False) if self.runs_dir is not None and text.strip() else None
-        self._say(f"trial {number} crashed: {reason}" + (f"; Ray's full error: {where}" if where else ""))
+        self._say(f"trial {number} {status}: {reason}" + (f"; Ray's full error: {where}" if where else ""))
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Tune runs the trial again after its actor or node died. Each execution is its own attempt, as a re-run
-        by `sweep resume` is: the one that died ends `crashed` (its rows, node and start kept), the retry is the
+        by `sweep resume` is: the one that died ends `crashed` (`oom` when Ray's memory monitor killed it; its rows,
+        node and start kept), the retry is the
         next attempt, with its own rows, node, start and trial folder (the trainable reads its attempt from the
         config Tune starts it with, changed here). One line on the console; Ray's text goes to the sweep's log."""
         uid, number, attempt, params = self._ids(trial)
         text = error_text(trial)
         why, ray_says = failure_cause(text), last_failure(text) or "its Ray actor failed"
+        killed = memory_kill(text)  # Ray's memory monitor: the attempt ran out of host memory, in Ray's own words
+        status, reason = ("oom", killed) if killed else ("crashed", f"{why} (Ray: {ray_says})")
         retry = attempt + 1
         trial.config["_cc"] = {**trial.config.get("_cc", {}), "attempt": retry}
         if self.on_retry is not None:  # the study first: a head that dies next resumes the retry, not the crash
             self.on_retry(trial.trial_id, retry)
         self._start(trial.trial_id, None)  # an execution that died before its first report is an attempt too
         self._bill(trial.trial_id)
-        self.store.finish_trial(uid, attempt, "crashed", f"{why} (Ray: {ray_says}); Tune retried it as attempt "
-                                f"{retry}", None)
+        self.store.finish_trial(uid, attempt, status, f"{reason}; Tune retried it as attempt {retry}", None)
         self.meta[trial.trial_id] = (uid, number, retry, params)
         self.started.discard(trial.trial_id)
         failures = int(getattr(getattr(trial, "run_metadata", None), "num_failures", 0) or 0)
         where = self._keep(self.runs_dir / "trials" / self.spec.name / RAY_ERRORS,
                            f"trial {number}, failure {failures}:\n{text}\n", append=True) \
             if self.runs_dir is not None and text.strip() else None
-        self._say(f"trial {number}: {why}; Tune runs it again as attempt {retry} (retry {failures} of "
+        self._say(f"trial {number}: {killed or why}; Tune runs it again as attempt {retry} (retry {failures} of "
                   f"max_failures {self.spec.max_failures})" + (f"; Ray's error: {where}" if where else ""))
 
     @staticmethod

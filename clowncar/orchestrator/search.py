@@ -192,6 +192,9 @@ class SweepSearch(OptunaSearch):
         """Tune trial id -> the attempt of Tune's latest retry of it (`retried`); none before a retry."""
         self.gate: Any = None
         """A `ledger.Gate` when GPU trials are admitted by the cluster's GPU ledger (set by run_sweep)."""
+        self.error_outcome: Callable[[str], tuple[str, str | None]] | None = None
+        """Tune trial id -> (status, reason) of a trial Tune gave up on: the store callback's, which says `oom` when
+        Ray's memory monitor killed it; `crashed` without one."""
         self._held: tuple[str, dict[str, Any], tuple[float, ...]] | None = None
         self.distinct = DistinctAsk(spec) if spec.sampler in DISTINCT_SAMPLERS else None
 
@@ -363,12 +366,12 @@ class SweepSearch(OptunaSearch):
         self._completed_trials.add(trial_id)  # first: a second call for this trial must never tell again
         self.tells += 1
         _fault("before", self.tells)
-        outcome = self._tell(ot, result or {}, error)
+        outcome = self._tell(ot, result or {}, error, trial_id)
         _fault("after", self.tells)
         if self.on_tell:
             self.on_tell(trial_id, result or {}, outcome)
 
-    def _tell(self, ot: optuna.Trial, result: dict[str, Any], error: bool) -> str:
+    def _tell(self, ot: optuna.Trial, result: dict[str, Any], error: bool, trial_id: str) -> str:
         study = self.study
         if result.get("final"):
             status = str(result.get("status"))
@@ -385,8 +388,12 @@ class SweepSearch(OptunaSearch):
             tell(study, ot, None, TrialState.FAIL)
             return status
         if error:
+            status, reason = self.error_outcome(trial_id) if self.error_outcome else ("crashed", None)
+            if status != "crashed":  # told with its status, as a final report's: the study counts it so
+                ot.set_user_attr("status", status)
+                ot.set_user_attr("reason", (reason or "")[:500])
             tell(study, ot, None, TrialState.FAIL)
-            return "crashed"
+            return status
         if self.stopping.is_set():
             close_trial(study, ot._trial_id, int(ot.user_attrs.get(NUMBER, ot.number)),
                         int(ot.user_attrs.get(ATTEMPT, 0)), {**self._fixed(ot), **ot.params},

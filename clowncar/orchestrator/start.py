@@ -18,9 +18,13 @@ from typing import Any
 from clowncar.errors import EXIT_FAILED, ClownCarError, StoreError, error_line
 from clowncar.orchestrator.spec import SweepSpec
 from clowncar.redact import redact_text
+from clowncar.words import counted
 
 RESTARTABLE = ("created", "running", "failed")
 """Statuses a sweep without trials can be in after a failed start (`running`: a start before this fix)."""
+ASKED_THIS_RUN: dict[str, int] = {}
+"""Sweep name -> how many trials this process's run of it asked Tune for, set as its fit ends (tune.py): a line
+for an interrupt that then cut the clean-up short never says that no trial of this run started."""
 
 
 class StartFailed(ClownCarError):
@@ -155,13 +159,15 @@ def interrupted_line(url: str, name: str) -> str:
     """The line for a sweep command that Ctrl-C or SIGTERM ended, from what the store holds afterwards. Whether a
     trial ever started decides it, not whether the study exists: a start interrupted while Ray comes up has its
     study and queued points, and nothing ran. `stopped` is the status only the running sweep's interrupt
-    (`close_stopped`) sets; an interrupt while it starts leaves `failed` or `running`."""
+    (`close_stopped`) sets; an interrupt while it starts leaves `failed` or `running`. Trials the store still holds
+    as running are named: a clean-up that more Ctrl-C cut short left them so (`ASKED_THIS_RUN`)."""
     import optuna
 
     from clowncar.orchestrator.tune import open_study
     from clowncar.store import open_store
 
     resume = f"continue it with `clowncar sweep resume {name}`"
+    running: list[int] = []
     if not resumable(url, name):
         return f"sweep {name} interrupted before it started: nothing ran; start it again with the same command"
     try:
@@ -174,10 +180,37 @@ def interrupted_line(url: str, name: str) -> str:
             status = (store.get_sweep(name) or {}).get("status")
             if status == "stopped" and _ran_nothing(name, store, storage, studies):  # before Tune asked one
                 return f"sweep {name} interrupted before any trial started: nothing ran; {resume}"
+            running = sorted(int(r["number"]) for r in store.sweep_summary(name)["running"])
     except Exception:  # the store cannot say: the usual line, which resume checks again
         status = "stopped"
+    if running:  # its clean-up was cut short (Ctrl-C three times): the store still says they run
+        them = "it" if len(running) == 1 else "them"
+        return (f"sweep {name} interrupted before its running trials were closed: {_trials(running)} still "
+                f"marked running, but nothing runs {them} once this command ends; `clowncar sweep resume {name}` "
+                f"queues {them} again")
     if status == "stopped":
         return f"sweep {name} interrupted: its running trials were stopped; {resume}"
-    if status in RESTARTABLE:  # its earlier trials are stored, this run's had not started
+    if status in RESTARTABLE and not ASKED_THIS_RUN.get(name):  # its earlier trials are stored, this run's had
         return f"sweep {name} interrupted before any trial of this run started; {resume}"
     return f"sweep {name} interrupted; {resume}"  # after its trials ended (`done`)
+
+
+def _trials(numbers: list[int]) -> str:
+    """`trial 3 is`, `trials 0 and 1 are`, `trials 0, 1 and 4 are`."""
+    if len(numbers) == 1:
+        return f"trial {numbers[0]} is"
+    return f"trials {', '.join(map(str, numbers[:-1]))} and {numbers[-1]} are"
+
+
+def cleanup_notice(name: str, stopping: Any, tally: Any) -> str:
+    """What a sweep driver says when a signal comes during its clean-up (`interrupts.clean_up_unless_forced`): what
+    it is doing, and what one more signal leaves behind. `stopping`: the sweep was told to stop (its trials are
+    being closed); `tally.running`: the trials it started that the store holds as running."""
+    if not stopping.is_set():
+        return "finishing: recording the sweep's end (a few seconds); Ctrl-C again quits now"
+    n = len(tally.running)
+    if not n:
+        return "stopping: closing the sweep in the store (a few seconds); Ctrl-C again quits now"
+    them = "it" if n == 1 else "them"
+    return (f"stopping: closing {counted(n, 'running trial')} in the store (a few seconds); Ctrl-C again quits now "
+            f"and leaves {them} marked running until `clowncar sweep resume {name}` queues {them} again")

@@ -142,11 +142,15 @@ def _quiet_missing_result_files() -> None:
 def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[str, Any]:
     from ray import tune
 
+    from clowncar.interrupts import clean_up_unless_forced
     from clowncar.orchestrator.ray_console import RAY_ERRORS, quiet_ray_console
+    from clowncar.orchestrator.ray_oom import oom_kills_as_actor_deaths
     from clowncar.orchestrator.record import StoreCallback, Tally
     from clowncar.orchestrator.search import SweepSearch
     from clowncar.orchestrator.start import (
+        ASKED_THIS_RUN,
         StartFailed,
+        cleanup_notice,
         failed_start_marked,
         one_line,
         prepare,
@@ -155,6 +159,7 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
     from clowncar.orchestrator.status_lines import objective_name
     from clowncar.orchestrator.trainable import TrialContext, run_trial
 
+    ASKED_THIS_RUN.pop(spec.name, None)  # an earlier run of it in this process asked for its own trials
     storage = open_study(opts.store_url)
     reconciled = prepare(spec, store, storage, opts.resume, Path(opts.runs_dir), opts.retry_failed)
     with failed_start_marked(store, spec.name):  # from here to the first trial: a failure leaves no half sweep
@@ -164,6 +169,7 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
         callback = StoreCallback(spec, store, tally, show=opts.show, runs_dir=trials_dir.parent)
         searcher = SweepSearch(spec, storage, spec.max_trials(), on_tell=callback.on_tell)
         callback.on_retry = searcher.retried  # a Tune retry is the trial's next attempt, in the study too
+        searcher.error_outcome = callback.error_outcome  # a trial Ray's memory monitor killed is told `oom`
         lease.on_lost = searcher.stopping.set  # another driver owns the sweep now: start no more trials
         if not opts.resume:
             for point in spec.distinct_enqueue().points:
@@ -190,7 +196,8 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
     # from here on the sweep runs: a store that is away for a moment (its server restarts) is waited for, one that
     # stays away longer than the window is a failed run, not bad input
     store.retry_seconds = storage.retry_seconds = opts.store_retry_s
-    with _stop_on_signals(searcher.stopping) as signalled, store_failure_fails_the_run(), _outages_on_the_console():
+    with _stop_on_signals(searcher.stopping) as signalled, store_failure_fails_the_run(), _outages_on_the_console(), \
+            oom_kills_as_actor_deaths():
         try:
             tuner.fit()
             status = "done"
@@ -199,17 +206,20 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
             reason = one_line(err)
             raise
         finally:
-            callback.close()
-            if searcher.gate is not None:
-                searcher.gate.close()
-            if lease.lost.is_set():
-                pass  # the sweep's new driver reconciles what this one leaves; writing here would undo its work
-            elif searcher.stopping.is_set():  # Ctrl-C or `sweep stop`: nothing stays RUNNING, resume re-runs it
-                from clowncar.orchestrator.submit import close_stopped
+            ASKED_THIS_RUN[spec.name] = searcher.asked  # for the line of an interrupt that cuts what follows short
+            # a second Ctrl-C says what this clean-up does and leaves it to finish; a third cuts it short
+            with clean_up_unless_forced(lambda: cleanup_notice(spec.name, searcher.stopping, callback.tally)):
+                callback.close()
+                if searcher.gate is not None:
+                    searcher.gate.close()
+                if lease.lost.is_set():
+                    pass  # the sweep's new driver reconciles what this one leaves; writing here would undo its work
+                elif searcher.stopping.is_set():  # Ctrl-C or `sweep stop`: nothing stays RUNNING, resume re-runs it
+                    from clowncar.orchestrator.submit import close_stopped
 
-                close_stopped(spec.name, opts.store_url, Path(opts.runs_dir))
-            else:
-                store.set_sweep_status(spec.name, status, reason)
+                    close_stopped(spec.name, opts.store_url, Path(opts.runs_dir))
+                else:
+                    store.set_sweep_status(spec.name, status, reason)
     return {**summarize(spec, searcher.study, reconciled, searcher.asked), "fit_seconds": time.time() - fit_started,
             "ended": searcher.end_reason, "interrupted": signalled.is_set()}
 

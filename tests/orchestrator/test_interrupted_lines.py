@@ -148,3 +148,95 @@ def test_the_signal_handlers_of_a_running_sweep_say_whether_a_signal_came() -> N
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGTERM)
     assert came.is_set() and flag.is_set()
+
+
+def test_a_signal_during_a_sweeps_clean_up_is_answered_and_only_the_next_one_cuts_it_short(capfd) -> None:
+    """Walk 5, F12: a second Ctrl-C 0.5 s after the first cut the stopped sweep's clean-up short without a word."""
+    import signal
+
+    from clowncar.interrupts import clean_up_unless_forced
+
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    done = []
+    with pytest.raises(KeyboardInterrupt), clean_up_unless_forced(lambda: "stopping: closing 2 trials") as forced:
+        signal.raise_signal(signal.SIGINT)  # the impatient second Ctrl-C: said, and the clean-up goes on
+        done.append("closed the first trial")
+        assert not forced.is_set() and capfd.readouterr().err == "clowncar: stopping: closing 2 trials\n"
+        signal.raise_signal(signal.SIGTERM)  # one more: the user insists
+        done.append("closed the second trial")
+    assert done == ["closed the first trial"] and forced.is_set()
+    assert capfd.readouterr().err == ""
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_the_line_for_a_signal_during_the_clean_up_says_what_one_more_leaves_behind() -> None:
+    import threading
+
+    from clowncar.orchestrator.record import Tally
+    from clowncar.orchestrator.start import cleanup_notice
+
+    stopping, tally = threading.Event(), Tally(total=4, running={"t0", "t1"})
+    assert cleanup_notice("f3", stopping, tally) == ("finishing: recording the sweep's end (a few seconds); Ctrl-C "
+                                                     "again quits now")  # the sweep had ended on its own
+    stopping.set()
+    assert cleanup_notice("f3", stopping, tally) == (
+        "stopping: closing 2 running trials in the store (a few seconds); Ctrl-C again quits now and leaves them "
+        "marked running until `clowncar sweep resume f3` queues them again")
+    tally.running.discard("t1")
+    assert "closing 1 running trial in the store" in cleanup_notice("f3", stopping, tally)
+    assert "leaves it marked running until `clowncar sweep resume f3` queues it again" in \
+        cleanup_notice("f3", stopping, tally)
+    tally.running.clear()
+    assert cleanup_notice("f3", stopping, tally) == ("stopping: closing the sweep in the store (a few seconds); "
+                                                     "Ctrl-C again quits now")
+
+
+def test_a_sweep_whose_clean_up_was_cut_short_names_the_trials_still_marked_running(url: str, monkeypatch) -> None:
+    """The walk's line was `interrupted before any trial of this run started`, with trials 0 and 1 running."""
+    from clowncar.orchestrator import start
+
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+        st.set_sweep_status("s", "running")  # the status the sweep runs under, never set to `stopped`
+        for number in (0, 1):
+            st.start_trial("s", f"s/{number}", number, 0, {"model": {"crawler_loops": number + 1}}, 1337, "node-a")
+    optuna.create_study(study_name="s", storage=open_study(url)).ask()
+    monkeypatch.setitem(start.ASKED_THIS_RUN, "s", 2)
+    assert _interrupted(url, monkeypatch) == (
+        "sweep s interrupted before its running trials were closed: trials 0 and 1 are still marked running, but "
+        "nothing runs them once this command ends; `clowncar sweep resume s` queues them again")
+    with open_store(url) as st:
+        st.finish_trial("s/0", 0, "ok", None, {})
+    assert "trial 1 is still marked running, but nothing runs it once" in _interrupted(url, monkeypatch)
+    with open_store(url) as st:  # cut short after its trials were closed, before its status was written
+        st.finish_trial("s/1", 0, "stopped", "sweep stopped", None)
+    assert _interrupted(url, monkeypatch) == "sweep s interrupted; continue it with `clowncar sweep resume s`"
+    monkeypatch.setitem(start.ASKED_THIS_RUN, "s", 0)  # a run that asked for no trial: its earlier ones are stored
+    assert _interrupted(url, monkeypatch) == ("sweep s interrupted before any trial of this run started; "
+                                              "continue it with `clowncar sweep resume s`")
+
+
+def test_a_keyboardinterrupt_python_could_not_raise_prints_no_traceback(monkeypatch) -> None:
+    """A handler that runs inside a weakref callback or a `__del__` loses its KeyboardInterrupt to `Exception ignored
+    in ...` and a traceback on stderr (Python's unraisable hook; seen after a third Ctrl-C in a sweep's clean-up);
+    the handler has recorded the signal already, so the traceback is all that goes. Other such errors still go to
+    the hook."""
+    import sys
+
+    from clowncar.interrupts import lost_interrupts_unsaid
+
+    reported: list[type[BaseException]] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: reported.append(u.exc_type))
+
+    class Raises:
+        def __init__(self, error: type[BaseException]) -> None:
+            self.error = error
+
+        def __del__(self) -> None:
+            raise self.error
+
+    with lost_interrupts_unsaid():
+        Raises(KeyboardInterrupt)
+        Raises(ValueError)
+    Raises(KeyboardInterrupt)
+    assert reported == [ValueError, KeyboardInterrupt]
