@@ -41,7 +41,10 @@ HELP = (
     "trigram and cadence read from the parameter counts and the C:N split) and cadence TSVs (one per file; the "
     "cadence read from the F/N step kinds).\n\n"
     "Trial ids come from the content (and the run index), never from the file name: the same file imported "
-    "twice, under any name, is one trial; two different files are two trials.\n\n"
+    "twice, under any name, is one trial. A log that differs from a stored one only in line ends (CRLF) or in "
+    "white space at its end, or whose reading equals a stored trial's apart from where it was read from, is "
+    "reported already present with the trial it is the same run as, and nothing is written: one run is never "
+    "two trials.\n\n"
     "A file already present is read again and compared with what the store holds for its trials (result "
     "fields, config, seed, status, step, eval and named-eval rows): where an older importer stored other values, "
     "its row names the fields that differ. --reparse replaces those trials with this reading (same trial id, "
@@ -114,13 +117,22 @@ def _notes(r: FileReport) -> str:
     return "".join(f"; note: {note}" for t in r.parsed.trials for note in t.notes)
 
 
+def _same_runs(r: FileReport, lead: str) -> str:
+    """The trials of a file that the store holds as the same run read from another file (`same_run.py`)."""
+    if not r.same_as:
+        return ""
+    runs = [("the same run" if r.trials == 1 else f"run {uid.rsplit('-run', 1)[-1]} is the same run")
+            + f" as trial {m.uid} in sweep {m.sweep} ({m.why})" for uid, m in r.same_as.items()]
+    return lead + "; ".join(runs)
+
+
 def _row(r: FileReport, sweep: str | None = None) -> str:
     """A file's row of the table; `sweep`: the one --sweep named."""
     path = _quote(r.path)
     if r.status == "imported":
         return (f"imported         {path} ({r.format}) -> sweep {r.sweep}: {counted(r.trials, 'trial')} "
                 f"({r.new_trials} new), {r.steps} step rows, {r.evals} eval rows and {r.named_evals} named evals "
-                "written" + _headlines(r) + _notes(r))
+                "written" + _headlines(r) + _notes(r) + _same_runs(r, "; not written again: "))
     if r.status == "present":
         stay = ""
         if sweep is not None and sweep not in r.present_in:
@@ -132,8 +144,9 @@ def _row(r: FileReport, sweep: str | None = None) -> str:
             fields = ", ".join(changed_fields([r]))
             some = "" if len(r.differs) == r.trials else f" ({len(r.differs)} of {r.trials} trials)"
             differ = f"; stored values differ from this importer's reading{some}: {fields}; --reparse replaces them"
-        return (f"already present  {path} ({r.format}): {counted(r.trials, 'trial')} already stored in sweep "
-                f"{', '.join(r.present_in)}{stay}{differ}")
+        held = (_same_runs(r, "") if r.same_as else
+                f"{counted(r.trials, 'trial')} already stored in sweep {', '.join(r.present_in)}")
+        return f"already present  {path} ({r.format}): {held}{stay}{differ}"
     if r.status == "re-read":
         from clowncar.store.importers.reread import changed_fields
 

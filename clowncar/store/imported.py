@@ -75,6 +75,18 @@ class ImportedTrialOps:
         return TrialReading(config=trial.config, seed=trial.seed, status=at.status, reason=at.reason,
                             result=at.result, started_at=started.astimezone(dt.UTC), **rows)
 
+    @retried_read
+    def imported_with_metric(self, name: str, value: float) -> list[tuple[str, str, dict[str, Any] | None]]:
+        """(trial id, sweep, result) of every imported trial whose metric `name` is `value`, in the order they were
+        stored: the few trials a new file's trial may be the same run as (`clowncar import`, `same_run.py`);
+        one look-up in the metrics' (name, value) index, whatever the store holds."""
+        t, a, sw, m = s.trials, s.attempts, s.sweeps, s.metrics
+        query = (select(t.c.uid, sw.c.name, a.c.result).join(sw, sw.c.id == t.c.sweep_id)
+                 .join(a, (a.c.trial_id == t.c.id) & (a.c.attempt == 0)).join(m, m.c.attempt_id == a.c.id)
+                 .where(sw.c.source == "import", m.c.name == name, m.c.value == float(value)).order_by(t.c.id))
+        with self._read() as conn:
+            return [(r.uid, r.name, r.result) for r in conn.execute(query)]
+
     @retried_write
     def replace_imported_trial(self, trial_uid: str, reading: TrialReading) -> None:
         """Replace everything stored for imported trial `trial_uid` by `reading`, in one transaction (it lands

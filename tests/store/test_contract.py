@@ -413,3 +413,15 @@ def test_a_trial_clowncar_ran_is_neither_read_nor_replaced_as_an_imported_one(st
         with pytest.raises(StoreError, match="not an imported trial"):
             store.replace_imported_trial(uid, new)
     assert store.get_trial("ran-0") == before and len(store.steps_frame("ran")) == 20
+
+
+def test_imported_trials_are_found_by_a_metric_value_and_trials_clowncar_ran_are_not(store, step_rows):
+    _imported(store, step_rows, uid="log-1", sweep="imp")
+    _imported(store, step_rows, uid="log-2", sweep="imp2")
+    _imported(store, step_rows, uid="ran-0", sweep="ran", source="run")
+    store.start_trial("imp", "log-3", 1, 0, {}, None, None)  # no outcome yet: no metric rows
+    found = store.imported_with_metric("eval_seconds", 896.4)
+    assert [(uid, sweep) for uid, sweep, _ in found] == [("log-1", "imp"), ("log-2", "imp2")]
+    assert found[0][2] == {"artifact_bytes": 15_000_000, "eval_seconds": 896.4}
+    assert store.imported_with_metric("eval_seconds", 896.5) == []
+    assert store.imported_with_metric("artifact_bytes", 15_000_000) == found

@@ -221,7 +221,8 @@ def test_a_file_lands_whole_in_a_sweep_named_after_it(store, tmp_path: Path) -> 
     (attempt,) = trial["attempts"]
     assert attempt["reason"] == f"imported from {path}"
     assert attempt["result"]["provenance"] == {"run": "2 of 2", "imported_from": str(path),
-                                               "file_sha256": sha(TWO_RUNS), "format": "training-log"}
+                                               "file_sha256": sha(TWO_RUNS), "content_sha256": sha(TWO_RUNS.rstrip()),
+                                               "format": "training-log"}
     assert (attempt["steps"], attempt["evals"], len(attempt["named_evals"])) == (2, 2, 1)
 
 

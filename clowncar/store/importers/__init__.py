@@ -14,8 +14,10 @@ Every file is parsed whole before anything is written, and each is written in it
 imported whole or not at all. Trial ids come from the content: a training log's or TSV's trials are
 `log-<sha256 of the file, 16 hex>` (`-run<i>` when the file holds several runs), a CSV row's or RESULTS
 block's `<run id>-<digest of the trial's own rows, 12 hex>`. So the same file imported twice (under any name)
-is one trial, and two different files are two trials. A file whose trials are all stored already is reported
-as already present and changes nothing: its trials stay in the sweep that holds them, whatever sweep this
+is one trial. A log that differs from a stored one only in line ends (CRLF, CR) or in white space at its end, or
+whose reading equals a stored trial's apart from where it was read from, is that trial too (`same_run.py`): the
+same run is never stored twice. A file whose trials are all stored already is reported as already present and
+changes nothing: its trials stay in the sweep that holds them, whatever sweep this
 import names (a trial is in one sweep of a store).
 
 `scan` reads and parses every file (directories are searched) and says for each: ready, refused (with the
@@ -40,6 +42,7 @@ from clowncar.store.importers import cadence_tsv, micro_log, sweep_csv, train_lo
 from clowncar.store.importers.base import LegacyFormatError, LegacyTrial, NotATrainingLog, Parsed
 
 if TYPE_CHECKING:
+    from clowncar.store.importers.same_run import SameRun
     from clowncar.store.store import Store
 
 __all__ = ["FileReport", "LegacyFormatError", "NotATrainingLog", "import_paths", "mark_present", "parse_file", "scan",
@@ -63,6 +66,8 @@ class FileReport:
     parsed: Parsed | None = None
     uids: list[str] = field(default_factory=list)
     sha256: str = ""
+    content_sha256: str = ""
+    """Digest of the file's text up to line ends and white space at its end (`same_run.content_digest`)."""
     sweep: str = ""
     new_trials: int = 0
     steps: int = 0
@@ -73,6 +78,8 @@ class FileReport:
     """Present trials whose stored values differ from this reading: trial id -> fields (`reread.py`)."""
     reread: int = 0
     """Trials replaced by this reading (`clowncar import --reparse`)."""
+    same_as: dict[str, SameRun] = field(default_factory=dict)
+    """Trials of this file that the store holds under another file's id: own id -> that trial (`same_run.py`)."""
 
     @property
     def format(self) -> str:
@@ -179,8 +186,11 @@ def scan(paths: list[Path]) -> list[FileReport]:
         except LegacyFormatError as err:
             reports.append(FileReport(path, "refused", str(err)))
             continue
+        from clowncar.store.importers.same_run import content_digest
+
         sha = hashlib.sha256(data).hexdigest()
-        reports.append(FileReport(path, "ready", parsed=parsed, uids=uids_of(parsed, sha), sha256=sha))
+        reports.append(FileReport(path, "ready", parsed=parsed, uids=uids_of(parsed, sha), sha256=sha,
+                                  content_sha256=content_digest(text)))
     return reports
 
 
@@ -209,7 +219,8 @@ def default_sweeps(paths: list[Path]) -> dict[Path, str]:
 
 def provenance(rep: FileReport) -> dict[str, str]:
     """Where an imported trial came from, stored in its result."""
-    return {"imported_from": os.path.abspath(rep.path), "file_sha256": rep.sha256, "format": rep.format}
+    return {"imported_from": os.path.abspath(rep.path), "file_sha256": rep.sha256,
+            "content_sha256": rep.content_sha256, "format": rep.format}
 
 
 def _write_one(store: Store, rep: FileReport, sweep: str) -> None:
@@ -217,15 +228,14 @@ def _write_one(store: Store, rep: FileReport, sweep: str) -> None:
     assert parsed is not None
     rep.sweep = sweep
     with store.transaction():
-        stored = store.trial_sweeps(rep.uids)
-        if len(stored) == len(rep.uids):
-            rep.status, rep.present_in = "present", sorted(set(stored.values()))
+        stored = _stored_trials(store, rep)
+        if rep.status == "present":
             return
         store.create_or_get_sweep(rep.sweep, {"imported": True, "format": parsed.format}, source="import")
         number = len(store.trial_states(rep.sweep))
         for uid, trial in zip(rep.uids, parsed.trials, strict=True):
-            if uid in stored:
-                continue  # a file that grew: its old trials are already there
+            if uid in stored or uid in rep.same_as:
+                continue  # a file that grew: its old trials are already there; or the same run from another file
             trial.result.setdefault("provenance", {}).update(provenance(rep))
             store.start_trial(rep.sweep, uid, number, 0, trial.config, trial.seed, None,
                               started_at=trial.started_at)
@@ -276,9 +286,20 @@ def mark_present(store: Store, reports: list[FileReport]) -> None:
     already, with the sweeps that hold them: they are not "not written" but there, and stay there."""
     for rep in reports:
         if rep.status == "ready":
-            stored = store.trial_sweeps(rep.uids)
-            if len(stored) == len(rep.uids):
-                rep.status, rep.present_in = "present", sorted(set(stored.values()))
+            _stored_trials(store, rep)
+
+
+def _stored_trials(store: Store, rep: FileReport) -> dict[str, str]:
+    """{own id: sweep} of the trials of `rep` stored under their own ids; the others that the store holds as the
+    same run from another file go to `rep.same_as`. A file with every trial held is marked present."""
+    from clowncar.store.importers.same_run import find_same_runs
+
+    stored = store.trial_sweeps(rep.uids)
+    find_same_runs(store, rep, stored)
+    if len(stored) + len(rep.same_as) == len(rep.uids):
+        rep.status = "present"
+        rep.present_in = sorted(set(stored.values()) | {m.sweep for m in rep.same_as.values()})
+    return stored
 
 
 def _default_targets(store: Store, reports: list[FileReport]) -> dict[Path, str]:

@@ -34,8 +34,9 @@ from clowncar.words import counted
 if TYPE_CHECKING:
     from clowncar.store.store import Store
 
-_IGNORED = {"provenance.imported_from"}
-"""Where the file was read from is no reading of it: the same file under another path is the same trial."""
+_IGNORED = {"provenance.imported_from", "provenance.content_sha256"}
+"""Where the file was read from is no reading of it: the same file under another path is the same trial. Nor is
+the digest of its text up to line ends, which imports before it was stored lack (`same_run.py`)."""
 _TABLES: dict[str, tuple[tuple[str, ...], Mapping[str, Any], int]] = {
     "steps": (STEP_COLUMNS, {}, 1), "evals": (EVAL_COLUMNS, EVAL_DEFAULTS, 3),
     "named_evals": (NAMED_EVAL_COLUMNS, NAMED_EVAL_DEFAULTS, 1)}
@@ -80,13 +81,18 @@ def _row_fields(name: str, stored: list[dict[str, Any]], read: list[dict[str, An
             if any(not _same(a[i], b[i]) for a, b in zip(old, new, strict=True))]
 
 
+def result_differences(stored: Mapping[str, Any] | None, read: Mapping[str, Any] | None) -> list[str]:
+    """The result keys (dotted) where a stored result differs from this reading's."""
+    a, b = _flat(stored), _flat(read)
+    return [k for k in dict.fromkeys([*b, *a]) if k not in a or k not in b or not _same(a[k], b[k])]
+
+
 def differences(stored: TrialReading, read: TrialReading) -> list[str]:
     """The fields where the store's reading of a trial differs from this one: result keys (dotted), `config.*`,
     seed, status, started_at, and row tables (`named_evals.repeats`, or `steps (N rows stored, M read)`)."""
-    fields: list[str] = []
-    for prefix, old, new in (("", stored.result, read.result), ("config.", stored.config, read.config)):
-        a, b = _flat(old, prefix), _flat(new, prefix)
-        fields += [k for k in dict.fromkeys([*b, *a]) if k not in a or k not in b or not _same(a[k], b[k])]
+    fields = result_differences(stored.result, read.result)
+    a, b = _flat(stored.config, "config."), _flat(read.config, "config.")
+    fields += [k for k in dict.fromkeys([*b, *a]) if k not in a or k not in b or not _same(a[k], b[k])]
     fields += [k for k in ("seed", "status") if getattr(stored, k) != getattr(read, k)]
     if read.started_at is not None and (stored.started_at is None
                                         or abs((stored.started_at - read.started_at).total_seconds()) > 1e-3):
@@ -103,6 +109,8 @@ def compare_present(store: Store, reports: list[FileReport]) -> None:
         if rep.status != "present" or rep.parsed is None:
             continue
         for uid, trial in zip(rep.uids, rep.parsed.trials, strict=True):
+            if uid in rep.same_as:  # stored under another file's id, and found alike (`same_run.py`)
+                continue
             stored = store.imported_reading(uid)
             if stored is not None and (fields := differences(stored, reading_of(rep, trial))):
                 rep.differs[uid] = fields
