@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from clowncar.analysis import cautions, explore, plots
+from clowncar.analysis import cautions, explore, plots, shown_configs
+from clowncar.analysis import environment as env
 from clowncar.analysis import figure_needs as needs
 from clowncar.analysis.document import Doc, fmt
 from clowncar.analysis.family import run_all
@@ -37,6 +38,9 @@ def analyse(sweeps: list[str], trials: pd.DataFrame, steps: pd.DataFrame | None 
     out["metric_mode"] = runs.attrs.get("metric_mode")
     out["top_configs"] = explore.top_configs(runs)
     out["pareto_front"] = explore.pareto_front(runs)
+    seed_table = next((r.tables.get("per_config") for r in out["results"] if r.key == "6_seed_variance"), None)
+    shown_configs.annotate(out["top_configs"], out["pareto_front"], runs, trials, seed_table)
+    out["environment"] = env.environment(trials)
     out["optuna"] = {s: explore.optuna_importances(storage_url, s) for s in sweeps}
     out["frames"] = {"trials": trials, "steps": steps, "evals": evals, "probes": probes}
     out["provenance"] = provenance(runs)
@@ -135,7 +139,7 @@ def to_json(a: dict[str, Any]) -> dict[str, Any]:
         "correction_method": a["correction_method"], "tests": [r.to_dict() for r in a["results"]],
         "correction": a["correction"], "top_configs": a["top_configs"], "pareto_front": a["pareto_front"],
         "optuna_importances": a["optuna"], "runs": runs.to_dict("records"), "provenance": a["provenance"],
-        "cautions": a.get("cautions") or [],
+        "cautions": a.get("cautions") or [], "environment": a.get("environment") or [],
     }, counts=COUNTS)
 
 
@@ -150,6 +154,10 @@ def document(a: dict[str, Any]) -> Doc:
         "and runs that share a start (one seed and model) or a reference run are averaged into one unit where a "
         "test says so (its n reads 'runs in units').")
     d.items([f"caution: {c}" for c in a.get("cautions") or []])
+    if a.get("environment"):
+        d.h(2, "Data and environment")
+        d.p("What every BPB was measured on and what the runs ran on, from their configs and provenance.")
+        d.table(a["environment"], env.COLUMNS)
     d.h(2, "Signal tests")
     hint = data_hint(a["results"])
     if hint:
@@ -187,6 +195,7 @@ def document(a: dict[str, Any]) -> Doc:
             a["top_configs"])
     d.h(2, "Pareto front (BPB vs artifact bytes)")
     if a["pareto_front"]:
+        d.p(pareto_note(a["pareto_front"]))
         d.table(a["pareto_front"])
     else:
         d.p("No run has both BPB and artifact bytes.")
@@ -215,6 +224,19 @@ def _figure(d: Doc, png: bytes | None, alt: str, lacks: Callable[[Any], str], da
     d.image(png, alt, "" if png else lacks(data))
     if png and caption:
         d.p(caption)
+
+
+def pareto_note(front: list[dict[str, Any]]) -> str:
+    """What a Pareto point is: one run. Where its config ran at several seeds (a rerun sweep's winner), the point is
+    that config's luckiest draw, and config_mean_bpb beside it is the honest figure."""
+    line = ("Each point is one run; over_cap marks a run over its size cap (not submittable) and config_mean_bpb is "
+            "its config's mean BPB over its config_seeds seeds, as the top configs table ranks it.")
+    several = [r for r in front if r.get("config_seeds", 1) > 1]
+    if several:
+        line += (f" {len(several)} point(s) come from a config run at several seeds (as in a rerun sweep): such a "
+                 "point is one seed's draw, on the front for its low BPB, so optimistically biased (the winner's "
+                 "curse): quote config_mean_bpb, not bpb.")
+    return line
 
 
 def per_seed_text(runs: list[dict[str, Any]], limit: int = 12) -> str:
@@ -306,4 +328,5 @@ def _best_config_text(t: dict[str, Any]) -> str:
     """`label 2.4656 (n=3; seed 1337 ran 2 times, averaged into one value)`: n counts seeds, not runs."""
     single = ", a single run" if t["seeds"] == 1 and t.get("runs", 1) == 1 else ""
     again = f"; {explore.repeats_text(t['seed_repeats'])}" if t.get("seed_repeats") else ""
-    return f"{t['config']} {t['mean_bpb']:.4f} (n={t['seeds']}{single}{again})"
+    over = "; OVER its size cap, not submittable" if t.get("over_cap_runs") else ""
+    return f"{t['config']} {t['mean_bpb']:.4f} (n={t['seeds']}{single}{again}{over})"

@@ -161,7 +161,7 @@ class FrameReads:
         """One row per trial (its latest attempt): sweep, trial_uid, number, attempt, attempts, status,
         reason, seed, config_hash, node, started_at, ended_at (UTC timestamps), source, then every scalar
         result.json value as its own column (val_bpb, q_val_bpb, steps, ...; missing -> NaN/None), then
-        `provenance.*`, then the config flattened as dotted columns (`model.crawler_loops`, ...).
+        `provenance.*` (nested values dotted: `provenance.data.tokenizer.sha256`), then the config flattened as dotted columns (`model.crawler_loops`, ...).
 
         Filters: `sweeps` and `status` (a name or several); `where` maps a column to a value or a list of
         allowed values (`{"model.crawler_loops": [2, 3]}`); an unknown `where` column is a StoreError."""
@@ -175,8 +175,9 @@ class FrameReads:
             prov = result.get("provenance") if isinstance(result.get("provenance"), Mapping) else {}
             metrics = {k: v for k, v in result.items()
                        if k not in ("status", "reason", "provenance") and not isinstance(v, dict | list)}
-            prov = {f"provenance.{k}": v for k, v in prov.items()
-                    if k not in ("config", "config_hash") and not isinstance(v, dict | list)}
+            # nested provenance (the shards' and tokenizer's digests under `data`) as dotted columns, as the config
+            prov = {k: v for k, v in flatten({k: v for k, v in prov.items() if k not in ("config", "config_hash")},
+                                             "provenance.").items() if not isinstance(v, list)}
             cfg = flatten(config)
             for cols, values in ((metric_cols, metrics), (prov_cols, prov), (cfg_cols, cfg)):
                 cols.update(dict.fromkeys(values))

@@ -186,7 +186,8 @@ def test_trials_frame_gives_each_trials_latest_attempt_field_by_field(store: Sto
     _world(store)
     frame = store.trials_frame("base")
     assert list(frame.columns) == [*BASE_TRIAL_COLUMNS, "val_bpb", "q_val_bpb", "q_sliding_val_bpb", "steps",
-                                   "provenance.git_commit", "model.crawler_loops", "train.seed"]
+                                   "provenance.git_commit", "provenance.versions.torch", "model.crawler_loops",
+                                   "train.seed"]
     assert frame["trial_uid"].tolist() == BASE_ORDER
     assert frame["sweep"].tolist() == ["base"] * 7 and frame["number"].tolist() == [0, 0, 1, 2, 3, 4, 5]
     assert frame["attempt"].tolist() == [0, 1, 0, 1, 0, 0, 0] and frame["attempts"].tolist() == [1, 2, 1, 2, 1, 1, 1]
@@ -210,6 +211,21 @@ def test_trials_frame_gives_each_trials_latest_attempt_field_by_field(store: Sto
     assert store.trials_frame(where={"number": 0})["trial_uid"].tolist() == ["alpha/0", "base/c", "base/y", "rerun/0"]
     nothing = store.trials_frame("nope")
     assert nothing.empty and list(nothing.columns) == list(BASE_TRIAL_COLUMNS)
+
+
+def test_nested_provenance_is_read_as_dotted_columns_and_lists_are_left_out(store: Store) -> None:
+    # the worker writes the shards' and tokenizer's digests under provenance.data: the report's data table and its
+    # changed-shards caution read them as columns (walk 5, F16)
+    store.create_or_get_sweep("nest", {})
+    store.start_trial("nest", "nest/0", 0, 0, CFG, 1, None, started_at=T0)
+    data = {"train": {"shards": 3, "tokens": 1277743, "digest": "8713fdd703e2b461"},
+            "val": {"shards": 1, "tokens": 78150, "digest": "f46f2dc770de204c"}, "tokenizer": {"sha256": "98de"}}
+    store.finish_trial("nest/0", 0, "ok", None, {"steps": 5, "provenance": {"data": data, "torch": "2.13.0+cpu",
+                                                                             "hosts": ["a", "b"]}})
+    row = store.trials_frame("nest").iloc[0]
+    assert row["provenance.data.tokenizer.sha256"] == "98de" and row["provenance.data.val.tokens"] == 78150
+    assert row["provenance.data.train.digest"] == "8713fdd703e2b461" and row["provenance.torch"] == "2.13.0+cpu"
+    assert not any(c.startswith("provenance.hosts") for c in row.index)
 
 
 def test_an_unknown_where_column_names_itself_and_the_columns_there_are(store: Store) -> None:
