@@ -32,6 +32,11 @@ and those of Rays before 2.56 (`... was 21.91GB / 33.28GB (0.658192), which exce
 0.65`)."""
 
 
+MEMORY_MONITOR = "killed by Ray's memory monitor:"
+"""How every reason `memory_kill` writes begins: `sweep resume --retry-failed` runs such an `oom` again (the node's
+memory, not the trial's own need, may be what ran out)."""
+
+
 class KilledForMemory(RayActorError):
     """A trial actor whose worker process Ray's memory monitor killed during one of its tasks."""
 
@@ -54,7 +59,7 @@ def memory_kill(text: str) -> str | None:
         share = threshold[1] or f"{float(threshold[2]) * 100:g}"
         facts.append(f"over its kill threshold of {share}%")
     node = f"node {used[1]}" if used else "node"
-    return f"killed by Ray's memory monitor: {node} low on memory" + (f" ({', '.join(facts)})" if facts else "")
+    return f"{MEMORY_MONITOR} {node} low on memory" + (f" ({', '.join(facts)})" if facts else "")
 
 
 @contextlib.contextmanager

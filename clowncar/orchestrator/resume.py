@@ -118,9 +118,17 @@ def _record_from_disk(store: Any, spec: SweepSpec, runs_dir: Path | None, number
 
 RETRIED = ("crashed", "error")
 """Outcomes that `--retry-failed` runs again: the worker crashed or failed, or the trial failed before the store
-heard of it (inside Ray: a full disk, a file where its folder belongs). A diverged or out-of-memory trial, or a
-`rejected` one (its config or data refused before its first step; also one an older clowncar stored as `error`
-or `crashed`: `rejected_as_error`), would end the same way again."""
+heard of it (inside Ray: a full disk, a file where its folder belongs); and an `oom` that Ray's memory monitor
+caused (`ray_oom.MEMORY_MONITOR`: the node ran low, on a shared node often because of other jobs). A diverged
+trial, one that ran out of memory by itself (the worker's own out-of-memory exit), or a `rejected` one (its config
+or data refused before its first step; also one an older clowncar stored as `error` or `crashed`:
+`rejected_as_error`), would end the same way again."""
+
+
+def worth_retrying(status: str, reason: str | None) -> bool:
+    from clowncar.orchestrator.ray_oom import MEMORY_MONITOR
+
+    return status in RETRIED or (status == "oom" and (reason or "").startswith(MEMORY_MONITOR))
 
 
 BAD_INPUT_TYPES = ("ClownCarError: ", "ConfigError: ", "DataError: ")
@@ -162,7 +170,7 @@ def requeue_failed(study: optuna.Study, store: Any, spec: SweepSpec) -> dict[str
         if never_ran(t) or latest[number] != attempt:
             continue
         stored = _stored_attempt(store, trial_uid(spec.name, number), attempt)
-        if stored is not None and stored[0] not in RETRIED:
+        if stored is not None and not worth_retrying(stored[0], stored[1]):
             continue
         if stored is not None and rejected_as_error(*stored):
             done["old_rejections_kept"] += 1

@@ -256,8 +256,11 @@ def test_retry_failed_queues_the_next_attempt_of_what_crashed_or_errored_and_fre
     failed(1, 2, "error", {"status": "error", "steps": 40})  # data broken at the time: the worker's result
     failed(2, 3, "diverged")  # would diverge again
     failed(3, 4, None)  # failed inside Ray before the store heard of it (a full disk)
-    failed(4, 1, "oom")
+    failed(4, 1, "oom")  # the worker's own out-of-memory exit: the config needs more than there is
     failed(8, 2, "rejected")  # its config refused before its first step: refused again
+    world.study.tell(world.running(9, 3), state=TrialState.FAIL)  # the node ran low: may well fit next time
+    world.stored(9, 0, "oom", None, "killed by Ray's memory monitor: node 127.0.0.1 low on memory (3.1 of 23.5 GB "
+                                    "used, over its kill threshold of 11.1%)")
     done = world.running(5, 2)
     world.stored(5, 0, "ok", {"q_sliding_val_bpb": 1.2, "artifact_bytes": 10})
     world.study.tell(done, 1.2)
@@ -265,12 +268,12 @@ def test_retry_failed_queues_the_next_attempt_of_what_crashed_or_errored_and_fre
     twice.set_user_attr(DUPLICATE, 0)  # a repeated suggestion, told FAIL and never run: nothing to retry
     world.study.tell(twice, state=TrialState.FAIL)
     world.study.enqueue_trial({KEY: 3}, user_attrs={NUMBER: 6, ATTEMPT: 1})  # 6 is queued again already
-    assert finished_count(world.study) == 7
+    assert finished_count(world.study) == 8
 
-    assert requeue_failed(world.study, world.store, world.spec) == {"requeued_failed": 3, "old_rejections_kept": 0}
+    assert requeue_failed(world.study, world.store, world.spec) == {"requeued_failed": 4, "old_rejections_kept": 0}
     waiting = {(t.user_attrs[NUMBER], t.user_attrs[ATTEMPT]): t.system_attrs["fixed_params"]
                for t in world.study.get_trials(states=(TrialState.WAITING,))}
-    assert waiting == {(0, 1): {KEY: 1}, (1, 1): {KEY: 2}, (3, 1): {KEY: 4}, (6, 1): {KEY: 3}}
+    assert waiting == {(0, 1): {KEY: 1}, (1, 1): {KEY: 2}, (3, 1): {KEY: 4}, (6, 1): {KEY: 3}, (9, 1): {KEY: 3}}
     assert finished_count(world.study) == 4  # diverged, oom, rejected and ok count; the queued ones' do not
     assert requeue_failed(world.study, world.store, world.spec)["requeued_failed"] == 0  # their latest wait to run
 
