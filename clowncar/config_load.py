@@ -26,7 +26,7 @@ def _field_path(loc: tuple[Any, ...]) -> tuple[str, ...]:
             break
         path.append(part)
         model = fields[part].annotation
-    return tuple(path) or tuple(str(p) for p in loc)
+    return tuple(path)  # empty for the config as a whole (a check across sections)
 
 
 def _error_line(err: ValidationError) -> str:
@@ -40,7 +40,7 @@ def _error_line(err: ValidationError) -> str:
         return f"unknown config key '{key}'" + hint(near_keys(TrialConfig, first["loc"]))
     path = _field_path(first["loc"])
     key = ".".join(path)
-    if first["type"] in ("model_type", "dict_type"):  # `model:` left empty, or a number where a section goes
+    if first["type"] == "model_type":  # `model:` left empty, or a number where a section goes
         got = first.get("input")
         return f"config section '{key}' must be a mapping of keys, got {'null' if got is None else repr(got)}"
     # a value no branch of a union takes (`model_dim: 1e3` is neither an integer nor 'auto'): every branch's reason

@@ -23,6 +23,21 @@ def test_a_trials_result_json_gives_back_its_config_with_the_same_hash(tmp_path:
     assert (other.train.seed, other.train.iterations) == (42, 7)
 
 
+def test_a_trial_record_that_lacks_newer_keys_takes_them_from_the_preset_named_beside_it(tmp_path: Path) -> None:
+    # a trial.json written before some keys existed: the keys it has are its own, the others the preset's
+    (tmp_path / "trial.json").write_text(json.dumps({"config": {"model": {"crawler_loops": 2}}}))
+    cfg = load_config(tmp_path / "trial.json", preset="tiny-cpu")
+    tiny = load_config(None, preset="tiny-cpu")
+    assert cfg.model.crawler_loops == 2 and cfg.train.iterations == tiny.train.iterations != 20000
+    assert load_config(tmp_path / "trial.json").train.iterations == 20000  # no preset: the defaults
+
+
+def test_a_provenance_without_a_config_mapping_is_no_trial_record(tmp_path: Path) -> None:
+    (tmp_path / "result.json").write_text(json.dumps({"status": "ok", "provenance": {"config": "tiny-cpu"}}))
+    with pytest.raises(ConfigError, match="unknown config key 'status'"):
+        load_config(tmp_path / "result.json")
+
+
 def test_a_preset_name_given_where_a_file_goes_says_which_option_was_meant(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=r"^cannot read clowncar-seed: no such file \(did you mean --preset "
