@@ -200,8 +200,13 @@ def resume_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
                    "against the budget")] = False) -> None:
     """Continue a sweep whose head died or that was stopped: finished trials never run again."""
     _refuse_unusable_address(address, f"sweep resume {name}")
+    from clowncar.orchestrator.rerun_lines import child_seed_lines
+
     url, _, _ = _settings(store, address)
-    run_spec(stored_spec(name, url), url, address, num_cpus, num_gpus, quiet, resume=True, retry_failed=retry_failed)
+    spec = stored_spec(name, url)
+    run_spec(spec, url, address, num_cpus, num_gpus, quiet, resume=True, retry_failed=retry_failed)
+    for line in child_seed_lines(url, spec):  # a rerun's answer, as `sweep rerun` ends with it (walk 5, F17)
+        typer.echo(line)
 
 
 def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
@@ -220,30 +225,23 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
               store: StoreOpt = None, address: AddressOpt = None, num_cpus: CpusOpt = None,
               num_gpus: GpusOpt = None, quiet: QuietOpt = False) -> None:
     """Rerun the K best feasible configs of a sweep over seeds, as a child sweep (lineage kept)."""
-    from clowncar.orchestrator.rerun import (
-        ParentMatch,
-        child_spec,
-        parent_notes,
-        parent_seeds,
-        parse_keys,
-        plan_seeds,
-        seed_lines,
-        seed_note,
-    )
-    from clowncar.orchestrator.spec import load_spec
-    from clowncar.orchestrator.sweep_plan import plan_lines
+    from clowncar.orchestrator import rerun_lines as say
+    from clowncar.orchestrator.rerun import ParentMatch, child_spec, parent_seeds, parse_keys, plan_seeds
+    from clowncar.orchestrator.spec import NAME_RE, load_spec
 
+    if child is not None and not NAME_RE.match(child):
+        raise ClownCarError(f"--name '{child}' must be 1-64 letters, digits, '_', '-', '.'")
     if child == name:  # the real run would find the parent there and advise resuming it
         raise ClownCarError(f"--name {child} is the parent sweep's own name: a rerun is a new sweep, so give it a "
                             f"name of its own, or leave --name out for {name}-rerun-topK")
     if not dry_run:  # a dry run joins no cluster
         _refuse_unusable_address(address, f"sweep rerun {name} ...")
     url, _, _ = _settings(store, address)
-    seed_list = _seed_list(seeds)
+    seed_list = say.seed_list(seeds)
     carried = parse_keys(keys)
     base_spec = load_spec(base) if base is not None else None
     _refuse_while_driven(name, url)  # its best configs are not final while it runs
-    runs_on, configs = _child(name, url, top, carried, base_spec)
+    runs_on, configs, notes = _child(name, url, top, carried, base_spec)
     # the parent's trials match the configs only on its own base (an imported parent has no study); there alone a
     # seed the parent ran a config at repeats its trial
     matched = None
@@ -251,42 +249,34 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
         parent_spec = spec_of(stored_sweep(name, url))
         matched = ParentMatch(name, carried, parent_spec.points if carried else None, parent_spec)
     plan = plan_seeds(parent_seeds(url, matched, configs), seed_list)
-    spec = child_spec(runs_on, name, configs, plan.seeds, len(configs), child)
+    measured = say.parent_seconds(url, matched, configs)  # the parent's trial times, where they apply (F6)
+    spec = say.with_measured_seconds(child_spec(runs_on, name, configs, plan.seeds, len(configs), child), measured)
+    say.refuse_taken(url, spec.name)  # a dry run says it as the run would (walk 5, F10)
     if len(configs) < top:
         typer.echo(f"--top {top}: sweep {name} has only {counted(len(configs), 'distinct config')} to rerun")
-    typer.echo(f"child sweep {spec.name}: {len(spec.enqueue)} trials ({counted(len(configs), 'config')} x "
+    if child is None and spec.name != f"{name}-rerun-top{len(configs)}":
+        typer.echo(f"child sweep name {spec.name}: '{name}-rerun-top{len(configs)}' is no sweep name (1-64 letters, "
+                   "digits, '_', '-', '.'); --name sets another")
+    typer.echo(f"child sweep {spec.name}: {counted(len(spec.enqueue), 'trial')} ({counted(len(configs), 'config')} x "
                f"{counted(len(plan.seeds), 'seed')})")
-    for i, (config, note) in enumerate(zip(configs, parent_notes(url, matched, configs), strict=True), start=1):
+    for i, (config, note) in enumerate(zip(configs, notes or say.parent_notes(url, matched, configs), strict=True),
+                                       start=1):
         typer.echo(f"  {i}. " + (", ".join(f"{k}={v}" for k, v in config.items()) or "the base config") + note)
-    if (line := seed_note(plan, len(configs))) is not None:
+    if (line := say.seed_note(plan, len(configs))) is not None:
         typer.echo(line)
-    for line in plan_lines(spec)[1:]:  # points that make one trial, and the estimated cost
+    for line in say.estimate_lines(spec, measured):  # points that make one trial, and the estimated cost
         typer.echo(line)
     if not dry_run:
         run_spec(spec, url, address, num_cpus, num_gpus, quiet, resume=False)
-        for line in seed_lines(url, spec, configs, matched):
+        for line in say.seed_lines(url, spec, configs, matched):
             typer.echo(line)
 
 
-def _seed_list(seeds: str | None) -> list[int] | None:
-    """`--seeds` as integers; None when not given (the rerun picks seeds the parent did not run)."""
-    if seeds is None:
-        return None
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise ClownCarError(f"--seeds must be comma-separated integers, not '{seeds}'") from None
-    again = sorted({s for s in seed_list if seed_list.count(s) > 1})
-    if again:  # as a spec's `seeds` are: a seed twice is one trial asked for twice
-        raise ClownCarError(f"--seeds repeats {', '.join(map(str, again))}")
-    if not seed_list:
-        raise ClownCarError("--seeds needs at least one seed")
-    return seed_list
-
-
-def _child(name: str, url: str, top: int, carried: list[str] | None, base: Any) -> tuple[Any, list[dict[str, Any]]]:
-    """The spec the child runs on and its configs: an imported parent's from the store (what was read as another
-    key and what was left out printed), a clowncar parent's from its Optuna study."""
+def _child(name: str, url: str, top: int, carried: list[str] | None, base: Any
+           ) -> tuple[Any, list[dict[str, Any]], list[str] | None]:
+    """The spec the child runs on, its configs, and for an imported parent what each config's rank rests on: an
+    imported parent's from the store (what was read as another key and what was left out printed), a clowncar
+    parent's from its Optuna study."""
     from clowncar.orchestrator.rerun import best_configs, imported_configs
 
     sweep = stored_sweep(name, url)
@@ -297,9 +287,11 @@ def _child(name: str, url: str, top: int, carried: list[str] | None, base: Any) 
             typer.echo(f"  read as clowncar keys: {', '.join(picked.renamed)}")
         if picked.dropped:
             typer.echo(f"  not carried (no clowncar config key): {', '.join(picked.dropped)}")
-        return base, picked.configs
+        from clowncar.orchestrator.rerun_lines import imported_notes
+
+        return base, picked.configs, imported_notes(picked.metric, picked.values)
     parent = spec_of(sweep)
-    return base or parent, best_configs(parent, url, top, carried, expand=base is not None)
+    return base or parent, best_configs(parent, url, top, carried, expand=base is not None), None
 
 
 
@@ -330,12 +322,18 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
     print_study(name, url, stored, summary["best"])
     for r in summary["running"]:
         typer.echo(f"  {label}: trial {r['number']} attempt {r['attempt']} on {r['node']} step {r['last_step']}")
+    if summary.get("parent") and summary["source"] != "import":  # a rerun is for its configs' means over seeds
+        from clowncar.orchestrator.rerun_lines import child_seed_lines
+
+        for line in child_seed_lines(url, stored_spec(name, url)):
+            typer.echo(line)
 
 
 
 def ls_cmd(store: StoreOpt = None) -> None:
     """Every sweep in the store."""
     from clowncar.orchestrator.driver_state import status_of
+    from clowncar.orchestrator.rerun_lines import child_best_note
     from clowncar.store import open_store
     from clowncar.store.commands import text_table
 
@@ -352,6 +350,8 @@ def ls_cmd(store: StoreOpt = None) -> None:
     cols = [c for c in ("status", "source", "trials", "ok", "running", "failed", "best_bpb", "best_metric", "parent",
                         "name") if c in frame.columns]
     typer.echo(text_table(frame[cols].values.tolist(), cols))
+    if (note := child_best_note(frame["parent"].tolist())) is not None:
+        typer.echo(note)
 
 
 def submit_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")],

@@ -6,7 +6,9 @@ files, which has no spec. `--keys` carries only some of each config's keys; the 
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 import statistics
 from dataclasses import dataclass, field
 from itertools import chain, count
@@ -87,11 +89,18 @@ def _expand_point(parent: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
 
 def pick(configs: list[dict[str, Any]], top: int, keys: list[str] | None, losses: list[float]
          ) -> list[dict[str, Any]]:
-    """The `top` distinct configs (the seed left out and, given `keys`, only those keys), lowest mean loss first:
-    a config run at several seeds is judged by all of them, as the report's top-configs table judges it, not by
-    its luckiest seed. The seed is the unit, by the report's rule (`analysis.seeds.seed_units`): trials of one
-    config at one seed (an imported log's repeats) are one value, their mean; a trial that names no seed is its
-    own. `losses` go with `configs` (best first in: ties keep that order)."""
+    """The `top` best distinct configs of `ranked_units`."""
+    return [config for config, _ in ranked_units(configs, keys, losses)[:top]]
+
+
+def ranked_units(configs: list[dict[str, Any]], keys: list[str] | None, losses: list[float]
+                 ) -> list[tuple[dict[str, Any], list[float]]]:
+    """The distinct configs (the seed left out and, given `keys`, only those keys), each with its value per seed,
+    lowest mean loss first: a config run at several seeds is judged by all of them, as the report's top-configs
+    table judges it, not by its luckiest seed. The seed is the unit, by the report's rule
+    (`analysis.seeds.seed_units`): trials of one config at one seed (an imported log's repeats) are one value,
+    their mean; a trial that names no seed is its own. `losses` go with `configs` (best first in: ties keep that
+    order)."""
     import pandas as pd
 
     from clowncar.analysis.seeds import seed_units
@@ -105,9 +114,9 @@ def pick(configs: list[dict[str, Any]], top: int, keys: list[str] | None, losses
         rows.append({"run_id": str(n), "config_key": key, "label": key, "seed": config.get(SEED_KEY), "bpb": loss})
     if not rows:
         return []
-    means = seed_units(pd.DataFrame(rows)).groupby("config_key", sort=False)["bpb"].mean()
-    ranked = sorted(means.items(), key=lambda kv: kv[1])  # stable: ties stay in order (first seen first)
-    return [kept_of[key] for key, _ in ranked[:top]]
+    units = seed_units(pd.DataFrame(rows)).groupby("config_key", sort=False)["bpb"].agg(list)
+    ranked = sorted(units.items(), key=lambda kv: statistics.fmean(kv[1]))  # stable: ties keep their order
+    return [(kept_of[key], values) for key, values in ranked]
 
 
 def config_key(dotted: str) -> bool:
@@ -152,6 +161,8 @@ class Imported:
     configs: list[dict[str, Any]]
     dropped: list[str]
     renamed: list[str]
+    values: list[list[float]] = field(default_factory=list)
+    """Per config, its value per seed (`ranked_units`): what the ranking rests on (n=1: a single run)."""
 
 
 def imported_configs(store_url: str, name: str, top: int, keys: list[str] | None) -> Imported:
@@ -176,12 +187,14 @@ def imported_configs(store_url: str, name: str, top: int, keys: list[str] | None
         config = _without_loops_of_no_crawler({renames.get(k, k): v for k, v in stored.items()})
         dropped |= {k for k in config if not config_key(k)}
         configs.append({k: v for k, v in config.items() if config_key(k)})
-    picked = pick(configs, top, keys, scores)
+    ranked = ranked_units(configs, keys, scores)[:top]
+    picked = [config for config, _ in ranked]
     if picked == [{}]:
         raise _nothing_to_carry(name, keys, renamed)
     if keys and any(k in renamed for k in keys):  # carrying the other keys alone would drop it without a word
         raise _renamed_key(name, keys, renamed)
-    return Imported(metric, picked, sorted(dropped), sorted(f"{k} -> {v}" for k, v in renamed.items()))
+    return Imported(metric, picked, sorted(dropped), sorted(f"{k} -> {v}" for k, v in renamed.items()),
+                    [values for _, values in ranked])
 
 
 def _without_loops_of_no_crawler(config: dict[str, Any]) -> dict[str, Any]:
@@ -191,6 +204,22 @@ def _without_loops_of_no_crawler(config: dict[str, Any]) -> dict[str, Any]:
     if config.get("model.num_crawler_layers") == 0 and config.get("model.crawler_loops") == 0:
         return {k: v for k, v in config.items() if k != "model.crawler_loops"}
     return config
+
+
+def default_child_name(parent: str, top: int) -> str:
+    """`PARENT-rerun-topK`, made a valid sweep name where the parent's is none (an imported record's name has
+    blanks, or runs past 64 characters with the suffix): other characters become '_', and a name too long keeps
+    its start and a short hash of the whole, so that two long names that start alike still differ."""
+    from clowncar.orchestrator.spec import NAME_RE
+
+    suffix = f"-rerun-top{top}"
+    if NAME_RE.match(parent + suffix):
+        return parent + suffix
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "_", parent).lstrip("_.-") or "sweep"
+    if len(clean) + len(suffix) > 64:
+        tag = "-" + hashlib.sha256(parent.encode()).hexdigest()[:8]
+        clean = clean[:64 - len(suffix) - len(tag)] + tag
+    return clean + suffix
 
 
 ENQUEUE_ERROR = "sweep spec enqueue: "
@@ -206,7 +235,7 @@ def child_spec(base: SweepSpec, parent: str, configs: list[dict[str, Any]], seed
         raise ClownCarError("--seeds needs at least one seed")
     points = [{**c, SEED_KEY: s} for c in configs for s in seeds]
     data = base.to_dict()
-    data.update(name=name or f"{parent}-rerun-top{top}", parent=parent, space={}, seeds=[],
+    data.update(name=name or default_child_name(parent, top), parent=parent, space={}, seeds=[],
                 points=data["points"] if any(POINT_KEY in c for c in configs) else {},
                 sampler="random", enqueue=points, scheduler={"type": "none"},
                 budget={**data["budget"], "max_trials": len(points)})
@@ -254,13 +283,21 @@ def seed_values(store_url: str, sweep: str, configs: list[dict[str, Any]], keys:
     reads it (named point spelled out with `points`, the seed left out, only `keys` kept), is that config; None
     when the sweep has no Optuna study. Equality, not 'holds every key': with --keys the base config is {}, which
     every trial holds. A point that names no seed ran at `spec`'s (None without a spec)."""
+    found = matched_trials(store_url, sweep, configs, keys, points, spec)
+    return None if found is None else [[(seed, t.values[0]) for seed, t in got] for got in found]
+
+
+def matched_trials(store_url: str, sweep: str, configs: list[dict[str, Any]], keys: list[str] | None = None,
+                   points: dict[str, dict[str, Any]] | None = None, spec: SweepSpec | None = None
+                   ) -> list[list[tuple[Any, Any]]] | None:
+    """`seed_values`'s (seed, trial) pairs: the Optuna trials themselves."""
     from clowncar.orchestrator.suggest import trial_params
 
     feasible = feasible_results(store_url, sweep)
     if feasible is None:
         return None
     seed_of = _seed_reader(spec)
-    found: list[list[tuple[Any, float]]] = [[] for _ in configs]
+    found: list[list[tuple[Any, Any]]] = [[] for _ in configs]
     for t in feasible:
         raw = trial_params(t)
         point = raw
@@ -269,11 +306,11 @@ def seed_values(store_url: str, sweep: str, configs: list[dict[str, Any]], keys:
         read = {k: v for k, v in point.items() if k != SEED_KEY and (keys is None or k in keys)}
         match = next((i for i, c in enumerate(configs) if c == read), None)
         if match is not None:
-            found[match].append((seed_of(raw), t.values[0]))
+            found[match].append((seed_of(raw), t))
     return found
 
 
-def _parent_values(store_url: str, parent: ParentMatch | None, configs: list[dict[str, Any]]
+def parent_values(store_url: str, parent: ParentMatch | None, configs: list[dict[str, Any]]
                    ) -> list[list[tuple[Any, float]]] | None:
     return (seed_values(store_url, parent.name, configs, parent.keys, parent.points, parent.spec) if parent
             else None)
@@ -297,7 +334,7 @@ class SeedPlan:
 
 def parent_seeds(store_url: str, parent: ParentMatch | None, configs: list[dict[str, Any]]) -> list[set[Any]]:
     """Per config, the seeds at which the parent ran it (empty where its trials cannot be matched)."""
-    found = _parent_values(store_url, parent, configs)
+    found = parent_values(store_url, parent, configs)
     return [{s for s, _ in got} - {None} for got in found] if found is not None else [set() for _ in configs]
 
 
@@ -325,76 +362,3 @@ def plan_seeds(ran: list[set[Any]], given: list[int] | None) -> SeedPlan:
         else:
             seeds.append(seed)
     return SeedPlan(seeds, left_out, {})
-
-
-def _configs_text(numbers: list[int], total: int) -> str:
-    if len(numbers) == total and total > 1:
-        return "every config"
-    return f"config{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}"
-
-
-def seed_note(plan: SeedPlan, configs: int) -> str | None:
-    """One line on the parent's seeds: which default seed was left out and why, or which given seed repeats the
-    parent's trials; None when neither."""
-    if plan.left_out:
-        named = "; ".join(f"{s} (the parent ran {_configs_text(c, configs)} at it)" for s, c in plan.left_out.items())
-        return (f"seeds {', '.join(map(str, plan.seeds))}: left out {named}, as a config's value at its parent's "
-                "seed is the one it was picked by (biased by the picking), and rerunning it would repeat that "
-                "trial; --seeds sets the seeds")
-    if plan.repeats:
-        named = "; ".join(f"seed {s} repeats the parent's trial of {_configs_text(c, configs)}"
-                          for s, c in plan.repeats.items())
-        return (f"{named}: the value a config was picked by (biased by the picking), so the summary gives the mean "
-                "over the other seeds beside the parent's value")
-    return None
-
-
-def parent_notes(store_url: str, parent: ParentMatch | None, configs: list[dict[str, Any]]) -> list[str]:
-    """Per config, what the parent measured for it (' (parent 1.1813, n=2)'), so that a user weighs the pick
-    before spending GPUs on it; '' where the parent's trials cannot be matched (`parent` None: see seed_lines)."""
-    found = _parent_values(store_url, parent, configs)
-    if found is None:
-        return [""] * len(configs)
-    return [f" (parent {sum(v for _, v in got) / len(got):.4f}, n={len(got)})" if got else "" for got in found]
-
-
-def seed_lines(store_url: str, child: SweepSpec, configs: list[dict[str, Any]], parent: ParentMatch | None
-               ) -> list[str]:
-    """What a rerun is for: each config's mean and sd over the child's seeds, every seed's value, and the
-    parent's mean for the same config (`parent`: None when its trials cannot be matched: an imported sweep, or
-    configs carried onto another base). The winner's curse shows as a child mean behind the parent's."""
-    mine = seed_values(store_url, child.name, configs)
-    if mine is None:
-        return []
-    theirs = _parent_values(store_url, parent, configs)
-    metric = child.objective.metric
-    shown = "q_sliding_val_bpb, else q_val_bpb" if metric == "auto" else metric
-    lines = [f"each config over the seeds (objective {shown}; `clowncar analyze {child.name}` tests them):"]
-    for i, got in enumerate(mine, start=1):
-        before = theirs[i - 1] if theirs else []
-        was = f"; parent {sum(v for _, v in before) / len(before):.4f} (n={len(before)})" if before else ""
-        picked_at = {s for s, _ in before} - {None}
-        fresh = [(s, v) for s, v in got if s not in picked_at]
-        again = [(s, v) for s, v in got if s in picked_at]
-        lines.append(f"  {i}. {_mean_text(fresh, 'fresh ' if again else '')}{was}{_again_text(again)}")
-    return lines
-
-
-def _mean_text(got: list[tuple[Any, float]], fresh: str) -> str:
-    """`mean 1.6000 sd 0.1414 (n=2: 1: 1.5000, 2: 1.7000)` over `got`'s seeds; `fresh` names them when the parent's
-    seed is left out."""
-    values = [v for _, v in got]
-    if not values:
-        return f"no finished {fresh}seed"
-    sd = f" sd {statistics.stdev(values):.4f}" if len(values) > 1 else ""
-    seeds = ", ".join(f"{s}: {v:.4f}" for s, v in got)
-    over = f" over the {fresh}seeds" if fresh else ""
-    return f"mean {sum(values) / len(values):.4f}{sd}{over} (n={len(values)}: {seeds})"
-
-
-def _again_text(again: list[tuple[Any, float]]) -> str:
-    """What the rerun measured at the parent's own seed(s), and why it is not in the mean."""
-    if not again:
-        return ""
-    seeds = ", ".join(f"{s}: {v:.4f}" for s, v in again)
-    return f"; the parent's seed, at which the config was picked, left out of the mean: {seeds}"

@@ -60,6 +60,10 @@ def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trial
             cols = ["source", "status", "trials", "ok", "running", "failed", "best_bpb", "best_metric", "created_at",
                     "name"]
             typer.echo(text_table(frame[cols].values.tolist(), cols))
+            from clowncar.orchestrator.rerun_lines import child_best_note
+
+            if (note := child_best_note(frame["parent"].tolist())) is not None:
+                typer.echo(note)
             if unranked := int(frame["unranked_headlines"].sum()):
                 sweeps = int((frame["unranked_headlines"] > 0).sum())
                 typer.echo(f"note: headline_bpb (TTT/n-gram evals) is not ranked: best_bpb is a sweep's best "

@@ -46,11 +46,11 @@ def base_spec(tmp_path: Path, **fields: Any) -> Path:
     return path
 
 
-def import_csv(url: str, tmp_path: Path, rows: list[str]) -> None:
+def import_csv(url: str, tmp_path: Path, rows: list[str], sweep: str = "frug") -> None:
     csv = tmp_path / "frug.csv"
     csv.write_text(CSV_HEAD + "".join(r + "\n" for r in rows))
     with open_store(url) as st:
-        import_paths(st, [csv], sweep="frug")
+        import_paths(st, [csv], sweep=sweep)
 
 
 ROWS = ["2026-03-23T00:00:00,a,2.30,2,0,2,3,0.002,5.0,3,64,,,,,,,,",
@@ -69,9 +69,9 @@ def test_an_imported_sweep_reruns_its_best_configs_from_the_base_spec(url: str, 
         "  not carried (no clowncar config key): legacy.lr",
         "child sweep frug-rerun-top2: 4 trials (2 configs x 2 seeds)",
         "  1. train.cadence=3, train.cadence_offset=0, train.grad_clip_norm=5.0, model.num_crawler_layers=2, "
-        "model.crawler_loops=2, model.crawler_mlp_mult=4.0, model.model_dim=64",
+        "model.crawler_loops=2, model.crawler_mlp_mult=4.0, model.model_dim=64 (val_bpb mean 2.1500 sd 0.0707, n=2)",
         "  2. train.cadence=1, train.cadence_offset=0, train.grad_clip_norm=5.0, model.num_crawler_layers=1, "
-        "model.crawler_loops=4, model.crawler_mlp_mult=2.0, model.model_dim=64",
+        "model.crawler_loops=4, model.crawler_mlp_mult=2.0, model.model_dim=64 (val_bpb 2.2500, n=1)",
         "  estimated: 4.4 trial-minutes on CPU (4 trials x 66 s on average, no GPU)",
         "  per trial: train.max_wallclock_seconds + 10 % (the training cap: evaluation, quantization and compilation "
         "come on top); the driver uses the measured trial times once trials finish"]
@@ -85,6 +85,21 @@ def test_an_imported_sweep_reruns_its_best_configs_from_the_base_spec(url: str, 
     assert spec.trial_config(spec.enqueue[2]).model.crawler_mlp_mult == 2.0
 
 
+def test_an_imported_sweep_whose_name_is_no_sweep_name_gets_a_child_name_that_is(url: str, tmp_path: Path,
+                                                                                   runs: list, capsys) -> None:
+    # an import names a sweep after its files, blanks and all (walk 5, F15)
+    import_csv(url, tmp_path, ROWS, sweep="2026-03-19_int6_STE QAT_ MLP_bigram _U_Net.train")
+    cmd.rerun_cmd("2026-03-19_int6_STE QAT_ MLP_bigram _U_Net.train", top=1, seeds="7", base=base_spec(tmp_path),
+                  store=url)
+    out = capsys.readouterr().out.splitlines()
+    assert out[3:5] == [
+        "child sweep name 2026-03-19_int6_STE_QAT__MLP_bigram__U_Net.train-rerun-top1: '2026-03-19_int6_STE QAT_ "
+        "MLP_bigram _U_Net.train-rerun-top1' is no sweep name (1-64 letters, digits, '_', '-', '.'); --name sets "
+        "another",
+        "child sweep 2026-03-19_int6_STE_QAT__MLP_bigram__U_Net.train-rerun-top1: 1 trial (1 config x 1 seed)"]
+    assert [s.name for s in runs] == ["2026-03-19_int6_STE_QAT__MLP_bigram__U_Net.train-rerun-top1"]
+
+
 def test_a_dry_run_prints_the_configs_and_the_plan_and_runs_nothing(url: str, tmp_path: Path, runs: list,
                                                                      capsys: pytest.CaptureFixture) -> None:
     parent_study(url)
@@ -93,7 +108,7 @@ def test_a_dry_run_prints_the_configs_and_the_plan_and_runs_nothing(url: str, tm
         # each config with what the parent measured for it: the base config is the narrow point alone (no
         # cadence set), not every trial
         "child sweep par-rerun-top2: 4 trials (2 configs x 2 seeds)", "  1. the base config (parent 1.1000, n=1)",
-        "  2. train.cadence=3 (parent 1.2500, n=2)",
+        "  2. train.cadence=3 (parent mean 1.2500 sd 0.0707, n=2)",
         "  estimated: 4.4 trial-minutes on CPU (4 trials x 66 s on average, no GPU)",
         "  per trial: train.max_wallclock_seconds + 10 % (the training cap: evaluation, quantization and compilation "
         "come on top); the driver uses the measured trial times once trials finish"]

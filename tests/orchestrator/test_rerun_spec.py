@@ -164,7 +164,8 @@ def test_a_carried_config_that_does_not_build_on_the_base_names_the_parent_and_t
 
 
 def test_a_rerun_ends_with_each_configs_seeds_and_the_parents_mean(url: str) -> None:
-    from clowncar.orchestrator.rerun import ParentMatch, seed_lines
+    from clowncar.orchestrator.rerun import ParentMatch
+    from clowncar.orchestrator.rerun_lines import seed_lines
 
     parent = _parent_study(url)
     for loops, seed, value in [(2, 1, 1.2), (2, 2, 1.4), (1, 1, 1.5), (3, 1, 9.0)]:
@@ -191,7 +192,8 @@ def test_a_rerun_ends_with_each_configs_seeds_and_the_parents_mean(url: str) -> 
 
 
 def test_a_rerun_at_the_parents_seed_gives_the_mean_over_the_fresh_seeds_beside_the_parents_value(url: str) -> None:
-    from clowncar.orchestrator.rerun import ParentMatch, seed_lines
+    from clowncar.orchestrator.rerun import ParentMatch
+    from clowncar.orchestrator.rerun_lines import seed_lines
 
     parent = _parent_study(url)
     _add(parent, 2, 1, 1.2)  # the config was picked at seed 1
@@ -236,17 +238,19 @@ def test_default_seeds_skip_every_seed_the_parent_ran_a_config_at(ran: list, giv
 
 
 def test_a_config_with_no_parent_trial_gets_no_parent_note(url: str) -> None:
-    from clowncar.orchestrator.rerun import ParentMatch, parent_notes
+    from clowncar.orchestrator.rerun import ParentMatch
+    from clowncar.orchestrator.rerun_lines import parent_notes
 
     parent = _parent_study(url)
     for loops, seed, value in [(2, 1, 1.2), (2, 2, 1.4)]:
         _add(parent, loops, seed, value)
-    assert parent_notes(url, ParentMatch("par"), [{LOOPS: 2}, {LOOPS: 4}]) == [" (parent 1.3000, n=2)", ""]
+    assert parent_notes(url, ParentMatch("par"), [{LOOPS: 2}, {LOOPS: 4}]) == [
+        " (parent mean 1.3000 sd 0.1414, n=2)", ""]
     assert parent_notes(url, None, [{LOOPS: 2}]) == [""]
 
 
 def test_a_config_with_no_finished_seed_does_not_end_the_list(url: str) -> None:
-    from clowncar.orchestrator.rerun import seed_lines
+    from clowncar.orchestrator.rerun_lines import seed_lines
 
     child = child_spec(parent_of(), "par", [{LOOPS: 4}, {LOOPS: 2}], [1], 2, None)
     study = _parent_study_named(url, child.name)
