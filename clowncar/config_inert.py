@@ -82,6 +82,6 @@ def named_inert_switch(cfg: Config, defaults: Config, named: set[str]) -> str | 
         if key in named and key not in NOT_REFUSED:
             section, name = key.split(".")
             value = cfg[section][name]
-            shown = str(value).lower() if isinstance(value, bool) else value
-            return f"{key} = {shown} cannot act on this model: it needs {SWITCHES[key][1]}"
+            # every switch holds a bool or a lower-case name: `true`, as a file or --set writes it
+            return f"{key} = {str(value).lower()} cannot act on this model: it needs {SWITCHES[key][1]}"
     return None

@@ -86,6 +86,7 @@ def test_config_presets_lists_every_preset_with_one_line(run_cli: Any) -> None:
        "model.delta_net_heads > 0") for key, value in DELTANET_SWITCHES.items() if key != "model.delta_net_heads"),
     ("tiny-cpu", ["model.inst_dim=0", "train.train_flow_instructions=false"], "it needs flow instructions"),
     ("tiny-cpu", ["model.crawler_loops=1", "train.train_flow_instructions=false"], "it needs flow instructions"),
+    ("tiny-cpu", ["model.num_crawler_layers=0", "train.train_flow_instructions=false"], "it needs flow instructions"),
     ("tiny-cpu", ["quant.flat_scheme=int8", "quant.gptq_feedback=full_inverse"], "it needs a GPTQ scheme"),
 ])
 def test_a_named_seed_switch_that_cannot_act_is_a_config_error(preset: str, overrides: list[str],
@@ -93,6 +94,11 @@ def test_a_named_seed_switch_that_cannot_act_is_a_config_error(preset: str, over
     with pytest.raises(ConfigError) as err:
         load_config(preset=preset, overrides=overrides)
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_switch_on_the_narrowest_flow_instructions_acts_and_is_accepted() -> None:
+    cfg = load_config(preset="tiny-cpu", overrides=["model.inst_dim=1", "train.train_flow_instructions=false"])
+    assert cfg.model.inst_dim == 1 and cfg.train.train_flow_instructions is False
 
 
 def test_a_file_that_names_one_is_refused_too(tmp_path: Any) -> None:
