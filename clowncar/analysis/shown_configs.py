@@ -63,6 +63,9 @@ def over_cap(runs: pd.DataFrame, trials: pd.DataFrame | None) -> list[str | None
     flag = src.get("over_cap", pd.Series(None, index=src.index, dtype=object))
     cap = pd.to_numeric(src.get("quant.size_cap_bytes", pd.Series(math.nan, index=src.index)), errors="coerce")
     cap = cap.where(cap > 0, CHALLENGE_CAP_BYTES)
+    # the cap a sweep held the trial to, where that was its spec's stricter constraint (trainable.stored_result)
+    applied = pd.to_numeric(src.get("size_cap_applied", pd.Series(math.nan, index=src.index)), errors="coerce")
+    cap = applied.where(applied > 0, cap)
     size = pd.to_numeric(runs["artifact_bytes"], errors="coerce").reset_index(drop=True)
     out: list[str | None] = []
     for said, c, b in zip(flag, cap, size, strict=True):

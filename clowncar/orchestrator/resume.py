@@ -112,8 +112,9 @@ def _record_from_disk(store: Any, spec: SweepSpec, runs_dir: Path | None, number
     store.add_steps(uid, attempt, rows["steps"])
     store.add_evals(uid, attempt, rows["evals"])
     store.add_probes(uid, attempt, rows["probes"])
-    store.finish_trial(uid, attempt, final["status"], final["reason"] or None, result)
-    return final["status"], result
+    stored = json.loads(final["result_json"])  # with the sweep's size verdict, as the head would store it
+    store.finish_trial(uid, attempt, final["status"], final["reason"] or None, stored)
+    return final["status"], stored
 
 
 RETRIED = ("crashed", "error")

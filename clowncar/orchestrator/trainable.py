@@ -219,6 +219,13 @@ def outcome(returncode: int, result: dict[str, Any] | None, stderr_tail: str) ->
     return status, result.get("reason")
 
 
+def stored_result(result: dict[str, Any], size: SizeVerdict) -> dict[str, Any]:
+    """The worker's result as the store keeps it: over its one cap, it says so (`over_cap` true) and which cap that
+    was (`size_cap_applied`), also where only the spec's stricter constraint was broken, which the worker did not
+    know of: what the report marks as not submittable."""
+    return {**result, "over_cap": True, "size_cap_applied": size.cap} if size.over else result
+
+
 def final_report(ctx: TrialContext, status: str, reason: str | None, result: dict[str, Any] | None,
                  wall_s: float, own_cap: int | None = None) -> dict[str, Any]:
     """The last report of a trial: its outcome, objective and size verdict against its one cap (`own_cap`: the
@@ -238,7 +245,7 @@ def final_report(ctx: TrialContext, status: str, reason: str | None, result: dic
         "feasible": status == "ok" and not size.over,
         # Optuna constraint: <= 0 is feasible.
         "constraint": size.constraint,
-        "result_json": json.dumps(result) if result is not None else "",
+        "result_json": json.dumps(stored_result(result, size)) if result is not None else "",
     }
     for key in RESULT_KEYS_FOR_TUNE:
         v = res.get(key)

@@ -82,6 +82,15 @@ def test_an_imported_run_over_the_challenge_cap_is_marked_when_it_records_no_cap
     assert marked == {"h-faults/0": 0, "h-faults/1": 0, "h-faults/4": 1}  # 1 and 3 are one config without a cap
 
 
+def test_a_run_over_its_sweeps_stricter_constraint_is_marked_with_that_cap() -> None:
+    # the worker knew only its own 16,000,000; the sweep held it to its spec's 300,000 (trainable.stored_result)
+    trials = _faults()
+    trials.loc[3, ["artifact_bytes", "over_cap", "size_cap_applied"]] = [450_000.0, True, 300_000]
+    a = report.analyse(["faults"], trials)
+    held = next(row for row in a["top_configs"] if row["config_hash"] == ["h-faults/4"])
+    assert held["caveat"].endswith("over its size cap (450000 bytes > the cap of 300000): cannot be submitted")
+
+
 def test_a_pareto_point_of_a_config_run_at_several_seeds_stands_beside_its_mean_over_seeds() -> None:
     # walk 5, F14: the rerun's seed-42 draw of the winner is on the front; the config's mean is 2.4656
     seeds = {1337: 2.4734, 42: 2.4588, 2025: 2.4647}

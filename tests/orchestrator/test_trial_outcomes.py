@@ -126,6 +126,9 @@ def test_a_trial_is_held_to_the_stricter_of_its_own_cap_and_the_specs_constraint
                              {**result, "provenance": {"config": {"quant": {"size_cap_bytes": own}}}}, 1.0)):
         assert out["constraint"] == art - cap and out["feasible"] is (where is None)
         assert out["reason"] == ("" if where is None else f"artifact {art} bytes over the cap of {cap} ({where})")
+        stored = json.loads(out["result_json"])  # what the store keeps, and the report reads
+        assert (stored.get("over_cap"), stored.get("size_cap_applied")) == ((art > own, None) if where is None else
+                                                                           (True, cap))
 
 
 def test_an_ok_result_without_the_objective_is_an_error_and_failures_carry_no_objective() -> None:
