@@ -117,7 +117,7 @@ declare -A TESTS=(
   [clowncar/data/demo.py]="tests/data/test_demo_rules.py tests/data/test_demo.py"
   [clowncar/cli.py]="tests/test_cli_rules.py tests/test_cli.py"
   [clowncar/errors.py]="tests/test_cli_rules.py tests/orchestrator/test_sweep_start.py"
-  [clowncar/store/commands.py]="tests/store/test_store_command_output.py"
+  [clowncar/store/commands.py]="tests/store/test_store_command_output.py tests/store/test_store_ls_headlines.py"
   [clowncar/analysis/commands.py]="tests/analysis/test_analyze_command.py"
   [clowncar/config_commands.py]="tests/test_config_commands.py"
   [clowncar/orchestrator/commands.py]="tests/orchestrator/test_sweep_command_output.py tests/orchestrator/test_interrupted_lines.py tests/orchestrator/test_rerun_command.py tests/orchestrator/test_rerun_base.py tests/orchestrator/test_reach.py tests/orchestrator/test_sweep_status_reasons.py tests/orchestrator/test_preflight.py"
@@ -147,7 +147,8 @@ declare -A TESTS=(
 # spaces). artifact.py: of the bad-input corpus, only the artifact cases that run in this process (the one run as
 # `python -m clowncar`, bomb-subprocess, imports the installed package, never the mutant). sweep_plan.py: not the
 # two tests of the 128-point shipped grid (~30 s each on a loaded machine, 20 s a mutant): one never calls the
-# module, the other runs `sweep plan` in a subprocess; test_sweep_plan_lines.py checks the same kinds of line in process.
+# module, the other runs `sweep plan` in a subprocess; test_sweep_plan_lines.py checks the same kinds of line in
+# process.
 declare -A KEYWORDS=(
   [clowncar/worker/artifact.py]="not test_bad_inputs.py or (artifacts: and not subprocess)"
   [clowncar/analysis/seeds.py]="not test_results_and_family.py or seed_variance"

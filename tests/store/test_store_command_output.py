@@ -15,7 +15,17 @@ import pytest
 
 from clowncar.errors import ClownCarError, StoreError
 from clowncar.store import open_store
-from clowncar.store.commands import _csv_ready, _fmt, _parquet_ready, export, ls, show, text_table
+from clowncar.store.commands import (
+    _csv_ready,
+    _fmt,
+    _parquet_ready,
+    config_text,
+    export,
+    ls,
+    searched_keys,
+    show,
+    text_table,
+)
 from clowncar.store.importers import import_paths
 
 LOG = ("step:1/4 train_loss:5.0000 train_time:10ms step_avg:10.00ms\n"
@@ -58,6 +68,24 @@ def test_tables_pad_every_column_to_its_widest_cell() -> None:
     assert text_table([["a", 1.5], ["long-name", None]], ["name", "bpb"]).splitlines() == [
         "name       bpb", "a          1.5", "long-name  -"]
     assert text_table([], ["x", "y"]) == "x  y"
+
+
+def test_a_specs_searched_keys_are_its_space_points_queue_and_seeds_in_order_once_each() -> None:
+    spec = {"space": {"model.crawler_loops": {"grid": [1, 2]}, "_note": "x"},
+            "points": {"wide": {"model.model_dim": 96}, "broken": "not a mapping"},
+            "enqueue": [{"train.matrix_lr": 0.02, "model.crawler_loops": 2}], "seeds": [1, 2]}
+    keys = ["model.crawler_loops", "model.model_dim", "train.matrix_lr", "train.seed"]
+    assert searched_keys(spec) == keys
+    assert searched_keys(json.dumps(spec)) == keys  # as the store holds it
+    assert searched_keys("") == searched_keys(None) == searched_keys("[]") == []  # an imported sweep's
+
+
+def test_a_trials_config_text_names_its_present_values_by_their_last_name_or_is_a_dash() -> None:
+    row = {"model.crawler_loops": 2, "train.seed": float("nan"), "train.matrix_lr": 0.02}
+    assert config_text(row, ["model.crawler_loops", "train.seed", "train.matrix_lr", "model.model_dim"]) == (
+        "crawler_loops=2, matrix_lr=0.02")
+    assert config_text(row, ["train.seed", "model.model_dim"]) == "-"
+    assert config_text({"a.b.c": 1, "point": "wide"}, ["a.b.c", "point"]) == "c=1, point=wide"  # any depth
 
 
 def test_ls_lists_sweeps_with_counts_and_best_bpb(filled, capsys) -> None:
@@ -109,6 +137,28 @@ def test_ls_of_a_run_sweep_names_each_trials_searched_values_and_its_artifact_by
                                 "node", "reason"]
     assert "crawler_loops=3, model_dim=96, matrix_lr=0.02, seed=42" in lines[1] and "472862" in lines[1]
     assert "crawler_loops=1, seed=1337" in lines[2]  # a key the trial's config lacks is left out
+
+
+def test_ls_of_a_sweep_whose_trials_never_measured_their_artifact_leaves_the_column_out(tmp_path: Path,
+                                                                                       capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", {})
+        st.start_trial("s", "t0", 0, 0, {"train": {"seed": 1}}, 1, "node-a")
+        st.finish_trial("t0", 0, "ok", None, {"val_bpb": 2.5, "artifact_bytes": None})  # quantization skipped
+    ls("s", store=url)
+    assert capsys.readouterr().out.splitlines()[0].split() == ["number", "trial_uid", "attempt", "status", "val_bpb",
+                                                               "node", "reason"]
+
+
+def test_ls_of_a_store_with_a_rerun_says_its_best_is_a_single_run(filled, capsys) -> None:
+    url, _, _ = filled
+    with open_store(url) as st:
+        st.create_or_get_sweep("a-rerun", {}, parent="a", source="import")
+    ls(None, store=url)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "note: a rerun's best_bpb (a sweep with a parent) is its best single run, not a mean over seeds: "
+        "`clowncar sweep status NAME` gives each config's mean")
 
 
 def test_ls_keeps_the_counts_in_place_however_long_a_sweep_name(filled, capsys) -> None:
@@ -167,6 +217,17 @@ def test_show_prints_config_attempts_results_evals_and_artifacts(filled, capsys)
     assert "  provenance.format = training-log" in lines and f"  provenance.imported_from = {log}" in lines
     assert "  eval line 4: final_int8_zlib_roundtrip_exact val_bpb 1.2345 (standard, quantized, int8)" in lines
     assert lines[-1] == "  artifact model: /runs/a/model.ptz (9100000 bytes, code 250008, sha256 ab12)"
+
+
+def test_show_prints_a_result_to_twelve_significant_digits_not_the_listings_eight(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "long.log"
+    log.write_text(LOG.replace("val_bpb:1.2345", "val_bpb:1.234567891234"))
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(url) as st:
+        (rep,) = import_paths(st, [log])
+    show(rep.uids[0], store=url)
+    lines = capsys.readouterr().out.splitlines()
+    assert "  q_val_bpb = 1.23456789123" in lines  # 1.2345679 at the listings' 8 digits
 
 
 def test_show_prints_the_config_flattened_and_a_repeated_eval(tmp_path: Path, capsys) -> None:

@@ -41,6 +41,19 @@ def test_a_sweeps_trials_show_a_ttt_headline_beside_the_ranked_metric(tmp_path: 
                          "(ttt eval), is not ranked"]
 
 
+def test_headlines_of_two_unranked_modes_are_both_named(tmp_path: Path, capsys) -> None:
+    paths = [tmp_path / "ttt.log", tmp_path / "ngram.log"]
+    paths[0].write_text(LOG + TTT)
+    paths[1].write_text(LOG.replace("5.0000", "6.0000") + "final_ngram_exact val_loss:1.8 val_bpb:1.18\n")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(url) as st:
+        import_paths(st, paths, sweep="both")
+    ls("both", store=url)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "ranked by q_sliding_val_bpb (the sweep's best_bpb); headline_bpb, the log's last eval line (ngram/ttt eval), "
+        "is not ranked")
+
+
 def test_the_sweep_list_ends_with_a_note_when_a_headline_is_not_ranked(tmp_path: Path, capsys) -> None:
     url = _store(tmp_path, {"ttt": LOG + TTT, "plain": LOG, "ttt2": LOG.replace("5.0000", "6.0000") + TTT})
     ls(None, store=url)
@@ -49,6 +62,14 @@ def test_the_sweep_list_ends_with_a_note_when_a_headline_is_not_ranked(tmp_path:
     assert lines[5:] == ["note: headline_bpb (TTT/n-gram evals) is not ranked: best_bpb is a sweep's best "
                          "q_sliding_val_bpb, q_val_bpb, sliding_val_bpb or val_bpb (best_metric); 2 trial(s) of "
                          "2 sweep(s) have a headline other than that (`clowncar store ls SWEEP` shows it)"]
+
+
+def test_a_sweep_whose_trials_measured_no_bpb_lists_them_without_a_ranking_line(tmp_path: Path, capsys) -> None:
+    url = _store(tmp_path, {"unscored": LOG.split("final_")[0]})  # training steps only: nothing ranks the trial
+    ls("unscored", store=url)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].split()[:4] == ["number", "trial_uid", "attempt", "status"]
+    assert "bpb" not in lines[0]
 
 
 @pytest.mark.parametrize("sweep", [None, "plain"])
