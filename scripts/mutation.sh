@@ -60,6 +60,13 @@ declare -A TESTS=(
   [clowncar/store/summary.py]="tests/analysis/test_tables.py"
   [clowncar/store/frames.py]="tests/store/test_contract.py tests/store/test_long_reads.py tests/store/test_frame_reads.py"
   [clowncar/store/store.py]="tests/store/test_contract.py tests/store/test_frame_reads.py tests/store/test_long_reads.py tests/store/test_migrations.py tests/store/test_store_writes.py"
+  [clowncar/store/imported.py]="tests/store/test_contract.py tests/store/test_import_reparse.py tests/store/test_import_same_run.py"
+  [clowncar/store/importers/reread.py]="tests/store/test_import_reparse.py tests/store/test_import_same_run.py"
+  [clowncar/store/importers/same_run.py]="tests/store/test_import_same_run.py tests/store/test_contract.py"
+  [clowncar/orchestrator/rerun_lines.py]="tests/orchestrator/test_rerun_lines.py tests/orchestrator/test_rerun_spec.py tests/orchestrator/test_rerun_base.py"
+  [clowncar/orchestrator/ray_oom.py]="tests/orchestrator/test_ray_oom.py"
+  [clowncar/analysis/shown_configs.py]="tests/analysis/test_shown_configs.py tests/analysis/test_explore_views.py"
+  [clowncar/analysis/environment.py]="tests/analysis/test_shown_configs.py"
   [clowncar/store/retry.py]="tests/store/test_retry_rules.py tests/store/test_store_outage.py tests/orchestrator/test_study_outage.py"
   [clowncar/store/bulk.py]="tests/store/test_bulk_paths.py tests/store/test_contract.py tests/store/test_store_writes.py tests/store/test_frame_reads.py"
   [clowncar/analysis/explore.py]="tests/analysis/test_explore_views.py tests/analysis/test_tables.py"
@@ -162,6 +169,9 @@ declare -A KEYWORDS=(
   [clowncar/store/summary.py]="not store_export"
   [clowncar/store/frames.py]="not postgresql"
   [clowncar/store/store.py]="not postgresql"
+  [clowncar/store/imported.py]="not postgresql"
+  [clowncar/store/importers/reread.py]="not postgresql"
+  [clowncar/store/importers/same_run.py]="not postgresql"
   [clowncar/analysis/explore.py]="not store_export"
   [clowncar/store/lease.py]="not test_contract.py or lease"
   [clowncar/orchestrator/ray_console.py]="not killed_trial_actor"
@@ -213,6 +223,9 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/store/longread.py clowncar/settings.py clowncar/orchestrator/trainable.py
        clowncar/worker/startup.py clowncar/data/atomic.py
        clowncar/worker/progress.py clowncar/worker/provenance.py clowncar/store/importers/base.py
+       clowncar/store/imported.py clowncar/store/importers/reread.py clowncar/store/importers/same_run.py
+       clowncar/orchestrator/rerun_lines.py clowncar/orchestrator/ray_oom.py clowncar/analysis/shown_configs.py
+       clowncar/analysis/environment.py
        clowncar/analysis/plots.py clowncar/analysis/figure_needs.py clowncar/worker/dist.py clowncar/worker/compiled.py
        clowncar/store/importers/__init__.py clowncar/store/import_command.py
        clowncar/doctor.py clowncar/worker/artifact_commands.py
