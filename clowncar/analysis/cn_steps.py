@@ -20,10 +20,10 @@ import pandas as pd
 from clowncar.analysis.frames import phase_bins, step_kind_table
 from clowncar.analysis.reference import (
     corrected,
+    lacking_references,
     pick_references,
     reference_note,
     reference_rows,
-    stream_keys,
 )
 from clowncar.analysis.result import TestResult, decide, not_enough
 from clowncar.analysis.shared_steps import (
@@ -206,19 +206,6 @@ def _groups(units: int, refs: dict[str, str]) -> str:
     return f", sharing {units} reference run(s)" if refs else ""
 
 
-def _how_many(lacking: list[str], runs: int, what: str, trials: pd.DataFrame | None) -> str:
-    """Which runs lack a reference, and how many of them cannot have one: a run that records no token stream
-    (an imported log) pairs with nothing."""
-    text = (f"no run with both step kinds has a {what}" if len(lacking) == runs else
-            f"{len(lacking)} of the {runs} runs with both step kinds have no {what}")
-    unknown = len(set(lacking) - set(stream_keys(trials))) if trials is not None else 0
-    if unknown:
-        text += (" (none of them records its token stream" if unknown == runs else
-                 f" ({unknown} of them record{'s' if unknown == 1 else ''} no token stream") + (
-                    ": an imported log does not; `clowncar analyze --same-stream` declares that such runs share one)")
-    return text
-
-
 def _with_references(groups: dict[str, dict[str, np.ndarray]], trials: pd.DataFrame | None
                      ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str], str]:
     """The runs with enough steps of both kinds to fit, corrected by their reference runs when every one of them
@@ -231,7 +218,7 @@ def _with_references(groups: dict[str, dict[str, np.ndarray]], trials: pd.DataFr
                 f"Reference correction: each of the {len(mixed)} runs with both step kinds minus a run on the same "
                 "token stream (same shards, batch tokens and sequence length) that never alternates, step by "
                 "step: a hard or easy batch that every run sees at the same C-step cancels.")
-    why = _how_many(sorted(set(mixed) - set(refs)), len(mixed), "reference run", trials)
+    why = lacking_references(sorted(set(mixed) - set(refs)), len(mixed), "reference run", trials)
     return mixed, {}, (f"No reference correction: {why}. A reference is a run on the same shards, batch tokens and "
                        "sequence length with one step kind throughout (cadence 0 or 1); without one, batches hard or "
                        "easy for every run at the same C-step stay in the estimate.") if mixed else ""
@@ -399,7 +386,8 @@ def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None, trial
     note = ("Reference correction: each run's probe loss minus its reference run's (the 1a reference, on the same "
             "token stream), probe by probe: an update's effect that comes from the batch, not the step kind, "
             f"cancels. Uncorrected, the mean would be {np.mean(uncorrected):+.4g} nats." if use_ref else
-            f"No reference correction: {_how_many(lacking, len(targets), 'reference run with probe losses', trials)}; "
+            f"No reference correction: "
+            f"{lacking_references(lacking, len(targets), 'reference run with probe losses', trials)}; "
             "what the batches' updates do to every run at the same C-steps stays in the estimate.")
     return out, per_step, method, used, note, {r: refs[r] for r in out} if use_ref else {}
 

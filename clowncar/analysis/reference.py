@@ -11,9 +11,10 @@ its own C/N difference would otherwise come back into the target's, with the opp
 Among the references on a stream the closest is taken: the same seed, then the same model (every `model.*`
 setting, the width as the run measured it: a sweep of `model_dim: auto` records "auto" for every width), then
 the same number of loops, width, crawler blocks and flat blocks (the more alike the two models, the more alike
-their response to a batch), then the same sweep, then the most steps in common. Runs that share a reference share its own noise: the tests average them into one unit before the t test
-across runs (`shared_steps.unit_members`; in `sweeps/signals.yaml` each reference serves a cadence-2 and a cadence-4
-run of its seed)."""
+their response to a batch), then the same sweep, then the most steps in common. Runs that share a reference
+share its own noise: the tests average them into one unit before the t test across runs
+(`shared_steps.unit_members`; in `sweeps/signals.yaml` each reference serves a cadence-2 and a cadence-4 run of its
+seed)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ def _closeness(trials: pd.DataFrame) -> dict[str, tuple[Any, ...]]:
         values: dict[str, Any] = {c: row.get(c) for c in CLOSENESS if c in trials.columns}
         values["width"] = width.iloc[i]
         model = {c: (width.iloc[i] if c == "model.model_dim" else row[c]) for c in model_cols}
-        values["model"] = repr(sorted(model.items())) if model and not all(_missing(v) for v in model.values()) else None
+        recorded = model and not all(_missing(v) for v in model.values())
+        values["model"] = repr(sorted(model.items())) if recorded else None
         values["sweep"] = row.get("sweep", row.get("sweep_name"))
         out[str(uid)] = tuple(values.get(c) for c in CLOSENESS)
     return out
@@ -174,3 +176,16 @@ def reference_note(rows: list[dict[str, Any]]) -> str:
                  f"corrected by the closest other one ({', '.join(other[:5])}{' and more' if len(other) > 5 else ''}"
                  "; the same_model column of the reference table).")
     return note
+
+
+def lacking_references(lacking: list[str], runs: int, what: str, trials: pd.DataFrame | None) -> str:
+    """Which runs lack a reference, and how many of them cannot have one: a run that records no token stream
+    (an imported log) pairs with nothing."""
+    text = (f"no run with both step kinds has a {what}" if len(lacking) == runs else
+            f"{len(lacking)} of the {runs} runs with both step kinds have no {what}")
+    unknown = len(set(lacking) - set(stream_keys(trials))) if trials is not None else 0
+    if unknown:
+        text += (" (none of them records its token stream" if unknown == runs else
+                 f" ({unknown} of them record{'s' if unknown == 1 else ''} no token stream") + (
+                    ": an imported log does not; `clowncar analyze --same-stream` declares that such runs share one)")
+    return text
