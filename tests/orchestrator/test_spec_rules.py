@@ -242,6 +242,23 @@ def test_a_config_that_cannot_build_is_refused_before_the_sweep_runs() -> None:
                        "'train.matrix_lr': 0.001})")
 
 
+def test_a_large_grid_checks_the_points_after_one_that_is_invalid_in_itself() -> None:
+    # 68 points, past the corner check: 4 kv heads of 3 do not divide 4 heads (each such trial reports that
+    # itself), and the points after them must still be checked
+    lrs = [round(0.001 * i, 3) for i in range(1, 18)]
+    message = refusal(sampler="grid", budget={}, space={"eval.seq_len": {"grid": [128, 100000]},
+                                                        "model.num_kv_heads": {"grid": [2, 3]},
+                                                        "train.matrix_lr": {"grid": lrs}})
+    assert message.startswith("sweep spec space: eval.max_tokens (16,384) is less than one eval sequence of "
+                              "100,000 tokens")
+    assert message.endswith("'model.num_kv_heads': 2, 'train.matrix_lr': 0.001})")
+
+
+def test_an_unknown_key_in_the_space_is_named_without_the_point_it_was_found_at() -> None:
+    assert refusal(sampler="grid", budget={}, space={"model.depth": {"grid": [1, 2]}}) == (
+        "sweep spec space: unknown config key 'model.depth'")
+
+
 def test_a_spec_without_a_space_runs_its_one_config_per_seed_without_a_sampler_choice() -> None:
     one = spec_from_dict({"name": "one", "preset": "tiny-cpu", "overrides": {"train.iterations": 5}})
     assert (one.sampler, one.max_trials(), one.grid()) == ("grid", 1, {})
