@@ -195,8 +195,7 @@ class StoreCallback(Callback):
     def error_outcome(self, trial_id: str) -> tuple[str, str | None]:
         """How a trial that Tune gave up on ended, from Ray's text of its last failure: `oom` with one short
         reason when Ray's memory monitor killed its actor (ray_oom.py), else `crashed` (its reason said later)."""
-        trial = self.trials.get(trial_id)
-        killed = memory_kill(error_text(trial)) if trial is not None else None
+        killed = memory_kill(error_text(self.trials.get(trial_id)))  # a trial never seen has no text: ''
         return ("oom", killed) if killed else ("crashed", None)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -236,7 +235,7 @@ class StoreCallback(Callback):
         self.store.finish_trial(uid, attempt, status, f"{reason}; Tune retried it as attempt {retry}", None)
         self.meta[trial.trial_id] = (uid, number, retry, params)
         self.started.discard(trial.trial_id)
-        failures = int(getattr(getattr(trial, "run_metadata", None), "num_failures", 0) or 0)
+        failures = trial.run_metadata.num_failures  # Tune counts the failure before it calls back
         where = self._keep(self.runs_dir / "trials" / self.spec.name / RAY_ERRORS,
                            f"trial {number}, failure {failures}:\n{text}\n", append=True) \
             if self.runs_dir is not None and text.strip() else None
