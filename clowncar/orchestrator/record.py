@@ -139,7 +139,7 @@ class StoreCallback(Callback):
                                host)
         self.started.add(trial_id)
         self.tally.running.add(trial_id)
-        self.tally.running_since.setdefault(trial_id, time.time())
+        self.tally.running_since[trial_id] = time.time()  # this attempt's start: a retry starts again
         return True
 
     def _bill(self, trial_id: str) -> None:

@@ -215,3 +215,17 @@ def test_a_pickled_callback_leaves_out_the_searchers_retry_hook(store: Store) ->
     cb.on_retry = lambda trial_id, attempt: None  # the searcher's bound method: its study does not pickle
     copy = pickle.loads(pickle.dumps(cb))
     assert copy.on_retry is None and cb.on_retry is not None
+
+
+def test_a_retry_counts_in_the_eta_from_its_own_start(store: Store, tmp_path: Path, clock: list[float]) -> None:
+    # the execution Tune retried had run 15 s; its retry starts afresh, so its ETA is a whole mean trial time
+    blank = tmp_path / "error.txt"
+    blank.write_text("\n")
+    cb = StoreCallback(_spec(), store, Tally(total=1, started=1000.0, walls=[20.0]), show=False)
+    t = _trial("a", 0, blank)
+    cb.on_trial_result(1, [], t, {"new_rows": "{}"})
+    clock[0] += 15.0
+    cb.on_trial_recover(2, [], t)
+    t.config["_cc"]["attempt"] = 1
+    cb.on_trial_result(1, [], t, {"new_rows": "{}"})  # the retry's first report starts its attempt
+    assert cb.tally.running_since["a"] == 1015.0 and cb.tally.line(1).endswith("| ETA 20s")
