@@ -277,3 +277,26 @@ def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.delenv("CLOWNCAR_STORE", raising=False)
     return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+class Pipe:
+    """Standard output as a pipe (a log file, `tee`): what was written, and where it was flushed."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.parts.append("<flush>")
+
+
+@pytest.fixture
+def pipe() -> Pipe:
+    """A `Pipe` for a test to set as `sys.stdout` itself (pytest's capture puts its own back after the setup)."""
+    return Pipe()

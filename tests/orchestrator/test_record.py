@@ -370,27 +370,10 @@ def _timeless(line: str) -> str:
     return re.sub(r"\| -?\d+s", "| Ns", line)
 
 
-class _Pipe:
-    """Standard output as a pipe (a log file, `tee`): what was written and whether it was flushed."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def isatty(self) -> bool:
-        return False
-
-    def write(self, text: str) -> int:
-        self.parts.append(text)
-        return len(text)
-
-    def flush(self) -> None:
-        self.parts.append("<flush>")
-
-
-def test_a_progress_line_to_a_pipe_is_flushed_at_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_progress_line_to_a_pipe_is_flushed_at_once(store: Store, pipe: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    pipe = _Pipe()
     monkeypatch.setattr(sys, "stdout", pipe)
     cb = StoreCallback(_spec(), store, Tally(total=3), show=True)
     assert cb._live is None

@@ -58,21 +58,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return now
 
 
-class _Pipe:
-    """Standard output as a pipe (a log file, `tee`): what was written, and where it was flushed."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def isatty(self) -> bool:
-        return False
-
-    def write(self, text: str) -> int:
-        self.parts.append(text)
-        return len(text)
-
-    def flush(self) -> None:
-        self.parts.append("<flush>")
 
 
 def _printed(capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -132,10 +117,10 @@ def test_a_finished_trial_leaves_nothing_in_the_running_bookkeeping(store: Store
     assert cb.tally.running == set() and cb.tally.running_since == {}
 
 
-def test_a_failures_line_reaches_a_pipe_at_once(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failures_line_reaches_a_pipe_at_once(store: Store, tmp_path: Path, pipe: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     err = tmp_path / "error.txt"
     err.write_text("Failure # 1 (occurred at 2026-01-01_00-00-00)\nValueError: boom\n")
-    pipe = _Pipe()
     monkeypatch.setattr(sys, "stdout", pipe)
     cb = StoreCallback(_spec(), store, Tally(total=2), show=False)
     t = _trial("a", 0, err)
