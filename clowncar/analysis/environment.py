@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from clowncar.analysis.frames import finished
+from clowncar.analysis.frames import finished, is_missing
 
 NOT_RECORDED = "not recorded"
 COLUMNS = ["item", "value", "runs"]
@@ -39,7 +39,7 @@ def _values(runs: pd.DataFrame, column: str) -> list[str | None]:
     """Per run, the column's value as text (whole numbers without '.0'), None where the run does not record it."""
     if column not in runs:
         return [None] * len(runs)
-    return [None if _missing(v) else _text(v) for v in runs[column]]
+    return [None if is_missing(v) else _text(v) for v in runs[column]]
 
 
 def _tokenizers(runs: pd.DataFrame) -> list[str | None]:
@@ -90,12 +90,6 @@ def _row(item: str, values: list[str | None], total: int) -> dict[str, Any]:
         value = "; ".join(f"{v} ({n} run{'' if n == 1 else 's'})" for v, n in sorted(counts.items()))
     return {"item": item, "value": value, "runs": f"{recorded} of {total}", "values": dict(sorted(counts.items()))}
 
-
-def _missing(v: Any) -> bool:
-    try:
-        return bool(pd.isna(v))
-    except (TypeError, ValueError):
-        return False
 
 
 def _text(v: Any) -> str:

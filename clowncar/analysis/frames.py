@@ -78,7 +78,7 @@ def _config_key(row: pd.Series, cols: list[str], imported_from: str | None = Non
     """A digest of the config without the seed: runs with the same key are seed reruns of one config. An imported
     run's sweep (`imported_from`: its file, or its record folder) is part of it (see `_imported_from`)."""
     skip = {"train.seed"}
-    items = {c: (None if _isnan(row[c]) else row[c]) for c in cols if c not in skip}
+    items = {c: (None if is_missing(row[c]) else row[c]) for c in cols if c not in skip}
     if isinstance(row.get("label"), str):
         items["label"] = row["label"]
     if imported_from is not None:
@@ -115,8 +115,8 @@ def _start_keys(df: pd.DataFrame, seeds: pd.Series, given: pd.Series, run_ids: p
     cols = [c for c in df.columns if c.startswith(("model.", "data.")) or c in START_COLUMNS]
     keys = []
     for (_, row), seed, label, run_id, origin in zip(df.iterrows(), seeds, given, run_ids, imported, strict=True):
-        items = {c: row[c] for c in cols if not _isnan(row[c])}
-        if _isnan(seed) or not any(c.startswith("model.") for c in items):
+        items = {c: row[c] for c in cols if not is_missing(row[c])}
+        if is_missing(seed) or not any(c.startswith("model.") for c in items):
             keys.append(f"run:{run_id}")
             continue
         items |= {"seed": float(seed), "label": label if isinstance(label, str) else None}
@@ -157,7 +157,8 @@ def start_units(r: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFra
     return grouped.agg(how).reset_index().assign(unit_runs=grouped.size().to_numpy())
 
 
-def _isnan(v: Any) -> bool:
+def is_missing(v: Any) -> bool:
+    """None, NaN or pandas' NA; False for a value pd.isna takes apart element by element (a list, a tuple)."""
     try:
         return bool(pd.isna(v))
     except (TypeError, ValueError):
@@ -178,26 +179,26 @@ def missing(runs: pd.DataFrame, columns: list[str]) -> str:
 
 
 def _label(r: pd.Series) -> str:
-    if _isnan(r["loops"]) and _isnan(r["unique_layers"]) and _isnan(r["width"]):
+    if is_missing(r["loops"]) and is_missing(r["unique_layers"]) and is_missing(r["width"]):
         return str(r["run_id"])
-    if r["arch"] == "gpt" or (r["arch"] != "crawler" and _isnan(r["loops"])):
+    if r["arch"] == "gpt" or (r["arch"] != "crawler" and is_missing(r["loops"])):
         base = f"{_int(r['unique_layers'])}L"
     else:
         flat = r.get("_flat")
         crawl = r.get("_crawl")
-        base = (f"{_int(flat)}f+{_int(crawl)}cx{_int(r['loops'])}" if not _isnan(flat) and not _isnan(crawl)
+        base = (f"{_int(flat)}f+{_int(crawl)}cx{_int(r['loops'])}" if not is_missing(flat) and not is_missing(crawl)
                 else f"{_int(r['unique_layers'])}x{_int(r['loops'])}")
-        if not _isnan(r["cadence"]):
+        if not is_missing(r["cadence"]):
             base += f" cad{_int(r['cadence'])}"
-    if not _isnan(r.get("_mlp")):
+    if not is_missing(r.get("_mlp")):
         base += f" mlp{float(r['_mlp']):g}"
-    if not _isnan(r["width"]):
+    if not is_missing(r["width"]):
         base += f" d{_int(r['width'])}"
     return base
 
 
 def _int(v: Any) -> str:
-    return "?" if _isnan(v) else str(round(float(v)))
+    return "?" if is_missing(v) else str(round(float(v)))
 
 
 def finished(trials: pd.DataFrame) -> pd.DataFrame:

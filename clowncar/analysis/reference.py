@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clowncar.analysis.frames import is_missing
+
 STREAM_COLUMNS = ("data.dataset", "data.train_glob", "train.train_batch_tokens", "train.train_seq_len")
 """What fixes the tokens of step t: the shard set and how many tokens a step takes in sequences of what length
 (the seed, the world size and the micro-batching do not change them)."""
@@ -77,7 +79,7 @@ def _closeness(trials: pd.DataFrame) -> dict[str, tuple[Any, ...]]:
         values: dict[str, Any] = {c: row.get(c) for c in CLOSENESS if c in trials.columns}
         values["width"] = width.iloc[i]
         model = {c: (width.iloc[i] if c == "model.model_dim" else row[c]) for c in model_cols}
-        recorded = model and not all(_missing(v) for v in model.values())
+        recorded = model and not all(is_missing(v) for v in model.values())
         values["model"] = repr(sorted(model.items())) if recorded else None
         values["sweep"] = row.get("sweep", row.get("sweep_name"))
         out[str(uid)] = tuple(values.get(c) for c in CLOSENESS)
@@ -93,10 +95,6 @@ def _resolved_width(trials: pd.DataFrame) -> pd.Series:
     measured = pd.to_numeric(trials["model_dim"], errors="coerce")
     return measured.where(measured > 0, configured)
 
-
-def _missing(value: Any) -> bool:
-    """None, NaN or pandas' NA (not a string or a tuple, which pd.isna would take apart)."""
-    return value is None or (not isinstance(value, str | tuple) and bool(pd.isna(value)))
 
 
 def _one_kind(g: dict[str, np.ndarray]) -> bool:
@@ -124,7 +122,7 @@ def pick_references(groups: dict[str, dict[str, np.ndarray]], trials: pd.DataFra
 
 
 def _same(a: Any, b: Any) -> bool:
-    return bool(not _missing(a) and not _missing(b) and str(a) == str(b))
+    return bool(not is_missing(a) and not is_missing(b) and str(a) == str(b))
 
 
 def corrected(g: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
