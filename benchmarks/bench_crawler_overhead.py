@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from clowncar.config import ModelConfig
 from clowncar.config_load import load_config
+from clowncar.config_model import ModelConfig
 from clowncar.model import build_model, count_params
 
 

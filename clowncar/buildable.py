@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from clowncar.errors import ConfigError
 
 if TYPE_CHECKING:
-    from clowncar.config import ModelConfig, TrainConfig, TrialConfig
+    from clowncar.config import TrainConfig, TrialConfig
+    from clowncar.config_model import ModelConfig
 
 
 def width_step(cfg: ModelConfig) -> int:
@@ -76,7 +77,7 @@ def check_validation_cap(cfg: TrialConfig) -> None:
 @lru_cache(maxsize=256)
 def _auto_width(model_json: str) -> int:
     """`model_dim: auto` resolved once per model section (a grid of seeds or learning rates shares one)."""
-    from clowncar.config import ModelConfig
+    from clowncar.config_model import ModelConfig
     from clowncar.model.build import resolve_model_dim
 
     return resolve_model_dim(ModelConfig.model_validate_json(model_json))

@@ -91,6 +91,8 @@ declare -A TESTS=(
   [clowncar/orchestrator/sweep_plan.py]="tests/orchestrator/test_sweep_plan_lines.py tests/orchestrator/test_sweep_plan.py"
   [clowncar/orchestrator/rerun.py]="tests/orchestrator/test_rerun_spec.py tests/orchestrator/test_rerun_base.py"
   [clowncar/config.py]="tests/test_config_rules.py tests/test_config.py tests/test_seed_presets_config.py tests/test_compile_mode_config.py tests/bad_inputs/test_bad_inputs.py"
+  [clowncar/config_model.py]="tests/test_config_rules.py tests/test_config.py tests/test_seed_presets_config.py tests/bad_inputs/test_bad_inputs.py"
+  [clowncar/config_section.py]="tests/test_config_rules.py tests/test_config.py tests/bad_inputs/test_bad_inputs.py"
   [clowncar/config_load.py]="tests/test_config_rules.py tests/test_config.py tests/test_config_sources.py tests/test_seed_presets_config.py tests/test_compile_mode_config.py tests/bad_inputs/test_bad_inputs.py"
   [clowncar/overrides.py]="tests/test_config_rules.py"
   [clowncar/presets.py]="tests/test_preset_values.py tests/test_seed_presets_config.py tests/test_config_rules.py tests/test_compile_mode_config.py"
@@ -178,6 +180,8 @@ declare -A KEYWORDS=(
   [clowncar/orchestrator/spec.py]="not test_bad_inputs.py or (specs: and not subprocess)"
   [clowncar/orchestrator/spec_checks.py]="not test_bad_inputs.py or (specs: and not subprocess)"
   [clowncar/config.py]="not test_bad_inputs.py or (configs: and not subprocess)"
+  [clowncar/config_model.py]="not test_bad_inputs.py or (configs: and not subprocess)"
+  [clowncar/config_section.py]="not test_bad_inputs.py or (configs: and not subprocess)"
   [clowncar/config_load.py]="not test_bad_inputs.py or (configs: and not subprocess)"
   [clowncar/config_inert.py]="not computes_the_same_trial"
   [clowncar/store/longread.py]="not postgresql or test_long_reads.py"
@@ -216,7 +220,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/data/fetch.py
        clowncar/orchestrator/start.py clowncar/orchestrator/rungs.py clowncar/orchestrator/asha.py
        clowncar/orchestrator/search.py clowncar/orchestrator/distinct.py clowncar/orchestrator/sweep_plan.py
-       clowncar/orchestrator/rerun.py clowncar/config.py clowncar/config_load.py clowncar/config_inert.py clowncar/overrides.py clowncar/presets.py
+       clowncar/orchestrator/rerun.py clowncar/config.py clowncar/config_model.py clowncar/config_section.py
+       clowncar/config_load.py clowncar/config_inert.py clowncar/overrides.py clowncar/presets.py
        clowncar/orchestrator/placement.py clowncar/orchestrator/plan.py clowncar/strict_yaml.py
        clowncar/model/build.py clowncar/data/inspect_dir.py clowncar/events.py
        clowncar/data/corpus.py clowncar/worker/loader.py

@@ -286,7 +286,7 @@ def test_an_unknown_preset_lists_the_known_ones() -> None:
 def test_a_field_takes_true_or_false_only_where_its_type_holds_bool() -> None:
     from typing import Literal
 
-    from clowncar.config import _takes_bool
+    from clowncar.config_section import _takes_bool
 
     assert _takes_bool(bool) and _takes_bool(bool | None) and _takes_bool(Any)
     assert not _takes_bool(int) and not _takes_bool(int | None) and not _takes_bool(float | str)

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from clowncar.buildable import check_arch, check_width, width_step
-from clowncar.config import ModelConfig, TrialConfig
+from clowncar.config import TrialConfig
+from clowncar.config_model import ModelConfig
 from clowncar.errors import ConfigError
 from clowncar.model.crawler import CrawlerGPT
 from clowncar.model.gpt import GPT

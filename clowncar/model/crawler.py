@@ -37,7 +37,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from clowncar.config import ModelConfig
+from clowncar.config_model import ModelConfig
 from clowncar.model.deltanet import DeltaNet
 from clowncar.model.layers import Block, CastedLinear, TiedLM, ValueEmbedding, init_normal
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from clowncar.config import ModelConfig
+from clowncar.config_model import ModelConfig
 from clowncar.model.layers import Block, TiedLM, init_normal
 
 

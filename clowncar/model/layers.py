@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clowncar.config import ModelConfig
+from clowncar.config_model import ModelConfig
 
 
 class CastedLinear(nn.Linear):

@@ -7,11 +7,11 @@
   that importing a module runs. Read statically, the count does not depend on what else the process running
   the trial has imported (a test, the CLI).
 - `eval_path`: only the files needed to rebuild and evaluate the model from the artifact (`CODE_FILES`, globs
-  relative to the repository root): config + errors and the config's readers (the config is rebuilt from the
-  meta), the width rules the model builder checks (`buildable.py`), the package `__init__.py` files, the model package,
-  `artifact.py`, `quant.py` and `qscale.py` (deserialize + dequantize), the evaluator (`worker/evaluate.py`)
-  and the byte accounting and validation reading it uses (`data/bpb.py`, `data/shards.py`, `data/stream.py`,
-  `data/paths.py`).
+  relative to the repository root): config (with its section modules) + errors and the config's readers (the
+  config is rebuilt from the meta), the width rules the model builder checks (`buildable.py`), the package
+  `__init__.py` files, the model package, `artifact.py`, `quant.py` and `qscale.py` (deserialize + dequantize),
+  the evaluator (`worker/evaluate.py`) and the byte accounting and validation reading it uses (`data/bpb.py`,
+  `data/shards.py`, `data/stream.py`, `data/paths.py`).
   Files that are not in this checkout are not counted.
 `code_files(rule)` lists what was counted.
 """
@@ -23,9 +23,10 @@ from functools import cache
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-CODE_FILES = ("clowncar/__init__.py", "clowncar/config.py", "clowncar/config_load.py", "clowncar/buildable.py",
-              "clowncar/errors.py", "clowncar/did_you_mean.py", "clowncar/overrides.py", "clowncar/strict_yaml.py",
-              "clowncar/model/*.py", "clowncar/worker/__init__.py",
+CODE_FILES = ("clowncar/__init__.py", "clowncar/config.py", "clowncar/config_model.py",
+              "clowncar/config_section.py", "clowncar/config_load.py", "clowncar/buildable.py", "clowncar/errors.py",
+              "clowncar/did_you_mean.py", "clowncar/overrides.py", "clowncar/strict_yaml.py", "clowncar/model/*.py",
+              "clowncar/worker/__init__.py",
               "clowncar/worker/quant.py", "clowncar/worker/qscale.py", "clowncar/worker/artifact.py",
               "clowncar/worker/code_bytes.py", "clowncar/worker/evaluate.py", "clowncar/data/__init__.py",
               "clowncar/data/bpb.py", "clowncar/data/paths.py", "clowncar/data/shards.py", "clowncar/data/stream.py")

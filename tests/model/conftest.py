@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from clowncar.config import ModelConfig
+from clowncar.config_model import ModelConfig
 
 TINY: dict[str, Any] = {
     "vocab_size": 64, "model_dim": 32, "num_heads": 4, "num_kv_heads": 2, "num_layers": 3,

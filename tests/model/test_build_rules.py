@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from clowncar.config import ModelConfig
+from clowncar.config_model import ModelConfig
 from clowncar.errors import ConfigError
 from clowncar.model.build import (
     BUDGET_BLOCKS,

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from clowncar.config import ModelConfig
+from clowncar.config_model import ModelConfig
 from clowncar.model import build_model
 from clowncar.model.crawler import drawn_loop_offsets, fixed_loop_offsets
 

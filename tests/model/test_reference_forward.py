@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from clowncar.config import ModelConfig
+from clowncar.config_model import ModelConfig
 from clowncar.model import build_model
 
 # Settings no variant of conftest.VARIANTS reaches, on top of the tiny config (the bf16 variant is left out:

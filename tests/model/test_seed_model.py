@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clowncar.config import ModelConfig, TrialConfig
+from clowncar.config import TrialConfig
+from clowncar.config_model import ModelConfig
 from clowncar.model import build_model, param_groups, untrained
 from clowncar.model.deltanet import DeltaNet
 from clowncar.model.layers import rotary_tables
