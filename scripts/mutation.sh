@@ -140,6 +140,7 @@ declare -A TESTS=(
   [clowncar/orchestrator/preflight.py]="tests/orchestrator/test_preflight.py tests/orchestrator/test_gpu_preflight.py"
   [clowncar/orchestrator/submit.py]="tests/orchestrator/test_submit_entry.py tests/orchestrator/test_driver_outage.py tests/orchestrator/test_resume.py tests/orchestrator/test_reach.py"
   [clowncar/orchestrator/tune.py]="tests/orchestrator/test_tune_parts.py tests/orchestrator/test_embedded_ray_start.py"
+  [clowncar/orchestrator/study_results.py]="tests/orchestrator/test_tune_parts.py tests/orchestrator/test_ray_oom.py"
   [clowncar/orchestrator/ray_start.py]="tests/orchestrator/test_embedded_ray_start.py"
   [clowncar/buildable.py]="tests/test_buildable.py tests/model/test_build_rules.py"
   [clowncar/did_you_mean.py]="tests/test_did_you_mean.py tests/test_config_rules.py"
@@ -240,7 +241,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/orchestrator/status_lines.py
        clowncar/data/commands.py clowncar/demo.py clowncar/worker/commands.py clowncar/dashboard.py
        clowncar/orchestrator/launch.py clowncar/orchestrator/ledger.py
-       clowncar/orchestrator/preflight.py clowncar/orchestrator/submit.py clowncar/orchestrator/tune.py clowncar/orchestrator/ray_start.py clowncar/buildable.py
+       clowncar/orchestrator/preflight.py clowncar/orchestrator/submit.py clowncar/orchestrator/tune.py clowncar/orchestrator/study_results.py
+       clowncar/orchestrator/ray_start.py clowncar/buildable.py
        clowncar/did_you_mean.py
        clowncar/orchestrator/reach.py clowncar/orchestrator/ray_console.py clowncar/orchestrator/driver_state.py
        clowncar/store/retry.py clowncar/analysis/shared_steps.py

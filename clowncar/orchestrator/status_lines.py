@@ -147,7 +147,8 @@ def print_study(name: str, url: str, status: str, stored_best: dict[str, Any] | 
 
     from clowncar.orchestrator.commands import stored_spec
     from clowncar.orchestrator.search import END_REASON, gpu_seconds_used
-    from clowncar.orchestrator.tune import best_trial, open_study, pareto_front
+    from clowncar.orchestrator.study_results import best_trial, pareto_front
+    from clowncar.orchestrator.tune import open_study
 
     try:
         study = optuna.load_study(study_name=name, storage=open_study(url))

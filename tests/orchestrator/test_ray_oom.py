@@ -24,7 +24,7 @@ from clowncar.orchestrator.ray_oom import memory_kill, oom_kills_as_actor_deaths
 from clowncar.orchestrator.record import StoreCallback, Tally
 from clowncar.orchestrator.search import SweepSearch
 from clowncar.orchestrator.spec import spec_from_dict
-from clowncar.orchestrator.tune import finished_outcomes
+from clowncar.orchestrator.study_results import finished_outcomes
 from clowncar.store import open_store
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -338,13 +338,13 @@ def test_two_params_are_listed_apart(capsys) -> None:
 
 
 def test_the_best_trial_of_a_study_lists_its_params_apart(url: str, capsys, monkeypatch) -> None:
-    import clowncar.orchestrator.tune as tune
+    import clowncar.orchestrator.study_results as study_results
 
     with open_store(url) as st:
         st.create_or_get_sweep("s", SPEC)
     study_with(url, [(0, 1.3, -1.0)])
-    monkeypatch.setattr(tune, "best_trial", lambda spec, study: {"number": 4, "objective": 1.25,
-                                                                  "params": {"a": 1, "b": 2}})
+    monkeypatch.setattr(study_results, "best_trial", lambda spec, study: {"number": 4, "objective": 1.25,
+                                                                           "params": {"a": 1, "b": 2}})
     status_lines.print_study("s", url, "running")
     assert capsys.readouterr().out.splitlines()[0] == ("  best (feasible, by the sweep's objective): trial 4: "
                                                        "objective 1.250000 (a=1, b=2)")

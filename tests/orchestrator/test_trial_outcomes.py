@@ -389,7 +389,7 @@ def test_a_trial_over_its_own_cap_is_never_the_sweeps_best_feasible_trial(run_co
 
     from clowncar.orchestrator.search import SweepSearch
     from clowncar.orchestrator.spec import spec_from_dict
-    from clowncar.orchestrator.tune import best_trial
+    from clowncar.orchestrator.study_results import best_trial
 
     spec = spec_from_dict({"name": "t", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 2},
                            "space": {"model.crawler_loops": {"choice": [1, 2]}}})

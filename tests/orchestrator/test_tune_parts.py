@@ -20,6 +20,13 @@ from clowncar.orchestrator import study_storage, tune
 from clowncar.orchestrator.same_code import SameCode
 from clowncar.orchestrator.search import ATTEMPT, CLOSED, NUMBER, finished_count
 from clowncar.orchestrator.spec import spec_from_dict
+from clowncar.orchestrator.study_results import (
+    best_trial,
+    count_earlier,
+    finished_outcomes,
+    pareto_front,
+    summarize,
+)
 from clowncar.orchestrator.suggest import DUPLICATE, UNASKED
 from clowncar.version import checkout_commit
 
@@ -50,11 +57,11 @@ def test_the_best_trial_is_the_best_feasible_complete_one() -> None:
     study = study_of([(1, [1.30], -1.0, OK, {NUMBER: 10}), (2, [1.10], 0.5, OK, {NUMBER: 11}),
                       (3, [1.20], 0.0, OK, {}), (4, None, -1.0, TrialState.FAIL, {}),
                       (1, [1.25], -1.0, OK, {NUMBER: 14})])
-    assert tune.best_trial(spec(), study) == {"number": 2, "objective": 1.20, "params": {LOOPS: 3},
-                                              "values": [1.20]}  # no NUMBER attribute: Optuna's own number
-    assert tune.best_trial(spec(objective={"metric": "auto", "mode": "max"}), study)["number"] == 10
-    assert tune.best_trial(spec(), study_of([])) is None
-    assert tune.best_trial(spec(), study_of([(1, [1.0], 1.0, OK, {})])) is None  # only infeasible
+    assert best_trial(spec(), study) == {"number": 2, "objective": 1.20, "params": {LOOPS: 3},
+                                         "values": [1.20]}  # no NUMBER attribute: Optuna's own number
+    assert best_trial(spec(objective={"metric": "auto", "mode": "max"}), study)["number"] == 10
+    assert best_trial(spec(), study_of([])) is None
+    assert best_trial(spec(), study_of([(1, [1.0], 1.0, OK, {})])) is None  # only infeasible
 
 
 def test_a_resumed_sweeps_progress_starts_from_its_earlier_trials_and_best() -> None:
@@ -63,12 +70,12 @@ def test_a_resumed_sweeps_progress_starts_from_its_earlier_trials_and_best() -> 
     study = study_of([(1, [1.30], -1.0, OK, {NUMBER: 0}), (2, [1.10], 0.5, OK, {NUMBER: 1}),
                       (3, [1.20], -1.0, OK, {NUMBER: 2}), (4, None, -1.0, TrialState.FAIL, {NUMBER: 3})])
     tally = Tally(total=8)
-    assert tune.count_earlier(tally, spec(), study) == 4
+    assert count_earlier(tally, spec(), study) == 4
     assert tally.by_status == {"ok": 3, "crashed": 1}  # no `status` told with them: as the store recorded them
     assert tally.best == (1.20, 2, {LOOPS: 3})  # the infeasible 1.10: never
     assert "best objective 1.2000 (trial 2: model.crawler_loops=3)" in tally.line(1)
     fresh = Tally(total=8)
-    assert tune.count_earlier(fresh, spec(), study_of([])) == 0 and fresh.best is None
+    assert count_earlier(fresh, spec(), study_of([])) == 0 and fresh.best is None
 
 
 def resumed_study() -> optuna.Study:
@@ -95,10 +102,10 @@ def test_a_resumed_sweeps_progress_counts_each_trial_by_its_latest_attempts_outc
     from clowncar.orchestrator.record import Tally
 
     study, tally = resumed_study(), Tally(total=8)
-    assert tune.count_earlier(tally, spec(), study) == 6 == finished_count(study)
+    assert count_earlier(tally, spec(), study) == 6 == finished_count(study)
     assert tally.by_status == {"ok": 3, "diverged": 1, "pruned": 1, "crashed": 1}
     assert tally.line(1).startswith("done 6/8 (ok 3, failed 2, pruned 1, stopped 0) | running 0 | ")
-    assert tune.finished_outcomes(study_of([])) == {}
+    assert finished_outcomes(study_of([])) == {}
 
 
 def test_a_resumed_gpu_sweeps_progress_starts_from_the_gpu_hours_its_earlier_runs_used() -> None:
@@ -117,7 +124,7 @@ def test_a_resumed_gpu_sweeps_progress_starts_from_the_gpu_hours_its_earlier_run
         frozen.datetime_start, frozen.datetime_complete = end - dt.timedelta(seconds=600), end
         study.add_trial(frozen)
     tally = Tally(total=8, gpus=2)
-    tune.count_earlier(tally, spec(resources={"gpus": 2}), study)
+    count_earlier(tally, spec(resources={"gpus": 2}), study)
     assert tally.gpu_seconds == pytest.approx(2 * 120) == gpu_seconds_used(study, 2)
     assert " | GPU-h 0.067 | " in tally.line(1)
 
@@ -131,13 +138,13 @@ def test_the_best_trial_of_enqueued_points_names_their_parameters() -> None:
     trial.set_user_attr(NUMBER, 0)
     study.tell(trial, 1.25)
     assert study.trials[0].params == {}
-    assert tune.best_trial(spec(space={}), study)["params"] == {LOOPS: 3, "train.seed": 7}
+    assert best_trial(spec(space={}), study)["params"] == {LOOPS: 3, "train.seed": 7}
 
 
 def test_a_tie_keeps_the_first_trial() -> None:
     study = study_of([(1, [1.2], -1.0, OK, {NUMBER: 0}), (2, [1.2], -1.0, OK, {NUMBER: 1})])
-    assert tune.best_trial(spec(), study)["number"] == 0
-    assert tune.best_trial(spec(objective={"metric": "auto", "mode": "max"}), study)["number"] == 0
+    assert best_trial(spec(), study)["number"] == 0
+    assert best_trial(spec(objective={"metric": "auto", "mode": "max"}), study)["number"] == 0
 
 
 def test_the_front_holds_feasible_nondominated_trials_ordered_by_objective() -> None:
@@ -145,26 +152,26 @@ def test_the_front_holds_feasible_nondominated_trials_ordered_by_objective() -> 
     study = study_of([(1, [1.30, 8e6], -1.0, OK, {NUMBER: 20}), (2, [1.20, 9e6], -1.0, OK, {NUMBER: 21}),
                       (3, [1.25, 9.5e6], -1.0, OK, {NUMBER: 22}),  # dominated by trial 21
                       (4, [1.10, 7e6], 1.0, OK, {NUMBER: 23})], directions=2)  # would dominate, but over the cap
-    assert tune.pareto_front(nsga, study) == [{"number": 21, "values": [1.20, 9e6], "params": {LOOPS: 2}},
-                                              {"number": 20, "values": [1.30, 8e6], "params": {LOOPS: 1}}]
-    assert tune.pareto_front(spec(), study_of([(1, [1.0], -1.0, OK, {})])) == []  # one objective: no front
+    assert pareto_front(nsga, study) == [{"number": 21, "values": [1.20, 9e6], "params": {LOOPS: 2}},
+                                         {"number": 20, "values": [1.30, 8e6], "params": {LOOPS: 1}}]
+    assert pareto_front(spec(), study_of([(1, [1.0], -1.0, OK, {})])) == []  # one objective: no front
 
 
 def test_the_summary_counts_states_duplicates_and_asks_cut_short() -> None:
     study = study_of([(1, [1.3], -1.0, OK, {NUMBER: 0}), (2, None, -1.0, TrialState.FAIL, {DUPLICATE: 0}),
                       (3, None, -1.0, TrialState.FAIL, {}), (4, None, -1.0, TrialState.PRUNED, {}),
                       (4, None, -1.0, TrialState.FAIL, {UNASKED: True})])
-    out = tune.summarize(spec(), study, {"closed_running": 1}, 4)
+    out = summarize(spec(), study, {"closed_running": 1}, 4)
     assert out == {"sweep": "s", "asked_this_run": 4,
                    "optuna_states": {"COMPLETE": 1, "DUPLICATE": 1, "FAIL": 1, "PRUNED": 1, "UNASKED": 1},
-                   "reconciled": {"closed_running": 1}, "best": tune.best_trial(spec(), study), "pareto": [],
+                   "reconciled": {"closed_running": 1}, "best": best_trial(spec(), study), "pareto": [],
                    "metric": "auto"}
 
 
 def test_the_summary_counts_an_attempt_its_trials_next_attempt_replaced_as_replaced_not_failed() -> None:
     """The end of a resumed sweep said `optuna trials complete 6, fail 2` of six trials that all ended ok: the two
     FAILs were attempts its driver's death cut off, each run again."""
-    states = tune.summarize(spec(), resumed_study(), {}, 1)["optuna_states"]
+    states = summarize(spec(), resumed_study(), {}, 1)["optuna_states"]
     assert states == {"COMPLETE": 3, "REPLACED": 2, "FAIL": 2, "PRUNED": 1, "DUPLICATE": 1, "WAITING": 1}
 
 
@@ -407,14 +414,14 @@ def test_gpu_trials_are_admitted_by_the_ledger_unless_ray_places_them(tmp_path: 
 def test_the_front_uses_optunas_number_without_ours_and_keeps_a_trial_at_the_cap() -> None:
     nsga = spec(sampler="nsga2")
     study = study_of([(1, [1.30, 8e6], 0.0, OK, {}), (2, [1.20, 9e6], 0.5, OK, {})], directions=2)
-    assert tune.pareto_front(nsga, study) == [{"number": 0, "values": [1.30, 8e6], "params": {LOOPS: 1}}]
+    assert pareto_front(nsga, study) == [{"number": 0, "values": [1.30, 8e6], "params": {LOOPS: 1}}]
 
 
 def test_the_summary_of_a_two_objective_sweep_holds_its_front() -> None:
     nsga = spec(sampler="nsga2")
     study = study_of([(1, [1.30, 8e6], -1.0, OK, {NUMBER: 0})], directions=2)
-    assert tune.summarize(nsga, study, {}, 1)["pareto"] == [{"number": 0, "values": [1.30, 8e6],
-                                                            "params": {LOOPS: 1}}]
+    assert summarize(nsga, study, {}, 1)["pareto"] == [{"number": 0, "values": [1.30, 8e6],
+                                                       "params": {LOOPS: 1}}]
 
 
 def _without_our_filter(logger: Any) -> tuple[list[Any], list[Any]]:
