@@ -253,7 +253,8 @@ def replay(grid: Grid, base: dict[str, Any], method: Method, budget: int, rep: i
     import optuna
     from optuna.trial import TrialState
 
-    from clowncar.orchestrator.search import define_space, make_sampler, tell
+    from clowncar.orchestrator.sampler import define_space, make_sampler
+    from clowncar.orchestrator.search import tell
     from clowncar.orchestrator.suggest import DistinctAsk, ask_distinct
 
     rng = random.Random(f"replay:{rep}")

@@ -147,6 +147,7 @@ declare -A TESTS=(
   [clowncar/orchestrator/reach.py]="tests/orchestrator/test_reach.py"
   [clowncar/orchestrator/driver_state.py]="tests/orchestrator/test_driver_state.py tests/orchestrator/test_sweep_command_output.py"
   [clowncar/orchestrator/search.py]="tests/orchestrator/test_resume.py tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_gate.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_search_replay.py tests/orchestrator/test_distinct_configs.py tests/orchestrator/test_gpu_hours.py tests/orchestrator/test_tune_retry.py"
+  [clowncar/orchestrator/sampler.py]="tests/orchestrator/test_search_tells.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py tests/orchestrator/test_spec.py tests/orchestrator/test_resume.py tests/orchestrator/test_sweep_plan.py"
   [clowncar/orchestrator/billing.py]="tests/orchestrator/test_gpu_hours.py tests/orchestrator/test_search_tells.py tests/orchestrator/test_tune_retry.py tests/orchestrator/test_tune_parts.py tests/orchestrator/test_sweep_command_output.py"
   [clowncar/orchestrator/same_code.py]="tests/orchestrator/test_same_code.py tests/orchestrator/test_tune_parts.py"
   [clowncar/analysis/unrecorded.py]="tests/analysis/test_unrecorded_cautions.py tests/analysis/test_report_contents.py"
@@ -158,7 +159,8 @@ declare -A TESTS=(
 # `python -m clowncar`, bomb-subprocess, imports the installed package, never the mutant). sweep_plan.py: not the
 # two tests of the 128-point shipped grid (~30 s each on a loaded machine, 20 s a mutant): one never calls the
 # module, the other runs `sweep plan` in a subprocess; test_sweep_plan_lines.py checks the same kinds of line in
-# process.
+# process. sampler.py: of test_sweep_plan.py, only the shipped grid's distinct points (the grid sampler keeps
+# only those).
 declare -A KEYWORDS=(
   [clowncar/worker/artifact.py]="not test_bad_inputs.py or (artifacts: and not subprocess)"
   [clowncar/analysis/seeds.py]="not test_results_and_family.py or seed_variance"
@@ -193,6 +195,7 @@ declare -A KEYWORDS=(
   [clowncar/doctor.py]="not test_doctor.py or not (command or demo_build or json)"
   [clowncar/store/importers/__init__.py]="not test_importers.py or truncated_file_is_refused_whole"
   [clowncar/orchestrator/sweep_plan.py]="not frugendorff_grid_merges and not plan_command_prints"
+  [clowncar/orchestrator/sampler.py]="not test_sweep_plan.py or frugendorff_grid_merges"
 )
 # module -> mutmut's timeout_multiplier (default 15: a mutant may take 30x its tests' CPU time before it counts as a
 # timeout, which counts as killed). train.py's mutants that break a loop's exit run trials of 100,000 steps: at 30x
@@ -220,7 +223,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/orchestrator/suggest.py clowncar/orchestrator/spec.py clowncar/orchestrator/spec_checks.py
        clowncar/data/fetch.py
        clowncar/orchestrator/start.py clowncar/orchestrator/rungs.py clowncar/orchestrator/asha.py
-       clowncar/orchestrator/search.py clowncar/orchestrator/distinct.py clowncar/orchestrator/sweep_plan.py
+       clowncar/orchestrator/search.py clowncar/orchestrator/sampler.py clowncar/orchestrator/distinct.py clowncar/orchestrator/sweep_plan.py
        clowncar/orchestrator/rerun.py clowncar/config.py clowncar/config_model.py clowncar/config_section.py
        clowncar/config_load.py clowncar/config_inert.py clowncar/overrides.py clowncar/presets.py
        clowncar/orchestrator/placement.py clowncar/orchestrator/plan.py clowncar/strict_yaml.py

@@ -31,11 +31,11 @@ from optuna.trial import TrialState
 
 from clowncar.errors import EXIT_BAD_INPUT
 from clowncar.orchestrator.record import trial_uid
+from clowncar.orchestrator.sampler import LongestFirstGrid
 from clowncar.orchestrator.search import (
     ATTEMPT,
     CONSTRAINT,
     NUMBER,
-    LongestFirstGrid,
     close_trial,
     latest_attempts,
     number_and_attempt,

@@ -7,7 +7,8 @@ from typing import Any
 
 import optuna
 
-from clowncar.orchestrator.search import LongestFirstGrid, define_space, tell
+from clowncar.orchestrator.sampler import LongestFirstGrid, define_space
+from clowncar.orchestrator.search import tell
 from clowncar.orchestrator.spec import SweepSpec, spec_from_dict
 
 WALLS = [1.0, 3.0, 2.0]

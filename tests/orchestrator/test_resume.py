@@ -490,7 +490,7 @@ def test_a_repeated_suggestion_whose_fail_never_landed_is_dropped_not_run(world:
 
 def test_a_grid_trial_cut_short_after_its_grid_point_reruns_that_point_and_one_past_the_grid_is_dropped(
         world: World) -> None:
-    from clowncar.orchestrator.search import LongestFirstGrid
+    from clowncar.orchestrator.sampler import LongestFirstGrid
 
     points = LongestFirstGrid(world.spec)._all_grids
     for number, grid_id in [(0, 0), (1, len(points) - 1), (2, len(points))]:  # the last one names no point

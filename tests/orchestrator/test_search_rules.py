@@ -13,7 +13,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from clowncar.orchestrator.search import SweepSearch, finished_count, make_sampler
+from clowncar.orchestrator.sampler import make_sampler
+from clowncar.orchestrator.search import SweepSearch, finished_count
 from clowncar.orchestrator.spec import spec_from_dict
 from clowncar.orchestrator.suggest import DUPLICATE, DistinctAsk, finite_points, startup_trials
 

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from ray import cloudpickle
 from ray.tune.search import Searcher
 
+from clowncar.orchestrator.sampler import make_sampler
 from clowncar.orchestrator.search import (
     ATTEMPT,
     CONSTRAINT,
@@ -22,7 +23,6 @@ from clowncar.orchestrator.search import (
     close_trial,
     finished_count,
     gpu_seconds_used,
-    make_sampler,
     tell,
 )
 from clowncar.orchestrator.spec import spec_from_dict

@@ -75,7 +75,7 @@ def test_shipped_sweeps_load_and_size_their_budgets() -> None:
 def test_conditional_param_is_sampled_only_when_its_condition_holds() -> None:
     import optuna
 
-    from clowncar.orchestrator.search import define_space
+    from clowncar.orchestrator.sampler import define_space
 
     spec = spec_from_dict({"name": "c", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 5},
                            "space": {"model.num_crawler_layers": {"choice": [1, 2]},

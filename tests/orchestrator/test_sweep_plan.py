@@ -12,7 +12,7 @@ import yaml
 
 from clowncar.errors import ConfigError
 from clowncar.orchestrator.rungs import asha_rungs
-from clowncar.orchestrator.search import LongestFirstGrid
+from clowncar.orchestrator.sampler import LongestFirstGrid
 from clowncar.orchestrator.spec import load_spec, spec_from_dict
 from clowncar.orchestrator.sweep_plan import make_plan
 

@@ -1,0 +1,81 @@
+"""The sweep's Optuna sampler, as its spec names it (the grid run longest trial first), and the define-by-run
+search space it samples: `SweepSearch` (search.py) asks through both."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from clowncar.orchestrator.spec import SweepSpec
+from clowncar.orchestrator.suggest import startup_trials
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class LongestFirstGrid(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, with the grid run longest expected trial first (ties keep the seeded shuffle).
+
+    Only the grid's distinct points are kept (`SweepSpec.distinct_grid`). Optuna gives trial k the k-th point of
+    its shuffled grid; sorting that list (stably, by each point's
+    `train.max_wallclock_seconds`) makes the sweep hand out its long trials first and keep the short ones for
+    the end, where they fill the GPUs that the last long trials leave idle (longest-processing-time-first list
+    scheduling). In bench_utilization's simulation that alone takes the GPU ledger's utilization from 0.875
+    to 0.950. The order is a pure function of the spec and seed, so a resumed sweep maps the grid ids already
+    stored on its trials to the same points."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        super().__init__(spec.grid(), seed=spec.sampler_seed)  # type: ignore[arg-type]
+        names = self._param_names
+        # Points that would repeat another point's trial (same canonical config) are left out of the grid.
+        distinct = {tuple(point[n] for n in names) for point in spec.distinct_grid().points}
+        self._all_grids = [p for p in self._all_grids if p in distinct]
+        self._n_min_trials = len(self._all_grids)
+        self._seconds = {p: spec.expected_trial_seconds(dict(zip(names, p, strict=True))) for p in self._all_grids}
+        self._all_grids.sort(key=lambda point: -self._seconds[point])
+
+    def unvisited_seconds(self, study: optuna.Study) -> list[float]:
+        """Expected seconds of each grid point no trial has taken yet."""
+        return [self._seconds[self._all_grids[i]] for i in self._get_unvisited_grid_ids(study)]
+
+
+def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    seed = spec.sampler_seed
+    if spec.sampler == "grid":
+        return LongestFirstGrid(spec)
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if spec.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(spec))
+    if spec.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    with warnings.catch_warnings():  # `group` (needed for conditional spaces) is flagged experimental: noise
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup_trials(spec),
+                                          group=any(p.when for p in spec.space.values()))
+
+
+def define_space(spec: SweepSpec) -> Callable[[Any], dict[str, Any] | None]:
+    space = spec.search_space()
+
+    def sample(trial: Any) -> dict[str, Any] | None:
+        chosen: dict[str, Any] = {}
+        for key, p in space.items():  # dict order: a conditional param follows the ones it depends on
+            if p.when and not all(_matches(chosen.get(dep), want) for dep, want in p.when.items()):
+                continue
+            if p.values is not None:
+                chosen[key] = trial.suggest_categorical(key, p.values)
+            elif p.int_range is not None:
+                chosen[key] = trial.suggest_int(key, p.int_range[0], p.int_range[1], step=int(p.step or 1), log=p.log)
+            else:
+                lo, hi = p.float_range  # type: ignore[misc]
+                chosen[key] = trial.suggest_float(key, lo, hi, step=p.step, log=p.log)
+        return None
+
+    return sample
+
+
+def _matches(value: Any, want: Any) -> bool:
+    return value in want if isinstance(want, list) else value == want
