@@ -130,6 +130,7 @@ declare -A TESTS=(
   [clowncar/analysis/commands.py]="tests/analysis/test_analyze_command.py"
   [clowncar/config_commands.py]="tests/test_config_commands.py"
   [clowncar/orchestrator/commands.py]="tests/orchestrator/test_sweep_command_output.py tests/orchestrator/test_interrupted_lines.py tests/orchestrator/test_rerun_command.py tests/orchestrator/test_rerun_base.py tests/orchestrator/test_reach.py tests/orchestrator/test_sweep_status_reasons.py tests/orchestrator/test_preflight.py"
+  [clowncar/orchestrator/stored_sweep.py]="tests/orchestrator/test_sweep_command_output.py tests/orchestrator/test_rerun_command.py tests/orchestrator/test_rerun_lines.py tests/orchestrator/test_resume.py"
   [clowncar/orchestrator/status_lines.py]="tests/orchestrator/test_sweep_command_output.py tests/orchestrator/test_sweep_status_reasons.py tests/orchestrator/test_rerun_command.py"
   [clowncar/data/commands.py]="tests/data/test_data_commands.py"
   [clowncar/demo.py]="tests/test_tour_commands.py tests/test_runs_dir.py"
@@ -241,6 +242,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/orchestrator/workers.py clowncar/orchestrator/embedded.py
        clowncar/data/demo.py clowncar/cli.py clowncar/errors.py clowncar/store/commands.py
        clowncar/analysis/commands.py clowncar/config_commands.py clowncar/orchestrator/commands.py
+       clowncar/orchestrator/stored_sweep.py
        clowncar/orchestrator/status_lines.py
        clowncar/data/commands.py clowncar/demo.py clowncar/worker/commands.py clowncar/dashboard.py
        clowncar/orchestrator/launch.py clowncar/orchestrator/ledger.py

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +10,7 @@ import typer
 
 from clowncar.errors import ClownCarError
 from clowncar.orchestrator.status_lines import failure_lines, failures_line, print_study, print_summary
+from clowncar.orchestrator.stored_sweep import refuse_while_driven, spec_of, stored_spec, stored_sweep
 from clowncar.settings import STORE_HELP
 from clowncar.words import counted
 
@@ -155,42 +155,6 @@ def plan_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")], na
             typer.echo(line)
 
 
-def stored_sweep(name: str, url: str) -> dict[str, Any]:
-    from clowncar.store import open_store
-
-    with open_store(url, create=False) as store:
-        sweep = store.get_sweep(name)
-        if not sweep:
-            raise ClownCarError(f"no sweep named '{name}' in the store{store.no_sweep_hint(name)}")
-    return sweep
-
-
-def stored_spec(name: str, url: str) -> Any:
-    return spec_of(stored_sweep(name, url))
-
-
-def spec_of(sweep: dict[str, Any]) -> Any:
-    """The spec a clowncar sweep was run with (its store row, `stored_sweep`)."""
-    from clowncar.orchestrator.spec import spec_from_dict
-
-    name = sweep["name"]
-    if sweep["source"] == "import":
-        # an import stores what its files said, not a spec: there is no search to continue and no base config
-        raise ClownCarError(f"sweep '{name}' was imported from files, so it has no sweep spec to resume or rerun "
-                            f"from: `clowncar sweep rerun {name} --base SPEC` reruns its best configs from a spec "
-                            f"of yours (`clowncar store ls {name}` lists its trials)")
-    spec = sweep["spec"]
-    return spec_from_dict(json.loads(spec) if isinstance(spec, str) else spec)
-
-
-def _refuse_while_driven(name: str, url: str) -> None:
-    from clowncar.orchestrator.lease import refuse_if_driven
-    from clowncar.store import open_store
-
-    with open_store(url, create=False) as store:
-        refuse_if_driven(store, name)
-
-
 def resume_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: StoreOpt = None,
                address: AddressOpt = None, num_cpus: CpusOpt = None, num_gpus: GpusOpt = None,
                quiet: QuietOpt = False,
@@ -240,7 +204,7 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
     seed_list = say.seed_list(seeds)
     carried = parse_keys(keys)
     base_spec = load_spec(base) if base is not None else None
-    _refuse_while_driven(name, url)  # its best configs are not final while it runs
+    refuse_while_driven(name, url)  # its best configs are not final while it runs
     runs_on, configs, notes = _child(name, url, top, carried, base_spec)
     # the parent's trials match the configs only on its own base (an imported parent has no study); there alone a
     # seed the parent ran a config at repeats its trial
@@ -294,7 +258,6 @@ def _child(name: str, url: str, top: int, carried: list[str] | None, base: Any
     return base or parent, best_configs(parent, url, top, carried, expand=base is not None), None
 
 
-
 def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: StoreOpt = None) -> None:
     """Counts by status, the best trial, the driver and what is running."""
     from clowncar.orchestrator.driver_state import driver_line, driver_lives, shown_status, trial_label
@@ -327,7 +290,6 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
 
         for line in child_seed_lines(url, stored_spec(name, url)):
             typer.echo(line)
-
 
 
 def ls_cmd(store: StoreOpt = None) -> None:

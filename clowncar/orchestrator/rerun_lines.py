@@ -186,7 +186,7 @@ def child_seed_lines(store_url: str, child: SweepSpec) -> list[str]:
         parent_row = store.get_sweep(child.parent)
     matched = None
     if parent_row and parent_row["source"] != "import":
-        from clowncar.orchestrator.commands import spec_of
+        from clowncar.orchestrator.stored_sweep import spec_of
 
         parent = spec_of(parent_row)
         if parent.base_dict() == child.base_dict():

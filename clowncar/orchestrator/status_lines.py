@@ -145,8 +145,8 @@ def print_study(name: str, url: str, status: str, stored_best: dict[str, Any] | 
     why a finished sweep ended. Without a study (an imported sweep), the store's best: the lowest BPB."""
     import optuna
 
-    from clowncar.orchestrator.commands import stored_spec
     from clowncar.orchestrator.search import END_REASON, gpu_seconds_used
+    from clowncar.orchestrator.stored_sweep import stored_spec
     from clowncar.orchestrator.study_results import best_trial, pareto_front
     from clowncar.orchestrator.tune import open_study
 

@@ -291,8 +291,8 @@ def close_stopped(name: str, store_url: str, runs_dir: Path | None = None) -> in
     import optuna
     from optuna.trial import TrialState
 
-    from clowncar.orchestrator.commands import spec_of
     from clowncar.orchestrator.resume import close_for_rerun, recorded_from_disk, told_if_finished
+    from clowncar.orchestrator.stored_sweep import spec_of
     from clowncar.orchestrator.tune import open_study
     from clowncar.store import open_store
 

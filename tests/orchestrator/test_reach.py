@@ -328,7 +328,7 @@ def test_a_rerun_dry_run_joins_no_cluster_so_a_ray_client_address_is_no_reason_t
     def reads_the_parent(name: str, url: str) -> None:
         raise PastTheAddress
 
-    monkeypatch.setattr(cmd, "_refuse_while_driven", reads_the_parent)  # what a rerun does first with the store
+    monkeypatch.setattr(cmd, "refuse_while_driven", reads_the_parent)  # what a rerun does first with the store
     with pytest.raises(PastTheAddress):
         cmd.rerun_cmd("s", dry_run=True, store="sqlite://", address="ray://head:10001")
     with pytest.raises(ClownCarError, match=r"^--address ray://head:10001: Ray Client \(ray://\) cannot drive"):

@@ -13,6 +13,7 @@ from optuna.trial import TrialState, create_trial
 from clowncar.errors import ClownCarError
 from clowncar.orchestrator import commands as cmd
 from clowncar.orchestrator.search import NUMBER
+from clowncar.orchestrator.stored_sweep import stored_spec
 from clowncar.orchestrator.tune import open_study
 from clowncar.store import open_store
 
@@ -42,7 +43,7 @@ def test_an_imported_sweep_has_no_spec_to_resume_or_rerun(url: str) -> None:
     with open_store(url) as st:
         st.create_or_get_sweep("legacy", {"imported": True, "format": "frugendorff-csv"}, source="import")
     with pytest.raises(ClownCarError) as err:
-        cmd.stored_spec("legacy", url)
+        stored_spec("legacy", url)
     assert str(err.value) == ("sweep 'legacy' was imported from files, so it has no sweep spec to resume or rerun "
                               "from: `clowncar sweep rerun legacy --base SPEC` reruns its best configs from a spec "
                               "of yours (`clowncar store ls legacy` lists its trials)")

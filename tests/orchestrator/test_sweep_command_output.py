@@ -20,6 +20,7 @@ from clowncar.orchestrator import commands as cmd
 from clowncar.orchestrator import status_lines
 from clowncar.orchestrator.search import END_REASON, NUMBER
 from clowncar.orchestrator.spec import load_spec, spec_from_dict
+from clowncar.orchestrator.stored_sweep import stored_spec
 from clowncar.orchestrator.sweep_plan import plan_lines
 from clowncar.orchestrator.tune import open_study
 from clowncar.store import open_store
@@ -111,12 +112,12 @@ def test_a_summary_without_a_feasible_trial_or_a_timing_says_less(capsys) -> Non
 def test_the_stored_spec_comes_back_as_a_spec(url: str) -> None:
     with open_store(url) as st:
         st.create_or_get_sweep("s", SPEC)
-    assert cmd.stored_spec("s", url) == spec_from_dict(SPEC)
+    assert stored_spec("s", url) == spec_from_dict(SPEC)
     with pytest.raises(ClownCarError) as err:
-        cmd.stored_spec("nope", url)
+        stored_spec("nope", url)
     assert str(err.value) == "no sweep named 'nope' in the store"
     with pytest.raises(ClownCarError) as err:
-        cmd.stored_spec("ss", url)
+        stored_spec("ss", url)
     assert str(err.value) == "no sweep named 'ss' in the store (did you mean s?)"
 
 
@@ -384,7 +385,7 @@ def test_status_names_the_driver_that_holds_the_sweep(url: str, capsys) -> None:
 def test_looking_never_creates_a_store(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'none.db'}"
     for call in (lambda: cmd.status_cmd("s", store=url), lambda: cmd.ls_cmd(store=url),
-                 lambda: cmd.stored_spec("s", url)):
+                 lambda: stored_spec("s", url)):
         with pytest.raises(ClownCarError):
             call()
     assert list(tmp_path.iterdir()) == []
@@ -404,7 +405,7 @@ def test_a_spec_stored_as_json_text_is_read_too(url: str, monkeypatch) -> None:
         return row and {**row, "spec": json.dumps(row["spec"])}
 
     monkeypatch.setattr(Store, "get_sweep", as_text)
-    assert cmd.stored_spec("s", url) == spec_from_dict(SPEC)
+    assert stored_spec("s", url) == spec_from_dict(SPEC)
 
 
 def test_resume_defaults_to_live_progress(url: str, monkeypatch) -> None:
