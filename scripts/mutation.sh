@@ -43,6 +43,7 @@ declare -A TESTS=(
   [clowncar/worker/quant.py]="tests/worker/test_gptq.py tests/worker/test_quant_plan.py tests/worker/test_quant.py tests/worker/test_seed_quant.py tests/worker/test_artifact.py tests/worker/test_quant_gap.py"
   [clowncar/worker/qscale.py]="tests/worker/test_qscale.py tests/worker/test_quant.py tests/worker/test_seed_quant.py tests/worker/test_quant_gap.py"
   [clowncar/worker/artifact.py]="tests/worker/test_artifact_format.py tests/worker/test_artifact_reader.py tests/worker/test_artifact.py tests/worker/test_artifact_model.py tests/bad_inputs/test_bad_inputs.py"
+  [clowncar/worker/artifact_model.py]="tests/worker/test_artifact_model.py tests/worker/test_artifact_reader.py tests/bad_inputs/test_bad_inputs.py"
   [clowncar/worker/code_bytes.py]="tests/worker/test_code_bytes.py"
   [clowncar/store/importers/train_log.py]="tests/store/test_train_log_rules.py tests/store/test_log_lines.py tests/store/test_parse_snapshots.py"
   [clowncar/store/importers/lines.py]="tests/store/test_log_lines.py tests/store/test_train_log_rules.py tests/store/test_parse_snapshots.py"
@@ -156,14 +157,15 @@ declare -A TESTS=(
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
-# spaces). artifact.py: of the bad-input corpus, only the artifact cases that run in this process (the one run as
-# `python -m clowncar`, bomb-subprocess, imports the installed package, never the mutant). sweep_plan.py: not the
-# two tests of the 128-point shipped grid (~30 s each on a loaded machine, 20 s a mutant): one never calls the
-# module, the other runs `sweep plan` in a subprocess; test_sweep_plan_lines.py checks the same kinds of line in
-# process. sampler.py: of test_sweep_plan.py, only the shipped grid's distinct points (the grid sampler keeps
-# only those).
+# spaces). artifact.py and artifact_model.py: of the bad-input corpus, only the artifact cases that run in this
+# process (the one run as `python -m clowncar`, bomb-subprocess, imports the installed package, never the mutant).
+# sweep_plan.py: not the two tests of the 128-point shipped grid (~30 s each on a loaded machine, 20 s a mutant):
+# one never calls the module, the other runs `sweep plan` in a subprocess; test_sweep_plan_lines.py checks the
+# same kinds of line in process. sampler.py: of test_sweep_plan.py, only the shipped grid's distinct points (the
+# grid sampler keeps only those).
 declare -A KEYWORDS=(
   [clowncar/worker/artifact.py]="not test_bad_inputs.py or (artifacts: and not subprocess)"
+  [clowncar/worker/artifact_model.py]="not test_bad_inputs.py or (artifacts: and not subprocess)"
   [clowncar/analysis/seeds.py]="not test_results_and_family.py or seed_variance"
   [clowncar/dashboard.py]="not test_dashboard_launcher.py or taken_port"
   [clowncar/orchestrator/submit.py]="test_submit_entry.py or (test_driver_outage.py and stop) or sweep_submit_with_auto or stopped_between_a_trials_store_record"
@@ -211,7 +213,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/analysis/reference.py
        clowncar/analysis/curves.py clowncar/analysis/frames.py
        clowncar/orchestrator/resume.py clowncar/worker/quant.py clowncar/worker/qscale.py
-       clowncar/worker/artifact.py clowncar/worker/code_bytes.py
+       clowncar/worker/artifact.py clowncar/worker/artifact_model.py clowncar/worker/code_bytes.py
        clowncar/store/importers/train_log.py clowncar/store/importers/lines.py clowncar/store/importers/finals.py
        clowncar/store/importers/sweep_csv.py clowncar/store/importers/micro_log.py
        clowncar/store/importers/cadence_tsv.py clowncar/config_canonical.py

@@ -142,7 +142,8 @@ def evaluate(file: FileArg,
     from clowncar.data.stream import load_validation_tokens
     from clowncar.data.tokenizer import load_tokenizer
     from clowncar.settings import load_settings
-    from clowncar.worker.artifact import load_artifact, model_from_state
+    from clowncar.worker.artifact import load_artifact
+    from clowncar.worker.artifact_model import model_from_state
     from clowncar.worker.evaluate import evaluate_bpb
 
     device = _device(device, torch.cuda.is_available())

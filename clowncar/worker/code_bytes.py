@@ -10,8 +10,8 @@
   relative to the repository root): config (with its section modules) + errors and the config's readers (the
   config is rebuilt from the meta), the width rules the model builder checks (`buildable.py`), the package
   `__init__.py` files, the model package, `artifact.py`, `quant.py` and `qscale.py` (deserialize + dequantize),
-  the evaluator (`worker/evaluate.py`) and the byte accounting and validation reading it uses (`data/bpb.py`,
-  `data/shards.py`, `data/stream.py`, `data/paths.py`).
+  `artifact_model.py` (the model rebuilt from the file), the evaluator (`worker/evaluate.py`) and the byte
+  accounting and validation reading it uses (`data/bpb.py`, `data/shards.py`, `data/stream.py`, `data/paths.py`).
   Files that are not in this checkout are not counted.
 `code_files(rule)` lists what was counted.
 """
@@ -26,8 +26,8 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 CODE_FILES = ("clowncar/__init__.py", "clowncar/config.py", "clowncar/config_model.py",
               "clowncar/config_section.py", "clowncar/config_load.py", "clowncar/buildable.py", "clowncar/errors.py",
               "clowncar/did_you_mean.py", "clowncar/overrides.py", "clowncar/strict_yaml.py", "clowncar/model/*.py",
-              "clowncar/worker/__init__.py",
-              "clowncar/worker/quant.py", "clowncar/worker/qscale.py", "clowncar/worker/artifact.py",
+              "clowncar/worker/__init__.py", "clowncar/worker/quant.py", "clowncar/worker/qscale.py",
+              "clowncar/worker/artifact.py", "clowncar/worker/artifact_model.py",
               "clowncar/worker/code_bytes.py", "clowncar/worker/evaluate.py", "clowncar/data/__init__.py",
               "clowncar/data/bpb.py", "clowncar/data/paths.py", "clowncar/data/shards.py", "clowncar/data/stream.py")
 """Closed under the module-level imports of its files (tests/worker/test_code_bytes.py): what loading them runs."""

@@ -261,7 +261,7 @@ def _quantize_and_roundtrip(model: nn.Module, cfg: TrialConfig, train_files: lis
     """Rank 0 exports the evaluated weights with `clowncar.worker.artifact.export_artifact` (GPTQ calibrated on
     the start of the TRAINING stream), then every rank rebuilds a fresh model from the artifact file alone and
     scores it with the same evaluation."""
-    from clowncar.worker import artifact
+    from clowncar.worker import artifact, artifact_model
 
     q = cfg.quant
     path = out_dir / artifact.ARTIFACT_FILE
@@ -275,7 +275,7 @@ def _quantize_and_roundtrip(model: nn.Module, cfg: TrialConfig, train_files: lis
     if info.enabled:
         torch.distributed.barrier()
     t0 = time.perf_counter()
-    qmodel, _ = artifact.load_model_from_artifact(path, device)
+    qmodel, _ = artifact_model.load_model_from_artifact(path, device)
     qfwd = compile_plan(cfg.train, device).for_evaluation().compile(qmodel)
     res = _evaluate_all(evaluate, qfwd, cfg, step, "quantized", emit, log)
     fields.update(q_val_loss=res["val_loss"], q_val_bpb=res["val_bpb"],

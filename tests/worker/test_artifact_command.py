@@ -22,7 +22,7 @@ from clowncar.config import dict_hash
 from clowncar.data.shards import list_shards, shards_digest
 from clowncar.errors import ClownCarError, ConfigError, DataError
 from clowncar.model import build_model
-from clowncar.worker.artifact import export_artifact, load_model_from_artifact, pack, unpack
+from clowncar.worker.artifact import export_artifact, pack, unpack
 from clowncar.worker.artifact_commands import (
     _as_dict,
     _code_text,
@@ -33,6 +33,7 @@ from clowncar.worker.artifact_commands import (
     evaluate,
     inspect,
 )
+from clowncar.worker.artifact_model import load_model_from_artifact
 from clowncar.worker.code_bytes import code_bytes
 
 QUANT = ["quant.enabled=true", "quant.flat_scheme=gptq_int6", "quant.crawler_scheme=int8",

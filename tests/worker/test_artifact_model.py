@@ -12,7 +12,8 @@ import torch
 from clowncar.config_load import from_dict, load_config
 from clowncar.errors import ConfigError, DataError
 from clowncar.model import build_model
-from clowncar.worker.artifact import export_artifact, load_model_from_artifact, model_from_state
+from clowncar.worker.artifact import export_artifact
+from clowncar.worker.artifact_model import load_model_from_artifact, model_from_state
 from clowncar.worker.quant import quantize_model
 
 

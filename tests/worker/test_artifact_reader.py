@@ -167,7 +167,7 @@ def test_an_error_without_a_message_is_named_by_its_type(tmp_path: Path, monkeyp
 
 
 def test_a_model_from_a_file_whose_config_does_not_fit_names_the_file(tmp_path: Path) -> None:
-    from clowncar.worker.artifact import load_model_from_artifact
+    from clowncar.worker.artifact_model import load_model_from_artifact
 
     path = tmp_path / "a.ptz"
     path.write_bytes(file_of())  # the default config of {} builds more layers than the one tensor stored

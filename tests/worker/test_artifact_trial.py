@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from clowncar.worker.artifact import code_bytes, load_model_from_artifact, read_artifact
+from clowncar.worker.artifact import code_bytes, read_artifact
+from clowncar.worker.artifact_model import load_model_from_artifact
 from clowncar.worker.run import run_trial
 
 QUANT = ["quant.enabled=true", "quant.flat_scheme=gptq_int6", "quant.crawler_scheme=int8",

@@ -188,7 +188,7 @@ def test_sliding_eval_runs_only_for_a_stride_inside_the_eval_length(
 
 def test_quantized_scores_are_those_of_the_artifact_and_the_gap_is_their_difference(
         tiny_cfg: Callable[..., Any], tmp_path: Path, read_trial: Callable[..., Any]) -> None:
-    from clowncar.worker.artifact import load_model_from_artifact
+    from clowncar.worker.artifact_model import load_model_from_artifact
 
     cfg = tiny_cfg("train.iterations=3", "quant.enabled=true", "quant.gptq_calib_seqs=2")
     assert run_trial(cfg, tmp_path) == 0
@@ -416,9 +416,9 @@ def test_a_loss_that_is_no_number_is_divergence_and_says_so_without_a_limit(
 def _poisoned_quantized_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     """The artifact's round trip gives NaN weights (as a collapsed model's GPTQ scales can): a real evaluation of
     them scores NaN."""
-    from clowncar.worker import artifact
+    from clowncar.worker import artifact_model
 
-    load = artifact.load_model_from_artifact
+    load = artifact_model.load_model_from_artifact
 
     def load_nan(*args: Any, **kwargs: Any) -> Any:
         model, meta = load(*args, **kwargs)
@@ -427,7 +427,7 @@ def _poisoned_quantized_weights(monkeypatch: pytest.MonkeyPatch) -> None:
                 p.fill_(float("nan"))
         return model, meta
 
-    monkeypatch.setattr(artifact, "load_model_from_artifact", load_nan)
+    monkeypatch.setattr(artifact_model, "load_model_from_artifact", load_nan)
 
 
 def _infinite_first_eval(monkeypatch: pytest.MonkeyPatch) -> None:
