@@ -1,5 +1,5 @@
 """Helpers for the orchestrator tests: specs that run the contract worker, per-test Ray temp dirs, process
-bookkeeping by PID, and a loopback check of every listening socket."""
+bookkeeping by PID, a loopback check of every listening socket, and the study and store a dead head leaves."""
 
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
 from clowncar.orchestrator.embedded import start_time
+
+if TYPE_CHECKING:
+    import optuna
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = REPO / "benchmarks"
@@ -300,3 +303,81 @@ class Pipe:
 def pipe() -> Pipe:
     """A `Pipe` for a test to set as `sys.stdout` itself (pytest's capture puts its own back after the setup)."""
     return Pipe()
+
+
+# -- what a dead head leaves: the study and store `reconcile` and `close_stopped` find (test_resume*.py) ----------
+# The imports are inside: the search modules load Ray's packages, seconds every other test here would pay.
+
+WORLD_KEY = "model.crawler_loops"
+"""The one parameter a `World`'s sweep searches."""
+
+
+class World:
+    """A sweep's study and store, with helpers that leave trials as a dead head would."""
+
+    def __init__(self, tmp: Path, sampler: str = "grid") -> None:
+        import optuna
+
+        from clowncar.orchestrator.spec import spec_from_dict
+        from clowncar.store import open_store
+
+        self.url = f"sqlite:///{tmp / 'store.db'}"
+        self.spec = spec_from_dict({"name": "rs", "preset": "tiny-cpu", "sampler": sampler,
+                                    "space": {WORLD_KEY: {"grid": [1, 2, 3, 4]} if sampler == "grid"
+                                              else {"choice": [1, 2, 3, 4]}},
+                                    **({} if sampler == "grid" else {"budget": {"max_trials": 8}})})
+        self.store = open_store(self.url)
+        self.store.create_or_get_sweep("rs", self.spec.model_dump())
+        # Optuna's in-memory storage: reconcile only talks to the study's API, and it keeps each test fast
+        # (the sweep tests run it on the SQLite storage the CLI uses).
+        self.study = optuna.create_study(study_name="rs", storage=optuna.storages.InMemoryStorage(),
+                                         directions=["minimize"] * len(self.spec.metrics()))
+
+    def running(self, number: int, loops: int, attempt: int = 0) -> optuna.trial.Trial:
+        import optuna
+
+        from clowncar.orchestrator.search import ATTEMPT, NUMBER
+
+        t = self.study.ask()
+        self.study._storage.set_trial_param(t._trial_id, WORLD_KEY, float([1, 2, 3, 4].index(loops)),
+                                            optuna.distributions.CategoricalDistribution([1, 2, 3, 4]))
+        t.set_user_attr(NUMBER, number)
+        t.set_user_attr(ATTEMPT, attempt)
+        return t
+
+    def stored(self, number: int, attempt: int, status: str, result: dict[str, Any] | None = None,
+               reason: str | None = None) -> None:
+        from clowncar.orchestrator.record import trial_uid
+
+        uid = trial_uid("rs", number)
+        self.store.start_trial("rs", uid, number, attempt, {"model": {"crawler_loops": number}}, None, "n0")
+        if status != "running":
+            self.store.finish_trial(uid, attempt, status, reason or f"{status} here", result)
+
+    def trial(self, number: int, attempt: int) -> optuna.trial.FrozenTrial:
+        from clowncar.orchestrator.search import ATTEMPT, NUMBER
+
+        (t,) = [t for t in self.study.get_trials() if t.user_attrs.get(NUMBER) == number
+                and t.user_attrs.get(ATTEMPT) == attempt]
+        return t
+
+    def attempt_status(self, number: int, attempt: int) -> str:
+        return self.attempt(number, attempt)["status"]
+
+    def attempt(self, number: int, attempt: int) -> dict[str, Any]:
+        from clowncar.orchestrator.record import trial_uid
+
+        trial = self.store.get_trial(trial_uid("rs", number))
+        return next(a for a in trial["attempts"] if a["attempt"] == attempt)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    """A grid sweep's `World` in tmp_path."""
+    return World(tmp_path)
+
+
+@pytest.fixture
+def make_world() -> type[World]:
+    """`World` itself, for a test that needs another sampler or a second sweep: `make_world(folder, sampler)`."""
+    return World

@@ -1,6 +1,7 @@
 """`reconcile` after a dead head, on a real Optuna study and a real store (SQLite), without Ray: finished trials
 are never run again, outcomes that reached the store are told to the study, everything else is closed and queued
-once more as its next attempt, and the store's running attempts become `crashed`."""
+once more as its next attempt, and the store's running attempts become `crashed`. A head that died inside an ask:
+test_resume_cut_short_asks.py. `World` (the study and store a dead head leaves): tests/orchestrator/conftest.py."""
 
 from __future__ import annotations
 
@@ -10,69 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 
 from clowncar.orchestrator.record import trial_uid
 from clowncar.orchestrator.resume import reconcile
 from clowncar.orchestrator.search import ATTEMPT, CLOSED, CONSTRAINT, NUMBER
-from clowncar.orchestrator.spec import spec_from_dict
 from clowncar.orchestrator.suggest import DUPLICATE
-from clowncar.store import open_store
 
 KEY = "model.crawler_loops"
 
 
-class World:
-    """A sweep's study and store, with helpers that leave trials as a dead head would."""
-
-    def __init__(self, tmp: Path, sampler: str = "grid") -> None:
-        self.url = f"sqlite:///{tmp / 'store.db'}"
-        self.spec = spec_from_dict({"name": "rs", "preset": "tiny-cpu", "sampler": sampler,
-                                    "space": {KEY: {"grid": [1, 2, 3, 4]} if sampler == "grid"
-                                              else {"choice": [1, 2, 3, 4]}},
-                                    **({} if sampler == "grid" else {"budget": {"max_trials": 8}})})
-        self.store = open_store(self.url)
-        self.store.create_or_get_sweep("rs", self.spec.model_dump())
-        # Optuna's in-memory storage: reconcile only talks to the study's API, and it keeps each test fast
-        # (the sweep tests run it on the SQLite storage the CLI uses).
-        self.study = optuna.create_study(study_name="rs", storage=optuna.storages.InMemoryStorage(),
-                                         directions=["minimize"] * len(self.spec.metrics()))
-
-    def running(self, number: int, loops: int, attempt: int = 0) -> optuna.trial.Trial:
-        t = self.study.ask()
-        self.study._storage.set_trial_param(t._trial_id, KEY, float([1, 2, 3, 4].index(loops)),
-                                            optuna.distributions.CategoricalDistribution([1, 2, 3, 4]))
-        t.set_user_attr(NUMBER, number)
-        t.set_user_attr(ATTEMPT, attempt)
-        return t
-
-    def stored(self, number: int, attempt: int, status: str, result: dict[str, Any] | None = None,
-               reason: str | None = None) -> None:
-        uid = trial_uid("rs", number)
-        self.store.start_trial("rs", uid, number, attempt, {"model": {"crawler_loops": number}}, None, "n0")
-        if status != "running":
-            self.store.finish_trial(uid, attempt, status, reason or f"{status} here", result)
-
-    def trial(self, number: int, attempt: int) -> optuna.trial.FrozenTrial:
-        (t,) = [t for t in self.study.get_trials() if t.user_attrs.get(NUMBER) == number
-                and t.user_attrs.get(ATTEMPT) == attempt]
-        return t
-
-    def attempt_status(self, number: int, attempt: int) -> str:
-        return self.attempt(number, attempt)["status"]
-
-    def attempt(self, number: int, attempt: int) -> dict[str, Any]:
-        trial = self.store.get_trial(trial_uid("rs", number))
-        return next(a for a in trial["attempts"] if a["attempt"] == attempt)
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> World:
-    return World(tmp_path)
-
-
-def test_reconcile_tells_what_finished_and_requeues_what_was_running(world: World) -> None:
+def test_reconcile_tells_what_finished_and_requeues_what_was_running(world: Any) -> None:
     cap = world.spec.size_cap()
     world.running(0, 1)
     world.stored(0, 0, "ok", {"q_sliding_val_bpb": 1.25, "artifact_bytes": cap + 7})
@@ -118,7 +67,7 @@ def test_reconcile_tells_what_finished_and_requeues_what_was_running(world: Worl
     assert len(world.study.get_trials(states=(TrialState.WAITING,))) == 4
 
 
-def test_a_requeued_trial_that_was_running_again_keeps_its_parameters(world: World) -> None:
+def test_a_requeued_trial_that_was_running_again_keeps_its_parameters(world: Any) -> None:
     """A re-run takes its parameters from the queue (fixed_params), not from suggestions: closing it again must
     queue the same point as the next attempt."""
     world.study.enqueue_trial({KEY: 3}, user_attrs={NUMBER: 9, ATTEMPT: 2})
@@ -129,7 +78,7 @@ def test_a_requeued_trial_that_was_running_again_keeps_its_parameters(world: Wor
     assert again.state == TrialState.WAITING and again.system_attrs["fixed_params"] == {KEY: 3}
 
 
-def test_an_ok_outcome_without_the_objective_is_a_failure(world: World) -> None:
+def test_an_ok_outcome_without_the_objective_is_a_failure(world: Any) -> None:
     world.running(0, 1)
     world.stored(0, 0, "ok", {"val_bpb": 1.3})  # no quantized metric: nothing to rank it by
     reconcile(world.study, world.store, world.spec)
@@ -137,7 +86,7 @@ def test_an_ok_outcome_without_the_objective_is_a_failure(world: World) -> None:
     assert t.state == TrialState.FAIL and t.user_attrs["status"] == "ok"
 
 
-def test_a_stored_ok_outcome_is_told_against_the_trials_own_cap_when_that_is_stricter(world: World) -> None:
+def test_a_stored_ok_outcome_is_told_against_the_trials_own_cap_when_that_is_stricter(world: Any) -> None:
     """Walk 5, F7: the outcome told from the store on resume meets the same one cap as a live trial's: the
     trial's own quant.size_cap_bytes (from its recorded config) when stricter than the sweep's cap."""
     world.running(0, 1)
@@ -148,8 +97,8 @@ def test_a_stored_ok_outcome_is_told_against_the_trials_own_cap_when_that_is_str
     assert world.trial(0, 0).constraints == {CONSTRAINT: 467_220.0 - 20_000}
 
 
-def test_two_objectives_get_the_artifact_bytes_too(tmp_path: Path) -> None:
-    w = World(tmp_path, sampler="nsga2")
+def test_two_objectives_get_the_artifact_bytes_too(make_world: Any, tmp_path: Path) -> None:
+    w = make_world(tmp_path, sampler="nsga2")
     w.running(0, 1)
     w.stored(0, 0, "ok", {"q_sliding_val_bpb": 1.5, "artifact_bytes": 1234})
     w.running(1, 2)
@@ -161,7 +110,7 @@ def test_two_objectives_get_the_artifact_bytes_too(tmp_path: Path) -> None:
     assert one.values[0] == 1.75 and math.isinf(one.values[1]) and one.constraints == {CONSTRAINT: 0.0}
 
 
-def test_a_trial_without_clowncar_attributes_counts_as_its_own_number_and_attempt_zero(world: World) -> None:
+def test_a_trial_without_clowncar_attributes_counts_as_its_own_number_and_attempt_zero(world: Any) -> None:
     bare = world.study.ask()  # neither number nor attempt recorded (a trial started outside clowncar's search)
     world.study._storage.set_trial_param(bare._trial_id, KEY, 1.0,
                                          optuna.distributions.CategoricalDistribution([1, 2, 3, 4]))
@@ -187,8 +136,8 @@ def _finished_on_disk(runs: Path, number: int, attempt: int, result: dict[str, A
         (folder / "result.json").write_text(json.dumps(result))
 
 
-def test_a_trial_that_finished_unrecorded_is_recorded_from_its_files_and_never_run_again(world: World,
-                                                                                       tmp_path: Path) -> None:
+def test_a_trial_that_finished_unrecorded_is_recorded_from_its_files_and_never_run_again(
+        world: Any, make_world: Any, tmp_path: Path) -> None:
     """The head died after the worker wrote result.json and before the outcome reached the store: resume
     takes the outcome and the events from the trial directory, and queues nothing."""
     runs = tmp_path / "runs"
@@ -236,13 +185,13 @@ def test_a_trial_that_finished_unrecorded_is_recorded_from_its_files_and_never_r
     assert sorted(t.user_attrs[NUMBER] for t in waiting) == [1, 2, 4]
     # without the runs dir (a cluster whose trial folders are on other nodes) the same trials run again
     (tmp_path / "other").mkdir()
-    other = World(tmp_path / "other")
+    other = make_world(tmp_path / "other")
     other.running(0, 1)
     other.stored(0, 0, "running")
     assert reconcile(other.study, other.store, other.spec)["closed_for_rerun"] == 1
 
 
-def test_retry_failed_queues_the_next_attempt_of_what_crashed_or_errored_and_frees_its_budget(world: World) -> None:
+def test_retry_failed_queues_the_next_attempt_of_what_crashed_or_errored_and_frees_its_budget(world: Any) -> None:
     from clowncar.orchestrator.resume import requeue_failed
     from clowncar.orchestrator.search import finished_count
 
@@ -278,7 +227,7 @@ def test_retry_failed_queues_the_next_attempt_of_what_crashed_or_errored_and_fre
     assert requeue_failed(world.study, world.store, world.spec)["requeued_failed"] == 0  # their latest wait to run
 
 
-def test_retry_failed_leaves_the_rejections_an_older_clowncar_stored_as_errors(world: World) -> None:
+def test_retry_failed_leaves_the_rejections_an_older_clowncar_stored_as_errors(world: Any) -> None:
     """Before the `rejected` status a refusal before the first step was stored as `error` (in two forms) or
     `crashed` (the worker's bad-input exit without a result), the forms `rejected_as_error` names; every other
     error or crash runs again."""
@@ -318,7 +267,7 @@ def test_retry_failed_leaves_the_rejections_an_older_clowncar_stored_as_errors(w
                                  "error or crashed by an older clowncar) not retried")
 
 
-def test_only_the_latest_attempt_of_a_trial_counts_whatever_the_order_the_study_holds_them_in(world: World) -> None:
+def test_only_the_latest_attempt_of_a_trial_counts_whatever_the_order_the_study_holds_them_in(world: Any) -> None:
     from clowncar.orchestrator.search import finished_count, latest_attempts
 
     later = world.study.ask()  # attempt 1 of trial 5 comes first in the study
@@ -332,80 +281,7 @@ def test_only_the_latest_attempt_of_a_trial_counts_whatever_the_order_the_study_
     assert finished_count(world.study) == 1
 
 
-def _cut_short(search: Any, stored: str) -> None:
-    """What a head SIGKILLed inside `SweepSearch.suggest` leaves in the study: a RUNNING trial whose ask stopped
-    part-way. Optuna writes the trial, then the grid sampler's point (`grid_id`), then each suggested parameter
-    on its own, so the kill may land before the grid point, after it, or between two parameters."""
-    if stored == "no grid point yet":
-        search.study._storage.create_new_trial(search.study._study_id)
-        return
-    t = search.study.ask()
-    if stored == "one of two parameters":
-        t.suggest_categorical(KEY, [1, 2, 3])  # the seed (train.seed) was never stored
-
-
-def _run_to_the_end(search: Any, ran: list[dict[str, Any]]) -> None:
-    """Drive a searcher as Tune does, every trial finishing ok, until it says the sweep is done."""
-    from ray.tune.search import Searcher
-
-    while (params := search.suggest(f"t{len(ran)}")) is not Searcher.FINISHED:
-        ran.append(params)
-        search.on_trial_complete(f"t{len(ran) - 1}", {"final": True, "status": "ok", "objective": 1.0})
-
-
-@pytest.mark.parametrize("stored", ["no grid point yet", "grid point, no parameter", "one of two parameters"])
-def test_a_grid_whose_head_died_mid_ask_resumes_and_runs_every_point_once(tmp_path: Path, stored: str) -> None:
-    """Before the fix the half-asked trial was queued again with the parameters it had (none, or one of two),
-    and the grid sampler refused that queued trial on resume ("All parameters must be specified when using
-    GridSampler with enqueue_trial"): the resume failed."""
-    from clowncar.orchestrator.search import SweepSearch, finished_count
-
-    w = World(tmp_path)
-    spec = spec_from_dict({**w.spec.to_dict(), "seeds": [1, 2], "space": {KEY: {"grid": [1, 2, 3]}}})
-    storage = optuna.storages.InMemoryStorage()
-    ran: list[dict[str, Any]] = []
-    head = SweepSearch(spec, storage, spec.max_trials())
-    for _ in range(2):  # two trials finished before the kill
-        ran.append(head.suggest(f"t{len(ran)}"))
-        head.on_trial_complete(f"t{len(ran) - 1}", {"final": True, "status": "ok", "objective": 1.0})
-    _cut_short(head, stored)
-
-    reconcile(head.study, w.store, spec)
-    waiting = [t.system_attrs["fixed_params"] for t in head.study.get_trials(states=(TrialState.WAITING,))]
-    assert all(set(p) == {KEY, "train.seed"} for p in waiting), waiting  # whole points only
-    _run_to_the_end(SweepSearch(spec, storage, spec.max_trials()), ran)
-
-    points = sorted((p[KEY], p["train.seed"]) for p in ran)
-    assert points == [(loops, seed) for loops in (1, 2, 3) for seed in (1, 2)]  # each once, none lost
-    assert finished_count(head.study) == 6
-
-
-def test_a_sampled_sweep_whose_head_died_mid_ask_asks_anew_and_keeps_its_whole_budget(tmp_path: Path) -> None:
-    """A random (or TPE) trial cut short between two parameters has no whole point to run again: it is told
-    FAIL, counts against nothing, and the sampler asks a whole new trial in its place."""
-    from clowncar.orchestrator.search import SweepSearch, finished_count
-
-    w = World(tmp_path, sampler="random")
-    spec = spec_from_dict({**w.spec.to_dict(), "seeds": [1, 2], "space": {KEY: {"choice": [1, 2, 3]}},
-                           "budget": {"max_trials": 4}})
-    storage = optuna.storages.InMemoryStorage()
-    ran: list[dict[str, Any]] = []
-    head = SweepSearch(spec, storage, spec.max_trials())
-    ran.append(head.suggest("t0"))
-    head.on_trial_complete("t0", {"final": True, "status": "ok", "objective": 1.0})
-    _cut_short(head, "one of two parameters")
-
-    assert reconcile(head.study, w.store, spec)["dropped_unasked"] == 1
-    assert not head.study.get_trials(states=(TrialState.WAITING,))  # no half point queued
-    assert finished_count(head.study) == 1  # the cut trial is not charged to the budget
-    _run_to_the_end(SweepSearch(spec, storage, spec.max_trials()), ran)
-
-    assert len(ran) == 4 and all(set(p) >= {KEY, "train.seed"} for p in ran)
-    assert len({(p[KEY], p["train.seed"]) for p in ran}) == 4  # distinct configs, as ever
-    assert finished_count(head.study) == 4
-
-
-def test_a_sweep_stopped_between_a_trials_store_record_and_its_tell_keeps_that_trial_finished(world: World) -> None:
+def test_a_sweep_stopped_between_a_trials_store_record_and_its_tell_keeps_that_trial_finished(world: Any) -> None:
     """SIGTERM or Ctrl-C as the last trial ends can stop the driver after the store callback recorded the trial's
     final result and before the searcher told the study. `close_stopped` (the stop's clean-up) tells the study what
     the store holds instead of queueing the trial again, so `sweep resume` does not run it a second time (it did:
@@ -432,7 +308,7 @@ def test_a_sweep_stopped_between_a_trials_store_record_and_its_tell_keeps_that_t
 
 
 def test_a_sweep_stopped_after_a_worker_wrote_its_result_records_that_trial_and_never_runs_it_again(
-        world: World, tmp_path: Path) -> None:
+        world: Any, tmp_path: Path) -> None:
     """A stop can land after a worker wrote result.json and before its final report reached the driver: the
     trial finished. `close_stopped` with the driver's runs dir records it from its files (as resume does after a
     dead head) instead of queueing it, so `sweep resume` does not train it a second time."""
@@ -454,54 +330,6 @@ def test_a_sweep_stopped_after_a_worker_wrote_its_result_records_that_trial_and_
     assert not [t for t in world.study.get_trials() if t.user_attrs.get(NUMBER) == 0 and t.user_attrs.get(ATTEMPT)]
     assert world.trial(1, 0).state == TrialState.FAIL and world.trial(1, 1).state == TrialState.WAITING
     assert world.attempt_status(1, 0) == "stopped"
-
-
-def test_a_conditional_parameter_is_missing_from_a_cut_short_point_only_where_its_condition_holds(
-        tmp_path: Path) -> None:
-    """A trial whose head died mid-ask is queued again only when its point is whole: a conditional parameter
-    whose condition does not hold is not part of it, one whose condition holds is, and an unconditional one always
-    is (however the parameters are ordered)."""
-    w = World(tmp_path, sampler="random")
-    w.spec = spec_from_dict({**w.spec.to_dict(), "space": {
-        "train.cadence": {"choice": [2, 4], "when": {KEY: 2}}, KEY: {"choice": [1, 2]}}})
-
-    def cut_short(number: int, loops: int | None) -> None:
-        t = w.study.ask()
-        t.set_user_attr(NUMBER, number)
-        if loops is not None:
-            w.study._storage.set_trial_param(t._trial_id, KEY, float([1, 2].index(loops)),
-                                             optuna.distributions.CategoricalDistribution([1, 2]))
-
-    cut_short(0, 1)  # no cadence, and none applies at 1 loop: whole
-    cut_short(1, 2)  # cadence applies at 2 loops and was never stored
-    cut_short(2, None)  # the loop count itself was never stored
-    done = reconcile(w.study, w.store, w.spec)
-    assert (done["closed_for_rerun"], done["dropped_unasked"]) == (1, 2)
-    (queued,) = w.study.get_trials(states=(TrialState.WAITING,))
-    assert queued.user_attrs[NUMBER] == 0 and queued.system_attrs["fixed_params"] == {KEY: 1}
-
-
-def test_a_repeated_suggestion_whose_fail_never_landed_is_dropped_not_run(world: World) -> None:
-    for number, loops in [(0, 1), (1, 2)]:
-        world.running(number, loops).set_user_attr(DUPLICATE, 5)  # a repeat of trial 5's config, never run
-    assert reconcile(world.study, world.store, world.spec)["dropped_unasked"] == 2
-    assert not world.study.get_trials(states=(TrialState.WAITING,))
-
-
-def test_a_grid_trial_cut_short_after_its_grid_point_reruns_that_point_and_one_past_the_grid_is_dropped(
-        world: World) -> None:
-    from clowncar.orchestrator.sampler import LongestFirstGrid
-
-    points = LongestFirstGrid(world.spec)._all_grids
-    for number, grid_id in [(0, 0), (1, len(points) - 1), (2, len(points))]:  # the last one names no point
-        t = world.study.ask()
-        t.set_user_attr(NUMBER, number)
-        world.study._storage.set_trial_system_attr(t._trial_id, "grid_id", grid_id)
-    done = reconcile(world.study, world.store, world.spec)
-    assert (done["closed_for_rerun"], done["dropped_unasked"]) == (2, 1)
-    queued = {t.user_attrs[NUMBER]: t.system_attrs["fixed_params"]
-              for t in world.study.get_trials(states=(TrialState.WAITING,))}
-    assert queued == {0: {KEY: points[0][0]}, 1: {KEY: points[-1][0]}}
 
 
 def test_only_an_error_or_a_crash_can_be_an_old_rejection() -> None:
