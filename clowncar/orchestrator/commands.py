@@ -11,13 +11,17 @@ import typer
 from clowncar.errors import ClownCarError
 from clowncar.orchestrator.status_lines import failure_lines, failures_line, print_study, print_summary
 from clowncar.orchestrator.stored_sweep import refuse_while_driven, spec_of, stored_spec, stored_sweep
-from clowncar.settings import STORE_HELP
+from clowncar.settings import STORE_DEFAULT, STORE_HELP
 from clowncar.words import counted
 
 app = typer.Typer(help="Sweeps: Optuna-driven trials on Ray Tune, recorded in the results store.",
                   no_args_is_help=True)
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help=STORE_HELP)]
+SubmitStoreOpt = Annotated[str | None, typer.Option(
+    "--store", help="SQLAlchemy URL of the results store the job's driver on the head writes to, sent to it in a "
+    f"private file (default: the head's own store, its {STORE_DEFAULT}; this machine's CLOWNCAR_STORE and "
+    "CLOWNCAR_STORE_FILE are not sent).")]
 AddressOpt = Annotated[str | None, typer.Option(
     "--address", help="Ray cluster to join: 'auto' on one of its nodes, or the head's HOST:6379 (not the job server's "
     "http://HEAD:8265 nor Ray Client's ray://: `sweep submit` runs one from elsewhere); default: embedded Ray on "
@@ -318,7 +322,7 @@ def ls_cmd(store: StoreOpt = None) -> None:
 
 def submit_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")],
                address: Annotated[str, typer.Option("--address", help="Ray dashboard, http://HEAD:8265")],
-               store: StoreOpt = None,
+               store: SubmitStoreOpt = None,
                python: Annotated[str, typer.Option("--python", help="Python on the head")] = "python",
                name: NameOpt = None) -> None:
     """Submit the sweep as a Ray job: the driver runs on the cluster and outlives this command (which waits,
@@ -328,7 +332,10 @@ def submit_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")],
 
     parsed = load_named_spec(spec, name)
     job_id = submit(parsed, spec, address, store, python)
-    where = f" --store {redact_url(store)}" if store else ""
+    # Without --store the sweep is in the head's store, which this machine's settings may not name (walk 6, F1)
+    where = (f" --store {redact_url(store)}" if store else
+             " (where the head's store is reachable, with --store or CLOWNCAR_STORE naming it: the job uses the "
+             "head's store, not this machine's)")
     typer.echo(f"submitted sweep {parsed.name} as Ray job {job_id}")
     typer.echo(f"  {wait_started(job_id, parsed.name, address, store)}")  # a job that died at once: one line, exit 1
     typer.echo(f"watch: ray job logs --address {address} --follow {job_id}   |   "

@@ -82,3 +82,12 @@ def test_a_submission_the_job_server_fails_is_a_fault_and_one_it_refuses_is_bad_
         submit_mod.submit(cmd.load_named_spec(spec_file, None), spec_file, "http://head:8265", None)
     assert str(err.value) == f"job submission to http://head:8265 failed: {answer}"
     assert err.value.exit_code == exit_code
+
+
+def test_the_store_option_of_submit_says_the_default_is_the_heads_store_not_this_machines() -> None:
+    import typer.main
+
+    submit = typer.main.get_command(cmd.app).commands["submit"]  # type: ignore[attr-defined]
+    text = next(p.help for p in submit.params if "--store" in p.opts)
+    assert "(default: the head's own store, its CLOWNCAR_STORE, else CLOWNCAR_STORE_FILE's URL" in text
+    assert "this machine's CLOWNCAR_STORE and CLOWNCAR_STORE_FILE are not sent" in text

@@ -294,8 +294,10 @@ def test_submit_prints_the_job_and_how_to_watch_it_without_the_password(tmp_path
         "  its driver on the cluster runs it",
         "watch: ray job logs --address http://head:8265 --follow clowncar-s-1   |   clowncar sweep status s "
         "--store postgresql+psycopg://u:***@db:5432/runs"]
-    cmd.submit_cmd(path, address="http://head:8265", store=None)
-    assert capsys.readouterr().out.splitlines()[-1].endswith("clowncar sweep status s")
+    cmd.submit_cmd(path, address="http://head:8265", store=None)  # the head's store: not this machine's (F1)
+    assert capsys.readouterr().out.splitlines()[-1].endswith(
+        "clowncar sweep status s (where the head's store is reachable, with --store or CLOWNCAR_STORE naming it: "
+        "the job uses the head's store, not this machine's)")
 
 
 def test_stop_says_how_many_jobs_and_trials_it_stopped(url: str, monkeypatch, capsys) -> None:
