@@ -231,11 +231,20 @@ class SweepSpec(_Strict):
                 raise ValueError(f"budget.max_trials ({self.budget.max_trials}) exceeds the grid size "
                                  f"({self.grid_size()})")
         elif self.budget.max_trials is None and not self.enqueue:
-            hint = "" if self.space or self.points else (
-                "; a spec without a space or points is one config (per seed): leave out `sampler` or give "
-                "`sampler: grid` to run it once")
-            raise ValueError(f"budget.max_trials is required for the {self.sampler} sampler{hint}")
+            raise ValueError(f"budget.max_trials is required for the {self.sampler} sampler{self._budget_hint()}")
         return self
+
+    def _budget_hint(self) -> str:
+        """What a spec refused for its missing trial budget most likely meant: a spec with nothing to search is
+        one config; one whose every parameter lists `grid:` values, with no sampler written, is a grid that ran
+        into the tpe default (a user who wrote `grid:` did not choose tpe)."""
+        if not (self.space or self.points):
+            return ("; a spec without a space or points is one config (per seed): leave out `sampler` or give "
+                    "`sampler: grid` to run it once")
+        if "sampler" not in self.model_fields_set and all(p.grid is not None and not p.when
+                                                          for p in self.space.values()):
+            return "; `sampler` defaults to tpe: write `sampler: grid` to run the grid"
+        return ""
 
     # -- derived ---------------------------------------------------------------------------------------------
     def search_space(self) -> dict[str, ParamSpec]:

@@ -347,3 +347,20 @@ def test_every_key_a_switch_condition_reads_is_listed_as_one_it_reads() -> None:
                 cfg[section].update(values)
             acts({s: Recording(s, v, seen) for s, v in cfg.items()})
         assert seen == READS[key], key
+
+
+def test_an_all_grid_space_without_a_sampler_is_told_the_default_is_tpe_and_how_to_run_the_grid() -> None:
+    grid_hint = "; `sampler` defaults to tpe: write `sampler: grid` to run the grid"
+    with pytest.raises(ConfigError) as err:
+        spec_from_dict({"name": "s", "preset": "tiny-cpu", "space": {LOOPS: {"grid": [1, 2, 3]}}})
+    assert str(err.value) == "sweep spec: budget.max_trials is required for the tpe sampler" + grid_hint
+    with pytest.raises(ConfigError) as err:  # named points are a grid dimension too
+        spec_from_dict({"name": "s", "preset": "tiny-cpu", "points": {"a": {LOOPS: 1}, "b": {LOOPS: 2}}})
+    assert str(err.value).endswith(grid_hint)
+    # tpe written out, a `choice:` or a conditional grid parameter: the user did not write a plain grid
+    for fields in ({"sampler": "tpe", "space": {LOOPS: {"grid": [1, 2]}}},
+                   {"space": {LOOPS: {"grid": [1, 2]}, "train.cadence": {"choice": [1, 2]}}},
+                   {"space": {LOOPS: {"grid": [1, 2]}, "train.cadence": {"grid": [1, 2], "when": {LOOPS: 2}}}}):
+        with pytest.raises(ConfigError) as err:
+            spec_from_dict({"name": "s", "preset": "tiny-cpu", **fields})
+        assert str(err.value) == "sweep spec: budget.max_trials is required for the tpe sampler", fields
