@@ -45,7 +45,7 @@ def check_against_config(spec: SweepSpec) -> None:
         problem = (rung_problem(cfg.train, asha.grace_period, asha.max_t)
                    if asha.type == "asha" else None)
         if problem:
-            raise ConfigError(f"sweep spec {problem}" + (f" (with {params})" if params else ""))
+            raise ConfigError(f"sweep spec {problem}" + (f" (at the point {point_words(params)})" if params else ""))
         check_objective(spec.objective.metric, cfg, f"the space point {params}" if params else "the base config")
     for point in spec.enqueue:
         try:
@@ -60,6 +60,11 @@ def check_against_config(spec: SweepSpec) -> None:
             raise ConfigError(f"sweep spec key 'budget.max_trials': {spec.budget.max_trials} exceeds the grid's "
                               f"{len(distinct.points)} distinct trials ({len(distinct.merged)} of its points repeat "
                               "another's trial; see `clowncar sweep plan`)")
+
+
+def point_words(params: dict[str, Any]) -> str:
+    """A point of the space as a user writes it (`model.crawler_loops=1, train.seed=42`), not as a Python dict."""
+    return ", ".join(f"{key}={value}" for key, value in params.items())
 
 
 def check_named_switches(spec: SweepSpec) -> None:

@@ -179,7 +179,8 @@ def test_a_rung_before_the_anneal_is_refused_with_the_point_it_was_found_at() ->
     asha = {"type": "asha", "grace_period": 10}
     with_space = refusal(scheduler=asha, space={LOOPS: {"choice": [1, 2]}})
     assert with_space.startswith("sweep spec scheduler: ASHA's first rung (step 10) comes before the LR anneals")
-    assert with_space.endswith("Set scheduler.grace_period >= 31, or drop the scheduler (with {'model.crawler_loops': 1})")
+    assert with_space.endswith("Set scheduler.grace_period >= 31, or drop the scheduler "
+                               "(at the point model.crawler_loops=1)")
     assert refusal(scheduler=asha).endswith("Set scheduler.grace_period >= 31, or drop the scheduler")
 
 
