@@ -38,6 +38,7 @@ def demo(
     sweep) locally, print the best trial and write its signal report."""
     from clowncar.orchestrator.commands import SweepInterrupted, run_spec
     from clowncar.orchestrator.spec import load_spec, spec_from_dict
+    from clowncar.orchestrator.start import StartFailed
     from clowncar.redact import redact_url
     from clowncar.settings import check_runs_dir, load_settings
 
@@ -61,8 +62,10 @@ def demo(
     report_dir = settings.runs_dir / "reports" / spec.name
     try:
         run_spec(spec, store, "", num_cpus, None, quiet, resume=False)
+    except StartFailed as err:
+        raise StartFailed(_again(str(err), spec.name, named=name is not None)) from err
     except SweepInterrupted as err:  # resume finishes the sweep, not the demo: say how its report is written
-        line = str(err)
+        line = _again(str(err), spec.name, named=name is not None)
         if "sweep resume" in line:
             line += f", then `{_command()} analyze {spec.name} --out {report_dir}` writes the demo's report"
         raise SweepInterrupted(line) from None
@@ -71,6 +74,15 @@ def demo(
     typer.echo(f"report: {(report_dir / 'report.html').resolve()} (also report.md, report.json)")
     typer.echo(f"trials: {_command()} sweep status {spec.name}")
     typer.echo(f"live dashboard on the same store: {dashboard_command(store_url)}")
+
+
+def _again(line: str, sweep: str, named: bool) -> str:
+    """A line saying that the same command starts a sweep that never ran again, made true for a demo whose name
+    was generated: run again, it would make a new time-stamped sweep and leave this one failed (walk 6, F3)."""
+    from clowncar.orchestrator.start import SAME_COMMAND
+
+    head, found, tail = line.rpartition(SAME_COMMAND)
+    return line if named or not found else f"{head}{SAME_COMMAND} plus `--name {sweep}`{tail}"
 
 
 def _command() -> str:

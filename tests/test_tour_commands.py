@@ -130,6 +130,42 @@ def test_an_interrupted_demo_that_ran_nothing_is_told_to_start_again_without_a_r
     assert str(err.value) == line
 
 
+def test_a_demo_that_did_not_start_names_the_generated_name_to_start_it_again(tour, monkeypatch) -> None:
+    """Run again as it was, a demo makes a new time-stamped sweep: its line names --name, which reaches this one."""
+    import clowncar.orchestrator.commands as commands
+    from clowncar.orchestrator.start import StartFailed
+
+    def failed(spec, *args: Any, **kwargs: Any) -> None:
+        raise StartFailed(f"sweep {spec.name} did not start: NameError: x; it is marked failed, and the same "
+                          "command starts it again")
+
+    monkeypatch.setattr(commands, "run_spec", failed)
+    monkeypatch.setattr(demo.time, "strftime", lambda fmt: "20261206-225738")
+    with pytest.raises(StartFailed) as err:
+        demo.demo(name=None, quiet=True)
+    assert str(err.value) == ("sweep smoke-20261206-225738 did not start: NameError: x; it is marked failed, and the "
+                              "same command plus `--name smoke-20261206-225738` starts it again")
+    assert err.value.exit_code == 1
+    with pytest.raises(StartFailed) as err:
+        demo.demo(name="d", quiet=True)  # named: the same command is already the one
+    assert str(err.value).endswith("it is marked failed, and the same command starts it again")
+
+
+def test_an_interrupted_demo_with_a_generated_name_that_ran_nothing_names_it_to_start_again(tour, monkeypatch) -> None:
+    import clowncar.orchestrator.commands as commands
+
+    def interrupted(spec, *args: Any, **kwargs: Any) -> None:
+        raise commands.SweepInterrupted(f"sweep {spec.name} interrupted before it started: nothing ran; start it "
+                                        "again with the same command")
+
+    monkeypatch.setattr(commands, "run_spec", interrupted)
+    monkeypatch.setattr(demo.time, "strftime", lambda fmt: "20261206-225738")
+    with pytest.raises(commands.SweepInterrupted) as err:
+        demo.demo(name=None, quiet=True)
+    assert str(err.value) == ("sweep smoke-20261206-225738 interrupted before it started: nothing ran; start it again "
+                              "with the same command plus `--name smoke-20261206-225738`")
+
+
 def test_demo_without_the_data_package_says_so(tour, monkeypatch) -> None:
     import sys
 

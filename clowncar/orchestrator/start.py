@@ -22,13 +22,18 @@ from clowncar.words import counted
 
 RESTARTABLE = ("created", "running", "failed")
 """Statuses a sweep without trials can be in after a failed start (`running`: a start before this fix)."""
+SAME_COMMAND = "the same command"
+"""What starts again a sweep that never ran a trial, in the lines that say so: true where the command names the
+sweep (a spec's name, --name, a rerun's child name), so that running it again reaches the same sweep; `clowncar
+demo` without --name names a new one each time, and says `--name NAME` after these words (demo.py)."""
 ASKED_THIS_RUN: dict[str, int] = {}
 """Sweep name -> how many trials this process's run of it asked Tune for, set as its fit ends (tune.py): a line
 for an interrupt that then cut the clean-up short never says that no trial of this run started."""
 
 
 class StartFailed(ClownCarError):
-    """A sweep could not start (Ray, the study, ...): it is marked failed, and the same command starts it again."""
+    """A sweep could not start (Ray, the study, ...): it is marked failed, and the same command (SAME_COMMAND)
+    starts it again."""
 
     exit_code = 1
 
@@ -118,7 +123,7 @@ def failed_start_marked(store: Any, name: str) -> Iterator[None]:
         _mark_failed(store, name, reason)
         if isinstance(err, ClownCarError) and not isinstance(err, StartFailed):
             raise
-        raise StartFailed(f"sweep {name} did not start: {reason}; it is marked failed, and the same command "
+        raise StartFailed(f"sweep {name} did not start: {reason}; it is marked failed, and {SAME_COMMAND} "
                           "starts it again") from err
 
 
@@ -169,14 +174,14 @@ def interrupted_line(url: str, name: str) -> str:
     resume = f"continue it with `clowncar sweep resume {name}`"
     running: list[int] = []
     if not resumable(url, name):
-        return f"sweep {name} interrupted before it started: nothing ran; start it again with the same command"
+        return f"sweep {name} interrupted before it started: nothing ran; start it again with {SAME_COMMAND}"
     try:
         with open_store(url, create=False) as store:
             storage = open_study(url)
             studies = {s.study_name for s in optuna.get_all_study_summaries(storage)}
             if never_started(name, store, storage, studies):  # `sweep run` starts it over, `sweep resume` too
-                return (f"sweep {name} interrupted before any trial started: nothing ran; start it again with the "
-                        "same command")
+                return (f"sweep {name} interrupted before any trial started: nothing ran; start it again with "
+                        f"{SAME_COMMAND}")
             status = (store.get_sweep(name) or {}).get("status")
             if status == "stopped" and _ran_nothing(name, store, storage, studies):  # before Tune asked one
                 return f"sweep {name} interrupted before any trial started: nothing ran; {resume}"
