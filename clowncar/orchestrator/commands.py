@@ -148,15 +148,19 @@ def run_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")], sto
 def plan_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")], name: NameOpt = None) -> None:
     """What a spec would run, without running it: distinct trials, merged points, estimated GPU-hours, and
     whether the GPUs a trial asks for and the data it reads are on this machine."""
-    from clowncar.orchestrator.preflight import data_line, gpu_line
     from clowncar.orchestrator.sweep_plan import plan_lines
 
     parsed = load_named_spec(spec, name)
-    for line in plan_lines(parsed):
+    for line in [*plan_lines(parsed), *machine_lines(parsed)]:
         typer.echo(line)
-    for line in (gpu_line(parsed), data_line(parsed)):
-        if line:
-            typer.echo(line)
+
+
+def machine_lines(spec: Any) -> list[str]:
+    """What a plan (`sweep plan`, `sweep rerun --dry-run`) says of this machine: whether it has the GPUs a trial
+    asks for and the data it reads (preflight.py)."""
+    from clowncar.orchestrator.preflight import data_line, gpu_line
+
+    return [line for line in (gpu_line(spec), data_line(spec)) if line]
 
 
 def resume_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: StoreOpt = None,
@@ -234,7 +238,10 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
         typer.echo(line)
     for line in say.estimate_lines(spec, measured):  # points that make one trial, and the estimated cost
         typer.echo(line)
-    if not dry_run:
+    if dry_run:  # the rest of `sweep plan`'s lines (walk 6, F10); a run checks them itself (run_spec's preflight)
+        for line in machine_lines(spec):
+            typer.echo(line)
+    else:
         run_spec(spec, url, address, num_cpus, num_gpus, quiet, resume=False)
         for line in say.seed_lines(url, spec, configs, matched):
             typer.echo(line)

@@ -102,6 +102,25 @@ def test_a_dry_run_says_which_seed_it_left_out_and_which_given_seed_repeats_the_
     assert capsys.readouterr().out.splitlines()[3].startswith("  estimated: ")
 
 
+def test_a_dry_run_ends_with_the_plans_lines_on_this_machines_gpus_and_data(url: str, tmp_path: Path, monkeypatch,
+                                                                            capsys) -> None:
+    """As `sweep plan` says them: a trial's GPUs this machine lacks, and the data it lacks (walk 6, F10)."""
+    monkeypatch.setenv("CLOWNCAR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr("clowncar.doctor.gpu_names", lambda: (None, []))  # this machine: no GPU
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: pytest.fail("a dry run ran"))
+    with open_store(url) as st:
+        st.create_or_get_sweep("par", {**PARENT, "resources": {"gpus": 1}})
+    study_with(url, [(0, 1.30), (1, 1.10)], name="par")
+    cmd.rerun_cmd("par", top=1, seeds="7", dry_run=True, store=url)
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "  GPUs: trials need 1 GPU per trial; this machine has 0: an embedded `sweep run` refuses the sweep "
+        "(--num-gpus sets what it offers); a cluster (--address) needs a node with that many",
+        f"  data: missing on this machine: dataset 'demo_sp1024' not found at {tmp_path / 'data/datasets/demo_sp1024'}"
+        " (`clowncar data demo`, `data fetch-fineweb` or `data build` makes one; CLOWNCAR_DATA_DIR says where "
+        "datasets are looked for); an embedded `sweep run` refuses the sweep, and on a cluster every worker needs "
+        "the data"]
+
+
 def test_a_top_beyond_the_distinct_configs_says_so_and_names_the_child_by_what_runs(parent: str, monkeypatch,
                                                                                    capsys) -> None:
     monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: None)
