@@ -155,9 +155,14 @@ def plan_lines(spec: SweepSpec) -> list[str]:
             lines.append(f"    ... and {len(grouped) - MERGED_SHOWN} more")
     mean = plan.trial_seconds / max(plan.trials, 1)
     if plan.trials and not plan.trial_seconds:  # step-bounded trials (no wall-clock cap) and no estimate given
-        cost = ("  estimated: unknown: the trials have no wall-clock cap (train.max_wallclock_seconds 0) to read a "
-                "length from; set budget.trial_seconds_estimate for an estimate")
-    elif plan.gpus:
+        # Alone: the per-trial rule (the cap + 10 %) and "the most it takes" would speak of an estimate not made.
+        lines.append("  estimated: unknown: the trials have no wall-clock cap (train.max_wallclock_seconds 0) to "
+                     "read a length from; set budget.trial_seconds_estimate for an estimate")
+        if spec.budget.max_gpu_hours:  # the cap still holds: the driver bills the measured trial times
+            lines.append(f"  budget.max_gpu_hours {spec.budget.max_gpu_hours:g} stops the sweep when the measured "
+                         "trial times add up to it")
+        return lines + _reference_lines(spec, plan)
+    if plan.gpus:
         cost = (f"  estimated: {amount(plan.gpu_hours * 3600, 'GPU')} ({counted(plan.trials, 'trial')} x "
                 f"{counted(plan.gpus, 'GPU')} x {mean:.0f} s on average")
         cap = spec.budget.max_gpu_hours
@@ -168,7 +173,11 @@ def plan_lines(spec: SweepSpec) -> list[str]:
     if spec.scheduler.type == "asha":
         cost += "; ASHA may stop trials early: this is the most it takes"
     lines += [cost, _estimate_basis(spec, plan.gpu_hours if plan.gpus else None)]
-    if plan.sampler == "grid":  # a sampler's trials are not known before they are sampled
-        reference = reference_line(spec, [*spec.distinct_enqueue().points, *spec.distinct_grid().points])
-        lines += [reference] if reference else []
-    return lines
+    return lines + _reference_lines(spec, plan)
+
+
+def _reference_lines(spec: SweepSpec, plan: SweepPlan) -> list[str]:
+    if plan.sampler != "grid":  # a sampler's trials are not known before they are sampled
+        return []
+    reference = reference_line(spec, [*spec.distinct_enqueue().points, *spec.distinct_grid().points])
+    return [reference] if reference else []

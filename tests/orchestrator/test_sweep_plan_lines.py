@@ -212,3 +212,20 @@ def test_trials_without_a_wall_clock_cap_or_an_estimate_have_an_unknown_cost() -
     timed = spec_of(sampler="grid", space={LOOPS: {"grid": [1, 2]}}, overrides={WALL: 0},
                     budget={"trial_seconds_estimate": 30})
     assert plan_lines(timed)[1] == "  estimated: 1.0 trial-minutes on CPU (2 trials x 30 s on average, no GPU)"
+
+
+UNKNOWN = ("  estimated: unknown: the trials have no wall-clock cap (train.max_wallclock_seconds 0) to read a length "
+           "from; set budget.trial_seconds_estimate for an estimate")
+
+
+def test_an_unknown_cost_is_said_alone_without_the_per_trial_rule_or_the_asha_clause() -> None:
+    # the README's one-trial recipe, with ASHA: nothing after the unknown estimate speaks of one
+    asha = {"type": "asha", "grace_period": 40}
+    one = spec_of(sampler="grid", seeds=[1337], overrides={WALL: 0}, scheduler=asha)
+    assert plan_lines(one) == ["sweep p (grid): 1 grid point, 1 distinct trial", UNKNOWN]
+    # a GPU-hour cap still stops the sweep, on the measured times
+    capped = spec_of(sampler="grid", space={LOOPS: {"grid": [2, 3]}}, overrides={WALL: 0}, resources={"gpus": 1},
+                     budget={"max_gpu_hours": 2.5})
+    assert plan_lines(capped) == ["sweep p (grid): 2 grid points, 2 distinct trials", UNKNOWN,
+                                  "  budget.max_gpu_hours 2.5 stops the sweep when the measured trial times add up "
+                                  "to it"]
