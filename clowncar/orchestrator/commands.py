@@ -320,8 +320,8 @@ def ls_cmd(store: StoreOpt = None) -> None:
         frame["status"] = [status_of(st, n, s) for n, s in zip(frame["name"], frame["status"], strict=True)]
     # The names go last: an imported record's name runs to 100 characters, and padded first it would push the
     # counts off an 80-column screen. '-' where unset, as `store ls` prints it.
-    cols = [c for c in ("status", "source", "trials", "ok", "running", "failed", "best_bpb", "best_metric", "parent",
-                        "name") if c in frame.columns]
+    cols = [c for c in ("status", "source", "trials", "ok", "running", "failed", "pruned", "stopped", "best_bpb",
+                        "best_metric", "parent", "name") if c in frame.columns]
     typer.echo(text_table(frame[cols].values.tolist(), cols))
     if (note := child_best_note(frame["parent"].tolist())) is not None:
         typer.echo(note)

@@ -57,8 +57,8 @@ def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trial
                 typer.echo("no sweeps")
                 return
             # the name last: long names (imported records') would otherwise push the counts off the screen
-            cols = ["source", "status", "trials", "ok", "running", "failed", "best_bpb", "best_metric", "created_at",
-                    "name"]
+            cols = ["source", "status", "trials", "ok", "running", "failed", "pruned", "stopped", "best_bpb",
+                    "best_metric", "created_at", "name"]
             typer.echo(text_table(frame[cols].values.tolist(), cols))
             from clowncar.orchestrator.rerun_lines import child_best_note
 

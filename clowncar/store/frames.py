@@ -230,8 +230,9 @@ class FrameReads:
     @retried_read
     def sweeps_frame(self) -> pd.DataFrame:
         """One row per sweep: name, status, source, parent, created_at, updated_at, trials, ok, running,
-        failed (diverged/oom/error/rejected/crashed), best_bpb (the lowest score of its ok trials, all scored on the
-        one of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb, val_bpb that most of them measured),
+        failed (diverged/oom/error/rejected/crashed), pruned, stopped (ok to stopped add up to trials), best_bpb
+        (the lowest score of its ok trials, all scored on the one of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb,
+        val_bpb that most of them measured),
         best_metric (which one that was: the numbers of two sweeps compare only when it is the same) and
         unranked_headlines (ok trials whose headline_bpb is not that metric's value: see `headline_unranked`)."""
         import pandas as pd
@@ -248,12 +249,14 @@ class FrameReads:
             row["ok"] = sum(t["status"] == "ok" for t in mine)
             row["running"] = sum(t["status"] == "running" for t in mine)
             row["failed"] = sum(t["status"] in FAILED for t in mine)
+            row["pruned"] = sum(t["status"] == "pruned" for t in mine)
+            row["stopped"] = sum(t["status"] == "stopped" for t in mine)
             found = _best(mine)
             row["best_bpb"], row["best_metric"] = (found[0], found[1]) if found else (None, None)
             row["unranked_headlines"] = 0 if found is None else sum(
                 t["status"] == "ok" and headline_unranked(t["result"], found[1]) for t in mine)
         columns = ["name", "status", "source", "parent", "created_at", "updated_at", "trials", "ok", "running",
-                   "failed", "best_bpb", "best_metric", "unranked_headlines"]
+                   "failed", "pruned", "stopped", "best_bpb", "best_metric", "unranked_headlines"]
         frame = pd.DataFrame.from_records(sweeps, columns=columns)
         for col in ("created_at", "updated_at"):
             frame[col] = pd.to_datetime(frame[col], utc=True)

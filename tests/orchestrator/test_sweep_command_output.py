@@ -202,17 +202,19 @@ def test_status_of_a_finished_gpu_sweep_with_a_front(url: str, capsys) -> None:
     assert lines[6] == "  ended: budget: max_trials 3 reached"
 
 
-def test_ls_lists_every_sweep_or_says_there_is_none(url: str, capsys) -> None:
+def test_ls_lists_every_sweep_with_counts_that_add_up_or_says_there_is_none(url: str, capsys) -> None:
     open_store(url).close()
     cmd.ls_cmd(store=url)
     assert capsys.readouterr().out == "no sweeps\n"
     with open_store(url) as st:
         st.create_or_get_sweep("s", SPEC)
         trial(st, "t0", 0, "ok", {"val_bpb": 1.25})
+        trial(st, "t1", 1, "stopped")  # a stopped or pruned trial has a column of its own (walk 6, F22)
+        trial(st, "t2", 2, "pruned")
     cmd.ls_cmd(store=url)
     assert capsys.readouterr().out.splitlines() == [
-        "status   source  trials  ok  running  failed  best_bpb  best_metric  parent  name",
-        "created  run     1       1   0        0       1.25      val_bpb      -       s"]
+        "status   source  trials  ok  running  failed  pruned  stopped  best_bpb  best_metric  parent  name",
+        "created  run     3       1   0        0       1       1        1.25      val_bpb      -       s"]
 
 
 def test_plan_prints_what_the_spec_would_run_and_whether_its_data_is_here(tmp_path: Path, capsys,

@@ -240,20 +240,22 @@ def test_sweeps_frame_and_get_sweep_describe_every_sweep(store: Store) -> None:
     _world(store)
     frame = store.sweeps_frame()
     assert list(frame.columns) == ["name", "status", "source", "parent", "created_at", "updated_at", "trials", "ok",
-                                   "running", "failed", "best_bpb", "best_metric", "unranked_headlines"]
+                                   "running", "failed", "pruned", "stopped", "best_bpb", "best_metric",
+                                   "unranked_headlines"]
     assert frame["name"].tolist() == ["alpha", "base", "rerun"]
     alpha, base, rerun = (dict(zip(frame.columns, _plain(frame.iloc[k]), strict=True)) for k in range(3))
-    keys = ("name", "status", "source", "parent", "trials", "ok", "running", "failed", "best_bpb", "best_metric")
+    keys = ("name", "status", "source", "parent", "trials", "ok", "running", "failed", "pruned", "stopped",
+            "best_bpb", "best_metric")
     assert {k: base[k] for k in keys} == {"name": "base", "status": "running", "source": "run", "parent": None,
-                                          "trials": 7, "ok": 3, "running": 3, "failed": 1, "best_bpb": 1.25,
-                                          "best_metric": "q_val_bpb"}
+                                          "trials": 7, "ok": 3, "running": 3, "failed": 1, "pruned": 0, "stopped": 0,
+                                          "best_bpb": 1.25, "best_metric": "q_val_bpb"}
     # 1.25: q_val_bpb, which all three ok trials have; base/c's lower sliding score is alone of its kind
     assert {k: rerun[k] for k in keys} == {"name": "rerun", "status": "created", "source": "import", "parent": "base",
-                                           "trials": 2, "ok": 2, "running": 0, "failed": 0, "best_bpb": 1.4,
-                                           "best_metric": "val_bpb"}
+                                           "trials": 2, "ok": 2, "running": 0, "failed": 0, "pruned": 0,
+                                           "stopped": 0, "best_bpb": 1.4, "best_metric": "val_bpb"}
     assert {k: alpha[k] for k in keys} == {"name": "alpha", "status": "created", "source": "run", "parent": None,
-                                           "trials": 1, "ok": 1, "running": 0, "failed": 0, "best_bpb": None,
-                                           "best_metric": None}
+                                           "trials": 1, "ok": 1, "running": 0, "failed": 0, "pruned": 0,
+                                           "stopped": 0, "best_bpb": None, "best_metric": None}
     for col in ("created_at", "updated_at"):
         assert str(frame[col].dt.tz) == "UTC" and frame[col].notna().all(), col
     assert frame["updated_at"][1] > frame["created_at"][1]  # base's status was set after it was made

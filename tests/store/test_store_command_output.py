@@ -93,10 +93,24 @@ def test_ls_lists_sweeps_with_counts_and_best_bpb(filled, capsys) -> None:
     ls(None, store=url)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"store: {url}"
-    assert lines[1].split() == ["source", "status", "trials", "ok", "running", "failed", "best_bpb", "best_metric",
-                                "created_at", "name"]
+    assert lines[1].split() == ["source", "status", "trials", "ok", "running", "failed", "pruned", "stopped",
+                                "best_bpb", "best_metric", "created_at", "name"]
     row = lines[2].split()
-    assert row[:8] == ["import", "imported", "1", "1", "0", "0", "1.2345", "q_val_bpb"] and row[-1] == "a"
+    assert row[:10] == ["import", "imported", "1", "1", "0", "0", "0", "0", "1.2345", "q_val_bpb"] and row[-1] == "a"
+
+
+def test_ls_counts_stopped_and_pruned_trials_so_the_counts_add_up_to_trials(tmp_path: Path, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", {})
+        for n, status in enumerate(["stopped", "stopped", "pruned", "ok"]):
+            st.start_trial("s", f"t{n}", n, 0, {}, 1337, "node-a")
+            st.finish_trial(f"t{n}", 0, status, None, {})
+        st.set_sweep_status("s", "stopped")
+    ls(None, store=url)
+    header, row = (line.split() for line in capsys.readouterr().out.splitlines()[1:3])
+    counts = dict(zip(header[2:8], map(int, row[2:8]), strict=True))
+    assert counts == {"trials": 4, "ok": 1, "running": 0, "failed": 0, "pruned": 1, "stopped": 2}
 
 
 def test_ls_names_the_metric_of_the_best_and_lists_every_bpb_the_trials_measured(tmp_path: Path, capsys) -> None:
@@ -110,7 +124,7 @@ def test_ls_names_the_metric_of_the_best_and_lists_every_bpb_the_trials_measured
             st.finish_trial(f"t{n}", 0, "ok", None, {"val_bpb": raw, "q_sliding_val_bpb": best})
     ls(None, store=url)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[2].split()[6:8] == ["2.3", "q_sliding_val_bpb"]
+    assert lines[2].split()[8:10] == ["2.3", "q_sliding_val_bpb"]
     ls("s", store=url)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["number", "trial_uid", "attempt", "status", "val_bpb", "q_sliding_val_bpb", "node",

@@ -58,7 +58,7 @@ def test_the_sweep_list_ends_with_a_note_when_a_headline_is_not_ranked(tmp_path:
     url = _store(tmp_path, {"ttt": LOG + TTT, "plain": LOG, "ttt2": LOG.replace("5.0000", "6.0000") + TTT})
     ls(None, store=url)
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[6:8] for line in lines[2:5]] == [["1.21", "q_sliding_val_bpb"]] * 3  # best_bpb as before
+    assert [line.split()[8:10] for line in lines[2:5]] == [["1.21", "q_sliding_val_bpb"]] * 3  # best_bpb as before
     assert lines[5:] == ["note: headline_bpb (TTT/n-gram evals) is not ranked: best_bpb is a sweep's best "
                          "q_sliding_val_bpb, q_val_bpb, sliding_val_bpb or val_bpb (best_metric); 2 trial(s) of "
                          "2 sweep(s) have a headline other than that (`clowncar store ls SWEEP` shows it)"]
