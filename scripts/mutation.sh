@@ -154,6 +154,7 @@ declare -A TESTS=(
   [clowncar/orchestrator/same_code.py]="tests/orchestrator/test_same_code.py tests/orchestrator/test_tune_parts.py"
   [clowncar/analysis/unrecorded.py]="tests/analysis/test_unrecorded_cautions.py tests/analysis/test_report_contents.py"
   [clowncar/analysis/cautions.py]="tests/analysis/test_report_contents.py tests/analysis/test_unrecorded_cautions.py"
+  [clowncar/analysis/run_names.py]="tests/analysis/test_run_names.py tests/analysis/test_reference_runs.py"
 )
 # store/bulk.py has no -k: its COPY path runs only on PostgreSQL (a server shared by the run: SHARED_PG below).
 # module -> a pytest -k expression that narrows the tests above (a TESTS entry cannot hold one: it is split on
@@ -254,7 +255,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/orchestrator/reach.py clowncar/orchestrator/ray_console.py clowncar/orchestrator/driver_state.py
        clowncar/store/retry.py clowncar/analysis/shared_steps.py
        clowncar/orchestrator/billing.py clowncar/orchestrator/same_code.py clowncar/analysis/unrecorded.py clowncar/analysis/width_effect.py
-       clowncar/data/record.py clowncar/analysis/cautions.py)
+       clowncar/data/record.py clowncar/analysis/cautions.py clowncar/analysis/run_names.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

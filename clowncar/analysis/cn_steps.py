@@ -26,6 +26,7 @@ from clowncar.analysis.reference import (
     reference_rows,
 )
 from clowncar.analysis.result import TestResult, decide, not_enough
+from clowncar.analysis.run_names import name_runs
 from clowncar.analysis.shared_steps import (
     Shares,
     across_units,
@@ -394,7 +395,7 @@ def _probe_deltas(probes: pd.DataFrame | None, steps: pd.DataFrame | None, trial
 
 def cn_tests(steps: pd.DataFrame, probes: pd.DataFrame | None = None,
              trials: pd.DataFrame | None = None) -> list[TestResult]:
-    """Tests 1a and 1b on the steps (and probes) frames; the trials frame finds the reference runs."""
+    """Tests 1a and 1b on the steps (and probes) frames; the trials frame finds the reference runs (and names)."""
     s = step_kind_table(steps)
     loss, fits = cn_loss_test(s, trials)
-    return [loss, next_step_test(fits, probes, s, trials)]
+    return name_runs([loss, next_step_test(fits, probes, s, trials)], trials)

@@ -79,6 +79,11 @@ def test_declared_one_stream_the_always_fractal_trace_corrects_the_cadence_2_tra
     assert cn["extra"]["reference_corrected"] and cn["status"] == "not enough data to decide"
     assert [r["reference"] for r in cn["tables"]["reference_runs"]] == [always_fractal] * 2
     assert {r["steps"] for r in cn["tables"]["within_run_hac"]} == {300}
+    # each row names its sweep: the ids alone (tsv-b949686c7e521aee) do not say which trace is which (walk 6, F12)
+    assert sorted(r["sweep"] for r in cn["tables"]["within_run_hac"]) == ["clean_cadence2", "ortho_cadence2_long"]
+    assert {r["reference_sweep"] for r in cn["tables"]["reference_runs"]} == {"clean_always_fractal"}
+    clean = next(r["run_id"] for r in data["runs"] if r["sweep"] == "clean_cadence2")
+    assert f"| {clean} | clean_cadence2 |" in (tmp_path / "rep" / "report.md").read_text()
     plain = load_and_analyse(names, legacy_store)
     assert not next(r for r in plain["results"] if r.key == "1a_cn_loss").extra["reference_corrected"]
     long_trace = next(r for r in data["runs"] if r["sweep"] == "ortho_cadence2_long")["run_id"]
