@@ -121,13 +121,24 @@ def inspect(
 
 def directory_or_dataset(directory: Path) -> Path:
     """DIRECTORY as given when it exists; else, for a bare name, the dataset of that name under the data root,
-    where a config's `data.dataset` and `data demo`'s last line find it (`demo_sp1024`)."""
+    where a config's `data.dataset` and `data demo`'s last line find it (`demo_sp1024`). A bare name found in
+    neither place is a DataError naming both places looked in (walk 6, F21)."""
     if directory.exists():
         return directory
+    from clowncar.data.paths import dataset_not_found
+    from clowncar.errors import DataError
     from clowncar.settings import load_settings
 
     named = load_settings().dataset_dir(str(directory))
-    return named if named.is_dir() else directory
+    if named.exists():
+        return named
+    if named == directory:  # a path (absolute, with a slash): no dataset reading, the shard reader says it is missing
+        return directory
+    try:
+        here = str(Path.cwd())
+    except OSError:  # the working directory was removed
+        here = "the working directory"
+    raise DataError(f"{directory}: no such folder in {here}, and {dataset_not_found(str(directory), named)}")
 
 
 def _check_globs(options: dict[str, str]) -> None:

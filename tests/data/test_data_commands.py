@@ -237,7 +237,7 @@ def test_inspect_finds_a_dataset_by_its_name_under_the_data_root(tmp_path: Path,
     named = capsys.readouterr().out
     commands.inspect(root / "datasets" / "mine")
     assert named == capsys.readouterr().out and "ok" in named
-    with pytest.raises(DataError, match="nope: shard directory not found"):
+    with pytest.raises(DataError, match="nope: no such folder in "):
         commands.inspect(Path("nope"))
 
 
@@ -271,14 +271,24 @@ def test_inspect_uses_the_globs_and_tokenizer_given(tmp_path: Path, monkeypatch,
     assert (printed.out, printed.err) == ("one\ntwo\n", "warning: val shards skip one\n")  # warnings apart
 
 
-def test_inspect_of_a_name_found_neither_here_nor_under_the_data_root_names_it_as_given(
+def test_inspect_of_a_name_found_neither_here_nor_under_the_data_root_names_both_places_it_looked(
         tmp_path: Path, monkeypatch) -> None:
+    """walk 6, F21: the line said "nope: shard directory not found", naming neither the folder nor the data root."""
     (tmp_path / "root" / "datasets").mkdir(parents=True)
     monkeypatch.setenv("CLOWNCAR_DATA_DIR", str(tmp_path / "root"))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError) as err:
         commands.inspect(Path("nope"))
-    assert str(err.value) == "nope: shard directory not found"
+    assert str(err.value) == (f"nope: no such folder in {tmp_path}, and dataset 'nope' not found at "
+                              f"{tmp_path / 'root' / 'datasets' / 'nope'} (`clowncar data demo`, `data fetch-fineweb` "
+                              "or `data build` makes one; CLOWNCAR_DATA_DIR says where datasets are looked for)")
+
+
+def test_inspect_of_a_missing_path_says_the_folder_is_missing(tmp_path: Path) -> None:
+    """A path (absolute, or with a slash) has one reading, a folder: no dataset under the data root is named."""
+    with pytest.raises(DataError) as err:
+        commands.inspect(tmp_path / "nope")
+    assert str(err.value) == f"{tmp_path / 'nope'}: shard directory not found"
 
 
 def test_inspect_json_is_indented_by_two_spaces(tmp_path: Path, capsys) -> None:
