@@ -74,7 +74,9 @@ WALLCLOCK_STEP_SPREAD = 0.01
 
 def wallclock_stops(trials: pd.DataFrame) -> list[str]:
     """Runs that reached their wall-clock cap (train.max_wallclock_seconds) before train.iterations, when the
-    runs did not all train the same number of steps: their BPB then depends on how busy the machine was."""
+    runs did not all train the same number of steps: their BPB then depends on how busy the machine was. Runs
+    clowncar ran can be rerun at a fixed number of steps; imported logs (the challenge's records) cannot, and their
+    cap is the challenge's rule, so for them the advice is to read their steps."""
     cols = ("steps", "train.iterations", "train.max_wallclock_seconds")
     if not set(cols) <= set(trials.columns):
         return []
@@ -84,10 +86,19 @@ def wallclock_stops(trials: pd.DataFrame) -> list[str]:
     # records of a 10-minute track stop within a few steps of each other (4909 to 4915): the cap is their rule
     if not capped.any() or counted.max() - counted.min() <= WALLCLOCK_STEP_SPREAD * counted.max():
         return []
-    return [f"{int(capped.sum())} of {len(trials)} runs stopped at their wall-clock cap "
+    imported = int((capped & (trials["source"] == "import")).sum()) if "source" in trials else 0
+    ran = int(capped.sum()) - imported
+    head = (f"{int(capped.sum())} of {len(trials)} runs stopped at their wall-clock cap "
             f"(train.max_wallclock_seconds) before train.iterations, and the runs trained {int(counted.min())} to "
-            f"{int(counted.max())} steps: their BPB depends on how busy the machine was as much as on the config; "
-            "compare at a fixed number of steps (train.max_wallclock_seconds: 0) or read the runs' steps"]
+            f"{int(counted.max())} steps: their BPB depends on how busy the machine was as much as on the config; ")
+    rerun = "compare at a fixed number of steps (train.max_wallclock_seconds: 0) or read the runs' steps"
+    rule = ("the challenge's runs are wall-clock capped by rule: read their steps (`steps` of the runs in "
+            "report.json, or `clowncar store ls SWEEP`)")
+    if not imported:
+        return [head + rerun]
+    if not ran:
+        return [head + f"they are imported logs, which clowncar cannot rerun: {rule}"]
+    return [head + f"for the {ran} clowncar ran, {rerun}; the {imported} imported from logs cannot be rerun: {rule}"]
 
 
 SHARD_DIGESTS = {"train": "provenance.data.train.digest", "validation": "provenance.data.val.digest"}

@@ -108,6 +108,24 @@ def test_a_caution_names_runs_that_stopped_at_their_wall_clock_cap_at_different_
     assert len(cautions.pooled_runs(records.assign(steps=[4915, 4865, 4912, 2]))) == 1  # 50 steps: 1.02%
 
 
+def test_the_wall_clock_caution_tells_imported_records_to_read_their_steps_and_counts_a_mix() -> None:
+    """An imported record log cannot be rerun at a fixed number of steps: its cap is the challenge's rule (walk 6,
+    F23); runs clowncar ran keep that advice, and a mix names how many of each."""
+    records = pd.DataFrame({"source": "import", "status": "ok", "steps": [4915, 4400, 4912],
+                            "train.iterations": 20000, "train.max_wallclock_seconds": 600.0})
+    head = ("3 of 3 runs stopped at their wall-clock cap (train.max_wallclock_seconds) before train.iterations, and "
+            "the runs trained 4400 to 4915 steps: their BPB depends on how busy the machine was as much as on the "
+            "config; ")
+    rule = ("the challenge's runs are wall-clock capped by rule: read their steps (`steps` of the runs in "
+            "report.json, or `clowncar store ls SWEEP`)")
+    assert cautions.wallclock_stops(records) == [head + "they are imported logs, which clowncar cannot rerun: " + rule]
+    mixed = records.assign(source=["import", "run", "import"])
+    assert cautions.wallclock_stops(mixed) == [
+        head + "for the 1 clowncar ran, compare at a fixed number of steps (train.max_wallclock_seconds: 0) or read "
+        "the runs' steps; the 2 imported from logs cannot be rerun: " + rule]
+    assert "train.max_wallclock_seconds: 0" in cautions.wallclock_stops(records.assign(source="run"))[0]
+
+
 def test_the_wall_clock_caution_reads_a_cap_under_a_second_text_as_no_value_and_exactly_1_percent_as_one_length(
         ) -> None:
     """Only the three columns it reads; a cap of half a second is a cap; a cap written as text is no cap."""
