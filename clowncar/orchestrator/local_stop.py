@@ -44,7 +44,7 @@ def stop_local(name: str, url: str, wait_s: float | None = None) -> str:
 
     with open_store(url, create=False) as store:
         if store.get_sweep(name) is None:
-            raise ClownCarError(f"no sweep named '{name}' in the store{store.no_sweep_hint(name)}")
+            raise ClownCarError(f"no sweep named '{name}' in {store.url}{store.no_sweep_hint(name)}")
         lease = store.get_lease(name)
         if not is_live(lease, holder_gone=holder_gone):
             return (f"sweep {name}: no live driver holds it, so there is nothing to stop (a sweep submitted as a Ray "

@@ -15,7 +15,7 @@ def stored_sweep(name: str, url: str) -> dict[str, Any]:
     with open_store(url, create=False) as store:
         sweep = store.get_sweep(name)
         if not sweep:
-            raise ClownCarError(f"no sweep named '{name}' in the store{store.no_sweep_hint(name)}")
+            raise ClownCarError(f"no sweep named '{name}' in {store.url}{store.no_sweep_hint(name)}")
     return sweep
 
 

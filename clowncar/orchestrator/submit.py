@@ -299,7 +299,7 @@ def close_stopped(name: str, store_url: str, runs_dir: Path | None = None) -> in
     store = open_store(store_url, create=False)
     sweep = store.get_sweep(name)
     if not sweep:
-        raise ClownCarError(f"no sweep named '{name}' in the store{store.no_sweep_hint(name)}")
+        raise ClownCarError(f"no sweep named '{name}' in {store.url}{store.no_sweep_hint(name)}")
     storage = open_study(store_url)
     closed = 0
     if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:

@@ -111,10 +111,11 @@ def test_a_sweep_with_no_live_driver_has_nothing_to_stop(url: str, capsys: pytes
 def test_an_unknown_sweep_is_one_line_of_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import clowncar.cli as cli
 
-    with open_store(f"sqlite:///{tmp_path / 'store.db'}"):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(url):
         pass
-    with pytest.raises(SystemExit) as ended:
-        cli.main(["sweep", "stop", "nope", "--store", f"sqlite:///{tmp_path / 'store.db'}"])
-    err = capsys.readouterr().err
-    assert ended.value.code == EXIT_BAD_INPUT and err.startswith("clowncar: error: no sweep named 'nope' in the store")
-    assert len(err.splitlines()) == 1
+    for command in (["sweep", "stop", "nope"], ["sweep", "resume", "nope"]):  # the store named (walk 6, F20)
+        with pytest.raises(SystemExit) as ended:
+            cli.main([*command, "--store", url])
+        err = capsys.readouterr().err
+        assert (ended.value.code, err) == (EXIT_BAD_INPUT, f"clowncar: error: no sweep named 'nope' in {url}\n")

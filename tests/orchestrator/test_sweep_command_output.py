@@ -115,10 +115,10 @@ def test_the_stored_spec_comes_back_as_a_spec(url: str) -> None:
     assert stored_spec("s", url) == spec_from_dict(SPEC)
     with pytest.raises(ClownCarError) as err:
         stored_spec("nope", url)
-    assert str(err.value) == "no sweep named 'nope' in the store"
+    assert str(err.value) == f"no sweep named 'nope' in {url}"
     with pytest.raises(ClownCarError) as err:
         stored_spec("ss", url)
-    assert str(err.value) == "no sweep named 'ss' in the store (did you mean s?)"
+    assert str(err.value) == f"no sweep named 'ss' in {url} (did you mean s?)"
 
 
 def test_status_of_a_sweep_without_a_study(url: str, capsys) -> None:
