@@ -29,9 +29,11 @@ def demo(
                          ] = None,
     signals: Annotated[bool, typer.Option("--signals", help="Run sweeps/signals.yaml, designed so that every "
                                           "signal test of the report has the data it needs")] = False,
-    name: Annotated[str | None, typer.Option("--name", help="Sweep name (default: smoke-<time>)")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Sweep name (default: the spec's name and the time, "
+                                             "e.g. smoke-20261206-225911)")] = None,
     store: Annotated[str | None, typer.Option("--store", help=STORE_HELP)] = None,
-    num_cpus: Annotated[int | None, typer.Option("--num-cpus", min=1, help="CPUs for embedded Ray")] = None,
+    num_cpus: Annotated[int | None, typer.Option("--num-cpus", min=1,
+                                                 help="CPUs for embedded Ray to offer (default: all)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No live progress")] = False,
 ) -> None:
     """The one-command tour: build demo data if needed, run the smoke sweep (or, with --signals, the signal

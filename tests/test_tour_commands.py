@@ -245,6 +245,15 @@ def test_the_dashboard_command_never_carries_a_password(monkeypatch, tmp_path: P
             "), then open http://127.0.0.1:8080/")
 
 
+def test_demo_help_gives_the_default_name_and_cpus_as_the_demo_picks_them() -> None:
+    import typer.main
+
+    command = typer.main.get_command(cli.app).commands["demo"]  # type: ignore[attr-defined]
+    helps = {p.opts[0]: p.help for p in command.params if p.opts}
+    assert helps["--name"] == "Sweep name (default: the spec's name and the time, e.g. smoke-20261206-225911)"
+    assert helps["--num-cpus"] == "CPUs for embedded Ray to offer (default: all)"
+
+
 def test_demo_is_a_top_level_command() -> None:
     app = typer.Typer()
     demo.register(app)

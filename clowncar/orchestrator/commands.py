@@ -186,7 +186,9 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
               seeds: Annotated[str | None, typer.Option(
                   "--seeds", help="Comma-separated seeds (default: three at which the parent ran none of the "
                   "configs, from 1337,42,2025,314,999,7 in that order)")] = None,
-              child: Annotated[str | None, typer.Option("--name", help="Child sweep name")] = None,
+              child: Annotated[str | None, typer.Option(
+                  "--name", help="Child sweep name (default: NAME-rerun-topK, K the number of configs it reruns)")
+              ] = None,
               base: Annotated[Path | None, typer.Option(
                   "--base", help="Run them from this sweep spec (its preset, overrides, data, budget) instead of "
                   "the parent's: needed for a sweep imported from files")] = None,

@@ -132,6 +132,17 @@ def test_a_top_beyond_the_distinct_configs_says_so_and_names_the_child_by_what_r
     assert capsys.readouterr().out.splitlines()[0] == "child sweep par-rerun-top3: 3 trials (3 configs x 1 seed)"
 
 
+def test_the_name_option_gives_the_child_name_a_rerun_picks_without_it(parent: str, monkeypatch, capsys) -> None:
+    import typer.main
+
+    rerun = typer.main.get_command(cmd.app).commands["rerun"]  # type: ignore[attr-defined]
+    assert next(p.help for p in rerun.params if "--name" in p.opts) == (
+        "Child sweep name (default: NAME-rerun-topK, K the number of configs it reruns)")
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: None)
+    cmd.rerun_cmd("par", top=5, seeds="7", dry_run=True, store=parent)  # 3 configs to rerun: K is 3, not --top
+    assert "child sweep par-rerun-top3: 3 trials (3 configs x 1 seed)" in capsys.readouterr().out.splitlines()
+
+
 def test_rerun_takes_its_options(parent: str, monkeypatch, capsys) -> None:
     calls: list[tuple] = []
     monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append((args, kw)))
