@@ -79,6 +79,17 @@ class BuildResult:
         lines.append(f"tokenizer: {self.tokenizer} (vocab {self.vocab_size})")
         return lines
 
+    def warnings(self) -> list[str]:
+        """What the build did that a user most likely did not mean: a val split with more tokens than the train
+        split (with --docs-per file each file is one document, so --val-docs 1000 took whole files; walk 6, F25)."""
+        val, train = self.splits["val"], self.splits["train"]
+        if val.tokens <= train.tokens:
+            return []
+        docs = "document" if val.documents == 1 else "documents"
+        return [f"the val split ({val.tokens:,d} tokens in {val.documents:,d} {docs}) is larger than the train "
+                f"split ({train.tokens:,d} tokens in {train.documents:,d}): the first --val-docs documents, in the "
+                "order of --text, are validation; lower --val-docs or put the inputs in another order"]
+
 
 class ShardWriter:
     """Buffers one split's tokens and writes full shards of `shard_tokens` as they fill."""

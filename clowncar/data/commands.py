@@ -21,7 +21,8 @@ def build(
                                                    "train (default: 1024); with --tokenizer, leave it out or give "
                                                    "that tokenizer's own.")] = None,
     val_docs: Annotated[int, typer.Option("--val-docs", help="The first N documents form the validation "
-                                          "split.")] = 1000,
+                                          "split, taken in the order of --text (a directory's files by name; "
+                                          "with --docs-per file, each text file is one document).")] = 1000,
     field: Annotated[str, typer.Option("--field", help="JSONL field holding the document text.")] = "text",
     docs_per: Annotated[str, typer.Option("--docs-per", help="Plain text: one document per 'file', "
                                           "'paragraph' (blank-line separated) or 'line'.")] = "file",
@@ -47,6 +48,8 @@ def build(
                            character_coverage=character_coverage, overwrite=overwrite, log=typer.echo)
     for line in result.summary_lines():
         typer.echo(line)
+    for warning in result.warnings():
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"built in {result.seconds:.1f} s; use it with --set data.dataset={result.out.resolve()} "
                f"--set data.tokenizer={result.tokenizer.resolve()}")
 

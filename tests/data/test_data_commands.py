@@ -41,6 +41,23 @@ def test_build_writes_shards_and_says_how_to_use_them(tmp_path: Path, capsys) ->
     assert info["tokenizer"]["vocab_size"] == 300
 
 
+def test_build_warns_when_the_val_split_has_more_tokens_than_the_train_split(tmp_path: Path, capsys) -> None:
+    """walk 6, F25: with --docs-per file each file is one document and the inputs come in order, so --val-docs
+    can put most of the text into val without a word."""
+    big = verses(tmp_path, n=300)
+    small = tmp_path / "small.txt"
+    small.write_text("and the land was good.")
+    build(tmp_path, text=[big, small], val_docs=1, docs_per="file")
+    printed = capsys.readouterr()
+    info = json.loads((tmp_path / "out" / "build.json").read_text())["splits"]
+    val, train = info["val"], info["train"]
+    assert printed.err == (f"warning: the val split ({val['tokens']:,d} tokens in 1 document) is larger than the "
+                           f"train split ({train['tokens']:,d} tokens in 1): the first --val-docs documents, in the "
+                           "order of --text, are validation; lower --val-docs or put the inputs in another order\n")
+    build(tmp_path, out=tmp_path / "fine")  # 20 of 300 lines in val
+    assert capsys.readouterr().err == ""
+
+
 def test_build_passes_every_option_through(tmp_path: Path, monkeypatch, capsys) -> None:
     import clowncar.data.build as build_module
 
