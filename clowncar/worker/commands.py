@@ -16,7 +16,8 @@ def run(
     config: Annotated[Path | None, typer.Argument(
         help="YAML/JSON trial config or an orchestrator trial.json (optional with --preset).")] = None,
     out: Annotated[Path, typer.Option(
-        "--out", help="Trial directory: result.json, events.jsonl, train.log.")] = ...,
+        "--out", help="Trial directory: result.json, events.jsonl and train.log as it runs, the quantized "
+        "model model.ptz at the end.")] = ...,
     preset: Annotated[str | None, typer.Option("--preset", help="Base preset under the config.")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", metavar="KEY=VALUE", help="Dotted override, e.g. train.iterations=100; repeatable.")] = None,
