@@ -129,7 +129,8 @@ class Resources(_Strict):
 
 
 class Scheduler(_Strict):
-    """ASHA on training steps. Its first rung must not come before the LR warm-down (orchestrator/rungs.py)."""
+    """ASHA on training steps. Its first rung must not come before the LR warm-down, and every rung before the last
+    step must fall on a step where `metric` is measured (orchestrator/rungs.py)."""
 
     type: Literal["none", "asha"] = "none"
     metric: Literal["train_loss", "val_bpb", "probe_loss"] = "train_loss"

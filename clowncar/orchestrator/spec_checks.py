@@ -1,7 +1,8 @@
 """A sweep spec checked against the trial config before anything runs: every searched key is a config key, every
 value of every dimension is one its field accepts, and the corners of the space (every point of a small grid,
-every distinct point of a large one) build; an ASHA rung before the warm-down, an objective no trial reports, a
-grid budget past its distinct trials are one line each (orchestrator/spec.py calls `check_against_config`)."""
+every distinct point of a large one) build; an ASHA rung before the warm-down or where its metric is not measured,
+an objective no trial reports, a grid budget past its distinct trials are one line each (orchestrator/spec.py
+calls `check_against_config`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from clowncar.buildable import check_buildable
 from clowncar.errors import ConfigError
-from clowncar.orchestrator.rungs import rung_problem
+from clowncar.orchestrator.rungs import measure_problem, rung_problem
 from clowncar.orchestrator.spec import POINT_KEY
 from clowncar.orchestrator.workers import check_objective
 
@@ -43,6 +44,7 @@ def check_against_config(spec: SweepSpec) -> None:
         except ConfigError as err:
             raise ConfigError(_located(spec, params, err)) from None
         problem = (rung_problem(cfg.train, asha.grace_period, asha.max_t)
+                   or measure_problem(cfg.train, asha.metric, asha.grace_period, asha.reduction_factor, asha.max_t)
                    if asha.type == "asha" else None)
         if problem:
             raise ConfigError(f"sweep spec {problem}" + (f" (at the point {point_words(params)})" if params else ""))

@@ -11,7 +11,7 @@ from ray.tune.schedulers import TrialScheduler
 
 from clowncar.config import TrainConfig
 from clowncar.orchestrator.asha import FinishingASHA
-from clowncar.orchestrator.rungs import annealing_from, asha_rungs, clock, rung_problem
+from clowncar.orchestrator.rungs import annealing_from, asha_rungs, clock, measure_problem, rung_problem
 
 
 def train(**fields: Any) -> TrainConfig:
@@ -47,7 +47,55 @@ def test_a_first_rung_at_the_end_of_the_run_or_after_the_anneal_is_fine() -> Non
 def test_the_rungs_are_the_grace_period_times_powers_of_the_reduction_factor() -> None:
     assert asha_rungs(10, 2, 40) == [10, 20, 40]
     assert asha_rungs(10, 3, 100) == [10, 30, 90]
+    assert asha_rungs(10, 1.5, 40) == [10, 15, 23, 34]  # 22.5 and 33.75: a trial reaches them at 23 and 34
     assert clock("val_bpb") == "val_bpb_step"
+
+
+def test_a_metric_the_trials_never_measure_before_their_last_step_is_refused() -> None:
+    assert measure_problem(train(), "val_bpb", 10, 2, None) == (
+        "scheduler: ASHA's metric val_bpb is never measured before the last step (train.val_every 0: only the "
+        "final eval measures it), so its rungs at steps 10, 20 compare nothing and stop no trial. Set "
+        "train.val_every to 10 (it divides every rung), or use scheduler.metric: train_loss")
+    assert measure_problem(train(), "probe_loss", 31, 2, None) == (
+        "scheduler: ASHA's metric probe_loss is never measured before the last step (train.probe_every 0: no probe "
+        "runs), so its rung at step 31 compares nothing and stops no trial. Set train.probe_every to 31 (it divides "
+        "every rung), or use scheduler.metric: train_loss")
+    assert measure_problem(train(val_every=40, log_every=4), "val_bpb", 12, 2, None) == (
+        "scheduler: ASHA's metric val_bpb is never measured before the last step (train.val_every 40: its first "
+        "measurement would be at step 40, and the run's last step is 40), so its rungs at steps 12, 24 compare "
+        "nothing and stop no trial. Set train.val_every to 12 (it divides every rung), or use scheduler.metric: "
+        "train_loss")  # every 4 steps, the training loss is measured at both rungs
+
+
+def test_a_rung_between_two_measurements_is_refused_with_the_steps_where_they_are() -> None:
+    assert measure_problem(train(probe_every=5), "probe_loss", 33, 2, None) == (
+        "scheduler: ASHA's rung at step 33 falls between the steps where probe_loss is measured (every 5 steps, by "
+        "train.probe_every): ASHA would judge it at step 35 instead. Set scheduler.grace_period to 35 (a multiple "
+        "of 5), or train.probe_every to 33 (it divides every rung)")
+    assert measure_problem(train(log_every=10), "train_loss", 5, 2, None) == (
+        "scheduler: ASHA's rung at step 5 falls between the steps where train_loss is measured (step 1 and every 10 "
+        "steps, by train.log_every): ASHA would judge it at step 10 instead. Set scheduler.grace_period to 10 (a "
+        "multiple of 10), or train.log_every to 5 (it divides every rung)")
+    # rungs 10, 15, 23, 34: the first ones measured, 23 not; the factor is what puts it between
+    assert measure_problem(train(probe_every=5), "probe_loss", 10, 1.5, None).endswith(
+        "rung at step 23 falls between the steps where probe_loss is measured (every 5 steps, by train.probe_every): "
+        "ASHA would judge it at step 25 instead. Set scheduler.reduction_factor to a whole number (2 or 3)")
+    assert measure_problem(train(val_every=20), "val_bpb", 10, 2, None).endswith(
+        "rung at step 10 falls between the steps where val_bpb is measured (every 20 steps, by train.val_every): "
+        "ASHA would judge it at step 20 instead. Set scheduler.grace_period to 20 (a multiple of 20), or "
+        "train.val_every to 10 (it divides every rung)")
+    assert measure_problem(train(log_every=50), "train_loss", 5, 2, None).endswith(
+        "ASHA would never judge it (the next measurement is the last step, where no trial is stopped). Set "
+        "train.log_every to 5 (it divides every rung)")
+
+
+def test_rungs_on_measured_steps_or_none_before_the_last_step_are_fine() -> None:
+    assert measure_problem(train(), "train_loss", 3, 2, None) is None  # log_every 1: every step
+    assert measure_problem(train(log_every=7), "train_loss", 1, 7, None) is None  # step 1 and 7
+    assert measure_problem(train(probe_every=5), "probe_loss", 35, 2, None) is None
+    assert measure_problem(train(val_every=16), "val_bpb", 32, 3, 38) is None
+    assert measure_problem(train(), "val_bpb", 40, 2, None) is None  # the only rung is the last step
+    assert measure_problem(train(), "val_bpb", 50, 2, 60) is None  # past it
 
 
 def _scheduler() -> FinishingASHA:

@@ -119,7 +119,9 @@ def test_tpe_startup_trials_are_a_fifth_of_the_budget_between_3_and_10(budget: i
 # -- ASHA ----------------------------------------------------------------------------------------------------------
 
 def asha_spec(metric: str = "train_loss") -> Any:
-    return spec_of(overrides={"train.max_wallclock_seconds": 0, "train.iterations": 40, "train.warmdown_iters": 40},
+    # val_bpb measured every 5 steps (tiny-cpu measures it only at the end, where no rung may be)
+    return spec_of(overrides={"train.max_wallclock_seconds": 0, "train.iterations": 40, "train.warmdown_iters": 40,
+                              "train.val_every": 5},
                    scheduler={"type": "asha", "metric": metric, "grace_period": 10, "reduction_factor": 2})
 
 

@@ -184,6 +184,25 @@ def test_a_rung_before_the_anneal_is_refused_with_the_point_it_was_found_at() ->
     assert refusal(scheduler=asha).endswith("Set scheduler.grace_period >= 31, or drop the scheduler")
 
 
+def test_asha_on_a_metric_not_measured_at_its_rungs_is_refused_at_the_point_where_it_is_not() -> None:
+    # tiny-cpu: 40 steps, anneals from step 31, probes every 5 steps, no val_bpb before the final eval
+    assert refusal(scheduler={"type": "asha", "metric": "val_bpb", "grace_period": 31}) == (
+        "sweep spec scheduler: ASHA's metric val_bpb is never measured before the last step (train.val_every 0: "
+        "only the final eval measures it), so its rung at step 31 compares nothing and stops no trial. Set "
+        "train.val_every to 31 (it divides every rung), or use scheduler.metric: train_loss")
+    assert refusal(scheduler={"type": "asha", "metric": "probe_loss", "grace_period": 33}).startswith(
+        "sweep spec scheduler: ASHA's rung at step 33 falls between the steps where probe_loss is measured")
+    # every point of a small grid is checked: measured at one point is not enough
+    assert refusal(sampler="grid", budget={}, space={"train.val_every": {"grid": [8, 0]}},
+                   scheduler={"type": "asha", "metric": "val_bpb", "grace_period": 32}).endswith(
+        "Set train.val_every to 32 (it divides every rung), or use scheduler.metric: train_loss (at the point "
+        "train.val_every=0)")
+    measured = spec_of(overrides={"train.val_every": 8}, scheduler={"type": "asha", "metric": "val_bpb",
+                                                                   "grace_period": 32})
+    assert measured.scheduler.metric == "val_bpb"
+    assert spec_of(scheduler={"type": "asha", "metric": "probe_loss", "grace_period": 35}).scheduler.grace_period == 35
+
+
 def test_a_first_rung_at_the_schedulers_own_max_t_is_accepted() -> None:
     spec = spec_of(scheduler={"type": "asha", "grace_period": 10, "max_t": 10})
     assert spec.scheduler.max_t == 10

@@ -195,7 +195,7 @@ def test_asha_gets_the_specs_rungs_and_spares_the_last_steps() -> None:
     from clowncar.orchestrator.ledger import GatedASHA
 
     s = spec(scheduler={"type": "asha", "metric": "val_bpb", "grace_period": 32, "reduction_factor": 3,
-                        "max_t": 38})
+                        "max_t": 38}, overrides={"train.val_every": 16})  # val_bpb measured at the rung
     asha = tune.build_scheduler(s, None)
     assert type(asha) is FinishingASHA
     assert (asha._time_attr, asha._metric, asha._mode, asha._max_t, asha._reduction_factor) == (
