@@ -183,11 +183,21 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+EXPORT_TABLES = ("trials", "steps", "evals", "named_evals", "probes", "artifacts")
+
+
 def export(sweep: Annotated[list[str], typer.Option("--sweep", help="Sweep to export (repeatable).")],
            out: Annotated[Path, typer.Option("--out", help="Directory to write into (created).")],
            fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
-           store: StoreOpt = None) -> None:
-    """Write the sweep's trials, steps, evals, named evals, probes and artifacts as tables (one file each). The
+           store: StoreOpt = None,
+           overwrite: Annotated[bool, typer.Option(
+               "--overwrite", help="Replace the files of an export of other sweeps under the same names, or files "
+               "under those names that no clowncar export wrote. (An export of the same sweeps is always "
+               "replaced.)")] = False) -> None:
+    """Write the sweeps' trials, steps, evals, named evals, probes and artifacts into --out, one file each:
+    SWEEP_trials.parquet, SWEEP_steps.parquet, SWEEP_evals.parquet, SWEEP_named_evals.parquet, SWEEP_probes.parquet
+    and SWEEP_artifacts.parquet for one sweep (its name, characters other than letters, digits, '.', '_' and '-'
+    made '_'), or export_trials.parquet ... export_artifacts.parquet for several (.csv with --format csv). The
     trials table leads with bpb, its metric and eval mode, width, params and the quantization gap with its mode."""
     if fmt not in ("parquet", "csv"):
         raise StoreError(f"--format must be parquet or csv, not {fmt!r}")
@@ -195,9 +205,58 @@ def export(sweep: Annotated[list[str], typer.Option("--sweep", help="Sweep to ex
 
     if out.exists() and not out.is_dir():
         raise StoreError(f"--out {out} exists and is not a directory")
+    replaced = earlier_export(out, sweep, fmt, overwrite)
     with OutputDir(out, "the export directory"):  # before the store is read
         written = _export_into(out, sweep, fmt, store)
     typer.echo("\n".join(f"wrote {w}" for w in written))
+    if replaced:
+        typer.echo(replaced)
+
+
+def export_stem(sweeps: list[str]) -> str:
+    """What an export's file names start with: the one sweep's name with only safe characters, else `export`."""
+    # a sweep name is free text (an import's --sweep may hold a slash): the file name keeps only what is safe
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", sweeps[0]).strip("._") if len(sweeps) == 1 else ""
+    return stem or "export"
+
+
+def earlier_export(out: Path, sweeps: list[str], fmt: str, overwrite: bool) -> str | None:
+    """What writing the export into `out` replaces of another export, in a line, or None when nothing. The files of
+    an export of the same sweeps (or of some of them) are replaced as always: the new files hold every row they
+    held. Files that hold rows of a sweep not exported now (`export_*` of other sweeps, or a sweep whose name differs
+    only in unsafe characters), or that no clowncar export wrote, are replaced only with `overwrite`. Whose rows a
+    file holds is read from the export's own trials table (its sweep column), as `analyze --out` reads
+    report.json's sweeps."""
+    stem = export_stem(sweeps)
+    present = [f"{stem}_{t}.{fmt}" for t in EXPORT_TABLES if (out / f"{stem}_{t}.{fmt}").is_file()]
+    if not present:
+        return None
+    trials = f"{stem}_trials.{fmt}"
+    held = _exported_sweeps(out / trials, fmt) if trials in present else None
+    if held is not None and set(held) <= set(sweeps):
+        return None
+    if held is not None:
+        what = f"the export of {', '.join(held)} ({trials} and the rest)"
+    elif trials in present:
+        what = f"{trials}, which no clowncar export wrote"
+    else:
+        what = f"{present[0]}, an export without its {trials} (no telling whose)"
+    if not overwrite:
+        raise StoreError(f"--out {out} holds {what}: choose another folder, or pass --overwrite to replace it")
+    return f"replaced {what} in {out} (--overwrite)"
+
+
+def _exported_sweeps(path: Path, fmt: str) -> list[str] | None:
+    """The sweeps whose rows the trials table at `path` holds, or None when it is not a table with a sweep column
+    (a file of the same name that someone else wrote)."""
+    import pandas as pd
+
+    try:
+        frame = (pd.read_csv(path, usecols=["sweep"], dtype=str, keep_default_na=False) if fmt == "csv"
+                 else pd.read_parquet(path, columns=["sweep"]))
+    except (OSError, ValueError, KeyError):  # Arrow's and the CSV parser's errors are ValueErrors
+        return None
+    return sorted({str(s) for s in frame["sweep"].dropna()})
 
 
 def _export_into(out: Path, sweep: list[str], fmt: str, store: str | None) -> list[str]:
@@ -213,9 +272,7 @@ def _export_into(out: Path, sweep: list[str], fmt: str, store: str | None) -> li
                   "evals": st.evals_frame(sweep),
                   "named_evals": st.named_evals_frame(sweep), "probes": st.probes_frame(sweep),
                   "artifacts": st.artifacts_frame(sweep)}
-    # a sweep name is free text (an import's --sweep may hold a slash): the file name keeps only what is safe
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", sweep[0]).strip("._") if len(sweep) == 1 else ""
-    stem = stem or "export"
+    stem = export_stem(sweep)
     written = []
     for table, frame in frames.items():
         final = out / f"{stem}_{table}.{fmt}"
