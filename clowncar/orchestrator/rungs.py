@@ -61,16 +61,20 @@ def annealing_from(train: TrainConfig) -> tuple[int, str]:
 
 def rung_problem(train: TrainConfig, grace_period: int, max_t: int | None) -> str | None:
     """Why ASHA's first rung would rank trials before their warm-down, or None when it cannot."""
-    top = max_t or train.iterations
-    first = min(grace_period, top)
-    if first >= top:
-        return None  # the only rung is the end of the run
+    first = min(grace_period, max_t or train.iterations)  # as the scheduler is built (tune.build_scheduler)
+    if first >= train.iterations:
+        return None  # the only rung is the run's last step, where FinishingASHA stops no trial
     start, why = annealing_from(train)
     if first >= start:
         return None
+    # a max_t below the anneal caps every rung there: Tune still ranks (and stops) trials at a rung at max_t,
+    # since stop_last_trials=False only spares trials from being stopped for reaching it
+    fix = (f"Set scheduler.grace_period >= {start}" if not max_t or max_t >= start else
+           f"Set scheduler.max_t >= {start} (or leave it out: the trials' iterations) and "
+           f"scheduler.grace_period >= {start}")
     return (f"scheduler: ASHA's first rung (step {first}) comes before the LR anneals ({why}); a rung there "
             f"ranks configs on un-annealed loss, which favours early boosts that fade (docs/seed_sweeps.md). "
-            f"Set scheduler.grace_period >= {start}, or drop the scheduler")
+            f"{fix}, or drop the scheduler")
 
 
 def measured(train: TrainConfig, metric: str, step: int) -> bool:

@@ -36,12 +36,25 @@ def test_a_first_rung_at_the_end_of_the_run_or_after_the_anneal_is_fine() -> Non
     cfg = train()  # anneals from step 31
     assert rung_problem(cfg, 40, None) is None  # the only rung is the last step
     assert rung_problem(cfg, 50, None) is None
-    assert rung_problem(cfg, 10, 10) is None  # max_t 10: the rung is the end of what ASHA sees
     assert rung_problem(cfg, 31, None) is None
     assert rung_problem(cfg, 30, None) == (
         "scheduler: ASHA's first rung (step 30) comes before the LR anneals (the warm-down covers the last 10 of 40 "
         "steps); a rung there ranks configs on un-annealed loss, which favours early boosts that fade "
         "(docs/seed_sweeps.md). Set scheduler.grace_period >= 31, or drop the scheduler")
+
+
+def test_a_max_t_below_the_anneal_is_refused_as_it_makes_a_rung_there() -> None:
+    # Tune ranks trials at a rung at max_t and stops the worse (checked on tiny-cpu: grace 10, max_t 10, STOP at
+    # step 10); only reaching max_t itself stops no trial (stop_last_trials=False)
+    cfg = train()  # 40 steps, anneals from step 31
+    assert rung_problem(cfg, 10, 10) == (
+        "scheduler: ASHA's first rung (step 10) comes before the LR anneals (the warm-down covers the last 10 of 40 "
+        "steps); a rung there ranks configs on un-annealed loss, which favours early boosts that fade "
+        "(docs/seed_sweeps.md). Set scheduler.max_t >= 31 (or leave it out: the trials' iterations) and "
+        "scheduler.grace_period >= 31, or drop the scheduler")
+    assert rung_problem(cfg, 50, 20).startswith("scheduler: ASHA's first rung (step 20) comes before")
+    assert rung_problem(cfg, 10, 35).endswith("Set scheduler.grace_period >= 31, or drop the scheduler")
+    assert rung_problem(cfg, 31, 35) is None and rung_problem(cfg, 50, 60) is None
 
 
 def test_the_rungs_are_the_grace_period_times_powers_of_the_reduction_factor() -> None:

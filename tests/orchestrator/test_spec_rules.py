@@ -203,9 +203,11 @@ def test_asha_on_a_metric_not_measured_at_its_rungs_is_refused_at_the_point_wher
     assert spec_of(scheduler={"type": "asha", "metric": "probe_loss", "grace_period": 35}).scheduler.grace_period == 35
 
 
-def test_a_first_rung_at_the_schedulers_own_max_t_is_accepted() -> None:
-    spec = spec_of(scheduler={"type": "asha", "grace_period": 10, "max_t": 10})
-    assert spec.scheduler.max_t == 10
+def test_a_schedulers_max_t_before_the_anneal_is_refused_and_one_after_it_accepted() -> None:
+    assert "ASHA's first rung (step 10) comes before the LR anneals" in refusal(
+        scheduler={"type": "asha", "grace_period": 10, "max_t": 10})
+    spec = spec_of(scheduler={"type": "asha", "grace_period": 31, "max_t": 31})
+    assert spec.scheduler.max_t == 31
 
 
 def test_an_objective_a_point_cannot_report_names_where_it_was_found() -> None:
