@@ -306,7 +306,11 @@ def status_cmd(name: Annotated[str, typer.Argument(help="Sweep name")], store: S
 
 
 def ls_cmd(store: StoreOpt = None) -> None:
-    """Every sweep in the store."""
+    """Every sweep in the store, as the sweep commands see it: a sweep marked running whose driver is gone shows
+    as `stalled`.
+
+    `clowncar store ls` lists the same sweeps with their stored status and when each was made, and one sweep's
+    trials."""
     from clowncar.orchestrator.driver_state import status_of
     from clowncar.orchestrator.rerun_lines import child_best_note
     from clowncar.store import open_store
@@ -315,6 +319,7 @@ def ls_cmd(store: StoreOpt = None) -> None:
     url, _, _ = _settings(store, None)
     with open_store(url, create=False) as st:
         frame = st.sweeps_frame()
+        typer.echo(f"store: {st.url}")  # its password masked; as `store ls` starts (walk 6, F20)
         if frame.empty:
             typer.echo("no sweeps")
             return

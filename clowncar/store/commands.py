@@ -45,7 +45,10 @@ def text_table(rows: list[list[Any]], header: list[str]) -> str:
 def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trials instead of the sweeps.")] = None,
        store: StoreOpt = None) -> None:
     """List the sweeps (trial counts, best BPB and its metric), or the trials of one sweep (with an imported log's
-    headline BPB where it is not the ranked metric: a TTT or n-gram eval is never ranked)."""
+    headline BPB where it is not the ranked metric: a TTT or n-gram eval is never ranked).
+
+    `clowncar sweep ls` lists the same sweeps as the sweep commands see them: a sweep marked running whose driver
+    is gone shows as `stalled`."""
     from clowncar.store import open_store
     from clowncar.store.frames import SCORE_KEYS, headline_unranked
 

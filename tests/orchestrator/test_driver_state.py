@@ -75,7 +75,7 @@ def test_ls_calls_a_running_sweep_without_a_live_driver_stalled(url: str, capsys
         st.acquire_lease("driven", ELSEWHERE, ttl_s=60)  # alive as far as anyone can tell from here
         st.set_sweep_status("finished", "done")
     cmd.ls_cmd(store=url)
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]  # after the store and the header
     assert {row[-1]: row[0] for row in rows} == {"driven": "running", "expired": "stalled", "finished": "done",
                                                  "unleased": "stalled"}
 

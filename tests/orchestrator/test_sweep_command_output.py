@@ -205,7 +205,7 @@ def test_status_of_a_finished_gpu_sweep_with_a_front(url: str, capsys) -> None:
 def test_ls_lists_every_sweep_with_counts_that_add_up_or_says_there_is_none(url: str, capsys) -> None:
     open_store(url).close()
     cmd.ls_cmd(store=url)
-    assert capsys.readouterr().out == "no sweeps\n"
+    assert capsys.readouterr().out == f"store: {url}\nno sweeps\n"  # the store named, as `store ls` does (F20)
     with open_store(url) as st:
         st.create_or_get_sweep("s", SPEC)
         trial(st, "t0", 0, "ok", {"val_bpb": 1.25})
@@ -213,6 +213,7 @@ def test_ls_lists_every_sweep_with_counts_that_add_up_or_says_there_is_none(url:
         trial(st, "t2", 2, "pruned")
     cmd.ls_cmd(store=url)
     assert capsys.readouterr().out.splitlines() == [
+        f"store: {url}",
         "status   source  trials  ok  running  failed  pruned  stopped  best_bpb  best_metric  parent  name",
         "created  run     3       1   0        0       1       1        1.25      val_bpb      -       s"]
 
