@@ -21,7 +21,9 @@ class AnalysisError(ClownCarError):
 
 
 def analyze(
-    sweeps: Annotated[list[str], typer.Argument(help="Sweep names in the store (several are analysed together).")],
+    sweeps: Annotated[list[str], typer.Argument(help="Sweep names in the store (several are analysed together), or "
+                                                "shell-style patterns of them, quoted: '2026-0[34]*' takes every sweep "
+                                                "whose name matches (*, ?, [...]).")],
     out: Annotated[Path, typer.Option("--out", help="Directory for report.md, report.html and report.json.")],
     store: Annotated[str | None, typer.Option("--store", help=STORE_HELP)] = None,
     correction: Annotated[str, typer.Option("--correction", help="Multiple-comparison correction: holm, "
@@ -43,9 +45,11 @@ def analyze(
         raise AnalysisError(f"unknown correction '{correction}' (choose from {', '.join(METHODS)})")
     if out.exists() and not out.is_dir():
         raise AnalysisError(f"--out {out} exists and is not a directory")
+    sweeps, matched = expand_patterns(sweeps, store)
     replaced = earlier_report(out, list(dict.fromkeys(sweeps)), overwrite)
     with OutputDir(out, "the report directory"):  # before the analysis
         analysis = load_and_analyse(sweeps, store, correction, same_stream)
+        analysis["patterns"] = matched
         from clowncar.analysis.report import printed_summary, write
 
         try:
@@ -94,6 +98,37 @@ def _clowncar_report(path: Path) -> tuple[list[str], str] | None:
     if not (isinstance(sweeps, list) and isinstance(provenance, dict) and "generated_at" in provenance):
         return None
     return [str(s) for s in sweeps], str(provenance["generated_at"])
+
+
+PATTERN_CHARS = frozenset("*?[")
+
+
+def expand_patterns(sweeps: list[str], store_url: str | None) -> tuple[list[str], dict[str, list[str]]]:
+    """The sweeps as typed, each shell-style pattern (`2026-0[34]*`: fnmatch's *, ? and [...]) replaced by the
+    store's sweeps it matches, in name order; and each pattern with its matches, for the report to say. A name
+    that is itself a sweep's stays that sweep, wildcards or not (an imported record's name may hold a bracket).
+    The store is read only when a pattern was typed, so plain names are refused or taken exactly as before."""
+    from fnmatch import fnmatchcase
+
+    if not any(PATTERN_CHARS & set(s) for s in sweeps):
+        return sweeps, {}
+    from clowncar.settings import load_settings
+    from clowncar.store import open_store
+
+    with open_store(store_url or load_settings().store_url, create=False) as st:
+        known = st.sweep_names()
+    names: list[str] = []
+    matched: dict[str, list[str]] = {}
+    for typed in sweeps:
+        if typed in known or not PATTERN_CHARS & set(typed):
+            names.append(typed)
+            continue
+        matched[typed] = [k for k in known if fnmatchcase(k, typed)]
+        names += matched[typed]
+    empty = [p for p, hits in matched.items() if not hits]
+    if empty:
+        raise AnalysisError(f"no sweep matches {', '.join(empty)} ({_known_hint(empty, known, store_url)})")
+    return list(dict.fromkeys(names)), matched
 
 
 SWEEPS_LISTED = 8

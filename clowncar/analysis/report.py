@@ -140,7 +140,17 @@ def to_json(a: dict[str, Any]) -> dict[str, Any]:
         "correction": a["correction"], "top_configs": a["top_configs"], "pareto_front": a["pareto_front"],
         "optuna_importances": a["optuna"], "runs": runs.to_dict("records"), "provenance": a["provenance"],
         "cautions": a.get("cautions") or [], "environment": a.get("environment") or [],
+        "patterns": a.get("patterns") or {},
     }, counts=COUNTS)
+
+
+def pattern_line(matched: dict[str, list[str]], names: bool = True) -> str:
+    """Which sweeps each pattern typed to `analyze` took: `2026-0[34]*` matched 110 sweeps (a, b, ...)."""
+    from clowncar.words import counted
+
+    return "Sweeps by pattern: " + "; ".join(
+        f"{pattern} matched {counted(len(hits), 'sweep')}" + (f" ({', '.join(hits)})" if names else "")
+        for pattern, hits in matched.items()) + "."
 
 
 def document(a: dict[str, Any]) -> Doc:
@@ -148,6 +158,8 @@ def document(a: dict[str, Any]) -> Doc:
     fr = a["frames"]
     d = Doc()
     d.h(1, f"clowncar signal report: {', '.join(a['sweeps'])}")
+    if a.get("patterns"):
+        d.p(pattern_line(a["patterns"]))
     d.p(f"{len(runs)} finished runs; primary metric: {_metric(a)}; generated "
         f"{a['provenance']['generated_at']} by analysis commit {a['provenance']['analysis_git_commit'] or 'unknown'}. "
         "The run is the unit of replication: step-level numbers are aggregated per run before any test across runs, "
@@ -311,6 +323,8 @@ def printed_summary(a: dict[str, Any]) -> str:
     runs: pd.DataFrame = a["runs"]
     lines = [f"sweeps: {', '.join(a['sweeps'])} | runs: {len(runs)} | metric: {_metric(a)} | "
              f"correction: {a['correction_method']}"]
+    if a.get("patterns"):  # the names are on the line above
+        lines.append(f"  {pattern_line(a['patterns'], names=False)}")
     lines += [f"  caution: {c}" for c in a.get("cautions") or []]
     for r in a["results"]:
         lines.append(f"  {r.key:26s} {r.verdict}")
