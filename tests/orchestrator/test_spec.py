@@ -72,6 +72,19 @@ def test_shipped_sweeps_load_and_size_their_budgets() -> None:
     assert not specs["clowncar_seed_seeds"].trial_config({}).train.train_flow_instructions
 
 
+@pytest.mark.parametrize("name", ["smoke", "signals"])
+def test_the_demo_sweeps_are_step_bounded_so_machine_load_does_not_change_their_answer(name: str) -> None:
+    """walk 6, F2: smoke.yaml capped each trial at 20 s of wall clock; the same config got 34 steps in one run and
+    40 in another (0.097 BPB apart) and the best config flipped. Every trial now trains the same steps, its LR
+    warms down over the last warmdown_iters of them, and the plan still has a per-trial estimate."""
+    spec = load_spec(REPO / "sweeps" / f"{name}.yaml")
+    trains = [spec.trial_config(point).train for point in spec.distinct_grid().points]
+    assert {t.max_wallclock_seconds for t in trains} == {0}
+    assert len({t.iterations for t in trains}) == 1
+    assert all(0 < t.warmdown_iters < t.iterations for t in trains)
+    assert spec.budget.trial_seconds_estimate
+
+
 def test_conditional_param_is_sampled_only_when_its_condition_holds() -> None:
     import optuna
 
