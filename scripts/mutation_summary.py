@@ -7,12 +7,19 @@ Counts come from mutmut's own result file (WORKDIR/mutants/MODULE.meta). A timeo
 made the tests hang, which the suite's per-test timeout turns into a failure); a mutant no selected test reaches
 counts as survived. PATTERN (fnmatch) keeps only the mutants whose names match it. Survivors listed in scripts/mutation_equivalent.txt (`name  reason`, one a line) are
 equivalent: they leave the module's behaviour unchanged and so are left out of the score. The diff of every
-other survivor is written to WORKDIR/survivors.txt."""
+other survivor is written to WORKDIR/survivors.txt.
+
+mutmut's verdicts are spot-checked: a few mutants it counted killed (MUTATION_SPOT_CHECK, default 5, chosen at
+random) are run again by pytest alone with the same tests. On a crowded machine a run once counted every mutant
+of two modules killed, survivors included; a spot check that finds a "killed" mutant passing its tests fails the
+summary (exit 1) instead of printing a score nobody should believe."""
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
+import random
 import subprocess
 import sys
 from collections import Counter
@@ -67,6 +74,24 @@ def write_survivor_diffs(work: Path, names: list[str]) -> None:
             f.write(f"### {name}\n{diff}\n")
 
 
+def spot_check(work: Path, killed: list[str], count: int) -> list[str]:
+    """Of `count` random mutants mutmut counted killed, those whose tests pass when pytest runs them alone."""
+    cfg = configparser.ConfigParser()
+    cfg.read(work / "setup.cfg")
+    args = [*cfg["mutmut"]["pytest_add_cli_args_test_selection"].split("\n"),
+            *cfg["mutmut"]["pytest_add_cli_args"].split("\n")]
+    args = [a.strip() for a in args if a.strip()]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    passed = []
+    for name in random.sample(killed, min(count, len(killed))):
+        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:xdist", *args],
+                             cwd=work / "mutants", env={**env, "MUTANT_UNDER_TEST": name, "PYTHONPATH": "."},
+                             capture_output=True, text=True)
+        if run.returncode == 0:
+            passed.append(name)
+    return passed
+
+
 def markdown_tables(root: Path) -> str:
     """The per-module table and the equivalent-mutant table, from every .mutation/*/summary.json."""
     rows = ["| module | tests run | mutants | killed | survived | equivalent | score | run took | date | command |",
@@ -101,6 +126,13 @@ def main() -> None:
              seconds=int(os.environ.get("MUTATION_SECONDS") or 0) or before.get("seconds", "?"),
              date=os.environ.get("MUTATION_DATE") or before.get("date", ""))
     write_survivor_diffs(work, s["survivors"])  # type: ignore[arg-type]
+    meta = json.loads((work / "mutants" / (module + ".meta")).read_text())
+    killed = [k for k, v in meta["exit_code_by_key"].items() if v in KILLED and fnmatch(k, (sys.argv[3:4] or ["*"])[0])]
+    wrong = spot_check(work, killed, int(os.environ.get("MUTATION_SPOT_CHECK", "5")))
+    if wrong:
+        print(f"   mutmut counted {', '.join(wrong)} killed, but its tests pass when run alone: this run's "
+              "figures are not trustworthy (a crowded machine?); run the module again", file=sys.stderr)
+        sys.exit(1)
     print(f"   {' '.join(sys.argv[2:])}: {s['mutants']} mutants, {s['killed']} killed, {s['survived']} survived, "
           f"{s['equivalent']} equivalent, {s['not_checked']} not checked; score {s['score']:.1%}")
     if s["survivors"]:
