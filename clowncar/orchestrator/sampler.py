@@ -62,7 +62,7 @@ def define_space(spec: SweepSpec) -> Callable[[Any], dict[str, Any] | None]:
 
     def sample(trial: Any) -> dict[str, Any] | None:
         chosen: dict[str, Any] = {}
-        for key, p in space.items():  # dict order: a conditional param follows the ones it depends on
+        for key, p in space.items():  # search_space order: a conditional param after the keys it names
             if p.when and not all(_matches(chosen.get(dep), want) for dep, want in p.when.items()):
                 continue
             if p.values is not None:

@@ -47,6 +47,7 @@ from clowncar.data.paths import file_kind
 from clowncar.did_you_mean import hint, near_keys
 from clowncar.errors import ConfigError
 from clowncar.orchestrator.distinct import Distinct, distinct_points, grid_points
+from clowncar.orchestrator.space_order import sampling_order
 from clowncar.orchestrator.workers import check_worker
 from clowncar.overrides import apply_overrides, deep_merge
 from clowncar.strict_yaml import read_mapping
@@ -223,6 +224,7 @@ class SweepSpec(_Strict):
             for dep in (p.when or {}):
                 if dep not in searched or dep == key:
                     raise ValueError(f"space.{key}.when names '{dep}', which is not another searched parameter")
+        sampling_order(self.space)  # a cycle of conditions: one line
         if self.sampler == "grid":
             for key, p in self.space.items():
                 if p.values is None or p.when:
@@ -250,9 +252,9 @@ class SweepSpec(_Strict):
     # -- derived ---------------------------------------------------------------------------------------------
     def search_space(self) -> dict[str, ParamSpec]:
         """The space with the named points first (`point`) and seeds as one more categorical dimension
-        (`train.seed`)."""
+        (`train.seed`), each parameter after those its `when:` names (space_order.py), else as written."""
         space = {POINT_KEY: ParamSpec(grid=list(self.points))} if self.points else {}
-        space.update(self.space)
+        space.update((key, self.space[key]) for key in sampling_order(self.space))
         if self.seeds:
             space[SEED_KEY] = ParamSpec(grid=list(self.seeds))
         return space

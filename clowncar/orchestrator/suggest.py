@@ -103,7 +103,7 @@ def finite_points(spec: SweepSpec) -> list[dict[str, Any]] | None:
     if math.prod(len(v) for v in values.values() if v) > MAX_POINTS:
         return None
     points: list[dict[str, Any]] = [{}]
-    for key, p in space.items():  # dict order: a conditional parameter follows the ones it depends on
+    for key, p in space.items():  # search_space order: a conditional parameter after the keys it names
         grown = []
         for point in points:
             if p.when and not all(_matches(point.get(dep), want) for dep, want in p.when.items()):
