@@ -1,9 +1,10 @@
 """Sweep specs: what to vary, how to sample it, what to optimise, and what a trial may use.
 
 A spec is YAML (`sweeps/*.yaml`) validated by pydantic; every problem is one line naming the key, like the trial
-config. Parameters are dotted trial-config keys (`model.crawler_loops`). Example:
+config. Parameters are dotted trial-config keys (`model.crawler_loops`); a `when:` parameter is sampled after the
+ones it names, wherever it is listed. Example (tests/orchestrator/test_spec.py loads it):
 
-    name: smoke
+    name: search
     preset: tiny-cpu
     overrides: {train.iterations: 30}
     points:                    # named configs, one more dimension of the space (`point`)
@@ -12,9 +13,9 @@ config. Parameters are dotted trial-config keys (`model.crawler_loops`). Example
     space:
       model.crawler_loops: {grid: [1, 2, 3]}
       train.matrix_lr: {float: [0.005, 0.05], log: true}
-      model.delta_net_heads: {choice: [0, 2], when: {model.num_crawler_layers: 1}}
+      train.cadence: {choice: [2, 4], when: {model.crawler_loops: [2, 3]}}
     seeds: [1337, 42]
-    sampler: grid              # grid | random | tpe | gp | nsga2
+    sampler: tpe               # grid | random | tpe | gp | nsga2 (grid: grid/choice values only, no when:)
     objective: {metric: auto, mode: min}
     constraint: {max_artifact_bytes: 16000000}
     resources: {gpus: 0, cpus: 1}   # placement: ledger (default) | ray, for GPU trials

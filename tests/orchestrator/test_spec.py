@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,20 @@ def test_the_demo_sweeps_are_step_bounded_so_machine_load_does_not_change_their_
     assert len({t.iterations for t in trains}) == 1
     assert all(0 < t.warmdown_iters < t.iterations for t in trains)
     assert spec.budget.trial_seconds_estimate
+
+
+def test_the_example_spec_in_the_spec_modules_docstring_loads(tmp_path: Path) -> None:
+    """The example users copy from spec.py's docstring parses through `load_spec` (the loader `sweep run` uses): it
+    once searched a float range and a `when:` under `sampler: grid`, which the parser refuses."""
+    from clowncar.orchestrator import spec as spec_module
+
+    doc = spec_module.__doc__ or ""
+    after = doc.split("Example", 1)[1].split("\n", 1)[1].lstrip("\n")
+    block = itertools.takewhile(lambda line: line.startswith("    ") or not line.strip(), after.splitlines())
+    path = tmp_path / "example.yaml"
+    path.write_text(textwrap.dedent("\n".join(block)))
+    spec = load_spec(path)
+    assert any(p.when for p in spec.space.values()) and spec.budget.max_trials  # the whole block was read
 
 
 def test_conditional_param_is_sampled_only_when_its_condition_holds() -> None:
