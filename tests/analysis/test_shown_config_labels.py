@@ -257,3 +257,46 @@ def test_a_configs_mean_counts_each_seed_once() -> None:
     runs, _ = _runs([_trial("a", bpb=2.0), _trial("b", bpb=2.2), _trial("c", seed=42, bpb=3.0)])
     means = sc._config_means(runs)
     assert list(means.values()) == [(2, pytest.approx(2.55))]  # seed 1337's two runs are one unit (2.1), then 3.0
+
+
+def test_unreadable_caps_and_sizes_are_read_as_not_recorded() -> None:
+    out = _over([_trial("a", artifact_bytes="?", **{"quant.size_cap_bytes": 10}),
+                 _trial("b", artifact_bytes=17_000_000.0, size_cap_applied="n/a", **{"quant.size_cap_bytes": "big"})])
+    assert out == [None, "over its size cap (17000000 bytes > the cap of 16000000): cannot be submitted"]
+
+
+def test_a_cap_of_one_byte_is_a_cap() -> None:
+    out = _over([_trial("a", artifact_bytes=2.0, **{"quant.size_cap_bytes": 1}),
+                 _trial("b", artifact_bytes=2.0, size_cap_applied=1, **{"quant.size_cap_bytes": 1e9})])
+    assert out == ["over its size cap (2 bytes > the cap of 1): cannot be submitted"] * 2
+
+
+def test_the_tables_tell_apart_configs_that_record_no_differing_setting_by_their_sweeps() -> None:
+    # two imported logs of one layout whose settings were all read alike: their config keys differ by origin only
+    runs, trials = _runs([_trial("a", sweep="train_v0"), _trial("b", sweep="train_v1")])
+    runs = runs.assign(config_key=["k-a", "k-b"])
+    top = [{"config": "L", "config_key": k, "caveat": None, "per_seed": [{"run_ids": [str(r)]}]}
+           for k, r in zip(runs["config_key"], runs["run_id"], strict=True)]
+    front = [{"label": "L", "run_id": str(r), "bpb": 2.5} for r in runs["run_id"]]
+    sc.annotate(top, front, runs, trials)
+    assert _labels(top) == ["L train_v0", "L train_v1"]
+    assert [p["label"] for p in front] == ["L train_v0", "L train_v1"]
+
+
+def test_a_shared_label_after_a_label_of_its_own_is_still_told_apart() -> None:
+    rows = [{"config": "A", "config_key": "k1"}, {"config": "L", "config_key": "k2"},
+            {"config": "L", "config_key": "k3"}]
+    configs = {"k1": {"train.iterations": "1"}, "k2": {"train.iterations": "2"}, "k3": {"train.iterations": "3"}}
+    sc._distinguish(rows, "config", ["k1", "k2", "k3"], configs, {})
+    assert _labels(rows) == ["A", "L iters 2", "L iters 3"]
+
+
+def test_a_config_without_recorded_settings_shows_a_dash_for_each_setting_the_other_names() -> None:
+    rows = [{"config": "L", "config_key": "k1"}, {"config": "L", "config_key": "k2"}]
+    sc._distinguish(rows, "config", ["k1", "k2"], {"k1": {"train.iterations": "30"}}, {})
+    assert _labels(rows) == ["L iters 30", "L iters -"]
+
+
+def test_a_key_of_several_parts_is_named_by_its_last() -> None:
+    assert sc._short_names(["legacy.run.lr", "model.model_dim"]) == {"legacy.run.lr": "lr",
+                                                                     "model.model_dim": "model_dim"}
