@@ -174,7 +174,8 @@ def test_to_json_carries_counts_and_every_test(report_inputs: SimpleNamespace, t
     assert data["runs"][2]["git_commit"] == "a" and data["runs"][0]["seed"] == 1
     assert list(data) == ["sweeps", "metric", "metric_mode", "n_runs", "correction_method", "tests", "correction",
                           "top_configs", "pareto_front", "optuna_importances", "runs", "provenance", "cautions",
-                          "environment"]
+                          "environment", "patterns"]
+    assert data["patterns"] == {}  # no sweep was named by a pattern
     assert data["cautions"] == [] and report.to_json({**a, "cautions": ["x"]})["cautions"] == ["x"]
     full = report_inputs.full_analysis()
     data = report.to_json(full)
