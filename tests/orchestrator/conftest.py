@@ -305,6 +305,19 @@ def pipe() -> Pipe:
     return Pipe()
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The record callback's clock, moved on by the test: it bills GPU time between its readings
+    (test_record*.py)."""
+    import types
+
+    import clowncar.orchestrator.record as record
+
+    now = [1000.0]
+    monkeypatch.setattr(record, "time", types.SimpleNamespace(time=lambda: now[0]))
+    return now
+
+
 # -- what a dead head leaves: the study and store `reconcile` and `close_stopped` find (test_resume*.py) ----------
 # The imports are inside: the search modules load Ray's packages, seconds every other test here would pay.
 

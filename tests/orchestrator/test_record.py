@@ -37,18 +37,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
     st.close()
 
 
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The callback's clock, moved on by the test: it bills GPU time between its readings."""
-    import types
-
-    import clowncar.orchestrator.record as record
-
-    now = [1000.0]
-    monkeypatch.setattr(record, "time", types.SimpleNamespace(time=lambda: now[0]))
-    return now
-
-
 def _attempt(store: Store, uid: str) -> dict[str, Any]:
     """The trial's last attempt as `store show` reads it (status, reason, node, result, row counts)."""
     trial = store.get_trial(uid)

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import pickle
 import sys
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import clowncar.orchestrator.record as record
 from clowncar.orchestrator.record import StoreCallback, Tally
 from clowncar.orchestrator.spec import SweepSpec, spec_from_dict
 from clowncar.store import Store, open_store
@@ -49,13 +47,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
     st.create_or_get_sweep("out", {"name": "out"})
     yield st
     st.close()
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    now = [1000.0]
-    monkeypatch.setattr(record, "time", types.SimpleNamespace(time=lambda: now[0]))
-    return now
 
 
 
