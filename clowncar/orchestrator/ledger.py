@@ -5,6 +5,9 @@ Each sweep's driver holds a `Gate`. Before Tune gets a trial, the searcher asks 
 granted, the trial's placement group is pinned to the granted node (a node label selector; a retried trial whose
 node died is placed anywhere). Ray's placement groups remain what stops double-booking; the ledger only decides
 order and node, so if it is unreachable the gate admits at once and Ray's own placement applies (logged once).
+Unreachable means no answer at all for `patience_s`: a call that times out before that (the actor still starting,
+or slow on a crowded head) is asked again, since one sweep placed by Ray alone defeats the ledger for every other
+sweep too (its trials take the GPUs the ledger drains for theirs).
 
 Leases end when the trial ends (`release`), when the driver closes the gate, or, for a SIGKILLed driver, when
 its heartbeat has been silent for `ttl_s`. A ledger that restarts (head restart) relearns the leases from the
@@ -144,11 +147,15 @@ def ledger_runtime_env(job_env: dict[str, Any]) -> dict[str, Any] | None:
 class Gate:
     """A driver's side of the ledger: asks, releases, and heartbeats every `beat_s` from a daemon thread."""
 
-    def __init__(self, gpus: int, limit: int = 0, beat_s: float = 5.0, timeout_s: float = 10.0) -> None:
-        """`limit`: the sweep's max concurrent trials (the ledger plans no more of them at once)."""
+    def __init__(self, gpus: int, limit: int = 0, beat_s: float = 5.0, timeout_s: float = 10.0,
+                 patience_s: float = 120.0) -> None:
+        """`limit`: the sweep's max concurrent trials (the ledger plans no more of them at once). A call waits
+        `timeout_s` for its answer; the gate gives up on the ledger only when none has come for `patience_s`."""
         import ray
 
-        self.gpus, self.limit, self.timeout_s = gpus, limit, timeout_s
+        self.gpus, self.limit, self.timeout_s, self.patience_s = gpus, limit, timeout_s, patience_s
+        self.answered = time.monotonic()
+        """When the ledger last answered (or the gate opened)."""
         self.owner = f"{ray.get_runtime_context().get_job_id()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.leases: dict[str, tuple[str, int, str, float, float]] = {}
         """Tune trial id -> (lease key, gpus, node, expected_s, start)."""
@@ -173,10 +180,16 @@ class Gate:
         if self.broken:
             return None
         try:
-            return ray.get(getattr(self.handle, method).remote(*args), timeout=self.timeout_s)
+            answer = ray.get(getattr(self.handle, method).remote(*args), timeout=self.timeout_s)
+        except TimeoutError as err:  # Ray's GetTimeoutError is one: slow, maybe not gone
+            if time.monotonic() - self.answered >= self.patience_s:
+                self._fail(err)
+            return None  # a request asks again (its key makes a repeat find a grant it missed)
         except Exception as err:  # the sweep goes on under Ray's own placement
             self._fail(err)
             return None
+        self.answered = time.monotonic()
+        return answer
 
     def _fail(self, err: Exception) -> None:
         self.broken = True

@@ -240,16 +240,50 @@ def test_the_gate_heartbeats_what_it_holds_and_closes_its_owner(open_gate, gate_
     assert not gate._beat.is_alive()
 
 
-def test_an_unreachable_ledger_admits_at_once_and_warns_once(open_gate, gate_env: dict[str, Any], caplog) -> None:
+def test_a_ledger_that_times_out_is_asked_again_and_its_late_grant_is_found(open_gate, gate_env: dict[str, Any],
+                                                                          caplog) -> None:
+    # A crowded head: the ledger's actor still starting, or slow. Giving up on the first timeout sent that sweep to
+    # Ray's own placement for good, whose trials then took the GPUs the ledger drained for another sweep's gang.
+    gate_env["handle"] = Handle(gate_env["led"], fail=TimeoutError("ledger did not answer"))
+    caplog.set_level(logging.WARNING, logger=ledger_module.__name__)
+    gate = open_gate(1, beat_s=3600, patience_s=120.0)
+    assert gate.admit("t1", "k1", 60.0) is None and gate.admit("t1", "k1", 60.0) is None  # not yet: ask again
+    assert not gate.broken and gate.leases == {} and not caplog.records
+    gate_env["led"].request(gate.owner, f"{gate.owner}/k1", 1, 60.0)  # what the timed-out call did meanwhile
+    gate_env["handle"].fail = None
+    assert gate.admit("t1", "k1", 60.0) == "n2"  # the repeat finds that grant (best fit), not a second one
+    assert list(gate_env["led"].book.leases) == [f"{gate.owner}/k1"]
+
+
+def test_a_ledger_silent_for_the_gates_patience_admits_at_once_and_warns_once(open_gate, gate_env: dict[str, Any],
+                                                                            caplog) -> None:
     gate_env["handle"] = Handle(None, fail=TimeoutError("ledger did not answer\nmore"))
     caplog.set_level(logging.WARNING, logger=ledger_module.__name__)
-    gate = open_gate(1, beat_s=3600)
+    gate = open_gate(1, beat_s=3600, patience_s=0.05)
+    assert gate.admit("t1", "k1", 60.0) is None  # patient for 0.05 s
+    time.sleep(0.06)
     assert gate.admit("t1", "k1", 60.0) == ""  # no pin: Ray places it
     assert gate.broken and gate.leases["t1"][2] == ""
     assert gate.admit("t2", "k2", 60.0) == ""
-    assert len(gate_env["handle"].calls) == 1  # a broken gate stops asking
+    assert len(gate_env["handle"].calls) == 2  # a broken gate stops asking
     assert [r.getMessage() for r in caplog.records] == [
         "GPU ledger unreachable (TimeoutError: ledger did not answer); trials are placed by Ray alone from now on"]
+
+
+def test_an_answer_restarts_the_gates_patience(open_gate, gate_env: dict[str, Any]) -> None:
+    gate = open_gate(1, beat_s=3600, patience_s=0.2)
+    time.sleep(0.25)
+    assert gate.admit("t1", "k1", 60.0) == "n2"  # answered: silent from now on only
+    gate_env["handle"].fail = TimeoutError("slow")
+    assert gate.admit("t2", "k2", 60.0) is None and not gate.broken
+    time.sleep(0.25)
+    assert gate.admit("t2", "k2", 60.0) == "" and gate.broken
+
+
+def test_an_error_other_than_a_timeout_breaks_the_gate_at_once(open_gate, gate_env: dict[str, Any]) -> None:
+    gate_env["handle"] = Handle(None, fail=RuntimeError("actor died"))
+    gate = open_gate(1, beat_s=3600, patience_s=120.0)
+    assert gate.admit("t1", "k1", 60.0) == "" and gate.broken
 
 
 def test_a_ledger_that_cannot_be_created_breaks_the_gate_at_once(open_gate, monkeypatch,
@@ -418,7 +452,7 @@ def test_the_gates_heartbeat_thread_is_a_named_daemon(open_gate) -> None:
 
 def test_a_broken_gate_never_asks_to_drop_an_actor(open_gate, gate_env: dict[str, Any]) -> None:
     gate_env["handle"] = Handle(None, fail=TimeoutError("x"))
-    gate = open_gate(1, beat_s=3600)
+    gate = open_gate(1, beat_s=3600, patience_s=0.0)
     dropped: list[int] = []
     gate.on_idle_blocks = lambda: dropped.append(1)
     assert gate.admit("t", "k", 1.0) == "" and dropped == []
