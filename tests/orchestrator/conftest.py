@@ -171,7 +171,9 @@ def loopback_cluster(node: dict[str, Any], prefix: str) -> Iterator[Any]:
                        "PYTHONPATH": os.pathsep.join(p for p in paths if p)})
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0})
+    # A killed node is found dead in ~3 s, not Ray's ~15 s (5 missed checks 3 s apart): the node-kill tests wait less.
+    c = Cluster(initialize_head=True, connect=False, head_node_args={
+        "num_cpus": 0, "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
     c.workers = [c.add_node(**node) for _ in range(2)]
     c.wait_for_nodes()
     c.ray_tmp = ray_tmp

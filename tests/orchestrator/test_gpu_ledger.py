@@ -117,7 +117,10 @@ def test_leases_and_requests_of_a_killed_driver_are_released(cluster, sweep_env,
 
     ray.init(address=cluster.address, log_to_driver=False)
     try:
-        ledger = ledger_handle(ttl_s=3.0)  # first caller creates it: leases of a silent owner last 3 s
+        # An earlier test's sweeps made the cluster's ledger with the default TTL (30 s), which this test would wait
+        # out: it gets a ledger of its own, whose leases of a silent owner last 3 s, and leaves none behind.
+        drop_ledger(helpers)
+        ledger = ledger_handle(ttl_s=3.0)
         proc = subprocess.Popen([sys.executable, "-c", DRIVER, cluster.address], stdout=subprocess.PIPE, text=True,
                                 env=sweep_env.env)
         lines = [proc.stdout.readline().strip() for _ in range(3)]
@@ -133,7 +136,24 @@ def test_leases_and_requests_of_a_killed_driver_are_released(cluster, sweep_env,
         assert all(owner == mine.owner for owner, *_ in snap["leases"].values()) and not snap["requests"]
         mine.close()
     finally:
+        drop_ledger(helpers)  # the next sweeps beat every 5 s: a 3 s TTL would drop their leases
         ray.shutdown()
+
+
+def drop_ledger(helpers: Any) -> None:
+    """Kill the cluster's ledger actor, if any, and wait until its name is free (the next caller makes a new one)."""
+    import ray
+
+    from clowncar.orchestrator.ledger import NAME, NAMESPACE
+
+    def gone() -> bool:
+        try:
+            ray.kill(ray.get_actor(NAME, namespace=NAMESPACE), no_restart=True)
+        except ValueError:  # no actor of that name
+            return True
+        return False
+
+    assert helpers.wait_for(gone, 30, every=0.2)
 
 
 def test_waiting_sweep_drops_its_idle_actor_for_another_sweeps_whole_node_trial(cluster, sweep_env, helpers) -> None:
