@@ -26,7 +26,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # Modules of tests/orchestrator that may run beside the other worker's tests: they start no Ray of their own
 # (each under 5 s in all), or run embedded sweeps of the contract worker whose assertions read what the store and
 # the study hold, never how long a trial took. The rest (clusters, signals, head loss, timed trials) stay on one
-# worker, in order. Measured 2026-12-06: the orchestrator unit took 966 s of a 989 s suite, the other worker 553 s.
+# worker, in order. Measured 2026-12-06: the orchestrator unit took 966 s of a 989 s suite, the other worker 553 s;
+# 2026-12-07 (a451baf, idle): 1014 s and 1081 s of a 1090 s suite, and a third worker made it slower (1146 s).
 BESIDE_OTHERS = {
     # embedded sweeps, no timing asserted (~190 s)
     "test_budget_samplers", "test_seed_sweeps", "test_sweep_outcomes",
