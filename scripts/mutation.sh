@@ -97,6 +97,7 @@ declare -A TESTS=(
   [clowncar/config_load.py]="tests/test_config_rules.py tests/test_config.py tests/test_config_sources.py tests/test_seed_presets_config.py tests/test_compile_mode_config.py tests/bad_inputs/test_bad_inputs.py"
   [clowncar/overrides.py]="tests/test_config_rules.py"
   [clowncar/presets.py]="tests/test_preset_values.py tests/test_seed_presets_config.py tests/test_config_rules.py tests/test_compile_mode_config.py"
+  [clowncar/orchestrator/space_order.py]="tests/orchestrator/test_space_order.py tests/orchestrator/test_spec_rules.py"
   [clowncar/orchestrator/placement.py]="tests/orchestrator/test_gpu_book_rules.py tests/orchestrator/test_placement.py tests/orchestrator/test_utilization_model.py"
   [clowncar/orchestrator/plan.py]="tests/orchestrator/test_plan.py tests/orchestrator/test_gpu_book_rules.py tests/orchestrator/test_placement.py tests/orchestrator/test_utilization_model.py"
   [clowncar/strict_yaml.py]="tests/test_strict_yaml.py tests/test_config_rules.py tests/test_config.py"
@@ -194,6 +195,7 @@ declare -A KEYWORDS=(
   [clowncar/store/longread.py]="not postgresql or test_long_reads.py"
   [clowncar/orchestrator/trainable.py]="not test_search_rules.py or relay"
   [clowncar/presets.py]="not (cli or lists_every_preset)"
+  [clowncar/orchestrator/space_order.py]="not cli_refuses"
   [clowncar/orchestrator/placement.py]="not random_workloads"
   [clowncar/orchestrator/plan.py]="not random_workloads"
   [clowncar/doctor.py]="not test_doctor.py or not (command or demo_build or json)"
@@ -230,7 +232,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/orchestrator/search.py clowncar/orchestrator/sampler.py clowncar/orchestrator/distinct.py clowncar/orchestrator/sweep_plan.py
        clowncar/orchestrator/rerun.py clowncar/config.py clowncar/config_model.py clowncar/config_section.py
        clowncar/config_load.py clowncar/config_inert.py clowncar/overrides.py clowncar/presets.py
-       clowncar/orchestrator/placement.py clowncar/orchestrator/plan.py clowncar/strict_yaml.py
+       clowncar/orchestrator/space_order.py clowncar/orchestrator/placement.py clowncar/orchestrator/plan.py clowncar/strict_yaml.py
        clowncar/model/build.py clowncar/data/inspect_dir.py clowncar/events.py
        clowncar/data/corpus.py clowncar/worker/loader.py
        clowncar/store/longread.py clowncar/settings.py clowncar/orchestrator/trainable.py

@@ -87,7 +87,8 @@ CYCLE = {CADENCE: {"choice": [2, 4], "when": {LOOPS: 2}}, LOOPS: {"choice": [1, 
 
 
 @pytest.mark.parametrize(("space", "expected"), [
-    (CYCLE, "when: conditions form a cycle (train.cadence -> model.crawler_loops -> train.cadence)"),
+    (CYCLE, "when: conditions form a cycle (train.cadence -> model.crawler_loops -> train.cadence): none of these "
+            "parameters can be sampled first"),
     ({**KEY_FIRST, LOOPS: {"choice": [1, 2], "when": {LOOPS: 2}}}, "names 'model.crawler_loops', which is not "
                                                                    "another searched parameter"),
 ], ids=["two-keys", "itself"])
