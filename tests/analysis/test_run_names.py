@@ -72,3 +72,26 @@ def test_without_a_trials_frame_the_tables_keep_their_columns() -> None:
     steps, _ = two_sweeps()
     loss, _ = cn_tests(steps)
     assert "sweep" not in loss.tables["within_run_hac"][0]
+
+
+def test_a_run_or_reference_the_trials_frame_does_not_hold_gets_empty_names() -> None:
+    # A steps frame may hold runs whose trial rows were not read (another sweep's reference, a trace imported
+    # without its trials): their rows keep the table's shape, with no sweep or label.
+    from clowncar.analysis.result import TestResult
+    from clowncar.analysis.run_names import name_runs
+
+    _, trials = two_sweeps(1)
+    res = TestResult(key="1a_cn_loss", title="t", question="q", method="m")
+    res.tables["reference_runs"] = [{"run": "t0a", "reference": "elsewhere", "same_model": True},
+                                    {"run": "gone", "reference": "t0b", "same_model": False}]
+    (named,) = name_runs([res], trials)
+    assert named.tables["reference_runs"] == [
+        {"run": "t0a", "sweep": "cadence3", "label": "2f+1cx2 d64", "reference": "elsewhere",
+         "reference_sweep": None, "same_model": True},
+        {"run": "gone", "sweep": None, "label": None, "reference": "t0b", "reference_sweep": "always_n",
+         "same_model": False}]
+
+
+def test_an_empty_trials_frame_names_nothing() -> None:
+    _, trials = two_sweeps(1)
+    assert run_names(trials.iloc[0:0]) == {} and run_names(None) == {}
