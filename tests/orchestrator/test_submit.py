@@ -20,10 +20,14 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(n: int) -> list[int]:
+    """`n` distinct ports free on loopback now: held open together while picked, so the kernel cannot hand the same
+    one out twice (picked one at a time, the GCS and the dashboard agent once drew the same port)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 @pytest.fixture(scope="session")
@@ -92,13 +96,13 @@ def head(sweep_env, helpers, auth_env, request: pytest.FixtureRequest) -> Iterat
     the same Ray temp dir, as a loopback cluster of a head and a worker is started by hand; with "one gpu", a head
     with one logical GPU. Every port is picked free so that other Ray instances on this machine (their dashboard
     agents take 52365 by default) do not collide."""
-    port, gcs = _free_port(), _free_port()
+    port, gcs, agent, client = _free_ports(4)
     nodes = 2 if getattr(request, "param", "") == "two nodes" else 1
     gpus = ["--num-gpus=1"] if getattr(request, "param", "") == "one gpu" else []
     # `ray start --block` stops cleanly on SIGTERM
     proc = _start([str(Path(sys.executable).parent / "ray"), "start", "--block", "--head", "--node-ip-address=127.0.0.1",
                    "--dashboard-host=127.0.0.1", f"--dashboard-port={port}", f"--port={gcs}",
-                   f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
+                   f"--dashboard-agent-listen-port={agent}", f"--ray-client-server-port={client}",
                    "--num-cpus=2", *gpus, "--disable-usage-stats"], _node_env(sweep_env, auth_env))
     node = None
     address = f"http://127.0.0.1:{port}"
