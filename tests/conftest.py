@@ -34,7 +34,7 @@ BESIDE_OTHERS = {
     # no Ray started (~30 s)
     "test_address_form", "test_distinct_configs", "test_driver_state", "test_embedded_ray_start",
     "test_embedded_reaper", "test_gpu_book_rules", "test_gpu_hours", "test_gpu_preflight", "test_grid_order",
-    "test_launcher", "test_ledger_in_process", "test_placement", "test_plan", "test_preflight", "test_reach",
+    "test_launcher", "test_ledger_creation", "test_ledger_in_process", "test_placement", "test_plan", "test_preflight", "test_reach",
     "test_record", "test_rerun_command", "test_rerun_spec", "test_resume", "test_resume_cut_short_asks",
     "test_rung_rules", "test_same_code", "test_search_budget", "test_search_gate", "test_search_replay",
     "test_search_rules", "test_search_tells", "test_spec_rules", "test_submit_entry", "test_sweep_plan_lines",
