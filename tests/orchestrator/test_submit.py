@@ -118,11 +118,8 @@ def head(sweep_env, helpers, auth_env, request: pytest.FixtureRequest) -> Iterat
             out = proc.communicate(timeout=30)[0]
             pytest.fail(f"head did not come up; `ray start` printed:\n{out[-4000:]}")
         if nodes == 2:
-            node = _start([sys.executable, "-c", WORKER_NODE, f"127.0.0.1:{gcs}"], _node_env(sweep_env, auth_env))
-            if not helpers.wait_for(lambda: node.poll() is not None or _alive_nodes(address, auth_env) == 2, 120,
-                                    every=1.0) or node.poll() is not None:
-                _stop(node)
-                pytest.fail(f"the second node did not join; it printed:\n{node.communicate()[0][-4000:]}")
+            node = _join_second_node(f"127.0.0.1:{gcs}", address, _node_env(sweep_env, auth_env), auth_env, helpers,
+                                     sweep_env.tmp / "second-node")
         bad = helpers.non_loopback_listeners({proc.pid, *helpers.pids_with(str(sweep_env.ray_tmp))})
         assert not bad, bad
         yield address
@@ -131,6 +128,29 @@ def head(sweep_env, helpers, auth_env, request: pytest.FixtureRequest) -> Iterat
             _stop(node)
         _stop(proc)
         helpers.reap(str(sweep_env.ray_tmp))
+
+
+def _join_second_node(gcs: str, address: str, env: dict[str, str], auth_env: dict[str, str], helpers: Any,
+                      log: Path, tries: int = 3) -> subprocess.Popen[str]:
+    """The second node, started again (at most `tries` times) when Ray's own start gives up: a worker node waits
+    only about 60 s for its raylet to register with the GCS, and on a crowded 2-core CI machine it once did not
+    (`The current node timed out during startup`). Each failed start is killed as a process group, its raylet
+    with it; a start counts only once its own process says it has started (Ray returns from the node's start
+    only after finding it registered) and the head lists two nodes alive."""
+    for attempt in range(tries):
+        out = log.with_suffix(f".{attempt}.log")
+        with out.open("w") as f:
+            node = subprocess.Popen([sys.executable, "-c", WORKER_NODE, gcs], env=env, stdout=f,
+                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+        def joined(node: subprocess.Popen[str] = node, out: Path = out) -> bool:
+            return node.poll() is not None or ("node started" in out.read_text()
+                                               and _alive_nodes(address, auth_env) == 2)
+
+        if helpers.wait_for(joined, 150, every=1.0) and node.poll() is None:
+            return node
+        _stop(node)
+    pytest.fail(f"the second node did not join in {tries} starts; the last printed:\n{out.read_text()[-4000:]}")
 
 
 def _alive_nodes(address: str, auth_env: dict[str, str]) -> int:
