@@ -3,7 +3,9 @@ are fixtures here rather than importable modules."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -132,6 +134,28 @@ def missing(message: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{message} (CI is set: a missing fixture is a failure there)", pytrace=False)
     pytest.skip(message)
+
+
+def free_loopback_ports(n: int) -> list[int]:
+    """`n` distinct ports on 127.0.0.1 that nothing listens on now: held open together while picked, so the kernel
+    cannot hand the same one out twice (picked one at a time, a Ray head's GCS and dashboard agent once drew the
+    same port), then released."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+
+
+@pytest.fixture
+def free_ports() -> Callable[[int], list[int]]:
+    return free_loopback_ports
+
+
+@pytest.fixture(scope="session")
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (for "nobody answers" errors): bound once by us, then released."""
+    return free_loopback_ports(1)[0]
 
 
 @pytest.fixture(scope="session")

@@ -18,12 +18,6 @@ def versions(**installed: str) -> doctor.VersionOf:
     return lambda dist: table.get(dist)
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_python_row_accepts_311_and_refuses_310() -> None:
     assert doctor.check_python((3, 11, 0)).status == OK
     row = doctor.check_python((3, 10, 12))
@@ -50,7 +44,7 @@ def test_gpu_kernel_rows_are_optional_and_say_how_to_add_them(dist: str) -> None
     assert row.status == OPTIONAL and ".[gpu]" in row.fix
 
 
-def test_ray_row_embedded_reachable_and_unreachable_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ray_row_embedded_reachable_and_unreachable_cluster(monkeypatch: pytest.MonkeyPatch, closed_port: int) -> None:
     from ray._private import ray_constants
 
     monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # a loopback address stays on 127.0.0.1
@@ -63,19 +57,19 @@ def test_ray_row_embedded_reachable_and_unreachable_cluster(monkeypatch: pytest.
         port = server.getsockname()[1]
         assert doctor.check_ray(have, f"127.0.0.1:{port}").status == OK
         assert doctor.check_ray(have, f"ray://127.0.0.1:{port}").status == MISSING  # answers, but cannot drive a sweep
-    row = doctor.check_ray(have, f"127.0.0.1:{closed_port()}", timeout=1)
+    row = doctor.check_ray(have, f"127.0.0.1:{closed_port}", timeout=1)
     assert row.status == MISSING and "does not answer" in row.detail
     assert doctor.check_ray(have, "10.0.0.1").status == MISSING
 
 
-def test_store_row_opens_sqlite_and_masks_an_unreachable_servers_password(tmp_path: Path) -> None:
+def test_store_row_opens_sqlite_and_masks_an_unreachable_servers_password(tmp_path: Path, closed_port: int) -> None:
     fresh = doctor.check_store(f"sqlite:///{tmp_path / 'runs' / 'clowncar.db'}")
     assert fresh.status == OK and "created by the first sweep" in fresh.detail
     from clowncar.store import open_store
 
     open_store(f"sqlite:///{tmp_path / 'x.db'}").close()
     assert doctor.check_store(f"sqlite:///{tmp_path / 'x.db'}").detail.endswith("answers")
-    row = doctor.check_store(f"postgresql+psycopg://u:Sekret99@127.0.0.1:{closed_port()}/db?connect_timeout=2")
+    row = doctor.check_store(f"postgresql+psycopg://u:Sekret99@127.0.0.1:{closed_port}/db?connect_timeout=2")
     assert row.status == MISSING and "Sekret99" not in row.detail and "u:***@" in row.detail
     assert doctor.check_store("not a url").status == MISSING
 
@@ -119,8 +113,8 @@ def test_test_server_rows(tmp_path: Path) -> None:
     assert [r.status for r in absent] == [OPTIONAL, OPTIONAL] and all("scripts/test.sh" in r.fix for r in absent)
 
 
-def test_doctor_command_exits_1_naming_an_unreachable_store(run_cli, tmp_path: Path) -> None:
-    url = f"postgresql+psycopg://clowncar:Pw-in-url-7@127.0.0.1:{closed_port()}/runs?connect_timeout=2"
+def test_doctor_command_exits_1_naming_an_unreachable_store(run_cli, tmp_path: Path, closed_port: int) -> None:
+    url = f"postgresql+psycopg://clowncar:Pw-in-url-7@127.0.0.1:{closed_port}/runs?connect_timeout=2"
     proc = run_cli("doctor", env={"CLOWNCAR_STORE": url})
     assert proc.returncode == 1, proc.stderr
     assert "Pw-in-url-7" not in proc.stdout + proc.stderr

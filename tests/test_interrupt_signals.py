@@ -120,12 +120,6 @@ def test_a_dashboard_that_ends_without_a_signal_ends_quietly(monkeypatch: pytest
     dashboard.dashboard(store="sqlite:///x.db")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _listening(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -135,14 +129,14 @@ def _listening(port: int) -> bool:
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
-def test_the_dashboard_process_stopped_by_a_signal_exits_130_in_one_line(sig: signal.Signals,
-                                                                          tmp_path: Path) -> None:
+def test_the_dashboard_process_stopped_by_a_signal_exits_130_in_one_line(sig: signal.Signals, tmp_path: Path,
+                                                                          free_ports) -> None:
     pytest.importorskip("optuna_dashboard")
     from clowncar.store import open_store
 
     url = f"sqlite:///{tmp_path / 'd.db'}"
     open_store(url).close()
-    port = _free_port()
+    [port] = free_ports(1)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     env.pop("CLOWNCAR_DEBUG", None)
     proc = subprocess.Popen([sys.executable, "-m", "clowncar", "dashboard", "--store", url, "--port", str(port)],

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import struct
 import zlib
 from collections.abc import Callable
@@ -20,14 +19,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 LEGACY = REPO.parent / "shared" / "legacy-runs"
 SHARD_MAGIC, SHARD_VERSION = 20240520, 1
-
-
-@pytest.fixture(scope="session")
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on: bound once by us, then released."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

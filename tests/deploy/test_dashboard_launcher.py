@@ -22,12 +22,6 @@ def launch(repo: Path, env_extra: dict[str, str], *args: str) -> subprocess.Pope
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_missing_store_is_a_one_line_error(repo: Path) -> None:
     proc = launch(repo, {})
     _out, err = proc.communicate(timeout=60)
@@ -35,8 +29,8 @@ def test_missing_store_is_a_one_line_error(repo: Path) -> None:
     assert err.strip().count("\n") == 0 and "CLOWNCAR_STORE is not set" in err
 
 
-def test_unreachable_store_error_masks_the_password(repo: Path) -> None:
-    url = f"postgresql+psycopg://clowncar:{SECRET}@127.0.0.1:{free_port()}/runs?connect_timeout=2"
+def test_unreachable_store_error_masks_the_password(repo: Path, closed_port: int) -> None:
+    url = f"postgresql+psycopg://clowncar:{SECRET}@127.0.0.1:{closed_port}/runs?connect_timeout=2"
     proc = launch(repo, {"CLOWNCAR_STORE": url})
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2
@@ -44,12 +38,12 @@ def test_unreachable_store_error_masks_the_password(repo: Path) -> None:
     assert "clowncar:***@127.0.0.1" in err and err.strip().count("\n") == 0
 
 
-def test_dashboard_serves_a_sqlite_store_on_loopback(repo: Path, tmp_path: Path) -> None:
+def test_dashboard_serves_a_sqlite_store_on_loopback(repo: Path, tmp_path: Path, free_ports) -> None:
     from clowncar.store import open_store
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     open_store(url).close()
-    port = free_port()
+    [port] = free_ports(1)
     proc = launch(repo, {"CLOWNCAR_STORE": url}, "--port", str(port))
     try:
         deadline, status = time.time() + 60, None

@@ -30,12 +30,6 @@ def listening() -> Iterator[int]:
         yield server.getsockname()[1]
 
 
-@pytest.fixture
-def closed_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        return server.getsockname()[1]
-
-
 @pytest.mark.parametrize(("url", "parsed"), [
     ("ray://head:6379", ("head", 6379)), ("ray://[::1]:6379", ("::1", 6379)),
     ("ray://10.0.0.2:10001/", ("10.0.0.2", 10001)), ("ray://u:pw@head:10001", ("head", 10001)),

@@ -7,7 +7,6 @@ import contextlib
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,6 @@ from typing import Any
 import pytest
 
 pytestmark = pytest.mark.slow
-
-
-def _free_ports(n: int) -> list[int]:
-    """`n` distinct ports free on loopback now: held open together while picked, so the kernel cannot hand the same
-    one out twice (picked one at a time, the GCS and the dashboard agent once drew the same port)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
 
 
 @pytest.fixture(scope="session")
@@ -91,12 +80,12 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 @pytest.fixture
-def head(sweep_env, helpers, auth_env, request: pytest.FixtureRequest) -> Iterator[str]:
+def head(sweep_env, helpers, auth_env, free_ports, request: pytest.FixtureRequest) -> Iterator[str]:
     """A Ray head on 127.0.0.1; with the parameter "two nodes" (indirect), a second node on this machine too, in
     the same Ray temp dir, as a loopback cluster of a head and a worker is started by hand; with "one gpu", a head
     with one logical GPU. Every port is picked free so that other Ray instances on this machine (their dashboard
     agents take 52365 by default) do not collide."""
-    port, gcs, agent, client = _free_ports(4)
+    port, gcs, agent, client = free_ports(4)
     nodes = 2 if getattr(request, "param", "") == "two nodes" else 1
     gpus = ["--num-gpus=1"] if getattr(request, "param", "") == "one gpu" else []
     # `ray start --block` stops cleanly on SIGTERM

@@ -4,7 +4,6 @@ writer at a time, a server connection that died is replaced, and every error is 
 from __future__ import annotations
 
 import errno
-import socket
 import sqlite3
 import threading
 from pathlib import Path
@@ -24,12 +23,6 @@ EXPECTED = "(expected e.g. sqlite:///runs/clowncar.db or postgresql+psycopg://us
 
 def _sqlite(path: Path) -> str:
     return f"sqlite:///{path}"
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- URLs ---------------------------------------------------------------------------------------------------
@@ -305,8 +298,9 @@ def test_a_driver_argument_that_cannot_be_read_is_a_one_line_error(tmp_path: Pat
     assert str(err.value) == f"cannot use store URL {url}: {reason}"
 
 
-def test_an_unreachable_server_is_one_line_and_names_no_password(monkeypatch: pytest.MonkeyPatch) -> None:
-    port = _closed_port()
+def test_an_unreachable_server_is_one_line_and_names_no_password(monkeypatch: pytest.MonkeyPatch,
+                                                                 closed_port: int) -> None:
+    port = closed_port
     made: list[Any] = []
     real = engine_mod.create_engine
 
