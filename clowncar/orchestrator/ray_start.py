@@ -9,6 +9,7 @@ import contextlib
 import functools
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +33,7 @@ def init_ray(opts: RunOptions) -> None:
         return
     from clowncar.orchestrator import embedded
 
-    # Every listener on 127.0.0.1 (reference/ray_tune_optuna_facts.md section 6); must be set before Ray is
-    # imported, which run_sweep does; repeated here for callers that start Ray through this function alone.
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    loopback_only()
     _token_auth_explicit()
     _private_auth_token()
     embedded.reap_dead_drivers(opts.runs_dir)
@@ -47,6 +46,18 @@ def init_ray(opts: RunOptions) -> None:
     mine = embedded.record(opts.runs_dir)
     if mine is not None:
         atexit.register(mine.unlink, missing_ok=True)
+
+
+def loopback_only() -> None:
+    """Every listener of a Ray started in this process on 127.0.0.1 (reference/ray_tune_optuna_facts.md section
+    6). Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, when its constants are first imported, and then picks the
+    machine's network address for the node it starts, whose GCS and raylet then listen on every interface. The
+    variable alone is too late in a process that imported Ray before (a test session, a notebook, a caller of
+    this function): the constant it set is set too. Ray's child processes read the variable."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
 
 
 def _token_auth_explicit() -> None:

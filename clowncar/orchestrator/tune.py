@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from clowncar.errors import StoreError
-from clowncar.orchestrator.ray_start import init_ray
+from clowncar.orchestrator.ray_start import init_ray, loopback_only
 from clowncar.orchestrator.spec import SweepSpec
 
 
@@ -107,7 +107,7 @@ def run_sweep(spec: SweepSpec, opts: RunOptions) -> dict[str, Any]:
     The driver holds the sweep's lease throughout (orchestrator/lease.py): a second driver of the same sweep is
     refused with one line before it touches anything."""
     if not opts.address:  # Ray reads it when first imported: set it before any `import ray`
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        loopback_only()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Tune's own tables off: our progress line says it all
     # Tune's own CSV/JSON/TensorBoard result files copy what the store already holds, and its TensorBoard logger

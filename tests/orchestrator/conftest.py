@@ -159,6 +159,24 @@ def wait_for(cond: Callable[[], bool], timeout: float, every: float = 0.2) -> bo
     return cond()
 
 
+def add_worker_node(cluster: Any, node: dict[str, Any], ray_tmp: str, tries: int = 3) -> Any:
+    """`cluster.add_node(**node)`, tried again when Ray gives up on the node's start: a worker node waits about
+    60 s for its raylet to register with the GCS, and on a crowded 2-core CI machine one once did not. What the
+    failed start left running (its raylet and the agents under it: the processes of this Ray temp dir that were
+    not there before) is killed first, so it cannot join late as a third node."""
+    for attempt in range(1, tries + 1):
+        before = set(pids_with(ray_tmp))
+        try:
+            return cluster.add_node(**node)
+        except Exception:
+            if attempt == tries:
+                raise
+            for pid in set(pids_with(ray_tmp)) - before:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
 @contextlib.contextmanager
 def loopback_cluster(node: dict[str, Any], prefix: str) -> Iterator[Any]:
     """A Ray head with 0 CPUs and two worker nodes of `node` resources, all on 127.0.0.1, in a temp dir that
@@ -169,19 +187,31 @@ def loopback_cluster(node: dict[str, Any], prefix: str) -> Iterator[Any]:
     paths = [str(REPO), str(CONTRACT), os.environ.get("PYTHONPATH", "")]
     os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": ray_tmp,
                        "PYTHONPATH": os.pathsep.join(p for p in paths if p)})
+    import ray._private.ray_constants as ray_constants
     from ray.cluster_utils import Cluster
 
-    # A killed node is found dead in ~3 s, not Ray's ~15 s (5 missed checks 3 s apart): the node-kill tests wait less.
-    c = Cluster(initialize_head=True, connect=False, head_node_args={
-        "num_cpus": 0, "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
-    c.workers = [c.add_node(**node) for _ in range(2)]
-    c.wait_for_nodes()
-    c.ray_tmp = ray_tmp
-    try:
+    # Ray read the variable at its first import in this process, before it was set here (other test modules import
+    # Ray): without the constant its nodes would take the machine's network address and listen on every interface.
+    was_cluster = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    c = None
+    try:  # a start that fails half-way is cleaned up as a finished test is
+        # A killed node is found dead in ~3 s, not Ray's ~15 s (5 missed checks 3 s apart): the node-kill tests
+        # wait less.
+        c = Cluster(initialize_head=True, connect=False, head_node_args={
+            "num_cpus": 0, "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
+        c.ray_tmp = ray_tmp
+        c.workers = [add_worker_node(c, node, ray_tmp) for _ in range(2)]
+        c.wait_for_nodes()
+        assert c.address.startswith("127.0.0.1:"), c.address
+        bad = non_loopback_listeners(set(pids_with(ray_tmp)))
+        assert not bad, f"the loopback cluster listens beyond 127.0.0.1: {bad}"
         yield c
     finally:
-        with contextlib.suppress(Exception):
-            c.shutdown()
+        if c is not None:
+            with contextlib.suppress(Exception):
+                c.shutdown()
+        ray_constants.ENABLE_RAY_CLUSTER = was_cluster
         reap(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
         for k, v in old.items():
@@ -253,6 +283,7 @@ def helpers() -> Any:
         non_loopback_listeners = staticmethod(non_loopback_listeners)
         wait_for = staticmethod(wait_for)
         loopback_cluster = staticmethod(loopback_cluster)
+        add_worker_node = staticmethod(add_worker_node)
 
     H.ProcessWatch = ProcessWatch  # a class, not a function: set after the class body
     return H

@@ -169,7 +169,7 @@ def test_node_killed_mid_trial_is_retried_on_the_other_node(cluster, sweep_env, 
     cluster.remove_node(victim, allow_graceful=False)
     assert helpers.wait_for(lambda: not helpers.alive(worker_pid), 30), "worker outlived its node"
     out = proc.communicate(timeout=400)[0]
-    cluster.workers = [n for n in cluster.workers if n is not victim] + [cluster.add_node(**GPU_NODE)]
+    cluster.workers = [n for n in cluster.workers if n is not victim] + [helpers.add_worker_node(cluster, GPU_NODE, cluster.ray_tmp)]
     assert proc.returncode == 0, out
     store = sweep_env.store()
     trials = store.trials_frame(sweeps="nodekill")

@@ -258,3 +258,52 @@ def test_rays_job_table_shows_a_masked_driver_command_line_without_empty_argumen
     assert padded.startswith(list2cmdline([title]) + ' ""')  # Ray's own reading, as the walk found it
     assert inside == list2cmdline([title])
     assert after == padded  # Ray's function is put back
+
+
+def test_embedded_ray_picks_loopback_even_where_ray_was_imported_first(fake_ray, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    """Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, at its first import: in a process that imported it
+    before (this test session), the variable set later would leave the node on the machine's network address."""
+    import ray._private.ray_constants as ray_constants
+    from ray._private.services import get_node_ip_address
+
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)  # as read at an import with the variable unset
+    seen = []
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.append((kw["address"], get_node_ip_address())))
+    ray_start.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path, address="head:6379"))
+    assert ray_constants.ENABLE_RAY_CLUSTER is True  # a cluster's driver is left free to join other hosts
+    ray_start.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=tmp_path))
+    assert seen[1] == ("local", "127.0.0.1") and ray_constants.ENABLE_RAY_CLUSTER is False
+
+
+EMBEDDED_AFTER_IMPORT = """
+import sys
+from pathlib import Path
+import ray, ray._private.ray_constants as constants
+assert constants.ENABLE_RAY_CLUSTER, "the variable was set before Ray's import: nothing to prove"
+from clowncar.orchestrator import ray_start, tune
+ray_start.init_ray(tune.RunOptions(store_url="sqlite://", runs_dir=Path(sys.argv[1]), num_cpus=1))
+print("started", flush=True)
+sys.stdin.readline()
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_a_real_embedded_ray_started_after_importing_ray_listens_only_on_loopback(sweep_env, helpers) -> None:
+    env = {k: v for k, v in sweep_env.env.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    proc = subprocess.Popen([sys.executable, "-c", EMBEDDED_AFTER_IMPORT, str(sweep_env.runs)], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        first = proc.stdout.readline()
+        assert first.strip() == "started", first + proc.stdout.read()
+        pids = {proc.pid, *helpers.pids_with(str(sweep_env.ray_tmp))}
+        assert len(pids) > 2  # Ray's GCS, raylet and agents are up: the check below has listeners to look at
+        assert helpers.non_loopback_listeners(pids) == []
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
