@@ -156,3 +156,28 @@ def test_a_child_name_given_that_is_no_sweep_name_is_refused_as_the_option(url: 
     with pytest.raises(ClownCarError) as err:  # not "sweep spec: name ...", a spec the user never wrote (F15)
         cmd.rerun_cmd("par", top=1, seeds="7", child="a b", dry_run=True, store=url)
     assert str(err.value) == "--name 'a b' must be 1-64 letters, digits, '_', '-', '.'" and runs == []
+
+
+LEFT_OUT_WHY = ("as a config's value at its parent's seed is the one it was picked by (biased by the picking), and "
+                "rerunning it would repeat that trial; --seeds sets the seeds")
+REPEAT_WHY = ("the value a config was picked by (biased by the picking), so the summary gives the mean over the other "
+              "seeds beside the parent's value")
+
+
+def test_the_seed_note_names_each_left_out_or_repeated_seed_with_the_configs_the_parent_ran_at_it() -> None:
+    from clowncar.orchestrator.rerun import SeedPlan
+    from clowncar.orchestrator.rerun_lines import seed_note
+
+    # every one of several configs, one config, some configs; a seed left out wins over a seed repeated
+    assert seed_note(SeedPlan([42, 2025], {1337: [1, 2, 3], 7: [2]}, {3: [1, 3]}), 3) == (
+        "seeds 42, 2025: left out 1337 (the parent ran every config at it); 7 (the parent ran config 2 at it), "
+        + LEFT_OUT_WHY)
+    assert seed_note(SeedPlan([1, 2], {}, {1: [1, 3], 2: [1]}), 3) == (
+        "seed 1 repeats the parent's trial of configs 1, 3; seed 2 repeats the parent's trial of config 1: "
+        + REPEAT_WHY)
+    # the only config of a one-config rerun is "config 1", not "every config"
+    assert seed_note(SeedPlan([1], {}, {1: [1]}), 1) == "seed 1 repeats the parent's trial of config 1: " + REPEAT_WHY
+    # both configs of a two-config rerun are "every config"
+    assert seed_note(SeedPlan([1337], {}, {1337: [1, 2]}), 2) == (
+        "seed 1337 repeats the parent's trial of every config: " + REPEAT_WHY)
+    assert seed_note(SeedPlan([7, 8], {}, {}), 2) is None  # nothing left out, nothing repeated: nothing to say
