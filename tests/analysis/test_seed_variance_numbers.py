@@ -253,3 +253,16 @@ def test_a_heavy_tailed_spread_is_flagged_and_a_normal_one_is_not() -> None:
     spiked.loc[[0, 10, 20], "bpb"] += 0.5  # three runs far off, as in the Frugendorff CSV
     (warning,) = seed_variance(spiked).warnings
     assert warning.startswith("the within-config spread is heavy-tailed (excess kurtosis ")
+
+
+def test_a_frame_without_a_seed_column_gives_the_units_of_one_whose_seeds_are_all_missing() -> None:
+    """The report's top-configs table and `rerun` call seed_units on frames that may hold no seed column: each run
+    is then its own unit, with a missing seed that is a float NaN (a number column), as when the column is there
+    and empty."""
+    from clowncar.analysis.seeds import seed_units
+
+    runs = seed_frame().drop(columns="seed")
+    units = seed_units(runs)
+    pd.testing.assert_frame_equal(units, seed_units(runs.assign(seed=np.nan)))
+    assert units["seed"].dtype == np.float64 and units["seed"].isna().all()
+    assert units["_seed_unit"].tolist() == runs["run_id"].tolist()
