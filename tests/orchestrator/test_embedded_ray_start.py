@@ -4,6 +4,7 @@ closed if left open, a race for it lost politely). The real embedded start runs 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import subprocess
@@ -93,11 +94,13 @@ def test_token_mode_is_read_without_regard_to_case(home: Path, monkeypatch) -> N
 def fake_ray(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     from clowncar.orchestrator import embedded
 
-    seen: dict[str, Any] = {"init": [], "reaped": [], "atexit": []}
+    seen: dict[str, Any] = {"init": [], "reaped": [], "atexit": [], "recorded": []}
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: seen["init"].append((kw, dict(os.environ))))
     monkeypatch.setattr(embedded, "reap_dead_drivers", lambda d: seen["reaped"].append(d))
     monkeypatch.setattr(embedded, "record", lambda d: d / "me.json")
+    monkeypatch.setattr(embedded, "recorded_while_starting",
+                        lambda d: (seen["recorded"].append(d), contextlib.nullcontext())[1])
     monkeypatch.setattr(ray_start.atexit, "register", lambda f, **kw: seen["atexit"].append((f, kw)))
     monkeypatch.setattr(ray_start, "_private_auth_token", lambda: None)
     monkeypatch.setenv("CLOWNCAR_STORE", "postgresql://u:pw@h/db")
@@ -113,6 +116,7 @@ def test_embedded_ray_starts_on_loopback_without_the_store_secret(fake_ray, tmp_
     assert env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0" and "CLOWNCAR_STORE" not in env
     assert os.environ["CLOWNCAR_STORE"] == "postgresql://u:pw@h/db"
     assert fake_ray["reaped"] == [tmp_path]  # a dead driver's Ray is reaped first
+    assert fake_ray["recorded"] == [tmp_path]  # what it starts is recorded where the next start looks
     ((func, kw),) = fake_ray["atexit"]
     assert (func.__self__, func.__name__, kw) == (tmp_path / "me.json", "unlink", {"missing_ok": True})
 
@@ -236,6 +240,16 @@ def test_a_ray_without_its_config_refresh_still_gets_token_mode(monkeypatch, mod
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     ray_start._token_auth_explicit()
     assert os.environ["RAY_AUTH_MODE"] == "token"
+
+
+@pytest.mark.parametrize(("entrypoint", "unpadded"), [
+    ('clowncar sweep run s.yaml "" "" ""', "clowncar sweep run s.yaml"),
+    ('clowncar sweep run "" s.yaml ""', 'clowncar sweep run "" s.yaml'),  # an empty argument inside stays
+    ("clowncar sweep run s.yaml", "clowncar sweep run s.yaml"),
+    ('""', '""'),  # no space before it: a line that is one empty argument is left as it is
+])
+def test_only_trailing_empty_arguments_are_taken_off_the_entrypoint(entrypoint: str, unpadded: str) -> None:
+    assert ray_start._unpadded(entrypoint) == unpadded
 
 
 def test_rays_job_table_shows_a_masked_driver_command_line_without_empty_arguments() -> None:
