@@ -99,3 +99,95 @@ def test_a_store_filled_before_the_digest_finds_the_file_and_its_copies_by_their
     assert len(ids) == 2 and ids[0] == uid
     with open_store(store_url) as st, st.engine.connect() as conn:  # nothing was added to the stored trial
         assert conn.execute(select(func.count()).select_from(s.attempts)).scalar() == 2
+
+
+def test_a_copy_whose_result_differs_is_a_new_trial_with_or_without_the_stored_digest(
+        store_url: str, tmp_path: Path, cli: Cli) -> None:
+    """Same steps, same step rows, another final BPB: not the same run, whether the stored trial has the digest of
+    its text (the copy's differs) or not (its result differs, so its rows are never read back)."""
+    _import(cli, store_url, _log(tmp_path, "rec", LOG))
+    changed = _log(tmp_path, "changed", LOG.replace("val_bpb:1.2345", "val_bpb:1.2346"))
+    assert _import(cli, store_url, changed)[0].startswith(f"imported         {changed} (training-log)")
+    _as_imported_before_the_text_digest(store_url)
+    again = _log(tmp_path, "again", LOG.replace("val_bpb:1.2345", "val_bpb:1.2347"))
+    assert _import(cli, store_url, again)[0].startswith(f"imported         {again} (training-log)")
+    assert len(_trial_ids(store_url)) == 3
+
+
+def test_old_mac_line_ends_and_trailing_white_space_digest_like_lf() -> None:
+    from clowncar.store.importers.same_run import content_digest
+
+    lf = content_digest("a\nb\n")
+    assert content_digest("a\rb\r") == content_digest("a\r\nb\r\n") == content_digest("a\nb \n\t\n") == lf
+    assert content_digest("a\n\nb") != lf and content_digest("ab") != lf
+
+
+class _Store:
+    """The two look-ups find_same_runs makes, answered from lists: every imported trial is a candidate (they
+    all have the trial's steps), in the order given."""
+
+    def __init__(self, candidates: list[tuple[str, str, dict[str, object]]]) -> None:
+        self.candidates = candidates
+        self.asked: list[object] = []
+
+    def imported_with_metric(self, name: str, value: object) -> list[tuple[str, str, dict[str, object]]]:
+        self.asked.append(value)
+        return self.candidates
+
+    def imported_reading(self, uid: str) -> None:
+        return None
+
+
+def _stored(run: int | None, digest: str = "D") -> dict[str, object]:
+    return {"steps": 2, "provenance": {"content_sha256": digest, **({"run": run} if run is not None else {})}}
+
+
+def _report(tmp_path: Path, runs: list[int | None], steps: list[object] | None = None,
+            per_trial_identity: bool = False) -> object:
+    from clowncar.store.importers import FileReport
+    from clowncar.store.importers.base import LegacyTrial, Parsed
+
+    steps = steps if steps is not None else [2] * len(runs)
+    trials = [LegacyTrial(key=f"run{i}", config={}, result={"steps": n, "provenance": {"run": r} if r else {}})
+              for i, (r, n) in enumerate(zip(runs, steps, strict=True), start=1)]
+    return FileReport(path=tmp_path / "copy.log", status="ready", content_sha256="D",
+                      parsed=Parsed("training-log", trials, per_trial_identity=per_trial_identity),
+                      uids=[f"new{i}" for i in range(1, len(runs) + 1)])
+
+
+def _found(rep: object) -> dict[str, str]:
+    return {uid: f"{m.uid} {m.why == LINE_ENDS}" for uid, m in rep.same_as.items()}  # type: ignore[attr-defined]
+
+
+def test_each_run_of_a_copy_is_the_stored_trial_of_the_same_run_whatever_order_they_are_listed_in(
+        tmp_path: Path) -> None:
+    from clowncar.store.importers.same_run import find_same_runs
+
+    rep = _report(tmp_path, [1, 2])
+    find_same_runs(_Store([("old2", "sw", _stored(2)), ("old1", "sw", _stored(1))]), rep, {})  # type: ignore[arg-type]
+    assert _found(rep) == {"new1": "old1 True", "new2": "old2 True"}
+
+
+def test_one_stored_trial_is_the_same_run_as_one_trial_at_most_and_never_one_of_the_files_own(tmp_path: Path) -> None:
+    from clowncar.store.importers.same_run import find_same_runs
+
+    rep = _report(tmp_path, [None, None])  # two trials that each read as the one stored trial
+    find_same_runs(_Store([("old", "sw", _stored(None))]), rep, {})  # type: ignore[arg-type]
+    assert _found(rep) == {"new1": "old True"}
+    # new1 is stored under its own id: it is neither looked at nor taken as new2's run; new2 finds old2 after it
+    rep = _report(tmp_path, [2, 2])
+    store = _Store([("new1", "sw", _stored(2)), ("old2", "sw", _stored(2))])
+    find_same_runs(store, rep, {"new1": "sw"})  # type: ignore[arg-type]
+    assert _found(rep) == {"new2": "old2 True"} and store.asked == [2]
+
+
+def test_trials_without_a_numeric_step_count_and_files_of_per_trial_ids_are_not_looked_up(tmp_path: Path) -> None:
+    from clowncar.store.importers.same_run import find_same_runs
+
+    rep = _report(tmp_path, [1, 2, 3, 4], steps=[None, True, "2", 2])
+    store = _Store([("old", "sw", _stored(4))])
+    find_same_runs(store, rep, {})  # type: ignore[arg-type]
+    assert _found(rep) == {"new4": "old True"} and store.asked == [2]
+    rep = _report(tmp_path, [4], per_trial_identity=True)
+    find_same_runs(store, rep, {})  # type: ignore[arg-type]
+    assert rep.same_as == {} and store.asked == [2]  # type: ignore[attr-defined]
