@@ -78,6 +78,15 @@ def test_the_run_summary_lists_states_best_front_and_end(capsys) -> None:
     ]
 
 
+def test_the_best_trials_float_values_are_shown_to_five_digits_and_other_values_as_they_are(capsys) -> None:
+    status_lines.print_summary({"sweep": "s", "optuna_states": {"COMPLETE": 1}, "best": {
+        "number": 0, "objective": 1.5, "params": {"optim.lr": 0.04838716781236088, "optim.name": "muon",
+                                                  "model.tied": True, "train.steps": 123456, "model.mlp_mult": 2.0}}})
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "best trial 0: quantized BPB 1.500000 (optim.lr=0.048387, optim.name=muon, model.tied=True, "
+        "train.steps=123456, model.mlp_mult=2)")
+
+
 def test_the_run_summary_says_what_replaced_attempts_are(capsys) -> None:
     # not `fail 2`: the six trials ended ok, two of them on a second attempt after their driver was killed
     status_lines.print_summary({"sweep": "s", "optuna_states": {"COMPLETE": 6, "REPLACED": 2}})

@@ -73,6 +73,29 @@ def test_reasons_that_differ_only_in_their_numbers_are_one_way_to_fail() -> None
     assert len(failure_lines("s", [("error", "disk full"), ("error", "disk fell")])) == 2  # words still count
 
 
+def test_two_reasons_that_differ_only_in_their_numbers_say_the_numbers_vary() -> None:
+    assert failure_lines("s", [("diverged", "loss nan at step 2"), ("diverged", "loss nan at step 12")]) == [
+        "  diverged x2: loss nan at step 2 (one of them: the numbers vary)"]
+
+
+def test_the_failed_line_counts_only_its_own_sweeps_trials_and_never_creates_a_store(url: str, tmp_path) -> None:
+    from clowncar.orchestrator.status_lines import failures_line
+
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC)
+        st.start_trial("s", "t0", 0, 0, {}, 1337, "n")
+        st.finish_trial("t0", 0, "error", "disk full", {})
+        st.create_or_get_sweep("other", SPEC)  # more failures, of another sweep
+        for number in range(2):
+            st.start_trial("other", f"o{number}", number, 0, {}, 1337, "n")
+            st.finish_trial(f"o{number}", 0, "oom", "CUDA out of memory", {})
+    assert failures_line(url, "s") == (
+        "failed: 1 trial; most common (1x): error: disk full (`clowncar sweep status s` lists the reasons)")
+    gone = tmp_path / "gone.db"  # a store removed since the sweep ran: no line, and no new empty store
+    assert failures_line(f"sqlite:///{gone}", "s") is None
+    assert not gone.exists()
+
+
 def test_sweep_run_ends_with_how_many_trials_failed_and_the_most_common_reason(url: str, monkeypatch, capsys) -> None:
     import clowncar.orchestrator.tune as tune
     from clowncar.orchestrator.spec import spec_from_dict
