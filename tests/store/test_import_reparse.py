@@ -132,3 +132,132 @@ def test_an_import_stopped_by_a_refused_file_still_names_present_files_that_diff
     assert (f"already present  {path} (training-log): 1 trial already stored in sweep a; stored values differ "
             "from this importer's reading: ") in out
     assert "re-read" not in out and _stored(url) == before
+
+
+# The comparison and the replacing loop on their own: TrialReadings made here, a stub in place of the store.
+
+def _reading(**fields: object) -> object:
+    import datetime as dt
+
+    from clowncar.store.imported import TrialReading
+
+    base: dict[str, object] = {"config": {"model": {"d": 1, "keep": 5, "gone": 2}}, "seed": 1, "status": "ok",
+                               "reason": None, "result": {"steps": 2},
+                               "started_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}
+    return TrialReading(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def test_differences_name_each_config_key_that_differs_is_added_or_is_gone_and_no_other() -> None:
+    from clowncar.store.importers.reread import differences
+
+    read = _reading(config={"model": {"d": 3, "keep": 5, "new": 4}})
+    assert differences(_reading(), read) == ["config.model.d", "config.model.new", "config.model.gone"]
+    assert differences(_reading(), _reading()) == []
+    assert differences(_reading(), _reading(seed=2, status="failed")) == ["seed", "status"]
+
+
+def test_a_start_time_differs_past_a_millisecond_and_only_when_the_reading_has_one() -> None:
+    import datetime as dt
+
+    from clowncar.store.importers.reread import differences
+
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert differences(_reading(), _reading(started_at=t + dt.timedelta(milliseconds=1))) == []
+    assert differences(_reading(), _reading(started_at=t - dt.timedelta(microseconds=1001))) == ["started_at"]
+    assert differences(_reading(), _reading(started_at=t + dt.timedelta(seconds=1))) == ["started_at"]
+    assert differences(_reading(started_at=None), _reading()) == ["started_at"]
+    assert differences(_reading(), _reading(started_at=None)) == []
+
+
+def test_rows_compare_as_stored_with_the_stores_defaults_a_missing_float_as_none_and_the_first_row_of_a_key() -> None:
+    from clowncar.store.importers.reread import differences
+
+    stored = _reading(evals=[{"step": 1, "mode": "standard", "weights": "raw", "val_loss": None, "val_bpb": 1.5}],
+                      named_evals=[{"seq": 0, "name": "final", "mode": "standard", "weights": "quantized"}])
+    read = _reading(evals=[{"step": 1, "val_loss": float("nan"), "val_bpb": 1.5},
+                           {"step": 1, "mode": "standard", "weights": "raw", "val_bpb": 9.0}],  # same key: dropped
+                    named_evals=[{"seq": 0, "name": "final"}])
+    assert differences(stored, read) == []
+    read.evals[0]["val_bpb"] = 1.6  # type: ignore[attr-defined]
+    assert differences(stored, read) == ["evals.val_bpb"]
+
+
+def test_reading_of_a_trial_is_what_write_stores_for_it(tmp_path: Path) -> None:
+    import datetime as dt
+    import os
+
+    from clowncar.store.importers import FileReport, provenance
+    from clowncar.store.importers.base import LegacyTrial, Parsed
+    from clowncar.store.importers.reread import reading_of
+
+    trials = [LegacyTrial(key="a", config={"model": {"d": 1}}, result={"steps": 2, "provenance": {"run": 2}},
+                          seed=7, status="failed", started_at=1_700_000_000.5, steps=[{"step": 1}],
+                          evals=[{"step": 1}], named_evals=[{"seq": 0}]),
+              LegacyTrial(key="b", config={}, result={"steps": 2})]
+    rep = FileReport(path=tmp_path / "a.log", status="present", parsed=Parsed("training-log", trials),
+                     uids=["u1", "u2"], sha256="S", content_sha256="C")
+    first, second = (reading_of(rep, t) for t in trials)
+    assert (first.config, first.seed, first.status) == ({"model": {"d": 1}}, 7, "failed")
+    assert first.reason == f"imported from {os.path.abspath(tmp_path / 'a.log')}"
+    assert first.result == {"steps": 2, "provenance": {"run": 2, **provenance(rep)}}
+    assert first.started_at == dt.datetime.fromtimestamp(1_700_000_000.5, dt.UTC)
+    assert (first.steps, first.evals, first.named_evals) == ([{"step": 1}], [{"step": 1}], [{"seq": 0}])
+    assert second.result == {"steps": 2, "provenance": provenance(rep)} and second.started_at is None
+
+
+class _Store:
+    """imported_reading from a dict; replace_imported_trial refuses the ids in `refuse`."""
+
+    def __init__(self, stored: dict[str, object], refuse: tuple[str, ...] = ()) -> None:
+        self.stored, self.refuse, self.replaced = stored, refuse, []
+
+    def imported_reading(self, uid: str) -> object:
+        return self.stored.get(uid)
+
+    def replace_imported_trial(self, uid: str, reading: object) -> None:
+        from clowncar.errors import StoreError
+
+        if uid in self.refuse:
+            raise StoreError("no such trial")
+        self.replaced.append(uid)
+
+
+def _present(tmp_path: Path, name: str, uids: list[str], status: str = "present") -> object:
+    from clowncar.store.importers import FileReport
+    from clowncar.store.importers.base import LegacyTrial, Parsed
+
+    trials = [LegacyTrial(key=u, config={"model": {"d": 1, "keep": 5, "gone": 2}}, seed=1,
+                          result={"steps": 2}) for u in uids]
+    return FileReport(path=tmp_path / name, status=status, parsed=Parsed("training-log", trials), uids=uids)
+
+
+def test_compare_present_reads_back_every_trial_of_each_present_file_but_those_found_under_another_id(
+        tmp_path: Path) -> None:
+    from clowncar.store.importers.reread import compare_present
+    from clowncar.store.importers.same_run import SameRun
+
+    store = _Store({u: _reading(started_at=None) for u in ("r1", "p1", "p2", "p3")})  # no provenance: differ
+    ready = _present(tmp_path, "r.log", ["r1"], status="ready")
+    present = _present(tmp_path, "p.log", ["p1", "p2", "p3"])
+    present.same_as["p1"] = SameRun("other", "sw", "why")  # type: ignore[attr-defined]
+    compare_present(store, [ready, present])  # type: ignore[arg-type]
+    assert ready.differs == {}  # type: ignore[attr-defined]
+    assert list(present.differs) == ["p2", "p3"]  # type: ignore[attr-defined]
+
+
+def test_reparse_replaces_each_differing_trial_and_stops_a_file_at_its_first_refused_one(tmp_path: Path) -> None:
+    from clowncar.store.importers import where
+    from clowncar.store.importers.reread import reparse
+
+    idle = _present(tmp_path, "idle.log", ["i1"])  # present, nothing differs
+    both = _present(tmp_path, "both.log", ["b1", "b2"])
+    stopped = _present(tmp_path, "stopped.log", ["s1", "s2", "s3"])
+    after = _present(tmp_path, "after.log", ["a1"])
+    for rep in (both, stopped, after):
+        rep.differs = {u: ["seed"] for u in rep.uids}  # type: ignore[attr-defined]
+    store = _Store({}, refuse=("s2",))
+    reparse(store, [idle, both, stopped, after])  # type: ignore[arg-type]
+    assert store.replaced == ["b1", "b2", "s1", "a1"]
+    assert (idle.status, both.status, both.reread, after.status) == ("present", "re-read", 2, "re-read")  # type: ignore[attr-defined]
+    assert (stopped.status, stopped.reread) == ("refused", 1)  # type: ignore[attr-defined]
+    assert stopped.reason == f"{where(tmp_path / 'stopped.log')}: trial s2 not re-read: no such trial"  # type: ignore[attr-defined]
