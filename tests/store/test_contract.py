@@ -415,6 +415,36 @@ def test_a_trial_clowncar_ran_is_neither_read_nor_replaced_as_an_imported_one(st
     assert store.get_trial("ran-0") == before and len(store.steps_frame("ran")) == 20
 
 
+def test_an_imported_trials_rows_read_back_as_the_stores_columns_in_key_order(store, step_rows):
+    """Rows written out of key order come back in it, each a dict of exactly the store's columns (as TrialReading
+    says), with no attempt_id."""
+    from clowncar.store.store import EVAL_COLUMNS, NAMED_EVAL_COLUMNS, STEP_COLUMNS
+
+    store.create_or_get_sweep("imp", {"imported": True}, source="import")
+    store.start_trial("imp", "log-1", 0, 0, {}, None, None, started_at=1.7e9)
+    store.add_steps("log-1", 0, step_rows(7, 9) + step_rows(1, 3))
+    store.add_evals("log-1", 0, [{"step": 9, "val_bpb": 1.4}, {"step": 3, "val_bpb": 1.6}])
+    store.add_named_evals("log-1", 0, [{"seq": 1, "name": "b", "step": 9, "val_bpb": 1.2},
+                                        {"seq": 0, "name": "a", "step": 9, "val_bpb": 1.3}])
+    got = store.imported_reading("log-1")
+    assert [r["step"] for r in got.steps] == [1, 2, 3, 7, 8, 9] and [r["step"] for r in got.evals] == [3, 9]
+    assert [r["name"] for r in got.named_evals] == ["a", "b"]
+    assert {tuple(r) for r in got.steps} == {STEP_COLUMNS} and {tuple(r) for r in got.evals} == {EVAL_COLUMNS}
+    assert {tuple(r) for r in got.named_evals} == {NAMED_EVAL_COLUMNS}
+
+
+def test_a_trial_clowncar_ran_again_after_a_failure_is_not_an_imported_one(store, step_rows):
+    """Its two attempts (0 and the retry 1) are one trial, which the re-read neither reads nor replaces."""
+    from clowncar.store.imported import TrialReading
+
+    _imported(store, step_rows, uid="ran-0", sweep="ran", source="run")
+    store.start_trial("ran", "ran-0", 0, 1, {"model": {"num_layers": 9}}, 1337, None)
+    assert store.imported_reading("ran-0") is None
+    with pytest.raises(StoreError, match="not an imported trial"):
+        store.replace_imported_trial("ran-0", TrialReading(config={}, seed=None, status="ok", reason=None,
+                                                           result={}))
+
+
 def test_imported_trials_are_found_by_a_metric_value_and_trials_clowncar_ran_are_not(store, step_rows):
     _imported(store, step_rows, uid="log-1", sweep="imp")
     _imported(store, step_rows, uid="log-2", sweep="imp2")
