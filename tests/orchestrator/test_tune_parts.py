@@ -78,6 +78,16 @@ def test_a_resumed_sweeps_progress_starts_from_its_earlier_trials_and_best() -> 
     assert count_earlier(fresh, spec(), study_of([])) == 0 and fresh.best is None
 
 
+def test_the_earlier_trials_are_added_to_what_the_tally_already_counts() -> None:
+    from clowncar.orchestrator.record import Tally
+
+    study = study_of([(1, [1.30], -1.0, OK, {NUMBER: 0}), (4, None, -1.0, TrialState.FAIL, {NUMBER: 1})])
+    tally = Tally(total=8, by_status={"ok": 2, "oom": 1}, gpu_seconds=5.0)
+    assert count_earlier(tally, spec(), study) == 2
+    assert tally.by_status == {"ok": 3, "oom": 1, "crashed": 1}  # added to, never overwritten
+    assert tally.gpu_seconds == 5.0  # a CPU sweep bills no GPU time: what was counted stays
+
+
 def resumed_study() -> optuna.Study:
     """A sweep's study after a driver was SIGKILLed and resumed: trial 2 was cut off (closed) and ran again as its
     attempt 1; trial 6 was cut off and waits to run again; and the outcomes a study holds with and without the
