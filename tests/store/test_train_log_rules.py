@@ -108,6 +108,8 @@ BYTE_FORMS = [  # (the byte lines of a run as the records print them, artifact_b
     # only the unquantized checkpoint's sizes: no artifact was printed
     ("Serialized model: 67224983 bytes\nCode size: 47642 bytes\nTotal submission size: 67272625 bytes\n",
      None, None, 47642),
+    # the same, labelled Raw (any case): its size and the bare total after it are no artifact's
+    ("Raw model: 85587955 bytes\nCode: 70969 bytes\nTotal submission: 85658924 bytes\n", None, None, 70969),
 ]
 
 
@@ -121,7 +123,8 @@ def test_the_artifact_bytes_are_read_from_every_form_and_never_from_the_unquanti
     unquantized = {s.text for s in parsed.skipped if "bytes" in s.text}
     assert unquantized <= {"Serialized model: 111568154 bytes", "Total submission size: 111648442 bytes",
                            "Serialized model: 135418173 bytes", "Code size (uncompressed): 122501 bytes",
-                           "Serialized model: 67224983 bytes", "Total submission size: 67272625 bytes"}
+                           "Serialized model: 67224983 bytes", "Total submission size: 67272625 bytes",
+                           "Raw model: 85587955 bytes", "Total submission: 85658924 bytes"}
 
 
 def test_eval_seconds_count_a_measurement_printed_again_once_with_its_last_time():
