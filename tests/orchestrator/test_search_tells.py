@@ -100,6 +100,25 @@ def test_a_crash_fails_the_trial_and_an_asha_stop_prunes_it() -> None:
     assert told == ["crashed", "pruned"]
 
 
+def test_a_failed_trial_is_told_with_the_outcome_its_error_says_and_a_crash_without_one() -> None:
+    asked: list[str] = []
+    outcomes = {"t0": ("oom", "killed by the memory monitor " + "x" * 600), "t1": ("oom", None),
+                "t2": ("crashed", "worker died")}
+    told: list[str] = []
+    search = searcher(spec_of(), on_tell=lambda tid, res, out: told.append(out))
+    search.error_outcome = lambda tid: asked.append(tid) or outcomes[tid]
+    for tid in outcomes:
+        search.suggest(tid)
+        search.on_trial_complete(tid, None, error=True)
+    assert asked == ["t0", "t1", "t2"] and told == ["oom", "oom", "crashed"]
+    oom, bare, crashed = search.study.trials
+    assert [t.state for t in (oom, bare, crashed)] == [TrialState.FAIL] * 3
+    assert oom.user_attrs["status"] == "oom"  # as a final report's status: the study counts it so
+    assert oom.user_attrs["reason"] == ("killed by the memory monitor " + "x" * 600)[:500]
+    assert (bare.user_attrs["status"], bare.user_attrs["reason"]) == ("oom", "")
+    assert "status" not in crashed.user_attrs and "reason" not in crashed.user_attrs  # a crash is Optuna's FAIL
+
+
 def test_a_trial_the_user_stopped_is_closed_and_queued_again_as_its_next_attempt() -> None:
     told: list[str] = []
     search = searcher(spec_of(), on_tell=lambda tid, res, out: told.append(out))
