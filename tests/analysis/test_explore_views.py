@@ -281,3 +281,26 @@ def test_importances_are_read_only_where_every_optuna_table_exists(tmp_path: Pat
     url2 = f"sqlite:///{tmp_path / 'o.db'}"
     _study(url2, "sw", 2)
     assert set(sa.inspect(sa.create_engine(url2)).get_table_names()) == {*full, "alembic_version"}
+
+
+def test_three_equal_seed_values_give_a_zero_sd_not_the_rounding_noise_of_their_mean() -> None:
+    """np.std([0.7] * 3, ddof=1) is 1.36e-16 (their mean is not exactly 0.7): the table says 0, with no interval."""
+    (row,) = top_configs(_frame([_run(0, "a", 0.7), _run(1, "a", 0.7), _run(2, "a", 0.7)]))
+    assert row["sd"] == 0.0 and "ci_low" not in row and "ci_high" not in row
+
+
+def test_each_top_config_names_the_eval_mode_of_its_quantization_gap() -> None:
+    runs = _frame([_run(0, "a", 2.0), _run(1, "b", 2.1)])
+    runs.attrs["gap_mode"] = "sliding"  # the gap's mode, not the BPB's (frames._quant_gap)
+    assert [(row["quant_gap_mode"], row["eval_mode"]) for row in top_configs(runs)] == [("sliding", MODE)] * 2
+
+
+def test_several_seeds_run_more_than_once_are_each_named_and_each_averaged() -> None:
+    from clowncar.analysis.explore import repeats_text
+
+    runs = _frame([_run(0, "a", 2.0, seed=1), _run(1, "a", 2.2, seed=1), _run(2, "a", 2.3, seed=2),
+                   _run(3, "a", 2.4, seed=2), _run(4, "a", 2.5, seed=2)])
+    (row,) = top_configs(runs)
+    assert row["seed_repeats"] == [{"seed": 1, "runs": 2}, {"seed": 2, "runs": 3}]
+    assert row["caveat"] == "seed 1 ran 2 times, seed 2 ran 3 times, each averaged into one value"
+    assert repeats_text([{"seed": 7, "runs": 4}]) == "seed 7 ran 4 times, averaged into one value"
