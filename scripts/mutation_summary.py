@@ -4,7 +4,8 @@
     python scripts/mutation_summary.py --table      # the markdown tables of docs/testing.md, from every run
 
 Counts come from mutmut's own result file (WORKDIR/mutants/MODULE.meta). A timeout counts as killed (the mutant
-made the tests hang, which the suite's per-test timeout turns into a failure); a mutant no selected test reaches
+made the tests hang, which the suite's per-test timeout turns into a failure), and so does a SIGKILL (-9: a mutant of
+search.py's fault hook kills its own test process, as a fault does); a mutant no selected test reaches
 counts as survived. PATTERN (fnmatch) keeps only the mutants whose names match it. Survivors listed in scripts/mutation_equivalent.txt (`name  reason`, one a line) are
 equivalent: they leave the module's behaviour unchanged and so are left out of the score. The diff of every
 other survivor is written to WORKDIR/survivors.txt.
@@ -26,7 +27,7 @@ from collections import Counter
 from fnmatch import fnmatch
 from pathlib import Path
 
-KILLED = {1, 3, 24, -24, 152, 255, 36, 37}  # test failure, pytest internal error, timeouts, type check
+KILLED = {1, 3, 24, -24, -9, 152, 255, 36, 37}  # test failure, pytest internal error, timeouts, SIGKILL, type check
 EQUIVALENT_LIST = Path(__file__).with_name("mutation_equivalent.txt")
 
 
