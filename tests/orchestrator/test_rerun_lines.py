@@ -181,3 +181,46 @@ def test_the_seed_note_names_each_left_out_or_repeated_seed_with_the_configs_the
     assert seed_note(SeedPlan([1337], {}, {1337: [1, 2]}), 2) == (
         "seed 1337 repeats the parent's trial of every config: " + REPEAT_WHY)
     assert seed_note(SeedPlan([7, 8], {}, {}), 2) is None  # nothing left out, nothing repeated: nothing to say
+
+
+def test_a_child_name_held_only_by_an_optuna_study_is_taken(url: str) -> None:
+    """A study with trials but no sweep row (a store whose sweep row was lost, or a study made by hand): the name is
+    not free, and the line says to resume it."""
+    from clowncar.orchestrator.rerun_lines import refuse_taken
+
+    stored_parent(url, [(2, 1, 1.1, 10.0)])
+    add(optuna.create_study(study_name="orphan", storage=open_study(url)), 1, 1, 1.2)
+    with pytest.raises(ClownCarError, match=r"^sweep 'orphan' already exists; continue it with `clowncar sweep "
+                                            r"resume orphan` or give this rerun another name with --name$"):
+        refuse_taken(url, "orphan")
+    refuse_taken(url, "free")  # neither a sweep row nor a study: nothing to refuse
+
+
+def test_the_child_name_check_never_creates_a_store(tmp_path) -> None:
+    from clowncar.orchestrator.rerun_lines import refuse_taken
+    from clowncar.store import StoreError
+
+    missing = tmp_path / "none.db"
+    with pytest.raises(StoreError):
+        refuse_taken(f"sqlite:///{missing}", "kid")
+    assert not missing.exists()
+
+
+def test_each_parent_seed_measured_again_is_named_with_its_value() -> None:
+    from clowncar.orchestrator.rerun_lines import _again_text
+
+    assert _again_text([]) == ""
+    assert _again_text([(1337, 2.31234), (42, 2.3)]) == (
+        "; the parent's seed, at which the config was picked, left out of the mean: 1337: 2.3123, 42: 2.3000")
+
+
+def test_a_child_name_whose_failed_start_left_only_queued_points_is_free(url: str) -> None:
+    """A start that failed after queueing its points (a study of WAITING trials, no trial in the store) is no
+    sweep yet: the name is free, read through the study's own storage."""
+    from clowncar.orchestrator.rerun_lines import refuse_taken
+
+    stored_parent(url, [(2, 1, 1.1, 10.0)])
+    with open_store(url) as st:
+        st.create_or_get_sweep("kid", {**PARENT, "name": "kid"}, parent="par")
+    optuna.create_study(study_name="kid", storage=open_study(url)).enqueue_trial({LOOPS: 2, SEED: 7})
+    refuse_taken(url, "kid")
