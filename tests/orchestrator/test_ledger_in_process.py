@@ -476,36 +476,6 @@ def test_confirming_the_granted_node_without_a_group_is_nothing_new(open_gate, g
     assert gate.leases["t"] == (f"{gate.owner}/k", 2, "n2", 60.0, clock.now)  # only the node changed
 
 
-def test_the_ledger_actor_is_one_detached_named_actor_on_the_head(monkeypatch: pytest.MonkeyPatch) -> None:
-    made: list[tuple] = []
-
-    class Remote:
-        def __init__(self, cls: Any) -> None:
-            self.cls = cls
-
-        def options(self, **kw: Any) -> Any:
-            made.append(("options", self.cls, kw))
-            return self
-
-        def remote(self, *args: Any) -> str:
-            made.append(("remote", args))
-            return "handle"
-
-    monkeypatch.setattr(ray, "remote", Remote)
-    monkeypatch.delenv(ledger_module.TTL_ENV, raising=False)
-    assert ledger_module.ledger_handle() == "handle"
-    assert made == [("options", Ledger, {"name": "clowncar-gpu-ledger", "namespace": "clowncar",
-                                         "lifetime": "detached", "get_if_exists": True, "num_cpus": 0,
-                                         "max_restarts": -1, "max_task_retries": -1,
-                                         "resources": {"node:__internal_head__": 0.001}}),
-                    ("remote", (30.0, 60.0))]
-    monkeypatch.setenv(ledger_module.TTL_ENV, "4.5")
-    ledger_module.ledger_handle(settle_s=2.0)
-    assert made[-1] == ("remote", (4.5, 2.0))
-    ledger_module.ledger_handle(ttl_s=9.0)
-    assert made[-1] == ("remote", (9.0, 60.0))
-
-
 def test_a_gate_asks_without_a_cap_beats_every_five_seconds_and_waits_ten(open_gate, gate_env: dict[str, Any]) -> None:
     gate = open_gate(1)
     assert (gate.limit, gate.timeout_s, gate._beat._args) == (0, 10.0, (5.0,))  # type: ignore[attr-defined]
