@@ -64,10 +64,10 @@ def _node_env(sweep_env: Any, auth_env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    """In the background, in a session of its own (stopped by process group), output kept for a failure."""
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+def _start(cmd: list[str], env: dict[str, str], out: Any = subprocess.PIPE) -> subprocess.Popen[str]:
+    """In the background, in a session of its own (stopped by process group), output kept for a failure (in a
+    pipe, or in the file `out`)."""
+    return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
@@ -129,8 +129,7 @@ def _join_second_node(gcs: str, address: str, env: dict[str, str], auth_env: dic
     for attempt in range(tries):
         out = log.with_suffix(f".{attempt}.log")
         with out.open("w") as f:
-            node = subprocess.Popen([sys.executable, "-c", WORKER_NODE, gcs], env=env, stdout=f,
-                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            node = _start([sys.executable, "-c", WORKER_NODE, gcs], env, f)
 
         def joined(node: subprocess.Popen[str] = node, out: Path = out) -> bool:
             return node.poll() is not None or ("node started" in out.read_text()
