@@ -224,3 +224,141 @@ def test_a_child_name_whose_failed_start_left_only_queued_points_is_free(url: st
         st.create_or_get_sweep("kid", {**PARENT, "name": "kid"}, parent="par")
     optuna.create_study(study_name="kid", storage=open_study(url)).enqueue_trial({LOOPS: 2, SEED: 7})
     refuse_taken(url, "kid")
+
+
+def test_a_parent_whose_trials_took_under_a_second_gives_the_estimate_to_a_tenth_of_a_second(url: str, runs: list,
+                                                                                              capsys) -> None:
+    stored_parent(url, [(2, 1, 1.1, 0.42), (2, 2, 1.2, 0.5)])  # 0.46 s on average: 0.5 s, not 0 s nor 0.46 s
+    cmd.rerun_cmd("par", top=1, seeds="7", store=url)
+    assert capsys.readouterr().out.splitlines()[3].startswith(
+        "  per trial: 0.5 s, the mean wall-clock time of the parent's 2 finished trials of these configs;")
+    (spec,) = runs
+    assert spec.budget.trial_seconds_estimate == 0.5
+
+
+def test_a_finished_parent_trial_without_a_start_time_counts_as_a_value_but_not_as_a_time(url: str,
+                                                                                          capsys) -> None:
+    """A queued point finished through the study's storage without ever running (Optuna keeps no start time for
+    it): its value is the parent's, but it says nothing of how long a trial takes."""
+    stored_parent(url, [(2, 1, 1.1, 20.0)])
+    study = optuna.load_study(study_name="par", storage=open_study(url))
+    study.enqueue_trial({LOOPS: 2, SEED: 2})
+    (queued,) = [t for t in study.get_trials() if t.state == TrialState.WAITING]
+    study._storage.set_trial_state_values(queued._trial_id, TrialState.COMPLETE, [1.2])
+    cmd.rerun_cmd("par", top=1, seeds="7", dry_run=True, store=url)
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "  1. model.crawler_loops=2 (parent mean 1.1500 sd 0.0707, n=2)"
+    assert out[3].startswith(
+        "  per trial: 20.0 s, the mean wall-clock time of the parent's 1 finished trial of these configs;")
+
+
+MLP, CADENCE = "model.crawler_mlp_mult", "train.cadence"
+POINTED = {"name": "pp", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 8},
+           "points": {"wide": {MLP: 3.0, CADENCE: 3}, "narrow": {MLP: 1.0}},
+           "space": {LOOPS: {"choice": [1, 2, 3]}}}  # no `seeds`: every trial ran at the preset's seed, 1337
+POINTED_DISTS = {LOOPS: CategoricalDistribution([1, 2, 3]), "point": CategoricalDistribution(["wide", "narrow"]),
+                 MLP: CategoricalDistribution([1.0, 3.0]), SEED: CategoricalDistribution([42, 1337])}
+
+
+def add_point(study: optuna.Study, params: dict[str, Any], value: float, seconds: float) -> None:
+    trial = create_trial(params=params, distributions={k: POINTED_DISTS[k] for k in params}, value=value,
+                         state=TrialState.COMPLETE, constraints={"artifact_bytes_over_cap": -1.0})
+    trial.datetime_start = trial.datetime_complete - timedelta(seconds=seconds)
+    study.add_trial(trial)
+
+
+def pointed_parent(url: str) -> None:
+    """Parent `pp` of named points: 'narrow' at loops 2 (1.1, 20 s) and at loops 3 (1.2, 10 s), 'wide' at loops 1."""
+    with open_store(url) as st:
+        st.create_or_get_sweep("pp", POINTED)
+    study = optuna.create_study(study_name="pp", storage=open_study(url))
+    for loops, point, value, seconds in [(1, "wide", 1.3, 30.0), (2, "narrow", 1.1, 20.0), (3, "narrow", 1.2, 10.0)]:
+        add_point(study, {LOOPS: loops, "point": point}, value, seconds)
+
+
+def test_with_keys_the_estimate_is_the_time_of_the_parents_trials_whose_spelled_out_point_is_the_config(
+        url: str, capsys) -> None:
+    pointed_parent(url)  # config mlp_mult=1.0 is point 'narrow', whatever its loops: 20 s and 10 s
+    cmd.rerun_cmd("pp", top=1, seeds="7", keys=MLP, dry_run=True, store=url)
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "  1. model.crawler_mlp_mult=1.0 (parent mean 1.1500 sd 0.0707, n=2)"
+    assert out[3].startswith(
+        "  per trial: 15.0 s, the mean wall-clock time of the parent's 2 finished trials of these configs;")
+
+
+def pointed_child(url: str, configs: list[dict[str, Any]], ran: list[tuple[int, float]]) -> str:
+    """A finished rerun child of `pp` of `configs` (one here) that ran at the seeds and values of `ran`."""
+    pointed_parent(url)
+    child = child_spec(spec_from_dict(POINTED), "pp", configs, [s for s, _ in ran], 1, None)
+    with open_store(url) as st:
+        st.create_or_get_sweep(child.name, child.to_dict(), parent="pp")
+        st.set_sweep_status(child.name, "done", None)
+    study = optuna.create_study(study_name=child.name, storage=open_study(url))
+    for seed, value in ran:
+        add_point(study, {**configs[0], SEED: seed}, value, 10.0)
+    return child.name
+
+
+def test_a_rerun_of_a_named_point_reads_the_parents_trials_of_that_point_and_the_seed_they_ran_at(
+        url: str, capsys) -> None:
+    """The parent named no seed: its trials ran at the preset's train.seed, 1337, which the child measured again."""
+    name = pointed_child(url, [{LOOPS: 2, "point": "narrow"}], [(1337, 1.15), (42, 1.25)])
+    cmd.status_cmd(name, store=url)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "  1. mean 1.2500 over the fresh seeds (n=1: 42: 1.2500); parent 1.1000 (n=1); the parent's seed, at which "
+        "the config was picked, left out of the mean: 1337: 1.1500")
+
+
+def test_a_rerun_with_keys_reads_the_parents_trials_of_the_spelled_out_points_and_the_seed_they_ran_at(
+        url: str, capsys) -> None:
+    """--keys carried mlp_mult alone: both of the parent's 'narrow' trials are the config, whatever their loops."""
+    name = pointed_child(url, [{MLP: 1.0}], [(1337, 1.15), (42, 1.25)])
+    cmd.status_cmd(name, store=url)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "  1. mean 1.2500 over the fresh seeds (n=1: 42: 1.2500); parent 1.1500 (n=2); the parent's seed, at which "
+        "the config was picked, left out of the mean: 1337: 1.1500")
+
+
+def test_the_status_of_a_rerun_of_an_imported_sweep_gives_each_configs_mean_without_the_parents(
+        url: str, capsys) -> None:
+    """An imported parent has no spec and no study to match: the child's own seeds alone."""
+    with open_store(url) as st:
+        st.create_or_get_sweep("legacy", {"imported": True, "format": "frugendorff-csv"}, source="import")
+    base = spec_from_dict({**PARENT, "name": "base"})
+    child = child_spec(base, "legacy", [{LOOPS: 2}], [7, 8], 1, None)
+    with open_store(url) as st:
+        st.create_or_get_sweep(child.name, child.to_dict(), parent="legacy")
+        st.set_sweep_status(child.name, "done", None)
+    study = optuna.create_study(study_name=child.name, storage=open_study(url))
+    add(study, 2, 7, 1.25, 10.0)
+    add(study, 2, 8, 1.35, 10.0)
+    cmd.status_cmd(child.name, store=url)
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "each config over the seeds (objective q_sliding_val_bpb, else q_val_bpb; `clowncar analyze "
+        "legacy-rerun-top1` tests them):",
+        "  1. mean 1.3000 sd 0.0707 (n=2: 7: 1.2500, 8: 1.3500)"]
+
+
+def test_a_rerun_childs_lines_never_create_a_store(tmp_path) -> None:
+    from clowncar.orchestrator.rerun_lines import child_seed_lines
+    from clowncar.store import StoreError
+
+    missing = tmp_path / "none.db"
+    child = child_spec(spec_from_dict(PARENT), "par", [{LOOPS: 2}], [7], 1, None)
+    with pytest.raises(StoreError):
+        child_seed_lines(f"sqlite:///{missing}", child)
+    assert not missing.exists()
+
+
+def test_an_imported_configs_note_is_its_value_or_its_mean_over_seeds_and_none_without_a_value() -> None:
+    from clowncar.orchestrator.rerun_lines import imported_notes
+
+    assert imported_notes("val_bpb", [[2.19534], [2.1, 2.2], []]) == [
+        " (val_bpb 2.1953, n=1)", " (val_bpb mean 2.1500 sd 0.0707, n=2)", ""]
+
+
+def test_seeds_that_name_none_are_refused_before_the_store_is_read(tmp_path) -> None:
+    missing = tmp_path / "none.db"
+    with pytest.raises(ClownCarError) as err:
+        cmd.rerun_cmd("par", seeds=" , ", store=f"sqlite:///{missing}")
+    assert str(err.value) == "--seeds needs at least one seed" and not missing.exists()
