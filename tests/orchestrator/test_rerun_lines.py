@@ -75,6 +75,8 @@ def test_a_parent_without_measured_times_keeps_the_specs_estimate(url: str, runs
 @pytest.mark.parametrize(("status", "said"), [
     ("done", "sweep 'kid' already exists (done: `clowncar sweep status kid`); give this rerun another name with "
              "--name"),
+    ("imported", "sweep 'kid' already exists (imported: `clowncar sweep status kid`); give this rerun another name "
+                 "with --name"),
     ("stopped", "sweep 'kid' already exists; continue it with `clowncar sweep resume kid` or give this rerun "
                     "another name with --name")])
 def test_a_child_name_that_is_taken_is_refused_by_a_dry_run_as_by_the_run(url: str, runs: list, capsys,
