@@ -36,8 +36,9 @@ SERVER_FAULT = re.compile(r"status code 5\d\d")
 
 
 def _refuse_if_driven(store_url: str, name: str) -> None:
-    """Refuse here, before anything is shipped, when a live driver runs the sweep. The URL is the one the head
-    sees, which this machine may not reach: then the job's own driver refuses on the head instead."""
+    """Refuse here, before anything is shipped, when a live driver runs the sweep, or when the sweep's name is
+    taken by a sweep that ran (`_refuse_if_taken`). The URL is the one the head sees, which this machine may not
+    reach: then the job's own driver refuses on the head instead."""
     from clowncar.errors import StoreError
     from clowncar.orchestrator.lease import refuse_if_driven
     from clowncar.store import open_store
@@ -50,10 +51,28 @@ def _refuse_if_driven(store_url: str, name: str) -> None:
     with store:
         try:
             refuse_if_driven(store, name)
+            _refuse_if_taken(store, name)
         except LeaseHeld:
             raise
         except StoreError:  # an older store without leases, a dropped connection: the head decides
             return
+
+
+def _refuse_if_taken(store: Any, name: str) -> None:
+    """A sweep of this name that got past its start (it has trials, or it ended, stopped or was imported) is
+    refused by the job's driver too, as `sweep run` refuses it; but that driver takes the sweep's lease before
+    it reads the sweep, so `wait_started` would see a live lease on a stored sweep and report the job as running
+    the sweep while it fails. A start that ran nothing (`created`, `failed`, `running` with no trial) is left to
+    the head, which starts it again."""
+    from clowncar.orchestrator.start import RESTARTABLE
+
+    sweep = store.get_sweep(name)
+    if sweep is None or (sweep["status"] in RESTARTABLE and not store.trial_states(name)):
+        return
+    how = ("its runs were imported from files: pick another name (--name)" if sweep["status"] == "imported" else
+           f"continue it with `clowncar sweep resume {name} --address auto` on a node of the cluster, or pick "
+           "another name (--name)")
+    raise ClownCarError(f"sweep '{name}' already exists ({sweep['status']}); {how}")
 
 
 def _client(address: str) -> Any:

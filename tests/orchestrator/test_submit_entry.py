@@ -91,3 +91,42 @@ def test_the_store_option_of_submit_says_the_default_is_the_heads_store_not_this
     text = next(p.help for p in submit.params if "--store" in p.opts)
     assert "(default: the head's own store, its CLOWNCAR_STORE, else CLOWNCAR_STORE_FILE's URL" in text
     assert "this machine's CLOWNCAR_STORE and CLOWNCAR_STORE_FILE are not sent" in text
+
+
+@pytest.mark.parametrize(("status", "trials", "refused"), [
+    ("stopped", 1, "already exists (stopped); continue it with `clowncar sweep resume s --address auto` on a node"),
+    ("running", 1, "already exists (running); continue it with `clowncar sweep resume s --address auto` on a node"),
+    ("imported", 1, "already exists (imported); its runs were imported from files: pick another name (--name)"),
+    ("failed", 0, None), ("created", 0, None), ("running", 0, None)],
+    ids=["stopped", "stalled", "imported", "failed-start", "created", "running-no-trial"])
+def test_a_name_a_sweep_that_ran_holds_is_refused_before_the_job_is_submitted(
+        status: str, trials: int, refused: str | None, spec_file: Path, tmp_path: Path, monkeypatch) -> None:
+    """The job's driver takes the sweep's lease before it reads the sweep, so a submitted `sweep run` of a name
+    already taken held a live lease on a stored sweep for a moment: `wait_started` said its driver ran the sweep
+    (exit 0) while the job failed with `sweep 's' already exists`. A start that ran nothing goes to the head."""
+    from clowncar.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(url) as st:
+        st.create_or_get_sweep("s", SPEC, source="import" if status == "imported" else "run")
+        for n in range(trials):
+            st.start_trial("s", f"s/{n}", n, 0, {}, 1337, "node")
+        st.set_sweep_status("s", status, None)
+    shipped: list[str] = []
+
+    class JobServer:
+        def submit_job(self, **kw: Any) -> str:
+            shipped.append(kw["submission_id"])
+            return kw["submission_id"]
+
+    monkeypatch.setattr(submit_mod, "_client", lambda address: JobServer())
+    spec = cmd.load_named_spec(spec_file, None)
+    if refused is None:
+        submit_mod.submit(spec, spec_file, "http://head:8265", url)
+        assert len(shipped) == 1
+        return
+    with pytest.raises(ClownCarError) as err:
+        submit_mod.submit(spec, spec_file, "http://head:8265", url)
+    assert str(err.value) == f"sweep 's' {refused}" + (" of the cluster, or pick another name (--name)"
+                                                       if status != "imported" else "")
+    assert err.value.exit_code == EXIT_BAD_INPUT and shipped == []
