@@ -54,3 +54,10 @@ def test_the_data_root_options_say_what_goes_under_the_root(path: tuple[str, ...
 def test_data_build_out_is_the_dataset_folder_itself_not_a_data_root() -> None:
     text = help_of(("data", "build"), "--out")
     assert text.startswith("The dataset folder itself: ") and "not a data root" in text
+
+
+def test_trial_run_config_names_a_result_json_as_the_readme_reruns_one() -> None:
+    """README's `clowncar trial run clowncar-runs/t1/result.json --set train.seed=42` reruns a trial from its
+    result.json (`config_load.embedded_config`); the argument's help named a config file and a trial.json only."""
+    text = help_of(("trial", "run"), "config")
+    assert "trial.json" in text and "result.json" in text

@@ -14,7 +14,8 @@ app = typer.Typer(help="Run a single trial on this machine (no Ray).", no_args_i
 
 def run(
     config: Annotated[Path | None, typer.Argument(
-        help="YAML/JSON trial config or an orchestrator trial.json (optional with --preset).")] = None,
+        help="YAML/JSON trial config, an orchestrator trial.json or a trial's result.json (the config it ran; "
+        "optional with --preset).")] = None,
     out: Annotated[Path, typer.Option(
         "--out", help="Trial directory: result.json, events.jsonl and train.log as it runs, the quantized "
         "model model.ptz at the end.")] = ...,
