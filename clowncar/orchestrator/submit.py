@@ -245,13 +245,16 @@ def _driven(store: Any, name: str) -> bool:
 
 
 def _last_error(client: Any, job_id: str) -> str:
-    """The job's last log line that is not one of Ray's own INFO lines (the driver's one-line error, or Python's
-    last traceback line), else Ray's message about the job; passwords masked."""
+    """The job's last log line that is not one of Ray's own lines (its INFO lines, and the `Running entrypoint for
+    job ...` line it may write after the entrypoint's shell has failed: then the shell's `python: not found` is
+    the error), i.e. the driver's one-line error or Python's last traceback line, else Ray's message about the
+    job; passwords masked."""
     from clowncar.redact import redact_text
 
     with contextlib.suppress(Exception):
         lines = [ln.strip() for ln in client.get_job_logs(job_id).splitlines() if ln.strip()]
-        lines = [ln for ln in lines if not re.match(r"^\d{4}-\d\d-\d\d [\d:,]+\s+INFO ", ln)]
+        lines = [ln for ln in lines if not re.match(r"^\d{4}-\d\d-\d\d [\d:,]+\s+INFO ", ln)
+                 and not ln.startswith(f"Running entrypoint for job {job_id}: ")]
         if lines:
             return redact_text(lines[-1].removeprefix("clowncar: error: "))
     with contextlib.suppress(Exception):

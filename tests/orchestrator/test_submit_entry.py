@@ -130,3 +130,19 @@ def test_a_name_a_sweep_that_ran_holds_is_refused_before_the_job_is_submitted(
     assert str(err.value) == f"sweep 's' {refused}" + (" of the cluster, or pick another name (--name)"
                                                        if status != "imported" else "")
     assert err.value.exit_code == EXIT_BAD_INPUT and shipped == []
+
+
+def test_a_job_whose_shell_cannot_start_python_fails_with_the_shells_line_not_rays() -> None:
+    """`sweep submit --python /nonexistent/python` on a loopback cluster: Ray wrote its `Running entrypoint` line
+    after the shell's error, and the one line of `failed as it started:` quoted Ray's line, not the error."""
+    job = "clowncar-s-1"
+    log = ("2026-12-07 09:31:51,459\tINFO cli.py:569 -- 2026-12-07 09:31:40,488\tINFO job_manager.py:581 -- "
+           "Runtime env is setting up.\n/bin/sh: 1: /nonexistent/python: not found\n"
+           f"Running entrypoint for job {job}: J=\"$PWD\" && /nonexistent/python -m clowncar sweep run spec.yaml\n")
+
+    class JobServer:
+        def get_job_logs(self, job_id: str) -> str:
+            assert job_id == job
+            return log
+
+    assert submit_mod._last_error(JobServer(), job) == "/bin/sh: 1: /nonexistent/python: not found"
