@@ -31,6 +31,25 @@ command's help and in the README."""
 STORE_HELP = f"SQLAlchemy URL of the results store (default: {STORE_DEFAULT})."
 DEFAULT_STORE_RETRY_S = 120.0
 """Long enough for a PostgreSQL restart or a managed database's maintenance failover (seconds to a minute)."""
+LEASE_TTL_ENV = "CLOWNCAR_LEASE_TTL_S"
+DEFAULT_LEASE_TTL_S = 30.0
+"""How long the GPU ledger keeps a sweep's leases without a heartbeat (a SIGKILLed driver's GPUs come back)."""
+
+
+def lease_ttl_seconds(env: dict[str, str] | None = None) -> float:
+    """CLOWNCAR_LEASE_TTL_S: a number of seconds > 0, DEFAULT_LEASE_TTL_S when unset. Anything else is a
+    ConfigError (one line, exit 2), said before a GPU sweep starts: read inside the ledger's start, a bad value
+    was reported as 'GPU ledger unreachable' and the sweep went on without the ledger."""
+    text = (os.environ if env is None else env).get(LEASE_TTL_ENV, "").strip()
+    if not text:
+        return DEFAULT_LEASE_TTL_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{LEASE_TTL_ENV} must be a number of seconds > 0, not {text!r}")
+    return value
 
 
 @dataclass(frozen=True)

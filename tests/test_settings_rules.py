@@ -4,6 +4,7 @@ their own, and the secret variables held out of every child's environment."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,45 @@ def test_the_store_retry_window_is_120_s_unless_set_and_a_bad_one_is_refused_in_
         with pytest.raises(ConfigError, match=f"CLOWNCAR_STORE_RETRY_SECONDS must be a number of seconds >= 0, "
                                               f"not '{bad}'"):
             _ = settings.store_retry_seconds
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("", 30.0), ("7.5", 7.5), (" 60 ", 60.0)])
+def test_the_ledgers_lease_ttl_is_a_positive_number_of_seconds(text: str, seconds: float) -> None:
+    assert settings_mod.lease_ttl_seconds({"CLOWNCAR_LEASE_TTL_S": text} if text else {}) == seconds
+
+
+@pytest.mark.parametrize("text", ["abc", "0", "-5", "nan", "inf"])
+def test_a_lease_ttl_that_is_no_positive_number_is_refused_in_one_line(text: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings_mod.lease_ttl_seconds({"CLOWNCAR_LEASE_TTL_S": text})
+    assert str(err.value) == f"CLOWNCAR_LEASE_TTL_S must be a number of seconds > 0, not {text!r}"
+
+
+@pytest.mark.parametrize(("gpus", "placement", "refused"), [(1, "ledger", True), (1, "ray", False), (0, "ledger", False)])
+def test_a_bad_lease_ttl_refuses_a_gpu_sweep_on_the_ledger_before_it_starts(
+        gpus: int, placement: str, refused: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Read inside the ledger's start, CLOWNCAR_LEASE_TTL_S=abc printed 'GPU ledger unreachable (ValueError: could
+    not convert string to float)' and the sweep went on with Ray placing its trials (seen with --num-gpus 1)."""
+    import yaml
+
+    import clowncar.cli as cli
+
+    spec = tmp_path / "g.yaml"
+    spec.write_text(yaml.safe_dump({"name": "g", "preset": "tiny-cpu", "sampler": "grid",
+                                    "resources": {"gpus": gpus, "cpus": 1, "placement": placement}}))
+    monkeypatch.setenv("CLOWNCAR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("CLOWNCAR_LEASE_TTL_S", "abc")
+    monkeypatch.setattr("clowncar.orchestrator.preflight.check_local_data", lambda spec: None)
+    started: list[str] = []
+    monkeypatch.setattr("clowncar.orchestrator.tune.run_sweep", lambda spec, opts: started.append(spec.name) or {})
+    argv = ["sweep", "run", str(spec), "--num-gpus", "1", "--quiet"]
+    if not refused:
+        with contextlib.suppress(SystemExit):  # what follows the stand-in sweep is not this test's business
+            cli.main(argv)
+        assert started == ["g"]
+        return
+    with pytest.raises(SystemExit) as ended:
+        cli.main(argv)
+    assert ended.value.code == 2 and started == []
+    assert capsys.readouterr().err == "clowncar: error: CLOWNCAR_LEASE_TTL_S must be a number of seconds > 0, not 'abc'\n"

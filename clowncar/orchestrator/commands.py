@@ -65,7 +65,7 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
     from clowncar.interrupts import interrupt_on_signals
     from clowncar.orchestrator.start import interrupted_line
     from clowncar.orchestrator.tune import RunOptions, run_sweep
-    from clowncar.settings import check_runs_dir, load_settings
+    from clowncar.settings import check_runs_dir, lease_ttl_seconds, load_settings
 
     url, runs_dir, addr = _settings(store, address)  # runs_dir is created by what first writes there, so a
     # sweep refused before it starts (store unreachable, name taken) leaves no folder behind
@@ -82,6 +82,8 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
     opts = RunOptions(store_url=url, runs_dir=runs_dir, address=addr, num_cpus=num_cpus, num_gpus=num_gpus,
                       show=not quiet, resume=resume, retry_failed=retry_failed,
                       store_retry_s=load_settings().store_retry_seconds)  # a bad value: exit 2 before the sweep
+    if spec.resources.gpus > 0 and spec.resources.placement == "ledger":
+        lease_ttl_seconds()  # read by the ledger's start, where a bad value only turned the ledger off
     try:
         with interrupt_on_signals():  # SIGTERM while it starts (no Ray yet, or Ray's start) as Ctrl-C, not 143
             summary = run_sweep(spec, opts)

@@ -32,9 +32,10 @@ from ray.tune.schedulers import FIFOScheduler
 
 from clowncar.orchestrator.asha import FinishingASHA
 from clowncar.orchestrator.placement import GpuBook
+from clowncar.settings import LEASE_TTL_ENV, lease_ttl_seconds
 
 NAME, NAMESPACE = "clowncar-gpu-ledger", "clowncar"
-TTL_ENV = "CLOWNCAR_LEASE_TTL_S"
+TTL_ENV = LEASE_TTL_ENV
 log = logging.getLogger(__name__)
 
 
@@ -116,7 +117,7 @@ def ledger_handle(ttl_s: float | None = None, settle_s: float = 60.0) -> Any:
     """The cluster's ledger actor, created on the head by the first sweep that needs it."""
     import ray
 
-    ttl = ttl_s if ttl_s is not None else float(os.environ.get(TTL_ENV, "30"))
+    ttl = ttl_s if ttl_s is not None else lease_ttl_seconds()
     # not connected yet: `.remote` connects (a local Ray), as before, and there is no job's env to inherit
     own_env = ledger_runtime_env(ray.get_runtime_context().runtime_env) if ray.is_initialized() else None
     actor = ray.remote(Ledger).options(
