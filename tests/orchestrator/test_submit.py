@@ -224,6 +224,7 @@ def test_first_sweep_submitted_to_a_fresh_two_node_cluster_runs_and_stop_leaves_
     r = sweep_env.cli("sweep", "stop", "jobstop", "--address", head, *store, extra=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "stopped 1 job" in r.stdout
+    assert "; 0 trial(s)" not in r.stdout, r.stdout  # it stopped a training trial, whoever marked it
     study: Any = sweep_env.study("jobstop")
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
     store = sweep_env.store()

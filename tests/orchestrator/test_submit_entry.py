@@ -146,3 +146,51 @@ def test_a_job_whose_shell_cannot_start_python_fails_with_the_shells_line_not_ra
             return log
 
     assert submit_mod._last_error(JobServer(), job) == "/bin/sh: 1: /nonexistent/python: not found"
+
+
+@pytest.mark.parametrize("driver_closes", [True, False], ids=["by-its-driver", "by-stop"])
+def test_stop_counts_the_trials_it_ended_whether_the_driver_or_stop_marked_them(
+        driver_closes: bool, tmp_path: Path, monkeypatch) -> None:
+    """A stopped job's driver marks its running trials `stopped` itself (SIGTERM), before `sweep stop` looks: the
+    line said '0 trial(s) marked stopped' for a stop that ended one. A trial that had ended before the stop, and
+    one of another sweep, are not counted."""
+    from types import SimpleNamespace
+
+    from clowncar.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(url) as st:
+        for sweep in ("s", "other"):
+            st.create_or_get_sweep(sweep, {**SPEC, "name": sweep}, source="run")
+            st.start_trial(sweep, f"{sweep}/0", 0, 0, {}, 1337, "node")
+        st.start_trial("s", "s/1", 1, 0, {}, 1337, "node")
+        st.close_running("s", "diverged", "loss was nan")  # s/1 ended before the stop
+        st.start_trial("s", "s/0", 0, 1, {}, 1337, "node")  # s/0's second attempt runs as the job is stopped
+        st.start_trial("s", "s/2", 2, 0, {}, 42, "node")
+        st.set_sweep_status("s", "running", None)
+
+    class JobServer:
+        def __init__(self) -> None:
+            self.stopped: list[str] = []
+
+        def list_jobs(self) -> list[Any]:
+            return [SimpleNamespace(submission_id="job-s", status="RUNNING", metadata={"clowncar_sweep": "s"}),
+                    SimpleNamespace(submission_id="job-o", status="RUNNING", metadata={"clowncar_sweep": "other"})]
+
+        def stop_job(self, job_id: str) -> None:
+            self.stopped.append(job_id)
+            if driver_closes:  # the driver's own clean-up on SIGTERM (tune.py: close_stopped)
+                with open_store(url) as st:
+                    st.close_running("s", "stopped", "sweep stopped")
+
+        def get_job_status(self, job_id: str) -> str:
+            return "JobStatus.STOPPED"
+
+    server = JobServer()
+    monkeypatch.setattr(submit_mod, "_client", lambda address: server)
+    assert submit_mod.stop("s", "http://head:8265", url, wait_s=1.0) == (1, 2)
+    assert server.stopped == ["job-s"]
+    with open_store(url) as st:
+        assert {uid: status for uid, (_, status) in st.trial_states("s").items()} == {
+            "s/0": "stopped", "s/1": "diverged", "s/2": "stopped"}
+        assert st.trial_states("other") == {"other/0": (0, "running")}
