@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import make_url
 
 
@@ -97,23 +98,35 @@ def test_env_file_is_used_and_never_committed(compose: dict[str, Any], repo: Pat
     assert example["POSTGRES_PASSWORD"] == "CHANGE-ME"  # a template, not a credential
 
 
-def test_the_documented_store_url_matches_the_database(compose: dict[str, Any], repo: Path,
+@pytest.mark.parametrize("password", [None, "p@ss/w:rd%40#?x"], ids=["example", "url-special"])
+def test_the_documented_store_url_matches_the_database(compose: dict[str, Any], repo: Path, password: str | None,
                                                        read_env_file: Callable[[Path], dict[str, str]]) -> None:
+    """The recipe in compose.yaml's header, run as written: the URL it writes names PostgreSQL's user, password
+    and database, also for a password with the URL's own characters (printf put them in as is: an `@` or `/`
+    moved the host, a `%40` was read as `@`)."""
     header = (repo / "docker/compose.yaml").read_text().split("\nname:", 1)[0]
-    recipe = re.search(r"^#   (\(\. docker/postgres\.env.*?> docker/store_url\))$", header, re.MULTILINE | re.DOTALL)
+    recipe = re.search(r"^#   (\((?:set -a && )?\. docker/postgres\.env.*?> docker/store_url\))$", header,
+                       re.MULTILINE | re.DOTALL)
     assert recipe, "the header shows how docker/store_url is made from docker/postgres.env"
-    command = re.sub(r"\\\n#\s*", "", recipe.group(1))  # the shell's own line continuation
-    example = read_env_file(repo / "docker/example.env")
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "docker").mkdir()
-        (Path(tmp) / "docker/postgres.env").write_text((repo / "docker/example.env").read_text())
-        subprocess.run(["sh", "-c", command], cwd=tmp, check=True)
-        made = Path(tmp) / "docker/store_url"
-        url = make_url(made.read_text())
-        assert made.stat().st_mode & 0o777 == 0o600
-    assert url.drivername == "postgresql+psycopg" and url.host == "postgres"
-    assert (url.username, url.password, url.database) == (
-        example["POSTGRES_USER"], example["POSTGRES_PASSWORD"], example["POSTGRES_DB"])
+    header_command = re.sub(r"\n#   ", "\n", recipe.group(1))  # as pasted: its line breaks kept
+    readme = re.search(r"^(\((?:set -a && )?\. docker/postgres\.env.*?> docker/store_url\))",
+                       (repo / "docker/README.md").read_text(), re.MULTILINE | re.DOTALL)
+    assert readme, "docker/README.md shows the same recipe"
+    text = (repo / "docker/example.env").read_text()
+    if password is not None:
+        text = text.replace("POSTGRES_PASSWORD=CHANGE-ME", f"POSTGRES_PASSWORD={password}")
+    for command in (header_command, readme.group(1)):
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "docker").mkdir()
+            (Path(tmp) / "docker/postgres.env").write_text(text)
+            example = read_env_file(Path(tmp) / "docker/postgres.env")
+            subprocess.run(["sh", "-c", command], cwd=tmp, check=True)
+            made = Path(tmp) / "docker/store_url"
+            url = make_url(made.read_text())
+            assert made.stat().st_mode & 0o777 == 0o600
+        assert url.drivername == "postgresql+psycopg" and (url.host, url.port) == ("postgres", 5432)
+        assert (url.username, url.password, url.database) == (
+            example["POSTGRES_USER"], example["POSTGRES_PASSWORD"], example["POSTGRES_DB"])
 
 
 def test_every_ray_node_keeps_token_authentication_on(compose: dict[str, Any]) -> None:
