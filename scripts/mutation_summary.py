@@ -94,20 +94,19 @@ def spot_check(work: Path, killed: list[str], count: int) -> list[str]:
 
 
 def markdown_tables(root: Path) -> str:
-    """The per-module table and the equivalent-mutant table, from every .mutation/*/summary.json."""
+    """The per-module table, from every .mutation/*/summary.json (the modules run on this machine), and the
+    equivalent-mutant table of docs/testing.md: every line of scripts/mutation_equivalent.txt, sorted by name (an
+    equivalent name of an older summary that the list no longer holds was renumbered away, and is left out)."""
     rows = ["| module | tests run | mutants | killed | survived | equivalent | score | run took | date | command |",
             "|---|---|---|---|---|---|---|---|---|---|"]
-    equivalent = equivalent_names()
-    listed = []
     for f in sorted(root.glob("*/summary.json")):
         s = json.loads(f.read_text())
         label = s.get("label", s["module"])
         rows.append(f"| `{label}` | {s.get('tests', '')} | {s['mutants']} | {s['killed']} | {s['survived']} | "
                     f"{s['equivalent']} | {s['score']:.1%} | {s.get('seconds', '?')} s | {s.get('date', '')} | "
                     f"`scripts/mutation.sh {label}` |")
-        listed += [(name, equivalent[name]) for name in s.get("equivalent_names", [])]
     eq = ["| mutant | why it cannot change the result |", "|---|---|"]
-    eq += [f"| `{name}` | {why} |" for name, why in listed]
+    eq += [f"| `{name}` | {why.replace('|', chr(92) + '|')} |" for name, why in sorted(equivalent_names().items())]
     return "\n".join(rows) + "\n\n" + "\n".join(eq) + "\n"
 
 
