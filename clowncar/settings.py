@@ -40,15 +40,22 @@ def lease_ttl_seconds(env: dict[str, str] | None = None) -> float:
     """CLOWNCAR_LEASE_TTL_S: a number of seconds > 0, DEFAULT_LEASE_TTL_S when unset. Anything else is a
     ConfigError (one line, exit 2), said before a GPU sweep starts: read inside the ledger's start, a bad value
     was reported as 'GPU ledger unreachable' and the sweep went on without the ledger."""
-    text = (os.environ if env is None else env).get(LEASE_TTL_ENV, "").strip()
+    return env_seconds(LEASE_TTL_ENV, (os.environ if env is None else env).get(LEASE_TTL_ENV, ""),
+                       DEFAULT_LEASE_TTL_S, zero_ok=False)
+
+
+def env_seconds(name: str, text: str, default: float, *, zero_ok: bool) -> float:
+    """Variable `name`'s value `text` as a number of seconds (> 0, or >= 0 where `zero_ok`), `default` when unset
+    or blank; anything else is a ConfigError naming the variable (one line, exit 2)."""
+    text = text.strip()
     if not text:
-        return DEFAULT_LEASE_TTL_S
+        return default
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{LEASE_TTL_ENV} must be a number of seconds > 0, not {text!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise ConfigError(f"{name} must be a number of seconds {'>=' if zero_ok else '>'} 0, not {text!r}")
     return value
 
 
@@ -84,16 +91,7 @@ class Settings:
     def store_retry_seconds(self) -> float:
         """How long a running sweep retries a store write that failed because the server is away: a number of
         seconds >= 0 (0: no retry), DEFAULT_STORE_RETRY_S when unset. Anything else is a ConfigError."""
-        text = self.store_retry_env.strip()
-        if not text:
-            return DEFAULT_STORE_RETRY_S
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"CLOWNCAR_STORE_RETRY_SECONDS must be a number of seconds >= 0, not {text!r}")
-        return value
+        return env_seconds("CLOWNCAR_STORE_RETRY_SECONDS", self.store_retry_env, DEFAULT_STORE_RETRY_S, zero_ok=True)
 
     def compile_cache_env(self, env: dict[str, str]) -> dict[str, str]:
         """The variables that point a worker with environment `env` at the node's compile cache (none when

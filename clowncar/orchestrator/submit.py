@@ -268,7 +268,8 @@ def stop(name: str, address: str, store_url: str, wait_s: float = 60.0) -> tuple
     client = _client(address)
     jobs = [j for j in client.list_jobs() if (j.metadata or {}).get("clowncar_sweep") == name
             and str(j.status) not in TERMINAL and not str(j.status).endswith(TERMINAL)]
-    running = _running_attempts(name, store_url) if jobs else set()
+    before = _attempt_states(name, store_url) if jobs else {}
+    running = {(uid, att) for uid, (att, status) in before.items() if status == "running"}
     for job in jobs:
         client.stop_job(job.submission_id)
     deadline = time.time() + wait_s
@@ -276,34 +277,23 @@ def stop(name: str, address: str, store_url: str, wait_s: float = 60.0) -> tuple
         while time.time() < deadline and not str(client.get_job_status(job.submission_id)).endswith(TERMINAL):
             time.sleep(0.5)
     closed = close_after_stop(name, store_url, len(jobs))
-    return len(jobs), max(closed, _now_stopped(name, store_url, running))
+    # The driver marks its running trials stopped itself on SIGTERM, before `close_after_stop` looks: the attempts
+    # running as the jobs were stopped and marked `stopped` now are what the stop ended, whoever marked them.
+    after = _attempt_states(name, store_url) if running else {}
+    return len(jobs), max(closed, sum((uid, att) in running and status == "stopped"
+                                      for uid, (att, status) in after.items()))
 
 
-def _running_attempts(name: str, store_url: str) -> set[tuple[str, int]]:
-    """The sweep's attempts running as its jobs are stopped. The driver closes them itself on SIGTERM, before
-    `close_after_stop` looks: counted from here, `sweep stop` says how many the stop ended, not only how many it
-    found left open. A store this machine cannot read gives none (the count then is `close_after_stop`'s)."""
+def _attempt_states(name: str, store_url: str) -> dict[str, tuple[int, str]]:
+    """The store's `trial_states` of the sweep, or none where this machine cannot read the store (the head's URL
+    may not reach it from here): the count of `stop` is then `close_after_stop`'s alone."""
     from clowncar.store import open_store
 
     try:
         with open_store(store_url, create=False) as store:
-            return {(uid, att) for uid, (att, status) in store.trial_states(name).items() if status == "running"}
+            return store.trial_states(name)
     except Exception:  # unreachable or unknown here: the stop goes on, `close_after_stop` speaks for the store
-        return set()
-
-
-def _now_stopped(name: str, store_url: str, running: set[tuple[str, int]]) -> int:
-    """How many of `running` are marked `stopped` now, by the driver or by `close_after_stop`."""
-    if not running:
-        return 0
-    from clowncar.store import open_store
-
-    try:
-        with open_store(store_url, create=False) as store:
-            return sum((uid, att) in running and status == "stopped"
-                       for uid, (att, status) in store.trial_states(name).items())
-    except Exception:  # gone since `close_after_stop` read it: its own count stands
-        return 0
+        return {}
 
 
 def close_after_stop(name: str, store_url: str, jobs: int) -> int:
