@@ -234,7 +234,7 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
         typer.echo(f"child sweep name {spec.name}: '{name}-rerun-top{len(configs)}' is no sweep name (1-64 letters, "
                    "digits, '_', '-', '.'); --name sets another")
     typer.echo(f"child sweep {spec.name}: {counted(len(spec.enqueue), 'trial')} ({counted(len(configs), 'config')} x "
-               f"{counted(len(plan.seeds), 'seed')})")
+               f"{counted(len(plan.seeds), 'seed')}: {', '.join(map(str, plan.seeds))})")
     for i, (config, note) in enumerate(zip(configs, notes or say.parent_notes(url, matched, configs), strict=True),
                                        start=1):
         typer.echo(f"  {i}. " + (", ".join(f"{k}={v}" for k, v in config.items()) or "the base config") + note)

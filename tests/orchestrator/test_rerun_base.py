@@ -67,7 +67,7 @@ def test_an_imported_sweep_reruns_its_best_configs_from_the_base_spec(url: str, 
         "the 2 best distinct configs of imported sweep frug, by val_bpb",
         "  read as clowncar keys: model.mlp_mult -> model.crawler_mlp_mult",
         "  not carried (no clowncar config key): legacy.lr",
-        "child sweep frug-rerun-top2: 4 trials (2 configs x 2 seeds)",
+        "child sweep frug-rerun-top2: 4 trials (2 configs x 2 seeds: 7, 8)",
         "  1. train.cadence=3, train.cadence_offset=0, train.grad_clip_norm=5.0, model.num_crawler_layers=2, "
         "model.crawler_loops=2, model.crawler_mlp_mult=4.0, model.model_dim=64 (val_bpb mean 2.1500 sd 0.0707, n=2)",
         "  2. train.cadence=1, train.cadence_offset=0, train.grad_clip_norm=5.0, model.num_crawler_layers=1, "
@@ -96,7 +96,7 @@ def test_an_imported_sweep_whose_name_is_no_sweep_name_gets_a_child_name_that_is
         "child sweep name 2026-03-19_int6_STE_QAT__MLP_bigram__U_Net.train-rerun-top1: '2026-03-19_int6_STE QAT_ "
         "MLP_bigram _U_Net.train-rerun-top1' is no sweep name (1-64 letters, digits, '_', '-', '.'); --name sets "
         "another",
-        "child sweep 2026-03-19_int6_STE_QAT__MLP_bigram__U_Net.train-rerun-top1: 1 trial (1 config x 1 seed)"]
+        "child sweep 2026-03-19_int6_STE_QAT__MLP_bigram__U_Net.train-rerun-top1: 1 trial (1 config x 1 seed: 7)"]
     assert [s.name for s in runs] == ["2026-03-19_int6_STE_QAT__MLP_bigram__U_Net.train-rerun-top1"]
 
 
@@ -110,7 +110,7 @@ def test_a_dry_run_prints_the_configs_and_the_plan_and_runs_nothing(url: str, tm
     assert out[:-1] == [
         # each config with what the parent measured for it: the base config is the narrow point alone (no
         # cadence set), not every trial
-        "child sweep par-rerun-top2: 4 trials (2 configs x 2 seeds)", "  1. the base config (parent 1.1000, n=1)",
+        "child sweep par-rerun-top2: 4 trials (2 configs x 2 seeds: 1, 2)", "  1. the base config (parent 1.1000, n=1)",
         "  2. train.cadence=3 (parent mean 1.2500 sd 0.0707, n=2)",
         "  estimated: 4.4 trial-minutes on CPU (4 trials x 66 s on average, no GPU)",
         "  per trial: train.max_wallclock_seconds + 10 % (the training cap: evaluation, quantization and compilation "
@@ -125,7 +125,7 @@ def test_keys_carry_only_those_keys_and_count_distinct_configs_over_them(url: st
     import_csv(url, tmp_path, ROWS)
     cmd.rerun_cmd("frug", top=5, seeds="1", base=base_spec(tmp_path), keys=f"{LOOPS}, model.crawler_mlp_mult",
                   child="kid", store=url)
-    assert "child sweep kid: 3 trials (3 configs x 1 seed)" in capsys.readouterr().out.splitlines()
+    assert "child sweep kid: 3 trials (3 configs x 1 seed: 1)" in capsys.readouterr().out.splitlines()
     assert runs[0].enqueue == [{LOOPS: 2, "model.crawler_mlp_mult": 4.0, SEED: 1},
                                {LOOPS: 4, "model.crawler_mlp_mult": 2.0, SEED: 1},
                                {LOOPS: 3, "model.crawler_mlp_mult": 3.0, SEED: 1}]

@@ -73,7 +73,7 @@ def test_rerun_runs_the_best_configs_over_the_default_seeds(parent: str, monkeyp
     cmd.rerun_cmd("par", store=parent)
     # the parent ran every config at the preset's seed 1337: the default seeds are three others (walk 5, F4)
     assert capsys.readouterr().out.splitlines() == [
-        "child sweep par-rerun-top3: 9 trials (3 configs x 3 seeds)", f"  1. {LOOPS}=2 (parent 1.1000, n=1)",
+        "child sweep par-rerun-top3: 9 trials (3 configs x 3 seeds: 42, 2025, 314)", f"  1. {LOOPS}=2 (parent 1.1000, n=1)",
         f"  2. {LOOPS}=3 (parent 1.2000, n=1)", f"  3. {LOOPS}=1 (parent 1.3000, n=1)", LEFT_OUT,
         "  estimated: 9.9 trial-minutes on CPU (9 trials x 66 s on average, no GPU)",
         "  per trial: train.max_wallclock_seconds + 10 % (the training cap: evaluation, quantization and compilation "
@@ -91,10 +91,10 @@ def test_a_dry_run_says_which_seed_it_left_out_and_which_given_seed_repeats_the_
     monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: pytest.fail("a dry run ran"))
     cmd.rerun_cmd("par", top=2, dry_run=True, store=parent)
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "child sweep par-rerun-top2: 6 trials (2 configs x 3 seeds)" and out[3] == LEFT_OUT
+    assert out[0] == "child sweep par-rerun-top2: 6 trials (2 configs x 3 seeds: 42, 2025, 314)" and out[3] == LEFT_OUT
     cmd.rerun_cmd("par", top=2, seeds="1337,42", dry_run=True, store=parent)  # given: kept, and said
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "child sweep par-rerun-top2: 4 trials (2 configs x 2 seeds)"
+    assert out[0] == "child sweep par-rerun-top2: 4 trials (2 configs x 2 seeds: 1337, 42)"
     assert out[3] == ("seed 1337 repeats the parent's trial of every config: the value a config was picked by "
                       "(biased by the picking), so the summary gives the mean over the other seeds beside the "
                       "parent's value")
@@ -127,9 +127,9 @@ def test_a_top_beyond_the_distinct_configs_says_so_and_names_the_child_by_what_r
     cmd.rerun_cmd("par", top=99, seeds="7", dry_run=True, store=parent)
     assert capsys.readouterr().out.splitlines()[:2] == [
         "--top 99: sweep par has only 3 distinct configs to rerun", "child sweep par-rerun-top3: 3 trials (3 configs "
-        "x 1 seed)"]
+        "x 1 seed: 7)"]
     cmd.rerun_cmd("par", top=3, seeds="7", dry_run=True, store=parent)  # exactly as many: nothing to say
-    assert capsys.readouterr().out.splitlines()[0] == "child sweep par-rerun-top3: 3 trials (3 configs x 1 seed)"
+    assert capsys.readouterr().out.splitlines()[0] == "child sweep par-rerun-top3: 3 trials (3 configs x 1 seed: 7)"
 
 
 def test_the_name_option_gives_the_child_name_a_rerun_picks_without_it(parent: str, monkeypatch, capsys) -> None:
@@ -140,7 +140,7 @@ def test_the_name_option_gives_the_child_name_a_rerun_picks_without_it(parent: s
         "Child sweep name (default: NAME-rerun-topK, K the number of configs it reruns)")
     monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: None)
     cmd.rerun_cmd("par", top=5, seeds="7", dry_run=True, store=parent)  # 3 configs to rerun: K is 3, not --top
-    assert "child sweep par-rerun-top3: 3 trials (3 configs x 1 seed)" in capsys.readouterr().out.splitlines()
+    assert "child sweep par-rerun-top3: 3 trials (3 configs x 1 seed: 7)" in capsys.readouterr().out.splitlines()
 
 
 def test_rerun_takes_its_options(parent: str, monkeypatch, capsys) -> None:
@@ -148,7 +148,7 @@ def test_rerun_takes_its_options(parent: str, monkeypatch, capsys) -> None:
     monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: calls.append((args, kw)))
     cmd.rerun_cmd("par", top=1, seeds="7, 8,", child="kid", store=parent, address="auto", num_cpus=2, num_gpus=1,
                   quiet=True)
-    assert capsys.readouterr().out.splitlines()[0] == "child sweep kid: 2 trials (1 config x 2 seeds)"
+    assert capsys.readouterr().out.splitlines()[0] == "child sweep kid: 2 trials (1 config x 2 seeds: 7, 8)"
     ((spec, store, address, cpus, gpus, quiet), _), = calls
     assert store == parent
     assert (spec.name, address, cpus, gpus, quiet) == ("kid", "auto", 2, 1, True)
