@@ -1,0 +1,228 @@
+"""The sweep driver (`tune.run_sweep` and `_drive`) in this process, where mutmut can see it: the CLI tests run it
+in child processes. One real embedded-Ray sweep of the contract worker proves the path a user's `sweep run` takes,
+and its resume once the budget is spent starts no Ray at all. The failure branches (Ray does not start, the Tuner
+fails, `sweep stop`, a lost lease) are driven with the fault put where it happens: `init_ray` raises, or the
+Tuner's `fit` does what the fault does; everything around them (store, study, lease, searcher, callback) is real."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from clowncar.orchestrator import lease as lease_module
+from clowncar.orchestrator import tune
+from clowncar.orchestrator.commands import ray_shut_down
+from clowncar.orchestrator.spec import spec_from_dict
+from clowncar.orchestrator.start import ASKED_THIS_RUN, StartFailed
+from clowncar.store import open_store
+
+from .conftest import CONTRACT, non_loopback_listeners, pids_with, reap
+
+LOOPS = "model.crawler_loops"
+ENV_SET_BY_THE_DRIVER = ("TUNE_DISABLE_SIGINT_HANDLER", "RAY_AIR_NEW_OUTPUT", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",
+                         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AUTH_MODE")
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A store, a runs dir and a Ray temp dir of this test's own; the contract worker registered (its entry point
+    lies in benchmarks/); the environment the driver sets put back afterwards."""
+    for key in ENV_SET_BY_THE_DRIVER:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.syspath_prepend(str(CONTRACT))
+    ray_tmp = tempfile.mkdtemp(prefix="rd", dir="/tmp")  # short: Ray's socket paths are limited to ~107 bytes
+    monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(CONTRACT), os.environ.get("PYTHONPATH", "")]))
+    ASKED_THIS_RUN.clear()
+    yield {"url": f"sqlite:///{tmp_path / 'store.db'}", "runs": tmp_path / "runs", "ray_tmp": ray_tmp}
+    ray_shut_down()
+    reap(ray_tmp)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def spec(**fields: Any) -> Any:
+    return spec_from_dict({
+        "name": "drv", "preset": "tiny-cpu", "sampler": "grid",
+        "overrides": {"data.dataset": "ok", "train.iterations": 3, "train.max_wallclock_seconds": 0.3},
+        "space": {LOOPS: {"grid": [1, 2, 3]}}, "resources": {"cpus": 1}, "max_concurrent": 2, "max_failures": 0,
+        "worker": {"module": "contract_worker"}, **fields})
+
+
+def options(world: dict[str, Any], **fields: Any) -> tune.RunOptions:
+    return tune.RunOptions(store_url=world["url"], runs_dir=world["runs"], num_cpus=2, show=False, **fields)
+
+
+def sweep_row(world: dict[str, Any], name: str = "drv") -> dict[str, Any]:
+    with open_store(world["url"], create=False) as st:
+        row = st.get_sweep(name)
+    assert row is not None
+    return row
+
+
+def statuses(world: dict[str, Any], name: str = "drv") -> list[str]:
+    with open_store(world["url"], create=False) as st:
+        return sorted(status for _, status in st.trial_states(name).values())
+
+
+def test_an_embedded_sweep_runs_every_point_on_loopback_and_its_resume_starts_no_ray(
+        world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    listening: list[str] = []
+    real_tuner = tune._tuner
+
+    def tuner_while_ray_runs(*args: Any) -> Any:  # Ray is up here: what does it listen on?
+        listening.extend(non_loopback_listeners(set(pids_with(world["ray_tmp"]))))
+        return real_tuner(*args)
+
+    monkeypatch.setattr(tune, "_tuner", tuner_while_ray_runs)
+    out = tune.run_sweep(spec(enqueue=[{LOOPS: 2, "train.seed": 5}]), options(world))
+    assert listening == []
+    assert out["sweep"] == "drv" and out["asked_this_run"] == 4 and out["interrupted"] is False
+    assert out["optuna_states"] == {"COMPLETE": 4}
+    assert out["ended"] == "all 4 distinct trials started: 4 finished, 0 running"
+    # the contract worker's objective is 1 + 0.1 * |loops - 2| + 0.01 * (seed % 7): loops 2 at the preset's seed
+    # 1337 (1.00) beats the enqueued loops 2 at seed 5 (1.05)
+    assert out["best"]["params"] == {LOOPS: 2} and out["best"]["objective"] == pytest.approx(1.0)
+    assert 0 < out["fit_seconds"] < 120
+    assert sweep_row(world)["status"] == "done" and sweep_row(world)["reason"] is None
+    assert statuses(world) == ["ok"] * 4
+    assert ASKED_THIS_RUN["drv"] == 4
+    study = optuna.load_study(study_name="drv", storage=world["url"])
+    assert study.trials[0].value == pytest.approx(1.05)  # the enqueued point was asked first, at its own seed
+    # the driver's own environment: Tune's SIGINT handler off, its auto loggers off (and their warning filtered)
+    assert os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1" and os.environ["RAY_AIR_NEW_OUTPUT"] == "0"
+    assert os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1"
+    assert os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"  # embedded: loopback only
+    drop = logging.getLogger("ray.tune.analysis.experiment_analysis").filters
+    assert any(isinstance(f, tune._NoResultFilesWarning) for f in drop)
+    assert not list((world["runs"] / "tune" / "drv").rglob("progress.csv"))  # no result files written
+    assert (world["runs"] / "trials").is_dir()
+
+    ray_shut_down()
+    monkeypatch.setattr(tune, "init_ray", lambda opts: pytest.fail("a sweep with no budget left started Ray"))
+    again = tune.run_sweep(spec(enqueue=[{LOOPS: 2, "train.seed": 5}]), options(world, resume=True))
+    assert again["asked_this_run"] == 0 and again["ended"].startswith("all 4 distinct trials started")
+    assert "fit_seconds" not in again and "interrupted" not in again
+    assert sweep_row(world)["status"] == "done"
+    assert len(optuna.load_study(study_name="drv", storage=world["url"]).trials) == 4  # nothing enqueued twice
+
+
+class Fit:
+    """A Tuner whose `fit` does what a fault does, with the driver's real searcher, callback and remaining count."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, action: Any) -> None:
+        self.action, self.seen = action, {}
+        monkeypatch.setattr(tune, "init_ray", lambda opts: None)  # no Ray: nothing here needs it
+        monkeypatch.setattr(tune, "_tuner", self.tuner)
+
+    def tuner(self, spec: Any, opts: Any, searcher: Any, callback: Any, remaining: int, *rest: Any) -> Any:
+        self.seen.update(searcher=searcher, callback=callback, remaining=remaining)
+        return self
+
+    def fit(self) -> None:
+        self.action(self.seen)
+
+
+def test_ray_that_does_not_start_fails_the_start_in_one_line_and_marks_the_sweep_failed(
+        world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_ray(opts: Any) -> None:
+        raise RuntimeError("Failed to start the GCS\nsecond line")
+
+    monkeypatch.setattr(tune, "init_ray", no_ray)
+    with pytest.raises(StartFailed) as err:
+        tune.run_sweep(spec(), options(world))
+    assert str(err.value).startswith("sweep drv did not start: Ray did not start: RuntimeError: Failed to start the "
+                                     "GCS; it is marked failed")
+    row = sweep_row(world)
+    assert (row["status"], row["reason"]) == ("failed", "Ray did not start: RuntimeError: Failed to start the GCS")
+    assert "drv" not in ASKED_THIS_RUN  # it never reached the sweep's run
+
+
+def test_a_tuner_that_fails_marks_the_sweep_failed_with_its_reason_and_raises(
+        world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    def fails(seen: dict[str, Any]) -> None:
+        raise RuntimeError("the trial runner died\nat step 3")
+
+    fit = Fit(monkeypatch, fails)
+    with pytest.raises(RuntimeError, match="the trial runner died"):
+        tune.run_sweep(spec(), options(world))
+    row = sweep_row(world)
+    assert (row["status"], row["reason"]) == ("failed", "RuntimeError: the trial runner died")
+    assert fit.seen["remaining"] == 3 and ASKED_THIS_RUN["drv"] == 0
+
+
+def test_a_store_that_is_away_is_waited_for_as_long_as_the_option_says_once_the_sweep_runs(
+        world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    def windows(seen: dict[str, Any]) -> None:
+        seen["store_s"] = seen["callback"].store.retry_seconds
+        seen["study_s"] = seen["searcher"].study._storage._backend.retry_seconds  # Optuna caches over ours
+
+    fit = Fit(monkeypatch, windows)
+    out = tune.run_sweep(spec(), options(world, store_retry_s=7.5))
+    assert (fit.seen["store_s"], fit.seen["study_s"]) == (7.5, 7.5)
+    assert sweep_row(world)["status"] == "done" and out["interrupted"] is False
+
+
+def test_sweep_stop_closes_the_sweep_as_stopped_not_done(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    def stopped(seen: dict[str, Any]) -> None:
+        seen["searcher"].stopping.set()  # as `sweep stop` (SIGTERM to a job's driver) or the head's stop does
+
+    Fit(monkeypatch, stopped)
+    out = tune.run_sweep(spec(), options(world))
+    assert sweep_row(world)["status"] == "stopped"
+    assert out["interrupted"] is False  # no signal came to this process
+
+
+def test_a_signal_during_the_sweep_stops_it_and_says_it_was_interrupted(world: dict[str, Any],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    seen_stopping: list[bool] = []
+
+    def signalled(seen: dict[str, Any]) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises KeyboardInterrupt here
+        finally:
+            seen_stopping.append(seen["searcher"].stopping.is_set())
+
+    Fit(monkeypatch, signalled)
+    with pytest.raises(KeyboardInterrupt):
+        tune.run_sweep(spec(), options(world))
+    assert seen_stopping == [True]  # the searcher starts no more trials
+    row = sweep_row(world)
+    assert (row["status"], row["reason"]) == ("stopped", None)
+    assert ASKED_THIS_RUN["drv"] == 0
+
+
+def test_a_driver_that_lost_its_lease_starts_no_more_trials_and_leaves_the_sweep_to_its_new_driver(
+        world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    leases: list[Any] = []
+
+    class Recorded(lease_module.DriverLease):
+        def __enter__(self) -> Any:
+            leases.append(self)
+            return super().__enter__()
+
+    monkeypatch.setattr(lease_module, "DriverLease", Recorded)
+
+    def lost(seen: dict[str, Any]) -> None:
+        (lease,) = leases
+        lease.lost.set()  # as the lease's heartbeat does when another driver holds the sweep
+        lease.on_lost()
+        seen["left"] = seen["searcher"].budget_left()
+        with open_store(world["url"], create=False) as st:  # the new driver's work, which must stand
+            st.set_sweep_status("drv", "running", "taken over")
+
+    fit = Fit(monkeypatch, lost)
+    tune.run_sweep(spec(), options(world))
+    assert fit.seen["left"] is False
+    row = sweep_row(world)
+    assert (row["status"], row["reason"]) == ("running", "taken over")
