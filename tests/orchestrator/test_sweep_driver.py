@@ -32,7 +32,7 @@ ENV_SET_BY_THE_DRIVER = ("TUNE_DISABLE_SIGINT_HANDLER", "RAY_AIR_NEW_OUTPUT", "T
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """A store, a runs dir and a Ray temp dir of this test's own; the contract worker registered (its entry point
     lies in benchmarks/); the environment the driver sets put back afterwards."""
     for key in ENV_SET_BY_THE_DRIVER:
@@ -56,33 +56,33 @@ def spec(**fields: Any) -> Any:
         "worker": {"module": "contract_worker"}, **fields})
 
 
-def options(world: dict[str, Any], **fields: Any) -> tune.RunOptions:
-    return tune.RunOptions(store_url=world["url"], runs_dir=world["runs"], num_cpus=2, show=False, **fields)
+def options(env: dict[str, Any], **fields: Any) -> tune.RunOptions:
+    return tune.RunOptions(store_url=env["url"], runs_dir=env["runs"], num_cpus=2, show=False, **fields)
 
 
-def sweep_row(world: dict[str, Any], name: str = "drv") -> dict[str, Any]:
-    with open_store(world["url"], create=False) as st:
+def sweep_row(env: dict[str, Any], name: str = "drv") -> dict[str, Any]:
+    with open_store(env["url"], create=False) as st:
         row = st.get_sweep(name)
     assert row is not None
     return row
 
 
-def statuses(world: dict[str, Any], name: str = "drv") -> list[str]:
-    with open_store(world["url"], create=False) as st:
+def statuses(env: dict[str, Any], name: str = "drv") -> list[str]:
+    with open_store(env["url"], create=False) as st:
         return sorted(status for _, status in st.trial_states(name).values())
 
 
 def test_an_embedded_sweep_runs_every_point_on_loopback_and_its_resume_starts_no_ray(
-        world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     listening: list[str] = []
     real_tuner = tune._tuner
 
     def tuner_while_ray_runs(*args: Any) -> Any:  # Ray is up here: what does it listen on?
-        listening.extend(non_loopback_listeners(set(pids_with(world["ray_tmp"]))))
+        listening.extend(non_loopback_listeners(set(pids_with(env["ray_tmp"]))))
         return real_tuner(*args)
 
     monkeypatch.setattr(tune, "_tuner", tuner_while_ray_runs)
-    out = tune.run_sweep(spec(enqueue=[{LOOPS: 2, "train.seed": 5}]), options(world))
+    out = tune.run_sweep(spec(enqueue=[{LOOPS: 2, "train.seed": 5}]), options(env))
     assert listening == []
     assert out["sweep"] == "drv" and out["asked_this_run"] == 4 and out["interrupted"] is False
     assert out["optuna_states"] == {"COMPLETE": 4}
@@ -91,10 +91,10 @@ def test_an_embedded_sweep_runs_every_point_on_loopback_and_its_resume_starts_no
     # 1337 (1.00) beats the enqueued loops 2 at seed 5 (1.05)
     assert out["best"]["params"] == {LOOPS: 2} and out["best"]["objective"] == pytest.approx(1.0)
     assert 0 < out["fit_seconds"] < 120
-    assert sweep_row(world)["status"] == "done" and sweep_row(world)["reason"] is None
-    assert statuses(world) == ["ok"] * 4
+    assert sweep_row(env)["status"] == "done" and sweep_row(env)["reason"] is None
+    assert statuses(env) == ["ok"] * 4
     assert ASKED_THIS_RUN["drv"] == 4
-    study = optuna.load_study(study_name="drv", storage=world["url"])
+    study = optuna.load_study(study_name="drv", storage=env["url"])
     assert study.trials[0].value == pytest.approx(1.05)  # the enqueued point was asked first, at its own seed
     # the driver's own environment: Tune's SIGINT handler off, its auto loggers off (and their warning filtered)
     assert os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1" and os.environ["RAY_AIR_NEW_OUTPUT"] == "0"
@@ -102,16 +102,16 @@ def test_an_embedded_sweep_runs_every_point_on_loopback_and_its_resume_starts_no
     assert os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"  # embedded: loopback only
     drop = logging.getLogger("ray.tune.analysis.experiment_analysis").filters
     assert any(isinstance(f, tune._NoResultFilesWarning) for f in drop)
-    assert not list((world["runs"] / "tune" / "drv").rglob("progress.csv"))  # no result files written
-    assert (world["runs"] / "trials").is_dir()
+    assert not list((env["runs"] / "tune" / "drv").rglob("progress.csv"))  # no result files written
+    assert (env["runs"] / "trials").is_dir()
 
     ray_shut_down()
     monkeypatch.setattr(tune, "init_ray", lambda opts: pytest.fail("a sweep with no budget left started Ray"))
-    again = tune.run_sweep(spec(enqueue=[{LOOPS: 2, "train.seed": 5}]), options(world, resume=True))
+    again = tune.run_sweep(spec(enqueue=[{LOOPS: 2, "train.seed": 5}]), options(env, resume=True))
     assert again["asked_this_run"] == 0 and again["ended"].startswith("all 4 distinct trials started")
     assert "fit_seconds" not in again and "interrupted" not in again
-    assert sweep_row(world)["status"] == "done"
-    assert len(optuna.load_study(study_name="drv", storage=world["url"]).trials) == 4  # nothing enqueued twice
+    assert sweep_row(env)["status"] == "done"
+    assert len(optuna.load_study(study_name="drv", storage=env["url"]).trials) == 4  # nothing enqueued twice
 
 
 class Fit:
@@ -131,57 +131,58 @@ class Fit:
 
 
 def test_ray_that_does_not_start_fails_the_start_in_one_line_and_marks_the_sweep_failed(
-        world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     def no_ray(opts: Any) -> None:
         raise RuntimeError("Failed to start the GCS\nsecond line")
 
     monkeypatch.setattr(tune, "init_ray", no_ray)
+    ASKED_THIS_RUN["drv"] = 7  # an earlier run of it in this process: not this run's count
     with pytest.raises(StartFailed) as err:
-        tune.run_sweep(spec(), options(world))
+        tune.run_sweep(spec(), options(env))
     assert str(err.value).startswith("sweep drv did not start: Ray did not start: RuntimeError: Failed to start the "
                                      "GCS; it is marked failed")
-    row = sweep_row(world)
+    row = sweep_row(env)
     assert (row["status"], row["reason"]) == ("failed", "Ray did not start: RuntimeError: Failed to start the GCS")
     assert "drv" not in ASKED_THIS_RUN  # it never reached the sweep's run
 
 
 def test_a_tuner_that_fails_marks_the_sweep_failed_with_its_reason_and_raises(
-        world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     def fails(seen: dict[str, Any]) -> None:
         raise RuntimeError("the trial runner died\nat step 3")
 
     fit = Fit(monkeypatch, fails)
     with pytest.raises(RuntimeError, match="the trial runner died"):
-        tune.run_sweep(spec(), options(world))
-    row = sweep_row(world)
+        tune.run_sweep(spec(), options(env))
+    row = sweep_row(env)
     assert (row["status"], row["reason"]) == ("failed", "RuntimeError: the trial runner died")
     assert fit.seen["remaining"] == 3 and ASKED_THIS_RUN["drv"] == 0
 
 
 def test_a_store_that_is_away_is_waited_for_as_long_as_the_option_says_once_the_sweep_runs(
-        world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     def windows(seen: dict[str, Any]) -> None:
         seen["store_s"] = seen["callback"].store.retry_seconds
         seen["study_s"] = seen["searcher"].study._storage._backend.retry_seconds  # Optuna caches over ours
 
     fit = Fit(monkeypatch, windows)
-    out = tune.run_sweep(spec(), options(world, store_retry_s=7.5))
+    out = tune.run_sweep(spec(), options(env, store_retry_s=7.5))
     assert (fit.seen["store_s"], fit.seen["study_s"]) == (7.5, 7.5)
-    assert sweep_row(world)["status"] == "done" and out["interrupted"] is False
+    assert sweep_row(env)["status"] == "done" and out["interrupted"] is False
 
 
-def test_sweep_stop_closes_the_sweep_as_stopped_not_done(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+def test_sweep_stop_closes_the_sweep_as_stopped_not_done(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:
     def stopped(seen: dict[str, Any]) -> None:
         seen["searcher"].stopping.set()  # as `sweep stop` (SIGTERM to a job's driver) or the head's stop does
 
     Fit(monkeypatch, stopped)
-    out = tune.run_sweep(spec(), options(world))
-    assert sweep_row(world)["status"] == "stopped"
+    out = tune.run_sweep(spec(), options(env))
+    assert sweep_row(env)["status"] == "stopped"
     assert out["interrupted"] is False  # no signal came to this process
 
 
-def test_a_signal_during_the_sweep_stops_it_and_says_it_was_interrupted(world: dict[str, Any],
+def test_a_signal_during_the_sweep_stops_it_and_says_it_was_interrupted(env: dict[str, Any],
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import signal
 
@@ -195,15 +196,15 @@ def test_a_signal_during_the_sweep_stops_it_and_says_it_was_interrupted(world: d
 
     Fit(monkeypatch, signalled)
     with pytest.raises(KeyboardInterrupt):
-        tune.run_sweep(spec(), options(world))
+        tune.run_sweep(spec(), options(env))
     assert seen_stopping == [True]  # the searcher starts no more trials
-    row = sweep_row(world)
+    row = sweep_row(env)
     assert (row["status"], row["reason"]) == ("stopped", None)
     assert ASKED_THIS_RUN["drv"] == 0
 
 
 def test_a_driver_that_lost_its_lease_starts_no_more_trials_and_leaves_the_sweep_to_its_new_driver(
-        world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     leases: list[Any] = []
 
     class Recorded(lease_module.DriverLease):
@@ -218,11 +219,59 @@ def test_a_driver_that_lost_its_lease_starts_no_more_trials_and_leaves_the_sweep
         lease.lost.set()  # as the lease's heartbeat does when another driver holds the sweep
         lease.on_lost()
         seen["left"] = seen["searcher"].budget_left()
-        with open_store(world["url"], create=False) as st:  # the new driver's work, which must stand
+        with open_store(env["url"], create=False) as st:  # the new driver's work, which must stand
             st.set_sweep_status("drv", "running", "taken over")
 
     fit = Fit(monkeypatch, lost)
-    tune.run_sweep(spec(), options(world))
+    tune.run_sweep(spec(), options(env))
     assert fit.seen["left"] is False
-    row = sweep_row(world)
+    row = sweep_row(env)
     assert (row["status"], row["reason"]) == ("running", "taken over")
+
+
+def test_the_progress_line_counts_the_sweeps_trials_its_metric_and_gpu_hours_and_ray_errors_go_to_its_folder(
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from clowncar.orchestrator import ray_console
+
+    def line(seen: dict[str, Any]) -> None:
+        seen["line"] = seen["callback"].tally.line(1)
+        seen["errors_log"] = ray_console._target["path"]
+
+    fit = Fit(monkeypatch, line)
+    tune.run_sweep(spec(resources={"cpus": 1, "gpus": 1}, objective={"metric": "val_bpb"}), options(env))
+    assert fit.seen["line"].startswith("done 0/3 (ok 0, failed 0, pruned ")
+    assert "best val_bpb " in fit.seen["line"] and " | GPU-h 0.000 | " in fit.seen["line"]
+    assert fit.seen["errors_log"] == env["runs"].resolve() / "trials" / "drv" / ray_console.RAY_ERRORS
+
+
+def test_a_cluster_driver_leaves_rays_cluster_setting_alone(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps embedded Ray on loopback, and would stop a real multi-node join."""
+    Fit(monkeypatch, lambda seen: None)
+    tune.run_sweep(spec(), options(env, address="127.0.0.1:6379"))
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ
+
+
+def test_resume_records_a_trial_that_finished_on_disk_and_retries_a_crashed_one_only_when_asked(
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    crash = spec(space={"data.dataset": {"grid": ["ok", "crash"]}})
+    out = tune.run_sweep(crash, options(env))
+    assert out["optuna_states"] == {"COMPLETE": 1, "FAIL": 1} and statuses(env) == ["crashed", "ok"]
+    ray_shut_down()
+    # as a driver killed after the ok trial's worker wrote result.json, before its outcome was stored, leaves it
+    db = sqlite3.connect(env["url"].removeprefix("sqlite:///"))
+    with db:
+        (ok_id,) = db.execute("SELECT trial_id FROM trial_values").fetchone()
+        db.execute("DELETE FROM trial_values WHERE trial_id = ?", (ok_id,))
+        db.execute("DELETE FROM trial_system_attributes WHERE trial_id = ? AND key LIKE 'constraints%'", (ok_id,))
+        db.execute("UPDATE trials SET state = 'RUNNING', datetime_complete = NULL WHERE trial_id = ?", (ok_id,))
+        db.execute("UPDATE clowncar_attempts SET status = 'running', ended_at = NULL WHERE status = 'ok'")
+    db.close()
+    fit = Fit(monkeypatch, lambda seen: None)
+    again = tune.run_sweep(crash, options(env, resume=True))
+    assert again["reconciled"]["recorded_from_disk"] == 1 and again["reconciled"]["closed_for_rerun"] == 0
+    assert statuses(env) == ["crashed", "ok"] and fit.seen == {}  # nothing left to run: no Tuner
+    retried = tune.run_sweep(crash, options(env, resume=True, retry_failed=True))
+    assert retried["reconciled"]["requeued_failed"] == 1 and fit.seen["remaining"] == 1
