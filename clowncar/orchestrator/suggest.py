@@ -160,8 +160,10 @@ class DistinctAsk:
         return out
 
     def exhausted(self, study: optuna.Study) -> bool:
-        """Whether every point of a finite space has run or is running."""
-        if self.points is None:
+        """Whether every point of a finite space has run or is running, and no queued trial waits to be asked: a
+        queued config may lie off the space's points (a spec's `enqueue`, a rerun's configs), and a trial queued
+        again after a crash repeats a point that counts as visited."""
+        if self.points is None or study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             return False
         visited = self.visited(study)
         return all(self.key(point) in visited for point in self.points)

@@ -240,6 +240,16 @@ def test_a_finite_space_is_exhausted_once_every_point_has_run_or_runs() -> None:
     assert guard.exhausted(study)
 
 
+def test_a_finite_space_is_not_exhausted_while_a_queued_trial_waits_to_be_asked() -> None:
+    guard = DistinctAsk(spec_of({LOOPS: {"choice": [1, 2]}}))
+    study = _study()
+    _run(study, {LOOPS: 1})
+    study.enqueue_trial({LOOPS: 2})  # the last point, queued: it counts as visited, yet it has still to run
+    assert not guard.exhausted(study)
+    study.tell(study.ask({LOOPS: DISTS[LOOPS]}), 1.0)  # Optuna hands out the queued trial first: it ran
+    assert guard.exhausted(study)
+
+
 # --- asking until a config is new ---------------------------------------------------------------------------
 
 def _insistent(study: optuna.Study, params: dict[str, Any], asked: list[int]) -> Any:
