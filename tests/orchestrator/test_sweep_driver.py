@@ -57,7 +57,8 @@ def spec(**fields: Any) -> Any:
 
 
 def options(env: dict[str, Any], **fields: Any) -> tune.RunOptions:
-    return tune.RunOptions(store_url=env["url"], runs_dir=env["runs"], num_cpus=2, show=False, **fields)
+    return tune.RunOptions(**{"store_url": env["url"], "runs_dir": env["runs"], "num_cpus": 2, "show": False,
+                              **fields})
 
 
 def sweep_row(env: dict[str, Any], name: str = "drv") -> dict[str, Any]:
@@ -73,7 +74,7 @@ def statuses(env: dict[str, Any], name: str = "drv") -> list[str]:
 
 
 def test_an_embedded_sweep_runs_every_point_on_loopback_and_its_resume_starts_no_ray(
-        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     listening: list[str] = []
     real_tuner = tune._tuner
 
@@ -82,8 +83,9 @@ def test_an_embedded_sweep_runs_every_point_on_loopback_and_its_resume_starts_no
         return real_tuner(*args)
 
     monkeypatch.setattr(tune, "_tuner", tuner_while_ray_runs)
-    out = tune.run_sweep(spec(enqueue=[{LOOPS: 2, "train.seed": 5}]), options(env))
+    out = tune.run_sweep(spec(enqueue=[{LOOPS: 2, "train.seed": 5}]), options(env, show=True))
     assert listening == []
+    assert "done 4/4 (ok 4, failed 0, " in capsys.readouterr().out  # the progress line, as it ends
     assert out["sweep"] == "drv" and out["asked_this_run"] == 4 and out["interrupted"] is False
     assert out["optuna_states"] == {"COMPLETE": 4}
     assert out["ended"] == "all 4 distinct trials started: 4 finished, 0 running"
@@ -253,12 +255,13 @@ def test_a_cluster_driver_leaves_rays_cluster_setting_alone(env: dict[str, Any],
 
 
 def test_resume_records_a_trial_that_finished_on_disk_and_retries_a_crashed_one_only_when_asked(
-        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import sqlite3
 
     crash = spec(space={"data.dataset": {"grid": ["ok", "crash"]}})
     out = tune.run_sweep(crash, options(env))
     assert out["optuna_states"] == {"COMPLETE": 1, "FAIL": 1} and statuses(env) == ["crashed", "ok"]
+    assert capsys.readouterr().out == ""  # show=False (--quiet): no progress line
     ray_shut_down()
     # as a driver killed after the ok trial's worker wrote result.json, before its outcome was stored, leaves it
     db = sqlite3.connect(env["url"].removeprefix("sqlite:///"))
@@ -275,3 +278,74 @@ def test_resume_records_a_trial_that_finished_on_disk_and_retries_a_crashed_one_
     assert statuses(env) == ["crashed", "ok"] and fit.seen == {}  # nothing left to run: no Tuner
     retried = tune.run_sweep(crash, options(env, resume=True, retry_failed=True))
     assert retried["reconciled"]["requeued_failed"] == 1 and fit.seen["remaining"] == 1
+
+
+def _actor_of(pid: int) -> int | None:
+    """The Ray actor above a worker process: the first ancestor whose command line Ray named `ray::...`."""
+    while pid > 1:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::"):
+                return pid
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+    return None
+
+
+def test_a_trial_whose_actor_dies_is_retried_as_its_next_attempt_and_each_death_is_kept_with_rays_words(
+        env: dict[str, Any]) -> None:
+    import signal
+    import threading
+    import time
+
+    from clowncar.orchestrator.ray_console import RAY_ERRORS, TRIAL_ERROR
+    from clowncar.orchestrator.search import ATTEMPT
+
+    trials = env["runs"] / "trials" / "drv"
+    killed: list[int] = []
+
+    def kill_each_attempts_actor() -> None:  # as a node that dies under the trial does, twice
+        deadline = time.time() + 120
+        while len(killed) < 2 and time.time() < deadline:
+            pid_file = trials / f"00000-{len(killed)}" / "pid"
+            actor = _actor_of(int(pid_file.read_text())) if pid_file.is_file() and pid_file.read_text() else None
+            if actor is not None:
+                os.kill(actor, signal.SIGKILL)
+                killed.append(actor)
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_each_attempts_actor, daemon=True)
+    killer.start()
+    out = tune.run_sweep(spec(space={LOOPS: {"grid": [2]}}, max_failures=1,
+                              overrides={"data.dataset": "hang", "train.iterations": 3}), options(env))
+    killer.join(5)
+    assert len(killed) == 2 and out["optuna_states"] == {"FAIL": 1}
+    from clowncar.orchestrator.record import trial_uid
+
+    with open_store(env["url"], create=False) as st:
+        attempts = st.get_trial(trial_uid("drv", 0))["attempts"]
+    assert [(a["attempt"], a["status"]) for a in attempts] == [(0, "crashed"), (1, "crashed")]
+    assert attempts[0]["reason"].endswith("; Tune retried it as attempt 1") and attempts[1]["reason"]
+    study = optuna.load_study(study_name="drv", storage=env["url"])
+    assert study.trials[0].user_attrs[ATTEMPT] == 1  # the study names the retry, so a resume resumes that one
+    assert "trial 0, failure 1:" in (trials / RAY_ERRORS).read_text()  # the first death: the sweep's log
+    assert (trials / "00000-1" / TRIAL_ERROR).read_text().strip()  # the last: the attempt's own folder
+
+
+def test_a_trial_asha_stops_is_stored_pruned_with_the_reason(env: dict[str, Any]) -> None:
+    # one trial at a time, the fast learner (loops 2) before the slow one (loops 1), as queued (a rerun's child is
+    # such a queue): at the rung of step 3 the slow one is the worse half, whatever the timing; a constant LR
+    # allows rungs before the end. Loops 2 is tiny-cpu's own config, the empty space's one point: such a queue
+    # ended at once, both trials left waiting, as 'every distinct config of the search space has run' (fixed
+    # 2026-12-07, suggest.DistinctAsk.exhausted)
+    asha = spec(space={}, sampler="random", enqueue=[{LOOPS: 2}, {LOOPS: 1}], max_concurrent=1,
+                overrides={"data.dataset": "ok", "train.iterations": 12, "train.max_wallclock_seconds": 1.2,
+                           "train.warmdown_iters": 0},
+                scheduler={"type": "asha", "metric": "train_loss", "grace_period": 3, "reduction_factor": 2})
+    out = tune.run_sweep(asha, options(env))
+    assert out["optuna_states"] == {"COMPLETE": 1, "PRUNED": 1}
+    from clowncar.orchestrator.record import trial_uid
+
+    with open_store(env["url"], create=False) as st:
+        pruned = [a for n in (0, 1) for a in st.get_trial(trial_uid("drv", n))["attempts"] if a["status"] != "ok"]
+    assert [(a["status"], a["reason"]) for a in pruned] == [("pruned", "stopped early by ASHA")]
