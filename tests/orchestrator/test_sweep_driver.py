@@ -80,6 +80,7 @@ def test_an_embedded_sweep_runs_every_point_on_loopback_and_its_resume_starts_no
 
     def tuner_while_ray_runs(*args: Any) -> Any:  # Ray is up here: what does it listen on?
         listening.extend(non_loopback_listeners(set(pids_with(env["ray_tmp"]))))
+        os.write(2, b"[2026-12-07 12:00:00,000 E 1 2] core_worker.cc:1: a line of Ray's C++ code\n")  # on fd 2
         return real_tuner(*args)
 
     monkeypatch.setattr(tune, "_tuner", tuner_while_ray_runs)
@@ -105,9 +106,8 @@ def test_an_embedded_sweep_runs_every_point_on_loopback_and_its_resume_starts_no
     drop = logging.getLogger("ray.tune.analysis.experiment_analysis").filters
     assert any(isinstance(f, tune._NoResultFilesWarning) for f in drop)
     assert not list((env["runs"] / "tune" / "drv").rglob("progress.csv"))  # no result files written
-    assert (env["runs"] / "trials").is_dir()
-
-    ray_shut_down()
+    ray_shut_down()  # ends the diversion of fd 2: its router has written what it got
+    assert "a line of Ray's C++ code" in (env["runs"] / "trials" / "drv" / "ray-errors.log").read_text()
     monkeypatch.setattr(tune, "init_ray", lambda opts: pytest.fail("a sweep with no budget left started Ray"))
     again = tune.run_sweep(spec(enqueue=[{LOOPS: 2, "train.seed": 5}]), options(env, resume=True))
     assert again["asked_this_run"] == 0 and again["ended"].startswith("all 4 distinct trials started")
@@ -203,6 +203,29 @@ def test_a_signal_during_the_sweep_stops_it_and_says_it_was_interrupted(env: dic
     row = sweep_row(env)
     assert (row["status"], row["reason"]) == ("stopped", None)
     assert ASKED_THIS_RUN["drv"] == 0
+
+
+def test_a_second_signal_during_the_clean_up_says_what_the_clean_up_does_and_lets_it_finish(
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import signal
+
+    def signalled_twice(seen: dict[str, Any]) -> None:
+        callback = seen["callback"]
+        close = callback.close
+
+        def impatient_close() -> None:  # the user presses Ctrl-C again as the driver closes the sweep
+            os.kill(os.getpid(), signal.SIGINT)
+            close()
+
+        callback.close = impatient_close
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    Fit(monkeypatch, signalled_twice)
+    with pytest.raises(KeyboardInterrupt):
+        tune.run_sweep(spec(), options(env))
+    assert capsys.readouterr().err.splitlines() == [
+        "clowncar: stopping: closing the sweep in the store (a few seconds); Ctrl-C again quits now"]
+    assert sweep_row(env)["status"] == "stopped"  # the clean-up went on to its end
 
 
 def test_a_driver_that_lost_its_lease_starts_no_more_trials_and_leaves_the_sweep_to_its_new_driver(
