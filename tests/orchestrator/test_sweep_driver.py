@@ -218,13 +218,15 @@ def test_a_second_signal_during_the_clean_up_says_what_the_clean_up_does_and_let
             close()
 
         callback.close = impatient_close
+        callback.tally.running.add("a trial")  # one trial the store holds as running
         os.kill(os.getpid(), signal.SIGTERM)
 
     Fit(monkeypatch, signalled_twice)
     with pytest.raises(KeyboardInterrupt):
         tune.run_sweep(spec(), options(env))
     assert capsys.readouterr().err.splitlines() == [
-        "clowncar: stopping: closing the sweep in the store (a few seconds); Ctrl-C again quits now"]
+        "clowncar: stopping: closing 1 running trial in the store (a few seconds); Ctrl-C again quits now and leaves "
+        "it marked running until `clowncar sweep resume drv` queues it again"]
     assert sweep_row(env)["status"] == "stopped"  # the clean-up went on to its end
 
 
