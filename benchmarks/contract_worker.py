@@ -33,6 +33,7 @@ def main(argv: list[str]) -> int:
         return 0
     (out / "pid").write_text(str(os.getpid()))
     (out / "cwd").write_text(os.getcwd())  # where the trainable started it
+    (out / "stdin").write_text(os.readlink("/proc/self/fd/0") if os.path.exists("/proc/self/fd/0") else "")
     if mode == "orphan":
         child = subprocess.Popen(["sleep", "600"])
         (out / "child_pid").write_text(str(child.pid))

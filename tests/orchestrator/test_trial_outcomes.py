@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,8 +25,11 @@ from clowncar.orchestrator.trainable import (
     _stderr_tail,
     final_report,
     kill_group,
+    node_facts,
     objective_value,
     outcome,
+    own_size_cap,
+    size_verdict,
     worker_command,
     worker_env,
 )
@@ -94,6 +100,9 @@ def test_an_ok_trial_reports_its_objective_and_how_far_under_the_cap_it_is() -> 
      "artifact 15000000 bytes over the cap its worker applied (result.json over_cap: true)", 1.0),
     ({"q_val_bpb": 1.2, "over_cap": True}, "artifact over the cap its worker applied (result.json over_cap: true)",
      1.0),
+    # exactly at the sweep's cap (a violation of 0, which Optuna counts feasible) but over the worker's own
+    ({"q_val_bpb": 1.2, "artifact_bytes": 16_000_000, "over_cap": True},
+     "artifact 16000000 bytes over the cap its worker applied (result.json over_cap: true)", 1.0),
 ])
 def test_an_artifact_over_the_cap_is_ok_but_infeasible_with_its_reason(result: dict[str, Any], reason: str,
                                                                        constraint: float) -> None:
@@ -129,6 +138,38 @@ def test_a_trial_is_held_to_the_stricter_of_its_own_cap_and_the_specs_constraint
         stored = json.loads(out["result_json"])  # what the store keeps, and the report reads
         assert (stored.get("over_cap"), stored.get("size_cap_applied")) == ((art > own, None) if where is None else
                                                                            (True, cap))
+
+
+@pytest.mark.parametrize("recorded", [0, -5, True, "20000", 20000.0, None])
+def test_a_recorded_own_cap_that_is_not_a_positive_whole_number_is_no_cap(recorded: Any) -> None:
+    """What result.json's provenance holds as quant.size_cap_bytes is the worker's word: only a positive int is a
+    cap; anything else leaves the trial to the sweep's cap (and never compared as a number)."""
+    result = {"q_val_bpb": 1.2, "artifact_bytes": 467_220,
+              "provenance": {"config": {"quant": {"size_cap_bytes": recorded}}}}
+    assert own_size_cap(result) is None
+    out = final_report(ctx(cap=16_000_000), "ok", None, result, 1.0)
+    assert out["feasible"] is True and out["constraint"] == 467_220 - 16_000_000 and out["reason"] == ""
+
+
+@pytest.mark.parametrize("result", [None, {}, {"provenance": "x"}, {"provenance": {"config": []}},
+                                    {"provenance": {"config": {"quant": 5}}}])
+def test_a_result_without_a_recorded_config_has_no_own_cap(result: dict[str, Any] | None) -> None:
+    assert own_size_cap(result) is None
+
+
+def test_a_one_byte_own_cap_is_a_cap() -> None:
+    result = {"q_val_bpb": 1.2, "artifact_bytes": 2, "provenance": {"config": {"quant": {"size_cap_bytes": 1}}}}
+    assert own_size_cap(result) == 1
+    out = final_report(ctx(cap=16_000_000), "ok", None, result, 1.0)
+    assert out["feasible"] is False and out["constraint"] == 1.0
+    assert out["reason"] == f"artifact 2 bytes over the cap of 1 ({TRIALS_CAP})"
+
+
+def test_an_own_cap_equal_to_the_specs_constraint_is_named_as_the_trials_own() -> None:
+    """Two caps of one size: the reason names the trial's quant.size_cap_bytes, the one its worker also applied."""
+    verdict = size_verdict({"artifact_bytes": 30_000}, 20_000, 16_000_000, own_cap=20_000)
+    assert (verdict.cap, verdict.over, verdict.constraint) == (20_000, True, 10_000.0)
+    assert verdict.reason == f"artifact 30000 bytes over the cap of 20000 ({TRIALS_CAP})"
 
 
 def test_an_ok_result_without_the_objective_is_an_error_and_failures_carry_no_objective() -> None:
@@ -254,6 +295,68 @@ def test_killing_a_worker_kills_its_whole_process_group() -> None:
     kill_group(done)  # a group that is gone already: nothing to kill, no error
 
 
+class _Unreapable:
+    """A worker process that outlives SIGKILL (uninterruptible sleep in a driver, a stuck NFS read): every wait
+    times out."""
+
+    pid = 424242
+
+    def __init__(self) -> None:
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.waits.append(timeout)
+        raise subprocess.TimeoutExpired("worker", timeout or 0)
+
+
+def test_a_worker_that_outlives_sigkill_holds_the_trials_end_for_10_s_at_most(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    signalled: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "killpg", lambda pid, sig: signalled.append((pid, sig)))
+    proc = _Unreapable()
+    kill_group(proc)  # type: ignore[arg-type]  # returns: the trial's end (and its slot) is not held forever
+    assert signalled == [(424242, signal.SIGKILL)] and proc.waits == [10]
+
+
+def test_a_worker_group_that_may_not_be_signalled_is_still_waited_for_and_raises_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill_group runs in the trainable's `finally`: a group it may not signal (its id reused by another user's
+    process) must not turn the trial's end into an error."""
+    def refused(pid: int, sig: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "killpg", refused)
+    proc = _Unreapable()
+    kill_group(proc)  # type: ignore[arg-type]
+    assert proc.waits == [10]
+
+
+PG_ID = "b2c3d4e5f6a7b8c9d0e1f2a3"
+IN_PG = SimpleNamespace(id=SimpleNamespace(hex=lambda: PG_ID))  # Ray's PlacementGroup: its id's hex() names it
+
+
+@pytest.mark.parametrize("pg, gpus, in_pg, gpu_ids", [(None, [], "", ""), (IN_PG, [0, 3], PG_ID, "0,3")])
+def test_node_facts_name_the_host_and_ray_node_the_gpus_ray_gave_and_the_placement_group(
+        monkeypatch: pytest.MonkeyPatch, pg: Any, gpus: list[int], in_pg: str, gpu_ids: str) -> None:
+    """What every report of a trial says about where it runs (the store's host, the GPU ledger's node, PG and GPUs),
+    from Ray's runtime context: Ray itself is stood in for (its cluster tests run real actors)."""
+    import ray
+    import ray.util
+
+    node = "f" * 12 + "0123456789abcdef" * 3
+
+    class Context:
+        @staticmethod
+        def get_node_id() -> str:
+            return node
+
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: Context())
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: list(gpus))
+    monkeypatch.setattr(ray.util, "get_current_placement_group", lambda: pg)
+    assert node_facts() == {"host": f"{socket.gethostname()}:{'f' * 12}", "node_id": node, "pid": os.getpid(),
+                            "gpu_ids": gpu_ids, "pg": in_pg}
+
+
 # -- a whole trial through the trainable, without Ray: the contract worker (benchmarks/) stands for the worker ---
 
 @pytest.fixture
@@ -360,6 +463,29 @@ def test_a_config_the_spec_cannot_build_is_a_rejected_report_without_a_worker(ru
     assert len(reports) == 1 and reports[0]["status"] == "rejected" and reports[0]["final"] is True
     assert "num_kv_heads" in reports[0]["reason"] and not (trial_dir / "trial.json").exists()
     assert json.loads(reports[0]["new_rows"]) == {} and reports[0]["host"] == "h:node" and reports[0]["wall_s"] == 0.0
+
+
+def test_every_report_names_its_attempt_so_a_late_one_from_a_retried_execution_can_be_dropped(
+        run_contract: Any) -> None:
+    reports, _ = run_contract("ok", attempt=2)
+    assert len(reports) > 1 and [r["attempt"] for r in reports] == [2] * len(reports)
+    rejected, _ = run_contract("ok", attempt=2, params={"model.num_kv_heads": 3})
+    assert rejected[0]["status"] == "rejected" and rejected[0]["attempt"] == 2
+
+
+def test_the_worker_reads_no_stdin_of_the_process_that_started_it(run_contract: Any) -> None:
+    """A worker (or a breakpoint in it) that reads input gets end of file, never the Ray actor's stdin, where it would
+    wait for ever: the trainable starts it on /dev/null, whatever its own stdin is (a pipe here)."""
+    read_end, write_end = os.pipe()
+    saved = os.dup(0)
+    os.dup2(read_end, 0)
+    try:
+        _, trial_dir = run_contract("ok")
+    finally:
+        os.dup2(saved, 0)
+        for fd in (saved, read_end, write_end):
+            os.close(fd)
+    assert (trial_dir / "stdin").read_text() == os.devnull
 
 
 def test_a_trial_without_a_number_runs_in_trial_zero(run_contract: Any) -> None:
