@@ -39,6 +39,17 @@ def test_a_folder_without_write_permission_is_no_runs_dir(tmp_path: Path, monkey
                                                    f"permission on {tmp_path}")
 
 
+@pytest.mark.parametrize("lacking", [os.W_OK, os.X_OK], ids=["write", "search"])
+def test_a_folder_lacking_either_write_or_search_permission_is_no_runs_dir(
+        lacking: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Making a sweep's folders in it takes both: a folder one may enter but not write in, or write in but not
+    enter, is refused. (The process's own permissions stand in: as root, the kernel grants both on any folder.)"""
+    monkeypatch.setattr(os, "access", lambda path, mode: not (Path(path) == tmp_path and mode & lacking))
+    assert runs_dir_problem(tmp_path / "runs") == (f"the runs dir {tmp_path / 'runs'} cannot be written: no write "
+                                                   f"permission on {tmp_path}")
+    assert runs_dir_problem(tmp_path.parent / "elsewhere") is None  # a folder with both is one
+
+
 def test_a_relative_runs_dir_is_looked_up_from_the_working_folder(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
