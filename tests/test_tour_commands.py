@@ -410,3 +410,38 @@ def test_a_trial_into_a_folder_holding_an_earlier_trial_is_refused_and_overwrite
     with pytest.raises(Interrupted):  # replaced, then cut short: neither trial is left half there
         trial_commands.run(trial["config"], out, preset=None, set_=None, overwrite=True)
     assert list(out.iterdir()) == []
+
+
+def test_a_sweep_spec_given_to_trial_run_is_refused_with_a_pointer_to_sweep_run(trial, tmp_path: Path) -> None:
+    from clowncar.errors import ConfigError
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\npreset: tiny-cpu\nspace: {train.matrix_lr: {low: 0.01, high: 0.1}}\n")
+    with pytest.raises(ConfigError) as err:
+        trial_commands.run(spec, tmp_path / "out", preset=None, set_=None)
+    assert str(err.value) == (f"unknown config key 'name'; {spec} looks like a sweep spec: use `clowncar sweep run "
+                              f"{spec}` (or `clowncar sweep plan`)")
+    assert trial["seen"] == [] and not (tmp_path / "out").exists()
+
+
+def test_an_interrupt_keeps_a_leftover_older_than_the_runs_start_by_more_than_its_one_second_margin(
+        trial, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a folder that was there, what counts as this run's is what changed since it began, less one second for
+    file systems with coarse modification times: an atomic write an older run left 1.5 s before this one began is
+    not this run's; one from 0.5 s before is taken for it."""
+    import time
+    from types import SimpleNamespace
+
+    from clowncar.interrupts import Interrupted
+
+    start = time.time()
+    monkeypatch.setattr(trial_commands, "time", SimpleNamespace(time=lambda: start))
+    out = tmp_path / "kept"
+    out.mkdir()
+    for name, age in ((".model.ptz.tmp-older", 1.5), (".model.ptz.tmp-within", 0.5)):
+        (out / name).write_text("an atomic write cut off")
+        os.utime(out / name, (start - age, start - age))
+    trial["interrupt"] = True
+    with pytest.raises(Interrupted):
+        trial_commands.run(trial["config"], out, preset=None, set_=None)
+    assert sorted(p.name for p in out.iterdir()) == [".model.ptz.tmp-older"]

@@ -54,3 +54,20 @@ def test_an_out_holding_an_earlier_trial_is_refused_unless_overwrite_removes_it_
     earlier_trial(tmp_path, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # gone before the new trial starts
     assert capsys.readouterr().out == f"removed the earlier trial's result.json, model.ptz from {tmp_path} (--overwrite)\n"
+
+
+def test_an_earlier_trial_without_a_status_in_its_result_is_named_without_one(tmp_path: Path) -> None:
+    import pytest
+
+    from clowncar.errors import ClownCarError
+    from clowncar.worker.commands import earlier_trial
+
+    (tmp_path / "model.ptz").write_bytes(b"x")  # no result.json
+    with pytest.raises(ClownCarError) as err:
+        earlier_trial(tmp_path, overwrite=False)
+    assert str(err.value) == (f"{tmp_path} holds an earlier trial: model.ptz; pass --overwrite to replace it, or "
+                              "choose another --out")
+    (tmp_path / "result.json").write_text('{"status": 3}')  # a status that is no word: not shown
+    with pytest.raises(ClownCarError) as err:
+        earlier_trial(tmp_path, overwrite=False)
+    assert str(err.value).startswith(f"{tmp_path} holds an earlier trial: result.json, model.ptz; pass --overwrite")
