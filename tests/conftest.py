@@ -31,8 +31,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # worker, in order. Measured 2026-12-06: the orchestrator unit took 966 s of a 989 s suite, the other worker 553 s;
 # 2026-12-07 (a451baf, idle): 1014 s and 1081 s of a 1090 s suite, and a third worker made it slower (1146 s).
 BESIDE_OTHERS = {
-    # embedded sweeps, no timing asserted (~190 s)
-    "test_budget_samplers", "test_seed_sweeps", "test_sweep_outcomes",
+    # embedded sweeps, no timing asserted (~280 s; test_sweep_driver's in this process)
+    "test_budget_samplers", "test_seed_sweeps", "test_sweep_driver", "test_sweep_outcomes",
     # no Ray started (~30 s)
     "test_address_form", "test_distinct_configs", "test_driver_state", "test_embedded_ray_start",
     "test_embedded_reaper", "test_gpu_book_rules", "test_gpu_hours", "test_gpu_preflight", "test_grid_order",
