@@ -266,6 +266,17 @@ def test_an_unusable_storage_is_one_line_without_the_password(tmp_path: Path) ->
         tune.open_study("postgresql+psycopg://u:s3cret@127.0.0.1:1/db?connect_timeout=1")
     assert str(err.value).startswith("optuna storage at postgresql+psycopg://u:***@127.0.0.1:1/db")
     assert "s3cret" not in str(err.value) and "\n" not in str(err.value)
+    assert err.value.transient is True  # a server that does not answer may be restarting: worth waiting for
+
+
+def test_a_storage_that_fails_for_good_says_so_so_that_nobody_waits_for_it(monkeypatch) -> None:
+    def bad(url: str, engine_kwargs: dict[str, Any]) -> Any:
+        raise ValueError("Could not parse SQLAlchemy URL")
+
+    monkeypatch.setattr(study_storage, "RetryingRDBStorage", bad)
+    with pytest.raises(StoreError) as err:
+        tune.open_study("postgresql+psycopg://u@h/db")
+    assert err.value.transient is False
 
 
 def test_the_loser_of_a_table_creation_race_waits_and_retries(monkeypatch, tmp_path: Path) -> None:
