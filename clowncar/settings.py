@@ -125,8 +125,9 @@ def runs_dir_problem(runs_dir: Path) -> str | None:
         return f"the runs dir {runs_dir} is not a folder"
     if not existing.is_dir():
         return f"the runs dir {runs_dir} cannot be made: {existing} is not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"the runs dir {runs_dir} cannot be written: no write permission on {existing}"
+    lacking = [what for what, mode in (("write", os.W_OK), ("search", os.X_OK)) if not os.access(existing, mode)]
+    if lacking:  # both are needed to make a folder in it: say which one is missing
+        return f"the runs dir {runs_dir} cannot be written: no {' or '.join(lacking)} permission on {existing}"
     return None
 
 

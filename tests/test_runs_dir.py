@@ -33,10 +33,10 @@ def test_a_file_or_a_path_under_one_is_no_runs_dir(tmp_path: Path) -> None:
     assert err.value.exit_code == EXIT_BAD_INPUT
 
 
-def test_a_folder_without_write_permission_is_no_runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_folder_without_write_or_search_permission_is_no_runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)
     assert runs_dir_problem(tmp_path / "runs") == (f"the runs dir {tmp_path / 'runs'} cannot be written: no write "
-                                                   f"permission on {tmp_path}")
+                                                   f"or search permission on {tmp_path}")
 
 
 @pytest.mark.parametrize("lacking", [os.W_OK, os.X_OK], ids=["write", "search"])
@@ -45,7 +45,8 @@ def test_a_folder_lacking_either_write_or_search_permission_is_no_runs_dir(
     """Making a sweep's folders in it takes both: a folder one may enter but not write in, or write in but not
     enter, is refused. (The process's own permissions stand in: as root, the kernel grants both on any folder.)"""
     monkeypatch.setattr(os, "access", lambda path, mode: not (Path(path) == tmp_path and mode & lacking))
-    assert runs_dir_problem(tmp_path / "runs") == (f"the runs dir {tmp_path / 'runs'} cannot be written: no write "
+    missing = {os.W_OK: "write", os.X_OK: "search"}[lacking]  # named: both are needed, either may be missing
+    assert runs_dir_problem(tmp_path / "runs") == (f"the runs dir {tmp_path / 'runs'} cannot be written: no {missing} "
                                                    f"permission on {tmp_path}")
     assert runs_dir_problem(tmp_path.parent / "elsewhere") is None  # a folder with both is one
 
