@@ -32,10 +32,9 @@ from ray.tune.schedulers import FIFOScheduler
 
 from clowncar.orchestrator.asha import FinishingASHA
 from clowncar.orchestrator.placement import GpuBook
-from clowncar.settings import LEASE_TTL_ENV, lease_ttl_seconds
+from clowncar.settings import lease_ttl_seconds
 
 NAME, NAMESPACE = "clowncar-gpu-ledger", "clowncar"
-TTL_ENV = LEASE_TTL_ENV
 log = logging.getLogger(__name__)
 
 

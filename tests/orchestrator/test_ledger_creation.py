@@ -11,6 +11,7 @@ import ray
 
 from clowncar.orchestrator import ledger as ledger_module
 from clowncar.orchestrator.ledger import Ledger
+from clowncar.settings import LEASE_TTL_ENV
 
 
 class _Made:
@@ -33,7 +34,7 @@ class _Made:
 def made(monkeypatch: pytest.MonkeyPatch) -> _Made:
     made = _Made()
     monkeypatch.setattr(ray, "remote", lambda cls: made if cls is Ledger else None)
-    monkeypatch.delenv(ledger_module.TTL_ENV, raising=False)
+    monkeypatch.delenv(LEASE_TTL_ENV, raising=False)
     return made
 
 
@@ -53,7 +54,7 @@ def test_the_ledger_is_one_detached_restartable_actor_on_the_head(made: _Made, m
         "name": "clowncar-gpu-ledger", "namespace": "clowncar", "lifetime": "detached", "get_if_exists": True,
         "num_cpus": 0, "max_restarts": -1, "max_task_retries": -1, "resources": {"node:__internal_head__": 0.001}}
     assert made.args == (30.0, 60.0)  # CLOWNCAR_LEASE_TTL_S unset: 30 s; settle 60 s
-    monkeypatch.setenv(ledger_module.TTL_ENV, "7.5")
+    monkeypatch.setenv(LEASE_TTL_ENV, "7.5")
     ledger_module.ledger_handle(settle_s=5.0)
     assert made.args == (7.5, 5.0)
     ledger_module.ledger_handle(ttl_s=3.0)
