@@ -41,7 +41,7 @@ BESIDE_OTHERS = {
     "test_rung_rules", "test_same_code", "test_search_budget", "test_search_gate", "test_search_replay",
     "test_search_rules", "test_search_tells", "test_spec_rules", "test_study_open", "test_submit_entry",
     "test_submit_steps", "test_submit_stop", "test_sweep_plan_lines",
-    "test_sweep_status_reasons", "test_trial_bundles", "test_tune_parts", "test_tune_retry",
+    "test_sweep_status_reasons", "test_trial_bundles", "test_trial_process", "test_tune_parts", "test_tune_retry",
     "test_worker_registry",
 }
 

@@ -7,13 +7,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,8 +20,6 @@ from clowncar.orchestrator.trainable import (
     TrialContext,
     _stderr_tail,
     final_report,
-    kill_group,
-    node_facts,
     objective_value,
     outcome,
     own_size_cap,
@@ -34,6 +28,8 @@ from clowncar.orchestrator.trainable import (
     worker_env,
 )
 from clowncar.worker.startup import LAUNCH_TIME_ENV
+
+from .conftest import alive, wait_for
 
 
 def ctx(metric: str = "auto", cap: int = 16_000_000, **kw: Any) -> TrialContext:
@@ -262,101 +258,6 @@ def test_the_stderr_tail_is_the_last_line_that_says_something(tmp_path: Path) ->
     assert _stderr_tail(out) == ""
 
 
-def _alive(pid: int) -> bool:
-    """Running (not gone and not a zombie waiting to be reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _ends_soon(pid: int) -> bool:
-    """Whether the process stops running within 5 s (a SIGKILLed process ends at once; its reaping may lag)."""
-    for _ in range(50):
-        if not _alive(pid):
-            return True
-        time.sleep(0.1)
-    return not _alive(pid)
-
-
-def test_killing_a_worker_kills_its_whole_process_group() -> None:
-    child = ("import subprocess, sys, time; g = subprocess.Popen([sys.executable, '-c', 'import time; "
-             "time.sleep(60)']); print(g.pid, flush=True); time.sleep(60)")
-    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, start_new_session=True)
-    assert proc.stdout is not None
-    grandchild = int(proc.stdout.readline())
-    assert _alive(grandchild)
-    kill_group(proc)
-    assert proc.returncode == -9
-    assert _ends_soon(grandchild)  # the worker's own children die with it
-    done = subprocess.Popen(["true"], start_new_session=True)
-    done.wait()
-    kill_group(done)  # a group that is gone already: nothing to kill, no error
-
-
-class _Unreapable:
-    """A worker process that outlives SIGKILL (uninterruptible sleep in a driver, a stuck NFS read): every wait
-    times out."""
-
-    pid = 424242
-
-    def __init__(self) -> None:
-        self.waits: list[float | None] = []
-
-    def wait(self, timeout: float | None = None) -> int:
-        self.waits.append(timeout)
-        raise subprocess.TimeoutExpired("worker", timeout or 0)
-
-
-def test_a_worker_that_outlives_sigkill_holds_the_trials_end_for_10_s_at_most(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    signalled: list[tuple[int, int]] = []
-    monkeypatch.setattr(os, "killpg", lambda pid, sig: signalled.append((pid, sig)))
-    proc = _Unreapable()
-    kill_group(proc)  # type: ignore[arg-type]  # returns: the trial's end (and its slot) is not held forever
-    assert signalled == [(424242, signal.SIGKILL)] and proc.waits == [10]
-
-
-def test_a_worker_group_that_may_not_be_signalled_is_still_waited_for_and_raises_nothing(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """kill_group runs in the trainable's `finally`: a group it may not signal (its id reused by another user's
-    process) must not turn the trial's end into an error."""
-    def refused(pid: int, sig: int) -> None:
-        raise PermissionError(1, "Operation not permitted")
-
-    monkeypatch.setattr(os, "killpg", refused)
-    proc = _Unreapable()
-    kill_group(proc)  # type: ignore[arg-type]
-    assert proc.waits == [10]
-
-
-PG_ID = "b2c3d4e5f6a7b8c9d0e1f2a3"
-IN_PG = SimpleNamespace(id=SimpleNamespace(hex=lambda: PG_ID))  # Ray's PlacementGroup: its id's hex() names it
-
-
-@pytest.mark.parametrize("pg, gpus, in_pg, gpu_ids", [(None, [], "", ""), (IN_PG, [0, 3], PG_ID, "0,3")])
-def test_node_facts_name_the_host_and_ray_node_the_gpus_ray_gave_and_the_placement_group(
-        monkeypatch: pytest.MonkeyPatch, pg: Any, gpus: list[int], in_pg: str, gpu_ids: str) -> None:
-    """What every report of a trial says about where it runs (the store's host, the GPU ledger's node, PG and GPUs),
-    from Ray's runtime context: Ray itself is stood in for (its cluster tests run real actors)."""
-    import ray
-    import ray.util
-
-    node = "f" * 12 + "0123456789abcdef" * 3
-
-    class Context:
-        @staticmethod
-        def get_node_id() -> str:
-            return node
-
-    monkeypatch.setattr(ray, "get_runtime_context", lambda: Context())
-    monkeypatch.setattr(ray, "get_gpu_ids", lambda: list(gpus))
-    monkeypatch.setattr(ray.util, "get_current_placement_group", lambda: pg)
-    assert node_facts() == {"host": f"{socket.gethostname()}:{'f' * 12}", "node_id": node, "pid": os.getpid(),
-                            "gpu_ids": gpu_ids, "pg": in_pg}
-
-
 # -- a whole trial through the trainable, without Ray: the contract worker (benchmarks/) stands for the worker ---
 
 @pytest.fixture
@@ -503,7 +404,7 @@ def test_torchrun_gets_a_rank_per_gpu_and_a_single_launcher_one_process(run_cont
 def test_a_worker_s_own_children_do_not_outlive_the_trial(run_contract: Any) -> None:
     reports, trial_dir = run_contract("orphan")
     child = int((trial_dir / "child_pid").read_text())
-    assert reports[-1]["status"] == "ok" and _ends_soon(child)
+    assert reports[-1]["status"] == "ok" and wait_for(lambda: not alive(child), 5)
 
 
 def test_a_trial_over_its_own_cap_is_never_the_sweeps_best_feasible_trial(run_contract: Any) -> None:
