@@ -305,20 +305,9 @@ def test_resume_records_a_trial_that_finished_on_disk_and_retries_a_crashed_one_
     assert retried["reconciled"]["requeued_failed"] == 1 and fit.seen["remaining"] == 1
 
 
-def _actor_of(pid: int) -> int | None:
-    """The Ray actor above a worker process: the first ancestor whose command line Ray named `ray::...`."""
-    while pid > 1:
-        try:
-            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::"):
-                return pid
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            return None
-    return None
-
-
 def test_a_trial_whose_actor_dies_is_retried_as_its_next_attempt_and_each_death_is_kept_with_rays_words(
         env: dict[str, Any]) -> None:
+    import json
     import signal
     import threading
     import time
@@ -332,9 +321,9 @@ def test_a_trial_whose_actor_dies_is_retried_as_its_next_attempt_and_each_death_
     def kill_each_attempts_actor() -> None:  # as a node that dies under the trial does, twice
         deadline = time.time() + 120
         while len(killed) < 2 and time.time() < deadline:
-            pid_file = trials / f"00000-{len(killed)}" / "pid"
-            actor = _actor_of(int(pid_file.read_text())) if pid_file.is_file() and pid_file.read_text() else None
-            if actor is not None:
+            attempt = trials / f"00000-{len(killed)}"
+            if (attempt / "pid").is_file():  # its worker runs: trial.json names the actor that started it
+                actor = json.loads((attempt / "trial.json").read_text())["pid"]
                 os.kill(actor, signal.SIGKILL)
                 killed.append(actor)
             time.sleep(0.2)
