@@ -3,6 +3,8 @@ and BPB = sum(nll) / (ln 2 x bytes) recomputed independently of clowncar's byte 
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import math
 import subprocess
@@ -14,13 +16,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from clowncar.data.bpb import build_byte_luts
 from clowncar.data.stream import load_validation_tokens
 from clowncar.data.tokenizer import load_tokenizer
 from clowncar.model import build_model
-from clowncar.worker.evaluate import evaluate_bpb, plan_windows
+from clowncar.worker.evaluate import autocast, evaluate_bpb, plan_windows
+
+from .scoring_models import Bigram, synthetic_split
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,17 +50,6 @@ def test_sliding_windows_give_each_target_at_least_seq_len_minus_stride_context(
     assert (later >= 64 - 16).all()
     assert plan.ends[-1] == 1000 and len(plan) == 1 + math.ceil((1000 - 64) / 16)
 
-
-class Bigram(nn.Module):
-    """Logits from the previous token only, so every target's nll is known without any window logic."""
-
-    def __init__(self, vocab: int) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.table = nn.Parameter(torch.randn(vocab, vocab))
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.table[input_ids]
 
 
 def _val(tiny_data: Path, seq_len: int, max_tokens: int = 0) -> np.ndarray:
@@ -247,3 +239,62 @@ def test_sums_stay_exact_at_the_size_of_a_real_validation_split() -> None:
     assert res["bytes_scored"] == n_bytes and res["tokens_scored"] == len(tokens) - 1
     assert res["val_loss"] == pytest.approx(nll / (len(tokens) - 1), rel=1e-12)
     assert res["val_bpb"] == pytest.approx(nll / (math.log(2) * n_bytes), rel=1e-12)
+
+
+def test_autocast_is_bf16_on_cuda_and_nothing_on_cpu() -> None:
+    """The GPU eval runs in bf16 autocast (the seed's eval did); CPU eval is plain fp32. Checked on the objects
+    themselves, so this holds on a machine without CUDA (autocast only warns there and stays disabled)."""
+    with pytest.warns(UserWarning, match="CUDA is not available"):
+        gpu = autocast(torch.device("cuda"))
+    assert isinstance(gpu, torch.autocast)
+    assert (gpu.device, gpu.fast_dtype) == ("cuda", torch.bfloat16)
+    assert isinstance(autocast(torch.device("cpu")), contextlib.nullcontext)
+
+
+
+def test_every_tensor_of_the_eval_is_made_on_the_device_it_was_given() -> None:
+    """Under a default device of "meta" (where a tensor has no values), an eval on the CPU gives the same numbers:
+    no index, mask or sum is left to the default device, which on a GPU would put them on the wrong one."""
+    tokens, luts = synthetic_split()
+    model = Bigram(8)
+    ref = evaluate_bpb(model, tokens, luts, seq_len=32, stride=8, batch_tokens=128, device="cpu")
+    with torch.device("meta"):
+        got = evaluate_bpb(model, tokens, luts, seq_len=32, stride=8, batch_tokens=128, device="cpu")
+    assert got == ref and ref["tokens_scored"] == 300
+
+
+
+def test_two_processes_give_one_processs_numbers_even_where_a_rank_has_no_window(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two gloo ranks (over loopback) sum their NLL, targets and bytes: each reports what one process computes.
+    The one-window split leaves rank 0 without a window: it adds nothing, not a byte, and does not fail."""
+    import torch.multiprocessing as mp
+
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
+    assert len(plan_windows(32, 32, 0).part(0, 2)) == 0
+    monkeypatch.syspath_prepend(str(HERE))  # the ranks import the helper by its file name, not as tests.*
+    ranks = importlib.import_module("scoring_models")
+    mp.spawn(ranks.score_as_rank, args=(2, str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2)
+    tokens, luts = synthetic_split()
+    model = Bigram(8)
+    alone = {"one_window": evaluate_bpb(model, tokens[:33], luts, 32, 0, 128),
+             "sliding": evaluate_bpb(model, tokens, luts, 32, 8, 128)}
+    for rank in range(2):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        for split, one in alone.items():
+            assert got[split]["tokens_scored"] == one["tokens_scored"], (rank, split)
+            assert got[split]["bytes_scored"] == one["bytes_scored"], (rank, split)
+            assert got[split]["val_loss"] == pytest.approx(one["val_loss"], rel=1e-12), (rank, split)
+            assert got[split]["val_bpb"] == pytest.approx(one["val_bpb"], rel=1e-12), (rank, split)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_an_eval_on_cuda_scores_what_the_cpu_scores_needs_cuda() -> None:
+    """Tokens, windows and masks all move to the GPU (a CPU machine has one device: only here can a missed
+    move show); the Bigram's logits are a lookup, which bf16 autocast leaves in fp32: the same numbers."""
+    tokens, luts = synthetic_split()
+    cpu = evaluate_bpb(Bigram(8), tokens, luts, seq_len=32, stride=8, batch_tokens=128)
+    gpu = evaluate_bpb(Bigram(8).cuda(), tokens, luts, seq_len=32, stride=8, batch_tokens=128, device="cuda")
+    assert (gpu["tokens_scored"], gpu["bytes_scored"]) == (cpu["tokens_scored"], cpu["bytes_scored"])
+    assert gpu["val_loss"] == pytest.approx(cpu["val_loss"], rel=1e-6)

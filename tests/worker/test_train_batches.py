@@ -71,3 +71,13 @@ def test_a_token_past_the_model_vocab_stops_the_step_with_one_line(shards: list[
     with pytest.raises(DataError) as err:
         TrainBatches(shards, train(), 0, 1, CPU, vocab_size=64).next()
     assert str(err.value) == "train shards: token id 64 does not fit model.vocab_size (64)"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_step_holds_the_cpu_steps_tokens_on_the_gpu_needs_cuda(shards: list[Path]) -> None:
+    on_cpu = TrainBatches(shards, train(), 0, 1, CPU).next()
+    on_gpu = TrainBatches(shards, train(), 0, 1, torch.device("cuda")).next()
+    for (xc, yc), (xg, yg) in zip(on_cpu, on_gpu, strict=True):
+        assert xg.device.type == yg.device.type == "cuda"
+        assert torch.equal(xg.cpu(), xc) and torch.equal(yg.cpu(), yc)
