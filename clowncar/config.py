@@ -239,6 +239,10 @@ class TrialConfig(BaseModel):
                              f"train.train_seq_len x train.grad_accum ({t.train_seq_len * t.grad_accum})")
         if t.compile_mode != "default" and not t.compile:
             raise ValueError(f"train.compile_mode = {t.compile_mode} needs train.compile = true")
+        if 0 < t.max_wallclock_seconds <= t.reserve_seconds:  # the cap would leave no training time: 0 is "no cap"
+            raise ValueError(f"train.reserve_seconds ({t.reserve_seconds:g}) must be less than "
+                             f"train.max_wallclock_seconds ({t.max_wallclock_seconds:g}), or the cap leaves no "
+                             "time to train (max_wallclock_seconds = 0 turns the cap off)")
         if self.eval.seq_len and self.eval.stride > self.eval.seq_len:
             raise ValueError(f"eval.stride ({self.eval.stride}) must not exceed eval.seq_len ({self.eval.seq_len})")
         return self

@@ -48,6 +48,11 @@ def refused(overrides: list[str], preset: str = "tiny-cpu") -> str:
     (["train.train_seq_len=32", "train.grad_accum=3", "train.train_batch_tokens=160"],
      "train.train_batch_tokens (160) must be a multiple of train.train_seq_len x train.grad_accum (96)"),
     (["train.compile_mode=max-autotune"], "train.compile_mode = max-autotune needs train.compile = true"),
+    (["train.max_wallclock_seconds=3", "train.reserve_seconds=3"],
+     "train.reserve_seconds (3) must be less than train.max_wallclock_seconds (3), or the cap leaves no time to "
+     "train (max_wallclock_seconds = 0 turns the cap off)"),
+    (["train.max_wallclock_seconds=2.5", "train.reserve_seconds=4"], "train.reserve_seconds (4) must be less than "
+                                                                     "train.max_wallclock_seconds (2.5)"),
     (["eval.seq_len=32", "eval.stride=33"], "eval.stride (33) must not exceed eval.seq_len (32)"),
     (["model.bigram_vocab_size=1"], "config key 'model.bigram_vocab_size': must be 0 (off) or at least 2: the hash "
                                     "keeps one bucket for the first position and spreads the rest over buckets - 1"),
