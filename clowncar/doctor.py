@@ -173,6 +173,12 @@ def store_version(engine: Engine, where: str) -> int | None:
 def check_data(data_dir: Path) -> Row:
     from clowncar.data.demo import demo_data_ready
 
+    absolute = data_dir.absolute()
+    existing = next(p for p in [absolute, *absolute.parents] if p.exists())
+    if not existing.is_dir():  # `data demo` (and every data command) cannot make its folders there
+        what = "is not a folder" if existing == absolute else f"cannot be made: {existing} is not a folder"
+        return Row("data", MISSING, f"the data dir {data_dir} {what}",
+                   f"remove or rename {existing}, or set CLOWNCAR_DATA_DIR to a folder")
     if not data_dir.is_dir():
         return Row("data", OPTIONAL, f"{data_dir} does not exist yet",
                    "clowncar data demo (clowncar demo builds it too), or set CLOWNCAR_DATA_DIR")

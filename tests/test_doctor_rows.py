@@ -380,3 +380,14 @@ def test_the_fineweb_row_says_which_presets_read_it_until_it_is_fetched(tmp_path
     tokenizer.parent.mkdir()
     tokenizer.write_bytes(b"")
     assert doctor.check_fineweb(tmp_path) == Row("fineweb sp1024", OK, f"{dataset} (1 val, 2 train shards)")
+
+
+def test_a_data_dir_that_is_a_file_is_missing_with_a_fix_other_than_data_demo(tmp_path: Path) -> None:
+    """`clowncar data demo` cannot create its folders there ("... is a regular file"), so suggesting it was wrong."""
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    fix = f"remove or rename {blocker}, or set CLOWNCAR_DATA_DIR to a folder"
+    assert doctor.check_data(blocker) == Row("data", MISSING, f"the data dir {blocker} is not a folder", fix)
+    assert doctor.check_data(blocker / "sub") == Row(
+        "data", MISSING, f"the data dir {blocker / 'sub'} cannot be made: {blocker} is not a folder", fix)
+    assert doctor.check_data(tmp_path / "new" / "sub").status == OPTIONAL  # a folder can be made there
