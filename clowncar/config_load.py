@@ -67,13 +67,24 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return read_mapping(path)
 
 
+SECTIONS = tuple(TrialConfig.model_fields)
+"""data, model, train, quant, eval: every config a trial record holds has each of them (`to_dict()` wrote it)."""
+NOT_A_RECORD = ("a trial record (trial.json, result.json, `config show --json`) holds a whole config (every section: "
+                f"{', '.join(SECTIONS)}) and no preset or section beside it")
+
+
 def embedded_config(data: dict[str, Any]) -> dict[str, Any] | None:
-    """The config a trial record holds: an orchestrator trial.json's `config`, a trial's result.json's
-    `provenance.config` (so `trial run t1/result.json --set train.seed=42` reruns that trial with another seed)."""
-    if isinstance(data.get("config"), dict):
-        return data["config"]
+    """The config a trial record holds: an orchestrator trial.json's `config` (`config show --json`'s too), a
+    trial's result.json's `provenance.config` (so `trial run t1/result.json --set train.seed=42` reruns that trial
+    with another seed). Each holds a whole config (`to_dict()`, every section) and none of a config file's keys
+    beside it: anything else is a config file, read (and refused) key by key."""
+    if any(key in data for key in ("preset", *SECTIONS)):
+        return None
     recorded = data["provenance"].get("config") if isinstance(data.get("provenance"), dict) else None
-    return recorded if isinstance(recorded, dict) else None
+    for config in (data.get("config"), recorded):
+        if isinstance(config, dict) and all(isinstance(config.get(s), dict) for s in SECTIONS):
+            return config
+    return None
 
 
 def load_config(path: str | Path | None = None, preset: str | None = None,
@@ -85,6 +96,8 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
     data = read_config_file(path) if path is not None else {}
     if (embedded := embedded_config(data)) is not None:  # a trial's own record: its config whole
         return from_dict(apply_overrides(deep_merge(preset_dict(preset) if preset else {}, embedded), overrides or []))
+    if "config" in data:  # a record's key in a config file (or a record cut short): it would have hidden the rest
+        raise ConfigError(f"unknown config key 'config': {NOT_A_RECORD}")
     file_preset = data.pop("preset", None)
     if file_preset is not None and not isinstance(file_preset, str):
         raise ConfigError(f"{path}: preset must be a name, not {type(file_preset).__name__}")

@@ -25,7 +25,8 @@ def test_a_trials_result_json_gives_back_its_config_with_the_same_hash(tmp_path:
 
 def test_a_trial_record_that_lacks_newer_keys_takes_them_from_the_preset_named_beside_it(tmp_path: Path) -> None:
     # a trial.json written before some keys existed: the keys it has are its own, the others the preset's
-    (tmp_path / "trial.json").write_text(json.dumps({"config": {"model": {"crawler_loops": 2}}}))
+    old = {"data": {}, "model": {"crawler_loops": 2}, "train": {}, "quant": {}, "eval": {}}
+    (tmp_path / "trial.json").write_text(json.dumps({"config": old}))
     cfg = load_config(tmp_path / "trial.json", preset="tiny-cpu")
     tiny = load_config(None, preset="tiny-cpu")
     assert cfg.model.crawler_loops == 2 and cfg.train.iterations == tiny.train.iterations != 20000
@@ -36,6 +37,28 @@ def test_a_provenance_without_a_config_mapping_is_no_trial_record(tmp_path: Path
     (tmp_path / "result.json").write_text(json.dumps({"status": "ok", "provenance": {"config": "tiny-cpu"}}))
     with pytest.raises(ConfigError, match="unknown config key 'status'"):
         load_config(tmp_path / "result.json")
+
+
+def test_a_config_key_beside_a_config_files_keys_is_refused_not_read_as_a_trial_record(tmp_path: Path) -> None:
+    # a top-level `config:` took the whole file for a trial record: the preset and the model section were dropped
+    (tmp_path / "c.yaml").write_text("preset: tiny-cpu\nmodel:\n  crawler_loops: 3\nconfig:\n  train:\n    seed: 7\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "c.yaml")
+    assert str(err.value).startswith("unknown config key 'config': ") and "\n" not in str(err.value)
+    # a record holds a whole config: one section alone is a mistyped config file, not a record
+    (tmp_path / "part.json").write_text(json.dumps({"config": {"train": {"seed": 7}}, "sweep": "s", "params": {}}))
+    with pytest.raises(ConfigError, match=r"^unknown config key 'config': "):
+        load_config(tmp_path / "part.json")
+
+
+def test_what_a_trial_and_config_show_write_is_read_as_a_trial_record(tmp_path: Path) -> None:
+    cfg = load_config(None, preset="tiny-cpu", overrides=["train.seed=5"])
+    trial = {"config": cfg.to_dict(), "sweep": "s", "params": {"train.seed": 5}, "number": 3, "attempt": 0}
+    (tmp_path / "trial.json").write_text(json.dumps(trial))  # the orchestrator's form
+    assert load_config(tmp_path / "trial.json").content_hash() == cfg.content_hash()
+    shown = {"config": cfg.to_dict(), "config_hash": cfg.content_hash()}  # `config show --json`
+    (tmp_path / "shown.json").write_text(json.dumps(shown))
+    assert load_config(tmp_path / "shown.json", overrides=["train.seed=6"]).train.seed == 6
 
 
 def test_a_preset_name_given_where_a_file_goes_says_which_option_was_meant(tmp_path: Path, monkeypatch) -> None:

@@ -333,7 +333,8 @@ def test_a_cpu_trial_takes_backends_that_run_on_the_cpu(cfg: TrialConfig, monkey
 
 def test_a_trial_json_from_the_orchestrator_is_read_with_preset_and_overrides(tmp_path: Path) -> None:
     trial = tmp_path / "trial.json"
-    trial.write_text(json.dumps({"config": {"model": {"crawler_loops": 3}}, "trial_uid": "abc"}))
+    sections = {"data": {}, "model": {"crawler_loops": 3}, "train": {}, "quant": {}, "eval": {}}  # every section
+    trial.write_text(json.dumps({"config": sections, "trial_uid": "abc"}))
     cfg = load_config(trial, preset="tiny-cpu", overrides=["train.seed=9"])
     assert cfg.model.crawler_loops == 3 and cfg.train.seed == 9
     assert (cfg.model.model_dim, cfg.model.bigram_vocab_size) == (64, 256)  # tiny-cpu's, under the config

@@ -150,9 +150,12 @@ def test_absurd_learning_rate_ends_diverged_within_a_few_steps(
 
 
 def test_missing_data_ends_rejected(tmp_path: Path, read_trial: Callable[..., Any]) -> None:
-    config = tmp_path / "trial.json"  # the orchestrator's form
-    config.write_text(json.dumps({"config": {"data": {"dataset": str(tmp_path / "nowhere")}}, "trial_id": "x"}))
-    code = worker_main([str(config), "--out", str(tmp_path / "out"), "--preset", "tiny-cpu"])
+    from clowncar.config_load import load_config
+
+    cfg = load_config(None, "tiny-cpu", [f"data.dataset={tmp_path / 'nowhere'}"])
+    config = tmp_path / "trial.json"  # the orchestrator's form: the whole config
+    config.write_text(json.dumps({"config": cfg.to_dict(), "sweep": "s", "params": {}}))
+    code = worker_main([str(config), "--out", str(tmp_path / "out")])
     assert code == 2  # bad input found before the first step; result.json still says why, for the orchestrator
     result, events = read_trial(tmp_path / "out")
     assert result["status"] == "rejected" and "DataError" in result["reason"] and "nowhere" in result["reason"]
