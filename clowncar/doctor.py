@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from clowncar.errors import DataError
 from clowncar.redact import redact_text, redact_url
 from clowncar.settings import Settings, load_settings
 
@@ -182,9 +183,33 @@ def check_data(data_dir: Path) -> Row:
     if not data_dir.is_dir():
         return Row("data", OPTIONAL, f"{data_dir} does not exist yet",
                    "clowncar data demo (clowncar demo builds it too), or set CLOWNCAR_DATA_DIR")
-    if demo_data_ready(data_dir):
-        return Row("data", OK, f"{data_dir} (demo data ready)")
+    try:  # DataError: what the demo build reads refuses in one line (the corpus, a damaged build.json)
+        if demo_data_ready(data_dir):
+            return Row("data", OK, f"{data_dir} (demo data ready)")
+        damage = demo_damage(data_dir)
+    except DataError as err:
+        damage = str(err)
+    if damage:
+        return Row("data", OPTIONAL, f"{data_dir}: the demo build is damaged: {damage}",
+                   "clowncar data demo rebuilds it (it reuses only a complete build)")
     return Row("data", OPTIONAL, f"{data_dir} (no demo data yet)", "clowncar data demo (clowncar demo builds it too)")
+
+
+def demo_damage(data_dir: Path) -> str:
+    """Why the demo build under `data_dir`, which `demo_data_ready` refused, cannot be used; "" when none of it is
+    there. DataError where a file of it refuses to be read."""
+    from clowncar.data.demo import DATASET, TOKENIZER
+    from clowncar.data.record import BUILD_INFO, check_shard_record, read_build_info
+
+    dataset, tokenizer = data_dir / "datasets" / DATASET, data_dir / "tokenizers" / TOKENIZER
+    if not dataset.exists() and not tokenizer.exists():
+        return ""
+    if read_build_info(dataset) is None:
+        return f"{dataset / BUILD_INFO} is missing or unreadable"
+    check_shard_record(dataset)  # names a lost, extra or truncated shard
+    if not tokenizer.is_file():
+        return f"{tokenizer} is missing"
+    return f"{dataset} is not a complete build of this clowncar's demo recipe (or {tokenizer} is another model)"
 
 
 FINEWEB_VARIANT = "sp1024"

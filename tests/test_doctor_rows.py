@@ -391,3 +391,55 @@ def test_a_data_dir_that_is_a_file_is_missing_with_a_fix_other_than_data_demo(tm
     assert doctor.check_data(blocker / "sub") == Row(
         "data", MISSING, f"the data dir {blocker / 'sub'} cannot be made: {blocker} is not a folder", fix)
     assert doctor.check_data(tmp_path / "new" / "sub").status == OPTIONAL  # a folder can be made there
+
+
+@pytest.fixture(scope="module")
+def demo_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real demo build, copied by each test that damages it."""
+    from clowncar.data.demo import run_demo
+
+    built = tmp_path_factory.mktemp("demo") / "data"
+    run_demo(built, progress=False, log=lambda *_: None)
+    return built
+
+
+def test_a_damaged_demo_build_is_named_as_damaged_with_the_command_that_rebuilds_it(
+        demo_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A truncated or lost shard, a lost or unreadable build.json or tokenizer: doctor said "no demo data yet".
+    `clowncar data demo` rebuilds any of them (it reuses only a complete build)."""
+    import shutil as sh
+
+    import clowncar.data.record as record
+    from clowncar.data.demo import DATASET, TOKENIZER
+    from clowncar.errors import DataError
+
+    fix = "clowncar data demo rebuilds it (it reuses only a complete build)"
+
+    def damaged(name: str, harm) -> Row:
+        data = tmp_path / name
+        sh.copytree(demo_build, data)
+        harm(data / "datasets" / DATASET, data / "tokenizers" / TOKENIZER)
+        row = doctor.check_data(data)
+        assert (row.status, row.fix) == (OPTIONAL, fix) and row.detail.startswith(f"{data}: the demo build is damaged: ")
+        return row
+
+    assert doctor.check_data(demo_build).status == OK
+    val = "fineweb_val_000000.bin"
+    truncated = damaged("truncated", lambda d, t: (d / val).write_bytes((d / val).read_bytes()[:5000]))
+    assert f"{val}: truncated shard: " in truncated.detail and "file has 5000 bytes" in truncated.detail
+    assert f"{val} is missing" in damaged("lost", lambda d, t: (d / val).unlink()).detail
+    build = tmp_path / "nojson" / "datasets" / DATASET / "build.json"
+    assert damaged("nojson", lambda d, t: (d / "build.json").unlink()).detail.endswith(
+        f"{build} is missing or unreadable")
+    assert str(build).replace("nojson", "badjson") in damaged("badjson", lambda d, t: (d / "build.json").write_text(
+        "{")).detail  # read as none, or refused in one line (read_build_info's DataError): either way a row
+    assert damaged("notok", lambda d, t: t.unlink()).detail.endswith(f"{tmp_path / 'notok' / 'tokenizers' / TOKENIZER} "
+                                                                     "is missing")
+    damaged("othertok", lambda d, t: t.write_bytes(b"another model"))
+
+    def refuse(directory: Path) -> None:  # a build.json reader that refuses a damaged file in one line
+        raise DataError(f"{directory / 'build.json'}: not JSON")
+
+    monkeypatch.setattr(record, "read_build_info", refuse)
+    monkeypatch.setattr("clowncar.data.demo.read_build_info", refuse)
+    assert damaged("refused", lambda d, t: None).detail.endswith("build.json: not JSON")
