@@ -236,13 +236,17 @@ def check_fineweb(data_dir: Path) -> Row:
 
 def check_disk(path: Path, min_free_gib: float = MIN_FREE_GIB) -> Row:
     """Free space where the runs dir `path` is, which must be (or become) a folder: `sweep run` refuses it
-    otherwise (`runs_dir_problem`)."""
+    otherwise (`runs_dir_problem`), and one that the file system refuses to create a file in (/proc, a read-only
+    mount, for root whose permission bits allow it) fails the sweep's first write."""
     from clowncar.settings import runs_dir_problem
 
     problem = runs_dir_problem(path)
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    if not problem and (why := cannot_create_in(existing)):  # the mode allows it, the file system does not (/proc)
+        problem = (f"the runs dir {path} cannot be written ({why})" if existing == path else
+                   f"the runs dir {path} cannot be made in {existing} ({why})")
     if problem:
         return Row("disk", MISSING, problem, "set CLOWNCAR_RUNS_DIR to a folder you can write in")
-    existing = next(p for p in [path, *path.parents] if p.exists())
     free = shutil.disk_usage(existing).free / 2**30
     detail = f"{free:.1f} GiB free at {existing}"
     if free >= min_free_gib:

@@ -443,3 +443,19 @@ def test_a_damaged_demo_build_is_named_as_damaged_with_the_command_that_rebuilds
     monkeypatch.setattr(record, "read_build_info", refuse)
     monkeypatch.setattr("clowncar.data.demo.read_build_info", refuse)
     assert damaged("refused", lambda d, t: None).detail.endswith("build.json: not JSON")
+
+
+def test_disk_row_names_a_runs_dir_that_cannot_be_made_instead_of_the_free_space_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLOWNCAR_RUNS_DIR=/proc/foo as root: write permission by its mode, yet no folder can be made there; the row
+    said "0.0 GiB free at /proc" with the fix "free space"."""
+    fix = "set CLOWNCAR_RUNS_DIR to a folder you can write in"
+    runs = Path("/proc/clowncar-doctor-runs")
+    row = doctor.check_disk(runs)
+    assert (row.status, row.fix) == (MISSING, fix) and str(runs) in row.detail and "GiB free" not in row.detail
+    monkeypatch.setattr(doctor.shutil, "disk_usage", lambda p: pytest.fail(f"measured {p}"))
+    monkeypatch.setattr(doctor, "cannot_create_in", lambda folder: "Read-only file system" if folder == tmp_path else "")
+    assert doctor.check_disk(tmp_path / "runs") == Row(
+        "disk", MISSING, f"the runs dir {tmp_path / 'runs'} cannot be made in {tmp_path} (Read-only file system)", fix)
+    assert doctor.check_disk(tmp_path) == Row(
+        "disk", MISSING, f"the runs dir {tmp_path} cannot be written (Read-only file system)", fix)
