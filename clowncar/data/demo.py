@@ -97,10 +97,11 @@ def demo_documents(path: Path, seed: int) -> list[str]:
 
 def _reusable(dataset_dir: Path, tokenizer_path: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:
     """The stored build info when a previous demo build with the same recipe is complete and valid."""
-    info = read_build_info(dataset_dir)
-    if not info or info.get("demo_recipe") != recipe:
-        return None
-    try:  # every shard its build.json lists, of the length it counts, and no other
+    try:  # a damaged build.json is no build to reuse: the demo rebuilds over it
+        info = read_build_info(dataset_dir)
+        if not info or info.get("demo_recipe") != recipe:
+            return None
+        # every shard its build.json lists, of the length it counts, and no other
         if check_shard_record(dataset_dir) is None or not all(info["splits"][s]["shards"] for s in ("val", "train")):
             return None
     except (DataError, KeyError, TypeError):

@@ -14,6 +14,7 @@ part of what a trial runs.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,15 +152,52 @@ def numbering_gaps(directory: Path) -> list[str]:
     return warnings
 
 
+JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def _build_info_problem(info: Any) -> str | None:
+    """What keeps `info` from being the record `data build` writes: an object whose `splits.val` and
+    `splits.train` list their shards by name (and count their tokens, where a count is given)."""
+    if not isinstance(info, dict):
+        return f"it holds a JSON {JSON_KINDS.get(type(info), 'value')}, not an object"
+    splits = info.get("splits")
+    if not isinstance(splits, dict):
+        return "it has no 'splits' object"
+    for split in SPLITS:
+        entry = splits.get(split)
+        if not isinstance(entry, dict):
+            return f"it has no splits.{split} object"
+        shards = entry.get("shards")
+        if not isinstance(shards, list) or not all(isinstance(s, str) for s in shards):
+            return f"splits.{split}.shards is not a list of shard names"
+        if "tokens" in entry and _count(entry["tokens"]) is None:
+            return f"splits.{split}.tokens is {entry['tokens']!r}, not a count of tokens"
+    return None
+
+
 def read_build_info(directory: Path) -> dict[str, Any] | None:
+    """`directory`'s build.json, or None where there is none (shards from elsewhere, a FineWeb download). One that
+    is there and cannot be read, is not JSON or lacks the splits a build writes is a DataError: read as no record,
+    it would turn off the shard-list and tokenizer checks it exists for."""
     path = Path(directory) / BUILD_INFO
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON, nested too deeply
-        return None
-    return info if isinstance(info, dict) else None
+    except OSError as err:
+        problem = f"cannot read it ({err.strerror or err})"
+    except UnicodeDecodeError:
+        problem = "not UTF-8 text"
+    except json.JSONDecodeError as err:
+        problem = f"not JSON ({err.msg.removesuffix(' at')} at line {err.lineno} column {err.colno})"
+    except (ValueError, RecursionError):  # nested too deeply for the parser
+        problem = "not JSON (nested too deeply)"
+    else:
+        problem = _build_info_problem(info)
+    if problem is not None:
+        raise DataError(f"{path} is damaged: {problem}; it no longer says which shards and tokenizer belong in "
+                        f"{directory} (rebuild the dataset, or remove build.json to use its shards unchecked)")
+    return info
 
 
 def check_encoded_with(directory: Path, tokenizer: Path) -> None:

@@ -158,7 +158,8 @@ def test_a_tokenizer_is_found_by_name_alone_by_build_info_or_through_the_data_ro
     assert find_tokenizer(d) == d / "a.model"  # the only one
     (d / "b.model").write_bytes(model.read_bytes())
     assert find_tokenizer(d) is None  # two: which one is not known
-    (d / "build.json").write_text(json.dumps({"tokenizer": {"file": "b.model"}}))
+    splits = {split: {"shards": []} for split in ("val", "train")}
+    (d / "build.json").write_text(json.dumps({"tokenizer": {"file": "b.model"}, "splits": splits}))
     assert find_tokenizer(d) == d / "b.model"
     (d / "tokenizer.model").write_bytes(model.read_bytes())
     assert find_tokenizer(d) == d / "tokenizer.model"  # what `data build` writes wins

@@ -87,10 +87,52 @@ def test_a_shard_replaced_by_one_of_another_length_is_refused_by_the_token_count
     assert "the val shards hold other tokens than it counts (a shard was replaced or rebuilt)" in refusal(ds)
 
 
-def test_a_build_json_that_lists_no_shards_checks_nothing(ds: Path) -> None:
-    (ds / "build.json").write_text(json.dumps({"splits": {"val": {"tokens": 5}}}))
+def damage_named(ds: Path) -> str:
+    """The one-line refusal of a damaged build.json, from `data inspect` and from the two checks a trial runs."""
+    messages = []
+    for check in (inspect_directory, check_shard_record, lambda d: check_encoded_with(d, d / "tokenizer.model")):
+        with pytest.raises(DataError) as err:
+            check(ds)
+        messages.append(str(err.value))
+    assert len(set(messages)) == 1 and len(messages[0].splitlines()) == 1
+    assert messages[0].startswith(f"{ds / 'build.json'} is damaged: ")
+    return messages[0].removeprefix(f"{ds / 'build.json'} is damaged: ").split(";")[0]
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    (None, "not JSON ("),
+    ("{not json", "not JSON (Expecting property name enclosed in double quotes at line 1 column 2)"),
+    ("\xff{}", "not UTF-8 text"),
+    ("[" * 100_000, "not JSON (nested too deeply)"),
+    ("[1, 2]", "it holds a JSON array, not an object"),
+    ('"x"', "it holds a JSON string, not an object"),
+])
+def test_a_build_json_that_is_not_a_json_object_is_damaged_not_absent(ds: Path, text: str | None, why: str) -> None:
+    """A truncated build.json (the tester's `head -c 300`) used to read as no record at all: the shard list and
+    the tokenizer went unchecked, and a directory that lost a shard said ok."""
+    path = ds / "build.json"
+    path.write_bytes(path.read_bytes()[:300] if text is None else text.encode("latin-1"))
     (ds / "fineweb_train_000001.bin").unlink()
-    assert check_shard_record(ds) is None
+    assert damage_named(ds).startswith(why)
+
+
+def test_an_unreadable_build_json_is_damaged(ds: Path) -> None:
+    (ds / "build.json").unlink()
+    (ds / "build.json").mkdir()  # there, and not a file that can be read
+    assert damage_named(ds).startswith("cannot read it (")
+
+
+@pytest.mark.parametrize(("info", "why"), [
+    ({"tokenizer": {"file": "tokenizer.model"}}, "it has no 'splits' object"),
+    ({"splits": ["val", "train"]}, "it has no 'splits' object"),
+    ({"splits": {"val": {"tokens": 5}}}, "splits.val.shards is not a list of shard names"),
+    ({"splits": {"val": {"shards": ["fineweb_val_000000.bin"]}}}, "it has no splits.train object"),
+    ({"splits": {"val": {"shards": [1]}, "train": {"shards": []}}}, "splits.val.shards is not a list of shard names"),
+])
+def test_a_build_json_without_the_splits_a_build_writes_is_damaged(ds: Path, info: dict[str, Any], why: str) -> None:
+    (ds / "build.json").write_text(json.dumps(info))
+    (ds / "fineweb_train_000001.bin").unlink()
+    assert damage_named(ds) == why
 
 
 def test_a_gap_in_the_numbering_of_unrecorded_shards_is_a_warning_not_a_refusal(ds: Path) -> None:
@@ -193,21 +235,23 @@ def test_inspect_on_the_command_line_fails_in_one_line_with_exit_2(run_cli: Any,
                                "missing") and len(r.stderr.splitlines()) == 1
 
 
-@pytest.mark.parametrize("splits", [None, ["val", "train"], "val"])
-def test_a_build_json_without_a_splits_table_records_nothing(ds: Path, splits: Any) -> None:
-    info = {"tokenizer": {"file": "tokenizer.model"}} | ({} if splits is None else {"splits": splits})
-    (ds / "build.json").write_text(json.dumps(info))
-    (ds / "fineweb_val_000001.bin").unlink()
-    assert check_shard_record(ds) is None
-
-
 @pytest.mark.parametrize("tokens", ["many", -5, True, 1.5])
-def test_a_token_count_that_is_not_a_count_leaves_the_tokens_unchecked(ds: Path, tokens: Any) -> None:
+def test_a_token_count_that_is_not_a_count_is_damage(ds: Path, tokens: Any) -> None:
     info = json.loads((ds / "build.json").read_text())
     info["splits"]["val"]["tokens"] = tokens
     (ds / "build.json").write_text(json.dumps(info))
-    write_shard(ds / "fineweb_val_000000.bin", [1, 5, 6])  # other tokens than build.json counts: not looked at
+    assert damage_named(ds) == f"splits.val.tokens is {tokens!r}, not a count of tokens"
+
+
+def test_a_build_json_without_token_counts_checks_the_shard_list_alone(ds: Path) -> None:
+    info = json.loads((ds / "build.json").read_text())
+    for split in ("val", "train"):
+        del info["splits"][split]["tokens"]
+    (ds / "build.json").write_text(json.dumps(info))
+    write_shard(ds / "fineweb_val_000000.bin", [1, 5, 6])  # other tokens: nothing counts them
     assert check_shard_record(ds) == "build.json"
+    (ds / "fineweb_val_000001.bin").unlink()
+    assert "fineweb_val_000001.bin is missing" in refusal(ds)
 
 
 def test_two_extra_shards_name_the_first_and_count_the_other(ds: Path) -> None:
