@@ -90,12 +90,18 @@ def embedded_config(data: dict[str, Any]) -> dict[str, Any] | None:
 def load_config(path: str | Path | None = None, preset: str | None = None,
                 overrides: list[str] | dict[str, Any] | None = None) -> TrialConfig:
     """Preset, then file, then overrides. A file may name its own base with a top-level `preset:` key; a file
-    that names another base than `preset` is refused (neither would be the config the other asked for)."""
+    that names another base than `preset` is refused (neither would be the config the other asked for), and so is
+    a preset beside a trial record (`embedded_config`), whose config is whole: only overrides change it."""
     from clowncar.presets import preset_dict
 
     data = read_config_file(path) if path is not None else {}
     if (embedded := embedded_config(data)) is not None:  # a trial's own record: its config whole
-        return from_dict(apply_overrides(deep_merge(preset_dict(preset) if preset else {}, embedded), overrides or []))
+        if preset:
+            raise ConfigError(f"--preset {preset} with {path}: a trial record holds its whole config, which a preset "
+                              "cannot change; drop --preset (change keys with --set)")
+        cfg = from_dict(apply_overrides(embedded, overrides or []))
+        _refuse_named_inert_switch(cfg, apply_overrides({}, overrides or []))  # its own were checked when it ran
+        return cfg
     if "config" in data:  # a record's key in a config file (or a record cut short): it would have hidden the rest
         raise ConfigError(f"unknown config key 'config': {NOT_A_RECORD}")
     file_preset = data.pop("preset", None)

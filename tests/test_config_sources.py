@@ -23,14 +23,43 @@ def test_a_trials_result_json_gives_back_its_config_with_the_same_hash(tmp_path:
     assert (other.train.seed, other.train.iterations) == (42, 7)
 
 
-def test_a_trial_record_that_lacks_newer_keys_takes_them_from_the_preset_named_beside_it(tmp_path: Path) -> None:
-    # a trial.json written before some keys existed: the keys it has are its own, the others the preset's
+def test_a_trial_record_that_lacks_newer_keys_takes_their_defaults(tmp_path: Path) -> None:
+    # a trial.json written before some keys existed: the keys it has are its own, the others the defaults
     old = {"data": {}, "model": {"crawler_loops": 2}, "train": {}, "quant": {}, "eval": {}}
     (tmp_path / "trial.json").write_text(json.dumps({"config": old}))
-    cfg = load_config(tmp_path / "trial.json", preset="tiny-cpu")
-    tiny = load_config(None, preset="tiny-cpu")
-    assert cfg.model.crawler_loops == 2 and cfg.train.iterations == tiny.train.iterations != 20000
-    assert load_config(tmp_path / "trial.json").train.iterations == 20000  # no preset: the defaults
+    cfg = load_config(tmp_path / "trial.json")
+    assert cfg.model.crawler_loops == 2 and cfg.train.iterations == 20000
+
+
+def _record(tmp_path: Path, preset: str, *overrides: str) -> Path:
+    cfg = load_config(None, preset=preset, overrides=list(overrides))
+    (tmp_path / "result.json").write_text(json.dumps({"status": "ok", "provenance": {"config": cfg.to_dict()}}))
+    return tmp_path / "result.json"
+
+
+def test_a_preset_beside_a_trial_record_is_refused(tmp_path: Path) -> None:
+    # it was ignored: the record's whole config left the preset nothing to give, and the hash stayed the same
+    result = _record(tmp_path, "tiny-cpu", "train.iterations=3")
+    with pytest.raises(ConfigError) as err:
+        load_config(result, preset="clowncar", overrides=["train.seed=4"])
+    assert str(err.value) == (f"--preset clowncar with {result}: a trial record holds its whole config, which a "
+                              "preset cannot change; drop --preset (change keys with --set)")
+    (tmp_path / "trial.json").write_text(json.dumps({"config": load_config(result).to_dict(), "sweep": "s"}))
+    with pytest.raises(ConfigError, match=r"^--preset tiny-cpu with .*trial\.json: a trial record"):
+        load_config(tmp_path / "trial.json", preset="tiny-cpu")
+
+
+def test_a_seed_switch_set_on_a_trial_record_that_cannot_act_is_refused_as_on_a_preset(tmp_path: Path) -> None:
+    result = _record(tmp_path, "tiny-cpu", "train.iterations=3")
+    line = ("model.delta_net_out_norm = true cannot act on this model: it needs model.delta_net_heads > 0 (a model "
+            "without DeltaNet heads has no DeltaNet layer)")
+    for source in ({"preset": "tiny-cpu"}, {"path": result}):
+        with pytest.raises(ConfigError) as err:
+            load_config(**source, overrides=["model.delta_net_out_norm=true"])
+        assert str(err.value) == line
+    # the record's own switches were its preset's (an ablation): it reruns, with another seed too
+    ablation = _record(tmp_path, "clowncar-ii-seed", "model.delta_net_heads=0")
+    assert load_config(ablation, overrides=["train.seed=2"]).model.delta_net_out_norm is True
 
 
 def test_a_provenance_without_a_config_mapping_is_no_trial_record(tmp_path: Path) -> None:

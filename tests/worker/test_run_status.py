@@ -331,13 +331,14 @@ def test_a_cpu_trial_takes_backends_that_run_on_the_cpu(cfg: TrialConfig, monkey
     assert device_type(changed) == "cpu"
 
 
-def test_a_trial_json_from_the_orchestrator_is_read_with_preset_and_overrides(tmp_path: Path) -> None:
+def test_a_trial_json_from_the_orchestrator_is_read_with_overrides_and_refuses_a_preset(tmp_path: Path) -> None:
     trial = tmp_path / "trial.json"
     sections = {"data": {}, "model": {"crawler_loops": 3}, "train": {}, "quant": {}, "eval": {}}  # every section
     trial.write_text(json.dumps({"config": sections, "trial_uid": "abc"}))
-    cfg = load_config(trial, preset="tiny-cpu", overrides=["train.seed=9"])
+    cfg = load_config(trial, overrides=["train.seed=9"])
     assert cfg.model.crawler_loops == 3 and cfg.train.seed == 9
-    assert (cfg.model.model_dim, cfg.model.bigram_vocab_size) == (64, 256)  # tiny-cpu's, under the config
+    with pytest.raises(ConfigError, match="a trial record holds its whole config"):  # a preset would change nothing
+        load_config(trial, preset="tiny-cpu")
     bare = load_config(trial)
     assert bare.model.crawler_loops == 3 and bare.model.model_dim == 512 and bare.train.seed == TrialConfig().train.seed
     plain = tmp_path / "trial.yaml"
