@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 
 from clowncar.data.bpb import ByteLUTs, build_byte_luts, count_stream_bytes
-from clowncar.data.record import TOKENIZER_FILE, check_shard_record, numbering_gaps, read_build_info
+from clowncar.data.record import (
+    TOKENIZER_FILE,
+    check_encoded_with,
+    check_shard_record,
+    numbering_gaps,
+    read_build_info,
+)
 from clowncar.data.shards import ShardHeader, list_shards, read_header, read_shard
 from clowncar.data.tokenizer import BOS_ID, load_tokenizer
 from clowncar.errors import DataError
@@ -163,6 +169,8 @@ def inspect_directory(directory: Path, train_glob: str = "fineweb_train_*.bin",
         warnings.append(f"no train shards matching {train_glob} in {directory}: training cannot run from it "
                         "(artifact eval can still score its validation split)")
     tok_path = tokenizer or find_tokenizer(directory)
+    if tok_path is not None:  # a --tokenizer the shards were not encoded with: refused as a trial refuses it
+        check_encoded_with(directory, tok_path)
     sp = load_tokenizer(tok_path) if tok_path else None
     luts = build_byte_luts(sp, sp.vocab_size()) if sp is not None else None
     report = DirReport(directory=directory, tokenizer=tok_path,

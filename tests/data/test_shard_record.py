@@ -227,6 +227,25 @@ def test_a_fetched_dataset_refuses_a_tokenizer_other_than_the_one_its_manifest_n
     check_encoded_with(tmp_path / "bare", other)
 
 
+def test_inspect_with_another_tokenizer_is_refused_as_trial_run_and_artifact_eval_refuse_it(
+        run_cli: Any, ds: Path, tmp_path: Path, tiny_tokenizer: tuple[Path, Any], kjv_verses: list[str]) -> None:
+    """`data inspect DIR --tokenizer OTHER` skipped the check a trial and `artifact eval` make, and printed byte
+    counts of the other tokenizer's pieces as ok."""
+    from clowncar.data.tokenizer import train_tokenizer
+
+    other = tmp_path / "other_320_bpe"
+    train_tokenizer(kjv_verses[:400], 320, other)
+    other = other.with_suffix(".model")
+    with pytest.raises(DataError) as expected:
+        check_encoded_with(ds, other)
+    with pytest.raises(DataError) as err:
+        inspect_directory(ds, tokenizer=other)
+    assert str(err.value) == str(expected.value)
+    r = run_cli("data", "inspect", str(ds), "--tokenizer", str(other))
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", f"clowncar: error: {expected.value}\n")
+    assert inspect_directory(ds, tokenizer=tiny_tokenizer[0]).tokenizer == tiny_tokenizer[0]  # the same model: ok
+
+
 def test_inspect_on_the_command_line_fails_in_one_line_with_exit_2(run_cli: Any, ds: Path) -> None:
     (ds / "fineweb_val_000002.bin").unlink()
     r = run_cli("data", "inspect", str(ds))
