@@ -113,6 +113,9 @@ def _place(cached: Path, dest: Path, validate: Callable[[Path], Any]) -> None:
             os.chmod(tmp, default_mode())
         validate(tmp)
         os.replace(tmp, dest)
+        # rename(2) between two links to one file (a rerun's manifest.json, linked to the same cached blob) does
+        # nothing and keeps both names: the temporary one is removed here, or each rerun leaves a .part behind
+        tmp.unlink(missing_ok=True)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -107,6 +107,17 @@ def test_a_second_fetch_keeps_every_good_file_and_downloads_none(source: HubSour
     assert lines == [f"manifest: {REPO}/datasets/manifest.json"]
 
 
+def test_a_rerun_leaves_no_part_files_beside_the_manifest_it_linked_before(source: HubSource, published: Path,
+                                                                          tmp_path: Path) -> None:
+    """The local manifest.json is a hard link to the cached one: os.replace between two links to the same file
+    does nothing (POSIX rename), and each rerun left a `.manifest.json.XXXX.part` behind."""
+    data = tmp_path / "data"
+    for _ in range(3):
+        _run(source, data, 1)
+    assert sorted(p.name for p in data.iterdir()) == ["datasets", "manifest.json", "tokenizers"]
+    assert [p.name for p in data.rglob("*.part")] == []
+
+
 def test_a_corrupt_local_shard_is_fetched_again_and_the_rest_kept(source: HubSource, published: Path,
                                                                   tmp_path: Path) -> None:
     data = tmp_path / "data"
@@ -378,6 +389,17 @@ def test_a_placed_file_is_a_hard_link_of_the_cached_one_when_they_share_a_disk(t
     assert dest.read_bytes() == b"shard bytes" and os.path.samefile(dest, cached)
     assert len(seen) == 1 and seen[0].parent == dest.parent and seen[0].name.startswith(".f.bin.")
     assert seen[0].name.endswith(".part") and sorted(p.name for p in dest.parent.iterdir()) == ["f.bin"]
+
+
+def test_placing_the_same_cached_file_again_keeps_the_link_and_leaves_no_temporary(tmp_path: Path) -> None:
+    cached = tmp_path / "cache" / "blob"
+    cached.parent.mkdir()
+    cached.write_bytes(b"manifest bytes")
+    dest = tmp_path / "data" / "manifest.json"
+    _place(cached, dest, lambda p: None)
+    _place(cached, dest, lambda p: None)  # dest and the temporary are one file: the rename alone removes neither
+    assert dest.read_bytes() == b"manifest bytes" and os.path.samefile(dest, cached)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["manifest.json"]
 
 
 def test_a_placed_file_is_copied_with_the_data_mode_where_a_link_is_refused(
