@@ -243,8 +243,10 @@ class TrialConfig(BaseModel):
             raise ValueError(f"train.reserve_seconds ({t.reserve_seconds:g}) must be less than "
                              f"train.max_wallclock_seconds ({t.max_wallclock_seconds:g}), or the cap leaves no "
                              "time to train (max_wallclock_seconds = 0 turns the cap off)")
-        if self.eval.seq_len and self.eval.stride > self.eval.seq_len:
-            raise ValueError(f"eval.stride ({self.eval.stride}) must not exceed eval.seq_len ({self.eval.seq_len})")
+        if self.eval.stride > self.eval_seq_len:  # the length the windows are cut at, set or train.train_seq_len
+            length = (f"eval.seq_len ({self.eval.seq_len})" if self.eval.seq_len else
+                      f"the eval sequence length ({self.eval_seq_len}: eval.seq_len 0 uses train.train_seq_len)")
+            raise ValueError(f"eval.stride ({self.eval.stride}) must not exceed {length}")
         return self
 
     @model_validator(mode="after")

@@ -92,6 +92,15 @@ def test_a_shape_past_its_edge_is_refused_with_the_exact_line(overrides: list[st
     assert message in refused(overrides)
 
 
+def test_the_stride_is_checked_against_the_eval_length_the_trial_uses() -> None:
+    # eval.seq_len 0 evaluates at train.train_seq_len: a longer stride was accepted and no sliding eval ran
+    assert refused(["eval.seq_len=0", "eval.stride=200"]) == (
+        "eval.stride (200) must not exceed the eval sequence length (128: eval.seq_len 0 uses train.train_seq_len)")
+    assert refused(["eval.seq_len=0", "train.train_seq_len=32", "train.train_batch_tokens=256", "eval.stride=33"]) \
+        .startswith("eval.stride (33) must not exceed the eval sequence length (32: ")
+    assert refused(["eval.seq_len=128", "eval.stride=200"]) == "eval.stride (200) must not exceed eval.seq_len (128)"
+
+
 EDGES_THAT_BUILD = [
     ["model.bigram_vocab_size=2", "model.trigram_vocab_size=2"],  # one bucket for position 0, one for the rest
     ["model.mlp_mult=0.015625", "model.crawler_mlp_mult=0.015625"],  # 1/64 of width 64: one hidden unit
@@ -117,7 +126,7 @@ EDGES_THAT_BUILD = [
     ["train.train_seq_len=32", "train.grad_accum=3", "train.train_batch_tokens=96"],
     ["train.compile=true", "train.compile_mode=reduce-overhead"],
     ["eval.seq_len=32", "eval.stride=32"],
-    ["eval.seq_len=0", "eval.stride=100000"],  # the eval follows train_seq_len: checked where the windows are cut
+    ["eval.seq_len=0", "eval.stride=128"],  # the eval follows train.train_seq_len (128 on tiny-cpu)
     *EDGES_THAT_BUILD,
     ["model.num_flat_layers=0", "model.mlp_mult=0.001"],  # no flat block: the flat multiplier is unused
     ["model.num_crawler_layers=0", "model.crawler_mlp_mult=0.001"],
