@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from clowncar.errors import DataError
+from clowncar.errors import ConfigError, DataError
 from clowncar.redact import redact_text, redact_url
 from clowncar.settings import Settings, load_settings
 
@@ -109,6 +109,21 @@ def check_ray(version_of: VersionOf, address: str, timeout: float = 2.0) -> Row:
         return Row("ray", MISSING, f"{version}, {shown} does not answer ({why})",
                    "start the head (ray start --head) or unset CLOWNCAR_RAY_ADDRESS for embedded Ray")
     return Row("ray", OK, f"{version}, cluster at {shown} answers")
+
+
+def check_store_setting(settings: Settings) -> Row:
+    """The store row for the configured store. A setting that gives no URL (CLOWNCAR_STORE_FILE missing, empty,
+    readable by other users, or set beside CLOWNCAR_STORE), which every store command refuses in one line, is a
+    missing row with that line: doctor goes on to the other rows. The file's URL never reaches the row."""
+    try:
+        url = settings.store_url
+    except ConfigError as err:
+        file = settings.store_file
+        fix = ("unset one of CLOWNCAR_STORE and CLOWNCAR_STORE_FILE" if settings.store_env and file else
+               f"CLOWNCAR_STORE_FILE={file} must hold the store's URL and be readable by you only (chmod 600 {file}), "
+               "or unset CLOWNCAR_STORE_FILE")
+        return Row("store", MISSING, redact_text(str(err)), fix)
+    return check_store(url)
 
 
 def check_store(url: str) -> Row:
@@ -286,7 +301,7 @@ def diagnose(settings: Settings, version_of: VersionOf = installed_version) -> l
         check_kernel("flash-attn", "attention", version_of),
         check_kernel("flash-linear-attention", "DeltaNet", version_of),
         check_ray(version_of, settings.ray_address),
-        check_store(settings.store_url),
+        check_store_setting(settings),
         check_data(settings.data_dir),
         check_fineweb(settings.data_dir),
         check_disk(settings.runs_dir.resolve()),

@@ -130,3 +130,18 @@ def test_doctor_json_lists_every_row_and_exits_0_when_nothing_is_missing(run_cli
                                               "ray", "store"]
     assert [r["check"] for r in rows][7:9] == ["data", "fineweb sp1024"]
     assert {r["status"] for r in rows} <= {OK, OPTIONAL}
+
+
+def test_doctor_command_prints_the_whole_table_and_exits_1_for_a_store_file_readable_by_others(
+        run_cli, tmp_path: Path) -> None:
+    """Every store command refuses such a file (exit 2); doctor, a diagnostic, shows it as a row and goes on."""
+    secret = tmp_path / "store-url"
+    secret.write_text("postgresql+psycopg://u:Pw-in-file-9@127.0.0.1:1/db\n")
+    secret.chmod(0o644)
+    proc = run_cli("doctor", env={"CLOWNCAR_STORE_FILE": str(secret)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Pw-in-file-9" not in proc.stdout + proc.stderr and proc.stderr == ""
+    lines = proc.stdout.splitlines()
+    store = next(i for i, line in enumerate(lines) if line.startswith("store"))
+    assert lines[store].split()[1] == "missing" and "readable by other users" in lines[store]
+    assert lines[store + 1].strip().startswith("fix: ") and lines[-1].startswith("chromium")

@@ -459,3 +459,38 @@ def test_disk_row_names_a_runs_dir_that_cannot_be_made_instead_of_the_free_space
         "disk", MISSING, f"the runs dir {tmp_path / 'runs'} cannot be made in {tmp_path} (Read-only file system)", fix)
     assert doctor.check_disk(tmp_path) == Row(
         "disk", MISSING, f"the runs dir {tmp_path} cannot be written (Read-only file system)", fix)
+
+
+def test_a_store_file_that_cannot_be_read_is_a_missing_store_row_and_every_other_row_still_comes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLOWNCAR_STORE_FILE readable by others, empty, missing, or set beside CLOWNCAR_STORE stopped doctor with
+    exit 2 and no table; the URL's password is never shown."""
+    import clowncar.store.pgserver as pgserver
+
+    monkeypatch.setattr(doctor, "gpu_names", lambda: (None, []))
+    monkeypatch.setattr(pgserver, "find_bin_dir", lambda: None)
+    secret = tmp_path / "store-url"
+    secret.write_text("postgresql+psycopg://u:Sekret-in-file-3@127.0.0.1:1/db\n")
+    url = "postgresql+psycopg://u:Sekret-in-env-4@127.0.0.1:1/db"
+    env = {"CLOWNCAR_RUNS_DIR": str(tmp_path / "runs"), "CLOWNCAR_DATA_DIR": str(tmp_path / "data"),
+           "CLOWNCAR_STORE_FILE": str(secret)}
+    file_fix = (f"CLOWNCAR_STORE_FILE={secret} must hold the store's URL and be readable by you only "
+                f"(chmod 600 {secret}), or unset CLOWNCAR_STORE_FILE")
+
+    def store_row(**more: str) -> Row:
+        rows = doctor.diagnose(load_settings({**env, **more}), versions(torch="2.13.0", ray="2.60.0"))
+        assert [r.check for r in rows][5:10] == ["ray", "store", "data", "fineweb sp1024", "disk"]
+        assert "Sekret" not in json.dumps([r.__dict__ for r in rows])
+        return rows[6]
+
+    secret.chmod(0o644)
+    assert store_row() == Row("store", MISSING, f"CLOWNCAR_STORE_FILE {secret} is readable by other users (mode "
+                                                f"0644): chmod 600 {secret}", file_fix)
+    secret.chmod(0o600)
+    assert store_row(CLOWNCAR_STORE=url) == Row(
+        "store", MISSING, "set CLOWNCAR_STORE or CLOWNCAR_STORE_FILE, not both",
+        "unset one of CLOWNCAR_STORE and CLOWNCAR_STORE_FILE")
+    secret.write_text("")
+    assert store_row() == Row("store", MISSING, f"CLOWNCAR_STORE_FILE {secret} is empty", file_fix)
+    secret.unlink()
+    assert store_row().detail == f"CLOWNCAR_STORE_FILE {secret}: No such file or directory"
