@@ -207,6 +207,7 @@ def plan(manifest: dict[str, Any], variant: str, train_shards: int) -> tuple[str
 
 def fetch_fineweb(variant: str, train_shards: int, data_dir: Path, source: HubSource | None = None,
                   log: Callable[[str], Any] = print) -> FetchResult:
+    dataset_name_for_variant(variant)  # a variant of the wrong form is refused before anything is made or fetched
     # the data root first: one that cannot be a directory is bad input before any download, not a crash after
     created = make_output_dir(data_dir, "the data directory")
     try:

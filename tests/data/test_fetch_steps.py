@@ -194,6 +194,19 @@ def test_a_data_root_under_a_file_is_refused_before_any_download(tmp_path: Path)
                               f"{tmp_path / 'afile'} is a regular file, not a directory")
 
 
+@pytest.mark.parametrize("variant", ["bogus", "sp", "SP1024"])
+def test_a_variant_of_the_wrong_form_is_refused_before_any_download(tmp_path: Path, variant: str) -> None:
+    """Offline, `--variant bogus` said "cannot reach the hub": the form was checked only after the manifest came."""
+    class Unreachable(HubSource):
+        def download(self, relative: str, force: bool = False) -> Path:
+            raise DataError(f"{relative}: cannot reach the hub")
+
+    with pytest.raises(DataError) as err:
+        fetch_fineweb(variant, 1, tmp_path / "data", Unreachable(), log=lambda _: None)
+    assert str(err.value) == f"unknown variant '{variant}' (expected sp<VOCAB> such as sp1024, or byte260)"
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_fetch_that_fails_before_any_file_leaves_no_empty_data_root(tmp_path: Path) -> None:
     class Unreachable(HubSource):
         def download(self, relative: str, force: bool = False) -> Path:
