@@ -319,7 +319,10 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def doctor(as_json: Annotated[bool, typer.Option("--json", help="One JSON object a row")] = False) -> None:
+JSON_HELP = "One JSON array of the rows (check, status, detail, fix) instead of the table"
+
+
+def doctor(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
     """What this machine has for clowncar (Python, torch, GPUs, kernels, Ray, store, data, disk, test servers),
     each ok / missing / optional with the fix. Exits 1 when a needed part is missing."""
     rows = diagnose(load_settings())

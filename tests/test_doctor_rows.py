@@ -494,3 +494,15 @@ def test_a_store_file_that_cannot_be_read_is_a_missing_store_row_and_every_other
     assert store_row() == Row("store", MISSING, f"CLOWNCAR_STORE_FILE {secret} is empty", file_fix)
     secret.unlink()
     assert store_row().detail == f"CLOWNCAR_STORE_FILE {secret}: No such file or directory"
+
+
+def test_the_json_option_help_says_it_prints_one_array_of_the_rows() -> None:
+    """--help said "One JSON object a row", but --json prints one JSON array of row objects."""
+    import typer
+    from typer.testing import CliRunner
+
+    app = typer.Typer()
+    doctor.register(app)
+    app.command("other")(lambda: None)  # two commands: `doctor` stays a subcommand, as in clowncar
+    shown = " ".join(CliRunner().invoke(app, ["doctor", "--help"], env={"COLUMNS": "300"}).output.split())
+    assert "One JSON array of the rows (check, status, detail, fix) instead of the table" in shown
