@@ -127,7 +127,8 @@ def evaluate(file: FileArg,
                  help="Score only the first N validation tokens; 0 scores them all (default: the config's).")] = None,
              stride: Annotated[int | None, typer.Option(
                  "--stride", min=0,
-                 help="Sliding-window stride; 0 skips the sliding eval (default: the config's).")] = None,
+                 help="Sliding-window stride; 0 or the eval sequence length skips the sliding eval (default: the "
+                      "config's).")] = None,
              device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "auto",
              ) -> None:
     """Rebuild the model from the artifact alone and measure its validation BPB, with the tokenizer it was trained
@@ -182,7 +183,7 @@ def evaluate(file: FileArg,
                            **({"kernels": kernels} if kernels else {})}
     windows = {"standard": 0, "sliding": cfg.eval.stride if stride is None else stride}
     for mode, st in windows.items():
-        if mode == "sliding" and not st:
+        if mode == "sliding" and not 0 < st < seq_len:  # a trial's rule: a whole-window stride slides nothing
             continue
         res = evaluate_bpb(model, val, luts, seq_len, st, cfg.eval.batch_tokens, device=device)
         out[mode] = _as_dict(res)

@@ -295,9 +295,19 @@ def test_eval_options_override_the_budget_and_the_stride(exported, tiny_data: Pa
     out = run_eval(path, tiny_data, capsys, max_tokens=512, stride=0,
                    tokenizer=tiny_data / "tokenizer.model")
     assert "sliding" not in out and out["standard"]["tokens_scored"] == 512
-    out = run_eval(path, tiny_data, capsys, max_tokens=256, stride=32)
+    out = run_eval(path, tiny_data, capsys, max_tokens=256, stride=16)
     assert out["sliding"]["tokens_scored"] == out["standard"]["tokens_scored"] == 256
-    assert out["sliding"] == out["standard"]  # a stride of the whole window is the standard eval
+
+
+def test_eval_leaves_out_the_sliding_result_when_the_stride_is_the_whole_window(exported, tiny_data: Path,
+                                                                               capsys) -> None:
+    # as a trial does (0 < stride < eval length): a stride of the whole window slides nothing
+    path, _, _ = exported
+    out = run_eval(path, tiny_data, capsys, max_tokens=256, stride=32)
+    assert "sliding" not in out and out["standard"]["tokens_scored"] == 256
+    rewrite(path, lambda m: m["config"]["eval"].update(stride=32))  # the config's own stride
+    out = run_eval(path, tiny_data, capsys, max_tokens=256)
+    assert "sliding" not in out and out["config_hash_matches"] and out["standard"]["tokens_scored"] == 256
 
 
 def test_eval_picks_the_device_itself_by_default(exported, tiny_data: Path, capsys) -> None:
