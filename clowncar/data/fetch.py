@@ -188,9 +188,16 @@ def plan(manifest: dict[str, Any], variant: str, train_shards: int) -> tuple[str
         raise DataError(f"dataset {name} is not listed in manifest.json")
     stats = entry.get("stats") or {}
     try:
-        files_train, files_val = int(stats["files_train"]), int(stats["files_val"])
-    except (KeyError, TypeError, ValueError):
+        files_train, files_val = stats["files_train"], stats["files_val"]
+    except (KeyError, TypeError):
         raise DataError(f"manifest.json: dataset {name} lacks stats.files_train/files_val") from None
+    for key, count in (("files_train", files_train), ("files_val", files_val)):
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:  # int() took -3, 1.7 and "2"
+            raise DataError(f"manifest.json: dataset {name}: stats.{key} is {json.dumps(count)}, not a count of "
+                            "shards (a whole number >= 0)")
+    if files_val == 0:
+        raise DataError(f"manifest.json: dataset {name}: stats.files_val is 0: the export has no validation shards "
+                        "to score")
     if train_shards < 0:
         raise DataError(f"--train-shards must be >= 0, got {train_shards}")
     if train_shards > files_train:

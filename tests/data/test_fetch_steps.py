@@ -370,9 +370,9 @@ def _with(**changes: Any) -> dict[str, Any]:
     (_with(stats=None), 1, f"manifest.json: dataset {NAME} lacks stats.files_train/files_val"),
     (_with(stats={"files_train": 3}), 1, f"manifest.json: dataset {NAME} lacks stats.files_train/files_val"),
     (_with(stats={"files_train": "x", "files_val": 1}), 1,
-     f"manifest.json: dataset {NAME} lacks stats.files_train/files_val"),
+     f'manifest.json: dataset {NAME}: stats.files_train is "x", not a count of shards (a whole number >= 0)'),
     (_with(stats={"files_train": [3], "files_val": 1}), 1,
-     f"manifest.json: dataset {NAME} lacks stats.files_train/files_val"),
+     f"manifest.json: dataset {NAME}: stats.files_train is [3], not a count of shards (a whole number >= 0)"),
     (_manifest(), -1, "--train-shards must be >= 0, got -1"),
     (_manifest(), 4, "sp1024 has only 3 training shards, requested 4"),
     (_with(tokenizers=[]), 1, f"manifest.json: tokenizer 'sp_bpe_1024' of dataset {NAME} is not listed"),
@@ -388,6 +388,25 @@ def test_a_manifest_that_cannot_serve_the_request_is_one_line(manifest: dict[str
     with pytest.raises(DataError) as err:
         plan(manifest, "sp1024", train)
     assert str(err.value) == message
+
+
+@pytest.mark.parametrize("field", ["files_val", "files_train"])
+@pytest.mark.parametrize(("value", "shown"), [(-3, "-3"), (1.7, "1.7"), ("2", '"2"'), (True, "true"), (2.0, "2.0")])
+def test_a_manifest_count_that_is_not_a_whole_number_of_shards_is_refused(field: str, value: Any, shown: str) -> None:
+    """int() took them all: -3 val shards fetched none, "2" and 1.7 passed, and the fetch exited 0."""
+    stats: dict[str, Any] = {"files_train": 3, "files_val": 1} | {field: value}
+    with pytest.raises(DataError) as err:
+        plan(_with(stats=stats), "sp1024", 0)
+    assert str(err.value) == (f"manifest.json: dataset {NAME}: stats.{field} is {shown}, not a count of shards "
+                              "(a whole number >= 0)")
+
+
+def test_a_manifest_without_validation_shards_is_refused() -> None:
+    with pytest.raises(DataError) as err:
+        plan(_manifest(files_train=3, files_val=0), "sp1024", 1)
+    assert str(err.value) == (f"manifest.json: dataset {NAME}: stats.files_val is 0: the export has no validation "
+                              "shards to score")
+    assert plan(_manifest(files_train=0, files_val=1), "sp1024", 0) == (NAME, 1, [TOK_MODEL, TOK_VOCAB])
 
 
 # --- placing a file -----------------------------------------------------------------------------------------
