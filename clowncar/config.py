@@ -192,7 +192,7 @@ class EvalConfig(Section):
     seq_len: int = Field(0, ge=0)
     """Eval sequence length; 0 uses train.train_seq_len."""
     stride: int = Field(64, ge=0)
-    """Sliding-window stride; 0 skips the sliding eval."""
+    """Sliding-window stride, at most the eval sequence length; 0 or the whole length skips the sliding eval."""
     batch_tokens: int = Field(524288, ge=1)
     """Tokens per eval forward pass summed over processes."""
     max_tokens: int = Field(0, ge=0)
