@@ -32,8 +32,9 @@ Foreign = Callable[[Path], "Path | None"]
 `--overwrite` replaces only a directory of the command's own output, never one that holds anything else."""
 
 
-def check_target(out: Path, overwrite: bool, foreign: Foreign | None = None) -> None:
-    """Refuse up front to replace existing output unless asked to, and (with `foreign`) unless it is all output."""
+def check_target(out: Path, overwrite: bool, foreign: Foreign | None = None, replacer: str = "--overwrite") -> None:
+    """Refuse up front to replace existing output unless asked to, and (with `foreign`) unless it is all output.
+    `replacer`: what replaces output in the command that asks (its option, or `data demo`, which always does)."""
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a directory")
     if not is_nonempty_dir(out):
@@ -43,14 +44,15 @@ def check_target(out: Path, overwrite: bool, foreign: Foreign | None = None) -> 
     stranger = foreign(out) if foreign is not None else None
     if stranger is not None:
         raise DataError(f"refusing to replace {out}: it holds {stranger.name}, which no build writes "
-                        "(--overwrite replaces only an earlier build or an empty folder)")
+                        f"({replacer} replaces only an earlier build or an empty folder: move {stranger.name} out)")
 
 
 @contextmanager
-def staged_directory(out: Path, overwrite: bool = False, foreign: Foreign | None = None) -> Iterator[Path]:
+def staged_directory(out: Path, overwrite: bool = False, foreign: Foreign | None = None,
+                     replacer: str = "--overwrite") -> Iterator[Path]:
     """Yield an empty staging directory next to `out`; on success it replaces `out` in one rename."""
     out = Path(out)
-    check_target(out, overwrite, foreign)
+    check_target(out, overwrite, foreign, replacer)
     created = make_output_dir(out, "the output directory", parents_only=True)
     try:  # /proc, say, has a parent that exists and takes no new folder: said as bad input, not a crash
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
@@ -60,19 +62,20 @@ def staged_directory(out: Path, overwrite: bool = False, foreign: Foreign | None
     stage.chmod(default_mode(directory=True))
     try:
         yield stage
-        publish(stage, out, overwrite, foreign)
+        publish(stage, out, overwrite, foreign, replacer)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         remove_created(created)  # innermost first: only directories this build created and left empty
         raise
 
 
-def publish(stage: Path, out: Path, overwrite: bool, foreign: Foreign | None = None) -> None:
+def publish(stage: Path, out: Path, overwrite: bool, foreign: Foreign | None = None,
+            replacer: str = "--overwrite") -> None:
     """Move a finished staging directory to `out`, replacing an old one only when allowed."""
     if is_nonempty_dir(out):
         if not overwrite:
             raise DataError(f"{out}: output directory appeared during the build; not replaced")
-        check_target(out, overwrite, foreign)  # what was put there while the build ran is not replaced either
+        check_target(out, overwrite, foreign, replacer)  # what was put there while the build ran is not replaced either
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
         os.rmdir(old)
         os.rename(out, old)

@@ -249,9 +249,11 @@ def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int | None = Non
                   shard_tokens: int = SHARD_TOKENS, field_name: str = "text", docs_per: str = "file",
                   tokenizer: Path | None = None, character_coverage: float = DEFAULT_CHARACTER_COVERAGE,
                   overwrite: bool = False, progress: bool = True, log: Any = print,
-                  corpus: Corpus | None = None, provenance: dict[str, Any] | None = None) -> BuildResult:
+                  corpus: Corpus | None = None, provenance: dict[str, Any] | None = None,
+                  replacer: str = "--overwrite") -> BuildResult:
     """Build a shard directory `out` (shards + `tokenizer.model` + `build.json`) from text inputs. `vocab_size`:
-    the tokenizer to train's (default `DEFAULT_VOCAB_SIZE`); with `tokenizer`, None or that tokenizer's own."""
+    the tokenizer to train's (default `DEFAULT_VOCAB_SIZE`); with `tokenizer`, None or that tokenizer's own.
+    `replacer`: what a refusal to replace `out` says replaces output (`data demo` has no --overwrite)."""
     import sentencepiece
 
     t0 = time.perf_counter()
@@ -266,7 +268,7 @@ def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int | None = Non
     corpus = corpus or Corpus.from_paths(inputs, field=field_name, docs_per=docs_per)  # type: ignore[arg-type]
     # the files a --text directory gave too: an --out inside that directory may hold some of them
     check_out_apart(out, [*inputs, *corpus.files], tokenizer)
-    check_target(out, overwrite, foreign_to_build)
+    check_target(out, overwrite, foreign_to_build, replacer)
     given = load_given_tokenizer(tokenizer, vocab_size) if tokenizer is not None else None
     n_docs, n_bytes, per_file = corpus.count()
     if n_docs == 0:
@@ -276,7 +278,7 @@ def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int | None = Non
     log(f"corpus: {n_docs:,d} documents, {n_bytes:,d} bytes in {len(corpus.files)} file(s)")
     if note := val_from_some_inputs(inputs, corpus, val_docs, per_file):
         log(note)
-    with staged_directory(out, overwrite, foreign_to_build) as stage:
+    with staged_directory(out, overwrite, foreign_to_build, replacer) as stage:
         sp, tok_info = _prepare_tokenizer(corpus, stage, vocab, tokenizer, given, character_coverage, log)
         luts = build_byte_luts(sp, sp.vocab_size())
         stats = encode_corpus(corpus, sp, luts, stage, val_docs, shard_tokens, n_docs, progress)

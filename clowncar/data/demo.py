@@ -143,7 +143,7 @@ def run_demo(data_dir: Path, force: bool = False, progress: bool = True,
     result = build_dataset(
         [source], dataset_dir, vocab_size=recipe["vocab_size"], val_docs=recipe["val_docs"],
         shard_tokens=recipe["shard_tokens"], character_coverage=recipe["character_coverage"],
-        overwrite=True, progress=progress, log=log, corpus=corpus,
+        overwrite=True, progress=progress, log=log, corpus=corpus, replacer="data demo",
         provenance={"demo_recipe": recipe, "source": {"distribution": DIST_NAME, "file": FILE_IN_DIST,
                                                       "licence": "public domain text; package MIT"}},
     )

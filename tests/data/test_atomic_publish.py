@@ -189,7 +189,7 @@ def test_overwrite_with_a_foreign_rule_refuses_a_folder_holding_a_file_the_comma
     with pytest.raises(DataError) as err, staged_directory(out, overwrite=True, foreign=_not_a_bin):
         raise AssertionError("the body must not run")
     assert str(err.value) == (f"refusing to replace {out}: it holds thesis.tex, which no build writes (--overwrite "
-                              "replaces only an earlier build or an empty folder)")
+                              "replaces only an earlier build or an empty folder: move thesis.tex out)")
     assert sorted(os.listdir(out)) == ["old.bin", "thesis.tex"]
 
 
@@ -201,6 +201,22 @@ def test_a_foreign_file_put_in_the_old_output_during_the_build_is_not_replaced(t
         (out / "thesis.tex").write_text("mine")
     assert sorted(os.listdir(out)) == ["old.bin", "thesis.tex"]
     assert os.listdir(tmp_path) == ["out"]
+
+
+def test_the_refusal_of_a_foreign_file_names_what_replaces_output_in_the_command_given(tmp_path: Path) -> None:
+    out = old_output(tmp_path)
+    (out / "thesis.tex").write_text("mine")
+    with pytest.raises(DataError) as err:
+        check_target(out, True, _not_a_bin, replacer="data demo")
+    message = (f"refusing to replace {out}: it holds thesis.tex, which no build writes (data demo replaces only an "
+               "earlier build or an empty folder: move thesis.tex out)")
+    assert str(err.value) == message
+    (out / "thesis.tex").unlink()
+    with pytest.raises(DataError) as err, \
+            staged_directory(out, overwrite=True, foreign=_not_a_bin, replacer="data demo") as stage:
+        (stage / "new.bin").write_bytes(b"new")
+        (out / "thesis.tex").write_text("mine")  # put there while the build ran: refused as it is up front
+    assert str(err.value) == message
 
 
 def test_publish_with_overwrite_swaps_through_a_hidden_old_name(tmp_path: Path, monkeypatch) -> None:

@@ -219,7 +219,7 @@ def test_overwrite_replaces_an_earlier_build_and_refuses_a_folder_holding_anythi
     _assert_clean_failure(run_cli(*args), "pass --overwrite")
     r = run_cli(*args, "--overwrite")
     _assert_clean_failure(r, f"refusing to replace {out}: it holds keep.txt, which no build writes (--overwrite "
-                             "replaces only an earlier build or an empty folder)")
+                             "replaces only an earlier build or an empty folder: move keep.txt out)")
     assert sorted(p.name for p in out.iterdir()) == ["build.json", "keep.txt"]
     (out / "keep.txt").rename(tmp_path / "keep.txt")
     (out / "fineweb_train_000007.bin").write_text("a shard of an earlier build, which this one does not make")

@@ -247,3 +247,23 @@ def test_a_distribution_without_the_file_falls_back_and_then_says_how_to_install
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: SimpleNamespace(submodule_search_locations=None))
     with pytest.raises(DataError):
         demo.locate_kjv()
+
+
+def test_a_demo_folder_holding_a_foreign_file_is_refused_naming_what_data_demo_replaces(kjv: Path,
+                                                                                        tmp_path: Path) -> None:
+    """The refusal said "--overwrite replaces only ...": `data demo` has no --overwrite (its --force rebuilds and
+    is refused the same way)."""
+    out = tmp_path / "datasets" / demo.DATASET
+    out.mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")  # no build here: the demo builds
+    message = (f"refusing to replace {out}: it holds notes.txt, which no build writes (data demo replaces only an "
+               "earlier build or an empty folder: move notes.txt out)")
+    with pytest.raises(DataError) as err:
+        demo.run_demo(tmp_path, progress=False, log=lambda *_: None)
+    assert str(err.value) == message
+    (out / "notes.txt").unlink()
+    demo.run_demo(tmp_path, progress=False, log=lambda *_: None)
+    (out / "notes.txt").write_text("mine")  # beside a complete build: reused, and --force rebuilds
+    with pytest.raises(DataError) as err:
+        demo.run_demo(tmp_path, force=True, progress=False, log=lambda *_: None)
+    assert str(err.value) == message and (out / "notes.txt").read_text() == "mine"
