@@ -31,6 +31,7 @@ from clowncar.data.tokenizer import (
     CHALLENGE_SETTINGS,
     DEFAULT_CHARACTER_COVERAGE,
     check_challenge_ids,
+    check_character_coverage,
     load_tokenizer,
     train_tokenizer,
 )
@@ -261,6 +262,8 @@ def build_dataset(inputs: list[Path], out: Path, *, vocab_size: int | None = Non
     vocab = DEFAULT_VOCAB_SIZE if vocab_size is None else vocab_size
     if tokenizer is None and not 8 <= vocab <= MAX_VOCAB:
         raise DataError(f"vocab size {vocab} out of range: shards store uint16 ids, so 8..{MAX_VOCAB}")
+    if tokenizer is None:  # the coverage the tokenizer will be trained with, before the corpus is read
+        check_character_coverage(character_coverage)
     if shard_tokens < 1 or shard_tokens >= 2**31:
         raise DataError(f"shard size must be between 1 and {2**31 - 1} tokens, got {shard_tokens}")
     if val_docs < 1:

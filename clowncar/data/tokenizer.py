@@ -66,6 +66,13 @@ def training_lines(texts: Iterable[str], limit: int = MAX_TRAIN_LINE_BYTES) -> I
             yield from _split_long(line, limit)
 
 
+def check_character_coverage(character_coverage: float) -> None:
+    """DataError for a coverage outside sentencepiece's own bounds (NaN too): `data build` checks it before it
+    reads the corpus, not after."""
+    if not 0.98 <= character_coverage <= 1.0:
+        raise DataError(f"character coverage must be between 0.98 and 1.0, got {character_coverage}")
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int, model_prefix: str | os.PathLike[str],
                     character_coverage: float = DEFAULT_CHARACTER_COVERAGE,
                     num_threads: int | None = None) -> spm.SentencePieceProcessor:
@@ -74,8 +81,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, model_prefix: str | o
 
     if not 8 <= vocab_size <= MAX_VOCAB:
         raise DataError(f"vocab size {vocab_size} out of range: shards store uint16 ids, so 8..{MAX_VOCAB}")
-    if not 0.98 <= character_coverage <= 1.0:  # sentencepiece's own bounds
-        raise DataError(f"character coverage must be between 0.98 and 1.0, got {character_coverage}")
+    check_character_coverage(character_coverage)
     prefix = Path(model_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     lines = training_lines(texts)

@@ -202,6 +202,27 @@ def test_a_corpus_that_changes_while_it_is_encoded_is_refused(tmp_path: Path, ti
     assert not (tmp_path / "ds").exists()
 
 
+@pytest.mark.parametrize("coverage", [2.0, 0.5, 0.0, -1.0, float("nan")])
+def test_a_character_coverage_out_of_range_is_refused_before_the_corpus_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, coverage: float) -> None:
+    """`--character-coverage 2` was refused only after the whole corpus was counted and 'training tokenizer ...
+    character coverage 2.0' was printed."""
+    from clowncar.data.corpus import Corpus
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "In the beginning"}\n')
+
+    def count(self: Corpus) -> Any:
+        raise AssertionError("the corpus was read")
+
+    monkeypatch.setattr(Corpus, "count", count)
+    logged: list[str] = []
+    with pytest.raises(DataError) as err:
+        build_dataset([src], tmp_path / "ds", character_coverage=coverage, progress=False, log=logged.append)
+    assert str(err.value) == f"character coverage must be between 0.98 and 1.0, got {coverage}"
+    assert logged == [] and not (tmp_path / "ds").exists()
+
+
 def test_read_build_info_returns_none_without_a_build_json_and_refuses_a_damaged_one(tmp_path: Path) -> None:
     assert read_build_info(tmp_path) is None  # shards from elsewhere (a FineWeb download): no record, allowed
     info = {"splits": {"val": {"shards": [], "tokens": 0}, "train": {"shards": []}}, "a": 1}
