@@ -140,6 +140,17 @@ def test_the_torch_rule_ranks_in_the_rows_own_dtype() -> None:
     assert q32 != torch.tensor(0.9999984, dtype=torch.float64) * 1536  # the two ranks differ here
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_torch_rule_on_cuda_is_torch_quantile_on_cuda_needs_cuda() -> None:
+    """The rank is made on the rows' device (GPTQ quantizes on the GPU): the same bits as torch.quantile there."""
+    a = torch.rand(3, 1537, generator=torch.Generator().manual_seed(9), dtype=torch.float64).cuda()
+    s = a.sort(dim=1).values
+    for q in (0.999, 0.9999984):
+        got = torch_row_quantile(s, q)
+        assert got.device == a.device and torch.equal(got, torch.quantile(a, q, dim=1)), q
+
+
 # -- scales and rounding ------------------------------------------------------------------------------------------
 
 def test_row_scales_by_hand() -> None:
