@@ -102,7 +102,7 @@ def refuse_taken(store_url: str, name: str) -> None:
     a run takes its name over, as `prepare` does."""
     import optuna
 
-    from clowncar.orchestrator.start import never_started
+    from clowncar.orchestrator.start import never_started, taken_line
     from clowncar.orchestrator.tune import open_study
     from clowncar.store import open_store
 
@@ -112,12 +112,7 @@ def refuse_taken(store_url: str, name: str) -> None:
         studies = {s.study_name for s in optuna.get_all_study_summaries(storage)}
         if (not existing and name not in studies) or never_started(name, store, storage, studies):
             return
-    if existing and existing["status"] in ("done", "imported"):  # nothing left to resume
-        how = existing["status"]
-        raise ClownCarError(f"sweep '{name}' already exists ({how}: `clowncar sweep status {name}`); give this "
-                            "rerun another name with --name")
-    raise ClownCarError(f"sweep '{name}' already exists; continue it with `clowncar sweep resume {name}` or give "
-                        "this rerun another name with --name")
+    raise ClownCarError(taken_line(name, existing, "give this rerun another name with --name"))
 
 
 def parent_seconds(store_url: str, parent: ParentMatch | None, configs: list[dict[str, Any]]

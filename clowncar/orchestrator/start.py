@@ -88,8 +88,7 @@ def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool, runs_dir: P
     existing = store.get_sweep(spec.name)
     if not resume and (spec.name in names or (existing and existing.get("status") != "created")):
         other = "give this rerun another name with --name" if spec.parent else "pick another name (--name)"
-        raise ClownCarError(f"sweep '{spec.name}' already exists; continue it with `clowncar sweep resume "
-                            f"{spec.name}` or {other}")
+        raise ClownCarError(taken_line(spec.name, existing, other))
     if resume and spec.name not in names:
         raise ClownCarError(f"sweep '{spec.name}' has no Optuna study to resume")
     store.create_or_get_sweep(spec.name, spec.to_dict(), parent=spec.parent)
@@ -102,6 +101,16 @@ def prepare(spec: SweepSpec, store: Any, storage: Any, resume: bool, runs_dir: P
 
         done.update(requeue_failed(study, store, spec))
     return done
+
+
+def taken_line(name: str, existing: Any, other: str) -> str:
+    """The line refusing a new sweep named `name` where sweep row `existing` (or only a study) has it; `other`
+    says how to name the new one. A resume is advised only where it has something to do: a sweep that is done
+    has nothing left to run, and an imported one has no spec to resume (`sweep resume` refuses it)."""
+    status = existing and ("imported" if existing.get("source") == "import" else existing.get("status"))
+    if status in ("done", "imported"):
+        return f"sweep '{name}' already exists ({status}: `clowncar sweep status {name}`); {other}"
+    return f"sweep '{name}' already exists; continue it with `clowncar sweep resume {name}` or {other}"
 
 
 def _mark_failed(store: Any, name: str, reason: str) -> None:

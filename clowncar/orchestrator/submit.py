@@ -69,6 +69,10 @@ def _refuse_if_taken(store: Any, name: str) -> None:
     sweep = store.get_sweep(name)
     if sweep is None or (sweep["status"] in RESTARTABLE and not store.trial_states(name)):
         return
+    if sweep["status"] == "done":  # nothing left to resume: as `sweep run` says it (start.taken_line)
+        from clowncar.orchestrator.start import taken_line
+
+        raise ClownCarError(taken_line(name, sweep, "pick another name (--name)"))
     how = ("its runs were imported from files: pick another name (--name)" if sweep["status"] == "imported" else
            f"continue it with `clowncar sweep resume {name} --address auto` on a node of the cluster, or pick "
            "another name (--name)")

@@ -97,8 +97,9 @@ def test_the_store_option_of_submit_says_the_default_is_the_heads_store_not_this
     ("stopped", 1, "already exists (stopped); continue it with `clowncar sweep resume s --address auto` on a node"),
     ("running", 1, "already exists (running); continue it with `clowncar sweep resume s --address auto` on a node"),
     ("imported", 1, "already exists (imported); its runs were imported from files: pick another name (--name)"),
+    ("done", 1, "already exists (done: `clowncar sweep status s`); pick another name (--name)"),
     ("failed", 0, None), ("created", 0, None), ("running", 0, None)],
-    ids=["stopped", "stalled", "imported", "failed-start", "created", "running-no-trial"])
+    ids=["stopped", "stalled", "imported", "done-not-resumed", "failed-start", "created", "running-no-trial"])
 def test_a_name_a_sweep_that_ran_holds_is_refused_before_the_job_is_submitted(
         status: str, trials: int, refused: str | None, spec_file: Path, tmp_path: Path, monkeypatch) -> None:
     """The job's driver takes the sweep's lease before it reads the sweep, so a submitted `sweep run` of a name
@@ -128,7 +129,7 @@ def test_a_name_a_sweep_that_ran_holds_is_refused_before_the_job_is_submitted(
     with pytest.raises(ClownCarError) as err:
         submit_mod.submit(spec, spec_file, "http://head:8265", url)
     assert str(err.value) == f"sweep 's' {refused}" + (" of the cluster, or pick another name (--name)"
-                                                       if status != "imported" else "")
+                                                       if status not in ("imported", "done") else "")
     assert err.value.exit_code == EXIT_BAD_INPUT and shipped == []
 
 

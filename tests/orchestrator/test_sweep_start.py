@@ -133,8 +133,8 @@ def test_a_sweep_that_ran_is_not_started_again(opened: Any) -> None:
     store.set_sweep_status("sw", "done")
     with pytest.raises(ClownCarError) as err:
         prepare(spec_from_dict(SPEC), store, storage, resume=False)
-    assert str(err.value) == ("sweep 'sw' already exists; continue it with `clowncar sweep resume sw` or pick "
-                              "another name (--name)")
+    assert str(err.value) == ("sweep 'sw' already exists (done: `clowncar sweep status sw`); pick another name "
+                              "(--name)")
     assert store.get_sweep("sw")["status"] == "done" and "sw" in _studies(storage)
 
 
@@ -268,8 +268,31 @@ def test_a_rerun_child_that_exists_is_told_to_take_another_name_with_its_option(
     store.create_or_get_sweep("p", SPEC)
     store.create_or_get_sweep("sw", child, parent="p")
     _queue(storage, "sw", "complete")
-    store.set_sweep_status("sw", "done")
+    store.set_sweep_status("sw", "stopped")
     with pytest.raises(ClownCarError) as err:
         prepare(spec_from_dict(child), store, storage, resume=False)
     assert str(err.value) == ("sweep 'sw' already exists; continue it with `clowncar sweep resume sw` or give this "
                               "rerun another name with --name")
+
+
+def test_an_imported_sweeps_name_is_refused_without_advising_a_resume(opened: Any) -> None:
+    """`sweep resume` refuses an imported sweep (no spec to resume): the only way on is another name."""
+    store, storage = opened
+    store.create_or_get_sweep("sw", {}, source="import")
+    store.set_sweep_status("sw", "imported")
+    with pytest.raises(ClownCarError) as err:
+        prepare(spec_from_dict(SPEC), store, storage, resume=False)
+    assert (str(err.value), err.value.exit_code) == (
+        "sweep 'sw' already exists (imported: `clowncar sweep status sw`); pick another name (--name)", 2)
+
+
+def test_a_done_sweeps_name_is_refused_as_done_not_as_resumable(opened: Any) -> None:
+    """A resume of a sweep that is done starts nothing: the line says it is done, as `sweep rerun`'s does."""
+    store, storage = opened
+    store.create_or_get_sweep("sw", SPEC)
+    _queue(storage, "sw", "complete")
+    store.set_sweep_status("sw", "done")
+    with pytest.raises(ClownCarError) as err:
+        prepare(spec_from_dict(SPEC), store, storage, resume=False)
+    assert str(err.value) == ("sweep 'sw' already exists (done: `clowncar sweep status sw`); pick another name "
+                              "(--name)")
