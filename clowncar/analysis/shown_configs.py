@@ -103,24 +103,36 @@ def _distinguish(rows: list[dict[str, Any]], field: str, keys: list[str], config
         groups.setdefault(str(row[field]), set()).add(key)
     extra: dict[str, str] = {}
     for members in groups.values():
-        if len(members) < 2:
-            continue
-        settings = [configs.get(k, {}) for k in sorted(members)]
-        differ = [c for c in dict.fromkeys(c for s in settings for c in s)
-                  if len({s.get(c, "-") for s in settings}) > 1]
-        names = _short_names(differ)
-        for key in members:
-            own = configs.get(key, {})
-            words = [f"{names[c]} {own.get(c, '-')}" for c in differ[:MOST_KEYS]]
-            if len(differ) > MOST_KEYS:
-                words.append(f"+{len(differ) - MOST_KEYS} more")
-            if not words:  # no recorded setting differs (imported runs of other folders): where they came from
-                sweeps = {sweep_of.get(k) for k in members}
-                words = [sweep_of.get(key, key) if len(sweeps) == len(members) else f"config {key[:8]}"]
-            extra[key] = " ".join(words)
+        if len(members) > 1:
+            extra.update({k: " ".join(words) for k, words in _told_apart(sorted(members), configs, sweep_of).items()})
     for row, key in zip(rows, keys, strict=True):
         if key in extra:
             row[field] = f"{row[field]} {extra[key]}"
+
+
+def _told_apart(members: list[str], configs: dict[str, dict[str, Any]], sweep_of: dict[str, str],
+                used: frozenset[str] = frozenset()) -> dict[str, list[str]]:
+    """The words that tell `members` (configs of one label) apart: the settings in which they differ, then, for
+    configs still alike in those (say nine at one LR beside a tenth at another), the settings in which those
+    differ in turn; where no recorded setting differs (imported runs of other folders), where they came from."""
+    settings = {k: configs.get(k, {}) for k in members}
+    differ = [c for c in dict.fromkeys(c for s in settings.values() for c in s)
+              if c not in used and len({s.get(c, "-") for s in settings.values()}) > 1]
+    if not differ:
+        sweeps = {sweep_of.get(k) for k in members}
+        return {k: [sweep_of.get(k, k) if len(sweeps) == len(members) else f"config {k[:8]}"] for k in members}
+    names = _short_names(differ)
+    words = {k: [f"{names[c]} {settings[k].get(c, '-')}" for c in differ[:MOST_KEYS]] for k in members}
+    alike: dict[tuple[str, ...], list[str]] = {}
+    for k in members:
+        alike.setdefault(tuple(words[k]), []).append(k)
+    for tied in alike.values():
+        if len(tied) > 1:  # the first settings leave them alike: what splits them next, not "+N more"
+            for k, more in _told_apart(tied, configs, sweep_of, used | set(differ[:MOST_KEYS])).items():
+                words[k] += more
+        elif len(differ) > MOST_KEYS:
+            words[tied[0]].append(f"+{len(differ) - MOST_KEYS} more")
+    return words
 
 
 def _short_names(columns: list[str]) -> dict[str, str]:

@@ -300,3 +300,27 @@ def test_a_config_without_recorded_settings_shows_a_dash_for_each_setting_the_ot
 def test_a_key_of_several_parts_is_named_by_its_last() -> None:
     assert sc._short_names(["legacy.run.lr", "model.model_dim"]) == {"legacy.run.lr": "lr",
                                                                      "model.model_dim": "model_dim"}
+
+
+def test_configs_still_alike_after_the_settings_that_split_their_label_are_told_apart_next() -> None:
+    """Imported configs of one label (their folder is part of their key): one at another LR, the others alike in
+    every recorded setting. The LR alone left those with one label; they get their sweeps, or, where two share
+    one, their keys."""
+    settings = {"k1": {"train.lr": "0.026"}, "k2": {"train.lr": "0.026"}, "k3": {"train.lr": "0.022"}}
+    for sweeps, told in (({"k1": "f1", "k2": "f2", "k3": "f3"}, ["f1", "f2"]),
+                         ({"k1": "s", "k2": "s", "k3": "s"}, ["config k1", "config k2"])):
+        rows = [{"config": "L", "config_key": k} for k in ("k1", "k2", "k3")]
+        sc._distinguish(rows, "config", ["k1", "k2", "k3"], settings, sweeps)
+        assert _labels(rows) == [f"L lr 0.026 {told[0]}", f"L lr 0.026 {told[1]}", "L lr 0.022"]
+
+
+def test_configs_alike_in_the_four_settings_named_are_told_apart_by_the_next_not_by_a_count() -> None:
+    six = {"train.iterations": 1, "train.lr": 0.1, "train.cadence": 1, "model.mlp_mult": 2, "quant.bits": 6,
+           "eval.stride": 64}
+    runs, trials = _runs([_trial("a", **six), _trial("b", **{**six, "quant.bits": 5}),
+                          _trial("c", **{k: v * 2 for k, v in six.items()})])
+    rows = _rows(runs)
+    sc._distinguish(rows, "config", [r["config_key"] for r in rows], sc._config_settings(runs, trials), {})
+    assert sorted(_labels(rows)) == ["L iters 1 lr 0.1 cadence 1 mlp_mult 2 bits 5",
+                                     "L iters 1 lr 0.1 cadence 1 mlp_mult 2 bits 6",
+                                     "L iters 2 lr 0.2 cadence 2 mlp_mult 4 +2 more"]
