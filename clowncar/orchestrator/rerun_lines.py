@@ -210,9 +210,24 @@ def seed_list(seeds: str | None) -> list[int] | None:
         given = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise ClownCarError(f"--seeds must be comma-separated integers, not '{seeds}'") from None
+    lo, hi = seed_bounds()
+    for seed in given:  # refused here, not later as a carried config that does not build on the base
+        if not lo <= seed <= hi:
+            shown = "2^63-1" if hi == 2**63 - 1 else str(hi)
+            raise ClownCarError(f"--seeds: {seed} is not a seed ({lo} to {shown})")
     again = sorted({s for s in given if given.count(s) > 1})
     if again:  # as a spec's `seeds` are: a seed twice is one trial asked for twice
         raise ClownCarError(f"--seeds repeats {', '.join(map(str, again))}")
     if not given:
         raise ClownCarError("--seeds needs at least one seed")
     return given
+
+
+def seed_bounds() -> tuple[int, int]:
+    """The smallest and largest seed `train.seed` takes, read from the config's own field."""
+    from clowncar.config import TrainConfig
+
+    meta = TrainConfig.model_fields["seed"].metadata  # pydantic's Ge and Le
+    lo = next(m.ge for m in meta if getattr(m, "ge", None) is not None)
+    hi = next(m.le for m in meta if getattr(m, "le", None) is not None)
+    return int(lo), int(hi)

@@ -39,6 +39,21 @@ def test_rerun_refuses_seeds_that_are_not_integers(url: str) -> None:
     assert str(err.value) == "--seeds repeats 1, 2"
 
 
+@pytest.mark.parametrize(("seeds", "bad"), [("-5", "-5"), ("1,99999999999999999999", "99999999999999999999"),
+                                           ("9223372036854775808", "9223372036854775808")])
+def test_rerun_blames_a_seed_out_of_the_configs_range_on_seeds_not_on_the_carried_config(
+        url: str, seeds: str, bad: str) -> None:
+    """train.seed takes 0..2^63-1: a seed outside it was refused only as a config carried from the parent that
+    'does not build on this base', which pointed at --keys."""
+    with pytest.raises(ClownCarError) as err:
+        cmd.rerun_cmd("s", top=1, seeds=seeds, dry_run=True, store=url)
+    assert (str(err.value), err.value.exit_code) == (f"--seeds: {bad} is not a seed (0 to 2^63-1)", 2)
+    # the bounds themselves are the config's: 0 and 2^63-1 are seeds
+    from clowncar.orchestrator.rerun_lines import seed_list
+
+    assert seed_list(f"0,{2**63 - 1}") == [0, 2**63 - 1]
+
+
 def test_an_imported_sweep_has_no_spec_to_resume_or_rerun(url: str) -> None:
     with open_store(url) as st:
         st.create_or_get_sweep("legacy", {"imported": True, "format": "frugendorff-csv"}, source="import")
