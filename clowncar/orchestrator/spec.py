@@ -37,9 +37,17 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from clowncar.config import TrialConfig
 from clowncar.config_canonical import canonical
@@ -62,6 +70,20 @@ POINT_KEY = "point"
 Scalar = bool | int | float | str
 
 
+def _no_flag_for_a_number(value: Any) -> Any:
+    # pydantic reads true as 1 for an int or float field: `seeds: [true]` would run seed 1 without a word (the
+    # config's sections refuse it the same way, config_section.py)
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, not {str(value).lower()}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_no_flag_for_a_number)]
+"""Every integer of a spec: true/false is refused, not read as 1/0."""
+Float = Annotated[float, BeforeValidator(_no_flag_for_a_number)]
+"""Every float of a spec: true/false is refused, not read as 1.0/0.0."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
@@ -72,10 +94,10 @@ class ParamSpec(_Strict):
     grid: list[Scalar] | None = None
     """Explicit values, every one tried (grid sampler) or sampled as categories (other samplers)."""
     choice: list[Scalar] | None = None
-    int_range: tuple[int, int] | None = Field(None, alias="int")
-    float_range: tuple[float, float] | None = Field(None, alias="float")
+    int_range: tuple[Int, Int] | None = Field(None, alias="int")
+    float_range: tuple[Float, Float] | None = Field(None, alias="float")
     log: bool = False
-    step: float | None = Field(None, gt=0)
+    step: Float | None = Field(None, gt=0)
     when: dict[str, Scalar | list[Scalar]] | None = None
     """Only sample this parameter when the named parameters have these values (conditional spaces)."""
 
@@ -117,14 +139,14 @@ class Objective(_Strict):
 
 
 class Constraint(_Strict):
-    max_artifact_bytes: int | None = Field(None, ge=1)
+    max_artifact_bytes: Int | None = Field(None, ge=1)
     """Artifact bytes (compressed model + code) must stay at or under this. Each trial is held to one cap: the
     stricter of this and its own quant.size_cap_bytes (None: its own alone); see trainable.size_verdict."""
 
 
 class Resources(_Strict):
-    gpus: int = Field(0, ge=0, le=64)
-    cpus: float = Field(1, gt=0, le=1024)
+    gpus: Int = Field(0, ge=0, le=64)
+    cpus: Float = Field(1, gt=0, le=1024)
     placement: Literal["ledger", "ray"] = "ledger"
     """GPU trials: `ledger` = admitted by the cluster's GPU ledger (whole-node trials first, small trials packed
     node by node; orchestrator/placement.py); `ray` = Ray places each trial as it comes."""
@@ -136,17 +158,17 @@ class Scheduler(_Strict):
 
     type: Literal["none", "asha"] = "none"
     metric: Literal["train_loss", "val_bpb", "probe_loss"] = "train_loss"
-    grace_period: int = Field(10, ge=1)
-    reduction_factor: float = Field(2, gt=1)
-    max_t: int | None = Field(None, ge=1)
+    grace_period: Int = Field(10, ge=1)
+    reduction_factor: Float = Field(2, gt=1)
+    max_t: Int | None = Field(None, ge=1)
     """Training steps at which ASHA's top rung sits; None uses train.iterations."""
 
 
 class Budget(_Strict):
-    max_trials: int | None = Field(None, ge=1, le=100_000)
+    max_trials: Int | None = Field(None, ge=1, le=100_000)
     """None: the grid size for the grid sampler, else required."""
-    max_gpu_hours: float | None = Field(None, gt=0)
-    trial_seconds_estimate: float | None = Field(None, gt=0)
+    max_gpu_hours: Float | None = Field(None, gt=0)
+    trial_seconds_estimate: Float | None = Field(None, gt=0)
     """Expected seconds per trial before any finished (default: train.max_wallclock_seconds + 10 %)."""
 
 
@@ -159,7 +181,7 @@ class WorkerSpec(_Strict):
     """Must stay empty (kept so that specs stored before it was refused still load): see orchestrator/workers.py."""
     launcher: Literal["torchrun", "single"] = "torchrun"
     """Trials with several GPUs: one torchrun rank per GPU, or `single` (one process drives them all)."""
-    stall_seconds: float = Field(1800.0, ge=0)
+    stall_seconds: Float = Field(1800.0, ge=0)
     """A worker that writes no event for this long is killed and its trial recorded `crashed` (a hung collective
     on a GPU node never ends by itself, and holds its GPUs); 0 = never. The longest silences of a healthy trial
     are its compilation before step 1 and its final evaluation."""
@@ -178,19 +200,19 @@ class SweepSpec(_Strict):
     """Named configs (dotted keys over the base), tried as one more dimension of the space (`point`): layouts
     that are no product of values, such as the seed's eight micro-crawler configs."""
     space: dict[str, ParamSpec] = Field(default_factory=dict)
-    seeds: list[int] = Field(default_factory=list)
+    seeds: list[Int] = Field(default_factory=list)
     sampler: Literal["grid", "random", "tpe", "gp", "nsga2"] = "tpe"
     """The default is tpe, or grid for a spec with no space and no points (its one config, per seed)."""
-    sampler_seed: int = 0
-    startup_trials: int | None = Field(None, ge=1, le=100_000)
+    sampler_seed: Int = 0
+    startup_trials: Int | None = Field(None, ge=1, le=100_000)
     """TPE and GP: random trials before the model takes over; None = a fifth of the trial budget, 3 to 10
     (orchestrator/suggest.py)."""
     objective: Objective = Field(default_factory=Objective)
     constraint: Constraint = Field(default_factory=Constraint)
     resources: Resources = Field(default_factory=Resources)
-    max_concurrent: int = Field(1, ge=1, le=4096)
+    max_concurrent: Int = Field(1, ge=1, le=4096)
     scheduler: Scheduler = Field(default_factory=Scheduler)
-    max_failures: int = Field(1, ge=0, le=100)
+    max_failures: Int = Field(1, ge=0, le=100)
     budget: Budget = Field(default_factory=Budget)
     worker: WorkerSpec = Field(default_factory=WorkerSpec)
     parent: str | None = None

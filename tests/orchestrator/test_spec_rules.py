@@ -4,9 +4,11 @@ checks of the space's corners against the trial config (invalid points, ASHA run
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from clowncar.errors import ConfigError
 from clowncar.orchestrator.spec import ParamSpec, SweepSpec, spec_from_dict
@@ -386,3 +388,58 @@ def test_an_all_grid_space_without_a_sampler_is_told_the_default_is_tpe_and_how_
         with pytest.raises(ConfigError) as err:
             spec_from_dict({"name": "s", "preset": "tiny-cpu", **fields})
         assert str(err.value) == "sweep spec: budget.max_trials is required for the tpe sampler", fields
+
+
+def _flag_for(annotation: Any) -> Any:
+    """A value of a field typed `annotation` with true where a number goes (None: the field holds no number, or
+    takes true/false itself)."""
+    args = typing.get_args(annotation)
+    if annotation in (int, float):
+        return True
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _flag_for(args[0])
+    if annotation is bool or (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return None
+    if typing.get_origin(annotation) in (list, tuple):
+        inner = _flag_for(args[0])
+        return None if inner is None else [inner] * (len(args) if typing.get_origin(annotation) is tuple else 1)
+    if typing.get_origin(annotation) is dict:
+        inner = _flag_for(args[1])
+        return None if inner is None else {"k": inner}
+    members = [a for a in args if a is not type(None)]
+    if bool in members:  # a union that takes true/false (Scalar)
+        return None
+    flags = [f for f in map(_flag_for, members) if f is not None]
+    return flags[0] if flags else None
+
+
+def _numeric_fields(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """Every field of a spec model (and the models it holds) that holds a number: its path and a value with
+    true in the number's place."""
+    found = []
+    for name, info in model.model_fields.items():
+        path = (*prefix, info.alias or name)
+        annotation = info.annotation
+        for arg in (annotation, *typing.get_args(annotation)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                found += _numeric_fields(arg, path)
+        flag = _flag_for(annotation)
+        if flag is not None:
+            found.append((path, flag))
+    return found
+
+
+def test_no_numeric_field_of_a_spec_reads_true_as_a_number() -> None:
+    fields = _numeric_fields(SweepSpec)
+    # the walk reaches every kind of number field: top level, a list, a nested model, a range in the space
+    assert {("seeds",), ("max_concurrent",), ("resources", "gpus"), ("budget", "trial_seconds_estimate")} <= {
+        path for path, _ in fields} and any(path[0] == "space" for path, _ in fields)
+    for path, flag in fields:
+        value: Any = flag
+        if path[0] == "space":  # a parameter of the space: one range, under a searched key
+            value = {LOOPS: {"float" if path[-1] == "float" else "int": [1, 2], **{path[-1]: flag}}}
+            path = path[:1]
+        for key in reversed(path[1:]):
+            value = {key: value}
+        message = refusal(**{path[0]: value})
+        assert "expected a number, not true" in message and "\n" not in message, (path, message)
