@@ -76,7 +76,7 @@ def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trial
         if st.get_sweep(sweep) is None:
             raise StoreError(f"no sweep named {sweep!r} in {st.url}{st.no_sweep_hint(sweep)}")
         frame = st.trials_frame(sweep)
-        found = st.ranked_trials(sweep)
+        found = st.ranked_trials(sweep, feasible_only=False)  # every ok trial: its headline columns
         searched = searched_keys(st.get_sweep(sweep)["spec"])
     if searched and not frame.empty:  # what tells the trials of a sweep apart: the values it searched
         frame = frame.assign(config=[config_text(row, searched) for _, row in frame.iterrows()])

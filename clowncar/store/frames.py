@@ -202,12 +202,13 @@ class FrameReads:
             return sorted(conn.execute(select(s.sweeps.c.name)).scalars())  # Python's order on every backend
 
     @retried_read
-    def ranked_trials(self, name: str) -> tuple[str, list[dict[str, Any]]] | None:
-        """(metric, the sweep's ok trials best first, each {trial_uid, number, config, result, ...}) as `ranked`
-        orders them, or None when no ok trial measured a BPB."""
+    def ranked_trials(self, name: str, feasible_only: bool = True) -> tuple[str, list[dict[str, Any]]] | None:
+        """(metric, the sweep's feasible trials best first, each {trial_uid, number, config, result, ...}) as
+        `ranked` orders them (the first is `sweep_summary`'s best; `feasible_only=False`: every ok trial, over
+        its size cap too), or None when no ok trial measured a BPB."""
         with self._read() as conn:
             found = ranked(self._trial_rows(conn, [name], ["ok"]))
-        return None if found is None else (found[0], [t for _, t in found[1]])
+        return None if found is None else (found[0], [t for _, t in found[1] if feasible(t) or not feasible_only])
 
     def no_sweep_hint(self, name: str) -> str:
         """' (did you mean a, b?)' with the store's sweep names nearest to an unknown `name`, or nothing."""
@@ -231,8 +232,8 @@ class FrameReads:
     def sweeps_frame(self) -> pd.DataFrame:
         """One row per sweep: name, status, source, parent, created_at, updated_at, trials, ok, running,
         failed (diverged/oom/error/rejected/crashed), pruned, stopped (ok to stopped add up to trials), best_bpb
-        (the lowest score of its ok trials, all scored on the one of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb,
-        val_bpb that most of them measured),
+        (the lowest score of its feasible trials, ok and not over their size cap: see `feasible`; scored on the
+        one of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb, val_bpb that most of its ok trials measured),
         best_metric (which one that was: the numbers of two sweeps compare only when it is the same) and
         unranked_headlines (ok trials whose headline_bpb is not that metric's value: see `headline_unranked`)."""
         import pandas as pd
@@ -253,8 +254,9 @@ class FrameReads:
             row["stopped"] = sum(t["status"] == "stopped" for t in mine)
             found = _best(mine)
             row["best_bpb"], row["best_metric"] = (found[0], found[1]) if found else (None, None)
-            row["unranked_headlines"] = 0 if found is None else sum(
-                t["status"] == "ok" and headline_unranked(t["result"], found[1]) for t in mine)
+            metric = (ranked(mine) or (None,))[0]  # over every ok trial, over its size cap too
+            row["unranked_headlines"] = 0 if metric is None else sum(
+                t["status"] == "ok" and headline_unranked(t["result"], metric) for t in mine)
         columns = ["name", "status", "source", "parent", "created_at", "updated_at", "trials", "ok", "running",
                    "failed", "pruned", "stopped", "best_bpb", "best_metric", "unranked_headlines"]
         frame = pd.DataFrame.from_records(sweeps, columns=columns)
@@ -373,10 +375,19 @@ def headline_unranked(result: Mapping[str, Any] | None, metric: str) -> bool:
     return isinstance(head, int | float) and head != (result or {}).get(metric)
 
 
+def feasible(trial: Mapping[str, Any]) -> bool:
+    """Whether a stored trial may be a sweep's best (or picked by `sweep rerun`): it ended ok and did not break its
+    size cap. The sweep driver stores `over_cap: true` in the result of every trial it told Optuna was over its one
+    cap (`trainable.stored_result`), so this is the rule `sweep status` reads from the study's constraint."""
+    result = trial["result"]
+    return trial["status"] == "ok" and not (isinstance(result, Mapping) and result.get("over_cap") is True)
+
+
 def _best(trials: list[dict[str, Any]]) -> tuple[float, str, dict[str, Any]] | None:
-    """(score, its metric, trial): the first of `ranked`."""
+    """(score, its metric, trial): the first feasible trial of `ranked` (whose metric the ok trials over their
+    size cap still help choose: a sweep's best_metric does not change as its trials' sizes do)."""
     found = ranked(trials)
     if found is None:
         return None
     key, scored = found
-    return scored[0][0], key, scored[0][1]
+    return next(((score, key, t) for score, t in scored if feasible(t)), None)

@@ -344,3 +344,36 @@ def test_artifacts_frame_lists_files_in_sweep_trial_number_and_attempt_order(sto
     assert store.artifacts_frame("alpha").empty and list(store.artifacts_frame(["alpha"]).columns) == \
         list(frame.columns)
     assert len(store.artifacts_frame(["base", "rerun"])) == 4 and len(store.artifacts_frame("rerun")) == 1
+
+
+def _capped(store: Store) -> None:
+    """Sweep `cap`: trial 0 has the lower BPB but broke its size cap (stored `over_cap: true`, as the sweep driver
+    stores a trial Optuna was told is infeasible), trial 1 is within it; sweep `allover`: its one ok trial is over."""
+    store.create_or_get_sweep("cap", {"constraint": {"max_artifact_bytes": 470_000}})
+    for uid, number, bpb, over in (("cap/0", 0, 2.3399421, True), ("cap/1", 1, 2.355475, False)):
+        store.start_trial("cap", uid, number, 0, CFG, 1337, None, started_at=T0)
+        result = {"val_bpb": bpb, "q_sliding_val_bpb": bpb, "artifact_bytes": 480_000 if over else 460_000,
+                  "headline_bpb": bpb - 0.1}
+        if over:
+            result |= {"over_cap": True, "size_cap_applied": 470_000}
+        store.finish_trial(uid, 0, "ok", "artifact 480000 bytes over the cap of 470000" if over else None, result)
+    store.create_or_get_sweep("allover", {})
+    store.start_trial("allover", "allover/0", 0, 0, CFG, 1, None, started_at=T0)
+    store.finish_trial("allover/0", 0, "ok", None, {"val_bpb": 2.0, "over_cap": True, "headline_bpb": 1.9})
+
+
+def test_an_over_cap_trial_is_never_a_sweeps_best_in_sweeps_frame_sweep_summary_or_ranked_trials(
+        store: Store) -> None:
+    _capped(store)
+    frame = store.sweeps_frame().set_index("name")
+    assert (frame.loc["cap", "best_bpb"], frame.loc["cap", "best_metric"]) == (2.355475, "q_sliding_val_bpb")
+    best = store.sweep_summary("cap")["best"]
+    assert (best["trial_uid"], best["number"], best["score"]) == ("cap/1", 1, 2.355475)
+    metric, trials = store.ranked_trials("cap")  # what `sweep rerun` of an imported sweep picks from
+    assert metric == "q_sliding_val_bpb" and [t["trial_uid"] for t in trials] == ["cap/1"]
+    # every ok trial is still listed where a listing asks for all (`store ls SWEEP`'s headline columns)
+    assert [t["trial_uid"] for t in store.ranked_trials("cap", feasible_only=False)[1]] == ["cap/0", "cap/1"]
+    # no feasible trial: no best, though its over-cap trial's unranked headline is still counted
+    assert pd.isna(frame.loc["allover", "best_bpb"]) and pd.isna(frame.loc["allover", "best_metric"])
+    assert frame.loc["allover", "unranked_headlines"] == 1 and frame.loc["cap", "unranked_headlines"] == 2
+    assert store.sweep_summary("allover")["best"] is None
