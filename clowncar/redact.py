@@ -25,8 +25,13 @@ _SECRET_KEYS = r"(?:password|passwd|pwd|sslpassword|secret|token|access_token|ap
 
 # scheme://user:password@  (the password runs to the last '@' before the host; it may hold ':' or '/').
 _USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)(?P<pw>\S*)(?P<at>@)")
+# A ':' that ends a value: before a space or the end of the text it is the separator of a sentence ("cannot open
+# store URL: why"), not the secret's (a ':' inside a value is the secret's). A query value is percent-encoded
+# wherever clowncar renders a URL, so no password's own ':' stands there.
+_NOT_SEPARATOR = r"(?!:(?:\s|$))"
 # ?password=...&  or  ;password=...  (URL query strings, ODBC-style strings)
-_QUERY_PARAM = re.compile(rf"(?P<head>[?&;]{_SECRET_KEYS}=)(?P<val>[^&;\s'\"#]*)", re.IGNORECASE)
+_QUERY_PARAM = re.compile(rf"(?P<head>[?&;]{_SECRET_KEYS}=)(?P<val>(?:{_NOT_SEPARATOR}[^&;\s'\"#])*)",
+                          re.IGNORECASE)
 # libpq keyword/value strings and environment assignments: password=... or password='...'
 _KEYWORD = re.compile(rf"(?P<head>(?<![\w?&;]){_SECRET_KEYS}\s*=\s*)(?P<val>'(?:[^'\\]|\\.)*'|\"[^\"]*\"|\S+)",
                       re.IGNORECASE)
@@ -39,7 +44,7 @@ _MAPPING = re.compile(rf"(?P<head>(?<![^\s{{,(\[])[\"']?{_SECRET_KEYS}[\"']?\s*:
 # The same inside an encoded query value: `?options=-c%20password%3D...` (libpq's options travel percent-encoded;
 # a space before the key is '%20' or '+', so a word-boundary rule cannot see where the key starts)
 _ENCODED_KEYWORD = re.compile(rf"(?P<head>(?:(?<=%20)|(?<=[\s+?&;=])){_SECRET_KEYS}%3D)"
-                              r"(?P<val>(?:%(?!20)[0-9A-Fa-f]{2}|[^&;\s'\"#+%])*)", re.IGNORECASE)
+                              rf"(?P<val>(?:%(?!20)[0-9A-Fa-f]{{2}}|{_NOT_SEPARATOR}[^&;\s'\"#+%])*)", re.IGNORECASE)
 _BEARER = re.compile(r"(?P<head>\bBearer\s+)(?P<val>[A-Za-z0-9._~+/=\-]+)", re.IGNORECASE)
 
 
