@@ -119,13 +119,23 @@ def _mark_failed(store: Any, name: str, reason: str) -> None:
 
 
 @contextlib.contextmanager
-def failed_start_marked(store: Any, name: str) -> Iterator[None]:
+def failed_start_marked(store: Any, name: str, earlier: tuple[str, str | None] | None = None) -> Iterator[None]:
     """Any failure inside the block marks sweep `name` failed with its reason. Bad input (a ClownCarError)
-    keeps its own message and exit code; anything else becomes one `StartFailed` line (exit 1)."""
+    keeps its own message and exit code; anything else becomes one `StartFailed` line (exit 1).
+
+    An interrupt (Ctrl-C, SIGTERM: exit 130, resumable) of a sweep that ran before, `earlier` its status and
+    reason as this start found them (a resume of a stopped sweep), puts them back: no trial of this run started, so
+    nothing of the sweep changed. A first start (`earlier` None or `created`) is marked failed, `interrupted while
+    starting`, and the same command starts it over (`never_started`)."""
     try:
         yield
     except KeyboardInterrupt:
-        _mark_failed(store, name, "interrupted while starting")
+        ASKED_THIS_RUN[name] = 0  # for its line (interrupted_line): this run asked for no trial
+        if earlier is None or earlier[0] == "created":
+            _mark_failed(store, name, "interrupted while starting")
+        else:
+            with contextlib.suppress(Exception):  # the store itself is what failed: the interrupt is what to say
+                store.set_sweep_status(name, *earlier)
         raise
     except Exception as err:
         reason = redact_text(str(err)) if isinstance(err, ClownCarError) else one_line(err)
@@ -202,9 +212,10 @@ def interrupted_line(url: str, name: str) -> str:
         return (f"sweep {name} interrupted before its running trials were closed: {_trials(running)} still "
                 f"marked running, but nothing runs {them} once this command ends; `clowncar sweep resume {name}` "
                 f"queues {them} again")
-    if status == "stopped":
+    asked = ASKED_THIS_RUN.get(name)
+    if status == "stopped" and asked != 0:
         return f"sweep {name} interrupted: its running trials were stopped; {resume}"
-    if status in RESTARTABLE and not ASKED_THIS_RUN.get(name):  # its earlier trials are stored, this run's had
+    if status in (*RESTARTABLE, "stopped") and not asked:  # a stopped one: a resume interrupted while it started  # its earlier trials are stored, this run's had
         return f"sweep {name} interrupted before any trial of this run started; {resume}"
     return f"sweep {name} interrupted; {resume}"  # after its trials ended (`done`)
 

@@ -163,7 +163,8 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
     ASKED_THIS_RUN.pop(spec.name, None)  # an earlier run of it in this process asked for its own trials
     storage = open_study(opts.store_url)
     reconciled = prepare(spec, store, storage, opts.resume, Path(opts.runs_dir), opts.retry_failed)
-    with failed_start_marked(store, spec.name):  # from here to the first trial: a failure leaves no half sweep
+    found = store.get_sweep(spec.name) or {}  # what an interrupt before the first trial puts back (a resume's)
+    with failed_start_marked(store, spec.name, (found.get("status", "created"), found.get("reason"))):  # from here to the first trial: a failure leaves no half sweep
         tally = Tally(total=spec.max_trials(), gpus=spec.resources.gpus,
                       metric=objective_name(spec.objective.metric))
         trials_dir = Path(opts.runs_dir).resolve() / "trials"

@@ -363,3 +363,35 @@ def test_a_trial_asha_stops_is_stored_pruned_with_the_reason(env: dict[str, Any]
     with open_store(env["url"], create=False) as st:
         pruned = [a for n in (0, 1) for a in st.get_trial(trial_uid("drv", n))["attempts"] if a["status"] != "ok"]
     assert [(a["status"], a["reason"]) for a in pruned] == [("pruned", "stopped early by ASHA")]
+
+
+def test_a_resume_interrupted_while_ray_starts_leaves_a_stopped_sweep_stopped(
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while Ray started for `sweep resume` of a stopped sweep marked it `failed (interrupted while
+    starting)`: exit 130 says it can be resumed, and nothing of it changed. A first run interrupted so is still
+    marked failed (README: the same command starts it again)."""
+    from clowncar.orchestrator.start import interrupted_line
+
+    def stopped(seen: dict[str, Any]) -> None:
+        seen["searcher"].stopping.set()
+
+    Fit(monkeypatch, stopped)
+    tune.run_sweep(spec(), options(env))
+    with open_store(env["url"], create=False) as st:  # trial 0 finished before the stop
+        st.start_trial("drv", "drv/0", 0, 0, {"model": {"crawler_loops": 1}}, 1337, "node-a")
+        st.finish_trial("drv/0", 0, "ok", None, {})
+    assert (sweep_row(env)["status"], sweep_row(env)["reason"]) == ("stopped", None)
+
+    def interrupted(opts: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tune, "init_ray", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tune.run_sweep(spec(), options(env, resume=True))
+    assert (sweep_row(env)["status"], sweep_row(env)["reason"]) == ("stopped", None)
+    assert interrupted_line(env["url"], "drv") == ("sweep drv interrupted before any trial of this run started; "
+                                                   "continue it with `clowncar sweep resume drv`")
+    with pytest.raises(KeyboardInterrupt):  # a first run of another name: marked failed, as before
+        tune.run_sweep(spec(name="new"), options(env))
+    assert (sweep_row(env, "new")["status"], sweep_row(env, "new")["reason"]) == (
+        "failed", "interrupted while starting")
