@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SAWarning, SQLAlchemyError
 
 from clowncar.errors import StoreError
 from clowncar.redact import redact_text, redact_url
 
 SQLITE_BUSY_MS = 60_000
 """How long a SQLite writer waits for another one before giving up (WAL allows one writer at a time)."""
+
+_SQLITE_IGNORED = r"Query string argument\(s\) "
+"""How SQLAlchemy's warning about a SQLite URL's query argument that pysqlite would ignore begins."""
 
 WRITE_OPTION = "clowncar_write"
 """Execution option marking a connection whose transactions write (SQLite takes the write lock up front)."""
@@ -126,7 +131,16 @@ def make_engine(url: URL, create: bool) -> Engine:
         if url.get_backend_name() == "postgresql":
             kwargs["connect_args"] = {"connect_timeout": 10}
     try:
-        engine = create_engine(url, **kwargs)
+        with warnings.catch_warnings():
+            # pysqlite ignores a query argument it does not know (SQLite URI arguments without uri=true) with a
+            # two-line SAWarning: refused here like every other URL that cannot work as written
+            warnings.filterwarnings("error", category=SAWarning, message=_SQLITE_IGNORED)
+            engine = create_engine(url, **kwargs)
+    except SAWarning as err:
+        names = re.search(_SQLITE_IGNORED + r"(.*?) are not accepted", str(err))
+        raise StoreError(f"cannot use store URL {safe_url(url)}: query argument(s) "
+                         f"{names.group(1) if names else '?'} are not accepted by the pysqlite driver (SQLite URI "
+                         "arguments need uri=true in the URL)") from None
     except (NoSuchModuleError, ModuleNotFoundError, ImportError) as err:
         hint = " (PostgreSQL needs: pip install 'clowncar[postgres]')" if url.get_backend_name() == "postgresql" else ""
         raise StoreError(f"{store_error(err, url, 'no database driver for')}{hint}") from None

@@ -55,3 +55,12 @@ def test_store_commands_refuse_bad_input_with_one_line(run_cli, cli, tmp_path):
                          (["export", "--sweep", "nope", "--out", str(tmp_path / "x")], "no sweep named 'nope'")):
         code, _, err = cli("store", *args, "--store", url)
         assert code == 2 and needle in err and err.strip().count("\n") == 0, err
+
+
+def test_a_sqlite_url_with_an_unknown_query_argument_is_refused_in_one_line(run_cli, tmp_path):
+    db = tmp_path / "cli.db"
+    _seed(f"sqlite:///{db}")
+    r = run_cli("store", "ls", "--store", f"sqlite:///{db}?foo=1")
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr == (f"clowncar: error: cannot use store URL sqlite:///{db}?foo=1: query argument(s) 'foo' are "
+                        "not accepted by the pysqlite driver (SQLite URI arguments need uri=true in the URL)\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import sqlite3
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -296,6 +297,20 @@ def test_a_driver_argument_that_cannot_be_read_is_a_one_line_error(tmp_path: Pat
     with pytest.raises(StoreError) as err:
         make_engine(parse_url(url), create=True)
     assert str(err.value) == f"cannot use store URL {url}: {reason}"
+
+
+@pytest.mark.parametrize(("query", "names"), [("foo=1", "'foo'"), ("foo=1&mode=ro&timeout=5", "'foo', 'mode'")])
+def test_a_sqlite_query_argument_the_driver_would_ignore_is_refused_in_one_line(tmp_path: Path, query: str,
+                                                                                names: str) -> None:
+    # SQLAlchemy warned (two raw lines on stderr, twice under `dashboard`) and went on without it
+    url = f"{_sqlite(tmp_path / 'c.db')}?{query}"
+    with warnings.catch_warnings(record=True) as seen, pytest.raises(StoreError) as err:
+        warnings.simplefilter("always")
+        make_engine(parse_url(url), create=True)
+    assert not seen, [str(w.message) for w in seen]
+    assert str(err.value) == (f"cannot use store URL {url}: query argument(s) {names} are not accepted by the "
+                              "pysqlite driver (SQLite URI arguments need uri=true in the URL)")
+    make_engine(parse_url(f"{_sqlite(tmp_path / 'c.db')}?timeout=5"), create=True).dispose()  # its own: kept
 
 
 def test_an_unreachable_server_is_one_line_and_names_no_password(monkeypatch: pytest.MonkeyPatch,
