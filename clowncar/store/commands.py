@@ -206,6 +206,8 @@ def export(sweep: Annotated[list[str], typer.Option("--sweep", help="Sweep to ex
         raise StoreError(f"--format must be parquet or csv, not {fmt!r}")
     from clowncar.data.paths import OutputDir
 
+    sweep = list(dict.fromkeys(sweep))  # `--sweep a --sweep a` is one sweep: its files are named after it
+
     if out.exists() and not out.is_dir():
         raise StoreError(f"--out {out} exists and is not a directory")
     replaced = earlier_export(out, sweep, fmt, overwrite)

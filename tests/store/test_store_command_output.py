@@ -361,6 +361,15 @@ def test_export_of_several_sweeps_is_named_export_and_parquet_by_default(filled,
     assert capsys.readouterr().out.count("wrote ") == 6
 
 
+def test_an_export_of_one_sweep_named_twice_is_named_after_that_sweep(filled, tmp_path: Path, capsys) -> None:
+    url, uid, _ = filled
+    export(["a", "a"], tmp_path / "x", fmt="csv", store=url)
+    names = ["trials", "steps", "evals", "named_evals", "probes", "artifacts"]
+    assert sorted(os.listdir(tmp_path / "x")) == sorted(f"a_{n}.csv" for n in names)
+    assert pd.read_csv(tmp_path / "x" / "a_trials.csv")["trial_uid"].tolist() == [uid]
+    assert capsys.readouterr().out.count("wrote ") == 6
+
+
 @pytest.mark.parametrize(("name", "stem"), [("x/y", "x_y"), ("../up", "up"), ("a b:c", "a_b_c"), ("//", "export"),
                                            ("run.v2-final", "run.v2-final"), ("Xy/Run.V2", "Xy_Run.V2")])
 def test_an_export_file_is_named_after_its_sweep_with_only_safe_characters(tmp_path: Path, name: str,
