@@ -84,6 +84,43 @@ Float = Annotated[float, BeforeValidator(_no_flag_for_a_number)]
 """Every float of a spec: true/false is refused, not read as 1.0/0.0."""
 
 
+def _what(value: Any) -> str:
+    """What a value that is not one value is, as its YAML reads: a list, a mapping, null."""
+    if value is None:
+        return "null"
+    return {list: "a list", tuple: "a list", dict: "a mapping"}.get(type(value), f"a {type(value).__name__}")
+
+
+def _one_value(value: Any) -> Any:
+    # checked before the union: a list, null or .inf would otherwise be named at the union's first member, a key
+    # no spec has (`grid.0.bool: Input should be a valid boolean`)
+    if not isinstance(value, bool | int | float | str):
+        raise ValueError(f"expected a number, string or bool, not {_what(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("Input should be a finite number")
+    return value
+
+
+def _values(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            try:
+                _one_value(item)
+            except ValueError as err:
+                raise ValueError(f"item {i}: {err}") from None
+    elif isinstance(value, bool | int | float | str):
+        _one_value(value)
+    else:
+        raise ValueError(f"expected a value or a list of values, not {_what(value)}")
+    return value
+
+
+Value = Annotated[Scalar, BeforeValidator(_one_value)]
+"""One value of a parameter, a point or a queued config; a list, a mapping or null is refused where it stands."""
+Values = Annotated[Scalar | list[Scalar], BeforeValidator(_values)]
+"""A `when:` condition: one value or a list of them."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
@@ -91,14 +128,14 @@ class _Strict(BaseModel):
 class ParamSpec(_Strict):
     """One searched parameter: exactly one of `grid`, `choice`, `int`, `float`."""
 
-    grid: list[Scalar] | None = None
+    grid: list[Value] | None = None
     """Explicit values, every one tried (grid sampler) or sampled as categories (other samplers)."""
-    choice: list[Scalar] | None = None
+    choice: list[Value] | None = None
     int_range: tuple[Int, Int] | None = Field(None, alias="int")
     float_range: tuple[Float, Float] | None = Field(None, alias="float")
     log: bool = False
     step: Float | None = Field(None, gt=0)
-    when: dict[str, Scalar | list[Scalar]] | None = None
+    when: dict[str, Values] | None = None
     """Only sample this parameter when the named parameters have these values (conditional spaces)."""
 
     @model_validator(mode="after")
@@ -196,7 +233,7 @@ class SweepSpec(_Strict):
     description: str = ""
     preset: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
-    points: dict[str, dict[str, Scalar]] = Field(default_factory=dict)
+    points: dict[str, dict[str, Value]] = Field(default_factory=dict)
     """Named configs (dotted keys over the base), tried as one more dimension of the space (`point`): layouts
     that are no product of values, such as the seed's eight micro-crawler configs."""
     space: dict[str, ParamSpec] = Field(default_factory=dict)
@@ -217,7 +254,7 @@ class SweepSpec(_Strict):
     worker: WorkerSpec = Field(default_factory=WorkerSpec)
     parent: str | None = None
     """Set by `sweep rerun`: the sweep whose best configs this one reruns."""
-    enqueue: list[dict[str, Scalar]] = Field(default_factory=list)
+    enqueue: list[dict[str, Value]] = Field(default_factory=list)
     """Configs to run first (dotted keys), e.g. the K best of a parent sweep times seeds."""
 
     @model_validator(mode="after")

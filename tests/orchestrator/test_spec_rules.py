@@ -443,3 +443,17 @@ def test_no_numeric_field_of_a_spec_reads_true_as_a_number() -> None:
             value = {key: value}
         message = refusal(**{path[0]: value})
         assert "expected a number, not true" in message and "\n" not in message, (path, message)
+
+
+def test_a_list_or_mapping_where_one_value_goes_is_named_at_that_value() -> None:
+    one = "expected a number, string or bool, not"
+    assert refusal(space={LOOPS: {"choice": [1, [2]]}}) == f"sweep spec key 'space.{LOOPS}.choice.1': {one} a list"
+    assert refusal(enqueue=[{LOOPS: 2}, {LOOPS: {"a": 1}}]) == f"sweep spec key 'enqueue.1.{LOOPS}': {one} a mapping"
+    assert refusal(points={"a": {LOOPS: None}}) == f"sweep spec key 'points.a.{LOOPS}': {one} null"
+    assert refusal(space={"train.matrix_lr": {"choice": [0.1, float("inf")]}}) == (
+        "sweep spec key 'space.train.matrix_lr.choice.1': Input should be a finite number")
+    # the values that were accepted still are, each of its own type
+    spec = spec_of(space={LOOPS: {"choice": [1, 2]}, "train.cadence": {"choice": [1, 2], "when": {LOOPS: [2]}}},
+                   points={"a": {"model.xsa": "off", "train.matrix_lr": 0.01, "quant.enabled": True}})
+    assert spec.points["a"] == {"model.xsa": "off", "train.matrix_lr": 0.01, "quant.enabled": True}
+    assert spec.space["train.cadence"].when == {LOOPS: [2]}
