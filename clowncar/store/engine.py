@@ -6,6 +6,7 @@ import re
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -49,8 +50,20 @@ def _netloc(url: str) -> str:
 
 
 def safe_url(url: URL | str) -> str:
-    """The URL as text with its password (userinfo or query form) replaced by *** (`clowncar.redact`)."""
-    return redact_url(str(url))  # str() of a URL already hides its userinfo password; redact_url the rest
+    """The URL as text with its password (userinfo or query form) replaced by *** (`clowncar.redact`), its
+    database as typed."""
+    if isinstance(url, str):
+        return redact_url(url)
+    # str() of a URL hides its userinfo password and percent-encodes its database (sqlite:///:memory: would read
+    # sqlite:///%3Amemory%3A, a path with a ':' %3A): the database is put back as typed, and redact_text masks a
+    # password in the query (rendered percent-encoded, one token)
+    text = str(url)
+    if url.database:
+        head, sep, query = text.partition("?")  # a '?' of the database is encoded: the first one is the query's
+        rendered = "/" + quote(url.database, safe=" +/")
+        if head.endswith(rendered):
+            text = head[: -len(rendered)] + "/" + url.database + sep + query
+    return redact_text(text)
 
 
 def safe_text(text: str) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from clowncar.errors import StoreError
 from clowncar.store import engine as engine_mod
-from clowncar.store import resolve_url
+from clowncar.store import open_store, resolve_url
 from clowncar.store.engine import WRITE_OPTION, make_engine, parse_url, safe_url, store_error
 
 PW = "Zq9-s3cret"
@@ -65,6 +65,20 @@ def test_safe_url_hides_the_password_of_a_parsed_url_and_of_a_string() -> None:
     raw = f"postgresql+psycopg://u:{PW}@db:5432/x?sslmode=require"
     expected = "postgresql+psycopg://u:***@db:5432/x?sslmode=require"
     assert safe_url(parse_url(raw)) == expected and safe_url(raw) == expected
+
+
+def test_a_parsed_url_is_shown_with_its_database_as_typed(tmp_path: Path) -> None:
+    # SQLAlchemy renders the database percent-encoded: sqlite:///:memory: read sqlite:///%3Amemory%3A
+    for url in ("sqlite:///:memory:", "sqlite:////data/runs:2026/c.db", "postgresql+psycopg://u@db/a:b?sslmode=require"):
+        assert safe_url(parse_url(url)) == url
+    assert safe_url(parse_url(f"postgresql+psycopg://u:{PW}@db/a:b")) == "postgresql+psycopg://u:***@db/a:b"
+    with pytest.raises(StoreError) as err:
+        open_store("sqlite:///:memory:", create=False)
+    assert str(err.value) == "no clowncar store at sqlite:///:memory:"
+    missing = f"sqlite:///{tmp_path}/runs:2026/c.db"
+    with pytest.raises(StoreError) as err:
+        make_engine(parse_url(missing), create=False)
+    assert str(err.value) == f"no store at {missing} (nothing has been written there yet)"
 
 
 def test_a_sqlite_path_under_the_home_folder_is_expanded_for_every_opener(tmp_path: Path,
