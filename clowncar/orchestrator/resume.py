@@ -204,9 +204,12 @@ def recorded_from_disk(study: optuna.Study, store: Any, spec: SweepSpec, runs_di
 
 def reconcile(study: optuna.Study, store: Any, spec: SweepSpec, runs_dir: Path | None = None) -> dict[str, int]:
     """Bring the study and the store into agreement after a dead head (`runs_dir`: where this machine's trial
-    directories are, to find attempts that finished unrecorded). Returns what it did."""
+    directories are, to find attempts that finished unrecorded). Returns what it did; `closed_and_requeued`
+    counts the trials in both `closed_for_rerun` and `store_attempts_closed` (one attempt that the study and the
+    store both held as running), so that a line can say them once."""
     done = {"told_from_store": 0, "recorded_from_disk": 0, "closed_for_rerun": 0, "dropped_unasked": 0,
-            "store_attempts_closed": 0}
+            "store_attempts_closed": 0, "closed_and_requeued": 0}
+    requeued: list[tuple[str, int]] = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if told_if_finished(study, store, spec, t):
             done["told_from_store"] += 1
@@ -215,8 +218,13 @@ def reconcile(study: optuna.Study, store: Any, spec: SweepSpec, runs_dir: Path |
             done["recorded_from_disk"] += 1
         elif close_for_rerun(study, spec, t, "head died while it ran"):
             done["closed_for_rerun"] += 1
+            number, attempt = number_and_attempt(t)
+            requeued.append((trial_uid(spec.name, number), attempt))
         else:
             done["dropped_unasked"] += 1
+    if requeued:  # which of them the store holds as running too: closed below
+        states = store.trial_states(spec.name)
+        done["closed_and_requeued"] = sum(states.get(uid) == (attempt, "running") for uid, attempt in requeued)
     done["store_attempts_closed"] = store.close_running(spec.name, "crashed", "head died; re-run as a new attempt")
     return done
 

@@ -43,6 +43,8 @@ STATE_NOTES = {"DUPLICATE": " (repeated suggestions, told at once and never run)
 RESUME_WORDS = {
     "told_from_store": "{} found finished in the store",
     "recorded_from_disk": "{} found finished in their trial folders and recorded",
+    "closed_and_requeued": "{} left running in the store by the driver's end: closed as crashed and queued to run "
+                           "again",
     "closed_for_rerun": "{} cut off by the driver's end, queued to run again",
     "dropped_unasked": "{} never asked in full, dropped",
     "store_attempts_closed": "{} left running in the store, closed as crashed",
@@ -52,9 +54,18 @@ RESUME_WORDS = {
 
 
 def resume_line(reconciled: dict[str, int]) -> str | None:
-    """The non-zero parts of what resume reconciled, one line; None when it had nothing to do."""
+    """The non-zero parts of what resume reconciled, one line; None when it had nothing to do. A trial both cut
+    off in the study and closed in the store (`closed_and_requeued`) is said once, before those cut off only."""
+    both = reconciled.get("closed_and_requeued", 0)
+    counts: dict[str, int] = {}
+    for key, n in reconciled.items():
+        if key == "closed_and_requeued":
+            continue
+        if key == "closed_for_rerun":
+            counts["closed_and_requeued"] = both
+        counts[key] = n - both if key in ("closed_for_rerun", "store_attempts_closed") else n
     parts = [RESUME_WORDS[key].format(counted(n, "trial")) if key in RESUME_WORDS else f"{key.replace('_', ' ')} {n}"
-             for key, n in reconciled.items() if n]
+             for key, n in counts.items() if n]
     return "resume: " + "; ".join(parts) if parts else None
 
 

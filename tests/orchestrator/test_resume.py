@@ -42,7 +42,7 @@ def test_reconcile_tells_what_finished_and_requeues_what_was_running(world: Any)
 
     assert reconcile(world.study, world.store, world.spec) == {
         "told_from_store": 3, "recorded_from_disk": 0, "closed_for_rerun": 4, "dropped_unasked": 0,
-        "store_attempts_closed": 1}
+        "store_attempts_closed": 1, "closed_and_requeued": 1}  # trial 3: one trial, counted in both
 
     ok = world.trial(0, 0)
     assert ok.state == TrialState.COMPLETE and ok.values == [1.25] and ok.user_attrs["status"] == "ok"
@@ -63,7 +63,7 @@ def test_reconcile_tells_what_finished_and_requeues_what_was_running(world: Any)
     # A second reconcile finds nothing RUNNING: nothing is told or queued twice.
     assert reconcile(world.study, world.store, world.spec) == {
         "told_from_store": 0, "recorded_from_disk": 0, "closed_for_rerun": 0, "dropped_unasked": 0,
-        "store_attempts_closed": 0}
+        "store_attempts_closed": 0, "closed_and_requeued": 0}
     assert len(world.study.get_trials(states=(TrialState.WAITING,))) == 4
 
 
@@ -167,7 +167,7 @@ def test_a_trial_that_finished_unrecorded_is_recorded_from_its_files_and_never_r
 
     assert reconcile(world.study, world.store, world.spec, runs) == {
         "told_from_store": 0, "recorded_from_disk": 3, "closed_for_rerun": 3, "dropped_unasked": 0,
-        "store_attempts_closed": 2}
+        "store_attempts_closed": 2, "closed_and_requeued": 2}  # trials 1 and 4: cut off, and running in the store
     ok = world.trial(0, 0)
     assert ok.state == TrialState.COMPLETE and ok.values == [1.25] and ok.user_attrs["status"] == "ok"
     assert ok.constraints == {CONSTRAINT: 100.0 - world.spec.size_cap()}

@@ -108,6 +108,20 @@ def test_the_resume_line_says_only_what_resume_did_in_words(capsys) -> None:
                                                         "best trial: none feasible yet"]
 
 
+def test_a_trial_cut_off_and_closed_as_crashed_in_the_store_reads_as_one_trial() -> None:
+    """After a SIGKILL of the driver, one trial was cut off in the study and left running in the store: the line
+    said `1 trial cut off by the driver's end, queued to run again; 1 trial left running in the store, closed as
+    crashed`, two trials to a reader."""
+    assert status_lines.resume_line({"told_from_store": 0, "closed_for_rerun": 1, "store_attempts_closed": 1,
+                                     "closed_and_requeued": 1}) == (
+        "resume: 1 trial left running in the store by the driver's end: closed as crashed and queued to run again")
+    assert status_lines.resume_line({"told_from_store": 1, "closed_for_rerun": 3, "store_attempts_closed": 2,
+                                     "closed_and_requeued": 1}) == (
+        "resume: 1 trial found finished in the store; 1 trial left running in the store by the driver's end: "
+        "closed as crashed and queued to run again; 2 trials cut off by the driver's end, queued to run again; "
+        "1 trial left running in the store, closed as crashed")
+
+
 def test_a_summary_without_a_feasible_trial_or_a_timing_says_less(capsys) -> None:
     status_lines.print_summary({"sweep": "s", "optuna_states": {}, "fit_seconds": 12.0, "asked_this_run": 0})
     status_lines.print_summary({"sweep": "s", "optuna_states": {"FAIL": 1}, "fit_seconds": 0.0, "asked_this_run": 3})

@@ -166,7 +166,7 @@ def test_a_resume_needs_a_study_and_reconciles_it(opened: Any) -> None:
     _queue(storage, "sw")  # never started, but a resume is asked for: it is reconciled, not restarted
     done = prepare(spec_from_dict(SPEC), store, storage, resume=True)
     assert done == {"told_from_store": 0, "recorded_from_disk": 0, "closed_for_rerun": 0, "dropped_unasked": 0,
-                    "store_attempts_closed": 0}
+                    "store_attempts_closed": 0, "closed_and_requeued": 0}
     retried = prepare(spec_from_dict(SPEC), store, storage, resume=True, retry_failed=True)
     # asked for: its counts are said, even when nothing failed
     assert retried == {**done, "requeued_failed": 0, "old_rejections_kept": 0}
