@@ -74,8 +74,9 @@ def _where(err: yaml.YAMLError) -> str:
     return ""
 
 
-def read_mapping(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON file that must hold a mapping; one-line errors for anything else."""
+def read_mapping(path: str | Path, holding: str = "a mapping of config sections") -> dict[str, Any]:
+    """Read a YAML or JSON file that must hold a mapping (`holding` says which, in the error of a file that holds
+    something else); one-line errors for anything else."""
     p = Path(path)
     try:
         with p.open("rb") as f:
@@ -95,5 +96,5 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{p} must hold a mapping of config sections, not {type(data).__name__}")
+        raise ConfigError(f"{p} must hold {holding}, not {type(data).__name__}")
     return data

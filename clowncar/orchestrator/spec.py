@@ -427,7 +427,7 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise ConfigError(f"cannot read sweep spec {p}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(mode):  # a directory, or a FIFO that would block the read
         raise ConfigError(f"{p} is {file_kind(mode)}, not a sweep spec file (YAML)")
-    data = read_mapping(p)
+    data = read_mapping(p, holding="a sweep spec (a mapping of keys such as name, preset, space)")
     if data.get("seeds") == []:  # the model cannot tell it from no seeds given (a stored spec holds seeds: [])
         raise ConfigError(f"sweep spec {p}: seeds: [] lists no seed; leave it out to use the config's train.seed")
     from clowncar.orchestrator.spec_checks import check_named_switches
