@@ -150,10 +150,9 @@ def make_engine(url: URL, create: bool) -> Engine:
             warnings.filterwarnings("error", category=SAWarning, message=_SQLITE_IGNORED)
             engine = create_engine(url, **kwargs)
     except SAWarning as err:
-        names = re.search(_SQLITE_IGNORED + r"(.*?) are not accepted", str(err))
-        raise StoreError(f"cannot use store URL {safe_url(url)}: query argument(s) "
-                         f"{names.group(1) if names else '?'} are not accepted by the pysqlite driver (SQLite URI "
-                         "arguments need uri=true in the URL)") from None
+        names = re.sub(_SQLITE_IGNORED + r"(.*?) are not accepted.*", r"\1", str(err), flags=re.DOTALL)
+        raise StoreError(f"cannot use store URL {safe_url(url)}: query argument(s) {names} are not accepted by "
+                         "the pysqlite driver (SQLite URI arguments need uri=true in the URL)") from None
     except (NoSuchModuleError, ModuleNotFoundError, ImportError) as err:
         hint = " (PostgreSQL needs: pip install 'clowncar[postgres]')" if url.get_backend_name() == "postgresql" else ""
         raise StoreError(f"{store_error(err, url, 'no database driver for')}{hint}") from None
