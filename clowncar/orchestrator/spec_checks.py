@@ -14,6 +14,7 @@ from clowncar.errors import ConfigError
 from clowncar.orchestrator.rungs import measure_problem, rung_problem
 from clowncar.orchestrator.spec import POINT_KEY
 from clowncar.orchestrator.workers import check_objective
+from clowncar.presets import preset_dict
 
 if TYPE_CHECKING:
     from clowncar.orchestrator.spec import ParamSpec, SweepSpec
@@ -24,6 +25,11 @@ CHECKED_GRID = 64
 
 def check_against_config(spec: SweepSpec) -> None:
     """Every searched key must be a trial-config key, and the corners of the space must be valid configs."""
+    if spec.preset:  # an unknown preset is the preset's error, not the overrides' (base_dict reads both)
+        try:
+            preset_dict(spec.preset)
+        except ConfigError as err:
+            raise ConfigError(f"sweep spec preset: {err}") from None
     try:
         spec.base_dict()
     except ConfigError as err:
