@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from clowncar.buildable import check_buildable
 from clowncar.errors import ConfigError
 from clowncar.orchestrator.rungs import measure_problem, rung_problem
-from clowncar.orchestrator.spec import POINT_KEY
+from clowncar.orchestrator.spec import POINT_KEY, SEED_KEY
 from clowncar.orchestrator.workers import check_objective
 from clowncar.presets import preset_dict
 
@@ -140,5 +140,8 @@ def _check_each_value(spec: SweepSpec, space: dict[str, ParamSpec], first: dict[
             try:
                 spec.trial_config({**first, key: value})
             except ConfigError as err:
-                if str(err).startswith(f"config key '{key}'"):
-                    raise ConfigError(f"sweep spec space: {err} (with {{{key!r}: {value!r}}})") from None
+                if not str(err).startswith(f"config key '{key}'"):
+                    continue
+                if key == SEED_KEY and spec.seeds:  # the dimension of `seeds:`, not of the space
+                    raise ConfigError(f"sweep spec seeds: {err} (seed {value})") from None
+                raise ConfigError(f"sweep spec space: {err} (with {{{key!r}: {value!r}}})") from None
