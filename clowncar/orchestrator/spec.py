@@ -276,9 +276,13 @@ class SweepSpec(_Strict):
         for name, point in self.points.items():
             if not NAME_RE.match(name):
                 raise ValueError(f"points: name '{name}' must be 1-64 letters, digits, '_', '-', '.'")
-            both = sorted(set(point) & (set(self.space) | {SEED_KEY}))
+            both = sorted(set(point) & set(self.space))
             if both:
-                raise ValueError(f"points.{name} sets {both[0]}, which the space (or seeds) also sets")
+                raise ValueError(f"points.{name} sets {both[0]}, which the space also sets")
+            if SEED_KEY in point:  # with seeds or not: a seed is its own parameter (`train.seed`), so that what
+                # reads the trials tells one config's seeds apart from other configs (a point is a config)
+                raise ValueError(f"points.{name} sets {SEED_KEY}: give seeds as `seeds:` (every point runs at "
+                                 "each), not in a point")
         searched = set(self.space) | ({POINT_KEY} if self.points else set())
         for key, p in self.space.items():
             for dep in (p.when or {}):

@@ -60,7 +60,11 @@ def test_named_points_are_one_more_grid_dimension_applied_before_the_space() -> 
 
 @pytest.mark.parametrize("fields, fragment", [
     ({"points": {"a": {"model.crawler_loops": 2}}, "space": {"model.crawler_loops": {"grid": [1]}}},
-     "points.a sets model.crawler_loops, which the space (or seeds) also sets"),
+     "points.a sets model.crawler_loops, which the space also sets"),
+    ({"points": {"a": {"train.seed": 5}}},  # no seeds, no space: a seed is never a point's
+     "points.a sets train.seed: give seeds as `seeds:` (every point runs at each), not in a point"),
+    ({"points": {"a": {"train.seed": 5}}, "seeds": [1, 2]},
+     "points.a sets train.seed: give seeds as `seeds:` (every point runs at each), not in a point"),
     ({"points": {"a b": {"model.crawler_loops": 2}}}, "points: name 'a b'"),
     ({"points": {"a": {"model.crawler_lops": 2}}}, "unknown config key 'model.crawler_lops'"),
     ({"space": {"model.crawler_loops": {"grid": [1]}, "train.cadence": {"grid": [1, 2, 3]}},
