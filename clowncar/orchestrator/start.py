@@ -215,7 +215,9 @@ def interrupted_line(url: str, name: str) -> str:
     asked = ASKED_THIS_RUN.get(name)
     if status == "stopped" and asked != 0:
         return f"sweep {name} interrupted: its running trials were stopped; {resume}"
-    if status in (*RESTARTABLE, "stopped") and not asked:  # a stopped one: a resume interrupted while it started  # its earlier trials are stored, this run's had
+    # this run asked for no trial: its earlier trials (if any) are stored, or it is a stopped sweep whose resume was
+    # interrupted while it started
+    if status in (*RESTARTABLE, "stopped") and not asked:
         return f"sweep {name} interrupted before any trial of this run started; {resume}"
     return f"sweep {name} interrupted; {resume}"  # after its trials ended (`done`)
 

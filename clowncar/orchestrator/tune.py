@@ -164,7 +164,8 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
     storage = open_study(opts.store_url)
     reconciled = prepare(spec, store, storage, opts.resume, Path(opts.runs_dir), opts.retry_failed)
     found = store.get_sweep(spec.name) or {}  # what an interrupt before the first trial puts back (a resume's)
-    with failed_start_marked(store, spec.name, (found.get("status", "created"), found.get("reason"))):  # from here to the first trial: a failure leaves no half sweep
+    earlier = (found.get("status", "created"), found.get("reason"))
+    with failed_start_marked(store, spec.name, earlier):  # from here to the first trial: a failure leaves no half sweep
         tally = Tally(total=spec.max_trials(), gpus=spec.resources.gpus,
                       metric=objective_name(spec.objective.metric))
         trials_dir = Path(opts.runs_dir).resolve() / "trials"
