@@ -73,7 +73,9 @@ def _merged_lines(merged: list[Merged]) -> list[str]:
             continue
         mine = " | ".join(_params({k: v for k, v in m.point.items() if k not in shared}) or "(the defaults)"
                           for m in group)
-        lines.append(f"    {_params(shared)}: {mine} -> runs as {_params({k: v for k, v in runs.items() if k not in shared})}")
+        theirs = _params({k: v for k, v in runs.items() if k not in shared}) or "(the defaults)"
+        # nothing shared (two named points, or a queued point and the empty one): what they share is the base
+        lines.append(f"    {_params(shared) or 'the base config'}: {mine} -> runs as {theirs}")
     return lines
 
 

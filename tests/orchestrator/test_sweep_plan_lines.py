@@ -96,6 +96,13 @@ def test_a_point_queued_twice_says_so_instead_of_an_empty_difference() -> None:
     assert plan_lines(defaults)[2] == "    model.crawler_loops=3: (the defaults) -> runs as train.cadence=1"
 
 
+def test_points_that_share_no_value_are_labelled_by_the_base_config() -> None:
+    named = spec_of(sampler="grid", points={"a": {LOOPS: 2}, "b": {LOOPS: 2}})
+    assert plan_lines(named)[2] == "    the base config: point=b -> runs as point=a"
+    queued = spec_of(sampler="random", budget={"max_trials": 1}, enqueue=[{}, {LOOPS: 2}])  # tiny-cpu's loops: 2
+    assert plan_lines(queued)[2] == "    the base config: model.crawler_loops=2 -> runs as (the defaults)"
+
+
 def test_points_merged_into_one_trial_share_a_line_and_a_long_list_is_cut() -> None:
     one = spec_of(sampler="grid", space={LOOPS: {"grid": [1]}, CADENCE: {"grid": [2, 3, 4]}})
     assert plan_lines(one)[2] == "    model.crawler_loops=1: train.cadence=3 | train.cadence=4 -> runs as train.cadence=2"
