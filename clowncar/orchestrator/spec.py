@@ -37,17 +37,9 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from clowncar.config import TrialConfig
 from clowncar.config_canonical import canonical
@@ -57,6 +49,7 @@ from clowncar.did_you_mean import hint, near_keys
 from clowncar.errors import ConfigError
 from clowncar.orchestrator.distinct import Distinct, distinct_points, grid_points
 from clowncar.orchestrator.space_order import sampling_order
+from clowncar.orchestrator.spec_values import Float, Int, Scalar, Value, Values
 from clowncar.orchestrator.workers import check_worker
 from clowncar.overrides import apply_overrides, deep_merge
 from clowncar.strict_yaml import read_mapping
@@ -67,60 +60,6 @@ AUTO_OBJECTIVE = ("q_sliding_val_bpb", "q_val_bpb")
 SEED_KEY = "train.seed"
 POINT_KEY = "point"
 """The parameter that picks one of the spec's named `points` (a bare word: config keys are dotted)."""
-Scalar = bool | int | float | str
-
-
-def _no_flag_for_a_number(value: Any) -> Any:
-    # pydantic reads true as 1 for an int or float field: `seeds: [true]` would run seed 1 without a word (the
-    # config's sections refuse it the same way, config_section.py)
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, not {str(value).lower()}")
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_no_flag_for_a_number)]
-"""Every integer of a spec: true/false is refused, not read as 1/0."""
-Float = Annotated[float, BeforeValidator(_no_flag_for_a_number)]
-"""Every float of a spec: true/false is refused, not read as 1.0/0.0."""
-
-
-def _what(value: Any) -> str:
-    """What a value that is not one value is, as its YAML reads: a list, a mapping, null."""
-    if value is None:
-        return "null"
-    return {list: "a list", tuple: "a list", dict: "a mapping"}.get(type(value), f"a {type(value).__name__}")
-
-
-def _one_value(value: Any) -> Any:
-    # checked before the union: a list, null or .inf would otherwise be named at the union's first member, a key
-    # no spec has (`grid.0.bool: Input should be a valid boolean`)
-    if not isinstance(value, bool | int | float | str):
-        raise ValueError(f"expected a number, string or bool, not {_what(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("Input should be a finite number")
-    return value
-
-
-def _values(value: Any) -> Any:
-    if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            try:
-                _one_value(item)
-            except ValueError as err:
-                raise ValueError(f"item {i}: {err}") from None
-    elif isinstance(value, bool | int | float | str):
-        _one_value(value)
-    else:
-        raise ValueError(f"expected a value or a list of values, not {_what(value)}")
-    return value
-
-
-Value = Annotated[Scalar, BeforeValidator(_one_value)]
-"""One value of a parameter, a point or a queued config; a list, a mapping or null is refused where it stands."""
-Values = Annotated[Scalar | list[Scalar], BeforeValidator(_values)]
-"""A `when:` condition: one value or a list of them."""
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
