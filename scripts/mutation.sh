@@ -259,7 +259,8 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/orchestrator/reach.py clowncar/orchestrator/ray_console.py clowncar/orchestrator/driver_state.py
        clowncar/store/retry.py clowncar/analysis/shared_steps.py
        clowncar/orchestrator/billing.py clowncar/orchestrator/same_code.py clowncar/analysis/unrecorded.py clowncar/analysis/width_effect.py
-       clowncar/data/record.py clowncar/analysis/cautions.py clowncar/analysis/run_names.py)
+       clowncar/data/record.py clowncar/analysis/cautions.py clowncar/analysis/run_names.py
+       clowncar/orchestrator/spec_values.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2
