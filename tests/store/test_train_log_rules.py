@@ -205,6 +205,27 @@ def test_a_declared_eval_mode_applies_to_the_eval_lines_after_it():
     assert trial.named_evals[0]["mode"] == "standard" and "eval" not in trial.config
 
 
+def test_the_stride_of_the_eval_line_is_the_runs_eval_stride_and_tells_runs_at_two_strides_apart():
+    # two runs of one file scored at strides 256 and 64 (as 2026-03-19_MixedQuant prints them)
+    parsed = parse("step:1/1 train_loss:3.0\n"
+                   "final_sliding_window_eval_exact stride:256 val_loss:2.04 val_bpb:1.21\n"
+                   "step:1/2 train_loss:3.1\nstep:2/2 train_loss:3.0\n"
+                   "final_sliding_window_eval_exact stride:64 val_loss:1.96 val_bpb:1.16\n", "x.log")
+    assert [t.config.get("eval") for t in parsed.trials] == [{"stride": 256}, {"stride": 64}]
+    # the eval line produced the number: its stride wins over a header's (either order), in either form
+    for text in ("eval_stride:64\nstep:1/1 train_loss:3.0\n", "step:1/1 train_loss:3.0\neval_stride:64\n",
+                 "final_eval_mode:sliding_window stride:64\nstep:1/1 train_loss:3.0\n"):
+        trial, _ = _one(text + "final_sliding val_loss:2.9 val_bpb:1.15 (stride=16, T=0.90) eval_time:429311ms\n")
+        assert trial.config["eval"] == {"stride": 16}, text
+    # the last eval line that names a stride gives it; an eval line without one keeps what the log said
+    trial, _ = _one("eval_stride:64\nstep:1/1 train_loss:3.0\n"
+                    "final_sliding_window val_loss:2.0 val_bpb:1.2 stride:32\nlegal_ttt_exact val_loss:1.9 "
+                    "val_bpb:1.1\n")
+    assert trial.config["eval"] == {"stride": 32}
+    trial, _ = _one("eval_stride:64\nstep:1/1 train_loss:3.0\nfinal_sliding_window val_loss:2.0 val_bpb:1.2\n")
+    assert trial.config["eval"] == {"stride": 64}
+
+
 def test_the_first_time_stamp_is_the_start_time_of_its_run():
     trial, _ = _one("banner\n1776142348.5 step:1/1 train_loss:3.0\n1776142999.0 " + END)
     assert trial.started_at == 1776142348.5

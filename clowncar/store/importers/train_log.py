@@ -15,7 +15,9 @@ Every line is read with the one grammar of `lines.py`; what a line holds decides
 - header and summary fields (`seed:1337`, `  iterations: 20000`, `model_params:17059912`,
   `final_eval_mode:sliding_window stride:64`, `stopping_early: ...`, `Serialized model int8+zlib: N bytes`,
   `Code size: N bytes`, `Total submission size int6+brotli: N bytes`, `peak memory allocated: N MiB`): config
-  (`train.*`, `model.*`, `eval.stride`, the first value of each) and result fields. The artifact's bytes come
+  (`train.*`, `model.*`, `eval.stride`, the first value of each) and result fields. A named eval line that
+  names its stride (`final_sliding_window_eval_exact stride:256 ...`, `final_sliding ... (stride=16, T=0.90)`)
+  gives `eval.stride` (the last such line of the run), over any header value: that line produced the number. The artifact's bytes come
   from every form of byte line the records print (see `_MODEL_BYTES`): `artifact_bytes` is the total printed for
   the compressed model, never the unquantized checkpoint's `Total submission size: N bytes` printed before it.
 - `eval_seconds` sums the eval time of each measurement once: a line that prints an earlier measurement again
@@ -123,6 +125,7 @@ class _Run:
         self.started_at: float | None = None
         self.seed: int | None = None
         self.tie_lr: float | None = None
+        self.eval_stride: int | None = None  # the stride the last eval line that names one was scored at
         self.raw_model = False  # the last model-size line was the unquantized checkpoint's
 
     @property
@@ -232,6 +235,8 @@ def _trial(run: _Run, runs: int) -> LegacyTrial:
         row["tokens"] = row["step"] * batch if batch else None
     if run.tie_lr is not None:
         set_path(run.config, "train.tied_embed_lr", run.tie_lr)
+    if run.eval_stride is not None:  # the eval line produced the number: its stride wins over the header's
+        set_path(run.config, "eval.stride", run.eval_stride)
     at_eval = res.pop("train_seconds_at_eval", None)
     res["steps"] = last_step
     res.setdefault("train_seconds", at_eval)
@@ -358,6 +363,8 @@ def parse(text: str, where: str) -> Parsed:
             elif kind == "final":
                 run.named.append(named_eval(ln, len(run.named), run.mode, run.named, run.named_lines))
                 run.named_lines.append(ln)
+                if (stride := ln.num("stride")) is not None:
+                    run.eval_stride = int(stride)
             elif kind == "setting":
                 if not _setting(ln, run):
                     out.skipped.append(Skipped(ln.number, "no value we store", ln.text))
