@@ -60,6 +60,11 @@ def optuna_importances(storage_url: str | None, sweep: str) -> dict[str, Any]:
             "importances": {k: float(v) for k, v in imp.items()}}
 
 
+def gap_mode(runs: pd.DataFrame, gap: object) -> str | None:
+    """The eval mode of a row's quantization gap (one for the whole table), or None where the row has no gap."""
+    return None if gap is None or pd.isna(gap) else runs.attrs.get("gap_mode")
+
+
 def pareto_front(runs: pd.DataFrame) -> list[dict[str, Any]]:
     """Runs that no other run beats on both BPB and artifact bytes (lower is better on both)."""
     r = complete_rows(runs, ["bpb", "artifact_bytes"])
@@ -73,7 +78,7 @@ def pareto_front(runs: pd.DataFrame) -> list[dict[str, Any]]:
             front.append({"run_id": str(row["run_id"]), "label": str(row["label"]), "bpb": float(row["bpb"]),
                           "artifact_bytes": float(row["artifact_bytes"]), "width": _value(row, "width"),
                           "params": _value(row, "params"), "quant_gap": _value(row, "quant_gap"),
-                          "quant_gap_mode": runs.attrs.get("gap_mode"), "eval_mode": runs.attrs.get("metric_mode")})
+                          "quant_gap_mode": gap_mode(runs, _value(row, "quant_gap")), "eval_mode": runs.attrs.get("metric_mode")})
     return front
 
 
@@ -102,7 +107,7 @@ def top_configs(runs: pd.DataFrame, k: int = 10) -> list[dict[str, Any]]:
                                "sd": (float(v.std(ddof=1)) if np.ptp(v) > 0 else 0.0) if v.size > 1 else None,
                                "caveat": _caveat(v.size, len(g), repeats),
                                "width": _mean(g, "width"), "params": _mean(g, "params"),
-                               "quant_gap": _mean(g, "quant_gap"), "quant_gap_mode": runs.attrs.get("gap_mode"),
+                               "quant_gap": _mean(g, "quant_gap"), "quant_gap_mode": gap_mode(runs, _mean(g, "quant_gap")),
                                "eval_mode": mode,
                                "per_seed": [{"seed": _seed(s), "bpb": float(b), "run_ids": [str(x) for x in ids],
                                              "values": [float(x) for x in vals]}

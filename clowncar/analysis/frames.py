@@ -13,7 +13,8 @@ that timed it: wallclock or iterations).
 
 Like with like: `bpb` is one result column for every run (runs without it are NaN, never filled from another
 eval mode), and the quantization gap is taken in one eval mode for the whole table (standard when any run has
-a standard pair, else sliding-window). `attrs` say which: `metric`, `metric_mode`, `gap_mode`."""
+a standard pair, else sliding-window; no mode, None, when no run has a gap in either). `attrs` say which:
+`metric`, `metric_mode`, `gap_mode`; a run without a gap has no gap mode wherever the report names one."""
 
 from __future__ import annotations
 
@@ -284,17 +285,18 @@ def run_table(trials: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _quant_gap(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series, str]:
+def _quant_gap(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series, str | None]:
     """Pre- and post-quantization BPB and their gap, all in one eval mode: standard (the worker's stored
-    `quant_gap` is standard) when any run has a standard pair, else sliding-window. A run measured only in the
-    other mode gets NaN, never a gap from another mode."""
+    `quant_gap` is standard) when any run has a standard pair, else sliding-window, else no mode (None: no run
+    has a gap to name one for). A run measured only in the other mode gets NaN, never a gap from another mode."""
     pre, post = _num(_col(df, "val_bpb")), _num(_col(df, "q_val_bpb"))
     stored = _num(_col(df, "quant_gap"))
     gap = stored.where(stored.notna(), post - pre)
     if gap.notna().any():
         return pre.where(post.notna()), post.where(pre.notna()), gap, "standard"
     pre, post = _num(_col(df, "sliding_val_bpb")), _num(_col(df, "q_sliding_val_bpb"))
-    return pre.where(post.notna()), post.where(pre.notna()), post - pre, "sliding"
+    gap = post - pre
+    return pre.where(post.notna()), post.where(pre.notna()), gap, "sliding" if gap.notna().any() else None
 
 
 def step_kind_table(steps: pd.DataFrame) -> pd.DataFrame:

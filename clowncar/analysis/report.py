@@ -56,8 +56,11 @@ NO_CONFIG_HASH = config_hash({})
 def provenance(runs: pd.DataFrame) -> dict[str, Any]:
     cols = [c for c in ("run_id", "sweep", "label", "seed", "config_hash", "config_key", "git_commit", "git_dirty",
                         "warmdown_step", "bpb", "width", "params", "quant_gap") if c in runs]
-    # the BPB's eval mode and the gap's: a gap is taken in one mode for the whole table, not always the BPB's
-    records = (runs[cols].assign(eval_mode=runs.attrs.get("metric_mode"), quant_gap_mode=runs.attrs.get("gap_mode"))
+    # the BPB's eval mode and the gap's: a gap is taken in one mode for the whole table, not always the BPB's; a
+    # run without a gap has no gap mode
+    gaps = runs["quant_gap"] if "quant_gap" in runs else [None] * len(runs)
+    gap_modes = pd.Series([explore.gap_mode(runs, g) for g in gaps], index=runs.index, dtype=object)
+    records = (runs[cols].assign(eval_mode=runs.attrs.get("metric_mode"), quant_gap_mode=gap_modes)
                .to_dict("records") if len(runs) else [])
     hashes = runs.get("config_hash", pd.Series(dtype=object)).dropna().astype(str)
     return {"runs": records,

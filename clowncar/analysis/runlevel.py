@@ -60,7 +60,8 @@ def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
     else:
         errors = "HC3 standard errors, t reference; one row per run"
         fit = ols(formula, r) if terms else None
-    method = f"OLS {formula}, {errors}; the gap in the {mode} eval for every run"
+    gap_words = f"the gap in the {mode} eval for every run" if mode else "no run recorded a quantization gap"
+    method = f"OLS {formula}, {errors}; {gap_words}"
     unfit = unusable(fit) if fit is not None else None
     if fit is not None and not unfit and units < len(r) and units - 1 < 2:
         unfit = f"{units} starts leave {units - 1} df for standard errors clustered by start (at least 2 needed)"

@@ -158,7 +158,7 @@ def test_pareto_front_on_ties_keeps_the_smaller_run_and_the_better_score() -> No
 def test_pareto_front_without_width_params_or_gap_columns_reports_none() -> None:
     runs = _frame([{"run_id": "r", "label": "L", "bpb": 1.5, "artifact_bytes": 9}])
     assert pareto_front(runs) == [{"run_id": "r", "label": "L", "bpb": 1.5, "artifact_bytes": 9.0, "width": None,
-                                   "params": None, "quant_gap": None, "quant_gap_mode": "standard",
+                                   "params": None, "quant_gap": None, "quant_gap_mode": None,
                                    "eval_mode": MODE}]
 
 
@@ -293,6 +293,15 @@ def test_each_top_config_names_the_eval_mode_of_its_quantization_gap() -> None:
     runs = _frame([_run(0, "a", 2.0), _run(1, "b", 2.1)])
     runs.attrs["gap_mode"] = "sliding"  # the gap's mode, not the BPB's (frames._quant_gap)
     assert [(row["quant_gap_mode"], row["eval_mode"]) for row in top_configs(runs)] == [("sliding", MODE)] * 2
+
+
+def test_a_top_config_or_pareto_run_without_a_quantization_gap_names_no_gap_mode() -> None:
+    runs = _frame([_run(0, "a", 2.0, artifact_bytes=100.0), _run(1, "b", 1.9, artifact_bytes=200.0, quant_gap=np.nan)])
+    assert {row["config"]: row["quant_gap_mode"] for row in top_configs(runs)} == {"cfg-a": "standard", "cfg-b": None}
+    assert [(f["quant_gap"], f["quant_gap_mode"]) for f in pareto_front(runs)] == [(0.01, "standard"), (None, None)]
+    none = _frame([_run(0, "a", 2.0, quant_gap=np.nan)])
+    none.attrs["gap_mode"] = None  # no run of the table has a gap (frames._quant_gap)
+    assert [row["quant_gap_mode"] for row in top_configs(none)] == [None]
 
 
 def test_several_seeds_run_more_than_once_are_each_named_and_each_averaged() -> None:

@@ -39,6 +39,15 @@ def test_provenance_lists_every_run_with_its_commit_hash_and_eval_mode(
     assert "1 config hashes (2 run(s) record no config). Every run used:" in text
 
 
+def test_provenance_names_no_gap_mode_for_a_run_without_a_quantization_gap() -> None:
+    runs = pd.DataFrame({"run_id": ["a", "b"], "bpb": [2.0, 2.1], "quant_gap": [0.01, None]})
+    runs.attrs.update(metric_mode="quantized weights, standard eval", gap_mode="standard")
+    assert [r["quant_gap_mode"] for r in report.provenance(runs)["runs"]] == ["standard", None]
+    bare = pd.DataFrame({"run_id": ["a"], "bpb": [2.0]})
+    bare.attrs.update(gap_mode=None)
+    assert [r["quant_gap_mode"] for r in report.provenance(bare)["runs"]] == [None]
+
+
 def test_cautions_name_imported_runs_pooled_with_run_ones_and_several_datasets(
         report_inputs: SimpleNamespace) -> None:
     trials = pd.DataFrame({"sweep": ["legacy", "legacy", "mine", "mine", "other"],

@@ -152,6 +152,13 @@ def test_the_quantization_gap_is_stored_or_post_minus_pre_in_one_eval_mode() -> 
     assert sliding["quant_gap"].tolist() == pytest.approx([0.05, 0.01, 0.03])
 
 
+def test_a_table_with_no_quantization_gap_in_either_eval_mode_has_no_gap_mode() -> None:
+    """No run has a standard or a sliding pair: there is no gap, so no mode to name (not 'sliding')."""
+    t = run_table(pd.DataFrame({"trial_uid": ["a", "b"], "val_bpb": [1.2, 1.3], "q_sliding_val_bpb": [1.1, None]}))
+    assert t["quant_gap"].isna().all() and t.attrs["gap_mode"] is None
+    assert run_table(pd.DataFrame({"val_bpb": [1.2]})).attrs["gap_mode"] is None
+
+
 def test_seed_reruns_share_a_config_key_and_any_other_difference_splits_it() -> None:
     base = {**CRAWLER, "train.seed": 1}
     t = run_table(pd.DataFrame([base, {**base, "train.seed": 2}, {**base, "model.crawler_loops": 3},

@@ -107,6 +107,14 @@ def test_quant_gap_drops_a_run_without_a_gap_and_names_the_eval_mode() -> None:
     assert "the gap in the sliding eval" in loops.method
 
 
+def test_quant_gap_method_claims_no_eval_mode_when_no_run_recorded_a_gap() -> None:
+    runs = runs_frame().assign(quant_gap=np.nan)
+    runs.attrs["gap_mode"] = None  # what run_table says when no run has a gap in either eval mode
+    for r in quant_gap_tests(runs):
+        assert r.n_runs == 0 and "sliding" not in r.method and "standard eval" not in r.method
+        assert r.method.endswith("; no run recorded a quantization gap")
+
+
 def test_quant_gap_without_width_variation_fits_loops_and_cadence_only() -> None:
     runs = runs_frame().assign(width=512.0)
     fit = hc3("quant_gap ~ loops + crawl_frac", runs)
