@@ -49,7 +49,8 @@ def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
         covars = ["log_width"]
     else:
         covars = []
-    formula = "quant_gap ~ " + " + ".join(terms + covars or ["1"]) + seed_block(r)
+    block = seed_block(r)
+    formula = "quant_gap ~ " + " + ".join(terms + covars or ["1"]) + block
     mode = runs.attrs.get("gap_mode", "standard")
     starts = _start_groups(r)
     units = int(starts.nunique())
@@ -61,7 +62,13 @@ def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
         errors = "HC3 standard errors, t reference; one row per run"
         fit = ols(formula, r) if terms else None
     gap_words = f"the gap in the {mode} eval for every run" if mode else "no run recorded a quantization gap"
-    method = f"OLS {formula}, {errors}; {gap_words}"
+
+    def method(term: str) -> str:
+        """The fitted model, or for a test whose term takes one value (left out of the fit) the model with it: each
+        test names the model of its own coefficient."""
+        own = [t for t in ("loops", "crawl_frac") if t in terms or t == term]
+        return f"OLS quant_gap ~ {' + '.join(own + covars)}{block}, {errors}; {gap_words}"
+
     unfit = unusable(fit) if fit is not None else None
     if fit is not None and not unfit and units < len(r) and units - 1 < 2:
         unfit = f"{units} starts leave {units - 1} df for standard errors clustered by start (at least 2 needed)"
@@ -78,10 +85,10 @@ def quant_gap_tests(runs: pd.DataFrame) -> list[TestResult]:
             else:
                 why = (f"{term} takes a single value among the {len(r)} runs with a quantization gap (needs >= 2 "
                        "values and enough runs for the regression)")
-            out.append(not_enough(keys[term], titles[term], q[term], method, why, **base))
+            out.append(not_enough(keys[term], titles[term], q[term], method(term), why, **base))
             continue
         c = coef(fit, term)
-        res = TestResult(key=keys[term], title=titles[term], question=q[term], method=method, effect=c["estimate"],
+        res = TestResult(key=keys[term], title=titles[term], question=q[term], method=method(term), effect=c["estimate"],
                          ci_low=c["ci_low"], ci_high=c["ci_high"], p_value=c["p"], margin=GAP_MARGIN,
                          mde=mde_from_se(c["se"], getattr(fit, "df_resid_inference", None) or fit.df_resid),
                          tables={"coefficients": coef_table(fit)}, **base)

@@ -115,6 +115,19 @@ def test_quant_gap_method_claims_no_eval_mode_when_no_run_recorded_a_gap() -> No
         assert r.method.endswith("; no run recorded a quantization gap")
 
 
+def test_each_gap_test_method_names_its_own_model_when_it_cannot_estimate() -> None:
+    """2b is the C-fraction's coefficient: where the C-fraction takes one value its method line still names a
+    model with crawl_frac (not 2a's loops-only fit), and 2a's names loops where loops take one value."""
+    loops, cad = quant_gap_tests(runs_frame().assign(crawl_frac=1.0))
+    assert loops.effect is not None and loops.method.startswith("OLS quant_gap ~ loops + log_width,")
+    assert cad.effect is None and cad.method.startswith("OLS quant_gap ~ loops + crawl_frac + log_width,")
+    loops, cad = quant_gap_tests(runs_frame().assign(loops=2.0))
+    assert loops.effect is None and loops.method.startswith("OLS quant_gap ~ loops + crawl_frac + log_width,")
+    assert cad.method.startswith("OLS quant_gap ~ crawl_frac + log_width,")
+    loops, cad = quant_gap_tests(runs_frame().iloc[0:0])  # no run at all: each names the model it would fit
+    assert loops.method.startswith("OLS quant_gap ~ loops,") and cad.method.startswith("OLS quant_gap ~ crawl_frac,")
+
+
 def test_quant_gap_without_width_variation_fits_loops_and_cadence_only() -> None:
     runs = runs_frame().assign(width=512.0)
     fit = hc3("quant_gap ~ loops + crawl_frac", runs)
