@@ -89,8 +89,8 @@ def test_an_input_that_never_fired_gets_zero_codes_and_no_say_in_the_others() ->
 
 def test_inputs_of_equal_weight_keep_their_natural_order() -> None:
     """With every diagonal entry of H equal, the ascending and descending orders are the natural one (a stable
-    sort), and so are the codes."""
-    w, h = correlated_problem(8, 12, seed=12)
+    sort), and so are the codes. 128 columns: torch's unstable CPU sort already reorders ties from 100 on."""
+    w, h = correlated_problem(8, 128, seed=12)
     d = h.diagonal().sqrt()
     h = (h / d[:, None] / d[None, :]).fill_diagonal_(1.0)  # a correlation matrix: a diagonal of exact ones
     q, stored, _ = gptq_quantize(w, h, "int5", damp=0.05, col_order="natural")
@@ -194,3 +194,17 @@ def test_an_unknown_column_order_is_refused() -> None:
     w, h = correlated_problem(2, 4, seed=1)
     with pytest.raises(ValueError, match="column order must be ascending, descending or natural, not 'sorted'"):
         gptq_quantize(w, h, "int6", col_order="sorted")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gptq_on_cuda_makes_the_cpus_codes_on_the_weights_device_needs_cuda() -> None:
+    """The trial quantizes on the GPU, its Hessian gathered there or handed over from the CPU: every tensor GPTQ
+    makes (the damped identity, the codes, the column order) follows the weights, and the codes are the CPU's
+    but for the rare one a different rounding order flips."""
+    w, h = correlated_problem(16, 96, seed=21)
+    q_cpu, s_cpu, _ = gptq_quantize(w, h, "int6")
+    q_gpu, s_gpu, _ = gptq_quantize(w.cuda(), h, "int6")
+    assert q_gpu.device.type == s_gpu.device.type == "cuda"
+    assert (q_gpu.cpu() != q_cpu).float().mean() < 0.02
+    assert torch.allclose(s_gpu.cpu().float(), s_cpu.float(), rtol=1e-3)

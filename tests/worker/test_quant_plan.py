@@ -95,6 +95,15 @@ def test_passthrough_tensors_are_stored_in_the_dtype_their_scheme_names() -> Non
         assert torch.equal(qt.dequantize(), t)  # the three values are exact in every one of those dtypes
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_passthrough_tensor_of_a_gpu_model_is_stored_on_the_cpu_needs_cuda() -> None:
+    t = torch.tensor([1.0, 2.5, -0.1], device="cuda")
+    for scheme in ("fp32", "fp16", "raw"):
+        qt, _ = quantize_tensor("t", t, "passthrough", scheme, QuantConfig(), None)
+        assert qt.data is not None and qt.data.device.type == "cpu", scheme
+
+
 def test_a_gptq_tensor_without_a_hessian_is_plain_rounding_and_says_so() -> None:
     w = torch.randn(6, 40, generator=torch.Generator().manual_seed(3))
     qt, fell_back = quantize_tensor("w", w, "flat", "gptq_int5", QuantConfig(), None)
