@@ -106,7 +106,7 @@ def _fit_run(g: dict[str, np.ndarray]) -> dict[str, Any] | None:
     fit = sm.OLS(y, design).fit(cov_type="HAC", cov_kwds={"maxlags": lags}, use_t=True)
     ci = fit.conf_int()[-1]
     resid = sm.OLS(y, basis).fit().resid
-    by_phase, phase_shares = {}, {}
+    by_phase, phase_shares, phase_starts = {}, {}, {}
     ph_arr = g["phase"]
     for ph in np.unique(ph_arr):
         rows = ph_arr == ph
@@ -114,11 +114,14 @@ def _fit_run(g: dict[str, np.ndarray]) -> dict[str, Any] | None:
         if rc.size >= MIN_EACH and rn.size >= MIN_EACH:
             by_phase[str(ph)] = float(rc.mean() - rn.mean())
             phase_shares[str(ph)] = mean_difference_shares(g["step"][rows], resid[rows], c[rows] > 0)
+            # where training reaches the phase, as a fraction of the run's steps (phase_bins' own scale)
+            phase_starts[str(ph)] = float(g["step"][rows].min() / g["step"].max())
     contrast = np.zeros(design.shape[1])
     contrast[-1] = 1.0
     out = {"coef": float(fit.params[-1]), "ci_low": float(ci[0]), "ci_high": float(ci[1]),
            "p_hac": float(fit.pvalues[-1]), "hac_lags": lags, "period": period, "n": int(y.size), "resid": resid,
-           "by_phase": by_phase, "shares": (g["step"], shares(design, y, contrast)), "phase_shares": phase_shares}
+           "by_phase": by_phase, "shares": (g["step"], shares(design, y, contrast)), "phase_shares": phase_shares,
+           "phase_starts": phase_starts}
     if "y_raw" in g:  # a corrected run: what the same fit says of its loss before the reference is subtracted
         out["raw_coef"] = float(sm.OLS(g["y_raw"], design).fit().params[-1])
     return out
@@ -226,8 +229,15 @@ def _with_references(groups: dict[str, dict[str, np.ndarray]], trials: pd.DataFr
 
 
 def _phase_table(fits: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per phase, in training order: by where the runs reach the phase (the mean over runs of its first
+    step as a fraction of the run's steps), so thirds read early, middle, late and logged LR phases come in the
+    order training passes through them; the name breaks a tie."""
     rows = []
-    phases = sorted({p for f in fits.values() for p in f["by_phase"]})
+    starts: dict[str, list[float]] = {}
+    for f in fits.values():
+        for ph, at in f["phase_starts"].items():
+            starts.setdefault(ph, []).append(at)
+    phases = sorted(starts, key=lambda ph: (float(np.mean(starts[ph])), ph))
     for ph in phases:
         per_run = {r: f["by_phase"][ph] for r, f in fits.items() if ph in f["by_phase"]}
         t = across_units(per_run, {r: fits[r]["phase_shares"][ph] for r in per_run}, _refs_of(fits), _block(fits))

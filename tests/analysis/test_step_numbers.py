@@ -131,6 +131,15 @@ def test_without_logged_phases_the_runs_are_cut_in_thirds() -> None:
     assert all(sorted(f["by_phase"]) == ["early", "late", "middle"] for f in fits.values())
 
 
+def test_the_phase_table_lists_phases_in_training_order_not_by_name() -> None:
+    """Thirds of the run read early, middle, late (not early, late, middle); logged phases in the order training
+    reaches them (warm, then main)."""
+    thirds, _ = cn_loss_test(step_kind_table(steps_frame(phases=False)))
+    assert [row["phase"] for row in thirds.tables["by_phase_across_runs"]] == ["early", "middle", "late"]
+    logged, _ = cn_loss_test(step_kind_table(steps_frame()))
+    assert [row["phase"] for row in logged.tables["by_phase_across_runs"]] == ["warm", "main"]
+
+
 def test_a_run_needs_twenty_steps_and_three_of_each_kind() -> None:
     base = steps_frame(runs=3, steps=60)
     short = steps_frame(runs=1, steps=19).assign(trial_uid="short")
@@ -171,7 +180,8 @@ def test_a_phase_row_gets_a_t_test_from_three_runs_that_differ() -> None:
     phases = {"r1": {"x": 0.1, "y": 0.2, "z": 0.3, "w": 0.5}, "r2": {"x": 0.2, "y": 0.2, "z": 0.4},
               "r3": {"x": 0.4, "y": 0.2}}
     nothing_shared = (np.arange(3), np.zeros(3))  # each step's share: 0 (the two-way part is tested elsewhere)
-    fits = {r: {"by_phase": by, "phase_shares": dict.fromkeys(by, nothing_shared), "hac_lags": 2, "period": 1}
+    fits = {r: {"by_phase": by, "phase_shares": dict.fromkeys(by, nothing_shared), "hac_lags": 2, "period": 1,
+                "phase_starts": {p: i / 4 for i, p in enumerate(by)}}
             for r, by in phases.items()}
     rows = {row["phase"]: row for row in _phase_table(fits)}
     t = stats.ttest_1samp([0.1, 0.2, 0.4], 0.0)
