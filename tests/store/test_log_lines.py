@@ -98,6 +98,9 @@ def test_a_line_without_a_field_or_counter_is_only_words():
     "def main():", "import torch", "    return x", "x = 1", "y += 2", "a == b", 'print(f"step:{s}")', "{",
     '"val_bpb": 1.2', "# step:1/2 loss:3", "@torch.no_grad()", "for i in range(3):", "if step:", "a; b = 2",
     "class Foo(nn.Module):", "lambda x: x",
+    # the arguments of a call or signature split over lines: each line ends with a comma
+    "        train_seq_len=1024,", "yarn_max_len=4096, train_seq_len=1024, tversky_membership=\"sigmoid\",",
+    "            stride=64,", "    num_heads: int,",
 ])
 def test_script_source_and_json_are_marked_as_code_and_never_read(raw):
     ln = parse_line(1, raw)
@@ -105,7 +108,8 @@ def test_script_source_and_json_are_marked_as_code_and_never_read(raw):
 
 
 @pytest.mark.parametrize("raw", ["step:1/2 train_loss:3.2 lr=0.1", "x:1,y:2", "val_bpb: 1.2 (best)",
-                                 "Serialized model int8+zlib: 1 bytes", "returns: 3"])
+                                 "Serialized model int8+zlib: 1 bytes", "returns: 3",
+                                 "seed=42 model_dim=768 num_layers=10", "x:1, y:2"])
 def test_log_lines_that_look_a_little_like_code_are_not_code(raw):
     assert not parse_line(1, raw).code
 

@@ -55,7 +55,7 @@ def test_header_values_become_config_with_their_types_and_the_first_value_wins()
         "seed:1337\ntrain_batch_tokens:1024 train_seq_len:256 iterations:2 warmup_steps:20\n"
         "max_wallclock_seconds:600 matrix_lr:0.04 scalar_lr:0.02\n"
         "num_heads:8 num_kv_heads:4 num_layers:11 model_dim:512 vocab_size:1024 mlp_mult:3 eval_stride:64\n"
-        "seed:42 model_dim=768 iterations=9\n"  # a later seed is ignored; `k=v` is not a header setting
+        "seed:42 model_dim=768 iterations=9\n"  # a later value is ignored, `k:v` or `k=v`
         "step:1/2 train_loss:3.0\nstep:2/2 train_loss:2.9\n" + END)
     assert trial.config == {
         "train": {"seed": 1337, "train_batch_tokens": 1024, "train_seq_len": 256, "iterations": 2,
@@ -66,6 +66,42 @@ def test_header_values_become_config_with_their_types_and_the_first_value_wins()
     types = {k: type(v) for k, v in trial.config["train"].items()}
     assert types["seed"] is int and types["max_wallclock_seconds"] is float and types["iterations"] is int
     assert type(trial.config["model"]["mlp_mult"]) is float and trial.seed == 1337
+
+
+def test_k_eq_v_header_fields_are_read_as_settings_like_k_colon_v_ones():
+    # a hyperparameter dump (2026-03-24_74M_Ternary line 1441): `k=v` fields, the same keys as `k:v` headers
+    trial, parsed = _one(
+        "--- Hyperparameters ---\n"
+        "adam_eps=1e-08 data_path=./data/datasets/fineweb10B_sp8192 iterations=10000 matrix_lr=0.04 "
+        "max_wallclock_seconds=599.0 mlp_mult=4 model_dim=768 num_heads=8 num_kv_heads=4 num_layers=10 "
+        "scalar_lr=0.02 seed=42 tie_embeddings=1 train_batch_tokens=524288 train_seq_len=1024 vocab_size=8192 "
+        "warmup_steps=5\n"
+        "  SEED=7 MODEL_DIM=512\n"  # a later value is ignored, whatever its case
+        "step:1/1 train_loss:3.0\n" + END)
+    assert trial.config == {
+        "train": {"seed": 42, "train_batch_tokens": 524288, "train_seq_len": 1024, "iterations": 10000,
+                  "warmup_steps": 5, "max_wallclock_seconds": 599.0, "matrix_lr": 0.04, "scalar_lr": 0.02},
+        "model": {"num_heads": 8, "num_kv_heads": 4, "num_layers": 10, "model_dim": 768, "vocab_size": 8192,
+                  "mlp_mult": 4.0}}
+    assert trial.seed == 42 and _skips(parsed) == {1: "separator or table"}
+    trial, _ = _one("world_size=8 model_params=17059912\nstep:1/1 train_loss:3.0\n" + END)
+    assert (trial.result["params"], trial.result["provenance"]["world_size"]) == (17059912, 8)
+
+
+def test_k_eq_v_in_script_source_or_in_a_value_is_not_a_setting():
+    trial, parsed = _one(
+        "class Block(nn.Module):\n"
+        "    def __init__(self, dim, num_heads, rope_base, group_size=64,\n"
+        "                 yarn_max_len=4096, train_seq_len=1024, tversky_membership=\"sigmoid\",\n"
+        "                 diff_attn=False):\n"
+        "            stride=64,\n"                   # a call's arguments, one a line
+        "out_dir=runs/seed=7 cmd=--seed=3\n"        # `=` inside a value or a flag
+        "python train.py --seed=5 --iterations=9\n"  # a command line's flags
+        "step:1/1 train_loss:3.0\n" + END)
+    assert trial.config == {} and trial.seed is None
+    assert _skips(parsed) == {1: "script source", 2: "script source", 3: "script source", 4: "script source",
+                              5: "script source", 6: "no value we store",
+                              7: "text without a value (banner or prose)"}
 
 
 def test_summary_lines_give_params_world_size_memory_bytes_and_times():

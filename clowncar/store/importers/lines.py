@@ -14,8 +14,9 @@ its name (`final_int6_sliding_window_exact`, `pre-quantization post-ema`, `quant
 What a line is (see `Line`): a step line has a counter; an eval line has a numeric `val_bpb` and no counter; any
 other line is a header or summary line (its `key:value` fields may be config) or text we do not store.
 Python source printed into the log (many Parameter Golf logs start with the training script) and JSON are
-recognised by their shape (`def`, `import`, ` = `, `f"`, braces, a leading quote, ...) and never read as a
-metric or a setting.
+recognised by their shape (`def`, `import`, ` = `, `f"`, braces, a leading quote, a trailing comma: the
+arguments of a call or signature split over lines, `train_seq_len=1024,`, ...) and never read as a metric or a
+setting.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ NUMBER = re.compile(r"^(-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|-?nan|-?inf)(
 _CODE = re.compile(
     r"^(?:def|class|import|from|return|if|elif|else|for|while|with|try|except|finally|raise|assert|yield|lambda|"
     r"global|nonlocal|pass|break|continue|del|async|await|print)\b|^[#@\"']"
-    r"|\s(?:=|==|!=|\+=|-=|\*=|/=)\s|\bf[\"']|[{}]|\)\s*:\s*$|;\s*\S+\s*=")
+    r"|\s(?:=|==|!=|\+=|-=|\*=|/=)\s|\bf[\"']|[{}]|\)\s*:\s*$|;\s*\S+\s*=|,\s*$")
 _UNIT_MS = {"": 1.0, "ms": 1.0, "s": 1000.0, "sec": 1000.0, "m": 60_000.0, "min": 60_000.0, "h": 3_600_000.0}
 
 

@@ -12,14 +12,15 @@ Every line is read with the one grammar of `lines.py`; what a line holds decides
 - `val_bpb` and no counter (`final_int6_sliding_window_exact val_loss:1.89 val_bpb:1.12`,
   `quantized_ttt_phased val_loss:2.32 val_bpb:1.06 eval_time:416500ms`, `legal_ttt_exact ...`): a named eval,
   its own metric with its eval mode (see `finals.py`); the last one of the run is its headline;
-- header and summary fields (`seed:1337`, `  iterations: 20000`, `model_params:17059912`,
-  `final_eval_mode:sliding_window stride:64`, `stopping_early: ...`, `Serialized model int8+zlib: N bytes`,
-  `Code size: N bytes`, `Total submission size int6+brotli: N bytes`, `peak memory allocated: N MiB`): config
-  (`train.*`, `model.*`, `eval.stride`, the first value of each) and result fields. A named eval line that
-  names its stride (`final_sliding_window_eval_exact stride:256 ...`, `final_sliding ... (stride=16, T=0.90)`)
-  gives `eval.stride` (the last such line of the run), over any header value: that line produced the number. The artifact's bytes come
-  from every form of byte line the records print (see `_MODEL_BYTES`): `artifact_bytes` is the total printed for
-  the compressed model, never the unquantized checkpoint's `Total submission size: N bytes` printed before it.
+- header and summary fields (`seed:1337`, `  iterations: 20000`, `seed=42 model_dim=768 ...`,
+  `model_params:17059912`, `final_eval_mode:sliding_window stride:64`, `stopping_early: ...`, `Serialized model
+  int8+zlib: N bytes`, `Code size: N bytes`, `Total submission size int6+brotli: N bytes`, `peak memory
+  allocated: N MiB`): config (`train.*`, `model.*`, `eval.stride`, the first value of each) and result fields.
+  A named eval line that names its stride (`final_sliding_window_eval_exact stride:256 ...`, `final_sliding ...
+  (stride=16, T=0.90)`) gives `eval.stride` (the last such line of the run), over any header value: that line
+  produced the number. The artifact's bytes come from every form of byte line the records print (see
+  `_MODEL_BYTES`): `artifact_bytes` is the total printed for the compressed model, never the unquantized
+  checkpoint's `Total submission size: N bytes` printed before it.
 - `eval_seconds` sums the eval time of each measurement once: a line that prints an earlier measurement again
   (`repeats`, see `finals.py`) gives that measurement's time, not a second one.
 
@@ -137,7 +138,7 @@ def _setting(ln: Line, run: _Run) -> bool:
     """Read a header / summary line into the run; False when it holds nothing we store."""
     stored = False
     for key, (dotted, conv) in SETTINGS.items():
-        if key in ln.colon_keys and (value := ln.num(key)) is not None:
+        if (value := ln.num(key)) is not None:  # `k:v`, `k: v` or `k=v` (`seed=42 model_dim=768 ...`)
             section, name = dotted.split(".")
             if name not in run.config.get(section, {}):
                 set_path(run.config, dotted, conv(value))
