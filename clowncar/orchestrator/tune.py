@@ -193,7 +193,7 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
             from clowncar.orchestrator.preflight import warn_of_missing_gpu_node
 
             warn_of_missing_gpu_node(spec)
-        tuner = _tuner(spec, opts, searcher, callback, remaining, tune, run_trial, TrialContext)
+        tuner = _tuner(spec, opts, searcher, callback, remaining, tune, run_trial, TrialContext, store)
     status, reason = "failed", None
     fit_started = time.time()
     # from here on the sweep runs: a store that is away for a moment (its server restarts) is waited for, one that
@@ -241,7 +241,7 @@ def _watched_from_now(sweep: str, address: str, lease: Any, errors_log: Path) ->
 
 
 def _tuner(spec: SweepSpec, opts: RunOptions, searcher: Any, callback: Any, remaining: int, tune: Any,
-           run_trial: Any, context: Any) -> Any:
+           run_trial: Any, context: Any, store: Any = None) -> Any:
     """The Tuner: one resource bundle per trial (or the GPU ledger's), the searcher, the scheduler, the store
     callback."""
     ctx = context(sweep=spec.name, spec=spec.to_dict(), runs_dir=str(opts.runs_dir.resolve()),
@@ -258,7 +258,8 @@ def _tuner(spec: SweepSpec, opts: RunOptions, searcher: Any, callback: Any, rema
     from clowncar.orchestrator.same_code import SameCode  # the driver's code, read as the sweep starts
 
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources)
-    scheduler = build_scheduler(spec, searcher.gate)
+    # a resumed sweep's ASHA starts with the rung values of the trials that ran before (asha.seed_rungs)
+    scheduler = build_scheduler(spec, searcher.gate, store if opts.resume else None, searcher.study)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
@@ -270,13 +271,18 @@ def _tuner(spec: SweepSpec, opts: RunOptions, searcher: Any, callback: Any, rema
     )
 
 
-def build_scheduler(spec: SweepSpec, gate: Any) -> Any:
+def build_scheduler(spec: SweepSpec, gate: Any, store: Any = None, study: Any = None) -> Any:
     """The sweep's Tune trial scheduler: ASHA when asked, else Tune's default; one that drops the sweep's idle
-    trial actor on the ledger's word when its trials are admitted by the GPU ledger (`gate`)."""
+    trial actor on the ledger's word when its trials are admitted by the GPU ledger (`gate`). With a `store`
+    (`sweep resume`), ASHA's rungs start with the values of the sweep's stored trials, but those the `study`
+    has queued to run again (asha.seed_rungs)."""
+    from optuna.trial import TrialState
     from ray.tune.schedulers import FIFOScheduler
 
     from clowncar.orchestrator import ledger
-    from clowncar.orchestrator.asha import FinishingASHA, clock
+    from clowncar.orchestrator.asha import FinishingASHA, clock, seed_rungs
+    from clowncar.orchestrator.record import trial_uid
+    from clowncar.orchestrator.search import number_and_attempt
 
     asha, fifo = (ledger.GatedASHA, ledger.GatedFIFO) if gate is not None else (FinishingASHA, FIFOScheduler)
     if spec.scheduler.type == "asha":
@@ -288,6 +294,10 @@ def build_scheduler(spec: SweepSpec, gate: Any) -> Any:
         scheduler = asha(time_attr=clock(s.metric), metric=s.metric, mode="min", max_t=max_t,
                          grace_period=min(s.grace_period, max_t), reduction_factor=s.reduction_factor,
                          stop_last_trials=False)
+        if store is not None:
+            queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if study is not None else []
+            rerun = {trial_uid(spec.name, number_and_attempt(t)[0]) for t in queued}
+            seed_rungs(scheduler, store, spec.name, s.metric, rerun)
     else:
         scheduler = fifo()
     if gate is not None:

@@ -182,3 +182,50 @@ def test_relay_reports_the_step_each_asha_metric_was_measured_at(tmp_path: Path)
     assert (out["step"], out["train_loss_step"], out["val_bpb_step"], out["probe_loss_step"]) == (10, 10, 8, 4)
     assert out["val_bpb"] == 2.5 and out["probe_loss"] == 4.5 and out["last_step"] == 10  # quantized eval ignored
     assert math.isclose(out["train_loss"], 4.0)
+
+
+def test_a_resumed_asha_starts_with_the_rung_values_of_the_trials_the_store_holds(tmp_path: Path) -> None:
+    """`sweep resume` built a fresh ASHA: the first trial at a rung after it was compared with nothing and ran to
+    the end, though the trials stored before the interruption would have stopped it (sweep a4: ok 3, pruned 1
+    resumed, ok 2, pruned 2 uninterrupted)."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from clowncar.orchestrator.record import trial_uid
+    from clowncar.orchestrator.search import ATTEMPT, NUMBER
+    from clowncar.orchestrator.tune import build_scheduler
+    from clowncar.store import open_store
+
+    spec = spec_from_dict({
+        "name": "a4", "preset": "tiny-cpu", "sampler": "grid",
+        "overrides": {"train.iterations": 30, "train.warmdown_iters": 20, "train.max_wallclock_seconds": 0,
+                      "train.probe_every": 5},
+        "space": {"train.matrix_lr": {"grid": [0.05, 0.001, 0.04, 0.0005]}},
+        "scheduler": {"type": "asha", "metric": "probe_loss", "grace_period": 15, "reduction_factor": 2}})
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.create_or_get_sweep("a4", spec.model_dump())
+    # (number, status, probe loss at steps 5, 10, ...): an ok trial, a pruned one whose rows run past its rung,
+    # and one stopped by the interrupt after its rung, queued to run again
+    for number, status, losses in ((0, "ok", (4.0, 3.0, 2.0, 1.9, 1.8, 1.7)), (1, "pruned", (4.0, 3.5, 3.0, 2.9)),
+                                   (2, "stopped", (4.0, 2.0, 1.0, 0.9))):
+        uid = trial_uid("a4", number)
+        store.start_trial("a4", uid, number, 0, {"train": {"number": number}}, None, "n0")
+        store.add_probes(uid, 0, [{"step": 5 * (i + 1), "mode": "C", "probe_loss": v} for i, v in enumerate(losses)])
+        store.finish_trial(uid, 0, status, None, None)
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    study.enqueue_trial({"train.matrix_lr": 0.04}, user_attrs={NUMBER: 2, ATTEMPT: 1})
+
+    def at_rung(scheduler: Any, loss: float) -> str:
+        trial = Trial("t", stub=True)
+        scheduler.on_trial_add(None, trial)
+        return scheduler.on_trial_result(None, trial, {"step": 15, "probe_loss": loss, "probe_loss_step": 15,
+                                                       "last_step": 30})
+
+    resumed = build_scheduler(spec, None, store, study)
+    # rung 15 holds the ok trial's 2.0 and the pruned one's 3.0 (cutoff 2.5), not the 1.0 of the trial that runs
+    # again (its new attempt records its own): with it, the cutoff would be 2.0 and 2.2 stopped
+    assert at_rung(resumed, 2.6) == TrialScheduler.STOP
+    assert at_rung(resumed, 2.2) == TrialScheduler.CONTINUE
+    assert at_rung(build_scheduler(spec, None), 2.6) == TrialScheduler.CONTINUE  # a new sweep: nothing to compare
+    rungs = dict(resumed._brackets[0]._rungs)
+    assert rungs[30] == {"store:a4/0": -1.7}  # only the ok trial reached the last rung
