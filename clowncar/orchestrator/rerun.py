@@ -279,10 +279,13 @@ def _seed_reader(spec: SweepSpec | None) -> Any:
 def seed_values(store_url: str, sweep: str, configs: list[dict[str, Any]], keys: list[str] | None = None,
                 points: dict[str, dict[str, Any]] | None = None, spec: SweepSpec | None = None
                 ) -> list[list[tuple[Any, float]]] | None:
-    """Per config, the (seed, objective) of each feasible finished trial of `sweep` whose point, read as `pick`
-    reads it (named point spelled out with `points`, the seed left out, only `keys` kept), is that config; None
-    when the sweep has no Optuna study. Equality, not 'holds every key': with --keys the base config is {}, which
-    every trial holds. A point that names no seed ran at `spec`'s (None without a spec)."""
+    """Per config, the (seed, objective) of each feasible finished trial of `sweep` that ran that config; None
+    when the sweep has no Optuna study. Without `keys` a config is a whole point, as `pick` reads it (named point
+    spelled out with `points`, the seed left out), and a trial matches the config equal to its point. With
+    `keys` a config carries only those keys and the child runs the base's values for the rest, so a trial matches
+    only where its whole config is the child's (`same_config`): a trial whose other keys differ from the base ran
+    another config, neither a seed of this one nor a value of it. That needs the parent's `spec` (its base):
+    None without one. A point that names no seed ran at `spec`'s (None without a spec)."""
     found = matched_trials(store_url, sweep, configs, keys, points, spec)
     return None if found is None else [[(seed, t.values[0]) for seed, t in got] for got in found]
 
@@ -293,21 +296,45 @@ def matched_trials(store_url: str, sweep: str, configs: list[dict[str, Any]], ke
     """`seed_values`'s (seed, trial) pairs: the Optuna trials themselves."""
     from clowncar.orchestrator.suggest import trial_params
 
+    if keys is not None and spec is None:  # the rest of a carried config is the base's, and the base is unknown
+        return None
     feasible = feasible_results(store_url, sweep)
     if feasible is None:
         return None
     seed_of = _seed_reader(spec)
+    wanted = [same_config(spec, c) for c in configs] if keys is not None and spec is not None else []
     found: list[list[tuple[Any, Any]]] = [[] for _ in configs]
     for t in feasible:
         raw = trial_params(t)
-        point = raw
-        if points and POINT_KEY in point:
-            point = {**points[point[POINT_KEY]], **{k: v for k, v in point.items() if k != POINT_KEY}}
-        read = {k: v for k, v in point.items() if k != SEED_KEY and (keys is None or k in keys)}
-        match = next((i for i, c in enumerate(configs) if c == read), None)
+        if wanted:
+            ran = same_config(spec, raw)
+            match = next((i for i, c in enumerate(wanted) if c is not None and c == ran), None)
+        else:
+            point = raw
+            if points and POINT_KEY in point:
+                point = {**points[point[POINT_KEY]], **{k: v for k, v in point.items() if k != POINT_KEY}}
+            read = {k: v for k, v in point.items() if k != SEED_KEY}
+            match = next((i for i, c in enumerate(configs) if c == read), None)
         if match is not None:
             found[match].append((seed_of(raw), t))
     return found
+
+
+def same_config(spec: SweepSpec | None, point: dict[str, Any]) -> str | None:
+    """What makes two points of `spec` the same config, the seed aside: the content hash of the trial config the
+    point runs on `spec`'s base (`SweepSpec.trial_config`: named point spelled out, in canonical form, so that a
+    moot key does not tell two configs apart, as a sweep's merged points are told). None where the point builds
+    no config (it then matches nothing)."""
+    from clowncar.store.store import config_hash
+
+    if spec is None:
+        return None
+    try:
+        data = spec.trial_config({k: v for k, v in point.items() if k != SEED_KEY}).to_dict()
+    except (ClownCarError, ValueError):
+        return None
+    data["train"].pop("seed", None)
+    return config_hash(data)
 
 
 def parent_values(store_url: str, parent: ParentMatch | None, configs: list[dict[str, Any]]

@@ -38,12 +38,17 @@ def seed_note(plan: SeedPlan, configs: int) -> str | None:
 
 def parent_notes(store_url: str, parent: ParentMatch | None, configs: list[dict[str, Any]]) -> list[str]:
     """Per config, what the parent measured for it (' (parent mean 1.1813 sd 0.0100, n=2)'), so that a user weighs
-    the pick before spending GPUs on it; '' where the parent's trials cannot be matched (`parent` None: see
-    seed_lines)."""
+    the pick before spending GPUs on it; where --keys carried a config the parent never ran (its other keys at
+    the base's values), that; '' where the parent's trials cannot be matched (`parent` None: see seed_lines)."""
     found = parent_values(store_url, parent, configs)
     if found is None:
         return [""] * len(configs)
-    return [f" (parent {values_text([v for _, v in got])})" if got else "" for got in found]
+    never = NEVER_RAN if parent is not None and parent.keys is not None else ""
+    return [f" (parent {values_text([v for _, v in got])})" if got else never for got in found]
+
+
+NEVER_RAN = " (the parent never ran this config: its keys came from its top trials)"
+"""A config --keys carried whose other keys, the base's, no trial of the parent ran with."""
 
 
 def values_text(values: list[float]) -> str:
@@ -69,6 +74,8 @@ def seed_lines(store_url: str, child: SweepSpec, configs: list[dict[str, Any]], 
     for i, got in enumerate(mine, start=1):
         before = theirs[i - 1] if theirs else []
         was = f"; parent {sum(v for _, v in before) / len(before):.4f} (n={len(before)})" if before else ""
+        if theirs and not before and parent is not None and parent.keys is not None:
+            was = "; the parent never ran this config"
         picked_at = {s for s, _ in before} - {None}
         fresh = [(s, v) for s, v in got if s not in picked_at]
         again = [(s, v) for s, v in got if s in picked_at]

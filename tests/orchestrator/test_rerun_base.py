@@ -108,10 +108,11 @@ def test_a_dry_run_prints_the_configs_and_the_plan_and_runs_nothing(url: str, tm
     # the plan's last line says whether this machine holds the data (sweep plan's line; it differs by machine)
     assert out[-1].startswith("  data: ") and "demo_sp1024" in out[-1]
     assert out[:-1] == [
-        # each config with what the parent measured for it: the base config is the narrow point alone (no
-        # cadence set), not every trial
-        "child sweep par-rerun-top2: 4 trials (2 configs x 2 seeds: 1, 2)", "  1. the base config (parent 1.1000, n=1)",
-        "  2. train.cadence=3 (parent mean 1.2500 sd 0.0707, n=2)",
+        # each config with what the parent measured for it: none, as the child runs each on the base's
+        # crawler_mlp_mult 2.0 and loops 2, which no trial of the parent (points 'narrow' 1.0, 'wide' 3.0) ran
+        "child sweep par-rerun-top2: 4 trials (2 configs x 2 seeds: 1, 2)",
+        "  1. the base config (the parent never ran this config: its keys came from its top trials)",
+        "  2. train.cadence=3 (the parent never ran this config: its keys came from its top trials)",
         "  estimated: 4.4 trial-minutes on CPU (4 trials x 66 s on average, no GPU)",
         "  per trial: train.max_wallclock_seconds + 10 % (the training cap: evaluation, quantization and compilation "
         "come on top); the driver uses the measured trial times once trials finish"]
@@ -401,10 +402,13 @@ def test_only_the_loops_of_a_flat_control_are_left_to_the_default(url: str) -> N
 
 def test_with_keys_each_config_shows_the_parents_value_of_the_trials_whose_spelled_out_point_it_is(
         url: str, runs: list, capsys: pytest.CaptureFixture) -> None:
-    """--keys spells the parent's named points out: a trial of point 'wide' at loops 3 is the config
-    (crawler_mlp_mult 3.0, loops 3), matched by its point's keys and its own searched ones together."""
+    """--keys spells the parent's named points out: a trial of point 'narrow' at loops 2 is the config
+    (crawler_mlp_mult 1.0, loops 2), matched by its point's keys and its own searched ones together. Point 'wide'
+    also sets cadence 3, which is not carried: the child runs (crawler_mlp_mult 3.0, loops 3) at the base's
+    cadence, which the parent never ran."""
     parent_study(url)
     cmd.rerun_cmd("par", top=2, seeds="9", keys=f"model.crawler_mlp_mult,{LOOPS}", store=url)
     listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
     assert listed[:2] == ["  1. model.crawler_mlp_mult=1.0, model.crawler_loops=2 (parent 1.1000, n=1)",
-                          "  2. model.crawler_mlp_mult=3.0, model.crawler_loops=3 (parent 1.2000, n=1)"]
+                          "  2. model.crawler_mlp_mult=3.0, model.crawler_loops=3 (the parent never ran this "
+                          "config: its keys came from its top trials)"]

@@ -205,3 +205,44 @@ def test_a_rerun_named_after_its_parent_is_refused_with_advice_for_a_rerun(paren
     assert str(err.value) == ("--name par is the parent sweep's own name: a rerun is a new sweep, so give it a name "
                               "of its own, or leave --name out for par-rerun-topK")
     assert err.value.exit_code == 2 and ran == [] and capsys.readouterr().out == ""
+
+
+LR = "train.matrix_lr"
+LR_PARENT = {"name": "lrp", "preset": "tiny-cpu", "sampler": "random", "budget": {"max_trials": 8},
+             "space": {LOOPS: {"choice": [1, 2, 3]}, LR: {"choice": [0.02, 0.05]}}}  # tiny-cpu: loops 2, lr 0.02
+
+
+def lr_parent(url: str) -> None:
+    """Parent `lrp`, every trial at the preset's seed 1337: loops 2 only at lr 0.05 (its best), loops 3 at the base's
+    lr 0.02 and at 0.05."""
+    with open_store(url) as st:
+        st.create_or_get_sweep("lrp", LR_PARENT)
+    study = optuna.create_study(study_name="lrp", storage=open_study(url))
+    dists = {LOOPS: CategoricalDistribution([1, 2, 3]), LR: CategoricalDistribution([0.02, 0.05])}
+    for number, (loops, lr, value) in enumerate([(2, 0.05, 1.10), (3, 0.02, 1.20), (3, 0.05, 1.25)]):
+        study.add_trial(create_trial(params={LOOPS: loops, LR: lr}, distributions=dists, values=[value],
+                                     state=TrialState.COMPLETE, user_attrs={NUMBER: number},
+                                     constraints={"artifact_bytes_over_cap": -1.0}))
+
+
+def test_with_keys_a_config_the_parent_never_ran_gets_no_parent_value_and_no_seed_left_out(url: str, monkeypatch,
+                                                                                         capsys) -> None:
+    """--keys loops runs loops 2 at the base's lr 0.02, which the parent never ran: its trial at lr 0.05 is another
+    config, so neither its value nor its seed is this config's. Loops 3 at lr 0.02 the parent ran once; its trial
+    at lr 0.05 is another config, not a second seed."""
+    lr_parent(url)
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: pytest.fail("a dry run ran"))
+    cmd.rerun_cmd("lrp", top=2, keys=LOOPS, dry_run=True, store=url)
+    assert capsys.readouterr().out.splitlines()[:4] == [
+        "child sweep lrp-rerun-top2: 6 trials (2 configs x 3 seeds: 42, 2025, 314)",
+        f"  1. {LOOPS}=2 (the parent never ran this config: its keys came from its top trials)",
+        f"  2. {LOOPS}=3 (parent 1.2000, n=1)",
+        "seeds 42, 2025, 314: left out 1337 (the parent ran config 2 at it), as a config's value at its parent's seed "
+        "is the one it was picked by (biased by the picking), and rerunning it would repeat that trial; --seeds sets "
+        "the seeds"]
+    cmd.rerun_cmd("lrp", top=1, keys=LOOPS, dry_run=True, store=url)  # loops 2 alone: no seed of it to leave out
+    assert capsys.readouterr().out.splitlines()[0] == "child sweep lrp-rerun-top1: 3 trials (1 config x 3 seeds: " \
+        "1337, 42, 2025)"
+    cmd.rerun_cmd("lrp", top=2, keys=f"{LOOPS},{LR}", dry_run=True, store=url)  # every key that differs: as before
+    assert capsys.readouterr().out.splitlines()[1:3] == [f"  1. {LOOPS}=2, {LR}=0.05 (parent 1.1000, n=1)",
+                                                         f"  2. {LOOPS}=3, {LR}=0.02 (parent 1.2000, n=1)"]

@@ -280,12 +280,13 @@ def pointed_parent(url: str) -> None:
 
 def test_with_keys_the_estimate_is_the_time_of_the_parents_trials_whose_spelled_out_point_is_the_config(
         url: str, capsys) -> None:
-    pointed_parent(url)  # config mlp_mult=1.0 is point 'narrow', whatever its loops: 20 s and 10 s
+    # config mlp_mult=1.0 runs at the base's loops 2: point 'narrow' at loops 2 (20 s), not at loops 3, another config
+    pointed_parent(url)
     cmd.rerun_cmd("pp", top=1, seeds="7", keys=MLP, dry_run=True, store=url)
     out = capsys.readouterr().out.splitlines()
-    assert out[1] == "  1. model.crawler_mlp_mult=1.0 (parent mean 1.1500 sd 0.0707, n=2)"
+    assert out[1] == "  1. model.crawler_mlp_mult=1.0 (parent 1.1000, n=1)"
     assert out[3].startswith(
-        "  per trial: 15.0 s, the mean wall-clock time of the parent's 2 finished trials of these configs;")
+        "  per trial: 20.0 s, the mean wall-clock time of the parent's 1 finished trial of these configs;")
 
 
 def pointed_child(url: str, configs: list[dict[str, Any]], ran: list[tuple[int, float]]) -> str:
@@ -313,12 +314,23 @@ def test_a_rerun_of_a_named_point_reads_the_parents_trials_of_that_point_and_the
 
 def test_a_rerun_with_keys_reads_the_parents_trials_of_the_spelled_out_points_and_the_seed_they_ran_at(
         url: str, capsys) -> None:
-    """--keys carried mlp_mult alone: both of the parent's 'narrow' trials are the config, whatever their loops."""
+    """--keys carried mlp_mult alone: the child runs it at the base's loops 2, so the parent's 'narrow' trial at
+    loops 2 is the config, and the one at loops 3 is another."""
     name = pointed_child(url, [{MLP: 1.0}], [(1337, 1.15), (42, 1.25)])
     cmd.status_cmd(name, store=url)
     assert capsys.readouterr().out.splitlines()[-1] == (
-        "  1. mean 1.2500 over the fresh seeds (n=1: 42: 1.2500); parent 1.1500 (n=2); the parent's seed, at which "
+        "  1. mean 1.2500 over the fresh seeds (n=1: 42: 1.2500); parent 1.1000 (n=1); the parent's seed, at which "
         "the config was picked, left out of the mean: 1337: 1.1500")
+
+
+def test_the_status_of_a_rerun_with_keys_says_the_parent_never_ran_a_config_whose_other_keys_it_ran_otherwise(
+        url: str, capsys) -> None:
+    """--keys carried mlp_mult 3.0 from point 'wide', which also sets cadence 3: the child runs it at the base's
+    cadence and loops, a config the parent never ran, so there is no parent value to compare its mean with."""
+    name = pointed_child(url, [{MLP: 3.0}], [(1337, 1.35), (42, 1.25)])
+    cmd.status_cmd(name, store=url)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "  1. mean 1.3000 sd 0.0707 (n=2: 1337: 1.3500, 42: 1.2500); the parent never ran this config")
 
 
 def test_the_status_of_a_rerun_of_an_imported_sweep_gives_each_configs_mean_without_the_parents(
