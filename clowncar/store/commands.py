@@ -75,7 +75,7 @@ def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trial
             return
         if st.get_sweep(sweep) is None:
             raise StoreError(f"no sweep named {sweep!r} in {st.url}{st.no_sweep_hint(sweep)}")
-        frame = st.trials_frame(sweep)
+        frame = _pruned_steps(st, st.trials_frame(sweep))
         found = st.ranked_trials(sweep, feasible_only=False)  # every ok trial: its headline columns
         searched = searched_keys(st.get_sweep(sweep)["spec"])
     if searched and not frame.empty:  # what tells the trials of a sweep apart: the values it searched
@@ -93,6 +93,20 @@ def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trial
         modes = sorted({str(t["result"].get("headline_mode")) for t in unranked})
         typer.echo(f"ranked by {metric} (the sweep's best_bpb); headline_bpb, the log's last eval line "
                    f"({'/'.join(modes)} eval), is not ranked")
+
+
+def _pruned_steps(st: Any, frame: Any) -> Any:
+    """The `steps` of a pruned trial: its last stored step row. The column is result.json's step count, and a
+    trial ASHA stopped has no result.json, so it read `-` though the store holds its rows (`store show`)."""
+    pruned = frame.index[frame["status"] == "pruned"] if "status" in frame.columns else []
+    if not len(pruned):
+        return frame
+    if "steps" not in frame.columns:
+        frame = frame.assign(steps=None)
+    for i in pruned:
+        if not _present(frame.at[i, "steps"]):
+            frame.at[i, "steps"] = st.max_step(frame.at[i, "trial_uid"], int(frame.at[i, "attempt"])) or None
+    return frame
 
 
 def searched_keys(spec: Any) -> list[str]:

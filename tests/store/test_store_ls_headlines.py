@@ -78,3 +78,20 @@ def test_headlines_that_are_the_ranked_metric_change_nothing(tmp_path: Path, swe
     ls(sweep, store=url)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == (3 if sweep is None else 2) and "headline_bpb" not in lines[-2]  # the header
+
+
+def test_a_pruned_trial_shows_its_last_stored_step(tmp_path: Path, capsys) -> None:
+    """A trial ASHA stopped has no result.json, whose step count the `steps` column read: it showed `-` though
+    `store show` counted its 15 step rows. It shows its last stored step; a trial with a result keeps its count."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(url) as st:
+        st.create_or_get_sweep("a2", {})
+        for number, status, steps in ((0, "ok", 30), (1, "pruned", 15), (2, "pruned", 0)):
+            uid = f"a2/{number}"
+            st.start_trial("a2", uid, number, 0, {"n": number}, None, "n0")
+            st.add_steps(uid, 0, [{"step": s, "train_loss": 5.0} for s in range(1, steps + 1)])
+            st.finish_trial(uid, 0, status, None, {"steps": steps} if status == "ok" else None)
+    ls("a2", store=url)
+    lines = capsys.readouterr().out.splitlines()
+    steps = lines[0].split().index("steps")
+    assert [line.split()[steps] for line in lines[1:]] == ["30", "15", "-"]
