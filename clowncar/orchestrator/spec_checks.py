@@ -55,6 +55,7 @@ def check_against_config(spec: SweepSpec) -> None:
         if problem:
             raise ConfigError(f"sweep spec {problem}" + (f" (at the point {point_words(params)})" if params else ""))
         check_objective(spec.objective.metric, cfg, f"the space point {params}" if params else "the base config")
+    _check_enqueued_values(spec, space)
     for point in spec.enqueue:
         try:
             check_buildable(spec.trial_config(point))
@@ -128,6 +129,24 @@ def _check_grid_builds(spec: SweepSpec) -> None:
             check_buildable(cfg)
         except ConfigError as err:
             raise ConfigError(_located(spec, point, err)) from None
+
+
+def _check_enqueued_values(spec: SweepSpec, space: dict[str, ParamSpec]) -> None:
+    """A queued config's value of a searched key (a space parameter, the `seeds:` dimension) must be one that
+    parameter can take: Optuna's categorical suggestion dies on a value its choices lack (`'2' not in (1,)`, when
+    the trial starts), and its ranges only warn. Other keys are overrides of the queued config; an unknown `point`
+    is the queued config's build error (`sweep spec enqueue: unknown point`, which `sweep rerun` words as its own)."""
+    from clowncar.orchestrator.spec_domain import problem, takes, words
+
+    for i, point in enumerate(spec.enqueue):
+        for key, value in point.items():
+            if key not in space or key == POINT_KEY or takes(space[key], value):
+                continue
+            if key == SEED_KEY and spec.seeds:
+                why = f"{key} = {words(value)} is not one of the spec's seeds ({', '.join(map(str, spec.seeds))})"
+            else:
+                why = problem(key, space[key], value)
+            raise ConfigError(f"sweep spec key 'enqueue.{i}': {why}")
 
 
 def _check_each_value(spec: SweepSpec, space: dict[str, ParamSpec], first: dict[str, Any]) -> None:

@@ -71,7 +71,8 @@ def test_the_grid_size_multiplies_every_dimension_and_an_empty_space_is_one_tria
 def test_a_grid_without_a_budget_runs_its_distinct_points_and_its_queued_ones() -> None:
     spec = spec_from_dict({**BASE, "sampler": "grid", "budget": {},
                            "space": {LOOPS: {"grid": [1]}, "train.cadence": {"grid": [2, 3]}},
-                           "enqueue": [{LOOPS: 2, "train.cadence": 2}, {LOOPS: 3, "train.cadence": 2}]})
+                           "enqueue": [{"train.matrix_lr": 0.01, "train.cadence": 2},
+                                       {"train.matrix_lr": 0.02, "train.cadence": 2}]})
     assert len(spec.distinct_grid().points) == 1 and len(spec.distinct_grid().merged) == 1  # loops 1: cadence moot
     assert spec.max_trials() == 3
     random = spec_of(budget={}, enqueue=[{LOOPS: 2}, {LOOPS: 2, "train.cadence": 2}, {LOOPS: 3}])
@@ -86,7 +87,7 @@ def test_queued_points_that_make_one_trial_are_merged() -> None:
 def test_a_grid_budget_may_reach_its_distinct_trials_and_its_queue_but_not_pass_them() -> None:
     grid = {"sampler": "grid", "space": {LOOPS: {"grid": [1]}, "train.cadence": {"grid": [2, 3]}}}
     assert spec_of(**grid, budget={"max_trials": 1}).max_trials() == 1
-    assert spec_of(**grid, budget={"max_trials": 2}, enqueue=[{LOOPS: 2}]).max_trials() == 2
+    assert spec_of(**grid, budget={"max_trials": 2}, enqueue=[{"train.matrix_lr": 0.01}]).max_trials() == 2
     assert refusal(**grid, budget={"max_trials": 2}) == (
         "sweep spec key 'budget.max_trials': 2 exceeds the grid's 1 distinct trials (1 of its points repeat "
         "another's trial; see `clowncar sweep plan`)")
@@ -255,8 +256,9 @@ def test_a_config_that_cannot_build_is_refused_before_the_sweep_runs() -> None:
     assert refusal(sampler="grid", budget={}, overrides=auto,
                    space={"model.param_budget": {"grid": [200000, 10]}}) == (
         f"sweep spec space: {tiny_budget} (with {{'model.param_budget': 10}})")
-    assert refusal(overrides=auto, enqueue=[{"model.param_budget": 200000}, {"model.param_budget": 10}],
-                   space={"model.param_budget": {"int": [100000, 200000]}}) == f"sweep spec enqueue: {tiny_budget}"
+    assert refusal(overrides={**auto, "model.param_budget": 200000},  # a queued override, not a searched value
+                   enqueue=[{"model.param_budget": 150000}, {"model.param_budget": 10}]) == (
+        f"sweep spec enqueue: {tiny_budget}")
     # a grid past the size whose points are all checked as corners: every distinct point must still build
     lrs = [round(0.001 * i, 3) for i in range(1, 23)]
     message = refusal(sampler="grid", budget={}, space={"eval.seq_len": {"grid": [128, 256, 100000]},
@@ -457,3 +459,54 @@ def test_a_list_or_mapping_where_one_value_goes_is_named_at_that_value() -> None
                    points={"a": {"model.xsa": "off", "train.matrix_lr": 0.01, "quant.enabled": True}})
     assert spec.points["a"] == {"model.xsa": "off", "train.matrix_lr": 0.01, "quant.enabled": True}
     assert spec.space["train.cadence"].when == {LOOPS: [2]}
+
+
+# --- queued values of searched keys -------------------------------------------------------------------------
+
+QUEUED_SPACES = [({"choice": [1, 3]}, [1, 3, 3.0], [2, "1", 0]),
+                 ({"grid": [2]}, [2], [1, 3]),
+                 ({"int": [1, 5], "step": 2}, [1, 3, 5, 3.0], [0, 2, 7, 2.5, "3", True]),
+                 ({"int": [1, 4], "log": True}, [1, 2, 4], [0, 5, 1.5])]
+
+
+@pytest.mark.parametrize(("param", "taken", "refused"), QUEUED_SPACES)
+def test_a_queued_value_of_a_searched_key_is_one_optuna_suggests_as_queued(param: dict[str, Any], taken: list[Any],
+                                                                          refused: list[Any]) -> None:
+    import warnings
+
+    import optuna
+
+    from clowncar.orchestrator.sampler import define_space
+
+    for value in taken:  # accepted at load time, and Optuna hands the trial the queued value without a warning
+        spec = spec_of(space={LOOPS: param}, enqueue=[{LOOPS: value}])
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        study.enqueue_trial(spec.enqueue[0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            trial = study.ask()
+            define_space(spec)(trial)
+        assert trial.params[LOOPS] == value
+    for value in refused:
+        assert refusal(space={LOOPS: param}, enqueue=[{LOOPS: value}]).startswith(
+            f"sweep spec key 'enqueue.0': {LOOPS} = ")
+
+
+def test_a_queued_float_is_checked_against_its_range_and_step() -> None:
+    lr = "train.matrix_lr"
+    assert refusal(space={lr: {"float": [0.01, 0.05]}}, enqueue=[{lr: 0.06}]) == (
+        "sweep spec key 'enqueue.0': train.matrix_lr = 0.06 is outside its float range [0.01, 0.05]")
+    assert refusal(space={lr: {"float": [0.01, 0.05], "step": 0.01}}, enqueue=[{lr: 0.025}]) == (
+        "sweep spec key 'enqueue.0': train.matrix_lr = 0.025 is not on the step of its float range [0.01, 0.05] "
+        "with step 0.01")
+    spec_of(space={lr: {"float": [0.01, 0.05], "step": 0.01}}, enqueue=[{lr: 0.03}, {lr: 0.05}])
+
+
+def test_a_queued_key_the_space_does_not_set_is_an_override_and_a_queued_seed_one_of_the_seeds() -> None:
+    spec = spec_of(space={LOOPS: {"choice": [1, 2]}}, seeds=[7, 8],
+                   enqueue=[{LOOPS: 2, "model.model_dim": 96, "train.seed": 8}])
+    assert spec.trial_config(spec.enqueue[0]).model.model_dim == 96
+    assert refusal(space={LOOPS: {"choice": [1, 2]}}, seeds=[7, 8], enqueue=[{LOOPS: 2}, {"train.seed": 9}]) == (
+        "sweep spec key 'enqueue.1': train.seed = 9 is not one of the spec's seeds (7, 8)")
+    assert refusal(points={"wide": {"model.model_dim": 96}}, enqueue=[{"point": "tall"}]) == (
+        "sweep spec enqueue: unknown point 'tall' (the spec's points: wide)")
