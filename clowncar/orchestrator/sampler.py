@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 class LongestFirstGrid(optuna.samplers.GridSampler):
     """Optuna's grid sampler, with the grid run longest expected trial first (ties keep the seeded shuffle).
 
-    Only the grid's distinct points are kept (`SweepSpec.distinct_grid`). Optuna gives trial k the k-th point of
+    Only the grid's distinct points are kept (`SweepSpec.distinct_grid`: a point that repeats another's trial, or a
+    queued config's, is left out). Optuna gives trial k the k-th point of
     its shuffled grid; sorting that list (stably, by each point's
     `train.max_wallclock_seconds`) makes the sweep hand out its long trials first and keep the short ones for
     the end, where they fill the GPUs that the last long trials leave idle (longest-processing-time-first list

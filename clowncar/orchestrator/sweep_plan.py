@@ -24,7 +24,8 @@ class SweepPlan:
     name: str
     sampler: str
     points: int
-    """Grid points as written (named points x space x seeds), or the enqueued points of another sampler."""
+    """Grid points as written (named points x space x seeds) plus the queued configs, or the enqueued points of
+    another sampler."""
     distinct: int
     trials: int
     """Trials the sweep will run (distinct points, at most budget.max_trials)."""
@@ -32,6 +33,8 @@ class SweepPlan:
     trial_seconds: float = 0.0
     """Sum of the expected seconds of the trials that will run."""
     gpus: int = 0
+    queued: int = 0
+    """The queued configs (`enqueue`) among `points`."""
 
     @property
     def gpu_hours(self) -> float:
@@ -52,7 +55,7 @@ def make_plan(spec: SweepSpec) -> SweepPlan:
     if trials > len(seconds):  # sampled trials beyond the enqueued ones: at the spec's expected length
         seconds += [spec.expected_trial_seconds()] * (trials - len(seconds))
     return SweepPlan(spec.name, spec.sampler, points, len(distinct), trials, merged, sum(seconds[:trials]),
-                     spec.resources.gpus)
+                     spec.resources.gpus, len(spec.enqueue))
 
 
 def _params(point: dict[str, Any]) -> str:
@@ -135,7 +138,8 @@ def _estimate_basis(spec: SweepSpec, gpu_hours: float | None) -> str:
 def plan_lines(spec: SweepSpec) -> list[str]:
     plan = make_plan(spec)
     if plan.sampler == "grid":
-        lines = [f"sweep {plan.name} (grid): {counted(plan.points, 'grid point')}, "
+        queued = f" + {counted(plan.queued, 'queued config')}" if plan.queued else ""
+        lines = [f"sweep {plan.name} (grid): {counted(plan.points - plan.queued, 'grid point')}{queued}, "
                  f"{counted(plan.distinct, 'distinct trial')}"]
         if plan.trials < plan.distinct:
             lines[0] += f"; runs {plan.trials} (budget.max_trials)"

@@ -78,3 +78,14 @@ def test_sweep_backlog_is_the_grid_left_longest_first_within_the_trial_budget() 
     assert search.backlog_seconds() == tuple(seconds[:5])  # the five longest points: the budget's five trials
     search.suggest("t0")  # no gate: asked at once, and running
     assert search.backlog_seconds() == tuple(seconds[1:5])
+
+
+def test_a_grid_point_that_a_queued_config_computes_is_left_out_of_the_grid() -> None:
+    # the queued config runs first (it is enqueued before the grid is asked): its grid twin (cadence is moot at
+    # loops 1) would run its trial again
+    spec = _spec(enqueue=[{"train.max_wallclock_seconds": 3.0, "model.crawler_loops": 1, "train.cadence": 3}])
+    sampler = LongestFirstGrid(spec)
+    names = sampler._param_names
+    points = [dict(zip(names, p, strict=True)) for p in sampler._all_grids]
+    assert len(points) == 8 and {"train.max_wallclock_seconds": 3.0, "model.crawler_loops": 1} not in points
+    assert spec.distinct_grid().merged[-1].same_as == spec.enqueue[0]

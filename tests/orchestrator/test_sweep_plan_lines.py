@@ -123,7 +123,7 @@ def test_a_plan_without_merges_or_a_budget_cut_is_three_lines() -> None:
 
 
 def test_a_grid_with_queued_points_counts_both_and_one_trial_is_its_own_mean() -> None:
-    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2, 3]}}, enqueue=[{LOOPS: 3, WALL: 30}])
+    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2, 3]}}, enqueue=[{LOOPS: 4, WALL: 30}])
     plan = make_plan(spec)
     assert (plan.points, plan.distinct, plan.trials) == (3, 3, 3)
     single = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}}, budget={"max_trials": 1,
@@ -169,8 +169,8 @@ def test_a_grid_with_a_one_kind_trial_on_every_stream_is_not_warned_about(space:
 
 def test_the_one_kind_trial_must_read_the_same_stream() -> None:
     batch = "train.train_batch_tokens"
-    spec = spec_of(sampler="grid", overrides={CADENCE: 2}, space={LOOPS: {"grid": [2]}, batch: {"grid": [512, 1024]}},
-                   enqueue=[{LOOPS: 2, CADENCE: 1, batch: 512}])  # a queued value is one of its grid's: 1 overrides
+    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}, CADENCE: {"grid": [2]}, batch: {"grid": [512, 1024]}},
+                   enqueue=[{LOOPS: 2, CADENCE: 1, batch: 512}])
     assert plan_lines(spec)[-1] == REFERENCE_WARNING.format(1, 2)
     phased = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}, CADENCE: {"grid": [2]}},
                      enqueue=[{LOOPS: 2, "train.cadence_phased": True, "train.cadence_early": 1,
@@ -236,3 +236,17 @@ def test_an_unknown_cost_is_said_alone_without_the_per_trial_rule_or_the_asha_cl
     assert plan_lines(capped) == ["sweep p (grid): 2 grid points, 2 distinct trials", UNKNOWN,
                                   "  budget.max_gpu_hours 2.5 stops the sweep when the measured trial times add up "
                                   "to it"]
+
+
+def test_a_queued_config_that_repeats_a_grid_point_is_merged_with_it_and_the_queue_is_not_called_grid_points() -> None:
+    # loops 1 makes the cadence moot: both queued configs compute the grid point loops=1's trial
+    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [1, 2]}}, enqueue=[{LOOPS: 1}, {LOOPS: 1, CADENCE: 4}])
+    plan = make_plan(spec)
+    assert (plan.points, plan.distinct, plan.trials) == (4, 2, 2)
+    assert spec.max_trials() == 2
+    lines = plan_lines(spec)
+    assert lines[0] == "sweep p (grid): 2 grid points + 2 queued configs, 2 distinct trials"
+    assert lines[1] == "  merged before the start (2 points would repeat another's trial, same config hash):"
+    assert lines[2] == "    model.crawler_loops=1: train.cadence=4 | (the defaults) -> runs as (the defaults)"
+    assert "2 trials x 66 s" in lines[3]
+
