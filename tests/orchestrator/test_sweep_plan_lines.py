@@ -123,7 +123,7 @@ def test_a_plan_without_merges_or_a_budget_cut_is_three_lines() -> None:
 
 
 def test_a_grid_with_queued_points_counts_both_and_one_trial_is_its_own_mean() -> None:
-    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2, 3]}}, enqueue=[{LOOPS: 4, WALL: 30}])
+    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2, 3]}}, enqueue=[{LOOPS: 3, WALL: 30}])
     plan = make_plan(spec)
     assert (plan.points, plan.distinct, plan.trials) == (3, 3, 3)
     single = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}}, budget={"max_trials": 1,
@@ -169,8 +169,8 @@ def test_a_grid_with_a_one_kind_trial_on_every_stream_is_not_warned_about(space:
 
 def test_the_one_kind_trial_must_read_the_same_stream() -> None:
     batch = "train.train_batch_tokens"
-    spec = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}, CADENCE: {"grid": [2]}, batch: {"grid": [512, 1024]}},
-                   enqueue=[{LOOPS: 2, CADENCE: 1, batch: 512}])
+    spec = spec_of(sampler="grid", overrides={CADENCE: 2}, space={LOOPS: {"grid": [2]}, batch: {"grid": [512, 1024]}},
+                   enqueue=[{LOOPS: 2, CADENCE: 1, batch: 512}])  # a queued value is one of its grid's: 1 overrides
     assert plan_lines(spec)[-1] == REFERENCE_WARNING.format(1, 2)
     phased = spec_of(sampler="grid", space={LOOPS: {"grid": [2]}, CADENCE: {"grid": [2]}},
                      enqueue=[{LOOPS: 2, "train.cadence_phased": True, "train.cadence_early": 1,
