@@ -35,7 +35,14 @@ from clowncar.orchestrator.billing import RETRIED_S, STARTED, gpu_seconds_used
 from clowncar.orchestrator.plan import HORIZON
 from clowncar.orchestrator.sampler import LongestFirstGrid, define_space, make_sampler
 from clowncar.orchestrator.spec import SweepSpec
-from clowncar.orchestrator.suggest import CLOSED, NUMBER, DistinctAsk, ask_distinct, never_ran
+from clowncar.orchestrator.suggest import (
+    CLOSED,
+    DISTINCT_SAMPLERS,
+    NUMBER,
+    DistinctAsk,
+    ask_distinct,
+    never_ran,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,9 +51,6 @@ ATTEMPT = "clowncar_attempt"
 CONSTRAINT = "artifact_bytes_over_cap"
 END_REASON = "clowncar_end_reason"
 """Study user attr: why the sampler stopped asking (max_trials or the GPU-hour budget), for `sweep status`."""
-DISTINCT_SAMPLERS = ("tpe", "random", "gp")
-"""Samplers held to one trial per config (suggest.py). The grid holds distinct points already; NSGA-II's
-offspring are left as its genetic operators make them."""
 EXHAUSTED = "every distinct config of the search space has run"
 BACKLOG_MAX = HORIZON
 """Most trials a sweep tells the GPU ledger it has still to ask: its plan looks no further ahead."""

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
     from clowncar.orchestrator.spec import ParamSpec, SweepSpec
 
+DISTINCT_SAMPLERS = ("tpe", "random", "gp")
+"""Samplers held to one trial per config (`ask_distinct`). The grid holds distinct points already; NSGA-II's
+offspring are left as its genetic operators make them."""
 DUPLICATE = "clowncar_duplicate_of"
 """User attr of a suggestion that repeated an earlier trial's config: the earlier trial's number."""
 REASKS = 3
@@ -219,6 +222,22 @@ class DistinctAsk:
                 ra, rb = ranks.get(repr(a[k])), ranks.get(repr(b[k]))
                 d += abs(ra - rb) if ra is not None and rb is not None else float(a[k] != b[k])
         return d
+
+
+def distinct_configs(spec: SweepSpec) -> list[dict[str, Any]] | None:
+    """Every config a sweep whose sampler asks through `DistinctAsk` can run before its space is exhausted: its
+    queued configs (`enqueue`, which may lie off the space), then the points of its finite space, one per
+    canonical config (`DistinctAsk.key`, the seed included). None when the space is continuous or too large to
+    list, or the sampler does not ask through `DistinctAsk`: there the trial budget alone ends the sweep."""
+    if spec.sampler not in DISTINCT_SAMPLERS:
+        return None
+    guard = DistinctAsk(spec)
+    if guard.points is None:
+        return None
+    first: dict[str, dict[str, Any]] = {}
+    for point in [*spec.enqueue, *guard.points]:
+        first.setdefault(guard.key(point), point)
+    return list(first.values())
 
 
 Ask = Callable[[], tuple[Any, dict[str, Any]]]

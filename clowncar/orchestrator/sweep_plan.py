@@ -13,6 +13,7 @@ from typing import Any
 
 from clowncar.orchestrator.distinct import Merged
 from clowncar.orchestrator.spec import SweepSpec
+from clowncar.orchestrator.suggest import distinct_configs
 from clowncar.words import counted
 
 MERGED_SHOWN = 12
@@ -35,6 +36,9 @@ class SweepPlan:
     gpus: int = 0
     queued: int = 0
     """The queued configs (`enqueue`) among `points`."""
+    budget: int = 0
+    """budget.max_trials where it is more than `trials`, the distinct configs of a finite sampled space (the
+    driver ends the sweep once each has run: suggest.DistinctAsk); else 0."""
 
     @property
     def gpu_hours(self) -> float:
@@ -50,12 +54,17 @@ def make_plan(spec: SweepSpec) -> SweepPlan:
     else:
         queued = spec.distinct_enqueue()
         distinct, merged, points = queued.points, queued.merged, len(spec.enqueue)
-    trials = spec.max_trials()
-    seconds = sorted((spec.expected_trial_seconds(p) for p in distinct), reverse=True)  # longest first, as run
-    if trials > len(seconds):  # sampled trials beyond the enqueued ones: at the spec's expected length
-        seconds += [spec.expected_trial_seconds()] * (trials - len(seconds))
+    trials, budget = spec.max_trials(), 0
+    configs = distinct_configs(spec) if spec.sampler != "grid" else None
+    if configs is not None and len(configs) < trials:  # the driver ends the sweep once every config has run
+        trials, budget = len(configs), trials
+        seconds = [spec.expected_trial_seconds(p) for p in configs]
+    else:
+        seconds = sorted((spec.expected_trial_seconds(p) for p in distinct), reverse=True)  # longest first, as run
+        if trials > len(seconds):  # sampled trials beyond the enqueued ones: at the spec's expected length
+            seconds += [spec.expected_trial_seconds()] * (trials - len(seconds))
     return SweepPlan(spec.name, spec.sampler, points, len(distinct), trials, merged, sum(seconds[:trials]),
-                     spec.resources.gpus, len(spec.enqueue))
+                     spec.resources.gpus, len(spec.enqueue), budget)
 
 
 def _params(point: dict[str, Any]) -> str:
@@ -144,14 +153,14 @@ def plan_lines(spec: SweepSpec) -> list[str]:
         if plan.trials < plan.distinct:
             lines[0] += f"; runs {plan.trials} (budget.max_trials)"
     elif not plan.points:  # nothing queued: every trial is sampled
-        lines = [f"sweep {plan.name} ({plan.sampler}): runs {counted(plan.trials, 'trial')} (budget.max_trials), "
+        lines = [f"sweep {plan.name} ({plan.sampler}): runs {counted(plan.trials, 'trial')} ({_why(plan)}), "
                  "all sampled"]
     else:
         rest = ("the rest sampled" if plan.trials > plan.distinct else "nothing sampled" if plan.trials == plan.distinct
                 else f"only the first {plan.trials} of the queue")
         lines = [f"sweep {plan.name} ({plan.sampler}): {counted(plan.points, 'enqueued point')}, "
                  f"{counted(plan.distinct, 'distinct trial')}; runs {counted(plan.trials, 'trial')} "
-                 f"(budget.max_trials), {rest}"]
+                 f"({_why(plan)}), {rest}"]
     if plan.merged:
         lines.append(f"  merged before the start ({counted(len(plan.merged), 'point')} would repeat another's "
                      "trial, same config hash):")
@@ -180,6 +189,14 @@ def plan_lines(spec: SweepSpec) -> list[str]:
         cost += "; ASHA may stop trials early: this is the most it takes"
     lines += [cost, _estimate_basis(spec, plan.gpu_hours if plan.gpus else None)]
     return lines + _reference_lines(spec, plan)
+
+
+def _why(plan: SweepPlan) -> str:
+    """What bounds a sampled sweep's trials: the budget, or every distinct config of a finite space."""
+    if not plan.budget:
+        return "budget.max_trials"
+    where = "the queue and the space" if plan.queued else "the space"
+    return f"every distinct config of {where}; budget.max_trials {plan.budget} is more"
 
 
 def _reference_lines(spec: SweepSpec, plan: SweepPlan) -> list[str]:

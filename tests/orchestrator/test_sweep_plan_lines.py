@@ -61,7 +61,7 @@ def test_a_gpu_budget_above_the_cost_does_not_stop_it_sooner_but_is_named_as_the
 
 
 def test_a_sampled_sweep_costs_its_queued_points_then_the_rest_at_the_expected_length() -> None:
-    spec = spec_of(sampler="random", budget={"max_trials": 5},
+    spec = spec_of(sampler="random", budget={"max_trials": 5}, space={"train.matrix_lr": {"float": [0.01, 0.1]}},
                    enqueue=[{LOOPS: 1, CADENCE: 2}, {LOOPS: 1, CADENCE: 3}, {LOOPS: 2, WALL: 200}])
     plan = make_plan(spec)
     assert (plan.points, plan.distinct, plan.trials, plan.trial_seconds) == (3, 2, 5, 220.0 + 66.0 * 4)
@@ -119,7 +119,8 @@ def test_a_plan_without_merges_or_a_budget_cut_is_three_lines() -> None:
     assert plan_lines(spec) == ["sweep p (grid): 2 grid points, 2 distinct trials",
                                 "  estimated: 2.2 trial-minutes on CPU (2 trials x 66 s on average, no GPU)",
                                 FROM_CAP]
-    assert make_plan(spec_of(sampler="random", budget={"max_trials": 3})).trial_seconds == 3 * 66.0
+    assert make_plan(spec_of(sampler="random", budget={"max_trials": 3},
+                             space={"train.matrix_lr": {"float": [0.01, 0.1]}})).trial_seconds == 3 * 66.0
 
 
 def test_a_grid_with_queued_points_counts_both_and_one_trial_is_its_own_mean() -> None:
@@ -198,7 +199,7 @@ def test_a_gpu_sweep_of_many_hours_is_costed_in_gpu_hours_to_the_hundredth() -> 
 
 
 def test_a_sampled_sweep_with_nothing_queued_says_only_that_every_trial_is_sampled() -> None:
-    spec = spec_of(sampler="random", budget={"max_trials": 4}, space={LOOPS: {"grid": [1, 2]}})
+    spec = spec_of(sampler="random", budget={"max_trials": 4}, space={LOOPS: {"int": [1, 8]}})
     assert plan_lines(spec)[0] == "sweep p (random): runs 4 trials (budget.max_trials), all sampled"
 
 
@@ -250,3 +251,42 @@ def test_a_queued_config_that_repeats_a_grid_point_is_merged_with_it_and_the_que
     assert lines[2] == "    model.crawler_loops=1: train.cadence=4 | (the defaults) -> runs as (the defaults)"
     assert "2 trials x 66 s" in lines[3]
 
+
+def test_a_finite_sampled_space_runs_its_distinct_configs_when_the_budget_is_more() -> None:
+    # the driver ends such a sweep once every distinct config has run (suggest.DistinctAsk)
+    conditional = spec_of(sampler="tpe", space={LOOPS: {"choice": [1, 2]},
+                                                CADENCE: {"choice": [2, 4], "when": {LOOPS: [2]}}},
+                          budget={"max_trials": 4, "trial_seconds_estimate": 10})
+    assert make_plan(conditional).trials == 3
+    assert plan_lines(conditional)[:2] == [
+        "sweep p (tpe): runs 3 trials (every distinct config of the space; budget.max_trials 4 is more), all sampled",
+        "  estimated: 30 trial-seconds on CPU (3 trials x 10 s on average, no GPU)"]
+    # two named points that compute one trial (cadence is moot at loops 1): one config
+    points = spec_of(sampler="random", points={"a": {LOOPS: 1, CADENCE: 2}, "b": {LOOPS: 1, CADENCE: 4}},
+                     space={"train.matrix_lr": {"choice": [0.02]}}, budget={"max_trials": 3})
+    assert make_plan(points).trials == 1
+    assert plan_lines(points)[0] == ("sweep p (random): runs 1 trial (every distinct config of the space; "
+                                     "budget.max_trials 3 is more), all sampled")
+    seeds = spec_of(sampler="random", space={LOOPS: {"choice": [1, 2]}}, seeds=[1, 2], budget={"max_trials": 9})
+    assert make_plan(seeds).trials == 4  # each seed is a trial of its own
+
+
+def test_a_finite_space_with_a_queue_counts_the_queued_configs_off_the_space_too() -> None:
+    # {loops 1, a 30 s cap} is no point of the space; {loops 2} is one
+    spec = spec_of(sampler="random", space={LOOPS: {"choice": [1, 2]}}, enqueue=[{LOOPS: 1, WALL: 30}, {LOOPS: 2}],
+                   budget={"max_trials": 5, "trial_seconds_estimate": 10})
+    assert (make_plan(spec).trials, make_plan(spec).trial_seconds) == (3, 30.0)
+    assert plan_lines(spec)[0] == (
+        "sweep p (random): 2 enqueued points, 2 distinct trials; runs 3 trials (every distinct config of the queue "
+        "and the space; budget.max_trials 5 is more), the rest sampled")
+
+
+@pytest.mark.parametrize("fields", [
+    {"sampler": "random", "space": {"train.matrix_lr": {"float": [0.01, 0.1]}}},  # continuous: never exhausted
+    {"sampler": "nsga2", "space": {LOOPS: {"choice": [1, 2]}}},  # asks without DistinctAsk: may repeat a config
+    {"sampler": "random", "space": {LOOPS: {"choice": [1, 2, 3, 4, 5]}}},  # as many configs as the budget
+])
+def test_a_space_the_budget_does_not_outlast_keeps_the_budget_line(fields: dict[str, Any]) -> None:
+    spec = spec_of(budget={"max_trials": 5}, **fields)
+    assert make_plan(spec).trials == 5
+    assert plan_lines(spec)[0].endswith("runs 5 trials (budget.max_trials), all sampled")
