@@ -510,3 +510,17 @@ def test_a_queued_key_the_space_does_not_set_is_an_override_and_a_queued_seed_on
         "sweep spec key 'enqueue.1': train.seed = 9 is not one of the spec's seeds (7, 8)")
     assert refusal(points={"wide": {"model.model_dim": 96}}, enqueue=[{"point": "tall"}]) == (
         "sweep spec enqueue: unknown point 'tall' (the spec's points: wide)")
+
+
+def test_a_condition_names_values_its_parameter_can_take() -> None:
+    cadence = "train.cadence"
+    spec_of(space={LOOPS: {"int": [1, 3]}, cadence: {"choice": [2, 4], "when": {LOOPS: [2, 3.0]}}})
+    spec_of(points={"a": {}, "b": {}}, space={cadence: {"choice": [2, 4], "when": {"point": "b"}}})
+    assert refusal(space={LOOPS: {"choice": [1, 2]}, cadence: {"choice": [2, 4], "when": {LOOPS: [7]}}}) == (
+        "sweep spec: space.train.cadence.when: model.crawler_loops = 7 is not one of its choice values (1, 2); "
+        "train.cadence would never be sampled")
+    assert refusal(points={"a": {}}, space={cadence: {"choice": [2, 4], "when": {"point": ["a", "z"]}}}) == (
+        "sweep spec: space.train.cadence.when: point = 'z' is not one of its grid values ('a')")
+    assert refusal(space={LOOPS: {"choice": [1, 2]}, cadence: {"choice": [2, 4], "when": {LOOPS: []}}}) == (
+        "sweep spec: space.train.cadence.when: model.crawler_loops lists no value; train.cadence would never be "
+        "sampled")
