@@ -229,7 +229,10 @@ def rerun_cmd(name: Annotated[str, typer.Argument(help="Parent sweep")],
     spec = say.with_measured_seconds(child_spec(runs_on, name, configs, plan.seeds, len(configs), child), measured)
     say.refuse_taken(url, spec.name)  # a dry run says it as the run would (walk 5, F10)
     if len(configs) < top:
-        typer.echo(f"--top {top}: sweep {name} has only {counted(len(configs), 'distinct config')} to rerun")
+        # what is counted: configs of its feasible trials (finished, under the cap), told apart by the carried keys
+        over = f" of {', '.join(carried)}" if carried else ""
+        typer.echo(f"--top {top}: sweep {name} has only {counted(len(configs), 'feasible distinct config')}{over} "
+                   "to rerun")
     if child is None and spec.name != f"{name}-rerun-top{len(configs)}":
         typer.echo(f"child sweep name {spec.name}: '{name}-rerun-top{len(configs)}' is no sweep name (1-64 letters, "
                    "digits, '_', '-', '.'); --name sets another")

@@ -141,7 +141,7 @@ def test_a_top_beyond_the_distinct_configs_says_so_and_names_the_child_by_what_r
     monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: None)
     cmd.rerun_cmd("par", top=99, seeds="7", dry_run=True, store=parent)
     assert capsys.readouterr().out.splitlines()[:2] == [
-        "--top 99: sweep par has only 3 distinct configs to rerun", "child sweep par-rerun-top3: 3 trials (3 configs "
+        "--top 99: sweep par has only 3 feasible distinct configs to rerun", "child sweep par-rerun-top3: 3 trials (3 configs "
         "x 1 seed: 7)"]
     cmd.rerun_cmd("par", top=3, seeds="7", dry_run=True, store=parent)  # exactly as many: nothing to say
     assert capsys.readouterr().out.splitlines()[0] == "child sweep par-rerun-top3: 3 trials (3 configs x 1 seed: 7)"
@@ -246,3 +246,20 @@ def test_with_keys_a_config_the_parent_never_ran_gets_no_parent_value_and_no_see
     cmd.rerun_cmd("lrp", top=2, keys=f"{LOOPS},{LR}", dry_run=True, store=url)  # every key that differs: as before
     assert capsys.readouterr().out.splitlines()[1:3] == [f"  1. {LOOPS}=2, {LR}=0.05 (parent 1.1000, n=1)",
                                                          f"  2. {LOOPS}=3, {LR}=0.02 (parent 1.2000, n=1)"]
+
+
+def test_a_top_beyond_the_configs_counts_the_feasible_distinct_configs_over_the_carried_keys(url: str, monkeypatch,
+                                                                                           capsys) -> None:
+    """lrp has 3 distinct configs and a 4th over the size cap: only the feasible ones can be rerun, and with --keys
+    they are told apart by the carried keys alone."""
+    lr_parent(url)
+    study = optuna.load_study(study_name="lrp", storage=open_study(url))
+    study.add_trial(create_trial(params={LOOPS: 1, LR: 0.02}, distributions={
+        LOOPS: CategoricalDistribution([1, 2, 3]), LR: CategoricalDistribution([0.02, 0.05])}, values=[1.0],
+        state=TrialState.COMPLETE, user_attrs={NUMBER: 3}, constraints={"artifact_bytes_over_cap": 1.0}))
+    monkeypatch.setattr(cmd, "run_spec", lambda *args, **kw: None)
+    cmd.rerun_cmd("lrp", top=9, seeds="7", dry_run=True, store=url)
+    assert capsys.readouterr().out.splitlines()[0] == "--top 9: sweep lrp has only 3 feasible distinct configs to rerun"
+    cmd.rerun_cmd("lrp", top=9, seeds="7", keys=LOOPS, dry_run=True, store=url)
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"--top 9: sweep lrp has only 2 feasible distinct configs of {LOOPS} to rerun")
