@@ -94,6 +94,8 @@ class ParamSpec(_Strict):
                 raise ValueError("a log range needs low > 0")
             if self.log and self.step:
                 raise ValueError("log and step cannot be combined")
+            if self.int_range is not None and self.step is not None and not float(self.step).is_integer():
+                raise ValueError(f"an int range takes a whole step, not {self.step:g}")
         elif self.log or self.step:
             raise ValueError("log and step apply to int and float ranges only")
         return self

@@ -153,14 +153,14 @@ def plan_lines(spec: SweepSpec) -> list[str]:
         if plan.trials < plan.distinct:
             lines[0] += f"; runs {plan.trials} (budget.max_trials)"
     elif not plan.points:  # nothing queued: every trial is sampled
-        lines = [f"sweep {plan.name} ({plan.sampler}): runs {counted(plan.trials, 'trial')} ({_why(plan)}), "
+        lines = [f"sweep {plan.name} ({plan.sampler}): runs {counted(plan.trials, 'trial')} ({_why(plan, spec)}), "
                  "all sampled"]
     else:
         rest = ("the rest sampled" if plan.trials > plan.distinct else "nothing sampled" if plan.trials == plan.distinct
                 else f"only the first {plan.trials} of the queue")
         lines = [f"sweep {plan.name} ({plan.sampler}): {counted(plan.points, 'enqueued point')}, "
                  f"{counted(plan.distinct, 'distinct trial')}; runs {counted(plan.trials, 'trial')} "
-                 f"({_why(plan)}), {rest}"]
+                 f"({_why(plan, spec)}), {rest}"]
     if plan.merged:
         lines.append(f"  merged before the start ({counted(len(plan.merged), 'point')} would repeat another's "
                      "trial, same config hash):")
@@ -191,10 +191,11 @@ def plan_lines(spec: SweepSpec) -> list[str]:
     return lines + _reference_lines(spec, plan)
 
 
-def _why(plan: SweepPlan) -> str:
-    """What bounds a sampled sweep's trials: the budget, or every distinct config of a finite space."""
+def _why(plan: SweepPlan, spec: SweepSpec) -> str:
+    """What bounds a sampled sweep's trials: the budget, the queue (no budget given), or every distinct config of
+    a finite space."""
     if not plan.budget:
-        return "budget.max_trials"
+        return "budget.max_trials" if spec.budget.max_trials else "every queued config; no budget.max_trials"
     where = "the queue and the space" if plan.queued else "the space"
     return f"every distinct config of {where}; budget.max_trials {plan.budget} is more"
 

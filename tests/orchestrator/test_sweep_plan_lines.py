@@ -79,6 +79,9 @@ def test_a_sweep_of_queued_points_only_says_nothing_is_sampled_or_how_much_of_th
     assert plan_lines(spec_of(sampler="random", budget={"max_trials": 2}, enqueue=queue))[0] == (
         "sweep p (random): 3 enqueued points, 3 distinct trials; runs 2 trials (budget.max_trials), only the first 2 "
         "of the queue")
+    assert plan_lines(spec_of(sampler="tpe", enqueue=queue))[0] == (  # no budget: the queue is what bounds it
+        "sweep p (tpe): 3 enqueued points, 3 distinct trials; runs 3 trials (every queued config; no "
+        "budget.max_trials), nothing sampled")
 
 
 def test_a_point_queued_twice_says_so_instead_of_an_empty_difference() -> None:
