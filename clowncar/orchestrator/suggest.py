@@ -240,6 +240,13 @@ def distinct_configs(spec: SweepSpec) -> list[dict[str, Any]] | None:
     return list(first.values())
 
 
+def trials_to_run(spec: SweepSpec) -> int:
+    """The trials a sweep runs: its budget (or queue, or grid), or fewer where a finite space runs out of distinct
+    configs first (what `sweep plan` says and the progress line counts down from)."""
+    configs = distinct_configs(spec)
+    return min(spec.max_trials(), len(configs)) if configs is not None else spec.max_trials()
+
+
 Ask = Callable[[], tuple[Any, dict[str, Any]]]
 """Asks the sampler for one trial: (the Optuna trial, its parameters with enqueued ones included)."""
 

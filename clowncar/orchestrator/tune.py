@@ -24,6 +24,7 @@ from typing import Any
 from clowncar.errors import StoreError
 from clowncar.orchestrator.ray_start import init_ray, loopback_only
 from clowncar.orchestrator.spec import SweepSpec
+from clowncar.orchestrator.suggest import trials_to_run
 
 
 @dataclass
@@ -166,7 +167,7 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
     found = store.get_sweep(spec.name) or {}  # what an interrupt before the first trial puts back (a resume's)
     earlier = (found.get("status", "created"), found.get("reason"))
     with failed_start_marked(store, spec.name, earlier):  # from here to the first trial: a failure leaves no half sweep
-        tally = Tally(total=spec.max_trials(), gpus=spec.resources.gpus,
+        tally = Tally(total=trials_to_run(spec), gpus=spec.resources.gpus,
                       metric=objective_name(spec.objective.metric))
         trials_dir = Path(opts.runs_dir).resolve() / "trials"
         callback = StoreCallback(spec, store, tally, show=opts.show, runs_dir=trials_dir.parent)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from clowncar.orchestrator.spec import spec_from_dict
+from clowncar.orchestrator.suggest import trials_to_run
 from clowncar.orchestrator.sweep_plan import MERGED_SHOWN, make_plan, plan_lines
 
 LOOPS, CADENCE, WALL = "model.crawler_loops", "train.cadence", "train.max_wallclock_seconds"
@@ -272,6 +273,8 @@ def test_a_finite_sampled_space_runs_its_distinct_configs_when_the_budget_is_mor
                                      "budget.max_trials 3 is more), all sampled")
     seeds = spec_of(sampler="random", space={LOOPS: {"choice": [1, 2]}}, seeds=[1, 2], budget={"max_trials": 9})
     assert make_plan(seeds).trials == 4  # each seed is a trial of its own
+    for spec in (conditional, points, seeds):  # the driver's progress line counts down from the same number
+        assert trials_to_run(spec) == make_plan(spec).trials
 
 
 def test_a_finite_space_with_a_queue_counts_the_queued_configs_off_the_space_too() -> None:
@@ -291,5 +294,5 @@ def test_a_finite_space_with_a_queue_counts_the_queued_configs_off_the_space_too
 ])
 def test_a_space_the_budget_does_not_outlast_keeps_the_budget_line(fields: dict[str, Any]) -> None:
     spec = spec_of(budget={"max_trials": 5}, **fields)
-    assert make_plan(spec).trials == 5
+    assert make_plan(spec).trials == trials_to_run(spec) == 5
     assert plan_lines(spec)[0].endswith("runs 5 trials (budget.max_trials), all sampled")
