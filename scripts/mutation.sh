@@ -83,12 +83,13 @@ declare -A TESTS=(
   [clowncar/orchestrator/ray_console.py]="tests/orchestrator/test_ray_console.py"
   [clowncar/orchestrator/suggest.py]="tests/orchestrator/test_distinct_configs.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_grid_order.py"
   [clowncar/orchestrator/spec.py]="tests/orchestrator/test_spec_rules.py tests/orchestrator/test_spec.py tests/orchestrator/test_sweep_plan.py tests/bad_inputs/test_bad_inputs.py tests/test_did_you_mean.py"
+  [clowncar/orchestrator/spec_domain.py]="tests/orchestrator/test_spec_rules.py tests/bad_inputs/test_bad_inputs.py"
   [clowncar/orchestrator/spec_values.py]="tests/orchestrator/test_spec_rules.py tests/orchestrator/test_spec.py tests/bad_inputs/test_bad_inputs.py"
   [clowncar/orchestrator/spec_checks.py]="tests/orchestrator/test_spec_rules.py tests/orchestrator/test_spec.py tests/orchestrator/test_sweep_plan.py tests/bad_inputs/test_bad_inputs.py"
   [clowncar/data/fetch.py]="tests/data/test_fetch_steps.py"
   [clowncar/orchestrator/start.py]="tests/orchestrator/test_sweep_start.py tests/orchestrator/test_sweep_command_output.py tests/orchestrator/test_interrupted_lines.py"
   [clowncar/orchestrator/rungs.py]="tests/orchestrator/test_rung_rules.py tests/orchestrator/test_sweep_plan.py tests/orchestrator/test_search_rules.py"
-  [clowncar/orchestrator/asha.py]="tests/orchestrator/test_rung_rules.py tests/orchestrator/test_search_rules.py"
+  [clowncar/orchestrator/asha.py]="tests/orchestrator/test_rung_rules.py tests/orchestrator/test_search_rules.py tests/orchestrator/test_tune_parts.py"
   [clowncar/orchestrator/distinct.py]="tests/orchestrator/test_sweep_plan.py tests/orchestrator/test_spec_rules.py tests/orchestrator/test_grid_order.py"
   [clowncar/orchestrator/sweep_plan.py]="tests/orchestrator/test_sweep_plan_lines.py tests/orchestrator/test_sweep_plan.py"
   [clowncar/orchestrator/rerun.py]="tests/orchestrator/test_rerun_spec.py tests/orchestrator/test_rerun_base.py"
@@ -189,6 +190,7 @@ declare -A KEYWORDS=(
   [clowncar/orchestrator/spec.py]="not test_bad_inputs.py or (specs: and not subprocess)"
   [clowncar/orchestrator/spec_checks.py]="not test_bad_inputs.py or (specs: and not subprocess)"
   [clowncar/orchestrator/spec_values.py]="not test_bad_inputs.py or (specs: and not subprocess)"
+  [clowncar/orchestrator/spec_domain.py]="not test_bad_inputs.py or (specs: and not subprocess)"
   [clowncar/config.py]="not test_bad_inputs.py or (configs: and not subprocess)"
   [clowncar/config_model.py]="not test_bad_inputs.py or (configs: and not subprocess)"
   [clowncar/config_section.py]="not test_bad_inputs.py or (configs: and not subprocess)"
@@ -260,7 +262,7 @@ ORDER=(clowncar/data/bpb.py clowncar/data/stream.py clowncar/data/shards.py clow
        clowncar/store/retry.py clowncar/analysis/shared_steps.py
        clowncar/orchestrator/billing.py clowncar/orchestrator/same_code.py clowncar/analysis/unrecorded.py clowncar/analysis/width_effect.py
        clowncar/data/record.py clowncar/analysis/cautions.py clowncar/analysis/run_names.py
-       clowncar/orchestrator/spec_values.py)
+       clowncar/orchestrator/spec_values.py clowncar/orchestrator/spec_domain.py)
 
 if [ $# -eq 0 ]; then
   echo "usage: scripts/mutation.sh MODULE... | all | list" >&2

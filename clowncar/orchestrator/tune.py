@@ -260,7 +260,8 @@ def _tuner(spec: SweepSpec, opts: RunOptions, searcher: Any, callback: Any, rema
 
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources)
     # a resumed sweep's ASHA starts with the rung values of the trials that ran before (asha.seed_rungs)
-    scheduler = build_scheduler(spec, searcher.gate, store if opts.resume else None, searcher.study)
+    earlier = (store, searcher.study) if opts.resume else (None, None)
+    scheduler = build_scheduler(spec, searcher.gate, *earlier)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
