@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clowncar.orchestrator.distinct import Merged
-from clowncar.orchestrator.spec import SweepSpec
+from clowncar.orchestrator.spec import POINT_KEY, SweepSpec
 from clowncar.orchestrator.suggest import distinct_configs
 from clowncar.words import counted
 
@@ -71,8 +71,9 @@ def _params(point: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in point.items())
 
 
-def _merged_lines(merged: list[Merged]) -> list[str]:
-    """One line per point that runs and the points merged into it: what they share, then what differs."""
+def _merged_lines(merged: list[Merged], named: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per point that runs and the points merged into it: what they share, then what differs. `named`:
+    the spec's `points`, whose values a `point=NAME` stands for."""
     groups: dict[str, list[Merged]] = {}
     for m in merged:
         groups.setdefault(repr(sorted(m.same_as.items())), []).append(m)
@@ -86,7 +87,9 @@ def _merged_lines(merged: list[Merged]) -> list[str]:
         mine = " | ".join(_params({k: v for k, v in m.point.items() if k not in shared}) or "(the defaults)"
                           for m in group)
         theirs = _params({k: v for k, v in runs.items() if k not in shared}) or "(the defaults)"
-        # nothing shared (two named points, or a queued point and the empty one): what they share is the base
+        if not shared:  # two named points: what they share is what their names stand for, else the base config
+            spelled = [{**named.get(str(p.get(POINT_KEY)), {}), **p} for p in (runs, *(m.point for m in group))]
+            shared = {k: v for k, v in spelled[0].items() if k != POINT_KEY and all(p.get(k) == v for p in spelled)}
         lines.append(f"    {_params(shared) or 'the base config'}: {mine} -> runs as {theirs}")
     return lines
 
@@ -164,7 +167,7 @@ def plan_lines(spec: SweepSpec) -> list[str]:
     if plan.merged:
         lines.append(f"  merged before the start ({counted(len(plan.merged), 'point')} would repeat another's "
                      "trial, same config hash):")
-        grouped = _merged_lines(plan.merged)
+        grouped = _merged_lines(plan.merged, spec.points)
         lines += grouped[:MERGED_SHOWN]
         if len(grouped) > MERGED_SHOWN:
             lines.append(f"    ... and {len(grouped) - MERGED_SHOWN} more")

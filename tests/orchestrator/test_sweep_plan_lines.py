@@ -101,10 +101,15 @@ def test_a_point_queued_twice_says_so_instead_of_an_empty_difference() -> None:
 
 
 def test_points_that_share_no_value_are_labelled_by_the_base_config() -> None:
-    named = spec_of(sampler="grid", points={"a": {LOOPS: 2}, "b": {LOOPS: 2}})
+    named = spec_of(sampler="grid", points={"a": {LOOPS: 2}, "b": {CADENCE: 1}})  # tiny-cpu's loops 2, cadence 1
     assert plan_lines(named)[2] == "    the base config: point=b -> runs as point=a"
     queued = spec_of(sampler="random", budget={"max_trials": 1}, enqueue=[{}, {LOOPS: 2}])  # tiny-cpu's loops: 2
     assert plan_lines(queued)[2] == "    the base config: model.crawler_loops=2 -> runs as (the defaults)"
+
+
+def test_named_points_that_set_the_same_values_are_labelled_by_them_not_by_the_base_config() -> None:
+    alike = spec_of(sampler="grid", points={"a": {LOOPS: 3, CADENCE: 2}, "b": {LOOPS: 3, CADENCE: 2}, "c": {LOOPS: 1}})
+    assert plan_lines(alike)[2] == "    model.crawler_loops=3, train.cadence=2: point=b -> runs as point=a"
 
 
 def test_points_merged_into_one_trial_share_a_line_and_a_long_list_is_cut() -> None:
