@@ -37,14 +37,19 @@ def values_words(p: ParamSpec) -> str:
 def distribution(p: ParamSpec) -> optuna.distributions.BaseDistribution:
     """The Optuna distribution `define_space` suggests the parameter from (imported here: a spec without a queue or
     a condition never loads Optuna to be checked)."""
+    import warnings
+
     import optuna
 
     if p.values is not None:
         return optuna.distributions.CategoricalDistribution(p.values)
-    if p.int_range is not None:
-        return optuna.distributions.IntDistribution(p.int_range[0], p.int_range[1], log=p.log, step=int(p.step or 1))
-    lo, hi = p.float_range  # type: ignore[misc]
-    return optuna.distributions.FloatDistribution(lo, hi, log=p.log, step=p.step)
+    with warnings.catch_warnings():  # a range that is no whole number of steps: Optuna cuts it and warns in two
+        warnings.filterwarnings("ignore", message=".*not divisible by `step`")  # raw lines; the check says why
+        if p.int_range is not None:
+            return optuna.distributions.IntDistribution(p.int_range[0], p.int_range[1], log=p.log,
+                                                        step=int(p.step or 1))
+        lo, hi = p.float_range  # type: ignore[misc]
+        return optuna.distributions.FloatDistribution(lo, hi, log=p.log, step=p.step)
 
 
 def takes(p: ParamSpec, value: Any) -> bool:

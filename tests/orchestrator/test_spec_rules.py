@@ -502,6 +502,25 @@ def test_a_queued_float_is_checked_against_its_range_and_step() -> None:
     spec_of(space={lr: {"float": [0.01, 0.05], "step": 0.01}}, enqueue=[{lr: 0.03}, {lr: 0.05}])
 
 
+
+def test_a_range_of_no_whole_number_of_steps_refuses_its_stated_high_end_in_one_line_without_optunas_warning(
+        ) -> None:
+    """Optuna cuts [0.01, 0.05] at step 0.03 down to [0.01, 0.04] and warns in two raw lines; the spec's check says
+    why the stated high end is refused, and nothing else reaches the console."""
+    import warnings
+
+    lr = "train.matrix_lr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert refusal(space={lr: {"float": [0.01, 0.05], "step": 0.03}}, enqueue=[{lr: 0.05}]) == (
+            "sweep spec key 'enqueue.0': train.matrix_lr = 0.05 is not on the step of its float range [0.01, 0.05] "
+            "with step 0.03")
+        assert refusal(space={LOOPS: {"int": [1, 4], "step": 2}}, enqueue=[{LOOPS: 4}]) == (
+            f"sweep spec key 'enqueue.0': {LOOPS} = 4 is not on the step of its int range [1, 4] with step 2")
+    assert refusal(space={LOOPS: {"int": [1, 3]}}, enqueue=[{LOOPS: True}]) == (  # a flag, written as YAML reads it
+        f"sweep spec key 'enqueue.0': {LOOPS} = true is not a number (its int range [1, 3])")
+
+
 def test_a_queued_key_the_space_does_not_set_is_an_override_and_a_queued_seed_one_of_the_seeds() -> None:
     spec = spec_of(space={LOOPS: {"choice": [1, 2]}}, seeds=[7, 8],
                    enqueue=[{LOOPS: 2, "model.model_dim": 96, "train.seed": 8}])
