@@ -127,6 +127,7 @@ def test_a_sweep_whose_start_failed_starts_over_with_its_queued_points_dropped(o
 
 
 def test_a_sweep_that_ran_is_not_started_again(opened: Any) -> None:
+    """A resume of a sweep that is done starts nothing: the line says it is done, as `sweep rerun`'s does."""
     store, storage = opened
     store.create_or_get_sweep("sw", SPEC)
     _queue(storage, "sw", "complete")
@@ -284,15 +285,3 @@ def test_an_imported_sweeps_name_is_refused_without_advising_a_resume(opened: An
         prepare(spec_from_dict(SPEC), store, storage, resume=False)
     assert (str(err.value), err.value.exit_code) == (
         "sweep 'sw' already exists (imported: `clowncar sweep status sw`); pick another name (--name)", 2)
-
-
-def test_a_done_sweeps_name_is_refused_as_done_not_as_resumable(opened: Any) -> None:
-    """A resume of a sweep that is done starts nothing: the line says it is done, as `sweep rerun`'s does."""
-    store, storage = opened
-    store.create_or_get_sweep("sw", SPEC)
-    _queue(storage, "sw", "complete")
-    store.set_sweep_status("sw", "done")
-    with pytest.raises(ClownCarError) as err:
-        prepare(spec_from_dict(SPEC), store, storage, resume=False)
-    assert str(err.value) == ("sweep 'sw' already exists (done: `clowncar sweep status sw`); pick another name "
-                              "(--name)")
