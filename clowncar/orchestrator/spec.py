@@ -49,6 +49,7 @@ from clowncar.did_you_mean import hint, near_keys
 from clowncar.errors import ConfigError
 from clowncar.orchestrator.distinct import Distinct, distinct_points, grid_points
 from clowncar.orchestrator.space_order import sampling_order
+from clowncar.orchestrator.spec_domain import check_conditions
 from clowncar.orchestrator.spec_values import Float, Int, Scalar, Value, Values
 from clowncar.orchestrator.workers import check_worker
 from clowncar.overrides import apply_overrides, deep_merge
@@ -230,7 +231,7 @@ class SweepSpec(_Strict):
                 if dep not in searched or dep == key:
                     raise ValueError(f"space.{key}.when names '{dep}', which is not another searched parameter")
         sampling_order(self.space)  # a cycle of conditions: one line
-        self._check_conditions()
+        check_conditions(self.space, self.points)
         if self.sampler == "grid":
             for key, p in self.space.items():
                 if p.values is None or p.when:
@@ -242,22 +243,6 @@ class SweepSpec(_Strict):
         elif self.budget.max_trials is None and not self.enqueue:
             raise ValueError(f"budget.max_trials is required for the {self.sampler} sampler{self._budget_hint()}")
         return self
-
-    def _check_conditions(self) -> None:
-        """Every value a `when:` names must be one its parameter can take (spec_domain.py): a condition on a value
-        never sampled would leave its parameter unsampled there without a word, or never sampled at all."""
-        from clowncar.orchestrator.spec_domain import problem
-
-        for key, p in self.space.items():
-            for dep, want in (p.when or {}).items():
-                cond = ParamSpec(grid=list(self.points)) if dep == POINT_KEY else self.space[dep]
-                wanted = want if isinstance(want, list) else [want]
-                if not wanted:
-                    raise ValueError(f"space.{key}.when: {dep} lists no value; {key} would never be sampled")
-                problems = [why for why in (problem(dep, cond, value) for value in wanted) if why]
-                if problems:
-                    never = f"; {key} would never be sampled" if len(problems) == len(wanted) else ""
-                    raise ValueError(f"space.{key}.when: {problems[0]}{never}")
 
     def _budget_hint(self) -> str:
         """What a spec refused for its missing trial budget most likely meant: a spec with nothing to search is

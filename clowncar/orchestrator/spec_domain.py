@@ -79,3 +79,20 @@ def problem(key: str, p: ParamSpec, value: Any) -> str | None:
     if p.int_range is not None and value != int(value):
         return f"{key} = {words(value)} is not an integer (its {values_words(p)})"
     return f"{key} = {words(value)} is not on the step of its {values_words(p)}"
+
+
+def check_conditions(space: dict[str, ParamSpec], points: dict[str, Any]) -> None:
+    """Every value a `when:` names must be one its parameter can take: a condition on a value never sampled would
+    leave its parameter unsampled there without a word, or never sampled at all. Raises ValueError (a spec error)."""
+    from clowncar.orchestrator.spec import POINT_KEY, ParamSpec
+
+    for key, p in space.items():
+        for dep, want in (p.when or {}).items():
+            cond = ParamSpec(grid=list(points)) if dep == POINT_KEY else space[dep]
+            wanted = want if isinstance(want, list) else [want]
+            if not wanted:
+                raise ValueError(f"space.{key}.when: {dep} lists no value; {key} would never be sampled")
+            problems = [why for why in (problem(dep, cond, value) for value in wanted) if why]
+            if problems:
+                never = f"; {key} would never be sampled" if len(problems) == len(wanted) else ""
+                raise ValueError(f"space.{key}.when: {problems[0]}{never}")
