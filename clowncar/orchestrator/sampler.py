@@ -68,11 +68,15 @@ def define_space(spec: SweepSpec) -> Callable[[Any], dict[str, Any] | None]:
                 continue
             if p.values is not None:
                 chosen[key] = trial.suggest_categorical(key, p.values)
-            elif p.int_range is not None:
-                chosen[key] = trial.suggest_int(key, p.int_range[0], p.int_range[1], step=int(p.step or 1), log=p.log)
             else:
-                lo, hi = p.float_range  # type: ignore[misc]
-                chosen[key] = trial.suggest_float(key, lo, hi, step=p.step, log=p.log)
+                with warnings.catch_warnings():  # a range of no whole number of steps: `sweep plan` says so
+                    warnings.filterwarnings("ignore", message=".*not divisible by `step`")
+                    if p.int_range is not None:
+                        chosen[key] = trial.suggest_int(key, p.int_range[0], p.int_range[1], step=int(p.step or 1),
+                                                        log=p.log)
+                    else:
+                        lo, hi = p.float_range  # type: ignore[misc]
+                        chosen[key] = trial.suggest_float(key, lo, hi, step=p.step, log=p.log)
         return None
 
     return sample

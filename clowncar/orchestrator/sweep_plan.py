@@ -8,6 +8,7 @@ early, and `budget.max_gpu_hours` stops a sweep sooner when it is lower.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +165,7 @@ def plan_lines(spec: SweepSpec) -> list[str]:
         lines = [f"sweep {plan.name} ({plan.sampler}): {counted(plan.points, 'enqueued point')}, "
                  f"{counted(plan.distinct, 'distinct trial')}; runs {counted(plan.trials, 'trial')} "
                  f"({_why(plan, spec)}), {rest}"]
+    lines += _cut_ranges(spec)
     if plan.merged:
         lines.append(f"  merged before the start ({counted(len(plan.merged), 'point')} would repeat another's "
                      "trial, same config hash):")
@@ -192,6 +194,22 @@ def plan_lines(spec: SweepSpec) -> list[str]:
         cost += "; ASHA may stop trials early: this is the most it takes"
     lines += [cost, _estimate_basis(spec, plan.gpu_hours if plan.gpus else None)]
     return lines + _reference_lines(spec, plan)
+
+
+def _cut_ranges(spec: SweepSpec) -> list[str]:
+    """A stepped range that is no whole number of steps: Optuna samples it up to its last step below `high` (and
+    says so only in a raw warning, which the sampler keeps off the console)."""
+    lines = []
+    for key, p in spec.space.items():
+        bounds = p.int_range or p.float_range
+        if bounds is None or not p.step:
+            continue
+        lo, hi = bounds
+        last = lo + math.floor((hi - lo) / p.step + 1e-9) * p.step
+        if not math.isclose(last, hi, rel_tol=1e-9, abs_tol=1e-12):
+            lines.append(f"  space.{key}: [{lo}, {hi}] is no whole number of steps of {p.step:g}: it is sampled "
+                         f"from [{lo}, {last:.10g}]")
+    return lines
 
 
 def _why(plan: SweepPlan, spec: SweepSpec) -> str:

@@ -301,3 +301,25 @@ def test_a_space_the_budget_does_not_outlast_keeps_the_budget_line(fields: dict[
     spec = spec_of(budget={"max_trials": 5}, **fields)
     assert make_plan(spec).trials == trials_to_run(spec) == 5
     assert plan_lines(spec)[0].endswith("runs 5 trials (budget.max_trials), all sampled")
+
+
+def test_a_range_of_no_whole_number_of_steps_is_named_with_the_range_it_is_sampled_from() -> None:
+    """Optuna samples such a range only up to its last step below `high`, and says so only in a raw two-line
+    warning: the plan names it, and sampling keeps the warning off the driver's console."""
+    import warnings
+
+    import optuna
+
+    from clowncar.orchestrator.sampler import define_space
+
+    spec = spec_of(sampler="random", budget={"max_trials": 2},
+                   space={LOOPS: {"int": [1, 10], "step": 2}, "train.matrix_lr": {"float": [0.01, 0.05], "step": 0.03},
+                          CADENCE: {"int": [1, 5], "step": 2}, "train.muon_momentum": {"float": [0.6, 0.9], "step": 0.1}})
+    assert plan_lines(spec)[1:3] == [
+        f"  space.{LOOPS}: [1, 10] is no whole number of steps of 2: it is sampled from [1, 9]",
+        "  space.train.matrix_lr: [0.01, 0.05] is no whole number of steps of 0.03: it is sampled from [0.01, 0.04]"]
+    assert not plan_lines(spec)[3].startswith("  space.")  # [1, 5] at 2 and [0.6, 0.9] at 0.1 are whole
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        define_space(spec)(study.ask())
