@@ -18,9 +18,16 @@ class Section(BaseModel):
     @classmethod
     def _no_flag_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
         # pydantic reads true as 1 for an int field: `train.seed=true` would run seed 1 without a word
-        if isinstance(value, bool) and not _takes_bool(cls.model_fields[str(info.field_name)].annotation):
-            raise ValueError(f"expected a number, not {str(value).lower()}")
-        return value
+        if _takes_bool(cls.model_fields[str(info.field_name)].annotation):
+            return value
+        return no_flag_for_a_number(value)
+
+
+def no_flag_for_a_number(value: Any) -> Any:
+    """`value`, unless it is true/false where a number goes (config sections, sweep specs' numbers)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, not {str(value).lower()}")
+    return value
 
 
 def _takes_bool(annotation: Any) -> bool:

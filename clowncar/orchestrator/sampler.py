@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from clowncar.orchestrator.spec import SweepSpec
+from clowncar.orchestrator.spec_domain import step_cut_unsaid
 from clowncar.orchestrator.suggest import startup_trials
 
 if TYPE_CHECKING:
@@ -69,8 +70,7 @@ def define_space(spec: SweepSpec) -> Callable[[Any], dict[str, Any] | None]:
             if p.values is not None:
                 chosen[key] = trial.suggest_categorical(key, p.values)
             else:
-                with warnings.catch_warnings():  # a range of no whole number of steps: `sweep plan` says so
-                    warnings.filterwarnings("ignore", message=".*not divisible by `step`")
+                with step_cut_unsaid():  # a range of no whole number of steps: `sweep plan` says so
                     if p.int_range is not None:
                         chosen[key] = trial.suggest_int(key, p.int_range[0], p.int_range[1], step=int(p.step or 1),
                                                         log=p.log)

@@ -8,12 +8,24 @@ takes would leave the conditional parameter unsampled without a word)."""
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import optuna
 
     from clowncar.orchestrator.spec import ParamSpec
+
+
+@contextlib.contextmanager
+def step_cut_unsaid() -> Iterator[None]:
+    """Optuna's two raw warning lines about a range that is no whole number of steps (it cuts the range to its last
+    step) kept off the console: `sweep plan` names the range it samples instead (sweep_plan._cut_ranges)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not divisible by `step`")
+        yield
 
 
 def words(value: Any) -> str:
@@ -37,14 +49,11 @@ def values_words(p: ParamSpec) -> str:
 def distribution(p: ParamSpec) -> optuna.distributions.BaseDistribution:
     """The Optuna distribution `define_space` suggests the parameter from (imported here: a spec without a queue or
     a condition never loads Optuna to be checked)."""
-    import warnings
-
     import optuna
 
     if p.values is not None:
         return optuna.distributions.CategoricalDistribution(p.values)
-    with warnings.catch_warnings():  # a range that is no whole number of steps: Optuna cuts it and warns in two
-        warnings.filterwarnings("ignore", message=".*not divisible by `step`")  # raw lines; the check says why
+    with step_cut_unsaid():  # the check says why a value past the cut is refused
         if p.int_range is not None:
             return optuna.distributions.IntDistribution(p.int_range[0], p.int_range[1], log=p.log,
                                                         step=int(p.step or 1))

@@ -9,20 +9,14 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
+from clowncar.config_section import no_flag_for_a_number
+
 Scalar = bool | int | float | str
 
 
-def _no_flag_for_a_number(value: Any) -> Any:
-    # pydantic reads true as 1 for an int or float field: `seeds: [true]` would run seed 1 without a word (the
-    # config's sections refuse it the same way, config_section.py)
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, not {str(value).lower()}")
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_no_flag_for_a_number)]
+Int = Annotated[int, BeforeValidator(no_flag_for_a_number)]
 """Every integer of a spec: true/false is refused, not read as 1/0."""
-Float = Annotated[float, BeforeValidator(_no_flag_for_a_number)]
+Float = Annotated[float, BeforeValidator(no_flag_for_a_number)]
 """Every float of a spec: true/false is refused, not read as 1.0/0.0."""
 
 
