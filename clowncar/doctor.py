@@ -21,7 +21,7 @@ import typer
 
 from clowncar.errors import ConfigError, DataError
 from clowncar.redact import redact_text, redact_url
-from clowncar.settings import Settings, load_settings
+from clowncar.settings import Settings, load_settings, nearest_existing
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -137,7 +137,7 @@ def check_store(url: str) -> Row:
         if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
             path = Path(parsed.database)
             if not path.exists():
-                parent = next(p for p in [path.parent, *path.parent.parents] if p.exists())
+                parent = nearest_existing(path.parent)
                 why = ("not a folder" if not parent.is_dir() else
                        "no write permission" if not os.access(parent, os.W_OK) else cannot_create_in(parent))
                 if why:
@@ -190,7 +190,7 @@ def check_data(data_dir: Path) -> Row:
     from clowncar.data.demo import demo_data_ready
 
     absolute = data_dir.absolute()
-    existing = next(p for p in [absolute, *absolute.parents] if p.exists())
+    existing = nearest_existing(absolute)
     if not existing.is_dir():  # `data demo` (and every data command) cannot make its folders there
         what = "is not a folder" if existing == absolute else f"cannot be made: {existing} is not a folder"
         return Row("data", MISSING, f"the data dir {data_dir} {what}",
@@ -256,7 +256,7 @@ def check_disk(path: Path, min_free_gib: float = MIN_FREE_GIB) -> Row:
     from clowncar.settings import runs_dir_problem
 
     problem = runs_dir_problem(path)
-    existing = next(p for p in [path, *path.parents] if p.exists())
+    existing = nearest_existing(path)
     if not problem and (why := cannot_create_in(existing)):  # the mode allows it, the file system does not (/proc)
         problem = (f"the runs dir {path} cannot be written ({why})" if existing == path else
                    f"the runs dir {path} cannot be made in {existing} ({why})")

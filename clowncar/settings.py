@@ -115,12 +115,17 @@ def _resolve(name: str, root: Path) -> Path:
     return root / name
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path`, or the nearest folder above it that exists (the root at worst): where a file or folder would go."""
+    return next(p for p in [path, *path.parents] if p.exists())
+
+
 def runs_dir_problem(runs_dir: Path) -> str | None:
     """Why `runs_dir` cannot hold a sweep's folders (it, or the nearest path above it that exists, is not a
     folder this process may write in); None when it is one or can be made. Shared by `sweep run`, which refuses
     such a runs dir before it records anything, and `doctor`, so that the two never disagree."""
     absolute = runs_dir.absolute()
-    existing = next(p for p in [absolute, *absolute.parents] if p.exists())
+    existing = nearest_existing(absolute)
     if existing == absolute and not existing.is_dir():
         return f"the runs dir {runs_dir} is not a folder"
     if not existing.is_dir():
