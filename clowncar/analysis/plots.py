@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from clowncar.analysis.frames import complete_rows
+from clowncar.store.frames import CHALLENGE_CAP_BYTES
 
 MAX_CURVES = 12
 LINE_STYLES = ("-", "--", ":", "-.")  # a line beyond the 10 colours of the cycle gets the next style
-CHALLENGE_CAP_BYTES = 16_000_000  # Parameter Golf's limit on code + compressed model
 LONG_RUN_FACTOR = 20  # a curve this many times longer than the median one puts the step axis on a log scale
 
 

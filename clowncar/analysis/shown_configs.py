@@ -16,9 +16,8 @@ from typing import Any
 import pandas as pd
 
 from clowncar.analysis.frames import finished
+from clowncar.store.frames import CHALLENGE_CAP_BYTES  # the cap of a run that records no quant.size_cap_bytes
 
-CHALLENGE_CAP_BYTES = 16_000_000
-"""Parameter Golf's limit on code + compressed model: the cap of a run that records no quant.size_cap_bytes."""
 SHORT_NAMES = {"train.iterations": "iters", "quant.size_cap_bytes": "cap", "train.max_wallclock_seconds": "wallclock_s",
                "eval.max_tokens": "eval_tokens", "data.dataset": "data"}
 """Names of settings a sweep often varies, shorter than the key's last part; any other key is named by that."""

@@ -375,12 +375,34 @@ def headline_unranked(result: Mapping[str, Any] | None, metric: str) -> bool:
     return isinstance(head, int | float) and head != (result or {}).get(metric)
 
 
+CHALLENGE_CAP_BYTES = 16_000_000  # Parameter Golf's limit on code + compressed model
+
+
 def feasible(trial: Mapping[str, Any]) -> bool:
     """Whether a stored trial may be a sweep's best (or picked by `sweep rerun`): it ended ok and did not break its
     size cap. The sweep driver stores `over_cap: true` in the result of every trial it told Optuna was over its one
-    cap (`trainable.stored_result`), so this is the rule `sweep status` reads from the study's constraint."""
+    cap (`trainable.stored_result`), so this is the rule `sweep status` reads from the study's constraint; an
+    imported record says no over_cap, only its `artifact_bytes`, which are held to the cap its trial was held to."""
     result = trial["result"]
-    return trial["status"] == "ok" and not (isinstance(result, Mapping) and result.get("over_cap") is True)
+    if trial["status"] != "ok":
+        return False
+    if not isinstance(result, Mapping):
+        return True
+    size = result.get("artifact_bytes")
+    measured = isinstance(size, int | float) and not isinstance(size, bool)
+    return result.get("over_cap") is not True and not (measured and size > size_cap(trial))
+
+
+def size_cap(trial: Mapping[str, Any]) -> float:
+    """The byte cap a stored trial was held to: the sweep's stricter one where the driver applied it
+    (`size_cap_applied`), else its config's quant.size_cap_bytes, else the challenge's 16,000,000."""
+    result, config = trial.get("result"), trial.get("config")
+    quant = config.get("quant") if isinstance(config, Mapping) else None
+    for cap in (result.get("size_cap_applied") if isinstance(result, Mapping) else None,
+                quant.get("size_cap_bytes") if isinstance(quant, Mapping) else None):
+        if isinstance(cap, int | float) and not isinstance(cap, bool) and cap > 0:
+            return float(cap)
+    return float(CHALLENGE_CAP_BYTES)
 
 
 def _best(trials: list[dict[str, Any]]) -> tuple[float, str, dict[str, Any]] | None:

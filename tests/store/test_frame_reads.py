@@ -377,3 +377,18 @@ def test_an_over_cap_trial_is_never_a_sweeps_best_in_sweeps_frame_sweep_summary_
     assert pd.isna(frame.loc["allover", "best_bpb"]) and pd.isna(frame.loc["allover", "best_metric"])
     assert frame.loc["allover", "unranked_headlines"] == 1 and frame.loc["cap", "unranked_headlines"] == 2
     assert store.sweep_summary("allover")["best"] is None
+
+
+def test_an_imported_record_over_the_challenge_cap_is_never_best_though_it_stores_no_over_cap(store: Store) -> None:
+    """An imported record says only its artifact_bytes: 16,000,001 bytes is over the challenge's cap (not
+    submittable), 16,000,000 is at it; a config that sets its own larger cap holds its trial to that one."""
+    store.create_or_get_sweep("records", {}, source="import")
+    sizes = (("records/0", 1.10, 16_000_001, CFG), ("records/1", 1.12, 16_000_000, CFG),
+             ("records/2", 1.05, 18_000_000, {**CFG, "quant": {"size_cap_bytes": 20_000_000}}),
+             ("records/3", 1.00, 21_000_000, {**CFG, "quant": {"size_cap_bytes": 20_000_000}}))
+    for number, (uid, bpb, size, cfg) in enumerate(sizes):
+        store.start_trial("records", uid, number, 0, cfg, 1337, None, started_at=T0)
+        store.finish_trial(uid, 0, "ok", None, {"val_bpb": bpb, "artifact_bytes": size})
+    assert [t["trial_uid"] for t in store.ranked_trials("records")[1]] == ["records/2", "records/1"]
+    assert store.sweep_summary("records")["best"]["trial_uid"] == "records/2"
+    assert store.sweeps_frame().set_index("name").loc["records", "best_bpb"] == 1.05
