@@ -101,16 +101,21 @@ def check_named_switches(spec: SweepSpec) -> None:
 
 def _located(spec: SweepSpec, params: dict[str, Any], err: ConfigError) -> str:
     """The spec's error line for a point whose config fails: the overrides are named when the base config (preset
-    and overrides, no searched value) fails the same way, else the space, with the point's values."""
+    and overrides, no searched value) fails the same way, a named point (`points.NAME`) when it fails so alone,
+    else the space, with the point's values."""
     if not params or _base_problem(spec) == str(err):
         return f"sweep spec {'overrides' if spec.overrides else 'preset'}: {err}"
+    point = params.get(POINT_KEY)
+    if point in spec.points and _base_problem(spec, {POINT_KEY: point}) == str(err):  # the point fails alone
+        return f"sweep spec key 'points.{point}': {err}"
     with_params = "" if str(err).startswith("unknown config key") else f" (with {params})"
     return f"sweep spec space: {err}{with_params}"
 
 
-def _base_problem(spec: SweepSpec) -> str | None:
+def _base_problem(spec: SweepSpec, params: dict[str, Any] | None = None) -> str | None:
+    """The error of the base config (preset and overrides) with only `params` set, or None when it builds."""
     try:
-        check_buildable(spec.trial_config({}))
+        check_buildable(spec.trial_config(params or {}))
     except ConfigError as err:
         return str(err)
     return None

@@ -174,8 +174,22 @@ def test_every_point_of_a_small_grid_must_make_a_config() -> None:
 def test_other_samplers_check_the_first_corner_and_every_named_point() -> None:
     assert spec_of(space={"model.num_kv_heads": {"choice": [1, 3]}}).grid_size() == 2  # 3 is the trial's to report
     message = refusal(points={"a": {"model.num_heads": 4}, "b": {"model.num_heads": 3}, "c": {"model.num_heads": 8}})
-    assert message == ("sweep spec space: model.num_heads (3) must be divisible by model.num_kv_heads (2) "
-                       "(with {'point': 'b'})")
+    assert message == "sweep spec key 'points.b': model.num_heads (3) must be divisible by model.num_kv_heads (2)"
+
+
+def test_a_named_point_that_fails_alone_is_refused_under_its_own_key_and_a_clash_with_the_space_under_the_space(
+        ) -> None:
+    assert refusal(points={"a": {LOOPS: 2}, "b": {LOOPS: "x"}}) == (
+        "sweep spec key 'points.b': config key 'model.crawler_loops': Input should be a valid integer, unable to "
+        "parse string as an integer")
+    assert refusal(points={"a": {LOOPS: 0}}) == (
+        "sweep spec key 'points.a': config key 'model.crawler_loops': Input should be greater than or equal to 1")
+    assert refusal(points={"a": {"model.depth": 2}}).startswith("sweep spec key 'points.a': unknown config key "
+                                                                 "'model.depth'")
+    # the point builds alone (4 heads over the base's 2 kv heads); the space's 3 kv heads clash with it
+    assert refusal(points={"a": {"model.num_heads": 4}}, space={"model.num_kv_heads": {"choice": [3]}}) == (
+        "sweep spec space: model.num_heads (4) must be divisible by model.num_kv_heads (3) "
+        "(with {'point': 'a', 'model.num_kv_heads': 3})")
 
 
 def test_a_rung_before_the_anneal_is_refused_with_the_point_it_was_found_at() -> None:
