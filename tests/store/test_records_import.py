@@ -21,8 +21,9 @@ COUNTER = re.compile(r"^(?:\d{9,}(?:\.\d+)?\s+)?(?:step:)?(\d+)/(\d+)\s")
 TRAIN = re.compile(r"^(?:\d{9,}(?:\.\d+)?\s+)?(?:step:)?(\d+)/\d+\s+(?:\[[^\]]*\]\s*)?(?:train_loss|loss|fitness)[:=]")
 FINAL_BPB = re.compile(r"\bval_bpb[:=]\s*(-?\d+\.\d+)")
 # a printed submission total, in every form the records write (`Total submission size int6+brotli: N bytes`,
-# `Total submission size: N bytes`, `INT7+zlib model: N bytes | Total submission: N bytes`)
-TOTAL = re.compile(r"^(?:\d{9,}(?:\.\d+)?\s+)?(?:.*\| )?Total submission[^:|]*: (\d+) bytes$")
+# `Total submission size: N bytes`, `INT7+zlib model: N bytes | Total submission: N bytes`, the ternary and binary
+# records' `budget:N/16000000 (15.99/16.00MB) FITS`)
+TOTAL = re.compile(r"^(?:\d{9,}(?:\.\d+)?\s+)?(?:(?:.*\| )?Total submission[^:|]*: (\d+) bytes$|budget:(\d+)/\d+ )")
 
 
 def scan_runs(text: str) -> list[dict]:
@@ -50,7 +51,7 @@ def scan_runs(text: str) -> list[dict]:
             runs[-1]["finals"] += 1
             runs[-1]["lines"].append(line)
         elif runs and (m := TOTAL.match(line)):
-            runs[-1]["bytes_total"] = int(m.group(1))
+            runs[-1]["bytes_total"] = int(m.group(1) or m.group(2))
     return [r for i, r in enumerate(runs) if all(r["lines"] != o["lines"] for o in runs[:i])]
 
 

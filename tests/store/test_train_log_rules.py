@@ -353,3 +353,32 @@ def test_a_file_without_step_lines_is_not_a_training_log_and_says_what_it_holds(
 def test_blank_lines_are_counted_where_they_are():
     _, parsed = _one("\nstep:1/1 train_loss:3.0\n   \n" + END)
     assert (parsed.blank_lines, parsed.blank_at) == (2, {1, 3})
+
+
+def test_the_ternary_records_short_header_artifact_and_budget_lines_give_params_config_and_bytes():
+    trial, parsed = _one(
+        "params:73,685,840 (eval:70,000,000) L:10 d:768 h:8 kv:4 ws:8 ga:1 s:42\n"
+        "step:1/2 loss:3.3120 t:91478ms avg:91.5ms\n"
+        "step:2/2 val_loss:3.0517 val_bpb:1.1816 train_time:599652ms\n"
+        "artifact:15.92MB ternary:64880640(14239486B) fp:2513744(2537376B) code:70853\n"
+        "budget:15993853/16000000 (15.99/16.00MB) FITS\n"
+        "final_sliding val_loss:2.9869 val_bpb:1.1565 (stride=16, T=0.90) eval_time:429311ms\n")
+    assert trial.result["params"] == 73_685_840  # the count, not its digits up to the first comma
+    assert trial.config["model"] == {"num_layers": 10, "model_dim": 768, "num_heads": 8, "num_kv_heads": 4}
+    assert trial.seed == 42 and trial.config["train"]["seed"] == 42
+    assert trial.result["provenance"]["world_size"] == 8
+    assert (trial.result["artifact_bytes"], trial.result["artifact_code_bytes"],
+            trial.result["artifact_file_bytes"]) == (15_993_853, 70_853, 15_923_000)
+    assert not [s for s in parsed.skipped if s.line in (1, 4, 5)]
+
+
+def test_short_keys_are_read_only_on_a_params_line_and_never_over_a_header_that_said_them():
+    trial, _ = _one("model_dim=512 seed=7\n"
+                    "params:1000 L:4 d:768 s:42\n"      # d and s were said by the k=v header: kept from it
+                    "ema d:0.5 s:3\n"                   # not a params line: neither a width nor a seed
+                    "step:1/1 train_loss:3.0\n" + END)
+    assert trial.config["model"] == {"model_dim": 512, "num_layers": 4} and trial.seed == 7
+    assert trial.result["params"] == 1000
+    assert "artifact_bytes" not in trial.result and "artifact_code_bytes" not in trial.result
+    other, _ = _one("run d:3 s:9 L:2\nstep:1/1 train_loss:3.0\n" + "result code:77\n" + END)  # no params: nothing
+    assert "model" not in other.config and other.seed is None and "artifact_code_bytes" not in other.result

@@ -20,7 +20,9 @@ Every line is read with the one grammar of `lines.py`; what a line holds decides
   (stride=16, T=0.90)`) gives `eval.stride` (the last such line of the run), over any header value: that line
   produced the number. The artifact's bytes come from every form of byte line the records print (see
   `_MODEL_BYTES`): `artifact_bytes` is the total printed for the compressed model, never the unquantized
-  checkpoint's `Total submission size: N bytes` printed before it.
+  checkpoint's `Total submission size: N bytes` printed before it. The ternary and binary records print
+  `params:73685840 L:10 d:768 h:8 kv:4 ws:8 ga:1 s:42` (short keys, read on that line only), `artifact:15.92MB
+  ... code:70853` and `budget:15993853/16000000 ... FITS` (the total; the model is the total less the code).
 - `eval_seconds` sums the eval time of each measurement once: a line that prints an earlier measurement again
   (`repeats`, see `finals.py`) gives that measurement's time, not a second one.
 
@@ -79,6 +81,13 @@ _MODEL_BYTES = re.compile(r"^(?:Serialized model(?: (?P<scheme>\S+))?|(?P<label>
 _CODE_BYTES = re.compile(r"(?:^|\| )Code(?: size)?(?: \(compressed\))?: (\d+) bytes")
 _TOTAL_BYTES = re.compile(r"(?:^|\| )Total submission(?: size)?(?: (\S+))?: (\d+) bytes")
 _PEAK = re.compile(r"^peak memory allocated: (\d+) MiB")
+# The ternary/binary records' header and size lines: `params:73685840 L:10 d:768 h:8 kv:4 ws:8 ga:1 s:42`,
+# `artifact:15.92MB ternary:N(NB) fp:N(NB) code:70853`, `budget:15993853/16000000 (15.99/16.00MB) FITS`.
+SHORT_KEYS = {"l": "model.num_layers", "d": "model.model_dim", "h": "model.num_heads", "kv": "model.num_kv_heads",
+              "s": "train.seed"}
+_BUDGET = re.compile(r"^budget:(\d+)/\d+ ")
+_SHORT_CODE = re.compile(r" code:(\d+)$")
+_COUNT = re.compile(r"(?:^|[\s|])params:(\d{1,3}(?:,\d{3})+|\d+)(?![\d.,])")
 
 
 def detect(text: str) -> bool:
@@ -148,6 +157,8 @@ def _setting(ln: Line, run: _Run) -> bool:
     if "model_params" in ln.fields and (value := ln.num("model_params")) is not None:
         run.result.setdefault("params", int(value))
         stored = True
+    if _short_header(ln, run):
+        stored = True
     if (value := ln.num("world_size")) is not None:
         run.result.setdefault("provenance", {})["world_size"] = int(value)
         stored = True
@@ -170,6 +181,24 @@ def _setting(ln: Line, run: _Run) -> bool:
     return _byte_line(ln.body, run) or stored
 
 
+def _short_header(ln: Line, run: _Run) -> bool:
+    """The short keys of a `params:N L:N d:N ...` line (read on that line only: `d:` or `s:` elsewhere is not a
+    width or a seed), which a `k=v` header line before it has said already when both are printed."""
+    count = _COUNT.search(ln.body)  # the body: the fields split `params:36,915,884` at its commas
+    if count is None or not ln.fields.keys() & SHORT_KEYS.keys():
+        return False
+    run.result.setdefault("params", int(count[1].replace(",", "")))  # `params:36,915,884` is one count
+    for key, dotted in SHORT_KEYS.items():
+        section, name = dotted.split(".")
+        if (value := ln.num(key)) is not None and name not in run.config.get(section, {}):
+            set_path(run.config, dotted, int(value))
+    if run.seed is None and "seed" in run.config.get("train", {}):
+        run.seed = run.config["train"]["seed"]
+    if (value := ln.num("ws")) is not None:
+        run.result.setdefault("provenance", {}).setdefault("world_size", int(value))
+    return True
+
+
 def _byte_line(body: str, run: _Run) -> bool:
     """Read the artifact's byte counts from a model / code / total line (see `_MODEL_BYTES`); False when the line
     holds none of them (an unquantized model's size is read only to know what a bare total after it counts)."""
@@ -185,6 +214,14 @@ def _byte_line(body: str, run: _Run) -> bool:
         stored = True
     if (m := _TOTAL_BYTES.search(body)) and (m.group(1) is not None or not run.raw_model):
         run.result["artifact_bytes"] = int(m.group(2))
+        stored = True
+    if body.startswith("artifact:") and (m := _SHORT_CODE.search(body)):  # the code beside the packed model
+        run.result["artifact_code_bytes"] = int(m.group(1))
+        stored = True
+    if m := _BUDGET.match(body):  # code + compressed model, against the cap printed after the slash
+        run.result["artifact_bytes"] = int(m.group(1))
+        if (code := run.result.get("artifact_code_bytes")) is not None:  # `artifact:` printed the model in MB only
+            run.result["artifact_file_bytes"] = int(m.group(1)) - code
         stored = True
     return stored
 
