@@ -319,7 +319,7 @@ def ls_cmd(store: StoreOpt = None) -> None:
     from clowncar.orchestrator.driver_state import status_of
     from clowncar.orchestrator.rerun_lines import child_best_note
     from clowncar.store import open_store
-    from clowncar.store.commands import text_table
+    from clowncar.store.commands import sweep_list_notes, text_table
 
     url, _, _ = _settings(store, None)
     with open_store(url, create=False) as st:
@@ -337,6 +337,8 @@ def ls_cmd(store: StoreOpt = None) -> None:
     typer.echo(text_table(frame[cols].values.tolist(), cols))
     if (note := child_best_note(frame["parent"].tolist())) is not None:
         typer.echo(note)
+    for line in sweep_list_notes(frame):
+        typer.echo(line)
 
 
 def submit_cmd(spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML)")],

@@ -67,11 +67,8 @@ def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trial
 
             if (note := child_best_note(frame["parent"].tolist())) is not None:
                 typer.echo(note)
-            if unranked := int(frame["unranked_headlines"].sum()):
-                sweeps = int((frame["unranked_headlines"] > 0).sum())
-                typer.echo(f"note: headline_bpb (TTT/n-gram evals) is not ranked: best_bpb is a sweep's best "
-                           f"{', '.join(SCORE_KEYS[:-1])} or {SCORE_KEYS[-1]} (best_metric); {unranked} trial(s) of "
-                           f"{sweeps} sweep(s) have a headline other than that (`clowncar store ls SWEEP` shows it)")
+            for line in sweep_list_notes(frame):
+                typer.echo(line)
             return
         if st.get_sweep(sweep) is None:
             raise StoreError(f"no sweep named {sweep!r} in {st.url}{st.no_sweep_hint(sweep)}")
@@ -93,6 +90,26 @@ def ls(sweep: Annotated[str | None, typer.Argument(help="Show this sweep's trial
         modes = sorted({str(t["result"].get("headline_mode")) for t in unranked})
         typer.echo(f"ranked by {metric} (the sweep's best_bpb); headline_bpb, the log's last eval line "
                    f"({'/'.join(modes)} eval), is not ranked")
+
+
+def sweep_list_notes(frame: Any) -> list[str]:
+    """The notes under a list of sweeps (`store ls`, `sweep ls`) on why a best_bpb is not the number a reader may
+    expect: a headline (TTT/n-gram) that is not ranked, and ok trials over their size cap that are never a best."""
+    from clowncar.store.frames import SCORE_KEYS
+
+    notes = []
+    if unranked := int(frame["unranked_headlines"].sum()):
+        sweeps = int((frame["unranked_headlines"] > 0).sum())
+        notes.append(f"note: headline_bpb (TTT/n-gram evals) is not ranked: best_bpb is a sweep's best "
+                     f"{', '.join(SCORE_KEYS[:-1])} or {SCORE_KEYS[-1]} (best_metric); {unranked} trial(s) of "
+                     f"{sweeps} sweep(s) have a headline other than that (`clowncar store ls SWEEP` shows it)")
+    if over := int(frame["over_cap"].sum()):
+        none = int(((frame["over_cap"] > 0) & frame["best_bpb"].isna()).sum())
+        alone = f"; {none} sweep(s) have no other ok trial, so no best_bpb (-)" if none else ""
+        notes.append(f"note: {over} ok trial(s) of {int((frame['over_cap'] > 0).sum())} sweep(s) are over their "
+                     "size cap (artifact_bytes above 16,000,000, or the cap their config or sweep set) and are never "
+                     f"a best_bpb{alone}")
+    return notes
 
 
 def _pruned_steps(st: Any, frame: Any) -> Any:

@@ -234,8 +234,9 @@ class FrameReads:
         failed (diverged/oom/error/rejected/crashed), pruned, stopped (ok to stopped add up to trials), best_bpb
         (the lowest score of its feasible trials, ok and not over their size cap: see `feasible`; scored on the
         one of q_sliding_val_bpb, q_val_bpb, sliding_val_bpb, val_bpb that most of its ok trials measured),
-        best_metric (which one that was: the numbers of two sweeps compare only when it is the same) and
-        unranked_headlines (ok trials whose headline_bpb is not that metric's value: see `headline_unranked`)."""
+        best_metric (which one that was: the numbers of two sweeps compare only when it is the same),
+        unranked_headlines (ok trials whose headline_bpb is not that metric's value: see `headline_unranked`) and
+        over_cap (ok trials over their size cap, never a best: see `feasible`)."""
         import pandas as pd
 
         sw, parent = s.sweeps, s.sweeps.alias("parent")
@@ -257,8 +258,9 @@ class FrameReads:
             metric = (ranked(mine) or (None,))[0]  # over every ok trial, over its size cap too
             row["unranked_headlines"] = 0 if metric is None else sum(
                 t["status"] == "ok" and headline_unranked(t["result"], metric) for t in mine)
+            row["over_cap"] = sum(t["status"] == "ok" and not feasible(t) for t in mine)
         columns = ["name", "status", "source", "parent", "created_at", "updated_at", "trials", "ok", "running",
-                   "failed", "pruned", "stopped", "best_bpb", "best_metric", "unranked_headlines"]
+                   "failed", "pruned", "stopped", "best_bpb", "best_metric", "unranked_headlines", "over_cap"]
         frame = pd.DataFrame.from_records(sweeps, columns=columns)
         for col in ("created_at", "updated_at"):
             frame[col] = pd.to_datetime(frame[col], utc=True)

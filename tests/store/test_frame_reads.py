@@ -241,7 +241,7 @@ def test_sweeps_frame_and_get_sweep_describe_every_sweep(store: Store) -> None:
     frame = store.sweeps_frame()
     assert list(frame.columns) == ["name", "status", "source", "parent", "created_at", "updated_at", "trials", "ok",
                                    "running", "failed", "pruned", "stopped", "best_bpb", "best_metric",
-                                   "unranked_headlines"]
+                                   "unranked_headlines", "over_cap"]
     assert frame["name"].tolist() == ["alpha", "base", "rerun"]
     alpha, base, rerun = (dict(zip(frame.columns, _plain(frame.iloc[k]), strict=True)) for k in range(3))
     keys = ("name", "status", "source", "parent", "trials", "ok", "running", "failed", "pruned", "stopped",
@@ -376,6 +376,7 @@ def test_an_over_cap_trial_is_never_a_sweeps_best_in_sweeps_frame_sweep_summary_
     # no feasible trial: no best, though its over-cap trial's unranked headline is still counted
     assert pd.isna(frame.loc["allover", "best_bpb"]) and pd.isna(frame.loc["allover", "best_metric"])
     assert frame.loc["allover", "unranked_headlines"] == 1 and frame.loc["cap", "unranked_headlines"] == 2
+    assert (frame.loc["allover", "over_cap"], frame.loc["cap", "over_cap"]) == (1, 1)
     assert store.sweep_summary("allover")["best"] is None
 
 
@@ -392,3 +393,4 @@ def test_an_imported_record_over_the_challenge_cap_is_never_best_though_it_store
     assert [t["trial_uid"] for t in store.ranked_trials("records")[1]] == ["records/2", "records/1"]
     assert store.sweep_summary("records")["best"]["trial_uid"] == "records/2"
     assert store.sweeps_frame().set_index("name").loc["records", "best_bpb"] == 1.05
+    assert store.sweeps_frame().set_index("name").loc["records", "over_cap"] == 2

@@ -95,3 +95,33 @@ def test_a_pruned_trial_shows_its_last_stored_step(tmp_path: Path, capsys) -> No
     lines = capsys.readouterr().out.splitlines()
     steps = lines[0].split().index("steps")
     assert [line.split()[steps] for line in lines[1:]] == ["30", "15", "-"]
+
+
+def test_the_sweep_list_says_why_a_sweep_over_its_size_cap_has_no_best(tmp_path: Path, capsys) -> None:
+    """An imported record whose printed total passes 16,000,000 bytes is no best (not submittable); the list says
+    so, and how many sweeps that leaves without one. A list where every trial fits says nothing of it."""
+    over = LOG + "Total submission size int6+zstd: 16000001 bytes\n"
+    fits = LOG.replace("5.0000", "6.0000") + "Total submission size int6+zstd: 16000000 bytes\n"
+    url = _store(tmp_path, {"over": over, "fits": fits})
+    ls(None, store=url)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[8] for line in lines[2:4]] == ["1.21", "-"]  # fits, over (by name)
+    assert lines[4:] == ["note: 1 ok trial(s) of 1 sweep(s) are over their size cap (artifact_bytes above "
+                         "16,000,000, or the cap their config or sweep set) and are never a best_bpb; 1 sweep(s) "
+                         "have no other ok trial, so no best_bpb (-)"]
+    (tmp_path / "b").mkdir()
+    url = _store(tmp_path / "b", {"fits": fits})
+    ls(None, store=url)
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+
+
+def test_sweep_ls_ends_with_the_same_notes_as_store_ls(tmp_path: Path, capsys) -> None:
+    from clowncar.orchestrator.commands import ls_cmd
+
+    over = LOG + TTT.replace("legal_ttt_exact", "Total submission size int6+zstd: 16000001 bytes\nlegal_ttt_exact")
+    url = _store(tmp_path, {"over": over})
+    ls(None, store=url)
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert [n.split(":")[1].split()[0] for n in notes] == ["headline_bpb", "1"]  # unranked headline, over the cap
+    ls_cmd(store=url)
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")] == notes
