@@ -17,15 +17,15 @@ from torch import Tensor
 
 from clowncar.config import TrainConfig
 from clowncar.data.stream import TokenStream
-from clowncar.errors import DataError
+from clowncar.errors import ConfigError, DataError
 
 
 class TrainBatches:
     def __init__(self, files: list[Path], train: TrainConfig, rank: int, world_size: int,
                  device: torch.device, vocab_size: int | None = None) -> None:
-        if train.grad_accum % world_size:
-            raise ValueError(f"train.grad_accum ({train.grad_accum}) must be divisible by the number of "
-                             f"processes ({world_size})")
+        if train.grad_accum % world_size:  # bad input before step 1: a rejected trial, exit 2
+            raise ConfigError(f"train.grad_accum ({train.grad_accum}) must be divisible by the number of "
+                              f"processes ({world_size})")
         self.files, self.device, self.vocab_size = files, device, vocab_size
         self.seq_len = train.train_seq_len
         self.step_tokens = train.train_batch_tokens

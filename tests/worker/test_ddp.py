@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+from clowncar.errors import ConfigError
 from clowncar.worker.loader import TrainBatches
 from clowncar.worker.run import run_trial
 
@@ -42,5 +43,23 @@ def test_two_processes_give_the_loss_trace_of_one(run_worker: Callable[..., Any]
 
 def test_world_size_must_divide_grad_accum(tiny_cfg: Callable[..., Any]) -> None:
     cfg = tiny_cfg("train.grad_accum=4")
-    with pytest.raises(ValueError, match="grad_accum"):
+    with pytest.raises(ConfigError, match="grad_accum"):
         TrainBatches([], cfg.train, rank=0, world_size=3, device=torch.device("cpu"))
+
+
+def test_a_world_size_that_does_not_divide_grad_accum_is_a_rejected_trial_exit_2(
+        run_worker: Callable[..., Any], tiny_cfg: Callable[..., Any], tmp_path: Path) -> None:
+    """`torchrun --nproc-per-node 2` of a trial with grad_accum 1: bad input before step 1 (each rank exits 2
+    with the worker's one line; torchrun itself exits 1 whatever its ranks' codes, so the record says it), not
+    a failed run (it was `error`, with the reason `ValueError: ...`)."""
+    config = tmp_path / "trial.json"
+    config.write_text(json.dumps({"config": tiny_cfg("train.grad_accum=1").to_dict(), "trial_id": "t1"}))
+    proc = run_worker([str(config), "--out", str(tmp_path / "np2")], nproc=2)
+    assert proc.returncode != 0
+    assert ("clowncar.worker: error: trial rejected: ConfigError: train.grad_accum (1) must be divisible by the "
+            "number of processes (2)") in proc.stderr
+    result = json.loads((tmp_path / "np2" / "result.json").read_text())
+    assert result["status"] == "rejected"
+    assert result["reason"] == ("ConfigError: train.grad_accum (1) must be divisible by the number of processes "
+                                "(2)")
+    assert result["steps"] is None

@@ -13,7 +13,7 @@ import torch
 
 from clowncar.config import TrainConfig
 from clowncar.data.shards import write_shard
-from clowncar.errors import DataError
+from clowncar.errors import ConfigError, DataError
 from clowncar.worker.loader import TrainBatches
 
 CPU = torch.device("cpu")
@@ -60,10 +60,11 @@ def test_the_ranks_split_the_same_global_batch_in_order(shards: list[Path], worl
     assert [len(r.next()) for r in ranks] == [4 // world_size] * world_size
 
 
-def test_a_world_size_that_does_not_divide_grad_accum_is_refused(shards: list[Path]) -> None:
-    with pytest.raises(ValueError) as err:
+def test_a_world_size_that_does_not_divide_grad_accum_is_refused_as_bad_input(shards: list[Path]) -> None:
+    with pytest.raises(ConfigError) as err:
         TrainBatches(shards, train(grad_accum=4), rank=0, world_size=3, device=CPU)
     assert str(err.value) == "train.grad_accum (4) must be divisible by the number of processes (3)"
+    assert err.value.exit_code == 2
 
 
 def test_a_token_past_the_model_vocab_stops_the_step_with_one_line(shards: list[Path]) -> None:
