@@ -52,6 +52,7 @@ def check_against_config(spec: SweepSpec) -> None:
         problem = (rung_problem(cfg.train, asha.grace_period, asha.max_t)
                    or measure_problem(cfg.train, asha.metric, asha.grace_period, asha.reduction_factor, asha.max_t)
                    if asha.type == "asha" else None)
+        problem = problem or _ranks_problem(spec, cfg)
         if problem:
             raise ConfigError(f"sweep spec {problem}" + (f" (at the point {point_words(params)})" if params else ""))
         check_objective(spec.objective.metric, cfg, f"the space point {params}" if params else "the base config")
@@ -69,6 +70,17 @@ def check_against_config(spec: SweepSpec) -> None:
             raise ConfigError(f"sweep spec key 'budget.max_trials': {spec.budget.max_trials} exceeds the grid's "
                               f"{len(distinct.points)} distinct trials ({len(distinct.merged)} of its points repeat "
                               "another's trial; see `clowncar sweep plan`)")
+
+
+def _ranks_problem(spec: SweepSpec, cfg: Any) -> str | None:
+    """A trial of more than one GPU runs one clowncar.worker process per GPU (torchrun), and the world size must
+    divide train.grad_accum: otherwise every trial would be rejected at its start."""
+    gpus = spec.resources.gpus
+    if (spec.worker.module != "clowncar.worker" or spec.worker.launcher != "torchrun" or gpus < 2
+            or cfg.train.grad_accum % gpus == 0):
+        return None
+    return (f"key 'resources.gpus': a trial on {gpus} GPUs runs {gpus} processes, which must divide "
+            f"train.grad_accum ({cfg.train.grad_accum}): set train.grad_accum to a multiple of {gpus}")
 
 
 def point_words(params: dict[str, Any]) -> str:

@@ -177,6 +177,19 @@ def test_other_samplers_check_the_first_corner_and_every_named_point() -> None:
     assert message == "sweep spec key 'points.b': model.num_heads (3) must be divisible by model.num_kv_heads (2)"
 
 
+def test_a_gpu_count_that_does_not_divide_grad_accum_is_refused_before_any_trial_is_rejected_for_it() -> None:
+    gpus = {"gpus": 8, "cpus": 8}
+    assert refusal(resources=gpus) == (
+        "sweep spec key 'resources.gpus': a trial on 8 GPUs runs 8 processes, which must divide train.grad_accum "
+        "(2): set train.grad_accum to a multiple of 8")
+    assert refusal(resources=gpus, space={"train.grad_accum": {"choice": [8, 4]}}, sampler="grid") == (
+        "sweep spec key 'resources.gpus': a trial on 8 GPUs runs 8 processes, which must divide train.grad_accum "
+        "(4): set train.grad_accum to a multiple of 8 (at the point train.grad_accum=4)")
+    assert spec_of(resources=gpus, overrides={"train.grad_accum": 16}).resources.gpus == 8
+    assert spec_of(resources={"gpus": 1}).resources.gpus == 1  # one process: any grad_accum
+    assert spec_of(resources=gpus, worker={"launcher": "single"}).resources.gpus == 8  # one process for 8 GPUs
+
+
 def test_a_named_point_that_fails_alone_is_refused_under_its_own_key_and_a_clash_with_the_space_under_the_space(
         ) -> None:
     assert refusal(points={"a": {LOOPS: 2}, "b": {LOOPS: "x"}}) == (
