@@ -10,7 +10,7 @@ import optuna
 
 from clowncar.orchestrator.spec import SweepSpec
 from clowncar.orchestrator.spec_domain import step_cut_unsaid
-from clowncar.orchestrator.suggest import startup_trials
+from clowncar.orchestrator.suggest import startup_trials, trial_params
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,8 +25,9 @@ class LongestFirstGrid(optuna.samplers.GridSampler):
     `train.max_wallclock_seconds`) makes the sweep hand out its long trials first and keep the short ones for
     the end, where they fill the GPUs that the last long trials leave idle (longest-processing-time-first list
     scheduling). In bench_utilization's simulation that alone takes the GPU ledger's utilization from 0.875
-    to 0.950. The order is a pure function of the spec and seed, so a resumed sweep maps the grid ids already
-    stored on its trials to the same points."""
+    to 0.950. The order is a pure function of the spec and seed (and of this clowncar's canonical configs and
+    trial-second estimates); which points ran is read from the trials' parameters, so a sweep resumed under a
+    clowncar that orders or merges its grid otherwise still runs each point once."""
 
     def __init__(self, spec: SweepSpec) -> None:
         super().__init__(spec.grid(), seed=spec.sampler_seed)  # type: ignore[arg-type]
@@ -41,6 +42,41 @@ class LongestFirstGrid(optuna.samplers.GridSampler):
     def unvisited_seconds(self, study: optuna.Study) -> list[float]:
         """Expected seconds of each grid point no trial has taken yet."""
         return [self._seconds[self._all_grids[i]] for i in self._get_unvisited_grid_ids(study)]
+
+    def _get_unvisited_grid_ids(self, study: optuna.Study) -> list[int]:
+        """Ids of the points no finished trial ran (nor, while some are left, a running one), a trial's point read
+        from its parameters, not from its `grid_id`: Optuna reads the id, which names another point where the
+        grid a sweep was started with differs from the one its spec makes now (another clowncar's canonical
+        config merged other points, or estimated other trial seconds). By the id, a resume would run a finished
+        point again and skip another. A trial whose ask was cut short (no whole point) counts by its id."""
+        index = {point: i for i, point in enumerate(self._all_grids)}
+        done: set[int] = set()
+        running: set[int] = set()
+        for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
+            grid_id = t.system_attrs.get("grid_id")
+            if grid_id is None or not self._same_search_space(t.system_attrs["search_space"]):
+                continue
+            params = trial_params(t)
+            whole = all(name in params for name in self._param_names)
+            i = index.get(tuple(params[name] for name in self._param_names)) if whole else grid_id
+            if i is not None and t.state.is_finished():
+                done.add(i)
+            elif i is not None and t.state == optuna.trial.TrialState.RUNNING:
+                running.add(i)
+        every = set(range(len(self._all_grids)))
+        return sorted(every - done - running or every - done)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Optuna gives trial k (k below the grid's size) the k-th point without asking whether a trial ran it:
+        after a resume that point may be taken (see `_get_unvisited_grid_ids`), and then an untaken one is drawn."""
+        if "grid_id" not in trial.system_attrs and "fixed_params" not in trial.system_attrs \
+                and 0 <= trial.number < self._n_min_trials \
+                and trial.number not in self._get_unvisited_grid_ids(study):
+            left = self._get_unvisited_grid_ids(study) or list(range(len(self._all_grids)))
+            study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
+            study._storage.set_trial_system_attr(trial._trial_id, "grid_id", int(self._rng.rng.choice(left)))
+            return
+        super().before_trial(study, trial)
 
 
 def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:

@@ -11,6 +11,8 @@ from clowncar.orchestrator.sampler import LongestFirstGrid, define_space
 from clowncar.orchestrator.search import tell
 from clowncar.orchestrator.spec import SweepSpec, spec_from_dict
 
+LOOPS = "model.crawler_loops"
+
 WALLS = [1.0, 3.0, 2.0]
 
 
@@ -89,3 +91,49 @@ def test_a_grid_point_that_a_queued_config_computes_is_left_out_of_the_grid() ->
     points = [dict(zip(names, p, strict=True)) for p in sampler._all_grids]
     assert len(points) == 8 and {"train.max_wallclock_seconds": 3.0, "model.crawler_loops": 1} not in points
     assert spec.distinct_grid().merged[-1].same_as == spec.enqueue[0]
+
+
+def test_a_grid_planned_with_a_point_more_runs_each_point_once_after_a_resume() -> None:
+    """A sweep started before a grid point that repeats a queued config left the grid (f22dcb8), or under a
+    clowncar whose canonical config or trial-second estimates differ, holds grid ids of another list: here old id 0
+    ran loops=1 (the queued config's twin) and old id 1 ran loops=4, while today's grid (loops 4, 3, 2) reads id 1
+    as loops=3. The points left are read from the trials' parameters: exactly loops=3 and loops=2, and a new trial
+    whose number names a point that ran draws one of those instead."""
+    spec = spec_from_dict({"name": "old", "preset": "tiny-cpu", "sampler": "grid", "enqueue": [{LOOPS: 1}],
+                           "space": {LOOPS: {"grid": [1, 2, 3, 4]}}})
+    grid = LongestFirstGrid(spec)
+    today = [dict(zip(grid._param_names, p, strict=True))[LOOPS] for p in grid._all_grids]
+    assert sorted(today) == [2, 3, 4]  # loops=1 is the queued config's: not in the grid
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=grid)
+    dist = optuna.distributions.CategoricalDistribution([1, 2, 3, 4])
+    for old_id, loops in ((0, 1), (1, today[0])):  # the old list: [1, today[0], ...]
+        study.add_trial(optuna.trial.create_trial(params={LOOPS: loops}, distributions={LOOPS: dist}, value=2.0,
+                                                  system_attrs={"grid_id": old_id,
+                                                                "search_space": grid._search_space}))
+    assert grid._get_unvisited_grid_ids(study) == [1, 2]  # by the ids: [2], today[0] run twice, today[1] never
+    assert sorted(grid.unvisited_seconds(study)) == sorted(grid._seconds[p] for p in grid._all_grids[1:])
+    ran = []
+    for _ in range(2):  # trial 2 takes id 2 by its number (untaken); trial 3 draws the one left
+        t = study.ask()
+        ran.append(t.suggest_categorical(LOOPS, [1, 2, 3, 4]))
+        tell(study, t, 1.0, optuna.trial.TrialState.COMPLETE)
+    assert sorted(ran) == sorted(today[1:])
+
+
+def test_a_trial_whose_number_names_a_point_that_ran_is_given_an_untaken_one() -> None:
+    """Optuna gives trial k the k-th point: trial 0 ran id 1's point (under id 2, another list's id), so trial 1
+    would run it again; it draws an untaken point instead, and the three trials run the three points."""
+    spec = spec_from_dict({"name": "g", "preset": "tiny-cpu", "sampler": "grid", "space": {LOOPS: {"grid": [1, 2, 3]}}})
+    grid = LongestFirstGrid(spec)
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=grid)
+    dist = optuna.distributions.CategoricalDistribution([1, 2, 3])
+    point1 = dict(zip(grid._param_names, grid._all_grids[1], strict=True))[LOOPS]
+    study.add_trial(optuna.trial.create_trial(params={LOOPS: point1}, distributions={LOOPS: dist}, value=1.0,
+                                              system_attrs={"grid_id": 2, "search_space": grid._search_space}))
+    ran = [point1]
+    for number in (1, 2):
+        t = study.ask()
+        assert t.number == number
+        ran.append(t.suggest_categorical(LOOPS, [1, 2, 3]))
+        tell(study, t, 1.0, optuna.trial.TrialState.COMPLETE)
+    assert sorted(ran) == [1, 2, 3]
