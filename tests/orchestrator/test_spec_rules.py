@@ -4,6 +4,7 @@ checks of the space's corners against the trial config (invalid points, ASHA run
 
 from __future__ import annotations
 
+import datetime as dt
 import typing
 from typing import Any
 
@@ -479,6 +480,9 @@ def test_a_list_or_mapping_where_one_value_goes_is_named_at_that_value() -> None
     assert refusal(space={LOOPS: {"choice": [1, [2]]}}) == f"sweep spec key 'space.{LOOPS}.choice.1': {one} a list"
     assert refusal(enqueue=[{LOOPS: 2}, {LOOPS: {"a": 1}}]) == f"sweep spec key 'enqueue.1.{LOOPS}': {one} a mapping"
     assert refusal(points={"a": {LOOPS: None}}) == f"sweep spec key 'points.a.{LOOPS}': {one} null"
+    # a tuple (a spec built in Python) is a list; what YAML reads as another type is named by that type
+    assert refusal(points={"a": {LOOPS: (2,)}}) == f"sweep spec key 'points.a.{LOOPS}': {one} a list"
+    assert refusal(points={"a": {LOOPS: dt.date(2026, 12, 7)}}) == f"sweep spec key 'points.a.{LOOPS}': {one} a date"
     assert refusal(space={"train.matrix_lr": {"choice": [0.1, float("inf")]}}) == (
         "sweep spec key 'space.train.matrix_lr.choice.1': Input should be a finite number")
     # the values that were accepted still are, each of its own type
