@@ -16,7 +16,8 @@ from clowncar.events import RESULT_FILE, read_result
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clowncar.worker", description=__doc__.splitlines()[0])
-    parser.add_argument("config", type=Path, help="YAML/JSON trial config or trial.json")
+    parser.add_argument("config", type=Path,
+                        help="YAML/JSON trial config, an orchestrator trial.json or a trial's result.json")
     parser.add_argument("--out", type=Path, required=True, help="trial directory for result.json, events, log")
     parser.add_argument("--preset", default=None, help="base preset under the config")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
