@@ -110,12 +110,15 @@ class OutputDir:
 
 def glob_problem(pattern: str) -> str | None:
     """Why `pattern` cannot select shard files inside a shard directory, or None when it can. These are the
-    patterns on which pathlib's glob raises (or, for an absolute one, would look outside the directory)."""
+    patterns on which pathlib's glob raises (or, for an absolute one or one with '..', would look outside the
+    directory)."""
     if not pattern.strip():
         return "is empty (it must match shard file names, e.g. fineweb_val_*.bin)"
     path = PurePosixPath(pattern)
     if path.is_absolute():
         return "is an absolute path: shard globs are matched inside the shard directory"
+    if ".." in path.parts:  # another dataset's shards, encoded with another tokenizer than the one checked
+        return "climbs out with '..': shard globs are matched inside the shard directory"
     if not path.parts:
         return "names no file (it must match shard file names, e.g. fineweb_val_*.bin)"
     if any("**" in part and part != "**" for part in path.parts):
