@@ -13,7 +13,8 @@ from clowncar.errors import ConfigError
 
 
 class _Yaml12Loader(yaml.SafeLoader):
-    """Safe loader with YAML 1.2 booleans: only true/false are booleans, so `xsa: off` stays the string 'off'."""
+    """Safe loader with YAML 1.2 booleans: only true/false are booleans, so `xsa: off` stays the string 'off'; and
+    no YAML 1.1 octal, binary or base-60 numbers (below)."""
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {
@@ -22,6 +23,23 @@ _Yaml12Loader.yaml_implicit_resolvers = {
 }
 _Yaml12Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+# Numbers: YAML 1.1's forms that YAML 1.2 reads otherwise are left strings, for the config's own fields to parse or
+# refuse: a leading 0 made `seed: 0042` octal (34), `1:30` base 60 (90) and `0b101` binary. What still resolves
+# (decimal and 0x integers, dotted floats, .inf/.nan, `_` separators as before) is a subset of YAML 1.1's, so
+# `yaml.safe_dump` (1.1) still quotes every string that would read back as a number.
+_NUMBERS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_Yaml12Loader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag not in _NUMBERS]
+    for key, resolvers in _Yaml12Loader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"), list("-+0123456789"))
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
 
 
 MAX_YAML_DEPTH = 64
