@@ -394,3 +394,44 @@ def test_an_imported_record_over_the_challenge_cap_is_never_best_though_it_store
     assert store.sweep_summary("records")["best"]["trial_uid"] == "records/2"
     assert store.sweeps_frame().set_index("name").loc["records", "best_bpb"] == 1.05
     assert store.sweeps_frame().set_index("name").loc["records", "over_cap"] == 2
+
+
+def test_a_trial_is_held_to_the_cap_its_sweep_applied_then_its_configs_then_the_challenges() -> None:
+    """size_cap reads result.size_cap_applied first, then config quant.size_cap_bytes, then 16,000,000; a cap must be
+    a positive number (1 byte is one; 0, negative, true or text is none), and a trial with no readable result or
+    config is held to the challenge's cap. feasible: an ok trial at its cap is feasible, one byte over is not."""
+    from clowncar.store.frames import CHALLENGE_CAP_BYTES, feasible, size_cap
+
+    def trial(result: Any, config: Any = None, status: str = "ok") -> dict[str, Any]:
+        return {"status": status, "result": result, "config": config}
+
+    own = {"quant": {"size_cap_bytes": 20_000_000}}
+    assert size_cap(trial({"size_cap_applied": 1_000}, own)) == 1_000
+    assert size_cap(trial({"artifact_bytes": 5}, own)) == 20_000_000
+    assert feasible(trial({"artifact_bytes": 1_000, "size_cap_applied": 1_000}, own))
+    assert not feasible(trial({"artifact_bytes": 1_001, "size_cap_applied": 1_000}, own))
+    assert size_cap(trial({"size_cap_applied": 1})) == 1
+    assert not feasible(trial({"artifact_bytes": 2, "size_cap_applied": 1}))
+    for no_cap in (0, -5, True, "1000", None):
+        assert size_cap(trial({"size_cap_applied": no_cap}, {"quant": {"size_cap_bytes": no_cap}})) == 16_000_000
+    assert size_cap(trial(None, None)) == size_cap(trial("text", ["quant"])) == CHALLENGE_CAP_BYTES == 16_000_000
+
+
+def test_only_an_ok_trial_is_feasible_and_one_that_stored_no_result_broke_no_cap() -> None:
+    from clowncar.store.frames import feasible
+
+    assert not feasible({"status": "failed", "result": {"val_bpb": 1.0}, "config": {}})
+    assert not feasible({"status": "running", "result": None, "config": {}})
+    assert feasible({"status": "ok", "result": None, "config": {}})
+    assert not feasible({"status": "ok", "result": {"over_cap": True}, "config": {}})
+
+
+def test_a_headline_is_unranked_only_where_it_is_a_number_other_than_the_ranked_metrics_value() -> None:
+    from clowncar.store.frames import headline_unranked
+
+    assert not headline_unranked({"val_bpb": 1.2, "headline_bpb": 1.2}, "val_bpb")
+    assert headline_unranked({"val_bpb": 1.2, "headline_bpb": 1.1}, "val_bpb")
+    assert headline_unranked({"headline_bpb": 1.1}, "val_bpb")
+    assert not headline_unranked({"val_bpb": 1.2}, "val_bpb")
+    assert not headline_unranked({"val_bpb": 1.2, "headline_bpb": "n/a"}, "val_bpb")
+    assert not headline_unranked(None, "val_bpb")
