@@ -92,7 +92,12 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (`ray job stop`), which the sweep turns into one
         # Said here, not left to `clowncar.cli`: typer turns a KeyboardInterrupt into a *returned* 130 under
         # standalone_mode=False, and the CLI then exited 0, silently (measured).
-        raise SweepInterrupted(interrupted_line(url, spec.name)) from None
+        try:
+            line = interrupted_line(url, spec.name)
+        except KeyboardInterrupt:  # one more Ctrl-C while the store is read for the line (a third one, that cut
+            # the clean-up's end short): the line without what the store holds, not the bare `interrupted`
+            line = f"sweep {spec.name} interrupted; continue it with `clowncar sweep resume {spec.name}`"
+        raise SweepInterrupted(line) from None
     finally:
         ray_shut_down()
     from clowncar.interrupts import signals_ignored

@@ -191,6 +191,22 @@ def test_the_line_for_a_signal_during_the_clean_up_says_what_one_more_leaves_beh
                                                      "Ctrl-C again quits now")
 
 
+def test_a_signal_while_the_store_is_read_for_the_line_still_ends_with_the_sweeps_line(url: str, monkeypatch) -> None:
+    """A third Ctrl-C 0.6 s after the first (the trials already closed) came while the line was being read from the
+    store, and the command ended with the bare `clowncar: error: interrupted`, no sweep named, no resume."""
+    import clowncar.orchestrator.start as start
+
+    def interrupted_again(url: str, name: str) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(start, "interrupted_line", interrupted_again)
+    try:
+        line = _interrupted(url, monkeypatch)
+    except KeyboardInterrupt:  # caught here: escaping, it would end the whole pytest session as a user's Ctrl-C
+        pytest.fail("a Ctrl-C while the line was read escaped as a bare KeyboardInterrupt")
+    assert line == "sweep s interrupted; continue it with `clowncar sweep resume s`"
+
+
 def test_a_sweep_whose_clean_up_was_cut_short_names_the_trials_still_marked_running(url: str, monkeypatch) -> None:
     """The walk's line was `interrupted before any trial of this run started`, with trials 0 and 1 running."""
     from clowncar.orchestrator import start
