@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; two runs into one folder are the user's to avoid
+    fcntl = None  # type: ignore[assignment]
 
 import typer
 
@@ -54,15 +62,16 @@ def _run(config: Path | None, out: Path, preset: str | None, overrides: list[str
 
         raise with_spec_hint(err, config) from None
     check_buildable(cfg)  # before --out is made: a config that cannot build leaves nothing behind
-    earlier_trial(out, overwrite)
     created = missing_dirs(out)  # what this run makes: taken back when it keeps nothing
-    since = time.time() - 1.0  # a margin for file systems that keep coarse modification times
-    try:
-        code = run_trial(cfg, out)
-    except KeyboardInterrupt:
-        with signals_ignored():  # a second Ctrl-C must not leave the clean-up half done
-            _discard(out, created, since)
-        raise Interrupted("interrupted") from None
+    with running_in(out, created):
+        earlier_trial(out, overwrite)
+        since = time.time() - 1.0  # a margin for file systems that keep coarse modification times
+        try:
+            code = run_trial(cfg, out)
+        except KeyboardInterrupt:
+            with signals_ignored():  # a second Ctrl-C must not leave the clean-up half done
+                _discard(out, created, since)
+            raise Interrupted("interrupted") from None
     if not code:
         return
     result = read_result(out / RESULT_FILE) or {}
@@ -72,6 +81,35 @@ def _run(config: Path | None, out: Path, preset: str | None, overrides: list[str
             _discard(out, created, since)
         raise RunFailed(f"trial rejected: {reason.split(': ', 1)[-1]}", code)
     raise RunFailed(f"trial {result.get('status', 'error')}: {reason} (log: {out / 'train.log'})", code)
+
+
+@contextmanager
+def running_in(out: Path, created: list[Path]) -> Iterator[None]:
+    """Make `out` and hold an exclusive lock on it while the body runs: a second `trial run` into the folder of
+    one still running is refused, where its --overwrite removed the running trial's files and the two wrote one
+    folder (train.log of the one, result.json and model.ptz of the other). A refusal, or a run refused before it
+    wrote anything, leaves no folder it made (`created`) behind."""
+    from clowncar.data.paths import make_output_dir, remove_created
+    from clowncar.errors import ClownCarError, ConfigError
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    make_output_dir(out, "the trial directory")
+    try:
+        fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise ClownCarError(f"{out} is the folder of a trial running now (another `clowncar trial "
+                                        "run`): wait for it to end, or choose another --out") from None
+            yield
+        finally:
+            os.close(fd)
+    except BaseException:
+        remove_created(created)  # each only while empty: a failed trial's files stay
+        raise
 
 
 def _trial_files() -> tuple[str, ...]:
