@@ -85,10 +85,11 @@ def run_spec(spec: Any, store: str | None, address: str | None, num_cpus: int | 
     if spec.resources.gpus > 0 and spec.resources.placement == "ledger":
         lease_ttl_seconds()  # read by the ledger's start, where a bad value only turned the ledger off
     try:
-        with interrupt_on_signals():  # SIGTERM while it starts (no Ray yet, or Ray's start) as Ctrl-C, not 143
+        with interrupt_on_signals() as came:  # SIGTERM while it starts (no Ray yet, or Ray's start) as Ctrl-C
+            opts.signalled = came  # a signal whose KeyboardInterrupt is lost in Ray's start stops it before a trial
             summary = run_sweep(spec, opts)
-            if summary.get("interrupted"):  # the signal stopped the sweep, but its KeyboardInterrupt was lost on
-                raise KeyboardInterrupt  # the way (raised in a callback mid-import: "Exception ignored"), exit 0
+            if summary.get("interrupted") or came.is_set():  # the signal stopped the sweep, but its
+                raise KeyboardInterrupt  # KeyboardInterrupt was lost on the way ("Exception ignored"): not exit 0
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (`ray job stop`), which the sweep turns into one
         # Said here, not left to `clowncar.cli`: typer turns a KeyboardInterrupt into a *returned* 130 under
         # standalone_mode=False, and the CLI then exited 0, silently (measured).

@@ -43,6 +43,10 @@ class RunOptions:
     store_retry_s: float = 0.0
     """Once the sweep runs, how long a store or study call that failed because the server is away is retried
     (CLOWNCAR_STORE_RETRY_SECONDS); 0 fails at once."""
+    signalled: Any = None
+    """The caller's `interrupt_on_signals` event: set by a Ctrl-C or SIGTERM that came while the sweep started,
+    whose KeyboardInterrupt Python may have dropped (raised in a weakref callback or a `__del__` during Ray's
+    start, `interrupts.lost_interrupts_unsaid`); the start checks it before the first trial."""
 
 
 def open_study(store_url: str) -> Any:
@@ -195,6 +199,8 @@ def _drive(spec: SweepSpec, opts: RunOptions, store: Any, lease: Any) -> dict[st
 
             warn_of_missing_gpu_node(spec)
         tuner = _tuner(spec, opts, searcher, callback, remaining, tune, run_trial, TrialContext, store)
+        if opts.signalled is not None and opts.signalled.is_set():  # a signal whose KeyboardInterrupt was lost
+            raise KeyboardInterrupt  # in Ray's start: no trial runs, the sweep is marked as interrupted there
     status, reason = "failed", None
     fit_started = time.time()
     # from here on the sweep runs: a store that is away for a moment (its server restarts) is waited for, one that

@@ -395,3 +395,23 @@ def test_a_resume_interrupted_while_ray_starts_leaves_a_stopped_sweep_stopped(
         tune.run_sweep(spec(name="new"), options(env))
     assert (sweep_row(env, "new")["status"], sweep_row(env, "new")["reason"]) == (
         "failed", "interrupted while starting")
+
+
+def test_a_signal_whose_interrupt_was_lost_in_rays_start_stops_the_sweep_before_its_first_trial(
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler records a Ctrl-C before it raises, and Python drops a KeyboardInterrupt raised inside a weakref
+    callback or a `__del__` (seen once in a walk: `clowncar demo` ran to the end and exited 0). The start reads the
+    record: no trial runs, and the sweep is left as an interrupted start is."""
+    import threading
+
+    came = threading.Event()
+
+    def ray_start_whose_interrupt_was_dropped(opts: Any) -> None:
+        came.set()  # what `interrupt_on_signals`' handler did before its raise was lost
+
+    fit = Fit(monkeypatch, lambda seen: pytest.fail("a trial ran after the Ctrl-C"))
+    monkeypatch.setattr(tune, "init_ray", ray_start_whose_interrupt_was_dropped)
+    with pytest.raises(KeyboardInterrupt):
+        tune.run_sweep(spec(), options(env, signalled=came))
+    assert (sweep_row(env)["status"], sweep_row(env)["reason"]) == ("failed", "interrupted while starting")
+    assert fit.seen["remaining"] > 0  # it got as far as the tuner, which never ran
