@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -246,6 +248,19 @@ def _as_dict(res: Any) -> dict[str, Any]:
     raise ClownCarError(f"unexpected evaluation result {type(res).__name__}")
 
 
+def _stopped_by_signals(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with SIGTERM ending it as Ctrl-C does (one line, exit 130; the exit codes' table says so), where a
+    `kill` of a long `artifact eval` ended it with 143 and no line."""
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        from clowncar.interrupts import interrupt_on_signals
+
+        with interrupt_on_signals():
+            command(*args, **kwargs)
+
+    return run
+
+
 # Registered here rather than decorated: mutation testing (mutmut) leaves decorated functions alone.
 app.command("inspect")(inspect)
-app.command("eval")(evaluate)
+app.command("eval")(_stopped_by_signals(evaluate))
