@@ -205,10 +205,22 @@ def internal_error_line(err: BaseException) -> str:
     return f"internal error: {text} (set CLOWNCAR_DEBUG=1 for the traceback)"
 
 
-def _broken_pipe(err: BrokenPipeError) -> NoReturn:
+def _stdout_file() -> tuple[int, int] | None:
+    """Which file stdout is (device, inode), to tell later whether someone swapped it."""
+    try:
+        st = os.fstat(sys.__stdout__.fileno())  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _broken_pipe(err: BrokenPipeError, stdout_was: tuple[int, int] | None = None) -> NoReturn:
     """A write to a closed pipe. stdout's reader leaving early (`clowncar store ls | head -1`) is no error: exit
-    quietly as a Unix tool killed by SIGPIPE does. Any other pipe (a socket, a child) is one line and exit 1."""
-    if not _stdout_reader_gone():
+    quietly as a Unix tool killed by SIGPIPE does. Any other pipe (a socket, a child) is one line and exit 1.
+    rich (a command's --help) points stdout at /dev/null itself when its reader has gone: stdout being another
+    file than at the start (`stdout_was`) says so, where the poll then found nothing wrong with /dev/null."""
+    swapped = stdout_was is not None and _stdout_file() not in (stdout_was, None)
+    if not (swapped or _stdout_reader_gone()):
         fail(internal_error_line(err), EXIT_FAILED)
     # the interpreter flushes stdout once more at exit: let that land in /dev/null, not in a second EPIPE
     with contextlib.suppress(AttributeError, OSError, ValueError):
@@ -227,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None:  # the real command line, not a test's call
         hide_secrets_in_title(["clowncar", *sys.argv[1:]])
         atexit.register(signals_ignored_to_the_end)  # a signal as Python finalizes: the exit code as decided
+    stdout_was = _stdout_file()
     try:
         code = _command(app)(args=argv, prog_name="clowncar", standalone_mode=False)
         sys.stdout.flush()  # what is still buffered, while a closed pipe can still be told apart
@@ -235,8 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     except _EXITS as exc:
         sys.exit(exc.exit_code)
     except SystemExit as exc:
-        if isinstance(exc.__context__, BrokenPipeError):  # typer turns any EPIPE into a silent exit 1
-            _broken_pipe(exc.__context__)
+        if isinstance(exc.__context__, BrokenPipeError):  # typer and rich turn any EPIPE into a silent exit 1
+            _broken_pipe(exc.__context__, stdout_was)
         raise
     except _ABORTS as exc:
         cause = exc.__cause__  # click raises its Abort `from` the EOFError or KeyboardInterrupt it caught
