@@ -382,3 +382,17 @@ def test_short_keys_are_read_only_on_a_params_line_and_never_over_a_header_that_
     assert "artifact_bytes" not in trial.result and "artifact_code_bytes" not in trial.result
     other, _ = _one("run d:3 s:9 L:2\nstep:1/1 train_loss:3.0\n" + "result code:77\n" + END)  # no params: nothing
     assert "model" not in other.config and other.seed is None and "artifact_code_bytes" not in other.result
+
+
+def test_a_seed_said_only_on_the_params_line_is_the_runs_seed_with_no_setting_line_after_it():
+    trial, _ = _one("params:1000 L:4 s:42\nstep:1/1 train_loss:3.0\n" + END)  # END is a final line, no setting
+    assert trial.seed == 42 and trial.config == {"model": {"num_layers": 4}, "train": {"seed": 42}}
+    unseeded, parsed = _one("params:1000 L:4\nstep:1/1 train_loss:3.0\n" + END)  # no seed anywhere, no train keys
+    assert unseeded.seed is None and unseeded.config == {"model": {"num_layers": 4}}
+    assert unseeded.result["params"] == 1000 and not parsed.skipped
+
+
+def test_a_params_count_without_any_short_key_is_not_the_short_header():
+    trial, parsed = _one("params:5000 (eval:4,000)\nstep:1/1 train_loss:3.0\n" + END)
+    assert "params" not in trial.result and trial.config == {}
+    assert [(s.line, s.reason) for s in parsed.skipped] == [(1, "no value we store")]
