@@ -142,7 +142,7 @@ def evaluate(file: FileArg,
     from clowncar.data.paths import dataset_not_found
     from clowncar.data.record import check_encoded_with
     from clowncar.data.shards import list_shards, shards_digest
-    from clowncar.data.stream import load_validation_tokens
+    from clowncar.data.stream import load_validation_tokens, tokens_kept
     from clowncar.data.tokenizer import load_tokenizer
     from clowncar.settings import load_settings
     from clowncar.worker.artifact import load_artifact
@@ -156,6 +156,9 @@ def evaluate(file: FileArg,
     seq_len = cfg.eval_seq_len
     if stride is not None and stride > seq_len:
         raise ConfigError(f"--stride {stride} must not exceed the eval sequence length ({seq_len})")
+    if max_tokens and not tokens_kept(max_tokens + 1, seq_len):  # the flag, not the data, is what is short
+        raise ConfigError(f"--max-tokens {max_tokens:,} is less than one eval sequence of {seq_len:,} tokens: no "
+                          "validation token would be scored")
     if data is None:  # the dataset the model was trained on, as its config names it
         data = load_settings().dataset_dir(cfg.data.dataset)
         if not data.exists():

@@ -334,6 +334,18 @@ def test_eval_refuses_a_stride_past_the_window_and_a_folder_without_shards(expor
     assert str(err.value) == f"no validation shards matching fineweb_val_*.bin in {tmp_path}"
 
 
+def test_eval_refuses_a_max_tokens_below_one_sequence_naming_the_flag(exported, tiny_data: Path, capsys) -> None:
+    """--max-tokens N reads N + 1 tokens (the last target): below one window of 32 nothing is scored, which is the
+    flag's fault, not the data's (it was `validation: 2 tokens in 1 shard(s) are too few`)."""
+    path, _, _ = exported
+    for short in (1, 30):
+        with pytest.raises(ConfigError) as err:
+            evaluate(path, data=tiny_data, tokenizer=None, max_tokens=short, stride=0, device="cpu")
+        assert str(err.value) == (f"--max-tokens {short} is less than one eval sequence of 32 tokens: no validation "
+                                  "token would be scored")
+    assert run_eval(path, tiny_data, capsys, max_tokens=32, stride=0)["standard"]["tokens_scored"] == 32
+
+
 def test_eval_refuses_shards_encoded_with_another_tokenizer(exported, tiny_data: Path, other_tokenizer: Path,
                                                            tmp_path: Path) -> None:
     """A `data build` folder keeps the tokenizer its shards were encoded with: scoring them with another one would
