@@ -176,6 +176,19 @@ def test_a_phase_difference_needs_three_c_and_three_n_steps_in_that_phase() -> N
     assert list(fits["r"]["by_phase"]) == ["a"]
 
 
+def test_a_phase_is_placed_by_where_each_run_reaches_it_as_a_fraction_of_its_steps() -> None:
+    """A long run reaches its main phase halfway (step 101 of 200), a short run its cool-down near its end (step 55
+    of 60): the table reads warm, main, cool, though main starts at a later step than cool does."""
+    long = kinds_run("long", "CN" * 100, "w" * 100 + "m" * 100, seed=1)
+    short = kinds_run("short", "CN" * 30, "w" * 54 + "c" * 6, seed=2)
+    third = kinds_run("third", "CN" * 50, "w" * 100, seed=3)  # the table needs three runs
+    frame = pd.concat([long, short, third]).replace({"phase": {"w": "warm", "m": "main", "c": "cool"}})
+    res, fits = cn_loss_test(step_kind_table(frame))
+    assert fits["long"]["phase_starts"] == {"warm": pytest.approx(1 / 200), "main": pytest.approx(101 / 200)}
+    assert fits["short"]["phase_starts"] == {"warm": pytest.approx(1 / 60), "cool": pytest.approx(55 / 60)}
+    assert [row["phase"] for row in res.tables["by_phase_across_runs"]] == ["warm", "main", "cool"]
+
+
 def test_a_phase_row_gets_a_t_test_from_three_runs_that_differ() -> None:
     phases = {"r1": {"x": 0.1, "y": 0.2, "z": 0.3, "w": 0.5}, "r2": {"x": 0.2, "y": 0.2, "z": 0.4},
               "r3": {"x": 0.4, "y": 0.2}}
