@@ -19,14 +19,20 @@ HERE = len(gpu_names()[1])
 """GPUs this machine shows: a spec asks for one more, so that it is refused on any machine."""
 
 
+def ranks(gpus: int) -> dict[str, int]:
+    """A batch that `gpus` torchrun ranks split evenly (one sequence of 128 per rank): the world size must divide
+    train.grad_accum (spec_checks), and tiny-cpu's 2 would refuse 4 or 8 GPUs before any GPU is counted."""
+    return {"train.grad_accum": max(gpus, 1), "train.train_batch_tokens": 128 * max(gpus, 1)}
+
+
 def spec_text(gpus: int) -> str:
     return (f"name: g\npreset: tiny-cpu\nsampler: grid\nspace: {{model.crawler_loops: {{grid: [1, 2]}}}}\n"
-            f"resources: {{gpus: {gpus}}}\n")
+            f"resources: {{gpus: {gpus}}}\noverrides: {ranks(gpus)}\n")
 
 
 def spec(gpus: int) -> object:
     return spec_from_dict({"name": "g", "preset": "tiny-cpu", "sampler": "grid", "resources": {"gpus": gpus},
-                           "space": {"model.crawler_loops": {"grid": [1, 2]}}})
+                           "space": {"model.crawler_loops": {"grid": [1, 2]}}, "overrides": ranks(gpus)})
 
 
 def test_embedded_ray_offers_num_gpus_when_given_else_what_the_machine_shows() -> None:
