@@ -102,8 +102,9 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
         cfg = from_dict(apply_overrides(embedded, overrides or []))
         _refuse_named_inert_switch(cfg, apply_overrides({}, overrides or []))  # its own were checked when it ran
         return cfg
-    if "config" in data:  # a record's key in a config file (or a record cut short): it would have hidden the rest
-        raise ConfigError(f"unknown config key 'config': {NOT_A_RECORD}")
+    for key in ("config", "provenance"):  # a record's key in a config file, or a record cut short (a result.json
+        if key in data:  # whose config lacks a section): said so, not as the first result field it meets
+            raise ConfigError(f"unknown config key '{key}': {NOT_A_RECORD}")
     file_preset = data.pop("preset", None)
     if file_preset is not None and not isinstance(file_preset, str):
         raise ConfigError(f"{path}: preset must be a name, not {type(file_preset).__name__}")

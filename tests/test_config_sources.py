@@ -62,10 +62,16 @@ def test_a_seed_switch_set_on_a_trial_record_that_cannot_act_is_refused_as_on_a_
     assert load_config(ablation, overrides=["train.seed=2"]).model.delta_net_out_norm is True
 
 
-def test_a_provenance_without_a_config_mapping_is_no_trial_record(tmp_path: Path) -> None:
-    (tmp_path / "result.json").write_text(json.dumps({"status": "ok", "provenance": {"config": "tiny-cpu"}}))
-    with pytest.raises(ConfigError, match="unknown config key 'status'"):
-        load_config(tmp_path / "result.json")
+def test_a_provenance_without_a_whole_config_is_no_trial_record_and_says_what_one_holds(tmp_path: Path) -> None:
+    """A result.json whose provenance.config is not a whole config (a name, or a section short) is refused at its
+    provenance, naming what a record holds; it was refused at its first result field ('artifact_bytes')."""
+    whole = load_config(None, preset="tiny-cpu").to_dict()
+    for config in ("tiny-cpu", {k: v for k, v in whole.items() if k != "model"}):
+        (tmp_path / "result.json").write_text(json.dumps({"artifact_bytes": 9, "status": "ok",
+                                                          "provenance": {"config": config}}))
+        with pytest.raises(ConfigError) as err:
+            load_config(tmp_path / "result.json")
+        assert str(err.value).startswith("unknown config key 'provenance': a trial record (trial.json, result.json")
 
 
 def test_a_config_key_beside_a_config_files_keys_is_refused_not_read_as_a_trial_record(tmp_path: Path) -> None:
