@@ -39,7 +39,7 @@ BESIDE_OTHERS = {
     "test_launcher", "test_ledger_creation", "test_ledger_in_process", "test_placement", "test_plan", "test_preflight", "test_reach",
     "test_record", "test_rerun_command", "test_rerun_spec", "test_resume", "test_resume_cut_short_asks",
     "test_rung_rules", "test_same_code", "test_search_budget", "test_search_gate", "test_search_replay",
-    "test_search_rules", "test_search_tells", "test_spec_domain", "test_spec_rules", "test_study_open", "test_submit_entry",
+    "test_search_rules", "test_search_tells", "test_spec_domain", "test_spec_refusal_places", "test_spec_rules", "test_study_open", "test_submit_entry",
     "test_submit_steps", "test_submit_stop", "test_sweep_plan_lines",
     "test_sweep_status_reasons", "test_trial_bundles", "test_trial_process", "test_tune_parts", "test_tune_retry",
     "test_worker_registry",

@@ -69,10 +69,13 @@ class LongestFirstGrid(optuna.samplers.GridSampler):
     def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         """Optuna gives trial k (k below the grid's size) the k-th point without asking whether a trial ran it:
         after a resume that point may be taken (see `_get_unvisited_grid_ids`), and then an untaken one is drawn."""
-        if "grid_id" not in trial.system_attrs and "fixed_params" not in trial.system_attrs \
-                and 0 <= trial.number < self._n_min_trials \
-                and trial.number not in self._get_unvisited_grid_ids(study):
-            left = self._get_unvisited_grid_ids(study) or list(range(len(self._all_grids)))
+        if "grid_id" in trial.system_attrs or "fixed_params" in trial.system_attrs \
+                or not 0 <= trial.number < self._n_min_trials:
+            super().before_trial(study, trial)
+            return
+        left = self._get_unvisited_grid_ids(study)  # read once: every call reads all of the study's trials
+        if trial.number not in left:
+            left = left or list(range(len(self._all_grids)))
             study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
             study._storage.set_trial_system_attr(trial._trial_id, "grid_id", int(self._rng.rng.choice(left)))
             return
