@@ -244,6 +244,9 @@ class ProcessWatch(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.wait(0.3):
+            # A skipped process may retitle itself (the driver masks the store URL in its title once it has
+            # parsed its arguments): its forks show the title it has now, so read it again each scan.
+            self.parents |= {cmd for cmd in (_cmdline_bytes(pid) for pid in self.skip) if cmd}
             forks: dict[int, int] = {}
             for d in Path("/proc").iterdir():
                 if not d.name.isdigit() or int(d.name) in self.skip:
