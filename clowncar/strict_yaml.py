@@ -3,7 +3,9 @@ one-line `ConfigError`s for anything that is not a mapping of sections."""
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +94,22 @@ def _where(err: yaml.YAMLError) -> str:
     return ""
 
 
-def read_mapping(path: str | Path, holding: str = "a mapping of config sections") -> dict[str, Any]:
+CONFIG_HOLDING = "a mapping of config sections"
+
+
+def read_mapping(path: str | Path, holding: str = CONFIG_HOLDING) -> dict[str, Any]:
     """Read a YAML or JSON file that must hold a mapping (`holding` says which, in the error of a file that holds
     something else); one-line errors for anything else."""
     p = Path(path)
     try:
-        with p.open("rb") as f:
+        # Opened without blocking, so a FIFO nobody writes to opens at once (and then reads empty) instead of
+        # waiting for a writer forever; read blocking, so a pipe still being written (`--config <(...)`) is read
+        # whole.
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            os.set_blocking(fd, True)
             raw = f.read(MAX_CONFIG_BYTES + 1)
+            fifo = stat.S_ISFIFO(os.fstat(fd).st_mode)
     except OSError as err:
         raise ConfigError(f"cannot read {p}: {err.strerror or err}") from None
     if len(raw) > MAX_CONFIG_BYTES:
@@ -111,8 +122,11 @@ def read_mapping(path: str | Path, holding: str = "a mapping of config sections"
         data = yaml_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{p} is not valid YAML{_where(err)}") from None
-    if data is None:
-        return {}
+    if data is None:  # a truncated or clobbered file must not run a sweep on every default
+        why = ("is a FIFO nobody writes to" if fifo and not raw else "is empty" if not text.strip()
+               else "holds only comments or null")
+        hint = " (write {} for every default)" if holding == CONFIG_HOLDING else ""
+        raise ConfigError(f"{p} {why}: it must hold {holding}{hint}")
     if not isinstance(data, dict):
         raise ConfigError(f"{p} must hold {holding}, not {type(data).__name__}")
     return data

@@ -4,6 +4,9 @@ says which (never a traceback, never a silent default)."""
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -62,20 +65,51 @@ def problem(path: Path) -> str:
     return str(err.value)
 
 
-def test_a_file_holds_a_mapping_of_sections_or_nothing(tmp_path: Path) -> None:
+def test_a_file_holds_a_mapping_of_sections_and_an_empty_one_is_refused(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("model:\n  xsa: off\n")
     assert read_mapping(f) == {"model": {"xsa": "off"}}
     assert read_mapping(str(f)) == {"model": {"xsa": "off"}}
     f.write_text('{"train": {"seed": 3}}')
     assert read_mapping(f) == {"train": {"seed": 3}}  # JSON is YAML
-    for empty in ("", "# nothing\n", "null\n", "~\n"):
+    f.write_text("{}\n")
+    assert read_mapping(f) == {}  # every default, said so
+    hint = "it must hold a mapping of config sections (write {} for every default)"
+    for empty in ("", " \n\n"):
         f.write_text(empty)
-        assert read_mapping(f) == {}
+        assert problem(f) == f"{f} is empty: {hint}"
+    for nothing in ("# nothing\n", "null\n", "~\n"):
+        f.write_text(nothing)
+        assert problem(f) == f"{f} holds only comments or null: {hint}"
+    with pytest.raises(ConfigError) as err:
+        read_mapping(f, holding="a sweep spec")
+    assert str(err.value) == f"{f} holds only comments or null: it must hold a sweep spec"  # no config hint
     f.write_text("- a\n- b\n")
     assert problem(f) == f"{f} must hold a mapping of config sections, not list"
     f.write_text("7\n")
     assert problem(f) == f"{f} must hold a mapping of config sections, not int"
+
+
+def test_a_fifo_nobody_writes_to_is_refused_at_once_and_a_pipe_being_written_is_read_whole(tmp_path: Path) -> None:
+    fifo = tmp_path / "f.yaml"
+    os.mkfifo(fifo)
+    done: list[str] = []
+    reader = threading.Thread(target=lambda: done.append(problem(fifo)), daemon=True)
+    reader.start()
+    reader.join(timeout=20)  # a blocking open would wait here for a writer that never comes
+    assert done == [f"{fifo} is a FIFO nobody writes to: it must hold a mapping of config sections "
+                    "(write {} for every default)"]
+    read_end, write_end = os.pipe()  # `--config <(...)`: the writer is still writing when the read starts
+    got: list[dict] = []
+    reader = threading.Thread(target=lambda: got.append(read_mapping(f"/dev/fd/{read_end}")), daemon=True)
+    reader.start()
+    os.write(write_end, b"train:\n")
+    time.sleep(0.2)
+    os.write(write_end, b"  seed: 3\n")
+    os.close(write_end)
+    reader.join(timeout=20)
+    os.close(read_end)
+    assert got == [{"train": {"seed": 3}}]
 
 
 def test_a_file_that_cannot_be_read_says_why(tmp_path: Path) -> None:
