@@ -19,7 +19,6 @@ FileArg = Annotated[Path, typer.Argument(help="Artifact file written by a trial 
 
 def _summary(path: Path) -> dict[str, Any]:
     from clowncar.worker.artifact import read_artifact
-    from clowncar.worker.code_bytes import CODE_RULES, code_bytes
 
     result, meta = read_artifact(path)
     groups: dict[str, dict[str, Any]] = {}
@@ -38,6 +37,17 @@ def _summary(path: Path) -> dict[str, Any]:
                         "dtype": str(qt.dtype).removeprefix("torch."), "stored_bytes": stored})
     for g in groups.values():
         g["schemes"] = sorted(g["schemes"])
+    return {"file": str(path), "format": meta["format"], **_hash_fields(meta), **_size_fields(path, meta),
+            "quant_schemes": meta["quant_schemes"],
+            "calibrated": meta.get("calibrated", []), "calib_tokens": meta.get("calib_tokens", 0),
+            "aliases": result.aliases, "groups": groups, "tensors": tensors}
+
+
+def _size_fields(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The artifact's bytes (file + code, by the rule and count its meta kept) against its config's cap: what
+    inspect shows and eval prints beside the BPB, so that both read (and refuse) the same meta."""
+    from clowncar.worker.code_bytes import CODE_RULES, code_bytes
+
     file_bytes = path.stat().st_size
     rule = meta.get("code_rule", "eval_path")  # artifacts written before the rule was recorded used eval_path
     if rule not in CODE_RULES:
@@ -47,13 +57,10 @@ def _summary(path: Path) -> dict[str, Any]:
     if not isinstance(code, int) or isinstance(code, bool) or code < 0:
         raise DataError(f"{path} is not a valid clowncar artifact: code_bytes {code!r} is no byte count")
     cap = _size_cap(path, meta["config"])
-    return {"file": str(path), "format": meta["format"], **_hash_fields(meta),
-            "artifact_file_bytes": file_bytes, "artifact_code_bytes": code, "artifact_code_rule": rule,
+    return {"artifact_file_bytes": file_bytes, "artifact_code_bytes": code, "artifact_code_rule": rule,
             "artifact_code_counted": "written" if "code_bytes" in meta else "now",
             "artifact_code_bytes_now": code_now, "artifact_bytes": file_bytes + code,
-            "size_cap_bytes": cap, "over_cap": file_bytes + code > cap, "quant_schemes": meta["quant_schemes"],
-            "calibrated": meta.get("calibrated", []), "calib_tokens": meta.get("calib_tokens", 0),
-            "aliases": result.aliases, "groups": groups, "tensors": tensors}
+            "size_cap_bytes": cap, "over_cap": file_bytes + code > cap}
 
 
 def _size_cap(path: Path, config: dict[str, Any]) -> int:
@@ -134,7 +141,7 @@ def evaluate(file: FileArg,
              device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "auto",
              ) -> None:
     """Rebuild the model from the artifact alone and measure its validation BPB, with the tokenizer it was trained
-    with (refused, exit 2, when the artifact records another one)."""
+    with (refused, exit 2, when the artifact records another one), beside its bytes as `inspect` counts them."""
     import torch
 
     from clowncar.data.bpb import build_byte_luts
@@ -151,6 +158,7 @@ def evaluate(file: FileArg,
 
     device = _device(device, torch.cuda.is_available())
     state, meta = load_artifact(file)
+    sizes = _size_fields(file, meta)  # before the long part: a damaged meta is refused as inspect refuses it
     built, kernels = reference_kernels(meta, device)
     model, cfg = model_from_state(file, state, built, device)
     seq_len = cfg.eval_seq_len
@@ -185,7 +193,7 @@ def evaluate(file: FileArg,
     out: dict[str, Any] = {"file": str(file), **_hash_fields(meta), "weights": "quantized", "data": str(data),
                            "val_shards": shards_digest(files), "tokenizer": str(tokenizer),
                            "tokenizer_sha256": digest, "tokenizer_checked": "tokenizer_sha256" in meta,
-                           **({"kernels": kernels} if kernels else {})}
+                           **({"kernels": kernels} if kernels else {}), **sizes}
     windows = {"standard": 0, "sliding": cfg.eval.stride if stride is None else stride}
     for mode, st in windows.items():
         if mode == "sliding" and not 0 < st < seq_len:  # a trial's rule: a whole-window stride slides nothing

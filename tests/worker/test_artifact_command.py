@@ -273,8 +273,12 @@ def test_eval_scores_the_artifact_alone_with_the_configs_windows(exported, tiny_
 
     path, cfg, _ = exported
     out = run_eval(path, tiny_data, capsys)
+    sizes = {k: v for k, v in _summary(path).items() if k.startswith("artifact_") or k in ("size_cap_bytes",
+                                                                                           "over_cap")}
     assert set(out) == {"file", "config_hash", "config_hash_written", "config_hash_matches", "weights", "data",
-                        "val_shards", "tokenizer", "tokenizer_sha256", "tokenizer_checked", "standard", "sliding"}
+                        "val_shards", "tokenizer", "tokenizer_sha256", "tokenizer_checked", "standard", "sliding",
+                        *sizes}
+    assert {k: out[k] for k in sizes} == sizes and out["artifact_bytes"] > out["artifact_file_bytes"] > 0
     assert out["file"] == str(path)
     tokenizer = tiny_data / "tokenizer.model"  # the config's: what the eval used, and that it was not checked
     assert (out["data"], out["tokenizer"], out["tokenizer_checked"]) == (str(tiny_data), str(tokenizer), False)
@@ -308,6 +312,29 @@ def test_eval_leaves_out_the_sliding_result_when_the_stride_is_the_whole_window(
     rewrite(path, lambda m: m["config"]["eval"].update(stride=32))  # the config's own stride
     out = run_eval(path, tiny_data, capsys, max_tokens=256)
     assert "sliding" not in out and out["config_hash_matches"] and out["standard"]["tokens_scored"] == 256
+
+
+def test_eval_refuses_a_damaged_size_meta_as_inspect_does_before_it_scores(exported, tiny_data: Path,
+                                                                          monkeypatch) -> None:
+    import clowncar.worker.artifact_commands as commands
+
+    path, _, _ = exported
+    monkeypatch.setattr(commands, "reference_kernels", lambda *a: pytest.fail("built a model for a damaged file"))
+    for edit, line in ((lambda m: m.update(code_bytes="250008"),
+                        f"{path} is not a valid clowncar artifact: code_bytes '250008' is no byte count"),
+                       (lambda m: m.update(code_rule="whole_repo"),
+                        f"{path} is not a valid clowncar artifact: unknown code-byte rule 'whole_repo'"),
+                       (lambda m: m["config"]["quant"].update(size_cap_bytes=0),
+                        f"{path}: its stored config has no valid quant.size_cap_bytes")):
+        rewrite(path, edit)
+        with pytest.raises(DataError) as err:
+            evaluate(path, data=tiny_data, tokenizer=None, max_tokens=64, stride=0, device="cpu")
+        assert str(err.value) == line
+        with pytest.raises(DataError) as err:
+            _summary(path)
+        assert str(err.value) == line
+        rewrite(path, lambda m: (m.update(code_bytes=0, code_rule="challenge"),
+                                 m["config"]["quant"].update(size_cap_bytes=16_000_000)))
 
 
 def test_eval_picks_the_device_itself_by_default(exported, tiny_data: Path, capsys) -> None:
