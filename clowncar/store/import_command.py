@@ -235,6 +235,11 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or direc
                 verbose: Annotated[bool, typer.Option(
                     "--verbose", "-v", help="List every block of skipped lines with its reason (default: how "
                     "many lines of each file were skipped for each reason).")] = False,
+                keep_cut_off: Annotated[bool, typer.Option(
+                    "--keep-cut-off", help="Store a run whose training log stops before its last step with no "
+                    "final/eval line as a crashed trial (its steps kept, no score) instead of refusing the file: "
+                    "for archives, where such a log was killed (a pod's time ran out), not still being "
+                    "written.")] = False,
                 reparse: Annotated[bool, typer.Option(
                     "--reparse", help="For files already present whose stored trials differ from what this "
                     "importer reads (an older importer stored them), replace those trials with this reading: "
@@ -248,7 +253,7 @@ def import_runs(paths: Annotated[list[Path], typer.Argument(help="Files or direc
 
     if sweep is not None:
         _check_sweep_name(sweep)
-    reports = scan(paths)  # every file read and parsed before the store is even opened
+    reports = scan(paths, keep_cut_off)  # every file read and parsed before the store is even opened
     refused = [r for r in reports if r.status == "refused"]
     reparsed = False
     if (keep_going or not refused) and any(r.status == "ready" for r in reports):

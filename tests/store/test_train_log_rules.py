@@ -304,7 +304,8 @@ def test_a_run_cut_off_before_its_last_step_refuses_the_file_and_says_where():
     assert str(err.value) == (
         "cut.log: run 1 stops at step 2/9 (line 2) with no final/eval line after it: expected training to reach "
         "its last step, a stopping_early line or a line such as `final_int8_zlib_roundtrip_exact val_loss:X "
-        "val_bpb:X`; found none, so the log is cut off (run still going, or file truncated)")
+        "val_bpb:X`; found none, so the log is cut off (run still going, or file truncated; --keep-cut-off stores it as a "
+        "crashed trial)")
     # an earlier run of the file that stops short is a run someone restarted: it is kept
     parsed = parse("step:1/9 train_loss:3.0\nstep:1/1 train_loss:2.9\n", "restart.log")
     assert len(parsed.trials) == 2

@@ -107,9 +107,9 @@ def _read(path: Path) -> tuple[bytes, str]:
                               f"0x{data[err.start]:02x})") from None
 
 
-def parse_file(path: Path, text: str | None = None) -> Parsed:
+def parse_file(path: Path, text: str | None = None, keep_cut_off: bool = False) -> Parsed:
     """Detect the format of `path` and parse it whole (LegacyFormatError when truncated or malformed,
-    NotATrainingLog when it holds no run)."""
+    NotATrainingLog when it holds no run); `keep_cut_off`: see `train_log.parse`."""
     text = _read(path)[1] if text is None else text
     at = where(path)
     if not text.strip():
@@ -120,7 +120,7 @@ def parse_file(path: Path, text: str | None = None) -> Parsed:
         return cadence_tsv.parse(text, at, path.stem)
     if micro_log.detect(text):
         return micro_log.parse(text, at)
-    return train_log.parse(text, at)
+    return train_log.parse(text, at, keep_cut_off)
 
 
 def _digest(trial: LegacyTrial) -> str:
@@ -171,13 +171,13 @@ def _files(paths: list[Path]) -> list[tuple[Path, bool]]:
     return out
 
 
-def scan(paths: list[Path]) -> list[FileReport]:
+def scan(paths: list[Path], keep_cut_off: bool = False) -> list[FileReport]:
     """Read and parse every file (directories searched, in path order): one report per file."""
     reports = []
     for path, named in _files(paths):
         try:
             data, text = _read(path)
-            parsed = parse_file(path, text)
+            parsed = parse_file(path, text, keep_cut_off)
         except NotATrainingLog as err:
             status = "refused" if named else "skipped"
             detail = f" (expected one of: {', '.join(FORMATS)})" if named else ""
@@ -223,6 +223,12 @@ def provenance(rep: FileReport) -> dict[str, str]:
             "content_sha256": rep.content_sha256, "format": rep.format}
 
 
+def imported_reason(rep: FileReport, trial: LegacyTrial) -> str:
+    """The stored reason of an imported trial: why it did not finish, if it did not, and where it came from."""
+    origin = f"imported from {os.path.abspath(rep.path)}"
+    return f"{trial.reason}; {origin}" if trial.reason else origin
+
+
 def _write_one(store: Store, rep: FileReport, sweep: str) -> None:
     parsed = rep.parsed
     assert parsed is not None
@@ -243,7 +249,7 @@ def _write_one(store: Store, rep: FileReport, sweep: str) -> None:
             store.add_steps(uid, 0, trial.steps)
             store.add_evals(uid, 0, trial.evals)
             store.add_named_evals(uid, 0, trial.named_evals)
-            store.finish_trial(uid, 0, trial.status, f"imported from {os.path.abspath(rep.path)}", trial.result,
+            store.finish_trial(uid, 0, trial.status, imported_reason(rep, trial), trial.result,
                                ended_at=trial.started_at)
             rep.new_trials += 1
             rep.steps += len(trial.steps)
@@ -336,10 +342,10 @@ def _held_by_others(store: Store, name: str, path: Path) -> bool:
 
 
 def import_paths(store: Store, paths: list[Path], sweep: str | None = None,
-                 keep_going: bool = False) -> list[FileReport]:
+                 keep_going: bool = False, keep_cut_off: bool = False) -> list[FileReport]:
     """`scan` then `write`. Without `keep_going`, a refused file stops the import before anything is written
     (LegacyFormatError with its reason); with it the other files are written and the refused ones reported."""
-    reports = scan(paths)
+    reports = scan(paths, keep_cut_off)
     refused = [r for r in reports if r.status == "refused"]
     if refused and not keep_going:
         raise LegacyFormatError(refused[0].reason)

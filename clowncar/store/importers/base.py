@@ -26,6 +26,9 @@ class LegacyTrial:
     result: dict[str, Any]
     seed: int | None = None
     status: str = "ok"
+    reason: str = ""
+    """Why a trial that did not finish has its status (a cut-off log's run is `crashed`); stored before where the
+    trial was imported from."""
     started_at: float | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)

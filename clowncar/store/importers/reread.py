@@ -11,14 +11,13 @@ neither compared nor replaced. What a trial's reading is: `clowncar.store.import
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from clowncar.errors import StoreError
 from clowncar.store.frames import flatten
 from clowncar.store.imported import TrialReading
-from clowncar.store.importers import FileReport, provenance, where
+from clowncar.store.importers import FileReport, imported_reason, provenance, where
 from clowncar.store.importers.base import LegacyTrial
 from clowncar.store.store import (
     EVAL_COLUMNS,
@@ -48,7 +47,7 @@ def reading_of(rep: FileReport, trial: LegacyTrial) -> TrialReading:
     assert rep.parsed is not None
     result = {**trial.result, "provenance": {**trial.result.get("provenance", {}), **provenance(rep)}}
     return TrialReading(config=trial.config, seed=trial.seed, status=trial.status,
-                        reason=f"imported from {os.path.abspath(rep.path)}", result=result,
+                        reason=imported_reason(rep, trial), result=result,
                         started_at=utc(trial.started_at) if trial.started_at is not None else None,
                         steps=trial.steps, evals=trial.evals, named_evals=trial.named_evals)
 

@@ -319,7 +319,20 @@ def _cut_off(run: _Run, where: str) -> str:
     return (f"{where}: run {run.index} stops at step {run.max_step}/{last.total} (line {last.number}) "
             "with no final/eval line after it: expected training to reach its last step, a stopping_early "
             "line or a line such as `final_int8_zlib_roundtrip_exact val_loss:X val_bpb:X`; found none, so the "
-            "log is cut off (run still going, or file truncated)")
+            "log is cut off (run still going, or file truncated; --keep-cut-off stores it as a crashed trial)")
+
+
+def _cut_off_trial(run: _Run, runs: int) -> LegacyTrial:
+    """A cut-off run kept (`--keep-cut-off`): a crashed trial with its steps and no score, saying where it stops."""
+    last = run.last
+    assert last is not None
+    trial = _trial(run, runs)
+    trial.status = "crashed"
+    trial.reason = (f"log cut off: run {run.index} stops at step {run.max_step}/{last.total} (line {last.number}) "
+                    "with no final/eval line")
+    trial.notes.append(f"run {run.index} is cut off at step {run.max_step}/{last.total}: stored as a crashed trial, "
+                       "its steps kept, no score")
+    return trial
 
 
 def _split_runs(records: list[tuple[str, Line]]) -> list[list[tuple[str, Line]]]:
@@ -369,8 +382,10 @@ def _not_a_log(records: list[tuple[str, Line]]) -> str:
     return "not a training log: no step or eval lines"
 
 
-def parse(text: str, where: str) -> Parsed:
-    """Parse a training log whole; `where` (the file's path) starts every error message."""
+def parse(text: str, where: str, keep_cut_off: bool = False) -> Parsed:
+    """Parse a training log whole; `where` (the file's path) starts every error message. A cut-off run refuses the
+    file, or with `keep_cut_off` becomes a crashed trial (for archives, where such a log was killed, not still
+    being written)."""
     out = Parsed(FORMAT, [])
     lines = text.split("\n")
     complete = text.endswith("\n")
@@ -413,8 +428,8 @@ def parse(text: str, where: str) -> Parsed:
         last = run.last
         finished = run.named or run.stopped or run is not runs[-1] or (
             last is not None and last.total is not None and run.max_step >= last.total)
-        if not finished:
+        if not finished and not keep_cut_off:
             raise LegacyFormatError(_cut_off(run, where))
-        out.trials.append(_trial(run, len(runs)))
+        out.trials.append(_trial(run, len(runs)) if finished else _cut_off_trial(run, len(runs)))
     out.skipped.sort(key=lambda s: s.line)
     return out
