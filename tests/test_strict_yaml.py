@@ -112,6 +112,22 @@ def test_a_fifo_nobody_writes_to_is_refused_at_once_and_a_pipe_being_written_is_
     assert got == [{"train": {"seed": 3}}]
 
 
+def test_an_endless_stream_is_refused_once_past_the_cap_without_waiting_for_its_end(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # `--config /dev/zero` or `<(yes)`: a pipe whose writer has written one byte past the cap and never closes
+    monkeypatch.setattr("clowncar.strict_yaml.MAX_CONFIG_BYTES", 1 << 20)
+    read_end, write_end = os.pipe()
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(problem(Path(f"/dev/fd/{read_end}"))), daemon=True)
+    reader.start()
+    os.write(write_end, b"#" * (1 << 20))  # blocks while the pipe is full, until the reader takes its part
+    os.write(write_end, b"#")
+    reader.join(timeout=20)
+    assert got == [f"/dev/fd/{read_end} is larger than 1 MiB: not a config"]
+    os.close(write_end)
+    os.close(read_end)
+
+
 def test_a_file_that_cannot_be_read_says_why(tmp_path: Path) -> None:
     assert problem(tmp_path / "missing.yaml") == f"cannot read {tmp_path / 'missing.yaml'}: No such file or directory"
     assert problem(tmp_path) == f"cannot read {tmp_path}: Is a directory"
