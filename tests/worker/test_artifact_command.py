@@ -32,6 +32,7 @@ from clowncar.worker.artifact_commands import (
     _summary,
     evaluate,
     inspect,
+    reference_kernels,
 )
 from clowncar.worker.artifact_model import load_model_from_artifact
 from clowncar.worker.code_bytes import code_bytes
@@ -365,7 +366,7 @@ def test_eval_refuses_a_max_tokens_below_one_sequence_naming_the_flag(exported, 
     """--max-tokens N reads N + 1 tokens (the last target): below one window of 32 nothing is scored, which is the
     flag's fault, not the data's (it was `validation: 2 tokens in 1 shard(s) are too few`)."""
     path, _, _ = exported
-    for short in (1, 30):
+    for short in (1, 30, 31):  # 31 tokens hold 30 targets: one short of a window of 32
         with pytest.raises(ConfigError) as err:
             evaluate(path, data=tiny_data, tokenizer=None, max_tokens=short, stride=0, device="cpu")
         assert str(err.value) == (f"--max-tokens {short} is less than one eval sequence of 32 tokens: no validation "
@@ -511,3 +512,20 @@ def test_an_artifact_trained_with_cuda_kernels_is_scored_on_the_cpu_by_the_refer
     out = run_eval(path, tiny_data, capsys, max_tokens=256, stride=0)
     assert out["kernels"] == "PyTorch reference on the CPU (the artifact's attn_backend=flash needs CUDA)"
     assert out["standard"] == plain["standard"] and out["config_hash_matches"] is True
+
+
+def test_both_cuda_only_kernels_are_named_when_both_are_swapped_and_none_on_a_gpu() -> None:
+    meta = {"config": {"model": {"attn_backend": "flash", "deltanet_backend": "fla", "model_dim": 8}}, "x": 1}
+    built, said = reference_kernels(meta, "cpu")
+    assert said == ("PyTorch reference on the CPU (the artifact's attn_backend=flash, deltanet_backend=fla needs "
+                    "CUDA)")
+    assert built == {"config": {"model": {"attn_backend": "auto", "deltanet_backend": "auto", "model_dim": 8}},
+                     "x": 1}
+    assert meta["config"]["model"]["attn_backend"] == "flash"  # the artifact's own meta is left as it was
+    assert reference_kernels(meta, "cuda") == (meta, "")
+
+
+def test_a_stride_of_one_token_still_slides(exported, tiny_data: Path, capsys) -> None:
+    path, _, _ = exported
+    out = run_eval(path, tiny_data, capsys, max_tokens=64, stride=1)
+    assert out["sliding"]["tokens_scored"] == out["standard"]["tokens_scored"] == 64
