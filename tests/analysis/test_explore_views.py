@@ -304,6 +304,15 @@ def test_a_top_config_or_pareto_run_without_a_quantization_gap_names_no_gap_mode
     assert [row["quant_gap_mode"] for row in top_configs(none)] == [None]
 
 
+def test_a_missing_gap_read_from_a_table_column_names_no_gap_mode() -> None:
+    from clowncar.analysis.explore import gap_mode
+
+    runs = _frame([_run(0, "a", 2.0)])
+    runs.attrs["gap_mode"] = "sliding"
+    # the report's run table passes the column's values as they are: NaN or pd.NA where a run has no gap
+    assert [gap_mode(runs, g) for g in (0.01, None, np.nan, pd.NA, 0.0)] == ["sliding", None, None, None, "sliding"]
+
+
 def test_several_seeds_run_more_than_once_are_each_named_and_each_averaged() -> None:
     from clowncar.analysis.explore import repeats_text
 
