@@ -137,3 +137,56 @@ def test_a_trial_whose_number_names_a_point_that_ran_is_given_an_untaken_one() -
         ran.append(t.suggest_categorical(LOOPS, [1, 2, 3]))
         tell(study, t, 1.0, optuna.trial.TrialState.COMPLETE)
     assert sorted(ran) == [1, 2, 3]
+
+
+def _grid_study(points: list[int]) -> tuple[LongestFirstGrid, optuna.Study, list[int]]:
+    spec = spec_from_dict({"name": "g", "preset": "tiny-cpu", "sampler": "grid", "space": {LOOPS: {"grid": points}}})
+    grid = LongestFirstGrid(spec)
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=grid)
+    return grid, study, [dict(zip(grid._param_names, p, strict=True))[LOOPS] for p in grid._all_grids]
+
+
+def _stored(study: optuna.Study, grid: LongestFirstGrid, state: optuna.trial.TrialState, loops: int | None,
+            grid_id: int) -> int:
+    """A trial written straight into the storage (as a resumed driver finds them): its number."""
+    dist = optuna.distributions.CategoricalDistribution([1, 2, 3])
+    trial = optuna.trial.create_trial(state=state, params={LOOPS: loops} if loops is not None else {},
+                                      distributions={LOOPS: dist} if loops is not None else {},
+                                      value=1.0 if state == optuna.trial.TrialState.COMPLETE else None,
+                                      system_attrs={"grid_id": grid_id, "search_space": grid._search_space})
+    return study._storage.get_trial_number_from_id(study._storage.create_new_trial(study._study_id, trial))
+
+
+def test_a_running_point_is_handed_out_again_only_when_every_other_point_has_run() -> None:
+    grid, study, loops = _grid_study([1, 2, 3])
+    _stored(study, grid, optuna.trial.TrialState.COMPLETE, loops[0], 0)
+    _stored(study, grid, optuna.trial.TrialState.RUNNING, loops[1], 1)
+    assert grid._get_unvisited_grid_ids(study) == [2]
+    _stored(study, grid, optuna.trial.TrialState.FAIL, loops[2], 2)  # a failed trial ran its point too
+    assert grid._get_unvisited_grid_ids(study) == [1]  # the running one, not the finished ones
+
+
+def test_a_waiting_trial_has_not_taken_its_point() -> None:
+    grid, study, loops = _grid_study([1, 2, 3])
+    _stored(study, grid, optuna.trial.TrialState.WAITING, loops[0], 0)
+    assert grid._get_unvisited_grid_ids(study) == [0, 1, 2]
+
+
+def test_a_trial_that_holds_a_grid_id_keeps_it_where_another_trial_ran_that_point() -> None:
+    """Optuna hands a WAITING trial to the next ask: one that already holds a grid id (Optuna's heartbeat retry
+    writes the failed trial's) keeps it, though trial 0 ran that point (under another list's id)."""
+    grid, study, loops = _grid_study([1, 2, 3])
+    _stored(study, grid, optuna.trial.TrialState.COMPLETE, loops[1], 2)
+    _stored(study, grid, optuna.trial.TrialState.WAITING, None, 1)
+    t = study.ask()
+    assert (t.number, study._storage.get_trial_system_attrs(t._trial_id)["grid_id"]) == (1, 1)
+    assert t.suggest_categorical(LOOPS, [1, 2, 3]) == loops[1]
+
+
+def test_an_enqueued_config_is_never_given_a_grid_point_though_its_number_names_one_that_ran() -> None:
+    grid, study, loops = _grid_study([1, 2, 3])
+    _stored(study, grid, optuna.trial.TrialState.COMPLETE, loops[1], 2)  # trial 0 ran point 1, under id 2
+    study.enqueue_trial({LOOPS: loops[0]})
+    t = study.ask()  # trial 1, whose number names point 1
+    attrs = study._storage.get_trial_system_attrs(t._trial_id)
+    assert t.number == 1 and "grid_id" not in attrs and attrs["fixed_params"] == {LOOPS: loops[0]}
