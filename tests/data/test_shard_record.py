@@ -13,7 +13,7 @@ import pytest
 
 from clowncar.data.build import build_dataset
 from clowncar.data.inspect_dir import inspect_directory
-from clowncar.data.record import check_encoded_with, check_shard_record, numbering_gaps
+from clowncar.data.record import check_encoded_with, check_shard_record, manifest_tokenizer, numbering_gaps
 from clowncar.data.shards import read_header, write_shard
 from clowncar.errors import DataError
 
@@ -119,7 +119,7 @@ def test_a_build_json_that_is_not_a_json_object_is_damaged_not_absent(ds: Path, 
 def test_an_unreadable_build_json_is_damaged(ds: Path) -> None:
     (ds / "build.json").unlink()
     (ds / "build.json").mkdir()  # there, and not a file that can be read
-    assert damage_named(ds).startswith("cannot read it (")
+    assert damage_named(ds).startswith("cannot read it (Is a directory)")  # the reason, not the errno text
 
 
 @pytest.mark.parametrize(("info", "why"), [
@@ -318,3 +318,25 @@ def test_a_gap_just_below_the_last_shard_is_one_skipped_shard(ds: Path) -> None:
     assert numbering_gaps(ds) == [
         f"train shards skip {shards[-2].name} (numbered up to {len(shards) - 1:06d}, {len(shards) - 1} present) and "
         "no build.json or manifest says what belongs here: a shard may have been lost"]
+
+
+def test_the_manifest_tokenizer_is_the_one_its_own_dataset_names(tmp_path: Path) -> None:
+    """Two datasets of one export, each encoded with its own tokenizer (listed in the other order): each dataset
+    reads its own; a tokenizer given by `path` alone is read too; a blank path or a name that is not text is none."""
+    root = tmp_path / "export"
+
+    def write(tokenizers: list[dict[str, Any]], name_b: Any = "tb") -> None:
+        (root / "datasets").mkdir(parents=True, exist_ok=True)
+        (root / "manifest.json").write_text(json.dumps({
+            "datasets": [{"name": "a", "tokenizer_name": "ta"}, {"name": "b", "tokenizer_name": name_b}],
+            "tokenizers": tokenizers}))
+
+    write([{"name": "tb", "model_path": "tokenizers/b.model"}, {"name": "ta", "model_path": "tokenizers/a.model"}])
+    assert manifest_tokenizer(root / "datasets" / "a") == ("ta", "a.model")
+    assert manifest_tokenizer(root / "datasets" / "b") == ("tb", "b.model")
+    write([{"name": "tb", "path": "old/b.model"}])
+    assert manifest_tokenizer(root / "datasets" / "b") == ("tb", "b.model")
+    write([{"name": "tb", "model_path": "   "}])
+    assert manifest_tokenizer(root / "datasets" / "b") is None
+    write([{"name": 7, "model_path": "b.model"}], name_b=7)
+    assert manifest_tokenizer(root / "datasets" / "b") is None
