@@ -120,3 +120,20 @@ def test_an_output_dir_stays_when_the_body_ends_and_goes_when_it_fails_while_emp
     with pytest.raises(DataError) as err, OutputDir(tmp_path / "afile" / "out", "the report directory"):
         pass
     assert str(err.value).startswith(f"cannot create the report directory {tmp_path / 'afile' / 'out'}: ")
+
+
+def test_a_missing_fineweb_dataset_says_which_variant_to_fetch_and_any_other_how_to_make_one() -> None:
+    from clowncar.data.paths import dataset_not_found, how_to_get_dataset
+
+    assert how_to_get_dataset("fineweb10B_sp4096") == (
+        "fetch it with `clowncar data fetch-fineweb --variant sp4096`, or point data.dataset at a build (the demo's: "
+        "data.dataset=demo_sp1024 with data.tokenizer=demo_1024_bpe.model)")
+    assert how_to_get_dataset("/data/fineweb10B_byte260").startswith("fetch it with `clowncar data fetch-fineweb "
+                                                                     "--variant byte260`")
+    assert how_to_get_dataset("fineweb10B_sp1024x") == (
+        "`clowncar data demo`, `data fetch-fineweb` or `data build` makes one; CLOWNCAR_DATA_DIR says where datasets "
+        "are looked for")
+    assert dataset_not_found("fineweb10B_sp1024", Path("/d/x")) == (
+        "dataset 'fineweb10B_sp1024' not found at /d/x (fetch it with `clowncar data fetch-fineweb --variant "
+        "sp1024`, or point data.dataset at a build (the demo's: data.dataset=demo_sp1024 with "
+        "data.tokenizer=demo_1024_bpe.model))")

@@ -198,3 +198,17 @@ def test_a_model_that_is_not_a_regular_file_is_named_as_what_it_is(make: Any, ki
     with pytest.raises(DataError) as err:
         load_tokenizer(path)
     assert str(err.value) == f"cannot read tokenizer model {path}: it is {kind}, not a regular file"
+
+
+def test_the_tokenizer_digest_is_the_files_sha256_and_an_unreadable_file_says_why(tmp_path: Path) -> None:
+    import hashlib
+
+    from clowncar.data.tokenizer import tokenizer_sha256
+
+    model = tmp_path / "t.model"
+    model.write_bytes(b"not a model, but bytes to digest")
+    assert tokenizer_sha256(model) == hashlib.sha256(b"not a model, but bytes to digest").hexdigest()
+    assert tokenizer_sha256(str(model)) == tokenizer_sha256(model)
+    with pytest.raises(DataError) as err:
+        tokenizer_sha256(tmp_path)
+    assert str(err.value) == f"cannot read the tokenizer model {tmp_path}: Is a directory"
