@@ -359,3 +359,25 @@ def test_a_server_connection_that_died_is_replaced_before_use(pg_admin_url: str)
     with engine.connect() as conn:  # the pooled connection is dead: the ping finds it and connects anew
         assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
     engine.dispose()
+
+
+def test_the_userinfo_checked_for_a_second_at_sign_is_the_part_before_the_first_slash() -> None:
+    netloc = engine_mod._netloc
+    assert netloc("postgresql://u:p@h:5432/db/x@y") == "u:p@h:5432"  # an '@' of the path is not the password's
+    assert netloc("postgresql://u@h/db?next=a://b@c") == "u@h"  # nor one after a second '://'
+    assert netloc("postgresql://u:p @h/db") == "u:p @h"
+    assert netloc("no scheme at all") == ""
+
+
+def test_a_database_with_a_blank_and_a_colon_is_shown_as_typed() -> None:
+    assert safe_url(parse_url("sqlite:////tmp/my runs/a:b.db")) == "sqlite:////tmp/my runs/a:b.db"
+
+
+def test_a_store_error_keeps_whether_the_failure_was_transient() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    url = parse_url("postgresql+psycopg://u:pw@127.0.0.1:1/db")
+    away = OperationalError("connect", {}, Exception("connection refused"))
+    away.connection_invalidated = True
+    assert store_error(away, url, "cannot open").transient is True
+    assert store_error(ValueError("bad"), url, "cannot open").transient is False
