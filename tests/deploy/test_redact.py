@@ -211,6 +211,7 @@ def test_a_url_without_a_secret_is_shown_as_typed() -> None:
     (f"RAY_AUTH_TOKEN={PW}", "RAY_AUTH_TOKEN=***"),
     ("--num-cpus=2", "--num-cpus=2"),
     ("sweeps/a=b.yaml", "sweeps/a=b.yaml"),
+    (f"--store=postgresql://u@db/runs?password={PW}", "--store=postgresql://u@db/runs?password=***"),  # 2 '='
 ])
 def test_a_command_line_argument_is_shown_with_its_secret_masked(arg: str, shown: str) -> None:
     from clowncar.redact import redact_arg
@@ -226,6 +227,19 @@ def test_a_command_line_without_a_secret_keeps_its_title() -> None:
     before = setproctitle.getproctitle()
     assert not hide_secrets_in_title(["clowncar", "sweep", "status", "s", "--store", "sqlite:///runs/c.db"])
     assert setproctitle.getproctitle() == before
+
+
+def test_a_command_line_with_a_secret_retitles_this_process_masked() -> None:
+    import setproctitle
+
+    from clowncar.redact import hide_secrets_in_title
+
+    before = setproctitle.getproctitle()
+    try:
+        assert hide_secrets_in_title(["clowncar", "sweep", "ls", "--store", f"postgresql://u:{PW}@h/db"])
+        assert setproctitle.getproctitle() == "clowncar sweep ls --store 'postgresql://u:***@h/db'"
+    finally:
+        setproctitle.setproctitle(before)
 
 
 def test_a_password_given_on_the_command_line_is_masked_in_the_process_title(tmp_path) -> None:
