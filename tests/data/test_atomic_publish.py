@@ -219,6 +219,22 @@ def test_the_refusal_of_a_foreign_file_names_what_replaces_output_in_the_command
     assert str(err.value) == message
 
 
+def test_the_refusal_of_a_foreign_file_names_overwrite_by_default(tmp_path: Path) -> None:
+    """`data build --overwrite` and the other commands with that option leave `replacer` to its default."""
+    out = old_output(tmp_path)
+    (out / "thesis.tex").write_text("mine")
+    message = (f"refusing to replace {out}: it holds thesis.tex, which no build writes (--overwrite replaces only an "
+               "earlier build or an empty folder: move thesis.tex out)")
+    with pytest.raises(DataError) as err:
+        check_target(out, True, _not_a_bin)
+    assert str(err.value) == message
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    with pytest.raises(DataError) as err:
+        publish(stage, out, True, _not_a_bin)
+    assert str(err.value) == message
+
+
 def test_publish_with_overwrite_swaps_through_a_hidden_old_name(tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "out"
     out.mkdir()
