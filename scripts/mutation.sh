@@ -121,7 +121,7 @@ declare -A TESTS=(
   [clowncar/analysis/figure_needs.py]="tests/analysis/test_figure_needs.py"
   [clowncar/worker/dist.py]="tests/worker/test_dist_plumbing.py"
   [clowncar/worker/compiled.py]="tests/worker/test_compile_plan_rules.py tests/worker/test_compile_modes.py"
-  [clowncar/store/importers/__init__.py]="tests/store/test_import_reports.py tests/store/test_import_command.py tests/store/test_importers.py tests/store/test_import_sweep_names.py tests/store/test_import_cut_off.py"
+  [clowncar/store/importers/__init__.py]="tests/store/test_import_reports.py tests/store/test_import_command.py tests/store/test_importers.py tests/store/test_import_sweep_names.py tests/store/test_import_cut_off.py tests/store/test_import_same_run.py"
   [clowncar/store/import_command.py]="tests/store/test_import_reports.py tests/store/test_import_command.py"
   [clowncar/doctor.py]="tests/test_doctor_rows.py tests/test_doctor_data_rows.py tests/test_doctor.py"
   [clowncar/worker/artifact_commands.py]="tests/worker/test_artifact_command.py"
@@ -204,7 +204,7 @@ declare -A KEYWORDS=(
   [clowncar/orchestrator/placement.py]="not random_workloads"
   [clowncar/orchestrator/plan.py]="not random_workloads"
   [clowncar/doctor.py]="not test_doctor.py or not (command or demo_build or json)"
-  [clowncar/store/importers/__init__.py]="not test_importers.py or truncated_file_is_refused_whole"
+  [clowncar/store/importers/__init__.py]="(not test_importers.py or truncated_file_is_refused_whole) and not postgresql"
   [clowncar/orchestrator/sweep_plan.py]="not frugendorff_grid_merges and not plan_command_prints"
   [clowncar/orchestrator/sampler.py]="not test_sweep_plan.py or frugendorff_grid_merges"
 )

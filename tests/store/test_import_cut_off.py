@@ -12,7 +12,8 @@ import pytest
 
 from clowncar.store import open_store
 from clowncar.store.import_command import import_runs
-from clowncar.store.importers import LegacyFormatError, import_paths
+from clowncar.store.importers import LegacyFormatError, import_paths, scan
+from clowncar.store.importers.base import LegacyTrial
 from clowncar.store.importers.train_log import parse
 
 END = "final_int8_zlib_roundtrip_exact val_loss:2.10000000 val_bpb:1.30000000\n"
@@ -75,3 +76,21 @@ def test_every_record_log_imports_with_keep_cut_off(records: Path, tmp_path: Pat
     assert list(crashed["reason"]) == [
         f"log cut off: run 1 stops at step 16/100 (line 1506) with no final/eval line; imported from "
         f"{os.path.abspath(records / CUT_XNOR)}"]
+
+
+def test_a_cut_off_log_is_refused_unless_asked_by_every_entry_point(tmp_path: Path) -> None:
+    log = tmp_path / "cut.log"
+    log.write_text(CUT)
+    (report,) = scan([log])
+    assert report.status == "refused" and "--keep-cut-off" in report.reason
+    assert scan([log], keep_cut_off=True)[0].status == "ready"
+    with open_store(f"sqlite:///{tmp_path / 's.db'}") as st, pytest.raises(LegacyFormatError, match="cut off"):
+        import_paths(st, [log])
+
+
+def test_a_trials_id_leaves_out_a_section_only_its_derived_keys_filled_and_keeps_the_rest() -> None:
+    from clowncar.store.importers import _underived
+
+    trial = LegacyTrial(key="k", config={"model": {"trigram": 1}, "train": {"seed": 3, "lr": 0.1}, "eval": {}},
+                        result={}, derived=["model.trigram", "train.lr"])
+    assert _underived(trial) == {"train": {"seed": 3}, "eval": {}}
