@@ -109,7 +109,7 @@ def read_mapping(path: str | Path, holding: str = CONFIG_HOLDING) -> dict[str, A
         with os.fdopen(fd, "rb") as f:
             os.set_blocking(fd, True)
             raw = f.read(MAX_CONFIG_BYTES + 1)
-            fifo = stat.S_ISFIFO(os.fstat(fd).st_mode)
+            mode = os.fstat(fd).st_mode
     except OSError as err:
         raise ConfigError(f"cannot read {p}: {err.strerror or err}") from None
     if len(raw) > MAX_CONFIG_BYTES:
@@ -122,8 +122,10 @@ def read_mapping(path: str | Path, holding: str = CONFIG_HOLDING) -> dict[str, A
         data = yaml_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{p} is not valid YAML{_where(err)}") from None
+    if data is None and stat.S_ISCHR(mode) and not raw:  # /dev/null: no config, on purpose (every default)
+        return {}
     if data is None:  # a truncated or clobbered file must not run a sweep on every default
-        why = ("is a FIFO nobody writes to" if fifo and not raw else "is empty" if not text.strip()
+        why = ("is a FIFO nobody writes to" if stat.S_ISFIFO(mode) and not raw else "is empty" if not text.strip()
                else "holds only comments or null")
         hint = " (write {} for every default)" if holding == CONFIG_HOLDING else ""
         raise ConfigError(f"{p} {why}: it must hold {holding}{hint}")

@@ -74,6 +74,7 @@ def test_a_file_holds_a_mapping_of_sections_and_an_empty_one_is_refused(tmp_path
     assert read_mapping(f) == {"train": {"seed": 3}}  # JSON is YAML
     f.write_text("{}\n")
     assert read_mapping(f) == {}  # every default, said so
+    assert read_mapping("/dev/null") == {}  # and so is /dev/null, empty by design, not by accident
     hint = "it must hold a mapping of config sections (write {} for every default)"
     for empty in ("", " \n\n"):
         f.write_text(empty)
