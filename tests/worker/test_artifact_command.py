@@ -6,8 +6,6 @@ round-trip BPB, are in test_artifact.py and test_artifact_trial.py.)"""
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import hashlib
 import json
 import shutil
@@ -20,19 +18,16 @@ import torch
 
 from clowncar.config import dict_hash
 from clowncar.data.shards import list_shards, shards_digest
-from clowncar.errors import ClownCarError, ConfigError, DataError
+from clowncar.errors import ConfigError, DataError
 from clowncar.model import build_model
 from clowncar.worker.artifact import export_artifact, pack, unpack
 from clowncar.worker.artifact_commands import (
-    _as_dict,
     _code_text,
-    _device,
     _hash_text,
     _size_cap,
     _summary,
     evaluate,
     inspect,
-    reference_kernels,
 )
 from clowncar.worker.artifact_model import load_model_from_artifact
 from clowncar.worker.code_bytes import code_bytes
@@ -233,31 +228,6 @@ def test_an_artifact_over_the_cap_says_so(exported, capsys) -> None:
     rewrite(path, lambda m: m["config"]["quant"].update(size_cap_bytes=1000))
     inspect(path, as_json=False)
     assert capsys.readouterr().out.splitlines()[1].endswith("; cap 1,000 (OVER the cap)")
-
-
-def test_device_choice_follows_the_trials_rule() -> None:
-    assert _device("auto", True) == "cuda" and _device("auto", False) == "cpu"
-    assert _device("cpu", True) == "cpu" and _device("cuda", True) == "cuda"
-    with pytest.raises(ConfigError) as err:
-        _device("cuda", False)
-    assert str(err.value) == "--device is cuda but no CUDA device is available"
-    with pytest.raises(ConfigError) as err:
-        _device("gpu", True)
-    assert str(err.value) == "--device must be cpu, cuda or auto, not 'gpu'"
-
-
-def test_any_evaluation_result_shape_becomes_a_dict() -> None:
-    assert _as_dict({"val_bpb": 1.5}) == {"val_bpb": 1.5}
-    assert _as_dict(collections.namedtuple("R", "val_bpb tokens")(1.5, 10)) == {"val_bpb": 1.5, "tokens": 10}
-
-    @dataclasses.dataclass
-    class R:
-        val_bpb: float
-
-    assert _as_dict(R(1.25)) == {"val_bpb": 1.25}
-    with pytest.raises(ClownCarError) as err:
-        _as_dict(1.5)
-    assert str(err.value) == "unexpected evaluation result float"
 
 
 def run_eval(path: Path, data: Path, capsys, **options: Any) -> dict[str, Any]:
@@ -512,17 +482,6 @@ def test_an_artifact_trained_with_cuda_kernels_is_scored_on_the_cpu_by_the_refer
     out = run_eval(path, tiny_data, capsys, max_tokens=256, stride=0)
     assert out["kernels"] == "PyTorch reference on the CPU (the artifact's attn_backend=flash needs CUDA)"
     assert out["standard"] == plain["standard"] and out["config_hash_matches"] is True
-
-
-def test_both_cuda_only_kernels_are_named_when_both_are_swapped_and_none_on_a_gpu() -> None:
-    meta = {"config": {"model": {"attn_backend": "flash", "deltanet_backend": "fla", "model_dim": 8}}, "x": 1}
-    built, said = reference_kernels(meta, "cpu")
-    assert said == ("PyTorch reference on the CPU (the artifact's attn_backend=flash, deltanet_backend=fla needs "
-                    "CUDA)")
-    assert built == {"config": {"model": {"attn_backend": "auto", "deltanet_backend": "auto", "model_dim": 8}},
-                     "x": 1}
-    assert meta["config"]["model"]["attn_backend"] == "flash"  # the artifact's own meta is left as it was
-    assert reference_kernels(meta, "cuda") == (meta, "")
 
 
 def test_a_stride_of_one_token_still_slides(exported, tiny_data: Path, capsys) -> None:
